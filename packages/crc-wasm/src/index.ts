@@ -1,0 +1,19 @@
+export { TspaxosError, CodecError, type CodecErrorCode } from './errors';
+export { crc32, crc32Wasm, chainChecksum, zlibCrc32, ZLIB_MIN_BYTES } from './crc';
+export { crc32Js } from './crc-js';
+export { isWasmLoaded } from './wasm';
+export {
+  type AcceptorRecord,
+  encodeRecord,
+  decodeRecord,
+  encodeRecordJs,
+  decodeRecordJs,
+  encodeRecordWasm,
+  decodeRecordWasm,
+  RECORD_VERSION,
+  RECORD_HEADER_BYTES,
+  RECORD_TRAILER_BYTES,
+  RECORD_OVERHEAD_BYTES,
+  RECORD_MAX_VALUE_BYTES,
+  WASM_RECORD_MAX_BYTES,
+} from './record';

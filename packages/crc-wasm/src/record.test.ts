@@ -1,0 +1,162 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import {
+  type AcceptorRecord,
+  CodecError,
+  decodeRecord,
+  decodeRecordJs,
+  decodeRecordWasm,
+  encodeRecord,
+  encodeRecordJs,
+  encodeRecordWasm,
+  RECORD_OVERHEAD_BYTES,
+  TspaxosError,
+} from './index';
+
+const safeId = fc.oneof(fc.nat({ max: 1000 }), fc.maxSafeNat());
+const recordArb: fc.Arbitrary<AcceptorRecord> = fc.record({
+  instanceId: safeId,
+  promiseId: safeId,
+  promiseNodeId: safeId,
+  acceptedId: safeId,
+  acceptedNodeId: safeId,
+  value: fc.oneof(
+    fc.uint8Array({ maxLength: 200 }),
+    fc.uint8Array({ minLength: 900, maxLength: 3000 }),
+  ),
+  checksum: fc.nat({ max: 0xffffffff }),
+});
+
+const sample: AcceptorRecord = {
+  instanceId: 12345,
+  promiseId: 7,
+  promiseNodeId: 2,
+  acceptedId: 7,
+  acceptedNodeId: 2,
+  value: new TextEncoder().encode('the chosen value of instance 12345'),
+  checksum: 0xdeadbeef,
+};
+
+const decoders = { decodeRecord, decodeRecordJs, decodeRecordWasm } as const;
+
+function codeOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(CodecError);
+    expect(e).toBeInstanceOf(TspaxosError);
+    return (e as CodecError).code;
+  }
+  return 'NO_ERROR';
+}
+
+describe('record codec', () => {
+  it('round-trips, and WASM and JS produce identical bytes (property)', () => {
+    fc.assert(
+      fc.property(recordArb, (r) => {
+        const js = encodeRecordJs(r);
+        const wasm = encodeRecordWasm(r);
+        const auto = encodeRecord(r);
+        expect(wasm).toEqual(js);
+        expect(auto).toEqual(js);
+        expect(js.length).toBe(RECORD_OVERHEAD_BYTES + r.value.length);
+        for (const decode of Object.values(decoders)) {
+          const back = decode(js);
+          expect({ ...back, value: Array.from(back.value) }).toEqual({
+            ...r,
+            value: Array.from(r.value),
+          });
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('returns the value as a view of the input (no copy)', () => {
+    const bytes = encodeRecord(sample);
+    expect(decodeRecordJs(bytes).value.buffer).toBe(bytes.buffer);
+    expect(decodeRecordWasm(bytes).value.buffer).toBe(bytes.buffer);
+  });
+
+  it.each(Object.entries(decoders))('%s rejects every truncation', (_name, decode) => {
+    const bytes = encodeRecord(sample);
+    for (let len = 0; len < bytes.length; len++) {
+      const code = codeOf(() => decode(bytes.slice(0, len)));
+      expect(['E_TRUNCATED', 'E_BAD_VERSION'], `prefix ${len}`).toContain(code);
+    }
+  });
+
+  it.each(Object.entries(decoders))('%s rejects every single-bit flip', (_name, decode) => {
+    const bytes = encodeRecord(sample);
+    for (let bit = 0; bit < bytes.length * 8; bit++) {
+      const flipped = bytes.slice();
+      flipped[bit >> 3]! ^= 1 << (bit & 7);
+      expect(
+        codeOf(() => decode(flipped)),
+        `bit ${bit}`,
+      ).not.toBe('NO_ERROR');
+    }
+  });
+
+  it('rejects trailing bytes, an unknown version, and non-zero reserved bytes', () => {
+    const bytes = encodeRecord(sample);
+    const longer = new Uint8Array(bytes.length + 1);
+    longer.set(bytes);
+    for (const decode of Object.values(decoders)) {
+      expect(codeOf(() => decode(longer))).toBe('E_BAD_LENGTH');
+      const v2 = bytes.slice();
+      v2[0] = 2;
+      expect(codeOf(() => decode(v2))).toBe('E_BAD_VERSION');
+    }
+    // A record with reserved bits set and a CRC that matches them (a writer from the future).
+    const reserved = encodeRecordJs(sample);
+    reserved[1] = 1;
+    const body = reserved.subarray(0, reserved.length - 4);
+    const fixed = encodeRecordJs({ ...sample }); // same length
+    fixed.set(body);
+    const view = new DataView(fixed.buffer);
+    view.setUint32(fixed.length - 4, crcOf(body), true);
+    for (const decode of Object.values(decoders))
+      expect(codeOf(() => decode(fixed))).toBe('E_BAD_RESERVED');
+  });
+
+  it('rejects ids above 2^53 - 1 in stored bytes', () => {
+    const bytes = encodeRecordJs(sample);
+    const view = new DataView(bytes.buffer);
+    view.setUint32(8 + 4, 0x200000, true); // instanceId high word: 2^53
+    view.setUint32(bytes.length - 4, crcOf(bytes.subarray(0, bytes.length - 4)), true);
+    for (const decode of Object.values(decoders))
+      expect(codeOf(() => decode(bytes))).toBe('E_UNSAFE_INTEGER');
+  });
+
+  it('refuses to encode unsafe or negative ids and bad checksums, for every encoder', () => {
+    const bad: Array<[Partial<AcceptorRecord>, string]> = [
+      [{ instanceId: 2 ** 53 }, 'E_UNSAFE_INTEGER'],
+      [{ promiseId: -1 }, 'E_UNSAFE_INTEGER'],
+      [{ acceptedNodeId: 1.5 }, 'E_UNSAFE_INTEGER'],
+      [{ promiseNodeId: Number.NaN }, 'E_UNSAFE_INTEGER'],
+      [{ checksum: 2 ** 32 }, 'E_BAD_VALUE'],
+      [{ value: 'text' as unknown as Uint8Array }, 'E_BAD_VALUE'],
+    ];
+    for (const [patch, code] of bad) {
+      for (const encode of [encodeRecord, encodeRecordJs, encodeRecordWasm]) {
+        expect(codeOf(() => encode({ ...sample, ...patch }))).toBe(code);
+      }
+    }
+  });
+
+  it('rejects input that is not bytes', () => {
+    for (const decode of Object.values(decoders)) {
+      expect(codeOf(() => decode('nope' as unknown as Uint8Array))).toBe('E_BAD_VALUE');
+    }
+  });
+});
+
+function crcOf(d: Uint8Array): number {
+  let crc = ~0;
+  for (const byte of d) {
+    crc ^= byte;
+    for (let b = 0; b < 8; b++) crc = crc & 1 ? (crc >>> 1) ^ 0xedb88320 : crc >>> 1;
+  }
+  return ~crc >>> 0;
+}
