@@ -2,7 +2,16 @@ import { randomBytes } from 'node:crypto';
 import { crc32 as zlibCrc32 } from 'node:zlib';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { chainChecksum, crc32, crc32Js, crc32Wasm, isWasmLoaded, ZLIB_MIN_BYTES } from './index';
+import {
+  chainChecksum,
+  crc32,
+  crc32Js,
+  crc32Wasm,
+  crc32WasmWindow,
+  isWasmLoaded,
+  wasmWindow,
+  ZLIB_MIN_BYTES,
+} from './index';
 
 const ascii = (s: string) => new TextEncoder().encode(s);
 const backends = { crc32, crc32Wasm, crc32Js } as const;
@@ -135,5 +144,15 @@ describe('chainChecksum', () => {
     const v = ascii('value');
     expect(chainChecksum(0, 0, v)).toBe(zlibCrc32(v, 0));
     expect(chainChecksum(9, 42, v)).toBe(zlibCrc32(v, 42));
+  });
+});
+
+describe('wasmWindow', () => {
+  it('computes the CRC of bytes placed directly in WASM memory', () => {
+    const data = randomBytes(3000);
+    const window = wasmWindow(data.length);
+    expect(window).not.toBeNull();
+    window!.set(data);
+    expect(crc32WasmWindow(data.length, 5)).toBe(zlibCrc32(data, 5));
   });
 });

@@ -1,5 +1,14 @@
 export { TspaxosError, CodecError, type CodecErrorCode } from './errors';
-export { crc32, crc32Wasm, chainChecksum, zlibCrc32, ZLIB_MIN_BYTES } from './crc';
+export {
+  crc32,
+  crc32Wasm,
+  crc32WasmWindow,
+  wasmWindow,
+  chainChecksum,
+  zlibCrc32,
+  ZLIB_MIN_BYTES,
+  STRIDE_WASM_MIN_BYTES,
+} from './crc';
 export { crc32Js } from './crc-js';
 export { isWasmLoaded } from './wasm';
 export {

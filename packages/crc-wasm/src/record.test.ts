@@ -114,7 +114,7 @@ describe('record codec', () => {
     const body = reserved.subarray(0, reserved.length - 4);
     const fixed = encodeRecordJs({ ...sample }); // same length
     fixed.set(body);
-    const view = new DataView(fixed.buffer);
+    const view = new DataView(fixed.buffer, fixed.byteOffset, fixed.byteLength);
     view.setUint32(fixed.length - 4, crcOf(body), true);
     for (const decode of Object.values(decoders))
       expect(codeOf(() => decode(fixed))).toBe('E_BAD_RESERVED');
@@ -122,7 +122,7 @@ describe('record codec', () => {
 
   it('rejects ids above 2^53 - 1 in stored bytes', () => {
     const bytes = encodeRecordJs(sample);
-    const view = new DataView(bytes.buffer);
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     view.setUint32(8 + 4, 0x200000, true); // instanceId high word: 2^53
     view.setUint32(bytes.length - 4, crcOf(bytes.subarray(0, bytes.length - 4)), true);
     for (const decode of Object.values(decoders))

@@ -19,6 +19,7 @@
 import { crc32 } from './crc';
 import { crc32Js } from './crc-js';
 import { CodecError, type CodecErrorCode } from './errors';
+import { allocBytes } from './alloc';
 import { wasm } from './wasm';
 
 /** PhxPaxos AcceptorStateData: one per instance in storage. */
@@ -39,8 +40,11 @@ export const RECORD_TRAILER_BYTES = 4;
 export const RECORD_OVERHEAD_BYTES = RECORD_HEADER_BYTES + RECORD_TRAILER_BYTES;
 /** Largest value the layout can hold (u32 length); storage enforces its own, smaller limit. */
 export const RECORD_MAX_VALUE_BYTES = 0xffffffff - RECORD_OVERHEAD_BYTES;
-/** Records up to this size go through WASM; larger ones through DataView + zlib's CRC. */
-export const WASM_RECORD_MAX_BYTES = 1024;
+/**
+ * Records up to this size go through WASM; larger ones through DataView + zlib's CRC, which
+ * overtakes the WASM CRC at about 400 B (see ZLIB_MIN_BYTES).
+ */
+export const WASM_RECORD_MAX_BYTES = 512;
 
 const ID_FIELDS = [
   'instanceId',
@@ -97,7 +101,7 @@ function getU64(view: DataView, offset: number, field: string): number {
 function encodeWith(r: AcceptorRecord, crc: (d: Uint8Array) => number): Uint8Array {
   checkRecord(r);
   const n = r.value.length;
-  const out = new Uint8Array(RECORD_OVERHEAD_BYTES + n);
+  const out = allocBytes(RECORD_OVERHEAD_BYTES + n);
   const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
   view.setUint8(0, RECORD_VERSION);
   view.setUint32(4, n, true);
@@ -161,11 +165,19 @@ export function decodeRecordJs(b: Uint8Array): AcceptorRecord {
 export function encodeRecordWasm(r: AcceptorRecord): Uint8Array {
   const core = wasm;
   if (core === null) return encodeRecordJs(r);
-  checkRecord(r);
-  const n = r.value.length;
+  const value = r.value;
+  // Ids are range-checked inside WASM (toSafe); only what WASM cannot see is checked here.
+  if (
+    !(value instanceof Uint8Array) ||
+    r.checksum >>> 0 !== r.checksum ||
+    value.length > RECORD_MAX_VALUE_BYTES
+  ) {
+    checkRecord(r); // throws the precise error
+  }
+  const n = value.length;
   core.ensure(RECORD_OVERHEAD_BYTES + n);
   const base = core.ioBase;
-  core.bytes.set(r.value, base + RECORD_HEADER_BYTES);
+  core.bytes.set(value, base + RECORD_HEADER_BYTES);
   const length = core.exports.encodeRecord(
     base,
     n,
@@ -176,9 +188,13 @@ export function encodeRecordWasm(r: AcceptorRecord): Uint8Array {
     r.acceptedNodeId,
     r.checksum,
   );
-  if (length < 0)
+  if (length < 0) {
+    checkRecord(r); // names the offending field
     throw new CodecError(WASM_ERRORS[length] ?? 'E_BAD_VALUE', 'record cannot be encoded');
-  return core.bytes.slice(base, base + length);
+  }
+  const out = allocBytes(length);
+  out.set(core.bytes.subarray(base, base + length));
+  return out;
 }
 
 /** Decodes in WebAssembly. The returned value is a view into `b` (no copy). */
