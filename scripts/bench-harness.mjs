@@ -73,13 +73,17 @@ export function report(suite, rows, extra = {}) {
   console.log(`\n## ${suite} (median of ${RUNS} runs)`);
   const width = Math.max(...rows.map((r) => r.name.length), 10);
   for (const r of rows) {
-    const ratio = r.ratio === undefined ? '' : `  ${r.ratio.toFixed(2)}× ${r.baseline ?? 'baseline'}`;
+    const ratio =
+      r.ratio === undefined ? '' : `  ${r.ratio.toFixed(2)}× ${r.baseline ?? 'baseline'}`;
     console.log(`${r.name.padEnd(width)}  ${fmt(r.value).padStart(9)} ${r.unit}${ratio}`);
   }
   const root = join(dirname(fileURLToPath(import.meta.url)), '..');
   const dir = join(root, 'bench-results');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `${suite}.json`);
-  writeFileSync(file, JSON.stringify({ suite, runs: RUNS, machine: machine(), rows, ...extra }, null, 2) + '\n');
+  writeFileSync(
+    file,
+    JSON.stringify({ suite, runs: RUNS, machine: machine(), rows, ...extra }, null, 2) + '\n',
+  );
   console.log(`(written to ${file})`);
 }

@@ -1,0 +1,11 @@
+export { type Ballot, NULL_BALLOT, compareBallots, ballotEquals, isNullBallot } from './ballot';
+export { type LearnerOptions, DEFAULT_LEARNER_OPTIONS } from './options';
+export { LearnerState } from './state';
+export {
+  LearnerSender,
+  type SenderPort,
+  type SenderPhase,
+  type SenderEndReason,
+  type SenderCounters,
+} from './sender';
+export { Learner, type LearnerHost, type LearnerCounters, type LearnerStatus } from './learner';

@@ -1,0 +1,140 @@
+// The acceptor (seed/PhxPaxos: Acceptor, AcceptorState). Its promise and accepted value for the
+// current instance are persisted with sync:true before any reply leaves (Paxos's only durability
+// requirement), and the record's checksum extends the chain (DESIGN §2).
+import { chainChecksum } from '@tspaxos/crc-wasm';
+import { type Ballot, compareBallots, NULL_BALLOT } from '@tspaxos/learner';
+import type { LogStore } from '@tspaxos/storage';
+import { type PaxosMsg, PaxosMsgType, paxosMsg } from '@tspaxos/transport';
+
+/** Deliberate bugs for proving the simulator can fail (STYLE.md 13). Never set in production. */
+export interface AcceptorFaults {
+  /** Keeps no promise: prepares never raise it and accepts ignore it. */
+  forgetPromises?: boolean;
+}
+
+export class Acceptor {
+  instanceId = 0;
+  promiseBallot: Ballot = NULL_BALLOT;
+  acceptedBallot: Ballot = NULL_BALLOT;
+  acceptedValue: Uint8Array = new Uint8Array(0);
+  checksum = 0;
+  persistFailures = 0;
+
+  constructor(
+    private readonly nodeId: number,
+    private readonly group: number,
+    private readonly store: LogStore,
+    private readonly faults: AcceptorFaults = {},
+  ) {}
+
+  /**
+   * Loads the state of the highest instance in the log and makes it current: that instance may
+   * have been promised or accepted but not learned (PhxPaxos AcceptorState::Load).
+   */
+  load(): number {
+    const max = this.store.maxInstanceId(this.group);
+    if (max === undefined) {
+      this.instanceId = 0;
+      return 0;
+    }
+    const record = this.store.get(this.group, max);
+    this.instanceId = max;
+    if (record !== undefined) {
+      this.promiseBallot = { proposalId: record.promiseId, nodeId: record.promiseNodeId };
+      this.acceptedBallot = { proposalId: record.acceptedId, nodeId: record.acceptedNodeId };
+      this.acceptedValue = record.value;
+      this.checksum = record.checksum;
+    }
+    return max;
+  }
+
+  /**
+   * Moves to the next instance, forgetting the accepted value but KEEPING the promise. PhxPaxos
+   * resets both (AcceptorState::Init), which makes skipping prepare unsafe: a proposer that skips
+   * prepare at instance i+1 with ballot b could overwrite a value a lower ballot already got chosen
+   * at i+1 by acceptors whose fresh promise was below b (found by @tspaxos/sim). Carrying the
+   * promise forward makes a prepare cover every later instance, as in Multi-Paxos.
+   */
+  newInstance(): void {
+    this.instanceId++;
+    this.acceptedBallot = NULL_BALLOT;
+    this.acceptedValue = new Uint8Array(0);
+    this.checksum = 0;
+  }
+
+  /** Phase 1b. Returns the reply, or undefined when the promise could not be persisted. */
+  async onPrepare(msg: PaxosMsg, lastChecksum: number): Promise<PaxosMsg | undefined> {
+    const reply = paxosMsg({
+      msgType: PaxosMsgType.PrepareReply,
+      instanceId: this.instanceId,
+      nodeId: this.nodeId,
+      proposalId: msg.proposalId,
+    });
+    const ballot = { proposalId: msg.proposalId, nodeId: msg.nodeId };
+    if (compareBallots(ballot, this.promiseBallot) >= 0) {
+      reply.preAcceptId = this.acceptedBallot.proposalId;
+      reply.preAcceptNodeId = this.acceptedBallot.nodeId;
+      if (this.acceptedBallot.proposalId > 0) reply.value = this.acceptedValue;
+      const promise = this.faults.forgetPromises ? this.promiseBallot : ballot;
+      if (!(await this.persist(promise, this.acceptedBallot, this.acceptedValue, lastChecksum)))
+        return undefined;
+    } else {
+      reply.rejectByPromiseId = this.promiseBallot.proposalId;
+    }
+    return reply;
+  }
+
+  /** Phase 2b. Returns the reply, or undefined when the accept could not be persisted. */
+  async onAccept(msg: PaxosMsg, lastChecksum: number): Promise<PaxosMsg | undefined> {
+    const reply = paxosMsg({
+      msgType: PaxosMsgType.AcceptReply,
+      instanceId: this.instanceId,
+      nodeId: this.nodeId,
+      proposalId: msg.proposalId,
+    });
+    const ballot = { proposalId: msg.proposalId, nodeId: msg.nodeId };
+    if (this.faults.forgetPromises || compareBallots(ballot, this.promiseBallot) >= 0) {
+      if (!(await this.persist(ballot, ballot, msg.value, lastChecksum))) return undefined;
+    } else {
+      reply.rejectByPromiseId = this.promiseBallot.proposalId;
+    }
+    return reply;
+  }
+
+  /**
+   * Makes a new state durable (fsync), then adopts it. On failure the state stays what is on
+   * disk, so nothing (not even a learn without write) relies on a state that is not durable.
+   */
+  private async persist(
+    promise: Ballot,
+    accepted: Ballot,
+    value: Uint8Array,
+    lastChecksum: number,
+  ): Promise<boolean> {
+    const checksum =
+      accepted.proposalId > 0 ? chainChecksum(this.instanceId, lastChecksum, value) : 0;
+    try {
+      await this.store.put(
+        this.group,
+        {
+          instanceId: this.instanceId,
+          promiseId: promise.proposalId,
+          promiseNodeId: promise.nodeId,
+          acceptedId: accepted.proposalId,
+          acceptedNodeId: accepted.nodeId,
+          value,
+          checksum,
+        },
+        { sync: true },
+      );
+    } catch {
+      this.persistFailures++;
+      return false;
+    }
+    this.promiseBallot = promise;
+    this.acceptedBallot = accepted;
+    this.acceptedValue = value;
+    this.checksum = checksum;
+    return true;
+  }
+}

@@ -1,0 +1,83 @@
+import { describe, expect, it } from 'vitest';
+import { Committer } from './committer';
+import { PaxosError } from './errors';
+import { defaultPaxosOptions } from './options';
+import { packValue, unpackValue } from './value';
+
+const bytes = (s: string) => new TextEncoder().encode(s);
+
+describe('Committer', () => {
+  it('proposes single values one per instance and resolves with the result', async () => {
+    const c = new Committer(defaultPaxosOptions());
+    const p = c.add(10, bytes('a'), false, 0, 1000);
+    c.add(10, bytes('b'), false, 0, 1000).catch(() => {});
+    const flight = c.take(7)!;
+    expect(flight.value).toEqual(packValue(10, bytes('a')));
+    expect(c.take(8)).toBeUndefined(); // one in flight at a time
+    c.committed(['result-a']);
+    await expect(p).resolves.toEqual({ instanceId: 7, result: 'result-a' });
+  });
+
+  it('packs waiting batch values into one instance, within the batch limits', async () => {
+    const c = new Committer({ ...defaultPaxosOptions(), batchMaxValues: 3 });
+    const ps = ['a', 'b', 'c', 'd'].map((s) => c.add(10, bytes(s), true, 0, 1000));
+    const flight = c.take(1)!;
+    expect(unpackValue(flight.value).map((v) => new TextDecoder().decode(v.value))).toEqual([
+      'a',
+      'b',
+      'c',
+    ]);
+    c.committed([1, 2, 3]);
+    await expect(ps[2]).resolves.toEqual({ instanceId: 1, result: 3, batchIndex: 2 });
+    expect(c.queueLength).toBe(1);
+  });
+
+  it('puts a value that lost its instance back at the head, to retry', () => {
+    const c = new Committer(defaultPaxosOptions());
+    void c.add(10, bytes('a'), false, 0, 1000);
+    c.take(1);
+    c.conflicted();
+    expect(c.take(2)!.instanceId).toBe(2);
+    expect(c.counters.conflicts).toBe(1);
+  });
+
+  it('times out waiting and in-flight values with E_TIMEOUT', async () => {
+    const c = new Committer(defaultPaxosOptions());
+    const a = c.add(10, bytes('a'), false, 0, 100);
+    const b = c.add(10, bytes('b'), false, 0, 500);
+    c.take(1);
+    expect(c.nextDeadline()).toBe(100);
+    expect(c.expire(100)).toBe(true); // the in-flight one was abandoned
+    await expect(a).rejects.toMatchObject({ code: 'E_TIMEOUT' });
+    expect(c.expire(499)).toBe(false);
+    c.expire(500);
+    await expect(b).rejects.toBeInstanceOf(PaxosError);
+  });
+
+  it('bounds the queue by count and bytes', async () => {
+    const c = new Committer({
+      ...defaultPaxosOptions(),
+      committerQueueMaxProposals: 2,
+      committerQueueMaxBytes: 10,
+    });
+    void c.add(10, bytes('12345'), false, 0, 1000);
+    await expect(c.add(10, bytes('123456'), false, 0, 1000)).rejects.toMatchObject({
+      code: 'E_QUEUE_FULL',
+    });
+    void c.add(10, bytes('1'), false, 0, 1000);
+    await expect(c.add(10, bytes('1'), false, 0, 1000)).rejects.toMatchObject({
+      code: 'E_QUEUE_FULL',
+    });
+    expect(c.counters.rejectedQueueFull).toBe(2);
+  });
+
+  it('rejects everything on stop', async () => {
+    const c = new Committer(defaultPaxosOptions());
+    const a = c.add(10, bytes('a'), false, 0, 1000);
+    const b = c.add(10, bytes('b'), false, 0, 1000);
+    c.take(1);
+    c.rejectAll(new PaxosError('E_STOPPED', 'stopping'));
+    await expect(a).rejects.toMatchObject({ code: 'E_STOPPED' });
+    await expect(b).rejects.toMatchObject({ code: 'E_STOPPED' });
+  });
+});

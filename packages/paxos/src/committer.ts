@@ -1,0 +1,206 @@
+// The committer (PhxPaxos Committer + CommitCtx): propose() queues a value, the instance proposes
+// the head of the queue when it can, and the caller learns the instance id and the state
+// machine's result once the value is chosen and applied here. batchPropose() values that wait
+// together are packed into one instance (PhxPaxos BatchPropose): the way to throughput, since an
+// instance costs two fsync round trips whatever it carries.
+import { PaxosError } from './errors';
+import type { PaxosOptions } from './options';
+import { packBatch, packValue } from './value';
+
+export interface ProposeResult {
+  instanceId: number;
+  /** What the state machine's execute() returned for this value on this node. */
+  result: unknown;
+  /** Position in the instance's batch (batchPropose only). */
+  batchIndex?: number;
+}
+
+interface Pending {
+  smId: number;
+  value: Uint8Array;
+  batch: boolean;
+  deadlineMs: number;
+  resolve: (r: ProposeResult) => void;
+  reject: (e: PaxosError) => void;
+}
+
+/** The value in flight: proposed for `instanceId`, carrying `entries` (one, or a batch). */
+export interface CommitInFlight {
+  instanceId: number;
+  value: Uint8Array;
+  entries: Pending[];
+  batch: boolean;
+}
+
+export interface CommitterCounters {
+  proposed: number;
+  committed: number;
+  conflicts: number;
+  timeouts: number;
+  rejectedQueueFull: number;
+}
+
+export class Committer {
+  readonly counters: CommitterCounters = {
+    proposed: 0,
+    committed: 0,
+    conflicts: 0,
+    timeouts: 0,
+    rejectedQueueFull: 0,
+  };
+  inFlight: CommitInFlight | undefined;
+  private queue: Pending[] = [];
+  private queuedBytes = 0;
+
+  constructor(private readonly options: PaxosOptions) {}
+
+  get queueLength(): number {
+    return this.queue.length;
+  }
+
+  get hasWork(): boolean {
+    return this.queue.length > 0;
+  }
+
+  /** Queues a value; the promise settles when it is applied here, or on timeout/stop. */
+  add(
+    smId: number,
+    value: Uint8Array,
+    batch: boolean,
+    nowMs: number,
+    timeoutMs: number,
+  ): Promise<ProposeResult> {
+    if (
+      this.queue.length >= this.options.committerQueueMaxProposals ||
+      this.queuedBytes + value.length > this.options.committerQueueMaxBytes
+    ) {
+      this.counters.rejectedQueueFull++;
+      return Promise.reject(
+        new PaxosError('E_QUEUE_FULL', `the group has ${this.queue.length} proposals waiting`),
+      );
+    }
+    this.counters.proposed++;
+    return new Promise((resolve, reject) => {
+      this.queue.push({ smId, value, batch, deadlineMs: nowMs + timeoutMs, resolve, reject });
+      this.queuedBytes += value.length;
+    });
+  }
+
+  /**
+   * Takes the next value to propose for `instanceId`: the head alone, or, for batch values, as
+   * many waiting batch values as fit the batch limits.
+   */
+  take(instanceId: number): CommitInFlight | undefined {
+    if (this.inFlight !== undefined || this.queue.length === 0) return undefined;
+    const head = this.queue[0]!;
+    let entries: Pending[];
+    if (!head.batch) {
+      entries = [head];
+    } else {
+      entries = [];
+      let bytes = 0;
+      for (const p of this.queue) {
+        if (!p.batch) break;
+        if (
+          entries.length > 0 &&
+          (entries.length >= this.options.batchMaxValues ||
+            bytes + p.value.length > this.options.batchMaxBytes)
+        )
+          break;
+        entries.push(p);
+        bytes += p.value.length;
+      }
+    }
+    this.queue.splice(0, entries.length);
+    for (const e of entries) this.queuedBytes -= e.value.length;
+    const value = head.batch
+      ? packBatch(entries.map((e) => ({ smId: e.smId, value: e.value })))
+      : packValue(head.smId, head.value);
+    this.inFlight = { instanceId, value, entries, batch: head.batch };
+    return this.inFlight;
+  }
+
+  /** The in-flight value was chosen and applied: hand each caller its result. */
+  committed(results: unknown[]): void {
+    const flight = this.inFlight;
+    if (flight === undefined) return;
+    this.inFlight = undefined;
+    this.counters.committed += flight.entries.length;
+    flight.entries.forEach((e, i) =>
+      e.resolve({
+        instanceId: flight.instanceId,
+        result: results[i],
+        ...(flight.batch ? { batchIndex: i } : {}),
+      }),
+    );
+  }
+
+  /** Another value won the instance: the entries go back to the head of the queue to retry. */
+  conflicted(): void {
+    const flight = this.inFlight;
+    if (flight === undefined) return;
+    this.inFlight = undefined;
+    this.counters.conflicts++;
+    this.queue.unshift(...flight.entries);
+    for (const e of flight.entries) this.queuedBytes += e.value.length;
+  }
+
+  /** The in-flight value could not be applied here. */
+  failed(error: PaxosError): void {
+    const flight = this.inFlight;
+    if (flight === undefined) return;
+    this.inFlight = undefined;
+    for (const e of flight.entries) e.reject(error);
+  }
+
+  /**
+   * Rejects every waiting or in-flight entry past its deadline. Returns true when the in-flight
+   * value was abandoned (the proposer should stop working on it).
+   */
+  expire(nowMs: number): boolean {
+    const expired = (p: Pending): boolean => p.deadlineMs <= nowMs;
+    const timeout = (p: Pending): void => {
+      this.counters.timeouts++;
+      p.reject(
+        new PaxosError('E_TIMEOUT', 'the proposal timed out; it may or may not be chosen later'),
+      );
+    };
+    const keep: Pending[] = [];
+    for (const p of this.queue) {
+      if (expired(p)) {
+        this.queuedBytes -= p.value.length;
+        timeout(p);
+      } else keep.push(p);
+    }
+    this.queue = keep;
+    const flight = this.inFlight;
+    if (flight !== undefined && flight.entries.every(expired)) {
+      this.inFlight = undefined;
+      flight.entries.forEach(timeout);
+      return true;
+    }
+    return false;
+  }
+
+  /**
+   * When expire() next has something to do: the earliest deadline of a waiting entry, or the
+   * moment every entry of the in-flight value has expired (it is abandoned only as a whole).
+   */
+  nextDeadline(): number | undefined {
+    let min = Number.POSITIVE_INFINITY;
+    for (const p of this.queue) min = Math.min(min, p.deadlineMs);
+    const flight = this.inFlight;
+    if (flight !== undefined)
+      min = Math.min(min, Math.max(...flight.entries.map((p) => p.deadlineMs)));
+    return Number.isFinite(min) ? min : undefined;
+  }
+
+  /** Rejects everything (the group or node is stopping). */
+  rejectAll(error: PaxosError): void {
+    const all = [...(this.inFlight?.entries ?? []), ...this.queue];
+    this.inFlight = undefined;
+    this.queue = [];
+    this.queuedBytes = 0;
+    for (const p of all) p.reject(error);
+  }
+}

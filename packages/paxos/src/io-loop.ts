@@ -1,0 +1,115 @@
+// One queue of work per group (PhxPaxos IOLoop): messages, timer callbacks and proposals run one
+// at a time, each to completion (awaiting its storage writes), so a group's roles never see
+// interleaved state. Messages are bounded; timers and proposals are not dropped (their number is
+// bounded by their owners).
+import type { Scheduler } from './scheduler';
+
+export type Task = () => void | Promise<void>;
+
+export interface IOLoopCounters {
+  tasksRun: number;
+  messagesDropped: number;
+  taskErrors: number;
+}
+
+export class IOLoop {
+  readonly counters: IOLoopCounters = { tasksRun: 0, messagesDropped: 0, taskErrors: 0 };
+  private queue: Array<{ task: Task; isMessage: boolean }> = [];
+  private head = 0;
+  private queuedMessages = 0;
+  private running = false;
+  private stopped = false;
+  private idleWaiters: Array<() => void> = [];
+  private readonly timers = new Set<() => void>();
+
+  constructor(
+    private readonly scheduler: Scheduler,
+    private readonly maxQueuedMessages: number,
+    private readonly onError: (error: unknown) => void,
+  ) {}
+
+  get length(): number {
+    return this.queue.length - this.head;
+  }
+
+  /** Queues a network message's handling; false (and counted) when the queue is full. */
+  enqueueMessage(task: Task): boolean {
+    if (this.stopped) return false;
+    if (this.queuedMessages >= this.maxQueuedMessages) {
+      this.counters.messagesDropped++;
+      return false;
+    }
+    this.queuedMessages++;
+    this.push(task, true);
+    return true;
+  }
+
+  /** Queues internal work (a proposal, a timer's callback). */
+  enqueue(task: Task): void {
+    if (this.stopped) return;
+    this.push(task, false);
+  }
+
+  /** A timer whose callback runs on this loop; the returned function cancels it. */
+  schedule(delayMs: number, fn: () => void | Promise<void>): () => void {
+    if (this.stopped) return () => {};
+    let cancelled = false;
+    const cancelTimer = this.scheduler.schedule(delayMs, () => {
+      this.timers.delete(cancel);
+      if (!cancelled) this.enqueue(() => (cancelled ? undefined : fn()));
+    });
+    const cancel = (): void => {
+      cancelled = true;
+      this.timers.delete(cancel);
+      cancelTimer();
+    };
+    this.timers.add(cancel);
+    return cancel;
+  }
+
+  /** Resolves when the queue is empty and nothing runs. */
+  idle(): Promise<void> {
+    if (!this.running && this.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Drops queued work and cancels every timer; the task running now finishes. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const cancel of [...this.timers]) cancel();
+    this.queue = [];
+    this.head = 0;
+    this.queuedMessages = 0;
+    await this.idle();
+  }
+
+  private push(task: Task, isMessage: boolean): void {
+    this.queue.push({ task, isMessage });
+    if (!this.running) void this.run();
+  }
+
+  private async run(): Promise<void> {
+    this.running = true;
+    while (this.head < this.queue.length) {
+      const item = this.queue[this.head]!;
+      this.queue[this.head] = undefined as never;
+      this.head++;
+      if (this.head > 1024 && this.head * 2 > this.queue.length) {
+        this.queue = this.queue.slice(this.head);
+        this.head = 0;
+      }
+      if (item.isMessage) this.queuedMessages--;
+      try {
+        await item.task();
+      } catch (error) {
+        this.counters.taskErrors++;
+        this.onError(error);
+      }
+      this.counters.tasksRun++;
+    }
+    this.running = false;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+}

@@ -1,0 +1,151 @@
+import { MemoryLogStore } from '@tspaxos/storage';
+import { MemoryNetwork, SeededRng } from '@tspaxos/transport';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  createNode,
+  type PaxosNode,
+  PaxosError,
+  realRandom,
+  realScheduler,
+  type StateMachine,
+} from './index';
+
+/** A KV-ish state machine that records what it applied. */
+class ListMachine implements StateMachine {
+  readonly smId = 10;
+  readonly applied: string[] = [];
+  execute(value: Uint8Array): string {
+    const text = new TextDecoder().decode(value);
+    this.applied.push(text);
+    return `ok:${text}`;
+  }
+}
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+/** Three nodes in one process over a MemoryNetwork pumped on a real 1 ms timer. */
+async function cluster(opts: { follower?: boolean } = {}) {
+  const net = new MemoryNetwork({ rng: new SeededRng(1) });
+  let virtualMs = 0;
+  const pump = setInterval(() => {
+    // Virtual network time runs 1 s per real ms: every frame sent since the last pump is due.
+    virtualMs += 1000;
+    net.setTime(virtualMs);
+    net.deliverDue(virtualMs);
+  }, 1);
+  cleanups.push(() => clearInterval(pump));
+  const ids = [1, 2, 3];
+  const machines = new Map<number, ListMachine>();
+  const nodes: PaxosNode[] = [];
+  const all = opts.follower ? [...ids, 9] : ids;
+  for (const id of all) {
+    const sm = new ListMachine();
+    machines.set(id, sm);
+    const node = await createNode({
+      nodeId: id,
+      cluster: ids,
+      groups: 2,
+      store: new MemoryLogStore(),
+      network: net.endpoint(id),
+      scheduler: realScheduler(),
+      random: realRandom(),
+      stateMachines: [sm],
+      ...(id === 9 ? { followTo: 1 } : {}),
+      options: {
+        learner: {
+          askforLearnIntervalMs: 100,
+          askforLearnJitterMs: 20,
+          followerAskforLearnIntervalMs: 100,
+        },
+      },
+    });
+    nodes.push(node);
+    cleanups.push(() => node.stop());
+  }
+  return { nodes, machines };
+}
+
+const bytes = (s: string) => new TextEncoder().encode(s);
+
+async function eventually(cond: () => boolean, ms = 5000): Promise<void> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > ms) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+describe('PaxosNode', () => {
+  it('chooses values, applies them everywhere in the same order, and returns the result', async () => {
+    const { nodes, machines } = await cluster();
+    const r = await nodes[0]!.propose(0, bytes('a'), { smId: 10 });
+    expect(r).toEqual({ instanceId: 0, result: 'ok:a' });
+    const batch = await Promise.all(
+      ['b', 'c', 'd'].map((v) => nodes[1]!.batchPropose(0, bytes(v), { smId: 10 })),
+    );
+    expect(batch.map((x) => x.result)).toEqual(['ok:b', 'ok:c', 'ok:d']);
+    await nodes[2]!.propose(1, bytes('other group'), { smId: 10 });
+    await eventually(() => [...machines.values()].every((m) => m.applied.length === 5));
+    const orders = [...machines.values()].map((m) => m.applied.join());
+    expect(new Set(orders).size).toBe(1);
+    const status = nodes[0]!.status(0);
+    expect(status.members).toEqual([1, 2, 3]);
+    expect(status.instanceId).toBeGreaterThanOrEqual(2);
+  });
+
+  it('lets a follower learn every value without voting, and refuses its proposals', async () => {
+    const { nodes, machines } = await cluster({ follower: true });
+    for (const v of ['x', 'y', 'z']) await nodes[0]!.propose(0, bytes(v), { smId: 10 });
+    await eventually(() => machines.get(9)!.applied.length === 3);
+    expect(machines.get(9)!.applied).toEqual(['x', 'y', 'z']);
+    expect(nodes[3]!.status(0).isFollower).toBe(true);
+    await expect(nodes[3]!.propose(0, bytes('nope'), { smId: 10 })).rejects.toMatchObject({
+      code: 'E_FOLLOWER',
+    });
+  });
+
+  it('refuses bad input with clear errors', async () => {
+    const { nodes } = await cluster();
+    const n = nodes[0]!;
+    await expect(n.propose(5, bytes('x'))).rejects.toMatchObject({ code: 'E_BAD_GROUP' });
+    await expect(n.propose(0, 'text' as unknown as Uint8Array)).rejects.toMatchObject({
+      code: 'E_BAD_ARGUMENT',
+    });
+    await expect(n.propose(0, bytes('x'), { smId: 77 })).rejects.toMatchObject({
+      code: 'E_UNKNOWN_STATE_MACHINE',
+    });
+    await expect(n.propose(0, new Uint8Array(10 * 1024 * 1024 + 1))).rejects.toMatchObject({
+      code: 'E_VALUE_TOO_LARGE',
+    });
+    await expect(n.propose(0, bytes('x'), { timeoutMs: -1 })).rejects.toBeInstanceOf(PaxosError);
+    const base = {
+      cluster: [1, 2, 3],
+      groups: 1,
+      store: new MemoryLogStore(),
+      network: new MemoryNetwork({ rng: new SeededRng(1) }).endpoint(1),
+      scheduler: realScheduler(),
+      random: realRandom(),
+    };
+    await expect(createNode({ ...base, nodeId: 4 })).rejects.toThrow(/not in the cluster/);
+    await expect(createNode({ ...base, nodeId: 1.5 })).rejects.toThrow(/positive safe integer/);
+    await expect(createNode({ ...base, nodeId: 1, groups: 0 })).rejects.toThrow(/groups/);
+    await expect(
+      createNode({ ...base, nodeId: 1, stateMachines: [{ smId: 1, execute: () => 0 }] }),
+    ).rejects.toThrow(/reserved/);
+  });
+
+  it('rejects pending proposals with E_STOPPED on a graceful stop', async () => {
+    const { nodes } = await cluster();
+    const lonely = nodes[0]!;
+    await nodes[1]!.stop();
+    await nodes[2]!.stop();
+    const pending = lonely.propose(0, bytes('never'), { smId: 10, timeoutMs: 60_000 });
+    await new Promise((r) => setTimeout(r, 20));
+    await lonely.stop();
+    await expect(pending).rejects.toMatchObject({ code: 'E_STOPPED' });
+    await expect(lonely.propose(0, bytes('after'))).rejects.toMatchObject({ code: 'E_STOPPED' });
+  });
+});

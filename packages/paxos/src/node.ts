@@ -1,0 +1,225 @@
+// The node API: one node hosting one or more groups over one LogStore and one Network.
+import type { LogStore } from '@tspaxos/storage';
+import type { Message, Network } from '@tspaxos/transport';
+import type { AcceptorFaults } from './acceptor';
+import type { ProposeResult } from './committer';
+import { PaxosError } from './errors';
+import { type GroupStatus, Instance } from './instance';
+import { type PaxosOptions, type PaxosOptionsInput, resolveOptions } from './options';
+import type { RandomSource, Scheduler } from './scheduler';
+import { checkStateMachines, type StateMachine } from './state-machine';
+import { NO_SM_ID } from './value';
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+export type Logger = (level: LogLevel, event: string, fields: Record<string, unknown>) => void;
+
+export interface NodeOptions {
+  nodeId: number;
+  /** Node ids of the voting members (the initial membership of every group). */
+  cluster: readonly number[];
+  /** How many groups this node hosts (indices 0 … groups-1). */
+  groups: number;
+  store: LogStore;
+  network: Network;
+  scheduler: Scheduler;
+  random: RandomSource;
+  /** State machines per group (the same list for every group when given as an array). */
+  stateMachines?: readonly StateMachine[] | ((group: number) => readonly StateMachine[]);
+  /** Makes this node a non-voting follower of that voting node. */
+  followTo?: number;
+  options?: PaxosOptionsInput;
+  logger?: Logger;
+  /** Deliberate bugs, for proving the simulator can fail. Never set in production. */
+  unsafeFaults?: AcceptorFaults;
+}
+
+export interface ProposeOptions {
+  /** State machine the value is for (default: none — logged and learned, executed by nobody). */
+  smId?: number;
+  timeoutMs?: number;
+}
+
+export interface NodeCounters {
+  messagesForUnknownGroup: number;
+  checkpointMessagesDropped: number;
+}
+
+function checkId(name: string, v: number): void {
+  if (!Number.isSafeInteger(v) || v <= 0)
+    throw new PaxosError(
+      'E_BAD_ARGUMENT',
+      `${name} must be a positive safe integer, got ${String(v)}`,
+    );
+}
+
+export class PaxosNode {
+  readonly nodeId: number;
+  readonly options: PaxosOptions;
+  readonly counters: NodeCounters = { messagesForUnknownGroup: 0, checkpointMessagesDropped: 0 };
+  private readonly instances: Instance[];
+  private stopped = false;
+
+  /** Use createNode(): it also loads state and starts the groups. */
+  constructor(private readonly opts: NodeOptions) {
+    checkId('nodeId', opts.nodeId);
+    if (!Number.isSafeInteger(opts.groups) || opts.groups < 1 || opts.groups > 10_000) {
+      throw new PaxosError(
+        'E_BAD_ARGUMENT',
+        `groups must be 1 … 10000, got ${String(opts.groups)}`,
+      );
+    }
+    if (opts.cluster.length === 0)
+      throw new PaxosError('E_BAD_ARGUMENT', 'cluster must name at least one node');
+    for (const id of opts.cluster) checkId('cluster node id', id);
+    if (opts.followTo !== undefined) {
+      checkId('followTo', opts.followTo);
+      if (opts.cluster.includes(opts.nodeId))
+        throw new PaxosError('E_BAD_ARGUMENT', 'a follower must not be a voting member');
+    } else if (!opts.cluster.includes(opts.nodeId)) {
+      throw new PaxosError(
+        'E_BAD_ARGUMENT',
+        `node ${opts.nodeId} is not in the cluster ${opts.cluster.join(',')}`,
+      );
+    }
+    this.nodeId = opts.nodeId;
+    this.options = resolveOptions(opts.groups, opts.options);
+    this.instances = [];
+    for (let group = 0; group < opts.groups; group++) {
+      const machines =
+        typeof opts.stateMachines === 'function'
+          ? opts.stateMachines(group)
+          : (opts.stateMachines ?? []);
+      checkStateMachines(machines);
+      this.instances.push(
+        new Instance({
+          nodeId: opts.nodeId,
+          group,
+          groupCount: opts.groups,
+          initialMembers: opts.cluster,
+          ...(opts.followTo !== undefined ? { followToNodeId: opts.followTo } : {}),
+          store: opts.store,
+          send: (to, g, msg) => opts.network.send(to, g, { kind: 'paxos', msg }),
+          scheduler: opts.scheduler,
+          random: opts.random,
+          stateMachines: machines,
+          options: this.options,
+          ...(opts.unsafeFaults ? { faults: opts.unsafeFaults } : {}),
+          ...(opts.logger ? { log: opts.logger } : {}),
+        }),
+      );
+    }
+  }
+
+  /** Loads every group's state, replays the log into the state machines, starts learning. */
+  async start(): Promise<void> {
+    for (const instance of this.instances) await instance.start();
+    this.opts.network.onMessage((from, group, message) => this.receive(from, group, message));
+  }
+
+  /**
+   * Proposes a value to a group. Resolves once it is chosen and applied on this node with the
+   * instance id and the state machine's result; rejects with PaxosError (E_TIMEOUT, E_STOPPED,
+   * E_VALUE_TOO_LARGE, E_QUEUE_FULL, E_FOLLOWER, E_GROUP_STOPPED …).
+   */
+  propose(group: number, value: Uint8Array, opts: ProposeOptions = {}): Promise<ProposeResult> {
+    return this.submit(group, value, opts, false);
+  }
+
+  /** Like propose(), but values waiting together share one instance (throughput). */
+  batchPropose(
+    group: number,
+    value: Uint8Array,
+    opts: ProposeOptions = {},
+  ): Promise<ProposeResult> {
+    return this.submit(group, value, opts, true);
+  }
+
+  /** Proposes a new set of voting members for a group. */
+  changeMembership(
+    group: number,
+    members: number[],
+    timeoutMs = this.options.proposeTimeoutMs,
+  ): Promise<ProposeResult> {
+    const instance = this.instance(group);
+    for (const id of members) checkId('member id', id);
+    if (members.length === 0)
+      return Promise.reject(new PaxosError('E_BAD_ARGUMENT', 'a group needs at least one member'));
+    return instance.changeMembership(members, timeoutMs);
+  }
+
+  status(group: number): GroupStatus {
+    return this.instance(group).status();
+  }
+
+  get groupCount(): number {
+    return this.instances.length;
+  }
+
+  /** Waits until every group's queue is empty (tests, benchmarks). */
+  async idle(): Promise<void> {
+    await Promise.all(this.instances.map((i) => i.loop.idle()));
+  }
+
+  /** Graceful stop: pending proposals reject with E_STOPPED, timers stop, the network closes. */
+  async stop(opts: { closeStore?: boolean; closeNetwork?: boolean } = {}): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    await Promise.all(this.instances.map((i) => i.stop()));
+    if (opts.closeNetwork ?? true) await this.opts.network.close();
+    if (opts.closeStore ?? true) await this.opts.store.close();
+  }
+
+  private submit(
+    group: number,
+    value: Uint8Array,
+    opts: ProposeOptions,
+    batch: boolean,
+  ): Promise<ProposeResult> {
+    if (this.stopped) return Promise.reject(new PaxosError('E_STOPPED', 'the node is stopped'));
+    let instance: Instance;
+    try {
+      instance = this.instance(group);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (!(value instanceof Uint8Array))
+      return Promise.reject(new PaxosError('E_BAD_ARGUMENT', 'value must be a Uint8Array'));
+    const smId = opts.smId ?? NO_SM_ID;
+    const timeoutMs = opts.timeoutMs ?? this.options.proposeTimeoutMs;
+    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0)
+      return Promise.reject(new PaxosError('E_BAD_ARGUMENT', 'timeoutMs must be positive'));
+    return instance.propose(smId, value, batch, timeoutMs);
+  }
+
+  private instance(group: number): Instance {
+    const instance = Number.isInteger(group) ? this.instances[group] : undefined;
+    if (instance === undefined)
+      throw new PaxosError(
+        'E_BAD_GROUP',
+        `no group ${String(group)} on node ${this.nodeId} (groups: ${this.instances.length})`,
+      );
+    return instance;
+  }
+
+  private receive(from: number, group: number, message: Message): void {
+    if (this.stopped) return;
+    const instance = this.instances[group];
+    if (instance === undefined) {
+      this.counters.messagesForUnknownGroup++;
+      return;
+    }
+    if (message.kind !== 'paxos') {
+      // Checkpoint transfer is not implemented yet (README: Status).
+      this.counters.checkpointMessagesDropped++;
+      return;
+    }
+    instance.receive(from, message.msg);
+  }
+}
+
+/** Creates a node and starts its groups. */
+export async function createNode(opts: NodeOptions): Promise<PaxosNode> {
+  const node = new PaxosNode(opts);
+  await node.start();
+  return node;
+}

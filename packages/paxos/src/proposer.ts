@@ -1,0 +1,299 @@
+// The proposer (PhxPaxos Proposer, ProposerState, MsgCounter): prepare and accept phases with
+// doubling timeouts, skipping prepare while its last ballot was not pre-empted (multi-Paxos's
+// stable leader without a leader lease), and adopting the highest pre-accepted value it is told.
+import { type Ballot, compareBallots, NULL_BALLOT, isNullBallot } from '@tspaxos/learner';
+import { type PaxosMsg, PaxosMsgType, paxosMsg } from '@tspaxos/transport';
+import type { PaxosOptions } from './options';
+
+export interface ProposerHost {
+  readonly nodeId: number;
+  /** Current voting members (quorums are majorities of these). */
+  members(): readonly number[];
+  /** Sends to every member, this node included (its acceptor answers like any other). */
+  broadcast(msg: PaxosMsg): void;
+  schedule(delayMs: number, fn: () => void): () => void;
+  lastChecksum(): number;
+  /** The ballot the previous instance was chosen with; sent along so acceptors can learn it. */
+  previousChosenBallot(): Ballot;
+  /** Diagnostics (prepare/accept decisions) for logs and simulator traces. */
+  event(name: string, fields: Record<string, unknown>): void;
+  /** A majority accepted `proposalId` for `instanceId`: tell the learners. */
+  chosen(instanceId: number, proposalId: number): void;
+}
+
+export interface ProposerCounters {
+  prepares: number;
+  accepts: number;
+  prepareTimeouts: number;
+  acceptTimeouts: number;
+  rejected: number;
+  skippedPrepares: number;
+}
+
+/** Replies of one round, by node (PhxPaxos MsgCounter). */
+class RoundCounter {
+  readonly received = new Set<number>();
+  readonly granted = new Set<number>();
+  readonly rejected = new Set<number>();
+
+  reset(): void {
+    this.received.clear();
+    this.granted.clear();
+    this.rejected.clear();
+  }
+}
+
+export class Proposer {
+  instanceId = 0;
+  /** This node's proposal id; strictly above any it has seen rejected with. */
+  proposalId = 1;
+  value: Uint8Array | undefined;
+  readonly counters: ProposerCounters = {
+    prepares: 0,
+    accepts: 0,
+    prepareTimeouts: 0,
+    acceptTimeouts: 0,
+    rejected: 0,
+    skippedPrepares: 0,
+  };
+
+  private highestOtherProposalId = 0;
+  private highestOtherPreAccept: Ballot = NULL_BALLOT;
+  private preparing = false;
+  private accepting = false;
+  private canSkipPrepare = false;
+  private wasRejected = false;
+  /** An Accept left this proposer for the current instance. */
+  private acceptSentThisInstance = false;
+  private readonly round = new RoundCounter();
+  private cancelPrepareTimer: (() => void) | undefined;
+  private cancelAcceptTimer: (() => void) | undefined;
+  private prepareTimeoutMs: number;
+  private acceptTimeoutMs: number;
+
+  constructor(
+    private readonly host: ProposerHost,
+    private readonly options: PaxosOptions,
+  ) {
+    this.prepareTimeoutMs = options.prepareTimeoutMs;
+    this.acceptTimeoutMs = options.acceptTimeoutMs;
+  }
+
+  /** After a restart: never reuse a proposal id this node's acceptor has promised. */
+  setStartProposalId(proposalId: number): void {
+    this.proposalId = Math.max(this.proposalId, proposalId);
+  }
+
+  get isWorking(): boolean {
+    return this.preparing || this.accepting;
+  }
+
+  get phase(): 'idle' | 'preparing' | 'accepting' {
+    return this.preparing ? 'preparing' : this.accepting ? 'accepting' : 'idle';
+  }
+
+  /** Proposes `value` for the current instance (seed: Proposer::NewValue). */
+  newValue(value: Uint8Array): void {
+    this.value = value;
+    this.prepareTimeoutMs = this.options.prepareTimeoutMs;
+    this.acceptTimeoutMs = this.options.acceptTimeoutMs;
+    if (this.acceptSentThisInstance) {
+      // An Accept with the current ballot may already sit at some acceptors with the old value:
+      // a different value needs a new ballot, or one ballot would carry two values. PhxPaxos skips
+      // prepare here too, after a commit timeout (found by @tspaxos/sim, seed 122).
+      this.prepare(true);
+    } else if (this.canSkipPrepare && !this.wasRejected) {
+      this.counters.skippedPrepares++;
+      this.accept();
+    } else {
+      this.prepare(this.wasRejected);
+    }
+  }
+
+  /** Forgets the finished instance (seed: Proposer::InitForNewPaxosInstance). */
+  newInstance(): void {
+    this.instanceId++;
+    this.acceptSentThisInstance = false;
+    this.round.reset();
+    this.highestOtherProposalId = 0;
+    this.value = undefined;
+    this.exit();
+  }
+
+  /** Gives up the current round (commit timeout, or the group stopping). */
+  exit(): void {
+    this.preparing = false;
+    this.accepting = false;
+    this.cancelPrepareTimer?.();
+    this.cancelAcceptTimer?.();
+    this.cancelPrepareTimer = undefined;
+    this.cancelAcceptTimer = undefined;
+  }
+
+  /** After a failed execution the next value must prepare again (PhxPaxos CancelSkipPrepare). */
+  cancelSkipPrepare(): void {
+    this.canSkipPrepare = false;
+  }
+
+  private majority(): number {
+    return Math.floor(this.host.members().length / 2) + 1;
+  }
+
+  private isMember(nodeId: number): boolean {
+    return this.host.members().includes(nodeId);
+  }
+
+  private prepare(needNewBallot: boolean): void {
+    this.exit();
+    this.preparing = true;
+    this.canSkipPrepare = false;
+    this.wasRejected = false;
+    this.highestOtherPreAccept = NULL_BALLOT;
+    if (needNewBallot) this.proposalId = Math.max(this.proposalId, this.highestOtherProposalId) + 1;
+    this.round.reset();
+    this.counters.prepares++;
+    this.host.event('prepare', { instanceId: this.instanceId, proposalId: this.proposalId });
+    this.armPrepareTimer();
+    this.host.broadcast(
+      paxosMsg({
+        msgType: PaxosMsgType.Prepare,
+        instanceId: this.instanceId,
+        nodeId: this.host.nodeId,
+        proposalId: this.proposalId,
+        ...this.previousChosen(),
+      }),
+    );
+  }
+
+  onPrepareReply(msg: PaxosMsg): void {
+    if (!this.preparing || msg.proposalId !== this.proposalId || !this.isMember(msg.nodeId)) return;
+    this.round.received.add(msg.nodeId);
+    if (msg.rejectByPromiseId === 0) {
+      this.round.granted.add(msg.nodeId);
+      const preAccept = { proposalId: msg.preAcceptId, nodeId: msg.preAcceptNodeId };
+      if (!isNullBallot(preAccept) && compareBallots(preAccept, this.highestOtherPreAccept) > 0) {
+        // Paxos: adopt the value of the highest ballot any promiser accepted.
+        this.highestOtherPreAccept = preAccept;
+        this.value = msg.value;
+        this.host.event('adopt', {
+          instanceId: this.instanceId,
+          from: msg.nodeId,
+          preAccept,
+          valueBytes: msg.value.length,
+        });
+      }
+    } else {
+      this.round.rejected.add(msg.nodeId);
+      this.wasRejected = true;
+      this.counters.rejected++;
+      this.highestOtherProposalId = Math.max(this.highestOtherProposalId, msg.rejectByPromiseId);
+    }
+    if (this.round.granted.size >= this.majority()) {
+      this.canSkipPrepare = true;
+      this.accept();
+    } else if (
+      this.round.rejected.size >= this.majority() ||
+      this.round.received.size === this.host.members().length
+    ) {
+      this.armPrepareTimer(this.options.rejectedRetryDelayMs);
+    }
+  }
+
+  private accept(): void {
+    const value = this.value;
+    if (value === undefined) return;
+    this.exit();
+    this.accepting = true;
+    this.round.reset();
+    this.counters.accepts++;
+    this.acceptSentThisInstance = true;
+    this.host.event('accept', {
+      instanceId: this.instanceId,
+      proposalId: this.proposalId,
+      valueBytes: value.length,
+    });
+    this.armAcceptTimer();
+    this.host.broadcast(
+      paxosMsg({
+        msgType: PaxosMsgType.Accept,
+        instanceId: this.instanceId,
+        nodeId: this.host.nodeId,
+        proposalId: this.proposalId,
+        value,
+        lastChecksum: this.host.lastChecksum(),
+        ...this.previousChosen(),
+      }),
+    );
+  }
+
+  onAcceptReply(msg: PaxosMsg): void {
+    if (!this.accepting || msg.proposalId !== this.proposalId || !this.isMember(msg.nodeId)) return;
+    this.round.received.add(msg.nodeId);
+    if (msg.rejectByPromiseId === 0) {
+      this.round.granted.add(msg.nodeId);
+    } else {
+      this.round.rejected.add(msg.nodeId);
+      this.wasRejected = true;
+      this.counters.rejected++;
+      this.highestOtherProposalId = Math.max(this.highestOtherProposalId, msg.rejectByPromiseId);
+    }
+    if (this.round.granted.size >= this.majority()) {
+      this.exit();
+      this.host.chosen(this.instanceId, this.proposalId);
+    } else if (
+      this.round.rejected.size >= this.majority() ||
+      this.round.received.size === this.host.members().length
+    ) {
+      this.armAcceptTimer(this.options.rejectedRetryDelayMs);
+    }
+  }
+
+  /**
+   * A reply for the instance just finished. A node that is always slower than the majority would
+   * otherwise have its rejections ignored forever (PhxPaxos OnExpiredPrepareReply/AcceptReply).
+   */
+  onExpiredReply(msg: PaxosMsg): void {
+    if (msg.rejectByPromiseId !== 0) {
+      this.wasRejected = true;
+      this.highestOtherProposalId = Math.max(this.highestOtherProposalId, msg.rejectByPromiseId);
+    }
+  }
+
+  /** Prepare and Accept carry the previous instance's chosen ballot in the preAccept fields. */
+  private previousChosen(): { preAcceptId: number; preAcceptNodeId: number } {
+    const b = this.host.previousChosenBallot();
+    return { preAcceptId: b.proposalId, preAcceptNodeId: b.nodeId };
+  }
+
+  private armPrepareTimer(delayMs?: number): void {
+    this.cancelPrepareTimer?.();
+    const instanceId = this.instanceId;
+    let delay = delayMs;
+    if (delay === undefined) {
+      delay = this.prepareTimeoutMs;
+      this.prepareTimeoutMs = Math.min(this.prepareTimeoutMs * 2, this.options.prepareTimeoutMaxMs);
+    }
+    this.cancelPrepareTimer = this.host.schedule(delay, () => {
+      this.cancelPrepareTimer = undefined;
+      if (instanceId !== this.instanceId || !this.preparing) return;
+      this.counters.prepareTimeouts++;
+      this.prepare(this.wasRejected);
+    });
+  }
+
+  private armAcceptTimer(delayMs?: number): void {
+    this.cancelAcceptTimer?.();
+    const instanceId = this.instanceId;
+    let delay = delayMs;
+    if (delay === undefined) {
+      delay = this.acceptTimeoutMs;
+      this.acceptTimeoutMs = Math.min(this.acceptTimeoutMs * 2, this.options.acceptTimeoutMaxMs);
+    }
+    this.cancelAcceptTimer = this.host.schedule(delay, () => {
+      this.cancelAcceptTimer = undefined;
+      if (instanceId !== this.instanceId || !this.accepting) return;
+      this.counters.acceptTimeouts++;
+      this.prepare(this.wasRejected);
+    });
+  }
+}

@@ -1,0 +1,131 @@
+// The state machine interface (PhxPaxos include/phxpaxos/sm.h), and the system state machine
+// that keeps the group's membership in its system variables.
+import { PaxosError } from './errors';
+import { SYSTEM_SM_ID } from './value';
+
+/** What execute() is told besides the value. */
+export interface ExecuteContext {
+  group: number;
+  instanceId: number;
+  /** True when this node proposed the value and a caller waits for the result. */
+  isMine: boolean;
+}
+
+export interface StateMachine {
+  /** Which values are mine: 4 … 2^32 − 1 (0 means "no state machine", 1–3 are reserved). */
+  readonly smId: number;
+  /**
+   * Applies a chosen value. Must be deterministic; its return value is handed to the proposer's
+   * caller. Throwing keeps the instance unapplied: it is retried, the group does not advance.
+   */
+  execute(value: Uint8Array, ctx: ExecuteContext): unknown;
+  /** Highest instance already in this machine's durable checkpoint; -1 when none. */
+  getCheckpointInstanceId?(group: number): number;
+  /** Freezes the checkpoint files while they are copied (PhxPaxos LockCheckpointState). */
+  lockCheckpointState?(): void;
+  /** The checkpoint's directory and files, relative to it (PhxPaxos GetCheckpointState). */
+  getCheckpointState?(group: number): { dir: string; files: string[] };
+  unlockCheckpointState?(): void;
+  /** Replaces the state with a received checkpoint (PhxPaxos LoadCheckpointState). */
+  loadCheckpointState?(
+    group: number,
+    dir: string,
+    files: string[],
+    checkpointInstanceId: number,
+  ): void;
+}
+
+/** Membership of a group and its version (PhxPaxos SystemVariables). */
+export interface SystemVariables {
+  version: number;
+  members: number[];
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+export function encodeSystemVariables(v: SystemVariables): Uint8Array {
+  return encoder.encode(JSON.stringify({ version: v.version, members: v.members }));
+}
+
+/** Parses system variables from a peer or the disk; undefined when malformed. */
+export function decodeSystemVariables(bytes: Uint8Array): SystemVariables | undefined {
+  try {
+    const v = JSON.parse(decoder.decode(bytes)) as unknown;
+    if (typeof v !== 'object' || v === null) return undefined;
+    const { version, members } = v as { version: unknown; members: unknown };
+    if (!Number.isSafeInteger(version) || (version as number) < 0) return undefined;
+    if (!Array.isArray(members) || members.length === 0) return undefined;
+    if (!members.every((m) => Number.isSafeInteger(m) && m > 0)) return undefined;
+    return {
+      version: version as number,
+      members: [...new Set(members as number[])].sort((a, b) => a - b),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The value that changes membership: applied only if the version is still `fromVersion`. */
+export interface MembershipChange {
+  fromVersion: number;
+  members: number[];
+}
+
+/**
+ * The system state machine (PhxPaxos SystemVSM). A change applies only when proposed against the
+ * current version, so two concurrent changes cannot both apply; every node applies the same
+ * changes in log order and so agrees on the members.
+ */
+export class SystemStateMachine implements StateMachine {
+  readonly smId = SYSTEM_SM_ID;
+  private variables: SystemVariables;
+
+  constructor(
+    initial: SystemVariables,
+    private readonly persist: (v: SystemVariables) => void,
+  ) {
+    this.variables = { version: initial.version, members: [...initial.members] };
+  }
+
+  get current(): Readonly<SystemVariables> {
+    return this.variables;
+  }
+
+  execute(value: Uint8Array): { applied: boolean; version: number } {
+    const change = decodeSystemVariables(value);
+    if (change === undefined) return { applied: false, version: this.variables.version };
+    // The encoded "version" of a change is the version it was proposed against.
+    if (change.version !== this.variables.version)
+      return { applied: false, version: this.variables.version };
+    this.variables = { version: change.version + 1, members: change.members };
+    this.persist(this.variables);
+    return { applied: true, version: this.variables.version };
+  }
+
+  /** Adopts a peer's newer variables (from SendNowInstanceID); true when they changed. */
+  adopt(v: SystemVariables): boolean {
+    if (v.version <= this.variables.version) return false;
+    this.variables = { version: v.version, members: [...v.members] };
+    this.persist(this.variables);
+    return true;
+  }
+}
+
+export function checkStateMachines(machines: readonly StateMachine[]): void {
+  const seen = new Set<number>();
+  for (const sm of machines) {
+    if (!Number.isSafeInteger(sm.smId) || sm.smId < 0 || sm.smId > 0xffffffff) {
+      throw new PaxosError('E_BAD_ARGUMENT', `state machine id ${String(sm.smId)} is not a u32`);
+    }
+    if (sm.smId <= 3) {
+      throw new PaxosError(
+        'E_BAD_ARGUMENT',
+        `state machine id ${sm.smId} is reserved (0 none, 1 system, 2 master, 3 batch)`,
+      );
+    }
+    if (seen.has(sm.smId))
+      throw new PaxosError('E_BAD_ARGUMENT', `two state machines with id ${sm.smId}`);
+    seen.add(sm.smId);
+  }
+}

@@ -1,0 +1,81 @@
+// What an instance's value carries: the id of the state machine it is for, then its bytes
+// (PhxPaxos SMFac::PackPaxosValue). A batch (PhxPaxos BatchPropose) is one value whose state
+// machine is BATCH_SM_ID and whose bytes are several (smId, bytes) pairs.
+//
+//   single: u32 smId | bytes
+//   batch:  u32 BATCH_SM_ID | u32 count | count × (u32 smId | u32 length | bytes)
+import { PaxosError } from './errors';
+
+/** Reserved state machine ids, as PhxPaxos: system variables, master, batch. */
+export const SYSTEM_SM_ID = 1;
+export const MASTER_SM_ID = 2;
+export const BATCH_SM_ID = 3;
+/** A value for no state machine: learned and logged, executed by none (PhxPaxos smid 0). */
+export const NO_SM_ID = 0;
+
+export interface SmValue {
+  smId: number;
+  value: Uint8Array;
+}
+
+export function packValue(smId: number, value: Uint8Array): Uint8Array {
+  const out = new Uint8Array(4 + value.length);
+  new DataView(out.buffer).setUint32(0, smId, true);
+  out.set(value, 4);
+  return out;
+}
+
+export function packBatch(items: readonly SmValue[]): Uint8Array {
+  let size = 8;
+  for (const item of items) size += 8 + item.value.length;
+  const out = new Uint8Array(size);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, BATCH_SM_ID, true);
+  view.setUint32(4, items.length, true);
+  let at = 8;
+  for (const item of items) {
+    view.setUint32(at, item.smId, true);
+    view.setUint32(at + 4, item.value.length, true);
+    out.set(item.value, at + 8);
+    at += 8 + item.value.length;
+  }
+  return out;
+}
+
+/**
+ * Splits a chosen value into what each state machine executes. A malformed value (it came from
+ * the log or the network) throws PaxosError E_BAD_ARGUMENT; it never reads out of bounds.
+ */
+export function unpackValue(packed: Uint8Array): SmValue[] {
+  if (packed.length < 4)
+    throw new PaxosError(
+      'E_BAD_ARGUMENT',
+      `value of ${packed.length} bytes has no state machine id`,
+    );
+  const view = new DataView(packed.buffer, packed.byteOffset, packed.byteLength);
+  const smId = view.getUint32(0, true);
+  if (smId !== BATCH_SM_ID) return [{ smId, value: packed.subarray(4) }];
+  if (packed.length < 8) throw new PaxosError('E_BAD_ARGUMENT', 'batch value has no count');
+  const count = view.getUint32(4, true);
+  const items: SmValue[] = [];
+  let at = 8;
+  for (let i = 0; i < count; i++) {
+    if (at + 8 > packed.length)
+      throw new PaxosError('E_BAD_ARGUMENT', `batch item ${i} header is truncated`);
+    const itemSmId = view.getUint32(at, true);
+    const length = view.getUint32(at + 4, true);
+    if (at + 8 + length > packed.length)
+      throw new PaxosError('E_BAD_ARGUMENT', `batch item ${i} is truncated`);
+    items.push({ smId: itemSmId, value: packed.subarray(at + 8, at + 8 + length) });
+    at += 8 + length;
+  }
+  if (at !== packed.length)
+    throw new PaxosError('E_BAD_ARGUMENT', 'batch value has trailing bytes');
+  return items;
+}
+
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}

@@ -1,0 +1,79 @@
+#!/usr/bin/env node
+// npm run sim -- --seeds 1000 [--from N] [--nodes 3]   runs seeds N … N+999
+// npm run sim -- --seed N --trace                      replays one seed with a readable trace
+// npm run soak -- --minutes M                          runs as many seeds as M minutes allow
+import { parseArgs } from 'node:util';
+import { runSeed, type SimResult } from './simulate';
+
+const { values } = parseArgs({
+  options: {
+    seeds: { type: 'string' },
+    from: { type: 'string', default: '1' },
+    seed: { type: 'string' },
+    trace: { type: 'boolean', default: false },
+    minutes: { type: 'string' },
+    nodes: { type: 'string' },
+    'broken-acceptor': { type: 'boolean', default: false },
+    quiet: { type: 'boolean', default: false },
+  },
+  strict: true,
+});
+
+function positiveInt(name: string, text: string | undefined, fallback?: number): number {
+  if (text === undefined) {
+    if (fallback === undefined) throw new Error(`--${name} is required`);
+    return fallback;
+  }
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < 0) {
+    console.error(`--${name} must be a non-negative integer, got "${text}"`);
+    process.exit(2);
+  }
+  return n;
+}
+
+const nodes = values.nodes === undefined ? undefined : positiveInt('nodes', values.nodes);
+const base = { ...(nodes ? { nodes } : {}), brokenAcceptor: values['broken-acceptor'] };
+
+function report(r: SimResult): void {
+  if (!r.ok) {
+    const v = r.violation!;
+    console.log(`seed ${r.seed} FAILED ${v.invariant} at ${v.atMs} ms: ${v.message}`);
+  } else if (!values.quiet && values.seed !== undefined) {
+    console.log(`seed ${r.seed} ok: ${JSON.stringify(r.stats)}`);
+  }
+}
+
+async function main(): Promise<void> {
+  if (values.seed !== undefined) {
+    const seed = positiveInt('seed', values.seed);
+    const r = await runSeed({ seed, trace: values.trace, ...base });
+    if (values.trace) for (const line of r.trace) console.log(line);
+    report(r);
+    console.log(`${r.ok ? 1 : 0} passed, ${r.ok ? 0 : 1} failed`);
+    process.exit(r.ok ? 0 : 1);
+  }
+  const from = positiveInt('from', values.from, 1);
+  const deadline =
+    values.minutes === undefined
+      ? Infinity
+      : Date.now() + positiveInt('minutes', values.minutes) * 60_000;
+  const count =
+    values.seeds === undefined
+      ? values.minutes === undefined
+        ? 100
+        : Infinity
+      : positiveInt('seeds', values.seeds);
+  let passed = 0;
+  let failed = 0;
+  for (let seed = from; seed < from + count && Date.now() < deadline; seed++) {
+    const r = await runSeed({ seed, ...base });
+    report(r);
+    if (r.ok) passed++;
+    else failed++;
+  }
+  console.log(`${passed} passed, ${failed} failed`);
+  process.exit(failed === 0 ? 0 : 1);
+}
+
+void main();

@@ -1,0 +1,9 @@
+export {
+  runSeed,
+  type SimOptions,
+  type SimResult,
+  type SimViolation,
+  type Invariant,
+} from './simulate';
+export { EventQueue } from './event-queue';
+export { RecordingStateMachine, RECORDER_SM_ID } from './recorder';

@@ -1,0 +1,25 @@
+export * from './messages';
+export { TransportError, type TransportErrorCode } from './errors';
+export * from './options';
+export {
+  encodeFrame,
+  encodeFrameBytes,
+  decodeFrame,
+  encodeHello,
+  decodeHello,
+  concatChunks,
+  FrameReader,
+  FRAME_VERSION,
+  type Frame,
+  type Hello,
+  type DecodeResult,
+} from './codec';
+export { type Network, type Rng, type Clock, SeededRng, type DropCounters } from './ports';
+export { MemoryNetwork, type LinkConfig, type Delivery } from './memory-network';
+export {
+  TcpNetwork,
+  type TcpNetworkOptions,
+  type TcpCounters,
+  type PeerAddress,
+  type TlsOptions,
+} from './tcp-network';

@@ -1,0 +1,104 @@
+// The message schema of the learner, checkpoint and Paxos protocols, with PhxPaxos's numbers
+// (src/comm/commdef.h and paxos_msg.proto). Every field is always present: numbers default to 0,
+// byte fields to an empty array, so handlers never test for undefined.
+
+export const PaxosMsgType = {
+  Prepare: 1,
+  PrepareReply: 2,
+  Accept: 3,
+  AcceptReply: 4,
+  AskforLearn: 5,
+  SendLearnValue: 6,
+  ProposerSendSuccess: 7,
+  SendNewValue: 8,
+  SendNowInstanceID: 9,
+  ComfirmAskforLearn: 10,
+  SendLearnValueAck: 11,
+  AskforCheckpoint: 12,
+  OnAskforCheckpoint: 13,
+} as const;
+export type PaxosMsgTypeNumber = (typeof PaxosMsgType)[keyof typeof PaxosMsgType];
+
+export const PaxosMsgFlag = { SendLearnValueNeedAck: 1 } as const;
+
+export const CheckpointMsgType = { SendFile: 1, SendFileAck: 2 } as const;
+export const CheckpointSendFileFlag = { Begin: 1, Ing: 2, End: 3 } as const;
+export const CheckpointSendFileAckFlag = { Ok: 1, Fail: 2 } as const;
+
+/** Frame commands (PhxPaxos MsgCmd_PaxosMsg / MsgCmd_CheckpointMsg). */
+export const FrameCommand = { Paxos: 1, Checkpoint: 2, Hello: 0x7f } as const;
+
+export interface PaxosMsg {
+  msgType: number;
+  instanceId: number;
+  nodeId: number;
+  proposalId: number;
+  proposalNodeId: number;
+  value: Uint8Array;
+  preAcceptId: number;
+  preAcceptNodeId: number;
+  rejectByPromiseId: number;
+  nowInstanceId: number;
+  minChosenInstanceId: number;
+  lastChecksum: number;
+  flag: number;
+  systemVariables: Uint8Array;
+  masterVariables: Uint8Array;
+}
+
+export interface CheckpointMsg {
+  msgType: number;
+  nodeId: number;
+  flag: number;
+  uuid: number;
+  sequence: number;
+  checkpointInstanceId: number;
+  checksum: number;
+  filePath: string;
+  smId: number;
+  offset: number;
+  buffer: Uint8Array;
+}
+
+/** What travels between nodes: a Paxos/learner message or a checkpoint-transfer message. */
+export type Message = { kind: 'paxos'; msg: PaxosMsg } | { kind: 'checkpoint'; msg: CheckpointMsg };
+
+const EMPTY = new Uint8Array(0);
+
+/** A PaxosMsg with every field not given set to its default. */
+export function paxosMsg(fields: Partial<PaxosMsg> & { msgType: number }): PaxosMsg {
+  return {
+    msgType: fields.msgType,
+    instanceId: fields.instanceId ?? 0,
+    nodeId: fields.nodeId ?? 0,
+    proposalId: fields.proposalId ?? 0,
+    proposalNodeId: fields.proposalNodeId ?? 0,
+    value: fields.value ?? EMPTY,
+    preAcceptId: fields.preAcceptId ?? 0,
+    preAcceptNodeId: fields.preAcceptNodeId ?? 0,
+    rejectByPromiseId: fields.rejectByPromiseId ?? 0,
+    nowInstanceId: fields.nowInstanceId ?? 0,
+    minChosenInstanceId: fields.minChosenInstanceId ?? 0,
+    lastChecksum: fields.lastChecksum ?? 0,
+    flag: fields.flag ?? 0,
+    systemVariables: fields.systemVariables ?? EMPTY,
+    masterVariables: fields.masterVariables ?? EMPTY,
+  };
+}
+
+/** A CheckpointMsg with every field not given set to its default. */
+export function checkpointMsg(fields: Partial<CheckpointMsg> & { msgType: number }): CheckpointMsg {
+  return {
+    msgType: fields.msgType,
+    nodeId: fields.nodeId ?? 0,
+    flag: fields.flag ?? 0,
+    uuid: fields.uuid ?? 0,
+    sequence: fields.sequence ?? 0,
+    checkpointInstanceId: fields.checkpointInstanceId ?? 0,
+    checksum: fields.checksum ?? 0,
+    filePath: fields.filePath ?? '',
+    smId: fields.smId ?? 0,
+    offset: fields.offset ?? 0,
+    buffer: fields.buffer ?? EMPTY,
+  };
+}

@@ -1,0 +1,20 @@
+// Every limit of the transport, with PhxPaxos's defaults (src/config/inside_options.cpp).
+
+/** Largest frame accepted or sent: 10 MiB (PhxPaxos MaxBufferSize, normal mode). */
+export const MAX_FRAME_BYTES = 10 * 1024 * 1024;
+/** Largest frame in large-value mode: 50 MiB (PhxPaxos MaxBufferSize, large buffer mode). */
+export const MAX_FRAME_BYTES_LARGE = 50 * 1024 * 1024;
+/** Bytes queued per outbound peer before the oldest frames are dropped (PhxPaxos: 200 MiB). */
+export const QUEUE_MAX_BYTES = 200 * 1024 * 1024;
+/** Frames older than this are dropped instead of sent (PhxPaxos TcpOutQueueDropTimeMs: 5000). */
+export const QUEUE_MAX_AGE_MS = 5000;
+/** An idle connection is closed after this long (PhxPaxos TcpConnectionNonActiveTimeout: 60 s). */
+export const IDLE_TIMEOUT_MS = 60_000;
+/** Reconnect backoff: first delay, cap, and jitter fraction (ours). */
+export const RECONNECT_MIN_MS = 50;
+export const RECONNECT_MAX_MS = 5000;
+export const RECONNECT_JITTER = 0.5;
+/** A new connection must say hello within this long (ours). */
+export const HANDSHAKE_TIMEOUT_MS = 5000;
+/** Largest hello frame (ours: it carries ids and an address). */
+export const MAX_HELLO_BYTES = 4096;

@@ -1,0 +1,266 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import * as net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  encodeFrameBytes,
+  encodeHello,
+  type Message,
+  paxosMsg,
+  TcpNetwork,
+  type TcpNetworkOptions,
+} from './index';
+
+const started: TcpNetwork[] = [];
+afterEach(async () => {
+  await Promise.all(started.splice(0).map((n) => n.close()));
+});
+
+async function node(
+  nodeId: number,
+  peers: TcpNetworkOptions['peers'] = {},
+  extra: Partial<TcpNetworkOptions> = {},
+) {
+  const n = new TcpNetwork({
+    nodeId,
+    clusterId: 'test',
+    listen: { host: '127.0.0.1', port: 0 },
+    peers,
+    ...extra,
+  });
+  started.push(n);
+  const addr = await n.start();
+  return { n, addr };
+}
+
+const msg = (i: number, value = new Uint8Array(0)): Message => ({
+  kind: 'paxos',
+  msg: paxosMsg({ msgType: 6, instanceId: i, nodeId: 1, value }),
+});
+
+function until(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const t0 = Date.now();
+  return new Promise((resolve, reject) => {
+    const tick = () =>
+      cond()
+        ? resolve()
+        : Date.now() - t0 > timeoutMs
+          ? reject(new Error('timed out'))
+          : setTimeout(tick, 5);
+    tick();
+  });
+}
+
+describe('TcpNetwork', () => {
+  it('delivers 100,000 messages in order between two nodes on loopback', async () => {
+    const b = await node(2);
+    const a = await node(1, { 2: b.addr });
+    b.n.addPeer(1, { host: '127.0.0.1', port: 1 });
+    const got: number[] = [];
+    b.n.onMessage((from, group, m) => {
+      expect(from).toBe(1);
+      expect(group).toBe(3);
+      if (m.kind === 'paxos') got.push(m.msg.instanceId);
+    });
+    for (let i = 0; i < 100_000; i++) a.n.send(2, 3, msg(i));
+    await until(() => got.length === 100_000, 30_000);
+    expect(got.every((v, i) => v === i)).toBe(true);
+    expect(a.n.counters().framesSent).toBe(100_000);
+  }, 60_000);
+
+  it('reconnects after the peer restarts and delivers what was sent meanwhile', async () => {
+    const b1 = await node(2);
+    const port = b1.addr.port;
+    const a = await node(1, { 2: b1.addr }, { reconnectMinMs: 10, reconnectMaxMs: 50 });
+    const got: number[] = [];
+    b1.n.onMessage((_f, _g, m) => m.kind === 'paxos' && got.push(m.msg.instanceId));
+    for (let i = 0; i < 100; i++) a.n.send(2, 0, msg(i));
+    await until(() => got.length === 100);
+    await b1.n.close();
+    await new Promise((r) => setTimeout(r, 50));
+    a.n.send(2, 0, msg(100)); // may be written into the dying connection: lost, as TCP loses it
+    const b2 = new TcpNetwork({
+      nodeId: 2,
+      clusterId: 'test',
+      listen: { host: '127.0.0.1', port },
+    });
+    started.push(b2);
+    b2.onMessage((_f, _g, m) => m.kind === 'paxos' && got.push(m.msg.instanceId));
+    await b2.start();
+    for (let i = 101; i < 200; i++) a.n.send(2, 0, msg(i));
+    await until(() => got.includes(199));
+    const after = got.filter((v) => v > 100);
+    expect(after).toEqual(Array.from({ length: 99 }, (_, i) => 101 + i));
+    expect(a.n.counters().reconnects).toBeGreaterThan(0);
+  }, 30_000);
+
+  it('bounds the outbound queue in bytes, dropping the oldest and counting it', async () => {
+    // Nobody listens on this port: every frame waits in the queue.
+    const server = net.createServer();
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const deadPort = (server.address() as net.AddressInfo).port;
+    await new Promise((r) => server.close(r));
+    const a = await node(
+      1,
+      { 2: { host: '127.0.0.1', port: deadPort } },
+      { queueMaxBytes: 10_000, reconnectMinMs: 1000 },
+    );
+    for (let i = 0; i < 100; i++) a.n.send(2, 0, msg(i, new Uint8Array(500)));
+    const drops = a.n.counters().drops;
+    expect(drops['E_QUEUE_FULL']).toBeGreaterThan(70);
+    a.n.send(99, 0, msg(0));
+    expect(a.n.counters().drops['E_UNKNOWN_NODE']).toBe(1);
+  });
+
+  it('lets nothing through from another cluster or without a hello, and counts it', async () => {
+    const b = await node(2, { 1: { host: '127.0.0.1', port: 1 } }, { acceptFollowers: false });
+    const got: Message[] = [];
+    b.n.onMessage((_f, _g, m) => got.push(m));
+    const stranger = new TcpNetwork({
+      nodeId: 1,
+      clusterId: 'other',
+      listen: { host: '127.0.0.1', port: 0 },
+      peers: { 2: b.addr },
+    });
+    started.push(stranger);
+    await stranger.start();
+    stranger.send(2, 0, msg(1));
+    const unknown = await node(7, { 2: b.addr }); // right cluster, unknown node, followers refused
+    unknown.n.send(2, 0, msg(2));
+    // A raw socket sending a message frame without saying hello first.
+    const raw = net.connect(b.addr.port, '127.0.0.1');
+    await new Promise((r) => raw.once('connect', r));
+    raw.write(encodeFrameBytes(0, msg(3)));
+    await until(() => {
+      const d = b.n.counters().drops;
+      return (
+        (d['E_WRONG_CLUSTER'] ?? 0) >= 1 &&
+        (d['E_UNKNOWN_NODE'] ?? 0) >= 1 &&
+        (d['E_NO_HANDSHAKE'] ?? 0) >= 1
+      );
+    });
+    raw.destroy();
+    expect(got).toHaveLength(0);
+  });
+
+  it('accepts a follower that is not in the peer list and can reach it back', async () => {
+    const leader = await node(1);
+    const follower = await node(9, { 1: leader.addr });
+    const atLeader: number[] = [];
+    const atFollower: number[] = [];
+    leader.n.onMessage((from) => atLeader.push(from));
+    follower.n.onMessage((from) => atFollower.push(from));
+    follower.n.send(1, 0, msg(1));
+    await until(() => atLeader.length === 1);
+    leader.n.send(9, 0, msg(2)); // via the address the follower announced in its hello
+    await until(() => atFollower.length === 1);
+    expect(atLeader).toEqual([9]);
+    expect(atFollower).toEqual([1]);
+  });
+
+  it('survives garbage on a connection: the stream is cut, the process is fine', async () => {
+    const b = await node(2, { 1: { host: '127.0.0.1', port: 1 } });
+    const raw = net.connect(b.addr.port, '127.0.0.1');
+    const closed = new Promise((r) => raw.once('close', r));
+    raw.on('error', () => {});
+    await new Promise((r) => raw.once('connect', r));
+    raw.write(
+      encodeHello({ clusterId: 'test', nodeId: 1, listenHost: '127.0.0.1', listenPort: 1 }),
+    );
+    const bad = encodeFrameBytes(0, msg(1));
+    bad[bad.length - 1]! ^= 0xff; // CRC broken: frame dropped, stream still aligned
+    raw.write(bad);
+    const huge = Buffer.alloc(8);
+    huge.writeUInt32LE(0xfffffff0, 0); // a length prefix beyond the maximum: connection cut
+    raw.write(huge);
+    await until(
+      () =>
+        (b.n.counters().drops['E_BAD_CRC'] ?? 0) === 1 &&
+        (b.n.counters().drops['E_FRAME_TOO_LARGE'] ?? 0) === 1,
+    );
+    await closed; // the node cut the connection
+  });
+
+  it('with mutual TLS, only holders of a cluster certificate get in', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tspaxos-tls-'));
+    const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
+    ssl(
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.pem',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=tspaxos-test-ca',
+    );
+    for (const name of ['a', 'b', 'rogue']) {
+      ssl(
+        'req',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        `${name}.key`,
+        '-out',
+        `${name}.csr`,
+        '-subj',
+        `/CN=${name}`,
+      );
+    }
+    for (const name of ['a', 'b']) {
+      ssl(
+        'x509',
+        '-req',
+        '-in',
+        `${name}.csr`,
+        '-CA',
+        'ca.pem',
+        '-CAkey',
+        'ca.key',
+        '-CAcreateserial',
+        '-out',
+        `${name}.pem`,
+        '-days',
+        '1',
+      );
+    }
+    ssl(
+      'x509',
+      '-req',
+      '-in',
+      'rogue.csr',
+      '-signkey',
+      'rogue.key',
+      '-out',
+      'rogue.pem',
+      '-days',
+      '1',
+    ); // self-signed
+    const read = (f: string) => readFileSync(join(dir, f));
+    const tlsOf = (name: string) => ({
+      ca: read('ca.pem'),
+      cert: read(`${name}.pem`),
+      key: read(`${name}.key`),
+    });
+    const b = await node(2, {}, { tls: tlsOf('b') });
+    const got: number[] = [];
+    b.n.onMessage((from) => got.push(from));
+    const a = await node(1, { 2: b.addr }, { tls: tlsOf('a') });
+    const rogue = await node(3, { 2: b.addr }, { tls: tlsOf('rogue') });
+    const plain = await node(4, { 2: b.addr });
+    a.n.send(2, 0, msg(1));
+    rogue.n.send(2, 0, msg(2));
+    plain.n.send(2, 0, msg(3));
+    await until(() => got.length === 1 && (b.n.counters().drops['tls-rejected'] ?? 0) >= 2);
+    expect(got).toEqual([1]);
+    rmSync(dir, { recursive: true, force: true });
+  }, 30_000);
+});

@@ -1,0 +1,421 @@
+// TcpNetwork: the Network port over node:net (or node:tls with mutual authentication). As in
+// PhxPaxos, each node dials one outbound connection per peer for what it sends and accepts
+// inbound connections for what it receives. Every connection opens with a hello frame (cluster
+// id, node id, listen address): frames on a connection without a good hello never reach the node,
+// and a follower that is not in the peer list is reachable through the address it announced.
+import * as net from 'node:net';
+import * as tls from 'node:tls';
+import { decodeFrame, decodeHello, encodeFrame, encodeHello, FrameReader } from './codec';
+import type { Message } from './messages';
+import {
+  HANDSHAKE_TIMEOUT_MS,
+  IDLE_TIMEOUT_MS,
+  MAX_FRAME_BYTES,
+  QUEUE_MAX_AGE_MS,
+  QUEUE_MAX_BYTES,
+  RECONNECT_JITTER,
+  RECONNECT_MAX_MS,
+  RECONNECT_MIN_MS,
+} from './options';
+import { countDrop, type DropCounters, type Network } from './ports';
+
+export interface PeerAddress {
+  host: string;
+  port: number;
+}
+
+export interface TlsOptions {
+  /** PEM of the cluster's certificate authority; peers must present a certificate it signed. */
+  ca: string | Buffer;
+  cert: string | Buffer;
+  key: string | Buffer;
+}
+
+export interface TcpNetworkOptions {
+  nodeId: number;
+  clusterId: string;
+  /** Where to listen; port 0 picks a free port (see start()). */
+  listen: PeerAddress;
+  /** Address announced in the hello (default: the bound listen address). */
+  advertise?: PeerAddress;
+  /** Voting peers by node id. */
+  peers?: Map<number, PeerAddress> | Record<number, PeerAddress>;
+  /** Let nodes outside `peers` (followers) connect; their hello address becomes a peer. Default true. */
+  acceptFollowers?: boolean;
+  maxFrameBytes?: number;
+  queueMaxBytes?: number;
+  queueMaxAgeMs?: number;
+  idleTimeoutMs?: number;
+  reconnectMinMs?: number;
+  reconnectMaxMs?: number;
+  tls?: TlsOptions;
+  /** Observability hook: connection events, drops with context (logged once per event). */
+  onEvent?: (event: string, fields: Record<string, unknown>) => void;
+}
+
+export interface TcpCounters {
+  framesSent: number;
+  bytesSent: number;
+  framesReceived: number;
+  bytesReceived: number;
+  connectionsOpened: number;
+  connectionsAccepted: number;
+  reconnects: number;
+  /** Every frame or connection refused or lost, by reason. */
+  drops: DropCounters;
+}
+
+interface Queued {
+  chunks: Uint8Array[];
+  bytes: number;
+  atMs: number;
+}
+
+class OutboundPeer {
+  socket: net.Socket | undefined;
+  ready = false;
+  blocked = false;
+  queue: Queued[] = [];
+  head = 0;
+  queuedBytes = 0;
+  backoffMs: number;
+  reconnectTimer: NodeJS.Timeout | undefined;
+  flushScheduled = false;
+
+  constructor(
+    readonly nodeId: number,
+    public address: PeerAddress,
+    minBackoffMs: number,
+  ) {
+    this.backoffMs = minBackoffMs;
+  }
+
+  get length(): number {
+    return this.queue.length - this.head;
+  }
+
+  shift(): Queued | undefined {
+    if (this.head >= this.queue.length) return undefined;
+    const item = this.queue[this.head]!;
+    this.queue[this.head] = undefined as never;
+    this.head++;
+    if (this.head > 1024 && this.head * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.head);
+      this.head = 0;
+    }
+    this.queuedBytes -= item.bytes;
+    return item;
+  }
+}
+
+export class TcpNetwork implements Network {
+  private readonly opts: Required<
+    Omit<TcpNetworkOptions, 'tls' | 'advertise' | 'peers' | 'onEvent'>
+  > &
+    Pick<TcpNetworkOptions, 'tls' | 'advertise' | 'onEvent'>;
+  private readonly addresses = new Map<number, PeerAddress>();
+  private readonly voters = new Set<number>();
+  private readonly outbound = new Map<number, OutboundPeer>();
+  private readonly inbound = new Set<net.Socket>();
+  private server: net.Server | undefined;
+  private handler: ((from: number, group: number, message: Message) => void) | undefined;
+  private boundAddress: PeerAddress | undefined;
+  private closed = false;
+  private readonly stats: TcpCounters = {
+    framesSent: 0,
+    bytesSent: 0,
+    framesReceived: 0,
+    bytesReceived: 0,
+    connectionsOpened: 0,
+    connectionsAccepted: 0,
+    reconnects: 0,
+    drops: {},
+  };
+
+  constructor(options: TcpNetworkOptions) {
+    this.opts = {
+      acceptFollowers: true,
+      maxFrameBytes: MAX_FRAME_BYTES,
+      queueMaxBytes: QUEUE_MAX_BYTES,
+      queueMaxAgeMs: QUEUE_MAX_AGE_MS,
+      idleTimeoutMs: IDLE_TIMEOUT_MS,
+      reconnectMinMs: RECONNECT_MIN_MS,
+      reconnectMaxMs: RECONNECT_MAX_MS,
+      ...options,
+    } as TcpNetwork['opts'];
+    const peers =
+      options.peers instanceof Map
+        ? options.peers
+        : new Map(Object.entries(options.peers ?? {}).map(([k, v]) => [Number(k), v]));
+    for (const [id, addr] of peers) {
+      if (id === options.nodeId) continue;
+      this.addresses.set(id, addr);
+      this.voters.add(id);
+    }
+  }
+
+  /** Starts listening; resolves with the bound port (useful with port 0). */
+  async start(): Promise<{ host: string; port: number }> {
+    const onSocket = (socket: net.Socket): void => this.accept(socket);
+    const server = this.opts.tls
+      ? tls.createServer(
+          { ...this.opts.tls, requestCert: true, rejectUnauthorized: true },
+          onSocket,
+        )
+      : net.createServer(onSocket);
+    server.on('tlsClientError', (err: Error) => {
+      countDrop(this.stats.drops, 'tls-rejected');
+      this.emit('tls-rejected', { error: err.message });
+    });
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.opts.listen.port, this.opts.listen.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    const addr = server.address() as net.AddressInfo;
+    this.boundAddress = { host: this.opts.listen.host, port: addr.port };
+    return this.boundAddress;
+  }
+
+  /** Adds or moves a peer (a follower found out of band, a changed address). */
+  addPeer(nodeId: number, address: PeerAddress): void {
+    this.addresses.set(nodeId, address);
+    const peer = this.outbound.get(nodeId);
+    if (peer && (peer.address.host !== address.host || peer.address.port !== address.port)) {
+      peer.address = address;
+      peer.socket?.destroy();
+    }
+  }
+
+  onMessage(handler: (from: number, group: number, message: Message) => void): void {
+    this.handler = handler;
+  }
+
+  counters(): TcpCounters {
+    return { ...this.stats, drops: { ...this.stats.drops } };
+  }
+
+  send(to: number, group: number, message: Message): void {
+    if (this.closed) {
+      countDrop(this.stats.drops, 'E_CLOSED');
+      return;
+    }
+    const address = this.addresses.get(to);
+    if (address === undefined) {
+      countDrop(this.stats.drops, 'E_UNKNOWN_NODE');
+      return;
+    }
+    let chunks: Uint8Array[];
+    try {
+      chunks = encodeFrame(group, message, this.opts.maxFrameBytes);
+    } catch (e) {
+      countDrop(this.stats.drops, (e as { code?: string }).code ?? 'encode-failed');
+      return;
+    }
+    let bytes = 0;
+    for (const c of chunks) bytes += c.length;
+    let peer = this.outbound.get(to);
+    if (peer === undefined) {
+      peer = new OutboundPeer(to, address, this.opts.reconnectMinMs);
+      this.outbound.set(to, peer);
+    }
+    // Bounded in bytes: the oldest frames go first (they are also the likeliest to be stale).
+    while (peer.queuedBytes + bytes > this.opts.queueMaxBytes && peer.length > 0) {
+      peer.shift();
+      countDrop(this.stats.drops, 'E_QUEUE_FULL');
+    }
+    if (bytes > this.opts.queueMaxBytes) {
+      countDrop(this.stats.drops, 'E_QUEUE_FULL');
+      return;
+    }
+    peer.queue.push({ chunks, bytes, atMs: performance.now() });
+    peer.queuedBytes += bytes;
+    if (peer.socket === undefined && peer.reconnectTimer === undefined) this.connect(peer);
+    else this.scheduleFlush(peer);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const peer of this.outbound.values()) {
+      if (peer.reconnectTimer) clearTimeout(peer.reconnectTimer);
+      peer.socket?.destroy();
+    }
+    for (const socket of this.inbound) socket.destroy();
+    const server = this.server;
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  private emit(event: string, fields: Record<string, unknown>): void {
+    this.opts.onEvent?.(event, { node: this.opts.nodeId, ...fields });
+  }
+
+  // ---- outbound ---------------------------------------------------------------------------
+
+  private connect(peer: OutboundPeer): void {
+    if (this.closed) return;
+    peer.ready = false;
+    peer.blocked = false;
+    const { host, port } = peer.address;
+    const socket = this.opts.tls
+      ? tls.connect({
+          host,
+          port,
+          ...this.opts.tls,
+          servername: undefined as unknown as string,
+          checkServerIdentity: () => undefined,
+        })
+      : net.connect({ host, port });
+    socket.setNoDelay(true);
+    peer.socket = socket;
+    this.stats.connectionsOpened++;
+    socket.once(this.opts.tls ? 'secureConnect' : 'connect', () => {
+      const advertise = this.opts.advertise ?? this.boundAddress ?? this.opts.listen;
+      socket.write(
+        encodeHello({
+          clusterId: this.opts.clusterId,
+          nodeId: this.opts.nodeId,
+          listenHost: advertise.host,
+          listenPort: advertise.port,
+        }),
+      );
+      peer.ready = true;
+      peer.backoffMs = this.opts.reconnectMinMs;
+      socket.setTimeout(this.opts.idleTimeoutMs);
+      this.emit('connected', { to: peer.nodeId, host, port });
+      this.flush(peer);
+    });
+    socket.on('timeout', () => {
+      if (peer.length === 0) socket.destroy(); // idle: reconnect lazily on the next send
+    });
+    socket.on('drain', () => {
+      peer.blocked = false;
+      this.flush(peer);
+    });
+    socket.on('data', () => {}); // the server never writes on this direction
+    socket.on('error', (err) =>
+      this.emit('connection-error', { to: peer.nodeId, error: err.message }),
+    );
+    socket.on('close', () => {
+      if (peer.socket !== socket) return;
+      peer.socket = undefined;
+      peer.ready = false;
+      if (this.closed || peer.length === 0) return;
+      const jitter = 1 + (Math.random() * 2 - 1) * RECONNECT_JITTER;
+      const delay = Math.min(peer.backoffMs, this.opts.reconnectMaxMs) * jitter;
+      peer.backoffMs = Math.min(peer.backoffMs * 2, this.opts.reconnectMaxMs);
+      this.stats.reconnects++;
+      peer.reconnectTimer = setTimeout(() => {
+        peer.reconnectTimer = undefined;
+        this.dropExpired(peer);
+        if (peer.length > 0) this.connect(peer);
+      }, delay);
+    });
+  }
+
+  private scheduleFlush(peer: OutboundPeer): void {
+    if (peer.flushScheduled || !peer.ready) return;
+    peer.flushScheduled = true;
+    setImmediate(() => {
+      peer.flushScheduled = false;
+      this.flush(peer);
+    });
+  }
+
+  private dropExpired(peer: OutboundPeer): void {
+    const oldest = performance.now() - this.opts.queueMaxAgeMs;
+    while (peer.length > 0 && peer.queue[peer.head]!.atMs < oldest) {
+      peer.shift();
+      countDrop(this.stats.drops, 'E_QUEUE_EXPIRED');
+    }
+  }
+
+  /** Writes queued frames in one corked batch until the socket pushes back. */
+  private flush(peer: OutboundPeer): void {
+    const socket = peer.socket;
+    if (!socket || !peer.ready || peer.blocked) return;
+    this.dropExpired(peer);
+    if (peer.length === 0) return;
+    socket.cork();
+    let item: Queued | undefined;
+    while (!peer.blocked && (item = peer.shift()) !== undefined) {
+      let ok = true;
+      for (const chunk of item.chunks) ok = socket.write(chunk);
+      this.stats.framesSent++;
+      this.stats.bytesSent += item.bytes;
+      if (!ok) peer.blocked = true;
+    }
+    socket.uncork();
+  }
+
+  // ---- inbound ----------------------------------------------------------------------------
+
+  private accept(socket: net.Socket): void {
+    if (this.closed) {
+      socket.destroy();
+      return;
+    }
+    this.inbound.add(socket);
+    this.stats.connectionsAccepted++;
+    socket.setNoDelay(true);
+    socket.setTimeout(HANDSHAKE_TIMEOUT_MS);
+    const reader = new FrameReader(this.opts.maxFrameBytes);
+    let from: number | undefined;
+    const refuse = (reason: string, fields: Record<string, unknown>): void => {
+      countDrop(this.stats.drops, reason);
+      this.emit('connection-refused', { reason, remote: socket.remoteAddress, ...fields });
+      socket.destroy();
+    };
+    socket.on('timeout', () => {
+      if (from === undefined) refuse('E_NO_HANDSHAKE', {});
+      else socket.destroy(); // idle
+    });
+    socket.on('error', () => {});
+    socket.on('close', () => this.inbound.delete(socket));
+    socket.on('data', (data: Buffer) => {
+      this.stats.bytesReceived += data.length;
+      const { frames, error } = reader.push(data);
+      for (const frame of frames) {
+        if (socket.destroyed) return;
+        if (from === undefined) {
+          const hello = decodeHello(frame);
+          if (!hello.ok) return refuse(hello.error.code, { error: hello.error.message });
+          const h = hello.value;
+          if (h.clusterId !== this.opts.clusterId)
+            return refuse('E_WRONG_CLUSTER', { clusterId: h.clusterId, nodeId: h.nodeId });
+          if (h.nodeId === this.opts.nodeId || h.nodeId === 0)
+            return refuse('E_UNKNOWN_NODE', { nodeId: h.nodeId });
+          if (!this.voters.has(h.nodeId)) {
+            if (!this.opts.acceptFollowers) return refuse('E_UNKNOWN_NODE', { nodeId: h.nodeId });
+            this.addPeer(h.nodeId, { host: h.listenHost, port: h.listenPort });
+            this.emit('follower-connected', {
+              nodeId: h.nodeId,
+              host: h.listenHost,
+              port: h.listenPort,
+            });
+          }
+          from = h.nodeId;
+          socket.setTimeout(this.opts.idleTimeoutMs);
+          continue;
+        }
+        const decoded = decodeFrame(frame, this.opts.maxFrameBytes);
+        if (!decoded.ok) {
+          // The length prefix was sound, so the stream stays aligned: drop this frame only.
+          countDrop(this.stats.drops, decoded.error.code);
+          continue;
+        }
+        this.stats.framesReceived++;
+        try {
+          this.handler?.(from, decoded.value.group, decoded.value.message);
+        } catch (e) {
+          countDrop(this.stats.drops, 'handler-error');
+          this.emit('handler-error', { from, error: String(e) });
+        }
+      }
+      if (error !== undefined && !socket.destroyed) refuse(error.code, { error: error.message });
+    });
+  }
+}
