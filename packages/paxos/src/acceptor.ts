@@ -10,6 +10,8 @@ import { type PaxosMsg, PaxosMsgType, paxosMsg } from '@tspaxos/transport';
 export interface AcceptorFaults {
   /** Keeps no promise: prepares never raise it and accepts ignore it. */
   forgetPromises?: boolean;
+  /** PhxPaxos's rule: the promise resets at every new instance (unsafe with skipped prepares). */
+  resetPromisePerInstance?: boolean;
 }
 
 export class Acceptor {
@@ -52,11 +54,13 @@ export class Acceptor {
    * Moves to the next instance, forgetting the accepted value but KEEPING the promise. PhxPaxos
    * resets both (AcceptorState::Init), which makes skipping prepare unsafe: a proposer that skips
    * prepare at instance i+1 with ballot b could overwrite a value a lower ballot already got chosen
-   * at i+1 by acceptors whose fresh promise was below b (found by @tspaxos/sim). Carrying the
+   * at i+1 by acceptors whose fresh promise was below b. With PhxPaxos's reset (the
+   * `resetPromisePerInstance` fault) @tspaxos/sim breaks agreement in most seeds. Carrying the
    * promise forward makes a prepare cover every later instance, as in Multi-Paxos.
    */
   newInstance(): void {
     this.instanceId++;
+    if (this.faults.resetPromisePerInstance) this.promiseBallot = NULL_BALLOT;
     this.acceptedBallot = NULL_BALLOT;
     this.acceptedValue = new Uint8Array(0);
     this.checksum = 0;

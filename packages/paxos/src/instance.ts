@@ -340,7 +340,7 @@ export class Instance {
       // The proposer has moved on, so instance `now` was chosen, and the message says with which
       // ballot: if my acceptor accepted that ballot, learn its value without waiting for a
       // ProposerSendSuccess that may be lost. PhxPaxos assumes the chosen ballot is the message's
-      // own, which is wrong when the proposer learned `now` from a peer (found by @tspaxos/sim).
+      // own, which is wrong when the proposer learned `now` from a peer with another ballot.
       const success = {
         ...msg,
         instanceId: now,

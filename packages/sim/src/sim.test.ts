@@ -30,6 +30,15 @@ describe('simulator', () => {
     expect(caught).toMatch(/agreement|chain|durability/);
   });
 
+  it("catches PhxPaxos's per-instance promise reset (unsafe with skipped prepares), which tspaxos does not do", async () => {
+    let caught: string | undefined;
+    for (let seed = 1; seed <= 300 && caught === undefined; seed++) {
+      const r = await runSeed({ seed, phxpaxosPromiseReset: true });
+      if (!r.ok) caught = r.violation!.invariant;
+    }
+    expect(caught).toBe('agreement');
+  });
+
   it('lagging-learner-catches-up: a node partitioned away learns what it missed from a peer', async () => {
     const r = await runSeed({
       seed: 5,

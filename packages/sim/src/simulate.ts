@@ -33,6 +33,8 @@ export interface SimOptions {
   faults?: boolean;
   /** Every acceptor forgets its promises: the simulator must catch it (STYLE.md 13). */
   brokenAcceptor?: boolean;
+  /** Every acceptor resets its promise per instance, as PhxPaxos does: the simulator must catch it. */
+  phxpaxosPromiseReset?: boolean;
   /** Keep a readable trace of every event. */
   trace?: boolean;
   /** A scripted scenario: cut this node off from the others between these virtual times. */
@@ -212,6 +214,7 @@ class Simulation {
       this.net.heal();
       this.net.clearLinks();
       for (const n of this.nodes) if (!n.alive) await this.start(n);
+      await this.barrier();
       await this.awaitConvergence();
       this.checkChain();
       this.checkDurability();
@@ -270,7 +273,14 @@ class Simulation {
               this.log(`n${n.id} ${level} ${event} ${JSON.stringify(fields)}`),
           }
         : {}),
-      ...(this.options.brokenAcceptor ? { unsafeFaults: { forgetPromises: true } } : {}),
+      ...(this.options.brokenAcceptor || this.options.phxpaxosPromiseReset
+        ? {
+            unsafeFaults: {
+              forgetPromises: this.options.brokenAcceptor ?? false,
+              resetPromisePerInstance: this.options.phxpaxosPromiseReset ?? false,
+            },
+          }
+        : {}),
     });
     await settle();
   }
@@ -334,6 +344,36 @@ class Simulation {
       }
       await settle();
       if (this.violation) throw this.violation;
+    }
+  }
+
+  /**
+   * After healing, one more value must get chosen: liveness of proposing, not only of learning.
+   * It also drives a value that was chosen but learned by nobody before the crashes (the
+   * acceptors hold it; the next instance's prepare finds it) to be learned everywhere.
+   */
+  private async barrier(): Promise<void> {
+    const n = this.nodes[this.rng.int(this.nodes.length)]!;
+    const value = 'barrier';
+    this.proposed.add(value);
+    this.log(`n${n.id} propose "${value}" (after healing)`);
+    let done = false;
+    let failure: string | undefined;
+    n.node!.propose(GROUP, new TextEncoder().encode(value), { smId: RECORDER_SM_ID, timeoutMs: this.livenessBoundMs }).then(
+      (r) => {
+        done = true;
+        this.acknowledged.push({ instanceId: r.instanceId, value, node: n.id });
+        this.log(`n${n.id} "${value}" chosen at instance ${r.instanceId}`);
+      },
+      (e: { code?: string }) => {
+        done = true;
+        failure = e.code ?? String(e);
+      },
+    );
+    const deadline = this.queue.nowMs + this.livenessBoundMs;
+    while (!done && this.queue.nowMs < deadline) await this.runUntil(Math.min(deadline, this.queue.nowMs + 500));
+    if (!done || failure !== undefined) {
+      this.fail('liveness', `no value could be chosen within ${this.livenessBoundMs} ms of healing (${failure ?? 'still pending'})`);
     }
   }
 
