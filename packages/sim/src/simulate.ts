@@ -359,7 +359,10 @@ class Simulation {
     this.log(`n${n.id} propose "${value}" (after healing)`);
     let done = false;
     let failure: string | undefined;
-    n.node!.propose(GROUP, new TextEncoder().encode(value), { smId: RECORDER_SM_ID, timeoutMs: this.livenessBoundMs }).then(
+    n.node!.propose(GROUP, new TextEncoder().encode(value), {
+      smId: RECORDER_SM_ID,
+      timeoutMs: this.livenessBoundMs,
+    }).then(
       (r) => {
         done = true;
         this.acknowledged.push({ instanceId: r.instanceId, value, node: n.id });
@@ -371,9 +374,13 @@ class Simulation {
       },
     );
     const deadline = this.queue.nowMs + this.livenessBoundMs;
-    while (!done && this.queue.nowMs < deadline) await this.runUntil(Math.min(deadline, this.queue.nowMs + 500));
+    while (!done && this.queue.nowMs < deadline)
+      await this.runUntil(Math.min(deadline, this.queue.nowMs + 500));
     if (!done || failure !== undefined) {
-      this.fail('liveness', `no value could be chosen within ${this.livenessBoundMs} ms of healing (${failure ?? 'still pending'})`);
+      this.fail(
+        'liveness',
+        `no value could be chosen within ${this.livenessBoundMs} ms of healing (${failure ?? 'still pending'})`,
+      );
     }
   }
 

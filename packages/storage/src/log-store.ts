@@ -1,5 +1,5 @@
-// The LogStore port: what the consensus cores need from the paxos log, and the argument checks
-// every implementation shares.
+// The LogStore port: what the consensus cores need from the paxos log (DESIGN §5), and the
+// argument checks every implementation shares, so both refuse the same input the same way.
 import type { AcceptorRecord } from '@tspaxos/crc-wasm';
 import { StorageError } from './errors';
 import type { StorageOptions } from './options';
@@ -8,7 +8,8 @@ export interface WriteOptions {
   /**
    * true: on disk (fsynced) before the promise resolves: acceptor promises and accepts.
    * false: survives a process crash, may be lost on power loss: learned values (PhxPaxos
-   * LearnValue writes with bSync = false).
+   * LearnValue writes with bSync = false). A later sync:true write makes every earlier write
+   * durable too.
    */
   sync: boolean;
 }
@@ -20,11 +21,14 @@ export type MetaKey =
 export interface LogStore {
   /** Resolves once the write is as durable as `sync` asks. Rejects with StorageError. */
   put(group: number, record: AcceptorRecord, opts: WriteOptions): Promise<void>;
-  /** Several records in one transaction: all or none. */
+  /** Several records in one transaction: all or none (a bad record writes nothing). */
   putMany(group: number, records: readonly AcceptorRecord[], opts: WriteOptions): Promise<void>;
   /** Synchronous. Throws StorageError E_CORRUPT_RECORD when the stored bytes are damaged. */
   get(group: number, instanceId: number): AcceptorRecord | undefined;
-  /** Records with fromInstanceId <= id < toInstanceIdExclusive, ascending. */
+  /**
+   * Records with fromInstanceId <= id < toInstanceIdExclusive, ascending, read lazily in bounded
+   * chunks. Writes made while the iterator is open are allowed; each may or may not be seen.
+   */
   range(
     group: number,
     fromInstanceId: number,
@@ -33,15 +37,26 @@ export interface LogStore {
   maxInstanceId(group: number): number | undefined;
   /** The lowest instance still in the log (0 when never set). */
   getMinChosenInstanceId(group: number): number;
+  /** Durable (sync) before it resolves. */
   setMinChosenInstanceId(group: number, instanceId: number): Promise<void>;
+  /** A copy of the stored bytes. Throws E_CORRUPT_META when they are damaged. */
   getMeta(group: number, key: MetaKey): Uint8Array | undefined;
   setMeta(group: number, key: MetaKey, value: Uint8Array, opts: WriteOptions): Promise<void>;
-  /** Deletes at most maxRecords records with id < instanceId; returns how many. Bounded work. */
+  /**
+   * Deletes the lowest records with id < instanceId, at most min(maxRecords,
+   * options.maxDeleteRecords) of them and about options.maxDeleteBytes of stored bytes (at least
+   * one record when any qualifies); returns how many. Bounded work per call: the cleaner calls
+   * it until it returns 0. Not durable by itself (deleted records may come back after a power
+   * cut, which is harmless).
+   */
   deleteBelow(group: number, instanceId: number, maxRecords: number): number;
+  /** Removes every record and meta value of the group, durably. */
   clearGroup(group: number): Promise<void>;
+  /** Waits for pending syncs, then releases the log. Every later call fails with E_CLOSED. */
   close(): Promise<void>;
 }
 
+/** Meta key under which the min chosen instance id is kept. */
 export const MIN_CHOSEN_KEY = 'minChosenInstanceId';
 
 export function checkGroup(group: number, options: StorageOptions): void {
@@ -63,6 +78,7 @@ export function checkInstanceId(instanceId: number, group: number): void {
   }
 }
 
+/** Checks what the codec does not know about (the configured value limit); the codec checks the rest. */
 export function checkRecordArgument(
   group: number,
   record: AcceptorRecord,
@@ -81,31 +97,78 @@ export function checkRecordArgument(
     throw new StorageError(
       'E_VALUE_TOO_LARGE',
       `value of ${record.value.length} bytes exceeds the maximum of ${options.maxValueBytes}`,
-      {
-        group,
-        instanceId: record.instanceId,
-      },
+      { group, instanceId: record.instanceId },
     );
   }
 }
 
-export function checkMetaKey(key: string): void {
-  if (typeof key !== 'string' || key.length === 0 || key.length > 128) {
-    throw new StorageError('E_BAD_ARGUMENT', 'meta key must be a string of 1 … 128 characters');
+export function checkRecords(group: number, records: readonly AcceptorRecord[]): void {
+  if (!Array.isArray(records))
+    throw new StorageError('E_BAD_ARGUMENT', 'records must be an array', { group });
+}
+
+export function checkMetaKey(key: string, group: number, options: StorageOptions): void {
+  if (typeof key !== 'string' || key.length === 0 || key.length > options.maxMetaKeyLength) {
+    throw new StorageError(
+      'E_BAD_ARGUMENT',
+      `meta key must be a string of 1 … ${options.maxMetaKeyLength} characters`,
+      { group },
+    );
   }
 }
 
+export function checkMetaValue(value: Uint8Array, group: number, options: StorageOptions): void {
+  if (!(value instanceof Uint8Array))
+    throw new StorageError('E_BAD_ARGUMENT', 'meta value must be a Uint8Array', { group });
+  if (value.length > options.maxValueBytes) {
+    throw new StorageError(
+      'E_VALUE_TOO_LARGE',
+      `meta value of ${value.length} bytes exceeds the maximum of ${options.maxValueBytes}`,
+      { group },
+    );
+  }
+}
+
+/** The number of records deleteBelow may remove in this call. */
+export function deleteLimit(maxRecords: number, group: number, options: StorageOptions): number {
+  if (!Number.isSafeInteger(maxRecords) || maxRecords < 0) {
+    throw new StorageError(
+      'E_BAD_ARGUMENT',
+      `maxRecords must be a non-negative integer, got ${String(maxRecords)}`,
+      { group },
+    );
+  }
+  return Math.min(maxRecords, options.maxDeleteRecords);
+}
+
+/**
+ * How many of the lowest records (their stored sizes in ascending id order) one deleteBelow call
+ * removes: as many as fit in maxDeleteBytes, and always the first.
+ */
+export function deleteCount(sizes: Iterable<number>, options: StorageOptions): number {
+  let count = 0;
+  let bytes = 0;
+  for (const size of sizes) {
+    if (count > 0 && bytes + size > options.maxDeleteBytes) break;
+    bytes += size;
+    count++;
+  }
+  return count;
+}
+
+/** The min chosen instance id as stored: decimal ASCII (readable with the sqlite3 shell). */
 export function encodeInstanceId(id: number): Uint8Array {
   return new TextEncoder().encode(String(id));
 }
 
 export function decodeInstanceId(bytes: Uint8Array | undefined, group: number): number {
   if (bytes === undefined) return 0;
-  const id = Number(new TextDecoder().decode(bytes));
-  if (!Number.isSafeInteger(id) || id < 0) {
+  const text = new TextDecoder().decode(bytes);
+  const id = /^(0|[1-9][0-9]{0,15})$/.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isSafeInteger(id)) {
     throw new StorageError(
-      'E_CORRUPT_RECORD',
-      `stored min chosen instance id is not a safe integer`,
+      'E_CORRUPT_META',
+      `group ${group}: stored min chosen instance id ${JSON.stringify(text.slice(0, 32))} is not a safe integer`,
       { group },
     );
   }

@@ -1,26 +1,34 @@
-// MemoryLogStore: the LogStore for the simulator. It models power loss: `sync: false` writes
+// MemoryLogStore: the LogStore for the deterministic simulator (DESIGN §5). It behaves as the
+// SQLite store does, byte for byte (records are kept as encodeRecord bytes and meta values with
+// their CRC, so damage reads as the same errors), and it models power loss: `sync: false` writes
 // are visible at once but become durable only when a later `sync: true` write (or flush()) makes
-// everything before it durable, like an fsync of SQLite's WAL; crash() throws away every write not
-// yet durable. No timers, no clock, no randomness; promises resolve in FIFO order.
+// everything before it durable, like an fsync of SQLite's WAL; crash() throws away every write
+// not yet durable. No timers, no clock, no randomness; promises settle in call order (FIFO).
 import type { AcceptorRecord } from '@tspaxos/crc-wasm';
-import { decodeStored, encodeStored } from './codec';
+import { decodeStored, encodeStored, openMeta, sealMeta } from './codec';
 import { StorageError } from './errors';
 import {
   checkGroup,
   checkInstanceId,
   checkMetaKey,
+  checkMetaValue,
   checkRecordArgument,
+  checkRecords,
   decodeInstanceId,
+  deleteCount,
+  deleteLimit,
   encodeInstanceId,
   type LogStore,
   type MetaKey,
   MIN_CHOSEN_KEY,
   type WriteOptions,
 } from './log-store';
-import { DEFAULT_STORAGE_OPTIONS, type StorageOptions } from './options';
+import { resolveStorageOptions, type StorageOptions } from './options';
 
 interface GroupData {
   records: Map<number, Uint8Array>;
+  /** The keys of `records`, ascending: range, max and deleteBelow without sorting. */
+  ids: number[];
   meta: Map<string, Uint8Array>;
 }
 
@@ -28,6 +36,18 @@ interface GroupData {
 type Undo =
   | { group: number; kind: 'record'; id: number; before: Uint8Array | undefined }
   | { group: number; kind: 'meta'; key: string; before: Uint8Array | undefined };
+
+/** Index of the first element of the ascending `ids` that is >= id. */
+function lowerBound(ids: readonly number[], id: number): number {
+  let lo = 0;
+  let hi = ids.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (ids[mid]! < id) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
 
 export class MemoryLogStore implements LogStore {
   readonly options: StorageOptions;
@@ -38,13 +58,13 @@ export class MemoryLogStore implements LogStore {
   syncs = 0;
 
   constructor(options: Partial<StorageOptions> = {}) {
-    this.options = { ...DEFAULT_STORAGE_OPTIONS, ...options };
+    this.options = resolveStorageOptions(options);
   }
 
   private data(group: number): GroupData {
     let g = this.groups.get(group);
     if (g === undefined) {
-      g = { records: new Map(), meta: new Map() };
+      g = { records: new Map(), ids: [], meta: new Map() };
       this.groups.set(group, g);
     }
     return g;
@@ -54,11 +74,38 @@ export class MemoryLogStore implements LogStore {
     if (this.closed) throw new StorageError('E_CLOSED', 'the store is closed');
   }
 
+  /** Sets or (bytes undefined) deletes a record slot, keeping `ids` sorted. */
+  private place(g: GroupData, id: number, bytes: Uint8Array | undefined): void {
+    const had = g.records.has(id);
+    if (bytes === undefined) {
+      if (!had) return;
+      g.records.delete(id);
+      g.ids.splice(lowerBound(g.ids, id), 1);
+      return;
+    }
+    g.records.set(id, bytes);
+    if (had) return;
+    const last = g.ids[g.ids.length - 1];
+    if (last === undefined || id > last)
+      g.ids.push(id); // appends are the common case
+    else g.ids.splice(lowerBound(g.ids, id), 0, id);
+  }
+
   private setRecord(group: number, id: number, bytes: Uint8Array | undefined): void {
     const g = this.data(group);
     this.undo.push({ group, kind: 'record', id, before: g.records.get(id) });
-    if (bytes === undefined) g.records.delete(id);
-    else g.records.set(id, bytes);
+    this.place(g, id, bytes);
+  }
+
+  /** Deletes the `count` lowest records in one splice (not one per record). */
+  private deletePrefix(group: number, g: GroupData, count: number): number {
+    for (let i = 0; i < count; i++) {
+      const id = g.ids[i]!;
+      this.undo.push({ group, kind: 'record', id, before: g.records.get(id) });
+      g.records.delete(id);
+    }
+    g.ids.splice(0, count);
+    return count;
   }
 
   private setMetaBytes(group: number, key: string, bytes: Uint8Array | undefined): void {
@@ -73,24 +120,30 @@ export class MemoryLogStore implements LogStore {
     return Promise.resolve();
   }
 
-  /** Makes every write so far durable. */
+  /** Makes every write so far durable (an fsync). */
   flush(): void {
     this.undo = [];
     this.syncs++;
   }
 
-  /** Power loss: every write not yet durable is gone. The store stays usable (a restart). */
+  /**
+   * Power loss and restart: every write not yet durable is gone, and the store is open again
+   * (also after close()), as a node's log is when its process starts over the same directory.
+   */
   crash(): void {
     for (let i = this.undo.length - 1; i >= 0; i--) {
       const u = this.undo[i]!;
       const g = this.data(u.group);
-      if (u.kind === 'record') {
-        if (u.before === undefined) g.records.delete(u.id);
-        else g.records.set(u.id, u.before);
-      } else if (u.before === undefined) g.meta.delete(u.key);
+      if (u.kind === 'record') this.place(g, u.id, u.before);
+      else if (u.before === undefined) g.meta.delete(u.key);
       else g.meta.set(u.key, u.before);
     }
     this.undo = [];
+    this.closed = false;
+  }
+
+  /** A restart without power loss: open again (after close()), nothing lost. */
+  reopen(): void {
     this.closed = false;
   }
 
@@ -111,6 +164,7 @@ export class MemoryLogStore implements LogStore {
     try {
       this.open();
       checkGroup(group, this.options);
+      checkRecords(group, records);
       encoded = records.map((r) => {
         checkRecordArgument(group, r, this.options);
         return [r.instanceId, encodeStored(group, r)];
@@ -130,69 +184,88 @@ export class MemoryLogStore implements LogStore {
     return bytes === undefined ? undefined : decodeStored(group, instanceId, bytes);
   }
 
-  *range(
+  range(
     group: number,
     fromInstanceId: number,
     toInstanceIdExclusive: number,
   ): IterableIterator<AcceptorRecord> {
+    // Arguments are checked at the call, not at the first next(), as the SQLite store does.
     this.open();
     checkGroup(group, this.options);
     checkInstanceId(fromInstanceId, group);
     checkInstanceId(toInstanceIdExclusive, group);
-    const records = this.groups.get(group)?.records;
-    if (records === undefined) return;
-    const ids = [...records.keys()]
-      .filter((id) => id >= fromInstanceId && id < toInstanceIdExclusive)
-      .sort((a, b) => a - b);
-    for (const id of ids) {
-      const bytes = records.get(id);
-      if (bytes !== undefined) yield decodeStored(group, id, bytes);
+    return this.iterate(group, fromInstanceId, toInstanceIdExclusive);
+  }
+
+  private *iterate(group: number, from: number, to: number): IterableIterator<AcceptorRecord> {
+    // Looks the next id up again at every step, so writes and deletes made while the iterator is
+    // open neither break it nor make it repeat a record.
+    let next = from;
+    while (next < to) {
+      this.open();
+      const g = this.groups.get(group);
+      if (g === undefined) return;
+      const id = g.ids[lowerBound(g.ids, next)];
+      if (id === undefined || id >= to) return;
+      next = id + 1;
+      yield decodeStored(group, id, g.records.get(id)!);
     }
   }
 
   maxInstanceId(group: number): number | undefined {
     this.open();
     checkGroup(group, this.options);
-    const records = this.groups.get(group)?.records;
-    if (records === undefined || records.size === 0) return undefined;
-    let max = -1;
-    for (const id of records.keys()) if (id > max) max = id;
-    return max;
+    const ids = this.groups.get(group)?.ids;
+    return ids === undefined ? undefined : ids[ids.length - 1];
   }
 
   getMinChosenInstanceId(group: number): number {
-    return decodeInstanceId(this.getMeta(group, MIN_CHOSEN_KEY), group);
+    return decodeInstanceId(this.readMeta(group, MIN_CHOSEN_KEY), group);
   }
 
   setMinChosenInstanceId(group: number, instanceId: number): Promise<void> {
     try {
+      this.open();
+      checkGroup(group, this.options);
       checkInstanceId(instanceId, group);
     } catch (e) {
       return Promise.reject(e);
     }
-    return this.setMeta(group, MIN_CHOSEN_KEY, encodeInstanceId(instanceId), { sync: true });
+    this.setMetaBytes(
+      group,
+      MIN_CHOSEN_KEY,
+      sealMeta(MIN_CHOSEN_KEY, encodeInstanceId(instanceId)),
+    );
+    return this.settle({ sync: true });
   }
 
   getMeta(group: number, key: MetaKey): Uint8Array | undefined {
+    return this.readMeta(group, key);
+  }
+
+  private readMeta(group: number, key: string): Uint8Array | undefined {
     this.open();
     checkGroup(group, this.options);
-    checkMetaKey(key);
-    return this.groups.get(group)?.meta.get(key);
+    checkMetaKey(key, group, this.options);
+    const stored = this.groups.get(group)?.meta.get(key);
+    return stored === undefined ? undefined : openMeta(group, key, stored);
   }
 
   setMeta(group: number, key: MetaKey, value: Uint8Array, opts: WriteOptions): Promise<void> {
     try {
       this.open();
       checkGroup(group, this.options);
-      checkMetaKey(key);
-      if (!(value instanceof Uint8Array))
-        throw new StorageError('E_BAD_ARGUMENT', 'meta value must be a Uint8Array', { group });
-      if (value.length > this.options.maxValueBytes)
-        throw new StorageError('E_VALUE_TOO_LARGE', 'meta value too large', { group });
+      checkMetaKey(key, group, this.options);
+      if (key === MIN_CHOSEN_KEY) {
+        throw new StorageError('E_BAD_ARGUMENT', `use setMinChosenInstanceId to set ${key}`, {
+          group,
+        });
+      }
+      checkMetaValue(value, group, this.options);
     } catch (e) {
       return Promise.reject(e);
     }
-    this.setMetaBytes(group, key, value.slice());
+    this.setMetaBytes(group, key, sealMeta(key, value));
     return this.settle(opts);
   }
 
@@ -200,15 +273,12 @@ export class MemoryLogStore implements LogStore {
     this.open();
     checkGroup(group, this.options);
     checkInstanceId(instanceId, group);
-    const limit = Math.min(Math.max(0, Math.floor(maxRecords)), this.options.maxDeleteRecords);
-    const records = this.groups.get(group)?.records;
-    if (records === undefined) return 0;
-    const ids = [...records.keys()]
-      .filter((id) => id < instanceId)
-      .sort((a, b) => a - b)
-      .slice(0, limit);
-    for (const id of ids) this.setRecord(group, id, undefined);
-    return ids.length;
+    const limit = deleteLimit(maxRecords, group, this.options);
+    const g = this.groups.get(group);
+    if (g === undefined) return 0;
+    const candidates = g.ids.slice(0, Math.min(limit, lowerBound(g.ids, instanceId)));
+    const sizes = candidates.map((id) => g.records.get(id)!.length);
+    return this.deletePrefix(group, g, deleteCount(sizes, this.options));
   }
 
   clearGroup(group: number): Promise<void> {
@@ -220,7 +290,7 @@ export class MemoryLogStore implements LogStore {
     }
     const g = this.groups.get(group);
     if (g !== undefined) {
-      for (const id of [...g.records.keys()]) this.setRecord(group, id, undefined);
+      this.deletePrefix(group, g, g.ids.length);
       for (const key of [...g.meta.keys()]) this.setMetaBytes(group, key, undefined);
     }
     return this.settle({ sync: true });
@@ -230,12 +300,25 @@ export class MemoryLogStore implements LogStore {
     this.closed = true;
   }
 
-  /** For tests: flips a bit of a stored record, as a bad disk would. */
-  corrupt(group: number, instanceId: number, byteOffset: number): void {
-    const bytes = this.groups.get(group)?.records.get(instanceId);
-    if (bytes === undefined) throw new StorageError('E_BAD_ARGUMENT', 'no such record');
+  /** For tests: flips bits of a stored record's bytes, as a bad disk would. */
+  corrupt(group: number, instanceId: number, byteOffset: number, mask = 0x01): void {
+    const g = this.groups.get(group);
+    const bytes = g?.records.get(instanceId);
+    if (g === undefined || bytes === undefined)
+      throw new StorageError('E_BAD_ARGUMENT', 'no such record', { group, instanceId });
     const copy = bytes.slice();
-    copy[byteOffset % copy.length]! ^= 0x01;
-    this.groups.get(group)!.records.set(instanceId, copy);
+    copy[byteOffset % copy.length]! ^= mask;
+    g.records.set(instanceId, copy);
+  }
+
+  /** For tests: flips bits of a stored meta value (including its CRC trailer). */
+  corruptMeta(group: number, key: string, byteOffset: number, mask = 0x01): void {
+    const g = this.groups.get(group);
+    const bytes = g?.meta.get(key);
+    if (g === undefined || bytes === undefined)
+      throw new StorageError('E_BAD_ARGUMENT', 'no such meta value', { group });
+    const copy = bytes.slice();
+    copy[byteOffset % copy.length]! ^= mask;
+    g.meta.set(key, copy);
   }
 }

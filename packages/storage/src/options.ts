@@ -1,16 +1,62 @@
-// Every limit of the storage, with where its default comes from.
+// Every limit of the storage, with its unit and where its default comes from (STYLE.md 9).
+import { StorageError } from './errors';
 
 export interface StorageOptions {
-  /** Largest value a record may carry: 10 MiB (PhxPaxos MaxBufferSize in normal mode). */
+  /**
+   * Largest value a record (or a meta value) may carry, in bytes: 10 MiB, PhxPaxos
+   * InsideOptions::GetMaxBufferSize in its normal (not large-value) mode.
+   */
   maxValueBytes: number;
-  /** Most records one deleteBelow() call may remove (ours: ~1-3 ms of SQLite work). */
+  /**
+   * Most records one deleteBelow() call removes, whatever the caller asks: the cleaner calls it
+   * again and again, and each call must be short. Ours: 1,000 records of 100 B took ~1 ms here
+   * (bench/run.mjs, "deleteBelow step"). PhxPaxos's Cleaner deletes one instance at a time with
+   * a short sleep in between (Cleaner::run).
+   */
   maxDeleteRecords: number;
-  /** Highest group index accepted (ours; PhxPaxos runs up to a few hundred groups). */
+  /**
+   * Most stored bytes one deleteBelow() call removes (it always removes at least one record):
+   * the work of a delete grows with the pages it frees, so a count alone does not bound it.
+   * Ours: 4 MiB took ~1 ms here (40 records of 100 KiB; 1,000 of them took ~28 ms).
+   */
+  maxDeleteBytes: number;
+  /** Highest group index accepted (ours; PhxPaxos deployments run at most a few hundred). */
   maxGroup: number;
+  /**
+   * Bytes one chunk of a range() read may hold before it is decoded and handed out (ours):
+   * range() reads the log in chunks so no SQLite statement stays open between two yields,
+   * and memory stays bounded whatever the value sizes.
+   */
+  rangeChunkBytes: number;
+  /** Most records in one chunk of a range() read (ours: more gains nothing measurable). */
+  rangeChunkMaxRecords: number;
+  /** Longest meta key, in UTF-16 code units (ours: keys are names, not data). */
+  maxMetaKeyLength: number;
 }
 
 export const DEFAULT_STORAGE_OPTIONS: Readonly<StorageOptions> = Object.freeze({
   maxValueBytes: 10 * 1024 * 1024,
-  maxDeleteRecords: 10_000,
+  maxDeleteRecords: 1_000,
+  maxDeleteBytes: 4 * 1024 * 1024,
   maxGroup: 100_000,
+  rangeChunkBytes: 4 * 1024 * 1024,
+  rangeChunkMaxRecords: 256,
+  maxMetaKeyLength: 128,
 });
+
+/** Merges caller options over the defaults and checks each is a positive safe integer. */
+export function resolveStorageOptions(options: Partial<StorageOptions> = {}): StorageOptions {
+  const resolved = { ...DEFAULT_STORAGE_OPTIONS };
+  for (const key of Object.keys(DEFAULT_STORAGE_OPTIONS) as Array<keyof StorageOptions>) {
+    const v = options[key];
+    if (v === undefined) continue;
+    if (!Number.isSafeInteger(v) || v < 1) {
+      throw new StorageError(
+        'E_BAD_ARGUMENT',
+        `storage option ${key} must be a positive safe integer, got ${String(v)}`,
+      );
+    }
+    resolved[key] = v;
+  }
+  return resolved;
+}

@@ -1,29 +1,76 @@
-// Child process of the crash test: writes records forever and prints the id of every sync write
-// once it is acknowledged. The parent kills it with SIGKILL at a random moment.
+// Child process of test/crash.test.ts: writes to the log until it is killed, and prints every
+// write it has seen acknowledged, one line each, the moment its promise resolves:
+//   `r <first> <count> <s|n>`  records first … first+count−1 (one put or one putMany), sync or not
+//   `m <id>`                   the meta value 'masterVariables' = `meta-<id>` (sync)
+// Each record's value says which batch it belongs to and is otherwise fully determined by its id
+// (crashValue), so the parent can tell an intact record from a damaged or half-written one.
+// The parent kills it with SIGKILL at a random moment.
+//
+// usage: crash-writer.mjs <dir> <first id> <seed> [plant]
+// `plant` makes the writer misbehave on purpose, so the parent can show its checks catch it
+// (STYLE.md 13): `ack-early` acknowledges a write before making it, `split-batch` writes a batch
+// as separate transactions.
 import { SqliteLogStore } from '../dist/index.js';
+import { crashRecord, nextRandom } from './crash-values.mjs';
 
-const [dir, startText] = process.argv.slice(2);
-const store = SqliteLogStore.open(dir);
+const [dir, startText, seedText, plant = 'none'] = process.argv.slice(2);
+// A small checkpoint threshold: the WAL is checkpointed and restarted many times per run, the
+// path where an fsync of a kept WAL descriptor could go wrong.
+const store = SqliteLogStore.open(dir, { checkpointPages: 64 });
 let id = Number(startText);
-const value = (i) => new TextEncoder().encode(`value-${i}-`.repeat(1 + (i % 40)));
-for (;;) {
-  const sync = id % 3 !== 0;
-  const writes = [];
-  // A few concurrent writers share fsyncs (group commit); each ack is printed when it resolves.
-  for (let k = 0; k < 4; k++, id++) {
-    const i = id;
-    const record = {
-      instanceId: i,
-      promiseId: i,
-      promiseNodeId: 1,
-      acceptedId: i,
-      acceptedNodeId: 1,
-      value: value(i),
-      checksum: i,
-    };
-    writes.push(
-      store.put(0, record, { sync: sync || k > 0 }).then(() => process.stdout.write(`${i}\n`)),
-    );
+let random = Number(seedText) >>> 0;
+const rand = (n) => {
+  random = nextRandom(random);
+  return random % n;
+};
+const MAX_IN_FLIGHT = 8;
+const fail = (e) => {
+  process.stderr.write(`crash-writer: ${e?.code} ${e?.message}\n`);
+  process.exit(3);
+};
+const yieldToIo = () => new Promise((r) => setImmediate(r));
+let inFlight = 0;
+
+async function write(records, sync) {
+  if (plant === 'ack-early') {
+    const [first, count] = [records[0].instanceId, records.length];
+    process.stdout.write(`r ${first} ${count} ${sync ? 's' : 'n'}\n`);
+    await yieldToIo();
   }
-  await Promise.all(writes);
+  if (records.length === 1) return store.put(0, records[0], { sync });
+  if (plant === 'split-batch') {
+    for (const r of records) {
+      await store.put(0, r, { sync: false });
+      await yieldToIo();
+    }
+    return;
+  }
+  return store.putMany(0, records, { sync });
+}
+
+for (;;) {
+  while (inFlight >= MAX_IN_FLIGHT) await yieldToIo();
+  const sync = rand(3) !== 0;
+  const count = rand(4) === 0 ? 1 + rand(60) : 1;
+  const first = id;
+  const records = [];
+  for (let k = 0; k < count; k++)
+    records.push(crashRecord(first + k, first, count, rand(40) === 0));
+  id += count;
+  inFlight++;
+  write(records, sync).then(() => {
+    inFlight--;
+    if (plant !== 'ack-early') process.stdout.write(`r ${first} ${count} ${sync ? 's' : 'n'}\n`);
+  }, fail);
+  if (rand(10) === 0) {
+    const m = first; // grows across runs: the parent checks the log never goes back
+    inFlight++;
+    store
+      .setMeta(0, 'masterVariables', new TextEncoder().encode(`meta-${m}`), { sync: true })
+      .then(() => {
+        inFlight--;
+        process.stdout.write(`m ${m}\n`);
+      }, fail);
+  }
+  await yieldToIo();
 }

@@ -18,3 +18,5 @@ export const RECONNECT_JITTER = 0.5;
 export const HANDSHAKE_TIMEOUT_MS = 5000;
 /** Largest hello frame (ours: it carries ids and an address). */
 export const MAX_HELLO_BYTES = 4096;
+/** Bytes handed to a socket before waiting for it to drain (ours: ~20 ms of loopback). */
+export const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;

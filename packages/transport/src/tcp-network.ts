@@ -13,6 +13,7 @@ import {
   MAX_FRAME_BYTES,
   QUEUE_MAX_AGE_MS,
   QUEUE_MAX_BYTES,
+  SOCKET_BUFFER_BYTES,
   RECONNECT_JITTER,
   RECONNECT_MAX_MS,
   RECONNECT_MIN_MS,
@@ -341,12 +342,13 @@ export class TcpNetwork implements Network {
     if (peer.length === 0) return;
     socket.cork();
     let item: Queued | undefined;
+    // Back-pressure by the bytes the socket holds, not write()'s return value: that turns false
+    // past 16 KiB, and waiting for 'drain' every 16 KiB made 100 B frames 10x slower than raw.
     while (!peer.blocked && (item = peer.shift()) !== undefined) {
-      let ok = true;
-      for (const chunk of item.chunks) ok = socket.write(chunk);
+      for (const chunk of item.chunks) socket.write(chunk);
       this.stats.framesSent++;
       this.stats.bytesSent += item.bytes;
-      if (!ok) peer.blocked = true;
+      if (socket.writableLength >= SOCKET_BUFFER_BYTES) peer.blocked = true;
     }
     socket.uncork();
   }

@@ -1,0 +1,131 @@
+// @tspaxos/transport benchmark: frames/s and MB/s from one process to another on loopback, for
+// 100 B and 64 KiB values through TcpNetwork, against raw node:net writing length-prefixed frames
+// of the same bytes (corked per 64 frames, the fastest plain pattern measured in BASELINES.md) in
+// the same run; plus codec encode+decode per second.
+import { fork } from 'node:child_process';
+import * as net from 'node:net';
+import { once } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import { concatChunks, decodeFrame, encodeFrame, paxosMsg, TcpNetwork } from '../dist/index.js';
+import { medianOf, opsPerSec, report } from '../../../scripts/bench-harness.mjs';
+
+const rows = [];
+const message = (value) => ({
+  kind: 'paxos',
+  msg: paxosMsg({
+    msgType: 6,
+    instanceId: 123456,
+    nodeId: 1,
+    proposalId: 7,
+    proposalNodeId: 1,
+    value,
+    lastChecksum: 99,
+  }),
+});
+
+async function child(type, expect) {
+  const c = fork(new URL('./receiver.mjs', import.meta.url), { stdio: 'inherit' });
+  c.send({ type, expect });
+  const [ready] = await once(c, 'message');
+  return { c, port: ready.port };
+}
+
+function waitDone(c) {
+  return new Promise((resolve) => {
+    const on = (m) => {
+      if (m.type === 'done') {
+        c.off('message', on);
+        resolve();
+      }
+    };
+    c.on('message', on);
+  });
+}
+
+const SCALE = Number(process.env.BENCH_SCALE ?? 1);
+for (const [label, size, count] of [
+  ['100 B', 100, 200_000 * SCALE],
+  ['64 KiB', 65536, 4000 * SCALE],
+]) {
+  console.error(`transport bench: ${label}`);
+  const value = randomBytes(size);
+  const frameBytes = concatChunks(encodeFrame(0, message(value))).length;
+  // Ours.
+  const ours = await (async () => {
+    const { c, port } = await child('tcp', count);
+    const sender = new TcpNetwork({
+      nodeId: 1,
+      clusterId: 'bench',
+      listen: { host: '127.0.0.1', port: 0 },
+      peers: { 2: { host: '127.0.0.1', port } },
+    });
+    await sender.start();
+    const m = message(value);
+    const rate = await medianOf(async () => {
+      const done = waitDone(c);
+      const t0 = performance.now();
+      for (let i = 0; i < count; i++) {
+        sender.send(2, 0, m);
+        if ((i & 1023) === 1023) await new Promise((r) => setImmediate(r)); // let the socket drain
+      }
+      await done;
+      return count / ((performance.now() - t0) / 1000);
+    });
+    await sender.close();
+    c.kill();
+    return rate;
+  })();
+  // Raw node:net with the same frame bytes.
+  const raw = await (async () => {
+    const { c, port } = await child('raw', count);
+    const socket = net.connect(port, '127.0.0.1');
+    socket.setNoDelay(true);
+    await once(socket, 'connect');
+    const frame = concatChunks(encodeFrame(0, message(value)));
+    const rate = await medianOf(async () => {
+      const done = waitDone(c);
+      const t0 = performance.now();
+      for (let i = 0; i < count; i += 64) {
+        socket.cork();
+        for (let k = 0; k < 64 && i + k < count; k++) socket.write(frame);
+        socket.uncork();
+        if (socket.writableLength > 8 * 1024 * 1024) await once(socket, 'drain');
+      }
+      await done;
+      return count / ((performance.now() - t0) / 1000);
+    });
+    socket.destroy();
+    c.kill();
+    return rate;
+  })();
+  rows.push({
+    name: `TcpNetwork ${label}`,
+    value: ours,
+    unit: 'frames/s',
+    ratio: ours / raw,
+    baseline: 'raw node:net',
+  });
+  rows.push({ name: `TcpNetwork ${label} (MB/s)`, value: (ours * frameBytes) / 1e6, unit: 'MB/s' });
+  rows.push({
+    name: `raw node:net ${label}`,
+    value: raw,
+    unit: 'frames/s',
+    ratio: 1,
+    baseline: 'raw node:net',
+  });
+}
+
+for (const [label, size] of [
+  ['100 B', 100],
+  ['100 KiB', 100 * 1024],
+]) {
+  const m = message(randomBytes(size));
+  const value = opsPerSec(() => {
+    const d = decodeFrame(concatChunks(encodeFrame(0, m)));
+    if (!d.ok) throw d.error;
+  });
+  rows.push({ name: `codec encode+decode ${label}`, value, unit: 'msgs/s' });
+}
+
+report('transport', rows);
+process.exit(0);
