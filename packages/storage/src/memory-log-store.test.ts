@@ -16,6 +16,10 @@ describeLogStoreContract('MemoryLogStore', async (options) => {
 });
 
 describe('MemoryLogStore power loss', () => {
+  it('refuses bad options with E_BAD_ARGUMENT', async () => {
+    expect(await codeOf(() => new MemoryLogStore({ maxDeleteRecords: 0 }))).toBe('E_BAD_ARGUMENT');
+  });
+
   it('crash() keeps sync writes and everything before them, loses the rest', async () => {
     const store = new MemoryLogStore();
     await store.put(0, record(1), { sync: false });

@@ -24,8 +24,9 @@ export interface StorageOptions {
   maxGroup: number;
   /**
    * Bytes one chunk of a range() read may hold before it is decoded and handed out (ours):
-   * range() reads the log in chunks so no SQLite statement stays open between two yields,
-   * and memory stays bounded whatever the value sizes.
+   * range() reads the log in chunks so no SQLite statement stays open between two yields, and
+   * memory stays bounded whatever the value sizes. 256 KiB keeps a chunk in the CPU cache while
+   * its CRCs are checked: 1.3× faster than 4 MiB at 100 KiB values here, the same at 100 B.
    */
   rangeChunkBytes: number;
   /** Most records in one chunk of a range() read (ours: more gains nothing measurable). */
@@ -39,7 +40,7 @@ export const DEFAULT_STORAGE_OPTIONS: Readonly<StorageOptions> = Object.freeze({
   maxDeleteRecords: 1_000,
   maxDeleteBytes: 4 * 1024 * 1024,
   maxGroup: 100_000,
-  rangeChunkBytes: 4 * 1024 * 1024,
+  rangeChunkBytes: 256 * 1024,
   rangeChunkMaxRecords: 256,
   maxMetaKeyLength: 128,
 });

@@ -236,6 +236,20 @@ describe('SqliteLogStore open', () => {
     );
   });
 
+  it('refuses bad options with E_BAD_ARGUMENT', () => {
+    const dir = tempDir();
+    for (const options of [
+      { maxValueBytes: -1 },
+      { rangeChunkBytes: 0.5 },
+      { checkpointPages: 0 },
+      { maxDatabaseBytes: Number.NaN },
+    ]) {
+      expect(() => SqliteLogStore.open(dir, options), JSON.stringify(options)).toThrow(
+        expect.objectContaining({ code: 'E_BAD_ARGUMENT' }),
+      );
+    }
+  });
+
   it('upgrades a schema 1 log (bare meta values) in place', async () => {
     const dir = tempDir();
     const raw = new Database(join(dir, DATABASE_FILE));

@@ -183,6 +183,8 @@ export class SqliteLogStore implements LogStore {
         db.pragma(`wal_autocheckpoint = ${pages}`);
       }
       if (options.maxDatabaseBytes !== undefined) {
+        if (!Number.isSafeInteger(options.maxDatabaseBytes) || options.maxDatabaseBytes < 1)
+          throw new StorageError('E_BAD_ARGUMENT', 'maxDatabaseBytes must be a positive integer');
         const pageBytes = db.pragma('page_size', { simple: true }) as number;
         const pages = Math.max(1, Math.floor(options.maxDatabaseBytes / pageBytes));
         db.pragma(`max_page_count = ${pages}`);
@@ -195,7 +197,7 @@ export class SqliteLogStore implements LogStore {
           .pluck()
           .all() as string[],
       );
-      if (!readonly) this.walFd = this.openWal(isFile ? dirname(this.path) : dataDirOrFile);
+      if (!readonly) this.walFd = this.openWal(dirname(this.path));
     } catch (e) {
       try {
         db?.close();
@@ -217,13 +219,18 @@ export class SqliteLogStore implements LogStore {
     // closing a second descriptor of it would drop SQLite's POSIX locks on it.
     if (!existsSync(wal)) throw new StorageError('E_OPEN_FAILED', `${wal} was not created`);
     const fd = openSync(wal, 'r');
-    if (process.platform !== 'win32') {
-      const dirFd = openSync(dir, 'r');
-      try {
-        fsyncSync(dirFd);
-      } finally {
-        closeSync(dirFd);
+    try {
+      if (process.platform !== 'win32') {
+        const dirFd = openSync(dir, 'r');
+        try {
+          fsyncSync(dirFd);
+        } finally {
+          closeSync(dirFd);
+        }
       }
+    } catch (e) {
+      closeSync(fd);
+      throw e;
     }
     return fd;
   }

@@ -195,6 +195,11 @@ export class TcpNetwork implements Network {
     this.handler = handler;
   }
 
+  /** Bytes queued for a peer and not yet handed to its socket (callers may pace themselves by it). */
+  queuedBytes(to: number): number {
+    return this.outbound.get(to)?.queuedBytes ?? 0;
+  }
+
   counters(): TcpCounters {
     return { ...this.stats, drops: { ...this.stats.drops } };
   }
