@@ -66,17 +66,14 @@ export class Proposer {
   /** An Accept left this proposer for the current instance. */
   private acceptSentThisInstance = false;
   private readonly round = new RoundCounter();
-  private cancelPrepareTimer: (() => void) | undefined;
-  private cancelAcceptTimer: (() => void) | undefined;
-  private prepareTimeoutMs: number;
-  private acceptTimeoutMs: number;
+  private cancelTimer: (() => void) | undefined;
+  private readonly timeoutMs: { prepare: number; accept: number };
 
   constructor(
     private readonly host: ProposerHost,
     private readonly options: PaxosOptions,
   ) {
-    this.prepareTimeoutMs = options.prepareTimeoutMs;
-    this.acceptTimeoutMs = options.acceptTimeoutMs;
+    this.timeoutMs = { prepare: options.prepareTimeoutMs, accept: options.acceptTimeoutMs };
   }
 
   /** After a restart: never reuse a proposal id this node's acceptor has promised. */
@@ -95,8 +92,8 @@ export class Proposer {
   /** Proposes `value` for the current instance (seed: Proposer::NewValue). */
   newValue(value: Uint8Array): void {
     this.value = value;
-    this.prepareTimeoutMs = this.options.prepareTimeoutMs;
-    this.acceptTimeoutMs = this.options.acceptTimeoutMs;
+    this.timeoutMs.prepare = this.options.prepareTimeoutMs;
+    this.timeoutMs.accept = this.options.acceptTimeoutMs;
     if (this.acceptSentThisInstance) {
       // An Accept with the current ballot may already sit at some acceptors with the old value:
       // a different value needs a new ballot, or one ballot would carry two values. PhxPaxos skips
@@ -124,10 +121,8 @@ export class Proposer {
   exit(): void {
     this.preparing = false;
     this.accepting = false;
-    this.cancelPrepareTimer?.();
-    this.cancelAcceptTimer?.();
-    this.cancelPrepareTimer = undefined;
-    this.cancelAcceptTimer = undefined;
+    this.cancelTimer?.();
+    this.cancelTimer = undefined;
   }
 
   /** After a failed execution the next value must prepare again (PhxPaxos CancelSkipPrepare). */
@@ -153,7 +148,7 @@ export class Proposer {
     this.round.reset();
     this.counters.prepares++;
     this.host.event('prepare', { instanceId: this.instanceId, proposalId: this.proposalId });
-    this.armPrepareTimer();
+    this.armTimer('prepare');
     this.host.broadcast(
       paxosMsg({
         msgType: PaxosMsgType.Prepare,
@@ -195,7 +190,7 @@ export class Proposer {
       this.round.rejected.size >= this.majority() ||
       this.round.received.size === this.host.members().length
     ) {
-      this.armPrepareTimer(this.options.rejectedRetryDelayMs);
+      this.armTimer('prepare', this.options.rejectedRetryDelayMs);
     }
   }
 
@@ -212,7 +207,7 @@ export class Proposer {
       proposalId: this.proposalId,
       valueBytes: value.length,
     });
-    this.armAcceptTimer();
+    this.armTimer('accept');
     this.host.broadcast(
       paxosMsg({
         msgType: PaxosMsgType.Accept,
@@ -244,7 +239,7 @@ export class Proposer {
       this.round.rejected.size >= this.majority() ||
       this.round.received.size === this.host.members().length
     ) {
-      this.armAcceptTimer(this.options.rejectedRetryDelayMs);
+      this.armTimer('accept', this.options.rejectedRetryDelayMs);
     }
   }
 
@@ -265,34 +260,29 @@ export class Proposer {
     return { preAcceptId: b.proposalId, preAcceptNodeId: b.nodeId };
   }
 
-  private armPrepareTimer(delayMs?: number): void {
-    this.cancelPrepareTimer?.();
+  /**
+   * Arms the proposer's one timer (prepare and accept never run together): after the phase's
+   * timeout, doubling per retry up to its maximum, or after `delayMs`, prepare again (PhxPaxos
+   * OnPrepareTimeout / OnAcceptTimeout).
+   */
+  private armTimer(phase: 'prepare' | 'accept', delayMs?: number): void {
+    this.cancelTimer?.();
     const instanceId = this.instanceId;
     let delay = delayMs;
     if (delay === undefined) {
-      delay = this.prepareTimeoutMs;
-      this.prepareTimeoutMs = Math.min(this.prepareTimeoutMs * 2, this.options.prepareTimeoutMaxMs);
+      delay = this.timeoutMs[phase];
+      const max =
+        phase === 'prepare' ? this.options.prepareTimeoutMaxMs : this.options.acceptTimeoutMaxMs;
+      this.timeoutMs[phase] = Math.min(delay * 2, max);
     }
-    this.cancelPrepareTimer = this.host.schedule(delay, () => {
-      this.cancelPrepareTimer = undefined;
-      if (instanceId !== this.instanceId || !this.preparing) return;
-      this.counters.prepareTimeouts++;
-      this.prepare(this.wasRejected);
-    });
-  }
-
-  private armAcceptTimer(delayMs?: number): void {
-    this.cancelAcceptTimer?.();
-    const instanceId = this.instanceId;
-    let delay = delayMs;
-    if (delay === undefined) {
-      delay = this.acceptTimeoutMs;
-      this.acceptTimeoutMs = Math.min(this.acceptTimeoutMs * 2, this.options.acceptTimeoutMaxMs);
-    }
-    this.cancelAcceptTimer = this.host.schedule(delay, () => {
-      this.cancelAcceptTimer = undefined;
-      if (instanceId !== this.instanceId || !this.accepting) return;
-      this.counters.acceptTimeouts++;
+    this.cancelTimer = this.host.schedule(delay, () => {
+      this.cancelTimer = undefined;
+      if (
+        instanceId !== this.instanceId ||
+        this.phase !== (phase === 'prepare' ? 'preparing' : 'accepting')
+      )
+        return;
+      this.counters[phase === 'prepare' ? 'prepareTimeouts' : 'acceptTimeouts']++;
       this.prepare(this.wasRejected);
     });
   }
