@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { MemoryLogStore } from '@tspaxos/storage';
 import { MemoryNetwork, SeededRng } from '@tspaxos/transport';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -130,11 +133,42 @@ describe('PaxosNode', () => {
       random: realRandom(),
     };
     await expect(createNode({ ...base, nodeId: 4 })).rejects.toThrow(/not in the cluster/);
+    await expect(createNode({ ...base, nodeId: 1, dataDir: '/tmp/x' })).rejects.toThrow(
+      /exactly one of store and dataDir/,
+    );
     await expect(createNode({ ...base, nodeId: 1.5 })).rejects.toThrow(/positive safe integer/);
     await expect(createNode({ ...base, nodeId: 1, groups: 0 })).rejects.toThrow(/groups/);
     await expect(
       createNode({ ...base, nodeId: 1, stateMachines: [{ smId: 1, execute: () => 0 }] }),
     ).rejects.toThrow(/reserved/);
+  });
+
+  it('opens its own SQLite log from dataDir, and keeps what was chosen across a restart', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tspaxos-node-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const net = new MemoryNetwork({ rng: new SeededRng(1) });
+    const start = (sm: ListMachine) =>
+      createNode({
+        nodeId: 1,
+        cluster: [1],
+        groups: 1,
+        dataDir: dir,
+        network: net.endpoint(1),
+        stateMachines: [sm],
+      });
+    const first = await start(new ListMachine());
+    expect(await first.propose(0, bytes('kept'), { smId: 10 })).toEqual({
+      instanceId: 0,
+      result: 'ok:kept',
+    });
+    await first.propose(0, bytes('also'), { smId: 10 });
+    await first.stop();
+    const sm = new ListMachine();
+    const second = await start(sm);
+    cleanups.push(() => second.stop());
+    expect(sm.applied).toEqual(['kept']); // replayed; the last instance is learned again when the next one runs
+    await second.propose(0, bytes('third'), { smId: 10 });
+    expect(sm.applied).toEqual(['kept', 'also', 'third']);
   });
 
   it('rejects pending proposals with E_STOPPED on a graceful stop', async () => {

@@ -1,5 +1,6 @@
 // The node API: one node hosting one or more groups over one LogStore and one Network.
-import type { LogStore } from '@tspaxos/storage';
+import { type LogStore, SqliteLogStore } from '@tspaxos/storage';
+import { realRandom, realScheduler } from './adapters/real-scheduler';
 import type { Message, Network } from '@tspaxos/transport';
 import type { AcceptorFaults } from './acceptor';
 import type { ProposeResult } from './committer';
@@ -19,10 +20,14 @@ export interface NodeOptions {
   cluster: readonly number[];
   /** How many groups this node hosts (indices 0 … groups-1). */
   groups: number;
-  store: LogStore;
+  /** The paxos log; or give `dataDir` and the node opens a SqliteLogStore there. */
+  store?: LogStore;
+  dataDir?: string;
   network: Network;
-  scheduler: Scheduler;
-  random: RandomSource;
+  /** Clock and timers (default: the real ones; the simulator passes a virtual scheduler). */
+  scheduler?: Scheduler;
+  /** Randomness for jitter (default: Math.random; the simulator passes a seeded one). */
+  random?: RandomSource;
   /** State machines per group (the same list for every group when given as an array). */
   stateMachines?: readonly StateMachine[] | ((group: number) => readonly StateMachine[]);
   /** Makes this node a non-voting follower of that voting node. */
@@ -57,6 +62,7 @@ export class PaxosNode {
   readonly options: PaxosOptions;
   readonly counters: NodeCounters = { messagesForUnknownGroup: 0, checkpointMessagesDropped: 0 };
   private readonly instances: Instance[];
+  private readonly store: LogStore;
   private stopped = false;
 
   /** Use createNode(): it also loads state and starts the groups. */
@@ -81,6 +87,12 @@ export class PaxosNode {
         `node ${opts.nodeId} is not in the cluster ${opts.cluster.join(',')}`,
       );
     }
+    if ((opts.store === undefined) === (opts.dataDir === undefined)) {
+      throw new PaxosError('E_BAD_ARGUMENT', 'give exactly one of store and dataDir');
+    }
+    this.store = opts.store ?? SqliteLogStore.open(opts.dataDir!);
+    const scheduler = opts.scheduler ?? realScheduler();
+    const random = opts.random ?? realRandom();
     this.nodeId = opts.nodeId;
     this.options = resolveOptions(opts.groups, opts.options);
     this.instances = [];
@@ -97,10 +109,10 @@ export class PaxosNode {
           groupCount: opts.groups,
           initialMembers: opts.cluster,
           ...(opts.followTo !== undefined ? { followToNodeId: opts.followTo } : {}),
-          store: opts.store,
+          store: this.store,
           send: (to, g, msg) => opts.network.send(to, g, { kind: 'paxos', msg }),
-          scheduler: opts.scheduler,
-          random: opts.random,
+          scheduler,
+          random,
           stateMachines: machines,
           options: this.options,
           ...(opts.unsafeFaults ? { faults: opts.unsafeFaults } : {}),
@@ -166,7 +178,7 @@ export class PaxosNode {
     this.stopped = true;
     await Promise.all(this.instances.map((i) => i.stop()));
     if (opts.closeNetwork ?? true) await this.opts.network.close();
-    if (opts.closeStore ?? true) await this.opts.store.close();
+    if (opts.closeStore ?? true) await this.store.close();
   }
 
   private submit(
