@@ -110,6 +110,23 @@ describe('PaxosNode', () => {
     });
   });
 
+  it('changes membership through the system state machine, on every node, once per version', async () => {
+    const { nodes } = await cluster();
+    const r = await nodes[0]!.changeMembership(0, [1, 2]);
+    expect(r.result).toEqual({ applied: true, version: 1 });
+    await nodes[1]!.propose(0, bytes('after'), { smId: 10 }); // two members now make a majority
+    await eventually(() => nodes.every((n) => n.status(0).membershipVersion === 1));
+    expect(nodes.map((n) => n.status(0).members)).toEqual([
+      [1, 2],
+      [1, 2],
+      [1, 2],
+    ]);
+    expect(nodes[0]!.status(1).members).toEqual([1, 2, 3]); // per group
+    await expect(nodes[0]!.changeMembership(0, [])).rejects.toMatchObject({
+      code: 'E_BAD_ARGUMENT',
+    });
+  });
+
   it('refuses bad input with clear errors', async () => {
     const { nodes } = await cluster();
     const n = nodes[0]!;
