@@ -618,7 +618,7 @@ export class Instance {
           from,
           peerMinChosenInstanceId: peerMin,
           instanceId: this.learner.instanceId,
-          note: 'checkpoint transfer is not implemented yet',
+          note: 'checkpoint transfer is not built yet (README: Status)',
         }),
       event: (name, fields) => this.log('debug', name, fields),
     };

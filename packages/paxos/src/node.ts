@@ -221,7 +221,7 @@ export class PaxosNode {
       return;
     }
     if (message.kind !== 'paxos') {
-      // Checkpoint transfer is not implemented yet (README: Status).
+      // Checkpoint transfer is not built yet (README: Status): counted and dropped.
       this.counters.checkpointMessagesDropped++;
       return;
     }
