@@ -6,6 +6,7 @@
 import type { LogStore } from '@tspaxos/storage';
 import {
   type Ballot,
+  isNullBallot,
   Learner,
   type LearnerHost,
   type LearnerStatus,
@@ -177,13 +178,13 @@ export class Instance {
     const { store, group } = this.config;
     const now = this.acceptor.load();
     const minChosen = store.getMinChosenInstanceId(group);
-    let from = minChosen;
+    // Replay from the oldest state machine checkpoint (none: from the start of the log).
+    let from = now;
     for (const sm of this.machines.values()) {
-      if (sm === this.system) continue;
-      const cp = sm.getCheckpointInstanceId?.(group) ?? -1;
-      from = Math.max(minChosen, Math.min(from === minChosen ? cp + 1 : from, cp + 1));
+      if (sm !== this.system)
+        from = Math.min(from, (sm.getCheckpointInstanceId?.(group) ?? -1) + 1);
     }
-    if (from < minChosen) from = minChosen;
+    from = Math.max(from, minChosen);
     for (const record of store.range(group, from, now)) {
       this.executeValue(record.instanceId, record.value, undefined);
       this.lastChecksum = record.checksum;
@@ -199,6 +200,19 @@ export class Instance {
       members: this.members,
     });
     this.learner.start();
+    if (
+      !this.isFollower &&
+      this.members.includes(this.config.nodeId) &&
+      !isNullBallot(this.acceptor.acceptedBallot)
+    ) {
+      // Recovery (ours; PhxPaxos waits for the next proposal): the highest instance holds an
+      // accepted value that may have been chosen and learned by nobody (e.g. every node restarted).
+      // A no-op proposal runs prepare on it, which re-proposes that value if any acceptor of the
+      // majority has it, so it gets learned (and applied) now, not at the next client write.
+      this.propose(NO_SM_ID, new Uint8Array(0), false, this.config.options.proposeTimeoutMs).catch(
+        () => {},
+      );
+    }
   }
 
   /** Stops timers and work; pending proposals reject with E_STOPPED. */
