@@ -162,9 +162,7 @@ export class Proposer {
 
   onPrepareReply(msg: PaxosMsg): void {
     if (!this.preparing || msg.proposalId !== this.proposalId || !this.isMember(msg.nodeId)) return;
-    this.round.received.add(msg.nodeId);
-    if (msg.rejectByPromiseId === 0) {
-      this.round.granted.add(msg.nodeId);
+    if (this.countReply(msg)) {
       const preAccept = { proposalId: msg.preAcceptId, nodeId: msg.preAcceptNodeId };
       if (!isNullBallot(preAccept) && compareBallots(preAccept, this.highestOtherPreAccept) > 0) {
         // Paxos: adopt the value of the highest ballot any promiser accepted.
@@ -177,21 +175,35 @@ export class Proposer {
           valueBytes: msg.value.length,
         });
       }
-    } else {
-      this.round.rejected.add(msg.nodeId);
-      this.wasRejected = true;
-      this.counters.rejected++;
-      this.highestOtherProposalId = Math.max(this.highestOtherProposalId, msg.rejectByPromiseId);
     }
     if (this.round.granted.size >= this.majority()) {
       this.canSkipPrepare = true;
       this.accept();
-    } else if (
-      this.round.rejected.size >= this.majority() ||
-      this.round.received.size === this.host.members().length
-    ) {
+    } else if (this.roundLost()) {
       this.armTimer('prepare', this.options.rejectedRetryDelayMs);
     }
+  }
+
+  /** Records a reply of the current round; true when it grants, false when it rejects. */
+  private countReply(msg: PaxosMsg): boolean {
+    this.round.received.add(msg.nodeId);
+    if (msg.rejectByPromiseId === 0) {
+      this.round.granted.add(msg.nodeId);
+      return true;
+    }
+    this.round.rejected.add(msg.nodeId);
+    this.wasRejected = true;
+    this.counters.rejected++;
+    this.highestOtherProposalId = Math.max(this.highestOtherProposalId, msg.rejectByPromiseId);
+    return false;
+  }
+
+  /** A majority rejected, or everyone answered without a majority granting (PhxPaxos MsgCounter). */
+  private roundLost(): boolean {
+    return (
+      this.round.rejected.size >= this.majority() ||
+      this.round.received.size === this.host.members().length
+    );
   }
 
   private accept(): void {
@@ -223,22 +235,11 @@ export class Proposer {
 
   onAcceptReply(msg: PaxosMsg): void {
     if (!this.accepting || msg.proposalId !== this.proposalId || !this.isMember(msg.nodeId)) return;
-    this.round.received.add(msg.nodeId);
-    if (msg.rejectByPromiseId === 0) {
-      this.round.granted.add(msg.nodeId);
-    } else {
-      this.round.rejected.add(msg.nodeId);
-      this.wasRejected = true;
-      this.counters.rejected++;
-      this.highestOtherProposalId = Math.max(this.highestOtherProposalId, msg.rejectByPromiseId);
-    }
+    this.countReply(msg);
     if (this.round.granted.size >= this.majority()) {
       this.exit();
       this.host.chosen(this.instanceId, this.proposalId);
-    } else if (
-      this.round.rejected.size >= this.majority() ||
-      this.round.received.size === this.host.members().length
-    ) {
+    } else if (this.roundLost()) {
       this.armTimer('accept', this.options.rejectedRetryDelayMs);
     }
   }
