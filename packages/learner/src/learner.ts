@@ -106,6 +106,8 @@ export class Learner {
   private highestSeenFromNodeId = 0;
   private isLearning = false;
   private lastAckInstanceId = 0;
+  /** The peer whose NeedAck value arrived last: flushAck() acks it once the value is executed. */
+  private pendingAckTo = 0;
   private cancelAskTimer: (() => void) | undefined;
   private cancelSenderTimer: (() => void) | undefined;
   private senderTimerAt = Number.POSITIVE_INFINITY;
@@ -436,8 +438,6 @@ export class Learner {
       }),
     );
   }
-
-  private pendingAckTo = 0;
 
   /** Steady state (seed: Learner::OnProposerSendSuccess): learn what my acceptor accepted. */
   private onProposerSendSuccess(msg: PaxosMsg): void {

@@ -68,12 +68,7 @@ export class Acceptor {
 
   /** Phase 1b. Returns the reply, or undefined when the promise could not be persisted. */
   async onPrepare(msg: PaxosMsg, lastChecksum: number): Promise<PaxosMsg | undefined> {
-    const reply = paxosMsg({
-      msgType: PaxosMsgType.PrepareReply,
-      instanceId: this.instanceId,
-      nodeId: this.nodeId,
-      proposalId: msg.proposalId,
-    });
+    const reply = this.reply(PaxosMsgType.PrepareReply, msg);
     const ballot = { proposalId: msg.proposalId, nodeId: msg.nodeId };
     if (compareBallots(ballot, this.promiseBallot) >= 0) {
       reply.preAcceptId = this.acceptedBallot.proposalId;
@@ -90,12 +85,7 @@ export class Acceptor {
 
   /** Phase 2b. Returns the reply, or undefined when the accept could not be persisted. */
   async onAccept(msg: PaxosMsg, lastChecksum: number): Promise<PaxosMsg | undefined> {
-    const reply = paxosMsg({
-      msgType: PaxosMsgType.AcceptReply,
-      instanceId: this.instanceId,
-      nodeId: this.nodeId,
-      proposalId: msg.proposalId,
-    });
+    const reply = this.reply(PaxosMsgType.AcceptReply, msg);
     const ballot = { proposalId: msg.proposalId, nodeId: msg.nodeId };
     if (this.faults.forgetPromises || compareBallots(ballot, this.promiseBallot) >= 0) {
       if (!(await this.persist(ballot, ballot, msg.value, lastChecksum))) return undefined;
@@ -103,6 +93,16 @@ export class Acceptor {
       reply.rejectByPromiseId = this.promiseBallot.proposalId;
     }
     return reply;
+  }
+
+  /** A reply to `msg` about this acceptor's current instance. */
+  private reply(msgType: number, msg: PaxosMsg): PaxosMsg {
+    return paxosMsg({
+      msgType,
+      instanceId: this.instanceId,
+      nodeId: this.nodeId,
+      proposalId: msg.proposalId,
+    });
   }
 
   /**

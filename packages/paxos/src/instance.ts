@@ -264,9 +264,10 @@ export class Instance {
         ),
       );
     }
-    const promise = this.committer.add(smId, value, batch, this.config.scheduler.now(), timeoutMs);
+    const now = this.config.scheduler.now();
+    const promise = this.committer.add(smId, value, batch, now, timeoutMs);
     this.loop.enqueue(() => this.checkNewValue());
-    this.armCommitTimer();
+    this.armCommitTimer(now + timeoutMs);
     return promise;
   }
 
@@ -550,8 +551,12 @@ export class Instance {
     for (const member of this.members) if (member !== this.config.nodeId) this.sendTo(member, msg);
   }
 
-  private armCommitTimer(): void {
-    const next = this.committer.nextDeadline();
+  /**
+   * Keeps one timer at the earliest commit deadline. A new proposal passes its own deadline, so
+   * proposing stays O(1); the full scan of the queue runs only when the timer fires.
+   */
+  private armCommitTimer(deadline?: number): void {
+    const next = deadline ?? this.committer.nextDeadline();
     if (next === undefined || next >= this.commitTimerAt) return;
     this.cancelCommitTimer?.();
     this.commitTimerAt = next;
@@ -567,8 +572,9 @@ export class Instance {
     );
   }
 
+  /** Drops the commit timer once nothing waits or is in flight. */
   private rearmCommitTimer(): void {
-    if (this.committer.nextDeadline() === undefined) {
+    if (!this.committer.hasWork && this.committer.inFlight === undefined) {
       this.cancelCommitTimer?.();
       this.cancelCommitTimer = undefined;
       this.commitTimerAt = Number.POSITIVE_INFINITY;
