@@ -8,8 +8,10 @@
 //
 // usage: crash-writer.mjs <dir> <first id> <seed> [plant]
 // `plant` makes the writer misbehave on purpose, so the parent can show its checks catch it
-// (STYLE.md 13): `ack-early` acknowledges a write before making it, `split-batch` writes a batch
-// as separate transactions.
+// (STYLE.md 13): `ack-early` acknowledges a write and makes it only PLANT_DELAY_MS later,
+// `split-batch` writes a batch as separate transactions and stalls PLANT_DELAY_MS halfway. The
+// delay is longer than any kill delay the parent picks, so every round that acknowledged or
+// started such a write shows the bug: the planted tests cannot pass by luck of timing.
 import { SqliteLogStore } from '../dist/index.js';
 import { crashRecord, nextRandom } from './crash-values.mjs';
 
@@ -29,19 +31,22 @@ const fail = (e) => {
   process.exit(3);
 };
 const yieldToIo = () => new Promise((r) => setImmediate(r));
+const PLANT_DELAY_MS = 5_000;
+const plantDelay = () => new Promise((r) => setTimeout(r, PLANT_DELAY_MS));
 let inFlight = 0;
 
 async function write(records, sync) {
   if (plant === 'ack-early') {
     const [first, count] = [records[0].instanceId, records.length];
     process.stdout.write(`r ${first} ${count} ${sync ? 's' : 'n'}\n`);
-    await yieldToIo();
+    await plantDelay();
   }
   if (records.length === 1) return store.put(0, records[0], { sync });
   if (plant === 'split-batch') {
-    for (const r of records) {
-      await store.put(0, r, { sync: false });
-      await yieldToIo();
+    const half = records.length >> 1;
+    for (let k = 0; k < records.length; k++) {
+      if (k === half) await plantDelay();
+      await store.put(0, records[k], { sync: false });
     }
     return;
   }
