@@ -8,7 +8,7 @@
 // are passed by reference on encode (the frame is a list of chunks) and returned as views of the
 // received frame on decode (BASELINES.md: 1.3 M msgs/s that way vs 19 k/s copying 100 KiB values
 // through msgpackr). Decoding validates every field and returns a result; it never throws.
-import { crc32 } from '@tspaxos/crc-wasm';
+import { allocBytes, crc32 } from '@tspaxos/crc-wasm';
 import { Packr, Unpackr } from 'msgpackr';
 import { TransportError, type TransportErrorCode } from './errors';
 import {
@@ -33,6 +33,8 @@ const MAX_PATH_CHARS = 4096;
 const packr = new Packr({ useRecords: false });
 const unpackr = new Unpackr({ useRecords: false });
 
+const EMPTY = new Uint8Array(0);
+
 export type DecodeResult<T> = { ok: true; value: T } | { ok: false; error: TransportError };
 
 export interface Frame {
@@ -50,6 +52,18 @@ export interface Hello {
 
 function fail<T>(code: TransportErrorCode, message: string): DecodeResult<T> {
   return { ok: false, error: new TransportError(code, message) };
+}
+
+// Little-endian u32 by hand: making a DataView per frame costs more than the reads and writes.
+function u32(b: Uint8Array, at: number): number {
+  return (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16)) + b[at + 3]! * 0x1000000;
+}
+
+function putU32(b: Uint8Array, at: number, v: number): void {
+  b[at] = v;
+  b[at + 1] = v >>> 8;
+  b[at + 2] = v >>> 16;
+  b[at + 3] = v >>> 24;
 }
 
 function scalarsOf(message: Message): unknown[] {
@@ -111,19 +125,19 @@ function buildFrame(
   }
   const headBytes = FIXED_BYTES + header.length + tableBytes;
   const coalesce = frameLength + 4 <= COALESCE_BYTES;
-  const head = new Uint8Array(coalesce ? frameLength + 4 : headBytes);
-  const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
-  view.setUint32(0, frameLength, true);
-  view.setUint8(4, FRAME_VERSION);
-  view.setUint8(5, command);
-  view.setUint32(8, group, true);
-  view.setUint32(12, header.length, true);
+  // Pooled: a fresh small Uint8Array costs ~600 ns on Node 20, more than the rest of the encode.
+  const head = allocBytes(coalesce ? frameLength + 4 : headBytes);
+  putU32(head, 0, frameLength);
+  head[4] = FRAME_VERSION;
+  head[5] = command;
+  putU32(head, 8, group);
+  putU32(head, 12, header.length);
   head.set(header, FIXED_BYTES);
   let at = FIXED_BYTES + header.length;
-  view.setUint32(at, fields.length, true);
+  putU32(head, at, fields.length);
   at += 4;
   for (const f of fields) {
-    view.setUint32(at, f.length, true);
+    putU32(head, at, f.length);
     at += 4;
   }
   if (coalesce) {
@@ -131,7 +145,7 @@ function buildFrame(
       head.set(f, at);
       at += f.length;
     }
-    view.setUint32(at, crc32(head.subarray(4, at)), true);
+    putU32(head, at, crc32(head.subarray(4, at)));
     return [head];
   }
   let crc = crc32(head.subarray(4));
@@ -141,8 +155,8 @@ function buildFrame(
     crc = crc32(f, crc);
     chunks.push(f);
   }
-  const trailer = new Uint8Array(4);
-  new DataView(trailer.buffer).setUint32(0, crc, true);
+  const trailer = allocBytes(4);
+  putU32(trailer, 0, crc);
   chunks.push(trailer);
   return chunks;
 }
@@ -201,27 +215,26 @@ interface RawFrame {
 
 /** Splits and checks one whole frame (length prefix included). */
 function decodeRaw(frame: Uint8Array, maxFrameBytes: number): DecodeResult<RawFrame> {
+  const end = frame.length - 4; // where the CRC starts
   if (frame.length < FIXED_BYTES + 8)
     return fail('E_TRUNCATED', `frame of ${frame.length} bytes is shorter than a frame header`);
-  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
-  const length = view.getUint32(0, true);
+  const length = u32(frame, 0);
   if (length + 4 > maxFrameBytes)
     return fail('E_FRAME_TOO_LARGE', `frame of ${length + 4} bytes exceeds ${maxFrameBytes}`);
   if (length + 4 !== frame.length)
     return fail('E_TRUNCATED', `frame says ${length + 4} bytes, has ${frame.length}`);
-  const version = view.getUint8(4);
+  const version = frame[4]!;
   if (version !== FRAME_VERSION)
     return fail('E_BAD_VERSION', `frame version ${version} is not ${FRAME_VERSION}`);
-  if (crc32(frame.subarray(4, frame.length - 4)) !== view.getUint32(frame.length - 4, true)) {
+  if (crc32(frame.subarray(4, end)) !== u32(frame, end))
     return fail('E_BAD_CRC', 'frame CRC does not match its bytes');
-  }
-  const command = view.getUint8(5);
-  if (view.getUint16(6, true) !== 0)
+  const command = frame[5]!;
+  if (frame[6] !== 0 || frame[7] !== 0)
     return fail('E_BAD_FIELD', 'frame reserved bytes are not zero');
-  const group = view.getUint32(8, true);
-  const headerLength = view.getUint32(12, true);
+  const group = u32(frame, 8);
+  const headerLength = u32(frame, 12);
   let at = FIXED_BYTES + headerLength;
-  if (at + 4 > frame.length - 4) return fail('E_TRUNCATED', 'frame header overruns the frame');
+  if (at + 4 > end) return fail('E_TRUNCATED', 'frame header overruns the frame');
   let scalars: unknown;
   try {
     scalars = unpackr.unpack(frame.subarray(FIXED_BYTES, at));
@@ -229,23 +242,20 @@ function decodeRaw(frame: Uint8Array, maxFrameBytes: number): DecodeResult<RawFr
     return fail('E_BAD_FIELD', `frame header is not msgpack: ${String(e)}`);
   }
   if (!Array.isArray(scalars)) return fail('E_BAD_FIELD', 'frame header is not an array');
-  const count = view.getUint32(at, true);
+  const count = u32(frame, at);
   at += 4;
-  if (count > 16 || at + 4 * count > frame.length - 4)
+  if (count > 16 || at + 4 * count > end)
     return fail('E_BAD_FIELD', `frame has ${count} byte fields`);
-  const lengths: number[] = [];
-  for (let i = 0; i < count; i++) {
-    lengths.push(view.getUint32(at, true));
-    at += 4;
-  }
   const fields: Uint8Array[] = [];
-  for (const n of lengths) {
-    if (at + n > frame.length - 4)
-      return fail('E_TRUNCATED', 'frame byte field overruns the frame');
-    fields.push(frame.subarray(at, at + n));
-    at += n;
+  let data = at + 4 * count;
+  for (let i = 0; i < count; i++, at += 4) {
+    const n = u32(frame, at);
+    if (data + n > end) return fail('E_TRUNCATED', 'frame byte field overruns the frame');
+    // Empty fields (most system and master variables) share one array: no view to make.
+    fields.push(n === 0 ? EMPTY : frame.subarray(data, data + n));
+    data += n;
   }
-  if (at !== frame.length - 4) return fail('E_BAD_FIELD', 'frame has bytes after its fields');
+  if (data !== end) return fail('E_BAD_FIELD', 'frame has bytes after its fields');
   return { ok: true, value: { command, group, scalars, fields } };
 }
 
@@ -272,7 +282,6 @@ function int(scalars: unknown[], i: number, name: string, max = Number.MAX_SAFE_
 }
 
 const U32 = 0xffffffff;
-const EMPTY = new Uint8Array(0);
 
 function toPaxos(raw: RawFrame): PaxosMsg {
   const s = raw.scalars;
@@ -416,10 +425,7 @@ export class FrameReader {
 
   private peekLength(): number {
     const first = this.chunks[0]!;
-    if (first.length >= 4)
-      return new DataView(first.buffer, first.byteOffset, 4).getUint32(0, true);
-    const four = this.copyOut(4, false);
-    return new DataView(four.buffer).getUint32(0, true);
+    return u32(first.length >= 4 ? first : this.copyOut(4, false), 0);
   }
 
   private take(n: number): Uint8Array {
@@ -436,7 +442,8 @@ export class FrameReader {
   }
 
   private copyOut(n: number, consume: boolean): Uint8Array {
-    const out = new Uint8Array(n);
+    // Not zero-filled: every byte is written below (saves ~3 µs per 64 KiB frame).
+    const out = Buffer.allocUnsafe(n);
     let at = 0;
     let i = 0;
     while (at < n) {

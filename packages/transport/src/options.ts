@@ -20,3 +20,5 @@ export const HANDSHAKE_TIMEOUT_MS = 5000;
 export const MAX_HELLO_BYTES = 4096;
 /** Bytes handed to a socket before waiting for it to drain (ours: ~20 ms of loopback). */
 export const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
+/** Runs of small queued frames are concatenated into writes of up to this many bytes. */
+export const WRITE_COALESCE_BYTES = 64 * 1024;

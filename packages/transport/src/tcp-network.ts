@@ -14,6 +14,7 @@ import {
   QUEUE_MAX_AGE_MS,
   QUEUE_MAX_BYTES,
   SOCKET_BUFFER_BYTES,
+  WRITE_COALESCE_BYTES,
   RECONNECT_JITTER,
   RECONNECT_MAX_MS,
   RECONNECT_MIN_MS,
@@ -339,20 +340,45 @@ export class TcpNetwork implements Network {
     }
   }
 
-  /** Writes queued frames in one corked batch until the socket pushes back. */
+  /**
+   * Writes queued frames in one corked batch until the socket pushes back. Runs of small
+   * frames go out concatenated, one write per WRITE_COALESCE_BYTES: a write call costs more
+   * than copying a 100 B frame (BASELINES.md: 4.17 M frames/s concatenated vs 2.75 M corked).
+   */
   private flush(peer: OutboundPeer): void {
     const socket = peer.socket;
     if (!socket || !peer.ready || peer.blocked) return;
     this.dropExpired(peer);
     if (peer.length === 0) return;
     socket.cork();
-    let item: Queued | undefined;
     // Back-pressure by the bytes the socket holds, not write()'s return value: that turns false
     // past 16 KiB, and waiting for 'drain' every 16 KiB made 100 B frames 10x slower than raw.
-    while (!peer.blocked && (item = peer.shift()) !== undefined) {
-      for (const chunk of item.chunks) socket.write(chunk);
-      this.stats.framesSent++;
-      this.stats.bytesSent += item.bytes;
+    while (!peer.blocked && peer.length > 0) {
+      let run = 0;
+      let runBytes = 0;
+      for (let i = peer.head; i < peer.queue.length; i++) {
+        const item = peer.queue[i]!;
+        if (item.chunks.length !== 1 || runBytes + item.bytes > WRITE_COALESCE_BYTES) break;
+        runBytes += item.bytes;
+        run++;
+      }
+      if (run > 1) {
+        const out = Buffer.allocUnsafe(runBytes);
+        let at = 0;
+        for (let k = 0; k < run; k++) {
+          const chunk = peer.shift()!.chunks[0]!;
+          out.set(chunk, at);
+          at += chunk.length;
+        }
+        socket.write(out);
+        this.stats.framesSent += run;
+        this.stats.bytesSent += runBytes;
+      } else {
+        const item = peer.shift()!;
+        for (const chunk of item.chunks) socket.write(chunk);
+        this.stats.framesSent++;
+        this.stats.bytesSent += item.bytes;
+      }
       if (socket.writableLength >= SOCKET_BUFFER_BYTES) peer.blocked = true;
     }
     socket.uncork();
