@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MemoryLogStore } from '@tspaxos/storage';
-import { MemoryNetwork, SeededRng } from '@tspaxos/transport';
+import { MemoryNetwork, paxosMsg, PaxosMsgType, SeededRng } from '@tspaxos/transport';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   createNode,
@@ -68,7 +68,7 @@ async function cluster(opts: { follower?: boolean } = {}) {
     nodes.push(node);
     cleanups.push(() => node.stop());
   }
-  return { nodes, machines };
+  return { nodes, machines, net };
 }
 
 const bytes = (s: string) => new TextEncoder().encode(s);
@@ -125,6 +125,40 @@ describe('PaxosNode', () => {
     await expect(nodes[0]!.changeMembership(0, [])).rejects.toMatchObject({
       code: 'E_BAD_ARGUMENT',
     });
+  });
+
+  it("stops only the diverged group when a peer's chain checksum disagrees, and says why", async () => {
+    const { nodes, net } = await cluster();
+    for (const v of ['a', 'b']) await nodes[0]!.propose(0, bytes(v), { smId: 10 });
+    await eventually(() => nodes.every((n) => n.status(0).instanceId >= 2));
+    const before = nodes[0]!.status(0);
+    expect(before.lastChecksum).not.toBe(0);
+    // A member whose log diverged: a Prepare for node 1's current instance, carrying a checksum
+    // of the instance before it that is not node 1's.
+    net.endpoint(2).send(1, 0, {
+      kind: 'paxos',
+      msg: paxosMsg({
+        msgType: PaxosMsgType.Prepare,
+        instanceId: before.instanceId,
+        nodeId: 2,
+        proposalId: before.proposer.proposalId + 100,
+        proposalNodeId: 2,
+        lastChecksum: (before.lastChecksum ^ 1) >>> 0,
+      }),
+    });
+    await eventually(() => nodes[0]!.status(0).stopped !== undefined);
+    const after = nodes[0]!.status(0);
+    expect(after.stopped?.code).toBe('E_CHECKSUM_MISMATCH');
+    expect(after.stopped?.message).toMatch(/diverged/);
+    expect(after.counters.checksumMismatches).toBe(1);
+    expect(after.instanceId).toBe(before.instanceId); // nothing learned or accepted after it
+    await expect(nodes[0]!.propose(0, bytes('refused'), { smId: 10 })).rejects.toMatchObject({
+      code: 'E_CHECKSUM_MISMATCH',
+    });
+    // The node's other group, and the group on the other two nodes (still a majority), go on.
+    expect((await nodes[0]!.propose(1, bytes('group 1'), { smId: 10 })).instanceId).toBe(0);
+    expect((await nodes[1]!.propose(0, bytes('c'), { smId: 10 })).instanceId).toBe(2);
+    expect(nodes[1]!.status(0).stopped).toBeUndefined();
   });
 
   it('refuses bad input with clear errors', async () => {
