@@ -5,24 +5,38 @@
 import { parseArgs } from 'node:util';
 import { runSeed, type SimResult } from './simulate';
 
-const { values } = parseArgs({
-  options: {
-    seeds: { type: 'string' },
-    from: { type: 'string', default: '1' },
-    seed: { type: 'string' },
-    trace: { type: 'boolean', default: false },
-    minutes: { type: 'string' },
-    nodes: { type: 'string' },
-    'broken-acceptor': { type: 'boolean', default: false },
-    quiet: { type: 'boolean', default: false },
-  },
-  strict: true,
-});
+const USAGE = `usage: npm run sim -- --seeds N [--from N] [--nodes N] [--broken-acceptor] [--quiet]
+       npm run sim -- --seed N [--trace] [--nodes N]
+       npm run soak -- --minutes M [--from N]`;
+
+const OPTIONS = {
+  seeds: { type: 'string' },
+  from: { type: 'string', default: '1' },
+  seed: { type: 'string' },
+  trace: { type: 'boolean', default: false },
+  minutes: { type: 'string' },
+  nodes: { type: 'string' },
+  'broken-acceptor': { type: 'boolean', default: false },
+  quiet: { type: 'boolean', default: false },
+} as const;
+
+function parseCommandLine() {
+  try {
+    return parseArgs({ options: OPTIONS, strict: true });
+  } catch (e) {
+    // An unknown option or a missing value: say which, show the usage, no stack trace.
+    console.error(`${(e as Error).message}\n${USAGE}`);
+    process.exit(2);
+  }
+}
+
+const { values } = parseCommandLine();
 
 function positiveInt(name: string, text: string | undefined, fallback?: number): number {
   if (text === undefined) {
-    if (fallback === undefined) throw new Error(`--${name} is required`);
-    return fallback;
+    if (fallback !== undefined) return fallback;
+    console.error(`--${name} is required\n${USAGE}`);
+    process.exit(2);
   }
   const n = Number(text);
   if (!Number.isSafeInteger(n) || n < 0) {

@@ -1,3 +1,5 @@
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { runSeed } from './simulate';
 
@@ -52,5 +54,26 @@ describe('simulator', () => {
     const streamed = r.trace.filter((l) => /deliver n[12]→n3 SendLearnValue/.test(l));
     expect(streamed.length).toBeGreaterThan(20);
     expect(r.trace.some((l) => /deliver n3→n[12] ComfirmAskforLearn/.test(l))).toBe(true);
+  });
+});
+
+describe('the sim CLI', () => {
+  const cli = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+  const run = (...args: string[]) =>
+    spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 60_000 });
+
+  it('refuses bad arguments with the usage and exit code 2, never a stack trace', () => {
+    for (const args of [['--bogus'], ['--seeds', 'abc'], ['--seed'], ['--from', '-3']]) {
+      const r = run(...args);
+      expect(r.status, args.join(' ')).toBe(2);
+      expect(r.stderr, args.join(' ')).not.toMatch(/^\s+at /m);
+      expect(r.stderr, args.join(' ')).toMatch(/--(bogus|seeds|seed|from)/);
+    }
+  });
+
+  it('runs seeds and ends with the "X passed, Y failed" line', () => {
+    const r = run('--seeds', '3', '--from', '5', '--quiet');
+    expect(r.status).toBe(0);
+    expect(r.stdout.trim().split('\n').at(-1)).toBe('3 passed, 0 failed');
   });
 });
