@@ -65,6 +65,8 @@ export interface LearnerCounters {
   aheadMessages: number;
   acksSent: number;
   senderBusy: number;
+  /** Streamed values refused because their lastChecksum breaks our chain (DESIGN §2). */
+  checksumMismatches: number;
 }
 
 export interface LearnerStatus {
@@ -100,6 +102,7 @@ export class Learner {
     aheadMessages: 0,
     acksSent: 0,
     senderBusy: 0,
+    checksumMismatches: 0,
   };
 
   private highestSeenInstanceId = 0;
@@ -401,6 +404,14 @@ export class Learner {
     if (msg.instanceId < this.instanceId) {
       this.counters.lagMessages++;
     } else if (!this.state.isLearned) {
+      const mine = this.host.lastChecksum();
+      if (msg.lastChecksum !== 0 && mine !== 0 && msg.lastChecksum !== mine) {
+        // The peer's log diverged from ours before this instance: never learn its value as
+        // good, nor ack the stream. (Instance stops the group before this; other hosts rely
+        // on this check.)
+        this.counters.checksumMismatches++;
+        return;
+      }
       const ballot = { proposalId: msg.proposalId, nodeId: msg.proposalNodeId };
       await this.state.learn(
         msg.instanceId,

@@ -1,0 +1,440 @@
+// The Learner driven message by message, as Instance drives it (packages/paxos/src/instance.ts):
+// handle(msg); once a value is learned the host executes it and calls newInstance(); then
+// flushAck() and pumpSender(). Messages go on a FIFO wire between test nodes; time is virtual.
+import { chainChecksum } from '@tspaxos/crc-wasm';
+import { MemoryLogStore } from '@tspaxos/storage';
+import { type PaxosMsg, PaxosMsgFlag, PaxosMsgType as T, paxosMsg } from '@tspaxos/transport';
+import { describe, expect, it } from 'vitest';
+import { type Ballot, NULL_BALLOT } from './ballot';
+import { Learner, type LearnerHost } from './learner';
+
+const GROUP = 0;
+/** random() is 0.5: the AskforLearn timer fires every 2500 + 250 ms. */
+const ASK_EVERY_MS = 2750;
+const TYPE_NAME = new Map<number, string>(Object.entries(T).map(([name, n]) => [n, name]));
+const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
+const text = (b: Uint8Array): string => new TextDecoder().decode(b);
+const values = (n: number): string[] => Array.from({ length: n }, (_, i) => `v${i}`);
+const CHOSEN_BALLOT = { promiseId: 1, promiseNodeId: 9, acceptedId: 1, acceptedNodeId: 9 };
+
+/** Virtual time: timers run only when the test advances the clock. */
+class FakeClock {
+  nowMs = 0;
+  private readonly timers: Array<{ atMs: number; fn: () => void; live: boolean }> = [];
+
+  schedule(delayMs: number, fn: () => void): () => void {
+    const timer = { atMs: this.nowMs + delayMs, fn, live: true };
+    this.timers.push(timer);
+    return () => (timer.live = false);
+  }
+
+  advanceTo(ms: number): void {
+    for (;;) {
+      const due = this.timers
+        .filter((t) => t.live && t.atMs <= ms)
+        .sort((a, b) => a.atMs - b.atMs)[0];
+      if (due === undefined) break;
+      due.live = false;
+      this.nowMs = due.atMs;
+      due.fn();
+    }
+    this.nowMs = ms;
+  }
+}
+
+type Sent = { from: number; to: number; msg: PaxosMsg };
+
+interface NodeSetup {
+  peers: number[];
+  /** Values this node has learned already: its now instance id is their count. */
+  log?: string[];
+  /** Instances below it are deleted (compacted) from this node's log. */
+  minChosen?: number;
+  followTo?: number;
+  /** What this node's acceptor accepted for its current instance. */
+  accepted?: { ballot: Ballot; value: string; checksum: number };
+  /** false: the host leaves a learned value unexecuted (as after a failed execute). */
+  execute?: boolean;
+}
+
+/** A cluster of learners on a FIFO wire; nodes not added drop what is sent to them. */
+class Net {
+  readonly clock = new FakeClock();
+  /** Everything ever sent, in order. */
+  readonly sent: Sent[] = [];
+  private queue: Sent[] = [];
+  private readonly nodes = new Map<number, TestNode>();
+
+  /** A node whose log holds setup.log (chained checksums), compacted below setup.minChosen. */
+  async add(id: number, setup: NodeSetup): Promise<TestNode> {
+    const store = new MemoryLogStore();
+    let checksum = 0;
+    const records = (setup.log ?? []).map((v, instanceId) => {
+      checksum = chainChecksum(instanceId, checksum, bytes(v));
+      return { ...CHOSEN_BALLOT, instanceId, value: bytes(v), checksum };
+    });
+    await store.putMany(GROUP, records, { sync: true });
+    if (setup.minChosen !== undefined) {
+      await store.setMinChosenInstanceId(GROUP, setup.minChosen);
+      store.deleteBelow(GROUP, setup.minChosen, setup.minChosen);
+    }
+    const node = new TestNode(id, store, setup, this, checksum);
+    this.nodes.set(id, node);
+    return node;
+  }
+
+  send(from: number, to: number, msg: PaxosMsg): void {
+    this.sent.push({ from, to, msg });
+    this.queue.push({ from, to, msg });
+  }
+
+  /** Delivers queued messages in order until the wire is quiet. */
+  async run(): Promise<void> {
+    for (let steps = 0; this.queue.length > 0; steps++) {
+      expect(steps).toBeLessThan(10_000);
+      const { to, msg } = this.queue.shift()!;
+      await this.nodes.get(to)?.deliver(msg);
+    }
+  }
+
+  of(type: number, to?: number): PaxosMsg[] {
+    return this.sent
+      .filter((s) => s.msg.msgType === type && (to === undefined || s.to === to))
+      .map((s) => s.msg);
+  }
+
+  /** "from→to Type instanceId", one line per message sent. */
+  trace(): string[] {
+    return this.sent.map(
+      (s) => `${s.from}→${s.to} ${TYPE_NAME.get(s.msg.msgType)} ${s.msg.instanceId}`,
+    );
+  }
+}
+
+/** One node's learner with a host that does what Instance does around it. */
+class TestNode {
+  /** "instanceId:value" of every value executed, in order. */
+  readonly learned: string[] = [];
+  /** Instance ids the learner wrote to the store. */
+  readonly writes: number[] = [];
+  readonly checkpointNeeded: Array<{ from: number; peerMinChosenInstanceId: number }> = [];
+  readonly followers: number[] = [];
+  readonly learner: Learner;
+
+  constructor(
+    readonly id: number,
+    readonly store: MemoryLogStore,
+    private readonly setup: NodeSetup,
+    net: Net,
+    public lastChecksum: number,
+  ) {
+    const host: LearnerHost = {
+      nodeId: id,
+      group: GROUP,
+      store,
+      now: () => net.clock.nowMs,
+      random: () => 0.5,
+      schedule: (delayMs, fn) => net.clock.schedule(delayMs, fn),
+      send: (to, msg) => net.send(id, to, msg),
+      peers: () => setup.peers,
+      followers: () => this.followers,
+      addFollower: (nodeId) => this.followers.push(nodeId),
+      followToNodeId: () => setup.followTo,
+      lastChecksum: () => this.lastChecksum,
+      minChosenInstanceId: () => store.getMinChosenInstanceId(GROUP),
+      acceptedState: () => {
+        const a = setup.accepted ?? { ballot: NULL_BALLOT, value: '', checksum: 0 };
+        return { ...a, value: bytes(a.value) };
+      },
+      promiseBallot: () => NULL_BALLOT,
+      systemVariables: () => undefined,
+      applySystemVariables: () => false,
+      needCheckpoint: (from, peerMinChosenInstanceId) =>
+        this.checkpointNeeded.push({ from, peerMinChosenInstanceId }),
+      event: () => {},
+    };
+    this.learner = new Learner(host);
+    this.learner.instanceId = setup.log?.length ?? 0;
+    const put = store.put.bind(store);
+    store.put = (group, record, opts) => {
+      this.writes.push(record.instanceId);
+      return put(group, record, opts);
+    };
+  }
+
+  /** Instance.receiveForLearner + afterLearnerMessage. */
+  async deliver(msg: PaxosMsg): Promise<void> {
+    await this.learner.handle(msg);
+    const { state } = this.learner;
+    if (state.isLearned && this.setup.execute !== false) {
+      this.learned.push(`${this.learner.instanceId}:${text(state.value)}`);
+      this.lastChecksum = state.newChecksum;
+      this.learner.newInstance();
+    }
+    this.learner.flushAck();
+    this.learner.pumpSender();
+  }
+}
+
+const askforLearn = (from: number, instanceId: number, followTo = 0): PaxosMsg =>
+  paxosMsg({ msgType: T.AskforLearn, nodeId: from, instanceId, proposalNodeId: followTo });
+const nowInstanceId = (from: number, instanceId: number, nowInstanceId: number): PaxosMsg =>
+  paxosMsg({ msgType: T.SendNowInstanceID, nodeId: from, instanceId, nowInstanceId });
+const STREAMED = { msgType: T.SendLearnValue, flag: PaxosMsgFlag.SendLearnValueNeedAck };
+const learnValue = (from: number, instanceId: number, value: string): PaxosMsg =>
+  paxosMsg({ ...STREAMED, nodeId: from, instanceId, value: bytes(value) });
+
+describe('Learner: asking to learn', () => {
+  it('asks every peer at start, then again each time its jittered timer fires', async () => {
+    const net = new Net();
+    const a = await net.add(1, { peers: [2, 3], log: values(3) });
+    a.learner.start();
+    expect(net.trace()).toEqual(['1→2 AskforLearn 3', '1→3 AskforLearn 3']);
+    net.clock.advanceTo(ASK_EVERY_MS - 1);
+    expect(net.of(T.AskforLearn)).toHaveLength(2);
+    net.clock.advanceTo(ASK_EVERY_MS);
+    expect(net.of(T.AskforLearn)).toHaveLength(4);
+    net.clock.advanceTo(2 * ASK_EVERY_MS);
+    expect(net.of(T.AskforLearn)).toHaveLength(6);
+    a.learner.stop();
+    net.clock.advanceTo(10 * ASK_EVERY_MS);
+    expect(net.of(T.AskforLearn)).toHaveLength(6);
+  });
+
+  it('a follower asks on the follower interval and names the node it follows', async () => {
+    const net = new Net();
+    const f = await net.add(9, { peers: [1, 2], followTo: 2 });
+    f.learner.start();
+    net.clock.advanceTo(2000 + 500 - 1);
+    expect(net.of(T.AskforLearn)).toHaveLength(2);
+    net.clock.advanceTo(2000 + 500);
+    expect(net.of(T.AskforLearn).map((m) => m.proposalNodeId)).toEqual([2, 2, 2, 2]);
+  });
+
+  it('a peer ahead answers SendNowInstanceID with its now and min chosen ids; one not ahead stays silent', async () => {
+    const net = new Net();
+    const b = await net.add(2, { peers: [1, 3], log: values(10) });
+    await b.deliver(askforLearn(3, 10));
+    await b.deliver(askforLearn(3, 12));
+    expect(net.sent).toEqual([]);
+    await b.deliver(askforLearn(1, 4));
+    expect(net.trace()).toEqual(['2→1 SendNowInstanceID 4']);
+    expect(net.sent[0]!.msg).toMatchObject({ nowInstanceId: 10, minChosenInstanceId: 0 });
+    expect(b.learner.sender).toMatchObject({ phase: 'prepared', toNodeId: 1, beginInstanceId: 4 });
+    expect(b.learner.seenInstanceId).toBe(12);
+  });
+
+  it('confirms to exactly one peer that is ahead, and to another only after its timer fires', async () => {
+    const net = new Net();
+    const a = await net.add(1, { peers: [2, 3] });
+    a.learner.start();
+    await a.deliver(nowInstanceId(3, 5, 12)); // answers an old ask (instance 5 ≠ my 0)
+    await a.deliver(nowInstanceId(3, 0, 0)); // not ahead of me
+    expect(net.of(T.ComfirmAskforLearn)).toEqual([]);
+    await a.deliver(nowInstanceId(2, 0, 10));
+    await a.deliver(nowInstanceId(3, 0, 12));
+    expect(net.of(T.ComfirmAskforLearn, 2)).toMatchObject([{ nodeId: 1, instanceId: 0 }]);
+    expect(net.of(T.ComfirmAskforLearn)).toHaveLength(1);
+    net.clock.advanceTo(ASK_EVERY_MS); // the stream never came: ask again
+    await a.deliver(nowInstanceId(3, 0, 12));
+    expect(net.of(T.ComfirmAskforLearn, 3)).toHaveLength(1);
+    expect(net.of(T.ComfirmAskforLearn)).toHaveLength(2);
+  });
+});
+
+describe('Learner: catching up from a peer', () => {
+  it('learns the streamed values in order, chains their checksums, and acks every receiverAckLead', async () => {
+    const net = new Net();
+    const log = values(30);
+    const a = await net.add(1, { peers: [2] });
+    const b = await net.add(2, { peers: [1], log });
+    a.learner.start();
+    await net.run();
+    expect(net.trace().slice(0, 4)).toEqual([
+      '1→2 AskforLearn 0',
+      '2→1 SendNowInstanceID 0',
+      '1→2 ComfirmAskforLearn 0',
+      '2→1 SendLearnValue 0',
+    ]);
+    expect(a.learned).toEqual(log.map((v, i) => `${i}:${v}`));
+    expect(a.writes).toEqual(log.map((_, i) => i));
+    expect(a.learner.instanceId).toBe(30);
+    for (let i = 0; i < 30; i++)
+      expect(a.store.get(GROUP, i)?.checksum).toBe(b.store.get(GROUP, i)?.checksum);
+    expect(a.lastChecksum).toBe(b.lastChecksum);
+    // 30 values is more than the sender's window (21 + 1): the stream went on only through acks.
+    expect(net.of(T.SendLearnValueAck, 2).map((m) => m.instanceId)).toEqual([
+      4, 8, 12, 16, 20, 24, 28,
+    ]);
+    expect(b.learner.sender.phase).toBe('idle');
+    expect(b.learner.sender.counters.valuesSent).toBe(30);
+  });
+
+  it('pushes its next AskforLearn back on each streamed value, but not on one it cannot use', async () => {
+    const net = new Net();
+    const a = await net.add(1, { peers: [2] });
+    a.learner.start();
+    net.clock.advanceTo(1000);
+    await a.deliver(learnValue(2, 0, 'v0'));
+    net.clock.advanceTo(1000 + ASK_EVERY_MS - 1);
+    expect(net.of(T.AskforLearn)).toHaveLength(1);
+    net.clock.advanceTo(1000 + ASK_EVERY_MS);
+    expect(net.of(T.AskforLearn)).toHaveLength(2);
+    net.clock.advanceTo(2000 + ASK_EVERY_MS);
+    await a.deliver(learnValue(2, 5, 'v5')); // ahead of instance 1
+    net.clock.advanceTo(1000 + 2 * ASK_EVERY_MS);
+    expect(net.of(T.AskforLearn)).toHaveLength(3);
+  });
+
+  it('ignores values ahead of its instance: neither learned nor kept for later', async () => {
+    const net = new Net();
+    const a = await net.add(1, { peers: [2] });
+    await a.deliver(learnValue(2, 1, 'v1'));
+    await a.deliver(learnValue(2, 2, 'v2'));
+    expect(a.learned).toEqual([]);
+    await a.deliver(learnValue(2, 0, 'v0'));
+    expect(a.learned).toEqual(['0:v0']);
+    expect(a.store.get(GROUP, 1)).toBeUndefined();
+    await a.deliver(learnValue(2, 1, 'v1'));
+    expect(a.learned).toEqual(['0:v0', '1:v1']);
+    expect(a.writes).toEqual([0, 1]);
+    expect(net.of(T.SendLearnValueAck)).toEqual([]); // not yet 4 instances
+  });
+
+  it('learns each instance once: a duplicate or an already learned value changes nothing', async () => {
+    const net = new Net();
+    const a = await net.add(1, { peers: [2] });
+    await a.deliver(learnValue(2, 0, 'v0'));
+    await a.deliver(learnValue(2, 1, 'v1'));
+    await a.deliver(learnValue(2, 0, 'other'));
+    await a.deliver(learnValue(3, 1, 'v1'));
+    expect(a.learned).toEqual(['0:v0', '1:v1']);
+    expect(a.writes).toEqual([0, 1]);
+    expect(text(a.store.get(GROUP, 0)!.value)).toBe('v0');
+    expect(a.learner.counters.lagMessages).toBe(2);
+
+    // Learned but not yet executed (the host retries): a second copy is not learned again.
+    const c = await net.add(3, { peers: [2], execute: false });
+    await c.deliver(learnValue(2, 0, 'v0'));
+    await c.deliver(learnValue(2, 0, 'other'));
+    expect(c.writes).toEqual([0]);
+    expect(text(c.learner.state.value)).toBe('v0');
+    expect(c.learner.counters.valuesLearnedFromPeers).toBe(1);
+  });
+
+  it('takes the one value a busy peer sends unasked when it is one behind, and acks nobody', async () => {
+    const net = new Net();
+    const b = await net.add(2, { peers: [1, 3], log: values(10) });
+    await b.deliver(askforLearn(3, 0));
+    expect(b.learner.sender).toMatchObject({ phase: 'prepared', toNodeId: 3 });
+
+    const far = await net.add(4, { peers: [2], log: values(8) });
+    far.learner.start();
+    await net.run();
+    expect(net.of(T.SendLearnValue, 4)).toEqual([]); // two behind: waits for the sender
+
+    const a = await net.add(1, { peers: [2], log: values(9) });
+    a.learner.start();
+    await net.run();
+    expect(net.of(T.SendNowInstanceID, 1)).toEqual([]);
+    expect(net.of(T.SendLearnValue, 1)).toMatchObject([{ instanceId: 9, flag: 0 }]);
+    expect(a.learned).toEqual(['9:v9']);
+    expect(a.lastChecksum).toBe(b.lastChecksum);
+    expect(net.of(T.ComfirmAskforLearn)).toEqual([]);
+    expect(net.of(T.SendLearnValueAck)).toEqual([]);
+    expect(b.learner.counters.senderBusy).toBe(2);
+  });
+
+  it('does not learn, nor ack, a streamed value whose lastChecksum breaks its chain (DESIGN §2)', async () => {
+    const net = new Net();
+    const a = await net.add(1, { peers: [2], log: values(3) });
+    const good = a.lastChecksum;
+    expect(good).not.toBe(0);
+    const bad = paxosMsg({
+      ...STREAMED,
+      nodeId: 2,
+      instanceId: 3,
+      value: bytes('v3'),
+      lastChecksum: (good ^ 1) >>> 0,
+    });
+    await a.deliver(bad);
+    expect(a.learned).toEqual([]);
+    expect(a.writes).toEqual([]);
+    expect(a.learner.counters.checksumMismatches).toBe(1);
+    expect(net.of(T.SendLearnValueAck)).toEqual([]);
+    // The same value with our chain's checksum is learned.
+    await a.deliver(
+      paxosMsg({ ...STREAMED, nodeId: 2, instanceId: 3, value: bytes('v3'), lastChecksum: good }),
+    );
+    expect(a.learned).toEqual(['3:v3']);
+  });
+});
+
+describe('Learner: the peer has deleted what we need', () => {
+  it('reports that it needs a checkpoint on each answer, instead of confirming and learning a hole', async () => {
+    const net = new Net();
+    const a = await net.add(1, { peers: [2], log: values(3) });
+    const b = await net.add(2, { peers: [1], log: values(20), minChosen: 10 });
+    expect(b.store.get(GROUP, 9)).toBeUndefined(); // compacted: instances 3 … 9 exist nowhere
+    a.learner.start();
+    await net.run();
+    expect(net.of(T.SendNowInstanceID, 1)).toMatchObject([
+      { instanceId: 3, nowInstanceId: 20, minChosenInstanceId: 10 },
+    ]);
+    expect(b.learner.sender.phase).toBe('idle'); // nothing prepared for a stream it cannot send
+    expect(a.checkpointNeeded).toEqual([{ from: 2, peerMinChosenInstanceId: 10 }]);
+    expect(net.of(T.ComfirmAskforLearn)).toEqual([]);
+
+    net.clock.advanceTo(ASK_EVERY_MS);
+    await net.run();
+    expect(a.checkpointNeeded).toHaveLength(2);
+    expect(net.of(T.SendLearnValue)).toEqual([]);
+    expect(a.learned).toEqual([]);
+    expect(a.learner.instanceId).toBe(3);
+  });
+
+  it('learns from the peer normally when its min chosen id is exactly our next instance', async () => {
+    const net = new Net();
+    const a = await net.add(1, { peers: [2], log: values(10) });
+    await net.add(2, { peers: [1], log: values(15), minChosen: 10 });
+    a.learner.start();
+    await net.run();
+    expect(a.checkpointNeeded).toEqual([]);
+    expect(a.learned).toEqual(['10:v10', '11:v11', '12:v12', '13:v13', '14:v14']);
+  });
+});
+
+describe('Learner: steady state (ProposerSendSuccess)', () => {
+  const success = (from: number, instanceId: number, proposalId: number) =>
+    paxosMsg({ msgType: T.ProposerSendSuccess, nodeId: from, instanceId, proposalId });
+
+  it('learns what its acceptor accepted only for the same ballot, without a write, and forwards it to followers', async () => {
+    const net = new Net();
+    const accepted = { ballot: { proposalId: 5, nodeId: 2 }, value: 'v0', checksum: 777 };
+    const a = await net.add(1, { peers: [2, 3], accepted });
+    await a.deliver(askforLearn(9, 0, 1)); // node 9 follows me
+    expect(a.followers).toEqual([9]);
+
+    await a.deliver(success(2, 0, 4)); // lower proposal id
+    await a.deliver(success(3, 0, 5)); // same id, another proposer
+    await a.deliver(success(2, 1, 5)); // another instance
+    expect(a.learned).toEqual([]);
+    await a.deliver(success(2, 0, 5));
+    expect(a.learned).toEqual(['0:v0']);
+    expect(a.lastChecksum).toBe(777); // the acceptor's checksum, not recomputed
+    expect(a.writes).toEqual([]);
+    expect(a.learner.counters.valuesLearnedFromProposer).toBe(1);
+    expect(net.of(T.SendLearnValue, 9)).toMatchObject([
+      { nodeId: 1, instanceId: 0, proposalId: 5, proposalNodeId: 2, flag: 0 },
+    ]);
+    expect(text(net.of(T.SendLearnValue, 9)[0]!.value)).toBe('v0');
+  });
+
+  it('learns nothing from ProposerSendSuccess when its acceptor accepted nothing', async () => {
+    const net = new Net();
+    const a = await net.add(1, { peers: [2] });
+    await a.deliver(success(0, 0, 0)); // a null ballot must not match the null accepted ballot
+    expect(a.learned).toEqual([]);
+    expect(a.learner.state.isLearned).toBe(false);
+  });
+});
