@@ -184,12 +184,22 @@ export function encodeHello(hello: Hello): Uint8Array {
   )[0]!;
 }
 
-/** The chunks of a frame as one buffer. */
+/**
+ * `n` bytes that the caller overwrites entirely: Node's pooled, unzeroed allocation, as a plain
+ * Uint8Array (~3 µs less than `new Uint8Array` per 64 KiB, and views of it are cheaper to cut
+ * than Buffer views).
+ */
+function allocUnfilled(n: number): Uint8Array {
+  const b = Buffer.allocUnsafe(n);
+  return new Uint8Array(b.buffer, b.byteOffset, n);
+}
+
+/** Chunks (of one frame, or a run of whole frames) as one buffer. */
 export function concatChunks(chunks: readonly Uint8Array[]): Uint8Array {
   if (chunks.length === 1) return chunks[0]!;
   let n = 0;
   for (const c of chunks) n += c.length;
-  const out = new Uint8Array(n);
+  const out = allocUnfilled(n);
   let at = 0;
   for (const c of chunks) {
     out.set(c, at);
@@ -445,9 +455,7 @@ export class FrameReader {
   }
 
   private copyOut(n: number, consume: boolean): Uint8Array {
-    // Not zero-filled: every byte is written below (saves ~3 µs per 64 KiB frame).
-    const unsafe = Buffer.allocUnsafe(n);
-    const out = new Uint8Array(unsafe.buffer, unsafe.byteOffset, n);
+    const out = allocUnfilled(n);
     let at = 0;
     let i = 0;
     while (at < n) {

@@ -5,7 +5,14 @@
 // and a follower that is not in the peer list is reachable through the address it announced.
 import * as net from 'node:net';
 import * as tls from 'node:tls';
-import { decodeFrame, decodeHello, encodeFrame, encodeHello, FrameReader } from './codec';
+import {
+  concatChunks,
+  decodeFrame,
+  decodeHello,
+  encodeFrame,
+  encodeHello,
+  FrameReader,
+} from './codec';
 import type { Message } from './messages';
 import {
   HANDSHAKE_TIMEOUT_MS,
@@ -94,6 +101,10 @@ class OutboundPeer {
 
   get length(): number {
     return this.queue.length - this.head;
+  }
+
+  peek(): Queued | undefined {
+    return this.head < this.queue.length ? this.queue[this.head] : undefined;
   }
 
   shift(): Queued | undefined {
@@ -354,31 +365,29 @@ export class TcpNetwork implements Network {
     // Back-pressure by the bytes the socket holds, not write()'s return value: that turns false
     // past 16 KiB, and waiting for 'drain' every 16 KiB made 100 B frames 10x slower than raw.
     while (!peer.blocked && peer.length > 0) {
-      let run = 0;
-      let runBytes = 0;
-      for (let i = peer.head; i < peer.queue.length; i++) {
-        const item = peer.queue[i]!;
-        if (item.chunks.length !== 1 || runBytes + item.bytes > WRITE_COALESCE_BYTES) break;
-        runBytes += item.bytes;
-        run++;
-      }
-      if (run > 1) {
-        const out = Buffer.allocUnsafe(runBytes);
-        let at = 0;
-        for (let k = 0; k < run; k++) {
-          const chunk = peer.shift()!.chunks[0]!;
-          out.set(chunk, at);
-          at += chunk.length;
+      const item = peer.shift()!;
+      let chunks = item.chunks;
+      let bytes = item.bytes;
+      let frames = 1;
+      if (chunks.length === 1) {
+        // A run of one-chunk frames leaves as one buffer.
+        const run = [chunks[0]!];
+        for (
+          let next = peer.peek();
+          next !== undefined &&
+          next.chunks.length === 1 &&
+          bytes + next.bytes <= WRITE_COALESCE_BYTES;
+          next = peer.peek()
+        ) {
+          run.push(peer.shift()!.chunks[0]!);
+          bytes += next.bytes;
+          frames++;
         }
-        socket.write(out);
-        this.stats.framesSent += run;
-        this.stats.bytesSent += runBytes;
-      } else {
-        const item = peer.shift()!;
-        for (const chunk of item.chunks) socket.write(chunk);
-        this.stats.framesSent++;
-        this.stats.bytesSent += item.bytes;
+        chunks = [concatChunks(run)];
       }
+      for (const chunk of chunks) socket.write(chunk);
+      this.stats.framesSent += frames;
+      this.stats.bytesSent += bytes;
       if (socket.writableLength >= SOCKET_BUFFER_BYTES) peer.blocked = true;
     }
     socket.uncork();
