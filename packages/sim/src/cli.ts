@@ -20,13 +20,17 @@ const OPTIONS = {
   quiet: { type: 'boolean', default: false },
 } as const;
 
+/** Bad arguments: say what, show the usage, exit 2 (no stack trace). */
+function usageError(message: string): never {
+  console.error(`${message}\n${USAGE}`);
+  process.exit(2);
+}
+
 function parseCommandLine() {
   try {
     return parseArgs({ options: OPTIONS, strict: true });
   } catch (e) {
-    // An unknown option or a missing value: say which, show the usage, no stack trace.
-    console.error(`${(e as Error).message}\n${USAGE}`);
-    process.exit(2);
+    return usageError((e as Error).message); // an unknown option or a missing value
   }
 }
 
@@ -35,14 +39,11 @@ const { values } = parseCommandLine();
 function positiveInt(name: string, text: string | undefined, fallback?: number): number {
   if (text === undefined) {
     if (fallback !== undefined) return fallback;
-    console.error(`--${name} is required\n${USAGE}`);
-    process.exit(2);
+    usageError(`--${name} is required`);
   }
   const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < 0) {
-    console.error(`--${name} must be a non-negative integer, got "${text}"`);
-    process.exit(2);
-  }
+  if (!Number.isSafeInteger(n) || n < 0)
+    usageError(`--${name} must be a non-negative integer, got "${text}"`);
   return n;
 }
 
