@@ -12,7 +12,6 @@ export type { GroupStatus, InstanceCounters } from './instance';
 export { PaxosError, type PaxosErrorCode } from './errors';
 export { type PaxosOptions, type PaxosOptionsInput, defaultPaxosOptions } from './options';
 export type { Scheduler, RandomSource } from './scheduler';
-export { realScheduler, realRandom } from './adapters/real-scheduler';
 export {
   type StateMachine,
   type ExecuteContext,

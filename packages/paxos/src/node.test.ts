@@ -5,13 +5,11 @@ import { MemoryLogStore } from '@tspaxos/storage';
 import { MemoryNetwork, paxosMsg, PaxosMsgType, SeededRng } from '@tspaxos/transport';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
-  createNode,
-  type PaxosNode,
-  PaxosError,
+  createNode as createNodeWithDataDir,
   realRandom,
   realScheduler,
-  type StateMachine,
-} from './index';
+} from './adapters/node-entry';
+import { createNode, type PaxosNode, PaxosError, type StateMachine } from './index';
 
 /** A KV-ish state machine that records what it applied. */
 class ListMachine implements StateMachine {
@@ -184,7 +182,7 @@ describe('PaxosNode', () => {
       random: realRandom(),
     };
     await expect(createNode({ ...base, nodeId: 4 })).rejects.toThrow(/not in the cluster/);
-    await expect(createNode({ ...base, nodeId: 1, dataDir: '/tmp/x' })).rejects.toThrow(
+    await expect(createNodeWithDataDir({ ...base, nodeId: 1, dataDir: '/tmp/x' })).rejects.toThrow(
       /exactly one of store and dataDir/,
     );
     await expect(createNode({ ...base, nodeId: 1.5 })).rejects.toThrow(/positive safe integer/);
@@ -199,7 +197,7 @@ describe('PaxosNode', () => {
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     const net = new MemoryNetwork({ rng: new SeededRng(1) });
     const start = (sm: ListMachine) =>
-      createNode({
+      createNodeWithDataDir({
         nodeId: 1,
         cluster: [1],
         groups: 1,

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { crc32, encodeRecord } from '@tspaxos/crc-wasm';
-import { SqliteLogStore } from '../dist/index.js';
+import { SqliteLogStore } from '../dist/sqlite.js';
 import { RUNS, median, medianOf, report } from '../../../scripts/bench-harness.mjs';
 
 const dirs = [];

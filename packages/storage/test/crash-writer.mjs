@@ -12,7 +12,7 @@
 // `split-batch` writes a batch as separate transactions and stalls PLANT_DELAY_MS halfway. The
 // delay is longer than any kill delay the parent picks, so every round that acknowledged or
 // started such a write shows the bug: the planted tests cannot pass by luck of timing.
-import { SqliteLogStore } from '../dist/index.js';
+import { SqliteLogStore } from '../dist/sqlite.js';
 import { crashRecord, nextRandom } from './crash-values.mjs';
 
 const [dir, startText, seedText, plant = 'none'] = process.argv.slice(2);

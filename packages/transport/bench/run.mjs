@@ -6,7 +6,8 @@ import { fork } from 'node:child_process';
 import * as net from 'node:net';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { concatChunks, decodeFrame, encodeFrame, paxosMsg, TcpNetwork } from '../dist/index.js';
+import { concatChunks, decodeFrame, encodeFrame, paxosMsg } from '../dist/index.js';
+import { TcpNetwork } from '../dist/tcp.js';
 import { medianOf, opsPerSec, report } from '../../../scripts/bench-harness.mjs';
 
 const rows = [];

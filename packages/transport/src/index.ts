@@ -16,10 +16,3 @@ export {
 } from './codec';
 export { type Network, type Rng, type Clock, SeededRng, type DropCounters } from './ports';
 export { MemoryNetwork, type LinkConfig, type Delivery } from './memory-network';
-export {
-  TcpNetwork,
-  type TcpNetworkOptions,
-  type TcpCounters,
-  type PeerAddress,
-  type TlsOptions,
-} from './tcp-network';

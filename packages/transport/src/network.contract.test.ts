@@ -1,5 +1,6 @@
 import { describeNetworkContract } from './network.contract';
-import { MemoryNetwork, SeededRng, TcpNetwork } from './index';
+import { MemoryNetwork, SeededRng } from './index';
+import { TcpNetwork } from './tcp';
 
 describeNetworkContract('MemoryNetwork', async () => {
   const net = new MemoryNetwork({ rng: new SeededRng(3) });

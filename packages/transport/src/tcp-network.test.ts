@@ -4,14 +4,8 @@ import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  encodeFrameBytes,
-  encodeHello,
-  type Message,
-  paxosMsg,
-  TcpNetwork,
-  type TcpNetworkOptions,
-} from './index';
+import { encodeFrameBytes, encodeHello, type Message, paxosMsg } from './index';
+import { TcpNetwork, type TcpNetworkOptions } from './tcp';
 
 const started: TcpNetwork[] = [];
 afterEach(async () => {
