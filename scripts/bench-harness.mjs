@@ -6,9 +6,12 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { envInteger } from './env.mjs';
 
-export const RUNS = Number(process.env.BENCH_RUNS ?? 7);
-const MIN_BATCH_MS = Number(process.env.BENCH_MIN_MS ?? 150);
+export { envInteger };
+
+export const RUNS = envInteger('BENCH_RUNS', 7, { min: 1 });
+const MIN_BATCH_MS = envInteger('BENCH_MIN_MS', 150, { min: 1 });
 
 export function median(values) {
   const s = [...values].sort((a, b) => a - b);

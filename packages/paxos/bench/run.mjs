@@ -10,9 +10,9 @@ import { join } from 'node:path';
 import { SqliteLogStore } from '@tspaxos/storage/sqlite';
 import { MemoryNetwork, SeededRng } from '@tspaxos/transport';
 import { createNode, realRandom, realScheduler } from '../dist/node.js';
-import { medianOf, report } from '../../../scripts/bench-harness.mjs';
+import { envInteger, medianOf, report } from '../../../scripts/bench-harness.mjs';
 
-const MS = Number(process.env.BENCH_PAXOS_MS ?? 2000);
+const MS = envInteger('BENCH_PAXOS_MS', 2000, { min: 1 });
 const dirs = [];
 const tmp = () => {
   const d = mkdtempSync(join(tmpdir(), 'tspaxos-paxos-bench-'));

@@ -1,9 +1,10 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { envInteger } from '../../../scripts/env.mjs';
 import { runSeed } from './simulate';
 
-const SEEDS = Number(process.env.SIM_SEEDS ?? 300);
+const SEEDS = envInteger('SIM_SEEDS', 300, { min: 1 });
 
 describe('simulator', () => {
   it(`holds every invariant on ${SEEDS} seeds of faults (drop, delay, duplicate, reorder, partition, crash, clock jumps)`, async () => {

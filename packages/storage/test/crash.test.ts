@@ -14,10 +14,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, expect, it } from 'vitest';
 import { SqliteLogStore } from '../src/sqlite-log-store';
+import { envInteger } from '../../../scripts/env.mjs';
 import { nextRandom, parseCrashValue } from './crash-values.mjs';
 
-const ROUNDS = Number(process.env.CRASH_ROUNDS ?? 30);
-const SEED = Number(process.env.CRASH_SEED ?? 0x5eed) >>> 0 || 1;
+const ROUNDS = envInteger('CRASH_ROUNDS', 30, { min: 1 });
+const SEED = envInteger('CRASH_SEED', 0x5eed, { min: 1, max: 0xffff_ffff });
 const WRITER = fileURLToPath(new URL('./crash-writer.mjs', import.meta.url));
 
 const dirs: string[] = [];

@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { concatChunks, decodeFrame, encodeFrame, paxosMsg } from '../dist/index.js';
 import { TcpNetwork } from '../dist/tcp.js';
-import { medianOf, opsPerSec, report } from '../../../scripts/bench-harness.mjs';
+import { envInteger, medianOf, opsPerSec, report } from '../../../scripts/bench-harness.mjs';
 
 const rows = [];
 const message = (value) => ({
@@ -43,7 +43,7 @@ function waitDone(c) {
   });
 }
 
-const SCALE = Number(process.env.BENCH_SCALE ?? 1);
+const SCALE = envInteger('BENCH_SCALE', 1, { min: 1 });
 for (const [label, size, count] of [
   ['100 B', 100, 200_000 * SCALE],
   ['64 KiB', 65536, 4000 * SCALE],
