@@ -1,5 +1,11 @@
 export { type Ballot, NULL_BALLOT, compareBallots, ballotEquals, isNullBallot } from './ballot';
-export { type LearnerOptions, DEFAULT_LEARNER_OPTIONS } from './options';
+export {
+  type LearnerOptions,
+  DEFAULT_LEARNER_OPTIONS,
+  LEARNER_OPTION_RANGES,
+  resolveLearnerOptions,
+} from './options';
+export { LearnerError, type LearnerErrorCode } from './errors';
 export { LearnerState } from './state';
 export {
   LearnerSender,

@@ -13,7 +13,7 @@ import type { AcceptorRecord } from '@tspaxos/crc-wasm';
 import type { LogStore } from '@tspaxos/storage';
 import { type PaxosMsg, PaxosMsgFlag, PaxosMsgType, paxosMsg } from '@tspaxos/transport';
 import { type Ballot, ballotEquals, isNullBallot } from './ballot';
-import { DEFAULT_LEARNER_OPTIONS, type LearnerOptions } from './options';
+import { type LearnerOptions, resolveLearnerOptions } from './options';
 import {
   LearnerSender,
   type SenderCounters,
@@ -119,7 +119,7 @@ export class Learner {
     private readonly host: LearnerHost,
     options: Partial<LearnerOptions> = {},
   ) {
-    this.options = { ...DEFAULT_LEARNER_OPTIONS, ...options };
+    this.options = resolveLearnerOptions(options);
     this.state = new LearnerState(host.store, host.group);
     this.sender = new LearnerSender(this.options, {
       nowInstanceId: () => this.instanceId,

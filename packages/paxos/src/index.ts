@@ -10,7 +10,14 @@ export {
 export type { ProposeResult } from './committer';
 export type { GroupStatus, InstanceCounters } from './instance';
 export { PaxosError, type PaxosErrorCode } from './errors';
-export { type PaxosOptions, type PaxosOptionsInput, defaultPaxosOptions } from './options';
+export {
+  type PaxosOptions,
+  type PaxosOptionsInput,
+  defaultPaxosOptions,
+  resolveOptions,
+  maxValueBytesForFrame,
+  PAXOS_OPTION_RANGES,
+} from './options';
 export type { Scheduler, RandomSource } from './scheduler';
 export {
   type StateMachine,
@@ -27,5 +34,8 @@ export {
   MASTER_SM_ID,
   BATCH_SM_ID,
   NO_SM_ID,
+  SINGLE_VALUE_OVERHEAD_BYTES,
+  BATCH_HEADER_BYTES,
+  BATCH_ITEM_OVERHEAD_BYTES,
 } from './value';
 export type { AcceptorFaults } from './acceptor';

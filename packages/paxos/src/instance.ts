@@ -28,7 +28,15 @@ import {
   SystemStateMachine,
   type SystemVariables,
 } from './state-machine';
-import { NO_SM_ID, SYSTEM_SM_ID, bytesEqual, unpackValue } from './value';
+import {
+  BATCH_HEADER_BYTES,
+  BATCH_ITEM_OVERHEAD_BYTES,
+  bytesEqual,
+  NO_SM_ID,
+  SINGLE_VALUE_OVERHEAD_BYTES,
+  SYSTEM_SM_ID,
+  unpackValue,
+} from './value';
 
 export interface InstanceConfig {
   nodeId: number;
@@ -256,11 +264,16 @@ export class Instance {
         new PaxosError('E_UNKNOWN_STATE_MACHINE', `no state machine with id ${smId} on this node`),
       );
     }
-    if (value.length > this.config.options.maxValueBytes) {
+    // What fits one Accept frame once packed (options.ts maxValueBytesForFrame); a batch value
+    // carries the batch's own header and item header besides.
+    const maxBytes =
+      this.config.options.maxValueBytes -
+      (batch ? BATCH_HEADER_BYTES + BATCH_ITEM_OVERHEAD_BYTES - SINGLE_VALUE_OVERHEAD_BYTES : 0);
+    if (value.length > maxBytes) {
       return Promise.reject(
         new PaxosError(
           'E_VALUE_TOO_LARGE',
-          `value of ${value.length} bytes exceeds ${this.config.options.maxValueBytes}`,
+          `value of ${value.length} bytes exceeds the ${batch ? 'batchPropose' : 'propose'} limit of ${maxBytes} (maxValueBytes ${this.config.options.maxValueBytes})`,
         ),
       );
     }

@@ -5,7 +5,12 @@ import type { AcceptorFaults } from './acceptor';
 import type { ProposeResult } from './committer';
 import { PaxosError } from './errors';
 import { type GroupStatus, Instance } from './instance';
-import { type PaxosOptions, type PaxosOptionsInput, resolveOptions } from './options';
+import {
+  checkValueLimits,
+  type PaxosOptions,
+  type PaxosOptionsInput,
+  resolveOptions,
+} from './options';
 import type { RandomSource, Scheduler } from './scheduler';
 import { checkStateMachines, type StateMachine } from './state-machine';
 import { NO_SM_ID } from './value';
@@ -94,6 +99,7 @@ export class PaxosNode {
     const random = opts.random;
     this.nodeId = opts.nodeId;
     this.options = resolveOptions(opts.groups, opts.options);
+    checkValueLimits(this.options, opts.network.maxFrameBytes, opts.store.options?.maxValueBytes);
     this.instances = [];
     for (let group = 0; group < opts.groups; group++) {
       const machines =

@@ -19,6 +19,8 @@ export type MetaKey =
   'checkpointInstanceId' | 'systemVariables' | 'masterVariables' | (string & {});
 
 export interface LogStore {
+  /** This store's limits, when it has them (a node checks its maxValueBytes fits them). */
+  readonly options?: Readonly<StorageOptions>;
   /** Resolves once the write is as durable as `sync` asks. Rejects with StorageError. */
   put(group: number, record: AcceptorRecord, opts: WriteOptions): Promise<void>;
   /** Several records in one transaction: all or none (a bad record writes nothing). */

@@ -18,6 +18,12 @@ describeLogStoreContract('MemoryLogStore', async (options) => {
 describe('MemoryLogStore power loss', () => {
   it('refuses bad options with E_BAD_ARGUMENT', async () => {
     expect(await codeOf(() => new MemoryLogStore({ maxDeleteRecords: 0 }))).toBe('E_BAD_ARGUMENT');
+    expect(() => new MemoryLogStore({ maxValueBytes: Number.NaN })).toThrow(
+      'storage option maxValueBytes must be an integer in 1 … 4294967239, got NaN',
+    );
+    expect(() => new MemoryLogStore({ rangeChunkMaxRecords: 2.5 })).toThrow(
+      /rangeChunkMaxRecords must be an integer in 1 … 9007199254740991, got 2\.5/,
+    );
   });
 
   it('crash() keeps sync writes and everything before them, loses the rest', async () => {

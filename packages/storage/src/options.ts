@@ -1,4 +1,5 @@
 // Every limit of the storage, with its unit and where its default comes from (STYLE.md 9).
+import { type OptionRange, optionsProblem, RECORD_MAX_VALUE_BYTES } from '@tspaxos/crc-wasm';
 import { StorageError } from './errors';
 
 export interface StorageOptions {
@@ -45,19 +46,27 @@ export const DEFAULT_STORAGE_OPTIONS: Readonly<StorageOptions> = Object.freeze({
   maxMetaKeyLength: 128,
 });
 
-/** Merges caller options over the defaults and checks each is a positive safe integer. */
+/** The allowed range of each option (E_BAD_ARGUMENT names the field and its range). */
+export const STORAGE_OPTION_RANGES: Readonly<Record<keyof StorageOptions, OptionRange>> = {
+  maxValueBytes: { min: 1, max: RECORD_MAX_VALUE_BYTES },
+  maxDeleteRecords: { min: 1 },
+  maxDeleteBytes: { min: 1 },
+  maxGroup: { min: 1 },
+  rangeChunkBytes: { min: 1 },
+  rangeChunkMaxRecords: { min: 1 },
+  maxMetaKeyLength: { min: 1 },
+};
+
+/**
+ * Merges caller options over the defaults and checks each against its range. Fields that are not
+ * storage options (a SqliteLogStore's own `readonly`, `fsync`, …) are left to their owner.
+ */
 export function resolveStorageOptions(options: Partial<StorageOptions> = {}): StorageOptions {
-  const resolved = { ...DEFAULT_STORAGE_OPTIONS };
+  const given: Partial<StorageOptions> = {};
   for (const key of Object.keys(DEFAULT_STORAGE_OPTIONS) as Array<keyof StorageOptions>) {
-    const v = options[key];
-    if (v === undefined) continue;
-    if (!Number.isSafeInteger(v) || v < 1) {
-      throw new StorageError(
-        'E_BAD_ARGUMENT',
-        `storage option ${key} must be a positive safe integer, got ${String(v)}`,
-      );
-    }
-    resolved[key] = v;
+    if (options[key] !== undefined) given[key] = options[key];
   }
-  return resolved;
+  const problem = optionsProblem('storage', given, STORAGE_OPTION_RANGES);
+  if (problem !== undefined) throw new StorageError('E_BAD_ARGUMENT', problem);
+  return { ...DEFAULT_STORAGE_OPTIONS, ...given };
 }

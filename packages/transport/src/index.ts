@@ -10,6 +10,8 @@ export {
   concatChunks,
   FrameReader,
   FRAME_VERSION,
+  PAXOS_FRAME_OVERHEAD_MAX_BYTES,
+  maxPaxosValueBytes,
   type Frame,
   type Hello,
   type DecodeResult,

@@ -2,8 +2,10 @@
 // The simulator owns virtual time; it asks when the next delivery is due and delivers it. Every
 // frame goes through the real codec, so the trace is bytes and a schema bug shows here too.
 // Per-link faults (drop, delay, duplicate, reorder) and partitions can change while running.
-import { crc32 } from '@tspaxos/crc-wasm';
+import { crc32, optionsProblem, rangeProblem } from '@tspaxos/crc-wasm';
 import { decodeFrame, encodeFrameBytes } from './codec';
+import { TransportError } from './errors';
+import { LINK_DELAY_RANGE, LINK_RATE_RANGE, MAX_FRAME_BYTES } from './options';
 import type { Message } from './messages';
 import { countDrop, type DropCounters, type Network, type Rng } from './ports';
 
@@ -37,6 +39,30 @@ interface InFlight {
 
 type Handler = (from: number, group: number, message: Message) => void;
 
+/** Every rate a probability, every delay a pair min ≤ max of non-negative ms (E_BAD_ARGUMENT). */
+function checkLink(link: LinkConfig): void {
+  const { delayMs, ...rates } = link;
+  const problem = optionsProblem('MemoryNetwork link', rates, {
+    dropRate: LINK_RATE_RANGE,
+    duplicateRate: LINK_RATE_RANGE,
+    reorderRate: LINK_RATE_RANGE,
+  });
+  if (problem !== undefined) throw new TransportError('E_BAD_ARGUMENT', problem);
+  if (delayMs === undefined) return;
+  const ok =
+    Array.isArray(delayMs) &&
+    delayMs.length === 2 &&
+    rangeProblem(delayMs[0], LINK_DELAY_RANGE) === undefined &&
+    rangeProblem(delayMs[1], LINK_DELAY_RANGE) === undefined &&
+    delayMs[0] <= delayMs[1];
+  if (!ok) {
+    throw new TransportError(
+      'E_BAD_ARGUMENT',
+      `MemoryNetwork link option delayMs must be [min, max] with 0 ≤ min ≤ max ms, got ${JSON.stringify(delayMs)}`,
+    );
+  }
+}
+
 export class MemoryNetwork {
   readonly drops: DropCounters = {};
   private readonly rng: Rng;
@@ -59,6 +85,8 @@ export class MemoryNetwork {
   private readonly traceLines: string[] = [];
 
   constructor(opts: { rng: Rng; keepTrace?: boolean }) {
+    if (typeof opts?.rng?.next !== 'function')
+      throw new TransportError('E_BAD_ARGUMENT', 'MemoryNetwork option rng must be an Rng');
     this.rng = opts.rng;
     this.keepTrace = opts.keepTrace ?? false;
   }
@@ -73,14 +101,17 @@ export class MemoryNetwork {
       close: async () => {
         this.handlers.delete(nodeId);
       },
+      maxFrameBytes: MAX_FRAME_BYTES,
     };
   }
 
   setDefaultLink(link: LinkConfig): void {
+    checkLink(link);
     this.defaultLink = { ...this.defaultLink, ...link };
   }
 
   setLink(from: number, to: number, link: LinkConfig): void {
+    checkLink(link);
     this.links.set(`${from}>${to}`, link);
   }
 

@@ -22,3 +22,20 @@ export const MAX_HELLO_BYTES = 4096;
 export const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
 /** Runs of small queued frames are concatenated into writes of up to this many bytes. */
 export const WRITE_COALESCE_BYTES = 64 * 1024;
+/** Smallest maxFrameBytes a TcpNetwork accepts (ours: room for every message without a value). */
+export const MIN_FRAME_BYTES = 1024;
+
+/** The allowed range of each numeric TcpNetwork option (E_BAD_ARGUMENT names field and range). */
+export const TCP_OPTION_RANGES = {
+  nodeId: { min: 1 },
+  maxFrameBytes: { min: MIN_FRAME_BYTES, max: MAX_FRAME_BYTES_LARGE },
+  queueMaxBytes: { min: 1 },
+  queueMaxAgeMs: { min: 1 },
+  idleTimeoutMs: { min: 1 },
+  reconnectMinMs: { min: 1 },
+  reconnectMaxMs: { min: 1 },
+} as const;
+
+/** The allowed range of a MemoryNetwork link's rates (probabilities) and delays (ms). */
+export const LINK_RATE_RANGE = { min: 0, max: 1, integer: false } as const;
+export const LINK_DELAY_RANGE = { min: 0, integer: false } as const;

@@ -122,7 +122,7 @@ describe('TcpNetwork', () => {
     const a = await node(
       1,
       { 2: { host: '127.0.0.1', port: deadPort } },
-      { queueMaxBytes: 10_000, reconnectMinMs: 1000 },
+      { queueMaxBytes: 10_000, maxFrameBytes: 10_000, reconnectMinMs: 1000 },
     );
     for (let i = 0; i < 100; i++) a.n.send(2, 0, msg(i, new Uint8Array(500)));
     const drops = a.n.counters().drops;

@@ -5,6 +5,7 @@
 // and a follower that is not in the peer list is reachable through the address it announced.
 import * as net from 'node:net';
 import * as tls from 'node:tls';
+import { rangeProblem } from '@tspaxos/crc-wasm';
 import {
   concatChunks,
   decodeFrame,
@@ -25,7 +26,9 @@ import {
   RECONNECT_JITTER,
   RECONNECT_MAX_MS,
   RECONNECT_MIN_MS,
+  TCP_OPTION_RANGES,
 } from './options';
+import { TransportError } from './errors';
 import { countDrop, type DropCounters, type Network } from './ports';
 
 export interface PeerAddress {
@@ -121,6 +124,63 @@ class OutboundPeer {
   }
 }
 
+/** Option fields a TcpNetwork knows (anything else is a typo, refused). */
+const TCP_OPTION_FIELDS = new Set([
+  ...Object.keys(TCP_OPTION_RANGES),
+  'clusterId',
+  'listen',
+  'advertise',
+  'peers',
+  'acceptFollowers',
+  'tls',
+  'onEvent',
+]);
+
+function badOption(message: string): TransportError {
+  return new TransportError('E_BAD_ARGUMENT', `TcpNetwork option ${message}`);
+}
+
+function checkAddress(name: string, address: unknown, minPort: number): void {
+  const a = address as Partial<PeerAddress> | undefined;
+  if (typeof a !== 'object' || a === null || typeof a.host !== 'string' || a.host === '')
+    throw badOption(`${name} must be { host: non-empty string, port }`);
+  const problem = rangeProblem(a.port, { min: minPort, max: 65_535 });
+  if (problem !== undefined) throw badOption(`${name}.port ${problem}`);
+}
+
+/** Every field in range, at construction (E_BAD_ARGUMENT names the field and its range). */
+function checkTcpNetworkOptions(options: TcpNetworkOptions): void {
+  for (const key of Object.keys(options)) {
+    if (!TCP_OPTION_FIELDS.has(key))
+      throw badOption(`${key} is unknown (known: ${[...TCP_OPTION_FIELDS].join(', ')})`);
+  }
+  for (const [key, range] of Object.entries(TCP_OPTION_RANGES)) {
+    const value = (options as unknown as Record<string, unknown>)[key];
+    if (value === undefined && key !== 'nodeId') continue;
+    const problem = rangeProblem(value, range);
+    if (problem !== undefined) throw badOption(`${key} ${problem}`);
+  }
+  if (typeof options.clusterId !== 'string' || options.clusterId === '')
+    throw badOption('clusterId must be a non-empty string');
+  checkAddress('listen', options.listen, 0);
+  if (options.advertise !== undefined) checkAddress('advertise', options.advertise, 1);
+  const peers =
+    options.peers instanceof Map ? [...options.peers] : Object.entries(options.peers ?? {});
+  for (const [id, address] of peers) {
+    const problem = rangeProblem(Number(id), TCP_OPTION_RANGES.nodeId);
+    if (problem !== undefined) throw badOption(`peers: node id ${problem}`);
+    checkAddress(`peers[${String(id)}]`, address, 1);
+  }
+  const frame = options.maxFrameBytes ?? MAX_FRAME_BYTES;
+  const queue = options.queueMaxBytes ?? QUEUE_MAX_BYTES;
+  if (queue < frame)
+    throw badOption(`queueMaxBytes (${queue}) must be at least maxFrameBytes (${frame})`);
+  const minMs = options.reconnectMinMs ?? RECONNECT_MIN_MS;
+  const maxMs = options.reconnectMaxMs ?? RECONNECT_MAX_MS;
+  if (maxMs < minMs)
+    throw badOption(`reconnectMaxMs (${maxMs}) must be at least reconnectMinMs (${minMs})`);
+}
+
 export class TcpNetwork implements Network {
   private readonly opts: Required<
     Omit<TcpNetworkOptions, 'tls' | 'advertise' | 'peers' | 'onEvent'>
@@ -146,6 +206,7 @@ export class TcpNetwork implements Network {
   };
 
   constructor(options: TcpNetworkOptions) {
+    checkTcpNetworkOptions(options);
     this.opts = {
       acceptFollowers: true,
       maxFrameBytes: MAX_FRAME_BYTES,
@@ -165,6 +226,11 @@ export class TcpNetwork implements Network {
       this.addresses.set(id, addr);
       this.voters.add(id);
     }
+  }
+
+  /** Largest frame this network sends or accepts. */
+  get maxFrameBytes(): number {
+    return this.opts.maxFrameBytes;
   }
 
   /** Starts listening; resolves with the bound port (useful with port 0). */
