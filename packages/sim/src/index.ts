@@ -7,3 +7,4 @@ export {
 } from './simulate';
 export { EventQueue } from './event-queue';
 export { RecordingStateMachine, RECORDER_SM_ID } from './recorder';
+export { checkSimOptions, SIM_MAX_NODES } from './options';

@@ -17,6 +17,7 @@ import {
   SeededRng,
 } from '@tspaxos/transport';
 import { EventQueue } from './event-queue';
+import { checkSimOptions } from './options';
 import { RECORDER_SM_ID, RecordingStateMachine } from './recorder';
 
 export type Invariant = 'agreement' | 'validity' | 'chain' | 'durability' | 'liveness' | 'crash';
@@ -149,6 +150,7 @@ class SimNode {
 }
 
 export async function runSeed(options: SimOptions): Promise<SimResult> {
+  checkSimOptions(options);
   const sim = new Simulation(options);
   return sim.run();
 }
