@@ -17,6 +17,7 @@ export {
   resolveOptions,
   maxValueBytesForFrame,
   PAXOS_OPTION_RANGES,
+  MAX_SYNC_SLICE_MS,
 } from './options';
 export type { Scheduler, RandomSource } from './scheduler';
 export {

@@ -17,9 +17,9 @@ import { Acceptor, type AcceptorFaults } from './acceptor';
 import { Committer, type ProposeResult } from './committer';
 import { PaxosError } from './errors';
 import { IOLoop } from './io-loop';
-import type { PaxosOptions } from './options';
+import { MAX_SYNC_SLICE_MS, type PaxosOptions } from './options';
 import { Proposer, type ProposerCounters } from './proposer';
-import type { RandomSource, Scheduler } from './scheduler';
+import { isPromiseLike, type RandomSource, type Scheduler, SyncSlice } from './scheduler';
 import {
   decodeSystemVariables,
   encodeSystemVariables,
@@ -34,6 +34,7 @@ import {
   bytesEqual,
   NO_SM_ID,
   SINGLE_VALUE_OVERHEAD_BYTES,
+  type SmValue,
   SYSTEM_SM_ID,
   unpackValue,
 } from './value';
@@ -193,9 +194,15 @@ export class Instance {
         from = Math.min(from, (sm.getCheckpointInstanceId?.(group) ?? -1) + 1);
     }
     from = Math.max(from, minChosen);
+    // Replay in slices of MAX_SYNC_SLICE_MS so a long log does not block the event loop (other
+    // groups' timers, the network). range() reads in bounded chunks, so pausing between two
+    // records holds no storage statement open.
+    const slice = new SyncSlice(this.config.scheduler, MAX_SYNC_SLICE_MS);
     for (const record of store.range(group, from, now)) {
-      this.executeValue(record.instanceId, record.value, undefined);
+      const executed = this.executeValue(record.instanceId, record.value, undefined);
+      if (isPromiseLike(executed)) await executed;
       this.lastChecksum = record.checksum;
+      if (slice.due()) await slice.yield();
     }
     if (now > 0 && from >= now) this.lastChecksum = store.get(group, now - 1)?.checksum ?? 0;
     await Promise.all(this.pendingWrites.splice(0));
@@ -452,7 +459,8 @@ export class Instance {
       flight !== undefined && flight.instanceId === instanceId && bytesEqual(flight.value, value);
     let results: unknown[];
     try {
-      results = this.executeValue(instanceId, value, isMine);
+      const executed = this.executeValue(instanceId, value, isMine);
+      results = isPromiseLike(executed) ? await executed : executed;
       await Promise.all(this.pendingWrites.splice(0));
     } catch (error) {
       this.counters.executeFailures++;
@@ -485,30 +493,54 @@ export class Instance {
     this.checkNewValue();
   }
 
-  /** Executes every state machine a value is for; returns their results in value order. */
+  /**
+   * Executes every state machine a value is for; returns their results in value order. An
+   * execute() that returns a promise is awaited before the next item (and the group waits for it
+   * before the next instance): its rejection is an execute failure, as a throw is.
+   */
   private executeValue(
     instanceId: number,
     packed: Uint8Array,
     isMine: boolean | undefined,
-  ): unknown[] {
+  ): unknown[] | Promise<unknown[]> {
     const items = unpackValue(packed);
     const results: unknown[] = [];
-    for (const item of items) {
-      if (item.smId === NO_SM_ID) {
-        results.push(undefined);
-        continue;
-      }
-      const sm = this.machines.get(item.smId);
-      if (sm === undefined) {
-        throw new PaxosError(
-          'E_UNKNOWN_STATE_MACHINE',
-          `instance ${instanceId} is for state machine ${item.smId}, which this node does not have`,
-        );
-      }
-      const ctx: ExecuteContext = { group: this.config.group, instanceId, isMine: isMine === true };
-      results.push(sm.execute(item.value, ctx));
+    for (let i = 0; i < items.length; i++) {
+      const result = this.executeItem(instanceId, items[i]!, isMine);
+      if (isPromiseLike(result))
+        return this.executeRest(instanceId, items, i, result, results, isMine);
+      results.push(result);
     }
     return results;
+  }
+
+  /** The rest of executeValue once an execute() returned a promise: one item at a time. */
+  private async executeRest(
+    instanceId: number,
+    items: readonly SmValue[],
+    at: number,
+    pending: PromiseLike<unknown>,
+    results: unknown[],
+    isMine: boolean | undefined,
+  ): Promise<unknown[]> {
+    results.push(await pending);
+    for (let i = at + 1; i < items.length; i++) {
+      results.push(await this.executeItem(instanceId, items[i]!, isMine));
+    }
+    return results;
+  }
+
+  private executeItem(instanceId: number, item: SmValue, isMine: boolean | undefined): unknown {
+    if (item.smId === NO_SM_ID) return undefined;
+    const sm = this.machines.get(item.smId);
+    if (sm === undefined) {
+      throw new PaxosError(
+        'E_UNKNOWN_STATE_MACHINE',
+        `instance ${instanceId} is for state machine ${item.smId}, which this node does not have`,
+      );
+    }
+    const ctx: ExecuteContext = { group: this.config.group, instanceId, isMine: isMine === true };
+    return sm.execute(item.value, ctx);
   }
 
   private armExecuteRetry(): void {

@@ -2,7 +2,8 @@
 // at a time, each to completion (awaiting its storage writes), so a group's roles never see
 // interleaved state. Messages are bounded; timers and proposals are not dropped (their number is
 // bounded by their owners).
-import type { Scheduler } from './scheduler';
+import { MAX_SYNC_SLICE_MS } from './options';
+import { type Scheduler, SyncSlice } from './scheduler';
 
 export type Task = () => void | Promise<void>;
 
@@ -90,7 +91,12 @@ export class IOLoop {
 
   private async run(): Promise<void> {
     this.running = true;
+    // Tasks that settle through microtasks alone would starve the event loop (sockets, timers):
+    // every MAX_SYNC_SLICE_MS of work, let it run.
+    const slice = new SyncSlice(this.scheduler, MAX_SYNC_SLICE_MS);
     while (this.head < this.queue.length) {
+      if (slice.due()) await slice.yield();
+      if (this.head >= this.queue.length) break;
       const item = this.queue[this.head]!;
       this.queue[this.head] = undefined as never;
       this.head++;

@@ -433,3 +433,108 @@ describe('options are checked at construction', () => {
     await expect(made).rejects.toThrow(message);
   });
 });
+
+describe('a state machine whose execute() returns a promise', () => {
+  /** Resolves each value after a virtual delay; rejects the first time it sees `failOnce`. */
+  class AsyncMachine implements StateMachine {
+    readonly smId = 10;
+    readonly applied: string[] = [];
+    private failed = false;
+    constructor(
+      private readonly world: VirtualWorld,
+      private readonly failOnce?: string,
+    ) {}
+    execute(value: Uint8Array): Promise<string> {
+      const text = new TextDecoder().decode(value);
+      return new Promise((resolve, reject) => {
+        this.world.scheduler.schedule(3, () => {
+          if (text === this.failOnce && !this.failed) {
+            this.failed = true;
+            reject(new Error(`cannot apply ${text} yet`));
+            return;
+          }
+          this.applied.push(text);
+          resolve(`async:${text}`);
+        });
+      });
+    }
+  }
+
+  async function asyncCluster(failOnce?: string) {
+    const world = new VirtualWorld();
+    const machines: AsyncMachine[] = [];
+    const nodes: PaxosNode[] = [];
+    for (const id of [1, 2, 3]) {
+      const sm = new AsyncMachine(world, failOnce);
+      machines.push(sm);
+      const node = await createNode({
+        nodeId: id,
+        cluster: [1, 2, 3],
+        groups: 1,
+        store: new MemoryLogStore(),
+        network: world.net.endpoint(id),
+        scheduler: world.scheduler,
+        random: new SeededRng(id),
+        stateMachines: [sm],
+        options: { executeRetryDelayMs: 50 },
+      });
+      nodes.push(node);
+      cleanups.push(() => node.stop());
+    }
+    return { world, machines, nodes };
+  }
+
+  it('is awaited in log order, and its caller gets what it resolves to', async () => {
+    const { world, machines, nodes } = await asyncCluster();
+    const results = await Promise.all([
+      nodes[0]!.propose(0, bytes('a'), { smId: 10 }),
+      ...['b', 'c', 'd'].map((v) => nodes[0]!.batchPropose(0, bytes(v), { smId: 10 })),
+      nodes[0]!.propose(0, bytes('e'), { smId: 10 }),
+    ]);
+    expect(results.map((r) => r.result)).toEqual([
+      'async:a',
+      'async:b',
+      'async:c',
+      'async:d',
+      'async:e',
+    ]);
+    await world.until(() => machines.every((m) => m.applied.length === 5));
+    for (const m of machines) expect(m.applied).toEqual(['a', 'b', 'c', 'd', 'e']);
+  });
+
+  it('treats a rejection as a failed execute: counted, the caller told, retried, never unhandled', async () => {
+    const { world, machines, nodes } = await asyncCluster('x');
+    await expect(nodes[0]!.propose(0, bytes('x'), { smId: 10 })).rejects.toMatchObject({
+      code: 'E_EXECUTE_FAILED',
+    });
+    // Every node failed once and applied it on the retry, in order, before the next value.
+    await nodes[0]!.propose(0, bytes('y'), { smId: 10 });
+    await world.until(() => machines.every((m) => m.applied.length === 2));
+    for (const m of machines) expect(m.applied).toEqual(['x', 'y']);
+    for (const n of nodes) expect(n.status(0).counters.executeFailures).toBe(1);
+  });
+
+  it('is replayed in order at restart, awaiting each', async () => {
+    const world = new VirtualWorld();
+    const store = new MemoryLogStore();
+    const start = (sm: AsyncMachine) =>
+      createNode({
+        nodeId: 1,
+        cluster: [1],
+        groups: 1,
+        store,
+        network: world.net.endpoint(1),
+        scheduler: world.scheduler,
+        random: new SeededRng(1),
+        stateMachines: [sm],
+      });
+    const first = await start(new AsyncMachine(world));
+    for (const v of ['p', 'q', 'r']) await first.propose(0, bytes(v), { smId: 10 });
+    await first.stop({ closeStore: false });
+    const again = new AsyncMachine(world);
+    const second = await start(again);
+    cleanups.push(() => second.stop());
+    await world.until(() => again.applied.length === 3);
+    expect(again.applied).toEqual(['p', 'q', 'r']);
+  });
+});

@@ -84,6 +84,13 @@ export type PaxosOptionsInput = Partial<Omit<PaxosOptions, 'learner'>> & {
   learner?: Partial<LearnerOptions>;
 };
 
+/**
+ * Longest stretch of synchronous work a group runs before it lets the event loop run (a log
+ * replay at start, a backlog of tasks in the IOLoop), in ms of the scheduler's clock (ours: well
+ * under the 10 ms that would delay other groups' timers and I/O noticeably).
+ */
+export const MAX_SYNC_SLICE_MS = 5;
+
 /** The allowed range of each option (E_BAD_ARGUMENT names the field and its range). */
 export const PAXOS_OPTION_RANGES: Readonly<
   Record<keyof Omit<PaxosOptions, 'learner'>, OptionRange>
