@@ -17,7 +17,7 @@ import { Acceptor, type AcceptorFaults } from './acceptor';
 import { Committer, type ProposeResult } from './committer';
 import { PaxosError } from './errors';
 import { IOLoop } from './io-loop';
-import { MAX_SYNC_SLICE_MS, type PaxosOptions } from './options';
+import { FOLLOWER_TIMEOUT_ASK_INTERVALS, MAX_SYNC_SLICE_MS, type PaxosOptions } from './options';
 import { Proposer, type ProposerCounters } from './proposer';
 import { isPromiseLike, type RandomSource, type Scheduler, SyncSlice } from './scheduler';
 import {
@@ -123,7 +123,8 @@ export class Instance {
   private previousChosenBallot: Ballot = NULL_BALLOT;
   private readonly system: SystemStateMachine;
   private readonly machines = new Map<number, StateMachine>();
-  private readonly followers = new Set<number>();
+  /** Followers of this node, each with the time it expires unless it asks again. */
+  private readonly followers = new Map<number, number>();
   private retryQueue: PaxosMsg[] = [];
   private stoppedReason: PaxosError | undefined;
   private closed = false;
@@ -314,7 +315,7 @@ export class Instance {
       isFollower: this.isFollower,
       members: [...this.members],
       membershipVersion: this.system.current.version,
-      followers: [...this.followers],
+      followers: this.liveFollowers(),
       stopped: this.stoppedReason && {
         code: this.stoppedReason.code,
         message: this.stoppedReason.message,
@@ -641,6 +642,32 @@ export class Instance {
     for (const member of this.members) this.sendTo(member, msg);
   }
 
+  /**
+   * A follower that stops asking is forgotten after FOLLOWER_TIMEOUT_ASK_INTERVALS of its longest
+   * ask interval. PhxPaxos does the same: Config::AddFollowerNode (src/config/config.cpp) sets
+   * each follower's expiry to now + 3 × ASKFORLEARN_NOOP_INTERVAL at every AskforLearn
+   * (Learner::OnAskforLearn), and Config::GetMyFollowerMap erases the expired ones.
+   */
+  private followerTimeoutMs(): number {
+    const { followerAskforLearnIntervalMs, followerAskforLearnJitterMs } =
+      this.config.options.learner;
+    return (
+      FOLLOWER_TIMEOUT_ASK_INTERVALS * (followerAskforLearnIntervalMs + followerAskforLearnJitterMs)
+    );
+  }
+
+  /** The followers that asked recently; the others are dropped from the table here. */
+  private liveFollowers(): number[] {
+    const now = this.config.scheduler.now();
+    for (const [nodeId, expiresAtMs] of this.followers) {
+      if (expiresAtMs < now) {
+        this.followers.delete(nodeId);
+        this.log('info', 'follower-expired', { nodeId });
+      }
+    }
+    return [...this.followers.keys()];
+  }
+
   private learnerHost(): LearnerHost {
     const { config } = this;
     return {
@@ -657,12 +684,12 @@ export class Instance {
         if (followTo !== undefined && !peers.includes(followTo)) peers.push(followTo);
         return peers;
       },
-      followers: () => [...this.followers],
+      followers: () => this.liveFollowers(),
       addFollower: (nodeId) => {
-        if (!this.followers.has(nodeId) && !this.members.includes(nodeId)) {
-          this.followers.add(nodeId);
-          this.log('info', 'follower-added', { nodeId });
-        }
+        if (this.members.includes(nodeId)) return;
+        if (!this.followers.has(nodeId)) this.log('info', 'follower-added', { nodeId });
+        this.followers.set(nodeId, config.scheduler.now() + this.followerTimeoutMs());
+        this.liveFollowers(); // prune, so the table is bounded by the followers asking now
       },
       followToNodeId: () => config.followToNodeId,
       lastChecksum: () => this.lastChecksum,

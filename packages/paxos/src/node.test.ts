@@ -538,3 +538,23 @@ describe('a state machine whose execute() returns a promise', () => {
     expect(again.applied).toEqual(['p', 'q', 'r']);
   });
 });
+
+describe('follower table', () => {
+  it('forgets a follower that stops asking after 3 of its ask intervals, and keeps one that asks', async () => {
+    const { nodes, world } = await cluster({ follower: true });
+    await nodes[0]!.propose(0, bytes('x'), { smId: 10 });
+    await world.until(() => nodes[0]!.status(0).followers.includes(9));
+    // Asking every 100–120 virtual ms (the cluster's options), it stays for as long as it asks.
+    await world.sleep(5_000);
+    expect(nodes[0]!.status(0).followers).toEqual([9]);
+    // Gone: forgotten within 3 of its longest ask intervals (interval 100 ms here + the default
+    // follower jitter of 1000 ms) after its last AskforLearn, in every group.
+    await nodes[3]!.stop();
+    const stoppedAt = world.nowMs;
+    await world.until(
+      () => [0, 1].every((g) => nodes[0]!.status(g).followers.length === 0),
+      10_000,
+    );
+    expect(world.nowMs - stoppedAt).toBeLessThanOrEqual(3 * (100 + 1000) + 200);
+  });
+});

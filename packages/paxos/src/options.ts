@@ -85,6 +85,13 @@ export type PaxosOptionsInput = Partial<Omit<PaxosOptions, 'learner'>> & {
 };
 
 /**
+ * A follower that has not asked to learn for this many of its ask intervals (followerAskforLearn
+ * IntervalMs + JitterMs: 3 s by default) is forgotten: PhxPaxos, Config::AddFollowerNode,
+ * 3 × ASKFORLEARN_NOOP_INTERVAL.
+ */
+export const FOLLOWER_TIMEOUT_ASK_INTERVALS = 3;
+
+/**
  * Longest stretch of synchronous work a group runs before it lets the event loop run (a log
  * replay at start, a backlog of tasks in the IOLoop), in ms of the scheduler's clock (ours: well
  * under the 10 ms that would delay other groups' timers and I/O noticeably).
