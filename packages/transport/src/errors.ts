@@ -15,6 +15,8 @@ export type TransportErrorCode =
   | 'E_QUEUE_FULL'
   | 'E_QUEUE_EXPIRED'
   | 'E_CLOSED'
+  | 'E_TOO_MANY_PEERS'
+  | 'E_PEER_GONE'
   | 'E_BAD_ARGUMENT';
 
 /**

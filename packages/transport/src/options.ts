@@ -22,6 +22,14 @@ export const MAX_HELLO_BYTES = 4096;
 export const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
 /** Runs of small queued frames are concatenated into writes of up to this many bytes. */
 export const WRITE_COALESCE_BYTES = 64 * 1024;
+/**
+ * A follower (a peer known only from its hello, not from `peers`) whose last inbound connection
+ * closed is forgotten after this long: its address, its outbound queue and connection are freed
+ * (ours: the idle timeout, 60 s; a live follower keeps its connection open by asking every ~3 s).
+ */
+export const FOLLOWER_FORGET_MS = IDLE_TIMEOUT_MS;
+/** Most followers known at once; a hello from one more is refused (ours). */
+export const MAX_FOLLOWERS = 1024;
 /** Smallest maxFrameBytes a TcpNetwork accepts (ours: room for every message without a value). */
 export const MIN_FRAME_BYTES = 1024;
 
@@ -34,6 +42,8 @@ export const TCP_OPTION_RANGES = {
   idleTimeoutMs: { min: 1 },
   reconnectMinMs: { min: 1 },
   reconnectMaxMs: { min: 1 },
+  followerForgetMs: { min: 1 },
+  maxFollowers: { min: 0 },
 } as const;
 
 /** The allowed range of a MemoryNetwork link's rates (probabilities) and delays (ms). */

@@ -26,6 +26,8 @@ import {
   RECONNECT_JITTER,
   RECONNECT_MAX_MS,
   RECONNECT_MIN_MS,
+  FOLLOWER_FORGET_MS,
+  MAX_FOLLOWERS,
   TCP_OPTION_RANGES,
 } from './options';
 import { TransportError } from './errors';
@@ -60,6 +62,10 @@ export interface TcpNetworkOptions {
   idleTimeoutMs?: number;
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
+  /** A follower whose connections all closed is forgotten after this long (FOLLOWER_FORGET_MS). */
+  followerForgetMs?: number;
+  /** Most followers known at once (MAX_FOLLOWERS); a hello from one more is refused. */
+  maxFollowers?: number;
   tls?: TlsOptions;
   /** Observability hook: connection events, drops with context (logged once per event). */
   onEvent?: (event: string, fields: Record<string, unknown>) => void;
@@ -73,6 +79,8 @@ export interface TcpCounters {
   connectionsOpened: number;
   connectionsAccepted: number;
   reconnects: number;
+  /** Followers forgotten after their connections closed (their queued frames: E_PEER_GONE). */
+  followersForgotten: number;
   /** Every frame or connection refused or lost, by reason. */
   drops: DropCounters;
 }
@@ -202,8 +210,18 @@ export class TcpNetwork implements Network {
     connectionsOpened: 0,
     connectionsAccepted: 0,
     reconnects: 0,
+    followersForgotten: 0,
     drops: {},
   };
+  /**
+   * Followers (peers known from their hello only): open inbound connections, and the timer that
+   * forgets the follower once none has been open for followerForgetMs. Voters and peers given
+   * to addPeer() are never forgotten.
+   */
+  private readonly followers = new Map<
+    number,
+    { connections: number; forgetTimer: NodeJS.Timeout | undefined }
+  >();
 
   constructor(options: TcpNetworkOptions) {
     checkTcpNetworkOptions(options);
@@ -215,6 +233,8 @@ export class TcpNetwork implements Network {
       idleTimeoutMs: IDLE_TIMEOUT_MS,
       reconnectMinMs: RECONNECT_MIN_MS,
       reconnectMaxMs: RECONNECT_MAX_MS,
+      followerForgetMs: FOLLOWER_FORGET_MS,
+      maxFollowers: MAX_FOLLOWERS,
       ...options,
     } as TcpNetwork['opts'];
     const peers =
@@ -259,8 +279,55 @@ export class TcpNetwork implements Network {
     return this.boundAddress;
   }
 
-  /** Adds or moves a peer (a follower found out of band, a changed address). */
+  /** Adds or moves a peer (a follower found out of band, a changed address); kept until removePeer. */
   addPeer(nodeId: number, address: PeerAddress): void {
+    this.forgetFollowerLater(nodeId, 'never');
+    this.followers.delete(nodeId);
+    this.setAddress(nodeId, address);
+  }
+
+  /** Forgets a peer: its address, queued frames (counted E_PEER_GONE) and connection. */
+  removePeer(nodeId: number): void {
+    this.forgetFollowerLater(nodeId, 'never');
+    this.followers.delete(nodeId);
+    this.voters.delete(nodeId);
+    this.addresses.delete(nodeId);
+    const peer = this.outbound.get(nodeId);
+    if (peer === undefined) return;
+    this.outbound.delete(nodeId);
+    if (peer.reconnectTimer) clearTimeout(peer.reconnectTimer);
+    peer.reconnectTimer = undefined;
+    for (let n = peer.length; n > 0; n--) {
+      peer.shift();
+      countDrop(this.stats.drops, 'E_PEER_GONE');
+    }
+    const socket = peer.socket;
+    peer.socket = undefined;
+    socket?.destroy();
+  }
+
+  /** Node ids this network can send to now (voters, added peers, followers not yet forgotten). */
+  peers(): number[] {
+    return [...this.addresses.keys()];
+  }
+
+  /** Starts or cancels ('never') the timer that forgets a follower. */
+  private forgetFollowerLater(nodeId: number, when: 'now' | 'never'): void {
+    const follower = this.followers.get(nodeId);
+    if (follower === undefined) return;
+    if (follower.forgetTimer) clearTimeout(follower.forgetTimer);
+    follower.forgetTimer = undefined;
+    if (when === 'never' || this.closed) return;
+    follower.forgetTimer = setTimeout(() => {
+      follower.forgetTimer = undefined;
+      if (follower.connections > 0 || this.followers.get(nodeId) !== follower) return;
+      this.removePeer(nodeId);
+      this.stats.followersForgotten++;
+      this.emit('follower-forgotten', { nodeId });
+    }, this.opts.followerForgetMs);
+  }
+
+  private setAddress(nodeId: number, address: PeerAddress): void {
     this.addresses.set(nodeId, address);
     const peer = this.outbound.get(nodeId);
     if (peer && (peer.address.host !== address.host || peer.address.port !== address.port)) {
@@ -329,6 +396,10 @@ export class TcpNetwork implements Network {
       peer.socket?.destroy();
     }
     for (const socket of this.inbound) socket.destroy();
+    for (const follower of this.followers.values()) {
+      if (follower.forgetTimer) clearTimeout(follower.forgetTimer);
+      follower.forgetTimer = undefined;
+    }
     const server = this.server;
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
   }
@@ -387,6 +458,7 @@ export class TcpNetwork implements Network {
       if (peer.socket !== socket) return;
       peer.socket = undefined;
       peer.ready = false;
+      this.emit('disconnected', { to: peer.nodeId });
       if (this.closed || peer.length === 0) return;
       const jitter = 1 + (Math.random() * 2 - 1) * RECONNECT_JITTER;
       const delay = Math.min(peer.backoffMs, this.opts.reconnectMaxMs) * jitter;
@@ -482,7 +554,12 @@ export class TcpNetwork implements Network {
       else socket.destroy(); // idle
     });
     socket.on('error', () => {});
-    socket.on('close', () => this.inbound.delete(socket));
+    socket.on('close', () => {
+      this.inbound.delete(socket);
+      const follower = from === undefined ? undefined : this.followers.get(from);
+      if (follower !== undefined && --follower.connections === 0)
+        this.forgetFollowerLater(from!, 'now');
+    });
     socket.on('data', (data: Buffer) => {
       this.stats.bytesReceived += data.length;
       const { frames, error } = reader.push(data);
@@ -498,7 +575,19 @@ export class TcpNetwork implements Network {
             return refuse('E_UNKNOWN_NODE', { nodeId: h.nodeId });
           if (!this.voters.has(h.nodeId)) {
             if (!this.opts.acceptFollowers) return refuse('E_UNKNOWN_NODE', { nodeId: h.nodeId });
-            this.addPeer(h.nodeId, { host: h.listenHost, port: h.listenPort });
+            const isNew = !this.addresses.has(h.nodeId);
+            if (isNew && this.followers.size >= this.opts.maxFollowers)
+              return refuse('E_TOO_MANY_PEERS', { nodeId: h.nodeId, max: this.opts.maxFollowers });
+            let follower = this.followers.get(h.nodeId);
+            if (follower === undefined && isNew) {
+              follower = { connections: 0, forgetTimer: undefined };
+              this.followers.set(h.nodeId, follower);
+            }
+            if (follower !== undefined) {
+              follower.connections++;
+              this.forgetFollowerLater(h.nodeId, 'never');
+            }
+            this.setAddress(h.nodeId, { host: h.listenHost, port: h.listenPort });
             this.emit('follower-connected', {
               nodeId: h.nodeId,
               host: h.listenHost,
