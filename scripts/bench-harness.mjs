@@ -2,6 +2,7 @@
 // way: warm up, then repeat a timed batch `runs` times and keep the median (the machines are
 // shared and noisy; a single run means nothing). Results are printed as a table with the ratio to
 // the baseline measured in the same run, and written as JSON under bench-results/.
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -61,7 +62,22 @@ export function machine() {
     node: process.version,
     platform: `${process.platform}-${process.arch}`,
     date: new Date().toISOString(),
+    commit: commitOfTree(),
   };
+}
+
+/** The commit the figures are taken at (with "+dirty" when the tree has changes). */
+function commitOfTree() {
+  const git = (...args) =>
+    execFileSync('git', args, { cwd: dirname(fileURLToPath(import.meta.url)), encoding: 'utf8' });
+  try {
+    const head = git('rev-parse', '--short', 'HEAD').trim();
+    return git('status', '--porcelain', '--untracked-files=no').trim() === ''
+      ? head
+      : `${head}+dirty`;
+  } catch (error) {
+    return `unknown (git: ${error.message.split('\n')[0]})`;
+  }
 }
 
 export function fmt(n, digits = 3) {

@@ -37,6 +37,7 @@ process.on('message', async (m) => {
       scheduler: realScheduler(),
       random: realRandom(),
       stateMachines: [counter],
+      options: { batchMaxValues: m.batchMaxValues },
     });
     process.send({ type: 'started' });
   } else if (m.type === 'run') {
