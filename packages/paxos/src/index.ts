@@ -8,7 +8,7 @@ export {
   type LogLevel,
 } from './node';
 export type { ProposeResult } from './committer';
-export type { GroupStatus, InstanceCounters } from './instance';
+export type { GroupStatus, GroupErrors, ErrorCount, InstanceCounters } from './instance';
 export { PaxosError, type PaxosErrorCode } from './errors';
 export { type PaxosOptions, type PaxosOptionsInput, defaultPaxosOptions } from './options';
 export type { Scheduler, RandomSource } from './scheduler';
@@ -29,4 +29,4 @@ export {
   BATCH_SM_ID,
   NO_SM_ID,
 } from './value';
-export type { AcceptorFaults } from './acceptor';
+export type { AcceptorFaults, UnsafeFaults } from './faults';

@@ -2,9 +2,9 @@
 import { type LogStore, SqliteLogStore } from '@tspaxos/storage';
 import { realRandom, realScheduler } from './adapters/real-scheduler';
 import type { Message, Network } from '@tspaxos/transport';
-import type { AcceptorFaults } from './acceptor';
 import type { ProposeResult } from './committer';
 import { PaxosError } from './errors';
+import type { UnsafeFaults } from './faults';
 import { type GroupStatus, Instance } from './instance';
 import { type PaxosOptions, type PaxosOptionsInput, resolveOptions } from './options';
 import type { RandomSource, Scheduler } from './scheduler';
@@ -34,8 +34,8 @@ export interface NodeOptions {
   followTo?: number;
   options?: PaxosOptionsInput;
   logger?: Logger;
-  /** Deliberate bugs, for proving the simulator can fail. Never set in production. */
-  unsafeFaults?: AcceptorFaults;
+  /** Planted bugs (faults.ts), for proving the simulator can fail. Tests only: never set it. */
+  unsafeFaults?: UnsafeFaults;
 }
 
 export interface ProposeOptions {
@@ -161,6 +161,11 @@ export class PaxosNode {
 
   status(group: number): GroupStatus {
     return this.instance(group).status();
+  }
+
+  /** The group's now instance id (the first not learned here): status().instanceId, cheaply. */
+  nowInstanceId(group: number): number {
+    return this.instance(group).instanceId;
   }
 
   get groupCount(): number {

@@ -63,4 +63,40 @@ describe('MemoryNetwork', () => {
     expect(seen).toEqual([...seen].sort((a, b) => a - b));
     expect(seen).toHaveLength(200);
   });
+
+  it('flips bits on the wire when told: the codec rejects every such frame and the drop is counted', () => {
+    const net = new MemoryNetwork({ rng: new SeededRng(3) });
+    const seen: number[] = [];
+    net.endpoint(2).onMessage((_f, _g, m) => m.kind === 'paxos' && seen.push(m.msg.instanceId));
+    net.setLink(1, 2, { corruptRate: 0.5 });
+    for (let i = 0; i < 400; i++)
+      net.endpoint(1).send(2, 0, { kind: 'paxos', msg: paxosMsg({ msgType: 6, instanceId: i }) });
+    while (net.nextDeliveryAt() !== undefined) net.deliverNext(net.nextDeliveryAt()!);
+    const decoderDrops = Object.entries(net.drops)
+      .filter(([reason]) => reason.startsWith('E_'))
+      .reduce((sum, [, n]) => sum + n, 0);
+    expect(net.corrupted).toBeGreaterThan(100);
+    expect(decoderDrops).toBe(net.corrupted);
+    expect(seen).toHaveLength(400 - net.corrupted);
+  });
+
+  it('cuts one way only until heal()', () => {
+    const net = new MemoryNetwork({ rng: new SeededRng(4) });
+    const seen: string[] = [];
+    for (const id of [1, 2]) net.endpoint(id).onMessage((from) => seen.push(`${from}>${id}`));
+    const msg = { kind: 'paxos' as const, msg: paxosMsg({ msgType: 6, instanceId: 1 }) };
+    const flush = () => {
+      while (net.nextDeliveryAt() !== undefined) net.deliverNext(net.nextDeliveryAt()!);
+    };
+    net.cutOneWay(1, 2);
+    net.endpoint(1).send(2, 0, msg);
+    net.endpoint(2).send(1, 0, msg);
+    flush();
+    expect(seen).toEqual(['2>1']);
+    expect(net.drops['partition']).toBe(1);
+    net.heal();
+    net.endpoint(1).send(2, 0, msg);
+    flush();
+    expect(seen).toEqual(['2>1', '1>2']);
+  });
 });
