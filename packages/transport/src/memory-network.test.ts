@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MemoryNetwork, paxosMsg, SeededRng } from './index';
+import { MAX_FRAME_BYTES, MemoryNetwork, paxosMsg, SeededRng } from './index';
 
 function run(seed: number) {
   const net = new MemoryNetwork({ rng: new SeededRng(seed), keepTrace: true });
@@ -98,5 +98,17 @@ describe('MemoryNetwork', () => {
     net.endpoint(1).send(2, 0, msg);
     flush();
     expect(seen).toEqual(['2>1', '1>2']);
+  });
+});
+
+describe('MemoryNetwork send errors', () => {
+  it('counts a frame too large to send as a drop (E_FRAME_TOO_LARGE), and throws any other encode error', () => {
+    const net = new MemoryNetwork({ rng: new SeededRng(5) });
+    const big = paxosMsg({ msgType: 6, instanceId: 1, value: new Uint8Array(MAX_FRAME_BYTES) });
+    net.endpoint(1).send(2, 0, { kind: 'paxos', msg: big });
+    expect(net.drops['E_FRAME_TOO_LARGE']).toBe(1);
+    expect(net.inFlightCount).toBe(0);
+    const broken = { kind: 'paxos', msg: null }; // a bug of the caller, not a network condition
+    expect(() => net.endpoint(1).send(2, 0, broken as never)).toThrow(TypeError);
   });
 });

@@ -6,6 +6,7 @@
 // must reject it (the frame has a CRC): the drop is counted under the decoder's code.
 import { crc32 } from '@tspaxos/crc-wasm';
 import { decodeFrame, encodeFrameBytes } from './codec';
+import { TransportError } from './errors';
 import type { Message } from './messages';
 import { countDrop, type DropCounters, type Network, type Rng } from './ports';
 
@@ -182,7 +183,9 @@ export class MemoryNetwork {
     let frame: Uint8Array;
     try {
       frame = encodeFrameBytes(group, message);
-    } catch {
+    } catch (error) {
+      // Too large to frame: a counted drop, as TcpNetwork does; any other error is a bug.
+      if (!(error instanceof TransportError && error.code === 'E_FRAME_TOO_LARGE')) throw error;
       countDrop(this.drops, 'E_FRAME_TOO_LARGE');
       return;
     }
