@@ -1,7 +1,7 @@
 // No error goes unseen: what a node does with unexpected exceptions (counted in status().errors
 // with the last code and message) and with expected coded conditions (counted drops), on a
 // virtual clock and an in-memory network.
-import { type DurabilityPort, MemoryLogStore } from '@tspaxos/storage';
+import { type DurabilityPort, MemoryLogStore, StorageError } from '@tspaxos/storage';
 import { MemoryNetwork, SeededRng } from '@tspaxos/transport';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createNode, type PaxosNode, type Scheduler, type StateMachine } from './index';
@@ -221,5 +221,34 @@ describe('no error goes unseen (status().errors)', () => {
     const status = alone.status(0);
     expect(status.counters.recoveryProposalsFailed).toBe(1);
     expect(status.errors.taskErrors.count).toBe(0);
+  });
+
+  it('a system-variables write that fails stops the group (the promise is handled when it is made)', async () => {
+    class MetaFails extends MemoryLogStore {
+      failing = false;
+      override setMeta(...args: Parameters<MemoryLogStore['setMeta']>): Promise<void> {
+        if (this.failing) return Promise.reject(new StorageError('E_IO', 'meta write refused'));
+        return super.setMeta(...args);
+      }
+    }
+    const third = new MetaFails();
+    await cluster({ stores: [new MemoryLogStore(), new MemoryLogStore(), third] });
+    third.failing = true;
+    let done: string | undefined;
+    nodes[0]!.changeMembership(0, [1, 2, 3, 4]).then(
+      () => (done = 'ok'),
+      (e: { code: string }) => (done = e.code),
+    );
+    for (let i = 0; i < 100 && done === undefined; i++) await world.advance(50);
+    await world.advance(3000);
+    expect(done).toBe('ok');
+    const status = nodes[2]!.status(0);
+    expect(status.stopped?.code).toBe('E_STORAGE');
+    expect(status.errors.persistFailures.last).toEqual({
+      code: 'E_IO',
+      message: 'meta write refused',
+    });
+    expect(status.errors.taskErrors.count).toBe(0);
+    expect(nodes[0]!.status(0).members).toEqual([1, 2, 3, 4]);
   });
 });

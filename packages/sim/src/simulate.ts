@@ -162,6 +162,8 @@ const CRASH_IN_FSYNC_RATE = 0.004;
 const CRASH_IN_FSYNC_GAP_MS = 1500;
 /** The planted throwing task throws on every n-th learner message (the issue's reproduction). */
 const PLANTED_THROW_EVERY = 97;
+/** Each node's clock starts at an offset drawn up to this (ms): machines' clocks disagree. */
+const CLOCK_OFFSET_MAX_MS = 3 * 3600_000;
 /** Proposals wait this long before E_TIMEOUT. */
 const PROPOSE_TIMEOUT_MS = 8000;
 const MSG_NAMES: Record<number, string> = Object.fromEntries(
@@ -343,6 +345,8 @@ class Simulation {
   private readonly rng: SeededRng;
   /** Fsync latencies and failures: their own stream, so storage timing does not shift the workload. */
   private readonly diskRng: SeededRng;
+  /** Initial clock offsets: their own stream (the workload's draws stay as they were). */
+  private readonly clockRng: SeededRng;
   private readonly queue = new EventQueue();
   private readonly net: MemoryNetwork;
   private readonly nodes: SimNode[] = [];
@@ -383,6 +387,7 @@ class Simulation {
   constructor(private readonly options: SimOptions) {
     this.rng = new SeededRng(options.seed);
     this.diskRng = new SeededRng(options.seed ^ 0xd15c);
+    this.clockRng = new SeededRng(options.seed ^ 0xc10c);
     this.faults = options.faults ?? true;
     // The topology is drawn first, in a fixed order, whatever is pinned (pinning one option does
     // not change the draws of the others).
@@ -423,6 +428,8 @@ class Simulation {
         ),
         this.net.endpoint(id),
       );
+      // Clocks of different machines do not agree: each starts at its own offset (up to 3 h).
+      if (this.faults) sim.clock.jump(this.clockRng.int(CLOCK_OFFSET_MAX_MS), 0);
       this.nodes.push(sim);
     }
     for (let g = 0; g < this.topology.groups; g++) {
