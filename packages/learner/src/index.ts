@@ -14,4 +14,10 @@ export {
   type SenderEndReason,
   type SenderCounters,
 } from './sender';
-export { Learner, type LearnerHost, type LearnerCounters, type LearnerStatus } from './learner';
+export {
+  Learner,
+  type LearnerHost,
+  type LearnerCounters,
+  type LearnerStatus,
+  type LearnerFaults,
+} from './learner';

@@ -56,6 +56,12 @@ export interface LearnerHost {
   event(name: string, fields: Record<string, unknown>): void;
 }
 
+/** Planted bugs (tests only): the simulator must catch each (STYLE.md 13). */
+export interface LearnerFaults {
+  /** Planted: learn a streamed value without checking or extending the checksum chain. */
+  skipChainCheck?: boolean;
+}
+
 export interface LearnerCounters {
   askforLearnSent: number;
   askforLearnReceived: number;
@@ -118,6 +124,7 @@ export class Learner {
   constructor(
     private readonly host: LearnerHost,
     options: Partial<LearnerOptions> = {},
+    private readonly faults: LearnerFaults = {},
   ) {
     this.options = resolveLearnerOptions(options);
     this.state = new LearnerState(host.store, host.group);
@@ -404,7 +411,7 @@ export class Learner {
     if (msg.instanceId < this.instanceId) {
       this.counters.lagMessages++;
     } else if (!this.state.isLearned) {
-      const mine = this.host.lastChecksum();
+      const mine = this.faults.skipChainCheck ? 0 : this.host.lastChecksum();
       if (msg.lastChecksum !== 0 && mine !== 0 && msg.lastChecksum !== mine) {
         // The peer's log diverged from ours before this instance: never learn its value as
         // good, nor ack the stream. (Instance stops the group before this; other hosts rely
@@ -413,13 +420,7 @@ export class Learner {
         return;
       }
       const ballot = { proposalId: msg.proposalId, nodeId: msg.proposalNodeId };
-      await this.state.learn(
-        msg.instanceId,
-        ballot,
-        msg.value,
-        this.host.lastChecksum(),
-        this.host.promiseBallot(),
-      );
+      await this.state.learn(msg.instanceId, ballot, msg.value, mine, this.host.promiseBallot());
       this.counters.valuesLearnedFromPeers++;
     }
     if (msg.flag === PaxosMsgFlag.SendLearnValueNeedAck) {

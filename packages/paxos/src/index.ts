@@ -8,7 +8,7 @@ export {
   type LogLevel,
 } from './node';
 export type { ProposeResult } from './committer';
-export type { GroupStatus, InstanceCounters } from './instance';
+export type { GroupStatus, GroupErrors, ErrorCount, InstanceCounters } from './instance';
 export { PaxosError, type PaxosErrorCode } from './errors';
 export {
   type PaxosOptions,
@@ -39,4 +39,4 @@ export {
   BATCH_HEADER_BYTES,
   BATCH_ITEM_OVERHEAD_BYTES,
 } from './value';
-export type { AcceptorFaults } from './acceptor';
+export type { AcceptorFaults, UnsafeFaults } from './faults';

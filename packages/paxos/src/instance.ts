@@ -3,7 +3,7 @@
 // the committer's pending proposal, and starts the next instance. It verifies the checksum chain
 // of every message that carries one; a mismatch means this node's log diverged from a peer's,
 // so the group stops accepting values and says so in its status (PhxPaxos asserts and dies).
-import type { LogStore } from '@tspaxos/storage';
+import { type LogStore, StorageError } from '@tspaxos/storage';
 import {
   type Ballot,
   isNullBallot,
@@ -13,9 +13,10 @@ import {
   NULL_BALLOT,
 } from '@tspaxos/learner';
 import { type PaxosMsg, PaxosMsgType } from '@tspaxos/transport';
-import { Acceptor, type AcceptorFaults } from './acceptor';
+import { Acceptor } from './acceptor';
 import { Committer, type ProposeResult } from './committer';
 import { PaxosError } from './errors';
+import type { UnsafeFaults } from './faults';
 import { IOLoop } from './io-loop';
 import { FOLLOWER_TIMEOUT_ASK_INTERVALS, MAX_SYNC_SLICE_MS, type PaxosOptions } from './options';
 import { Proposer, type ProposerCounters } from './proposer';
@@ -52,7 +53,8 @@ export interface InstanceConfig {
   random: RandomSource;
   stateMachines: readonly StateMachine[];
   options: PaxosOptions;
-  faults?: AcceptorFaults;
+  /** Planted bugs (tests only, see faults.ts). */
+  faults?: UnsafeFaults;
   log?: (
     level: 'debug' | 'info' | 'warn' | 'error',
     event: string,
@@ -72,8 +74,10 @@ export interface GroupStatus {
   members: number[];
   membershipVersion: number;
   followers: number[];
-  /** Set when the group stopped itself (checksum divergence): it serves status only. */
+  /** Set when the group stopped itself (checksum divergence, a failed write): it serves status only. */
   stopped: { code: string; message: string } | undefined;
+  /** Unexpected failures (README: "Errors"): any of them non-zero is a bug or a broken disk. */
+  errors: GroupErrors;
   proposer: { phase: string; proposalId: number; counters: ProposerCounters };
   learner: LearnerStatus;
   committer: {
@@ -91,6 +95,42 @@ export interface InstanceCounters {
   executeFailures: number;
   checksumMismatches: number;
   retriedMessages: number;
+  /** The recovery no-op proposal at start ended with an expected code (E_TIMEOUT, E_STOPPED …). */
+  recoveryProposalsFailed: number;
+}
+
+/** How many times a kind of failure happened, and the last one. */
+export interface ErrorCount {
+  count: number;
+  last: { code: string; message: string } | undefined;
+}
+
+export interface GroupErrors {
+  /** A task of the group's loop (message handler, timer callback, proposal) threw. */
+  taskErrors: ErrorCount;
+  /** A state machine's execute() threw (retried: the group does not advance until it works). */
+  executeFailures: ErrorCount;
+  /** A write to the log failed (the group stops with E_STORAGE). */
+  persistFailures: ErrorCount;
+}
+
+/** Codes a recovery no-op proposal may end with that are expected outcomes, not failures. */
+const RECOVERY_EXPECTED_CODES = new Set([
+  'E_TIMEOUT',
+  'E_STOPPED',
+  'E_NOT_MEMBER',
+  'E_QUEUE_FULL',
+  'E_CHECKSUM_MISMATCH',
+  'E_STORAGE',
+  'E_EXECUTE_FAILED',
+]);
+
+function describeError(error: unknown): { code: string; message: string } {
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    return { code: typeof code === 'string' ? code : error.name, message: error.message };
+  }
+  return { code: 'NON_ERROR_THROWN', message: String(error) };
 }
 
 const LEARNER_TYPES = new Set<number>([
@@ -116,6 +156,12 @@ export class Instance {
     executeFailures: 0,
     checksumMismatches: 0,
     retriedMessages: 0,
+    recoveryProposalsFailed: 0,
+  };
+  readonly errors: GroupErrors = {
+    taskErrors: { count: 0, last: undefined },
+    executeFailures: { count: 0, last: undefined },
+    persistFailures: { count: 0, last: undefined },
   };
 
   private lastChecksum = 0;
@@ -130,13 +176,15 @@ export class Instance {
   private closed = false;
   private cancelCommitTimer: (() => void) | undefined;
   private commitTimerAt = Number.POSITIVE_INFINITY;
+  /** System-variable writes in flight, each already handled (a failure stops the group). */
   private pendingWrites: Promise<void>[] = [];
   private executeRetryArmed = false;
+  private learnerMessagesHandled = 0;
 
   constructor(private readonly config: InstanceConfig) {
     const { store, group, options } = config;
     this.loop = new IOLoop(config.scheduler, options.ioLoopQueueMaxMessages, (error) =>
-      this.log('error', 'task-failed', { error: String(error) }),
+      this.taskFailed(error),
     );
     const saved = store.getMeta(group, 'systemVariables');
     const initial: SystemVariables = (saved && decodeSystemVariables(saved)) || {
@@ -144,13 +192,22 @@ export class Instance {
       members: [...config.initialMembers].sort((a, b) => a - b),
     };
     this.system = new SystemStateMachine(initial, (v) => {
+      // Handled at once (no promise without a handler); awaited before the group moves on.
       this.pendingWrites.push(
-        store.setMeta(group, 'systemVariables', encodeSystemVariables(v), { sync: true }),
+        store
+          .setMeta(group, 'systemVariables', encodeSystemVariables(v), { sync: true })
+          .then(undefined, (error: unknown) => this.persistFailed(error)),
       );
     });
     for (const sm of config.stateMachines) this.machines.set(sm.smId, sm);
     this.machines.set(SYSTEM_SM_ID, this.system);
-    this.acceptor = new Acceptor(config.nodeId, group, store, config.faults);
+    this.acceptor = new Acceptor(
+      config.nodeId,
+      group,
+      store,
+      (error) => this.persistFailed(error),
+      config.faults,
+    );
     this.committer = new Committer(options);
     this.proposer = new Proposer(
       {
@@ -165,7 +222,9 @@ export class Instance {
       },
       options,
     );
-    this.learner = new Learner(this.learnerHost(), options.learner);
+    this.learner = new Learner(this.learnerHost(), options.learner, {
+      skipChainCheck: config.faults?.learnerSkipsChainCheck ?? false,
+    });
   }
 
   get isFollower(): boolean {
@@ -207,6 +266,7 @@ export class Instance {
     }
     if (now > 0 && from >= now) this.lastChecksum = store.get(group, now - 1)?.checksum ?? 0;
     await Promise.all(this.pendingWrites.splice(0));
+    if (this.stoppedReason !== undefined) return; // a replayed membership could not be saved
     this.learner.instanceId = now;
     this.proposer.instanceId = now;
     this.proposer.setStartProposalId(this.acceptor.promiseBallot.proposalId + 1);
@@ -225,8 +285,9 @@ export class Instance {
       // accepted value that may have been chosen and learned by nobody (e.g. every node restarted).
       // A no-op proposal runs prepare on it, which re-proposes that value if any acceptor of the
       // majority has it, so it gets learned (and applied) now, not at the next client write.
-      this.propose(NO_SM_ID, new Uint8Array(0), false, this.config.options.proposeTimeoutMs).catch(
-        () => {},
+      this.propose(NO_SM_ID, new Uint8Array(0), false, this.config.options.proposeTimeoutMs).then(
+        undefined,
+        (error: unknown) => this.recoveryProposalFailed(error),
       );
     }
   }
@@ -320,6 +381,11 @@ export class Instance {
         code: this.stoppedReason.code,
         message: this.stoppedReason.message,
       },
+      errors: {
+        taskErrors: { ...this.errors.taskErrors },
+        executeFailures: { ...this.errors.executeFailures },
+        persistFailures: { ...this.errors.persistFailures },
+      },
       proposer: {
         phase: this.proposer.phase,
         proposalId: this.proposer.proposalId,
@@ -407,12 +473,30 @@ export class Instance {
   }
 
   private async receiveForLearner(msg: PaxosMsg): Promise<void> {
-    await this.learner.handle(msg);
+    const every = this.config.faults?.throwInLearnerTaskEvery;
+    if (every !== undefined && ++this.learnerMessagesHandled % every === 0)
+      throw new TypeError(`planted bug: learner message ${this.learnerMessagesHandled} throws`);
+    try {
+      await this.learner.handle(msg);
+    } catch (error) {
+      // A learned value that cannot be written (the store refuses writes after a failed fsync)
+      // stops the group; anything else is a bug and goes to the loop as a task error.
+      if (!(error instanceof StorageError)) throw error;
+      this.persistFailed(error);
+      return;
+    }
     await this.afterLearnerMessage();
+  }
+
+  /** Awaits the system-variable writes in flight; false when one failed (the group stopped). */
+  private async flushWrites(): Promise<boolean> {
+    if (this.pendingWrites.length > 0) await Promise.all(this.pendingWrites.splice(0));
+    return this.stoppedReason === undefined;
   }
 
   /** Runs after every learner message: executes a learned value, acks, resumes the sender. */
   private async afterLearnerMessage(): Promise<void> {
+    if (!(await this.flushWrites())) return; // adopted system variables could not be saved
     if (this.learner.state.isLearned) await this.onLearned();
     this.learner.flushAck();
     this.learner.pumpSender();
@@ -441,6 +525,46 @@ export class Instance {
     return false;
   }
 
+  /**
+   * A write to the log failed. A store whose fsync failed refuses every later write (the kernel
+   * may have dropped the dirty pages), so the group cannot go on: it stops with E_STORAGE and
+   * says why in its status; the process and the other groups' state are untouched.
+   */
+  private persistFailed(error: unknown): void {
+    const described = describeError(error);
+    this.errors.persistFailures.count++;
+    this.errors.persistFailures.last = described;
+    this.stopGroup(
+      new PaxosError(
+        'E_STORAGE',
+        `group ${this.config.group}: a write to the log failed (${described.code}: ${described.message}); the group stopped`,
+        { cause: error },
+      ),
+    );
+  }
+
+  /** A task of the loop threw: a bug (expected conditions are counted drops, never thrown). */
+  private taskFailed(error: unknown): void {
+    const described = describeError(error);
+    this.errors.taskErrors.count++;
+    this.errors.taskErrors.last = described;
+    this.log('error', 'task-failed', { ...described });
+  }
+
+  /** The recovery no-op at start ended: expected codes are counted, anything else is a bug. */
+  private recoveryProposalFailed(error: unknown): void {
+    // The group's own stop reason is already in its status (and counted where it arose).
+    if (
+      error instanceof PaxosError &&
+      (RECOVERY_EXPECTED_CODES.has(error.code) || error === this.stoppedReason)
+    ) {
+      this.counters.recoveryProposalsFailed++;
+      this.log('info', 'recovery-proposal-ended', { code: error.code });
+      return;
+    }
+    this.taskFailed(error);
+  }
+
   private stopGroup(error: PaxosError): void {
     if (this.stoppedReason !== undefined) return;
     this.stoppedReason = error;
@@ -462,9 +586,10 @@ export class Instance {
     try {
       const executed = this.executeValue(instanceId, value, isMine);
       results = isPromiseLike(executed) ? await executed : executed;
-      await Promise.all(this.pendingWrites.splice(0));
     } catch (error) {
       this.counters.executeFailures++;
+      this.errors.executeFailures.count++;
+      this.errors.executeFailures.last = describeError(error);
       this.proposer.cancelSkipPrepare();
       if (
         error instanceof PaxosError &&
@@ -483,6 +608,7 @@ export class Instance {
       this.armExecuteRetry();
       return;
     }
+    if (!(await this.flushWrites())) return; // a membership change could not be saved
     if (isMine) this.committer.committed(results);
     else if (flight !== undefined && flight.instanceId === instanceId) this.committer.conflicted();
     this.counters.instancesLearned++;

@@ -1,7 +1,9 @@
 // One queue of work per group (PhxPaxos IOLoop): messages, timer callbacks and proposals run one
 // at a time, each to completion (awaiting its storage writes), so a group's roles never see
 // interleaved state. Messages are bounded; timers and proposals are not dropped (their number is
-// bounded by their owners).
+// bounded by their owners). A task that throws is handed to `onError` (the instance counts it in
+// status().errors.taskErrors with its code and message; the simulator fails on it): the loop goes
+// on with the next task, and nothing thrown is ever dropped unseen.
 import { MAX_SYNC_SLICE_MS } from './options';
 import { type Scheduler, SyncSlice } from './scheduler';
 
@@ -26,6 +28,7 @@ export class IOLoop {
   constructor(
     private readonly scheduler: Scheduler,
     private readonly maxQueuedMessages: number,
+    /** Receives every error a task throws (never swallowed: see the file comment). */
     private readonly onError: (error: unknown) => void,
   ) {}
 

@@ -1,9 +1,9 @@
 // The node API: one node hosting one or more groups over one LogStore and one Network.
 import type { LogStore } from '@tspaxos/storage';
 import type { Message, Network } from '@tspaxos/transport';
-import type { AcceptorFaults } from './acceptor';
 import type { ProposeResult } from './committer';
 import { PaxosError } from './errors';
+import type { UnsafeFaults } from './faults';
 import { type GroupStatus, Instance } from './instance';
 import {
   checkValueLimits,
@@ -37,8 +37,8 @@ export interface NodeOptions {
   followTo?: number;
   options?: PaxosOptionsInput;
   logger?: Logger;
-  /** Deliberate bugs, for proving the simulator can fail. Never set in production. */
-  unsafeFaults?: AcceptorFaults;
+  /** Planted bugs (faults.ts), for proving the simulator can fail. Tests only: never set it. */
+  unsafeFaults?: UnsafeFaults;
 }
 
 export interface ProposeOptions {
@@ -166,6 +166,11 @@ export class PaxosNode {
 
   status(group: number): GroupStatus {
     return this.instance(group).status();
+  }
+
+  /** The group's now instance id (the first not learned here): status().instanceId, cheaply. */
+  nowInstanceId(group: number): number {
+    return this.instance(group).instanceId;
   }
 
   get groupCount(): number {

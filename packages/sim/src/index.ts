@@ -1,7 +1,17 @@
 export {
   runSeed,
+  addCoverage,
+  emptyCoverage,
+  PLANTED_BUGS,
+  FAULT_KINDS,
+  PATH_KINDS,
+  type PlantedBug,
+  type FaultKind,
+  type PathKind,
+  type Coverage,
   type SimOptions,
   type SimResult,
+  type SimTopology,
   type SimViolation,
   type Invariant,
 } from './simulate';

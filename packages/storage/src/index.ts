@@ -1,4 +1,4 @@
 export { type LogStore, type WriteOptions, type MetaKey, MIN_CHOSEN_KEY } from './log-store';
 export { StorageError, type StorageErrorCode } from './errors';
 export { type StorageOptions, DEFAULT_STORAGE_OPTIONS } from './options';
-export { MemoryLogStore } from './memory-log-store';
+export { MemoryLogStore, type DurabilityPort } from './memory-log-store';

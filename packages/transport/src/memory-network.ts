@@ -1,7 +1,9 @@
 // A network for the deterministic simulator: sans-IO, no timers, no wall clock, no Math.random.
 // The simulator owns virtual time; it asks when the next delivery is due and delivers it. Every
 // frame goes through the real codec, so the trace is bytes and a schema bug shows here too.
-// Per-link faults (drop, delay, duplicate, reorder) and partitions can change while running.
+// Per-link faults (drop, delay, duplicate, reorder, bit flips on the wire), partitions and
+// one-way cuts can change while running. A corrupted frame goes through the real decoder, which
+// must reject it (the frame has a CRC): the drop is counted under the decoder's code.
 import { crc32, optionsProblem, rangeProblem } from '@tspaxos/crc-wasm';
 import { decodeFrame, encodeFrameBytes } from './codec';
 import { TransportError } from './errors';
@@ -18,6 +20,8 @@ export interface LinkConfig {
   duplicateRate?: number;
   /** Probability a frame gets an extra random delay of up to 4× the max (so it overtakes). */
   reorderRate?: number;
+  /** Probability a frame has one bit flipped on the wire. */
+  corruptRate?: number;
 }
 
 export interface Delivery {
@@ -46,6 +50,7 @@ function checkLink(link: LinkConfig): void {
     dropRate: LINK_RATE_RANGE,
     duplicateRate: LINK_RATE_RANGE,
     reorderRate: LINK_RATE_RANGE,
+    corruptRate: LINK_RATE_RANGE,
   });
   if (problem !== undefined) throw new TransportError('E_BAD_ARGUMENT', problem);
   if (delayMs === undefined) return;
@@ -73,8 +78,13 @@ export class MemoryNetwork {
     delayMs: [1, 1],
     duplicateRate: 0,
     reorderRate: 0,
+    corruptRate: 0,
   };
   private partitionOf: Map<number, number> | undefined;
+  /** Directed cuts "from>to" (one-way partitions). */
+  private readonly oneWay = new Set<string>();
+  /** Frames that had a bit flipped (each must show up as a decoder drop). */
+  corrupted = 0;
   private inFlight: InFlight[] = [];
   private readonly lastAtMs = new Map<string, number>();
   private seq = 0;
@@ -125,8 +135,15 @@ export class MemoryNetwork {
     sides.forEach((side, i) => side.forEach((id) => this.partitionOf!.set(id, i)));
   }
 
+  /** Drops every frame from `from` to `to` (not the other way) until heal(). */
+  cutOneWay(from: number, to: number): void {
+    this.oneWay.add(`${from}>${to}`);
+  }
+
+  /** Ends partitions and one-way cuts. */
   heal(): void {
     this.partitionOf = undefined;
+    this.oneWay.clear();
   }
 
   /** When the next frame is due, or undefined when none is in flight. */
@@ -187,6 +204,7 @@ export class MemoryNetwork {
   }
 
   private cut(from: number, to: number): boolean {
+    if (this.oneWay.size > 0 && this.oneWay.has(`${from}>${to}`)) return true;
     const p = this.partitionOf;
     if (p === undefined) return false;
     return p.get(from) !== p.get(to) || !p.has(from);
@@ -196,7 +214,9 @@ export class MemoryNetwork {
     let frame: Uint8Array;
     try {
       frame = encodeFrameBytes(group, message);
-    } catch {
+    } catch (error) {
+      // Too large to frame: a counted drop, as TcpNetwork does; any other error is a bug.
+      if (!(error instanceof TransportError && error.code === 'E_FRAME_TOO_LARGE')) throw error;
       countDrop(this.drops, 'E_FRAME_TOO_LARGE');
       return;
     }
@@ -221,7 +241,14 @@ export class MemoryNetwork {
         atMs = Math.max(atMs, this.lastAtMs.get(key) ?? 0);
         this.lastAtMs.set(key, atMs);
       }
-      this.insert({ atMs, seq: this.seq++, from, to, frame });
+      let bytes = frame;
+      if (link.corruptRate > 0 && this.rng.next() < link.corruptRate) {
+        bytes = frame.slice();
+        const bit = this.rng.int(bytes.length * 8);
+        bytes[bit >> 3]! ^= 1 << (bit & 7);
+        this.corrupted++;
+      }
+      this.insert({ atMs, seq: this.seq++, from, to, frame: bytes });
     }
   }
 
