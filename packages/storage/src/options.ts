@@ -33,6 +33,25 @@ export interface StorageOptions {
   rangeChunkMaxRecords: number;
   /** Longest meta key, in UTF-16 code units (ours: keys are names, not data). */
   maxMetaKeyLength: number;
+  /**
+   * Values longer than this many bytes are kept out of line, appended to a segment file, with
+   * only an index row in SQLite (SqliteLogStore; MemoryLogStore keeps every value the same way).
+   * 16 KiB, by measurement (bench/run.mjs, README "Figures"): below it SQLite's own row is as
+   * fast as a segment append plus an index row; above it SQLite's overflow pages and WAL copy
+   * cost more and more (at 100 KiB the inline write ran at 0.05–0.15× of a plain file append).
+   */
+  outOfLineValueBytes: number;
+  /**
+   * Size at which a segment file stops taking values (a value larger than this gets a segment
+   * of its own): 64 MiB, ours; compaction frees space a whole segment at a time, so smaller
+   * segments free it sooner, larger ones mean fewer files and descriptors.
+   */
+  segmentBytes: number;
+  /**
+   * Step in which a segment file is grown ahead of its appends (ftruncate), so most appends do
+   * not change the file size: 8 MiB, ours.
+   */
+  segmentGrowBytes: number;
 }
 
 export const DEFAULT_STORAGE_OPTIONS: Readonly<StorageOptions> = Object.freeze({
@@ -43,6 +62,9 @@ export const DEFAULT_STORAGE_OPTIONS: Readonly<StorageOptions> = Object.freeze({
   rangeChunkBytes: 256 * 1024,
   rangeChunkMaxRecords: 256,
   maxMetaKeyLength: 128,
+  outOfLineValueBytes: 16 * 1024,
+  segmentBytes: 64 * 1024 * 1024,
+  segmentGrowBytes: 8 * 1024 * 1024,
 });
 
 /** Merges caller options over the defaults and checks each is a positive safe integer. */
