@@ -341,10 +341,14 @@ export class Segments {
     for (const fd of this.closeLater.splice(0)) closeSync(fd);
   }
 
-  /** Closes every descriptor. */
+  /** Closes every descriptor, first giving back the room grown ahead of the appends. */
   close(): void {
     this.release();
-    for (const m of this.groups.values()) for (const s of m.values()) closeSync(s.fd);
+    for (const m of this.groups.values())
+      for (const s of m.values()) {
+        if (!this.readonly && s.fileBytes > s.committedBytes) ftruncateSync(s.fd, s.committedBytes);
+        closeSync(s.fd);
+      }
     this.groups.clear();
     this.active.clear();
   }
