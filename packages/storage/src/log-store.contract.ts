@@ -479,6 +479,7 @@ export function describeLogStoreContract(name: string, make: StoreFactory): void
         | { op: 'meta'; group: number; key: string; len: number }
         | { op: 'minChosen'; group: number; id: number }
         | { op: 'clear'; group: number }
+        | { op: 'reset'; group: number; id: number }
         | { op: 'reopen' };
       const group = fc.integer({ min: 0, max: 2 });
       const id = fc.integer({ min: 0, max: 60 });
@@ -523,6 +524,7 @@ export function describeLogStoreContract(name: string, make: StoreFactory): void
         },
         { weight: 1, arbitrary: fc.record({ op: fc.constant('minChosen' as const), group, id }) },
         { weight: 1, arbitrary: fc.record({ op: fc.constant('clear' as const), group }) },
+        { weight: 1, arbitrary: fc.record({ op: fc.constant('reset' as const), group, id }) },
         { weight: 1, arbitrary: fc.constant({ op: 'reopen' as const }) },
       );
       await fc.assert(
@@ -570,6 +572,11 @@ export function describeLogStoreContract(name: string, make: StoreFactory): void
                   if (k.startsWith(`${o.group}:`)) records.delete(k);
                 for (const k of [...meta.keys()]) if (k.startsWith(`${o.group}:`)) meta.delete(k);
                 minChosen.delete(o.group);
+              } else if (o.op === 'reset') {
+                await store.resetGroup(o.group, { minChosenInstanceId: o.id });
+                for (const k of [...records.keys()])
+                  if (k.startsWith(`${o.group}:`)) records.delete(k);
+                minChosen.set(o.group, o.id);
               } else {
                 store = await h.reopen();
               }
