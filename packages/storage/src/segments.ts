@@ -232,26 +232,32 @@ export class Segments {
       this.dirty.add(segment);
       run = [];
     };
-    for (const { instanceId, value } of values) {
-      if (
-        segment === undefined ||
-        (segment.writtenBytes > 0 && segment.writtenBytes + value.length > segmentBytes)
-      ) {
-        flush();
-        segment = this.create(group, instanceId);
+    try {
+      for (const { instanceId, value } of values) {
+        if (
+          segment === undefined ||
+          (segment.writtenBytes > 0 && segment.writtenBytes + value.length > segmentBytes)
+        ) {
+          flush();
+          segment = this.create(group, instanceId);
+        }
+        if (run.length === 0) runStart = segment.writtenBytes;
+        placements.push({
+          segment,
+          offset: segment.writtenBytes,
+          length: value.length,
+          crc: crc32(value),
+        });
+        run.push(value);
+        segment.writtenBytes += value.length;
+        if (instanceId > segment.maxInstanceId) segment.maxInstanceId = instanceId;
       }
-      if (run.length === 0) runStart = segment.writtenBytes;
-      placements.push({
-        segment,
-        offset: segment.writtenBytes,
-        length: value.length,
-        crc: crc32(value),
-      });
-      run.push(value);
-      segment.writtenBytes += value.length;
-      if (instanceId > segment.maxInstanceId) segment.maxInstanceId = instanceId;
+      flush();
+    } catch (e) {
+      // A failed write (a full disk): nothing of this append counts; the next one writes over it.
+      this.rolledBack(placements);
+      throw e;
     }
-    flush();
     return placements;
   }
 

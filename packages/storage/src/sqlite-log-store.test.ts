@@ -8,6 +8,7 @@ import {
   fsync,
   mkdirSync,
   readdirSync,
+  writevSync,
   mkdtempSync,
   readFileSync,
   rmSync,
@@ -678,6 +679,35 @@ describe('SqliteLogStore segments: recovery and damage', () => {
     expect(view(again.get(0, 3))).toEqual(view(sized(3, 100 * 1024)));
     expect(view(again.get(3, 10))).toEqual(view(sized(10, 50 * 1024)));
     expect(view(again.get(3, 9))).toEqual(view(sized(9, 5)));
+    await again.close();
+  });
+
+  it('reports a segment write on a full disk as E_DISK_FULL, writing nothing, and goes on after', async () => {
+    const dir = tempDir();
+    let full = false;
+    const store = SqliteLogStore.open(dir, {
+      segmentBytes: 100_000,
+      writeSegment: (fd, buffers, position) => {
+        if (full)
+          throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+        writevSync(fd, buffers as Uint8Array[], position);
+      },
+    });
+    await store.putMany(0, [sized(1, 40_000), sized(2, 40_000)], { sync: true });
+    full = true;
+    // A batch that fills the current segment and starts a new one: its appends fail.
+    const batch = [sized(3, 15_000), sized(4, 50_000), sized(5, 10)];
+    expect(await codeOf(store.putMany(0, batch, { sync: true }))).toBe('E_DISK_FULL');
+    expect(await codeOf(store.put(0, sized(6, 50_000), { sync: false }))).toBe('E_DISK_FULL');
+    expect(store.get(0, 3)).toBeUndefined();
+    expect(store.get(0, 5)).toBeUndefined();
+    full = false;
+    await store.putMany(0, batch, { sync: true });
+    await store.close();
+    const again = SqliteLogStore.open(dir);
+    expect([...again.range(0, 0, 10)].map(view)).toEqual(
+      [sized(1, 40_000), sized(2, 40_000), ...batch].map(view),
+    );
     await again.close();
   });
 
