@@ -293,9 +293,9 @@ for (const [label, size] of [
   });
 }
 
-// The out-of-line threshold: values of 4–64 KiB written in batches of 100 (sync:false) and read
+// The out-of-line threshold: values of 1–64 KiB written in batches of 100 (sync:false) and read
 // back with range(), kept inline in SQLite against out of line in a segment, interleaved.
-for (const kib of [4, 8, 16, 32, 64]) {
+for (const kib of [1, 2, 3, 4, 16, 64]) {
   const size = kib * 1024;
   const value = randomBytes(size);
   const total = Math.max(200, Math.round(40e6 / size / 100) * 100);

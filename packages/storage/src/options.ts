@@ -36,20 +36,23 @@ export interface StorageOptions {
   /**
    * Values longer than this many bytes are kept out of line, appended to a segment file, with
    * only an index row in SQLite (SqliteLogStore; MemoryLogStore keeps every value the same way).
-   * 16 KiB, by measurement (bench/run.mjs, README "Figures"): below it SQLite's own row is as
-   * fast as a segment append plus an index row; above it SQLite's overflow pages and WAL copy
-   * cost more and more (at 100 KiB the inline write ran at 0.05–0.15× of a plain file append).
+   * 3 KiB, by measurement (bench/run.mjs, "out of line" rows; BENCHMARKS.md): batches of 4 KiB
+   * values wrote 1.5–2.5× and read 1.4–2× faster out of line than inline, 3 KiB ones 2.5× and
+   * 1.2×, 2 KiB ones broke even on reads; and a record up to 3 KiB fits in one B-tree page of
+   * SQLite's (4 KiB pages spill a row of more than ~4,060 bytes to overflow pages).
    */
   outOfLineValueBytes: number;
   /**
    * Size at which a segment file stops taking values (a value larger than this gets a segment
-   * of its own): 64 MiB, ours; compaction frees space a whole segment at a time, so smaller
-   * segments free it sooner, larger ones mean fewer files and descriptors.
+   * of its own): 100 MiB, PhxPaxos InsideOptions::GetLogFileMaxSize in its normal (not
+   * large-buffer) mode, the size of its data files (LogStore in src/logstorage/log_store.cpp).
+   * Compaction frees space a whole segment at a time.
    */
   segmentBytes: number;
   /**
    * Step in which a segment file is grown ahead of its appends (ftruncate), so most appends do
-   * not change the file size: 8 MiB, ours.
+   * not change the file size: 8 MiB, ours (PhxPaxos extends a new data file to its full size at
+   * once, LogStore::OpenFile; steps keep a small log's files small).
    */
   segmentGrowBytes: number;
 }
@@ -62,8 +65,8 @@ export const DEFAULT_STORAGE_OPTIONS: Readonly<StorageOptions> = Object.freeze({
   rangeChunkBytes: 256 * 1024,
   rangeChunkMaxRecords: 256,
   maxMetaKeyLength: 128,
-  outOfLineValueBytes: 16 * 1024,
-  segmentBytes: 64 * 1024 * 1024,
+  outOfLineValueBytes: 3 * 1024,
+  segmentBytes: 100 * 1024 * 1024,
   segmentGrowBytes: 8 * 1024 * 1024,
 });
 

@@ -1,5 +1,7 @@
-// Segment files: where SqliteLogStore keeps values above options.outOfLineValueBytes (PhxPaxos's
-// layout: values appended to data files, a small index entry per instance; SQLite is our index).
+// Segment files: where SqliteLogStore keeps values above options.outOfLineValueBytes. PhxPaxos's
+// layout: Database::Put (src/logstorage/db.cpp) appends the value to a data file
+// (LogStore::Append, fdatasync when the write is sync) and then puts a small index entry (file,
+// offset, checksum) into LevelDB; here SQLite is the index.
 //
 // `segments/<group>/<id>.seg`: values appended back to back, nothing else (the index row in
 // SQLite holds each value's segment, offset, length and CRC-32). A segment is named by the first
