@@ -272,6 +272,7 @@ class SimNode {
       setMeta: (g, k, v, o) => (live() ? s.setMeta(g, k, v, o) : never),
       deleteBelow: (g, i, m) => read(() => s.deleteBelow(g, i, m)),
       clearGroup: (g) => (live() ? s.clearGroup(g) : never),
+      resetGroup: (g, o) => (live() ? s.resetGroup(g, o) : never),
       close: async () => {},
     };
   }

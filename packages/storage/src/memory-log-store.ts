@@ -27,6 +27,7 @@ import {
   type LogStore,
   type MetaKey,
   MIN_CHOSEN_KEY,
+  type ResetOptions,
   type WriteOptions,
 } from './log-store';
 import { resolveStorageOptions, type StorageOptions } from './options';
@@ -397,6 +398,21 @@ export class MemoryLogStore implements LogStore {
       this.deletePrefix(group, g, g.ids.length);
       for (const key of [...g.meta.keys()]) this.setMetaBytes(group, key, undefined);
     }
+    return this.settle({ sync: true });
+  }
+
+  resetGroup(group: number, opts: ResetOptions): Promise<void> {
+    const id = opts?.minChosenInstanceId;
+    try {
+      this.open();
+      checkGroup(group, this.options);
+      checkInstanceId(id, group);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const g = this.groups.get(group);
+    if (g !== undefined) this.deletePrefix(group, g, g.ids.length);
+    this.setMetaBytes(group, MIN_CHOSEN_KEY, sealMeta(MIN_CHOSEN_KEY, encodeInstanceId(id)));
     return this.settle({ sync: true });
   }
 
