@@ -1,11 +1,25 @@
 export { type Ballot, NULL_BALLOT, compareBallots, ballotEquals, isNullBallot } from './ballot';
-export { type LearnerOptions, DEFAULT_LEARNER_OPTIONS } from './options';
+export { type LearnerOptions, DEFAULT_LEARNER_OPTIONS, PHXPAXOS_LEARNER_OPTIONS } from './options';
+export { LearnerError, type LearnerErrorCode } from './errors';
 export { LearnerState } from './state';
+export { SenderBudget, type SenderBudgetCounters } from './budget';
+export { Progress, type ProgressPhase } from './progress';
+export { RateWindow } from './rate';
 export {
   LearnerSender,
+  RECORD_OVERHEAD_BYTES,
   type SenderPort,
   type SenderPhase,
   type SenderEndReason,
   type SenderCounters,
+  type SenderPeerStatus,
 } from './sender';
-export { Learner, type LearnerHost, type LearnerCounters, type LearnerStatus } from './learner';
+export {
+  Learner,
+  type LearnerHost,
+  type LearnerCounters,
+  type LearnerStatus,
+  type LearnerEvent,
+  type CatchUpStatus,
+  type CatchUpSummary,
+} from './learner';

@@ -8,7 +8,8 @@ export {
   type LogLevel,
 } from './node';
 export type { ProposeResult } from './committer';
-export type { GroupStatus, InstanceCounters } from './instance';
+export type { GroupStatus, InstanceCounters, InstanceEvent } from './instance';
+export { NodeEventEmitter, type NodeEvents, type NodeEventName } from './events';
 export { PaxosError, type PaxosErrorCode } from './errors';
 export { type PaxosOptions, type PaxosOptionsInput, defaultPaxosOptions } from './options';
 export type { Scheduler, RandomSource } from './scheduler';

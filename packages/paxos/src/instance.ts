@@ -8,9 +8,11 @@ import {
   type Ballot,
   isNullBallot,
   Learner,
+  type LearnerEvent,
   type LearnerHost,
   type LearnerStatus,
   NULL_BALLOT,
+  type SenderBudget,
 } from '@tspaxos/learner';
 import { type PaxosMsg, PaxosMsgType } from '@tspaxos/transport';
 import { Acceptor, type AcceptorFaults } from './acceptor';
@@ -44,6 +46,10 @@ export interface InstanceConfig {
   stateMachines: readonly StateMachine[];
   options: PaxosOptions;
   faults?: AcceptorFaults;
+  /** The node-wide byte budget of the learner senders (shared by every group of the node). */
+  senderBudget?: SenderBudget;
+  /** Progress events for the node's listeners: learned instances, catch-up start and end. */
+  onEvent?: (event: InstanceEvent) => void;
   log?: (
     level: 'debug' | 'info' | 'warn' | 'error',
     event: string,
@@ -67,6 +73,8 @@ export interface GroupStatus {
   stopped: { code: string; message: string } | undefined;
   proposer: { phase: string; proposalId: number; counters: ProposerCounters };
   learner: LearnerStatus;
+  /** This group's learner sender: the peers it streams to (the same object as learner.sender). */
+  sender: LearnerStatus['sender'];
   committer: {
     queued: number;
     inFlightInstanceId: number | undefined;
@@ -74,6 +82,11 @@ export interface GroupStatus {
   };
   counters: InstanceCounters;
 }
+
+/** What a group tells the node's listeners (PaxosNode.on). */
+export type InstanceEvent =
+  | { type: 'learned'; group: number; instanceId: number; count: number }
+  | ({ group: number } & LearnerEvent);
 
 export interface InstanceCounters {
   messagesReceived: number;
@@ -284,6 +297,7 @@ export class Instance {
       if (sm.getCheckpointInstanceId)
         checkpointInstanceId = Math.max(checkpointInstanceId, sm.getCheckpointInstanceId(group));
     }
+    const learner = this.learner.status();
     return {
       nodeId,
       group,
@@ -304,7 +318,8 @@ export class Instance {
         proposalId: this.proposer.proposalId,
         counters: { ...this.proposer.counters },
       },
-      learner: this.learner.status(),
+      learner,
+      sender: learner.sender,
       committer: {
         queued: this.committer.queueLength,
         inFlightInstanceId: this.committer.inFlight?.instanceId,
@@ -366,6 +381,11 @@ export class Instance {
       success.nodeId = msg.preAcceptNodeId;
       await this.receiveForLearner(success);
     }
+    if (msg.instanceId === this.acceptor.instanceId && this.learner.state.isLearned) {
+      // Already chosen and stored here (the rest of a streamed batch, not executed yet): the
+      // acceptor must not accept anything over the chosen record.
+      return;
+    }
     if (msg.instanceId === this.acceptor.instanceId) {
       const reply =
         msg.msgType === PaxosMsgType.Prepare
@@ -390,9 +410,25 @@ export class Instance {
     await this.afterLearnerMessage();
   }
 
-  /** Runs after every learner message: executes a learned value, acks, resumes the sender. */
+  /**
+   * Runs after every learner message: executes what was learned (a batch streamed by a peer is
+   * executed instance by instance, in order), acks, resumes the sender.
+   */
   private async afterLearnerMessage(): Promise<void> {
-    if (this.learner.state.isLearned) await this.onLearned();
+    const before = this.learner.instanceId;
+    while (this.learner.state.isLearned && this.stoppedReason === undefined && !this.closed) {
+      const at = this.learner.instanceId;
+      await this.onLearned();
+      if (this.learner.instanceId === at) break; // execution failed: retried later
+    }
+    const count = this.learner.instanceId - before;
+    if (count > 0)
+      this.config.onEvent?.({
+        type: 'learned',
+        group: this.config.group,
+        instanceId: this.learner.instanceId,
+        count,
+      });
     this.learner.flushAck();
     this.learner.pumpSender();
   }
@@ -641,6 +677,8 @@ export class Instance {
           note: 'checkpoint transfer is not built yet (README: Status)',
         }),
       event: (name, fields) => this.log('debug', name, fields),
+      ...(config.senderBudget !== undefined ? { senderBudget: config.senderBudget } : {}),
+      notify: (event) => config.onEvent?.({ group: config.group, ...event }),
     };
   }
 

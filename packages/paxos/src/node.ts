@@ -1,11 +1,13 @@
 // The node API: one node hosting one or more groups over one LogStore and one Network.
+import { SenderBudget } from '@tspaxos/learner';
 import { type LogStore, SqliteLogStore } from '@tspaxos/storage';
 import { realRandom, realScheduler } from './adapters/real-scheduler';
 import type { Message, Network } from '@tspaxos/transport';
 import type { AcceptorFaults } from './acceptor';
 import type { ProposeResult } from './committer';
 import { PaxosError } from './errors';
-import { type GroupStatus, Instance } from './instance';
+import { NodeEventEmitter, type NodeEventName, type NodeEvents } from './events';
+import { type GroupStatus, Instance, type InstanceEvent } from './instance';
 import { type PaxosOptions, type PaxosOptionsInput, resolveOptions } from './options';
 import type { RandomSource, Scheduler } from './scheduler';
 import { checkStateMachines, type StateMachine } from './state-machine';
@@ -64,6 +66,9 @@ export class PaxosNode {
   private readonly instances: Instance[];
   private readonly store: LogStore;
   private stopped = false;
+  private readonly events = new NodeEventEmitter();
+  /** One byte budget for the learner senders of every group (LearnerOptions.senderBudgetBytes). */
+  readonly senderBudget: SenderBudget;
 
   /** Use createNode(): it also loads state and starts the groups. */
   constructor(private readonly opts: NodeOptions) {
@@ -96,6 +101,7 @@ export class PaxosNode {
     this.nodeId = opts.nodeId;
     this.options = resolveOptions(opts.groups, opts.options);
     this.instances = [];
+    this.senderBudget = new SenderBudget(this.options.learner.senderBudgetBytes);
     for (let group = 0; group < opts.groups; group++) {
       const machines =
         typeof opts.stateMachines === 'function'
@@ -116,6 +122,8 @@ export class PaxosNode {
           stateMachines: machines,
           options: this.options,
           ...(opts.unsafeFaults ? { faults: opts.unsafeFaults } : {}),
+          senderBudget: this.senderBudget,
+          onEvent: (event) => this.emitInstanceEvent(event),
           ...(opts.logger ? { log: opts.logger } : {}),
         }),
       );
@@ -161,6 +169,19 @@ export class PaxosNode {
 
   status(group: number): GroupStatus {
     return this.instance(group).status();
+  }
+
+  /** The group's now instance id (the first not learned here): no status built, no I/O. */
+  instanceId(group: number): number {
+    return this.instance(group).instanceId;
+  }
+
+  /**
+   * Listens to `learned` (after each executed run of instances), `catchUpStarted` and
+   * `caughtUp`; returns the function that removes the listener.
+   */
+  on<K extends NodeEventName>(name: K, listener: (event: NodeEvents[K]) => void): () => void {
+    return this.events.on(name, listener);
   }
 
   get groupCount(): number {
@@ -211,6 +232,28 @@ export class PaxosNode {
         `no group ${String(group)} on node ${this.nodeId} (groups: ${this.instances.length})`,
       );
     return instance;
+  }
+
+  private emitInstanceEvent(event: InstanceEvent): void {
+    switch (event.type) {
+      case 'learned':
+        this.events.emit('learned', {
+          group: event.group,
+          instanceId: event.instanceId,
+          count: event.count,
+        });
+        return;
+      case 'catchUpStarted': {
+        const { type: _type, ...rest } = event;
+        this.events.emit('catchUpStarted', rest);
+        return;
+      }
+      case 'caughtUp': {
+        const { type: _type, ...rest } = event;
+        this.events.emit('caughtUp', rest);
+        return;
+      }
+    }
   }
 
   private receive(from: number, group: number, message: Message): void {

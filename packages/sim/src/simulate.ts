@@ -577,6 +577,8 @@ function describe(from: number, to: number, message: Message): string {
   if (m.rejectByPromiseId) parts.push(`reject=${m.rejectByPromiseId}`);
   if (m.nowInstanceId) parts.push(`now=${m.nowInstanceId}`);
   if (m.value.length) parts.push(`value=${m.value.length}B`);
+  if (m.batch.length) parts.push(`batch=${m.batch.length}`);
+  if (m.flag) parts.push(`flag=${m.flag}`);
   return parts.join(' ');
 }
 

@@ -22,3 +22,10 @@ export const MAX_HELLO_BYTES = 4096;
 export const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
 /** Runs of small queued frames are concatenated into writes of up to this many bytes. */
 export const WRITE_COALESCE_BYTES = 64 * 1024;
+/**
+ * Most instances one SendLearnValue batch may carry on the wire (ours: the learner's own limit,
+ * LearnerOptions.batchMaxInstances, must not exceed it; a frame also stays under maxFrameBytes).
+ */
+export const MAX_LEARN_BATCH_INSTANCES = 16_384;
+/** Bytes of a batch's table entry: proposalId u64, proposalNodeId u64, checksum u32. */
+export const LEARN_BATCH_ENTRY_BYTES = 20;
