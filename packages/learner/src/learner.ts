@@ -237,6 +237,7 @@ export class Learner {
       this.options,
       {
         nowInstanceId: () => this.instanceId,
+        now: () => host.now(),
         readRange: (from, to) => host.store.range(host.group, from, to),
         readChecksum: (id) => this.storedChecksum(id),
         sendBatch: (to, lastChecksum, records) => this.sendBatch(to, lastChecksum, records),

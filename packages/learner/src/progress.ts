@@ -36,6 +36,8 @@ export class Progress {
   ackLeadInstances: number;
   /** This peer's window in bytes; cut with ackLeadInstances. */
   ackLeadBytes: number;
+  /** Most instances the next batch may hold: starts small, doubles per batch (slow start). */
+  batchLimit = 1;
   /** Bytes of values sent past ackedInstanceId (held from the node's SenderBudget). */
   inflightBytes = 0;
   /** Chain checksum of the instance before nextInstanceId (the next batch's lastChecksum). */
@@ -84,9 +86,10 @@ export class Progress {
     return freed;
   }
 
-  becomeSending(lastChecksum: number, nowMs: number): void {
+  becomeSending(lastChecksum: number, nowMs: number, firstBatchInstances: number): void {
     assert(this.phase === 'prepared', `confirm of a ${this.phase} progress`);
     this.phase = 'sending';
+    this.batchLimit = firstBatchInstances;
     this.lastChecksum = lastChecksum;
     this.phaseAtMs = nowMs;
     this.lastAckAtMs = nowMs;
@@ -104,6 +107,7 @@ export class Progress {
     assert(this.phase === 'sending' && count > 0, 'sent outside sending');
     if (this.inflight.length === 0) this.lastAckAtMs = nowMs; // the ack timeout runs from now
     this.nextInstanceId += count;
+    this.batchLimit = Math.min(this.batchLimit * 2, 1 << 30);
     this.inflight.push({ endInstanceId: this.nextInstanceId, bytes });
     this.inflightBytes += bytes;
     this.lastChecksum = lastChecksum;

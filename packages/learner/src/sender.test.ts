@@ -34,6 +34,9 @@ function harness(
     corruptAt: -1,
     brokenAt: -1,
     ranges: 0,
+    /** The clock the sender reads between batches; advanced by `msPerBatch` per batch sent. */
+    clockMs: 0,
+    msPerBatch: 0,
   };
   const sizeOf = more.sizeOf ?? (() => 1);
   const record = (id: number): AcceptorRecord => ({
@@ -45,13 +48,15 @@ function harness(
     value: new Uint8Array(sizeOf(id)),
     checksum: 1000 + id,
   });
-  const opts = { ...DEFAULT_LEARNER_OPTIONS, ...options };
+  // No slow start unless a test asks for it: batch sizes are then read off the options.
+  const opts = { ...DEFAULT_LEARNER_OPTIONS, firstBatchInstances: 1 << 20, ...options };
   const budget = more.budget ?? new SenderBudget(opts.senderBudgetBytes);
   let wakes = 0;
   const sender = new LearnerSender(
     opts,
     {
       nowInstanceId: () => log.now,
+      now: () => log.clockMs,
       readRange: function* (from, to) {
         log.ranges++;
         for (let id = from; id < to; id++) {
@@ -72,6 +77,7 @@ function harness(
           bytes,
           lastChecksum,
         });
+        log.clockMs += log.msPerBatch;
       },
       ended: (to, reason, _next, error) => ends.push({ to, reason, error }),
     },
@@ -114,6 +120,12 @@ describe('LearnerSender: one peer', () => {
     h.check();
     expect(h.ids(2)).toEqual(range(10, 14));
     expect(h.sender.progress(2)).toMatchObject({ ackedInstanceId: 14, nextInstanceId: 24 });
+  });
+
+  it('starts a stream with a small batch and doubles it per batch (slow start)', () => {
+    const h = harness(1000, { firstBatchInstances: 4, batchMaxInstances: 64 });
+    h.stream(2, 0);
+    expect(h.sent.map((b) => b.count).slice(0, 7)).toEqual([4, 8, 16, 32, 64, 64, 64]);
   });
 
   it('cuts a batch at batchMaxBytes and sends a value larger than that alone', () => {
@@ -420,6 +432,15 @@ describe('LearnerSender: bounded work', () => {
     expect(h.sender.pump(0)).toBe(true);
     expect(h.ids(2)).toEqual(range(0, 16));
     expect(h.sender.counters.turnsYielded).toBe(2);
+  });
+
+  it('stops a turn after senderTurnMaxMs of work, however few instances that was', () => {
+    const h = harness(100, { senderAckLead: 100, batchMaxInstances: 1, senderTurnMaxMs: 4 });
+    h.log.msPerBatch = 1.5; // a slow machine: each batch takes 1.5 ms
+    expect(h.sender.prepare(0, 2, 0)).toBe(true);
+    expect(h.sender.confirm(0, 2, 0)).toBe(true);
+    expect(h.sender.pump(0)).toBe(true);
+    expect(h.ids(2)).toEqual(range(0, 3));
   });
 
   it('stops a turn at senderTurnMaxBytes', () => {

@@ -23,6 +23,8 @@ export const RECORD_OVERHEAD_BYTES = 32;
 export interface SenderPort {
   /** The first instance this node has not learned: the stream's end for now. */
   nowInstanceId(): number;
+  /** The clock, read between batches to bound a turn's work (senderTurnMaxMs). */
+  now(): number;
   /** Stored records from `from` up to `toExclusive`, ascending, read lazily. Throws on corruption. */
   readRange(from: number, toExclusive: number): Iterator<AcceptorRecord>;
   /** Chain checksum of a stored instance; 0 when unknown (compacted, or before a checkpoint). */
@@ -162,7 +164,7 @@ export class LearnerSender {
     const p = this.peers.get(from);
     if (p === undefined || p.phase !== 'prepared' || p.beginInstanceId !== beginInstanceId)
       return false;
-    p.becomeSending(this.chainBefore(beginInstanceId), nowMs);
+    p.becomeSending(this.chainBefore(beginInstanceId), nowMs, this.options.firstBatchInstances);
     this.counters.confirmed++;
     this.counters.maxConcurrentStreams = Math.max(
       this.counters.maxConcurrentStreams,
@@ -210,6 +212,7 @@ export class LearnerSender {
     this.refillTokens(nowMs);
     let turnInstances = 0;
     let turnBytes = 0;
+    const turnStartMs = this.port.now();
     for (;;) {
       let progressed = false;
       for (const p of this.peers.values()) {
@@ -221,7 +224,8 @@ export class LearnerSender {
         turnBytes += sent.bytes;
         if (
           turnInstances >= this.options.senderTurnMaxInstances ||
-          turnBytes >= this.options.senderTurnMaxBytes
+          turnBytes >= this.options.senderTurnMaxBytes ||
+          this.port.now() - turnStartMs >= this.options.senderTurnMaxMs
         ) {
           this.counters.turnsYielded++;
           return true;
@@ -292,6 +296,7 @@ export class LearnerSender {
     const o = this.options;
     const count = Math.min(
       o.batchMaxInstances,
+      p.batchLimit,
       p.ackLeadInstances - p.inflightInstances,
       nowInstanceId - p.nextInstanceId,
       Math.floor(this.tokens),

@@ -476,7 +476,9 @@ export class Instance {
     let results: unknown[];
     try {
       results = this.executeValue(instanceId, value, isMine);
-      await Promise.all(this.pendingWrites.splice(0));
+      // Only when a state machine queued a write: an await per instance is a microtask hop per
+      // value of a streamed batch.
+      if (this.pendingWrites.length > 0) await Promise.all(this.pendingWrites.splice(0));
     } catch (error) {
       this.counters.executeFailures++;
       this.proposer.cancelSkipPrepare();
@@ -504,7 +506,7 @@ export class Instance {
     this.previousChosenBallot = this.learner.state.ballot;
     this.newInstance();
     this.rearmCommitTimer();
-    await this.retryMessages();
+    if (this.retryQueue.length > 0) await this.retryMessages();
     this.checkNewValue();
   }
 
