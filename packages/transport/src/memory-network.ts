@@ -5,6 +5,7 @@
 import { crc32 } from '@tspaxos/crc-wasm';
 import { decodeFrame, encodeFrameBytes } from './codec';
 import type { Message } from './messages';
+import { MAX_FRAME_BYTES } from './options';
 import { countDrop, type DropCounters, type Network, type Rng } from './ports';
 
 export interface LinkConfig {
@@ -58,8 +59,12 @@ export class MemoryNetwork {
   private readonly keepTrace: boolean;
   private readonly traceLines: string[] = [];
 
-  constructor(opts: { rng: Rng; keepTrace?: boolean }) {
+  private readonly maxFrameBytes: number;
+
+  /** maxFrameBytes: as TcpNetwork's (default MAX_FRAME_BYTES); see frameBytesForValues(). */
+  constructor(opts: { rng: Rng; keepTrace?: boolean; maxFrameBytes?: number }) {
     this.rng = opts.rng;
+    this.maxFrameBytes = opts.maxFrameBytes ?? MAX_FRAME_BYTES;
     this.keepTrace = opts.keepTrace ?? false;
   }
 
@@ -117,7 +122,7 @@ export class MemoryNetwork {
       countDrop(this.drops, 'partition');
       return undefined;
     }
-    const decoded = decodeFrame(next.frame);
+    const decoded = decodeFrame(next.frame, this.maxFrameBytes);
     if (!decoded.ok) {
       countDrop(this.drops, decoded.error.code);
       return undefined;
@@ -164,7 +169,7 @@ export class MemoryNetwork {
   private send(from: number, to: number, group: number, message: Message): void {
     let frame: Uint8Array;
     try {
-      frame = encodeFrameBytes(group, message);
+      frame = encodeFrameBytes(group, message, this.maxFrameBytes);
     } catch {
       countDrop(this.drops, 'E_FRAME_TOO_LARGE');
       return;

@@ -29,3 +29,13 @@ export const WRITE_COALESCE_BYTES = 64 * 1024;
 export const MAX_LEARN_BATCH_INSTANCES = 16_384;
 /** Bytes of a batch's table entry: proposalId u64, proposalNodeId u64, checksum u32. */
 export const LEARN_BATCH_ENTRY_BYTES = 20;
+/** Bytes a frame needs beyond the values it carries (headers, batch table): ours, generous. */
+export const FRAME_HEADROOM_BYTES = 1024 * 1024;
+/**
+ * The frame limit for a node whose largest value is `maxValueBytes` (PaxosOptions.maxValueBytes,
+ * up to 64 MiB): give it to TcpNetwork / MemoryNetwork as maxFrameBytes, so the frame limit
+ * follows the value limit (PhxPaxos: MaxBufferSize serves both).
+ */
+export function frameBytesForValues(maxValueBytes: number): number {
+  return Math.max(MAX_FRAME_BYTES, maxValueBytes + FRAME_HEADROOM_BYTES);
+}
