@@ -21,7 +21,7 @@ afterEach(async () => {
 const MiB = 1024 * 1024;
 
 /** A MemoryNetwork pumped on a real 1 ms timer, and a way to start nodes on it. */
-function world(opts: { maxValueBytes?: number } = {}) {
+function world(opts: { maxValueBytes?: number; learner?: PaxosOptionsInput['learner'] } = {}) {
   const maxValueBytes = opts.maxValueBytes ?? 10 * MiB;
   const net = new MemoryNetwork({
     rng: new SeededRng(1),
@@ -36,10 +36,10 @@ function world(opts: { maxValueBytes?: number } = {}) {
   cleanups.push(() => clearInterval(pump));
   const options: PaxosOptionsInput = {
     maxValueBytes,
-    learner: { askforLearnIntervalMs: 200, askforLearnJitterMs: 20 },
+    learner: { askforLearnIntervalMs: 200, askforLearnJitterMs: 20, ...opts.learner },
   };
   const stores = new Map<number, MemoryLogStore>();
-  const start = async (id: number): Promise<PaxosNode> => {
+  const start = async (id: number, followTo?: number): Promise<PaxosNode> => {
     const store = new MemoryLogStore({ maxValueBytes });
     stores.set(id, store);
     const node = await createNode({
@@ -47,6 +47,7 @@ function world(opts: { maxValueBytes?: number } = {}) {
       cluster: [1, 2, 3],
       groups: 1,
       store,
+      ...(followTo !== undefined ? { followTo } : {}),
       network: net.endpoint(id),
       scheduler: realScheduler(),
       random: realRandom(),
@@ -56,6 +57,17 @@ function world(opts: { maxValueBytes?: number } = {}) {
     return node;
   };
   return { net, start, stores };
+}
+
+async function proposeMany(node: PaxosNode, count: number, bytes = 100): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < count) {
+      next++;
+      await node.propose(0, new Uint8Array(bytes).fill(next & 0xff));
+    }
+  };
+  await Promise.all(Array.from({ length: 16 }, worker));
 }
 
 async function eventually(cond: () => boolean, ms = 20_000): Promise<void> {
@@ -139,4 +151,46 @@ describe('catch-up through the node API', () => {
     expect(stored.length).toBe(big.length + 4); // packed: smId + value
     expect(crc32(stored.subarray(4))).toBe(crc32(big));
   }, 120_000);
+
+  it('when the node streaming to a learner stops, another takes over within learnerStallMs', async () => {
+    // A slow sender (2,000 instances/s), so the stream is still running when its node stops.
+    // With the seed's wait (learnerStallMs 5000) this test fails: the longest gap is ~5 s.
+    const { start } = world({
+      learner: { sendRateInstancesPerSec: 2000, askforLearnIntervalMs: 10_000 },
+    });
+    const [n1, n2] = [await start(1), await start(2)];
+    await proposeMany(n1, 3000);
+    const target = n1.instanceId(0);
+    await eventually(() => n2.instanceId(0) === target);
+    const n3 = await start(3);
+    const learnedAt: number[] = [];
+    n3.on('learned', () => learnedAt.push(Date.now()));
+    await eventually(() => n3.instanceId(0) > 200);
+    const from = n3.status(0).learner.catchUp!.fromNodeId;
+    const stoppedAt = Date.now();
+    await (from === 1 ? n1 : n2).stop();
+    await eventually(() => n3.instanceId(0) >= target, 30_000);
+    // The longest silence after the stop: the stall detection asked again, the other node served.
+    const after = learnedAt.filter((t) => t >= stoppedAt);
+    const gaps = after.map((t, i) => t - (i === 0 ? stoppedAt : after[i - 1]!));
+    expect(Math.max(...gaps)).toBeLessThan(1500);
+    const counters = n3.status(0).learner.counters;
+    expect(counters.stalls).toBeGreaterThanOrEqual(1);
+    expect(n3.status(0).learner.lastCatchUp?.fromNodeId).toBe(from === 1 ? 2 : 1);
+  }, 60_000);
+
+  it('a follower keeps learning from the voting members while the node it follows is down', async () => {
+    const { start } = world({
+      learner: { followerAskforLearnIntervalMs: 200, followerAskforLearnJitterMs: 20 },
+    });
+    const [n1, n2] = [await start(1), await start(2)];
+    await start(3);
+    const f = await start(9, 1);
+    await proposeMany(n1, 50);
+    await eventually(() => f.instanceId(0) === n1.instanceId(0));
+    await n1.stop(); // the node it follows goes away; 2 and 3 go on
+    await proposeMany(n2, 200);
+    await eventually(() => f.instanceId(0) === n2.instanceId(0));
+    expect(f.status(0).learner.counters.valuesLearnedFromPeers).toBeGreaterThanOrEqual(200);
+  }, 60_000);
 });
