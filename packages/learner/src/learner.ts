@@ -428,15 +428,19 @@ export class Learner {
 
   /** After the sender worked: continue next turn if it yielded, and re-arm its deadline. */
   private afterSenderWork(yielded: boolean): void {
-    if (yielded) this.continueSenderSoon();
+    if (yielded) {
+      // Leave the node its share of the loop: pause in proportion to the turn just run.
+      const share = this.options.senderLoopShare;
+      this.continueSenderSoon((this.sender.lastTurnMs * (1 - share)) / share);
+    }
     this.armSenderTimer();
   }
 
   /** The sender stopped at its per-turn limit or waits for the budget: go on in a later turn. */
-  private continueSenderSoon(): void {
+  private continueSenderSoon(delayMs = 0): void {
     if (this.senderContinueScheduled || this.stopped) return;
     this.senderContinueScheduled = true;
-    this.host.schedule(0, () => {
+    this.host.schedule(delayMs, () => {
       this.senderContinueScheduled = false;
       if (this.stopped) return;
       this.afterSenderWork(this.sender.pump(this.host.now()));

@@ -68,6 +68,12 @@ export interface LearnerOptions {
    */
   senderTurnMaxMs: number;
   /**
+   * Share of the node's event loop a stream may take while it has more to send (ours: 0.5):
+   * after a turn of t ms that stopped at its limit, the next turn starts t × (1 − share) / share
+   * ms later, so the node's own proposals always get the rest. 1 = no pause.
+   */
+  senderLoopShare: number;
+  /**
    * The receiver acks every this many learned instances of one-value frames (4; large-value
    * mode 2). Batches are acked once each.
    */
@@ -101,6 +107,7 @@ export const DEFAULT_LEARNER_OPTIONS: Readonly<LearnerOptions> = Object.freeze({
   senderTurnMaxBytes: 4 * 1024 * 1024,
   senderTurnMaxInstances: 4096,
   senderTurnMaxMs: 4,
+  senderLoopShare: 0.5,
   receiverAckLead: 4,
   learnerStallMs: 1000,
   variablesGapInstances: 50,

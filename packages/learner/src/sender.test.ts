@@ -441,6 +441,7 @@ describe('LearnerSender: bounded work', () => {
     expect(h.sender.confirm(0, 2, 0)).toBe(true);
     expect(h.sender.pump(0)).toBe(true);
     expect(h.ids(2)).toEqual(range(0, 3));
+    expect(h.sender.lastTurnMs).toBe(4.5); // the Learner pauses in proportion before the next
   });
 
   it('stops a turn at senderTurnMaxBytes', () => {

@@ -97,6 +97,8 @@ export class LearnerSender {
   };
   /** Every peer that asked; idle entries keep a cut window for the peer's next stream. */
   private readonly peers = new Map<number, Progress>();
+  /** How long the last pump() ran, on the port's clock (the pause before the next turn). */
+  lastTurnMs = 0;
   private tokens = 0;
   private tokensAtMs = 0;
   private waitingForBudget = false;
@@ -228,6 +230,7 @@ export class LearnerSender {
           this.port.now() - turnStartMs >= this.options.senderTurnMaxMs
         ) {
           this.counters.turnsYielded++;
+          this.lastTurnMs = this.port.now() - turnStartMs;
           return true;
         }
       }
