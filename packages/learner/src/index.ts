@@ -2,17 +2,23 @@ export { type Ballot, NULL_BALLOT, compareBallots, ballotEquals, isNullBallot } 
 export {
   type LearnerOptions,
   DEFAULT_LEARNER_OPTIONS,
+  PHXPAXOS_LEARNER_OPTIONS,
   LEARNER_OPTION_RANGES,
   resolveLearnerOptions,
 } from './options';
 export { LearnerError, type LearnerErrorCode } from './errors';
 export { LearnerState } from './state';
+export { SenderBudget, type SenderBudgetCounters } from './budget';
+export { Progress, type ProgressPhase } from './progress';
+export { RateWindow } from './rate';
 export {
   LearnerSender,
+  RECORD_OVERHEAD_BYTES,
   type SenderPort,
   type SenderPhase,
   type SenderEndReason,
   type SenderCounters,
+  type SenderPeerStatus,
 } from './sender';
 export {
   Learner,
@@ -20,4 +26,7 @@ export {
   type LearnerCounters,
   type LearnerStatus,
   type LearnerFaults,
+  type LearnerEvent,
+  type CatchUpStatus,
+  type CatchUpSummary,
 } from './learner';

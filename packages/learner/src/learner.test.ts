@@ -6,7 +6,8 @@ import { MemoryLogStore } from '@tspaxos/storage';
 import { type PaxosMsg, PaxosMsgFlag, PaxosMsgType as T, paxosMsg } from '@tspaxos/transport';
 import { describe, expect, it } from 'vitest';
 import { type Ballot, NULL_BALLOT } from './ballot';
-import { Learner, type LearnerHost } from './learner';
+import { Learner, type LearnerEvent, type LearnerHost } from './learner';
+import { type LearnerOptions, PHXPAXOS_LEARNER_OPTIONS } from './options';
 
 const GROUP = 0;
 /** random() is 0.5: the AskforLearn timer fires every 2500 + 250 ms. */
@@ -55,6 +56,7 @@ interface NodeSetup {
   accepted?: { ballot: Ballot; value: string; checksum: number };
   /** false: the host leaves a learned value unexecuted (as after a failed execute). */
   execute?: boolean;
+  options?: Partial<LearnerOptions>;
 }
 
 /** A cluster of learners on a FIFO wire; nodes not added drop what is sent to them. */
@@ -119,6 +121,9 @@ class TestNode {
   readonly writes: number[] = [];
   readonly checkpointNeeded: Array<{ from: number; peerMinChosenInstanceId: number }> = [];
   readonly followers: number[] = [];
+  readonly events: LearnerEvent[] = [];
+  /** putMany calls: one per learned batch. */
+  putManyCalls = 0;
   readonly learner: Learner;
 
   constructor(
@@ -152,21 +157,28 @@ class TestNode {
       needCheckpoint: (from, peerMinChosenInstanceId) =>
         this.checkpointNeeded.push({ from, peerMinChosenInstanceId }),
       event: () => {},
+      notify: (e) => this.events.push(e),
     };
-    this.learner = new Learner(host);
+    this.learner = new Learner(host, setup.options);
     this.learner.instanceId = setup.log?.length ?? 0;
     const put = store.put.bind(store);
     store.put = (group, record, opts) => {
       this.writes.push(record.instanceId);
       return put(group, record, opts);
     };
+    const putMany = store.putMany.bind(store);
+    store.putMany = (group, records, opts) => {
+      this.putManyCalls++;
+      for (const r of records) this.writes.push(r.instanceId);
+      return putMany(group, records, opts);
+    };
   }
 
-  /** Instance.receiveForLearner + afterLearnerMessage. */
+  /** Instance.receiveForLearner + afterLearnerMessage: executes every learned instance in order. */
   async deliver(msg: PaxosMsg): Promise<void> {
     await this.learner.handle(msg);
     const { state } = this.learner;
-    if (state.isLearned && this.setup.execute !== false) {
+    while (state.isLearned && this.setup.execute !== false) {
       this.learned.push(`${this.learner.instanceId}:${text(state.value)}`);
       this.lastChecksum = state.newChecksum;
       this.learner.newInstance();
@@ -220,11 +232,11 @@ describe('Learner: asking to learn', () => {
     await b.deliver(askforLearn(1, 4));
     expect(net.trace()).toEqual(['2→1 SendNowInstanceID 4']);
     expect(net.sent[0]!.msg).toMatchObject({ nowInstanceId: 10, minChosenInstanceId: 0 });
-    expect(b.learner.sender).toMatchObject({ phase: 'prepared', toNodeId: 1, beginInstanceId: 4 });
+    expect(b.learner.sender.progress(1)).toMatchObject({ phase: 'prepared', beginInstanceId: 4 });
     expect(b.learner.seenInstanceId).toBe(12);
   });
 
-  it('confirms to exactly one peer that is ahead, and to another only after its timer fires', async () => {
+  it('confirms to exactly one peer that is ahead, declines the others, and moves on after a stall', async () => {
     const net = new Net();
     const a = await net.add(1, { peers: [2, 3] });
     a.learner.start();
@@ -233,17 +245,27 @@ describe('Learner: asking to learn', () => {
     expect(net.of(T.ComfirmAskforLearn)).toEqual([]);
     await a.deliver(nowInstanceId(2, 0, 10));
     await a.deliver(nowInstanceId(3, 0, 12));
-    expect(net.of(T.ComfirmAskforLearn, 2)).toMatchObject([{ nodeId: 1, instanceId: 0 }]);
-    expect(net.of(T.ComfirmAskforLearn)).toHaveLength(1);
-    net.clock.advanceTo(ASK_EVERY_MS); // the stream never came: ask again
+    expect(net.of(T.ComfirmAskforLearn, 2)).toMatchObject([{ nodeId: 1, instanceId: 0, flag: 0 }]);
+    // Node 3 prepared a stream too: it is told at once that it will not be used.
+    expect(net.of(T.ComfirmAskforLearn, 3)).toMatchObject([
+      { instanceId: 0, flag: PaxosMsgFlag.ComfirmDecline },
+    ]);
+    expect(a.learner.counters.declinesSent).toBe(1);
+    net.clock.advanceTo(1000 - 1);
+    expect(net.of(T.AskforLearn)).toHaveLength(2);
+    net.clock.advanceTo(1000); // the stream never came (learnerStallMs): ask everyone again
+    expect(net.of(T.AskforLearn)).toHaveLength(4);
+    expect(a.learner.counters.stalls).toBe(1);
     await a.deliver(nowInstanceId(3, 0, 12));
-    expect(net.of(T.ComfirmAskforLearn, 3)).toHaveLength(1);
-    expect(net.of(T.ComfirmAskforLearn)).toHaveLength(2);
+    expect(net.of(T.ComfirmAskforLearn, 3).map((m) => m.flag)).toEqual([
+      PaxosMsgFlag.ComfirmDecline,
+      0,
+    ]);
   });
 });
 
 describe('Learner: catching up from a peer', () => {
-  it('learns the streamed values in order, chains their checksums, and acks every receiverAckLead', async () => {
+  it('learns a batched stream in order, chains the checksums, one putMany and one ack per batch', async () => {
     const net = new Net();
     const log = values(30);
     const a = await net.add(1, { peers: [2] });
@@ -262,15 +284,78 @@ describe('Learner: catching up from a peer', () => {
     for (let i = 0; i < 30; i++)
       expect(a.store.get(GROUP, i)?.checksum).toBe(b.store.get(GROUP, i)?.checksum);
     expect(a.lastChecksum).toBe(b.lastChecksum);
-    // 30 values is more than the sender's window (21 + 1): the stream went on only through acks.
+    expect(net.of(T.SendLearnValue, 1).map((m) => m.batch.length)).toEqual([30]);
+    expect(a.putManyCalls).toBe(1);
+    expect(net.of(T.SendLearnValueAck, 2).map((m) => m.instanceId)).toEqual([30]);
+    expect(b.learner.sender.activeCount).toBe(0);
+    expect(b.learner.sender.counters).toMatchObject({ valuesSent: 30, batchesSent: 1 });
+  });
+
+  it('with PhxPaxos options: one value per frame, 22 in flight, acks every receiverAckLead', async () => {
+    const net = new Net();
+    const log = values(30);
+    const phx = { ...PHXPAXOS_LEARNER_OPTIONS };
+    const a = await net.add(1, { peers: [2], options: phx });
+    const b = await net.add(2, { peers: [1], log, options: phx });
+    a.learner.start();
+    await net.run();
+    expect(a.learned).toEqual(log.map((v, i) => `${i}:${v}`));
+    expect(net.of(T.SendLearnValue, 1).map((m) => m.batch.length)).toEqual(log.map(() => 1));
+    // 30 values is more than the window (21): the stream went on only through acks.
     expect(net.of(T.SendLearnValueAck, 2).map((m) => m.instanceId)).toEqual([
-      4, 8, 12, 16, 20, 24, 28,
+      4, 8, 12, 16, 20, 24, 28, 30,
     ]);
-    expect(b.learner.sender.phase).toBe('idle');
     expect(b.learner.sender.counters.valuesSent).toBe(30);
   });
 
-  it('pushes its next AskforLearn back on each streamed value, but not on one it cannot use', async () => {
+  it('checks the chain across a batch: a value whose checksum breaks it stores nothing', async () => {
+    const net = new Net();
+    const a = await net.add(1, { peers: [2], log: values(2) });
+    const b = await net.add(2, { peers: [1], log: values(6) });
+    const batch = [2, 3, 4, 5].map((i) => {
+      const r = b.store.get(GROUP, i)!;
+      return { proposalId: 1, proposalNodeId: 9, checksum: r.checksum, value: r.value };
+    });
+    const msg = (entries: typeof batch) =>
+      paxosMsg({
+        ...STREAMED,
+        nodeId: 2,
+        instanceId: 2,
+        nowInstanceId: 6,
+        lastChecksum: a.lastChecksum,
+        batch: entries,
+      });
+    const tampered = batch.map((e, i) => (i === 2 ? { ...e, value: bytes('evil') } : e));
+    await a.deliver(msg(tampered));
+    expect(a.writes).toEqual([]);
+    expect(a.learned).toEqual([]);
+    expect(a.learner.counters.checksumMismatches).toBe(1);
+    expect(net.of(T.SendLearnValueAck)).toEqual([]);
+    await a.deliver(msg(batch));
+    expect(a.learned).toEqual(['2:v2', '3:v3', '4:v4', '5:v5']);
+    expect(net.of(T.SendLearnValueAck).map((m) => m.instanceId)).toEqual([6]);
+    // A batch that overlaps what we have: only the new part is stored.
+    const more = [4, 5].map((i) => ({ ...batch[i - 2]! }));
+    await a.deliver(paxosMsg({ ...STREAMED, nodeId: 2, instanceId: 4, batch: more }));
+    expect(a.writes).toEqual([2, 3, 4, 5]);
+  });
+
+  it('acks a gap at once (a NACK) and only once per gap', async () => {
+    const net = new Net();
+    const a = await net.add(1, { peers: [2] });
+    const entry = { proposalId: 1, proposalNodeId: 9, checksum: 0, value: bytes('x') };
+    for (const i of [5, 7, 9])
+      await a.deliver(paxosMsg({ ...STREAMED, nodeId: 2, instanceId: i, batch: [entry, entry] }));
+    expect(net.of(T.SendLearnValueAck)).toMatchObject([
+      { instanceId: 0, flag: PaxosMsgFlag.AckGap },
+    ]);
+    expect(a.learner.counters).toMatchObject({ nacksSent: 1, aheadMessages: 3 });
+    net.clock.advanceTo(1000); // the rewound stream never came either: say it again
+    await a.deliver(paxosMsg({ ...STREAMED, nodeId: 2, instanceId: 11, batch: [entry] }));
+    expect(a.learner.counters.nacksSent).toBe(2);
+  });
+
+  it('pushes its next AskforLearn back while a stream is alive, but not for a value it cannot use', async () => {
     const net = new Net();
     const a = await net.add(1, { peers: [2] });
     a.learner.start();
@@ -298,7 +383,10 @@ describe('Learner: catching up from a peer', () => {
     await a.deliver(learnValue(2, 1, 'v1'));
     expect(a.learned).toEqual(['0:v0', '1:v1']);
     expect(a.writes).toEqual([0, 1]);
-    expect(net.of(T.SendLearnValueAck)).toEqual([]); // not yet 4 instances
+    // One gap ack for the values ahead (a NACK), none for the two learned: not yet 4 instances.
+    expect(net.of(T.SendLearnValueAck)).toMatchObject([
+      { instanceId: 0, flag: PaxosMsgFlag.AckGap },
+    ]);
   });
 
   it('learns each instance once: a duplicate or an already learned value changes nothing', async () => {
@@ -324,9 +412,13 @@ describe('Learner: catching up from a peer', () => {
 
   it('takes the one value a busy peer sends unasked when it is one behind, and acks nobody', async () => {
     const net = new Net();
-    const b = await net.add(2, { peers: [1, 3], log: values(10) });
+    const b = await net.add(2, {
+      peers: [1, 3],
+      log: values(10),
+      options: { maxConcurrentLearners: 1 },
+    });
     await b.deliver(askforLearn(3, 0));
-    expect(b.learner.sender).toMatchObject({ phase: 'prepared', toNodeId: 3 });
+    expect(b.learner.sender.progress(3)?.phase).toBe('prepared');
 
     const far = await net.add(4, { peers: [2], log: values(8) });
     far.learner.start();
@@ -381,7 +473,7 @@ describe('Learner: the peer has deleted what we need', () => {
     expect(net.of(T.SendNowInstanceID, 1)).toMatchObject([
       { instanceId: 3, nowInstanceId: 20, minChosenInstanceId: 10 },
     ]);
-    expect(b.learner.sender.phase).toBe('idle'); // nothing prepared for a stream it cannot send
+    expect(b.learner.sender.activeCount).toBe(0); // nothing prepared for a stream it cannot send
     expect(a.checkpointNeeded).toEqual([{ from: 2, peerMinChosenInstanceId: 10 }]);
     expect(net.of(T.ComfirmAskforLearn)).toEqual([]);
 

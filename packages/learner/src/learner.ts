@@ -5,20 +5,36 @@
 //   AskforLearn(my now id) ───────────────► OnAskforLearn: sender.prepare()
 //                          ◄─────────────── SendNowInstanceID(asker id, peer now id, min chosen)
 //   ComfirmAskforLearn ───────────────────► sender.confirm(): stream starts
-//                          ◄─────────────── SendLearnValue × n (NeedAck, each with lastChecksum)
-//   SendLearnValue_Ack every 4 ───────────► sender.ack(): window moves
+//   (ComfirmAskforLearn+Decline to the other peers that prepared: they free their stream)
+//                          ◄─────────────── SendLearnValue batches (NeedAck, lastChecksum, each
+//                                           value with its ballot and checksum)
+//   SendLearnValue_Ack once per batch ────► sender.ack(): that peer's window moves
+//   SendLearnValue_Ack+Gap on a gap ──────► the stream rewinds (NACK)
+//
+// The receiver checks the chain across each batch, stores it with one putMany (sync: false, as
+// PhxPaxos's learner: the values are durable on a majority already) and hands the instances to
+// the host one by one (state.isLearned, then newInstance()). A catch-up is data: status().catchUp.
 //
 // Sans-IO: everything outside comes through LearnerHost; no clock, timer or socket of its own.
-import type { AcceptorRecord } from '@tspaxos/crc-wasm';
-import type { LogStore } from '@tspaxos/storage';
-import { type PaxosMsg, PaxosMsgFlag, PaxosMsgType, paxosMsg } from '@tspaxos/transport';
-import { type Ballot, ballotEquals, isNullBallot } from './ballot';
+import { type AcceptorRecord, chainChecksum } from '@tspaxos/crc-wasm';
+import { type LogStore, StorageError } from '@tspaxos/storage';
+import {
+  type LearnedValue,
+  type PaxosMsg,
+  PaxosMsgFlag,
+  PaxosMsgType,
+  paxosMsg,
+} from '@tspaxos/transport';
+import { type Ballot, ballotEquals, compareBallots, isNullBallot } from './ballot';
+import { SenderBudget } from './budget';
 import { type LearnerOptions, resolveLearnerOptions } from './options';
+import { RateWindow } from './rate';
 import {
   LearnerSender,
+  RECORD_OVERHEAD_BYTES,
   type SenderCounters,
   type SenderEndReason,
-  type SenderPhase,
+  type SenderPeerStatus,
 } from './sender';
 import { LearnerState } from './state';
 
@@ -54,6 +70,66 @@ export interface LearnerHost {
   /** A peer has deleted the log I need: only a checkpoint can teach me. */
   needCheckpoint(from: number, peerMinChosenInstanceId: number): void;
   event(name: string, fields: Record<string, unknown>): void;
+  /** The node-wide byte budget of every group's sender (the learner makes its own if absent). */
+  readonly senderBudget?: SenderBudget;
+  /** Typed progress events for the node's listeners (catch-up started, caught up). */
+  notify?(event: LearnerEvent): void;
+}
+
+/** A catch-up in progress, as status() shows it (rates over the last rateWindowMs). */
+export interface CatchUpStatus {
+  /** The peer streaming to us now. */
+  fromNodeId: number;
+  beginInstanceId: number;
+  /** The highest now instance id a peer reported: where the catch-up ends. */
+  targetInstanceId: number;
+  learnedInstances: number;
+  learnedBytes: number;
+  instancesPerSec: number;
+  bytesPerSec: number;
+  /** At the current rate; undefined while nothing has been learned. */
+  etaMs: number | undefined;
+  startedAtMs: number;
+}
+
+/** The last catch-up that reached its target. */
+export interface CatchUpSummary {
+  fromNodeId: number;
+  beginInstanceId: number;
+  targetInstanceId: number;
+  learnedInstances: number;
+  learnedBytes: number;
+  startedAtMs: number;
+  finishedAtMs: number;
+  durationMs: number;
+  instancesPerSec: number;
+  bytesPerSec: number;
+}
+
+export type LearnerEvent =
+  | {
+      type: 'catchUpStarted';
+      fromNodeId: number;
+      beginInstanceId: number;
+      targetInstanceId: number;
+    }
+  | ({ type: 'caughtUp' } & CatchUpSummary);
+
+interface CatchUp {
+  fromNodeId: number;
+  beginInstanceId: number;
+  targetInstanceId: number;
+  learnedInstances: number;
+  learnedBytes: number;
+  startedAtMs: number;
+  rate: RateWindow;
+}
+
+/** A value learned from a peer, persisted, waiting for the host to execute it. */
+interface PendingValue {
+  ballot: Ballot;
+  value: Uint8Array;
+  checksum: number;
 }
 
 /** Planted bugs (tests only): the simulator must catch each (STYLE.md 13). */
@@ -73,6 +149,16 @@ export interface LearnerCounters {
   senderBusy: number;
   /** Streamed values refused because their lastChecksum breaks our chain (DESIGN §2). */
   checksumMismatches: number;
+  /** SendLearnValue frames (batches or single values) learned from. */
+  batchesLearned: number;
+  /** Gap acks sent: a value ahead of us arrived (a frame was lost). */
+  nacksSent: number;
+  /** Streams that went silent for learnerStallMs: we asked everyone again. */
+  stalls: number;
+  /** Prepared streams we declined because we learn from another peer. */
+  declinesSent: number;
+  catchUpsStarted: number;
+  catchUpsFinished: number;
 }
 
 export interface LearnerStatus {
@@ -81,14 +167,15 @@ export interface LearnerStatus {
   highestSeenFromNodeId: number;
   isLearning: boolean;
   lastAckInstanceId: number;
+  /** Undefined when not catching up. */
+  catchUp: CatchUpStatus | undefined;
+  lastCatchUp: CatchUpSummary | undefined;
   counters: LearnerCounters;
   sender: {
-    phase: SenderPhase;
-    toNodeId: number;
-    beginInstanceId: number;
-    nextInstanceId: number;
-    ackInstanceId: number;
-    ackLead: number;
+    /** One entry per peer being served (prepared or streaming). */
+    peers: SenderPeerStatus[];
+    budgetUsedBytes: number;
+    budgetCapacityBytes: number;
     counters: SenderCounters;
   };
 }
@@ -99,6 +186,7 @@ export class Learner {
   instanceId = 0;
   readonly state: LearnerState;
   readonly sender: LearnerSender;
+  readonly budget: SenderBudget;
   readonly counters: LearnerCounters = {
     askforLearnSent: 0,
     askforLearnReceived: 0,
@@ -109,17 +197,40 @@ export class Learner {
     acksSent: 0,
     senderBusy: 0,
     checksumMismatches: 0,
+    batchesLearned: 0,
+    nacksSent: 0,
+    stalls: 0,
+    declinesSent: 0,
+    catchUpsStarted: 0,
+    catchUpsFinished: 0,
   };
 
   private highestSeenInstanceId = 0;
   private highestSeenFromNodeId = 0;
   private isLearning = false;
+  /** The peer we confirmed (0 when not learning). */
+  private learningFromNodeId = 0;
+  private learningSinceMs = 0;
   private lastAckInstanceId = 0;
-  /** The peer whose NeedAck value arrived last: flushAck() acks it once the value is executed. */
+  /** The peer whose NeedAck frame arrived last, and whether that frame must be acked. */
   private pendingAckTo = 0;
+  private pendingAckForce = false;
+  /** Learned from peers and persisted after the current instance, not executed yet. */
+  private pending: PendingValue[] = [];
+  private pendingHead = 0;
+  /** When the last valid stream frame arrived (the AskforLearn and stall timers read it). */
+  private lastStreamValueAtMs = Number.NEGATIVE_INFINITY;
+  /** The now id we last sent a gap ack for: one NACK per gap, not one per frame behind it. */
+  private nackedInstanceId = -1;
+  private nackedAtMs = 0;
+  private catchUp: CatchUp | undefined;
+  private lastCatchUp: CatchUpSummary | undefined;
   private cancelAskTimer: (() => void) | undefined;
+  private cancelStallTimer: (() => void) | undefined;
   private cancelSenderTimer: (() => void) | undefined;
   private senderTimerAt = Number.POSITIVE_INFINITY;
+  private senderContinueScheduled = false;
+  private stopped = false;
 
   constructor(
     private readonly host: LearnerHost,
@@ -128,12 +239,20 @@ export class Learner {
   ) {
     this.options = resolveLearnerOptions(options);
     this.state = new LearnerState(host.store, host.group);
-    this.sender = new LearnerSender(this.options, {
-      nowInstanceId: () => this.instanceId,
-      readRecord: (id) => host.store.get(host.group, id),
-      sendValue: (to, record, lastChecksum) => this.sendLearnValue(to, record, lastChecksum, true),
-      ended: (to, reason, next, error) => this.senderEnded(to, reason, next, error),
-    });
+    this.budget = host.senderBudget ?? new SenderBudget(this.options.senderBudgetBytes);
+    this.sender = new LearnerSender(
+      this.options,
+      {
+        nowInstanceId: () => this.instanceId,
+        now: () => host.now(),
+        readRange: (from, to) => host.store.range(host.group, from, to),
+        readChecksum: (id) => this.storedChecksum(id),
+        sendBatch: (to, lastChecksum, records) => this.sendBatch(to, lastChecksum, records),
+        ended: (to, reason, next, error) => this.senderEnded(to, reason, next, error),
+      },
+      this.budget,
+      () => this.continueSenderSoon(),
+    );
   }
 
   /** Starts learning: asks at once (PhxPaxos waits a full interval first), then on the timer. */
@@ -142,16 +261,34 @@ export class Learner {
   }
 
   stop(): void {
+    this.stopped = true;
     this.cancelAskTimer?.();
+    this.cancelStallTimer?.();
     this.cancelSenderTimer?.();
     this.cancelAskTimer = undefined;
+    this.cancelStallTimer = undefined;
     this.cancelSenderTimer = undefined;
+    this.sender.stop();
   }
 
-  /** Moves to the next instance (seed: Learner::NewInstance). */
+  /**
+   * Moves to the next instance (seed: Learner::NewInstance). A value already learned for it (the
+   * rest of a batch) becomes the current learned value at once.
+   */
   newInstance(): void {
     this.instanceId++;
     this.state.reset();
+    if (this.pendingHead < this.pending.length) {
+      const next = this.pending[this.pendingHead]!;
+      this.pending[this.pendingHead] = undefined as never;
+      this.pendingHead++;
+      if (this.pendingHead === this.pending.length) {
+        this.pending = [];
+        this.pendingHead = 0;
+      }
+      this.state.learnWithoutWrite(next.ballot, next.value, next.checksum);
+    }
+    this.checkCaughtUp();
   }
 
   /** True when this node is not known to be behind anyone (seed: Learner::IsIMLatest). */
@@ -195,22 +332,21 @@ export class Learner {
   }
 
   status(): LearnerStatus {
-    const s = this.sender;
+    const now = this.host.now();
     return {
       instanceId: this.instanceId,
       highestSeenInstanceId: this.highestSeenInstanceId,
       highestSeenFromNodeId: this.highestSeenFromNodeId,
       isLearning: this.isLearning,
       lastAckInstanceId: this.lastAckInstanceId,
+      catchUp: this.catchUpStatus(now),
+      lastCatchUp: this.lastCatchUp && { ...this.lastCatchUp },
       counters: { ...this.counters },
       sender: {
-        phase: s.phase,
-        toNodeId: s.toNodeId,
-        beginInstanceId: s.beginInstanceId,
-        nextInstanceId: s.nextInstanceId,
-        ackInstanceId: s.ackInstanceId,
-        ackLead: s.ackLead,
-        counters: { ...s.counters },
+        peers: this.sender.peerStatus(now),
+        budgetUsedBytes: this.budget.usedBytes,
+        budgetCapacityBytes: this.budget.capacityBytes,
+        counters: { ...this.sender.counters },
       },
     };
   }
@@ -220,19 +356,62 @@ export class Learner {
   /** Re-arms the AskforLearn timer (seed: Reset_AskforLearn_Noop). */
   resetAskforLearnTimer(delayMs?: number): void {
     this.cancelAskTimer?.();
+    const delay = delayMs ?? this.askInterval();
+    this.cancelAskTimer = this.host.schedule(delay, () => this.askforLearnNoop());
+  }
+
+  private askInterval(): number {
     const follower = this.host.followToNodeId() !== undefined;
     const o = this.options;
     const interval = follower ? o.followerAskforLearnIntervalMs : o.askforLearnIntervalMs;
     const jitter = follower ? o.followerAskforLearnJitterMs : o.askforLearnJitterMs;
-    const delay = delayMs ?? interval + Math.floor(this.host.random() * jitter);
-    this.cancelAskTimer = this.host.schedule(delay, () => this.askforLearnNoop());
+    return interval + Math.floor(this.host.random() * jitter);
   }
 
-  /** Timer: stop waiting on a confirmed sender and ask everyone again (seed: AskforLearn_Noop). */
+  /**
+   * Timer: stop waiting on a confirmed sender and ask everyone again (seed: AskforLearn_Noop).
+   * The seed re-arms this timer on every streamed value; here a live stream only moves it on
+   * when it fires (one timer operation per interval, not one per value).
+   */
   private askforLearnNoop(): void {
-    this.resetAskforLearnTimer();
-    this.isLearning = false;
+    if (this.stopped) return;
+    const quietMs = this.host.now() - this.lastStreamValueAtMs;
+    const interval = this.askInterval();
+    if (quietMs < interval) {
+      // A stream is alive: the next ask is one interval after its last value, as in the seed.
+      this.resetAskforLearnTimer(interval - quietMs);
+      return;
+    }
+    this.resetAskforLearnTimer(interval);
+    this.stopLearning();
     this.askforLearn();
+  }
+
+  /** While learning: a stream silent for learnerStallMs is given up, and we ask everyone. */
+  private armStallTimer(delayMs: number): void {
+    this.cancelStallTimer?.();
+    this.cancelStallTimer = this.host.schedule(delayMs, () => {
+      this.cancelStallTimer = undefined;
+      if (!this.isLearning || this.stopped) return;
+      const last = Math.max(this.lastStreamValueAtMs, this.learningSinceMs);
+      const quietMs = this.host.now() - last;
+      if (quietMs < this.options.learnerStallMs) {
+        this.armStallTimer(this.options.learnerStallMs - quietMs);
+        return;
+      }
+      this.counters.stalls++;
+      this.host.event('learner-stalled', { from: this.learningFromNodeId, quietMs });
+      this.stopLearning();
+      this.resetAskforLearnTimer();
+      this.askforLearn();
+    });
+  }
+
+  private stopLearning(): void {
+    this.isLearning = false;
+    this.learningFromNodeId = 0;
+    this.cancelStallTimer?.();
+    this.cancelStallTimer = undefined;
   }
 
   /** Keeps one timer at the sender's next deadline. */
@@ -250,8 +429,28 @@ export class Learner {
     this.cancelSenderTimer = this.host.schedule(Math.max(0, at - this.host.now()), () => {
       this.cancelSenderTimer = undefined;
       this.senderTimerAt = Number.POSITIVE_INFINITY;
-      this.sender.tick(this.host.now());
-      this.armSenderTimer();
+      this.afterSenderWork(this.sender.tick(this.host.now()));
+    });
+  }
+
+  /** After the sender worked: continue next turn if it yielded, and re-arm its deadline. */
+  private afterSenderWork(yielded: boolean): void {
+    if (yielded) {
+      // Leave the node its share of the loop: pause in proportion to the turn just run.
+      const share = this.options.senderLoopShare;
+      this.continueSenderSoon((this.sender.lastTurnMs * (1 - share)) / share);
+    }
+    this.armSenderTimer();
+  }
+
+  /** The sender stopped at its per-turn limit or waits for the budget: go on in a later turn. */
+  private continueSenderSoon(delayMs = 0): void {
+    if (this.senderContinueScheduled || this.stopped) return;
+    this.senderContinueScheduled = true;
+    this.host.schedule(delayMs, () => {
+      this.senderContinueScheduled = false;
+      if (this.stopped) return;
+      this.afterSenderWork(this.sender.pump(this.host.now()));
     });
   }
 
@@ -289,7 +488,7 @@ export class Learner {
       if (!this.sender.prepare(msg.instanceId, msg.nodeId, now)) {
         this.counters.senderBusy++;
         if (msg.instanceId === this.instanceId - 1) {
-          // Busy with someone else, but this asker misses only one value: just send it.
+          // Busy with others, but this asker misses only one value: just send it.
           const record = this.readRecordOrUndefined(msg.instanceId);
           if (record !== undefined) this.sendLearnValue(msg.nodeId, record, 0, false);
         }
@@ -331,42 +530,66 @@ export class Learner {
       this.host.needCheckpoint(msg.nodeId, msg.minChosenInstanceId);
       return;
     }
-    if (!this.isLearning) {
-      this.host.send(
-        msg.nodeId,
-        paxosMsg({
-          msgType: PaxosMsgType.ComfirmAskforLearn,
-          instanceId: this.instanceId,
-          nodeId: this.host.nodeId,
-        }),
-      );
-      this.isLearning = true;
+    if (this.isLearning) {
+      if (msg.nodeId !== this.learningFromNodeId) {
+        // It prepared a stream for us that we will not use: free it now, not after its timeout.
+        this.counters.declinesSent++;
+        this.sendComfirm(msg.nodeId, PaxosMsgFlag.ComfirmDecline);
+      }
+      return;
     }
+    this.sendComfirm(msg.nodeId, 0);
+    const now = this.host.now();
+    this.isLearning = true;
+    this.learningFromNodeId = msg.nodeId;
+    this.learningSinceMs = now;
+    this.armStallTimer(this.options.learnerStallMs);
+    this.startCatchUp(msg.nodeId, msg.nowInstanceId, now);
   }
 
-  /** The asker picked me (seed: Learner::OnComfirmAskForLearn). */
+  private sendComfirm(to: number, flag: number): void {
+    this.host.send(
+      to,
+      paxosMsg({
+        msgType: PaxosMsgType.ComfirmAskforLearn,
+        instanceId: this.instanceId,
+        nodeId: this.host.nodeId,
+        flag,
+      }),
+    );
+  }
+
+  /** The asker picked me, or declined me (seed: Learner::OnComfirmAskForLearn). */
   private onComfirmAskforLearn(msg: PaxosMsg): void {
+    if (msg.flag === PaxosMsgFlag.ComfirmDecline) {
+      if (!this.sender.decline(msg.instanceId, msg.nodeId)) this.counters.lagMessages++;
+      this.armSenderTimer();
+      return;
+    }
     const ok = this.sender.confirm(msg.instanceId, msg.nodeId, this.host.now());
     if (!ok) this.counters.lagMessages++;
-    else
+    else {
       this.host.event('sender-confirmed', {
         to: msg.nodeId,
         from: msg.instanceId,
         until: this.instanceId,
       });
+      this.afterSenderWork(this.sender.pump(this.host.now()));
+      return;
+    }
     this.armSenderTimer();
   }
 
   private onSendLearnValueAck(msg: PaxosMsg): void {
-    this.sender.ack(msg.instanceId, msg.nodeId, this.host.now());
-    this.armSenderTimer();
+    const now = this.host.now();
+    this.sender.ack(msg.instanceId, msg.nodeId, msg.flag === PaxosMsgFlag.AckGap, now);
+    this.afterSenderWork(this.sender.pump(now));
   }
 
-  /** Called after every learned instance: a confirmed stream may now send further. */
+  /** Called after every learned instance: a stream may now send further. */
   pumpSender(): void {
-    if (this.sender.phase === 'sending') {
-      this.sender.pump(this.host.now());
-      this.armSenderTimer();
+    if (this.sender.isSending && !this.senderContinueScheduled) {
+      this.afterSenderWork(this.sender.pump(this.host.now()));
     }
   }
 
@@ -379,8 +602,108 @@ export class Learner {
     });
   }
 
+  // ---- catch-up progress ------------------------------------------------------------------
+
+  private startCatchUp(from: number, target: number, nowMs: number): void {
+    const c = this.catchUp;
+    if (c !== undefined) {
+      c.fromNodeId = from;
+      c.targetInstanceId = Math.max(c.targetInstanceId, target);
+      return;
+    }
+    this.catchUp = {
+      fromNodeId: from,
+      beginInstanceId: this.instanceId,
+      targetInstanceId: target,
+      learnedInstances: 0,
+      learnedBytes: 0,
+      startedAtMs: nowMs,
+      rate: new RateWindow(this.options.rateWindowMs),
+    };
+    this.counters.catchUpsStarted++;
+    this.host.notify?.({
+      type: 'catchUpStarted',
+      fromNodeId: from,
+      beginInstanceId: this.instanceId,
+      targetInstanceId: target,
+    });
+  }
+
+  private catchUpStatus(nowMs: number): CatchUpStatus | undefined {
+    const c = this.catchUp;
+    if (c === undefined) return undefined;
+    const { instancesPerSec, bytesPerSec } = c.rate.rates(nowMs, c.startedAtMs);
+    const left = Math.max(0, c.targetInstanceId - this.instanceId);
+    return {
+      fromNodeId: c.fromNodeId,
+      beginInstanceId: c.beginInstanceId,
+      targetInstanceId: c.targetInstanceId,
+      learnedInstances: c.learnedInstances,
+      learnedBytes: c.learnedBytes,
+      instancesPerSec,
+      bytesPerSec,
+      etaMs: instancesPerSec > 0 ? (left / instancesPerSec) * 1000 : undefined,
+      startedAtMs: c.startedAtMs,
+    };
+  }
+
+  /** A catch-up ends when this node has executed up to the highest now id a peer reported. */
+  private checkCaughtUp(): void {
+    const c = this.catchUp;
+    if (c === undefined) return;
+    c.targetInstanceId = Math.max(c.targetInstanceId, this.highestSeenInstanceId);
+    if (this.instanceId < c.targetInstanceId) return;
+    const finishedAtMs = this.host.now();
+    const durationMs = finishedAtMs - c.startedAtMs;
+    const seconds = Math.max(durationMs, 1) / 1000;
+    this.lastCatchUp = {
+      fromNodeId: c.fromNodeId,
+      beginInstanceId: c.beginInstanceId,
+      targetInstanceId: c.targetInstanceId,
+      learnedInstances: c.learnedInstances,
+      learnedBytes: c.learnedBytes,
+      startedAtMs: c.startedAtMs,
+      finishedAtMs,
+      durationMs,
+      instancesPerSec: c.learnedInstances / seconds,
+      bytesPerSec: c.learnedBytes / seconds,
+    };
+    this.catchUp = undefined;
+    this.counters.catchUpsFinished++;
+    // Nothing left to stream: a later silence is not a stall.
+    this.stopLearning();
+    this.host.notify?.({ type: 'caughtUp', ...this.lastCatchUp });
+  }
+
   // ---- learning -------------------------------------------------------------------------
 
+  /** Sends one batch of a stream (SendLearnValue, NeedAck), with our now id for the receiver. */
+  private sendBatch(to: number, lastChecksum: number, records: readonly AcceptorRecord[]): void {
+    const batch: LearnedValue[] = new Array<LearnedValue>(records.length);
+    for (let i = 0; i < records.length; i++) {
+      const r = records[i]!;
+      batch[i] = {
+        proposalId: r.acceptedId,
+        proposalNodeId: r.acceptedNodeId,
+        checksum: r.checksum,
+        value: r.value,
+      };
+    }
+    this.host.send(
+      to,
+      paxosMsg({
+        msgType: PaxosMsgType.SendLearnValue,
+        instanceId: records[0]!.instanceId,
+        nodeId: this.host.nodeId,
+        nowInstanceId: this.instanceId,
+        lastChecksum,
+        flag: PaxosMsgFlag.SendLearnValueNeedAck,
+        batch,
+      }),
+    );
+  }
+
+  /** One value in the seed's form (TransmitToFollower, the busy sender's single value). */
   private sendLearnValue(
     to: number,
     record: AcceptorRecord,
@@ -402,32 +725,168 @@ export class Learner {
     );
   }
 
-  /** A value streamed by a peer (seed: Learner::OnSendLearnValue); learned strictly in order. */
+  /** The first instance not yet learned here (learned = persisted, maybe not executed yet). */
+  private learnedEnd(): number {
+    if (!this.state.isLearned) return this.instanceId;
+    return this.instanceId + 1 + (this.pending.length - this.pendingHead);
+  }
+
+  /** The chain checksum of instance learnedEnd() - 1, as far as we know it (0: unknown). */
+  private checksumBeforeLearnedEnd(): number {
+    if (!this.state.isLearned) return this.host.lastChecksum();
+    if (this.pending.length > this.pendingHead)
+      return this.pending[this.pending.length - 1]!.checksum;
+    return this.state.newChecksum;
+  }
+
+  /**
+   * Values streamed by a peer (seed: Learner::OnSendLearnValue), one or a batch; learned strictly
+   * in order. The chain is checked across the batch before anything is stored.
+   */
   private async onSendLearnValue(msg: PaxosMsg): Promise<void> {
-    if (msg.instanceId > this.instanceId) {
+    const needAck = msg.flag === PaxosMsgFlag.SendLearnValueNeedAck;
+    const entries: readonly LearnedValue[] =
+      msg.batch.length > 0
+        ? msg.batch
+        : [
+            {
+              proposalId: msg.proposalId,
+              proposalNodeId: msg.proposalNodeId,
+              checksum: 0, // the seed's form does not carry it
+              value: msg.value,
+            },
+          ];
+    const end = this.learnedEnd();
+    const first = msg.instanceId;
+    if (first > end) {
       this.counters.aheadMessages++;
+      if (needAck) this.sendGapAck(msg.nodeId, end);
       return;
     }
-    if (msg.instanceId < this.instanceId) {
+    const skip = end - first;
+    if (skip >= entries.length) {
       this.counters.lagMessages++;
-    } else if (!this.state.isLearned) {
-      const mine = this.faults.skipChainCheck ? 0 : this.host.lastChecksum();
-      if (msg.lastChecksum !== 0 && mine !== 0 && msg.lastChecksum !== mine) {
-        // The peer's log diverged from ours before this instance: never learn its value as
+    } else {
+      // Planted bug (tests only): learn without checking or extending the chain.
+      const mine = this.faults.skipChainCheck ? 0 : this.checksumBeforeLearnedEnd();
+      const theirs = skip === 0 ? msg.lastChecksum : entries[skip - 1]!.checksum;
+      if (theirs !== 0 && mine !== 0 && theirs !== mine) {
+        // The peer's log diverged from ours before these instances: never learn its values as
         // good, nor ack the stream. (Instance stops the group before this; other hosts rely
         // on this check.)
         this.counters.checksumMismatches++;
         return;
       }
-      const ballot = { proposalId: msg.proposalId, nodeId: msg.proposalNodeId };
-      await this.state.learn(msg.instanceId, ballot, msg.value, mine, this.host.promiseBallot());
-      this.counters.valuesLearnedFromPeers++;
+      if (
+        !(await this.learnEntries(
+          end,
+          entries,
+          skip,
+          this.faults.skipChainCheck ? 0 : mine !== 0 ? mine : theirs,
+        ))
+      )
+        return;
+      this.counters.batchesLearned++;
     }
-    if (msg.flag === PaxosMsgFlag.SendLearnValueNeedAck) {
-      // Every valid value of a stream proves the stream alive: push the next AskforLearn back.
-      this.resetAskforLearnTimer();
+    if (needAck) {
+      this.lastStreamValueAtMs = this.host.now();
       this.pendingAckTo = msg.nodeId;
+      // A batch is acked once; one-value frames every receiverAckLead, or at the sender's end.
+      this.pendingAckForce ||=
+        msg.batch.length > 1 || (msg.batch.length === 1 && first + 1 >= msg.nowInstanceId);
     }
+  }
+
+  /**
+   * Checks each entry's checksum against the chain, stores entries[skip…] (instance `end` on)
+   * with one putMany, and queues them for execution. False (counted) when the chain breaks.
+   */
+  private async learnEntries(
+    end: number,
+    entries: readonly LearnedValue[],
+    skip: number,
+    chainBefore: number,
+  ): Promise<boolean> {
+    const count = entries.length - skip;
+    const records: AcceptorRecord[] = new Array<AcceptorRecord>(count);
+    const learned: PendingValue[] = new Array<PendingValue>(count);
+    let checksum = chainBefore;
+    let bytes = 0;
+    for (let i = 0; i < count; i++) {
+      const e = entries[skip + i]!;
+      const instanceId = end + i;
+      checksum = chainChecksum(instanceId, checksum, e.value);
+      if (
+        !this.faults.skipChainCheck &&
+        e.checksum !== 0 &&
+        checksum !== 0 &&
+        e.checksum !== checksum
+      ) {
+        this.counters.checksumMismatches++;
+        this.host.event('batch-checksum-mismatch', {
+          instanceId,
+          ours: checksum,
+          theirs: e.checksum,
+        });
+        return false;
+      }
+      const ballot = { proposalId: e.proposalId, nodeId: e.proposalNodeId };
+      // The current instance's record keeps the acceptor's promise when it is higher: the
+      // promise must never go down on disk (PhxPaxos writes the chosen ballot as the promise).
+      const promise = instanceId === this.instanceId ? this.host.promiseBallot() : ballot;
+      const kept = compareBallots(promise, ballot) > 0 ? promise : ballot;
+      records[i] = {
+        instanceId,
+        promiseId: kept.proposalId,
+        promiseNodeId: kept.nodeId,
+        acceptedId: ballot.proposalId,
+        acceptedNodeId: ballot.nodeId,
+        value: e.value,
+        checksum,
+      };
+      learned[i] = { ballot, value: e.value, checksum };
+      bytes += e.value.length + RECORD_OVERHEAD_BYTES;
+    }
+    // Not synced, as PhxPaxos's LearnValue: the values are durable on a majority already.
+    await this.host.store.putMany(this.host.group, records, { sync: false });
+    let from = 0;
+    if (!this.state.isLearned) {
+      const head = learned[0]!;
+      this.state.learnWithoutWrite(head.ballot, head.value, head.checksum);
+      from = 1;
+    }
+    for (let i = from; i < count; i++) this.pending.push(learned[i]!);
+    this.counters.valuesLearnedFromPeers += count;
+    const c = this.catchUp;
+    if (c !== undefined) {
+      c.learnedInstances += count;
+      c.learnedBytes += bytes;
+      c.rate.add(this.host.now(), count, bytes);
+    }
+    return true;
+  }
+
+  /** A value ahead of us: a frame of the stream was lost. Ack our id at once (a NACK). */
+  private sendGapAck(to: number, learnedEnd: number): void {
+    const now = this.host.now();
+    if (
+      this.nackedInstanceId === learnedEnd &&
+      now - this.nackedAtMs < this.options.learnerStallMs
+    ) {
+      return; // already told: the frames still in flight behind the gap say nothing new
+    }
+    this.nackedInstanceId = learnedEnd;
+    this.nackedAtMs = now;
+    this.counters.nacksSent++;
+    this.host.send(
+      to,
+      paxosMsg({
+        msgType: PaxosMsgType.SendLearnValueAck,
+        instanceId: learnedEnd,
+        nodeId: this.host.nodeId,
+        flag: PaxosMsgFlag.AckGap,
+      }),
+    );
   }
 
   /**
@@ -437,8 +896,10 @@ export class Learner {
   flushAck(): void {
     const to = this.pendingAckTo;
     if (to === 0) return;
+    const force = this.pendingAckForce;
     this.pendingAckTo = 0;
-    if (this.instanceId < this.lastAckInstanceId + this.options.receiverAckLead) return;
+    this.pendingAckForce = false;
+    if (!force && this.instanceId < this.lastAckInstanceId + this.options.receiverAckLead) return;
     this.lastAckInstanceId = this.instanceId;
     this.counters.acksSent++;
     this.host.send(
@@ -482,10 +943,16 @@ export class Learner {
     for (const follower of followers) this.host.send(follower, msg);
   }
 
+  /** The chain checksum of a stored instance (0 when it is not stored or unreadable). */
+  private storedChecksum(instanceId: number): number {
+    return this.readRecordOrUndefined(instanceId)?.checksum ?? 0;
+  }
+
   private readRecordOrUndefined(instanceId: number): AcceptorRecord | undefined {
     try {
       return this.host.store.get(this.host.group, instanceId);
     } catch (error) {
+      if (!(error instanceof StorageError)) throw error;
       this.host.event('read-failed', { instanceId, error: String(error) });
       return undefined;
     }

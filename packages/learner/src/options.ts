@@ -1,5 +1,6 @@
 // Every limit of the learner, with PhxPaxos's defaults (src/config/inside_options.cpp, normal
-// mode; large-value mode in parentheses where it differs).
+// mode; large-value mode in parentheses where it differs). Limits PhxPaxos does not have are
+// marked "ours", with the measurement that chose them (packages/learner/bench, BENCHMARKS.md).
 import { type OptionRange, optionsProblem } from '@tspaxos/crc-wasm';
 import { LearnerError } from './errors';
 
@@ -11,18 +12,83 @@ export interface LearnerOptions {
   /** A follower's interval and jitter (2000 ms + up to 1000 ms). */
   followerAskforLearnIntervalMs: number;
   followerAskforLearnJitterMs: number;
-  /** Instances the sender may run ahead of the last ack (21; large-value mode 5). */
+  /**
+   * Instances a peer's stream may run ahead of its last ack (PhxPaxos: 21; large-value mode 5).
+   * Ours: 16,384, i.e. 8 batches of 2,048 in flight: the receiver always has the next batch
+   * queued while it stores one, so sender and receiver never take turns.
+   */
   senderAckLead: number;
+  /**
+   * Bytes of values a peer's stream may have in flight past its last ack (ours: 8 MiB, about 80
+   * ms of loopback at 100 KiB values; a single value larger than this still goes alone).
+   */
+  senderAckLeadBytes: number;
+  /**
+   * Bytes of values in flight across every peer and every group of the node (ours: 32 MiB).
+   * The node passes one SenderBudget to all its groups; this is its default capacity.
+   */
+  senderBudgetBytes: number;
+  /** Peers served at once by one group's sender (ours: 4; 1 reproduces PhxPaxos). */
+  maxConcurrentLearners: number;
   /** Without an ack for this long the sender gives up and cuts its lead (5000 ms; 60000). */
   senderAckTimeoutMs: number;
-  /** A prepared sender that is never confirmed frees itself after this long (5000 ms; 6000). */
+  /**
+   * A prepared stream that is never confirmed frees itself after this long (PhxPaxos 5000 ms;
+   * 6000). Ours: 1000 ms, and at once when the asker declines it (it confirmed another peer).
+   */
   senderPrepareTimeoutMs: number;
-  /** Sender rate limit in instances per second, shared by the node's groups (100000 / groups). */
+  /**
+   * Sender rate limit in instances per second, shared by the node's groups (PhxPaxos 100,000 /
+   * groups). Ours: 2,000,000 / groups: 100,000 would cap a catch-up of small values at half the
+   * 200,000/s the stream reaches; the byte windows, not the rate, bound memory.
+   */
   sendRateInstancesPerSec: number;
-  /** The receiver acks every this many learned instances (4; large-value mode 2). */
+  /** Most instances in one SendLearnValue batch (ours: 2,048; 1 is PhxPaxos's one per frame). */
+  batchMaxInstances: number;
+  /**
+   * Instances in the first batch of a stream; each next batch may be twice as large, up to
+   * batchMaxInstances (ours: 32; a small first batch reaches a restarted node in a few ms even
+   * while its code is still cold, where a full batch took ~150 ms here).
+   */
+  firstBatchInstances: number;
+  /**
+   * Most value bytes in one SendLearnValue batch (ours: 1 MiB); a single larger value goes alone
+   * in its own frame.
+   */
+  batchMaxBytes: number;
+  /**
+   * Value bytes the sender reads and sends in one turn of the event loop before it yields to
+   * the node's own work (ours: 4 MiB); the rest continues on the next turn.
+   */
+  senderTurnMaxBytes: number;
+  /** Instances the sender sends in one turn (ours: 4,096). */
+  senderTurnMaxInstances: number;
+  /**
+   * Milliseconds of sending in one turn (ours: 4 ms): on this shared machine reading and encoding
+   * 2,048 records took anywhere from 3 to 40 ms, so a count alone does not bound the turn, and
+   * the frames already queued leave only when the turn ends.
+   */
+  senderTurnMaxMs: number;
+  /**
+   * Share of the node's event loop a stream may take while it has more to send (ours: 0.5):
+   * after a turn of t ms that stopped at its limit, the next turn starts t × (1 − share) / share
+   * ms later, so the node's own proposals always get the rest. 1 = no pause.
+   */
+  senderLoopShare: number;
+  /**
+   * The receiver acks every this many learned instances of one-value frames (4; large-value
+   * mode 2). Batches are acked once each.
+   */
   receiverAckLead: number;
+  /**
+   * While catching up, no value for this long means the sender is gone: ask everyone again
+   * (ours: 1000 ms; PhxPaxos waits for the next AskforLearn, 2.5–3 s after the last value).
+   */
+  learnerStallMs: number;
   /** SendNowInstanceID carries system/master variables when the asker is this far behind (50). */
   variablesGapInstances: number;
+  /** Sliding window of the catch-up and per-peer rates in status() (ours: 5000 ms). */
+  rateWindowMs: number;
 }
 
 export const DEFAULT_LEARNER_OPTIONS: Readonly<LearnerOptions> = Object.freeze({
@@ -30,12 +96,34 @@ export const DEFAULT_LEARNER_OPTIONS: Readonly<LearnerOptions> = Object.freeze({
   askforLearnJitterMs: 500,
   followerAskforLearnIntervalMs: 2000,
   followerAskforLearnJitterMs: 1000,
-  senderAckLead: 21,
+  senderAckLead: 16_384,
+  senderAckLeadBytes: 8 * 1024 * 1024,
+  senderBudgetBytes: 32 * 1024 * 1024,
+  maxConcurrentLearners: 4,
   senderAckTimeoutMs: 5000,
+  senderPrepareTimeoutMs: 1000,
+  sendRateInstancesPerSec: 2_000_000,
+  batchMaxInstances: 2048,
+  firstBatchInstances: 32,
+  batchMaxBytes: 1024 * 1024,
+  senderTurnMaxBytes: 4 * 1024 * 1024,
+  senderTurnMaxInstances: 4096,
+  senderTurnMaxMs: 4,
+  senderLoopShare: 0.5,
+  receiverAckLead: 4,
+  learnerStallMs: 1000,
+  variablesGapInstances: 50,
+  rateWindowMs: 5000,
+});
+
+/** PhxPaxos's learner, as exactly as the options allow: one peer, one value per frame. */
+export const PHXPAXOS_LEARNER_OPTIONS: Readonly<Partial<LearnerOptions>> = Object.freeze({
+  senderAckLead: 21,
+  maxConcurrentLearners: 1,
   senderPrepareTimeoutMs: 5000,
   sendRateInstancesPerSec: 100_000,
-  receiverAckLead: 4,
-  variablesGapInstances: 50,
+  batchMaxInstances: 1,
+  learnerStallMs: 3000,
 });
 
 /** The allowed range of each option (E_BAD_ARGUMENT names the field and its range). */
@@ -51,6 +139,19 @@ export const LEARNER_OPTION_RANGES: Readonly<Record<keyof LearnerOptions, Option
   sendRateInstancesPerSec: { min: 1 },
   receiverAckLead: { min: 1 },
   variablesGapInstances: { min: 0 },
+  senderAckLeadBytes: { min: 1 },
+  senderBudgetBytes: { min: 1 },
+  maxConcurrentLearners: { min: 1, max: 1024 },
+  batchMaxInstances: { min: 1 },
+  firstBatchInstances: { min: 1 },
+  batchMaxBytes: { min: 1 },
+  senderTurnMaxBytes: { min: 1 },
+  senderTurnMaxInstances: { min: 1 },
+  senderTurnMaxMs: { min: 1 },
+  // A share of the event loop: 1 = never pause, near 0 = almost never send.
+  senderLoopShare: { min: 0.01, max: 1, integer: false },
+  learnerStallMs: { min: 1 },
+  rateWindowMs: { min: 1 },
 };
 
 /**

@@ -1,237 +1,461 @@
-// LearnerSender (seed: LearnerSender) as an explicit per-peer progress object, in the manner of
-// etcd raft's tracker/progress.go: PhxPaxos runs it as a thread that polls a lock every 20 ms;
-// here it is driven by prepare/confirm/ack messages and by the deadline it reports.
-//
-//   idle ──prepare──► prepared ──confirm──► sending ──(done | caught up | ack timeout)──► idle
-//                        └──(prepare timeout: never confirmed)──► idle
-//
-// Invariants: in `sending`, ackInstanceId <= nextInstanceId (an ack beyond it ends the stream:
-// the receiver learned those instances elsewhere) and at most ackLead + 1 instances are sent
-// past the last ack.
+// LearnerSender (seed: LearnerSender): streams learned values to peers that are behind. PhxPaxos
+// runs one sender thread serving one peer at a time, polling a lock every 20 ms; here one object
+// per group keeps one Progress per peer (progress.ts, after etcd raft's tracker) and is driven by
+// prepare/confirm/ack messages, by the deadline it reports, and by pump() after each learned
+// instance. It serves up to maxConcurrentLearners peers at once, each with its own window in
+// instances and bytes, under one node-wide byte budget (budget.ts), in batches of consecutive
+// instances read from the log with range(), and never more than one turn's worth of work
+// (senderTurnMax*) before it yields to the node's own work.
 import type { AcceptorRecord } from '@tspaxos/crc-wasm';
+import { StorageError } from '@tspaxos/storage';
+import type { SenderBudget } from './budget';
 import type { LearnerOptions } from './options';
+import { Progress, type ProgressPhase } from './progress';
 
-export type SenderPhase = 'idle' | 'prepared' | 'sending';
+export type SenderPhase = ProgressPhase;
 export type SenderEndReason =
-  'done' | 'caught-up' | 'ack-timeout' | 'prepare-timeout' | 'read-failed';
+  'done' | 'ack-timeout' | 'prepare-timeout' | 'declined' | 'read-failed';
+
+/** Bytes counted per record on top of its value (the batch table entry and framing). */
+export const RECORD_OVERHEAD_BYTES = 32;
 
 /** What the sender needs from its host; implemented by the Learner. */
 export interface SenderPort {
-  /** The first instance this node has not learned: the stream's end. */
+  /** The first instance this node has not learned: the stream's end for now. */
   nowInstanceId(): number;
-  /** The stored record of a learned instance; undefined if it is gone (compacted). Throws on corruption. */
-  readRecord(instanceId: number): AcceptorRecord | undefined;
-  /** Sends one learned value (SendLearnValue with NeedAck). */
-  sendValue(to: number, record: AcceptorRecord, lastChecksum: number): void;
+  /** The clock, read between batches to bound a turn's work (senderTurnMaxMs). */
+  now(): number;
+  /** Stored records from `from` up to `toExclusive`, ascending, read lazily. Throws on corruption. */
+  readRange(from: number, toExclusive: number): Iterator<AcceptorRecord>;
+  /** Chain checksum of a stored instance; 0 when unknown (compacted, or before a checkpoint). */
+  readChecksum(instanceId: number): number;
+  /** Sends one SendLearnValue batch (NeedAck) of consecutive records. */
+  sendBatch(to: number, lastChecksum: number, records: readonly AcceptorRecord[]): void;
   /** Reports the end of a stream (for logs and counters). */
   ended(to: number, reason: SenderEndReason, nextInstanceId: number, error?: unknown): void;
 }
 
 export interface SenderCounters {
   prepared: number;
+  /** A peer asked again while prepared or streaming: its stream restarted from its new begin. */
+  reprepared: number;
   confirmed: number;
+  /** Prepared streams released because the asker chose another peer. */
+  declined: number;
+  /** Asks refused because maxConcurrentLearners peers were being served. */
+  busy: number;
+  batchesSent: number;
   valuesSent: number;
+  bytesSent: number;
   acks: number;
+  /** Gap acks (NACKs) that rewound a stream. */
+  nacks: number;
   ackTimeouts: number;
   prepareTimeouts: number;
   rateLimited: number;
+  /** Times a stream waited for the node-wide byte budget. */
+  budgetWaits: number;
+  /** Turns that stopped at senderTurnMax* and continued on the next turn. */
+  turnsYielded: number;
+  /** Most peers streaming at the same time (status; the simulator's coverage). */
+  maxConcurrentStreams: number;
+}
+
+/** One peer's stream, as status() shows it. */
+export interface SenderPeerStatus {
+  nodeId: number;
+  phase: SenderPhase;
+  beginInstanceId: number;
+  nextInstanceId: number;
+  ackedInstanceId: number;
+  inflightInstances: number;
+  inflightBytes: number;
+  ackLeadInstances: number;
+  ackLeadBytes: number;
+  bytesPerSec: number;
+  instancesPerSec: number;
 }
 
 export class LearnerSender {
-  phase: SenderPhase = 'idle';
-  /** The peer being served (0 when idle). */
-  toNodeId = 0;
-  /** Where the stream started: the asker's now instance id. */
-  beginInstanceId = 0;
-  /** Next instance to send. */
-  nextInstanceId = 0;
-  /** The receiver's now instance id as of its last ack. */
-  ackInstanceId = 0;
-  /** Current window; shrinks on ack timeout (PhxPaxos CutAckLead), reset after a full stream. */
-  ackLead: number;
   readonly counters: SenderCounters = {
     prepared: 0,
+    reprepared: 0,
     confirmed: 0,
+    declined: 0,
+    busy: 0,
+    batchesSent: 0,
     valuesSent: 0,
+    bytesSent: 0,
     acks: 0,
+    nacks: 0,
     ackTimeouts: 0,
     prepareTimeouts: 0,
     rateLimited: 0,
+    budgetWaits: 0,
+    turnsYielded: 0,
+    maxConcurrentStreams: 0,
   };
-
-  private phaseAtMs = 0;
-  private lastAckAtMs = 0;
-  private lastChecksum = 0;
+  /** Every peer that asked; idle entries keep a cut window for the peer's next stream. */
+  private readonly peers = new Map<number, Progress>();
+  /** How long the last pump() ran, on the port's clock (the pause before the next turn). */
+  lastTurnMs = 0;
   private tokens = 0;
   private tokensAtMs = 0;
+  private waitingForBudget = false;
 
   constructor(
     private readonly options: LearnerOptions,
     private readonly port: SenderPort,
+    private readonly budget: SenderBudget,
+    /** Called when the budget frees bytes while a stream waits for them. */
+    private readonly wake: () => void,
   ) {
-    this.ackLead = options.senderAckLead;
+    this.tokens = this.bucketCapacity();
   }
 
-  /** Reserves the sender for `to` (seed: LearnerSender::Prepare). False when it is busy. */
+  /** The peer's progress (tests, status), if it ever asked. */
+  progress(nodeId: number): Progress | undefined {
+    return this.peers.get(nodeId);
+  }
+
+  get activeCount(): number {
+    let n = 0;
+    for (const p of this.peers.values()) if (p.isActive) n++;
+    return n;
+  }
+
+  get isSending(): boolean {
+    for (const p of this.peers.values()) if (p.phase === 'sending') return true;
+    return false;
+  }
+
+  /**
+   * Reserves a stream for `to` from `beginInstanceId` (seed: LearnerSender::Prepare). A peer that
+   * is already prepared or streaming asked again (it restarted, or lost frames): its stream
+   * starts over from its new begin at once. False when maxConcurrentLearners others are served.
+   */
   prepare(beginInstanceId: number, to: number, nowMs: number): boolean {
     this.expire(nowMs);
-    if (this.phase !== 'idle') return false;
-    this.phase = 'prepared';
-    this.toNodeId = to;
-    this.beginInstanceId = beginInstanceId;
-    this.nextInstanceId = beginInstanceId;
-    this.ackInstanceId = beginInstanceId;
-    this.phaseAtMs = nowMs;
-    this.lastAckAtMs = nowMs;
+    let p = this.peers.get(to);
+    if (p?.isActive) {
+      this.budget.release(p.becomePrepared(beginInstanceId, nowMs));
+      this.counters.reprepared++;
+      return true;
+    }
+    if (this.activeCount >= this.options.maxConcurrentLearners) {
+      this.counters.busy++;
+      return false;
+    }
+    if (p === undefined) {
+      p = new Progress(
+        to,
+        this.options.senderAckLead,
+        this.options.senderAckLeadBytes,
+        this.options.rateWindowMs,
+      );
+      this.peers.set(to, p);
+    }
+    p.becomePrepared(beginInstanceId, nowMs);
     this.counters.prepared++;
     return true;
   }
 
-  /** The asker chose us (seed: LearnerSender::Comfirm); starts the stream. */
+  /** The asker chose us (seed: LearnerSender::Comfirm); starts its stream. */
   confirm(beginInstanceId: number, from: number, nowMs: number): boolean {
     this.expire(nowMs);
-    if (
-      this.phase !== 'prepared' ||
-      this.beginInstanceId !== beginInstanceId ||
-      this.toNodeId !== from
-    ) {
+    const p = this.peers.get(from);
+    if (p === undefined || p.phase !== 'prepared' || p.beginInstanceId !== beginInstanceId)
       return false;
-    }
-    this.phase = 'sending';
-    this.phaseAtMs = nowMs;
-    this.lastAckAtMs = nowMs;
-    this.lastChecksum = this.previousChecksum(beginInstanceId);
-    this.tokens = this.bucketCapacity();
-    this.tokensAtMs = nowMs;
+    p.becomeSending(this.chainBefore(beginInstanceId), nowMs, this.options.firstBatchInstances);
     this.counters.confirmed++;
-    this.pump(nowMs);
+    this.counters.maxConcurrentStreams = Math.max(
+      this.counters.maxConcurrentStreams,
+      this.streamingCount(),
+    );
     return true;
   }
 
-  /** The receiver reports its now instance id (seed: LearnerSender::Ack). */
-  ack(ackInstanceId: number, from: number, nowMs: number): void {
-    if (this.phase !== 'sending' || from !== this.toNodeId) return;
-    if (ackInstanceId <= this.ackInstanceId) return;
-    this.counters.acks++;
-    this.ackInstanceId = ackInstanceId;
-    this.lastAckAtMs = nowMs;
-    this.pump(nowMs);
-  }
-
-  /** Sends as much as the window and the rate allow. */
-  pump(nowMs: number): void {
-    while (this.phase === 'sending') {
-      if (this.nextInstanceId >= this.port.nowInstanceId()) {
-        this.ackLead = this.options.senderAckLead;
-        this.end('done');
-        return;
-      }
-      if (this.nextInstanceId < this.ackInstanceId) {
-        // The receiver is past what we would send next: it learned elsewhere (seed: CheckAck).
-        this.ackLead = this.options.senderAckLead;
-        this.end('caught-up');
-        return;
-      }
-      if (this.nextInstanceId > this.ackInstanceId + this.ackLead) {
-        if (nowMs - this.lastAckAtMs >= this.options.senderAckTimeoutMs) {
-          this.counters.ackTimeouts++;
-          this.cutAckLead();
-          this.end('ack-timeout');
-        }
-        return; // wait for an ack (or the deadline)
-      }
-      if (!this.takeToken(nowMs)) {
-        this.counters.rateLimited++;
-        return;
-      }
-      let record: AcceptorRecord | undefined;
-      try {
-        record = this.port.readRecord(this.nextInstanceId);
-      } catch (error) {
-        this.end('read-failed', error);
-        return;
-      }
-      if (record === undefined) {
-        this.end('read-failed');
-        return;
-      }
-      this.port.sendValue(this.toNodeId, record, this.lastChecksum);
-      this.counters.valuesSent++;
-      this.lastChecksum = record.checksum;
-      this.nextInstanceId++;
-      this.phaseAtMs = nowMs;
-    }
-  }
-
-  /** Ends expired phases; call when deadline() passes. */
-  tick(nowMs: number): void {
-    this.expire(nowMs);
-    this.pump(nowMs);
-  }
-
-  /** When tick() next has something to do, or undefined when idle or waiting only on acks. */
-  deadline(): number | undefined {
-    if (this.phase === 'prepared') return this.phaseAtMs + this.options.senderPrepareTimeoutMs;
-    if (this.phase !== 'sending') return undefined;
-    const ackDeadline = this.lastAckAtMs + this.options.senderAckTimeoutMs;
-    if (this.nextInstanceId > this.ackInstanceId + this.ackLead) return ackDeadline;
-    if (this.tokens < 1) return Math.min(ackDeadline, this.tokensAtMs + this.msPerToken());
-    return ackDeadline;
-  }
-
-  private expire(nowMs: number): void {
-    if (
-      this.phase === 'prepared' &&
-      nowMs - this.phaseAtMs >= this.options.senderPrepareTimeoutMs
-    ) {
-      this.counters.prepareTimeouts++;
-      this.end('prepare-timeout');
-    }
-  }
-
-  /** PhxPaxos CutAckLead: shrink by the receiver's ack lead while more than twice that remains. */
-  private cutAckLead(): void {
-    const receiverLead = this.options.receiverAckLead;
-    if (this.ackLead - receiverLead > receiverLead) this.ackLead -= receiverLead;
+  /** The asker chose another peer: our prepared stream for it is released at once. */
+  decline(beginInstanceId: number, from: number): boolean {
+    const p = this.peers.get(from);
+    if (p === undefined || p.phase !== 'prepared' || p.beginInstanceId !== beginInstanceId)
+      return false;
+    this.counters.declined++;
+    this.end(p, 'declined');
+    return true;
   }
 
   /**
-   * The chain value before the first instance sent, so the receiver can check the very first
-   * value too (PhxPaxos sends 0 there, which skips the check).
+   * The receiver reports its now instance id (seed: LearnerSender::Ack). With `gap` it got a
+   * value ahead of it (a frame was lost): the stream rewinds to that id (a NACK).
    */
-  private previousChecksum(beginInstanceId: number): number {
-    if (beginInstanceId === 0) return 0;
-    try {
-      return this.port.readRecord(beginInstanceId - 1)?.checksum ?? 0;
-    } catch {
-      return 0;
+  ack(instanceId: number, from: number, gap: boolean, nowMs: number): void {
+    const p = this.peers.get(from);
+    if (p === undefined || p.phase !== 'sending') return;
+    this.counters.acks++;
+    if (instanceId > p.nextInstanceId) {
+      // The receiver is past what we sent (it learned the tail elsewhere): go on from there.
+      this.budget.release(p.rewind(instanceId, this.chainBefore(instanceId), nowMs));
+    } else if (gap && instanceId < p.nextInstanceId) {
+      this.counters.nacks++;
+      this.budget.release(p.rewind(instanceId, this.chainBefore(instanceId), nowMs));
+    } else {
+      this.budget.release(p.acked(instanceId, nowMs));
+    }
+    if (p.ackedInstanceId >= this.port.nowInstanceId()) this.finish(p);
+  }
+
+  /**
+   * Sends what the windows, the budget and the rate allow, one batch per streaming peer in turn,
+   * until one turn's work is done. True when it stopped at the turn limit: call again on the
+   * next turn of the event loop.
+   */
+  pump(nowMs: number): boolean {
+    this.refillTokens(nowMs);
+    let turnInstances = 0;
+    let turnBytes = 0;
+    const turnStartMs = this.port.now();
+    for (;;) {
+      let progressed = false;
+      for (const p of this.peers.values()) {
+        if (p.phase !== 'sending') continue;
+        const sent = this.sendBatch(p, nowMs);
+        if (sent === undefined) continue;
+        progressed = true;
+        turnInstances += sent.instances;
+        turnBytes += sent.bytes;
+        if (
+          turnInstances >= this.options.senderTurnMaxInstances ||
+          turnBytes >= this.options.senderTurnMaxBytes ||
+          this.port.now() - turnStartMs >= this.options.senderTurnMaxMs
+        ) {
+          this.counters.turnsYielded++;
+          this.lastTurnMs = this.port.now() - turnStartMs;
+          return true;
+        }
+      }
+      if (!progressed) return false;
     }
   }
 
+  /** Ends expired phases and sends what is due; call when deadline() passes. */
+  tick(nowMs: number): boolean {
+    this.expire(nowMs);
+    return this.pump(nowMs);
+  }
+
+  /** When tick() next has something to do; undefined when only messages can move anything. */
+  deadline(): number | undefined {
+    let at = Number.POSITIVE_INFINITY;
+    let sending = false;
+    for (const p of this.peers.values()) {
+      if (p.phase === 'prepared')
+        at = Math.min(at, p.phaseAtMs + this.options.senderPrepareTimeoutMs);
+      if (p.phase !== 'sending') continue;
+      sending = true;
+      if (p.inflightInstances > 0)
+        at = Math.min(at, p.lastAckAtMs + this.options.senderAckTimeoutMs);
+    }
+    if (sending && this.tokens < 1) at = Math.min(at, this.tokensAtMs + this.msPerToken());
+    return at === Number.POSITIVE_INFINITY ? undefined : at;
+  }
+
+  peerStatus(nowMs: number): SenderPeerStatus[] {
+    const out: SenderPeerStatus[] = [];
+    for (const p of this.peers.values()) {
+      if (!p.isActive) continue;
+      const rate = p.sentRate.rates(nowMs, p.phaseAtMs);
+      out.push({
+        nodeId: p.nodeId,
+        phase: p.phase,
+        beginInstanceId: p.beginInstanceId,
+        nextInstanceId: p.nextInstanceId,
+        ackedInstanceId: p.ackedInstanceId,
+        inflightInstances: p.inflightInstances,
+        inflightBytes: p.inflightBytes,
+        ackLeadInstances: p.ackLeadInstances,
+        ackLeadBytes: p.ackLeadBytes,
+        bytesPerSec: rate.bytesPerSec,
+        instancesPerSec: rate.instancesPerSec,
+      });
+    }
+    return out;
+  }
+
+  /** Ends every stream (the group stops); frees their budget. */
+  stop(): void {
+    for (const p of this.peers.values()) if (p.isActive) this.budget.release(p.becomeIdle());
+  }
+
+  // ---- one batch ---------------------------------------------------------------------------
+
+  /** Sends one batch to `p`; undefined when nothing could be sent now. */
+  private sendBatch(p: Progress, nowMs: number): { instances: number; bytes: number } | undefined {
+    const nowInstanceId = this.port.nowInstanceId();
+    if (p.nextInstanceId >= nowInstanceId) {
+      if (p.ackedInstanceId >= nowInstanceId) this.finish(p);
+      return undefined; // everything sent: wait for the acks, or for new instances
+    }
+    const o = this.options;
+    const count = Math.min(
+      o.batchMaxInstances,
+      p.batchLimit,
+      p.ackLeadInstances - p.inflightInstances,
+      nowInstanceId - p.nextInstanceId,
+      Math.floor(this.tokens),
+    );
+    if (count <= 0) {
+      if (this.tokens < 1) this.counters.rateLimited++;
+      return undefined;
+    }
+    const leadBytes = p.ackLeadBytes - p.inflightBytes;
+    if (leadBytes <= 0) return undefined; // the byte window is full: wait for acks
+    const byteLimit = Math.min(o.batchMaxBytes, leadBytes, this.budget.availableBytes);
+    const records: AcceptorRecord[] = [];
+    let bytes = 0;
+    try {
+      this.fillReadAhead(p, count, byteLimit, nowInstanceId);
+    } catch (error) {
+      // A damaged record (E_CORRUPT_RECORD) ends this peer's stream, reported with the error;
+      // anything else is a bug and goes up.
+      if (!(error instanceof StorageError)) throw error;
+      this.end(p, 'read-failed', error);
+      return undefined;
+    }
+    for (const record of p.readAhead) {
+      if (records.length === count) break;
+      const size = record.value.length + RECORD_OVERHEAD_BYTES;
+      if (records.length > 0 && bytes + size > byteLimit) break;
+      if (records.length === 0 && size > leadBytes && p.inflightBytes > 0) return undefined;
+      records.push(record);
+      bytes += size;
+    }
+    if (records.length === 0 || records[0]!.instanceId !== p.nextInstanceId) {
+      // The log no longer holds what this peer needs (compacted meanwhile): it will ask again
+      // and be told our min chosen id.
+      this.end(p, 'read-failed');
+      return undefined;
+    }
+    for (let i = 1; i < records.length; i++) {
+      if (records[i]!.instanceId !== p.nextInstanceId + i) {
+        records.length = i; // a hole: send up to it; the next batch ends the stream there
+        break;
+      }
+    }
+    bytes = 0;
+    for (const r of records) bytes += r.value.length + RECORD_OVERHEAD_BYTES;
+    if (!this.budget.tryTake(bytes)) {
+      this.counters.budgetWaits++;
+      if (!this.waitingForBudget) {
+        this.waitingForBudget = true;
+        this.budget.waitForRelease(this.onBudgetRelease);
+      }
+      return undefined;
+    }
+    p.readAhead.splice(0, records.length);
+    this.tokens -= records.length;
+    this.port.sendBatch(p.nodeId, p.lastChecksum, records);
+    p.sent(records.length, bytes, records[records.length - 1]!.checksum, nowMs);
+    this.counters.batchesSent++;
+    this.counters.valuesSent += records.length;
+    this.counters.bytesSent += bytes;
+    return { instances: records.length, bytes };
+  }
+
+  private readonly onBudgetRelease = (): void => {
+    this.waitingForBudget = false;
+    this.wake();
+  };
+
+  /**
+   * Reads ahead until `count` records or `byteLimit` bytes (plus one record) are buffered, with
+   * one range() read kept open across batches (it reads the log in bounded chunks).
+   */
+  private fillReadAhead(p: Progress, count: number, byteLimit: number, nowId: number): void {
+    let bytes = 0;
+    for (const r of p.readAhead) bytes += r.value.length + RECORD_OVERHEAD_BYTES;
+    while (p.readAhead.length < count && (p.readAhead.length === 0 || bytes <= byteLimit)) {
+      const after = p.nextInstanceId + p.readAhead.length;
+      if (after >= nowId) return;
+      if (p.reader === undefined || after >= p.readEnd) {
+        p.reader = this.port.readRange(after, nowId);
+        p.readEnd = nowId;
+      }
+      const next = p.reader.next();
+      if (next.done === true) {
+        p.reader = undefined;
+        return; // a hole or compacted: sendBatch sees the ids
+      }
+      p.readAhead.push(next.value);
+      bytes += next.value.value.length + RECORD_OVERHEAD_BYTES;
+    }
+  }
+
+  // ---- ends and timeouts --------------------------------------------------------------------
+
+  private expire(nowMs: number): void {
+    for (const p of this.peers.values()) {
+      if (p.phase === 'prepared' && nowMs - p.phaseAtMs >= this.options.senderPrepareTimeoutMs) {
+        this.counters.prepareTimeouts++;
+        this.end(p, 'prepare-timeout');
+      } else if (
+        p.phase === 'sending' &&
+        p.inflightInstances > 0 &&
+        nowMs - p.lastAckAtMs >= this.options.senderAckTimeoutMs
+      ) {
+        // Only this peer's window shrinks: the others keep theirs.
+        this.counters.ackTimeouts++;
+        p.cutLead(2 * this.options.receiverAckLead, this.options.batchMaxBytes);
+        this.end(p, 'ack-timeout');
+      }
+    }
+  }
+
+  /** The peer has everything we had: the stream ran to its end. */
+  private finish(p: Progress): void {
+    p.resetLead();
+    this.end(p, 'done');
+  }
+
+  private end(p: Progress, reason: SenderEndReason, error?: unknown): void {
+    const next = p.nextInstanceId;
+    this.budget.release(p.becomeIdle());
+    this.port.ended(p.nodeId, reason, next, error);
+  }
+
+  private streamingCount(): number {
+    let n = 0;
+    for (const p of this.peers.values()) if (p.phase === 'sending') n++;
+    return n;
+  }
+
+  /**
+   * The chain value before `instanceId`, so the receiver can check the very first value too
+   * (PhxPaxos sends 0 there, which skips the check).
+   */
+  private chainBefore(instanceId: number): number {
+    return instanceId === 0 ? 0 : this.port.readChecksum(instanceId - 1);
+  }
+
+  // ---- rate limit (PhxPaxos: SendLearnValue's qps limit) --------------------------------------
+
   private bucketCapacity(): number {
-    return Math.max(1, Math.ceil(this.options.sendRateInstancesPerSec / 100)); // 10 ms of sending
+    // 10 ms of sending, and at least one full batch.
+    return Math.max(
+      this.options.batchMaxInstances,
+      Math.ceil(this.options.sendRateInstancesPerSec / 100),
+    );
   }
 
   private msPerToken(): number {
     return 1000 / this.options.sendRateInstancesPerSec;
   }
 
-  private takeToken(nowMs: number): boolean {
+  private refillTokens(nowMs: number): void {
     const elapsed = nowMs - this.tokensAtMs;
     if (elapsed > 0) {
       this.tokens = Math.min(this.bucketCapacity(), this.tokens + elapsed / this.msPerToken());
       this.tokensAtMs = nowMs;
     }
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
-  }
-
-  private end(reason: SenderEndReason, error?: unknown): void {
-    const to = this.toNodeId;
-    const next = this.nextInstanceId;
-    this.phase = 'idle';
-    this.toNodeId = 0;
-    this.port.ended(to, reason, next, error);
   }
 }

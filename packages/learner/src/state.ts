@@ -3,8 +3,11 @@ import { chainChecksum } from '@tspaxos/crc-wasm';
 import type { LogStore } from '@tspaxos/storage';
 import { type Ballot, compareBallots, NULL_BALLOT } from './ballot';
 
+/** Shared by every reset: a fresh empty array per instance showed up in the catch-up profile. */
+const EMPTY = new Uint8Array(0);
+
 export class LearnerState {
-  private learnedValue: Uint8Array = new Uint8Array(0);
+  private learnedValue: Uint8Array = EMPTY;
   private learned = false;
   private checksum = 0;
   private learnedBallot: Ballot = NULL_BALLOT;
@@ -16,7 +19,7 @@ export class LearnerState {
 
   /** Forgets the previous instance (seed: LearnerState::Init). */
   reset(): void {
-    this.learnedValue = new Uint8Array(0);
+    this.learnedValue = EMPTY;
     this.learned = false;
     this.checksum = 0;
     this.learnedBallot = NULL_BALLOT;

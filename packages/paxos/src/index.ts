@@ -8,7 +8,14 @@ export {
   type LogLevel,
 } from './node';
 export type { ProposeResult } from './committer';
-export type { GroupStatus, GroupErrors, ErrorCount, InstanceCounters } from './instance';
+export type {
+  GroupStatus,
+  GroupErrors,
+  ErrorCount,
+  InstanceCounters,
+  InstanceEvent,
+} from './instance';
+export { NodeEventEmitter, type NodeEvents, type NodeEventName } from './events';
 export { PaxosError, type PaxosErrorCode } from './errors';
 export {
   type PaxosOptions,

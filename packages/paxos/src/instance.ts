@@ -8,9 +8,11 @@ import {
   type Ballot,
   isNullBallot,
   Learner,
+  type LearnerEvent,
   type LearnerHost,
   type LearnerStatus,
   NULL_BALLOT,
+  type SenderBudget,
 } from '@tspaxos/learner';
 import { type PaxosMsg, PaxosMsgType } from '@tspaxos/transport';
 import { Acceptor } from './acceptor';
@@ -55,6 +57,10 @@ export interface InstanceConfig {
   options: PaxosOptions;
   /** Planted bugs (tests only, see faults.ts). */
   faults?: UnsafeFaults;
+  /** The node-wide byte budget of the learner senders (shared by every group of the node). */
+  senderBudget?: SenderBudget;
+  /** Progress events for the node's listeners: learned instances, catch-up start and end. */
+  onEvent?: (event: InstanceEvent) => void;
   log?: (
     level: 'debug' | 'info' | 'warn' | 'error',
     event: string,
@@ -80,6 +86,8 @@ export interface GroupStatus {
   errors: GroupErrors;
   proposer: { phase: string; proposalId: number; counters: ProposerCounters };
   learner: LearnerStatus;
+  /** This group's learner sender: the peers it streams to (the same object as learner.sender). */
+  sender: LearnerStatus['sender'];
   committer: {
     queued: number;
     inFlightInstanceId: number | undefined;
@@ -87,6 +95,11 @@ export interface GroupStatus {
   };
   counters: InstanceCounters;
 }
+
+/** What a group tells the node's listeners (PaxosNode.on). */
+export type InstanceEvent =
+  | { type: 'learned'; group: number; instanceId: number; count: number }
+  | ({ group: number } & LearnerEvent);
 
 export interface InstanceCounters {
   messagesReceived: number;
@@ -366,6 +379,7 @@ export class Instance {
       if (sm.getCheckpointInstanceId)
         checkpointInstanceId = Math.max(checkpointInstanceId, sm.getCheckpointInstanceId(group));
     }
+    const learner = this.learner.status();
     return {
       nodeId,
       group,
@@ -391,7 +405,8 @@ export class Instance {
         proposalId: this.proposer.proposalId,
         counters: { ...this.proposer.counters },
       },
-      learner: this.learner.status(),
+      learner,
+      sender: learner.sender,
       committer: {
         queued: this.committer.queueLength,
         inFlightInstanceId: this.committer.inFlight?.instanceId,
@@ -453,6 +468,11 @@ export class Instance {
       success.nodeId = msg.preAcceptNodeId;
       await this.receiveForLearner(success);
     }
+    if (msg.instanceId === this.acceptor.instanceId && this.learner.state.isLearned) {
+      // Already chosen and stored here (the rest of a streamed batch, not executed yet): the
+      // acceptor must not accept anything over the chosen record.
+      return;
+    }
     if (msg.instanceId === this.acceptor.instanceId) {
       const reply =
         msg.msgType === PaxosMsgType.Prepare
@@ -494,10 +514,28 @@ export class Instance {
     return this.stoppedReason === undefined;
   }
 
-  /** Runs after every learner message: executes a learned value, acks, resumes the sender. */
+  /**
+   * Runs after every learner message: executes what was learned (a batch streamed by a peer is
+   * executed instance by instance, in order), acks, resumes the sender.
+   */
   private async afterLearnerMessage(): Promise<void> {
-    if (!(await this.flushWrites())) return; // adopted system variables could not be saved
-    if (this.learner.state.isLearned) await this.onLearned();
+    // Adopted system variables could not be saved (no await when nothing is pending: a microtask
+    // per instance of a streamed batch is measurable).
+    if (this.pendingWrites.length > 0 && !(await this.flushWrites())) return;
+    const before = this.learner.instanceId;
+    while (this.learner.state.isLearned && this.stoppedReason === undefined && !this.closed) {
+      const at = this.learner.instanceId;
+      await this.onLearned();
+      if (this.learner.instanceId === at) break; // execution failed: retried later
+    }
+    const count = this.learner.instanceId - before;
+    if (count > 0)
+      this.config.onEvent?.({
+        type: 'learned',
+        group: this.config.group,
+        instanceId: this.learner.instanceId,
+        count,
+      });
     this.learner.flushAck();
     this.learner.pumpSender();
   }
@@ -608,7 +646,7 @@ export class Instance {
       this.armExecuteRetry();
       return;
     }
-    if (!(await this.flushWrites())) return; // a membership change could not be saved
+    if (this.pendingWrites.length > 0 && !(await this.flushWrites())) return; // a membership change could not be saved
     if (isMine) this.committer.committed(results);
     else if (flight !== undefined && flight.instanceId === instanceId) this.committer.conflicted();
     this.counters.instancesLearned++;
@@ -616,7 +654,7 @@ export class Instance {
     this.previousChosenBallot = this.learner.state.ballot;
     this.newInstance();
     this.rearmCommitTimer();
-    await this.retryMessages();
+    if (this.retryQueue.length > 0) await this.retryMessages();
     this.checkNewValue();
   }
 
@@ -839,6 +877,8 @@ export class Instance {
           note: 'checkpoint transfer is not built yet (README: Status)',
         }),
       event: (name, fields) => this.log('debug', name, fields),
+      ...(config.senderBudget !== undefined ? { senderBudget: config.senderBudget } : {}),
+      notify: (event) => config.onEvent?.({ group: config.group, ...event }),
     };
   }
 

@@ -397,7 +397,7 @@ describe('options are checked at construction', () => {
   it.each<[Record<string, unknown>, RegExp]>([
     [{ prepareTimeoutMs: 0 }, /paxos option prepareTimeoutMs must be an integer in 1 … \d+, got 0/],
     [{ acceptTimeoutMs: Number.NaN }, /acceptTimeoutMs must be an integer in 1 …/],
-    [{ maxValueBytes: -5 }, /maxValueBytes must be an integer in 1 … 52428651, got -5/],
+    [{ maxValueBytes: -5 }, /maxValueBytes must be an integer in 1 … 68157291, got -5/],
     [{ batchMaxValues: 2.5 }, /batchMaxValues must be an integer in 1 …/],
     [{ proposeTimeoutMs: Infinity }, /proposeTimeoutMs must be an integer/],
     [

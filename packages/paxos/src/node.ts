@@ -1,10 +1,12 @@
 // The node API: one node hosting one or more groups over one LogStore and one Network.
+import { SenderBudget } from '@tspaxos/learner';
 import type { LogStore } from '@tspaxos/storage';
 import type { Message, Network } from '@tspaxos/transport';
 import type { ProposeResult } from './committer';
 import { PaxosError } from './errors';
+import { NodeEventEmitter, type NodeEventName, type NodeEvents } from './events';
 import type { UnsafeFaults } from './faults';
-import { type GroupStatus, Instance } from './instance';
+import { type GroupStatus, Instance, type InstanceEvent } from './instance';
 import {
   checkValueLimits,
   type PaxosOptions,
@@ -67,6 +69,9 @@ export class PaxosNode {
   private readonly instances: Instance[];
   private readonly store: LogStore;
   private stopped = false;
+  private readonly events = new NodeEventEmitter();
+  /** One byte budget for the learner senders of every group (LearnerOptions.senderBudgetBytes). */
+  readonly senderBudget: SenderBudget;
 
   /** Use createNode(): it also loads state and starts the groups. */
   constructor(private readonly opts: NodeOptions) {
@@ -101,6 +106,7 @@ export class PaxosNode {
     this.options = resolveOptions(opts.groups, opts.options);
     checkValueLimits(this.options, opts.network.maxFrameBytes, opts.store.options?.maxValueBytes);
     this.instances = [];
+    this.senderBudget = new SenderBudget(this.options.learner.senderBudgetBytes);
     for (let group = 0; group < opts.groups; group++) {
       const machines =
         typeof opts.stateMachines === 'function'
@@ -121,6 +127,8 @@ export class PaxosNode {
           stateMachines: machines,
           options: this.options,
           ...(opts.unsafeFaults ? { faults: opts.unsafeFaults } : {}),
+          senderBudget: this.senderBudget,
+          onEvent: (event) => this.emitInstanceEvent(event),
           ...(opts.logger ? { log: opts.logger } : {}),
         }),
       );
@@ -168,9 +176,17 @@ export class PaxosNode {
     return this.instance(group).status();
   }
 
-  /** The group's now instance id (the first not learned here): status().instanceId, cheaply. */
-  nowInstanceId(group: number): number {
+  /** The group's now instance id (the first not learned here): no status built, no I/O. */
+  instanceId(group: number): number {
     return this.instance(group).instanceId;
+  }
+
+  /**
+   * Listens to `learned` (after each executed run of instances), `catchUpStarted` and
+   * `caughtUp`; returns the function that removes the listener.
+   */
+  on<K extends NodeEventName>(name: K, listener: (event: NodeEvents[K]) => void): () => void {
+    return this.events.on(name, listener);
   }
 
   get groupCount(): number {
@@ -221,6 +237,28 @@ export class PaxosNode {
         `no group ${String(group)} on node ${this.nodeId} (groups: ${this.instances.length})`,
       );
     return instance;
+  }
+
+  private emitInstanceEvent(event: InstanceEvent): void {
+    switch (event.type) {
+      case 'learned':
+        this.events.emit('learned', {
+          group: event.group,
+          instanceId: event.instanceId,
+          count: event.count,
+        });
+        return;
+      case 'catchUpStarted': {
+        const { type: _type, ...rest } = event;
+        this.events.emit('catchUpStarted', rest);
+        return;
+      }
+      case 'caughtUp': {
+        const { type: _type, ...rest } = event;
+        this.events.emit('caughtUp', rest);
+        return;
+      }
+    }
   }
 
   private receive(from: number, group: number, message: Message): void {

@@ -6,7 +6,7 @@ import {
   type LearnerOptions,
   resolveLearnerOptions,
 } from '@tspaxos/learner';
-import { MAX_FRAME_BYTES, MAX_FRAME_BYTES_LARGE, maxPaxosValueBytes } from '@tspaxos/transport';
+import { MAX_FRAME_BYTES, MAX_FRAME_BYTES_CEILING, maxPaxosValueBytes } from '@tspaxos/transport';
 import { PaxosError } from './errors';
 import { SINGLE_VALUE_OVERHEAD_BYTES } from './value';
 
@@ -109,7 +109,7 @@ export const PAXOS_OPTION_RANGES: Readonly<
   rejectedRetryDelayMs: { min: 0 },
   ioLoopQueueMaxMessages: { min: 1 },
   retryQueueMaxMessages: { min: 1 },
-  maxValueBytes: { min: 1, max: maxValueBytesForFrame(MAX_FRAME_BYTES_LARGE) },
+  maxValueBytes: { min: 1, max: maxValueBytesForFrame(MAX_FRAME_BYTES_CEILING) },
   committerQueueMaxProposals: { min: 1 },
   committerQueueMaxBytes: { min: 1 },
   proposeTimeoutMs: { min: 1 },

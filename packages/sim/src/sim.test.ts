@@ -129,7 +129,10 @@ describe('simulator', () => {
     });
     expect(r.ok).toBe(true);
     const streamed = r.trace.filter((l) => /deliver n[12]→n3 g0 SendLearnValue /.test(l));
-    expect(streamed.length).toBeGreaterThan(20);
+    const values = streamed.reduce((n, l) => n + Number(/batch=(\d+)/.exec(l)?.[1] ?? 1), 0);
+    expect(values).toBeGreaterThan(20);
+    // Batched: far fewer frames than values.
+    expect(streamed.some((l) => /batch=([2-9]|\d\d)/.test(l))).toBe(true);
     expect(r.trace.some((l) => /deliver n3→n[12] g0 ComfirmAskforLearn/.test(l))).toBe(true);
     expect(r.coverage.paths['catch-up-streams-finished']).toBeGreaterThan(0);
   });

@@ -761,7 +761,7 @@ class Simulation {
     for (const n of this.nodes) {
       if (!n.alive || n.node === undefined) continue;
       for (let g = 0; g < this.topology.groups; g++) {
-        const now = n.node.nowInstanceId(g);
+        const now = n.node.instanceId(g);
         const from = n.checkedUpTo[g]!;
         if (now <= from) continue;
         const seen = this.firstChecksum[g]!;
@@ -1260,6 +1260,8 @@ function describe(from: number, to: number, group: number, message: Message): st
   if (m.rejectByPromiseId) parts.push(`reject=${m.rejectByPromiseId}`);
   if (m.nowInstanceId) parts.push(`now=${m.nowInstanceId}`);
   if (m.value.length) parts.push(`value=${m.value.length}B`);
+  if (m.batch.length) parts.push(`batch=${m.batch.length}`);
+  if (m.flag) parts.push(`flag=${m.flag}`);
   return parts.join(' ');
 }
 

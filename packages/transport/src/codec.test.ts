@@ -1,4 +1,6 @@
+import { crc32 } from '@tspaxos/crc-wasm';
 import fc from 'fast-check';
+import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
 import {
   checkpointMsg,
@@ -42,8 +44,65 @@ const paxosArb: fc.Arbitrary<Message> = fc
     flag: u32,
     systemVariables: fc.uint8Array({ maxLength: 32 }),
     masterVariables: fc.uint8Array({ maxLength: 32 }),
+    batch: fc.constant([]),
   })
   .map((msg) => ({ kind: 'paxos' as const, msg }));
+
+const batchArb: fc.Arbitrary<Message> = fc
+  .record({
+    instanceId: fc.nat({ max: 2 ** 40 }),
+    nodeId: id,
+    lastChecksum: u32,
+    batch: fc.array(
+      fc.record({ proposalId: id, proposalNodeId: id, checksum: u32, value: bytes }),
+      { minLength: 1, maxLength: 40 },
+    ),
+  })
+  .map((f) => ({
+    kind: 'paxos' as const,
+    msg: paxosMsg({ msgType: PaxosMsgType.SendLearnValue, flag: 1, ...f }),
+  }));
+
+/** A frame with the given scalars and byte fields, laid out and sealed as the codec does. */
+function rawFrame(scalars: unknown[], fields: Uint8Array[]): Uint8Array {
+  const header = new Packr({ useRecords: false }).pack(scalars);
+  const n = 16 + header.length + 4 + 4 * fields.length + fields.reduce((a, f) => a + f.length, 0);
+  const out = new Uint8Array(n + 4);
+  const dv = new DataView(out.buffer);
+  dv.setUint32(0, n, true);
+  out[4] = 1;
+  out[5] = 1;
+  dv.setUint32(12, header.length, true);
+  out.set(header, 16);
+  let at = 16 + header.length;
+  dv.setUint32(at, fields.length, true);
+  at += 4;
+  for (const f of fields) {
+    dv.setUint32(at, f.length, true);
+    at += 4;
+  }
+  for (const f of fields) {
+    out.set(f, at);
+    at += f.length;
+  }
+  dv.setUint32(at, crc32(out.subarray(4, at)), true);
+  return out;
+}
+
+const scalars = (msgType: number, instanceId = 0) => [
+  msgType,
+  instanceId,
+  1,
+  0,
+  0,
+  0,
+  0,
+  0,
+  0,
+  0,
+  0,
+  0,
+];
 
 const checkpointArb: fc.Arbitrary<Message> = fc
   .record({
@@ -172,6 +231,116 @@ describe('frame codec', () => {
       encodeFrameBytes(0, { kind: 'paxos', msg: paxosMsg({ msgType: 5 }) }),
     );
     expect(!notHello.ok && notHello.error.code).toBe('E_NO_HANDSHAKE');
+  });
+});
+
+describe('SendLearnValue batches', () => {
+  it('round-trips batches of small and large values (property)', () => {
+    fc.assert(
+      fc.property(batchArb, u32, (message, group) => {
+        const decoded = decodeFrame(encodeFrameBytes(group, message));
+        expect(decoded.ok).toBe(true);
+        if (!decoded.ok) return;
+        expect(normal(decoded.value.message)).toEqual(normal(message));
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it('copies small values of a large batch into shared chunks, keeps large ones by reference', () => {
+    const big = new Uint8Array(64 * 1024).fill(3);
+    const small = Array.from({ length: 300 }, (_, i) => new Uint8Array(100).fill(i));
+    const entry = (value: Uint8Array) => ({ proposalId: 1, proposalNodeId: 1, checksum: 9, value });
+    const chunks = encodeFrame(0, {
+      kind: 'paxos',
+      msg: paxosMsg({
+        msgType: PaxosMsgType.SendLearnValue,
+        batch: [...small.map(entry), entry(big), ...small.map(entry)],
+      }),
+    });
+    expect(chunks).toContain(big);
+    // head + (30 KiB of small values in 16 KiB runs) × 2 + big + trailer: far fewer than 602.
+    expect(chunks.length).toBeLessThan(10);
+  });
+
+  const table = (entries: number[][]) => {
+    const t = new Uint8Array(entries.length * 20);
+    const dv = new DataView(t.buffer);
+    entries.forEach(([p, n, c], i) => {
+      dv.setUint32(i * 20, p!, true);
+      dv.setUint32(i * 20 + 4, 0, true);
+      dv.setUint32(i * 20 + 8, n!, true);
+      dv.setUint32(i * 20 + 16, c!, true);
+    });
+    return t;
+  };
+  const E = new Uint8Array(0);
+
+  it('decodes a hand-made batch frame and refuses every malformed one with a code', () => {
+    const v = new Uint8Array([1, 2, 3]);
+    const good = decodeFrame(rawFrame(scalars(6, 10), [E, E, E, table([[5, 2, 77]]), v]));
+    expect(good.ok && good.value.message.kind === 'paxos' && good.value.message.msg.batch).toEqual([
+      { proposalId: 5, proposalNodeId: 2, checksum: 77, value: v },
+    ]);
+    const code = (f: Uint8Array) => {
+      const r = decodeFrame(f);
+      return r.ok ? 'ok' : r.error.code;
+    };
+    // Table describes two values, one is there.
+    expect(
+      code(
+        rawFrame(scalars(6), [
+          E,
+          E,
+          E,
+          table([
+            [1, 1, 1],
+            [2, 1, 1],
+          ]),
+          v,
+        ]),
+      ),
+    ).toBe('E_BAD_FIELD');
+    // A table and no value.
+    expect(code(rawFrame(scalars(6), [E, E, E, table([])]))).toBe('E_BAD_FIELD');
+    // A batch on another message type.
+    expect(code(rawFrame(scalars(3), [E, E, E, table([[1, 1, 1]]), v]))).toBe('E_BAD_FIELD');
+    // A proposal id above 2^53.
+    const unsafe = table([[1, 1, 1]]);
+    new DataView(unsafe.buffer).setUint32(4, 0x200000, true);
+    expect(code(rawFrame(scalars(6), [E, E, E, unsafe, v]))).toBe('E_UNSAFE_INTEGER');
+    // A batch whose last instance id is not a safe integer.
+    expect(
+      code(
+        rawFrame(scalars(6, Number.MAX_SAFE_INTEGER), [
+          E,
+          E,
+          E,
+          table([
+            [1, 1, 1],
+            [1, 1, 1],
+          ]),
+          v,
+          v,
+        ]),
+      ),
+    ).toBe('E_UNSAFE_INTEGER');
+    // More byte fields than the largest batch.
+    const many = Array.from({ length: 16_384 + 1 }, () => v);
+    expect(code(rawFrame(scalars(6), [E, E, E, table(many.map(() => [1, 1, 1])), ...many]))).toBe(
+      'E_BAD_FIELD',
+    );
+  });
+
+  it('refuses to encode a batch on another type or one over the wire limit', () => {
+    const entry = { proposalId: 1, proposalNodeId: 1, checksum: 0, value: E };
+    expect(() =>
+      encodeFrame(0, { kind: 'paxos', msg: paxosMsg({ msgType: 3, batch: [entry] }) }),
+    ).toThrow(expect.objectContaining({ code: 'E_BAD_FIELD' }));
+    const tooMany = Array.from({ length: 16_385 }, () => entry);
+    expect(() =>
+      encodeFrame(0, { kind: 'paxos', msg: paxosMsg({ msgType: 6, batch: tooMany }) }),
+    ).toThrow(expect.objectContaining({ code: 'E_BAD_FIELD' }));
   });
 });
 

@@ -15,11 +15,12 @@ import {
   type CheckpointMsg,
   CheckpointMsgType,
   FrameCommand,
+  type LearnedValue,
   type Message,
   type PaxosMsg,
   PaxosMsgType,
 } from './messages';
-import { MAX_FRAME_BYTES } from './options';
+import { LEARN_BATCH_ENTRY_BYTES, MAX_FRAME_BYTES, MAX_LEARN_BATCH_INSTANCES } from './options';
 
 export const FRAME_VERSION = 1;
 /** Bytes before the msgpackr header: length, version, command, reserved, group, header length. */
@@ -27,6 +28,12 @@ const FIXED_BYTES = 16;
 /** Frames up to this size are assembled into one buffer; larger ones stay a list of chunks. */
 const COALESCE_BYTES = 16 * 1024;
 const MAX_PATH_CHARS = 4096;
+/** Byte fields of a paxos frame: value, system variables, master variables. */
+const PAXOS_FIELDS = 3;
+/** Most byte fields a frame may have: a full SendLearnValue batch (table + one per value). */
+const MAX_FIELDS = PAXOS_FIELDS + 1 + MAX_LEARN_BATCH_INSTANCES;
+/** Byte fields below this size are copied into shared chunks when a frame is not coalesced. */
+const SMALL_FIELD_BYTES = 4 * 1024;
 
 // Integers: msgpackr writes safe integers above 2^32 as float64 (exact); 64-bit integers from a
 // foreign peer decode as BigInt and are rejected by validation, never rounded.
@@ -119,9 +126,39 @@ function scalarsOf(message: Message): unknown[] {
 }
 
 function bytesOf(message: Message): Uint8Array[] {
-  return message.kind === 'paxos'
-    ? [message.msg.value, message.msg.systemVariables, message.msg.masterVariables]
-    : [message.msg.buffer];
+  if (message.kind !== 'paxos') return [message.msg.buffer];
+  const m = message.msg;
+  const fields = [m.value, m.systemVariables, m.masterVariables];
+  if (m.batch.length === 0) return fields;
+  if (m.msgType !== PaxosMsgType.SendLearnValue || m.batch.length > MAX_LEARN_BATCH_INSTANCES) {
+    throw new TransportError(
+      'E_BAD_FIELD',
+      `a batch of ${m.batch.length} values in msgType ${m.msgType} cannot be encoded`,
+    );
+  }
+  fields.push(encodeBatchTable(m.batch));
+  for (const v of m.batch) fields.push(v.value);
+  return fields;
+}
+
+/** The batch's fixed-layout table: per value proposalId u64, proposalNodeId u64, checksum u32. */
+function encodeBatchTable(batch: readonly LearnedValue[]): Uint8Array {
+  const table = allocUnfilled(batch.length * LEARN_BATCH_ENTRY_BYTES);
+  let at = 0;
+  for (const v of batch) {
+    putU64(table, at, v.proposalId);
+    putU64(table, at + 8, v.proposalNodeId);
+    putU32(table, at + 16, v.checksum);
+    at += LEARN_BATCH_ENTRY_BYTES;
+  }
+  return table;
+}
+
+function putU64(b: Uint8Array, at: number, v: number): void {
+  if (!Number.isSafeInteger(v) || v < 0)
+    throw new TransportError('E_UNSAFE_INTEGER', `${v} is not a safe non-negative integer`);
+  putU32(b, at, v >>> 0);
+  putU32(b, at + 4, Math.floor(v / 0x100000000));
 }
 
 function buildFrame(
@@ -169,11 +206,31 @@ function buildFrame(
   }
   let crc = crc32(head.subarray(4));
   const chunks: Uint8Array[] = [head];
+  // Runs of small fields (a batch of small values) are copied into one chunk: a socket write
+  // per 100 B value would cost more than the copy. Large fields stay by reference.
+  let run: Uint8Array[] = [];
+  let runBytes = 0;
+  const flushRun = (): void => {
+    if (run.length === 0) return;
+    const joined = concatChunks(run);
+    crc = crc32(joined, crc);
+    chunks.push(joined);
+    run = [];
+    runBytes = 0;
+  };
   for (const f of fields) {
     if (f.length === 0) continue;
+    if (f.length < SMALL_FIELD_BYTES) {
+      run.push(f);
+      runBytes += f.length;
+      if (runBytes >= COALESCE_BYTES) flushRun();
+      continue;
+    }
+    flushRun();
     crc = crc32(f, crc);
     chunks.push(f);
   }
+  flushRun();
   const trailer = allocBytes(4);
   putU32(trailer, 0, crc);
   chunks.push(trailer);
@@ -274,7 +331,7 @@ function decodeRaw(frame: Uint8Array, maxFrameBytes: number): DecodeResult<RawFr
   if (!Array.isArray(scalars)) return fail('E_BAD_FIELD', 'frame header is not an array');
   const count = u32(frame, at);
   at += 4;
-  if (count > 16 || at + 4 * count > end)
+  if (count > MAX_FIELDS || at + 4 * count > end)
     return fail('E_BAD_FIELD', `frame has ${count} byte fields`);
   const fields: Uint8Array[] = [];
   let data = at + 4 * count;
@@ -321,11 +378,15 @@ function toPaxos(raw: RawFrame): PaxosMsg {
   if (msgType < PaxosMsgType.Prepare || msgType > PaxosMsgType.OnAskforCheckpoint) {
     throw new FieldError('E_UNKNOWN_MSG_TYPE', `paxos msgType ${msgType} is unknown`);
   }
-  if (raw.fields.length < 3)
+  if (raw.fields.length < PAXOS_FIELDS)
     throw new FieldError('E_BAD_FIELD', 'paxos frame lacks its byte fields');
+  const batch = raw.fields.length > PAXOS_FIELDS ? decodeBatch(msgType, raw.fields) : NO_BATCH;
+  const instanceId = int(s, 1, 'instanceId');
+  if (!Number.isSafeInteger(instanceId + batch.length))
+    throw new FieldError('E_UNSAFE_INTEGER', `a batch from instance ${instanceId} overflows`);
   return {
     msgType,
-    instanceId: int(s, 1, 'instanceId'),
+    instanceId,
     nodeId: int(s, 2, 'nodeId'),
     proposalId: int(s, 3, 'proposalId'),
     proposalNodeId: int(s, 4, 'proposalNodeId'),
@@ -339,7 +400,42 @@ function toPaxos(raw: RawFrame): PaxosMsg {
     value: raw.fields[0] ?? EMPTY,
     systemVariables: raw.fields[1] ?? EMPTY,
     masterVariables: raw.fields[2] ?? EMPTY,
+    batch,
   };
+}
+
+const NO_BATCH: readonly LearnedValue[] = Object.freeze([]);
+
+function u64(b: Uint8Array, at: number, name: string): number {
+  const high = u32(b, at + 4);
+  if (high > 0x1fffff)
+    throw new FieldError('E_UNSAFE_INTEGER', `${name} does not fit a safe integer`);
+  return high * 0x100000000 + u32(b, at);
+}
+
+/** The batch of a SendLearnValue: fields 3 (the table) and 4 … (one value per entry). */
+function decodeBatch(msgType: number, fields: Uint8Array[]): LearnedValue[] {
+  if (msgType !== PaxosMsgType.SendLearnValue)
+    throw new FieldError('E_BAD_FIELD', `msgType ${msgType} cannot carry a batch`);
+  const table = fields[PAXOS_FIELDS]!;
+  const count = fields.length - PAXOS_FIELDS - 1;
+  if (count < 1 || count > MAX_LEARN_BATCH_INSTANCES)
+    throw new FieldError('E_BAD_FIELD', `a batch of ${count} values is out of range`);
+  if (table.length !== count * LEARN_BATCH_ENTRY_BYTES)
+    throw new FieldError(
+      'E_BAD_FIELD',
+      `batch table of ${table.length} bytes does not describe ${count} values`,
+    );
+  const batch: LearnedValue[] = new Array<LearnedValue>(count);
+  for (let i = 0, at = 0; i < count; i++, at += LEARN_BATCH_ENTRY_BYTES) {
+    batch[i] = {
+      proposalId: u64(table, at, 'batch proposalId'),
+      proposalNodeId: u64(table, at + 8, 'batch proposalNodeId'),
+      checksum: u32(table, at + 16),
+      value: fields[PAXOS_FIELDS + 1 + i]!,
+    };
+  }
+  return batch;
 }
 
 function toCheckpoint(raw: RawFrame): CheckpointMsg {

@@ -7,7 +7,13 @@
 import { crc32, optionsProblem, rangeProblem } from '@tspaxos/crc-wasm';
 import { decodeFrame, encodeFrameBytes } from './codec';
 import { TransportError } from './errors';
-import { LINK_DELAY_RANGE, LINK_RATE_RANGE, MAX_FRAME_BYTES } from './options';
+import {
+  LINK_DELAY_RANGE,
+  LINK_RATE_RANGE,
+  MAX_FRAME_BYTES,
+  MAX_FRAME_BYTES_CEILING,
+  MIN_FRAME_BYTES,
+} from './options';
 import type { Message } from './messages';
 import { countDrop, type DropCounters, type Network, type Rng } from './ports';
 
@@ -94,10 +100,23 @@ export class MemoryNetwork {
   private readonly keepTrace: boolean;
   private readonly traceLines: string[] = [];
 
-  constructor(opts: { rng: Rng; keepTrace?: boolean }) {
+  private readonly maxFrameBytes: number;
+
+  /** maxFrameBytes: as TcpNetwork's (default MAX_FRAME_BYTES); see frameBytesForValues(). */
+  constructor(opts: { rng: Rng; keepTrace?: boolean; maxFrameBytes?: number }) {
     if (typeof opts?.rng?.next !== 'function')
       throw new TransportError('E_BAD_ARGUMENT', 'MemoryNetwork option rng must be an Rng');
     this.rng = opts.rng;
+    this.maxFrameBytes = opts.maxFrameBytes ?? MAX_FRAME_BYTES;
+    const frameProblem = rangeProblem(this.maxFrameBytes, {
+      min: MIN_FRAME_BYTES,
+      max: MAX_FRAME_BYTES_CEILING,
+    });
+    if (frameProblem !== undefined)
+      throw new TransportError(
+        'E_BAD_ARGUMENT',
+        `MemoryNetwork option maxFrameBytes ${frameProblem}`,
+      );
     this.keepTrace = opts.keepTrace ?? false;
   }
 
@@ -111,7 +130,7 @@ export class MemoryNetwork {
       close: async () => {
         this.handlers.delete(nodeId);
       },
-      maxFrameBytes: MAX_FRAME_BYTES,
+      maxFrameBytes: this.maxFrameBytes,
     };
   }
 
@@ -165,7 +184,7 @@ export class MemoryNetwork {
       countDrop(this.drops, 'partition');
       return undefined;
     }
-    const decoded = decodeFrame(next.frame);
+    const decoded = decodeFrame(next.frame, this.maxFrameBytes);
     if (!decoded.ok) {
       countDrop(this.drops, decoded.error.code);
       return undefined;
@@ -213,7 +232,7 @@ export class MemoryNetwork {
   private send(from: number, to: number, group: number, message: Message): void {
     let frame: Uint8Array;
     try {
-      frame = encodeFrameBytes(group, message);
+      frame = encodeFrameBytes(group, message, this.maxFrameBytes);
     } catch (error) {
       // Too large to frame: a counted drop, as TcpNetwork does; any other error is a bug.
       if (!(error instanceof TransportError && error.code === 'E_FRAME_TOO_LARGE')) throw error;

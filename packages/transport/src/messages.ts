@@ -19,7 +19,12 @@ export const PaxosMsgType = {
 } as const;
 export type PaxosMsgTypeNumber = (typeof PaxosMsgType)[keyof typeof PaxosMsgType];
 
-export const PaxosMsgFlag = { SendLearnValueNeedAck: 1 } as const;
+/**
+ * Flags: SendLearnValue NeedAck (PhxPaxos); ours: a SendLearnValue_Ack that reports a gap (the
+ * receiver got a value ahead of its now instance id, so the sender rewinds: a NACK), and a
+ * ComfirmAskforLearn that declines a peer's prepared stream (the asker learns from another).
+ */
+export const PaxosMsgFlag = { SendLearnValueNeedAck: 1, AckGap: 2, ComfirmDecline: 4 } as const;
 
 export const CheckpointMsgType = { SendFile: 1, SendFileAck: 2 } as const;
 export const CheckpointSendFileFlag = { Begin: 1, Ing: 2, End: 3 } as const;
@@ -27,6 +32,18 @@ export const CheckpointSendFileAckFlag = { Ok: 1, Fail: 2 } as const;
 
 /** Frame commands (PhxPaxos MsgCmd_PaxosMsg / MsgCmd_CheckpointMsg). */
 export const FrameCommand = { Paxos: 1, Checkpoint: 2, Hello: 0x7f } as const;
+
+/**
+ * One chosen instance in a batched SendLearnValue (ours; PhxPaxos sends one value per message).
+ * Its instance id is the message's instanceId plus its index: the batch is consecutive by
+ * construction. `checksum` is the sender's chain checksum of this instance.
+ */
+export interface LearnedValue {
+  proposalId: number;
+  proposalNodeId: number;
+  checksum: number;
+  value: Uint8Array;
+}
 
 export interface PaxosMsg {
   msgType: number;
@@ -44,6 +61,12 @@ export interface PaxosMsg {
   flag: number;
   systemVariables: Uint8Array;
   masterVariables: Uint8Array;
+  /**
+   * SendLearnValue only: consecutive instances from instanceId, lastChecksum being the checksum
+   * before the first. Empty for every other message and for the seed's one-value form (value,
+   * proposalId, proposalNodeId).
+   */
+  batch: readonly LearnedValue[];
 }
 
 export interface CheckpointMsg {
@@ -64,6 +87,7 @@ export interface CheckpointMsg {
 export type Message = { kind: 'paxos'; msg: PaxosMsg } | { kind: 'checkpoint'; msg: CheckpointMsg };
 
 const EMPTY = new Uint8Array(0);
+const NO_BATCH: readonly LearnedValue[] = Object.freeze([]);
 
 /** A PaxosMsg with every field not given set to its default. */
 export function paxosMsg(fields: Partial<PaxosMsg> & { msgType: number }): PaxosMsg {
@@ -83,6 +107,7 @@ export function paxosMsg(fields: Partial<PaxosMsg> & { msgType: number }): Paxos
     flag: fields.flag ?? 0,
     systemVariables: fields.systemVariables ?? EMPTY,
     masterVariables: fields.masterVariables ?? EMPTY,
+    batch: fields.batch ?? NO_BATCH,
   };
 }
 

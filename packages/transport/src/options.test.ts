@@ -39,8 +39,8 @@ describe('TcpNetwork options', () => {
   it.each<[Partial<TcpNetworkOptions> & Record<string, unknown>, RegExp]>([
     [{ nodeId: 0 }, /nodeId must be an integer in 1 … 9007199254740991, got 0/],
     [{ nodeId: 1.5 }, /nodeId must be an integer in 1 …/],
-    [{ maxFrameBytes: Number.NaN }, /maxFrameBytes must be an integer in 1024 … 52428800, got NaN/],
-    [{ maxFrameBytes: 100 * 1024 * 1024 }, /maxFrameBytes must be an integer in 1024 … 52428800/],
+    [{ maxFrameBytes: Number.NaN }, /maxFrameBytes must be an integer in 1024 … 68157440, got NaN/],
+    [{ maxFrameBytes: 100 * 1024 * 1024 }, /maxFrameBytes must be an integer in 1024 … 68157440/],
     [{ queueMaxBytes: -1 }, /queueMaxBytes must be an integer in 1 …/],
     [{ queueMaxBytes: 1024 }, /queueMaxBytes \(1024\) must be at least maxFrameBytes \(10485760\)/],
     [{ queueMaxAgeMs: 0 }, /queueMaxAgeMs must be an integer in 1 …/],

@@ -4,6 +4,11 @@
 export const MAX_FRAME_BYTES = 10 * 1024 * 1024;
 /** Largest frame in large-value mode: 50 MiB (PhxPaxos MaxBufferSize, large buffer mode). */
 export const MAX_FRAME_BYTES_LARGE = 50 * 1024 * 1024;
+/**
+ * The largest maxFrameBytes any network accepts (ours: values up to 64 MiB end to end, past
+ * PhxPaxos's 50 MiB large-value mode, plus 1 MiB of frame headroom).
+ */
+export const MAX_FRAME_BYTES_CEILING = 65 * 1024 * 1024;
 /** Bytes queued per outbound peer before the oldest frames are dropped (PhxPaxos: 200 MiB). */
 export const QUEUE_MAX_BYTES = 200 * 1024 * 1024;
 /** Frames older than this are dropped instead of sent (PhxPaxos TcpOutQueueDropTimeMs: 5000). */
@@ -36,7 +41,7 @@ export const MIN_FRAME_BYTES = 1024;
 /** The allowed range of each numeric TcpNetwork option (E_BAD_ARGUMENT names field and range). */
 export const TCP_OPTION_RANGES = {
   nodeId: { min: 1 },
-  maxFrameBytes: { min: MIN_FRAME_BYTES, max: MAX_FRAME_BYTES_LARGE },
+  maxFrameBytes: { min: MIN_FRAME_BYTES, max: MAX_FRAME_BYTES_CEILING },
   queueMaxBytes: { min: 1 },
   queueMaxAgeMs: { min: 1 },
   idleTimeoutMs: { min: 1 },
@@ -49,3 +54,20 @@ export const TCP_OPTION_RANGES = {
 /** The allowed range of a MemoryNetwork link's rates (probabilities) and delays (ms). */
 export const LINK_RATE_RANGE = { min: 0, max: 1, integer: false } as const;
 export const LINK_DELAY_RANGE = { min: 0, integer: false } as const;
+/**
+ * Most instances one SendLearnValue batch may carry on the wire (ours: the learner's own limit,
+ * LearnerOptions.batchMaxInstances, must not exceed it; a frame also stays under maxFrameBytes).
+ */
+export const MAX_LEARN_BATCH_INSTANCES = 16_384;
+/** Bytes of a batch's table entry: proposalId u64, proposalNodeId u64, checksum u32. */
+export const LEARN_BATCH_ENTRY_BYTES = 20;
+/** Bytes a frame needs beyond the values it carries (headers, batch table): ours, generous. */
+export const FRAME_HEADROOM_BYTES = 1024 * 1024;
+/**
+ * The frame limit for a node whose largest value is `maxValueBytes` (PaxosOptions.maxValueBytes,
+ * up to 64 MiB): give it to TcpNetwork / MemoryNetwork as maxFrameBytes, so the frame limit
+ * follows the value limit (PhxPaxos: MaxBufferSize serves both).
+ */
+export function frameBytesForValues(maxValueBytes: number): number {
+  return Math.max(MAX_FRAME_BYTES, maxValueBytes + FRAME_HEADROOM_BYTES);
+}

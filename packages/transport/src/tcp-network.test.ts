@@ -118,6 +118,38 @@ describe('TcpNetwork', () => {
     expect(a.n.counters().reconnects).toBeGreaterThan(0);
   }, 30_000);
 
+  it('an inbound connection from a restarted peer ends the reconnect backoff to it', async () => {
+    const b1 = await node(2);
+    const port = b1.addr.port;
+    // A long backoff: 2–6 s before the next attempt, unless the peer's own connection cuts it.
+    const a = await node(1, { 2: b1.addr }, { reconnectMinMs: 4000, reconnectMaxMs: 8000 });
+    const got: number[] = [];
+    b1.n.onMessage((_f, _g, m) => m.kind === 'paxos' && got.push(m.msg.instanceId));
+    a.n.send(2, 0, msg(0));
+    await until(() => got.length === 1);
+    await b1.n.close();
+    // Sends into the dying socket are lost; once it is gone a send is refused: the backoff starts.
+    await until(() => {
+      a.n.send(2, 0, msg(1));
+      return a.n.counters().reconnects > 0;
+    });
+    const b2 = new TcpNetwork({
+      nodeId: 2,
+      clusterId: 'test',
+      listen: { host: '127.0.0.1', port },
+      peers: { 1: a.addr },
+    });
+    started.push(b2);
+    b2.onMessage((_f, _g, m) => m.kind === 'paxos' && got.push(m.msg.instanceId));
+    await b2.start();
+    const t0 = Date.now();
+    b2.send(1, 0, msg(50)); // b2 says hello to a: a learns that 2 is back
+    a.n.send(2, 0, msg(2));
+    await until(() => got.includes(2), 1500);
+    expect(Date.now() - t0).toBeLessThan(1500);
+    expect(a.n.counters().backoffResets).toBe(1);
+  }, 30_000);
+
   it('bounds the outbound queue in bytes, dropping the oldest and counting it', async () => {
     // Nobody listens on this port: every frame waits in the queue.
     const server = net.createServer();

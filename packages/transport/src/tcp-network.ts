@@ -81,6 +81,8 @@ export interface TcpCounters {
   reconnects: number;
   /** Followers forgotten after their connections closed (their queued frames: E_PEER_GONE). */
   followersForgotten: number;
+  /** Reconnect backoffs cut short because the peer connected to us (it is back up). */
+  backoffResets: number;
   /** Every frame or connection refused or lost, by reason. */
   drops: DropCounters;
 }
@@ -211,6 +213,7 @@ export class TcpNetwork implements Network {
     connectionsAccepted: 0,
     reconnects: 0,
     followersForgotten: 0,
+    backoffResets: 0,
     drops: {},
   };
   /**
@@ -531,6 +534,22 @@ export class TcpNetwork implements Network {
     socket.uncork();
   }
 
+  /**
+   * A peer connected to us, so it is up: stop waiting out the reconnect backoff to it, so what we
+   * queued for it (a restarted node's first learned values) leaves within one round trip.
+   */
+  private peerIsBack(nodeId: number): void {
+    const peer = this.outbound.get(nodeId);
+    if (peer === undefined) return;
+    peer.backoffMs = this.opts.reconnectMinMs;
+    if (peer.reconnectTimer === undefined || peer.socket !== undefined) return;
+    clearTimeout(peer.reconnectTimer);
+    peer.reconnectTimer = undefined;
+    this.stats.backoffResets++;
+    this.dropExpired(peer);
+    if (peer.length > 0) this.connect(peer);
+  }
+
   // ---- inbound ----------------------------------------------------------------------------
 
   private accept(socket: net.Socket): void {
@@ -596,6 +615,7 @@ export class TcpNetwork implements Network {
           }
           from = h.nodeId;
           socket.setTimeout(this.opts.idleTimeoutMs);
+          this.peerIsBack(h.nodeId);
           continue;
         }
         const decoded = decodeFrame(frame, this.opts.maxFrameBytes);

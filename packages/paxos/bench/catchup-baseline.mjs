@@ -1,0 +1,89 @@
+// The catch-up benchmark's baseline (catchup.mjs): the same record bytes, without Paxos. As
+// `send <dataDir> <port>` it reads node 1's log with range() and writes each record
+// (instanceId u64, checksum u32, value length u32, value) to a plain loopback socket; as
+// `receive <dir>` it listens, and inserts what arrives into better-sqlite3 in batched
+// transactions (WAL, synchronous=NORMAL, as SqliteLogStore), then reports.
+import { mkdirSync } from 'node:fs';
+import * as net from 'node:net';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { SqliteLogStore } from '@tspaxos/storage/sqlite';
+
+const [mode, dir, portArg] = process.argv.slice(2);
+const BATCH_ROWS = 2048;
+
+if (mode === 'receive') {
+  mkdirSync(dir, { recursive: true });
+  const db = new Database(join(dir, 'baseline.db'));
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.exec('CREATE TABLE log (id INTEGER PRIMARY KEY, checksum INTEGER, value BLOB)');
+  const insert = db.prepare('INSERT INTO log VALUES (?, ?, ?)');
+  const insertMany = db.transaction((rows) => {
+    for (const r of rows) insert.run(r[0], r[1], r[2]);
+  });
+  let rows = [];
+  let pending = Buffer.alloc(0);
+  let count = 0;
+  let bytes = 0;
+  let firstAt;
+  const server = net.createServer((socket) => {
+    socket.on('data', (data) => {
+      firstAt ??= performance.now();
+      pending = pending.length ? Buffer.concat([pending, data]) : data;
+      let at = 0;
+      while (pending.length - at >= 16) {
+        const n = pending.readUInt32LE(at + 12);
+        if (pending.length - at < 16 + n) break;
+        const id = pending.readUInt32LE(at) + pending.readUInt32LE(at + 4) * 2 ** 32;
+        rows.push([id, pending.readUInt32LE(at + 8), pending.subarray(at + 16, at + 16 + n)]);
+        bytes += n;
+        at += 16 + n;
+        if (rows.length >= BATCH_ROWS) {
+          insertMany(rows);
+          count += rows.length;
+          rows = [];
+        }
+      }
+      pending = pending.subarray(at);
+    });
+    socket.on('end', () => {
+      insertMany(rows);
+      count += rows.length;
+      const doneAt = performance.now();
+      process.send({ type: 'done', count, bytes, ms: doneAt - firstAt });
+      db.close();
+      server.close();
+      process.exit(0);
+    });
+  });
+  server.listen(0, '127.0.0.1', () =>
+    process.send({ type: 'listening', port: server.address().port }),
+  );
+} else {
+  const store = SqliteLogStore.open(dir);
+  const max = store.maxInstanceId(0) ?? -1;
+  const socket = net.connect({ host: '127.0.0.1', port: Number(portArg) });
+  await new Promise((resolve) => socket.once('connect', resolve));
+  let chunk = [];
+  let chunkBytes = 0;
+  for (const r of store.range(0, 0, max + 1)) {
+    const head = Buffer.allocUnsafe(16);
+    head.writeUInt32LE(r.instanceId % 2 ** 32, 0);
+    head.writeUInt32LE(Math.floor(r.instanceId / 2 ** 32), 4);
+    head.writeUInt32LE(r.checksum, 8);
+    head.writeUInt32LE(r.value.length, 12);
+    chunk.push(head, r.value);
+    chunkBytes += 16 + r.value.length;
+    if (chunkBytes >= 256 * 1024) {
+      if (!socket.write(Buffer.concat(chunk)))
+        await new Promise((res) => socket.once('drain', res));
+      chunk = [];
+      chunkBytes = 0;
+    }
+  }
+  socket.end(Buffer.concat(chunk));
+  await new Promise((resolve) => socket.once('close', resolve));
+  await store.close();
+  process.exit(0);
+}
