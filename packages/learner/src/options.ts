@@ -14,13 +14,15 @@ export interface LearnerOptions {
   followerAskforLearnJitterMs: number;
   /**
    * Instances a peer's stream may run ahead of its last ack (PhxPaxos: 21; large-value mode 5).
-   * Ours: 16,384, i.e. 8 batches of 2,048 in flight: the receiver always has the next batch
-   * queued while it stores one, so sender and receiver never take turns.
+   * Ours: 16,384, i.e. 8 batches of 2,048 in flight, so the receiver always has the next batch
+   * queued while it stores one and the two never take turns (with PhxPaxos's 21 they did: the
+   * issue measured 12.4–13.0 k instances/s). Not tuned finer than that.
    */
   senderAckLead: number;
   /**
-   * Bytes of values a peer's stream may have in flight past its last ack (ours: 8 MiB, about 80
-   * ms of loopback at 100 KiB values; a single value larger than this still goes alone).
+   * Bytes of values a peer's stream may have in flight past its last ack (ours: 8 MiB, about
+   * 0.15 s of the 50–70 MB/s measured here at 100 KiB values; a single value larger than this
+   * still goes alone). Node 3's peak RSS during that catch-up: ~117 MiB.
    */
   senderAckLeadBytes: number;
   /**
@@ -43,7 +45,12 @@ export interface LearnerOptions {
    * 200,000/s the stream reaches; the byte windows, not the rate, bound memory.
    */
   sendRateInstancesPerSec: number;
-  /** Most instances in one SendLearnValue batch (ours: 2,048; 1 is PhxPaxos's one per frame). */
+  /**
+   * Most instances in one SendLearnValue batch (ours: 2,048; 1 is PhxPaxos's one per frame):
+   * one putMany, one ack and one frame per 2,048 values; the per-batch costs vanish in the
+   * receiver's profile at that size (its putMany rows dominate). A batch is also cut when the
+   * sender's turn runs out of time (senderTurnMaxMs).
+   */
   batchMaxInstances: number;
   /**
    * Instances in the first batch of a stream; each next batch may be twice as large, up to

@@ -37,6 +37,7 @@ function harness(
     /** The clock the sender reads between batches; advanced by `msPerBatch` per batch sent. */
     clockMs: 0,
     msPerBatch: 0,
+    msPerRecord: 0,
   };
   const sizeOf = more.sizeOf ?? (() => 1);
   const record = (id: number): AcceptorRecord => ({
@@ -62,6 +63,7 @@ function harness(
         for (let id = from; id < to; id++) {
           if (id === log.corruptAt) throw new StorageError('E_CORRUPT_RECORD', `record ${id}`);
           if (id === log.brokenAt) throw new TypeError('a bug in the store');
+          log.clockMs += log.msPerRecord;
           if (!log.missing.has(id)) yield record(id);
         }
       },
@@ -442,6 +444,22 @@ describe('LearnerSender: bounded work', () => {
     expect(h.sender.pump(0)).toBe(true);
     expect(h.ids(2)).toEqual(range(0, 3));
     expect(h.sender.lastTurnMs).toBe(4.5); // the Learner pauses in proportion before the next
+  });
+
+  it('cuts a batch being read when the turn runs out of time', () => {
+    const h = harness(10_000, {
+      senderAckLead: 10_000,
+      batchMaxInstances: 2048,
+      senderTurnMaxMs: 4,
+    });
+    // Each record read takes 0.01 ms: 2,048 records would take 20 ms.
+    h.sender.prepare(0, 2, 0);
+    h.sender.confirm(0, 2, 0);
+    h.log.msPerRecord = 0.01;
+    expect(h.sender.pump(0)).toBe(true);
+    expect(h.sent.length).toBe(1);
+    expect(h.sent[0]!.count).toBeLessThan(2048);
+    expect(h.sent[0]!.count % 64).toBe(0);
   });
 
   it('stops a turn at senderTurnMaxBytes', () => {

@@ -99,6 +99,8 @@ export class LearnerSender {
   private readonly peers = new Map<number, Progress>();
   /** How long the last pump() ran, on the port's clock (the pause before the next turn). */
   lastTurnMs = 0;
+  /** When the current turn must end: a batch being read stops growing then (bounded work). */
+  private turnDeadlineMs = Number.POSITIVE_INFINITY;
   private tokens = 0;
   private tokensAtMs = 0;
   private waitingForBudget = false;
@@ -215,6 +217,7 @@ export class LearnerSender {
     let turnInstances = 0;
     let turnBytes = 0;
     const turnStartMs = this.port.now();
+    this.turnDeadlineMs = turnStartMs + this.options.senderTurnMaxMs;
     for (;;) {
       let progressed = false;
       for (const p of this.peers.values()) {
@@ -388,6 +391,9 @@ export class LearnerSender {
       }
       p.readAhead.push(next.value);
       bytes += next.value.value.length + RECORD_OVERHEAD_BYTES;
+      // On a slow or loaded machine even one full batch can take tens of ms to read: the batch
+      // is cut where the turn's time runs out, so the node's own messages wait at most a turn.
+      if ((p.readAhead.length & 63) === 0 && this.port.now() >= this.turnDeadlineMs) return;
     }
   }
 

@@ -37,12 +37,15 @@ if (process.env.CATCHUP_DEBUG) {
 }
 const counter = { smId: 10, execute() {} };
 
+let stopProposing = false;
+
 async function propose(ms, concurrency, valueBytes) {
   const value = new Uint8Array(valueBytes);
   const end = performance.now() + ms;
   let done = 0;
+  stopProposing = false;
   const worker = async () => {
-    while (performance.now() < end) {
+    while (performance.now() < end && !stopProposing) {
       await node.propose(0, value, { smId: 10 });
       done++;
     }
@@ -112,6 +115,8 @@ process.on('message', async (m) => {
   } else if (m.type === 'propose') {
     const rate = await propose(m.ms, m.concurrency, m.valueBytes ?? 100);
     process.send({ type: 'proposed', rate, instanceId: node.instanceId(0) });
+  } else if (m.type === 'proposeStop') {
+    stopProposing = true;
   } else if (m.type === 'status') {
     process.send({ type: 'status', status: node.status(0) });
   } else if (m.type === 'stop') {

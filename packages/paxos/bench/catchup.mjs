@@ -18,6 +18,9 @@ import { median, report } from '../../../scripts/bench-harness.mjs';
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const SMALL = Number(process.env.BENCH_CATCHUP_SMALL ?? 50_000);
 const LARGE = Number(process.env.BENCH_CATCHUP_LARGE ?? 2_000);
+/** Learner options for every node, as JSON (e.g. '{"senderLoopShare":0.2}'); default: none. */
+const LEARNER = JSON.parse(process.env.BENCH_CATCHUP_LEARNER ?? '{}');
+const options = { learner: LEARNER };
 const dirs = [];
 const tmp = (tag) => {
   const d = mkdtempSync(join(tmpdir(), `tspaxos-catchup-${tag}-`));
@@ -124,7 +127,7 @@ async function catchUp(written, { proposeWhileCatchingUp = false } = {}) {
       children.map(async (c, i) => (ports[i + 1] = (await once(c, 'message'))[0].port)),
     );
     await Promise.all(children.map((c) => request(c, { type: 'peers', peers: ports }, 'ok')));
-    for (const c of children.slice(0, 2)) await request(c, { type: 'start' }, 'started');
+    for (const c of children.slice(0, 2)) await request(c, { type: 'start', options }, 'started');
     // Let nodes 1 and 2 settle (the recovery no-op at start), then read the target.
     let target = -1;
     for (;;) {
@@ -144,11 +147,22 @@ async function catchUp(written, { proposeWhileCatchingUp = false } = {}) {
       ).rate;
       target = (await request(children[0], { type: 'status' }, 'status')).status.instanceId;
     }
-    const done = request(children[2], { type: 'start', targetInstanceId: target }, 'caughtUp');
+    const done = request(
+      children[2],
+      { type: 'start', targetInstanceId: target, options },
+      'caughtUp',
+    );
     if (proposeWhileCatchingUp) {
-      busyRate = (
-        await request(children[0], { type: 'propose', ms: 1000, concurrency: 1 }, 'proposed')
-      ).rate;
+      // Node 1 proposes from node 3's start until node 3 has caught up: the rate over exactly
+      // the catch-up.
+      const busy = request(
+        children[0],
+        { type: 'propose', ms: 600_000, concurrency: 1 },
+        'proposed',
+      );
+      await done;
+      children[0].send({ type: 'proposeStop' });
+      busyRate = (await busy).rate;
     }
     const result = await done;
     return { ...result, target, idleRate, busyRate };

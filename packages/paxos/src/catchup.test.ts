@@ -4,8 +4,16 @@ import { crc32 } from '@tspaxos/crc-wasm';
 import { MemoryLogStore } from '@tspaxos/storage';
 import { frameBytesForValues, MemoryNetwork, SeededRng } from '@tspaxos/transport';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createNode, type NodeEvents, type PaxosNode, type PaxosOptionsInput } from './index';
+import {
+  createNode,
+  type NodeEvents,
+  type PaxosNode,
+  type PaxosOptionsInput,
+  packValue,
+  type StateMachine,
+} from './index';
 import { realRandom, realScheduler } from './adapters/real-scheduler';
+import { paxosMsg, PaxosMsgType } from '@tspaxos/transport';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -15,7 +23,13 @@ afterEach(async () => {
 const MiB = 1024 * 1024;
 
 /** A MemoryNetwork pumped on a real 1 ms timer, and a way to start nodes on it. */
-function world(opts: { maxValueBytes?: number; learner?: PaxosOptionsInput['learner'] } = {}) {
+function world(
+  opts: {
+    maxValueBytes?: number;
+    learner?: PaxosOptionsInput['learner'];
+    machines?: (id: number) => StateMachine[];
+  } = {},
+) {
   const maxValueBytes = opts.maxValueBytes ?? 10 * MiB;
   const net = new MemoryNetwork({
     rng: new SeededRng(1),
@@ -43,6 +57,7 @@ function world(opts: { maxValueBytes?: number; learner?: PaxosOptionsInput['lear
       groups: 1,
       store,
       ...(followTo !== undefined ? { followTo } : {}),
+      ...(opts.machines ? { stateMachines: opts.machines(id) } : {}),
       network: net.endpoint(id),
       scheduler: realScheduler(),
       random: realRandom(),
@@ -188,4 +203,40 @@ describe('catch-up through the node API', () => {
     await eventually(() => f.instanceId(0) === n2.instanceId(0));
     expect(f.status(0).learner.counters.valuesLearnedFromPeers).toBeGreaterThanOrEqual(200);
   }, 60_000);
+
+  it('an instance learned from a batch but not executed yet accepts nothing over its stored record', async () => {
+    // Node 3's state machine refuses "boom": the batch is stored, instance 1 stays unexecuted.
+    const machine = (id: number): StateMachine[] => [
+      {
+        smId: 10,
+        execute: (v) => {
+          if (id === 3 && new TextDecoder().decode(v) === 'boom') throw new Error('not yet');
+        },
+      },
+    ];
+    const { start, stores, net } = world({ machines: machine });
+    const [n1] = [await start(1), await start(2)];
+    for (const v of ['a', 'boom', 'c'])
+      await n1.propose(0, new TextEncoder().encode(v), { smId: 10 });
+    const n3 = await start(3);
+    await eventually(() => n3.status(0).counters.executeFailures > 0);
+    expect(n3.instanceId(0)).toBe(1);
+    const stored = stores.get(3)!.get(0, 1)!;
+    // A proposer with a higher ballot and another value: node 3 must not overwrite instance 1.
+    net.endpoint(2).send(3, 0, {
+      kind: 'paxos',
+      msg: paxosMsg({
+        msgType: PaxosMsgType.Accept,
+        instanceId: 1,
+        nodeId: 2,
+        proposalId: 1000,
+        value: packValue(10, new TextEncoder().encode('evil')),
+      }),
+    });
+    await eventually(() => net.inFlightCount === 0); // delivered
+    await n3.idle(); // and handled
+    const after = stores.get(3)!.get(0, 1)!;
+    expect(after.value).toEqual(stored.value);
+    expect(after.acceptedId).toBe(stored.acceptedId);
+  });
 });
