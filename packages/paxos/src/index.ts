@@ -30,3 +30,11 @@ export {
   NO_SM_ID,
 } from './value';
 export type { AcceptorFaults } from './acceptor';
+export {
+  type MasterInfo,
+  type MasterVariables,
+  type MasterCounters,
+  type MasterFaults,
+  NO_MASTER_VERSION,
+  MASTER_LEASE_MIN_MS,
+} from './master';

@@ -17,6 +17,16 @@ import { Acceptor, type AcceptorFaults } from './acceptor';
 import { Committer, type ProposeResult } from './committer';
 import { PaxosError } from './errors';
 import { IOLoop } from './io-loop';
+import {
+  decodeMasterVariables,
+  encodeMasterVariables,
+  type MasterCounters,
+  MasterElection,
+  type MasterFaults,
+  type MasterInfo,
+  MasterStateMachine,
+  type MasterVariables,
+} from './master';
 import type { PaxosOptions } from './options';
 import { Proposer, type ProposerCounters } from './proposer';
 import type { RandomSource, Scheduler } from './scheduler';
@@ -28,7 +38,7 @@ import {
   SystemStateMachine,
   type SystemVariables,
 } from './state-machine';
-import { NO_SM_ID, SYSTEM_SM_ID, bytesEqual, unpackValue } from './value';
+import { MASTER_SM_ID, NO_SM_ID, SYSTEM_SM_ID, bytesEqual, unpackValue } from './value';
 
 export interface InstanceConfig {
   nodeId: number;
@@ -43,7 +53,11 @@ export interface InstanceConfig {
   random: RandomSource;
   stateMachines: readonly StateMachine[];
   options: PaxosOptions;
-  faults?: AcceptorFaults;
+  faults?: AcceptorFaults & MasterFaults;
+  /** Run master elections in this group (the master state machine applies either way). */
+  masterElection?: boolean;
+  /** The recorded master changed (applied from the log or adopted from a peer). */
+  onMasterChange?: (group: number, master: MasterVariables) => void;
   log?: (
     level: 'debug' | 'info' | 'warn' | 'error',
     event: string,
@@ -73,6 +87,15 @@ export interface GroupStatus {
     counters: Committer['counters'];
   };
   counters: InstanceCounters;
+  /** The master in this node's view while its lease is live here (see master.ts). */
+  master: MasterInfo | undefined;
+  masterElection: {
+    enabled: boolean;
+    isMaster: boolean;
+    /** The log's master variables (version -1: no master operation applied yet). */
+    recorded: MasterVariables | undefined;
+    counters: MasterCounters;
+  };
 }
 
 export interface InstanceCounters {
@@ -113,6 +136,8 @@ export class Instance {
   /** Ballot the previous instance was chosen with (rides on Prepare/Accept, see receiveForAcceptor). */
   private previousChosenBallot: Ballot = NULL_BALLOT;
   private readonly system: SystemStateMachine;
+  private readonly master: MasterStateMachine;
+  private readonly election: MasterElection | undefined;
   private readonly machines = new Map<number, StateMachine>();
   private readonly followers = new Set<number>();
   private retryQueue: PaxosMsg[] = [];
@@ -137,9 +162,18 @@ export class Instance {
       this.pendingWrites.push(
         store.setMeta(group, 'systemVariables', encodeSystemVariables(v), { sync: true }),
       );
+      // A node removed from the membership stops holding its lease at once (the others wait it out).
+      if (!v.members.includes(config.nodeId) && this.master.dropLocal())
+        this.log('info', 'master-dropped', { reason: 'removed from the membership' });
     });
+    this.master = this.createMaster();
     for (const sm of config.stateMachines) this.machines.set(sm.smId, sm);
     this.machines.set(SYSTEM_SM_ID, this.system);
+    this.machines.set(MASTER_SM_ID, this.master);
+    this.election =
+      config.masterElection === true && config.followToNodeId === undefined
+        ? this.createElection()
+        : undefined;
     this.acceptor = new Acceptor(config.nodeId, group, store, config.faults);
     this.committer = new Committer(options);
     this.proposer = new Proposer(
@@ -200,6 +234,7 @@ export class Instance {
       members: this.members,
     });
     this.learner.start();
+    this.election?.start();
     if (
       !this.isFollower &&
       this.members.includes(this.config.nodeId) &&
@@ -222,6 +257,7 @@ export class Instance {
     this.committer.rejectAll(new PaxosError('E_STOPPED', 'the node is stopping'));
     this.proposer.exit();
     this.learner.stop();
+    this.election?.stop();
     this.cancelCommitTimer?.();
     await this.loop.stop();
   }
@@ -277,6 +313,21 @@ export class Instance {
     return this.propose(SYSTEM_SM_ID, change, false, timeoutMs);
   }
 
+  /** The master in this node's view (PhxPaxos GetMasterWithVersion). */
+  getMaster(): MasterInfo | undefined {
+    return this.master.master();
+  }
+
+  /** True while this node holds the master lease on its own clock (PhxPaxos IsIMMaster). */
+  isMaster(): boolean {
+    return this.stoppedReason === undefined && !this.closed && this.master.isMaster();
+  }
+
+  /** Gives up the lease here and skips elections for two leases (PhxPaxos DropMaster). */
+  dropMaster(): boolean {
+    return this.election !== undefined ? this.election.drop() : this.master.dropLocal();
+  }
+
   status(): GroupStatus {
     const { store, group, nodeId } = this.config;
     let checkpointInstanceId = -1;
@@ -311,6 +362,13 @@ export class Instance {
         counters: { ...this.committer.counters },
       },
       counters: { ...this.counters },
+      master: this.master.master(),
+      masterElection: {
+        enabled: this.election !== undefined,
+        isMaster: this.isMaster(),
+        recorded: this.master.variables && { ...this.master.variables },
+        counters: { ...this.master.counters },
+      },
     };
   }
 
@@ -424,6 +482,7 @@ export class Instance {
     if (this.stoppedReason !== undefined) return;
     this.stoppedReason = error;
     this.log('error', 'group-stopped', { code: error.code, message: error.message });
+    this.election?.stop();
     this.proposer.exit();
     this.learner.stop();
     this.committer.rejectAll(error);
@@ -633,6 +692,14 @@ export class Instance {
         const v = decodeSystemVariables(bytes);
         return v !== undefined && this.system.adopt(v);
       },
+      masterVariables: () => {
+        const v = this.master.variables;
+        return v === undefined ? undefined : encodeMasterVariables(v);
+      },
+      applyMasterVariables: (bytes) => {
+        const v = decodeMasterVariables(bytes);
+        return v !== undefined && this.master.adopt(v);
+      },
       needCheckpoint: (from, peerMin) =>
         this.log('warn', 'needs-checkpoint', {
           from,
@@ -642,6 +709,52 @@ export class Instance {
         }),
       event: (name, fields) => this.log('debug', name, fields),
     };
+  }
+
+  private createMaster(): MasterStateMachine {
+    const { store, group, scheduler } = this.config;
+    const saved = store.getMeta(group, 'masterVariables');
+    return new MasterStateMachine(
+      {
+        nodeId: this.config.nodeId,
+        now: () => scheduler.now(),
+        isMember: (nodeId) => this.members.includes(nodeId),
+        persist: (v) => {
+          this.pendingWrites.push(
+            store.setMeta(group, 'masterVariables', encodeMasterVariables(v), { sync: true }),
+          );
+        },
+        changed: (v) => {
+          this.log('info', 'master-changed', { ...v });
+          this.config.onMasterChange?.(group, { ...v });
+        },
+      },
+      saved && decodeMasterVariables(saved),
+      this.config.options.masterLeaseMarginMs,
+      this.config.faults,
+    );
+  }
+
+  private createElection(): MasterElection {
+    const { scheduler, random, options, nodeId } = this.config;
+    return new MasterElection(
+      {
+        nodeId,
+        now: () => scheduler.now(),
+        random: () => random.next(),
+        schedule: (delayMs, fn) => this.loop.schedule(delayMs, fn),
+        canPropose: () =>
+          !this.closed && this.stoppedReason === undefined && this.members.includes(nodeId),
+        propose: (value, timeoutMs) => this.propose(MASTER_SM_ID, value, false, timeoutMs),
+        event: (name, fields) => this.log('debug', name, fields),
+        fail: (error) =>
+          this.loop.enqueue(() => {
+            throw error;
+          }),
+      },
+      this.master,
+      { leaseMs: options.masterLeaseMs, leaseMarginMs: options.masterLeaseMarginMs },
+    );
   }
 
   private log(

@@ -6,6 +6,7 @@ import type { AcceptorFaults } from './acceptor';
 import type { ProposeResult } from './committer';
 import { PaxosError } from './errors';
 import { type GroupStatus, Instance } from './instance';
+import type { MasterFaults, MasterInfo, MasterVariables } from './master';
 import { type PaxosOptions, type PaxosOptionsInput, resolveOptions } from './options';
 import type { RandomSource, Scheduler } from './scheduler';
 import { checkStateMachines, type StateMachine } from './state-machine';
@@ -34,8 +35,15 @@ export interface NodeOptions {
   followTo?: number;
   options?: PaxosOptionsInput;
   logger?: Logger;
+  /**
+   * Run master elections (PhxPaxos RunMaster) in every group (true) or in the groups the function
+   * picks. Default false. The master state machine applies in every group either way.
+   */
+  masterElection?: boolean | ((group: number) => boolean);
+  /** Called when a group's recorded master changes (PhxPaxos MasterChangeCallback). */
+  onMasterChange?: (group: number, master: MasterVariables) => void;
   /** Deliberate bugs, for proving the simulator can fail. Never set in production. */
-  unsafeFaults?: AcceptorFaults;
+  unsafeFaults?: AcceptorFaults & MasterFaults;
 }
 
 export interface ProposeOptions {
@@ -116,6 +124,11 @@ export class PaxosNode {
           stateMachines: machines,
           options: this.options,
           ...(opts.unsafeFaults ? { faults: opts.unsafeFaults } : {}),
+          masterElection:
+            typeof opts.masterElection === 'function'
+              ? opts.masterElection(group)
+              : (opts.masterElection ?? false),
+          ...(opts.onMasterChange ? { onMasterChange: opts.onMasterChange } : {}),
           ...(opts.logger ? { log: opts.logger } : {}),
         }),
       );
@@ -157,6 +170,27 @@ export class PaxosNode {
     if (members.length === 0)
       return Promise.reject(new PaxosError('E_BAD_ARGUMENT', 'a group needs at least one member'));
     return instance.changeMembership(members, timeoutMs);
+  }
+
+  /**
+   * The group's master in this node's view, while its lease is live on this node's clock:
+   * `{ nodeId, version, expiresAtMs }` (expiresAtMs on the Scheduler's clock), else undefined.
+   */
+  getMaster(group: number): MasterInfo | undefined {
+    return this.instance(group).getMaster();
+  }
+
+  /** True while this node holds the group's master lease on its own clock. */
+  isMaster(group: number): boolean {
+    return !this.stopped && this.instance(group).isMaster();
+  }
+
+  /**
+   * Gives up this node's lease now (the others wait it out) and skips elections for two leases
+   * (PhxPaxos DropMaster). True when this node held the lease.
+   */
+  dropMaster(group: number): boolean {
+    return this.instance(group).dropMaster();
   }
 
   status(group: number): GroupStatus {

@@ -29,6 +29,14 @@ export interface PaxosOptions {
   batchMaxBytes: number;
   /** Delay before re-running a state machine that threw (ours). */
   executeRetryDelayMs: number;
+  /** Master lease (10000 ms: PhxPaxos MasterMgr's m_iLeaseTime; leases below 1000 ms refused). */
+  masterLeaseMs: number;
+  /**
+   * The holder ends its own lease this much early, against clock-rate drift (100 ms: PhxPaxos
+   * MasterMgr::TryBeMaster uses lease - 100). Safe while every clock's rate is within
+   * margin / (2 × lease - margin) of real time (master.ts).
+   */
+  masterLeaseMarginMs: number;
   learner: LearnerOptions;
 }
 
@@ -48,6 +56,8 @@ export function defaultPaxosOptions(groupCount = 1): PaxosOptions {
     batchMaxValues: 256,
     batchMaxBytes: 1024 * 1024,
     executeRetryDelayMs: 1000,
+    masterLeaseMs: 10_000,
+    masterLeaseMarginMs: 100,
     learner: {
       ...DEFAULT_LEARNER_OPTIONS,
       sendRateInstancesPerSec: Math.max(
