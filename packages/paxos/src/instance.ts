@@ -696,10 +696,7 @@ export class Instance {
         const v = this.master.variables;
         return v === undefined ? undefined : encodeMasterVariables(v);
       },
-      applyMasterVariables: (bytes) => {
-        const v = decodeMasterVariables(bytes);
-        return v !== undefined && this.master.adopt(v);
-      },
+      applyMasterVariables: (bytes) => this.master.adoptEncoded(bytes),
       needCheckpoint: (from, peerMin) =>
         this.log('warn', 'needs-checkpoint', {
           from,

@@ -74,6 +74,8 @@ export interface MasterCounters {
   malformed: number;
   /** Master variables adopted from a peer's SendNowInstanceID. */
   adopted: number;
+  /** Master variables from a peer that do not decode (counted and dropped). */
+  malformedVariables: number;
   /** This node's own lease ended without a renewal. */
   expiries: number;
   /** dropMaster() calls, and leases dropped because this node left the membership. */
@@ -186,6 +188,7 @@ export class MasterStateMachine implements StateMachine {
     notMember: 0,
     malformed: 0,
     adopted: 0,
+    malformedVariables: 0,
     expiries: 0,
     drops: 0,
     attempts: 0,
@@ -313,6 +316,16 @@ export class MasterStateMachine implements StateMachine {
     this.host.persist(this.vars);
     if (previous !== op.nodeId) this.host.changed(this.vars);
     return { applied: true, version: ctx.instanceId };
+  }
+
+  /** adopt() for the bytes of a peer's SendNowInstanceID; malformed ones are counted and dropped. */
+  adoptEncoded(bytes: Uint8Array): boolean {
+    const v = decodeMasterVariables(bytes);
+    if (v === undefined) {
+      this.counters.malformedVariables++;
+      return false;
+    }
+    return this.adopt(v);
   }
 
   /**
