@@ -160,6 +160,13 @@ class Cluster {
     return this.nodes.find((n) => n.id === id)!;
   }
 
+  /** Changes a node's clock rate from now on; its clock stays continuous (offset rebased). */
+  setRate(s: SimNodeState, rate: number): void {
+    const nowLocal = s.offsetMs + s.rate * this.queue.nowMs;
+    s.rate = rate;
+    s.offsetMs = nowLocal - rate * this.queue.nowMs;
+  }
+
   /** Nodes that believe, now, that they hold the lease. */
   holders(): number[] {
     return this.nodes.filter((n) => n.alive && n.node!.isMaster(GROUP)).map((n) => n.id);
@@ -431,6 +438,38 @@ describe('master election on a cluster (virtual time, per-node clock offset and 
     const [second] = c.holders();
     expect(others).toContain(second);
   });
+
+  // The margin covers clock-rate drift up to margin / (2L - margin) (0.5 % here). Beyond it, a
+  // master whose clock runs slow and followers whose clocks run fast overlap: the same scenario
+  // shows two holders at 10 % drift and none at 0.4 %, so the check sees drift.
+  for (const [drift, overlaps] of [
+    [0.1, true],
+    [DRIFT_10S, false],
+  ] as const) {
+    it(`a master cut off after a renewal, clocks drifting ±${drift * 100} %: ${overlaps ? 'two holders' : 'one holder at a time'}`, async () => {
+      const c = new Cluster({ seed: 8 });
+      await c.startAll();
+      await c.runUntil(15_000);
+      const [first] = c.holders();
+      expect(first).toBeDefined();
+      for (const s of c.nodes) c.setRate(s, s.id === first ? 1 - drift : 1 + drift);
+      // Cut the master off just after its next renewal has been applied everywhere.
+      const renewals = () =>
+        c.nodes.map((s) => s.node!.status(GROUP).masterElection.counters.renewals);
+      const before = renewals();
+      while (!renewals().every((r, i) => r > before[i]!)) await c.runUntil(c.queue.nowMs + 1);
+      const others = c.ids.filter((id) => id !== first);
+      c.net.partition([[first!], others]);
+      await c.runUntil(c.queue.nowMs + 3 * c.leaseMs);
+      if (overlaps) {
+        expect(c.violation).toBeDefined();
+        expect(c.violation!.holders).toContain(first);
+      } else {
+        expect(c.violation).toBeUndefined();
+        expect(others).toContain(c.holders()[0]);
+      }
+    });
+  }
 
   it('a follower with elections enabled never becomes master, and learns who is', async () => {
     const c = new Cluster({ seed: 7, driftMax: DRIFT_10S, followers: [9], writeEveryMs: 500 });
