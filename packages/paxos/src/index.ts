@@ -10,7 +10,12 @@ export {
 export type { ProposeResult } from './committer';
 export type { GroupStatus, InstanceCounters } from './instance';
 export { PaxosError, type PaxosErrorCode } from './errors';
-export { type PaxosOptions, type PaxosOptionsInput, defaultPaxosOptions } from './options';
+export {
+  type PaxosOptions,
+  type PaxosOptionsInput,
+  defaultPaxosOptions,
+  MASTER_LEASE_MIN_MS,
+} from './options';
 export type { Scheduler, RandomSource } from './scheduler';
 export { realScheduler, realRandom } from './adapters/real-scheduler';
 export {
@@ -36,5 +41,4 @@ export {
   type MasterCounters,
   type MasterFaults,
   NO_MASTER_VERSION,
-  MASTER_LEASE_MIN_MS,
 } from './master';

@@ -27,6 +27,7 @@
 // SendNowInstanceID or restarts also starts a full lease then (later still: safe); a node that
 // restarts never believes itself master until it proposes again (PhxPaxos MasterStateMachine::Init).
 import { PaxosError } from './errors';
+import { MASTER_DROP_PAUSE_LEASES, MASTER_LEASE_MIN_MS, MASTER_TRIES_PER_LEASE } from './options';
 import type { ExecuteContext, StateMachine } from './state-machine';
 import { MASTER_SM_ID } from './value';
 
@@ -361,9 +362,6 @@ export interface MasterElectionHost {
   fail(error: unknown): void;
 }
 
-/** PhxPaxos MasterMgr::SetLeaseTime ignores leases below 1 s. */
-export const MASTER_LEASE_MIN_MS = 1000;
-
 export function checkMasterOptions(o: MasterOptions): void {
   if (!Number.isSafeInteger(o.leaseMs) || o.leaseMs < MASTER_LEASE_MIN_MS)
     throw new PaxosError(
@@ -419,7 +417,7 @@ export class MasterElection {
 
   /** Gives up the lease here now and does not try again for two leases. */
   drop(): boolean {
-    this.pausedUntilMs = this.host.now() + 2 * this.options.leaseMs;
+    this.pausedUntilMs = this.host.now() + MASTER_DROP_PAUSE_LEASES * this.options.leaseMs;
     const dropped = this.sm.dropLocal();
     if (dropped) this.host.event('master-dropped', { version: this.sm.version });
     return dropped;
@@ -482,7 +480,7 @@ export class MasterElection {
     this.cancelTimer = this.host.schedule(delayMs, () => {
       this.cancelTimer = undefined;
       this.tryBeMaster();
-      const base = (this.options.leaseMs - this.options.leaseMarginMs) / 4;
+      const base = (this.options.leaseMs - this.options.leaseMarginMs) / MASTER_TRIES_PER_LEASE;
       this.arm(Math.floor(base / 2 + this.host.random() * base));
     });
   }

@@ -2,6 +2,13 @@
 // normal mode) unless the comment says the number is ours.
 import { DEFAULT_LEARNER_OPTIONS, type LearnerOptions } from '@tspaxos/learner';
 
+/** Shortest master lease accepted (1000 ms: PhxPaxos MasterMgr::SetLeaseTime ignores shorter). */
+export const MASTER_LEASE_MIN_MS = 1000;
+/** A node tries to become or stay master this many times per (lease - margin), ± half (MasterMgr::run). */
+export const MASTER_TRIES_PER_LEASE = 4;
+/** After dropMaster() a node skips elections for this many leases (MasterMgr::run). */
+export const MASTER_DROP_PAUSE_LEASES = 2;
+
 export interface PaxosOptions {
   /** First prepare timeout; doubles per retry up to the max (2000 ms). */
   prepareTimeoutMs: number;
