@@ -18,14 +18,16 @@ import { Committer, type ProposeResult } from './committer';
 import { PaxosError } from './errors';
 import { IOLoop } from './io-loop';
 import {
-  decodeMasterVariables,
+  decodeStoredMaster,
   encodeMasterVariables,
+  encodeStoredMaster,
   type MasterCounters,
   MasterElection,
   type MasterFaults,
   type MasterInfo,
   MasterStateMachine,
   type MasterVariables,
+  NO_MASTER_YET,
 } from './master';
 import type { PaxosOptions } from './options';
 import { Proposer, type ProposerCounters } from './proposer';
@@ -92,8 +94,10 @@ export interface GroupStatus {
   masterElection: {
     enabled: boolean;
     isMaster: boolean;
-    /** The log's master variables (version -1: no master operation applied yet). */
+    /** The log's master variables (undefined: no master operation applied yet). */
     recorded: MasterVariables | undefined;
+    /** False while the master variables are unknown here (lost; waiting for a peer's). */
+    anchored: boolean;
     counters: MasterCounters;
   };
 }
@@ -367,6 +371,7 @@ export class Instance {
         enabled: this.election !== undefined,
         isMaster: this.isMaster(),
         recorded: this.master.variables && { ...this.master.variables },
+        anchored: this.master.anchored,
         counters: { ...this.master.counters },
       },
     };
@@ -711,6 +716,22 @@ export class Instance {
   private createMaster(): MasterStateMachine {
     const { store, group, scheduler } = this.config;
     const saved = store.getMeta(group, 'masterVariables');
+    let initial = saved && decodeStoredMaster(saved);
+    if (
+      saved === undefined &&
+      store.maxInstanceId(group) === undefined &&
+      store.getMinChosenInstanceId(group) === 0
+    ) {
+      // A new group: record that no master operation was applied yet (see MasterStateMachine).
+      initial = NO_MASTER_YET;
+      this.pendingWrites.push(
+        store.setMeta(group, 'masterVariables', encodeStoredMaster(NO_MASTER_YET), { sync: true }),
+      );
+    }
+    if (initial === undefined)
+      this.log('warn', 'master-variables-unknown', {
+        note: 'the log has history but no master variables: no lease here until a peer sends them',
+      });
     return new MasterStateMachine(
       {
         nodeId: this.config.nodeId,
@@ -726,7 +747,7 @@ export class Instance {
           this.config.onMasterChange?.(group, { ...v });
         },
       },
-      saved && decodeMasterVariables(saved),
+      initial,
       this.config.options.masterLeaseMarginMs,
       this.config.faults,
     );

@@ -64,6 +64,7 @@ const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolv
 
 interface SimNodeState {
   id: number;
+  /** Survives kills; a test may swap it while the node is down. */
   store: MemoryLogStore;
   node: PaxosNode | undefined;
   alive: boolean;
@@ -487,6 +488,49 @@ describe('master election on a cluster (virtual time, per-node clock offset and 
     expect(st.masterElection.counters.attempts).toBe(0);
     expect(st.masterElection.counters.renewals).toBeGreaterThan(5);
     expect(c.leaseStarts.every((l) => l.nodeId !== 9)).toBe(true);
+  });
+
+  it('a node whose master variables were lost holds no lease until a peer sends them', async () => {
+    const c = new Cluster({ seed: 9, driftMax: DRIFT_10S });
+    await c.startAll();
+    await c.runUntil(15_000);
+    const [master] = c.holders();
+    const victim = c.nodes.find((s) => s.id !== master)!;
+    c.kill(victim);
+    // Its log survives, its meta does not (a log reset that did not keep the master variables).
+    const old = victim.store;
+    victim.store = new MemoryLogStore();
+    const records = [...old.range(GROUP, 0, old.maxInstanceId(GROUP)! + 1)];
+    expect(records.length).toBeGreaterThan(5);
+    await victim.store.putMany(GROUP, records, { sync: true });
+    const writer = c.node(master!).node!;
+    let acked = 0;
+    for (let i = 0; i < 60; i++)
+      void writer.propose(GROUP, new Uint8Array([i]), { smId: RECORDER_SM_ID }).then(() => acked++);
+    while (acked < 60) await c.runUntil(c.queue.nowMs + 100);
+    let unanchoredSteps = 0;
+    let believedUnanchored = false;
+    let attemptsUnanchored = 0;
+    c.onStep = () => {
+      if (!victim.alive) return;
+      const st = victim.node!.status(GROUP).masterElection;
+      if (st.anchored) return;
+      unanchoredSteps++;
+      if (victim.node!.isMaster(GROUP)) believedUnanchored = true;
+      attemptsUnanchored = st.counters.attempts;
+    };
+    await c.start(victim);
+    expect(victim.node!.status(GROUP).masterElection.anchored).toBe(false);
+    await c.runUntil(c.queue.nowMs + 10_000);
+    expect(unanchoredSteps).toBeGreaterThan(0);
+    expect(believedUnanchored).toBe(false);
+    expect(attemptsUnanchored).toBe(0);
+    const st = victim.node!.status(GROUP).masterElection;
+    expect(st.anchored).toBe(true);
+    expect(st.counters.unanchored).toBeGreaterThan(0); // replayed operations it could not judge
+    expect(st.counters.adopted).toBe(1);
+    expect(victim.node!.getMaster(GROUP)?.nodeId).toBe(master);
+    expect(c.violation).toBeUndefined();
   });
 
   it('counts and drops malformed master variables from a peer', async () => {

@@ -11,7 +11,10 @@ import {
   type MasterOperation,
   MasterStateMachine,
   type MasterVariables,
+  decodeStoredMaster,
+  encodeStoredMaster,
   NO_MASTER_VERSION,
+  NO_MASTER_YET,
 } from './master';
 
 const LEASE = 10_000;
@@ -50,7 +53,12 @@ class VirtualClock {
 function machine(
   nodeId: number,
   clock: VirtualClock,
-  opts: { members?: number[]; initial?: MasterVariables; faults?: MasterFaults } = {},
+  opts: {
+    members?: number[];
+    /** Stored variables (default: a new group, NO_MASTER_YET); 'lost' = unknown. */
+    initial?: MasterVariables | 'lost';
+    faults?: MasterFaults;
+  } = {},
 ) {
   const persisted: MasterVariables[] = [];
   const changes: MasterVariables[] = [];
@@ -63,7 +71,7 @@ function machine(
       persist: (v) => persisted.push({ ...v }),
       changed: (v) => changes.push({ ...v }),
     },
-    opts.initial,
+    opts.initial === 'lost' ? undefined : (opts.initial ?? NO_MASTER_YET),
     MARGIN,
     opts.faults,
   );
@@ -175,6 +183,29 @@ describe('MasterStateMachine apply rules', () => {
     expect(me.sm.counters.adopted).toBe(1);
   });
 
+  it('with its master variables lost evaluates nothing and holds no lease until a peer sends them', () => {
+    const clock = new VirtualClock();
+    const { sm, persisted } = machine(1, clock, { initial: 'lost' });
+    expect(sm.anchored).toBe(false);
+    sm.expectOwn(7, 0);
+    // Its own operation against the version it wrongly believes current: not evaluated.
+    expect(sm.execute(op({ nodeId: 1, version: NO_MASTER_VERSION }), ctx(40)).applied).toBe(false);
+    expect(sm.isMaster()).toBe(false);
+    expect(sm.master()).toBeUndefined();
+    expect(sm.counters.unanchored).toBe(1);
+    expect(sm.adopt({ masterNodeId: 2, version: 30, leaseMs: LEASE })).toBe(true);
+    expect(sm.anchored).toBe(true);
+    expect(persisted).toEqual([{ masterNodeId: 2, version: 30, leaseMs: LEASE }]);
+    expect(sm.execute(op({ nodeId: 3, version: 30 }), ctx(41)).applied).toBe(true);
+  });
+
+  it('stores "no master yet" distinctly from lost variables', () => {
+    expect(decodeStoredMaster(encodeStoredMaster(NO_MASTER_YET))).toBe(NO_MASTER_YET);
+    const v = { masterNodeId: 1, version: 4, leaseMs: LEASE };
+    expect(decodeStoredMaster(encodeStoredMaster(v))).toEqual(v);
+    expect(decodeStoredMaster(new TextEncoder().encode('{"none":1}'))).toBeUndefined();
+  });
+
   it('drops a lease locally without touching the log state', () => {
     const clock = new VirtualClock();
     const { sm } = machine(1, clock);
@@ -232,9 +263,15 @@ describe('MasterStateMachine apply rules', () => {
 });
 
 /** An election over a fake log: proposals apply after `applyDelayMs` unless told to fail. */
-function election(nodeId: number, opts: { applyDelayMs?: number; members?: number[] } = {}) {
+function election(
+  nodeId: number,
+  opts: { applyDelayMs?: number; members?: number[]; lost?: boolean } = {},
+) {
   const clock = new VirtualClock();
-  const m = machine(nodeId, clock, { members: opts.members ?? [1, 2, 3] });
+  const m = machine(nodeId, clock, {
+    members: opts.members ?? [1, 2, 3],
+    ...(opts.lost ? { initial: 'lost' as const } : {}),
+  });
   let instanceId = 10; // the tests apply their own operations below 10
   const proposed: MasterOperation[] = [];
   const failures: unknown[] = [];
@@ -371,6 +408,17 @@ describe('MasterElection (virtual clock)', () => {
     });
     expect(t.e.drop()).toBe(true);
     expect(t.sm.master()).toBeUndefined();
+  });
+
+  it('does not propose while its master variables are lost', async () => {
+    const t = election(1, { lost: true });
+    t.e.start();
+    await t.advance(30_000);
+    expect(t.proposed).toHaveLength(0);
+    t.sm.adopt({ masterNodeId: 2, version: 3, leaseMs: LEASE });
+    await t.advance(30_000 + LEASE + 4000);
+    expect(t.proposed).toHaveLength(1);
+    expect(t.proposed[0]).toMatchObject({ nodeId: 1, version: 3 });
   });
 
   it('stops its timers', async () => {

@@ -77,6 +77,8 @@ export interface MasterCounters {
   adopted: number;
   /** Master variables from a peer that do not decode (counted and dropped). */
   malformedVariables: number;
+  /** Operations not evaluated because this node's master state is unknown (see `anchored`). */
+  unanchored: number;
   /** This node's own lease ended without a renewal. */
   expiries: number;
   /** dropMaster() calls, and leases dropped because this node left the membership. */
@@ -137,6 +139,25 @@ export function decodeMasterVariables(bytes: Uint8Array): MasterVariables | unde
   return { masterNodeId, version, leaseMs };
 }
 
+/**
+ * What meta `masterVariables` holds: the variables, or NO_MASTER_YET, written when a group starts
+ * with an empty log, so that a missing record later means "lost" (e.g. a checkpoint install that
+ * did not keep it), not "no master operation yet".
+ */
+export const NO_MASTER_YET = 'none';
+
+export function encodeStoredMaster(v: MasterVariables | typeof NO_MASTER_YET): Uint8Array {
+  return v === NO_MASTER_YET ? encoder.encode('{"none":true}') : encodeMasterVariables(v);
+}
+
+/** Parses meta `masterVariables`; undefined when malformed. */
+export function decodeStoredMaster(
+  bytes: Uint8Array,
+): MasterVariables | typeof NO_MASTER_YET | undefined {
+  if (parse(bytes)?.none === true) return NO_MASTER_YET;
+  return decodeMasterVariables(bytes);
+}
+
 export function encodeMasterOperation(op: MasterOperation): Uint8Array {
   return encoder.encode(
     JSON.stringify({
@@ -190,6 +211,7 @@ export class MasterStateMachine implements StateMachine {
     malformed: 0,
     adopted: 0,
     malformedVariables: 0,
+    unanchored: 0,
     expiries: 0,
     drops: 0,
     attempts: 0,
@@ -201,14 +223,25 @@ export class MasterStateMachine implements StateMachine {
   /** My proposals in flight: nonce → my clock when I decided to propose (before proposing). */
   private readonly starts = new Map<number, number>();
 
+  /**
+   * False when this node's master state is unknown: its log has history but its master variables
+   * were lost (PhxPaxos keeps them across a checkpoint install, Database::ClearAllLog; a reset
+   * that does not would leave this node applying operations against the wrong version, and
+   * granting itself a lease the others refused). Until a peer's variables are adopted, it
+   * evaluates no operation, reports no master and never holds a lease.
+   */
+  private known: boolean;
+
   constructor(
     private readonly host: MasterHost,
-    initial: MasterVariables | undefined,
+    /** Stored variables; NO_MASTER_YET: none applied yet; undefined: unknown (lost). */
+    initial: MasterVariables | typeof NO_MASTER_YET | undefined,
     /** Subtracted from my own leases (PhxPaxos TryBeMaster: lease - 100 ms). */
     private readonly leaseMarginMs: number,
     private readonly faults: MasterFaults = {},
   ) {
-    if (initial !== undefined) {
+    this.known = initial !== undefined;
+    if (initial !== undefined && initial !== NO_MASTER_YET) {
       this.vars = { ...initial };
       // After a restart nobody is trusted to be myself; another master gets a full lease from now
       // (PhxPaxos MasterStateMachine::Init).
@@ -217,6 +250,11 @@ export class MasterStateMachine implements StateMachine {
           ? Number.NEGATIVE_INFINITY
           : host.now() + initial.leaseMs;
     }
+  }
+
+  /** False while this node's master state is unknown (lost variables, not yet adopted). */
+  get anchored(): boolean {
+    return this.known;
   }
 
   /** The log's master variables (undefined before the first operation applied). */
@@ -282,6 +320,10 @@ export class MasterStateMachine implements StateMachine {
    * never reads the clock: only the local view of the lease does.
    */
   execute(value: Uint8Array, ctx: ExecuteContext): { applied: boolean; version: number } {
+    if (!this.known) {
+      this.counters.unanchored++;
+      return { applied: false, version: this.version };
+    }
     if (ctx.instanceId <= this.version) {
       // Already reflected: master variables adopted from a peer are newer than this operation.
       return { applied: false, version: this.version };
@@ -334,7 +376,8 @@ export class MasterStateMachine implements StateMachine {
    * another master gets a full lease from now; myself, none. True when they were newer.
    */
   adopt(v: MasterVariables): boolean {
-    if (v.version <= this.version) return false;
+    if (this.known && v.version <= this.version) return false;
+    this.known = true;
     const previous = this.vars?.masterNodeId;
     this.vars = { ...v };
     this.expiresAtMs =
@@ -426,7 +469,7 @@ export class MasterElection {
   /** One try (PhxPaxos MasterMgr::TryBeMaster). Public for the unit tests. */
   tryBeMaster(): void {
     if (!this.running || this.inFlight || this.host.now() < this.pausedUntilMs) return;
-    if (!this.host.canPropose()) return;
+    if (!this.host.canPropose() || !this.sm.anchored) return;
     const master = this.sm.master();
     if (master !== undefined && master.nodeId !== this.host.nodeId) return;
     const nonce = Math.floor(this.host.random() * 0x1_0000_0000);
