@@ -67,6 +67,10 @@ export interface LearnerHost {
   systemVariables(): Uint8Array | undefined;
   /** Applies a peer's system variables; true when they changed mine. */
   applySystemVariables(bytes: Uint8Array): boolean;
+  /** Encoded master variables to hand to a far-behind asker, if any (PhxPaxos GetMasterSM). */
+  masterVariables?(): Uint8Array | undefined;
+  /** Applies a peer's master variables; true when they were newer (PhxPaxos UpdateByCheckpoint). */
+  applyMasterVariables?(bytes: Uint8Array): boolean;
   /** A peer has deleted the log I need: only a checkpoint can teach me. */
   needCheckpoint(from: number, peerMinChosenInstanceId: number): void;
   event(name: string, fields: Record<string, unknown>): void;
@@ -511,6 +515,8 @@ export class Learner {
     if (this.instanceId - askerInstanceId > this.options.variablesGapInstances) {
       const system = this.host.systemVariables();
       if (system !== undefined) reply.systemVariables = system;
+      const master = this.host.masterVariables?.();
+      if (master !== undefined) reply.masterVariables = master;
     }
     this.host.send(to, reply);
   }
@@ -518,6 +524,10 @@ export class Learner {
   /** A peer told me how far it is (seed: Learner::OnSendNowInstanceID). */
   private onSendNowInstanceId(msg: PaxosMsg): void {
     this.setSeen(msg.nowInstanceId, msg.nodeId);
+    // The master first: a far-behind node learns who the master is before replaying the log
+    // (seed: OnSendNowInstanceID, GetMasterSM()->UpdateByCheckpoint).
+    if (msg.masterVariables.length > 0 && this.host.applyMasterVariables?.(msg.masterVariables))
+      this.host.event('master-variables-changed', { from: msg.nodeId });
     if (msg.systemVariables.length > 0 && this.host.applySystemVariables(msg.systemVariables)) {
       this.host.event('system-variables-changed', { from: msg.nodeId });
       return; // membership changed: everything is re-evaluated on the next ask

@@ -25,6 +25,7 @@ export {
   maxValueBytesForFrame,
   PAXOS_OPTION_RANGES,
   MAX_SYNC_SLICE_MS,
+  MASTER_LEASE_MIN_MS,
 } from './options';
 export type { Scheduler, RandomSource } from './scheduler';
 export {
@@ -47,3 +48,10 @@ export {
   BATCH_ITEM_OVERHEAD_BYTES,
 } from './value';
 export type { AcceptorFaults, UnsafeFaults } from './faults';
+export {
+  type MasterInfo,
+  type MasterVariables,
+  type MasterCounters,
+  type MasterFaults,
+  NO_MASTER_VERSION,
+} from './master';

@@ -21,6 +21,18 @@ import { PaxosError } from './errors';
 import type { UnsafeFaults } from './faults';
 import { IOLoop } from './io-loop';
 import { FOLLOWER_TIMEOUT_ASK_INTERVALS, MAX_SYNC_SLICE_MS, type PaxosOptions } from './options';
+import {
+  decodeStoredMaster,
+  encodeMasterVariables,
+  encodeStoredMaster,
+  type MasterCounters,
+  MasterElection,
+  type MasterFaults,
+  type MasterInfo,
+  MasterStateMachine,
+  type MasterVariables,
+  NO_MASTER_YET,
+} from './master';
 import { Proposer, type ProposerCounters } from './proposer';
 import { isPromiseLike, type RandomSource, type Scheduler, SyncSlice } from './scheduler';
 import {
@@ -35,6 +47,7 @@ import {
   BATCH_HEADER_BYTES,
   BATCH_ITEM_OVERHEAD_BYTES,
   bytesEqual,
+  MASTER_SM_ID,
   NO_SM_ID,
   SINGLE_VALUE_OVERHEAD_BYTES,
   type SmValue,
@@ -56,11 +69,15 @@ export interface InstanceConfig {
   stateMachines: readonly StateMachine[];
   options: PaxosOptions;
   /** Planted bugs (tests only, see faults.ts). */
-  faults?: UnsafeFaults;
+  faults?: UnsafeFaults & MasterFaults;
   /** The node-wide byte budget of the learner senders (shared by every group of the node). */
   senderBudget?: SenderBudget;
   /** Progress events for the node's listeners: learned instances, catch-up start and end. */
   onEvent?: (event: InstanceEvent) => void;
+  /** Run master elections in this group (the master state machine applies either way). */
+  masterElection?: boolean;
+  /** The recorded master changed (applied from the log or adopted from a peer). */
+  onMasterChange?: (group: number, master: MasterVariables) => void;
   log?: (
     level: 'debug' | 'info' | 'warn' | 'error',
     event: string,
@@ -94,6 +111,17 @@ export interface GroupStatus {
     counters: Committer['counters'];
   };
   counters: InstanceCounters;
+  /** The master in this node's view while its lease is live here (see master.ts). */
+  master: MasterInfo | undefined;
+  masterElection: {
+    enabled: boolean;
+    isMaster: boolean;
+    /** The log's master variables (undefined: no master operation applied yet). */
+    recorded: MasterVariables | undefined;
+    /** False while the master variables are unknown here (lost; waiting for a peer's). */
+    anchored: boolean;
+    counters: MasterCounters;
+  };
 }
 
 /** What a group tells the node's listeners (PaxosNode.on). */
@@ -181,6 +209,8 @@ export class Instance {
   /** Ballot the previous instance was chosen with (rides on Prepare/Accept, see receiveForAcceptor). */
   private previousChosenBallot: Ballot = NULL_BALLOT;
   private readonly system: SystemStateMachine;
+  private readonly master: MasterStateMachine;
+  private readonly election: MasterElection | undefined;
   private readonly machines = new Map<number, StateMachine>();
   /** Followers of this node, each with the time it expires unless it asks again. */
   private readonly followers = new Map<number, number>();
@@ -211,9 +241,18 @@ export class Instance {
           .setMeta(group, 'systemVariables', encodeSystemVariables(v), { sync: true })
           .then(undefined, (error: unknown) => this.persistFailed(error)),
       );
+      // A node removed from the membership stops holding its lease at once (the others wait it out).
+      if (!v.members.includes(config.nodeId) && this.master.dropLocal())
+        this.log('info', 'master-dropped', { reason: 'removed from the membership' });
     });
+    this.master = this.createMaster();
     for (const sm of config.stateMachines) this.machines.set(sm.smId, sm);
     this.machines.set(SYSTEM_SM_ID, this.system);
+    this.machines.set(MASTER_SM_ID, this.master);
+    this.election =
+      config.masterElection === true && config.followToNodeId === undefined
+        ? this.createElection()
+        : undefined;
     this.acceptor = new Acceptor(
       config.nodeId,
       group,
@@ -289,6 +328,7 @@ export class Instance {
       members: this.members,
     });
     this.learner.start();
+    this.election?.start();
     if (
       !this.isFollower &&
       this.members.includes(this.config.nodeId) &&
@@ -312,6 +352,7 @@ export class Instance {
     this.committer.rejectAll(new PaxosError('E_STOPPED', 'the node is stopping'));
     this.proposer.exit();
     this.learner.stop();
+    this.election?.stop();
     this.cancelCommitTimer?.();
     await this.loop.stop();
   }
@@ -372,6 +413,21 @@ export class Instance {
     return this.propose(SYSTEM_SM_ID, change, false, timeoutMs);
   }
 
+  /** The master in this node's view (PhxPaxos GetMasterWithVersion). */
+  getMaster(): MasterInfo | undefined {
+    return this.master.master();
+  }
+
+  /** True while this node holds the master lease on its own clock (PhxPaxos IsIMMaster). */
+  isMaster(): boolean {
+    return this.stoppedReason === undefined && !this.closed && this.master.isMaster();
+  }
+
+  /** Gives up the lease here and skips elections for two leases (PhxPaxos DropMaster). */
+  dropMaster(): boolean {
+    return this.election !== undefined ? this.election.drop() : this.master.dropLocal();
+  }
+
   status(): GroupStatus {
     const { store, group, nodeId } = this.config;
     let checkpointInstanceId = -1;
@@ -413,6 +469,14 @@ export class Instance {
         counters: { ...this.committer.counters },
       },
       counters: { ...this.counters },
+      master: this.master.master(),
+      masterElection: {
+        enabled: this.election !== undefined,
+        isMaster: this.isMaster(),
+        recorded: this.master.variables && { ...this.master.variables },
+        anchored: this.master.anchored,
+        counters: { ...this.master.counters },
+      },
     };
   }
 
@@ -607,6 +671,7 @@ export class Instance {
     if (this.stoppedReason !== undefined) return;
     this.stoppedReason = error;
     this.log('error', 'group-stopped', { code: error.code, message: error.message });
+    this.election?.stop();
     this.proposer.exit();
     this.learner.stop();
     this.committer.rejectAll(error);
@@ -869,6 +934,11 @@ export class Instance {
         const v = decodeSystemVariables(bytes);
         return v !== undefined && this.system.adopt(v);
       },
+      masterVariables: () => {
+        const v = this.master.variables;
+        return v === undefined ? undefined : encodeMasterVariables(v);
+      },
+      applyMasterVariables: (bytes) => this.master.adoptEncoded(bytes),
       needCheckpoint: (from, peerMin) =>
         this.log('warn', 'needs-checkpoint', {
           from,
@@ -880,6 +950,75 @@ export class Instance {
       ...(config.senderBudget !== undefined ? { senderBudget: config.senderBudget } : {}),
       notify: (event) => config.onEvent?.({ group: config.group, ...event }),
     };
+  }
+
+  private createMaster(): MasterStateMachine {
+    const { store, group, scheduler } = this.config;
+    const saved = store.getMeta(group, 'masterVariables');
+    let initial = saved && decodeStoredMaster(saved);
+    if (
+      saved === undefined &&
+      store.maxInstanceId(group) === undefined &&
+      store.getMinChosenInstanceId(group) === 0
+    ) {
+      // A new group: record that no master operation was applied yet (see MasterStateMachine).
+      initial = NO_MASTER_YET;
+      // Not synced: the acceptor's first sync write (before any instance record exists) makes it
+      // durable, and until then a crash finds a new group again. A sync write here would make
+      // every start wait for an fsync. The promise is handled at once (no error unseen).
+      this.pendingWrites.push(
+        store
+          .setMeta(group, 'masterVariables', encodeStoredMaster(NO_MASTER_YET), { sync: false })
+          .then(undefined, (error: unknown) => this.persistFailed(error)),
+      );
+    }
+    if (initial === undefined)
+      this.log('warn', 'master-variables-unknown', {
+        note: 'the log has history but no master variables: no lease here until a peer sends them',
+      });
+    return new MasterStateMachine(
+      {
+        nodeId: this.config.nodeId,
+        now: () => scheduler.now(),
+        isMember: (nodeId) => this.members.includes(nodeId),
+        persist: (v) => {
+          this.pendingWrites.push(
+            store
+              .setMeta(group, 'masterVariables', encodeMasterVariables(v), { sync: true })
+              .then(undefined, (error: unknown) => this.persistFailed(error)),
+          );
+        },
+        changed: (v) => {
+          this.log('info', 'master-changed', { ...v });
+          this.config.onMasterChange?.(group, { ...v });
+        },
+      },
+      initial,
+      this.config.options.masterLeaseMarginMs,
+      this.config.faults,
+    );
+  }
+
+  private createElection(): MasterElection {
+    const { scheduler, random, options, nodeId } = this.config;
+    return new MasterElection(
+      {
+        nodeId,
+        now: () => scheduler.now(),
+        random: () => random.next(),
+        schedule: (delayMs, fn) => this.loop.schedule(delayMs, fn),
+        canPropose: () =>
+          !this.closed && this.stoppedReason === undefined && this.members.includes(nodeId),
+        propose: (value, timeoutMs) => this.propose(MASTER_SM_ID, value, false, timeoutMs),
+        event: (name, fields) => this.log('debug', name, fields),
+        fail: (error) =>
+          this.loop.enqueue(() => {
+            throw error;
+          }),
+      },
+      this.master,
+      { leaseMs: options.masterLeaseMs, leaseMarginMs: options.masterLeaseMarginMs },
+    );
   }
 
   private log(

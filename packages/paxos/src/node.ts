@@ -13,6 +13,7 @@ import {
   type PaxosOptionsInput,
   resolveOptions,
 } from './options';
+import type { MasterFaults, MasterInfo, MasterVariables } from './master';
 import type { RandomSource, Scheduler } from './scheduler';
 import { checkStateMachines, type StateMachine } from './state-machine';
 import { NO_SM_ID } from './value';
@@ -39,8 +40,15 @@ export interface NodeOptions {
   followTo?: number;
   options?: PaxosOptionsInput;
   logger?: Logger;
-  /** Planted bugs (faults.ts), for proving the simulator can fail. Tests only: never set it. */
-  unsafeFaults?: UnsafeFaults;
+  /**
+   * Run master elections (PhxPaxos RunMaster) in every group (true) or in the groups the function
+   * picks. Default false. The master state machine applies in every group either way.
+   */
+  masterElection?: boolean | ((group: number) => boolean);
+  /** Called when a group's recorded master changes (PhxPaxos MasterChangeCallback). */
+  onMasterChange?: (group: number, master: MasterVariables) => void;
+  /** Planted bugs (faults.ts, master.ts), for proving the simulator can fail. Tests only: never set it. */
+  unsafeFaults?: UnsafeFaults & MasterFaults;
 }
 
 export interface ProposeOptions {
@@ -129,6 +137,11 @@ export class PaxosNode {
           ...(opts.unsafeFaults ? { faults: opts.unsafeFaults } : {}),
           senderBudget: this.senderBudget,
           onEvent: (event) => this.emitInstanceEvent(event),
+          masterElection:
+            typeof opts.masterElection === 'function'
+              ? opts.masterElection(group)
+              : (opts.masterElection ?? false),
+          ...(opts.onMasterChange ? { onMasterChange: opts.onMasterChange } : {}),
           ...(opts.logger ? { log: opts.logger } : {}),
         }),
       );
@@ -170,6 +183,27 @@ export class PaxosNode {
     if (members.length === 0)
       return Promise.reject(new PaxosError('E_BAD_ARGUMENT', 'a group needs at least one member'));
     return instance.changeMembership(members, timeoutMs);
+  }
+
+  /**
+   * The group's master in this node's view, while its lease is live on this node's clock:
+   * `{ nodeId, version, expiresAtMs }` (expiresAtMs on the Scheduler's clock), else undefined.
+   */
+  getMaster(group: number): MasterInfo | undefined {
+    return this.instance(group).getMaster();
+  }
+
+  /** True while this node holds the group's master lease on its own clock. */
+  isMaster(group: number): boolean {
+    return !this.stopped && this.instance(group).isMaster();
+  }
+
+  /**
+   * Gives up this node's lease now (the others wait it out) and skips elections for two leases
+   * (PhxPaxos DropMaster). True when this node held the lease.
+   */
+  dropMaster(group: number): boolean {
+    return this.instance(group).dropMaster();
   }
 
   status(group: number): GroupStatus {

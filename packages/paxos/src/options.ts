@@ -19,6 +19,13 @@ export function maxValueBytesForFrame(maxFrameBytes: number): number {
   return maxPaxosValueBytes(maxFrameBytes) - SINGLE_VALUE_OVERHEAD_BYTES;
 }
 
+/** Shortest master lease accepted (1000 ms: PhxPaxos MasterMgr::SetLeaseTime ignores shorter). */
+export const MASTER_LEASE_MIN_MS = 1000;
+/** A node tries to become or stay master this many times per (lease - margin), ± half (MasterMgr::run). */
+export const MASTER_TRIES_PER_LEASE = 4;
+/** After dropMaster() a node skips elections for this many leases (MasterMgr::run). */
+export const MASTER_DROP_PAUSE_LEASES = 2;
+
 export interface PaxosOptions {
   /** First prepare timeout; doubles per retry up to the max (2000 ms). */
   prepareTimeoutMs: number;
@@ -51,6 +58,14 @@ export interface PaxosOptions {
   batchMaxBytes: number;
   /** Delay before re-running a state machine that threw (ours). */
   executeRetryDelayMs: number;
+  /** Master lease (10000 ms: PhxPaxos MasterMgr's m_iLeaseTime; leases below 1000 ms refused). */
+  masterLeaseMs: number;
+  /**
+   * The holder ends its own lease this much early, against clock-rate drift (100 ms: PhxPaxos
+   * MasterMgr::TryBeMaster uses lease - 100). Safe while every clock's rate is within
+   * margin / (2 × lease - margin) of real time (master.ts).
+   */
+  masterLeaseMarginMs: number;
   learner: LearnerOptions;
 }
 
@@ -70,6 +85,8 @@ export function defaultPaxosOptions(groupCount = 1): PaxosOptions {
     batchMaxValues: 256,
     batchMaxBytes: 1024 * 1024,
     executeRetryDelayMs: 1000,
+    masterLeaseMs: 10_000,
+    masterLeaseMarginMs: 100,
     learner: {
       ...DEFAULT_LEARNER_OPTIONS,
       sendRateInstancesPerSec: Math.max(
@@ -116,6 +133,8 @@ export const PAXOS_OPTION_RANGES: Readonly<
   batchMaxValues: { min: 1 },
   batchMaxBytes: { min: 1 },
   executeRetryDelayMs: { min: 1 },
+  masterLeaseMs: { min: MASTER_LEASE_MIN_MS },
+  masterLeaseMarginMs: { min: 0 },
 };
 
 function bad(message: string): PaxosError {
