@@ -85,6 +85,25 @@ export function buildHttp(server: KvServer): FastifyInstance {
     bodyLimit: MAX_BODY_BYTES,
     routerOptions: { maxParamLength: MAX_PARAM_CHARS },
     return503OnClosing: true,
+    // Requests Node's HTTP parser refuses (a malformed request line or header, headers over
+    // 16 KiB, a request timeout): answered in our error format, then the connection is closed.
+    clientErrorHandler: (error, socket) => {
+      const e = error as Error & { code?: string };
+      if (e.code === 'ECONNRESET' || socket.destroyed) return;
+      const [status, code] =
+        e.code === 'HPE_HEADER_OVERFLOW'
+          ? [431, 'E_TOO_LARGE']
+          : e.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+            ? [408, 'E_TIMEOUT']
+            : [400, 'E_BAD_REQUEST'];
+      const body = JSON.stringify(errorBody(code, `${e.code ?? 'bad request'}: ${e.message}`));
+      if (socket.writable)
+        socket.write(
+          `HTTP/1.1 ${status} ${code}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+            `Content-Type: application/json\r\nConnection: close\r\n\r\n${body}`,
+        );
+      socket.destroy();
+    },
     // Errors the router raises before any route runs (a bad percent-encoding in the URL).
     frameworkErrors: (error, _req, rawReply) => {
       void (rawReply as unknown as FastifyReply)
