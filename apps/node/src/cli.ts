@@ -75,6 +75,11 @@ export function buildProgram(): Command {
       "the other members' HTTP APIs: 1=host:port,… (members view in /status, dashboard)",
       arg(parseHttpPeers),
     )
+    .option(
+      '--catch-up-rate <n>',
+      'most instances per second this node streams to a lagging peer (learner sender rate limit)',
+      arg((t) => parseIntIn('--catch-up-rate', t, 1, 10_000_000)),
+    )
     .addOption(
       new Option('--log-level <level>', 'log level')
         .choices(['debug', 'info', 'warn', 'error'])
@@ -100,6 +105,7 @@ export function buildProgram(): Command {
         ...(o.followTo !== undefined ? { followTo: o.followTo } : {}),
         groups: o.groups,
         httpPeers: o.httpPeers ?? new Map(),
+        ...(o.catchUpRate !== undefined ? { catchUpRatePerSec: o.catchUpRate } : {}),
         logLevel: o.logLevel,
       });
     });
@@ -149,6 +155,7 @@ interface NodeFlags {
   followTo?: number;
   groups: number;
   httpPeers?: Map<number, string>;
+  catchUpRate?: number;
   logLevel: string;
 }
 

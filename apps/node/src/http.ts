@@ -258,7 +258,7 @@ export function buildHttp(server: KvServer): FastifyInstance {
   });
 
   app.get('/', async (req, reply) => {
-    checkQuery(req, ['nodes']);
+    checkQuery(req, ['nodes', 'interval']);
     reply.type('text/html; charset=utf-8');
     return fs.promises.readFile(DASHBOARD_FILE);
   });

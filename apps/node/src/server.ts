@@ -31,6 +31,8 @@ export interface ServerConfig {
   groups: number;
   /** Where the other members' HTTP APIs are (members view and dashboard). */
   httpPeers: Map<number, string>;
+  /** Learner sender rate limit in instances per second (default: the learner package's). */
+  catchUpRatePerSec?: number;
 }
 
 export interface MemberView {
@@ -115,6 +117,9 @@ export class KvServer {
       network: this.network,
       stateMachines: (g) => [this.kvs[g]!],
       ...(config.followTo !== undefined ? { followTo: config.followTo } : {}),
+      ...(config.catchUpRatePerSec !== undefined
+        ? { options: { learner: { sendRateInstancesPerSec: config.catchUpRatePerSec } } }
+        : {}),
       logger,
     });
     this.app = buildHttp(this);

@@ -145,6 +145,8 @@ export interface ClusterOptions {
   followers?: { followTo: number }[];
   groups?: number;
   name: string;
+  /** More flags for node `id`. */
+  extraArgs?: (id: number) => string[];
 }
 
 /** Starts `voters` voting nodes (ids 1…n) and followers (ids n+1…), each its own process. */
@@ -178,6 +180,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       '--http-peers',
       httpPeers,
     ];
+    args.push(...(opts.extraArgs?.(id) ?? []));
     if (i >= opts.voters) {
       args.push('--follow-to', String(followers[i - opts.voters]!.followTo));
       args.push('--listen', `127.0.0.1:${paxosPorts[i]}`);
