@@ -4,7 +4,12 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { ArgumentError, parseAddress, parseCluster, parseHttpPeers, parseIntIn } from './args';
 import { runCluster } from './cluster';
 import { runNode } from './run-node';
-import { DEFAULT_BASE_PORT, MAX_GROUPS, MAX_LOCAL_NODES } from './options';
+import {
+  DEFAULT_BASE_PORT,
+  DEFAULT_CHECKPOINT_EVERY_INSTANCES,
+  MAX_GROUPS,
+  MAX_LOCAL_NODES,
+} from './options';
 
 const EXIT_USAGE = 2;
 
@@ -80,6 +85,12 @@ export function buildProgram(): Command {
       'most instances per second this node streams to a lagging peer (learner sender rate limit)',
       arg((t) => parseIntIn('--catch-up-rate', t, 1, 10_000_000)),
     )
+    .option(
+      '--checkpoint-every <instances>',
+      `write a KV checkpoint every this many instances (0: only on POST /admin/checkpoint)`,
+      arg((t) => parseIntIn('--checkpoint-every', t, 0, Number.MAX_SAFE_INTEGER)),
+      DEFAULT_CHECKPOINT_EVERY_INSTANCES,
+    )
     .addOption(
       new Option('--log-level <level>', 'log level')
         .choices(['debug', 'info', 'warn', 'error'])
@@ -106,6 +117,7 @@ export function buildProgram(): Command {
         groups: o.groups,
         httpPeers: o.httpPeers ?? new Map(),
         ...(o.catchUpRate !== undefined ? { catchUpRatePerSec: o.catchUpRate } : {}),
+        checkpointEveryInstances: o.checkpointEvery,
         logLevel: o.logLevel,
       });
     });
@@ -156,6 +168,7 @@ interface NodeFlags {
   groups: number;
   httpPeers?: Map<number, string>;
   catchUpRate?: number;
+  checkpointEvery: number;
   logLevel: string;
 }
 

@@ -134,4 +134,32 @@ describe('KvStateMachine', () => {
     expect(text(again.get('k2'))).toBe('v2');
     again.close();
   });
+
+  it('writes a checkpoint on its own every N instances, out of the apply path', async () => {
+    const errors: Error[] = [];
+    const kv = new KvStateMachine({
+      dir: tempDir(),
+      group: 0,
+      onFatal: fatal,
+      checkpointEveryInstances: 5,
+      onError: (e) => errors.push(e),
+    });
+    for (let i = 0; i < 12; i++) {
+      await apply(kv, i, [put(`k${i}`, `v${i}`)]);
+      await new Promise((r) => setImmediate(r));
+    }
+    expect(kv.getCheckpointInstanceId()).toBe(9); // at 4 (0…4 applied) and at 9
+    expect(kv.status().counters).toMatchObject({ checkpoints: 2, automaticCheckpoints: 2 });
+    // While a peer copies the checkpoint, the automatic one waits for the next instance.
+    kv.lockCheckpointState();
+    for (let i = 12; i < 16; i++) await apply(kv, i, [put(`k${i}`, `v${i}`)]);
+    await new Promise((r) => setImmediate(r));
+    expect(kv.getCheckpointInstanceId()).toBe(9);
+    kv.unlockCheckpointState();
+    await apply(kv, 16, [put('k16', 'v16')]);
+    await new Promise((r) => setImmediate(r));
+    expect(kv.getCheckpointInstanceId()).toBe(16);
+    expect(errors).toEqual([]);
+    kv.close();
+  });
 });

@@ -68,6 +68,8 @@ export interface KvCounters {
   skippedInstances: number;
   badOps: number;
   checkpoints: number;
+  /** Of which written on their own (checkpointEveryInstances). */
+  automaticCheckpoints: number;
   checkpointLoads: number;
 }
 
@@ -79,6 +81,15 @@ export interface KvStateMachineOptions {
   onFatal: (error: Error) => void;
   /** Deliberate bug for the planted-bug test: re-applies instances this file already reflects. */
   unsafeIgnoreAppliedInstance?: boolean;
+  /**
+   * Writes a checkpoint on its own once this many instances were applied past the last one
+   * (0: never). It bounds the replay at restart; compacting the log is the checkpoint package's.
+   */
+  checkpointEveryInstances?: number;
+  /** An automatic checkpoint failed (a bug or a broken disk): the server counts it as a task error. */
+  onError?: (error: Error) => void;
+  /** Clock for lastCheckpointAtMs of automatic checkpoints. */
+  nowMs?: () => number;
 }
 
 export class KvStateMachine implements StateMachine {
@@ -92,6 +103,7 @@ export class KvStateMachine implements StateMachine {
     skippedInstances: 0,
     badOps: 0,
     checkpoints: 0,
+    automaticCheckpoints: 0,
     checkpointLoads: 0,
   };
   /** Highest instance whose operations are in the file (committed, or in the open transaction). */
@@ -102,6 +114,7 @@ export class KvStateMachine implements StateMachine {
   private db!: Database.Database;
   private stmts!: ReturnType<KvStateMachine['prepare']>;
   private inTransaction = false;
+  private checkpointScheduled = false;
   private closed = false;
 
   constructor(private readonly opts: KvStateMachineOptions) {
@@ -185,7 +198,28 @@ export class KvStateMachine implements StateMachine {
       this.inTransaction = false;
       if (this.db.inTransaction) this.db.exec('ROLLBACK');
       this.opts.onFatal(error as Error);
+      return;
     }
+    this.maybeCheckpoint();
+  }
+
+  private maybeCheckpoint(): void {
+    const every = this.opts.checkpointEveryInstances ?? 0;
+    if (every <= 0 || this.checkpointScheduled || this.closed) return;
+    if (this.appliedInstanceId - this.checkpointId < every) return;
+    this.checkpointScheduled = true;
+    // Out of the apply path: after the replies of this instance went out.
+    setImmediate(() => {
+      this.checkpointScheduled = false;
+      if (this.closed || this.isLocked || this.inTransaction) return;
+      try {
+        this.checkpoint((this.opts.nowMs ?? Date.now)());
+        this.counters.automaticCheckpoints++;
+      } catch (error) {
+        if (this.opts.onError) this.opts.onError(error as Error);
+        else throw error;
+      }
+    });
   }
 
   // ---- checkpoint hooks (PhxPaxos StateMachine) -----------------------------------------------

@@ -31,3 +31,7 @@ export const CLUSTER_ID = 'tspaxos-kv';
 export const KV_SM_ID = 10;
 /** Time `tspaxos cluster` gives its children to stop after SIGTERM before SIGKILL (ours). */
 export const CHILD_STOP_TIMEOUT_MS = 10_000;
+/** Instances applied past the last KV checkpoint before the next one is written on its own (ours: bounds the replay at restart; 0 turns it off). */
+export const DEFAULT_CHECKPOINT_EVERY_INSTANCES = 10_000;
+/** Unexpected errors kept in /status `taskErrors` (all are counted in the metric). */
+export const TASK_ERRORS_KEPT = 100;

@@ -7,7 +7,13 @@ import { CatchUpTracker, type CatchUp } from './catch-up';
 import { KvStateMachine } from './kv-state-machine';
 import { buildHttp } from './http';
 import { createMetrics, type Metrics } from './metrics';
-import { CLUSTER_ID, MEMBER_POLL_INTERVAL_MS, MEMBER_POLL_TIMEOUT_MS } from './options';
+import {
+  CLUSTER_ID,
+  DEFAULT_CHECKPOINT_EVERY_INSTANCES,
+  MEMBER_POLL_INTERVAL_MS,
+  MEMBER_POLL_TIMEOUT_MS,
+  TASK_ERRORS_KEPT,
+} from './options';
 import { formatAddress } from './args';
 import {
   createNode,
@@ -33,6 +39,8 @@ export interface ServerConfig {
   httpPeers: Map<number, string>;
   /** Learner sender rate limit in instances per second (default: the learner package's). */
   catchUpRatePerSec?: number;
+  /** Automatic KV checkpoint every this many instances (default DEFAULT_CHECKPOINT_EVERY_INSTANCES; 0: off). */
+  checkpointEveryInstances?: number;
 }
 
 export interface MemberView {
@@ -74,6 +82,9 @@ export class KvServer {
         new KvStateMachine({
           dir: config.dataDir,
           group: g,
+          checkpointEveryInstances:
+            config.checkpointEveryInstances ?? DEFAULT_CHECKPOINT_EVERY_INSTANCES,
+          onError: (error) => this.recordTaskError('E_CHECKPOINT', error),
           onFatal: (error) => {
             this.metrics.storageErrors.inc();
             this.log.fatal({ group: g, err: error }, 'kv-commit-failed');
@@ -287,6 +298,7 @@ export class KvServer {
 
   recordTaskError(code: string, error: Error): void {
     this.taskErrors.push({ code, message: error.message });
+    if (this.taskErrors.length > TASK_ERRORS_KEPT) this.taskErrors.shift();
     this.metrics.taskErrors.inc({ code });
     this.log.error({ group: null, err: error, code }, 'task-error');
   }

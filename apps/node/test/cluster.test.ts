@@ -52,7 +52,12 @@ describe('a 3-node cluster of processes', () => {
     'agrees on 2,000 writes through a SIGKILL, a restart and garbage on the paxos port',
     { timeout: 180_000 },
     async () => {
-      cluster = await startCluster({ voters: 3, name: 'cluster' });
+      cluster = await startCluster({
+        voters: 3,
+        name: 'cluster',
+        // Automatic KV checkpoints while the writes run (the restarted node replays from one).
+        extraArgs: () => ['--checkpoint-every', '50'],
+      });
       const nodes = cluster.nodes;
       const acked = new Map<number, number>(); // write index → instance id
       let next = 0;
@@ -130,7 +135,10 @@ describe('a 3-node cluster of processes', () => {
       const drops = statuses[0]!.network.drops;
       const dropped = Object.values(drops).reduce((a, b) => a + b, 0);
       expect(dropped, JSON.stringify(drops)).toBeGreaterThanOrEqual(3);
-      for (const s of statuses) expect(s.taskErrors).toEqual([]);
+      for (const s of statuses) {
+        expect(s.taskErrors).toEqual([]);
+        expect(s.checkpointInstanceId).toBeGreaterThanOrEqual(49);
+      }
 
       // Every acknowledged write reads back from every node (local reads: all are caught up).
       for (const node of nodes) {
