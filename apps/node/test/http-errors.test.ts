@@ -193,6 +193,42 @@ describe('bad requests', () => {
     expect(metrics?.body).toMatch(
       /tspaxos_commit_latency_seconds_count\{[^}]*op="put"[^}]*\} [1-9]/,
     );
+    for (const name of [
+      'tspaxos_proposals_total',
+      'tspaxos_commits_total',
+      'tspaxos_learned_instances_total',
+      'tspaxos_instance_id',
+      'tspaxos_network_frames_dropped_total',
+      'tspaxos_storage_errors_total',
+      'tspaxos_task_errors_total',
+      'tspaxos_catch_up_remaining_instances',
+      'tspaxos_sender_streams',
+    ])
+      expect(metrics?.body, name).toContain(`# TYPE ${name} `);
+    expect(metrics?.body).toMatch(/tspaxos_commits_total\{[^}]*group="[01]"[^}]*\} [1-9]/);
+
+    // /status: the fields of DESIGN §6, per group under `groups` (2 here), group 0 on top.
+    const status = JSON.parse((await raw(req('GET', '/status')))!.body) as Record<string, unknown>;
+    for (const field of [
+      'nodeId',
+      'instanceId',
+      'minChosenInstanceId',
+      'checkpointInstanceId',
+      'lastChecksum',
+      'isFollower',
+      'learner',
+      'sender',
+      'checkpoint',
+      'members',
+    ])
+      expect(status, field).toHaveProperty(field);
+    expect(status['sender']).toHaveProperty('peers');
+    expect(status['groups']).toHaveLength(2);
+    expect((status['groups'] as { group: number }[]).map((g) => g.group)).toEqual([0, 1]);
+    expect(status['instanceId']).toBe(
+      (status['groups'] as { instanceId: number }[])[0]!.instanceId,
+    );
+
     const cp = await raw(req('POST', '/admin/checkpoint'));
     expect(cp?.status).toBe(200);
     expect(JSON.parse(cp!.body)).toMatchObject({
