@@ -35,8 +35,8 @@ function errorBody(code: string, message: string): ErrorBody {
   return { error: { code, message } };
 }
 
-/** Maps a paxos rejection to an HTTP answer. */
-function fromPaxos(error: PaxosError): ServerError {
+/** Maps a paxos rejection to an HTTP answer; undefined for codes that mean a bug of ours. */
+function fromPaxos(error: PaxosError): ServerError | undefined {
   switch (error.code) {
     case 'E_TIMEOUT':
       return new ServerError('E_TIMEOUT', error.message);
@@ -49,10 +49,32 @@ function fromPaxos(error: PaxosError): ServerError {
       );
     case 'E_VALUE_TOO_LARGE':
       return new ServerError('E_TOO_LARGE', error.message);
-    default:
-      // E_QUEUE_FULL, E_GROUP_STOPPED, E_CHECKSUM_MISMATCH …: the group cannot take it now.
+    case 'E_QUEUE_FULL':
+    case 'E_GROUP_STOPPED':
+    case 'E_CHECKSUM_MISMATCH':
+    case 'E_NOT_MEMBER':
+      // The group cannot take it now (overloaded, or stopped itself on a diverged log).
       return new ServerError('E_UNAVAILABLE', `${error.code}: ${error.message}`);
+    default:
+      // E_BAD_GROUP, E_BAD_ARGUMENT, E_UNKNOWN_STATE_MACHINE …: the server asked wrongly.
+      return undefined;
   }
+}
+
+/** The answer to an error the client or the cluster's state explains; undefined for a bug. */
+function clientError(error: unknown): ServerError | undefined {
+  if (error instanceof ServerError) return error.code === 'E_INTERNAL' ? undefined : error;
+  if (error instanceof PaxosError) return fromPaxos(error);
+  // fastify's own 4xx (body too large, bad content length …); anything else is ours.
+  const err = error as { statusCode?: number; code?: string; message?: string };
+  const status = err.statusCode ?? 500;
+  if (status === 413)
+    return new ServerError('E_TOO_LARGE', `the body is larger than ${MAX_BODY_BYTES} bytes`);
+  if (status === 415)
+    return new ServerError('E_UNSUPPORTED_MEDIA_TYPE', err.message ?? 'unsupported media type');
+  if (status >= 400 && status < 500)
+    return new ServerError('E_BAD_REQUEST', `${err.code ?? 'bad request'}: ${err.message ?? ''}`);
+  return undefined;
 }
 
 function queryOf(req: FastifyRequest): Record<string, unknown> {
@@ -134,26 +156,13 @@ export function buildHttp(server: KvServer): FastifyInstance {
   });
 
   app.setErrorHandler((error: unknown, req: FastifyRequest, reply: FastifyReply) => {
-    let e: ServerError;
-    if (error instanceof ServerError) e = error;
-    else if (error instanceof PaxosError) e = fromPaxos(error);
-    else {
-      const err = error as { statusCode?: number; code?: string; message?: string };
-      const status = err.statusCode ?? 500;
-      if (status === 413)
-        e = new ServerError('E_TOO_LARGE', `the body is larger than ${MAX_BODY_BYTES} bytes`);
-      else if (status === 415)
-        e = new ServerError('E_UNSUPPORTED_MEDIA_TYPE', err.message ?? 'unsupported media type');
-      else if (status >= 400 && status < 500)
-        e = new ServerError('E_BAD_REQUEST', `${err.code ?? 'bad request'}: ${err.message ?? ''}`);
-      else {
-        // Not a client's fault: a bug. Counted, logged, and answered 500 (the tests fail on it).
-        server.recordTaskError('E_INTERNAL', error as Error);
-        e = new ServerError('E_INTERNAL', (error as Error).message ?? String(error));
-      }
-    }
-    if (e.code === 'E_INTERNAL' || e.code === 'E_BAD_CHECKPOINT')
+    let e = clientError(error);
+    if (e === undefined) {
+      // Not the client's fault: a bug. Counted, logged, and answered 500 (the tests fail on it).
+      server.recordTaskError('E_INTERNAL', error as Error);
       req.log.error({ err: error, url: req.url }, 'request-failed');
+      e = new ServerError('E_INTERNAL', (error as Error).message ?? String(error));
+    }
     void reply.code(e.httpStatus).type('application/json').send(errorBody(e.code, e.message));
   });
 

@@ -5,6 +5,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { groupOfKey } from '../src/keys';
 import { KvServer } from '../src/server';
 import { freePorts, tempDir } from './helpers';
 
@@ -235,5 +236,29 @@ describe('bad requests', () => {
       checkpointInstanceId: expect.any(Number),
       groups: expect.any(Array),
     });
+  });
+});
+
+describe('a bug inside the server', () => {
+  it('planted: a throwing state machine read is a 500 E_INTERNAL, counted as a task error', async () => {
+    const kv = server.kvs[0]!;
+    const original = kv.get.bind(kv);
+    kv.get = () => {
+      throw new Error('planted read failure');
+    };
+    try {
+      // A key of group 0 (groups are chosen by hash; find one).
+      let key = 'a';
+      for (let i = 0; groupOfKey(key, 2) !== 0; i++) key = `a${i}`;
+      const res = await raw(req('GET', `/kv/${key}`));
+      expect(res?.status).toBe(500);
+      expect(JSON.parse(res!.body)).toMatchObject({
+        error: { code: 'E_INTERNAL', message: 'planted read failure' },
+      });
+      expect(server.taskErrors).toEqual([{ code: 'E_INTERNAL', message: 'planted read failure' }]);
+    } finally {
+      kv.get = original;
+      server.taskErrors.splice(0);
+    }
   });
 });
