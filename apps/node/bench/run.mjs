@@ -150,6 +150,7 @@ for (const groups of [1, 8]) {
   if (groups === 1) {
     // Catch-up through the log: node 3 misses CATCH_UP_WRITES writes, restarts, and learns them.
     const third = cluster.nodes[2];
+    const before = (await (await fetch(`${cluster.urls[2]}/status`)).json()).instanceId;
     third.child.kill('SIGKILL');
     await third.exited;
     let next = 0;
@@ -175,14 +176,16 @@ for (const groups of [1, 8]) {
       await new Promise((r) => setTimeout(r, 20));
     }
     const seconds = (performance.now() - t0) / 1000;
+    const missed = target - before;
     rows.push({
-      name: `restart + catch up after ${CATCH_UP_WRITES} writes (${target} instances), groups 1`,
+      name: `restart + catch up after ${CATCH_UP_WRITES} writes, groups 1`,
       value: seconds * 1000,
       unit: 'ms',
     });
+    rows.push({ name: 'instances missed by the restarted node', value: missed, unit: 'instances' });
     rows.push({
       name: 'catch-up rate (restart included)',
-      value: target / seconds,
+      value: missed / seconds,
       unit: 'instances/s',
     });
   }
