@@ -189,6 +189,18 @@ export function createMetrics(server: KvServer): Metrics {
         this.inc({ reason }, n);
     },
   });
+  new Gauge({
+    name: 'tspaxos_network_queued_bytes',
+    help: 'Bytes queued for a peer and not yet handed to its socket (sender inflight), by peer.',
+    labelNames: ['peer'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const id of server.config.cluster.keys()) {
+        if (id !== server.config.nodeId) this.set({ peer: String(id) }, server.tcp.queuedBytes(id));
+      }
+    },
+  });
   new Counter({
     name: 'tspaxos_network_frames_received_total',
     help: 'Frames received by the TCP network.',

@@ -1,8 +1,10 @@
 // Three real node processes agree on 2,000 writes sent to all of them, while one is SIGKILLed
 // mid-write and restarted (it catches up through the log) and node 1's paxos port is fed garbage
 // and oversized frames. Afterwards every node has the same instance id and lastChecksum, and every
-// acknowledged write reads back from every node.
+// acknowledged write reads back from every node. Then node 2 is wiped and rebuilds from the log.
+import * as fs from 'node:fs';
 import * as net from 'node:net';
+import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { encodeHello } from '../src/stack';
 import { CLUSTER_ID } from '../src/options';
@@ -154,6 +156,23 @@ describe('a 3-node cluster of processes', () => {
       const res = await fetch(`${nodes[1]!.httpUrl}/kv/k0?consistent=true`);
       expect(res.status).toBe(200);
       expect(Number(res.headers.get('x-tspaxos-instance-id'))).toBeGreaterThan(maxInstance);
+
+      // A wiped node (its data directory deleted) rebuilds log and state from its peers' logs.
+      await nodes[1]!.kill('SIGKILL');
+      fs.rmSync(path.join(cluster.dataRoot, 'node-2'), { recursive: true, force: true });
+      const wiped = new NodeProcess(2, nodes[1]!.args, nodes[1]!.httpUrl);
+      nodes[1] = wiped;
+      wiped.start();
+      await wiped.ready();
+      const rebuilt = await waitConverged(nodes);
+      expect(rebuilt[1]!.instanceId).toBeGreaterThan(statuses[0]!.instanceId); // + the barrier
+      expect(rebuilt[1]!.learner.counters['valuesLearnedFromPeers']).toBeGreaterThanOrEqual(
+        statuses[0]!.instanceId,
+      );
+      for (let i = 0; i < WRITES; i += 97) {
+        const r = await fetch(`${wiped.httpUrl}/kv/k${i}`);
+        expect(await r.text()).toBe(valueOf(i));
+      }
       await waitFor('members view sees every node reachable', async () => {
         const s = await nodes[0]!.status();
         return s.members.every((m) => m.reachable === true);
