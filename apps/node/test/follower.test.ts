@@ -1,7 +1,7 @@
 // A follower (--follow-to) learns everything the voters chose, keeps following new writes, serves
 // local reads, refuses writes (409 E_FOLLOWER), and keeps learning when the node it follows dies.
 import { afterAll, describe, expect, it } from 'vitest';
-import { type Cluster, put, startCluster, waitConverged, waitFor } from './helpers';
+import { type Cluster, NodeProcess, put, startCluster, waitConverged, waitFor } from './helpers';
 
 async function writeRange(
   url: string,
@@ -33,16 +33,20 @@ describe('a follower', () => {
     { timeout: 120_000 },
     async () => {
       cluster = await startCluster({ voters: 3, followers: [{ followTo: 1 }], name: 'follower' });
-      const [n1, n2, n3, follower] = cluster.nodes as [
-        (typeof cluster.nodes)[0],
-        (typeof cluster.nodes)[0],
-        (typeof cluster.nodes)[0],
-        (typeof cluster.nodes)[0],
-      ];
+      const [n1, n2, n3] = cluster.nodes as [NodeProcess, NodeProcess, NodeProcess];
+      let follower = cluster.nodes[3]!;
+      // The follower is down while the first 300 writes are chosen, then catches up.
+      await cluster.nodes[3]!.kill('SIGKILL');
       await writeRange(n1.httpUrl, 0, 300, 8);
+      const restarted = new NodeProcess(4, cluster.nodes[3]!.args, cluster.nodes[3]!.httpUrl);
+      cluster.nodes[3] = restarted;
+      follower = restarted;
+      restarted.start();
+      await restarted.ready();
       let all = await waitConverged([n1, n2, n3, follower]);
       expect(all[3]!.isFollower).toBe(true);
       expect(all[3]!.instanceId).toBeGreaterThan(0);
+      expect(all[3]!.learner.counters['valuesLearnedFromPeers']).toBeGreaterThan(0);
 
       // Keeps following: new writes reach it too.
       await writeRange(n1.httpUrl, 300, 400, 4);
