@@ -1,14 +1,16 @@
-// `npm start`. The reference server (apps/node) is not built yet, so for now this runs the
-// crc-wasm benchmark and says so. Once apps/node exists it starts the local 3-node cluster.
-import { spawnSync } from 'node:child_process';
+// `npm start`: a local 3-node cluster of the reference server (apps/node) on embedded SQLite under
+// ./data. It prints each node's HTTP URL and the dashboard URL; Ctrl-C stops every node.
+import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-console.log('tspaxos: the reference server (apps/node) is not built yet;');
-console.log('running the @tspaxos/crc-wasm benchmark instead (see README.md, Status).\n');
-const result = spawnSync(process.execPath, ['bench/run.mjs'], {
-  cwd: join(root, 'packages', 'crc-wasm'),
-  stdio: 'inherit',
-});
-process.exit(result.status ?? 1);
+const cli = join(root, 'apps', 'node', 'dist', 'cli.js');
+const child = spawn(
+  process.execPath,
+  [cli, 'cluster', '--nodes', '3', '--data', './data', ...process.argv.slice(2)],
+  { cwd: root, stdio: 'inherit' },
+);
+// The cluster process stops its nodes on SIGINT/SIGTERM; pass ours on and exit with its code.
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));
+child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

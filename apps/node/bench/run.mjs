@@ -1,0 +1,197 @@
+/* global fetch */
+// End-to-end benchmark of the reference server: a 3-node local cluster of `tspaxos node`
+// processes over HTTP, 100 B values, keep-alive clients (Node's fetch). Writes/s and p50/p99
+// latency with 1, 16 and 64 concurrent clients, with --groups 1 and 8, all writes to node 1 (one
+// proposer: without master election, writers on several nodes fight over instances). The
+// baseline, measured in the same run and interleaved with each write measurement: local GETs of
+// the same keys on the same node with the same clients (the HTTP + SQLite cost with no consensus).
+// Then: the time a node restarted after missing BENCH_NODE_CATCHUP_WRITES writes takes to catch up.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import * as net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { median, medianOf, report, RUNS } from '../../../scripts/bench-harness.mjs';
+
+const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+const MS = Number(process.env.BENCH_NODE_MS ?? 3000);
+const CATCH_UP_WRITES = Number(process.env.BENCH_NODE_CATCHUP_WRITES ?? 20_000);
+const VALUE = 'x'.repeat(100);
+const rows = [];
+
+async function freePorts(n) {
+  const servers = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise((resolve) => {
+          const s = net.createServer();
+          s.listen(0, '127.0.0.1', () => resolve(s));
+        }),
+    ),
+  );
+  const ports = servers.map((s) => s.address().port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
+}
+
+const children = new Set();
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+});
+
+function startNode(args) {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  let out = '';
+  const ready = new Promise((resolve, reject) => {
+    child.stdout.on('data', (d) => {
+      if (out !== null) {
+        out += d.toString();
+        if (out.includes('"msg":"listening"')) {
+          out = null;
+          resolve();
+        }
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`node exited ${code}`)));
+  });
+  return { child, ready, exited: new Promise((r) => child.on('exit', r)) };
+}
+
+async function startCluster(groups) {
+  const ports = await freePorts(6);
+  const dir = mkdtempSync(join(tmpdir(), 'tspaxos-node-bench-'));
+  const cluster = [1, 2, 3].map((i) => `${i}=127.0.0.1:${ports[i - 1]}`).join(',');
+  const urls = [1, 2, 3].map((i) => `http://127.0.0.1:${ports[i + 2]}`);
+  const argsOf = (i) => [
+    'node',
+    '--id',
+    String(i),
+    '--cluster',
+    cluster,
+    '--http',
+    `127.0.0.1:${ports[i + 2]}`,
+    '--data',
+    join(dir, `node-${i}`),
+    '--groups',
+    String(groups),
+  ];
+  const nodes = [1, 2, 3].map((i) => startNode(argsOf(i)));
+  await Promise.all(nodes.map((n) => n.ready));
+  return {
+    urls,
+    nodes,
+    argsOf,
+    async stop() {
+      for (const n of nodes) n.child.kill('SIGTERM');
+      await Promise.all(nodes.map((n) => n.exited));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Runs `clients` keep-alive loops for MS against `request(i)`; rate and latency percentiles. */
+async function load(clients, request, ms = MS) {
+  const latencies = [];
+  let i = 0;
+  const end = performance.now() + ms;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (performance.now() < end) {
+        const started = performance.now();
+        const res = await request(i++);
+        await res.arrayBuffer();
+        if (!res.ok && res.status !== 404) throw new Error(`HTTP ${res.status}`);
+        latencies.push(performance.now() - started);
+      }
+    }),
+  );
+  const s = (performance.now() - t0) / 1000;
+  latencies.sort((a, b) => a - b);
+  const pct = (p) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))];
+  return { rate: latencies.length / s, p50: pct(0.5), p99: pct(0.99) };
+}
+
+const put = (url, key) => fetch(`${url}/kv/${key}`, { method: 'PUT', body: VALUE });
+
+for (const groups of [1, 8]) {
+  const cluster = await startCluster(groups);
+  const url = cluster.urls[0];
+  await load(16, (i) => put(url, `warm${i}`), 1000);
+  for (const clients of [1, 16, 64]) {
+    const writes = [];
+    const reads = [];
+    await medianOf(
+      async (r) => {
+        writes.push(await load(clients, (i) => put(url, `k${clients}-${r}-${i}`)));
+        reads.push(await load(clients, (i) => fetch(`${url}/kv/k${clients}-${r}-${i}`)));
+        return 0;
+      },
+      { runs: Math.min(RUNS, 3) },
+    );
+    const w = median(writes.map((x) => x.rate));
+    const g = median(reads.map((x) => x.rate));
+    const label = `groups ${groups}, ${clients} client${clients > 1 ? 's' : ''}`;
+    rows.push({
+      name: `PUT ${label}`,
+      value: w,
+      unit: 'writes/s',
+      ratio: w / g,
+      baseline: 'local GETs, same clients',
+    });
+    rows.push({ name: `PUT ${label}: p50`, value: median(writes.map((x) => x.p50)), unit: 'ms' });
+    rows.push({ name: `PUT ${label}: p99`, value: median(writes.map((x) => x.p99)), unit: 'ms' });
+    rows.push({ name: `GET ${label} (baseline)`, value: g, unit: 'reads/s' });
+  }
+  if (groups === 1) {
+    // Catch-up through the log: node 3 misses CATCH_UP_WRITES writes, restarts, and learns them.
+    const third = cluster.nodes[2];
+    const before = (await (await fetch(`${cluster.urls[2]}/status`)).json()).instanceId;
+    third.child.kill('SIGKILL');
+    await third.exited;
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 64 }, async () => {
+        for (;;) {
+          const i = next++;
+          if (i >= CATCH_UP_WRITES) return;
+          const res = await put(url, `c${i}`);
+          if (!res.ok) throw new Error(`HTTP ${res.status}`);
+          await res.arrayBuffer();
+        }
+      }),
+    );
+    const target = (await (await fetch(`${url}/status`)).json()).instanceId;
+    const t0 = performance.now();
+    const again = startNode(cluster.argsOf(3));
+    cluster.nodes[2] = again;
+    await again.ready;
+    for (;;) {
+      const s = await (await fetch(`${cluster.urls[2]}/status`)).json();
+      if (s.instanceId >= target) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    const missed = target - before;
+    rows.push({
+      name: `restart + catch up after ${CATCH_UP_WRITES} writes, groups 1`,
+      value: seconds * 1000,
+      unit: 'ms',
+    });
+    rows.push({ name: 'instances missed by the restarted node', value: missed, unit: 'instances' });
+    rows.push({
+      name: 'catch-up rate (restart included)',
+      value: missed / seconds,
+      unit: 'instances/s',
+    });
+  }
+  await cluster.stop();
+}
+
+report('node', rows, {
+  note: 'PhxPaxos reference: ~1,190 commits/s with 100 clients, one value per instance (issue 12).',
+});

@@ -1,0 +1,50 @@
+// Errors of the reference server: values with a stable code, each mapped to one HTTP status.
+
+export type ServerErrorCode =
+  | 'E_BAD_KEY'
+  | 'E_BAD_QUERY'
+  | 'E_BAD_REQUEST'
+  | 'E_TOO_LARGE'
+  | 'E_NOT_FOUND'
+  | 'E_METHOD_NOT_ALLOWED'
+  | 'E_UNSUPPORTED_MEDIA_TYPE'
+  | 'E_FOLLOWER'
+  | 'E_CHECKPOINT_LOCKED'
+  | 'E_NOT_BUILT'
+  | 'E_STOPPING'
+  | 'E_UNAVAILABLE'
+  | 'E_TIMEOUT'
+  | 'E_BAD_CHECKPOINT'
+  | 'E_INTERNAL';
+
+const STATUS: Record<ServerErrorCode, number> = {
+  E_BAD_KEY: 400,
+  E_BAD_QUERY: 400,
+  E_BAD_REQUEST: 400,
+  E_TOO_LARGE: 413,
+  E_NOT_FOUND: 404,
+  E_METHOD_NOT_ALLOWED: 405,
+  E_UNSUPPORTED_MEDIA_TYPE: 415,
+  E_FOLLOWER: 409,
+  E_CHECKPOINT_LOCKED: 409,
+  E_NOT_BUILT: 501,
+  E_STOPPING: 503,
+  E_UNAVAILABLE: 503,
+  E_TIMEOUT: 504,
+  E_BAD_CHECKPOINT: 500,
+  E_INTERNAL: 500,
+};
+
+export class ServerError extends Error {
+  override readonly name = 'ServerError';
+  constructor(
+    readonly code: ServerErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+
+  get httpStatus(): number {
+    return STATUS[this.code];
+  }
+}

@@ -1,0 +1,300 @@
+// The HTTP API of DESIGN §6 on fastify. Every error is `{ error: { code, message } }`; client
+// input never produces a 500 (test/http-errors.test.ts sends a corpus of bad requests).
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from 'fastify';
+import * as fs from 'node:fs';
+import { ServerError } from './errors';
+import { checkKey, groupOfKey } from './keys';
+import { encodeOp, OP_DELETE, OP_PUT } from './kv-state-machine';
+import { KV_SM_ID, MAX_BODY_BYTES, MAX_PARAM_CHARS, PROPOSE_TIMEOUT_MS } from './options';
+import type { KvServer } from './server';
+import { NO_SM_ID, PaxosError } from './stack';
+
+const DASHBOARD_FILE = new URL('../public/index.html', import.meta.url);
+
+/** Paths the server answers, with their methods (a known path with another method gets 405). */
+const ROUTES: Record<string, string[]> = {
+  '/': ['GET', 'HEAD'],
+  '/status': ['GET', 'HEAD'],
+  '/metrics': ['GET', 'HEAD'],
+  '/admin/checkpoint': ['POST'],
+  '/admin/compact': ['POST'],
+};
+const KV_METHODS = ['GET', 'HEAD', 'PUT', 'DELETE'];
+
+interface ErrorBody {
+  error: { code: string; message: string; [extra: string]: unknown };
+}
+
+function errorBody(code: string, message: string): ErrorBody {
+  return { error: { code, message } };
+}
+
+/** Maps a paxos rejection to an HTTP answer; undefined for codes that mean a bug of ours. */
+function fromPaxos(error: PaxosError): ServerError | undefined {
+  switch (error.code) {
+    case 'E_TIMEOUT':
+      return new ServerError('E_TIMEOUT', error.message);
+    case 'E_STOPPED':
+      return new ServerError('E_STOPPING', error.message);
+    case 'E_FOLLOWER':
+      return new ServerError(
+        'E_FOLLOWER',
+        'a follower does not propose: send writes and consistent reads to a voting member',
+      );
+    case 'E_VALUE_TOO_LARGE':
+      return new ServerError('E_TOO_LARGE', error.message);
+    case 'E_QUEUE_FULL':
+    case 'E_GROUP_STOPPED':
+    case 'E_CHECKSUM_MISMATCH':
+    case 'E_NOT_MEMBER':
+      // The group cannot take it now (overloaded, or stopped itself on a diverged log).
+      return new ServerError('E_UNAVAILABLE', `${error.code}: ${error.message}`);
+    default:
+      // E_BAD_GROUP, E_BAD_ARGUMENT, E_UNKNOWN_STATE_MACHINE …: the server asked wrongly.
+      return undefined;
+  }
+}
+
+/** The answer to an error the client or the cluster's state explains; undefined for a bug. */
+function clientError(error: unknown): ServerError | undefined {
+  if (error instanceof ServerError) return error.code === 'E_INTERNAL' ? undefined : error;
+  if (error instanceof PaxosError) return fromPaxos(error);
+  // fastify's own 4xx (body too large, bad content length …); anything else is ours.
+  const err = error as { statusCode?: number; code?: string; message?: string };
+  const status = err.statusCode ?? 500;
+  if (status === 413)
+    return new ServerError('E_TOO_LARGE', `the body is larger than ${MAX_BODY_BYTES} bytes`);
+  if (status === 415)
+    return new ServerError('E_UNSUPPORTED_MEDIA_TYPE', err.message ?? 'unsupported media type');
+  if (status >= 400 && status < 500)
+    return new ServerError('E_BAD_REQUEST', `${err.code ?? 'bad request'}: ${err.message ?? ''}`);
+  return undefined;
+}
+
+function queryOf(req: FastifyRequest): Record<string, unknown> {
+  return (req.query ?? {}) as Record<string, unknown>;
+}
+
+/** Rejects query parameters the route does not know, and repeated ones. */
+function checkQuery(req: FastifyRequest, allowed: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(queryOf(req))) {
+    if (!allowed.includes(k))
+      throw new ServerError('E_BAD_QUERY', `unknown query parameter '${k}'`);
+    if (typeof v !== 'string')
+      throw new ServerError('E_BAD_QUERY', `query parameter '${k}' given more than once`);
+    out[k] = v;
+  }
+  return out;
+}
+
+function keyOf(req: FastifyRequest): string {
+  const key = (req.params as { '*'?: string })['*'] ?? '';
+  checkKey(key);
+  return key;
+}
+
+export function buildHttp(server: KvServer): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: server.log as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: MAX_BODY_BYTES,
+    routerOptions: { maxParamLength: MAX_PARAM_CHARS },
+    return503OnClosing: true,
+    // Requests Node's HTTP parser refuses (a malformed request line or header, headers over
+    // 16 KiB, a request timeout): answered in our error format, then the connection is closed.
+    clientErrorHandler: (error, socket) => {
+      const e = error as Error & { code?: string };
+      if (e.code === 'ECONNRESET' || socket.destroyed) return;
+      const [status, code] =
+        e.code === 'HPE_HEADER_OVERFLOW'
+          ? [431, 'E_TOO_LARGE']
+          : e.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+            ? [408, 'E_TIMEOUT']
+            : [400, 'E_BAD_REQUEST'];
+      const body = JSON.stringify(errorBody(code, `${e.code ?? 'bad request'}: ${e.message}`));
+      if (socket.writable)
+        socket.write(
+          `HTTP/1.1 ${status} ${code}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+            `Content-Type: application/json\r\nConnection: close\r\n\r\n${body}`,
+        );
+      socket.destroy();
+    },
+    // Errors the router raises before any route runs (a bad percent-encoding in the URL).
+    frameworkErrors: (error, _req, rawReply) => {
+      void (rawReply as unknown as FastifyReply)
+        .code(400)
+        .type('application/json')
+        .send(errorBody('E_BAD_REQUEST', error.message));
+    },
+  });
+
+  // Raw bodies of any content type (a value is bytes); nothing else is parsed.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+
+  app.addHook('onRequest', async (_req, reply) => {
+    reply.header('access-control-allow-origin', '*');
+    if (server.stopping) {
+      reply.code(503).send(errorBody('E_STOPPING', 'the node is stopping'));
+      return reply;
+    }
+    return undefined;
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    server.metrics.httpRequests.inc({
+      method: req.method,
+      route: req.routeOptions.url ?? 'unknown',
+      status: String(reply.statusCode),
+    });
+  });
+
+  app.setErrorHandler((error: unknown, req: FastifyRequest, reply: FastifyReply) => {
+    let e = clientError(error);
+    if (e === undefined) {
+      // Not the client's fault: a bug. Counted, logged, and answered 500 (the tests fail on it).
+      server.recordTaskError('E_INTERNAL', error as Error);
+      req.log.error({ err: error, url: req.url }, 'request-failed');
+      e = new ServerError('E_INTERNAL', (error as Error).message ?? String(error));
+    }
+    void reply.code(e.httpStatus).type('application/json').send(errorBody(e.code, e.message));
+  });
+
+  app.setNotFoundHandler((req, reply) => {
+    const pathOnly = req.url.split('?')[0]!;
+    const allowed = pathOnly.startsWith('/kv/') ? KV_METHODS : ROUTES[pathOnly];
+    if (allowed !== undefined) {
+      void reply
+        .code(405)
+        .header('allow', allowed.join(', '))
+        .send(
+          errorBody(
+            'E_METHOD_NOT_ALLOWED',
+            `${req.method} is not allowed on ${pathOnly}; use ${allowed.join(', ')}`,
+          ),
+        );
+      return;
+    }
+    if (pathOnly === '/kv' || pathOnly === '/kv/') {
+      void reply.code(400).send(errorBody('E_BAD_KEY', 'the key is empty'));
+      return;
+    }
+    void reply.code(404).send(errorBody('E_NOT_FOUND', `no route ${req.method} ${pathOnly}`));
+  });
+
+  const groups = server.config.groups;
+
+  app.get('/kv/*', async (req, reply) => {
+    const key = keyOf(req);
+    const { consistent = 'false' } = checkQuery(req, ['consistent']);
+    const g = groupOfKey(key, groups);
+    let instanceId: number;
+    if (consistent === 'true') {
+      const started = performance.now();
+      // The barrier: an empty value for no state machine, batched with the writes waiting here.
+      const r = await server.paxos.batchPropose(g, new Uint8Array(0), {
+        smId: NO_SM_ID,
+        timeoutMs: PROPOSE_TIMEOUT_MS,
+      });
+      server.metrics.commitLatency.observe({ op: 'barrier' }, (performance.now() - started) / 1000);
+      instanceId = r.instanceId;
+    } else if (consistent === 'lease') {
+      throw new ServerError(
+        'E_NOT_BUILT',
+        'consistent=lease needs master election, which is not built yet (README: not done)',
+      );
+    } else if (consistent === 'false') {
+      instanceId = server.paxos.status(g).instanceId - 1;
+    } else {
+      throw new ServerError(
+        'E_BAD_QUERY',
+        `consistent must be true, false or lease, got '${consistent}'`,
+      );
+    }
+    reply.header('x-tspaxos-instance-id', String(instanceId));
+    const value = server.kvs[g]!.get(key);
+    if (value === undefined) {
+      reply.code(404).type('application/json');
+      return errorBody('E_NOT_FOUND', `no key '${key}'`);
+    }
+    reply.type('application/octet-stream');
+    return value;
+  });
+
+  const write = async (
+    req: FastifyRequest,
+    reply: FastifyReply,
+    op: typeof OP_PUT | typeof OP_DELETE,
+  ) => {
+    const key = keyOf(req);
+    checkQuery(req, []);
+    let value: Uint8Array = new Uint8Array(0);
+    if (op === OP_PUT) {
+      const body = req.body;
+      value = body instanceof Uint8Array ? body : new Uint8Array(0);
+    }
+    const g = groupOfKey(key, groups);
+    const started = performance.now();
+    const r = await server.paxos.batchPropose(g, encodeOp({ op, key, value }), {
+      smId: KV_SM_ID,
+      timeoutMs: PROPOSE_TIMEOUT_MS,
+    });
+    server.metrics.commitLatency.observe(
+      { op: op === OP_PUT ? 'put' : 'delete' },
+      (performance.now() - started) / 1000,
+    );
+    reply.header('x-tspaxos-instance-id', String(r.instanceId));
+    return { instanceId: r.instanceId };
+  };
+  app.put('/kv/*', (req, reply) => write(req, reply, OP_PUT));
+  app.delete('/kv/*', (req, reply) => write(req, reply, OP_DELETE));
+
+  app.get('/status', async (req) => {
+    checkQuery(req, []);
+    return server.status();
+  });
+
+  app.get('/metrics', async (req, reply) => {
+    checkQuery(req, []);
+    reply.type(server.metrics.registry.contentType);
+    return server.metrics.registry.metrics();
+  });
+
+  app.get('/', async (req, reply) => {
+    checkQuery(req, ['nodes', 'interval']);
+    reply.type('text/html; charset=utf-8');
+    return fs.promises.readFile(DASHBOARD_FILE);
+  });
+
+  app.post('/admin/checkpoint', async (req) => {
+    checkQuery(req, []);
+    const now = Date.now();
+    const ids = server.kvs.map((kv) => kv.checkpoint(now));
+    server.log.info({ group: null, checkpointInstanceIds: ids }, 'checkpoint-written');
+    return {
+      checkpointInstanceId: ids[0],
+      ...(groups > 1
+        ? { groups: ids.map((id, g) => ({ group: g, checkpointInstanceId: id })) }
+        : {}),
+    };
+  });
+
+  app.post('/admin/compact', async (req) => {
+    const { keep = '0' } = checkQuery(req, ['keep']);
+    if (!/^\d{1,15}$/.test(keep))
+      throw new ServerError('E_BAD_QUERY', `keep must be a non-negative integer, got '${keep}'`);
+    // The paxos node has no compact() in this build (the checkpoint package's cleaner).
+    throw new ServerError(
+      'E_NOT_BUILT',
+      'log compaction needs the checkpoint package (node.compact), which is not built yet (README: not done)',
+    );
+  });
+
+  return app;
+}

@@ -1,0 +1,241 @@
+// /metrics in Prometheus text (prom-client). Counters the packages keep in status() are read at
+// scrape time; what only the server sees (commit latency, HTTP requests) is measured here.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { KvServer } from './server';
+
+export interface Metrics {
+  registry: Registry;
+  commitLatency: Histogram<'op'>;
+  httpRequests: Counter<'method' | 'route' | 'status'>;
+  storageErrors: Counter;
+  taskErrors: Counter<'code'>;
+}
+
+type GroupStatusView = ReturnType<KvServer['groupStatus']> & {
+  instanceId: number;
+  committer: { counters: Record<string, number>; queued: number };
+  counters: Record<string, number>;
+  learner: {
+    counters: Record<string, number>;
+    catchUp?: {
+      targetInstanceId: number;
+      instanceId?: number;
+      instancesPerSec: number;
+      etaMs: number | null;
+    };
+    instanceId: number;
+  };
+  sender: { peers: unknown[]; counters: Record<string, number> };
+  checkpoint: { instanceId: number; kv: Record<string, number> };
+};
+
+/** A counter whose value is read from a status field at scrape time. */
+function mirroredCounter(
+  registry: Registry,
+  name: string,
+  help: string,
+  read: (s: GroupStatusView) => number | undefined,
+  server: KvServer,
+): void {
+  new Counter({
+    name,
+    help,
+    labelNames: ['group'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const g of server.groupIndices()) {
+        const v = read(server.groupStatus(g) as GroupStatusView);
+        if (v !== undefined && v > 0) this.inc({ group: String(g) }, v);
+      }
+    },
+  });
+}
+
+function mirroredGauge(
+  registry: Registry,
+  name: string,
+  help: string,
+  read: (s: GroupStatusView) => number | undefined,
+  server: KvServer,
+): void {
+  new Gauge({
+    name,
+    help,
+    labelNames: ['group'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const g of server.groupIndices()) {
+        const v = read(server.groupStatus(g) as GroupStatusView);
+        if (v !== undefined) this.set({ group: String(g) }, v);
+      }
+    },
+  });
+}
+
+export function createMetrics(server: KvServer): Metrics {
+  const registry = new Registry();
+  registry.setDefaultLabels({ node_id: String(server.config.nodeId) });
+  collectDefaultMetrics({ register: registry });
+  const c = (name: string, help: string, read: (s: GroupStatusView) => number | undefined) =>
+    mirroredCounter(registry, name, help, read, server);
+  const g = (name: string, help: string, read: (s: GroupStatusView) => number | undefined) =>
+    mirroredGauge(registry, name, help, read, server);
+
+  g(
+    'tspaxos_instance_id',
+    'The now instance id: the first instance not learned here.',
+    (s) => s.instanceId,
+  );
+  g(
+    'tspaxos_checkpoint_instance_id',
+    'Highest instance in the KV checkpoint (-1: none).',
+    (s) => s.checkpoint.instanceId,
+  );
+  g('tspaxos_committer_queued', 'Proposals waiting in the committer.', (s) => s.committer.queued);
+  c(
+    'tspaxos_proposals_total',
+    'Values proposed through this node.',
+    (s) => s.committer.counters.proposed,
+  );
+  c(
+    'tspaxos_commits_total',
+    'Values proposed here that were chosen and applied.',
+    (s) => s.committer.counters.committed,
+  );
+  c(
+    'tspaxos_commit_timeouts_total',
+    'Proposals that timed out (may or may not be chosen).',
+    (s) => s.committer.counters.timeouts,
+  );
+  c(
+    'tspaxos_commit_conflicts_total',
+    'Proposals that lost their instance and were retried.',
+    (s) => s.committer.counters.conflicts,
+  );
+  c(
+    'tspaxos_learned_instances_total',
+    'Instances learned (from the proposer or a peer).',
+    (s) => s.counters.instancesLearned,
+  );
+  c(
+    'tspaxos_values_learned_from_peers_total',
+    'Values learned through catch-up streams.',
+    (s) => s.learner.counters.valuesLearnedFromPeers,
+  );
+  c(
+    'tspaxos_messages_dropped_total',
+    'Paxos messages dropped by the group (full queue, bad sender, unknown type).',
+    (s) => s.counters.messagesDropped,
+  );
+  c(
+    'tspaxos_checksum_mismatches_total',
+    'Messages whose checksum chain disagreed with ours.',
+    (s) => s.counters.checksumMismatches,
+  );
+  c(
+    'tspaxos_execute_failures_total',
+    'State machine executions that threw (task errors of the group).',
+    (s) => s.counters.executeFailures,
+  );
+  c(
+    'tspaxos_kv_checkpoints_total',
+    'Checkpoints written by the KV state machine.',
+    (s) => s.checkpoint.kv.checkpoints,
+  );
+  c(
+    'tspaxos_kv_checkpoint_loads_total',
+    'Checkpoints loaded into the KV state machine.',
+    (s) => s.checkpoint.kv.checkpointLoads,
+  );
+  g(
+    'tspaxos_catch_up_remaining_instances',
+    'Instances still to learn while catching up (0 when not).',
+    (s) =>
+      s.learner.catchUp
+        ? Math.max(0, s.learner.catchUp.targetInstanceId - s.learner.instanceId)
+        : 0,
+  );
+  g(
+    'tspaxos_catch_up_instances_per_second',
+    'Catch-up rate (0 when not catching up).',
+    (s) => s.learner.catchUp?.instancesPerSec ?? 0,
+  );
+  g(
+    'tspaxos_catch_up_eta_seconds',
+    'Estimated time to catch up (0 when not catching up or unknown).',
+    (s) => (s.learner.catchUp?.etaMs != null ? s.learner.catchUp.etaMs / 1000 : 0),
+  );
+  g(
+    'tspaxos_sender_streams',
+    'Peers this node is streaming chosen values to.',
+    (s) => s.sender.peers.length,
+  );
+  c(
+    'tspaxos_sender_values_sent_total',
+    'Values sent by the learner sender.',
+    (s) => s.sender.counters['valuesSent'],
+  );
+
+  new Counter({
+    name: 'tspaxos_network_frames_dropped_total',
+    help: 'Frames or connections the TCP network refused or lost, by reason.',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [reason, n] of Object.entries(server.tcp.counters().drops))
+        this.inc({ reason }, n);
+    },
+  });
+  new Gauge({
+    name: 'tspaxos_network_queued_bytes',
+    help: 'Bytes queued for a peer and not yet handed to its socket (sender inflight), by peer.',
+    labelNames: ['peer'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const id of server.config.cluster.keys()) {
+        if (id !== server.config.nodeId) this.set({ peer: String(id) }, server.tcp.queuedBytes(id));
+      }
+    },
+  });
+  new Counter({
+    name: 'tspaxos_network_frames_received_total',
+    help: 'Frames received by the TCP network.',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(server.tcp.counters().framesReceived);
+    },
+  });
+
+  return {
+    registry,
+    commitLatency: new Histogram({
+      name: 'tspaxos_commit_latency_seconds',
+      help: 'From an HTTP write (or barrier) reaching the node to its value applied here.',
+      labelNames: ['op'],
+      buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10],
+      registers: [registry],
+    }),
+    httpRequests: new Counter({
+      name: 'tspaxos_http_requests_total',
+      help: 'HTTP requests answered, by route and status.',
+      labelNames: ['method', 'route', 'status'],
+      registers: [registry],
+    }),
+    storageErrors: new Counter({
+      name: 'tspaxos_storage_errors_total',
+      help: 'Failed commits of the KV state machine file (the node stops; the log replays them).',
+      registers: [registry],
+    }),
+    taskErrors: new Counter({
+      name: 'tspaxos_task_errors_total',
+      help: 'Unexpected errors inside the server (each is a bug), by code.',
+      labelNames: ['code'],
+      registers: [registry],
+    }),
+  };
+}

@@ -1,0 +1,37 @@
+// Every limit of the reference server, with its unit. None comes from PhxPaxos (which has no
+// HTTP server); each comment says why the number is what it is.
+
+/** Largest PUT body: DESIGN §6 ("raw body ≤ 1 MiB"). Larger bodies get 413. */
+export const MAX_BODY_BYTES = 1024 * 1024;
+/** Longest key in UTF-8 bytes (ours: keys live in the URL, and a request line stays well under Node's 16 KiB header limit). */
+export const MAX_KEY_BYTES = 1024;
+/** Longest raw path parameter the router accepts before our own validation answers 400 (ours: above any 10 KiB key, percent-encoded). */
+export const MAX_PARAM_CHARS = 64 * 1024;
+/** How long a PUT/DELETE/barrier waits to be chosen before 504 E_TIMEOUT (ours; the paxos default is 10 s). */
+export const PROPOSE_TIMEOUT_MS = 10_000;
+/** How often a node asks each peer's /status for the members view (ours). */
+export const MEMBER_POLL_INTERVAL_MS = 1000;
+/** Deadline of one members-view request; a peer that does not answer within it is unreachable (ours). */
+export const MEMBER_POLL_TIMEOUT_MS = 800;
+/** Window of the catch-up rate estimate when the learner does not report catchUp itself (ours). */
+export const CATCH_UP_RATE_WINDOW_MS = 2000;
+/** How long a graceful stop waits for in-flight HTTP requests before closing anyway (ours). */
+export const STOP_GRACE_MS = 5000;
+/** First paxos port of `tspaxos cluster` (node i listens on base + i; HTTP on base + 1000 + i). */
+export const DEFAULT_BASE_PORT = 7100;
+/** HTTP ports sit this far above the paxos ports in `tspaxos cluster` (DESIGN §6: 7101 → 8101). */
+export const HTTP_PORT_OFFSET = 1000;
+/** Largest --nodes of `tspaxos cluster` (ours: a local demo, 2 cores). */
+export const MAX_LOCAL_NODES = 9;
+/** Largest --groups (the paxos node's own limit is 10,000; one SQLite file per group here). */
+export const MAX_GROUPS = 64;
+/** The cluster id every node announces in its TCP hello. */
+export const CLUSTER_ID = 'tspaxos-kv';
+/** State machine id of the key-value store (4 … 2^32−1 are free; 1–3 are PhxPaxos's). */
+export const KV_SM_ID = 10;
+/** Time `tspaxos cluster` gives its children to stop after SIGTERM before SIGKILL (ours). */
+export const CHILD_STOP_TIMEOUT_MS = 10_000;
+/** Instances applied past the last KV checkpoint before the next one is written on its own (ours: bounds the replay at restart; 0 turns it off). */
+export const DEFAULT_CHECKPOINT_EVERY_INSTANCES = 10_000;
+/** Unexpected errors kept in /status `taskErrors` (all are counted in the metric). */
+export const TASK_ERRORS_KEPT = 100;

@@ -1,0 +1,282 @@
+// One node of the reference server: the paxos node (log, network, groups), a key-value state
+// machine per group, the HTTP API, metrics and the members view. `tspaxos node` runs one.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Logger as PinoLogger } from 'pino';
+import { KvStateMachine } from './kv-state-machine';
+import { buildHttp } from './http';
+import { createMetrics, type Metrics } from './metrics';
+import {
+  CLUSTER_ID,
+  DEFAULT_CHECKPOINT_EVERY_INSTANCES,
+  MEMBER_POLL_INTERVAL_MS,
+  MEMBER_POLL_TIMEOUT_MS,
+  TASK_ERRORS_KEPT,
+} from './options';
+import { formatAddress } from './args';
+import {
+  createNode,
+  type GroupStatus,
+  type PaxosLogger,
+  type PaxosNode,
+  type PeerAddress,
+  TcpNetwork,
+} from './stack';
+import type { FastifyInstance } from 'fastify';
+
+export interface ServerConfig {
+  nodeId: number;
+  /** Voting members and their paxos addresses. */
+  cluster: Map<number, PeerAddress>;
+  /** Paxos listen address (default: own entry of cluster). */
+  listen: PeerAddress;
+  http: PeerAddress;
+  dataDir: string;
+  followTo?: number;
+  groups: number;
+  /** Where the other members' HTTP APIs are (members view and dashboard). */
+  httpPeers: Map<number, string>;
+  /** Learner sender rate limit in instances per second (default: the learner package's). */
+  catchUpRatePerSec?: number;
+  /** Automatic KV checkpoint every this many instances (default DEFAULT_CHECKPOINT_EVERY_INSTANCES; 0: off). */
+  checkpointEveryInstances?: number;
+}
+
+export interface MemberView {
+  nodeId: number;
+  http: string | null;
+  self: boolean;
+  /** Null when this node does not know the member's HTTP address. */
+  reachable: boolean | null;
+  instanceId: number | null;
+  lastSeenMs: number | null;
+  error?: string;
+}
+
+export class KvServer {
+  readonly kvs: KvStateMachine[];
+  readonly metrics: Metrics;
+  stopping = false;
+  httpUrl = '';
+  paxosAddress: PeerAddress | undefined;
+  /** Unexpected errors raised inside the server (a KV commit, a poll); they also fail the tests. */
+  readonly taskErrors: { code: string; message: string }[] = [];
+  private node!: PaxosNode;
+  private network!: TcpNetwork;
+  private app!: FastifyInstance;
+  private readonly members = new Map<number, MemberView>();
+  private pollTimer: NodeJS.Timeout | undefined;
+  private stopped: Promise<void> | undefined;
+
+  constructor(
+    readonly config: ServerConfig,
+    readonly log: PinoLogger,
+    private readonly onFatal: (error: Error) => void,
+  ) {
+    this.kvs = [];
+    for (let g = 0; g < config.groups; g++) {
+      this.kvs.push(
+        new KvStateMachine({
+          dir: config.dataDir,
+          group: g,
+          checkpointEveryInstances:
+            config.checkpointEveryInstances ?? DEFAULT_CHECKPOINT_EVERY_INSTANCES,
+          onError: (error) => this.recordTaskError('E_CHECKPOINT', error),
+          onFatal: (error) => {
+            this.metrics.storageErrors.inc();
+            this.log.fatal({ group: g, err: error }, 'kv-commit-failed');
+            this.onFatal(error);
+          },
+        }),
+      );
+    }
+    this.metrics = createMetrics(this);
+  }
+
+  get paxos(): PaxosNode {
+    return this.node;
+  }
+
+  get tcp(): TcpNetwork {
+    return this.network;
+  }
+
+  async start(): Promise<void> {
+    const { config } = this;
+    fs.mkdirSync(config.dataDir, { recursive: true });
+    const peers = new Map(config.cluster);
+    peers.delete(config.nodeId);
+    this.network = new TcpNetwork({
+      nodeId: config.nodeId,
+      clusterId: CLUSTER_ID,
+      listen: config.listen,
+      peers,
+      onEvent: (event, fields) => this.log.info({ ...fields, group: null }, `tcp-${event}`),
+    });
+    this.paxosAddress = await this.network.start();
+    const logger: PaxosLogger = (level, event, fields) =>
+      this.log[level]({ group: null, ...fields }, event);
+    this.node = await createNode({
+      nodeId: config.nodeId,
+      cluster: [...config.cluster.keys()],
+      groups: config.groups,
+      dataDir: path.join(config.dataDir, 'log'),
+      network: this.network,
+      stateMachines: (g) => [this.kvs[g]!],
+      ...(config.followTo !== undefined ? { followTo: config.followTo } : {}),
+      ...(config.catchUpRatePerSec !== undefined
+        ? { options: { learner: { sendRateInstancesPerSec: config.catchUpRatePerSec } } }
+        : {}),
+      logger,
+    });
+    this.app = buildHttp(this);
+    await this.app.listen({ host: config.http.host, port: config.http.port });
+    const address = this.app.server.address();
+    const port = typeof address === 'object' && address !== null ? address.port : config.http.port;
+    this.httpUrl = `http://${formatAddress({ host: config.http.host, port })}`;
+    for (const id of new Set([...config.cluster.keys(), config.nodeId])) {
+      const http = id === config.nodeId ? this.httpUrl : (config.httpPeers.get(id) ?? null);
+      this.members.set(id, {
+        nodeId: id,
+        http,
+        self: id === config.nodeId,
+        reachable: id === config.nodeId ? true : null,
+        instanceId: null,
+        lastSeenMs: null,
+      });
+    }
+    if (config.httpPeers.size > 0) this.schedulePoll();
+    this.log.info(
+      {
+        group: null,
+        http: this.httpUrl,
+        paxos: formatAddress(this.paxosAddress),
+        groups: config.groups,
+        followTo: config.followTo ?? null,
+        instanceIds: this.groupIndices().map((g) => this.node.status(g).instanceId),
+      },
+      'listening',
+    );
+  }
+
+  groupIndices(): number[] {
+    return Array.from({ length: this.config.groups }, (_, g) => g);
+  }
+
+  groupStatus(g: number): Record<string, unknown> {
+    const s: GroupStatus = this.node.status(g);
+    const kv = this.kvs[g]!.status();
+    // The learner reports its catch-up (from whom, target, rates, ETA) and the sender one entry
+    // per peer it serves (@tspaxos/learner README).
+    const { sender, ...learner } = s.learner;
+    return {
+      nodeId: s.nodeId,
+      group: g,
+      instanceId: s.instanceId,
+      minChosenInstanceId: s.minChosenInstanceId,
+      checkpointInstanceId: s.checkpointInstanceId,
+      lastChecksum: s.lastChecksum,
+      isFollower: s.isFollower,
+      members: s.members,
+      membershipVersion: s.membershipVersion,
+      followers: s.followers,
+      stopped: s.stopped ?? null,
+      learner,
+      sender,
+      checkpoint: {
+        instanceId: kv.checkpointInstanceId,
+        appliedInstanceId: kv.appliedInstanceId,
+        lastCheckpointAtMs: kv.lastCheckpointAtMs ?? null,
+        locked: kv.locked,
+        // Checkpoint transfer and compaction are the checkpoint package's (not in this build).
+        transfers: null,
+        kv: kv.counters,
+      },
+      proposer: s.proposer,
+      committer: s.committer,
+      counters: s.counters,
+    };
+  }
+
+  status(): Record<string, unknown> {
+    const groups = this.groupIndices().map((g) => this.groupStatus(g));
+    return {
+      ...groups[0]!,
+      httpUrl: this.httpUrl,
+      paxosAddress: this.paxosAddress ? formatAddress(this.paxosAddress) : null,
+      groupCount: this.config.groups,
+      members: this.memberViews(),
+      network: this.network.counters(),
+      nodeCounters: this.node.counters,
+      taskErrors: this.taskErrors,
+      stopping: this.stopping,
+      ...(this.config.groups > 1 ? { groups } : {}),
+    };
+  }
+
+  memberViews(): MemberView[] {
+    const self = this.members.get(this.config.nodeId);
+    if (self) self.instanceId = this.node.status(0).instanceId;
+    return [...this.members.values()].sort((a, b) => a.nodeId - b.nodeId);
+  }
+
+  /** Graceful stop: new requests get 503, pending proposals reject (503), then log and state close. */
+  stop(): Promise<void> {
+    this.stopped ??= this.doStop();
+    return this.stopped;
+  }
+
+  private async doStop(): Promise<void> {
+    this.stopping = true;
+    if (this.pollTimer) clearTimeout(this.pollTimer);
+    this.log.info({ group: null }, 'stopping');
+    await this.node.stop();
+    await this.app.close();
+    for (const kv of this.kvs) kv.close();
+    this.log.info({ group: null }, 'stopped');
+  }
+
+  private schedulePoll(): void {
+    this.pollTimer = setTimeout(() => {
+      this.pollMembers().then(
+        () => {
+          if (!this.stopping) this.schedulePoll();
+        },
+        (error: Error) => this.recordTaskError('E_POLL', error),
+      );
+    }, MEMBER_POLL_INTERVAL_MS);
+    this.pollTimer.unref();
+  }
+
+  private async pollMembers(): Promise<void> {
+    await Promise.all(
+      [...this.members.values()]
+        .filter((m) => !m.self && m.http !== null)
+        .map(async (m) => {
+          try {
+            const res = await fetch(`${m.http}/status`, {
+              signal: AbortSignal.timeout(MEMBER_POLL_TIMEOUT_MS),
+            });
+            const body = (await res.json()) as { instanceId?: unknown };
+            if (!res.ok || typeof body.instanceId !== 'number')
+              throw new Error(`status ${res.status}`);
+            m.reachable = true;
+            m.instanceId = body.instanceId;
+            m.lastSeenMs = Date.now();
+            delete m.error;
+          } catch (error) {
+            // Expected: the peer is down or slow. It is the data this view shows, not a failure.
+            m.reachable = false;
+            m.error = (error as Error).message;
+          }
+        }),
+    );
+  }
+
+  recordTaskError(code: string, error: Error): void {
+    this.taskErrors.push({ code, message: error.message });
+    if (this.taskErrors.length > TASK_ERRORS_KEPT) this.taskErrors.shift();
+    this.metrics.taskErrors.inc({ code });
+    this.log.error({ group: null, err: error, code }, 'task-error');
+  }
+}

@@ -1,0 +1,14 @@
+// The one file that imports the tspaxos packages, so their entry points can move (subpath exports
+// such as @tspaxos/paxos/node, @tspaxos/transport/tcp) by editing only here.
+export { createNode } from '@tspaxos/paxos/node';
+export {
+  PaxosNode,
+  PaxosError,
+  NO_SM_ID,
+  type StateMachine,
+  type ExecuteContext,
+  type GroupStatus,
+  type Logger as PaxosLogger,
+} from '@tspaxos/paxos';
+export { TcpNetwork, type PeerAddress, type TcpCounters } from '@tspaxos/transport/tcp';
+export { encodeHello } from '@tspaxos/transport';

@@ -1,0 +1,133 @@
+// The CLI as a user meets it: --help on every command, one-line errors with exit code 2 for bad
+// flags, and a graceful SIGTERM (a pending request answered 503, log and state closed, exit 0).
+import { spawnSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { CLI, freePorts, NodeProcess, tempDir, waitFor } from './helpers';
+
+function run(...args: string[]) {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 30_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const NODE = [
+  'node',
+  '--id',
+  '1',
+  '--cluster',
+  '1=127.0.0.1:7101',
+  '--http',
+  '127.0.0.1:0',
+  '--data',
+  '/tmp/x',
+];
+
+describe('tspaxos CLI', () => {
+  it.each([[[] as string[]], [['--help']], [['node', '--help']], [['cluster', '--help']]])(
+    'help: %j',
+    (args) => {
+      const r = run(...args);
+      expect(r.code).toBe(args.length === 0 ? 2 : 0);
+      expect(r.stdout).toMatch(/Usage: tspaxos/);
+    },
+  );
+
+  it('node --help names every flag of DESIGN §6', () => {
+    const r = run('node', '--help');
+    for (const flag of [
+      '--id',
+      '--cluster',
+      '--http',
+      '--data',
+      '--listen',
+      '--follow-to',
+      '--groups',
+    ])
+      expect(r.stdout).toContain(flag);
+  });
+
+  it.each([
+    [[...NODE, '--bogus'], /unknown option '--bogus'/],
+    [['node', '--id', '1'], /required option/],
+    [['frobnicate'], /unknown command 'frobnicate'/],
+    [[...NODE.slice(0, 2), 'x', ...NODE.slice(3)], /--id must be an integer/],
+    [
+      ['node', '--id', '1', '--cluster', '1=nohost', '--http', '127.0.0.1:0', '--data', 'd'],
+      /--cluster node 1 must be host:port/,
+    ],
+    [
+      ['node', '--id', '1', '--cluster', '1=h:1,1=h:2', '--http', '127.0.0.1:0', '--data', 'd'],
+      /names node 1 twice/,
+    ],
+    [
+      ['node', '--id', '4', '--cluster', '1=h:1', '--http', '127.0.0.1:0', '--data', 'd'],
+      /--id 4 is not in --cluster/,
+    ],
+    [[...NODE, '--groups', '0'], /--groups must be 1 … 64/],
+    [[...NODE, '--http', 'h:99999'], /port 99999 is above 65535/],
+    [
+      [
+        'node',
+        '--id',
+        '2',
+        '--cluster',
+        '1=h:1',
+        '--http',
+        '127.0.0.1:0',
+        '--data',
+        'd',
+        '--follow-to',
+        '1',
+      ],
+      /needs --listen/,
+    ],
+    [['cluster', '--nodes', '100'], /--nodes must be 1 … 9/],
+    [['cluster', '--base-port', 'abc'], /--base-port must be an integer/],
+  ])('bad flags %j: one line, exit 2', (args, message) => {
+    const r = run(...args);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(message);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
+  it('SIGTERM: a pending write gets 503, the node closes its log and state and exits 0', async () => {
+    // Node 1 of a 3-node cluster whose other members never start: a write cannot be chosen.
+    const [p1, p2, p3, http] = await freePorts(4);
+    const node = new NodeProcess(
+      1,
+      [
+        'node',
+        '--id',
+        '1',
+        '--cluster',
+        `1=127.0.0.1:${p1},2=127.0.0.1:${p2},3=127.0.0.1:${p3}`,
+        '--http',
+        `127.0.0.1:${http}`,
+        '--data',
+        tempDir('sigterm'),
+      ],
+      `http://127.0.0.1:${http}`,
+    );
+    node.start();
+    await node.ready();
+    const pending = fetch(`${node.httpUrl}/kv/a`, { method: 'PUT', body: 'v' });
+    await waitFor('the write queued', async () => {
+      const s = (await node.status()) as unknown as {
+        committer: { counters: { proposed: number } };
+      };
+      return s.committer.counters.proposed === 1;
+    });
+    const exited = node.kill('SIGTERM');
+    const res = await pending;
+    expect(res.status).toBe(503);
+    expect(await res.json()).toMatchObject({ error: { code: 'E_STOPPING' } });
+    expect(await exited).toEqual({ code: 0, signal: null });
+    const messages = node.json().map((l) => l['msg']);
+    expect(messages).toContain('stopping');
+    expect(messages).toContain('stopped');
+    // Every line names the node and the group (null for lines about the whole node).
+    for (const line of node.json()) {
+      expect(line['nodeId']).toBe(1);
+      expect(line).toHaveProperty('group');
+    }
+  });
+});

@@ -1,0 +1,142 @@
+// The dashboard in a real browser (Debian's chromium, driven by playwright-core): a cluster takes
+// writes, node 3 is SIGKILLed, misses writes, restarts; the page shows it down, then lagging /
+// catching up with a progress bar, then every node equal. Screenshots go to test-output/.
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Cluster, NodeProcess, put, startCluster, waitFor } from './helpers';
+
+const CHROMIUM = '/usr/bin/chromium';
+const OUTPUT = fileURLToPath(new URL('../test-output/', import.meta.url));
+/** Slow catch-up streams (instances/s) so the page can watch one happen. */
+const CATCH_UP_RATE = 150;
+
+/** Installs Debian's chromium when it is missing (never a downloaded browser build). */
+function ensureChromium(): void {
+  if (fs.existsSync(CHROMIUM)) return;
+  for (const args of [
+    ['update', '-qq'],
+    ['install', '-y', '-qq', 'chromium'],
+  ]) {
+    const r = spawnSync('apt-get', args, { stdio: 'inherit', timeout: 600_000 });
+    if (r.status !== 0) throw new Error(`apt-get ${args.join(' ')} failed (${r.status})`);
+  }
+}
+
+async function writeMany(
+  url: string,
+  from: number,
+  count: number,
+  concurrency: number,
+): Promise<void> {
+  let next = from;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      for (;;) {
+        const i = next++;
+        if (i >= from + count) return;
+        const res = await put(url, `d${i}`, `v${i}`);
+        if (!res.ok) throw new Error(`write ${i}: ${res.status} ${await res.text()}`);
+      }
+    }),
+  );
+}
+
+async function rowState(page: Page, id: number): Promise<string | null> {
+  return page
+    .getAttribute(`tr[data-node="${id}"]`, 'data-state', { timeout: 1000 })
+    .catch(() => null);
+}
+
+describe('dashboard', () => {
+  let cluster: Cluster | undefined;
+  let browser: Browser | undefined;
+
+  beforeAll(async () => {
+    ensureChromium();
+    fs.mkdirSync(OUTPUT, { recursive: true });
+    cluster = await startCluster({
+      voters: 3,
+      name: 'dashboard',
+      extraArgs: () => ['--catch-up-rate', String(CATCH_UP_RATE)],
+    });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--no-first-run',
+      ],
+    });
+  }, 600_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await cluster?.stop();
+  });
+
+  it(
+    'shows a killed node down, then lagging and catching up, then all nodes equal',
+    { timeout: 180_000 },
+    async () => {
+      const nodes = cluster!.nodes;
+      const page = await browser!.newPage({ viewport: { width: 1200, height: 700 } });
+      const pageErrors: string[] = [];
+      page.on('pageerror', (e) => pageErrors.push(e.message));
+      await page.goto(`${nodes[0]!.httpUrl}/?interval=200`);
+      await writeMany(nodes[0]!.httpUrl, 0, 100, 4);
+      await page.waitForSelector('#summary[data-all-equal="true"]', { timeout: 30_000 });
+      expect(await page.locator('tr[data-node]').count()).toBe(3);
+
+      await nodes[2]!.kill('SIGKILL');
+      await waitFor('node 3 shown down', async () => (await rowState(page, 3)) === 'down');
+      // One write at a time: each takes its own instance, so node 3 misses ~that many instances.
+      await writeMany(nodes[0]!.httpUrl, 100, 500, 1);
+
+      const again = new NodeProcess(3, nodes[2]!.args, nodes[2]!.httpUrl);
+      nodes[2] = again;
+      again.start();
+      await waitFor('node 3 shown behind', async () => {
+        const state = await rowState(page, 3);
+        return state === 'lagging' || state === 'catching-up';
+      });
+      await waitFor(
+        'node 3 catch-up progress shown',
+        async () => (await page.locator('tr[data-node="3"] .bar').count()) > 0,
+      );
+      await page.screenshot({
+        path: path.join(OUTPUT, 'dashboard-catching-up.png'),
+        fullPage: true,
+      });
+      await page.waitForSelector('#summary[data-all-equal="true"]', { timeout: 60_000 });
+      await page.screenshot({ path: path.join(OUTPUT, 'dashboard-equal.png'), fullPage: true });
+
+      // What the page saw, in order: node 3 down, then behind while up, then every node equal.
+      const history = (await page.evaluate('window.__dashboard.history')) as {
+        nodes: Record<string, { state: string; lag: number | null; up: boolean }>;
+      }[];
+      const downAt = history.findIndex((h) => h.nodes['3']?.state === 'down');
+      const behindAt = history.findIndex(
+        (h, i) => i > downAt && h.nodes['3']?.up && (h.nodes['3']?.lag ?? 0) > 0,
+      );
+      const equalAt = history.findIndex(
+        (h, i) => i > behindAt && Object.values(h.nodes).every((n) => n.state === 'equal'),
+      );
+      expect(downAt).toBeGreaterThanOrEqual(0);
+      expect(behindAt).toBeGreaterThan(downAt);
+      expect(equalAt).toBeGreaterThan(behindAt);
+      expect(history[behindAt]!.nodes['3']!.lag).toBeGreaterThan(0);
+      expect(pageErrors).toEqual([]);
+      expect(fs.statSync(path.join(OUTPUT, 'dashboard-catching-up.png')).size).toBeGreaterThan(
+        10_000,
+      );
+    },
+  );
+});

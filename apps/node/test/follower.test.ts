@@ -1,0 +1,77 @@
+// A follower (--follow-to) learns everything the voters chose, keeps following new writes, serves
+// local reads, refuses writes (409 E_FOLLOWER), and keeps learning when the node it follows dies.
+import { afterAll, describe, expect, it } from 'vitest';
+import { type Cluster, NodeProcess, put, startCluster, waitConverged, waitFor } from './helpers';
+
+async function writeRange(
+  url: string,
+  from: number,
+  to: number,
+  concurrency: number,
+): Promise<void> {
+  let next = from;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      for (;;) {
+        const i = next++;
+        if (i >= to) return;
+        const res = await put(url, `f${i}`, `v${i}`);
+        if (!res.ok) throw new Error(`write ${i}: ${res.status} ${await res.text()}`);
+      }
+    }),
+  );
+}
+
+describe('a follower', () => {
+  let cluster: Cluster | undefined;
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  it(
+    'catches up, keeps following, and keeps learning when its node dies',
+    { timeout: 120_000 },
+    async () => {
+      cluster = await startCluster({ voters: 3, followers: [{ followTo: 1 }], name: 'follower' });
+      const [n1, n2, n3] = cluster.nodes as [NodeProcess, NodeProcess, NodeProcess];
+      let follower = cluster.nodes[3]!;
+      // The follower is down while the first 300 writes are chosen, then catches up.
+      await cluster.nodes[3]!.kill('SIGKILL');
+      await writeRange(n1.httpUrl, 0, 300, 8);
+      const restarted = new NodeProcess(4, cluster.nodes[3]!.args, cluster.nodes[3]!.httpUrl);
+      cluster.nodes[3] = restarted;
+      follower = restarted;
+      restarted.start();
+      await restarted.ready();
+      let all = await waitConverged([n1, n2, n3, follower]);
+      expect(all[3]!.isFollower).toBe(true);
+      expect(all[3]!.instanceId).toBeGreaterThan(0);
+      expect(all[3]!.learner.counters['valuesLearnedFromPeers']).toBeGreaterThan(0);
+
+      // Keeps following: new writes reach it too.
+      await writeRange(n1.httpUrl, 300, 400, 4);
+      all = await waitConverged([n1, n2, n3, follower]);
+      const res = await fetch(`${follower.httpUrl}/kv/f399`);
+      expect(await res.text()).toBe('v399');
+
+      // A follower does not propose: writes and barriers are refused with a clear code.
+      const refused = await put(follower.httpUrl, 'nope', 'x');
+      expect(refused.status).toBe(409);
+      expect(await refused.json()).toMatchObject({ error: { code: 'E_FOLLOWER' } });
+      const consistent = await fetch(`${follower.httpUrl}/kv/f1?consistent=true`);
+      expect(consistent.status).toBe(409);
+
+      // The node it follows dies; the others go on, and the follower learns from them.
+      await n1.kill('SIGKILL');
+      await writeRange(n2.httpUrl, 400, 500, 4);
+      const after = await waitConverged([n2, n3, follower]);
+      expect(after[2]!.instanceId).toBeGreaterThan(all[0]!.instanceId);
+      const last = await fetch(`${follower.httpUrl}/kv/f499`);
+      expect(await last.text()).toBe('v499');
+      await waitFor(
+        'follower status has no task errors',
+        async () => (await follower.status()).taskErrors.length === 0,
+      );
+    },
+  );
+});

@@ -1,0 +1,224 @@
+// Process-level test helpers: real `tspaxos node` processes on loopback, ports chosen at run time.
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+
+/** Free loopback ports: bound on port 0 together (so all differ), then released. */
+export async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<net.Server>((resolve, reject) => {
+          const s = net.createServer();
+          s.once('error', reject);
+          s.listen(0, '127.0.0.1', () => resolve(s));
+        }),
+    ),
+  );
+  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+  return ports;
+}
+
+export function tempDir(name: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `tspaxos-${name}-`));
+}
+
+/** Polls `check` until it returns a value other than undefined/false, or fails after timeoutMs. */
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 30_000,
+  intervalMs = 50,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== undefined && v !== false) return v;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+export class NodeProcess {
+  child: ChildProcess | undefined;
+  readonly lines: string[] = [];
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }> | undefined;
+
+  constructor(
+    readonly id: number,
+    readonly args: string[],
+    readonly httpUrl: string,
+  ) {}
+
+  start(): void {
+    const child = spawn(process.execPath, [CLI, ...this.args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.child = child;
+    let buffered = '';
+    const onData = (d: Buffer) => {
+      buffered += d.toString();
+      const parts = buffered.split('\n');
+      buffered = parts.pop()!;
+      this.lines.push(...parts);
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    this.exit = new Promise((resolve) =>
+      child.on('exit', (code, signal) => resolve({ code, signal })),
+    );
+  }
+
+  async ready(): Promise<void> {
+    await waitFor(`node ${this.id} listening`, () =>
+      this.lines.some((l) => l.includes('"msg":"listening"')),
+    );
+  }
+
+  get running(): boolean {
+    return (
+      this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null
+    );
+  }
+
+  async kill(
+    signal: NodeJS.Signals = 'SIGKILL',
+  ): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    if (!this.running) return (await this.exit)!;
+    this.child!.kill(signal);
+    return (await this.exit)!;
+  }
+
+  async status(): Promise<Status> {
+    const res = await fetch(`${this.httpUrl}/status`);
+    if (!res.ok) throw new Error(`status ${res.status}`);
+    return (await res.json()) as Status;
+  }
+
+  /** Log lines parsed as JSON (the pino ones). */
+  json(): Record<string, unknown>[] {
+    return this.lines.flatMap((l) => {
+      if (!l.startsWith('{')) return [];
+      return [JSON.parse(l) as Record<string, unknown>];
+    });
+  }
+}
+
+export interface Status {
+  nodeId: number;
+  instanceId: number;
+  lastChecksum: number;
+  isFollower: boolean;
+  minChosenInstanceId: number;
+  checkpointInstanceId: number;
+  learner: { counters: Record<string, number>; catchUp?: Record<string, unknown> };
+  sender: { peers: unknown[] };
+  members: { nodeId: number; reachable: boolean | null; instanceId: number | null }[];
+  network: { drops: Record<string, number>; framesReceived: number };
+  taskErrors: unknown[];
+  groups?: { instanceId: number; lastChecksum: number }[];
+}
+
+export interface Cluster {
+  nodes: NodeProcess[];
+  paxosPorts: number[];
+  httpPorts: number[];
+  dataRoot: string;
+  stop(): Promise<void>;
+}
+
+export interface ClusterOptions {
+  voters: number;
+  followers?: { followTo: number }[];
+  groups?: number;
+  name: string;
+  /** More flags for node `id`. */
+  extraArgs?: (id: number) => string[];
+}
+
+/** Starts `voters` voting nodes (ids 1…n) and followers (ids n+1…), each its own process. */
+export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
+  const followers = opts.followers ?? [];
+  const total = opts.voters + followers.length;
+  const ports = await freePorts(total * 2);
+  const paxosPorts = ports.slice(0, total);
+  const httpPorts = ports.slice(total);
+  const dataRoot = tempDir(opts.name);
+  const cluster = Array.from(
+    { length: opts.voters },
+    (_, i) => `${i + 1}=127.0.0.1:${paxosPorts[i]}`,
+  ).join(',');
+  const httpPeers = httpPorts.map((p, i) => `${i + 1}=127.0.0.1:${p}`).join(',');
+  const nodes: NodeProcess[] = [];
+  for (let i = 0; i < total; i++) {
+    const id = i + 1;
+    const args = [
+      'node',
+      '--id',
+      String(id),
+      '--cluster',
+      cluster,
+      '--http',
+      `127.0.0.1:${httpPorts[i]}`,
+      '--data',
+      path.join(dataRoot, `node-${id}`),
+      '--groups',
+      String(opts.groups ?? 1),
+      '--http-peers',
+      httpPeers,
+    ];
+    args.push(...(opts.extraArgs?.(id) ?? []));
+    if (i >= opts.voters) {
+      args.push('--follow-to', String(followers[i - opts.voters]!.followTo));
+      args.push('--listen', `127.0.0.1:${paxosPorts[i]}`);
+    }
+    nodes.push(new NodeProcess(id, args, `http://127.0.0.1:${httpPorts[i]}`));
+  }
+  for (const n of nodes) n.start();
+  await Promise.all(nodes.map((n) => n.ready()));
+  return {
+    nodes,
+    paxosPorts,
+    httpPorts,
+    dataRoot,
+    async stop() {
+      await Promise.all(nodes.map((n) => n.kill('SIGTERM')));
+      fs.rmSync(dataRoot, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function put(url: string, key: string, value: string | Uint8Array): Promise<Response> {
+  return fetch(`${url}/kv/${encodeURIComponent(key)}`, { method: 'PUT', body: value });
+}
+
+/** Waits until every running node reports the same now instance id and lastChecksum. */
+export async function waitConverged(nodes: NodeProcess[], timeoutMs = 60_000): Promise<Status[]> {
+  return waitFor(
+    'all nodes at the same instance id and checksum',
+    async () => {
+      const all = await Promise.all(nodes.map((n) => n.status()));
+      const first = all[0]!;
+      return all.every(
+        (s) => s.instanceId === first.instanceId && s.lastChecksum === first.lastChecksum,
+      )
+        ? all
+        : undefined;
+    },
+    timeoutMs,
+    200,
+  );
+}

@@ -1,0 +1,264 @@
+// Client input never gets a 500: a corpus of bad requests, sent as raw bytes to a one-node
+// cluster in this process. Each gets its 4xx (or 501 for what is not built) with the JSON error
+// body of DESIGN §6, and the node goes on serving.
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { groupOfKey } from '../src/keys';
+import { KvServer } from '../src/server';
+import { freePorts, tempDir } from './helpers';
+
+interface RawResponse {
+  status: number;
+  headers: string;
+  body: string;
+}
+
+let server: KvServer;
+let httpPort = 0;
+
+/** Sends raw bytes, reads until the server closes (or `endAfterMs` passes), parses the first response. */
+function raw(request: string | Buffer, endAfterMs = 5000): Promise<RawResponse | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const socket = net.connect(httpPort, '127.0.0.1', () => socket.write(request));
+    socket.on('data', (d) => chunks.push(d));
+    socket.on('error', (e: NodeJS.ErrnoException) =>
+      e.code === 'ECONNRESET' ? undefined : reject(e),
+    );
+    const timer = setTimeout(() => socket.destroy(), endAfterMs);
+    socket.on('close', () => {
+      clearTimeout(timer);
+      const text = Buffer.concat(chunks).toString('latin1');
+      if (text.length === 0) return resolve(undefined);
+      const m = /^HTTP\/1\.1 (\d{3})[^\r]*\r\n([\s\S]*?)\r\n\r\n([\s\S]*)$/.exec(text);
+      if (!m) return reject(new Error(`not an HTTP response: ${text.slice(0, 200)}`));
+      let body = m[3]!;
+      if (/transfer-encoding: chunked/i.test(m[2]!))
+        body = body.replace(/^[0-9a-f]+\r\n|\r\n[0-9a-f]+\r\n|\r\n0\r\n\r\n$/gi, '');
+      resolve({ status: Number(m[1]), headers: m[2]!, body });
+    });
+  });
+}
+
+function req(
+  method: string,
+  target: string,
+  opts: { body?: string | Buffer; headers?: string[] } = {},
+): Buffer {
+  const body = opts.body === undefined ? Buffer.alloc(0) : Buffer.from(opts.body);
+  const headers = [
+    `${method} ${target} HTTP/1.1`,
+    'Host: 127.0.0.1',
+    'Connection: close',
+    ...(opts.headers ?? []),
+  ];
+  if (
+    opts.body !== undefined &&
+    !(opts.headers ?? []).some((h) => /^(content-length|transfer-encoding):/i.test(h))
+  )
+    headers.push(`Content-Length: ${body.length}`);
+  return Buffer.concat([Buffer.from(headers.join('\r\n') + '\r\n\r\n', 'latin1'), body]);
+}
+
+beforeAll(async () => {
+  const [paxosPort, port] = await freePorts(2);
+  httpPort = port!;
+  server = new KvServer(
+    {
+      nodeId: 1,
+      cluster: new Map([[1, { host: '127.0.0.1', port: paxosPort! }]]),
+      listen: { host: '127.0.0.1', port: paxosPort! },
+      http: { host: '127.0.0.1', port: httpPort },
+      dataDir: path.join(tempDir('http'), 'node-1'),
+      groups: 2,
+      httpPeers: new Map(),
+    },
+    pino({ level: 'silent' }),
+    (error) => {
+      throw error;
+    },
+  );
+  await server.start();
+});
+
+afterAll(async () => {
+  await server?.stop();
+});
+
+const longKey = 'k'.repeat(10 * 1024);
+const CORPUS: [string, Buffer, number, string][] = [
+  ['empty key (PUT)', req('PUT', '/kv/', { body: 'v' }), 400, 'E_BAD_KEY'],
+  ['empty key (GET, no slash)', req('GET', '/kv'), 400, 'E_BAD_KEY'],
+  ['10 KiB key', req('PUT', `/kv/${longKey}`, { body: 'v' }), 400, 'E_BAD_KEY'],
+  ['bad percent-encoding', req('GET', '/kv/%zz'), 400, 'E_BAD_REQUEST'],
+  ['truncated percent-encoding', req('GET', '/kv/a%2'), 400, 'E_BAD_REQUEST'],
+  ['percent-encoded invalid UTF-8', req('GET', '/kv/%C3%28'), 400, 'E_BAD_REQUEST'],
+  ['percent-encoded NUL in the key', req('PUT', '/kv/a%00b', { body: 'v' }), 400, 'E_BAD_KEY'],
+  ['POST on a key', req('POST', '/kv/a', { body: 'v' }), 405, 'E_METHOD_NOT_ALLOWED'],
+  ['PATCH on a key', req('PATCH', '/kv/a', { body: 'v' }), 405, 'E_METHOD_NOT_ALLOWED'],
+  ['DELETE /status', req('DELETE', '/status'), 405, 'E_METHOD_NOT_ALLOWED'],
+  ['GET /admin/checkpoint', req('GET', '/admin/checkpoint'), 405, 'E_METHOD_NOT_ALLOWED'],
+  ['unknown route', req('GET', '/nope'), 404, 'E_NOT_FOUND'],
+  ['consistent=maybe', req('GET', '/kv/a?consistent=maybe'), 400, 'E_BAD_QUERY'],
+  ['consistent twice', req('GET', '/kv/a?consistent=true&consistent=false'), 400, 'E_BAD_QUERY'],
+  ['unknown query parameter', req('GET', '/kv/a?foo=1'), 400, 'E_BAD_QUERY'],
+  ['query on PUT', req('PUT', '/kv/a?x=1', { body: 'v' }), 400, 'E_BAD_QUERY'],
+  ['bad query on /status', req('GET', '/status?x'), 400, 'E_BAD_QUERY'],
+  ['compact keep=-1', req('POST', '/admin/compact?keep=-1'), 400, 'E_BAD_QUERY'],
+  ['compact keep=abc', req('POST', '/admin/compact?keep=abc'), 400, 'E_BAD_QUERY'],
+  ['compact keep=1e99', req('POST', '/admin/compact?keep=1e99'), 400, 'E_BAD_QUERY'],
+  ['compact (not built)', req('POST', '/admin/compact?keep=10'), 501, 'E_NOT_BUILT'],
+  ['consistent=lease (not built)', req('GET', '/kv/a?consistent=lease'), 501, 'E_NOT_BUILT'],
+  [
+    'body of 1 MiB + 1',
+    req('PUT', '/kv/big', { body: Buffer.alloc(1024 * 1024 + 1, 1) }),
+    413,
+    'E_TOO_LARGE',
+  ],
+  [
+    'chunked body over 1 MiB',
+    req('PUT', '/kv/big', {
+      headers: ['Transfer-Encoding: chunked'],
+      body: Buffer.concat([
+        Buffer.from('110000\r\n'),
+        Buffer.alloc(0x110000, 2),
+        Buffer.from('\r\n0\r\n\r\n'),
+      ]),
+    }),
+    413,
+    'E_TOO_LARGE',
+  ],
+  [
+    'content-length not a number',
+    req('PUT', '/kv/a', { headers: ['Content-Length: abc'], body: 'v' }),
+    400,
+    'E_BAD_REQUEST',
+  ],
+  [
+    'two content-lengths',
+    req('PUT', '/kv/a', { headers: ['Content-Length: 1', 'Content-Length: 2'], body: 'v' }),
+    400,
+    'E_BAD_REQUEST',
+  ],
+  ['malformed request line', Buffer.from('GARBAGE\r\n\r\n'), 400, 'E_BAD_REQUEST'],
+  ['binary junk', Buffer.from([0, 1, 2, 255, 254, 13, 10, 13, 10]), 400, 'E_BAD_REQUEST'],
+  [
+    '100 KiB of headers',
+    req('GET', '/status', { headers: [`X-Big: ${'a'.repeat(100 * 1024)}`] }),
+    431,
+    'E_TOO_LARGE',
+  ],
+  ['GET a missing key', req('GET', '/kv/missing'), 404, 'E_NOT_FOUND'],
+];
+
+describe('bad requests', () => {
+  it.each(CORPUS)('%s', async (_name, request, status, code) => {
+    const res = await raw(request);
+    expect(res).toBeDefined();
+    expect(res!.status).toBe(status);
+    expect(JSON.parse(res!.body)).toMatchObject({ error: { code, message: expect.any(String) } });
+  });
+
+  it('a truncated body gets no answer and leaves the node serving', async () => {
+    const truncated = Buffer.concat([
+      req('PUT', '/kv/t', { headers: ['Content-Length: 1000'] }),
+      Buffer.from('only-some'),
+    ]);
+    await raw(truncated, 300);
+    const ok = await raw(req('PUT', '/kv/t', { body: 'whole' }));
+    expect(ok?.status).toBe(200);
+    const back = await raw(req('GET', '/kv/t'));
+    expect(back?.body).toBe('whole');
+  });
+
+  it('no request above raised an internal error, and good requests still work', async () => {
+    expect(server.taskErrors).toEqual([]);
+    const put = await raw(
+      req('PUT', `/kv/${encodeURIComponent('ключ/with slash')}`, { body: 'v1' }),
+    );
+    expect(put?.status).toBe(200);
+    expect(JSON.parse(put!.body)).toEqual({ instanceId: expect.any(Number) });
+    const get = await raw(
+      req('GET', `/kv/${encodeURIComponent('ключ/with slash')}?consistent=true`),
+    );
+    expect(get?.status).toBe(200);
+    expect(get?.body).toBe('v1');
+    expect(get?.headers).toMatch(/x-tspaxos-instance-id: \d+/);
+    const del = await raw(req('DELETE', `/kv/${encodeURIComponent('ключ/with slash')}`));
+    expect(del?.status).toBe(200);
+    const metrics = await raw(req('GET', '/metrics'));
+    expect(metrics?.body).toMatch(/tspaxos_http_requests_total\{[^}]*status="400"[^}]*\} \d+/);
+    expect(metrics?.body).not.toMatch(/status="500"/);
+    expect(metrics?.body).toMatch(
+      /tspaxos_commit_latency_seconds_count\{[^}]*op="put"[^}]*\} [1-9]/,
+    );
+    for (const name of [
+      'tspaxos_proposals_total',
+      'tspaxos_commits_total',
+      'tspaxos_learned_instances_total',
+      'tspaxos_instance_id',
+      'tspaxos_network_frames_dropped_total',
+      'tspaxos_storage_errors_total',
+      'tspaxos_task_errors_total',
+      'tspaxos_catch_up_remaining_instances',
+      'tspaxos_sender_streams',
+    ])
+      expect(metrics?.body, name).toContain(`# TYPE ${name} `);
+    expect(metrics?.body).toMatch(/tspaxos_commits_total\{[^}]*group="[01]"[^}]*\} [1-9]/);
+
+    // /status: the fields of DESIGN §6, per group under `groups` (2 here), group 0 on top.
+    const status = JSON.parse((await raw(req('GET', '/status')))!.body) as Record<string, unknown>;
+    for (const field of [
+      'nodeId',
+      'instanceId',
+      'minChosenInstanceId',
+      'checkpointInstanceId',
+      'lastChecksum',
+      'isFollower',
+      'learner',
+      'sender',
+      'checkpoint',
+      'members',
+    ])
+      expect(status, field).toHaveProperty(field);
+    expect(status['sender']).toHaveProperty('peers');
+    expect(status['groups']).toHaveLength(2);
+    expect((status['groups'] as { group: number }[]).map((g) => g.group)).toEqual([0, 1]);
+    expect(status['instanceId']).toBe(
+      (status['groups'] as { instanceId: number }[])[0]!.instanceId,
+    );
+
+    const cp = await raw(req('POST', '/admin/checkpoint'));
+    expect(cp?.status).toBe(200);
+    expect(JSON.parse(cp!.body)).toMatchObject({
+      checkpointInstanceId: expect.any(Number),
+      groups: expect.any(Array),
+    });
+  });
+});
+
+describe('a bug inside the server', () => {
+  it('planted: a throwing state machine read is a 500 E_INTERNAL, counted as a task error', async () => {
+    const kv = server.kvs[0]!;
+    const original = kv.get.bind(kv);
+    kv.get = () => {
+      throw new Error('planted read failure');
+    };
+    try {
+      // A key of group 0 (groups are chosen by hash; find one).
+      let key = 'a';
+      for (let i = 0; groupOfKey(key, 2) !== 0; i++) key = `a${i}`;
+      const res = await raw(req('GET', `/kv/${key}`));
+      expect(res?.status).toBe(500);
+      expect(JSON.parse(res!.body)).toMatchObject({
+        error: { code: 'E_INTERNAL', message: 'planted read failure' },
+      });
+      expect(server.taskErrors).toEqual([{ code: 'E_INTERNAL', message: 'planted read failure' }]);
+    } finally {
+      kv.get = original;
+      server.taskErrors.splice(0);
+    }
+  });
+});
