@@ -253,6 +253,37 @@ export function describeLogStoreContract(name: string, make: StoreFactory): void
     );
 
     it(
+      'resets one group to an empty log with a new min chosen id, keeping its other meta',
+      withStore(async (h) => {
+        const { store } = h;
+        await store.putMany(0, [record(1), record(2), record(3)], { sync: true });
+        await store.put(1, record(1), { sync: true });
+        await store.setMinChosenInstanceId(0, 1);
+        await store.setMeta(0, 'systemVariables', new Uint8Array([9]), { sync: true });
+        await store.resetGroup(0, { minChosenInstanceId: 41 });
+        await store.resetGroup(6, { minChosenInstanceId: 3 }); // never written: just the id
+        expect(store.maxInstanceId(0)).toBeUndefined();
+        expect(ids(store.range(0, 0, 100))).toEqual([]);
+        expect(store.getMinChosenInstanceId(0)).toBe(41);
+        expect(store.getMinChosenInstanceId(6)).toBe(3);
+        expect([...store.getMeta(0, 'systemVariables')!]).toEqual([9]);
+        expect(store.get(1, 1)).toBeDefined();
+        await store.put(0, record(41), { sync: true }); // the log goes on after the checkpoint
+        const again = await h.reopen();
+        expect(ids(again.range(0, 0, 100))).toEqual([41]);
+        expect(again.getMinChosenInstanceId(0)).toBe(41);
+        expect([...again.getMeta(0, 'systemVariables')!]).toEqual([9]);
+        expect(await codeOf(again.resetGroup(0, { minChosenInstanceId: -1 }))).toBe(
+          'E_UNSAFE_INTEGER',
+        );
+        expect(await codeOf(again.resetGroup(0, { minChosenInstanceId: 2 ** 53 }))).toBe(
+          'E_UNSAFE_INTEGER',
+        );
+        expect(ids(again.range(0, 0, 100))).toEqual([41]);
+      }),
+    );
+
+    it(
       'keeps everything across a reopen, sync:false writes included',
       withStore(async (h) => {
         await h.store.putMany(0, [record(1), record(2)], { sync: true });
@@ -356,6 +387,7 @@ export function describeLogStoreContract(name: string, make: StoreFactory): void
         expect(await codeOf(() => h.store.deleteBelow(0, 9, 9))).toBe('E_CLOSED');
         expect(await codeOf(h.store.setMinChosenInstanceId(0, 1))).toBe('E_CLOSED');
         expect(await codeOf(h.store.clearGroup(0))).toBe('E_CLOSED');
+        expect(await codeOf(h.store.resetGroup(0, { minChosenInstanceId: 1 }))).toBe('E_CLOSED');
         const again = await h.reopen();
         expect(ids(again.range(0, 0, 9))).toEqual([1, 2]);
       }),

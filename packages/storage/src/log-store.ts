@@ -52,6 +52,12 @@ export interface LogStore {
   deleteBelow(group: number, instanceId: number, maxRecords: number): number;
   /** Removes every record and meta value of the group, durably. */
   clearGroup(group: number): Promise<void>;
+  /**
+   * Installing a checkpoint (DESIGN §4): in one transaction, removes every record of the group
+   * and sets its min chosen instance id; the other meta values stay. Durable before it resolves:
+   * after a crash the group holds either its old log or the empty one, never a mix.
+   */
+  resetGroup(group: number, opts: { minChosenInstanceId: number }): Promise<void>;
   /** Waits for pending syncs, then releases the log. Every later call fails with E_CLOSED. */
   close(): Promise<void>;
 }

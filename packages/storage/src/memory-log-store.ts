@@ -296,6 +296,25 @@ export class MemoryLogStore implements LogStore {
     return this.settle({ sync: true });
   }
 
+  resetGroup(group: number, opts: { minChosenInstanceId: number }): Promise<void> {
+    try {
+      this.open();
+      checkGroup(group, this.options);
+      checkInstanceId(opts?.minChosenInstanceId, group);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const g = this.data(group);
+    // Both changes sit in the undo log until the flush below: a crash before it restores both.
+    this.deletePrefix(group, g, g.ids.length);
+    this.setMetaBytes(
+      group,
+      MIN_CHOSEN_KEY,
+      sealMeta(MIN_CHOSEN_KEY, encodeInstanceId(opts.minChosenInstanceId)),
+    );
+    return this.settle({ sync: true });
+  }
+
   async close(): Promise<void> {
     this.closed = true;
   }

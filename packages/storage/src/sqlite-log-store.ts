@@ -604,6 +604,26 @@ export class SqliteLogStore implements LogStore {
     return this.durable();
   }
 
+  resetGroup(group: number, opts: { minChosenInstanceId: number }): Promise<void> {
+    try {
+      this.checkWritable();
+      checkGroup(group, this.options);
+      checkInstanceId(opts?.minChosenInstanceId, group);
+      const g = this.group(group, false);
+      this.db.transaction(() => {
+        g?.clear.run();
+        this.meta.set.run(
+          group,
+          MIN_CHOSEN_KEY,
+          sealMeta(MIN_CHOSEN_KEY, encodeInstanceId(opts.minChosenInstanceId)),
+        );
+      })();
+    } catch (e) {
+      return Promise.reject(wrap(e, 'E_IO', `reset of group ${group}`, { group }));
+    }
+    return this.durable();
+  }
+
   /**
    * Refuses new calls, waits for the fsyncs under way, then closes the database (SQLite then
    * checkpoints the WAL into the database file and deletes the WAL).
