@@ -1,0 +1,171 @@
+// NodeFiles: the checkpoint file port on node:fs (`@tspaxos/checkpoint/fs`). Every error comes
+// out as a CheckpointError with a code (E_NOT_FOUND, E_NO_SPACE, E_IO) and the system error as
+// its cause. fsync of a directory fsyncs it and every directory below it (names of new, renamed
+// and removed files); fsync of a path that no longer exists fsyncs its nearest existing parent.
+import { constants } from 'node:fs';
+import { mkdir, open, readdir, realpath, rename, rm, stat, statfs } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { CheckpointError } from '../errors';
+import type { CheckpointFiles, FileStat } from '../files';
+
+export { CheckpointError } from '../errors';
+export type { CheckpointFiles, FileStat } from '../files';
+
+function wrap(error: unknown, what: string): CheckpointError {
+  if (error instanceof CheckpointError) return error;
+  const code = (error as { code?: string })?.code;
+  const message = `${what}: ${error instanceof Error ? error.message : String(error)}`;
+  if (code === 'ENOENT') return new CheckpointError('E_NOT_FOUND', message, { cause: error });
+  if (code === 'ENOSPC' || code === 'EDQUOT')
+    return new CheckpointError('E_NO_SPACE', message, { cause: error });
+  return new CheckpointError('E_IO', message, { cause: error });
+}
+
+export class NodeFiles implements CheckpointFiles {
+  async read(path: string, offset: number, length: number): Promise<Uint8Array> {
+    try {
+      const handle = await open(path, 'r');
+      try {
+        const buffer = new Uint8Array(length);
+        let filled = 0;
+        while (filled < length) {
+          const { bytesRead } = await handle.read(buffer, filled, length - filled, offset + filled);
+          if (bytesRead === 0) break;
+          filled += bytesRead;
+        }
+        return filled === length ? buffer : buffer.subarray(0, filled);
+      } finally {
+        await handle.close();
+      }
+    } catch (error) {
+      throw wrap(error, `read of ${path}`);
+    }
+  }
+
+  async write(path: string, offset: number, bytes: Uint8Array): Promise<void> {
+    try {
+      await mkdir(dirname(path), { recursive: true });
+      const handle = await open(
+        path,
+        constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW,
+      );
+      try {
+        let written = 0;
+        while (written < bytes.length) {
+          const { bytesWritten } = await handle.write(
+            bytes,
+            written,
+            bytes.length - written,
+            offset + written,
+          );
+          written += bytesWritten;
+        }
+      } finally {
+        await handle.close();
+      }
+    } catch (error) {
+      throw wrap(error, `write of ${path}`);
+    }
+  }
+
+  async fsync(path: string): Promise<void> {
+    try {
+      let target = path;
+      while ((await stat(target).catch(notFoundAsUndefined)) === undefined) {
+        const parent = dirname(target);
+        if (parent === target) return;
+        target = parent;
+      }
+      await this.fsyncTree(target);
+    } catch (error) {
+      throw wrap(error, `fsync of ${path}`);
+    }
+  }
+
+  private async fsyncTree(path: string): Promise<void> {
+    const info = await stat(path);
+    if (info.isDirectory()) {
+      for (const entry of await readdir(path, { withFileTypes: true }))
+        if (entry.isDirectory()) await this.fsyncTree(join(path, entry.name));
+    }
+    const handle = await open(path, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+
+  async rename(from: string, to: string): Promise<void> {
+    try {
+      await rename(from, to);
+    } catch (error) {
+      throw wrap(error, `rename of ${from} to ${to}`);
+    }
+  }
+
+  async remove(path: string): Promise<void> {
+    try {
+      await rm(path, { recursive: true, force: true });
+    } catch (error) {
+      throw wrap(error, `remove of ${path}`);
+    }
+  }
+
+  async list(dir: string): Promise<string[]> {
+    try {
+      const out: string[] = [];
+      const walk = async (relative: string): Promise<void> => {
+        const entries = await readdir(join(dir, relative), { withFileTypes: true });
+        for (const entry of entries) {
+          const child = relative === '' ? entry.name : `${relative}/${entry.name}`;
+          if (entry.isDirectory()) await walk(child);
+          else if (entry.isFile()) out.push(child);
+        }
+      };
+      if ((await stat(dir).catch(notFoundAsUndefined)) === undefined) return [];
+      await walk('');
+      return out.sort();
+    } catch (error) {
+      throw wrap(error, `list of ${dir}`);
+    }
+  }
+
+  async stat(path: string): Promise<FileStat | undefined> {
+    try {
+      const info = await stat(path).catch(notFoundAsUndefined);
+      return info === undefined ? undefined : { size: info.size, isDirectory: info.isDirectory() };
+    } catch (error) {
+      throw wrap(error, `stat of ${path}`);
+    }
+  }
+
+  async freeBytes(path: string): Promise<number> {
+    try {
+      let target = path;
+      while ((await stat(target).catch(notFoundAsUndefined)) === undefined) {
+        const parent = dirname(target);
+        if (parent === target) break;
+        target = parent;
+      }
+      const fs = await statfs(target);
+      return fs.bavail * fs.bsize;
+    } catch (error) {
+      throw wrap(error, `free space of ${path}`);
+    }
+  }
+
+  async realpath(path: string): Promise<string | undefined> {
+    try {
+      return await realpath(path).catch(notFoundAsUndefined);
+    } catch (error) {
+      throw wrap(error, `realpath of ${path}`);
+    }
+  }
+}
+
+/** ENOENT → undefined; every other error is rethrown. */
+function notFoundAsUndefined(error: unknown): undefined {
+  if ((error as { code?: string })?.code === 'ENOENT') return undefined;
+  throw error;
+}
