@@ -38,15 +38,18 @@ export class Cleaner {
   }
 
   /**
-   * The lowest instance that must stay: min(checkpoint instance id + 1, now) − keep, and never
-   * below the current min chosen id (PhxPaxos Cleaner::run's loop condition).
+   * The lowest instance that must stay: min(checkpoint instance id + 1, now, highest record) −
+   * keep, and never below the current min chosen id (PhxPaxos Cleaner::run's loop condition).
+   * The highest record always stays: it holds the acceptor's promise, which a restart reloads
+   * (forgetting it would let a lower ballot win an instance a proposer thinks it owns).
    */
   target(keep: number): number {
     const { group, store, machines } = this.port;
     const current = store.getMinChosenInstanceId(group);
     const cp = groupCheckpointInstanceId(machines, group);
-    if (cp === undefined || cp < 0) return current;
-    const bound = Math.min(cp + 1, this.port.nowInstanceId()) - keep;
+    const max = store.maxInstanceId(group);
+    if (cp === undefined || cp < 0 || max === undefined) return current;
+    const bound = Math.min(cp + 1, this.port.nowInstanceId(), max) - keep;
     return Math.max(current, bound);
   }
 

@@ -23,3 +23,12 @@ export class CheckpointError extends TspaxosError {
 export function assert(condition: unknown, message: string): asserts condition {
   if (!condition) throw new Error(`tspaxos invariant violated: ${message}`);
 }
+
+/**
+ * True for a coded error of any tspaxos package. Checked against TspaxosError (one class, from
+ * @tspaxos/crc-wasm) rather than CheckpointError, because the `fs` entry bundles its own copy of
+ * CheckpointError.
+ */
+export function isCodedError(error: unknown): error is TspaxosError {
+  return error instanceof TspaxosError;
+}

@@ -35,6 +35,7 @@ export { Cleaner, type CleanerPort } from './cleaner';
 export { Replayer, type ReplayerPort } from './replayer';
 export {
   CheckpointManager,
+  checkReplayable,
   type CheckpointManagerPort,
   type CheckpointManagerCounters,
   type CheckpointStatus,

@@ -70,6 +70,29 @@ export interface CheckpointManagerCounters {
   installsFinishedAtStart: number;
 }
 
+/**
+ * The start-up rule on its own: E_NEEDS_CHECKPOINT when a machine's checkpoint is below
+ * min chosen − 1, so the log cannot bring it up to date (PhxPaxos Instance::PlayLog fails there).
+ */
+export function checkReplayable(
+  machines: readonly CheckpointStateMachine[],
+  group: number,
+  minChosenInstanceId: number,
+): CheckpointError | undefined {
+  if (minChosenInstanceId === 0) return undefined;
+  for (const sm of machines) {
+    const cp = sm.getCheckpointInstanceId?.(group) ?? -1;
+    if (cp < minChosenInstanceId - 1) {
+      return new CheckpointError(
+        'E_NEEDS_CHECKPOINT',
+        `group ${group}: state machine ${sm.smId} has checkpoint ${cp} but the log starts at ${minChosenInstanceId}: ` +
+          'it cannot be replayed; a checkpoint from a peer is needed',
+      );
+    }
+  }
+  return undefined;
+}
+
 export class CheckpointManager {
   readonly cleaner: Cleaner;
   readonly replayer: Replayer;
@@ -132,22 +155,9 @@ export class CheckpointManager {
    */
   checkStartup(): CheckpointError | undefined {
     const { group, store, machines } = this.port;
-    const minChosen = store.getMinChosenInstanceId(group);
-    this.needs = undefined;
-    if (minChosen === 0) return undefined;
-    for (const sm of machines) {
-      const cp = sm.getCheckpointInstanceId?.(group) ?? -1;
-      if (cp < minChosen - 1) {
-        this.needs = new CheckpointError(
-          'E_NEEDS_CHECKPOINT',
-          `group ${group}: state machine ${sm.smId} has checkpoint ${cp} but the log starts at ${minChosen}: ` +
-            'it cannot be replayed; asking a peer for a checkpoint',
-        );
-        this.enterMode();
-        return this.needs;
-      }
-    }
-    return undefined;
+    this.needs = checkReplayable(machines, group, store.getMinChosenInstanceId(group));
+    if (this.needs !== undefined) this.enterMode();
+    return this.needs;
   }
 
   /**

@@ -40,6 +40,8 @@ export interface CheckpointOptions {
   cleanerStepDelayMs: number;
   /** Instances the replayer executes per step (ours). */
   replayerStepInstances: number;
+  /** Period of the host's checkpoint tick when idle (ours; PhxPaxos's threads poll at 0.5–1 s). */
+  tickIntervalMs: number;
 }
 
 /** PhxPaxos's smallest hold count (Cleaner::SetHoldPaxosLogCount). */
@@ -60,6 +62,7 @@ export const DEFAULT_CHECKPOINT_OPTIONS: Readonly<CheckpointOptions> = Object.fr
   cleanerStepRecords: 1000,
   cleanerStepDelayMs: 1,
   replayerStepInstances: 100,
+  tickIntervalMs: 1000,
 });
 
 export function resolveCheckpointOptions(

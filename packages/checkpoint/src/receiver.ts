@@ -13,7 +13,7 @@ import {
   CheckpointSendFileFlag,
   checkpointMsg,
 } from '@tspaxos/transport';
-import { CheckpointError, assert } from './errors';
+import { assert, isCodedError } from './errors';
 import { type CheckpointFiles, checkRelativePath, isInside, joinPath, parentPath } from './files';
 import {
   finishInstall,
@@ -237,7 +237,7 @@ export class CheckpointReceiver {
     try {
       await this.port.files.write(target, msg.offset, msg.buffer);
     } catch (error) {
-      if (!(error instanceof CheckpointError)) throw error;
+      if (!isCodedError(error)) throw error;
       return this.reject(from, msg, error.code === 'E_NO_SPACE' ? 'no-space' : 'write-error', true);
     }
     if (file === undefined) {

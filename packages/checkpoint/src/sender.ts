@@ -16,7 +16,7 @@ import {
   CheckpointSendFileFlag,
   checkpointMsg,
 } from '@tspaxos/transport';
-import { CheckpointError, assert } from './errors';
+import { CheckpointError, assert, isCodedError } from './errors';
 import { type CheckpointFiles, joinPath } from './files';
 import type { CheckpointOptions } from './options';
 import { type CheckpointStateMachine, groupCheckpointInstanceId } from './state-machine';
@@ -285,7 +285,7 @@ export class CheckpointSender {
   private async failRead(error: unknown): Promise<void> {
     this.lastError = String(error);
     await this.end('read-error');
-    if (!(error instanceof CheckpointError)) throw error;
+    if (!isCodedError(error)) throw error;
   }
 
   /** Unlocks in every outcome (PhxPaxos CheckpointSender::run: UnLockCheckpoint, Continue). */

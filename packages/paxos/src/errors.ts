@@ -13,7 +13,10 @@ export type PaxosErrorCode =
   | 'E_UNKNOWN_STATE_MACHINE'
   | 'E_EXECUTE_FAILED'
   | 'E_CHECKSUM_MISMATCH'
-  | 'E_MEMBERSHIP_CONFLICT';
+  | 'E_MEMBERSHIP_CONFLICT'
+  | 'E_NEEDS_CHECKPOINT'
+  | 'E_CHECKPOINT_INSTALLED'
+  | 'E_CHECKPOINT_INSTALL_FAILED';
 
 /** An error of the consensus layer, with a stable code. */
 export class PaxosError extends TspaxosError {

@@ -3,6 +3,13 @@
 // the committer's pending proposal, and starts the next instance. It verifies the checksum chain
 // of every message that carries one; a mismatch means this node's log diverged from a peer's,
 // so the group stops accepting values and says so in its status (PhxPaxos asserts and dies).
+import {
+  CheckpointManager,
+  checkReplayable,
+  type CheckpointFiles,
+  type CheckpointOptions,
+  type CheckpointStatus,
+} from '@tspaxos/checkpoint';
 import type { LogStore } from '@tspaxos/storage';
 import {
   type Ballot,
@@ -12,7 +19,7 @@ import {
   type LearnerStatus,
   NULL_BALLOT,
 } from '@tspaxos/learner';
-import { type PaxosMsg, PaxosMsgType } from '@tspaxos/transport';
+import { type CheckpointMsg, type PaxosMsg, PaxosMsgType, paxosMsg } from '@tspaxos/transport';
 import { Acceptor, type AcceptorFaults } from './acceptor';
 import { Committer, type ProposeResult } from './committer';
 import { PaxosError } from './errors';
@@ -44,11 +51,26 @@ export interface InstanceConfig {
   stateMachines: readonly StateMachine[];
   options: PaxosOptions;
   faults?: AcceptorFaults;
+  /**
+   * Checkpoint transfer (DESIGN §4): the file port, this group's staging directory and the
+   * limits. Without it the group still compacts and applies the start-up rule, but neither sends
+   * nor receives checkpoints.
+   */
+  checkpoint?: InstanceCheckpointConfig;
   log?: (
     level: 'debug' | 'info' | 'warn' | 'error',
     event: string,
     fields: Record<string, unknown>,
   ) => void;
+}
+
+export interface InstanceCheckpointConfig {
+  files: CheckpointFiles;
+  stagingRoot: string;
+  options: CheckpointOptions;
+  send: (to: number, group: number, msg: CheckpointMsg) => void;
+  /** Compact on its own, keeping options.holdCount (PhxPaxos's cleaner thread); default true. */
+  autoCompact: boolean;
 }
 
 export interface GroupStatus {
@@ -73,6 +95,8 @@ export interface GroupStatus {
     counters: Committer['counters'];
   };
   counters: InstanceCounters;
+  /** Checkpoint mode, transfers, cleaner and replayer (undefined without checkpoint config). */
+  checkpoint: CheckpointStatus | undefined;
 }
 
 export interface InstanceCounters {
@@ -82,6 +106,10 @@ export interface InstanceCounters {
   executeFailures: number;
   checksumMismatches: number;
   retriedMessages: number;
+  /** Paxos messages not processed while in checkpoint mode (PhxPaxos ignores them too). */
+  checkpointModeDrops: number;
+  /** Times the group restarted in process after installing a checkpoint. */
+  checkpointRestarts: number;
 }
 
 const LEARNER_TYPES = new Set<number>([
@@ -97,7 +125,10 @@ const LEARNER_TYPES = new Set<number>([
 export class Instance {
   readonly acceptor: Acceptor;
   readonly proposer: Proposer;
-  readonly learner: Learner;
+  /** Replaced when the group restarts from a checkpoint. */
+  learner: Learner;
+  /** Checkpoint roles (undefined without InstanceConfig.checkpoint). */
+  readonly checkpoint: CheckpointManager | undefined;
   readonly committer: Committer;
   readonly loop: IOLoop;
   readonly counters: InstanceCounters = {
@@ -107,6 +138,8 @@ export class Instance {
     executeFailures: 0,
     checksumMismatches: 0,
     retriedMessages: 0,
+    checkpointModeDrops: 0,
+    checkpointRestarts: 0,
   };
 
   private lastChecksum = 0;
@@ -122,6 +155,7 @@ export class Instance {
   private commitTimerAt = Number.POSITIVE_INFINITY;
   private pendingWrites: Promise<void>[] = [];
   private executeRetryArmed = false;
+  private cancelCheckpointTimer: (() => void) | undefined;
 
   constructor(private readonly config: InstanceConfig) {
     const { store, group, options } = config;
@@ -156,6 +190,7 @@ export class Instance {
       options,
     );
     this.learner = new Learner(this.learnerHost(), options.learner);
+    this.checkpoint = config.checkpoint && this.checkpointManager(config.checkpoint);
   }
 
   get isFollower(): boolean {
@@ -176,8 +211,29 @@ export class Instance {
    */
   async start(): Promise<void> {
     const { store, group } = this.config;
+    // A crash may have left an install to finish or a transfer to discard (DESIGN §4).
+    const recovered = await this.checkpoint?.recover();
+    if (recovered !== undefined && recovered.kind !== 'nothing')
+      this.log('warn', 'checkpoint-recovered', { outcome: recovered.kind });
     const now = this.acceptor.load();
     const minChosen = store.getMinChosenInstanceId(group);
+    // The start-up rule: never skip records a machine still needs (PhxPaxos PlayLog fails too).
+    const needs =
+      this.checkpoint?.checkStartup() ??
+      checkReplayable(
+        [...this.machines.values()].filter((sm) => sm !== this.system),
+        group,
+        minChosen,
+      );
+    if (needs !== undefined) {
+      this.learner.instanceId = now;
+      this.proposer.instanceId = now;
+      this.log('error', 'needs-checkpoint', { code: needs.code, message: needs.message });
+      if (this.checkpoint === undefined)
+        this.stopGroup(new PaxosError('E_NEEDS_CHECKPOINT', needs.message, { cause: needs }));
+      this.armCheckpointTimer(0);
+      return;
+    }
     // Replay from the oldest state machine checkpoint (none: from the start of the log).
     let from = now;
     for (const sm of this.machines.values()) {
@@ -213,6 +269,7 @@ export class Instance {
         () => {},
       );
     }
+    this.armCheckpointTimer();
   }
 
   /** Stops timers and work; pending proposals reject with E_STOPPED. */
@@ -223,7 +280,9 @@ export class Instance {
     this.proposer.exit();
     this.learner.stop();
     this.cancelCommitTimer?.();
+    this.cancelCheckpointTimer?.();
     await this.loop.stop();
+    await this.checkpoint?.stop();
   }
 
   /** A message from the network for this group; `from` is the authenticated sender. */
@@ -249,6 +308,9 @@ export class Instance {
   ): Promise<ProposeResult> {
     if (this.closed) return Promise.reject(new PaxosError('E_STOPPED', 'the node is stopped'));
     if (this.stoppedReason !== undefined) return Promise.reject(this.stoppedReason);
+    const needs = this.checkpoint?.needsCheckpoint;
+    if (needs !== undefined)
+      return Promise.reject(new PaxosError('E_NEEDS_CHECKPOINT', needs.message, { cause: needs }));
     if (this.isFollower)
       return Promise.reject(new PaxosError('E_FOLLOWER', 'a follower cannot propose'));
     if (smId !== NO_SM_ID && !this.machines.has(smId)) {
@@ -295,10 +357,12 @@ export class Instance {
       members: [...this.members],
       membershipVersion: this.system.current.version,
       followers: [...this.followers],
-      stopped: this.stoppedReason && {
-        code: this.stoppedReason.code,
-        message: this.stoppedReason.message,
-      },
+      stopped:
+        (this.stoppedReason && {
+          code: this.stoppedReason.code,
+          message: this.stoppedReason.message,
+        }) ??
+        this.checkpoint?.status().needsCheckpoint,
       proposer: {
         phase: this.proposer.phase,
         proposalId: this.proposer.proposalId,
@@ -311,6 +375,7 @@ export class Instance {
         counters: { ...this.committer.counters },
       },
       counters: { ...this.counters },
+      checkpoint: this.checkpoint?.status(),
     };
   }
 
@@ -318,7 +383,16 @@ export class Instance {
 
   private async handle(msg: PaxosMsg, isRetry: boolean): Promise<void> {
     if (this.stoppedReason !== undefined || this.closed) return;
+    if (this.checkpoint?.inCheckpointMode) {
+      // PhxPaxos Instance::OnReceiveMessage: no Paxos message while a checkpoint is awaited.
+      this.counters.checkpointModeDrops++;
+      return;
+    }
     switch (msg.msgType) {
+      case PaxosMsgType.AskforCheckpoint:
+        if (this.checkpoint === undefined) this.counters.messagesDropped++;
+        else await this.checkpoint.onAskforCheckpoint(msg.nodeId);
+        return;
       case PaxosMsgType.PrepareReply:
       case PaxosMsgType.AcceptReply:
         this.receiveForProposer(msg);
@@ -596,6 +670,152 @@ export class Instance {
     for (const member of this.members) this.sendTo(member, msg);
   }
 
+  // ---- checkpoints (DESIGN §4) -------------------------------------------------------------
+
+  /** A checkpoint frame from the network for this group; `from` is the authenticated sender. */
+  receiveCheckpoint(from: number, msg: CheckpointMsg): void {
+    this.counters.messagesReceived++;
+    if (this.checkpoint === undefined || msg.nodeId !== from) {
+      this.counters.messagesDropped++;
+      return;
+    }
+    const manager = this.checkpoint;
+    const accepted = this.loop.enqueueMessage(async () => {
+      if (this.closed || this.stoppedReason !== undefined) return;
+      let event;
+      try {
+        event = await manager.handle(from, msg);
+      } catch (error) {
+        // The install could not finish (a machine failed to load, a staged file is damaged): the
+        // record stays, a restart tries again; meanwhile the group serves status only.
+        const code = (error as { code?: string }).code;
+        if (code !== 'E_LOAD_FAILED' && code !== 'E_CORRUPT_MANIFEST') throw error;
+        this.stopGroup(
+          new PaxosError('E_CHECKPOINT_INSTALL_FAILED', String((error as Error).message), {
+            cause: error,
+          }),
+        );
+        return;
+      }
+      if (event?.kind === 'installed') this.restartFromCheckpoint(event.checkpointInstanceId);
+    });
+    if (!accepted) this.counters.messagesDropped++;
+  }
+
+  /**
+   * Deletes the log below the checkpoint, keeping `keep` instances (node.compact). The new min
+   * chosen id is durable when this resolves; records go in bounded steps on the next ticks.
+   */
+  compact(keep: number): Promise<number> {
+    const manager = this.checkpoint;
+    if (manager === undefined)
+      return Promise.reject(new PaxosError('E_BAD_ARGUMENT', 'the group has no checkpoint config'));
+    return new Promise((resolve, reject) => {
+      this.loop.enqueue(async () => {
+        try {
+          resolve(await manager.compact(keep));
+          this.armCheckpointTimer(0);
+        } catch (error) {
+          reject(error);
+        }
+      });
+    });
+  }
+
+  private checkpointManager(c: InstanceCheckpointConfig): CheckpointManager {
+    const { config } = this;
+    const machines = [...this.machines.values()].filter((sm) => sm !== this.system);
+    return new CheckpointManager(
+      {
+        nodeId: config.nodeId,
+        group: config.group,
+        files: c.files,
+        store: config.store,
+        machines,
+        stagingRoot: c.stagingRoot,
+        now: () => config.scheduler.now(),
+        random: () => config.random.next(),
+        sendCheckpoint: (to, msg) => c.send(to, config.group, msg),
+        sendAskforCheckpoint: (to) =>
+          this.sendTo(
+            to,
+            paxosMsg({
+              msgType: PaxosMsgType.AskforCheckpoint,
+              instanceId: this.learner.instanceId,
+              nodeId: config.nodeId,
+            }),
+          ),
+        peers: () => this.members.filter((m) => m !== config.nodeId),
+        majority: () => Math.floor(this.members.length / 2) + 1,
+        nowInstanceId: () => this.learner.instanceId,
+        minInstallableInstanceId: () => this.acceptor.instanceId,
+        promiseBallot: () => ({ ...this.acceptor.promiseBallot }),
+        applyForCheckpoint: (instanceId, value) => {
+          for (const item of unpackValue(value)) {
+            const sm = this.machines.get(item.smId);
+            if (sm?.executeForCheckpoint?.(config.group, instanceId, item.value) === false)
+              return false;
+          }
+          return true;
+        },
+      },
+      c.options,
+    );
+  }
+
+  /** The checkpoint roles' timer: sender timeouts, mode, cleaner and replayer steps. */
+  private armCheckpointTimer(delayMs?: number): void {
+    const manager = this.checkpoint;
+    if (manager === undefined || this.closed) return;
+    const options = this.config.checkpoint!.options;
+    this.cancelCheckpointTimer?.();
+    this.cancelCheckpointTimer = this.loop.schedule(delayMs ?? options.tickIntervalMs, async () => {
+      this.cancelCheckpointTimer = undefined;
+      if (this.closed) return;
+      let more = false;
+      try {
+        more = await manager.tick({ autoCompact: this.config.checkpoint!.autoCompact });
+      } finally {
+        this.armCheckpointTimer(more ? options.cleanerStepDelayMs : undefined);
+      }
+    });
+  }
+
+  /**
+   * After an install the group restarts in process from the checkpoint (PhxPaxos exits the
+   * process): pending proposals fail, proposer, acceptor and learner start over from the log
+   * the install left (empty after the checkpoint, with the acceptor's promise), and the learner
+   * asks its peers for the rest.
+   */
+  private restartFromCheckpoint(checkpointInstanceId: number): void {
+    this.counters.checkpointRestarts++;
+    this.committer.rejectAll(
+      new PaxosError(
+        'E_CHECKPOINT_INSTALLED',
+        `group ${this.config.group} restarted from the checkpoint of instance ${checkpointInstanceId}: ` +
+          'the proposal was not chosen here; propose it again',
+      ),
+    );
+    this.proposer.exit();
+    this.proposer.cancelSkipPrepare();
+    this.learner.stop();
+    this.retryQueue = [];
+    this.lastChecksum = 0; // unknown until a peer's chain is adopted (DESIGN §2)
+    this.previousChosenBallot = NULL_BALLOT;
+    this.acceptor.promiseBallot = NULL_BALLOT;
+    this.acceptor.acceptedBallot = NULL_BALLOT;
+    this.acceptor.acceptedValue = new Uint8Array(0);
+    this.acceptor.checksum = 0;
+    const now = this.acceptor.load();
+    this.learner = new Learner(this.learnerHost(), this.config.options.learner);
+    this.learner.instanceId = now;
+    this.proposer.instanceId = now;
+    this.proposer.setStartProposalId(this.acceptor.promiseBallot.proposalId + 1);
+    this.log('info', 'group-restarted-from-checkpoint', { checkpointInstanceId, instanceId: now });
+    this.learner.start();
+    this.armCheckpointTimer();
+  }
+
   private learnerHost(): LearnerHost {
     const { config } = this;
     return {
@@ -633,13 +853,15 @@ export class Instance {
         const v = decodeSystemVariables(bytes);
         return v !== undefined && this.system.adopt(v);
       },
-      needCheckpoint: (from, peerMin) =>
-        this.log('warn', 'needs-checkpoint', {
+      needCheckpoint: (from, peerMin) => {
+        const asked = this.checkpoint?.prepareForAskforCheckpoint(from) ?? false;
+        this.log(asked ? 'info' : 'debug', asked ? 'asked-for-checkpoint' : 'needs-checkpoint', {
           from,
           peerMinChosenInstanceId: peerMin,
           instanceId: this.learner.instanceId,
-          note: 'checkpoint transfer is not built yet (README: Status)',
-        }),
+          ...(this.checkpoint === undefined ? { note: 'no checkpoint config: cannot ask' } : {}),
+        });
+      },
       event: (name, fields) => this.log('debug', name, fields),
     };
   }
