@@ -269,13 +269,25 @@ export class CheckpointReceiver {
       dir: t.dir,
       promise: this.port.promiseBallot(),
     };
-    await sealStaging(ctx, t.dir, {
-      uuid: t.uuid,
-      senderNodeId: t.senderNodeId,
-      checkpointInstanceId: t.checkpointInstanceId,
-      files: [...t.files.values()].map(({ smId, path, size, crc }) => ({ smId, path, size, crc })),
-    });
-    await writeInstallRecord(ctx, record);
+    try {
+      await sealStaging(ctx, t.dir, {
+        uuid: t.uuid,
+        senderNodeId: t.senderNodeId,
+        checkpointInstanceId: t.checkpointInstanceId,
+        files: [...t.files.values()].map(({ smId, path, size, crc }) => ({
+          smId,
+          path,
+          size,
+          crc,
+        })),
+      });
+      await writeInstallRecord(ctx, record);
+    } catch (error) {
+      // Before the install record is durable nothing of the old state changed: a full or failing
+      // disk here fails the transfer cleanly. Anything not coded is a bug and goes up.
+      if (!isCodedError(error)) throw error;
+      return this.reject(from, msg, error.code === 'E_NO_SPACE' ? 'no-space' : 'write-error', true);
+    }
     // From here the new state wins, whatever happens: the sender may stop.
     this.ack(from, msg, CheckpointSendFileAckFlag.Ok);
     this.transfer = undefined;

@@ -214,6 +214,23 @@ describe('checkpoint receiver rejections', () => {
     expect(p.store.getMeta(0, INSTALL_META_KEY)).toBeUndefined(); // the old state was never touched
   });
 
+  it('a disk that fills up mid-transfer or at the manifest fails cleanly, old state kept', async () => {
+    // The files hold 4101 bytes: 2000 fills up mid-transfer, 4111 leaves no room for the manifest.
+    for (const capacity of [2000, 4111]) {
+      const p = await begun();
+      const writes = p.receiverFiles.counters.write;
+      await p.run((m) => {
+        if (m.sequence === 1) p.receiverFiles.capacityBytes = capacity; // after BEGIN's check
+        return m;
+      });
+      expect(p.receiverFiles.counters.write).toBeGreaterThan(writes);
+      expect(p.receiver.counters.rejected['no-space']).toBe(1);
+      expect(p.sender.endReason).toBe('fail-ack');
+      expect(p.receiverSm.loads).toBe(0);
+      expect(p.store.getMeta(0, INSTALL_META_KEY)).toBeUndefined();
+    }
+  });
+
   it('END with a wrong total is refused and nothing is installed', async () => {
     const p = await begun([10]);
     await p.run((m) => (m.flag === CheckpointSendFileFlag.End ? { ...m, offset: 11 } : m));
