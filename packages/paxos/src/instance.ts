@@ -122,6 +122,12 @@ const LEARNER_TYPES = new Set<number>([
   PaxosMsgType.AskforCheckpoint,
 ]);
 
+/** A coded failure of the checkpoint install (as opposed to a bug, which is rethrown). */
+function isInstallError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return code === 'E_LOAD_FAILED' || code === 'E_CORRUPT_MANIFEST';
+}
+
 export class Instance {
   readonly acceptor: Acceptor;
   readonly proposer: Proposer;
@@ -212,7 +218,18 @@ export class Instance {
   async start(): Promise<void> {
     const { store, group } = this.config;
     // A crash may have left an install to finish or a transfer to discard (DESIGN §4).
-    const recovered = await this.checkpoint?.recover();
+    let recovered;
+    try {
+      recovered = await this.checkpoint?.recover();
+    } catch (error) {
+      // The install a crash interrupted cannot be finished (a machine fails to load it, a staged
+      // file is damaged): the record stays for the next start; the group serves status only.
+      if (!isInstallError(error)) throw error;
+      this.stopGroup(
+        new PaxosError('E_CHECKPOINT_INSTALL_FAILED', (error as Error).message, { cause: error }),
+      );
+      return;
+    }
     if (recovered !== undefined && recovered.kind !== 'nothing')
       this.log('warn', 'checkpoint-recovered', { outcome: recovered.kind });
     const now = this.acceptor.load();
@@ -688,8 +705,7 @@ export class Instance {
       } catch (error) {
         // The install could not finish (a machine failed to load, a staged file is damaged): the
         // record stays, a restart tries again; meanwhile the group serves status only.
-        const code = (error as { code?: string }).code;
-        if (code !== 'E_LOAD_FAILED' && code !== 'E_CORRUPT_MANIFEST') throw error;
+        if (!isInstallError(error)) throw error;
         this.stopGroup(
           new PaxosError('E_CHECKPOINT_INSTALL_FAILED', String((error as Error).message), {
             cause: error,
