@@ -83,6 +83,8 @@ interface Transfer {
   receivedBytes: number;
   files: Map<string, StagedFile>;
   lastActivityMs: number;
+  /** Resolved state machine roots, checked once against the staging root. */
+  realRoots: Map<string, string>;
 }
 
 export interface CheckpointReceiverStatus {
@@ -200,6 +202,7 @@ export class CheckpointReceiver {
       receivedBytes: 0,
       files: new Map(),
       lastActivityMs: nowMs,
+      realRoots: new Map(),
     };
     this.ack(from, msg, CheckpointSendFileAckFlag.Ok);
     return { kind: 'accepted' };
@@ -232,7 +235,7 @@ export class CheckpointReceiver {
       return this.reject(from, msg, 'too-many-files', true);
     const root = smDir(t.dir, msg.smId);
     const target = joinPath(root, msg.filePath);
-    if (!(await this.staysInside(target, root)))
+    if (!(await this.staysInside(t, target, root)))
       return this.reject(from, msg, 'symlink-escape', true);
     try {
       await this.port.files.write(target, msg.offset, msg.buffer);
@@ -305,18 +308,39 @@ export class CheckpointReceiver {
    * True when `target` (and every existing directory on its way) resolves inside `root`: a
    * symlink planted in staging cannot redirect a write outside it.
    */
-  private async staysInside(target: string, root: string): Promise<boolean> {
+  private async staysInside(t: Transfer, target: string, root: string): Promise<boolean> {
     const files = this.port.files;
-    const stagingReal = (await files.realpath(this.port.stagingRoot)) ?? this.port.stagingRoot;
-    const rootReal = (await files.realpath(root)) ?? root;
-    if (!isInside(rootReal, stagingReal)) return false;
+    let rootReal = t.realRoots.get(root);
+    if (rootReal === undefined) {
+      // Once per transfer and machine (once the root exists): the roots are ours; what is below
+      // them is checked at every chunk.
+      const stagingReal = await this.resolveExisting(this.port.stagingRoot);
+      rootReal = await this.resolveExisting(root);
+      if (!isInside(rootReal, stagingReal)) return false;
+      if ((await files.realpath(root)) !== undefined) t.realRoots.set(root, rootReal);
+    }
     let probe = target;
-    while (isInside(probe, root)) {
+    while (isInside(probe, root) && probe !== root) {
       const real = await files.realpath(probe);
       if (real !== undefined) return isInside(real, rootReal);
       probe = parentPath(probe);
     }
     return true;
+  }
+
+  /** `path` with its longest existing prefix resolved (symlinks above a missing part). */
+  private async resolveExisting(path: string): Promise<string> {
+    let probe = path;
+    let suffix = '';
+    for (;;) {
+      const real = await this.port.files.realpath(probe);
+      if (real !== undefined) return suffix === '' ? real : joinPath(real, suffix);
+      const parent = parentPath(probe);
+      if (parent === probe) return path;
+      const name = probe.slice(parent === '/' ? 1 : parent.length + 1);
+      suffix = suffix === '' ? name : `${name}/${suffix}`;
+      probe = parent;
+    }
   }
 
   private reject(

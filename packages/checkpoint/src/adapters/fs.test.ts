@@ -106,4 +106,52 @@ describe('NodeFiles', () => {
     expect(store.getMinChosenInstanceId(0)).toBe(42);
     expect(await files.list(join(dir, 'receiver/staging'))).toEqual([]);
   });
+
+  it('accepts a staging directory that lives behind a symlink (not an escape)', async () => {
+    const files = new NodeFiles();
+    await mkdir(join(dir, 'real'), { recursive: true });
+    await symlink(join(dir, 'real'), join(dir, 'link'));
+    const src = join(dir, 'src');
+    await files.write(join(src, 'a/b'), 0, bytes(3000, 3));
+    const options = resolveCheckpointOptions({ chunkBytes: 1024, freeSpaceMarginBytes: 0 });
+    const toReceiver: CheckpointMsg[] = [];
+    const toSender: CheckpointMsg[] = [];
+    const receiverSm = new FileStateMachine(4, files, join(dir, 'live'), [], -1);
+    const receiver = new CheckpointReceiver(
+      {
+        nodeId: 2,
+        group: 0,
+        files,
+        store: new MemoryLogStore(),
+        machines: [receiverSm],
+        stagingRoot: join(dir, 'link/staging'),
+        send: (_t, m) => toSender.push(m),
+        minInstallableInstanceId: () => 0,
+        promiseBallot: () => ({ proposalId: 0, nodeId: 0 }),
+      },
+      options,
+    );
+    const sender = new CheckpointSender(
+      {
+        nodeId: 1,
+        group: 0,
+        files,
+        machines: [new FileStateMachine(4, files, src, ['a/b'], 7)],
+        send: (_t, m) => toReceiver.push(m),
+      },
+      options,
+      2,
+      1,
+    );
+    await sender.start(0);
+    while (toReceiver.length > 0 || toSender.length > 0) {
+      const frame = toReceiver.shift();
+      if (frame) await receiver.handle(1, frame, 0);
+      const ack = toSender.shift();
+      if (ack) await sender.onAck(2, ack, 0);
+    }
+    expect(sender.endReason).toBe('done');
+    expect(receiver.counters.rejected).toEqual({});
+    expect(await readFile(join(dir, 'live/a/b'))).toEqual(await readFile(join(src, 'a/b')));
+  });
 });

@@ -22,11 +22,14 @@ function wrap(error: unknown, what: string): CheckpointError {
 }
 
 export class NodeFiles implements CheckpointFiles {
+  private lastCreatedDir: string | undefined;
+
   async read(path: string, offset: number, length: number): Promise<Uint8Array> {
     try {
       const handle = await open(path, 'r');
       try {
-        const buffer = new Uint8Array(length);
+        // Not zero-filled (and not pooled): every byte handed out is read from the file first.
+        const buffer = Buffer.allocUnsafeSlow(length);
         let filled = 0;
         while (filled < length) {
           const { bytesRead } = await handle.read(buffer, filled, length - filled, offset + filled);
@@ -44,11 +47,19 @@ export class NodeFiles implements CheckpointFiles {
 
   async write(path: string, offset: number, bytes: Uint8Array): Promise<void> {
     try {
-      await mkdir(dirname(path), { recursive: true });
-      const handle = await open(
-        path,
-        constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW,
-      );
+      const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW;
+      const parent = dirname(path);
+      let handle;
+      try {
+        // Chunks of one file come in a row: the directory is made once, not per chunk.
+        if (parent !== this.lastCreatedDir) await mkdir(parent, { recursive: true });
+        handle = await open(path, flags);
+      } catch (error) {
+        if ((error as { code?: string }).code !== 'ENOENT') throw error;
+        await mkdir(parent, { recursive: true }); // removed behind our back: make it again
+        handle = await open(path, flags);
+      }
+      this.lastCreatedDir = parent;
       try {
         let written = 0;
         while (written < bytes.length) {
@@ -97,6 +108,7 @@ export class NodeFiles implements CheckpointFiles {
   }
 
   async rename(from: string, to: string): Promise<void> {
+    this.lastCreatedDir = undefined;
     try {
       await rename(from, to);
     } catch (error) {
@@ -105,6 +117,7 @@ export class NodeFiles implements CheckpointFiles {
   }
 
   async remove(path: string): Promise<void> {
+    this.lastCreatedDir = undefined;
     try {
       await rm(path, { recursive: true, force: true });
     } catch (error) {
