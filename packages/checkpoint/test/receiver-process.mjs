@@ -34,6 +34,8 @@ const machine = {
   },
   // Idempotent: copy beside the live state, fsync, then switch by rename (README).
   async loadCheckpointState(_group, staged, list, cp) {
+    // A slow machine (300 ms): the parent's kill at END's ack lands inside the install.
+    await new Promise((resolve) => setTimeout(resolve, 300));
     const next = `${live}.next`;
     await rm(next, { recursive: true, force: true });
     for (const f of list) {
@@ -91,7 +93,10 @@ network.onMessage((from, _group, message) => {
     const event = await receiver.handle(from, message.msg, Date.now());
     begun = receiver.isReceiving; // a refused or stray frame: ask again
     if (event.kind === 'rejected') say({ event: 'rejected', reason: event.reason });
-    if (event.kind === 'installed') say({ event: 'installed', cp: event.checkpointInstanceId });
+    if (event.kind === 'installed') {
+      clearInterval(timer); // done: ask no more
+      say({ event: 'installed', cp: event.checkpointInstanceId });
+    }
   });
   chain.catch((error) => {
     say({ event: 'error', error: String(error) });

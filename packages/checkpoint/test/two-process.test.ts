@@ -11,7 +11,13 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { SqliteLogStore } from '@tspaxos/storage';
-import { CheckpointMsgType, PaxosMsgType, SeededRng, TcpNetwork } from '@tspaxos/transport';
+import {
+  CheckpointMsgType,
+  CheckpointSendFileAckFlag,
+  PaxosMsgType,
+  SeededRng,
+  TcpNetwork,
+} from '@tspaxos/transport';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NodeFiles } from '../src/adapters/fs';
 import { resolveCheckpointOptions } from '../src/options';
@@ -122,7 +128,12 @@ describe('checkpoint transfer between two processes', () => {
         ) {
           const current = sender;
           await current?.onAck(from, message.msg, Date.now());
-          if (current !== undefined && message.msg.uuid === current.uuid && ++acks === killAt) {
+          if (
+            current !== undefined &&
+            message.msg.uuid === current.uuid &&
+            message.msg.flag === CheckpointSendFileAckFlag.Ok && // not a stray frame's FAIL
+            ++acks === killAt
+          ) {
             child?.process.kill('SIGKILL');
           }
         }
