@@ -52,9 +52,9 @@ export interface InstanceConfig {
   options: PaxosOptions;
   faults?: AcceptorFaults;
   /**
-   * Checkpoint transfer (DESIGN §4): the file port, this group's staging directory and the
-   * limits. Without it the group still compacts and applies the start-up rule, but neither sends
-   * nor receives checkpoints.
+   * Checkpoints (DESIGN §4): the file port, this group's staging directory and the limits.
+   * Without it the group neither compacts nor sends nor receives checkpoints; the start-up rule
+   * still holds (a machine older than the log stops the group with E_NEEDS_CHECKPOINT).
    */
   checkpoint?: InstanceCheckpointConfig;
   log?: (

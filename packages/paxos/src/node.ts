@@ -44,7 +44,7 @@ export interface NodeOptions {
    * Checkpoint transfer (DESIGN §4): the file port (NodeFiles from `@tspaxos/checkpoint/fs`, or
    * MemoryFiles in tests), a directory for staging received checkpoints (one per group below
    * it), limits, and whether the cleaner compacts on its own (default true, keeping
-   * options.holdCount). Without it checkpoints are neither sent nor received.
+   * options.holdCount). Without it there is no compaction and no checkpoint transfer.
    */
   checkpoint?: {
     files: CheckpointFiles;

@@ -1,7 +1,8 @@
 // NodeFiles: the checkpoint file port on node:fs (`@tspaxos/checkpoint/fs`). Every error comes
 // out as a CheckpointError with a code (E_NOT_FOUND, E_NO_SPACE, E_IO) and the system error as
 // its cause. fsync of a directory fsyncs it and every directory below it (names of new, renamed
-// and removed files); fsync of a path that no longer exists fsyncs its nearest existing parent.
+// and removed files); fsync of a path that no longer exists fsyncs its nearest existing parent (that
+// directory only).
 import { constants } from 'node:fs';
 import { mkdir, open, readdir, realpath, rename, rm, stat, statfs } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -81,24 +82,34 @@ export class NodeFiles implements CheckpointFiles {
 
   async fsync(path: string): Promise<void> {
     try {
-      let target = path;
-      while ((await stat(target).catch(notFoundAsUndefined)) === undefined) {
-        const parent = dirname(target);
-        if (parent === target) return;
-        target = parent;
+      const info = await stat(path).catch(notFoundAsUndefined);
+      if (info !== undefined) {
+        await this.fsyncTree(path, info.isDirectory());
+        return;
       }
-      await this.fsyncTree(target);
+      // Gone (removed): its removal is durable once the nearest existing parent is fsynced, that
+      // directory alone (never a walk of, say, all of /tmp).
+      let parent = dirname(path);
+      while ((await stat(parent).catch(notFoundAsUndefined)) === undefined) {
+        if (dirname(parent) === parent) return;
+        parent = dirname(parent);
+      }
+      await this.fsyncOne(parent);
     } catch (error) {
       throw wrap(error, `fsync of ${path}`);
     }
   }
 
-  private async fsyncTree(path: string): Promise<void> {
-    const info = await stat(path);
-    if (info.isDirectory()) {
+  /** A file, or a directory and every directory below it (names of new, renamed, removed files). */
+  private async fsyncTree(path: string, isDirectory: boolean): Promise<void> {
+    if (isDirectory) {
       for (const entry of await readdir(path, { withFileTypes: true }))
-        if (entry.isDirectory()) await this.fsyncTree(join(path, entry.name));
+        if (entry.isDirectory()) await this.fsyncTree(join(path, entry.name), true);
     }
+    await this.fsyncOne(path);
+  }
+
+  private async fsyncOne(path: string): Promise<void> {
     const handle = await open(path, 'r');
     try {
       await handle.sync();
