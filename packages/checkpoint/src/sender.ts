@@ -46,6 +46,8 @@ export interface CheckpointSenderStatus {
   lastError: string | undefined;
 }
 
+type ReadResult = { bytes: Uint8Array } | { error: unknown };
+
 interface FileToSend {
   smId: number;
   /** Absolute path to read. */
@@ -76,6 +78,7 @@ export class CheckpointSender {
   private lastAckMs = 0;
   private pumping = false;
   private lastError: string | undefined;
+  private readAhead: { fileIndex: number; offset: number; result: Promise<ReadResult> } | undefined;
   private readonly endListeners: Array<(reason: CheckpointSenderEndReason) => void> = [];
 
   constructor(
@@ -230,13 +233,17 @@ export class CheckpointSender {
   }
 
   private async sendChunk(file: FileToSend): Promise<void> {
-    let bytes: Uint8Array;
-    try {
-      bytes = await this.port.files.read(file.source, this.fileOffset, this.options.chunkBytes);
-    } catch (error) {
-      await this.failRead(error);
+    const ahead = this.readAhead;
+    this.readAhead = undefined;
+    const result =
+      ahead !== undefined && ahead.fileIndex === this.fileIndex && ahead.offset === this.fileOffset
+        ? await ahead.result
+        : await this.readChunk(file.source, this.fileOffset);
+    if ('error' in result) {
+      await this.failRead(result.error);
       return;
     }
+    const bytes = result.bytes;
     if (this.phase !== 'sending') return;
     const offset = this.fileOffset;
     if (bytes.length === 0 && offset > 0) {
@@ -262,6 +269,24 @@ export class CheckpointSender {
     );
     if (bytes.length < this.options.chunkBytes) this.nextFile();
     else this.fileOffset += bytes.length;
+    // Read the next chunk now, while this one travels: the read's latency leaves the path from
+    // an ack to the next send (at most one chunk ahead, so the window still bounds memory).
+    const next = this.files[this.fileIndex];
+    if (next !== undefined) {
+      this.readAhead = {
+        fileIndex: this.fileIndex,
+        offset: this.fileOffset,
+        result: this.readChunk(next.source, this.fileOffset),
+      };
+    }
+  }
+
+  /** A read as a value: a read-ahead whose transfer ends first is dropped with its outcome. */
+  private readChunk(source: string, offset: number): Promise<ReadResult> {
+    return this.port.files.read(source, offset, this.options.chunkBytes).then(
+      (bytes) => ({ bytes }),
+      (error: unknown) => ({ error }),
+    );
   }
 
   private nextFile(): void {
