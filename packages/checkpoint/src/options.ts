@@ -44,6 +44,9 @@ export interface CheckpointOptions {
   tickIntervalMs: number;
 }
 
+/** Files NodeFiles keeps open for writing at once: one per file being received (ours). */
+export const NODE_FILES_MAX_OPEN_WRITERS = 8;
+
 /** PhxPaxos's smallest hold count (Cleaner::SetHoldPaxosLogCount). */
 export const MIN_AUTOMATIC_HOLD_COUNT = 300;
 

@@ -8,7 +8,7 @@ import type { CheckpointMsg } from '@tspaxos/transport';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CheckpointReceiver } from '../receiver';
 import { CheckpointSender } from '../sender';
-import { resolveCheckpointOptions } from '../options';
+import { NODE_FILES_MAX_OPEN_WRITERS, resolveCheckpointOptions } from '../options';
 import { FileStateMachine, bytes } from '../../test/harness';
 import { NodeFiles } from './fs';
 
@@ -41,6 +41,24 @@ describe('NodeFiles', () => {
     expect(await files.list(dir)).toEqual([]);
     expect(await files.freeBytes(join(dir, 'nothing/yet'))).toBeGreaterThan(0);
     expect(await files.realpath(join(dir, 'nope'))).toBeUndefined();
+  });
+
+  it('keeps files open across writes, evicts beyond its limit, and closes them on fsync', async () => {
+    const files = new NodeFiles();
+    const count = NODE_FILES_MAX_OPEN_WRITERS + 3;
+    for (let part = 0; part < 2; part++)
+      for (let i = 0; i < count; i++)
+        await files.write(join(dir, `w/${i}`), part * 3, new Uint8Array([i, i, i]));
+    for (let i = 0; i < count; i++) {
+      await files.fsync(join(dir, `w/${i}`));
+      expect([...(await readFile(join(dir, `w/${i}`)))]).toEqual([i, i, i, i, i, i]);
+    }
+    await files.write(join(dir, 'w/0'), 6, new Uint8Array([9]));
+    await files.rename(join(dir, 'w'), join(dir, 'v')); // closes the handle first
+    await files.write(join(dir, 'w/0'), 0, new Uint8Array([1])); // a new file, not the renamed one
+    expect([...(await readFile(join(dir, 'v/0')))]).toEqual([0, 0, 0, 0, 0, 0, 9]);
+    expect([...(await readFile(join(dir, 'w/0')))]).toEqual([1]);
+    await files.close();
   });
 
   it('transfers a checkpoint between two directories and refuses a real symlink out of staging', async () => {

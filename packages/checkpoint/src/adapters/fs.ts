@@ -4,10 +4,21 @@
 // and removed files); fsync of a path that no longer exists fsyncs its nearest existing parent (that
 // directory only).
 import { constants } from 'node:fs';
-import { mkdir, open, readdir, realpath, rename, rm, stat, statfs } from 'node:fs/promises';
+import {
+  type FileHandle,
+  mkdir,
+  open,
+  readdir,
+  realpath,
+  rename,
+  rm,
+  stat,
+  statfs,
+} from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { CheckpointError } from '../errors';
-import type { CheckpointFiles, FileStat } from '../files';
+import { type CheckpointFiles, type FileStat, isInside } from '../files';
+import { NODE_FILES_MAX_OPEN_WRITERS } from '../options';
 
 export { CheckpointError } from '../errors';
 export type { CheckpointFiles, FileStat } from '../files';
@@ -22,8 +33,15 @@ function wrap(error: unknown, what: string): CheckpointError {
   return new CheckpointError('E_IO', message, { cause: error });
 }
 
+interface OpenWriter {
+  handle: FileHandle;
+  /** Writes under way on the handle: it is not closed by eviction while > 0. */
+  users: number;
+}
+
 export class NodeFiles implements CheckpointFiles {
   private lastCreatedDir: string | undefined;
+  private readonly writers = new Map<string, OpenWriter>();
 
   async read(path: string, offset: number, length: number): Promise<Uint8Array> {
     try {
@@ -48,23 +66,12 @@ export class NodeFiles implements CheckpointFiles {
 
   async write(path: string, offset: number, bytes: Uint8Array): Promise<void> {
     try {
-      const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW;
-      const parent = dirname(path);
-      let handle;
-      try {
-        // Chunks of one file come in a row: the directory is made once, not per chunk.
-        if (parent !== this.lastCreatedDir) await mkdir(parent, { recursive: true });
-        handle = await open(path, flags);
-      } catch (error) {
-        if ((error as { code?: string }).code !== 'ENOENT') throw error;
-        await mkdir(parent, { recursive: true }); // removed behind our back: make it again
-        handle = await open(path, flags);
-      }
-      this.lastCreatedDir = parent;
+      const entry = await this.writer(path);
+      entry.users++;
       try {
         let written = 0;
         while (written < bytes.length) {
-          const { bytesWritten } = await handle.write(
+          const { bytesWritten } = await entry.handle.write(
             bytes,
             written,
             bytes.length - written,
@@ -73,15 +80,66 @@ export class NodeFiles implements CheckpointFiles {
           written += bytesWritten;
         }
       } finally {
-        await handle.close();
+        entry.users--;
       }
     } catch (error) {
       throw wrap(error, `write of ${path}`);
     }
   }
 
+  /** Closes the files kept open for writing (they are also closed by fsync, rename, remove). */
+  async close(): Promise<void> {
+    await this.closeWriters(() => true);
+  }
+
+  /**
+   * An open handle for writing `path`: chunks of one file come in a row, so the file is opened
+   * once, not per chunk (at most NODE_FILES_MAX_OPEN_WRITERS stay open; the least recent idle one closes).
+   */
+  private async writer(path: string): Promise<OpenWriter> {
+    const cached = this.writers.get(path);
+    if (cached !== undefined) {
+      this.writers.delete(path); // re-insert: most recent last
+      this.writers.set(path, cached);
+      return cached;
+    }
+    const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW;
+    const parent = dirname(path);
+    let handle: FileHandle;
+    try {
+      if (parent !== this.lastCreatedDir) await mkdir(parent, { recursive: true });
+      handle = await open(path, flags);
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'ENOENT') throw error;
+      await mkdir(parent, { recursive: true }); // removed behind our back: make it again
+      handle = await open(path, flags);
+    }
+    this.lastCreatedDir = parent;
+    const entry: OpenWriter = { handle, users: 0 };
+    this.writers.set(path, entry);
+    if (this.writers.size > NODE_FILES_MAX_OPEN_WRITERS) {
+      for (const [p, w] of this.writers) {
+        if (w.users > 0 || p === path) continue;
+        this.writers.delete(p);
+        await w.handle.close();
+        break;
+      }
+    }
+    return entry;
+  }
+
+  /** Closes the cached writers whose path matches (before fsync, rename, remove of it). */
+  private async closeWriters(match: (path: string) => boolean): Promise<void> {
+    for (const [p, w] of [...this.writers]) {
+      if (!match(p)) continue;
+      this.writers.delete(p);
+      await w.handle.close();
+    }
+  }
+
   async fsync(path: string): Promise<void> {
     try {
+      await this.closeWriters((p) => isInside(p, path));
       const info = await stat(path).catch(notFoundAsUndefined);
       if (info !== undefined) {
         await this.fsyncTree(path, info.isDirectory());
@@ -121,6 +179,7 @@ export class NodeFiles implements CheckpointFiles {
   async rename(from: string, to: string): Promise<void> {
     this.lastCreatedDir = undefined;
     try {
+      await this.closeWriters((p) => isInside(p, from) || isInside(p, to));
       await rename(from, to);
     } catch (error) {
       throw wrap(error, `rename of ${from} to ${to}`);
@@ -130,6 +189,7 @@ export class NodeFiles implements CheckpointFiles {
   async remove(path: string): Promise<void> {
     this.lastCreatedDir = undefined;
     try {
+      await this.closeWriters((p) => isInside(p, path));
       await rm(path, { recursive: true, force: true });
     } catch (error) {
       throw wrap(error, `remove of ${path}`);
