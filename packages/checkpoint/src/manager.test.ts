@@ -14,7 +14,7 @@ import type { CheckpointStateMachine } from './state-machine';
 function manager(
   machines: CheckpointStateMachine[] = [{ smId: 4, getCheckpointInstanceId: () => 9 }],
 ) {
-  const clock = { ms: 0 };
+  const clock = { ms: 0, instanceId: 0 };
   const asked: number[] = [];
   const sent: CheckpointMsg[] = [];
   const store = new MemoryLogStore();
@@ -31,12 +31,17 @@ function manager(
     sendAskforCheckpoint: (to) => asked.push(to),
     peers: () => [2, 3, 4, 5],
     majority: () => 3,
-    nowInstanceId: () => 0,
+    nowInstanceId: () => clock.instanceId,
     minInstallableInstanceId: () => 0,
     promiseBallot: () => ({ proposalId: 0, nodeId: 0 }),
     applyForCheckpoint: () => true,
   };
-  const options = resolveCheckpointOptions({ askRetryMs: 100, checkpointModeIdleMs: 1000 });
+  const options = resolveCheckpointOptions({
+    askRetryMs: 100,
+    checkpointModeIdleMs: 1000,
+    holdCount: 10, // raised to PhxPaxos's minimum of 300 for automatic compaction
+    cleanerStepRecords: 40,
+  });
   return { m: new CheckpointManager(port, options), clock, asked, sent, store, options };
 }
 
@@ -130,5 +135,40 @@ describe('CheckpointManager', () => {
     expect(m.replayer.isPaused).toBe(false);
     await m.onAskforCheckpoint(3);
     expect(m.status().counters.sendersStarted).toBe(2);
+  });
+
+  it('compacts on its own keeping holdCount (never below 300), in bounded steps per tick', async () => {
+    const { m, store, clock } = manager([{ smId: 4, getCheckpointInstanceId: () => 449 }]);
+    for (let i = 0; i < 450; i++)
+      await store.put(
+        0,
+        {
+          instanceId: i,
+          promiseId: 1,
+          promiseNodeId: 1,
+          acceptedId: 1,
+          acceptedNodeId: 1,
+          value: new Uint8Array(1),
+          checksum: 0,
+        },
+        { sync: false },
+      );
+    // Now instance 0: nothing may go yet.
+    expect(await m.tick()).toBe(false);
+    expect(store.getMinChosenInstanceId(0)).toBe(0);
+    clock.instanceId = 450;
+    // min(checkpoint 449 + 1, now 450, highest record 449) − 300 = 149, 40 records per tick.
+    const steps: boolean[] = [];
+    for (let i = 0; i < 10; i++) steps.push(await m.tick());
+    expect(store.getMinChosenInstanceId(0)).toBe(149);
+    expect(steps.slice(0, 4)).toEqual([true, true, true, true]);
+    expect(steps.at(-1)).toBe(false);
+    expect(store.get(0, 148)).toBeUndefined();
+    expect(store.get(0, 149)).toBeDefined();
+    expect(m.status().cleaner.recordsDeleted).toBe(149);
+    // Paused: no more deletion, even when the checkpoint moves on.
+    m.cleaner.pause();
+    await m.tick({ autoCompact: true });
+    expect(m.status().cleaner.recordsDeleted).toBe(149);
   });
 });

@@ -193,7 +193,13 @@ describe('checkpoints in a cluster', () => {
     expect(c.sm.map.size).toBe(0);
 
     net.heal();
+    // A proposal waiting on node 3 when it installs fails with a clear error (not a timeout).
+    const pending = c.node.propose(0, encoder.encode('early=1'), { smId: 10 }).then(
+      () => 'chosen',
+      (error: unknown) => error,
+    );
     await eventually(() => c.node.status(0).counters.checkpointRestarts === 1, 'node 3 to install');
+    expect(await pending).toMatchObject({ code: 'E_CHECKPOINT_INSTALLED' });
     await eventually(
       () => c.sm.map.size === 35 && c.node.status(0).instanceId === a.node.status(0).instanceId,
       'node 3 to learn the rest from the log',
