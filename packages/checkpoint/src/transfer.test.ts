@@ -9,6 +9,7 @@ import {
 import { describe, expect, it } from 'vitest';
 import { bytes, makePair, type Pair } from '../test/harness';
 import { INSTALL_META_KEY } from './install';
+import { CheckpointSender } from './sender';
 import type { RejectReason } from './receiver';
 
 const ING = CheckpointSendFileFlag.Ing;
@@ -94,6 +95,52 @@ describe('checkpoint transfer', () => {
     expect(read.sender.endReason).toBe('read-error');
     expect(read.senderSm.unlocks).toBe(1);
     expect(read.receiver.counters.installs).toBe(0);
+  });
+
+  it('ends without sending on a lock error or with no checkpoint, unlocking what it locked', async () => {
+    const p = await makePair();
+    const unlocked: number[] = [];
+    const machines = [
+      {
+        smId: 4,
+        lockCheckpointState: () => undefined,
+        unlockCheckpointState: () => void unlocked.push(4),
+        getCheckpointInstanceId: () => 5,
+      },
+      {
+        smId: 5,
+        lockCheckpointState: () => {
+          throw new Error('disk busy');
+        },
+        unlockCheckpointState: () => void unlocked.push(5),
+        getCheckpointInstanceId: () => 5,
+      },
+    ];
+    const sent: unknown[] = [];
+    const locking = new CheckpointSender(
+      { nodeId: 1, group: 0, files: p.senderFiles, machines, send: (_t, m) => sent.push(m) },
+      p.options,
+      2,
+      9,
+    );
+    await locking.start(0);
+    expect(locking.endReason).toBe('lock-error');
+    expect(unlocked).toEqual([4]); // only what was locked
+    const none = new CheckpointSender(
+      {
+        nodeId: 1,
+        group: 0,
+        files: p.senderFiles,
+        machines: [{ smId: 4, getCheckpointInstanceId: () => -1 }],
+        send: (_t, m) => sent.push(m),
+      },
+      p.options,
+      2,
+      10,
+    );
+    await none.start(0);
+    expect(none.endReason).toBe('no-checkpoint');
+    expect(sent).toEqual([]);
   });
 
   it('ignores acks from another node, another uuid or an old sequence', async () => {
@@ -229,6 +276,30 @@ describe('checkpoint receiver rejections', () => {
       expect(p.receiverSm.loads).toBe(0);
       expect(p.store.getMeta(0, INSTALL_META_KEY)).toBeUndefined();
     }
+  });
+
+  it('a second sender takes over only after the first went quiet for ackTimeoutMs', async () => {
+    const p = await begun();
+    const begin = p.toReceiver.shift()!;
+    await p.receiver.handle(1, begin, 0);
+    const other = { ...begin, nodeId: 3, uuid: 99 };
+    expect(await p.receiver.handle(3, other, p.options.ackTimeoutMs - 1)).toEqual({
+      kind: 'rejected',
+      reason: 'busy',
+    });
+    expect(await p.receiver.handle(3, other, p.options.ackTimeoutMs)).toEqual({ kind: 'accepted' });
+    expect(p.receiver.status()).toMatchObject({ senderNodeId: 3, uuid: 99 });
+    // The first sender's next frame is now a stray one.
+    const chunk = { ...begin, flag: ING, sequence: 1 };
+    expect(await p.receiver.handle(1, chunk, p.options.ackTimeoutMs)).toEqual({
+      kind: 'rejected',
+      reason: 'unknown-transfer',
+    });
+    expect(p.receiver.status().senderNodeId).toBe(3);
+    expect(await p.receiver.handle(1, { ...begin, flag: 9 }, 0)).toEqual({
+      kind: 'rejected',
+      reason: 'bad-flag',
+    });
   });
 
   it('END with a wrong total is refused and nothing is installed', async () => {
