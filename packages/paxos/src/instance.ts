@@ -726,15 +726,12 @@ export class Instance {
     const manager = this.checkpoint;
     if (manager === undefined)
       return Promise.reject(new PaxosError('E_BAD_ARGUMENT', 'the group has no checkpoint config'));
-    return new Promise((resolve, reject) => {
-      this.loop.enqueue(async () => {
-        try {
-          resolve(await manager.compact(keep));
-          this.armCheckpointTimer(0);
-        } catch (error) {
-          reject(error);
-        }
-      });
+    if (this.closed) return Promise.reject(new PaxosError('E_STOPPED', 'the node is stopped'));
+    // One durable write of the min chosen id (no loop task: a stopping loop drops its queue and
+    // would leave this promise unsettled); the deletion steps run on the loop's checkpoint timer.
+    return manager.compact(keep).then((minChosen) => {
+      this.armCheckpointTimer(0);
+      return minChosen;
     });
   }
 
