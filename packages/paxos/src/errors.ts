@@ -15,7 +15,10 @@ export type PaxosErrorCode =
   | 'E_CHECKSUM_MISMATCH'
   /** A write to the log failed; the group stopped (a store refuses writes after a failed fsync). */
   | 'E_STORAGE'
-  | 'E_MEMBERSHIP_CONFLICT';
+  | 'E_MEMBERSHIP_CONFLICT'
+  | 'E_NEEDS_CHECKPOINT'
+  | 'E_CHECKPOINT_INSTALLED'
+  | 'E_CHECKPOINT_INSTALL_FAILED';
 
 /** An error of the consensus layer, with a stable code. */
 export class PaxosError extends TspaxosError {

@@ -5,6 +5,13 @@
 // so the group stops accepting values and says so in its status (PhxPaxos asserts and dies).
 import { type LogStore, StorageError } from '@tspaxos/storage';
 import {
+  CheckpointManager,
+  checkReplayable,
+  type CheckpointFiles,
+  type CheckpointOptions,
+  type CheckpointStatus,
+} from '@tspaxos/checkpoint';
+import {
   type Ballot,
   isNullBallot,
   Learner,
@@ -14,7 +21,7 @@ import {
   NULL_BALLOT,
   type SenderBudget,
 } from '@tspaxos/learner';
-import { type PaxosMsg, PaxosMsgType } from '@tspaxos/transport';
+import { type CheckpointMsg, type PaxosMsg, PaxosMsgType, paxosMsg } from '@tspaxos/transport';
 import { Acceptor } from './acceptor';
 import { Committer, type ProposeResult } from './committer';
 import { PaxosError } from './errors';
@@ -78,11 +85,26 @@ export interface InstanceConfig {
   masterElection?: boolean;
   /** The recorded master changed (applied from the log or adopted from a peer). */
   onMasterChange?: (group: number, master: MasterVariables) => void;
+  /**
+   * Checkpoints (DESIGN §4): the file port, this group's staging directory and the limits.
+   * Without it the group neither compacts nor sends nor receives checkpoints; the start-up rule
+   * still holds (a machine older than the log stops the group with E_NEEDS_CHECKPOINT).
+   */
+  checkpoint?: InstanceCheckpointConfig;
   log?: (
     level: 'debug' | 'info' | 'warn' | 'error',
     event: string,
     fields: Record<string, unknown>,
   ) => void;
+}
+
+export interface InstanceCheckpointConfig {
+  files: CheckpointFiles;
+  stagingRoot: string;
+  options: CheckpointOptions;
+  send: (to: number, group: number, msg: CheckpointMsg) => void;
+  /** Compact on its own, keeping options.holdCount (PhxPaxos's cleaner thread); default true. */
+  autoCompact: boolean;
 }
 
 export interface GroupStatus {
@@ -122,6 +144,8 @@ export interface GroupStatus {
     anchored: boolean;
     counters: MasterCounters;
   };
+  /** Checkpoint mode, transfers, cleaner and replayer (undefined without checkpoint config). */
+  checkpoint: CheckpointStatus | undefined;
 }
 
 /** What a group tells the node's listeners (PaxosNode.on). */
@@ -138,6 +162,10 @@ export interface InstanceCounters {
   retriedMessages: number;
   /** The recovery no-op proposal at start ended with an expected code (E_TIMEOUT, E_STOPPED …). */
   recoveryProposalsFailed: number;
+  /** Paxos messages not processed while in checkpoint mode (PhxPaxos ignores them too). */
+  checkpointModeDrops: number;
+  /** Times the group restarted in process after installing a checkpoint. */
+  checkpointRestarts: number;
 }
 
 /** How many times a kind of failure happened, and the last one. */
@@ -184,10 +212,19 @@ const LEARNER_TYPES = new Set<number>([
   PaxosMsgType.AskforCheckpoint,
 ]);
 
+/** A coded failure of the checkpoint install (as opposed to a bug, which is rethrown). */
+function isInstallError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return code === 'E_LOAD_FAILED' || code === 'E_CORRUPT_MANIFEST';
+}
+
 export class Instance {
   readonly acceptor: Acceptor;
   readonly proposer: Proposer;
-  readonly learner: Learner;
+  /** Replaced when the group restarts from a checkpoint. */
+  learner: Learner;
+  /** Checkpoint roles (undefined without InstanceConfig.checkpoint). */
+  readonly checkpoint: CheckpointManager | undefined;
   readonly committer: Committer;
   readonly loop: IOLoop;
   readonly counters: InstanceCounters = {
@@ -198,6 +235,8 @@ export class Instance {
     checksumMismatches: 0,
     retriedMessages: 0,
     recoveryProposalsFailed: 0,
+    checkpointModeDrops: 0,
+    checkpointRestarts: 0,
   };
   readonly errors: GroupErrors = {
     taskErrors: { count: 0, last: undefined },
@@ -223,6 +262,7 @@ export class Instance {
   private pendingWrites: Promise<void>[] = [];
   private executeRetryArmed = false;
   private learnerMessagesHandled = 0;
+  private cancelCheckpointTimer: (() => void) | undefined;
 
   constructor(private readonly config: InstanceConfig) {
     const { store, group, options } = config;
@@ -277,6 +317,7 @@ export class Instance {
     this.learner = new Learner(this.learnerHost(), options.learner, {
       skipChainCheck: config.faults?.learnerSkipsChainCheck ?? false,
     });
+    this.checkpoint = config.checkpoint && this.checkpointManager(config.checkpoint);
   }
 
   get isFollower(): boolean {
@@ -297,14 +338,39 @@ export class Instance {
    */
   async start(): Promise<void> {
     const { store, group } = this.config;
+    // A crash may have left an install to finish or a transfer to discard (DESIGN §4).
+    let recovered;
+    try {
+      recovered = await this.checkpoint?.recover();
+    } catch (error) {
+      // The install a crash interrupted cannot be finished (a machine fails to load it, a staged
+      // file is damaged): the record stays for the next start; the group serves status only.
+      if (!isInstallError(error)) throw error;
+      this.stopGroup(
+        new PaxosError('E_CHECKPOINT_INSTALL_FAILED', (error as Error).message, { cause: error }),
+      );
+      return;
+    }
+    if (recovered !== undefined && recovered.kind !== 'nothing')
+      this.log('warn', 'checkpoint-recovered', { outcome: recovered.kind });
     const now = this.acceptor.load();
     const minChosen = store.getMinChosenInstanceId(group);
+    // The start-up rule: never skip records a machine still needs (PhxPaxos PlayLog fails too).
+    const needs =
+      this.checkpoint?.checkStartup() ?? checkReplayable(this.userMachines(), group, minChosen);
+    if (needs !== undefined) {
+      this.learner.instanceId = now;
+      this.proposer.instanceId = now;
+      this.log('error', 'needs-checkpoint', { code: needs.code, message: needs.message });
+      if (this.checkpoint === undefined)
+        this.stopGroup(new PaxosError('E_NEEDS_CHECKPOINT', needs.message, { cause: needs }));
+      this.armCheckpointTimer(0);
+      return;
+    }
     // Replay from the oldest state machine checkpoint (none: from the start of the log).
     let from = now;
-    for (const sm of this.machines.values()) {
-      if (sm !== this.system)
-        from = Math.min(from, (sm.getCheckpointInstanceId?.(group) ?? -1) + 1);
-    }
+    for (const sm of this.userMachines())
+      from = Math.min(from, (sm.getCheckpointInstanceId?.(group) ?? -1) + 1);
     from = Math.max(from, minChosen);
     // Replay in slices of MAX_SYNC_SLICE_MS so a long log does not block the event loop (other
     // groups' timers, the network). range() reads in bounded chunks, so pausing between two
@@ -343,6 +409,7 @@ export class Instance {
         (error: unknown) => this.recoveryProposalFailed(error),
       );
     }
+    this.armCheckpointTimer();
   }
 
   /** Stops timers and work; pending proposals reject with E_STOPPED. */
@@ -354,7 +421,9 @@ export class Instance {
     this.learner.stop();
     this.election?.stop();
     this.cancelCommitTimer?.();
+    this.cancelCheckpointTimer?.();
     await this.loop.stop();
+    await this.checkpoint?.stop();
   }
 
   /** A message from the network for this group; `from` is the authenticated sender. */
@@ -380,6 +449,9 @@ export class Instance {
   ): Promise<ProposeResult> {
     if (this.closed) return Promise.reject(new PaxosError('E_STOPPED', 'the node is stopped'));
     if (this.stoppedReason !== undefined) return Promise.reject(this.stoppedReason);
+    const needs = this.checkpoint?.needsCheckpoint;
+    if (needs !== undefined)
+      return Promise.reject(new PaxosError('E_NEEDS_CHECKPOINT', needs.message, { cause: needs }));
     if (this.isFollower)
       return Promise.reject(new PaxosError('E_FOLLOWER', 'a follower cannot propose'));
     if (smId !== NO_SM_ID && !this.machines.has(smId)) {
@@ -447,10 +519,12 @@ export class Instance {
       members: [...this.members],
       membershipVersion: this.system.current.version,
       followers: this.liveFollowers(),
-      stopped: this.stoppedReason && {
-        code: this.stoppedReason.code,
-        message: this.stoppedReason.message,
-      },
+      stopped:
+        (this.stoppedReason && {
+          code: this.stoppedReason.code,
+          message: this.stoppedReason.message,
+        }) ??
+        this.checkpoint?.status().needsCheckpoint,
       errors: {
         taskErrors: { ...this.errors.taskErrors },
         executeFailures: { ...this.errors.executeFailures },
@@ -477,6 +551,7 @@ export class Instance {
         anchored: this.master.anchored,
         counters: { ...this.master.counters },
       },
+      checkpoint: this.checkpoint?.status(),
     };
   }
 
@@ -484,7 +559,16 @@ export class Instance {
 
   private async handle(msg: PaxosMsg, isRetry: boolean): Promise<void> {
     if (this.stoppedReason !== undefined || this.closed) return;
+    if (this.checkpoint?.inCheckpointMode) {
+      // PhxPaxos Instance::OnReceiveMessage: no Paxos message while a checkpoint is awaited.
+      this.counters.checkpointModeDrops++;
+      return;
+    }
     switch (msg.msgType) {
+      case PaxosMsgType.AskforCheckpoint:
+        if (this.checkpoint === undefined) this.counters.messagesDropped++;
+        else await this.checkpoint.onAskforCheckpoint(msg.nodeId);
+        return;
       case PaxosMsgType.PrepareReply:
       case PaxosMsgType.AcceptReply:
         this.receiveForProposer(msg);
@@ -897,6 +981,159 @@ export class Instance {
     return [...this.followers.keys()];
   }
 
+  // ---- checkpoints (DESIGN §4) -------------------------------------------------------------
+
+  /** A checkpoint frame from the network for this group; `from` is the authenticated sender. */
+  receiveCheckpoint(from: number, msg: CheckpointMsg): void {
+    this.counters.messagesReceived++;
+    if (this.checkpoint === undefined || msg.nodeId !== from) {
+      this.counters.messagesDropped++;
+      return;
+    }
+    const manager = this.checkpoint;
+    const accepted = this.loop.enqueueMessage(async () => {
+      if (this.closed || this.stoppedReason !== undefined) return;
+      let event;
+      try {
+        event = await manager.handle(from, msg);
+      } catch (error) {
+        // The install could not finish (a machine failed to load, a staged file is damaged): the
+        // record stays, a restart tries again; meanwhile the group serves status only.
+        if (!isInstallError(error)) throw error;
+        this.stopGroup(
+          new PaxosError('E_CHECKPOINT_INSTALL_FAILED', String((error as Error).message), {
+            cause: error,
+          }),
+        );
+        return;
+      }
+      if (event?.kind === 'installed') this.restartFromCheckpoint(event.checkpointInstanceId);
+    });
+    if (!accepted) this.counters.messagesDropped++;
+  }
+
+  /**
+   * Deletes the log below the checkpoint, keeping `keep` instances (node.compact). The new min
+   * chosen id is durable when this resolves; records go in bounded steps on the next ticks.
+   */
+  compact(keep: number): Promise<number> {
+    const manager = this.checkpoint;
+    if (manager === undefined)
+      return Promise.reject(new PaxosError('E_BAD_ARGUMENT', 'the group has no checkpoint config'));
+    if (this.closed) return Promise.reject(new PaxosError('E_STOPPED', 'the node is stopped'));
+    // One durable write of the min chosen id (no loop task: a stopping loop drops its queue and
+    // would leave this promise unsettled); the deletion steps run on the loop's checkpoint timer.
+    return manager.compact(keep).then((minChosen) => {
+      this.armCheckpointTimer(0);
+      return minChosen;
+    });
+  }
+
+  private checkpointManager(c: InstanceCheckpointConfig): CheckpointManager {
+    const { config } = this;
+    const machines = this.userMachines();
+    return new CheckpointManager(
+      {
+        nodeId: config.nodeId,
+        group: config.group,
+        files: c.files,
+        store: config.store,
+        machines,
+        stagingRoot: c.stagingRoot,
+        now: () => config.scheduler.now(),
+        random: () => config.random.next(),
+        sendCheckpoint: (to, msg) => c.send(to, config.group, msg),
+        sendAskforCheckpoint: (to) =>
+          this.sendTo(
+            to,
+            paxosMsg({
+              msgType: PaxosMsgType.AskforCheckpoint,
+              instanceId: this.learner.instanceId,
+              nodeId: config.nodeId,
+            }),
+          ),
+        peers: () => this.members.filter((m) => m !== config.nodeId),
+        majority: () => Math.floor(this.members.length / 2) + 1,
+        nowInstanceId: () => this.learner.instanceId,
+        minInstallableInstanceId: () => this.acceptor.instanceId,
+        promiseBallot: () => ({ ...this.acceptor.promiseBallot }),
+        applyForCheckpoint: (instanceId, value) => {
+          for (const item of unpackValue(value)) {
+            const sm = this.machines.get(item.smId);
+            if (sm?.executeForCheckpoint?.(config.group, instanceId, item.value) === false)
+              return false;
+          }
+          return true;
+        },
+      },
+      c.options,
+    );
+  }
+
+  /** The checkpoint roles' timer: sender timeouts, mode, cleaner and replayer steps. */
+  private armCheckpointTimer(delayMs?: number): void {
+    const manager = this.checkpoint;
+    if (manager === undefined || this.closed) return;
+    const options = this.config.checkpoint!.options;
+    this.cancelCheckpointTimer?.();
+    this.cancelCheckpointTimer = this.loop.schedule(delayMs ?? options.tickIntervalMs, async () => {
+      this.cancelCheckpointTimer = undefined;
+      if (this.closed) return;
+      let more = false;
+      try {
+        more = await manager.tick({ autoCompact: this.config.checkpoint!.autoCompact });
+      } finally {
+        this.armCheckpointTimer(more ? options.cleanerStepDelayMs : undefined);
+      }
+    });
+  }
+
+  /**
+   * After an install the group restarts in process from the checkpoint (PhxPaxos exits the
+   * process): pending proposals fail, proposer, acceptor and learner start over from the log
+   * the install left (empty after the checkpoint, with the acceptor's promise), and the learner
+   * asks its peers for the rest.
+   */
+  private restartFromCheckpoint(checkpointInstanceId: number): void {
+    this.counters.checkpointRestarts++;
+    this.committer.rejectAll(
+      new PaxosError(
+        'E_CHECKPOINT_INSTALLED',
+        `group ${this.config.group} restarted from the checkpoint of instance ${checkpointInstanceId}: ` +
+          'the proposal was not chosen here; propose it again',
+      ),
+    );
+    this.proposer.exit();
+    this.proposer.cancelSkipPrepare();
+    this.learner.stop();
+    this.retryQueue = [];
+    this.lastChecksum = 0; // unknown until a peer's chain is adopted (DESIGN §2)
+    this.previousChosenBallot = NULL_BALLOT;
+    this.acceptor.promiseBallot = NULL_BALLOT;
+    this.acceptor.acceptedBallot = NULL_BALLOT;
+    this.acceptor.acceptedValue = new Uint8Array(0);
+    this.acceptor.checksum = 0;
+    const now = this.acceptor.load();
+    this.learner = new Learner(this.learnerHost(), this.config.options.learner, {
+      skipChainCheck: this.config.faults?.learnerSkipsChainCheck ?? false,
+    });
+    this.learner.instanceId = now;
+    this.proposer.instanceId = now;
+    this.proposer.setStartProposalId(this.acceptor.promiseBallot.proposalId + 1);
+    this.log('info', 'group-restarted-from-checkpoint', { checkpointInstanceId, instanceId: now });
+    this.learner.start();
+    this.armCheckpointTimer();
+  }
+
+  /**
+   * The state machines whose state lives outside the log's meta: the system (membership) and
+   * master state machines keep theirs in meta (kept by a log reset, as PhxPaxos's
+   * Database::ClearAllLog keeps both), so they neither hold back compaction nor need a checkpoint.
+   */
+  private userMachines(): StateMachine[] {
+    return [...this.machines.values()].filter((sm) => sm !== this.system && sm !== this.master);
+  }
+
   private learnerHost(): LearnerHost {
     const { config } = this;
     return {
@@ -939,13 +1176,15 @@ export class Instance {
         return v === undefined ? undefined : encodeMasterVariables(v);
       },
       applyMasterVariables: (bytes) => this.master.adoptEncoded(bytes),
-      needCheckpoint: (from, peerMin) =>
-        this.log('warn', 'needs-checkpoint', {
+      needCheckpoint: (from, peerMin) => {
+        const asked = this.checkpoint?.prepareForAskforCheckpoint(from) ?? false;
+        this.log(asked ? 'info' : 'debug', asked ? 'asked-for-checkpoint' : 'needs-checkpoint', {
           from,
           peerMinChosenInstanceId: peerMin,
           instanceId: this.learner.instanceId,
-          note: 'checkpoint transfer is not built yet (README: Status)',
-        }),
+          ...(this.checkpoint === undefined ? { note: 'no checkpoint config: cannot ask' } : {}),
+        });
+      },
       event: (name, fields) => this.log('debug', name, fields),
       ...(config.senderBudget !== undefined ? { senderBudget: config.senderBudget } : {}),
       notify: (event) => config.onEvent?.({ group: config.group, ...event }),

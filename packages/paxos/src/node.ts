@@ -1,4 +1,10 @@
 // The node API: one node hosting one or more groups over one LogStore and one Network.
+import {
+  type CheckpointFiles,
+  type CheckpointOptions,
+  joinPath,
+  resolveCheckpointOptions,
+} from '@tspaxos/checkpoint';
 import { SenderBudget } from '@tspaxos/learner';
 import type { LogStore } from '@tspaxos/storage';
 import type { Message, Network } from '@tspaxos/transport';
@@ -49,6 +55,18 @@ export interface NodeOptions {
   onMasterChange?: (group: number, master: MasterVariables) => void;
   /** Planted bugs (faults.ts, master.ts), for proving the simulator can fail. Tests only: never set it. */
   unsafeFaults?: UnsafeFaults & MasterFaults;
+  /**
+   * Checkpoint transfer (DESIGN §4): the file port (NodeFiles from `@tspaxos/checkpoint/fs`, or
+   * MemoryFiles in tests), a directory for staging received checkpoints (one per group below
+   * it), limits, and whether the cleaner compacts on its own (default true, keeping
+   * options.holdCount). Without it there is no compaction and no checkpoint transfer.
+   */
+  checkpoint?: {
+    files: CheckpointFiles;
+    dir: string;
+    options?: Partial<CheckpointOptions>;
+    autoCompact?: boolean;
+  };
 }
 
 export interface ProposeOptions {
@@ -115,6 +133,7 @@ export class PaxosNode {
     checkValueLimits(this.options, opts.network.maxFrameBytes, opts.store.options?.maxValueBytes);
     this.instances = [];
     this.senderBudget = new SenderBudget(this.options.learner.senderBudgetBytes);
+    const checkpointOptions = opts.checkpoint && resolveCheckpointOptions(opts.checkpoint.options);
     for (let group = 0; group < opts.groups; group++) {
       const machines =
         typeof opts.stateMachines === 'function'
@@ -142,6 +161,17 @@ export class PaxosNode {
               ? opts.masterElection(group)
               : (opts.masterElection ?? false),
           ...(opts.onMasterChange ? { onMasterChange: opts.onMasterChange } : {}),
+          ...(opts.checkpoint && checkpointOptions
+            ? {
+                checkpoint: {
+                  files: opts.checkpoint.files,
+                  stagingRoot: joinPath(opts.checkpoint.dir, `g${group}`, 'staging'),
+                  options: checkpointOptions,
+                  send: (to, g, msg) => opts.network.send(to, g, { kind: 'checkpoint', msg }),
+                  autoCompact: opts.checkpoint.autoCompact ?? true,
+                },
+              }
+            : {}),
           ...(opts.logger ? { log: opts.logger } : {}),
         }),
       );
@@ -204,6 +234,26 @@ export class PaxosNode {
    */
   dropMaster(group: number): boolean {
     return this.instance(group).dropMaster();
+  }
+
+  /**
+   * Deletes a group's log below its state machines' checkpoint, keeping `keep` instances
+   * (PhxPaxos's cleaner, on demand). Resolves with the new min chosen instance id once it is
+   * durable; the records go in bounded steps right after.
+   */
+  compact(group: number, opts: { keep: number }): Promise<{ minChosenInstanceId: number }> {
+    if (this.stopped) return Promise.reject(new PaxosError('E_STOPPED', 'the node is stopped'));
+    if (!Number.isSafeInteger(opts?.keep) || opts.keep < 0)
+      return Promise.reject(
+        new PaxosError('E_BAD_ARGUMENT', 'keep must be a non-negative integer'),
+      );
+    let instance: Instance;
+    try {
+      instance = this.instance(group);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return instance.compact(opts.keep).then((minChosenInstanceId) => ({ minChosenInstanceId }));
   }
 
   status(group: number): GroupStatus {
@@ -303,8 +353,11 @@ export class PaxosNode {
       return;
     }
     if (message.kind !== 'paxos') {
-      // Checkpoint transfer is not built yet (README: Status): counted and dropped.
-      this.counters.checkpointMessagesDropped++;
+      if (this.opts.checkpoint === undefined) {
+        this.counters.checkpointMessagesDropped++; // no checkpoint config: nothing to do with it
+        return;
+      }
+      instance.receiveCheckpoint(from, message.msg);
       return;
     }
     instance.receive(from, message.msg);

@@ -25,17 +25,26 @@ export interface StateMachine {
   /** Highest instance already in this machine's durable checkpoint; -1 when none. */
   getCheckpointInstanceId?(group: number): number;
   /** Freezes the checkpoint files while they are copied (PhxPaxos LockCheckpointState). */
-  lockCheckpointState?(): void;
+  lockCheckpointState?(): void | Promise<void>;
   /** The checkpoint's directory and files, relative to it (PhxPaxos GetCheckpointState). */
   getCheckpointState?(group: number): { dir: string; files: string[] };
-  unlockCheckpointState?(): void;
-  /** Replaces the state with a received checkpoint (PhxPaxos LoadCheckpointState). */
+  unlockCheckpointState?(): void | Promise<void>;
+  /**
+   * Replaces the state with a received checkpoint (PhxPaxos LoadCheckpointState). Must be
+   * idempotent: after a crash mid-install it is called again with the same files
+   * (@tspaxos/checkpoint README: write beside the old state, then rename).
+   */
   loadCheckpointState?(
     group: number,
     dir: string,
     files: string[],
     checkpointInstanceId: number,
-  ): void;
+  ): void | Promise<void>;
+  /**
+   * Applies a chosen value to the checkpoint only (PhxPaxos ExecuteForCheckpoint), fed by the
+   * checkpoint Replayer; false: not now, it is retried.
+   */
+  executeForCheckpoint?(group: number, instanceId: number, value: Uint8Array): boolean;
 }
 
 /** Membership of a group and its version (PhxPaxos SystemVariables). */

@@ -1,0 +1,89 @@
+// Every limit of the checkpoint package, with PhxPaxos's defaults where one exists (sources under
+// src/algorithm/checkpoint_sender.{h,cpp}, src/checkpoint/{cp_mgr,cleaner,replayer}.cpp).
+
+export interface CheckpointOptions {
+  /** Bytes of file data per ING chunk (PhxPaxos: 1 MiB, CheckpointSender::m_sTmpBuffer). */
+  chunkBytes: number;
+  /** Chunks the sender may run ahead of the last ack (PhxPaxos Checkpoint_ACK_LEAD: 10). */
+  ackLeadChunks: number;
+  /** Bytes the sender may run ahead of the last ack (ours: ackLeadChunks × chunkBytes + 1 chunk). */
+  ackLeadBytes: number;
+  /** Without an ack for this long the sender ends the transfer (PhxPaxos Checkpoint_ACK_TIMEOUT: 120 s). */
+  ackTimeoutMs: number;
+  /**
+   * AskforCheckpoint waits for a majority of peers to say the log is gone, or this long after
+   * the first one said so (PhxPaxos CheckpointMgr::PrepareForAskforCheckpoint: 60 s).
+   */
+  askMajorityWaitMs: number;
+  /**
+   * A receiver in checkpoint mode that hears nothing of a transfer for this long leaves the mode
+   * and learns normally again (PhxPaxos re-arms AskforLearn 120 s after each OK ack,
+   * Learner::OnSendCheckpoint; PhxPaxos never leaves the mode, ours does).
+   */
+  checkpointModeIdleMs: number;
+  /** A group that needs a checkpoint at start asks its peers again this often (ours). */
+  askRetryMs: number;
+  /** Most files one checkpoint may hold (ours). */
+  maxFiles: number;
+  /** Largest checkpoint a receiver accepts, in bytes (ours: 1 TiB). */
+  maxCheckpointBytes: number;
+  /** Free bytes a receiver keeps beyond the announced size before it accepts BEGIN (ours: 64 MiB). */
+  freeSpaceMarginBytes: number;
+  /**
+   * Instances the cleaner keeps below the checkpoint when it compacts on its own (PhxPaxos
+   * CAN_DELETE_DELTA: 1,000,000; Cleaner::SetHoldPaxosLogCount raises anything below 300 to 300).
+   */
+  holdCount: number;
+  /** Records one cleaner step deletes at most (ours; the store bounds the bytes too). */
+  cleanerStepRecords: number;
+  /** Delay between cleaner steps while there is work (ours: PhxPaxos sleeps 1 ms per 300 deletes). */
+  cleanerStepDelayMs: number;
+  /** Instances the replayer executes per step (ours). */
+  replayerStepInstances: number;
+  /** Period of the host's checkpoint tick when idle (ours; PhxPaxos's threads poll at 0.5–1 s). */
+  tickIntervalMs: number;
+}
+
+/** Files NodeFiles keeps open for writing at once: one per file being received (ours). */
+export const NODE_FILES_MAX_OPEN_WRITERS = 8;
+
+/** PhxPaxos's smallest hold count (Cleaner::SetHoldPaxosLogCount). */
+export const MIN_AUTOMATIC_HOLD_COUNT = 300;
+
+export const DEFAULT_CHECKPOINT_OPTIONS: Readonly<CheckpointOptions> = Object.freeze({
+  chunkBytes: 1024 * 1024,
+  ackLeadChunks: 10,
+  ackLeadBytes: 11 * 1024 * 1024,
+  ackTimeoutMs: 120_000,
+  askMajorityWaitMs: 60_000,
+  checkpointModeIdleMs: 120_000,
+  askRetryMs: 10_000,
+  maxFiles: 100_000,
+  maxCheckpointBytes: 1024 ** 4,
+  freeSpaceMarginBytes: 64 * 1024 * 1024,
+  holdCount: 1_000_000,
+  cleanerStepRecords: 1000,
+  cleanerStepDelayMs: 1,
+  replayerStepInstances: 100,
+  tickIntervalMs: 1000,
+});
+
+export function resolveCheckpointOptions(
+  input: Partial<CheckpointOptions> = {},
+): CheckpointOptions {
+  const o: CheckpointOptions = { ...DEFAULT_CHECKPOINT_OPTIONS, ...input };
+  for (const [key, value] of Object.entries(o)) {
+    if (!Number.isSafeInteger(value) || value < 0) {
+      throw new RangeError(`checkpoint option ${key} must be a non-negative safe integer`);
+    }
+  }
+  if (o.chunkBytes < 1 || o.ackLeadChunks < 1 || o.ackLeadBytes < o.chunkBytes) {
+    throw new RangeError(
+      'checkpoint options need chunkBytes ≥ 1, ackLeadChunks ≥ 1, ackLeadBytes ≥ chunkBytes',
+    );
+  }
+  if (o.cleanerStepRecords < 1 || o.replayerStepInstances < 1 || o.maxFiles < 1) {
+    throw new RangeError('cleanerStepRecords, replayerStepInstances and maxFiles must be ≥ 1');
+  }
+  return o;
+}

@@ -1,0 +1,372 @@
+// CheckpointReceiver (seed: Learner::OnSendCheckpoint, PhxPaxos
+// src/algorithm/checkpoint_receiver.cpp): takes one transfer at a time into a staging directory
+// per transfer and state machine, checking every chunk (sender, uuid, sequence, offset, CRC, path)
+// and acking OK or FAIL. Unlike PhxPaxos it verifies the CRC the sender computes, refuses paths
+// that could escape staging, checks free space at BEGIN, and never touches the log or the state
+// machines before END: then install.ts makes the new state durable beside the old and switches.
+import { crc32 } from '@tspaxos/crc-wasm';
+import type { LogStore } from '@tspaxos/storage';
+import {
+  type CheckpointMsg,
+  CheckpointMsgType,
+  CheckpointSendFileAckFlag,
+  CheckpointSendFileFlag,
+  checkpointMsg,
+} from '@tspaxos/transport';
+import { assert, isCodedError } from './errors';
+import { type CheckpointFiles, checkRelativePath, isInside, joinPath, parentPath } from './files';
+import {
+  finishInstall,
+  type InstallContext,
+  type ManifestFile,
+  sealStaging,
+  smDir,
+  writeInstallRecord,
+} from './install';
+import type { CheckpointOptions } from './options';
+import type { CheckpointStateMachine } from './state-machine';
+
+export interface CheckpointReceiverPort {
+  nodeId: number;
+  group: number;
+  files: CheckpointFiles;
+  store: LogStore;
+  machines: readonly CheckpointStateMachine[];
+  /** This group's staging root (one directory per transfer below it). */
+  stagingRoot: string;
+  send(to: number, msg: CheckpointMsg): void;
+  /**
+   * The lowest checkpoint instance id this node may install: its acceptor's instance id. A
+   * checkpoint below it would make the acceptor forget values it accepted at later instances.
+   */
+  minInstallableInstanceId(): number;
+  /** The acceptor's promise, carried across the log reset. */
+  promiseBallot(): { proposalId: number; nodeId: number };
+}
+
+/** Why a frame was refused; each is counted in `counters.rejected`. */
+export type RejectReason =
+  | 'busy'
+  | 'stale-checkpoint'
+  | 'too-large'
+  | 'no-space'
+  | 'unknown-transfer'
+  | 'sequence-gap'
+  | 'bad-path'
+  | 'symlink-escape'
+  | 'unknown-sm'
+  | 'bad-offset'
+  | 'bad-crc'
+  | 'too-many-files'
+  | 'size-mismatch'
+  | 'write-error'
+  | 'bad-flag';
+
+export type ReceiverEvent =
+  | { kind: 'ignored' }
+  | { kind: 'rejected'; reason: RejectReason }
+  | { kind: 'accepted' }
+  | { kind: 'installed'; checkpointInstanceId: number; startInstanceId: number };
+
+interface StagedFile extends ManifestFile {
+  key: string;
+}
+
+interface Transfer {
+  senderNodeId: number;
+  uuid: number;
+  checkpointInstanceId: number;
+  announcedBytes: number;
+  dir: string;
+  /** Sequence of the last frame taken (BEGIN = 0). */
+  sequence: number;
+  receivedBytes: number;
+  files: Map<string, StagedFile>;
+  lastActivityMs: number;
+  /** Resolved state machine roots, checked once against the staging root. */
+  realRoots: Map<string, string>;
+}
+
+export interface CheckpointReceiverStatus {
+  phase: 'idle' | 'receiving';
+  senderNodeId: number | undefined;
+  uuid: number | undefined;
+  checkpointInstanceId: number | undefined;
+  announcedBytes: number | undefined;
+  receivedBytes: number | undefined;
+  files: number | undefined;
+}
+
+export class CheckpointReceiver {
+  readonly counters = {
+    begins: 0,
+    chunks: 0,
+    bytes: 0,
+    duplicates: 0,
+    installs: 0,
+    rejected: {} as Partial<Record<RejectReason, number>>,
+  };
+  private transfer: Transfer | undefined;
+  private busy = false;
+
+  constructor(
+    private readonly port: CheckpointReceiverPort,
+    private readonly options: CheckpointOptions,
+  ) {}
+
+  get isReceiving(): boolean {
+    return this.transfer !== undefined;
+  }
+
+  status(): CheckpointReceiverStatus {
+    const t = this.transfer;
+    return {
+      phase: t === undefined ? 'idle' : 'receiving',
+      senderNodeId: t?.senderNodeId,
+      uuid: t?.uuid,
+      checkpointInstanceId: t?.checkpointInstanceId,
+      announcedBytes: t?.announcedBytes,
+      receivedBytes: t?.receivedBytes,
+      files: t?.files.size,
+    };
+  }
+
+  /** Last activity of the transfer under way (for the manager's idle timeout). */
+  get lastActivityMs(): number | undefined {
+    return this.transfer?.lastActivityMs;
+  }
+
+  /**
+   * One SendFile frame from `from` (the authenticated sender). Calls must not overlap: the
+   * host's per-group loop runs them one at a time.
+   */
+  async handle(from: number, msg: CheckpointMsg, nowMs: number): Promise<ReceiverEvent> {
+    assert(!this.busy, 'CheckpointReceiver.handle called while another call runs');
+    assert(msg.msgType === CheckpointMsgType.SendFile, 'CheckpointReceiver.handle takes SendFile');
+    this.busy = true;
+    try {
+      switch (msg.flag) {
+        case CheckpointSendFileFlag.Begin:
+          return await this.onBegin(from, msg, nowMs);
+        case CheckpointSendFileFlag.Ing:
+          return await this.onChunk(from, msg, nowMs);
+        case CheckpointSendFileFlag.End:
+          return await this.onEnd(from, msg, nowMs);
+        default:
+          return this.reject(from, msg, 'bad-flag', false);
+      }
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** Drops the transfer under way and its staged files (idle timeout, group restart). */
+  async abandon(): Promise<void> {
+    if (this.transfer === undefined) return;
+    this.transfer = undefined;
+    await this.port.files.remove(this.port.stagingRoot);
+  }
+
+  private async onBegin(from: number, msg: CheckpointMsg, nowMs: number): Promise<ReceiverEvent> {
+    const current = this.transfer;
+    if (current !== undefined && current.senderNodeId === from && current.uuid === msg.uuid) {
+      this.counters.duplicates++;
+      this.ack(from, msg, CheckpointSendFileAckFlag.Ok);
+      return { kind: 'accepted' };
+    }
+    if (
+      current !== undefined &&
+      current.senderNodeId !== from &&
+      nowMs - current.lastActivityMs < this.options.ackTimeoutMs
+    ) {
+      return this.reject(from, msg, 'busy', false);
+    }
+    if (msg.checkpointInstanceId < this.port.minInstallableInstanceId())
+      return this.reject(from, msg, 'stale-checkpoint', false);
+    if (msg.offset > this.options.maxCheckpointBytes)
+      return this.reject(from, msg, 'too-large', false);
+    // A new transfer replaces whatever was staged before (a restarted sender, a dead one).
+    this.transfer = undefined;
+    await this.port.files.remove(this.port.stagingRoot);
+    const free = await this.port.files.freeBytes(parentPath(this.port.stagingRoot));
+    if (free < msg.offset + this.options.freeSpaceMarginBytes)
+      return this.reject(from, msg, 'no-space', false);
+    this.counters.begins++;
+    this.transfer = {
+      senderNodeId: from,
+      uuid: msg.uuid,
+      checkpointInstanceId: msg.checkpointInstanceId,
+      announcedBytes: msg.offset,
+      dir: joinPath(this.port.stagingRoot, `t${msg.uuid}`),
+      sequence: 0,
+      receivedBytes: 0,
+      files: new Map(),
+      lastActivityMs: nowMs,
+      realRoots: new Map(),
+    };
+    this.ack(from, msg, CheckpointSendFileAckFlag.Ok);
+    return { kind: 'accepted' };
+  }
+
+  private async onChunk(from: number, msg: CheckpointMsg, nowMs: number): Promise<ReceiverEvent> {
+    const t = this.transfer;
+    if (t === undefined || t.senderNodeId !== from || t.uuid !== msg.uuid) {
+      // A stray frame: refused, but a transfer from another sender under way is kept.
+      return this.reject(from, msg, 'unknown-transfer', t !== undefined && t.senderNodeId === from);
+    }
+    if (msg.sequence <= t.sequence) {
+      // Already taken (a resend or a duplicated frame): acked again, not written twice.
+      this.counters.duplicates++;
+      this.ack(from, msg, CheckpointSendFileAckFlag.Ok);
+      return { kind: 'accepted' };
+    }
+    if (msg.sequence !== t.sequence + 1) return this.reject(from, msg, 'sequence-gap', true);
+    if (checkRelativePath(msg.filePath) !== undefined)
+      return this.reject(from, msg, 'bad-path', true);
+    if (!this.port.machines.some((sm) => sm.smId === msg.smId))
+      return this.reject(from, msg, 'unknown-sm', true);
+    const key = `${msg.smId}/${msg.filePath}`;
+    let file = t.files.get(key);
+    if (msg.offset !== (file?.size ?? 0)) return this.reject(from, msg, 'bad-offset', true);
+    if (crc32(msg.buffer) !== msg.checksum) return this.reject(from, msg, 'bad-crc', true);
+    if (t.receivedBytes + msg.buffer.length > t.announcedBytes)
+      return this.reject(from, msg, 'too-large', true);
+    if (file === undefined && t.files.size >= this.options.maxFiles)
+      return this.reject(from, msg, 'too-many-files', true);
+    const root = smDir(t.dir, msg.smId);
+    const target = joinPath(root, msg.filePath);
+    if (!(await this.staysInside(t, target, root)))
+      return this.reject(from, msg, 'symlink-escape', true);
+    try {
+      await this.port.files.write(target, msg.offset, msg.buffer);
+    } catch (error) {
+      if (!isCodedError(error)) throw error;
+      return this.reject(from, msg, error.code === 'E_NO_SPACE' ? 'no-space' : 'write-error', true);
+    }
+    if (file === undefined) {
+      file = { key, smId: msg.smId, path: msg.filePath, size: 0, crc: 0 };
+      t.files.set(key, file);
+    }
+    file.size += msg.buffer.length;
+    file.crc = crc32(msg.buffer, file.crc);
+    t.receivedBytes += msg.buffer.length;
+    t.sequence = msg.sequence;
+    t.lastActivityMs = nowMs;
+    this.counters.chunks++;
+    this.counters.bytes += msg.buffer.length;
+    this.ack(from, msg, CheckpointSendFileAckFlag.Ok);
+    return { kind: 'accepted' };
+  }
+
+  private async onEnd(from: number, msg: CheckpointMsg, nowMs: number): Promise<ReceiverEvent> {
+    const t = this.transfer;
+    if (t === undefined || t.senderNodeId !== from || t.uuid !== msg.uuid)
+      return this.reject(from, msg, 'unknown-transfer', t !== undefined && t.senderNodeId === from);
+    if (msg.sequence !== t.sequence + 1) return this.reject(from, msg, 'sequence-gap', true);
+    if (msg.offset !== t.receivedBytes) return this.reject(from, msg, 'size-mismatch', true);
+    t.lastActivityMs = nowMs;
+    const ctx = this.installContext();
+    const record = {
+      uuid: t.uuid,
+      checkpointInstanceId: t.checkpointInstanceId,
+      dir: t.dir,
+      promise: this.port.promiseBallot(),
+    };
+    try {
+      await sealStaging(ctx, t.dir, {
+        uuid: t.uuid,
+        senderNodeId: t.senderNodeId,
+        checkpointInstanceId: t.checkpointInstanceId,
+        files: [...t.files.values()].map(({ smId, path, size, crc }) => ({
+          smId,
+          path,
+          size,
+          crc,
+        })),
+      });
+      await writeInstallRecord(ctx, record);
+    } catch (error) {
+      // Before the install record is durable nothing of the old state changed: a full or failing
+      // disk here fails the transfer cleanly. Anything not coded is a bug and goes up.
+      if (!isCodedError(error)) throw error;
+      return this.reject(from, msg, error.code === 'E_NO_SPACE' ? 'no-space' : 'write-error', true);
+    }
+    // From here the new state wins, whatever happens: the sender may stop.
+    this.ack(from, msg, CheckpointSendFileAckFlag.Ok);
+    this.transfer = undefined;
+    const startInstanceId = await finishInstall(ctx, record);
+    this.counters.installs++;
+    return { kind: 'installed', checkpointInstanceId: t.checkpointInstanceId, startInstanceId };
+  }
+
+  installContext(): InstallContext {
+    const { group, files, store, machines, stagingRoot } = this.port;
+    return { group, files, store, machines, stagingRoot };
+  }
+
+  /**
+   * True when `target` (and every existing directory on its way) resolves inside `root`: a
+   * symlink planted in staging cannot redirect a write outside it.
+   */
+  private async staysInside(t: Transfer, target: string, root: string): Promise<boolean> {
+    const files = this.port.files;
+    let rootReal = t.realRoots.get(root);
+    if (rootReal === undefined) {
+      // Once per transfer and machine (once the root exists): the roots are ours; what is below
+      // them is checked at every chunk.
+      const stagingReal = await this.resolveExisting(this.port.stagingRoot);
+      rootReal = await this.resolveExisting(root);
+      if (!isInside(rootReal, stagingReal)) return false;
+      if ((await files.realpath(root)) !== undefined) t.realRoots.set(root, rootReal);
+    }
+    let probe = target;
+    while (isInside(probe, root) && probe !== root) {
+      const real = await files.realpath(probe);
+      if (real !== undefined) return isInside(real, rootReal);
+      probe = parentPath(probe);
+    }
+    return true;
+  }
+
+  /** `path` with its longest existing prefix resolved (symlinks above a missing part). */
+  private async resolveExisting(path: string): Promise<string> {
+    let probe = path;
+    let suffix = '';
+    for (;;) {
+      const real = await this.port.files.realpath(probe);
+      if (real !== undefined) return suffix === '' ? real : joinPath(real, suffix);
+      const parent = parentPath(probe);
+      if (parent === probe) return path;
+      const name = probe.slice(parent === '/' ? 1 : parent.length + 1);
+      suffix = suffix === '' ? name : `${name}/${suffix}`;
+      probe = parent;
+    }
+  }
+
+  private reject(
+    from: number,
+    msg: CheckpointMsg,
+    reason: RejectReason,
+    resetTransfer: boolean,
+  ): ReceiverEvent {
+    this.counters.rejected[reason] = (this.counters.rejected[reason] ?? 0) + 1;
+    if (resetTransfer) this.transfer = undefined; // staging is removed at the next BEGIN or start
+    this.ack(from, msg, CheckpointSendFileAckFlag.Fail, reason);
+    return { kind: 'rejected', reason };
+  }
+
+  private ack(to: number, msg: CheckpointMsg, flag: number, reason = ''): void {
+    this.port.send(
+      to,
+      checkpointMsg({
+        msgType: CheckpointMsgType.SendFileAck,
+        nodeId: this.port.nodeId,
+        flag,
+        uuid: msg.uuid,
+        sequence: msg.sequence,
+        // Ours: a FAIL ack names its reason in filePath (PhxPaxos sends none).
+        filePath: reason,
+      }),
+    );
+  }
+}

@@ -1,0 +1,334 @@
+// CheckpointSender (seed: Learner::OnAskforCheckpoint → CheckpointSender::run; PhxPaxos
+// src/algorithm/checkpoint_sender.cpp): copies every state machine's checkpoint files to one
+// lagging peer. Sans-IO: the host calls start(), onAck() and tick(); files are read through the
+// port in chunks, never whole. PhxPaxos runs a thread that sleeps 20 ms while the window is full
+// (CheckpointSender::CheckAck); here the window reopens on each ack.
+//
+// Wire use (ours, within the CheckpointMsg schema): BEGIN is sequence 0 and announces the total
+// byte count in `offset` (the receiver checks its free space against it); ING k (k = 1 … n)
+// carries one chunk with the CRC-32 of its bytes; END is sequence n+1 with the total in `offset`.
+// An empty file is sent as one empty ING so it exists on the other side.
+import { crc32 } from '@tspaxos/crc-wasm';
+import {
+  type CheckpointMsg,
+  CheckpointMsgType,
+  CheckpointSendFileAckFlag,
+  CheckpointSendFileFlag,
+  checkpointMsg,
+} from '@tspaxos/transport';
+import { CheckpointError, assert, isCodedError } from './errors';
+import { type CheckpointFiles, joinPath } from './files';
+import type { CheckpointOptions } from './options';
+import { type CheckpointStateMachine, groupCheckpointInstanceId } from './state-machine';
+
+export interface CheckpointSenderPort {
+  nodeId: number;
+  group: number;
+  files: CheckpointFiles;
+  machines: readonly CheckpointStateMachine[];
+  send(to: number, msg: CheckpointMsg): void;
+}
+
+export type CheckpointSenderPhase = 'idle' | 'sending' | 'ended';
+export type CheckpointSenderEndReason =
+  'done' | 'fail-ack' | 'ack-timeout' | 'read-error' | 'lock-error' | 'no-checkpoint' | 'stopped';
+
+export interface CheckpointSenderStatus {
+  toNodeId: number;
+  uuid: number;
+  phase: CheckpointSenderPhase;
+  endReason: CheckpointSenderEndReason | undefined;
+  checkpointInstanceId: number;
+  totalBytes: number;
+  sentBytes: number;
+  sentChunks: number;
+  ackedSequence: number;
+  lastError: string | undefined;
+}
+
+type ReadResult = { bytes: Uint8Array } | { error: unknown };
+
+interface FileToSend {
+  smId: number;
+  /** Absolute path to read. */
+  source: string;
+  /** Path relative to the state machine's checkpoint directory (what the receiver sees). */
+  path: string;
+}
+
+export class CheckpointSender {
+  phase: CheckpointSenderPhase = 'idle';
+  endReason: CheckpointSenderEndReason | undefined;
+  readonly counters = { chunksSent: 0, bytesSent: 0, acks: 0, staleAcks: 0, windowFull: 0 };
+  private checkpointInstanceId = -1;
+  private files: FileToSend[] = [];
+  private totalBytes = 0;
+  private locked: CheckpointStateMachine[] = [];
+  private fileIndex = 0;
+  private fileOffset = 0;
+  /** Sequence of the last frame sent (BEGIN = 0). */
+  private sentSequence = -1;
+  /** Highest sequence acked (cumulative); -1 before BEGIN's ack. */
+  private ackedSequence = -1;
+  /** Sequence END carries once every chunk is out; undefined before. */
+  private endSequence: number | undefined;
+  /** Bytes of each unacked ING, by sequence, ascending. */
+  private inFlight: Array<{ sequence: number; bytes: number }> = [];
+  private inFlightBytes = 0;
+  private lastAckMs = 0;
+  private pumping = false;
+  private lastError: string | undefined;
+  private readAhead: { fileIndex: number; offset: number; result: Promise<ReadResult> } | undefined;
+  private readonly endListeners: Array<(reason: CheckpointSenderEndReason) => void> = [];
+
+  constructor(
+    private readonly port: CheckpointSenderPort,
+    private readonly options: CheckpointOptions,
+    readonly toNodeId: number,
+    readonly uuid: number,
+  ) {
+    assert(Number.isSafeInteger(uuid) && uuid > 0, 'checkpoint uuid must be a positive integer');
+  }
+
+  /** Called once when the transfer ends, whatever the reason (after the unlock). */
+  onEnd(listener: (reason: CheckpointSenderEndReason) => void): void {
+    this.endListeners.push(listener);
+  }
+
+  get isEnded(): boolean {
+    return this.phase === 'ended';
+  }
+
+  /**
+   * Locks every machine's checkpoint, lists its files, sends BEGIN and the first window of
+   * chunks (PhxPaxos CheckpointSender::run: LockCheckpoint, SendCheckpoint).
+   */
+  async start(nowMs: number): Promise<void> {
+    assert(this.phase === 'idle', 'CheckpointSender.start called twice');
+    this.phase = 'sending';
+    this.lastAckMs = nowMs;
+    const { machines, group } = this.port;
+    try {
+      for (const sm of machines) {
+        await sm.lockCheckpointState?.();
+        this.locked.push(sm);
+      }
+    } catch (error) {
+      this.lastError = String(error);
+      await this.end('lock-error');
+      return;
+    }
+    const checkpointInstanceId = groupCheckpointInstanceId(machines, group);
+    if (checkpointInstanceId === undefined || checkpointInstanceId < 0) {
+      await this.end('no-checkpoint');
+      return;
+    }
+    this.checkpointInstanceId = checkpointInstanceId;
+    try {
+      for (const sm of machines) {
+        const state = sm.getCheckpointState?.(group);
+        if (state === undefined) continue;
+        for (const path of state.files) {
+          const source = joinPath(state.dir, path);
+          const stat = await this.port.files.stat(source);
+          if (stat === undefined || stat.isDirectory)
+            throw new CheckpointError('E_NOT_FOUND', `checkpoint file ${source} is missing`);
+          this.files.push({ smId: sm.smId, source, path });
+          this.totalBytes += stat.size;
+        }
+      }
+    } catch (error) {
+      await this.failRead(error);
+      return;
+    }
+    this.sentSequence = 0;
+    this.port.send(
+      this.toNodeId,
+      this.frame(CheckpointSendFileFlag.Begin, 0, { offset: this.totalBytes }),
+    );
+  }
+
+  /** An ack from the receiver (PhxPaxos Learner::OnSendCheckpointAck → CheckpointSender::Ack). */
+  async onAck(from: number, msg: CheckpointMsg, nowMs: number): Promise<void> {
+    if (this.phase !== 'sending' || from !== this.toNodeId || msg.uuid !== this.uuid) {
+      this.counters.staleAcks++;
+      return;
+    }
+    if (msg.flag !== CheckpointSendFileAckFlag.Ok) {
+      this.lastError = msg.filePath.length > 0 ? `peer refused: ${msg.filePath}` : 'peer refused';
+      await this.end('fail-ack');
+      return;
+    }
+    if (msg.sequence <= this.ackedSequence || msg.sequence > this.sentSequence) {
+      this.counters.staleAcks++;
+      return;
+    }
+    this.counters.acks++;
+    this.ackedSequence = msg.sequence;
+    this.lastAckMs = nowMs;
+    while (this.inFlight.length > 0 && this.inFlight[0]!.sequence <= msg.sequence)
+      this.inFlightBytes -= this.inFlight.shift()!.bytes;
+    if (this.endSequence !== undefined && msg.sequence === this.endSequence) {
+      await this.end('done');
+      return;
+    }
+    await this.pump();
+  }
+
+  /** Ends the transfer when no ack came for ackTimeoutMs (PhxPaxos CheckpointSender::CheckAck). */
+  async tick(nowMs: number): Promise<void> {
+    if (this.phase === 'sending' && nowMs - this.lastAckMs >= this.options.ackTimeoutMs)
+      await this.end('ack-timeout');
+  }
+
+  /** Stops a transfer under way (peer gone, node stopping); unlocks. */
+  async stop(): Promise<void> {
+    if (this.phase !== 'ended') await this.end('stopped');
+  }
+
+  status(): CheckpointSenderStatus {
+    return {
+      toNodeId: this.toNodeId,
+      uuid: this.uuid,
+      phase: this.phase,
+      endReason: this.endReason,
+      checkpointInstanceId: this.checkpointInstanceId,
+      totalBytes: this.totalBytes,
+      sentBytes: this.counters.bytesSent,
+      sentChunks: this.counters.chunksSent,
+      ackedSequence: this.ackedSequence,
+      lastError: this.lastError,
+    };
+  }
+
+  /** Sends chunks while the window (chunks and bytes past the last ack) has room, then END. */
+  private async pump(): Promise<void> {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (this.phase === 'sending' && this.endSequence === undefined) {
+        if (
+          this.sentSequence + 1 - this.ackedSequence > this.options.ackLeadChunks ||
+          this.inFlightBytes + this.options.chunkBytes > this.options.ackLeadBytes
+        ) {
+          this.counters.windowFull++;
+          return;
+        }
+        if (this.fileIndex >= this.files.length) {
+          this.endSequence = this.sentSequence + 1;
+          this.sentSequence = this.endSequence;
+          this.port.send(
+            this.toNodeId,
+            this.frame(CheckpointSendFileFlag.End, this.endSequence, {
+              offset: this.counters.bytesSent,
+            }),
+          );
+          return;
+        }
+        await this.sendChunk(this.files[this.fileIndex]!);
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private async sendChunk(file: FileToSend): Promise<void> {
+    const ahead = this.readAhead;
+    this.readAhead = undefined;
+    const result =
+      ahead !== undefined && ahead.fileIndex === this.fileIndex && ahead.offset === this.fileOffset
+        ? await ahead.result
+        : await this.readChunk(file.source, this.fileOffset);
+    if ('error' in result) {
+      await this.failRead(result.error);
+      return;
+    }
+    const bytes = result.bytes;
+    if (this.phase !== 'sending') return;
+    const offset = this.fileOffset;
+    if (bytes.length === 0 && offset > 0) {
+      // End of a file whose size was a multiple of the chunk size: nothing more to send.
+      this.nextFile();
+      return;
+    }
+    const sequence = this.sentSequence + 1;
+    this.sentSequence = sequence;
+    this.inFlight.push({ sequence, bytes: bytes.length });
+    this.inFlightBytes += bytes.length;
+    this.counters.chunksSent++;
+    this.counters.bytesSent += bytes.length;
+    this.port.send(
+      this.toNodeId,
+      this.frame(CheckpointSendFileFlag.Ing, sequence, {
+        smId: file.smId,
+        filePath: file.path,
+        offset,
+        checksum: crc32(bytes),
+        buffer: bytes,
+      }),
+    );
+    if (bytes.length < this.options.chunkBytes) this.nextFile();
+    else this.fileOffset += bytes.length;
+    // Read the next chunk now, while this one travels: the read's latency leaves the path from
+    // an ack to the next send (at most one chunk ahead, so the window still bounds memory).
+    const next = this.files[this.fileIndex];
+    if (next !== undefined) {
+      this.readAhead = {
+        fileIndex: this.fileIndex,
+        offset: this.fileOffset,
+        result: this.readChunk(next.source, this.fileOffset),
+      };
+    }
+  }
+
+  /** A read as a value: a read-ahead whose transfer ends first is dropped with its outcome. */
+  private readChunk(source: string, offset: number): Promise<ReadResult> {
+    return this.port.files.read(source, offset, this.options.chunkBytes).then(
+      (bytes) => ({ bytes }),
+      (error: unknown) => ({ error }),
+    );
+  }
+
+  private nextFile(): void {
+    this.fileIndex++;
+    this.fileOffset = 0;
+  }
+
+  private frame(flag: number, sequence: number, fields: Partial<CheckpointMsg>): CheckpointMsg {
+    return checkpointMsg({
+      msgType: CheckpointMsgType.SendFile,
+      nodeId: this.port.nodeId,
+      flag,
+      uuid: this.uuid,
+      sequence,
+      checkpointInstanceId: this.checkpointInstanceId,
+      ...fields,
+    });
+  }
+
+  /** A read failed: coded port errors end the transfer; anything else is a bug and is rethrown. */
+  private async failRead(error: unknown): Promise<void> {
+    this.lastError = String(error);
+    await this.end('read-error');
+    if (!isCodedError(error)) throw error;
+  }
+
+  /** Unlocks in every outcome (PhxPaxos CheckpointSender::run: UnLockCheckpoint, Continue). */
+  private async end(reason: CheckpointSenderEndReason): Promise<void> {
+    if (this.phase === 'ended') return;
+    this.phase = 'ended';
+    this.endReason = reason;
+    const locked = this.locked;
+    this.locked = [];
+    let unlockError: unknown;
+    for (const sm of locked) {
+      try {
+        await sm.unlockCheckpointState?.();
+      } catch (error) {
+        unlockError ??= error; // every machine is unlocked first; the first failure is rethrown
+      }
+    }
+    for (const listener of this.endListeners) listener(reason);
+    if (unlockError !== undefined) throw unlockError;
+  }
+}

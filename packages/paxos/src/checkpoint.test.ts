@@ -1,0 +1,250 @@
+// Checkpoints end to end in one process (DESIGN §4): two nodes compact their logs, a lagging
+// third catches up through a checkpoint and then through the log; a node whose state machine is
+// older than its log reports E_NEEDS_CHECKPOINT and is brought back by a peer's checkpoint. Memory
+// network and stores; each node's disk is a MemoryFiles.
+import { MemoryFiles } from '@tspaxos/checkpoint';
+import { MemoryLogStore } from '@tspaxos/storage';
+import { MemoryNetwork, SeededRng } from '@tspaxos/transport';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createNode, type ExecuteContext, type PaxosNode, type StateMachine } from './index';
+import { realRandom, realScheduler } from './adapters/real-scheduler';
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/**
+ * A key-value machine whose checkpoint is two files on the node's disk: state.json (the map and
+ * its instance id) and blob.bin (a large file, so a transfer takes many chunks). Loading copies the
+ * staged files beside the live ones, then renames: it can be repeated after a crash.
+ */
+class KvMachine implements StateMachine {
+  readonly smId = 10;
+  map = new Map<string, string>();
+  lastApplied = -1;
+  checkpointInstanceId = -1;
+  loads = 0;
+  locked = 0;
+
+  constructor(
+    private readonly files: MemoryFiles,
+    private readonly dir: string,
+  ) {}
+
+  execute(value: Uint8Array, ctx: ExecuteContext): string {
+    const [k, v] = decoder.decode(value).split('=');
+    this.map.set(k!, v!);
+    this.lastApplied = ctx.instanceId;
+    return 'ok';
+  }
+
+  /** Writes a checkpoint of everything applied so far. */
+  async saveCheckpoint(): Promise<number> {
+    const state = encoder.encode(JSON.stringify({ id: this.lastApplied, map: [...this.map] }));
+    await this.files.remove(`${this.dir}.next`);
+    await this.files.write(`${this.dir}.next/state.json`, 0, state);
+    await this.files.write(`${this.dir}.next/blob.bin`, 0, new Uint8Array(300_000).fill(7));
+    await this.files.fsync(`${this.dir}.next/state.json`);
+    await this.files.fsync(`${this.dir}.next/blob.bin`);
+    await this.files.remove(this.dir);
+    await this.files.rename(`${this.dir}.next`, this.dir);
+    await this.files.fsync('/');
+    this.checkpointInstanceId = this.lastApplied;
+    return this.checkpointInstanceId;
+  }
+
+  getCheckpointInstanceId(): number {
+    return this.checkpointInstanceId;
+  }
+  lockCheckpointState(): void {
+    this.locked++;
+  }
+  unlockCheckpointState(): void {
+    this.locked--;
+  }
+  getCheckpointState(): { dir: string; files: string[] } {
+    return { dir: this.dir, files: ['state.json', 'blob.bin'] };
+  }
+  async loadCheckpointState(_g: number, dir: string, files: string[], cp: number): Promise<void> {
+    expect(files.sort()).toEqual(['blob.bin', 'state.json']);
+    await this.files.remove(`${this.dir}.next`);
+    for (const f of files) {
+      const size = (await this.files.stat(`${dir}/${f}`))!.size;
+      await this.files.write(
+        `${this.dir}.next/${f}`,
+        0,
+        await this.files.read(`${dir}/${f}`, 0, size),
+      );
+      await this.files.fsync(`${this.dir}.next/${f}`);
+    }
+    await this.files.remove(this.dir);
+    await this.files.rename(`${this.dir}.next`, this.dir);
+    await this.files.fsync('/');
+    const st = (await this.files.stat(`${this.dir}/state.json`))!;
+    const parsed = JSON.parse(
+      decoder.decode(await this.files.read(`${this.dir}/state.json`, 0, st.size)),
+    ) as {
+      id: number;
+      map: [string, string][];
+    };
+    expect(parsed.id).toBe(cp);
+    this.map = new Map(parsed.map);
+    this.lastApplied = cp;
+    this.checkpointInstanceId = cp;
+    this.loads++;
+  }
+}
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function eventually(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+function network() {
+  const net = new MemoryNetwork({ rng: new SeededRng(7) });
+  let virtualMs = 0;
+  const pump = setInterval(() => {
+    virtualMs += 1000;
+    net.setTime(virtualMs);
+    net.deliverDue(virtualMs);
+  }, 1);
+  cleanups.push(() => clearInterval(pump));
+  return net;
+}
+
+interface Member {
+  node: PaxosNode;
+  sm: KvMachine;
+  files: MemoryFiles;
+  store: MemoryLogStore;
+}
+
+async function start(
+  net: MemoryNetwork,
+  id: number,
+  disk?: { files: MemoryFiles; store: MemoryLogStore; sm?: KvMachine },
+): Promise<Member> {
+  const files = disk?.files ?? new MemoryFiles();
+  const store = disk?.store ?? new MemoryLogStore();
+  const sm = disk?.sm ?? new KvMachine(files, `/n${id}/kv`);
+  const node = await createNode({
+    nodeId: id,
+    cluster: [1, 2, 3],
+    groups: 1,
+    store,
+    network: net.endpoint(id),
+    scheduler: realScheduler(),
+    random: realRandom(),
+    stateMachines: [sm],
+    checkpoint: {
+      files,
+      dir: `/n${id}/checkpoint`,
+      options: {
+        chunkBytes: 16 * 1024,
+        ackLeadBytes: 200 * 1024,
+        tickIntervalMs: 20,
+        askRetryMs: 100,
+      },
+    },
+    options: { learner: { askforLearnIntervalMs: 50, askforLearnJitterMs: 10 } },
+  });
+  cleanups.push(() => node.stop({ closeNetwork: false, closeStore: false }));
+  return { node, sm, files, store };
+}
+
+describe('checkpoints in a cluster', () => {
+  it('a lagging node catches up through a checkpoint, then through the log', async () => {
+    const net = network();
+    net.partition([[1, 2], [3]]);
+    const a = await start(net, 1);
+    const b = await start(net, 2);
+    const c = await start(net, 3);
+    for (let i = 0; i < 30; i++)
+      await a.node.propose(0, encoder.encode(`k${i}=v${i}`), { smId: 10 });
+    await eventually(() => b.sm.lastApplied >= 29, 'node 2 to apply 30 values');
+    for (const m of [a, b]) {
+      const cp = await m.sm.saveCheckpoint();
+      expect(cp).toBeGreaterThanOrEqual(29);
+      const { minChosenInstanceId } = await m.node.compact(0, { keep: 3 });
+      // min(checkpoint + 1, now, highest record) − keep: the highest record (the acceptor's
+      // promise) always stays.
+      expect(minChosenInstanceId).toBeGreaterThanOrEqual(cp - 3);
+      expect(minChosenInstanceId).toBeLessThanOrEqual(cp + 1 - 3);
+    }
+    await eventually(
+      () => [a, b].every((m) => m.store.get(0, 0) === undefined),
+      'the cleaners to delete the old records',
+    );
+    for (let i = 30; i < 35; i++)
+      await a.node.propose(0, encoder.encode(`k${i}=v${i}`), { smId: 10 });
+    expect(c.sm.map.size).toBe(0);
+
+    net.heal();
+    // A proposal waiting on node 3 when it installs fails with a clear error (not a timeout).
+    const pending = c.node.propose(0, encoder.encode('early=1'), { smId: 10 }).then(
+      () => 'chosen',
+      (error: unknown) => error,
+    );
+    await eventually(() => c.node.status(0).counters.checkpointRestarts === 1, 'node 3 to install');
+    expect(await pending).toMatchObject({ code: 'E_CHECKPOINT_INSTALLED' });
+    await eventually(
+      () => c.sm.map.size === 35 && c.node.status(0).instanceId === a.node.status(0).instanceId,
+      'node 3 to learn the rest from the log',
+    );
+    expect(c.sm.loads).toBe(1);
+    expect([...c.sm.map]).toEqual([...a.sm.map]);
+    expect(c.files.peek('/n3/kv/blob.bin')).toEqual(a.files.peek('/n1/kv/blob.bin'));
+    const status = c.node.status(0);
+    expect(status.checkpoint?.mode).toBe(false);
+    expect(status.checkpoint?.receiver.phase).toBe('idle');
+    expect(status.minChosenInstanceId).toBeGreaterThan(0);
+    expect(await c.files.list('/n3/checkpoint')).toEqual([]);
+    // Exactly one peer sent it, chunk by chunk, and unlocked its machine.
+    const senders = [a, b].map((m) => m.node.status(0).checkpoint!.counters.senderEnds.done ?? 0);
+    expect(senders.reduce((x, y) => x + y, 0)).toBe(1);
+    expect(a.sm.locked + b.sm.locked).toBe(0);
+    // And it takes part in new values like any member.
+    await c.node.propose(0, encoder.encode('after=yes'), { smId: 10 });
+    await eventually(() => a.sm.map.get('after') === 'yes', 'node 1 to apply node 3 value');
+  });
+
+  it('a node whose machine is older than its log reports E_NEEDS_CHECKPOINT and recovers', async () => {
+    const net = network();
+    const a = await start(net, 1);
+    const b = await start(net, 2);
+    const c = await start(net, 3);
+    for (let i = 0; i < 12; i++)
+      await a.node.propose(0, encoder.encode(`k${i}=v${i}`), { smId: 10 });
+    await eventually(() => c.sm.lastApplied >= 11, 'node 3 to apply');
+    for (const m of [a, b, c]) {
+      await m.sm.saveCheckpoint();
+      await m.node.compact(0, { keep: 0 });
+    }
+    await eventually(() => c.store.get(0, 5) === undefined, 'node 3 to compact');
+    await c.node.stop({ closeNetwork: false, closeStore: false });
+    // Node 3 restarts with a machine that lost its checkpoint: its log cannot rebuild it.
+    c.store.reopen();
+    const fresh = new KvMachine(c.files, '/n3/kv-lost');
+    const again = await start(net, 3, { files: c.files, store: c.store, sm: fresh });
+    // Right after start (no timer has run yet): it says why it does not serve, and refuses writes.
+    expect(again.node.status(0).stopped?.code).toBe('E_NEEDS_CHECKPOINT');
+    expect(again.node.status(0).checkpoint?.needsCheckpoint?.code).toBe('E_NEEDS_CHECKPOINT');
+    await expect(again.node.propose(0, encoder.encode('x=1'), { smId: 10 })).rejects.toMatchObject({
+      code: 'E_NEEDS_CHECKPOINT',
+    });
+    expect(fresh.map.size).toBe(0); // nothing replayed: the records it would need are gone
+    await eventually(() => fresh.loads === 1, 'node 3 to receive a checkpoint');
+    expect(again.node.status(0).checkpoint!.counters.asksSent).toBeGreaterThanOrEqual(2);
+    expect(again.node.status(0).counters.checkpointRestarts).toBe(1);
+    await eventually(() => again.node.status(0).stopped === undefined, 'the status to clear');
+    expect([...fresh.map]).toEqual([...a.sm.map]);
+    expect(again.node.status(0).checkpoint?.needsCheckpoint).toBeUndefined();
+  });
+});
