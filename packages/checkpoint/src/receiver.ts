@@ -211,8 +211,9 @@ export class CheckpointReceiver {
   private async onChunk(from: number, msg: CheckpointMsg, nowMs: number): Promise<ReceiverEvent> {
     const t = this.transfer;
     if (t === undefined || t.senderNodeId !== from || t.uuid !== msg.uuid) {
-      // A stray frame: refused, but a transfer from another sender under way is kept.
-      return this.reject(from, msg, 'unknown-transfer', t !== undefined && t.senderNodeId === from);
+      // A stray frame (another sender, or an older transfer of the same one whose frames were
+      // still in flight): refused, and the transfer under way is kept.
+      return this.reject(from, msg, 'unknown-transfer', false);
     }
     if (msg.sequence <= t.sequence) {
       // Already taken (a resend or a duplicated frame): acked again, not written twice.
@@ -261,7 +262,7 @@ export class CheckpointReceiver {
   private async onEnd(from: number, msg: CheckpointMsg, nowMs: number): Promise<ReceiverEvent> {
     const t = this.transfer;
     if (t === undefined || t.senderNodeId !== from || t.uuid !== msg.uuid)
-      return this.reject(from, msg, 'unknown-transfer', t !== undefined && t.senderNodeId === from);
+      return this.reject(from, msg, 'unknown-transfer', false);
     if (msg.sequence !== t.sequence + 1) return this.reject(from, msg, 'sequence-gap', true);
     if (msg.offset !== t.receivedBytes) return this.reject(from, msg, 'size-mismatch', true);
     t.lastActivityMs = nowMs;

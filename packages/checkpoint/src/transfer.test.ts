@@ -178,7 +178,21 @@ describe('checkpoint receiver rejections', () => {
     return p;
   }
 
-  it('wrong uuid', () => rejects((m) => ({ ...m, uuid: m.uuid + 1 }), 'unknown-transfer'));
+  it('wrong uuid (a stray frame: the transfer under way goes on)', async () => {
+    const p = await begun();
+    const chunk = await firstChunk(p);
+    const stray = await p.receiver.handle(1, { ...chunk, uuid: chunk.uuid + 1 }, 0);
+    expect(stray).toEqual({ kind: 'rejected', reason: 'unknown-transfer' });
+    expect(p.toSender.pop()).toMatchObject({
+      flag: CheckpointSendFileAckFlag.Fail,
+      uuid: chunk.uuid + 1,
+    });
+    expect(p.receiver.isReceiving).toBe(true);
+    p.toReceiver.unshift(chunk);
+    await p.run();
+    expect(p.sender.endReason).toBe('done');
+    expect(p.receiver.counters.installs).toBe(1);
+  });
   it('a gap in the sequence', () =>
     rejects((m) => ({ ...m, sequence: m.sequence + 1 }), 'sequence-gap'));
   it('wrong offset', () => rejects((m) => ({ ...m, offset: 1 }), 'bad-offset'));

@@ -109,6 +109,7 @@ describe('checkpoint transfer between two processes', () => {
       const work = async () => {
         if (message.kind === 'paxos' && message.msg.msgType === PaxosMsgType.AskforCheckpoint) {
           if (sender !== undefined && !sender.isEnded) return; // one at a time
+          acks = 0; // the kill point counts the acks of this transfer
           sender = new CheckpointSender(
             {
               nodeId: 1,
