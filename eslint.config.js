@@ -1,21 +1,106 @@
 // One lint setup for the whole tree. Besides the usual rules it enforces the layering of
-// DESIGN.md §1 (packages import each other only through their public entry) and keeps the
+// DESIGN.md §1 (packages import each other only through their public entries, and a lower
+// package never imports a higher one) and keeps the
 // sans-IO cores free of real clocks, real randomness and node:* modules (STYLE.md 1, 2, 4).
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 /** Files that hold protocol cores: no I/O, no wall clock, no Math.random. */
-const CORE_FILES = [
-  'packages/learner/src/**/*.ts',
-  'packages/paxos/src/**/*.ts',
-  'packages/checkpoint/src/**/*.ts',
-];
+const CORE_PACKAGES = ['learner', 'paxos', 'checkpoint'];
 /** Adapter files inside core packages that are allowed to do I/O. */
 const ADAPTER_FILES = ['**/src/adapters/**/*.ts', '**/*.test.ts'];
 
+/** The Node-only entries of packages (DESIGN §1): public, but never imported by a core file. */
+const ADAPTER_ENTRIES = [
+  '@tspaxos/storage/sqlite',
+  '@tspaxos/transport/tcp',
+  '@tspaxos/paxos/node',
+];
+
+/**
+ * DESIGN §1, lowest first: a package may import only packages of a lower rank (crc-wasm <
+ * storage, transport < checkpoint < learner < paxos < sim, apps). storage and transport share a
+ * rank and do not import each other.
+ */
+const LAYERS = [
+  ['crc-wasm'],
+  ['storage', 'transport'],
+  ['checkpoint'],
+  ['learner'],
+  ['paxos'],
+  ['sim', 'node'],
+];
+const rankOf = (name) => LAYERS.findIndex((layer) => layer.includes(name));
+
+/** Packages `name` must not import: its own layer's peers and every higher layer. */
+function forbiddenPackages(name) {
+  const rank = rankOf(name);
+  return LAYERS.flat().filter((other) => other !== name && rankOf(other) >= rank);
+}
+
+/** Rules every file obeys: other packages only through their public entries. */
+const BASE_PATTERNS = [
+  {
+    group: [
+      '@tspaxos/*/*',
+      ...ADAPTER_ENTRIES.map((entry) => `!${entry}`),
+      '**/packages/*/src/**',
+      '../../*/src/**',
+    ],
+    message:
+      'Import other packages only through their public entries (@tspaxos/<name>, or an adapter entry such as @tspaxos/storage/sqlite).',
+  },
+];
+
+/** What a core file may not import besides: I/O modules and adapter entries. */
+const CORE_PATTERNS = [
+  {
+    group: ['node:*', 'fs', 'net', 'tls', 'os', 'path', 'better-sqlite3'],
+    message: 'Core files do no I/O: take a port instead (STYLE.md 1).',
+  },
+  {
+    group: ADAPTER_ENTRIES,
+    message: 'Core files do no I/O: import the core entry and take a port instead (DESIGN §1).',
+  },
+];
+
+function layerPatterns(name) {
+  const forbidden = forbiddenPackages(name);
+  if (forbidden.length === 0) return [];
+  return [
+    {
+      group: forbidden.flatMap((other) => [`@tspaxos/${other}`, `@tspaxos/${other}/*`]),
+      message: `DESIGN §1: @tspaxos/${name} may not import a package of its own or a higher layer (order: ${LAYERS.map((l) => l.join(', ')).join(' < ')}).`,
+    },
+  ];
+}
+
+/**
+ * ESLint replaces a rule that a later config object sets again, so each file set gets the whole
+ * list: the base patterns, its package's layer, and for core files the core patterns.
+ */
+const restrictImports = (...patterns) => ['error', { patterns: [...BASE_PATTERNS, ...patterns] }];
+
+/** Packages and apps by directory, so that the layering config finds each one. */
+const PACKAGE_DIRS = LAYERS.flat().map((name) =>
+  name === 'node' ? `apps/${name}` : `packages/${name}`,
+);
+
+const CORE_TIMER_MESSAGE = 'Use the injected Scheduler/Clock (STYLE.md 2).';
+const CORE_GLOBAL_MESSAGE =
+  'Cores reach time, randomness and the process only through injected ports (STYLE.md 2, 6).';
+
 export default tseslint.config(
   {
-    ignores: ['**/dist/**', '**/build/**', '**/node_modules/**', '**/.turbo/**', '**/src/generated/**', 'packages/crc-wasm/assembly/**', 'data/**'],
+    ignores: [
+      '**/dist/**',
+      '**/build/**',
+      '**/node_modules/**',
+      '**/.turbo/**',
+      '**/src/generated/**',
+      'packages/crc-wasm/assembly/**',
+      'data/**',
+    ],
   },
   js.configs.recommended,
   ...tseslint.configs.recommended,
@@ -41,47 +126,60 @@ export default tseslint.config(
       },
     },
     rules: {
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
-      '@typescript-eslint/no-non-null-assertion': 'off',
-      'no-restricted-imports': [
+      '@typescript-eslint/no-unused-vars': [
         'error',
-        {
-          patterns: [
-            {
-              group: ['@tspaxos/*/*', '**/packages/*/src/**', '../../*/src/**'],
-              message: 'Import other packages only through their public entry (@tspaxos/<name>).',
-            },
-          ],
-        },
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_' },
       ],
+      '@typescript-eslint/no-non-null-assertion': 'off',
+      'no-restricted-imports': restrictImports(),
     },
   },
-  {
-    files: CORE_FILES,
+  ...PACKAGE_DIRS.map((dir) => ({
+    files: [`${dir}/**/*.{ts,mts,cts,js,mjs,cjs}`],
+    rules: { 'no-restricted-imports': restrictImports(...layerPatterns(dir.split('/')[1])) },
+  })),
+  ...CORE_PACKAGES.map((name) => ({
+    files: [`packages/${name}/src/**/*.ts`],
     ignores: ADAPTER_FILES,
     rules: {
-      'no-restricted-imports': [
-        'error',
-        {
-          patterns: [
-            { group: ['node:*', 'fs', 'net', 'tls', 'os', 'path', 'better-sqlite3'], message: 'Core files do no I/O: take a port instead (STYLE.md 1).' },
-            { group: ['@tspaxos/*/*'], message: 'Import other packages only through their public entry.' },
-          ],
-        },
-      ],
+      'no-restricted-imports': restrictImports(...layerPatterns(name), ...CORE_PATTERNS),
       'no-restricted-globals': [
         'error',
-        { name: 'setTimeout', message: 'Use the injected Clock (STYLE.md 2).' },
-        { name: 'setInterval', message: 'Use the injected Clock (STYLE.md 2).' },
-        { name: 'setImmediate', message: 'Use the injected Clock (STYLE.md 2).' },
-        { name: 'performance', message: 'Use the injected Clock (STYLE.md 2).' },
+        ...['setTimeout', 'setInterval', 'setImmediate', 'queueMicrotask', 'performance'].map(
+          (name) => ({
+            name,
+            message: CORE_TIMER_MESSAGE,
+          }),
+        ),
+        { name: 'crypto', message: 'Use the injected RandomSource (STYLE.md 2).' },
         { name: 'process', message: 'Libraries never read or exit the process (STYLE.md 6).' },
       ],
       'no-restricted-properties': [
         'error',
         { object: 'Date', property: 'now', message: 'Use the injected Clock (STYLE.md 2).' },
         { object: 'Math', property: 'random', message: 'Use the injected Rng (STYLE.md 2).' },
+        ...[
+          'setTimeout',
+          'setInterval',
+          'setImmediate',
+          'queueMicrotask',
+          'performance',
+          'crypto',
+          'process',
+          'Date',
+        ].map((property) => ({ object: 'globalThis', property, message: CORE_GLOBAL_MESSAGE })),
+      ],
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: "NewExpression[callee.name='Date']",
+          message: 'No wall clock in a core: use the injected Clock (STYLE.md 2).',
+        },
+        {
+          selector: "CallExpression[callee.name='Date']",
+          message: 'No wall clock in a core: use the injected Clock (STYLE.md 2).',
+        },
       ],
     },
-  },
+  })),
 );

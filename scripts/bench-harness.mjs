@@ -2,13 +2,17 @@
 // way: warm up, then repeat a timed batch `runs` times and keep the median (the machines are
 // shared and noisy; a single run means nothing). Results are printed as a table with the ratio to
 // the baseline measured in the same run, and written as JSON under bench-results/.
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { envInteger } from './env.mjs';
 
-export const RUNS = Number(process.env.BENCH_RUNS ?? 7);
-const MIN_BATCH_MS = Number(process.env.BENCH_MIN_MS ?? 150);
+export { envInteger };
+
+export const RUNS = envInteger('BENCH_RUNS', 7, { min: 1 });
+const MIN_BATCH_MS = envInteger('BENCH_MIN_MS', 150, { min: 1 });
 
 export function median(values) {
   const s = [...values].sort((a, b) => a - b);
@@ -58,7 +62,22 @@ export function machine() {
     node: process.version,
     platform: `${process.platform}-${process.arch}`,
     date: new Date().toISOString(),
+    commit: commitOfTree(),
   };
+}
+
+/** The commit the figures are taken at (with "+dirty" when the tree has changes). */
+function commitOfTree() {
+  const git = (...args) =>
+    execFileSync('git', args, { cwd: dirname(fileURLToPath(import.meta.url)), encoding: 'utf8' });
+  try {
+    const head = git('rev-parse', '--short', 'HEAD').trim();
+    return git('status', '--porcelain', '--untracked-files=no').trim() === ''
+      ? head
+      : `${head}+dirty`;
+  } catch (error) {
+    return `unknown (git: ${error.message.split('\n')[0]})`;
+  }
 }
 
 export function fmt(n, digits = 3) {

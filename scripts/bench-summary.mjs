@@ -21,7 +21,7 @@ for (const run of runs) {
 }
 const m = runs[0].machine;
 console.log(
-  `Suite \`${runs[0].suite}\`: median of ${runs.length} runs × ${runs[0].runs} repetitions; ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, Node ${m.node}, ${m.date.slice(0, 10)}.\n`,
+  `Suite \`${runs[0].suite}\`: median of ${runs.length} runs × ${runs[0].runs} repetitions; ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, Node ${m.node}, ${m.date.slice(0, 10)}, at commit \`${m.commit ?? 'unknown'}\`.\n`,
 );
 console.log('| what | median | unit | ratio | baseline |');
 console.log('|---|---:|---|---:|---|');

@@ -1,4 +1,7 @@
 import { defineConfig } from 'tsup';
 import { packageBuild } from '../../tsup.base';
 
-export default defineConfig(packageBuild());
+// Two entries: the core (`@tspaxos/storage`) and the Node adapter (`@tspaxos/storage/sqlite`).
+export default defineConfig(
+  packageBuild({ entry: { index: 'src/index.ts', sqlite: 'src/sqlite.ts' }, splitting: true }),
+);

@@ -27,3 +27,4 @@ export {
   RECORD_MAX_VALUE_BYTES,
   WASM_RECORD_MAX_BYTES,
 } from './record';
+export { type OptionRange, describeRange, rangeProblem, optionsProblem } from './options';

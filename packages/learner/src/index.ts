@@ -1,5 +1,11 @@
 export { type Ballot, NULL_BALLOT, compareBallots, ballotEquals, isNullBallot } from './ballot';
-export { type LearnerOptions, DEFAULT_LEARNER_OPTIONS, PHXPAXOS_LEARNER_OPTIONS } from './options';
+export {
+  type LearnerOptions,
+  DEFAULT_LEARNER_OPTIONS,
+  PHXPAXOS_LEARNER_OPTIONS,
+  LEARNER_OPTION_RANGES,
+  resolveLearnerOptions,
+} from './options';
 export { LearnerError, type LearnerErrorCode } from './errors';
 export { LearnerState } from './state';
 export { SenderBudget, type SenderBudgetCounters } from './budget';
@@ -19,6 +25,7 @@ export {
   type LearnerHost,
   type LearnerCounters,
   type LearnerStatus,
+  type LearnerFaults,
   type LearnerEvent,
   type CatchUpStatus,
   type CatchUpSummary,

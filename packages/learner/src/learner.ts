@@ -27,7 +27,7 @@ import {
 } from '@tspaxos/transport';
 import { type Ballot, ballotEquals, compareBallots, isNullBallot } from './ballot';
 import { SenderBudget } from './budget';
-import { DEFAULT_LEARNER_OPTIONS, type LearnerOptions } from './options';
+import { type LearnerOptions, resolveLearnerOptions } from './options';
 import { RateWindow } from './rate';
 import {
   LearnerSender,
@@ -132,6 +132,12 @@ interface PendingValue {
   checksum: number;
 }
 
+/** Planted bugs (tests only): the simulator must catch each (STYLE.md 13). */
+export interface LearnerFaults {
+  /** Planted: learn a streamed value without checking or extending the checksum chain. */
+  skipChainCheck?: boolean;
+}
+
 export interface LearnerCounters {
   askforLearnSent: number;
   askforLearnReceived: number;
@@ -229,8 +235,9 @@ export class Learner {
   constructor(
     private readonly host: LearnerHost,
     options: Partial<LearnerOptions> = {},
+    private readonly faults: LearnerFaults = {},
   ) {
-    this.options = { ...DEFAULT_LEARNER_OPTIONS, ...options };
+    this.options = resolveLearnerOptions(options);
     this.state = new LearnerState(host.store, host.group);
     this.budget = host.senderBudget ?? new SenderBudget(this.options.senderBudgetBytes);
     this.sender = new LearnerSender(
@@ -760,7 +767,8 @@ export class Learner {
     if (skip >= entries.length) {
       this.counters.lagMessages++;
     } else {
-      const mine = this.checksumBeforeLearnedEnd();
+      // Planted bug (tests only): learn without checking or extending the chain.
+      const mine = this.faults.skipChainCheck ? 0 : this.checksumBeforeLearnedEnd();
       const theirs = skip === 0 ? msg.lastChecksum : entries[skip - 1]!.checksum;
       if (theirs !== 0 && mine !== 0 && theirs !== mine) {
         // The peer's log diverged from ours before these instances: never learn its values as
@@ -769,7 +777,15 @@ export class Learner {
         this.counters.checksumMismatches++;
         return;
       }
-      if (!(await this.learnEntries(end, entries, skip, mine !== 0 ? mine : theirs))) return;
+      if (
+        !(await this.learnEntries(
+          end,
+          entries,
+          skip,
+          this.faults.skipChainCheck ? 0 : mine !== 0 ? mine : theirs,
+        ))
+      )
+        return;
       this.counters.batchesLearned++;
     }
     if (needAck) {
@@ -800,7 +816,12 @@ export class Learner {
       const e = entries[skip + i]!;
       const instanceId = end + i;
       checksum = chainChecksum(instanceId, checksum, e.value);
-      if (e.checksum !== 0 && checksum !== 0 && e.checksum !== checksum) {
+      if (
+        !this.faults.skipChainCheck &&
+        e.checksum !== 0 &&
+        checksum !== 0 &&
+        e.checksum !== checksum
+      ) {
         this.counters.checksumMismatches++;
         this.host.event('batch-checksum-mismatch', {
           instanceId,

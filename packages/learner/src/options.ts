@@ -1,6 +1,8 @@
 // Every limit of the learner, with PhxPaxos's defaults (src/config/inside_options.cpp, normal
 // mode; large-value mode in parentheses where it differs). Limits PhxPaxos does not have are
 // marked "ours", with the measurement that chose them (packages/learner/bench, BENCHMARKS.md).
+import { type OptionRange, optionsProblem } from '@tspaxos/crc-wasm';
+import { LearnerError } from './errors';
 
 export interface LearnerOptions {
   /** Interval between AskforLearn broadcasts, before jitter (2500 ms). */
@@ -130,3 +132,51 @@ export const PHXPAXOS_LEARNER_OPTIONS: Readonly<Partial<LearnerOptions>> = Objec
   batchMaxInstances: 1,
   learnerStallMs: 3000,
 });
+
+/** The allowed range of each option (E_BAD_ARGUMENT names the field and its range). */
+export const LEARNER_OPTION_RANGES: Readonly<Record<keyof LearnerOptions, OptionRange>> = {
+  askforLearnIntervalMs: { min: 1 },
+  askforLearnJitterMs: { min: 0 },
+  followerAskforLearnIntervalMs: { min: 1 },
+  followerAskforLearnJitterMs: { min: 0 },
+  senderAckLead: { min: 1 },
+  senderAckTimeoutMs: { min: 1 },
+  senderPrepareTimeoutMs: { min: 1 },
+  // 0 would re-arm a 0 ms timer forever.
+  sendRateInstancesPerSec: { min: 1 },
+  receiverAckLead: { min: 1 },
+  variablesGapInstances: { min: 0 },
+  senderAckLeadBytes: { min: 1 },
+  senderBudgetBytes: { min: 1 },
+  maxConcurrentLearners: { min: 1, max: 1024 },
+  batchMaxInstances: { min: 1 },
+  firstBatchInstances: { min: 1 },
+  batchMaxBytes: { min: 1 },
+  senderTurnMaxBytes: { min: 1 },
+  senderTurnMaxInstances: { min: 1 },
+  senderTurnMaxMs: { min: 1 },
+  // A share of the event loop: 1 = never pause, near 0 = almost never send.
+  senderLoopShare: { min: 0.01, max: 1, integer: false },
+  learnerStallMs: { min: 1 },
+  rateWindowMs: { min: 1 },
+};
+
+/**
+ * Merges caller options over the defaults and checks them: each field in its range, no unknown
+ * field, and receiverAckLead ≤ senderAckLead + 1 (the sender sends at most senderAckLead + 1
+ * instances past the last ack; a receiver waiting for more would never ack, and the sender would
+ * stall until its ack timeout every time).
+ */
+export function resolveLearnerOptions(input: Partial<LearnerOptions> = {}): LearnerOptions {
+  const problem = optionsProblem('learner', input, LEARNER_OPTION_RANGES);
+  if (problem !== undefined) throw new LearnerError('E_BAD_ARGUMENT', problem);
+  const given = Object.fromEntries(Object.entries(input).filter(([, v]) => v !== undefined));
+  const options: LearnerOptions = { ...DEFAULT_LEARNER_OPTIONS, ...given };
+  if (options.receiverAckLead > options.senderAckLead + 1) {
+    throw new LearnerError(
+      'E_BAD_ARGUMENT',
+      `learner option receiverAckLead (${options.receiverAckLead}) must be at most senderAckLead + 1 (${options.senderAckLead + 1}): the receiver would never ack`,
+    );
+  }
+  return options;
+}

@@ -7,7 +7,7 @@ import { mkdirSync } from 'node:fs';
 import * as net from 'node:net';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { SqliteLogStore } from '@tspaxos/storage';
+import { SqliteLogStore } from '@tspaxos/storage/sqlite';
 
 const [mode, dir, portArg] = process.argv.slice(2);
 const BATCH_ROWS = 2048;

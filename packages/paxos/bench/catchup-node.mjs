@@ -1,8 +1,8 @@
 // One node of the catch-up benchmark (catchup.mjs): a PaxosNode over TcpNetwork with its own
 // SQLite log in `dataDir`. The parent wires the addresses, starts the node, and asks it to report
 // its catch-up or to propose for a while.
-import { TcpNetwork } from '@tspaxos/transport';
-import { createNode } from '../dist/index.js';
+import { TcpNetwork } from '@tspaxos/transport/tcp';
+import { createNode } from '../dist/node.js';
 
 const nodeId = Number(process.argv[2]);
 const dataDir = process.argv[3];

@@ -10,9 +10,9 @@ import { once } from 'node:events';
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SqliteLogStore } from '@tspaxos/storage';
+import { SqliteLogStore } from '@tspaxos/storage/sqlite';
 import { MemoryNetwork, SeededRng } from '@tspaxos/transport';
-import { createNode, realRandom, realScheduler } from '../dist/index.js';
+import { createNode, realRandom, realScheduler } from '../dist/node.js';
 import { median, report } from '../../../scripts/bench-harness.mjs';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);

@@ -3,9 +3,9 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SqliteLogStore } from '@tspaxos/storage';
-import { TcpNetwork } from '@tspaxos/transport';
-import { createNode, realRandom, realScheduler } from '../dist/index.js';
+import { SqliteLogStore } from '@tspaxos/storage/sqlite';
+import { TcpNetwork } from '@tspaxos/transport/tcp';
+import { createNode, realRandom, realScheduler } from '../dist/node.js';
 
 const nodeId = Number(process.argv[2]);
 const network = new TcpNetwork({
@@ -37,6 +37,7 @@ process.on('message', async (m) => {
       scheduler: realScheduler(),
       random: realRandom(),
       stateMachines: [counter],
+      options: { batchMaxValues: m.batchMaxValues },
     });
     process.send({ type: 'started' });
   } else if (m.type === 'run') {

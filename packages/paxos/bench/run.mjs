@@ -2,17 +2,20 @@
 // with batchPropose(), (a) in one process over MemoryNetwork with real SqliteLogStores and (b)
 // across 3 processes over TcpNetwork on loopback; each as a ratio to the storage's own
 // sequential sync:true write rate measured in the same run (what an fsync-bound log can reach).
+// Every configuration also reports values per instance: batchPropose runs once with at most 10
+// values per instance (the packing of PhxPaxos's BatchPropose figure, BASELINES.md) and once with
+// our default (batchMaxValues 256), so each is compared with like.
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SqliteLogStore } from '@tspaxos/storage';
+import { SqliteLogStore } from '@tspaxos/storage/sqlite';
 import { MemoryNetwork, SeededRng } from '@tspaxos/transport';
-import { createNode, realRandom, realScheduler } from '../dist/index.js';
-import { medianOf, report } from '../../../scripts/bench-harness.mjs';
+import { createNode, realRandom, realScheduler } from '../dist/node.js';
+import { envInteger, medianOf, report } from '../../../scripts/bench-harness.mjs';
 
-const MS = Number(process.env.BENCH_PAXOS_MS ?? 2000);
+const MS = envInteger('BENCH_PAXOS_MS', 2000, { min: 1 });
 const dirs = [];
 const tmp = () => {
   const d = mkdtempSync(join(tmpdir(), 'tspaxos-paxos-bench-'));
@@ -54,7 +57,7 @@ rows.push({
   baseline: 'sync write rate',
 });
 
-async function inProcess(batch, concurrency) {
+async function inProcess(batch, concurrency, batchMaxValues) {
   const net = new MemoryNetwork({ rng: new SeededRng(1) });
   let virtualMs = 0;
   let pumping = true;
@@ -79,6 +82,7 @@ async function inProcess(batch, concurrency) {
         scheduler: realScheduler(),
         random: realRandom(),
         stateMachines: [counter],
+        options: { batchMaxValues },
       }),
     );
   }
@@ -102,7 +106,7 @@ async function inProcess(batch, concurrency) {
   return { values: done / s, instances: instances.size / s };
 }
 
-async function overTcp(batch, concurrency) {
+async function overTcp(batch, concurrency, batchMaxValues) {
   const children = [1, 2, 3].map((id) =>
     fork(new URL('./node-proc.mjs', import.meta.url), [String(id)], { stdio: 'inherit' }),
   );
@@ -110,7 +114,7 @@ async function overTcp(batch, concurrency) {
   await Promise.all(
     children.map(async (c, i) => (ports[i + 1] = (await once(c, 'message'))[0].port)),
   );
-  for (const c of children) c.send({ type: 'peers', peers: ports });
+  for (const c of children) c.send({ type: 'peers', peers: ports, batchMaxValues });
   await Promise.all(children.map((c) => once(c, 'message')));
   children[0].send({ type: 'run', batch, concurrency, ms: MS });
   const [result] = await once(children[0], 'message');
@@ -123,18 +127,22 @@ for (const [where, run] of [
   ['1 process, MemoryNetwork', inProcess],
   ['3 processes, TcpNetwork', overTcp],
 ]) {
-  for (const [batch, concurrency, label] of [
-    [false, 1, 'propose, 1 caller'],
-    [false, 64, 'propose, 64 callers'],
-    [true, 256, 'batchPropose, 256 callers'],
+  for (const [batch, concurrency, batchMaxValues, label] of [
+    [false, 1, 256, 'propose, 1 caller'],
+    [false, 64, 256, 'propose, 64 callers'],
+    [true, 64, 10, 'batchPropose ≤10/instance, 64 callers'],
+    [true, 256, 256, 'batchPropose ≤256/instance (default), 256 callers'],
   ]) {
     const results = [];
     const v = await medianOf(async () => {
-      const r = await run(batch, concurrency);
+      const r = await run(batch, concurrency, batchMaxValues);
       results.push(r);
       return r.values;
     });
     const inst = results.map((r) => r.instances).sort((a, b) => a - b)[results.length >> 1];
+    const perInstance = results.map((r) => r.values / r.instances).sort((a, b) => a - b)[
+      results.length >> 1
+    ];
     rows.push({
       name: `${where}: ${label}`,
       value: v,
@@ -148,6 +156,11 @@ for (const [where, run] of [
       unit: 'instances/s',
       ratio: inst / syncRate,
       baseline: 'sync write rate',
+    });
+    rows.push({
+      name: `${where}: ${label} (values per instance)`,
+      value: perInstance,
+      unit: 'values/instance',
     });
   }
 }

@@ -6,13 +6,12 @@ import { type Ballot, compareBallots, NULL_BALLOT } from '@tspaxos/learner';
 import type { LogStore } from '@tspaxos/storage';
 import { type PaxosMsg, PaxosMsgType, paxosMsg } from '@tspaxos/transport';
 
-/** Deliberate bugs for proving the simulator can fail (STYLE.md 13). Never set in production. */
-export interface AcceptorFaults {
-  /** Keeps no promise: prepares never raise it and accepts ignore it. */
-  forgetPromises?: boolean;
-  /** PhxPaxos's rule: the promise resets at every new instance (unsafe with skipped prepares). */
-  resetPromisePerInstance?: boolean;
-}
+import type { AcceptorFaults } from './faults';
+
+export type { AcceptorFaults };
+
+/** Why a write of the acceptor's state failed: the group stops (Instance.persistFailed). */
+export type PersistFailureHandler = (error: unknown) => void;
 
 /** Shared by every new instance (a fresh empty array per instance costs in a streamed catch-up). */
 const NO_VALUE = new Uint8Array(0);
@@ -23,12 +22,12 @@ export class Acceptor {
   acceptedBallot: Ballot = NULL_BALLOT;
   acceptedValue: Uint8Array = new Uint8Array(0);
   checksum = 0;
-  persistFailures = 0;
 
   constructor(
     private readonly nodeId: number,
     private readonly group: number,
     private readonly store: LogStore,
+    private readonly persistFailed: PersistFailureHandler,
     private readonly faults: AcceptorFaults = {},
   ) {}
 
@@ -54,12 +53,13 @@ export class Acceptor {
   }
 
   /**
-   * Moves to the next instance, forgetting the accepted value but KEEPING the promise. PhxPaxos
-   * resets both (AcceptorState::Init), which makes skipping prepare unsafe: a proposer that skips
-   * prepare at instance i+1 with ballot b could overwrite a value a lower ballot already got chosen
-   * at i+1 by acceptors whose fresh promise was below b. With PhxPaxos's reset (the
-   * `resetPromisePerInstance` fault) @tspaxos/sim breaks agreement in most seeds. Carrying the
-   * promise forward makes a prepare cover every later instance, as in Multi-Paxos.
+   * Moves to the next instance, forgetting the accepted ballot, value and checksum but KEEPING the
+   * promise, as PhxPaxos does (src/algorithm/acceptor.cpp, AcceptorState::Init resets only
+   * m_oAcceptedBallot, m_sAcceptedValue and m_iChecksum). The kept promise is what makes skipping
+   * prepare safe: a prepare covers every later instance, as in Multi-Paxos. The planted bug
+   * `resetPromisePerInstance` (an acceptor that forgets its promise at each new instance) lets a
+   * proposer that skips prepare at i+1 with ballot b overwrite a value a lower ballot already got
+   * chosen there; @tspaxos/sim catches it.
    */
   newInstance(): void {
     this.instanceId++;
@@ -110,7 +110,9 @@ export class Acceptor {
 
   /**
    * Makes a new state durable (fsync), then adopts it. On failure the state stays what is on
-   * disk, so nothing (not even a learn without write) relies on a state that is not durable.
+   * disk, so nothing (not even a learn without write) relies on a state that is not durable, no
+   * reply leaves, and the failure goes to the instance (which stops the group: a store whose
+   * fsync failed refuses every later write).
    */
   private async persist(
     promise: Ballot,
@@ -120,23 +122,29 @@ export class Acceptor {
   ): Promise<boolean> {
     const checksum =
       accepted.proposalId > 0 ? chainChecksum(this.instanceId, lastChecksum, value) : 0;
-    try {
-      await this.store.put(
-        this.group,
-        {
-          instanceId: this.instanceId,
-          promiseId: promise.proposalId,
-          promiseNodeId: promise.nodeId,
-          acceptedId: accepted.proposalId,
-          acceptedNodeId: accepted.nodeId,
-          value,
-          checksum,
-        },
-        { sync: true },
-      );
-    } catch {
-      this.persistFailures++;
-      return false;
+    const write = this.store.put(
+      this.group,
+      {
+        instanceId: this.instanceId,
+        promiseId: promise.proposalId,
+        promiseNodeId: promise.nodeId,
+        acceptedId: accepted.proposalId,
+        acceptedNodeId: accepted.nodeId,
+        value,
+        checksum,
+      },
+      { sync: true },
+    );
+    if (this.faults.acknowledgeBeforeDurable) {
+      // Planted bug: the reply leaves before the write is durable (its failure still reported).
+      write.then(undefined, this.persistFailed);
+    } else {
+      try {
+        await write;
+      } catch (error) {
+        this.persistFailed(error);
+        return false;
+      }
     }
     this.promiseBallot = promise;
     this.acceptedBallot = accepted;

@@ -10,10 +10,9 @@ import {
   type PaxosNode,
   type PaxosOptionsInput,
   packValue,
-  realRandom,
-  realScheduler,
   type StateMachine,
 } from './index';
+import { realRandom, realScheduler } from './adapters/real-scheduler';
 import { paxosMsg, PaxosMsgType } from '@tspaxos/transport';
 
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -49,7 +48,8 @@ function world(
   };
   const stores = new Map<number, MemoryLogStore>();
   const start = async (id: number, followTo?: number): Promise<PaxosNode> => {
-    const store = new MemoryLogStore({ maxValueBytes });
+    // The store takes the packed value (4 B of state machine id more than the proposal's).
+    const store = new MemoryLogStore({ maxValueBytes: maxValueBytes + 4 });
     stores.set(id, store);
     const node = await createNode({
       nodeId: id,

@@ -5,7 +5,13 @@
 // instance costs two fsync round trips whatever it carries.
 import { PaxosError } from './errors';
 import type { PaxosOptions } from './options';
-import { packBatch, packValue } from './value';
+import {
+  BATCH_HEADER_BYTES,
+  BATCH_ITEM_OVERHEAD_BYTES,
+  packBatch,
+  packValue,
+  SINGLE_VALUE_OVERHEAD_BYTES,
+} from './value';
 
 export interface ProposeResult {
   instanceId: number;
@@ -99,16 +105,22 @@ export class Committer {
     } else {
       entries = [];
       let bytes = 0;
+      // The packed batch must fit what one value may be once packed (options.ts).
+      const maxPackedBytes = this.options.maxValueBytes + SINGLE_VALUE_OVERHEAD_BYTES;
+      let packedBytes = BATCH_HEADER_BYTES;
       for (const p of this.queue) {
         if (!p.batch) break;
+        const itemBytes = BATCH_ITEM_OVERHEAD_BYTES + p.value.length;
         if (
           entries.length > 0 &&
           (entries.length >= this.options.batchMaxValues ||
-            bytes + p.value.length > this.options.batchMaxBytes)
+            bytes + p.value.length > this.options.batchMaxBytes ||
+            packedBytes + itemBytes > maxPackedBytes)
         )
           break;
         entries.push(p);
         bytes += p.value.length;
+        packedBytes += itemBytes;
       }
     }
     this.queue.splice(0, entries.length);

@@ -13,6 +13,8 @@ export type PaxosErrorCode =
   | 'E_UNKNOWN_STATE_MACHINE'
   | 'E_EXECUTE_FAILED'
   | 'E_CHECKSUM_MISMATCH'
+  /** A write to the log failed; the group stopped (a store refuses writes after a failed fsync). */
+  | 'E_STORAGE'
   | 'E_MEMBERSHIP_CONFLICT';
 
 /** An error of the consensus layer, with a stable code. */

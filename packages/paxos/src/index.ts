@@ -8,12 +8,25 @@ export {
   type LogLevel,
 } from './node';
 export type { ProposeResult } from './committer';
-export type { GroupStatus, InstanceCounters, InstanceEvent } from './instance';
+export type {
+  GroupStatus,
+  GroupErrors,
+  ErrorCount,
+  InstanceCounters,
+  InstanceEvent,
+} from './instance';
 export { NodeEventEmitter, type NodeEvents, type NodeEventName } from './events';
 export { PaxosError, type PaxosErrorCode } from './errors';
-export { type PaxosOptions, type PaxosOptionsInput, defaultPaxosOptions } from './options';
+export {
+  type PaxosOptions,
+  type PaxosOptionsInput,
+  defaultPaxosOptions,
+  resolveOptions,
+  maxValueBytesForFrame,
+  PAXOS_OPTION_RANGES,
+  MAX_SYNC_SLICE_MS,
+} from './options';
 export type { Scheduler, RandomSource } from './scheduler';
-export { realScheduler, realRandom } from './adapters/real-scheduler';
 export {
   type StateMachine,
   type ExecuteContext,
@@ -29,5 +42,8 @@ export {
   MASTER_SM_ID,
   BATCH_SM_ID,
   NO_SM_ID,
+  SINGLE_VALUE_OVERHEAD_BYTES,
+  BATCH_HEADER_BYTES,
+  BATCH_ITEM_OVERHEAD_BYTES,
 } from './value';
-export type { AcceptorFaults } from './acceptor';
+export type { AcceptorFaults, UnsafeFaults } from './faults';

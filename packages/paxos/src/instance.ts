@@ -3,7 +3,7 @@
 // the committer's pending proposal, and starts the next instance. It verifies the checksum chain
 // of every message that carries one; a mismatch means this node's log diverged from a peer's,
 // so the group stops accepting values and says so in its status (PhxPaxos asserts and dies).
-import type { LogStore } from '@tspaxos/storage';
+import { type LogStore, StorageError } from '@tspaxos/storage';
 import {
   type Ballot,
   isNullBallot,
@@ -15,13 +15,14 @@ import {
   type SenderBudget,
 } from '@tspaxos/learner';
 import { type PaxosMsg, PaxosMsgType } from '@tspaxos/transport';
-import { Acceptor, type AcceptorFaults } from './acceptor';
+import { Acceptor } from './acceptor';
 import { Committer, type ProposeResult } from './committer';
 import { PaxosError } from './errors';
+import type { UnsafeFaults } from './faults';
 import { IOLoop } from './io-loop';
-import type { PaxosOptions } from './options';
+import { FOLLOWER_TIMEOUT_ASK_INTERVALS, MAX_SYNC_SLICE_MS, type PaxosOptions } from './options';
 import { Proposer, type ProposerCounters } from './proposer';
-import type { RandomSource, Scheduler } from './scheduler';
+import { isPromiseLike, type RandomSource, type Scheduler, SyncSlice } from './scheduler';
 import {
   decodeSystemVariables,
   encodeSystemVariables,
@@ -30,7 +31,16 @@ import {
   SystemStateMachine,
   type SystemVariables,
 } from './state-machine';
-import { NO_SM_ID, SYSTEM_SM_ID, bytesEqual, unpackValue } from './value';
+import {
+  BATCH_HEADER_BYTES,
+  BATCH_ITEM_OVERHEAD_BYTES,
+  bytesEqual,
+  NO_SM_ID,
+  SINGLE_VALUE_OVERHEAD_BYTES,
+  type SmValue,
+  SYSTEM_SM_ID,
+  unpackValue,
+} from './value';
 
 export interface InstanceConfig {
   nodeId: number;
@@ -45,7 +55,8 @@ export interface InstanceConfig {
   random: RandomSource;
   stateMachines: readonly StateMachine[];
   options: PaxosOptions;
-  faults?: AcceptorFaults;
+  /** Planted bugs (tests only, see faults.ts). */
+  faults?: UnsafeFaults;
   /** The node-wide byte budget of the learner senders (shared by every group of the node). */
   senderBudget?: SenderBudget;
   /** Progress events for the node's listeners: learned instances, catch-up start and end. */
@@ -69,8 +80,10 @@ export interface GroupStatus {
   members: number[];
   membershipVersion: number;
   followers: number[];
-  /** Set when the group stopped itself (checksum divergence): it serves status only. */
+  /** Set when the group stopped itself (checksum divergence, a failed write): it serves status only. */
   stopped: { code: string; message: string } | undefined;
+  /** Unexpected failures (README: "Errors"): any of them non-zero is a bug or a broken disk. */
+  errors: GroupErrors;
   proposer: { phase: string; proposalId: number; counters: ProposerCounters };
   learner: LearnerStatus;
   /** This group's learner sender: the peers it streams to (the same object as learner.sender). */
@@ -95,6 +108,42 @@ export interface InstanceCounters {
   executeFailures: number;
   checksumMismatches: number;
   retriedMessages: number;
+  /** The recovery no-op proposal at start ended with an expected code (E_TIMEOUT, E_STOPPED …). */
+  recoveryProposalsFailed: number;
+}
+
+/** How many times a kind of failure happened, and the last one. */
+export interface ErrorCount {
+  count: number;
+  last: { code: string; message: string } | undefined;
+}
+
+export interface GroupErrors {
+  /** A task of the group's loop (message handler, timer callback, proposal) threw. */
+  taskErrors: ErrorCount;
+  /** A state machine's execute() threw (retried: the group does not advance until it works). */
+  executeFailures: ErrorCount;
+  /** A write to the log failed (the group stops with E_STORAGE). */
+  persistFailures: ErrorCount;
+}
+
+/** Codes a recovery no-op proposal may end with that are expected outcomes, not failures. */
+const RECOVERY_EXPECTED_CODES = new Set([
+  'E_TIMEOUT',
+  'E_STOPPED',
+  'E_NOT_MEMBER',
+  'E_QUEUE_FULL',
+  'E_CHECKSUM_MISMATCH',
+  'E_STORAGE',
+  'E_EXECUTE_FAILED',
+]);
+
+function describeError(error: unknown): { code: string; message: string } {
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    return { code: typeof code === 'string' ? code : error.name, message: error.message };
+  }
+  return { code: 'NON_ERROR_THROWN', message: String(error) };
 }
 
 const LEARNER_TYPES = new Set<number>([
@@ -120,6 +169,12 @@ export class Instance {
     executeFailures: 0,
     checksumMismatches: 0,
     retriedMessages: 0,
+    recoveryProposalsFailed: 0,
+  };
+  readonly errors: GroupErrors = {
+    taskErrors: { count: 0, last: undefined },
+    executeFailures: { count: 0, last: undefined },
+    persistFailures: { count: 0, last: undefined },
   };
 
   private lastChecksum = 0;
@@ -127,19 +182,22 @@ export class Instance {
   private previousChosenBallot: Ballot = NULL_BALLOT;
   private readonly system: SystemStateMachine;
   private readonly machines = new Map<number, StateMachine>();
-  private readonly followers = new Set<number>();
+  /** Followers of this node, each with the time it expires unless it asks again. */
+  private readonly followers = new Map<number, number>();
   private retryQueue: PaxosMsg[] = [];
   private stoppedReason: PaxosError | undefined;
   private closed = false;
   private cancelCommitTimer: (() => void) | undefined;
   private commitTimerAt = Number.POSITIVE_INFINITY;
+  /** System-variable writes in flight, each already handled (a failure stops the group). */
   private pendingWrites: Promise<void>[] = [];
   private executeRetryArmed = false;
+  private learnerMessagesHandled = 0;
 
   constructor(private readonly config: InstanceConfig) {
     const { store, group, options } = config;
     this.loop = new IOLoop(config.scheduler, options.ioLoopQueueMaxMessages, (error) =>
-      this.log('error', 'task-failed', { error: String(error) }),
+      this.taskFailed(error),
     );
     const saved = store.getMeta(group, 'systemVariables');
     const initial: SystemVariables = (saved && decodeSystemVariables(saved)) || {
@@ -147,13 +205,22 @@ export class Instance {
       members: [...config.initialMembers].sort((a, b) => a - b),
     };
     this.system = new SystemStateMachine(initial, (v) => {
+      // Handled at once (no promise without a handler); awaited before the group moves on.
       this.pendingWrites.push(
-        store.setMeta(group, 'systemVariables', encodeSystemVariables(v), { sync: true }),
+        store
+          .setMeta(group, 'systemVariables', encodeSystemVariables(v), { sync: true })
+          .then(undefined, (error: unknown) => this.persistFailed(error)),
       );
     });
     for (const sm of config.stateMachines) this.machines.set(sm.smId, sm);
     this.machines.set(SYSTEM_SM_ID, this.system);
-    this.acceptor = new Acceptor(config.nodeId, group, store, config.faults);
+    this.acceptor = new Acceptor(
+      config.nodeId,
+      group,
+      store,
+      (error) => this.persistFailed(error),
+      config.faults,
+    );
     this.committer = new Committer(options);
     this.proposer = new Proposer(
       {
@@ -168,7 +235,9 @@ export class Instance {
       },
       options,
     );
-    this.learner = new Learner(this.learnerHost(), options.learner);
+    this.learner = new Learner(this.learnerHost(), options.learner, {
+      skipChainCheck: config.faults?.learnerSkipsChainCheck ?? false,
+    });
   }
 
   get isFollower(): boolean {
@@ -198,12 +267,19 @@ export class Instance {
         from = Math.min(from, (sm.getCheckpointInstanceId?.(group) ?? -1) + 1);
     }
     from = Math.max(from, minChosen);
+    // Replay in slices of MAX_SYNC_SLICE_MS so a long log does not block the event loop (other
+    // groups' timers, the network). range() reads in bounded chunks, so pausing between two
+    // records holds no storage statement open.
+    const slice = new SyncSlice(this.config.scheduler, MAX_SYNC_SLICE_MS);
     for (const record of store.range(group, from, now)) {
-      this.executeValue(record.instanceId, record.value, undefined);
+      const executed = this.executeValue(record.instanceId, record.value, undefined);
+      if (isPromiseLike(executed)) await executed;
       this.lastChecksum = record.checksum;
+      if (slice.due()) await slice.yield();
     }
     if (now > 0 && from >= now) this.lastChecksum = store.get(group, now - 1)?.checksum ?? 0;
     await Promise.all(this.pendingWrites.splice(0));
+    if (this.stoppedReason !== undefined) return; // a replayed membership could not be saved
     this.learner.instanceId = now;
     this.proposer.instanceId = now;
     this.proposer.setStartProposalId(this.acceptor.promiseBallot.proposalId + 1);
@@ -222,8 +298,9 @@ export class Instance {
       // accepted value that may have been chosen and learned by nobody (e.g. every node restarted).
       // A no-op proposal runs prepare on it, which re-proposes that value if any acceptor of the
       // majority has it, so it gets learned (and applied) now, not at the next client write.
-      this.propose(NO_SM_ID, new Uint8Array(0), false, this.config.options.proposeTimeoutMs).catch(
-        () => {},
+      this.propose(NO_SM_ID, new Uint8Array(0), false, this.config.options.proposeTimeoutMs).then(
+        undefined,
+        (error: unknown) => this.recoveryProposalFailed(error),
       );
     }
   }
@@ -269,11 +346,16 @@ export class Instance {
         new PaxosError('E_UNKNOWN_STATE_MACHINE', `no state machine with id ${smId} on this node`),
       );
     }
-    if (value.length > this.config.options.maxValueBytes) {
+    // What fits one Accept frame once packed (options.ts maxValueBytesForFrame); a batch value
+    // carries the batch's own header and item header besides.
+    const maxBytes =
+      this.config.options.maxValueBytes -
+      (batch ? BATCH_HEADER_BYTES + BATCH_ITEM_OVERHEAD_BYTES - SINGLE_VALUE_OVERHEAD_BYTES : 0);
+    if (value.length > maxBytes) {
       return Promise.reject(
         new PaxosError(
           'E_VALUE_TOO_LARGE',
-          `value of ${value.length} bytes exceeds ${this.config.options.maxValueBytes}`,
+          `value of ${value.length} bytes exceeds the ${batch ? 'batchPropose' : 'propose'} limit of ${maxBytes} (maxValueBytes ${this.config.options.maxValueBytes})`,
         ),
       );
     }
@@ -308,10 +390,15 @@ export class Instance {
       isFollower: this.isFollower,
       members: [...this.members],
       membershipVersion: this.system.current.version,
-      followers: [...this.followers],
+      followers: this.liveFollowers(),
       stopped: this.stoppedReason && {
         code: this.stoppedReason.code,
         message: this.stoppedReason.message,
+      },
+      errors: {
+        taskErrors: { ...this.errors.taskErrors },
+        executeFailures: { ...this.errors.executeFailures },
+        persistFailures: { ...this.errors.persistFailures },
       },
       proposer: {
         phase: this.proposer.phase,
@@ -406,8 +493,25 @@ export class Instance {
   }
 
   private async receiveForLearner(msg: PaxosMsg): Promise<void> {
-    await this.learner.handle(msg);
+    const every = this.config.faults?.throwInLearnerTaskEvery;
+    if (every !== undefined && ++this.learnerMessagesHandled % every === 0)
+      throw new TypeError(`planted bug: learner message ${this.learnerMessagesHandled} throws`);
+    try {
+      await this.learner.handle(msg);
+    } catch (error) {
+      // A learned value that cannot be written (the store refuses writes after a failed fsync)
+      // stops the group; anything else is a bug and goes to the loop as a task error.
+      if (!(error instanceof StorageError)) throw error;
+      this.persistFailed(error);
+      return;
+    }
     await this.afterLearnerMessage();
+  }
+
+  /** Awaits the system-variable writes in flight; false when one failed (the group stopped). */
+  private async flushWrites(): Promise<boolean> {
+    if (this.pendingWrites.length > 0) await Promise.all(this.pendingWrites.splice(0));
+    return this.stoppedReason === undefined;
   }
 
   /**
@@ -415,6 +519,9 @@ export class Instance {
    * executed instance by instance, in order), acks, resumes the sender.
    */
   private async afterLearnerMessage(): Promise<void> {
+    // Adopted system variables could not be saved (no await when nothing is pending: a microtask
+    // per instance of a streamed batch is measurable).
+    if (this.pendingWrites.length > 0 && !(await this.flushWrites())) return;
     const before = this.learner.instanceId;
     while (this.learner.state.isLearned && this.stoppedReason === undefined && !this.closed) {
       const at = this.learner.instanceId;
@@ -456,6 +563,46 @@ export class Instance {
     return false;
   }
 
+  /**
+   * A write to the log failed. A store whose fsync failed refuses every later write (the kernel
+   * may have dropped the dirty pages), so the group cannot go on: it stops with E_STORAGE and
+   * says why in its status; the process and the other groups' state are untouched.
+   */
+  private persistFailed(error: unknown): void {
+    const described = describeError(error);
+    this.errors.persistFailures.count++;
+    this.errors.persistFailures.last = described;
+    this.stopGroup(
+      new PaxosError(
+        'E_STORAGE',
+        `group ${this.config.group}: a write to the log failed (${described.code}: ${described.message}); the group stopped`,
+        { cause: error },
+      ),
+    );
+  }
+
+  /** A task of the loop threw: a bug (expected conditions are counted drops, never thrown). */
+  private taskFailed(error: unknown): void {
+    const described = describeError(error);
+    this.errors.taskErrors.count++;
+    this.errors.taskErrors.last = described;
+    this.log('error', 'task-failed', { ...described });
+  }
+
+  /** The recovery no-op at start ended: expected codes are counted, anything else is a bug. */
+  private recoveryProposalFailed(error: unknown): void {
+    // The group's own stop reason is already in its status (and counted where it arose).
+    if (
+      error instanceof PaxosError &&
+      (RECOVERY_EXPECTED_CODES.has(error.code) || error === this.stoppedReason)
+    ) {
+      this.counters.recoveryProposalsFailed++;
+      this.log('info', 'recovery-proposal-ended', { code: error.code });
+      return;
+    }
+    this.taskFailed(error);
+  }
+
   private stopGroup(error: PaxosError): void {
     if (this.stoppedReason !== undefined) return;
     this.stoppedReason = error;
@@ -475,12 +622,12 @@ export class Instance {
       flight !== undefined && flight.instanceId === instanceId && bytesEqual(flight.value, value);
     let results: unknown[];
     try {
-      results = this.executeValue(instanceId, value, isMine);
-      // Only when a state machine queued a write: an await per instance is a microtask hop per
-      // value of a streamed batch.
-      if (this.pendingWrites.length > 0) await Promise.all(this.pendingWrites.splice(0));
+      const executed = this.executeValue(instanceId, value, isMine);
+      results = isPromiseLike(executed) ? await executed : executed;
     } catch (error) {
       this.counters.executeFailures++;
+      this.errors.executeFailures.count++;
+      this.errors.executeFailures.last = describeError(error);
       this.proposer.cancelSkipPrepare();
       if (
         error instanceof PaxosError &&
@@ -499,6 +646,7 @@ export class Instance {
       this.armExecuteRetry();
       return;
     }
+    if (this.pendingWrites.length > 0 && !(await this.flushWrites())) return; // a membership change could not be saved
     if (isMine) this.committer.committed(results);
     else if (flight !== undefined && flight.instanceId === instanceId) this.committer.conflicted();
     this.counters.instancesLearned++;
@@ -510,30 +658,54 @@ export class Instance {
     this.checkNewValue();
   }
 
-  /** Executes every state machine a value is for; returns their results in value order. */
+  /**
+   * Executes every state machine a value is for; returns their results in value order. An
+   * execute() that returns a promise is awaited before the next item (and the group waits for it
+   * before the next instance): its rejection is an execute failure, as a throw is.
+   */
   private executeValue(
     instanceId: number,
     packed: Uint8Array,
     isMine: boolean | undefined,
-  ): unknown[] {
+  ): unknown[] | Promise<unknown[]> {
     const items = unpackValue(packed);
     const results: unknown[] = [];
-    for (const item of items) {
-      if (item.smId === NO_SM_ID) {
-        results.push(undefined);
-        continue;
-      }
-      const sm = this.machines.get(item.smId);
-      if (sm === undefined) {
-        throw new PaxosError(
-          'E_UNKNOWN_STATE_MACHINE',
-          `instance ${instanceId} is for state machine ${item.smId}, which this node does not have`,
-        );
-      }
-      const ctx: ExecuteContext = { group: this.config.group, instanceId, isMine: isMine === true };
-      results.push(sm.execute(item.value, ctx));
+    for (let i = 0; i < items.length; i++) {
+      const result = this.executeItem(instanceId, items[i]!, isMine);
+      if (isPromiseLike(result))
+        return this.executeRest(instanceId, items, i, result, results, isMine);
+      results.push(result);
     }
     return results;
+  }
+
+  /** The rest of executeValue once an execute() returned a promise: one item at a time. */
+  private async executeRest(
+    instanceId: number,
+    items: readonly SmValue[],
+    at: number,
+    pending: PromiseLike<unknown>,
+    results: unknown[],
+    isMine: boolean | undefined,
+  ): Promise<unknown[]> {
+    results.push(await pending);
+    for (let i = at + 1; i < items.length; i++) {
+      results.push(await this.executeItem(instanceId, items[i]!, isMine));
+    }
+    return results;
+  }
+
+  private executeItem(instanceId: number, item: SmValue, isMine: boolean | undefined): unknown {
+    if (item.smId === NO_SM_ID) return undefined;
+    const sm = this.machines.get(item.smId);
+    if (sm === undefined) {
+      throw new PaxosError(
+        'E_UNKNOWN_STATE_MACHINE',
+        `instance ${instanceId} is for state machine ${item.smId}, which this node does not have`,
+      );
+    }
+    const ctx: ExecuteContext = { group: this.config.group, instanceId, isMine: isMine === true };
+    return sm.execute(item.value, ctx);
   }
 
   private armExecuteRetry(): void {
@@ -634,6 +806,32 @@ export class Instance {
     for (const member of this.members) this.sendTo(member, msg);
   }
 
+  /**
+   * A follower that stops asking is forgotten after FOLLOWER_TIMEOUT_ASK_INTERVALS of its longest
+   * ask interval. PhxPaxos does the same: Config::AddFollowerNode (src/config/config.cpp) sets
+   * each follower's expiry to now + 3 × ASKFORLEARN_NOOP_INTERVAL at every AskforLearn
+   * (Learner::OnAskforLearn), and Config::GetMyFollowerMap erases the expired ones.
+   */
+  private followerTimeoutMs(): number {
+    const { followerAskforLearnIntervalMs, followerAskforLearnJitterMs } =
+      this.config.options.learner;
+    return (
+      FOLLOWER_TIMEOUT_ASK_INTERVALS * (followerAskforLearnIntervalMs + followerAskforLearnJitterMs)
+    );
+  }
+
+  /** The followers that asked recently; the others are dropped from the table here. */
+  private liveFollowers(): number[] {
+    const now = this.config.scheduler.now();
+    for (const [nodeId, expiresAtMs] of this.followers) {
+      if (expiresAtMs < now) {
+        this.followers.delete(nodeId);
+        this.log('info', 'follower-expired', { nodeId });
+      }
+    }
+    return [...this.followers.keys()];
+  }
+
   private learnerHost(): LearnerHost {
     const { config } = this;
     return {
@@ -650,12 +848,12 @@ export class Instance {
         if (followTo !== undefined && !peers.includes(followTo)) peers.push(followTo);
         return peers;
       },
-      followers: () => [...this.followers],
+      followers: () => this.liveFollowers(),
       addFollower: (nodeId) => {
-        if (!this.followers.has(nodeId) && !this.members.includes(nodeId)) {
-          this.followers.add(nodeId);
-          this.log('info', 'follower-added', { nodeId });
-        }
+        if (this.members.includes(nodeId)) return;
+        if (!this.followers.has(nodeId)) this.log('info', 'follower-added', { nodeId });
+        this.followers.set(nodeId, config.scheduler.now() + this.followerTimeoutMs());
+        this.liveFollowers(); // prune, so the table is bounded by the followers asking now
       },
       followToNodeId: () => config.followToNodeId,
       lastChecksum: () => this.lastChecksum,

@@ -1,8 +1,11 @@
 // One queue of work per group (PhxPaxos IOLoop): messages, timer callbacks and proposals run one
 // at a time, each to completion (awaiting its storage writes), so a group's roles never see
 // interleaved state. Messages are bounded; timers and proposals are not dropped (their number is
-// bounded by their owners).
-import type { Scheduler } from './scheduler';
+// bounded by their owners). A task that throws is handed to `onError` (the instance counts it in
+// status().errors.taskErrors with its code and message; the simulator fails on it): the loop goes
+// on with the next task, and nothing thrown is ever dropped unseen.
+import { MAX_SYNC_SLICE_MS } from './options';
+import { type Scheduler, SyncSlice } from './scheduler';
 
 export type Task = () => void | Promise<void>;
 
@@ -25,6 +28,7 @@ export class IOLoop {
   constructor(
     private readonly scheduler: Scheduler,
     private readonly maxQueuedMessages: number,
+    /** Receives every error a task throws (never swallowed: see the file comment). */
     private readonly onError: (error: unknown) => void,
   ) {}
 
@@ -90,7 +94,12 @@ export class IOLoop {
 
   private async run(): Promise<void> {
     this.running = true;
+    // Tasks that settle through microtasks alone would starve the event loop (sockets, timers):
+    // every MAX_SYNC_SLICE_MS of work, let it run.
+    const slice = new SyncSlice(this.scheduler, MAX_SYNC_SLICE_MS);
     while (this.head < this.queue.length) {
+      if (slice.due()) await slice.yield();
+      if (this.head >= this.queue.length) break;
       const item = this.queue[this.head]!;
       this.queue[this.head] = undefined as never;
       this.head++;

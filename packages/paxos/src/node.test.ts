@@ -2,14 +2,28 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MemoryLogStore } from '@tspaxos/storage';
-import { MemoryNetwork, paxosMsg, PaxosMsgType, SeededRng } from '@tspaxos/transport';
+import {
+  MAX_FRAME_BYTES,
+  MemoryNetwork,
+  paxosMsg,
+  PaxosMsgType,
+  SeededRng,
+} from '@tspaxos/transport';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
-  createNode,
-  type PaxosNode,
-  PaxosError,
+  createNode as createNodeWithDataDir,
   realRandom,
   realScheduler,
+} from './adapters/node-entry';
+import {
+  BATCH_HEADER_BYTES,
+  BATCH_ITEM_OVERHEAD_BYTES,
+  createNode,
+  maxValueBytesForFrame,
+  type PaxosNode,
+  PaxosError,
+  type PaxosOptionsInput,
+  type Scheduler,
   type StateMachine,
 } from './index';
 
@@ -29,17 +43,80 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-/** Three nodes in one process over a MemoryNetwork pumped on a real 1 ms timer. */
-async function cluster(opts: { follower?: boolean } = {}) {
-  const net = new MemoryNetwork({ rng: new SeededRng(1) });
-  let virtualMs = 0;
-  const pump = setInterval(() => {
-    // Virtual network time runs 1 s per real ms: every frame sent since the last pump is due.
-    virtualMs += 1000;
-    net.setTime(virtualMs);
-    net.deliverDue(virtualMs);
-  }, 1);
-  cleanups.push(() => clearInterval(pump));
+/**
+ * Virtual time for a cluster in one process: a Scheduler whose timers and a MemoryNetwork whose
+ * deliveries run on one virtual clock. Whenever the event loop is idle (a setImmediate turn: every
+ * promise settled), the world delivers what is due, or else jumps to the next timer or delivery.
+ * So a test waits for conditions, never for the real clock, and a loaded machine cannot fail it.
+ */
+class VirtualWorld {
+  nowMs = 0;
+  readonly net = new MemoryNetwork({ rng: new SeededRng(1) });
+  private timers: Array<{ atMs: number; seq: number; fn: () => void; live: boolean }> = [];
+  private seq = 0;
+  private running = true;
+
+  constructor() {
+    const turn = () => {
+      if (!this.running) return;
+      this.step();
+      setImmediate(turn);
+    };
+    setImmediate(turn);
+    cleanups.push(() => {
+      this.running = false;
+    });
+  }
+
+  readonly scheduler: Scheduler = {
+    now: () => this.nowMs,
+    schedule: (delayMs, fn) => {
+      const timer = { atMs: this.nowMs + Math.max(0, delayMs), seq: this.seq++, fn, live: true };
+      this.timers.push(timer);
+      return () => {
+        timer.live = false;
+      };
+    },
+  };
+
+  /** Runs what is due now; if nothing is, moves the clock to the next event. */
+  private step(): void {
+    this.timers = this.timers.filter((t) => t.live);
+    this.timers.sort((x, y) => x.atMs - y.atMs || x.seq - y.seq);
+    const timer = this.timers[0];
+    const delivery = this.net.nextDeliveryAt();
+    const next = Math.min(timer?.atMs ?? Infinity, delivery ?? Infinity);
+    if (next === Infinity) return;
+    this.nowMs = Math.max(this.nowMs, next);
+    this.net.setTime(this.nowMs);
+    if (this.net.deliverDue(this.nowMs) > 0) return;
+    if (timer !== undefined && timer.atMs <= this.nowMs) {
+      timer.live = false;
+      timer.fn();
+    }
+  }
+
+  /** Resolves once `cond` holds; fails after `virtualMs` of virtual time. */
+  async until(cond: () => boolean, virtualMs = 60_000): Promise<void> {
+    const deadline = this.nowMs + virtualMs;
+    while (!cond()) {
+      if (this.nowMs > deadline)
+        throw new Error(`condition not met within ${virtualMs} virtual ms`);
+      await new Promise((r) => setImmediate(r));
+    }
+  }
+
+  /** Lets `virtualMs` of virtual time pass. */
+  sleep(virtualMs: number): Promise<void> {
+    const at = this.nowMs + virtualMs;
+    return this.until(() => this.nowMs >= at, virtualMs + 1);
+  }
+}
+
+/** Three nodes (and a follower) in one process, on virtual time. */
+async function cluster(opts: { follower?: boolean; options?: PaxosOptionsInput } = {}) {
+  const world = new VirtualWorld();
+  const net = world.net;
   const ids = [1, 2, 3];
   const machines = new Map<number, ListMachine>();
   const nodes: PaxosNode[] = [];
@@ -53,11 +130,12 @@ async function cluster(opts: { follower?: boolean } = {}) {
       groups: 2,
       store: new MemoryLogStore(),
       network: net.endpoint(id),
-      scheduler: realScheduler(),
-      random: realRandom(),
+      scheduler: world.scheduler,
+      random: new SeededRng(id),
       stateMachines: [sm],
       ...(id === 9 ? { followTo: 1 } : {}),
       options: {
+        ...opts.options,
         learner: {
           askforLearnIntervalMs: 100,
           askforLearnJitterMs: 20,
@@ -68,22 +146,23 @@ async function cluster(opts: { follower?: boolean } = {}) {
     nodes.push(node);
     cleanups.push(() => node.stop());
   }
-  return { nodes, machines, net };
+  return { nodes, machines, net, world };
 }
 
 const bytes = (s: string) => new TextEncoder().encode(s);
 
-async function eventually(cond: () => boolean, ms = 5000): Promise<void> {
-  const t0 = Date.now();
+/** For the test on the real clock (SQLite): polls `cond`, fails after `ms`. */
+async function eventually(cond: () => boolean, ms = 10_000): Promise<void> {
+  const t0 = performance.now();
   while (!cond()) {
-    if (Date.now() - t0 > ms) throw new Error('timed out');
+    if (performance.now() - t0 > ms) throw new Error('timed out');
     await new Promise((r) => setTimeout(r, 5));
   }
 }
 
 describe('PaxosNode', () => {
   it('chooses values, applies them everywhere in the same order, and returns the result', async () => {
-    const { nodes, machines } = await cluster();
+    const { nodes, machines, world } = await cluster();
     const r = await nodes[0]!.propose(0, bytes('a'), { smId: 10 });
     expect(r).toEqual({ instanceId: 0, result: 'ok:a' });
     const batch = await Promise.all(
@@ -91,7 +170,7 @@ describe('PaxosNode', () => {
     );
     expect(batch.map((x) => x.result)).toEqual(['ok:b', 'ok:c', 'ok:d']);
     await nodes[2]!.propose(1, bytes('other group'), { smId: 10 });
-    await eventually(() => [...machines.values()].every((m) => m.applied.length === 5));
+    await world.until(() => [...machines.values()].every((m) => m.applied.length === 5));
     const orders = [...machines.values()].map((m) => m.applied.join());
     expect(new Set(orders).size).toBe(1);
     const status = nodes[0]!.status(0);
@@ -100,9 +179,9 @@ describe('PaxosNode', () => {
   });
 
   it('lets a follower learn every value without voting, and refuses its proposals', async () => {
-    const { nodes, machines } = await cluster({ follower: true });
+    const { nodes, machines, world } = await cluster({ follower: true });
     for (const v of ['x', 'y', 'z']) await nodes[0]!.propose(0, bytes(v), { smId: 10 });
-    await eventually(() => machines.get(9)!.applied.length === 3);
+    await world.until(() => machines.get(9)!.applied.length === 3);
     expect(machines.get(9)!.applied).toEqual(['x', 'y', 'z']);
     expect(nodes[3]!.status(0).isFollower).toBe(true);
     await expect(nodes[3]!.propose(0, bytes('nope'), { smId: 10 })).rejects.toMatchObject({
@@ -111,11 +190,11 @@ describe('PaxosNode', () => {
   });
 
   it('changes membership through the system state machine, on every node, once per version', async () => {
-    const { nodes } = await cluster();
+    const { nodes, world } = await cluster();
     const r = await nodes[0]!.changeMembership(0, [1, 2]);
     expect(r.result).toEqual({ applied: true, version: 1 });
     await nodes[1]!.propose(0, bytes('after'), { smId: 10 }); // two members now make a majority
-    await eventually(() => nodes.every((n) => n.status(0).membershipVersion === 1));
+    await world.until(() => nodes.every((n) => n.status(0).membershipVersion === 1));
     expect(nodes.map((n) => n.status(0).members)).toEqual([
       [1, 2],
       [1, 2],
@@ -128,9 +207,9 @@ describe('PaxosNode', () => {
   });
 
   it("stops only the diverged group when a peer's chain checksum disagrees, and says why", async () => {
-    const { nodes, net } = await cluster();
+    const { nodes, net, world } = await cluster();
     for (const v of ['a', 'b']) await nodes[0]!.propose(0, bytes(v), { smId: 10 });
-    await eventually(() => nodes.every((n) => n.status(0).instanceId >= 2));
+    await world.until(() => nodes.every((n) => n.status(0).instanceId >= 2));
     const before = nodes[0]!.status(0);
     expect(before.lastChecksum).not.toBe(0);
     // A member whose log diverged: a Prepare for node 1's current instance, carrying a checksum
@@ -146,7 +225,7 @@ describe('PaxosNode', () => {
         lastChecksum: (before.lastChecksum ^ 1) >>> 0,
       }),
     });
-    await eventually(() => nodes[0]!.status(0).stopped !== undefined);
+    await world.until(() => nodes[0]!.status(0).stopped !== undefined);
     const after = nodes[0]!.status(0);
     expect(after.stopped?.code).toBe('E_CHECKSUM_MISMATCH');
     expect(after.stopped?.message).toMatch(/diverged/);
@@ -171,7 +250,7 @@ describe('PaxosNode', () => {
     await expect(n.propose(0, bytes('x'), { smId: 77 })).rejects.toMatchObject({
       code: 'E_UNKNOWN_STATE_MACHINE',
     });
-    await expect(n.propose(0, new Uint8Array(10 * 1024 * 1024 + 1))).rejects.toMatchObject({
+    await expect(n.propose(0, new Uint8Array(n.options.maxValueBytes + 1))).rejects.toMatchObject({
       code: 'E_VALUE_TOO_LARGE',
     });
     await expect(n.propose(0, bytes('x'), { timeoutMs: -1 })).rejects.toBeInstanceOf(PaxosError);
@@ -184,7 +263,7 @@ describe('PaxosNode', () => {
       random: realRandom(),
     };
     await expect(createNode({ ...base, nodeId: 4 })).rejects.toThrow(/not in the cluster/);
-    await expect(createNode({ ...base, nodeId: 1, dataDir: '/tmp/x' })).rejects.toThrow(
+    await expect(createNodeWithDataDir({ ...base, nodeId: 1, dataDir: '/tmp/x' })).rejects.toThrow(
       /exactly one of store and dataDir/,
     );
     await expect(createNode({ ...base, nodeId: 1.5 })).rejects.toThrow(/positive safe integer/);
@@ -199,7 +278,7 @@ describe('PaxosNode', () => {
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     const net = new MemoryNetwork({ rng: new SeededRng(1) });
     const start = (sm: ListMachine) =>
-      createNode({
+      createNodeWithDataDir({
         nodeId: 1,
         cluster: [1],
         groups: 1,
@@ -225,14 +304,257 @@ describe('PaxosNode', () => {
   });
 
   it('rejects pending proposals with E_STOPPED on a graceful stop', async () => {
-    const { nodes } = await cluster();
+    const { nodes, world } = await cluster();
     const lonely = nodes[0]!;
     await nodes[1]!.stop();
     await nodes[2]!.stop();
     const pending = lonely.propose(0, bytes('never'), { smId: 10, timeoutMs: 60_000 });
-    await new Promise((r) => setTimeout(r, 20));
+    await world.until(() => lonely.status(0).committer.inFlightInstanceId !== undefined);
     await lonely.stop();
     await expect(pending).rejects.toMatchObject({ code: 'E_STOPPED' });
     await expect(lonely.propose(0, bytes('after'))).rejects.toMatchObject({ code: 'E_STOPPED' });
+  });
+});
+
+describe('value size limits match what the wire and the store accept', () => {
+  it('chooses a value of exactly maxValueBytes, and refuses one byte more at once', async () => {
+    const { nodes, machines, world } = await cluster();
+    const max = nodes[0]!.options.maxValueBytes;
+    expect(max).toBe(maxValueBytesForFrame(MAX_FRAME_BYTES));
+    const big = new Uint8Array(max).fill(7);
+    const r = await nodes[0]!.propose(0, big, { smId: 10 });
+    expect(r.instanceId).toBe(0);
+    await world.until(() => [...machines.values()].every((m) => m.applied.length === 1));
+    // The old limit (10 MiB of raw value) passed the check and its Accept frame was dropped as
+    // too large: the caller waited for E_TIMEOUT. Now it is refused before anything is sent.
+    for (const size of [max + 1, 10 * 1024 * 1024]) {
+      await expect(nodes[0]!.propose(0, new Uint8Array(size), { smId: 10 })).rejects.toMatchObject({
+        code: 'E_VALUE_TOO_LARGE',
+      });
+    }
+    expect(nodes[0]!.status(0).instanceId).toBe(1);
+  });
+
+  it('takes a batch value of maxValueBytes − 12 (the batch headers), and refuses one byte more', async () => {
+    const { nodes } = await cluster();
+    const max =
+      nodes[0]!.options.maxValueBytes - BATCH_HEADER_BYTES - BATCH_ITEM_OVERHEAD_BYTES + 4;
+    const [alone, small] = await Promise.all([
+      nodes[0]!.batchPropose(0, new Uint8Array(max), { smId: 10 }),
+      nodes[0]!.batchPropose(0, bytes('next'), { smId: 10 }),
+    ]);
+    // The big one fills its instance: the small one waits for the next.
+    expect(small.instanceId).toBe(alone.instanceId + 1);
+    await expect(
+      nodes[0]!.batchPropose(0, new Uint8Array(max + 1), { smId: 10 }),
+    ).rejects.toMatchObject({ code: 'E_VALUE_TOO_LARGE' });
+  });
+
+  it('refuses at construction a maxValueBytes the network or the store cannot carry', async () => {
+    const base = {
+      nodeId: 1,
+      cluster: [1],
+      groups: 1,
+      scheduler: realScheduler(),
+      random: realRandom(),
+    };
+    const network = new MemoryNetwork({ rng: new SeededRng(1) }).endpoint(1);
+    await expect(
+      createNode({
+        ...base,
+        store: new MemoryLogStore(),
+        network: { ...network, maxFrameBytes: 1024 * 1024 },
+      }),
+    ).rejects.toThrow(
+      /maxValueBytes \(10485611\) must be at most 1048427: the network's maxFrameBytes/,
+    );
+    await expect(
+      createNode({
+        ...base,
+        store: new MemoryLogStore({ maxValueBytes: 1024 * 1024 }),
+        network,
+      }),
+    ).rejects.toThrow(/must be at most 1048572: the store's maxValueBytes \(1048576\)/);
+    // Matching limits are accepted.
+    const node = await createNode({
+      ...base,
+      store: new MemoryLogStore({ maxValueBytes: 1024 * 1024 }),
+      network: { ...network, maxFrameBytes: 1024 * 1024 },
+      options: { maxValueBytes: maxValueBytesForFrame(1024 * 1024) },
+    });
+    await node.stop();
+  });
+});
+
+describe('options are checked at construction', () => {
+  const base = {
+    nodeId: 1,
+    cluster: [1],
+    groups: 1,
+    scheduler: realScheduler(),
+    random: realRandom(),
+  };
+  it.each<[Record<string, unknown>, RegExp]>([
+    [{ prepareTimeoutMs: 0 }, /paxos option prepareTimeoutMs must be an integer in 1 … \d+, got 0/],
+    [{ acceptTimeoutMs: Number.NaN }, /acceptTimeoutMs must be an integer in 1 …/],
+    [{ maxValueBytes: -5 }, /maxValueBytes must be an integer in 1 … 68157291, got -5/],
+    [{ batchMaxValues: 2.5 }, /batchMaxValues must be an integer in 1 …/],
+    [{ proposeTimeoutMs: Infinity }, /proposeTimeoutMs must be an integer/],
+    [
+      { ioLoopQueueMaxMessages: '10' },
+      /ioLoopQueueMaxMessages must be an integer in 1 … \d+, got "10"/,
+    ],
+    [
+      { prepareTimeoutMs: 9000 },
+      /prepareTimeoutMs \(9000\) must be at most prepareTimeoutMaxMs \(8000\)/,
+    ],
+    [
+      { committerQueueMaxBytes: 1000 },
+      /committerQueueMaxBytes \(1000\) must be at least maxValueBytes/,
+    ],
+    [{ proposeTimeout: 5 }, /unknown paxos option proposeTimeout/],
+    [
+      { learner: { sendRateInstancesPerSec: 0 } },
+      /learner option sendRateInstancesPerSec must be an integer in 1 … \d+, got 0/,
+    ],
+    [
+      { learner: { senderAckLead: 1, receiverAckLead: 4 } },
+      /receiverAckLead \(4\) must be at most senderAckLead \+ 1 \(2\)/,
+    ],
+  ])('refuses %j with E_BAD_ARGUMENT naming the field and its range', async (options, message) => {
+    const made = createNode({
+      ...base,
+      store: new MemoryLogStore(),
+      network: new MemoryNetwork({ rng: new SeededRng(1) }).endpoint(1),
+      options: options as PaxosOptionsInput,
+    });
+    await expect(made).rejects.toBeInstanceOf(PaxosError);
+    await expect(made).rejects.toMatchObject({ code: 'E_BAD_ARGUMENT' });
+    await expect(made).rejects.toThrow(message);
+  });
+});
+
+describe('a state machine whose execute() returns a promise', () => {
+  /** Resolves each value after a virtual delay; rejects the first time it sees `failOnce`. */
+  class AsyncMachine implements StateMachine {
+    readonly smId = 10;
+    readonly applied: string[] = [];
+    private failed = false;
+    constructor(
+      private readonly world: VirtualWorld,
+      private readonly failOnce?: string,
+    ) {}
+    execute(value: Uint8Array): Promise<string> {
+      const text = new TextDecoder().decode(value);
+      return new Promise((resolve, reject) => {
+        this.world.scheduler.schedule(3, () => {
+          if (text === this.failOnce && !this.failed) {
+            this.failed = true;
+            reject(new Error(`cannot apply ${text} yet`));
+            return;
+          }
+          this.applied.push(text);
+          resolve(`async:${text}`);
+        });
+      });
+    }
+  }
+
+  async function asyncCluster(failOnce?: string) {
+    const world = new VirtualWorld();
+    const machines: AsyncMachine[] = [];
+    const nodes: PaxosNode[] = [];
+    for (const id of [1, 2, 3]) {
+      const sm = new AsyncMachine(world, failOnce);
+      machines.push(sm);
+      const node = await createNode({
+        nodeId: id,
+        cluster: [1, 2, 3],
+        groups: 1,
+        store: new MemoryLogStore(),
+        network: world.net.endpoint(id),
+        scheduler: world.scheduler,
+        random: new SeededRng(id),
+        stateMachines: [sm],
+        options: { executeRetryDelayMs: 50 },
+      });
+      nodes.push(node);
+      cleanups.push(() => node.stop());
+    }
+    return { world, machines, nodes };
+  }
+
+  it('is awaited in log order, and its caller gets what it resolves to', async () => {
+    const { world, machines, nodes } = await asyncCluster();
+    const results = await Promise.all([
+      nodes[0]!.propose(0, bytes('a'), { smId: 10 }),
+      ...['b', 'c', 'd'].map((v) => nodes[0]!.batchPropose(0, bytes(v), { smId: 10 })),
+      nodes[0]!.propose(0, bytes('e'), { smId: 10 }),
+    ]);
+    expect(results.map((r) => r.result)).toEqual([
+      'async:a',
+      'async:b',
+      'async:c',
+      'async:d',
+      'async:e',
+    ]);
+    await world.until(() => machines.every((m) => m.applied.length === 5));
+    for (const m of machines) expect(m.applied).toEqual(['a', 'b', 'c', 'd', 'e']);
+  });
+
+  it('treats a rejection as a failed execute: counted, the caller told, retried, never unhandled', async () => {
+    const { world, machines, nodes } = await asyncCluster('x');
+    await expect(nodes[0]!.propose(0, bytes('x'), { smId: 10 })).rejects.toMatchObject({
+      code: 'E_EXECUTE_FAILED',
+    });
+    // Every node failed once and applied it on the retry, in order, before the next value.
+    await nodes[0]!.propose(0, bytes('y'), { smId: 10 });
+    await world.until(() => machines.every((m) => m.applied.length === 2));
+    for (const m of machines) expect(m.applied).toEqual(['x', 'y']);
+    for (const n of nodes) expect(n.status(0).counters.executeFailures).toBe(1);
+  });
+
+  it('is replayed in order at restart, awaiting each', async () => {
+    const world = new VirtualWorld();
+    const store = new MemoryLogStore();
+    const start = (sm: AsyncMachine) =>
+      createNode({
+        nodeId: 1,
+        cluster: [1],
+        groups: 1,
+        store,
+        network: world.net.endpoint(1),
+        scheduler: world.scheduler,
+        random: new SeededRng(1),
+        stateMachines: [sm],
+      });
+    const first = await start(new AsyncMachine(world));
+    for (const v of ['p', 'q', 'r']) await first.propose(0, bytes(v), { smId: 10 });
+    await first.stop({ closeStore: false });
+    const again = new AsyncMachine(world);
+    const second = await start(again);
+    cleanups.push(() => second.stop());
+    await world.until(() => again.applied.length === 3);
+    expect(again.applied).toEqual(['p', 'q', 'r']);
+  });
+});
+
+describe('follower table', () => {
+  it('forgets a follower that stops asking after 3 of its ask intervals, and keeps one that asks', async () => {
+    const { nodes, world } = await cluster({ follower: true });
+    await nodes[0]!.propose(0, bytes('x'), { smId: 10 });
+    await world.until(() => nodes[0]!.status(0).followers.includes(9));
+    // Asking every 100–120 virtual ms (the cluster's options), it stays for as long as it asks.
+    await world.sleep(5_000);
+    expect(nodes[0]!.status(0).followers).toEqual([9]);
+    // Gone: forgotten within 3 of its longest ask intervals (interval 100 ms here + the default
+    // follower jitter of 1000 ms) after its last AskforLearn, in every group.
+    await nodes[3]!.stop();
+    const stoppedAt = world.nowMs;
+    await world.until(
+      () => [0, 1].every((g) => nodes[0]!.status(g).followers.length === 0),
+      10_000,
+    );
+    expect(world.nowMs - stoppedAt).toBeLessThanOrEqual(3 * (100 + 1000) + 200);
   });
 });

@@ -1,14 +1,18 @@
 // The node API: one node hosting one or more groups over one LogStore and one Network.
 import { SenderBudget } from '@tspaxos/learner';
-import { type LogStore, SqliteLogStore } from '@tspaxos/storage';
-import { realRandom, realScheduler } from './adapters/real-scheduler';
+import type { LogStore } from '@tspaxos/storage';
 import type { Message, Network } from '@tspaxos/transport';
-import type { AcceptorFaults } from './acceptor';
 import type { ProposeResult } from './committer';
 import { PaxosError } from './errors';
 import { NodeEventEmitter, type NodeEventName, type NodeEvents } from './events';
+import type { UnsafeFaults } from './faults';
 import { type GroupStatus, Instance, type InstanceEvent } from './instance';
-import { type PaxosOptions, type PaxosOptionsInput, resolveOptions } from './options';
+import {
+  checkValueLimits,
+  type PaxosOptions,
+  type PaxosOptionsInput,
+  resolveOptions,
+} from './options';
 import type { RandomSource, Scheduler } from './scheduler';
 import { checkStateMachines, type StateMachine } from './state-machine';
 import { NO_SM_ID } from './value';
@@ -22,22 +26,21 @@ export interface NodeOptions {
   cluster: readonly number[];
   /** How many groups this node hosts (indices 0 … groups-1). */
   groups: number;
-  /** The paxos log; or give `dataDir` and the node opens a SqliteLogStore there. */
-  store?: LogStore;
-  dataDir?: string;
+  /** The paxos log (`@tspaxos/paxos/node`'s createNode also takes a `dataDir` instead). */
+  store: LogStore;
   network: Network;
-  /** Clock and timers (default: the real ones; the simulator passes a virtual scheduler). */
-  scheduler?: Scheduler;
-  /** Randomness for jitter (default: Math.random; the simulator passes a seeded one). */
-  random?: RandomSource;
+  /** Clock and timers: the simulator passes a virtual one; `@tspaxos/paxos/node` the real one. */
+  scheduler: Scheduler;
+  /** Randomness for jitter: the simulator passes a seeded one; `@tspaxos/paxos/node` Math.random. */
+  random: RandomSource;
   /** State machines per group (the same list for every group when given as an array). */
   stateMachines?: readonly StateMachine[] | ((group: number) => readonly StateMachine[]);
   /** Makes this node a non-voting follower of that voting node. */
   followTo?: number;
   options?: PaxosOptionsInput;
   logger?: Logger;
-  /** Deliberate bugs, for proving the simulator can fail. Never set in production. */
-  unsafeFaults?: AcceptorFaults;
+  /** Planted bugs (faults.ts), for proving the simulator can fail. Tests only: never set it. */
+  unsafeFaults?: UnsafeFaults;
 }
 
 export interface ProposeOptions {
@@ -92,14 +95,16 @@ export class PaxosNode {
         `node ${opts.nodeId} is not in the cluster ${opts.cluster.join(',')}`,
       );
     }
-    if ((opts.store === undefined) === (opts.dataDir === undefined)) {
-      throw new PaxosError('E_BAD_ARGUMENT', 'give exactly one of store and dataDir');
+    for (const port of ['store', 'network', 'scheduler', 'random'] as const) {
+      if (opts[port] === undefined || opts[port] === null)
+        throw new PaxosError('E_BAD_ARGUMENT', `${port} is required`);
     }
-    this.store = opts.store ?? SqliteLogStore.open(opts.dataDir!);
-    const scheduler = opts.scheduler ?? realScheduler();
-    const random = opts.random ?? realRandom();
+    this.store = opts.store;
+    const scheduler = opts.scheduler;
+    const random = opts.random;
     this.nodeId = opts.nodeId;
     this.options = resolveOptions(opts.groups, opts.options);
+    checkValueLimits(this.options, opts.network.maxFrameBytes, opts.store.options?.maxValueBytes);
     this.instances = [];
     this.senderBudget = new SenderBudget(this.options.learner.senderBudgetBytes);
     for (let group = 0; group < opts.groups; group++) {

@@ -1,6 +1,23 @@
 // Every limit of a PhxPaxos group, with PhxPaxos's defaults (src/config/inside_options.cpp,
 // normal mode) unless the comment says the number is ours.
-import { DEFAULT_LEARNER_OPTIONS, type LearnerOptions } from '@tspaxos/learner';
+import { type OptionRange, optionsProblem } from '@tspaxos/crc-wasm';
+import {
+  DEFAULT_LEARNER_OPTIONS,
+  type LearnerOptions,
+  resolveLearnerOptions,
+} from '@tspaxos/learner';
+import { MAX_FRAME_BYTES, MAX_FRAME_BYTES_CEILING, maxPaxosValueBytes } from '@tspaxos/transport';
+import { PaxosError } from './errors';
+import { SINGLE_VALUE_OVERHEAD_BYTES } from './value';
+
+/**
+ * The largest value (as given to propose) that, packed for its state machine and framed as an
+ * Accept, fits a frame of maxFrameBytes. The default maxValueBytes is this for a 10 MiB frame
+ * (PhxPaxos MaxBufferSize, normal mode, bounds the whole message the same way).
+ */
+export function maxValueBytesForFrame(maxFrameBytes: number): number {
+  return maxPaxosValueBytes(maxFrameBytes) - SINGLE_VALUE_OVERHEAD_BYTES;
+}
 
 export interface PaxosOptions {
   /** First prepare timeout; doubles per retry up to the max (2000 ms). */
@@ -15,7 +32,12 @@ export interface PaxosOptions {
   ioLoopQueueMaxMessages: number;
   /** Future-instance Prepare/Accept kept for retry (300, RETRY_QUEUE_MAX_LEN). */
   retryQueueMaxMessages: number;
-  /** Largest value a proposal may carry (10 MiB: MaxBufferSize in normal mode). */
+  /**
+   * Largest value propose() takes, in bytes: 10 MiB (PhxPaxos MaxBufferSize, normal mode) less
+   * the 4 B of packing and the most a frame adds (maxValueBytesForFrame). batchPropose() takes
+   * 12 B less (the batch's own header and item header). Checked at construction against the
+   * network's maxFrameBytes and the store's maxValueBytes.
+   */
   maxValueBytes: number;
   /** Proposals waiting per group (ours: bounded so a stalled group cannot eat memory). */
   committerQueueMaxProposals: number;
@@ -41,7 +63,7 @@ export function defaultPaxosOptions(groupCount = 1): PaxosOptions {
     rejectedRetryDelayMs: 30,
     ioLoopQueueMaxMessages: Math.floor(10240 / groupCount) + 1000,
     retryQueueMaxMessages: 300,
-    maxValueBytes: 10 * 1024 * 1024,
+    maxValueBytes: maxValueBytesForFrame(MAX_FRAME_BYTES),
     committerQueueMaxProposals: 10_000,
     committerQueueMaxBytes: 64 * 1024 * 1024,
     proposeTimeoutMs: 10_000,
@@ -62,7 +84,98 @@ export type PaxosOptionsInput = Partial<Omit<PaxosOptions, 'learner'>> & {
   learner?: Partial<LearnerOptions>;
 };
 
+/**
+ * A follower that has not asked to learn for this many of its ask intervals (followerAskforLearn
+ * IntervalMs + JitterMs: 3 s by default) is forgotten: PhxPaxos, Config::AddFollowerNode,
+ * 3 × ASKFORLEARN_NOOP_INTERVAL.
+ */
+export const FOLLOWER_TIMEOUT_ASK_INTERVALS = 3;
+
+/**
+ * Longest stretch of synchronous work a group runs before it lets the event loop run (a log
+ * replay at start, a backlog of tasks in the IOLoop), in ms of the scheduler's clock (ours: well
+ * under the 10 ms that would delay other groups' timers and I/O noticeably).
+ */
+export const MAX_SYNC_SLICE_MS = 5;
+
+/** The allowed range of each option (E_BAD_ARGUMENT names the field and its range). */
+export const PAXOS_OPTION_RANGES: Readonly<
+  Record<keyof Omit<PaxosOptions, 'learner'>, OptionRange>
+> = {
+  prepareTimeoutMs: { min: 1 },
+  prepareTimeoutMaxMs: { min: 1 },
+  acceptTimeoutMs: { min: 1 },
+  acceptTimeoutMaxMs: { min: 1 },
+  rejectedRetryDelayMs: { min: 0 },
+  ioLoopQueueMaxMessages: { min: 1 },
+  retryQueueMaxMessages: { min: 1 },
+  maxValueBytes: { min: 1, max: maxValueBytesForFrame(MAX_FRAME_BYTES_CEILING) },
+  committerQueueMaxProposals: { min: 1 },
+  committerQueueMaxBytes: { min: 1 },
+  proposeTimeoutMs: { min: 1 },
+  batchMaxValues: { min: 1 },
+  batchMaxBytes: { min: 1 },
+  executeRetryDelayMs: { min: 1 },
+};
+
+function bad(message: string): PaxosError {
+  return new PaxosError('E_BAD_ARGUMENT', message);
+}
+
+/**
+ * Merges caller options over the defaults and checks them (PaxosError E_BAD_ARGUMENT naming the
+ * field and its range): each field in its range, no unknown field, the learner's options as the
+ * learner checks them, and the pairs that must agree.
+ */
 export function resolveOptions(groupCount: number, input: PaxosOptionsInput = {}): PaxosOptions {
   const base = defaultPaxosOptions(groupCount);
-  return { ...base, ...input, learner: { ...base.learner, ...input.learner } };
+  const { learner: learnerInput, ...rest } = input ?? {};
+  const problem = optionsProblem('paxos', rest, PAXOS_OPTION_RANGES);
+  if (problem !== undefined) throw bad(problem);
+  if (learnerInput !== undefined && (typeof learnerInput !== 'object' || learnerInput === null))
+    throw bad('paxos option learner must be an object of learner options');
+  let learner: LearnerOptions;
+  try {
+    learner = resolveLearnerOptions({ ...base.learner, ...learnerInput });
+  } catch (error) {
+    throw bad((error as Error).message);
+  }
+  const given = Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined));
+  const options: PaxosOptions = { ...base, ...given, learner };
+  for (const [first, max] of [
+    ['prepareTimeoutMs', 'prepareTimeoutMaxMs'],
+    ['acceptTimeoutMs', 'acceptTimeoutMaxMs'],
+  ] as const) {
+    if (options[first] > options[max])
+      throw bad(
+        `paxos option ${first} (${options[first]}) must be at most ${max} (${options[max]})`,
+      );
+  }
+  if (options.committerQueueMaxBytes < options.maxValueBytes)
+    throw bad(
+      `paxos option committerQueueMaxBytes (${options.committerQueueMaxBytes}) must be at least maxValueBytes (${options.maxValueBytes}): the largest value could never be queued`,
+    );
+  return options;
+}
+
+/**
+ * Checks that a value of maxValueBytes, packed and framed, fits what the network sends and what
+ * the store keeps: otherwise its Accept would be dropped as too large and the caller would wait
+ * for E_TIMEOUT.
+ */
+export function checkValueLimits(
+  options: PaxosOptions,
+  networkMaxFrameBytes: number = MAX_FRAME_BYTES,
+  storeMaxValueBytes: number = Number.POSITIVE_INFINITY,
+): void {
+  const fitsFrame = maxValueBytesForFrame(networkMaxFrameBytes);
+  if (options.maxValueBytes > fitsFrame)
+    throw bad(
+      `paxos option maxValueBytes (${options.maxValueBytes}) must be at most ${fitsFrame}: the network's maxFrameBytes (${networkMaxFrameBytes}) less packing and framing`,
+    );
+  const fitsStore = storeMaxValueBytes - SINGLE_VALUE_OVERHEAD_BYTES;
+  if (options.maxValueBytes > fitsStore)
+    throw bad(
+      `paxos option maxValueBytes (${options.maxValueBytes}) must be at most ${fitsStore}: the store's maxValueBytes (${storeMaxValueBytes}) less ${SINGLE_VALUE_OVERHEAD_BYTES} B of packing`,
+    );
 }

@@ -96,8 +96,10 @@ export class Proposer {
     this.timeoutMs.accept = this.options.acceptTimeoutMs;
     if (this.acceptSentThisInstance) {
       // An Accept with the current ballot may already sit at some acceptors with the old value:
-      // a different value needs a new ballot, or one ballot would carry two values. PhxPaxos skips
-      // prepare here too, after a commit timeout (found by @tspaxos/sim, seed 122).
+      // a different value needs a new ballot, or one ballot would carry two values (found by
+      // @tspaxos/sim, seed 122). PhxPaxos never gets here with a different value: its
+      // Proposer::NewValue (src/algorithm/proposer.cpp) keeps the value already set for the
+      // instance and re-sends it; our committer hands over the next waiting value instead.
       this.prepare(true);
     } else if (this.canSkipPrepare && !this.wasRejected) {
       this.counters.skippedPrepares++;

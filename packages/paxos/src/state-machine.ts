@@ -17,6 +17,9 @@ export interface StateMachine {
   /**
    * Applies a chosen value. Must be deterministic; its return value is handed to the proposer's
    * caller. Throwing keeps the instance unapplied: it is retried, the group does not advance.
+   * It may return a promise: the group awaits it before it applies anything else (values stay in
+   * log order, replay included), the caller gets what it resolves to, and a rejection counts as
+   * a throw. Each such value then costs the group at least one turn of the event loop.
    */
   execute(value: Uint8Array, ctx: ExecuteContext): unknown;
   /** Highest instance already in this machine's durable checkpoint; -1 when none. */

@@ -13,6 +13,12 @@ export const BATCH_SM_ID = 3;
 /** A value for no state machine: learned and logged, executed by none (PhxPaxos smid 0). */
 export const NO_SM_ID = 0;
 
+/** Bytes packValue adds to a value (the u32 smId). */
+export const SINGLE_VALUE_OVERHEAD_BYTES = 4;
+/** Bytes packBatch adds: a header (u32 BATCH_SM_ID, u32 count), and per item (u32 smId, u32 length). */
+export const BATCH_HEADER_BYTES = 8;
+export const BATCH_ITEM_OVERHEAD_BYTES = 8;
+
 export interface SmValue {
   smId: number;
   value: Uint8Array;

@@ -1,8 +1,8 @@
 // The other process of catchup-tcp.test.ts: node 1 of a 2-node cluster over TcpNetwork, opened
 // on the SQLite log the test wrote. IPC: {port} out; {peerPort} in → {started}; {status} in →
 // {instanceId}; {stop} in → exits.
-import { TcpNetwork } from '@tspaxos/transport';
-import { createNode } from '../dist/index.js';
+import { TcpNetwork } from '@tspaxos/transport/tcp';
+import { createNode } from '../dist/node.js';
 
 const dataDir = process.argv[2];
 const network = new TcpNetwork({

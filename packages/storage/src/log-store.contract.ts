@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { StorageError } from './errors';
 import type { LogStore } from './log-store';
-import type { StorageOptions } from './options';
+import { DEFAULT_STORAGE_OPTIONS, type StorageOptions } from './options';
 
 export interface StoreHarness {
   store: LogStore;
@@ -35,6 +35,10 @@ export function record(
 
 export const text = (r: AcceptorRecord | undefined): string | undefined =>
   r === undefined ? undefined : new TextDecoder().decode(r.value);
+
+/** A record with its value as base64: quick to compare when values are large. */
+const view = (r: AcceptorRecord | undefined) =>
+  r === undefined ? undefined : { ...r, value: Buffer.from(r.value).toString('base64') };
 
 const ids = (it: Iterable<AcceptorRecord>) => [...it].map((r) => r.instanceId);
 
@@ -253,6 +257,111 @@ export function describeLogStoreContract(name: string, make: StoreFactory): void
     );
 
     it(
+      'stores values on both sides of the out-of-line threshold alike, and overwrites across it',
+      withStore(async (h) => {
+        const t = DEFAULT_STORAGE_OPTIONS.outOfLineValueBytes;
+        const sized = (id: number, bytes: number) => ({
+          ...record(id),
+          value: new Uint8Array(bytes).map((_, k) => (id * 13 + k) & 0xff),
+        });
+        const sizes = [0, 1, 100, t - 1, t, t + 1, 100 * 1024, 3, 64 * 1024, t + 7];
+        const written = sizes.map((n, i) => sized(i, n));
+        await h.store.putMany(0, written.slice(0, 6), { sync: true });
+        await h.store.putMany(0, written.slice(6), { sync: false });
+        await h.store.put(0, sized(20, 200 * 1024), { sync: true });
+        await h.store.put(0, sized(21, 5), { sync: false });
+        expect([...h.store.range(0, 0, 100)].map(view)).toEqual(
+          [...written, sized(20, 200 * 1024), sized(21, 5)].map(view),
+        );
+        for (const r of written) expect(view(h.store.get(0, r.instanceId))).toEqual(view(r));
+        // Overwrites: large over small, small over large, large over large.
+        await h.store.put(0, sized(2, t + 100), { sync: true });
+        await h.store.put(0, sized(6, 10), { sync: false });
+        await h.store.putMany(0, [sized(8, 70 * 1024), sized(9, 1)], { sync: true });
+        const again = await h.reopen();
+        expect(view(again.get(0, 2))).toEqual(view(sized(2, t + 100)));
+        expect(view(again.get(0, 6))).toEqual(view(sized(6, 10)));
+        expect(view(again.get(0, 8))).toEqual(view(sized(8, 70 * 1024)));
+        expect(view(again.get(0, 9))).toEqual(view(sized(9, 1)));
+        expect(view(again.get(0, 20))).toEqual(view(sized(20, 200 * 1024)));
+        expect(again.maxInstanceId(0)).toBe(21);
+        // A bad record deep in a batch of large values writes none of them.
+        const bad = [sized(30, t * 2), sized(31, t * 3), { ...sized(32, t * 2), promiseId: -1 }];
+        expect(await codeOf(again.putMany(0, bad, { sync: true }))).toBe('E_UNSAFE_INTEGER');
+        expect(again.get(0, 30)).toBeUndefined();
+        await again.putMany(0, [sized(30, t * 2), sized(31, t * 3)], { sync: false });
+        expect(view(again.get(0, 31))).toEqual(view(sized(31, t * 3)));
+        expect([...again.range(0, 29, 40)].map((r) => r.instanceId)).toEqual([30, 31]);
+      }),
+    );
+
+    it(
+      'compacts large values with deleteBelow, in bounded steps, leaving the rest readable',
+      withStore(
+        async (h) => {
+          const t = DEFAULT_STORAGE_OPTIONS.outOfLineValueBytes;
+          const big = (id: number) => ({
+            ...record(id),
+            value: new Uint8Array(t + 1000).fill(id & 0xff),
+          });
+          for (let i = 0; i < 60; i += 10)
+            await h.store.putMany(
+              0,
+              Array.from({ length: 10 }, (_, k) => big(i + k)),
+              { sync: i % 20 === 0 },
+            );
+          await h.store.setMinChosenInstanceId(0, 45);
+          let steps = 0;
+          let deleted = 0;
+          for (let n; (n = h.store.deleteBelow(0, 45, 1000)) > 0; steps++) deleted += n;
+          expect(deleted).toBe(45);
+          expect(steps).toBeGreaterThanOrEqual(3); // maxDeleteBytes is ~4 values here
+          expect(h.store.get(0, 44)).toBeUndefined();
+          const again = await h.reopen();
+          expect([...again.range(0, 0, 100)].map(view)).toEqual(
+            Array.from({ length: 15 }, (_, k) => view(big(45 + k))),
+          );
+          await again.put(0, big(60), { sync: true });
+          expect(view(again.get(0, 60))).toEqual(view(big(60)));
+        },
+        { maxDeleteBytes: 4 * 20 * 1024 },
+      ),
+    );
+
+    it(
+      'resets a group: every record gone, the min chosen id set, other meta and groups kept, durably',
+      withStore(async (h) => {
+        const t = DEFAULT_STORAGE_OPTIONS.outOfLineValueBytes;
+        const large = { ...record(3), value: new Uint8Array(t + 1).fill(3) };
+        await h.store.putMany(0, [record(1), record(2), large], { sync: false });
+        await h.store.put(1, large, { sync: true });
+        await h.store.setMinChosenInstanceId(0, 1);
+        await h.store.setMeta(0, 'systemVariables', new Uint8Array([7]), { sync: false });
+        await h.store.resetGroup(0, { minChosenInstanceId: 500 });
+        expect(h.store.maxInstanceId(0)).toBeUndefined();
+        expect(h.store.get(0, 3)).toBeUndefined();
+        expect(h.store.getMinChosenInstanceId(0)).toBe(500);
+        expect([...h.store.getMeta(0, 'systemVariables')!]).toEqual([7]);
+        expect(view(h.store.get(1, 3))).toEqual(view(large));
+        await h.store.resetGroup(4, { minChosenInstanceId: 9 }); // never written
+        expect(h.store.getMinChosenInstanceId(4)).toBe(9);
+        await h.store.put(0, { ...large, instanceId: 500 }, { sync: false });
+        const again = await h.reopen();
+        expect([...again.range(0, 0, 1000)].map((r) => r.instanceId)).toEqual([500]);
+        expect(view(again.get(0, 500))).toEqual(view({ ...large, instanceId: 500 }));
+        expect(again.getMinChosenInstanceId(0)).toBe(500);
+        expect(view(again.get(1, 3))).toEqual(view(large));
+        expect(await codeOf(again.resetGroup(0, { minChosenInstanceId: -1 }))).toBe(
+          'E_UNSAFE_INTEGER',
+        );
+        expect(await codeOf(again.resetGroup(-1, { minChosenInstanceId: 1 }))).toBe(
+          'E_BAD_ARGUMENT',
+        );
+        expect(again.getMinChosenInstanceId(0)).toBe(500);
+      }),
+    );
+
+    it(
       'keeps everything across a reopen, sync:false writes included',
       withStore(async (h) => {
         await h.store.putMany(0, [record(1), record(2)], { sync: true });
@@ -356,6 +465,7 @@ export function describeLogStoreContract(name: string, make: StoreFactory): void
         expect(await codeOf(() => h.store.deleteBelow(0, 9, 9))).toBe('E_CLOSED');
         expect(await codeOf(h.store.setMinChosenInstanceId(0, 1))).toBe('E_CLOSED');
         expect(await codeOf(h.store.clearGroup(0))).toBe('E_CLOSED');
+        expect(await codeOf(h.store.resetGroup(0, { minChosenInstanceId: 1 }))).toBe('E_CLOSED');
         const again = await h.reopen();
         expect(ids(again.range(0, 0, 9))).toEqual([1, 2]);
       }),
@@ -369,6 +479,7 @@ export function describeLogStoreContract(name: string, make: StoreFactory): void
         | { op: 'meta'; group: number; key: string; len: number }
         | { op: 'minChosen'; group: number; id: number }
         | { op: 'clear'; group: number }
+        | { op: 'reset'; group: number; id: number }
         | { op: 'reopen' };
       const group = fc.integer({ min: 0, max: 2 });
       const id = fc.integer({ min: 0, max: 60 });
@@ -413,6 +524,7 @@ export function describeLogStoreContract(name: string, make: StoreFactory): void
         },
         { weight: 1, arbitrary: fc.record({ op: fc.constant('minChosen' as const), group, id }) },
         { weight: 1, arbitrary: fc.record({ op: fc.constant('clear' as const), group }) },
+        { weight: 1, arbitrary: fc.record({ op: fc.constant('reset' as const), group, id }) },
         { weight: 1, arbitrary: fc.constant({ op: 'reopen' as const }) },
       );
       await fc.assert(
@@ -460,6 +572,11 @@ export function describeLogStoreContract(name: string, make: StoreFactory): void
                   if (k.startsWith(`${o.group}:`)) records.delete(k);
                 for (const k of [...meta.keys()]) if (k.startsWith(`${o.group}:`)) meta.delete(k);
                 minChosen.delete(o.group);
+              } else if (o.op === 'reset') {
+                await store.resetGroup(o.group, { minChosenInstanceId: o.id });
+                for (const k of [...records.keys()])
+                  if (k.startsWith(`${o.group}:`)) records.delete(k);
+                minChosen.set(o.group, o.id);
               } else {
                 store = await h.reopen();
               }

@@ -14,11 +14,18 @@ export interface WriteOptions {
   sync: boolean;
 }
 
+export interface ResetOptions {
+  /** The min chosen instance id the emptied group starts from (a checkpoint's instance id). */
+  minChosenInstanceId: number;
+}
+
 /** Per-group metadata slots; any other string is allowed too. */
 export type MetaKey =
   'checkpointInstanceId' | 'systemVariables' | 'masterVariables' | (string & {});
 
 export interface LogStore {
+  /** This store's limits, when it has them (a node checks its maxValueBytes fits them). */
+  readonly options?: Readonly<StorageOptions>;
   /** Resolves once the write is as durable as `sync` asks. Rejects with StorageError. */
   put(group: number, record: AcceptorRecord, opts: WriteOptions): Promise<void>;
   /** Several records in one transaction: all or none (a bad record writes nothing). */
@@ -52,6 +59,12 @@ export interface LogStore {
   deleteBelow(group: number, instanceId: number, maxRecords: number): number;
   /** Removes every record and meta value of the group, durably. */
   clearGroup(group: number): Promise<void>;
+  /**
+   * In one transaction: removes every record of the group (and its segment files) and sets its
+   * min chosen instance id; its other meta values stay. Durable before it resolves. Installing
+   * a checkpoint starts the group's log over with it.
+   */
+  resetGroup(group: number, opts: ResetOptions): Promise<void>;
   /** Waits for pending syncs, then releases the log. Every later call fails with E_CLOSED. */
   close(): Promise<void>;
 }

@@ -18,6 +18,12 @@ describeLogStoreContract('MemoryLogStore', async (options) => {
 describe('MemoryLogStore power loss', () => {
   it('refuses bad options with E_BAD_ARGUMENT', async () => {
     expect(await codeOf(() => new MemoryLogStore({ maxDeleteRecords: 0 }))).toBe('E_BAD_ARGUMENT');
+    expect(() => new MemoryLogStore({ maxValueBytes: Number.NaN })).toThrow(
+      'storage option maxValueBytes must be an integer in 1 … 4294967239, got NaN',
+    );
+    expect(() => new MemoryLogStore({ rangeChunkMaxRecords: 2.5 })).toThrow(
+      /rangeChunkMaxRecords must be an integer in 1 … 9007199254740991, got 2\.5/,
+    );
   });
 
   it('crash() keeps sync writes and everything before them, loses the rest', async () => {
@@ -102,5 +108,88 @@ describe('MemoryLogStore corruption', () => {
     expect(await codeOf(() => store.getMeta(0, 'masterVariables'))).toBe('E_CORRUPT_META');
     store.corruptMeta(0, 'minChosenInstanceId', 4, 0x80); // the CRC trailer
     expect(await codeOf(() => store.getMinChosenInstanceId(0))).toBe('E_CORRUPT_META');
+  });
+});
+
+describe('MemoryLogStore with a durability port (the simulator’s crash model)', () => {
+  /** A hand-driven port: fsyncs complete when the test says. */
+  function manualPort(delays: number[] = [], fails: boolean[] = []) {
+    const due: Array<{ atMs: number; fn: () => void }> = [];
+    let now = 0;
+    const port = {
+      schedule: (delayMs: number, fn: () => void) => due.push({ atMs: now + delayMs, fn }),
+      fsyncDelayMs: () => delays.shift() ?? 1,
+      fsyncFails: () => fails.shift() ?? false,
+    };
+    const advance = async (ms: number) => {
+      now += ms;
+      for (;;) {
+        const i = due.findIndex((d) => d.atMs <= now);
+        if (i < 0) break;
+        due.splice(i, 1)[0]!.fn();
+        await Promise.resolve();
+      }
+      await new Promise((r) => setImmediate(r));
+    };
+    return { port, advance, pending: () => due.length };
+  }
+
+  it('a sync write is durable only when its promise resolves; a crash before loses it', async () => {
+    const { port, advance } = manualPort([5, 5]);
+    const store = new MemoryLogStore({}, port);
+    let resolved = 0;
+    void store.put(0, record(1), { sync: true }).then(() => resolved++);
+    await advance(4);
+    expect(resolved).toBe(0);
+    expect(text(store.get(0, 1))).toBe('value-1'); // visible at once, not durable
+    store.crash();
+    expect(store.get(0, 1)).toBeUndefined();
+    await advance(10);
+    expect(resolved).toBe(0); // the crashed process never hears back
+
+    const done = store.put(0, record(2), { sync: true });
+    await advance(5);
+    await done;
+    store.crash();
+    expect(text(store.get(0, 2))).toBe('value-2');
+    expect(store.syncs).toBe(1);
+  });
+
+  it('one fsync at a time covers every write before it; promises settle in call order', async () => {
+    const { port, advance } = manualPort([10, 1]);
+    const store = new MemoryLogStore({}, port);
+    const order: number[] = [];
+    const a = store.put(0, record(1), { sync: true }).then(() => order.push(1));
+    const b = store.put(0, record(2), { sync: true }).then(() => order.push(2)); // waits for fsync 1
+    await store.put(0, record(3), { sync: false });
+    await advance(10);
+    await a;
+    expect(order).toEqual([1]);
+    store.crash(); // 2 and 3 were written after fsync 1 began: lost
+    expect(text(store.get(0, 1))).toBe('value-1');
+    expect(store.get(0, 2)).toBeUndefined();
+    expect(store.get(0, 3)).toBeUndefined();
+    void b;
+  });
+
+  it('a failed fsync rejects its writes with E_IO and the store refuses every later write', async () => {
+    const { port, advance } = manualPort([1], [true]);
+    const store = new MemoryLogStore({}, port);
+    const first = store.put(0, record(1), { sync: true });
+    const caught = first.then(
+      () => 'resolved',
+      (e: { code: string }) => e.code,
+    );
+    await advance(1);
+    expect(await caught).toBe('E_IO');
+    expect(store.fsyncFailures).toBe(1);
+    expect(await codeOf(store.put(0, record(2), { sync: false }))).toBe('E_IO');
+    expect(await codeOf(store.setMeta(0, 'k', new Uint8Array(1), { sync: true }))).toBe('E_IO');
+    expect(store.failedWith?.code).toBe('E_IO');
+    store.crash();
+    store.repair();
+    expect(store.get(0, 1)).toBeUndefined(); // never durable
+    await store.put(0, record(2), { sync: false });
+    expect(text(store.get(0, 2))).toBe('value-2');
   });
 });

@@ -4,6 +4,12 @@
 // are visible at once but become durable only when a later `sync: true` write (or flush()) makes
 // everything before it durable, like an fsync of SQLite's WAL; crash() throws away every write
 // not yet durable. No timers, no clock, no randomness; promises settle in call order (FIFO).
+//
+// With a DurabilityPort (the simulator's), a `sync: true` write is durable only when its promise
+// resolves, after a simulated fsync the port times (group commit: one fsync at a time covers every
+// write made before it started); crash() between the write and its resolution loses it. A failed
+// fsync rejects the writes it covered with E_IO and the store refuses every later write, as
+// SqliteLogStore does.
 import type { AcceptorRecord } from '@tspaxos/crc-wasm';
 import { decodeStored, encodeStored, openMeta, sealMeta } from './codec';
 import { StorageError } from './errors';
@@ -21,9 +27,27 @@ import {
   type LogStore,
   type MetaKey,
   MIN_CHOSEN_KEY,
+  type ResetOptions,
   type WriteOptions,
 } from './log-store';
 import { resolveStorageOptions, type StorageOptions } from './options';
+
+/** Sans-IO port for the simulated fsync: the simulator's clock and its seeded choices. */
+export interface DurabilityPort {
+  /** Runs fn after delayMs of (virtual) time. */
+  schedule(delayMs: number, fn: () => void): void;
+  /** How long the next fsync takes (ms). */
+  fsyncDelayMs(): number;
+  /** Whether the next fsync fails (then the store refuses every later write with E_IO). */
+  fsyncFails(): boolean;
+}
+
+interface PendingSync {
+  /** Undo position the write reached: durable once an fsync covering it completes. */
+  mark: number;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
 
 interface GroupData {
   records: Map<number, Uint8Array>;
@@ -53,12 +77,36 @@ export class MemoryLogStore implements LogStore {
   readonly options: StorageOptions;
   private readonly groups = new Map<number, GroupData>();
   private undo: Undo[] = [];
+  /** Undo entries already dropped (made durable): undo[i] is write number undoBase + i. */
+  private undoBase = 0;
   private closed = false;
+  private readonly durability: DurabilityPort | undefined;
+  /** sync:true writes waiting for an fsync (only with a DurabilityPort). */
+  private waiting: PendingSync[] = [];
+  private fsyncRunning = false;
+  /** Bumped by crash(): an fsync begun before it completes into nothing. */
+  private epoch = 0;
+  /** Set by a failed fsync: every later write fails with it. */
+  private failure: StorageError | undefined;
   /** For tests: how many times everything was made durable. */
   syncs = 0;
+  /** fsyncs that failed (only with a DurabilityPort). */
+  fsyncFailures = 0;
 
-  constructor(options: Partial<StorageOptions> = {}) {
+  constructor(options: Partial<StorageOptions> = {}, durability?: DurabilityPort) {
     this.options = resolveStorageOptions(options);
+    this.durability = durability;
+  }
+
+  /** The error every write fails with after a failed fsync, if one failed. */
+  get failedWith(): StorageError | undefined {
+    return this.failure;
+  }
+
+  /** Writes refused: closed, or poisoned by a failed fsync. */
+  private writable(): void {
+    this.open();
+    if (this.failure !== undefined) throw this.failure;
   }
 
   private data(group: number): GroupData {
@@ -116,12 +164,59 @@ export class MemoryLogStore implements LogStore {
   }
 
   private settle(opts: WriteOptions): Promise<void> {
-    if (opts.sync) this.flush();
-    return Promise.resolve();
+    if (!opts.sync) return Promise.resolve();
+    const port = this.durability;
+    if (port === undefined) {
+      this.flush();
+      return Promise.resolve();
+    }
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ mark: this.undoBase + this.undo.length, resolve, reject });
+      if (!this.fsyncRunning) this.startFsync(port);
+    });
   }
 
-  /** Makes every write so far durable (an fsync). */
+  /** One simulated fsync covering every write made so far; the next starts when it ends. */
+  private startFsync(port: DurabilityPort): void {
+    this.fsyncRunning = true;
+    const epoch = this.epoch;
+    const mark = this.undoBase + this.undo.length;
+    port.schedule(port.fsyncDelayMs(), () => {
+      if (epoch !== this.epoch) return; // the machine crashed meanwhile: nothing became durable
+      this.fsyncRunning = false;
+      if (this.failure === undefined && port.fsyncFails()) {
+        this.fsyncFailures++;
+        this.failure = new StorageError(
+          'E_IO',
+          'fsync failed (simulated); the log refuses further writes',
+        );
+      }
+      const covered = this.waiting.filter((w) => w.mark <= mark);
+      this.waiting = this.waiting.filter((w) => w.mark > mark);
+      if (this.failure !== undefined) {
+        const failure = this.failure;
+        for (const w of [...covered, ...this.waiting]) w.reject(failure);
+        this.waiting = [];
+        return;
+      }
+      this.makeDurable(mark);
+      for (const w of covered) w.resolve();
+      if (this.waiting.length > 0) this.startFsync(port);
+    });
+  }
+
+  /** Writes up to undo position `mark` survive a crash from now on. */
+  private makeDurable(mark: number): void {
+    const n = Math.min(this.undo.length, mark - this.undoBase);
+    if (n <= 0) return;
+    this.undo.splice(0, n);
+    this.undoBase += n;
+    this.syncs++;
+  }
+
+  /** Makes every write so far durable (an fsync, at once, whatever the port). */
   flush(): void {
+    this.undoBase += this.undo.length;
     this.undo = [];
     this.syncs++;
   }
@@ -138,8 +233,18 @@ export class MemoryLogStore implements LogStore {
       else if (u.before === undefined) g.meta.delete(u.key);
       else g.meta.set(u.key, u.before);
     }
+    this.undoBase += this.undo.length;
     this.undo = [];
     this.closed = false;
+    // Writes waiting for an fsync never settle: the process that made them is gone.
+    this.waiting = [];
+    this.fsyncRunning = false;
+    this.epoch++;
+  }
+
+  /** The disk was replaced (simulator): a store that refused writes after a failed fsync works again. */
+  repair(): void {
+    this.failure = undefined;
   }
 
   /** A restart without power loss: open again (after close()), nothing lost. */
@@ -149,7 +254,7 @@ export class MemoryLogStore implements LogStore {
 
   put(group: number, record: AcceptorRecord, opts: WriteOptions): Promise<void> {
     try {
-      this.open();
+      this.writable();
       checkGroup(group, this.options);
       checkRecordArgument(group, record, this.options);
       this.setRecord(group, record.instanceId, encodeStored(group, record));
@@ -162,7 +267,7 @@ export class MemoryLogStore implements LogStore {
   putMany(group: number, records: readonly AcceptorRecord[], opts: WriteOptions): Promise<void> {
     let encoded: Array<[number, Uint8Array]>;
     try {
-      this.open();
+      this.writable();
       checkGroup(group, this.options);
       checkRecords(group, records);
       encoded = records.map((r) => {
@@ -225,7 +330,7 @@ export class MemoryLogStore implements LogStore {
 
   setMinChosenInstanceId(group: number, instanceId: number): Promise<void> {
     try {
-      this.open();
+      this.writable();
       checkGroup(group, this.options);
       checkInstanceId(instanceId, group);
     } catch (e) {
@@ -253,7 +358,7 @@ export class MemoryLogStore implements LogStore {
 
   setMeta(group: number, key: MetaKey, value: Uint8Array, opts: WriteOptions): Promise<void> {
     try {
-      this.open();
+      this.writable();
       checkGroup(group, this.options);
       checkMetaKey(key, group, this.options);
       if (key === MIN_CHOSEN_KEY) {
@@ -283,7 +388,7 @@ export class MemoryLogStore implements LogStore {
 
   clearGroup(group: number): Promise<void> {
     try {
-      this.open();
+      this.writable();
       checkGroup(group, this.options);
     } catch (e) {
       return Promise.reject(e);
@@ -293,6 +398,21 @@ export class MemoryLogStore implements LogStore {
       this.deletePrefix(group, g, g.ids.length);
       for (const key of [...g.meta.keys()]) this.setMetaBytes(group, key, undefined);
     }
+    return this.settle({ sync: true });
+  }
+
+  resetGroup(group: number, opts: ResetOptions): Promise<void> {
+    const id = opts?.minChosenInstanceId;
+    try {
+      this.open();
+      checkGroup(group, this.options);
+      checkInstanceId(id, group);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const g = this.groups.get(group);
+    if (g !== undefined) this.deletePrefix(group, g, g.ids.length);
+    this.setMetaBytes(group, MIN_CHOSEN_KEY, sealMeta(MIN_CHOSEN_KEY, encodeInstanceId(id)));
     return this.settle({ sync: true });
   }
 

@@ -1,4 +1,5 @@
 // Every limit of the storage, with its unit and where its default comes from (STYLE.md 9).
+import { type OptionRange, optionsProblem, RECORD_MAX_VALUE_BYTES } from '@tspaxos/crc-wasm';
 import { StorageError } from './errors';
 
 export interface StorageOptions {
@@ -33,6 +34,28 @@ export interface StorageOptions {
   rangeChunkMaxRecords: number;
   /** Longest meta key, in UTF-16 code units (ours: keys are names, not data). */
   maxMetaKeyLength: number;
+  /**
+   * Values longer than this many bytes are kept out of line, appended to a segment file, with
+   * only an index row in SQLite (SqliteLogStore; MemoryLogStore keeps every value the same way).
+   * 3 KiB, by measurement (bench/run.mjs, "out of line" rows; BENCHMARKS.md): batches of 4 KiB
+   * values wrote 1.5–2.5× and read 1.4–2× faster out of line than inline, 3 KiB ones 2.5× and
+   * 1.2×, 2 KiB ones broke even on reads; and a record up to 3 KiB fits in one B-tree page of
+   * SQLite's (4 KiB pages spill a row of more than ~4,060 bytes to overflow pages).
+   */
+  outOfLineValueBytes: number;
+  /**
+   * Size at which a segment file stops taking values (a value larger than this gets a segment
+   * of its own): 100 MiB, PhxPaxos InsideOptions::GetLogFileMaxSize in its normal (not
+   * large-buffer) mode, the size of its data files (LogStore in src/logstorage/log_store.cpp).
+   * Compaction frees space a whole segment at a time.
+   */
+  segmentBytes: number;
+  /**
+   * Step in which a segment file is grown ahead of its appends (ftruncate), so most appends do
+   * not change the file size: 8 MiB, ours (PhxPaxos extends a new data file to its full size at
+   * once, LogStore::OpenFile; steps keep a small log's files small).
+   */
+  segmentGrowBytes: number;
 }
 
 export const DEFAULT_STORAGE_OPTIONS: Readonly<StorageOptions> = Object.freeze({
@@ -43,21 +66,35 @@ export const DEFAULT_STORAGE_OPTIONS: Readonly<StorageOptions> = Object.freeze({
   rangeChunkBytes: 256 * 1024,
   rangeChunkMaxRecords: 256,
   maxMetaKeyLength: 128,
+  outOfLineValueBytes: 3 * 1024,
+  segmentBytes: 100 * 1024 * 1024,
+  segmentGrowBytes: 8 * 1024 * 1024,
 });
 
-/** Merges caller options over the defaults and checks each is a positive safe integer. */
+/** The allowed range of each option (E_BAD_ARGUMENT names the field and its range). */
+export const STORAGE_OPTION_RANGES: Readonly<Record<keyof StorageOptions, OptionRange>> = {
+  maxValueBytes: { min: 1, max: RECORD_MAX_VALUE_BYTES },
+  maxDeleteRecords: { min: 1 },
+  maxDeleteBytes: { min: 1 },
+  maxGroup: { min: 1 },
+  rangeChunkBytes: { min: 1 },
+  rangeChunkMaxRecords: { min: 1 },
+  maxMetaKeyLength: { min: 1 },
+  outOfLineValueBytes: { min: 0, max: RECORD_MAX_VALUE_BYTES },
+  segmentBytes: { min: 1 },
+  segmentGrowBytes: { min: 1 },
+};
+
+/**
+ * Merges caller options over the defaults and checks each against its range. Fields that are not
+ * storage options (a SqliteLogStore's own `readonly`, `fsync`, …) are left to their owner.
+ */
 export function resolveStorageOptions(options: Partial<StorageOptions> = {}): StorageOptions {
-  const resolved = { ...DEFAULT_STORAGE_OPTIONS };
+  const given: Partial<StorageOptions> = {};
   for (const key of Object.keys(DEFAULT_STORAGE_OPTIONS) as Array<keyof StorageOptions>) {
-    const v = options[key];
-    if (v === undefined) continue;
-    if (!Number.isSafeInteger(v) || v < 1) {
-      throw new StorageError(
-        'E_BAD_ARGUMENT',
-        `storage option ${key} must be a positive safe integer, got ${String(v)}`,
-      );
-    }
-    resolved[key] = v;
+    if (options[key] !== undefined) given[key] = options[key];
   }
-  return resolved;
+  const problem = optionsProblem('storage', given, STORAGE_OPTION_RANGES);
+  if (problem !== undefined) throw new StorageError('E_BAD_ARGUMENT', problem);
+  return { ...DEFAULT_STORAGE_OPTIONS, ...given };
 }

@@ -1,23 +1,49 @@
 // SqliteLogStore: the paxos log in one SQLite database per node data directory (better-sqlite3,
-// WAL mode). Records are stored as encodeRecord bytes, one rowid table per group keyed by
-// instance id (`records_<group>`: the key is (group, instanceId), and each group's table is the
-// cheapest B-tree SQLite has, the same shape as the raw baseline of the benchmark). A `meta`
-// table holds, per group, the min chosen instance id, the checkpoint instance id, and system and
-// master variables as bytes, each sealed with a CRC (codec.ts).
+// WAL mode), plus segment files for large values. Records are stored as encodeRecord bytes, one
+// rowid table per group keyed by instance id (`records_<group>`: the key is (group, instanceId),
+// and each group's table is the cheapest B-tree SQLite has, the same shape as the raw baseline
+// of the benchmark). A value above options.outOfLineValueBytes is appended to a segment file
+// (segments.ts) and its row holds the record with a 24-byte locator (segment, offset, length,
+// CRC-32 of the value) in place of the value: PhxPaxos's layout (data files plus a small index
+// entry per instance), with SQLite as the index. A `segments` table holds, per segment, the end
+// of its committed bytes and its highest instance id. A `meta` table holds, per group, the min
+// chosen instance id, the checkpoint instance id, and system and master variables as bytes,
+// each sealed with a CRC (codec.ts).
 //
-// Durability and group commit. Commits run with synchronous=NORMAL: a committed transaction is
-// in the WAL file, so the OS has it and a process kill cannot lose it, but it is not yet
-// fsynced. A `sync: true` write then waits for an fsync of the WAL file done on libuv's thread
-// pool (fs.fsync), so the event loop never blocks on it: every sync write committed before an
-// fsync starts resolves when it ends, and writes committed meanwhile share the next one. One
-// fsync serves any number of concurrent writers (bench: 64 writers, ~13× faster than one by one).
-// Why an fsync of the WAL is enough: recovery replays every WAL frame up to the last valid commit
-// frame, so once the frames of a commit are on disk, so is the commit. When SQLite checkpoints
-// (copies the WAL into the database and later restarts the WAL from its start), it fsyncs the WAL
-// before and the database after, in synchronous=NORMAL too, so nothing acknowledged lives only in
-// a part of the WAL that is about to be reused. The WAL is reused in place, never deleted while
-// the log is open (it is deleted only by close()), so the descriptor we keep always names the
-// file SQLite writes to.
+// Order of a write. The value bytes are written to the segment (pwritev, into the OS), then the
+// index rows commit (synchronous=NORMAL: into the WAL file, in the OS, not fsynced), all inside
+// the call. So when a call returns, a process kill can lose none of it; a kill before the commit
+// leaves bytes past the segment's committed end, which the next open truncates.
+//
+// Durability and group commit. A `sync: true` write then waits for the group commit, which runs
+// on libuv's thread pool so the event loop never blocks on it: (1) fdatasync of every segment
+// with bytes written since the last group commit began (and an fsync of any directory that got
+// a new segment file), then (2) an fsync of the WAL. Every sync write committed before (1)
+// starts resolves when (2) ends; writes committed meanwhile share the next round. So the bytes
+// of a sync write are durable before the index row that points at them is: one segment
+// fdatasync and one WAL fsync per batch of concurrent writers, however many.
+// Why an fsync of the WAL makes the commits in it durable: recovery replays every WAL frame up to
+// the last valid commit frame, so once the frames of a commit are on disk, so is the commit.
+//
+// Checkpoints are ours (wal_autocheckpoint=0): SQLite never checkpoints inside a write call.
+// The store runs `PRAGMA wal_checkpoint(PASSIVE)` from setImmediate, off every caller's path:
+// after a group commit once the WAL holds about checkpointPages pages (the fsyncs SQLite does
+// then add little to the group commit's own), and, if only sync:false writes come, when it holds
+// checkpointMaxPages. A checkpoint copies the WAL into the database; in synchronous=NORMAL
+// SQLite fsyncs the WAL before it copies and the database after, before it records the copy as
+// done, and only a later write transaction restarts the WAL from its start. So no frame is
+// overwritten before its content is durable in the database, and nothing acknowledged lives
+// only in a part of the WAL about to be reused: the "fsync of the WAL" argument holds across
+// restarts. The WAL is reused in place, never deleted while the log is open (only close()
+// deletes it), so the descriptor we keep always names the file SQLite writes to.
+//
+// What a sync:false write costs: no fsync and no fdatasync at all (the learner's catch-up
+// writes; tested by counting through the injected ports), until the WAL reaches
+// checkpointMaxPages (index rows are small: tens of GB of large values). Power loss can then
+// lose them; and since the OS may write the WAL page holding an index row back to disk before
+// the segment page holding its bytes, a sync:false large value can come back after a power cut
+// as a row whose bytes are missing: it reads as E_CORRUPT_RECORD (the CRC of the value is in the
+// row), never as a wrong value. A later sync:true write or close() makes it durable.
 //
 // One process per log: the database is opened with locking_mode=EXCLUSIVE, so a second node
 // pointed at the same directory fails at open with E_LOCKED instead of sharing an acceptor's
@@ -27,6 +53,7 @@ import {
   closeSync,
   constants,
   existsSync,
+  fdatasync,
   fsync,
   fsyncSync,
   mkdirSync,
@@ -34,7 +61,7 @@ import {
   statSync,
 } from 'node:fs';
 import { dirname, join } from 'node:path';
-import type { AcceptorRecord } from '@tspaxos/crc-wasm';
+import { type AcceptorRecord, crc32 } from '@tspaxos/crc-wasm';
 import Database from 'better-sqlite3';
 import { corruptRecord, decodeStored, encodeStored, openMeta, sealMeta } from './codec';
 import { StorageError, type StorageErrorCode } from './errors';
@@ -52,34 +79,68 @@ import {
   type LogStore,
   type MetaKey,
   MIN_CHOSEN_KEY,
+  type ResetOptions,
   type WriteOptions,
 } from './log-store';
 import { resolveStorageOptions, type StorageOptions } from './options';
+import {
+  decodeLocator,
+  encodeLocator,
+  LOCATOR_BYTES,
+  type Placement,
+  type Segment,
+  type SegmentRow,
+  Segments,
+  type SegmentWriteFn,
+  writeAll,
+} from './segments';
 
 /**
  * Version of the schema this code writes; opening a newer one refuses (E_SCHEMA_TOO_NEW).
  * 1: meta values stored bare. 2: meta values sealed with a CRC (opening a version 1 log
- * upgrades it in one transaction).
+ * upgrades it in one transaction). 3: large values out of line: each records table gains the
+ * columns `seg` and `value_bytes` (NULL for an inline value), and a `segments` table (a version
+ * 1 or 2 log is upgraded in one transaction; its values all stay inline).
  */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 /** File name of the database inside a node's data directory. */
 export const DATABASE_FILE = 'paxos.sqlite';
+/** Directory of the segment files inside a node's data directory (`<file>-segments` beside a named database file). */
+export const SEGMENTS_DIR = 'segments';
 /**
  * Rows per multi-row INSERT in putMany: one statement execution per 32 records instead of one
  * per record; the per-call cost of better-sqlite3 is what it saves (bench: ~1.3× at 100 B;
  * 16 gains less, 64 nothing more).
  */
 export const INSERT_ROWS_PER_STATEMENT = 32;
+/**
+ * WAL pages after which the store checkpoints at the end of the next group commit: SQLite's
+ * wal_autocheckpoint default (1000), which was ours before the store took checkpoints over.
+ */
+export const DEFAULT_CHECKPOINT_PAGES = 1000;
+/**
+ * WAL pages after which the store checkpoints even if no sync write comes (the only fsyncs
+ * sync:false writes can cause): 16,384 pages of 4 KiB = 64 MiB of WAL, ours. With values out of
+ * line that is ~10⁵–10⁶ index rows; startup replays at most this much WAL.
+ */
+export const DEFAULT_CHECKPOINT_MAX_PAGES = 16_384;
+/** SQLite's page size here (its default), used to estimate how many WAL pages a commit adds. */
+const PAGE_BYTES = 4096;
 
 type Db = Database.Database;
 type FsyncFn = (fd: number, callback: (err: NodeJS.ErrnoException | null) => void) => void;
 
 interface GroupStatements {
   put: Database.Statement;
+  putIndex: Database.Statement;
   putMany: Database.Transaction<(records: readonly AcceptorRecord[]) => void>;
+  putMixed: Database.Transaction<
+    (records: readonly AcceptorRecord[], placements: readonly Placement[]) => void
+  >;
   get: Database.Statement;
   rangeChunk: Database.Statement;
   max: Database.Statement;
+  min: Database.Statement;
   lowest: Database.Statement;
   deleteThrough: Database.Statement;
   clear: Database.Statement;
@@ -87,13 +148,13 @@ interface GroupStatements {
 
 function classify(e: unknown, fallback: StorageErrorCode): StorageErrorCode {
   const code = String((e as { code?: unknown })?.code ?? '');
-  if (code.startsWith('SQLITE_FULL') || code === 'ENOSPC') return 'E_DISK_FULL';
+  if (code.startsWith('SQLITE_FULL') || code === 'ENOSPC' || code === 'EFBIG') return 'E_DISK_FULL';
   if (code.startsWith('SQLITE_READONLY') || code === 'EROFS' || code === 'EACCES')
     return 'E_READ_ONLY';
   if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) return 'E_LOCKED';
   if (code.startsWith('SQLITE_NOTADB') || code.startsWith('SQLITE_CANTOPEN'))
     return 'E_OPEN_FAILED';
-  if (code.startsWith('SQLITE_IOERR')) return 'E_IO';
+  if (code.startsWith('SQLITE_IOERR') || code === 'EIO') return 'E_IO';
   return fallback;
 }
 
@@ -121,15 +182,31 @@ function wrapRead(e: unknown, group: number, instanceId: number, what: string): 
 export interface SqliteLogStoreOptions extends Partial<StorageOptions> {
   /** Open read-only (inspection tools, while no node has the log open); writes fail with E_READ_ONLY. */
   readonly?: boolean;
-  /** Cap on the database size in bytes; writes beyond it fail with E_DISK_FULL, as on a full disk. */
+  /**
+   * Cap on the database file's size in bytes (segment files are not counted); writes beyond it
+   * fail with E_DISK_FULL, as on a full disk.
+   */
   maxDatabaseBytes?: number;
   /**
-   * WAL pages (4 KiB) after which a commit also checkpoints the WAL into the database (SQLite's
-   * wal_autocheckpoint; its default, 1000, is ours). Small values exercise WAL restarts (tests).
+   * WAL pages (4 KiB) after which the end of a group commit checkpoints the WAL into the
+   * database (DEFAULT_CHECKPOINT_PAGES). Small values exercise WAL restarts (tests).
    */
   checkpointPages?: number;
-  /** Replaces fs.fsync in the group commit: fault injection and tests only. */
+  /** WAL pages after which a checkpoint runs with no sync write in sight (DEFAULT_CHECKPOINT_MAX_PAGES). */
+  checkpointMaxPages?: number;
+  /** Replaces fs.fsync (of the WAL and of directories) in the group commit: fault injection and tests. */
   fsync?: FsyncFn;
+  /** Replaces fs.fdatasync (of segment files) in the group commit: fault injection and tests. */
+  fdatasync?: FsyncFn;
+  /** Replaces the segment append (a pwritev of all the bytes): fault injection and tests. */
+  writeSegment?: SegmentWriteFn;
+}
+
+function positiveInteger(value: number | undefined, fallback: number, name: string): number {
+  const v = value ?? fallback;
+  if (!Number.isSafeInteger(v) || v < 1)
+    throw new StorageError('E_BAD_ARGUMENT', `${name} must be a positive integer`);
+  return v;
 }
 
 export class SqliteLogStore implements LogStore {
@@ -137,20 +214,32 @@ export class SqliteLogStore implements LogStore {
   readonly path: string;
   private readonly db: Db;
   private readonly meta: ReturnType<typeof prepareMeta>;
+  private readonly segmentRows: ReturnType<typeof prepareSegments>;
+  private readonly segments: Segments;
   private readonly groups = new Map<number, GroupStatements>();
   private readonly tables: Set<string>;
   private readonly fsync: FsyncFn;
+  private readonly fdatasync: FsyncFn;
+  private readonly readonly: boolean;
+  private readonly checkpointPages: number;
+  private readonly checkpointMaxPages: number;
   /** The WAL file, kept open for the group commit's fsync (undefined when read-only). */
   private walFd: number | undefined;
-  /** Sync writes committed and waiting for the next fsync to start. */
+  /** Sync writes committed and waiting for the next group commit to start. */
   private waiting: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
   private syncing = false;
   private idleWaiters: Array<() => void> = [];
-  /** Set by a failed fsync: the kernel may have dropped the dirty pages, so no later write can be trusted. */
+  /** Set by a failed fsync or checkpoint: the kernel may have dropped dirty pages, so no later write can be trusted. */
   private failure: StorageError | undefined;
   private closed = false;
-  /** fsyncs done, and sync writes they covered: the group commit's effect. */
-  readonly syncStats = { fsyncs: 0, syncWrites: 0 };
+  /** Estimated WAL pages written since the last checkpoint. */
+  private walPages = 0;
+  private checkpointScheduled = false;
+  /**
+   * The group commit's effect: fsyncs (WAL and directories) and fdatasyncs (segments) done, the
+   * sync writes they covered, and the checkpoints the store ran (each: SQLite's own two fsyncs).
+   */
+  readonly syncStats = { fsyncs: 0, fdatasyncs: 0, syncWrites: 0, checkpoints: 0 };
 
   /** Opens (creating if needed) the log in `dataDir`/paxos.sqlite, or at a path ending in .sqlite or .db. */
   static open(dataDirOrFile: string, options: SqliteLogStoreOptions = {}): SqliteLogStore {
@@ -160,7 +249,19 @@ export class SqliteLogStore implements LogStore {
   private constructor(dataDirOrFile: string, options: SqliteLogStoreOptions) {
     this.options = resolveStorageOptions(options);
     this.fsync = options.fsync ?? fsync;
+    this.fdatasync = options.fdatasync ?? fdatasync;
     const readonly = options.readonly ?? false;
+    this.readonly = readonly;
+    this.checkpointPages = positiveInteger(
+      options.checkpointPages,
+      DEFAULT_CHECKPOINT_PAGES,
+      'checkpointPages',
+    );
+    this.checkpointMaxPages = positiveInteger(
+      options.checkpointMaxPages,
+      Math.max(DEFAULT_CHECKPOINT_MAX_PAGES, this.checkpointPages),
+      'checkpointMaxPages',
+    );
     const isFile = dataDirOrFile.endsWith('.sqlite') || dataDirOrFile.endsWith('.db');
     this.path = isFile ? dataDirOrFile : join(dataDirOrFile, DATABASE_FILE);
     try {
@@ -170,6 +271,7 @@ export class SqliteLogStore implements LogStore {
     }
     if (!readonly) checkWritable(this.path);
     let db: Db | undefined;
+    let segments: Segments | undefined;
     try {
       db = new Database(this.path, { readonly, fileMustExist: readonly, timeout: 0 });
       if (!readonly) {
@@ -177,10 +279,7 @@ export class SqliteLogStore implements LogStore {
         const mode = db.pragma('journal_mode = WAL', { simple: true });
         if (mode !== 'wal') throw new StorageError('E_OPEN_FAILED', `WAL mode refused (${mode})`);
         db.pragma('synchronous = NORMAL');
-        const pages = options.checkpointPages ?? 1000;
-        if (!Number.isSafeInteger(pages) || pages < 1)
-          throw new StorageError('E_BAD_ARGUMENT', `checkpointPages must be a positive integer`);
-        db.pragma(`wal_autocheckpoint = ${pages}`);
+        db.pragma('wal_autocheckpoint = 0'); // checkpoints are ours (see the file header)
       }
       if (options.maxDatabaseBytes !== undefined) {
         if (!Number.isSafeInteger(options.maxDatabaseBytes) || options.maxDatabaseBytes < 1)
@@ -191,15 +290,30 @@ export class SqliteLogStore implements LogStore {
       }
       this.migrate(db, readonly); // its first read takes the exclusive lock
       this.meta = prepareMeta(db);
+      this.segmentRows = prepareSegments(db);
       this.tables = new Set(
         db
           .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'records_*'")
           .pluck()
           .all() as string[],
       );
+      const root = isFile ? `${this.path}-${SEGMENTS_DIR}` : join(dataDirOrFile, SEGMENTS_DIR);
+      segments = new Segments(root, this.options, options.writeSegment ?? writeAll, readonly);
+      this.segments = segments;
+      const rows = (this.segmentRows.all.all() as Array<[number, number, number, number]>).map(
+        ([group, id, endBytes, maxInstanceId]): SegmentRow => ({
+          group,
+          id,
+          endBytes,
+          maxInstanceId,
+        }),
+      );
+      const missing = segments.open(rows);
+      if (!readonly) this.forgetCompacted(db, missing);
       if (!readonly) this.walFd = this.openWal(dirname(this.path));
     } catch (e) {
       try {
+        segments?.close();
         db?.close();
       } catch {
         // the open failure is what matters
@@ -207,6 +321,29 @@ export class SqliteLogStore implements LogStore {
       throw wrap(e, 'E_OPEN_FAILED', `cannot open the paxos log ${this.path}`);
     }
     this.db = db;
+  }
+
+  /**
+   * Segments whose file is gone while their rows are below the group's min chosen instance id:
+   * deleteBelow removed the file after a commit that a power cut then undid. Their rows were
+   * deleted once already; delete them again. A missing segment with rows at or above the min
+   * chosen id is left alone: those rows read as E_CORRUPT_RECORD.
+   */
+  private forgetCompacted(db: Db, missing: readonly SegmentRow[]): void {
+    if (missing.length === 0) return;
+    db.transaction(() => {
+      for (const row of missing) {
+        const stored = this.meta.get.get(row.group, MIN_CHOSEN_KEY) as Uint8Array | undefined;
+        const min = decodeInstanceId(
+          stored === undefined ? undefined : openMeta(row.group, MIN_CHOSEN_KEY, plain(stored)),
+          row.group,
+        );
+        if (row.maxInstanceId >= min) continue;
+        if (this.tables.has(`records_${row.group}`))
+          db.prepare(`DELETE FROM records_${row.group} WHERE seg = ?`).run(row.id);
+        this.segmentRows.delete.run(row.group, row.id);
+      }
+    })();
   }
 
   /**
@@ -273,6 +410,13 @@ export class SqliteLogStore implements LogStore {
           PRIMARY KEY (grp, key)
         ) WITHOUT ROWID;
         CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+        CREATE TABLE IF NOT EXISTS segments (
+          grp INTEGER NOT NULL,
+          seg INTEGER NOT NULL,
+          end_bytes INTEGER NOT NULL,
+          max_instance INTEGER NOT NULL,
+          PRIMARY KEY (grp, seg)
+        ) WITHOUT ROWID;
       `);
       if (version === 1) {
         // Version 1 kept meta values bare: seal each with its CRC.
@@ -281,6 +425,17 @@ export class SqliteLogStore implements LogStore {
         >;
         const update = db.prepare('UPDATE meta SET value = ? WHERE grp = ? AND key = ?');
         for (const [grp, key, value] of rows) update.run(sealMeta(key, value), grp, key);
+      }
+      if (version === 1 || version === 2) {
+        // Version 3 adds the out-of-line columns; every existing value stays inline (NULL).
+        const tables = db
+          .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'records_*'")
+          .pluck()
+          .all() as string[];
+        for (const table of tables) {
+          db.exec(`ALTER TABLE ${table} ADD COLUMN seg INTEGER`);
+          db.exec(`ALTER TABLE ${table} ADD COLUMN value_bytes INTEGER`);
+        }
       }
       db.exec(`DELETE FROM schema_version; INSERT INTO schema_version VALUES (${SCHEMA_VERSION});`);
     })();
@@ -294,19 +449,25 @@ export class SqliteLogStore implements LogStore {
     if (!this.tables.has(table)) {
       if (!create) return undefined;
       this.db.exec(
-        `CREATE TABLE IF NOT EXISTS ${table} (instance_id INTEGER PRIMARY KEY, record BLOB NOT NULL)`,
+        `CREATE TABLE IF NOT EXISTS ${table} (instance_id INTEGER PRIMARY KEY, record BLOB NOT NULL, seg INTEGER, value_bytes INTEGER)`,
       );
       this.tables.add(table);
     }
+    // Inline values: the two-column INSERT of before (seg and value_bytes default to NULL).
     const insert = 'INSERT OR REPLACE INTO ' + table + ' (instance_id, record) VALUES ';
     const put = this.db.prepare(`${insert}(?, ?)`);
     const putRows = this.db.prepare(
       insert + new Array(INSERT_ROWS_PER_STATEMENT).fill('(?, ?)').join(', '),
     );
+    const putIndex = this.db.prepare(
+      `INSERT OR REPLACE INTO ${table} (instance_id, record, seg, value_bytes) VALUES (?, ?, ?, ?)`,
+    );
     const args: unknown[] = new Array(2 * INSERT_ROWS_PER_STATEMENT);
     const options = this.options;
+    const upsertSegment = this.segmentRows.upsert;
     g = {
       put,
+      putIndex,
       // Checked and encoded inside the transaction: a bad record throws, which rolls back the
       // records before it, so nothing is written, without a second pass over the batch.
       putMany: this.db.transaction((records: readonly AcceptorRecord[]) => {
@@ -327,17 +488,43 @@ export class SqliteLogStore implements LogStore {
           put.run(r.instanceId, encodeStored(group, r));
         }
       }),
-      get: this.db.prepare(`SELECT record FROM ${table} WHERE instance_id = ?`).pluck(),
+      // Records some of whose values were just appended to segments (`placements`, in order):
+      // their index rows, the small ones inline, and each touched segment's new committed end.
+      putMixed: this.db.transaction(
+        (records: readonly AcceptorRecord[], placements: readonly Placement[]) => {
+          let k = 0;
+          for (const r of records) {
+            if (r.value.length > options.outOfLineValueBytes) {
+              const p = placements[k++]!;
+              const locator = encodeLocator(p.segment.id, p.offset, p.length, p.crc);
+              const header = encodeStored(group, { ...r, value: locator });
+              putIndex.run(r.instanceId, header, p.segment.id, p.length);
+            } else {
+              put.run(r.instanceId, encodeStored(group, r));
+            }
+          }
+          let last: Segment | undefined;
+          for (const p of placements) {
+            if (p.segment === last) continue;
+            last = p.segment;
+            upsertSegment.run(group, last.id, last.writtenBytes, last.maxInstanceId);
+          }
+        },
+      ),
+      get: this.db.prepare(`SELECT record, seg FROM ${table} WHERE instance_id = ?`).raw(),
       rangeChunk: this.db
         .prepare(
-          `SELECT instance_id, record FROM ${table} WHERE instance_id >= ? AND instance_id < ? ORDER BY instance_id LIMIT ?`,
+          `SELECT instance_id, record, seg FROM ${table} WHERE instance_id >= ? AND instance_id < ? ORDER BY instance_id LIMIT ?`,
         )
         .raw(),
       max: this.db.prepare(`SELECT max(instance_id) FROM ${table}`).pluck(),
-      // length() of a blob is read from the cell header: the overflow pages are not touched.
+      min: this.db.prepare(`SELECT min(instance_id) FROM ${table}`).pluck(),
+      // The size of a record as stored inline, whether it is or not (so the limits of a delete
+      // step mean the same on both stores). length() of a blob is read from the cell header:
+      // the overflow pages are not touched.
       lowest: this.db
         .prepare(
-          `SELECT instance_id, length(record) FROM ${table} WHERE instance_id < ? ORDER BY instance_id LIMIT ?`,
+          `SELECT instance_id, length(record) + coalesce(value_bytes - ${LOCATOR_BYTES}, 0) FROM ${table} WHERE instance_id < ? ORDER BY instance_id LIMIT ?`,
         )
         .raw(),
       deleteThrough: this.db.prepare(`DELETE FROM ${table} WHERE instance_id <= ?`),
@@ -354,9 +541,10 @@ export class SqliteLogStore implements LogStore {
   private checkWritable(): void {
     this.checkOpen();
     if (this.failure !== undefined) throw this.failure;
+    if (this.readonly) throw new StorageError('E_READ_ONLY', `${this.path} is open read-only`);
   }
 
-  /** Resolves after an fsync of the WAL that began after this call (group commit). */
+  /** Resolves after a group commit that began after this call. */
   private durable(): Promise<void> {
     this.syncStats.syncWrites++;
     return new Promise((resolve, reject) => {
@@ -365,38 +553,113 @@ export class SqliteLogStore implements LogStore {
     });
   }
 
+  /**
+   * The group commit: (1) fdatasync of the segments written since the last round began, and
+   * fsync of directories with new segment files, in parallel; then (2) fsync of the WAL.
+   */
   private kick(): void {
     if (this.syncing) return;
+    this.segments.release(); // no fdatasync is using a dropped segment's descriptor now
     if (this.waiting.length === 0) {
       for (const wake of this.idleWaiters.splice(0)) wake();
       return;
     }
     const batch = this.waiting.splice(0);
-    if (this.walFd === undefined || this.failure !== undefined) {
+    const walFd = this.walFd;
+    if (walFd === undefined || this.failure !== undefined) {
       const e = this.failure ?? new StorageError('E_READ_ONLY', `${this.path} is open read-only`);
       for (const w of batch) w.reject(e);
       this.kick();
       return;
     }
     this.syncing = true;
-    this.syncStats.fsyncs++;
-    this.fsync(this.walFd, (err) => {
+    const fail = (err: unknown, what: string) => {
+      // After a failed fsync the kernel may have dropped the unwritten pages and a retry can
+      // succeed without them (PostgreSQL's "fsyncgate", 2018): fail this batch and every later
+      // write rather than acknowledge data that may be gone.
+      this.failure ??= wrap(err, 'E_IO', `${what} failed; the log refuses further writes`);
       this.syncing = false;
-      if (err) {
-        // After a failed fsync the kernel may have dropped the unwritten pages and a retry can
-        // succeed without them (PostgreSQL's "fsyncgate", 2018): fail this batch and every
-        // later write rather than acknowledge data that may be gone.
-        this.failure ??= wrap(
-          err,
-          'E_IO',
-          `fsync of ${this.path}-wal failed; the log refuses further writes`,
-        );
-        for (const w of batch) w.reject(this.failure);
-      } else {
-        for (const w of batch) w.resolve();
-      }
+      for (const w of batch) w.reject(this.failure);
       this.kick();
+    };
+    const syncWal = () => {
+      this.syncStats.fsyncs++;
+      this.fsync(walFd, (err) => {
+        if (err) return fail(err, `fsync of ${this.path}-wal`);
+        this.syncing = false;
+        for (const w of batch) w.resolve();
+        if (this.walPages >= this.checkpointPages) this.scheduleCheckpoint();
+        this.kick();
+      });
+    };
+    const { fds, dirs } = this.segments.takeDirty();
+    let pending = fds.length + dirs.length;
+    if (pending === 0) return syncWal();
+    let failed = false;
+    const done = (err: unknown, what: string) => {
+      if (failed) return;
+      if (err) {
+        failed = true;
+        return fail(err, what);
+      }
+      if (--pending === 0) syncWal();
+    };
+    for (const fd of fds) {
+      this.syncStats.fdatasyncs++;
+      this.fdatasync(fd, (err) => done(err, 'fdatasync of a segment file'));
+    }
+    for (const dir of dirs) {
+      let dirFd: number;
+      try {
+        dirFd = openSync(dir, 'r');
+      } catch (e) {
+        done(e, `open of ${dir}`);
+        continue;
+      }
+      this.syncStats.fsyncs++;
+      this.fsync(dirFd, (err) => {
+        closeSync(dirFd);
+        done(err, `fsync of ${dir}`);
+      });
+    }
+  }
+
+  /** Counts the WAL pages a commit added (an estimate: its bytes, plus the pages it touches). */
+  private wrote(bytes: number, pages = 1): void {
+    this.walPages += pages + Math.floor(bytes / PAGE_BYTES);
+    if (this.walPages >= this.checkpointMaxPages) this.scheduleCheckpoint();
+  }
+
+  private scheduleCheckpoint(): void {
+    if (this.checkpointScheduled) return;
+    this.checkpointScheduled = true;
+    setImmediate(() => {
+      this.checkpointScheduled = false;
+      this.checkpoint();
     });
+  }
+
+  /**
+   * Copies the WAL into the database (PASSIVE: never waits; with the exclusive lock no reader
+   * can hold it back). SQLite fsyncs the WAL before and the database after (synchronous=NORMAL).
+   * A failure fails every later write, as a failed fsync does.
+   */
+  private checkpoint(): void {
+    if (this.closed || this.failure !== undefined || this.walFd === undefined) return;
+    try {
+      const [row] = this.db.pragma('wal_checkpoint(PASSIVE)') as Array<{
+        log: number;
+        checkpointed: number;
+      }>;
+      this.syncStats.checkpoints++;
+      this.walPages = Math.max(0, (row?.log ?? 0) - (row?.checkpointed ?? 0));
+    } catch (e) {
+      this.failure ??= wrap(
+        e,
+        'E_IO',
+        `checkpoint of ${this.path}; the log refuses further writes`,
+      );
+    }
   }
 
   /** What every write does after its commit: nothing more, or wait for the group commit. */
@@ -404,13 +667,49 @@ export class SqliteLogStore implements LogStore {
     return opts.sync ? this.durable() : Promise.resolve();
   }
 
+  /**
+   * Writes records some of whose values go out of line: checks them all, appends those values
+   * to the group's segment, then commits every index row in one transaction; if the commit
+   * fails, the appended bytes are given back (the next append writes over them).
+   */
+  private putOutOfLine(group: number, g: GroupStatements, records: readonly AcceptorRecord[]) {
+    const large: AcceptorRecord[] = [];
+    let bytes = 0;
+    for (const r of records) {
+      checkRecordArgument(group, r, this.options);
+      if (r.value.length > this.options.outOfLineValueBytes) large.push(r);
+      else bytes += r.value.length;
+    }
+    const placements = this.segments.append(group, large);
+    try {
+      g.putMixed(records, placements);
+    } catch (e) {
+      this.segments.rolledBack(placements);
+      throw e;
+    }
+    this.segments.committed(placements);
+    this.wrote(bytes + 100 * records.length, 2);
+  }
+
+  private hasLarge(records: readonly AcceptorRecord[]): boolean {
+    const limit = this.options.outOfLineValueBytes;
+    for (const r of records) if ((r?.value?.length ?? 0) > limit) return true;
+    return false;
+  }
+
   put(group: number, record: AcceptorRecord, opts: WriteOptions): Promise<void> {
     try {
       this.checkWritable();
       checkGroup(group, this.options);
       checkRecordArgument(group, record, this.options);
-      const bytes = encodeStored(group, record);
-      this.group(group, true)!.put.run(record.instanceId, bytes);
+      const g = this.group(group, true)!;
+      if (record.value.length > this.options.outOfLineValueBytes) {
+        this.putOutOfLine(group, g, [record]);
+      } else {
+        const bytes = encodeStored(group, record);
+        g.put.run(record.instanceId, bytes);
+        this.wrote(bytes.length);
+      }
     } catch (e) {
       return Promise.reject(
         wrap(e, 'E_IO', `write of group ${group} instance ${record?.instanceId}`, {
@@ -427,24 +726,65 @@ export class SqliteLogStore implements LogStore {
       this.checkWritable();
       checkGroup(group, this.options);
       checkRecords(group, records);
-      if (records.length > 0) this.group(group, true)!.putMany(records);
+      if (records.length > 0) {
+        const g = this.group(group, true)!;
+        if (this.hasLarge(records)) {
+          this.putOutOfLine(group, g, records);
+        } else {
+          g.putMany(records);
+          let bytes = 0;
+          for (const r of records) bytes += r.value.length + 64;
+          this.wrote(bytes);
+        }
+      }
     } catch (e) {
       return Promise.reject(wrap(e, 'E_IO', `batch write of group ${group}`, { group }));
     }
     return this.settle(opts);
   }
 
+  /**
+   * A record from its stored row: an inline record decoded as it is; an out-of-line one's value
+   * read from its segment (one pread) and checked against the CRC in the row.
+   */
+  private decodeRow(
+    group: number,
+    instanceId: number,
+    bytes: Uint8Array,
+    seg: number | null,
+  ): AcceptorRecord {
+    const record = decodeStored(group, instanceId, plain(bytes));
+    if (seg === null) return record;
+    const locator = decodeLocator(record.value);
+    if (locator === undefined || locator.segment !== seg)
+      throw corruptRecord(group, instanceId, `its locator does not name segment ${seg}`);
+    let value: Uint8Array | undefined;
+    try {
+      value = this.segments.read(group, seg, locator.offset, locator.length);
+    } catch (e) {
+      throw wrap(e, 'E_IO', `read of segment ${seg} for instance ${instanceId}`, {
+        group,
+        instanceId,
+      });
+    }
+    if (value === undefined)
+      throw corruptRecord(group, instanceId, `its value is missing from segment ${seg}`);
+    if (crc32(value) !== locator.crc)
+      throw corruptRecord(group, instanceId, `its value in segment ${seg} fails its CRC`);
+    return { ...record, value };
+  }
+
   get(group: number, instanceId: number): AcceptorRecord | undefined {
     this.checkOpen();
     checkGroup(group, this.options);
     checkInstanceId(instanceId, group);
-    let bytes: Uint8Array | undefined;
+    let row: [Uint8Array, number | null] | undefined;
     try {
-      bytes = this.group(group, false)?.get.get(instanceId) as Uint8Array | undefined;
+      row = this.group(group, false)?.get.get(instanceId) as typeof row;
     } catch (e) {
       throw wrapRead(e, group, instanceId, `read of group ${group} instance ${instanceId}`);
     }
-    return bytes === undefined ? undefined : decodeStored(group, instanceId, plain(bytes));
+    return row === undefined ? undefined : this.decodeRow(group, instanceId, row[0], row[1]);
   }
 
   range(
@@ -464,7 +804,9 @@ export class SqliteLogStore implements LogStore {
    * Reads in chunks with .all(), never holding a statement open across a yield: better-sqlite3
    * refuses every other statement on the connection while one is being iterated, so a caller
    * that writes while it walks the log would fail. The first chunk assumes values of the maximum
-   * size; later ones are sized by the bytes seen so far, so a chunk holds about rangeChunkBytes.
+   * size; later ones are sized by the row bytes seen so far, so a chunk holds about
+   * rangeChunkBytes. An out-of-line value is read from its segment as its record is handed out,
+   * so a chunk of index rows holds no value bytes.
    */
   private *iterate(group: number, from: number, to: number): IterableIterator<AcceptorRecord> {
     const { rangeChunkBytes, rangeChunkMaxRecords, maxValueBytes } = this.options;
@@ -477,17 +819,17 @@ export class SqliteLogStore implements LogStore {
     let seenBytes = 0;
     while (next < to) {
       this.checkOpen();
-      let rows: Array<[number, Uint8Array]>;
+      let rows: Array<[number, Uint8Array, number | null]>;
       try {
         const g = this.group(group, false);
         if (g === undefined) return;
-        rows = g.rangeChunk.all(next, to, limit) as Array<[number, Uint8Array]>;
+        rows = g.rangeChunk.all(next, to, limit) as typeof rows;
       } catch (e) {
         throw wrapRead(e, group, next, `range read of group ${group} from ${next}`);
       }
-      for (const [id, bytes] of rows) {
+      for (const [id, bytes, seg] of rows) {
         seenBytes += bytes.length;
-        yield decodeStored(group, id, plain(bytes));
+        yield this.decodeRow(group, id, bytes, seg);
       }
       if (rows.length < limit) return;
       next = rows[rows.length - 1]![0] + 1;
@@ -526,6 +868,7 @@ export class SqliteLogStore implements LogStore {
         MIN_CHOSEN_KEY,
         sealMeta(MIN_CHOSEN_KEY, encodeInstanceId(instanceId)),
       );
+      this.wrote(0);
     } catch (e) {
       return Promise.reject(wrap(e, 'E_IO', `min chosen instance id of group ${group}`, { group }));
     }
@@ -561,12 +904,19 @@ export class SqliteLogStore implements LogStore {
       }
       checkMetaValue(value, group, this.options);
       this.meta.set.run(group, key, sealMeta(key, value));
+      this.wrote(value.length);
     } catch (e) {
       return Promise.reject(wrap(e, 'E_IO', `meta write ${key} of group ${group}`, { group }));
     }
     return this.settle(opts);
   }
 
+  /**
+   * Deletes the lowest rows below `instanceId` (bounded as the port says), then, in the same
+   * transaction, the segments that hold only instances below both `instanceId` and the lowest
+   * row left; their files are unlinked after the commit. The bytes a step frees are bounded by
+   * maxDeleteBytes plus at most one partly freed segment.
+   */
   deleteBelow(group: number, instanceId: number, maxRecords: number): number {
     this.checkWritable();
     checkGroup(group, this.options);
@@ -582,31 +932,81 @@ export class SqliteLogStore implements LogStore {
         this.options,
       );
       if (count === 0) return 0;
-      // The `count` lowest records are exactly those up to the last one counted.
-      return g.deleteThrough.run(lowest[count - 1]![0]).changes;
+      let deleted = 0;
+      let doomed: Segment[] = [];
+      this.db.transaction(() => {
+        // The `count` lowest records are exactly those up to the last one counted.
+        deleted = g.deleteThrough.run(lowest[count - 1]![0]).changes;
+        const left = g.min.get() as number | null;
+        doomed = this.segments.below(group, Math.min(instanceId, left ?? instanceId));
+        for (const s of doomed) this.segmentRows.delete.run(group, s.id);
+      })();
+      this.wrote(0, 1 + Math.floor(deleted / 50));
+      this.segments.forget(doomed);
+      if (!this.syncing) this.segments.release();
+      // Not durable, like the row deletes: after a power cut the rows may come back without
+      // their file, below the min chosen id; the next open deletes them again (forgetCompacted).
+      this.segments.unlink(doomed);
+      return deleted;
     } catch (e) {
       throw wrap(e, 'E_IO', `delete below ${instanceId} in group ${group}`, { group });
     }
   }
 
-  clearGroup(group: number): Promise<void> {
+  /**
+   * Removes the group's rows and segment rows, and runs `alsoInTransaction`, in one
+   * transaction; once it is durable, unlinks the segment files.
+   */
+  private dropGroup(group: number, alsoInTransaction: () => void): Promise<void> {
+    let doomed: Segment[];
     try {
       this.checkWritable();
       checkGroup(group, this.options);
       const g = this.group(group, false);
+      doomed = this.segments.all(group);
       this.db.transaction(() => {
         g?.clear.run();
-        this.meta.clear.run(group);
+        this.segmentRows.clearGroup.run(group);
+        alsoInTransaction();
       })();
+      this.wrote(0, 4);
+      this.segments.forget(doomed);
     } catch (e) {
-      return Promise.reject(wrap(e, 'E_IO', `clear group ${group}`, { group }));
+      return Promise.reject(wrap(e, 'E_IO', `clear of group ${group}`, { group }));
     }
-    return this.durable();
+    // Unlinked only once the commit that forgot them is durable: a power cut before it brings
+    // the rows back, and they must find their bytes. A crash after it leaves files no row
+    // names, which the next open removes.
+    return this.durable().then(() => {
+      try {
+        this.segments.unlink(doomed);
+      } catch (e) {
+        throw wrap(e, 'E_IO', `unlink of the segments of group ${group}`, { group });
+      }
+    });
+  }
+
+  clearGroup(group: number): Promise<void> {
+    return this.dropGroup(group, () => this.meta.clear.run(group));
+  }
+
+  resetGroup(group: number, opts: ResetOptions): Promise<void> {
+    const id = opts?.minChosenInstanceId;
+    try {
+      checkGroup(group, this.options);
+      checkInstanceId(id, group);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.dropGroup(group, () =>
+      this.meta.set.run(group, MIN_CHOSEN_KEY, sealMeta(MIN_CHOSEN_KEY, encodeInstanceId(id))),
+    );
   }
 
   /**
-   * Refuses new calls, waits for the fsyncs under way, then closes the database (SQLite then
-   * checkpoints the WAL into the database file and deletes the WAL).
+   * Refuses new calls, waits for the group commits under way, fdatasyncs the segments written
+   * since, then closes the database (SQLite then checkpoints the WAL into the database file,
+   * with its fsyncs, and deletes the WAL): after close() every write is durable.
    */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -614,18 +1014,41 @@ export class SqliteLogStore implements LogStore {
     while (this.syncing || this.waiting.length > 0) {
       await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     }
+    // Everything written is made durable: the segments here, the WAL by SQLite's close.
+    let syncError: unknown;
+    if (this.walFd !== undefined && this.failure === undefined) {
+      const { fds, dirs } = this.segments.takeDirty();
+      try {
+        await Promise.all([
+          ...fds.map((fd) => promisify(this.fdatasync, fd)),
+          ...dirs.map(async (dir) => {
+            const dirFd = openSync(dir, 'r');
+            try {
+              await promisify(this.fsync, dirFd);
+            } finally {
+              closeSync(dirFd);
+            }
+          }),
+        ]);
+      } catch (e) {
+        syncError = e; // reported below, after the files are closed
+      }
+    }
     try {
+      this.segments.close();
       if (this.walFd !== undefined) closeSync(this.walFd);
       this.walFd = undefined;
       this.db.close();
     } catch (e) {
       throw wrap(e, 'E_IO', `close of ${this.path}`);
     }
+    if (syncError !== undefined)
+      throw wrap(syncError, 'E_IO', `fdatasync of the segments of ${this.path} at close`);
   }
 
-  /** Size of the database and WAL files in bytes (status pages). */
+  /** Size of the database, WAL and segment files in bytes (status pages). */
   sizeBytes(): number {
-    let n = 0;
+    let n = this.segments.totalBytes();
     for (const f of [this.path, `${this.path}-wal`]) {
       try {
         n += statSync(f).size;
@@ -635,6 +1058,15 @@ export class SqliteLogStore implements LogStore {
     }
     return n;
   }
+
+  /** What the last open repaired in the segment files (tests, status pages). */
+  get recovery(): Readonly<{ truncatedBytes: number; orphanFiles: number; missingFiles: number }> {
+    return this.segments.recovery;
+  }
+}
+
+function promisify(fn: FsyncFn, fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fn(fd, (err) => (err ? reject(err) : resolve())));
 }
 
 /**
@@ -667,5 +1099,18 @@ function prepareMeta(db: Db) {
     get: db.prepare('SELECT value FROM meta WHERE grp = ? AND key = ?').pluck(),
     set: db.prepare('INSERT OR REPLACE INTO meta (grp, key, value) VALUES (?, ?, ?)'),
     clear: db.prepare('DELETE FROM meta WHERE grp = ?'),
+  };
+}
+
+function prepareSegments(db: Db) {
+  return {
+    all: db.prepare('SELECT grp, seg, end_bytes, max_instance FROM segments').raw(),
+    upsert: db.prepare(
+      `INSERT INTO segments (grp, seg, end_bytes, max_instance) VALUES (?, ?, ?, ?)
+       ON CONFLICT (grp, seg) DO UPDATE SET end_bytes = excluded.end_bytes,
+         max_instance = max(max_instance, excluded.max_instance)`,
+    ),
+    delete: db.prepare('DELETE FROM segments WHERE grp = ? AND seg = ?'),
+    clearGroup: db.prepare('DELETE FROM segments WHERE grp = ?'),
   };
 }

@@ -9,7 +9,7 @@ export function nextRandom(x) {
   return x >>> 0;
 }
 
-/** Filler length of record `id`: mostly 50–550 B, sometimes 32–96 KiB (`big`). */
+/** Filler length of record `id`: mostly 50–550 B, sometimes 32–96 KiB (`big`: out of line). */
 function fillerLength(id, big) {
   return big ? 32 * 1024 + ((id * 7919) % (64 * 1024)) : 50 + ((id * 131) % 500);
 }

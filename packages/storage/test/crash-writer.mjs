@@ -9,16 +9,33 @@
 // usage: crash-writer.mjs <dir> <first id> <seed> [plant]
 // `plant` makes the writer misbehave on purpose, so the parent can show its checks catch it
 // (STYLE.md 13): `ack-early` acknowledges a write and makes it only PLANT_DELAY_MS later,
-// `split-batch` writes a batch as separate transactions and stalls PLANT_DELAY_MS halfway. The
-// delay is longer than any kill delay the parent picks, so every round that acknowledged or
-// started such a write shows the bug: the planted tests cannot pass by luck of timing.
-import { SqliteLogStore } from '../dist/index.js';
+// `split-batch` writes a batch as separate transactions and stalls PLANT_DELAY_MS halfway,
+// `index-first` makes every value large (out of line) and gives the store a segment writer that
+// writes the bytes only PLANT_DELAY_MS later, so the index rows commit (and sync writes are
+// acknowledged) before their bytes are in the segment, let alone durable. The delay is longer
+// than any kill delay the parent picks, so every round that acknowledged or started such a
+// write shows the bug: the planted tests cannot pass by luck of timing.
+import { writevSync } from 'node:fs';
+import { SqliteLogStore } from '../dist/sqlite.js';
 import { crashRecord, nextRandom } from './crash-values.mjs';
 
 const [dir, startText, seedText, plant = 'none'] = process.argv.slice(2);
+const PLANT_DELAY_MS = 5_000;
 // A small checkpoint threshold: the WAL is checkpointed and restarted many times per run, the
-// path where an fsync of a kept WAL descriptor could go wrong.
-const store = SqliteLogStore.open(dir, { checkpointPages: 64 });
+// path where an fsync of a kept WAL descriptor could go wrong. Small segments: values above
+// 3 KiB go out of line (the default threshold) and roll over to a new segment every 1 MiB.
+const store = SqliteLogStore.open(dir, {
+  checkpointPages: 64,
+  segmentBytes: 1024 * 1024,
+  ...(plant === 'index-first'
+    ? {
+        writeSegment: (fd, buffers, position) => {
+          const copies = buffers.map((b) => Uint8Array.from(b));
+          setTimeout(() => writevSync(fd, copies, position), PLANT_DELAY_MS);
+        },
+      }
+    : {}),
+});
 let id = Number(startText);
 let random = Number(seedText) >>> 0;
 const rand = (n) => {
@@ -31,7 +48,6 @@ const fail = (e) => {
   process.exit(3);
 };
 const yieldToIo = () => new Promise((r) => setImmediate(r));
-const PLANT_DELAY_MS = 5_000;
 const plantDelay = () => new Promise((r) => setTimeout(r, PLANT_DELAY_MS));
 let inFlight = 0;
 
@@ -60,7 +76,7 @@ for (;;) {
   const first = id;
   const records = [];
   for (let k = 0; k < count; k++)
-    records.push(crashRecord(first + k, first, count, rand(40) === 0));
+    records.push(crashRecord(first + k, first, count, rand(8) === 0 || plant === 'index-first'));
   id += count;
   inFlight++;
   write(records, sync).then(() => {

@@ -1,9 +1,12 @@
 // Crash test: a child process (crash-writer.mjs) writes records in a loop, singly and in
-// batches, small and large, sync and not, with frequent WAL checkpoints, and is killed with
+// batches, small and large (large ones out of line, in segment files that roll over every
+// MiB), sync and not, with frequent WAL checkpoints, and is killed with
 // SIGKILL at random moments, many times over the same log. After each kill the log is reopened
 // and must hold every write the child saw acknowledged, byte for byte, and nothing half-written:
-// every record decodes (its CRC holds), is exactly what was written, and comes with every other
-// record of its batch (a batch is one transaction: all or none).
+// every record decodes (its CRC holds, and an out-of-line value is in its segment with its CRC),
+// is exactly what was written, and comes with every other record of its batch (a batch is one
+// transaction: all or none). A crash between a segment append and the commit of its index rows
+// must leave only bytes past the committed end, which the next open truncates.
 //
 // A SIGKILL leaves the OS's page cache alone, so this proves what survives a process crash (for
 // sync and non-sync writes alike), not a power cut; see README.md "Guarantees".
@@ -13,11 +16,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, expect, it } from 'vitest';
+import { DEFAULT_STORAGE_OPTIONS } from '../src/options';
 import { SqliteLogStore } from '../src/sqlite-log-store';
+import { envInteger } from '../../../scripts/env.mjs';
 import { nextRandom, parseCrashValue } from './crash-values.mjs';
 
-const ROUNDS = Number(process.env.CRASH_ROUNDS ?? 30);
-const SEED = Number(process.env.CRASH_SEED ?? 0x5eed) >>> 0 || 1;
+const ROUNDS = envInteger('CRASH_ROUNDS', 30, { min: 1 });
+const SEED = envInteger('CRASH_SEED', 0x5eed, { min: 1, max: 0xffff_ffff });
 const WRITER = fileURLToPath(new URL('./crash-writer.mjs', import.meta.url));
 
 const dirs: string[] = [];
@@ -25,7 +30,7 @@ afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-type Plant = 'none' | 'ack-early' | 'split-batch';
+type Plant = 'none' | 'ack-early' | 'split-batch' | 'index-first';
 
 interface Acks {
   batches: Array<{ first: number; count: number; sync: boolean }>;
@@ -83,7 +88,10 @@ async function crashRounds(rounds: number, plant: Plant) {
   let next = 0;
   let syncAcked = 0;
   let metaAcked = 0;
-  for (let round = 0; round < rounds && violations.length === 0; round++) {
+  let truncatedBytes = 0;
+  let largeRecords = 0;
+  let round = 0;
+  for (; round < rounds && violations.length === 0; round++) {
     seed = nextRandom(seed);
     const killAfterMs = seed % 120;
     const where = `round ${round} (CRASH_SEED=${SEED}, kill ${killAfterMs} ms after the first ack)`;
@@ -94,21 +102,30 @@ async function crashRounds(rounds: number, plant: Plant) {
       for (const { first, count, sync } of acks.batches) {
         if (sync) syncAcked++;
         for (let id = first; id < first + count; id++) {
-          const r = store.get(0, id);
+          const r = readOrDamage(() => store.get(0, id), violations, `record ${id}, ${where}`);
+          if (r === null) continue;
           if (r === undefined) violations.push(`acknowledged record ${id} is missing, ${where}`);
           else if (parseCrashValue(r)?.first !== first)
             violations.push(`acknowledged record ${id} is not what was written, ${where}`);
         }
       }
-      // Everything in the log from this round: intact, and its whole batch is there.
+      // Everything in the log from this round: intact, and its whole batch is there. Record by
+      // record, so a damaged one is reported and the walk goes on past it.
       const present = new Set<number>();
       const batches = new Map<number, number>();
-      for (const r of store.range(0, next, Number.MAX_SAFE_INTEGER)) {
+      const last = store.maxInstanceId(0) ?? next - 1;
+      for (let id = next; id <= last; id++) {
+        const r = readOrDamage(() => store.get(0, id), violations, `record ${id}, ${where}`);
+        if (r === null || r === undefined) continue;
         const batch = parseCrashValue(r);
         if (batch === undefined) violations.push(`record ${r.instanceId} is damaged, ${where}`);
         else batches.set(batch.first, batch.count);
         present.add(r.instanceId);
       }
+      truncatedBytes += store.recovery.truncatedBytes;
+      largeRecords += [...present].filter(
+        (id) => store.get(0, id)!.value.length > DEFAULT_STORAGE_OPTIONS.outOfLineValueBytes,
+      ).length;
       for (const [first, count] of batches)
         for (let id = first; id < first + count; id++)
           if (!present.has(id)) violations.push(`batch ${first}+${count} lacks ${id}, ${where}`);
@@ -126,14 +143,35 @@ async function crashRounds(rounds: number, plant: Plant) {
       await store.close();
     }
   }
-  return { violations, syncAcked, records: next };
+  return { violations, syncAcked, records: next, rounds: round, truncatedBytes, largeRecords };
+}
+
+/**
+ * Runs a read; a StorageError E_CORRUPT_RECORD (an index row whose value is missing from its
+ * segment or fails its CRC) is recorded as a violation and reads as null. Anything else throws.
+ */
+function readOrDamage<T>(read: () => T, violations: string[], what: string): T | null {
+  try {
+    return read();
+  } catch (e) {
+    if ((e as { code?: unknown }).code !== 'E_CORRUPT_RECORD') throw e;
+    violations.push(`${what} reads as E_CORRUPT_RECORD: ${(e as Error).message}`);
+    return null;
+  }
 }
 
 it(`keeps every acknowledged write across ${ROUNDS} SIGKILLs and never returns a half-written record`, async () => {
-  const { violations, syncAcked, records } = await crashRounds(ROUNDS, 'none');
+  const { violations, syncAcked, records, largeRecords, truncatedBytes } = await crashRounds(
+    ROUNDS,
+    'none',
+  );
   expect(violations).toEqual([]);
   expect(syncAcked).toBeGreaterThan(ROUNDS); // the writer made progress every round
   expect(records).toBeGreaterThan(ROUNDS * 10);
+  expect(largeRecords).toBeGreaterThan(ROUNDS); // values out of line were written and checked
+  // The opens after the kills truncated segments past their committed end (room grown ahead of
+  // the appends, and appends whose index rows never committed).
+  expect(truncatedBytes).toBeGreaterThan(0);
 });
 
 it('catches a writer that acknowledges too early or splits a batch (planted bugs)', async () => {
@@ -141,4 +179,10 @@ it('catches a writer that acknowledges too early or splits a batch (planted bugs
     const { violations } = await crashRounds(10, plant);
     expect(violations.length, plant).toBeGreaterThan(0);
   }
+});
+
+it('catches, in round 1, a writer that commits index rows before their segment bytes (planted bug)', async () => {
+  const { violations, rounds } = await crashRounds(10, 'index-first');
+  expect(rounds).toBe(1);
+  expect(violations.join('\n')).toMatch(/E_CORRUPT_RECORD/);
 });

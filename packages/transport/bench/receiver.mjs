@@ -1,7 +1,7 @@
 // Child process of the transport benchmark: receives frames (through TcpNetwork, or raw
 // length-prefixed frames over node:net) and tells the parent when it has `expect` of them.
 import * as net from 'node:net';
-import { TcpNetwork } from '../dist/index.js';
+import { TcpNetwork } from '../dist/tcp.js';
 
 process.on('message', async (cmd) => {
   if (cmd.type === 'tcp') {

@@ -11,7 +11,10 @@ import {
   encodeFrameBytes,
   encodeHello,
   FrameReader,
+  MAX_FRAME_BYTES,
+  maxPaxosValueBytes,
   type Message,
+  PAXOS_FRAME_OVERHEAD_MAX_BYTES,
   paxosMsg,
   PaxosMsgType,
   TransportError,
@@ -376,5 +379,36 @@ describe('FrameReader', () => {
     const r = reader.push(header);
     expect(r.frames).toEqual([]);
     expect(r.error?.code).toBe('E_FRAME_TOO_LARGE');
+  });
+});
+
+describe('PAXOS_FRAME_OVERHEAD_MAX_BYTES', () => {
+  // Every scalar at its widest (a float64 in msgpack): the overhead bound must still hold.
+  const widest = (value: Uint8Array): Message => ({
+    kind: 'paxos',
+    msg: paxosMsg({
+      msgType: PaxosMsgType.Accept,
+      instanceId: Number.MAX_SAFE_INTEGER,
+      nodeId: Number.MAX_SAFE_INTEGER,
+      proposalId: Number.MAX_SAFE_INTEGER,
+      proposalNodeId: Number.MAX_SAFE_INTEGER,
+      preAcceptId: Number.MAX_SAFE_INTEGER,
+      preAcceptNodeId: Number.MAX_SAFE_INTEGER,
+      rejectByPromiseId: Number.MAX_SAFE_INTEGER,
+      nowInstanceId: Number.MAX_SAFE_INTEGER,
+      minChosenInstanceId: Number.MAX_SAFE_INTEGER,
+      lastChecksum: 0xffffffff,
+      flag: 0xffffffff,
+      value,
+    }),
+  });
+
+  it('bounds the widest paxos frame: the largest value fits, within 16 B of the limit', () => {
+    const max = maxPaxosValueBytes(64 * 1024);
+    const frame = encodeFrameBytes(0xffffffff, widest(new Uint8Array(max)), 64 * 1024);
+    expect(frame.length).toBeLessThanOrEqual(64 * 1024);
+    expect(frame.length).toBeGreaterThanOrEqual(64 * 1024 - 16); // msgType, checksum, flag are u32s
+    expect(decodeFrame(frame, 64 * 1024).ok).toBe(true);
+    expect(maxPaxosValueBytes()).toBe(MAX_FRAME_BYTES - PAXOS_FRAME_OVERHEAD_MAX_BYTES);
   });
 });

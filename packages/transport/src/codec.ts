@@ -57,6 +57,25 @@ export interface Hello {
   listenPort: number;
 }
 
+/** Scalar fields in a paxos frame's header (scalarsOf), and byte fields after it (bytesOf). */
+const PAXOS_SCALARS = 12;
+const PAXOS_BYTE_FIELDS = 3;
+/** Most bytes msgpackr takes for one scalar: a float64 (safe integers above 2^32) with its tag. */
+const MSGPACK_NUMBER_MAX_BYTES = 9;
+
+/**
+ * Most bytes a paxos frame adds to its byte fields (value, system and master variables), whatever
+ * its scalars hold: fixed header, msgpack array (1 B tag + 12 numbers), field table, CRC. A value
+ * of `maxFrameBytes - PAXOS_FRAME_OVERHEAD_MAX_BYTES` bytes, with no variables, always fits.
+ */
+export const PAXOS_FRAME_OVERHEAD_MAX_BYTES =
+  FIXED_BYTES + 1 + PAXOS_SCALARS * MSGPACK_NUMBER_MAX_BYTES + 4 + 4 * PAXOS_BYTE_FIELDS + 4;
+
+/** The largest paxos value (a message's `value` bytes) a frame of maxFrameBytes can carry. */
+export function maxPaxosValueBytes(maxFrameBytes = MAX_FRAME_BYTES): number {
+  return maxFrameBytes - PAXOS_FRAME_OVERHEAD_MAX_BYTES;
+}
+
 function fail<T>(code: TransportErrorCode, message: string): DecodeResult<T> {
   return { ok: false, error: new TransportError(code, message) };
 }

@@ -14,9 +14,15 @@ export type TransportErrorCode =
   | 'E_NO_HANDSHAKE'
   | 'E_QUEUE_FULL'
   | 'E_QUEUE_EXPIRED'
-  | 'E_CLOSED';
+  | 'E_CLOSED'
+  | 'E_TOO_MANY_PEERS'
+  | 'E_PEER_GONE'
+  | 'E_BAD_ARGUMENT';
 
-/** Bad bytes from the network, or a frame we refuse: always a value, never a crash. */
+/**
+ * Bad bytes from the network, or a frame we refuse: always a value, never a crash. E_BAD_ARGUMENT:
+ * an option or argument out of its range, at construction.
+ */
 export class TransportError extends TspaxosError {
   declare readonly code: TransportErrorCode;
 

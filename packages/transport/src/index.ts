@@ -10,16 +10,11 @@ export {
   concatChunks,
   FrameReader,
   FRAME_VERSION,
+  PAXOS_FRAME_OVERHEAD_MAX_BYTES,
+  maxPaxosValueBytes,
   type Frame,
   type Hello,
   type DecodeResult,
 } from './codec';
 export { type Network, type Rng, type Clock, SeededRng, type DropCounters } from './ports';
 export { MemoryNetwork, type LinkConfig, type Delivery } from './memory-network';
-export {
-  TcpNetwork,
-  type TcpNetworkOptions,
-  type TcpCounters,
-  type PeerAddress,
-  type TlsOptions,
-} from './tcp-network';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MemoryNetwork, paxosMsg, SeededRng } from './index';
+import { MAX_FRAME_BYTES, MemoryNetwork, paxosMsg, SeededRng } from './index';
 
 function run(seed: number) {
   const net = new MemoryNetwork({ rng: new SeededRng(seed), keepTrace: true });
@@ -62,5 +62,53 @@ describe('MemoryNetwork', () => {
     while (net.nextDeliveryAt() !== undefined) net.deliverNext(net.nextDeliveryAt()!);
     expect(seen).toEqual([...seen].sort((a, b) => a - b));
     expect(seen).toHaveLength(200);
+  });
+
+  it('flips bits on the wire when told: the codec rejects every such frame and the drop is counted', () => {
+    const net = new MemoryNetwork({ rng: new SeededRng(3) });
+    const seen: number[] = [];
+    net.endpoint(2).onMessage((_f, _g, m) => m.kind === 'paxos' && seen.push(m.msg.instanceId));
+    net.setLink(1, 2, { corruptRate: 0.5 });
+    for (let i = 0; i < 400; i++)
+      net.endpoint(1).send(2, 0, { kind: 'paxos', msg: paxosMsg({ msgType: 6, instanceId: i }) });
+    while (net.nextDeliveryAt() !== undefined) net.deliverNext(net.nextDeliveryAt()!);
+    const decoderDrops = Object.entries(net.drops)
+      .filter(([reason]) => reason.startsWith('E_'))
+      .reduce((sum, [, n]) => sum + n, 0);
+    expect(net.corrupted).toBeGreaterThan(100);
+    expect(decoderDrops).toBe(net.corrupted);
+    expect(seen).toHaveLength(400 - net.corrupted);
+  });
+
+  it('cuts one way only until heal()', () => {
+    const net = new MemoryNetwork({ rng: new SeededRng(4) });
+    const seen: string[] = [];
+    for (const id of [1, 2]) net.endpoint(id).onMessage((from) => seen.push(`${from}>${id}`));
+    const msg = { kind: 'paxos' as const, msg: paxosMsg({ msgType: 6, instanceId: 1 }) };
+    const flush = () => {
+      while (net.nextDeliveryAt() !== undefined) net.deliverNext(net.nextDeliveryAt()!);
+    };
+    net.cutOneWay(1, 2);
+    net.endpoint(1).send(2, 0, msg);
+    net.endpoint(2).send(1, 0, msg);
+    flush();
+    expect(seen).toEqual(['2>1']);
+    expect(net.drops['partition']).toBe(1);
+    net.heal();
+    net.endpoint(1).send(2, 0, msg);
+    flush();
+    expect(seen).toEqual(['2>1', '1>2']);
+  });
+});
+
+describe('MemoryNetwork send errors', () => {
+  it('counts a frame too large to send as a drop (E_FRAME_TOO_LARGE), and throws any other encode error', () => {
+    const net = new MemoryNetwork({ rng: new SeededRng(5) });
+    const big = paxosMsg({ msgType: 6, instanceId: 1, value: new Uint8Array(MAX_FRAME_BYTES) });
+    net.endpoint(1).send(2, 0, { kind: 'paxos', msg: big });
+    expect(net.drops['E_FRAME_TOO_LARGE']).toBe(1);
+    expect(net.inFlightCount).toBe(0);
+    const broken = { kind: 'paxos', msg: null }; // a bug of the caller, not a network condition
+    expect(() => net.endpoint(1).send(2, 0, broken as never)).toThrow(TypeError);
   });
 });

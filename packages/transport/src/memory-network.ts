@@ -1,11 +1,20 @@
 // A network for the deterministic simulator: sans-IO, no timers, no wall clock, no Math.random.
 // The simulator owns virtual time; it asks when the next delivery is due and delivers it. Every
 // frame goes through the real codec, so the trace is bytes and a schema bug shows here too.
-// Per-link faults (drop, delay, duplicate, reorder) and partitions can change while running.
-import { crc32 } from '@tspaxos/crc-wasm';
+// Per-link faults (drop, delay, duplicate, reorder, bit flips on the wire), partitions and
+// one-way cuts can change while running. A corrupted frame goes through the real decoder, which
+// must reject it (the frame has a CRC): the drop is counted under the decoder's code.
+import { crc32, optionsProblem, rangeProblem } from '@tspaxos/crc-wasm';
 import { decodeFrame, encodeFrameBytes } from './codec';
+import { TransportError } from './errors';
+import {
+  LINK_DELAY_RANGE,
+  LINK_RATE_RANGE,
+  MAX_FRAME_BYTES,
+  MAX_FRAME_BYTES_CEILING,
+  MIN_FRAME_BYTES,
+} from './options';
 import type { Message } from './messages';
-import { MAX_FRAME_BYTES } from './options';
 import { countDrop, type DropCounters, type Network, type Rng } from './ports';
 
 export interface LinkConfig {
@@ -17,6 +26,8 @@ export interface LinkConfig {
   duplicateRate?: number;
   /** Probability a frame gets an extra random delay of up to 4× the max (so it overtakes). */
   reorderRate?: number;
+  /** Probability a frame has one bit flipped on the wire. */
+  corruptRate?: number;
 }
 
 export interface Delivery {
@@ -38,6 +49,31 @@ interface InFlight {
 
 type Handler = (from: number, group: number, message: Message) => void;
 
+/** Every rate a probability, every delay a pair min ≤ max of non-negative ms (E_BAD_ARGUMENT). */
+function checkLink(link: LinkConfig): void {
+  const { delayMs, ...rates } = link;
+  const problem = optionsProblem('MemoryNetwork link', rates, {
+    dropRate: LINK_RATE_RANGE,
+    duplicateRate: LINK_RATE_RANGE,
+    reorderRate: LINK_RATE_RANGE,
+    corruptRate: LINK_RATE_RANGE,
+  });
+  if (problem !== undefined) throw new TransportError('E_BAD_ARGUMENT', problem);
+  if (delayMs === undefined) return;
+  const ok =
+    Array.isArray(delayMs) &&
+    delayMs.length === 2 &&
+    rangeProblem(delayMs[0], LINK_DELAY_RANGE) === undefined &&
+    rangeProblem(delayMs[1], LINK_DELAY_RANGE) === undefined &&
+    delayMs[0] <= delayMs[1];
+  if (!ok) {
+    throw new TransportError(
+      'E_BAD_ARGUMENT',
+      `MemoryNetwork link option delayMs must be [min, max] with 0 ≤ min ≤ max ms, got ${JSON.stringify(delayMs)}`,
+    );
+  }
+}
+
 export class MemoryNetwork {
   readonly drops: DropCounters = {};
   private readonly rng: Rng;
@@ -48,8 +84,13 @@ export class MemoryNetwork {
     delayMs: [1, 1],
     duplicateRate: 0,
     reorderRate: 0,
+    corruptRate: 0,
   };
   private partitionOf: Map<number, number> | undefined;
+  /** Directed cuts "from>to" (one-way partitions). */
+  private readonly oneWay = new Set<string>();
+  /** Frames that had a bit flipped (each must show up as a decoder drop). */
+  corrupted = 0;
   private inFlight: InFlight[] = [];
   private readonly lastAtMs = new Map<string, number>();
   private seq = 0;
@@ -63,8 +104,19 @@ export class MemoryNetwork {
 
   /** maxFrameBytes: as TcpNetwork's (default MAX_FRAME_BYTES); see frameBytesForValues(). */
   constructor(opts: { rng: Rng; keepTrace?: boolean; maxFrameBytes?: number }) {
+    if (typeof opts?.rng?.next !== 'function')
+      throw new TransportError('E_BAD_ARGUMENT', 'MemoryNetwork option rng must be an Rng');
     this.rng = opts.rng;
     this.maxFrameBytes = opts.maxFrameBytes ?? MAX_FRAME_BYTES;
+    const frameProblem = rangeProblem(this.maxFrameBytes, {
+      min: MIN_FRAME_BYTES,
+      max: MAX_FRAME_BYTES_CEILING,
+    });
+    if (frameProblem !== undefined)
+      throw new TransportError(
+        'E_BAD_ARGUMENT',
+        `MemoryNetwork option maxFrameBytes ${frameProblem}`,
+      );
     this.keepTrace = opts.keepTrace ?? false;
   }
 
@@ -78,14 +130,17 @@ export class MemoryNetwork {
       close: async () => {
         this.handlers.delete(nodeId);
       },
+      maxFrameBytes: this.maxFrameBytes,
     };
   }
 
   setDefaultLink(link: LinkConfig): void {
+    checkLink(link);
     this.defaultLink = { ...this.defaultLink, ...link };
   }
 
   setLink(from: number, to: number, link: LinkConfig): void {
+    checkLink(link);
     this.links.set(`${from}>${to}`, link);
   }
 
@@ -99,8 +154,15 @@ export class MemoryNetwork {
     sides.forEach((side, i) => side.forEach((id) => this.partitionOf!.set(id, i)));
   }
 
+  /** Drops every frame from `from` to `to` (not the other way) until heal(). */
+  cutOneWay(from: number, to: number): void {
+    this.oneWay.add(`${from}>${to}`);
+  }
+
+  /** Ends partitions and one-way cuts. */
   heal(): void {
     this.partitionOf = undefined;
+    this.oneWay.clear();
   }
 
   /** When the next frame is due, or undefined when none is in flight. */
@@ -161,6 +223,7 @@ export class MemoryNetwork {
   }
 
   private cut(from: number, to: number): boolean {
+    if (this.oneWay.size > 0 && this.oneWay.has(`${from}>${to}`)) return true;
     const p = this.partitionOf;
     if (p === undefined) return false;
     return p.get(from) !== p.get(to) || !p.has(from);
@@ -170,7 +233,9 @@ export class MemoryNetwork {
     let frame: Uint8Array;
     try {
       frame = encodeFrameBytes(group, message, this.maxFrameBytes);
-    } catch {
+    } catch (error) {
+      // Too large to frame: a counted drop, as TcpNetwork does; any other error is a bug.
+      if (!(error instanceof TransportError && error.code === 'E_FRAME_TOO_LARGE')) throw error;
       countDrop(this.drops, 'E_FRAME_TOO_LARGE');
       return;
     }
@@ -195,7 +260,14 @@ export class MemoryNetwork {
         atMs = Math.max(atMs, this.lastAtMs.get(key) ?? 0);
         this.lastAtMs.set(key, atMs);
       }
-      this.insert({ atMs, seq: this.seq++, from, to, frame });
+      let bytes = frame;
+      if (link.corruptRate > 0 && this.rng.next() < link.corruptRate) {
+        bytes = frame.slice();
+        const bit = this.rng.int(bytes.length * 8);
+        bytes[bit >> 3]! ^= 1 << (bit & 7);
+        this.corrupted++;
+      }
+      this.insert({ atMs, seq: this.seq++, from, to, frame: bytes });
     }
   }
 

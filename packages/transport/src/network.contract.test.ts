@@ -1,5 +1,6 @@
 import { describeNetworkContract } from './network.contract';
-import { MemoryNetwork, SeededRng, TcpNetwork } from './index';
+import { MemoryNetwork, SeededRng } from './index';
+import { TcpNetwork } from './tcp';
 
 describeNetworkContract('MemoryNetwork', async () => {
   const net = new MemoryNetwork({ rng: new SeededRng(3) });
@@ -7,6 +8,11 @@ describeNetworkContract('MemoryNetwork', async () => {
   return {
     a: net.endpoint(1),
     b: net.endpoint(2),
+    deliver: async (done) => {
+      for (let at = net.nextDeliveryAt(); !done() && at !== undefined; at = net.nextDeliveryAt())
+        net.deliverNext(at);
+      if (!done()) throw new Error('nothing left in flight, and the condition does not hold');
+    },
     settle: async () => {
       for (let at = net.nextDeliveryAt(); at !== undefined; at = net.nextDeliveryAt())
         net.deliverNext(at);
@@ -25,7 +31,14 @@ describeNetworkContract('TcpNetwork', async () => {
   return {
     a,
     b,
-    settle: () => new Promise((r) => setTimeout(r, 200)),
+    deliver: async (done) => {
+      const t0 = performance.now();
+      while (!done()) {
+        if (performance.now() - t0 > 10_000) throw new Error('not delivered within 10 s');
+        await new Promise((r) => setTimeout(r, 2));
+      }
+    },
+    settle: () => new Promise((r) => setTimeout(r, 50)),
     cleanup: async () => {
       await a.close();
       await b.close();

@@ -4,6 +4,11 @@
 export const MAX_FRAME_BYTES = 10 * 1024 * 1024;
 /** Largest frame in large-value mode: 50 MiB (PhxPaxos MaxBufferSize, large buffer mode). */
 export const MAX_FRAME_BYTES_LARGE = 50 * 1024 * 1024;
+/**
+ * The largest maxFrameBytes any network accepts (ours: values up to 64 MiB end to end, past
+ * PhxPaxos's 50 MiB large-value mode, plus 1 MiB of frame headroom).
+ */
+export const MAX_FRAME_BYTES_CEILING = 65 * 1024 * 1024;
 /** Bytes queued per outbound peer before the oldest frames are dropped (PhxPaxos: 200 MiB). */
 export const QUEUE_MAX_BYTES = 200 * 1024 * 1024;
 /** Frames older than this are dropped instead of sent (PhxPaxos TcpOutQueueDropTimeMs: 5000). */
@@ -22,6 +27,33 @@ export const MAX_HELLO_BYTES = 4096;
 export const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
 /** Runs of small queued frames are concatenated into writes of up to this many bytes. */
 export const WRITE_COALESCE_BYTES = 64 * 1024;
+/**
+ * A follower (a peer known only from its hello, not from `peers`) whose last inbound connection
+ * closed is forgotten after this long: its address, its outbound queue and connection are freed
+ * (ours: the idle timeout, 60 s; a live follower keeps its connection open by asking every ~3 s).
+ */
+export const FOLLOWER_FORGET_MS = IDLE_TIMEOUT_MS;
+/** Most followers known at once; a hello from one more is refused (ours). */
+export const MAX_FOLLOWERS = 1024;
+/** Smallest maxFrameBytes a TcpNetwork accepts (ours: room for every message without a value). */
+export const MIN_FRAME_BYTES = 1024;
+
+/** The allowed range of each numeric TcpNetwork option (E_BAD_ARGUMENT names field and range). */
+export const TCP_OPTION_RANGES = {
+  nodeId: { min: 1 },
+  maxFrameBytes: { min: MIN_FRAME_BYTES, max: MAX_FRAME_BYTES_CEILING },
+  queueMaxBytes: { min: 1 },
+  queueMaxAgeMs: { min: 1 },
+  idleTimeoutMs: { min: 1 },
+  reconnectMinMs: { min: 1 },
+  reconnectMaxMs: { min: 1 },
+  followerForgetMs: { min: 1 },
+  maxFollowers: { min: 0 },
+} as const;
+
+/** The allowed range of a MemoryNetwork link's rates (probabilities) and delays (ms). */
+export const LINK_RATE_RANGE = { min: 0, max: 1, integer: false } as const;
+export const LINK_DELAY_RANGE = { min: 0, integer: false } as const;
 /**
  * Most instances one SendLearnValue batch may carry on the wire (ours: the learner's own limit,
  * LearnerOptions.batchMaxInstances, must not exceed it; a frame also stays under maxFrameBytes).

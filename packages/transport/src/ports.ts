@@ -7,6 +7,11 @@ export interface Network {
   /** One handler; `from` is the authenticated sender (the connection's), not a field of the body. */
   onMessage(handler: (from: number, group: number, message: Message) => void): void;
   close(): Promise<void>;
+  /**
+   * Largest frame this network sends (default MAX_FRAME_BYTES): a node checks at construction
+   * that its largest value, packed and framed, fits (maxPaxosValueBytes).
+   */
+  readonly maxFrameBytes?: number;
 }
 
 /** Uniform randomness, injected so the simulator can seed it (STYLE.md 2). */

@@ -4,14 +4,8 @@ import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  encodeFrameBytes,
-  encodeHello,
-  type Message,
-  paxosMsg,
-  TcpNetwork,
-  type TcpNetworkOptions,
-} from './index';
+import { encodeFrameBytes, encodeHello, type Message, paxosMsg } from './index';
+import { TcpNetwork, type TcpNetworkOptions } from './tcp';
 
 const started: TcpNetwork[] = [];
 afterEach(async () => {
@@ -96,13 +90,18 @@ describe('TcpNetwork', () => {
   it('reconnects after the peer restarts and delivers what was sent meanwhile', async () => {
     const b1 = await node(2);
     const port = b1.addr.port;
-    const a = await node(1, { 2: b1.addr }, { reconnectMinMs: 10, reconnectMaxMs: 50 });
+    const events: string[] = [];
+    const a = await node(
+      1,
+      { 2: b1.addr },
+      { reconnectMinMs: 10, reconnectMaxMs: 50, onEvent: (event) => events.push(event) },
+    );
     const got: number[] = [];
     b1.n.onMessage((_f, _g, m) => m.kind === 'paxos' && got.push(m.msg.instanceId));
     for (let i = 0; i < 100; i++) a.n.send(2, 0, msg(i));
     await until(() => got.length === 100);
     await b1.n.close();
-    await new Promise((r) => setTimeout(r, 50));
+    await until(() => events.includes('disconnected')); // a saw its connection close
     a.n.send(2, 0, msg(100)); // may be written into the dying connection: lost, as TCP loses it
     const b2 = new TcpNetwork({
       nodeId: 2,
@@ -160,13 +159,65 @@ describe('TcpNetwork', () => {
     const a = await node(
       1,
       { 2: { host: '127.0.0.1', port: deadPort } },
-      { queueMaxBytes: 10_000, reconnectMinMs: 1000 },
+      { queueMaxBytes: 10_000, maxFrameBytes: 10_000, reconnectMinMs: 1000 },
     );
     for (let i = 0; i < 100; i++) a.n.send(2, 0, msg(i, new Uint8Array(500)));
     const drops = a.n.counters().drops;
     expect(drops['E_QUEUE_FULL']).toBeGreaterThan(70);
     a.n.send(99, 0, msg(0));
     expect(a.n.counters().drops['E_UNKNOWN_NODE']).toBe(1);
+  });
+
+  it('forgets a follower whose connections stay closed for followerForgetMs, and bounds how many it knows', async () => {
+    const b = await node(2, {}, { followerForgetMs: 100, maxFollowers: 1 });
+    const got: number[] = [];
+    b.n.onMessage((from) => got.push(from));
+    const f = await node(9, { 2: b.addr });
+    f.n.send(2, 0, msg(1));
+    await until(() => got.length === 1);
+    expect(b.n.peers()).toContain(9);
+    const back: number[] = [];
+    f.n.onMessage((from) => back.push(from));
+    b.n.send(9, 0, msg(2)); // reachable through the address its hello announced
+    await until(() => back.length === 1);
+    // While it is known, the table is full: another follower's hello is refused and counted.
+    const other = await node(8, { 2: b.addr });
+    other.n.send(2, 0, msg(3));
+    await until(() => (b.n.counters().drops['E_TOO_MANY_PEERS'] ?? 0) >= 1);
+    expect(b.n.peers()).not.toContain(8);
+    // Gone: its connection closes, and followerForgetMs later its address and queue are freed.
+    await f.n.close();
+    await until(() => b.n.counters().followersForgotten === 1);
+    expect(b.n.peers()).not.toContain(9);
+    b.n.send(9, 0, msg(4));
+    expect(b.n.counters().drops['E_UNKNOWN_NODE']).toBe(1);
+    expect(b.n.queuedBytes(9)).toBe(0);
+  });
+
+  it('keeps a follower that reconnects before it is forgotten, and peers given to addPeer', async () => {
+    const b = await node(2, {}, { followerForgetMs: 200 });
+    b.n.addPeer(7, { host: '127.0.0.1', port: 1 }); // out of band: kept until removePeer
+    const got: number[] = [];
+    b.n.onMessage((from) => got.push(from));
+    const first = await node(9, { 2: b.addr });
+    first.n.send(2, 0, msg(1));
+    await until(() => got.length === 1);
+    await first.n.close();
+    const again = await node(9, { 2: b.addr });
+    const back: number[] = [];
+    again.n.onMessage((from) => back.push(from));
+    again.n.send(2, 0, msg(2));
+    await until(() => got.length === 2);
+    // Connected again: known, reachable at its new address, whatever the first close started.
+    b.n.send(9, 0, msg(3));
+    await until(() => back.length === 1);
+    expect(b.n.peers().sort()).toEqual([7, 9]);
+    // Its last connection closes: forgotten once; the added peer stays until removePeer.
+    await again.n.close();
+    await until(() => b.n.counters().followersForgotten === 1);
+    expect(b.n.peers()).toEqual([7]);
+    b.n.removePeer(7);
+    expect(b.n.peers()).toEqual([]);
   });
 
   it('lets nothing through from another cluster or without a hello, and counts it', async () => {

@@ -5,6 +5,7 @@
 // and a follower that is not in the peer list is reachable through the address it announced.
 import * as net from 'node:net';
 import * as tls from 'node:tls';
+import { rangeProblem } from '@tspaxos/crc-wasm';
 import {
   concatChunks,
   decodeFrame,
@@ -25,7 +26,11 @@ import {
   RECONNECT_JITTER,
   RECONNECT_MAX_MS,
   RECONNECT_MIN_MS,
+  FOLLOWER_FORGET_MS,
+  MAX_FOLLOWERS,
+  TCP_OPTION_RANGES,
 } from './options';
+import { TransportError } from './errors';
 import { countDrop, type DropCounters, type Network } from './ports';
 
 export interface PeerAddress {
@@ -57,6 +62,10 @@ export interface TcpNetworkOptions {
   idleTimeoutMs?: number;
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
+  /** A follower whose connections all closed is forgotten after this long (FOLLOWER_FORGET_MS). */
+  followerForgetMs?: number;
+  /** Most followers known at once (MAX_FOLLOWERS); a hello from one more is refused. */
+  maxFollowers?: number;
   tls?: TlsOptions;
   /** Observability hook: connection events, drops with context (logged once per event). */
   onEvent?: (event: string, fields: Record<string, unknown>) => void;
@@ -70,6 +79,8 @@ export interface TcpCounters {
   connectionsOpened: number;
   connectionsAccepted: number;
   reconnects: number;
+  /** Followers forgotten after their connections closed (their queued frames: E_PEER_GONE). */
+  followersForgotten: number;
   /** Reconnect backoffs cut short because the peer connected to us (it is back up). */
   backoffResets: number;
   /** Every frame or connection refused or lost, by reason. */
@@ -123,6 +134,63 @@ class OutboundPeer {
   }
 }
 
+/** Option fields a TcpNetwork knows (anything else is a typo, refused). */
+const TCP_OPTION_FIELDS = new Set([
+  ...Object.keys(TCP_OPTION_RANGES),
+  'clusterId',
+  'listen',
+  'advertise',
+  'peers',
+  'acceptFollowers',
+  'tls',
+  'onEvent',
+]);
+
+function badOption(message: string): TransportError {
+  return new TransportError('E_BAD_ARGUMENT', `TcpNetwork option ${message}`);
+}
+
+function checkAddress(name: string, address: unknown, minPort: number): void {
+  const a = address as Partial<PeerAddress> | undefined;
+  if (typeof a !== 'object' || a === null || typeof a.host !== 'string' || a.host === '')
+    throw badOption(`${name} must be { host: non-empty string, port }`);
+  const problem = rangeProblem(a.port, { min: minPort, max: 65_535 });
+  if (problem !== undefined) throw badOption(`${name}.port ${problem}`);
+}
+
+/** Every field in range, at construction (E_BAD_ARGUMENT names the field and its range). */
+function checkTcpNetworkOptions(options: TcpNetworkOptions): void {
+  for (const key of Object.keys(options)) {
+    if (!TCP_OPTION_FIELDS.has(key))
+      throw badOption(`${key} is unknown (known: ${[...TCP_OPTION_FIELDS].join(', ')})`);
+  }
+  for (const [key, range] of Object.entries(TCP_OPTION_RANGES)) {
+    const value = (options as unknown as Record<string, unknown>)[key];
+    if (value === undefined && key !== 'nodeId') continue;
+    const problem = rangeProblem(value, range);
+    if (problem !== undefined) throw badOption(`${key} ${problem}`);
+  }
+  if (typeof options.clusterId !== 'string' || options.clusterId === '')
+    throw badOption('clusterId must be a non-empty string');
+  checkAddress('listen', options.listen, 0);
+  if (options.advertise !== undefined) checkAddress('advertise', options.advertise, 1);
+  const peers =
+    options.peers instanceof Map ? [...options.peers] : Object.entries(options.peers ?? {});
+  for (const [id, address] of peers) {
+    const problem = rangeProblem(Number(id), TCP_OPTION_RANGES.nodeId);
+    if (problem !== undefined) throw badOption(`peers: node id ${problem}`);
+    checkAddress(`peers[${String(id)}]`, address, 1);
+  }
+  const frame = options.maxFrameBytes ?? MAX_FRAME_BYTES;
+  const queue = options.queueMaxBytes ?? QUEUE_MAX_BYTES;
+  if (queue < frame)
+    throw badOption(`queueMaxBytes (${queue}) must be at least maxFrameBytes (${frame})`);
+  const minMs = options.reconnectMinMs ?? RECONNECT_MIN_MS;
+  const maxMs = options.reconnectMaxMs ?? RECONNECT_MAX_MS;
+  if (maxMs < minMs)
+    throw badOption(`reconnectMaxMs (${maxMs}) must be at least reconnectMinMs (${minMs})`);
+}
+
 export class TcpNetwork implements Network {
   private readonly opts: Required<
     Omit<TcpNetworkOptions, 'tls' | 'advertise' | 'peers' | 'onEvent'>
@@ -144,11 +212,22 @@ export class TcpNetwork implements Network {
     connectionsOpened: 0,
     connectionsAccepted: 0,
     reconnects: 0,
+    followersForgotten: 0,
     backoffResets: 0,
     drops: {},
   };
+  /**
+   * Followers (peers known from their hello only): open inbound connections, and the timer that
+   * forgets the follower once none has been open for followerForgetMs. Voters and peers given
+   * to addPeer() are never forgotten.
+   */
+  private readonly followers = new Map<
+    number,
+    { connections: number; forgetTimer: NodeJS.Timeout | undefined }
+  >();
 
   constructor(options: TcpNetworkOptions) {
+    checkTcpNetworkOptions(options);
     this.opts = {
       acceptFollowers: true,
       maxFrameBytes: MAX_FRAME_BYTES,
@@ -157,6 +236,8 @@ export class TcpNetwork implements Network {
       idleTimeoutMs: IDLE_TIMEOUT_MS,
       reconnectMinMs: RECONNECT_MIN_MS,
       reconnectMaxMs: RECONNECT_MAX_MS,
+      followerForgetMs: FOLLOWER_FORGET_MS,
+      maxFollowers: MAX_FOLLOWERS,
       ...options,
     } as TcpNetwork['opts'];
     const peers =
@@ -168,6 +249,11 @@ export class TcpNetwork implements Network {
       this.addresses.set(id, addr);
       this.voters.add(id);
     }
+  }
+
+  /** Largest frame this network sends or accepts. */
+  get maxFrameBytes(): number {
+    return this.opts.maxFrameBytes;
   }
 
   /** Starts listening; resolves with the bound port (useful with port 0). */
@@ -196,8 +282,55 @@ export class TcpNetwork implements Network {
     return this.boundAddress;
   }
 
-  /** Adds or moves a peer (a follower found out of band, a changed address). */
+  /** Adds or moves a peer (a follower found out of band, a changed address); kept until removePeer. */
   addPeer(nodeId: number, address: PeerAddress): void {
+    this.forgetFollowerLater(nodeId, 'never');
+    this.followers.delete(nodeId);
+    this.setAddress(nodeId, address);
+  }
+
+  /** Forgets a peer: its address, queued frames (counted E_PEER_GONE) and connection. */
+  removePeer(nodeId: number): void {
+    this.forgetFollowerLater(nodeId, 'never');
+    this.followers.delete(nodeId);
+    this.voters.delete(nodeId);
+    this.addresses.delete(nodeId);
+    const peer = this.outbound.get(nodeId);
+    if (peer === undefined) return;
+    this.outbound.delete(nodeId);
+    if (peer.reconnectTimer) clearTimeout(peer.reconnectTimer);
+    peer.reconnectTimer = undefined;
+    for (let n = peer.length; n > 0; n--) {
+      peer.shift();
+      countDrop(this.stats.drops, 'E_PEER_GONE');
+    }
+    const socket = peer.socket;
+    peer.socket = undefined;
+    socket?.destroy();
+  }
+
+  /** Node ids this network can send to now (voters, added peers, followers not yet forgotten). */
+  peers(): number[] {
+    return [...this.addresses.keys()];
+  }
+
+  /** Starts or cancels ('never') the timer that forgets a follower. */
+  private forgetFollowerLater(nodeId: number, when: 'now' | 'never'): void {
+    const follower = this.followers.get(nodeId);
+    if (follower === undefined) return;
+    if (follower.forgetTimer) clearTimeout(follower.forgetTimer);
+    follower.forgetTimer = undefined;
+    if (when === 'never' || this.closed) return;
+    follower.forgetTimer = setTimeout(() => {
+      follower.forgetTimer = undefined;
+      if (follower.connections > 0 || this.followers.get(nodeId) !== follower) return;
+      this.removePeer(nodeId);
+      this.stats.followersForgotten++;
+      this.emit('follower-forgotten', { nodeId });
+    }, this.opts.followerForgetMs);
+  }
+
+  private setAddress(nodeId: number, address: PeerAddress): void {
     this.addresses.set(nodeId, address);
     const peer = this.outbound.get(nodeId);
     if (peer && (peer.address.host !== address.host || peer.address.port !== address.port)) {
@@ -266,6 +399,10 @@ export class TcpNetwork implements Network {
       peer.socket?.destroy();
     }
     for (const socket of this.inbound) socket.destroy();
+    for (const follower of this.followers.values()) {
+      if (follower.forgetTimer) clearTimeout(follower.forgetTimer);
+      follower.forgetTimer = undefined;
+    }
     const server = this.server;
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
   }
@@ -324,6 +461,7 @@ export class TcpNetwork implements Network {
       if (peer.socket !== socket) return;
       peer.socket = undefined;
       peer.ready = false;
+      this.emit('disconnected', { to: peer.nodeId });
       if (this.closed || peer.length === 0) return;
       const jitter = 1 + (Math.random() * 2 - 1) * RECONNECT_JITTER;
       const delay = Math.min(peer.backoffMs, this.opts.reconnectMaxMs) * jitter;
@@ -435,7 +573,12 @@ export class TcpNetwork implements Network {
       else socket.destroy(); // idle
     });
     socket.on('error', () => {});
-    socket.on('close', () => this.inbound.delete(socket));
+    socket.on('close', () => {
+      this.inbound.delete(socket);
+      const follower = from === undefined ? undefined : this.followers.get(from);
+      if (follower !== undefined && --follower.connections === 0)
+        this.forgetFollowerLater(from!, 'now');
+    });
     socket.on('data', (data: Buffer) => {
       this.stats.bytesReceived += data.length;
       const { frames, error } = reader.push(data);
@@ -451,7 +594,19 @@ export class TcpNetwork implements Network {
             return refuse('E_UNKNOWN_NODE', { nodeId: h.nodeId });
           if (!this.voters.has(h.nodeId)) {
             if (!this.opts.acceptFollowers) return refuse('E_UNKNOWN_NODE', { nodeId: h.nodeId });
-            this.addPeer(h.nodeId, { host: h.listenHost, port: h.listenPort });
+            const isNew = !this.addresses.has(h.nodeId);
+            if (isNew && this.followers.size >= this.opts.maxFollowers)
+              return refuse('E_TOO_MANY_PEERS', { nodeId: h.nodeId, max: this.opts.maxFollowers });
+            let follower = this.followers.get(h.nodeId);
+            if (follower === undefined && isNew) {
+              follower = { connections: 0, forgetTimer: undefined };
+              this.followers.set(h.nodeId, follower);
+            }
+            if (follower !== undefined) {
+              follower.connections++;
+              this.forgetFollowerLater(h.nodeId, 'never');
+            }
+            this.setAddress(h.nodeId, { host: h.listenHost, port: h.listenPort });
             this.emit('follower-connected', {
               nodeId: h.nodeId,
               host: h.listenHost,

@@ -8,6 +8,8 @@ export function realScheduler(): Scheduler {
       const handle = setTimeout(fn, Math.max(0, delayMs));
       return () => clearTimeout(handle);
     },
+    // setImmediate runs after pending I/O without setTimeout's 1 ms minimum.
+    yieldToEventLoop: () => new Promise((resolve) => setImmediate(resolve)),
   };
 }
 

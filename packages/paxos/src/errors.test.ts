@@ -1,0 +1,254 @@
+// No error goes unseen: what a node does with unexpected exceptions (counted in status().errors
+// with the last code and message) and with expected coded conditions (counted drops), on a
+// virtual clock and an in-memory network.
+import { type DurabilityPort, MemoryLogStore, StorageError } from '@tspaxos/storage';
+import { MemoryNetwork, SeededRng } from '@tspaxos/transport';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createNode, type PaxosNode, type Scheduler, type StateMachine } from './index';
+import type { UnsafeFaults } from './faults';
+
+/** Virtual time: timers and network deliveries run only when the test advances the clock. */
+class VirtualWorld {
+  nowMs = 0;
+  private timers: Array<{ at: number; seq: number; fn: () => void; live: boolean }> = [];
+  private seq = 0;
+  readonly net = new MemoryNetwork({ rng: new SeededRng(1) });
+
+  readonly scheduler: Scheduler = {
+    now: () => this.nowMs,
+    schedule: (delayMs, fn) => {
+      const t = { at: this.nowMs + Math.max(1, delayMs), seq: this.seq++, fn, live: true };
+      this.timers.push(t);
+      return () => {
+        t.live = false;
+      };
+    },
+  };
+
+  /** An fsync port on this clock; `fail()` makes the next fsync fail. */
+  disk(): DurabilityPort & { failNext: () => void } {
+    let failNext = false;
+    return {
+      schedule: (delayMs, fn) => void this.scheduler.schedule(delayMs, fn),
+      fsyncDelayMs: () => 1,
+      fsyncFails: () => {
+        const f = failNext;
+        failNext = false;
+        return f;
+      },
+      failNext: () => {
+        failNext = true;
+      },
+    };
+  }
+
+  async advance(ms: number): Promise<void> {
+    const end = this.nowMs + ms;
+    for (;;) {
+      await new Promise((r) => setImmediate(r));
+      const live = this.timers.filter((t) => t.live);
+      const nextTimer = live.reduce<(typeof live)[number] | undefined>(
+        (a, t) => (a === undefined || t.at < a.at || (t.at === a.at && t.seq < a.seq) ? t : a),
+        undefined,
+      );
+      const nextFrame = this.net.nextDeliveryAt();
+      const next = Math.min(nextTimer?.at ?? Infinity, nextFrame ?? Infinity);
+      if (next > end) break;
+      this.nowMs = Math.max(this.nowMs, next);
+      this.net.setTime(this.nowMs);
+      if (nextFrame !== undefined && nextFrame <= (nextTimer?.at ?? Infinity)) {
+        this.net.deliverNext(this.nowMs);
+      } else if (nextTimer !== undefined) {
+        nextTimer.live = false;
+        this.timers = this.timers.filter((t) => t.live);
+        nextTimer.fn();
+      }
+    }
+    this.nowMs = end;
+    this.net.setTime(end);
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+class Recorder implements StateMachine {
+  readonly smId = 10;
+  readonly applied: string[] = [];
+  throwing = false;
+  execute(value: Uint8Array): string {
+    if (this.throwing) throw new RangeError('the machine is broken');
+    const text = new TextDecoder().decode(value);
+    this.applied.push(text);
+    return text;
+  }
+}
+
+const bytes = (s: string) => new TextEncoder().encode(s);
+let world: VirtualWorld;
+let nodes: PaxosNode[];
+const unhandled: unknown[] = [];
+const onUnhandled = (reason: unknown) => unhandled.push(reason);
+
+beforeEach(() => {
+  world = new VirtualWorld();
+  nodes = [];
+  unhandled.length = 0;
+  process.on('unhandledRejection', onUnhandled);
+});
+afterEach(async () => {
+  for (const n of nodes) await n.stop({ closeStore: false });
+  await new Promise((r) => setImmediate(r));
+  process.off('unhandledRejection', onUnhandled);
+  expect(unhandled).toEqual([]);
+});
+
+async function cluster(
+  opts: { faults?: UnsafeFaults; stores?: MemoryLogStore[]; proposeTimeoutMs?: number } = {},
+) {
+  const machines: Recorder[] = [];
+  const stores = opts.stores ?? [1, 2, 3].map(() => new MemoryLogStore());
+  for (const id of [1, 2, 3]) {
+    const sm = new Recorder();
+    machines.push(sm);
+    nodes.push(
+      await createNode({
+        nodeId: id,
+        cluster: [1, 2, 3],
+        groups: 1,
+        store: stores[id - 1]!,
+        network: world.net.endpoint(id),
+        scheduler: world.scheduler,
+        random: new SeededRng(id),
+        stateMachines: [sm],
+        ...(opts.faults ? { unsafeFaults: opts.faults } : {}),
+        ...(opts.proposeTimeoutMs ? { options: { proposeTimeoutMs: opts.proposeTimeoutMs } } : {}),
+      }),
+    );
+  }
+  return { machines, stores };
+}
+
+/** Proposes and advances the clock until the proposal settles. */
+async function propose(node: PaxosNode, value: string, timeoutMs = 5000) {
+  let outcome: { ok: true; instanceId: number } | { ok: false; code: string } | undefined;
+  node.propose(0, bytes(value), { smId: 10, timeoutMs }).then(
+    (r) => (outcome = { ok: true, instanceId: r.instanceId }),
+    (e: { code: string }) => (outcome = { ok: false, code: e.code }),
+  );
+  for (let i = 0; i < 200 && outcome === undefined; i++) await world.advance(50);
+  return outcome!;
+}
+
+describe('no error goes unseen (status().errors)', () => {
+  it('a healthy cluster reports no errors', async () => {
+    await cluster();
+    expect(await propose(nodes[0]!, 'a')).toEqual({ ok: true, instanceId: 0 });
+    for (const n of nodes) {
+      const { errors } = n.status(0);
+      expect(errors.taskErrors.count + errors.executeFailures.count).toBe(0);
+      expect(errors.persistFailures.count).toBe(0);
+    }
+  });
+
+  it('a task that throws is counted in taskErrors with its code and message (planted bug)', async () => {
+    await cluster({ faults: { throwInLearnerTaskEvery: 2 } });
+    await propose(nodes[0]!, 'a');
+    await world.advance(3000);
+    const errors = nodes.map((n) => n.status(0).errors.taskErrors);
+    expect(errors.reduce((s, e) => s + e.count, 0)).toBeGreaterThan(0);
+    const last = errors.find((e) => e.count > 0)!.last!;
+    expect(last.code).toBe('TypeError');
+    expect(last.message).toMatch(/planted bug: learner message \d+ throws/);
+  });
+
+  it('a state machine that throws is counted in executeFailures (and retried), with the last error', async () => {
+    const { machines } = await cluster();
+    machines[1]!.throwing = true;
+    await propose(nodes[0]!, 'a');
+    await world.advance(2500);
+    const { errors, instanceId } = nodes[1]!.status(0);
+    expect(errors.executeFailures.count).toBeGreaterThanOrEqual(2); // the retry failed again
+    expect(errors.executeFailures.last).toEqual({
+      code: 'RangeError',
+      message: 'the machine is broken',
+    });
+    expect(instanceId).toBe(0); // the group does not advance past an unapplied value
+    machines[1]!.throwing = false;
+    await world.advance(1500);
+    expect(machines[1]!.applied).toEqual(['a']);
+    expect(nodes[1]!.status(0).instanceId).toBe(1);
+  });
+
+  it('a failed fsync stops the group with E_STORAGE: counted, proposals rejected, no crash, no unhandled rejection', async () => {
+    const disks = [1, 2, 3].map(() => world.disk());
+    const stores = disks.map((d) => new MemoryLogStore({}, d));
+    await cluster({ stores });
+    expect(await propose(nodes[0]!, 'a')).toEqual({ ok: true, instanceId: 0 });
+    disks[2]!.failNext();
+    await propose(nodes[0]!, 'b'); // node 3's acceptor write fails
+    await world.advance(100);
+    const status = nodes[2]!.status(0);
+    expect(status.stopped?.code).toBe('E_STORAGE');
+    expect(status.stopped?.message).toMatch(/E_IO: fsync failed/);
+    expect(status.errors.persistFailures.count).toBeGreaterThanOrEqual(1);
+    expect(status.errors.persistFailures.last?.code).toBe('E_IO');
+    expect(status.errors.taskErrors.count).toBe(0);
+    expect(await propose(nodes[2]!, 'c')).toEqual({ ok: false, code: 'E_STORAGE' });
+    // The other two go on.
+    expect((await propose(nodes[0]!, 'd')).ok).toBe(true);
+  });
+
+  it('the recovery no-op at start ends with an expected code: counted, not a task error', async () => {
+    // One node that accepted a value restarts alone: its recovery proposal times out.
+    const store = new MemoryLogStore();
+    await cluster({ stores: [store, new MemoryLogStore(), new MemoryLogStore()] });
+    expect((await propose(nodes[0]!, 'a')).ok).toBe(true);
+    for (const n of nodes.splice(0)) await n.stop({ closeStore: false });
+    store.reopen();
+    world = new VirtualWorld();
+    const alone = await createNode({
+      nodeId: 1,
+      cluster: [1, 2, 3],
+      groups: 1,
+      store,
+      network: world.net.endpoint(1),
+      scheduler: world.scheduler,
+      random: new SeededRng(1),
+      stateMachines: [new Recorder()],
+      options: { proposeTimeoutMs: 1000 },
+    });
+    nodes.push(alone);
+    await world.advance(2000);
+    const status = alone.status(0);
+    expect(status.counters.recoveryProposalsFailed).toBe(1);
+    expect(status.errors.taskErrors.count).toBe(0);
+  });
+
+  it('a system-variables write that fails stops the group (the promise is handled when it is made)', async () => {
+    class MetaFails extends MemoryLogStore {
+      failing = false;
+      override setMeta(...args: Parameters<MemoryLogStore['setMeta']>): Promise<void> {
+        if (this.failing) return Promise.reject(new StorageError('E_IO', 'meta write refused'));
+        return super.setMeta(...args);
+      }
+    }
+    const third = new MetaFails();
+    await cluster({ stores: [new MemoryLogStore(), new MemoryLogStore(), third] });
+    third.failing = true;
+    let done: string | undefined;
+    nodes[0]!.changeMembership(0, [1, 2, 3, 4]).then(
+      () => (done = 'ok'),
+      (e: { code: string }) => (done = e.code),
+    );
+    for (let i = 0; i < 100 && done === undefined; i++) await world.advance(50);
+    await world.advance(3000);
+    expect(done).toBe('ok');
+    const status = nodes[2]!.status(0);
+    expect(status.stopped?.code).toBe('E_STORAGE');
+    expect(status.errors.persistFailures.last).toEqual({
+      code: 'E_IO',
+      message: 'meta write refused',
+    });
+    expect(status.errors.taskErrors.count).toBe(0);
+    expect(nodes[0]!.status(0).members).toEqual([1, 2, 3, 4]);
+  });
+});

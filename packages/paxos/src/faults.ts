@@ -1,0 +1,25 @@
+// Planted bugs: deliberate defects the simulator must catch (STYLE.md 13: every checker keeps a
+// test that plants the bug). Test-only: they are reachable only through NodeOptions.unsafeFaults,
+// which production code never sets, and none of them is "another implementation's behaviour".
+
+export interface UnsafeFaults {
+  /** Planted: an acceptor that keeps no promise (prepares never raise it, accepts ignore it). */
+  forgetPromises?: boolean;
+  /** Planted: an acceptor that forgets its promise at each new instance. */
+  resetPromisePerInstance?: boolean;
+  /** Planted: an acceptor that replies before its promise/accept write is durable. */
+  acknowledgeBeforeDurable?: boolean;
+  /** Planted: every n-th learner message handled throws a TypeError inside the group's loop. */
+  throwInLearnerTaskEvery?: number;
+  /**
+   * Planted: a learner that skips the chain check: a value learned from a peer is stored with a
+   * checksum that does not extend the previous instance's, and streamed values are not checked.
+   */
+  learnerSkipsChainCheck?: boolean;
+}
+
+/** The acceptor's share of the planted bugs. */
+export type AcceptorFaults = Pick<
+  UnsafeFaults,
+  'forgetPromises' | 'resetPromisePerInstance' | 'acknowledgeBeforeDurable'
+>;
