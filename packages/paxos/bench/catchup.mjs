@@ -118,7 +118,9 @@ async function catchUp(written, { proposeWhileCatchingUp = false } = {}) {
     fork(here('catchup-node.mjs'), [String(id), id === 3 ? d3 : d[id]], {
       stdio: 'inherit',
       execArgv:
-        id === 3 && process.env.CATCHUP_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof'] : [],
+        process.env.CATCHUP_PROF !== undefined
+          ? ['--cpu-prof', `--cpu-prof-dir=${process.env.CATCHUP_PROF}`]
+          : [],
     }),
   );
   try {
