@@ -13,13 +13,19 @@ import { join } from 'node:path';
 import { SqliteLogStore } from '@tspaxos/storage/sqlite';
 import { MemoryNetwork, SeededRng } from '@tspaxos/transport';
 import { createNode, realRandom, realScheduler } from '../dist/node.js';
-import { median, report } from '../../../scripts/bench-harness.mjs';
+import { envInteger, median, report } from '../../../scripts/bench-harness.mjs';
 
-const RUNS = Number(process.env.BENCH_RUNS ?? 5);
-const SMALL = Number(process.env.BENCH_CATCHUP_SMALL ?? 50_000);
-const LARGE = Number(process.env.BENCH_CATCHUP_LARGE ?? 2_000);
+const RUNS = envInteger('BENCH_RUNS', 5, { min: 1 });
+const SMALL = envInteger('BENCH_CATCHUP_SMALL', 50_000);
+const LARGE = envInteger('BENCH_CATCHUP_LARGE', 2_000);
 /** Learner options for every node, as JSON (e.g. '{"senderLoopShare":0.2}'); default: none. */
-const LEARNER = JSON.parse(process.env.BENCH_CATCHUP_LEARNER ?? '{}');
+const LEARNER = (() => {
+  try {
+    return JSON.parse(process.env.BENCH_CATCHUP_LEARNER || '{}');
+  } catch (error) {
+    throw new Error(`BENCH_CATCHUP_LEARNER must be a JSON object of learner options: ${error}`);
+  }
+})();
 const options = { learner: LEARNER };
 const dirs = [];
 const tmp = (tag) => {
@@ -118,7 +124,9 @@ async function catchUp(written, { proposeWhileCatchingUp = false } = {}) {
     fork(here('catchup-node.mjs'), [String(id), id === 3 ? d3 : d[id]], {
       stdio: 'inherit',
       execArgv:
-        id === 3 && process.env.CATCHUP_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof'] : [],
+        process.env.CATCHUP_PROF !== undefined
+          ? ['--cpu-prof', `--cpu-prof-dir=${process.env.CATCHUP_PROF}`]
+          : [],
     }),
   );
   try {

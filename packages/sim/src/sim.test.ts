@@ -15,6 +15,12 @@ import {
 const SEEDS = envInteger('SIM_SEEDS', 300, { min: 1 });
 /** Every fault kind and path must occur at least this often over the 300-seed run. */
 const MIN_COVERAGE = 20;
+/**
+ * Paths a fault must hit mid-stream: a NACK needs a frame of a running catch-up lost (20 in
+ * seeds 1–300 when added); their floor is lower so a shifted random stream does not fail CI.
+ */
+const RARE_PATHS = new Set<string>(['catch-up-nacks']);
+const MIN_COVERAGE_RARE = 5;
 /** A planted bug must be caught within this many seeds. */
 const PLANTED_WITHIN = 200;
 
@@ -35,9 +41,9 @@ describe('simulator', () => {
         ...FAULT_KINDS.filter((k) => coverage.faults[k] < MIN_COVERAGE).map(
           (k) => `fault ${k}: ${coverage.faults[k]}`,
         ),
-        ...PATH_KINDS.filter((k) => coverage.paths[k] < MIN_COVERAGE).map(
-          (k) => `path ${k}: ${coverage.paths[k]}`,
-        ),
+        ...PATH_KINDS.filter(
+          (k) => coverage.paths[k] < (RARE_PATHS.has(k) ? MIN_COVERAGE_RARE : MIN_COVERAGE),
+        ).map((k) => `path ${k}: ${coverage.paths[k]}`),
       ];
       expect(thin).toEqual([]);
       // 3 or 5 voters × 1–3 groups × 0–2 followers: all 18 topologies are drawn.

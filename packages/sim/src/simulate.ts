@@ -16,6 +16,7 @@ import {
   type Message,
   MemoryNetwork,
   type Network,
+  PaxosMsgFlag,
   PaxosMsgType,
   SeededRng,
 } from '@tspaxos/transport';
@@ -120,6 +121,9 @@ export const PATH_KINDS = [
   'groups-stopped-by-fsync-failure',
   'long-down-restarts',
   'disks-replaced',
+  'catch-up-batches',
+  'catch-up-nacks',
+  'catch-up-concurrent-streams',
 ] as const;
 export type PathKind = (typeof PATH_KINDS)[number];
 
@@ -373,6 +377,8 @@ class Simulation {
   /** group → instanceId → the chain checksum first seen there, and on which node. */
   private readonly firstChecksum: Array<Map<number, { checksum: number; node: number }>> = [];
   private readonly coverage = emptyCoverage();
+  /** Peers each node's group streams to now, by node/group/incarnation (coverage). */
+  private readonly streaming = new Map<string, Set<number>>();
   private violation: Violation | undefined;
   /** The event being run (a function for deliveries: described only when a message needs it). */
   private currentEvent: string | (() => string) = 'start';
@@ -657,6 +663,16 @@ class Simulation {
     this.log(`n${n.id} disk replaced (its durable log kept)`);
   }
 
+  /** Batches streamed (more than one value per frame) and gap acks (NACKs), as delivered. */
+  private countLearnerPaths(message: Message): void {
+    if (message.kind !== 'paxos') return;
+    const m = message.msg;
+    if (m.msgType === PaxosMsgType.SendLearnValue && m.batch.length > 1)
+      this.coverage.paths['catch-up-batches']++;
+    else if (m.msgType === PaxosMsgType.SendLearnValueAck && m.flag === PaxosMsgFlag.AckGap)
+      this.coverage.paths['catch-up-nacks']++;
+  }
+
   /** status().errors of a live node: task errors and execute failures are always bugs. */
   private checkNodeErrors(n: SimNode): void {
     if (!n.alive || n.node === undefined) return;
@@ -707,12 +723,21 @@ class Simulation {
           `n${n.id} group ${String(fields.group)} stopped: ${String(fields.message)} (during event "${this.eventName()}")`,
         );
         return;
-      case 'sender-confirmed':
+      case 'sender-confirmed': {
         this.coverage.paths['catch-up-streams-started']++;
+        // Streams one node's group runs at once (issue 9: the sender serves several peers).
+        const key = `${n.id}/${String(fields.group)}/${incarnation}`;
+        const streaming = this.streaming.get(key) ?? new Set<number>();
+        streaming.add(Number(fields.to));
+        this.streaming.set(key, streaming);
+        if (streaming.size >= 2) this.coverage.paths['catch-up-concurrent-streams']++;
         return;
+      }
       case 'sender-ended':
-        if (fields.reason === 'done' || fields.reason === 'caught-up')
-          this.coverage.paths['catch-up-streams-finished']++;
+        this.streaming
+          .get(`${n.id}/${String(fields.group)}/${incarnation}`)
+          ?.delete(Number(fields.to));
+        if (fields.reason === 'done') this.coverage.paths['catch-up-streams-finished']++;
         return;
       default:
     }
@@ -810,6 +835,7 @@ class Simulation {
         this.currentEvent = 'a dropped delivery';
         if (d !== undefined) {
           this.delivered++;
+          this.countLearnerPaths(d.message);
           this.currentEvent = () => `deliver ${describe(d.from, d.to, d.group, d.message)}`;
           if (this.options.trace) this.log(this.eventName());
         }
