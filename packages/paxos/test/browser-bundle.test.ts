@@ -10,6 +10,7 @@ const CORE_ENTRIES = [
   '@tspaxos/crc-wasm',
   '@tspaxos/storage',
   '@tspaxos/transport',
+  '@tspaxos/checkpoint',
   '@tspaxos/learner',
   '@tspaxos/paxos',
 ];
@@ -57,6 +58,7 @@ describe('core entries bundle for the browser without Node built-ins', () => {
   it.each([
     ['@tspaxos/storage/sqlite', /-> better-sqlite3$/m],
     ['@tspaxos/transport/tcp', /-> (node:)?net$/m],
+    ['@tspaxos/checkpoint/fs', /-> (node:)?fs(\/promises)?$/m],
     ['@tspaxos/paxos/node', /-> better-sqlite3$/m],
   ])('reports the Node built-ins of the adapter entry %s', async (entry, expected) => {
     const found = await nodeImportsOf(entry);
