@@ -435,7 +435,8 @@ describe('SqliteLogStore segments: durability', () => {
 
   it('checkpoints sync:false-only writes once the WAL reaches checkpointMaxPages, not inside a write', async () => {
     const io = countingSyncs();
-    const store = SqliteLogStore.open(tempDir(), { ...io, checkpointMaxPages: 200 });
+    const dir = tempDir();
+    const store = SqliteLogStore.open(dir, { ...io, checkpointMaxPages: 200 });
     let checkpointsInsideWrites = 0;
     for (let i = 0; i < 20_000; i += 100) {
       const before = store.syncStats.checkpoints;
@@ -451,6 +452,12 @@ describe('SqliteLogStore segments: durability', () => {
     expect(checkpointsInsideWrites).toBe(0);
     expect(store.syncStats.checkpoints).toBeGreaterThan(1);
     expect(io.counts).toEqual({ fsync: 0, fdatasync: 0 }); // SQLite's own fsyncs are not ours
+    // A caller that never lets setImmediate run: the write itself checkpoints at twice the
+    // threshold, so the WAL stays bounded (400 pages here, ~1.6 MB).
+    const before = store.syncStats.checkpoints;
+    for (let i = 20_000; i < 30_000; i++) await store.put(0, sized(i, 100), { sync: false });
+    expect(store.syncStats.checkpoints - before).toBeGreaterThan(10);
+    expect(statSync(join(dir, `${DATABASE_FILE}-wal`)).size).toBeLessThan(3 * 1024 * 1024);
     await store.close();
   });
 

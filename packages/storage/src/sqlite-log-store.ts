@@ -29,7 +29,8 @@
 // The store runs `PRAGMA wal_checkpoint(PASSIVE)` from setImmediate, off every caller's path:
 // after a group commit once the WAL holds about checkpointPages pages (the fsyncs SQLite does
 // then add little to the group commit's own), and, if only sync:false writes come, when it holds
-// checkpointMaxPages. A checkpoint copies the WAL into the database; in synchronous=NORMAL
+// checkpointMaxPages (inside a write only at twice that, if the caller never lets setImmediate
+// run: the WAL stays bounded). A checkpoint copies the WAL into the database; in synchronous=NORMAL
 // SQLite fsyncs the WAL before it copies and the database after, before it records the copy as
 // done, and only a later write transaction restarts the WAL from its start. So no frame is
 // overwritten before its content is durable in the database, and nothing acknowledged lives
@@ -624,10 +625,16 @@ export class SqliteLogStore implements LogStore {
     }
   }
 
-  /** Counts the WAL pages a commit added (an estimate: its bytes, plus the pages it touches). */
+  /**
+   * Counts the WAL pages a commit added (an estimate: its bytes, plus the pages it touches).
+   * Past checkpointMaxPages a checkpoint is scheduled; past twice that (a caller writing in a
+   * loop that never lets setImmediate run) it runs here, inside the write, so the WAL stays
+   * bounded whatever the caller does.
+   */
   private wrote(bytes: number, pages = 1): void {
     this.walPages += pages + Math.floor(bytes / PAGE_BYTES);
-    if (this.walPages >= this.checkpointMaxPages) this.scheduleCheckpoint();
+    if (this.walPages >= 2 * this.checkpointMaxPages) this.checkpoint();
+    else if (this.walPages >= this.checkpointMaxPages) this.scheduleCheckpoint();
   }
 
   private scheduleCheckpoint(): void {
