@@ -121,10 +121,11 @@ export const INSERT_ROWS_PER_STATEMENT = 32;
 export const DEFAULT_CHECKPOINT_PAGES = 1000;
 /**
  * WAL pages after which the store checkpoints even if no sync write comes (the only fsyncs
- * sync:false writes can cause): 16,384 pages of 4 KiB = 64 MiB of WAL, ours. With values out of
- * line that is ~10⁵–10⁶ index rows; startup replays at most this much WAL.
+ * sync:false writes can cause): 4,096 pages of 4 KiB = 16 MiB of WAL, ours. With values out of
+ * line that is ~10⁵ index rows (GBs of values); a checkpoint then copies at most 16 MiB (bench:
+ * "longest single put" with twice this inside a write, the bound for a caller that never yields).
  */
-export const DEFAULT_CHECKPOINT_MAX_PAGES = 16_384;
+export const DEFAULT_CHECKPOINT_MAX_PAGES = 4_096;
 /** SQLite's page size here (its default), used to estimate how many WAL pages a commit adds. */
 const PAGE_BYTES = 4096;
 
@@ -236,6 +237,8 @@ export class SqliteLogStore implements LogStore {
   /** Estimated WAL pages written since the last checkpoint. */
   private walPages = 0;
   private checkpointScheduled = false;
+  /** The fsync before a checkpoint is under way (close() waits for it). */
+  private checkpointSyncing = false;
   /**
    * The group commit's effect: fsyncs (WAL and directories) and fdatasyncs (segments) done, the
    * sync writes they covered, and the checkpoints the store ran (each: SQLite's own two fsyncs).
@@ -589,7 +592,7 @@ export class SqliteLogStore implements LogStore {
         if (err) return fail(err, `fsync of ${this.path}-wal`);
         this.syncing = false;
         for (const w of batch) w.resolve();
-        if (this.walPages >= this.checkpointPages) this.scheduleCheckpoint();
+        if (this.walPages >= this.checkpointPages) this.scheduleCheckpoint(true);
         this.kick();
       });
     };
@@ -634,15 +637,39 @@ export class SqliteLogStore implements LogStore {
   private wrote(bytes: number, pages = 1): void {
     this.walPages += pages + Math.floor(bytes / PAGE_BYTES);
     if (this.walPages >= 2 * this.checkpointMaxPages) this.checkpoint();
-    else if (this.walPages >= this.checkpointMaxPages) this.scheduleCheckpoint();
+    else if (this.walPages >= this.checkpointMaxPages) this.scheduleCheckpoint(false);
   }
 
-  private scheduleCheckpoint(): void {
+  /**
+   * Runs a checkpoint from setImmediate. Unless the WAL was just fsynced (by a group commit), it
+   * is first fsynced on the thread pool: SQLite's own fsync of it inside the checkpoint then
+   * finds nothing to write, and the event loop is held only while pages are copied and the
+   * database is fsynced.
+   */
+  private scheduleCheckpoint(walSynced: boolean): void {
     if (this.checkpointScheduled) return;
     this.checkpointScheduled = true;
-    setImmediate(() => {
+    const run = () => {
       this.checkpointScheduled = false;
       this.checkpoint();
+      this.kick(); // wakes a close() waiting for this
+    };
+    const walFd = this.walFd;
+    if (walSynced || walFd === undefined) {
+      setImmediate(run);
+      return;
+    }
+    this.checkpointSyncing = true;
+    this.syncStats.fsyncs++;
+    this.fsync(walFd, (err) => {
+      this.checkpointSyncing = false;
+      if (err) {
+        this.checkpointScheduled = false;
+        this.failure ??= wrap(err, 'E_IO', `fsync of ${this.path}-wal before a checkpoint failed`);
+        this.kick();
+        return;
+      }
+      run();
     });
   }
 
@@ -1018,7 +1045,7 @@ export class SqliteLogStore implements LogStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    while (this.syncing || this.waiting.length > 0) {
+    while (this.syncing || this.waiting.length > 0 || this.checkpointSyncing) {
       await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     }
     // Everything written is made durable: the segments here, the WAL by SQLite's close.
