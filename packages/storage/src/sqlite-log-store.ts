@@ -4,8 +4,9 @@
 // and each group's table is the cheapest B-tree SQLite has, the same shape as the raw baseline
 // of the benchmark). A value above options.outOfLineValueBytes is appended to a segment file
 // (segments.ts) and its row holds the record with a 24-byte locator (segment, offset, length,
-// CRC-32 of the value) in place of the value: PhxPaxos's layout (data files plus a small index
-// entry per instance), with SQLite as the index. A `segments` table holds, per segment, the end
+// CRC-32 of the value) in place of the value: PhxPaxos's layout (Database::Put in
+// src/logstorage/db.cpp: a data file append plus a small LevelDB index entry), with SQLite as
+// the index. A `segments` table holds, per segment, the end
 // of its committed bytes and its highest instance id. A `meta` table holds, per group, the min
 // chosen instance id, the checkpoint instance id, and system and master variables as bytes,
 // each sealed with a CRC (codec.ts).
@@ -40,7 +41,8 @@
 //
 // What a sync:false write costs: no fsync and no fdatasync at all (the learner's catch-up
 // writes; tested by counting through the injected ports), until the WAL reaches
-// checkpointMaxPages (index rows are small: tens of GB of large values). Power loss can then
+// checkpointMaxPages (index rows are small: GBs of large values); that checkpoint first fsyncs
+// the WAL on the thread pool, so the event loop only waits for the copy. Power loss can then
 // lose them; and since the OS may write the WAL page holding an index row back to disk before
 // the segment page holding its bytes, a sync:false large value can come back after a power cut
 // as a row whose bytes are missing: it reads as E_CORRUPT_RECORD (the CRC of the value is in the
