@@ -37,10 +37,10 @@ export interface StorageOptions {
   /**
    * Values longer than this many bytes are kept out of line, appended to a segment file, with
    * only an index row in SQLite (SqliteLogStore; MemoryLogStore keeps every value the same way).
-   * 3 KiB, by measurement (bench/run.mjs, "out of line" rows; BENCHMARKS.md): batches of 4 KiB
-   * values wrote 1.5–2.5× and read 1.4–2× faster out of line than inline, 3 KiB ones 2.5× and
-   * 1.2×, 2 KiB ones broke even on reads; and a record up to 3 KiB fits in one B-tree page of
-   * SQLite's (4 KiB pages spill a row of more than ~4,060 bytes to overflow pages).
+   * 4 KiB, by measurement (bench/run.mjs, "out of line" rows; BENCHMARKS.md): batches of values
+   * out of line against inline wrote 1.7–2.3× faster from 2 KiB up, but read 0.7–1.15× at
+   * 2–3 KiB, 1.0–1.3× at 4 KiB and 1.1–2.9× at 16–64 KiB (one pread per value against SQLite
+   * reading a row from the page it already holds): above 4 KiB both are faster out of line.
    */
   outOfLineValueBytes: number;
   /**
@@ -66,7 +66,7 @@ export const DEFAULT_STORAGE_OPTIONS: Readonly<StorageOptions> = Object.freeze({
   rangeChunkBytes: 256 * 1024,
   rangeChunkMaxRecords: 256,
   maxMetaKeyLength: 128,
-  outOfLineValueBytes: 3 * 1024,
+  outOfLineValueBytes: 4 * 1024,
   segmentBytes: 100 * 1024 * 1024,
   segmentGrowBytes: 8 * 1024 * 1024,
 });

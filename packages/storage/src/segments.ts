@@ -127,6 +127,8 @@ export class Segments {
       let names = known.get(row.group);
       if (names === undefined) known.set(row.group, (names = new Set()));
       names.add(`${row.id}.seg`);
+      // Names never repeat, a missing file's included: its rows must not find another's bytes.
+      this.lastId.set(row.group, Math.max(this.lastId.get(row.group) ?? -1, row.id));
       if (!existsSync(path)) {
         missing.push(row);
         this.recovery.missingFiles++;
@@ -151,7 +153,6 @@ export class Segments {
       this.segmentsOf(row.group).set(row.id, segment);
       const active = this.active.get(row.group);
       if (active === undefined || active.id < row.id) this.active.set(row.group, segment);
-      this.lastId.set(row.group, Math.max(this.lastId.get(row.group) ?? -1, row.id));
     }
     if (!this.readonly && existsSync(this.root)) {
       for (const name of readdirSync(this.root)) {

@@ -4,8 +4,10 @@ import {
   chmodSync,
   existsSync,
   fdatasync,
+  fdatasyncSync,
   fstatSync,
   fsync,
+  fsyncSync,
   mkdirSync,
   readdirSync,
   writevSync,
@@ -434,8 +436,23 @@ describe('SqliteLogStore segments: durability', () => {
   });
 
   it('checkpoints sync:false-only writes once the WAL reaches checkpointMaxPages, not inside a write', async () => {
-    const io = countingSyncs();
-    const store = SqliteLogStore.open(tempDir(), { ...io, checkpointMaxPages: 200 });
+    // Real syncs that report back at the next setImmediate: the test's own tick() after each
+    // write then waits for them (a real fsync may take longer than a tick).
+    const counts = { fsync: 0, fdatasync: 0 };
+    const io = {
+      fsync: (fd: number, done: Callback) => {
+        counts.fsync++;
+        fsyncSync(fd);
+        setImmediate(() => done(null));
+      },
+      fdatasync: (fd: number, done: Callback) => {
+        counts.fdatasync++;
+        fdatasyncSync(fd);
+        setImmediate(() => done(null));
+      },
+    };
+    const dir = tempDir();
+    const store = SqliteLogStore.open(dir, { ...io, checkpointMaxPages: 200 });
     let checkpointsInsideWrites = 0;
     for (let i = 0; i < 20_000; i += 100) {
       const before = store.syncStats.checkpoints;
@@ -450,7 +467,14 @@ describe('SqliteLogStore segments: durability', () => {
     }
     expect(checkpointsInsideWrites).toBe(0);
     expect(store.syncStats.checkpoints).toBeGreaterThan(1);
-    expect(io.counts).toEqual({ fsync: 0, fdatasync: 0 }); // SQLite's own fsyncs are not ours
+    // Each preceded by one fsync of the WAL on the thread pool; nothing else was synced.
+    expect(counts).toEqual({ fsync: store.syncStats.checkpoints, fdatasync: 0 });
+    // A caller that never lets setImmediate run: the write itself checkpoints at twice the
+    // threshold, so the WAL stays bounded (400 pages here, ~1.6 MB).
+    const before = store.syncStats.checkpoints;
+    for (let i = 20_000; i < 30_000; i++) await store.put(0, sized(i, 100), { sync: false });
+    expect(store.syncStats.checkpoints - before).toBeGreaterThan(10);
+    expect(statSync(join(dir, `${DATABASE_FILE}-wal`)).size).toBeLessThan(3 * 1024 * 1024);
     await store.close();
   });
 

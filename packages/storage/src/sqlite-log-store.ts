@@ -4,8 +4,9 @@
 // and each group's table is the cheapest B-tree SQLite has, the same shape as the raw baseline
 // of the benchmark). A value above options.outOfLineValueBytes is appended to a segment file
 // (segments.ts) and its row holds the record with a 24-byte locator (segment, offset, length,
-// CRC-32 of the value) in place of the value: PhxPaxos's layout (data files plus a small index
-// entry per instance), with SQLite as the index. A `segments` table holds, per segment, the end
+// CRC-32 of the value) in place of the value: PhxPaxos's layout (Database::Put in
+// src/logstorage/db.cpp: a data file append plus a small LevelDB index entry), with SQLite as
+// the index. A `segments` table holds, per segment, the end
 // of its committed bytes and its highest instance id. A `meta` table holds, per group, the min
 // chosen instance id, the checkpoint instance id, and system and master variables as bytes,
 // each sealed with a CRC (codec.ts).
@@ -29,7 +30,8 @@
 // The store runs `PRAGMA wal_checkpoint(PASSIVE)` from setImmediate, off every caller's path:
 // after a group commit once the WAL holds about checkpointPages pages (the fsyncs SQLite does
 // then add little to the group commit's own), and, if only sync:false writes come, when it holds
-// checkpointMaxPages. A checkpoint copies the WAL into the database; in synchronous=NORMAL
+// checkpointMaxPages (inside a write only at twice that, if the caller never lets setImmediate
+// run: the WAL stays bounded). A checkpoint copies the WAL into the database; in synchronous=NORMAL
 // SQLite fsyncs the WAL before it copies and the database after, before it records the copy as
 // done, and only a later write transaction restarts the WAL from its start. So no frame is
 // overwritten before its content is durable in the database, and nothing acknowledged lives
@@ -39,7 +41,8 @@
 //
 // What a sync:false write costs: no fsync and no fdatasync at all (the learner's catch-up
 // writes; tested by counting through the injected ports), until the WAL reaches
-// checkpointMaxPages (index rows are small: tens of GB of large values). Power loss can then
+// checkpointMaxPages (index rows are small: GBs of large values); that checkpoint first fsyncs
+// the WAL on the thread pool, so the event loop only waits for the copy. Power loss can then
 // lose them; and since the OS may write the WAL page holding an index row back to disk before
 // the segment page holding its bytes, a sync:false large value can come back after a power cut
 // as a row whose bytes are missing: it reads as E_CORRUPT_RECORD (the CRC of the value is in the
@@ -120,10 +123,11 @@ export const INSERT_ROWS_PER_STATEMENT = 32;
 export const DEFAULT_CHECKPOINT_PAGES = 1000;
 /**
  * WAL pages after which the store checkpoints even if no sync write comes (the only fsyncs
- * sync:false writes can cause): 16,384 pages of 4 KiB = 64 MiB of WAL, ours. With values out of
- * line that is ~10⁵–10⁶ index rows; startup replays at most this much WAL.
+ * sync:false writes can cause): 4,096 pages of 4 KiB = 16 MiB of WAL, ours. With values out of
+ * line that is ~10⁵ index rows (GBs of values); a checkpoint then copies at most 16 MiB (bench:
+ * "longest single put" with twice this inside a write, the bound for a caller that never yields).
  */
-export const DEFAULT_CHECKPOINT_MAX_PAGES = 16_384;
+export const DEFAULT_CHECKPOINT_MAX_PAGES = 4_096;
 /** SQLite's page size here (its default), used to estimate how many WAL pages a commit adds. */
 const PAGE_BYTES = 4096;
 
@@ -235,6 +239,8 @@ export class SqliteLogStore implements LogStore {
   /** Estimated WAL pages written since the last checkpoint. */
   private walPages = 0;
   private checkpointScheduled = false;
+  /** The fsync before a checkpoint is under way (close() waits for it). */
+  private checkpointSyncing = false;
   /**
    * The group commit's effect: fsyncs (WAL and directories) and fdatasyncs (segments) done, the
    * sync writes they covered, and the checkpoints the store ran (each: SQLite's own two fsyncs).
@@ -588,7 +594,7 @@ export class SqliteLogStore implements LogStore {
         if (err) return fail(err, `fsync of ${this.path}-wal`);
         this.syncing = false;
         for (const w of batch) w.resolve();
-        if (this.walPages >= this.checkpointPages) this.scheduleCheckpoint();
+        if (this.walPages >= this.checkpointPages) this.scheduleCheckpoint(true);
         this.kick();
       });
     };
@@ -624,18 +630,48 @@ export class SqliteLogStore implements LogStore {
     }
   }
 
-  /** Counts the WAL pages a commit added (an estimate: its bytes, plus the pages it touches). */
+  /**
+   * Counts the WAL pages a commit added (an estimate: its bytes, plus the pages it touches).
+   * Past checkpointMaxPages a checkpoint is scheduled; past twice that (a caller writing in a
+   * loop that never lets setImmediate run) it runs here, inside the write, so the WAL stays
+   * bounded whatever the caller does.
+   */
   private wrote(bytes: number, pages = 1): void {
     this.walPages += pages + Math.floor(bytes / PAGE_BYTES);
-    if (this.walPages >= this.checkpointMaxPages) this.scheduleCheckpoint();
+    if (this.walPages >= 2 * this.checkpointMaxPages) this.checkpoint();
+    else if (this.walPages >= this.checkpointMaxPages) this.scheduleCheckpoint(false);
   }
 
-  private scheduleCheckpoint(): void {
+  /**
+   * Runs a checkpoint from setImmediate. Unless the WAL was just fsynced (by a group commit), it
+   * is first fsynced on the thread pool: SQLite's own fsync of it inside the checkpoint then
+   * finds nothing to write, and the event loop is held only while pages are copied and the
+   * database is fsynced.
+   */
+  private scheduleCheckpoint(walSynced: boolean): void {
     if (this.checkpointScheduled) return;
     this.checkpointScheduled = true;
-    setImmediate(() => {
+    const run = () => {
       this.checkpointScheduled = false;
       this.checkpoint();
+      this.kick(); // wakes a close() waiting for this
+    };
+    const walFd = this.walFd;
+    if (walSynced || walFd === undefined) {
+      setImmediate(run);
+      return;
+    }
+    this.checkpointSyncing = true;
+    this.syncStats.fsyncs++;
+    this.fsync(walFd, (err) => {
+      this.checkpointSyncing = false;
+      if (err) {
+        this.checkpointScheduled = false;
+        this.failure ??= wrap(err, 'E_IO', `fsync of ${this.path}-wal before a checkpoint failed`);
+        this.kick();
+        return;
+      }
+      run();
     });
   }
 
@@ -1011,7 +1047,7 @@ export class SqliteLogStore implements LogStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    while (this.syncing || this.waiting.length > 0) {
+    while (this.syncing || this.waiting.length > 0 || this.checkpointSyncing) {
       await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     }
     // Everything written is made durable: the segments here, the WAL by SQLite's close.

@@ -23,7 +23,7 @@ const [dir, startText, seedText, plant = 'none'] = process.argv.slice(2);
 const PLANT_DELAY_MS = 5_000;
 // A small checkpoint threshold: the WAL is checkpointed and restarted many times per run, the
 // path where an fsync of a kept WAL descriptor could go wrong. Small segments: values above
-// 3 KiB go out of line (the default threshold) and roll over to a new segment every 1 MiB.
+// 4 KiB go out of line (the default threshold) and roll over to a new segment every 1 MiB.
 const store = SqliteLogStore.open(dir, {
   checkpointPages: 64,
   segmentBytes: 1024 * 1024,
