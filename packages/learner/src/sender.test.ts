@@ -328,6 +328,8 @@ describe('LearnerSender: several peers', () => {
     h.check();
     expect(h.sent.map((b) => `${b.to}:${b.first}`)).toEqual(['2:0', '3:100', '2:4', '3:104']);
     expect(h.sender.counters.maxConcurrentStreams).toBe(2);
+    // The second confirm found the first stream running: one concurrent stream started.
+    expect(h.sender.counters.concurrentStreamsStarted).toBe(1);
     expect(h.sender.peerStatus(0).map((p) => [p.nodeId, p.inflightInstances])).toEqual([
       [2, 8],
       [3, 8],

@@ -59,6 +59,8 @@ export interface SenderCounters {
   turnsYielded: number;
   /** Most peers streaming at the same time (status; the simulator's coverage). */
   maxConcurrentStreams: number;
+  /** Streams confirmed while another peer of this group was streaming (two or more at once). */
+  concurrentStreamsStarted: number;
 }
 
 /** One peer's stream, as status() shows it. */
@@ -94,6 +96,7 @@ export class LearnerSender {
     budgetWaits: 0,
     turnsYielded: 0,
     maxConcurrentStreams: 0,
+    concurrentStreamsStarted: 0,
   };
   /** Every peer that asked; idle entries keep a cut window for the peer's next stream. */
   private readonly peers = new Map<number, Progress>();
@@ -168,10 +171,9 @@ export class LearnerSender {
       return false;
     p.becomeSending(this.chainBefore(beginInstanceId), nowMs, this.options.firstBatchInstances);
     this.counters.confirmed++;
-    this.counters.maxConcurrentStreams = Math.max(
-      this.counters.maxConcurrentStreams,
-      this.streamingCount(),
-    );
+    const streaming = this.streamingCount();
+    if (streaming >= 2) this.counters.concurrentStreamsStarted++;
+    this.counters.maxConcurrentStreams = Math.max(this.counters.maxConcurrentStreams, streaming);
     return true;
   }
 
