@@ -7,8 +7,8 @@
 // instances read from the log with range(), and never more than one turn's worth of work
 // (senderTurnMax*) before it yields to the node's own work.
 import type { AcceptorRecord } from '@tspaxos/crc-wasm';
-import { StorageError } from '@tspaxos/storage';
 import type { SenderBudget } from './budget';
+import { isExpectedReadFailure } from './errors';
 import type { LearnerOptions } from './options';
 import { Progress, type ProgressPhase } from './progress';
 
@@ -57,6 +57,11 @@ export interface SenderCounters {
   budgetWaits: number;
   /** Turns that stopped at senderTurnMax* and continued on the next turn. */
   turnsYielded: number;
+  /**
+   * Streams ended because a record could not be read (E_CORRUPT_RECORD, E_IO: errors.ts
+   * EXPECTED_READ_FAILURES); the peer asks again and another peer serves it.
+   */
+  readFailures: number;
   /** Most peers streaming at the same time (status; the simulator's coverage). */
   maxConcurrentStreams: number;
   /** Streams confirmed while another peer of this group was streaming (two or more at once). */
@@ -95,6 +100,7 @@ export class LearnerSender {
     rateLimited: 0,
     budgetWaits: 0,
     turnsYielded: 0,
+    readFailures: 0,
     maxConcurrentStreams: 0,
     concurrentStreamsStarted: 0,
   };
@@ -318,9 +324,10 @@ export class LearnerSender {
     try {
       this.fillReadAhead(p, count, byteLimit, nowInstanceId);
     } catch (error) {
-      // A damaged record (E_CORRUPT_RECORD) ends this peer's stream, reported with the error;
-      // anything else is a bug and goes up.
-      if (!(error instanceof StorageError)) throw error;
+      // A damaged record or a failed disk read ends this peer's stream, counted and reported
+      // with the error; anything else (a closed store, a TypeError) is a bug and goes up.
+      if (!isExpectedReadFailure(error)) throw error;
+      this.counters.readFailures++;
       this.end(p, 'read-failed', error);
       return undefined;
     }
