@@ -16,6 +16,7 @@ import {
   type Message,
   MemoryNetwork,
   type Network,
+  type PaxosMsg,
   PaxosMsgType,
   SeededRng,
 } from '@tspaxos/transport';
@@ -35,6 +36,8 @@ export type Invariant =
   | 'validity'
   | 'chain'
   | 'durability'
+  /** An acceptor's promise or accept, sent in a reply, was not on its disk when it crashed. */
+  | 'reply-durability'
   | 'liveness'
   /** An unexpected error inside a node: a task, execute() or a write failed (status().errors). */
   | 'error'
@@ -256,6 +259,18 @@ class NodeClock {
   }
 }
 
+interface AcceptorReply {
+  group: number;
+  instanceId: number;
+  /** [proposalId, proposer node id] */
+  ballot: [number, number];
+  accepted: boolean;
+}
+
+function compareBallot(a: readonly [number, number], b: readonly [number, number]): number {
+  return a[0] - b[0] || a[1] - b[1];
+}
+
 /** One simulated node across its incarnations (a crash ends one, a restart begins the next). */
 class SimNode {
   incarnation = 0;
@@ -270,6 +285,12 @@ class SimNode {
   failNextFsync = false;
   /** Kept down on purpose until this virtual time (the long-down node). */
   downUntilMs = -1;
+  /**
+   * What this incarnation's acceptors told proposers, per `group:instance`: the highest ballot
+   * promised or accepted in a reply, and whether a value was accepted. Checked against the
+   * durable log when the incarnation crashes.
+   */
+  replies = new Map<string, AcceptorReply>();
   private timers = new Set<() => void>();
   private handler: ((from: number, group: number, message: Message) => void) | undefined;
 
@@ -293,7 +314,9 @@ class SimNode {
   network(incarnation: number): Network {
     return {
       send: (to, group, message) => {
-        if (this.isLive(incarnation)) this.endpoint.send(to, group, message);
+        if (!this.isLive(incarnation)) return;
+        if (message.kind === 'paxos') this.noteReply(to, group, message.msg);
+        this.endpoint.send(to, group, message);
       },
       onMessage: (h) => {
         if (this.incarnation === incarnation) this.handler = h;
@@ -356,8 +379,25 @@ class SimNode {
     };
   }
 
+  /** Remembers a PrepareReply or AcceptReply that promised or accepted (not a rejection). */
+  private noteReply(to: number, group: number, m: PaxosMsg): void {
+    const accept = m.msgType === PaxosMsgType.AcceptReply;
+    if ((!accept && m.msgType !== PaxosMsgType.PrepareReply) || m.rejectByPromiseId !== 0) return;
+    const key = `${group}:${m.instanceId}`;
+    // The ballot is the proposer's: its proposal id, and the node the reply goes to.
+    const ballot: [number, number] = [m.proposalId, to];
+    const r = this.replies.get(key);
+    if (r === undefined)
+      this.replies.set(key, { group, instanceId: m.instanceId, ballot, accepted: accept });
+    else {
+      if (compareBallot(ballot, r.ballot) > 0) r.ballot = ballot;
+      r.accepted ||= accept;
+    }
+  }
+
   kill(): void {
     this.alive = false;
+    this.replies = new Map();
     this.incarnation++;
     for (const cancel of this.timers) cancel();
     this.timers.clear();
@@ -715,8 +755,32 @@ class Simulation {
     this.harvestCounters(n);
     this.crashes++;
     this.log(`crash n${n.id} ${why} (writes not yet durable are lost)`);
+    const replies = n.replies;
     n.kill();
     n.store.crash();
+    this.checkReplyDurability(n, replies);
+  }
+
+  /**
+   * Paxos's only durability rule: an acceptor persists before it replies. After a crash, every
+   * promise and accept the dead incarnation sent must be in its durable log: the record of that
+   * instance promises at least the ballot replied to, and holds an accepted value if it
+   * accepted one (a learned value written over it later keeps the promise, and is a value).
+   */
+  private checkReplyDurability(n: SimNode, replies: ReadonlyMap<string, AcceptorReply>): void {
+    for (const r of replies.values()) {
+      const record = n.store.get(r.group, r.instanceId);
+      const promise: [number, number] = [record?.promiseId ?? 0, record?.promiseNodeId ?? 0];
+      const lost =
+        record === undefined ||
+        compareBallot(promise, r.ballot) < 0 ||
+        (r.accepted && record.acceptedId === 0);
+      if (lost)
+        this.fail(
+          'reply-durability',
+          `n${n.id} group ${r.group} instance ${r.instanceId}: it replied ${r.accepted ? 'accepting' : 'promising'} ballot (${r.ballot.join(',')}), but after its crash its log holds ${record === undefined ? 'nothing' : `promise (${promise.join(',')}) accepted ${record.acceptedId}`} (during event "${this.eventName()}")`,
+        );
+    }
   }
 
   /** A node whose fsync failed: its process is stopped, the disk replaced, the durable log kept. */
