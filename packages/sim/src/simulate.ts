@@ -568,7 +568,9 @@ class Simulation {
           this.queue.at(
             at,
             () => {
-              if (!n.isLive(incarnation)) return;
+              // An fsync begun just before the heal completes after it: no crash then (every
+              // node must stay up from the heal on).
+              if (!n.isLive(incarnation) || !this.inFaultPhase) return;
               this.coverage.faults['crash-in-fsync']++;
               this.crash(n, 'in the middle of an fsync');
             },
