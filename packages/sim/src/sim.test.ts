@@ -100,6 +100,14 @@ describe('simulator', () => {
     expect(r.trace.slice(heal).filter((l) => / crash n\d/.test(l))).toEqual([]);
   });
 
+  it("a short pinned fault phase: the follower's node is not crashed after the heal", async () => {
+    // Seed 1 draws the followed node's crash at 4,691 ms; with a 3 s fault phase that is after
+    // the heal, where every node must stay up (the convergence check threw on the dead node).
+    const r = await runSeed({ seed: 1, followers: 1, faultPhaseMs: 3000, trace: true });
+    expect(r.violation).toBeUndefined();
+    expect(r.trace.some((l) => l.includes('the node a follower follows dies'))).toBe(false);
+  });
+
   /** Runs seeds 1… with the bug planted until one fails; returns that failure. */
   async function firstCatch(planted: PlantedBug) {
     for (let seed = 1; seed <= PLANTED_WITHIN; seed++) {

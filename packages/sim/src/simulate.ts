@@ -1295,7 +1295,8 @@ class Simulation {
       this.queue.at(
         2000 + this.rng.int(8000),
         () => {
-          if (n.alive) this.crash(n, '(the node a follower follows dies)');
+          // With a short pinned fault phase this may come after the heal: no crash then.
+          if (n.alive && this.inFaultPhase) this.crash(n, '(the node a follower follows dies)');
         },
         'followed node crash',
       );
