@@ -1,4 +1,5 @@
 import { TspaxosError } from '@tspaxos/crc-wasm';
+import { StorageError, type StorageErrorCode } from '@tspaxos/storage';
 
 export type LearnerErrorCode = 'E_BAD_ARGUMENT';
 
@@ -9,6 +10,21 @@ export class LearnerError extends TspaxosError {
   constructor(code: LearnerErrorCode, message: string) {
     super(code, message);
   }
+}
+
+/**
+ * What a read of the log may meet from outside the code (STYLE.md: bad input from the disk is a
+ * counted drop): a damaged record (E_CORRUPT_RECORD) or a disk that fails a read (E_IO). The
+ * learner counts it and goes on without that record (the asker learns it from another peer).
+ * Any other error of a read (a closed store, a bad argument, a TypeError) is a bug: it goes up.
+ */
+export const EXPECTED_READ_FAILURES: ReadonlySet<StorageErrorCode> = new Set<StorageErrorCode>([
+  'E_CORRUPT_RECORD',
+  'E_IO',
+]);
+
+export function isExpectedReadFailure(error: unknown): error is StorageError {
+  return error instanceof StorageError && EXPECTED_READ_FAILURES.has(error.code);
 }
 
 /** A broken invariant of our own code: a bug, never bad input (STYLE.md 10). */

@@ -6,7 +6,12 @@ export {
   LEARNER_OPTION_RANGES,
   resolveLearnerOptions,
 } from './options';
-export { LearnerError, type LearnerErrorCode } from './errors';
+export {
+  LearnerError,
+  type LearnerErrorCode,
+  EXPECTED_READ_FAILURES,
+  isExpectedReadFailure,
+} from './errors';
 export { LearnerState } from './state';
 export { SenderBudget, type SenderBudgetCounters } from './budget';
 export { Progress, type ProgressPhase } from './progress';
@@ -29,4 +34,5 @@ export {
   type LearnerEvent,
   type CatchUpStatus,
   type CatchUpSummary,
+  type ReadFailure,
 } from './learner';

@@ -2,7 +2,7 @@
 // handle(msg); once a value is learned the host executes it and calls newInstance(); then
 // flushAck() and pumpSender(). Messages go on a FIFO wire between test nodes; time is virtual.
 import { chainChecksum } from '@tspaxos/crc-wasm';
-import { MemoryLogStore } from '@tspaxos/storage';
+import { MemoryLogStore, StorageError } from '@tspaxos/storage';
 import { type PaxosMsg, PaxosMsgFlag, PaxosMsgType as T, paxosMsg } from '@tspaxos/transport';
 import { describe, expect, it } from 'vitest';
 import { type Ballot, NULL_BALLOT } from './ballot';
@@ -435,6 +435,44 @@ describe('Learner: catching up from a peer', () => {
     expect(net.of(T.ComfirmAskforLearn)).toEqual([]);
     expect(net.of(T.SendLearnValueAck)).toEqual([]);
     expect(b.learner.counters.senderBusy).toBe(2);
+  });
+
+  it('counts a record it cannot read (damaged, or a failed disk read) and sends nothing; any other read error goes up', async () => {
+    const net = new Net();
+    const b = await net.add(2, {
+      peers: [1, 3],
+      log: values(10),
+      options: { maxConcurrentLearners: 1 },
+    });
+    await b.deliver(askforLearn(3, 0)); // busy with node 3 from now on
+    const get = b.store.get.bind(b.store);
+    let failure: Error | undefined = new StorageError('E_CORRUPT_RECORD', 'record 9: bad CRC');
+    b.store.get = (group, instanceId) => {
+      if (instanceId === 9 && failure !== undefined) throw failure;
+      return get(group, instanceId);
+    };
+    // One behind: the busy peer would send the single value, but it cannot read it.
+    await b.deliver(askforLearn(1, 9));
+    expect(net.of(T.SendLearnValue, 1)).toEqual([]);
+    expect(b.learner.counters.readFailures).toBe(1);
+    expect(b.learner.status().lastReadFailure).toEqual({
+      instanceId: 9,
+      code: 'E_CORRUPT_RECORD',
+      message: 'record 9: bad CRC',
+    });
+    failure = new StorageError('E_IO', 'the disk failed a read');
+    await b.deliver(askforLearn(1, 9));
+    expect(b.learner.status().counters.readFailures).toBe(2);
+    expect(b.learner.status().lastReadFailure?.code).toBe('E_IO');
+    // Not a condition of the disk: a bug, it reaches the caller (Instance counts a task error).
+    failure = new StorageError('E_CLOSED', 'the store is closed');
+    await expect(b.deliver(askforLearn(1, 9))).rejects.toThrow(/the store is closed/);
+    failure = new TypeError('a bug in the store');
+    await expect(b.deliver(askforLearn(1, 9))).rejects.toThrow(TypeError);
+    expect(b.learner.counters.readFailures).toBe(2);
+    failure = undefined;
+    await b.deliver(askforLearn(1, 9));
+    expect(net.of(T.SendLearnValue, 1)).toMatchObject([{ instanceId: 9 }]);
   });
 
   it('does not learn, nor ack, a streamed value whose lastChecksum breaks its chain (DESIGN §2)', async () => {

@@ -17,7 +17,7 @@
 //
 // Sans-IO: everything outside comes through LearnerHost; no clock, timer or socket of its own.
 import { type AcceptorRecord, chainChecksum } from '@tspaxos/crc-wasm';
-import { type LogStore, StorageError } from '@tspaxos/storage';
+import type { LogStore } from '@tspaxos/storage';
 import {
   type LearnedValue,
   type PaxosMsg,
@@ -27,6 +27,7 @@ import {
 } from '@tspaxos/transport';
 import { type Ballot, ballotEquals, compareBallots, isNullBallot } from './ballot';
 import { SenderBudget } from './budget';
+import { isExpectedReadFailure } from './errors';
 import { type LearnerOptions, resolveLearnerOptions } from './options';
 import { RateWindow } from './rate';
 import {
@@ -163,6 +164,18 @@ export interface LearnerCounters {
   declinesSent: number;
   catchUpsStarted: number;
   catchUpsFinished: number;
+  /**
+   * Records this node could not read to serve a peer or to chain a stream (E_CORRUPT_RECORD,
+   * E_IO: errors.ts EXPECTED_READ_FAILURES): the peer gets nothing from us for that instance.
+   */
+  readFailures: number;
+}
+
+/** The last record read that failed (status: which instance, and why). */
+export interface ReadFailure {
+  instanceId: number;
+  code: string;
+  message: string;
 }
 
 export interface LearnerStatus {
@@ -175,6 +188,8 @@ export interface LearnerStatus {
   catchUp: CatchUpStatus | undefined;
   lastCatchUp: CatchUpSummary | undefined;
   counters: LearnerCounters;
+  /** Undefined until a read of a stored record fails (counters.readFailures). */
+  lastReadFailure: ReadFailure | undefined;
   sender: {
     /** One entry per peer being served (prepared or streaming). */
     peers: SenderPeerStatus[];
@@ -207,6 +222,7 @@ export class Learner {
     declinesSent: 0,
     catchUpsStarted: 0,
     catchUpsFinished: 0,
+    readFailures: 0,
   };
 
   private highestSeenInstanceId = 0;
@@ -229,6 +245,7 @@ export class Learner {
   private nackedAtMs = 0;
   private catchUp: CatchUp | undefined;
   private lastCatchUp: CatchUpSummary | undefined;
+  private lastReadFailure: ReadFailure | undefined;
   private cancelAskTimer: (() => void) | undefined;
   private cancelStallTimer: (() => void) | undefined;
   private cancelSenderTimer: (() => void) | undefined;
@@ -346,6 +363,7 @@ export class Learner {
       catchUp: this.catchUpStatus(now),
       lastCatchUp: this.lastCatchUp && { ...this.lastCatchUp },
       counters: { ...this.counters },
+      lastReadFailure: this.lastReadFailure && { ...this.lastReadFailure },
       sender: {
         peers: this.sender.peerStatus(now),
         budgetUsedBytes: this.budget.usedBytes,
@@ -958,12 +976,18 @@ export class Learner {
     return this.readRecordOrUndefined(instanceId)?.checksum ?? 0;
   }
 
+  /**
+   * A stored record; undefined when it is not there, or (counted in readFailures) when it is
+   * damaged or the disk fails the read. Any other error is a bug and goes up.
+   */
   private readRecordOrUndefined(instanceId: number): AcceptorRecord | undefined {
     try {
       return this.host.store.get(this.host.group, instanceId);
     } catch (error) {
-      if (!(error instanceof StorageError)) throw error;
-      this.host.event('read-failed', { instanceId, error: String(error) });
+      if (!isExpectedReadFailure(error)) throw error;
+      this.counters.readFailures++;
+      this.lastReadFailure = { instanceId, code: error.code, message: error.message };
+      this.host.event('read-failed', { instanceId, code: error.code, error: error.message });
       return undefined;
     }
   }

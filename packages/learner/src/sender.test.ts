@@ -33,6 +33,9 @@ function harness(
     missing: new Set<number>(),
     corruptAt: -1,
     brokenAt: -1,
+    /** readRange throws failWith at failAt. */
+    failAt: -1,
+    failWith: undefined as Error | undefined,
     ranges: 0,
     /** The clock the sender reads between batches; advanced by `msPerBatch` per batch sent. */
     clockMs: 0,
@@ -63,6 +66,7 @@ function harness(
         for (let id = from; id < to; id++) {
           if (id === log.corruptAt) throw new StorageError('E_CORRUPT_RECORD', `record ${id}`);
           if (id === log.brokenAt) throw new TypeError('a bug in the store');
+          if (id === log.failAt) throw log.failWith!;
           log.clockMs += log.msPerRecord;
           if (!log.missing.has(id)) yield record(id);
         }
@@ -295,16 +299,31 @@ describe('LearnerSender: one peer', () => {
     expect(h.ends.map((e) => e.reason)).toEqual(['read-failed']);
   });
 
-  it('ends "read-failed" with the error on a damaged record; any other error is a bug and goes up', () => {
+  it('ends "read-failed", counted, on a damaged record or a failed disk read; any other error goes up', () => {
     const h = harness(100, { batchMaxInstances: 100 });
     h.log.corruptAt = 0;
     h.stream(2, 0);
     expect(h.ends).toMatchObject([{ reason: 'read-failed', error: { code: 'E_CORRUPT_RECORD' } }]);
+    expect(h.sender.counters.readFailures).toBe(1);
+    const io = harness(100, { batchMaxInstances: 100 });
+    io.log.failWith = new StorageError('E_IO', 'the disk failed a read');
+    io.log.failAt = 0;
+    io.stream(2, 0);
+    expect(io.ends).toMatchObject([{ reason: 'read-failed', error: { code: 'E_IO' } }]);
+    expect(io.sender.counters.readFailures).toBe(1);
     const g = harness(100, { batchMaxInstances: 100 });
     g.log.brokenAt = 0;
     expect(g.sender.prepare(0, 2, 0)).toBe(true);
     expect(g.sender.confirm(0, 2, 0)).toBe(true);
     expect(() => g.sender.pump(0)).toThrow(TypeError);
+    // A StorageError that is not a condition of the disk (a closed store) is a bug too.
+    const closed = harness(100, { batchMaxInstances: 100 });
+    closed.log.failWith = new StorageError('E_CLOSED', 'the store is closed');
+    closed.log.failAt = 0;
+    expect(closed.sender.prepare(0, 2, 0)).toBe(true);
+    expect(closed.sender.confirm(0, 2, 0)).toBe(true);
+    expect(() => closed.sender.pump(0)).toThrow(/the store is closed/);
+    expect(closed.sender.counters.readFailures).toBe(0);
   });
 
   it('reads the log with range() across batches, not once per instance', () => {
@@ -330,6 +349,8 @@ describe('LearnerSender: several peers', () => {
     h.check();
     expect(h.sent.map((b) => `${b.to}:${b.first}`)).toEqual(['2:0', '3:100', '2:4', '3:104']);
     expect(h.sender.counters.maxConcurrentStreams).toBe(2);
+    // The second confirm found the first stream running: one concurrent stream started.
+    expect(h.sender.counters.concurrentStreamsStarted).toBe(1);
     expect(h.sender.peerStatus(0).map((p) => [p.nodeId, p.inflightInstances])).toEqual([
       [2, 8],
       [3, 8],

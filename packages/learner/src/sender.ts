@@ -7,8 +7,8 @@
 // instances read from the log with range(), and never more than one turn's worth of work
 // (senderTurnMax*) before it yields to the node's own work.
 import type { AcceptorRecord } from '@tspaxos/crc-wasm';
-import { StorageError } from '@tspaxos/storage';
 import type { SenderBudget } from './budget';
+import { isExpectedReadFailure } from './errors';
 import type { LearnerOptions } from './options';
 import { Progress, type ProgressPhase } from './progress';
 
@@ -57,8 +57,15 @@ export interface SenderCounters {
   budgetWaits: number;
   /** Turns that stopped at senderTurnMax* and continued on the next turn. */
   turnsYielded: number;
+  /**
+   * Streams ended because a record could not be read (E_CORRUPT_RECORD, E_IO: errors.ts
+   * EXPECTED_READ_FAILURES); the peer asks again and another peer serves it.
+   */
+  readFailures: number;
   /** Most peers streaming at the same time (status; the simulator's coverage). */
   maxConcurrentStreams: number;
+  /** Streams confirmed while another peer of this group was streaming (two or more at once). */
+  concurrentStreamsStarted: number;
 }
 
 /** One peer's stream, as status() shows it. */
@@ -93,7 +100,9 @@ export class LearnerSender {
     rateLimited: 0,
     budgetWaits: 0,
     turnsYielded: 0,
+    readFailures: 0,
     maxConcurrentStreams: 0,
+    concurrentStreamsStarted: 0,
   };
   /** Every peer that asked; idle entries keep a cut window for the peer's next stream. */
   private readonly peers = new Map<number, Progress>();
@@ -170,10 +179,9 @@ export class LearnerSender {
       return false;
     p.becomeSending(this.chainBefore(beginInstanceId), nowMs, this.options.firstBatchInstances);
     this.counters.confirmed++;
-    this.counters.maxConcurrentStreams = Math.max(
-      this.counters.maxConcurrentStreams,
-      this.streamingCount(),
-    );
+    const streaming = this.streamingCount();
+    if (streaming >= 2) this.counters.concurrentStreamsStarted++;
+    this.counters.maxConcurrentStreams = Math.max(this.counters.maxConcurrentStreams, streaming);
     return true;
   }
 
@@ -319,9 +327,10 @@ export class LearnerSender {
     try {
       this.fillReadAhead(p, count, byteLimit, nowInstanceId);
     } catch (error) {
-      // A damaged record (E_CORRUPT_RECORD) ends this peer's stream, reported with the error;
-      // anything else is a bug and goes up.
-      if (!(error instanceof StorageError)) throw error;
+      // A damaged record or a failed disk read ends this peer's stream, counted and reported
+      // with the error; anything else (a closed store, a TypeError) is a bug and goes up.
+      if (!isExpectedReadFailure(error)) throw error;
+      this.counters.readFailures++;
       this.end(p, 'read-failed', error);
       return undefined;
     }

@@ -1,14 +1,36 @@
 // SimOptions are checked before a run (TspaxosError E_BAD_ARGUMENT naming the field and its
 // range), so a test that pins a topology or a time bound never runs a meaningless simulation.
 import { TspaxosError, rangeProblem, type OptionRange } from '@tspaxos/crc-wasm';
-import type { SimOptions } from './simulate';
+import { PLANTED_BUGS, type SimOptions } from './simulate';
 
 /** Most voting nodes a simulation runs (ours: the sim's network ids are single bytes). */
 export const SIM_MAX_NODES = 9;
+/**
+ * Most groups per node (ours: the seed's draw, 1–3). One proposal every ~75 ms is spread over
+ * the groups; with more, each group gets too few instances in the fault phase for a long-down
+ * node to have anything to catch up.
+ */
+export const SIM_MAX_GROUPS = 3;
+/** Most followers (the first follows node 1, which dies; the second a drawn node). */
+export const SIM_MAX_FOLLOWERS = 2;
+/**
+ * Voting nodes a long-down node or a membership change needs: with node 1 down (or a member
+ * removed), the others must still form a majority that chooses values.
+ */
+export const SIM_MIN_NODES_FOR_LONG_DOWN = 3;
+export const SIM_MIN_NODES_FOR_MEMBERSHIP_CHANGE = 3;
+/** The long-down node goes down at a time drawn in this range (ms into the run)… */
+export const LONG_DOWN_AT_MS: readonly [number, number] = [1000, 4000];
+/** …and stays down for a time drawn in this range (ms): the others move on without it. */
+export const LONG_DOWN_FOR_MS: readonly [number, number] = [7000, 12_000];
+/** The fault phase must outlast its latest return, or it would come back only at the heal. */
+export const LONG_DOWN_LATEST_RETURN_MS = LONG_DOWN_AT_MS[1] + LONG_DOWN_FOR_MS[1];
 
 const NUMBER_RANGES: Partial<Record<keyof SimOptions, OptionRange>> = {
   seed: { min: 0, max: 0xffff_ffff },
   nodes: { min: 1, max: SIM_MAX_NODES },
+  groups: { min: 1, max: SIM_MAX_GROUPS },
+  followers: { min: 0, max: SIM_MAX_FOLLOWERS },
   faultPhaseMs: { min: 0 },
   livenessBoundMs: { min: 1 },
   partitionNode: { min: 1, max: SIM_MAX_NODES },
@@ -28,6 +50,43 @@ export function checkSimOptions(options: SimOptions): void {
     const problem = rangeProblem(value, range!);
     if (problem !== undefined) throw bad(`${key} ${problem}`);
   }
+  for (const key of [
+    'membershipChange',
+    'longDown',
+    'faults',
+    'brokenAcceptor',
+    'trace',
+  ] as const) {
+    const value = options[key];
+    if (value !== undefined && typeof value !== 'boolean')
+      throw bad(`${key} must be a boolean, got ${JSON.stringify(value)}`);
+  }
+  if (options.planted !== undefined && !PLANTED_BUGS.includes(options.planted))
+    throw bad(
+      `planted must be one of ${PLANTED_BUGS.join(', ')}, got ${JSON.stringify(options.planted)}`,
+    );
+  if (options.nodes !== undefined) {
+    if (options.longDown === true && options.nodes < SIM_MIN_NODES_FOR_LONG_DOWN)
+      throw bad(
+        `longDown needs at least ${SIM_MIN_NODES_FOR_LONG_DOWN} nodes (the others must choose without node 1), got nodes ${options.nodes}`,
+      );
+    if (options.membershipChange === true && options.nodes < SIM_MIN_NODES_FOR_MEMBERSHIP_CHANGE)
+      throw bad(
+        `membershipChange needs at least ${SIM_MIN_NODES_FOR_MEMBERSHIP_CHANGE} nodes (a majority must remain after the removal), got nodes ${options.nodes}`,
+      );
+  }
+  if (options.faults === false) {
+    for (const key of ['longDown', 'membershipChange'] as const)
+      if (options[key] === true) throw bad(`${key} is a fault-phase event: it needs faults`);
+  }
+  if (
+    options.longDown === true &&
+    options.faultPhaseMs !== undefined &&
+    options.faultPhaseMs < LONG_DOWN_LATEST_RETURN_MS
+  )
+    throw bad(
+      `longDown needs faultPhaseMs ≥ ${LONG_DOWN_LATEST_RETURN_MS} (the node comes back up to ${LONG_DOWN_LATEST_RETURN_MS} ms in), got ${options.faultPhaseMs}`,
+    );
   if (options.partitionNode !== undefined && options.nodes !== undefined) {
     if (options.partitionNode > options.nodes)
       throw bad(

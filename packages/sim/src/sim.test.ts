@@ -15,12 +15,6 @@ import {
 const SEEDS = envInteger('SIM_SEEDS', 300, { min: 1 });
 /** Every fault kind and path must occur at least this often over the 300-seed run. */
 const MIN_COVERAGE = 20;
-/**
- * Paths a fault must hit mid-stream: a NACK needs a frame of a running catch-up lost (20 in
- * seeds 1–300 when added); their floor is lower so a shifted random stream does not fail CI.
- */
-const RARE_PATHS = new Set<string>(['catch-up-nacks']);
-const MIN_COVERAGE_RARE = 5;
 /** A planted bug must be caught within this many seeds. */
 const PLANTED_WITHIN = 200;
 
@@ -29,21 +23,34 @@ describe('simulator', () => {
     const failures: string[] = [];
     const coverage: Coverage = emptyCoverage();
     const topologies = new Set<string>();
+    /** Seeds whose long-down node was not behind when it came back, or learned nothing. */
+    const noCatchUp: string[] = [];
+    let longDownSeeds = 0;
     for (let seed = 1; seed <= SEEDS; seed++) {
       const r = await runSeed({ seed });
       if (!r.ok) failures.push(`seed ${seed}: ${r.violation!.invariant}: ${r.violation!.message}`);
       addCoverage(coverage, r.coverage);
       topologies.add(`${r.topology.nodes}/${r.topology.groups}/${r.topology.followers}`);
+      const c = r.longDownCatchUp;
+      expect(c === undefined).toBe(!r.topology.longDown);
+      if (c === undefined) continue;
+      longDownSeeds++;
+      // The draw kept it down long enough that the others moved on, and it caught up from a
+      // peer's stream (not only from ProposerSendSuccess at the current instance).
+      if (!(c.behindAtReturn > 1 && c.catchUpsStarted > 0 && c.valuesLearnedFromPeers > 0))
+        noCatchUp.push(`seed ${seed}: ${JSON.stringify(c)}`);
     }
     expect(failures).toEqual([]);
+    expect(noCatchUp).toEqual([]);
+    expect(longDownSeeds).toBeGreaterThan(SEEDS / 4);
     if (SEEDS >= 300) {
       const thin = [
         ...FAULT_KINDS.filter((k) => coverage.faults[k] < MIN_COVERAGE).map(
           (k) => `fault ${k}: ${coverage.faults[k]}`,
         ),
-        ...PATH_KINDS.filter(
-          (k) => coverage.paths[k] < (RARE_PATHS.has(k) ? MIN_COVERAGE_RARE : MIN_COVERAGE),
-        ).map((k) => `path ${k}: ${coverage.paths[k]}`),
+        ...PATH_KINDS.filter((k) => coverage.paths[k] < MIN_COVERAGE).map(
+          (k) => `path ${k}: ${coverage.paths[k]}`,
+        ),
       ];
       expect(thin).toEqual([]);
       // 3 or 5 voters × 1–3 groups × 0–2 followers: all 18 topologies are drawn.
@@ -82,6 +89,25 @@ describe('simulator', () => {
     expect(r.coverage.paths['catch-up-streams-finished']).toBeGreaterThan(0);
   });
 
+  it('no crash lands after the heal: an fsync begun just before it completes uncrashed', async () => {
+    // Found by the 2000-seed runs: seed 5666 (5 voters, 2 followers) drew a crash in an fsync
+    // that began at 19,999 ms; it landed at 20,001.4 ms, after the heal, and the liveness
+    // check found a node down (the simulation threw).
+    const r = await runSeed({ seed: 5666, nodes: 5, followers: 2, trace: true });
+    expect(r.violation).toBeUndefined();
+    const heal = r.trace.findIndex((l) => l.includes('heal: network healed'));
+    expect(heal).toBeGreaterThan(0);
+    expect(r.trace.slice(heal).filter((l) => / crash n\d/.test(l))).toEqual([]);
+  });
+
+  it("a short pinned fault phase: the follower's node is not crashed after the heal", async () => {
+    // Seed 1 draws the followed node's crash at 4,691 ms; with a 3 s fault phase that is after
+    // the heal, where every node must stay up (the convergence check threw on the dead node).
+    const r = await runSeed({ seed: 1, followers: 1, faultPhaseMs: 3000, trace: true });
+    expect(r.violation).toBeUndefined();
+    expect(r.trace.some((l) => l.includes('the node a follower follows dies'))).toBe(false);
+  });
+
   /** Runs seeds 1… with the bug planted until one fails; returns that failure. */
   async function firstCatch(planted: PlantedBug) {
     for (let seed = 1; seed <= PLANTED_WITHIN; seed++) {
@@ -102,8 +128,12 @@ describe('simulator', () => {
   });
 
   it(`planted bug: an acceptor that acknowledges before its write is durable is caught within ${PLANTED_WITHIN} seeds`, async () => {
-    expect((await firstCatch('acknowledgeBeforeDurable'))?.invariant).toMatch(
-      /agreement|chain|durability/,
+    // Caught directly: at a crash, a promise or accept it replied is not in its durable log
+    // (before that check, only a conflicting choice caught it: 3 seeds in 600).
+    const caught = await firstCatch('acknowledgeBeforeDurable');
+    expect(caught?.invariant).toBe('reply-durability');
+    expect(caught?.message).toMatch(
+      /n\d group \d instance \d+: it replied (accepting|promising) ballot \(\d+,\d\), but after its crash its log holds/,
     );
   }, 300_000);
 
@@ -197,13 +227,13 @@ describe('the sim CLI', () => {
     expect(Object.keys(summary.coverage.faults).sort()).toEqual([...FAULT_KINDS].sort());
     expect(summary.coverage.paths.acknowledged).toBeGreaterThan(0);
 
-    const bad = run('--seeds', '1', '--from', '1', '--json', '--planted', 'throwingTask');
+    const bad = run('--seeds', '1', '--from', '3', '--json', '--planted', 'throwingTask');
     expect(bad.status).toBe(1);
     const failed = JSON.parse(bad.stdout.trim().split('\n').at(-1)!) as {
       failures: Array<{ seed: number; invariant: string; message: string }>;
     };
     expect(failed.failures).toEqual([
-      { seed: 1, invariant: 'error', message: expect.stringMatching(/planted bug/) as unknown },
+      { seed: 3, invariant: 'error', message: expect.stringMatching(/planted bug/) as unknown },
     ]);
   });
 

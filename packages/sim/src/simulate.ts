@@ -16,12 +16,19 @@ import {
   type Message,
   MemoryNetwork,
   type Network,
-  PaxosMsgFlag,
+  type PaxosMsg,
   PaxosMsgType,
   SeededRng,
 } from '@tspaxos/transport';
 import { EventQueue } from './event-queue';
-import { checkSimOptions } from './options';
+import {
+  checkSimOptions,
+  LONG_DOWN_AT_MS,
+  LONG_DOWN_FOR_MS,
+  LONG_DOWN_LATEST_RETURN_MS,
+  SIM_MIN_NODES_FOR_LONG_DOWN,
+  SIM_MIN_NODES_FOR_MEMBERSHIP_CHANGE,
+} from './options';
 import { RECORDER_SM_ID, RecordingStateMachine } from './recorder';
 
 export type Invariant =
@@ -29,6 +36,8 @@ export type Invariant =
   | 'validity'
   | 'chain'
   | 'durability'
+  /** An acceptor's promise or accept, sent in a reply, was not on its disk when it crashed. */
+  | 'reply-durability'
   | 'liveness'
   /** An unexpected error inside a node: a task, execute() or a write failed (status().errors). */
   | 'error'
@@ -105,6 +114,8 @@ export const FAULT_KINDS = [
   'slow-fsync',
   'fsync-failure',
   'corrupting-link',
+  /** Lossy, reordering links into the long-down node for a while after it comes back. */
+  'catch-up-link-loss',
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
@@ -121,9 +132,22 @@ export const PATH_KINDS = [
   'groups-stopped-by-fsync-failure',
   'long-down-restarts',
   'disks-replaced',
-  'catch-up-batches',
-  'catch-up-nacks',
-  'catch-up-concurrent-streams',
+  /** SendLearnValue frames carrying more than one instance, delivered to a live node. */
+  'batches-streamed',
+  /** Gap acks a receiver sent (a value ahead of it arrived: a frame was lost). */
+  'gap-nacks-sent',
+  /** Gap acks that rewound a sender's stream. */
+  'gap-nacks-received',
+  /** Streams confirmed while the same sender was streaming to another peer. */
+  'concurrent-streams',
+  /** A catching-up learner heard nothing for learnerStallMs and asked everyone again. */
+  'stall-re-asks',
+  /** A follower's stream served by a node it does not follow, while the node it follows is down. */
+  'follower-fallback-streams',
+  /** Prepared streams released at once because the asker confirmed another peer. */
+  'prepares-declined',
+  /** Prepared streams released by senderPrepareTimeoutMs (the asker never confirmed). */
+  'prepare-timeouts',
 ] as const;
 export type PathKind = (typeof PATH_KINDS)[number];
 
@@ -152,7 +176,26 @@ export interface SimResult {
     delivered: number;
   };
   coverage: Coverage;
+  /**
+   * With a long-down node: what it learned from its peers after it came back (every incarnation
+   * from its return on, the heal included). Undefined when the topology has none.
+   */
+  longDownCatchUp: LongDownCatchUp | undefined;
   trace: string[];
+}
+
+export interface LongDownCatchUp {
+  /** Virtual time it came back; undefined when the run ended before that. */
+  backAtMs: number | undefined;
+  /**
+   * How far it was behind when it came back: the most instances, in any group, executed
+   * somewhere past the end of its durable log.
+   */
+  behindAtReturn: number;
+  /** Instances it learned from peers' streams (status().learner.counters.valuesLearnedFromPeers). */
+  valuesLearnedFromPeers: number;
+  catchUpsStarted: number;
+  catchUpsFinished: number;
 }
 
 /** More events than this at one virtual millisecond means a loop that never yields to time. */
@@ -169,6 +212,16 @@ const CRASH_IN_FSYNC_GAP_MS = 1500;
 const PLANTED_THROW_EVERY = 97;
 /** Each node's clock starts at an offset drawn up to this (ms): machines' clocks disagree. */
 const CLOCK_OFFSET_MAX_MS = 3 * 3600_000;
+/** The long-down node returns only when the others have chosen this many instances past its log. */
+const LONG_DOWN_MIN_BEHIND = 2;
+/** …else it stays down this much longer (ms), the network healed, … */
+const LONG_DOWN_POSTPONE_MS = 1000;
+/** …but comes back at the latest this long before the end of the fault phase (ms). */
+const LONG_DOWN_POSTPONE_LIMIT_MS = 1000;
+/** While the long-down node is down, a working majority of the others is restored this often (ms). */
+const LONG_DOWN_MAJORITY_CHECK_MS = 1000;
+/** The links into a node that comes back to catch up are lossy for this long (ms). */
+const CATCH_UP_LOSS_MS = 3000;
 /** Proposals wait this long before E_TIMEOUT. */
 const PROPOSE_TIMEOUT_MS = 8000;
 const MSG_NAMES: Record<number, string> = Object.fromEntries(
@@ -206,6 +259,18 @@ class NodeClock {
   }
 }
 
+interface AcceptorReply {
+  group: number;
+  instanceId: number;
+  /** [proposalId, proposer node id] */
+  ballot: [number, number];
+  accepted: boolean;
+}
+
+function compareBallot(a: readonly [number, number], b: readonly [number, number]): number {
+  return a[0] - b[0] || a[1] - b[1];
+}
+
 /** One simulated node across its incarnations (a crash ends one, a restart begins the next). */
 class SimNode {
   incarnation = 0;
@@ -220,6 +285,12 @@ class SimNode {
   failNextFsync = false;
   /** Kept down on purpose until this virtual time (the long-down node). */
   downUntilMs = -1;
+  /**
+   * What this incarnation's acceptors told proposers, per `group:instance`: the highest ballot
+   * promised or accepted in a reply, and whether a value was accepted. Checked against the
+   * durable log when the incarnation crashes.
+   */
+  replies = new Map<string, AcceptorReply>();
   private timers = new Set<() => void>();
   private handler: ((from: number, group: number, message: Message) => void) | undefined;
 
@@ -243,7 +314,9 @@ class SimNode {
   network(incarnation: number): Network {
     return {
       send: (to, group, message) => {
-        if (this.isLive(incarnation)) this.endpoint.send(to, group, message);
+        if (!this.isLive(incarnation)) return;
+        if (message.kind === 'paxos') this.noteReply(to, group, message.msg);
+        this.endpoint.send(to, group, message);
       },
       onMessage: (h) => {
         if (this.incarnation === incarnation) this.handler = h;
@@ -306,8 +379,25 @@ class SimNode {
     };
   }
 
+  /** Remembers a PrepareReply or AcceptReply that promised or accepted (not a rejection). */
+  private noteReply(to: number, group: number, m: PaxosMsg): void {
+    const accept = m.msgType === PaxosMsgType.AcceptReply;
+    if ((!accept && m.msgType !== PaxosMsgType.PrepareReply) || m.rejectByPromiseId !== 0) return;
+    const key = `${group}:${m.instanceId}`;
+    // The ballot is the proposer's: its proposal id, and the node the reply goes to.
+    const ballot: [number, number] = [m.proposalId, to];
+    const r = this.replies.get(key);
+    if (r === undefined)
+      this.replies.set(key, { group, instanceId: m.instanceId, ballot, accepted: accept });
+    else {
+      if (compareBallot(ballot, r.ballot) > 0) r.ballot = ballot;
+      r.accepted ||= accept;
+    }
+  }
+
   kill(): void {
     this.alive = false;
+    this.replies = new Map();
     this.incarnation++;
     for (const cancel of this.timers) cancel();
     this.timers.clear();
@@ -378,7 +468,6 @@ class Simulation {
   private readonly firstChecksum: Array<Map<number, { checksum: number; node: number }>> = [];
   private readonly coverage = emptyCoverage();
   /** Peers each node's group streams to now, by node/group/incarnation (coverage). */
-  private readonly streaming = new Map<string, Set<number>>();
   private violation: Violation | undefined;
   /** The event being run (a function for deliveries: described only when a message needs it). */
   private currentEvent: string | (() => string) = 'start';
@@ -392,6 +481,8 @@ class Simulation {
   private stormEvents = 0;
   private nextCrashInFsyncAtMs = 0;
   private lastPartition: number[][] | undefined;
+  /** Set once the long-down node is back (its catch-up is counted from then on). */
+  private longDownCatchUp: LongDownCatchUp | undefined;
 
   constructor(private readonly options: SimOptions) {
     this.rng = new SeededRng(options.seed);
@@ -407,17 +498,26 @@ class Simulation {
       membershipChange: this.rng.next() < 0.5,
       longDown: this.rng.next() < 0.5,
     };
+    const nodes = options.nodes ?? drawn.nodes;
+    const faultPhaseMs = options.faultPhaseMs ?? 20_000;
     this.topology = {
-      nodes: options.nodes ?? drawn.nodes,
+      nodes,
       groups: options.groups ?? (this.faults ? drawn.groups : 1),
       followers: options.followers ?? (this.faults ? drawn.followers : 0),
-      membershipChange: options.membershipChange ?? (this.faults && drawn.membershipChange),
-      longDown: options.longDown ?? (this.faults && drawn.longDown),
+      membershipChange:
+        options.membershipChange ??
+        (this.faults && nodes >= SIM_MIN_NODES_FOR_MEMBERSHIP_CHANGE && drawn.membershipChange),
+      longDown:
+        options.longDown ??
+        (this.faults &&
+          nodes >= SIM_MIN_NODES_FOR_LONG_DOWN &&
+          faultPhaseMs >= LONG_DOWN_LATEST_RETURN_MS &&
+          drawn.longDown),
     };
     const planted = options.brokenAcceptor ? 'forgetPromises' : options.planted;
     this.unsafeFaults = plantedFaults(planted);
     this.votingIds = Array.from({ length: this.topology.nodes }, (_, i) => i + 1);
-    this.faultPhaseMs = options.faultPhaseMs ?? 20_000;
+    this.faultPhaseMs = faultPhaseMs;
     this.livenessBoundMs = options.livenessBoundMs ?? 60_000;
     this.net = new MemoryNetwork({ rng: new SeededRng(options.seed ^ 0x5eed) });
     // The first follower follows the node that dies (the long-down node, or node 1, which is
@@ -469,7 +569,9 @@ class Simulation {
           this.queue.at(
             at,
             () => {
-              if (!n.isLive(incarnation)) return;
+              // An fsync begun just before the heal completes after it: no crash then (every
+              // node must stay up from the heal on).
+              if (!n.isLive(incarnation) || !this.inFaultPhase) return;
               this.coverage.faults['crash-in-fsync']++;
               this.crash(n, 'in the middle of an fsync');
             },
@@ -543,7 +645,10 @@ class Simulation {
       await this.awaitStarts();
       for (let g = 0; g < this.topology.groups; g++) await this.barrier(g);
       await this.awaitConvergence();
-      for (const n of this.nodes) this.checkNodeErrors(n);
+      for (const n of this.nodes) {
+        this.checkNodeErrors(n);
+        this.harvestCounters(n);
+      }
       this.checkDurability();
       // A rejection raised by the last event surfaces on the next turn of the event loop.
       await settle();
@@ -583,6 +688,7 @@ class Simulation {
         delivered: this.delivered,
       },
       coverage: this.coverage,
+      longDownCatchUp: this.longDownCatchUp,
       trace: this.trace,
     };
   }
@@ -649,10 +755,35 @@ class Simulation {
 
   private crash(n: SimNode, why: string): void {
     this.checkNodeErrors(n);
+    this.harvestCounters(n);
     this.crashes++;
     this.log(`crash n${n.id} ${why} (writes not yet durable are lost)`);
+    const replies = n.replies;
     n.kill();
     n.store.crash();
+    this.checkReplyDurability(n, replies);
+  }
+
+  /**
+   * Paxos's only durability rule: an acceptor persists before it replies. After a crash, every
+   * promise and accept the dead incarnation sent must be in its durable log: the record of that
+   * instance promises at least the ballot replied to, and holds an accepted value if it
+   * accepted one (a learned value written over it later keeps the promise, and is a value).
+   */
+  private checkReplyDurability(n: SimNode, replies: ReadonlyMap<string, AcceptorReply>): void {
+    for (const r of replies.values()) {
+      const record = n.store.get(r.group, r.instanceId);
+      const promise: [number, number] = [record?.promiseId ?? 0, record?.promiseNodeId ?? 0];
+      const lost =
+        record === undefined ||
+        compareBallot(promise, r.ballot) < 0 ||
+        (r.accepted && record.acceptedId === 0);
+      if (lost)
+        this.fail(
+          'reply-durability',
+          `n${n.id} group ${r.group} instance ${r.instanceId}: it replied ${r.accepted ? 'accepting' : 'promising'} ballot (${r.ballot.join(',')}), but after its crash its log holds ${record === undefined ? 'nothing' : `promise (${promise.join(',')}) accepted ${record.acceptedId}`} (during event "${this.eventName()}")`,
+        );
+    }
   }
 
   /** A node whose fsync failed: its process is stopped, the disk replaced, the durable log kept. */
@@ -663,14 +794,30 @@ class Simulation {
     this.log(`n${n.id} disk replaced (its durable log kept)`);
   }
 
-  /** Batches streamed (more than one value per frame) and gap acks (NACKs), as delivered. */
-  private countLearnerPaths(message: Message): void {
-    if (message.kind !== 'paxos') return;
-    const m = message.msg;
-    if (m.msgType === PaxosMsgType.SendLearnValue && m.batch.length > 1)
-      this.coverage.paths['catch-up-batches']++;
-    else if (m.msgType === PaxosMsgType.SendLearnValueAck && m.flag === PaxosMsgFlag.AckGap)
-      this.coverage.paths['catch-up-nacks']++;
+  /**
+   * Adds one incarnation's learner and sender counters (every group) to the coverage; called
+   * once per incarnation, when it crashes or at the end of the run (counters start at zero in
+   * each incarnation).
+   */
+  private harvestCounters(n: SimNode): void {
+    if (!n.alive || n.node === undefined) return;
+    const paths = this.coverage.paths;
+    const longDown = n.id === 1 && this.longDownCatchUp?.backAtMs !== undefined;
+    for (let g = 0; g < this.topology.groups; g++) {
+      const { counters, sender } = n.node.status(g).learner;
+      paths['gap-nacks-sent'] += counters.nacksSent;
+      paths['gap-nacks-received'] += sender.counters.nacks;
+      paths['concurrent-streams'] += sender.counters.concurrentStreamsStarted;
+      paths['stall-re-asks'] += counters.stalls;
+      paths['prepares-declined'] += sender.counters.declined;
+      paths['prepare-timeouts'] += sender.counters.prepareTimeouts;
+      if (longDown) {
+        const c = this.longDownCatchUp!;
+        c.valuesLearnedFromPeers += counters.valuesLearnedFromPeers;
+        c.catchUpsStarted += counters.catchUpsStarted;
+        c.catchUpsFinished += counters.catchUpsFinished;
+      }
+    }
   }
 
   /** status().errors of a live node: task errors and execute failures are always bugs. */
@@ -725,18 +872,16 @@ class Simulation {
         return;
       case 'sender-confirmed': {
         this.coverage.paths['catch-up-streams-started']++;
-        // Streams one node's group runs at once (issue 9: the sender serves several peers).
-        const key = `${n.id}/${String(fields.group)}/${incarnation}`;
-        const streaming = this.streaming.get(key) ?? new Set<number>();
-        streaming.add(Number(fields.to));
-        this.streaming.set(key, streaming);
-        if (streaming.size >= 2) this.coverage.paths['catch-up-concurrent-streams']++;
+        const to = this.nodes[Number(fields.to) - 1];
+        if (
+          to?.followTo !== undefined &&
+          to.followTo !== n.id &&
+          !this.nodes[to.followTo - 1]!.alive
+        )
+          this.coverage.paths['follower-fallback-streams']++;
         return;
       }
       case 'sender-ended':
-        this.streaming
-          .get(`${n.id}/${String(fields.group)}/${incarnation}`)
-          ?.delete(Number(fields.to));
         if (fields.reason === 'done') this.coverage.paths['catch-up-streams-finished']++;
         return;
       default:
@@ -835,7 +980,13 @@ class Simulation {
         this.currentEvent = 'a dropped delivery';
         if (d !== undefined) {
           this.delivered++;
-          this.countLearnerPaths(d.message);
+          if (
+            d.message.kind === 'paxos' &&
+            d.message.msg.msgType === PaxosMsgType.SendLearnValue &&
+            d.message.msg.batch.length > 1 &&
+            this.nodes[d.to - 1]!.alive
+          )
+            this.coverage.paths['batches-streamed']++;
           this.currentEvent = () => `deliver ${describe(d.from, d.to, d.group, d.message)}`;
           if (this.options.trace) this.log(this.eventName());
         }
@@ -1116,44 +1267,151 @@ class Simulation {
     if (t.longDown) {
       // Node 1 goes down early and stays down while the others move on; it must catch up.
       const n = this.nodes[0]!;
-      const downAt = 1000 + this.rng.int(3000);
-      const upAt = downAt + 7000 + this.rng.int(5000);
+      this.longDownCatchUp = {
+        backAtMs: undefined,
+        behindAtReturn: 0,
+        valuesLearnedFromPeers: 0,
+        catchUpsStarted: 0,
+        catchUpsFinished: 0,
+      };
+      const [atLo, atHi] = LONG_DOWN_AT_MS;
+      const [forLo, forHi] = LONG_DOWN_FOR_MS;
+      const downAt = atLo + this.rng.int(atHi - atLo);
+      const upAt = downAt + forLo + this.rng.int(forHi - forLo);
       this.queue.at(
         downAt,
         () => {
           n.downUntilMs = upAt;
           if (n.alive) this.crash(n, '(kept down: it will need catch-up)');
+          this.restoreMajority(n);
         },
         'long-down crash',
       );
-      this.queue.at(
-        Math.min(upAt, this.faultPhaseMs - 1),
-        () => {
-          n.downUntilMs = -1;
-          if (n.store.failedWith !== undefined) n.store.repair();
-          this.coverage.paths['long-down-restarts']++;
-          this.log(`n${n.id} comes back after being down since ${downAt} ms`);
-          if (!n.alive) this.start(n);
-        },
-        'long-down restart',
-      );
+      // Before the heal: checkSimOptions and the draw keep the fault phase long enough.
+      this.queue.at(upAt, () => this.longDownReturn(n, downAt), 'long-down restart');
     } else if (t.followers > 0) {
       // The first follower follows node 1, which dies.
       const n = this.nodes[0]!;
       this.queue.at(
         2000 + this.rng.int(8000),
         () => {
-          if (n.alive) this.crash(n, '(the node a follower follows dies)');
+          // With a short pinned fault phase this may come after the heal: no crash then.
+          if (n.alive && this.inFaultPhase) this.crash(n, '(the node a follower follows dies)');
         },
         'followed node crash',
       );
     }
     if (t.membershipChange) {
       const group = this.rng.int(t.groups);
-      const removed = this.votingIds[this.rng.int(this.votingIds.length)]!;
+      const drawn = this.votingIds[this.rng.int(this.votingIds.length)]!;
+      // With a long-down node, the member removed is that node (an operator removes the dead
+      // member): removing another would leave, with 3 voters, a group that cannot choose while
+      // node 1 is down, so nothing would be there to catch up.
+      const removed = t.longDown ? 1 : drawn;
       const removeAt = 1500 + this.rng.int(5000);
       this.changeMembership(group, removed, 'remove', removeAt, 5);
     }
+  }
+
+  /**
+   * The long-down node comes back, once the others have moved on: while they have chosen fewer
+   * than LONG_DOWN_MIN_BEHIND instances past its log (partitions or lossy links among them
+   * held them back), the network heals and it stays down LONG_DOWN_POSTPONE_MS more, until
+   * LONG_DOWN_POSTPONE_LIMIT_MS before the end of the fault phase.
+   */
+  private longDownReturn(n: SimNode, downAt: number): void {
+    const behind = this.behind(n);
+    if (
+      behind < LONG_DOWN_MIN_BEHIND &&
+      this.queue.nowMs + LONG_DOWN_POSTPONE_MS <= this.faultPhaseMs - LONG_DOWN_POSTPONE_LIMIT_MS
+    ) {
+      this.log(
+        `n${n.id} stays down: the others are ${behind} instances past its log (network heals)`,
+      );
+      this.net.heal();
+      this.net.clearLinks();
+      n.downUntilMs = this.queue.nowMs + LONG_DOWN_POSTPONE_MS;
+      this.queue.at(n.downUntilMs, () => this.longDownReturn(n, downAt), 'long-down restart');
+      return;
+    }
+    n.downUntilMs = -1;
+    if (n.store.failedWith !== undefined) n.store.repair();
+    this.coverage.paths['long-down-restarts']++;
+    const c = this.longDownCatchUp!;
+    c.backAtMs = this.queue.nowMs;
+    c.behindAtReturn = behind;
+    this.log(`n${n.id} comes back after being down since ${downAt} ms, ${behind} instances behind`);
+    if (!n.alive) this.start(n);
+    this.lossyLinksInto(n);
+  }
+
+  /** Voting nodes other than `except` that work: up, with a disk that takes writes. */
+  private workingVoters(except: SimNode): number {
+    return this.nodes.filter(
+      (m) => m.voting && m !== except && m.alive && m.store.failedWith === undefined,
+    ).length;
+  }
+
+  /**
+   * While the long-down node is kept down, the other voters get a working majority back every
+   * LONG_DOWN_MAJORITY_CHECK_MS (so they move on and it has something to catch up): crashes
+   * and failing fsyncs still hit them, two voters of five may be down at once, but a crashed
+   * or faulted voter the majority needs is restarted (its disk replaced) at the next check.
+   */
+  private restoreMajority(longDown: SimNode): void {
+    if (longDown.downUntilMs < 0 || !this.inFaultPhase) return;
+    const majority = Math.floor(this.topology.nodes / 2) + 1;
+    for (const m of this.nodes) {
+      if (this.workingVoters(longDown) >= majority) break;
+      if (!m.voting || m === longDown) continue;
+      if (m.store.failedWith !== undefined) this.replaceDisk(m);
+      if (!m.alive) {
+        this.log(`n${m.id} restarts: a majority must work while n1 is kept down`);
+        this.start(m);
+      }
+    }
+    this.queue.at(
+      this.queue.nowMs + LONG_DOWN_MAJORITY_CHECK_MS,
+      () => this.restoreMajority(longDown),
+      'long-down majority check',
+    );
+  }
+
+  /** Instances executed anywhere, in any group, past the end of n's durable log. */
+  private behind(n: SimNode): number {
+    let most = 0;
+    for (let g = 0; g < this.topology.groups; g++) {
+      const mine = (n.store.maxInstanceId(g) ?? -1) + 1;
+      let end = 0;
+      for (const instanceId of this.chosen[g]!.keys()) end = Math.max(end, instanceId + 1);
+      most = Math.max(most, end - mine);
+    }
+    return most;
+  }
+
+  /**
+   * A node that comes back to catch up does it over lossy, reordering links for a while: a
+   * batch of its stream lost or overtaken makes it NACK, and a stream that goes silent makes it
+   * re-ask. The links go back to the default after CATCH_UP_LOSS_MS (or at the heal).
+   */
+  private lossyLinksInto(n: SimNode): void {
+    const config: LinkConfig = {
+      dropRate: 0.1 + this.rng.next() * 0.2,
+      reorderRate: 0.2 + this.rng.next() * 0.3,
+    };
+    this.coverage.faults['catch-up-link-loss']++;
+    this.log(`catch-up-link-loss into n${n.id} ${JSON.stringify(config)}`);
+    const from = this.nodes.filter((m) => m !== n).map((m) => m.id);
+    for (const id of from) this.net.setLink(id, n.id, config);
+    this.queue.at(
+      this.queue.nowMs + CATCH_UP_LOSS_MS,
+      () => {
+        if (!this.inFaultPhase) return; // the heal cleared every link
+        this.log(`links into n${n.id} back to the default`);
+        for (const id of from) this.net.setLink(id, n.id, {});
+      },
+      'catch-up links heal',
+    );
   }
 
   /** Proposes removing (then, once applied, adding back) a member, retrying a few times. */
