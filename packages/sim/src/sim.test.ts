@@ -200,6 +200,17 @@ describe('simulator', () => {
     expect(off.coverage.paths['master-renewals']).toBe(0);
   });
 
+  it('a crash in an fsync drawn during the faults never falls due after the heal (seed 1755)', async () => {
+    // It did: a node crashed at 20001.7 ms, after every node had been restarted at the heal, and the
+    // barrier read the status of a node that was down (the simulation threw).
+    const r = await runSeed({ seed: 1755, masterElection: true, trace: true });
+    expect(r.ok, r.violation?.message).toBe(true);
+    const heal = r.trace.findIndex((l) => l.includes('heal: network healed'));
+    expect(heal).toBeGreaterThan(0);
+    expect(r.trace.slice(heal).filter((l) => /\] crash n\d/.test(l))).toEqual([]);
+    expect(r.coverage.faults['crash-in-fsync']).toBeGreaterThan(0);
+  });
+
   it('the run fails on a promise rejected with no handler (planted in the simulator)', async () => {
     const r = await runSeedInChild(['--seed', '1', '--planted', 'unhandledRejection']);
     expect(r.status).toBe(1);

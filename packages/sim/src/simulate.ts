@@ -475,7 +475,7 @@ class Simulation {
   private readonly lastClockJumpAtMs = new Map<number, number>();
   private healedAtMs: number | undefined;
   /** Workload proposals not yet settled (a dead incarnation's never settle). */
-  private readonly proposalsPending = new Set<{ n: SimNode; incarnation: number }>();
+  private readonly proposalsPending = new Set<{ n: SimNode; incarnation: number; group: number }>();
   /** group → first virtual time after healing at which a member held the lease. */
   private readonly heldAfterHeal: Array<number | undefined> = [];
   /** group → when master liveness is judged (2 leases after the group chose a value again). */
@@ -563,7 +563,8 @@ class Simulation {
           this.queue.at(
             at,
             () => {
-              if (!n.isLive(incarnation)) return;
+              // Drawn in the fault phase, it may fall due after the heal: faults end there.
+              if (!n.isLive(incarnation) || !this.inFaultPhase) return;
               this.coverage.faults['crash-in-fsync']++;
               this.crash(n, 'in the middle of an fsync');
             },
@@ -1058,7 +1059,7 @@ class Simulation {
       ? n.node!.batchPropose(group, bytes, opts)
       : n.node!.propose(group, bytes, opts);
     const incarnation = n.incarnation;
-    const pending = { n, incarnation };
+    const pending = { n, incarnation, group };
     this.proposalsPending.add(pending);
     p.finally(() => this.proposalsPending.delete(pending)).then(
       (r) => {
@@ -1451,6 +1452,14 @@ class Simulation {
     } else if (n.clock.now(this.queue.nowMs) >= held.expiresAtMs) {
       why = 'expired';
       this.coverage.paths['master-expiries']++;
+    } else if ((n.node.getMaster(g)?.nodeId ?? n.id) !== n.id) {
+      // Another node's operation applied here while my lease was live: that node proposed after
+      // its view of my lease ended, so mine outlived it (the clock bound makes this impossible).
+      const other = n.node.getMaster(g)!;
+      this.fail(
+        'single-master',
+        `group ${g}: n${n.id} still held the master lease (until ${held.expiresAtMs.toFixed(1)} on its clock, now ${n.clock.now(this.queue.nowMs).toFixed(1)}) when n${other.nodeId}'s election (version ${other.version}) applied there (after event "${this.eventName()}")`,
+      );
     } else {
       why = 'dropped';
       this.coverage.paths['master-drops']++;
@@ -1464,19 +1473,35 @@ class Simulation {
    * acknowledgement can come any more) and every node has learned every acknowledged instance.
    */
   private convergedUnderRenewals(g: number, statuses: GroupStatus[]): boolean {
-    for (const p of this.proposalsPending) if (p.n.isLive(p.incarnation)) return false;
+    if (this.backlogged(g)) return false;
     let last = -1;
     for (const a of this.acknowledged) if (a.group === g) last = Math.max(last, a.instanceId);
     return statuses.every((s) => s.instanceId > last);
   }
 
+  /** Whether a live node still has a workload proposal of group g pending (acknowledged or not). */
+  private backlogged(g: number): boolean {
+    for (const p of this.proposalsPending)
+      if (p.group === g && p.n.isLive(p.incarnation)) return true;
+    return false;
+  }
+
   /**
    * Master liveness: after healing, a member holds the group's lease within 2 leases of the group
-   * choosing a value again (its barrier). Until then no operation can apply, a master's or any
-   * other (the backlog of proposals queued during the faults drains first); that wait is the
-   * liveness invariant's (60 s), not the election's.
+   * being live again: its barrier chosen and the backlog of workload proposals queued during the
+   * faults drained (each settled: chosen or timed out). Until then a master's operation waits in
+   * the same queue (as PhxPaxos's, through its Committer); that wait is bounded by the liveness
+   * invariant (60 s), not by the election.
    */
   private scheduleMasterLivenessCheck(g: number): void {
+    if (this.backlogged(g)) {
+      this.queue.at(
+        this.queue.nowMs + 100,
+        () => this.scheduleMasterLivenessCheck(g),
+        'master liveness: backlog drained?',
+      );
+      return;
+    }
     const liveAtMs = this.queue.nowMs;
     const deadline = liveAtMs + MASTER_LIVENESS_LEASES * this.master!.leaseMs;
     this.masterLivenessDeadlineMs[g] = deadline;
@@ -1493,7 +1518,7 @@ class Simulation {
             });
           this.fail(
             'master-liveness',
-            `group ${g}: no member held the master lease within ${MASTER_LIVENESS_LEASES} leases (${MASTER_LIVENESS_LEASES * this.master!.leaseMs} ms) of the group choosing a value again at ${liveAtMs.toFixed(1)} ms (healed at ${this.healedAtMs} ms; ${views.join('; ')})`,
+            `group ${g}: no member held the master lease within ${MASTER_LIVENESS_LEASES} leases (${MASTER_LIVENESS_LEASES * this.master!.leaseMs} ms) of the group being live again (barrier chosen, backlog drained) at ${liveAtMs.toFixed(1)} ms (healed at ${this.healedAtMs} ms; ${views.join('; ')})`,
           );
         }
       },
