@@ -14,6 +14,7 @@ describe('SimOptions', () => {
     ],
     [{ seed: 1, partitionNode: 1 }, /partitionNode and partitionMs go together/],
     [{ seed: 1, partitionNode: 1, partitionMs: [5, 1] }, /partitionMs must be \[from, to\]/],
+    [{ seed: 1, masterLeaseMs: 999 }, /masterLeaseMs must be an integer in 1000 …/],
   ])('refuses %j with E_BAD_ARGUMENT', async (options, message) => {
     const run = runSeed(options as unknown as SimOptions);
     await expect(run).rejects.toMatchObject({ code: 'E_BAD_ARGUMENT' });
