@@ -211,6 +211,15 @@ describe('simulator', () => {
     expect(r.coverage.faults['crash-in-fsync']).toBeGreaterThan(0);
   });
 
+  it('master liveness is judged once the backlog of the faults has drained (seed 1698)', async () => {
+    // Master operations wait behind the workload proposals queued during the faults (the same
+    // committer, as PhxPaxos's): judged from the barrier, seed 1698 failed master-liveness.
+    const r = await runSeed({ seed: 1698, masterElection: true });
+    expect(r.ok, r.violation?.message).toBe(true);
+    expect(r.stats.rejected.E_TIMEOUT).toBeGreaterThan(20);
+    expect(r.coverage.paths['master-elections']).toBeGreaterThan(0);
+  });
+
   it('the run fails on a promise rejected with no handler (planted in the simulator)', async () => {
     const r = await runSeedInChild(['--seed', '1', '--planted', 'unhandledRejection']);
     expect(r.status).toBe(1);

@@ -478,7 +478,7 @@ class Simulation {
   private readonly proposalsPending = new Set<{ n: SimNode; incarnation: number; group: number }>();
   /** group → first virtual time after healing at which a member held the lease. */
   private readonly heldAfterHeal: Array<number | undefined> = [];
-  /** group → when master liveness is judged (2 leases after the group chose a value again). */
+  /** group → when master liveness is judged (2 leases after its barrier and backlog). */
   private readonly masterLivenessDeadlineMs: number[] = [];
 
   constructor(private readonly options: SimOptions) {
@@ -640,7 +640,7 @@ class Simulation {
       await this.awaitStarts();
       for (let g = 0; g < this.topology.groups; g++) await this.barrier(g);
       await this.awaitConvergence();
-      if (this.master) await this.runUntil(Math.max(...this.masterLivenessDeadlineMs));
+      if (this.master) await this.awaitMasterLiveness();
       for (const n of this.nodes) this.checkNodeErrors(n);
       this.checkDurability();
       // A rejection raised by the last event surfaces on the next turn of the event loop.
@@ -1477,6 +1477,25 @@ class Simulation {
     let last = -1;
     for (const a of this.acknowledged) if (a.group === g) last = Math.max(last, a.instanceId);
     return statuses.every((s) => s.instanceId > last);
+  }
+
+  /** Runs until master liveness has been judged in every group (see below). */
+  private async awaitMasterLiveness(): Promise<void> {
+    const deadline = this.queue.nowMs + this.livenessBoundMs;
+    const judgedBy = (): number | undefined => {
+      const d = this.masterLivenessDeadlineMs;
+      for (let g = 0; g < this.topology.groups; g++) if (d[g] === undefined) return undefined;
+      return Math.max(...d);
+    };
+    while (judgedBy() === undefined) {
+      if (this.queue.nowMs >= deadline)
+        this.fail(
+          'liveness',
+          `workload proposals still pending ${this.livenessBoundMs} ms after healing`,
+        );
+      await this.runUntil(this.queue.nowMs + 100);
+    }
+    await this.runUntil(judgedBy()!);
   }
 
   /** Whether a live node still has a workload proposal of group g pending (acknowledged or not). */
