@@ -1509,8 +1509,8 @@ class Simulation {
    * Master liveness: after healing, a member holds the group's lease within 2 leases of the group
    * being live again: its barrier chosen and the backlog of workload proposals queued during the
    * faults drained (each settled: chosen or timed out). Until then a master's operation waits in
-   * the same queue (as PhxPaxos's, through its Committer); that wait is bounded by the liveness
-   * invariant (60 s), not by the election.
+   * the same queue (PhxPaxos master_mgr.cpp TryBeMaster proposes through PNode::Propose, i.e.
+   * Committer::NewValueGetID); that wait is bounded by the liveness invariant (60 s).
    */
   private scheduleMasterLivenessCheck(g: number): void {
     if (this.backlogged(g)) {
