@@ -17,6 +17,7 @@ const USAGE = `usage: npm run sim -- --seeds N [--from N] [topology] [--planted 
        npm run sim -- --seed N [--trace] [topology] [--planted BUG]
        npm run soak -- --minutes M [--from N]
 topology (default: drawn from each seed): --nodes 3|5 --groups 1-3 --followers 0-2
+master elections (default: drawn, half the seeds): --master on|off
 planted bugs (the run must fail): ${PLANTED_BUGS.join(', ')}; --broken-acceptor = forgetPromises`;
 
 const OPTIONS = {
@@ -28,6 +29,7 @@ const OPTIONS = {
   nodes: { type: 'string' },
   groups: { type: 'string' },
   followers: { type: 'string' },
+  master: { type: 'string' },
   planted: { type: 'string' },
   'broken-acceptor': { type: 'boolean', default: false },
   json: { type: 'boolean', default: false },
@@ -82,11 +84,15 @@ const groups = inRange('groups', values.groups, 1, 3);
 const followers = inRange('followers', values.followers, 0, 2);
 if (nodes !== undefined && nodes !== 3 && nodes !== 5) usageError(`--nodes must be 3 or 5`);
 const planted = plantedBug();
+if (values.master !== undefined && values.master !== 'on' && values.master !== 'off')
+  usageError(`--master must be on or off, got "${values.master}"`);
+const masterElection = values.master === undefined ? undefined : values.master === 'on';
 const base: Omit<SimOptions, 'seed'> = {
   ...(nodes !== undefined ? { nodes } : {}),
   ...(groups !== undefined ? { groups } : {}),
   ...(followers !== undefined ? { followers } : {}),
   ...(planted !== undefined ? { planted } : {}),
+  ...(masterElection !== undefined ? { masterElection } : {}),
 };
 
 function report(r: SimResult): void {

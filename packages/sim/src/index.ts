@@ -1,5 +1,6 @@
 export {
   runSeed,
+  masterClockBound,
   addCoverage,
   emptyCoverage,
   PLANTED_BUGS,
@@ -13,6 +14,7 @@ export {
   type SimResult,
   type SimTopology,
   type SimViolation,
+  type MasterSettings,
   type Invariant,
 } from './simulate';
 export { EventQueue } from './event-queue';

@@ -35,6 +35,7 @@ describe('SimOptions', () => {
       /longDown is a fault-phase event: it needs faults/,
     ],
     [{ seed: 1, longDown: true, faultPhaseMs: 15_999 }, /longDown needs faultPhaseMs ≥ 16000/],
+    [{ seed: 1, masterLeaseMs: 999 }, /masterLeaseMs must be an integer in 1000 …/],
   ])('refuses %j with E_BAD_ARGUMENT', async (options, message) => {
     const run = runSeed(options as unknown as SimOptions);
     await expect(run).rejects.toMatchObject({ code: 'E_BAD_ARGUMENT' });

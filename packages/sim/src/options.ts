@@ -1,6 +1,7 @@
 // SimOptions are checked before a run (TspaxosError E_BAD_ARGUMENT naming the field and its
 // range), so a test that pins a topology or a time bound never runs a meaningless simulation.
 import { TspaxosError, rangeProblem, type OptionRange } from '@tspaxos/crc-wasm';
+import { MASTER_LEASE_MIN_MS } from '@tspaxos/paxos';
 import { PLANTED_BUGS, type SimOptions } from './simulate';
 
 /** Most voting nodes a simulation runs (ours: the sim's network ids are single bytes). */
@@ -34,6 +35,7 @@ const NUMBER_RANGES: Partial<Record<keyof SimOptions, OptionRange>> = {
   faultPhaseMs: { min: 0 },
   livenessBoundMs: { min: 1 },
   partitionNode: { min: 1, max: SIM_MAX_NODES },
+  masterLeaseMs: { min: MASTER_LEASE_MIN_MS },
 };
 
 function bad(message: string): TspaxosError {

@@ -5,6 +5,7 @@
 import {
   createNode,
   type GroupStatus,
+  type MasterFaults,
   type PaxosNode,
   type ProposeResult,
   type Scheduler,
@@ -43,7 +44,11 @@ export type Invariant =
   | 'error'
   | 'unhandled-rejection'
   /** The simulation itself threw. */
-  | 'crash';
+  | 'crash'
+  /** Two live nodes believe, at the same virtual instant, that they hold a group's master lease. */
+  | 'single-master'
+  /** After healing, no member held a group's master lease within 2 lease periods. */
+  | 'master-liveness';
 
 /** Bugs planted on purpose; each must make the simulator fail (STYLE.md 13). */
 export const PLANTED_BUGS = [
@@ -53,6 +58,17 @@ export const PLANTED_BUGS = [
   'throwingTask',
   'learnerSkipsChainCheck',
   'unhandledRejection',
+  /** The holder starts its lease when its operation applies, not before it proposed (master.ts). */
+  'lateLeaseStart',
+  /** A renewal applies whatever master version it names (master.ts). */
+  'renewWithoutVersionCheck',
+  /**
+   * Not a code bug: the clock assumption broken. Election seeds draw clock drift (±5 %) and jumps
+   * (0.5–5.5 s) as the seeds without elections do, beyond what any lease can survive.
+   */
+  'clocksOutsideLeaseBound',
+  /** The simulator expects elections but the nodes run none: master liveness must fail. */
+  'electionsNeverRun',
 ] as const;
 export type PlantedBug = (typeof PLANTED_BUGS)[number];
 
@@ -83,6 +99,13 @@ export interface SimOptions {
   /** A scripted scenario: cut this node off from the others between these virtual times. */
   partitionNode?: number;
   partitionMs?: [number, number];
+  /**
+   * Run master elections in every group (default: drawn, half the seeds with faults; always with a
+   * planted master bug). Clocks then stay within the lease's bound (see masterClockBound).
+   */
+  masterElection?: boolean;
+  /** Master lease of the election seeds (default: drawn in 2000 … 3000 ms). */
+  masterLeaseMs?: number;
 }
 
 export interface SimViolation {
@@ -148,6 +171,19 @@ export const PATH_KINDS = [
   'prepares-declined',
   /** Prepared streams released by senderPrepareTimeoutMs (the asker never confirmed). */
   'prepare-timeouts',
+  // Master leases (election seeds), as the single-master check observes them after each event:
+  /** A node began to hold a lease (it did not hold one at the previous event). */
+  'master-elections',
+  /** A holder's lease end moved later while it held it (a renewal applied). */
+  'master-renewals',
+  /** A holder's lease ended on its own clock without a renewal. */
+  'master-expiries',
+  /** A holder gave its lease up before its end (node.dropMaster, or removed from the membership). */
+  'master-drops',
+  /** A lease begun by another node than the group's previous holder. */
+  'master-changes',
+  /** Of those, the previous holder had crashed while holding. */
+  'master-changes-after-crash',
 ] as const;
 export type PathKind = (typeof PATH_KINDS)[number];
 
@@ -181,6 +217,8 @@ export interface SimResult {
    * from its return on, the heal included). Undefined when the topology has none.
    */
   longDownCatchUp: LongDownCatchUp | undefined;
+  /** The master-election settings of an election seed (undefined: no elections). */
+  master?: MasterSettings;
   trace: string[];
 }
 
@@ -196,6 +234,16 @@ export interface LongDownCatchUp {
   valuesLearnedFromPeers: number;
   catchUpsStarted: number;
   catchUpsFinished: number;
+}
+
+/** What an election seed runs with, and the clock bound it keeps (see masterClockBound). */
+export interface MasterSettings {
+  leaseMs: number;
+  marginMs: number;
+  /** Largest |rate - 1| a clock-drift fault draws. */
+  driftMax: number;
+  /** Largest clock jump (either way), at most one per node per 2 leases. */
+  jumpMaxMs: number;
 }
 
 /** More events than this at one virtual millisecond means a loop that never yields to time. */
@@ -224,9 +272,37 @@ const LONG_DOWN_MAJORITY_CHECK_MS = 1000;
 const CATCH_UP_LOSS_MS = 3000;
 /** Proposals wait this long before E_TIMEOUT. */
 const PROPOSE_TIMEOUT_MS = 8000;
+/** Election seeds: the master lease is drawn in this range (ms), several leases in the fault phase. */
+const MASTER_LEASE_MS: [number, number] = [2000, 3000];
+/** The lease margin as a share of the lease: PhxPaxos's 100 ms of 10 s (1 %), or a wider 4 %. */
+const MASTER_MARGIN_SHARES = [0.01, 0.04] as const;
+/** Share of the clock-rate bound m/(2L - m) that drift may use; jumps get what remains. */
+const MASTER_DRIFT_SHARE = 0.5;
+/** In election seeds the simulator calls dropMaster on a holder every so many ms (uniform). */
+const MASTER_DROP_EVERY_MS: [number, number] = [1500, 4500];
+/** After healing, a member must hold each group's lease within this many lease periods. */
+const MASTER_LIVENESS_LEASES = 2;
 const MSG_NAMES: Record<number, string> = Object.fromEntries(
   Object.entries(PaxosMsgType).map(([k, v]) => [v, k]),
 );
+
+/**
+ * The clocks a lease survives (the argument in @tspaxos/paxos master.ts). The holder counts L - m
+ * from before it proposed; every other node counts L from when it applied the operation, later.
+ * With clock rates within 1 ± ρ of real time and, within any 2 leases, at most one jump of at most
+ * J per node (backward on the holder, forward on another node: the unsafe directions), the old
+ * lease ends first iff (L - m + J)/(1 - ρ) ≤ (L - J)/(1 + ρ), i.e. 2J ≤ m(1 + ρ) - 2ρL. Drift
+ * gets MASTER_DRIFT_SHARE of the bound m/(2L - m) on ρ, jumps the rest. Monotonic clocks
+ * (performance.now(), PhxPaxos's steady clock) do not jump; real rates are off by < 0.05 %.
+ */
+export function masterClockBound(
+  leaseMs: number,
+  marginMs: number,
+): { driftMax: number; jumpMaxMs: number } {
+  const driftMax = (MASTER_DRIFT_SHARE * marginMs) / (2 * leaseMs - marginMs);
+  const jumpMaxMs = Math.floor((marginMs * (1 + driftMax) - 2 * driftMax * leaseMs) / 2);
+  return { driftMax, jumpMaxMs };
+}
 
 class Violation extends Error {
   constructor(
@@ -453,7 +529,7 @@ class Simulation {
   private readonly faults: boolean;
   private readonly faultPhaseMs: number;
   private readonly livenessBoundMs: number;
-  private readonly unsafeFaults: UnsafeFaults | undefined;
+  private readonly unsafeFaults: (UnsafeFaults & MasterFaults) | undefined;
   private readonly proposed = new Set<string>();
   private readonly acknowledged: Array<{
     group: number;
@@ -483,6 +559,24 @@ class Simulation {
   private lastPartition: number[][] | undefined;
   /** Set once the long-down node is back (its catch-up is counted from then on). */
   private longDownCatchUp: LongDownCatchUp | undefined;
+  /** Master elections of this seed (undefined: none). Its draws come from their own stream. */
+  private readonly master: MasterSettings | undefined;
+  private readonly masterRng: SeededRng;
+  /** False only with the planted 'clocksOutsideLeaseBound': election seeds keep the usual clocks. */
+  private readonly masterClocksBounded: boolean;
+  /** group → node id → the lease that node held at the last check. */
+  private readonly leases: Array<Map<number, { incarnation: number; expiresAtMs: number }>> = [];
+  /** group → the last node seen holding its lease, and whether it crashed while holding it. */
+  private readonly lastHolder: Array<{ nodeId: number; crashed: boolean } | undefined> = [];
+  /** node id → virtual time of its last clock jump (election seeds: one per 2 leases). */
+  private readonly lastClockJumpAtMs = new Map<number, number>();
+  private healedAtMs: number | undefined;
+  /** Workload proposals not yet settled (a dead incarnation's never settle). */
+  private readonly proposalsPending = new Set<{ n: SimNode; incarnation: number; group: number }>();
+  /** group → first virtual time after healing at which a member held the lease. */
+  private readonly heldAfterHeal: Array<number | undefined> = [];
+  /** group → when master liveness is judged (2 leases after its barrier and backlog). */
+  private readonly masterLivenessDeadlineMs: number[] = [];
 
   constructor(private readonly options: SimOptions) {
     this.rng = new SeededRng(options.seed);
@@ -516,6 +610,9 @@ class Simulation {
     };
     const planted = options.brokenAcceptor ? 'forgetPromises' : options.planted;
     this.unsafeFaults = plantedFaults(planted);
+    this.masterRng = new SeededRng(options.seed ^ 0x3a57e5);
+    this.master = this.drawMaster(planted);
+    this.masterClocksBounded = planted !== 'clocksOutsideLeaseBound';
     this.votingIds = Array.from({ length: this.topology.nodes }, (_, i) => i + 1);
     this.faultPhaseMs = faultPhaseMs;
     this.livenessBoundMs = options.livenessBoundMs ?? 60_000;
@@ -544,6 +641,9 @@ class Simulation {
     for (let g = 0; g < this.topology.groups; g++) {
       this.chosen.push(new Map());
       this.firstChecksum.push(new Map());
+      this.leases.push(new Map());
+      this.lastHolder.push(undefined);
+      this.heldAfterHeal.push(undefined);
     }
     this.net.setDefaultLink({ delayMs: [1, 10] });
   }
@@ -628,6 +728,7 @@ class Simulation {
         this.scheduleTopologyEvents();
       }
       this.scheduleScript();
+      if (this.master) this.scheduleMasterDrops();
       if (this.options.planted === 'unhandledRejection') this.plantUnhandledRejection();
       await this.runUntil(this.faultPhaseMs);
       this.stopProposals = true;
@@ -636,6 +737,7 @@ class Simulation {
       this.log('heal: network healed, links reset, crashed and faulted nodes restart');
       this.net.heal();
       this.net.clearLinks();
+      if (this.master) this.healedAtMs = this.queue.nowMs;
       for (const n of this.nodes) {
         n.downUntilMs = -1;
         n.failNextFsync = false;
@@ -645,6 +747,7 @@ class Simulation {
       await this.awaitStarts();
       for (let g = 0; g < this.topology.groups; g++) await this.barrier(g);
       await this.awaitConvergence();
+      if (this.master) await this.awaitMasterLiveness();
       for (const n of this.nodes) {
         this.checkNodeErrors(n);
         this.harvestCounters(n);
@@ -689,6 +792,7 @@ class Simulation {
       },
       coverage: this.coverage,
       longDownCatchUp: this.longDownCatchUp,
+      ...(this.master ? { master: this.master } : {}),
       trace: this.trace,
     };
   }
@@ -721,6 +825,15 @@ class Simulation {
       ...(n.followTo !== undefined ? { followTo: n.followTo } : {}),
       logger: (level, event, fields) => this.onNodeLog(n, incarnation, level, event, fields),
       ...(this.unsafeFaults ? { unsafeFaults: this.unsafeFaults } : {}),
+      ...(this.master
+        ? {
+            masterElection: this.options.planted !== 'electionsNeverRun',
+            options: {
+              masterLeaseMs: this.master.leaseMs,
+              masterLeaseMarginMs: this.master.marginMs,
+            },
+          }
+        : {}),
     }).then(
       (node) => {
         if (n.isLive(incarnation)) n.node = node;
@@ -997,6 +1110,7 @@ class Simulation {
       await settle();
       if (this.violation) throw this.violation;
       this.checkChain();
+      if (this.master) this.checkSingleMaster();
     }
   }
 
@@ -1035,7 +1149,10 @@ class Simulation {
       );
       while (!done && this.queue.nowMs < deadline)
         await this.runUntil(Math.min(deadline, this.queue.nowMs + 100));
-      if (done && failure === undefined) return;
+      if (done && failure === undefined) {
+        if (this.master) this.scheduleMasterLivenessCheck(group);
+        return;
+      }
       failures.push(`n${n.id}: ${failure ?? 'still pending'}`);
     }
     this.fail(
@@ -1066,7 +1183,8 @@ class Simulation {
             'liveness',
             `n${stopped.nodeId} stopped group ${g}: ${stopped.stopped!.message}`,
           );
-        if (!converged(statuses)) all = false;
+        if (!converged(statuses) && !(this.master && this.convergedUnderRenewals(g, statuses)))
+          all = false;
       }
       if (all) {
         this.log('converged');
@@ -1117,7 +1235,9 @@ class Simulation {
       ? n.node!.batchPropose(group, bytes, opts)
       : n.node!.propose(group, bytes, opts);
     const incarnation = n.incarnation;
-    p.then(
+    const pending = { n, incarnation, group };
+    this.proposalsPending.add(pending);
+    p.finally(() => this.proposalsPending.delete(pending)).then(
       (r) => {
         if (n.incarnation !== incarnation) return;
         this.acknowledged.push({ group, instanceId: r.instanceId, value, node: n.id });
@@ -1228,18 +1348,22 @@ class Simulation {
     } else if (r < 80) {
       const n = pick();
       const jump = 500 + this.rng.int(5000);
+      if (this.master && this.masterClocksBounded) return this.boundedClockJump(n, 1);
       n.clock.jump(jump, this.queue.nowMs);
       this.coverage.faults['clock-jump-forward']++;
       this.log(`clock of n${n.id} jumps +${jump} ms`);
     } else if (r < 84) {
       const n = pick();
       const jump = 200 + this.rng.int(3000);
+      if (this.master && this.masterClocksBounded) return this.boundedClockJump(n, -1);
       n.clock.jump(-jump, this.queue.nowMs);
       this.coverage.faults['clock-jump-backward']++;
       this.log(`clock of n${n.id} jumps back -${jump} ms`);
     } else if (r < 88) {
       const n = pick();
-      const rate = 1 + (this.rng.next() - 0.5) * 0.1; // ±5 %
+      let rate = 1 + (this.rng.next() - 0.5) * 0.1; // ±5 %
+      if (this.master && this.masterClocksBounded)
+        rate = 1 + (this.masterRng.next() * 2 - 1) * this.master.driftMax;
       n.clock.setRate(rate, this.queue.nowMs);
       this.coverage.faults['clock-drift']++;
       this.log(`clock of n${n.id} drifts: rate ${rate.toFixed(4)}`);
@@ -1493,6 +1617,217 @@ class Simulation {
     );
   }
 
+  // ---- master leases (election seeds) -----------------------------------------------------
+
+  /** Whether this seed runs elections, and with which lease (all from the master stream). */
+  private drawMaster(planted: PlantedBug | undefined): MasterSettings | undefined {
+    const drawn = this.masterRng.next() < 0.5;
+    const [lo, hi] = MASTER_LEASE_MS;
+    const leaseDrawn = lo + this.masterRng.int(hi - lo + 1);
+    const share = MASTER_MARGIN_SHARES[this.masterRng.int(MASTER_MARGIN_SHARES.length)]!;
+    const masterBug =
+      planted === 'lateLeaseStart' ||
+      planted === 'renewWithoutVersionCheck' ||
+      planted === 'clocksOutsideLeaseBound' ||
+      planted === 'electionsNeverRun';
+    if (!(this.options.masterElection ?? (masterBug || (this.faults && drawn)))) return undefined;
+    const leaseMs = this.options.masterLeaseMs ?? leaseDrawn;
+    const marginMs = Math.max(1, Math.round(leaseMs * share));
+    return { leaseMs, marginMs, ...masterClockBound(leaseMs, marginMs) };
+  }
+
+  /** A clock jump within the lease's bound: at most jumpMaxMs, one per node per 2 leases. */
+  private boundedClockJump(n: SimNode, sign: 1 | -1): void {
+    const m = this.master!;
+    const last = this.lastClockJumpAtMs.get(n.id);
+    if (m.jumpMaxMs < 1 || (last !== undefined && this.queue.nowMs - last < 2 * m.leaseMs)) return;
+    this.lastClockJumpAtMs.set(n.id, this.queue.nowMs);
+    const jump = 1 + this.masterRng.int(m.jumpMaxMs);
+    n.clock.jump(sign * jump, this.queue.nowMs);
+    this.coverage.faults[sign > 0 ? 'clock-jump-forward' : 'clock-jump-backward']++;
+    this.log(`clock of n${n.id} jumps ${sign > 0 ? '+' : '-'}${jump} ms (within the lease bound)`);
+  }
+
+  /** Now and then the holder of a group's lease gives it up (node.dropMaster). */
+  private scheduleMasterDrops(): void {
+    const [lo, hi] = MASTER_DROP_EVERY_MS;
+    const next = (): void => {
+      const at = this.queue.nowMs + lo + this.masterRng.int(hi - lo);
+      if (at >= this.faultPhaseMs) return;
+      this.queue.at(
+        at,
+        () => {
+          const g = this.masterRng.int(this.topology.groups);
+          const holder = this.nodes.find((n) => n.alive && n.node?.isMaster(g) === true);
+          if (holder !== undefined) {
+            const dropped = holder.node!.dropMaster(g);
+            this.log(`n${holder.id} drops its master lease of group ${g}: ${dropped}`);
+          }
+          next();
+        },
+        'master drop',
+      );
+    };
+    next();
+  }
+
+  /**
+   * The single-master invariant, after every event: at most one live node believes it holds a
+   * group's lease. A belief begins only at an event (an operation applies), so checking at event
+   * instants sees every overlap. Also counts what the leases did, as this check sees them.
+   */
+  private checkSingleMaster(): void {
+    for (let g = 0; g < this.topology.groups; g++) {
+      const seen = this.leases[g]!;
+      let holder: { n: SimNode; version: number; expiresAtMs: number } | undefined;
+      for (const n of this.nodes) {
+        const info = n.alive && n.node?.isMaster(g) === true ? n.node.getMaster(g) : undefined;
+        const held = seen.get(n.id);
+        if (held !== undefined && (info === undefined || held.incarnation !== n.incarnation)) {
+          seen.delete(n.id);
+          this.leaseEnded(g, n, held);
+        }
+        if (info === undefined) continue;
+        if (holder !== undefined)
+          this.fail(
+            'single-master',
+            `group ${g}: n${holder.n.id} (version ${holder.version}, lease until ${holder.expiresAtMs.toFixed(1)} on its clock, now ${holder.n.clock.now(this.queue.nowMs).toFixed(1)}) and n${n.id} (version ${info.version}, until ${info.expiresAtMs.toFixed(1)}, now ${n.clock.now(this.queue.nowMs).toFixed(1)}) both hold the master lease (after event "${this.eventName()}")`,
+          );
+        holder = { n, version: info.version, expiresAtMs: info.expiresAtMs };
+        const before = seen.get(n.id);
+        if (before === undefined) this.leaseBegan(g, n, info.version);
+        else if (info.expiresAtMs > before.expiresAtMs) this.coverage.paths['master-renewals']++;
+        seen.set(n.id, { incarnation: n.incarnation, expiresAtMs: info.expiresAtMs });
+      }
+      if (
+        holder !== undefined &&
+        this.healedAtMs !== undefined &&
+        this.heldAfterHeal[g] === undefined &&
+        holder.n.node!.status(g).members.includes(holder.n.id)
+      )
+        this.heldAfterHeal[g] = this.queue.nowMs;
+    }
+  }
+
+  private leaseBegan(g: number, n: SimNode, version: number): void {
+    this.coverage.paths['master-elections']++;
+    const last = this.lastHolder[g];
+    if (last !== undefined && last.nodeId !== n.id) {
+      this.coverage.paths['master-changes']++;
+      if (last.crashed) this.coverage.paths['master-changes-after-crash']++;
+    }
+    this.lastHolder[g] = { nodeId: n.id, crashed: false };
+    this.log(`n${n.id} holds the master lease of group ${g} (version ${version})`);
+  }
+
+  /** Why a lease the last check saw is gone: a crash, its end on the holder's clock, or a drop. */
+  private leaseEnded(
+    g: number,
+    n: SimNode,
+    held: { incarnation: number; expiresAtMs: number },
+  ): void {
+    let why: string;
+    if (!n.alive || n.incarnation !== held.incarnation) {
+      why = 'crashed';
+      this.lastHolder[g] = { nodeId: n.id, crashed: true };
+    } else if (n.node === undefined || n.node.status(g).stopped !== undefined) {
+      why = 'group stopped';
+    } else if (n.clock.now(this.queue.nowMs) >= held.expiresAtMs) {
+      why = 'expired';
+      this.coverage.paths['master-expiries']++;
+    } else if ((n.node.getMaster(g)?.nodeId ?? n.id) !== n.id) {
+      // Another node's operation applied here while my lease was live: that node proposed after
+      // its view of my lease ended, so mine outlived it (the clock bound makes this impossible).
+      const other = n.node.getMaster(g)!;
+      this.fail(
+        'single-master',
+        `group ${g}: n${n.id} still held the master lease (until ${held.expiresAtMs.toFixed(1)} on its clock, now ${n.clock.now(this.queue.nowMs).toFixed(1)}) when n${other.nodeId}'s election (version ${other.version}) applied there (after event "${this.eventName()}")`,
+      );
+    } else {
+      why = 'dropped';
+      this.coverage.paths['master-drops']++;
+    }
+    this.log(`n${n.id} no longer holds the master lease of group ${g}: ${why}`);
+  }
+
+  /**
+   * Convergence while masters renew: the log never stops growing, so the nodes' instance ids are
+   * rarely all equal at one sample. Converged instead when no workload proposal is pending (no
+   * acknowledgement can come any more) and every node has learned every acknowledged instance.
+   */
+  private convergedUnderRenewals(g: number, statuses: GroupStatus[]): boolean {
+    if (this.backlogged(g)) return false;
+    let last = -1;
+    for (const a of this.acknowledged) if (a.group === g) last = Math.max(last, a.instanceId);
+    return statuses.every((s) => s.instanceId > last);
+  }
+
+  /** Runs until master liveness has been judged in every group (see below). */
+  private async awaitMasterLiveness(): Promise<void> {
+    const deadline = this.queue.nowMs + this.livenessBoundMs;
+    const judgedBy = (): number | undefined => {
+      const d = this.masterLivenessDeadlineMs;
+      for (let g = 0; g < this.topology.groups; g++) if (d[g] === undefined) return undefined;
+      return Math.max(...d);
+    };
+    while (judgedBy() === undefined) {
+      if (this.queue.nowMs >= deadline)
+        this.fail(
+          'liveness',
+          `workload proposals still pending ${this.livenessBoundMs} ms after healing`,
+        );
+      await this.runUntil(this.queue.nowMs + 100);
+    }
+    await this.runUntil(judgedBy()!);
+  }
+
+  /** Whether a live node still has a workload proposal of group g pending (acknowledged or not). */
+  private backlogged(g: number): boolean {
+    for (const p of this.proposalsPending)
+      if (p.group === g && p.n.isLive(p.incarnation)) return true;
+    return false;
+  }
+
+  /**
+   * Master liveness: after healing, a member holds the group's lease within 2 leases of the group
+   * being live again: its barrier chosen and the backlog of workload proposals queued during the
+   * faults drained (each settled: chosen or timed out). Until then a master's operation waits in
+   * the same queue (PhxPaxos master_mgr.cpp TryBeMaster proposes through PNode::Propose, i.e.
+   * Committer::NewValueGetID); that wait is bounded by the liveness invariant (60 s).
+   */
+  private scheduleMasterLivenessCheck(g: number): void {
+    if (this.backlogged(g)) {
+      this.queue.at(
+        this.queue.nowMs + 100,
+        () => this.scheduleMasterLivenessCheck(g),
+        'master liveness: backlog drained?',
+      );
+      return;
+    }
+    const liveAtMs = this.queue.nowMs;
+    const deadline = liveAtMs + MASTER_LIVENESS_LEASES * this.master!.leaseMs;
+    this.masterLivenessDeadlineMs[g] = deadline;
+    this.queue.at(
+      deadline,
+      () => {
+        this.checkSingleMaster();
+        if (this.heldAfterHeal[g] === undefined) {
+          const views = this.nodes
+            .filter((n) => n.alive && n.node !== undefined)
+            .map((n) => {
+              const e = n.node!.status(g).masterElection;
+              return `n${n.id}: recorded ${e.recorded?.masterNodeId ?? '-'}@${e.recorded?.version ?? '-'}, attempts ${e.counters.attempts}, failed ${e.counters.attemptsFailed}`;
+            });
+          this.fail(
+            'master-liveness',
+            `group ${g}: no member held the master lease within ${MASTER_LIVENESS_LEASES} leases (${MASTER_LIVENESS_LEASES * this.master!.leaseMs} ms) of the group being live again (barrier chosen, backlog drained) at ${liveAtMs.toFixed(1)} ms (healed at ${this.healedAtMs} ms; ${views.join('; ')})`,
+          );
+        }
+      },
+      'master liveness check',
+    );
+  }
+
   // ---- end-of-run invariants --------------------------------------------------------------
 
   /** Every acknowledged proposal is, at its instance, in every node's log. */
@@ -1511,7 +1846,7 @@ class Simulation {
   }
 }
 
-function plantedFaults(planted: PlantedBug | undefined): UnsafeFaults | undefined {
+function plantedFaults(planted: PlantedBug | undefined): (UnsafeFaults & MasterFaults) | undefined {
   switch (planted) {
     case 'forgetPromises':
       return { forgetPromises: true };
@@ -1523,8 +1858,12 @@ function plantedFaults(planted: PlantedBug | undefined): UnsafeFaults | undefine
       return { throwInLearnerTaskEvery: PLANTED_THROW_EVERY };
     case 'learnerSkipsChainCheck':
       return { learnerSkipsChainCheck: true };
+    case 'lateLeaseStart':
+      return { lateLeaseStart: true };
+    case 'renewWithoutVersionCheck':
+      return { renewWithoutVersionCheck: true };
     default:
-      return undefined; // none, or the simulator's own ('unhandledRejection')
+      return undefined; // none, or the simulator's own (unhandledRejection, clocks…, elections…)
   }
 }
 
