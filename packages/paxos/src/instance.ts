@@ -192,6 +192,8 @@ const RECOVERY_EXPECTED_CODES = new Set([
   'E_CHECKSUM_MISMATCH',
   'E_STORAGE',
   'E_EXECUTE_FAILED',
+  // A checkpoint was installed meanwhile: the group restarted from it (found by the simulator).
+  'E_CHECKPOINT_INSTALLED',
 ]);
 
 function describeError(error: unknown): { code: string; message: string } {
@@ -353,7 +355,7 @@ export class Instance {
     }
     if (recovered !== undefined && recovered.kind !== 'nothing')
       this.log('warn', 'checkpoint-recovered', { outcome: recovered.kind });
-    const now = this.acceptor.load();
+    let now = this.acceptor.load();
     const minChosen = store.getMinChosenInstanceId(group);
     // The start-up rule: never skip records a machine still needs (PhxPaxos PlayLog fails too).
     const needs =
@@ -367,6 +369,7 @@ export class Instance {
       this.armCheckpointTimer(0);
       return;
     }
+    now = await this.skipToCheckpoint(now);
     // Replay from the oldest state machine checkpoint (none: from the start of the log).
     let from = now;
     for (const sm of this.userMachines())
@@ -410,6 +413,41 @@ export class Instance {
       );
     }
     this.armCheckpointTimer();
+  }
+
+  /**
+   * Every machine's checkpoint is ahead of the log: the log lost writes that were not synced
+   * (a follower), or was deleted, after the machines made their checkpoints durable. As PhxPaxos
+   * Instance::Init (with ProtectionLogic_IsCheckpointInstanceIDCorrect), the group starts after
+   * the checkpoint instead of learning, and executing a second time, instances the machines
+   * already hold. The log is reset to start there (no gap a peer could ask for), keeping the
+   * acceptor's promise, as the checkpoint install does. Returns the instance to start at.
+   */
+  private async skipToCheckpoint(now: number): Promise<number> {
+    const { store, group } = this.config;
+    const machines = this.userMachines();
+    if (machines.length === 0) return now;
+    let next = Number.POSITIVE_INFINITY;
+    for (const sm of machines)
+      next = Math.min(next, (sm.getCheckpointInstanceId?.(group) ?? -1) + 1);
+    if (next <= now) return now;
+    const promise = this.acceptor.promiseBallot;
+    await store.resetGroup(group, { minChosenInstanceId: next });
+    await store.put(
+      group,
+      {
+        instanceId: next,
+        promiseId: promise.proposalId,
+        promiseNodeId: promise.nodeId,
+        acceptedId: 0,
+        acceptedNodeId: 0,
+        value: new Uint8Array(0),
+        checksum: 0,
+      },
+      { sync: true },
+    );
+    this.log('warn', 'log-behind-checkpoint', { logInstanceId: now, startInstanceId: next });
+    return this.acceptor.load();
   }
 
   /** Stops timers and work; pending proposals reject with E_STOPPED. */

@@ -20,9 +20,10 @@ import {
   PaxosMsgType,
   SeededRng,
 } from '@tspaxos/transport';
+import { CHECKPOINT_PATH_KINDS, CheckpointSim } from './checkpoints';
 import { EventQueue } from './event-queue';
 import { checkSimOptions } from './options';
-import { RECORDER_SM_ID, RecordingStateMachine } from './recorder';
+import { RECORDER_SM_ID } from './recorder';
 
 export type Invariant =
   | 'agreement'
@@ -34,7 +35,9 @@ export type Invariant =
   | 'error'
   | 'unhandled-rejection'
   /** The simulation itself threw. */
-  | 'crash';
+  | 'crash'
+  /** A checkpoint (own or installed) differs from what the log says (checkpoints.ts). */
+  | 'checkpoint';
 
 /** Bugs planted on purpose; each must make the simulator fail (STYLE.md 13). */
 export const PLANTED_BUGS = [
@@ -44,6 +47,10 @@ export const PLANTED_BUGS = [
   'throwingTask',
   'learnerSkipsChainCheck',
   'unhandledRejection',
+  // Checkpoints (checkpoints.ts): a recorder that reports its checkpoint one instance too high;
+  // chunks corrupted with their CRC recomputed (what a receiver without the CRC check would take).
+  'checkpointIdTooHigh',
+  'checkpointChunkCorruptValidCrc',
 ] as const;
 export type PlantedBug = (typeof PLANTED_BUGS)[number];
 
@@ -124,6 +131,7 @@ export const PATH_KINDS = [
   'catch-up-batches',
   'catch-up-nacks',
   'catch-up-concurrent-streams',
+  ...CHECKPOINT_PATH_KINDS,
 ] as const;
 export type PathKind = (typeof PATH_KINDS)[number];
 
@@ -392,6 +400,8 @@ class Simulation {
   private stormEvents = 0;
   private nextCrashInFsyncAtMs = 0;
   private lastPartition: number[][] | undefined;
+  /** Disks, checkpoint writes, compactions, transfer cuts and the checkpoint invariant. */
+  private readonly checkpoints: CheckpointSim;
 
   constructor(private readonly options: SimOptions) {
     this.rng = new SeededRng(options.seed);
@@ -446,6 +456,34 @@ class Simulation {
       this.firstChecksum.push(new Map());
     }
     this.net.setDefaultLink({ delayMs: [1, 10] });
+    this.checkpoints = this.checkpointSim(planted);
+  }
+
+  private checkpointSim(planted: PlantedBug | undefined): CheckpointSim {
+    return new CheckpointSim({
+      seed: this.options.seed,
+      queue: this.queue,
+      net: this.net,
+      nodes: this.nodes,
+      groups: this.topology.groups,
+      faultPhaseMs: this.faultPhaseMs,
+      faults: this.faults,
+      nodeCount: this.topology.nodes,
+      longDown: this.topology.longDown,
+      planted:
+        planted === 'checkpointIdTooHigh' || planted === 'checkpointChunkCorruptValidCrc'
+          ? planted
+          : undefined,
+      paths: this.coverage.paths,
+      chosen: this.chosen,
+      proposed: this.proposed,
+      inFaultPhase: () => this.inFaultPhase,
+      storeFailed: (n) => (n as SimNode).store.failedWith !== undefined,
+      crash: (n, why) => this.crash(n as SimNode, why),
+      start: (n) => this.start(n as SimNode),
+      note: (invariant, message) => this.note(invariant, message),
+      log: (line) => this.log(line),
+    });
   }
 
   /** The simulated fsync of one node's store: latency and failures from the seed. */
@@ -525,6 +563,7 @@ class Simulation {
         this.scheduleFaults();
         this.scheduleTopologyEvents();
       }
+      this.checkpoints.schedule();
       this.scheduleScript();
       if (this.options.planted === 'unhandledRejection') this.plantUnhandledRejection();
       await this.runUntil(this.faultPhaseMs);
@@ -603,12 +642,13 @@ class Simulation {
       nodeId: n.id,
       cluster: this.votingIds,
       groups: this.topology.groups,
-      store: n.fencedStore(incarnation),
-      network: n.network(incarnation),
+      store: this.checkpoints.wrapStore(n, incarnation, n.fencedStore(incarnation)),
+      network: this.checkpoints.wrapNetwork(n, incarnation, n.network(incarnation)),
+      checkpoint: this.checkpoints.nodeOptions(n, incarnation),
       scheduler: n.scheduler(this.queue, incarnation),
       random: new SeededRng(this.options.seed * 7919 + n.id * 131 + incarnation),
       stateMachines: (group) => [
-        new RecordingStateMachine((instanceId, value) =>
+        this.checkpoints.recorder(n, incarnation, group, (instanceId, value) =>
           this.onExecute(n, incarnation, group, instanceId, value),
         ),
       ],
@@ -620,8 +660,14 @@ class Simulation {
         if (n.isLive(incarnation)) n.node = node;
       },
       (error: unknown) => {
-        if (n.isLive(incarnation))
-          this.note('error', `n${n.id} failed to start: ${describeError(error)}`);
+        if (!n.isLive(incarnation)) return;
+        // A start that writes (a checkpoint install finished, a log reset) on a disk whose fsync
+        // was made to fail: the node is faulted, its disk is replaced later.
+        if ((error as { code?: string }).code === 'E_IO' && n.store.failedWith !== undefined) {
+          this.log(`n${n.id} could not start: its fsync failed (the disk will be replaced)`);
+          return;
+        }
+        this.note('error', `n${n.id} failed to start: ${describeError(error)}`);
       },
     );
   }
@@ -653,6 +699,7 @@ class Simulation {
     this.log(`crash n${n.id} ${why} (writes not yet durable are lost)`);
     n.kill();
     n.store.crash();
+    this.checkpoints.onCrash(n);
   }
 
   /** A node whose fsync failed: its process is stopped, the disk replaced, the durable log kept. */
@@ -700,6 +747,7 @@ class Simulation {
   ): void {
     if (this.options.trace) this.log(`n${n.id} ${level} ${event} ${JSON.stringify(fields)}`);
     if (!n.isLive(incarnation)) return; // a dead process's late tasks are not the system's
+    this.checkpoints.onNodeLog(n, level, event);
     switch (event) {
       case 'task-failed':
         this.note(
@@ -753,6 +801,11 @@ class Simulation {
     if (n.incarnation !== incarnation) return;
     const executed = n.executed[group]!;
     const mine = executed.get(instanceId) ?? [];
+    if (mine.includes(value))
+      this.note(
+        'agreement',
+        `n${n.id} executed "${value}" at group ${group} instance ${instanceId} twice (during event "${this.eventName()}")`,
+      );
     const k = mine.length;
     mine.push(value);
     executed.set(instanceId, mine);
@@ -793,6 +846,12 @@ class Simulation {
         for (let i = from; i < now; i++) {
           const record = n.store.get(g, i);
           if (record === undefined) continue;
+          // DESIGN §2: an instance whose predecessor's checksum is unknown (not in this log, after
+          // a checkpoint install or compaction, or itself 0) restarts the chain at 0.
+          if (record.checksum === 0 && i > 0) {
+            const before = n.store.get(g, i - 1);
+            if (before === undefined || before.checksum === 0) continue;
+          }
           const first = seen.get(i);
           if (first === undefined) seen.set(i, { checksum: record.checksum, node: n.id });
           else if (first.checksum !== record.checksum) {
@@ -909,7 +968,10 @@ class Simulation {
       let all = true;
       for (let g = 0; g < this.topology.groups; g++) {
         const statuses = this.nodes.map((n) => n.node!.status(g));
-        const stopped = statuses.find((s) => s.stopped !== undefined);
+        // A group waiting for a checkpoint (E_NEEDS_CHECKPOINT) is on its way, not stopped.
+        const stopped = statuses.find(
+          (s) => s.stopped !== undefined && s.stopped.code !== 'E_NEEDS_CHECKPOINT',
+        );
         if (stopped)
           this.fail(
             'liveness',
