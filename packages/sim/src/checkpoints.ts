@@ -78,7 +78,7 @@ const CHECKPOINT_WRITE_RATE = 0.5;
 /** Chance that a transfer is cut at each phase (per transfer; per chunk for mid-chunk). */
 const CUT_RATE: Record<CutPhase, number> = {
   'after-begin': 0.12,
-  'mid-chunk': 0.015,
+  'mid-chunk': 0.05,
   'before-end': 0.12,
   'during-load': 0.15,
   'during-reset': 0.15,
@@ -122,6 +122,8 @@ export interface CheckpointSimHost {
   readonly faults: boolean;
   readonly nodeCount: number;
   readonly longDown: boolean;
+  /** Pinned: nodes compact during the fault phase (default: drawn in a share of seeds with faults). */
+  readonly compaction: boolean | undefined;
   readonly planted: 'checkpointIdTooHigh' | 'checkpointChunkCorruptValidCrc' | undefined;
   readonly paths: Record<CheckpointPathKind, number>;
   /** group → instance → values chosen there (the first node to execute decides). */
@@ -162,7 +164,8 @@ export class CheckpointSim {
 
   constructor(private readonly host: CheckpointSimHost) {
     this.rng = new SeededRng(host.seed ^ 0xc4ec);
-    this.compactionSeed = host.faults && this.rng.next() < COMPACTION_SEED_RATE;
+    const drawn = host.faults && this.rng.next() < COMPACTION_SEED_RATE;
+    this.compactionSeed = host.compaction ?? drawn;
     for (const n of host.nodes) this.disks.set(n.id, new MemoryFiles());
   }
 
@@ -240,6 +243,7 @@ export class CheckpointSim {
     if (!this.compactionSeed) return;
     this.every(COMPACT_GAP_MS, this.host.faultPhaseMs, () => this.compactOne());
     const { queue, faultPhaseMs } = this.host;
+    if (!this.host.faults) return;
     if (this.rng.next() < SM_STATE_LOST_RATE) {
       const at = 4000 + this.rng.int(Math.max(1, faultPhaseMs - 13_000));
       queue.at(at, () => this.loseStateMachineDirectory(), 'sm state lost');

@@ -66,6 +66,8 @@ export interface SimOptions {
   membershipChange?: boolean;
   /** One voting node kept down long enough that it must catch up from a peer's log (default: drawn). */
   longDown?: boolean;
+  /** Nodes write checkpoints and compact their logs during the fault phase (default: drawn when faults are on). */
+  compaction?: boolean;
   /** Virtual milliseconds of proposals and faults before everything heals. */
   faultPhaseMs?: number;
   /** After healing, all nodes must agree on the now instance id within this many ms. */
@@ -470,6 +472,7 @@ class Simulation {
       faults: this.faults,
       nodeCount: this.topology.nodes,
       longDown: this.topology.longDown,
+      compaction: this.options.compaction,
       planted:
         planted === 'checkpointIdTooHigh' || planted === 'checkpointChunkCorruptValidCrc'
           ? planted
