@@ -19,14 +19,7 @@ const MIN_COVERAGE = 20;
  * Paths a fault must hit mid-stream: a NACK needs a frame of a running catch-up lost (20 in
  * seeds 1–300 when added); their floor is lower so a shifted random stream does not fail CI.
  */
-const RARE_PATHS = new Set<string>([
-  'catch-up-nacks',
-  // A cut mid-chunk needs a transfer of several chunks under way at a fault-phase moment, and
-  // two nodes asking one sender needs two lagging nodes at once (5 voters, two kept down):
-  // floors lower than MIN_COVERAGE so a shifted random stream does not fail CI.
-  'checkpoint-cut-mid-chunk',
-  'checkpoint-second-asker-while-sending',
-]);
+const RARE_PATHS = new Set<string>(['catch-up-nacks']);
 const MIN_COVERAGE_RARE = 5;
 /** A planted bug must be caught within this many seeds. */
 const PLANTED_WITHIN = 200;

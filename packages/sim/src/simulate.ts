@@ -472,6 +472,7 @@ class Simulation {
       faults: this.faults,
       nodeCount: this.topology.nodes,
       longDown: this.topology.longDown,
+      membershipChange: this.topology.membershipChange,
       compaction: this.options.compaction,
       planted:
         planted === 'checkpointIdTooHigh' || planted === 'checkpointChunkCorruptValidCrc'
