@@ -109,6 +109,36 @@ describe('CheckpointManager', () => {
     expect(m.inCheckpointMode).toBe(true);
   });
 
+  it('start-up rule: a transfer whose sender went quiet is dropped and the peers asked again', async () => {
+    // Found by the simulator: the sender crashed right after BEGIN; the node that needed a
+    // checkpoint stayed "receiving" and never asked again.
+    const { m, store, asked, clock, options } = manager([
+      { smId: 4, getCheckpointInstanceId: () => 3 },
+    ]);
+    await store.setMinChosenInstanceId(0, 5);
+    expect(m.checkStartup()?.code).toBe('E_NEEDS_CHECKPOINT');
+    await m.tick();
+    expect(asked).toHaveLength(4);
+    const begin = checkpointMsg({
+      msgType: CheckpointMsgType.SendFile,
+      flag: CheckpointSendFileFlag.Begin,
+      nodeId: 2,
+      uuid: 5,
+      checkpointInstanceId: 9,
+    });
+    expect(await m.handle(2, begin)).toEqual({ kind: 'accepted' });
+    clock.ms = options.checkpointModeIdleMs - 1;
+    await m.tick();
+    expect(asked).toHaveLength(4); // receiving: no new ask yet
+    clock.ms = options.checkpointModeIdleMs;
+    await m.tick();
+    expect(m.status().receiver.phase).toBe('idle');
+    expect(m.status().counters.stalledTransfersDropped).toBe(1);
+    expect(asked).toHaveLength(8);
+    expect(m.inCheckpointMode).toBe(true);
+    expect(m.status().needsCheckpoint?.code).toBe('E_NEEDS_CHECKPOINT');
+  });
+
   it('runs one sender at a time and pauses the replayer while it sends', async () => {
     const { m, sent } = manager([
       {

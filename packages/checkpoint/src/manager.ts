@@ -68,6 +68,8 @@ export interface CheckpointManagerCounters {
   messagesOutsideMode: number;
   unfinishedTransfersRemoved: number;
   installsFinishedAtStart: number;
+  /** Transfers dropped while a checkpoint was needed at start because their sender went quiet. */
+  stalledTransfersDropped: number;
 }
 
 /**
@@ -108,6 +110,7 @@ export class CheckpointManager {
     messagesOutsideMode: 0,
     unfinishedTransfersRemoved: 0,
     installsFinishedAtStart: 0,
+    stalledTransfersDropped: 0,
   };
   private sender: CheckpointSender | undefined;
   private inMode = false;
@@ -245,6 +248,13 @@ export class CheckpointManager {
     await this.sender?.tick(now);
     if (this.inMode) {
       if (this.needs !== undefined) {
+        // A transfer whose sender went quiet (crashed, cut off) is dropped, and the peers asked
+        // again: the mode itself stays while a checkpoint is needed.
+        const activity = this.receiver.lastActivityMs;
+        if (activity !== undefined && now - activity >= this.options.checkpointModeIdleMs) {
+          this.counters.stalledTransfersDropped++;
+          await this.receiver.abandon();
+        }
         if (!this.receiver.isReceiving && now - this.lastStartupAskMs >= this.options.askRetryMs) {
           this.lastStartupAskMs = now;
           for (const peer of this.port.peers()) {

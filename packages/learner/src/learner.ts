@@ -72,6 +72,8 @@ export interface LearnerHost {
   masterVariables?(): Uint8Array | undefined;
   /** Applies a peer's master variables; true when they were newer (PhxPaxos UpdateByCheckpoint). */
   applyMasterVariables?(bytes: Uint8Array): boolean;
+  /** False while this node's master state is unknown (after a checkpoint install). */
+  masterAnchored?(): boolean;
   /** A peer has deleted the log I need: only a checkpoint can teach me. */
   needCheckpoint(from: number, peerMinChosenInstanceId: number): void;
   event(name: string, fields: Record<string, unknown>): void;
@@ -486,6 +488,7 @@ export class Learner {
       nodeId: this.host.nodeId,
       // PhxPaxos reuses proposalNodeId to say whom a follower follows.
       proposalNodeId: followTo ?? 0,
+      flag: this.host.masterAnchored?.() === false ? PaxosMsgFlag.AskMasterVariables : 0,
     });
     this.counters.askforLearnSent++;
     for (const peer of this.host.peers()) this.host.send(peer, msg);
@@ -503,7 +506,25 @@ export class Learner {
     this.counters.askforLearnReceived++;
     this.setSeen(msg.instanceId, msg.nodeId);
     if (msg.proposalNodeId === this.host.nodeId) this.host.addFollower(msg.nodeId);
-    if (msg.instanceId >= this.instanceId) return;
+    if (msg.instanceId >= this.instanceId) {
+      // Not behind me, but its master state is unknown (it installed a checkpoint): my variables
+      // (SendNowInstanceID applies them before anything else; the rest is a lag message there).
+      if ((msg.flag & PaxosMsgFlag.AskMasterVariables) !== 0) {
+        const master = this.host.masterVariables?.();
+        if (master !== undefined) {
+          const reply = paxosMsg({
+            msgType: PaxosMsgType.SendNowInstanceID,
+            instanceId: msg.instanceId,
+            nodeId: this.host.nodeId,
+            nowInstanceId: this.instanceId,
+            minChosenInstanceId: this.host.minChosenInstanceId(),
+          });
+          reply.masterVariables = master;
+          this.host.send(msg.nodeId, reply);
+        }
+      }
+      return;
+    }
 
     const now = this.host.now();
     if (msg.instanceId >= this.host.minChosenInstanceId()) {
@@ -533,9 +554,12 @@ export class Learner {
     if (this.instanceId - askerInstanceId > this.options.variablesGapInstances) {
       const system = this.host.systemVariables();
       if (system !== undefined) reply.systemVariables = system;
-      const master = this.host.masterVariables?.();
-      if (master !== undefined) reply.masterVariables = master;
     }
+    // The master variables ride on every reply, not only past the gap (PhxPaxos's rule): an
+    // asker that installed a checkpoint has forgotten its own and needs them to hold a lease
+    // again; a few dozen bytes per ask, and an asker adopts them only when they are newer.
+    const master = this.host.masterVariables?.();
+    if (master !== undefined) reply.masterVariables = master;
     this.host.send(to, reply);
   }
 

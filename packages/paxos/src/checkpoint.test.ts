@@ -24,6 +24,7 @@ class KvMachine implements StateMachine {
   checkpointInstanceId = -1;
   loads = 0;
   locked = 0;
+  executedIds: number[] = [];
 
   constructor(
     private readonly files: MemoryFiles,
@@ -34,6 +35,7 @@ class KvMachine implements StateMachine {
     const [k, v] = decoder.decode(value).split('=');
     this.map.set(k!, v!);
     this.lastApplied = ctx.instanceId;
+    this.executedIds.push(ctx.instanceId);
     return 'ok';
   }
 
@@ -213,6 +215,29 @@ describe('checkpoints in a cluster', () => {
     // And it takes part in new values like any member.
     await c.node.propose(0, encoder.encode('after=yes'), { smId: 10 });
     await eventually(() => a.sm.map.get('after') === 'yes', 'node 1 to apply node 3 value');
+  });
+
+  it('a machine whose checkpoint is ahead of the log (unsynced log writes lost) starts after it, executing nothing twice', async () => {
+    // Found by the simulator: a follower's log writes are not synced, its machine's checkpoint
+    // is; after a crash it re-learned and re-executed every instance up to the checkpoint.
+    const net = network();
+    const a = await start(net, 1);
+    const b = await start(net, 2);
+    const c = await start(net, 3);
+    for (let i = 0; i < 8; i++)
+      await a.node.propose(0, encoder.encode(`k${i}=v${i}`), { smId: 10 });
+    await eventually(() => c.sm.lastApplied >= 7, 'node 3 to apply');
+    const cp = await c.sm.saveCheckpoint();
+    await c.node.stop({ closeNetwork: false, closeStore: false });
+    // The log is gone (a fresh store); the machine and its durable checkpoint are kept.
+    c.sm.executedIds = [];
+    const again = await start(net, 3, { files: c.files, store: new MemoryLogStore(), sm: c.sm });
+    expect(again.node.status(0).instanceId).toBe(cp + 1);
+    expect(again.store.getMinChosenInstanceId(0)).toBe(cp + 1);
+    await a.node.propose(0, encoder.encode('after=1'), { smId: 10 });
+    await eventually(() => c.sm.map.get('after') === '1', 'node 3 to learn the new value');
+    expect(c.sm.executedIds.every((id) => id > cp)).toBe(true);
+    expect([...c.sm.map]).toEqual([...b.sm.map]);
   });
 
   it('a node whose machine is older than its log reports E_NEEDS_CHECKPOINT and recovers', async () => {

@@ -32,6 +32,7 @@ import {
   decodeStoredMaster,
   encodeMasterVariables,
   encodeStoredMaster,
+  encodeUnknownMaster,
   type MasterCounters,
   MasterElection,
   type MasterFaults,
@@ -192,6 +193,8 @@ const RECOVERY_EXPECTED_CODES = new Set([
   'E_CHECKSUM_MISMATCH',
   'E_STORAGE',
   'E_EXECUTE_FAILED',
+  // A checkpoint was installed meanwhile: the group restarted from it (found by the simulator).
+  'E_CHECKPOINT_INSTALLED',
 ]);
 
 function describeError(error: unknown): { code: string; message: string } {
@@ -353,7 +356,7 @@ export class Instance {
     }
     if (recovered !== undefined && recovered.kind !== 'nothing')
       this.log('warn', 'checkpoint-recovered', { outcome: recovered.kind });
-    const now = this.acceptor.load();
+    let now = this.acceptor.load();
     const minChosen = store.getMinChosenInstanceId(group);
     // The start-up rule: never skip records a machine still needs (PhxPaxos PlayLog fails too).
     const needs =
@@ -367,6 +370,7 @@ export class Instance {
       this.armCheckpointTimer(0);
       return;
     }
+    now = await this.skipToCheckpoint(now);
     // Replay from the oldest state machine checkpoint (none: from the start of the log).
     let from = now;
     for (const sm of this.userMachines())
@@ -410,6 +414,44 @@ export class Instance {
       );
     }
     this.armCheckpointTimer();
+  }
+
+  /**
+   * Every machine's checkpoint is ahead of the log: the log lost writes that were not synced
+   * (a follower), or was deleted, after the machines made their checkpoints durable. As PhxPaxos
+   * Instance::Init (with ProtectionLogic_IsCheckpointInstanceIDCorrect), the group starts after
+   * the checkpoint instead of learning, and executing a second time, instances the machines
+   * already hold. The log is reset to start there (no gap a peer could ask for), keeping the
+   * acceptor's promise, as the checkpoint install does. Returns the instance to start at.
+   */
+  private async skipToCheckpoint(now: number): Promise<number> {
+    const { store, group } = this.config;
+    const machines = this.userMachines();
+    if (machines.length === 0) return now;
+    let next = Number.POSITIVE_INFINITY;
+    for (const sm of machines)
+      next = Math.min(next, (sm.getCheckpointInstanceId?.(group) ?? -1) + 1);
+    if (next <= now) return now;
+    const promise = this.acceptor.promiseBallot;
+    await store.resetGroup(group, { minChosenInstanceId: next });
+    await store.put(
+      group,
+      {
+        instanceId: next,
+        promiseId: promise.proposalId,
+        promiseNodeId: promise.nodeId,
+        acceptedId: 0,
+        acceptedNodeId: 0,
+        value: new Uint8Array(0),
+        checksum: 0,
+      },
+      { sync: true },
+    );
+    // The master state stays: every master operation applied here was persisted (synced) before
+    // the group moved on, so meta masterVariables already reflects the instances up to the
+    // checkpoint; re-learned operations name older versions and are refused as stale.
+    this.log('warn', 'log-behind-checkpoint', { logInstanceId: now, startInstanceId: next });
+    return this.acceptor.load();
   }
 
   /** Stops timers and work; pending proposals reject with E_STOPPED. */
@@ -1096,6 +1138,14 @@ export class Instance {
    */
   private restartFromCheckpoint(checkpointInstanceId: number): void {
     this.counters.checkpointRestarts++;
+    // The checkpoint passed master operations this node never applied: forget its variables
+    // until a peer's SendNowInstanceID brings them (master.ts, forget()).
+    this.master.forget();
+    this.pendingWrites.push(
+      this.config.store
+        .setMeta(this.config.group, 'masterVariables', encodeUnknownMaster(), { sync: true })
+        .then(undefined, (error: unknown) => this.persistFailed(error)),
+    );
     this.committer.rejectAll(
       new PaxosError(
         'E_CHECKPOINT_INSTALLED',
@@ -1172,10 +1222,13 @@ export class Instance {
         return v !== undefined && this.system.adopt(v);
       },
       masterVariables: () => {
+        // Known and none applied yet is news too, for a peer that forgot its state.
+        if (!this.master.anchored) return undefined;
         const v = this.master.variables;
-        return v === undefined ? undefined : encodeMasterVariables(v);
+        return v === undefined ? encodeStoredMaster(NO_MASTER_YET) : encodeMasterVariables(v);
       },
       applyMasterVariables: (bytes) => this.master.adoptEncoded(bytes),
+      masterAnchored: () => this.master.anchored,
       needCheckpoint: (from, peerMin) => {
         const asked = this.checkpoint?.prepareForAskforCheckpoint(from) ?? false;
         this.log(asked ? 'info' : 'debug', asked ? 'asked-for-checkpoint' : 'needs-checkpoint', {

@@ -150,6 +150,15 @@ export function encodeStoredMaster(v: MasterVariables | typeof NO_MASTER_YET): U
   return v === NO_MASTER_YET ? encoder.encode('{"none":true}') : encodeMasterVariables(v);
 }
 
+/**
+ * What meta `masterVariables` holds after a checkpoint install (or a skip to a checkpoint) passed
+ * master operations this node never applied: read back as "unknown" (decodeStoredMaster gives
+ * undefined), so a restart does not trust stale variables either.
+ */
+export function encodeUnknownMaster(): Uint8Array {
+  return encoder.encode('{"unknown":true}');
+}
+
 /** Parses meta `masterVariables`; undefined when malformed. */
 export function decodeStoredMaster(
   bytes: Uint8Array,
@@ -361,9 +370,31 @@ export class MasterStateMachine implements StateMachine {
     return { applied: true, version: ctx.instanceId };
   }
 
+  /**
+   * Forgets the master state: a checkpoint install (or a skip to a checkpoint) passed master
+   * operations this node never applied, so its variables may be stale, and judging later
+   * operations against a stale version could grant this node a lease the others refused (the
+   * simulator found it: two masters after an install). Until a peer's variables are adopted
+   * (SendNowInstanceID carries them), no operation is evaluated, none proposed, no lease held.
+   */
+  forget(): void {
+    this.known = false;
+    this.vars = undefined;
+    this.expiresAtMs = Number.NEGATIVE_INFINITY;
+    this.starts.clear();
+  }
+
   /** adopt() for the bytes of a peer's SendNowInstanceID; malformed ones are counted and dropped. */
   adoptEncoded(bytes: Uint8Array): boolean {
-    const v = decodeMasterVariables(bytes);
+    const v = decodeStoredMaster(bytes);
+    if (v === NO_MASTER_YET) {
+      // A peer ahead of me applied no master operation at all: for a node that forgot its state
+      // (a checkpoint install) that is the state to start from; anyone else already knows it.
+      if (this.known) return false;
+      this.known = true;
+      this.counters.adopted++;
+      return true;
+    }
     if (v === undefined) {
       this.counters.malformedVariables++;
       return false;

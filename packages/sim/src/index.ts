@@ -18,5 +18,17 @@ export {
   type Invariant,
 } from './simulate';
 export { EventQueue } from './event-queue';
-export { RecordingStateMachine, RECORDER_SM_ID } from './recorder';
+export {
+  RecordingStateMachine,
+  RECORDER_SM_ID,
+  RECORDER_CHECKPOINT_FILE,
+  type RecorderCheckpointConfig,
+  type RecorderEntries,
+} from './recorder';
 export { checkSimOptions, SIM_MAX_NODES } from './options';
+export {
+  CHECKPOINT_PATH_KINDS,
+  SIM_CHECKPOINT_OPTIONS,
+  type CheckpointPathKind,
+  type CutPhase,
+} from './checkpoints';

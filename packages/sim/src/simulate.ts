@@ -21,6 +21,7 @@ import {
   PaxosMsgType,
   SeededRng,
 } from '@tspaxos/transport';
+import { CHECKPOINT_PATH_KINDS, CheckpointSim } from './checkpoints';
 import { EventQueue } from './event-queue';
 import {
   checkSimOptions,
@@ -30,7 +31,7 @@ import {
   SIM_MIN_NODES_FOR_LONG_DOWN,
   SIM_MIN_NODES_FOR_MEMBERSHIP_CHANGE,
 } from './options';
-import { RECORDER_SM_ID, RecordingStateMachine } from './recorder';
+import { RECORDER_SM_ID } from './recorder';
 
 export type Invariant =
   | 'agreement'
@@ -48,7 +49,10 @@ export type Invariant =
   /** Two live nodes believe, at the same virtual instant, that they hold a group's master lease. */
   | 'single-master'
   /** After healing, no member held a group's master lease within 2 lease periods. */
-  | 'master-liveness';
+  | 'master-liveness'
+
+  /** A checkpoint (own or installed) differs from what the log says (checkpoints.ts). */
+  | 'checkpoint';
 
 /** Bugs planted on purpose; each must make the simulator fail (STYLE.md 13). */
 export const PLANTED_BUGS = [
@@ -69,6 +73,10 @@ export const PLANTED_BUGS = [
   'clocksOutsideLeaseBound',
   /** The simulator expects elections but the nodes run none: master liveness must fail. */
   'electionsNeverRun',
+  // Checkpoints (checkpoints.ts): a recorder that reports its checkpoint one instance too high;
+  // chunks corrupted with their CRC recomputed (what a receiver without the CRC check would take).
+  'checkpointIdTooHigh',
+  'checkpointChunkCorruptValidCrc',
 ] as const;
 export type PlantedBug = (typeof PLANTED_BUGS)[number];
 
@@ -84,6 +92,8 @@ export interface SimOptions {
   membershipChange?: boolean;
   /** One voting node kept down long enough that it must catch up from a peer's log (default: drawn). */
   longDown?: boolean;
+  /** Nodes write checkpoints and compact their logs during the fault phase (default: drawn when faults are on). */
+  compaction?: boolean;
   /** Virtual milliseconds of proposals and faults before everything heals. */
   faultPhaseMs?: number;
   /** After healing, all nodes must agree on the now instance id within this many ms. */
@@ -184,6 +194,7 @@ export const PATH_KINDS = [
   'master-changes',
   /** Of those, the previous holder had crashed while holding. */
   'master-changes-after-crash',
+  ...CHECKPOINT_PATH_KINDS,
 ] as const;
 export type PathKind = (typeof PATH_KINDS)[number];
 
@@ -234,6 +245,8 @@ export interface LongDownCatchUp {
   valuesLearnedFromPeers: number;
   catchUpsStarted: number;
   catchUpsFinished: number;
+  /** Checkpoints it installed from a peer (its peers had compacted past its log). */
+  checkpointInstalls: number;
 }
 
 /** What an election seed runs with, and the clock bound it keeps (see masterClockBound). */
@@ -577,6 +590,8 @@ class Simulation {
   private readonly heldAfterHeal: Array<number | undefined> = [];
   /** group → when master liveness is judged (2 leases after its barrier and backlog). */
   private readonly masterLivenessDeadlineMs: number[] = [];
+  /** Disks, checkpoint writes, compactions, transfer cuts and the checkpoint invariant. */
+  private readonly checkpoints: CheckpointSim;
 
   constructor(private readonly options: SimOptions) {
     this.rng = new SeededRng(options.seed);
@@ -646,6 +661,36 @@ class Simulation {
       this.heldAfterHeal.push(undefined);
     }
     this.net.setDefaultLink({ delayMs: [1, 10] });
+    this.checkpoints = this.checkpointSim(planted);
+  }
+
+  private checkpointSim(planted: PlantedBug | undefined): CheckpointSim {
+    return new CheckpointSim({
+      seed: this.options.seed,
+      queue: this.queue,
+      net: this.net,
+      nodes: this.nodes,
+      groups: this.topology.groups,
+      faultPhaseMs: this.faultPhaseMs,
+      faults: this.faults,
+      nodeCount: this.topology.nodes,
+      longDown: this.topology.longDown,
+      membershipChange: this.topology.membershipChange,
+      compaction: this.options.compaction,
+      planted:
+        planted === 'checkpointIdTooHigh' || planted === 'checkpointChunkCorruptValidCrc'
+          ? planted
+          : undefined,
+      paths: this.coverage.paths,
+      chosen: this.chosen,
+      proposed: this.proposed,
+      inFaultPhase: () => this.inFaultPhase,
+      storeFailed: (n) => (n as SimNode).store.failedWith !== undefined,
+      crash: (n, why) => this.crash(n as SimNode, why),
+      start: (n) => this.start(n as SimNode),
+      note: (invariant, message) => this.note(invariant, message),
+      log: (line) => this.log(line),
+    });
   }
 
   /** The simulated fsync of one node's store: latency and failures from the seed. */
@@ -727,6 +772,7 @@ class Simulation {
         this.scheduleFaults();
         this.scheduleTopologyEvents();
       }
+      this.checkpoints.schedule();
       this.scheduleScript();
       if (this.master) this.scheduleMasterDrops();
       if (this.options.planted === 'unhandledRejection') this.plantUnhandledRejection();
@@ -813,12 +859,13 @@ class Simulation {
       nodeId: n.id,
       cluster: this.votingIds,
       groups: this.topology.groups,
-      store: n.fencedStore(incarnation),
-      network: n.network(incarnation),
+      store: this.checkpoints.wrapStore(n, incarnation, n.fencedStore(incarnation)),
+      network: this.checkpoints.wrapNetwork(n, incarnation, n.network(incarnation)),
+      checkpoint: this.checkpoints.nodeOptions(n, incarnation),
       scheduler: n.scheduler(this.queue, incarnation),
       random: new SeededRng(this.options.seed * 7919 + n.id * 131 + incarnation),
       stateMachines: (group) => [
-        new RecordingStateMachine((instanceId, value) =>
+        this.checkpoints.recorder(n, incarnation, group, (instanceId, value) =>
           this.onExecute(n, incarnation, group, instanceId, value),
         ),
       ],
@@ -839,8 +886,14 @@ class Simulation {
         if (n.isLive(incarnation)) n.node = node;
       },
       (error: unknown) => {
-        if (n.isLive(incarnation))
-          this.note('error', `n${n.id} failed to start: ${describeError(error)}`);
+        if (!n.isLive(incarnation)) return;
+        // A start that writes (a checkpoint install finished, a log reset) on a disk whose fsync
+        // was made to fail: the node is faulted, its disk is replaced later.
+        if ((error as { code?: string }).code === 'E_IO' && n.store.failedWith !== undefined) {
+          this.log(`n${n.id} could not start: its fsync failed (the disk will be replaced)`);
+          return;
+        }
+        this.note('error', `n${n.id} failed to start: ${describeError(error)}`);
       },
     );
   }
@@ -875,6 +928,7 @@ class Simulation {
     n.kill();
     n.store.crash();
     this.checkReplyDurability(n, replies);
+    this.checkpoints.onCrash(n);
   }
 
   /**
@@ -885,6 +939,9 @@ class Simulation {
    */
   private checkReplyDurability(n: SimNode, replies: ReadonlyMap<string, AcceptorReply>): void {
     for (const r of replies.values()) {
+      // Compacted away (below the min chosen id, or the log reset by a checkpoint install): the
+      // instance is chosen and in a checkpoint, its acceptor state is no longer needed.
+      if (r.instanceId < n.store.getMinChosenInstanceId(r.group)) continue;
       const record = n.store.get(r.group, r.instanceId);
       const promise: [number, number] = [record?.promiseId ?? 0, record?.promiseNodeId ?? 0];
       const lost =
@@ -929,6 +986,7 @@ class Simulation {
         c.valuesLearnedFromPeers += counters.valuesLearnedFromPeers;
         c.catchUpsStarted += counters.catchUpsStarted;
         c.catchUpsFinished += counters.catchUpsFinished;
+        c.checkpointInstalls += n.node.status(g).counters.checkpointRestarts;
       }
     }
   }
@@ -960,6 +1018,7 @@ class Simulation {
   ): void {
     if (this.options.trace) this.log(`n${n.id} ${level} ${event} ${JSON.stringify(fields)}`);
     if (!n.isLive(incarnation)) return; // a dead process's late tasks are not the system's
+    this.checkpoints.onNodeLog(n, level, event);
     switch (event) {
       case 'task-failed':
         this.note(
@@ -1011,6 +1070,11 @@ class Simulation {
     if (n.incarnation !== incarnation) return;
     const executed = n.executed[group]!;
     const mine = executed.get(instanceId) ?? [];
+    if (mine.includes(value))
+      this.note(
+        'agreement',
+        `n${n.id} executed "${value}" at group ${group} instance ${instanceId} twice (during event "${this.eventName()}")`,
+      );
     const k = mine.length;
     mine.push(value);
     executed.set(instanceId, mine);
@@ -1051,6 +1115,12 @@ class Simulation {
         for (let i = from; i < now; i++) {
           const record = n.store.get(g, i);
           if (record === undefined) continue;
+          // DESIGN §2: an instance whose predecessor's checksum is unknown (not in this log, after
+          // a checkpoint install or compaction, or itself 0) restarts the chain at 0.
+          if (record.checksum === 0 && i > 0) {
+            const before = n.store.get(g, i - 1);
+            if (before === undefined || before.checksum === 0) continue;
+          }
           const first = seen.get(i);
           if (first === undefined) seen.set(i, { checksum: record.checksum, node: n.id });
           else if (first.checksum !== record.checksum) {
@@ -1177,7 +1247,10 @@ class Simulation {
       let all = true;
       for (let g = 0; g < this.topology.groups; g++) {
         const statuses = this.nodes.map((n) => n.node!.status(g));
-        const stopped = statuses.find((s) => s.stopped !== undefined);
+        // A group waiting for a checkpoint (E_NEEDS_CHECKPOINT) is on its way, not stopped.
+        const stopped = statuses.find(
+          (s) => s.stopped !== undefined && s.stopped.code !== 'E_NEEDS_CHECKPOINT',
+        );
         if (stopped)
           this.fail(
             'liveness',
@@ -1397,6 +1470,7 @@ class Simulation {
         valuesLearnedFromPeers: 0,
         catchUpsStarted: 0,
         catchUpsFinished: 0,
+        checkpointInstalls: 0,
       };
       const [atLo, atHi] = LONG_DOWN_AT_MS;
       const [forLo, forHi] = LONG_DOWN_FOR_MS;

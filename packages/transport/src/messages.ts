@@ -24,7 +24,13 @@ export type PaxosMsgTypeNumber = (typeof PaxosMsgType)[keyof typeof PaxosMsgType
  * receiver got a value ahead of its now instance id, so the sender rewinds: a NACK), and a
  * ComfirmAskforLearn that declines a peer's prepared stream (the asker learns from another).
  */
-export const PaxosMsgFlag = { SendLearnValueNeedAck: 1, AckGap: 2, ComfirmDecline: 4 } as const;
+export const PaxosMsgFlag = {
+  SendLearnValueNeedAck: 1,
+  AckGap: 2,
+  ComfirmDecline: 4,
+  /** On AskforLearn (ours): the asker's master state is unknown; answer with the variables. */
+  AskMasterVariables: 8,
+} as const;
 
 export const CheckpointMsgType = { SendFile: 1, SendFileAck: 2 } as const;
 export const CheckpointSendFileFlag = { Begin: 1, Ing: 2, End: 3 } as const;
