@@ -3,6 +3,7 @@
 // WASM slice-by-16 wins for small inputs because a zlib.crc32 call costs ~150 ns before the
 // first byte, while zlib's folding CRC wins for large ones.
 import { checkStride, crc32Js } from './crc-js';
+import { crc32Combine, knownCrc } from './combine';
 import { wasm, WASM_WINDOW_BYTES, type WasmCore } from './wasm';
 
 /**
@@ -86,7 +87,8 @@ export function crc32(data: Uint8Array, prev = 0, opts?: { stride?: number }): n
 /**
  * The checksum chain of DESIGN §2: cs(i) = crc32(value(i), cs(i-1)), except that an instance
  * after the first whose predecessor's checksum is unknown (0, e.g. after a checkpoint load)
- * restarts the chain at 0.
+ * restarts the chain at 0. A value whose CRC was recorded (rememberCrc: a received frame's
+ * field, a value read from the log) is not read again: its CRC is combined with the chain.
  */
 export function chainChecksum(
   instanceId: number,
@@ -95,6 +97,10 @@ export function chainChecksum(
   opts?: { stride?: number },
 ): number {
   if (instanceId > 0 && lastChecksum === 0) return 0;
+  if (opts?.stride === undefined || opts.stride === 1) {
+    const k = knownCrc(value);
+    if (k !== undefined) return crc32Combine(lastChecksum, k, value.length);
+  }
   return crc32(value, lastChecksum, opts);
 }
 

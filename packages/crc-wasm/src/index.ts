@@ -10,6 +10,7 @@ export {
   STRIDE_WASM_MIN_BYTES,
 } from './crc';
 export { crc32Js } from './crc-js';
+export { crc32Combine, rememberCrc, knownCrc, KNOWN_CRC_MIN_BYTES } from './combine';
 export { allocBytes, SLAB_MAX_ALLOC_BYTES } from './alloc';
 export { isWasmLoaded } from './wasm';
 export {

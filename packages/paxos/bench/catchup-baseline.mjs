@@ -2,8 +2,11 @@
 // `send <dataDir> <port>` it reads node 1's log with range() and writes each record
 // (instanceId u64, checksum u32, value length u32, value) to a plain loopback socket; as
 // `receive <dir>` it listens, and inserts what arrives into better-sqlite3 in batched
-// transactions (WAL, synchronous=NORMAL, as SqliteLogStore), then reports.
-import { mkdirSync } from 'node:fs';
+// transactions (WAL, synchronous=NORMAL, as SqliteLogStore), then reports. As `receive-file <dir>`
+// (the physical baseline) it appends every socket read as it comes to one plain file (no parsing,
+// no fsync), and as `send-plain <dataDir> <port>` it reads the records into memory before it
+// connects: together the physical baseline, the floor a copy from socket to disk costs here.
+import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import * as net from 'node:net';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -12,7 +15,30 @@ import { SqliteLogStore } from '@tspaxos/storage/sqlite';
 const [mode, dir, portArg] = process.argv.slice(2);
 const BATCH_ROWS = 2048;
 
-if (mode === 'receive') {
+if (mode === 'receive-file') {
+  mkdirSync(dir, { recursive: true });
+  const fd = openSync(join(dir, 'baseline.bin'), 'a');
+  let bytes = 0;
+  let firstAt;
+  const server = net.createServer((socket) => {
+    socket.on('data', (data) => {
+      firstAt ??= performance.now();
+      writeSync(fd, data);
+      bytes += data.length;
+    });
+    socket.on('end', () => {
+      const doneAt = performance.now();
+      closeSync(fd);
+      // Records are counted by the sender (each is 16 header bytes + its value).
+      process.send({ type: 'done', bytes, ms: doneAt - firstAt });
+      server.close();
+      process.exit(0);
+    });
+  });
+  server.listen(0, '127.0.0.1', () =>
+    process.send({ type: 'listening', port: server.address().port }),
+  );
+} else if (mode === 'receive') {
   mkdirSync(dir, { recursive: true });
   const db = new Database(join(dir, 'baseline.db'));
   db.pragma('journal_mode = WAL');
@@ -60,6 +86,41 @@ if (mode === 'receive') {
   server.listen(0, '127.0.0.1', () =>
     process.send({ type: 'listening', port: server.address().port }),
   );
+} else if (mode === 'send-plain') {
+  // The physical baseline's sender: the same record bytes, read from the log before connecting
+  // (as if from a plain file in the page cache), then written in 256 KiB chunks.
+  const store = SqliteLogStore.open(dir);
+  const max = store.maxInstanceId(0) ?? -1;
+  const chunks = [];
+  let chunk = [];
+  let chunkBytes = 0;
+  let count = 0;
+  let valueBytes = 0;
+  for (const r of store.range(0, 0, max + 1)) {
+    count++;
+    valueBytes += r.value.length;
+    const head = Buffer.allocUnsafe(16);
+    head.writeUInt32LE(r.instanceId % 2 ** 32, 0);
+    head.writeUInt32LE(Math.floor(r.instanceId / 2 ** 32), 4);
+    head.writeUInt32LE(r.checksum, 8);
+    head.writeUInt32LE(r.value.length, 12);
+    chunk.push(head, r.value);
+    chunkBytes += 16 + r.value.length;
+    if (chunkBytes >= 256 * 1024) {
+      chunks.push(Buffer.concat(chunk));
+      chunk = [];
+      chunkBytes = 0;
+    }
+  }
+  chunks.push(Buffer.concat(chunk));
+  await store.close();
+  const socket = net.connect({ host: '127.0.0.1', port: Number(portArg) });
+  await new Promise((resolve) => socket.once('connect', resolve));
+  for (const c of chunks)
+    if (!socket.write(c)) await new Promise((res) => socket.once('drain', res));
+  socket.end();
+  await new Promise((resolve) => socket.once('close', resolve));
+  process.send({ type: 'sent', count, bytes: valueBytes }, () => process.exit(0));
 } else {
   const store = SqliteLogStore.open(dir);
   const max = store.maxInstanceId(0) ?? -1;
@@ -67,7 +128,11 @@ if (mode === 'receive') {
   await new Promise((resolve) => socket.once('connect', resolve));
   let chunk = [];
   let chunkBytes = 0;
+  let count = 0;
+  let valueBytes = 0;
   for (const r of store.range(0, 0, max + 1)) {
+    count++;
+    valueBytes += r.value.length;
     const head = Buffer.allocUnsafe(16);
     head.writeUInt32LE(r.instanceId % 2 ** 32, 0);
     head.writeUInt32LE(Math.floor(r.instanceId / 2 ** 32), 4);
@@ -85,5 +150,5 @@ if (mode === 'receive') {
   socket.end(Buffer.concat(chunk));
   await new Promise((resolve) => socket.once('close', resolve));
   await store.close();
-  process.exit(0);
+  process.send({ type: 'sent', count, bytes: valueBytes }, () => process.exit(0));
 }

@@ -4,10 +4,13 @@
 // caught up), time from ready to the first learned value, node 3's peak RSS, and the group's own
 // commit rate on node 1 while node 3 catches up, against the same with no catch-up running.
 // Baseline, interleaved in the same run: the same record bytes over a plain loopback socket
-// into batched better-sqlite3 inserts (catchup-baseline.mjs).
+// into batched better-sqlite3 inserts (catchup-baseline.mjs), and the physical baseline: the same
+// bytes from memory over a plain loopback socket appended to a plain file. Then propose() of
+// 100 KiB values, 2 of 3 nodes up, 100 callers, against PhxPaxos's figure on this machine.
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SqliteLogStore } from '@tspaxos/storage/sqlite';
@@ -18,6 +21,10 @@ import { envInteger, median, report } from '../../../scripts/bench-harness.mjs';
 const RUNS = envInteger('BENCH_RUNS', 5, { min: 1 });
 const SMALL = envInteger('BENCH_CATCHUP_SMALL', 50_000);
 const LARGE = envInteger('BENCH_CATCHUP_LARGE', 2_000);
+/** Length of one propose measurement (ms); 0 skips the propose suite. */
+const PROPOSE_MS = envInteger('BENCH_CATCHUP_PROPOSE_MS', 5_000);
+/** PhxPaxos on this machine (BASELINES.md, 2026-11-30): 100 KB values, 2 of 3 nodes, 100 callers. */
+const PHXPAXOS_PROPOSE_100K_PER_SEC = 440;
 /** Learner options for every node, as JSON (e.g. '{"senderLoopShare":0.2}'); default: none. */
 const LEARNER = (() => {
   try {
@@ -181,23 +188,92 @@ async function catchUp(written, { proposeWhileCatchingUp = false } = {}) {
   }
 }
 
-/** The baseline: node 1's records over a plain socket into batched better-sqlite3 inserts. */
-async function baseline(d) {
-  const receiver = fork(here('catchup-baseline.mjs'), ['receive', tmp('raw')], {
+/**
+ * A baseline: node 1's records over a plain loopback socket, received either into batched
+ * better-sqlite3 inserts (`receive`) or appended as they come to one plain file (`receive-file`,
+ * the physical baseline, whose sender reads the records before it connects). Counts are the
+ * sender's (records and value bytes).
+ */
+async function baseline(d, mode = 'receive') {
+  const raw = tmp('raw');
+  const receiver = fork(here('catchup-baseline.mjs'), [mode, raw], {
     stdio: 'inherit',
   });
   const [{ port }] = await once(receiver, 'message');
   const done = once(receiver, 'message');
-  const sender = fork(here('catchup-baseline.mjs'), ['send', d[1], String(port)], {
+  const sendMode = mode === 'receive-file' ? 'send-plain' : 'send';
+  const sender = fork(here('catchup-baseline.mjs'), [sendMode, d[1], String(port)], {
     stdio: 'inherit',
   });
-  const [result] = await done;
-  await Promise.all([once(sender, 'exit'), once(receiver, 'exit')]);
-  return result;
+  const sent = once(sender, 'message');
+  const exited = Promise.all([once(sender, 'exit'), once(receiver, 'exit')]);
+  const [[result], [totals]] = await Promise.all([done, sent]);
+  await exited;
+  rmSync(raw, { recursive: true, force: true });
+  return { ...result, count: totals.count, bytes: totals.bytes };
+}
+
+/**
+ * propose() of `valueBytes` values on node 1 with `concurrency` callers, nodes 1 and 2 up (each a
+ * process with its own SQLite log, fsync on as in production) and node 3 down, as PhxPaxos was
+ * measured. Returns values/s over `PROPOSE_MS`.
+ */
+async function proposeRun(valueBytes, concurrency) {
+  const d = { 1: tmp('p1'), 2: tmp('p2') };
+  const children = [1, 2].map((id) =>
+    fork(here('catchup-node.mjs'), [String(id), d[id]], {
+      stdio: 'inherit',
+      execArgv:
+        process.env.CATCHUP_PROF !== undefined
+          ? ['--cpu-prof', `--cpu-prof-dir=${process.env.CATCHUP_PROF}`]
+          : [],
+    }),
+  );
+  try {
+    const ports = {};
+    await Promise.all(
+      children.map(async (c, i) => (ports[i + 1] = (await once(c, 'message'))[0].port)),
+    );
+    // Node 3's address is a port nobody listens on: the node is down.
+    const down = net.createServer();
+    await new Promise((r) => down.listen(0, '127.0.0.1', r));
+    ports[3] = down.address().port;
+    await new Promise((r) => down.close(r));
+    await Promise.all(children.map((c) => request(c, { type: 'peers', peers: ports }, 'ok')));
+    for (const c of children) await request(c, { type: 'start', options }, 'started');
+    const { rate } = await request(
+      children[0],
+      { type: 'propose', ms: PROPOSE_MS, concurrency, valueBytes },
+      'proposed',
+    );
+    return rate;
+  } finally {
+    for (const c of children) c.send({ type: 'stop' });
+    await Promise.all(children.map((c) => once(c, 'exit')));
+    for (const dir of [d[1], d[2]]) rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 const rows = [];
 const raw = {};
+if (PROPOSE_MS > 0) {
+  const runs = [];
+  for (let r = 0; r < RUNS; r++) {
+    const valuesPerSec = await proposeRun(100 * 1024, 100);
+    const run = { valuesPerSec, MBPerSec: (valuesPerSec * 100 * 1024) / 2 ** 20 };
+    console.log('propose 100 KiB', JSON.stringify(run));
+    runs.push(run);
+  }
+  raw['propose 100 KiB'] = runs;
+  const v = median(runs.map((x) => x.valuesPerSec));
+  rows.push({
+    name: 'propose 100 KiB, 2 of 3 nodes up, 100 callers',
+    value: v,
+    unit: 'values/s',
+    ratio: v / PHXPAXOS_PROPOSE_100K_PER_SEC,
+    baseline: `PhxPaxos here (${PHXPAXOS_PROPOSE_100K_PER_SEC}/s, BASELINES.md)`,
+  });
+}
 for (const [label, count, valueBytes] of [
   ['100 B', SMALL, 100],
   ['100 KiB', LARGE, 100 * 1024],
@@ -211,10 +287,13 @@ for (const [label, count, valueBytes] of [
   const runs = [];
   for (let r = 0; r < RUNS; r++) {
     const b = await baseline(d);
+    const p = await baseline(d, 'receive-file');
     const c = await catchUp(d, { proposeWhileCatchingUp: true });
     const run = {
       baselineInstancesPerSec: b.count / (b.ms / 1000),
       baselineMBPerSec: b.bytes / 2 ** 20 / (b.ms / 1000),
+      physicalInstancesPerSec: p.count / (p.ms / 1000),
+      physicalMBPerSec: p.bytes / 2 ** 20 / (p.ms / 1000),
       instancesPerSec: c.instances / (c.readyToDoneMs / 1000),
       MBPerSec: c.learnedBytes / 2 ** 20 / (c.readyToDoneMs / 1000),
       readyToFirstMs: c.readyToFirstMs,
@@ -246,8 +325,30 @@ for (const [label, count, valueBytes] of [
       baseline: 'raw socket + batched inserts',
     },
     {
+      name: `catch-up ${label}: stream`,
+      value: m('MBPerSec'),
+      unit: 'MB/s',
+      ratio: m('MBPerSec') / m('physicalMBPerSec'),
+      baseline: 'physical: raw socket + plain file append',
+    },
+    {
       name: `catch-up ${label}: baseline`,
       value: m('baselineInstancesPerSec'),
+      unit: 'instances/s',
+    },
+    {
+      name: `catch-up ${label}: baseline`,
+      value: m('baselineMBPerSec'),
+      unit: 'MB/s',
+    },
+    {
+      name: `catch-up ${label}: physical baseline`,
+      value: m('physicalMBPerSec'),
+      unit: 'MB/s',
+    },
+    {
+      name: `catch-up ${label}: physical baseline`,
+      value: m('physicalInstancesPerSec'),
       unit: 'instances/s',
     },
     { name: `catch-up ${label}: ready → first value`, value: m('readyToFirstMs'), unit: 'ms' },

@@ -27,7 +27,7 @@ import {
   writevSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { crc32 } from '@tspaxos/crc-wasm';
+import { crc32, knownCrc } from '@tspaxos/crc-wasm';
 import type { StorageOptions } from './options';
 
 /** Writes all of `buffers` at `position` (a pwritev): the file port of the segment appends. */
@@ -249,7 +249,8 @@ export class Segments {
           segment,
           offset: segment.writtenBytes,
           length: value.length,
-          crc: crc32(value),
+          // A value just received or read comes with its CRC (rememberCrc): no second pass.
+          crc: knownCrc(value) ?? crc32(value),
         });
         run.push(value);
         segment.writtenBytes += value.length;

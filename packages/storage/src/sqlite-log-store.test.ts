@@ -20,7 +20,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type AcceptorRecord, encodeRecord } from '@tspaxos/crc-wasm';
+import { type AcceptorRecord, crc32, encodeRecord, knownCrc, rememberCrc } from '@tspaxos/crc-wasm';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { codeOf, describeLogStoreContract, record, text } from './log-store.contract';
@@ -615,6 +615,33 @@ describe('SqliteLogStore segments: recovery and damage', () => {
     expect(store.recovery.missingFiles).toBe(1);
     expect(() => store.get(0, 3)).toThrow(corrupt(3));
     expect(view(store.get(0, 2))).toEqual(view(records[1]));
+    await store.close();
+  });
+
+  it('hands out the CRC it checked with each large value read, and stores a known CRC as it is', async () => {
+    const dir = tempDir();
+    const { records } = await logWithLargeValues(dir);
+    let store = SqliteLogStore.open(dir);
+    const read = [...store.range(0, 0, 10)];
+    expect(read.map((r) => knownCrc(r.value))).toEqual([
+      crc32(records[0]!.value),
+      undefined, // 100 B: inline, never recorded
+      crc32(records[2]!.value),
+      crc32(records[3]!.value),
+    ]);
+    // Copying a value read from one log into another: no second pass, the same CRC.
+    await store.put(0, { ...read[2]!, instanceId: 9 }, { sync: true });
+    expect(view(store.get(0, 9))).toEqual(view({ ...records[2]!, instanceId: 9 }));
+    // Planted: a recorded CRC that does not match the bytes is written as it is, and the read
+    // of that record fails its check: a stale CRC never passes other bytes.
+    const planted = sized(10, 30_000);
+    rememberCrc(planted.value, crc32(planted.value) ^ 1);
+    await store.put(0, planted, { sync: true });
+    await store.close();
+    store = SqliteLogStore.open(dir);
+    expect(() => store.get(0, 10)).toThrow(
+      expect.objectContaining({ code: 'E_CORRUPT_RECORD', instanceId: 10 }),
+    );
     await store.close();
   });
 

@@ -64,7 +64,7 @@ import {
   statSync,
 } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { type AcceptorRecord, crc32 } from '@tspaxos/crc-wasm';
+import { type AcceptorRecord, crc32, rememberCrc } from '@tspaxos/crc-wasm';
 import Database from 'better-sqlite3';
 import { corruptRecord, decodeStored, encodeStored, openMeta, sealMeta } from './codec';
 import { StorageError, type StorageErrorCode } from './errors';
@@ -807,6 +807,8 @@ export class SqliteLogStore implements LogStore {
       throw corruptRecord(group, instanceId, `its value is missing from segment ${seg}`);
     if (crc32(value) !== locator.crc)
       throw corruptRecord(group, instanceId, `its value in segment ${seg} fails its CRC`);
+    // The value is a fresh buffer of ours: its CRC serves the sender's frame and the chain.
+    rememberCrc(value, locator.crc);
     return { ...record, value };
   }
 

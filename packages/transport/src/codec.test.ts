@@ -1,4 +1,4 @@
-import { crc32 } from '@tspaxos/crc-wasm';
+import { crc32, KNOWN_CRC_MIN_BYTES, knownCrc, rememberCrc } from '@tspaxos/crc-wasm';
 import fc from 'fast-check';
 import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
@@ -261,6 +261,49 @@ describe('SendLearnValue batches', () => {
     expect(chunks).toContain(big);
     // head + (30 KiB of small values in 16 KiB runs) × 2 + big + trailer: far fewer than 602.
     expect(chunks.length).toBeLessThan(10);
+  });
+
+  it('hands out the CRC of each large value it checked, and uses a known one on encode', () => {
+    const big = (seed: number) =>
+      new Uint8Array(KNOWN_CRC_MIN_BYTES + 100).map((_, i) => (i * seed) & 0xff);
+    const values = [big(3), new Uint8Array(100).fill(1), big(5), big(7)];
+    const entry = (value: Uint8Array) => ({ proposalId: 1, proposalNodeId: 1, checksum: 9, value });
+    const message: Message = {
+      kind: 'paxos',
+      msg: paxosMsg({ msgType: PaxosMsgType.SendLearnValue, batch: values.map(entry) }),
+    };
+    const frame = encodeFrameBytes(3, message);
+    const decoded = decodeFrame(frame);
+    expect(decoded.ok).toBe(true);
+    if (!decoded.ok || decoded.value.message.kind !== 'paxos') return;
+    const got = decoded.value.message.msg.batch.map((e) => e.value);
+    expect(got).toEqual(values);
+    // Large values: their CRC is known, and right; the small one is not recorded.
+    expect(got.map((v) => knownCrc(v))).toEqual([
+      crc32(values[0]!),
+      undefined,
+      crc32(values[2]!),
+      crc32(values[3]!),
+    ]);
+    // A flipped byte in a large value, in the small one, or in a field length: E_BAD_CRC.
+    for (const at of [frame.length - 10, frame.length - 3 * values[3]!.length, 40]) {
+      const bad = frame.slice();
+      bad[at]! ^= 0x10;
+      const r = decodeFrame(bad);
+      expect(r.ok ? 'ok' : r.error.code).toBe('E_BAD_CRC');
+    }
+    // Encoding takes a known CRC as it is: a value whose recorded CRC is wrong (planted) makes
+    // a frame the peer refuses, never one it accepts with other bytes.
+    // (a value large enough that the frame is not coalesced: 20 KiB)
+    const planted = new Uint8Array(20 * 1024).fill(11);
+    rememberCrc(planted, crc32(planted) ^ 1);
+    const r = decodeFrame(
+      encodeFrameBytes(3, {
+        kind: 'paxos',
+        msg: paxosMsg({ msgType: PaxosMsgType.SendLearnValue, batch: [entry(planted)] }),
+      }),
+    );
+    expect(r.ok ? 'ok' : r.error.code).toBe('E_BAD_CRC');
   });
 
   const table = (entries: number[][]) => {
