@@ -7,6 +7,7 @@ import { runNode } from './run-node';
 import {
   DEFAULT_BASE_PORT,
   DEFAULT_CHECKPOINT_EVERY_INSTANCES,
+  MAX_CATCH_UP_BATCH_INSTANCES,
   MAX_GROUPS,
   MAX_LOCAL_NODES,
 } from './options';
@@ -86,6 +87,11 @@ export function buildProgram(): Command {
       arg((t) => parseIntIn('--catch-up-rate', t, 1, 10_000_000)),
     )
     .option(
+      '--catch-up-batch <n>',
+      'most instances per catch-up batch this node sends (learner batchMaxInstances; also the burst the rate limit allows)',
+      arg((t) => parseIntIn('--catch-up-batch', t, 1, MAX_CATCH_UP_BATCH_INSTANCES)),
+    )
+    .option(
       '--checkpoint-every <instances>',
       `write a KV checkpoint every this many instances (0: only on POST /admin/checkpoint)`,
       arg((t) => parseIntIn('--checkpoint-every', t, 0, Number.MAX_SAFE_INTEGER)),
@@ -117,6 +123,7 @@ export function buildProgram(): Command {
         groups: o.groups,
         httpPeers: o.httpPeers ?? new Map(),
         ...(o.catchUpRate !== undefined ? { catchUpRatePerSec: o.catchUpRate } : {}),
+        ...(o.catchUpBatch !== undefined ? { catchUpBatchInstances: o.catchUpBatch } : {}),
         checkpointEveryInstances: o.checkpointEvery,
         logLevel: o.logLevel,
       });
@@ -168,6 +175,7 @@ interface NodeFlags {
   groups: number;
   httpPeers?: Map<number, string>;
   catchUpRate?: number;
+  catchUpBatch?: number;
   checkpointEvery: number;
   logLevel: string;
 }

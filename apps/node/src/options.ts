@@ -33,5 +33,7 @@ export const KV_SM_ID = 10;
 export const CHILD_STOP_TIMEOUT_MS = 10_000;
 /** Instances applied past the last KV checkpoint before the next one is written on its own (ours: bounds the replay at restart; 0 turns it off). */
 export const DEFAULT_CHECKPOINT_EVERY_INSTANCES = 10_000;
+/** Largest --catch-up-batch (ours: a sanity bound; the learner also cuts every batch at 1 MiB of values). */
+export const MAX_CATCH_UP_BATCH_INSTANCES = 1_000_000;
 /** Unexpected errors kept in /status `taskErrors` (all are counted in the metric). */
 export const TASK_ERRORS_KEPT = 100;

@@ -16,6 +16,7 @@ import {
 import { formatAddress } from './args';
 import {
   createNode,
+  defaultPaxosOptions,
   type GroupStatus,
   type PaxosLogger,
   type PaxosNode,
@@ -38,6 +39,8 @@ export interface ServerConfig {
   httpPeers: Map<number, string>;
   /** Learner sender rate limit in instances per second (default: the learner package's). */
   catchUpRatePerSec?: number;
+  /** Most instances in one catch-up batch (default: the learner package's). */
+  catchUpBatchInstances?: number;
   /** Automatic KV checkpoint every this many instances (default DEFAULT_CHECKPOINT_EVERY_INSTANCES; 0: off). */
   checkpointEveryInstances?: number;
 }
@@ -124,9 +127,7 @@ export class KvServer {
       network: this.network,
       stateMachines: (g) => [this.kvs[g]!],
       ...(config.followTo !== undefined ? { followTo: config.followTo } : {}),
-      ...(config.catchUpRatePerSec !== undefined
-        ? { options: { learner: { sendRateInstancesPerSec: config.catchUpRatePerSec } } }
-        : {}),
+      options: { learner: this.learnerOptions() },
       logger,
     });
     this.app = buildHttp(this);
@@ -157,6 +158,20 @@ export class KvServer {
       },
       'listening',
     );
+  }
+
+  /** The learner options the flags set (the learner package's defaults for the rest). */
+  private learnerOptions(): Record<string, number> {
+    const { catchUpRatePerSec: rate, catchUpBatchInstances: batch } = this.config;
+    const firstBatch = defaultPaxosOptions(this.config.groups).learner.firstBatchInstances;
+    return {
+      ...(rate !== undefined ? { sendRateInstancesPerSec: rate } : {}),
+      // The rate's token bucket holds one full batch, so a small batch is what makes a small
+      // rate hold from the first instance (a catch-up shorter than a batch is never throttled).
+      ...(batch !== undefined
+        ? { batchMaxInstances: batch, firstBatchInstances: Math.min(batch, firstBatch) }
+        : {}),
+    };
   }
 
   groupIndices(): number[] {

@@ -4,6 +4,7 @@ export { createNode } from '@tspaxos/paxos/node';
 export {
   PaxosNode,
   PaxosError,
+  defaultPaxosOptions,
   NO_SM_ID,
   type StateMachine,
   type ExecuteContext,
