@@ -15,6 +15,7 @@ const ADAPTER_ENTRIES = [
   '@tspaxos/storage/sqlite',
   '@tspaxos/transport/tcp',
   '@tspaxos/paxos/node',
+  '@tspaxos/checkpoint/fs',
 ];
 
 /**

@@ -7,9 +7,11 @@ import { runNode } from './run-node';
 import {
   DEFAULT_BASE_PORT,
   DEFAULT_CHECKPOINT_EVERY_INSTANCES,
+  DEFAULT_KEEP_LOG_INSTANCES,
   MAX_CATCH_UP_BATCH_INSTANCES,
   MAX_GROUPS,
   MAX_LOCAL_NODES,
+  MIN_KEEP_LOG_INSTANCES,
 } from './options';
 
 const EXIT_USAGE = 2;
@@ -97,6 +99,12 @@ export function buildProgram(): Command {
       arg((t) => parseIntIn('--checkpoint-every', t, 0, Number.MAX_SAFE_INTEGER)),
       DEFAULT_CHECKPOINT_EVERY_INSTANCES,
     )
+    .option(
+      '--keep-log <instances>',
+      `log instances kept below the KV checkpoint: the node compacts its log on its own once it holds more (min ${MIN_KEEP_LOG_INSTANCES})`,
+      arg((t) => parseIntIn('--keep-log', t, MIN_KEEP_LOG_INSTANCES, Number.MAX_SAFE_INTEGER)),
+      DEFAULT_KEEP_LOG_INSTANCES,
+    )
     .addOption(
       new Option('--log-level <level>', 'log level')
         .choices(['debug', 'info', 'warn', 'error'])
@@ -125,6 +133,7 @@ export function buildProgram(): Command {
         ...(o.catchUpRate !== undefined ? { catchUpRatePerSec: o.catchUpRate } : {}),
         ...(o.catchUpBatch !== undefined ? { catchUpBatchInstances: o.catchUpBatch } : {}),
         checkpointEveryInstances: o.checkpointEvery,
+        keepLogInstances: o.keepLog,
         logLevel: o.logLevel,
       });
     });
@@ -177,6 +186,7 @@ interface NodeFlags {
   catchUpRate?: number;
   catchUpBatch?: number;
   checkpointEvery: number;
+  keepLog: number;
   logLevel: string;
 }
 

@@ -289,11 +289,22 @@ export function buildHttp(server: KvServer): FastifyInstance {
     const { keep = '0' } = checkQuery(req, ['keep']);
     if (!/^\d{1,15}$/.test(keep))
       throw new ServerError('E_BAD_QUERY', `keep must be a non-negative integer, got '${keep}'`);
-    // The paxos node has no compact() in this build (the checkpoint package's cleaner).
-    throw new ServerError(
-      'E_NOT_BUILT',
-      'log compaction needs the checkpoint package (node.compact), which is not built yet (README: not done)',
+    // Deletes each group's log below its KV checkpoint, keeping `keep` instances; resolves once
+    // the new min chosen id is durable (the records go in bounded steps right after).
+    const ids: number[] = [];
+    for (const g of server.groupIndices()) {
+      ids.push((await server.paxos.compact(g, { keep: Number(keep) })).minChosenInstanceId);
+    }
+    server.log.info(
+      { group: null, keep: Number(keep), minChosenInstanceIds: ids },
+      'log-compacted',
     );
+    return {
+      minChosenInstanceId: ids[0],
+      ...(groups > 1
+        ? { groups: ids.map((id, g) => ({ group: g, minChosenInstanceId: id })) }
+        : {}),
+    };
   });
 
   return app;

@@ -26,7 +26,7 @@ type GroupStatusView = ReturnType<KvServer['groupStatus']> & {
     instanceId: number;
   };
   sender: { peers: unknown[]; counters: Record<string, number> };
-  checkpoint: { instanceId: number; kv: Record<string, number> };
+  kv: { checkpointInstanceId: number; counters: Record<string, number> };
 };
 
 /** A counter whose value is read from a status field at scrape time. */
@@ -91,7 +91,7 @@ export function createMetrics(server: KvServer): Metrics {
   g(
     'tspaxos_checkpoint_instance_id',
     'Highest instance in the KV checkpoint (-1: none).',
-    (s) => s.checkpoint.instanceId,
+    (s) => s.kv.checkpointInstanceId,
   );
   g('tspaxos_committer_queued', 'Proposals waiting in the committer.', (s) => s.committer.queued);
   c(
@@ -142,12 +142,12 @@ export function createMetrics(server: KvServer): Metrics {
   c(
     'tspaxos_kv_checkpoints_total',
     'Checkpoints written by the KV state machine.',
-    (s) => s.checkpoint.kv.checkpoints,
+    (s) => s.kv.counters.checkpoints,
   );
   c(
     'tspaxos_kv_checkpoint_loads_total',
     'Checkpoints loaded into the KV state machine.',
-    (s) => s.checkpoint.kv.checkpointLoads,
+    (s) => s.kv.counters.checkpointLoads,
   );
   g(
     'tspaxos_catch_up_remaining_instances',

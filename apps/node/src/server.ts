@@ -9,6 +9,7 @@ import { createMetrics, type Metrics } from './metrics';
 import {
   CLUSTER_ID,
   DEFAULT_CHECKPOINT_EVERY_INSTANCES,
+  DEFAULT_KEEP_LOG_INSTANCES,
   MEMBER_POLL_INTERVAL_MS,
   MEMBER_POLL_TIMEOUT_MS,
   TASK_ERRORS_KEPT,
@@ -18,6 +19,7 @@ import {
   createNode,
   defaultPaxosOptions,
   type GroupStatus,
+  NodeFiles,
   type PaxosLogger,
   type PaxosNode,
   type PeerAddress,
@@ -43,6 +45,11 @@ export interface ServerConfig {
   catchUpBatchInstances?: number;
   /** Automatic KV checkpoint every this many instances (default DEFAULT_CHECKPOINT_EVERY_INSTANCES; 0: off). */
   checkpointEveryInstances?: number;
+  /**
+   * Log instances kept below the KV checkpoint when compacting on its own (default
+   * DEFAULT_KEEP_LOG_INSTANCES; at least MIN_KEEP_LOG_INSTANCES).
+   */
+  keepLogInstances?: number;
 }
 
 export interface MemberView {
@@ -126,6 +133,13 @@ export class KvServer {
       dataDir: path.join(config.dataDir, 'log'),
       network: this.network,
       stateMachines: (g) => [this.kvs[g]!],
+      // Checkpoint transfer to lagging peers, compaction on demand (POST /admin/compact) and on
+      // its own once the log holds more than keepLogInstances below the KV checkpoint.
+      checkpoint: {
+        files: new NodeFiles(),
+        dir: path.join(config.dataDir, 'checkpoint'),
+        options: { holdCount: config.keepLogInstances ?? DEFAULT_KEEP_LOG_INSTANCES },
+      },
       ...(config.followTo !== undefined ? { followTo: config.followTo } : {}),
       options: { learner: this.learnerOptions() },
       logger,
@@ -198,15 +212,18 @@ export class KvServer {
       stopped: s.stopped ?? null,
       learner,
       sender,
-      checkpoint: {
-        instanceId: kv.checkpointInstanceId,
+      // The KV state machine's own checkpoint file (written every --checkpoint-every instances
+      // and on POST /admin/checkpoint) …
+      kv: {
+        checkpointInstanceId: kv.checkpointInstanceId,
         appliedInstanceId: kv.appliedInstanceId,
         lastCheckpointAtMs: kv.lastCheckpointAtMs ?? null,
         locked: kv.locked,
-        // Checkpoint transfer and compaction are the checkpoint package's (not in this build).
-        transfers: null,
-        kv: kv.counters,
+        counters: kv.counters,
       },
+      // … and the checkpoint package's state: mode, transfer under way (sender / receiver),
+      // cleaner (compaction), replayer, counters (@tspaxos/checkpoint README).
+      checkpoint: s.checkpoint ?? null,
       proposer: s.proposer,
       committer: s.committer,
       counters: s.counters,

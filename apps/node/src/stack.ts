@@ -13,3 +13,4 @@ export {
 } from '@tspaxos/paxos';
 export { TcpNetwork, type PeerAddress, type TcpCounters } from '@tspaxos/transport/tcp';
 export { encodeHello } from '@tspaxos/transport';
+export { NodeFiles } from '@tspaxos/checkpoint/fs';

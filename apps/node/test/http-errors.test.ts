@@ -103,14 +103,13 @@ const CORPUS: [string, Buffer, number, string][] = [
   ['unknown route', req('GET', '/nope'), 404, 'E_NOT_FOUND'],
   ['consistent=maybe', req('GET', '/kv/a?consistent=maybe'), 400, 'E_BAD_QUERY'],
   ['consistent twice', req('GET', '/kv/a?consistent=true&consistent=false'), 400, 'E_BAD_QUERY'],
+  ['consistent=lease (not built)', req('GET', '/kv/a?consistent=lease'), 501, 'E_NOT_BUILT'],
   ['unknown query parameter', req('GET', '/kv/a?foo=1'), 400, 'E_BAD_QUERY'],
   ['query on PUT', req('PUT', '/kv/a?x=1', { body: 'v' }), 400, 'E_BAD_QUERY'],
   ['bad query on /status', req('GET', '/status?x'), 400, 'E_BAD_QUERY'],
   ['compact keep=-1', req('POST', '/admin/compact?keep=-1'), 400, 'E_BAD_QUERY'],
   ['compact keep=abc', req('POST', '/admin/compact?keep=abc'), 400, 'E_BAD_QUERY'],
   ['compact keep=1e99', req('POST', '/admin/compact?keep=1e99'), 400, 'E_BAD_QUERY'],
-  ['compact (not built)', req('POST', '/admin/compact?keep=10'), 501, 'E_NOT_BUILT'],
-  ['consistent=lease (not built)', req('GET', '/kv/a?consistent=lease'), 501, 'E_NOT_BUILT'],
   [
     'body of 1 MiB + 1',
     req('PUT', '/kv/big', { body: Buffer.alloc(1024 * 1024 + 1, 1) }),
@@ -236,6 +235,16 @@ describe('bad requests', () => {
       checkpointInstanceId: expect.any(Number),
       groups: expect.any(Array),
     });
+    // Compaction of every group below its checkpoint (keep 0: all but the highest record).
+    const compacted = await raw(req('POST', '/admin/compact?keep=0'));
+    expect(compacted?.status).toBe(200);
+    const body = JSON.parse(compacted!.body) as {
+      minChosenInstanceId: number;
+      groups: { group: number; minChosenInstanceId: number }[];
+    };
+    expect(body.groups.map((g) => g.group)).toEqual([0, 1]);
+    expect(body.minChosenInstanceId).toBe(body.groups[0]!.minChosenInstanceId);
+    expect(body.groups.some((g) => g.minChosenInstanceId > 0)).toBe(true);
   });
 });
 
