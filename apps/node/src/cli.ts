@@ -4,12 +4,14 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { ArgumentError, parseAddress, parseCluster, parseHttpPeers, parseIntIn } from './args';
 import { runCluster } from './cluster';
 import { runNode } from './run-node';
+import { MASTER_LEASE_MIN_MS } from './stack';
 import {
   DEFAULT_BASE_PORT,
   DEFAULT_CHECKPOINT_EVERY_INSTANCES,
   DEFAULT_KEEP_LOG_INSTANCES,
   MAX_CATCH_UP_BATCH_INSTANCES,
   MAX_GROUPS,
+  MAX_MASTER_LEASE_MS,
   MAX_LOCAL_NODES,
   MIN_KEEP_LOG_INSTANCES,
 } from './options';
@@ -89,6 +91,15 @@ export function buildProgram(): Command {
       arg((t) => parseIntIn('--catch-up-rate', t, 1, 10_000_000)),
     )
     .option(
+      '--no-master-election',
+      'run no master election (GET ?consistent=lease then answers 409)',
+    )
+    .option(
+      '--master-lease-ms <ms>',
+      `the master lease (default 10000, PhxPaxos's; at least ${MASTER_LEASE_MIN_MS})`,
+      arg((t) => parseIntIn('--master-lease-ms', t, MASTER_LEASE_MIN_MS, MAX_MASTER_LEASE_MS)),
+    )
+    .option(
       '--catch-up-batch <n>',
       'most instances per catch-up batch this node sends (learner batchMaxInstances; also the burst the rate limit allows)',
       arg((t) => parseIntIn('--catch-up-batch', t, 1, MAX_CATCH_UP_BATCH_INSTANCES)),
@@ -132,6 +143,8 @@ export function buildProgram(): Command {
         httpPeers: o.httpPeers ?? new Map(),
         ...(o.catchUpRate !== undefined ? { catchUpRatePerSec: o.catchUpRate } : {}),
         ...(o.catchUpBatch !== undefined ? { catchUpBatchInstances: o.catchUpBatch } : {}),
+        masterElection: o.masterElection,
+        ...(o.masterLeaseMs !== undefined ? { masterLeaseMs: o.masterLeaseMs } : {}),
         checkpointEveryInstances: o.checkpointEvery,
         keepLogInstances: o.keepLog,
         logLevel: o.logLevel,
@@ -185,6 +198,8 @@ interface NodeFlags {
   httpPeers?: Map<number, string>;
   catchUpRate?: number;
   catchUpBatch?: number;
+  masterElection: boolean;
+  masterLeaseMs?: number;
   checkpointEvery: number;
   keepLog: number;
   logLevel: string;

@@ -43,5 +43,7 @@ export const DEFAULT_KEEP_LOG_INSTANCES = 1_000_000;
 export const MIN_KEEP_LOG_INSTANCES = 300;
 /** Largest --catch-up-batch (ours: a sanity bound; the learner also cuts every batch at 1 MiB of values). */
 export const MAX_CATCH_UP_BATCH_INSTANCES = 1_000_000;
+/** Longest --master-lease-ms (ours: an hour; a master that dies holds reads up for its lease). */
+export const MAX_MASTER_LEASE_MS = 3_600_000;
 /** Unexpected errors kept in /status `taskErrors` (all are counted in the metric). */
 export const TASK_ERRORS_KEPT = 100;

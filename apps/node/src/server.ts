@@ -41,6 +41,10 @@ export interface ServerConfig {
   httpPeers: Map<number, string>;
   /** Learner sender rate limit in instances per second (default: the learner package's). */
   catchUpRatePerSec?: number;
+  /** Master election with leases in every group (default true; followers never run one). */
+  masterElection?: boolean;
+  /** The master lease (default: the paxos package's 10 s). */
+  masterLeaseMs?: number;
   /** Most instances in one catch-up batch (default: the learner package's). */
   catchUpBatchInstances?: number;
   /** Automatic KV checkpoint every this many instances (default DEFAULT_CHECKPOINT_EVERY_INSTANCES; 0: off). */
@@ -141,7 +145,17 @@ export class KvServer {
         options: { holdCount: config.keepLogInstances ?? DEFAULT_KEEP_LOG_INSTANCES },
       },
       ...(config.followTo !== undefined ? { followTo: config.followTo } : {}),
-      options: { learner: this.learnerOptions() },
+      // A master per group holds a lease and serves GET ?consistent=lease from local state.
+      masterElection: config.followTo === undefined && config.masterElection !== false,
+      onMasterChange: (g, m) =>
+        this.log.info(
+          { group: g, masterNodeId: m.masterNodeId, version: m.version },
+          'master-changed',
+        ),
+      options: {
+        learner: this.learnerOptions(),
+        ...(config.masterLeaseMs !== undefined ? { masterLeaseMs: config.masterLeaseMs } : {}),
+      },
       logger,
     });
     this.app = buildHttp(this);
@@ -210,6 +224,8 @@ export class KvServer {
       membershipVersion: s.membershipVersion,
       followers: s.followers,
       stopped: s.stopped ?? null,
+      // The master of the group in this node's view (null: none with a live lease here).
+      master: this.masterView(g),
       learner,
       sender,
       // The KV state machine's own checkpoint file (written every --checkpoint-every instances
@@ -227,6 +243,35 @@ export class KvServer {
       proposer: s.proposer,
       committer: s.committer,
       counters: s.counters,
+    };
+  }
+
+  /** The HTTP API of a member (null when this node does not know it). */
+  httpOf(nodeId: number): string | null {
+    return this.members.get(nodeId)?.http ?? null;
+  }
+
+  /**
+   * The master with a live lease in this node's view: `expiresAtMs` on this node's monotonic
+   * clock (the paxos Scheduler's), `remainingMs` of the lease here, its HTTP API.
+   */
+  masterView(g: number): {
+    nodeId: number;
+    version: number;
+    expiresAtMs: number;
+    remainingMs: number;
+    http: string | null;
+    self: boolean;
+  } | null {
+    const m = this.node.getMaster(g);
+    if (m === undefined) return null;
+    return {
+      nodeId: m.nodeId,
+      version: m.version,
+      expiresAtMs: m.expiresAtMs,
+      remainingMs: Math.max(0, Math.round(m.expiresAtMs - performance.now())),
+      http: this.httpOf(m.nodeId),
+      self: m.nodeId === this.config.nodeId && this.node.isMaster(g),
     };
   }
 

@@ -5,6 +5,7 @@ export {
   PaxosNode,
   PaxosError,
   defaultPaxosOptions,
+  MASTER_LEASE_MIN_MS,
   NO_SM_ID,
   type StateMachine,
   type ExecuteContext,

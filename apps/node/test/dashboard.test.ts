@@ -111,6 +111,9 @@ describe('dashboard', () => {
       await writeMany(nodes[0]!.httpUrl, 0, 100, 4);
       await page.waitForSelector('#summary[data-all-equal="true"]', { timeout: PAGE_WAIT_MS });
       expect(await page.locator('tr[data-node]').count()).toBe(3);
+      // Master election is on: one row is marked master.
+      await page.waitForSelector('tr[data-master="true"]', { timeout: PAGE_WAIT_MS });
+      expect(await page.locator('tr[data-master="true"] .master').count()).toBe(1);
 
       await nodes[2]!.kill('SIGKILL');
       await waitFor(
