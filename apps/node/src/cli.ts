@@ -4,11 +4,16 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { ArgumentError, parseAddress, parseCluster, parseHttpPeers, parseIntIn } from './args';
 import { runCluster } from './cluster';
 import { runNode } from './run-node';
+import { MASTER_LEASE_MIN_MS } from './stack';
 import {
   DEFAULT_BASE_PORT,
   DEFAULT_CHECKPOINT_EVERY_INSTANCES,
+  DEFAULT_KEEP_LOG_INSTANCES,
+  MAX_CATCH_UP_BATCH_INSTANCES,
   MAX_GROUPS,
+  MAX_MASTER_LEASE_MS,
   MAX_LOCAL_NODES,
+  MIN_KEEP_LOG_INSTANCES,
 } from './options';
 
 const EXIT_USAGE = 2;
@@ -86,10 +91,30 @@ export function buildProgram(): Command {
       arg((t) => parseIntIn('--catch-up-rate', t, 1, 10_000_000)),
     )
     .option(
+      '--no-master-election',
+      'run no master election (GET ?consistent=lease then answers 409)',
+    )
+    .option(
+      '--master-lease-ms <ms>',
+      `the master lease (default 10000, PhxPaxos's; at least ${MASTER_LEASE_MIN_MS})`,
+      arg((t) => parseIntIn('--master-lease-ms', t, MASTER_LEASE_MIN_MS, MAX_MASTER_LEASE_MS)),
+    )
+    .option(
+      '--catch-up-batch <n>',
+      'most instances per catch-up batch this node sends (learner batchMaxInstances; also the burst the rate limit allows)',
+      arg((t) => parseIntIn('--catch-up-batch', t, 1, MAX_CATCH_UP_BATCH_INSTANCES)),
+    )
+    .option(
       '--checkpoint-every <instances>',
       `write a KV checkpoint every this many instances (0: only on POST /admin/checkpoint)`,
       arg((t) => parseIntIn('--checkpoint-every', t, 0, Number.MAX_SAFE_INTEGER)),
       DEFAULT_CHECKPOINT_EVERY_INSTANCES,
+    )
+    .option(
+      '--keep-log <instances>',
+      `log instances kept below the KV checkpoint: the node compacts its log on its own once it holds more (min ${MIN_KEEP_LOG_INSTANCES})`,
+      arg((t) => parseIntIn('--keep-log', t, MIN_KEEP_LOG_INSTANCES, Number.MAX_SAFE_INTEGER)),
+      DEFAULT_KEEP_LOG_INSTANCES,
     )
     .addOption(
       new Option('--log-level <level>', 'log level')
@@ -117,7 +142,11 @@ export function buildProgram(): Command {
         groups: o.groups,
         httpPeers: o.httpPeers ?? new Map(),
         ...(o.catchUpRate !== undefined ? { catchUpRatePerSec: o.catchUpRate } : {}),
+        ...(o.catchUpBatch !== undefined ? { catchUpBatchInstances: o.catchUpBatch } : {}),
+        masterElection: o.masterElection,
+        ...(o.masterLeaseMs !== undefined ? { masterLeaseMs: o.masterLeaseMs } : {}),
         checkpointEveryInstances: o.checkpointEvery,
+        keepLogInstances: o.keepLog,
         logLevel: o.logLevel,
       });
     });
@@ -168,7 +197,11 @@ interface NodeFlags {
   groups: number;
   httpPeers?: Map<number, string>;
   catchUpRate?: number;
+  catchUpBatch?: number;
+  masterElection: boolean;
+  masterLeaseMs?: number;
   checkpointEvery: number;
+  keepLog: number;
   logLevel: string;
 }
 

@@ -9,8 +9,8 @@ export type ServerErrorCode =
   | 'E_METHOD_NOT_ALLOWED'
   | 'E_UNSUPPORTED_MEDIA_TYPE'
   | 'E_FOLLOWER'
+  | 'E_NOT_MASTER'
   | 'E_CHECKPOINT_LOCKED'
-  | 'E_NOT_BUILT'
   | 'E_STOPPING'
   | 'E_UNAVAILABLE'
   | 'E_TIMEOUT'
@@ -26,8 +26,8 @@ const STATUS: Record<ServerErrorCode, number> = {
   E_METHOD_NOT_ALLOWED: 405,
   E_UNSUPPORTED_MEDIA_TYPE: 415,
   E_FOLLOWER: 409,
+  E_NOT_MASTER: 409,
   E_CHECKPOINT_LOCKED: 409,
-  E_NOT_BUILT: 501,
   E_STOPPING: 503,
   E_UNAVAILABLE: 503,
   E_TIMEOUT: 504,
@@ -40,6 +40,8 @@ export class ServerError extends Error {
   constructor(
     readonly code: ServerErrorCode,
     message: string,
+    /** More fields of the error body (E_NOT_MASTER: `master`, the master's HTTP API). */
+    readonly extra: Record<string, unknown> = {},
   ) {
     super(message);
   }

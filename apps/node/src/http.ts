@@ -163,7 +163,9 @@ export function buildHttp(server: KvServer): FastifyInstance {
       req.log.error({ err: error, url: req.url }, 'request-failed');
       e = new ServerError('E_INTERNAL', (error as Error).message ?? String(error));
     }
-    void reply.code(e.httpStatus).type('application/json').send(errorBody(e.code, e.message));
+    const body = errorBody(e.code, e.message);
+    Object.assign(body.error, e.extra);
+    void reply.code(e.httpStatus).type('application/json').send(body);
   });
 
   app.setNotFoundHandler((req, reply) => {
@@ -205,10 +207,19 @@ export function buildHttp(server: KvServer): FastifyInstance {
       server.metrics.commitLatency.observe({ op: 'barrier' }, (performance.now() - started) / 1000);
       instanceId = r.instanceId;
     } else if (consistent === 'lease') {
-      throw new ServerError(
-        'E_NOT_BUILT',
-        'consistent=lease needs master election, which is not built yet (README: not done)',
-      );
+      // The master holds a lease (no other node becomes master before it ends): it serves from
+      // its own state, without a paxos round. Any other node names the master it knows.
+      if (!server.paxos.isMaster(g)) {
+        const master = server.masterView(g);
+        throw new ServerError(
+          'E_NOT_MASTER',
+          master === null
+            ? 'no master holds a lease now (an election takes up to 2 leases): try again'
+            : `node ${master.nodeId} is the master: read from it`,
+          { master: master?.http ?? null, masterNodeId: master?.nodeId ?? null },
+        );
+      }
+      instanceId = server.paxos.status(g).instanceId - 1;
     } else if (consistent === 'false') {
       instanceId = server.paxos.status(g).instanceId - 1;
     } else {
@@ -289,11 +300,22 @@ export function buildHttp(server: KvServer): FastifyInstance {
     const { keep = '0' } = checkQuery(req, ['keep']);
     if (!/^\d{1,15}$/.test(keep))
       throw new ServerError('E_BAD_QUERY', `keep must be a non-negative integer, got '${keep}'`);
-    // The paxos node has no compact() in this build (the checkpoint package's cleaner).
-    throw new ServerError(
-      'E_NOT_BUILT',
-      'log compaction needs the checkpoint package (node.compact), which is not built yet (README: not done)',
+    // Deletes each group's log below its KV checkpoint, keeping `keep` instances; resolves once
+    // the new min chosen id is durable (the records go in bounded steps right after).
+    const ids: number[] = [];
+    for (const g of server.groupIndices()) {
+      ids.push((await server.paxos.compact(g, { keep: Number(keep) })).minChosenInstanceId);
+    }
+    server.log.info(
+      { group: null, keep: Number(keep), minChosenInstanceIds: ids },
+      'log-compacted',
     );
+    return {
+      minChosenInstanceId: ids[0],
+      ...(groups > 1
+        ? { groups: ids.map((id, g) => ({ group: g, minChosenInstanceId: id })) }
+        : {}),
+    };
   });
 
   return app;

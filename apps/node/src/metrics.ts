@@ -13,6 +13,7 @@ export interface Metrics {
 
 type GroupStatusView = ReturnType<KvServer['groupStatus']> & {
   instanceId: number;
+  minChosenInstanceId: number;
   committer: { counters: Record<string, number>; queued: number };
   counters: Record<string, number>;
   learner: {
@@ -26,7 +27,13 @@ type GroupStatusView = ReturnType<KvServer['groupStatus']> & {
     instanceId: number;
   };
   sender: { peers: unknown[]; counters: Record<string, number> };
-  checkpoint: { instanceId: number; kv: Record<string, number> };
+  kv: { checkpointInstanceId: number; counters: Record<string, number> };
+  checkpoint: {
+    mode: boolean;
+    sender?: { phase: string; sentBytes: number };
+    receiver: { phase: string; receivedBytes?: number; counters: Record<string, number> };
+    counters: { sendersStarted: number; bytesSent: number; senderEnds: Record<string, number> };
+  } | null;
 };
 
 /** A counter whose value is read from a status field at scrape time. */
@@ -91,7 +98,7 @@ export function createMetrics(server: KvServer): Metrics {
   g(
     'tspaxos_checkpoint_instance_id',
     'Highest instance in the KV checkpoint (-1: none).',
-    (s) => s.checkpoint.instanceId,
+    (s) => s.kv.checkpointInstanceId,
   );
   g('tspaxos_committer_queued', 'Proposals waiting in the committer.', (s) => s.committer.queued);
   c(
@@ -142,12 +149,12 @@ export function createMetrics(server: KvServer): Metrics {
   c(
     'tspaxos_kv_checkpoints_total',
     'Checkpoints written by the KV state machine.',
-    (s) => s.checkpoint.kv.checkpoints,
+    (s) => s.kv.counters.checkpoints,
   );
   c(
     'tspaxos_kv_checkpoint_loads_total',
     'Checkpoints loaded into the KV state machine.',
-    (s) => s.checkpoint.kv.checkpointLoads,
+    (s) => s.kv.counters.checkpointLoads,
   );
   g(
     'tspaxos_catch_up_remaining_instances',
@@ -166,6 +173,54 @@ export function createMetrics(server: KvServer): Metrics {
     'tspaxos_catch_up_eta_seconds',
     'Estimated time to catch up (0 when not catching up or unknown).',
     (s) => (s.learner.catchUp?.etaMs != null ? s.learner.catchUp.etaMs / 1000 : 0),
+  );
+  // Checkpoint transfers (@tspaxos/checkpoint): as sender, as receiver, and the one under way.
+  c(
+    'tspaxos_checkpoint_transfers_sent_total',
+    'Checkpoint transfers this node started sending to a lagging peer.',
+    (s) => s.checkpoint?.counters.sendersStarted,
+  );
+  c(
+    'tspaxos_checkpoint_transfers_sent_done_total',
+    'Checkpoint transfers this node sent to the end (the peer acked every chunk).',
+    (s) => s.checkpoint?.counters.senderEnds['done'],
+  );
+  c(
+    'tspaxos_checkpoint_sent_bytes_total',
+    'Checkpoint file bytes sent by transfers that ended.',
+    (s) => s.checkpoint?.counters.bytesSent,
+  );
+  c(
+    'tspaxos_checkpoint_received_bytes_total',
+    'Checkpoint file bytes received (chunks accepted).',
+    (s) => s.checkpoint?.receiver.counters['bytes'],
+  );
+  c(
+    'tspaxos_checkpoint_installs_total',
+    'Checkpoints received and installed.',
+    (s) => s.checkpoint?.receiver.counters['installs'],
+  );
+  g(
+    'tspaxos_checkpoint_transfer_active',
+    'Checkpoint transfers under way: 1 while sending, 2 while receiving, 0 otherwise.',
+    (s) =>
+      s.checkpoint === null
+        ? undefined
+        : s.checkpoint.receiver.phase === 'receiving'
+          ? 2
+          : s.checkpoint.sender?.phase === 'sending'
+            ? 1
+            : 0,
+  );
+  g(
+    'tspaxos_checkpoint_mode',
+    'Checkpoint mode (1: waiting for or receiving a checkpoint; paxos messages are not processed).',
+    (s) => (s.checkpoint === null ? undefined : s.checkpoint.mode ? 1 : 0),
+  );
+  g(
+    'tspaxos_min_chosen_instance_id',
+    'Lowest instance still in the log (compaction deletes below it).',
+    (s) => s.minChosenInstanceId,
   );
   g(
     'tspaxos_sender_streams',

@@ -33,5 +33,17 @@ export const KV_SM_ID = 10;
 export const CHILD_STOP_TIMEOUT_MS = 10_000;
 /** Instances applied past the last KV checkpoint before the next one is written on its own (ours: bounds the replay at restart; 0 turns it off). */
 export const DEFAULT_CHECKPOINT_EVERY_INSTANCES = 10_000;
+/**
+ * Log instances kept below the KV checkpoint when the node compacts on its own: the log is
+ * compacted once it holds more than this below the checkpoint (PhxPaxos CAN_DELETE_DELTA,
+ * 1,000,000; below 300 the checkpoint package keeps 300, as PhxPaxos's Cleaner does).
+ */
+export const DEFAULT_KEEP_LOG_INSTANCES = 1_000_000;
+/** Smallest --keep-log (PhxPaxos Cleaner::SetHoldPaxosLogCount raises anything lower to 300). */
+export const MIN_KEEP_LOG_INSTANCES = 300;
+/** Largest --catch-up-batch (ours: a sanity bound; the learner also cuts every batch at 1 MiB of values). */
+export const MAX_CATCH_UP_BATCH_INSTANCES = 1_000_000;
+/** Longest --master-lease-ms (ours: an hour; a master that dies holds reads up for its lease). */
+export const MAX_MASTER_LEASE_MS = 3_600_000;
 /** Unexpected errors kept in /status `taskErrors` (all are counted in the metric). */
 export const TASK_ERRORS_KEPT = 100;

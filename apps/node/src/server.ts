@@ -9,6 +9,7 @@ import { createMetrics, type Metrics } from './metrics';
 import {
   CLUSTER_ID,
   DEFAULT_CHECKPOINT_EVERY_INSTANCES,
+  DEFAULT_KEEP_LOG_INSTANCES,
   MEMBER_POLL_INTERVAL_MS,
   MEMBER_POLL_TIMEOUT_MS,
   TASK_ERRORS_KEPT,
@@ -16,7 +17,9 @@ import {
 import { formatAddress } from './args';
 import {
   createNode,
+  defaultPaxosOptions,
   type GroupStatus,
+  NodeFiles,
   type PaxosLogger,
   type PaxosNode,
   type PeerAddress,
@@ -38,8 +41,19 @@ export interface ServerConfig {
   httpPeers: Map<number, string>;
   /** Learner sender rate limit in instances per second (default: the learner package's). */
   catchUpRatePerSec?: number;
+  /** Master election with leases in every group (default true; followers never run one). */
+  masterElection?: boolean;
+  /** The master lease (default: the paxos package's 10 s). */
+  masterLeaseMs?: number;
+  /** Most instances in one catch-up batch (default: the learner package's). */
+  catchUpBatchInstances?: number;
   /** Automatic KV checkpoint every this many instances (default DEFAULT_CHECKPOINT_EVERY_INSTANCES; 0: off). */
   checkpointEveryInstances?: number;
+  /**
+   * Log instances kept below the KV checkpoint when compacting on its own (default
+   * DEFAULT_KEEP_LOG_INSTANCES; at least MIN_KEEP_LOG_INSTANCES).
+   */
+  keepLogInstances?: number;
 }
 
 export interface MemberView {
@@ -123,10 +137,25 @@ export class KvServer {
       dataDir: path.join(config.dataDir, 'log'),
       network: this.network,
       stateMachines: (g) => [this.kvs[g]!],
+      // Checkpoint transfer to lagging peers, compaction on demand (POST /admin/compact) and on
+      // its own once the log holds more than keepLogInstances below the KV checkpoint.
+      checkpoint: {
+        files: new NodeFiles(),
+        dir: path.join(config.dataDir, 'checkpoint'),
+        options: { holdCount: config.keepLogInstances ?? DEFAULT_KEEP_LOG_INSTANCES },
+      },
       ...(config.followTo !== undefined ? { followTo: config.followTo } : {}),
-      ...(config.catchUpRatePerSec !== undefined
-        ? { options: { learner: { sendRateInstancesPerSec: config.catchUpRatePerSec } } }
-        : {}),
+      // A master per group holds a lease and serves GET ?consistent=lease from local state.
+      masterElection: config.followTo === undefined && config.masterElection !== false,
+      onMasterChange: (g, m) =>
+        this.log.info(
+          { group: g, masterNodeId: m.masterNodeId, version: m.version },
+          'master-changed',
+        ),
+      options: {
+        learner: this.learnerOptions(),
+        ...(config.masterLeaseMs !== undefined ? { masterLeaseMs: config.masterLeaseMs } : {}),
+      },
       logger,
     });
     this.app = buildHttp(this);
@@ -159,6 +188,20 @@ export class KvServer {
     );
   }
 
+  /** The learner options the flags set (the learner package's defaults for the rest). */
+  private learnerOptions(): Record<string, number> {
+    const { catchUpRatePerSec: rate, catchUpBatchInstances: batch } = this.config;
+    const firstBatch = defaultPaxosOptions(this.config.groups).learner.firstBatchInstances;
+    return {
+      ...(rate !== undefined ? { sendRateInstancesPerSec: rate } : {}),
+      // The rate's token bucket holds one full batch, so a small batch is what makes a small
+      // rate hold from the first instance (a catch-up shorter than a batch is never throttled).
+      ...(batch !== undefined
+        ? { batchMaxInstances: batch, firstBatchInstances: Math.min(batch, firstBatch) }
+        : {}),
+    };
+  }
+
   groupIndices(): number[] {
     return Array.from({ length: this.config.groups }, (_, g) => g);
   }
@@ -181,20 +224,54 @@ export class KvServer {
       membershipVersion: s.membershipVersion,
       followers: s.followers,
       stopped: s.stopped ?? null,
+      // The master of the group in this node's view (null: none with a live lease here).
+      master: this.masterView(g),
       learner,
       sender,
-      checkpoint: {
-        instanceId: kv.checkpointInstanceId,
+      // The KV state machine's own checkpoint file (written every --checkpoint-every instances
+      // and on POST /admin/checkpoint) …
+      kv: {
+        checkpointInstanceId: kv.checkpointInstanceId,
         appliedInstanceId: kv.appliedInstanceId,
         lastCheckpointAtMs: kv.lastCheckpointAtMs ?? null,
         locked: kv.locked,
-        // Checkpoint transfer and compaction are the checkpoint package's (not in this build).
-        transfers: null,
-        kv: kv.counters,
+        counters: kv.counters,
       },
+      // … and the checkpoint package's state: mode, transfer under way (sender / receiver),
+      // cleaner (compaction), replayer, counters (@tspaxos/checkpoint README).
+      checkpoint: s.checkpoint ?? null,
       proposer: s.proposer,
       committer: s.committer,
       counters: s.counters,
+    };
+  }
+
+  /** The HTTP API of a member (null when this node does not know it). */
+  httpOf(nodeId: number): string | null {
+    return this.members.get(nodeId)?.http ?? null;
+  }
+
+  /**
+   * The master with a live lease in this node's view: `expiresAtMs` on this node's monotonic
+   * clock (the paxos Scheduler's), `remainingMs` of the lease here, its HTTP API.
+   */
+  masterView(g: number): {
+    nodeId: number;
+    version: number;
+    expiresAtMs: number;
+    remainingMs: number;
+    http: string | null;
+    self: boolean;
+  } | null {
+    const m = this.node.getMaster(g);
+    if (m === undefined) return null;
+    return {
+      nodeId: m.nodeId,
+      version: m.version,
+      expiresAtMs: m.expiresAtMs,
+      remainingMs: Math.max(0, Math.round(m.expiresAtMs - performance.now())),
+      http: this.httpOf(m.nodeId),
+      self: m.nodeId === this.config.nodeId && this.node.isMaster(g),
     };
   }
 

@@ -4,6 +4,8 @@ export { createNode } from '@tspaxos/paxos/node';
 export {
   PaxosNode,
   PaxosError,
+  defaultPaxosOptions,
+  MASTER_LEASE_MIN_MS,
   NO_SM_ID,
   type StateMachine,
   type ExecuteContext,
@@ -12,3 +14,4 @@ export {
 } from '@tspaxos/paxos';
 export { TcpNetwork, type PeerAddress, type TcpCounters } from '@tspaxos/transport/tcp';
 export { encodeHello } from '@tspaxos/transport';
+export { NodeFiles } from '@tspaxos/checkpoint/fs';

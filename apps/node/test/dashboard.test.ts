@@ -11,8 +11,19 @@ import { type Cluster, NodeProcess, put, startCluster, waitFor } from './helpers
 
 const CHROMIUM = '/usr/bin/chromium';
 const OUTPUT = fileURLToPath(new URL('../test-output/', import.meta.url));
-/** Slow catch-up streams (instances/s) so the page can watch one happen. */
-const CATCH_UP_RATE = 150;
+/**
+ * Slow catch-up streams (instances/s) so the page can watch one happen: node 3 misses
+ * MISSED_WRITES instances, so its catch-up lasts ~MISSED_WRITES / CATCH_UP_RATE = 10 s, many polls
+ * even on a loaded machine (unthrottled, the learner fetches 500 instances in milliseconds and a
+ * poll may never see the catch-up).
+ */
+const CATCH_UP_RATE = 50;
+const MISSED_WRITES = 500;
+const CATCH_UP_BATCH = 10;
+/** Poll interval of the page (its /status requests time out after twice this). */
+const POLL_MS = 500;
+/** Waits for what the page shows: generous, CI runs every package's tests at once on 2 cores. */
+const PAGE_WAIT_MS = 90_000;
 
 /** Installs Debian's chromium when it is missing (never a downloaded browser build). */
 function ensureChromium(): void {
@@ -61,7 +72,13 @@ describe('dashboard', () => {
     cluster = await startCluster({
       voters: 3,
       name: 'dashboard',
-      extraArgs: () => ['--catch-up-rate', String(CATCH_UP_RATE)],
+      // A small batch too: the rate limit lets one full batch (default 2,048) through at once.
+      extraArgs: () => [
+        '--catch-up-rate',
+        String(CATCH_UP_RATE),
+        '--catch-up-batch',
+        String(CATCH_UP_BATCH),
+      ],
     });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
@@ -84,38 +101,50 @@ describe('dashboard', () => {
 
   it(
     'shows a killed node down, then lagging and catching up, then all nodes equal',
-    { timeout: 180_000 },
+    { timeout: 400_000 },
     async () => {
       const nodes = cluster!.nodes;
       const page = await browser!.newPage({ viewport: { width: 1200, height: 700 } });
       const pageErrors: string[] = [];
       page.on('pageerror', (e) => pageErrors.push(e.message));
-      await page.goto(`${nodes[0]!.httpUrl}/?interval=200`);
+      await page.goto(`${nodes[0]!.httpUrl}/?interval=${POLL_MS}`);
       await writeMany(nodes[0]!.httpUrl, 0, 100, 4);
-      await page.waitForSelector('#summary[data-all-equal="true"]', { timeout: 30_000 });
+      await page.waitForSelector('#summary[data-all-equal="true"]', { timeout: PAGE_WAIT_MS });
       expect(await page.locator('tr[data-node]').count()).toBe(3);
+      // Master election is on: one row is marked master.
+      await page.waitForSelector('tr[data-master="true"]', { timeout: PAGE_WAIT_MS });
+      expect(await page.locator('tr[data-master="true"] .master').count()).toBe(1);
 
       await nodes[2]!.kill('SIGKILL');
-      await waitFor('node 3 shown down', async () => (await rowState(page, 3)) === 'down');
+      await waitFor(
+        'node 3 shown down',
+        async () => (await rowState(page, 3)) === 'down',
+        PAGE_WAIT_MS,
+      );
       // One write at a time: each takes its own instance, so node 3 misses ~that many instances.
-      await writeMany(nodes[0]!.httpUrl, 100, 500, 1);
+      await writeMany(nodes[0]!.httpUrl, 100, MISSED_WRITES, 1);
 
       const again = new NodeProcess(3, nodes[2]!.args, nodes[2]!.httpUrl);
       nodes[2] = again;
       again.start();
-      await waitFor('node 3 shown behind', async () => {
-        const state = await rowState(page, 3);
-        return state === 'lagging' || state === 'catching-up';
-      });
+      await waitFor(
+        'node 3 shown behind',
+        async () => {
+          const state = await rowState(page, 3);
+          return state === 'lagging' || state === 'catching-up';
+        },
+        PAGE_WAIT_MS,
+      );
       await waitFor(
         'node 3 catch-up progress shown',
         async () => (await page.locator('tr[data-node="3"] .bar').count()) > 0,
+        PAGE_WAIT_MS,
       );
       await page.screenshot({
         path: path.join(OUTPUT, 'dashboard-catching-up.png'),
         fullPage: true,
       });
-      await page.waitForSelector('#summary[data-all-equal="true"]', { timeout: 60_000 });
+      await page.waitForSelector('#summary[data-all-equal="true"]', { timeout: PAGE_WAIT_MS });
       await page.screenshot({ path: path.join(OUTPUT, 'dashboard-equal.png'), fullPage: true });
 
       // What the page saw, in order: node 3 down, then behind while up, then every node equal.
@@ -133,6 +162,10 @@ describe('dashboard', () => {
       expect(behindAt).toBeGreaterThan(downAt);
       expect(equalAt).toBeGreaterThan(behindAt);
       expect(history[behindAt]!.nodes['3']!.lag).toBeGreaterThan(0);
+      // The throttled catch-up lasted several polls of the page.
+      expect(
+        history.filter((h) => h.nodes['3']?.state === 'catching-up').length,
+      ).toBeGreaterThanOrEqual(2);
       expect(pageErrors).toEqual([]);
       expect(fs.statSync(path.join(OUTPUT, 'dashboard-catching-up.png')).size).toBeGreaterThan(
         10_000,

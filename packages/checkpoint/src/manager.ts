@@ -51,7 +51,8 @@ export interface CheckpointStatus {
   minChosenInstanceId: number;
   askedBy: number[];
   sender: CheckpointSenderStatus | undefined;
-  receiver: CheckpointReceiverStatus;
+  /** The transfer being received, and the receiver's counters since start. */
+  receiver: CheckpointReceiverStatus & { counters: CheckpointReceiver['counters'] };
   cleaner: { paused: boolean } & Cleaner['counters'];
   replayer: { paused: boolean; nextInstanceId: number | undefined } & Replayer['counters'];
   counters: CheckpointManagerCounters;
@@ -63,6 +64,8 @@ export interface CheckpointManagerCounters {
   sendersStarted: number;
   sendersBusy: number;
   senderEnds: Partial<Record<CheckpointSenderEndReason, number>>;
+  /** File bytes sent by the transfers that ended (whatever the reason). */
+  bytesSent: number;
   modeEntered: number;
   modeIdleExits: number;
   messagesOutsideMode: number;
@@ -105,6 +108,7 @@ export class CheckpointManager {
     sendersStarted: 0,
     sendersBusy: 0,
     senderEnds: {},
+    bytesSent: 0,
     modeEntered: 0,
     modeIdleExits: 0,
     messagesOutsideMode: 0,
@@ -203,6 +207,7 @@ export class CheckpointManager {
     this.replayer.pause();
     sender.onEnd((reason) => {
       this.counters.senderEnds[reason] = (this.counters.senderEnds[reason] ?? 0) + 1;
+      this.counters.bytesSent += sender.counters.bytesSent;
       this.replayer.resume();
     });
     await sender.start(this.port.now());
@@ -301,7 +306,10 @@ export class CheckpointManager {
       minChosenInstanceId: store.getMinChosenInstanceId(group),
       askedBy: [...this.needAsk],
       sender: this.sender?.status(),
-      receiver: this.receiver.status(),
+      receiver: {
+        ...this.receiver.status(),
+        counters: { ...this.receiver.counters, rejected: { ...this.receiver.counters.rejected } },
+      },
       cleaner: { paused: this.cleaner.isPaused, ...this.cleaner.counters },
       replayer: {
         paused: this.replayer.isPaused,

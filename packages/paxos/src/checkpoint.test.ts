@@ -212,6 +212,12 @@ describe('checkpoints in a cluster', () => {
     const senders = [a, b].map((m) => m.node.status(0).checkpoint!.counters.senderEnds.done ?? 0);
     expect(senders.reduce((x, y) => x + y, 0)).toBe(1);
     expect(a.sm.locked + b.sm.locked).toBe(0);
+    // The counters a server exports: bytes sent by the senders = bytes the receiver took, one install.
+    const sentBytes = [a, b].map((m) => m.node.status(0).checkpoint!.counters.bytesSent);
+    const received = status.checkpoint!.receiver.counters;
+    expect(received.installs).toBe(1);
+    expect(received.bytes).toBeGreaterThan(0);
+    expect(sentBytes.reduce((x, y) => x + y, 0)).toBe(received.bytes);
     // And it takes part in new values like any member.
     await c.node.propose(0, encoder.encode('after=yes'), { smId: 10 });
     await eventually(() => a.sm.map.get('after') === 'yes', 'node 1 to apply node 3 value');
