@@ -1,5 +1,6 @@
 // The state machine interface (PhxPaxos include/phxpaxos/sm.h), and the system state machine
 // that keeps the group's membership in its system variables.
+import type { CheckpointStateMachine } from '@tspaxos/checkpoint';
 import { PaxosError } from './errors';
 import { SYSTEM_SM_ID } from './value';
 
@@ -11,7 +12,12 @@ export interface ExecuteContext {
   isMine: boolean;
 }
 
-export interface StateMachine {
+/**
+ * A state machine: `execute` applies chosen values; the PhxPaxos checkpoint hooks
+ * (getCheckpointInstanceId, lock/get/unlock/loadCheckpointState, executeForCheckpoint) are those
+ * of @tspaxos/checkpoint's CheckpointStateMachine, which this extends.
+ */
+export interface StateMachine extends CheckpointStateMachine {
   /** Which values are mine: 4 … 2^32 − 1 (0 means "no state machine", 1–3 are reserved). */
   readonly smId: number;
   /**
@@ -22,29 +28,6 @@ export interface StateMachine {
    * a throw. Each such value then costs the group at least one turn of the event loop.
    */
   execute(value: Uint8Array, ctx: ExecuteContext): unknown;
-  /** Highest instance already in this machine's durable checkpoint; -1 when none. */
-  getCheckpointInstanceId?(group: number): number;
-  /** Freezes the checkpoint files while they are copied (PhxPaxos LockCheckpointState). */
-  lockCheckpointState?(): void | Promise<void>;
-  /** The checkpoint's directory and files, relative to it (PhxPaxos GetCheckpointState). */
-  getCheckpointState?(group: number): { dir: string; files: string[] };
-  unlockCheckpointState?(): void | Promise<void>;
-  /**
-   * Replaces the state with a received checkpoint (PhxPaxos LoadCheckpointState). Must be
-   * idempotent: after a crash mid-install it is called again with the same files
-   * (@tspaxos/checkpoint README: write beside the old state, then rename).
-   */
-  loadCheckpointState?(
-    group: number,
-    dir: string,
-    files: string[],
-    checkpointInstanceId: number,
-  ): void | Promise<void>;
-  /**
-   * Applies a chosen value to the checkpoint only (PhxPaxos ExecuteForCheckpoint), fed by the
-   * checkpoint Replayer; false: not now, it is retried.
-   */
-  executeForCheckpoint?(group: number, instanceId: number, value: Uint8Array): boolean;
 }
 
 /** Membership of a group and its version (PhxPaxos SystemVariables). */
