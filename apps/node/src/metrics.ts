@@ -22,11 +22,16 @@ type GroupStatusView = ReturnType<KvServer['groupStatus']> & {
       targetInstanceId: number;
       instanceId?: number;
       instancesPerSec: number;
+      bytesPerSec: number;
+      learnedBytes: number;
       etaMs: number | null;
     };
     instanceId: number;
   };
-  sender: { peers: unknown[]; counters: Record<string, number> };
+  sender: {
+    peers: Array<{ inflightBytes: number; inflightInstances: number }>;
+    counters: Record<string, number>;
+  };
   kv: { checkpointInstanceId: number; counters: Record<string, number> };
   checkpoint: {
     mode: boolean;
@@ -170,6 +175,16 @@ export function createMetrics(server: KvServer): Metrics {
     (s) => s.learner.catchUp?.instancesPerSec ?? 0,
   );
   g(
+    'tspaxos_catch_up_bytes_per_second',
+    'Catch-up rate in value bytes (0 when not catching up).',
+    (s) => s.learner.catchUp?.bytesPerSec ?? 0,
+  );
+  g(
+    'tspaxos_catch_up_learned_bytes',
+    'Value bytes learned in the catch-up under way (0 when not catching up).',
+    (s) => s.learner.catchUp?.learnedBytes ?? 0,
+  );
+  g(
     'tspaxos_catch_up_eta_seconds',
     'Estimated time to catch up (0 when not catching up or unknown).',
     (s) => (s.learner.catchUp?.etaMs != null ? s.learner.catchUp.etaMs / 1000 : 0),
@@ -226,6 +241,14 @@ export function createMetrics(server: KvServer): Metrics {
     'tspaxos_sender_streams',
     'Peers this node is streaming chosen values to.',
     (s) => s.sender.peers.length,
+  );
+  g(
+    'tspaxos_sender_inflight_bytes',
+    'Value bytes sent to peers past their last ack (bounded by the byte windows).',
+    (s) => s.sender.peers.reduce((n, p) => n + p.inflightBytes, 0),
+  );
+  g('tspaxos_sender_inflight_instances', 'Instances sent to peers past their last ack.', (s) =>
+    s.sender.peers.reduce((n, p) => n + p.inflightInstances, 0),
   );
   c(
     'tspaxos_sender_values_sent_total',

@@ -202,6 +202,9 @@ describe('bad requests', () => {
       'tspaxos_task_errors_total',
       'tspaxos_catch_up_remaining_instances',
       'tspaxos_sender_streams',
+      'tspaxos_sender_inflight_bytes',
+      'tspaxos_catch_up_bytes_per_second',
+      'tspaxos_catch_up_learned_bytes',
     ])
       expect(metrics?.body, name).toContain(`# TYPE ${name} `);
     expect(metrics?.body).toMatch(/tspaxos_commits_total\{[^}]*group="[01]"[^}]*\} [1-9]/);
