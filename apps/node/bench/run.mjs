@@ -302,6 +302,7 @@ for (const lease of PARTS.has('failover') ? FAILOVER_LEASES : []) {
     unit: 'ms',
     runs: times.map((t) => Math.round(t)),
   });
+  await cluster.stop();
 }
 
 if (PARTS.has('checkpoint')) {
