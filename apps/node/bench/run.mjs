@@ -8,6 +8,14 @@
 // baseline, measured in the same run and interleaved with each write measurement: local GETs of
 // the same keys on the same node with the same clients (the HTTP + SQLite cost with no consensus).
 // Then: the time a node restarted after missing BENCH_NODE_CATCHUP_WRITES writes takes to catch up.
+// Lease reads (issue 13): GET ?consistent=lease on the master against plain local GETs and
+// ?consistent=true (a barrier instance) with 16 clients, interleaved; and the failover time: from
+// SIGKILL of the master to the first lease of the next one (polling /status of the survivors),
+// median of BENCH_NODE_KILLS kills per lease in BENCH_NODE_FAILOVER_LEASES (ms; 0 = the default).
+// Catch-up through a checkpoint (issue 12): node 3 stopped, BENCH_NODE_CATCHUP_WRITES writes,
+// POST /admin/checkpoint and /admin/compact?keep=BENCH_NODE_COMPACT_KEEP on nodes 1 and 2, node
+// 3's data dir wiped and the node started: the time until its instance id reaches theirs.
+// BENCH_NODE_PARTS (comma list of writes, lease, failover, checkpoint; default all) picks parts.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as net from 'node:net';
@@ -19,6 +27,12 @@ import { median, medianOf, report, RUNS } from '../../../scripts/bench-harness.m
 const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 const MS = Number(process.env.BENCH_NODE_MS ?? 3000);
 const CATCH_UP_WRITES = Number(process.env.BENCH_NODE_CATCHUP_WRITES ?? 20_000);
+const KILLS = Number(process.env.BENCH_NODE_KILLS ?? 3);
+const FAILOVER_LEASES = (process.env.BENCH_NODE_FAILOVER_LEASES ?? '2000,0').split(',').map(Number);
+const COMPACT_KEEP = Number(process.env.BENCH_NODE_COMPACT_KEEP ?? 100);
+const PARTS = new Set(
+  (process.env.BENCH_NODE_PARTS ?? 'writes,lease,failover,checkpoint').split(','),
+);
 const VALUE = 'x'.repeat(100);
 const rows = [];
 
@@ -63,7 +77,7 @@ function startNode(args) {
   return { child, ready, exited: new Promise((r) => child.on('exit', r)) };
 }
 
-async function startCluster(groups) {
+async function startCluster(groups, extra = []) {
   const ports = await freePorts(6);
   const dir = mkdtempSync(join(tmpdir(), 'tspaxos-node-bench-'));
   const cluster = [1, 2, 3].map((i) => `${i}=127.0.0.1:${ports[i - 1]}`).join(',');
@@ -80,6 +94,7 @@ async function startCluster(groups) {
     join(dir, `node-${i}`),
     '--groups',
     String(groups),
+    ...extra,
   ];
   const nodes = [1, 2, 3].map((i) => startNode(argsOf(i)));
   await Promise.all(nodes.map((n) => n.ready));
@@ -87,6 +102,7 @@ async function startCluster(groups) {
     urls,
     nodes,
     argsOf,
+    dir,
     async stop() {
       for (const n of nodes) n.child.kill('SIGTERM');
       await Promise.all(nodes.map((n) => n.exited));
@@ -120,7 +136,7 @@ async function load(clients, request, ms = MS) {
 
 const put = (url, key) => fetch(`${url}/kv/${key}`, { method: 'PUT', body: VALUE });
 
-for (const groups of [1, 8]) {
+for (const groups of PARTS.has('writes') ? [1, 8] : []) {
   const cluster = await startCluster(groups);
   const url = cluster.urls[0];
   await load(16, (i) => put(url, `warm${i}`), 1000);
@@ -191,6 +207,144 @@ for (const groups of [1, 8]) {
       unit: 'instances/s',
     });
   }
+  await cluster.stop();
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const statusOf = async (url) => (await fetch(`${url}/status`)).json();
+
+/** Polls until one of `indices` reports itself master with a lease; its index. */
+async function waitForMaster(cluster, indices) {
+  for (;;) {
+    for (const i of indices) {
+      const s = await statusOf(cluster.urls[i]);
+      if (s.master !== null && s.master.self) return i;
+    }
+    await sleep(10);
+  }
+}
+
+/** Writes `n` values through `url` with 64 clients. */
+async function writeMany(url, n, prefix) {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 64 }, async () => {
+      for (;;) {
+        const i = next++;
+        if (i >= n) return;
+        const res = await put(url, `${prefix}${i}`);
+        if (!res.ok) throw new Error(`HTTP ${res.status}`);
+        await res.arrayBuffer();
+      }
+    }),
+  );
+}
+
+if (PARTS.has('lease')) {
+  const cluster = await startCluster(1);
+  const m = await waitForMaster(cluster, [0, 1, 2]);
+  const url = cluster.urls[m];
+  await writeMany(url, 1000, 'r');
+  const modes = { local: [], lease: [], barrier: [] };
+  const query = { local: '', lease: '?consistent=lease', barrier: '?consistent=true' };
+  await medianOf(
+    async () => {
+      for (const mode of ['local', 'lease', 'barrier']) {
+        modes[mode].push(await load(16, (i) => fetch(`${url}/kv/r${i % 1000}${query[mode]}`)));
+      }
+      return 0;
+    },
+    { runs: Math.min(RUNS, 3) },
+  );
+  const local = median(modes.local.map((x) => x.rate));
+  for (const mode of ['local', 'lease', 'barrier']) {
+    const rate = median(modes[mode].map((x) => x.rate));
+    const name = `GET ?consistent=${mode === 'barrier' ? 'true (barrier)' : mode === 'lease' ? 'lease' : 'false (local)'} on the master, 16 clients`;
+    rows.push(
+      mode === 'local'
+        ? { name: `${name} (baseline)`, value: rate, unit: 'reads/s' }
+        : {
+            name,
+            value: rate,
+            unit: 'reads/s',
+            ratio: rate / local,
+            baseline: 'local GETs, same clients',
+          },
+    );
+    rows.push({ name: `${name}: p50`, value: median(modes[mode].map((x) => x.p50)), unit: 'ms' });
+    rows.push({ name: `${name}: p99`, value: median(modes[mode].map((x) => x.p99)), unit: 'ms' });
+  }
+  await cluster.stop();
+}
+
+for (const lease of PARTS.has('failover') ? FAILOVER_LEASES : []) {
+  const cluster = await startCluster(1, lease > 0 ? ['--master-lease-ms', String(lease)] : []);
+  const times = [];
+  for (let k = 0; k < KILLS; k++) {
+    const m = await waitForMaster(cluster, [0, 1, 2]);
+    const victim = cluster.nodes[m];
+    victim.child.kill('SIGKILL');
+    const t0 = performance.now();
+    await victim.exited;
+    await waitForMaster(
+      cluster,
+      [0, 1, 2].filter((i) => i !== m),
+    );
+    times.push(performance.now() - t0);
+    const again = startNode(cluster.argsOf(m + 1));
+    cluster.nodes[m] = again;
+    await again.ready;
+  }
+  const label = lease > 0 ? `--master-lease-ms ${lease}` : 'default lease (10000 ms)';
+  rows.push({
+    name: `failover: SIGKILL of the master to the next master's lease, ${label}`,
+    value: median(times),
+    unit: 'ms',
+    runs: times.map((t) => Math.round(t)),
+  });
+  await cluster.stop();
+}
+
+if (PARTS.has('checkpoint')) {
+  const cluster = await startCluster(1);
+  const third = cluster.nodes[2];
+  third.child.kill('SIGKILL');
+  await third.exited;
+  await writeMany(cluster.urls[0], CATCH_UP_WRITES, 'p');
+  for (const url of cluster.urls.slice(0, 2)) {
+    for (const path of ['/admin/checkpoint', `/admin/compact?keep=${COMPACT_KEEP}`]) {
+      const res = await fetch(`${url}${path}`, { method: 'POST' });
+      if (!res.ok) throw new Error(`${path}: HTTP ${res.status} ${await res.text()}`);
+      await res.arrayBuffer();
+    }
+  }
+  const s1 = await statusOf(cluster.urls[0]);
+  const target = s1.instanceId;
+  rmSync(join(cluster.dir, 'node-3'), { recursive: true, force: true });
+  const t0 = performance.now();
+  const again = startNode(cluster.argsOf(3));
+  cluster.nodes[2] = again;
+  await again.ready;
+  let s3;
+  for (;;) {
+    s3 = await statusOf(cluster.urls[2]);
+    if (s3.instanceId >= target) break;
+    await sleep(20);
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  if (s3.kv.checkpointInstanceId < s1.minChosenInstanceId - 1)
+    throw new Error(`node 3 did not go through a checkpoint: ${JSON.stringify(s3.kv)}`);
+  rows.push({
+    name: `wipe + restart + catch up through a checkpoint after ${CATCH_UP_WRITES} writes, compact keep ${COMPACT_KEEP}`,
+    value: seconds * 1000,
+    unit: 'ms',
+  });
+  rows.push({ name: 'instances behind (checkpoint catch-up)', value: target, unit: 'instances' });
+  rows.push({
+    name: 'min chosen id on nodes 1, 2 (compacted)',
+    value: s1.minChosenInstanceId,
+    unit: 'instance',
+  });
   await cluster.stop();
 }
 
