@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Cluster, NodeProcess, put, startCluster, waitFor } from './helpers';
+import { type Cluster, NodeProcess, startCluster, waitFor, writeKeys } from './helpers';
 
 const CHROMIUM = '/usr/bin/chromium';
 const OUTPUT = fileURLToPath(new URL('../test-output/', import.meta.url));
@@ -35,25 +35,6 @@ function ensureChromium(): void {
     const r = spawnSync('apt-get', args, { stdio: 'inherit', timeout: 600_000 });
     if (r.status !== 0) throw new Error(`apt-get ${args.join(' ')} failed (${r.status})`);
   }
-}
-
-async function writeMany(
-  url: string,
-  from: number,
-  count: number,
-  concurrency: number,
-): Promise<void> {
-  let next = from;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      for (;;) {
-        const i = next++;
-        if (i >= from + count) return;
-        const res = await put(url, `d${i}`, `v${i}`);
-        if (!res.ok) throw new Error(`write ${i}: ${res.status} ${await res.text()}`);
-      }
-    }),
-  );
 }
 
 async function rowState(page: Page, id: number): Promise<string | null> {
@@ -108,7 +89,7 @@ describe('dashboard', () => {
       const pageErrors: string[] = [];
       page.on('pageerror', (e) => pageErrors.push(e.message));
       await page.goto(`${nodes[0]!.httpUrl}/?interval=${POLL_MS}`);
-      await writeMany(nodes[0]!.httpUrl, 0, 100, 4);
+      await writeKeys(nodes[0]!.httpUrl, 'd', 0, 100, 4);
       await page.waitForSelector('#summary[data-all-equal="true"]', { timeout: PAGE_WAIT_MS });
       expect(await page.locator('tr[data-node]').count()).toBe(3);
       // Master election is on: one row is marked master.
@@ -122,7 +103,7 @@ describe('dashboard', () => {
         PAGE_WAIT_MS,
       );
       // One write at a time: each takes its own instance, so node 3 misses ~that many instances.
-      await writeMany(nodes[0]!.httpUrl, 100, MISSED_WRITES, 1);
+      await writeKeys(nodes[0]!.httpUrl, 'd', 100, MISSED_WRITES, 1);
 
       const again = new NodeProcess(3, nodes[2]!.args, nodes[2]!.httpUrl);
       nodes[2] = again;

@@ -1,26 +1,15 @@
 // A follower (--follow-to) learns everything the voters chose, keeps following new writes, serves
 // local reads, refuses writes (409 E_FOLLOWER), and keeps learning when the node it follows dies.
 import { afterAll, describe, expect, it } from 'vitest';
-import { type Cluster, NodeProcess, put, startCluster, waitConverged, waitFor } from './helpers';
-
-async function writeRange(
-  url: string,
-  from: number,
-  to: number,
-  concurrency: number,
-): Promise<void> {
-  let next = from;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      for (;;) {
-        const i = next++;
-        if (i >= to) return;
-        const res = await put(url, `f${i}`, `v${i}`);
-        if (!res.ok) throw new Error(`write ${i}: ${res.status} ${await res.text()}`);
-      }
-    }),
-  );
-}
+import {
+  type Cluster,
+  NodeProcess,
+  put,
+  startCluster,
+  waitConverged,
+  waitFor,
+  writeKeys,
+} from './helpers';
 
 describe('a follower', () => {
   let cluster: Cluster | undefined;
@@ -37,7 +26,7 @@ describe('a follower', () => {
       let follower = cluster.nodes[3]!;
       // The follower is down while the first 300 writes are chosen, then catches up.
       await cluster.nodes[3]!.kill('SIGKILL');
-      await writeRange(n1.httpUrl, 0, 300, 8);
+      await writeKeys(n1.httpUrl, 'f', 0, 300, 8);
       const restarted = new NodeProcess(4, cluster.nodes[3]!.args, cluster.nodes[3]!.httpUrl);
       cluster.nodes[3] = restarted;
       follower = restarted;
@@ -49,7 +38,7 @@ describe('a follower', () => {
       expect(all[3]!.learner.counters['valuesLearnedFromPeers']).toBeGreaterThan(0);
 
       // Keeps following: new writes reach it too.
-      await writeRange(n1.httpUrl, 300, 400, 4);
+      await writeKeys(n1.httpUrl, 'f', 300, 100, 4);
       all = await waitConverged([n1, n2, n3, follower]);
       const res = await fetch(`${follower.httpUrl}/kv/f399`);
       expect(await res.text()).toBe('v399');
@@ -63,7 +52,7 @@ describe('a follower', () => {
 
       // The node it follows dies; the others go on, and the follower learns from them.
       await n1.kill('SIGKILL');
-      await writeRange(n2.httpUrl, 400, 500, 4);
+      await writeKeys(n2.httpUrl, 'f', 400, 100, 4);
       const after = await waitConverged([n2, n3, follower]);
       expect(after[2]!.instanceId).toBeGreaterThan(all[0]!.instanceId);
       const last = await fetch(`${follower.httpUrl}/kv/f499`);

@@ -206,6 +206,30 @@ export async function put(url: string, key: string, value: string | Uint8Array):
 }
 
 /** Waits until every running node reports the same now instance id and lastChecksum. */
+/**
+ * PUTs keys `${prefix}${i}` = `v${i}` for i in [from, from + count) through `concurrency` parallel
+ * writers; any non-2xx answer fails the test.
+ */
+export async function writeKeys(
+  url: string,
+  prefix: string,
+  from: number,
+  count: number,
+  concurrency: number,
+): Promise<void> {
+  let next = from;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      for (;;) {
+        const i = next++;
+        if (i >= from + count) return;
+        const res = await put(url, `${prefix}${i}`, `v${i}`);
+        if (!res.ok) throw new Error(`write ${i}: ${res.status} ${await res.text()}`);
+      }
+    }),
+  );
+}
+
 export async function waitConverged(nodes: NodeProcess[], timeoutMs = 60_000): Promise<Status[]> {
   return waitFor(
     'all nodes at the same instance id and checksum',
