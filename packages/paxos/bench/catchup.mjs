@@ -17,6 +17,7 @@ import { SqliteLogStore } from '@tspaxos/storage/sqlite';
 import { MemoryNetwork, SeededRng } from '@tspaxos/transport';
 import { createNode, realRandom, realScheduler } from '../dist/node.js';
 import { envInteger, median, report } from '../../../scripts/bench-harness.mjs';
+import { pumpMemoryNetwork } from './pump.mjs';
 
 const RUNS = envInteger('BENCH_RUNS', 5, { min: 1 });
 const SMALL = envInteger('BENCH_CATCHUP_SMALL', 50_000);
@@ -60,16 +61,7 @@ function unsynced(store) {
 /** Nodes 1 and 2 (node 3 down) write `count` values of `valueBytes` through propose(). */
 async function writeLog(count, valueBytes) {
   const net = new MemoryNetwork({ rng: new SeededRng(1) });
-  let virtualMs = 0;
-  let pumping = true;
-  const pump = () => {
-    if (!pumping) return;
-    virtualMs += 1000;
-    net.setTime(virtualMs);
-    net.deliverDue(virtualMs);
-    setImmediate(pump);
-  };
-  pump();
+  const stopPump = pumpMemoryNetwork(net);
   const d = { 1: tmp('n1'), 2: tmp('n2') };
   const nodes = [];
   for (const id of [1, 2]) {
@@ -97,7 +89,7 @@ async function writeLog(count, valueBytes) {
   };
   await Promise.all(Array.from({ length: 64 }, worker));
   await Promise.all(nodes.map((n) => n.idle()));
-  pumping = false;
+  stopPump();
   for (const n of nodes) await n.stop();
   return d;
 }

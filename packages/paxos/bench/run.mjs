@@ -14,6 +14,7 @@ import { SqliteLogStore } from '@tspaxos/storage/sqlite';
 import { MemoryNetwork, SeededRng } from '@tspaxos/transport';
 import { createNode, realRandom, realScheduler } from '../dist/node.js';
 import { envInteger, medianOf, report } from '../../../scripts/bench-harness.mjs';
+import { pumpMemoryNetwork } from './pump.mjs';
 
 const MS = envInteger('BENCH_PAXOS_MS', 2000, { min: 1 });
 const dirs = [];
@@ -59,16 +60,7 @@ rows.push({
 
 async function inProcess(batch, concurrency, batchMaxValues) {
   const net = new MemoryNetwork({ rng: new SeededRng(1) });
-  let virtualMs = 0;
-  let pumping = true;
-  const pump = () => {
-    if (!pumping) return;
-    virtualMs += 1000;
-    net.setTime(virtualMs);
-    net.deliverDue(virtualMs);
-    setImmediate(pump);
-  };
-  pump();
+  const stopPump = pumpMemoryNetwork(net);
   const counter = { smId: 10, execute() {} };
   const nodes = [];
   for (const id of [1, 2, 3]) {
@@ -101,7 +93,7 @@ async function inProcess(batch, concurrency, batchMaxValues) {
   const t0 = performance.now();
   await Promise.all(Array.from({ length: concurrency }, worker));
   const s = (performance.now() - t0) / 1000;
-  pumping = false;
+  stopPump();
   for (const n of nodes) await n.stop();
   return { values: done / s, instances: instances.size / s };
 }
