@@ -883,6 +883,9 @@ export class SqliteLogStore implements LogStore {
     let next = from;
     let seenRecords = 0;
     let seenBytes = 0;
+    // After a chunk with out-of-line values, the next is read row by row at once (large values
+    // come in runs): no blob query that would only decline.
+    let byRows = false;
     while (next < to) {
       this.checkOpen();
       let rows: Array<[number, Uint8Array, number | null]> | undefined;
@@ -890,10 +893,11 @@ export class SqliteLogStore implements LogStore {
       try {
         const g = this.group(group, false);
         if (g === undefined) return;
-        chunk = readChunk(g, next, to, limit);
+        if (!byRows) chunk = readChunk(g, next, to, limit);
         if (chunk === undefined) {
           this.rangeStats.rowChunks++;
           rows = g.rangeChunk.all(next, to, limit) as typeof rows;
+          byRows = rows!.some((row) => row[2] !== null);
         } else {
           this.rangeStats.blobChunks++;
         }
