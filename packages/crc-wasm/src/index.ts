@@ -20,6 +20,7 @@ export {
   encodeRecordJs,
   decodeRecordJs,
   encodeRecordWasm,
+  encodeRecordsInWindow,
   decodeRecordWasm,
   RECORD_VERSION,
   RECORD_HEADER_BYTES,

@@ -20,7 +20,7 @@ import { crc32 } from './crc';
 import { crc32Js } from './crc-js';
 import { CodecError, type CodecErrorCode } from './errors';
 import { allocBytes } from './alloc';
-import { wasm } from './wasm';
+import { wasm, WASM_WINDOW_BYTES } from './wasm';
 
 /** PhxPaxos AcceptorStateData: one per instance in storage. */
 export interface AcceptorRecord {
@@ -195,6 +195,55 @@ export function encodeRecordWasm(r: AcceptorRecord): Uint8Array {
   const out = allocBytes(length);
   out.set(core.bytes.subarray(base, base + length));
   return out;
+}
+
+/**
+ * Encodes `count` records from `records[from]` one after another in WASM memory and puts a view
+ * of each in `out[0…count)`: no bytes are allocated or copied out. The views are valid only until
+ * the next call into this package (any of them may reuse that memory): for a writer that hands
+ * the bytes at once to a consumer that copies them (an SQLite insert). False, with `out`
+ * unspecified, when WASM is absent, the records do not all fit in one window, or one of them
+ * cannot be encoded: encode them one by one with encodeRecord then (which throws the precise
+ * error).
+ */
+export function encodeRecordsInWindow(
+  records: readonly AcceptorRecord[],
+  from: number,
+  count: number,
+  out: Uint8Array[],
+): boolean {
+  const core = wasm;
+  if (core === null) return false;
+  let total = 0;
+  for (let i = 0; i < count; i++) {
+    const value = records[from + i]?.value;
+    if (!(value instanceof Uint8Array)) return false;
+    total += RECORD_OVERHEAD_BYTES + value.length;
+  }
+  if (total > WASM_WINDOW_BYTES) return false;
+  core.ensure(total); // before any view is taken: growing memory detaches the old ones
+  const bytes = core.bytes;
+  let at = core.ioBase;
+  for (let i = 0; i < count; i++) {
+    const r = records[from + i]!;
+    const n = r.value.length;
+    if (r.checksum >>> 0 !== r.checksum) return false;
+    bytes.set(r.value, at + RECORD_HEADER_BYTES);
+    const length = core.exports.encodeRecord(
+      at,
+      n,
+      r.instanceId,
+      r.promiseId,
+      r.promiseNodeId,
+      r.acceptedId,
+      r.acceptedNodeId,
+      r.checksum,
+    );
+    if (length < 0) return false;
+    out[i] = bytes.subarray(at, at + length);
+    at += length;
+  }
+  return true;
 }
 
 /** Decodes in WebAssembly. The returned value is a view into `b` (no copy). */

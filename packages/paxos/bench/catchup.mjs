@@ -154,6 +154,9 @@ async function catchUp(written, { proposeWhileCatchingUp = false } = {}) {
       ).rate;
       target = (await request(children[0], { type: 'status' }, 'status')).status.instanceId;
     }
+    const cpu = () =>
+      Promise.all(children.slice(0, 2).map((c) => request(c, { type: 'cpu' }, 'cpu')));
+    const cpuBefore = await cpu();
     const done = request(
       children[2],
       { type: 'start', targetInstanceId: target, options },
@@ -172,7 +175,10 @@ async function catchUp(written, { proposeWhileCatchingUp = false } = {}) {
       busyRate = (await busy).rate;
     }
     const result = await done;
-    return { ...result, target, idleRate, busyRate };
+    // The sender's CPU: the busier of nodes 1 and 2 (the one that streamed; node 1 also proposes).
+    const cpuAfter = await cpu();
+    const senderCpuMs = Math.max(...cpuAfter.map((c, i) => c.cpuMs - cpuBefore[i].cpuMs));
+    return { ...result, senderCpuMs, target, idleRate, busyRate };
   } finally {
     for (const c of children) c.send({ type: 'stop' });
     await Promise.all(children.map((c) => once(c, 'exit')));
@@ -291,6 +297,8 @@ for (const [label, count, valueBytes] of [
       readyToFirstMs: c.readyToFirstMs,
       readyToDoneMs: c.readyToDoneMs,
       maxRssMiB: c.maxRssMiB,
+      receiverCpuUsPerInstance: (c.cpuMs * 1000) / c.instances,
+      senderCpuUsPerInstance: (c.senderCpuMs * 1000) / c.instances,
       idleCommitsPerSec: c.idleRate,
       catchUpCommitsPerSec: c.busyRate,
       instances: c.instances,
@@ -345,6 +353,16 @@ for (const [label, count, valueBytes] of [
     },
     { name: `catch-up ${label}: ready → first value`, value: m('readyToFirstMs'), unit: 'ms' },
     { name: `catch-up ${label}: node 3 peak RSS`, value: m('maxRssMiB'), unit: 'MiB' },
+    {
+      name: `catch-up ${label}: receiver CPU per instance`,
+      value: m('receiverCpuUsPerInstance'),
+      unit: 'µs',
+    },
+    {
+      name: `catch-up ${label}: sender CPU per instance`,
+      value: m('senderCpuUsPerInstance'),
+      unit: 'µs',
+    },
   );
   {
     rows.push({

@@ -58,18 +58,19 @@ export function unpackValue(packed: Uint8Array): SmValue[] {
       'E_BAD_ARGUMENT',
       `value of ${packed.length} bytes has no state machine id`,
     );
-  const view = new DataView(packed.buffer, packed.byteOffset, packed.byteLength);
-  const smId = view.getUint32(0, true);
+  // Read without a DataView: this runs once per learned instance (a streamed catch-up executes
+  // thousands in a row, and a DataView per value showed as garbage in its profile).
+  const smId = u32At(packed, 0);
   if (smId !== BATCH_SM_ID) return [{ smId, value: packed.subarray(4) }];
   if (packed.length < 8) throw new PaxosError('E_BAD_ARGUMENT', 'batch value has no count');
-  const count = view.getUint32(4, true);
+  const count = u32At(packed, 4);
   const items: SmValue[] = [];
   let at = 8;
   for (let i = 0; i < count; i++) {
     if (at + 8 > packed.length)
       throw new PaxosError('E_BAD_ARGUMENT', `batch item ${i} header is truncated`);
-    const itemSmId = view.getUint32(at, true);
-    const length = view.getUint32(at + 4, true);
+    const itemSmId = u32At(packed, at);
+    const length = u32At(packed, at + 4);
     if (at + 8 + length > packed.length)
       throw new PaxosError('E_BAD_ARGUMENT', `batch item ${i} is truncated`);
     items.push({ smId: itemSmId, value: packed.subarray(at + 8, at + 8 + length) });
@@ -78,6 +79,11 @@ export function unpackValue(packed: Uint8Array): SmValue[] {
   if (at !== packed.length)
     throw new PaxosError('E_BAD_ARGUMENT', 'batch value has trailing bytes');
   return items;
+}
+
+/** Little-endian u32 at `at` (the caller checked the bounds). */
+function u32At(b: Uint8Array, at: number): number {
+  return (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24)) >>> 0;
 }
 
 export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {

@@ -423,6 +423,10 @@ export function describeLogStoreContract(name: string, make: StoreFactory): void
           const batch = Array.from({ length: 150 }, (_, i) => record(10 + i));
           batch[120] = record(-5);
           expect(await codeOf(store.putMany(0, batch, { sync: true }))).toBe('E_UNSAFE_INTEGER');
+          // A field only the encoder checks (a promise id past 2^53), inside a multi-row statement.
+          batch[120] = { ...record(130), promiseId: 2 ** 53 };
+          expect(await codeOf(store.putMany(0, batch, { sync: true }))).toBe('E_UNSAFE_INTEGER');
+          expect(store.get(0, 10)).toBeUndefined();
           batch[120] = big;
           expect(await codeOf(store.putMany(0, batch, { sync: false }))).toBe('E_VALUE_TOO_LARGE');
           expect(
