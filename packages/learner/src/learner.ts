@@ -467,15 +467,18 @@ export class Learner {
       this.cancelSenderTimer = undefined;
       this.senderTimerAt = Number.POSITIVE_INFINITY;
       const now = this.host.now();
-      this.afterSenderWork(this.sender.tick(now, this.groupBusy(now)));
+      const busy = this.groupBusy(now);
+      this.afterSenderWork(this.sender.tick(now, busy), busy);
     });
   }
 
   /** After the sender worked: continue next turn if it yielded, and re-arm its deadline. */
-  private afterSenderWork(yielded: boolean): void {
+  private afterSenderWork(yielded: boolean, busy: boolean): void {
     if (yielded) {
-      // Leave the node its share of the loop: pause in proportion to the turn just run.
-      const share = this.options.senderLoopShare;
+      // While the group is busy, leave it its share of the loop (and of the CPU): pause in
+      // proportion to the turn just run. A quiet group's loop has nothing of its own to protect
+      // from the stream: the next slice waits only for the idle lane (I/O and queued work first).
+      const share = busy ? this.options.senderLoopShare : 1;
       this.continueSenderSoon((this.sender.lastTurnMs * (1 - share)) / share);
     }
     this.armSenderTimer();
@@ -498,7 +501,8 @@ export class Learner {
       this.senderContinueScheduled = false;
       if (this.stopped) return;
       const now = this.host.now();
-      this.afterSenderWork(this.sender.pump(now, this.groupBusy(now)));
+      const busy = this.groupBusy(now);
+      this.afterSenderWork(this.sender.pump(now, busy), busy);
     };
     const idle = this.host.scheduleIdle?.bind(this.host);
     if (idle === undefined) this.host.schedule(delayMs, slice);

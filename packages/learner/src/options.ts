@@ -77,9 +77,11 @@ export interface LearnerOptions {
    */
   senderTurnMaxMs: number;
   /**
-   * Share of the node's event loop a stream may take while it has more to send (ours: 0.5):
-   * after a turn of t ms that stopped at its limit, the next turn starts t × (1 − share) / share
-   * ms later, so the node's own proposals always get the rest. 1 = no pause.
+   * Share of the node's event loop a stream may take while the group is busy with Paxos traffic
+   * (senderBusyWindowMs) and the stream has more to send (ours: 0.5): after a turn of t ms that
+   * stopped at its limit, the next turn starts t × (1 − share) / share ms later (Node's timers
+   * round this up to 1 ms), so the group's own work gets the rest of the loop and of the CPU.
+   * 1 = no pause. A quiet group's stream does not pause: it runs in the loop's idle time.
    */
   senderLoopShare: number;
   /**
