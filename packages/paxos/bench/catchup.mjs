@@ -370,7 +370,7 @@ for (const [label, count, valueBytes] of [
   if (BASELINES)
     rows.push(
       {
-        name: `catch-up ${label}: stream`,
+        name: `catch-up ${label}: stream, node 1 proposing`,
         value: m('MBPerSec'),
         unit: 'MB/s',
         ratio: m('MBPerSec') / m('physicalMBPerSec'),
