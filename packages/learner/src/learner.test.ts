@@ -57,6 +57,10 @@ interface NodeSetup {
   /** false: the host leaves a learned value unexecuted (as after a failed execute). */
   execute?: boolean;
   options?: Partial<LearnerOptions>;
+  /** The host's paxosActiveAtMs port (the group's last Paxos message); absent: never busy. */
+  paxosActiveAtMs?: () => number;
+  /** Virtual ms each record read from the store costs (the sender's turns are timed). */
+  readCostMs?: number;
 }
 
 /** A cluster of learners on a FIFO wire; nodes not added drop what is sent to them. */
@@ -65,6 +69,8 @@ class Net {
   /** Everything ever sent, in order. */
   readonly sent: Sent[] = [];
   private queue: Sent[] = [];
+  /** Work in the nodes' idle time (the sender's slices): it runs only when the wire is quiet. */
+  private readonly idle: Array<{ fn: () => void; live: boolean }> = [];
   private readonly nodes = new Map<number, TestNode>();
 
   /** A node whose log holds setup.log (chained checksums), compacted below setup.minChosen. */
@@ -90,10 +96,24 @@ class Net {
     this.queue.push({ from, to, msg });
   }
 
-  /** Delivers queued messages in order until the wire is quiet. */
+  scheduleIdle(fn: () => void): () => void {
+    const entry = { fn, live: true };
+    this.idle.push(entry);
+    return () => (entry.live = false);
+  }
+
+  /**
+   * Delivers queued messages in order, and runs idle work (one slice at a time) only when no
+   * message is queued, until both are empty (as the IOLoop's idle lane does).
+   */
   async run(): Promise<void> {
-    for (let steps = 0; this.queue.length > 0; steps++) {
+    for (let steps = 0; this.queue.length > 0 || this.idle.length > 0; steps++) {
       expect(steps).toBeLessThan(10_000);
+      if (this.queue.length === 0) {
+        const entry = this.idle.shift()!;
+        if (entry.live) entry.fn();
+        continue;
+      }
       const { to, msg } = this.queue.shift()!;
       await this.nodes.get(to)?.deliver(msg);
     }
@@ -140,6 +160,7 @@ class TestNode {
       now: () => net.clock.nowMs,
       random: () => 0.5,
       schedule: (delayMs, fn) => net.clock.schedule(delayMs, fn),
+      scheduleIdle: (fn) => net.scheduleIdle(fn),
       send: (to, msg) => net.send(id, to, msg),
       peers: () => setup.peers,
       followers: () => this.followers,
@@ -158,7 +179,24 @@ class TestNode {
         this.checkpointNeeded.push({ from, peerMinChosenInstanceId }),
       event: () => {},
       notify: (e) => this.events.push(e),
+      ...(setup.paxosActiveAtMs && { paxosActiveAtMs: setup.paxosActiveAtMs }),
     };
+    const cost = setup.readCostMs;
+    if (cost !== undefined) {
+      const range = store.range.bind(store);
+      store.range = (group, from, to) => {
+        const it = range(group, from, to);
+        return {
+          next: () => {
+            net.clock.nowMs += cost;
+            return it.next();
+          },
+          [Symbol.iterator]() {
+            return this;
+          },
+        } as ReturnType<typeof store.range>;
+      };
+    }
     this.learner = new Learner(host, setup.options);
     this.learner.instanceId = setup.log?.length ?? 0;
     const put = store.put.bind(store);
@@ -566,5 +604,46 @@ describe('Learner: steady state (ProposerSendSuccess)', () => {
     await a.deliver(success(0, 0, 0)); // a null ballot must not match the null accepted ballot
     expect(a.learned).toEqual([]);
     expect(a.learner.state.isLearned).toBe(false);
+  });
+});
+
+describe('Learner: the stream yields to the group Paxos traffic', () => {
+  // Each record read costs 0.01 virtual ms: a 4 ms turn reads ~400 records; a 0.1 ms busy turn
+  // is cut at the first clock check (every 64 records).
+  const stream = async (busy: boolean) => {
+    const net = new Net();
+    const log = values(3000);
+    const a = await net.add(1, { peers: [2] });
+    const b = await net.add(2, {
+      peers: [1],
+      log,
+      readCostMs: 0.01,
+      ...(busy && { paxosActiveAtMs: () => net.clock.nowMs }),
+    });
+    a.learner.start();
+    await net.run();
+    // The sender pauses between turns (senderLoopShare) on the virtual clock.
+    for (let i = 0; i < 1000 && a.learner.instanceId < log.length; i++) {
+      net.clock.advanceTo(net.clock.nowMs + 1);
+      await net.run();
+    }
+    expect(a.learned).toEqual(log.map((v, i) => `${i}:${v}`));
+    return {
+      sizes: net.of(T.SendLearnValue, 1).map((m) => m.batch.length),
+      sender: b.learner.sender,
+    };
+  };
+
+  it('while the group handles Paxos messages, every turn is senderBusyTurnMaxMs', async () => {
+    const { sizes, sender } = await stream(true);
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(64);
+    expect(sizes.length).toBeGreaterThanOrEqual(3000 / 64);
+    expect(sender.counters.busyTurns).toBeGreaterThanOrEqual(sizes.length);
+  });
+
+  it('a quiet group gets full senderTurnMaxMs turns (the check above tells them apart)', async () => {
+    const { sizes, sender } = await stream(false);
+    expect(Math.max(...sizes)).toBeGreaterThan(300);
+    expect(sender.counters.busyTurns).toBe(0);
   });
 });

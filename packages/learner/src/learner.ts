@@ -49,6 +49,19 @@ export interface LearnerHost {
   random(): number;
   /** Runs fn after delayMs, serialized with message handling; returns a cancel function. */
   schedule(delayMs: number, fn: () => void): () => void;
+  /**
+   * Runs fn in the host's idle time: after pending I/O has been read, and only when none of the
+   * group's own work (messages, proposals, timers) is queued; serialized with message handling.
+   * The sender's slices run here, so the stream never delays a Paxos message by more than one
+   * slice (senderTurnMaxMs). Without it, a 0 ms schedule() (no priority).
+   */
+  scheduleIdle?(fn: () => void): () => void;
+  /**
+   * When the group last handled Paxos traffic of its own (a Prepare, an Accept or a reply).
+   * Within senderBusyWindowMs of it the sender's turns shrink to senderBusyTurnMaxMs. Without it,
+   * the group never counts as busy.
+   */
+  paxosActiveAtMs?(): number;
   send(to: number, msg: PaxosMsg): void;
   /** Nodes to ask: every voting member but me (a follower asks them too). */
   peers(): readonly number[];
@@ -450,29 +463,48 @@ export class Learner {
     this.cancelSenderTimer = this.host.schedule(Math.max(0, at - this.host.now()), () => {
       this.cancelSenderTimer = undefined;
       this.senderTimerAt = Number.POSITIVE_INFINITY;
-      this.afterSenderWork(this.sender.tick(this.host.now()));
+      const now = this.host.now();
+      const busy = this.groupBusy(now);
+      this.afterSenderWork(this.sender.tick(now, busy), busy);
     });
   }
 
   /** After the sender worked: continue next turn if it yielded, and re-arm its deadline. */
-  private afterSenderWork(yielded: boolean): void {
+  private afterSenderWork(yielded: boolean, busy: boolean): void {
     if (yielded) {
-      // Leave the node its share of the loop: pause in proportion to the turn just run.
-      const share = this.options.senderLoopShare;
+      // While the group is busy, leave it its share of the loop (and of the CPU): pause in
+      // proportion to the turn just run. A quiet group's loop has nothing of its own to protect
+      // from the stream: the next slice waits only for the idle lane (I/O and queued work first).
+      const share = busy ? this.options.senderLoopShare : 1;
       this.continueSenderSoon((this.sender.lastTurnMs * (1 - share)) / share);
     }
     this.armSenderTimer();
   }
 
-  /** The sender stopped at its per-turn limit or waits for the budget: go on in a later turn. */
+  /** The group has Paxos work of its own now or had some within senderBusyWindowMs. */
+  private groupBusy(nowMs: number): boolean {
+    const at = this.host.paxosActiveAtMs?.();
+    return at !== undefined && nowMs - at < this.options.senderBusyWindowMs;
+  }
+
+  /**
+   * The sender's one way to run: a slice in the host's idle time (after `delayMs` when the loop
+   * share asks for a pause). At most one slice is pending at a time.
+   */
   private continueSenderSoon(delayMs = 0): void {
     if (this.senderContinueScheduled || this.stopped) return;
     this.senderContinueScheduled = true;
-    this.host.schedule(delayMs, () => {
+    const slice = (): void => {
       this.senderContinueScheduled = false;
       if (this.stopped) return;
-      this.afterSenderWork(this.sender.pump(this.host.now()));
-    });
+      const now = this.host.now();
+      const busy = this.groupBusy(now);
+      this.afterSenderWork(this.sender.pump(now, busy), busy);
+    };
+    const idle = this.host.scheduleIdle?.bind(this.host);
+    if (idle === undefined) this.host.schedule(delayMs, slice);
+    else if (delayMs <= 0) idle(slice);
+    else this.host.schedule(delayMs, () => void idle(slice));
   }
 
   // ---- asking ---------------------------------------------------------------------------
@@ -623,8 +655,7 @@ export class Learner {
         from: msg.instanceId,
         until: this.instanceId,
       });
-      this.afterSenderWork(this.sender.pump(this.host.now()));
-      return;
+      this.continueSenderSoon();
     }
     this.armSenderTimer();
   }
@@ -632,14 +663,15 @@ export class Learner {
   private onSendLearnValueAck(msg: PaxosMsg): void {
     const now = this.host.now();
     this.sender.ack(msg.instanceId, msg.nodeId, msg.flag === PaxosMsgFlag.AckGap, now);
-    this.afterSenderWork(this.sender.pump(now));
+    // The window moved: the next slice sends, in the host's idle time (never inline here, so
+    // a burst of acks cannot chain sender turns ahead of the group's own messages).
+    if (this.sender.isSending) this.continueSenderSoon();
+    this.armSenderTimer();
   }
 
   /** Called after every learned instance: a stream may now send further. */
   pumpSender(): void {
-    if (this.sender.isSending && !this.senderContinueScheduled) {
-      this.afterSenderWork(this.sender.pump(this.host.now()));
-    }
+    if (this.sender.isSending) this.continueSenderSoon();
   }
 
   private senderEnded(to: number, reason: SenderEndReason, next: number, error?: unknown): void {

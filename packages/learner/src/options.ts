@@ -77,11 +77,24 @@ export interface LearnerOptions {
    */
   senderTurnMaxMs: number;
   /**
-   * Share of the node's event loop a stream may take while it has more to send (ours: 0.5):
-   * after a turn of t ms that stopped at its limit, the next turn starts t × (1 − share) / share
-   * ms later, so the node's own proposals always get the rest. 1 = no pause.
+   * Share of the node's event loop a stream may take while the group is busy with Paxos traffic
+   * (senderBusyWindowMs) and the stream has more to send (ours: 0.5): after a turn of t ms that
+   * stopped at its limit, the next turn starts t × (1 − share) / share ms later (Node's timers
+   * round this up to 1 ms), so the group's own work gets the rest of the loop and of the CPU.
+   * 1 = no pause. A quiet group's stream does not pause: it runs in the loop's idle time.
    */
   senderLoopShare: number;
+  /**
+   * Milliseconds of sending in one turn while the group is busy with its own Paxos traffic (a
+   * Prepare, Accept or reply handled in the last senderBusyWindowMs).
+   * Ours: 0.25 ms. A turn cannot be interrupted, so an Accept that arrives during one waits for
+   * its end: with a commit taking ~1 ms here (1 caller, 3 nodes), 4 ms turns cost the group 70–
+   * 90 % of its commit rate during a catch-up and 0.25 ms turns about a fifth (paxos bench
+   * catchup.mjs, /work/wt/commit-bench.md). When the group is quiet, senderTurnMaxMs applies.
+   */
+  senderBusyTurnMaxMs: number;
+  /** The group counts as busy this long after its last Paxos message (ours: 5 ms). */
+  senderBusyWindowMs: number;
   /**
    * The receiver acks every this many learned instances of one-value frames (4; large-value
    * mode 2). Batches are acked once each.
@@ -97,6 +110,13 @@ export interface LearnerOptions {
   /** Sliding window of the catch-up and per-peer rates in status() (ours: 5000 ms). */
   rateWindowMs: number;
 }
+
+/**
+ * While the sender reads ahead, it reads the clock at least once per this many value bytes (ours:
+ * 64 KiB, tens of µs of reading here), so a turn of large values ends on time (senderTurnMaxMs,
+ * senderBusyTurnMaxMs) and not one 1 MiB batch later.
+ */
+export const SENDER_CLOCK_CHECK_BYTES = 64 * 1024;
 
 export const DEFAULT_LEARNER_OPTIONS: Readonly<LearnerOptions> = Object.freeze({
   askforLearnIntervalMs: 2500,
@@ -117,6 +137,8 @@ export const DEFAULT_LEARNER_OPTIONS: Readonly<LearnerOptions> = Object.freeze({
   senderTurnMaxInstances: 4096,
   senderTurnMaxMs: 4,
   senderLoopShare: 0.5,
+  senderBusyTurnMaxMs: 0.1,
+  senderBusyWindowMs: 5,
   receiverAckLead: 4,
   learnerStallMs: 1000,
   variablesGapInstances: 50,
@@ -157,6 +179,9 @@ export const LEARNER_OPTION_RANGES: Readonly<Record<keyof LearnerOptions, Option
   senderTurnMaxMs: { min: 1 },
   // A share of the event loop: 1 = never pause, near 0 = almost never send.
   senderLoopShare: { min: 0.01, max: 1, integer: false },
+  // Fractions of a millisecond: a turn checks the clock every 64 records (sender.ts).
+  senderBusyTurnMaxMs: { min: 0.01, integer: false },
+  senderBusyWindowMs: { min: 0, integer: false },
   learnerStallMs: { min: 1 },
   rateWindowMs: { min: 1 },
 };

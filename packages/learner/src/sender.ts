@@ -9,7 +9,7 @@
 import type { AcceptorRecord } from '@tspaxos/crc-wasm';
 import type { SenderBudget } from './budget';
 import { isExpectedReadFailure } from './errors';
-import type { LearnerOptions } from './options';
+import { type LearnerOptions, SENDER_CLOCK_CHECK_BYTES } from './options';
 import { Progress, type ProgressPhase } from './progress';
 
 export type SenderPhase = ProgressPhase;
@@ -57,6 +57,8 @@ export interface SenderCounters {
   budgetWaits: number;
   /** Turns that stopped at senderTurnMax* and continued on the next turn. */
   turnsYielded: number;
+  /** Turns cut to senderBusyTurnMaxMs because the group was busy with its own Paxos work. */
+  busyTurns: number;
   /**
    * Streams ended because a record could not be read (E_CORRUPT_RECORD, E_IO: errors.ts
    * EXPECTED_READ_FAILURES); the peer asks again and another peer serves it.
@@ -100,6 +102,7 @@ export class LearnerSender {
     rateLimited: 0,
     budgetWaits: 0,
     turnsYielded: 0,
+    busyTurns: 0,
     readFailures: 0,
     maxConcurrentStreams: 0,
     concurrentStreamsStarted: 0,
@@ -217,15 +220,18 @@ export class LearnerSender {
 
   /**
    * Sends what the windows, the budget and the rate allow, one batch per streaming peer in turn,
-   * until one turn's work is done. True when it stopped at the turn limit: call again on the
-   * next turn of the event loop.
+   * until one turn's work is done (senderTurnMaxMs, or senderBusyTurnMaxMs when `busy`: the group
+   * has Paxos work of its own). True when it stopped at the turn limit: call again on the next turn of the
+   * event loop.
    */
-  pump(nowMs: number): boolean {
+  pump(nowMs: number, busy = false): boolean {
+    const turnMaxMs = busy ? this.options.senderBusyTurnMaxMs : this.options.senderTurnMaxMs;
+    if (busy) this.counters.busyTurns++;
     this.refillTokens(nowMs);
     let turnInstances = 0;
     let turnBytes = 0;
     const turnStartMs = this.port.now();
-    this.turnDeadlineMs = turnStartMs + this.options.senderTurnMaxMs;
+    this.turnDeadlineMs = turnStartMs + turnMaxMs;
     for (;;) {
       let progressed = false;
       for (const p of this.peers.values()) {
@@ -238,7 +244,7 @@ export class LearnerSender {
         if (
           turnInstances >= this.options.senderTurnMaxInstances ||
           turnBytes >= this.options.senderTurnMaxBytes ||
-          this.port.now() - turnStartMs >= this.options.senderTurnMaxMs
+          this.port.now() - turnStartMs >= turnMaxMs
         ) {
           this.counters.turnsYielded++;
           this.lastTurnMs = this.port.now() - turnStartMs;
@@ -250,9 +256,9 @@ export class LearnerSender {
   }
 
   /** Ends expired phases and sends what is due; call when deadline() passes. */
-  tick(nowMs: number): boolean {
+  tick(nowMs: number, busy = false): boolean {
     this.expire(nowMs);
-    return this.pump(nowMs);
+    return this.pump(nowMs, busy);
   }
 
   /** When tick() next has something to do; undefined when only messages can move anything. */
@@ -386,6 +392,7 @@ export class LearnerSender {
   private fillReadAhead(p: Progress, count: number, byteLimit: number, nowId: number): void {
     let bytes = 0;
     for (const r of p.readAhead) bytes += r.value.length + RECORD_OVERHEAD_BYTES;
+    let uncheckedBytes = 0;
     while (p.readAhead.length < count && (p.readAhead.length === 0 || bytes <= byteLimit)) {
       const after = p.nextInstanceId + p.readAhead.length;
       if (after >= nowId) return;
@@ -399,10 +406,16 @@ export class LearnerSender {
         return; // a hole or compacted: sendBatch sees the ids
       }
       p.readAhead.push(next.value);
-      bytes += next.value.value.length + RECORD_OVERHEAD_BYTES;
+      const size = next.value.value.length + RECORD_OVERHEAD_BYTES;
+      bytes += size;
+      uncheckedBytes += size;
       // On a slow or loaded machine even one full batch can take tens of ms to read: the batch
       // is cut where the turn's time runs out, so the node's own messages wait at most a turn.
-      if ((p.readAhead.length & 63) === 0 && this.port.now() >= this.turnDeadlineMs) return;
+      // The clock is read every 64 records, or every SENDER_CLOCK_CHECK_BYTES of large values.
+      if ((p.readAhead.length & 63) === 0 || uncheckedBytes >= SENDER_CLOCK_CHECK_BYTES) {
+        uncheckedBytes = 0;
+        if (this.port.now() >= this.turnDeadlineMs) return;
+      }
     }
   }
 

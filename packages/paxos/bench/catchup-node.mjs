@@ -35,6 +35,17 @@ if (process.env.CATCHUP_DEBUG) {
     send(to, g, m);
   };
 }
+// The catch-up's server, chosen by the parent (`askOnly`): node 3's AskforLearn (type 5) goes to
+// that node only, so each run measures a known sender instead of whichever peer answered first.
+let askOnly;
+{
+  const send = network.send.bind(network);
+  network.send = (to, g, m) => {
+    if (askOnly !== undefined && to !== askOnly && m.kind === 'paxos' && m.msg.msgType === 5)
+      return;
+    send(to, g, m);
+  };
+}
 const counter = { smId: 10, execute() {} };
 
 let stopProposing = false;
@@ -44,16 +55,29 @@ async function propose(ms, concurrency, valueBytes) {
   const value = new Uint8Array(valueBytes);
   const end = performance.now() + ms;
   let done = 0;
+  const latencies = [];
   stopProposing = false;
   const worker = async () => {
     while (performance.now() < end && !stopProposing) {
+      const s = performance.now();
       await node.propose(0, value, { smId: 10 });
+      latencies.push(performance.now() - s);
       done++;
     }
   };
   const t0 = performance.now();
   await Promise.all(Array.from({ length: concurrency }, worker));
-  return done / ((performance.now() - t0) / 1000);
+  const elapsedMs = performance.now() - t0;
+  latencies.sort((a, b) => a - b);
+  const at = (q) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))];
+  return {
+    rate: done / (elapsedMs / 1000),
+    commits: done,
+    ms: elapsedMs,
+    p50Ms: at(0.5),
+    p99Ms: at(0.99),
+    maxMs: latencies[latencies.length - 1],
+  };
 }
 
 process.on('message', async (m) => {
@@ -66,6 +90,7 @@ process.on('message', async (m) => {
     let firstAt;
     let doneSent = false;
     const target = m.targetInstanceId ?? 0;
+    askOnly = m.askOnly;
     const t0 = performance.now();
     node = await createNode({
       nodeId,
@@ -99,6 +124,7 @@ process.on('message', async (m) => {
         readyToFirstMs: (firstAt ?? doneAt) - readyAt,
         readyToDoneMs: doneAt - readyAt,
         instances: instanceId,
+        fromNodeId: st.learner.lastCatchUp?.fromNodeId ?? st.learner.catchUp?.fromNodeId,
         learnedBytes: st.learner.lastCatchUp?.learnedBytes ?? st.learner.catchUp?.learnedBytes ?? 0,
         maxRssMiB: process.resourceUsage().maxRSS / 1024,
         // CPU time of this process from ready to caught up: a cost per instance that a loaded
@@ -118,8 +144,8 @@ process.on('message', async (m) => {
     process.send({ type: 'started', instanceId: node.instanceId(0) });
     check(node.instanceId(0));
   } else if (m.type === 'propose') {
-    const rate = await propose(m.ms, m.concurrency, m.valueBytes ?? 100);
-    process.send({ type: 'proposed', rate, instanceId: node.instanceId(0) });
+    const r = await propose(m.ms, m.concurrency, m.valueBytes ?? 100);
+    process.send({ type: 'proposed', ...r, instanceId: node.instanceId(0) });
   } else if (m.type === 'proposeStop') {
     stopProposing = true;
   } else if (m.type === 'cpu') {

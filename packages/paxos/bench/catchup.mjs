@@ -26,6 +26,8 @@ const LARGE = envInteger('BENCH_CATCHUP_LARGE', 2_000);
 const PROPOSE_MS = envInteger('BENCH_CATCHUP_PROPOSE_MS', 5_000);
 /** PhxPaxos on this machine (BASELINES.md, 2026-11-30): 100 KB values, 2 of 3 nodes, 100 callers. */
 const PHXPAXOS_PROPOSE_100K_PER_SEC = 440;
+/** 0 skips the raw-socket baselines (quick iterations on the commit-rate measure). */
+const BASELINES = envInteger('BENCH_CATCHUP_BASELINES', 1, { min: 0, max: 1 });
 /** Learner options for every node, as JSON (e.g. '{"senderLoopShare":0.2}'); default: none. */
 const LEARNER = (() => {
   try {
@@ -111,7 +113,7 @@ function request(child, msg, replyType) {
 }
 
 /** One catch-up: nodes 1 and 2 from the written log, node 3 empty. */
-async function catchUp(written, { proposeWhileCatchingUp = false } = {}) {
+async function catchUp(written, { proposeWhileCatchingUp = false, server } = {}) {
   // Copies of the written logs: what node 1 proposes in this run is not in the next run's log.
   const d = {};
   for (const id of [1, 2]) {
@@ -146,12 +148,10 @@ async function catchUp(written, { proposeWhileCatchingUp = false } = {}) {
       target = now;
       await new Promise((r) => setTimeout(r, 200));
     }
-    let idleRate;
-    let busyRate;
+    let idle;
+    let busy;
     if (proposeWhileCatchingUp) {
-      idleRate = (
-        await request(children[0], { type: 'propose', ms: 1000, concurrency: 1 }, 'proposed')
-      ).rate;
+      idle = await request(children[0], { type: 'propose', ms: 1000, concurrency: 1 }, 'proposed');
       target = (await request(children[0], { type: 'status' }, 'status')).status.instanceId;
     }
     const cpu = () =>
@@ -159,26 +159,26 @@ async function catchUp(written, { proposeWhileCatchingUp = false } = {}) {
     const cpuBefore = await cpu();
     const done = request(
       children[2],
-      { type: 'start', targetInstanceId: target, options },
+      { type: 'start', targetInstanceId: target, options, askOnly: server },
       'caughtUp',
     );
     if (proposeWhileCatchingUp) {
       // Node 1 proposes from node 3's start until node 3 has caught up: the rate over exactly
       // the catch-up.
-      const busy = request(
+      const proposing = request(
         children[0],
         { type: 'propose', ms: 600_000, concurrency: 1 },
         'proposed',
       );
       await done;
       children[0].send({ type: 'proposeStop' });
-      busyRate = (await busy).rate;
+      busy = await proposing;
     }
     const result = await done;
     // The sender's CPU: the busier of nodes 1 and 2 (the one that streamed; node 1 also proposes).
     const cpuAfter = await cpu();
     const senderCpuMs = Math.max(...cpuAfter.map((c, i) => c.cpuMs - cpuBefore[i].cpuMs));
-    return { ...result, senderCpuMs, target, idleRate, busyRate };
+    return { ...result, senderCpuMs, target, idle, busy };
   } finally {
     for (const c of children) c.send({ type: 'stop' });
     await Promise.all(children.map((c) => once(c, 'exit')));
@@ -284,100 +284,181 @@ for (const [label, count, valueBytes] of [
   );
   const runs = [];
   for (let r = 0; r < RUNS; r++) {
-    const b = await baseline(d);
-    const p = await baseline(d, 'receive-file');
-    const c = await catchUp(d, { proposeWhileCatchingUp: true });
-    const run = {
-      baselineInstancesPerSec: b.count / (b.ms / 1000),
-      baselineMBPerSec: b.bytes / 2 ** 20 / (b.ms / 1000),
-      physicalInstancesPerSec: p.count / (p.ms / 1000),
-      physicalMBPerSec: p.bytes / 2 ** 20 / (p.ms / 1000),
+    const b = BASELINES ? await baseline(d) : undefined;
+    const p = BASELINES ? await baseline(d, 'receive-file') : undefined;
+    // Either peer may serve node 3 (the first to answer its ask wins); both are on the commit
+    // path (node 3 cannot accept until it has caught up), but only node 1 also proposes. Each
+    // run measures both: node 2 serving, then node 1 serving (the order alternates by run).
+    const order = r % 2 === 0 ? [2, 1] : [1, 2];
+    const byServer = {};
+    for (const server of order)
+      byServer[server] = await catchUp(d, { proposeWhileCatchingUp: true, server });
+    const perServer = (c) => ({
+      fromNodeId: c.fromNodeId,
       instancesPerSec: c.instances / (c.readyToDoneMs / 1000),
       MBPerSec: c.learnedBytes / 2 ** 20 / (c.readyToDoneMs / 1000),
       readyToFirstMs: c.readyToFirstMs,
       readyToDoneMs: c.readyToDoneMs,
       maxRssMiB: c.maxRssMiB,
-      receiverCpuUsPerInstance: (c.cpuMs * 1000) / c.instances,
-      senderCpuUsPerInstance: (c.senderCpuMs * 1000) / c.instances,
-      idleCommitsPerSec: c.idleRate,
-      catchUpCommitsPerSec: c.busyRate,
+      idleCommitsPerSec: c.idle.rate,
+      catchUpCommitsPerSec: c.busy.rate,
+      commitRatio: c.busy.rate / c.idle.rate,
+      catchUpCommits: c.busy.commits,
+      catchUpWindowMs: c.busy.ms,
+      idleCommitP50Ms: c.idle.p50Ms,
+      catchUpCommitP50Ms: c.busy.p50Ms,
+      catchUpCommitP99Ms: c.busy.p99Ms,
+      catchUpCommitMaxMs: c.busy.maxMs,
       instances: c.instances,
       counters: c.counters,
+    });
+    // The stream alone (no proposals): what the catch-up can do when the group is quiet.
+    const quiet = await catchUp(d);
+    const s1 = perServer(byServer[1]);
+    const s2 = perServer(byServer[2]);
+    const run = {
+      ...(b && {
+        baselineInstancesPerSec: b.count / (b.ms / 1000),
+        baselineMBPerSec: b.bytes / 2 ** 20 / (b.ms / 1000),
+      }),
+      ...(p && {
+        physicalInstancesPerSec: p.count / (p.ms / 1000),
+        physicalMBPerSec: p.bytes / 2 ** 20 / (p.ms / 1000),
+      }),
+      quietInstancesPerSec: quiet.instances / (quiet.readyToDoneMs / 1000),
+      quietMBPerSec: quiet.learnedBytes / 2 ** 20 / (quiet.readyToDoneMs / 1000),
+      // CPU per learned instance, from the quiet catch-up (node 1's proposals would count in the
+      // sender's figure otherwise).
+      receiverCpuUsPerInstance: (quiet.cpuMs * 1000) / quiet.instances,
+      senderCpuUsPerInstance: (quiet.senderCpuMs * 1000) / quiet.instances,
+      // The stream while node 1 proposes: the mean of the two catch-ups of this run.
+      instancesPerSec: (s1.instancesPerSec + s2.instancesPerSec) / 2,
+      MBPerSec: (s1.MBPerSec + s2.MBPerSec) / 2,
+      readyToFirstMs: (s1.readyToFirstMs + s2.readyToFirstMs) / 2,
+      maxRssMiB: Math.max(s1.maxRssMiB, s2.maxRssMiB),
+      // The commit rate over both catch-ups of the run (commits / time), against idle.
+      commitRatio:
+        (s1.catchUpCommits + s2.catchUpCommits) /
+        ((s1.catchUpWindowMs + s2.catchUpWindowMs) / 1000) /
+        ((s1.idleCommitsPerSec + s2.idleCommitsPerSec) / 2),
+      idleCommitsPerSec: (s1.idleCommitsPerSec + s2.idleCommitsPerSec) / 2,
+      servedBy1: s1,
+      servedBy2: s2,
     };
     console.log(label, JSON.stringify(run));
     runs.push(run);
   }
   raw[label] = runs;
   const m = (k) => median(runs.map((x) => x[k]));
+  const ms = (server, k) => median(runs.map((x) => x[`servedBy${server}`][k]));
   rows.push(
     {
-      name: `catch-up ${label}: stream`,
+      name: `catch-up ${label}: stream, group quiet`,
+      value: m('quietInstancesPerSec'),
+      unit: 'instances/s',
+      ...(BASELINES && {
+        ratio: m('quietInstancesPerSec') / m('baselineInstancesPerSec'),
+        baseline: 'raw socket + batched inserts',
+      }),
+    },
+    {
+      name: `catch-up ${label}: stream, group quiet`,
+      value: m('quietMBPerSec'),
+      unit: 'MB/s',
+      ...(BASELINES && {
+        ratio: m('quietMBPerSec') / m('physicalMBPerSec'),
+        baseline: 'physical: raw socket + plain file append',
+      }),
+    },
+    {
+      name: `catch-up ${label}: stream, node 1 proposing`,
       value: m('instancesPerSec'),
       unit: 'instances/s',
-      ratio: m('instancesPerSec') / m('baselineInstancesPerSec'),
-      baseline: 'raw socket + batched inserts',
+      ...(BASELINES && {
+        ratio: m('instancesPerSec') / m('baselineInstancesPerSec'),
+        baseline: 'raw socket + batched inserts',
+      }),
     },
     {
-      name: `catch-up ${label}: stream`,
+      name: `catch-up ${label}: stream, node 1 proposing`,
       value: m('MBPerSec'),
       unit: 'MB/s',
-      ratio: m('MBPerSec') / m('baselineMBPerSec'),
-      baseline: 'raw socket + batched inserts',
+      ...(BASELINES && {
+        ratio: m('MBPerSec') / m('baselineMBPerSec'),
+        baseline: 'raw socket + batched inserts',
+      }),
     },
-    {
-      name: `catch-up ${label}: stream`,
-      value: m('MBPerSec'),
-      unit: 'MB/s',
-      ratio: m('MBPerSec') / m('physicalMBPerSec'),
-      baseline: 'physical: raw socket + plain file append',
-    },
-    {
-      name: `catch-up ${label}: baseline`,
-      value: m('baselineInstancesPerSec'),
-      unit: 'instances/s',
-    },
-    {
-      name: `catch-up ${label}: baseline`,
-      value: m('baselineMBPerSec'),
-      unit: 'MB/s',
-    },
-    {
-      name: `catch-up ${label}: physical baseline`,
-      value: m('physicalMBPerSec'),
-      unit: 'MB/s',
-    },
-    {
-      name: `catch-up ${label}: physical baseline`,
-      value: m('physicalInstancesPerSec'),
-      unit: 'instances/s',
-    },
+  );
+  if (BASELINES)
+    rows.push(
+      {
+        name: `catch-up ${label}: stream, node 1 proposing`,
+        value: m('MBPerSec'),
+        unit: 'MB/s',
+        ratio: m('MBPerSec') / m('physicalMBPerSec'),
+        baseline: 'physical: raw socket + plain file append',
+      },
+      {
+        name: `catch-up ${label}: baseline`,
+        value: m('baselineInstancesPerSec'),
+        unit: 'instances/s',
+      },
+      {
+        name: `catch-up ${label}: baseline`,
+        value: m('baselineMBPerSec'),
+        unit: 'MB/s',
+      },
+      {
+        name: `catch-up ${label}: physical baseline`,
+        value: m('physicalMBPerSec'),
+        unit: 'MB/s',
+      },
+      {
+        name: `catch-up ${label}: physical baseline`,
+        value: m('physicalInstancesPerSec'),
+        unit: 'instances/s',
+      },
+    );
+  rows.push(
     { name: `catch-up ${label}: ready → first value`, value: m('readyToFirstMs'), unit: 'ms' },
     { name: `catch-up ${label}: node 3 peak RSS`, value: m('maxRssMiB'), unit: 'MiB' },
     {
-      name: `catch-up ${label}: receiver CPU per instance`,
+      name: `catch-up ${label}: receiver CPU per instance, group quiet`,
       value: m('receiverCpuUsPerInstance'),
       unit: 'µs',
     },
     {
-      name: `catch-up ${label}: sender CPU per instance`,
+      name: `catch-up ${label}: sender CPU per instance, group quiet`,
       value: m('senderCpuUsPerInstance'),
       unit: 'µs',
     },
-  );
-  {
-    rows.push({
+    {
       name: `commits/s on node 1 during the ${label} catch-up`,
-      value: m('catchUpCommitsPerSec'),
+      value: m('commitRatio') * m('idleCommitsPerSec'),
       unit: 'commits/s',
-      ratio: m('catchUpCommitsPerSec') / m('idleCommitsPerSec'),
+      ratio: m('commitRatio'),
+      baseline: 'idle commit rate (both servers)',
+    },
+  );
+  for (const server of [1, 2]) {
+    rows.push({
+      name: `commits/s on node 1 during the ${label} catch-up, node ${server} serving`,
+      value: ms(server, 'catchUpCommitsPerSec'),
+      unit: 'commits/s',
+      ratio: ms(server, 'commitRatio'),
       baseline: 'idle commit rate',
     });
     rows.push({
-      name: `commits/s on node 1, idle`,
-      value: m('idleCommitsPerSec'),
-      unit: 'commits/s',
+      name: `  commits counted (window ${ms(server, 'catchUpWindowMs').toFixed(0)} ms), p50/p99 latency ${ms(server, 'catchUpCommitP50Ms').toFixed(2)}/${ms(server, 'catchUpCommitP99Ms').toFixed(1)} ms`,
+      value: ms(server, 'catchUpCommits'),
+      unit: 'commits',
     });
   }
+  rows.push({
+    name: `commits/s on node 1, idle (p50 latency ${median(runs.map((x) => x.servedBy1.idleCommitP50Ms)).toFixed(2)} ms)`,
+    value: m('idleCommitsPerSec'),
+    unit: 'commits/s',
+  });
 }
 
 report('catch-up', rows, { runs: raw });

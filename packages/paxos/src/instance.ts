@@ -257,6 +257,8 @@ export class Instance {
   /** Followers of this node, each with the time it expires unless it asks again. */
   private readonly followers = new Map<number, number>();
   private retryQueue: PaxosMsg[] = [];
+  /** When this group last handled a Prepare, Accept or reply (the learner sender reads it). */
+  private paxosActiveAtMs = Number.NEGATIVE_INFINITY;
   private stoppedReason: PaxosError | undefined;
   private closed = false;
   private cancelCommitTimer: (() => void) | undefined;
@@ -269,8 +271,11 @@ export class Instance {
 
   constructor(private readonly config: InstanceConfig) {
     const { store, group, options } = config;
-    this.loop = new IOLoop(config.scheduler, options.ioLoopQueueMaxMessages, (error) =>
-      this.taskFailed(error),
+    this.loop = new IOLoop(
+      config.scheduler,
+      options.ioLoopQueueMaxMessages,
+      (error) => this.taskFailed(error),
+      { backgroundWorkAsTasks: config.faults?.backgroundWorkAsTasks ?? false },
     );
     const saved = store.getMeta(group, 'systemVariables');
     const initial: SystemVariables = (saved && decodeSystemVariables(saved)) || {
@@ -613,10 +618,12 @@ export class Instance {
         return;
       case PaxosMsgType.PrepareReply:
       case PaxosMsgType.AcceptReply:
+        this.paxosActiveAtMs = this.config.scheduler.now();
         this.receiveForProposer(msg);
         return;
       case PaxosMsgType.Prepare:
       case PaxosMsgType.Accept:
+        this.paxosActiveAtMs = this.config.scheduler.now();
         if (!this.checksumLogic(msg)) return;
         await this.receiveForAcceptor(msg, isRetry);
         return;
@@ -1245,6 +1252,11 @@ export class Instance {
       now: () => config.scheduler.now(),
       random: () => config.random.next(),
       schedule: (delayMs, fn) => this.loop.schedule(delayMs, fn),
+      scheduleIdle: (fn) => this.loop.scheduleIdle(fn),
+      // The learner's stream yields to the group's own Paxos traffic (learner option
+      // senderBusyTurnMaxMs). A proposal merely in flight does not count: one stuck because
+      // the only other acceptor is the node catching up must not slow the catch-up it waits for.
+      paxosActiveAtMs: () => this.paxosActiveAtMs,
       send: (to, msg) => this.sendTo(to, msg),
       peers: () => {
         const peers = this.members.filter((m) => m !== config.nodeId);

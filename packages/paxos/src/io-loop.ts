@@ -4,8 +4,15 @@
 // bounded by their owners). A task that throws is handed to `onError` (the instance counts it in
 // status().errors.taskErrors with its code and message; the simulator fails on it): the loop goes
 // on with the next task, and nothing thrown is ever dropped unseen.
+//
+// Two priorities. Messages, proposals and timers are the group's own work and run first, in
+// order. Background work (the learner's catch-up stream, scheduleIdle) runs only in the loop's
+// idle time: one slice at a time, each started after the event loop has polled I/O (so an Accept
+// that arrived is queued first) and only when no other task is queued. A Paxos message therefore
+// waits behind at most the one background slice already running.
+import type { UnsafeFaults } from './faults';
 import { MAX_SYNC_SLICE_MS } from './options';
-import { type Scheduler, SyncSlice } from './scheduler';
+import { type Scheduler, SyncSlice, yieldToEventLoop } from './scheduler';
 
 export type Task = () => void | Promise<void>;
 
@@ -13,10 +20,24 @@ export interface IOLoopCounters {
   tasksRun: number;
   messagesDropped: number;
   taskErrors: number;
+  /** Background slices run (scheduleIdle). */
+  idleTasksRun: number;
+  /** Times a background slice found other work queued and let it go first. */
+  idleTasksDeferred: number;
 }
 
 export class IOLoop {
-  readonly counters: IOLoopCounters = { tasksRun: 0, messagesDropped: 0, taskErrors: 0 };
+  readonly counters: IOLoopCounters = {
+    tasksRun: 0,
+    messagesDropped: 0,
+    taskErrors: 0,
+    idleTasksRun: 0,
+    idleTasksDeferred: 0,
+  };
+  /** Background work waiting for the loop's idle time, oldest first. */
+  private idleQueue: Array<{ task: Task; cancelled: boolean }> = [];
+  /** A yield to the event loop is pending, after which the next background slice may start. */
+  private idleArmed = false;
   private queue: Array<{ task: Task; isMessage: boolean }> = [];
   private head = 0;
   private queuedMessages = 0;
@@ -30,6 +51,8 @@ export class IOLoop {
     private readonly maxQueuedMessages: number,
     /** Receives every error a task throws (never swallowed: see the file comment). */
     private readonly onError: (error: unknown) => void,
+    /** Planted bugs (tests only, faults.ts). */
+    private readonly faults: Pick<UnsafeFaults, 'backgroundWorkAsTasks'> = {},
   ) {}
 
   get length(): number {
@@ -71,6 +94,27 @@ export class IOLoop {
     return cancel;
   }
 
+  /**
+   * Background work: `fn` runs in the loop's idle time, after the event loop has polled I/O and
+   * only when no message, proposal or timer task is queued or running (see the file comment).
+   * The returned function cancels it.
+   */
+  scheduleIdle(fn: Task): () => void {
+    if (this.stopped) return () => {};
+    const entry = { task: fn, cancelled: false };
+    if (this.faults.backgroundWorkAsTasks === true) {
+      this.enqueue(() => (entry.cancelled ? undefined : fn()));
+      return () => {
+        entry.cancelled = true;
+      };
+    }
+    this.idleQueue.push(entry);
+    this.armIdle();
+    return () => {
+      entry.cancelled = true;
+    };
+  }
+
   /** Resolves when the queue is empty and nothing runs. */
   idle(): Promise<void> {
     if (!this.running && this.length === 0) return Promise.resolve();
@@ -81,6 +125,7 @@ export class IOLoop {
   async stop(): Promise<void> {
     this.stopped = true;
     for (const cancel of [...this.timers]) cancel();
+    this.idleQueue = [];
     this.queue = [];
     this.head = 0;
     this.queuedMessages = 0;
@@ -120,5 +165,29 @@ export class IOLoop {
     const waiters = this.idleWaiters;
     this.idleWaiters = [];
     for (const resolve of waiters) resolve();
+    this.armIdle();
+  }
+
+  /** Starts the next background slice after the event loop has polled I/O. */
+  private armIdle(): void {
+    if (this.idleArmed || this.stopped || this.idleQueue.length === 0) return;
+    this.idleArmed = true;
+    void yieldToEventLoop(this.scheduler).then(() => {
+      this.idleArmed = false;
+      this.runIdle();
+    });
+  }
+
+  private runIdle(): void {
+    while (this.idleQueue.length > 0 && this.idleQueue[0]!.cancelled) this.idleQueue.shift();
+    if (this.stopped || this.idleQueue.length === 0) return;
+    if (this.running || this.length > 0) {
+      // The group's own work goes first; run() re-arms the idle lane when it has drained.
+      this.counters.idleTasksDeferred++;
+      return;
+    }
+    const entry = this.idleQueue.shift()!;
+    this.counters.idleTasksRun++;
+    this.push(entry.task, false);
   }
 }
