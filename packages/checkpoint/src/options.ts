@@ -8,6 +8,13 @@ export interface CheckpointOptions {
   ackLeadChunks: number;
   /** Bytes the sender may run ahead of the last ack (ours: ackLeadChunks × chunkBytes + 1 chunk). */
   ackLeadBytes: number;
+  /**
+   * Chunk writes the receiver keeps under way while it checks and acks the next chunks (ours: 4).
+   * A chunk is acked once it is verified and its write issued; a failed write fails the transfer
+   * at the next frame or at END, which waits for every write before the fsyncs of the install.
+   * Each write holds its chunk, so the receiver holds at most this many chunks beyond the window.
+   */
+  receiverWritesInFlight: number;
   /** Without an ack for this long the sender ends the transfer (PhxPaxos Checkpoint_ACK_TIMEOUT: 120 s). */
   ackTimeoutMs: number;
   /**
@@ -54,6 +61,7 @@ export const DEFAULT_CHECKPOINT_OPTIONS: Readonly<CheckpointOptions> = Object.fr
   chunkBytes: 1024 * 1024,
   ackLeadChunks: 10,
   ackLeadBytes: 11 * 1024 * 1024,
+  receiverWritesInFlight: 4,
   ackTimeoutMs: 120_000,
   askMajorityWaitMs: 60_000,
   checkpointModeIdleMs: 120_000,
@@ -82,8 +90,15 @@ export function resolveCheckpointOptions(
       'checkpoint options need chunkBytes ≥ 1, ackLeadChunks ≥ 1, ackLeadBytes ≥ chunkBytes',
     );
   }
-  if (o.cleanerStepRecords < 1 || o.replayerStepInstances < 1 || o.maxFiles < 1) {
-    throw new RangeError('cleanerStepRecords, replayerStepInstances and maxFiles must be ≥ 1');
+  if (
+    o.cleanerStepRecords < 1 ||
+    o.replayerStepInstances < 1 ||
+    o.maxFiles < 1 ||
+    o.receiverWritesInFlight < 1
+  ) {
+    throw new RangeError(
+      'cleanerStepRecords, replayerStepInstances, maxFiles and receiverWritesInFlight must be ≥ 1',
+    );
   }
   return o;
 }

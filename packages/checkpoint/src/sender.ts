@@ -8,7 +8,7 @@
 // byte count in `offset` (the receiver checks its free space against it); ING k (k = 1 … n)
 // carries one chunk with the CRC-32 of its bytes; END is sequence n+1 with the total in `offset`.
 // An empty file is sent as one empty ING so it exists on the other side.
-import { crc32 } from '@tspaxos/crc-wasm';
+import { crc32, rememberCrc } from '@tspaxos/crc-wasm';
 import {
   type CheckpointMsg,
   CheckpointMsgType,
@@ -257,13 +257,16 @@ export class CheckpointSender {
     this.inFlightBytes += bytes.length;
     this.counters.chunksSent++;
     this.counters.bytesSent += bytes.length;
+    // The transport combines this CRC into the frame's instead of a second pass over the bytes.
+    const checksum = crc32(bytes);
+    rememberCrc(bytes, checksum);
     this.port.send(
       this.toNodeId,
       this.frame(CheckpointSendFileFlag.Ing, sequence, {
         smId: file.smId,
         filePath: file.path,
         offset,
-        checksum: crc32(bytes),
+        checksum,
         buffer: bytes,
       }),
     );

@@ -16,15 +16,16 @@ import {
   statfs,
 } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { CheckpointError } from '../errors';
+import { assert, CheckpointError, InvariantError } from '../errors';
 import { type CheckpointFiles, type FileStat, isInside } from '../files';
 import { NODE_FILES_MAX_OPEN_WRITERS } from '../options';
 
 export { CheckpointError } from '../errors';
 export type { CheckpointFiles, FileStat } from '../files';
 
-function wrap(error: unknown, what: string): CheckpointError {
+function wrap(error: unknown, what: string): Error {
   if (error instanceof CheckpointError) return error;
+  if (error instanceof InvariantError) return error; // a bug goes up as it is, not as E_IO
   const code = (error as { code?: string })?.code;
   const message = `${what}: ${error instanceof Error ? error.message : String(error)}`;
   if (code === 'ENOENT') return new CheckpointError('E_NOT_FOUND', message, { cause: error });
@@ -34,7 +35,8 @@ function wrap(error: unknown, what: string): CheckpointError {
 }
 
 interface OpenWriter {
-  handle: FileHandle;
+  /** The handle, once open (writes that come while it opens share the one open). */
+  opened: Promise<FileHandle>;
   /** Writes under way on the handle: it is not closed by eviction while > 0. */
   users: number;
 }
@@ -64,26 +66,33 @@ export class NodeFiles implements CheckpointFiles {
     }
   }
 
+  /** Writes to one path may overlap (at different offsets); fsync, rename, remove may not. */
   async write(path: string, offset: number, bytes: Uint8Array): Promise<void> {
+    const entry = this.writer(path);
+    entry.users++;
     try {
-      const entry = await this.writer(path);
-      entry.users++;
+      let handle: FileHandle;
       try {
-        let written = 0;
-        while (written < bytes.length) {
-          const { bytesWritten } = await entry.handle.write(
-            bytes,
-            written,
-            bytes.length - written,
-            offset + written,
-          );
-          written += bytesWritten;
-        }
-      } finally {
-        entry.users--;
+        handle = await entry.opened;
+      } catch (error) {
+        if (this.writers.get(path) === entry) this.writers.delete(path); // open again next time
+        throw error;
+      }
+      await this.evictIdleWriter(path);
+      let written = 0;
+      while (written < bytes.length) {
+        const { bytesWritten } = await handle.write(
+          bytes,
+          written,
+          bytes.length - written,
+          offset + written,
+        );
+        written += bytesWritten;
       }
     } catch (error) {
       throw wrap(error, `write of ${path}`);
+    } finally {
+      entry.users--;
     }
   }
 
@@ -96,13 +105,19 @@ export class NodeFiles implements CheckpointFiles {
    * An open handle for writing `path`: chunks of one file come in a row, so the file is opened
    * once, not per chunk (at most NODE_FILES_MAX_OPEN_WRITERS stay open; the least recent idle one closes).
    */
-  private async writer(path: string): Promise<OpenWriter> {
+  private writer(path: string): OpenWriter {
     const cached = this.writers.get(path);
     if (cached !== undefined) {
       this.writers.delete(path); // re-insert: most recent last
       this.writers.set(path, cached);
       return cached;
     }
+    const entry: OpenWriter = { opened: this.openForWrite(path), users: 0 };
+    this.writers.set(path, entry);
+    return entry;
+  }
+
+  private async openForWrite(path: string): Promise<FileHandle> {
     const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW;
     const parent = dirname(path);
     let handle: FileHandle;
@@ -115,25 +130,31 @@ export class NodeFiles implements CheckpointFiles {
       handle = await open(path, flags);
     }
     this.lastCreatedDir = parent;
-    const entry: OpenWriter = { handle, users: 0 };
-    this.writers.set(path, entry);
-    if (this.writers.size > NODE_FILES_MAX_OPEN_WRITERS) {
-      for (const [p, w] of this.writers) {
-        if (w.users > 0 || p === path) continue;
-        this.writers.delete(p);
-        await w.handle.close();
-        break;
-      }
-    }
-    return entry;
+    return handle;
   }
 
-  /** Closes the cached writers whose path matches (before fsync, rename, remove of it). */
-  private async closeWriters(match: (path: string) => boolean): Promise<void> {
-    for (const [p, w] of [...this.writers]) {
-      if (!match(p)) continue;
+  /** Beyond NODE_FILES_MAX_OPEN_WRITERS, closes the least recent writer with no write under way. */
+  private async evictIdleWriter(keep: string): Promise<void> {
+    if (this.writers.size <= NODE_FILES_MAX_OPEN_WRITERS) return;
+    for (const [p, w] of this.writers) {
+      if (w.users > 0 || p === keep) continue;
       this.writers.delete(p);
-      await w.handle.close();
+      await (await w.opened).close();
+      return;
+    }
+  }
+
+  /**
+   * Closes the cached writers whose path matches (before fsync, rename, remove of it). A write
+   * under way to such a path is the caller's bug (the port's contract): it throws, uncoded.
+   */
+  private async closeWriters(match: (path: string) => boolean): Promise<void> {
+    const closing = [...this.writers].filter(([p]) => match(p));
+    for (const [p, w] of closing)
+      assert(w.users === 0, `NodeFiles: ${p} is closed while a write to it is under way`);
+    for (const [p, w] of closing) {
+      this.writers.delete(p);
+      await (await w.opened).close();
     }
   }
 
