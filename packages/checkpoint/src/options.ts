@@ -9,12 +9,18 @@ export interface CheckpointOptions {
   /** Bytes the sender may run ahead of the last ack (ours: ackLeadChunks × chunkBytes + 1 chunk). */
   ackLeadBytes: number;
   /**
-   * Chunk writes the receiver keeps under way while it checks and acks the next chunks (ours: 4).
+   * Chunk writes (and fsyncs of complete files) the receiver keeps under way while it checks and
+   * acks the next chunks (ours: 4).
    * A chunk is acked once it is verified and its write issued; a failed write fails the transfer
    * at the next frame or at END, which waits for every write before the fsyncs of the install.
    * Each write holds its chunk, so the receiver holds at most this many chunks beyond the window.
    */
   receiverWritesInFlight: number;
+  /**
+   * Chunks the sender reads ahead of the one it sends (ours: 4): their reads run while it
+   * checksums and sends, so a read's latency is off the path from an ack to the next send.
+   */
+  senderReadAheadChunks: number;
   /** Without an ack for this long the sender ends the transfer (PhxPaxos Checkpoint_ACK_TIMEOUT: 120 s). */
   ackTimeoutMs: number;
   /**
@@ -62,6 +68,7 @@ export const DEFAULT_CHECKPOINT_OPTIONS: Readonly<CheckpointOptions> = Object.fr
   ackLeadChunks: 10,
   ackLeadBytes: 11 * 1024 * 1024,
   receiverWritesInFlight: 4,
+  senderReadAheadChunks: 4,
   ackTimeoutMs: 120_000,
   askMajorityWaitMs: 60_000,
   checkpointModeIdleMs: 120_000,
@@ -94,10 +101,11 @@ export function resolveCheckpointOptions(
     o.cleanerStepRecords < 1 ||
     o.replayerStepInstances < 1 ||
     o.maxFiles < 1 ||
-    o.receiverWritesInFlight < 1
+    o.receiverWritesInFlight < 1 ||
+    o.senderReadAheadChunks < 1
   ) {
     throw new RangeError(
-      'cleanerStepRecords, replayerStepInstances, maxFiles and receiverWritesInFlight must be ≥ 1',
+      'cleanerStepRecords, replayerStepInstances, maxFiles, receiverWritesInFlight and senderReadAheadChunks must be ≥ 1',
     );
   }
   return o;

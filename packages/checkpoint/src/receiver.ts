@@ -7,8 +7,8 @@
 //
 // A chunk is acked once it is verified and its write issued: up to receiverWritesInFlight writes
 // run while the next chunks are checked (the disk's latency leaves the path from a frame to its
-// ack). Nothing is durable before END anyway: END waits for every write, then fsyncs the staged
-// files and the manifest before its OK; a write that failed fails the transfer at the next frame
+// ack), and a file is fsynced as soon as the next one begins. Nothing counts as durable before
+// END: END waits for every write, then fsyncs the staged files and the manifest before its OK; a write that failed fails the transfer at the next frame
 // or at END, and a cut leaves staging without an install record, which start-up deletes.
 import { crc32, crc32Combine, knownCrc } from '@tspaxos/crc-wasm';
 import type { LogStore } from '@tspaxos/storage';
@@ -78,7 +78,10 @@ interface StagedFile extends ManifestFile {
   key: string;
 }
 
-/** A chunk write under way (or done and not yet looked at). Its promise never rejects. */
+/**
+ * A chunk write, or the fsync of a complete file, under way (or done and not yet looked at). Its
+ * promise never rejects.
+ */
 interface ChunkWrite {
   done: Promise<void>;
   settled: boolean;
@@ -98,6 +101,8 @@ interface Transfer {
   sequence: number;
   receivedBytes: number;
   files: Map<string, StagedFile>;
+  /** The file the last chunk went to: a file's chunks come in a row. */
+  current: StagedFile | undefined;
   lastActivityMs: number;
   /** Resolved state machine roots, checked once against the staging root. */
   realRoots: Map<string, string>;
@@ -125,7 +130,7 @@ export class CheckpointReceiver {
     rejected: {} as Partial<Record<RejectReason, number>>,
   };
   private transfer: Transfer | undefined;
-  /** Chunk writes issued and not yet looked at, oldest first (all of `transfer`, if any). */
+  /** Writes and fsyncs issued and not yet looked at, oldest first (all of `transfer`, if any). */
   private writes: ChunkWrite[] = [];
   private busy = false;
 
@@ -228,6 +233,7 @@ export class CheckpointReceiver {
       sequence: 0,
       receivedBytes: 0,
       files: new Map(),
+      current: undefined,
       lastActivityMs: nowMs,
       realRoots: new Map(),
     };
@@ -257,7 +263,10 @@ export class CheckpointReceiver {
       return this.reject(from, msg, 'unknown-sm', true);
     const key = `${msg.smId}/${msg.filePath}`;
     let file = t.files.get(key);
-    if (msg.offset !== (file?.size ?? 0)) return this.reject(from, msg, 'bad-offset', true);
+    // A file's chunks come in a row, at increasing offsets: once the next file has begun, the
+    // last one is complete (its fsync may be under way).
+    if (msg.offset !== (file?.size ?? 0) || (file !== undefined && file !== t.current))
+      return this.reject(from, msg, 'bad-offset', true);
     // The transport's frame check already made one pass over a large chunk and kept its CRC.
     const chunkCrc = knownCrc(msg.buffer) ?? crc32(msg.buffer);
     if (chunkCrc !== msg.checksum) return this.reject(from, msg, 'bad-crc', true);
@@ -277,11 +286,17 @@ export class CheckpointReceiver {
       const failure = this.finishedWriteFailure();
       if (failure !== undefined) return this.reject(from, msg, failure, true);
     }
+    if (file === undefined && t.current !== undefined) {
+      // The last file is complete: its fsync starts now, behind its writes, so END's fsync of
+      // every staged file finds it clean instead of writing it back then.
+      this.startSync(joinPath(smDir(t.dir, t.current.smId), t.current.path));
+    }
     this.startWrite(t, root, target, msg.offset, msg.buffer, file !== undefined);
     if (file === undefined) {
       file = { key, smId: msg.smId, path: msg.filePath, size: 0, crc: 0 };
       t.files.set(key, file);
     }
+    t.current = file;
     file.size += msg.buffer.length;
     file.crc = crc32Combine(file.crc, chunkCrc, msg.buffer.length);
     t.receivedBytes += msg.buffer.length;
@@ -365,7 +380,20 @@ export class CheckpointReceiver {
       }
       await this.port.files.write(target, offset, bytes);
     };
-    w.done = run().then(
+    this.track(run(), w);
+  }
+
+  /** Queues a write or fsync under way; its outcome is kept as a value for later. */
+  private track(
+    work: Promise<void>,
+    w: ChunkWrite = {
+      done: Promise.resolve(),
+      settled: false,
+      failure: undefined,
+      error: undefined,
+    },
+  ): void {
+    w.done = work.then(
       () => {
         w.settled = true;
       },
@@ -377,6 +405,12 @@ export class CheckpointReceiver {
       },
     );
     this.writes.push(w);
+  }
+
+  /** Queues the fsync of a complete staged file behind every write issued before it. */
+  private startSync(path: string): void {
+    const before = this.writes.map((w) => w.done);
+    this.track(Promise.all(before).then(() => this.port.files.fsync(path)));
   }
 
   /**

@@ -72,6 +72,27 @@ describe('checkpoint transfer', () => {
     expect(p.sender.counters.windowFull).toBeGreaterThan(5);
   });
 
+  it('reads at most senderReadAheadChunks ahead, and no read past a file that ends on a chunk', async () => {
+    // 3 KiB + 5 B, empty, and exactly 1 KiB: 4 + 1 + 1 chunks, six reads in all.
+    const p = await makePair(undefined, { senderReadAheadChunks: 2 });
+    const read = p.senderFiles.read.bind(p.senderFiles);
+    let reads = 0;
+    p.senderFiles.read = (path, offset, length) => {
+      reads++;
+      return read(path, offset, length);
+    };
+    await p.sender.start(p.now.ms);
+    let most = 0;
+    await p.run((m) => {
+      if (m.flag === ING) most = Math.max(most, reads - p.sender.counters.chunksSent);
+      return m;
+    });
+    expect(p.sender.endReason).toBe('done');
+    expect(most).toBe(2);
+    expect(reads).toBe(6);
+    expect(p.receiverFiles.peek('/b/sm/f2')).toEqual(p.senderFiles.peek('/a/sm/f2'));
+  });
+
   it('ends on ack timeout, on a FAIL ack and on a read error, unlocking each time', async () => {
     const timeout = await begun();
     await timeout.sender.tick(timeout.now.ms + timeout.options.ackTimeoutMs - 1);
@@ -286,6 +307,41 @@ describe('checkpoint receiver rejections', () => {
       kind: 'rejected',
       reason: 'bad-crc',
     });
+  });
+
+  it('a chunk of a file after the next file began (chunks of a file come in a row)', async () => {
+    const p = await begun();
+    const first = await firstChunk(p); // f0's first chunk of four
+    expect(await p.receiver.handle(1, first, p.now.ms)).toEqual({ kind: 'accepted' });
+    const other = bytes(10, 5);
+    const next = { ...first, sequence: 2, filePath: 'f2', offset: 0 };
+    expect(
+      await p.receiver.handle(1, { ...next, buffer: other, checksum: crc32(other) }, p.now.ms),
+    ).toEqual({ kind: 'accepted' });
+    const back = p.senderFiles.peek('/a/sm/f0')!.subarray(1024, 2048);
+    const f0 = { ...first, sequence: 3, offset: 1024, buffer: back, checksum: crc32(back) };
+    expect(await p.receiver.handle(1, f0, p.now.ms)).toEqual({
+      kind: 'rejected',
+      reason: 'bad-offset',
+    });
+  });
+
+  it('fsyncs a staged file as soon as the next file begins, before END', async () => {
+    const p = await begun([3 * 1024, 10]);
+    const files = p.receiverFiles;
+    const fsynced: string[] = [];
+    const fsync = files.fsync.bind(files);
+    files.fsync = (path) => {
+      fsynced.push(path);
+      return fsync(path);
+    };
+    await p.run((m) => {
+      if (m.flag === CheckpointSendFileFlag.End) expect(fsynced).toEqual(['/b/staging/t77/sm4/f0']);
+      return m;
+    });
+    expect(p.sender.endReason).toBe('done');
+    // Again at END (clean by then), as every staged file.
+    expect(fsynced.filter((f) => f === '/b/staging/t77/sm4/f0').length).toBe(2);
   });
 
   it('a duplicate chunk is acked again and not written twice', async () => {
