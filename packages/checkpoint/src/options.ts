@@ -60,6 +60,9 @@ export interface CheckpointOptions {
 /** Files NodeFiles keeps open for writing at once: one per file being received (ours). */
 export const NODE_FILES_MAX_OPEN_WRITERS = 8;
 
+/** Queued writes to one file NodeFiles joins into one writev at most (ours; Linux IOV_MAX: 1024). */
+export const NODE_FILES_MAX_WRITEV_BUFFERS = 64;
+
 /** PhxPaxos's smallest hold count (Cleaner::SetHoldPaxosLogCount). */
 export const MIN_AUTOMATIC_HOLD_COUNT = 300;
 

@@ -3,6 +3,7 @@
 import {
   mkdir,
   mkdtemp,
+  open,
   readdir,
   readFile,
   readlink,
@@ -84,9 +85,24 @@ describe('NodeFiles', () => {
         if ((await readlink(`/proc/self/fd/${fd}`).catch(gone)) === path) n++;
       return n;
     };
-    await Promise.all(
-      Array.from({ length: 16 }, (_, i) => files.write(path, i * 4, new Uint8Array(4).fill(i))),
-    );
+    // The sixteen writes queue while the file opens, then go out together as one writev.
+    const probe = await open(join(dir, 'probe'), 'w');
+    const proto = Object.getPrototypeOf(probe) as { writev: (...a: unknown[]) => unknown };
+    await probe.close();
+    const writev = proto.writev;
+    let writevs = 0;
+    proto.writev = function (this: unknown, ...a: unknown[]) {
+      writevs++;
+      return writev.apply(this, a);
+    };
+    try {
+      await Promise.all(
+        Array.from({ length: 16 }, (_, i) => files.write(path, i * 4, new Uint8Array(4).fill(i))),
+      );
+    } finally {
+      proto.writev = writev;
+    }
+    expect(writevs).toBe(1);
     expect(await openOnPath()).toBe(1);
     const pending = files.write(path, 64, new Uint8Array([99]));
     await expect(files.fsync(path)).rejects.toThrow(/while a write to it is under way/);

@@ -18,7 +18,7 @@ import {
 import { dirname, join } from 'node:path';
 import { assert, CheckpointError, InvariantError } from '../errors';
 import { type CheckpointFiles, type FileStat, isInside } from '../files';
-import { NODE_FILES_MAX_OPEN_WRITERS } from '../options';
+import { NODE_FILES_MAX_OPEN_WRITERS, NODE_FILES_MAX_WRITEV_BUFFERS } from '../options';
 
 export { CheckpointError } from '../errors';
 export type { CheckpointFiles, FileStat } from '../files';
@@ -34,11 +34,20 @@ function wrap(error: unknown, what: string): Error {
   return new CheckpointError('E_IO', message, { cause: error });
 }
 
+interface QueuedWrite {
+  offset: number;
+  bytes: Uint8Array;
+  done(error?: unknown): void;
+}
+
 interface OpenWriter {
   /** The handle, once open (writes that come while it opens share the one open). */
   opened: Promise<FileHandle>;
-  /** Writes under way on the handle: it is not closed by eviction while > 0. */
+  /** Writes queued or under way on the handle: it is not closed by eviction while > 0. */
   users: number;
+  /** Writes waiting for the one under way, in order. */
+  queue: QueuedWrite[];
+  writing: boolean;
 }
 
 export class NodeFiles implements CheckpointFiles {
@@ -66,34 +75,65 @@ export class NodeFiles implements CheckpointFiles {
     }
   }
 
-  /** Writes to one path may overlap (at different offsets); fsync, rename, remove may not. */
+  /**
+   * Writes to one path may overlap (fsync, rename, remove of it may not). They are made one at a
+   * time, in order: writes that queued behind one under way at contiguous offsets go together
+   * as one writev (concurrent writes to one file only contend for its inode lock: on 2 cores
+   * the waiters spun on it, measured with perf).
+   */
   async write(path: string, offset: number, bytes: Uint8Array): Promise<void> {
     const entry = this.writer(path);
     entry.users++;
     try {
-      let handle: FileHandle;
-      try {
-        handle = await entry.opened;
-      } catch (error) {
-        if (this.writers.get(path) === entry) this.writers.delete(path); // open again next time
-        throw error;
-      }
-      await this.evictIdleWriter(path);
-      let written = 0;
-      while (written < bytes.length) {
-        const { bytesWritten } = await handle.write(
-          bytes,
-          written,
-          bytes.length - written,
-          offset + written,
-        );
-        written += bytesWritten;
-      }
+      await new Promise<void>((resolve, reject) => {
+        entry.queue.push({ offset, bytes, done: (e) => (e === undefined ? resolve() : reject(e)) });
+        if (!entry.writing) void this.drainQueue(path, entry);
+      });
     } catch (error) {
       throw wrap(error, `write of ${path}`);
     } finally {
       entry.users--;
     }
+  }
+
+  /** Writes a writer's queue out; every outcome goes to the queued writes (it never rejects). */
+  private async drainQueue(path: string, entry: OpenWriter): Promise<void> {
+    entry.writing = true;
+    let handle: FileHandle | undefined;
+    try {
+      handle = await entry.opened;
+      await this.evictIdleWriter(path);
+    } catch (error) {
+      if (this.writers.get(path) === entry) this.writers.delete(path); // open again next time
+      entry.writing = false;
+      for (const w of entry.queue.splice(0)) w.done(error);
+      return;
+    }
+    while (entry.queue.length > 0) {
+      const batch = [entry.queue.shift()!];
+      let end = batch[0]!.offset + batch[0]!.bytes.length;
+      while (
+        batch.length < NODE_FILES_MAX_WRITEV_BUFFERS &&
+        entry.queue.length > 0 &&
+        entry.queue[0]!.offset === end
+      ) {
+        const next = entry.queue.shift()!;
+        batch.push(next);
+        end += next.bytes.length;
+      }
+      let failure: unknown;
+      try {
+        await writeAll(
+          handle,
+          batch.map((w) => w.bytes),
+          batch[0]!.offset,
+        );
+      } catch (error) {
+        failure = error ?? new Error(`write of ${path} failed without an error`);
+      }
+      for (const w of batch) w.done(failure);
+    }
+    entry.writing = false;
   }
 
   /** Closes the files kept open for writing (they are also closed by fsync, rename, remove). */
@@ -112,7 +152,12 @@ export class NodeFiles implements CheckpointFiles {
       this.writers.set(path, cached);
       return cached;
     }
-    const entry: OpenWriter = { opened: this.openForWrite(path), users: 0 };
+    const entry: OpenWriter = {
+      opened: this.openForWrite(path),
+      users: 0,
+      queue: [],
+      writing: false,
+    };
     this.writers.set(path, entry);
     return entry;
   }
@@ -266,6 +311,30 @@ export class NodeFiles implements CheckpointFiles {
     } catch (error) {
       throw wrap(error, `realpath of ${path}`);
     }
+  }
+}
+
+/** All of `buffers` at `position`, through as many writev calls as the system needs. */
+async function writeAll(
+  handle: FileHandle,
+  buffers: Uint8Array[],
+  position: number,
+): Promise<void> {
+  let total = 0;
+  for (const b of buffers) total += b.length;
+  let written = 0;
+  while (written < total) {
+    let skip = written;
+    const rest: Uint8Array[] = [];
+    for (const b of buffers) {
+      if (skip >= b.length) skip -= b.length;
+      else {
+        rest.push(skip === 0 ? b : b.subarray(skip));
+        skip = 0;
+      }
+    }
+    const { bytesWritten } = await handle.writev(rest, position + written);
+    written += bytesWritten;
   }
 }
 
