@@ -169,6 +169,8 @@ try {
     console.error(`checkpoint bench: ${label}: files written`);
     const ours = await checkpointRunner(dir, names, join(root, `cp-${fileMiB}`));
     const raw = await rawRunner(dir, names, join(root, `raw-${fileMiB}`));
+    // One unmeasured transfer each first: JIT, the child's heap, and freed page cache behind both.
+    for (const runner of [ours, raw]) await runner.run();
     const oursMBps = [];
     const rawMBps = [];
     let oursRss = 0;

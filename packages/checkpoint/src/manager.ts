@@ -295,6 +295,7 @@ export class CheckpointManager {
 
   async stop(): Promise<void> {
     await this.sender?.stop();
+    await this.receiver.close();
   }
 
   status(): CheckpointStatus {

@@ -8,6 +8,19 @@ export interface CheckpointOptions {
   ackLeadChunks: number;
   /** Bytes the sender may run ahead of the last ack (ours: ackLeadChunks × chunkBytes + 1 chunk). */
   ackLeadBytes: number;
+  /**
+   * Chunk writes (and fsyncs of complete files) the receiver keeps under way while it checks and
+   * acks the next chunks (ours: 4).
+   * A chunk is acked once it is verified and its write issued; a failed write fails the transfer
+   * at the next frame or at END, which waits for every write before the fsyncs of the install.
+   * Each write holds its chunk, so the receiver holds at most this many chunks beyond the window.
+   */
+  receiverWritesInFlight: number;
+  /**
+   * Chunks the sender reads ahead of the one it sends (ours: 4): their reads run while it
+   * checksums and sends, so a read's latency is off the path from an ack to the next send.
+   */
+  senderReadAheadChunks: number;
   /** Without an ack for this long the sender ends the transfer (PhxPaxos Checkpoint_ACK_TIMEOUT: 120 s). */
   ackTimeoutMs: number;
   /**
@@ -47,6 +60,9 @@ export interface CheckpointOptions {
 /** Files NodeFiles keeps open for writing at once: one per file being received (ours). */
 export const NODE_FILES_MAX_OPEN_WRITERS = 8;
 
+/** Queued writes to one file NodeFiles joins into one writev at most (ours; Linux IOV_MAX: 1024). */
+export const NODE_FILES_MAX_WRITEV_BUFFERS = 64;
+
 /** PhxPaxos's smallest hold count (Cleaner::SetHoldPaxosLogCount). */
 export const MIN_AUTOMATIC_HOLD_COUNT = 300;
 
@@ -54,6 +70,8 @@ export const DEFAULT_CHECKPOINT_OPTIONS: Readonly<CheckpointOptions> = Object.fr
   chunkBytes: 1024 * 1024,
   ackLeadChunks: 10,
   ackLeadBytes: 11 * 1024 * 1024,
+  receiverWritesInFlight: 4,
+  senderReadAheadChunks: 4,
   ackTimeoutMs: 120_000,
   askMajorityWaitMs: 60_000,
   checkpointModeIdleMs: 120_000,
@@ -82,8 +100,16 @@ export function resolveCheckpointOptions(
       'checkpoint options need chunkBytes ≥ 1, ackLeadChunks ≥ 1, ackLeadBytes ≥ chunkBytes',
     );
   }
-  if (o.cleanerStepRecords < 1 || o.replayerStepInstances < 1 || o.maxFiles < 1) {
-    throw new RangeError('cleanerStepRecords, replayerStepInstances and maxFiles must be ≥ 1');
+  if (
+    o.cleanerStepRecords < 1 ||
+    o.replayerStepInstances < 1 ||
+    o.maxFiles < 1 ||
+    o.receiverWritesInFlight < 1 ||
+    o.senderReadAheadChunks < 1
+  ) {
+    throw new RangeError(
+      'cleanerStepRecords, replayerStepInstances, maxFiles, receiverWritesInFlight and senderReadAheadChunks must be ≥ 1',
+    );
   }
   return o;
 }

@@ -4,7 +4,13 @@
 // and acking OK or FAIL. Unlike PhxPaxos it verifies the CRC the sender computes, refuses paths
 // that could escape staging, checks free space at BEGIN, and never touches the log or the state
 // machines before END: then install.ts makes the new state durable beside the old and switches.
-import { crc32 } from '@tspaxos/crc-wasm';
+//
+// A chunk is acked once it is verified and its write issued: up to receiverWritesInFlight writes
+// run while the next chunks are checked (the disk's latency leaves the path from a frame to its
+// ack), and a file is fsynced as soon as the next one begins. Nothing counts as durable before
+// END: END waits for every write, then fsyncs the staged files and the manifest before its OK; a write that failed fails the transfer at the next frame
+// or at END, and a cut leaves staging without an install record, which start-up deletes.
+import { crc32, crc32Combine, knownCrc } from '@tspaxos/crc-wasm';
 import type { LogStore } from '@tspaxos/storage';
 import {
   type CheckpointMsg,
@@ -72,6 +78,19 @@ interface StagedFile extends ManifestFile {
   key: string;
 }
 
+/**
+ * A chunk write, or the fsync of a complete file, under way (or done and not yet looked at). Its
+ * promise never rejects.
+ */
+interface ChunkWrite {
+  done: Promise<void>;
+  settled: boolean;
+  /** A coded failure: the transfer is refused with this reason. */
+  failure: RejectReason | undefined;
+  /** Anything else: a bug, rethrown to the caller. */
+  error: unknown;
+}
+
 interface Transfer {
   senderNodeId: number;
   uuid: number;
@@ -82,6 +101,8 @@ interface Transfer {
   sequence: number;
   receivedBytes: number;
   files: Map<string, StagedFile>;
+  /** The file the last chunk went to: a file's chunks come in a row. */
+  current: StagedFile | undefined;
   lastActivityMs: number;
   /** Resolved state machine roots, checked once against the staging root. */
   realRoots: Map<string, string>;
@@ -104,9 +125,13 @@ export class CheckpointReceiver {
     bytes: 0,
     duplicates: 0,
     installs: 0,
+    /** Coded write failures of a transfer already dropped for another reason (nothing to ack). */
+    writeFailuresAfterDrop: 0,
     rejected: {} as Partial<Record<RejectReason, number>>,
   };
   private transfer: Transfer | undefined;
+  /** Writes and fsyncs issued and not yet looked at, oldest first (all of `transfer`, if any). */
+  private writes: ChunkWrite[] = [];
   private busy = false;
 
   constructor(
@@ -162,9 +187,15 @@ export class CheckpointReceiver {
 
   /** Drops the transfer under way and its staged files (idle timeout, group restart). */
   async abandon(): Promise<void> {
+    await this.drainWrites();
     if (this.transfer === undefined) return;
     this.transfer = undefined;
     await this.port.files.remove(this.port.stagingRoot);
+  }
+
+  /** Waits for the chunk writes under way (node stop); staging stays for start-up to remove. */
+  async close(): Promise<void> {
+    await this.drainWrites();
   }
 
   private async onBegin(from: number, msg: CheckpointMsg, nowMs: number): Promise<ReceiverEvent> {
@@ -187,6 +218,7 @@ export class CheckpointReceiver {
       return this.reject(from, msg, 'too-large', false);
     // A new transfer replaces whatever was staged before (a restarted sender, a dead one).
     this.transfer = undefined;
+    await this.drainWrites();
     await this.port.files.remove(this.port.stagingRoot);
     const free = await this.port.files.freeBytes(parentPath(this.port.stagingRoot));
     if (free < msg.offset + this.options.freeSpaceMarginBytes)
@@ -201,6 +233,7 @@ export class CheckpointReceiver {
       sequence: 0,
       receivedBytes: 0,
       files: new Map(),
+      current: undefined,
       lastActivityMs: nowMs,
       realRoots: new Map(),
     };
@@ -215,6 +248,8 @@ export class CheckpointReceiver {
       // still in flight): refused, and the transfer under way is kept.
       return this.reject(from, msg, 'unknown-transfer', false);
     }
+    const failed = this.finishedWriteFailure();
+    if (failed !== undefined) return this.reject(from, msg, failed, true);
     if (msg.sequence <= t.sequence) {
       // Already taken (a resend or a duplicated frame): acked again, not written twice.
       this.counters.duplicates++;
@@ -228,28 +263,42 @@ export class CheckpointReceiver {
       return this.reject(from, msg, 'unknown-sm', true);
     const key = `${msg.smId}/${msg.filePath}`;
     let file = t.files.get(key);
-    if (msg.offset !== (file?.size ?? 0)) return this.reject(from, msg, 'bad-offset', true);
-    if (crc32(msg.buffer) !== msg.checksum) return this.reject(from, msg, 'bad-crc', true);
+    // A file's chunks come in a row, at increasing offsets: once the next file has begun, the
+    // last one is complete (its fsync may be under way).
+    if (msg.offset !== (file?.size ?? 0) || (file !== undefined && file !== t.current))
+      return this.reject(from, msg, 'bad-offset', true);
+    // The transport's frame check already made one pass over a large chunk and kept its CRC.
+    const chunkCrc = knownCrc(msg.buffer) ?? crc32(msg.buffer);
+    if (chunkCrc !== msg.checksum) return this.reject(from, msg, 'bad-crc', true);
     if (t.receivedBytes + msg.buffer.length > t.announcedBytes)
       return this.reject(from, msg, 'too-large', true);
     if (file === undefined && t.files.size >= this.options.maxFiles)
       return this.reject(from, msg, 'too-many-files', true);
     const root = smDir(t.dir, msg.smId);
     const target = joinPath(root, msg.filePath);
-    if (!(await this.staysInside(t, target, root)))
+    // A file's first chunk is not acked before its path is checked; the path of every later
+    // chunk is checked again before its write, off the path to the ack (a symlink planted
+    // meanwhile fails the transfer at the next frame, and the write is not made).
+    if (file === undefined && !(await this.staysInside(t, target, root)))
       return this.reject(from, msg, 'symlink-escape', true);
-    try {
-      await this.port.files.write(target, msg.offset, msg.buffer);
-    } catch (error) {
-      if (!isCodedError(error)) throw error;
-      return this.reject(from, msg, error.code === 'E_NO_SPACE' ? 'no-space' : 'write-error', true);
+    while (this.writes.length >= this.options.receiverWritesInFlight) {
+      await this.writes[0]!.done;
+      const failure = this.finishedWriteFailure();
+      if (failure !== undefined) return this.reject(from, msg, failure, true);
     }
+    if (file === undefined && t.current !== undefined) {
+      // The last file is complete: its fsync starts now, behind its writes, so END's fsync of
+      // every staged file finds it clean instead of writing it back then.
+      this.startSync(joinPath(smDir(t.dir, t.current.smId), t.current.path));
+    }
+    this.startWrite(t, root, target, msg.offset, msg.buffer, file !== undefined);
     if (file === undefined) {
       file = { key, smId: msg.smId, path: msg.filePath, size: 0, crc: 0 };
       t.files.set(key, file);
     }
+    t.current = file;
     file.size += msg.buffer.length;
-    file.crc = crc32(msg.buffer, file.crc);
+    file.crc = crc32Combine(file.crc, chunkCrc, msg.buffer.length);
     t.receivedBytes += msg.buffer.length;
     t.sequence = msg.sequence;
     t.lastActivityMs = nowMs;
@@ -266,6 +315,12 @@ export class CheckpointReceiver {
     if (msg.sequence !== t.sequence + 1) return this.reject(from, msg, 'sequence-gap', true);
     if (msg.offset !== t.receivedBytes) return this.reject(from, msg, 'size-mismatch', true);
     t.lastActivityMs = nowMs;
+    // Every chunk written (or its failure known) before anything is fsynced.
+    while (this.writes.length > 0) {
+      await this.writes[0]!.done;
+      const failure = this.finishedWriteFailure();
+      if (failure !== undefined) return this.reject(from, msg, failure, true);
+    }
     const ctx = this.installContext();
     const record = {
       uuid: t.uuid,
@@ -298,6 +353,90 @@ export class CheckpointReceiver {
     const startInstanceId = await finishInstall(ctx, record);
     this.counters.installs++;
     return { kind: 'installed', checkpointInstanceId: t.checkpointInstanceId, startInstanceId };
+  }
+
+  /**
+   * Issues one chunk's write (after a check of its path when `checkPath`) without waiting for it;
+   * its outcome is looked at by finishedWriteFailure().
+   */
+  private startWrite(
+    t: Transfer,
+    root: string,
+    target: string,
+    offset: number,
+    bytes: Uint8Array,
+    checkPath: boolean,
+  ): void {
+    const w: ChunkWrite = {
+      done: Promise.resolve(),
+      settled: false,
+      failure: undefined,
+      error: undefined,
+    };
+    const run = async (): Promise<void> => {
+      if (checkPath && !(await this.staysInside(t, target, root))) {
+        w.failure = 'symlink-escape';
+        return;
+      }
+      await this.port.files.write(target, offset, bytes);
+    };
+    this.track(run(), w);
+  }
+
+  /** Queues a write or fsync under way; its outcome is kept as a value for later. */
+  private track(
+    work: Promise<void>,
+    w: ChunkWrite = {
+      done: Promise.resolve(),
+      settled: false,
+      failure: undefined,
+      error: undefined,
+    },
+  ): void {
+    w.done = work.then(
+      () => {
+        w.settled = true;
+      },
+      (error: unknown) => {
+        w.settled = true;
+        if (isCodedError(error))
+          w.failure = error.code === 'E_NO_SPACE' ? 'no-space' : 'write-error';
+        else w.error = error;
+      },
+    );
+    this.writes.push(w);
+  }
+
+  /** Queues the fsync of a complete staged file behind every write issued before it. */
+  private startSync(path: string): void {
+    const before = this.writes.map((w) => w.done);
+    this.track(Promise.all(before).then(() => this.port.files.fsync(path)));
+  }
+
+  /**
+   * Forgets the finished writes at the head of the queue; the first failure among them, if any.
+   * A write that failed with something other than a coded error is a bug: it is rethrown.
+   */
+  private finishedWriteFailure(): RejectReason | undefined {
+    while (this.writes.length > 0 && this.writes[0]!.settled) {
+      const w = this.writes.shift()!;
+      if (w.error !== undefined) throw w.error;
+      if (w.failure !== undefined) return w.failure;
+    }
+    return undefined;
+  }
+
+  /** Waits for every write under way (their transfer is being dropped); rethrows bugs. */
+  private async drainWrites(): Promise<void> {
+    const writes = this.writes;
+    this.writes = [];
+    let bug: unknown;
+    for (const w of writes) {
+      await w.done;
+      if (w.error !== undefined) bug ??= w.error;
+      else if (w.failure !== undefined) this.counters.writeFailuresAfterDrop++;
+    }
+    if (bug !== undefined) throw bug;
   }
 
   installContext(): InstallContext {

@@ -8,7 +8,7 @@
 // byte count in `offset` (the receiver checks its free space against it); ING k (k = 1 … n)
 // carries one chunk with the CRC-32 of its bytes; END is sequence n+1 with the total in `offset`.
 // An empty file is sent as one empty ING so it exists on the other side.
-import { crc32 } from '@tspaxos/crc-wasm';
+import { crc32, rememberCrc } from '@tspaxos/crc-wasm';
 import {
   type CheckpointMsg,
   CheckpointMsgType,
@@ -54,6 +54,14 @@ interface FileToSend {
   source: string;
   /** Path relative to the state machine's checkpoint directory (what the receiver sees). */
   path: string;
+  /** Bytes at start (the locked checkpoint's size; what BEGIN announces). */
+  size: number;
+}
+
+interface PendingRead {
+  fileIndex: number;
+  offset: number;
+  result: Promise<ReadResult>;
 }
 
 export class CheckpointSender {
@@ -78,7 +86,8 @@ export class CheckpointSender {
   private lastAckMs = 0;
   private pumping = false;
   private lastError: string | undefined;
-  private readAhead: { fileIndex: number; offset: number; result: Promise<ReadResult> } | undefined;
+  /** Reads under way for the next chunks, in sending order (senderReadAheadChunks at most). */
+  private readsAhead: PendingRead[] = [];
   private readonly endListeners: Array<(reason: CheckpointSenderEndReason) => void> = [];
 
   constructor(
@@ -133,7 +142,7 @@ export class CheckpointSender {
           const stat = await this.port.files.stat(source);
           if (stat === undefined || stat.isDirectory)
             throw new CheckpointError('E_NOT_FOUND', `checkpoint file ${source} is missing`);
-          this.files.push({ smId: sm.smId, source, path });
+          this.files.push({ smId: sm.smId, source, path, size: stat.size });
           this.totalBytes += stat.size;
         }
       }
@@ -233,12 +242,16 @@ export class CheckpointSender {
   }
 
   private async sendChunk(file: FileToSend): Promise<void> {
-    const ahead = this.readAhead;
-    this.readAhead = undefined;
-    const result =
-      ahead !== undefined && ahead.fileIndex === this.fileIndex && ahead.offset === this.fileOffset
-        ? await ahead.result
-        : await this.readChunk(file.source, this.fileOffset);
+    // The next chunks are read while this one is awaited, checksummed and sent: the reads'
+    // latency leaves the path from an ack to the next send.
+    if (this.readsAhead.length === 0) this.fillReadsAhead(undefined);
+    const ahead = this.readsAhead.shift();
+    assert(
+      ahead !== undefined && ahead.fileIndex === this.fileIndex && ahead.offset === this.fileOffset,
+      'CheckpointSender: the read ahead is not the next chunk',
+    );
+    this.fillReadsAhead(ahead);
+    const result = await ahead.result;
     if ('error' in result) {
       await this.failRead(result.error);
       return;
@@ -247,7 +260,7 @@ export class CheckpointSender {
     if (this.phase !== 'sending') return;
     const offset = this.fileOffset;
     if (bytes.length === 0 && offset > 0) {
-      // End of a file whose size was a multiple of the chunk size: nothing more to send.
+      // The file shrank to a multiple of the chunk size since start: nothing more to send.
       this.nextFile();
       return;
     }
@@ -257,28 +270,47 @@ export class CheckpointSender {
     this.inFlightBytes += bytes.length;
     this.counters.chunksSent++;
     this.counters.bytesSent += bytes.length;
+    // The transport combines this CRC into the frame's instead of a second pass over the bytes.
+    const checksum = crc32(bytes);
+    rememberCrc(bytes, checksum);
     this.port.send(
       this.toNodeId,
       this.frame(CheckpointSendFileFlag.Ing, sequence, {
         smId: file.smId,
         filePath: file.path,
         offset,
-        checksum: crc32(bytes),
+        checksum,
         buffer: bytes,
       }),
     );
-    if (bytes.length < this.options.chunkBytes) this.nextFile();
+    // A file ends at its size at start (or earlier if it shrank: a short read).
+    if (bytes.length < this.options.chunkBytes || offset + bytes.length >= file.size)
+      this.nextFile();
     else this.fileOffset += bytes.length;
-    // Read the next chunk now, while this one travels: the read's latency leaves the path from
-    // an ack to the next send (at most one chunk ahead, so the window still bounds memory).
-    const next = this.files[this.fileIndex];
-    if (next !== undefined) {
-      this.readAhead = {
-        fileIndex: this.fileIndex,
-        offset: this.fileOffset,
-        result: this.readChunk(next.source, this.fileOffset),
-      };
+  }
+
+  /**
+   * Starts reads of the chunks after the last one under way (or after `current`, the chunk being
+   * sent; from the current position with neither), up to senderReadAheadChunks of them.
+   */
+  private fillReadsAhead(current: PendingRead | undefined): void {
+    const last = this.readsAhead.at(-1) ?? current;
+    let [fileIndex, offset] =
+      last === undefined ? [this.fileIndex, this.fileOffset] : this.after(last);
+    while (
+      this.readsAhead.length < this.options.senderReadAheadChunks &&
+      fileIndex < this.files.length
+    ) {
+      const file = this.files[fileIndex]!;
+      this.readsAhead.push({ fileIndex, offset, result: this.readChunk(file.source, offset) });
+      [fileIndex, offset] = this.after({ fileIndex, offset });
     }
+  }
+
+  /** The position of the chunk after the one at (fileIndex, offset), by the sizes at start. */
+  private after(at: { fileIndex: number; offset: number }): [number, number] {
+    const next = at.offset + this.options.chunkBytes;
+    return next < this.files[at.fileIndex]!.size ? [at.fileIndex, next] : [at.fileIndex + 1, 0];
   }
 
   /** A read as a value: a read-ahead whose transfer ends first is dropped with its outcome. */
@@ -292,6 +324,11 @@ export class CheckpointSender {
   private nextFile(): void {
     this.fileIndex++;
     this.fileOffset = 0;
+    // Reads planned past the end of a file that shrank since start are at the wrong positions:
+    // dropped (their outcomes are values, never unhandled), the next ones are read again.
+    const head = this.readsAhead[0];
+    if (head !== undefined && (head.fileIndex !== this.fileIndex || head.offset !== 0))
+      this.readsAhead = [];
   }
 
   private frame(flag: number, sequence: number, fields: Partial<CheckpointMsg>): CheckpointMsg {

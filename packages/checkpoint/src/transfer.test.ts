@@ -1,10 +1,12 @@
 // Unit tests of CheckpointSender and CheckpointReceiver: a whole transfer, the window, and every
 // rejection of the receiver (issue 11), each with its counted reason.
-import { crc32 } from '@tspaxos/crc-wasm';
+import { crc32, knownCrc } from '@tspaxos/crc-wasm';
 import {
   CheckpointSendFileAckFlag,
   CheckpointSendFileFlag,
   type CheckpointMsg,
+  decodeFrame,
+  encodeFrameBytes,
 } from '@tspaxos/transport';
 import { describe, expect, it } from 'vitest';
 import { bytes, makePair, type Pair } from '../test/harness';
@@ -68,6 +70,27 @@ describe('checkpoint transfer', () => {
     });
     expect(p.sender.endReason).toBe('done');
     expect(p.sender.counters.windowFull).toBeGreaterThan(5);
+  });
+
+  it('reads at most senderReadAheadChunks ahead, and no read past a file that ends on a chunk', async () => {
+    // 3 KiB + 5 B, empty, and exactly 1 KiB: 4 + 1 + 1 chunks, six reads in all.
+    const p = await makePair(undefined, { senderReadAheadChunks: 2 });
+    const read = p.senderFiles.read.bind(p.senderFiles);
+    let reads = 0;
+    p.senderFiles.read = (path, offset, length) => {
+      reads++;
+      return read(path, offset, length);
+    };
+    await p.sender.start(p.now.ms);
+    let most = 0;
+    await p.run((m) => {
+      if (m.flag === ING) most = Math.max(most, reads - p.sender.counters.chunksSent);
+      return m;
+    });
+    expect(p.sender.endReason).toBe('done');
+    expect(most).toBe(2);
+    expect(reads).toBe(6);
+    expect(p.receiverFiles.peek('/b/sm/f2')).toEqual(p.senderFiles.peek('/a/sm/f2'));
   });
 
   it('ends on ack timeout, on a FAIL ack and on a read error, unlocking each time', async () => {
@@ -231,6 +254,96 @@ describe('checkpoint receiver rejections', () => {
       return { ...m, filePath: 'link/x' };
     }, 'symlink-escape'));
 
+  it('a symlink planted after the first chunk of a file fails the transfer before its write', async () => {
+    // f1 (sub/dir/f1) is 3 chunks: its first chunk is checked and written, then `sub` becomes a
+    // symlink out of staging. The next chunk is acked (its write is issued), but its path is
+    // checked again before the write: nothing lands outside, and the next frame is refused.
+    const p = await makePair([10, 3 * 1024, 10]);
+    await p.sender.start(p.now.ms);
+    let planted = false;
+    const events: string[] = [];
+    while (p.toReceiver.length > 0 || p.toSender.length > 0) {
+      const frame = p.toReceiver.shift();
+      if (frame !== undefined) {
+        const event = await p.receiver.handle(1, frame, p.now.ms);
+        events.push(event.kind === 'rejected' ? event.reason : event.kind);
+        if (!planted && frame.filePath === 'sub/dir/f1') {
+          p.receiverFiles.symlink('/etc', `/b/staging/t${frame.uuid}/sm4/sub`);
+          planted = true;
+        }
+      }
+      const ack = p.toSender.shift();
+      if (ack !== undefined) await p.sender.onAck(2, ack, p.now.ms);
+    }
+    expect(planted).toBe(true);
+    // The chunk after the plant is acked; the frame after it is refused (the frames still in
+    // flight then find no transfer).
+    const refused = events.indexOf('symlink-escape');
+    expect(events.slice(0, refused)).toEqual(['accepted', 'accepted', 'accepted', 'accepted']);
+    expect(p.receiver.counters.rejected['symlink-escape']).toBe(1);
+    expect(p.sender.endReason).toBe('fail-ack');
+    expect(p.receiver.counters.installs).toBe(0);
+    expect(await p.receiverFiles.list('/etc')).toEqual([]);
+  });
+
+  it('through the codec: the CRC of the frame check is used for the chunk, a wrong one refused', async () => {
+    // Chunks of 8 KiB: the CRC registry keeps arrays of KNOWN_CRC_MIN_BYTES (4 KiB) and more.
+    const p = await makePair([20 * 1024], { chunkBytes: 8 * 1024, ackLeadBytes: 32 * 1024 });
+    await p.sender.start(p.now.ms);
+    const chunk = await firstChunk(p);
+    // The sender registered the chunk's CRC, so the encoder combined it into the frame's.
+    expect(knownCrc(chunk.buffer)).toBe(chunk.checksum);
+    const wire = (m: CheckpointMsg): CheckpointMsg => {
+      const decoded = decodeFrame(encodeFrameBytes(0, { kind: 'checkpoint', msg: m }));
+      if (!decoded.ok || decoded.value.message.kind !== 'checkpoint') throw new Error('decode');
+      return decoded.value.message.msg;
+    };
+    const good = wire(chunk);
+    expect(knownCrc(good.buffer)).toBe(chunk.checksum); // the decoder's pass over the field
+    expect(await p.receiver.handle(1, good, p.now.ms)).toEqual({ kind: 'accepted' });
+    const next = p.toReceiver.shift()!;
+    const bad = wire({ ...next, checksum: next.checksum ^ 1 });
+    expect(await p.receiver.handle(1, bad, p.now.ms)).toEqual({
+      kind: 'rejected',
+      reason: 'bad-crc',
+    });
+  });
+
+  it('a chunk of a file after the next file began (chunks of a file come in a row)', async () => {
+    const p = await begun();
+    const first = await firstChunk(p); // f0's first chunk of four
+    expect(await p.receiver.handle(1, first, p.now.ms)).toEqual({ kind: 'accepted' });
+    const other = bytes(10, 5);
+    const next = { ...first, sequence: 2, filePath: 'f2', offset: 0 };
+    expect(
+      await p.receiver.handle(1, { ...next, buffer: other, checksum: crc32(other) }, p.now.ms),
+    ).toEqual({ kind: 'accepted' });
+    const back = p.senderFiles.peek('/a/sm/f0')!.subarray(1024, 2048);
+    const f0 = { ...first, sequence: 3, offset: 1024, buffer: back, checksum: crc32(back) };
+    expect(await p.receiver.handle(1, f0, p.now.ms)).toEqual({
+      kind: 'rejected',
+      reason: 'bad-offset',
+    });
+  });
+
+  it('fsyncs a staged file as soon as the next file begins, before END', async () => {
+    const p = await begun([3 * 1024, 10]);
+    const files = p.receiverFiles;
+    const fsynced: string[] = [];
+    const fsync = files.fsync.bind(files);
+    files.fsync = (path) => {
+      fsynced.push(path);
+      return fsync(path);
+    };
+    await p.run((m) => {
+      if (m.flag === CheckpointSendFileFlag.End) expect(fsynced).toEqual(['/b/staging/t77/sm4/f0']);
+      return m;
+    });
+    expect(p.sender.endReason).toBe('done');
+    // Again at END (clean by then), as every staged file.
+    expect(fsynced.filter((f) => f === '/b/staging/t77/sm4/f0').length).toBe(2);
+  });
+
   it('a duplicate chunk is acked again and not written twice', async () => {
     const p = await begun();
     const chunk = await firstChunk(p);
@@ -337,5 +450,121 @@ describe('checkpoint receiver rejections', () => {
     });
     expect(p.receiver.counters.installs).toBe(1);
     expect(p.receiverFiles.peek('/b/sm/f0')).not.toEqual(p.senderFiles.peek('/a/sm/f0'));
+  });
+});
+
+describe('checkpoint receiver: writes under way', () => {
+  /** Lets every promise chain that can move do so (MemoryFiles never waits on anything). */
+  const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+  /** The receiver's file port with writes held until the test lets them go. */
+  async function heldWrites(writesInFlight: number) {
+    const p = await makePair([8 * 1024], {
+      ackLeadChunks: 8,
+      ackLeadBytes: 9 * 1024,
+      receiverWritesInFlight: writesInFlight,
+    });
+    const files = p.receiverFiles;
+    const write = files.write.bind(files);
+    const held: Array<() => void> = [];
+    let underWay = 0;
+    let most = 0;
+    files.write = async (path, offset, bytes) => {
+      if (!path.includes('/staging/')) return write(path, offset, bytes);
+      underWay++;
+      most = Math.max(most, underWay);
+      await new Promise<void>((resolve) => held.push(resolve));
+      underWay--;
+      return write(path, offset, bytes);
+    };
+    await p.sender.start(p.now.ms);
+    await p.receiver.handle(1, p.toReceiver.shift()!, p.now.ms); // BEGIN
+    await p.sender.onAck(2, p.toSender.shift()!, p.now.ms); // opens the window
+    return { p, held, most: () => most };
+  }
+
+  it('acks chunks with their writes under way, never more than receiverWritesInFlight', async () => {
+    const { p, held, most } = await heldWrites(3);
+    // Three chunks are acked while none of their writes has finished.
+    for (let i = 0; i < 3; i++)
+      expect(await p.receiver.handle(1, p.toReceiver.shift()!, p.now.ms)).toEqual({
+        kind: 'accepted',
+      });
+    await settle();
+    expect(held.length).toBe(3);
+    expect(p.toSender.length).toBe(3);
+    // The fourth waits for the oldest write.
+    let fourth = false;
+    const handled = p.receiver.handle(1, p.toReceiver.shift()!, p.now.ms).then(() => {
+      fourth = true;
+    });
+    await settle();
+    expect(fourth).toBe(false);
+    expect(p.toSender.length).toBe(3);
+    held.shift()!();
+    await handled;
+    expect(p.toSender.length).toBe(4);
+    // Let every write through as it comes; the transfer completes and the copy is exact.
+    const release = setInterval(() => held.splice(0).forEach((go) => go()), 1);
+    try {
+      await p.run();
+    } finally {
+      clearInterval(release);
+    }
+    expect(most()).toBe(3);
+    expect(p.sender.endReason).toBe('done');
+    expect(p.receiverFiles.peek('/b/sm/f0')).toEqual(p.senderFiles.peek('/a/sm/f0'));
+  });
+
+  it('END waits for every write before it seals: a failed write refuses END', async () => {
+    const { p, held } = await heldWrites(8);
+    const files = p.receiverFiles;
+    const frames: CheckpointMsg[] = [];
+    // Deliver everything but END; the writes are all still held.
+    await p.run((m) => {
+      if (m.flag === CheckpointSendFileFlag.End) {
+        frames.push(m);
+        return undefined;
+      }
+      return m;
+    });
+    await settle();
+    expect(held.length).toBe(8);
+    expect(p.receiver.counters.chunks).toBe(8);
+    files.capacityBytes = 3 * 1024; // the last writes will not fit
+    let ended = false;
+    const end = p.receiver.handle(1, frames[0]!, p.now.ms).then((e) => {
+      ended = true;
+      return e;
+    });
+    await settle();
+    expect(ended).toBe(false); // END is waiting for the writes
+    expect(files.counters.fsync).toBe(0);
+    held.splice(0).forEach((go) => go());
+    expect(await end).toEqual({ kind: 'rejected', reason: 'no-space' });
+    expect(p.receiver.counters.installs).toBe(0);
+    expect(p.store.getMeta(0, INSTALL_META_KEY)).toBeUndefined();
+  });
+
+  it('a new BEGIN waits for the writes of the old transfer before it clears staging', async () => {
+    const { p, held } = await heldWrites(4);
+    for (let i = 0; i < 2; i++) await p.receiver.handle(1, p.toReceiver.shift()!, p.now.ms);
+    await settle();
+    expect(held.length).toBe(2);
+    const again = makePair([10]);
+    const other = await again;
+    await other.sender.start(0);
+    const begin = { ...other.toReceiver.shift()!, uuid: 500 };
+    let begun = false;
+    const handled = p.receiver.handle(1, begin, p.now.ms).then(() => {
+      begun = true;
+    });
+    await settle();
+    expect(begun).toBe(false);
+    held.splice(0).forEach((go) => go());
+    await handled;
+    // The old transfer's bytes went before the new one started: staging holds nothing of it.
+    expect(await p.receiverFiles.list('/b/staging')).toEqual([]);
+    expect(p.receiver.status()).toMatchObject({ uuid: 500, receivedBytes: 0 });
   });
 });

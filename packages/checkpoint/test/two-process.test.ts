@@ -43,6 +43,7 @@ beforeAll(async () => {
       await files.write(join(dir, 'src', name), m * block.length, block);
     }
   }
+  await files.close();
 });
 
 afterAll(async () => {

@@ -1,6 +1,16 @@
 // NodeFiles on a real temporary directory: the port's behaviour, and a whole transfer between two
 // directories with a real symlink planted in staging.
-import { mkdtemp, rm, symlink, readFile, writeFile, mkdir } from 'node:fs/promises';
+import {
+  mkdir,
+  mkdtemp,
+  open,
+  readdir,
+  readFile,
+  readlink,
+  rm,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MemoryLogStore } from '@tspaxos/storage';
@@ -59,6 +69,48 @@ describe('NodeFiles', () => {
     expect([...(await readFile(join(dir, 'v/0')))]).toEqual([0, 0, 0, 0, 0, 0, 9]);
     expect([...(await readFile(join(dir, 'w/0')))]).toEqual([1]);
     await files.close();
+  });
+
+  it('overlapping writes to one new file share one open; closing it under a write is refused', async () => {
+    const files = new NodeFiles();
+    const path = join(dir, 'o/p');
+    // readdir's own descriptor is listed and closed by the time it is read: ENOENT is ''.
+    const gone = (error: { code?: string }): string => {
+      if (error.code === 'ENOENT') return '';
+      throw error;
+    };
+    const openOnPath = async (): Promise<number> => {
+      let n = 0;
+      for (const fd of await readdir('/proc/self/fd'))
+        if ((await readlink(`/proc/self/fd/${fd}`).catch(gone)) === path) n++;
+      return n;
+    };
+    // The sixteen writes queue while the file opens, then go out together as one writev.
+    const probe = await open(join(dir, 'probe'), 'w');
+    const proto = Object.getPrototypeOf(probe) as { writev: (...a: unknown[]) => unknown };
+    await probe.close();
+    const writev = proto.writev;
+    let writevs = 0;
+    proto.writev = function (this: unknown, ...a: unknown[]) {
+      writevs++;
+      return writev.apply(this, a);
+    };
+    try {
+      await Promise.all(
+        Array.from({ length: 16 }, (_, i) => files.write(path, i * 4, new Uint8Array(4).fill(i))),
+      );
+    } finally {
+      proto.writev = writev;
+    }
+    expect(writevs).toBe(1);
+    expect(await openOnPath()).toBe(1);
+    const pending = files.write(path, 64, new Uint8Array([99]));
+    await expect(files.fsync(path)).rejects.toThrow(/while a write to it is under way/);
+    await pending;
+    await files.fsync(path);
+    expect(await openOnPath()).toBe(0);
+    const expected = [...Array.from({ length: 16 }, (_, i) => [i, i, i, i]).flat(), 99];
+    expect([...(await readFile(path))]).toEqual(expected);
   });
 
   it('transfers a checkpoint between two directories and refuses a real symlink out of staging', async () => {
