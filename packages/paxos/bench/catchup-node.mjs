@@ -84,6 +84,7 @@ process.on('message', async (m) => {
         : {}),
     });
     readyAt = performance.now();
+    const cpuAtReady = process.cpuUsage();
     if (process.env.CATCHUP_DEBUG)
       console.log(`${(performance.timeOrigin + readyAt).toFixed(1)} n${nodeId} ready`);
     const check = (instanceId) => {
@@ -99,6 +100,7 @@ process.on('message', async (m) => {
         instances: instanceId,
         learnedBytes: st.learner.lastCatchUp?.learnedBytes ?? st.learner.catchUp?.learnedBytes ?? 0,
         maxRssMiB: process.resourceUsage().maxRSS / 1024,
+        cpu: process.cpuUsage(cpuAtReady),
         counters: st.learner.counters,
       });
     };
@@ -118,7 +120,7 @@ process.on('message', async (m) => {
   } else if (m.type === 'proposeStop') {
     stopProposing = true;
   } else if (m.type === 'status') {
-    process.send({ type: 'status', status: node.status(0) });
+    process.send({ type: 'status', status: node.status(0), cpu: process.cpuUsage() });
   } else if (m.type === 'stop') {
     await node?.stop();
     if (!node) await network.close();

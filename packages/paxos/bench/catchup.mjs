@@ -154,6 +154,9 @@ async function catchUp(written, { proposeWhileCatchingUp = false } = {}) {
       ).rate;
       target = (await request(children[0], { type: 'status' }, 'status')).status.instanceId;
     }
+    const cpuBefore = await Promise.all(
+      children.slice(0, 2).map(async (c) => (await request(c, { type: 'status' }, 'status')).cpu),
+    );
     const done = request(
       children[2],
       { type: 'start', targetInstanceId: target, options },
@@ -172,7 +175,17 @@ async function catchUp(written, { proposeWhileCatchingUp = false } = {}) {
       busyRate = (await busy).rate;
     }
     const result = await done;
-    return { ...result, target, idleRate, busyRate };
+    // CPU (user + system, ms) each node spent from node 3's start to its catch-up.
+    const cpuAfter = await Promise.all(
+      children.slice(0, 2).map(async (c) => (await request(c, { type: 'status' }, 'status')).cpu),
+    );
+    const ms = (u) => Math.round((u.user + u.system) / 1000);
+    const cpuMs = {
+      node1: ms(cpuAfter[0]) - ms(cpuBefore[0]),
+      node2: ms(cpuAfter[1]) - ms(cpuBefore[1]),
+      node3: ms(result.cpu),
+    };
+    return { ...result, target, idleRate, busyRate, cpuMs };
   } finally {
     for (const c of children) c.send({ type: 'stop' });
     await Promise.all(children.map((c) => once(c, 'exit')));
@@ -294,6 +307,7 @@ for (const [label, count, valueBytes] of [
       idleCommitsPerSec: c.idleRate,
       catchUpCommitsPerSec: c.busyRate,
       instances: c.instances,
+      cpuMs: c.cpuMs,
       counters: c.counters,
     };
     console.log(label, JSON.stringify(run));
