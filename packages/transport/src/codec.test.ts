@@ -427,8 +427,10 @@ describe('FrameReader', () => {
     fc.assert(
       fc.property(
         fc.array(fc.integer({ min: 1, max: 90_000 }), { minLength: 1, maxLength: 8 }),
-        (reads) => {
+        fc.boolean(),
+        (reads, trusted) => {
           const reader = new FrameReader();
+          if (trusted) reader.trustPeer();
           const got: Uint8Array[] = [];
           for (let at = 0, r = 0; at < stream.length; r++) {
             const n = reads[r % reads.length]!;
@@ -451,6 +453,26 @@ describe('FrameReader', () => {
       ),
       { numRuns: 50 },
     );
+  });
+
+  it('allocates a long frame from its length prefix only once the peer is trusted', () => {
+    const frame = encodeFrameBytes(0, {
+      kind: 'paxos',
+      msg: paxosMsg({ msgType: 6, value: new Uint8Array(1024 * 1024) }),
+    });
+    const stranger = new FrameReader();
+    expect(stranger.push(frame.slice(0, 100)).frames).toEqual([]);
+    expect(stranger.heldBytes).toBe(100); // only what arrived
+    const peer = new FrameReader();
+    peer.trustPeer();
+    expect(peer.push(frame.slice(0, 100)).frames).toEqual([]);
+    expect(peer.heldBytes).toBe(frame.length); // the whole frame, filled as it arrives
+    for (const reader of [stranger, peer]) {
+      const { frames } = reader.push(frame.slice(100));
+      expect(frames.length).toBe(1);
+      expect(Buffer.from(frames[0]!).equals(Buffer.from(frame))).toBe(true);
+      expect(reader.heldBytes).toBe(0);
+    }
   });
 
   it('refuses a length prefix over the maximum before buffering the frame', () => {

@@ -582,8 +582,25 @@ export class FrameReader {
    * of a learning node's CPU, plus the garbage of the reads held meanwhile).
    */
   private partial: { frame: Uint8Array; filled: number } | undefined;
+  /** Whether a long frame may be allocated whole before its bytes arrive (see trustPeer). */
+  private inPlace = false;
 
   constructor(private readonly maxFrameBytes = MAX_FRAME_BYTES) {}
+
+  /**
+   * The peer is authenticated (its hello passed): from now on a frame longer than what arrived
+   * of it is assembled in place, its buffer allocated from its length prefix. Before that, bytes
+   * are held only as they arrive, so a stranger's 4-byte length prefix cannot make us allocate a
+   * maximum frame.
+   */
+  trustPeer(): void {
+    this.inPlace = true;
+  }
+
+  /** Bytes held for frames not yet complete (for the memory bound's tests and status). */
+  get heldBytes(): number {
+    return (this.partial?.frame.length ?? 0) + this.buffered;
+  }
 
   /**
    * Feeds bytes; returns the whole frames now available (views, each with its length prefix)
@@ -620,6 +637,7 @@ export class FrameReader {
         };
       }
       if (this.buffered < length + 4) {
+        if (!this.inPlace) break;
         // Checked against maxFrameBytes above: a peer cannot make us hold more than one frame.
         const frame = allocUnfilled(length + 4);
         const filled = this.buffered;

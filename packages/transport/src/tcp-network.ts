@@ -617,6 +617,7 @@ export class TcpNetwork implements Network {
             });
           }
           from = h.nodeId;
+          reader.trustPeer();
           socket.setTimeout(this.opts.idleTimeoutMs);
           this.peerIsBack(h.nodeId);
           continue;
