@@ -1,3 +1,4 @@
+import { crc32, KNOWN_CRC_MIN_BYTES, knownCrc } from '@tspaxos/crc-wasm';
 import { describe, expect, it } from 'vitest';
 import { Committer } from './committer';
 import { PaxosError } from './errors';
@@ -30,6 +31,24 @@ describe('Committer', () => {
     c.committed([1, 2, 3]);
     await expect(ps[2]).resolves.toEqual({ instanceId: 1, result: 3, batchIndex: 2 });
     expect(c.queueLength).toBe(1);
+  });
+
+  it('remembers the CRC of a large packed value (one pass serves every layer), not of a small one', () => {
+    const c = new Committer(defaultPaxosOptions());
+    const large = new Uint8Array(100 * 1024).map((_, i) => i * 7);
+    for (const [value, batch] of [
+      [large, false],
+      [large, true],
+      [bytes('small'), false],
+    ] as const) {
+      void c.add(10, value, batch, 0, 1000);
+      const flight = c.take(1)!;
+      const remembered = knownCrc(flight.value);
+      if (flight.value.length >= KNOWN_CRC_MIN_BYTES) expect(remembered).toBe(crc32(flight.value));
+      else expect(remembered).toBeUndefined();
+      c.committed([undefined]);
+    }
+    expect(c.counters.committed).toBe(3);
   });
 
   it('puts a value that lost its instance back at the head, to retry', () => {

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { PaxosError } from './errors';
-import { BATCH_SM_ID, packBatch, packValue, unpackValue } from './value';
+import { BATCH_SM_ID, bytesEqual, packBatch, packValue, unpackValue } from './value';
 
 describe('value packing', () => {
   it('round-trips single values and batches (property)', () => {
@@ -48,5 +48,38 @@ describe('value packing', () => {
         return true;
       }),
     );
+  });
+
+  it('bytesEqual answers as a byte loop, at every alignment and wherever a byte differs', () => {
+    const naive = (a: Uint8Array, b: Uint8Array) =>
+      a.length === b.length && a.every((x, i) => x === b[i]);
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 0, maxLength: 300 }),
+        fc.integer({ min: 0, max: 7 }),
+        fc.integer({ min: 0, max: 7 }),
+        fc.option(fc.nat(), { nil: undefined }),
+        (bytes, offA, offB, flip) => {
+          const a = new Uint8Array(bytes.length + offA);
+          a.set(bytes, offA);
+          const b = new Uint8Array(bytes.length + offB);
+          b.set(bytes, offB);
+          const va = a.subarray(offA);
+          const vb = b.subarray(offB);
+          if (flip !== undefined && bytes.length > 0) vb[flip % bytes.length]! ^= 1;
+          expect(bytesEqual(va, vb)).toBe(naive(va, vb));
+        },
+      ),
+    );
+    // A difference in the head, the words and the tail of an aligned 100 KiB pair each count.
+    const a = new Uint8Array(100 * 1024 + 3).fill(9);
+    for (const at of [0, 1, 4096, a.length - 1]) {
+      const b = a.slice();
+      b[at]! ^= 0x80;
+      expect(bytesEqual(a.subarray(1), b.subarray(1))).toBe(at === 0);
+      expect(bytesEqual(a, b)).toBe(false);
+    }
+    expect(bytesEqual(a, a)).toBe(true);
+    expect(bytesEqual(a, a.subarray(0, a.length - 1))).toBe(false);
   });
 });

@@ -415,6 +415,66 @@ describe('FrameReader', () => {
     );
   });
 
+  it('assembles frames longer than a read in place, byte for byte, whatever the reads', () => {
+    const sizes = [200_000, 3, 70_000, 0, 65_536, 1_000];
+    const values = sizes.map((n, i) =>
+      Uint8Array.from({ length: n }, (_, k) => (k * 13 + i) & 0xff),
+    );
+    const frames = values.map((value, i) =>
+      encodeFrameBytes(i, { kind: 'paxos', msg: paxosMsg({ msgType: 6, instanceId: i, value }) }),
+    );
+    const stream = concatChunks(frames);
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 1, max: 90_000 }), { minLength: 1, maxLength: 8 }),
+        fc.boolean(),
+        (reads, trusted) => {
+          const reader = new FrameReader();
+          if (trusted) reader.trustPeer();
+          const got: Uint8Array[] = [];
+          for (let at = 0, r = 0; at < stream.length; r++) {
+            const n = reads[r % reads.length]!;
+            const out = reader.push(stream.slice(at, at + n));
+            expect(out.error).toBeUndefined();
+            got.push(...out.frames);
+            at += n;
+          }
+          expect(got.length).toBe(frames.length);
+          got.forEach((f, i) => {
+            const d = decodeFrame(f);
+            if (!d.ok || d.value.message.kind !== 'paxos')
+              throw new Error(`frame ${i} did not decode`);
+            expect(d.value.group).toBe(i);
+            expect(Buffer.from(d.value.message.msg.value).equals(Buffer.from(values[i]!))).toBe(
+              true,
+            );
+          });
+        },
+      ),
+      { numRuns: 50 },
+    );
+  });
+
+  it('allocates a long frame from its length prefix only once the peer is trusted', () => {
+    const frame = encodeFrameBytes(0, {
+      kind: 'paxos',
+      msg: paxosMsg({ msgType: 6, value: new Uint8Array(1024 * 1024) }),
+    });
+    const stranger = new FrameReader();
+    expect(stranger.push(frame.slice(0, 100)).frames).toEqual([]);
+    expect(stranger.heldBytes).toBe(100); // only what arrived
+    const peer = new FrameReader();
+    peer.trustPeer();
+    expect(peer.push(frame.slice(0, 100)).frames).toEqual([]);
+    expect(peer.heldBytes).toBe(frame.length); // the whole frame, filled as it arrives
+    for (const reader of [stranger, peer]) {
+      const { frames } = reader.push(frame.slice(100));
+      expect(frames.length).toBe(1);
+      expect(Buffer.from(frames[0]!).equals(Buffer.from(frame))).toBe(true);
+      expect(reader.heldBytes).toBe(0);
+    }
+  });
+
   it('refuses a length prefix over the maximum before buffering the frame', () => {
     const reader = new FrameReader(1024);
     const header = new Uint8Array(8);

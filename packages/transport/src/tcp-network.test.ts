@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeFrameBytes, encodeHello, type Message, paxosMsg } from './index';
+import { WRITE_AT_ONCE_BYTES } from './options';
 import { TcpNetwork, type TcpNetworkOptions } from './tcp';
 
 const started: TcpNetwork[] = [];
@@ -86,6 +87,25 @@ describe('TcpNetwork', () => {
     });
     expect(a.n.counters().framesSent).toBe(total);
   }, 90_000);
+
+  it('writes a frame of WRITE_AT_ONCE_BYTES or more during send(), the frames queued before it first', async () => {
+    const b = await node(2);
+    const a = await node(1, { 2: b.addr }, { queueMaxAgeMs: 600_000 });
+    const got: number[] = [];
+    b.n.onMessage((_from, _group, m) => {
+      if (m.kind === 'paxos') got.push(m.msg.instanceId);
+    });
+    a.n.send(2, 0, msg(0));
+    await until(() => got.length === 1); // connected
+    a.n.send(2, 0, msg(1, new Uint8Array(100)));
+    expect(a.n.counters().framesSent).toBe(1); // a small frame waits for the next turn
+    a.n.send(2, 0, msg(2, new Uint8Array(WRITE_AT_ONCE_BYTES)));
+    expect(a.n.counters().framesSent).toBe(3); // written now, the small one before it
+    a.n.send(2, 0, msg(3, new Uint8Array(100)));
+    expect(a.n.counters().framesSent).toBe(3);
+    await until(() => got.length === 4);
+    expect(got).toEqual([0, 1, 2, 3]);
+  });
 
   it('reconnects after the peer restarts and delivers what was sent meanwhile', async () => {
     const b1 = await node(2);

@@ -22,6 +22,7 @@ import {
   QUEUE_MAX_AGE_MS,
   QUEUE_MAX_BYTES,
   SOCKET_BUFFER_BYTES,
+  WRITE_AT_ONCE_BYTES,
   WRITE_COALESCE_BYTES,
   RECONNECT_JITTER,
   RECONNECT_MAX_MS,
@@ -388,6 +389,8 @@ export class TcpNetwork implements Network {
     peer.queue.push({ chunks, bytes, atMs: performance.now() });
     peer.queuedBytes += bytes;
     if (peer.socket === undefined && peer.reconnectTimer === undefined) this.connect(peer);
+    else if (bytes >= WRITE_AT_ONCE_BYTES)
+      this.flush(peer); // in queue order, the rest included
     else this.scheduleFlush(peer);
   }
 
@@ -614,6 +617,7 @@ export class TcpNetwork implements Network {
             });
           }
           from = h.nodeId;
+          reader.trustPeer();
           socket.setTimeout(this.opts.idleTimeoutMs);
           this.peerIsBack(h.nodeId);
           continue;
