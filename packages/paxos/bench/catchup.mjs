@@ -11,7 +11,9 @@
 //  - "physical (from file)": from a plain file written before the clock starts and read in
 //    256 KiB chunks while sending (page cache): like for like with the catch-up, whose sender
 //    reads its log from disk (page cache) as it streams.
-// The quiet 100 KiB catch-up's MB/s is printed against each. Then propose() of 100 KiB values,
+// The quiet 100 KiB catch-up's MB/s is printed against each, and the learning node's CPU per
+// value against the physical (from file) receiver's (the catch-up is CPU-bound on the learning
+// node: that ratio is what bounds its rate). Then propose() of 100 KiB values,
 // 2 of 3 nodes up, 100 callers, against PhxPaxos's figure on this machine.
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
@@ -331,10 +333,12 @@ for (const [label, count, valueBytes] of [
       ...(p && {
         physicalInstancesPerSec: p.count / (p.ms / 1000),
         physicalMBPerSec: p.bytes / 2 ** 20 / (p.ms / 1000),
+        physicalReceiverCpuUsPerInstance: (p.cpuMs * 1000) / p.count,
       }),
       ...(f && {
         physicalFileInstancesPerSec: f.count / (f.ms / 1000),
         physicalFileMBPerSec: f.bytes / 2 ** 20 / (f.ms / 1000),
+        physicalFileReceiverCpuUsPerInstance: (f.cpuMs * 1000) / f.count,
       }),
       quietInstancesPerSec: quiet.instances / (quiet.readyToDoneMs / 1000),
       quietMBPerSec: quiet.learnedBytes / 2 ** 20 / (quiet.readyToDoneMs / 1000),
@@ -450,6 +454,16 @@ for (const [label, count, valueBytes] of [
         value: m('physicalFileInstancesPerSec'),
         unit: 'instances/s',
       },
+      {
+        name: `catch-up ${label}: physical baseline, from file: receiver CPU per instance`,
+        value: m('physicalFileReceiverCpuUsPerInstance'),
+        unit: 'µs',
+      },
+      {
+        name: `catch-up ${label}: physical baseline, from memory: receiver CPU per instance`,
+        value: m('physicalReceiverCpuUsPerInstance'),
+        unit: 'µs',
+      },
     );
   rows.push(
     { name: `catch-up ${label}: ready → first value`, value: m('readyToFirstMs'), unit: 'ms' },
@@ -458,6 +472,11 @@ for (const [label, count, valueBytes] of [
       name: `catch-up ${label}: receiver CPU per instance, group quiet`,
       value: m('receiverCpuUsPerInstance'),
       unit: 'µs',
+      // The learning node is CPU-bound: its CPU per value against the physical receiver's.
+      ...(BASELINES && {
+        ratio: m('receiverCpuUsPerInstance') / m('physicalFileReceiverCpuUsPerInstance'),
+        baseline: 'physical (from file) receiver CPU per instance',
+      }),
     },
     {
       name: `catch-up ${label}: sender CPU per instance, group quiet`,
