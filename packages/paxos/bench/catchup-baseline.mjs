@@ -5,32 +5,50 @@
 // transactions (WAL, synchronous=NORMAL, as SqliteLogStore), then reports. As `receive-file <dir>`
 // (the physical baseline) it appends every socket read as it comes to one plain file (no parsing,
 // no fsync), and as `send-plain <dataDir> <port>` it reads the records into memory before it
-// connects: together the physical baseline, the floor a copy from socket to disk costs here.
-import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
+// connects: together the physical baseline, the floor a copy from socket to disk costs here. As
+// `send-file <dataDir> <port>` (the physical baseline read from a file) it first writes the same
+// record bytes to a plain file (before the clock; the file stays in the page cache, as the log
+// does), then reads it in 256 KiB chunks while it sends: the like-for-like floor of a catch-up,
+// whose sender reads its log from disk (page cache) too.
+import { closeSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import * as net from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { SqliteLogStore } from '@tspaxos/storage/sqlite';
 
 const [mode, dir, portArg] = process.argv.slice(2);
 const BATCH_ROWS = 2048;
+/** Bytes per socket write of the senders (and per file read of `send-file`). */
+const CHUNK_BYTES = 256 * 1024;
 
 if (mode === 'receive-file') {
   mkdirSync(dir, { recursive: true });
   const fd = openSync(join(dir, 'baseline.bin'), 'a');
   let bytes = 0;
   let firstAt;
+  let cpuAtFirst;
   const server = net.createServer((socket) => {
     socket.on('data', (data) => {
-      firstAt ??= performance.now();
+      if (firstAt === undefined) {
+        firstAt = performance.now();
+        cpuAtFirst = process.cpuUsage();
+      }
       writeSync(fd, data);
       bytes += data.length;
     });
     socket.on('end', () => {
       const doneAt = performance.now();
+      const cpu = process.cpuUsage(cpuAtFirst);
       closeSync(fd);
-      // Records are counted by the sender (each is 16 header bytes + its value).
-      process.send({ type: 'done', bytes, ms: doneAt - firstAt });
+      // Records are counted by the sender (each is 16 header bytes + its value). The CPU time of
+      // this process over the copy: what the catch-up's learning node spends per value, bare.
+      process.send({
+        type: 'done',
+        bytes,
+        ms: doneAt - firstAt,
+        cpuMs: (cpu.user + cpu.system) / 1000,
+      });
       server.close();
       process.exit(0);
     });
@@ -86,9 +104,10 @@ if (mode === 'receive-file') {
   server.listen(0, '127.0.0.1', () =>
     process.send({ type: 'listening', port: server.address().port }),
   );
-} else if (mode === 'send-plain') {
-  // The physical baseline's sender: the same record bytes, read from the log before connecting
-  // (as if from a plain file in the page cache), then written in 256 KiB chunks.
+} else if (mode === 'send-plain' || mode === 'send-file') {
+  // The physical baseline's sender: the same record bytes, read from the log before connecting,
+  // then written in 256 KiB chunks: from memory (`send-plain`), or (`send-file`) from a plain
+  // file written before connecting and read back chunk by chunk while sending.
   const store = SqliteLogStore.open(dir);
   const max = store.maxInstanceId(0) ?? -1;
   const chunks = [];
@@ -106,7 +125,7 @@ if (mode === 'receive-file') {
     head.writeUInt32LE(r.value.length, 12);
     chunk.push(head, r.value);
     chunkBytes += 16 + r.value.length;
-    if (chunkBytes >= 256 * 1024) {
+    if (chunkBytes >= CHUNK_BYTES) {
       chunks.push(Buffer.concat(chunk));
       chunk = [];
       chunkBytes = 0;
@@ -114,12 +133,37 @@ if (mode === 'receive-file') {
   }
   chunks.push(Buffer.concat(chunk));
   await store.close();
+  let source;
+  let sourceDir;
+  if (mode === 'send-file') {
+    sourceDir = mkdtempSync(join(tmpdir(), 'tspaxos-catchup-source-'));
+    const fd = openSync(join(sourceDir, 'records.bin'), 'w+');
+    let at = 0;
+    for (const c of chunks) at += writeSync(fd, c, 0, c.length, at);
+    source = { fd, bytes: at };
+    chunks.length = 0;
+  }
   const socket = net.connect({ host: '127.0.0.1', port: Number(portArg) });
   await new Promise((resolve) => socket.once('connect', resolve));
-  for (const c of chunks)
-    if (!socket.write(c)) await new Promise((res) => socket.once('drain', res));
+  if (source === undefined) {
+    for (const c of chunks)
+      if (!socket.write(c)) await new Promise((res) => socket.once('drain', res));
+  } else {
+    // A fresh buffer per chunk: the socket holds each until it is written.
+    for (let at = 0; at < source.bytes;) {
+      const c = Buffer.allocUnsafe(Math.min(CHUNK_BYTES, source.bytes - at));
+      let n = 0;
+      while (n < c.length) n += readSync(source.fd, c, n, c.length - n, at + n);
+      at += n;
+      if (!socket.write(c)) await new Promise((res) => socket.once('drain', res));
+    }
+  }
   socket.end();
   await new Promise((resolve) => socket.once('close', resolve));
+  if (source !== undefined) {
+    closeSync(source.fd);
+    rmSync(sourceDir, { recursive: true, force: true });
+  }
   process.send({ type: 'sent', count, bytes: valueBytes }, () => process.exit(0));
 } else {
   const store = SqliteLogStore.open(dir);
@@ -140,7 +184,7 @@ if (mode === 'receive-file') {
     head.writeUInt32LE(r.value.length, 12);
     chunk.push(head, r.value);
     chunkBytes += 16 + r.value.length;
-    if (chunkBytes >= 256 * 1024) {
+    if (chunkBytes >= CHUNK_BYTES) {
       if (!socket.write(Buffer.concat(chunk)))
         await new Promise((res) => socket.once('drain', res));
       chunk = [];

@@ -4,9 +4,17 @@
 // caught up), time from ready to the first learned value, node 3's peak RSS, and the group's own
 // commit rate on node 1 while node 3 catches up, against the same with no catch-up running.
 // Baseline, interleaved in the same run: the same record bytes over a plain loopback socket
-// into batched better-sqlite3 inserts (catchup-baseline.mjs), and the physical baseline: the same
-// bytes from memory over a plain loopback socket appended to a plain file. Then propose() of
-// 100 KiB values, 2 of 3 nodes up, 100 callers, against PhxPaxos's figure on this machine.
+// into batched better-sqlite3 inserts (catchup-baseline.mjs), and two physical baselines, a plain
+// loopback socket appended to a plain file (no parsing, no fsync) whose sender takes the same
+// record bytes either
+//  - "physical (from memory)": from memory, read out of the log before the clock starts, or
+//  - "physical (from file)": from a plain file written before the clock starts and read in
+//    256 KiB chunks while sending (page cache): like for like with the catch-up, whose sender
+//    reads its log from disk (page cache) as it streams.
+// The quiet 100 KiB catch-up's MB/s is printed against each, and the learning node's CPU per
+// value against the physical (from file) receiver's (the catch-up is CPU-bound on the learning
+// node: that ratio is what bounds its rate). Then propose() of 100 KiB values,
+// 2 of 3 nodes up, 100 callers, against PhxPaxos's figure on this machine.
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
@@ -188,18 +196,18 @@ async function catchUp(written, { proposeWhileCatchingUp = false, server } = {})
 
 /**
  * A baseline: node 1's records over a plain loopback socket, received either into batched
- * better-sqlite3 inserts (`receive`) or appended as they come to one plain file (`receive-file`,
- * the physical baseline, whose sender reads the records before it connects). Counts are the
+ * better-sqlite3 inserts (`receive`, sender `send`) or appended as they come to one plain file
+ * (`receive-file`, the physical baselines, whose sender reads the records before it connects and
+ * sends them from memory, `send-plain`, or from a plain file, `send-file`). Counts are the
  * sender's (records and value bytes).
  */
-async function baseline(d, mode = 'receive') {
+async function baseline(d, mode = 'receive', sendMode = 'send') {
   const raw = tmp('raw');
   const receiver = fork(here('catchup-baseline.mjs'), [mode, raw], {
     stdio: 'inherit',
   });
   const [{ port }] = await once(receiver, 'message');
   const done = once(receiver, 'message');
-  const sendMode = mode === 'receive-file' ? 'send-plain' : 'send';
   const sender = fork(here('catchup-baseline.mjs'), [sendMode, d[1], String(port)], {
     stdio: 'inherit',
   });
@@ -285,7 +293,8 @@ for (const [label, count, valueBytes] of [
   const runs = [];
   for (let r = 0; r < RUNS; r++) {
     const b = BASELINES ? await baseline(d) : undefined;
-    const p = BASELINES ? await baseline(d, 'receive-file') : undefined;
+    const p = BASELINES ? await baseline(d, 'receive-file', 'send-plain') : undefined;
+    const f = BASELINES ? await baseline(d, 'receive-file', 'send-file') : undefined;
     // Either peer may serve node 3 (the first to answer its ask wins); both are on the commit
     // path (node 3 cannot accept until it has caught up), but only node 1 also proposes. Each
     // run measures both: node 2 serving, then node 1 serving (the order alternates by run).
@@ -324,6 +333,12 @@ for (const [label, count, valueBytes] of [
       ...(p && {
         physicalInstancesPerSec: p.count / (p.ms / 1000),
         physicalMBPerSec: p.bytes / 2 ** 20 / (p.ms / 1000),
+        physicalReceiverCpuUsPerInstance: (p.cpuMs * 1000) / p.count,
+      }),
+      ...(f && {
+        physicalFileInstancesPerSec: f.count / (f.ms / 1000),
+        physicalFileMBPerSec: f.bytes / 2 ** 20 / (f.ms / 1000),
+        physicalFileReceiverCpuUsPerInstance: (f.cpuMs * 1000) / f.count,
       }),
       quietInstancesPerSec: quiet.instances / (quiet.readyToDoneMs / 1000),
       quietMBPerSec: quiet.learnedBytes / 2 ** 20 / (quiet.readyToDoneMs / 1000),
@@ -367,9 +382,20 @@ for (const [label, count, valueBytes] of [
       unit: 'MB/s',
       ...(BASELINES && {
         ratio: m('quietMBPerSec') / m('physicalMBPerSec'),
-        baseline: 'physical: raw socket + plain file append',
+        baseline: 'physical (from memory): raw socket + plain file append',
       }),
     },
+    ...(BASELINES
+      ? [
+          {
+            name: `catch-up ${label}: stream, group quiet`,
+            value: m('quietMBPerSec'),
+            unit: 'MB/s',
+            ratio: m('quietMBPerSec') / m('physicalFileMBPerSec'),
+            baseline: 'physical (from file): file read + raw socket + plain file append',
+          },
+        ]
+      : []),
     {
       name: `catch-up ${label}: stream, node 1 proposing`,
       value: m('instancesPerSec'),
@@ -396,7 +422,7 @@ for (const [label, count, valueBytes] of [
         value: m('MBPerSec'),
         unit: 'MB/s',
         ratio: m('MBPerSec') / m('physicalMBPerSec'),
-        baseline: 'physical: raw socket + plain file append',
+        baseline: 'physical (from memory): raw socket + plain file append',
       },
       {
         name: `catch-up ${label}: baseline`,
@@ -418,6 +444,26 @@ for (const [label, count, valueBytes] of [
         value: m('physicalInstancesPerSec'),
         unit: 'instances/s',
       },
+      {
+        name: `catch-up ${label}: physical baseline, from file`,
+        value: m('physicalFileMBPerSec'),
+        unit: 'MB/s',
+      },
+      {
+        name: `catch-up ${label}: physical baseline, from file`,
+        value: m('physicalFileInstancesPerSec'),
+        unit: 'instances/s',
+      },
+      {
+        name: `catch-up ${label}: physical baseline, from file: receiver CPU per instance`,
+        value: m('physicalFileReceiverCpuUsPerInstance'),
+        unit: 'µs',
+      },
+      {
+        name: `catch-up ${label}: physical baseline, from memory: receiver CPU per instance`,
+        value: m('physicalReceiverCpuUsPerInstance'),
+        unit: 'µs',
+      },
     );
   rows.push(
     { name: `catch-up ${label}: ready → first value`, value: m('readyToFirstMs'), unit: 'ms' },
@@ -426,6 +472,11 @@ for (const [label, count, valueBytes] of [
       name: `catch-up ${label}: receiver CPU per instance, group quiet`,
       value: m('receiverCpuUsPerInstance'),
       unit: 'µs',
+      // The learning node is CPU-bound: its CPU per value against the physical receiver's.
+      ...(BASELINES && {
+        ratio: m('receiverCpuUsPerInstance') / m('physicalFileReceiverCpuUsPerInstance'),
+        baseline: 'physical (from file) receiver CPU per instance',
+      }),
     },
     {
       name: `catch-up ${label}: sender CPU per instance, group quiet`,
