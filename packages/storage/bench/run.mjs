@@ -362,7 +362,7 @@ for (const kib of [1, 2, 3, 4, 16, 64]) {
 {
   const probe = spawnSync('strace', ['-V'], { encoding: 'utf8' });
   if (probe.status === 0) {
-    const dist = new URL('../dist/index.js', import.meta.url).href;
+    const dist = new URL('../dist/sqlite.js', import.meta.url).href;
     const child = `
       import { SqliteLogStore } from ${JSON.stringify(dist)};
       import { randomBytes } from 'node:crypto';
