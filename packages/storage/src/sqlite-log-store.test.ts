@@ -27,6 +27,7 @@ import { codeOf, describeLogStoreContract, record, text } from './log-store.cont
 import type { StorageOptions } from './options';
 import {
   DATABASE_FILE,
+  LOCK_FILE_SUFFIX,
   SCHEMA_VERSION,
   SEGMENTS_DIR,
   SqliteLogStore,
@@ -83,6 +84,14 @@ function manualFsync() {
 }
 
 const tick = () => new Promise((resolve) => setImmediate(resolve));
+/** Lets the event loop turn until `done()` holds (a worker's reply takes a few turns). */
+async function until(done: () => boolean, what: string): Promise<void> {
+  const t0 = performance.now();
+  while (!done()) {
+    if (performance.now() - t0 > 30_000) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+}
 
 describe('SqliteLogStore group commit', () => {
   it('shares one fsync among concurrent sync writes', async () => {
@@ -115,7 +124,13 @@ describe('SqliteLogStore group commit', () => {
     io.calls[1]!.done(null);
     await Promise.all([a, b, c, d]);
     expect(acked).toEqual([4, 1, 2, 3]);
-    expect(store.syncStats).toEqual({ fsyncs: 2, fdatasyncs: 0, syncWrites: 3, checkpoints: 0 });
+    expect(store.syncStats).toEqual({
+      fsyncs: 2,
+      fdatasyncs: 0,
+      syncWrites: 3,
+      checkpoints: 0,
+      inlineCheckpoints: 0,
+    });
     const closing = store.close();
     await closing;
   });
@@ -377,15 +392,18 @@ describe('SqliteLogStore open', () => {
     const dir = tempDir();
     const first = SqliteLogStore.open(dir);
     expect(() => SqliteLogStore.open(dir)).toThrow(expect.objectContaining({ code: 'E_LOCKED' }));
+    expect(() => SqliteLogStore.open(dir, { readonly: true })).toThrow(
+      expect.objectContaining({ code: 'E_LOCKED' }),
+    );
     const child = spawnSync(
       process.execPath,
       [
         '--input-type=module',
         '-e',
         `import Database from 'better-sqlite3';
-         try { const d = new Database(process.argv[1], { timeout: 0 }); d.prepare('SELECT 1 FROM meta').get(); console.log('opened'); }
+         try { const d = new Database(process.argv[1], { timeout: 0 }); d.prepare('SELECT 1 FROM sqlite_master').get(); console.log('opened'); }
          catch (e) { console.log(e.code); }`,
-        join(dir, DATABASE_FILE),
+        join(dir, `${DATABASE_FILE}${LOCK_FILE_SUFFIX}`),
       ],
       { encoding: 'utf8', cwd: fileURLToPath(new URL('.', import.meta.url)) },
     );
@@ -491,7 +509,13 @@ describe('SqliteLogStore segments: durability', () => {
     await tick();
     await tick();
     expect(io.counts).toEqual({ fsync: 0, fdatasync: 0 });
-    expect(store.syncStats).toEqual({ fsyncs: 0, fdatasyncs: 0, syncWrites: 0, checkpoints: 0 });
+    expect(store.syncStats).toEqual({
+      fsyncs: 0,
+      fdatasyncs: 0,
+      syncWrites: 0,
+      checkpoints: 0,
+      inlineCheckpoints: 0,
+    });
     // SQLite did not checkpoint by itself either: its default would have kept the WAL near
     // 1000 pages (4 MiB); ~6.5 MB of small rows went into it.
     expect(statSync(join(dir, `${DATABASE_FILE}-wal`)).size).toBeGreaterThan(5 * 1024 * 1024);
@@ -501,13 +525,13 @@ describe('SqliteLogStore segments: durability', () => {
     await store.put(0, sized(80_000, 100), { sync: true });
     expect(io.counts.fdatasync).toBe(1);
     expect(io.counts.fsync).toBe(4); // data dir, segments/, segments/0, the WAL
-    await tick();
-    expect(store.syncStats.checkpoints).toBe(1);
+    await until(() => store.syncStats.checkpoints === 1, 'the checkpoint');
+    expect(store.syncStats.inlineCheckpoints).toBe(0); // on the worker
     expect(view(store.get(0, 299))).toEqual(view(sized(299, 100 * 1024)));
     await store.close();
   });
 
-  it('checkpoints sync:false-only writes once the WAL reaches checkpointMaxPages, not inside a write', async () => {
+  it('checkpoints sync:false-only writes once the WAL reaches checkpointMaxPages, not inside a write (inline)', async () => {
     // Real syncs that report back at the next setImmediate: the test's own tick() after each
     // write then waits for them (a real fsync may take longer than a tick).
     const counts = { fsync: 0, fdatasync: 0 };
@@ -524,7 +548,11 @@ describe('SqliteLogStore segments: durability', () => {
       },
     };
     const dir = tempDir();
-    const store = SqliteLogStore.open(dir, { ...io, checkpointMaxPages: 200 });
+    const store = SqliteLogStore.open(dir, {
+      ...io,
+      checkpointMaxPages: 200,
+      checkpointIn: 'inline',
+    });
     let checkpointsInsideWrites = 0;
     for (let i = 0; i < 20_000; i += 100) {
       const before = store.syncStats.checkpoints;
@@ -842,4 +870,62 @@ describe('SqliteLogStore segments: recovery and damage', () => {
     expect(await codeOf(store.put(0, sized(9, 50_000), { sync: false }))).toBe('E_READ_ONLY');
     await store.close();
   });
+});
+
+/**
+ * A sync:false stream as the learner writes it (batches of 2,048 100 B records, the event loop
+ * turning after each) that passes checkpointMaxPages once (not twice: no fallback), then waits for
+ * the checkpoint. Returns the longest event-loop turn seen and the store's checkpoint counts.
+ */
+async function streamStall(options: SqliteLogStoreOptions) {
+  const store = SqliteLogStore.open(tempDir(), options);
+  const maxPages = options.checkpointMaxPages ?? 4096;
+  // ~33 records per 4 KiB page of WAL (100 B values plus the record's bytes and the B-tree's).
+  const records = Math.ceil(maxPages * 33 * 1.3);
+  let longest = 0;
+  let last = performance.now();
+  const turn = async () => {
+    await tick();
+    const now = performance.now();
+    longest = Math.max(longest, now - last);
+    last = now;
+  };
+  for (let id = 0; id < records; id += 2048) {
+    await store.putMany(
+      0,
+      Array.from({ length: 2048 }, (_, k) => sized(id + k, 100)),
+      { sync: false },
+    );
+    await turn();
+  }
+  while (store.syncStats.checkpoints === 0) await turn();
+  const stats = { ...store.syncStats, longestTurnMs: longest };
+  await store.close();
+  return stats;
+}
+
+describe('SqliteLogStore checkpoints on a worker thread', () => {
+  it('does not hold the event loop for a checkpoint; inline (the planted bug) does', async () => {
+    const worker = [];
+    const inline = [];
+    for (let r = 0; r < 2; r++) {
+      worker.push(await streamStall({}));
+      inline.push(await streamStall({ checkpointIn: 'inline' }));
+    }
+    for (const w of worker) {
+      expect(w.checkpoints).toBeGreaterThanOrEqual(1);
+      expect(w.inlineCheckpoints).toBe(0);
+      expect(w.fsyncs).toBe(0); // and none through the store's fsync port
+    }
+    for (const i of inline) expect(i.inlineCheckpoints).toBeGreaterThanOrEqual(1);
+    const best = (xs: Array<{ longestTurnMs: number }>) =>
+      Math.min(...xs.map((x) => x.longestTurnMs));
+    console.log(
+      'longest turn, worker',
+      worker.map((x) => x.longestTurnMs),
+      'inline',
+      inline.map((x) => x.longestTurnMs),
+    );
+    expect(best(worker)).toBeLessThan(best(inline));
+  }, 60_000);
 });

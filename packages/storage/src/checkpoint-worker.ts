@@ -1,0 +1,142 @@
+// The WAL checkpoint off the event loop: a worker thread with its own better-sqlite3 connection
+// to the log runs `PRAGMA wal_checkpoint(PASSIVE)`, which WAL mode allows from a second
+// connection while the first one keeps writing (SQLite "WAL mode", section "Checkpointing": a
+// PASSIVE checkpoint copies the frames no reader still needs and never blocks the writer). The
+// connection uses the store's policy (synchronous=NORMAL: SQLite fsyncs the WAL before the copy
+// and the database after it, before it records the copy as done; wal_autocheckpoint=0), so the
+// durability argument of the store is the same wherever the checkpoint runs; the fsyncs and the
+// copy just happen on the worker's thread.
+//
+// The worker is evaluated from a string (`eval: true`), so no separate file has to be found next
+// to the ESM build, the CJS build, the sources under vitest, or an installed package; it is given
+// the path of the better-sqlite3 the store itself resolved. It is started at the first
+// checkpoint and unref'd (a store that is never closed does not keep a process alive).
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+
+/** What one checkpoint did: SQLite's (busy, log, checkpointed) row of `wal_checkpoint`. */
+export interface CheckpointResult {
+  /** 1 when another checkpoint held SQLite's checkpoint lock and nothing was done. */
+  busy: number;
+  /** Frames in the WAL when the checkpoint ran. */
+  log: number;
+  /** Frames copied into the database (all of them when equal to `log`). */
+  checkpointed: number;
+}
+
+/**
+ * Where the store's checkpoints run: `run` starts one (never two at a time: the store waits for
+ * the callback before it starts another), `close` ends the runner after the last callback.
+ * The default is `workerCheckpointPort`; tests inject others (fault injection).
+ */
+export interface CheckpointPort {
+  run(callback: (err: unknown, result?: CheckpointResult) => void): void;
+  close(): Promise<void>;
+}
+
+/** The worker's code (CommonJS, evaluated by worker_threads). Errors go back as messages. */
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+let db;
+parentPort.on('message', (m) => {
+  if (m === 'close') {
+    try { if (db !== undefined) db.close(); parentPort.postMessage({ closed: true }); }
+    catch (e) { parentPort.postMessage({ closed: true, error: { code: e.code, message: e.message } }); }
+    parentPort.close();
+    return;
+  }
+  try {
+    if (db === undefined) {
+      const Database = require(workerData.sqlite);
+      db = new Database(workerData.path, { fileMustExist: true, timeout: 0 });
+      db.pragma('synchronous = NORMAL');
+      db.pragma('wal_autocheckpoint = 0');
+    }
+    const row = db.pragma('wal_checkpoint(PASSIVE)')[0];
+    parentPort.postMessage({ result: { busy: row.busy, log: row.log, checkpointed: row.checkpointed } });
+  } catch (e) {
+    parentPort.postMessage({ error: { code: e.code, message: e.message } });
+  }
+});
+`;
+
+interface WorkerReply {
+  result?: CheckpointResult;
+  error?: { code?: string; message?: string };
+  closed?: boolean;
+}
+
+/** An error from the worker, with SQLite's code kept (the store classifies it). */
+function workerError(error: { code?: string; message?: string }): Error {
+  const e = new Error(error.message ?? 'checkpoint worker failed') as Error & { code?: string };
+  if (error.code !== undefined) e.code = error.code;
+  return e;
+}
+
+/** The better-sqlite3 this module loads, as a path a worker can require. */
+function sqliteModulePath(): string {
+  const here = typeof __filename === 'string' ? __filename : fileURLToPath(import.meta.url);
+  return createRequire(here).resolve('better-sqlite3');
+}
+
+/** Checkpoints of the database at `path` on a worker thread's own connection. */
+export function workerCheckpointPort(path: string): CheckpointPort {
+  let worker: Worker | undefined;
+  let pending: ((err: unknown, result?: CheckpointResult) => void) | undefined;
+  let closing: ((err?: unknown) => void) | undefined;
+  let failed: unknown;
+  const settle = (err: unknown, result?: CheckpointResult) => {
+    const cb = pending;
+    pending = undefined;
+    cb?.(err, result);
+  };
+  const start = (): Worker => {
+    const w = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: { sqlite: sqliteModulePath(), path },
+    });
+    w.unref();
+    w.on('message', (m: WorkerReply) => {
+      if (m.closed) {
+        closing?.(m.error === undefined ? undefined : workerError(m.error));
+        closing = undefined;
+      } else if (m.error !== undefined) settle(workerError(m.error));
+      else settle(undefined, m.result);
+    });
+    w.on('error', (e) => {
+      failed = e;
+      settle(e);
+      closing?.(e);
+      closing = undefined;
+    });
+    w.on('exit', (code) => {
+      const e = new Error(`checkpoint worker exited (code ${code})`);
+      failed ??= e;
+      settle(e);
+      closing?.(); // a close that was asked for ends here at the latest
+      closing = undefined;
+    });
+    return w;
+  };
+  return {
+    run(callback) {
+      if (pending !== undefined) throw new Error('a checkpoint is already running');
+      if (failed !== undefined) {
+        queueMicrotask(() => callback(failed));
+        return;
+      }
+      pending = callback;
+      worker ??= start();
+      worker.postMessage('run');
+    },
+    close() {
+      const w = worker;
+      if (w === undefined || failed !== undefined) return Promise.resolve();
+      return new Promise<void>((resolve, reject) => {
+        closing = (err) => (err === undefined ? resolve() : reject(err));
+        w.postMessage('close');
+      });
+    },
+  };
+}
