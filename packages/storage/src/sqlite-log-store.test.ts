@@ -33,6 +33,12 @@ import {
   SqliteLogStore,
   type SqliteLogStoreOptions,
 } from './sqlite-log-store';
+import {
+  type CheckpointPort,
+  type CheckpointResult,
+  workerCheckpointPort,
+} from './checkpoint-worker';
+import { StorageError } from './errors';
 
 const dirs: string[] = [];
 function tempDir(): string {
@@ -928,4 +934,127 @@ describe('SqliteLogStore checkpoints on a worker thread', () => {
     );
     expect(best(worker)).toBeLessThan(best(inline));
   }, 60_000);
+
+  it('reports a failed checkpoint as a coded StorageError to the next write, and close still ends', async () => {
+    let runs = 0;
+    const failing = (): CheckpointPort => ({
+      run: (done) => {
+        runs++;
+        setImmediate(() =>
+          done(Object.assign(new Error('disk I/O error'), { code: 'SQLITE_IOERR_WRITE' })),
+        );
+      },
+      close: () => Promise.resolve(),
+    });
+    const store = SqliteLogStore.open(tempDir(), {
+      checkpointMaxPages: 50,
+      checkpointPort: failing,
+    });
+    for (let i = 0; i < 50; i++) await store.put(0, sized(i, 1000), { sync: false });
+    await until(() => runs === 1, 'the checkpoint');
+    await tick();
+    const err = await store.put(0, sized(1000, 100), { sync: false }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(StorageError);
+    expect(err).toMatchObject({ code: 'E_IO' });
+    expect((err as Error).message).toMatch(/checkpoint/);
+    expect(store.get(0, 1000)).toBeUndefined(); // refused, nothing written
+    expect(store.syncStats.checkpoints).toBe(0);
+    await store.close();
+  });
+
+  it('reports a real worker that cannot open the log (E_OPEN_FAILED) to the next write', async () => {
+    let replied = 0;
+    const store = SqliteLogStore.open(tempDir(), {
+      checkpointMaxPages: 50,
+      checkpointPort: (path) => {
+        const real = workerCheckpointPort(`${path}.missing`);
+        return {
+          run: (done) => real.run((e, r) => (replied++, done(e, r))),
+          close: () => real.close(),
+        };
+      },
+    });
+    for (let i = 0; i < 50; i++) await store.put(0, sized(i, 1000), { sync: false });
+    await until(() => replied === 1, 'the worker');
+    expect(await codeOf(store.put(0, sized(5000, 100), { sync: false }))).toBe('E_OPEN_FAILED');
+    expect(await codeOf(store.put(0, sized(5001, 100), { sync: true }))).toBe('E_OPEN_FAILED');
+    await store.close();
+  });
+
+  it('close() waits for a running checkpoint, then closes the worker', async () => {
+    const events: string[] = [];
+    let finish: (() => void) | undefined;
+    const slow = (): CheckpointPort => ({
+      run: (done) => {
+        events.push('run');
+        finish = () => {
+          events.push('done');
+          done(undefined, { busy: 0, log: 10, checkpointed: 10 });
+        };
+      },
+      close: () => {
+        events.push('close');
+        return Promise.resolve();
+      },
+    });
+    const store = SqliteLogStore.open(tempDir(), { checkpointMaxPages: 50, checkpointPort: slow });
+    for (let i = 0; i < 50; i++) await store.put(0, sized(i, 1000), { sync: false });
+    expect(events).toEqual(['run']);
+    let closed = false;
+    const closing = store.close().then(() => (closed = true));
+    await tick();
+    await tick();
+    expect(closed).toBe(false);
+    finish!();
+    await closing;
+    expect(events).toEqual(['run', 'done', 'close']);
+    expect(store.syncStats.checkpoints).toBe(1);
+  });
+
+  it('keeps the WAL bounded when the checkpoint cannot keep up: it falls back to one on the event loop', async () => {
+    // A worker that does not finish while the writes go on: they must not let the WAL grow
+    // without bound. It answers (having copied nothing) once the writes are done.
+    let pending: ((err: unknown, result?: CheckpointResult) => void) | undefined;
+    const stuck = (): CheckpointPort => ({
+      run: (done) => (pending = done),
+      close: () => Promise.resolve(),
+    });
+    const dir = tempDir();
+    const store = SqliteLogStore.open(dir, { checkpointMaxPages: 200, checkpointPort: stuck });
+    for (let i = 0; i < 60_000; i += 500) {
+      await store.putMany(
+        0,
+        Array.from({ length: 500 }, (_, k) => sized(i + k, 100)),
+        { sync: false },
+      );
+      await tick();
+    }
+    // ~8 MB of rows went through a WAL of at most ~2 × 200 pages plus a batch.
+    expect(store.syncStats.inlineCheckpoints).toBeGreaterThan(5);
+    expect(statSync(join(dir, `${DATABASE_FILE}-wal`)).size).toBeLessThan(3 * 1024 * 1024);
+    pending!(undefined, { busy: 0, log: 0, checkpointed: 0 });
+    await store.close();
+  });
+
+  it('keeps the WAL bounded under a continuous stream with the real worker', async () => {
+    const dir = tempDir();
+    const store = SqliteLogStore.open(dir, { checkpointMaxPages: 200 });
+    for (let i = 0; i < 100_000; i += 2048) {
+      await store.putMany(
+        0,
+        Array.from({ length: 2048 }, (_, k) => sized(i + k, 100)),
+        { sync: false },
+      );
+      await tick();
+    }
+    expect(store.syncStats.checkpoints).toBeGreaterThan(5);
+    // Twice the threshold (1.6 MB) plus what one checkpoint lets through.
+    expect(statSync(join(dir, `${DATABASE_FILE}-wal`)).size).toBeLessThan(6 * 1024 * 1024);
+    for (let i = 0; i < 100_000; i += 7919)
+      expect(view(store.get(0, i))).toEqual(view(sized(i, 100)));
+    await store.close();
+  });
 });
