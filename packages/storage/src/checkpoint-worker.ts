@@ -11,6 +11,11 @@
 // to the ESM build, the CJS build, the sources under vitest, or an installed package; it is given
 // the path of the better-sqlite3 the store itself resolved. It is started at the first
 // checkpoint and unref'd (a store that is never closed does not keep a process alive).
+//
+// The worker opens its connection for each checkpoint and closes it before it answers: the
+// store's connection runs in locking_mode=EXCLUSIVE between checkpoints (no shared-memory lock
+// per transaction: 1.7× the single-row writes and 2.4× the point reads of NORMAL here) and can
+// take that lock back only when no other connection is open. Opening one costs ~1 ms.
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
@@ -38,24 +43,23 @@ export interface CheckpointPort {
 /** The worker's code (CommonJS, evaluated by worker_threads). Errors go back as messages. */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
-let db;
+const Database = require(workerData.sqlite);
 parentPort.on('message', (m) => {
   if (m === 'close') {
-    try { if (db !== undefined) db.close(); parentPort.postMessage({ closed: true }); }
-    catch (e) { parentPort.postMessage({ closed: true, error: { code: e.code, message: e.message } }); }
+    parentPort.postMessage({ closed: true });
     parentPort.close();
     return;
   }
+  let db;
   try {
-    if (db === undefined) {
-      const Database = require(workerData.sqlite);
-      db = new Database(workerData.path, { fileMustExist: true, timeout: 0 });
-      db.pragma('synchronous = NORMAL');
-      db.pragma('wal_autocheckpoint = 0');
-    }
+    db = new Database(workerData.path, { fileMustExist: true, timeout: 0 });
+    db.pragma('synchronous = NORMAL');
+    db.pragma('wal_autocheckpoint = 0');
     const row = db.pragma('wal_checkpoint(PASSIVE)')[0];
+    db.close();
     parentPort.postMessage({ result: { busy: row.busy, log: row.log, checkpointed: row.checkpointed } });
   } catch (e) {
+    try { if (db !== undefined && db.open) db.close(); } catch (_) { /* the first error is reported */ }
     parentPort.postMessage({ error: { code: e.code, message: e.message } });
   }
 });

@@ -1057,4 +1057,36 @@ describe('SqliteLogStore checkpoints on a worker thread', () => {
       expect(view(store.get(0, i))).toEqual(view(sized(i, 100)));
     await store.close();
   });
+
+  it('runs in locking_mode NORMAL while another connection holds the database open, and counts it', async () => {
+    let other: InstanceType<typeof Database> | undefined;
+    let runs = 0;
+    const intruding = (path: string): CheckpointPort => ({
+      run: (done) => {
+        runs++;
+        if (runs === 1) {
+          other = new Database(path, { timeout: 0 }); // a tool that ignored the lock file
+          other.prepare('SELECT count(*) FROM sqlite_master').get();
+        }
+        setImmediate(() => done(undefined, { busy: 0, log: 0, checkpointed: 0 }));
+      },
+      close: () => Promise.resolve(),
+    });
+    const store = SqliteLogStore.open(tempDir(), {
+      checkpointMaxPages: 50,
+      checkpointPort: intruding,
+    });
+    let i = 0;
+    for (; runs < 1; i++) await store.put(0, sized(i, 1000), { sync: false });
+    await until(() => store.lockStats.retakeBusy === 1, 'the lock retake');
+    // Writes and reads go on in NORMAL mode, sync or not.
+    await store.put(0, sized(i, 100), { sync: true });
+    expect(view(store.get(0, i))).toEqual(view(sized(i, 100)));
+    other!.close();
+    for (const start = runs; runs === start; i++)
+      await store.put(0, sized(i + 1, 1000), { sync: false });
+    await until(() => !store['checkpointRunning'], 'the second checkpoint');
+    expect(store.lockStats.retakeBusy).toBe(1); // taken back this time
+    await store.close();
+  });
 });

@@ -54,9 +54,13 @@
 // write came meanwhile) is finished on the event loop once the WAL reaches twice
 // checkpointMaxPages: the WAL stays bounded, at the price of that one stall.
 //
-// One process per log: the database needs locking_mode=NORMAL for the worker's second
-// connection (a -shm file holds the WAL index), so the store holds an exclusive SQLite lock on a
-// lock file beside it (`<database>-lock`, a tiny database in locking_mode=EXCLUSIVE): a second
+// Locking. The store's connection runs in locking_mode=EXCLUSIVE (entered after WAL mode, so
+// the WAL index lives in the -shm file): no shared-memory lock per transaction. For a worker
+// checkpoint it switches to NORMAL (effective at its next read), the worker opens its own
+// connection, checkpoints, closes it and answers, and the store takes EXCLUSIVE back.
+//
+// One process per log: as the database's own lock is let go during checkpoints, the store holds
+// an exclusive SQLite lock on a lock file beside it (`<database>-lock`, a tiny database in locking_mode=EXCLUSIVE): a second
 // node or store pointed at the same directory fails at open with E_LOCKED instead of sharing an
 // acceptor's promises. The lock goes with the process (POSIX locks), so a killed node's log
 // opens again at once.
@@ -309,6 +313,14 @@ export class SqliteLogStore implements LogStore {
   private inlineCheckpoints = 0;
   /** The exclusive lock on the lock file (undefined when read-only). */
   private readonly lockDb: Db | undefined;
+  /** A read that makes a locking_mode change take effect. */
+  private touch: Database.Statement | undefined;
+  /**
+   * Times the store could not take locking_mode=EXCLUSIVE back after a worker checkpoint
+   * (another connection, e.g. a tool, had the database open): it then runs in NORMAL mode,
+   * correct but slower, and tries again after the next checkpoint.
+   */
+  readonly lockStats = { retakeBusy: 0 };
   /** The fsync before a checkpoint is under way (close() waits for it). */
   private checkpointSyncing = false;
   /**
@@ -370,6 +382,11 @@ export class SqliteLogStore implements LogStore {
         if (mode !== 'wal') throw new StorageError('E_OPEN_FAILED', `WAL mode refused (${mode})`);
         db.pragma('synchronous = NORMAL');
         db.pragma('wal_autocheckpoint = 0'); // checkpoints are ours (see the file header)
+        // After a first read in WAL mode, so the WAL index is in the -shm file the worker's
+        // connection shares (set before it, SQLite keeps the index in heap memory and the lock
+        // for good); taken at the first write: no shared-memory locks per transaction.
+        db.prepare('SELECT count(*) FROM sqlite_master').get();
+        db.pragma('locking_mode = EXCLUSIVE');
       }
       if (options.maxDatabaseBytes !== undefined) {
         if (!Number.isSafeInteger(options.maxDatabaseBytes) || options.maxDatabaseBytes < 1)
@@ -378,7 +395,8 @@ export class SqliteLogStore implements LogStore {
         const pages = Math.max(1, Math.floor(options.maxDatabaseBytes / pageBytes));
         db.pragma(`max_page_count = ${pages}`);
       }
-      this.migrate(db, readonly); // its first read takes the exclusive lock
+      this.migrate(db, readonly);
+      if (!readonly) db.exec('BEGIN IMMEDIATE; COMMIT'); // takes the exclusive lock now
       this.meta = prepareMeta(db);
       this.segmentRows = prepareSegments(db);
       this.tables = new Set(
@@ -762,11 +780,18 @@ export class SqliteLogStore implements LogStore {
     if (this.closed || this.failure !== undefined || this.walFd === undefined) return;
     const port = this.checkpointPort;
     if (port !== undefined) {
+      try {
+        this.setLocking('NORMAL'); // lets the worker's connection in
+      } catch (e) {
+        this.failure ??= wrap(e, 'E_IO', `checkpoint of ${this.path}: releasing the lock failed`);
+        return;
+      }
       this.checkpointRunning = true;
       this.pagesAtCheckpointStart = this.walPages;
       const inlineBefore = this.inlineCheckpoints;
       port.run((err, result) => {
         this.checkpointRunning = false;
+        this.retakeLock();
         if (err !== undefined && err !== null) {
           this.failure ??= wrap(
             err,
@@ -807,6 +832,37 @@ export class SqliteLogStore implements LogStore {
       }
       run();
     });
+  }
+
+  /** Sets SQLite's locking mode: NORMAL takes effect at a read, EXCLUSIVE at a write transaction. */
+  private setLocking(mode: 'NORMAL' | 'EXCLUSIVE'): void {
+    this.db.pragma(`locking_mode = ${mode}`);
+    if (mode === 'EXCLUSIVE') {
+      this.db.exec('BEGIN IMMEDIATE; COMMIT');
+      return;
+    }
+    this.touch ??= this.db.prepare('SELECT 1 FROM schema_version LIMIT 1');
+    this.touch.get();
+  }
+
+  /**
+   * Back to locking_mode=EXCLUSIVE after a worker checkpoint (the worker's connection is closed
+   * by then). SQLITE_BUSY (someone else has the database open) is counted, and the store stays
+   * in NORMAL mode until the next checkpoint tries again; anything else fails the log.
+   */
+  private retakeLock(): void {
+    if (this.closed) return;
+    try {
+      this.setLocking('EXCLUSIVE');
+    } catch (e) {
+      if (this.db.inTransaction) this.db.exec('ROLLBACK');
+      this.db.pragma('locking_mode = NORMAL');
+      if (String((e as { code?: unknown })?.code ?? '').startsWith('SQLITE_BUSY')) {
+        this.lockStats.retakeBusy++;
+        return;
+      }
+      this.failure ??= wrap(e, 'E_IO', `checkpoint of ${this.path}: taking the lock back failed`);
+    }
   }
 
   /** Updates the WAL estimates after a checkpoint that saw `result`. */
