@@ -5,7 +5,7 @@
 // records/s, and the checkpoints (how many ran on the event loop). Ours (checkpoints on the
 // worker thread) against the same store with checkpointIn 'inline' (the checkpoint on the event
 // loop, as before the worker), interleaved A/B in the same run; ratios are medians of the
-// per-pair ratios. Run alone: `node bench/stall.mjs` (BENCH_RUNS pairs, default 7).
+// per-pair ratios. Run alone: `node bench/stall.mjs [records]` (BENCH_RUNS pairs, default 7).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,11 +15,11 @@ import { fileURLToPath } from 'node:url';
 import { SqliteLogStore } from '../dist/sqlite.js';
 import { RUNS, median } from '../../../scripts/bench-harness.mjs';
 
-const RECORDS = 200_000;
+const DEFAULT_RECORDS = 200_000;
 const BATCH = 2_048;
 const VALUE_BYTES = 100;
 
-async function stream(checkpointIn) {
+async function stream(checkpointIn, RECORDS) {
   const dir = mkdtempSync(join(tmpdir(), 'tspaxos-stall-'));
   const value = randomBytes(VALUE_BYTES);
   const store = SqliteLogStore.open(dir, { checkpointIn });
@@ -60,13 +60,13 @@ async function stream(checkpointIn) {
 }
 
 /** Interleaved pairs (worker, inline); returns bench rows. */
-export async function stallRows(runs = RUNS) {
+export async function stallRows(runs = RUNS, RECORDS = DEFAULT_RECORDS) {
   const a = [];
   const b = [];
-  await stream('worker'); // warm-up (worker start, JIT)
+  await stream('worker', RECORDS); // warm-up (worker start, JIT)
   for (let r = 0; r < runs; r++) {
-    a.push(await stream('worker'));
-    b.push(await stream('inline'));
+    a.push(await stream('worker', RECORDS));
+    b.push(await stream('inline', RECORDS));
     console.error(
       `stall pair ${r}: worker ${JSON.stringify(a.at(-1))} inline ${JSON.stringify(b.at(-1))}`,
     );
@@ -112,5 +112,9 @@ export async function stallRows(runs = RUNS) {
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  for (const row of await stallRows()) console.log(JSON.stringify(row));
+  // `node bench/stall.mjs [records]`: another stream length (default 200,000).
+  const records = process.argv[2] === undefined ? DEFAULT_RECORDS : Number(process.argv[2]);
+  if (!Number.isSafeInteger(records) || records < BATCH)
+    throw new Error(`bad record count ${process.argv[2]}`);
+  for (const row of await stallRows(RUNS, records)) console.log(JSON.stringify(row));
 }
