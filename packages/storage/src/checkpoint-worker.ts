@@ -38,6 +38,11 @@ export interface CheckpointResult {
 export interface CheckpointPort {
   run(callback: (err: unknown, result?: CheckpointResult) => void): void;
   close(): Promise<void>;
+  /**
+   * True once the running checkpoint's connection is closed, possibly before its callback (which
+   * needs an event-loop turn): the store may take its exclusive lock back at once.
+   */
+  released?(): boolean;
 }
 
 /** The worker's code (CommonJS, evaluated by worker_threads). Errors go back as messages. */
@@ -52,14 +57,17 @@ parentPort.on('message', (m) => {
   }
   let db;
   try {
+    Atomics.store(workerData.released, 0, 0);
     db = new Database(workerData.path, { fileMustExist: true, timeout: 0 });
     db.pragma('synchronous = NORMAL');
     db.pragma('wal_autocheckpoint = 0');
     const row = db.pragma('wal_checkpoint(PASSIVE)')[0];
     db.close();
+    Atomics.store(workerData.released, 0, 1);
     parentPort.postMessage({ result: { busy: row.busy, log: row.log, checkpointed: row.checkpointed } });
   } catch (e) {
     try { if (db !== undefined && db.open) db.close(); } catch (_) { /* the first error is reported */ }
+    if (db === undefined || !db.open) Atomics.store(workerData.released, 0, 1);
     parentPort.postMessage({ error: { code: e.code, message: e.message } });
   }
 });
@@ -90,6 +98,9 @@ export function workerCheckpointPort(path: string): CheckpointPort {
   let pending: ((err: unknown, result?: CheckpointResult) => void) | undefined;
   let closing: ((err?: unknown) => void) | undefined;
   let failed: unknown;
+  /** [0]: 1 when no worker connection is open (set by the worker, cleared by run). */
+  const released = new Int32Array(new SharedArrayBuffer(4));
+  released[0] = 1;
   const settle = (err: unknown, result?: CheckpointResult) => {
     const cb = pending;
     pending = undefined;
@@ -98,7 +109,7 @@ export function workerCheckpointPort(path: string): CheckpointPort {
   const start = (): Worker => {
     const w = new Worker(WORKER_SOURCE, {
       eval: true,
-      workerData: { sqlite: sqliteModulePath(), path },
+      workerData: { sqlite: sqliteModulePath(), path, released },
     });
     w.unref();
     w.on('message', (m: WorkerReply) => {
@@ -131,9 +142,11 @@ export function workerCheckpointPort(path: string): CheckpointPort {
         return;
       }
       pending = callback;
+      Atomics.store(released, 0, 0);
       worker ??= start();
       worker.postMessage('run');
     },
+    released: () => Atomics.load(released, 0) === 1,
     close() {
       const w = worker;
       if (w === undefined || failed !== undefined) return Promise.resolve();

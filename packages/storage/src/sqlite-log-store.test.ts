@@ -914,7 +914,7 @@ describe('SqliteLogStore checkpoints on a worker thread', () => {
   it('does not hold the event loop for a checkpoint; inline (the planted bug) does', async () => {
     const worker = [];
     const inline = [];
-    for (let r = 0; r < 2; r++) {
+    for (let r = 0; r < 3; r++) {
       worker.push(await streamStall({}));
       inline.push(await streamStall({ checkpointIn: 'inline' }));
     }
@@ -926,6 +926,7 @@ describe('SqliteLogStore checkpoints on a worker thread', () => {
     for (const i of inline) expect(i.inlineCheckpoints).toBeGreaterThanOrEqual(1);
     const best = (xs: Array<{ longestTurnMs: number }>) =>
       Math.min(...xs.map((x) => x.longestTurnMs));
+    // The best of three each: the machine is shared, and a turn also holds GC and the batch.
     console.log(
       'longest turn, worker',
       worker.map((x) => x.longestTurnMs),

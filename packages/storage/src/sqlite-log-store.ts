@@ -313,6 +313,8 @@ export class SqliteLogStore implements LogStore {
   private inlineCheckpoints = 0;
   /** The exclusive lock on the lock file (undefined when read-only). */
   private readonly lockDb: Db | undefined;
+  /** The store let go of its exclusive lock for a worker checkpoint. */
+  private shared = false;
   /** A read that makes a locking_mode change take effect. */
   private touch: Database.Statement | undefined;
   /**
@@ -666,6 +668,9 @@ export class SqliteLogStore implements LogStore {
 
   private checkOpen(): void {
     if (this.closed) throw new StorageError('E_CLOSED', `the paxos log ${this.path} is closed`);
+    // The worker's checkpoint is over (its connection closed): the lock comes back now, not
+    // when its answer gets an event-loop turn (a caller may not yield for a while).
+    if (this.shared && this.checkpointPort?.released?.() === true) this.retakeLock();
   }
 
   private checkWritable(): void {
@@ -782,6 +787,7 @@ export class SqliteLogStore implements LogStore {
     if (port !== undefined) {
       try {
         this.setLocking('NORMAL'); // lets the worker's connection in
+        this.shared = true;
       } catch (e) {
         this.failure ??= wrap(e, 'E_IO', `checkpoint of ${this.path}: releasing the lock failed`);
         return;
@@ -851,7 +857,8 @@ export class SqliteLogStore implements LogStore {
    * in NORMAL mode until the next checkpoint tries again; anything else fails the log.
    */
   private retakeLock(): void {
-    if (this.closed) return;
+    if (this.closed || !this.shared) return;
+    this.shared = false;
     try {
       this.setLocking('EXCLUSIVE');
     } catch (e) {
