@@ -20,6 +20,13 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 
+/**
+ * How long the worker's connection waits for a SQLite lock the store's connection holds for a
+ * moment (a transaction in NORMAL mode, a WAL restart) before its checkpoint fails: 5 s, ours.
+ * Waiting blocks only the worker's thread; the store's connection never waits (timeout 0).
+ */
+export const CHECKPOINT_BUSY_TIMEOUT_MS = 5_000;
+
 /** What one checkpoint did: SQLite's (busy, log, checkpointed) row of `wal_checkpoint`. */
 export interface CheckpointResult {
   /** 1 when another checkpoint held SQLite's checkpoint lock and nothing was done. */
@@ -58,7 +65,7 @@ parentPort.on('message', (m) => {
   let db;
   try {
     Atomics.store(workerData.released, 0, 0);
-    db = new Database(workerData.path, { fileMustExist: true, timeout: 0 });
+    db = new Database(workerData.path, { fileMustExist: true, timeout: workerData.busyTimeoutMs });
     db.pragma('synchronous = NORMAL');
     db.pragma('wal_autocheckpoint = 0');
     const row = db.pragma('wal_checkpoint(PASSIVE)')[0];
@@ -66,9 +73,12 @@ parentPort.on('message', (m) => {
     Atomics.store(workerData.released, 0, 1);
     parentPort.postMessage({ result: { busy: row.busy, log: row.log, checkpointed: row.checkpointed } });
   } catch (e) {
-    try { if (db !== undefined && db.open) db.close(); } catch (_) { /* the first error is reported */ }
+    let message = e.message;
+    if (db !== undefined && db.open) {
+      try { db.close(); } catch (closeError) { message += '; then close failed: ' + closeError.message; }
+    }
     if (db === undefined || !db.open) Atomics.store(workerData.released, 0, 1);
-    parentPort.postMessage({ error: { code: e.code, message: e.message } });
+    parentPort.postMessage({ error: { code: e.code, message } });
   }
 });
 `;
@@ -109,12 +119,17 @@ export function workerCheckpointPort(path: string): CheckpointPort {
   const start = (): Worker => {
     const w = new Worker(WORKER_SOURCE, {
       eval: true,
-      workerData: { sqlite: sqliteModulePath(), path, released },
+      workerData: {
+        sqlite: sqliteModulePath(),
+        path,
+        released,
+        busyTimeoutMs: CHECKPOINT_BUSY_TIMEOUT_MS,
+      },
     });
     w.unref();
     w.on('message', (m: WorkerReply) => {
       if (m.closed) {
-        closing?.(m.error === undefined ? undefined : workerError(m.error));
+        closing?.();
         closing = undefined;
       } else if (m.error !== undefined) settle(workerError(m.error));
       else settle(undefined, m.result);
