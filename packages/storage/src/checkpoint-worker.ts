@@ -10,7 +10,8 @@
 // The worker is evaluated from a string (`eval: true`), so no separate file has to be found next
 // to the ESM build, the CJS build, the sources under vitest, or an installed package; it is given
 // the path of the better-sqlite3 the store itself resolved. It is started at the first
-// checkpoint and unref'd (a store that is never closed does not keep a process alive).
+// checkpoint and unref'd between checkpoints (a store that is never closed does not keep a
+// process alive; a running checkpoint or a close does, so an awaited close() ends).
 //
 // The worker opens its connection for each checkpoint and closes it before it answers: the
 // store's connection runs in locking_mode=EXCLUSIVE between checkpoints (no shared-memory lock
@@ -114,6 +115,7 @@ export function workerCheckpointPort(path: string): CheckpointPort {
   const settle = (err: unknown, result?: CheckpointResult) => {
     const cb = pending;
     pending = undefined;
+    worker?.unref();
     cb?.(err, result);
   };
   const start = (): Worker => {
@@ -159,6 +161,7 @@ export function workerCheckpointPort(path: string): CheckpointPort {
       pending = callback;
       Atomics.store(released, 0, 0);
       worker ??= start();
+      worker.ref(); // a running checkpoint keeps the process alive (a close() may wait for it)
       worker.postMessage('run');
     },
     released: () => Atomics.load(released, 0) === 1,
@@ -167,6 +170,7 @@ export function workerCheckpointPort(path: string): CheckpointPort {
       if (w === undefined || failed !== undefined) return Promise.resolve();
       return new Promise<void>((resolve, reject) => {
         closing = (err) => (err === undefined ? resolve() : reject(err));
+        w.ref();
         w.postMessage('close');
       });
     },
