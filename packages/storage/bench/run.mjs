@@ -1,7 +1,8 @@
 // @tspaxos/storage benchmark (`npm run bench`): records/s and MB/s writing 100 B and 100 KiB
 // values one per transaction and in batches of 100 and 1,000, sync true and false; range reads;
 // the group commit; the cost of one deleteBelow step and of the longest single write call; the
-// out-of-line threshold; and, by strace, the fsyncs of a sync:false catch-up.
+// out-of-line threshold; by strace, the fsyncs of a sync:false catch-up; and the event-loop stalls
+// of a sync:false stream (checkpoints on the worker thread against inline: bench/stall.mjs).
 //
 // Baselines, measured in the same run and interleaved with ours (ours, baseline, ours, …; each
 // ratio is the median of the per-pair ratios):
@@ -32,6 +33,7 @@ import { crc32, encodeRecord } from '@tspaxos/crc-wasm';
 import { SqliteLogStore } from '../dist/sqlite.js';
 import { fileURLToPath } from 'node:url';
 import { RUNS, median, medianOf, report } from '../../../scripts/bench-harness.mjs';
+import { stallRows } from './stall.mjs';
 
 const dirs = [];
 const tmp = () => {
@@ -418,6 +420,10 @@ for (const kib of [1, 2, 3, 4, 16, 64]) {
     console.error('strace not found: the catch-up fsync count is not measured');
   }
 }
+
+// Event-loop stalls of the learner's sync:false stream: checkpoints on the worker thread against
+// the same store checkpointing on the event loop, interleaved (bench/stall.mjs).
+rows.push(...(await stallRows()));
 
 report('storage', rows);
 cleanup();

@@ -48,9 +48,22 @@
 // as a row whose bytes are missing: it reads as E_CORRUPT_RECORD (the CRC of the value is in the
 // row), never as a wrong value. A later sync:true write or close() makes it durable.
 //
-// One process per log: the database is opened with locking_mode=EXCLUSIVE, so a second node
-// pointed at the same directory fails at open with E_LOCKED instead of sharing an acceptor's
-// promises (and the WAL index lives in heap memory: no -shm file).
+// The checkpoint itself runs on a worker thread's own connection (checkpoint-worker.ts), so
+// neither its copy nor SQLite's fsyncs inside it hold the event loop. A checkpoint that cannot
+// keep up with the writes (the WAL restarts only when a checkpoint copied every frame and no
+// write came meanwhile) is finished on the event loop once the WAL reaches twice
+// checkpointMaxPages: the WAL stays bounded, at the price of that one stall.
+//
+// Locking. The store's connection runs in locking_mode=EXCLUSIVE (entered after WAL mode, so
+// the WAL index lives in the -shm file): no shared-memory lock per transaction. For a worker
+// checkpoint it switches to NORMAL (effective at its next read), the worker opens its own
+// connection, checkpoints, closes it and answers, and the store takes EXCLUSIVE back.
+//
+// One process per log: as the database's own lock is let go during checkpoints, the store holds
+// an exclusive SQLite lock on a lock file beside it (`<database>-lock`, a tiny database in locking_mode=EXCLUSIVE): a second
+// node or store pointed at the same directory fails at open with E_LOCKED instead of sharing an
+// acceptor's promises. The lock goes with the process (POSIX locks), so a killed node's log
+// opens again at once.
 import {
   accessSync,
   closeSync,
@@ -64,6 +77,11 @@ import {
   statSync,
 } from 'node:fs';
 import { dirname, join } from 'node:path';
+import {
+  type CheckpointPort,
+  type CheckpointResult,
+  workerCheckpointPort,
+} from './checkpoint-worker';
 import {
   type AcceptorRecord,
   crc32,
@@ -135,6 +153,8 @@ export const DEFAULT_CHECKPOINT_PAGES = 1000;
  * "longest single put" with twice this inside a write, the bound for a caller that never yields).
  */
 export const DEFAULT_CHECKPOINT_MAX_PAGES = 4_096;
+/** Suffix of the lock file beside the database (see the file header: one process per log). */
+export const LOCK_FILE_SUFFIX = '-lock';
 /** SQLite's page size here (its default), used to estimate how many WAL pages a commit adds. */
 const PAGE_BYTES = 4096;
 
@@ -212,6 +232,41 @@ export interface SqliteLogStoreOptions extends Partial<StorageOptions> {
   fdatasync?: FsyncFn;
   /** Replaces the segment append (a pwritev of all the bytes): fault injection and tests. */
   writeSegment?: SegmentWriteFn;
+  /**
+   * Where checkpoints run: 'worker' (default: a worker thread's own connection, off the event
+   * loop) or 'inline' (the store's connection, on the event loop: the behaviour before the
+   * worker, kept for comparison in the bench and as the planted bug of the stall test).
+   */
+  checkpointIn?: 'worker' | 'inline';
+  /** Replaces the worker checkpoint runner (given the database path): fault injection and tests. */
+  checkpointPort?: (databasePath: string) => CheckpointPort;
+}
+
+/**
+ * Takes the log's lock: an exclusive SQLite lock on a lock file held until close (a second
+ * store, in this process or another, gets SQLITE_BUSY: E_LOCKED). Read-only: checks that no one
+ * holds it, without taking it.
+ */
+function lock(path: string, readonly: boolean): Db | undefined {
+  if (readonly) {
+    if (!existsSync(path)) return undefined;
+    const probe = new Database(path, { readonly: true, timeout: 0 });
+    try {
+      probe.prepare('SELECT count(*) FROM sqlite_master').get();
+    } finally {
+      probe.close();
+    }
+    return undefined;
+  }
+  const db = new Database(path, { timeout: 0 });
+  try {
+    db.pragma('locking_mode = EXCLUSIVE');
+    db.exec('BEGIN EXCLUSIVE; COMMIT'); // in EXCLUSIVE locking mode the lock stays taken
+  } catch (e) {
+    db.close();
+    throw e;
+  }
+  return db;
 }
 
 function positiveInteger(value: number | undefined, fallback: number, name: string): number {
@@ -244,16 +299,45 @@ export class SqliteLogStore implements LogStore {
   /** Set by a failed fsync or checkpoint: the kernel may have dropped dirty pages, so no later write can be trusted. */
   private failure: StorageError | undefined;
   private closed = false;
-  /** Estimated WAL pages written since the last checkpoint. */
+  /** Estimated WAL pages not yet copied into the database. */
   private walPages = 0;
+  /** Estimated extent of the WAL in pages (it restarts from its start only after a complete checkpoint). */
+  private walEnd = 0;
   private checkpointScheduled = false;
+  /** Where checkpoints run (undefined: inline, on the store's connection). */
+  private readonly checkpointPort: CheckpointPort | undefined;
+  /** A checkpoint is running on the port; walPages when it started. */
+  private checkpointRunning = false;
+  private pagesAtCheckpointStart = 0;
+  /** Counts inline checkpoints, so that a worker's result that overlapped one is not used for the estimates. */
+  private inlineCheckpoints = 0;
+  /** The exclusive lock on the lock file (undefined when read-only). */
+  private readonly lockDb: Db | undefined;
+  /** The store let go of its exclusive lock for a worker checkpoint. */
+  private shared = false;
+  /** A read that makes a locking_mode change take effect. */
+  private touch: Database.Statement | undefined;
+  /**
+   * Times the store could not take locking_mode=EXCLUSIVE back after a worker checkpoint
+   * (another connection, e.g. a tool, had the database open): it then runs in NORMAL mode,
+   * correct but slower, and tries again after the next checkpoint.
+   */
+  readonly lockStats = { retakeBusy: 0 };
   /** The fsync before a checkpoint is under way (close() waits for it). */
   private checkpointSyncing = false;
   /**
    * The group commit's effect: fsyncs (WAL and directories) and fdatasyncs (segments) done, the
-   * sync writes they covered, and the checkpoints the store ran (each: SQLite's own two fsyncs).
+   * sync writes they covered, and the checkpoints the store ran (each: SQLite's own two fsyncs),
+   * of which `inlineCheckpoints` on the event loop (the fallback that keeps the WAL bounded, or
+   * all of them with checkpointIn 'inline').
    */
-  readonly syncStats = { fsyncs: 0, fdatasyncs: 0, syncWrites: 0, checkpoints: 0 };
+  readonly syncStats = {
+    fsyncs: 0,
+    fdatasyncs: 0,
+    syncWrites: 0,
+    checkpoints: 0,
+    inlineCheckpoints: 0,
+  };
   /**
    * How range() read its chunks: as one blob each (inline rows), or row by row (chunks with
    * out-of-line values, or whose blob did not split cleanly: see readChunk).
@@ -290,15 +374,21 @@ export class SqliteLogStore implements LogStore {
     }
     if (!readonly) checkWritable(this.path);
     let db: Db | undefined;
+    let lockDb: Db | undefined;
     let segments: Segments | undefined;
     try {
+      lockDb = lock(`${this.path}${LOCK_FILE_SUFFIX}`, readonly);
       db = new Database(this.path, { readonly, fileMustExist: readonly, timeout: 0 });
       if (!readonly) {
-        db.pragma('locking_mode = EXCLUSIVE'); // before WAL mode: WAL index in heap, no -shm
         const mode = db.pragma('journal_mode = WAL', { simple: true });
         if (mode !== 'wal') throw new StorageError('E_OPEN_FAILED', `WAL mode refused (${mode})`);
         db.pragma('synchronous = NORMAL');
         db.pragma('wal_autocheckpoint = 0'); // checkpoints are ours (see the file header)
+        // After a first read in WAL mode, so the WAL index is in the -shm file the worker's
+        // connection shares (set before it, SQLite keeps the index in heap memory and the lock
+        // for good); taken at the first write: no shared-memory locks per transaction.
+        db.prepare('SELECT count(*) FROM sqlite_master').get();
+        db.pragma('locking_mode = EXCLUSIVE');
       }
       if (options.maxDatabaseBytes !== undefined) {
         if (!Number.isSafeInteger(options.maxDatabaseBytes) || options.maxDatabaseBytes < 1)
@@ -307,7 +397,8 @@ export class SqliteLogStore implements LogStore {
         const pages = Math.max(1, Math.floor(options.maxDatabaseBytes / pageBytes));
         db.pragma(`max_page_count = ${pages}`);
       }
-      this.migrate(db, readonly); // its first read takes the exclusive lock
+      this.migrate(db, readonly);
+      if (!readonly) db.exec('BEGIN IMMEDIATE; COMMIT'); // takes the exclusive lock now
       this.meta = prepareMeta(db);
       this.segmentRows = prepareSegments(db);
       this.tables = new Set(
@@ -334,12 +425,19 @@ export class SqliteLogStore implements LogStore {
       try {
         segments?.close();
         db?.close();
+        lockDb?.close();
       } catch {
         // the open failure is what matters
       }
       throw wrap(e, 'E_OPEN_FAILED', `cannot open the paxos log ${this.path}`);
     }
     this.db = db;
+    this.lockDb = lockDb;
+    const inline = (options.checkpointIn ?? 'worker') === 'inline';
+    if (options.checkpointIn !== undefined && !inline && options.checkpointIn !== 'worker')
+      throw new StorageError('E_BAD_ARGUMENT', "checkpointIn must be 'worker' or 'inline'");
+    this.checkpointPort =
+      readonly || inline ? undefined : (options.checkpointPort ?? workerCheckpointPort)(this.path);
   }
 
   /**
@@ -570,6 +668,9 @@ export class SqliteLogStore implements LogStore {
 
   private checkOpen(): void {
     if (this.closed) throw new StorageError('E_CLOSED', `the paxos log ${this.path} is closed`);
+    // The worker's checkpoint is over (its connection closed): the lock comes back now, not
+    // when its answer gets an event-loop turn (a caller may not yield for a while).
+    if (this.shared && this.checkpointPort?.released?.() === true) this.retakeLock();
   }
 
   private checkWritable(): void {
@@ -660,32 +761,68 @@ export class SqliteLogStore implements LogStore {
 
   /**
    * Counts the WAL pages a commit added (an estimate: its bytes, plus the pages it touches).
-   * Past checkpointMaxPages a checkpoint is scheduled; past twice that (a caller writing in a
-   * loop that never lets setImmediate run) it runs here, inside the write, so the WAL stays
-   * bounded whatever the caller does.
+   * Past checkpointMaxPages a checkpoint is scheduled; once the WAL extends to twice that (a
+   * checkpoint that cannot keep up, or a caller writing in a loop that never lets the event loop
+   * turn) one runs here, inside the write, so the WAL stays bounded whatever the caller does.
    */
   private wrote(bytes: number, pages = 1): void {
-    this.walPages += pages + Math.floor(bytes / PAGE_BYTES);
-    if (this.walPages >= 2 * this.checkpointMaxPages) this.checkpoint();
+    const n = pages + Math.floor(bytes / PAGE_BYTES);
+    this.walPages += n;
+    this.walEnd += n;
+    if (this.walEnd >= 2 * this.checkpointMaxPages) this.checkpointHere();
     else if (this.walPages >= this.checkpointMaxPages) this.scheduleCheckpoint(false);
   }
 
   /**
-   * Runs a checkpoint from setImmediate. Unless the WAL was just fsynced (by a group commit), it
-   * is first fsynced on the thread pool: SQLite's own fsync of it inside the checkpoint then
-   * finds nothing to write, and the event loop is held only while pages are copied and the
-   * database is fsynced.
+   * Starts a checkpoint off every caller's path. On the worker (the default) it starts at once:
+   * SQLite's fsyncs and the copy run on the worker's thread. Inline, it runs from setImmediate;
+   * unless the WAL was just fsynced (by a group commit), it is first fsynced on the thread pool:
+   * SQLite's own fsync of it inside the checkpoint then finds nothing to write, and the event
+   * loop is held only while pages are copied and the database is fsynced.
    */
   private scheduleCheckpoint(walSynced: boolean): void {
-    if (this.checkpointScheduled) return;
+    if (this.checkpointScheduled || this.checkpointRunning) return;
+    if (this.closed || this.failure !== undefined || this.walFd === undefined) return;
+    const port = this.checkpointPort;
+    if (port !== undefined) {
+      try {
+        this.setLocking('NORMAL'); // lets the worker's connection in
+        this.shared = true;
+      } catch (e) {
+        this.failure ??= wrap(e, 'E_IO', `checkpoint of ${this.path}: releasing the lock failed`);
+        return;
+      }
+      this.checkpointRunning = true;
+      this.pagesAtCheckpointStart = this.walPages;
+      const inlineBefore = this.inlineCheckpoints;
+      port.run((err, result) => {
+        this.checkpointRunning = false;
+        this.retakeLock();
+        if (err !== undefined && err !== null) {
+          this.failure ??= wrap(
+            err,
+            'E_IO',
+            `checkpoint of ${this.path} (worker); the log refuses further writes`,
+          );
+        } else if (result !== undefined && result.busy === 0) {
+          this.syncStats.checkpoints++;
+          if (this.inlineCheckpoints === inlineBefore) this.checkpointed(result);
+        }
+        this.kick(); // wakes a close() waiting for this
+        // The WAL did not restart (writes came during the checkpoint): copy the rest.
+        if (this.walEnd >= this.checkpointMaxPages && this.walPages > 0)
+          this.scheduleCheckpoint(false);
+      });
+      return;
+    }
     this.checkpointScheduled = true;
     const run = () => {
       this.checkpointScheduled = false;
-      this.checkpoint();
+      this.checkpointHere();
       this.kick(); // wakes a close() waiting for this
     };
     const walFd = this.walFd;
-    if (walSynced || walFd === undefined) {
+    if (walSynced) {
       setImmediate(run);
       return;
     }
@@ -703,20 +840,62 @@ export class SqliteLogStore implements LogStore {
     });
   }
 
+  /** Sets SQLite's locking mode: NORMAL takes effect at a read, EXCLUSIVE at a write transaction. */
+  private setLocking(mode: 'NORMAL' | 'EXCLUSIVE'): void {
+    this.db.pragma(`locking_mode = ${mode}`);
+    if (mode === 'EXCLUSIVE') {
+      this.db.exec('BEGIN IMMEDIATE; COMMIT');
+      return;
+    }
+    this.touch ??= this.db.prepare('SELECT 1 FROM schema_version LIMIT 1');
+    this.touch.get();
+  }
+
   /**
-   * Copies the WAL into the database (PASSIVE: never waits; with the exclusive lock no reader
-   * can hold it back). SQLite fsyncs the WAL before and the database after (synchronous=NORMAL).
-   * A failure fails every later write, as a failed fsync does.
+   * Back to locking_mode=EXCLUSIVE after a worker checkpoint (the worker's connection is closed
+   * by then). SQLITE_BUSY (someone else has the database open) is counted, and the store stays
+   * in NORMAL mode until the next checkpoint tries again; anything else fails the log.
    */
-  private checkpoint(): void {
+  private retakeLock(): void {
+    if (this.closed || !this.shared) return;
+    this.shared = false;
+    try {
+      this.setLocking('EXCLUSIVE');
+    } catch (e) {
+      if (this.db.inTransaction) this.db.exec('ROLLBACK');
+      this.db.pragma('locking_mode = NORMAL');
+      if (String((e as { code?: unknown })?.code ?? '').startsWith('SQLITE_BUSY')) {
+        this.lockStats.retakeBusy++;
+        return;
+      }
+      this.failure ??= wrap(e, 'E_IO', `checkpoint of ${this.path}: taking the lock back failed`);
+    }
+  }
+
+  /** Updates the WAL estimates after a checkpoint that saw `result`. */
+  private checkpointed(result: CheckpointResult): void {
+    const during = Math.max(0, this.walPages - this.pagesAtCheckpointStart);
+    this.walPages = during + Math.max(0, result.log - result.checkpointed);
+    // The next write restarts the WAL only if every frame was copied and none came meanwhile.
+    this.walEnd = this.walPages === 0 ? 0 : Math.max(result.log, 0) + during;
+  }
+
+  /**
+   * Copies the WAL into the database on the store's connection, on the event loop (PASSIVE:
+   * never waits; while the worker's checkpoint runs it finds SQLite's checkpoint lock taken and
+   * does nothing, and the next write tries again). SQLite fsyncs the WAL before and the database
+   * after (synchronous=NORMAL). A failure fails every later write, as a failed fsync does.
+   */
+  private checkpointHere(): void {
     if (this.closed || this.failure !== undefined || this.walFd === undefined) return;
     try {
-      const [row] = this.db.pragma('wal_checkpoint(PASSIVE)') as Array<{
-        log: number;
-        checkpointed: number;
-      }>;
+      const [row] = this.db.pragma('wal_checkpoint(PASSIVE)') as CheckpointResult[];
+      if (row === undefined || row.busy !== 0) return;
       this.syncStats.checkpoints++;
-      this.walPages = Math.max(0, (row?.log ?? 0) - (row?.checkpointed ?? 0));
+      this.syncStats.inlineCheckpoints++;
+      this.inlineCheckpoints++;
+      this.pagesAtCheckpointStart = this.walPages;
+      this.checkpointed(row);
     } catch (e) {
       this.failure ??= wrap(
         e,
@@ -1110,8 +1289,21 @@ export class SqliteLogStore implements LogStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    while (this.syncing || this.waiting.length > 0 || this.checkpointSyncing) {
+    while (
+      this.syncing ||
+      this.waiting.length > 0 ||
+      this.checkpointSyncing ||
+      this.checkpointRunning
+    ) {
       await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    }
+    // The worker's connection closes first: the store's is then the last one, and SQLite's
+    // close checkpoints the WAL and deletes it.
+    let workerError: unknown;
+    try {
+      await this.checkpointPort?.close();
+    } catch (e) {
+      workerError = e;
     }
     // Everything written is made durable: the segments here, the WAL by SQLite's close.
     let syncError: unknown;
@@ -1138,9 +1330,12 @@ export class SqliteLogStore implements LogStore {
       if (this.walFd !== undefined) closeSync(this.walFd);
       this.walFd = undefined;
       this.db.close();
+      this.lockDb?.close();
     } catch (e) {
       throw wrap(e, 'E_IO', `close of ${this.path}`);
     }
+    if (workerError !== undefined)
+      throw wrap(workerError, 'E_IO', `close of the checkpoint worker of ${this.path}`);
     if (syncError !== undefined)
       throw wrap(syncError, 'E_IO', `fdatasync of the segments of ${this.path} at close`);
   }

@@ -21,11 +21,13 @@ import { crashRecord, nextRandom } from './crash-values.mjs';
 
 const [dir, startText, seedText, plant = 'none'] = process.argv.slice(2);
 const PLANT_DELAY_MS = 5_000;
-// A small checkpoint threshold: the WAL is checkpointed and restarted many times per run, the
-// path where an fsync of a kept WAL descriptor could go wrong. Small segments: values above
+// Small checkpoint thresholds: the WAL is checkpointed (on the worker thread, the store switching
+// its locking mode around each) and restarted many times per run, also during sync:false
+// stretches: the path where an fsync of a kept WAL descriptor could go wrong. Small segments: values above
 // 4 KiB go out of line (the default threshold) and roll over to a new segment every 1 MiB.
 const store = SqliteLogStore.open(dir, {
   checkpointPages: 64,
+  checkpointMaxPages: 128,
   segmentBytes: 1024 * 1024,
   ...(plant === 'index-first'
     ? {
@@ -50,6 +52,7 @@ const fail = (e) => {
 const yieldToIo = () => new Promise((r) => setImmediate(r));
 const plantDelay = () => new Promise((r) => setTimeout(r, PLANT_DELAY_MS));
 let inFlight = 0;
+let reportedCheckpoints = 0;
 
 async function write(records, sync) {
   if (plant === 'ack-early') {
@@ -82,6 +85,14 @@ for (;;) {
   write(records, sync).then(() => {
     inFlight--;
     if (plant !== 'ack-early') process.stdout.write(`r ${first} ${count} ${sync ? 's' : 'n'}\n`);
+    // Checkpoints on the worker thread: started (`checkpointRunning`, a private field read here
+    // for the test) or completed. The parent counts the rounds killed after one started.
+    const onWorker = store.syncStats.checkpoints - store.syncStats.inlineCheckpoints;
+    const seen = onWorker + (store.checkpointRunning ? 1 : 0);
+    if (seen > reportedCheckpoints) {
+      reportedCheckpoints = seen;
+      process.stdout.write(`c ${seen}\n`);
+    }
   }, fail);
   if (rand(10) === 0) {
     const m = first; // grows across runs: the parent checks the log never goes back
