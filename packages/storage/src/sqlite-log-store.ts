@@ -308,6 +308,8 @@ export class SqliteLogStore implements LogStore {
   private readonly checkpointPort: CheckpointPort | undefined;
   /** A checkpoint is running on the port; walPages when it started. */
   private checkpointRunning = false;
+  /** Unsynced writes held back until the worker's checkpoint is over (see settle). */
+  private checkpointWaiters: Array<() => void> = [];
   private pagesAtCheckpointStart = 0;
   /** Counts inline checkpoints, so that a worker's result that overlapped one is not used for the estimates. */
   private inlineCheckpoints = 0;
@@ -337,6 +339,7 @@ export class SqliteLogStore implements LogStore {
     syncWrites: 0,
     checkpoints: 0,
     inlineCheckpoints: 0,
+    backpressureWaits: 0,
   };
   /**
    * How range() read its chunks: as one blob each (inline rows), or row by row (chunks with
@@ -797,6 +800,8 @@ export class SqliteLogStore implements LogStore {
       const inlineBefore = this.inlineCheckpoints;
       port.run((err, result) => {
         this.checkpointRunning = false;
+        // The writes held back by the WAL's bound go on (a failure reaches them at their next write).
+        for (const wake of this.checkpointWaiters.splice(0)) wake();
         this.retakeLock();
         if (err !== undefined && err !== null) {
           this.failure ??= wrap(
@@ -907,7 +912,16 @@ export class SqliteLogStore implements LogStore {
 
   /** What every write does after its commit: nothing more, or wait for the group commit. */
   private settle(opts: WriteOptions): Promise<void> {
-    return opts.sync ? this.durable() : Promise.resolve();
+    if (opts.sync) return this.durable();
+    // Backpressure: the WAL reached twice checkpointMaxPages while the worker's checkpoint runs
+    // (the fallback on the event loop cannot run then: SQLite's checkpoint lock is taken), so
+    // an unsynced write resolves only when that checkpoint is over. A writer that awaits its
+    // writes (the learner does) cannot grow the WAL further than what it had in flight.
+    if (this.checkpointRunning && this.walEnd >= 2 * this.checkpointMaxPages) {
+      this.syncStats.backpressureWaits++;
+      return new Promise((resolve) => this.checkpointWaiters.push(resolve));
+    }
+    return Promise.resolve();
   }
 
   /**
