@@ -136,6 +136,7 @@ describe('SqliteLogStore group commit', () => {
       syncWrites: 3,
       checkpoints: 0,
       inlineCheckpoints: 0,
+      backpressureWaits: 0,
     });
     const closing = store.close();
     await closing;
@@ -521,6 +522,7 @@ describe('SqliteLogStore segments: durability', () => {
       syncWrites: 0,
       checkpoints: 0,
       inlineCheckpoints: 0,
+      backpressureWaits: 0,
     });
     // SQLite did not checkpoint by itself either: its default would have kept the WAL near
     // 1000 pages (4 MiB); ~6.5 MB of small rows went into it.
