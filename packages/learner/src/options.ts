@@ -78,10 +78,15 @@ export interface LearnerOptions {
   senderTurnMaxMs: number;
   /**
    * Share of the node's event loop a stream may take while the group is busy with Paxos traffic
-   * (senderBusyWindowMs) and the stream has more to send (ours: 0.5): after a turn of t ms that
+   * (senderBusyWindowMs) and the stream has more to send (ours: 0.1): after a turn of t ms that
    * stopped at its limit, the next turn starts t × (1 − share) / share ms later (Node's timers
    * round this up to 1 ms), so the group's own work gets the rest of the loop and of the CPU.
    * 1 = no pause. A quiet group's stream does not pause: it runs in the loop's idle time.
+   * 0.1, not 0.5: with three processes on two shared cores the stream's CPU (sender and
+   * receiver) delays every hop of a commit, not only the serving node's loop; interleaved on
+   * the loaded machine (load ~4), 0.5 / 0.2 / 0.1 gave commit ratios 0.50 / 0.67 / 0.72 (median
+   * of 6 runs, both servers) and 100 B streams of ~42 k / ~45 k / ~29 k instances/s while
+   * node 1 proposes (/work/wt/prio-bench.md).
    */
   senderLoopShare: number;
   /**
@@ -151,7 +156,7 @@ export const DEFAULT_LEARNER_OPTIONS: Readonly<LearnerOptions> = Object.freeze({
   senderTurnMaxBytes: 4 * 1024 * 1024,
   senderTurnMaxInstances: 4096,
   senderTurnMaxMs: 4,
-  senderLoopShare: 0.5,
+  senderLoopShare: 0.1,
   senderBusyTurnMaxMs: 0.1,
   senderBusyBatchMaxInstances: 64,
   senderBusyWindowMs: 50,
