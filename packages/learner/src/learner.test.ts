@@ -646,4 +646,51 @@ describe('Learner: the stream yields to the group Paxos traffic', () => {
     expect(Math.max(...sizes)).toBeGreaterThan(300);
     expect(sender.counters.busyTurns).toBe(0);
   });
+  // Reads that cost no time: the clock never cuts a batch, so only senderBusyBatchMaxInstances
+  // can keep a busy turn short (a full read-ahead used to go out as one ~200-instance batch).
+  const freeReads = async (options: Partial<LearnerOptions>, activeAgoMs: number) => {
+    const net = new Net();
+    const log = values(1000);
+    const a = await net.add(1, { peers: [2] });
+    const b = await net.add(2, {
+      peers: [1],
+      log,
+      options,
+      paxosActiveAtMs: () => net.clock.nowMs - activeAgoMs,
+    });
+    a.learner.start();
+    await net.run();
+    for (let i = 0; i < 1000 && a.learner.instanceId < log.length; i++) {
+      net.clock.advanceTo(net.clock.nowMs + 1);
+      await net.run();
+    }
+    expect(a.learned).toEqual(log.map((v, i) => `${i}:${v}`));
+    return {
+      sizes: net.of(T.SendLearnValue, 1).map((m) => m.batch.length),
+      sender: b.learner.sender,
+    };
+  };
+
+  it('while the group is busy, no batch is larger than senderBusyBatchMaxInstances', async () => {
+    const { sizes, sender } = await freeReads({ senderBusyBatchMaxInstances: 50 }, 0);
+    expect(Math.max(...sizes)).toBe(50);
+    expect(sizes.reduce((n, x) => n + x, 0)).toBe(1000);
+    expect(sender.counters.busyTurns).toBeGreaterThan(0);
+    expect(sender.counters.batchesSent).toBeGreaterThanOrEqual(1000 / 50);
+  });
+
+  it('planted: without the busy cap the same stream sends larger batches (the check above sees it)', async () => {
+    const { sizes } = await freeReads({ senderBusyBatchMaxInstances: 2048 }, 0);
+    expect(Math.max(...sizes)).toBeGreaterThan(50);
+  });
+
+  it('a Paxos message within senderBusyWindowMs keeps the group busy; an older one does not', async () => {
+    const options = { senderBusyBatchMaxInstances: 50, senderBusyWindowMs: 50 };
+    const within = await freeReads(options, 40);
+    expect(Math.max(...within.sizes)).toBe(50);
+    expect(within.sender.counters.busyTurns).toBeGreaterThan(0);
+    const after = await freeReads(options, 60);
+    expect(Math.max(...after.sizes)).toBeGreaterThan(50);
+    expect(after.sender.counters.busyTurns).toBe(0);
+  });
 });

@@ -78,10 +78,15 @@ export interface LearnerOptions {
   senderTurnMaxMs: number;
   /**
    * Share of the node's event loop a stream may take while the group is busy with Paxos traffic
-   * (senderBusyWindowMs) and the stream has more to send (ours: 0.5): after a turn of t ms that
+   * (senderBusyWindowMs) and the stream has more to send (ours: 0.1): after a turn of t ms that
    * stopped at its limit, the next turn starts t × (1 − share) / share ms later (Node's timers
    * round this up to 1 ms), so the group's own work gets the rest of the loop and of the CPU.
    * 1 = no pause. A quiet group's stream does not pause: it runs in the loop's idle time.
+   * 0.1, not 0.5: with three processes on two shared cores the stream's CPU (sender and
+   * receiver) delays every hop of a commit, not only the serving node's loop; interleaved on
+   * the loaded machine (load ~4), 0.5 / 0.2 / 0.1 gave commit ratios 0.50 / 0.67 / 0.72 (median
+   * of 6 runs, both servers) and 100 B streams of ~42 k / ~45 k / ~29 k instances/s while
+   * node 1 proposes (/work/wt/prio-bench.md).
    */
   senderLoopShare: number;
   /**
@@ -93,7 +98,22 @@ export interface LearnerOptions {
    * catchup.mjs, /work/wt/commit-bench.md). When the group is quiet, senderTurnMaxMs applies.
    */
   senderBusyTurnMaxMs: number;
-  /** The group counts as busy this long after its last Paxos message (ours: 5 ms). */
+  /**
+   * Most instances in one batch while the group is busy (ours: 64; batchMaxInstances when
+   * quiet). A turn sends at least one batch, and its clock is read only between batches and
+   * every 64 records read: with the read-ahead already full, a busy turn used to send a whole
+   * ~200-instance batch (encode, checksums, frame: ~0.7 ms here) whatever senderBusyTurnMaxMs
+   * said, and an Accept arriving meanwhile waited for it. 64 keeps a busy turn near 0.2 ms; the
+   * stream pays more frames and acks per instance only while the group proposes (paxos bench
+   * catchup.mjs, /work/wt/prio-bench.md).
+   */
+  senderBusyBatchMaxInstances: number;
+  /**
+   * The group counts as busy this long after its last Paxos message (ours: 50 ms). Longer than
+   * a commit's tail latency during a catch-up (p99 5–15 ms on the shared 2-core machine): with
+   * 5 ms, one slow commit left a gap in which a full senderTurnMaxMs turn (4 ms) started and
+   * delayed the next Accept in turn (node 2 serving: commit p99 12–17 ms, 50 ms: 7–9 ms).
+   */
   senderBusyWindowMs: number;
   /**
    * The receiver acks every this many learned instances of one-value frames (4; large-value
@@ -136,9 +156,10 @@ export const DEFAULT_LEARNER_OPTIONS: Readonly<LearnerOptions> = Object.freeze({
   senderTurnMaxBytes: 4 * 1024 * 1024,
   senderTurnMaxInstances: 4096,
   senderTurnMaxMs: 4,
-  senderLoopShare: 0.5,
+  senderLoopShare: 0.1,
   senderBusyTurnMaxMs: 0.1,
-  senderBusyWindowMs: 5,
+  senderBusyBatchMaxInstances: 64,
+  senderBusyWindowMs: 50,
   receiverAckLead: 4,
   learnerStallMs: 1000,
   variablesGapInstances: 50,
@@ -181,6 +202,7 @@ export const LEARNER_OPTION_RANGES: Readonly<Record<keyof LearnerOptions, Option
   senderLoopShare: { min: 0.01, max: 1, integer: false },
   // Fractions of a millisecond: a turn checks the clock every 64 records (sender.ts).
   senderBusyTurnMaxMs: { min: 0.01, integer: false },
+  senderBusyBatchMaxInstances: { min: 1 },
   senderBusyWindowMs: { min: 0, integer: false },
   learnerStallMs: { min: 1 },
   rateWindowMs: { min: 1 },

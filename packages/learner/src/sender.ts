@@ -236,7 +236,7 @@ export class LearnerSender {
       let progressed = false;
       for (const p of this.peers.values()) {
         if (p.phase !== 'sending') continue;
-        const sent = this.sendBatch(p, nowMs);
+        const sent = this.sendBatch(p, nowMs, busy);
         if (sent === undefined) continue;
         progressed = true;
         turnInstances += sent.instances;
@@ -306,8 +306,15 @@ export class LearnerSender {
 
   // ---- one batch ---------------------------------------------------------------------------
 
-  /** Sends one batch to `p`; undefined when nothing could be sent now. */
-  private sendBatch(p: Progress, nowMs: number): { instances: number; bytes: number } | undefined {
+  /**
+   * Sends one batch to `p` (at most senderBusyBatchMaxInstances while the group is `busy`);
+   * undefined when nothing could be sent now.
+   */
+  private sendBatch(
+    p: Progress,
+    nowMs: number,
+    busy: boolean,
+  ): { instances: number; bytes: number } | undefined {
     const nowInstanceId = this.port.nowInstanceId();
     if (p.nextInstanceId >= nowInstanceId) {
       if (p.ackedInstanceId >= nowInstanceId) this.finish(p);
@@ -316,6 +323,7 @@ export class LearnerSender {
     const o = this.options;
     const count = Math.min(
       o.batchMaxInstances,
+      busy ? o.senderBusyBatchMaxInstances : o.batchMaxInstances,
       p.batchLimit,
       p.ackLeadInstances - p.inflightInstances,
       nowInstanceId - p.nextInstanceId,
