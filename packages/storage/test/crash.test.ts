@@ -193,8 +193,9 @@ it(`keeps every acknowledged write across ${ROUNDS} SIGKILLs and never returns a
   // the appends, and appends whose index rows never committed).
   expect(truncatedBytes).toBeGreaterThan(0);
   // Rounds killed after a checkpoint had started on the writer's worker thread (the store
-  // switching its locking mode around it): the kill often lands while it runs.
-  expect(roundsWithWorkerCheckpoints).toBeGreaterThan(ROUNDS / 4);
+  // switching its locking mode around it): the kill often lands while it runs (18-19 of 30 on
+  // a quiet machine, 7 with the whole suite running on 2 cores; the floor is a tenth).
+  expect(roundsWithWorkerCheckpoints).toBeGreaterThanOrEqual(Math.ceil(ROUNDS / 10));
 });
 
 it('catches a writer that acknowledges too early or splits a batch (planted bugs)', async () => {
