@@ -786,7 +786,10 @@ export class SqliteLogStore implements LogStore {
   private scheduleCheckpoint(walSynced: boolean): void {
     if (this.checkpointScheduled || this.checkpointRunning) return;
     if (this.closed || this.failure !== undefined || this.walFd === undefined) return;
-    const port = this.checkpointPort;
+    // After a group commit (sync writers) the checkpoint stays on the event loop, as the WAL is
+    // already durable and it only copies: on the worker, the store's commits would run in
+    // locking_mode NORMAL meanwhile, and single sync puts measured 0.72x of that (A/B, 5 runs).
+    const port = walSynced ? undefined : this.checkpointPort;
     if (port !== undefined) {
       try {
         this.setLocking('NORMAL'); // lets the worker's connection in

@@ -21,12 +21,14 @@ import { crashRecord, nextRandom } from './crash-values.mjs';
 
 const [dir, startText, seedText, plant = 'none'] = process.argv.slice(2);
 const PLANT_DELAY_MS = 5_000;
-// Small checkpoint thresholds: the WAL is checkpointed (on the worker thread, the store switching
-// its locking mode around each) and restarted many times per run, also during sync:false
-// stretches: the path where an fsync of a kept WAL descriptor could go wrong. Small segments: values above
+// Small checkpoint thresholds: the WAL is checkpointed and restarted many times per run: on the
+// worker thread (the store switching its locking mode around each) once it holds
+// checkpointMaxPages, sync writes or not, and on the event loop after a group commit past
+// checkpointPages when no worker checkpoint runs: the paths where an fsync of a kept WAL
+// descriptor could go wrong. Small segments: values above
 // 4 KiB go out of line (the default threshold) and roll over to a new segment every 1 MiB.
 const store = SqliteLogStore.open(dir, {
-  checkpointPages: 64,
+  checkpointPages: 192,
   checkpointMaxPages: 128,
   segmentBytes: 1024 * 1024,
   ...(plant === 'index-first'
