@@ -608,17 +608,25 @@ describe('Learner: steady state (ProposerSendSuccess)', () => {
 });
 
 describe('Learner: the stream yields to the group Paxos traffic', () => {
-  // Each record read costs 0.01 virtual ms: a 4 ms turn reads ~400 records; a 0.1 ms busy turn
-  // is cut at the first clock check (every 64 records).
-  const stream = async (busy: boolean) => {
+  /**
+   * Node 1 learns `count` values from node 2, whose last Paxos message was `activeAgoMs` ago
+   * (undefined: never) and whose record reads cost `readCostMs` virtual ms each.
+   */
+  const run = async (
+    count: number,
+    readCostMs: number | undefined,
+    activeAgoMs: number | undefined,
+    options?: Partial<LearnerOptions>,
+  ) => {
     const net = new Net();
-    const log = values(3000);
+    const log = values(count);
     const a = await net.add(1, { peers: [2] });
     const b = await net.add(2, {
       peers: [1],
       log,
-      readCostMs: 0.01,
-      ...(busy && { paxosActiveAtMs: () => net.clock.nowMs }),
+      ...(readCostMs !== undefined && { readCostMs }),
+      ...(options && { options }),
+      ...(activeAgoMs !== undefined && { paxosActiveAtMs: () => net.clock.nowMs - activeAgoMs }),
     });
     a.learner.start();
     await net.run();
@@ -633,6 +641,9 @@ describe('Learner: the stream yields to the group Paxos traffic', () => {
       sender: b.learner.sender,
     };
   };
+  // Each record read costs 0.01 virtual ms: a 4 ms turn reads ~400 records; a 0.1 ms busy turn
+  // is cut at the first clock check (every 64 records).
+  const stream = (busy: boolean) => run(3000, 0.01, busy ? 0 : undefined);
 
   it('while the group handles Paxos messages, every turn is senderBusyTurnMaxMs', async () => {
     const { sizes, sender } = await stream(true);
@@ -648,28 +659,8 @@ describe('Learner: the stream yields to the group Paxos traffic', () => {
   });
   // Reads that cost no time: the clock never cuts a batch, so only senderBusyBatchMaxInstances
   // can keep a busy turn short (a full read-ahead used to go out as one ~200-instance batch).
-  const freeReads = async (options: Partial<LearnerOptions>, activeAgoMs: number) => {
-    const net = new Net();
-    const log = values(1000);
-    const a = await net.add(1, { peers: [2] });
-    const b = await net.add(2, {
-      peers: [1],
-      log,
-      options,
-      paxosActiveAtMs: () => net.clock.nowMs - activeAgoMs,
-    });
-    a.learner.start();
-    await net.run();
-    for (let i = 0; i < 1000 && a.learner.instanceId < log.length; i++) {
-      net.clock.advanceTo(net.clock.nowMs + 1);
-      await net.run();
-    }
-    expect(a.learned).toEqual(log.map((v, i) => `${i}:${v}`));
-    return {
-      sizes: net.of(T.SendLearnValue, 1).map((m) => m.batch.length),
-      sender: b.learner.sender,
-    };
-  };
+  const freeReads = (options: Partial<LearnerOptions>, activeAgoMs: number) =>
+    run(1000, undefined, activeAgoMs, options);
 
   it('while the group is busy, no batch is larger than senderBusyBatchMaxInstances', async () => {
     const { sizes, sender } = await freeReads({ senderBusyBatchMaxInstances: 50 }, 0);
