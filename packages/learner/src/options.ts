@@ -86,16 +86,16 @@ export interface LearnerOptions {
    * receiver) delays every hop of a commit, not only the serving node's loop; interleaved on
    * the loaded machine (load ~4), 0.5 / 0.2 / 0.1 gave commit ratios 0.50 / 0.67 / 0.72 (median
    * of 6 runs, both servers) and 100 B streams of ~42 k / ~45 k / ~29 k instances/s while
-   * node 1 proposes (/work/wt/prio-bench.md).
+   * node 1 proposes (BENCHMARKS.md, "Catch-up").
    */
   senderLoopShare: number;
   /**
    * Milliseconds of sending in one turn while the group is busy with its own Paxos traffic (a
    * Prepare, Accept or reply handled in the last senderBusyWindowMs).
-   * Ours: 0.25 ms. A turn cannot be interrupted, so an Accept that arrives during one waits for
+   * Ours: 0.1 ms (0.05 ms measured within the noise of it). A turn cannot be interrupted, so an Accept that arrives during one waits for
    * its end: with a commit taking ~1 ms here (1 caller, 3 nodes), 4 ms turns cost the group 70–
-   * 90 % of its commit rate during a catch-up and 0.25 ms turns about a fifth (paxos bench
-   * catchup.mjs, /work/wt/commit-bench.md). When the group is quiet, senderTurnMaxMs applies.
+   * 90 % of its commit rate during a catch-up and short turns about a fifth (paxos bench
+   * catchup.mjs; BENCHMARKS.md, "Catch-up"). When the group is quiet, senderTurnMaxMs applies.
    */
   senderBusyTurnMaxMs: number;
   /**
@@ -105,7 +105,7 @@ export interface LearnerOptions {
    * ~200-instance batch (encode, checksums, frame: ~0.7 ms here) whatever senderBusyTurnMaxMs
    * said, and an Accept arriving meanwhile waited for it. 64 keeps a busy turn near 0.2 ms; the
    * stream pays more frames and acks per instance only while the group proposes (paxos bench
-   * catchup.mjs, /work/wt/prio-bench.md).
+   * catchup.mjs; BENCHMARKS.md, "Catch-up").
    */
   senderBusyBatchMaxInstances: number;
   /**
