@@ -109,29 +109,8 @@ if (mode === 'receive-file') {
   // then written in 256 KiB chunks: from memory (`send-plain`), or (`send-file`) from a plain
   // file written before connecting and read back chunk by chunk while sending.
   const store = SqliteLogStore.open(dir);
-  const max = store.maxInstanceId(0) ?? -1;
-  const chunks = [];
-  let chunk = [];
-  let chunkBytes = 0;
-  let count = 0;
-  let valueBytes = 0;
-  for (const r of store.range(0, 0, max + 1)) {
-    count++;
-    valueBytes += r.value.length;
-    const head = Buffer.allocUnsafe(16);
-    head.writeUInt32LE(r.instanceId % 2 ** 32, 0);
-    head.writeUInt32LE(Math.floor(r.instanceId / 2 ** 32), 4);
-    head.writeUInt32LE(r.checksum, 8);
-    head.writeUInt32LE(r.value.length, 12);
-    chunk.push(head, r.value);
-    chunkBytes += 16 + r.value.length;
-    if (chunkBytes >= CHUNK_BYTES) {
-      chunks.push(Buffer.concat(chunk));
-      chunk = [];
-      chunkBytes = 0;
-    }
-  }
-  chunks.push(Buffer.concat(chunk));
+  const totals = { count: 0, valueBytes: 0 };
+  const chunks = [...recordChunks(store, totals)];
   await store.close();
   let source;
   let sourceDir;
@@ -164,19 +143,36 @@ if (mode === 'receive-file') {
     closeSync(source.fd);
     rmSync(sourceDir, { recursive: true, force: true });
   }
-  process.send({ type: 'sent', count, bytes: valueBytes }, () => process.exit(0));
+  process.send({ type: 'sent', count: totals.count, bytes: totals.valueBytes }, () =>
+    process.exit(0),
+  );
 } else {
+  // The SQLite baseline's sender: reads the log while it sends.
   const store = SqliteLogStore.open(dir);
-  const max = store.maxInstanceId(0) ?? -1;
   const socket = net.connect({ host: '127.0.0.1', port: Number(portArg) });
   await new Promise((resolve) => socket.once('connect', resolve));
+  const totals = { count: 0, valueBytes: 0 };
+  for (const c of recordChunks(store, totals))
+    if (!socket.write(c)) await new Promise((res) => socket.once('drain', res));
+  socket.end();
+  await new Promise((resolve) => socket.once('close', resolve));
+  await store.close();
+  process.send({ type: 'sent', count: totals.count, bytes: totals.valueBytes }, () =>
+    process.exit(0),
+  );
+}
+
+/**
+ * Group 0's records from `store`, each as a 16-byte header (instance id, checksum, value length)
+ * and its value, joined into buffers of about CHUNK_BYTES; counts into `totals` as it goes.
+ */
+function* recordChunks(store, totals) {
+  const max = store.maxInstanceId(0) ?? -1;
   let chunk = [];
   let chunkBytes = 0;
-  let count = 0;
-  let valueBytes = 0;
   for (const r of store.range(0, 0, max + 1)) {
-    count++;
-    valueBytes += r.value.length;
+    totals.count++;
+    totals.valueBytes += r.value.length;
     const head = Buffer.allocUnsafe(16);
     head.writeUInt32LE(r.instanceId % 2 ** 32, 0);
     head.writeUInt32LE(Math.floor(r.instanceId / 2 ** 32), 4);
@@ -185,14 +181,10 @@ if (mode === 'receive-file') {
     chunk.push(head, r.value);
     chunkBytes += 16 + r.value.length;
     if (chunkBytes >= CHUNK_BYTES) {
-      if (!socket.write(Buffer.concat(chunk)))
-        await new Promise((res) => socket.once('drain', res));
+      yield Buffer.concat(chunk);
       chunk = [];
       chunkBytes = 0;
     }
   }
-  socket.end(Buffer.concat(chunk));
-  await new Promise((resolve) => socket.once('close', resolve));
-  await store.close();
-  process.send({ type: 'sent', count, bytes: valueBytes }, () => process.exit(0));
+  yield Buffer.concat(chunk);
 }

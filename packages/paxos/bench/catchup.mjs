@@ -366,64 +366,40 @@ for (const [label, count, valueBytes] of [
   raw[label] = runs;
   const m = (k) => median(runs.map((x) => x[k]));
   const ms = (server, k) => median(runs.map((x) => x[`servedBy${server}`][k]));
+  // A stream row, with its ratio to a baseline of the same run when the baselines ran.
+  const stream = (what, key, unit, baselineKey, baseline) => ({
+    name: `catch-up ${label}: stream, ${what}`,
+    value: m(key),
+    unit,
+    ...(BASELINES && { ratio: m(key) / m(baselineKey), baseline }),
+  });
+  const INSERTS = 'raw socket + batched inserts';
+  const PHYSICAL = 'physical (from memory): raw socket + plain file append';
+  const PHYSICAL_FILE = 'physical (from file): file read + raw socket + plain file append';
   rows.push(
-    {
-      name: `catch-up ${label}: stream, group quiet`,
-      value: m('quietInstancesPerSec'),
-      unit: 'instances/s',
-      ...(BASELINES && {
-        ratio: m('quietInstancesPerSec') / m('baselineInstancesPerSec'),
-        baseline: 'raw socket + batched inserts',
-      }),
-    },
-    {
-      name: `catch-up ${label}: stream, group quiet`,
-      value: m('quietMBPerSec'),
-      unit: 'MB/s',
-      ...(BASELINES && {
-        ratio: m('quietMBPerSec') / m('physicalMBPerSec'),
-        baseline: 'physical (from memory): raw socket + plain file append',
-      }),
-    },
+    stream(
+      'group quiet',
+      'quietInstancesPerSec',
+      'instances/s',
+      'baselineInstancesPerSec',
+      INSERTS,
+    ),
+    stream('group quiet', 'quietMBPerSec', 'MB/s', 'physicalMBPerSec', PHYSICAL),
     ...(BASELINES
-      ? [
-          {
-            name: `catch-up ${label}: stream, group quiet`,
-            value: m('quietMBPerSec'),
-            unit: 'MB/s',
-            ratio: m('quietMBPerSec') / m('physicalFileMBPerSec'),
-            baseline: 'physical (from file): file read + raw socket + plain file append',
-          },
-        ]
+      ? [stream('group quiet', 'quietMBPerSec', 'MB/s', 'physicalFileMBPerSec', PHYSICAL_FILE)]
       : []),
-    {
-      name: `catch-up ${label}: stream, node 1 proposing`,
-      value: m('instancesPerSec'),
-      unit: 'instances/s',
-      ...(BASELINES && {
-        ratio: m('instancesPerSec') / m('baselineInstancesPerSec'),
-        baseline: 'raw socket + batched inserts',
-      }),
-    },
-    {
-      name: `catch-up ${label}: stream, node 1 proposing`,
-      value: m('MBPerSec'),
-      unit: 'MB/s',
-      ...(BASELINES && {
-        ratio: m('MBPerSec') / m('baselineMBPerSec'),
-        baseline: 'raw socket + batched inserts',
-      }),
-    },
+    stream(
+      'node 1 proposing',
+      'instancesPerSec',
+      'instances/s',
+      'baselineInstancesPerSec',
+      INSERTS,
+    ),
+    stream('node 1 proposing', 'MBPerSec', 'MB/s', 'baselineMBPerSec', INSERTS),
   );
   if (BASELINES)
     rows.push(
-      {
-        name: `catch-up ${label}: stream, node 1 proposing`,
-        value: m('MBPerSec'),
-        unit: 'MB/s',
-        ratio: m('MBPerSec') / m('physicalMBPerSec'),
-        baseline: 'physical (from memory): raw socket + plain file append',
-      },
+      stream('node 1 proposing', 'MBPerSec', 'MB/s', 'physicalMBPerSec', PHYSICAL),
       {
         name: `catch-up ${label}: baseline`,
         value: m('baselineInstancesPerSec'),
