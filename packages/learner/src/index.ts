@@ -33,6 +33,7 @@ export {
   type LearnerFaults,
   type LearnerEvent,
   type CatchUpStatus,
+  type CatchUpProgress,
   type CatchUpSummary,
   type ReadFailure,
 } from './learner';

@@ -96,30 +96,28 @@ export interface LearnerHost {
   notify?(event: LearnerEvent): void;
 }
 
-/** A catch-up in progress, as status() shows it (rates over the last rateWindowMs). */
-export interface CatchUpStatus {
-  /** The peer streaming to us now. */
+/** What every view of a catch-up holds: who streams, from where to where, and how far it got. */
+export interface CatchUpProgress {
+  /** The peer streaming to us (now, or at the end). */
   fromNodeId: number;
   beginInstanceId: number;
   /** The highest now instance id a peer reported: where the catch-up ends. */
   targetInstanceId: number;
   learnedInstances: number;
   learnedBytes: number;
+  startedAtMs: number;
+}
+
+/** A catch-up in progress, as status() shows it (rates over the last rateWindowMs). */
+export interface CatchUpStatus extends CatchUpProgress {
   instancesPerSec: number;
   bytesPerSec: number;
   /** At the current rate; undefined while nothing has been learned. */
   etaMs: number | undefined;
-  startedAtMs: number;
 }
 
-/** The last catch-up that reached its target. */
-export interface CatchUpSummary {
-  fromNodeId: number;
-  beginInstanceId: number;
-  targetInstanceId: number;
-  learnedInstances: number;
-  learnedBytes: number;
-  startedAtMs: number;
+/** The last catch-up that reached its target (average rates over its whole duration). */
+export interface CatchUpSummary extends CatchUpProgress {
   finishedAtMs: number;
   durationMs: number;
   instancesPerSec: number;
@@ -135,13 +133,7 @@ export type LearnerEvent =
     }
   | ({ type: 'caughtUp' } & CatchUpSummary);
 
-interface CatchUp {
-  fromNodeId: number;
-  beginInstanceId: number;
-  targetInstanceId: number;
-  learnedInstances: number;
-  learnedBytes: number;
-  startedAtMs: number;
+interface CatchUp extends CatchUpProgress {
   rate: RateWindow;
 }
 
