@@ -6,6 +6,7 @@ import { type Ballot, compareBallots, NULL_BALLOT } from '@tspaxos/learner';
 import type { LogStore } from '@tspaxos/storage';
 import { type PaxosMsg, PaxosMsgType, paxosMsg } from '@tspaxos/transport';
 
+import { assert } from './errors';
 import type { AcceptorFaults } from './faults';
 
 export type { AcceptorFaults };
@@ -62,15 +63,18 @@ export class Acceptor {
    * chosen there; @tspaxos/sim catches it.
    */
   newInstance(): void {
+    const promise = this.promiseBallot;
     this.instanceId++;
     if (this.faults.resetPromisePerInstance) this.promiseBallot = NULL_BALLOT;
     this.acceptedBallot = NULL_BALLOT;
     this.acceptedValue = NO_VALUE;
     this.checksum = 0;
+    assert(this.promiseBallot === promise, 'the promise is kept across instances');
   }
 
   /** Phase 1b. Returns the reply, or undefined when the promise could not be persisted. */
   async onPrepare(msg: PaxosMsg, lastChecksum: number): Promise<PaxosMsg | undefined> {
+    assert(msg.instanceId === this.instanceId, 'a Prepare reaches the acceptor for its instance');
     const reply = this.reply(PaxosMsgType.PrepareReply, msg);
     const ballot = { proposalId: msg.proposalId, nodeId: msg.nodeId };
     if (compareBallots(ballot, this.promiseBallot) >= 0) {
@@ -88,6 +92,7 @@ export class Acceptor {
 
   /** Phase 2b. Returns the reply, or undefined when the accept could not be persisted. */
   async onAccept(msg: PaxosMsg, lastChecksum: number): Promise<PaxosMsg | undefined> {
+    assert(msg.instanceId === this.instanceId, 'an Accept reaches the acceptor for its instance');
     const reply = this.reply(PaxosMsgType.AcceptReply, msg);
     const ballot = { proposalId: msg.proposalId, nodeId: msg.nodeId };
     if (this.faults.forgetPromises || compareBallots(ballot, this.promiseBallot) >= 0) {
@@ -120,6 +125,8 @@ export class Acceptor {
     value: Uint8Array,
     lastChecksum: number,
   ): Promise<boolean> {
+    // Paxos: a promise only rises (an acceptor that lowered it could grant a ballot it refused).
+    assert(compareBallots(promise, this.promiseBallot) >= 0, 'the promise never decreases');
     const checksum =
       accepted.proposalId > 0 ? chainChecksum(this.instanceId, lastChecksum, value) : 0;
     const write = this.store.put(
@@ -150,6 +157,10 @@ export class Acceptor {
     this.acceptedBallot = accepted;
     this.acceptedValue = value;
     this.checksum = checksum;
+    assert(
+      compareBallots(this.acceptedBallot, this.promiseBallot) <= 0,
+      'the accepted ballot is at most the promise',
+    );
     return true;
   }
 }

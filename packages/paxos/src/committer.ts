@@ -4,7 +4,7 @@
 // together are packed into one instance (PhxPaxos BatchPropose): the way to throughput, since an
 // instance costs two fsync round trips whatever it carries.
 import { crc32, KNOWN_CRC_MIN_BYTES, rememberCrc } from '@tspaxos/crc-wasm';
-import { PaxosError } from './errors';
+import { assert, PaxosError } from './errors';
 import type { PaxosOptions } from './options';
 import {
   BATCH_HEADER_BYTES,
@@ -134,6 +134,11 @@ export class Committer {
     // over each 100 KiB value on the proposing node). The packed value is ours and never
     // written again, as rememberCrc requires.
     if (value.length >= KNOWN_CRC_MIN_BYTES) rememberCrc(value, crc32(value));
+    // propose() refuses what would not fit one Accept once packed (Instance.propose).
+    assert(
+      value.length <= this.options.maxValueBytes + SINGLE_VALUE_OVERHEAD_BYTES,
+      'a packed value fits maxValueBytes and its header',
+    );
     this.inFlight = { instanceId, value, entries, batch: head.batch };
     return this.inFlight;
   }
@@ -142,6 +147,7 @@ export class Committer {
   committed(results: unknown[]): void {
     const flight = this.inFlight;
     if (flight === undefined) return;
+    assert(results.length === flight.entries.length, 'every entry of a chosen value has a result');
     this.inFlight = undefined;
     this.counters.committed += flight.entries.length;
     flight.entries.forEach((e, i) =>
