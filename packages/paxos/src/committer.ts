@@ -124,21 +124,21 @@ export class Committer {
         packedBytes += itemBytes;
       }
     }
-    this.queue.splice(0, entries.length);
-    for (const e of entries) this.queuedBytes -= e.value.length;
     const value = head.batch
       ? packBatch(entries.map((e) => ({ smId: e.smId, value: e.value })))
       : packValue(head.smId, head.value);
-    // One pass over a large value serves its every CRC: the acceptor's checksum chain, the log's
-    // value CRC and the Accept frame's CRC all combine this one (issue 10 profile: three passes
-    // over each 100 KiB value on the proposing node). The packed value is ours and never
-    // written again, as rememberCrc requires.
-    if (value.length >= KNOWN_CRC_MIN_BYTES) rememberCrc(value, crc32(value));
     // propose() refuses what would not fit one Accept once packed (Instance.propose).
     assert(
       value.length <= this.options.maxValueBytes + SINGLE_VALUE_OVERHEAD_BYTES,
       'a packed value fits maxValueBytes and its header',
     );
+    // One pass over a large value serves its every CRC: the acceptor's checksum chain, the log's
+    // value CRC and the Accept frame's CRC all combine this one (issue 10 profile: three passes
+    // over each 100 KiB value on the proposing node). The packed value is ours and never
+    // written again, as rememberCrc requires.
+    if (value.length >= KNOWN_CRC_MIN_BYTES) rememberCrc(value, crc32(value));
+    this.queue.splice(0, entries.length);
+    for (const e of entries) this.queuedBytes -= e.value.length;
     this.inFlight = { instanceId, value, entries, batch: head.batch };
     return this.inFlight;
   }

@@ -163,6 +163,15 @@ export class Proposer {
     this.wasRejected = false;
     this.highestOtherPreAccept = NULL_BALLOT;
     if (needNewBallot) this.proposalId = Math.max(this.proposalId, this.highestOtherProposalId) + 1;
+    else if (this.acceptSentThisInstance && this.lastAcceptProposalId === this.proposalId) {
+      // Preparing again the id an Accept already carried (its timeout, no rejection): that Accept
+      // may sit at acceptors outside this round's majority, so the id keeps its value. Our own
+      // (proposalId, nodeId) outranks any pre-accept a promiser of this id can report, which a
+      // lower ballot's value must not displace. PhxPaxos's Proposer::Prepare resets the highest
+      // pre-accept here too, so one ballot could carry two values (proposer.test.ts).
+      this.highestOtherPreAccept = { proposalId: this.proposalId, nodeId: this.host.nodeId };
+      this.value = this.lastAcceptValue;
+    }
     assert(
       this.proposalId > this.highestOtherProposalId || !needNewBallot,
       'a new proposal id is above every id it was rejected with',
