@@ -60,7 +60,8 @@ export class Acceptor {
    * prepare safe: a prepare covers every later instance, as in Multi-Paxos. The planted bug
    * `resetPromisePerInstance` (an acceptor that forgets its promise at each new instance) lets a
    * proposer that skips prepare at i+1 with ballot b overwrite a value a lower ballot already got
-   * chosen there; @tspaxos/sim catches it.
+   * chosen there; the assertion below stops the group first (before it, @tspaxos/sim's agreement
+   * check caught it).
    */
   newInstance(): void {
     const promise = this.promiseBallot;

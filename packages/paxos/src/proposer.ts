@@ -172,10 +172,6 @@ export class Proposer {
       this.highestOtherPreAccept = { proposalId: this.proposalId, nodeId: this.host.nodeId };
       this.value = this.lastAcceptValue;
     }
-    assert(
-      this.proposalId > this.highestOtherProposalId || !needNewBallot,
-      'a new proposal id is above every id it was rejected with',
-    );
     this.round.reset();
     this.counters.prepares++;
     this.host.event('prepare', { instanceId: this.instanceId, proposalId: this.proposalId });
