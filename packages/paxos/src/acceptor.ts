@@ -6,6 +6,7 @@ import { type Ballot, compareBallots, NULL_BALLOT } from '@tspaxos/learner';
 import type { LogStore } from '@tspaxos/storage';
 import { type PaxosMsg, PaxosMsgType, paxosMsg } from '@tspaxos/transport';
 
+import { assert } from './errors';
 import type { AcceptorFaults } from './faults';
 
 export type { AcceptorFaults };
@@ -59,18 +60,22 @@ export class Acceptor {
    * prepare safe: a prepare covers every later instance, as in Multi-Paxos. The planted bug
    * `resetPromisePerInstance` (an acceptor that forgets its promise at each new instance) lets a
    * proposer that skips prepare at i+1 with ballot b overwrite a value a lower ballot already got
-   * chosen there; @tspaxos/sim catches it.
+   * chosen there; the assertion below stops the group first (before it, @tspaxos/sim's agreement
+   * check caught it).
    */
   newInstance(): void {
+    const promise = this.promiseBallot;
     this.instanceId++;
     if (this.faults.resetPromisePerInstance) this.promiseBallot = NULL_BALLOT;
     this.acceptedBallot = NULL_BALLOT;
     this.acceptedValue = NO_VALUE;
     this.checksum = 0;
+    assert(this.promiseBallot === promise, 'the promise is kept across instances');
   }
 
   /** Phase 1b. Returns the reply, or undefined when the promise could not be persisted. */
   async onPrepare(msg: PaxosMsg, lastChecksum: number): Promise<PaxosMsg | undefined> {
+    assert(msg.instanceId === this.instanceId, 'a Prepare reaches the acceptor for its instance');
     const reply = this.reply(PaxosMsgType.PrepareReply, msg);
     const ballot = { proposalId: msg.proposalId, nodeId: msg.nodeId };
     if (compareBallots(ballot, this.promiseBallot) >= 0) {
@@ -88,6 +93,7 @@ export class Acceptor {
 
   /** Phase 2b. Returns the reply, or undefined when the accept could not be persisted. */
   async onAccept(msg: PaxosMsg, lastChecksum: number): Promise<PaxosMsg | undefined> {
+    assert(msg.instanceId === this.instanceId, 'an Accept reaches the acceptor for its instance');
     const reply = this.reply(PaxosMsgType.AcceptReply, msg);
     const ballot = { proposalId: msg.proposalId, nodeId: msg.nodeId };
     if (this.faults.forgetPromises || compareBallots(ballot, this.promiseBallot) >= 0) {
@@ -120,6 +126,8 @@ export class Acceptor {
     value: Uint8Array,
     lastChecksum: number,
   ): Promise<boolean> {
+    // Paxos: a promise only rises (an acceptor that lowered it could grant a ballot it refused).
+    assert(compareBallots(promise, this.promiseBallot) >= 0, 'the promise never decreases');
     const checksum =
       accepted.proposalId > 0 ? chainChecksum(this.instanceId, lastChecksum, value) : 0;
     const write = this.store.put(
@@ -150,6 +158,10 @@ export class Acceptor {
     this.acceptedBallot = accepted;
     this.acceptedValue = value;
     this.checksum = checksum;
+    assert(
+      compareBallots(this.acceptedBallot, this.promiseBallot) <= 0,
+      'the accepted ballot is at most the promise',
+    );
     return true;
   }
 }

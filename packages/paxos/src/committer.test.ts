@@ -1,7 +1,7 @@
 import { crc32, KNOWN_CRC_MIN_BYTES, knownCrc } from '@tspaxos/crc-wasm';
 import { describe, expect, it } from 'vitest';
 import { Committer } from './committer';
-import { PaxosError } from './errors';
+import { InvariantError, PaxosError } from './errors';
 import { defaultPaxosOptions } from './options';
 import { packValue, unpackValue } from './value';
 
@@ -98,5 +98,30 @@ describe('Committer', () => {
     c.rejectAll(new PaxosError('E_STOPPED', 'stopping'));
     await expect(a).rejects.toMatchObject({ code: 'E_STOPPED' });
     await expect(b).rejects.toMatchObject({ code: 'E_STOPPED' });
+  });
+
+  it('trips "every entry of a chosen value has a result" when a batch is settled with too few', async () => {
+    const c = new Committer(defaultPaxosOptions());
+    const ps = ['a', 'b'].map((s) => c.add(10, bytes(s), true, 0, 1000));
+    c.take(3);
+    expect(() => c.committed(['only-a'])).toThrow(InvariantError);
+    expect(c.inFlight?.instanceId).toBe(3); // nothing settled: the callers are not told wrongly
+    c.rejectAll(new PaxosError('E_STOPPED', 'test over'));
+    for (const p of ps) await expect(p).rejects.toMatchObject({ code: 'E_STOPPED' });
+  });
+
+  it('trips "a packed value fits" on a value propose() should have refused', async () => {
+    const options = { ...defaultPaxosOptions(), maxValueBytes: 16 };
+    const c = new Committer(options);
+    const fits = c.add(10, new Uint8Array(16), false, 0, 1000);
+    expect(c.take(0)?.value.length).toBe(20); // 16 bytes and the 4-byte header: at the limit
+    c.committed([undefined]);
+    await expect(fits).resolves.toMatchObject({ instanceId: 0 });
+    const tooLarge = c.add(10, new Uint8Array(17), false, 0, 1000);
+    expect(() => c.take(1)).toThrow(
+      'tspaxos invariant violated: a packed value fits maxValueBytes and its header',
+    );
+    c.rejectAll(new PaxosError('E_STOPPED', 'test over'));
+    await expect(tooLarge).rejects.toMatchObject({ code: 'E_STOPPED' });
   });
 });

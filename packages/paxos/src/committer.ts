@@ -4,7 +4,7 @@
 // together are packed into one instance (PhxPaxos BatchPropose): the way to throughput, since an
 // instance costs two fsync round trips whatever it carries.
 import { crc32, KNOWN_CRC_MIN_BYTES, rememberCrc } from '@tspaxos/crc-wasm';
-import { PaxosError } from './errors';
+import { assert, PaxosError } from './errors';
 import type { PaxosOptions } from './options';
 import {
   BATCH_HEADER_BYTES,
@@ -124,16 +124,21 @@ export class Committer {
         packedBytes += itemBytes;
       }
     }
-    this.queue.splice(0, entries.length);
-    for (const e of entries) this.queuedBytes -= e.value.length;
     const value = head.batch
       ? packBatch(entries.map((e) => ({ smId: e.smId, value: e.value })))
       : packValue(head.smId, head.value);
+    // propose() refuses what would not fit one Accept once packed (Instance.propose).
+    assert(
+      value.length <= this.options.maxValueBytes + SINGLE_VALUE_OVERHEAD_BYTES,
+      'a packed value fits maxValueBytes and its header',
+    );
     // One pass over a large value serves its every CRC: the acceptor's checksum chain, the log's
     // value CRC and the Accept frame's CRC all combine this one (issue 10 profile: three passes
     // over each 100 KiB value on the proposing node). The packed value is ours and never
     // written again, as rememberCrc requires.
     if (value.length >= KNOWN_CRC_MIN_BYTES) rememberCrc(value, crc32(value));
+    this.queue.splice(0, entries.length);
+    for (const e of entries) this.queuedBytes -= e.value.length;
     this.inFlight = { instanceId, value, entries, batch: head.batch };
     return this.inFlight;
   }
@@ -142,6 +147,7 @@ export class Committer {
   committed(results: unknown[]): void {
     const flight = this.inFlight;
     if (flight === undefined) return;
+    assert(results.length === flight.entries.length, 'every entry of a chosen value has a result');
     this.inFlight = undefined;
     this.counters.committed += flight.entries.length;
     flight.entries.forEach((e, i) =>

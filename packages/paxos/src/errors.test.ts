@@ -252,3 +252,53 @@ describe('no error goes unseen (status().errors)', () => {
     expect(nodes[0]!.status(0).members).toEqual([1, 2, 3, 4]);
   });
 });
+
+describe('a broken invariant stops the group (E_INVARIANT)', () => {
+  /** Proposes without advancing the clock; the outcome is filled in when it settles. */
+  function proposeAsync(node: PaxosNode, value: string) {
+    const outcome: { settled?: { ok: true; instanceId: number } | { ok: false; code: string } } =
+      {};
+    node.propose(0, bytes(value), { smId: 10, timeoutMs: 5000 }).then(
+      (r) => (outcome.settled = { ok: true, instanceId: r.instanceId }),
+      (e: { code: string }) => (outcome.settled = { ok: false, code: e.code }),
+    );
+    return outcome;
+  }
+
+  it.each([
+    {
+      faults: { proposerMissesNewInstance: true },
+      message:
+        /group 0: the roles' instance ids differ: learner 1, acceptor 1, proposer 0, committer undefined/,
+      // the learner moved on before the check
+      stoppedAt: 1,
+    },
+    {
+      faults: { resetPromisePerInstance: true },
+      message: /the promise is kept across instances/,
+      // the acceptor's check throws before the learner moves on
+      stoppedAt: 0,
+    },
+  ])(
+    'planted $faults: the group stops with E_INVARIANT at the first new instance, in status() and errors, and pending proposals are rejected with it',
+    async ({ faults, message, stoppedAt }) => {
+      const { machines } = await cluster({ faults });
+      const first = proposeAsync(nodes[0]!, 'a');
+      const second = proposeAsync(nodes[0]!, 'b'); // waits behind 'a' in the committer
+      for (let i = 0; i < 100 && second.settled === undefined; i++) await world.advance(50);
+      expect(first.settled).toEqual({ ok: true, instanceId: 0 }); // settled before the new instance
+      expect(second.settled).toEqual({ ok: false, code: 'E_INVARIANT' });
+      await world.advance(1000);
+      for (const n of nodes) {
+        const status = n.status(0);
+        expect(status.stopped?.code).toBe('E_INVARIANT');
+        expect(status.stopped?.message).toMatch(message);
+        expect(status.errors.taskErrors.count).toBe(1);
+        expect(status.errors.taskErrors.last?.code).toBe('E_INVARIANT');
+        expect(status.instanceId).toBe(stoppedAt); // nothing learned past the broken instance
+      }
+      expect(machines.map((m) => m.applied)).toEqual([['a'], ['a'], ['a']]);
+      expect(await propose(nodes[1]!, 'c')).toEqual({ ok: false, code: 'E_INVARIANT' });
+    },
+  );
+});

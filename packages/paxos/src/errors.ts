@@ -18,7 +18,9 @@ export type PaxosErrorCode =
   | 'E_MEMBERSHIP_CONFLICT'
   | 'E_NEEDS_CHECKPOINT'
   | 'E_CHECKPOINT_INSTALLED'
-  | 'E_CHECKPOINT_INSTALL_FAILED';
+  | 'E_CHECKPOINT_INSTALL_FAILED'
+  /** A broken invariant of our own code (assert): a bug; the group stopped (Instance.taskFailed). */
+  | 'E_INVARIANT';
 
 /** An error of the consensus layer, with a stable code. */
 export class PaxosError extends TspaxosError {
@@ -29,7 +31,22 @@ export class PaxosError extends TspaxosError {
   }
 }
 
-/** A broken invariant of our own code: a bug, never bad input (STYLE.md 10). */
+/**
+ * What assert() throws: a bug of our own code, never bad input. Coded (E_INVARIANT) so that a
+ * group it reaches stops with it, and the callers whose proposals were pending learn why.
+ */
+export class InvariantError extends PaxosError {
+  declare readonly code: 'E_INVARIANT';
+
+  constructor(message: string) {
+    super('E_INVARIANT', `tspaxos invariant violated: ${message}`);
+  }
+}
+
+/**
+ * A broken invariant of our own code: a bug, never bad input (STYLE.md 10). On a hot path pass a
+ * constant message (a template literal allocates even when the condition holds).
+ */
 export function assert(condition: unknown, message: string): asserts condition {
-  if (!condition) throw new Error(`tspaxos invariant violated: ${message}`);
+  if (!condition) throw new InvariantError(message);
 }

@@ -21,6 +21,8 @@ export interface UnsafeFaults {
    * group's messages, instead of in the loop's idle time: an Accept waits behind a run of slices.
    */
   backgroundWorkAsTasks?: boolean;
+  /** Planted: the proposer is not moved to the next instance with the acceptor and learner. */
+  proposerMissesNewInstance?: boolean;
 }
 
 /** The acceptor's share of the planted bugs. */

@@ -16,7 +16,7 @@ export type {
   InstanceEvent,
 } from './instance';
 export { NodeEventEmitter, type NodeEvents, type NodeEventName } from './events';
-export { PaxosError, type PaxosErrorCode } from './errors';
+export { InvariantError, PaxosError, type PaxosErrorCode } from './errors';
 export {
   type PaxosOptions,
   type PaxosOptionsInput,

@@ -3,7 +3,9 @@
 // stable leader without a leader lease), and adopting the highest pre-accepted value it is told.
 import { type Ballot, compareBallots, NULL_BALLOT, isNullBallot } from '@tspaxos/learner';
 import { type PaxosMsg, PaxosMsgType, paxosMsg } from '@tspaxos/transport';
+import { assert } from './errors';
 import type { PaxosOptions } from './options';
+import { bytesEqual } from './value';
 
 export interface ProposerHost {
   readonly nodeId: number;
@@ -70,6 +72,14 @@ export class Proposer {
   private wasRejected = false;
   /** An Accept left this proposer for the current instance. */
   private acceptSentThisInstance = false;
+  /** The ballot and value of the last Accept sent for the current instance (one ballot, one value). */
+  private lastAcceptProposalId = 0;
+  private lastAcceptValue: Uint8Array | undefined;
+  /**
+   * The proposal id a majority last promised (in this instance or an earlier one: a prepare
+   * covers every later instance). An Accept carries no other id (Paxos phase 2 needs phase 1).
+   */
+  private preparedProposalId = 0;
   private readonly round = new RoundCounter();
   private cancelTimer: (() => void) | undefined;
   private readonly timeoutMs: { prepare: number; accept: number };
@@ -118,6 +128,7 @@ export class Proposer {
   newInstance(): void {
     this.instanceId++;
     this.acceptSentThisInstance = false;
+    this.lastAcceptValue = undefined;
     this.round.reset();
     this.highestOtherProposalId = 0;
     this.value = undefined;
@@ -152,6 +163,15 @@ export class Proposer {
     this.wasRejected = false;
     this.highestOtherPreAccept = NULL_BALLOT;
     if (needNewBallot) this.proposalId = Math.max(this.proposalId, this.highestOtherProposalId) + 1;
+    else if (this.acceptSentThisInstance && this.lastAcceptProposalId === this.proposalId) {
+      // Preparing again the id an Accept already carried (its timeout, no rejection): that Accept
+      // may sit at acceptors outside this round's majority, so the id keeps its value. Our own
+      // (proposalId, nodeId) outranks any pre-accept a promiser of this id can report, which a
+      // lower ballot's value must not displace. PhxPaxos's Proposer::Prepare resets the highest
+      // pre-accept here too, so one ballot could carry two values (proposer.test.ts).
+      this.highestOtherPreAccept = { proposalId: this.proposalId, nodeId: this.host.nodeId };
+      this.value = this.lastAcceptValue;
+    }
     this.round.reset();
     this.counters.prepares++;
     this.host.event('prepare', { instanceId: this.instanceId, proposalId: this.proposalId });
@@ -185,6 +205,7 @@ export class Proposer {
     }
     if (this.round.granted.size >= this.majority()) {
       this.canSkipPrepare = true;
+      this.preparedProposalId = this.proposalId;
       this.accept();
     } else if (this.roundLost()) {
       this.armTimer('prepare', this.options.rejectedRetryDelayMs);
@@ -216,6 +237,23 @@ export class Proposer {
   private accept(): void {
     const value = this.value;
     if (value === undefined) return;
+    // Phase 2 only after phase 1: a majority promised this id, just now or for an earlier
+    // instance with nothing since that cancels it (the skip-prepare rule, newValue()).
+    assert(
+      this.canSkipPrepare && this.preparedProposalId === this.proposalId,
+      'no Accept without a prepare majority for its proposal id',
+    );
+    // One ballot carries one value in an instance (see newValue()): a re-sent Accept with the
+    // same id carries the same bytes (the value may be a peer's copy of it, adopted back).
+    assert(
+      !this.acceptSentThisInstance ||
+        this.lastAcceptProposalId !== this.proposalId ||
+        value === this.lastAcceptValue ||
+        (this.lastAcceptValue !== undefined && bytesEqual(value, this.lastAcceptValue)),
+      'one proposal id carries one value in an instance',
+    );
+    this.lastAcceptProposalId = this.proposalId;
+    this.lastAcceptValue = value;
     this.exit();
     this.accepting = true;
     this.round.reset();

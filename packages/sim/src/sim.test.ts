@@ -133,14 +133,20 @@ describe('simulator', () => {
     return undefined;
   }
 
+  // The acceptor's own assertions (packages/paxos acceptor.ts) see these two first: the seed
+  // fails on the invariant error that stopped the group, before any wrong value is chosen.
   it(`planted bug: an acceptor that forgets its promises is caught within ${PLANTED_WITHIN} seeds`, async () => {
-    expect((await firstCatch('forgetPromises'))?.invariant).toMatch(/agreement|chain|durability/);
+    const caught = await firstCatch('forgetPromises');
+    expect(caught?.invariant).toBe('invariant');
+    expect(caught?.message).toMatch(
+      /n\d group \d: a task threw E_INVARIANT: tspaxos invariant violated: the promise never decreases \(during event "/,
+    );
   });
 
   it(`planted bug: an acceptor that forgets its promise at each new instance is caught within ${PLANTED_WITHIN} seeds`, async () => {
-    expect((await firstCatch('resetPromisePerInstance'))?.invariant).toMatch(
-      /agreement|chain|durability/,
-    );
+    const caught = await firstCatch('resetPromisePerInstance');
+    expect(caught?.invariant).toBe('invariant');
+    expect(caught?.message).toMatch(/E_INVARIANT: .*the promise is kept across instances/);
   });
 
   it(`planted bug: an acceptor that acknowledges before its write is durable is caught within ${PLANTED_WITHIN} seeds`, async () => {

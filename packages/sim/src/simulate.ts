@@ -6,6 +6,7 @@ import {
   createNode,
   type GroupStatus,
   type MasterFaults,
+  type PaxosErrorCode,
   type PaxosNode,
   type ProposeResult,
   type Scheduler,
@@ -43,6 +44,8 @@ export type Invariant =
   | 'liveness'
   /** An unexpected error inside a node: a task, execute() or a write failed (status().errors). */
   | 'error'
+  /** An assertion in a node's code failed (E_INVARIANT): a bug; the group stopped. */
+  | 'invariant'
   | 'unhandled-rejection'
   /** The simulation itself threw. */
   | 'crash'
@@ -53,6 +56,9 @@ export type Invariant =
 
   /** A checkpoint (own or installed) differs from what the log says (checkpoints.ts). */
   | 'checkpoint';
+
+/** What a failed assertion in @tspaxos/paxos throws and stops its group with (InvariantError). */
+const INVARIANT_CODE: PaxosErrorCode = 'E_INVARIANT';
 
 /** Bugs planted on purpose; each must make the simulator fail (STYLE.md 13). */
 export const PLANTED_BUGS = [
@@ -1002,7 +1008,7 @@ class Simulation {
         // A write fails only after an injected fsync failure (the group then stopped).
         if (kind === 'persistFailures' && n.store.fsyncFailures > 0) continue;
         this.note(
-          'error',
+          e.last?.code === INVARIANT_CODE ? 'invariant' : 'error',
           `n${n.id} group ${g}: status().errors.${kind} = ${e.count}, last ${e.last?.code}: ${e.last?.message}`,
         );
       }
@@ -1022,7 +1028,7 @@ class Simulation {
     switch (event) {
       case 'task-failed':
         this.note(
-          'error',
+          fields.code === INVARIANT_CODE ? 'invariant' : 'error',
           `n${n.id} group ${String(fields.group)}: a task threw ${String(fields.code)}: ${String(fields.message)} (during event "${this.eventName()}")`,
         );
         return;
@@ -1038,7 +1044,11 @@ class Simulation {
           return; // the node is faulted: its disk is replaced later
         }
         this.note(
-          fields.code === 'E_CHECKSUM_MISMATCH' ? 'chain' : 'error',
+          fields.code === 'E_CHECKSUM_MISMATCH'
+            ? 'chain'
+            : fields.code === INVARIANT_CODE
+              ? 'invariant'
+              : 'error',
           `n${n.id} group ${String(fields.group)} stopped: ${String(fields.message)} (during event "${this.eventName()}")`,
         );
         return;
