@@ -1,4 +1,5 @@
 // A node that lost its KV state recovers on its own in a quiet cluster (issue 17, finding 6).
+// (And finding 2: a KV file an OS crash rolled back below its own checkpoint.)
 // Node 3 of 3 compacted its log; it is SIGKILLed and its KV directory wiped (the log stays);
 // node 2 goes down too. Node 3 can only be replayed from a checkpoint at or above the end of its
 // own log, and it does not vote until it has one; with node 2 down no write can be chosen
@@ -8,7 +9,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type Cluster, NodeProcess, put, startCluster, waitFor } from './helpers';
+import { type Cluster, NodeProcess, put, startCluster, waitConverged, waitFor } from './helpers';
 
 const KEYS = 20;
 
@@ -102,6 +103,65 @@ describe('a node that lost its state directory', () => {
       expect(await (await fetch(`${again.httpUrl}/kv/after`)).text()).toBe('x');
       console.log(`node 3 voting again ${Math.round(recoveredMs)} ms after its restart`);
       expect(recoveredMs).toBeLessThan(30_000);
+    },
+  );
+});
+
+describe('a KV file rolled back below its own checkpoint', () => {
+  let cluster: Cluster | undefined;
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  it(
+    'starts from the checkpoint: the instances between are not skipped',
+    { timeout: 300_000 },
+    async () => {
+      cluster = await startCluster({ voters: 3, name: 'kv-rollback' });
+      const nodes = cluster.nodes;
+      const [n1, , n3] = nodes as [NodeProcess, NodeProcess, NodeProcess];
+      for (let i = 0; i < KEYS; i++) await ok(put(n1.httpUrl, `a${i}`, `v${i}`));
+      await waitConverged(nodes);
+      // A clean stop folds the WAL into kv.sqlite: keep that file as the older state.
+      await n3.kill('SIGTERM');
+      const live = path.join(cluster.dataRoot, 'node-3', 'kv-g0', 'kv.sqlite');
+      const older = `${live}.older`;
+      fs.copyFileSync(live, older);
+      let node3 = new NodeProcess(3, n3.args, n3.httpUrl);
+      nodes[2] = node3;
+      node3.start();
+      await node3.ready();
+      for (let i = 0; i < KEYS; i++) await ok(put(n1.httpUrl, `b${i}`, `v${i}`));
+      await waitConverged(nodes);
+      const cp = JSON.parse(
+        await ok(fetch(`${node3.httpUrl}/admin/checkpoint`, { method: 'POST' })),
+      ) as { checkpointInstanceId: number };
+      // An OS crash: the fsynced checkpoint stays, the live file (synchronous=NORMAL) loses its
+      // recent commits (here: all of them since the older copy).
+      const before = await status(node3.httpUrl);
+      await node3.kill('SIGKILL');
+      fs.copyFileSync(older, live);
+      fs.rmSync(`${live}-wal`, { force: true });
+      fs.rmSync(`${live}-shm`, { force: true });
+      node3 = new NodeProcess(3, n3.args, n3.httpUrl);
+      nodes[2] = node3;
+      node3.start();
+      await node3.ready();
+      // The log replays at start (before `listening`) from the checkpoint instance id on.
+      await waitFor('node 3 back where it was', async () => {
+        const s = await status(node3.httpUrl);
+        return s.instanceId >= before.instanceId;
+      });
+      const missing: string[] = [];
+      for (const prefix of ['a', 'b'])
+        for (let i = 0; i < KEYS; i++) {
+          const res = await fetch(`${node3.httpUrl}/kv/${prefix}${i}`);
+          if (res.status !== 200 || (await res.text()) !== `v${i}`) missing.push(`${prefix}${i}`);
+        }
+      expect(missing).toEqual([]);
+      const s3 = await status(node3.httpUrl);
+      expect(s3.kv.counters['checkpointReinstalls']).toBe(1);
+      expect(s3.kv.appliedInstanceId).toBeGreaterThanOrEqual(cp.checkpointInstanceId);
     },
   );
 });
