@@ -1,5 +1,6 @@
 // The CLI as a user meets it: --help on every command, one-line errors with exit code 2 for bad
-// flags, and a graceful SIGTERM (a pending request answered 503, log and state closed, exit 0).
+// flags, and a graceful SIGTERM (a write that went out answered 504 after the drain, log and
+// state closed, exit 0).
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { CLI, freePorts, NodeProcess, tempDir, waitFor } from './helpers';
