@@ -14,6 +14,8 @@ export type ServerErrorCode =
   | 'E_STOPPING'
   | 'E_UNAVAILABLE'
   | 'E_TIMEOUT'
+  | 'E_OUTCOME_UNKNOWN'
+  | 'E_EXECUTE_FAILED'
   | 'E_BAD_CHECKPOINT'
   | 'E_INTERNAL';
 
@@ -30,7 +32,11 @@ const STATUS: Record<ServerErrorCode, number> = {
   E_CHECKPOINT_LOCKED: 409,
   E_STOPPING: 503,
   E_UNAVAILABLE: 503,
+  // 504: the write may or may not be applied (it may have left the node); 503: it was not.
   E_TIMEOUT: 504,
+  E_OUTCOME_UNKNOWN: 504,
+  // Chosen, but this node's state machine failed to apply it (it retries): a broken disk.
+  E_EXECUTE_FAILED: 500,
   E_BAD_CHECKPOINT: 500,
   E_INTERNAL: 500,
 };

@@ -11,9 +11,15 @@ import * as fs from 'node:fs';
 import { ServerError } from './errors';
 import { checkKey, groupOfKey } from './keys';
 import { encodeOp, OP_DELETE, OP_PUT } from './kv-state-machine';
-import { KV_SM_ID, MAX_BODY_BYTES, MAX_PARAM_CHARS, PROPOSE_TIMEOUT_MS } from './options';
+import {
+  KV_SM_ID,
+  MAX_BODY_BYTES,
+  MAX_PARAM_CHARS,
+  PROPOSE_TIMEOUT_MS,
+  RETRY_AFTER_SECONDS,
+} from './options';
 import type { KvServer } from './server';
-import { NO_SM_ID, PaxosError } from './stack';
+import { NO_SM_ID, PaxosError, type ProposeResult } from './stack';
 
 const DASHBOARD_FILE = new URL('../public/index.html', import.meta.url);
 
@@ -35,13 +41,37 @@ function errorBody(code: string, message: string): ErrorBody {
   return { error: { code, message } };
 }
 
-/** Maps a paxos rejection to an HTTP answer; undefined for codes that mean a bug of ours. */
-function fromPaxos(error: PaxosError): ServerError | undefined {
-  switch (error.code) {
+/** Where a proposal was when the group refused it, and what it was for. */
+export interface Refusal {
+  /**
+   * The value had entered the group's queue: its proposer may have sent it, so it may be chosen.
+   * False when PaxosNode refused it before queueing it (nothing left the node).
+   */
+  queued: boolean;
+  /** A PUT/DELETE (a barrier has no effect, so its outcome is never in doubt). */
+  write: boolean;
+}
+
+/**
+ * Maps every paxos rejection to an HTTP answer; undefined for the codes that mean a bug of ours.
+ * A 503 means "not applied, try again" (issue 17): a write the group may have sent before it
+ * refused it is answered 504 E_OUTCOME_UNKNOWN instead, as a timeout is.
+ */
+export function fromPaxos(error: PaxosError, refusal: Refusal): ServerError | undefined {
+  const code = error.code;
+  const detail = `${code}: ${error.message}`;
+  const unavailable = () => new ServerError('E_UNAVAILABLE', detail);
+  const unknownOutcome = refusal.queued && refusal.write;
+  const outcomeUnknown = () =>
+    new ServerError(
+      'E_OUTCOME_UNKNOWN',
+      `${detail} (the write may have been sent to the other members before: it may or may not be applied; read it back or retry)`,
+    );
+  switch (code) {
     case 'E_TIMEOUT':
       return new ServerError('E_TIMEOUT', error.message);
     case 'E_STOPPED':
-      return new ServerError('E_STOPPING', error.message);
+      return unknownOutcome ? outcomeUnknown() : new ServerError('E_STOPPING', error.message);
     case 'E_FOLLOWER':
       return new ServerError(
         'E_FOLLOWER',
@@ -50,21 +80,84 @@ function fromPaxos(error: PaxosError): ServerError | undefined {
     case 'E_VALUE_TOO_LARGE':
       return new ServerError('E_TOO_LARGE', error.message);
     case 'E_QUEUE_FULL':
+    case 'E_NOT_MEMBER':
+      // Refused before it was sent, even when queued (instance.ts checkNewValue).
+      return unavailable();
     case 'E_GROUP_STOPPED':
     case 'E_CHECKSUM_MISMATCH':
-    case 'E_NOT_MEMBER':
-      // The group cannot take it now (overloaded, or stopped itself on a diverged log).
-      return new ServerError('E_UNAVAILABLE', `${error.code}: ${error.message}`);
-    default:
-      // E_BAD_GROUP, E_BAD_ARGUMENT, E_UNKNOWN_STATE_MACHINE …: the server asked wrongly.
+    case 'E_STORAGE':
+    case 'E_NEEDS_CHECKPOINT':
+    case 'E_CHECKPOINT_INSTALLED':
+    case 'E_CHECKPOINT_INSTALL_FAILED':
+      // The group cannot take values now (stopped on a diverged log or a failed write, waiting
+      // for or restarting from a checkpoint). Its queue is rejected whole, in-flight value too.
+      return unknownOutcome ? outcomeUnknown() : unavailable();
+    case 'E_EXECUTE_FAILED':
+      // Only ever for the value in flight once chosen: it is in the log, not yet applied here.
+      return new ServerError(
+        'E_EXECUTE_FAILED',
+        `${detail} (the value was chosen; this node applies it once its state machine works again)`,
+      );
+    case 'E_BAD_GROUP':
+    case 'E_BAD_ARGUMENT':
+    case 'E_UNKNOWN_STATE_MACHINE':
+    case 'E_MEMBERSHIP_CONFLICT':
+      // The server asked wrongly, or a peer runs state machines this node does not have.
       return undefined;
+    default: {
+      const unmapped: never = code; // a new code must be mapped above
+      return unmapped;
+    }
   }
+}
+
+const QUEUED = Symbol('queued');
+const QUEUED_NOW = Promise.resolve(QUEUED);
+
+export type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown; queued: boolean };
+
+/**
+ * Settles like `pending`, and says whether a rejection was there at once. PaxosNode refuses a
+ * value it does not queue with an already-rejected promise, which wins the race below against
+ * a resolved one; a rejection that comes later is for a value the group had queued.
+ */
+export async function settle<T>(pending: Promise<T>): Promise<Settled<T>> {
+  let queued = false;
+  try {
+    const first = await Promise.race([pending, QUEUED_NOW]);
+    if (first !== QUEUED) return { ok: true, value: first as T };
+    queued = true;
+    return { ok: true, value: await pending };
+  } catch (error) {
+    return { ok: false, error, queued };
+  }
+}
+
+/** Proposes through the group; a refusal is mapped by fromPaxos. */
+async function propose(
+  server: KvServer,
+  g: number,
+  value: Uint8Array,
+  smId: number,
+  write: boolean,
+): Promise<ProposeResult> {
+  // Not handed to the proposer once the node stops: that is what makes this 503 true.
+  if (server.stopping) throw new ServerError('E_STOPPING', 'the node is stopping');
+  const r = await settle(
+    server.trackProposal(
+      server.paxos.batchPropose(g, value, { smId, timeoutMs: PROPOSE_TIMEOUT_MS }),
+    ),
+  );
+  if (r.ok) return r.value;
+  if (!(r.error instanceof PaxosError)) throw r.error;
+  throw fromPaxos(r.error, { queued: r.queued, write }) ?? r.error;
 }
 
 /** The answer to an error the client or the cluster's state explains; undefined for a bug. */
 function clientError(error: unknown): ServerError | undefined {
   if (error instanceof ServerError) return error.code === 'E_INTERNAL' ? undefined : error;
-  if (error instanceof PaxosError) return fromPaxos(error);
+  // Other routes (compact): nothing was proposed.
+  if (error instanceof PaxosError) return fromPaxos(error, { queued: false, write: false });
   // fastify's own 4xx (body too large, bad content length …); anything else is ours.
   const err = error as { statusCode?: number; code?: string; message?: string };
   const status = err.statusCode ?? 500;
@@ -106,7 +199,8 @@ export function buildHttp(server: KvServer): FastifyInstance {
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: MAX_BODY_BYTES,
     routerOptions: { maxParamLength: MAX_PARAM_CHARS },
-    return503OnClosing: true,
+    // Our own 503 E_STOPPING (onRequest below) answers while the node closes, in our format.
+    return503OnClosing: false,
     // Requests Node's HTTP parser refuses (a malformed request line or header, headers over
     // 16 KiB, a request timeout): answered in our error format, then the connection is closed.
     clientErrorHandler: (error, socket) => {
@@ -142,7 +236,10 @@ export function buildHttp(server: KvServer): FastifyInstance {
   app.addHook('onRequest', async (_req, reply) => {
     reply.header('access-control-allow-origin', '*');
     if (server.stopping) {
-      reply.code(503).send(errorBody('E_STOPPING', 'the node is stopping'));
+      reply
+        .code(503)
+        .header('retry-after', String(RETRY_AFTER_SECONDS))
+        .send(errorBody('E_STOPPING', 'the node is stopping'));
       return reply;
     }
     return undefined;
@@ -165,6 +262,8 @@ export function buildHttp(server: KvServer): FastifyInstance {
     }
     const body = errorBody(e.code, e.message);
     Object.assign(body.error, e.extra);
+    // A 503 is "not applied, try again": say when.
+    if (e.httpStatus === 503) reply.header('retry-after', String(RETRY_AFTER_SECONDS));
     void reply.code(e.httpStatus).type('application/json').send(body);
   });
 
@@ -200,10 +299,7 @@ export function buildHttp(server: KvServer): FastifyInstance {
     if (consistent === 'true') {
       const started = performance.now();
       // The barrier: an empty value for no state machine, batched with the writes waiting here.
-      const r = await server.paxos.batchPropose(g, new Uint8Array(0), {
-        smId: NO_SM_ID,
-        timeoutMs: PROPOSE_TIMEOUT_MS,
-      });
+      const r = await propose(server, g, new Uint8Array(0), NO_SM_ID, false);
       server.metrics.commitLatency.observe({ op: 'barrier' }, (performance.now() - started) / 1000);
       instanceId = r.instanceId;
     } else if (consistent === 'lease') {
@@ -252,10 +348,7 @@ export function buildHttp(server: KvServer): FastifyInstance {
     }
     const g = groupOfKey(key, groups);
     const started = performance.now();
-    const r = await server.paxos.batchPropose(g, encodeOp({ op, key, value }), {
-      smId: KV_SM_ID,
-      timeoutMs: PROPOSE_TIMEOUT_MS,
-    });
+    const r = await propose(server, g, encodeOp({ op, key, value }), KV_SM_ID, true);
     server.metrics.commitLatency.observe(
       { op: op === OP_PUT ? 'put' : 'delete' },
       (performance.now() - started) / 1000,

@@ -106,18 +106,21 @@ describe('KvStateMachine', () => {
 
     const b = new KvStateMachine({ dir: tempDir(), group: 0, onFatal: fatal });
     await apply(b, 0, [put('only-b', 'y')]);
+    // A peer copies it: the lock first brings the checkpoint up to what is applied (10).
     a.lockCheckpointState();
+    expect(a.getCheckpointInstanceId()).toBe(10);
+    expect(a.status().counters).toMatchObject({ checkpoints: 2, checkpointsForPeers: 1 });
     expect(() => a.checkpoint(2000)).toThrow(/being sent/);
-    b.loadCheckpointState(0, dir, files, 9);
-    b.loadCheckpointState(0, dir, files, 9); // asked again after a crash: same result
+    b.loadCheckpointState(0, dir, files, 10);
+    b.loadCheckpointState(0, dir, files, 10); // asked again after a crash: same result
     a.unlockCheckpointState();
     expect(text(b.get('k3'))).toBe('a3');
     expect(b.get('only-b')).toBeUndefined();
-    expect(b.get('after')).toBeUndefined();
-    expect(b.status()).toMatchObject({ appliedInstanceId: 9, checkpointInstanceId: 9 });
-    await apply(b, 10, [put('after', 'x')]);
     expect(text(b.get('after'))).toBe('x');
-    expect(() => b.loadCheckpointState(0, dir, files, 8)).toThrow(/expected 8/);
+    expect(b.status()).toMatchObject({ appliedInstanceId: 10, checkpointInstanceId: 10 });
+    await apply(b, 11, [put('later', 'z')]);
+    expect(text(b.get('later'))).toBe('z');
+    expect(() => b.loadCheckpointState(0, dir, files, 9)).toThrow(/expected 9/);
     a.close();
     b.close();
   });
@@ -135,6 +138,67 @@ describe('KvStateMachine', () => {
     again.close();
   });
 
+  it('an OS crash rolled the live file back below its checkpoint: it starts from the checkpoint', async () => {
+    // The live file is committed with synchronous=NORMAL, the checkpoint fsynced: after a power
+    // cut the live file can hold instance 4 while the checkpoint holds 9. The node replays the
+    // log from 10 on (getCheckpointInstanceId), so 5 … 9 must come from the checkpoint.
+    const dir = tempDir();
+    const kv = new KvStateMachine({ dir, group: 0, onFatal: fatal });
+    for (let i = 0; i < 5; i++) await apply(kv, i, [put(`k${i}`, `v${i}`)]);
+    kv.close(); // folds the WAL into the file
+    const older = path.join(dir, 'older.sqlite');
+    fs.copyFileSync(kv.file, older);
+    const newer = new KvStateMachine({ dir, group: 0, onFatal: fatal });
+    for (let i = 5; i < 10; i++) await apply(newer, i, [put(`k${i}`, `v${i}`)]);
+    expect(newer.checkpoint(0)).toBe(9);
+    newer.close();
+    fs.copyFileSync(older, newer.file); // what the crash left
+
+    const again = new KvStateMachine({ dir, group: 0, onFatal: fatal });
+    const from = again.getCheckpointInstanceId() + 1;
+    // The replay the node does: from the checkpoint on (nothing above it in this log).
+    for (let i = from; i < 10; i++) await apply(again, i, [put(`k${i}`, `v${i}`)]);
+    for (let i = 0; i < 10; i++) expect(text(again.get(`k${i}`)), `k${i}`).toBe(`v${i}`);
+    expect(again.status()).toMatchObject({
+      appliedInstanceId: 9,
+      counters: { checkpointReinstalls: 1 },
+    });
+    again.close();
+  });
+
+  it('instances without a KV operation count as applied, toward checkpoints too', async () => {
+    const errors: Error[] = [];
+    const kv = new KvStateMachine({
+      dir: tempDir(),
+      group: 0,
+      onFatal: fatal,
+      checkpointEveryInstances: 5,
+      onError: (e) => errors.push(e),
+    });
+    await apply(kv, 0, [put('a', '1')]);
+    kv.noteExecuted(1);
+    expect(kv.status().appliedInstanceId).toBe(0);
+    // Master leases and barriers at 1 … 6: no key written, the log moved on.
+    kv.noteExecuted(7);
+    expect(kv.status().appliedInstanceId).toBe(6);
+    await new Promise((r) => setImmediate(r));
+    expect(kv.getCheckpointInstanceId()).toBe(6);
+    expect(kv.status().counters.automaticCheckpoints).toBe(1);
+    // The checkpoint file says so itself (a peer installing it checks that).
+    const { dir, files } = kv.getCheckpointState();
+    const b = new KvStateMachine({ dir: tempDir(), group: 0, onFatal: fatal });
+    b.loadCheckpointState(0, dir, files, 6);
+    expect(text(b.get('a'))).toBe('1');
+    // A peer asks while the log moved on again: the lock writes the checkpoint at 8 first.
+    kv.noteExecuted(9);
+    kv.lockCheckpointState();
+    expect(kv.getCheckpointInstanceId()).toBe(8);
+    kv.unlockCheckpointState();
+    expect(errors).toEqual([]);
+    kv.close();
+    b.close();
+  });
+
   it('writes a checkpoint on its own every N instances, out of the apply path', async () => {
     const errors: Error[] = [];
     const kv = new KvStateMachine({
@@ -150,15 +214,17 @@ describe('KvStateMachine', () => {
     }
     expect(kv.getCheckpointInstanceId()).toBe(9); // at 4 (0…4 applied) and at 9
     expect(kv.status().counters).toMatchObject({ checkpoints: 2, automaticCheckpoints: 2 });
-    // While a peer copies the checkpoint, the automatic one waits for the next instance.
+    // A peer copies the checkpoint (brought up to 11 first); meanwhile the automatic one, due at
+    // 16, waits for the next instance.
     kv.lockCheckpointState();
-    for (let i = 12; i < 16; i++) await apply(kv, i, [put(`k${i}`, `v${i}`)]);
+    expect(kv.getCheckpointInstanceId()).toBe(11);
+    for (let i = 12; i < 17; i++) await apply(kv, i, [put(`k${i}`, `v${i}`)]);
     await new Promise((r) => setImmediate(r));
-    expect(kv.getCheckpointInstanceId()).toBe(9);
+    expect(kv.getCheckpointInstanceId()).toBe(11);
     kv.unlockCheckpointState();
-    await apply(kv, 16, [put('k16', 'v16')]);
+    await apply(kv, 17, [put('k17', 'v17')]);
     await new Promise((r) => setImmediate(r));
-    expect(kv.getCheckpointInstanceId()).toBe(16);
+    expect(kv.getCheckpointInstanceId()).toBe(17);
     expect(errors).toEqual([]);
     kv.close();
   });

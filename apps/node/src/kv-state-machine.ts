@@ -4,7 +4,14 @@
 //   a replay after a crash (the node replays from the checkpoint instance id) skips what is
 //   already here and applies the rest exactly once;
 // - a checkpoint is `VACUUM INTO` a temporary file in the checkpoint directory, fsynced and
-//   renamed over the previous one (a reader never sees half a checkpoint);
+//   renamed over the previous one (a reader never sees half a checkpoint). The live file is
+//   committed with synchronous=NORMAL and the checkpoint is fsynced, so after an OS crash the
+//   live file can be behind its checkpoint: it is then replaced by the checkpoint at start, so
+//   the state always reflects at least the checkpoint instance id the node reports (the log
+//   replays from there; issue 17, finding 2);
+// - instances that carry no KV operation (master leases, barriers) count as applied too (the
+//   server reports every executed run, noteExecuted), so a checkpoint reflects the whole log
+//   and a peer asking for one gets one at the log's end (lockCheckpointState writes it);
 // - loadCheckpointState copies the received file beside the live one, fsyncs it and renames it
 //   over the live one (PhxPaxos LoadCheckpointState; idempotent: running it twice gives the same
 //   state).
@@ -71,6 +78,10 @@ export interface KvCounters {
   /** Of which written on their own (checkpointEveryInstances). */
   automaticCheckpoints: number;
   checkpointLoads: number;
+  /** Starts that found the live file behind its checkpoint (or gone) and began from the checkpoint. */
+  checkpointReinstalls: number;
+  /** Checkpoints written because a peer asked for ours and it was behind (lockCheckpointState). */
+  checkpointsForPeers: number;
 }
 
 export interface KvStateMachineOptions {
@@ -105,6 +116,8 @@ export class KvStateMachine implements StateMachine {
     checkpoints: 0,
     automaticCheckpoints: 0,
     checkpointLoads: 0,
+    checkpointReinstalls: 0,
+    checkpointsForPeers: 0,
   };
   /** Highest instance whose operations are in the file (committed, or in the open transaction). */
   appliedInstanceId = -1;
@@ -125,12 +138,16 @@ export class KvStateMachine implements StateMachine {
     fs.mkdirSync(this.checkpointDir, { recursive: true });
     const checkpointFile = path.join(this.checkpointDir, KV_FILE);
     if (fs.existsSync(checkpointFile)) this.checkpointId = readAppliedInstanceId(checkpointFile);
-    // The live file is gone but a checkpoint is here: start from the checkpoint (replay would
-    // otherwise apply the log above the checkpoint onto an empty store).
-    if (!fs.existsSync(this.file) && this.checkpointId >= 0) {
-      installFile(checkpointFile, this.file);
-    }
     this.open();
+    // The live file is gone, or an OS crash rolled it back below its checkpoint (it is not
+    // fsynced, the checkpoint is): the node replays the log from the checkpoint on, so the state
+    // must be the checkpoint's, else the instances between are never applied here.
+    if (this.appliedInstanceId < this.checkpointId) {
+      this.db.close();
+      installFile(checkpointFile, this.file);
+      this.counters.checkpointReinstalls++;
+      this.open();
+    }
   }
 
   get isLocked(): boolean {
@@ -187,6 +204,18 @@ export class KvStateMachine implements StateMachine {
     return { ok: true };
   }
 
+  /**
+   * The group executed every instance below `nextInstanceId` (the server's `learned` listener):
+   * those that carried no KV operation are reflected here too, so they count toward the
+   * applied instance id, the automatic checkpoint and the checkpoint a peer gets.
+   */
+  noteExecuted(nextInstanceId: number): void {
+    if (this.closed || nextInstanceId - 1 <= this.appliedInstanceId) return;
+    this.appliedInstanceId = nextInstanceId - 1;
+    // In a transaction, its commit records it; else the next commit or checkpoint does.
+    if (!this.inTransaction) this.maybeCheckpoint();
+  }
+
   private commit(): void {
     if (!this.inTransaction) return;
     try {
@@ -228,7 +257,17 @@ export class KvStateMachine implements StateMachine {
     return this.checkpointId;
   }
 
+  /**
+   * A peer is about to copy the checkpoint: bring it up to what is applied first, so that a
+   * node that lost its state can install it whatever its log holds (a checkpoint older than the
+   * asker's log is refused as stale; in a quiet cluster none newer would ever come: finding 6).
+   */
   lockCheckpointState(): void {
+    if (this.locks === 0 && !this.closed && this.appliedInstanceId > this.checkpointId) {
+      this.commit();
+      this.checkpoint((this.opts.nowMs ?? Date.now)());
+      this.counters.checkpointsForPeers++;
+    }
     this.locks++;
   }
 
@@ -249,6 +288,8 @@ export class KvStateMachine implements StateMachine {
     const target = path.join(this.checkpointDir, KV_FILE);
     const temp = `${target}.tmp`;
     fs.rmSync(temp, { force: true });
+    // The instances applied without a KV operation since the last commit (noteExecuted).
+    this.stmts.setMeta.run('applied', this.appliedInstanceId);
     this.db.prepare('VACUUM INTO ?').run(temp);
     fsyncFile(temp);
     fs.renameSync(temp, target);

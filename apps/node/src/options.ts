@@ -15,8 +15,14 @@ export const MEMBER_POLL_INTERVAL_MS = 1000;
 export const MEMBER_POLL_TIMEOUT_MS = 800;
 /** Window of the catch-up rate estimate when the learner does not report catchUp itself (ours). */
 export const CATCH_UP_RATE_WINDOW_MS = 2000;
-/** How long a graceful stop waits for in-flight HTTP requests before closing anyway (ours). */
-export const STOP_GRACE_MS = 5000;
+/**
+ * How long a graceful stop lets the writes already handed to the proposer be chosen before it
+ * stops the node (ours: a few rounds on a loaded machine, well under CHILD_STOP_TIMEOUT_MS); what
+ * is left then is answered 504 E_OUTCOME_UNKNOWN.
+ */
+export const STOP_DRAIN_MS = 3000;
+/** Retry-After of a 503 (ours: a stopping node is gone or back within seconds, a full queue drains in ms). */
+export const RETRY_AFTER_SECONDS = 1;
 /** First paxos port of `tspaxos cluster` (node i listens on base + i; HTTP on base + 1000 + i). */
 export const DEFAULT_BASE_PORT = 7100;
 /** HTTP ports sit this far above the paxos ports in `tspaxos cluster` (DESIGN §6: 7101 → 8101). */

@@ -1,6 +1,6 @@
-// `tspaxos node`: one node as a process. SIGTERM/SIGINT stop it gracefully (pending requests get
-// 503, the log and the KV files are closed); a failed KV commit stops it with exit code 1 (the
-// log replays the lost instances at the next start).
+// `tspaxos node`: one node as a process. SIGTERM/SIGINT stop it gracefully (new requests get 503,
+// writes in flight are drained or answered 504, the log and the KV files are closed); a failed KV
+// commit stops it with exit code 1 (the log replays the lost instances at the next start).
 import { pino } from 'pino';
 import { KvServer, type ServerConfig } from './server';
 

@@ -12,6 +12,7 @@ import {
   DEFAULT_KEEP_LOG_INSTANCES,
   MEMBER_POLL_INTERVAL_MS,
   MEMBER_POLL_TIMEOUT_MS,
+  STOP_DRAIN_MS,
   TASK_ERRORS_KEPT,
 } from './options';
 import { formatAddress } from './args';
@@ -81,6 +82,11 @@ export class KvServer {
   private readonly members = new Map<number, MemberView>();
   private pollTimer: NodeJS.Timeout | undefined;
   private stopped: Promise<void> | undefined;
+  /** Client proposals handed to the paxos node and not settled yet (a stop drains them). */
+  private proposalsInFlight = 0;
+  private onDrained: (() => void) | undefined;
+  /** What the last stop did with the proposals it found in flight (tests, logs). */
+  readonly stopCounters = { inFlightAtStop: 0, drained: 0, leftAtDrainDeadline: 0 };
 
   constructor(
     readonly config: ServerConfig,
@@ -158,6 +164,9 @@ export class KvServer {
       },
       logger,
     });
+    // Instances without a KV operation (master leases, barriers) count as applied in the KV
+    // file, so its checkpoints follow the log even when no key is written (finding 6).
+    this.node.on('learned', (e) => this.kvs[e.group]!.noteExecuted(e.instanceId));
     this.app = buildHttp(this);
     await this.app.listen({ host: config.http.host, port: config.http.port });
     const address = this.app.server.address();
@@ -297,7 +306,23 @@ export class KvServer {
     return [...this.members.values()].sort((a, b) => a.nodeId - b.nodeId);
   }
 
-  /** Graceful stop: new requests get 503, pending proposals reject (503), then log and state close. */
+  /** Counts a client proposal until it settles, so that a stop can drain it. */
+  trackProposal<T>(proposal: Promise<T>): Promise<T> {
+    this.proposalsInFlight++;
+    const settled = () => {
+      this.proposalsInFlight--;
+      if (this.proposalsInFlight === 0) this.onDrained?.();
+    };
+    proposal.then(settled, settled);
+    return proposal;
+  }
+
+  /**
+   * Graceful stop: new requests get 503 E_STOPPING (nothing proposed); the writes already handed
+   * to the proposer get up to STOP_DRAIN_MS to be chosen and answered; what is left then is
+   * rejected by the node and answered 504 E_OUTCOME_UNKNOWN (it may have been sent); then the
+   * log and state close.
+   */
   stop(): Promise<void> {
     this.stopped ??= this.doStop();
     return this.stopped;
@@ -306,7 +331,22 @@ export class KvServer {
   private async doStop(): Promise<void> {
     this.stopping = true;
     if (this.pollTimer) clearTimeout(this.pollTimer);
-    this.log.info({ group: null }, 'stopping');
+    const inFlight = this.proposalsInFlight;
+    this.stopCounters.inFlightAtStop = inFlight;
+    this.log.info({ group: null, proposalsInFlight: inFlight }, 'stopping');
+    if (inFlight > 0) {
+      await new Promise<void>((resolve) => {
+        const deadline = setTimeout(resolve, STOP_DRAIN_MS);
+        this.onDrained = () => {
+          clearTimeout(deadline);
+          resolve();
+        };
+      });
+      this.onDrained = undefined;
+      this.stopCounters.leftAtDrainDeadline = this.proposalsInFlight;
+      this.stopCounters.drained = inFlight - this.proposalsInFlight;
+      this.log.info({ group: null, ...this.stopCounters }, 'proposals-drained');
+    }
     await this.node.stop();
     await this.app.close();
     for (const kv of this.kvs) kv.close();

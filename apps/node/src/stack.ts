@@ -4,6 +4,8 @@ export { createNode } from '@tspaxos/paxos/node';
 export {
   PaxosNode,
   PaxosError,
+  type PaxosErrorCode,
+  type ProposeResult,
   defaultPaxosOptions,
   MASTER_LEASE_MIN_MS,
   NO_SM_ID,

@@ -1,5 +1,6 @@
 // The CLI as a user meets it: --help on every command, one-line errors with exit code 2 for bad
-// flags, and a graceful SIGTERM (a pending request answered 503, log and state closed, exit 0).
+// flags, and a graceful SIGTERM (a write that went out answered 504 after the drain, log and
+// state closed, exit 0).
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { CLI, freePorts, NodeProcess, tempDir, waitFor } from './helpers';
@@ -89,7 +90,7 @@ describe('tspaxos CLI', () => {
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
   });
 
-  it('SIGTERM: a pending write gets 503, the node closes its log and state and exits 0', async () => {
+  it('SIGTERM: a write it may have sent gets 504 after the drain, the node closes its log and state and exits 0', async () => {
     // Node 1 of a 3-node cluster whose other members never start: a write cannot be chosen.
     const [p1, p2, p3, http] = await freePorts(4);
     const node = new NodeProcess(
@@ -117,12 +118,16 @@ describe('tspaxos CLI', () => {
       return s.committer.counters.proposed === 1;
     });
     const exited = node.kill('SIGTERM');
+    // Its Prepare went out (to peers that are not there): it cannot be answered "not applied".
+    // The stop waits STOP_DRAIN_MS for it to be chosen, then answers it outcome-unknown.
     const res = await pending;
-    expect(res.status).toBe(503);
-    expect(await res.json()).toMatchObject({ error: { code: 'E_STOPPING' } });
+    expect(res.status).toBe(504);
+    expect(await res.json()).toMatchObject({ error: { code: 'E_OUTCOME_UNKNOWN' } });
     expect(await exited).toEqual({ code: 0, signal: null });
     const messages = node.json().map((l) => l['msg']);
     expect(messages).toContain('stopping');
+    const drained = node.json().find((l) => l['msg'] === 'proposals-drained');
+    expect(drained).toMatchObject({ inFlightAtStop: 1, drained: 0, leftAtDrainDeadline: 1 });
     expect(messages).toContain('stopped');
     // Every line names the node and the group (null for lines about the whole node).
     for (const line of node.json()) {

@@ -5,8 +5,10 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { settle } from '../src/http';
 import { groupOfKey } from '../src/keys';
 import { KvServer } from '../src/server';
+import { PaxosError, type PaxosErrorCode } from '../src/stack';
 import { freePorts, tempDir, waitFor } from './helpers';
 
 interface RawResponse {
@@ -297,5 +299,110 @@ describe('a bug inside the server', () => {
       kv.get = original;
       server.taskErrors.splice(0);
     }
+  });
+});
+
+type Answer = [status: number, code: string];
+const INTERNAL: Answer = [500, 'E_INTERNAL'];
+const UNAVAILABLE: Answer = [503, 'E_UNAVAILABLE'];
+const UNKNOWN: Answer = [504, 'E_OUTCOME_UNKNOWN'];
+/**
+ * Every paxos code (a Record: a new code is a type error here until it has its answers): a write
+ * refused before it was queued, a write refused once queued (it may have been sent), and a
+ * barrier read refused once queued (a read applies nothing, so its outcome is never unknown).
+ */
+const REFUSALS: Record<PaxosErrorCode, { refused: Answer; queued: Answer; barrier: Answer }> = {
+  E_TIMEOUT: {
+    refused: [504, 'E_TIMEOUT'],
+    queued: [504, 'E_TIMEOUT'],
+    barrier: [504, 'E_TIMEOUT'],
+  },
+  E_STOPPED: { refused: [503, 'E_STOPPING'], queued: UNKNOWN, barrier: [503, 'E_STOPPING'] },
+  E_GROUP_STOPPED: { refused: UNAVAILABLE, queued: UNKNOWN, barrier: UNAVAILABLE },
+  E_CHECKSUM_MISMATCH: { refused: UNAVAILABLE, queued: UNKNOWN, barrier: UNAVAILABLE },
+  E_STORAGE: { refused: UNAVAILABLE, queued: UNKNOWN, barrier: UNAVAILABLE },
+  E_NEEDS_CHECKPOINT: { refused: UNAVAILABLE, queued: UNKNOWN, barrier: UNAVAILABLE },
+  E_CHECKPOINT_INSTALLED: { refused: UNAVAILABLE, queued: UNKNOWN, barrier: UNAVAILABLE },
+  E_CHECKPOINT_INSTALL_FAILED: { refused: UNAVAILABLE, queued: UNKNOWN, barrier: UNAVAILABLE },
+  E_QUEUE_FULL: { refused: UNAVAILABLE, queued: UNAVAILABLE, barrier: UNAVAILABLE },
+  E_NOT_MEMBER: { refused: UNAVAILABLE, queued: UNAVAILABLE, barrier: UNAVAILABLE },
+  E_FOLLOWER: {
+    refused: [409, 'E_FOLLOWER'],
+    queued: [409, 'E_FOLLOWER'],
+    barrier: [409, 'E_FOLLOWER'],
+  },
+  E_VALUE_TOO_LARGE: {
+    refused: [413, 'E_TOO_LARGE'],
+    queued: [413, 'E_TOO_LARGE'],
+    barrier: [413, 'E_TOO_LARGE'],
+  },
+  E_EXECUTE_FAILED: {
+    refused: [500, 'E_EXECUTE_FAILED'],
+    queued: [500, 'E_EXECUTE_FAILED'],
+    barrier: [500, 'E_EXECUTE_FAILED'],
+  },
+  E_BAD_GROUP: { refused: INTERNAL, queued: INTERNAL, barrier: INTERNAL },
+  E_BAD_ARGUMENT: { refused: INTERNAL, queued: INTERNAL, barrier: INTERNAL },
+  E_UNKNOWN_STATE_MACHINE: { refused: INTERNAL, queued: INTERNAL, barrier: INTERNAL },
+  E_MEMBERSHIP_CONFLICT: { refused: INTERNAL, queued: INTERNAL, barrier: INTERNAL },
+};
+
+describe('paxos refusals', () => {
+  it.each(Object.entries(REFUSALS))(
+    '%s: 503 only when nothing was sent, with Retry-After; a task error only for a bug',
+    async (code, answers) => {
+      const node = server.paxos;
+      const original = node.batchPropose.bind(node);
+      const cases = [
+        { when: 'refused', request: req('PUT', '/kv/r', { body: 'v' }), answer: answers.refused },
+        { when: 'queued', request: req('PUT', '/kv/r', { body: 'v' }), answer: answers.queued },
+        { when: 'queued', request: req('GET', '/kv/r?consistent=true'), answer: answers.barrier },
+      ];
+      let bugs = 0;
+      try {
+        for (const c of cases) {
+          const error = new PaxosError(code as PaxosErrorCode, `planted ${code}`);
+          node.batchPropose = () =>
+            c.when === 'refused'
+              ? Promise.reject(error)
+              : new Promise((_resolve, reject) => setTimeout(() => reject(error), 5));
+          const res = await raw(c.request);
+          const what = `${c.when} ${c.request.toString('latin1').split(' ')[0]}`;
+          expect(res?.status, what).toBe(c.answer[0]);
+          expect(JSON.parse(res!.body), what).toEqual({
+            error: { code: c.answer[1], message: expect.any(String) },
+          });
+          const retryAfter = /retry-after: (\d+)/i.exec(res!.headers)?.[1];
+          if (c.answer[0] === 503) expect(Number(retryAfter), what).toBeGreaterThan(0);
+          else expect(retryAfter, what).toBeUndefined();
+          if (c.answer === INTERNAL) bugs++;
+        }
+        expect(server.taskErrors).toHaveLength(bugs);
+      } finally {
+        node.batchPropose = original;
+        server.taskErrors.splice(0);
+      }
+    },
+  );
+
+  it('the real node refuses what it does not queue at once (settle tells it from a later refusal)', async () => {
+    const badGroup = await settle(server.paxos.batchPropose(99, new Uint8Array(1)));
+    expect(badGroup).toMatchObject({ ok: false, queued: false, error: { code: 'E_BAD_GROUP' } });
+    const tooLarge = await settle(
+      server.paxos.batchPropose(0, new Uint8Array(server.paxos.options.maxValueBytes + 1), {
+        smId: 10,
+      }),
+    );
+    expect(tooLarge).toMatchObject({
+      ok: false,
+      queued: false,
+      error: { code: 'E_VALUE_TOO_LARGE' },
+    });
+    const later = await settle(
+      new Promise((_resolve, reject) => setImmediate(() => reject(new Error('later')))),
+    );
+    expect(later).toMatchObject({ ok: false, queued: true });
+    const chosen = await settle(server.paxos.batchPropose(0, new Uint8Array(0)));
+    expect(chosen).toMatchObject({ ok: true, value: { instanceId: expect.any(Number) } });
   });
 });
