@@ -102,7 +102,9 @@ export function fromPaxos(error: PaxosError, refusal: Refusal): ServerError | un
     case 'E_BAD_ARGUMENT':
     case 'E_UNKNOWN_STATE_MACHINE':
     case 'E_MEMBERSHIP_CONFLICT':
-      // The server asked wrongly, or a peer runs state machines this node does not have.
+    case 'E_INVARIANT':
+      // The server asked wrongly, a peer runs state machines this node does not have, or an
+      // invariant of the consensus core broke (the group stopped): bugs, counted as task errors.
       return undefined;
     default: {
       const unmapped: never = code; // a new code must be mapped above

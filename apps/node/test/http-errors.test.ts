@@ -343,6 +343,7 @@ const REFUSALS: Record<PaxosErrorCode, { refused: Answer; queued: Answer; barrie
   },
   E_BAD_GROUP: { refused: INTERNAL, queued: INTERNAL, barrier: INTERNAL },
   E_BAD_ARGUMENT: { refused: INTERNAL, queued: INTERNAL, barrier: INTERNAL },
+  E_INVARIANT: { refused: INTERNAL, queued: INTERNAL, barrier: INTERNAL },
   E_UNKNOWN_STATE_MACHINE: { refused: INTERNAL, queued: INTERNAL, barrier: INTERNAL },
   E_MEMBERSHIP_CONFLICT: { refused: INTERNAL, queued: INTERNAL, barrier: INTERNAL },
 };
