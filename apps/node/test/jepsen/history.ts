@@ -26,6 +26,8 @@ export interface Op {
   outcome?: Outcome;
   /** The HTTP status and error code, or the socket error. */
   detail?: string;
+  /** An ok answer's x-tspaxos-instance-id: the write's instance, the barrier's, the state read. */
+  instanceId?: number;
   /** One of the reads after the heal (every node, every key). */
   final?: boolean;
 }
@@ -36,7 +38,8 @@ export function describeOp(op: Op): string {
       ? `write ${op.key}=${op.value}`
       : `read(${op.mode}) ${op.key} -> ${op.outcome === 'ok' ? (op.value ?? 'nil') : '?'}`;
   const end = op.completeMs === undefined ? '…' : op.completeMs.toFixed(0);
-  return `#${op.id} c${op.client} n${op.node} ${what} [${op.invokeMs.toFixed(0)}, ${end}] ms ${op.outcome ?? 'pending'}${op.detail ? ` (${op.detail})` : ''}${op.final ? ' final' : ''}`;
+  const at = op.instanceId === undefined ? '' : ` @${op.instanceId}`;
+  return `#${op.id} c${op.client} n${op.node} ${what} [${op.invokeMs.toFixed(0)}, ${end}] ms ${op.outcome ?? 'pending'}${at}${op.detail ? ` (${op.detail})` : ''}${op.final ? ' final' : ''}`;
 }
 
 /** The register ops of one key: writes that may have happened, and ok reads of the given modes. */
@@ -148,4 +151,35 @@ export function excerpt(history: Op[], key: string, fromMs: number, toMs: number
     )
     .sort((a, b) => a.invokeMs - b.invokeMs)
     .map(describeOp);
+}
+
+/**
+ * Ops that went through the log (writes, consistent reads) and were answered with an instance at
+ * or below the instance of an op acknowledged before they were invoked: their proposal cannot
+ * have been chosen there (it did not exist yet), so the node claimed another proposal's instance
+ * (issue 17 finding 1). Keys do not matter: one group, one log.
+ */
+export function instanceOrderAnomalies(history: Op[]): string[] {
+  const logged = history.filter(
+    (o) =>
+      o.outcome === 'ok' &&
+      o.instanceId !== undefined &&
+      (o.kind === 'write' || o.mode === 'consistent'),
+  );
+  const byCompletion = [...logged].sort((a, b) => a.completeMs! - b.completeMs!);
+  const byInvocation = [...logged].sort((a, b) => a.invokeMs - b.invokeMs);
+  const out: string[] = [];
+  let highest: Op | undefined;
+  let next = 0;
+  for (const op of byInvocation) {
+    for (; next < byCompletion.length && byCompletion[next]!.completeMs! < op.invokeMs; next++) {
+      const done = byCompletion[next]!;
+      if (highest === undefined || done.instanceId! > highest.instanceId!) highest = done;
+    }
+    if (highest !== undefined && op.instanceId! <= highest.instanceId!)
+      out.push(
+        `answered at an instance chosen before it began: ${describeOp(op)}; acknowledged before it: ${describeOp(highest)}`,
+      );
+  }
+  return out;
 }

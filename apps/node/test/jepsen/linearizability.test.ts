@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { SeededRng } from '@tspaxos/transport';
 import { checkRegister, type RegisterOp } from './linearizability';
-import { checkKeys, plainReadAnomalies, type Op } from './history';
+import { checkKeys, instanceOrderAnomalies, plainReadAnomalies, type Op } from './history';
 
 let nextId = 0;
 const w = (value: string, invokeMs: number, returnMs: number): RegisterOp => ({
@@ -153,5 +153,22 @@ describe('history checks', () => {
     expect(lease.verdict.result).toBe('not-linearizable');
     expect(lease.anomalies).toEqual([expect.stringMatching(/^stale read: #3 /)]);
     expect(plainReadAnomalies(history)).toEqual([]);
+  });
+
+  it('an op answered at an instance chosen before it began is flagged, whatever its key', () => {
+    const history = [
+      op({ id: 1, kind: 'write', value: 'a', invokeMs: 0, instanceId: 4 }),
+      op({ id: 2, kind: 'write', value: 'b', key: 'other', invokeMs: 20, instanceId: 5 }),
+      // Concurrent with #2: batched with it at 5.
+      op({ id: 3, kind: 'read', mode: 'consistent', value: 'a', invokeMs: 25, instanceId: 5 }),
+      // Began after #2 was acknowledged at 5, answered at 4: a barrier that claimed instance 4.
+      op({ id: 4, kind: 'read', mode: 'consistent', value: 'a', invokeMs: 40, instanceId: 4 }),
+      op({ id: 5, kind: 'read', mode: 'consistent', value: 'a', invokeMs: 60, instanceId: 6 }),
+      // Lease and plain reads do not go through the log.
+      op({ id: 6, kind: 'read', mode: 'lease', value: 'a', invokeMs: 80, instanceId: 2 }),
+    ];
+    expect(instanceOrderAnomalies(history)).toEqual([
+      expect.stringMatching(/^answered .*: #4 .*#2 /),
+    ]);
   });
 });

@@ -12,6 +12,7 @@ import {
   checkKeys,
   describeOp,
   excerpt,
+  instanceOrderAnomalies,
   plainReadAnomalies,
   type KeyVerdict,
   type Op,
@@ -69,6 +70,8 @@ export interface JepsenReport {
   finalValues: Record<string, (string | null)[]>;
   verdicts: { consistent: KeyVerdict[]; lease: KeyVerdict[] };
   plainAnomalies: string[];
+  /** Writes and consistent reads answered at an instance chosen before they began. */
+  instanceAnomalies: string[];
   /** 500s and other answers nothing explains, and every node's /status taskErrors. */
   unexpected: string[];
   /** Every failed check, readable, with history excerpts. Empty: the run passed. */
@@ -299,6 +302,8 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenReport> {
   }
   const plainAnomalies = plainReadAnomalies(history);
   problems.push(...plainAnomalies.slice(0, 10));
+  const instanceAnomalies = instanceOrderAnomalies(history);
+  problems.push(...instanceAnomalies.slice(0, 10));
   problems.push(...unexpected);
   const links_ = Object.fromEntries(
     [...links.links].map(([name, link]) => [name, { ...link.counters }]),
@@ -325,6 +330,7 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenReport> {
     finalValues,
     verdicts,
     plainAnomalies,
+    instanceAnomalies,
     unexpected,
     problems,
     history,
@@ -382,6 +388,7 @@ export function formatReport(r: JepsenReport): string {
     `verdicts: consistent reads: ${verdict(r.verdicts.consistent)}`,
     `          lease reads: ${verdict(r.verdicts.lease)}`,
     `          plain reads: ${r.plainAnomalies.length} never-written values`,
+    `          instance order: ${r.instanceAnomalies.length} ops answered at an instance chosen before they began`,
     r.problems.length === 0
       ? 'PASS'
       : `FAIL: ${r.problems.length} problems\n${r.problems.join('\n')}`,
