@@ -33,7 +33,7 @@ describe('black-box fault run', () => {
       ).toBeGreaterThan(0);
       expect(report.ops.write.ok).toBeGreaterThanOrEqual(50);
       expect(report.ops.consistent.ok).toBeGreaterThanOrEqual(20);
-      expect(report.ops.lease.ok).toBeGreaterThanOrEqual(10);
+      expect(report.ops.lease.ok).toBeGreaterThanOrEqual(5);
       expect(report.ops.plain.ok).toBeGreaterThanOrEqual(20);
       expect(report.ops.write.fail + report.ops.write.unknown).toBeGreaterThan(0);
 
