@@ -1,5 +1,5 @@
 // The short black-box fault run of `npm test` (test/jepsen/run.ts; longer runs: `npm run jepsen
-// -- --seconds N`). Three node processes, every paxos link through a proxy, six clients writing
+// -- --seconds N`). Three node processes, every paxos link through a proxy, eight clients writing
 // and reading three keys through random nodes while the nemesis kills, terminates, pauses and
 // partitions nodes; afterwards every node converges and the history is linearizable per key.
 // JEPSEN_SECONDS sets the length, JEPSEN_SEED replays a schedule (the seed is in the output).

@@ -11,6 +11,9 @@ export const CLIENT_TIMEOUT_MS = 12_000;
 /** A client's pause after a refused connection (ours: the node is down for a second or more). */
 const REFUSED_PAUSE_MS = 100;
 
+/** Consistent reads of a key right after a write to it was answered 503 (ours: a few, as it may be chosen a moment later). */
+const FOLLOW_UP_READS = 3;
+
 export interface Answer {
   status: number;
   body: string;
@@ -182,18 +185,31 @@ export async function runClient(
   mix: ClientMix = DEFAULT_MIX,
 ): Promise<void> {
   const nodeIds = [...w.nodes.keys()];
+  /** Consistent reads owed to a key whose write was answered 503 (through other nodes). */
+  const followUps: { key: string; notNode: number }[] = [];
   for (let seq = 0; !stop(); seq++) {
-    const key = w.keys[rng.int(w.keys.length)]!;
-    const node = nodeIds[rng.int(nodeIds.length)]!;
+    let key = w.keys[rng.int(w.keys.length)]!;
+    let node = nodeIds[rng.int(nodeIds.length)]!;
     const x = rng.next();
     let op: Op;
-    if (x < mix.write)
+    const followUp = followUps.shift();
+    if (followUp !== undefined) {
+      // A 503 must mean "not applied" (issue 17 finding 8): read the key back at once, before
+      // another write hides the value if it was applied after all.
+      key = followUp.key;
+      const others = nodeIds.filter((id) => id !== followUp.notNode);
+      node = others[rng.int(others.length)]!;
+      op = await runOp(w, client, node, key, 'read', 'consistent', null);
+    } else if (x < mix.write)
       op = await runOp(w, client, node, key, 'write', undefined, `c${client}-${seq}`);
     else if (x < mix.write + mix.consistent)
       op = await runOp(w, client, node, key, 'read', 'consistent', null);
     else if (x < mix.write + mix.consistent + mix.lease)
       op = await runOp(w, client, node, key, 'read', 'lease', null);
     else op = await runOp(w, client, node, key, 'read', 'plain', null);
+    if (op.kind === 'write' && op.detail?.startsWith('503') === true) {
+      for (let i = 0; i < FOLLOW_UP_READS; i++) followUps.push({ key, notNode: node });
+    }
     // A node that is down refuses at once: do not spin on it.
     if (op.detail === 'ECONNREFUSED') await new Promise((r) => setTimeout(r, REFUSED_PAUSE_MS));
   }

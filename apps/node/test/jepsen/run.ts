@@ -35,8 +35,8 @@ export interface JepsenOptions {
   log?: (line: string) => void;
 }
 
-/** Defaults of a run (ours: 3 keys keep clients colliding; 2 s lease as test/master.test.ts). */
-export const DEFAULT_CLIENTS = 6;
+/** Defaults of a run (ours: 3 keys keep 8 clients colliding; 2 s lease as test/master.test.ts). */
+export const DEFAULT_CLIENTS = 8;
 export const DEFAULT_KEYS = 3;
 export const DEFAULT_LEASE_MS = 2000;
 /** A run goes on past `seconds` only until every fault kind ran, at most this many times `seconds`. */
