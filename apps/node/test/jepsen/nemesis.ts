@@ -119,11 +119,11 @@ export class Nemesis {
       case 'terminate': {
         const signal = kind === 'kill' ? 'SIGKILL' : 'SIGTERM';
         const downMs = 500 + this.rng.int(2000);
-        // Half the SIGTERMs come after the node stopped hearing its peers for a moment: its
+        // Most SIGTERMs come after the node stopped hearing its peers for a moment: its
         // proposals are out but unanswered when it stops (issue 17 finding 8: answered 503).
-        const deaf = kind === 'terminate' && this.rng.next() < 0.5;
+        const deaf = kind === 'terminate' && this.rng.next() < 0.75;
         const inbound = ids.filter((o) => o !== fault.node).map((o) => t.links.get(o, fault.node));
-        const deafMs = 500 + this.rng.int(1000);
+        const deafMs = 1000 + this.rng.int(1500);
         if (deaf) {
           for (const link of inbound) link.setCut(true);
           await sleep(deafMs);

@@ -3,10 +3,9 @@
 // clients on a few keys through random nodes, a nemesis on a seeded schedule; then everything is
 // healed, every node must converge (same instance id and lastChecksum), the last values are read
 // through every node, and the history is checked per key for linearizability.
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { SeededRng } from '@tspaxos/transport';
-import { freePorts, NodeProcess, tempDir, waitFor } from '../helpers';
+import { waitFor } from '../helpers';
+import { ProxiedCluster, statusOf } from './cluster';
 import { HttpClient, runClient, runOp, type Workload } from './client';
 import {
   checkKeys,
@@ -19,7 +18,7 @@ import {
   type ReadMode,
 } from './history';
 import { DEFAULT_TIMES, FAULT_KINDS, Nemesis, type Fault, type FaultKind } from './nemesis';
-import { LinkTable, type LinkCounters } from './proxy';
+import type { LinkCounters } from './proxy';
 
 export interface JepsenOptions {
   /** Faults and clients run at least this long (longer until every fault kind ran once). */
@@ -44,7 +43,6 @@ const MAX_RUN_FACTOR = 3;
 /** Deadlines after the heal (ours: a loaded 2-core machine). */
 const CONVERGE_TIMEOUT_MS = 90_000;
 const FINAL_READ_TIMEOUT_MS = 60_000;
-const STATUS_TIMEOUT_MS = 3000;
 const NODE_STOP_TIMEOUT_MS = 20_000;
 
 export interface OutcomeCounts {
@@ -80,20 +78,6 @@ export interface JepsenReport {
   dataDir: string;
 }
 
-interface StatusBody {
-  nodeId: number;
-  instanceId: number;
-  lastChecksum: number;
-  master: { nodeId: number } | null;
-  taskErrors: { code: string; message: string }[];
-}
-
-async function statusOf(url: string): Promise<StatusBody> {
-  const res = await fetch(`${url}/status`, { signal: AbortSignal.timeout(STATUS_TIMEOUT_MS) });
-  if (!res.ok) throw new Error(`status ${res.status}`);
-  return (await res.json()) as StatusBody;
-}
-
 function counts(history: Op[], pick: (op: Op) => boolean): OutcomeCounts {
   const out = { ok: 0, fail: 0, unknown: 0 };
   for (const op of history) if (pick(op) && op.outcome !== undefined) out[op.outcome]++;
@@ -109,41 +93,12 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenReport> {
   const started = performance.now();
   const now = () => performance.now() - started;
 
-  const ports = await freePorts(ids.length * 2);
-  const paxosPort = (id: number) => ports[id - 1]!;
-  const httpPort = (id: number) => ports[ids.length + id - 1]!;
-  const links = await LinkTable.start(ids, paxosPort);
-  const dataDir = tempDir('jepsen');
-  const nodes = new Map<number, NodeProcess>();
-  for (const id of ids) {
-    // Its own entry is where it listens; every peer's entry is the proxy of the link to it.
-    const cluster = ids
-      .map((p) => `${p}=127.0.0.1:${p === id ? paxosPort(id) : links.get(id, p).port}`)
-      .join(',');
-    const args = [
-      'node',
-      '--id',
-      String(id),
-      '--cluster',
-      cluster,
-      '--http',
-      `127.0.0.1:${httpPort(id)}`,
-      '--data',
-      path.join(dataDir, `node-${id}`),
-      '--master-lease-ms',
-      String(leaseMs),
-    ];
-    nodes.set(id, new NodeProcess(id, args, `http://127.0.0.1:${httpPort(id)}`));
-  }
-  const answering = (id: number) =>
-    waitFor(
-      `node ${id} answering`,
-      async () => (await statusOf(nodes.get(id)!.httpUrl)).nodeId === id,
-    );
-  const restart = async (id: number) => {
-    nodes.get(id)!.start();
-    await answering(id);
-  };
+  const cluster = await ProxiedCluster.create('jepsen', ids, [
+    '--master-lease-ms',
+    String(leaseMs),
+  ]);
+  const { nodes, links, dataDir } = cluster;
+  const restart = (id: number) => cluster.start(id);
   const clients = new Map(ids.map((id) => [id, new HttpClient(nodes.get(id)!.httpUrl)]));
   const history: Op[] = [];
   const unexpected: string[] = [];
@@ -188,8 +143,7 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenReport> {
   let finalStatus: JepsenReport['finalStatus'] = [];
   const finalValues: Record<string, (string | null)[]> = {};
   try {
-    for (const n of nodes.values()) n.start();
-    await Promise.all(ids.map(answering));
+    await cluster.startAll();
     log(
       `[jepsen] seed ${options.seed}: 3 nodes up, ${links.links.size} link proxies, data ${dataDir}`,
     );
@@ -283,11 +237,8 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenReport> {
         unexpected.push(`node ${id} task error ${e.code}: ${e.message}`);
     }
   } finally {
-    for (const id of paused) nodes.get(id)!.child?.kill('SIGCONT');
-    await Promise.all([...nodes.values()].map((n) => n.kill('SIGKILL')));
     for (const c of clients.values()) c.close();
-    await links.close();
-    if (!options.keepData) fs.rmSync(dataDir, { recursive: true, force: true });
+    await cluster.close(options.keepData);
   }
 
   const verdicts = {
