@@ -122,6 +122,10 @@ export class Nemesis {
         // Most SIGTERMs come after the node stopped hearing its peers for a moment: its
         // proposals are out but unanswered when it stops (issue 17 finding 8: answered 503).
         const deaf = kind === 'terminate' && this.rng.next() < 0.75;
+        // A deaf node's proposals leave only if it skips the prepare phase, which the master,
+        // proposing its renewals, is the likeliest to do: a deaf SIGTERM goes to it when known.
+        const master = deaf ? await t.master() : undefined;
+        if (master !== undefined) fault.node = master;
         const inbound = ids.filter((o) => o !== fault.node).map((o) => t.links.get(o, fault.node));
         const deafMs = 1000 + this.rng.int(1500);
         if (deaf) {
@@ -131,7 +135,7 @@ export class Nemesis {
         const { forced } = await t.stop(fault.node, signal);
         if (deaf) for (const link of inbound) link.setCut(false);
         if (forced) this.terminateTimeouts++;
-        fault.detail = `${deaf ? `deaf ${deafMs} ms, then ` : ''}${signal}${forced ? ' (then SIGKILL: no exit in time)' : ''}, down ${downMs} ms`;
+        fault.detail = `${deaf ? `deaf ${deafMs} ms${master !== undefined ? ' (the master)' : ''}, then ` : ''}${signal}${forced ? ' (then SIGKILL: no exit in time)' : ''}, down ${downMs} ms`;
         await sleep(downMs);
         await t.restart(fault.node);
         break;
