@@ -1,0 +1,92 @@
+// Three (or more) `tspaxos node` processes whose paxos links each go through a LinkProxy: node
+// i's `--cluster` names its own listen address and, for every peer j, the proxy of link i -> j.
+// Voters' addresses come from `--cluster` only (the transport ignores a voter's hello address),
+// so no frame goes around the proxies.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { freePorts, NodeProcess, tempDir, waitFor } from '../helpers';
+import { LinkTable } from './proxy';
+
+const STATUS_TIMEOUT_MS = 3000;
+
+export interface StatusBody {
+  nodeId: number;
+  instanceId: number;
+  lastChecksum: number;
+  master: { nodeId: number } | null;
+  taskErrors: { code: string; message: string }[];
+}
+
+export async function statusOf(url: string): Promise<StatusBody> {
+  const res = await fetch(`${url}/status`, { signal: AbortSignal.timeout(STATUS_TIMEOUT_MS) });
+  if (!res.ok) throw new Error(`status ${res.status}`);
+  return (await res.json()) as StatusBody;
+}
+
+export class ProxiedCluster {
+  private constructor(
+    readonly ids: number[],
+    readonly nodes: Map<number, NodeProcess>,
+    readonly links: LinkTable,
+    readonly dataDir: string,
+  ) {}
+
+  /** Sets up the proxies and the node processes (not started); `args` go to every node. */
+  static async create(name: string, ids: number[], args: string[]): Promise<ProxiedCluster> {
+    const ports = await freePorts(ids.length * 2);
+    const paxosPort = (id: number) => ports[ids.indexOf(id)]!;
+    const httpPort = (id: number) => ports[ids.length + ids.indexOf(id)]!;
+    const links = await LinkTable.start(ids, paxosPort);
+    const dataDir = tempDir(name);
+    const nodes = new Map<number, NodeProcess>();
+    for (const id of ids) {
+      const cluster = ids
+        .map((p) => `${p}=127.0.0.1:${p === id ? paxosPort(id) : links.get(id, p).port}`)
+        .join(',');
+      const nodeArgs = [
+        'node',
+        '--id',
+        String(id),
+        '--cluster',
+        cluster,
+        '--http',
+        `127.0.0.1:${httpPort(id)}`,
+        '--data',
+        path.join(dataDir, `node-${id}`),
+        ...args,
+      ];
+      nodes.set(id, new NodeProcess(id, nodeArgs, `http://127.0.0.1:${httpPort(id)}`));
+    }
+    return new ProxiedCluster(ids, nodes, links, dataDir);
+  }
+
+  node(id: number): NodeProcess {
+    const n = this.nodes.get(id);
+    if (n === undefined) throw new Error(`no node ${id}`);
+    return n;
+  }
+
+  /** Waits until node `id` answers /status (NodeProcess.ready() would see an earlier start's line). */
+  async answering(id: number): Promise<void> {
+    await waitFor(`node ${id} answering`, async () => {
+      return (await statusOf(this.node(id).httpUrl)).nodeId === id;
+    });
+  }
+
+  async start(id: number): Promise<void> {
+    this.node(id).start();
+    await this.answering(id);
+  }
+
+  async startAll(): Promise<void> {
+    await Promise.all(this.ids.map((id) => this.start(id)));
+  }
+
+  /** Kills every node (SIGCONT first: a stopped process would not die of SIGTERM), closes the proxies. */
+  async close(keepData = false): Promise<void> {
+    for (const n of this.nodes.values()) if (n.running) n.child!.kill('SIGCONT');
+    await Promise.all([...this.nodes.values()].map((n) => n.kill('SIGKILL')));
+    await this.links.close();
+    if (!keepData) fs.rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}
