@@ -1,4 +1,5 @@
-// `npm run jepsen -- --seconds N [--seed S] [--clients C] [--keys K] [--history FILE] [--keep-data]`:
+// `npm run jepsen -- --seconds N [--seed S] [--clients C] [--keys K] [--history FILE] [--keep-data]
+// [--lease-reads own-writes|linearizable]`:
 // one fault run (test/jepsen/run.ts), its report on stdout; exit code 1 when a check failed.
 import * as fs from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -12,6 +13,8 @@ const { values } = parseArgs({
     keys: { type: 'string', default: String(DEFAULT_KEYS) },
     history: { type: 'string' },
     'keep-data': { type: 'boolean', default: false },
+    // 'linearizable' checks lease reads against every node's writes (issue 18's promise).
+    'lease-reads': { type: 'string', default: 'own-writes' },
   },
 });
 
@@ -24,7 +27,16 @@ function positive(name: string, text: string): number {
   return n;
 }
 
+const leaseReads = values['lease-reads'];
+if (leaseReads !== 'own-writes' && leaseReads !== 'linearizable') {
+  process.stderr.write(
+    `jepsen: --lease-reads must be own-writes or linearizable, got '${leaseReads}'\n`,
+  );
+  process.exit(2);
+}
+
 const report = await runJepsen({
+  leaseReads,
   seconds: positive('seconds', values.seconds),
   seed: values.seed === undefined ? Date.now() % 1_000_000_007 : positive('seed', values.seed),
   clients: positive('clients', values.clients),

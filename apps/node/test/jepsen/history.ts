@@ -122,18 +122,19 @@ export function checkKeys(history: Op[], keys: string[], modes: ReadMode[]): Key
 }
 
 /**
- * Plain reads (local state, may be stale by contract): each must return nil or a value some write
+ * Plain and lease reads (judged below on their own contract): each must return nil or a value some write
  * that may have happened wrote, invoked before the read returned.
  */
 export function plainReadAnomalies(history: Op[]): string[] {
   const writes = new Map(history.filter((o) => o.kind === 'write').map((w) => [w.value, w]));
   const out: string[] = [];
   for (const r of history) {
-    if (r.kind !== 'read' || r.mode !== 'plain' || r.outcome !== 'ok' || r.value === null) continue;
+    if (r.kind !== 'read' || r.mode === 'consistent' || r.outcome !== 'ok' || r.value === null)
+      continue;
     const w = writes.get(r.value);
     if (w === undefined || w.key !== r.key || w.outcome === 'fail' || w.invokeMs > r.completeMs!)
       out.push(
-        `plain read of a value never applied: ${describeOp(r)}; its write: ${w ? describeOp(w) : 'none'}`,
+        `${r.mode} read of a value never applied: ${describeOp(r)}; its write: ${w ? describeOp(w) : 'none'}`,
       );
   }
   return out;
@@ -180,6 +181,33 @@ export function instanceOrderAnomalies(history: Op[]): string[] {
       out.push(
         `answered at an instance chosen before it began: ${describeOp(op)}; acknowledged before it: ${describeOp(highest)}`,
       );
+  }
+  return out;
+}
+
+/**
+ * What apps/node/README.md promises of `?consistent=lease` today: the master has applied every
+ * write it acknowledged itself. A lease read answered at an instance below a write the same node
+ * acknowledged before the read began missed it. (Linearizability against every node's writes is
+ * issue 18's promise, checked with leaseReads 'linearizable'.) Lease reads' values are checked as
+ * plain reads' are (a value some write that may have happened wrote).
+ */
+export function leaseOwnWriteAnomalies(history: Op[]): string[] {
+  const out: string[] = [];
+  const acked = history.filter(
+    (o) => o.kind === 'write' && o.outcome === 'ok' && o.instanceId !== undefined,
+  );
+  for (const r of history) {
+    if (r.kind !== 'read' || r.mode !== 'lease' || r.outcome !== 'ok') continue;
+    if (r.instanceId === undefined) {
+      out.push(`lease read without an instance id: ${describeOp(r)}`);
+      continue;
+    }
+    const missed = acked.find(
+      (w) => w.node === r.node && w.completeMs! < r.invokeMs && w.instanceId! > r.instanceId!,
+    );
+    if (missed !== undefined)
+      out.push(`lease read missed its own node's write: ${describeOp(r)}; ${describeOp(missed)}`);
   }
   return out;
 }

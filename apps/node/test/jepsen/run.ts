@@ -12,6 +12,7 @@ import {
   describeOp,
   excerpt,
   instanceOrderAnomalies,
+  leaseOwnWriteAnomalies,
   plainReadAnomalies,
   type KeyVerdict,
   type Op,
@@ -30,6 +31,14 @@ export interface JepsenOptions {
   leaseMs?: number;
   /** Keep the nodes' data directories (their path is in the report). */
   keepData?: boolean;
+  /**
+   * What lease reads are held to. 'own-writes' (the default: what apps/node/README.md promises
+   * today): a lease read reflects every write the serving node acknowledged before the read began,
+   * and returns only applied values. 'linearizable': per key against every write, the promise
+   * issue 18 (writes forwarded to the master) makes; it fails today (a write through another node
+   * can be missing on the master for a moment).
+   */
+  leaseReads?: 'own-writes' | 'linearizable';
   /** Progress lines (faults as they happen). */
   log?: (line: string) => void;
 }
@@ -70,6 +79,9 @@ export interface JepsenReport {
   plainAnomalies: string[];
   /** Writes and consistent reads answered at an instance chosen before they began. */
   instanceAnomalies: string[];
+  leaseReads: 'own-writes' | 'linearizable';
+  /** Lease reads below a write their own node acknowledged before they began. */
+  leaseAnomalies: string[];
   /** 500s and other answers nothing explains, and every node's /status taskErrors. */
   unexpected: string[];
   /** Every failed check, readable, with history excerpts. Empty: the run passed. */
@@ -245,7 +257,9 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenReport> {
     consistent: checkKeys(history, keys, ['consistent']),
     lease: checkKeys(history, keys, ['lease']),
   };
+  const leaseReads = options.leaseReads ?? 'own-writes';
   for (const [mode, list] of Object.entries(verdicts)) {
+    if (mode === 'lease' && leaseReads === 'own-writes') continue;
     for (const v of list) {
       if (v.verdict.result === 'linearizable') continue;
       problems.push(explain(history, nemesis.faults, mode, v));
@@ -255,6 +269,8 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenReport> {
   problems.push(...plainAnomalies.slice(0, 10));
   const instanceAnomalies = instanceOrderAnomalies(history);
   problems.push(...instanceAnomalies.slice(0, 10));
+  const leaseAnomalies = leaseOwnWriteAnomalies(history);
+  problems.push(...leaseAnomalies.slice(0, 10));
   problems.push(...unexpected);
   const links_ = Object.fromEntries(
     [...links.links].map(([name, link]) => [name, { ...link.counters }]),
@@ -282,6 +298,8 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenReport> {
     verdicts,
     plainAnomalies,
     instanceAnomalies,
+    leaseReads,
+    leaseAnomalies,
     unexpected,
     problems,
     history,
@@ -337,7 +355,7 @@ export function formatReport(r: JepsenReport): string {
     `links: ${Object.keys(r.links).length} proxies forwarded ${(bytes / 1024).toFixed(0)} KiB; ${cuts} connections cut or refused`,
     `after the heal: ${r.converged ? 'converged' : 'NOT converged'} ${r.finalStatus.map((s) => `n${s.nodeId}@${s.instanceId}/${s.lastChecksum}`).join(' ')}`,
     `verdicts: consistent reads: ${verdict(r.verdicts.consistent)}`,
-    `          lease reads: ${verdict(r.verdicts.lease)}`,
+    `          lease reads: ${verdict(r.verdicts.lease)}${r.leaseReads === 'own-writes' ? ` (not required: lease reads are held to their own node's writes, ${r.leaseAnomalies.length} anomalies)` : ''}`,
     `          plain reads: ${r.plainAnomalies.length} never-written values`,
     `          instance order: ${r.instanceAnomalies.length} ops answered at an instance chosen before they began`,
     r.problems.length === 0
