@@ -12,6 +12,13 @@
 // the WAL makes the commits in it durable because recovery replays every WAL frame up to the
 // last valid commit frame; wal-checkpointer.ts keeps that true when the WAL restarts.
 //
+// A `sync: false` write (the learner's catch-up) causes no fsync and no fdatasync (until the WAL
+// needs a checkpoint: wal-checkpointer.ts); a power cut can lose it until a later round or
+// close(). As the OS may write the WAL page of an index row
+// back before the segment page of its bytes, a large one can then come back as a row whose bytes
+// are missing: it reads as E_CORRUPT_RECORD (the value's CRC is in the row), never as a wrong
+// value.
+//
 // The rule after a failure: once an fsync or fdatasync fails, the kernel may have dropped the
 // unwritten pages, and a retry can succeed without them (PostgreSQL's "fsyncgate", 2018). So
 // the failure fails its round and every later write (StickyFailure), rather than acknowledge

@@ -16,7 +16,7 @@
 // (wal-checkpoint-worker.ts), so neither the copy nor SQLite's fsyncs hold the event loop. The
 // one after a group commit stays on the event loop (from setImmediate): the WAL is durable
 // already and it only copies, while on the worker the store's own commits would run in
-// locking_mode NORMAL meanwhile (slower: BENCHMARKS.md, storage notes).
+// locking_mode NORMAL meanwhile (slower for sync writers: BENCHMARKS.md, storage).
 //
 // The bound: the WAL restarts only when a checkpoint copied every frame and no write came
 // meanwhile, so a writer that never pauses keeps it growing. Once it extends to twice
