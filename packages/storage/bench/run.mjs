@@ -241,7 +241,7 @@ for (const [label, size] of [
 
   // The longest a single write call holds the event loop: sync:false puts, one per call, for
   // 20 MB, by a caller that never lets setImmediate run (so the checkpoints come inside writes,
-  // at twice checkpointMaxPages: the worst case).
+  // at twice walCheckpointMaxPages: the worst case).
   const stall = await medianOf(async () => {
     const s = SqliteLogStore.open(tmp());
     let worst = 0;

@@ -3,7 +3,7 @@
 // the learner does). Measured: the longest event-loop delay and its p99 (perf_hooks
 // monitorEventLoopDelay, 1 ms resolution), the longest single putMany call, the stream's
 // records/s, and the checkpoints (how many ran on the event loop). Ours (checkpoints on the
-// worker thread) against the same store with checkpointIn 'inline' (the checkpoint on the event
+// worker thread) against the same store with walCheckpointIn 'inline' (the checkpoint on the event
 // loop, as before the worker), interleaved A/B in the same run; ratios are medians of the
 // per-pair ratios. Run alone: `node bench/stall.mjs [records]` (BENCH_RUNS pairs, default 7).
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -19,10 +19,10 @@ const DEFAULT_RECORDS = 200_000;
 const BATCH = 2_048;
 const VALUE_BYTES = 100;
 
-async function stream(checkpointIn, RECORDS) {
+async function stream(walCheckpointIn, RECORDS) {
   const dir = mkdtempSync(join(tmpdir(), 'tspaxos-stall-'));
   const value = randomBytes(VALUE_BYTES);
-  const store = SqliteLogStore.open(dir, { checkpointIn });
+  const store = SqliteLogStore.open(dir, { walCheckpointIn });
   const histogram = monitorEventLoopDelay({ resolution: 1 });
   let longestCall = 0;
   histogram.enable();
@@ -54,8 +54,8 @@ async function stream(checkpointIn, RECORDS) {
     maxMs: histogram.max / 1e6,
     p99Ms: histogram.percentile(99) / 1e6,
     longestCall,
-    checkpoints: stats.checkpoints,
-    inline: stats.inlineCheckpoints,
+    checkpoints: stats.walCheckpoints,
+    inline: stats.inlineWalCheckpoints,
   };
 }
 

@@ -34,10 +34,10 @@ import {
   type SqliteLogStoreOptions,
 } from './sqlite-log-store';
 import {
-  type CheckpointPort,
-  type CheckpointResult,
-  workerCheckpointPort,
-} from './checkpoint-worker';
+  type WalCheckpointPort,
+  type WalCheckpointResult,
+  workerWalCheckpointPort,
+} from './wal-checkpoint-worker';
 import { StorageError } from './errors';
 
 const dirs: string[] = [];
@@ -134,8 +134,8 @@ describe('SqliteLogStore group commit', () => {
       fsyncs: 2,
       fdatasyncs: 0,
       syncWrites: 3,
-      checkpoints: 0,
-      inlineCheckpoints: 0,
+      walCheckpoints: 0,
+      inlineWalCheckpoints: 0,
       backpressureWaits: 0,
     });
     const closing = store.close();
@@ -365,7 +365,7 @@ describe('SqliteLogStore open', () => {
     for (const options of [
       { maxValueBytes: -1 },
       { rangeChunkBytes: 0.5 },
-      { checkpointPages: 0 },
+      { walCheckpointPages: 0 },
       { maxDatabaseBytes: Number.NaN },
     ]) {
       expect(() => SqliteLogStore.open(dir, options), JSON.stringify(options)).toThrow(
@@ -498,8 +498,8 @@ describe('SqliteLogStore segments: durability', () => {
   it('does no fsync, fdatasync or checkpoint for a batch of sync:false writes; a sync write does them', async () => {
     const dir = tempDir();
     const io = countingSyncs();
-    // A low checkpointPages: sync:false writes pass it many times and still checkpoint nothing.
-    const store = SqliteLogStore.open(dir, { ...io, checkpointPages: 10 });
+    // A low walCheckpointPages: sync:false writes pass it many times and still checkpoint nothing.
+    const store = SqliteLogStore.open(dir, { ...io, walCheckpointPages: 10 });
     for (let i = 0; i < 300; i += 10)
       await store.putMany(
         0,
@@ -520,8 +520,8 @@ describe('SqliteLogStore segments: durability', () => {
       fsyncs: 0,
       fdatasyncs: 0,
       syncWrites: 0,
-      checkpoints: 0,
-      inlineCheckpoints: 0,
+      walCheckpoints: 0,
+      inlineWalCheckpoints: 0,
       backpressureWaits: 0,
     });
     // SQLite did not checkpoint by itself either: its default would have kept the WAL near
@@ -529,19 +529,19 @@ describe('SqliteLogStore segments: durability', () => {
     expect(statSync(join(dir, `${DATABASE_FILE}-wal`)).size).toBeGreaterThan(5 * 1024 * 1024);
     expect(segmentFiles(dir).length).toBe(1);
     // The first sync write: the segment (one file) fdatasynced, the new directories and the
-    // WAL fsynced, then the WAL over checkpointPages is checkpointed, off the write path.
+    // WAL fsynced, then the WAL over walCheckpointPages is checkpointed, off the write path.
     await store.put(0, sized(80_000, 100), { sync: true });
     expect(io.counts.fdatasync).toBe(1);
     expect(io.counts.fsync).toBe(4); // data dir, segments/, segments/0, the WAL
-    await until(() => store.syncStats.checkpoints === 1, 'the checkpoint');
+    await until(() => store.syncStats.walCheckpoints === 1, 'the checkpoint');
     // After a group commit the checkpoint runs from setImmediate on the event loop (the WAL is
     // durable already; the store keeps its exclusive lock for the sync writers' commits).
-    expect(store.syncStats.inlineCheckpoints).toBe(1);
+    expect(store.syncStats.inlineWalCheckpoints).toBe(1);
     expect(view(store.get(0, 299))).toEqual(view(sized(299, 100 * 1024)));
     await store.close();
   });
 
-  it('checkpoints sync:false-only writes once the WAL reaches checkpointMaxPages, not inside a write (inline)', async () => {
+  it('checkpoints sync:false-only writes once the WAL reaches walCheckpointMaxPages, not inside a write (inline)', async () => {
     // Real syncs that report back at the next setImmediate: the test's own tick() after each
     // write then waits for them (a real fsync may take longer than a tick).
     const counts = { fsync: 0, fdatasync: 0 };
@@ -560,30 +560,30 @@ describe('SqliteLogStore segments: durability', () => {
     const dir = tempDir();
     const store = SqliteLogStore.open(dir, {
       ...io,
-      checkpointMaxPages: 200,
-      checkpointIn: 'inline',
+      walCheckpointMaxPages: 200,
+      walCheckpointIn: 'inline',
     });
     let checkpointsInsideWrites = 0;
     for (let i = 0; i < 20_000; i += 100) {
-      const before = store.syncStats.checkpoints;
+      const before = store.syncStats.walCheckpoints;
       const p = store.putMany(
         0,
         Array.from({ length: 100 }, (_, k) => sized(i + k, 100)),
         { sync: false },
       );
-      checkpointsInsideWrites += store.syncStats.checkpoints - before;
+      checkpointsInsideWrites += store.syncStats.walCheckpoints - before;
       await p;
       await tick();
     }
     expect(checkpointsInsideWrites).toBe(0);
-    expect(store.syncStats.checkpoints).toBeGreaterThan(1);
+    expect(store.syncStats.walCheckpoints).toBeGreaterThan(1);
     // Each preceded by one fsync of the WAL on the thread pool; nothing else was synced.
-    expect(counts).toEqual({ fsync: store.syncStats.checkpoints, fdatasync: 0 });
+    expect(counts).toEqual({ fsync: store.syncStats.walCheckpoints, fdatasync: 0 });
     // A caller that never lets setImmediate run: the write itself checkpoints at twice the
     // threshold, so the WAL stays bounded (400 pages here, ~1.6 MB).
-    const before = store.syncStats.checkpoints;
+    const before = store.syncStats.walCheckpoints;
     for (let i = 20_000; i < 30_000; i++) await store.put(0, sized(i, 100), { sync: false });
-    expect(store.syncStats.checkpoints - before).toBeGreaterThan(10);
+    expect(store.syncStats.walCheckpoints - before).toBeGreaterThan(10);
     expect(statSync(join(dir, `${DATABASE_FILE}-wal`)).size).toBeLessThan(3 * 1024 * 1024);
     await store.close();
   });
@@ -884,14 +884,14 @@ describe('SqliteLogStore segments: recovery and damage', () => {
 
 /**
  * A sync:false stream as the learner writes it (batches of 2,048 100 B records, the event loop
- * turning after each) that passes checkpointMaxPages once (not twice: no fallback), then waits for
+ * turning after each) that passes walCheckpointMaxPages once (not twice: no fallback), then waits for
  * the checkpoint. Returns the longest time the event loop was held between two turns by anything
  * but the test's own work (building a batch and the putMany call, which a loaded machine
  * stretches alike in both modes), and the store's checkpoint counts.
  */
 async function streamStall(options: SqliteLogStoreOptions) {
   const store = SqliteLogStore.open(tempDir(), options);
-  const maxPages = options.checkpointMaxPages ?? 4096;
+  const maxPages = options.walCheckpointMaxPages ?? 4096;
   // ~33 records per 4 KiB page of WAL (100 B values plus the record's bytes and the B-tree's).
   const records = Math.ceil(maxPages * 33 * 1.3);
   let longest = 0;
@@ -911,7 +911,7 @@ async function streamStall(options: SqliteLogStoreOptions) {
     );
     await turn(performance.now() - t0);
   }
-  while (store.syncStats.checkpoints === 0) await turn(0);
+  while (store.syncStats.walCheckpoints === 0) await turn(0);
   const stats = { ...store.syncStats, longestTurnMs: longest };
   await store.close();
   return stats;
@@ -923,16 +923,16 @@ describe('SqliteLogStore checkpoints on a worker thread', () => {
     const inline = [];
     for (let r = 0; r < 3; r++) {
       worker.push(await streamStall({}));
-      inline.push(await streamStall({ checkpointIn: 'inline' }));
+      inline.push(await streamStall({ walCheckpointIn: 'inline' }));
     }
     for (const w of worker) {
-      expect(w.checkpoints).toBeGreaterThanOrEqual(1);
+      expect(w.walCheckpoints).toBeGreaterThanOrEqual(1);
       expect(w.fsyncs).toBe(0); // and none through the store's fsync port
     }
     // The fallback on the event loop runs only if the worker cannot keep up (slow fsyncs on a
     // loaded machine): the best of three runs needs none.
-    expect(Math.min(...worker.map((w) => w.inlineCheckpoints))).toBe(0);
-    for (const i of inline) expect(i.inlineCheckpoints).toBeGreaterThanOrEqual(1);
+    expect(Math.min(...worker.map((w) => w.inlineWalCheckpoints))).toBe(0);
+    for (const i of inline) expect(i.inlineWalCheckpoints).toBeGreaterThanOrEqual(1);
     const best = (xs: Array<{ longestTurnMs: number }>) =>
       Math.min(...xs.map((x) => x.longestTurnMs));
     // The best of three each: the machine is shared, and a turn also holds GC and the batch.
@@ -947,7 +947,7 @@ describe('SqliteLogStore checkpoints on a worker thread', () => {
 
   it('reports a failed checkpoint as a coded StorageError to the next write, and close still ends', async () => {
     let runs = 0;
-    const failing = (): CheckpointPort => ({
+    const failing = (): WalCheckpointPort => ({
       run: (done) => {
         runs++;
         setImmediate(() =>
@@ -957,8 +957,8 @@ describe('SqliteLogStore checkpoints on a worker thread', () => {
       close: () => Promise.resolve(),
     });
     const store = SqliteLogStore.open(tempDir(), {
-      checkpointMaxPages: 50,
-      checkpointPort: failing,
+      walCheckpointMaxPages: 50,
+      walCheckpointPort: failing,
     });
     for (let i = 0; i < 50; i++) await store.put(0, sized(i, 1000), { sync: false });
     await until(() => runs === 1, 'the checkpoint');
@@ -971,16 +971,16 @@ describe('SqliteLogStore checkpoints on a worker thread', () => {
     expect(err).toMatchObject({ code: 'E_IO' });
     expect((err as Error).message).toMatch(/checkpoint/);
     expect(store.get(0, 1000)).toBeUndefined(); // refused, nothing written
-    expect(store.syncStats.checkpoints).toBe(0);
+    expect(store.syncStats.walCheckpoints).toBe(0);
     await store.close();
   });
 
   it('reports a real worker that cannot open the log (E_OPEN_FAILED) to the next write', async () => {
     let replied = 0;
     const store = SqliteLogStore.open(tempDir(), {
-      checkpointMaxPages: 50,
-      checkpointPort: (path) => {
-        const real = workerCheckpointPort(`${path}.missing`);
+      walCheckpointMaxPages: 50,
+      walCheckpointPort: (path) => {
+        const real = workerWalCheckpointPort(`${path}.missing`);
         return {
           run: (done) => real.run((e, r) => (replied++, done(e, r))),
           close: () => real.close(),
@@ -997,7 +997,7 @@ describe('SqliteLogStore checkpoints on a worker thread', () => {
   it('close() waits for a running checkpoint, then closes the worker', async () => {
     const events: string[] = [];
     let finish: (() => void) | undefined;
-    const slow = (): CheckpointPort => ({
+    const slow = (): WalCheckpointPort => ({
       run: (done) => {
         events.push('run');
         finish = () => {
@@ -1010,7 +1010,10 @@ describe('SqliteLogStore checkpoints on a worker thread', () => {
         return Promise.resolve();
       },
     });
-    const store = SqliteLogStore.open(tempDir(), { checkpointMaxPages: 50, checkpointPort: slow });
+    const store = SqliteLogStore.open(tempDir(), {
+      walCheckpointMaxPages: 50,
+      walCheckpointPort: slow,
+    });
     for (let i = 0; i < 50; i++) await store.put(0, sized(i, 1000), { sync: false });
     expect(events).toEqual(['run']);
     let closed = false;
@@ -1021,19 +1024,22 @@ describe('SqliteLogStore checkpoints on a worker thread', () => {
     finish!();
     await closing;
     expect(events).toEqual(['run', 'done', 'close']);
-    expect(store.syncStats.checkpoints).toBe(1);
+    expect(store.syncStats.walCheckpoints).toBe(1);
   });
 
   it('keeps the WAL bounded when the checkpoint cannot keep up: it falls back to one on the event loop', async () => {
     // A worker that does not finish while the writes go on: they must not let the WAL grow
     // without bound. It answers (having copied nothing) once the writes are done.
-    let pending: ((err: unknown, result?: CheckpointResult) => void) | undefined;
-    const stuck = (): CheckpointPort => ({
+    let pending: ((err: unknown, result?: WalCheckpointResult) => void) | undefined;
+    const stuck = (): WalCheckpointPort => ({
       run: (done) => (pending = done),
       close: () => Promise.resolve(),
     });
     const dir = tempDir();
-    const store = SqliteLogStore.open(dir, { checkpointMaxPages: 200, checkpointPort: stuck });
+    const store = SqliteLogStore.open(dir, {
+      walCheckpointMaxPages: 200,
+      walCheckpointPort: stuck,
+    });
     for (let i = 0; i < 60_000; i += 500) {
       await store.putMany(
         0,
@@ -1043,7 +1049,7 @@ describe('SqliteLogStore checkpoints on a worker thread', () => {
       await tick();
     }
     // ~8 MB of rows went through a WAL of at most ~2 × 200 pages plus a batch.
-    expect(store.syncStats.inlineCheckpoints).toBeGreaterThan(5);
+    expect(store.syncStats.inlineWalCheckpoints).toBeGreaterThan(5);
     expect(statSync(join(dir, `${DATABASE_FILE}-wal`)).size).toBeLessThan(3 * 1024 * 1024);
     pending!(undefined, { busy: 0, log: 0, checkpointed: 0 });
     await store.close();
@@ -1053,9 +1059,9 @@ describe('SqliteLogStore checkpoints on a worker thread', () => {
     // The worker's checkpoint does not finish, and a reader pins the WAL so the fallback on the
     // event loop cannot restart it either: a writer that awaits its writes must be held back.
     let other: InstanceType<typeof Database> | undefined;
-    let pending: ((err: unknown, result?: CheckpointResult) => void) | undefined;
+    let pending: ((err: unknown, result?: WalCheckpointResult) => void) | undefined;
     let unpinned = false;
-    const pinned = (path: string): CheckpointPort => ({
+    const pinned = (path: string): WalCheckpointPort => ({
       run: (done) => {
         if (unpinned) {
           setImmediate(() => done(undefined, { busy: 0, log: 0, checkpointed: 0 }));
@@ -1071,8 +1077,8 @@ describe('SqliteLogStore checkpoints on a worker thread', () => {
       close: () => Promise.resolve(),
     });
     const store = SqliteLogStore.open(tempDir(), {
-      checkpointMaxPages: 100,
-      checkpointPort: pinned,
+      walCheckpointMaxPages: 100,
+      walCheckpointPort: pinned,
     });
     let held: Promise<void> | undefined;
     for (let i = 0; held === undefined && i < 200_000; i += 500) {
@@ -1103,7 +1109,7 @@ describe('SqliteLogStore checkpoints on a worker thread', () => {
 
   it('keeps the WAL bounded under a continuous stream with the real worker', async () => {
     const dir = tempDir();
-    const store = SqliteLogStore.open(dir, { checkpointMaxPages: 200 });
+    const store = SqliteLogStore.open(dir, { walCheckpointMaxPages: 200 });
     for (let i = 0; i < 100_000; i += 2048) {
       await store.putMany(
         0,
@@ -1112,7 +1118,7 @@ describe('SqliteLogStore checkpoints on a worker thread', () => {
       );
       await tick();
     }
-    expect(store.syncStats.checkpoints).toBeGreaterThan(5);
+    expect(store.syncStats.walCheckpoints).toBeGreaterThan(5);
     // Twice the threshold (1.6 MB) plus what one checkpoint lets through.
     expect(statSync(join(dir, `${DATABASE_FILE}-wal`)).size).toBeLessThan(6 * 1024 * 1024);
     for (let i = 0; i < 100_000; i += 7919)
@@ -1123,7 +1129,7 @@ describe('SqliteLogStore checkpoints on a worker thread', () => {
   it('runs in locking_mode NORMAL while another connection holds the database open, and counts it', async () => {
     let other: InstanceType<typeof Database> | undefined;
     let runs = 0;
-    const intruding = (path: string): CheckpointPort => ({
+    const intruding = (path: string): WalCheckpointPort => ({
       run: (done) => {
         runs++;
         if (runs === 1) {
@@ -1135,8 +1141,8 @@ describe('SqliteLogStore checkpoints on a worker thread', () => {
       close: () => Promise.resolve(),
     });
     const store = SqliteLogStore.open(tempDir(), {
-      checkpointMaxPages: 50,
-      checkpointPort: intruding,
+      walCheckpointMaxPages: 50,
+      walCheckpointPort: intruding,
     });
     let i = 0;
     for (; runs < 1; i++) await store.put(0, sized(i, 1000), { sync: false });
@@ -1147,7 +1153,7 @@ describe('SqliteLogStore checkpoints on a worker thread', () => {
     other!.close();
     for (const start = runs; runs === start; i++)
       await store.put(0, sized(i + 1, 1000), { sync: false });
-    await until(() => !store['checkpointRunning'], 'the second checkpoint');
+    await until(() => !store['walCheckpointer']['running'], 'the second checkpoint');
     expect(store.lockStats.retakeBusy).toBe(1); // taken back this time
     await store.close();
   });

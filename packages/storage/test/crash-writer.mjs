@@ -23,13 +23,13 @@ const [dir, startText, seedText, plant = 'none'] = process.argv.slice(2);
 const PLANT_DELAY_MS = 5_000;
 // Small checkpoint thresholds: the WAL is checkpointed and restarted many times per run: on the
 // worker thread (the store switching its locking mode around each) once it holds
-// checkpointMaxPages, sync writes or not, and on the event loop after a group commit past
-// checkpointPages when no worker checkpoint runs: the paths where an fsync of a kept WAL
+// walCheckpointMaxPages, sync writes or not, and on the event loop after a group commit past
+// walCheckpointPages when no worker checkpoint runs: the paths where an fsync of a kept WAL
 // descriptor could go wrong. Small segments: values above
 // 4 KiB go out of line (the default threshold) and roll over to a new segment every 1 MiB.
 const store = SqliteLogStore.open(dir, {
-  checkpointPages: 192,
-  checkpointMaxPages: 128,
+  walCheckpointPages: 192,
+  walCheckpointMaxPages: 128,
   segmentBytes: 1024 * 1024,
   ...(plant === 'index-first'
     ? {
@@ -87,10 +87,10 @@ for (;;) {
   write(records, sync).then(() => {
     inFlight--;
     if (plant !== 'ack-early') process.stdout.write(`r ${first} ${count} ${sync ? 's' : 'n'}\n`);
-    // Checkpoints on the worker thread: started (`checkpointRunning`, a private field read here
-    // for the test) or completed. The parent counts the rounds killed after one started.
-    const onWorker = store.syncStats.checkpoints - store.syncStats.inlineCheckpoints;
-    const seen = onWorker + (store.checkpointRunning ? 1 : 0);
+    // Checkpoints on the worker thread: started (`walCheckpointer.running`, a private field read
+    // here for the test) or completed. The parent counts the rounds killed after one started.
+    const onWorker = store.syncStats.walCheckpoints - store.syncStats.inlineWalCheckpoints;
+    const seen = onWorker + (store.walCheckpointer.running ? 1 : 0);
     if (seen > reportedCheckpoints) {
       reportedCheckpoints = seen;
       process.stdout.write(`c ${seen}\n`);

@@ -1,4 +1,4 @@
-// The WAL checkpoint off the event loop: a worker thread with its own better-sqlite3 connection
+// The WAL checkpoint (wal-checkpointer.ts) off the event loop: a worker thread with its own better-sqlite3 connection
 // to the log runs `PRAGMA wal_checkpoint(PASSIVE)`, which WAL mode allows from a second
 // connection while the first one keeps writing (SQLite "WAL mode", section "Checkpointing": a
 // PASSIVE checkpoint copies the frames no reader still needs and never blocks the writer). The
@@ -15,8 +15,8 @@
 //
 // The worker opens its connection for each checkpoint and closes it before it answers: the
 // store's connection runs in locking_mode=EXCLUSIVE between checkpoints (no shared-memory lock
-// per transaction: 1.7× the single-row writes and 2.4× the point reads of NORMAL here) and can
-// take that lock back only when no other connection is open. Opening one costs ~1 ms.
+// per transaction, much faster: BENCHMARKS.md, storage notes) and can take that lock back only
+// when no other connection is open. Opening a connection costs about a millisecond.
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
@@ -26,10 +26,10 @@ import { Worker } from 'node:worker_threads';
  * moment (a transaction in NORMAL mode, a WAL restart) before its checkpoint fails: 5 s, ours.
  * Waiting blocks only the worker's thread; the store's connection never waits (timeout 0).
  */
-export const CHECKPOINT_BUSY_TIMEOUT_MS = 5_000;
+export const WAL_CHECKPOINT_BUSY_TIMEOUT_MS = 5_000;
 
 /** What one checkpoint did: SQLite's (busy, log, checkpointed) row of `wal_checkpoint`. */
-export interface CheckpointResult {
+export interface WalCheckpointResult {
   /** 1 when another checkpoint held SQLite's checkpoint lock and nothing was done. */
   busy: number;
   /** Frames in the WAL when the checkpoint ran. */
@@ -39,12 +39,12 @@ export interface CheckpointResult {
 }
 
 /**
- * Where the store's checkpoints run: `run` starts one (never two at a time: the store waits for
+ * Where the store's WAL checkpoints run: `run` starts one (never two at a time: the store waits for
  * the callback before it starts another), `close` ends the runner after the last callback.
- * The default is `workerCheckpointPort`; tests inject others (fault injection).
+ * The default is `workerWalCheckpointPort`; tests inject others (fault injection).
  */
-export interface CheckpointPort {
-  run(callback: (err: unknown, result?: CheckpointResult) => void): void;
+export interface WalCheckpointPort {
+  run(callback: (err: unknown, result?: WalCheckpointResult) => void): void;
   close(): Promise<void>;
   /**
    * True once the running checkpoint's connection is closed, possibly before its callback (which
@@ -85,7 +85,7 @@ parentPort.on('message', (m) => {
 `;
 
 interface WorkerReply {
-  result?: CheckpointResult;
+  result?: WalCheckpointResult;
   error?: { code?: string; message?: string };
   closed?: boolean;
 }
@@ -103,16 +103,16 @@ function sqliteModulePath(): string {
   return createRequire(here).resolve('better-sqlite3');
 }
 
-/** Checkpoints of the database at `path` on a worker thread's own connection. */
-export function workerCheckpointPort(path: string): CheckpointPort {
+/** WAL checkpoints of the database at `path` on a worker thread's own connection. */
+export function workerWalCheckpointPort(path: string): WalCheckpointPort {
   let worker: Worker | undefined;
-  let pending: ((err: unknown, result?: CheckpointResult) => void) | undefined;
+  let pending: ((err: unknown, result?: WalCheckpointResult) => void) | undefined;
   let closing: ((err?: unknown) => void) | undefined;
   let failed: unknown;
   /** [0]: 1 when no worker connection is open (set by the worker, cleared by run). */
   const released = new Int32Array(new SharedArrayBuffer(4));
   released[0] = 1;
-  const settle = (err: unknown, result?: CheckpointResult) => {
+  const settle = (err: unknown, result?: WalCheckpointResult) => {
     const cb = pending;
     pending = undefined;
     worker?.unref();
@@ -125,7 +125,7 @@ export function workerCheckpointPort(path: string): CheckpointPort {
         sqlite: sqliteModulePath(),
         path,
         released,
-        busyTimeoutMs: CHECKPOINT_BUSY_TIMEOUT_MS,
+        busyTimeoutMs: WAL_CHECKPOINT_BUSY_TIMEOUT_MS,
       },
     });
     w.unref();

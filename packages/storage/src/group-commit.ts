@@ -1,0 +1,225 @@
+// Durability: the group commit, and the fsync rule it keeps.
+//
+// A write commits inside its call: a large value's bytes into its segment, then the index rows
+// into the WAL (synchronous=NORMAL: in the OS, not fsynced). A `sync: true` write then waits for
+// the group commit, run on libuv's thread pool so the event loop never blocks on it:
+//   (1) fdatasync of every segment with bytes written since the last round began, and fsync of
+//       any directory that got a new segment file, in parallel; then
+//   (2) fsync of the WAL.
+// Every write committed before (1) starts is durable when (2) ends; writes committed meanwhile
+// share the next round. So a value's bytes are durable before the index row that points at
+// them, at one segment fdatasync and one WAL fsync per batch of concurrent writers. An fsync of
+// the WAL makes the commits in it durable because recovery replays every WAL frame up to the
+// last valid commit frame; wal-checkpointer.ts keeps that true when the WAL restarts.
+//
+// A `sync: false` write (the learner's catch-up) causes no fsync and no fdatasync (until the WAL
+// needs a checkpoint: wal-checkpointer.ts); a power cut can lose it until a later round or
+// close(). As the OS may write the WAL page of an index row
+// back before the segment page of its bytes, a large one can then come back as a row whose bytes
+// are missing: it reads as E_CORRUPT_RECORD (the value's CRC is in the row), never as a wrong
+// value.
+//
+// The rule after a failure: once an fsync or fdatasync fails, the kernel may have dropped the
+// unwritten pages, and a retry can succeed without them (PostgreSQL's "fsyncgate", 2018). So
+// the failure fails its round and every later write (StickyFailure), rather than acknowledge
+// data that may be gone.
+import { closeSync, existsSync, fsyncSync, openSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { StorageError } from './errors';
+import type { Segments } from './segments';
+import { wrap } from './sqlite-errors';
+
+export type FsyncFn = (fd: number, callback: (err: NodeJS.ErrnoException | null) => void) => void;
+
+/**
+ * What the store did to make writes durable: fsyncs (WAL and directories) and fdatasyncs
+ * (segments), the sync writes they covered, the WAL checkpoints (each: SQLite's own two fsyncs),
+ * of which `inlineWalCheckpoints` on the event loop, and the unsynced writes held back by the
+ * WAL's bound (wal-checkpointer.ts).
+ */
+export interface SyncStats {
+  fsyncs: number;
+  fdatasyncs: number;
+  syncWrites: number;
+  walCheckpoints: number;
+  inlineWalCheckpoints: number;
+  backpressureWaits: number;
+}
+
+/** The first failed fsync or checkpoint: from then on every write fails with it (the rule above). */
+export class StickyFailure {
+  error: StorageError | undefined;
+
+  record(e: unknown, what: string): void {
+    this.error ??= wrap(e, 'E_IO', what);
+  }
+}
+
+/**
+ * Opens the WAL of the database at `path` for the group commit's fsync, and fsyncs its directory
+ * once so the names of the database and its WAL are durable too (SQLite does not for the WAL).
+ * The WAL is reused in place, never deleted while the log is open, so the descriptor always
+ * names the file SQLite writes to.
+ */
+export function openWal(path: string): number {
+  const wal = `${path}-wal`;
+  // SQLite opened the WAL at the first read of migrate(); never fall back to the database file:
+  // closing a second descriptor of it would drop SQLite's POSIX locks on it.
+  if (!existsSync(wal)) throw new StorageError('E_OPEN_FAILED', `${wal} was not created`);
+  const fd = openSync(wal, 'r');
+  try {
+    if (process.platform !== 'win32') {
+      const dirFd = openSync(dirname(path), 'r');
+      try {
+        fsyncSync(dirFd);
+      } finally {
+        closeSync(dirFd);
+      }
+    }
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+  return fd;
+}
+
+export interface GroupCommitPorts {
+  /** The database's path (error messages). */
+  path: string;
+  segments: Segments;
+  /** The WAL, from openWal (undefined when read-only: sync writes are refused). */
+  walFd: number | undefined;
+  fsync: FsyncFn;
+  fdatasync: FsyncFn;
+  stats: SyncStats;
+  failure: StickyFailure;
+  /** Called after each round that made its writes durable (the WAL checkpointer's cue). */
+  afterRound: () => void;
+}
+
+export class GroupCommit {
+  /** A round is under way. */
+  syncing = false;
+  /** Sync writes committed and waiting for the next round to start. */
+  private waiting: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
+  private idleWaiters: Array<() => void> = [];
+  private walFd: number | undefined;
+
+  constructor(private readonly ports: GroupCommitPorts) {
+    this.walFd = ports.walFd;
+  }
+
+  /** A round is under way or about to start. */
+  get busy(): boolean {
+    return this.syncing || this.waiting.length > 0;
+  }
+
+  /** Resolves after a round that began after this call. */
+  durable(): Promise<void> {
+    this.ports.stats.syncWrites++;
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ resolve, reject });
+      this.kick();
+    });
+  }
+
+  /** Resolves at the next kick() that finds no round to run (close() waits with it). */
+  idle(): Promise<void> {
+    return new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Starts a round if sync writes wait and none is under way; else wakes idle() waiters. */
+  kick(): void {
+    if (this.syncing) return;
+    const { segments, stats, failure, path } = this.ports;
+    segments.release(); // no fdatasync is using a dropped segment's descriptor now
+    if (this.waiting.length === 0) {
+      for (const wake of this.idleWaiters.splice(0)) wake();
+      return;
+    }
+    const batch = this.waiting.splice(0);
+    const walFd = this.walFd;
+    if (walFd === undefined || failure.error !== undefined) {
+      const e = failure.error ?? new StorageError('E_READ_ONLY', `${path} is open read-only`);
+      for (const w of batch) w.reject(e);
+      this.kick();
+      return;
+    }
+    this.syncing = true;
+    const fail = (err: unknown, what: string) => {
+      failure.record(err, `${what} failed; the log refuses further writes`);
+      this.syncing = false;
+      for (const w of batch) w.reject(failure.error);
+      this.kick();
+    };
+    const syncWal = () => {
+      stats.fsyncs++;
+      this.ports.fsync(walFd, (err) => {
+        if (err) return fail(err, `fsync of ${path}-wal`);
+        this.syncing = false;
+        for (const w of batch) w.resolve();
+        this.ports.afterRound();
+        this.kick();
+      });
+    };
+    const { fds, dirs } = segments.takeDirty();
+    let pending = fds.length + dirs.length;
+    if (pending === 0) return syncWal();
+    let failed = false;
+    const done = (err: unknown, what: string) => {
+      if (failed) return;
+      if (err) {
+        failed = true;
+        return fail(err, what);
+      }
+      if (--pending === 0) syncWal();
+    };
+    for (const fd of fds) {
+      stats.fdatasyncs++;
+      this.ports.fdatasync(fd, (err) => done(err, 'fdatasync of a segment file'));
+    }
+    for (const dir of dirs) {
+      let dirFd: number;
+      try {
+        dirFd = openSync(dir, 'r');
+      } catch (e) {
+        done(e, `open of ${dir}`);
+        continue;
+      }
+      stats.fsyncs++;
+      this.ports.fsync(dirFd, (err) => {
+        closeSync(dirFd);
+        done(err, `fsync of ${dir}`);
+      });
+    }
+  }
+
+  /**
+   * At close, once no round runs: fdatasyncs the segments written since the last round (SQLite's
+   * close then makes the WAL durable). Nothing to do after a failure or when read-only.
+   */
+  async syncSegments(): Promise<void> {
+    if (this.walFd === undefined || this.ports.failure.error !== undefined) return;
+    const { fds, dirs } = this.ports.segments.takeDirty();
+    await Promise.all([
+      ...fds.map((fd) => promisify(this.ports.fdatasync, fd)),
+      ...dirs.map(async (dir) => {
+        const dirFd = openSync(dir, 'r');
+        try {
+          await promisify(this.ports.fsync, dirFd);
+        } finally {
+          closeSync(dirFd);
+        }
+      }),
+    ]);
+  }
+
+  closeWal(): void {
+    if (this.walFd !== undefined) closeSync(this.walFd);
+    this.walFd = undefined;
+  }
+}
+
+function promisify(fn: FsyncFn, fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fn(fd, (err) => (err ? reject(err) : resolve())));
+}
