@@ -21,6 +21,12 @@ export interface UnsafeFaults {
    * group's messages, instead of in the loop's idle time: an Accept waits behind a run of slices.
    */
   backgroundWorkAsTasks?: boolean;
+  /**
+   * Planted: a proposal counts as committed when the value chosen at its instance has the same
+   * bytes (identity header aside), as PhxPaxos's IsMyCommit: another node's equal value, or any
+   * other barrier, is taken for ours (issue 17, finding 1).
+   */
+  matchValueByBytesOnly?: boolean;
 }
 
 /** The acceptor's share of the planted bugs. */
