@@ -164,6 +164,34 @@ describe('simulator', () => {
     expect((await firstCatch('learnerSkipsChainCheck'))?.invariant).toBe('chain');
   });
 
+  /** Seeds run with "match by bytes only" planted, and how many of them must be caught. */
+  const BYTES_ONLY_SEEDS = 20;
+  const BYTES_ONLY_MIN_CAUGHT = 5;
+
+  it(`planted bug: a committer that matches by bytes only (issue 17) is caught in at least ${BYTES_ONLY_MIN_CAUGHT} of ${BYTES_ONLY_SEEDS} seeds, by what clients were told`, async () => {
+    const caught: Array<{ seed: number; invariant: string; message: string }> = [];
+    let barrierReads = 0;
+    for (let seed = 1; seed <= BYTES_ONLY_SEEDS; seed++) {
+      const r = await runSeed({ seed, planted: 'matchValueByBytesOnly' });
+      barrierReads += r.coverage.paths['barrier-reads'];
+      if (!r.ok) caught.push({ seed, ...r.violation! });
+    }
+    expect(barrierReads).toBeGreaterThan(0);
+    expect(caught.length).toBeGreaterThanOrEqual(BYTES_ONLY_MIN_CAUGHT);
+    // The log alone never shows it (every node holds the same values): the client-side checks do.
+    for (const c of caught) expect(c.invariant).toMatch(/^(acknowledged-identity|linearizable)$/);
+    expect(
+      caught.some((c) =>
+        /^barrier read of .* was acknowledged by n\d as chosen at group \d instance \d+ with identity \(n\d, \d+, \d+\), but the value chosen there has \(n\d/.test(
+          c.message,
+        ),
+      ),
+    ).toBe(true);
+    expect(caught.some((c) => /^write "g\d\.r\d=[abc]" was acknowledged/.test(c.message))).toBe(
+      true,
+    );
+  }, 300_000);
+
   /** Runs seeds 1… with a master bug planted (elections in every seed) until one fails. */
   async function firstMasterCatch(planted: PlantedBug) {
     for (let seed = 1; seed <= PLANTED_MASTER_WITHIN; seed++) {
