@@ -138,8 +138,10 @@ describe('simulator', () => {
   });
 
   it(`planted bug: an acceptor that forgets its promise at each new instance is caught within ${PLANTED_WITHIN} seeds`, async () => {
+    // Two values chosen at one instance: a node acknowledged the one not kept (the identity check
+    // sees it as soon as a log holds the other), or the logs disagree.
     expect((await firstCatch('resetPromisePerInstance'))?.invariant).toMatch(
-      /agreement|chain|durability/,
+      /agreement|chain|durability|acknowledged-identity/,
     );
   });
 
@@ -244,7 +246,9 @@ describe('simulator', () => {
   });
 
   it('an election seed: leases are elected, renewed, dropped, expire and change hands; its clocks stay within the bound', async () => {
-    const r = await runSeed({ seed: 5, masterElection: true, trace: true });
+    // Seed 2 since the workload gained register writes and barrier reads (seed 5 no longer drew a
+    // master change after a crash).
+    const r = await runSeed({ seed: 2, masterElection: true, trace: true });
     expect(r.ok, r.violation?.message).toBe(true);
     const m = r.master!;
     expect(m.leaseMs).toBeGreaterThanOrEqual(2000);
@@ -267,7 +271,7 @@ describe('simulator', () => {
       expect(p[k], k).toBeGreaterThan(0);
     expect(r.trace.some((l) => /holds the master lease of group 0/.test(l))).toBe(true);
     expect(r.trace.some((l) => /no longer holds the master lease .*: dropped/.test(l))).toBe(true);
-    const off = await runSeed({ seed: 5, masterElection: false });
+    const off = await runSeed({ seed: 2, masterElection: false });
     expect(off.master).toBeUndefined();
     expect(off.coverage.paths['master-renewals']).toBe(0);
   });
@@ -288,7 +292,9 @@ describe('simulator', () => {
     // committer, as PhxPaxos's): judged from the barrier, seed 1698 failed master-liveness.
     const r = await runSeed({ seed: 1698, masterElection: true });
     expect(r.ok, r.violation?.message).toBe(true);
-    expect(r.stats.rejected.E_TIMEOUT).toBeGreaterThan(20);
+    // A backlog of the faults (it had > 20 timeouts before the workload gained register writes
+    // and barrier reads; 10 since).
+    expect(r.stats.rejected.E_TIMEOUT).toBeGreaterThanOrEqual(10);
     expect(r.coverage.paths['master-elections']).toBeGreaterThan(0);
   });
 
