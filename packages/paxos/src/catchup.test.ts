@@ -10,6 +10,7 @@ import {
   type PaxosNode,
   type PaxosOptionsInput,
   packValue,
+  SINGLE_VALUE_OVERHEAD_BYTES,
   type StateMachine,
 } from './index';
 import { realRandom, realScheduler } from './adapters/real-scheduler';
@@ -49,7 +50,9 @@ function world(
   const stores = new Map<number, MemoryLogStore>();
   const start = async (id: number, followTo?: number): Promise<PaxosNode> => {
     // The store takes the packed value (4 B of state machine id more than the proposal's).
-    const store = new MemoryLogStore({ maxValueBytes: maxValueBytes + 4 });
+    const store = new MemoryLogStore({
+      maxValueBytes: maxValueBytes + SINGLE_VALUE_OVERHEAD_BYTES,
+    });
     stores.set(id, store);
     const node = await createNode({
       nodeId: id,
@@ -158,8 +161,8 @@ describe('catch-up through the node API', () => {
     expect(status.lastChecksum).toBe(n1.status(0).lastChecksum);
     expect(status.learner.counters.batchesLearned).toBeGreaterThanOrEqual(2); // alone in its own
     const stored = stores.get(3)!.get(0, r.instanceId)!.value;
-    expect(stored.length).toBe(big.length + 4); // packed: smId + value
-    expect(crc32(stored.subarray(4))).toBe(crc32(big));
+    expect(stored.length).toBe(big.length + SINGLE_VALUE_OVERHEAD_BYTES); // packed: identity, smId, value
+    expect(crc32(stored.subarray(SINGLE_VALUE_OVERHEAD_BYTES))).toBe(crc32(big));
   }, 120_000);
 
   it('when the node streaming to a learner stops, another takes over within learnerStallMs', async () => {

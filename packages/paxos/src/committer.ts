@@ -10,7 +10,9 @@ import {
   BATCH_HEADER_BYTES,
   BATCH_ITEM_OVERHEAD_BYTES,
   packBatch,
+  IDENTITY_HEADER_BYTES,
   packValue,
+  type ProposalIdentity,
   SINGLE_VALUE_OVERHEAD_BYTES,
 } from './value';
 
@@ -20,6 +22,8 @@ export interface ProposeResult {
   result: unknown;
   /** Position in the instance's batch (batchPropose only). */
   batchIndex?: number;
+  /** The identity the chosen value carries (value.ts): this proposal's, and no other's. */
+  identity: ProposalIdentity;
 }
 
 interface Pending {
@@ -35,6 +39,8 @@ interface Pending {
 export interface CommitInFlight {
   instanceId: number;
   value: Uint8Array;
+  /** Packed into `value`: the chosen value is this proposal's iff it carries this identity. */
+  identity: ProposalIdentity;
   entries: Pending[];
   batch: boolean;
 }
@@ -58,8 +64,21 @@ export class Committer {
   inFlight: CommitInFlight | undefined;
   private queue: Pending[] = [];
   private queuedBytes = 0;
+  /** The group's incarnation on this node (Instance.start sets it before anything is proposed). */
+  private incarnation: number | undefined;
+  /** Values packed in this incarnation: each take() packs a new identity, a retry included. */
+  private sequence = 0;
 
-  constructor(private readonly options: PaxosOptions) {}
+  constructor(
+    private readonly options: PaxosOptions,
+    private readonly nodeId: number,
+  ) {}
+
+  /** Starts a new incarnation: identities from now on are (nodeId, incarnation, 0, 1, …). */
+  setIncarnation(incarnation: number): void {
+    this.incarnation = incarnation;
+    this.sequence = 0;
+  }
 
   get queueLength(): number {
     return this.queue.length;
@@ -108,7 +127,7 @@ export class Committer {
       let bytes = 0;
       // The packed batch must fit what one value may be once packed (options.ts).
       const maxPackedBytes = this.options.maxValueBytes + SINGLE_VALUE_OVERHEAD_BYTES;
-      let packedBytes = BATCH_HEADER_BYTES;
+      let packedBytes = IDENTITY_HEADER_BYTES + BATCH_HEADER_BYTES;
       for (const p of this.queue) {
         if (!p.batch) break;
         const itemBytes = BATCH_ITEM_OVERHEAD_BYTES + p.value.length;
@@ -124,9 +143,18 @@ export class Committer {
         packedBytes += itemBytes;
       }
     }
+    assert(this.incarnation !== undefined, 'committer: a value packed before setIncarnation()');
+    const identity: ProposalIdentity = {
+      nodeId: this.nodeId,
+      incarnation: this.incarnation,
+      sequence: this.sequence++,
+    };
     const value = head.batch
-      ? packBatch(entries.map((e) => ({ smId: e.smId, value: e.value })))
-      : packValue(head.smId, head.value);
+      ? packBatch(
+          entries.map((e) => ({ smId: e.smId, value: e.value })),
+          identity,
+        )
+      : packValue(head.smId, head.value, identity);
     // propose() refuses what would not fit one Accept once packed (Instance.propose).
     assert(
       value.length <= this.options.maxValueBytes + SINGLE_VALUE_OVERHEAD_BYTES,
@@ -139,7 +167,7 @@ export class Committer {
     if (value.length >= KNOWN_CRC_MIN_BYTES) rememberCrc(value, crc32(value));
     this.queue.splice(0, entries.length);
     for (const e of entries) this.queuedBytes -= e.value.length;
-    this.inFlight = { instanceId, value, entries, batch: head.batch };
+    this.inFlight = { instanceId, value, identity, entries, batch: head.batch };
     return this.inFlight;
   }
 
@@ -154,6 +182,7 @@ export class Committer {
       e.resolve({
         instanceId: flight.instanceId,
         result: results[i],
+        identity: flight.identity,
         ...(flight.batch ? { batchIndex: i } : {}),
       }),
     );

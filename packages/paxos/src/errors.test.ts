@@ -101,6 +101,21 @@ afterEach(async () => {
   expect(unhandled).toEqual([]);
 });
 
+/**
+ * createNode with the virtual clock running: a start waits for one fsync (the group's new
+ * incarnation, instance.ts takeIncarnation), which a simulated disk completes on this clock.
+ */
+async function started(options: Parameters<typeof createNode>[0]): Promise<PaxosNode> {
+  const made = createNode(options);
+  let done = false;
+  made.then(
+    () => (done = true),
+    () => (done = true),
+  );
+  while (!done) await world.advance(1);
+  return made;
+}
+
 async function cluster(
   opts: { faults?: UnsafeFaults; stores?: MemoryLogStore[]; proposeTimeoutMs?: number } = {},
 ) {
@@ -110,7 +125,7 @@ async function cluster(
     const sm = new Recorder();
     machines.push(sm);
     nodes.push(
-      await createNode({
+      await started({
         nodeId: id,
         cluster: [1, 2, 3],
         groups: 1,

@@ -23,6 +23,12 @@ export interface UnsafeFaults {
   backgroundWorkAsTasks?: boolean;
   /** Planted: the proposer is not moved to the next instance with the acceptor and learner. */
   proposerMissesNewInstance?: boolean;
+  /**
+   * Planted: a proposal counts as committed when the value chosen at its instance has the same
+   * bytes (identity header aside), as PhxPaxos's IsMyCommit: another node's equal value, or any
+   * other barrier, is taken for ours (issue 17, finding 1).
+   */
+  matchValueByBytesOnly?: boolean;
 }
 
 /** The acceptor's share of the planted bugs. */

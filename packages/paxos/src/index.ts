@@ -46,6 +46,12 @@ export {
   SINGLE_VALUE_OVERHEAD_BYTES,
   BATCH_HEADER_BYTES,
   BATCH_ITEM_OVERHEAD_BYTES,
+  IDENTIFIED_SM_ID,
+  IDENTITY_HEADER_BYTES,
+  hasIdentity,
+  valueIdentity,
+  withoutIdentity,
+  type ProposalIdentity,
 } from './value';
 export type { AcceptorFaults, UnsafeFaults } from './faults';
 export {

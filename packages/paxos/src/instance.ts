@@ -55,12 +55,15 @@ import {
   BATCH_HEADER_BYTES,
   BATCH_ITEM_OVERHEAD_BYTES,
   bytesEqual,
+  hasIdentity,
+  IDENTITY_HEADER_BYTES,
   MASTER_SM_ID,
   NO_SM_ID,
   SINGLE_VALUE_OVERHEAD_BYTES,
   type SmValue,
   SYSTEM_SM_ID,
   unpackValue,
+  withoutIdentity,
 } from './value';
 
 export interface InstanceConfig {
@@ -183,6 +186,9 @@ export interface GroupErrors {
   /** A write to the log failed (the group stops with E_STORAGE). */
   persistFailures: ErrorCount;
 }
+
+/** The log's meta key of the group's incarnation on this node (u32 LE; see takeIncarnation). */
+const INCARNATION_META_KEY = 'incarnation';
 
 /** Codes a recovery no-op proposal may end with that are expected outcomes, not failures. */
 const RECOVERY_EXPECTED_CODES = new Set([
@@ -308,7 +314,7 @@ export class Instance {
       (error) => this.persistFailed(error),
       config.faults,
     );
-    this.committer = new Committer(options);
+    this.committer = new Committer(options, config.nodeId);
     this.proposer = new Proposer(
       {
         nodeId: config.nodeId,
@@ -361,6 +367,7 @@ export class Instance {
     }
     if (recovered !== undefined && recovered.kind !== 'nothing')
       this.log('warn', 'checkpoint-recovered', { outcome: recovered.kind });
+    await this.takeIncarnation();
     let now = this.acceptor.load();
     const minChosen = store.getMinChosenInstanceId(group);
     // The start-up rule: never skip records a machine still needs (PhxPaxos PlayLog fails too).
@@ -420,6 +427,25 @@ export class Instance {
       );
     }
     this.armCheckpointTimer();
+  }
+
+  /**
+   * A new incarnation for this start: the identities of the values proposed from now on differ
+   * from every earlier start's (value.ts). Durable before anything is proposed, so a crash cannot
+   * hand the same number to the next start. The first start (or a log whose meta was lost) draws
+   * one at random, so a wiped node does not repeat the numbers of its former life.
+   */
+  private async takeIncarnation(): Promise<void> {
+    const { store, group } = this.config;
+    const saved = store.getMeta(group, INCARNATION_META_KEY);
+    const incarnation =
+      saved?.length === 4
+        ? (new DataView(saved.buffer, saved.byteOffset, 4).getUint32(0, true) + 1) % 0x1_0000_0000
+        : Math.floor(this.config.random.next() * 0x1_0000_0000);
+    const bytes = new Uint8Array(4);
+    new DataView(bytes.buffer).setUint32(0, incarnation, true);
+    await store.setMeta(group, INCARNATION_META_KEY, bytes, { sync: true });
+    this.committer.setIncarnation(incarnation);
   }
 
   /**
@@ -511,7 +537,12 @@ export class Instance {
     // carries the batch's own header and item header besides.
     const maxBytes =
       this.config.options.maxValueBytes -
-      (batch ? BATCH_HEADER_BYTES + BATCH_ITEM_OVERHEAD_BYTES - SINGLE_VALUE_OVERHEAD_BYTES : 0);
+      (batch
+        ? IDENTITY_HEADER_BYTES +
+          BATCH_HEADER_BYTES +
+          BATCH_ITEM_OVERHEAD_BYTES -
+          SINGLE_VALUE_OVERHEAD_BYTES
+        : 0);
     if (value.length > maxBytes) {
       return Promise.reject(
         new PaxosError(
@@ -829,8 +860,14 @@ export class Instance {
     const instanceId = this.learner.instanceId;
     const value = this.learner.state.value;
     const flight = this.committer.inFlight;
+    // Mine only if the chosen value carries my proposal's identity: equal bytes from another node
+    // (or another barrier) are not mine, and my value adopted by another proposer still is.
     const isMine =
-      flight !== undefined && flight.instanceId === instanceId && bytesEqual(flight.value, value);
+      flight !== undefined &&
+      flight.instanceId === instanceId &&
+      (this.config.faults?.matchValueByBytesOnly === true
+        ? bytesEqual(withoutIdentity(flight.value), withoutIdentity(value))
+        : hasIdentity(value, flight.identity));
     let executed: unknown[] | Promise<unknown[]>;
     try {
       executed = this.executeValue(instanceId, value, isMine);

@@ -20,11 +20,13 @@ import {
   BATCH_ITEM_OVERHEAD_BYTES,
   createNode,
   maxValueBytesForFrame,
+  NO_SM_ID,
   type PaxosNode,
   PaxosError,
   type PaxosOptionsInput,
   type Scheduler,
   type StateMachine,
+  type UnsafeFaults,
 } from './index';
 
 /** A KV-ish state machine that records what it applied. */
@@ -114,7 +116,9 @@ class VirtualWorld {
 }
 
 /** Three nodes (and a follower) in one process, on virtual time. */
-async function cluster(opts: { follower?: boolean; options?: PaxosOptionsInput } = {}) {
+async function cluster(
+  opts: { follower?: boolean; options?: PaxosOptionsInput; unsafeFaults?: UnsafeFaults } = {},
+) {
   const world = new VirtualWorld();
   const net = world.net;
   const ids = [1, 2, 3];
@@ -134,6 +138,7 @@ async function cluster(opts: { follower?: boolean; options?: PaxosOptionsInput }
       random: new SeededRng(id),
       stateMachines: [sm],
       ...(id === 9 ? { followTo: 1 } : {}),
+      ...(opts.unsafeFaults ? { unsafeFaults: opts.unsafeFaults } : {}),
       options: {
         ...opts.options,
         learner: {
@@ -164,7 +169,11 @@ describe('PaxosNode', () => {
   it('chooses values, applies them everywhere in the same order, and returns the result', async () => {
     const { nodes, machines, world } = await cluster();
     const r = await nodes[0]!.propose(0, bytes('a'), { smId: 10 });
-    expect(r).toEqual({ instanceId: 0, result: 'ok:a' });
+    expect(r).toEqual({
+      instanceId: 0,
+      result: 'ok:a',
+      identity: { nodeId: 1, incarnation: expect.any(Number) as number, sequence: 0 },
+    });
     const batch = await Promise.all(
       ['b', 'c', 'd'].map((v) => nodes[1]!.batchPropose(0, bytes(v), { smId: 10 })),
     );
@@ -287,10 +296,8 @@ describe('PaxosNode', () => {
         stateMachines: [sm],
       });
     const first = await start(new ListMachine());
-    expect(await first.propose(0, bytes('kept'), { smId: 10 })).toEqual({
-      instanceId: 0,
-      result: 'ok:kept',
-    });
+    const kept = await first.propose(0, bytes('kept'), { smId: 10 });
+    expect(kept).toMatchObject({ instanceId: 0, result: 'ok:kept', identity: { sequence: 0 } });
     await first.propose(0, bytes('also'), { smId: 10 });
     await first.stop();
     const sm = new ListMachine();
@@ -299,8 +306,10 @@ describe('PaxosNode', () => {
     // Replayed up to the last instance; that one is learned again by the recovery no-op.
     await eventually(() => sm.applied.length === 2);
     expect(sm.applied).toEqual(['kept', 'also']);
-    await second.propose(0, bytes('third'), { smId: 10 });
+    const third = await second.propose(0, bytes('third'), { smId: 10 });
     expect(sm.applied).toEqual(['kept', 'also', 'third']);
+    // A new incarnation per start, persisted: the restart's identities differ from the first's.
+    expect(third.identity.incarnation).toBe((kept.identity.incarnation + 1) % 2 ** 32);
   });
 
   it('rejects pending proposals with E_STOPPED on a graceful stop', async () => {
@@ -313,6 +322,87 @@ describe('PaxosNode', () => {
     await lonely.stop();
     await expect(pending).rejects.toMatchObject({ code: 'E_STOPPED' });
     await expect(lonely.propose(0, bytes('after'))).rejects.toMatchObject({ code: 'E_STOPPED' });
+  });
+});
+
+/**
+ * Issue 17, finding 1: node 1 is cut off for a moment and proposes at an instance the others have
+ * already chosen with byte-identical bytes (the same write, or any barrier). It learns that value
+ * once the partition heals; it must not take it for its own.
+ */
+describe('a proposal is answered for its own value, not for equal bytes', () => {
+  const EMPTY = new Uint8Array(0);
+  /** The last `k=…` a machine applied: the register k as that node holds it. */
+  const registerK = (applied: readonly string[]) =>
+    applied.filter((a) => a.startsWith('k=')).at(-1);
+
+  async function cutOffNode1(unsafeFaults?: UnsafeFaults) {
+    const c = await cluster(unsafeFaults ? { unsafeFaults } : {});
+    await c.nodes[0]!.propose(0, bytes('start'), { smId: 10 });
+    await c.world.until(() => c.nodes.every((n) => n.status(0).instanceId === 1));
+    c.net.partition([[1], [2, 3]]);
+    return c;
+  }
+
+  async function writeLostOnBytes(unsafeFaults?: UnsafeFaults) {
+    const { nodes, machines, net, world } = await cutOffNode1(unsafeFaults);
+    const v = await nodes[1]!.propose(0, bytes('k=v'), { smId: 10 });
+    const w = await nodes[1]!.propose(0, bytes('k=w'), { smId: 10 });
+    expect([v.instanceId, w.instanceId]).toEqual([1, 2]);
+    // Node 1 is behind without knowing it: it proposes k=v at instance 1.
+    const mine = nodes[0]!.propose(0, bytes('k=v'), { smId: 10 });
+    await world.until(() => nodes[0]!.status(0).committer.inFlightInstanceId === 1);
+    net.heal();
+    const r = await mine;
+    await world.until(() =>
+      nodes.every((n) => n.status(0).instanceId === nodes[1]!.status(0).instanceId),
+    );
+    return { r, w, final: [...machines.values()].map((m) => registerK(m.applied)) };
+  }
+
+  it('a write through a node that is behind is chosen after the writes acknowledged before it', async () => {
+    const { r, w, final } = await writeLostOnBytes();
+    expect(r.instanceId).toBeGreaterThan(w.instanceId);
+    expect(r.identity.nodeId).toBe(1);
+    expect(final).toEqual(['k=v', 'k=v', 'k=v']);
+  });
+
+  it('planted (match by bytes only): the same write is answered "committed at 1", and lost', async () => {
+    const { r, final } = await writeLostOnBytes({ matchValueByBytesOnly: true });
+    expect(r.instanceId).toBe(1);
+    expect(final).toEqual(['k=w', 'k=w', 'k=w']);
+  });
+
+  async function barrierOnBytes(unsafeFaults?: UnsafeFaults) {
+    const { nodes, machines, net, world } = await cutOffNode1(unsafeFaults);
+    const other = await nodes[1]!.batchPropose(0, EMPTY, { smId: NO_SM_ID });
+    const w = await nodes[1]!.propose(0, bytes('k=w'), { smId: 10 });
+    expect([other.instanceId, w.instanceId]).toEqual([1, 2]);
+    // A barrier read through node 1, begun after k=w was acknowledged.
+    let seen: string | undefined = 'not resolved';
+    const barrier = nodes[0]!.batchPropose(0, EMPTY, { smId: NO_SM_ID }).then((b) => {
+      seen = registerK(machines.get(1)!.applied); // the read, served at once from node 1's state
+      return b;
+    });
+    await world.until(() => nodes[0]!.status(0).committer.inFlightInstanceId === 1);
+    net.heal();
+    const b = await barrier;
+    return { b, w, seen };
+  }
+
+  it('a barrier through a node that is behind resolves after every write acknowledged before it', async () => {
+    const { b, w, seen } = await barrierOnBytes();
+    expect(b.instanceId).toBeGreaterThan(w.instanceId);
+    expect(b.identity.nodeId).toBe(1);
+    expect(seen).toBe('k=w');
+  });
+
+  it("planted (match by bytes only): the barrier resolves at the other barrier's instance, before the write it must reflect", async () => {
+    // The read is served after the answer; here node 1 happened to learn k=w in the same stream
+    // batch, but nothing made it wait for it (the server's read at instance 1 returned stale data).
+    const { b, w } = await barrierOnBytes({ matchValueByBytesOnly: true });
+    expect(b.instanceId).toBe(1);
+    expect(b.instanceId).toBeLessThan(w.instanceId);
   });
 });
 
@@ -366,7 +456,7 @@ describe('value size limits match what the wire and the store accept', () => {
         network: { ...network, maxFrameBytes: 1024 * 1024 },
       }),
     ).rejects.toThrow(
-      /maxValueBytes \(10485611\) must be at most 1048427: the network's maxFrameBytes/,
+      /maxValueBytes \(10485591\) must be at most 1048407: the network's maxFrameBytes/,
     );
     await expect(
       createNode({
@@ -374,7 +464,7 @@ describe('value size limits match what the wire and the store accept', () => {
         store: new MemoryLogStore({ maxValueBytes: 1024 * 1024 }),
         network,
       }),
-    ).rejects.toThrow(/must be at most 1048572: the store's maxValueBytes \(1048576\)/);
+    ).rejects.toThrow(/must be at most 1048552: the store's maxValueBytes \(1048576\)/);
     // Matching limits are accepted.
     const node = await createNode({
       ...base,
@@ -397,7 +487,7 @@ describe('options are checked at construction', () => {
   it.each<[Record<string, unknown>, RegExp]>([
     [{ prepareTimeoutMs: 0 }, /paxos option prepareTimeoutMs must be an integer in 1 … \d+, got 0/],
     [{ acceptTimeoutMs: Number.NaN }, /acceptTimeoutMs must be an integer in 1 …/],
-    [{ maxValueBytes: -5 }, /maxValueBytes must be an integer in 1 … 68157291, got -5/],
+    [{ maxValueBytes: -5 }, /maxValueBytes must be an integer in 1 … 68157271, got -5/],
     [{ batchMaxValues: 2.5 }, /batchMaxValues must be an integer in 1 …/],
     [{ proposeTimeoutMs: Infinity }, /proposeTimeoutMs must be an integer/],
     [

@@ -2,7 +2,7 @@
 // that keeps the group's membership in its system variables.
 import type { CheckpointStateMachine } from '@tspaxos/checkpoint';
 import { PaxosError } from './errors';
-import { SYSTEM_SM_ID } from './value';
+import { IDENTIFIED_SM_ID, SYSTEM_SM_ID } from './value';
 
 /** What execute() is told besides the value. */
 export interface ExecuteContext {
@@ -18,7 +18,7 @@ export interface ExecuteContext {
  * of @tspaxos/checkpoint's CheckpointStateMachine, which this extends.
  */
 export interface StateMachine extends CheckpointStateMachine {
-  /** Which values are mine: 4 … 2^32 − 1 (0 means "no state machine", 1–3 are reserved). */
+  /** Which values are mine: 4 … 2^32 − 2 (0 means "no state machine", 1–3 and 2^32 − 1 are reserved). */
   readonly smId: number;
   /**
    * Applies a chosen value. Must be deterministic; its return value is handed to the proposer's
@@ -113,10 +113,10 @@ export function checkStateMachines(machines: readonly StateMachine[]): void {
     if (!Number.isSafeInteger(sm.smId) || sm.smId < 0 || sm.smId > 0xffffffff) {
       throw new PaxosError('E_BAD_ARGUMENT', `state machine id ${String(sm.smId)} is not a u32`);
     }
-    if (sm.smId <= 3) {
+    if (sm.smId <= 3 || sm.smId === IDENTIFIED_SM_ID) {
       throw new PaxosError(
         'E_BAD_ARGUMENT',
-        `state machine id ${sm.smId} is reserved (0 none, 1 system, 2 master, 3 batch)`,
+        `state machine id ${sm.smId} is reserved (0 none, 1 system, 2 master, 3 batch, ${IDENTIFIED_SM_ID} identity header)`,
       );
     }
     if (seen.has(sm.smId))

@@ -1,12 +1,25 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { PaxosError } from './errors';
-import { BATCH_SM_ID, bytesEqual, packBatch, packValue, unpackValue } from './value';
+import {
+  BATCH_SM_ID,
+  bytesEqual,
+  hasIdentity,
+  IDENTIFIED_SM_ID,
+  IDENTITY_HEADER_BYTES,
+  packBatch,
+  packValue,
+  unpackValue,
+  valueIdentity,
+  withoutIdentity,
+} from './value';
 
 describe('value packing', () => {
   it('round-trips single values and batches (property)', () => {
     const item = fc.record({
-      smId: fc.integer({ min: 0, max: 0xffffffff }).filter((id) => id !== BATCH_SM_ID),
+      smId: fc
+        .integer({ min: 0, max: 0xffffffff })
+        .filter((id) => id !== BATCH_SM_ID && id !== IDENTIFIED_SM_ID),
       value: fc.uint8Array({ maxLength: 64 }),
     });
     fc.assert(
@@ -81,5 +94,59 @@ describe('value packing', () => {
     }
     expect(bytesEqual(a, a)).toBe(true);
     expect(bytesEqual(a, a.subarray(0, a.length - 1))).toBe(false);
+  });
+
+  it('carries an identity the state machines never see; equal user bytes with other identities differ (property)', () => {
+    const identity = fc.record({
+      nodeId: fc.integer({ min: 0, max: 0xffffffff }),
+      incarnation: fc.integer({ min: 0, max: 0xffffffff }),
+      sequence: fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+    });
+    const item = fc.record({
+      smId: fc
+        .integer({ min: 0, max: 0xffffffff })
+        .filter((id) => id !== BATCH_SM_ID && id !== IDENTIFIED_SM_ID),
+      value: fc.uint8Array({ maxLength: 64 }),
+    });
+    fc.assert(
+      fc.property(
+        identity,
+        identity,
+        item,
+        fc.array(item, { maxLength: 8 }),
+        (id, other, one, many) => {
+          for (const [packed, plain] of [
+            [packValue(one.smId, one.value, id), packValue(one.smId, one.value)],
+            [packBatch(many, id), packBatch(many)],
+          ] as const) {
+            expect(packed.length).toBe(plain.length + IDENTITY_HEADER_BYTES);
+            expect(valueIdentity(packed)).toEqual(id);
+            expect(hasIdentity(packed, id)).toBe(true);
+            const same =
+              id.nodeId === other.nodeId &&
+              id.incarnation === other.incarnation &&
+              id.sequence === other.sequence;
+            expect(hasIdentity(packed, other)).toBe(same);
+            expect(hasIdentity(plain, id)).toBe(false);
+            expect(valueIdentity(plain)).toBeUndefined();
+            expect([...withoutIdentity(packed)]).toEqual([...plain]);
+            const a = unpackValue(packed).map((v) => ({ smId: v.smId, value: [...v.value] }));
+            const b = unpackValue(plain).map((v) => ({ smId: v.smId, value: [...v.value] }));
+            expect(a).toEqual(b);
+          }
+        },
+      ),
+    );
+  });
+
+  it('rejects a truncated or doubled identity header with E_BAD_ARGUMENT', () => {
+    const id = { nodeId: 2, incarnation: 7, sequence: 2 ** 40 + 3 };
+    const good = packValue(10, new Uint8Array([1, 2]), id);
+    for (let len = 4; len < IDENTITY_HEADER_BYTES + 4; len++)
+      expect(() => unpackValue(good.subarray(0, len)), `prefix ${len}`).toThrow(PaxosError);
+    const doubled = new Uint8Array(IDENTITY_HEADER_BYTES + good.length);
+    doubled.set(good.subarray(0, IDENTITY_HEADER_BYTES));
+    doubled.set(good, IDENTITY_HEADER_BYTES);
+    expect(() => unpackValue(doubled)).toThrow(/two identity headers/);
   });
 });

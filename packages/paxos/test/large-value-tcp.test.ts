@@ -13,12 +13,12 @@ import { frameBytesForValues, MAX_FRAME_BYTES_CEILING } from '@tspaxos/transport
 import { TcpNetwork } from '@tspaxos/transport/tcp';
 import { afterAll, expect, it } from 'vitest';
 import { createNode } from '../src/adapters/node-entry';
-import type { PaxosNode } from '../src/index';
+import { type PaxosNode, SINGLE_VALUE_OVERHEAD_BYTES } from '../src/index';
 
 const MiB = 1024 * 1024;
 const MAX_VALUE_BYTES = 64 * MiB;
-/** The store holds the packed value: 4 B of state machine id more than the proposal. */
-const PACK_BYTES = 4;
+/** The store holds the packed value: its identity header and state machine id more than the proposal. */
+const PACK_BYTES = SINGLE_VALUE_OVERHEAD_BYTES;
 const dirs: string[] = [];
 const cleanups: Array<() => Promise<void> | void> = [];
 afterAll(async () => {

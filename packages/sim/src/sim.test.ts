@@ -170,6 +170,34 @@ describe('simulator', () => {
     expect((await firstCatch('learnerSkipsChainCheck'))?.invariant).toBe('chain');
   });
 
+  /** Seeds run with "match by bytes only" planted, and how many of them must be caught. */
+  const BYTES_ONLY_SEEDS = 20;
+  const BYTES_ONLY_MIN_CAUGHT = 5;
+
+  it(`planted bug: a committer that matches by bytes only (issue 17) is caught in at least ${BYTES_ONLY_MIN_CAUGHT} of ${BYTES_ONLY_SEEDS} seeds, by what clients were told`, async () => {
+    const caught: Array<{ seed: number; invariant: string; message: string }> = [];
+    let barrierReads = 0;
+    for (let seed = 1; seed <= BYTES_ONLY_SEEDS; seed++) {
+      const r = await runSeed({ seed, planted: 'matchValueByBytesOnly' });
+      barrierReads += r.coverage.paths['barrier-reads'];
+      if (!r.ok) caught.push({ seed, ...r.violation! });
+    }
+    expect(barrierReads).toBeGreaterThan(0);
+    expect(caught.length).toBeGreaterThanOrEqual(BYTES_ONLY_MIN_CAUGHT);
+    // The log alone never shows it (every node holds the same values): the client-side checks do.
+    for (const c of caught) expect(c.invariant).toMatch(/^(acknowledged-identity|linearizable)$/);
+    expect(
+      caught.some((c) =>
+        /^barrier read of .* was acknowledged by n\d as chosen at group \d instance \d+ with identity \(n\d, \d+, \d+\), but the value chosen there has \(n\d/.test(
+          c.message,
+        ),
+      ),
+    ).toBe(true);
+    expect(caught.some((c) => /^write "g\d\.r\d=[abc]" was acknowledged/.test(c.message))).toBe(
+      true,
+    );
+  }, 300_000);
+
   /** Runs seeds 1… with a master bug planted (elections in every seed) until one fails. */
   async function firstMasterCatch(planted: PlantedBug) {
     for (let seed = 1; seed <= PLANTED_MASTER_WITHIN; seed++) {
@@ -222,7 +250,9 @@ describe('simulator', () => {
   });
 
   it('an election seed: leases are elected, renewed, dropped, expire and change hands; its clocks stay within the bound', async () => {
-    const r = await runSeed({ seed: 5, masterElection: true, trace: true });
+    // Seed 2 since the workload gained register writes and barrier reads (seed 5 no longer drew a
+    // master change after a crash).
+    const r = await runSeed({ seed: 2, masterElection: true, trace: true });
     expect(r.ok, r.violation?.message).toBe(true);
     const m = r.master!;
     expect(m.leaseMs).toBeGreaterThanOrEqual(2000);
@@ -245,7 +275,7 @@ describe('simulator', () => {
       expect(p[k], k).toBeGreaterThan(0);
     expect(r.trace.some((l) => /holds the master lease of group 0/.test(l))).toBe(true);
     expect(r.trace.some((l) => /no longer holds the master lease .*: dropped/.test(l))).toBe(true);
-    const off = await runSeed({ seed: 5, masterElection: false });
+    const off = await runSeed({ seed: 2, masterElection: false });
     expect(off.master).toBeUndefined();
     expect(off.coverage.paths['master-renewals']).toBe(0);
   });
@@ -266,7 +296,9 @@ describe('simulator', () => {
     // committer, as PhxPaxos's): judged from the barrier, seed 1698 failed master-liveness.
     const r = await runSeed({ seed: 1698, masterElection: true });
     expect(r.ok, r.violation?.message).toBe(true);
-    expect(r.stats.rejected.E_TIMEOUT).toBeGreaterThan(20);
+    // A backlog of the faults (it had > 20 timeouts before the workload gained register writes
+    // and barrier reads; 10 since).
+    expect(r.stats.rejected.E_TIMEOUT).toBeGreaterThanOrEqual(10);
     expect(r.coverage.paths['master-elections']).toBeGreaterThan(0);
   });
 

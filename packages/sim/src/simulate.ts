@@ -7,10 +7,12 @@ import {
   type GroupStatus,
   type MasterFaults,
   type PaxosErrorCode,
+  NO_SM_ID,
   type PaxosNode,
   type ProposeResult,
   type Scheduler,
   type UnsafeFaults,
+  valueIdentity,
 } from '@tspaxos/paxos';
 import { type DurabilityPort, type LogStore, MemoryLogStore } from '@tspaxos/storage';
 import {
@@ -23,6 +25,8 @@ import {
   SeededRng,
 } from '@tspaxos/transport';
 import { CHECKPOINT_PATH_KINDS, CheckpointSim } from './checkpoints';
+import { AcknowledgedIdentityChecker } from './checkers/acknowledged-identity';
+import { RegisterLinearizabilityChecker } from './checkers/register-linearizability';
 import { EventQueue } from './event-queue';
 import {
   checkSimOptions,
@@ -55,7 +59,11 @@ export type Invariant =
   | 'master-liveness'
 
   /** A checkpoint (own or installed) differs from what the log says (checkpoints.ts). */
-  | 'checkpoint';
+  | 'checkpoint'
+  /** A proposal was acknowledged at an instance whose chosen value is another proposal's. */
+  | 'acknowledged-identity'
+  /** A barrier read returned what no linearization of the writes clients were told about allows. */
+  | 'linearizable';
 
 /** What a failed assertion in @tspaxos/paxos throws and stops its group with (InvariantError). */
 const INVARIANT_CODE: PaxosErrorCode = 'E_INVARIANT';
@@ -83,6 +91,8 @@ export const PLANTED_BUGS = [
   // chunks corrupted with their CRC recomputed (what a receiver without the CRC check would take).
   'checkpointIdTooHigh',
   'checkpointChunkCorruptValidCrc',
+  /** A proposal counts as committed when the chosen value has its bytes (paxos faults.ts). */
+  'matchValueByBytesOnly',
 ] as const;
 export type PlantedBug = (typeof PLANTED_BUGS)[number];
 
@@ -200,6 +210,15 @@ export const PATH_KINDS = [
   'master-changes',
   /** Of those, the previous holder had crashed while holding. */
   'master-changes-after-crash',
+  // What clients were told (checkers/): register writes, barrier reads, identities compared.
+  /** Register writes (workload) acknowledged. */
+  'register-writes-acknowledged',
+  /** Barrier reads answered and checked for linearizability. */
+  'barrier-reads',
+  /** Of those, begun on a node that had not learned everything another live node had. */
+  'barrier-reads-behind',
+  /** Acknowledgements compared with the identity of the value chosen at their instance. */
+  'identities-checked',
   ...CHECKPOINT_PATH_KINDS,
 ] as const;
 export type PathKind = (typeof PATH_KINDS)[number];
@@ -289,6 +308,12 @@ const LONG_DOWN_POSTPONE_LIMIT_MS = 1000;
 const LONG_DOWN_MAJORITY_CHECK_MS = 1000;
 /** The links into a node that comes back to catch up are lossy for this long (ms). */
 const CATCH_UP_LOSS_MS = 3000;
+/** Workload shares (from their own stream): register writes, barrier reads; the rest unique values. */
+const REGISTER_WRITE_SHARE = 0.3;
+const BARRIER_READ_SHARE = 0.2;
+/** Register keys per group, and the values written: few, so equal bytes are written often. */
+const REGISTER_KEYS = 2;
+const REGISTER_VALUES = ['a', 'b', 'c'] as const;
 /** Proposals wait this long before E_TIMEOUT. */
 const PROPOSE_TIMEOUT_MS = 8000;
 /** Election seeds: the master lease is drawn in this range (ms), several leases in the fault phase. */
@@ -598,6 +623,16 @@ class Simulation {
   private readonly masterLivenessDeadlineMs: number[] = [];
   /** Disks, checkpoint writes, compactions, transfer cuts and the checkpoint invariant. */
   private readonly checkpoints: CheckpointSim;
+  /** Which workload operation each proposal is: its own stream (the other draws stay as they were). */
+  private readonly workloadRng: SeededRng;
+  /** What clients were told, checked (checkers/). */
+  private readonly identities = new AcknowledgedIdentityChecker((m) =>
+    this.note('acknowledged-identity', `${m} (after event "${this.eventName()}")`),
+  );
+  private readonly registers = new RegisterLinearizabilityChecker((m) =>
+    this.note('linearizable', m),
+  );
+  private operationSeq = 0;
 
   constructor(private readonly options: SimOptions) {
     this.rng = new SeededRng(options.seed);
@@ -632,6 +667,7 @@ class Simulation {
     const planted = options.brokenAcceptor ? 'forgetPromises' : options.planted;
     this.unsafeFaults = plantedFaults(planted);
     this.masterRng = new SeededRng(options.seed ^ 0x3a57e5);
+    this.workloadRng = new SeededRng(options.seed ^ 0x4ead);
     this.master = this.drawMaster(planted);
     this.masterClocksBounded = planted !== 'clocksOutsideLeaseBound';
     this.votingIds = Array.from({ length: this.topology.nodes }, (_, i) => i + 1);
@@ -805,6 +841,8 @@ class Simulation {
         this.harvestCounters(n);
       }
       this.checkDurability();
+      this.identities.finish();
+      this.registers.finish();
       // A rejection raised by the last event surfaces on the next turn of the event loop.
       await settle();
       if (this.violation) throw this.violation;
@@ -824,6 +862,7 @@ class Simulation {
     this.coverage.paths.acknowledged = this.acknowledged.length;
     this.coverage.paths.rejected = Object.values(this.rejected).reduce((a, b) => a + b, 0);
     this.coverage.paths['instances-chosen'] = this.chosen.reduce((a, m) => a + m.size, 0);
+    this.coverage.paths['identities-checked'] = this.identities.counts.checked;
     return {
       seed: this.options.seed,
       ok: v === undefined,
@@ -1125,6 +1164,13 @@ class Simulation {
         for (let i = from; i < now; i++) {
           const record = n.store.get(g, i);
           if (record === undefined) continue;
+          this.identities.observe({
+            kind: 'chosen',
+            group: g,
+            instanceId: i,
+            identity: valueIdentity(record.value),
+            node: n.id,
+          });
           // DESIGN §2: an instance whose predecessor's checksum is unknown (not in this log, after
           // a checkpoint install or compaction, or itself 0) restarts the chain at 0.
           if (record.checksum === 0 && i > 0) {
@@ -1219,6 +1265,14 @@ class Simulation {
       }).then(
         (r) => {
           done = true;
+          this.identities.observe({
+            kind: 'acknowledged',
+            group,
+            instanceId: r.instanceId,
+            identity: r.identity,
+            node: n.id,
+            what: `"${value}"`,
+          });
           this.acknowledged.push({ group, instanceId: r.instanceId, value, node: n.id });
           this.log(`n${n.id} "${value}" chosen at instance ${r.instanceId}`);
         },
@@ -1309,29 +1363,133 @@ class Simulation {
     const n = alive[this.rng.int(alive.length)]!;
     const group = this.rng.int(this.topology.groups);
     const value = `g${group}.v${++this.proposalSeq}`;
-    this.proposed.add(value);
     const batch = this.rng.next() < 0.5;
+    const kind = this.workloadRng.next();
+    if (kind < BARRIER_READ_SHARE) return this.barrierRead(n, group);
+    if (kind < BARRIER_READ_SHARE + REGISTER_WRITE_SHARE) return this.registerWrite(n, group);
+    this.proposed.add(value);
     this.log(`n${n.id} ${batch ? 'batchPropose' : 'propose'} "${value}"`);
     const bytes = new TextEncoder().encode(value);
     const opts = { smId: RECORDER_SM_ID, timeoutMs: PROPOSE_TIMEOUT_MS };
     const p: Promise<ProposeResult> = batch
       ? n.node!.batchPropose(group, bytes, opts)
       : n.node!.propose(group, bytes, opts);
+    this.settleWorkload(n, group, value, p, (r) => {
+      this.acknowledged.push({ group, instanceId: r.instanceId, value, node: n.id });
+      this.log(`n${n.id} "${value}" chosen at instance ${r.instanceId}`);
+    });
+  }
+
+  /**
+   * A workload proposal's outcome: acknowledged (its identity goes to the identity checker), or
+   * rejected and counted by code. A dead incarnation's late answers are not the system's.
+   */
+  private settleWorkload(
+    n: SimNode,
+    group: number,
+    what: string,
+    p: Promise<ProposeResult>,
+    acknowledged: (r: ProposeResult) => void,
+  ): void {
     const incarnation = n.incarnation;
     const pending = { n, incarnation, group };
     this.proposalsPending.add(pending);
     p.finally(() => this.proposalsPending.delete(pending)).then(
       (r) => {
         if (n.incarnation !== incarnation) return;
-        this.acknowledged.push({ group, instanceId: r.instanceId, value, node: n.id });
-        this.log(`n${n.id} "${value}" chosen at instance ${r.instanceId}`);
+        this.identities.observe({
+          kind: 'acknowledged',
+          group,
+          instanceId: r.instanceId,
+          identity: r.identity,
+          node: n.id,
+          what,
+        });
+        acknowledged(r);
       },
       (e: { code?: string }) => {
         const code = e.code ?? 'ERROR';
         this.rejected[code] = (this.rejected[code] ?? 0) + 1;
-        this.log(`n${n.id} "${value}" rejected: ${code}`);
+        this.log(`n${n.id} ${what} rejected: ${code}`);
       },
     );
+  }
+
+  /**
+   * A register write: few keys and values, so different clients write equal bytes (issue 17).
+   * Never batched: one write per instance keeps the recorder's "executed twice" check exact.
+   */
+  private registerWrite(n: SimNode, group: number): void {
+    const key = `g${group}.r${this.workloadRng.int(REGISTER_KEYS)}`;
+    const value = `${key}=${REGISTER_VALUES[this.workloadRng.int(REGISTER_VALUES.length)]!}`;
+    const id = ++this.operationSeq;
+    this.proposed.add(value);
+    this.log(`n${n.id} write "${value}"`);
+    this.registers.observe({ kind: 'write-begin', id, key, value, atMs: this.queue.nowMs });
+    const p = n.node!.propose(group, new TextEncoder().encode(value), {
+      smId: RECORDER_SM_ID,
+      timeoutMs: PROPOSE_TIMEOUT_MS,
+    });
+    this.settleWorkload(n, group, `write "${value}"`, p, (r) => {
+      this.acknowledged.push({ group, instanceId: r.instanceId, value, node: n.id });
+      this.registers.observe({ kind: 'write-ok', id, atMs: this.queue.nowMs });
+      this.coverage.paths['register-writes-acknowledged']++;
+      this.log(`n${n.id} write "${value}" chosen at instance ${r.instanceId}`);
+    });
+  }
+
+  /**
+   * A barrier read, as apps/node serves `?consistent=true`: an empty batch value for no state
+   * machine (every barrier packs to the same user bytes), then the node's own state.
+   */
+  private barrierRead(n: SimNode, group: number): void {
+    const key = `g${group}.r${this.workloadRng.int(REGISTER_KEYS)}`;
+    const id = ++this.operationSeq;
+    const learned = n.node!.instanceId(group);
+    const behind = this.nodes.some(
+      (m) => m.alive && m.node !== undefined && m.node.instanceId(group) > learned,
+    );
+    this.log(`n${n.id} barrier read of ${key}${behind ? ' (behind a peer)' : ''}`);
+    this.registers.observe({ kind: 'read-begin', id, key, node: n.id, atMs: this.queue.nowMs });
+    const p = n.node!.batchPropose(group, new Uint8Array(0), {
+      smId: NO_SM_ID,
+      timeoutMs: PROPOSE_TIMEOUT_MS,
+    });
+    this.settleWorkload(n, group, `barrier read of ${key}`, p, (r) => {
+      const now = n.node!.instanceId(group);
+      const value = this.registerValue(group, key, now);
+      this.registers.observe({
+        kind: 'read-ok',
+        id,
+        value,
+        instanceId: r.instanceId,
+        atMs: this.queue.nowMs,
+      });
+      this.coverage.paths['barrier-reads']++;
+      if (behind) this.coverage.paths['barrier-reads-behind']++;
+      this.log(
+        `n${n.id} barrier read of ${key} at instance ${r.instanceId} (learned up to ${now - 1}): ${value ?? 'nothing'}`,
+      );
+    });
+  }
+
+  /**
+   * The register `key` as a node that has executed every instance below `now` holds it: the last
+   * write to it chosen below `now` (agreement and the checkpoint checks hold the node to the log).
+   */
+  private registerValue(group: number, key: string, now: number): string | undefined {
+    let at = -1;
+    let value: string | undefined;
+    const prefix = `${key}=`;
+    for (const [instanceId, values] of this.chosen[group]!) {
+      if (instanceId >= now || instanceId < at) continue;
+      for (const v of values) {
+        if (!v.startsWith(prefix)) continue;
+        at = instanceId;
+        value = v;
+      }
+    }
+    return value;
   }
 
   // ---- faults -----------------------------------------------------------------------------
@@ -1946,6 +2104,8 @@ function plantedFaults(planted: PlantedBug | undefined): (UnsafeFaults & MasterF
       return { lateLeaseStart: true };
     case 'renewWithoutVersionCheck':
       return { renewWithoutVersionCheck: true };
+    case 'matchValueByBytesOnly':
+      return { matchValueByBytesOnly: true };
     default:
       return undefined; // none, or the simulator's own (unhandledRejection, clocks…, elections…)
   }
