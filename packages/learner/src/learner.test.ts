@@ -346,6 +346,38 @@ describe('Learner: catching up from a peer', () => {
     expect(b.learner.sender.counters.valuesSent).toBe(30);
   });
 
+  // Issue 17, finding 4: with values of 2 MiB and more, fewer than receiverAckLead values fit the
+  // sender's byte window; a receiver that acked one-value frames only every receiverAckLead
+  // instances left the stream waiting for its stall timer, one value per learnerStallMs.
+  it.each([3, 5])(
+    'streams 20 values of %i MiB without a stall: the receiver acks by bytes as well as by count',
+    async (mib) => {
+      const net = new Net();
+      const log = Array.from({ length: 20 }, (_, i) => `${i}:`.padEnd(mib * 1024 * 1024, 'x'));
+      const a = await net.add(1, { peers: [2] });
+      await net.add(2, { peers: [1], log });
+      a.learner.start();
+      // Virtual time moves only while the wire is quiet: a stream that waits for an ack it will
+      // never get sits here until the stall timer asks everyone again.
+      const deadlineMs = 60_000;
+      await net.run();
+      while (a.learner.instanceId < log.length && net.clock.nowMs < deadlineMs) {
+        net.clock.advanceTo(net.clock.nowMs + 100);
+        await net.run();
+      }
+      expect(a.learner.instanceId).toBe(log.length);
+      expect(a.learned.map((s) => s.slice(0, s.indexOf('x')))).toEqual(
+        log.map((v, i) => `${i}:${v.slice(0, v.indexOf('x'))}`),
+      );
+      expect(a.learner.counters.stalls).toBe(0);
+      // Each value is larger than receiverAckLeadBytes: every frame was acked on its own.
+      expect(net.of(T.SendLearnValue, 1).map((m) => m.batch.length)).toEqual(log.map(() => 1));
+      expect(net.of(T.SendLearnValueAck, 2)).toHaveLength(log.length);
+      expect(net.clock.nowMs).toBe(0);
+    },
+    30_000,
+  );
+
   it('checks the chain across a batch: a value whose checksum breaks it stores nothing', async () => {
     const net = new Net();
     const a = await net.add(1, { peers: [2], log: values(2) });

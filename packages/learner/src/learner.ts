@@ -232,6 +232,8 @@ export class Learner {
   private learningFromNodeId = 0;
   private learningSinceMs = 0;
   private lastAckInstanceId = 0;
+  /** Value bytes of NeedAck frames received since the last ack (receiverAckLeadBytes). */
+  private bytesSinceAck = 0;
   /** The peer whose NeedAck frame arrived last, and whether that frame must be acked. */
   private pendingAckTo = 0;
   private pendingAckForce = false;
@@ -864,7 +866,10 @@ export class Learner {
     if (needAck) {
       this.lastStreamValueAtMs = this.host.now();
       this.pendingAckTo = msg.nodeId;
-      // A batch is acked once; one-value frames every receiverAckLead, or at the sender's end.
+      // Every frame counts, learned or not: the sender holds all of them in its window.
+      for (const e of entries) this.bytesSinceAck += e.value.length + RECORD_OVERHEAD_BYTES;
+      // A batch is acked once; one-value frames every receiverAckLead or receiverAckLeadBytes,
+      // or at the sender's end.
       this.pendingAckForce ||=
         msg.batch.length > 1 || (msg.batch.length === 1 && first + 1 >= msg.nowInstanceId);
     }
@@ -983,8 +988,15 @@ export class Learner {
     const force = this.pendingAckForce;
     this.pendingAckTo = 0;
     this.pendingAckForce = false;
-    if (!force && this.instanceId < this.lastAckInstanceId + this.options.receiverAckLead) return;
+    if (
+      !force &&
+      this.instanceId < this.lastAckInstanceId + this.options.receiverAckLead &&
+      this.bytesSinceAck < this.options.receiverAckLeadBytes
+    ) {
+      return;
+    }
     this.lastAckInstanceId = this.instanceId;
+    this.bytesSinceAck = 0;
     this.counters.acksSent++;
     this.host.send(
       to,
