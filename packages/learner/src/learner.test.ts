@@ -274,6 +274,36 @@ describe('Learner: asking to learn', () => {
     expect(b.learner.seenInstanceId).toBe(12);
   });
 
+  // Issue 17, finding 9a: isLatest() gates proposing (Instance.checkNewValue). One peer's
+  // inflated now instance id (a bug, a damaged meta) used to stop every node that heard it from
+  // proposing for good; now a claim counts until a stream from its member stalls short of it.
+  it('an inflated now instance id stops proposing for one stall at most; a majority ahead always counts', async () => {
+    const net = new Net();
+    const a = await net.add(1, { peers: [2, 3], log: values(5) });
+    expect(a.learner.isLatest()).toBe(true);
+    await a.deliver(askforLearn(2, 1_000_000_000)); // node 2 claims a now id nobody reached
+    await a.deliver(nowInstanceId(2, 5, 2_000_000_000));
+    expect(a.learner.seenInstanceId).toBe(2_000_000_000);
+    expect(a.learner.isLatest()).toBe(false); // behind node 2, as far as we know: learn first
+    expect(net.of(T.ComfirmAskforLearn, 2)).toHaveLength(1);
+    net.clock.advanceTo(1000); // node 2 streams nothing (learnerStallMs)
+    expect(a.learner.counters.stalls).toBe(1);
+    expect(a.learner.isLatest()).toBe(true);
+    expect(a.learner.quorumSeenInstanceId).toBe(5);
+    await a.deliver(nowInstanceId(2, 5, 2_000_000_000)); // the same claim again: still not backed
+    expect(a.learner.isLatest()).toBe(true);
+    // A second member ahead makes a majority (2 of 3): behind now, learn first.
+    await a.deliver(askforLearn(3, 12));
+    expect(a.learner.quorumSeenInstanceId).toBe(12);
+    expect(a.learner.isLatest()).toBe(false);
+    // A report from a node that is not a member (a follower) counts for nothing.
+    const b = await net.add(4, { peers: [2, 3], log: values(5) });
+    await b.deliver(askforLearn(9, 12));
+    expect(b.learner.isLatest()).toBe(true);
+    await b.deliver(askforLearn(2, 12)); // a member's claim, not disproved: behind
+    expect(b.learner.isLatest()).toBe(false);
+  });
+
   it('confirms to exactly one peer that is ahead, declines the others, and moves on after a stall', async () => {
     const net = new Net();
     const a = await net.add(1, { peers: [2, 3] });
