@@ -336,7 +336,8 @@ export class Learner {
    * peer's inflated id (a bug, a damaged meta) stopped every node that heard it from proposing
    * for good (issue 17). Now a member's report counts until a stream from that member stalls
    * short of it (it could not back it up), and a majority's view always counts: a member that
-   * keeps claiming an id it does not have stops us for one stall (learnerStallMs) at most.
+   * keeps claiming an id it does not have holds us back only until we ask it to stream (it
+   * answers our next AskforLearn) and its stream stalls (learnerStallMs).
    * Proposing while wrongly "latest" is safe: the Prepare round finds what a majority accepted.
    */
   isLatest(): boolean {
