@@ -161,10 +161,67 @@ describe('CheckpointManager', () => {
       flag: 2,
     });
     await m.handle(2, ack);
-    expect(m.status().sender?.endReason).toBe('fail-ack');
-    expect(m.replayer.isPaused).toBe(false);
-    await m.onAskforCheckpoint(3);
+    expect(m.status().counters.senderEnds).toEqual({ 'fail-ack': 1 });
+    // Node 3 asked while node 2 was served: it waited, and is served now.
+    expect(m.status().sender).toMatchObject({ toNodeId: 3, phase: 'sending' });
     expect(m.status().counters.sendersStarted).toBe(2);
+    expect(m.replayer.isPaused).toBe(true);
+  });
+
+  // Issue 17, finding 9c: one asker that went silent held the only sender, and every machine's
+  // checkpoint lock (the KV store could not write a checkpoint), for ackTimeoutMs (120 s); a
+  // second asker was turned away and had to ask again.
+  it('ends a transfer whose receiver went silent after transferIdleTimeoutMs, and serves the asker that waited', async () => {
+    const locks: string[] = [];
+    const { m, sent, clock, options } = manager([
+      {
+        smId: 4,
+        getCheckpointInstanceId: () => 9,
+        getCheckpointState: () => ({ dir: '/x', files: [] }),
+        lockCheckpointState: () => void locks.push('lock'),
+        unlockCheckpointState: () => void locks.push('unlock'),
+        executeForCheckpoint: () => true,
+      },
+    ]);
+    expect(options.transferIdleTimeoutMs).toBe(10_000);
+    await m.onAskforCheckpoint(2);
+    await m.onAskforCheckpoint(3);
+    await m.onAskforCheckpoint(3); // asked again while waiting: queued once
+    await m.onAskforCheckpoint(2); // the one being served: nothing to queue
+    expect(m.status().waitingAskers).toEqual([3]);
+    expect(sent.map((f) => [f.flag, f.uuid])).toEqual([
+      [CheckpointSendFileFlag.Begin, sent[0]!.uuid],
+    ]);
+    clock.ms = options.transferIdleTimeoutMs - 1;
+    await m.tick();
+    expect(m.status().sender).toMatchObject({ toNodeId: 2, phase: 'sending' });
+    clock.ms = options.transferIdleTimeoutMs;
+    await m.tick(); // node 2 never acked BEGIN: the sender and the lock are free long before 120 s
+    expect(m.status().counters.senderEnds).toEqual({ 'ack-timeout': 1 });
+    expect(m.status().sender).toMatchObject({ toNodeId: 3, phase: 'sending' });
+    expect(m.status().waitingAskers).toEqual([]);
+    expect(locks).toEqual(['lock', 'unlock', 'lock']);
+    // The next transfer of this sender has a higher uuid: a receiver tells an older BEGIN apart.
+    expect(sent).toHaveLength(2);
+    expect(sent[1]!.uuid).toBeGreaterThan(sent[0]!.uuid);
+    // Once END is out, its ack may wait for the receiver's fsyncs: ackTimeoutMs applies then.
+    const ack = (sequence: number) =>
+      checkpointMsg({
+        msgType: CheckpointMsgType.SendFileAck,
+        nodeId: 3,
+        uuid: sent[1]!.uuid,
+        flag: 1,
+        sequence,
+      });
+    await m.handle(3, ack(0));
+    expect(sent.at(-1)).toMatchObject({ flag: CheckpointSendFileFlag.End, sequence: 1 });
+    clock.ms += options.transferIdleTimeoutMs;
+    await m.tick();
+    expect(m.status().sender).toMatchObject({ toNodeId: 3, phase: 'sending' });
+    clock.ms += options.ackTimeoutMs - options.transferIdleTimeoutMs;
+    await m.tick();
+    expect(m.status().counters.senderEnds).toEqual({ 'ack-timeout': 2 });
+    expect(locks).toEqual(['lock', 'unlock', 'lock', 'unlock']);
   });
 
   it('compacts on its own keeping holdCount (never below 300), in bounded steps per tick', async () => {

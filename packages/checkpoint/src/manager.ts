@@ -51,6 +51,8 @@ export interface CheckpointStatus {
   minChosenInstanceId: number;
   askedBy: number[];
   sender: CheckpointSenderStatus | undefined;
+  /** Peers that asked for my checkpoint while the sender served another: served next, in order. */
+  waitingAskers: number[];
   /** The transfer being received, and the receiver's counters since start. */
   receiver: CheckpointReceiverStatus & { counters: CheckpointReceiver['counters'] };
   cleaner: { paused: boolean } & Cleaner['counters'];
@@ -62,6 +64,7 @@ export interface CheckpointManagerCounters {
   asksSent: number;
   asksReceived: number;
   sendersStarted: number;
+  /** Asks that found the sender serving another peer (the asker waits in waitingAskers). */
   sendersBusy: number;
   senderEnds: Partial<Record<CheckpointSenderEndReason, number>>;
   /** File bytes sent by the transfers that ended (whatever the reason). */
@@ -117,6 +120,10 @@ export class CheckpointManager {
     stalledTransfersDropped: 0,
   };
   private sender: CheckpointSender | undefined;
+  /** Askers waiting for the sender, oldest first; each once, at most one per peer. */
+  private waiting: number[] = [];
+  /** The uuid of the last transfer sent: the next ones are higher (the receiver relies on it). */
+  private lastUuid = 0;
   private inMode = false;
   private modeActivityMs = 0;
   private needAsk = new Set<number>();
@@ -188,18 +195,45 @@ export class CheckpointManager {
     return true;
   }
 
-  /** A peer asks for my checkpoint (PhxPaxos Learner::OnAskforCheckpoint): one sender at a time. */
+  /**
+   * A peer asks for my checkpoint (PhxPaxos Learner::OnAskforCheckpoint): one sender at a time.
+   * PhxPaxos drops an ask while its sender is busy; here the asker waits for its turn.
+   */
   async onAskforCheckpoint(from: number): Promise<void> {
     this.counters.asksReceived++;
     if (this.sender !== undefined && !this.sender.isEnded) {
       this.counters.sendersBusy++;
+      if (
+        from !== this.sender.toNodeId &&
+        !this.waiting.includes(from) &&
+        this.waiting.length < this.port.peers().length
+      ) {
+        this.waiting.push(from);
+      }
       return;
     }
-    const uuid = 1 + Math.floor(this.port.random() * 2 ** 48);
+    await this.startSender(from);
+  }
+
+  /** Serves the next waiting asker once the sender is free. */
+  private async serveWaiting(): Promise<void> {
+    if (this.sender !== undefined && !this.sender.isEnded) return;
+    const next = this.waiting.shift();
+    if (next !== undefined) await this.startSender(next);
+  }
+
+  private async startSender(to: number): Promise<void> {
+    // Increasing per sender, so a receiver can tell a delayed BEGIN of an older transfer from a
+    // newer one; a random base (and random steps) so a restarted node rarely reuses a uuid.
+    const uuid =
+      this.lastUuid === 0
+        ? 1 + Math.floor(this.port.random() * 2 ** 47)
+        : this.lastUuid + 1 + Math.floor(this.port.random() * 2 ** 16);
+    this.lastUuid = uuid;
     const sender = new CheckpointSender(
       { ...this.port, send: (to, msg) => this.port.sendCheckpoint(to, msg) },
       this.options,
-      from,
+      to,
       uuid,
     );
     this.sender = sender;
@@ -221,6 +255,7 @@ export class CheckpointManager {
     const now = this.port.now();
     if (msg.msgType === CheckpointMsgType.SendFileAck) {
       await this.sender?.onAck(from, msg, now);
+      await this.serveWaiting();
       return undefined;
     }
     if (!this.inMode) {
@@ -251,6 +286,7 @@ export class CheckpointManager {
   async tick(opts: { autoCompact: boolean } = { autoCompact: true }): Promise<boolean> {
     const now = this.port.now();
     await this.sender?.tick(now);
+    await this.serveWaiting();
     if (this.inMode) {
       if (this.needs !== undefined) {
         // A transfer whose sender went quiet (crashed, cut off) is dropped, and the peers asked
@@ -294,6 +330,7 @@ export class CheckpointManager {
   }
 
   async stop(): Promise<void> {
+    this.waiting = [];
     await this.sender?.stop();
     await this.receiver.close();
   }
@@ -307,6 +344,7 @@ export class CheckpointManager {
       minChosenInstanceId: store.getMinChosenInstanceId(group),
       askedBy: [...this.needAsk],
       sender: this.sender?.status(),
+      waitingAskers: [...this.waiting],
       receiver: {
         ...this.receiver.status(),
         counters: { ...this.receiver.counters, rejected: { ...this.receiver.counters.rejected } },

@@ -21,8 +21,19 @@ export interface CheckpointOptions {
    * checksums and sends, so a read's latency is off the path from an ack to the next send.
    */
   senderReadAheadChunks: number;
-  /** Without an ack for this long the sender ends the transfer (PhxPaxos Checkpoint_ACK_TIMEOUT: 120 s). */
+  /**
+   * Without the ack of END for this long the sender ends the transfer (PhxPaxos
+   * Checkpoint_ACK_TIMEOUT: 120 s, for every frame). END's ack waits for the receiver's fsyncs
+   * of every staged file and its install record.
+   */
   ackTimeoutMs: number;
+  /**
+   * Before END, a transfer without an ack (sender) or a frame (receiver) for this long is dead
+   * (ours: 10 s; the shorter of this and ackTimeoutMs applies). A chunk is acked once its write
+   * is issued, so a live receiver acks within a few writes; with 120 s, one asker that went
+   * silent held the only sender and every machine's checkpoint lock for two minutes (issue 17).
+   */
+  transferIdleTimeoutMs: number;
   /**
    * AskforCheckpoint waits for a majority of peers to say the log is gone, or this long after
    * the first one said so (PhxPaxos CheckpointMgr::PrepareForAskforCheckpoint: 60 s).
@@ -73,6 +84,7 @@ export const DEFAULT_CHECKPOINT_OPTIONS: Readonly<CheckpointOptions> = Object.fr
   receiverWritesInFlight: 4,
   senderReadAheadChunks: 4,
   ackTimeoutMs: 120_000,
+  transferIdleTimeoutMs: 10_000,
   askMajorityWaitMs: 60_000,
   checkpointModeIdleMs: 120_000,
   askRetryMs: 10_000,

@@ -57,6 +57,7 @@ export type RejectReason =
   | 'too-large'
   | 'no-space'
   | 'unknown-transfer'
+  | 'stale-transfer'
   | 'sequence-gap'
   | 'bad-path'
   | 'symlink-escape'
@@ -205,12 +206,17 @@ export class CheckpointReceiver {
       this.ack(from, msg, CheckpointSendFileAckFlag.Ok);
       return { kind: 'accepted' };
     }
-    if (
+    // A transfer that took no frame for this long is dead: its sender gave up on it as well.
+    const alive =
       current !== undefined &&
-      current.senderNodeId !== from &&
-      nowMs - current.lastActivityMs < this.options.ackTimeoutMs
-    ) {
-      return this.reject(from, msg, 'busy', false);
+      nowMs - current.lastActivityMs <
+        Math.min(this.options.transferIdleTimeoutMs, this.options.ackTimeoutMs);
+    if (alive && current.senderNodeId !== from) return this.reject(from, msg, 'busy', false);
+    if (alive && msg.uuid < current.uuid) {
+      // A sender's uuids increase (CheckpointManager): this BEGIN of an older transfer of the
+      // same sender was delayed on the way, and must not replace the newer one under way. A
+      // restarted sender draws a new base: its BEGIN is taken once the old transfer went quiet.
+      return this.reject(from, msg, 'stale-transfer', false);
     }
     if (msg.checkpointInstanceId < this.port.minInstallableInstanceId())
       return this.reject(from, msg, 'stale-checkpoint', false);

@@ -184,9 +184,17 @@ export class CheckpointSender {
     await this.pump();
   }
 
-  /** Ends the transfer when no ack came for ackTimeoutMs (PhxPaxos CheckpointSender::CheckAck). */
+  /**
+   * Ends the transfer when no ack came for transferIdleTimeoutMs, or for ackTimeoutMs once END is
+   * out (PhxPaxos CheckpointSender::CheckAck: 120 s for every frame).
+   */
   async tick(nowMs: number): Promise<void> {
-    if (this.phase === 'sending' && nowMs - this.lastAckMs >= this.options.ackTimeoutMs)
+    const o = this.options;
+    const timeoutMs =
+      this.endSequence === undefined
+        ? Math.min(o.transferIdleTimeoutMs, o.ackTimeoutMs)
+        : o.ackTimeoutMs;
+    if (this.phase === 'sending' && nowMs - this.lastAckMs >= timeoutMs)
       await this.end('ack-timeout');
   }
 

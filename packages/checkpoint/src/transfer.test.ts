@@ -95,9 +95,10 @@ describe('checkpoint transfer', () => {
 
   it('ends on ack timeout, on a FAIL ack and on a read error, unlocking each time', async () => {
     const timeout = await begun();
-    await timeout.sender.tick(timeout.now.ms + timeout.options.ackTimeoutMs - 1);
+    // Before END the transfer is dead after transferIdleTimeoutMs without an ack.
+    await timeout.sender.tick(timeout.now.ms + timeout.options.transferIdleTimeoutMs - 1);
     expect(timeout.sender.phase).toBe('sending');
-    await timeout.sender.tick(timeout.now.ms + timeout.options.ackTimeoutMs);
+    await timeout.sender.tick(timeout.now.ms + timeout.options.transferIdleTimeoutMs);
     expect(timeout.sender.endReason).toBe('ack-timeout');
     expect(timeout.senderSm.unlocks).toBe(1);
 
@@ -405,20 +406,22 @@ describe('checkpoint receiver rejections', () => {
     }
   });
 
-  it('a second sender takes over only after the first went quiet for ackTimeoutMs', async () => {
+  it('a second sender takes over only after the first went quiet for transferIdleTimeoutMs', async () => {
     const p = await begun();
     const begin = p.toReceiver.shift()!;
     await p.receiver.handle(1, begin, 0);
     const other = { ...begin, nodeId: 3, uuid: 99 };
-    expect(await p.receiver.handle(3, other, p.options.ackTimeoutMs - 1)).toEqual({
+    const idleMs = p.options.transferIdleTimeoutMs;
+    expect(idleMs).toBeLessThan(p.options.ackTimeoutMs);
+    expect(await p.receiver.handle(3, other, idleMs - 1)).toEqual({
       kind: 'rejected',
       reason: 'busy',
     });
-    expect(await p.receiver.handle(3, other, p.options.ackTimeoutMs)).toEqual({ kind: 'accepted' });
+    expect(await p.receiver.handle(3, other, idleMs)).toEqual({ kind: 'accepted' });
     expect(p.receiver.status()).toMatchObject({ senderNodeId: 3, uuid: 99 });
     // The first sender's next frame is now a stray one.
     const chunk = { ...begin, flag: ING, sequence: 1 };
-    expect(await p.receiver.handle(1, chunk, p.options.ackTimeoutMs)).toEqual({
+    expect(await p.receiver.handle(1, chunk, idleMs)).toEqual({
       kind: 'rejected',
       reason: 'unknown-transfer',
     });
@@ -427,6 +430,45 @@ describe('checkpoint receiver rejections', () => {
       kind: 'rejected',
       reason: 'bad-flag',
     });
+  });
+
+  // Issue 17, finding 9b: a BEGIN of an older transfer of the same sender, delayed on the way,
+  // used to replace the transfer under way (its staging removed, its next chunks refused).
+  // A sender's uuids increase (CheckpointManager), so a lower one is the older transfer.
+  it('a delayed BEGIN of an older transfer of the same sender is refused; the transfer goes on', async () => {
+    const p = await begun();
+    const begin = p.toReceiver.shift()!;
+    await p.receiver.handle(1, begin, p.now.ms);
+    await p.sender.onAck(2, p.toSender.shift()!, p.now.ms);
+    const older = { ...begin, uuid: begin.uuid - 5 };
+    expect(await p.receiver.handle(1, older, p.now.ms)).toEqual({
+      kind: 'rejected',
+      reason: 'stale-transfer',
+    });
+    // The FAIL ack names the old uuid: the sender of the transfer under way ignores it.
+    expect(p.toSender.pop()).toMatchObject({
+      flag: CheckpointSendFileAckFlag.Fail,
+      uuid: older.uuid,
+    });
+    expect(p.receiver.status()).toMatchObject({ senderNodeId: 1, uuid: begin.uuid });
+    await p.run();
+    expect(p.sender.endReason).toBe('done');
+    expect(p.receiver.counters.installs).toBe(1);
+    expect(p.receiver.counters.rejected).toEqual({ 'stale-transfer': 1 });
+  });
+
+  it('a lower uuid from the same sender is taken once the transfer under way went quiet (the sender restarted)', async () => {
+    const p = await begun();
+    const begin = p.toReceiver.shift()!;
+    await p.receiver.handle(1, begin, 0);
+    const restarted = { ...begin, uuid: 3 };
+    const idleMs = Math.min(p.options.transferIdleTimeoutMs, p.options.ackTimeoutMs);
+    expect((await p.receiver.handle(1, restarted, idleMs - 1)).kind).toBe('rejected');
+    expect(await p.receiver.handle(1, restarted, idleMs)).toEqual({ kind: 'accepted' });
+    expect(p.receiver.status()).toMatchObject({ senderNodeId: 1, uuid: 3 });
+    // A higher uuid is a newer transfer of the same sender: taken at once.
+    expect(await p.receiver.handle(1, { ...begin, uuid: 4 }, idleMs)).toEqual({ kind: 'accepted' });
+    expect(p.receiver.status().uuid).toBe(4);
   });
 
   it('END with a wrong total is refused and nothing is installed', async () => {

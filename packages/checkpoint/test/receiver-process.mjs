@@ -87,9 +87,12 @@ const receiver = new CheckpointReceiver(
 );
 
 let begun = false;
+/** When the last frame arrived: a transfer that went quiet is asked for again (see below). */
+let lastFrameMs = Date.now();
 let chain = Promise.resolve();
 network.onMessage((from, _group, message) => {
   if (message.kind !== 'checkpoint') return;
+  lastFrameMs = Date.now();
   chain = chain.then(async () => {
     const event = await receiver.handle(from, message.msg, Date.now());
     begun = receiver.isReceiving; // a refused or stray frame: ask again
@@ -110,8 +113,12 @@ const ask = () =>
     msg: paxosMsg({ msgType: PaxosMsgType.AskforCheckpoint, nodeId: 2 }),
   });
 ask();
+// The parent's sender gives up after its ack timeout (1 s), which a loaded machine's fsyncs can
+// outlast; a receiver left "receiving" then waited for frames that never came (the test timed
+// out). Like CheckpointManager's idle timeout: a transfer quiet for this long is asked for again.
+const QUIET_TRANSFER_MS = 3000;
 const timer = setInterval(() => {
-  if (!begun) ask();
+  if (!begun || Date.now() - lastFrameMs > QUIET_TRANSFER_MS) ask();
 }, 200);
 process.on('SIGTERM', async () => {
   clearInterval(timer);

@@ -274,6 +274,36 @@ describe('Learner: asking to learn', () => {
     expect(b.learner.seenInstanceId).toBe(12);
   });
 
+  // Issue 17, finding 9a: isLatest() gates proposing (Instance.checkNewValue). One peer's
+  // inflated now instance id (a bug, a damaged meta) used to stop every node that heard it from
+  // proposing for good; now a claim counts until a stream from its member stalls short of it.
+  it('an inflated now instance id stops proposing for one stall at most; a majority ahead always counts', async () => {
+    const net = new Net();
+    const a = await net.add(1, { peers: [2, 3], log: values(5) });
+    expect(a.learner.isLatest()).toBe(true);
+    await a.deliver(askforLearn(2, 1_000_000_000)); // node 2 claims a now id nobody reached
+    await a.deliver(nowInstanceId(2, 5, 2_000_000_000));
+    expect(a.learner.seenInstanceId).toBe(2_000_000_000);
+    expect(a.learner.isLatest()).toBe(false); // behind node 2, as far as we know: learn first
+    expect(net.of(T.ComfirmAskforLearn, 2)).toHaveLength(1);
+    net.clock.advanceTo(1000); // node 2 streams nothing (learnerStallMs)
+    expect(a.learner.counters.stalls).toBe(1);
+    expect(a.learner.isLatest()).toBe(true);
+    expect(a.learner.quorumSeenInstanceId).toBe(5);
+    await a.deliver(nowInstanceId(2, 5, 2_000_000_000)); // the same claim again: still not backed
+    expect(a.learner.isLatest()).toBe(true);
+    // A second member ahead makes a majority (2 of 3): behind now, learn first.
+    await a.deliver(askforLearn(3, 12));
+    expect(a.learner.quorumSeenInstanceId).toBe(12);
+    expect(a.learner.isLatest()).toBe(false);
+    // A report from a node that is not a member (a follower) counts for nothing.
+    const b = await net.add(4, { peers: [2, 3], log: values(5) });
+    await b.deliver(askforLearn(9, 12));
+    expect(b.learner.isLatest()).toBe(true);
+    await b.deliver(askforLearn(2, 12)); // a member's claim, not disproved: behind
+    expect(b.learner.isLatest()).toBe(false);
+  });
+
   it('confirms to exactly one peer that is ahead, declines the others, and moves on after a stall', async () => {
     const net = new Net();
     const a = await net.add(1, { peers: [2, 3] });
@@ -345,6 +375,38 @@ describe('Learner: catching up from a peer', () => {
     ]);
     expect(b.learner.sender.counters.valuesSent).toBe(30);
   });
+
+  // Issue 17, finding 4: with values of 2 MiB and more, fewer than receiverAckLead values fit the
+  // sender's byte window; a receiver that acked one-value frames only every receiverAckLead
+  // instances left the stream waiting for its stall timer, one value per learnerStallMs.
+  it.each([3, 5])(
+    'streams 20 values of %i MiB without a stall: the receiver acks by bytes as well as by count',
+    async (mib) => {
+      const net = new Net();
+      const log = Array.from({ length: 20 }, (_, i) => `${i}:`.padEnd(mib * 1024 * 1024, 'x'));
+      const a = await net.add(1, { peers: [2] });
+      await net.add(2, { peers: [1], log });
+      a.learner.start();
+      // Virtual time moves only while the wire is quiet: a stream that waits for an ack it will
+      // never get sits here until the stall timer asks everyone again.
+      const deadlineMs = 60_000;
+      await net.run();
+      while (a.learner.instanceId < log.length && net.clock.nowMs < deadlineMs) {
+        net.clock.advanceTo(net.clock.nowMs + 100);
+        await net.run();
+      }
+      expect(a.learner.instanceId).toBe(log.length);
+      expect(a.learned.map((s) => s.slice(0, s.indexOf('x')))).toEqual(
+        log.map((v, i) => `${i}:${v.slice(0, v.indexOf('x'))}`),
+      );
+      expect(a.learner.counters.stalls).toBe(0);
+      // Each value is larger than receiverAckLeadBytes: every frame was acked on its own.
+      expect(net.of(T.SendLearnValue, 1).map((m) => m.batch.length)).toEqual(log.map(() => 1));
+      expect(net.of(T.SendLearnValueAck, 2)).toHaveLength(log.length);
+      expect(net.clock.nowMs).toBe(0);
+    },
+    30_000,
+  );
 
   it('checks the chain across a batch: a value whose checksum breaks it stores nothing', async () => {
     const net = new Net();

@@ -94,6 +94,11 @@ export interface LearnerHost {
   readonly senderBudget?: SenderBudget;
   /** Typed progress events for the node's listeners (catch-up started, caught up). */
   notify?(event: LearnerEvent): void;
+  /**
+   * isLatest() may have turned true without anything learned (a member's claim it could not back
+   * up was dropped at a stall): the host may propose again.
+   */
+  latestMayHaveChanged?(): void;
 }
 
 /** What every view of a catch-up holds: who streams, from where to where, and how far it got. */
@@ -227,11 +232,20 @@ export class Learner {
 
   private highestSeenInstanceId = 0;
   private highestSeenFromNodeId = 0;
+  /** The highest now instance id each member reported (bounded by the membership). */
+  private readonly reportedInstanceIds = new Map<number, number>();
+  /**
+   * Per member, a reported id it did not back up: a stream from it stalled before we reached it.
+   * The report counts again only when the member reports a higher one.
+   */
+  private readonly unbackedInstanceIds = new Map<number, number>();
   private isLearning = false;
   /** The peer we confirmed (0 when not learning). */
   private learningFromNodeId = 0;
   private learningSinceMs = 0;
   private lastAckInstanceId = 0;
+  /** Value bytes of NeedAck frames received since the last ack (receiverAckLeadBytes). */
+  private bytesSinceAck = 0;
   /** The peer whose NeedAck frame arrived last, and whether that frame must be acked. */
   private pendingAckTo = 0;
   private pendingAckForce = false;
@@ -316,9 +330,36 @@ export class Learner {
     this.checkCaughtUp();
   }
 
-  /** True when this node is not known to be behind anyone (seed: Learner::IsIMLatest). */
+  /**
+   * True when this node is not known to be behind anyone (seed: Learner::IsIMLatest, which trusts
+   * the highest id any node ever reported). Instance proposes only while this holds, so one
+   * peer's inflated id (a bug, a damaged meta) stopped every node that heard it from proposing
+   * for good (issue 17). Now a member's report counts until a stream from that member stalls
+   * short of it (it could not back it up), and a majority's view always counts: a member that
+   * keeps claiming an id it does not have holds us back only until we ask it to stream (it
+   * answers our next AskforLearn) and its stream stalls (learnerStallMs).
+   * Proposing while wrongly "latest" is safe: the Prepare round finds what a majority accepted.
+   */
   isLatest(): boolean {
-    return this.instanceId + 1 >= this.highestSeenInstanceId;
+    return this.instanceId + 1 >= Math.max(this.quorumSeenInstanceId, this.backedSeenInstanceId);
+  }
+
+  /** The highest now instance id a member reported and did not fail to back up. */
+  get backedSeenInstanceId(): number {
+    let seen = 0;
+    for (const peer of this.host.peers()) {
+      const reported = this.reportedInstanceIds.get(peer) ?? 0;
+      if (reported > (this.unbackedInstanceIds.get(peer) ?? -1)) seen = Math.max(seen, reported);
+    }
+    return seen;
+  }
+
+  /** The highest now instance id a majority of the members reached, as far as they told us. */
+  get quorumSeenInstanceId(): number {
+    const ids = [this.instanceId];
+    for (const peer of this.host.peers()) ids.push(this.reportedInstanceIds.get(peer) ?? 0);
+    ids.sort((x, y) => y - x);
+    return ids[Math.floor(ids.length / 2)]!;
   }
 
   get seenInstanceId(): number {
@@ -434,6 +475,14 @@ export class Learner {
   }
 
   private stopLearning(): void {
+    // Given up on a stream (it stalled, or went quiet for an ask interval) short of what its
+    // member claimed: that claim no longer holds us back from proposing.
+    const from = this.learningFromNodeId;
+    const claimed = this.reportedInstanceIds.get(from) ?? 0;
+    if (this.isLearning && claimed > this.instanceId) {
+      this.unbackedInstanceIds.set(from, claimed);
+      this.host.latestMayHaveChanged?.();
+    }
     this.isLearning = false;
     this.learningFromNodeId = 0;
     this.cancelStallTimer?.();
@@ -516,6 +565,12 @@ export class Learner {
   }
 
   private setSeen(instanceId: number, fromNodeId: number): void {
+    if (
+      instanceId > (this.reportedInstanceIds.get(fromNodeId) ?? -1) &&
+      this.host.peers().includes(fromNodeId)
+    ) {
+      this.reportedInstanceIds.set(fromNodeId, instanceId);
+    }
     if (instanceId > this.highestSeenInstanceId) {
       this.highestSeenInstanceId = instanceId;
       this.highestSeenFromNodeId = fromNodeId;
@@ -864,7 +919,10 @@ export class Learner {
     if (needAck) {
       this.lastStreamValueAtMs = this.host.now();
       this.pendingAckTo = msg.nodeId;
-      // A batch is acked once; one-value frames every receiverAckLead, or at the sender's end.
+      // Every frame counts, learned or not: the sender holds all of them in its window.
+      for (const e of entries) this.bytesSinceAck += e.value.length + RECORD_OVERHEAD_BYTES;
+      // A batch is acked once; one-value frames every receiverAckLead or receiverAckLeadBytes,
+      // or at the sender's end.
       this.pendingAckForce ||=
         msg.batch.length > 1 || (msg.batch.length === 1 && first + 1 >= msg.nowInstanceId);
     }
@@ -983,8 +1041,15 @@ export class Learner {
     const force = this.pendingAckForce;
     this.pendingAckTo = 0;
     this.pendingAckForce = false;
-    if (!force && this.instanceId < this.lastAckInstanceId + this.options.receiverAckLead) return;
+    if (
+      !force &&
+      this.instanceId < this.lastAckInstanceId + this.options.receiverAckLead &&
+      this.bytesSinceAck < this.options.receiverAckLeadBytes
+    ) {
+      return;
+    }
     this.lastAckInstanceId = this.instanceId;
+    this.bytesSinceAck = 0;
     this.counters.acksSent++;
     this.host.send(
       to,

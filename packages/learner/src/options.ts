@@ -121,6 +121,16 @@ export interface LearnerOptions {
    */
   receiverAckLead: number;
   /**
+   * The receiver also acks once the value bytes it received since its last ack (each value's
+   * length plus RECORD_OVERHEAD_BYTES, as the sender counts them) reach this many (ours: 1 MiB,
+   * batchMaxBytes, the least the sender cuts its byte window to). Without it, values of 2 MiB
+   * and more crawled (issue 17): fewer than receiverAckLead of them fit senderAckLeadBytes, so
+   * no ack came until the stall timer, one value per learnerStallMs. The sender holds a value
+   * back for its byte window only while this many bytes or receiverAckLead instances are in
+   * flight (an ack is then sure to come), so a stream never waits for an ack that is not due.
+   */
+  receiverAckLeadBytes: number;
+  /**
    * While catching up, no value for this long means the sender is gone: ask everyone again
    * (ours: 1000 ms; PhxPaxos waits for the next AskforLearn, 2.5–3 s after the last value).
    */
@@ -161,6 +171,7 @@ export const DEFAULT_LEARNER_OPTIONS: Readonly<LearnerOptions> = Object.freeze({
   senderBusyBatchMaxInstances: 64,
   senderBusyWindowMs: 50,
   receiverAckLead: 4,
+  receiverAckLeadBytes: 1024 * 1024,
   learnerStallMs: 1000,
   variablesGapInstances: 50,
   rateWindowMs: 5000,
@@ -188,6 +199,7 @@ export const LEARNER_OPTION_RANGES: Readonly<Record<keyof LearnerOptions, Option
   // 0 would re-arm a 0 ms timer forever.
   sendRateInstancesPerSec: { min: 1 },
   receiverAckLead: { min: 1 },
+  receiverAckLeadBytes: { min: 1 },
   variablesGapInstances: { min: 0 },
   senderAckLeadBytes: { min: 1 },
   senderBudgetBytes: { min: 1 },

@@ -158,7 +158,8 @@ describe('LearnerSender: one peer', () => {
     const lead = 4 * (1000 + OVERHEAD);
     const h = harness(
       10,
-      { senderAckLeadBytes: lead, batchMaxInstances: 1 },
+      // receiverAckLeadBytes 1000: the receiver acks each value, so an ack is always due.
+      { senderAckLeadBytes: lead, batchMaxInstances: 1, receiverAckLeadBytes: 1000 },
       { sizeOf: (id) => (id === 4 ? 3 * lead : 1000) },
     );
     h.stream(2, 0);
@@ -173,6 +174,28 @@ describe('LearnerSender: one peer', () => {
     expect(h.ids(2)).toEqual([0, 1, 2, 3, 4]); // alone, with nothing else in flight
     expect(h.ends).toEqual([]);
     expect(h.sender.progress(2)!.inflightBytes).toBe(3 * lead + OVERHEAD);
+  });
+
+  // Issue 17, finding 4: the receiver acks one-value frames every receiverAckLead instances or
+  // receiverAckLeadBytes bytes. A value that did not fit the byte window behind fewer than that
+  // waited for an ack that was not due: the stream stood still until the receiver's stall timer.
+  it('a value that does not fit the byte window waits only while an ack is due', () => {
+    const lead = 4 * (1000 + OVERHEAD);
+    const h = harness(
+      10,
+      { senderAckLeadBytes: lead, batchMaxInstances: 1, receiverAckLead: 3 },
+      { sizeOf: (id) => (id === 1 ? 3 * lead : 1000) },
+    );
+    h.stream(2, 0);
+    // Value 1 does not fit behind value 0, but one value of 1 KB is no ack the receiver owes:
+    // it goes, and so does value 2; with receiverAckLead (3) in flight the window holds again.
+    expect(h.ids(2)).toEqual([0, 1, 2]);
+    expect(h.sender.progress(2)!.inflightBytes).toBe(3 * lead + 2000 + 3 * OVERHEAD);
+    h.sender.ack(3, 2, false, 1);
+    h.sender.pump(1);
+    h.check();
+    expect(h.ids(2)).toEqual(range(0, 7)); // values 3…6 fill the window again: an ack is due
+    expect(h.ends).toEqual([]);
   });
 
   it('ends "done" once the peer acked our now id, and follows new instances until then', () => {

@@ -334,7 +334,11 @@ export class LearnerSender {
       return undefined;
     }
     const leadBytes = p.ackLeadBytes - p.inflightBytes;
-    if (leadBytes <= 0) return undefined; // the byte window is full: wait for acks
+    // The receiver acks for sure only once receiverAckLeadBytes or receiverAckLead instances are
+    // unacked; below that, waiting for the byte window would wait for the stall timer.
+    const ackDue =
+      p.inflightBytes >= o.receiverAckLeadBytes || p.inflightInstances >= o.receiverAckLead;
+    if (leadBytes <= 0 && ackDue) return undefined; // the byte window is full: wait for acks
     const byteLimit = Math.min(o.batchMaxBytes, leadBytes, this.budget.availableBytes);
     const records: AcceptorRecord[] = [];
     let bytes = 0;
@@ -352,7 +356,9 @@ export class LearnerSender {
       if (records.length === count) break;
       const size = record.value.length + RECORD_OVERHEAD_BYTES;
       if (records.length > 0 && bytes + size > byteLimit) break;
-      if (records.length === 0 && size > leadBytes && p.inflightBytes > 0) return undefined;
+      if (records.length === 0 && size > leadBytes && p.inflightBytes > 0 && ackDue) {
+        return undefined;
+      }
       records.push(record);
       bytes += size;
     }

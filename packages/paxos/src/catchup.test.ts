@@ -207,6 +207,27 @@ describe('catch-up through the node API', () => {
     expect(f.status(0).learner.counters.valuesLearnedFromPeers).toBeGreaterThanOrEqual(200);
   }, 60_000);
 
+  // Issue 17, finding 9a: a node proposes only while it is not behind (Learner.isLatest). One
+  // peer's inflated now instance id used to stop it from proposing for good.
+  it("one peer's inflated now instance id does not stop a node from proposing", async () => {
+    const { start, net } = world();
+    const [n1] = [await start(1), await start(2), await start(3)];
+    await n1.propose(0, new Uint8Array([1]));
+    const inflated = 1_000_000_000;
+    net.endpoint(2).send(1, 0, {
+      kind: 'paxos',
+      msg: paxosMsg({
+        msgType: PaxosMsgType.SendNowInstanceID,
+        instanceId: n1.instanceId(0),
+        nodeId: 2,
+        nowInstanceId: inflated,
+      }),
+    });
+    await eventually(() => n1.status(0).learner.highestSeenInstanceId === inflated);
+    for (let i = 0; i < 5; i++) await n1.propose(0, new Uint8Array([2, i]), { timeoutMs: 10_000 });
+    expect(n1.instanceId(0)).toBeGreaterThanOrEqual(6);
+  }, 60_000);
+
   it('an instance learned from a batch but not executed yet accepts nothing over its stored record', async () => {
     // Node 3's state machine refuses "boom": the batch is stored, instance 1 stays unexecuted.
     const machine = (id: number): StateMachine[] => [

@@ -1374,6 +1374,8 @@ export class Instance {
       event: (name, fields) => this.log('debug', name, fields),
       ...(config.senderBudget !== undefined ? { senderBudget: config.senderBudget } : {}),
       notify: (event) => config.onEvent?.({ group: config.group, ...event }),
+      // A peer's claim to be ahead was dropped at a stall: what waits may be proposed now.
+      latestMayHaveChanged: () => this.loop.enqueue(() => this.checkNewValue()),
     };
   }
 

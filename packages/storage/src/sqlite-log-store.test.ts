@@ -943,7 +943,8 @@ describe('SqliteLogStore checkpoints on a worker thread', () => {
       inline.map((x) => x.longestTurnMs),
     );
     expect(best(worker)).toBeLessThan(best(inline));
-  }, 60_000);
+    // Six streams of fixed work (a few seconds on a quiet machine): room for a loaded one.
+  }, 180_000);
 
   it('reports a failed checkpoint as a coded StorageError to the next write, and close still ends', async () => {
     let runs = 0;
