@@ -83,8 +83,11 @@ export interface LearnerHost {
   applySystemVariables(bytes: Uint8Array): boolean;
   /** Encoded master variables to hand to a far-behind asker, if any (PhxPaxos GetMasterSM). */
   masterVariables?(): Uint8Array | undefined;
-  /** Applies a peer's master variables; true when they were newer (PhxPaxos UpdateByCheckpoint). */
-  applyMasterVariables?(bytes: Uint8Array): boolean;
+  /**
+   * Applies a peer's master variables, which reflect its log up to `asOfInstanceId` (its now
+   * instance id); true when they were taken (PhxPaxos UpdateByCheckpoint).
+   */
+  applyMasterVariables?(bytes: Uint8Array, asOfInstanceId: number): boolean;
   /** False while this node's master state is unknown (after a checkpoint install). */
   masterAnchored?(): boolean;
   /** A peer has deleted the log I need: only a checkpoint can teach me. */
@@ -528,9 +531,13 @@ export class Learner {
     this.setSeen(msg.instanceId, msg.nodeId);
     if (msg.proposalNodeId === this.host.nodeId) this.host.addFollower(msg.nodeId);
     if (msg.instanceId >= this.instanceId) {
-      // Not behind me, but its master state is unknown (it installed a checkpoint): my variables
+      // Level with me, but its master state is unknown (it installed a checkpoint): my variables
       // (SendNowInstanceID applies them before anything else; the rest is a lag message there).
-      if ((msg.flag & PaxosMsgFlag.AskMasterVariables) !== 0) {
+      // Behind it, mine would miss operations it passed: it needs a peer at least as far.
+      if (
+        (msg.flag & PaxosMsgFlag.AskMasterVariables) !== 0 &&
+        msg.instanceId === this.instanceId
+      ) {
         const master = this.host.masterVariables?.();
         if (master !== undefined) {
           const reply = paxosMsg({
@@ -589,7 +596,12 @@ export class Learner {
     this.setSeen(msg.nowInstanceId, msg.nodeId);
     // The master first: a far-behind node learns who the master is before replaying the log
     // (seed: OnSendNowInstanceID, GetMasterSM()->UpdateByCheckpoint).
-    if (msg.masterVariables.length > 0 && this.host.applyMasterVariables?.(msg.masterVariables))
+    // The peer's variables reflect its log up to its now instance id: the host refuses those of a
+    // peer behind me (they miss master operations I passed; trusting them risks two masters).
+    if (
+      msg.masterVariables.length > 0 &&
+      this.host.applyMasterVariables?.(msg.masterVariables, msg.nowInstanceId)
+    )
       this.host.event('master-variables-changed', { from: msg.nodeId });
     if (msg.systemVariables.length > 0 && this.host.applySystemVariables(msg.systemVariables)) {
       this.host.event('system-variables-changed', { from: msg.nodeId });
