@@ -157,7 +157,9 @@ async function start(
       : {
           send: (to, group, message) => endpoint.send(to, group, message),
           onMessage: (handler) =>
-            endpoint.onMessage((from, group, message) => handler(from, group, tamper(from, message))),
+            endpoint.onMessage((from, group, message) =>
+              handler(from, group, tamper(from, message)),
+            ),
           close: () => endpoint.close(),
         };
   const node = await createNode({
@@ -443,12 +445,16 @@ describe('checkpoints in a cluster', () => {
       )
         return message;
       planted++;
-      return { kind: 'checkpoint', msg: { ...message.msg, checksum: (message.msg.checksum ^ 1) >>> 0 } };
+      return {
+        kind: 'checkpoint',
+        msg: { ...message.msg, checksum: (message.msg.checksum ^ 1) >>> 0 },
+      };
     });
     expect(planted).toBeGreaterThanOrEqual(1);
-    const outcome = c.node
-      .propose(0, encoder.encode('x=1'), { smId: 10, timeoutMs: 3000 })
-      .then(() => 'chosen', (error: { code?: string }) => error.code);
+    const outcome = c.node.propose(0, encoder.encode('x=1'), { smId: 10, timeoutMs: 3000 }).then(
+      () => 'chosen',
+      (error: { code?: string }) => error.code,
+    );
     await eventually(
       () => [a, b].some((m) => m.node.status(0).counters.checksumMismatches > 0),
       'a peer to catch the wrong chain',
