@@ -548,6 +548,9 @@ export class Learner {
             minChosenInstanceId: this.host.minChosenInstanceId(),
           });
           reply.masterVariables = master;
+          // Its membership is as stale as its master state (the install kept both from before).
+          const system = this.host.systemVariables();
+          if (system !== undefined) reply.systemVariables = system;
           this.host.send(msg.nodeId, reply);
         }
       }
@@ -568,10 +571,15 @@ export class Learner {
       }
       this.armSenderTimer();
     }
-    this.sendNowInstanceId(msg.instanceId, msg.nodeId);
+    this.sendNowInstanceId(
+      msg.instanceId,
+      msg.nodeId,
+      (msg.flag & PaxosMsgFlag.AskMasterVariables) !== 0,
+    );
   }
 
-  private sendNowInstanceId(askerInstanceId: number, to: number): void {
+  /** `refresh`: the asker installed a checkpoint and needs my variables whatever the gap. */
+  private sendNowInstanceId(askerInstanceId: number, to: number, refresh: boolean): void {
     const reply = paxosMsg({
       msgType: PaxosMsgType.SendNowInstanceID,
       instanceId: askerInstanceId,
@@ -579,7 +587,7 @@ export class Learner {
       nowInstanceId: this.instanceId,
       minChosenInstanceId: this.host.minChosenInstanceId(),
     });
-    if (this.instanceId - askerInstanceId > this.options.variablesGapInstances) {
+    if (refresh || this.instanceId - askerInstanceId > this.options.variablesGapInstances) {
       const system = this.host.systemVariables();
       if (system !== undefined) reply.systemVariables = system;
     }
