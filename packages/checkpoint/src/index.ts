@@ -23,11 +23,15 @@ export {
   type ReceiverEvent,
 } from './receiver';
 export {
+  CHAIN_META_KEY,
+  type ChainAnchor,
+  chainChecksumAt,
   INSTALL_META_KEY,
   MANIFEST_NAME,
   type InstallRecord,
   type Manifest,
   type RecoveryOutcome,
+  readChainAnchor,
   readInstallRecord,
   recoverInstall,
 } from './install';

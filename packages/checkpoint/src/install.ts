@@ -14,6 +14,18 @@ import type { CheckpointStateMachine } from './state-machine';
 export const INSTALL_META_KEY = 'checkpointInstall';
 /** Name of the manifest inside a transfer's staging directory. */
 export const MANIFEST_NAME = 'MANIFEST';
+/**
+ * Meta key of the chain anchor: the checksum chain's value at the instance just below the log
+ * (`{ instanceId, checksum }`), written by an install, so the chain goes on after it (DESIGN §2).
+ */
+export const CHAIN_META_KEY = 'checkpointChain';
+
+/** The checksum chain's value at one instance the log no longer holds (see CHAIN_META_KEY). */
+export interface ChainAnchor {
+  instanceId: number;
+  /** 0: unknown (the sender did not know it either); the chain then restarts at 0. */
+  checksum: number;
+}
 
 export interface ManifestFile {
   smId: number;
@@ -26,6 +38,8 @@ export interface Manifest {
   uuid: number;
   senderNodeId: number;
   checkpointInstanceId: number;
+  /** The sender's checksum chain at the checkpoint instance (BEGIN carries it; 0: unknown). */
+  chainChecksum: number;
   files: ManifestFile[];
 }
 
@@ -45,6 +59,12 @@ export interface InstallContext {
   machines: readonly CheckpointStateMachine[];
   /** The group's staging root: every transfer's directory is under it. */
   stagingRoot: string;
+  /**
+   * The host's own state that the checkpoint makes stale (the paxos master variables), made
+   * durable here, after the machines loaded and before the log reset: at every run of the
+   * install, so a crash anywhere in it leaves no stale state trusted at the next start.
+   */
+  beforeLogReset?(checkpointInstanceId: number): Promise<void>;
 }
 
 const encoder = new TextEncoder();
@@ -105,7 +125,12 @@ export async function readManifest(files: CheckpointFiles, dir: string): Promise
   if (stat === undefined)
     throw new CheckpointError('E_CORRUPT_MANIFEST', `manifest ${path} is missing`);
   const m = parseJson(await files.read(path, 0, stat.size), 'manifest') as Partial<Manifest>;
-  if (!isId(m.uuid) || !isId(m.checkpointInstanceId) || !Array.isArray(m.files)) {
+  if (
+    !isId(m.uuid) ||
+    !isId(m.checkpointInstanceId) ||
+    !isChecksum(m.chainChecksum) ||
+    !Array.isArray(m.files)
+  ) {
     throw new CheckpointError('E_CORRUPT_MANIFEST', `manifest ${path} is malformed`);
   }
   for (const f of m.files as unknown[]) {
@@ -161,6 +186,13 @@ export async function finishInstall(ctx: InstallContext, record: InstallRecord):
       );
     }
   }
+  await ctx.beforeLogReset?.(cp);
+  // The chain goes on from the sender's value at the checkpoint instance (before the reset: once
+  // the log starts at cp + 1, a start reads the chain below it from here).
+  const anchor: ChainAnchor = { instanceId: cp, checksum: manifest.chainChecksum };
+  await store.setMeta(group, CHAIN_META_KEY, encoder.encode(JSON.stringify(anchor)), {
+    sync: true,
+  });
   await store.resetGroup(group, { minChosenInstanceId: cp + 1 });
   // The acceptor's promise survives the reset: a record at the first instance after the checkpoint
   // with the promise and nothing accepted (acceptor state as AcceptorState::Load reads it).
@@ -199,6 +231,32 @@ export async function recoverInstall(ctx: InstallContext): Promise<RecoveryOutco
     return { kind: 'removed-unfinished' };
   }
   return { kind: 'nothing' };
+}
+
+/** The chain anchor an install left, if any (malformed: E_CORRUPT_MANIFEST). */
+export function readChainAnchor(store: LogStore, group: number): ChainAnchor | undefined {
+  const bytes = store.getMeta(group, CHAIN_META_KEY);
+  if (bytes === undefined || bytes.length === 0) return undefined;
+  const a = parseJson(bytes, 'chain anchor') as Partial<ChainAnchor>;
+  if (!isId(a.instanceId) || !isChecksum(a.checksum))
+    throw new CheckpointError('E_CORRUPT_MANIFEST', `group ${group}: chain anchor is malformed`);
+  return { instanceId: a.instanceId, checksum: a.checksum };
+}
+
+/**
+ * The checksum chain's value at `instanceId` as this node knows it: its record's, else the anchor
+ * an install left for exactly that instance, else 0 (unknown).
+ */
+export function chainChecksumAt(store: LogStore, group: number, instanceId: number): number {
+  if (instanceId < 0) return 0;
+  const record = store.get(group, instanceId);
+  if (record !== undefined) return record.checksum;
+  const anchor = readChainAnchor(store, group);
+  return anchor?.instanceId === instanceId ? anchor.checksum : 0;
+}
+
+function isChecksum(v: unknown): v is number {
+  return Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= 0xffff_ffff;
 }
 
 function isId(v: unknown): v is number {

@@ -6,7 +6,7 @@ import type { LogStore } from '@tspaxos/storage';
 import { type CheckpointMsg, CheckpointMsgType } from '@tspaxos/transport';
 import { CheckpointError } from './errors';
 import type { CheckpointFiles } from './files';
-import { type RecoveryOutcome, recoverInstall } from './install';
+import { chainChecksumAt, type RecoveryOutcome, recoverInstall } from './install';
 import { type CheckpointOptions, MIN_AUTOMATIC_HOLD_COUNT } from './options';
 import { CheckpointReceiver, type CheckpointReceiverStatus, type ReceiverEvent } from './receiver';
 import { Cleaner } from './cleaner';
@@ -40,6 +40,8 @@ export interface CheckpointManagerPort {
   promiseBallot(): { proposalId: number; nodeId: number };
   /** Applies a chosen value to the machines' checkpoints (Replayer). */
   applyForCheckpoint(instanceId: number, value: Uint8Array): boolean;
+  /** The host's state an install makes stale, made durable before the log reset (install.ts). */
+  beforeLogReset?(checkpointInstanceId: number): Promise<void>;
 }
 
 export interface CheckpointStatus {
@@ -230,8 +232,13 @@ export class CheckpointManager {
         ? 1 + Math.floor(this.port.random() * 2 ** 47)
         : this.lastUuid + 1 + Math.floor(this.port.random() * 2 ** 16);
     this.lastUuid = uuid;
+    const { store, group } = this.port;
     const sender = new CheckpointSender(
-      { ...this.port, send: (to, msg) => this.port.sendCheckpoint(to, msg) },
+      {
+        ...this.port,
+        send: (to, msg) => this.port.sendCheckpoint(to, msg),
+        chainChecksum: (instanceId) => chainChecksumAt(store, group, instanceId),
+      },
       this.options,
       to,
       uuid,

@@ -48,6 +48,8 @@ export interface CheckpointReceiverPort {
   minInstallableInstanceId(): number;
   /** The acceptor's promise, carried across the log reset. */
   promiseBallot(): { proposalId: number; nodeId: number };
+  /** The host's stale state made durable before the log reset (InstallContext.beforeLogReset). */
+  beforeLogReset?(checkpointInstanceId: number): Promise<void>;
 }
 
 /** Why a frame was refused; each is counted in `counters.rejected`. */
@@ -96,6 +98,8 @@ interface Transfer {
   senderNodeId: number;
   uuid: number;
   checkpointInstanceId: number;
+  /** The sender's checksum chain at the checkpoint instance (BEGIN's checksum; 0: unknown). */
+  chainChecksum: number;
   announcedBytes: number;
   dir: string;
   /** Sequence of the last frame taken (BEGIN = 0). */
@@ -234,6 +238,7 @@ export class CheckpointReceiver {
       senderNodeId: from,
       uuid: msg.uuid,
       checkpointInstanceId: msg.checkpointInstanceId,
+      chainChecksum: msg.checksum,
       announcedBytes: msg.offset,
       dir: joinPath(this.port.stagingRoot, `t${msg.uuid}`),
       sequence: 0,
@@ -339,6 +344,7 @@ export class CheckpointReceiver {
         uuid: t.uuid,
         senderNodeId: t.senderNodeId,
         checkpointInstanceId: t.checkpointInstanceId,
+        chainChecksum: t.chainChecksum,
         files: [...t.files.values()].map(({ smId, path, size, crc }) => ({
           smId,
           path,
@@ -447,7 +453,10 @@ export class CheckpointReceiver {
 
   installContext(): InstallContext {
     const { group, files, store, machines, stagingRoot } = this.port;
-    return { group, files, store, machines, stagingRoot };
+    const ctx: InstallContext = { group, files, store, machines, stagingRoot };
+    const hook = this.port.beforeLogReset?.bind(this.port);
+    if (hook !== undefined) ctx.beforeLogReset = hook;
+    return ctx;
   }
 
   /**

@@ -5,7 +5,9 @@
 // (CheckpointSender::CheckAck); here the window reopens on each ack.
 //
 // Wire use (ours, within the CheckpointMsg schema): BEGIN is sequence 0 and announces the total
-// byte count in `offset` (the receiver checks its free space against it); ING k (k = 1 … n)
+// byte count in `offset` (the receiver checks its free space against it) and the checksum chain's
+// value at the checkpoint instance in `checksum` (the receiver's chain goes on from it, DESIGN §2;
+// 0 when this node does not know it); ING k (k = 1 … n)
 // carries one chunk with the CRC-32 of its bytes; END is sequence n+1 with the total in `offset`.
 // An empty file is sent as one empty ING so it exists on the other side.
 import { crc32, rememberCrc } from '@tspaxos/crc-wasm';
@@ -26,6 +28,11 @@ export interface CheckpointSenderPort {
   group: number;
   files: CheckpointFiles;
   machines: readonly CheckpointStateMachine[];
+  /**
+   * The checksum chain's value at an instance (install.ts chainChecksumAt over the group's log);
+   * without it BEGIN says 0, unknown, and the receiver's chain restarts at 0.
+   */
+  chainChecksum?(instanceId: number): number;
   send(to: number, msg: CheckpointMsg): void;
 }
 
@@ -133,7 +140,9 @@ export class CheckpointSender {
       return;
     }
     this.checkpointInstanceId = checkpointInstanceId;
+    let chainChecksum;
     try {
+      chainChecksum = this.port.chainChecksum?.(checkpointInstanceId) ?? 0;
       for (const sm of machines) {
         const state = sm.getCheckpointState?.(group);
         if (state === undefined) continue;
@@ -153,7 +162,10 @@ export class CheckpointSender {
     this.sentSequence = 0;
     this.port.send(
       this.toNodeId,
-      this.frame(CheckpointSendFileFlag.Begin, 0, { offset: this.totalBytes }),
+      this.frame(CheckpointSendFileFlag.Begin, 0, {
+        offset: this.totalBytes,
+        checksum: chainChecksum,
+      }),
     );
   }
 

@@ -52,6 +52,9 @@ interface NodeSetup {
   /** Instances below it are deleted (compacted) from this node's log. */
   minChosen?: number;
   followTo?: number;
+  /** What the host hands out as its encoded system and master variables (default: none). */
+  systemVariables?: Uint8Array;
+  masterVariables?: Uint8Array;
   /** What this node's acceptor accepted for its current instance. */
   accepted?: { ballot: Ballot; value: string; checksum: number };
   /** false: the host leaves a learned value unexecuted (as after a failed execute). */
@@ -173,7 +176,8 @@ class TestNode {
         return { ...a, value: bytes(a.value) };
       },
       promiseBallot: () => NULL_BALLOT,
-      systemVariables: () => undefined,
+      systemVariables: () => setup.systemVariables,
+      masterVariables: () => setup.masterVariables,
       applySystemVariables: () => false,
       needCheckpoint: (from, peerMinChosenInstanceId) =>
         this.checkpointNeeded.push({ from, peerMinChosenInstanceId }),
@@ -302,6 +306,39 @@ describe('Learner: asking to learn', () => {
     expect(b.learner.isLatest()).toBe(true);
     await b.deliver(askforLearn(2, 12)); // a member's claim, not disproved: behind
     expect(b.learner.isLatest()).toBe(false);
+  });
+
+  // Issue 17 finding 3: an asker that installed a checkpoint forgot its master state, and its
+  // membership is as old as its state before the install. Only a peer level with it or ahead
+  // knows every operation it passed: that peer sends both, whatever the gap; one behind, nothing.
+  it('to an asker waiting for master variables: master and system variables from a peer not behind it, whatever the gap', async () => {
+    const net = new Net();
+    const systemVariables = bytes('{"version":7,"members":[1,2,3]}');
+    const masterVariables = bytes('{"masterNodeId":2,"version":8,"leaseMs":10000}');
+    const b = await net.add(2, {
+      peers: [1, 3],
+      log: values(10),
+      systemVariables,
+      masterVariables,
+    });
+    const ask = (from: number, instanceId: number): PaxosMsg =>
+      paxosMsg({
+        msgType: T.AskforLearn,
+        nodeId: from,
+        instanceId,
+        flag: PaxosMsgFlag.AskMasterVariables,
+      });
+    await b.deliver(ask(3, 12)); // the asker is ahead of me: my variables miss what it passed
+    expect(net.sent).toEqual([]);
+    await b.deliver(ask(3, 10)); // level with me
+    await b.deliver(ask(1, 8)); // behind me by 2, far below the 50 of the usual gap rule
+    expect(net.trace()).toEqual(['2→3 SendNowInstanceID 10', '2→1 SendNowInstanceID 8']);
+    for (const { msg } of net.sent)
+      expect(msg).toMatchObject({ nowInstanceId: 10, systemVariables, masterVariables });
+    // An ordinary ask within the gap: the master variables ride along, the membership does not.
+    await b.deliver(askforLearn(4, 7));
+    expect(net.sent.at(-1)!.msg.systemVariables).toHaveLength(0);
+    expect(net.sent.at(-1)!.msg.masterVariables).toEqual(masterVariables);
   });
 
   it('confirms to exactly one peer that is ahead, declines the others, and moves on after a stall', async () => {

@@ -83,8 +83,11 @@ export interface LearnerHost {
   applySystemVariables(bytes: Uint8Array): boolean;
   /** Encoded master variables to hand to a far-behind asker, if any (PhxPaxos GetMasterSM). */
   masterVariables?(): Uint8Array | undefined;
-  /** Applies a peer's master variables; true when they were newer (PhxPaxos UpdateByCheckpoint). */
-  applyMasterVariables?(bytes: Uint8Array): boolean;
+  /**
+   * Applies a peer's master variables, which reflect its log up to `asOfInstanceId` (its now
+   * instance id); true when they were taken (PhxPaxos UpdateByCheckpoint).
+   */
+  applyMasterVariables?(bytes: Uint8Array, asOfInstanceId: number): boolean;
   /** False while this node's master state is unknown (after a checkpoint install). */
   masterAnchored?(): boolean;
   /** A peer has deleted the log I need: only a checkpoint can teach me. */
@@ -583,9 +586,13 @@ export class Learner {
     this.setSeen(msg.instanceId, msg.nodeId);
     if (msg.proposalNodeId === this.host.nodeId) this.host.addFollower(msg.nodeId);
     if (msg.instanceId >= this.instanceId) {
-      // Not behind me, but its master state is unknown (it installed a checkpoint): my variables
+      // Level with me, but its master state is unknown (it installed a checkpoint): my variables
       // (SendNowInstanceID applies them before anything else; the rest is a lag message there).
-      if ((msg.flag & PaxosMsgFlag.AskMasterVariables) !== 0) {
+      // Behind it, mine would miss operations it passed: it needs a peer at least as far.
+      if (
+        (msg.flag & PaxosMsgFlag.AskMasterVariables) !== 0 &&
+        msg.instanceId === this.instanceId
+      ) {
         const master = this.host.masterVariables?.();
         if (master !== undefined) {
           const reply = paxosMsg({
@@ -596,6 +603,9 @@ export class Learner {
             minChosenInstanceId: this.host.minChosenInstanceId(),
           });
           reply.masterVariables = master;
+          // Its membership is as stale as its master state (the install kept both from before).
+          const system = this.host.systemVariables();
+          if (system !== undefined) reply.systemVariables = system;
           this.host.send(msg.nodeId, reply);
         }
       }
@@ -616,10 +626,15 @@ export class Learner {
       }
       this.armSenderTimer();
     }
-    this.sendNowInstanceId(msg.instanceId, msg.nodeId);
+    this.sendNowInstanceId(
+      msg.instanceId,
+      msg.nodeId,
+      (msg.flag & PaxosMsgFlag.AskMasterVariables) !== 0,
+    );
   }
 
-  private sendNowInstanceId(askerInstanceId: number, to: number): void {
+  /** `refresh`: the asker installed a checkpoint and needs my variables whatever the gap. */
+  private sendNowInstanceId(askerInstanceId: number, to: number, refresh: boolean): void {
     const reply = paxosMsg({
       msgType: PaxosMsgType.SendNowInstanceID,
       instanceId: askerInstanceId,
@@ -627,7 +642,7 @@ export class Learner {
       nowInstanceId: this.instanceId,
       minChosenInstanceId: this.host.minChosenInstanceId(),
     });
-    if (this.instanceId - askerInstanceId > this.options.variablesGapInstances) {
+    if (refresh || this.instanceId - askerInstanceId > this.options.variablesGapInstances) {
       const system = this.host.systemVariables();
       if (system !== undefined) reply.systemVariables = system;
     }
@@ -644,7 +659,12 @@ export class Learner {
     this.setSeen(msg.nowInstanceId, msg.nodeId);
     // The master first: a far-behind node learns who the master is before replaying the log
     // (seed: OnSendNowInstanceID, GetMasterSM()->UpdateByCheckpoint).
-    if (msg.masterVariables.length > 0 && this.host.applyMasterVariables?.(msg.masterVariables))
+    // The peer's variables reflect its log up to its now instance id: the host refuses those of a
+    // peer behind me (they miss master operations I passed; trusting them risks two masters).
+    if (
+      msg.masterVariables.length > 0 &&
+      this.host.applyMasterVariables?.(msg.masterVariables, msg.nowInstanceId)
+    )
       this.host.event('master-variables-changed', { from: msg.nodeId });
     if (msg.systemVariables.length > 0 && this.host.applySystemVariables(msg.systemVariables)) {
       this.host.event('system-variables-changed', { from: msg.nodeId });

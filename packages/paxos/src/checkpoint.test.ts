@@ -2,9 +2,15 @@
 // third catches up through a checkpoint and then through the log; a node whose state machine is
 // older than its log reports E_NEEDS_CHECKPOINT and is brought back by a peer's checkpoint. Memory
 // network and stores; each node's disk is a MemoryFiles.
-import { MemoryFiles } from '@tspaxos/checkpoint';
+import { INSTALL_META_KEY, MemoryFiles } from '@tspaxos/checkpoint';
 import { MemoryLogStore } from '@tspaxos/storage';
-import { MemoryNetwork, SeededRng } from '@tspaxos/transport';
+import {
+  CheckpointSendFileFlag,
+  type Message,
+  MemoryNetwork,
+  type Network,
+  SeededRng,
+} from '@tspaxos/transport';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createNode, type ExecuteContext, type PaxosNode, type StateMachine } from './index';
 import { realRandom, realScheduler } from './adapters/real-scheduler';
@@ -128,20 +134,41 @@ interface Member {
   store: MemoryLogStore;
 }
 
+interface StartOptions {
+  masterElection?: boolean;
+  /** Rewrites what this node receives (a planted fault on the wire). */
+  tamper?: (from: number, message: Message) => Message;
+}
+
 async function start(
   net: MemoryNetwork,
   id: number,
   disk?: { files: MemoryFiles; store: MemoryLogStore; sm?: KvMachine },
+  opts: StartOptions = {},
 ): Promise<Member> {
   const files = disk?.files ?? new MemoryFiles();
   const store = disk?.store ?? new MemoryLogStore();
   const sm = disk?.sm ?? new KvMachine(files, `/n${id}/kv`);
+  const endpoint = net.endpoint(id);
+  const tamper = opts.tamper;
+  const network: Network =
+    tamper === undefined
+      ? endpoint
+      : {
+          send: (to, group, message) => endpoint.send(to, group, message),
+          onMessage: (handler) =>
+            endpoint.onMessage((from, group, message) =>
+              handler(from, group, tamper(from, message)),
+            ),
+          close: () => endpoint.close(),
+        };
   const node = await createNode({
     nodeId: id,
     cluster: [1, 2, 3],
     groups: 1,
     store,
-    network: net.endpoint(id),
+    network,
+    ...(opts.masterElection === true ? { masterElection: true } : {}),
     scheduler: realScheduler(),
     random: realRandom(),
     stateMachines: [sm],
@@ -278,4 +305,166 @@ describe('checkpoints in a cluster', () => {
     expect([...fresh.map]).toEqual([...a.sm.map]);
     expect(again.node.status(0).checkpoint?.needsCheckpoint).toBeUndefined();
   });
+
+  // Issue 17 finding 3a: the master variables are forgotten as part of the install, durably,
+  // before the log reset; before, only the in-process restart after it did, so a crash anywhere
+  // in between restarted the node trusting variables the checkpoint had made stale.
+  for (const point of ['load', 'reset', 'clear-record'] as const) {
+    it(`a crash in the install (${point}) restarts the node with its master variables unknown, not stale`, async () => {
+      const net = network();
+      const elect = { masterElection: true };
+      const a = await start(net, 1, undefined, elect);
+      const b = await start(net, 2, undefined, elect);
+      const c = await start(net, 3, undefined, elect);
+      await eventually(
+        () => [a, b, c].every((m) => m.node.status(0).masterElection.recorded !== undefined),
+        'every node to record a master',
+      );
+      net.partition([[1, 2], [3]]);
+      for (let i = 0; i < 20; i++)
+        await a.node.propose(0, encoder.encode(`k${i}=v${i}`), { smId: 10 });
+      await eventually(() => b.sm.lastApplied === a.sm.lastApplied, 'node 2 to apply');
+      for (const m of [a, b]) {
+        await m.sm.saveCheckpoint();
+        await m.node.compact(0, { keep: 3 });
+      }
+      await eventually(
+        () => [a, b].every((m) => m.store.get(0, 0) === undefined),
+        'the cleaners to delete the old records',
+      );
+      // The crash point: the install record is durable by then (it is written before the load).
+      let armed = true;
+      let crashes = 0;
+      const crash = (): void => {
+        armed = false;
+        crashes++;
+        expect(readInstallBytes(c.store)).toBeGreaterThan(0);
+        throw new Error(`planted crash at ${point}`);
+      };
+      const store = c.store as unknown as Record<string, (...args: unknown[]) => unknown>;
+      if (point === 'load') {
+        c.files.beforeOp = (op, path) => {
+          if (armed && op === 'write' && path.startsWith('/n3/kv.next/')) crash();
+        };
+      } else {
+        const name = point === 'reset' ? 'resetGroup' : 'setMeta';
+        const original = store[name]!.bind(c.store);
+        store[name] = (...args: unknown[]) => {
+          const clearing = args[1] === INSTALL_META_KEY && (args[2] as Uint8Array).length === 0;
+          if (armed && (point === 'reset' || clearing)) crash();
+          return original(...args);
+        };
+      }
+      net.heal();
+      await eventually(() => crashes === 1, `the install to reach ${point}`);
+      await c.node.stop({ closeNetwork: false, closeStore: false });
+      c.files.beforeOp = undefined;
+      delete store.resetGroup;
+      delete store.setMeta;
+      c.files.crash();
+      c.store.crash();
+      const again = await start(
+        net,
+        3,
+        { files: c.files, store: c.store, sm: new KvMachine(c.files, '/n3/kv') },
+        elect,
+      );
+      const st = again.node.status(0);
+      expect(st.checkpoint!.counters.installsFinishedAtStart).toBe(1);
+      expect(again.sm.loads).toBe(1);
+      // Right after start, before any peer spoke: nothing stale is trusted.
+      expect(st.masterElection.anchored).toBe(false);
+      expect(st.masterElection.recorded).toBeUndefined();
+      expect(again.node.isMaster(0)).toBe(false);
+      // A peer at least as far brings the variables; then all three agree on them.
+      await eventually(() => again.node.status(0).masterElection.anchored, 'node 3 to adopt');
+      await eventually(
+        () =>
+          again.node.status(0).masterElection.recorded?.version ===
+          a.node.status(0).masterElection.recorded?.version,
+        'node 3 to agree with node 1 on the master version',
+      );
+      expect(again.node.status(0).masterElection.counters.adopted).toBe(1);
+    });
+  }
+
+  // Issue 17 finding 5: the chain at the checkpoint instance travels in BEGIN and the manifest, and
+  // the installed node goes on from it; before, its chain was 0 and every peer skipped its values.
+  async function installAtTheTip(tamper?: StartOptions['tamper']) {
+    const net = network();
+    net.partition([[1, 2], [3]]);
+    const a = await start(net, 1);
+    const b = await start(net, 2);
+    const c = await start(net, 3, undefined, tamper === undefined ? {} : { tamper });
+    for (let i = 0; i < 20; i++)
+      await a.node.propose(0, encoder.encode(`k${i}=v${i}`), { smId: 10 });
+    await eventually(() => b.sm.lastApplied === a.sm.lastApplied, 'node 2 to apply');
+    for (const m of [a, b]) {
+      await m.sm.saveCheckpoint();
+      await m.node.compact(0, { keep: 3 });
+    }
+    await eventually(
+      () => [a, b].every((m) => m.store.get(0, 0) === undefined),
+      'the cleaners to delete the old records',
+    );
+    net.heal();
+    await eventually(() => c.node.status(0).counters.checkpointRestarts === 1, 'node 3 to install');
+    // Nothing was chosen after the checkpoint: no peer's stream could have taught node 3 the chain.
+    expect(c.node.status(0).instanceId).toBe(a.node.status(0).instanceId);
+    return { a, b, c };
+  }
+
+  it('the checksum chain goes on after an install: every peer checks the installed node’s values', async () => {
+    const { a, b, c } = await installAtTheTip();
+    const cp = c.sm.checkpointInstanceId;
+    expect(c.node.status(0).lastChecksum).toBe(a.store.get(0, cp)!.checksum);
+    expect(c.node.status(0).lastChecksum).not.toBe(0);
+    const before = [a, b].map((m) => m.node.status(0).counters.checksumChecks);
+    for (let i = 0; i < 20; i++)
+      await c.node.propose(0, encoder.encode(`after${i}=${i}`), { smId: 10 });
+    await eventually(() => b.sm.map.get('after19') === '19', 'node 2 to apply node 3’s values');
+    const checked = [a, b].map((m, i) => m.node.status(0).counters.checksumChecks - before[i]!);
+    // Each of the 20 carried node 3's chain to both peers (an Accept at least), and agreed.
+    for (const n of checked) expect(n).toBeGreaterThanOrEqual(20);
+    for (const m of [a, b]) expect(m.node.status(0).counters.checksumMismatches).toBe(0);
+    // Its own records continue the chain: equal to the peers' at every instance it proposed.
+    const end = c.node.status(0).instanceId;
+    for (let i = cp + 1; i < end; i++) {
+      expect(c.store.get(0, i)!.checksum).not.toBe(0);
+      expect(c.store.get(0, i)!.checksum).toBe(a.store.get(0, i)!.checksum);
+    }
+  });
+
+  it('a wrong chain value carried by the checkpoint is caught at the installed node’s first proposal', async () => {
+    let planted = 0;
+    const { a, b, c } = await installAtTheTip((_from, message) => {
+      if (
+        message.kind !== 'checkpoint' ||
+        message.msg.flag !== CheckpointSendFileFlag.Begin ||
+        message.msg.nodeId === 3
+      )
+        return message;
+      planted++;
+      return {
+        kind: 'checkpoint',
+        msg: { ...message.msg, checksum: (message.msg.checksum ^ 1) >>> 0 },
+      };
+    });
+    expect(planted).toBeGreaterThanOrEqual(1);
+    const outcome = c.node.propose(0, encoder.encode('x=1'), { smId: 10, timeoutMs: 3000 }).then(
+      () => 'chosen',
+      (error: { code?: string }) => error.code,
+    );
+    await eventually(
+      () => [a, b].some((m) => m.node.status(0).counters.checksumMismatches > 0),
+      'a peer to catch the wrong chain',
+    );
+    const stopped = [a, b].map((m) => m.node.status(0).stopped?.code);
+    expect(stopped).toContain('E_CHECKSUM_MISMATCH');
+    expect(await outcome).not.toBe('chosen');
+  });
 });
+
+function readInstallBytes(store: MemoryLogStore): number {
+  return store.getMeta(0, INSTALL_META_KEY)?.length ?? 0;
+}

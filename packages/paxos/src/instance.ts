@@ -6,6 +6,7 @@
 import { type LogStore, StorageError } from '@tspaxos/storage';
 import {
   CheckpointManager,
+  chainChecksumAt,
   checkReplayable,
   type CheckpointFiles,
   type CheckpointOptions,
@@ -163,6 +164,8 @@ export interface InstanceCounters {
   instancesLearned: number;
   executeFailures: number;
   checksumMismatches: number;
+  /** Messages whose chain checksum was compared with this node's and agreed (DESIGN §2). */
+  checksumChecks: number;
   retriedMessages: number;
   /** The recovery no-op proposal at start ended with an expected code (E_TIMEOUT, E_STOPPED …). */
   recoveryProposalsFailed: number;
@@ -242,6 +245,7 @@ export class Instance {
     instancesLearned: 0,
     executeFailures: 0,
     checksumMismatches: 0,
+    checksumChecks: 0,
     retriedMessages: 0,
     recoveryProposalsFailed: 0,
     checkpointModeDrops: 0,
@@ -398,7 +402,7 @@ export class Instance {
       this.lastChecksum = record.checksum;
       if (slice.due()) await slice.yield();
     }
-    if (now > 0 && from >= now) this.lastChecksum = store.get(group, now - 1)?.checksum ?? 0;
+    if (now > 0 && from >= now) this.lastChecksum = chainChecksumAt(store, group, now - 1);
     await Promise.all(this.pendingWrites.splice(0));
     if (this.stoppedReason !== undefined) return; // a replayed membership could not be saved
     this.learner.instanceId = now;
@@ -781,7 +785,10 @@ export class Instance {
       this.lastChecksum = msg.lastChecksum;
       return true;
     }
-    if (msg.lastChecksum === this.lastChecksum) return true;
+    if (msg.lastChecksum === this.lastChecksum) {
+      this.counters.checksumChecks++;
+      return true;
+    }
     this.counters.checksumMismatches++;
     this.stopGroup(
       new PaxosError(
@@ -1166,6 +1173,12 @@ export class Instance {
       try {
         event = await manager.handle(from, msg);
       } catch (error) {
+        // A write of the install failed (the store refuses writes after a failed fsync): the
+        // group stops with E_STORAGE, as for any failed write; the record stays for a restart.
+        if (error instanceof StorageError) {
+          this.persistFailed(error);
+          return;
+        }
         // The install could not finish (a machine failed to load, a staged file is damaged): the
         // record stays, a restart tries again; meanwhile the group serves status only.
         if (!isInstallError(error)) throw error;
@@ -1226,6 +1239,15 @@ export class Instance {
         nowInstanceId: () => this.learner.instanceId,
         minInstallableInstanceId: () => this.acceptor.instanceId,
         promiseBallot: () => ({ ...this.acceptor.promiseBallot }),
+        // The checkpoint passes master operations this node never applied: its variables are
+        // forgotten, durably, before the log is reset, at every run of the install (a crash
+        // anywhere in it must not restart the node trusting them; master.ts forget()).
+        beforeLogReset: async () => {
+          this.master.forget();
+          await config.store.setMeta(config.group, 'masterVariables', encodeUnknownMaster(), {
+            sync: true,
+          });
+        },
         applyForCheckpoint: (instanceId, value) => {
           for (const item of unpackValue(value)) {
             const sm = this.machines.get(item.smId);
@@ -1265,14 +1287,9 @@ export class Instance {
    */
   private restartFromCheckpoint(checkpointInstanceId: number): void {
     this.counters.checkpointRestarts++;
-    // The checkpoint passed master operations this node never applied: forget its variables
-    // until a peer's SendNowInstanceID brings them (master.ts, forget()).
+    // The install forgot the master variables (beforeLogReset, durably); in memory again here, so
+    // nothing adopted while the install ran survives it.
     this.master.forget();
-    this.pendingWrites.push(
-      this.config.store
-        .setMeta(this.config.group, 'masterVariables', encodeUnknownMaster(), { sync: true })
-        .then(undefined, (error: unknown) => this.persistFailed(error)),
-    );
     this.committer.rejectAll(
       new PaxosError(
         'E_CHECKPOINT_INSTALLED',
@@ -1284,13 +1301,15 @@ export class Instance {
     this.proposer.cancelSkipPrepare();
     this.learner.stop();
     this.retryQueue = [];
-    this.lastChecksum = 0; // unknown until a peer's chain is adopted (DESIGN §2)
     this.previousChosenBallot = NULL_BALLOT;
     this.acceptor.promiseBallot = NULL_BALLOT;
     this.acceptor.acceptedBallot = NULL_BALLOT;
     this.acceptor.acceptedValue = new Uint8Array(0);
     this.acceptor.checksum = 0;
     const now = this.acceptor.load();
+    // The chain goes on from the sender's value at the checkpoint instance, which the install
+    // kept (0 when the sender did not know it: adopted from a peer then, DESIGN §2).
+    this.lastChecksum = chainChecksumAt(this.config.store, this.config.group, now - 1);
     this.learner = new Learner(this.learnerHost(), this.config.options.learner, {
       skipChainCheck: this.config.faults?.learnerSkipsChainCheck ?? false,
     });
@@ -1360,7 +1379,8 @@ export class Instance {
         const v = this.master.variables;
         return v === undefined ? encodeStoredMaster(NO_MASTER_YET) : encodeMasterVariables(v);
       },
-      applyMasterVariables: (bytes) => this.master.adoptEncoded(bytes),
+      applyMasterVariables: (bytes, asOfInstanceId) =>
+        this.master.adoptEncoded(bytes, asOfInstanceId),
       masterAnchored: () => this.master.anchored,
       needCheckpoint: (from, peerMin) => {
         const asked = this.checkpoint?.prepareForAskforCheckpoint(from) ?? false;
@@ -1408,6 +1428,7 @@ export class Instance {
         nodeId: this.config.nodeId,
         now: () => scheduler.now(),
         isMember: (nodeId) => this.members.includes(nodeId),
+        nowInstanceId: () => this.learner.instanceId,
         persist: (v) => {
           this.pendingWrites.push(
             store

@@ -533,6 +533,59 @@ describe('master election on a cluster (virtual time, per-node clock offset and 
     expect(c.violation).toBeUndefined();
   });
 
+  // Issue 17 finding 3b: a node waiting for master variables took them from any peer, even one
+  // behind it; variables that miss the election it passed named itself master, so it granted
+  // itself a lease while the real master, cut off, still held one.
+  it('a node waiting for master variables takes none from a peer behind it: one holder at a time', async () => {
+    const c = new Cluster({ seed: 11, driftMax: DRIFT_10S, writeEveryMs: 200 });
+    await c.startAll();
+    await c.runUntil(15_000);
+    const [first] = c.holders();
+    expect(first).toBeDefined();
+    const victim = c.node(first!);
+    const [behind, next] = c.nodes.filter((s) => s !== victim);
+    // The behind node goes down while the victim is master: its variables name the victim.
+    c.kill(behind!);
+    await c.runUntil(c.queue.nowMs + 3000);
+    expect(victim.node!.dropMaster(GROUP)).toBe(true);
+    while (!c.holders().includes(next!.id)) await c.runUntil(c.queue.nowMs + 100);
+    await c.runUntil(c.queue.nowMs + 2000);
+    c.stopWorkload();
+    const level = () =>
+      victim.node!.status(GROUP).instanceId === next!.node!.status(GROUP).instanceId &&
+      next!.node!.status(GROUP).committer.inFlightInstanceId === undefined;
+    while (!level()) await c.runUntil(c.queue.nowMs + 1);
+    expect(c.violation).toBeUndefined();
+    // The victim loses its master variables (as an install makes it forget them), keeping its log.
+    c.kill(victim);
+    const old = victim.store;
+    victim.store = new MemoryLogStore();
+    await victim.store.putMany(GROUP, [...old.range(GROUP, 0, old.maxInstanceId(GROUP)! + 1)], {
+      sync: true,
+    });
+    // The master is cut off; the victim can reach only the node behind it.
+    c.net.partition([[victim.id, behind!.id], [next!.id]]);
+    await c.start(behind!);
+    await c.start(victim);
+    const behindAtStart = behind!.node!.status(GROUP).instanceId;
+    expect(behindAtStart).toBeLessThan(victim.node!.status(GROUP).instanceId - 5);
+    expect(behind!.node!.status(GROUP).masterElection.recorded?.masterNodeId).toBe(victim.id);
+    expect(victim.node!.status(GROUP).masterElection.anchored).toBe(false);
+    let firstAdopted: MasterVariables | undefined;
+    c.onStep = () => {
+      const st = victim.alive ? victim.node!.status(GROUP).masterElection : undefined;
+      if (firstAdopted === undefined && st?.anchored === true) firstAdopted = st.recorded;
+    };
+    await c.runUntil(c.queue.nowMs + 3 * c.leaseMs);
+    expect(c.violation).toBeUndefined();
+    // It took the variables once the node behind had caught up with it: the new master's.
+    expect(firstAdopted?.masterNodeId).toBe(next!.id);
+    expect(victim.node!.status(GROUP).masterElection.counters.adopted).toBe(1);
+    // And the two cut off from the old master elect one of them once its lease is over.
+    expect(c.holders()).toHaveLength(1);
+    expect([victim.id, behind!.id]).toContain(c.holders()[0]);
+  });
+
   it('counts and drops malformed master variables from a peer', async () => {
     const c = new Cluster({ seed: 6 });
     await c.startAll();

@@ -63,11 +63,14 @@ function machine(
   const persisted: MasterVariables[] = [];
   const changes: MasterVariables[] = [];
   const members = opts.members ?? [1, 2, 3];
+  /** The first instance the node has not executed (its learner's now instance id). */
+  const position = { nowInstanceId: 0 };
   const sm = new MasterStateMachine(
     {
       nodeId,
       now: () => clock.nowMs,
       isMember: (id) => members.includes(id),
+      nowInstanceId: () => position.nowInstanceId,
       persist: (v) => persisted.push({ ...v }),
       changed: (v) => changes.push({ ...v }),
     },
@@ -75,7 +78,7 @@ function machine(
     MARGIN,
     opts.faults,
   );
-  return { sm, persisted, changes, members };
+  return { sm, persisted, changes, members, position };
 }
 
 const op = (fields: Partial<MasterOperation> & { nodeId: number; version: number }) =>
@@ -166,9 +169,9 @@ describe('MasterStateMachine apply rules', () => {
     const clock = new VirtualClock();
     const { sm, changes, persisted } = machine(3, clock);
     sm.execute(op({ nodeId: 1, version: NO_MASTER_VERSION }), ctx(2));
-    expect(sm.adopt({ masterNodeId: 2, version: 2, leaseMs: LEASE })).toBe(false); // not newer
+    expect(sm.adopt({ masterNodeId: 2, version: 2, leaseMs: LEASE }, 3)).toBe(false); // not newer
     clock.advance(100);
-    expect(sm.adopt({ masterNodeId: 2, version: 90, leaseMs: LEASE })).toBe(true);
+    expect(sm.adopt({ masterNodeId: 2, version: 90, leaseMs: LEASE }, 91)).toBe(true);
     expect(sm.master()).toEqual({ nodeId: 2, version: 90, expiresAtMs: 100 + LEASE });
     expect(changes.map((c) => c.masterNodeId)).toEqual([1, 2]);
     expect(persisted.at(-1)).toEqual({ masterNodeId: 2, version: 90, leaseMs: LEASE });
@@ -178,7 +181,7 @@ describe('MasterStateMachine apply rules', () => {
     expect(sm.execute(op({ nodeId: 3, version: 90 }), ctx(95)).applied).toBe(true);
     // Adopting myself as master gives me no lease (I cannot tell when it started).
     const me = machine(2, clock);
-    me.sm.adopt({ masterNodeId: 2, version: 5, leaseMs: LEASE });
+    me.sm.adopt({ masterNodeId: 2, version: 5, leaseMs: LEASE }, 6);
     expect(me.sm.isMaster()).toBe(false);
     expect(me.sm.counters.adopted).toBe(1);
   });
@@ -193,10 +196,32 @@ describe('MasterStateMachine apply rules', () => {
     expect(sm.isMaster()).toBe(false);
     expect(sm.master()).toBeUndefined();
     expect(sm.counters.unanchored).toBe(1);
-    expect(sm.adopt({ masterNodeId: 2, version: 30, leaseMs: LEASE })).toBe(true);
+    expect(sm.adopt({ masterNodeId: 2, version: 30, leaseMs: LEASE }, 31)).toBe(true);
     expect(sm.anchored).toBe(true);
     expect(persisted).toEqual([{ masterNodeId: 2, version: 30, leaseMs: LEASE }]);
     expect(sm.execute(op({ nodeId: 3, version: 30 }), ctx(41)).applied).toBe(true);
+  });
+
+  it('refuses the variables of a peer behind it (they miss operations it passed), known or not', () => {
+    const clock = new VirtualClock();
+    // Node 1 installed a checkpoint of instance 99 and learned on to 150 without its variables.
+    const { sm, persisted, position } = machine(1, clock, { initial: 'lost' });
+    position.nowInstanceId = 151;
+    // A peer at 120 recorded node 1 as master at 30; operations in 120 … 150 it has not seen.
+    const stale = { masterNodeId: 1, version: 30, leaseMs: LEASE };
+    expect(sm.adopt(stale, 120)).toBe(false);
+    expect(sm.adoptEncoded(encodeStoredMaster(stale), 150)).toBe(false);
+    // "No master yet" from a peer behind is no better: it may not have seen the first election.
+    expect(sm.adoptEncoded(encodeStoredMaster(NO_MASTER_YET), 100)).toBe(false);
+    expect(sm.anchored).toBe(false);
+    expect(sm.counters.behindVariables).toBe(3);
+    expect(sm.counters.adopted).toBe(0);
+    expect(persisted).toEqual([]);
+    // A peer level with it (now 151) speaks for every instance it passed.
+    expect(sm.adopt({ masterNodeId: 2, version: 140, leaseMs: LEASE }, 151)).toBe(true);
+    expect(sm.anchored).toBe(true);
+    expect(sm.master()).toMatchObject({ nodeId: 2, version: 140 });
+    expect(sm.counters.behindVariables).toBe(3);
   });
 
   it('stores "no master yet" distinctly from lost variables', () => {
@@ -415,7 +440,7 @@ describe('MasterElection (virtual clock)', () => {
     t.e.start();
     await t.advance(30_000);
     expect(t.proposed).toHaveLength(0);
-    t.sm.adopt({ masterNodeId: 2, version: 3, leaseMs: LEASE });
+    t.sm.adopt({ masterNodeId: 2, version: 3, leaseMs: LEASE }, 4);
     await t.advance(30_000 + LEASE + 4000);
     expect(t.proposed).toHaveLength(1);
     expect(t.proposed[0]).toMatchObject({ nodeId: 1, version: 3 });

@@ -77,6 +77,11 @@ export interface MasterCounters {
   adopted: number;
   /** Master variables from a peer that do not decode (counted and dropped). */
   malformedVariables: number;
+  /**
+   * Master variables from a peer whose log is behind this node's (counted and dropped): they miss
+   * operations this node passed, so trusting them could grant a lease the others refuse.
+   */
+  behindVariables: number;
   /** Operations not evaluated because this node's master state is unknown (see `anchored`). */
   unanchored: number;
   /** This node's own lease ended without a renewal. */
@@ -195,6 +200,8 @@ export interface MasterHost {
   now(): number;
   /** Whether a node is a voting member at this point of the log (the system variables). */
   isMember(nodeId: number): boolean;
+  /** The first instance this node has not executed yet (its learner's now instance id). */
+  nowInstanceId(): number;
   /** Persists the master variables (meta `masterVariables`, synced before the instance ends). */
   persist(v: MasterVariables): void;
   /** The recorded master changed (PhxPaxos MasterChangeCallback). */
@@ -220,6 +227,7 @@ export class MasterStateMachine implements StateMachine {
     malformed: 0,
     adopted: 0,
     malformedVariables: 0,
+    behindVariables: 0,
     unanchored: 0,
     expiries: 0,
     drops: 0,
@@ -384,29 +392,36 @@ export class MasterStateMachine implements StateMachine {
     this.starts.clear();
   }
 
-  /** adopt() for the bytes of a peer's SendNowInstanceID; malformed ones are counted and dropped. */
-  adoptEncoded(bytes: Uint8Array): boolean {
+  /**
+   * adopt() for the bytes of a peer's SendNowInstanceID, which reflect the peer's log up to
+   * `asOfInstanceId` (its now instance id); malformed ones are counted and dropped.
+   */
+  adoptEncoded(bytes: Uint8Array, asOfInstanceId: number): boolean {
     const v = decodeStoredMaster(bytes);
+    if (v === undefined) {
+      this.counters.malformedVariables++;
+      return false;
+    }
+    if (!this.reflectsMyLog(asOfInstanceId)) return false;
     if (v === NO_MASTER_YET) {
-      // A peer ahead of me applied no master operation at all: for a node that forgot its state
-      // (a checkpoint install) that is the state to start from; anyone else already knows it.
+      // A peer at least as far as me applied no master operation at all: for a node that forgot
+      // its state (a checkpoint install) that is the state to start from; anyone else knows it.
       if (this.known) return false;
       this.known = true;
       this.counters.adopted++;
       return true;
     }
-    if (v === undefined) {
-      this.counters.malformedVariables++;
-      return false;
-    }
-    return this.adopt(v);
+    return this.adopt(v, asOfInstanceId);
   }
 
   /**
    * Adopts a peer's newer master variables (SendNowInstanceID, PhxPaxos UpdateByCheckpoint):
    * another master gets a full lease from now; myself, none. True when they were newer.
+   * `asOfInstanceId` is the peer's now instance id: variables of a peer behind me miss operations
+   * I passed (while unknown, after an install), so they are refused, known or not.
    */
-  adopt(v: MasterVariables): boolean {
+  adopt(v: MasterVariables, asOfInstanceId: number): boolean {
+    if (!this.reflectsMyLog(asOfInstanceId)) return false;
     if (this.known && v.version <= this.version) return false;
     this.known = true;
     const previous = this.vars?.masterNodeId;
@@ -417,6 +432,13 @@ export class MasterStateMachine implements StateMachine {
     this.host.persist(this.vars);
     if (previous !== v.masterNodeId) this.host.changed(this.vars);
     return true;
+  }
+
+  /** Whether a peer's variables as of its now instance id cover every instance I executed. */
+  private reflectsMyLog(asOfInstanceId: number): boolean {
+    if (asOfInstanceId >= this.host.nowInstanceId()) return true;
+    this.counters.behindVariables++;
+    return false;
   }
 }
 

@@ -7,8 +7,14 @@
 // or a partition and must complete later; chunks are corrupted on the sender's side of the wire
 // (below the frame CRC, so only the receiver's chunk CRC can catch them) and must be refused and
 // sent again. A loaded checkpoint must equal what the log says (the `checkpoint` invariant).
+// Issue 17: the install is also cut around the clearing of its record (the window in which a node
+// used to keep stale master variables), and in election seeds a node that comes back from a cut
+// install, or has just installed, is partitioned from the peers ahead of it (the lease holder
+// first): it must not trust master variables they would have corrected. A scripted run
+// (SimOptions.installCrashStep) crashes the receiver at the k-th write of its first install.
 import { type CheckpointOptions, type CheckpointFiles, MemoryFiles } from '@tspaxos/checkpoint';
 import { crc32 } from '@tspaxos/crc-wasm';
+import { INSTALL_META_KEY } from '@tspaxos/checkpoint';
 import type { PaxosNode } from '@tspaxos/paxos';
 import type { LogStore } from '@tspaxos/storage';
 import {
@@ -42,12 +48,22 @@ export const CHECKPOINT_PATH_KINDS = [
   'checkpoint-cut-before-end',
   'checkpoint-cut-during-load',
   'checkpoint-cut-during-reset',
+  'checkpoint-cut-before-clear',
+  'checkpoint-cut-after-clear',
   'checkpoint-cuts-by-partition',
+  'checkpoint-ahead-peers-partitioned',
   'checkpoint-sm-state-lost',
 ] as const;
 export type CheckpointPathKind = (typeof CHECKPOINT_PATH_KINDS)[number];
 
-export type CutPhase = 'after-begin' | 'mid-chunk' | 'before-end' | 'during-load' | 'during-reset';
+export type CutPhase =
+  | 'after-begin'
+  | 'mid-chunk'
+  | 'before-end'
+  | 'during-load'
+  | 'during-reset'
+  | 'before-clear'
+  | 'after-clear';
 
 /**
  * The checkpoint limits of a simulated node: small chunks so a checkpoint of a few KiB is many
@@ -82,7 +98,16 @@ const CUT_RATE: Record<CutPhase, number> = {
   'before-end': 0.2,
   'during-load': 0.15,
   'during-reset': 0.15,
+  'before-clear': 0.15,
+  'after-clear': 0.15,
 };
+/**
+ * Election seeds: chance that a node restarting after a cut install, or one that has just
+ * installed, is cut off from the peers ahead of it, for 1–2 leases.
+ */
+const AHEAD_PARTITION_RATE = 0.5;
+/** The scripted install crash restarts the receiver this long after (ms). */
+const SCRIPTED_RESTART_MS = 300;
 /** Of the network-phase cuts: crash the receiver, crash the sender, or partition the receiver. */
 const CUT_CRASH_RECEIVER = 0.4;
 const CUT_CRASH_SENDER = 0.25;
@@ -103,6 +128,8 @@ const SECOND_LONG_DOWN_RATE = 0.7;
 export interface CheckpointSimNode {
   readonly id: number;
   readonly voting: boolean;
+  /** The node's log (read to tell which peers are ahead of it). */
+  readonly store: LogStore;
   alive: boolean;
   incarnation: number;
   downUntilMs: number;
@@ -126,6 +153,10 @@ export interface CheckpointSimHost {
   /** Pinned: nodes compact during the fault phase (default: drawn in a share of seeds with faults). */
   readonly compaction: boolean | undefined;
   readonly planted: 'checkpointIdTooHigh' | 'checkpointChunkCorruptValidCrc' | undefined;
+  /** The master lease of an election seed (undefined: no elections). */
+  readonly masterLeaseMs: number | undefined;
+  /** Scripted: crash the receiver at this write of its first install (SimOptions). */
+  readonly installCrashStep: number | undefined;
   readonly paths: Record<CheckpointPathKind, number>;
   /** group → instance → values chosen there (the first node to execute decides). */
   readonly chosen: ReadonlyArray<Map<number, string[]>>;
@@ -162,6 +193,9 @@ export class CheckpointSim {
   private readonly pending = new Map<string, Array<CutPhase | 'corrupt' | 'partition'>>();
   private readonly seen = new Map<string, SeenTransfer>();
   private readonly begun = new Set<string>();
+  /** The scripted install crash: the receiver's incarnation counting writes, and how many so far. */
+  private scripted: { node: CheckpointSimNode; incarnation: number; writes: number } | undefined;
+  private scriptedDone = false;
 
   constructor(private readonly host: CheckpointSimHost) {
     this.rng = new SeededRng(host.seed ^ 0xc4ec);
@@ -207,13 +241,29 @@ export class CheckpointSim {
 
   /** The node's store, watched for the install's log reset (a cut point). */
   wrapStore(n: CheckpointSimNode, incarnation: number, store: LogStore): LogStore {
+    const step = <T>(write: () => Promise<T>): Promise<T> =>
+      this.scriptedWrite(n, incarnation) ? never : write();
     return {
       ...store,
-      resetGroup: (group, opts) => {
-        const p = store.resetGroup(group, opts);
-        this.maybeCut(n, incarnation, group, 'during-reset');
-        return p;
-      },
+      put: (g, r, o) => step(() => store.put(g, r, o)),
+      putMany: (g, r, o) => step(() => store.putMany(g, r, o)),
+      setMinChosenInstanceId: (g, i) => step(() => store.setMinChosenInstanceId(g, i)),
+      setMeta: (group, key, value, opts) =>
+        step(() => {
+          if (key !== INSTALL_META_KEY || value.length > 0)
+            return store.setMeta(group, key, value, opts);
+          // The install clears its record: the log reset is done, the in-process restart next.
+          if (this.maybeCut(n, incarnation, group, 'before-clear')) return never;
+          return store.setMeta(group, key, value, opts).then(() => {
+            this.maybeCut(n, incarnation, group, 'after-clear');
+          });
+        }),
+      resetGroup: (group, opts) =>
+        step(() => {
+          const p = store.resetGroup(group, opts);
+          this.maybeCut(n, incarnation, group, 'during-reset');
+          return p;
+        }),
     };
   }
 
@@ -231,6 +281,13 @@ export class CheckpointSim {
   }
 
   onNodeLog(n: CheckpointSimNode, level: string, event: string): void {
+    if (event === 'group-restarted-from-checkpoint' && this.scripted?.node === n) {
+      this.host.log(
+        `n${n.id} install done after ${this.scripted.writes} writes (scripted: no crash)`,
+      );
+      this.scripted = undefined;
+      this.scriptedDone = true;
+    }
     if (event === 'needs-checkpoint' && level === 'error')
       this.host.paths['checkpoint-needs-at-start']++;
     else if (event === 'asked-for-checkpoint') this.host.paths['checkpoint-asks']++;
@@ -481,6 +538,16 @@ export class CheckpointSim {
       );
     } else if (m.flag === CheckpointSendFileFlag.End) {
       t.endSequence = m.sequence;
+      if (
+        this.host.installCrashStep !== undefined &&
+        !this.scriptedDone &&
+        this.scripted === undefined
+      ) {
+        this.scripted = { node: n, incarnation, writes: 0 };
+        this.host.log(
+          `n${n.id} install begins at END (scripted crash at write ${this.host.installCrashStep})`,
+        );
+      }
     }
   }
 
@@ -533,45 +600,128 @@ export class CheckpointSim {
     );
   }
 
-  /** A local-phase cut (load, reset): the receiver crashes there. */
+  /**
+   * A local-phase cut (load, reset, around the clearing of the install record): the receiver
+   * crashes there. True when it crashed at once (the caller's write must not happen).
+   */
   private maybeCut(
     n: CheckpointSimNode,
     incarnation: number,
     group: number,
     phase: CutPhase,
-  ): void {
-    if (!n.isLive(incarnation) || !this.cutAllowed() || this.rng.next() >= CUT_RATE[phase]) return;
+  ): boolean {
+    if (!n.isLive(incarnation) || !this.cutAllowed() || this.rng.next() >= CUT_RATE[phase])
+      return false;
+    if (phase === 'after-clear') {
+      // The install is complete (its record is gone): nothing is pending for the next one.
+      this.host.paths['checkpoint-cut-after-clear']++;
+      this.crashForCut(n, '(checkpoint install cut after its record was cleared)', true);
+      return true;
+    }
     this.pend(n.id, group, phase);
-    if (phase === 'during-load') {
-      // Now, synchronously: the load's next file operation belongs to a dead incarnation.
-      this.crashForCut(n, '(checkpoint install cut during the load)');
-      return;
+    if (phase !== 'during-reset') {
+      // Now, synchronously: the next file or log operation belongs to a dead incarnation.
+      this.crashForCut(n, `(checkpoint install cut ${phase})`, true);
+      return true;
     }
     // The reset's write is in flight: crash before its fsync (≥ 0.1 ms) completes.
     this.host.queue.at(
       this.host.queue.nowMs + 0.05,
       () => {
         if (n.isLive(incarnation))
-          this.crashForCut(n, '(checkpoint install cut during the log reset)');
+          this.crashForCut(n, '(checkpoint install cut during the log reset)', true);
       },
       'checkpoint cut during-reset',
     );
+    return false;
   }
 
   private cutAllowed(): boolean {
     return this.host.faults && this.host.inFaultPhase();
   }
 
-  private crashForCut(n: CheckpointSimNode, why: string): void {
+  /** Crashes a node for a cut; it restarts soon (a receiver maybe cut off from peers ahead). */
+  private crashForCut(n: CheckpointSimNode, why: string, receiver = false): void {
     this.host.crash(n, why);
     const { queue } = this.host;
     queue.at(
       queue.nowMs + CUT_RESTART_MS[0] + this.rng.int(CUT_RESTART_MS[1] - CUT_RESTART_MS[0]),
       () => {
-        if (!n.alive && n.downUntilMs < 0) this.host.start(n);
+        if (n.alive || n.downUntilMs >= 0) return;
+        if (receiver) this.maybePartitionAhead(n, 'restarts after a cut install');
+        this.host.start(n);
       },
       'restart after a checkpoint cut',
     );
+  }
+
+  /**
+   * Election seeds: cuts `n` off from the peers ahead of it, the lease holders first, as far as
+   * a majority stays on its side (a minority could choose nothing, so no lease either way): the
+   * peers that would correct stale master variables on `n` are out of reach for 1–2 leases.
+   */
+  private maybePartitionAhead(n: CheckpointSimNode, why: string, scripted = false): void {
+    const leaseMs = this.host.masterLeaseMs;
+    if (leaseMs === undefined) return;
+    if (!scripted && (!this.cutAllowed() || this.rng.next() >= AHEAD_PARTITION_RATE)) return;
+    const { nodes, groups, net, queue } = this.host;
+    const voters = nodes.filter((m) => m.voting);
+    const majority = Math.floor(voters.length / 2) + 1;
+    const end = (m: CheckpointSimNode, g: number): number => (m.store.maxInstanceId(g) ?? -1) + 1;
+    const ahead = voters
+      .filter((m) => m !== n && m.alive && m.node !== undefined)
+      .map((m) => {
+        let lead = 0;
+        let holds = false;
+        for (let g = 0; g < groups; g++) {
+          lead = Math.max(lead, m.node!.instanceId(g) - end(n, g));
+          holds ||= m.node!.isMaster(g);
+        }
+        return { m, lead, holds };
+      })
+      .filter((a) => a.holds || a.lead > 0)
+      .sort((a, b) => Number(b.holds) - Number(a.holds) || b.lead - a.lead)
+      .slice(0, voters.length - majority)
+      .map((a) => a.m.id);
+    if (ahead.length === 0) return;
+    const rest = nodes.map((m) => m.id).filter((id) => !ahead.includes(id));
+    this.host.paths['checkpoint-ahead-peers-partitioned']++;
+    this.host.log(
+      `partition [[${rest.join(',')}],[${ahead.join(',')}]] (n${n.id} ${why}: the peers ahead of it are cut off)`,
+    );
+    net.partition([rest, ahead]);
+    queue.at(
+      queue.nowMs + leaseMs + this.rng.int(leaseMs),
+      () => {
+        this.host.log('heal partition (end of an ahead-peer cut)');
+        net.heal();
+      },
+      'ahead-peer cut heal',
+    );
+  }
+
+  /**
+   * The scripted install crash: counts the receiver's writes (log and disk) from the END of its
+   * first transfer on, and crashes it at the installCrashStep-th, before that write. True when it
+   * crashed (the write must not happen). It restarts cut off from the peers ahead of it.
+   */
+  private scriptedWrite(n: CheckpointSimNode, incarnation: number): boolean {
+    const s = this.scripted;
+    if (s === undefined || s.node !== n || s.incarnation !== incarnation) return false;
+    if (++s.writes < this.host.installCrashStep!) return false;
+    this.scripted = undefined;
+    this.scriptedDone = true;
+    this.host.log(`n${n.id} install step ${s.writes}: crash (scripted)`);
+    this.host.crash(n, `(scripted: at write ${s.writes} of its install)`);
+    this.host.queue.at(
+      this.host.queue.nowMs + SCRIPTED_RESTART_MS,
+      () => {
+        this.maybePartitionAhead(n, 'restarts after a crash in its install', true);
+        this.host.start(n);
+      },
+      'scripted restart after an install crash',
+    );
+    return true;
   }
 
   private pend(node: number, group: number, what: CutPhase | 'corrupt' | 'partition'): void {
@@ -632,6 +782,7 @@ export class CheckpointSim {
     }
     n.executed[group] = executed;
     if (how === 'install') {
+      if (n.node !== undefined) this.maybePartitionAhead(n, 'has installed a checkpoint');
       this.host.paths['checkpoint-installs']++;
       if (n.node === undefined) this.host.paths['checkpoint-installs-finished-at-start']++;
       this.host.log(`n${n.id} group ${group} installed the checkpoint of instance ${cp}`);
@@ -654,10 +805,11 @@ export class CheckpointSim {
     const live = (): boolean => n.isLive(incarnation);
     return {
       read: (p, o, l) => (live() ? disk.read(p, o, l) : never),
-      write: (p, o, b) => (live() ? disk.write(p, o, b) : never),
-      fsync: (p) => (live() ? disk.fsync(p) : never),
-      rename: (a, b) => (live() ? disk.rename(a, b) : never),
-      remove: (p) => (live() ? disk.remove(p) : never),
+      write: (p, o, b) =>
+        live() && !this.scriptedWrite(n, incarnation) ? disk.write(p, o, b) : never,
+      fsync: (p) => (live() && !this.scriptedWrite(n, incarnation) ? disk.fsync(p) : never),
+      rename: (a, b) => (live() && !this.scriptedWrite(n, incarnation) ? disk.rename(a, b) : never),
+      remove: (p) => (live() && !this.scriptedWrite(n, incarnation) ? disk.remove(p) : never),
       list: (p) => (live() ? disk.list(p) : never),
       stat: (p) => (live() ? disk.stat(p) : never),
       freeBytes: (p) => (live() ? disk.freeBytes(p) : never),

@@ -36,6 +36,7 @@ const NUMBER_RANGES: Partial<Record<keyof SimOptions, OptionRange>> = {
   livenessBoundMs: { min: 1 },
   partitionNode: { min: 1, max: SIM_MAX_NODES },
   masterLeaseMs: { min: MASTER_LEASE_MIN_MS },
+  installCrashStep: { min: 1 },
 };
 
 function bad(message: string): TspaxosError {

@@ -331,6 +331,48 @@ describe('simulator', () => {
     ).toBe(true);
   });
 
+  // Issue 17 finding 3: a crash anywhere in an install must not leave the node trusting master
+  // variables the checkpoint made stale; it restarts cut off from the peers ahead of it (the
+  // lease holder first), and the single-master checks (two holders; a lease under a superseded
+  // version, checkers/stale-lease.ts) hold at every step.
+  it('install-crash-at-every-step: the receiver crashes at each write of its install and restarts cut off from the peers ahead; one master at a time', async () => {
+    const crashedAt: number[] = [];
+    let partitioned = 0;
+    let leaseChecks = 0;
+    let writes: number | undefined;
+    for (let step = 1; writes === undefined; step++) {
+      const r = await runSeed({
+        seed: 5,
+        faults: false,
+        nodes: 3,
+        compaction: true,
+        masterElection: true,
+        trace: true,
+        partitionNode: 3,
+        partitionMs: [1000, 12_000],
+        installCrashStep: step,
+      });
+      expect(r.ok, `step ${step}: ${r.violation?.message}`).toBe(true);
+      const done = r.trace.find((l) => /n3 install done after \d+ writes/.test(l));
+      if (done !== undefined) {
+        writes = Number(/after (\d+) writes/.exec(done)![1]);
+        break;
+      }
+      expect(r.trace.some((l) => l.includes(`n3 install step ${step}: crash`))).toBe(true);
+      crashedAt.push(step);
+      if (r.trace.some((l) => /n3 restarts after a crash in its install: the peers ahead/.test(l)))
+        partitioned++;
+      leaseChecks += r.coverage.paths['master-leases-checked-for-staleness'];
+      // It got its state back: installed (in a later incarnation, or finished at start).
+      expect(r.coverage.paths['checkpoint-installs']).toBeGreaterThanOrEqual(1);
+    }
+    // Every write from the staged files' fsyncs to the clearing of the record: a crash at each.
+    expect(writes).toBeGreaterThanOrEqual(10);
+    expect(crashedAt).toEqual(Array.from({ length: writes! }, (_, i) => i + 1));
+    expect(partitioned).toBe(crashedAt.length);
+    expect(leaseChecks).toBeGreaterThan(100 * crashedAt.length);
+  }, 900_000);
+
   it('the run fails on a promise rejected with no handler (planted in the simulator)', async () => {
     const r = await runSeedInChild(['--seed', '1', '--planted', 'unhandledRejection']);
     expect(r.status).toBe(1);

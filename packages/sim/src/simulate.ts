@@ -27,6 +27,7 @@ import {
 import { CHECKPOINT_PATH_KINDS, CheckpointSim } from './checkpoints';
 import { AcknowledgedIdentityChecker } from './checkers/acknowledged-identity';
 import { RegisterLinearizabilityChecker } from './checkers/register-linearizability';
+import { STALE_LEASE_PATH_KINDS, StaleLeaseChecker } from './checkers/stale-lease';
 import { EventQueue } from './event-queue';
 import {
   checkSimOptions,
@@ -132,6 +133,12 @@ export interface SimOptions {
   masterElection?: boolean;
   /** Master lease of the election seeds (default: drawn in 2000 … 3000 ms). */
   masterLeaseMs?: number;
+  /**
+   * A scripted scenario (checkpoints.ts): the first node to receive a whole checkpoint crashes at
+   * this write of its install, and restarts cut off from the peers ahead of it. The trace says
+   * where ("install step k: crash", or "install done after n writes" once k is past the end).
+   */
+  installCrashStep?: number;
 }
 
 export interface SimViolation {
@@ -220,6 +227,7 @@ export const PATH_KINDS = [
   /** Acknowledgements compared with the identity of the value chosen at their instance. */
   'identities-checked',
   ...CHECKPOINT_PATH_KINDS,
+  ...STALE_LEASE_PATH_KINDS,
 ] as const;
 export type PathKind = (typeof PATH_KINDS)[number];
 
@@ -633,6 +641,10 @@ class Simulation {
     this.note('linearizable', m),
   );
   private operationSeq = 0;
+  /** Single master, extended: no lease under a version an applied election superseded. */
+  private readonly staleLease = new StaleLeaseChecker((m) =>
+    this.note('single-master', `${m} (after event "${this.eventName()}")`),
+  );
 
   constructor(private readonly options: SimOptions) {
     this.rng = new SeededRng(options.seed);
@@ -724,6 +736,8 @@ class Simulation {
           ? planted
           : undefined,
       paths: this.coverage.paths,
+      masterLeaseMs: this.master?.leaseMs,
+      installCrashStep: this.options.installCrashStep,
       chosen: this.chosen,
       proposed: this.proposed,
       inFaultPhase: () => this.inFaultPhase,
@@ -863,6 +877,7 @@ class Simulation {
     this.coverage.paths.rejected = Object.values(this.rejected).reduce((a, b) => a + b, 0);
     this.coverage.paths['instances-chosen'] = this.chosen.reduce((a, m) => a + m.size, 0);
     this.coverage.paths['identities-checked'] = this.identities.counts.checked;
+    Object.assign(this.coverage.paths, this.staleLease.finish());
     return {
       seed: this.options.seed,
       ok: v === undefined,
@@ -919,6 +934,10 @@ class Simulation {
       ...(this.unsafeFaults ? { unsafeFaults: this.unsafeFaults } : {}),
       ...(this.master
         ? {
+            onMasterChange: (group: number, m: { masterNodeId: number; version: number }) => {
+              if (n.isLive(incarnation))
+                this.staleLease.observe({ kind: 'master-changed', group, nodeId: n.id, ...m });
+            },
             masterElection: this.options.planted !== 'electionsNeverRun',
             options: {
               masterLeaseMs: this.master.leaseMs,
@@ -1930,6 +1949,12 @@ class Simulation {
           this.leaseEnded(g, n, held);
         }
         if (info === undefined) continue;
+        this.staleLease.observe({
+          kind: 'lease-held',
+          group: g,
+          nodeId: n.id,
+          version: info.version,
+        });
         if (holder !== undefined)
           this.fail(
             'single-master',
