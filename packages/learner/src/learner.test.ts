@@ -442,7 +442,8 @@ describe('Learner: catching up from a peer', () => {
       expect(net.of(T.SendLearnValueAck, 2)).toHaveLength(log.length);
       expect(net.clock.nowMs).toBe(0);
     },
-    30_000,
+    // 60–100 MB through the chain check and the memory store: ~5 s alone, ~60 s at load 30.
+    180_000,
   );
 
   it('checks the chain across a batch: a value whose checksum breaks it stores nothing', async () => {
