@@ -2,9 +2,9 @@
 // and for each one a fresh project outside the workspace installs its tarball with only the
 // tarballs of the @tspaxos packages it depends on (transitively), never the registry's. There its
 // README example runs as plain JavaScript on this Node (`node example.mjs`: the README's first
-// ```js block, read from the README itself so the two cannot drift), and every README program in
-// TypeScript (a ```ts block that imports @tspaxos packages) is type-checked with `tsc` against the
-// installed .d.ts files.
+// ```js block, read from the README itself so the two cannot drift). Every README program (that
+// example, and each ```ts block that imports @tspaxos packages) is type-checked with `tsc` against
+// the installed .d.ts files, and the TypeScript ones run too, transpiled as `npx tsx` would.
 //
 // - better-sqlite3 is installed with --ignore-scripts and given the workspace's own compiled
 //   binding (same version, same Node, checked): compiling it from source takes ~2 minutes per
@@ -17,6 +17,7 @@ import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -285,14 +286,15 @@ describe('the packages as users install them, each alone', () => {
   }
 
   it(
-    'every README program in TypeScript and every JavaScript example type-checks with tsc',
+    'every README program type-checks with tsc, and the TypeScript ones run too (transpiled)',
     {
-      timeout: 300_000,
+      timeout: 400_000,
     },
     () => {
       expect([...projects.keys()].sort()).toEqual(packages.map((p) => p.manifest.name));
       const checked: string[] = [];
       const perProject = new Map<string, string[]>();
+      const tsPrograms: { project: string; file: string; source: string }[] = [];
       for (const p of packages) {
         const readme = fs.readFileSync(path.join(p.dir, 'README.md'), 'utf8');
         const programs = [
@@ -319,6 +321,7 @@ describe('the packages as users install them, each alone', () => {
           const file = `readme-${p.manifest.name.split('/')[1]}-${i}.${ext}`;
           fs.writeFileSync(path.join(project, file), s);
           perProject.set(project, [...(perProject.get(project) ?? []), file]);
+          if (ext === 'mts') tsPrograms.push({ project, file, source: s });
           checked.push(`${p.manifest.name}#${i}`);
         }
       }
@@ -345,7 +348,19 @@ describe('the packages as users install them, each alone', () => {
         const tsc = run(process.execPath, [TSC, '-p', 'tsconfig.json'], project, 240_000);
         expect(tsc.status, `tsc in ${project}:\n${tsc.out}`).toBe(0);
       }
-      expect(checked.length).toBeGreaterThanOrEqual(packages.length);
+      for (const p of packages)
+        expect(checked, 'the JavaScript example').toContain(`${p.manifest.name}#0`);
+      // What `npx tsx example.ts` does: strip the types, run on this Node.
+      for (const { project, file, source } of tsPrograms) {
+        const js = ts.transpileModule(source, {
+          compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
+        }).outputText;
+        const out = file.replace(/\.mts$/, '.run.mjs');
+        fs.writeFileSync(path.join(project, out), js);
+        const r = run(process.execPath, [out], project, 120_000);
+        expect(r.status, `${file}:\n${r.out}`).toBe(0);
+      }
+      expect(tsPrograms.length, 'TypeScript programs run').toBeGreaterThan(0);
     },
   );
 });
