@@ -146,45 +146,61 @@ describe('the packages as users install them, each alone', () => {
     }
   }, 180_000);
 
-  it('every package is publishable: public, MIT, engines, and its tarball holds what it names', () => {
-    expect(packages.map((p) => p.manifest.name)).toEqual([
-      '@tspaxos/checkpoint',
-      '@tspaxos/crc-wasm',
-      '@tspaxos/learner',
-      '@tspaxos/node',
-      '@tspaxos/paxos',
-      '@tspaxos/sim',
-      '@tspaxos/storage',
-      '@tspaxos/transport',
-    ]);
-    for (const { manifest: m } of packages) {
-      expect(m.private, m.name).toBeUndefined();
-      expect(m.license, m.name).toBe('MIT');
-      expect(m.publishConfig?.access, m.name).toBe('public'); // scoped packages default to restricted
-      expect(m.engines?.node, m.name).toBe('>=20.15');
-      // An internal dependency at the sibling's real range: `*` made npm look in the registry.
-      for (const dep of internal(m))
-        expect(m.dependencies![dep], `${m.name} → ${dep}`).toBe(
-          `^${manifests.get(dep)!.manifest.version}`,
-        );
-      const files = tarballs.get(m.name)!.files;
-      for (const f of ['package.json', 'README.md', 'LICENSE', ...entryFiles(m)])
-        expect(files, `${m.name} tarball`).toContain(f);
-    }
-    // The server's dashboard, read next to dist/ at run time.
-    expect(tarballs.get('@tspaxos/node')!.files).toContain('public/index.html');
-    // The checks themselves: an undeclared import in a .d.ts is seen; so is a missing named file.
-    const planted = fs.mkdtempSync(path.join(work, 'planted-'));
-    fs.writeFileSync(
-      path.join(planted, 'index.d.ts'),
-      "import { a } from '@x/y/sub';\nimport type { B } from 'left-pad';\nimport './rel';\n" +
-        "import { c } from 'node:fs';\nexport type D = import('zed').Z;\n",
-    );
-    expect(declarationImports(planted)).toEqual(['@x/y', 'left-pad', 'zed']);
-    expect(entryFiles({ name: 'x', version: '0', bin: { x: './dist/nope.js' } })).toEqual([
-      'dist/nope.js',
-    ]);
-  });
+  it(
+    'every package is publishable: public, MIT, engines, and its tarball holds what it names',
+    {
+      timeout: 240_000,
+    },
+    () => {
+      expect(packages.map((p) => p.manifest.name)).toEqual([
+        '@tspaxos/checkpoint',
+        '@tspaxos/crc-wasm',
+        '@tspaxos/learner',
+        '@tspaxos/node',
+        '@tspaxos/paxos',
+        '@tspaxos/sim',
+        '@tspaxos/storage',
+        '@tspaxos/transport',
+      ]);
+      for (const { manifest: m } of packages) {
+        expect(m.private, m.name).toBeUndefined();
+        expect(m.license, m.name).toBe('MIT');
+        expect(m.publishConfig?.access, m.name).toBe('public'); // scoped packages default to restricted
+        expect(m.engines?.node, m.name).toBe('>=20.15');
+        // An internal dependency at the sibling's real range: `*` made npm look in the registry.
+        for (const dep of internal(m))
+          expect(m.dependencies![dep], `${m.name} → ${dep}`).toBe(
+            `^${manifests.get(dep)!.manifest.version}`,
+          );
+        const files = tarballs.get(m.name)!.files;
+        for (const f of ['package.json', 'README.md', 'LICENSE', ...entryFiles(m)])
+          expect(files, `${m.name} tarball`).toContain(f);
+      }
+      // What npm would say on publishing: nothing but that nobody is logged in (a bin path it would
+      // rewrite, a field it would fix, are warnings here). --dry-run: never published for real.
+      for (const { dir, manifest: m } of packages) {
+        const r = run('npm', ['publish', '--dry-run', '--offline'], dir, 60_000);
+        expect(r.status, `${m.name} npm publish --dry-run:\n${r.out}`).toBe(0);
+        const warnings = r.out
+          .split('\n')
+          .filter((l) => /^npm (warn|error)/i.test(l) && !/requires you to be logged in/.test(l));
+        expect(warnings, `${m.name} npm publish --dry-run`).toEqual([]);
+      }
+      // The server's dashboard, read next to dist/ at run time.
+      expect(tarballs.get('@tspaxos/node')!.files).toContain('public/index.html');
+      // The checks themselves: an undeclared import in a .d.ts is seen; so is a missing named file.
+      const planted = fs.mkdtempSync(path.join(work, 'planted-'));
+      fs.writeFileSync(
+        path.join(planted, 'index.d.ts'),
+        "import { a } from '@x/y/sub';\nimport type { B } from 'left-pad';\nimport './rel';\n" +
+          "import { c } from 'node:fs';\nexport type D = import('zed').Z;\n",
+      );
+      expect(declarationImports(planted)).toEqual(['@x/y', 'left-pad', 'zed']);
+      expect(entryFiles({ name: 'x', version: '0', bin: { x: './dist/nope.js' } })).toEqual([
+        'dist/nope.js',
+      ]);
+    },
+  );
 
   // One project per package; sequential: each install is CPU-bound on a shared 2-core machine.
   for (const p of packages) {
