@@ -106,6 +106,20 @@ const NO_CYCLE = {
   rules: { 'import-x/no-cycle': ['error', { ignoreExternal: true }] },
 };
 
+/**
+ * apps/node: the HTTP layer, the metrics and the status declare the narrow interface they need
+ * from the node and server.ts implements it (etcd's etcdhttp), so only the entry points import
+ * the server. This also holds the edges no-cycle does not follow (`import type`, issue 21).
+ */
+const NODE_SERVER_IMPORTERS = ['apps/node/src/{index,run-node,cli}.ts', '**/*.test.ts'];
+const NODE_SERVER_PATTERNS = [
+  {
+    group: ['./server', '../server', '../../server', './server.*', '../server.*'],
+    message:
+      'Only the entry points import server.ts: declare the interface this module needs, and let KvServer implement it (issue 21).',
+  },
+];
+
 const CORE_TIMER_MESSAGE = 'Use the injected Scheduler/Clock (STYLE.md 2).';
 const CORE_GLOBAL_MESSAGE =
   'Cores reach time, randomness and the process only through injected ports (STYLE.md 2, 6).';
@@ -159,6 +173,13 @@ export default tseslint.config(
     files: [`${dir}/**/*.{ts,mts,cts,js,mjs,cjs}`],
     rules: { 'no-restricted-imports': restrictImports(...layerPatterns(dir.split('/')[1])) },
   })),
+  {
+    files: ['apps/node/src/**/*.ts'],
+    ignores: NODE_SERVER_IMPORTERS,
+    rules: {
+      'no-restricted-imports': restrictImports(...layerPatterns('node'), ...NODE_SERVER_PATTERNS),
+    },
+  },
   ...CORE_PACKAGES.map((name) => ({
     files: [`packages/${name}/src/**/*.ts`],
     ignores: ADAPTER_FILES,
