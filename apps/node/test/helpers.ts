@@ -8,6 +8,8 @@ import { fileURLToPath } from 'node:url';
 import type { GroupView, NodeStatus } from '../src/status';
 
 export const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+/** How long a node process may take to print `listening`. */
+const READY_TIMEOUT_MS = 120_000;
 
 /** Free loopback ports: bound on port 0 together (so all differ), then released. */
 export async function freePorts(n: number): Promise<number[]> {
@@ -84,8 +86,11 @@ export class NodeProcess {
   }
 
   async ready(): Promise<void> {
-    await waitFor(`node ${this.id} listening`, () =>
-      this.lines.some((l) => l.includes('"msg":"listening"')),
+    // A start replays the log and opens SQLite; on a loaded 2-core machine that alone ran past 30 s.
+    await waitFor(
+      `node ${this.id} listening`,
+      () => this.lines.some((l) => l.includes('"msg":"listening"')),
+      READY_TIMEOUT_MS,
     );
   }
 
