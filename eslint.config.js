@@ -1,8 +1,10 @@
 // One lint setup for the whole tree. Besides the usual rules it enforces the layering of
 // DESIGN.md §1 (packages import each other only through their public entries, and a lower
-// package never imports a higher one) and keeps the
-// sans-IO cores free of real clocks, real randomness and node:* modules (STYLE.md 1, 2, 4).
+// package never imports a higher one), forbids import cycles among a package's own modules, and
+// keeps the sans-IO cores free of real clocks, real randomness and node:* modules (STYLE.md 1,
+// 2, 4).
 import js from '@eslint/js';
+import { createNodeResolver, importX } from 'eslint-plugin-import-x';
 import tseslint from 'typescript-eslint';
 
 /** Files that hold protocol cores: no I/O, no wall clock, no Math.random. */
@@ -87,6 +89,37 @@ const PACKAGE_DIRS = LAYERS.flat().map((name) =>
   name === 'node' ? `apps/${name}` : `packages/${name}`,
 );
 
+const SOURCE_EXTENSIONS = ['.ts', '.mts', '.cts', '.js', '.mjs', '.cjs'];
+
+/**
+ * No import cycle inside a package (issue 21): the layering above orders the packages, this
+ * orders the modules of each. Other packages are external here (their order is the layering's).
+ */
+const NO_CYCLE = {
+  files: [`**/*.{${SOURCE_EXTENSIONS.map((e) => e.slice(1)).join(',')}}`],
+  plugins: { 'import-x': importX },
+  settings: {
+    'import-x/extensions': SOURCE_EXTENSIONS,
+    'import-x/parsers': { '@typescript-eslint/parser': ['.ts', '.mts', '.cts'] },
+    'import-x/resolver-next': [createNodeResolver({ extensions: SOURCE_EXTENSIONS })],
+  },
+  rules: { 'import-x/no-cycle': ['error', { ignoreExternal: true }] },
+};
+
+/**
+ * apps/node: the HTTP layer, the metrics and the status declare the narrow interface they need
+ * from the node and server.ts implements it (etcd's etcdhttp), so only the entry points import
+ * the server. This also holds the edges no-cycle does not follow (`import type`, issue 21).
+ */
+const NODE_SERVER_IMPORTERS = ['apps/node/src/{index,run-node,cli}.ts', '**/*.test.ts'];
+const NODE_SERVER_PATTERNS = [
+  {
+    group: ['./server', '../server', '../../server', './server.*', '../server.*'],
+    message:
+      'Only the entry points import server.ts: declare the interface this module needs, and let KvServer implement it (issue 21).',
+  },
+];
+
 const CORE_TIMER_MESSAGE = 'Use the injected Scheduler/Clock (STYLE.md 2).';
 const CORE_GLOBAL_MESSAGE =
   'Cores reach time, randomness and the process only through injected ports (STYLE.md 2, 6).';
@@ -135,10 +168,18 @@ export default tseslint.config(
       'no-restricted-imports': restrictImports(),
     },
   },
+  NO_CYCLE,
   ...PACKAGE_DIRS.map((dir) => ({
     files: [`${dir}/**/*.{ts,mts,cts,js,mjs,cjs}`],
     rules: { 'no-restricted-imports': restrictImports(...layerPatterns(dir.split('/')[1])) },
   })),
+  {
+    files: ['apps/node/src/**/*.ts'],
+    ignores: NODE_SERVER_IMPORTERS,
+    rules: {
+      'no-restricted-imports': restrictImports(...layerPatterns('node'), ...NODE_SERVER_PATTERNS),
+    },
+  },
   ...CORE_PACKAGES.map((name) => ({
     files: [`packages/${name}/src/**/*.ts`],
     ignores: ADAPTER_FILES,

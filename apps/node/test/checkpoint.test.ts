@@ -7,6 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import type { GroupView, NodeStatus } from '../src/status';
 import { type Cluster, NodeProcess, put, startCluster, waitConverged, waitFor } from './helpers';
 
 /** The log the nodes keep below their KV checkpoint when they compact on their own (the minimum). */
@@ -18,23 +19,11 @@ const FIRST_WRITES = 700;
 const MISSED_BEFORE = 200;
 const MISSED_AFTER = 100;
 
-interface GroupView {
-  instanceId: number;
-  lastChecksum: number;
-  minChosenInstanceId: number;
-  checkpointInstanceId: number;
-  kv: { counters: { checkpointLoads: number } };
-  learner: { counters: Record<string, number> };
-  checkpoint: {
-    counters: { asksSent: number; sendersStarted: number };
-    receiver: { counters: { installs: number } };
-  } | null;
-}
-
+/** Group 0 of the node's /status. */
 async function status(url: string): Promise<GroupView> {
   const res = await fetch(`${url}/status`);
   if (!res.ok) throw new Error(`status ${res.status}`);
-  return (await res.json()) as GroupView;
+  return ((await res.json()) as NodeStatus).groups[0]!;
 }
 
 async function post(url: string): Promise<Record<string, number>> {

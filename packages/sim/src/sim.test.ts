@@ -9,9 +9,9 @@ import {
   FAULT_KINDS,
   masterClockBound,
   PATH_KINDS,
-  type PlantedBug,
   runSeed,
 } from './simulate';
+import type { PlantedBug } from './options';
 
 const SEEDS = envInteger('SIM_SEEDS', 300, { min: 1 });
 /** Every fault kind and path must occur at least this often over the 300-seed run. */
