@@ -28,6 +28,10 @@ export {
 export {
   Learner,
   type LearnerHost,
+  type LearnerAcceptorPort,
+  type LearnerVariablesPort,
+  type LearnerMembershipPort,
+  type LearnerRuntimePort,
   type LearnerCounters,
   type LearnerStatus,
   type LearnerFaults,

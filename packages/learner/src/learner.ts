@@ -39,11 +39,74 @@ import {
 } from './sender';
 import { LearnerState } from './state';
 
-/** What the learner needs from the instance that hosts it. */
+/**
+ * What the learner needs from the group that hosts it, grouped by where it comes from: the
+ * acceptor, the system and master variables, the membership, and the runtime (time, timers,
+ * randomness, log).
+ */
 export interface LearnerHost {
   readonly nodeId: number;
   readonly group: number;
   readonly store: LogStore;
+  readonly acceptor: LearnerAcceptorPort;
+  readonly variables: LearnerVariablesPort;
+  readonly membership: LearnerMembershipPort;
+  readonly runtime: LearnerRuntimePort;
+  send(to: number, msg: PaxosMsg): void;
+  /** Checksum of the instance before my current one (0 when unknown). */
+  lastChecksum(): number;
+  minChosenInstanceId(): number;
+  /** A peer has deleted the log I need: only a checkpoint can teach me. */
+  needCheckpoint(from: number, peerMinChosenInstanceId: number): void;
+  /** The node-wide byte budget of every group's sender (the learner makes its own if absent). */
+  readonly senderBudget?: SenderBudget;
+  /** Typed progress events for the node's listeners (catch-up started, caught up). */
+  notify?(event: LearnerEvent): void;
+  /**
+   * isLatest() may have turned true without anything learned (a member's claim it could not back
+   * up was dropped at a stall): the host may propose again.
+   */
+  latestMayHaveChanged?(): void;
+}
+
+/** The group's acceptor, as the learner sees it. */
+export interface LearnerAcceptorPort {
+  /** My acceptor's state for the current instance. */
+  acceptedState(): { ballot: Ballot; value: Uint8Array; checksum: number };
+  /** My acceptor's promise for the current instance (kept when a learned record is written). */
+  promiseBallot(): Ballot;
+}
+
+/** The system (membership) and master variables a far-behind node learns before the log. */
+export interface LearnerVariablesPort {
+  /** Encoded system variables to hand to a far-behind asker, if any. */
+  system(): Uint8Array | undefined;
+  /** Applies a peer's system variables; true when they changed mine. */
+  applySystem(bytes: Uint8Array): boolean;
+  /** Encoded master variables to hand to a far-behind asker, if any (PhxPaxos GetMasterSM). */
+  master?(): Uint8Array | undefined;
+  /**
+   * Applies a peer's master variables, which reflect its log up to `asOfInstanceId` (its now
+   * instance id); true when they were taken (PhxPaxos UpdateByCheckpoint).
+   */
+  applyMaster?(bytes: Uint8Array, asOfInstanceId: number): boolean;
+  /** False while this node's master state is unknown (after a checkpoint install). */
+  masterAnchored?(): boolean;
+}
+
+/** Whom the learner asks and whom it forwards to. */
+export interface LearnerMembershipPort {
+  /** Nodes to ask: every voting member but me (a follower asks them too). */
+  peers(): readonly number[];
+  /** Non-voting nodes that follow me (they get every value I learn). */
+  followers(): readonly number[];
+  addFollower(nodeId: number): void;
+  /** The voting node I follow, when I am a follower. */
+  followToNodeId(): number | undefined;
+}
+
+/** Time, timers, randomness and the log: injected, so the simulator can replay a seed. */
+export interface LearnerRuntimePort {
   now(): number;
   /** Uniform in [0, 1): jitter for the AskforLearn timer. */
   random(): number;
@@ -62,46 +125,7 @@ export interface LearnerHost {
    * the group never counts as busy.
    */
   paxosActiveAtMs?(): number;
-  send(to: number, msg: PaxosMsg): void;
-  /** Nodes to ask: every voting member but me (a follower asks them too). */
-  peers(): readonly number[];
-  /** Non-voting nodes that follow me (they get every value I learn). */
-  followers(): readonly number[];
-  addFollower(nodeId: number): void;
-  /** The voting node I follow, when I am a follower. */
-  followToNodeId(): number | undefined;
-  /** Checksum of the instance before my current one (0 when unknown). */
-  lastChecksum(): number;
-  minChosenInstanceId(): number;
-  /** My acceptor's state for the current instance. */
-  acceptedState(): { ballot: Ballot; value: Uint8Array; checksum: number };
-  /** My acceptor's promise for the current instance (kept when a learned record is written). */
-  promiseBallot(): Ballot;
-  /** Encoded system variables to hand to a far-behind asker, if any. */
-  systemVariables(): Uint8Array | undefined;
-  /** Applies a peer's system variables; true when they changed mine. */
-  applySystemVariables(bytes: Uint8Array): boolean;
-  /** Encoded master variables to hand to a far-behind asker, if any (PhxPaxos GetMasterSM). */
-  masterVariables?(): Uint8Array | undefined;
-  /**
-   * Applies a peer's master variables, which reflect its log up to `asOfInstanceId` (its now
-   * instance id); true when they were taken (PhxPaxos UpdateByCheckpoint).
-   */
-  applyMasterVariables?(bytes: Uint8Array, asOfInstanceId: number): boolean;
-  /** False while this node's master state is unknown (after a checkpoint install). */
-  masterAnchored?(): boolean;
-  /** A peer has deleted the log I need: only a checkpoint can teach me. */
-  needCheckpoint(from: number, peerMinChosenInstanceId: number): void;
   event(name: string, fields: Record<string, unknown>): void;
-  /** The node-wide byte budget of every group's sender (the learner makes its own if absent). */
-  readonly senderBudget?: SenderBudget;
-  /** Typed progress events for the node's listeners (catch-up started, caught up). */
-  notify?(event: LearnerEvent): void;
-  /**
-   * isLatest() may have turned true without anything learned (a member's claim it could not back
-   * up was dropped at a stall): the host may propose again.
-   */
-  latestMayHaveChanged?(): void;
 }
 
 /** What every view of a catch-up holds: who streams, from where to where, and how far it got. */
@@ -282,7 +306,7 @@ export class Learner {
       this.options,
       {
         nowInstanceId: () => this.instanceId,
-        now: () => host.now(),
+        now: () => host.runtime.now(),
         readRange: (from, to) => host.store.range(host.group, from, to),
         readChecksum: (id) => this.storedChecksum(id),
         sendBatch: (to, lastChecksum, records) => this.sendBatch(to, lastChecksum, records),
@@ -350,7 +374,7 @@ export class Learner {
   /** The highest now instance id a member reported and did not fail to back up. */
   get backedSeenInstanceId(): number {
     let seen = 0;
-    for (const peer of this.host.peers()) {
+    for (const peer of this.host.membership.peers()) {
       const reported = this.reportedInstanceIds.get(peer) ?? 0;
       if (reported > (this.unbackedInstanceIds.get(peer) ?? -1)) seen = Math.max(seen, reported);
     }
@@ -360,7 +384,8 @@ export class Learner {
   /** The highest now instance id a majority of the members reached, as far as they told us. */
   get quorumSeenInstanceId(): number {
     const ids = [this.instanceId];
-    for (const peer of this.host.peers()) ids.push(this.reportedInstanceIds.get(peer) ?? 0);
+    for (const peer of this.host.membership.peers())
+      ids.push(this.reportedInstanceIds.get(peer) ?? 0);
     ids.sort((x, y) => y - x);
     return ids[Math.floor(ids.length / 2)]!;
   }
@@ -401,7 +426,7 @@ export class Learner {
   }
 
   status(): LearnerStatus {
-    const now = this.host.now();
+    const now = this.host.runtime.now();
     return {
       instanceId: this.instanceId,
       highestSeenInstanceId: this.highestSeenInstanceId,
@@ -427,15 +452,15 @@ export class Learner {
   resetAskforLearnTimer(delayMs?: number): void {
     this.cancelAskTimer?.();
     const delay = delayMs ?? this.askInterval();
-    this.cancelAskTimer = this.host.schedule(delay, () => this.askforLearnNoop());
+    this.cancelAskTimer = this.host.runtime.schedule(delay, () => this.askforLearnNoop());
   }
 
   private askInterval(): number {
-    const follower = this.host.followToNodeId() !== undefined;
+    const follower = this.host.membership.followToNodeId() !== undefined;
     const o = this.options;
     const interval = follower ? o.followerAskforLearnIntervalMs : o.askforLearnIntervalMs;
     const jitter = follower ? o.followerAskforLearnJitterMs : o.askforLearnJitterMs;
-    return interval + Math.floor(this.host.random() * jitter);
+    return interval + Math.floor(this.host.runtime.random() * jitter);
   }
 
   /**
@@ -445,7 +470,7 @@ export class Learner {
    */
   private askforLearnNoop(): void {
     if (this.stopped) return;
-    const quietMs = this.host.now() - this.lastStreamValueAtMs;
+    const quietMs = this.host.runtime.now() - this.lastStreamValueAtMs;
     const interval = this.askInterval();
     if (quietMs < interval) {
       // A stream is alive: the next ask is one interval after its last value, as in the seed.
@@ -460,17 +485,17 @@ export class Learner {
   /** While learning: a stream silent for learnerStallMs is given up, and we ask everyone. */
   private armStallTimer(delayMs: number): void {
     this.cancelStallTimer?.();
-    this.cancelStallTimer = this.host.schedule(delayMs, () => {
+    this.cancelStallTimer = this.host.runtime.schedule(delayMs, () => {
       this.cancelStallTimer = undefined;
       if (!this.isLearning || this.stopped) return;
       const last = Math.max(this.lastStreamValueAtMs, this.learningSinceMs);
-      const quietMs = this.host.now() - last;
+      const quietMs = this.host.runtime.now() - last;
       if (quietMs < this.options.learnerStallMs) {
         this.armStallTimer(this.options.learnerStallMs - quietMs);
         return;
       }
       this.counters.stalls++;
-      this.host.event('learner-stalled', { from: this.learningFromNodeId, quietMs });
+      this.host.runtime.event('learner-stalled', { from: this.learningFromNodeId, quietMs });
       this.stopLearning();
       this.resetAskforLearnTimer();
       this.askforLearn();
@@ -504,13 +529,16 @@ export class Learner {
     if (this.cancelSenderTimer !== undefined && at === this.senderTimerAt) return;
     this.cancelSenderTimer?.();
     this.senderTimerAt = at;
-    this.cancelSenderTimer = this.host.schedule(Math.max(0, at - this.host.now()), () => {
-      this.cancelSenderTimer = undefined;
-      this.senderTimerAt = Number.POSITIVE_INFINITY;
-      const now = this.host.now();
-      const busy = this.groupBusy(now);
-      this.afterSenderWork(this.sender.tick(now, busy), busy);
-    });
+    this.cancelSenderTimer = this.host.runtime.schedule(
+      Math.max(0, at - this.host.runtime.now()),
+      () => {
+        this.cancelSenderTimer = undefined;
+        this.senderTimerAt = Number.POSITIVE_INFINITY;
+        const now = this.host.runtime.now();
+        const busy = this.groupBusy(now);
+        this.afterSenderWork(this.sender.tick(now, busy), busy);
+      },
+    );
   }
 
   /** After the sender worked: continue next turn if it yielded, and re-arm its deadline. */
@@ -527,7 +555,7 @@ export class Learner {
 
   /** The group has Paxos work of its own now or had some within senderBusyWindowMs. */
   private groupBusy(nowMs: number): boolean {
-    const at = this.host.paxosActiveAtMs?.();
+    const at = this.host.runtime.paxosActiveAtMs?.();
     return at !== undefined && nowMs - at < this.options.senderBusyWindowMs;
   }
 
@@ -541,36 +569,36 @@ export class Learner {
     const slice = (): void => {
       this.senderContinueScheduled = false;
       if (this.stopped) return;
-      const now = this.host.now();
+      const now = this.host.runtime.now();
       const busy = this.groupBusy(now);
       this.afterSenderWork(this.sender.pump(now, busy), busy);
     };
-    const idle = this.host.scheduleIdle?.bind(this.host);
-    if (idle === undefined) this.host.schedule(delayMs, slice);
+    const idle = this.host.runtime.scheduleIdle?.bind(this.host.runtime);
+    if (idle === undefined) this.host.runtime.schedule(delayMs, slice);
     else if (delayMs <= 0) idle(slice);
-    else this.host.schedule(delayMs, () => void idle(slice));
+    else this.host.runtime.schedule(delayMs, () => void idle(slice));
   }
 
   // ---- asking ---------------------------------------------------------------------------
 
   private askforLearn(): void {
-    const followTo = this.host.followToNodeId();
+    const followTo = this.host.membership.followToNodeId();
     const msg = paxosMsg({
       msgType: PaxosMsgType.AskforLearn,
       instanceId: this.instanceId,
       nodeId: this.host.nodeId,
       // PhxPaxos reuses proposalNodeId to say whom a follower follows.
       proposalNodeId: followTo ?? 0,
-      flag: this.host.masterAnchored?.() === false ? PaxosMsgFlag.AskMasterVariables : 0,
+      flag: this.host.variables.masterAnchored?.() === false ? PaxosMsgFlag.AskMasterVariables : 0,
     });
     this.counters.askforLearnSent++;
-    for (const peer of this.host.peers()) this.host.send(peer, msg);
+    for (const peer of this.host.membership.peers()) this.host.send(peer, msg);
   }
 
   private setSeen(instanceId: number, fromNodeId: number): void {
     if (
       instanceId > (this.reportedInstanceIds.get(fromNodeId) ?? -1) &&
-      this.host.peers().includes(fromNodeId)
+      this.host.membership.peers().includes(fromNodeId)
     ) {
       this.reportedInstanceIds.set(fromNodeId, instanceId);
     }
@@ -584,7 +612,7 @@ export class Learner {
   private onAskforLearn(msg: PaxosMsg): void {
     this.counters.askforLearnReceived++;
     this.setSeen(msg.instanceId, msg.nodeId);
-    if (msg.proposalNodeId === this.host.nodeId) this.host.addFollower(msg.nodeId);
+    if (msg.proposalNodeId === this.host.nodeId) this.host.membership.addFollower(msg.nodeId);
     if (msg.instanceId >= this.instanceId) {
       // Level with me, but its master state is unknown (it installed a checkpoint): my variables
       // (SendNowInstanceID applies them before anything else; the rest is a lag message there).
@@ -593,7 +621,7 @@ export class Learner {
         (msg.flag & PaxosMsgFlag.AskMasterVariables) !== 0 &&
         msg.instanceId === this.instanceId
       ) {
-        const master = this.host.masterVariables?.();
+        const master = this.host.variables.master?.();
         if (master !== undefined) {
           const reply = paxosMsg({
             msgType: PaxosMsgType.SendNowInstanceID,
@@ -604,7 +632,7 @@ export class Learner {
           });
           reply.masterVariables = master;
           // Its membership is as stale as its master state (the install kept both from before).
-          const system = this.host.systemVariables();
+          const system = this.host.variables.system();
           if (system !== undefined) reply.systemVariables = system;
           this.host.send(msg.nodeId, reply);
         }
@@ -612,7 +640,7 @@ export class Learner {
       return;
     }
 
-    const now = this.host.now();
+    const now = this.host.runtime.now();
     if (msg.instanceId >= this.host.minChosenInstanceId()) {
       if (!this.sender.prepare(msg.instanceId, msg.nodeId, now)) {
         this.counters.senderBusy++;
@@ -643,13 +671,13 @@ export class Learner {
       minChosenInstanceId: this.host.minChosenInstanceId(),
     });
     if (refresh || this.instanceId - askerInstanceId > this.options.variablesGapInstances) {
-      const system = this.host.systemVariables();
+      const system = this.host.variables.system();
       if (system !== undefined) reply.systemVariables = system;
     }
     // The master variables ride on every reply, not only past the gap (PhxPaxos's rule): an
     // asker that installed a checkpoint has forgotten its own and needs them to hold a lease
     // again; a few dozen bytes per ask, and an asker adopts them only when they are newer.
-    const master = this.host.masterVariables?.();
+    const master = this.host.variables.master?.();
     if (master !== undefined) reply.masterVariables = master;
     this.host.send(to, reply);
   }
@@ -663,11 +691,11 @@ export class Learner {
     // peer behind me (they miss master operations I passed; trusting them risks two masters).
     if (
       msg.masterVariables.length > 0 &&
-      this.host.applyMasterVariables?.(msg.masterVariables, msg.nowInstanceId)
+      this.host.variables.applyMaster?.(msg.masterVariables, msg.nowInstanceId)
     )
-      this.host.event('master-variables-changed', { from: msg.nodeId });
-    if (msg.systemVariables.length > 0 && this.host.applySystemVariables(msg.systemVariables)) {
-      this.host.event('system-variables-changed', { from: msg.nodeId });
+      this.host.runtime.event('master-variables-changed', { from: msg.nodeId });
+    if (msg.systemVariables.length > 0 && this.host.variables.applySystem(msg.systemVariables)) {
+      this.host.runtime.event('system-variables-changed', { from: msg.nodeId });
       return; // membership changed: everything is re-evaluated on the next ask
     }
     if (msg.instanceId !== this.instanceId || msg.nowInstanceId <= this.instanceId) {
@@ -687,7 +715,7 @@ export class Learner {
       return;
     }
     this.sendComfirm(msg.nodeId, 0);
-    const now = this.host.now();
+    const now = this.host.runtime.now();
     this.isLearning = true;
     this.learningFromNodeId = msg.nodeId;
     this.learningSinceMs = now;
@@ -714,10 +742,10 @@ export class Learner {
       this.armSenderTimer();
       return;
     }
-    const ok = this.sender.confirm(msg.instanceId, msg.nodeId, this.host.now());
+    const ok = this.sender.confirm(msg.instanceId, msg.nodeId, this.host.runtime.now());
     if (!ok) this.counters.lagMessages++;
     else {
-      this.host.event('sender-confirmed', {
+      this.host.runtime.event('sender-confirmed', {
         to: msg.nodeId,
         from: msg.instanceId,
         until: this.instanceId,
@@ -728,7 +756,7 @@ export class Learner {
   }
 
   private onSendLearnValueAck(msg: PaxosMsg): void {
-    const now = this.host.now();
+    const now = this.host.runtime.now();
     this.sender.ack(msg.instanceId, msg.nodeId, msg.flag === PaxosMsgFlag.AckGap, now);
     // The window moved: the next slice sends, in the host's idle time (never inline here, so
     // a burst of acks cannot chain sender turns ahead of the group's own messages).
@@ -742,7 +770,7 @@ export class Learner {
   }
 
   private senderEnded(to: number, reason: SenderEndReason, next: number, error?: unknown): void {
-    this.host.event('sender-ended', {
+    this.host.runtime.event('sender-ended', {
       to,
       reason,
       nextInstanceId: next,
@@ -801,7 +829,7 @@ export class Learner {
     if (c === undefined) return;
     c.targetInstanceId = Math.max(c.targetInstanceId, this.highestSeenInstanceId);
     if (this.instanceId < c.targetInstanceId) return;
-    const finishedAtMs = this.host.now();
+    const finishedAtMs = this.host.runtime.now();
     const durationMs = finishedAtMs - c.startedAtMs;
     const seconds = Math.max(durationMs, 1) / 1000;
     this.lastCatchUp = {
@@ -937,7 +965,7 @@ export class Learner {
       this.counters.batchesLearned++;
     }
     if (needAck) {
-      this.lastStreamValueAtMs = this.host.now();
+      this.lastStreamValueAtMs = this.host.runtime.now();
       this.pendingAckTo = msg.nodeId;
       // Every frame counts, learned or not: the sender holds all of them in its window.
       for (const e of entries) this.bytesSinceAck += e.value.length + RECORD_OVERHEAD_BYTES;
@@ -975,7 +1003,7 @@ export class Learner {
         e.checksum !== checksum
       ) {
         this.counters.checksumMismatches++;
-        this.host.event('batch-checksum-mismatch', {
+        this.host.runtime.event('batch-checksum-mismatch', {
           instanceId,
           ours: checksum,
           theirs: e.checksum,
@@ -987,7 +1015,7 @@ export class Learner {
       if (instanceId === this.instanceId) {
         // The current instance's record keeps the acceptor's promise when it is higher: the
         // promise must never go down on disk (PhxPaxos writes the chosen ballot as the promise).
-        const promise = this.host.promiseBallot();
+        const promise = this.host.acceptor.promiseBallot();
         const ballot = { proposalId: e.proposalId, nodeId: e.proposalNodeId };
         if (compareBallots(promise, ballot) > 0) {
           promiseId = promise.proposalId;
@@ -1023,14 +1051,14 @@ export class Learner {
     if (c !== undefined) {
       c.learnedInstances += count;
       c.learnedBytes += bytes;
-      c.rate.add(this.host.now(), count, bytes);
+      c.rate.add(this.host.runtime.now(), count, bytes);
     }
     return true;
   }
 
   /** A value ahead of us: a frame of the stream was lost. Ack our id at once (a NACK). */
   private sendGapAck(to: number, learnedEnd: number): void {
-    const now = this.host.now();
+    const now = this.host.runtime.now();
     if (
       this.nackedInstanceId === learnedEnd &&
       now - this.nackedAtMs < this.options.learnerStallMs
@@ -1087,7 +1115,7 @@ export class Learner {
       this.counters.lagMessages++;
       return;
     }
-    const accepted = this.host.acceptedState();
+    const accepted = this.host.acceptor.acceptedState();
     if (isNullBallot(accepted.ballot)) return; // accepted nothing yet
     if (!ballotEquals(accepted.ballot, { proposalId: msg.proposalId, nodeId: msg.nodeId })) return;
     if (this.state.isLearned) return;
@@ -1098,7 +1126,7 @@ export class Learner {
 
   /** Forwards what I learned to every node that follows me (seed: TransmitToFollower). */
   private transmitToFollowers(ballot: Ballot, value: Uint8Array): void {
-    const followers = this.host.followers();
+    const followers = this.host.membership.followers();
     if (followers.length === 0) return;
     const msg = paxosMsg({
       msgType: PaxosMsgType.SendLearnValue,
@@ -1128,7 +1156,11 @@ export class Learner {
       if (!isExpectedReadFailure(error)) throw error;
       this.counters.readFailures++;
       this.lastReadFailure = { instanceId, code: error.code, message: error.message };
-      this.host.event('read-failed', { instanceId, code: error.code, error: error.message });
+      this.host.runtime.event('read-failed', {
+        instanceId,
+        code: error.code,
+        error: error.message,
+      });
       return undefined;
     }
   }
