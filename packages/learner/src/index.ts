@@ -35,9 +35,12 @@ export {
   type LearnerCounters,
   type LearnerStatus,
   type LearnerFaults,
+  type ReadFailure,
+} from './learner';
+export {
+  CatchUpTracker,
   type LearnerEvent,
   type CatchUpStatus,
   type CatchUpProgress,
   type CatchUpSummary,
-  type ReadFailure,
-} from './learner';
+} from './catch-up';

@@ -6,7 +6,8 @@ import { MemoryLogStore, StorageError } from '@tspaxos/storage';
 import { type PaxosMsg, PaxosMsgFlag, PaxosMsgType as T, paxosMsg } from '@tspaxos/transport';
 import { describe, expect, it } from 'vitest';
 import { type Ballot, NULL_BALLOT } from './ballot';
-import { Learner, type LearnerEvent, type LearnerHost } from './learner';
+import type { LearnerEvent } from './catch-up';
+import { Learner, type LearnerHost } from './learner';
 import { type LearnerOptions, PHXPAXOS_LEARNER_OPTIONS } from './options';
 
 const GROUP = 0;

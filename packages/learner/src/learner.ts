@@ -29,7 +29,12 @@ import { type Ballot, ballotEquals, compareBallots, isNullBallot } from './ballo
 import { SenderBudget } from './budget';
 import { isExpectedReadFailure } from './errors';
 import { type LearnerOptions, resolveLearnerOptions } from './options';
-import { RateWindow } from './rate';
+import {
+  type CatchUpStatus,
+  type CatchUpSummary,
+  CatchUpTracker,
+  type LearnerEvent,
+} from './catch-up';
 import {
   LearnerSender,
   RECORD_OVERHEAD_BYTES,
@@ -126,47 +131,6 @@ export interface LearnerRuntimePort {
    */
   paxosActiveAtMs?(): number;
   event(name: string, fields: Record<string, unknown>): void;
-}
-
-/** What every view of a catch-up holds: who streams, from where to where, and how far it got. */
-export interface CatchUpProgress {
-  /** The peer streaming to us (now, or at the end). */
-  fromNodeId: number;
-  beginInstanceId: number;
-  /** The highest now instance id a peer reported: where the catch-up ends. */
-  targetInstanceId: number;
-  learnedInstances: number;
-  learnedBytes: number;
-  startedAtMs: number;
-}
-
-/** A catch-up in progress, as status() shows it (rates over the last rateWindowMs). */
-export interface CatchUpStatus extends CatchUpProgress {
-  instancesPerSec: number;
-  bytesPerSec: number;
-  /** At the current rate; undefined while nothing has been learned. */
-  etaMs: number | undefined;
-}
-
-/** The last catch-up that reached its target (average rates over its whole duration). */
-export interface CatchUpSummary extends CatchUpProgress {
-  finishedAtMs: number;
-  durationMs: number;
-  instancesPerSec: number;
-  bytesPerSec: number;
-}
-
-export type LearnerEvent =
-  | {
-      type: 'catchUpStarted';
-      fromNodeId: number;
-      beginInstanceId: number;
-      targetInstanceId: number;
-    }
-  | ({ type: 'caughtUp' } & CatchUpSummary);
-
-interface CatchUp extends CatchUpProgress {
-  rate: RateWindow;
 }
 
 /** Planted bugs (tests only): the simulator must catch each (STYLE.md 13). */
@@ -284,8 +248,7 @@ export class Learner {
   /** The now id we last sent a gap ack for: one NACK per gap, not one per frame behind it. */
   private nackedInstanceId = -1;
   private nackedAtMs = 0;
-  private catchUp: CatchUp | undefined;
-  private lastCatchUp: CatchUpSummary | undefined;
+  private readonly catchUp: CatchUpTracker;
   private lastReadFailure: ReadFailure | undefined;
   private cancelAskTimer: (() => void) | undefined;
   private cancelStallTimer: (() => void) | undefined;
@@ -301,6 +264,7 @@ export class Learner {
   ) {
     this.options = resolveLearnerOptions(options);
     this.state = new LearnerState(host.store, host.group);
+    this.catchUp = new CatchUpTracker(this.options.rateWindowMs, () => host.runtime.now());
     this.budget = host.senderBudget ?? new SenderBudget(this.options.senderBudgetBytes);
     this.sender = new LearnerSender(
       this.options,
@@ -433,8 +397,8 @@ export class Learner {
       highestSeenFromNodeId: this.highestSeenFromNodeId,
       isLearning: this.isLearning,
       lastAckInstanceId: this.lastAckInstanceId,
-      catchUp: this.catchUpStatus(now),
-      lastCatchUp: this.lastCatchUp && { ...this.lastCatchUp },
+      catchUp: this.catchUp.status(now, this.instanceId),
+      lastCatchUp: this.catchUp.lastSummary(),
       counters: { ...this.counters },
       lastReadFailure: this.lastReadFailure && { ...this.lastReadFailure },
       sender: {
@@ -781,21 +745,7 @@ export class Learner {
   // ---- catch-up progress ------------------------------------------------------------------
 
   private startCatchUp(from: number, target: number, nowMs: number): void {
-    const c = this.catchUp;
-    if (c !== undefined) {
-      c.fromNodeId = from;
-      c.targetInstanceId = Math.max(c.targetInstanceId, target);
-      return;
-    }
-    this.catchUp = {
-      fromNodeId: from,
-      beginInstanceId: this.instanceId,
-      targetInstanceId: target,
-      learnedInstances: 0,
-      learnedBytes: 0,
-      startedAtMs: nowMs,
-      rate: new RateWindow(this.options.rateWindowMs),
-    };
+    if (!this.catchUp.start(from, target, this.instanceId, nowMs)) return;
     this.counters.catchUpsStarted++;
     this.host.notify?.({
       type: 'catchUpStarted',
@@ -805,50 +755,14 @@ export class Learner {
     });
   }
 
-  private catchUpStatus(nowMs: number): CatchUpStatus | undefined {
-    const c = this.catchUp;
-    if (c === undefined) return undefined;
-    const { instancesPerSec, bytesPerSec } = c.rate.rates(nowMs, c.startedAtMs);
-    const left = Math.max(0, c.targetInstanceId - this.instanceId);
-    return {
-      fromNodeId: c.fromNodeId,
-      beginInstanceId: c.beginInstanceId,
-      targetInstanceId: c.targetInstanceId,
-      learnedInstances: c.learnedInstances,
-      learnedBytes: c.learnedBytes,
-      instancesPerSec,
-      bytesPerSec,
-      etaMs: instancesPerSec > 0 ? (left / instancesPerSec) * 1000 : undefined,
-      startedAtMs: c.startedAtMs,
-    };
-  }
-
   /** A catch-up ends when this node has executed up to the highest now id a peer reported. */
   private checkCaughtUp(): void {
-    const c = this.catchUp;
-    if (c === undefined) return;
-    c.targetInstanceId = Math.max(c.targetInstanceId, this.highestSeenInstanceId);
-    if (this.instanceId < c.targetInstanceId) return;
-    const finishedAtMs = this.host.runtime.now();
-    const durationMs = finishedAtMs - c.startedAtMs;
-    const seconds = Math.max(durationMs, 1) / 1000;
-    this.lastCatchUp = {
-      fromNodeId: c.fromNodeId,
-      beginInstanceId: c.beginInstanceId,
-      targetInstanceId: c.targetInstanceId,
-      learnedInstances: c.learnedInstances,
-      learnedBytes: c.learnedBytes,
-      startedAtMs: c.startedAtMs,
-      finishedAtMs,
-      durationMs,
-      instancesPerSec: c.learnedInstances / seconds,
-      bytesPerSec: c.learnedBytes / seconds,
-    };
-    this.catchUp = undefined;
+    const summary = this.catchUp.finishIfReached(this.instanceId, this.highestSeenInstanceId);
+    if (summary === undefined) return;
     this.counters.catchUpsFinished++;
     // Nothing left to stream: a later silence is not a stall.
     this.stopLearning();
-    this.host.notify?.({ type: 'caughtUp', ...this.lastCatchUp });
+    this.host.notify?.({ type: 'caughtUp', ...summary });
   }
 
   // ---- learning -------------------------------------------------------------------------
@@ -1047,12 +961,7 @@ export class Learner {
     }
     for (let i = from; i < count; i++) this.pending.push(records[i]!);
     this.counters.valuesLearnedFromPeers += count;
-    const c = this.catchUp;
-    if (c !== undefined) {
-      c.learnedInstances += count;
-      c.learnedBytes += bytes;
-      c.rate.add(this.host.runtime.now(), count, bytes);
-    }
+    this.catchUp.learned(count, bytes);
     return true;
   }
 
