@@ -34,9 +34,14 @@ export {
   type LearnerRuntimePort,
   type LearnerCounters,
   type LearnerStatus,
-  type LearnerFaults,
   type ReadFailure,
 } from './learner';
+export {
+  LearnerReceiver,
+  type LearnerFaults,
+  type ReceiverPort,
+  type ReceiverCounters,
+} from './receiver';
 export {
   CatchUpTracker,
   type LearnerEvent,

@@ -11,12 +11,11 @@
 //   SendLearnValue_Ack once per batch ────► sender.ack(): that peer's window moves
 //   SendLearnValue_Ack+Gap on a gap ──────► the stream rewinds (NACK)
 //
-// The receiver checks the chain across each batch, stores it with one putMany (sync: false, as
-// PhxPaxos's learner: the values are durable on a majority already) and hands the instances to
-// the host one by one (state.isLearned, then newInstance()). A catch-up is data: status().catchUp.
+// This file asks, answers (the sender's side) and keeps the timers. The receiving side (chain
+// check, putMany, acks) is receiver.ts; the catch-up accounting (status().catchUp) is catch-up.ts.
 //
 // Sans-IO: everything outside comes through LearnerHost; no clock, timer or socket of its own.
-import { type AcceptorRecord, chainChecksum } from '@tspaxos/crc-wasm';
+import type { AcceptorRecord } from '@tspaxos/crc-wasm';
 import type { LogStore } from '@tspaxos/storage';
 import {
   type LearnedValue,
@@ -25,7 +24,7 @@ import {
   PaxosMsgType,
   paxosMsg,
 } from '@tspaxos/transport';
-import { type Ballot, ballotEquals, compareBallots, isNullBallot } from './ballot';
+import { type Ballot, ballotEquals, isNullBallot } from './ballot';
 import { SenderBudget } from './budget';
 import { isExpectedReadFailure } from './errors';
 import { type LearnerOptions, resolveLearnerOptions } from './options';
@@ -37,11 +36,11 @@ import {
 } from './catch-up';
 import {
   LearnerSender,
-  RECORD_OVERHEAD_BYTES,
   type SenderCounters,
   type SenderEndReason,
   type SenderPeerStatus,
 } from './sender';
+import { type LearnerFaults, LearnerReceiver } from './receiver';
 import { LearnerState } from './state';
 
 /**
@@ -131,12 +130,6 @@ export interface LearnerRuntimePort {
    */
   paxosActiveAtMs?(): number;
   event(name: string, fields: Record<string, unknown>): void;
-}
-
-/** Planted bugs (tests only): the simulator must catch each (STYLE.md 13). */
-export interface LearnerFaults {
-  /** Planted: learn a streamed value without checking or extending the checksum chain. */
-  skipChainCheck?: boolean;
 }
 
 export interface LearnerCounters {
@@ -234,21 +227,8 @@ export class Learner {
   /** The peer we confirmed (0 when not learning). */
   private learningFromNodeId = 0;
   private learningSinceMs = 0;
-  private lastAckInstanceId = 0;
-  /** Value bytes of NeedAck frames received since the last ack (receiverAckLeadBytes). */
-  private bytesSinceAck = 0;
-  /** The peer whose NeedAck frame arrived last, and whether that frame must be acked. */
-  private pendingAckTo = 0;
-  private pendingAckForce = false;
-  /** Learned from peers and persisted after the current instance, not executed yet. */
-  private pending: AcceptorRecord[] = [];
-  private pendingHead = 0;
-  /** When the last valid stream frame arrived (the AskforLearn and stall timers read it). */
-  private lastStreamValueAtMs = Number.NEGATIVE_INFINITY;
-  /** The now id we last sent a gap ack for: one NACK per gap, not one per frame behind it. */
-  private nackedInstanceId = -1;
-  private nackedAtMs = 0;
   private readonly catchUp: CatchUpTracker;
+  private readonly receiver: LearnerReceiver;
   private lastReadFailure: ReadFailure | undefined;
   private cancelAskTimer: (() => void) | undefined;
   private cancelStallTimer: (() => void) | undefined;
@@ -260,11 +240,29 @@ export class Learner {
   constructor(
     private readonly host: LearnerHost,
     options: Partial<LearnerOptions> = {},
-    private readonly faults: LearnerFaults = {},
+    faults: LearnerFaults = {},
   ) {
     this.options = resolveLearnerOptions(options);
     this.state = new LearnerState(host.store, host.group);
     this.catchUp = new CatchUpTracker(this.options.rateWindowMs, () => host.runtime.now());
+    this.receiver = new LearnerReceiver(
+      {
+        nodeId: host.nodeId,
+        group: host.group,
+        store: host.store,
+        instanceId: () => this.instanceId,
+        now: () => host.runtime.now(),
+        send: (to, msg) => host.send(to, msg),
+        lastChecksum: () => host.lastChecksum(),
+        promiseBallot: () => host.acceptor.promiseBallot(),
+        event: (name, fields) => host.runtime.event(name, fields),
+        learned: (instances, bytes) => this.catchUp.learned(instances, bytes),
+      },
+      this.options,
+      this.state,
+      this.counters,
+      faults,
+    );
     this.budget = host.senderBudget ?? new SenderBudget(this.options.senderBudgetBytes);
     this.sender = new LearnerSender(
       this.options,
@@ -304,20 +302,7 @@ export class Learner {
   newInstance(): void {
     this.instanceId++;
     this.state.reset();
-    if (this.pendingHead < this.pending.length) {
-      const next = this.pending[this.pendingHead]!;
-      this.pending[this.pendingHead] = undefined as never;
-      this.pendingHead++;
-      if (this.pendingHead === this.pending.length) {
-        this.pending = [];
-        this.pendingHead = 0;
-      }
-      this.state.learnWithoutWrite(
-        { proposalId: next.acceptedId, nodeId: next.acceptedNodeId },
-        next.value,
-        next.checksum,
-      );
-    }
+    this.receiver.learnNextPending();
     this.checkCaughtUp();
   }
 
@@ -364,7 +349,7 @@ export class Learner {
       case PaxosMsgType.AskforLearn:
         return this.onAskforLearn(msg);
       case PaxosMsgType.SendLearnValue:
-        return this.onSendLearnValue(msg);
+        return this.receiver.receive(msg);
       case PaxosMsgType.ProposerSendSuccess:
         return this.onProposerSendSuccess(msg);
       case PaxosMsgType.SendNowInstanceID:
@@ -396,7 +381,7 @@ export class Learner {
       highestSeenInstanceId: this.highestSeenInstanceId,
       highestSeenFromNodeId: this.highestSeenFromNodeId,
       isLearning: this.isLearning,
-      lastAckInstanceId: this.lastAckInstanceId,
+      lastAckInstanceId: this.receiver.lastAckInstanceId,
       catchUp: this.catchUp.status(now, this.instanceId),
       lastCatchUp: this.catchUp.lastSummary(),
       counters: { ...this.counters },
@@ -434,7 +419,7 @@ export class Learner {
    */
   private askforLearnNoop(): void {
     if (this.stopped) return;
-    const quietMs = this.host.runtime.now() - this.lastStreamValueAtMs;
+    const quietMs = this.host.runtime.now() - this.receiver.lastStreamValueAtMs;
     const interval = this.askInterval();
     if (quietMs < interval) {
       // A stream is alive: the next ask is one interval after its last value, as in the seed.
@@ -452,7 +437,7 @@ export class Learner {
     this.cancelStallTimer = this.host.runtime.schedule(delayMs, () => {
       this.cancelStallTimer = undefined;
       if (!this.isLearning || this.stopped) return;
-      const last = Math.max(this.lastStreamValueAtMs, this.learningSinceMs);
+      const last = Math.max(this.receiver.lastStreamValueAtMs, this.learningSinceMs);
       const quietMs = this.host.runtime.now() - last;
       if (quietMs < this.options.learnerStallMs) {
         this.armStallTimer(this.options.learnerStallMs - quietMs);
@@ -815,207 +800,12 @@ export class Learner {
     );
   }
 
-  /** The first instance not yet learned here (learned = persisted, maybe not executed yet). */
-  private learnedEnd(): number {
-    if (!this.state.isLearned) return this.instanceId;
-    return this.instanceId + 1 + (this.pending.length - this.pendingHead);
-  }
-
-  /** The chain checksum of instance learnedEnd() - 1, as far as we know it (0: unknown). */
-  private checksumBeforeLearnedEnd(): number {
-    if (!this.state.isLearned) return this.host.lastChecksum();
-    if (this.pending.length > this.pendingHead)
-      return this.pending[this.pending.length - 1]!.checksum;
-    return this.state.newChecksum;
-  }
-
-  /**
-   * Values streamed by a peer (seed: Learner::OnSendLearnValue), one or a batch; learned strictly
-   * in order. The chain is checked across the batch before anything is stored.
-   */
-  private async onSendLearnValue(msg: PaxosMsg): Promise<void> {
-    const needAck = msg.flag === PaxosMsgFlag.SendLearnValueNeedAck;
-    const entries: readonly LearnedValue[] =
-      msg.batch.length > 0
-        ? msg.batch
-        : [
-            {
-              proposalId: msg.proposalId,
-              proposalNodeId: msg.proposalNodeId,
-              checksum: 0, // the seed's form does not carry it
-              value: msg.value,
-            },
-          ];
-    const end = this.learnedEnd();
-    const first = msg.instanceId;
-    if (first > end) {
-      this.counters.aheadMessages++;
-      if (needAck) this.sendGapAck(msg.nodeId, end);
-      return;
-    }
-    const skip = end - first;
-    if (skip >= entries.length) {
-      this.counters.lagMessages++;
-    } else {
-      // Planted bug (tests only): learn without checking or extending the chain.
-      const mine = this.faults.skipChainCheck ? 0 : this.checksumBeforeLearnedEnd();
-      const theirs = skip === 0 ? msg.lastChecksum : entries[skip - 1]!.checksum;
-      if (theirs !== 0 && mine !== 0 && theirs !== mine) {
-        // The peer's log diverged from ours before these instances: never learn its values as
-        // good, nor ack the stream. (Instance stops the group before this; other hosts rely
-        // on this check.)
-        this.counters.checksumMismatches++;
-        return;
-      }
-      if (
-        !(await this.learnEntries(
-          end,
-          entries,
-          skip,
-          this.faults.skipChainCheck ? 0 : mine !== 0 ? mine : theirs,
-        ))
-      )
-        return;
-      this.counters.batchesLearned++;
-    }
-    if (needAck) {
-      this.lastStreamValueAtMs = this.host.runtime.now();
-      this.pendingAckTo = msg.nodeId;
-      // Every frame counts, learned or not: the sender holds all of them in its window.
-      for (const e of entries) this.bytesSinceAck += e.value.length + RECORD_OVERHEAD_BYTES;
-      // A batch is acked once; one-value frames every receiverAckLead or receiverAckLeadBytes,
-      // or at the sender's end.
-      this.pendingAckForce ||=
-        msg.batch.length > 1 || (msg.batch.length === 1 && first + 1 >= msg.nowInstanceId);
-    }
-  }
-
-  /**
-   * Checks each entry's checksum against the chain, stores entries[skip…] (instance `end` on)
-   * with one putMany, and queues them for execution. False (counted) when the chain breaks.
-   */
-  private async learnEntries(
-    end: number,
-    entries: readonly LearnedValue[],
-    skip: number,
-    chainBefore: number,
-  ): Promise<boolean> {
-    const count = entries.length - skip;
-    // The stored records are also what waits for execution (this.pending): one object per
-    // value, not three (the catch-up receiver's profile is a quarter garbage collection).
-    const records: AcceptorRecord[] = new Array<AcceptorRecord>(count);
-    let checksum = chainBefore;
-    let bytes = 0;
-    for (let i = 0; i < count; i++) {
-      const e = entries[skip + i]!;
-      const instanceId = end + i;
-      checksum = chainChecksum(instanceId, checksum, e.value);
-      if (
-        !this.faults.skipChainCheck &&
-        e.checksum !== 0 &&
-        checksum !== 0 &&
-        e.checksum !== checksum
-      ) {
-        this.counters.checksumMismatches++;
-        this.host.runtime.event('batch-checksum-mismatch', {
-          instanceId,
-          ours: checksum,
-          theirs: e.checksum,
-        });
-        return false;
-      }
-      let promiseId = e.proposalId;
-      let promiseNodeId = e.proposalNodeId;
-      if (instanceId === this.instanceId) {
-        // The current instance's record keeps the acceptor's promise when it is higher: the
-        // promise must never go down on disk (PhxPaxos writes the chosen ballot as the promise).
-        const promise = this.host.acceptor.promiseBallot();
-        const ballot = { proposalId: e.proposalId, nodeId: e.proposalNodeId };
-        if (compareBallots(promise, ballot) > 0) {
-          promiseId = promise.proposalId;
-          promiseNodeId = promise.nodeId;
-        }
-      }
-      records[i] = {
-        instanceId,
-        promiseId,
-        promiseNodeId,
-        acceptedId: e.proposalId,
-        acceptedNodeId: e.proposalNodeId,
-        value: e.value,
-        checksum,
-      };
-      bytes += e.value.length + RECORD_OVERHEAD_BYTES;
-    }
-    // Not synced, as PhxPaxos's LearnValue: the values are durable on a majority already.
-    await this.host.store.putMany(this.host.group, records, { sync: false });
-    let from = 0;
-    if (!this.state.isLearned) {
-      const head = records[0]!;
-      this.state.learnWithoutWrite(
-        { proposalId: head.acceptedId, nodeId: head.acceptedNodeId },
-        head.value,
-        head.checksum,
-      );
-      from = 1;
-    }
-    for (let i = from; i < count; i++) this.pending.push(records[i]!);
-    this.counters.valuesLearnedFromPeers += count;
-    this.catchUp.learned(count, bytes);
-    return true;
-  }
-
-  /** A value ahead of us: a frame of the stream was lost. Ack our id at once (a NACK). */
-  private sendGapAck(to: number, learnedEnd: number): void {
-    const now = this.host.runtime.now();
-    if (
-      this.nackedInstanceId === learnedEnd &&
-      now - this.nackedAtMs < this.options.learnerStallMs
-    ) {
-      return; // already told: the frames still in flight behind the gap say nothing new
-    }
-    this.nackedInstanceId = learnedEnd;
-    this.nackedAtMs = now;
-    this.counters.nacksSent++;
-    this.host.send(
-      to,
-      paxosMsg({
-        msgType: PaxosMsgType.SendLearnValueAck,
-        instanceId: learnedEnd,
-        nodeId: this.host.nodeId,
-        flag: PaxosMsgFlag.AckGap,
-      }),
-    );
-  }
-
   /**
    * Sends SendLearnValue_Ack when due. The instance calls it after it has executed what was
    * learned, so the ack reports the new now instance id (seed: Learner::SendLearnValue_Ack).
    */
   flushAck(): void {
-    const to = this.pendingAckTo;
-    if (to === 0) return;
-    const force = this.pendingAckForce;
-    this.pendingAckTo = 0;
-    this.pendingAckForce = false;
-    if (
-      !force &&
-      this.instanceId < this.lastAckInstanceId + this.options.receiverAckLead &&
-      this.bytesSinceAck < this.options.receiverAckLeadBytes
-    ) {
-      return;
-    }
-    this.lastAckInstanceId = this.instanceId;
-    this.bytesSinceAck = 0;
-    this.counters.acksSent++;
-    this.host.send(
-      to,
-      paxosMsg({
-        msgType: PaxosMsgType.SendLearnValueAck,
-        instanceId: this.instanceId,
-        nodeId: this.host.nodeId,
-      }),
-    );
+    this.receiver.flushAck();
   }
 
   /** Steady state (seed: Learner::OnProposerSendSuccess): learn what my acceptor accepted. */
