@@ -1337,51 +1337,59 @@ export class Instance {
       nodeId: config.nodeId,
       group: config.group,
       store: config.store,
-      now: () => config.scheduler.now(),
-      random: () => config.random.next(),
-      schedule: (delayMs, fn) => this.loop.schedule(delayMs, fn),
-      scheduleIdle: (fn) => this.loop.scheduleIdle(fn),
-      // The learner's stream yields to the group's own Paxos traffic (learner option
-      // senderBusyTurnMaxMs). A proposal merely in flight does not count: one stuck because
-      // the only other acceptor is the node catching up must not slow the catch-up it waits for.
-      paxosActiveAtMs: () => this.paxosActiveAtMs,
+      acceptor: {
+        promiseBallot: () => this.acceptor.promiseBallot,
+        acceptedState: () => ({
+          ballot: this.acceptor.acceptedBallot,
+          value: this.acceptor.acceptedValue,
+          checksum: this.acceptor.checksum,
+        }),
+      },
+      variables: {
+        system: () => encodeSystemVariables(this.system.current),
+        applySystem: (bytes) => {
+          const v = decodeSystemVariables(bytes);
+          return v !== undefined && this.system.adopt(v);
+        },
+        master: () => {
+          // Known and none applied yet is news too, for a peer that forgot its state.
+          if (!this.master.anchored) return undefined;
+          const v = this.master.variables;
+          return v === undefined ? encodeStoredMaster(NO_MASTER_YET) : encodeMasterVariables(v);
+        },
+        applyMaster: (bytes, asOfInstanceId) => this.master.adoptEncoded(bytes, asOfInstanceId),
+        masterAnchored: () => this.master.anchored,
+      },
+      membership: {
+        peers: () => {
+          const peers = this.members.filter((m) => m !== config.nodeId);
+          const followTo = config.followToNodeId;
+          if (followTo !== undefined && !peers.includes(followTo)) peers.push(followTo);
+          return peers;
+        },
+        followers: () => this.liveFollowers(),
+        addFollower: (nodeId) => {
+          if (this.members.includes(nodeId)) return;
+          if (!this.followers.has(nodeId)) this.log('info', 'follower-added', { nodeId });
+          this.followers.set(nodeId, config.scheduler.now() + this.followerTimeoutMs());
+          this.liveFollowers(); // prune, so the table is bounded by the followers asking now
+        },
+        followToNodeId: () => config.followToNodeId,
+      },
+      runtime: {
+        now: () => config.scheduler.now(),
+        random: () => config.random.next(),
+        schedule: (delayMs, fn) => this.loop.schedule(delayMs, fn),
+        scheduleIdle: (fn) => this.loop.scheduleIdle(fn),
+        // The learner's stream yields to the group's own Paxos traffic (learner option
+        // senderBusyTurnMaxMs). A proposal merely in flight does not count: one stuck because
+        // the only other acceptor is the node catching up must not slow the catch-up it waits for.
+        paxosActiveAtMs: () => this.paxosActiveAtMs,
+        event: (name, fields) => this.log('debug', name, fields),
+      },
       send: (to, msg) => this.sendTo(to, msg),
-      peers: () => {
-        const peers = this.members.filter((m) => m !== config.nodeId);
-        const followTo = config.followToNodeId;
-        if (followTo !== undefined && !peers.includes(followTo)) peers.push(followTo);
-        return peers;
-      },
-      followers: () => this.liveFollowers(),
-      addFollower: (nodeId) => {
-        if (this.members.includes(nodeId)) return;
-        if (!this.followers.has(nodeId)) this.log('info', 'follower-added', { nodeId });
-        this.followers.set(nodeId, config.scheduler.now() + this.followerTimeoutMs());
-        this.liveFollowers(); // prune, so the table is bounded by the followers asking now
-      },
-      followToNodeId: () => config.followToNodeId,
       lastChecksum: () => this.lastChecksum,
       minChosenInstanceId: () => config.store.getMinChosenInstanceId(config.group),
-      promiseBallot: () => this.acceptor.promiseBallot,
-      acceptedState: () => ({
-        ballot: this.acceptor.acceptedBallot,
-        value: this.acceptor.acceptedValue,
-        checksum: this.acceptor.checksum,
-      }),
-      systemVariables: () => encodeSystemVariables(this.system.current),
-      applySystemVariables: (bytes) => {
-        const v = decodeSystemVariables(bytes);
-        return v !== undefined && this.system.adopt(v);
-      },
-      masterVariables: () => {
-        // Known and none applied yet is news too, for a peer that forgot its state.
-        if (!this.master.anchored) return undefined;
-        const v = this.master.variables;
-        return v === undefined ? encodeStoredMaster(NO_MASTER_YET) : encodeMasterVariables(v);
-      },
-      applyMasterVariables: (bytes, asOfInstanceId) =>
-        this.master.adoptEncoded(bytes, asOfInstanceId),
-      masterAnchored: () => this.master.anchored,
       needCheckpoint: (from, peerMin) => {
         const asked = this.checkpoint?.prepareForAskforCheckpoint(from) ?? false;
         this.log(asked ? 'info' : 'debug', asked ? 'asked-for-checkpoint' : 'needs-checkpoint', {
@@ -1391,7 +1399,6 @@ export class Instance {
           ...(this.checkpoint === undefined ? { note: 'no checkpoint config: cannot ask' } : {}),
         });
       },
-      event: (name, fields) => this.log('debug', name, fields),
       ...(config.senderBudget !== undefined ? { senderBudget: config.senderBudget } : {}),
       notify: (event) => config.onEvent?.({ group: config.group, ...event }),
       // A peer's claim to be ahead was dropped at a stall: what waits may be proposed now.
