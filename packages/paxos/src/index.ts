@@ -12,9 +12,9 @@ export type {
   GroupStatus,
   GroupErrors,
   ErrorCount,
-  InstanceCounters,
-  InstanceEvent,
-} from './instance';
+  GroupCounters,
+  GroupEvent,
+} from './group';
 export { NodeEventEmitter, type NodeEvents, type NodeEventName } from './events';
 export { InvariantError, PaxosError, type PaxosErrorCode } from './errors';
 export {

@@ -10,7 +10,6 @@ import {
   checkReplayable,
   type CheckpointFiles,
   type CheckpointOptions,
-  type CheckpointStatus,
 } from '@tspaxos/checkpoint';
 import {
   type Ballot,
@@ -18,7 +17,6 @@ import {
   Learner,
   type LearnerEvent,
   type LearnerHost,
-  type LearnerStatus,
   NULL_BALLOT,
   type SenderBudget,
 } from '@tspaxos/learner';
@@ -28,13 +26,20 @@ import { type CommitInFlight, Committer, type ProposeResult } from './committer'
 import { assert, InvariantError, PaxosError } from './errors';
 import type { UnsafeFaults } from './faults';
 import { IOLoop } from './io-loop';
-import { FOLLOWER_TIMEOUT_ASK_INTERVALS, MAX_SYNC_SLICE_MS, type PaxosOptions } from './options';
+import { Followers } from './followers';
+import {
+  type ErrorCount,
+  type GroupCounters,
+  type GroupErrors,
+  type GroupStatus,
+  groupStatus,
+} from './group-status';
+import { MAX_SYNC_SLICE_MS, type PaxosOptions } from './options';
 import {
   decodeStoredMaster,
   encodeMasterVariables,
   encodeStoredMaster,
   encodeUnknownMaster,
-  type MasterCounters,
   MasterElection,
   type MasterFaults,
   type MasterInfo,
@@ -42,7 +47,7 @@ import {
   type MasterVariables,
   NO_MASTER_YET,
 } from './master';
-import { Proposer, type ProposerCounters } from './proposer';
+import { Proposer } from './proposer';
 import { isPromiseLike, type RandomSource, type Scheduler, SyncSlice } from './scheduler';
 import {
   decodeSystemVariables,
@@ -67,7 +72,7 @@ import {
   withoutIdentity,
 } from './value';
 
-export interface InstanceConfig {
+export interface GroupConfig {
   nodeId: number;
   group: number;
   groupCount: number;
@@ -85,7 +90,7 @@ export interface InstanceConfig {
   /** The node-wide byte budget of the learner senders (shared by every group of the node). */
   senderBudget?: SenderBudget;
   /** Progress events for the node's listeners: learned instances, catch-up start and end. */
-  onEvent?: (event: InstanceEvent) => void;
+  onEvent?: (event: GroupEvent) => void;
   /** Run master elections in this group (the master state machine applies either way). */
   masterElection?: boolean;
   /** The recorded master changed (applied from the log or adopted from a peer). */
@@ -95,7 +100,7 @@ export interface InstanceConfig {
    * Without it the group neither compacts nor sends nor receives checkpoints; the start-up rule
    * still holds (a machine older than the log stops the group with E_NEEDS_CHECKPOINT).
    */
-  checkpoint?: InstanceCheckpointConfig;
+  checkpoint?: GroupCheckpointConfig;
   log?: (
     level: 'debug' | 'info' | 'warn' | 'error',
     event: string,
@@ -103,7 +108,9 @@ export interface InstanceConfig {
   ) => void;
 }
 
-export interface InstanceCheckpointConfig {
+export type { ErrorCount, GroupCounters, GroupErrors, GroupStatus };
+
+export interface GroupCheckpointConfig {
   files: CheckpointFiles;
   stagingRoot: string;
   options: CheckpointOptions;
@@ -112,83 +119,10 @@ export interface InstanceCheckpointConfig {
   autoCompact: boolean;
 }
 
-export interface GroupStatus {
-  nodeId: number;
-  group: number;
-  /** The now instance id: the first instance not learned here. */
-  instanceId: number;
-  minChosenInstanceId: number;
-  checkpointInstanceId: number;
-  lastChecksum: number;
-  isFollower: boolean;
-  members: number[];
-  membershipVersion: number;
-  followers: number[];
-  /** Set when the group stopped itself (checksum divergence, a failed write): it serves status only. */
-  stopped: { code: string; message: string } | undefined;
-  /** Unexpected failures (README: "Errors"): any of them non-zero is a bug or a broken disk. */
-  errors: GroupErrors;
-  proposer: { phase: string; proposalId: number; counters: ProposerCounters };
-  learner: LearnerStatus;
-  /** This group's learner sender: the peers it streams to (the same object as learner.sender). */
-  sender: LearnerStatus['sender'];
-  committer: {
-    queued: number;
-    inFlightInstanceId: number | undefined;
-    counters: Committer['counters'];
-  };
-  counters: InstanceCounters;
-  /** The master in this node's view while its lease is live here (see master.ts). */
-  master: MasterInfo | undefined;
-  masterElection: {
-    enabled: boolean;
-    isMaster: boolean;
-    /** The log's master variables (undefined: no master operation applied yet). */
-    recorded: MasterVariables | undefined;
-    /** False while the master variables are unknown here (lost; waiting for a peer's). */
-    anchored: boolean;
-    counters: MasterCounters;
-  };
-  /** Checkpoint mode, transfers, cleaner and replayer (undefined without checkpoint config). */
-  checkpoint: CheckpointStatus | undefined;
-}
-
 /** What a group tells the node's listeners (PaxosNode.on). */
-export type InstanceEvent =
+export type GroupEvent =
   | { type: 'learned'; group: number; instanceId: number; count: number }
   | ({ group: number } & LearnerEvent);
-
-export interface InstanceCounters {
-  messagesReceived: number;
-  messagesDropped: number;
-  instancesLearned: number;
-  executeFailures: number;
-  checksumMismatches: number;
-  /** Messages whose chain checksum was compared with this node's and agreed (DESIGN §2). */
-  checksumChecks: number;
-  retriedMessages: number;
-  /** The recovery no-op proposal at start ended with an expected code (E_TIMEOUT, E_STOPPED …). */
-  recoveryProposalsFailed: number;
-  /** Paxos messages not processed while in checkpoint mode (PhxPaxos ignores them too). */
-  checkpointModeDrops: number;
-  /** Times the group restarted in process after installing a checkpoint. */
-  checkpointRestarts: number;
-}
-
-/** How many times a kind of failure happened, and the last one. */
-export interface ErrorCount {
-  count: number;
-  last: { code: string; message: string } | undefined;
-}
-
-export interface GroupErrors {
-  /** A task of the group's loop (message handler, timer callback, proposal) threw. */
-  taskErrors: ErrorCount;
-  /** A state machine's execute() threw (retried: the group does not advance until it works). */
-  executeFailures: ErrorCount;
-  /** A write to the log failed (the group stops with E_STORAGE). */
-  persistFailures: ErrorCount;
-}
 
 /** The log's meta key of the group's incarnation on this node (u32 LE; see takeIncarnation). */
 const INCARNATION_META_KEY = 'incarnation';
@@ -230,16 +164,16 @@ function isInstallError(error: unknown): boolean {
   return code === 'E_LOAD_FAILED' || code === 'E_CORRUPT_MANIFEST';
 }
 
-export class Instance {
+export class Group {
   readonly acceptor: Acceptor;
   readonly proposer: Proposer;
   /** Replaced when the group restarts from a checkpoint. */
   learner: Learner;
-  /** Checkpoint roles (undefined without InstanceConfig.checkpoint). */
+  /** Checkpoint roles (undefined without GroupConfig.checkpoint). */
   readonly checkpoint: CheckpointManager | undefined;
   readonly committer: Committer;
   readonly loop: IOLoop;
-  readonly counters: InstanceCounters = {
+  readonly counters: GroupCounters = {
     messagesReceived: 0,
     messagesDropped: 0,
     instancesLearned: 0,
@@ -264,8 +198,7 @@ export class Instance {
   private readonly master: MasterStateMachine;
   private readonly election: MasterElection | undefined;
   private readonly machines = new Map<number, StateMachine>();
-  /** Followers of this node, each with the time it expires unless it asks again. */
-  private readonly followers = new Map<number, number>();
+  private readonly followers: Followers;
   private retryQueue: PaxosMsg[] = [];
   /** When this group last handled a Prepare, Accept or reply (the learner sender reads it). */
   private paxosActiveAtMs = Number.NEGATIVE_INFINITY;
@@ -279,7 +212,7 @@ export class Instance {
   private learnerMessagesHandled = 0;
   private cancelCheckpointTimer: (() => void) | undefined;
 
-  constructor(private readonly config: InstanceConfig) {
+  constructor(private readonly config: GroupConfig) {
     const { store, group, options } = config;
     this.loop = new IOLoop(
       config.scheduler,
@@ -303,6 +236,11 @@ export class Instance {
       if (!v.members.includes(config.nodeId) && this.master.dropLocal())
         this.log('info', 'master-dropped', { reason: 'removed from the membership' });
     });
+    this.followers = new Followers(
+      () => config.scheduler.now(),
+      options.learner,
+      (event, fields) => this.log('info', event, fields),
+    );
     this.master = this.createMaster();
     for (const sm of config.stateMachines) this.machines.set(sm.smId, sm);
     this.machines.set(SYSTEM_SM_ID, this.system);
@@ -379,7 +317,7 @@ export class Instance {
       this.checkpoint?.checkStartup() ?? checkReplayable(this.userMachines(), group, minChosen);
     if (needs !== undefined) {
       this.learner.instanceId = now;
-      this.proposer.instanceId = now;
+      this.proposer.startAt(now);
       this.log('error', 'needs-checkpoint', { code: needs.code, message: needs.message });
       if (this.checkpoint === undefined)
         this.stopGroup(new PaxosError('E_NEEDS_CHECKPOINT', needs.message, { cause: needs }));
@@ -406,7 +344,7 @@ export class Instance {
     await Promise.all(this.pendingWrites.splice(0));
     if (this.stoppedReason !== undefined) return; // a replayed membership could not be saved
     this.learner.instanceId = now;
-    this.proposer.instanceId = now;
+    this.proposer.startAt(now);
     this.proposer.setStartProposalId(this.acceptor.promiseBallot.proposalId + 1);
     this.assertAligned();
     this.log('info', 'group-started', {
@@ -584,58 +522,26 @@ export class Instance {
   }
 
   status(): GroupStatus {
-    const { store, group, nodeId } = this.config;
-    let checkpointInstanceId = -1;
-    for (const sm of this.machines.values()) {
-      if (sm.getCheckpointInstanceId)
-        checkpointInstanceId = Math.max(checkpointInstanceId, sm.getCheckpointInstanceId(group));
-    }
     const learner = this.learner.status();
-    return {
-      nodeId,
-      group,
-      instanceId: this.learner.instanceId,
-      minChosenInstanceId: store.getMinChosenInstanceId(group),
-      checkpointInstanceId,
+    return groupStatus({
+      config: this.config,
+      machines: this.machines.values(),
+      learner,
       lastChecksum: this.lastChecksum,
       isFollower: this.isFollower,
-      members: [...this.members],
+      members: this.members,
       membershipVersion: this.system.current.version,
-      followers: this.liveFollowers(),
-      stopped:
-        (this.stoppedReason && {
-          code: this.stoppedReason.code,
-          message: this.stoppedReason.message,
-        }) ??
-        this.checkpoint?.status().needsCheckpoint,
-      errors: {
-        taskErrors: { ...this.errors.taskErrors },
-        executeFailures: { ...this.errors.executeFailures },
-        persistFailures: { ...this.errors.persistFailures },
-      },
-      proposer: {
-        phase: this.proposer.phase,
-        proposalId: this.proposer.proposalId,
-        counters: { ...this.proposer.counters },
-      },
-      learner,
-      sender: learner.sender,
-      committer: {
-        queued: this.committer.queueLength,
-        inFlightInstanceId: this.committer.inFlight?.instanceId,
-        counters: { ...this.committer.counters },
-      },
-      counters: { ...this.counters },
-      master: this.master.master(),
-      masterElection: {
-        enabled: this.election !== undefined,
-        isMaster: this.isMaster(),
-        recorded: this.master.variables && { ...this.master.variables },
-        anchored: this.master.anchored,
-        counters: { ...this.master.counters },
-      },
-      checkpoint: this.checkpoint?.status(),
-    };
+      followers: this.followers.live(),
+      stoppedReason: this.stoppedReason,
+      errors: this.errors,
+      proposer: this.proposer,
+      committer: this.committer,
+      counters: this.counters,
+      master: this.master,
+      election: this.election,
+      isMaster: this.isMaster(),
+      checkpoint: this.checkpoint,
+    });
   }
 
   // ---- routing (PhxPaxos Instance::OnReceivePaxosMsg) ---------------------------------------
@@ -1131,32 +1037,6 @@ export class Instance {
     for (const member of this.members) this.sendTo(member, msg);
   }
 
-  /**
-   * A follower that stops asking is forgotten after FOLLOWER_TIMEOUT_ASK_INTERVALS of its longest
-   * ask interval. PhxPaxos does the same: Config::AddFollowerNode (src/config/config.cpp) sets
-   * each follower's expiry to now + 3 × ASKFORLEARN_NOOP_INTERVAL at every AskforLearn
-   * (Learner::OnAskforLearn), and Config::GetMyFollowerMap erases the expired ones.
-   */
-  private followerTimeoutMs(): number {
-    const { followerAskforLearnIntervalMs, followerAskforLearnJitterMs } =
-      this.config.options.learner;
-    return (
-      FOLLOWER_TIMEOUT_ASK_INTERVALS * (followerAskforLearnIntervalMs + followerAskforLearnJitterMs)
-    );
-  }
-
-  /** The followers that asked recently; the others are dropped from the table here. */
-  private liveFollowers(): number[] {
-    const now = this.config.scheduler.now();
-    for (const [nodeId, expiresAtMs] of this.followers) {
-      if (expiresAtMs < now) {
-        this.followers.delete(nodeId);
-        this.log('info', 'follower-expired', { nodeId });
-      }
-    }
-    return [...this.followers.keys()];
-  }
-
   // ---- checkpoints (DESIGN §4) -------------------------------------------------------------
 
   /** A checkpoint frame from the network for this group; `from` is the authenticated sender. */
@@ -1211,7 +1091,7 @@ export class Instance {
     });
   }
 
-  private checkpointManager(c: InstanceCheckpointConfig): CheckpointManager {
+  private checkpointManager(c: GroupCheckpointConfig): CheckpointManager {
     const { config } = this;
     const machines = this.userMachines();
     return new CheckpointManager(
@@ -1302,11 +1182,7 @@ export class Instance {
     this.learner.stop();
     this.retryQueue = [];
     this.previousChosenBallot = NULL_BALLOT;
-    this.acceptor.promiseBallot = NULL_BALLOT;
-    this.acceptor.acceptedBallot = NULL_BALLOT;
-    this.acceptor.acceptedValue = new Uint8Array(0);
-    this.acceptor.checksum = 0;
-    const now = this.acceptor.load();
+    const now = this.acceptor.reload();
     // The chain goes on from the sender's value at the checkpoint instance, which the install
     // kept (0 when the sender did not know it: adopted from a peer then, DESIGN §2).
     this.lastChecksum = chainChecksumAt(this.config.store, this.config.group, now - 1);
@@ -1314,7 +1190,7 @@ export class Instance {
       skipChainCheck: this.config.faults?.learnerSkipsChainCheck ?? false,
     });
     this.learner.instanceId = now;
-    this.proposer.instanceId = now;
+    this.proposer.startAt(now);
     this.proposer.setStartProposalId(this.acceptor.promiseBallot.proposalId + 1);
     this.assertAligned();
     this.log('info', 'group-restarted-from-checkpoint', { checkpointInstanceId, instanceId: now });
@@ -1352,13 +1228,8 @@ export class Instance {
         if (followTo !== undefined && !peers.includes(followTo)) peers.push(followTo);
         return peers;
       },
-      followers: () => this.liveFollowers(),
-      addFollower: (nodeId) => {
-        if (this.members.includes(nodeId)) return;
-        if (!this.followers.has(nodeId)) this.log('info', 'follower-added', { nodeId });
-        this.followers.set(nodeId, config.scheduler.now() + this.followerTimeoutMs());
-        this.liveFollowers(); // prune, so the table is bounded by the followers asking now
-      },
+      followers: () => this.followers.live(),
+      addFollower: (nodeId) => this.followers.add(nodeId, this.members.includes(nodeId)),
       followToNodeId: () => config.followToNodeId,
       lastChecksum: () => this.lastChecksum,
       minChosenInstanceId: () => config.store.getMinChosenInstanceId(config.group),
