@@ -3,30 +3,26 @@
 // the committer's pending proposal, and starts the next instance. It verifies the checksum chain
 // of every message that carries one; a mismatch means this node's log diverged from a peer's,
 // so the group stops accepting values and says so in its status (PhxPaxos asserts and dies).
-import { type LogStore, StorageError } from '@tspaxos/storage';
-import {
-  CheckpointManager,
-  chainChecksumAt,
-  checkReplayable,
-  type CheckpointFiles,
-  type CheckpointOptions,
-} from '@tspaxos/checkpoint';
-import {
-  type Ballot,
-  isNullBallot,
-  Learner,
-  type LearnerEvent,
-  type LearnerHost,
-  NULL_BALLOT,
-  type SenderBudget,
-} from '@tspaxos/learner';
-import { type CheckpointMsg, type PaxosMsg, PaxosMsgType, paxosMsg } from '@tspaxos/transport';
+import { StorageError } from '@tspaxos/storage';
+import { CheckpointManager, chainChecksumAt, checkReplayable } from '@tspaxos/checkpoint';
+import { type Ballot, isNullBallot, Learner, NULL_BALLOT } from '@tspaxos/learner';
+import { type CheckpointMsg, type PaxosMsg, PaxosMsgType } from '@tspaxos/transport';
 import { Acceptor } from './acceptor';
 import { type CommitInFlight, Committer, type ProposeResult } from './committer';
 import { assert, InvariantError, PaxosError } from './errors';
-import type { UnsafeFaults } from './faults';
 import { IOLoop } from './io-loop';
+import { type CheckpointPortContext, createCheckpointManager } from './checkpoint-port';
+import { Executor } from './executor';
 import { Followers } from './followers';
+import { replayLog, type RestartContext, skipToCheckpoint } from './restart';
+import type { GroupCheckpointConfig, GroupConfig, GroupEvent } from './group-config';
+import { learnerPort, type LearnerPortContext } from './learner-port';
+import {
+  createElection,
+  createMaster,
+  type ElectionPortContext,
+  type MasterPortContext,
+} from './master-port';
 import {
   type ErrorCount,
   type GroupCounters,
@@ -34,26 +30,12 @@ import {
   type GroupStatus,
   groupStatus,
 } from './group-status';
-import { MAX_SYNC_SLICE_MS, type PaxosOptions } from './options';
-import {
-  decodeStoredMaster,
-  encodeMasterVariables,
-  encodeStoredMaster,
-  encodeUnknownMaster,
-  MasterElection,
-  type MasterFaults,
-  type MasterInfo,
-  MasterStateMachine,
-  type MasterVariables,
-  NO_MASTER_YET,
-} from './master';
+import { MasterElection, type MasterInfo, MasterStateMachine } from './master';
 import { Proposer } from './proposer';
-import { isPromiseLike, type RandomSource, type Scheduler, SyncSlice } from './scheduler';
+import { isPromiseLike } from './scheduler';
 import {
   decodeSystemVariables,
   encodeSystemVariables,
-  type ExecuteContext,
-  type StateMachine,
   SystemStateMachine,
   type SystemVariables,
 } from './state-machine';
@@ -63,66 +45,14 @@ import {
   bytesEqual,
   hasIdentity,
   IDENTITY_HEADER_BYTES,
-  MASTER_SM_ID,
   NO_SM_ID,
   SINGLE_VALUE_OVERHEAD_BYTES,
-  type SmValue,
   SYSTEM_SM_ID,
-  unpackValue,
   withoutIdentity,
 } from './value';
 
-export interface GroupConfig {
-  nodeId: number;
-  group: number;
-  groupCount: number;
-  /** Voting members at first start (later: the system variables). */
-  initialMembers: readonly number[];
-  followToNodeId?: number;
-  store: LogStore;
-  send: (to: number, group: number, msg: PaxosMsg) => void;
-  scheduler: Scheduler;
-  random: RandomSource;
-  stateMachines: readonly StateMachine[];
-  options: PaxosOptions;
-  /** Planted bugs (tests only, see faults.ts). */
-  faults?: UnsafeFaults & MasterFaults;
-  /** The node-wide byte budget of the learner senders (shared by every group of the node). */
-  senderBudget?: SenderBudget;
-  /** Progress events for the node's listeners: learned instances, catch-up start and end. */
-  onEvent?: (event: GroupEvent) => void;
-  /** Run master elections in this group (the master state machine applies either way). */
-  masterElection?: boolean;
-  /** The recorded master changed (applied from the log or adopted from a peer). */
-  onMasterChange?: (group: number, master: MasterVariables) => void;
-  /**
-   * Checkpoints (DESIGN §4): the file port, this group's staging directory and the limits.
-   * Without it the group neither compacts nor sends nor receives checkpoints; the start-up rule
-   * still holds (a machine older than the log stops the group with E_NEEDS_CHECKPOINT).
-   */
-  checkpoint?: GroupCheckpointConfig;
-  log?: (
-    level: 'debug' | 'info' | 'warn' | 'error',
-    event: string,
-    fields: Record<string, unknown>,
-  ) => void;
-}
-
 export type { ErrorCount, GroupCounters, GroupErrors, GroupStatus };
-
-export interface GroupCheckpointConfig {
-  files: CheckpointFiles;
-  stagingRoot: string;
-  options: CheckpointOptions;
-  send: (to: number, group: number, msg: CheckpointMsg) => void;
-  /** Compact on its own, keeping options.holdCount (PhxPaxos's cleaner thread); default true. */
-  autoCompact: boolean;
-}
-
-/** What a group tells the node's listeners (PaxosNode.on). */
-export type GroupEvent =
-  | { type: 'learned'; group: number; instanceId: number; count: number }
-  | ({ group: number } & LearnerEvent);
+export type { GroupCheckpointConfig, GroupConfig, GroupEvent };
 
 /** The log's meta key of the group's incarnation on this node (u32 LE; see takeIncarnation). */
 const INCARNATION_META_KEY = 'incarnation';
@@ -197,7 +127,7 @@ export class Group {
   private readonly system: SystemStateMachine;
   private readonly master: MasterStateMachine;
   private readonly election: MasterElection | undefined;
-  private readonly machines = new Map<number, StateMachine>();
+  private readonly executor: Executor;
   private readonly followers: Followers;
   private retryQueue: PaxosMsg[] = [];
   /** When this group last handled a Prepare, Accept or reply (the learner sender reads it). */
@@ -241,13 +171,11 @@ export class Group {
       options.learner,
       (event, fields) => this.log('info', event, fields),
     );
-    this.master = this.createMaster();
-    for (const sm of config.stateMachines) this.machines.set(sm.smId, sm);
-    this.machines.set(SYSTEM_SM_ID, this.system);
-    this.machines.set(MASTER_SM_ID, this.master);
+    this.master = createMaster(this.ports());
+    this.executor = new Executor(group, config.stateMachines, [this.system, this.master]);
     this.election =
       config.masterElection === true && config.followToNodeId === undefined
-        ? this.createElection()
+        ? createElection(this.ports())
         : undefined;
     this.acceptor = new Acceptor(
       config.nodeId,
@@ -270,10 +198,10 @@ export class Group {
       },
       options,
     );
-    this.learner = new Learner(this.learnerHost(), options.learner, {
+    this.learner = new Learner(learnerPort(this.ports()), options.learner, {
       skipChainCheck: config.faults?.learnerSkipsChainCheck ?? false,
     });
-    this.checkpoint = config.checkpoint && this.checkpointManager(config.checkpoint);
+    this.checkpoint = config.checkpoint && createCheckpointManager(this.ports(), config.checkpoint);
   }
 
   get isFollower(): boolean {
@@ -314,7 +242,8 @@ export class Group {
     const minChosen = store.getMinChosenInstanceId(group);
     // The start-up rule: never skip records a machine still needs (PhxPaxos PlayLog fails too).
     const needs =
-      this.checkpoint?.checkStartup() ?? checkReplayable(this.userMachines(), group, minChosen);
+      this.checkpoint?.checkStartup() ??
+      checkReplayable(this.executor.userMachines(), group, minChosen);
     if (needs !== undefined) {
       this.learner.instanceId = now;
       this.proposer.startAt(now);
@@ -324,23 +253,8 @@ export class Group {
       this.armCheckpointTimer(0);
       return;
     }
-    now = await this.skipToCheckpoint(now);
-    // Replay from the oldest state machine checkpoint (none: from the start of the log).
-    let from = now;
-    for (const sm of this.userMachines())
-      from = Math.min(from, (sm.getCheckpointInstanceId?.(group) ?? -1) + 1);
-    from = Math.max(from, minChosen);
-    // Replay in slices of MAX_SYNC_SLICE_MS so a long log does not block the event loop (other
-    // groups' timers, the network). range() reads in bounded chunks, so pausing between two
-    // records holds no storage statement open.
-    const slice = new SyncSlice(this.config.scheduler, MAX_SYNC_SLICE_MS);
-    for (const record of store.range(group, from, now)) {
-      const executed = this.executeValue(record.instanceId, record.value, undefined);
-      if (isPromiseLike(executed)) await executed;
-      this.lastChecksum = record.checksum;
-      if (slice.due()) await slice.yield();
-    }
-    if (now > 0 && from >= now) this.lastChecksum = chainChecksumAt(store, group, now - 1);
+    now = await skipToCheckpoint(this.ports(), now);
+    const from = await replayLog(this.ports(), now, minChosen);
     await Promise.all(this.pendingWrites.splice(0));
     if (this.stoppedReason !== undefined) return; // a replayed membership could not be saved
     this.learner.instanceId = now;
@@ -390,44 +304,6 @@ export class Group {
     this.committer.setIncarnation(incarnation);
   }
 
-  /**
-   * Every machine's checkpoint is ahead of the log: the log lost writes that were not synced
-   * (a follower), or was deleted, after the machines made their checkpoints durable. As PhxPaxos
-   * Instance::Init (with ProtectionLogic_IsCheckpointInstanceIDCorrect), the group starts after
-   * the checkpoint instead of learning, and executing a second time, instances the machines
-   * already hold. The log is reset to start there (no gap a peer could ask for), keeping the
-   * acceptor's promise, as the checkpoint install does. Returns the instance to start at.
-   */
-  private async skipToCheckpoint(now: number): Promise<number> {
-    const { store, group } = this.config;
-    const machines = this.userMachines();
-    if (machines.length === 0) return now;
-    let next = Number.POSITIVE_INFINITY;
-    for (const sm of machines)
-      next = Math.min(next, (sm.getCheckpointInstanceId?.(group) ?? -1) + 1);
-    if (next <= now) return now;
-    const promise = this.acceptor.promiseBallot;
-    await store.resetGroup(group, { minChosenInstanceId: next });
-    await store.put(
-      group,
-      {
-        instanceId: next,
-        promiseId: promise.proposalId,
-        promiseNodeId: promise.nodeId,
-        acceptedId: 0,
-        acceptedNodeId: 0,
-        value: new Uint8Array(0),
-        checksum: 0,
-      },
-      { sync: true },
-    );
-    // The master state stays: every master operation applied here was persisted (synced) before
-    // the group moved on, so meta masterVariables already reflects the instances up to the
-    // checkpoint; re-learned operations name older versions and are refused as stale.
-    this.log('warn', 'log-behind-checkpoint', { logInstanceId: now, startInstanceId: next });
-    return this.acceptor.load();
-  }
-
   /** Stops timers and work; pending proposals reject with E_STOPPED. */
   async stop(): Promise<void> {
     if (this.closed) return;
@@ -470,7 +346,7 @@ export class Group {
       return Promise.reject(new PaxosError('E_NEEDS_CHECKPOINT', needs.message, { cause: needs }));
     if (this.isFollower)
       return Promise.reject(new PaxosError('E_FOLLOWER', 'a follower cannot propose'));
-    if (smId !== NO_SM_ID && !this.machines.has(smId)) {
+    if (smId !== NO_SM_ID && !this.executor.has(smId)) {
       return Promise.reject(
         new PaxosError('E_UNKNOWN_STATE_MACHINE', `no state machine with id ${smId} on this node`),
       );
@@ -525,7 +401,7 @@ export class Group {
     const learner = this.learner.status();
     return groupStatus({
       config: this.config,
-      machines: this.machines.values(),
+      machines: this.executor.all(),
       learner,
       lastChecksum: this.lastChecksum,
       isFollower: this.isFollower,
@@ -783,7 +659,7 @@ export class Group {
         : hasIdentity(value, flight.identity));
     let executed: unknown[] | Promise<unknown[]>;
     try {
-      executed = this.executeValue(instanceId, value, isMine);
+      executed = this.executor.execute(instanceId, value, isMine);
     } catch (error) {
       this.executeFailed(instanceId, isMine, error);
       return undefined;
@@ -864,56 +740,6 @@ export class Group {
     if (this.retryQueue.length > 0) return this.retryMessages().then(() => this.checkNewValue());
     this.checkNewValue();
     return undefined;
-  }
-
-  /**
-   * Executes every state machine a value is for; returns their results in value order. An
-   * execute() that returns a promise is awaited before the next item (and the group waits for it
-   * before the next instance): its rejection is an execute failure, as a throw is.
-   */
-  private executeValue(
-    instanceId: number,
-    packed: Uint8Array,
-    isMine: boolean | undefined,
-  ): unknown[] | Promise<unknown[]> {
-    const items = unpackValue(packed);
-    const results: unknown[] = [];
-    for (let i = 0; i < items.length; i++) {
-      const result = this.executeItem(instanceId, items[i]!, isMine);
-      if (isPromiseLike(result))
-        return this.executeRest(instanceId, items, i, result, results, isMine);
-      results.push(result);
-    }
-    return results;
-  }
-
-  /** The rest of executeValue once an execute() returned a promise: one item at a time. */
-  private async executeRest(
-    instanceId: number,
-    items: readonly SmValue[],
-    at: number,
-    pending: PromiseLike<unknown>,
-    results: unknown[],
-    isMine: boolean | undefined,
-  ): Promise<unknown[]> {
-    results.push(await pending);
-    for (let i = at + 1; i < items.length; i++) {
-      results.push(await this.executeItem(instanceId, items[i]!, isMine));
-    }
-    return results;
-  }
-
-  private executeItem(instanceId: number, item: SmValue, isMine: boolean | undefined): unknown {
-    if (item.smId === NO_SM_ID) return undefined;
-    const sm = this.machines.get(item.smId);
-    if (sm === undefined) {
-      throw new PaxosError(
-        'E_UNKNOWN_STATE_MACHINE',
-        `instance ${instanceId} is for state machine ${item.smId}, which this node does not have`,
-      );
-    }
-    const ctx: ExecuteContext = { group: this.config.group, instanceId, isMine: isMine === true };
-    return sm.execute(item.value, ctx);
   }
 
   private armExecuteRetry(): void {
@@ -1091,56 +917,6 @@ export class Group {
     });
   }
 
-  private checkpointManager(c: GroupCheckpointConfig): CheckpointManager {
-    const { config } = this;
-    const machines = this.userMachines();
-    return new CheckpointManager(
-      {
-        nodeId: config.nodeId,
-        group: config.group,
-        files: c.files,
-        store: config.store,
-        machines,
-        stagingRoot: c.stagingRoot,
-        now: () => config.scheduler.now(),
-        random: () => config.random.next(),
-        sendCheckpoint: (to, msg) => c.send(to, config.group, msg),
-        sendAskforCheckpoint: (to) =>
-          this.sendTo(
-            to,
-            paxosMsg({
-              msgType: PaxosMsgType.AskforCheckpoint,
-              instanceId: this.learner.instanceId,
-              nodeId: config.nodeId,
-            }),
-          ),
-        peers: () => this.members.filter((m) => m !== config.nodeId),
-        majority: () => Math.floor(this.members.length / 2) + 1,
-        nowInstanceId: () => this.learner.instanceId,
-        minInstallableInstanceId: () => this.acceptor.instanceId,
-        promiseBallot: () => ({ ...this.acceptor.promiseBallot }),
-        // The checkpoint passes master operations this node never applied: its variables are
-        // forgotten, durably, before the log is reset, at every run of the install (a crash
-        // anywhere in it must not restart the node trusting them; master.ts forget()).
-        beforeLogReset: async () => {
-          this.master.forget();
-          await config.store.setMeta(config.group, 'masterVariables', encodeUnknownMaster(), {
-            sync: true,
-          });
-        },
-        applyForCheckpoint: (instanceId, value) => {
-          for (const item of unpackValue(value)) {
-            const sm = this.machines.get(item.smId);
-            if (sm?.executeForCheckpoint?.(config.group, instanceId, item.value) === false)
-              return false;
-          }
-          return true;
-        },
-      },
-      c.options,
-    );
-  }
-
   /** The checkpoint roles' timer: sender timeouts, mode, cleaner and replayer steps. */
   private armCheckpointTimer(delayMs?: number): void {
     const manager = this.checkpoint;
@@ -1186,7 +962,7 @@ export class Group {
     // The chain goes on from the sender's value at the checkpoint instance, which the install
     // kept (0 when the sender did not know it: adopted from a peer then, DESIGN §2).
     this.lastChecksum = chainChecksumAt(this.config.store, this.config.group, now - 1);
-    this.learner = new Learner(this.learnerHost(), this.config.options.learner, {
+    this.learner = new Learner(learnerPort(this.ports()), this.config.options.learner, {
       skipChainCheck: this.config.faults?.learnerSkipsChainCheck ?? false,
     });
     this.learner.instanceId = now;
@@ -1198,146 +974,55 @@ export class Group {
     this.armCheckpointTimer();
   }
 
-  /**
-   * The state machines whose state lives outside the log's meta: the system (membership) and
-   * master state machines keep theirs in meta (kept by a log reset, as PhxPaxos's
-   * Database::ClearAllLog keeps both), so they neither hold back compaction nor need a checkpoint.
-   */
-  private userMachines(): StateMachine[] {
-    return [...this.machines.values()].filter((sm) => sm !== this.system && sm !== this.master);
-  }
-
-  private learnerHost(): LearnerHost {
-    const { config } = this;
+  /** The context the port factories read the group through (built once: closures, no copies). */
+  private ports(): RestartContext &
+    LearnerPortContext &
+    MasterPortContext &
+    ElectionPortContext &
+    CheckpointPortContext {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the getters read the roles when a port uses them (some are built after the ports)
+    const group = this;
     return {
-      nodeId: config.nodeId,
-      group: config.group,
-      store: config.store,
-      now: () => config.scheduler.now(),
-      random: () => config.random.next(),
-      schedule: (delayMs, fn) => this.loop.schedule(delayMs, fn),
-      scheduleIdle: (fn) => this.loop.scheduleIdle(fn),
-      // The learner's stream yields to the group's own Paxos traffic (learner option
-      // senderBusyTurnMaxMs). A proposal merely in flight does not count: one stuck because
-      // the only other acceptor is the node catching up must not slow the catch-up it waits for.
-      paxosActiveAtMs: () => this.paxosActiveAtMs,
-      send: (to, msg) => this.sendTo(to, msg),
-      peers: () => {
-        const peers = this.members.filter((m) => m !== config.nodeId);
-        const followTo = config.followToNodeId;
-        if (followTo !== undefined && !peers.includes(followTo)) peers.push(followTo);
-        return peers;
+      config: this.config,
+      get loop() {
+        return group.loop;
       },
-      followers: () => this.followers.live(),
-      addFollower: (nodeId) => this.followers.add(nodeId, this.members.includes(nodeId)),
-      followToNodeId: () => config.followToNodeId,
+      get acceptor() {
+        return group.acceptor;
+      },
+      get system() {
+        return group.system;
+      },
+      get master() {
+        return group.master;
+      },
+      get followers() {
+        return group.followers;
+      },
+      get executor() {
+        return group.executor;
+      },
+      setLastChecksum: (checksum) => {
+        this.lastChecksum = checksum;
+      },
+      checkpoint: () => this.checkpoint,
+      members: () => this.members,
+      nowInstanceId: () => this.learner.instanceId,
       lastChecksum: () => this.lastChecksum,
-      minChosenInstanceId: () => config.store.getMinChosenInstanceId(config.group),
-      promiseBallot: () => this.acceptor.promiseBallot,
-      acceptedState: () => ({
-        ballot: this.acceptor.acceptedBallot,
-        value: this.acceptor.acceptedValue,
-        checksum: this.acceptor.checksum,
-      }),
-      systemVariables: () => encodeSystemVariables(this.system.current),
-      applySystemVariables: (bytes) => {
-        const v = decodeSystemVariables(bytes);
-        return v !== undefined && this.system.adopt(v);
+      paxosActiveAtMs: () => this.paxosActiveAtMs,
+      sendTo: (to, msg) => this.sendTo(to, msg),
+      checkNewValue: () => this.checkNewValue(),
+      pendingWrite: (write) => {
+        this.pendingWrites.push(write);
       },
-      masterVariables: () => {
-        // Known and none applied yet is news too, for a peer that forgot its state.
-        if (!this.master.anchored) return undefined;
-        const v = this.master.variables;
-        return v === undefined ? encodeStoredMaster(NO_MASTER_YET) : encodeMasterVariables(v);
-      },
-      applyMasterVariables: (bytes, asOfInstanceId) =>
-        this.master.adoptEncoded(bytes, asOfInstanceId),
-      masterAnchored: () => this.master.anchored,
-      needCheckpoint: (from, peerMin) => {
-        const asked = this.checkpoint?.prepareForAskforCheckpoint(from) ?? false;
-        this.log(asked ? 'info' : 'debug', asked ? 'asked-for-checkpoint' : 'needs-checkpoint', {
-          from,
-          peerMinChosenInstanceId: peerMin,
-          instanceId: this.learner.instanceId,
-          ...(this.checkpoint === undefined ? { note: 'no checkpoint config: cannot ask' } : {}),
-        });
-      },
-      event: (name, fields) => this.log('debug', name, fields),
-      ...(config.senderBudget !== undefined ? { senderBudget: config.senderBudget } : {}),
-      notify: (event) => config.onEvent?.({ group: config.group, ...event }),
-      // A peer's claim to be ahead was dropped at a stall: what waits may be proposed now.
-      latestMayHaveChanged: () => this.loop.enqueue(() => this.checkNewValue()),
+      persistFailed: (error) => this.persistFailed(error),
+      canPropose: () =>
+        !this.closed &&
+        this.stoppedReason === undefined &&
+        this.members.includes(this.config.nodeId),
+      propose: (smId, value, batch, timeoutMs) => this.propose(smId, value, batch, timeoutMs),
+      log: (level, event, fields) => this.log(level, event, fields),
     };
-  }
-
-  private createMaster(): MasterStateMachine {
-    const { store, group, scheduler } = this.config;
-    const saved = store.getMeta(group, 'masterVariables');
-    let initial = saved && decodeStoredMaster(saved);
-    if (
-      saved === undefined &&
-      store.maxInstanceId(group) === undefined &&
-      store.getMinChosenInstanceId(group) === 0
-    ) {
-      // A new group: record that no master operation was applied yet (see MasterStateMachine).
-      initial = NO_MASTER_YET;
-      // Not synced: the acceptor's first sync write (before any instance record exists) makes it
-      // durable, and until then a crash finds a new group again. A sync write here would make
-      // every start wait for an fsync. The promise is handled at once (no error unseen).
-      this.pendingWrites.push(
-        store
-          .setMeta(group, 'masterVariables', encodeStoredMaster(NO_MASTER_YET), { sync: false })
-          .then(undefined, (error: unknown) => this.persistFailed(error)),
-      );
-    }
-    if (initial === undefined)
-      this.log('warn', 'master-variables-unknown', {
-        note: 'the log has history but no master variables: no lease here until a peer sends them',
-      });
-    return new MasterStateMachine(
-      {
-        nodeId: this.config.nodeId,
-        now: () => scheduler.now(),
-        isMember: (nodeId) => this.members.includes(nodeId),
-        nowInstanceId: () => this.learner.instanceId,
-        persist: (v) => {
-          this.pendingWrites.push(
-            store
-              .setMeta(group, 'masterVariables', encodeMasterVariables(v), { sync: true })
-              .then(undefined, (error: unknown) => this.persistFailed(error)),
-          );
-        },
-        changed: (v) => {
-          this.log('info', 'master-changed', { ...v });
-          this.config.onMasterChange?.(group, { ...v });
-        },
-      },
-      initial,
-      this.config.options.masterLeaseMarginMs,
-      this.config.faults,
-    );
-  }
-
-  private createElection(): MasterElection {
-    const { scheduler, random, options, nodeId } = this.config;
-    return new MasterElection(
-      {
-        nodeId,
-        now: () => scheduler.now(),
-        random: () => random.next(),
-        schedule: (delayMs, fn) => this.loop.schedule(delayMs, fn),
-        canPropose: () =>
-          !this.closed && this.stoppedReason === undefined && this.members.includes(nodeId),
-        propose: (value, timeoutMs) => this.propose(MASTER_SM_ID, value, false, timeoutMs),
-        event: (name, fields) => this.log('debug', name, fields),
-        fail: (error) =>
-          this.loop.enqueue(() => {
-            throw error;
-          }),
-      },
-      this.master,
-      { leaseMs: options.masterLeaseMs, leaseMarginMs: options.masterLeaseMarginMs },
-    );
   }
 
   private log(
