@@ -19,7 +19,7 @@ export type PaxosErrorCode =
   | 'E_NEEDS_CHECKPOINT'
   | 'E_CHECKPOINT_INSTALLED'
   | 'E_CHECKPOINT_INSTALL_FAILED'
-  /** A broken invariant of our own code (assert): a bug; the group stopped (Instance.taskFailed). */
+  /** A broken invariant of our own code (assert): a bug; the group stopped (Group.taskFailed). */
   | 'E_INVARIANT';
 
 /** An error of the consensus layer, with a stable code. */

@@ -51,7 +51,8 @@ class RoundCounter {
 }
 
 export class Proposer {
-  instanceId = 0;
+  /** Moved only by startAt() and newInstance() (the group keeps the roles aligned). */
+  private nowInstanceId = 0;
   /** This node's proposal id; strictly above any it has seen rejected with. */
   proposalId = 1;
   value: Uint8Array | undefined;
@@ -91,6 +92,15 @@ export class Proposer {
     this.timeoutMs = { prepare: options.prepareTimeoutMs, accept: options.acceptTimeoutMs };
   }
 
+  get instanceId(): number {
+    return this.nowInstanceId;
+  }
+
+  /** Starts at `instanceId` (the group's start or restart, with the learner and acceptor). */
+  startAt(instanceId: number): void {
+    this.nowInstanceId = instanceId;
+  }
+
   /** After a restart: never reuse a proposal id this node's acceptor has promised. */
   setStartProposalId(proposalId: number): void {
     this.proposalId = Math.max(this.proposalId, proposalId);
@@ -126,7 +136,7 @@ export class Proposer {
 
   /** Forgets the finished instance (seed: Proposer::InitForNewPaxosInstance). */
   newInstance(): void {
-    this.instanceId++;
+    this.nowInstanceId++;
     this.acceptSentThisInstance = false;
     this.lastAcceptValue = undefined;
     this.round.reset();
@@ -174,12 +184,12 @@ export class Proposer {
     }
     this.round.reset();
     this.counters.prepares++;
-    this.host.event('prepare', { instanceId: this.instanceId, proposalId: this.proposalId });
+    this.host.event('prepare', { instanceId: this.nowInstanceId, proposalId: this.proposalId });
     this.armTimer('prepare');
     this.host.broadcast(
       paxosMsg({
         msgType: PaxosMsgType.Prepare,
-        instanceId: this.instanceId,
+        instanceId: this.nowInstanceId,
         nodeId: this.host.nodeId,
         proposalId: this.proposalId,
         ...this.previousChosen(),
@@ -196,7 +206,7 @@ export class Proposer {
         this.highestOtherPreAccept = preAccept;
         this.value = msg.value;
         this.host.event('adopt', {
-          instanceId: this.instanceId,
+          instanceId: this.nowInstanceId,
           from: msg.nodeId,
           preAccept,
           valueBytes: msg.value.length,
@@ -260,7 +270,7 @@ export class Proposer {
     this.counters.accepts++;
     this.acceptSentThisInstance = true;
     this.host.event('accept', {
-      instanceId: this.instanceId,
+      instanceId: this.nowInstanceId,
       proposalId: this.proposalId,
       valueBytes: value.length,
     });
@@ -268,7 +278,7 @@ export class Proposer {
     this.host.broadcast(
       paxosMsg({
         msgType: PaxosMsgType.Accept,
-        instanceId: this.instanceId,
+        instanceId: this.nowInstanceId,
         nodeId: this.host.nodeId,
         proposalId: this.proposalId,
         value,
@@ -283,7 +293,7 @@ export class Proposer {
     this.countReply(msg);
     if (this.round.granted.size >= this.majority()) {
       this.exit();
-      this.host.chosen(this.instanceId, this.proposalId);
+      this.host.chosen(this.nowInstanceId, this.proposalId);
     } else if (this.roundLost()) {
       this.armTimer('accept', this.options.rejectedRetryDelayMs);
     }
@@ -313,7 +323,7 @@ export class Proposer {
    */
   private armTimer(phase: 'prepare' | 'accept', delayMs?: number): void {
     this.cancelTimer?.();
-    const instanceId = this.instanceId;
+    const instanceId = this.nowInstanceId;
     let delay = delayMs;
     if (delay === undefined) {
       delay = this.timeoutMs[phase];
@@ -324,7 +334,7 @@ export class Proposer {
     this.cancelTimer = this.host.schedule(delay, () => {
       this.cancelTimer = undefined;
       if (
-        instanceId !== this.instanceId ||
+        instanceId !== this.nowInstanceId ||
         this.phase !== (phase === 'prepare' ? 'preparing' : 'accepting')
       )
         return;

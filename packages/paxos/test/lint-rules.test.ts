@@ -53,7 +53,7 @@ describe('lint: layering (DESIGN §1)', () => {
     ],
     [
       'packages/sim/src/planted.ts',
-      "import { Instance } from '@tspaxos/paxos/dist/instance';\nexport { Instance };",
+      "import { Group } from '@tspaxos/paxos/dist/group';\nexport { Group };",
       /public entries/,
     ],
   ])('reports a planted violation in %s', async (file, code, expected) => {
