@@ -30,7 +30,10 @@ import type { UnsafeFaults } from './faults';
 import { IOLoop } from './io-loop';
 import { FOLLOWER_TIMEOUT_ASK_INTERVALS, MAX_SYNC_SLICE_MS, type PaxosOptions } from './options';
 import {
+  decodeCarriedGroupState,
   decodeStoredMaster,
+  decodeStoredMasterAsOf,
+  encodeCarriedGroupState,
   encodeMasterVariables,
   encodeStoredMaster,
   encodeUnknownMaster,
@@ -262,6 +265,9 @@ export class Instance {
   private previousChosenBallot: Ballot = NULL_BALLOT;
   private readonly system: SystemStateMachine;
   private readonly master: MasterStateMachine;
+  /** The master state the last install left (takeCarriedGroupState); undefined: unknown. */
+  private installedMaster:
+    { master: MasterVariables | typeof NO_MASTER_YET; asOf: number } | undefined;
   private readonly election: MasterElection | undefined;
   private readonly machines = new Map<number, StateMachine>();
   /** Followers of this node, each with the time it expires unless it asks again. */
@@ -331,6 +337,7 @@ export class Instance {
         event: (name, fields) => this.log('debug', `proposer-${name}`, fields),
       },
       options,
+      { proposerIgnoresAcceptedValues: config.faults?.proposerIgnoresAcceptedValues ?? false },
     );
     this.learner = new Learner(this.learnerHost(), options.learner, {
       skipChainCheck: config.faults?.learnerSkipsChainCheck ?? false,
@@ -1239,15 +1246,8 @@ export class Instance {
         nowInstanceId: () => this.learner.instanceId,
         minInstallableInstanceId: () => this.acceptor.instanceId,
         promiseBallot: () => ({ ...this.acceptor.promiseBallot }),
-        // The checkpoint passes master operations this node never applied: its variables are
-        // forgotten, durably, before the log is reset, at every run of the install (a crash
-        // anywhere in it must not restart the node trusting them; master.ts forget()).
-        beforeLogReset: async () => {
-          this.master.forget();
-          await config.store.setMeta(config.group, 'masterVariables', encodeUnknownMaster(), {
-            sync: true,
-          });
-        },
+        groupState: () => this.carriedGroupState(),
+        beforeLogReset: (cp, groupState) => this.takeCarriedGroupState(cp, groupState),
         applyForCheckpoint: (instanceId, value) => {
           for (const item of unpackValue(value)) {
             const sm = this.machines.get(item.smId);
@@ -1287,9 +1287,9 @@ export class Instance {
    */
   private restartFromCheckpoint(checkpointInstanceId: number): void {
     this.counters.checkpointRestarts++;
-    // The install forgot the master variables (beforeLogReset, durably); in memory again here, so
+    // The master state the install left (beforeLogReset, durably), in memory again here, so
     // nothing adopted while the install ran survives it.
-    this.master.forget();
+    this.master.reload(this.installedMaster?.master, this.installedMaster?.asOf ?? 0);
     this.committer.rejectAll(
       new PaxosError(
         'E_CHECKPOINT_INSTALLED',
@@ -1399,6 +1399,49 @@ export class Instance {
     };
   }
 
+  /** What a checkpoint I send carries besides its files (master.ts CarriedGroupState). */
+  private carriedGroupState(): string {
+    const v = this.master.variables;
+    return encodeCarriedGroupState({
+      asOf: this.learner.instanceId,
+      master: !this.master.anchored ? undefined : v === undefined ? NO_MASTER_YET : v,
+      system: this.system.current,
+    });
+  }
+
+  /**
+   * The install's hook, before the log reset, at every run of it (a crash anywhere in the install
+   * must not restart the node trusting its own stale variables): the checkpoint passes master
+   * operations this node never applied, so its master state becomes the sender's (with the
+   * sender's membership, which judged those operations), or unknown when none came. Durable
+   * before the reset; see MasterStateMachine.restore for why variables ahead of the log are safe.
+   */
+  private async takeCarriedGroupState(cp: number, text: string): Promise<void> {
+    const { store, group } = this.config;
+    const carried = text === '' ? undefined : decodeCarriedGroupState(text);
+    if (text !== '' && carried === undefined) this.master.counters.malformedVariables++;
+    // The sender holds the checkpoint, so its log passed cp; anything else is not its state.
+    const valid = carried !== undefined && carried.asOf > cp ? carried : undefined;
+    if (valid !== undefined) {
+      // Version-checked like the master's: being ahead is safe, older changes are refused.
+      this.system.adopt(valid.system);
+      await store.setMeta(group, 'systemVariables', encodeSystemVariables(this.system.current), {
+        sync: true,
+      });
+    }
+    this.installedMaster =
+      valid?.master === undefined ? undefined : { master: valid.master, asOf: valid.asOf };
+    this.master.restore(this.installedMaster?.master, this.installedMaster?.asOf ?? 0);
+    await store.setMeta(
+      group,
+      'masterVariables',
+      this.installedMaster === undefined
+        ? encodeUnknownMaster()
+        : encodeStoredMaster(this.installedMaster.master, this.installedMaster.asOf),
+      { sync: true },
+    );
+  }
+
   private createMaster(): MasterStateMachine {
     const { store, group, scheduler } = this.config;
     const saved = store.getMeta(group, 'masterVariables');
@@ -1444,6 +1487,7 @@ export class Instance {
       initial,
       this.config.options.masterLeaseMarginMs,
       this.config.faults,
+      saved === undefined ? 0 : decodeStoredMasterAsOf(saved),
     );
   }
 

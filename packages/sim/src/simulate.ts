@@ -94,6 +94,8 @@ export const PLANTED_BUGS = [
   'checkpointChunkCorruptValidCrc',
   /** A proposal counts as committed when the chosen value has its bytes (paxos faults.ts). */
   'matchValueByBytesOnly',
+  /** A proposer that proposes its own value over an accepted one (paxos faults.ts). */
+  'proposerIgnoresAcceptedValues',
 ] as const;
 export type PlantedBug = (typeof PLANTED_BUGS)[number];
 
@@ -2131,6 +2133,8 @@ function plantedFaults(planted: PlantedBug | undefined): (UnsafeFaults & MasterF
       return { renewWithoutVersionCheck: true };
     case 'matchValueByBytesOnly':
       return { matchValueByBytesOnly: true };
+    case 'proposerIgnoresAcceptedValues':
+      return { proposerIgnoresAcceptedValues: true };
     default:
       return undefined; // none, or the simulator's own (unhandledRejection, clocks…, elections…)
   }
