@@ -59,6 +59,7 @@ export function checkSimOptions(options: SimOptions): void {
     'faults',
     'brokenAcceptor',
     'trace',
+    'lateOwnApply',
   ] as const) {
     const value = options[key];
     if (value !== undefined && typeof value !== 'boolean')
