@@ -32,6 +32,8 @@ import {
 import type { CheckpointOptions } from './options';
 import type { CheckpointStateMachine } from './state-machine';
 
+const textDecoder = new TextDecoder();
+
 export interface CheckpointReceiverPort {
   nodeId: number;
   group: number;
@@ -49,7 +51,7 @@ export interface CheckpointReceiverPort {
   /** The acceptor's promise, carried across the log reset. */
   promiseBallot(): { proposalId: number; nodeId: number };
   /** The host's stale state made durable before the log reset (InstallContext.beforeLogReset). */
-  beforeLogReset?(checkpointInstanceId: number): Promise<void>;
+  beforeLogReset?(checkpointInstanceId: number, groupState: string): Promise<void>;
 }
 
 /** Why a frame was refused; each is counted in `counters.rejected`. */
@@ -100,6 +102,8 @@ interface Transfer {
   checkpointInstanceId: number;
   /** The sender's checksum chain at the checkpoint instance (BEGIN's checksum; 0: unknown). */
   chainChecksum: number;
+  /** The sender's group state (BEGIN's buffer, UTF-8; '' when none): kept in the manifest. */
+  groupState: string;
   announcedBytes: number;
   dir: string;
   /** Sequence of the last frame taken (BEGIN = 0). */
@@ -239,6 +243,7 @@ export class CheckpointReceiver {
       uuid: msg.uuid,
       checkpointInstanceId: msg.checkpointInstanceId,
       chainChecksum: msg.checksum,
+      groupState: textDecoder.decode(msg.buffer),
       announcedBytes: msg.offset,
       dir: joinPath(this.port.stagingRoot, `t${msg.uuid}`),
       sequence: 0,
@@ -345,6 +350,7 @@ export class CheckpointReceiver {
         senderNodeId: t.senderNodeId,
         checkpointInstanceId: t.checkpointInstanceId,
         chainChecksum: t.chainChecksum,
+        groupState: t.groupState,
         files: [...t.files.values()].map(({ smId, path, size, crc }) => ({
           smId,
           path,

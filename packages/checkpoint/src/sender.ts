@@ -23,6 +23,8 @@ import { type CheckpointFiles, joinPath } from './files';
 import type { CheckpointOptions } from './options';
 import { type CheckpointStateMachine, groupCheckpointInstanceId } from './state-machine';
 
+const textEncoder = new TextEncoder();
+
 export interface CheckpointSenderPort {
   nodeId: number;
   group: number;
@@ -33,6 +35,8 @@ export interface CheckpointSenderPort {
    * without it BEGIN says 0, unknown, and the receiver's chain restarts at 0.
    */
   chainChecksum?(instanceId: number): number;
+  /** The host's group state for the receiver's install (CheckpointManagerPort.groupState). */
+  groupState?(): string;
   send(to: number, msg: CheckpointMsg): void;
 }
 
@@ -141,8 +145,12 @@ export class CheckpointSender {
     }
     this.checkpointInstanceId = checkpointInstanceId;
     let chainChecksum;
+    let groupState;
     try {
       chainChecksum = this.port.chainChecksum?.(checkpointInstanceId) ?? 0;
+      // Read with the chain, before any await: it must reflect the log up to the instance the
+      // host says it does, not a moment of a later apply.
+      groupState = textEncoder.encode(this.port.groupState?.() ?? '');
       for (const sm of machines) {
         const state = sm.getCheckpointState?.(group);
         if (state === undefined) continue;
@@ -165,6 +173,7 @@ export class CheckpointSender {
       this.frame(CheckpointSendFileFlag.Begin, 0, {
         offset: this.totalBytes,
         checksum: chainChecksum,
+        buffer: groupState,
       }),
     );
   }

@@ -1,11 +1,11 @@
 // The checkpoint roles' port onto their group (DESIGN §4): the log, the user state machines, the
-// acceptor's floor and promise, and the master variables an install must forget.
+// acceptor's floor and promise, and the master and system variables a checkpoint carries.
 import { CheckpointManager } from '@tspaxos/checkpoint';
 import { PaxosMsgType, type PaxosMsg, paxosMsg } from '@tspaxos/transport';
 import type { Acceptor } from './acceptor';
 import type { Executor } from './executor';
 import type { GroupCheckpointConfig, GroupConfig } from './group-config';
-import { encodeUnknownMaster, type MasterStateMachine } from './master';
+import type { MasterStateMachine } from './master';
 
 export interface CheckpointPortContext {
   readonly config: GroupConfig;
@@ -15,13 +15,15 @@ export interface CheckpointPortContext {
   members(): readonly number[];
   nowInstanceId(): number;
   sendTo(to: number, msg: PaxosMsg): void;
+  carriedGroupState(): string;
+  takeCarriedGroupState(checkpointInstanceId: number, groupState: string): Promise<void>;
 }
 
 export function createCheckpointManager(
   group: CheckpointPortContext,
   c: GroupCheckpointConfig,
 ): CheckpointManager {
-  const { config, acceptor, master } = group;
+  const { config, acceptor } = group;
   return new CheckpointManager(
     {
       nodeId: config.nodeId,
@@ -47,15 +49,11 @@ export function createCheckpointManager(
       nowInstanceId: () => group.nowInstanceId(),
       minInstallableInstanceId: () => acceptor.instanceId,
       promiseBallot: () => ({ ...acceptor.promiseBallot }),
-      // The checkpoint passes master operations this node never applied: its variables are
-      // forgotten, durably, before the log is reset, at every run of the install (a crash
-      // anywhere in it must not restart the node trusting them; master.ts forget()).
-      beforeLogReset: async () => {
-        master.forget();
-        await config.store.setMeta(config.group, 'masterVariables', encodeUnknownMaster(), {
-          sync: true,
-        });
-      },
+      // What a checkpoint carries besides its files, and what an install takes of it
+      // (Group.takeCarriedGroupState: the sender's master and system variables, durably, before
+      // the log reset).
+      groupState: () => group.carriedGroupState(),
+      beforeLogReset: (cp, groupState) => group.takeCarriedGroupState(cp, groupState),
       applyForCheckpoint: (instanceId, value) =>
         group.executor.executeForCheckpoint(instanceId, value),
     },

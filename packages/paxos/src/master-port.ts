@@ -5,6 +5,7 @@ import type { GroupConfig, GroupLog } from './group-config';
 import type { IOLoop } from './io-loop';
 import {
   decodeStoredMaster,
+  decodeStoredMasterAsOf,
   encodeMasterVariables,
   encodeStoredMaster,
   MasterElection,
@@ -71,6 +72,7 @@ export function createMaster(group: MasterPortContext): MasterStateMachine {
     initial,
     config.options.masterLeaseMarginMs,
     config.faults,
+    saved === undefined ? 0 : decodeStoredMasterAsOf(saved),
   );
 }
 

@@ -4,6 +4,7 @@
 import { type Ballot, compareBallots, NULL_BALLOT, isNullBallot } from '@tspaxos/learner';
 import { type PaxosMsg, PaxosMsgType, paxosMsg } from '@tspaxos/transport';
 import { assert } from './errors';
+import type { ProposerFaults } from './faults';
 import type { PaxosOptions } from './options';
 import { bytesEqual } from './value';
 
@@ -88,6 +89,7 @@ export class Proposer {
   constructor(
     private readonly host: ProposerHost,
     private readonly options: PaxosOptions,
+    private readonly faults: ProposerFaults = {},
   ) {
     this.timeoutMs = { prepare: options.prepareTimeoutMs, accept: options.acceptTimeoutMs };
   }
@@ -204,7 +206,7 @@ export class Proposer {
       if (!isNullBallot(preAccept) && compareBallots(preAccept, this.highestOtherPreAccept) > 0) {
         // Paxos: adopt the value of the highest ballot any promiser accepted.
         this.highestOtherPreAccept = preAccept;
-        this.value = msg.value;
+        if (this.faults.proposerIgnoresAcceptedValues !== true) this.value = msg.value;
         this.host.event('adopt', {
           instanceId: this.nowInstanceId,
           from: msg.nodeId,

@@ -29,6 +29,8 @@ export const PLANTED_BUGS = [
   'checkpointChunkCorruptValidCrc',
   /** A proposal counts as committed when the chosen value has its bytes (paxos faults.ts). */
   'matchValueByBytesOnly',
+  /** A proposer that proposes its own value over an accepted one (paxos faults.ts). */
+  'proposerIgnoresAcceptedValues',
 ] as const;
 export type PlantedBug = (typeof PLANTED_BUGS)[number];
 
@@ -74,7 +76,21 @@ export interface SimOptions {
    * where ("install step k: crash", or "install done after n writes" once k is past the end).
    */
   installCrashStep?: number;
+  /**
+   * A scripted scenario (master seeds): the master applies its own renewal late, the window
+   * MasterFaults.lateLeaseStart opens. Once its renewal's Accept leaves it (after
+   * LATE_OWN_APPLY_FROM_MS), every link into it is slowed by LATE_OWN_APPLY_DELAY_MS and another
+   * member writes at once, adopting the accepted renewal (Paxos): the others apply it and start
+   * the lease then. The master applies it only when the slow replies come, and is cut off from
+   * that moment for three leases. No master drops and no other client proposals in such a run.
+   */
+  lateOwnApply?: boolean;
 }
+
+/** When the lateOwnApply script starts to watch for the master's renewal (ms). */
+export const LATE_OWN_APPLY_FROM_MS = 4000;
+/** How much the links into the master are slowed in the lateOwnApply script (ms). */
+export const LATE_OWN_APPLY_DELAY_MS = 1500;
 
 /** Most voting nodes a simulation runs (ours: the sim's network ids are single bytes). */
 export const SIM_MAX_NODES = 9;
@@ -131,6 +147,7 @@ export function checkSimOptions(options: SimOptions): void {
     'faults',
     'brokenAcceptor',
     'trace',
+    'lateOwnApply',
   ] as const) {
     const value = options[key];
     if (value !== undefined && typeof value !== 'boolean')

@@ -12,6 +12,8 @@ import {
   type ProposeResult,
   type Scheduler,
   type UnsafeFaults,
+  MASTER_SM_ID,
+  unpackValue,
   valueIdentity,
 } from '@tspaxos/paxos';
 import { type DurabilityPort, type LogStore, MemoryLogStore } from '@tspaxos/storage';
@@ -38,6 +40,8 @@ import {
   type SimOptions,
   SIM_MIN_NODES_FOR_LONG_DOWN,
   SIM_MIN_NODES_FOR_MEMBERSHIP_CHANGE,
+  LATE_OWN_APPLY_DELAY_MS,
+  LATE_OWN_APPLY_FROM_MS,
 } from './options';
 import { RECORDER_SM_ID } from './recorder';
 
@@ -349,6 +353,8 @@ class SimNode {
    * durable log when the incarnation crashes.
    */
   replies = new Map<string, AcceptorReply>();
+  /** Sees every message this node sends (a scripted scenario's trigger). */
+  onSend: ((to: number, group: number, message: Message) => void) | undefined;
   private timers = new Set<() => void>();
   private handler: ((from: number, group: number, message: Message) => void) | undefined;
 
@@ -374,6 +380,7 @@ class SimNode {
       send: (to, group, message) => {
         if (!this.isLive(incarnation)) return;
         if (message.kind === 'paxos') this.noteReply(to, group, message.msg);
+        this.onSend?.(to, group, message);
         this.endpoint.send(to, group, message);
       },
       onMessage: (h) => {
@@ -753,14 +760,16 @@ class Simulation {
     try {
       for (const n of this.nodes) this.start(n);
       await this.awaitStarts();
-      this.scheduleProposals();
+      // The lateOwnApply script's write must meet no other proposal in flight: its own only.
+      if (this.options.lateOwnApply !== true) this.scheduleProposals();
       if (this.faults) {
         this.scheduleFaults();
         this.scheduleTopologyEvents();
       }
       this.checkpoints.schedule();
       this.scheduleScript();
-      if (this.master) this.scheduleMasterDrops();
+      if (this.options.lateOwnApply === true) this.scriptLateOwnApply();
+      else if (this.master) this.scheduleMasterDrops();
       if (this.options.planted === 'unhandledRejection') this.plantUnhandledRejection();
       await this.runUntil(this.faultPhaseMs);
       this.stopProposals = true;
@@ -1797,6 +1806,56 @@ class Simulation {
     );
   }
 
+  /** The lateOwnApply scenario (SimOptions.lateOwnApply). */
+  private scriptLateOwnApply(): void {
+    const leaseMs = this.master?.leaseMs;
+    if (leaseMs === undefined) throw new Error('lateOwnApply needs master elections');
+    let fired = false;
+    const isRenewal = (message: Message): boolean =>
+      message.kind === 'paxos' &&
+      message.msg.msgType === PaxosMsgType.Accept &&
+      unpackValue(message.msg.value).some((item) => item.smId === MASTER_SM_ID);
+    for (const n of this.nodes) {
+      n.onSend = (_to, group, message) => {
+        if (fired || this.queue.nowMs < LATE_OWN_APPLY_FROM_MS) return;
+        if (n.node?.isMaster(group) !== true || message.kind !== 'paxos' || !isRenewal(message))
+          return;
+        fired = true;
+        const others = this.nodes.filter((o) => o.voting && o.id !== n.id);
+        const renewals = (): number => n.node!.status(group).masterElection.counters.renewals;
+        const before = renewals();
+        this.log(
+          `n${n.id} g${group} renewal Accept i=${message.msg.instanceId} sent: links into it slowed by ${LATE_OWN_APPLY_DELAY_MS} ms (scripted)`,
+        );
+        for (const o of others)
+          this.net.setLink(o.id, n.id, {
+            delayMs: [LATE_OWN_APPLY_DELAY_MS, LATE_OWN_APPLY_DELAY_MS],
+          });
+        this.queue.at(this.queue.nowMs + 1, () => this.registerWrite(others[0]!, group), 'write');
+        const incarnation = n.incarnation;
+        const watch = (): void => {
+          if (!n.isLive(incarnation)) return;
+          if (renewals() === before) {
+            this.queue.at(this.queue.nowMs + 1, watch, 'watch the late apply');
+            return;
+          }
+          this.log(`n${n.id} applied its renewal late: cut off (scripted)`);
+          this.net.clearLinks();
+          this.net.partition([[n.id], this.nodes.filter((o) => o.id !== n.id).map((o) => o.id)]);
+          this.queue.at(
+            this.queue.nowMs + 3 * leaseMs,
+            () => {
+              this.log('heal partition (scripted)');
+              this.net.heal();
+            },
+            'scripted heal',
+          );
+        };
+        watch();
+      };
+    }
+  }
+
   /** Planted bug of the simulator's own guard: a promise rejected with no handler. */
   private plantUnhandledRejection(): void {
     this.queue.at(
@@ -2061,6 +2120,8 @@ function plantedFaults(planted: PlantedBug | undefined): (UnsafeFaults & MasterF
       return { renewWithoutVersionCheck: true };
     case 'matchValueByBytesOnly':
       return { matchValueByBytesOnly: true };
+    case 'proposerIgnoresAcceptedValues':
+      return { proposerIgnoresAcceptedValues: true };
     default:
       return undefined; // none, or the simulator's own (unhandledRejection, clocks…, elections…)
   }
