@@ -298,9 +298,9 @@ describe('simulator', () => {
   });
 
   it('an election seed: leases are elected, renewed, dropped, expire and change hands; its clocks stay within the bound', async () => {
-    // Seed 2 since the workload gained register writes and barrier reads (seed 5 no longer drew a
-    // master change after a crash).
-    const r = await runSeed({ seed: 2, masterElection: true, trace: true });
+    // The first seed that draws every one of these (seed 2 stopped drawing a drop once installs
+    // carried master variables; the draws move whenever the simulation gains a step).
+    const r = await runSeed({ seed: 5, masterElection: true, trace: true });
     expect(r.ok, r.violation?.message).toBe(true);
     const m = r.master!;
     expect(m.leaseMs).toBeGreaterThanOrEqual(2000);

@@ -683,6 +683,11 @@ class Simulation {
       start: (n) => this.start(n as SimNode),
       note: (invariant, message) => this.note(invariant, message),
       log: (line) => this.log(line),
+      installFinishedAtStart: (n) => {
+        // The long-down node caught up through a checkpoint whose install a restart finished.
+        if (n.id === 1 && this.longDownCatchUp?.backAtMs !== undefined)
+          this.longDownCatchUp.checkpointInstalls++;
+      },
     });
   }
 
