@@ -1,7 +1,7 @@
 // One lint setup for the whole tree. Besides the usual rules it enforces the layering of
-// DESIGN.md §1 (packages import each other only through their public entries, and a lower
+// design.md §1 (packages import each other only through their public entries, and a lower
 // package never imports a higher one), forbids import cycles among a package's own modules, and
-// keeps the sans-IO cores free of real clocks, real randomness and node:* modules (STYLE.md 1,
+// keeps the sans-IO cores free of real clocks, real randomness and node:* modules (style.md 1,
 // 2, 4).
 import js from '@eslint/js';
 import { createNodeResolver, importX } from 'eslint-plugin-import-x';
@@ -12,7 +12,7 @@ const CORE_PACKAGES = ['learner', 'paxos', 'checkpoint'];
 /** Adapter files inside core packages that are allowed to do I/O. */
 const ADAPTER_FILES = ['**/src/adapters/**/*.ts', '**/*.test.ts'];
 
-/** The Node-only entries of packages (DESIGN §1): public, but never imported by a core file. */
+/** The Node-only entries of packages (design.md §1): public, but never imported by a core file. */
 const ADAPTER_ENTRIES = [
   '@tspaxos/storage/sqlite',
   '@tspaxos/transport/tcp',
@@ -21,7 +21,7 @@ const ADAPTER_ENTRIES = [
 ];
 
 /**
- * DESIGN §1, lowest first: a package may import only packages of a lower rank (crc-wasm <
+ * design.md §1, lowest first: a package may import only packages of a lower rank (crc-wasm <
  * storage, transport < checkpoint < learner < paxos < sim, apps). storage and transport share a
  * rank and do not import each other.
  */
@@ -59,11 +59,11 @@ const BASE_PATTERNS = [
 const CORE_PATTERNS = [
   {
     group: ['node:*', 'fs', 'net', 'tls', 'os', 'path', 'better-sqlite3'],
-    message: 'Core files do no I/O: take a port instead (STYLE.md 1).',
+    message: 'Core files do no I/O: take a port instead (style.md 1).',
   },
   {
     group: ADAPTER_ENTRIES,
-    message: 'Core files do no I/O: import the core entry and take a port instead (DESIGN §1).',
+    message: 'Core files do no I/O: import the core entry and take a port instead (design.md §1).',
   },
 ];
 
@@ -73,7 +73,7 @@ function layerPatterns(name) {
   return [
     {
       group: forbidden.flatMap((other) => [`@tspaxos/${other}`, `@tspaxos/${other}/*`]),
-      message: `DESIGN §1: @tspaxos/${name} may not import a package of its own or a higher layer (order: ${LAYERS.map((l) => l.join(', ')).join(' < ')}).`,
+      message: `design.md §1: @tspaxos/${name} may not import a package of its own or a higher layer (order: ${LAYERS.map((l) => l.join(', ')).join(' < ')}).`,
     },
   ];
 }
@@ -120,9 +120,9 @@ const NODE_SERVER_PATTERNS = [
   },
 ];
 
-const CORE_TIMER_MESSAGE = 'Use the injected Scheduler/Clock (STYLE.md 2).';
+const CORE_TIMER_MESSAGE = 'Use the injected Scheduler/Clock (style.md 2).';
 const CORE_GLOBAL_MESSAGE =
-  'Cores reach time, randomness and the process only through injected ports (STYLE.md 2, 6).';
+  'Cores reach time, randomness and the process only through injected ports (style.md 2, 6).';
 
 export default tseslint.config(
   {
@@ -193,13 +193,13 @@ export default tseslint.config(
             message: CORE_TIMER_MESSAGE,
           }),
         ),
-        { name: 'crypto', message: 'Use the injected RandomSource (STYLE.md 2).' },
-        { name: 'process', message: 'Libraries never read or exit the process (STYLE.md 6).' },
+        { name: 'crypto', message: 'Use the injected RandomSource (style.md 2).' },
+        { name: 'process', message: 'Libraries never read or exit the process (style.md 6).' },
       ],
       'no-restricted-properties': [
         'error',
-        { object: 'Date', property: 'now', message: 'Use the injected Clock (STYLE.md 2).' },
-        { object: 'Math', property: 'random', message: 'Use the injected Rng (STYLE.md 2).' },
+        { object: 'Date', property: 'now', message: 'Use the injected Clock (style.md 2).' },
+        { object: 'Math', property: 'random', message: 'Use the injected Rng (style.md 2).' },
         ...[
           'setTimeout',
           'setInterval',
@@ -215,11 +215,11 @@ export default tseslint.config(
         'error',
         {
           selector: "NewExpression[callee.name='Date']",
-          message: 'No wall clock in a core: use the injected Clock (STYLE.md 2).',
+          message: 'No wall clock in a core: use the injected Clock (style.md 2).',
         },
         {
           selector: "CallExpression[callee.name='Date']",
-          message: 'No wall clock in a core: use the injected Clock (STYLE.md 2).',
+          message: 'No wall clock in a core: use the injected Clock (style.md 2).',
         },
       ],
     },

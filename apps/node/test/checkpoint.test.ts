@@ -3,7 +3,7 @@
 // checkpoint and compact on demand (POST /admin/compact) past everything node 3 had, and the wiped
 // node comes back through a checkpoint transfer and then the log above it. Afterwards every
 // acknowledged write reads back from every node and all agree on the instance id; nodes 1 and 2
-// on lastChecksum (node 3's chain may restart at 0 after the checkpoint: DESIGN §2).
+// on lastChecksum (node 3's chain may restart at 0 after the checkpoint: design.md §2).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -107,9 +107,10 @@ describe('checkpoints across processes', () => {
       nodes[2] = again;
       again.start();
       await again.ready();
-      // Same instance id everywhere. The checksum chain restarts after a checkpoint load (DESIGN
-      // §2: cs(i) is 0 while cs(i-1) is unknown), so node 3's lastChecksum may be 0 while nodes
-      // 1 and 2 agree on theirs; the state is compared key by key below.
+      // Same instance id everywhere. The chain restarts at 0 after a checkpoint whose chain value
+      // was unknown to its sender (design.md §2: a log compacted with keep 0), so node 3's
+      // lastChecksum may be 0 while nodes 1 and 2 agree on theirs; the state is compared key by
+      // key below.
       const converged = await waitFor(
         'every node at the same instance id',
         async () => {

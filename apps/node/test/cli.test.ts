@@ -32,7 +32,7 @@ describe('tspaxos CLI', () => {
     },
   );
 
-  it('node --help names every flag of DESIGN §6', () => {
+  it('node --help names every flag of design.md §6', () => {
     const r = run('node', '--help');
     for (const flag of [
       '--id',

@@ -1,6 +1,6 @@
 // Client input never gets a 500: a corpus of bad requests, sent as raw bytes to a one-node
 // cluster in this process. Each gets its 4xx with the JSON error
-// body of DESIGN §6, and the node goes on serving.
+// body of design.md §6, and the node goes on serving.
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { pino } from 'pino';
@@ -212,7 +212,7 @@ describe('bad requests', () => {
       expect(metrics?.body, name).toContain(`# TYPE ${name} `);
     expect(metrics?.body).toMatch(/tspaxos_commits_total\{[^}]*group="[01]"[^}]*\} [1-9]/);
 
-    // /status: the node's fields, and those of DESIGN §6 for each group under `groups` (2 here).
+    // /status: the node's fields, and those of design.md §6 for each group under `groups` (2 here).
     const status = JSON.parse((await raw(req('GET', '/status')))!.body) as NodeStatus;
     for (const field of ['nodeId', 'httpUrl', 'members', 'network', 'taskErrors', 'groups'])
       expect(status, field).toHaveProperty(field);

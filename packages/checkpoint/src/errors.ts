@@ -22,7 +22,7 @@ export class CheckpointError extends TspaxosError {
 /** What assert() throws: a bug of our own code, never bad input; no code, never caught. */
 export class InvariantError extends Error {}
 
-/** A broken invariant of our own code: a bug, never bad input (STYLE.md 10). */
+/** A broken invariant of our own code: a bug, never bad input (style.md 10). */
 export function assert(condition: unknown, message: string): asserts condition {
   if (!condition) throw new InvariantError(`tspaxos invariant violated: ${message}`);
 }

@@ -1,4 +1,4 @@
-// Installing a received checkpoint without ever leaving a mix of old and new state (DESIGN §4;
+// Installing a received checkpoint without ever leaving a mix of old and new state (design.md §4;
 // PhxPaxos's receiver clears the log at BEGIN and exits after loading, Learner::OnSendCheckpoint_End).
 // The order: staged files and a manifest fsynced → a durable install record in the log's meta →
 // every machine loads its files (idempotently) → the group's log is reset to start after the
@@ -16,7 +16,7 @@ export const INSTALL_META_KEY = 'checkpointInstall';
 export const MANIFEST_NAME = 'MANIFEST';
 /**
  * Meta key of the chain anchor: the checksum chain's value at the instance just below the log
- * (`{ instanceId, checksum }`), written by an install, so the chain goes on after it (DESIGN §2).
+ * (`{ instanceId, checksum }`), written by an install, so the chain goes on after it (design.md §2).
  */
 export const CHAIN_META_KEY = 'checkpointChain';
 

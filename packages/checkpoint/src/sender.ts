@@ -6,7 +6,7 @@
 //
 // Wire use (ours, within the CheckpointMsg schema): BEGIN is sequence 0 and announces the total
 // byte count in `offset` (the receiver checks its free space against it) and the checksum chain's
-// value at the checkpoint instance in `checksum` (the receiver's chain goes on from it, DESIGN §2;
+// value at the checkpoint instance in `checksum` (the receiver's chain goes on from it, design.md §2;
 // 0 when this node does not know it); ING k (k = 1 … n)
 // carries one chunk with the CRC-32 of its bytes; END is sequence n+1 with the total in `offset`.
 // An empty file is sent as one empty ING so it exists on the other side.

@@ -622,7 +622,7 @@ describe('Learner: catching up from a peer', () => {
     expect(net.of(T.SendLearnValue, 1)).toMatchObject([{ instanceId: 9 }]);
   });
 
-  it('does not learn, nor ack, a streamed value whose lastChecksum breaks its chain (DESIGN §2)', async () => {
+  it('does not learn, nor ack, a streamed value whose lastChecksum breaks its chain (design.md §2)', async () => {
     const net = new Net();
     const a = await net.add(1, { peers: [2], log: values(3) });
     const good = a.lastChecksum;

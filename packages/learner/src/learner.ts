@@ -141,7 +141,7 @@ export interface LearnerCounters {
   aheadMessages: number;
   acksSent: number;
   senderBusy: number;
-  /** Streamed values refused because their lastChecksum breaks our chain (DESIGN §2). */
+  /** Streamed values refused because their lastChecksum breaks our chain (design.md §2). */
   checksumMismatches: number;
   /** SendLearnValue frames (batches or single values) learned from. */
   batchesLearned: number;

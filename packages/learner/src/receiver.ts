@@ -19,7 +19,7 @@ import type { LearnerOptions } from './options';
 import { RECORD_OVERHEAD_BYTES } from './sender';
 import type { LearnerState } from './state';
 
-/** Planted bugs (tests only): the simulator must catch each (STYLE.md 13). */
+/** Planted bugs (tests only): the simulator must catch each (style.md 13). */
 export interface LearnerFaults {
   /** Planted: learn a streamed value without checking or extending the checksum chain. */
   skipChainCheck?: boolean;

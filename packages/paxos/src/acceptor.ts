@@ -1,6 +1,6 @@
 // The acceptor (seed/PhxPaxos: Acceptor, AcceptorState). Its promise and accepted value for the
 // current instance are persisted with sync:true before any reply leaves (Paxos's only durability
-// requirement), and the record's checksum extends the chain (DESIGN §2).
+// requirement), and the record's checksum extends the chain (design.md §2).
 import { chainChecksum } from '@tspaxos/crc-wasm';
 import { type Ballot, compareBallots, NULL_BALLOT } from '@tspaxos/learner';
 import type { LogStore } from '@tspaxos/storage';

@@ -1,4 +1,4 @@
-// The checkpoint roles' port onto their group (DESIGN §4): the log, the user state machines, the
+// The checkpoint roles' port onto their group (design.md §4): the log, the user state machines, the
 // acceptor's floor and promise, and the master and system variables a checkpoint carries.
 import { CheckpointManager } from '@tspaxos/checkpoint';
 import { PaxosMsgType, type PaxosMsg, paxosMsg } from '@tspaxos/transport';

@@ -1,4 +1,4 @@
-// Checkpoints end to end in one process (DESIGN §4): two nodes compact their logs, a lagging
+// Checkpoints end to end in one process (design.md §4): two nodes compact their logs, a lagging
 // third catches up through a checkpoint and then through the log; a node whose state machine is
 // older than its log reports E_NEEDS_CHECKPOINT and is brought back by a peer's checkpoint. Memory
 // network and stores; each node's disk is a MemoryFiles.

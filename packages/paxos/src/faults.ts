@@ -1,4 +1,4 @@
-// Planted bugs: deliberate defects the simulator must catch (STYLE.md 13: every checker keeps a
+// Planted bugs: deliberate defects the simulator must catch (style.md 13: every checker keeps a
 // test that plants the bug). Test-only: they are reachable only through NodeOptions.unsafeFaults,
 // which production code never sets, and none of them is "another implementation's behaviour".
 

@@ -40,7 +40,7 @@ export interface GroupConfig {
   /** The recorded master changed (applied from the log or adopted from a peer). */
   onMasterChange?: (group: number, master: MasterVariables) => void;
   /**
-   * Checkpoints (DESIGN §4): the file port, this group's staging directory and the limits.
+   * Checkpoints (design.md §4): the file port, this group's staging directory and the limits.
    * Without it the group neither compacts nor sends nor receives checkpoints; the start-up rule
    * still holds (a machine older than the log stops the group with E_NEEDS_CHECKPOINT).
    */

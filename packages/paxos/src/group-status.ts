@@ -62,7 +62,7 @@ export interface GroupCounters {
   instancesLearned: number;
   executeFailures: number;
   checksumMismatches: number;
-  /** Messages whose chain checksum was compared with this node's and agreed (DESIGN §2). */
+  /** Messages whose chain checksum was compared with this node's and agreed (design.md §2). */
   checksumChecks: number;
   retriedMessages: number;
   /** The recovery no-op proposal at start ended with an expected code (E_TIMEOUT, E_STOPPED …). */

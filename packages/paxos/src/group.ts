@@ -234,7 +234,7 @@ export class Group {
    */
   async start(): Promise<void> {
     const { store, group } = this.config;
-    // A crash may have left an install to finish or a transfer to discard (DESIGN §4).
+    // A crash may have left an install to finish or a transfer to discard (design.md §4).
     let recovered;
     try {
       recovered = await this.checkpoint?.recover();
@@ -875,7 +875,7 @@ export class Group {
     for (const member of this.members) this.sendTo(member, msg);
   }
 
-  // ---- checkpoints (DESIGN §4) -------------------------------------------------------------
+  // ---- checkpoints (design.md §4) -------------------------------------------------------------
 
   /** A checkpoint frame from the network for this group; `from` is the authenticated sender. */
   receiveCheckpoint(from: number, msg: CheckpointMsg): void {
@@ -972,7 +972,7 @@ export class Group {
     this.previousChosenBallot = NULL_BALLOT;
     const now = this.acceptor.reload();
     // The chain goes on from the sender's value at the checkpoint instance, which the install
-    // kept (0 when the sender did not know it: adopted from a peer then, DESIGN §2).
+    // kept (0 when the sender did not know it: adopted from a peer then, design.md §2).
     this.lastChecksum = chainChecksumAt(this.config.store, this.config.group, now - 1);
     this.learner = new Learner(learnerPort(this.ports()), this.config.options.learner, {
       skipChainCheck: this.config.faults?.learnerSkipsChainCheck ?? false,

@@ -56,7 +56,7 @@ export interface NodeOptions {
   /** Planted bugs (faults.ts, master.ts), for proving the simulator can fail. Tests only: never set it. */
   unsafeFaults?: UnsafeFaults & MasterFaults;
   /**
-   * Checkpoint transfer (DESIGN §4): the file port (NodeFiles from `@tspaxos/checkpoint/fs`, or
+   * Checkpoint transfer (design.md §4): the file port (NodeFiles from `@tspaxos/checkpoint/fs`, or
    * MemoryFiles in tests), a directory for staging received checkpoints (one per group below
    * it), limits, and whether the cleaner compacts on its own (default true, keeping
    * options.holdCount). Without it there is no compaction and no checkpoint transfer.

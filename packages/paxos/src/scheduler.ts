@@ -1,5 +1,5 @@
 /**
- * Time for the cores (STYLE.md 2): the node never reads a real clock or sets a real timer; the
+ * Time for the cores (style.md 2): the node never reads a real clock or sets a real timer; the
  * simulator passes a virtual scheduler, apps pass realScheduler().
  */
 export interface Scheduler {

@@ -1,4 +1,4 @@
-// The lint rules that hold the layering of DESIGN §1, the sans-IO cores (STYLE.md 1, 2, 4) and
+// The lint rules that hold the layering of design.md §1, the sans-IO cores (style.md 1, 2, 4) and
 // the absence of import cycles (issue 21): each planted violation is linted with the
 // repository's own eslint.config.js (ESLint's Node API, as `npm run lint` uses it) and must be
 // reported; what is allowed must stay clean; and the real tree is clean.
@@ -18,7 +18,7 @@ async function problems(file: string, code: string): Promise<string[]> {
   return result!.messages.map((m) => `${m.ruleId ?? 'fatal'}: ${m.message}`);
 }
 
-describe('lint: layering (DESIGN §1)', () => {
+describe('lint: layering (design.md §1)', () => {
   it.each([
     // A core file deep-importing another package: the core override used to replace this rule.
     [
@@ -29,27 +29,27 @@ describe('lint: layering (DESIGN §1)', () => {
     [
       'packages/learner/src/planted.ts',
       "import { createNode } from '@tspaxos/paxos';\nexport { createNode };",
-      /no-restricted-imports: .*DESIGN §1: @tspaxos\/learner may not import/,
+      /no-restricted-imports: .*design.md §1: @tspaxos\/learner may not import/,
     ],
     [
       'packages/checkpoint/src/planted.ts',
       "import { Learner } from '@tspaxos/learner';\nexport { Learner };",
-      /DESIGN §1: @tspaxos\/checkpoint may not import/,
+      /design.md §1: @tspaxos\/checkpoint may not import/,
     ],
     [
       'packages/storage/src/planted.ts',
       "import { MemoryNetwork } from '@tspaxos/transport';\nexport { MemoryNetwork };",
-      /DESIGN §1: @tspaxos\/storage may not import/,
+      /design.md §1: @tspaxos\/storage may not import/,
     ],
     [
       'packages/crc-wasm/src/planted.ts',
       "import { MemoryLogStore } from '@tspaxos/storage';\nexport { MemoryLogStore };",
-      /DESIGN §1: @tspaxos\/crc-wasm may not import/,
+      /design.md §1: @tspaxos\/crc-wasm may not import/,
     ],
     [
       'packages/paxos/bench/planted.mjs',
       "import { runSeed } from '@tspaxos/sim';\nexport { runSeed };",
-      /DESIGN §1: @tspaxos\/paxos may not import/,
+      /design.md §1: @tspaxos\/paxos may not import/,
     ],
     [
       'packages/sim/src/planted.ts',

@@ -4,7 +4,7 @@
 import { TspaxosError, rangeProblem, type OptionRange } from '@tspaxos/crc-wasm';
 import { MASTER_LEASE_MIN_MS } from '@tspaxos/paxos';
 
-/** Bugs planted on purpose; each must make the simulator fail (STYLE.md 13). */
+/** Bugs planted on purpose; each must make the simulator fail (style.md 13). */
 export const PLANTED_BUGS = [
   'forgetPromises',
   'resetPromisePerInstance',

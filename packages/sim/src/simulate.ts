@@ -1134,7 +1134,7 @@ class Simulation {
             identity: valueIdentity(record.value),
             node: n.id,
           });
-          // DESIGN §2: an instance whose predecessor's checksum is unknown (not in this log, after
+          // design.md §2: an instance whose predecessor's checksum is unknown (not in this log, after
           // a checkpoint install or compaction, or itself 0) restarts the chain at 0.
           if (record.checksum === 0 && i > 0) {
             const before = n.store.get(g, i - 1);

@@ -1,6 +1,6 @@
 import type { Message } from './messages';
 
-/** The port the consensus cores send and receive through (STYLE.md 1). */
+/** The port the consensus cores send and receive through (style.md 1). */
 export interface Network {
   /** Best effort: queued, or dropped and counted; never throws for a down or unknown peer. */
   send(to: number, group: number, message: Message): void;
@@ -14,7 +14,7 @@ export interface Network {
   readonly maxFrameBytes?: number;
 }
 
-/** Uniform randomness, injected so the simulator can seed it (STYLE.md 2). */
+/** Uniform randomness, injected so the simulator can seed it (style.md 2). */
 export interface Rng {
   /** Uniform in [0, 1). */
   next(): number;
@@ -22,7 +22,7 @@ export interface Rng {
   int(maxExclusive: number): number;
 }
 
-/** Milliseconds on a monotonic clock, injected (STYLE.md 2). */
+/** Milliseconds on a monotonic clock, injected (style.md 2). */
 export interface Clock {
   now(): number;
 }

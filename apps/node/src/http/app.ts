@@ -1,4 +1,4 @@
-// The HTTP API of DESIGN §6 on fastify: the server-wide parts (logging, the stopping 503, error
+// The HTTP API of design.md §6 on fastify: the server-wide parts (logging, the stopping 503, error
 // format, 404/405) here, the routes in plugins. Every error is `{ error: { code, message } }`;
 // client input never produces a 500 (test/http-errors.test.ts sends a corpus of bad requests).
 import Fastify, {
