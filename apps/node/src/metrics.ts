@@ -34,6 +34,17 @@ export function createMetrics(nodeId: number, source: MetricsSource): Metrics {
     if (scraped === undefined) throw new Error('a status metric was collected outside scrape()');
     return scraped;
   };
+  /** One sample per group, read from its status at scrape time; counters skip zeros. */
+  const perGroup = (metric: Counter | Gauge, read: Read, counter: boolean): void => {
+    metric.reset();
+    for (const s of current().groups) {
+      const v = read(s);
+      if (v === undefined || (counter && v <= 0)) continue;
+      const labels = { group: String(s.group) };
+      if (counter) (metric as Counter).inc(labels, v);
+      else (metric as Gauge).set(labels, v);
+    }
+  };
   /** A counter whose value is read from a group's status field at scrape time. */
   const c = (name: string, help: string, read: Read): void => {
     new Counter({
@@ -42,11 +53,7 @@ export function createMetrics(nodeId: number, source: MetricsSource): Metrics {
       labelNames: ['group'],
       registers: [registry],
       collect() {
-        this.reset();
-        for (const s of current().groups) {
-          const v = read(s);
-          if (v !== undefined && v > 0) this.inc({ group: String(s.group) }, v);
-        }
+        perGroup(this, read, true);
       },
     });
   };
@@ -57,11 +64,7 @@ export function createMetrics(nodeId: number, source: MetricsSource): Metrics {
       labelNames: ['group'],
       registers: [registry],
       collect() {
-        this.reset();
-        for (const s of current().groups) {
-          const v = read(s);
-          if (v !== undefined) this.set({ group: String(s.group) }, v);
-        }
+        perGroup(this, read, false);
       },
     });
   };

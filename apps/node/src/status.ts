@@ -34,19 +34,22 @@ export interface MemberView {
 export type KvStatus = ReturnType<KvStateMachine['status']>;
 
 /** One group as this node sees it: the paxos group, its KV state machine, its master. */
-export interface GroupView {
-  nodeId: number;
-  group: number;
-  /** The now instance id: the first instance not learned here. */
-  instanceId: number;
-  minChosenInstanceId: number;
-  checkpointInstanceId: number;
-  lastChecksum: number;
-  isFollower: boolean;
-  /** The group's voting members. */
-  members: number[];
-  membershipVersion: number;
-  followers: number[];
+export interface GroupView extends Pick<
+  GroupStatus,
+  | 'nodeId'
+  | 'group'
+  | 'instanceId'
+  | 'minChosenInstanceId'
+  | 'checkpointInstanceId'
+  | 'lastChecksum'
+  | 'isFollower'
+  | 'members'
+  | 'membershipVersion'
+  | 'followers'
+  | 'proposer'
+  | 'committer'
+  | 'counters'
+> {
   stopped: NonNullable<GroupStatus['stopped']> | null;
   /** Null: no master with a live lease in this node's view. */
   master: MasterView | null;
@@ -64,9 +67,6 @@ export interface GroupView {
   };
   /** The checkpoint package: mode, transfers, cleaner, replayer (@tspaxos/checkpoint README). */
   checkpoint: NonNullable<GroupStatus['checkpoint']> | null;
-  proposer: GroupStatus['proposer'];
-  committer: GroupStatus['committer'];
-  counters: GroupStatus['counters'];
 }
 
 export interface NodeStatus {
