@@ -17,8 +17,12 @@ const ADAPTER_ENTRIES = [
   '@tspaxos/storage/sqlite',
   '@tspaxos/transport/tcp',
   '@tspaxos/paxos/node',
+  '@tspaxos/paxos/testing',
   '@tspaxos/checkpoint/fs',
 ];
+
+/** Sans-IO entries besides the main ones: the paxos internals, for the simulator and the server. */
+const INTERNAL_ENTRIES = ['@tspaxos/paxos/internal'];
 
 /**
  * design.md §1, lowest first: a package may import only packages of a lower rank (crc-wasm <
@@ -47,6 +51,7 @@ const BASE_PATTERNS = [
     group: [
       '@tspaxos/*/*',
       ...ADAPTER_ENTRIES.map((entry) => `!${entry}`),
+      ...INTERNAL_ENTRIES.map((entry) => `!${entry}`),
       '**/packages/*/src/**',
       '../../*/src/**',
     ],

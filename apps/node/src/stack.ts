@@ -1,6 +1,9 @@
 // The one file that imports the tspaxos packages, so their entry points can move (subpath exports
 // such as @tspaxos/paxos/node, @tspaxos/transport/tcp) by editing only here.
-export { createNode } from '@tspaxos/paxos/node';
+import { type NodeOptions, type PaxosNode, startNode } from '@tspaxos/paxos/internal';
+import { realRandom, realScheduler } from '@tspaxos/paxos/node';
+import { SqliteLogStore } from '@tspaxos/storage/sqlite';
+
 export {
   PaxosNode,
   PaxosError,
@@ -14,7 +17,24 @@ export {
   type GroupStatus,
   type NodeCounters,
   type Logger as PaxosLogger,
-} from '@tspaxos/paxos';
+} from '@tspaxos/paxos/internal';
 export { TcpNetwork, type PeerAddress, type TcpCounters } from '@tspaxos/transport/tcp';
 export { encodeHello } from '@tspaxos/transport';
 export { NodeFiles } from '@tspaxos/checkpoint/fs';
+
+/**
+ * The server's node: the lower-level PaxosNode of @tspaxos/paxos/internal (group index per call),
+ * on a SQLite log in `dataDir` (closed again if the start fails) and the real clock.
+ */
+export async function createNode(
+  opts: Omit<NodeOptions, 'store' | 'scheduler' | 'random'> & { dataDir: string },
+): Promise<PaxosNode> {
+  const { dataDir, ...rest } = opts;
+  const store = SqliteLogStore.open(dataDir);
+  try {
+    return await startNode({ ...rest, store, scheduler: realScheduler(), random: realRandom() });
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+}

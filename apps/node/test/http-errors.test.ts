@@ -322,7 +322,6 @@ const REFUSALS: Record<PaxosErrorCode, { refused: Answer; queued: Answer; barrie
     barrier: [504, 'E_TIMEOUT'],
   },
   E_STOPPED: { refused: [503, 'E_STOPPING'], queued: UNKNOWN, barrier: [503, 'E_STOPPING'] },
-  E_GROUP_STOPPED: { refused: UNAVAILABLE, queued: UNKNOWN, barrier: UNAVAILABLE },
   E_CHECKSUM_MISMATCH: { refused: UNAVAILABLE, queued: UNKNOWN, barrier: UNAVAILABLE },
   E_STORAGE: { refused: UNAVAILABLE, queued: UNKNOWN, barrier: UNAVAILABLE },
   E_NEEDS_CHECKPOINT: { refused: UNAVAILABLE, queued: UNKNOWN, barrier: UNAVAILABLE },
@@ -350,6 +349,7 @@ const REFUSALS: Record<PaxosErrorCode, { refused: Answer; queued: Answer; barrie
   E_INVARIANT: { refused: INTERNAL, queued: INTERNAL, barrier: INTERNAL },
   E_UNKNOWN_STATE_MACHINE: { refused: INTERNAL, queued: INTERNAL, barrier: INTERNAL },
   E_MEMBERSHIP_CONFLICT: { refused: INTERNAL, queued: INTERNAL, barrier: INTERNAL },
+  E_ABORTED: { refused: INTERNAL, queued: INTERNAL, barrier: INTERNAL },
 };
 
 describe('paxos refusals', () => {

@@ -2,7 +2,9 @@
 // SQLite log in `dataDir`. The parent wires the addresses, starts the node, and asks it to report
 // its catch-up or to propose for a while.
 import { TcpNetwork } from '@tspaxos/transport/tcp';
-import { createNode } from '../dist/node.js';
+import { SqliteLogStore } from '@tspaxos/storage/sqlite';
+import { startNode } from '../dist/internal.js';
+import { realRandom, realScheduler } from '../dist/node.js';
 
 const nodeId = Number(process.argv[2]);
 const dataDir = process.argv[3];
@@ -92,12 +94,14 @@ process.on('message', async (m) => {
     const target = m.targetInstanceId ?? 0;
     askOnly = m.askOnly;
     const t0 = performance.now();
-    node = await createNode({
+    node = await startNode({
       nodeId,
       cluster: [1, 2, 3],
       groups: 1,
-      dataDir,
+      store: SqliteLogStore.open(dataDir),
       network,
+      scheduler: realScheduler(),
+      random: realRandom(),
       stateMachines: [counter],
       options: m.options ?? {},
       ...(process.env.CATCHUP_DEBUG

@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SqliteLogStore } from '@tspaxos/storage/sqlite';
 import { TcpNetwork } from '@tspaxos/transport/tcp';
-import { createNode, realRandom, realScheduler } from '../dist/node.js';
+import { startNode } from '../dist/internal.js';
+import { realRandom, realScheduler } from '../dist/node.js';
 
 const nodeId = Number(process.argv[2]);
 const network = new TcpNetwork({
@@ -28,7 +29,7 @@ process.on('message', async (m) => {
   if (m.type === 'peers') {
     for (const [id, p] of Object.entries(m.peers))
       if (Number(id) !== nodeId) network.addPeer(Number(id), { host: '127.0.0.1', port: p });
-    node = await createNode({
+    node = await startNode({
       nodeId,
       cluster: [1, 2, 3],
       groups: 1,

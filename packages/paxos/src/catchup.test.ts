@@ -5,14 +5,14 @@ import { MemoryLogStore } from '@tspaxos/storage';
 import { frameBytesForValues, MemoryNetwork, SeededRng } from '@tspaxos/transport';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
-  createNode,
+  startNode,
   type NodeEvents,
   type PaxosNode,
   type PaxosOptionsInput,
   packValue,
   SINGLE_VALUE_OVERHEAD_BYTES,
   type StateMachine,
-} from './index';
+} from './internal';
 import { realRandom, realScheduler } from './adapters/real-scheduler';
 import { paxosMsg, PaxosMsgType } from '@tspaxos/transport';
 
@@ -54,7 +54,7 @@ function world(
       maxValueBytes: maxValueBytes + SINGLE_VALUE_OVERHEAD_BYTES,
     });
     stores.set(id, store);
-    const node = await createNode({
+    const node = await startNode({
       nodeId: id,
       cluster: [1, 2, 3],
       groups: 1,

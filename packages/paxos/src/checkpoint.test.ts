@@ -12,7 +12,7 @@ import {
   SeededRng,
 } from '@tspaxos/transport';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createNode, type ExecuteContext, type PaxosNode, type StateMachine } from './index';
+import { startNode, type ExecuteContext, type PaxosNode, type StateMachine } from './internal';
 import { realRandom, realScheduler } from './adapters/real-scheduler';
 
 const encoder = new TextEncoder();
@@ -163,7 +163,7 @@ async function start(
             ),
           close: () => endpoint.close(),
         };
-  const node = await createNode({
+  const node = await startNode({
     nodeId: id,
     cluster: [1, 2, 3],
     groups: 1,

@@ -4,7 +4,7 @@
 // together are packed into one instance (PhxPaxos BatchPropose): the way to throughput, since an
 // instance costs two fsync round trips whatever it carries.
 import { crc32, KNOWN_CRC_MIN_BYTES, rememberCrc } from '@tspaxos/crc-wasm';
-import { assert, PaxosError } from './errors';
+import { assert, PaxosError, type PaxosOutcome } from './errors';
 import type { PaxosOptions } from './options';
 import {
   BATCH_HEADER_BYTES,
@@ -16,10 +16,10 @@ import {
   SINGLE_VALUE_OVERHEAD_BYTES,
 } from './value';
 
-export interface ProposeResult {
+export interface ProposeResult<R = unknown> {
   instanceId: number;
   /** What the state machine's execute() returned for this value on this node. */
-  result: unknown;
+  result: R;
   /** Position in the instance's batch (batchPropose only). */
   batchIndex?: number;
   /** The identity the chosen value carries (value.ts): this proposal's, and no other's. */
@@ -212,24 +212,31 @@ export class Committer {
    */
   expire(nowMs: number): boolean {
     const expired = (p: Pending): boolean => p.deadlineMs <= nowMs;
-    const timeout = (p: Pending): void => {
+    const timeout = (p: Pending, outcome: PaxosOutcome): void => {
       this.counters.timeouts++;
       p.reject(
-        new PaxosError('E_TIMEOUT', 'the proposal timed out; it may or may not be chosen later'),
+        new PaxosError(
+          'E_TIMEOUT',
+          outcome === 'rejected'
+            ? 'the proposal timed out before it was proposed; it will not be chosen'
+            : 'the proposal timed out; it may or may not be chosen later',
+          { outcome },
+        ),
       );
     };
     const keep: Pending[] = [];
     for (const p of this.queue) {
+      // Still queued: never proposed, or proposed in an instance another value won (conflicted).
       if (expired(p)) {
         this.queuedBytes -= p.value.length;
-        timeout(p);
+        timeout(p, 'rejected');
       } else keep.push(p);
     }
     this.queue = keep;
     const flight = this.inFlight;
     if (flight !== undefined && flight.entries.every(expired)) {
       this.inFlight = undefined;
-      flight.entries.forEach(timeout);
+      flight.entries.forEach((p) => timeout(p, 'unknown'));
       return true;
     }
     return false;
@@ -248,12 +255,20 @@ export class Committer {
     return Number.isFinite(min) ? min : undefined;
   }
 
-  /** Rejects everything (the group or node is stopping). */
+  /**
+   * Rejects everything (the group or node is stopping). The value in flight may be chosen yet
+   * (the error's own outcome); the queued ones never will be (outcome `rejected`).
+   */
   rejectAll(error: PaxosError): void {
-    const all = [...(this.inFlight?.entries ?? []), ...this.queue];
+    const flight = this.inFlight?.entries ?? [];
+    const queued = this.queue;
     this.inFlight = undefined;
     this.queue = [];
     this.queuedBytes = 0;
-    for (const p of all) p.reject(error);
+    for (const p of flight) p.reject(error);
+    if (queued.length > 0) {
+      const rejected = error.asRejected();
+      for (const p of queued) p.reject(rejected);
+    }
   }
 }

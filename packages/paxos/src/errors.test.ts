@@ -1,74 +1,12 @@
 // No error goes unseen: what a node does with unexpected exceptions (counted in status().errors
 // with the last code and message) and with expected coded conditions (counted drops), on a
 // virtual clock and an in-memory network.
-import { type DurabilityPort, MemoryLogStore, StorageError } from '@tspaxos/storage';
-import { MemoryNetwork, SeededRng } from '@tspaxos/transport';
+import { MemoryLogStore, StorageError } from '@tspaxos/storage';
+import { SeededRng } from '@tspaxos/transport';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createNode, type PaxosNode, type Scheduler, type StateMachine } from './index';
+import { VirtualWorld } from './adapters/testing-entry';
+import { startNode, type PaxosNode, type StateMachine } from './internal';
 import type { UnsafeFaults } from './faults';
-
-/** Virtual time: timers and network deliveries run only when the test advances the clock. */
-class VirtualWorld {
-  nowMs = 0;
-  private timers: Array<{ at: number; seq: number; fn: () => void; live: boolean }> = [];
-  private seq = 0;
-  readonly net = new MemoryNetwork({ rng: new SeededRng(1) });
-
-  readonly scheduler: Scheduler = {
-    now: () => this.nowMs,
-    schedule: (delayMs, fn) => {
-      const t = { at: this.nowMs + Math.max(1, delayMs), seq: this.seq++, fn, live: true };
-      this.timers.push(t);
-      return () => {
-        t.live = false;
-      };
-    },
-  };
-
-  /** An fsync port on this clock; `fail()` makes the next fsync fail. */
-  disk(): DurabilityPort & { failNext: () => void } {
-    let failNext = false;
-    return {
-      schedule: (delayMs, fn) => void this.scheduler.schedule(delayMs, fn),
-      fsyncDelayMs: () => 1,
-      fsyncFails: () => {
-        const f = failNext;
-        failNext = false;
-        return f;
-      },
-      failNext: () => {
-        failNext = true;
-      },
-    };
-  }
-
-  async advance(ms: number): Promise<void> {
-    const end = this.nowMs + ms;
-    for (;;) {
-      await new Promise((r) => setImmediate(r));
-      const live = this.timers.filter((t) => t.live);
-      const nextTimer = live.reduce<(typeof live)[number] | undefined>(
-        (a, t) => (a === undefined || t.at < a.at || (t.at === a.at && t.seq < a.seq) ? t : a),
-        undefined,
-      );
-      const nextFrame = this.net.nextDeliveryAt();
-      const next = Math.min(nextTimer?.at ?? Infinity, nextFrame ?? Infinity);
-      if (next > end) break;
-      this.nowMs = Math.max(this.nowMs, next);
-      this.net.setTime(this.nowMs);
-      if (nextFrame !== undefined && nextFrame <= (nextTimer?.at ?? Infinity)) {
-        this.net.deliverNext(this.nowMs);
-      } else if (nextTimer !== undefined) {
-        nextTimer.live = false;
-        this.timers = this.timers.filter((t) => t.live);
-        nextTimer.fn();
-      }
-    }
-    this.nowMs = end;
-    this.net.setTime(end);
-    await new Promise((r) => setImmediate(r));
-  }
-}
 
 class Recorder implements StateMachine {
   readonly smId = 10;
@@ -89,7 +27,7 @@ const unhandled: unknown[] = [];
 const onUnhandled = (reason: unknown) => unhandled.push(reason);
 
 beforeEach(() => {
-  world = new VirtualWorld();
+  world = new VirtualWorld({ autoRun: false });
   nodes = [];
   unhandled.length = 0;
   process.on('unhandledRejection', onUnhandled);
@@ -102,11 +40,11 @@ afterEach(async () => {
 });
 
 /**
- * createNode with the virtual clock running: a start waits for one fsync (the group's new
+ * startNode with the virtual clock running: a start waits for one fsync (the group's new
  * incarnation, group.ts takeIncarnation), which a simulated disk completes on this clock.
  */
-async function started(options: Parameters<typeof createNode>[0]): Promise<PaxosNode> {
-  const made = createNode(options);
+async function started(options: Parameters<typeof startNode>[0]): Promise<PaxosNode> {
+  const made = startNode(options);
   let done = false;
   made.then(
     () => (done = true),
@@ -219,8 +157,8 @@ describe('no error goes unseen (status().errors)', () => {
     expect((await propose(nodes[0]!, 'a')).ok).toBe(true);
     for (const n of nodes.splice(0)) await n.stop({ closeStore: false });
     store.reopen();
-    world = new VirtualWorld();
-    const alone = await createNode({
+    world = new VirtualWorld({ autoRun: false });
+    const alone = await startNode({
       nodeId: 1,
       cluster: [1, 2, 3],
       groups: 1,

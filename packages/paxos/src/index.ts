@@ -1,57 +1,28 @@
-export {
-  createNode,
-  PaxosNode,
-  type NodeOptions,
-  type ProposeOptions,
-  type NodeCounters,
-  type Logger,
-  type LogLevel,
-} from './node';
+// `@tspaxos/paxos`: the public, sans-IO surface (its API report: api/paxos.api.md). The node is
+// built by `createNode` of `@tspaxos/paxos/node` (TCP and SQLite) or `createTestCluster` of
+// `@tspaxos/paxos/testing` (virtual time, in memory); the lower-level builder and the codecs are
+// in `@tspaxos/paxos/internal`, for the simulator and the reference server, with no promise kept.
+export type {
+  GroupHandle,
+  Machines,
+  NodeHandle,
+  ProposeArgs,
+  ProposeOptions,
+  WaitOptions,
+} from './facade';
 export type { ProposeResult } from './committer';
-export type { GroupStatus, GroupErrors, ErrorCount, GroupCounters, GroupEvent } from './group';
-export { NodeEventEmitter, type NodeEvents, type NodeEventName } from './events';
-export { InvariantError, PaxosError, type PaxosErrorCode } from './errors';
+export type { GroupStatus, GroupErrors, ErrorCount, GroupCounters } from './group';
+export type { NodeEvents, NodeEventName } from './events';
 export {
-  type PaxosOptions,
-  type PaxosOptionsInput,
-  defaultPaxosOptions,
-  resolveOptions,
-  maxValueBytesForFrame,
-  PAXOS_OPTION_RANGES,
-  MAX_SYNC_SLICE_MS,
-  MASTER_LEASE_MIN_MS,
-} from './options';
+  InvariantError,
+  PaxosError,
+  PAXOS_ERROR_CODES,
+  type PaxosErrorCode,
+  type PaxosOutcome,
+} from './errors';
+export type { Logger, LogLevel } from './node';
+export type { PaxosOptions, PaxosOptionsInput } from './options';
 export type { Scheduler, RandomSource } from './scheduler';
-export {
-  type StateMachine,
-  type ExecuteContext,
-  type SystemVariables,
-  encodeSystemVariables,
-  decodeSystemVariables,
-} from './state-machine';
-export {
-  packValue,
-  packBatch,
-  unpackValue,
-  SYSTEM_SM_ID,
-  MASTER_SM_ID,
-  BATCH_SM_ID,
-  NO_SM_ID,
-  SINGLE_VALUE_OVERHEAD_BYTES,
-  BATCH_HEADER_BYTES,
-  BATCH_ITEM_OVERHEAD_BYTES,
-  IDENTIFIED_SM_ID,
-  IDENTITY_HEADER_BYTES,
-  hasIdentity,
-  valueIdentity,
-  withoutIdentity,
-  type ProposalIdentity,
-} from './value';
-export type { AcceptorFaults, UnsafeFaults } from './faults';
-export {
-  type MasterInfo,
-  type MasterVariables,
-  type MasterCounters,
-  type MasterFaults,
-  NO_MASTER_VERSION,
-} from './master';
+export type { StateMachine, ExecuteContext } from './state-machine';
+export type { ProposalIdentity } from './value';
+export type { MasterInfo, MasterVariables } from './master';

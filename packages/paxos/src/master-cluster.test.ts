@@ -13,7 +13,7 @@ import {
   SeededRng,
 } from '@tspaxos/transport';
 import { describe, expect, it } from 'vitest';
-import { createNode, type PaxosNode } from './node';
+import { startNode, type PaxosNode } from './node';
 import type { MasterFaults, MasterVariables } from './master';
 import type { Scheduler } from './scheduler';
 import type { StateMachine } from './state-machine';
@@ -212,7 +212,7 @@ class Cluster {
         };
       },
     };
-    s.node = await createNode({
+    s.node = await startNode({
       nodeId: s.id,
       cluster: this.ids,
       groups: 1,

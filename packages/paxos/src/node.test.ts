@@ -15,19 +15,19 @@ import {
   realRandom,
   realScheduler,
 } from './adapters/node-entry';
+import { VirtualWorld } from './adapters/testing-entry';
 import {
   BATCH_HEADER_BYTES,
   BATCH_ITEM_OVERHEAD_BYTES,
-  createNode,
+  startNode,
   maxValueBytesForFrame,
   NO_SM_ID,
   type PaxosNode,
   PaxosError,
   type PaxosOptionsInput,
-  type Scheduler,
   type StateMachine,
   type UnsafeFaults,
-} from './index';
+} from './internal';
 
 /** A KV-ish state machine that records what it applied. */
 class ListMachine implements StateMachine {
@@ -45,81 +45,18 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-/**
- * Virtual time for a cluster in one process: a Scheduler whose timers and a MemoryNetwork whose
- * deliveries run on one virtual clock. Whenever the event loop is idle (a setImmediate turn: every
- * promise settled), the world delivers what is due, or else jumps to the next timer or delivery.
- * So a test waits for conditions, never for the real clock, and a loaded machine cannot fail it.
- */
-class VirtualWorld {
-  nowMs = 0;
-  readonly net = new MemoryNetwork({ rng: new SeededRng(1) });
-  private timers: Array<{ atMs: number; seq: number; fn: () => void; live: boolean }> = [];
-  private seq = 0;
-  private running = true;
-
-  constructor() {
-    const turn = () => {
-      if (!this.running) return;
-      this.step();
-      setImmediate(turn);
-    };
-    setImmediate(turn);
-    cleanups.push(() => {
-      this.running = false;
-    });
-  }
-
-  readonly scheduler: Scheduler = {
-    now: () => this.nowMs,
-    schedule: (delayMs, fn) => {
-      const timer = { atMs: this.nowMs + Math.max(0, delayMs), seq: this.seq++, fn, live: true };
-      this.timers.push(timer);
-      return () => {
-        timer.live = false;
-      };
-    },
-  };
-
-  /** Runs what is due now; if nothing is, moves the clock to the next event. */
-  private step(): void {
-    this.timers = this.timers.filter((t) => t.live);
-    this.timers.sort((x, y) => x.atMs - y.atMs || x.seq - y.seq);
-    const timer = this.timers[0];
-    const delivery = this.net.nextDeliveryAt();
-    const next = Math.min(timer?.atMs ?? Infinity, delivery ?? Infinity);
-    if (next === Infinity) return;
-    this.nowMs = Math.max(this.nowMs, next);
-    this.net.setTime(this.nowMs);
-    if (this.net.deliverDue(this.nowMs) > 0) return;
-    if (timer !== undefined && timer.atMs <= this.nowMs) {
-      timer.live = false;
-      timer.fn();
-    }
-  }
-
-  /** Resolves once `cond` holds; fails after `virtualMs` of virtual time. */
-  async until(cond: () => boolean, virtualMs = 60_000): Promise<void> {
-    const deadline = this.nowMs + virtualMs;
-    while (!cond()) {
-      if (this.nowMs > deadline)
-        throw new Error(`condition not met within ${virtualMs} virtual ms`);
-      await new Promise((r) => setImmediate(r));
-    }
-  }
-
-  /** Lets `virtualMs` of virtual time pass. */
-  sleep(virtualMs: number): Promise<void> {
-    const at = this.nowMs + virtualMs;
-    return this.until(() => this.nowMs >= at, virtualMs + 1);
-  }
+/** The virtual-time world of `@tspaxos/paxos/testing`, stopped after each test. */
+function newWorld(): VirtualWorld {
+  const world = new VirtualWorld();
+  cleanups.push(() => world.close());
+  return world;
 }
 
 /** Three nodes (and a follower) in one process, on virtual time. */
 async function cluster(
   opts: { follower?: boolean; options?: PaxosOptionsInput; unsafeFaults?: UnsafeFaults } = {},
 ) {
-  const world = new VirtualWorld();
+  const world = newWorld();
   const net = world.net;
   const ids = [1, 2, 3];
   const machines = new Map<number, ListMachine>();
@@ -128,7 +65,7 @@ async function cluster(
   for (const id of all) {
     const sm = new ListMachine();
     machines.set(id, sm);
-    const node = await createNode({
+    const node = await startNode({
       nodeId: id,
       cluster: ids,
       groups: 2,
@@ -271,14 +208,22 @@ describe('PaxosNode', () => {
       scheduler: realScheduler(),
       random: realRandom(),
     };
-    await expect(createNode({ ...base, nodeId: 4 })).rejects.toThrow(/not in the cluster/);
-    await expect(createNodeWithDataDir({ ...base, nodeId: 1, dataDir: '/tmp/x' })).rejects.toThrow(
-      /exactly one of store and dataDir/,
-    );
-    await expect(createNode({ ...base, nodeId: 1.5 })).rejects.toThrow(/positive safe integer/);
-    await expect(createNode({ ...base, nodeId: 1, groups: 0 })).rejects.toThrow(/groups/);
+    await expect(startNode({ ...base, nodeId: 4 })).rejects.toThrow(/not in the cluster/);
     await expect(
-      createNode({ ...base, nodeId: 1, stateMachines: [{ smId: 1, execute: () => 0 }] }),
+      createNodeWithDataDir({
+        nodeId: 1,
+        clusterId: 't',
+        members: [{ id: 1, address: '127.0.0.1:0' }],
+        store: base.store,
+        network: base.network,
+        dataDir: '/tmp/x',
+        stateMachine: new ListMachine(),
+      }),
+    ).rejects.toThrow(/exactly one of dataDir and store/);
+    await expect(startNode({ ...base, nodeId: 1.5 })).rejects.toThrow(/positive safe integer/);
+    await expect(startNode({ ...base, nodeId: 1, groups: 0 })).rejects.toThrow(/groups/);
+    await expect(
+      startNode({ ...base, nodeId: 1, stateMachines: [{ smId: 1, execute: () => 0 }] }),
     ).rejects.toThrow(/reserved/);
   });
 
@@ -289,16 +234,16 @@ describe('PaxosNode', () => {
     const start = (sm: ListMachine) =>
       createNodeWithDataDir({
         nodeId: 1,
-        cluster: [1],
-        groups: 1,
+        clusterId: 't',
+        members: [{ id: 1, address: '127.0.0.1:0' }],
         dataDir: dir,
         network: net.endpoint(1),
-        stateMachines: [sm],
+        stateMachine: sm,
       });
     const first = await start(new ListMachine());
-    const kept = await first.propose(0, bytes('kept'), { smId: 10 });
+    const kept = await first.group().propose<string>(bytes('kept'));
     expect(kept).toMatchObject({ instanceId: 0, result: 'ok:kept', identity: { sequence: 0 } });
-    await first.propose(0, bytes('also'), { smId: 10 });
+    await first.group().propose(bytes('also'));
     await first.stop();
     const sm = new ListMachine();
     const second = await start(sm);
@@ -306,7 +251,7 @@ describe('PaxosNode', () => {
     // Replayed up to the last instance; that one is learned again by the recovery no-op.
     await eventually(() => sm.applied.length === 2);
     expect(sm.applied).toEqual(['kept', 'also']);
-    const third = await second.propose(0, bytes('third'), { smId: 10 });
+    const third = await second.group().propose(bytes('third'));
     expect(sm.applied).toEqual(['kept', 'also', 'third']);
     // A new incarnation per start, persisted: the restart's identities differ from the first's.
     expect(third.identity.incarnation).toBe((kept.identity.incarnation + 1) % 2 ** 32);
@@ -450,7 +395,7 @@ describe('value size limits match what the wire and the store accept', () => {
     };
     const network = new MemoryNetwork({ rng: new SeededRng(1) }).endpoint(1);
     await expect(
-      createNode({
+      startNode({
         ...base,
         store: new MemoryLogStore(),
         network: { ...network, maxFrameBytes: 1024 * 1024 },
@@ -459,14 +404,14 @@ describe('value size limits match what the wire and the store accept', () => {
       /maxValueBytes \(10485591\) must be at most 1048407: the network's maxFrameBytes/,
     );
     await expect(
-      createNode({
+      startNode({
         ...base,
         store: new MemoryLogStore({ maxValueBytes: 1024 * 1024 }),
         network,
       }),
     ).rejects.toThrow(/must be at most 1048552: the store's maxValueBytes \(1048576\)/);
     // Matching limits are accepted.
-    const node = await createNode({
+    const node = await startNode({
       ...base,
       store: new MemoryLogStore({ maxValueBytes: 1024 * 1024 }),
       network: { ...network, maxFrameBytes: 1024 * 1024 },
@@ -512,7 +457,7 @@ describe('options are checked at construction', () => {
       /receiverAckLead \(4\) must be at most senderAckLead \+ 1 \(2\)/,
     ],
   ])('refuses %j with E_BAD_ARGUMENT naming the field and its range', async (options, message) => {
-    const made = createNode({
+    const made = startNode({
       ...base,
       store: new MemoryLogStore(),
       network: new MemoryNetwork({ rng: new SeededRng(1) }).endpoint(1),
@@ -551,13 +496,13 @@ describe('a state machine whose execute() returns a promise', () => {
   }
 
   async function asyncCluster(failOnce?: string) {
-    const world = new VirtualWorld();
+    const world = newWorld();
     const machines: AsyncMachine[] = [];
     const nodes: PaxosNode[] = [];
     for (const id of [1, 2, 3]) {
       const sm = new AsyncMachine(world, failOnce);
       machines.push(sm);
-      const node = await createNode({
+      const node = await startNode({
         nodeId: id,
         cluster: [1, 2, 3],
         groups: 1,
@@ -605,10 +550,10 @@ describe('a state machine whose execute() returns a promise', () => {
   });
 
   it('is replayed in order at restart, awaiting each', async () => {
-    const world = new VirtualWorld();
+    const world = newWorld();
     const store = new MemoryLogStore();
     const start = (sm: AsyncMachine) =>
-      createNode({
+      startNode({
         nodeId: 1,
         cluster: [1],
         groups: 1,

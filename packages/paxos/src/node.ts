@@ -187,7 +187,7 @@ export class PaxosNode {
   /**
    * Proposes a value to a group. Resolves once it is chosen and applied on this node with the
    * instance id and the state machine's result; rejects with PaxosError (E_TIMEOUT, E_STOPPED,
-   * E_VALUE_TOO_LARGE, E_QUEUE_FULL, E_FOLLOWER, E_GROUP_STOPPED …).
+   * E_VALUE_TOO_LARGE, E_QUEUE_FULL, E_FOLLOWER, or the code the group stopped with).
    */
   propose(group: number, value: Uint8Array, opts: ProposeOptions = {}): Promise<ProposeResult> {
     return this.submit(group, value, opts, false);
@@ -212,7 +212,16 @@ export class PaxosNode {
     for (const id of members) checkId('member id', id);
     if (members.length === 0)
       return Promise.reject(new PaxosError('E_BAD_ARGUMENT', 'a group needs at least one member'));
-    return instance.changeMembership(members, timeoutMs);
+    // The system machine applies a change only against the version it was proposed on: one that
+    // lost to a concurrent change is chosen but not applied, and says so here.
+    return instance.changeMembership(members, timeoutMs).then((r) => {
+      const applied = r.result as { applied: boolean; version: number };
+      if (applied.applied) return r;
+      throw new PaxosError(
+        'E_MEMBERSHIP_CONFLICT',
+        `the membership changed (now version ${applied.version}) before this change was chosen; read it again and retry`,
+      );
+    });
   }
 
   /**
@@ -297,7 +306,10 @@ export class PaxosNode {
     opts: ProposeOptions,
     batch: boolean,
   ): Promise<ProposeResult> {
-    if (this.stopped) return Promise.reject(new PaxosError('E_STOPPED', 'the node is stopped'));
+    if (this.stopped)
+      return Promise.reject(
+        new PaxosError('E_STOPPED', 'the node is stopped', { outcome: 'rejected' }),
+      );
     let instance: Group;
     try {
       instance = this.instance(group);
@@ -364,8 +376,12 @@ export class PaxosNode {
   }
 }
 
-/** Creates a node and starts its groups. */
-export async function createNode(opts: NodeOptions): Promise<PaxosNode> {
+/**
+ * Builds a node from every port and starts its groups: the lower-level builder under the
+ * façade (`createNode` of `@tspaxos/paxos/node`), for the simulator, tests and the reference
+ * server (`@tspaxos/paxos/internal`).
+ */
+export async function startNode(opts: NodeOptions): Promise<PaxosNode> {
   const node = new PaxosNode(opts);
   await node.start();
   return node;

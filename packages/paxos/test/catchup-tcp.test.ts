@@ -10,8 +10,8 @@ import { type AcceptorRecord, chainChecksum } from '@tspaxos/crc-wasm';
 import { SqliteLogStore } from '@tspaxos/storage/sqlite';
 import { TcpNetwork } from '@tspaxos/transport/tcp';
 import { afterAll, expect, it } from 'vitest';
-import { createNode } from '../src/adapters/node-entry';
-import { NO_SM_ID, packValue, type PaxosNode } from '../src/index';
+import { realRandom, realScheduler } from '../src/adapters/node-entry';
+import { NO_SM_ID, packValue, type PaxosNode, startNode } from '../src/internal';
 
 const RECORDS = 50_000;
 const PEER = fileURLToPath(new URL('./catchup-peer.mjs', import.meta.url));
@@ -102,7 +102,15 @@ it(
       // The highest record may be accepted but not learned yet: node 1 starts at RECORDS - 1.
       expect((await started).instanceId).toBe(RECORDS - 1);
       const caughtUp: number[] = [];
-      node2 = await createNode({ nodeId: 2, cluster: [1, 2], groups: 1, dataDir: dir2, network });
+      node2 = await startNode({
+        nodeId: 2,
+        cluster: [1, 2],
+        groups: 1,
+        store: SqliteLogStore.open(dir2),
+        network,
+        scheduler: realScheduler(),
+        random: realRandom(),
+      });
       node2.on('caughtUp', (e) => caughtUp.push(e.learnedInstances));
       const n2 = node2;
       let peerNow = 0;

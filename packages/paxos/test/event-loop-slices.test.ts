@@ -8,7 +8,7 @@ import { MemoryNetwork, SeededRng } from '@tspaxos/transport';
 import { describe, expect, it } from 'vitest';
 import { realRandom, realScheduler } from '../src/adapters/node-entry';
 import { IOLoop } from '../src/io-loop';
-import { createNode, packValue, type StateMachine } from '../src/index';
+import { startNode, packValue, type StateMachine } from '../src/internal';
 
 /** Busy work of `ms` milliseconds: what an expensive execute() or task does to the loop. */
 function busy(ms: number): void {
@@ -79,9 +79,9 @@ describe('synchronous stretches stay short', () => {
         applied++;
       },
     };
-    let node: Awaited<ReturnType<typeof createNode>> | undefined;
+    let node: Awaited<ReturnType<typeof startNode>> | undefined;
     const watched = await watchEventLoop(async () => {
-      node = await createNode({
+      node = await startNode({
         nodeId: 1,
         cluster: [1],
         groups: 1,

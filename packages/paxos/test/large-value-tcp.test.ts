@@ -12,8 +12,8 @@ import { SqliteLogStore } from '@tspaxos/storage/sqlite';
 import { frameBytesForValues, MAX_FRAME_BYTES_CEILING } from '@tspaxos/transport';
 import { TcpNetwork } from '@tspaxos/transport/tcp';
 import { afterAll, expect, it } from 'vitest';
-import { createNode } from '../src/adapters/node-entry';
-import { type PaxosNode, SINGLE_VALUE_OVERHEAD_BYTES } from '../src/index';
+import { realRandom, realScheduler } from '../src/adapters/node-entry';
+import { type PaxosNode, SINGLE_VALUE_OVERHEAD_BYTES, startNode } from '../src/internal';
 
 const MiB = 1024 * 1024;
 const MAX_VALUE_BYTES = 64 * MiB;
@@ -72,11 +72,13 @@ it(
       const store = SqliteLogStore.open(dir, { maxValueBytes: MAX_VALUE_BYTES + PACK_BYTES });
       stores.set(id, store);
       cleanups.push(() => store.close());
-      const node = await createNode({
+      const node = await startNode({
         nodeId: id,
         cluster: ids,
         groups: 1,
         store,
+        scheduler: realScheduler(),
+        random: realRandom(),
         network: networks.get(id)!,
         options: {
           maxValueBytes: MAX_VALUE_BYTES,

@@ -15,7 +15,7 @@
 import { type CheckpointOptions, type CheckpointFiles, MemoryFiles } from '@tspaxos/checkpoint';
 import { crc32 } from '@tspaxos/crc-wasm';
 import { INSTALL_META_KEY } from '@tspaxos/checkpoint';
-import type { PaxosNode } from '@tspaxos/paxos';
+import type { PaxosNode } from '@tspaxos/paxos/internal';
 import type { LogStore } from '@tspaxos/storage';
 import {
   CheckpointMsgType,

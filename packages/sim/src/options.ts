@@ -2,7 +2,7 @@
 // before a run (TspaxosError E_BAD_ARGUMENT naming the field and its range), so a test that pins
 // a topology or a time bound never runs a meaningless simulation.
 import { TspaxosError, rangeProblem, type OptionRange } from '@tspaxos/crc-wasm';
-import { MASTER_LEASE_MIN_MS } from '@tspaxos/paxos';
+import { MASTER_LEASE_MIN_MS } from '@tspaxos/paxos/internal';
 
 /** Bugs planted on purpose; each must make the simulator fail (style.md 13). */
 export const PLANTED_BUGS = [

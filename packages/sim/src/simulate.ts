@@ -3,7 +3,7 @@
 // (with a simulated fsync) underneath, and the invariants of consensus checked after every event.
 // A seed replays exactly, trace included.
 import {
-  createNode,
+  startNode as createNode,
   type GroupStatus,
   type MasterFaults,
   type PaxosErrorCode,
@@ -15,7 +15,7 @@ import {
   MASTER_SM_ID,
   unpackValue,
   valueIdentity,
-} from '@tspaxos/paxos';
+} from '@tspaxos/paxos/internal';
 import { type DurabilityPort, type LogStore, MemoryLogStore } from '@tspaxos/storage';
 import {
   type LinkConfig,

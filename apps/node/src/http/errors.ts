@@ -54,7 +54,6 @@ export function fromPaxos(error: PaxosError, refusal: Refusal): ServerError | un
     case 'E_NOT_MEMBER':
       // Refused before it was sent, even when queued (instance.ts checkNewValue).
       return unavailable();
-    case 'E_GROUP_STOPPED':
     case 'E_CHECKSUM_MISMATCH':
     case 'E_STORAGE':
     case 'E_NEEDS_CHECKPOINT':
@@ -73,6 +72,7 @@ export function fromPaxos(error: PaxosError, refusal: Refusal): ServerError | un
     case 'E_BAD_ARGUMENT':
     case 'E_UNKNOWN_STATE_MACHINE':
     case 'E_MEMBERSHIP_CONFLICT':
+    case 'E_ABORTED': // the server passes no AbortSignal
     case 'E_INVARIANT':
       // The server asked wrongly, a peer runs state machines this node does not have, or an
       // invariant of the consensus core broke (the group stopped): bugs, counted as task errors.
