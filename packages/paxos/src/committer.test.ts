@@ -163,3 +163,35 @@ describe('Committer', () => {
     await expect(tooLarge).rejects.toMatchObject({ code: 'E_STOPPED' });
   });
 });
+
+describe('what a rejected caller is told: outcome', () => {
+  it('a stop rejects the value in flight as unknown, the queued ones as rejected', async () => {
+    const c = committer(defaultPaxosOptions());
+    const inFlight = c.add(10, bytes('a'), false, 0, 1000);
+    const queued = c.add(10, bytes('b'), false, 0, 1000);
+    c.take(0);
+    c.rejectAll(new PaxosError('E_STOPPED', 'stopping'));
+    await expect(inFlight).rejects.toMatchObject({ code: 'E_STOPPED', outcome: 'unknown' });
+    await expect(queued).rejects.toMatchObject({ code: 'E_STOPPED', outcome: 'rejected' });
+  });
+
+  it('a timeout of the value in flight is unknown; of one never proposed, rejected', async () => {
+    const c = committer(defaultPaxosOptions());
+    const inFlight = c.add(10, bytes('a'), false, 0, 100);
+    const queued = c.add(10, bytes('b'), false, 0, 100);
+    c.take(0);
+    expect(c.expire(100)).toBe(true);
+    await expect(inFlight).rejects.toMatchObject({ code: 'E_TIMEOUT', outcome: 'unknown' });
+    await expect(queued).rejects.toMatchObject({ code: 'E_TIMEOUT', outcome: 'rejected' });
+    expect(c.counters.timeouts).toBe(2);
+  });
+
+  it('a value that lost its instance is queued again: its later timeout is rejected', async () => {
+    const c = committer(defaultPaxosOptions());
+    const p = c.add(10, bytes('a'), false, 0, 100);
+    c.take(0);
+    c.conflicted(); // another value was chosen in instance 0: this one can never be, there
+    expect(c.expire(100)).toBe(false);
+    await expect(p).rejects.toMatchObject({ code: 'E_TIMEOUT', outcome: 'rejected' });
+  });
+});
