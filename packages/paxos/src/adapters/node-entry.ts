@@ -14,9 +14,12 @@ import type { MasterVariables } from '../master';
 import { type Logger, type NodeOptions, startNode } from '../node';
 import type { PaxosOptionsInput } from '../options';
 import type { StateMachine } from '../state-machine';
+import { parseAddress } from './address';
 import { realRandom, realScheduler } from './real-scheduler';
 
 export { realRandom, realScheduler } from './real-scheduler';
+// Everything of the main entry, so that a Node program needs only this one.
+export * from '../index';
 export type { PeerAddress, TlsOptions } from '@tspaxos/transport/tcp';
 
 /** A voting member: its node id and the address its paxos traffic goes to. */
@@ -96,24 +99,6 @@ const OWN_KEYS = new Set<string>([
   'stateMachine',
   'stateMachines',
 ]);
-
-/** `'host:port'` or `'[v6]:port'` into a PeerAddress; E_BAD_ARGUMENT naming `what` otherwise. */
-export function parseAddress(address: string | PeerAddress, what: string): PeerAddress {
-  if (typeof address === 'object' && address !== null) {
-    if (typeof address.host !== 'string' || !Number.isInteger(address.port))
-      throw new PaxosError('E_BAD_ARGUMENT', `${what}: { host, port } expected`);
-    return { host: address.host, port: address.port };
-  }
-  const m =
-    typeof address === 'string' ? /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(address) : null;
-  const port = m ? Number(m[3]) : NaN;
-  if (m === null || port > 65535)
-    throw new PaxosError(
-      'E_BAD_ARGUMENT',
-      `${what}: 'host:port' expected, got ${JSON.stringify(address)}`,
-    );
-  return { host: m[1] ?? m[2]!, port };
-}
 
 /**
  * Creates a node and starts its groups: with one `stateMachine` proposals need no smId; with

@@ -14,6 +14,8 @@ import type { PaxosOptionsInput } from '../options';
 import type { Scheduler } from '../scheduler';
 import type { StateMachine } from '../state-machine';
 
+export type { GroupHandle, Machines, NodeHandle } from '../facade';
+
 interface Timer {
   atMs: number;
   seq: number;
