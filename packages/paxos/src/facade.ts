@@ -71,6 +71,13 @@ export interface GroupHandle<M extends Machines = Machines> {
    * has applied: E_MEMBERSHIP_CONFLICT if another change was chosen first.
    */
   changeMembership(members: readonly number[], options?: WaitOptions): Promise<ProposeResult>;
+  /**
+   * Deletes the log below the state machines' checkpoint, keeping `keep` instances (needs the
+   * node's `checkpoint` option). Resolves with the new min chosen instance id once it is durable.
+   */
+  compact(options: { keep: number }): Promise<{ minChosenInstanceId: number }>;
+  /** Gives up this node's master lease now; no election from it for two leases. */
+  dropMaster(): boolean;
 }
 
 export interface NodeHandle<M extends Machines = Machines> {
@@ -113,6 +120,9 @@ interface Shared {
 }
 
 const REJECTED = { outcome: 'rejected' } as const;
+
+/** How often waitApplied looks at the applied id besides its events (checkpoint installs). */
+const RECHECK_MS = 100;
 
 /** Wraps a started PaxosNode in the handle API. */
 export function nodeHandle<M extends Machines>(
@@ -205,6 +215,7 @@ class Handle<M extends Machines> implements GroupHandle<M> {
       const waiter = (error?: PaxosError): void => {
         off();
         cancelTimer();
+        cancelRecheck();
         signal?.removeEventListener('abort', onAbort);
         this.shared.waiters.delete(waiter);
         if (error) reject(error);
@@ -213,6 +224,13 @@ class Handle<M extends Machines> implements GroupHandle<M> {
       const off = this.node.on('learned', (e) => {
         if (e.group === this.index && this.appliedInstanceId() >= instanceId) waiter();
       });
+      // A checkpoint install moves the applied id without a `learned` event: look now and then.
+      let cancelRecheck = (): void => {};
+      const recheck = (): void => {
+        if (this.appliedInstanceId() >= instanceId) waiter();
+        else cancelRecheck = this.shared.scheduler.schedule(RECHECK_MS, recheck);
+      };
+      cancelRecheck = this.shared.scheduler.schedule(RECHECK_MS, recheck);
       // On the node's clock, as every other deadline of the node (virtual in tests).
       const cancelTimer = this.shared.scheduler.schedule(timeoutMs, () =>
         waiter(
@@ -251,6 +269,14 @@ class Handle<M extends Machines> implements GroupHandle<M> {
       (timeoutMs) => this.node.changeMembership(this.index, [...members], timeoutMs),
       'unknown',
     );
+  }
+
+  compact(options: { keep: number }): Promise<{ minChosenInstanceId: number }> {
+    return this.node.compact(this.index, options);
+  }
+
+  dropMaster(): boolean {
+    return this.node.dropMaster(this.index);
   }
 
   private submit<R>(

@@ -2,7 +2,7 @@
 // copying every counter so a caller cannot change the group's own.
 import type { CheckpointManager, CheckpointStatus } from '@tspaxos/checkpoint';
 import type { LearnerStatus } from '@tspaxos/learner';
-import type { Committer } from './committer';
+import type { Committer, CommitterCounters } from './committer';
 import type { PaxosError } from './errors';
 import type {
   MasterCounters,
@@ -38,7 +38,7 @@ export interface GroupStatus {
   committer: {
     queued: number;
     inFlightInstanceId: number | undefined;
-    counters: Committer['counters'];
+    counters: CommitterCounters;
   };
   counters: GroupCounters;
   /** The master in this node's view while its lease is live here (see master.ts). */

@@ -10,7 +10,8 @@ export type {
   ProposeOptions,
   WaitOptions,
 } from './facade';
-export type { ProposeResult } from './committer';
+export type { ProposeResult, CommitterCounters } from './committer';
+export type { ProposerCounters } from './proposer';
 export type { GroupStatus, GroupErrors, ErrorCount, GroupCounters } from './group';
 export type { NodeEvents, NodeEventName } from './events';
 export {
@@ -25,4 +26,4 @@ export type { PaxosOptions, PaxosOptionsInput } from './options';
 export type { Scheduler, RandomSource } from './scheduler';
 export type { StateMachine, ExecuteContext } from './state-machine';
 export type { ProposalIdentity } from './value';
-export type { MasterInfo, MasterVariables } from './master';
+export type { MasterInfo, MasterVariables, MasterCounters } from './master';

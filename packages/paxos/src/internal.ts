@@ -44,4 +44,4 @@ export {
   withoutIdentity,
 } from './value';
 export type { AcceptorFaults, UnsafeFaults } from './faults';
-export { type MasterCounters, type MasterFaults, NO_MASTER_VERSION } from './master';
+export { type MasterFaults, NO_MASTER_VERSION } from './master';
