@@ -280,8 +280,10 @@ describe('the packages as users install them, each alone', () => {
         expect(example, `${name} README has a plain-JavaScript example`).toBeDefined();
         // The example uses only what this project installed (it is what a user of this package has).
         for (const imported of importsOf(example!)) expect(installed, name).toContain(imported);
-        fs.writeFileSync(path.join(project, 'example.mjs'), example!);
-        const ran = run(process.execPath, ['example.mjs'], project, 120_000);
+        // Under the name its README gives it (`node hello.mjs` for @tspaxos/paxos's hello world).
+        const file = /`node (\S+\.mjs)`/.exec(readme)?.[1] ?? 'example.mjs';
+        fs.writeFileSync(path.join(project, file), example!);
+        const ran = run(process.execPath, [file], project, 120_000);
         expect(ran.status, `${name} README example:\n${ran.out}`).toBe(0);
 
         // Bins run from the installed tarball (a shebang, the executable bit, their imports).

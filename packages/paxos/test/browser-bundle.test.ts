@@ -13,6 +13,7 @@ const CORE_ENTRIES = [
   '@tspaxos/checkpoint',
   '@tspaxos/learner',
   '@tspaxos/paxos',
+  '@tspaxos/paxos/internal',
 ];
 
 const NODE_ONLY = new Set([...builtinModules, 'better-sqlite3']);
