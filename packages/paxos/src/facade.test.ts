@@ -302,3 +302,22 @@ describe('one createNode, a curated main entry', () => {
       expect(name in internalEntry, name).toBe(true);
   });
 });
+
+describe('createTestCluster (@tspaxos/paxos/testing)', () => {
+  it('a node stopped and restarted on its kept log replays and learns what it missed', async () => {
+    const { c, kvs } = await kvCluster();
+    await c.nodes[0]!.group().propose(bytes('a=1'));
+    await c.stopNode(3);
+    const { instanceId } = await c.nodes[0]!.group().propose(bytes('b=2'));
+    const again = await c.restartNode(3); // a new Kv for node 3: it replays its log, then learns
+    await again.group().waitApplied(instanceId);
+    expect(kvs.get(3)!.map).toEqual(
+      new Map([
+        ['a', '1'],
+        ['b', '2'],
+      ]),
+    );
+    await c.converged();
+    await expect(c.restartNode(3)).rejects.toMatchObject({ code: 'E_BAD_ARGUMENT' });
+  });
+});

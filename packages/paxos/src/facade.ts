@@ -107,8 +107,6 @@ export interface HandleConfig {
   machines: (group: number) => readonly StateMachine[];
   /** The node's clock: waitApplied's deadline runs on it. */
   scheduler: Scheduler;
-  /** Runs after the node stopped (closes what the builder opened besides store and network). */
-  onStopped?: () => Promise<void>;
 }
 
 /** What the group handles of one node share. */
@@ -160,7 +158,6 @@ export function nodeHandle<M extends Machines>(
         for (const waiter of [...shared.waiters])
           waiter(new PaxosError('E_STOPPED', 'the node stopped', REJECTED));
         await node.stop({ closeStore: config.ownsStore, closeNetwork: config.ownsNetwork });
-        await config.onStopped?.();
       })();
       return stopping;
     },
