@@ -6,7 +6,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 /** Files that hold protocol cores: no I/O, no wall clock, no Math.random. */
-const CORE_PACKAGES = ['learner', 'paxos', 'checkpoint'];
+const CORE_PACKAGES = ['core', 'learner', 'paxos', 'checkpoint'];
 /** Adapter files inside core packages that are allowed to do I/O. */
 const ADAPTER_FILES = ['**/src/adapters/**/*.ts', '**/*.test.ts'];
 
@@ -19,11 +19,12 @@ const ADAPTER_ENTRIES = [
 ];
 
 /**
- * DESIGN §1, lowest first: a package may import only packages of a lower rank (crc-wasm <
+ * DESIGN §1, lowest first: a package may import only packages of a lower rank (core < crc-wasm <
  * storage, transport < checkpoint < learner < paxos < sim, apps). storage and transport share a
  * rank and do not import each other.
  */
 const LAYERS = [
+  ['core'],
   ['crc-wasm'],
   ['storage', 'transport'],
   ['checkpoint'],
@@ -87,7 +88,7 @@ const PACKAGE_DIRS = LAYERS.flat().map((name) =>
   name === 'node' ? `apps/${name}` : `packages/${name}`,
 );
 
-const CORE_TIMER_MESSAGE = 'Use the injected Scheduler/Clock (STYLE.md 2).';
+const CORE_TIMER_MESSAGE = 'Use the injected Scheduler (STYLE.md 2).';
 const CORE_GLOBAL_MESSAGE =
   'Cores reach time, randomness and the process only through injected ports (STYLE.md 2, 6).';
 
@@ -157,8 +158,12 @@ export default tseslint.config(
       ],
       'no-restricted-properties': [
         'error',
-        { object: 'Date', property: 'now', message: 'Use the injected Clock (STYLE.md 2).' },
-        { object: 'Math', property: 'random', message: 'Use the injected Rng (STYLE.md 2).' },
+        { object: 'Date', property: 'now', message: 'Use the injected Scheduler (STYLE.md 2).' },
+        {
+          object: 'Math',
+          property: 'random',
+          message: 'Use the injected RandomSource (STYLE.md 2).',
+        },
         ...[
           'setTimeout',
           'setInterval',
@@ -174,11 +179,11 @@ export default tseslint.config(
         'error',
         {
           selector: "NewExpression[callee.name='Date']",
-          message: 'No wall clock in a core: use the injected Clock (STYLE.md 2).',
+          message: 'No wall clock in a core: use the injected Scheduler (STYLE.md 2).',
         },
         {
           selector: "CallExpression[callee.name='Date']",
-          message: 'No wall clock in a core: use the injected Clock (STYLE.md 2).',
+          message: 'No wall clock in a core: use the injected Scheduler (STYLE.md 2).',
         },
       ],
     },

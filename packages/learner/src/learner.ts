@@ -25,7 +25,7 @@ import {
   PaxosMsgType,
   paxosMsg,
 } from '@tspaxos/transport';
-import { type Ballot, ballotEquals, compareBallots, isNullBallot } from './ballot';
+import { type Ballot, ballotEquals, compareBallots, isNullBallot } from '@tspaxos/core';
 import { SenderBudget } from './budget';
 import { isExpectedReadFailure } from './errors';
 import { type LearnerOptions, resolveLearnerOptions } from './options';

@@ -13,19 +13,27 @@ import {
   type CheckpointStatus,
 } from '@tspaxos/checkpoint';
 import {
-  type Ballot,
-  isNullBallot,
   Learner,
   type LearnerEvent,
   type LearnerHost,
   type LearnerStatus,
-  NULL_BALLOT,
   type SenderBudget,
 } from '@tspaxos/learner';
 import { type CheckpointMsg, type PaxosMsg, PaxosMsgType, paxosMsg } from '@tspaxos/transport';
 import { Acceptor } from './acceptor';
 import { type CommitInFlight, Committer, type ProposeResult } from './committer';
-import { assert, InvariantError, PaxosError } from './errors';
+import {
+  assert,
+  type Ballot,
+  InvariantError,
+  isNullBallot,
+  type Logger,
+  type LogLevel,
+  NULL_BALLOT,
+  type RandomSource,
+  type Scheduler,
+} from '@tspaxos/core';
+import { invariantStop, PaxosError } from './errors';
 import type { UnsafeFaults } from './faults';
 import { IOLoop } from './io-loop';
 import { FOLLOWER_TIMEOUT_ASK_INTERVALS, MAX_SYNC_SLICE_MS, type PaxosOptions } from './options';
@@ -43,7 +51,7 @@ import {
   NO_MASTER_YET,
 } from './master';
 import { Proposer, type ProposerCounters } from './proposer';
-import { isPromiseLike, type RandomSource, type Scheduler, SyncSlice } from './scheduler';
+import { isPromiseLike, SyncSlice } from './scheduler';
 import {
   decodeSystemVariables,
   encodeSystemVariables,
@@ -96,11 +104,7 @@ export interface InstanceConfig {
    * still holds (a machine older than the log stops the group with E_NEEDS_CHECKPOINT).
    */
   checkpoint?: InstanceCheckpointConfig;
-  log?: (
-    level: 'debug' | 'info' | 'warn' | 'error',
-    event: string,
-    fields: Record<string, unknown>,
-  ) => void;
+  log?: Logger;
 }
 
 export interface InstanceCheckpointConfig {
@@ -828,7 +832,7 @@ export class Instance {
     this.errors.taskErrors.count++;
     this.errors.taskErrors.last = described;
     this.log('error', 'task-failed', { ...described });
-    if (error instanceof InvariantError) this.stopGroup(error);
+    if (error instanceof InvariantError) this.stopGroup(invariantStop(error));
   }
 
   /** The recovery no-op at start ended: expected codes are counted, anything else is a bug. */
@@ -908,6 +912,7 @@ export class Instance {
     this.errors.executeFailures.count++;
     this.errors.executeFailures.last = describeError(error);
     this.proposer.cancelSkipPrepare();
+    if (error instanceof InvariantError) error = invariantStop(error);
     if (
       error instanceof PaxosError &&
       (error.code === 'E_UNKNOWN_STATE_MACHINE' ||
@@ -1469,11 +1474,7 @@ export class Instance {
     );
   }
 
-  private log(
-    level: 'debug' | 'info' | 'warn' | 'error',
-    event: string,
-    fields: Record<string, unknown>,
-  ): void {
+  private log(level: LogLevel, event: string, fields: Record<string, unknown>): void {
     this.config.log?.(level, event, {
       node: this.config.nodeId,
       group: this.config.group,

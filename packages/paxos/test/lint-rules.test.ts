@@ -44,6 +44,16 @@ describe('lint: layering (DESIGN §1)', () => {
       /DESIGN §1: @tspaxos\/crc-wasm may not import/,
     ],
     [
+      'packages/core/src/planted.ts',
+      "import { crc32 } from '@tspaxos/crc-wasm';\nexport { crc32 };",
+      /DESIGN §1: @tspaxos\/core may not import/,
+    ],
+    [
+      'packages/core/src/planted.ts',
+      'export const now = (): number => Date.now();',
+      /no-restricted-properties: .*Scheduler/,
+    ],
+    [
       'packages/paxos/bench/planted.mjs',
       "import { runSeed } from '@tspaxos/sim';\nexport { runSeed };",
       /DESIGN §1: @tspaxos\/paxos may not import/,
@@ -73,6 +83,10 @@ describe('lint: layering (DESIGN §1)', () => {
     [
       'packages/learner/src/planted.ts',
       "import { MemoryLogStore } from '@tspaxos/storage';\nexport { MemoryLogStore };",
+    ],
+    [
+      'packages/crc-wasm/src/planted.ts',
+      "import { TspaxosError } from '@tspaxos/core';\nexport { TspaxosError };",
     ],
   ])('allows %s', async (file, code) => {
     expect(await problems(file, code)).toEqual([]);
