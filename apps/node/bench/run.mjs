@@ -24,6 +24,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { median, medianOf, report, RUNS } from '../../../scripts/bench-harness.mjs';
 
+/** Group 0 of a node's /status (every /status lists its groups under `groups`). */
+const statusOf = async (url) => (await (await fetch(`${url}/status`)).json()).groups[0];
+
 const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 const MS = Number(process.env.BENCH_NODE_MS ?? 3000);
 const CATCH_UP_WRITES = Number(process.env.BENCH_NODE_CATCHUP_WRITES ?? 20_000);
@@ -168,7 +171,7 @@ for (const groups of PARTS.has('writes') ? [1, 8] : []) {
   if (groups === 1) {
     // Catch-up through the log: node 3 misses CATCH_UP_WRITES writes, restarts, and learns them.
     const third = cluster.nodes[2];
-    const before = (await (await fetch(`${cluster.urls[2]}/status`)).json()).instanceId;
+    const before = (await statusOf(cluster.urls[2])).instanceId;
     third.child.kill('SIGKILL');
     await third.exited;
     let next = 0;
@@ -183,13 +186,13 @@ for (const groups of PARTS.has('writes') ? [1, 8] : []) {
         }
       }),
     );
-    const target = (await (await fetch(`${url}/status`)).json()).instanceId;
+    const target = (await statusOf(url)).instanceId;
     const t0 = performance.now();
     const again = startNode(cluster.argsOf(3));
     cluster.nodes[2] = again;
     await again.ready;
     for (;;) {
-      const s = await (await fetch(`${cluster.urls[2]}/status`)).json();
+      const s = await statusOf(cluster.urls[2]);
       if (s.instanceId >= target) break;
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -211,7 +214,6 @@ for (const groups of PARTS.has('writes') ? [1, 8] : []) {
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const statusOf = async (url) => (await fetch(`${url}/status`)).json();
 
 /** Polls until one of `indices` reports itself master with a lease; its index. */
 async function waitForMaster(cluster, indices) {

@@ -1,4 +1,4 @@
-// Parsers for the command-line values of DESIGN §6. Each throws ArgumentError with a one-line
+// Parsers for the command-line values of design.md §6. Each throws ArgumentError with a one-line
 // message; the CLI turns it into `error: …` and exit code 2.
 import type { PeerAddress } from './stack';
 

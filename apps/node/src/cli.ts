@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `tspaxos`: the CLI of DESIGN §6. Bad flags give one line on stderr and exit code 2.
+// `tspaxos`: the CLI of design.md §6. Bad flags give one line on stderr and exit code 2.
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ArgumentError, parseAddress, parseCluster, parseHttpPeers, parseIntIn } from './args';
 import { runCluster } from './cluster';

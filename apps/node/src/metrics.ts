@@ -1,99 +1,73 @@
 // /metrics in Prometheus text (prom-client). Counters the packages keep in status() are read at
-// scrape time; what only the server sees (commit latency, HTTP requests) is measured here.
+// scrape time from one NodeStatus built for the whole scrape; what only the server sees (commit
+// latency, HTTP requests) is measured here.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { KvServer } from './server';
+import type { GroupView, NodeStatus } from './status';
+
+/** What the metrics read from the node (server.ts implements it). */
+export interface MetricsSource {
+  /** The node's status; built once per scrape. */
+  status(): NodeStatus;
+  /** Bytes queued for each peer and not yet handed to its socket. */
+  queuedBytesByPeer(): Map<number, number>;
+}
 
 export interface Metrics {
   registry: Registry;
+  /** The registry's text, reading the node's status once for every metric of the scrape. */
+  scrape(): Promise<string>;
   commitLatency: Histogram<'op'>;
   httpRequests: Counter<'method' | 'route' | 'status'>;
   storageErrors: Counter;
   taskErrors: Counter<'code'>;
 }
 
-type GroupStatusView = ReturnType<KvServer['groupStatus']> & {
-  instanceId: number;
-  minChosenInstanceId: number;
-  committer: { counters: Record<string, number>; queued: number };
-  counters: Record<string, number>;
-  learner: {
-    counters: Record<string, number>;
-    catchUp?: {
-      targetInstanceId: number;
-      instanceId?: number;
-      instancesPerSec: number;
-      bytesPerSec: number;
-      learnedBytes: number;
-      etaMs: number | null;
-    };
-    instanceId: number;
-  };
-  sender: {
-    peers: Array<{ inflightBytes: number; inflightInstances: number }>;
-    counters: Record<string, number>;
-  };
-  kv: { checkpointInstanceId: number; counters: Record<string, number> };
-  checkpoint: {
-    mode: boolean;
-    sender?: { phase: string; sentBytes: number };
-    receiver: { phase: string; receivedBytes?: number; counters: Record<string, number> };
-    counters: { sendersStarted: number; bytesSent: number; senderEnds: Record<string, number> };
-  } | null;
-};
+type Read = (s: GroupView) => number | undefined;
 
-/** A counter whose value is read from a status field at scrape time. */
-function mirroredCounter(
-  registry: Registry,
-  name: string,
-  help: string,
-  read: (s: GroupStatusView) => number | undefined,
-  server: KvServer,
-): void {
-  new Counter({
-    name,
-    help,
-    labelNames: ['group'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const g of server.groupIndices()) {
-        const v = read(server.groupStatus(g) as GroupStatusView);
-        if (v !== undefined && v > 0) this.inc({ group: String(g) }, v);
-      }
-    },
-  });
-}
-
-function mirroredGauge(
-  registry: Registry,
-  name: string,
-  help: string,
-  read: (s: GroupStatusView) => number | undefined,
-  server: KvServer,
-): void {
-  new Gauge({
-    name,
-    help,
-    labelNames: ['group'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const g of server.groupIndices()) {
-        const v = read(server.groupStatus(g) as GroupStatusView);
-        if (v !== undefined) this.set({ group: String(g) }, v);
-      }
-    },
-  });
-}
-
-export function createMetrics(server: KvServer): Metrics {
+export function createMetrics(nodeId: number, source: MetricsSource): Metrics {
   const registry = new Registry();
-  registry.setDefaultLabels({ node_id: String(server.config.nodeId) });
+  registry.setDefaultLabels({ node_id: String(nodeId) });
   collectDefaultMetrics({ register: registry });
-  const c = (name: string, help: string, read: (s: GroupStatusView) => number | undefined) =>
-    mirroredCounter(registry, name, help, read, server);
-  const g = (name: string, help: string, read: (s: GroupStatusView) => number | undefined) =>
-    mirroredGauge(registry, name, help, read, server);
+  /** The status of the scrape under way: each metric's collect() reads it. */
+  let scraped: NodeStatus | undefined;
+  const current = (): NodeStatus => {
+    if (scraped === undefined) throw new Error('a status metric was collected outside scrape()');
+    return scraped;
+  };
+  /** One sample per group, read from its status at scrape time; counters skip zeros. */
+  const perGroup = (metric: Counter | Gauge, read: Read, counter: boolean): void => {
+    metric.reset();
+    for (const s of current().groups) {
+      const v = read(s);
+      if (v === undefined || (counter && v <= 0)) continue;
+      const labels = { group: String(s.group) };
+      if (counter) (metric as Counter).inc(labels, v);
+      else (metric as Gauge).set(labels, v);
+    }
+  };
+  /** A counter whose value is read from a group's status field at scrape time. */
+  const c = (name: string, help: string, read: Read): void => {
+    new Counter({
+      name,
+      help,
+      labelNames: ['group'],
+      registers: [registry],
+      collect() {
+        perGroup(this, read, true);
+      },
+    });
+  };
+  const g = (name: string, help: string, read: Read): void => {
+    new Gauge({
+      name,
+      help,
+      labelNames: ['group'],
+      registers: [registry],
+      collect() {
+        perGroup(this, read, false);
+      },
+    });
+  };
 
   g(
     'tspaxos_instance_id',
@@ -263,8 +237,7 @@ export function createMetrics(server: KvServer): Metrics {
     registers: [registry],
     collect() {
       this.reset();
-      for (const [reason, n] of Object.entries(server.tcp.counters().drops))
-        this.inc({ reason }, n);
+      for (const [reason, n] of Object.entries(current().network.drops)) this.inc({ reason }, n);
     },
   });
   new Gauge({
@@ -274,9 +247,8 @@ export function createMetrics(server: KvServer): Metrics {
     registers: [registry],
     collect() {
       this.reset();
-      for (const id of server.config.cluster.keys()) {
-        if (id !== server.config.nodeId) this.set({ peer: String(id) }, server.tcp.queuedBytes(id));
-      }
+      for (const [peer, bytes] of source.queuedBytesByPeer())
+        this.set({ peer: String(peer) }, bytes);
     },
   });
   new Counter({
@@ -285,12 +257,22 @@ export function createMetrics(server: KvServer): Metrics {
     registers: [registry],
     collect() {
       this.reset();
-      this.inc(server.tcp.counters().framesReceived);
+      this.inc(current().network.framesReceived);
     },
   });
 
   return {
     registry,
+    async scrape() {
+      const status = source.status();
+      scraped = status;
+      try {
+        return await registry.metrics();
+      } finally {
+        // A scrape that started meanwhile put its own (newer) status: leave it.
+        if (scraped === status) scraped = undefined;
+      }
+    },
     commitLatency: new Histogram({
       name: 'tspaxos_commit_latency_seconds',
       help: 'From an HTTP write (or barrier) reaching the node to its value applied here.',

@@ -1,7 +1,7 @@
 // Every limit of the reference server, with its unit. None comes from PhxPaxos (which has no
 // HTTP server); each comment says why the number is what it is.
 
-/** Largest PUT body: DESIGN §6 ("raw body ≤ 1 MiB"). Larger bodies get 413. */
+/** Largest PUT body: design.md §6 ("raw body ≤ 1 MiB"). Larger bodies get 413. */
 export const MAX_BODY_BYTES = 1024 * 1024;
 /** Longest key in UTF-8 bytes (ours: keys live in the URL, and a request line stays well under Node's 16 KiB header limit). */
 export const MAX_KEY_BYTES = 1024;
@@ -25,7 +25,7 @@ export const STOP_DRAIN_MS = 3000;
 export const RETRY_AFTER_SECONDS = 1;
 /** First paxos port of `tspaxos cluster` (node i listens on base + i; HTTP on base + 1000 + i). */
 export const DEFAULT_BASE_PORT = 7100;
-/** HTTP ports sit this far above the paxos ports in `tspaxos cluster` (DESIGN §6: 7101 → 8101). */
+/** HTTP ports sit this far above the paxos ports in `tspaxos cluster` (design.md §6: 7101 → 8101). */
 export const HTTP_PORT_OFFSET = 1000;
 /** Largest --nodes of `tspaxos cluster` (ours: a local demo, 2 cores). */
 export const MAX_LOCAL_NODES = 9;

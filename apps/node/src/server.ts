@@ -1,11 +1,13 @@
 // One node of the reference server: the paxos node (log, network, groups), a key-value state
-// machine per group, the HTTP API, metrics and the members view. `tspaxos node` runs one.
+// machine per group, the HTTP API, metrics and the members view. `tspaxos node` runs one. It
+// implements the narrow interfaces the HTTP layer and the metrics declare (HttpNode,
+// MetricsSource); neither imports this file.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Logger as PinoLogger } from 'pino';
 import { KvStateMachine } from './kv-state-machine';
-import { buildHttp } from './http';
-import { createMetrics, type Metrics } from './metrics';
+import { buildHttp, type HttpNode } from './http/app';
+import { createMetrics, type Metrics, type MetricsSource } from './metrics';
 import {
   CLUSTER_ID,
   DEFAULT_CHECKPOINT_EVERY_INSTANCES,
@@ -19,13 +21,13 @@ import { formatAddress } from './args';
 import {
   createNode,
   defaultPaxosOptions,
-  type GroupStatus,
   NodeFiles,
   type PaxosLogger,
   type PaxosNode,
   type PeerAddress,
   TcpNetwork,
 } from './stack';
+import { groupView, type MasterView, type MemberView, type NodeStatus } from './status';
 import type { FastifyInstance } from 'fastify';
 
 export interface ServerConfig {
@@ -57,18 +59,7 @@ export interface ServerConfig {
   keepLogInstances?: number;
 }
 
-export interface MemberView {
-  nodeId: number;
-  http: string | null;
-  self: boolean;
-  /** Null when this node does not know the member's HTTP address. */
-  reachable: boolean | null;
-  instanceId: number | null;
-  lastSeenMs: number | null;
-  error?: string;
-}
-
-export class KvServer {
+export class KvServer implements HttpNode, MetricsSource {
   readonly kvs: KvStateMachine[];
   readonly metrics: Metrics;
   stopping = false;
@@ -110,7 +101,7 @@ export class KvServer {
         }),
       );
     }
-    this.metrics = createMetrics(this);
+    this.metrics = createMetrics(config.nodeId, this);
   }
 
   get paxos(): PaxosNode {
@@ -211,48 +202,12 @@ export class KvServer {
     };
   }
 
-  groupIndices(): number[] {
-    return Array.from({ length: this.config.groups }, (_, g) => g);
+  get groupCount(): number {
+    return this.config.groups;
   }
 
-  groupStatus(g: number): Record<string, unknown> {
-    const s: GroupStatus = this.node.status(g);
-    const kv = this.kvs[g]!.status();
-    // The learner reports its catch-up (from whom, target, rates, ETA) and the sender one entry
-    // per peer it serves (@tspaxos/learner README).
-    const { sender, ...learner } = s.learner;
-    return {
-      nodeId: s.nodeId,
-      group: g,
-      instanceId: s.instanceId,
-      minChosenInstanceId: s.minChosenInstanceId,
-      checkpointInstanceId: s.checkpointInstanceId,
-      lastChecksum: s.lastChecksum,
-      isFollower: s.isFollower,
-      members: s.members,
-      membershipVersion: s.membershipVersion,
-      followers: s.followers,
-      stopped: s.stopped ?? null,
-      // The master of the group in this node's view (null: none with a live lease here).
-      master: this.masterView(g),
-      learner,
-      sender,
-      // The KV state machine's own checkpoint file (written every --checkpoint-every instances
-      // and on POST /admin/checkpoint) …
-      kv: {
-        checkpointInstanceId: kv.checkpointInstanceId,
-        appliedInstanceId: kv.appliedInstanceId,
-        lastCheckpointAtMs: kv.lastCheckpointAtMs ?? null,
-        locked: kv.locked,
-        counters: kv.counters,
-      },
-      // … and the checkpoint package's state: mode, transfer under way (sender / receiver),
-      // cleaner (compaction), replayer, counters (@tspaxos/checkpoint README).
-      checkpoint: s.checkpoint ?? null,
-      proposer: s.proposer,
-      committer: s.committer,
-      counters: s.counters,
-    };
+  groupIndices(): number[] {
+    return Array.from({ length: this.config.groups }, (_, g) => g);
   }
 
   /** The HTTP API of a member (null when this node does not know it). */
@@ -264,14 +219,7 @@ export class KvServer {
    * The master with a live lease in this node's view: `expiresAtMs` on this node's monotonic
    * clock (the paxos Scheduler's), `remainingMs` of the lease here, its HTTP API.
    */
-  masterView(g: number): {
-    nodeId: number;
-    version: number;
-    expiresAtMs: number;
-    remainingMs: number;
-    http: string | null;
-    self: boolean;
-  } | null {
+  masterView(g: number): MasterView | null {
     const m = this.node.getMaster(g);
     if (m === undefined) return null;
     return {
@@ -284,26 +232,34 @@ export class KvServer {
     };
   }
 
-  status(): Record<string, unknown> {
-    const groups = this.groupIndices().map((g) => this.groupStatus(g));
+  /** The node's status (GET /status, each metrics scrape, the dashboard): built once per call. */
+  status(): NodeStatus {
+    const groups = this.groupIndices().map((g) =>
+      groupView(this.node.status(g), this.kvs[g]!.status(), this.masterView(g)),
+    );
+    const self = this.members.get(this.config.nodeId);
+    if (self) self.instanceId = groups[0]!.instanceId;
     return {
-      ...groups[0]!,
+      nodeId: this.config.nodeId,
       httpUrl: this.httpUrl,
       paxosAddress: this.paxosAddress ? formatAddress(this.paxosAddress) : null,
       groupCount: this.config.groups,
-      members: this.memberViews(),
+      members: [...this.members.values()]
+        .map((m) => ({ ...m }))
+        .sort((a, b) => a.nodeId - b.nodeId),
       network: this.network.counters(),
-      nodeCounters: this.node.counters,
-      taskErrors: this.taskErrors,
+      nodeCounters: { ...this.node.counters },
+      taskErrors: [...this.taskErrors],
       stopping: this.stopping,
-      ...(this.config.groups > 1 ? { groups } : {}),
+      groups,
     };
   }
 
-  memberViews(): MemberView[] {
-    const self = this.members.get(this.config.nodeId);
-    if (self) self.instanceId = this.node.status(0).instanceId;
-    return [...this.members.values()].sort((a, b) => a.nodeId - b.nodeId);
+  queuedBytesByPeer(): Map<number, number> {
+    const out = new Map<number, number>();
+    for (const id of this.config.cluster.keys())
+      if (id !== this.config.nodeId) out.set(id, this.network.queuedBytes(id));
+    return out;
   }
 
   /** Counts a client proposal until it settles, so that a stop can drain it. */
@@ -374,11 +330,11 @@ export class KvServer {
             const res = await fetch(`${m.http}/status`, {
               signal: AbortSignal.timeout(MEMBER_POLL_TIMEOUT_MS),
             });
-            const body = (await res.json()) as { instanceId?: unknown };
-            if (!res.ok || typeof body.instanceId !== 'number')
-              throw new Error(`status ${res.status}`);
+            const body = (await res.json()) as { groups?: { instanceId?: unknown }[] };
+            const instanceId = body.groups?.[0]?.instanceId;
+            if (!res.ok || typeof instanceId !== 'number') throw new Error(`status ${res.status}`);
             m.reachable = true;
-            m.instanceId = body.instanceId;
+            m.instanceId = instanceId;
             m.lastSeenMs = Date.now();
             delete m.error;
           } catch (error) {

@@ -12,6 +12,7 @@ export {
   type StateMachine,
   type ExecuteContext,
   type GroupStatus,
+  type NodeCounters,
   type Logger as PaxosLogger,
 } from '@tspaxos/paxos';
 export { TcpNetwork, type PeerAddress, type TcpCounters } from '@tspaxos/transport/tcp';

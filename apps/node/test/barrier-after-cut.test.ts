@@ -51,8 +51,9 @@ describe('a consistent read through a node that was cut off', () => {
     expect(res.status).toBe(200);
     expect({ value, at }).toEqual({ value: 'v1', at: expect.any(Number) as number });
     expect(at, `barrier answered at ${at}, the write was at ${written}`).toBeGreaterThan(written);
-    expect(
-      inbound.every((l) => l.counters.connectionsCut + l.counters.connectionsRefused > 0),
-    ).toBe(true);
+    // The cut was real: node 1's open link into node 3 (it had sent v0 there) was cut. Node 2's
+    // may have had nothing to carry meanwhile (it only answers node 1), so it is not required.
+    const fromProposer = cluster.links.get(1, 3).counters;
+    expect(fromProposer.connectionsCut + fromProposer.connectionsRefused).toBeGreaterThan(0);
   });
 });

@@ -3,10 +3,11 @@
 // checkpoint and compact on demand (POST /admin/compact) past everything node 3 had, and the wiped
 // node comes back through a checkpoint transfer and then the log above it. Afterwards every
 // acknowledged write reads back from every node and all agree on the instance id; nodes 1 and 2
-// on lastChecksum (node 3's chain may restart at 0 after the checkpoint: DESIGN §2).
+// on lastChecksum (node 3's chain may restart at 0 after the checkpoint: design.md §2).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import type { GroupView, NodeStatus } from '../src/status';
 import { type Cluster, NodeProcess, put, startCluster, waitConverged, waitFor } from './helpers';
 
 /** The log the nodes keep below their KV checkpoint when they compact on their own (the minimum). */
@@ -18,23 +19,11 @@ const FIRST_WRITES = 700;
 const MISSED_BEFORE = 200;
 const MISSED_AFTER = 100;
 
-interface GroupView {
-  instanceId: number;
-  lastChecksum: number;
-  minChosenInstanceId: number;
-  checkpointInstanceId: number;
-  kv: { counters: { checkpointLoads: number } };
-  learner: { counters: Record<string, number> };
-  checkpoint: {
-    counters: { asksSent: number; sendersStarted: number };
-    receiver: { counters: { installs: number } };
-  } | null;
-}
-
+/** Group 0 of the node's /status. */
 async function status(url: string): Promise<GroupView> {
   const res = await fetch(`${url}/status`);
   if (!res.ok) throw new Error(`status ${res.status}`);
-  return (await res.json()) as GroupView;
+  return ((await res.json()) as NodeStatus).groups[0]!;
 }
 
 async function post(url: string): Promise<Record<string, number>> {
@@ -118,9 +107,10 @@ describe('checkpoints across processes', () => {
       nodes[2] = again;
       again.start();
       await again.ready();
-      // Same instance id everywhere. The checksum chain restarts after a checkpoint load (DESIGN
-      // §2: cs(i) is 0 while cs(i-1) is unknown), so node 3's lastChecksum may be 0 while nodes
-      // 1 and 2 agree on theirs; the state is compared key by key below.
+      // Same instance id everywhere. The chain restarts at 0 after a checkpoint whose chain value
+      // was unknown to its sender (design.md §2: a log compacted with keep 0), so node 3's
+      // lastChecksum may be 0 while nodes 1 and 2 agree on theirs; the state is compared key by
+      // key below.
       const converged = await waitFor(
         'every node at the same instance id',
         async () => {

@@ -32,7 +32,7 @@ describe('tspaxos CLI', () => {
     },
   );
 
-  it('node --help names every flag of DESIGN §6', () => {
+  it('node --help names every flag of design.md §6', () => {
     const r = run('node', '--help');
     for (const flag of [
       '--id',
@@ -112,10 +112,7 @@ describe('tspaxos CLI', () => {
     await node.ready();
     const pending = fetch(`${node.httpUrl}/kv/a`, { method: 'PUT', body: 'v' });
     await waitFor('the write queued', async () => {
-      const s = (await node.status()) as unknown as {
-        committer: { counters: { proposed: number } };
-      };
-      return s.committer.counters.proposed === 1;
+      return (await node.group()).committer.counters.proposed === 1;
     });
     const exited = node.kill('SIGTERM');
     // Its Prepare went out (to peers that are not there): it cannot be answered "not applied".

@@ -5,8 +5,11 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { GroupView, NodeStatus } from '../src/status';
 
 export const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+/** How long a node process may take to print `listening`. */
+const READY_TIMEOUT_MS = 120_000;
 
 /** Free loopback ports: bound on port 0 together (so all differ), then released. */
 export async function freePorts(n: number): Promise<number[]> {
@@ -83,8 +86,11 @@ export class NodeProcess {
   }
 
   async ready(): Promise<void> {
-    await waitFor(`node ${this.id} listening`, () =>
-      this.lines.some((l) => l.includes('"msg":"listening"')),
+    // A start replays the log and opens SQLite; on a loaded 2-core machine that alone ran past 30 s.
+    await waitFor(
+      `node ${this.id} listening`,
+      () => this.lines.some((l) => l.includes('"msg":"listening"')),
+      READY_TIMEOUT_MS,
     );
   }
 
@@ -102,10 +108,15 @@ export class NodeProcess {
     return (await this.exit)!;
   }
 
-  async status(): Promise<Status> {
+  async status(): Promise<NodeStatus> {
     const res = await fetch(`${this.httpUrl}/status`);
     if (!res.ok) throw new Error(`status ${res.status}`);
-    return (await res.json()) as Status;
+    return (await res.json()) as NodeStatus;
+  }
+
+  /** Group `g` of this node's /status. */
+  async group(g = 0): Promise<GroupView> {
+    return (await this.status()).groups[g]!;
   }
 
   /** Log lines parsed as JSON (the pino ones). */
@@ -115,21 +126,6 @@ export class NodeProcess {
       return [JSON.parse(l) as Record<string, unknown>];
     });
   }
-}
-
-export interface Status {
-  nodeId: number;
-  instanceId: number;
-  lastChecksum: number;
-  isFollower: boolean;
-  minChosenInstanceId: number;
-  checkpointInstanceId: number;
-  learner: { counters: Record<string, number>; catchUp?: Record<string, unknown> };
-  sender: { peers: unknown[] };
-  members: { nodeId: number; reachable: boolean | null; instanceId: number | null }[];
-  network: { drops: Record<string, number>; framesReceived: number };
-  taskErrors: unknown[];
-  groups?: { instanceId: number; lastChecksum: number }[];
 }
 
 export interface Cluster {
@@ -205,7 +201,6 @@ export async function put(url: string, key: string, value: string | Uint8Array):
   return fetch(`${url}/kv/${encodeURIComponent(key)}`, { method: 'PUT', body: value });
 }
 
-/** Waits until every running node reports the same now instance id and lastChecksum. */
 /**
  * PUTs keys `${prefix}${i}` = `v${i}` for i in [from, from + count) through `concurrency` parallel
  * writers; any non-2xx answer fails the test.
@@ -230,17 +225,20 @@ export async function writeKeys(
   );
 }
 
-export async function waitConverged(nodes: NodeProcess[], timeoutMs = 60_000): Promise<Status[]> {
+/**
+ * Waits until the nodes report, in every group, the same now instance id and lastChecksum;
+ * returns each node's group 0.
+ */
+export async function waitConverged(
+  nodes: NodeProcess[],
+  timeoutMs = 60_000,
+): Promise<GroupView[]> {
+  const key = (s: NodeStatus) => s.groups.map((g) => `${g.instanceId}/${g.lastChecksum}`).join(',');
   return waitFor(
     'all nodes at the same instance id and checksum',
     async () => {
       const all = await Promise.all(nodes.map((n) => n.status()));
-      const first = all[0]!;
-      return all.every(
-        (s) => s.instanceId === first.instanceId && s.lastChecksum === first.lastChecksum,
-      )
-        ? all
-        : undefined;
+      return all.every((s) => key(s) === key(all[0]!)) ? all.map((s) => s.groups[0]!) : undefined;
     },
     timeoutMs,
     200,

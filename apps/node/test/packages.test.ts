@@ -1,12 +1,16 @@
-// The packages as users install them: every public package is packed (`npm pack`), the tarballs
-// are installed into a fresh project outside the workspace, and each package README's example
-// (its first ```ts block, read from the README itself so the two cannot drift) runs there.
+// The packages as users install them, one by one: every workspace package is packed (`npm pack`),
+// and for each one a fresh project outside the workspace installs its tarball with only the
+// tarballs of the @tspaxos packages it depends on (transitively), never the registry's. There its
+// README example runs as plain JavaScript on this Node (`node example.mjs`: the README's first
+// ```js block, read from the README itself so the two cannot drift). Every README program (that
+// example, and each ```ts block that imports @tspaxos packages) is type-checked with `tsc` against
+// the installed .d.ts files, and the TypeScript ones run too, transpiled as `npx tsx` would.
 //
-// - A published package must not depend on an unpublished one: such packages are detected and
-//   not installed (none today: every package under packages/ is public).
 // - better-sqlite3 is installed with --ignore-scripts and given the workspace's own compiled
-//   binding (same version, same Node): compiling it again needs node-gyp's headers from the network.
-// - Dependencies come from npm's cache when there (--prefer-offline), else from the registry.
+//   binding (same version, same Node, checked): compiling it from source takes ~2 minutes per
+//   project on 2 cores, and node-gyp's headers come from the network.
+// - Third-party dependencies come from npm's cache when there (--prefer-offline), else from the
+//   registry; @tspaxos/* come from the tarballs (the lock file's `resolved` is checked).
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
@@ -14,170 +18,366 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const require = createRequire(import.meta.url);
+const TSC = require.resolve('typescript/bin/tsc');
 
+interface Manifest {
+  name: string;
+  version: string;
+  private?: boolean;
+  license?: string;
+  main?: string;
+  types?: string;
+  bin?: Record<string, string>;
+  exports?: Record<string, unknown>;
+  dependencies?: Record<string, string>;
+  engines?: Record<string, string>;
+  files?: string[];
+  publishConfig?: { access?: string };
+}
 interface Pkg {
   dir: string;
-  name: string;
-  private: boolean;
-  dependencies: Record<string, string>;
+  manifest: Manifest;
+  /** Its @tspaxos dependencies, transitively. */
+  closure: string[];
 }
 
-const workspace: Pkg[] = fs
-  .readdirSync(path.join(ROOT, 'packages'))
-  .map((d) => path.join(ROOT, 'packages', d))
-  .filter((d) => fs.existsSync(path.join(d, 'package.json')))
-  .map((dir) => {
-    const p = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')) as Omit<
-      Pkg,
-      'dir'
-    >;
-    return { dir, name: p.name, private: p.private === true, dependencies: p.dependencies ?? {} };
-  });
-const byName = new Map(workspace.map((p) => [p.name, p]));
-const published = workspace.filter((p) => !p.private);
-
-/** `a → b` for every published package a whose dependency b (directly or not) is not published. */
-function unpublishedDependencies(): Map<string, string[]> {
-  const out = new Map<string, string[]>();
-  const walk = (p: Pkg, seen: Set<string>): string[] =>
-    Object.keys(p.dependencies).flatMap((dep) => {
-      const d = byName.get(dep);
-      if (d === undefined || seen.has(dep)) return [];
-      seen.add(dep);
-      return d.private ? [dep] : walk(d, seen);
-    });
-  for (const p of published) {
-    const bad = walk(p, new Set());
-    if (bad.length > 0) out.set(p.name, bad);
+const dirs = ['packages', 'apps'].flatMap((top) =>
+  fs
+    .readdirSync(path.join(ROOT, top))
+    .map((d) => path.join(ROOT, top, d))
+    .filter((d) => fs.existsSync(path.join(d, 'package.json'))),
+);
+const manifests = new Map(
+  dirs.map((dir) => {
+    const m = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')) as Manifest;
+    return [m.name, { dir, manifest: m }];
+  }),
+);
+const internal = (m: Manifest) => Object.keys(m.dependencies ?? {}).filter((d) => manifests.has(d));
+function closureOf(name: string, seen = new Set<string>()): string[] {
+  for (const dep of internal(manifests.get(name)!.manifest)) {
+    if (seen.has(dep)) continue;
+    seen.add(dep);
+    closureOf(dep, seen);
   }
-  return out;
+  return [...seen].sort();
+}
+const packages: Pkg[] = [...manifests.values()]
+  .map(({ dir, manifest }) => ({ dir, manifest, closure: closureOf(manifest.name) }))
+  .sort((a, b) => a.manifest.name.localeCompare(b.manifest.name));
+
+/** Every `./dist/…` file a manifest points at (main, types, bin, exports), without the `./`. */
+function entryFiles(m: Manifest): string[] {
+  const out = new Set<string>();
+  const add = (v: unknown): void => {
+    if (typeof v === 'string') out.add(v.replace(/^\.\//, ''));
+    else if (v !== null && typeof v === 'object') Object.values(v).forEach(add);
+  };
+  add(m.main);
+  add(m.types);
+  add(m.bin);
+  add(m.exports);
+  return [...out].filter((f) => f !== 'package.json');
 }
 
-/**
- * README examples that cannot run as one program (e.g. they need several processes), by package,
- * with the reason: skipped, not failed, and listed so a reader sees which. None today: every
- * example is a whole program (a cluster runs in one process over loopback TCP).
- */
-const NOT_SELF_CONTAINED: Record<string, string> = {};
-/** Published packages that depend on an unpublished one (see the header). None today. */
-const KNOWN_UNPUBLISHED: Record<string, string[]> = {};
+/** The README's fenced blocks of one language. */
+function blocks(readme: string, langs: string[]): string[] {
+  const re = new RegExp('```(?:' + langs.join('|') + ')\\n([\\s\\S]*?)```', 'g');
+  return [...readme.matchAll(re)].map((m) => m[1]!);
+}
+const importsOf = (source: string) =>
+  [...source.matchAll(/from '(@tspaxos\/[^/']+)/g)].map((m) => m[1]!);
 
-function firstTsBlock(readme: string): string | undefined {
-  const m = /```(?:ts|typescript)\n([\s\S]*?)```/.exec(readme);
-  return m?.[1];
+/** The packages (bare specifiers, `node:` built-ins aside) a package's .d.ts files import. */
+function declarationImports(dir: string): string[] {
+  const specs = new Set<string>();
+  const walk = (d: string): void => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const f = path.join(d, e.name);
+      if (e.isDirectory() && e.name !== 'node_modules') walk(f);
+      else if (/\.d\.c?ts$/.test(e.name)) {
+        const text = fs.readFileSync(f, 'utf8');
+        const re = /(?:from\s+|import\(\s*|reference types=)['"]([^'"]+)['"]/g;
+        for (const [, spec] of text.matchAll(re)) {
+          if (spec!.startsWith('.') || spec!.startsWith('node:')) continue;
+          const parts = spec!.split('/');
+          specs.add(spec!.startsWith('@') ? parts.slice(0, 2).join('/') : parts[0]!);
+        }
+      }
+    }
+  };
+  walk(dir);
+  return [...specs].sort();
 }
 
-describe('the packages as users install them', () => {
-  const project = fs.mkdtempSync(path.join(os.tmpdir(), 'tspaxos-users-'));
-  afterAll(() => fs.rmSync(project, { recursive: true, force: true }));
+/** How each bin is tried once installed, and what it must print. */
+const BIN_SMOKE: Record<string, { args: string[]; prints: RegExp }> = {
+  tspaxos: { args: ['--help'], prints: /Usage: tspaxos/ },
+  'tspaxos-sim': { args: ['--seeds', '2'], prints: /2 passed, 0 failed/ },
+};
 
-  const bad = unpublishedDependencies();
-  const installable = published.filter((p) => !bad.has(p.name));
+function run(cmd: string, args: string[], cwd: string, timeoutMs: number) {
+  const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', timeout: timeoutMs });
+  return { status: r.status, out: `${r.stdout}\n${r.stderr}${r.error ? `\n${r.error}` : ''}` };
+}
 
-  it('no published package depends on an unpublished one, except the known ones', () => {
-    const found = Object.fromEntries(bad);
-    for (const [name, deps] of Object.entries(found)) {
-      expect(KNOWN_UNPUBLISHED[name], `${name} depends on unpublished ${deps.join(', ')}`).toEqual(
-        deps,
-      );
+describe('the packages as users install them, each alone', () => {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'tspaxos-users-'));
+  afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
+  const tarballs = new Map<string, { file: string; files: string[] }>();
+  /** Package name → the project that installed it alone. */
+  const projects = new Map<string, string>();
+
+  beforeAll(() => {
+    for (const p of packages) {
+      const out = execFileSync('npm', ['pack', '--json', '--pack-destination', work], {
+        cwd: p.dir,
+        encoding: 'utf8',
+      });
+      const [info] = JSON.parse(out) as [{ filename: string; files: { path: string }[] }];
+      tarballs.set(p.manifest.name, {
+        file: path.join(work, info.filename),
+        files: info.files.map((f) => f.path),
+      });
     }
-    // The check itself: a planted private dependency is caught.
-    const planted = new Map(byName);
-    const victim = installable[0]!;
-    expect(victim).toBeDefined();
-    planted.set('@tspaxos/planted', {
-      dir: '',
-      name: '@tspaxos/planted',
-      private: true,
-      dependencies: {},
-    });
-    victim.dependencies = { ...victim.dependencies, '@tspaxos/planted': '*' };
-    byName.set('@tspaxos/planted', planted.get('@tspaxos/planted')!);
-    try {
-      expect(unpublishedDependencies().get(victim.name)).toContain('@tspaxos/planted');
-    } finally {
-      delete victim.dependencies['@tspaxos/planted'];
-      byName.delete('@tspaxos/planted');
-    }
-  });
+  }, 180_000);
 
   it(
-    'packs, installs outside the workspace, and runs each README example',
-    { timeout: 600_000 },
+    'every package is publishable: public, MIT, engines, and its tarball holds what it names',
+    {
+      timeout: 240_000,
+    },
     () => {
-      expect(installable.map((p) => p.name).sort()).toEqual([
+      expect(packages.map((p) => p.manifest.name)).toEqual([
         '@tspaxos/checkpoint',
+        '@tspaxos/core',
         '@tspaxos/crc-wasm',
         '@tspaxos/learner',
+        '@tspaxos/node',
         '@tspaxos/paxos',
         '@tspaxos/sim',
         '@tspaxos/storage',
         '@tspaxos/transport',
       ]);
-      const tarballs = installable.map((p) => {
-        const out = execFileSync('npm', ['pack', '--silent', '--pack-destination', project], {
-          cwd: p.dir,
-          encoding: 'utf8',
-        });
-        const file = path.join(project, out.trim().split('\n').pop()!);
-        expect(fs.existsSync(file), file).toBe(true);
-        return file;
-      });
-      fs.writeFileSync(
-        path.join(project, 'package.json'),
-        JSON.stringify({ name: 'tspaxos-user', private: true, type: 'module' }),
-      );
-      const install = spawnSync(
-        'npm',
-        ['install', '--prefer-offline', '--ignore-scripts', '--no-audit', '--no-fund', ...tarballs],
-        { cwd: project, encoding: 'utf8', timeout: 300_000 },
-      );
-      expect(install.status, install.stderr).toBe(0);
-      // better-sqlite3: the workspace's compiled binding (same version, checked).
-      const wsSqlite = path.dirname(require.resolve('better-sqlite3/package.json'));
-      const userSqlite = path.join(project, 'node_modules', 'better-sqlite3');
-      const version = (dir: string) =>
-        (JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')) as { version: string })
-          .version;
-      expect(version(userSqlite)).toBe(version(wsSqlite));
-      fs.mkdirSync(path.join(userSqlite, 'build', 'Release'), { recursive: true });
-      fs.copyFileSync(
-        path.join(wsSqlite, 'build', 'Release', 'better_sqlite3.node'),
-        path.join(userSqlite, 'build', 'Release', 'better_sqlite3.node'),
-      );
-      // Nothing resolves back into the workspace: the installed copies are real directories.
-      for (const p of installable) {
-        const installed = path.join(project, 'node_modules', ...p.name.split('/'));
-        expect(fs.lstatSync(installed).isSymbolicLink(), p.name).toBe(false);
+      for (const { manifest: m } of packages) {
+        expect(m.private, m.name).toBeUndefined();
+        expect(m.license, m.name).toBe('MIT');
+        expect(m.publishConfig?.access, m.name).toBe('public'); // scoped packages default to restricted
+        expect(m.engines?.node, m.name).toBe('>=20.15');
+        // An internal dependency at the sibling's real range: `*` made npm look in the registry.
+        for (const dep of internal(m))
+          expect(m.dependencies![dep], `${m.name} → ${dep}`).toBe(
+            `^${manifests.get(dep)!.manifest.version}`,
+          );
+        const files = tarballs.get(m.name)!.files;
+        for (const f of ['package.json', 'README.md', 'LICENSE', ...entryFiles(m)])
+          expect(files, `${m.name} tarball`).toContain(f);
       }
+      // What npm would say on publishing: nothing but that nobody is logged in (a bin path it would
+      // rewrite, a field it would fix, are warnings here). --dry-run: never published for real.
+      for (const { dir, manifest: m } of packages) {
+        const r = run('npm', ['publish', '--dry-run', '--offline'], dir, 60_000);
+        expect(r.status, `${m.name} npm publish --dry-run:\n${r.out}`).toBe(0);
+        const warnings = r.out
+          .split('\n')
+          .filter((l) => /^npm (warn|error)/i.test(l) && !/requires you to be logged in/.test(l));
+        expect(warnings, `${m.name} npm publish --dry-run`).toEqual([]);
+      }
+      // The server's dashboard, read next to dist/ at run time.
+      expect(tarballs.get('@tspaxos/node')!.files).toContain('public/index.html');
+      // The checks themselves: an undeclared import in a .d.ts is seen; so is a missing named file.
+      const planted = fs.mkdtempSync(path.join(work, 'planted-'));
+      fs.writeFileSync(
+        path.join(planted, 'index.d.ts'),
+        "import { a } from '@x/y/sub';\nimport type { B } from 'left-pad';\nimport './rel';\n" +
+          "import { c } from 'node:fs';\nexport type D = import('zed').Z;\n",
+      );
+      expect(declarationImports(planted)).toEqual(['@x/y', 'left-pad', 'zed']);
+      expect(entryFiles({ name: 'x', version: '0', bin: { x: './dist/nope.js' } })).toEqual([
+        'dist/nope.js',
+      ]);
+    },
+  );
 
-      const ran: string[] = [];
-      for (const p of installable) {
+  // One project per package; sequential: each install is CPU-bound on a shared 2-core machine.
+  for (const p of packages) {
+    const name = p.manifest.name;
+    it(
+      `${name}: installs alone with its tarball dependencies and runs its README example`,
+      {
+        timeout: 300_000,
+      },
+      () => {
+        const project = path.join(work, name.split('/')[1]!);
+        fs.mkdirSync(project);
+        const installed = [name, ...p.closure];
+        fs.writeFileSync(
+          path.join(project, 'package.json'),
+          JSON.stringify({
+            name: 'tspaxos-user',
+            private: true,
+            type: 'module',
+            dependencies: Object.fromEntries(
+              installed.map((n) => [n, `file:${tarballs.get(n)!.file}`]),
+            ),
+          }),
+        );
+        const install = run(
+          'npm',
+          ['install', '--prefer-offline', '--ignore-scripts', '--no-audit', '--no-fund'],
+          project,
+          240_000,
+        );
+        expect(install.status, install.out).toBe(0);
+        // Exactly these @tspaxos packages, every one from its tarball, none a link into the workspace.
+        const lock = JSON.parse(
+          fs.readFileSync(path.join(project, 'package-lock.json'), 'utf8'),
+        ) as {
+          packages: Record<string, { resolved?: string; link?: boolean }>;
+        };
+        const ours = Object.entries(lock.packages).filter(([k]) =>
+          k.includes('node_modules/@tspaxos/'),
+        );
+        expect(ours.map(([k]) => k.replace(/^.*node_modules\//, '')).sort()).toEqual(
+          installed.sort(),
+        );
+        for (const [k, v] of ours) {
+          expect(v.resolved, k).toMatch(/^file:.*\.tgz$/);
+          expect(v.link, k).toBeUndefined();
+        }
+
+        const sqlite = path.join(project, 'node_modules', 'better-sqlite3');
+        if (fs.existsSync(sqlite)) {
+          const wsSqlite = path.dirname(require.resolve('better-sqlite3/package.json'));
+          const version = (dir: string) =>
+            (
+              JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')) as {
+                version: string;
+              }
+            ).version;
+          expect(version(sqlite)).toBe(version(wsSqlite));
+          fs.mkdirSync(path.join(sqlite, 'build', 'Release'), { recursive: true });
+          fs.copyFileSync(
+            path.join(wsSqlite, 'build', 'Release', 'better_sqlite3.node'),
+            path.join(sqlite, 'build', 'Release', 'better_sqlite3.node'),
+          );
+        }
+        projects.set(name, project);
+
+        // Its declarations import only what it declares as dependencies (a user's tsc resolves
+        // nothing else). Read here, not type-checked with skipLibCheck off: that costs ~10 s of
+        // @types/node per project on a loaded machine.
+        const own = path.join(project, 'node_modules', ...name.split('/'));
+        const declared = new Set([name, ...Object.keys(p.manifest.dependencies ?? {})]);
+        const undeclared = declarationImports(own).filter((spec) => !declared.has(spec));
+        expect(undeclared, `${name} .d.ts imports undeclared packages`).toEqual([]);
+
         const readme = fs.readFileSync(path.join(p.dir, 'README.md'), 'utf8');
-        const example = firstTsBlock(readme);
-        expect(example, `${p.name} README has a ts example`).toBeDefined();
-        if (NOT_SELF_CONTAINED[p.name] !== undefined) continue;
-        // Fixed ports in an example could meet another process on a shared machine: port 0 instead.
-        const source = example!.replace(/port: 71\d\d\b(?=[^\n]*\/\/ port 0)/g, 'port: 0');
+        const [example] = blocks(readme, ['js', 'javascript']);
+        expect(example, `${name} README has a plain-JavaScript example`).toBeDefined();
+        // The example uses only what this project installed (it is what a user of this package has).
+        for (const imported of importsOf(example!)) expect(installed, name).toContain(imported);
+        fs.writeFileSync(path.join(project, 'example.mjs'), example!);
+        const ran = run(process.execPath, ['example.mjs'], project, 120_000);
+        expect(ran.status, `${name} README example:\n${ran.out}`).toBe(0);
+
+        // Bins run from the installed tarball (a shebang, the executable bit, their imports).
+        for (const bin of Object.keys(p.manifest.bin ?? {})) {
+          const smoke = BIN_SMOKE[bin];
+          expect(smoke, `a smoke run for bin ${bin}`).toBeDefined();
+          const r = run(
+            path.join(project, 'node_modules', '.bin', bin),
+            smoke!.args,
+            project,
+            120_000,
+          );
+          expect(r.status, `${bin} ${smoke!.args.join(' ')}:\n${r.out}`).toBe(0);
+          expect(r.out, bin).toMatch(smoke!.prints);
+        }
+      },
+    );
+  }
+
+  it(
+    'every README program type-checks with tsc, and the TypeScript ones run too (transpiled)',
+    {
+      timeout: 400_000,
+    },
+    () => {
+      expect([...projects.keys()].sort()).toEqual(packages.map((p) => p.manifest.name));
+      const checked: string[] = [];
+      const perProject = new Map<string, string[]>();
+      const tsPrograms: { project: string; file: string; source: string }[] = [];
+      for (const p of packages) {
+        const readme = fs.readFileSync(path.join(p.dir, 'README.md'), 'utf8');
+        const programs = [
+          ...blocks(readme, ['js', 'javascript'])
+            .slice(0, 1)
+            .map((s) => ({ s, ext: 'mjs' })),
+          // A ts block without imports of ours is a fragment (it names things defined elsewhere).
+          ...blocks(readme, ['ts', 'typescript'])
+            .filter((s) => importsOf(s).length > 0)
+            .map((s) => ({ s, ext: 'mts' })),
+        ];
+        for (const [i, { s, ext }] of programs.entries()) {
+          // The package's own project when it has every import, else the smallest that has them
+          // (e.g. the checkpoint README's node example runs under @tspaxos/paxos, which brings it).
+          const needs = importsOf(s);
+          const home = [p, ...packages]
+            .filter((q) => needs.every((n) => n === q.manifest.name || q.closure.includes(n)))
+            .sort((a, b) => (a === p ? -1 : b === p ? 1 : a.closure.length - b.closure.length))[0];
+          expect(
+            home,
+            `${p.manifest.name} README block ${i}: no package brings ${needs}`,
+          ).toBeDefined();
+          const project = projects.get(home!.manifest.name)!;
+          const file = `readme-${p.manifest.name.split('/')[1]}-${i}.${ext}`;
+          fs.writeFileSync(path.join(project, file), s);
+          perProject.set(project, [...(perProject.get(project) ?? []), file]);
+          if (ext === 'mts') tsPrograms.push({ project, file, source: s });
+          checked.push(`${p.manifest.name}#${i}`);
+        }
+      }
+      for (const [project, files] of perProject) {
+        fs.writeFileSync(
+          path.join(project, 'tsconfig.json'),
+          JSON.stringify({
+            compilerOptions: {
+              strict: true,
+              noEmit: true,
+              allowJs: true,
+              checkJs: true,
+              noImplicitAny: false, // plain JavaScript examples carry no annotations
+              module: 'nodenext',
+              moduleResolution: 'nodenext',
+              target: 'es2022',
+              types: ['node'],
+              typeRoots: [path.join(ROOT, 'node_modules', '@types')],
+              skipLibCheck: true, // the .d.ts imports are checked above, per package
+            },
+            files,
+          }),
+        );
+        const tsc = run(process.execPath, [TSC, '-p', 'tsconfig.json'], project, 240_000);
+        expect(tsc.status, `tsc in ${project}:\n${tsc.out}`).toBe(0);
+      }
+      for (const p of packages)
+        expect(checked, 'the JavaScript example').toContain(`${p.manifest.name}#0`);
+      // What `npx tsx example.ts` does: strip the types, run on this Node.
+      for (const { project, file, source } of tsPrograms) {
         const js = ts.transpileModule(source, {
           compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
         }).outputText;
-        const file = path.join(project, `example-${p.name.split('/')[1]}.mjs`);
-        fs.writeFileSync(file, js);
-        const r = spawnSync(process.execPath, [file], {
-          cwd: project,
-          encoding: 'utf8',
-          timeout: 60_000,
-        });
-        expect(r.status, `${p.name} README example:\n${r.stderr}`).toBe(0);
-        ran.push(p.name);
+        const out = file.replace(/\.mts$/, '.run.mjs');
+        fs.writeFileSync(path.join(project, out), js);
+        const r = run(process.execPath, [out], project, 120_000);
+        expect(r.status, `${file}:\n${r.out}`).toBe(0);
       }
-      // Every public package's example ran (none skipped, none left out as uninstallable).
-      expect(ran.sort()).toEqual(published.map((p) => p.name).sort());
+      expect(tsPrograms.length, 'TypeScript programs run').toBeGreaterThan(0);
     },
   );
 });

@@ -1,4 +1,4 @@
-// The file port of the checkpoint cores (DESIGN §5): everything they do to a disk goes through
+// The file port of the checkpoint cores (design.md §5): everything they do to a disk goes through
 // this interface, so the simulator runs them on MemoryFiles (which loses unsynced writes on a
 // crash) and a node runs them on NodeFiles (`@tspaxos/checkpoint/fs`). Paths are absolute,
 // '/'-separated strings; joinPath and checkRelativePath below are the only path logic the cores

@@ -1,4 +1,4 @@
-// Installing a received checkpoint without ever leaving a mix of old and new state (DESIGN §4;
+// Installing a received checkpoint without ever leaving a mix of old and new state (design.md §4;
 // PhxPaxos's receiver clears the log at BEGIN and exits after loading, Learner::OnSendCheckpoint_End).
 // The order: staged files and a manifest fsynced → a durable install record in the log's meta →
 // every machine loads its files (idempotently) → the group's log is reset to start after the
@@ -16,7 +16,7 @@ export const INSTALL_META_KEY = 'checkpointInstall';
 export const MANIFEST_NAME = 'MANIFEST';
 /**
  * Meta key of the chain anchor: the checksum chain's value at the instance just below the log
- * (`{ instanceId, checksum }`), written by an install, so the chain goes on after it (DESIGN §2).
+ * (`{ instanceId, checksum }`), written by an install, so the chain goes on after it (design.md §2).
  */
 export const CHAIN_META_KEY = 'checkpointChain';
 
@@ -40,6 +40,12 @@ export interface Manifest {
   checkpointInstanceId: number;
   /** The sender's checksum chain at the checkpoint instance (BEGIN carries it; 0: unknown). */
   chainChecksum: number;
+  /**
+   * The sender's group state the log's meta keeps outside the checkpoint (the paxos master and
+   * system variables with the instance they reflect), opaque here: BEGIN's buffer carries it;
+   * '' when the sender sent none. Handed to beforeLogReset at every run of the install.
+   */
+  groupState?: string;
   files: ManifestFile[];
 }
 
@@ -63,8 +69,9 @@ export interface InstallContext {
    * The host's own state that the checkpoint makes stale (the paxos master variables), made
    * durable here, after the machines loaded and before the log reset: at every run of the
    * install, so a crash anywhere in it leaves no stale state trusted at the next start.
+   * `groupState` is the sender's (Manifest.groupState; '' when none came).
    */
-  beforeLogReset?(checkpointInstanceId: number): Promise<void>;
+  beforeLogReset?(checkpointInstanceId: number, groupState: string): Promise<void>;
 }
 
 const encoder = new TextEncoder();
@@ -129,6 +136,7 @@ export async function readManifest(files: CheckpointFiles, dir: string): Promise
     !isId(m.uuid) ||
     !isId(m.checkpointInstanceId) ||
     !isChecksum(m.chainChecksum) ||
+    (m.groupState !== undefined && typeof m.groupState !== 'string') ||
     !Array.isArray(m.files)
   ) {
     throw new CheckpointError('E_CORRUPT_MANIFEST', `manifest ${path} is malformed`);
@@ -186,7 +194,7 @@ export async function finishInstall(ctx: InstallContext, record: InstallRecord):
       );
     }
   }
-  await ctx.beforeLogReset?.(cp);
+  await ctx.beforeLogReset?.(cp, manifest.groupState ?? '');
   // The chain goes on from the sender's value at the checkpoint instance (before the reset: once
   // the log starts at cp + 1, a start reads the chain below it from here).
   const anchor: ChainAnchor = { instanceId: cp, checksum: manifest.chainChecksum };

@@ -41,7 +41,12 @@ export interface CheckpointManagerPort {
   /** Applies a chosen value to the machines' checkpoints (Replayer). */
   applyForCheckpoint(instanceId: number, value: Uint8Array): boolean;
   /** The host's state an install makes stale, made durable before the log reset (install.ts). */
-  beforeLogReset?(checkpointInstanceId: number): Promise<void>;
+  beforeLogReset?(checkpointInstanceId: number, groupState: string): Promise<void>;
+  /**
+   * The host's state a receiver's install needs and the checkpoint files do not hold (the paxos
+   * master and system variables), read when BEGIN is sent; opaque to this package.
+   */
+  groupState?(): string;
 }
 
 export interface CheckpointStatus {

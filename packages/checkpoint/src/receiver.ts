@@ -33,6 +33,8 @@ import {
 import type { CheckpointOptions } from './options';
 import type { CheckpointStateMachine } from './state-machine';
 
+const textDecoder = new TextDecoder();
+
 export interface CheckpointReceiverPort {
   nodeId: number;
   group: number;
@@ -50,7 +52,7 @@ export interface CheckpointReceiverPort {
   /** The acceptor's promise, carried across the log reset. */
   promiseBallot(): { proposalId: number; nodeId: number };
   /** The host's stale state made durable before the log reset (InstallContext.beforeLogReset). */
-  beforeLogReset?(checkpointInstanceId: number): Promise<void>;
+  beforeLogReset?(checkpointInstanceId: number, groupState: string): Promise<void>;
 }
 
 /** Why a frame was refused; each is counted in `counters.rejected`. */
@@ -101,6 +103,8 @@ interface Transfer {
   checkpointInstanceId: number;
   /** The sender's checksum chain at the checkpoint instance (BEGIN's checksum; 0: unknown). */
   chainChecksum: number;
+  /** The sender's group state (BEGIN's buffer, UTF-8; '' when none): kept in the manifest. */
+  groupState: string;
   announcedBytes: number;
   dir: string;
   /** Sequence of the last frame taken (BEGIN = 0). */
@@ -240,6 +244,7 @@ export class CheckpointReceiver {
       uuid: msg.uuid,
       checkpointInstanceId: msg.checkpointInstanceId,
       chainChecksum: msg.checksum,
+      groupState: textDecoder.decode(msg.buffer),
       announcedBytes: msg.offset,
       dir: joinPath(this.port.stagingRoot, `t${msg.uuid}`),
       sequence: 0,
@@ -346,6 +351,7 @@ export class CheckpointReceiver {
         senderNodeId: t.senderNodeId,
         checkpointInstanceId: t.checkpointInstanceId,
         chainChecksum: t.chainChecksum,
+        groupState: t.groupState,
         files: [...t.files.values()].map(({ smId, path, size, crc }) => ({
           smId,
           path,

@@ -6,7 +6,7 @@
 //
 // Wire use (ours, within the CheckpointMsg schema): BEGIN is sequence 0 and announces the total
 // byte count in `offset` (the receiver checks its free space against it) and the checksum chain's
-// value at the checkpoint instance in `checksum` (the receiver's chain goes on from it, DESIGN §2;
+// value at the checkpoint instance in `checksum` (the receiver's chain goes on from it, design.md §2;
 // 0 when this node does not know it); ING k (k = 1 … n)
 // carries one chunk with the CRC-32 of its bytes; END is sequence n+1 with the total in `offset`.
 // An empty file is sent as one empty ING so it exists on the other side.
@@ -24,6 +24,8 @@ import { type CheckpointFiles, joinPath } from './files';
 import type { CheckpointOptions } from './options';
 import { type CheckpointStateMachine, groupCheckpointInstanceId } from './state-machine';
 
+const textEncoder = new TextEncoder();
+
 export interface CheckpointSenderPort {
   nodeId: number;
   group: number;
@@ -34,6 +36,8 @@ export interface CheckpointSenderPort {
    * without it BEGIN says 0, unknown, and the receiver's chain restarts at 0.
    */
   chainChecksum?(instanceId: number): number;
+  /** The host's group state for the receiver's install (CheckpointManagerPort.groupState). */
+  groupState?(): string;
   send(to: number, msg: CheckpointMsg): void;
 }
 
@@ -142,8 +146,12 @@ export class CheckpointSender {
     }
     this.checkpointInstanceId = checkpointInstanceId;
     let chainChecksum;
+    let groupState;
     try {
       chainChecksum = this.port.chainChecksum?.(checkpointInstanceId) ?? 0;
+      // Read with the chain, before any await: it must reflect the log up to the instance the
+      // host says it does, not a moment of a later apply.
+      groupState = textEncoder.encode(this.port.groupState?.() ?? '');
       for (const sm of machines) {
         const state = sm.getCheckpointState?.(group);
         if (state === undefined) continue;
@@ -166,6 +174,7 @@ export class CheckpointSender {
       this.frame(CheckpointSendFileFlag.Begin, 0, {
         offset: this.totalBytes,
         checksum: chainChecksum,
+        buffer: groupState,
       }),
     );
   }

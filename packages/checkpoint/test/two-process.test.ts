@@ -75,7 +75,7 @@ function startChild(senderPort: number): Child {
   return { process: child, events, exited };
 }
 
-async function until(cond: () => boolean, what: string, ms = 60_000): Promise<void> {
+async function until(cond: () => boolean, what: string, ms = 120_000): Promise<void> {
   const t0 = Date.now();
   while (!cond()) {
     if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
@@ -200,5 +200,5 @@ describe('checkpoint transfer between two processes', () => {
     }
     const staging = await files.list(join(dir, 'receiver/staging'));
     expect(staging).toEqual([]);
-  }, 300_000);
+  }, 900_000);
 });

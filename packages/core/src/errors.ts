@@ -27,7 +27,7 @@ export class InvariantError extends TspaxosError {
 }
 
 /**
- * A broken invariant of our own code: a bug, never bad input (STYLE.md 10). On a hot path pass a
+ * A broken invariant of our own code: a bug, never bad input (style.md 10). On a hot path pass a
  * constant message (a template literal allocates even when the condition holds).
  */
 export function assert(condition: unknown, message: string): asserts condition {

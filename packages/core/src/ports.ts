@@ -1,8 +1,8 @@
-// The ports through which the cores reach time, randomness and logs (STYLE.md 1, 2). Each is
+// The ports through which the cores reach time, randomness and logs (style.md 1, 2). Each is
 // injected: the simulator passes virtual, seeded ones; servers pass the real ones.
 
 /**
- * Time for the cores (STYLE.md 2): a core never reads a real clock or sets a real timer; the
+ * Time for the cores (style.md 2): a core never reads a real clock or sets a real timer; the
  * simulator passes a virtual scheduler, apps pass realScheduler() of `@tspaxos/paxos/node`.
  */
 export interface Scheduler {

@@ -85,7 +85,7 @@ export function crc32(data: Uint8Array, prev = 0, opts?: { stride?: number }): n
 }
 
 /**
- * The checksum chain of DESIGN §2: cs(i) = crc32(value(i), cs(i-1)), except that an instance
+ * The checksum chain of design.md §2: cs(i) = crc32(value(i), cs(i-1)), except that an instance
  * after the first whose predecessor's checksum is unknown (0, e.g. after a checkpoint load)
  * restarts the chain at 0. A value whose CRC was recorded (rememberCrc: a received frame's
  * field, a value read from the log) is not read again: its CRC is combined with the chain.

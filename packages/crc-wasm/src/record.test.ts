@@ -53,7 +53,7 @@ function codeOf(fn: () => unknown): string {
 
 describe('record codec', () => {
   it('round-trips, and WASM and JS produce identical bytes (property)', () => {
-    fc.assert(
+    assertBounded(
       fc.property(recordArb, (r) => {
         const js = encodeRecordJs(r);
         const wasm = encodeRecordWasm(r);
@@ -69,7 +69,7 @@ describe('record codec', () => {
           });
         }
       }),
-      { numRuns: 300 },
+      { numRuns: 300, minRuns: 60, timeLimitMs: 20_000 },
     );
   });
 
@@ -162,9 +162,33 @@ function crcOf(d: Uint8Array): number {
   return ~crc >>> 0;
 }
 
+/**
+ * Runs a property for up to `numRuns` runs or `timeLimitMs`, whichever ends first, and fails
+ * on a counterexample or on fewer than `minRuns` runs: a loaded CI machine (2 shared cores)
+ * shortens the search instead of timing the test out, and the floor keeps it a search.
+ */
+function assertBounded<T>(
+  property: fc.IProperty<T>,
+  { numRuns, minRuns, timeLimitMs }: { numRuns: number; minRuns: number; timeLimitMs: number },
+): void {
+  const details = fc.check(property, {
+    numRuns,
+    interruptAfterTimeLimit: timeLimitMs,
+    markInterruptAsFailure: false,
+  });
+  if (details.failed)
+    fc.assert(property, {
+      seed: details.seed,
+      path: details.counterexamplePath ?? undefined,
+      numRuns,
+    });
+  expect(details.failed).toBe(false);
+  expect(details.numRuns).toBeGreaterThanOrEqual(minRuns);
+}
+
 describe('encodeRecordsInWindow', () => {
   it('encodes runs of records in place, byte for byte what encodeRecord gives', () => {
-    fc.assert(
+    assertBounded(
       fc.property(
         fc.array(recordArb, { minLength: 1, maxLength: 40 }),
         fc.nat(5),
@@ -181,7 +205,7 @@ describe('encodeRecordsInWindow', () => {
           );
         },
       ),
-      { numRuns: 200 },
+      { numRuns: 200, minRuns: 40, timeLimitMs: 20_000 },
     );
   });
 

@@ -10,7 +10,7 @@
 //   24      8     promiseNodeId
 //   32      8     acceptedId
 //   40      8     acceptedNodeId
-//   48      4     checksum          (the chain value, DESIGN §2)
+//   48      4     checksum          (the chain value, design.md §2)
 //   52      n     value
 //   52+n    4     CRC-32 of bytes [0, 52+n)
 //

@@ -1,4 +1,4 @@
-// The node-wide byte budget of the learner senders (ours, DESIGN §3): every group's sender takes
+// The node-wide byte budget of the learner senders (ours, design.md §3): every group's sender takes
 // the bytes of a batch from it before sending and gives them back when the batch is acked (or
 // its stream ends), so however many peers and groups stream at once, the values in flight stay
 // under one bound. The node creates one and hands it to every group.

@@ -13,7 +13,7 @@ export class LearnerError extends TspaxosError {
 }
 
 /**
- * What a read of the log may meet from outside the code (STYLE.md: bad input from the disk is a
+ * What a read of the log may meet from outside the code (style.md: bad input from the disk is a
  * counted drop): a damaged record (E_CORRUPT_RECORD) or a disk that fails a read (E_IO). The
  * learner counts it and goes on without that record (the asker learns it from another peer).
  * Any other error of a read (a closed store, a bad argument, a TypeError) is a bug: it goes up.

@@ -27,12 +27,24 @@ export {
 export {
   Learner,
   type LearnerHost,
+  type LearnerAcceptorPort,
+  type LearnerVariablesPort,
+  type LearnerMembershipPort,
+  type LearnerRuntimePort,
   type LearnerCounters,
   type LearnerStatus,
+  type ReadFailure,
+} from './learner';
+export {
+  LearnerReceiver,
   type LearnerFaults,
+  type ReceiverPort,
+  type ReceiverCounters,
+} from './receiver';
+export {
+  CatchUpTracker,
   type LearnerEvent,
   type CatchUpStatus,
   type CatchUpProgress,
   type CatchUpSummary,
-  type ReadFailure,
-} from './learner';
+} from './catch-up';

@@ -6,7 +6,8 @@ import { MemoryLogStore, StorageError } from '@tspaxos/storage';
 import { type PaxosMsg, PaxosMsgFlag, PaxosMsgType as T, paxosMsg } from '@tspaxos/transport';
 import { describe, expect, it } from 'vitest';
 import { type Ballot, NULL_BALLOT } from '@tspaxos/core';
-import { Learner, type LearnerEvent, type LearnerHost } from './learner';
+import type { LearnerEvent } from './catch-up';
+import { Learner, type LearnerHost } from './learner';
 import { type LearnerOptions, PHXPAXOS_LEARNER_OPTIONS } from './options';
 
 const GROUP = 0;
@@ -160,30 +161,38 @@ class TestNode {
       nodeId: id,
       group: GROUP,
       store,
-      now: () => net.clock.nowMs,
-      random: () => 0.5,
-      schedule: (delayMs, fn) => net.clock.schedule(delayMs, fn),
-      scheduleIdle: (fn) => net.scheduleIdle(fn),
+      acceptor: {
+        acceptedState: () => {
+          const a = setup.accepted ?? { ballot: NULL_BALLOT, value: '', checksum: 0 };
+          return { ...a, value: bytes(a.value) };
+        },
+        promiseBallot: () => NULL_BALLOT,
+      },
+      variables: {
+        system: () => setup.systemVariables,
+        master: () => setup.masterVariables,
+        applySystem: () => false,
+      },
+      membership: {
+        peers: () => setup.peers,
+        followers: () => this.followers,
+        addFollower: (nodeId) => this.followers.push(nodeId),
+        followToNodeId: () => setup.followTo,
+      },
+      runtime: {
+        now: () => net.clock.nowMs,
+        random: () => 0.5,
+        schedule: (delayMs, fn) => net.clock.schedule(delayMs, fn),
+        scheduleIdle: (fn) => net.scheduleIdle(fn),
+        event: () => {},
+        ...(setup.paxosActiveAtMs && { paxosActiveAtMs: setup.paxosActiveAtMs }),
+      },
       send: (to, msg) => net.send(id, to, msg),
-      peers: () => setup.peers,
-      followers: () => this.followers,
-      addFollower: (nodeId) => this.followers.push(nodeId),
-      followToNodeId: () => setup.followTo,
       lastChecksum: () => this.lastChecksum,
       minChosenInstanceId: () => store.getMinChosenInstanceId(GROUP),
-      acceptedState: () => {
-        const a = setup.accepted ?? { ballot: NULL_BALLOT, value: '', checksum: 0 };
-        return { ...a, value: bytes(a.value) };
-      },
-      promiseBallot: () => NULL_BALLOT,
-      systemVariables: () => setup.systemVariables,
-      masterVariables: () => setup.masterVariables,
-      applySystemVariables: () => false,
       needCheckpoint: (from, peerMinChosenInstanceId) =>
         this.checkpointNeeded.push({ from, peerMinChosenInstanceId }),
-      event: () => {},
       notify: (e) => this.events.push(e),
-      ...(setup.paxosActiveAtMs && { paxosActiveAtMs: setup.paxosActiveAtMs }),
     };
     const cost = setup.readCostMs;
     if (cost !== undefined) {
@@ -442,7 +451,8 @@ describe('Learner: catching up from a peer', () => {
       expect(net.of(T.SendLearnValueAck, 2)).toHaveLength(log.length);
       expect(net.clock.nowMs).toBe(0);
     },
-    30_000,
+    // 60–100 MB through the chain check and the memory store: ~5 s alone, ~60 s at load 30.
+    180_000,
   );
 
   it('checks the chain across a batch: a value whose checksum breaks it stores nothing', async () => {
@@ -612,7 +622,7 @@ describe('Learner: catching up from a peer', () => {
     expect(net.of(T.SendLearnValue, 1)).toMatchObject([{ instanceId: 9 }]);
   });
 
-  it('does not learn, nor ack, a streamed value whose lastChecksum breaks its chain (DESIGN §2)', async () => {
+  it('does not learn, nor ack, a streamed value whose lastChecksum breaks its chain (design.md §2)', async () => {
     const net = new Net();
     const a = await net.add(1, { peers: [2], log: values(3) });
     const good = a.lastChecksum;

@@ -11,12 +11,11 @@
 //   SendLearnValue_Ack once per batch ────► sender.ack(): that peer's window moves
 //   SendLearnValue_Ack+Gap on a gap ──────► the stream rewinds (NACK)
 //
-// The receiver checks the chain across each batch, stores it with one putMany (sync: false, as
-// PhxPaxos's learner: the values are durable on a majority already) and hands the instances to
-// the host one by one (state.isLearned, then newInstance()). A catch-up is data: status().catchUp.
+// This file asks, answers (the sender's side) and keeps the timers. The receiving side (chain
+// check, putMany, acks) is receiver.ts; the catch-up accounting (status().catchUp) is catch-up.ts.
 //
 // Sans-IO: everything outside comes through LearnerHost; no clock, timer or socket of its own.
-import { type AcceptorRecord, chainChecksum } from '@tspaxos/crc-wasm';
+import type { AcceptorRecord } from '@tspaxos/crc-wasm';
 import type { LogStore } from '@tspaxos/storage';
 import {
   type LearnedValue,
@@ -25,25 +24,93 @@ import {
   PaxosMsgType,
   paxosMsg,
 } from '@tspaxos/transport';
-import { type Ballot, ballotEquals, compareBallots, isNullBallot } from '@tspaxos/core';
+import { type Ballot, ballotEquals, isNullBallot } from '@tspaxos/core';
 import { SenderBudget } from './budget';
 import { isExpectedReadFailure } from './errors';
 import { type LearnerOptions, resolveLearnerOptions } from './options';
-import { RateWindow } from './rate';
+import {
+  type CatchUpStatus,
+  type CatchUpSummary,
+  CatchUpTracker,
+  type LearnerEvent,
+} from './catch-up';
 import {
   LearnerSender,
-  RECORD_OVERHEAD_BYTES,
   type SenderCounters,
   type SenderEndReason,
   type SenderPeerStatus,
 } from './sender';
+import { type LearnerFaults, LearnerReceiver } from './receiver';
 import { LearnerState } from './state';
 
-/** What the learner needs from the instance that hosts it. */
+/**
+ * What the learner needs from the group that hosts it, grouped by where it comes from: the
+ * acceptor, the system and master variables, the membership, and the runtime (time, timers,
+ * randomness, log).
+ */
 export interface LearnerHost {
   readonly nodeId: number;
   readonly group: number;
   readonly store: LogStore;
+  readonly acceptor: LearnerAcceptorPort;
+  readonly variables: LearnerVariablesPort;
+  readonly membership: LearnerMembershipPort;
+  readonly runtime: LearnerRuntimePort;
+  send(to: number, msg: PaxosMsg): void;
+  /** Checksum of the instance before my current one (0 when unknown). */
+  lastChecksum(): number;
+  minChosenInstanceId(): number;
+  /** A peer has deleted the log I need: only a checkpoint can teach me. */
+  needCheckpoint(from: number, peerMinChosenInstanceId: number): void;
+  /** The node-wide byte budget of every group's sender (the learner makes its own if absent). */
+  readonly senderBudget?: SenderBudget;
+  /** Typed progress events for the node's listeners (catch-up started, caught up). */
+  notify?(event: LearnerEvent): void;
+  /**
+   * isLatest() may have turned true without anything learned (a member's claim it could not back
+   * up was dropped at a stall): the host may propose again.
+   */
+  latestMayHaveChanged?(): void;
+}
+
+/** The group's acceptor, as the learner sees it. */
+export interface LearnerAcceptorPort {
+  /** My acceptor's state for the current instance. */
+  acceptedState(): { ballot: Ballot; value: Uint8Array; checksum: number };
+  /** My acceptor's promise for the current instance (kept when a learned record is written). */
+  promiseBallot(): Ballot;
+}
+
+/** The system (membership) and master variables a far-behind node learns before the log. */
+export interface LearnerVariablesPort {
+  /** Encoded system variables to hand to a far-behind asker, if any. */
+  system(): Uint8Array | undefined;
+  /** Applies a peer's system variables; true when they changed mine. */
+  applySystem(bytes: Uint8Array): boolean;
+  /** Encoded master variables to hand to a far-behind asker, if any (PhxPaxos GetMasterSM). */
+  master?(): Uint8Array | undefined;
+  /**
+   * Applies a peer's master variables, which reflect its log up to `asOfInstanceId` (its now
+   * instance id); true when they were taken (PhxPaxos UpdateByCheckpoint).
+   */
+  applyMaster?(bytes: Uint8Array, asOfInstanceId: number): boolean;
+  /** False while this node's master state is unknown (after a checkpoint install). */
+  masterAnchored?(): boolean;
+}
+
+/** Whom the learner asks and whom it forwards to. */
+export interface LearnerMembershipPort {
+  /** Nodes to ask: every voting member but me (a follower asks them too). */
+  peers(): readonly number[];
+  /** Non-voting nodes that follow me (they get every value I learn). */
+  followers(): readonly number[];
+  addFollower(nodeId: number): void;
+  /** The voting node I follow, when I am a follower. */
+  followToNodeId(): number | undefined;
+}
+
+/** Time, timers, randomness and the log: injected, so the simulator can replay a seed. */
+export interface LearnerRuntimePort {
   now(): number;
   /** Uniform in [0, 1): jitter for the AskforLearn timer. */
   random(): number;
@@ -62,93 +129,7 @@ export interface LearnerHost {
    * the group never counts as busy.
    */
   paxosActiveAtMs?(): number;
-  send(to: number, msg: PaxosMsg): void;
-  /** Nodes to ask: every voting member but me (a follower asks them too). */
-  peers(): readonly number[];
-  /** Non-voting nodes that follow me (they get every value I learn). */
-  followers(): readonly number[];
-  addFollower(nodeId: number): void;
-  /** The voting node I follow, when I am a follower. */
-  followToNodeId(): number | undefined;
-  /** Checksum of the instance before my current one (0 when unknown). */
-  lastChecksum(): number;
-  minChosenInstanceId(): number;
-  /** My acceptor's state for the current instance. */
-  acceptedState(): { ballot: Ballot; value: Uint8Array; checksum: number };
-  /** My acceptor's promise for the current instance (kept when a learned record is written). */
-  promiseBallot(): Ballot;
-  /** Encoded system variables to hand to a far-behind asker, if any. */
-  systemVariables(): Uint8Array | undefined;
-  /** Applies a peer's system variables; true when they changed mine. */
-  applySystemVariables(bytes: Uint8Array): boolean;
-  /** Encoded master variables to hand to a far-behind asker, if any (PhxPaxos GetMasterSM). */
-  masterVariables?(): Uint8Array | undefined;
-  /**
-   * Applies a peer's master variables, which reflect its log up to `asOfInstanceId` (its now
-   * instance id); true when they were taken (PhxPaxos UpdateByCheckpoint).
-   */
-  applyMasterVariables?(bytes: Uint8Array, asOfInstanceId: number): boolean;
-  /** False while this node's master state is unknown (after a checkpoint install). */
-  masterAnchored?(): boolean;
-  /** A peer has deleted the log I need: only a checkpoint can teach me. */
-  needCheckpoint(from: number, peerMinChosenInstanceId: number): void;
   event(name: string, fields: Record<string, unknown>): void;
-  /** The node-wide byte budget of every group's sender (the learner makes its own if absent). */
-  readonly senderBudget?: SenderBudget;
-  /** Typed progress events for the node's listeners (catch-up started, caught up). */
-  notify?(event: LearnerEvent): void;
-  /**
-   * isLatest() may have turned true without anything learned (a member's claim it could not back
-   * up was dropped at a stall): the host may propose again.
-   */
-  latestMayHaveChanged?(): void;
-}
-
-/** What every view of a catch-up holds: who streams, from where to where, and how far it got. */
-export interface CatchUpProgress {
-  /** The peer streaming to us (now, or at the end). */
-  fromNodeId: number;
-  beginInstanceId: number;
-  /** The highest now instance id a peer reported: where the catch-up ends. */
-  targetInstanceId: number;
-  learnedInstances: number;
-  learnedBytes: number;
-  startedAtMs: number;
-}
-
-/** A catch-up in progress, as status() shows it (rates over the last rateWindowMs). */
-export interface CatchUpStatus extends CatchUpProgress {
-  instancesPerSec: number;
-  bytesPerSec: number;
-  /** At the current rate; undefined while nothing has been learned. */
-  etaMs: number | undefined;
-}
-
-/** The last catch-up that reached its target (average rates over its whole duration). */
-export interface CatchUpSummary extends CatchUpProgress {
-  finishedAtMs: number;
-  durationMs: number;
-  instancesPerSec: number;
-  bytesPerSec: number;
-}
-
-export type LearnerEvent =
-  | {
-      type: 'catchUpStarted';
-      fromNodeId: number;
-      beginInstanceId: number;
-      targetInstanceId: number;
-    }
-  | ({ type: 'caughtUp' } & CatchUpSummary);
-
-interface CatchUp extends CatchUpProgress {
-  rate: RateWindow;
-}
-
-/** Planted bugs (tests only): the simulator must catch each (STYLE.md 13). */
-export interface LearnerFaults {
-  /** Planted: learn a streamed value without checking or extending the checksum chain. */
-  skipChainCheck?: boolean;
 }
 
 export interface LearnerCounters {
@@ -160,7 +141,7 @@ export interface LearnerCounters {
   aheadMessages: number;
   acksSent: number;
   senderBusy: number;
-  /** Streamed values refused because their lastChecksum breaks our chain (DESIGN §2). */
+  /** Streamed values refused because their lastChecksum breaks our chain (design.md §2). */
   checksumMismatches: number;
   /** SendLearnValue frames (batches or single values) learned from. */
   batchesLearned: number;
@@ -246,22 +227,8 @@ export class Learner {
   /** The peer we confirmed (0 when not learning). */
   private learningFromNodeId = 0;
   private learningSinceMs = 0;
-  private lastAckInstanceId = 0;
-  /** Value bytes of NeedAck frames received since the last ack (receiverAckLeadBytes). */
-  private bytesSinceAck = 0;
-  /** The peer whose NeedAck frame arrived last, and whether that frame must be acked. */
-  private pendingAckTo = 0;
-  private pendingAckForce = false;
-  /** Learned from peers and persisted after the current instance, not executed yet. */
-  private pending: AcceptorRecord[] = [];
-  private pendingHead = 0;
-  /** When the last valid stream frame arrived (the AskforLearn and stall timers read it). */
-  private lastStreamValueAtMs = Number.NEGATIVE_INFINITY;
-  /** The now id we last sent a gap ack for: one NACK per gap, not one per frame behind it. */
-  private nackedInstanceId = -1;
-  private nackedAtMs = 0;
-  private catchUp: CatchUp | undefined;
-  private lastCatchUp: CatchUpSummary | undefined;
+  private readonly catchUp: CatchUpTracker;
+  private readonly receiver: LearnerReceiver;
   private lastReadFailure: ReadFailure | undefined;
   private cancelAskTimer: (() => void) | undefined;
   private cancelStallTimer: (() => void) | undefined;
@@ -273,16 +240,35 @@ export class Learner {
   constructor(
     private readonly host: LearnerHost,
     options: Partial<LearnerOptions> = {},
-    private readonly faults: LearnerFaults = {},
+    faults: LearnerFaults = {},
   ) {
     this.options = resolveLearnerOptions(options);
     this.state = new LearnerState(host.store, host.group);
+    this.catchUp = new CatchUpTracker(this.options.rateWindowMs, () => host.runtime.now());
+    this.receiver = new LearnerReceiver(
+      {
+        nodeId: host.nodeId,
+        group: host.group,
+        store: host.store,
+        instanceId: () => this.instanceId,
+        now: () => host.runtime.now(),
+        send: (to, msg) => host.send(to, msg),
+        lastChecksum: () => host.lastChecksum(),
+        promiseBallot: () => host.acceptor.promiseBallot(),
+        event: (name, fields) => host.runtime.event(name, fields),
+        learned: (instances, bytes) => this.catchUp.learned(instances, bytes),
+      },
+      this.options,
+      this.state,
+      this.counters,
+      faults,
+    );
     this.budget = host.senderBudget ?? new SenderBudget(this.options.senderBudgetBytes);
     this.sender = new LearnerSender(
       this.options,
       {
         nowInstanceId: () => this.instanceId,
-        now: () => host.now(),
+        now: () => host.runtime.now(),
         readRange: (from, to) => host.store.range(host.group, from, to),
         readChecksum: (id) => this.storedChecksum(id),
         sendBatch: (to, lastChecksum, records) => this.sendBatch(to, lastChecksum, records),
@@ -316,20 +302,7 @@ export class Learner {
   newInstance(): void {
     this.instanceId++;
     this.state.reset();
-    if (this.pendingHead < this.pending.length) {
-      const next = this.pending[this.pendingHead]!;
-      this.pending[this.pendingHead] = undefined as never;
-      this.pendingHead++;
-      if (this.pendingHead === this.pending.length) {
-        this.pending = [];
-        this.pendingHead = 0;
-      }
-      this.state.learnWithoutWrite(
-        { proposalId: next.acceptedId, nodeId: next.acceptedNodeId },
-        next.value,
-        next.checksum,
-      );
-    }
+    this.receiver.learnNextPending();
     this.checkCaughtUp();
   }
 
@@ -350,7 +323,7 @@ export class Learner {
   /** The highest now instance id a member reported and did not fail to back up. */
   get backedSeenInstanceId(): number {
     let seen = 0;
-    for (const peer of this.host.peers()) {
+    for (const peer of this.host.membership.peers()) {
       const reported = this.reportedInstanceIds.get(peer) ?? 0;
       if (reported > (this.unbackedInstanceIds.get(peer) ?? -1)) seen = Math.max(seen, reported);
     }
@@ -360,7 +333,8 @@ export class Learner {
   /** The highest now instance id a majority of the members reached, as far as they told us. */
   get quorumSeenInstanceId(): number {
     const ids = [this.instanceId];
-    for (const peer of this.host.peers()) ids.push(this.reportedInstanceIds.get(peer) ?? 0);
+    for (const peer of this.host.membership.peers())
+      ids.push(this.reportedInstanceIds.get(peer) ?? 0);
     ids.sort((x, y) => y - x);
     return ids[Math.floor(ids.length / 2)]!;
   }
@@ -375,7 +349,7 @@ export class Learner {
       case PaxosMsgType.AskforLearn:
         return this.onAskforLearn(msg);
       case PaxosMsgType.SendLearnValue:
-        return this.onSendLearnValue(msg);
+        return this.receiver.receive(msg);
       case PaxosMsgType.ProposerSendSuccess:
         return this.onProposerSendSuccess(msg);
       case PaxosMsgType.SendNowInstanceID:
@@ -401,15 +375,15 @@ export class Learner {
   }
 
   status(): LearnerStatus {
-    const now = this.host.now();
+    const now = this.host.runtime.now();
     return {
       instanceId: this.instanceId,
       highestSeenInstanceId: this.highestSeenInstanceId,
       highestSeenFromNodeId: this.highestSeenFromNodeId,
       isLearning: this.isLearning,
-      lastAckInstanceId: this.lastAckInstanceId,
-      catchUp: this.catchUpStatus(now),
-      lastCatchUp: this.lastCatchUp && { ...this.lastCatchUp },
+      lastAckInstanceId: this.receiver.lastAckInstanceId,
+      catchUp: this.catchUp.status(now, this.instanceId),
+      lastCatchUp: this.catchUp.lastSummary(),
       counters: { ...this.counters },
       lastReadFailure: this.lastReadFailure && { ...this.lastReadFailure },
       sender: {
@@ -427,15 +401,15 @@ export class Learner {
   resetAskforLearnTimer(delayMs?: number): void {
     this.cancelAskTimer?.();
     const delay = delayMs ?? this.askInterval();
-    this.cancelAskTimer = this.host.schedule(delay, () => this.askforLearnNoop());
+    this.cancelAskTimer = this.host.runtime.schedule(delay, () => this.askforLearnNoop());
   }
 
   private askInterval(): number {
-    const follower = this.host.followToNodeId() !== undefined;
+    const follower = this.host.membership.followToNodeId() !== undefined;
     const o = this.options;
     const interval = follower ? o.followerAskforLearnIntervalMs : o.askforLearnIntervalMs;
     const jitter = follower ? o.followerAskforLearnJitterMs : o.askforLearnJitterMs;
-    return interval + Math.floor(this.host.random() * jitter);
+    return interval + Math.floor(this.host.runtime.random() * jitter);
   }
 
   /**
@@ -445,7 +419,7 @@ export class Learner {
    */
   private askforLearnNoop(): void {
     if (this.stopped) return;
-    const quietMs = this.host.now() - this.lastStreamValueAtMs;
+    const quietMs = this.host.runtime.now() - this.receiver.lastStreamValueAtMs;
     const interval = this.askInterval();
     if (quietMs < interval) {
       // A stream is alive: the next ask is one interval after its last value, as in the seed.
@@ -460,17 +434,17 @@ export class Learner {
   /** While learning: a stream silent for learnerStallMs is given up, and we ask everyone. */
   private armStallTimer(delayMs: number): void {
     this.cancelStallTimer?.();
-    this.cancelStallTimer = this.host.schedule(delayMs, () => {
+    this.cancelStallTimer = this.host.runtime.schedule(delayMs, () => {
       this.cancelStallTimer = undefined;
       if (!this.isLearning || this.stopped) return;
-      const last = Math.max(this.lastStreamValueAtMs, this.learningSinceMs);
-      const quietMs = this.host.now() - last;
+      const last = Math.max(this.receiver.lastStreamValueAtMs, this.learningSinceMs);
+      const quietMs = this.host.runtime.now() - last;
       if (quietMs < this.options.learnerStallMs) {
         this.armStallTimer(this.options.learnerStallMs - quietMs);
         return;
       }
       this.counters.stalls++;
-      this.host.event('learner-stalled', { from: this.learningFromNodeId, quietMs });
+      this.host.runtime.event('learner-stalled', { from: this.learningFromNodeId, quietMs });
       this.stopLearning();
       this.resetAskforLearnTimer();
       this.askforLearn();
@@ -504,13 +478,16 @@ export class Learner {
     if (this.cancelSenderTimer !== undefined && at === this.senderTimerAt) return;
     this.cancelSenderTimer?.();
     this.senderTimerAt = at;
-    this.cancelSenderTimer = this.host.schedule(Math.max(0, at - this.host.now()), () => {
-      this.cancelSenderTimer = undefined;
-      this.senderTimerAt = Number.POSITIVE_INFINITY;
-      const now = this.host.now();
-      const busy = this.groupBusy(now);
-      this.afterSenderWork(this.sender.tick(now, busy), busy);
-    });
+    this.cancelSenderTimer = this.host.runtime.schedule(
+      Math.max(0, at - this.host.runtime.now()),
+      () => {
+        this.cancelSenderTimer = undefined;
+        this.senderTimerAt = Number.POSITIVE_INFINITY;
+        const now = this.host.runtime.now();
+        const busy = this.groupBusy(now);
+        this.afterSenderWork(this.sender.tick(now, busy), busy);
+      },
+    );
   }
 
   /** After the sender worked: continue next turn if it yielded, and re-arm its deadline. */
@@ -527,7 +504,7 @@ export class Learner {
 
   /** The group has Paxos work of its own now or had some within senderBusyWindowMs. */
   private groupBusy(nowMs: number): boolean {
-    const at = this.host.paxosActiveAtMs?.();
+    const at = this.host.runtime.paxosActiveAtMs?.();
     return at !== undefined && nowMs - at < this.options.senderBusyWindowMs;
   }
 
@@ -541,36 +518,36 @@ export class Learner {
     const slice = (): void => {
       this.senderContinueScheduled = false;
       if (this.stopped) return;
-      const now = this.host.now();
+      const now = this.host.runtime.now();
       const busy = this.groupBusy(now);
       this.afterSenderWork(this.sender.pump(now, busy), busy);
     };
-    const idle = this.host.scheduleIdle?.bind(this.host);
-    if (idle === undefined) this.host.schedule(delayMs, slice);
+    const idle = this.host.runtime.scheduleIdle?.bind(this.host.runtime);
+    if (idle === undefined) this.host.runtime.schedule(delayMs, slice);
     else if (delayMs <= 0) idle(slice);
-    else this.host.schedule(delayMs, () => void idle(slice));
+    else this.host.runtime.schedule(delayMs, () => void idle(slice));
   }
 
   // ---- asking ---------------------------------------------------------------------------
 
   private askforLearn(): void {
-    const followTo = this.host.followToNodeId();
+    const followTo = this.host.membership.followToNodeId();
     const msg = paxosMsg({
       msgType: PaxosMsgType.AskforLearn,
       instanceId: this.instanceId,
       nodeId: this.host.nodeId,
       // PhxPaxos reuses proposalNodeId to say whom a follower follows.
       proposalNodeId: followTo ?? 0,
-      flag: this.host.masterAnchored?.() === false ? PaxosMsgFlag.AskMasterVariables : 0,
+      flag: this.host.variables.masterAnchored?.() === false ? PaxosMsgFlag.AskMasterVariables : 0,
     });
     this.counters.askforLearnSent++;
-    for (const peer of this.host.peers()) this.host.send(peer, msg);
+    for (const peer of this.host.membership.peers()) this.host.send(peer, msg);
   }
 
   private setSeen(instanceId: number, fromNodeId: number): void {
     if (
       instanceId > (this.reportedInstanceIds.get(fromNodeId) ?? -1) &&
-      this.host.peers().includes(fromNodeId)
+      this.host.membership.peers().includes(fromNodeId)
     ) {
       this.reportedInstanceIds.set(fromNodeId, instanceId);
     }
@@ -584,7 +561,7 @@ export class Learner {
   private onAskforLearn(msg: PaxosMsg): void {
     this.counters.askforLearnReceived++;
     this.setSeen(msg.instanceId, msg.nodeId);
-    if (msg.proposalNodeId === this.host.nodeId) this.host.addFollower(msg.nodeId);
+    if (msg.proposalNodeId === this.host.nodeId) this.host.membership.addFollower(msg.nodeId);
     if (msg.instanceId >= this.instanceId) {
       // Level with me, but its master state is unknown (it installed a checkpoint): my variables
       // (SendNowInstanceID applies them before anything else; the rest is a lag message there).
@@ -593,7 +570,7 @@ export class Learner {
         (msg.flag & PaxosMsgFlag.AskMasterVariables) !== 0 &&
         msg.instanceId === this.instanceId
       ) {
-        const master = this.host.masterVariables?.();
+        const master = this.host.variables.master?.();
         if (master !== undefined) {
           const reply = paxosMsg({
             msgType: PaxosMsgType.SendNowInstanceID,
@@ -604,7 +581,7 @@ export class Learner {
           });
           reply.masterVariables = master;
           // Its membership is as stale as its master state (the install kept both from before).
-          const system = this.host.systemVariables();
+          const system = this.host.variables.system();
           if (system !== undefined) reply.systemVariables = system;
           this.host.send(msg.nodeId, reply);
         }
@@ -612,7 +589,7 @@ export class Learner {
       return;
     }
 
-    const now = this.host.now();
+    const now = this.host.runtime.now();
     if (msg.instanceId >= this.host.minChosenInstanceId()) {
       if (!this.sender.prepare(msg.instanceId, msg.nodeId, now)) {
         this.counters.senderBusy++;
@@ -643,13 +620,13 @@ export class Learner {
       minChosenInstanceId: this.host.minChosenInstanceId(),
     });
     if (refresh || this.instanceId - askerInstanceId > this.options.variablesGapInstances) {
-      const system = this.host.systemVariables();
+      const system = this.host.variables.system();
       if (system !== undefined) reply.systemVariables = system;
     }
     // The master variables ride on every reply, not only past the gap (PhxPaxos's rule): an
     // asker that installed a checkpoint has forgotten its own and needs them to hold a lease
     // again; a few dozen bytes per ask, and an asker adopts them only when they are newer.
-    const master = this.host.masterVariables?.();
+    const master = this.host.variables.master?.();
     if (master !== undefined) reply.masterVariables = master;
     this.host.send(to, reply);
   }
@@ -663,11 +640,11 @@ export class Learner {
     // peer behind me (they miss master operations I passed; trusting them risks two masters).
     if (
       msg.masterVariables.length > 0 &&
-      this.host.applyMasterVariables?.(msg.masterVariables, msg.nowInstanceId)
+      this.host.variables.applyMaster?.(msg.masterVariables, msg.nowInstanceId)
     )
-      this.host.event('master-variables-changed', { from: msg.nodeId });
-    if (msg.systemVariables.length > 0 && this.host.applySystemVariables(msg.systemVariables)) {
-      this.host.event('system-variables-changed', { from: msg.nodeId });
+      this.host.runtime.event('master-variables-changed', { from: msg.nodeId });
+    if (msg.systemVariables.length > 0 && this.host.variables.applySystem(msg.systemVariables)) {
+      this.host.runtime.event('system-variables-changed', { from: msg.nodeId });
       return; // membership changed: everything is re-evaluated on the next ask
     }
     if (msg.instanceId !== this.instanceId || msg.nowInstanceId <= this.instanceId) {
@@ -687,7 +664,7 @@ export class Learner {
       return;
     }
     this.sendComfirm(msg.nodeId, 0);
-    const now = this.host.now();
+    const now = this.host.runtime.now();
     this.isLearning = true;
     this.learningFromNodeId = msg.nodeId;
     this.learningSinceMs = now;
@@ -714,10 +691,10 @@ export class Learner {
       this.armSenderTimer();
       return;
     }
-    const ok = this.sender.confirm(msg.instanceId, msg.nodeId, this.host.now());
+    const ok = this.sender.confirm(msg.instanceId, msg.nodeId, this.host.runtime.now());
     if (!ok) this.counters.lagMessages++;
     else {
-      this.host.event('sender-confirmed', {
+      this.host.runtime.event('sender-confirmed', {
         to: msg.nodeId,
         from: msg.instanceId,
         until: this.instanceId,
@@ -728,7 +705,7 @@ export class Learner {
   }
 
   private onSendLearnValueAck(msg: PaxosMsg): void {
-    const now = this.host.now();
+    const now = this.host.runtime.now();
     this.sender.ack(msg.instanceId, msg.nodeId, msg.flag === PaxosMsgFlag.AckGap, now);
     // The window moved: the next slice sends, in the host's idle time (never inline here, so
     // a burst of acks cannot chain sender turns ahead of the group's own messages).
@@ -742,7 +719,7 @@ export class Learner {
   }
 
   private senderEnded(to: number, reason: SenderEndReason, next: number, error?: unknown): void {
-    this.host.event('sender-ended', {
+    this.host.runtime.event('sender-ended', {
       to,
       reason,
       nextInstanceId: next,
@@ -753,21 +730,7 @@ export class Learner {
   // ---- catch-up progress ------------------------------------------------------------------
 
   private startCatchUp(from: number, target: number, nowMs: number): void {
-    const c = this.catchUp;
-    if (c !== undefined) {
-      c.fromNodeId = from;
-      c.targetInstanceId = Math.max(c.targetInstanceId, target);
-      return;
-    }
-    this.catchUp = {
-      fromNodeId: from,
-      beginInstanceId: this.instanceId,
-      targetInstanceId: target,
-      learnedInstances: 0,
-      learnedBytes: 0,
-      startedAtMs: nowMs,
-      rate: new RateWindow(this.options.rateWindowMs),
-    };
+    if (!this.catchUp.start(from, target, this.instanceId, nowMs)) return;
     this.counters.catchUpsStarted++;
     this.host.notify?.({
       type: 'catchUpStarted',
@@ -777,50 +740,14 @@ export class Learner {
     });
   }
 
-  private catchUpStatus(nowMs: number): CatchUpStatus | undefined {
-    const c = this.catchUp;
-    if (c === undefined) return undefined;
-    const { instancesPerSec, bytesPerSec } = c.rate.rates(nowMs, c.startedAtMs);
-    const left = Math.max(0, c.targetInstanceId - this.instanceId);
-    return {
-      fromNodeId: c.fromNodeId,
-      beginInstanceId: c.beginInstanceId,
-      targetInstanceId: c.targetInstanceId,
-      learnedInstances: c.learnedInstances,
-      learnedBytes: c.learnedBytes,
-      instancesPerSec,
-      bytesPerSec,
-      etaMs: instancesPerSec > 0 ? (left / instancesPerSec) * 1000 : undefined,
-      startedAtMs: c.startedAtMs,
-    };
-  }
-
   /** A catch-up ends when this node has executed up to the highest now id a peer reported. */
   private checkCaughtUp(): void {
-    const c = this.catchUp;
-    if (c === undefined) return;
-    c.targetInstanceId = Math.max(c.targetInstanceId, this.highestSeenInstanceId);
-    if (this.instanceId < c.targetInstanceId) return;
-    const finishedAtMs = this.host.now();
-    const durationMs = finishedAtMs - c.startedAtMs;
-    const seconds = Math.max(durationMs, 1) / 1000;
-    this.lastCatchUp = {
-      fromNodeId: c.fromNodeId,
-      beginInstanceId: c.beginInstanceId,
-      targetInstanceId: c.targetInstanceId,
-      learnedInstances: c.learnedInstances,
-      learnedBytes: c.learnedBytes,
-      startedAtMs: c.startedAtMs,
-      finishedAtMs,
-      durationMs,
-      instancesPerSec: c.learnedInstances / seconds,
-      bytesPerSec: c.learnedBytes / seconds,
-    };
-    this.catchUp = undefined;
+    const summary = this.catchUp.finishIfReached(this.instanceId, this.highestSeenInstanceId);
+    if (summary === undefined) return;
     this.counters.catchUpsFinished++;
     // Nothing left to stream: a later silence is not a stall.
     this.stopLearning();
-    this.host.notify?.({ type: 'caughtUp', ...this.lastCatchUp });
+    this.host.notify?.({ type: 'caughtUp', ...summary });
   }
 
   // ---- learning -------------------------------------------------------------------------
@@ -873,212 +800,12 @@ export class Learner {
     );
   }
 
-  /** The first instance not yet learned here (learned = persisted, maybe not executed yet). */
-  private learnedEnd(): number {
-    if (!this.state.isLearned) return this.instanceId;
-    return this.instanceId + 1 + (this.pending.length - this.pendingHead);
-  }
-
-  /** The chain checksum of instance learnedEnd() - 1, as far as we know it (0: unknown). */
-  private checksumBeforeLearnedEnd(): number {
-    if (!this.state.isLearned) return this.host.lastChecksum();
-    if (this.pending.length > this.pendingHead)
-      return this.pending[this.pending.length - 1]!.checksum;
-    return this.state.newChecksum;
-  }
-
-  /**
-   * Values streamed by a peer (seed: Learner::OnSendLearnValue), one or a batch; learned strictly
-   * in order. The chain is checked across the batch before anything is stored.
-   */
-  private async onSendLearnValue(msg: PaxosMsg): Promise<void> {
-    const needAck = msg.flag === PaxosMsgFlag.SendLearnValueNeedAck;
-    const entries: readonly LearnedValue[] =
-      msg.batch.length > 0
-        ? msg.batch
-        : [
-            {
-              proposalId: msg.proposalId,
-              proposalNodeId: msg.proposalNodeId,
-              checksum: 0, // the seed's form does not carry it
-              value: msg.value,
-            },
-          ];
-    const end = this.learnedEnd();
-    const first = msg.instanceId;
-    if (first > end) {
-      this.counters.aheadMessages++;
-      if (needAck) this.sendGapAck(msg.nodeId, end);
-      return;
-    }
-    const skip = end - first;
-    if (skip >= entries.length) {
-      this.counters.lagMessages++;
-    } else {
-      // Planted bug (tests only): learn without checking or extending the chain.
-      const mine = this.faults.skipChainCheck ? 0 : this.checksumBeforeLearnedEnd();
-      const theirs = skip === 0 ? msg.lastChecksum : entries[skip - 1]!.checksum;
-      if (theirs !== 0 && mine !== 0 && theirs !== mine) {
-        // The peer's log diverged from ours before these instances: never learn its values as
-        // good, nor ack the stream. (Instance stops the group before this; other hosts rely
-        // on this check.)
-        this.counters.checksumMismatches++;
-        return;
-      }
-      if (
-        !(await this.learnEntries(
-          end,
-          entries,
-          skip,
-          this.faults.skipChainCheck ? 0 : mine !== 0 ? mine : theirs,
-        ))
-      )
-        return;
-      this.counters.batchesLearned++;
-    }
-    if (needAck) {
-      this.lastStreamValueAtMs = this.host.now();
-      this.pendingAckTo = msg.nodeId;
-      // Every frame counts, learned or not: the sender holds all of them in its window.
-      for (const e of entries) this.bytesSinceAck += e.value.length + RECORD_OVERHEAD_BYTES;
-      // A batch is acked once; one-value frames every receiverAckLead or receiverAckLeadBytes,
-      // or at the sender's end.
-      this.pendingAckForce ||=
-        msg.batch.length > 1 || (msg.batch.length === 1 && first + 1 >= msg.nowInstanceId);
-    }
-  }
-
-  /**
-   * Checks each entry's checksum against the chain, stores entries[skip…] (instance `end` on)
-   * with one putMany, and queues them for execution. False (counted) when the chain breaks.
-   */
-  private async learnEntries(
-    end: number,
-    entries: readonly LearnedValue[],
-    skip: number,
-    chainBefore: number,
-  ): Promise<boolean> {
-    const count = entries.length - skip;
-    // The stored records are also what waits for execution (this.pending): one object per
-    // value, not three (the catch-up receiver's profile is a quarter garbage collection).
-    const records: AcceptorRecord[] = new Array<AcceptorRecord>(count);
-    let checksum = chainBefore;
-    let bytes = 0;
-    for (let i = 0; i < count; i++) {
-      const e = entries[skip + i]!;
-      const instanceId = end + i;
-      checksum = chainChecksum(instanceId, checksum, e.value);
-      if (
-        !this.faults.skipChainCheck &&
-        e.checksum !== 0 &&
-        checksum !== 0 &&
-        e.checksum !== checksum
-      ) {
-        this.counters.checksumMismatches++;
-        this.host.event('batch-checksum-mismatch', {
-          instanceId,
-          ours: checksum,
-          theirs: e.checksum,
-        });
-        return false;
-      }
-      let promiseId = e.proposalId;
-      let promiseNodeId = e.proposalNodeId;
-      if (instanceId === this.instanceId) {
-        // The current instance's record keeps the acceptor's promise when it is higher: the
-        // promise must never go down on disk (PhxPaxos writes the chosen ballot as the promise).
-        const promise = this.host.promiseBallot();
-        const ballot = { proposalId: e.proposalId, nodeId: e.proposalNodeId };
-        if (compareBallots(promise, ballot) > 0) {
-          promiseId = promise.proposalId;
-          promiseNodeId = promise.nodeId;
-        }
-      }
-      records[i] = {
-        instanceId,
-        promiseId,
-        promiseNodeId,
-        acceptedId: e.proposalId,
-        acceptedNodeId: e.proposalNodeId,
-        value: e.value,
-        checksum,
-      };
-      bytes += e.value.length + RECORD_OVERHEAD_BYTES;
-    }
-    // Not synced, as PhxPaxos's LearnValue: the values are durable on a majority already.
-    await this.host.store.putMany(this.host.group, records, { sync: false });
-    let from = 0;
-    if (!this.state.isLearned) {
-      const head = records[0]!;
-      this.state.learnWithoutWrite(
-        { proposalId: head.acceptedId, nodeId: head.acceptedNodeId },
-        head.value,
-        head.checksum,
-      );
-      from = 1;
-    }
-    for (let i = from; i < count; i++) this.pending.push(records[i]!);
-    this.counters.valuesLearnedFromPeers += count;
-    const c = this.catchUp;
-    if (c !== undefined) {
-      c.learnedInstances += count;
-      c.learnedBytes += bytes;
-      c.rate.add(this.host.now(), count, bytes);
-    }
-    return true;
-  }
-
-  /** A value ahead of us: a frame of the stream was lost. Ack our id at once (a NACK). */
-  private sendGapAck(to: number, learnedEnd: number): void {
-    const now = this.host.now();
-    if (
-      this.nackedInstanceId === learnedEnd &&
-      now - this.nackedAtMs < this.options.learnerStallMs
-    ) {
-      return; // already told: the frames still in flight behind the gap say nothing new
-    }
-    this.nackedInstanceId = learnedEnd;
-    this.nackedAtMs = now;
-    this.counters.nacksSent++;
-    this.host.send(
-      to,
-      paxosMsg({
-        msgType: PaxosMsgType.SendLearnValueAck,
-        instanceId: learnedEnd,
-        nodeId: this.host.nodeId,
-        flag: PaxosMsgFlag.AckGap,
-      }),
-    );
-  }
-
   /**
    * Sends SendLearnValue_Ack when due. The instance calls it after it has executed what was
    * learned, so the ack reports the new now instance id (seed: Learner::SendLearnValue_Ack).
    */
   flushAck(): void {
-    const to = this.pendingAckTo;
-    if (to === 0) return;
-    const force = this.pendingAckForce;
-    this.pendingAckTo = 0;
-    this.pendingAckForce = false;
-    if (
-      !force &&
-      this.instanceId < this.lastAckInstanceId + this.options.receiverAckLead &&
-      this.bytesSinceAck < this.options.receiverAckLeadBytes
-    ) {
-      return;
-    }
-    this.lastAckInstanceId = this.instanceId;
-    this.bytesSinceAck = 0;
-    this.counters.acksSent++;
-    this.host.send(
-      to,
-      paxosMsg({
-        msgType: PaxosMsgType.SendLearnValueAck,
-        instanceId: this.instanceId,
-        nodeId: this.host.nodeId,
-      }),
-    );
+    this.receiver.flushAck();
   }
 
   /** Steady state (seed: Learner::OnProposerSendSuccess): learn what my acceptor accepted. */
@@ -1087,7 +814,7 @@ export class Learner {
       this.counters.lagMessages++;
       return;
     }
-    const accepted = this.host.acceptedState();
+    const accepted = this.host.acceptor.acceptedState();
     if (isNullBallot(accepted.ballot)) return; // accepted nothing yet
     if (!ballotEquals(accepted.ballot, { proposalId: msg.proposalId, nodeId: msg.nodeId })) return;
     if (this.state.isLearned) return;
@@ -1098,7 +825,7 @@ export class Learner {
 
   /** Forwards what I learned to every node that follows me (seed: TransmitToFollower). */
   private transmitToFollowers(ballot: Ballot, value: Uint8Array): void {
-    const followers = this.host.followers();
+    const followers = this.host.membership.followers();
     if (followers.length === 0) return;
     const msg = paxosMsg({
       msgType: PaxosMsgType.SendLearnValue,
@@ -1128,7 +855,11 @@ export class Learner {
       if (!isExpectedReadFailure(error)) throw error;
       this.counters.readFailures++;
       this.lastReadFailure = { instanceId, code: error.code, message: error.message };
-      this.host.event('read-failed', { instanceId, code: error.code, error: error.message });
+      this.host.runtime.event('read-failed', {
+        instanceId,
+        code: error.code,
+        error: error.message,
+      });
       return undefined;
     }
   }

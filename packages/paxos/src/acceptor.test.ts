@@ -77,9 +77,12 @@ describe('Acceptor invariants', () => {
   it('trips "the accepted ballot is at most the promise" after a persist that leaves it above', async () => {
     const { a } = acceptor();
     await a.onPrepare(prepare(5), 0);
-    // A caller that sets the accepted state from outside (as a restart path does) above the
-    // promise: the next write makes it durable, and the postcondition says no.
-    a.acceptedBallot = { proposalId: 9, nodeId: 2 };
+    // Planted from outside through a cast (the role's API allows no such write): an accepted
+    // ballot above the promise; the next write makes it durable, and the postcondition says no.
+    (a as unknown as { accepted: { proposalId: number; nodeId: number } }).accepted = {
+      proposalId: 9,
+      nodeId: 2,
+    };
     await expect(a.onPrepare(prepare(7), 0)).rejects.toMatchObject({
       code: 'E_INVARIANT',
       message: 'tspaxos invariant violated: the accepted ballot is at most the promise',

@@ -1,6 +1,6 @@
 // The acceptor (seed/PhxPaxos: Acceptor, AcceptorState). Its promise and accepted value for the
 // current instance are persisted with sync:true before any reply leaves (Paxos's only durability
-// requirement), and the record's checksum extends the chain (DESIGN §2).
+// requirement), and the record's checksum extends the chain (design.md §2).
 import { chainChecksum } from '@tspaxos/crc-wasm';
 import { assert, type Ballot, compareBallots, NULL_BALLOT } from '@tspaxos/core';
 import type { LogStore } from '@tspaxos/storage';
@@ -10,18 +10,36 @@ import type { AcceptorFaults } from './faults';
 
 export type { AcceptorFaults };
 
-/** Why a write of the acceptor's state failed: the group stops (Instance.persistFailed). */
+/** Why a write of the acceptor's state failed: the group stops (Group.persistFailed). */
 export type PersistFailureHandler = (error: unknown) => void;
 
 /** Shared by every new instance (a fresh empty array per instance costs in a streamed catch-up). */
 const NO_VALUE = new Uint8Array(0);
 
 export class Acceptor {
-  instanceId = 0;
-  promiseBallot: Ballot = NULL_BALLOT;
-  acceptedBallot: Ballot = NULL_BALLOT;
-  acceptedValue: Uint8Array = new Uint8Array(0);
-  checksum = 0;
+  // Private, moved only by load/newInstance/reset and the durable writes: a write from outside
+  // could skip the invariants persist() checks.
+  private currentInstanceId = 0;
+  private promise: Ballot = NULL_BALLOT;
+  private accepted: Ballot = NULL_BALLOT;
+  private acceptedBytes: Uint8Array = new Uint8Array(0);
+  private acceptedChecksum = 0;
+
+  get instanceId(): number {
+    return this.currentInstanceId;
+  }
+  get promiseBallot(): Ballot {
+    return this.promise;
+  }
+  get acceptedBallot(): Ballot {
+    return this.accepted;
+  }
+  get acceptedValue(): Uint8Array {
+    return this.acceptedBytes;
+  }
+  get checksum(): number {
+    return this.acceptedChecksum;
+  }
 
   constructor(
     private readonly nodeId: number,
@@ -38,18 +56,30 @@ export class Acceptor {
   load(): number {
     const max = this.store.maxInstanceId(this.group);
     if (max === undefined) {
-      this.instanceId = 0;
+      this.currentInstanceId = 0;
       return 0;
     }
     const record = this.store.get(this.group, max);
-    this.instanceId = max;
+    this.currentInstanceId = max;
     if (record !== undefined) {
-      this.promiseBallot = { proposalId: record.promiseId, nodeId: record.promiseNodeId };
-      this.acceptedBallot = { proposalId: record.acceptedId, nodeId: record.acceptedNodeId };
-      this.acceptedValue = record.value;
-      this.checksum = record.checksum;
+      this.promise = { proposalId: record.promiseId, nodeId: record.promiseNodeId };
+      this.accepted = { proposalId: record.acceptedId, nodeId: record.acceptedNodeId };
+      this.acceptedBytes = record.value;
+      this.acceptedChecksum = record.checksum;
     }
     return max;
+  }
+
+  /**
+   * Forgets the state in memory, promise included, and loads the log's: after a checkpoint
+   * install reset the log (which kept the promise), nothing of the old instance may survive.
+   */
+  reload(): number {
+    this.promise = NULL_BALLOT;
+    this.accepted = NULL_BALLOT;
+    this.acceptedBytes = new Uint8Array(0);
+    this.acceptedChecksum = 0;
+    return this.load();
   }
 
   /**
@@ -64,17 +94,20 @@ export class Acceptor {
    */
   newInstance(): void {
     const promise = this.promiseBallot;
-    this.instanceId++;
-    if (this.faults.resetPromisePerInstance) this.promiseBallot = NULL_BALLOT;
-    this.acceptedBallot = NULL_BALLOT;
-    this.acceptedValue = NO_VALUE;
-    this.checksum = 0;
+    this.currentInstanceId++;
+    if (this.faults.resetPromisePerInstance) this.promise = NULL_BALLOT;
+    this.accepted = NULL_BALLOT;
+    this.acceptedBytes = NO_VALUE;
+    this.acceptedChecksum = 0;
     assert(this.promiseBallot === promise, 'the promise is kept across instances');
   }
 
   /** Phase 1b. Returns the reply, or undefined when the promise could not be persisted. */
   async onPrepare(msg: PaxosMsg, lastChecksum: number): Promise<PaxosMsg | undefined> {
-    assert(msg.instanceId === this.instanceId, 'a Prepare reaches the acceptor for its instance');
+    assert(
+      msg.instanceId === this.currentInstanceId,
+      'a Prepare reaches the acceptor for its instance',
+    );
     const reply = this.reply(PaxosMsgType.PrepareReply, msg);
     const ballot = { proposalId: msg.proposalId, nodeId: msg.nodeId };
     if (compareBallots(ballot, this.promiseBallot) >= 0) {
@@ -92,7 +125,10 @@ export class Acceptor {
 
   /** Phase 2b. Returns the reply, or undefined when the accept could not be persisted. */
   async onAccept(msg: PaxosMsg, lastChecksum: number): Promise<PaxosMsg | undefined> {
-    assert(msg.instanceId === this.instanceId, 'an Accept reaches the acceptor for its instance');
+    assert(
+      msg.instanceId === this.currentInstanceId,
+      'an Accept reaches the acceptor for its instance',
+    );
     const reply = this.reply(PaxosMsgType.AcceptReply, msg);
     const ballot = { proposalId: msg.proposalId, nodeId: msg.nodeId };
     if (this.faults.forgetPromises || compareBallots(ballot, this.promiseBallot) >= 0) {
@@ -107,7 +143,7 @@ export class Acceptor {
   private reply(msgType: number, msg: PaxosMsg): PaxosMsg {
     return paxosMsg({
       msgType,
-      instanceId: this.instanceId,
+      instanceId: this.currentInstanceId,
       nodeId: this.nodeId,
       proposalId: msg.proposalId,
     });
@@ -128,11 +164,11 @@ export class Acceptor {
     // Paxos: a promise only rises (an acceptor that lowered it could grant a ballot it refused).
     assert(compareBallots(promise, this.promiseBallot) >= 0, 'the promise never decreases');
     const checksum =
-      accepted.proposalId > 0 ? chainChecksum(this.instanceId, lastChecksum, value) : 0;
+      accepted.proposalId > 0 ? chainChecksum(this.currentInstanceId, lastChecksum, value) : 0;
     const write = this.store.put(
       this.group,
       {
-        instanceId: this.instanceId,
+        instanceId: this.currentInstanceId,
         promiseId: promise.proposalId,
         promiseNodeId: promise.nodeId,
         acceptedId: accepted.proposalId,
@@ -153,10 +189,10 @@ export class Acceptor {
         return false;
       }
     }
-    this.promiseBallot = promise;
-    this.acceptedBallot = accepted;
-    this.acceptedValue = value;
-    this.checksum = checksum;
+    this.promise = promise;
+    this.accepted = accepted;
+    this.acceptedBytes = value;
+    this.acceptedChecksum = checksum;
     assert(
       compareBallots(this.acceptedBallot, this.promiseBallot) <= 0,
       'the accepted ballot is at most the promise',

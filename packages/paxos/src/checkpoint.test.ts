@@ -1,4 +1,4 @@
-// Checkpoints end to end in one process (DESIGN §4): two nodes compact their logs, a lagging
+// Checkpoints end to end in one process (design.md §4): two nodes compact their logs, a lagging
 // third catches up through a checkpoint and then through the log; a node whose state machine is
 // older than its log reports E_NEEDS_CHECKPOINT and is brought back by a peer's checkpoint. Memory
 // network and stores; each node's disk is a MemoryFiles.
@@ -136,6 +136,7 @@ interface Member {
 
 interface StartOptions {
   masterElection?: boolean;
+  masterLeaseMs?: number;
   /** Rewrites what this node receives (a planted fault on the wire). */
   tamper?: (from: number, message: Message) => Message;
 }
@@ -182,7 +183,10 @@ async function start(
         askRetryMs: 100,
       },
     },
-    options: { learner: { askforLearnIntervalMs: 50, askforLearnJitterMs: 10 } },
+    options: {
+      learner: { askforLearnIntervalMs: 50, askforLearnJitterMs: 10 },
+      ...(opts.masterLeaseMs !== undefined ? { masterLeaseMs: opts.masterLeaseMs } : {}),
+    },
   });
   cleanups.push(() => node.stop({ closeNetwork: false, closeStore: false }));
   return { node, sm, files, store };
@@ -306,13 +310,14 @@ describe('checkpoints in a cluster', () => {
     expect(again.node.status(0).checkpoint?.needsCheckpoint).toBeUndefined();
   });
 
-  // Issue 17 finding 3a: the master variables are forgotten as part of the install, durably,
-  // before the log reset; before, only the in-process restart after it did, so a crash anywhere
-  // in between restarted the node trusting variables the checkpoint had made stale.
+  // Issue 17 finding 3a: the master variables are replaced as part of the install, durably,
+  // before the log reset, by those the checkpoint carried; before, only the in-process restart
+  // after it forgot them, so a crash anywhere in between restarted the node trusting variables
+  // the checkpoint had made stale.
   for (const point of ['load', 'reset', 'clear-record'] as const) {
-    it(`a crash in the install (${point}) restarts the node with its master variables unknown, not stale`, async () => {
+    it(`a crash in the install (${point}) restarts the node with the checkpoint's master variables, not its stale ones`, async () => {
       const net = network();
-      const elect = { masterElection: true };
+      const elect = { masterElection: true, masterLeaseMs: 1000 };
       const a = await start(net, 1, undefined, elect);
       const b = await start(net, 2, undefined, elect);
       const c = await start(net, 3, undefined, elect);
@@ -321,9 +326,15 @@ describe('checkpoints in a cluster', () => {
         'every node to record a master',
       );
       net.partition([[1, 2], [3]]);
+      const stale = c.node.status(0).masterElection.recorded!.version;
       for (let i = 0; i < 20; i++)
         await a.node.propose(0, encoder.encode(`k${i}=v${i}`), { smId: 10 });
       await eventually(() => b.sm.lastApplied === a.sm.lastApplied, 'node 2 to apply');
+      // A renewal after the partition: the stale variables are then distinguishable.
+      await eventually(
+        () => a.node.status(0).masterElection.recorded!.version > stale,
+        'a renewal on nodes 1 and 2',
+      );
       for (const m of [a, b]) {
         await m.sm.saveCheckpoint();
         await m.node.compact(0, { keep: 3 });
@@ -372,21 +383,80 @@ describe('checkpoints in a cluster', () => {
       const st = again.node.status(0);
       expect(st.checkpoint!.counters.installsFinishedAtStart).toBe(1);
       expect(again.sm.loads).toBe(1);
-      // Right after start, before any peer spoke: nothing stale is trusted.
-      expect(st.masterElection.anchored).toBe(false);
-      expect(st.masterElection.recorded).toBeUndefined();
+      // Right after start, before any peer spoke: the sender's variables, none stale, no lease.
+      expect(st.masterElection.anchored).toBe(true);
+      expect(st.masterElection.counters.fromCheckpoint).toBe(1);
+      expect(st.masterElection.recorded!.version).toBeGreaterThan(stale);
       expect(again.node.isMaster(0)).toBe(false);
-      // A peer at least as far brings the variables; then all three agree on them.
-      await eventually(() => again.node.status(0).masterElection.anchored, 'node 3 to adopt');
+      // Then all three agree on them.
       await eventually(
         () =>
           again.node.status(0).masterElection.recorded?.version ===
           a.node.status(0).masterElection.recorded?.version,
         'node 3 to agree with node 1 on the master version',
       );
-      expect(again.node.status(0).masterElection.counters.adopted).toBe(1);
     });
   }
+
+  // Issue 17 round 2: an install takes the sender's master variables with the checkpoint (BEGIN,
+  // then the manifest). Before, it forgot them and waited for a peer's; once every member had
+  // installed with none to give (simulator seed 1729), no node could hold the lease again. Here no
+  // peer message carries master variables at all (stripped on the wire), so the checkpoint is the
+  // only way back: every member installs in turn, and a master is elected after the last.
+  it('every member installs a checkpoint, no peer gives master variables: a master is elected again', async () => {
+    const net = network();
+    let stripped = 0;
+    const strip = (_from: number, message: Message): Message => {
+      if (message.kind !== 'paxos' || message.msg.masterVariables.length === 0) return message;
+      stripped++;
+      return { kind: 'paxos', msg: { ...message.msg, masterVariables: new Uint8Array(0) } };
+    };
+    const opts = { masterElection: true, masterLeaseMs: 1000, tamper: strip };
+    const m = new Map<number, Member>();
+    for (const id of [1, 2, 3]) m.set(id, await start(net, id, undefined, opts));
+    const all = (): Member[] => [...m.values()];
+    await eventually(
+      () => all().every((x) => x.node.status(0).masterElection.recorded !== undefined),
+      'every node to record a master',
+    );
+    let n = 0;
+    for (const behind of [3, 1, 2]) {
+      const ahead = [1, 2, 3].filter((id) => id !== behind).map((id) => m.get(id)!);
+      const late = m.get(behind)!;
+      net.partition([[1, 2, 3].filter((id) => id !== behind), [behind]]);
+      for (let i = 0; i < 10; i++, n++)
+        await ahead[0]!.node.propose(0, encoder.encode(`k${n}=v${n}`), { smId: 10 });
+      await eventually(
+        () => ahead[1]!.sm.lastApplied === ahead[0]!.sm.lastApplied,
+        `node ${ahead[1]!.node.nodeId} to apply`,
+      );
+      for (const x of ahead) {
+        await x.sm.saveCheckpoint();
+        await x.node.compact(0, { keep: 0 });
+      }
+      const restarts = late.node.status(0).counters.checkpointRestarts;
+      net.heal();
+      await eventually(
+        () => late.node.status(0).counters.checkpointRestarts === restarts + 1,
+        `node ${behind} to install`,
+      );
+      // Right after its install: the sender's variables, no lease of its own from them.
+      const st = late.node.status(0).masterElection;
+      expect(st.anchored).toBe(true);
+      expect(st.counters.fromCheckpoint).toBe(1);
+      expect(st.isMaster).toBe(false);
+    }
+    expect(stripped).toBeGreaterThan(0);
+    for (const x of all()) expect(x.node.status(0).masterElection.counters.adopted).toBe(0);
+    await eventually(() => all().some((x) => x.node.isMaster(0)), 'a master to be elected', 20_000);
+    const holder = all().find((x) => x.node.isMaster(0))!;
+    const version = holder.node.status(0).masterElection.recorded!.version;
+    await eventually(
+      () => all().every((x) => x.node.status(0).masterElection.recorded?.version === version),
+      'every node to agree on the new master version',
+    );
+    expect(all().filter((x) => x.node.isMaster(0))).toHaveLength(1);
+  });
 
   // Issue 17 finding 5: the chain at the checkpoint instance travels in BEGIN and the manifest, and
   // the installed node goes on from it; before, its chain was 0 and every peer skipped its values.

@@ -65,7 +65,7 @@ export class Committer {
   inFlight: CommitInFlight | undefined;
   private queue: Pending[] = [];
   private queuedBytes = 0;
-  /** The group's incarnation on this node (Instance.start sets it before anything is proposed). */
+  /** The group's incarnation on this node (Group.start sets it before anything is proposed). */
   private incarnation: number | undefined;
   /** Values packed in this incarnation: each take() packs a new identity, a retry included. */
   private sequence = 0;
@@ -156,7 +156,7 @@ export class Committer {
           identity,
         )
       : packValue(head.smId, head.value, identity);
-    // propose() refuses what would not fit one Accept once packed (Instance.propose).
+    // propose() refuses what would not fit one Accept once packed (Group.propose).
     assert(
       value.length <= this.options.maxValueBytes + SINGLE_VALUE_OVERHEAD_BYTES,
       'a packed value fits maxValueBytes and its header',

@@ -103,7 +103,7 @@ afterEach(async () => {
 
 /**
  * createNode with the virtual clock running: a start waits for one fsync (the group's new
- * incarnation, instance.ts takeIncarnation), which a simulated disk completes on this clock.
+ * incarnation, group.ts takeIncarnation), which a simulated disk completes on this clock.
  */
 async function started(options: Parameters<typeof createNode>[0]): Promise<PaxosNode> {
   const made = createNode(options);

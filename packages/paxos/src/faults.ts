@@ -1,4 +1,4 @@
-// Planted bugs: deliberate defects the simulator must catch (STYLE.md 13: every checker keeps a
+// Planted bugs: deliberate defects the simulator must catch (style.md 13: every checker keeps a
 // test that plants the bug). Test-only: they are reachable only through NodeOptions.unsafeFaults,
 // which production code never sets, and none of them is "another implementation's behaviour".
 
@@ -29,7 +29,16 @@ export interface UnsafeFaults {
    * other barrier, is taken for ours (issue 17, finding 1).
    */
   matchValueByBytesOnly?: boolean;
+  /**
+   * Planted: a proposer that ignores the values its prepare replies report accepted and proposes
+   * its own: a value already chosen at the instance can be replaced. Every role's assertion holds
+   * (ballots and promises are right); only agreement, as the simulator checks it, breaks.
+   */
+  proposerIgnoresAcceptedValues?: boolean;
 }
+
+/** The proposer's share of the planted bugs. */
+export type ProposerFaults = Pick<UnsafeFaults, 'proposerIgnoresAcceptedValues'>;
 
 /** The acceptor's share of the planted bugs. */
 export type AcceptorFaults = Pick<

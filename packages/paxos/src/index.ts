@@ -6,13 +6,7 @@ export {
   type NodeCounters,
 } from './node';
 export type { ProposeResult } from './committer';
-export type {
-  GroupStatus,
-  GroupErrors,
-  ErrorCount,
-  InstanceCounters,
-  InstanceEvent,
-} from './instance';
+export type { GroupStatus, GroupErrors, ErrorCount, GroupCounters, GroupEvent } from './group';
 export { NodeEventEmitter, type NodeEvents, type NodeEventName } from './events';
 export { PaxosError, type PaxosErrorCode } from './errors';
 export {

@@ -28,7 +28,13 @@
 // restarts never believes itself master until it proposes again (PhxPaxos MasterStateMachine::Init).
 import { PaxosError } from './errors';
 import { MASTER_DROP_PAUSE_LEASES, MASTER_LEASE_MIN_MS, MASTER_TRIES_PER_LEASE } from './options';
-import type { ExecuteContext, StateMachine } from './state-machine';
+import {
+  decodeSystemVariables,
+  encodeSystemVariables,
+  type ExecuteContext,
+  type StateMachine,
+  type SystemVariables,
+} from './state-machine';
 import { MASTER_SM_ID } from './value';
 
 /** The master variables (PhxPaxos MasterVariables): the log's state, the same on every node. */
@@ -75,6 +81,8 @@ export interface MasterCounters {
   malformed: number;
   /** Master variables adopted from a peer's SendNowInstanceID. */
   adopted: number;
+  /** Master variables restored from those a checkpoint carried (its sender's, see restore()). */
+  fromCheckpoint: number;
   /** Master variables from a peer that do not decode (counted and dropped). */
   malformedVariables: number;
   /**
@@ -151,8 +159,22 @@ export function decodeMasterVariables(bytes: Uint8Array): MasterVariables | unde
  */
 export const NO_MASTER_YET = 'none';
 
-export function encodeStoredMaster(v: MasterVariables | typeof NO_MASTER_YET): Uint8Array {
-  return v === NO_MASTER_YET ? encoder.encode('{"none":true}') : encodeMasterVariables(v);
+/**
+ * `asOf`: the first instance the variables do not reflect, when they came from a peer ahead of
+ * this node's log (a checkpoint's sender); 0 (left out) when they reflect this node's own log.
+ */
+export function encodeStoredMaster(
+  v: MasterVariables | typeof NO_MASTER_YET,
+  asOf = 0,
+): Uint8Array {
+  const fields = v === NO_MASTER_YET ? { none: true } : { ...v };
+  return encoder.encode(JSON.stringify(asOf > 0 ? { ...fields, asOf } : fields));
+}
+
+/** The `asOf` of meta `masterVariables` (0 when absent or malformed: nothing skipped). */
+export function decodeStoredMasterAsOf(bytes: Uint8Array): number {
+  const asOf = parse(bytes)?.asOf;
+  return Number.isSafeInteger(asOf) && (asOf as number) > 0 ? (asOf as number) : 0;
 }
 
 /**
@@ -170,6 +192,37 @@ export function decodeStoredMaster(
 ): MasterVariables | typeof NO_MASTER_YET | undefined {
   if (parse(bytes)?.none === true) return NO_MASTER_YET;
   return decodeMasterVariables(bytes);
+}
+
+/**
+ * The group state a checkpoint carries to its receiver (BEGIN's buffer, then the manifest; see
+ * MasterStateMachine.restore): the sender's master variables (undefined: unknown there too) and
+ * membership, both as of its log up to `asOf`, its now instance id when BEGIN left.
+ */
+export interface CarriedGroupState {
+  asOf: number;
+  master: MasterVariables | typeof NO_MASTER_YET | undefined;
+  system: SystemVariables;
+}
+
+export function encodeCarriedGroupState(s: CarriedGroupState): string {
+  return JSON.stringify({
+    asOf: s.asOf,
+    master: s.master === undefined ? null : decoder.decode(encodeStoredMaster(s.master)),
+    system: decoder.decode(encodeSystemVariables(s.system)),
+  });
+}
+
+/** Parses a checkpoint's carried state; undefined when none ('') or malformed. */
+export function decodeCarriedGroupState(text: string): CarriedGroupState | undefined {
+  const v = parse(encoder.encode(text));
+  if (v === undefined || !isId(v.asOf) || typeof v.system !== 'string') return undefined;
+  const system = decodeSystemVariables(encoder.encode(v.system));
+  if (system === undefined) return undefined;
+  if (v.master === null) return { asOf: v.asOf, master: undefined, system };
+  if (typeof v.master !== 'string') return undefined;
+  const master = decodeStoredMaster(encoder.encode(v.master));
+  return master === undefined ? undefined : { asOf: v.asOf, master, system };
 }
 
 export function encodeMasterOperation(op: MasterOperation): Uint8Array {
@@ -226,6 +279,7 @@ export class MasterStateMachine implements StateMachine {
     notMember: 0,
     malformed: 0,
     adopted: 0,
+    fromCheckpoint: 0,
     malformedVariables: 0,
     behindVariables: 0,
     unanchored: 0,
@@ -249,6 +303,13 @@ export class MasterStateMachine implements StateMachine {
    */
   private known: boolean;
 
+  /**
+   * Instances below this are reflected in `vars` already: they came from a peer whose log had
+   * passed them (a checkpoint's sender). Such operations are not evaluated again, whatever they
+   * name: the membership they were judged against on the peer may differ from this node's now.
+   */
+  private reflectsBelow = 0;
+
   constructor(
     private readonly host: MasterHost,
     /** Stored variables; NO_MASTER_YET: none applied yet; undefined: unknown (lost). */
@@ -256,17 +317,30 @@ export class MasterStateMachine implements StateMachine {
     /** Subtracted from my own leases (PhxPaxos TryBeMaster: lease - 100 ms). */
     private readonly leaseMarginMs: number,
     private readonly faults: MasterFaults = {},
+    /** See `reflectsBelow` (meta `masterVariables`' asOf). */
+    reflectsBelow = 0,
   ) {
+    this.known = false;
+    this.reset(initial, reflectsBelow);
+  }
+
+  /**
+   * Starts over from stored (or carried) variables, as after a restart: nobody is trusted to be
+   * myself; another master gets a full lease from now (PhxPaxos MasterStateMachine::Init).
+   * undefined: unknown.
+   */
+  private reset(
+    initial: MasterVariables | typeof NO_MASTER_YET | undefined,
+    reflectsBelow: number,
+  ): void {
     this.known = initial !== undefined;
-    if (initial !== undefined && initial !== NO_MASTER_YET) {
-      this.vars = { ...initial };
-      // After a restart nobody is trusted to be myself; another master gets a full lease from now
-      // (PhxPaxos MasterStateMachine::Init).
-      this.expiresAtMs =
-        initial.masterNodeId === host.nodeId
-          ? Number.NEGATIVE_INFINITY
-          : host.now() + initial.leaseMs;
-    }
+    this.vars = initial !== undefined && initial !== NO_MASTER_YET ? { ...initial } : undefined;
+    this.reflectsBelow = reflectsBelow;
+    this.starts.clear();
+    this.expiresAtMs =
+      this.vars === undefined || this.vars.masterNodeId === this.host.nodeId
+        ? Number.NEGATIVE_INFINITY
+        : this.host.now() + this.vars.leaseMs;
   }
 
   /** False while this node's master state is unknown (lost variables, not yet adopted). */
@@ -341,7 +415,7 @@ export class MasterStateMachine implements StateMachine {
       this.counters.unanchored++;
       return { applied: false, version: this.version };
     }
-    if (ctx.instanceId <= this.version) {
+    if (ctx.instanceId <= this.version || ctx.instanceId < this.reflectsBelow) {
       // Already reflected: master variables adopted from a peer are newer than this operation.
       return { applied: false, version: this.version };
     }
@@ -386,10 +460,28 @@ export class MasterStateMachine implements StateMachine {
    * (SendNowInstanceID carries them), no operation is evaluated, none proposed, no lease held.
    */
   forget(): void {
-    this.known = false;
-    this.vars = undefined;
-    this.expiresAtMs = Number.NEGATIVE_INFINITY;
-    this.starts.clear();
+    this.reset(undefined, 0);
+  }
+
+  /**
+   * Takes the master variables a checkpoint's sender carried (PhxPaxos GetCheckpointBuffer /
+   * UpdateByCheckpoint): its state as of its log up to `asOf` (its now instance id when it sent
+   * BEGIN, past the checkpoint). Safe although ahead of this node's log: operations below
+   * `asOf` are reflected and not evaluated again, and any later one applies only if it names
+   * the version every node holds then, as on the sender. Never a lease of mine: a lease starts
+   * only from an operation of mine this node applied; another master is waited out a full lease.
+   * Without this, a group whose every member installed a checkpoint would have nobody to give
+   * variables and never elect a master again. undefined: the sender did not know them either.
+   */
+  restore(carried: MasterVariables | typeof NO_MASTER_YET | undefined, asOf: number): void {
+    this.reload(carried, asOf);
+    if (carried !== undefined) this.counters.fromCheckpoint++;
+    if (this.vars !== undefined) this.host.changed(this.vars);
+  }
+
+  /** restore() again, uncounted: the group's restart after the install (nothing new). */
+  reload(carried: MasterVariables | typeof NO_MASTER_YET | undefined, asOf: number): void {
+    this.reset(carried, carried === undefined ? 0 : asOf);
   }
 
   /**

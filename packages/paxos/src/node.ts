@@ -12,7 +12,7 @@ import type { ProposeResult } from './committer';
 import { PaxosError } from './errors';
 import { NodeEventEmitter, type NodeEventName, type NodeEvents } from './events';
 import type { UnsafeFaults } from './faults';
-import { type GroupStatus, Instance, type InstanceEvent } from './instance';
+import { Group, type GroupEvent, type GroupStatus } from './group';
 import {
   checkValueLimits,
   type PaxosOptions,
@@ -53,7 +53,7 @@ export interface NodeOptions {
   /** Planted bugs (faults.ts, master.ts), for proving the simulator can fail. Tests only: never set it. */
   unsafeFaults?: UnsafeFaults & MasterFaults;
   /**
-   * Checkpoint transfer (DESIGN §4): the file port (NodeFiles from `@tspaxos/checkpoint/fs`, or
+   * Checkpoint transfer (design.md §4): the file port (NodeFiles from `@tspaxos/checkpoint/fs`, or
    * MemoryFiles in tests), a directory for staging received checkpoints (one per group below
    * it), limits, and whether the cleaner compacts on its own (default true, keeping
    * options.holdCount). Without it there is no compaction and no checkpoint transfer.
@@ -89,7 +89,7 @@ export class PaxosNode {
   readonly nodeId: number;
   readonly options: PaxosOptions;
   readonly counters: NodeCounters = { messagesForUnknownGroup: 0, checkpointMessagesDropped: 0 };
-  private readonly instances: Instance[];
+  private readonly instances: Group[];
   private readonly store: LogStore;
   private stopped = false;
   private readonly events = new NodeEventEmitter();
@@ -138,7 +138,7 @@ export class PaxosNode {
           : (opts.stateMachines ?? []);
       checkStateMachines(machines);
       this.instances.push(
-        new Instance({
+        new Group({
           nodeId: opts.nodeId,
           group,
           groupCount: opts.groups,
@@ -152,7 +152,7 @@ export class PaxosNode {
           options: this.options,
           ...(opts.unsafeFaults ? { faults: opts.unsafeFaults } : {}),
           senderBudget: this.senderBudget,
-          onEvent: (event) => this.emitInstanceEvent(event),
+          onEvent: (event) => this.emitGroupEvent(event),
           masterElection:
             typeof opts.masterElection === 'function'
               ? opts.masterElection(group)
@@ -244,7 +244,7 @@ export class PaxosNode {
       return Promise.reject(
         new PaxosError('E_BAD_ARGUMENT', 'keep must be a non-negative integer'),
       );
-    let instance: Instance;
+    let instance: Group;
     try {
       instance = this.instance(group);
     } catch (error) {
@@ -295,7 +295,7 @@ export class PaxosNode {
     batch: boolean,
   ): Promise<ProposeResult> {
     if (this.stopped) return Promise.reject(new PaxosError('E_STOPPED', 'the node is stopped'));
-    let instance: Instance;
+    let instance: Group;
     try {
       instance = this.instance(group);
     } catch (error) {
@@ -310,7 +310,7 @@ export class PaxosNode {
     return instance.propose(smId, value, batch, timeoutMs);
   }
 
-  private instance(group: number): Instance {
+  private instance(group: number): Group {
     const instance = Number.isInteger(group) ? this.instances[group] : undefined;
     if (instance === undefined)
       throw new PaxosError(
@@ -320,7 +320,7 @@ export class PaxosNode {
     return instance;
   }
 
-  private emitInstanceEvent(event: InstanceEvent): void {
+  private emitGroupEvent(event: GroupEvent): void {
     switch (event.type) {
       case 'learned':
         this.events.emit('learned', {

@@ -3,6 +3,7 @@
 // stable leader without a leader lease), and adopting the highest pre-accepted value it is told.
 import { assert, type Ballot, compareBallots, NULL_BALLOT, isNullBallot } from '@tspaxos/core';
 import { type PaxosMsg, PaxosMsgType, paxosMsg } from '@tspaxos/transport';
+import type { ProposerFaults } from './faults';
 import type { PaxosOptions } from './options';
 import { bytesEqual } from './value';
 
@@ -50,7 +51,8 @@ class RoundCounter {
 }
 
 export class Proposer {
-  instanceId = 0;
+  /** Moved only by startAt() and newInstance() (the group keeps the roles aligned). */
+  private nowInstanceId = 0;
   /** This node's proposal id; strictly above any it has seen rejected with. */
   proposalId = 1;
   value: Uint8Array | undefined;
@@ -86,8 +88,18 @@ export class Proposer {
   constructor(
     private readonly host: ProposerHost,
     private readonly options: PaxosOptions,
+    private readonly faults: ProposerFaults = {},
   ) {
     this.timeoutMs = { prepare: options.prepareTimeoutMs, accept: options.acceptTimeoutMs };
+  }
+
+  get instanceId(): number {
+    return this.nowInstanceId;
+  }
+
+  /** Starts at `instanceId` (the group's start or restart, with the learner and acceptor). */
+  startAt(instanceId: number): void {
+    this.nowInstanceId = instanceId;
   }
 
   /** After a restart: never reuse a proposal id this node's acceptor has promised. */
@@ -125,7 +137,7 @@ export class Proposer {
 
   /** Forgets the finished instance (seed: Proposer::InitForNewPaxosInstance). */
   newInstance(): void {
-    this.instanceId++;
+    this.nowInstanceId++;
     this.acceptSentThisInstance = false;
     this.lastAcceptValue = undefined;
     this.round.reset();
@@ -173,12 +185,12 @@ export class Proposer {
     }
     this.round.reset();
     this.counters.prepares++;
-    this.host.event('prepare', { instanceId: this.instanceId, proposalId: this.proposalId });
+    this.host.event('prepare', { instanceId: this.nowInstanceId, proposalId: this.proposalId });
     this.armTimer('prepare');
     this.host.broadcast(
       paxosMsg({
         msgType: PaxosMsgType.Prepare,
-        instanceId: this.instanceId,
+        instanceId: this.nowInstanceId,
         nodeId: this.host.nodeId,
         proposalId: this.proposalId,
         ...this.previousChosen(),
@@ -193,9 +205,9 @@ export class Proposer {
       if (!isNullBallot(preAccept) && compareBallots(preAccept, this.highestOtherPreAccept) > 0) {
         // Paxos: adopt the value of the highest ballot any promiser accepted.
         this.highestOtherPreAccept = preAccept;
-        this.value = msg.value;
+        if (this.faults.proposerIgnoresAcceptedValues !== true) this.value = msg.value;
         this.host.event('adopt', {
-          instanceId: this.instanceId,
+          instanceId: this.nowInstanceId,
           from: msg.nodeId,
           preAccept,
           valueBytes: msg.value.length,
@@ -259,7 +271,7 @@ export class Proposer {
     this.counters.accepts++;
     this.acceptSentThisInstance = true;
     this.host.event('accept', {
-      instanceId: this.instanceId,
+      instanceId: this.nowInstanceId,
       proposalId: this.proposalId,
       valueBytes: value.length,
     });
@@ -267,7 +279,7 @@ export class Proposer {
     this.host.broadcast(
       paxosMsg({
         msgType: PaxosMsgType.Accept,
-        instanceId: this.instanceId,
+        instanceId: this.nowInstanceId,
         nodeId: this.host.nodeId,
         proposalId: this.proposalId,
         value,
@@ -282,7 +294,7 @@ export class Proposer {
     this.countReply(msg);
     if (this.round.granted.size >= this.majority()) {
       this.exit();
-      this.host.chosen(this.instanceId, this.proposalId);
+      this.host.chosen(this.nowInstanceId, this.proposalId);
     } else if (this.roundLost()) {
       this.armTimer('accept', this.options.rejectedRetryDelayMs);
     }
@@ -312,7 +324,7 @@ export class Proposer {
    */
   private armTimer(phase: 'prepare' | 'accept', delayMs?: number): void {
     this.cancelTimer?.();
-    const instanceId = this.instanceId;
+    const instanceId = this.nowInstanceId;
     let delay = delayMs;
     if (delay === undefined) {
       delay = this.timeoutMs[phase];
@@ -323,7 +335,7 @@ export class Proposer {
     this.cancelTimer = this.host.schedule(delay, () => {
       this.cancelTimer = undefined;
       if (
-        instanceId !== this.instanceId ||
+        instanceId !== this.nowInstanceId ||
         this.phase !== (phase === 'prepare' ? 'preparing' : 'accepting')
       )
         return;

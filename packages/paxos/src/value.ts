@@ -13,7 +13,7 @@
 // own proposal: equal bytes do not (two clients writing the same key and value, or two barriers,
 // pack to the same bytes), nor does the ballot (another proposer may adopt our value and get it
 // chosen under its ballot, and it is still ours). nodeId is the proposer's, incarnation a number
-// its group takes anew at every start (persisted in the log's meta, see Instance.start), and
+// its group takes anew at every start (persisted in the log's meta, see Group.start), and
 // sequence counts the values its committer packed in that incarnation (< 2^53). State machines
 // never see it: unpackValue hands them the user bytes only. Every value the committer packs is
 // identified; values without the header (written before it existed, or packed by tests) still

@@ -1,4 +1,4 @@
-// DESIGN §1: the core entries load in a browser or an edge runtime. Each entry is bundled for the
+// design.md §1: the core entries load in a browser or an edge runtime. Each entry is bundled for the
 // browser platform with esbuild (as a web app's bundler would) and every import of a Node
 // built-in (node:*, fs, net, tls, …) or of better-sqlite3 is collected; a core entry must have
 // none. The Node adapter entries are bundled too, to show that the check sees what they load.

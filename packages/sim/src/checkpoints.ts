@@ -168,6 +168,11 @@ export interface CheckpointSimHost {
   start(n: CheckpointSimNode): void;
   note(invariant: 'checkpoint' | 'validity' | 'error', message: string): void;
   log(line: string): void;
+  /**
+   * An install a restart finished (its node crashed inside it): the in-process restart counters
+   * that count the others died with the node.
+   */
+  installFinishedAtStart(n: CheckpointSimNode): void;
 }
 
 /** Transfer progress as the receiver's deliveries show it. */
@@ -784,7 +789,10 @@ export class CheckpointSim {
     if (how === 'install') {
       if (n.node !== undefined) this.maybePartitionAhead(n, 'has installed a checkpoint');
       this.host.paths['checkpoint-installs']++;
-      if (n.node === undefined) this.host.paths['checkpoint-installs-finished-at-start']++;
+      if (n.node === undefined) {
+        this.host.paths['checkpoint-installs-finished-at-start']++;
+        this.host.installFinishedAtStart(n);
+      }
       this.host.log(`n${n.id} group ${group} installed the checkpoint of instance ${cp}`);
       const key = `${n.id}/${group}`;
       for (const what of this.pending.get(key) ?? []) {

@@ -3,14 +3,11 @@ export {
   masterClockBound,
   addCoverage,
   emptyCoverage,
-  PLANTED_BUGS,
   FAULT_KINDS,
   PATH_KINDS,
-  type PlantedBug,
   type FaultKind,
   type PathKind,
   type Coverage,
-  type SimOptions,
   type SimResult,
   type SimTopology,
   type SimViolation,
@@ -25,7 +22,13 @@ export {
   type RecorderCheckpointConfig,
   type RecorderEntries,
 } from './recorder';
-export { checkSimOptions, SIM_MAX_NODES } from './options';
+export {
+  checkSimOptions,
+  SIM_MAX_NODES,
+  PLANTED_BUGS,
+  type PlantedBug,
+  type SimOptions,
+} from './options';
 export {
   CHECKPOINT_PATH_KINDS,
   SIM_CHECKPOINT_OPTIONS,

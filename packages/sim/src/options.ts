@@ -1,9 +1,97 @@
-// SimOptions are checked before a run (TspaxosError E_BAD_ARGUMENT naming the field and its
-// range), so a test that pins a topology or a time bound never runs a meaningless simulation.
+// The simulator's options: SimOptions, the planted bugs, and their checks. Options are checked
+// before a run (TspaxosError E_BAD_ARGUMENT naming the field and its range), so a test that pins
+// a topology or a time bound never runs a meaningless simulation.
 import { TspaxosError } from '@tspaxos/core';
 import { rangeProblem, type OptionRange } from '@tspaxos/crc-wasm';
 import { MASTER_LEASE_MIN_MS } from '@tspaxos/paxos';
-import { PLANTED_BUGS, type SimOptions } from './simulate';
+
+/** Bugs planted on purpose; each must make the simulator fail (style.md 13). */
+export const PLANTED_BUGS = [
+  'forgetPromises',
+  'resetPromisePerInstance',
+  'acknowledgeBeforeDurable',
+  'throwingTask',
+  'learnerSkipsChainCheck',
+  'unhandledRejection',
+  /** The holder starts its lease when its operation applies, not before it proposed (master.ts). */
+  'lateLeaseStart',
+  /** A renewal applies whatever master version it names (master.ts). */
+  'renewWithoutVersionCheck',
+  /**
+   * Not a code bug: the clock assumption broken. Election seeds draw clock drift (±5 %) and jumps
+   * (0.5–5.5 s) as the seeds without elections do, beyond what any lease can survive.
+   */
+  'clocksOutsideLeaseBound',
+  /** The simulator expects elections but the nodes run none: master liveness must fail. */
+  'electionsNeverRun',
+  // Checkpoints (checkpoints.ts): a recorder that reports its checkpoint one instance too high;
+  // chunks corrupted with their CRC recomputed (what a receiver without the CRC check would take).
+  'checkpointIdTooHigh',
+  'checkpointChunkCorruptValidCrc',
+  /** A proposal counts as committed when the chosen value has its bytes (paxos faults.ts). */
+  'matchValueByBytesOnly',
+  /** A proposer that proposes its own value over an accepted one (paxos faults.ts). */
+  'proposerIgnoresAcceptedValues',
+] as const;
+export type PlantedBug = (typeof PLANTED_BUGS)[number];
+
+export interface SimOptions {
+  seed: number;
+  /** Voting members (default: 3 or 5, drawn from the seed). */
+  nodes?: number;
+  /** Groups every node hosts (default: 1 … 3, drawn). */
+  groups?: number;
+  /** Followers (default: 0 … 2, drawn); the first follows a voting node that dies. */
+  followers?: number;
+  /** A membership change (remove a member, add it back) in flight during the faults (default: drawn). */
+  membershipChange?: boolean;
+  /** One voting node kept down long enough that it must catch up from a peer's log (default: drawn). */
+  longDown?: boolean;
+  /** Nodes write checkpoints and compact their logs during the fault phase (default: drawn when faults are on). */
+  compaction?: boolean;
+  /** Virtual milliseconds of proposals and faults before everything heals. */
+  faultPhaseMs?: number;
+  /** After healing, all nodes must agree on the now instance id within this many ms. */
+  livenessBoundMs?: number;
+  /** Inject faults (default true). Without faults the topology defaults to 1 group, no followers. */
+  faults?: boolean;
+  /** A planted bug the run must catch. */
+  planted?: PlantedBug;
+  /** Same as planted: 'forgetPromises' (kept for the CLI's --broken-acceptor). */
+  brokenAcceptor?: boolean;
+  /** Keep a readable trace of every event. */
+  trace?: boolean;
+  /** A scripted scenario: cut this node off from the others between these virtual times. */
+  partitionNode?: number;
+  partitionMs?: [number, number];
+  /**
+   * Run master elections in every group (default: drawn, half the seeds with faults; always with a
+   * planted master bug). Clocks then stay within the lease's bound (see masterClockBound).
+   */
+  masterElection?: boolean;
+  /** Master lease of the election seeds (default: drawn in 2000 … 3000 ms). */
+  masterLeaseMs?: number;
+  /**
+   * A scripted scenario (checkpoints.ts): the first node to receive a whole checkpoint crashes at
+   * this write of its install, and restarts cut off from the peers ahead of it. The trace says
+   * where ("install step k: crash", or "install done after n writes" once k is past the end).
+   */
+  installCrashStep?: number;
+  /**
+   * A scripted scenario (master seeds): the master applies its own renewal late, the window
+   * MasterFaults.lateLeaseStart opens. Once its renewal's Accept leaves it (after
+   * LATE_OWN_APPLY_FROM_MS), every link into it is slowed by LATE_OWN_APPLY_DELAY_MS and another
+   * member writes at once, adopting the accepted renewal (Paxos): the others apply it and start
+   * the lease then. The master applies it only when the slow replies come, and is cut off from
+   * that moment for three leases. No master drops and no other client proposals in such a run.
+   */
+  lateOwnApply?: boolean;
+}
+
+/** When the lateOwnApply script starts to watch for the master's renewal (ms). */
+export const LATE_OWN_APPLY_FROM_MS = 4000;
+/** How much the links into the master are slowed in the lateOwnApply script (ms). */
+export const LATE_OWN_APPLY_DELAY_MS = 1500;
 
 /** Most voting nodes a simulation runs (ours: the sim's network ids are single bytes). */
 export const SIM_MAX_NODES = 9;
@@ -60,6 +148,7 @@ export function checkSimOptions(options: SimOptions): void {
     'faults',
     'brokenAcceptor',
     'trace',
+    'lateOwnApply',
   ] as const) {
     const value = options[key];
     if (value !== undefined && typeof value !== 'boolean')

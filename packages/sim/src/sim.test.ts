@@ -9,9 +9,9 @@ import {
   FAULT_KINDS,
   masterClockBound,
   PATH_KINDS,
-  type PlantedBug,
   runSeed,
 } from './simulate';
+import type { PlantedBug } from './options';
 
 const SEEDS = envInteger('SIM_SEEDS', 300, { min: 1 });
 /** Every fault kind and path must occur at least this often over the 300-seed run. */
@@ -170,6 +170,22 @@ describe('simulator', () => {
     expect((await firstCatch('learnerSkipsChainCheck'))?.invariant).toBe('chain');
   });
 
+  // No role's assertion can see this one (ballots and promises are all right): only agreement on
+  // the chosen values, directly (two nodes executed different values at an instance) or through
+  // the checksum chain (their records differ there).
+  it('planted bug: a proposer that proposes its own value over an accepted one is caught by agreement or the chain in at least 2 of 10 seeds', async () => {
+    const caught: string[] = [];
+    for (let seed = 1; seed <= 10; seed++) {
+      const r = await runSeed({ seed, planted: 'proposerIgnoresAcceptedValues' });
+      if (r.ok) continue;
+      expect(['agreement', 'chain'], `seed ${seed}: ${r.violation!.message}`).toContain(
+        r.violation!.invariant,
+      );
+      caught.push(r.violation!.invariant);
+    }
+    expect(caught.length).toBeGreaterThanOrEqual(2);
+  }, 300_000);
+
   /** Seeds run with "match by bytes only" planted, and how many of them must be caught. */
   const BYTES_ONLY_SEEDS = 20;
   const BYTES_ONLY_MIN_CAUGHT = 5;
@@ -208,11 +224,43 @@ describe('simulator', () => {
     return undefined;
   }
 
-  it(`planted bug: a master that starts its lease when its operation applies (not before proposing) is caught within ${PLANTED_MASTER_WITHIN} seeds`, async () => {
-    const caught = await firstMasterCatch('lateLeaseStart');
-    expect(caught?.invariant).toBe('single-master');
-    expect(caught?.message).toMatch(/group \d: n\d .* and n\d .* both hold the master lease/);
-  }, 300_000);
+  // The window lateLeaseStart opens, scripted (SimOptions.lateOwnApply): the master applies its own
+  // renewal late, after the others started its lease, and is cut off at that moment. A search over
+  // seeds found it only by luck: every change to the code shifts the seeds' histories.
+  const lateOwnApply = {
+    seed: 1,
+    faults: false,
+    nodes: 3,
+    masterElection: true,
+    trace: true,
+    lateOwnApply: true,
+  } as const;
+  function lateOwnApplyRan(trace: readonly string[]): void {
+    const slowed = trace.findIndex((l) =>
+      /renewal Accept i=\d+ sent: links into it slowed/.test(l),
+    );
+    const cut = trace.findIndex((l) => /applied its renewal late: cut off/.test(l));
+    expect(slowed).toBeGreaterThanOrEqual(0);
+    expect(cut).toBeGreaterThan(slowed);
+  }
+
+  it('the late own apply, scripted: one master at a time, and the others elect one of themselves', async () => {
+    const r = await runSeed(lateOwnApply);
+    expect(r.ok, r.violation?.message).toBe(true);
+    lateOwnApplyRan(r.trace);
+    expect(r.coverage.paths['master-elections']).toBeGreaterThanOrEqual(2);
+  }, 120_000);
+
+  it('planted bug: a master that starts its lease when its operation applies (not before proposing) is caught in the scripted late own apply', async () => {
+    const r = await runSeed({ ...lateOwnApply, planted: 'lateLeaseStart' });
+    lateOwnApplyRan(r.trace);
+    expect(r.violation?.invariant).toBe('single-master');
+    // Two holders at one instant, or (checked first, checkers/stale-lease.ts) the late holder's
+    // lease under a version the successor's election has superseded.
+    expect(r.violation?.message).toMatch(
+      /both hold the master lease|holds the master lease under version \d+, but n\d's election/,
+    );
+  }, 120_000);
 
   it(`planted bug: a renewal applied whatever version it names is caught within ${PLANTED_MASTER_WITHIN} seeds`, async () => {
     expect((await firstMasterCatch('renewWithoutVersionCheck'))?.invariant).toBe('single-master');
@@ -250,9 +298,9 @@ describe('simulator', () => {
   });
 
   it('an election seed: leases are elected, renewed, dropped, expire and change hands; its clocks stay within the bound', async () => {
-    // Seed 2 since the workload gained register writes and barrier reads (seed 5 no longer drew a
-    // master change after a crash).
-    const r = await runSeed({ seed: 2, masterElection: true, trace: true });
+    // The first seed that draws every one of these (seed 2 stopped drawing a drop once installs
+    // carried master variables; the draws move whenever the simulation gains a step).
+    const r = await runSeed({ seed: 5, masterElection: true, trace: true });
     expect(r.ok, r.violation?.message).toBe(true);
     const m = r.master!;
     expect(m.leaseMs).toBeGreaterThanOrEqual(2000);

@@ -12,6 +12,8 @@ import {
   type ProposeResult,
   type Scheduler,
   type UnsafeFaults,
+  MASTER_SM_ID,
+  unpackValue,
   valueIdentity,
 } from '@tspaxos/paxos';
 import { type DurabilityPort, type LogStore, MemoryLogStore } from '@tspaxos/storage';
@@ -34,8 +36,12 @@ import {
   LONG_DOWN_AT_MS,
   LONG_DOWN_FOR_MS,
   LONG_DOWN_LATEST_RETURN_MS,
+  type PlantedBug,
+  type SimOptions,
   SIM_MIN_NODES_FOR_LONG_DOWN,
   SIM_MIN_NODES_FOR_MEMBERSHIP_CHANGE,
+  LATE_OWN_APPLY_DELAY_MS,
+  LATE_OWN_APPLY_FROM_MS,
 } from './options';
 import { RECORDER_SM_ID } from './recorder';
 
@@ -68,78 +74,6 @@ export type Invariant =
 
 /** What a failed assertion in @tspaxos/paxos throws and stops its group with (InvariantError). */
 const INVARIANT_CODE: PaxosErrorCode = 'E_INVARIANT';
-
-/** Bugs planted on purpose; each must make the simulator fail (STYLE.md 13). */
-export const PLANTED_BUGS = [
-  'forgetPromises',
-  'resetPromisePerInstance',
-  'acknowledgeBeforeDurable',
-  'throwingTask',
-  'learnerSkipsChainCheck',
-  'unhandledRejection',
-  /** The holder starts its lease when its operation applies, not before it proposed (master.ts). */
-  'lateLeaseStart',
-  /** A renewal applies whatever master version it names (master.ts). */
-  'renewWithoutVersionCheck',
-  /**
-   * Not a code bug: the clock assumption broken. Election seeds draw clock drift (±5 %) and jumps
-   * (0.5–5.5 s) as the seeds without elections do, beyond what any lease can survive.
-   */
-  'clocksOutsideLeaseBound',
-  /** The simulator expects elections but the nodes run none: master liveness must fail. */
-  'electionsNeverRun',
-  // Checkpoints (checkpoints.ts): a recorder that reports its checkpoint one instance too high;
-  // chunks corrupted with their CRC recomputed (what a receiver without the CRC check would take).
-  'checkpointIdTooHigh',
-  'checkpointChunkCorruptValidCrc',
-  /** A proposal counts as committed when the chosen value has its bytes (paxos faults.ts). */
-  'matchValueByBytesOnly',
-] as const;
-export type PlantedBug = (typeof PLANTED_BUGS)[number];
-
-export interface SimOptions {
-  seed: number;
-  /** Voting members (default: 3 or 5, drawn from the seed). */
-  nodes?: number;
-  /** Groups every node hosts (default: 1 … 3, drawn). */
-  groups?: number;
-  /** Followers (default: 0 … 2, drawn); the first follows a voting node that dies. */
-  followers?: number;
-  /** A membership change (remove a member, add it back) in flight during the faults (default: drawn). */
-  membershipChange?: boolean;
-  /** One voting node kept down long enough that it must catch up from a peer's log (default: drawn). */
-  longDown?: boolean;
-  /** Nodes write checkpoints and compact their logs during the fault phase (default: drawn when faults are on). */
-  compaction?: boolean;
-  /** Virtual milliseconds of proposals and faults before everything heals. */
-  faultPhaseMs?: number;
-  /** After healing, all nodes must agree on the now instance id within this many ms. */
-  livenessBoundMs?: number;
-  /** Inject faults (default true). Without faults the topology defaults to 1 group, no followers. */
-  faults?: boolean;
-  /** A planted bug the run must catch. */
-  planted?: PlantedBug;
-  /** Same as planted: 'forgetPromises' (kept for the CLI's --broken-acceptor). */
-  brokenAcceptor?: boolean;
-  /** Keep a readable trace of every event. */
-  trace?: boolean;
-  /** A scripted scenario: cut this node off from the others between these virtual times. */
-  partitionNode?: number;
-  partitionMs?: [number, number];
-  /**
-   * Run master elections in every group (default: drawn, half the seeds with faults; always with a
-   * planted master bug). Clocks then stay within the lease's bound (see masterClockBound).
-   */
-  masterElection?: boolean;
-  /** Master lease of the election seeds (default: drawn in 2000 … 3000 ms). */
-  masterLeaseMs?: number;
-  /**
-   * A scripted scenario (checkpoints.ts): the first node to receive a whole checkpoint crashes at
-   * this write of its install, and restarts cut off from the peers ahead of it. The trace says
-   * where ("install step k: crash", or "install done after n writes" once k is past the end).
-   */
-  installCrashStep?: number;
-}
 
 export interface SimViolation {
   invariant: Invariant;
@@ -419,6 +353,8 @@ class SimNode {
    * durable log when the incarnation crashes.
    */
   replies = new Map<string, AcceptorReply>();
+  /** Sees every message this node sends (a scripted scenario's trigger). */
+  onSend: ((to: number, group: number, message: Message) => void) | undefined;
   private timers = new Set<() => void>();
   private handler: ((from: number, group: number, message: Message) => void) | undefined;
 
@@ -444,6 +380,7 @@ class SimNode {
       send: (to, group, message) => {
         if (!this.isLive(incarnation)) return;
         if (message.kind === 'paxos') this.noteReply(to, group, message.msg);
+        this.onSend?.(to, group, message);
         this.endpoint.send(to, group, message);
       },
       onMessage: (h) => {
@@ -746,6 +683,11 @@ class Simulation {
       start: (n) => this.start(n as SimNode),
       note: (invariant, message) => this.note(invariant, message),
       log: (line) => this.log(line),
+      installFinishedAtStart: (n) => {
+        // The long-down node caught up through a checkpoint whose install a restart finished.
+        if (n.id === 1 && this.longDownCatchUp?.backAtMs !== undefined)
+          this.longDownCatchUp.checkpointInstalls++;
+      },
     });
   }
 
@@ -823,14 +765,16 @@ class Simulation {
     try {
       for (const n of this.nodes) this.start(n);
       await this.awaitStarts();
-      this.scheduleProposals();
+      // The lateOwnApply script's write must meet no other proposal in flight: its own only.
+      if (this.options.lateOwnApply !== true) this.scheduleProposals();
       if (this.faults) {
         this.scheduleFaults();
         this.scheduleTopologyEvents();
       }
       this.checkpoints.schedule();
       this.scheduleScript();
-      if (this.master) this.scheduleMasterDrops();
+      if (this.options.lateOwnApply === true) this.scriptLateOwnApply();
+      else if (this.master) this.scheduleMasterDrops();
       if (this.options.planted === 'unhandledRejection') this.plantUnhandledRejection();
       await this.runUntil(this.faultPhaseMs);
       this.stopProposals = true;
@@ -1190,7 +1134,7 @@ class Simulation {
             identity: valueIdentity(record.value),
             node: n.id,
           });
-          // DESIGN §2: an instance whose predecessor's checksum is unknown (not in this log, after
+          // design.md §2: an instance whose predecessor's checksum is unknown (not in this log, after
           // a checkpoint install or compaction, or itself 0) restarts the chain at 0.
           if (record.checksum === 0 && i > 0) {
             const before = n.store.get(g, i - 1);
@@ -1867,6 +1811,56 @@ class Simulation {
     );
   }
 
+  /** The lateOwnApply scenario (SimOptions.lateOwnApply). */
+  private scriptLateOwnApply(): void {
+    const leaseMs = this.master?.leaseMs;
+    if (leaseMs === undefined) throw new Error('lateOwnApply needs master elections');
+    let fired = false;
+    const isRenewal = (message: Message): boolean =>
+      message.kind === 'paxos' &&
+      message.msg.msgType === PaxosMsgType.Accept &&
+      unpackValue(message.msg.value).some((item) => item.smId === MASTER_SM_ID);
+    for (const n of this.nodes) {
+      n.onSend = (_to, group, message) => {
+        if (fired || this.queue.nowMs < LATE_OWN_APPLY_FROM_MS) return;
+        if (n.node?.isMaster(group) !== true || message.kind !== 'paxos' || !isRenewal(message))
+          return;
+        fired = true;
+        const others = this.nodes.filter((o) => o.voting && o.id !== n.id);
+        const renewals = (): number => n.node!.status(group).masterElection.counters.renewals;
+        const before = renewals();
+        this.log(
+          `n${n.id} g${group} renewal Accept i=${message.msg.instanceId} sent: links into it slowed by ${LATE_OWN_APPLY_DELAY_MS} ms (scripted)`,
+        );
+        for (const o of others)
+          this.net.setLink(o.id, n.id, {
+            delayMs: [LATE_OWN_APPLY_DELAY_MS, LATE_OWN_APPLY_DELAY_MS],
+          });
+        this.queue.at(this.queue.nowMs + 1, () => this.registerWrite(others[0]!, group), 'write');
+        const incarnation = n.incarnation;
+        const watch = (): void => {
+          if (!n.isLive(incarnation)) return;
+          if (renewals() === before) {
+            this.queue.at(this.queue.nowMs + 1, watch, 'watch the late apply');
+            return;
+          }
+          this.log(`n${n.id} applied its renewal late: cut off (scripted)`);
+          this.net.clearLinks();
+          this.net.partition([[n.id], this.nodes.filter((o) => o.id !== n.id).map((o) => o.id)]);
+          this.queue.at(
+            this.queue.nowMs + 3 * leaseMs,
+            () => {
+              this.log('heal partition (scripted)');
+              this.net.heal();
+            },
+            'scripted heal',
+          );
+        };
+        watch();
+      };
+    }
+  }
+
   /** Planted bug of the simulator's own guard: a promise rejected with no handler. */
   private plantUnhandledRejection(): void {
     this.queue.at(
@@ -2131,6 +2125,8 @@ function plantedFaults(planted: PlantedBug | undefined): (UnsafeFaults & MasterF
       return { renewWithoutVersionCheck: true };
     case 'matchValueByBytesOnly':
       return { matchValueByBytesOnly: true };
+    case 'proposerIgnoresAcceptedValues':
+      return { proposerIgnoresAcceptedValues: true };
     default:
       return undefined; // none, or the simulator's own (unhandledRejection, clocks…, elections…)
   }

@@ -1,4 +1,4 @@
-// The LogStore compliance suite (STYLE.md "Contracts"): every implementation runs it, from its
+// The LogStore compliance suite (style.md "Contracts"): every implementation runs it, from its
 // own test file. Not exported from the package (it imports vitest, which must stay out of the
 // bundle).
 import type { AcceptorRecord } from '@tspaxos/crc-wasm';

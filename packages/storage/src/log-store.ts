@@ -1,4 +1,4 @@
-// The LogStore port: what the consensus cores need from the paxos log (DESIGN §5), and the
+// The LogStore port: what the consensus cores need from the paxos log (design.md §5), and the
 // argument checks every implementation shares, so both refuse the same input the same way.
 import type { AcceptorRecord } from '@tspaxos/crc-wasm';
 import { StorageError } from './errors';

@@ -1,4 +1,4 @@
-// MemoryLogStore: the LogStore for the deterministic simulator (DESIGN §5). It behaves as the
+// MemoryLogStore: the LogStore for the deterministic simulator (design.md §5). It behaves as the
 // SQLite store does, byte for byte (records are kept as encodeRecord bytes and meta values with
 // their CRC, so damage reads as the same errors), and it models power loss: `sync: false` writes
 // are visible at once but become durable only when a later `sync: true` write (or flush()) makes

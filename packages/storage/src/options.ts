@@ -1,4 +1,4 @@
-// Every limit of the storage, with its unit and where its default comes from (STYLE.md 9).
+// Every limit of the storage, with its unit and where its default comes from (style.md 9).
 import { type OptionRange, optionsProblem, RECORD_MAX_VALUE_BYTES } from '@tspaxos/crc-wasm';
 import { StorageError } from './errors';
 

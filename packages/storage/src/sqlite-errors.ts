@@ -1,5 +1,5 @@
 // SQLite's and the file system's errors as coded StorageErrors: the adapter's side of "bad input
-// from outside is a typed error" (STYLE.md 10). A StorageError passes through unchanged.
+// from outside is a typed error" (style.md 10). A StorageError passes through unchanged.
 import { corruptRecord } from './codec';
 import { StorageError, type StorageErrorCode } from './errors';
 

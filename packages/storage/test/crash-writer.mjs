@@ -8,7 +8,7 @@
 //
 // usage: crash-writer.mjs <dir> <first id> <seed> [plant]
 // `plant` makes the writer misbehave on purpose, so the parent can show its checks catch it
-// (STYLE.md 13): `ack-early` acknowledges a write and makes it only PLANT_DELAY_MS later,
+// (style.md 13): `ack-early` acknowledges a write and makes it only PLANT_DELAY_MS later,
 // `split-batch` writes a batch as separate transactions and stalls PLANT_DELAY_MS halfway,
 // `index-first` makes every value large (out of line) and gives the store a segment writer that
 // writes the bytes only PLANT_DELAY_MS later, so the index rows commit (and sync writes are

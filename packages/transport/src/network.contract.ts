@@ -1,4 +1,4 @@
-// The Network compliance suite (STYLE.md "Contracts"): MemoryNetwork and TcpNetwork both run it.
+// The Network compliance suite (style.md "Contracts"): MemoryNetwork and TcpNetwork both run it.
 import { describe, expect, it } from 'vitest';
 import { type Message, paxosMsg } from './messages';
 import type { Network } from './ports';

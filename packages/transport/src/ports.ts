@@ -1,7 +1,7 @@
 import type { RandomSource } from '@tspaxos/core';
 import type { Message } from './messages';
 
-/** The port the consensus cores send and receive through (STYLE.md 1). */
+/** The port the consensus cores send and receive through (style.md 1). */
 export interface Network {
   /** Best effort: queued, or dropped and counted; never throws for a down or unknown peer. */
   send(to: number, group: number, message: Message): void;

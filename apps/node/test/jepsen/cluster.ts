@@ -4,11 +4,13 @@
 // so no frame goes around the proxies.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { NodeStatus } from '../../src/status';
 import { freePorts, NodeProcess, tempDir, waitFor } from '../helpers';
 import { LinkTable } from './proxy';
 
 const STATUS_TIMEOUT_MS = 3000;
 
+/** The node's fields of its /status, and group 0's (the only group these runs have). */
 export interface StatusBody {
   nodeId: number;
   instanceId: number;
@@ -20,7 +22,15 @@ export interface StatusBody {
 export async function statusOf(url: string): Promise<StatusBody> {
   const res = await fetch(`${url}/status`, { signal: AbortSignal.timeout(STATUS_TIMEOUT_MS) });
   if (!res.ok) throw new Error(`status ${res.status}`);
-  return (await res.json()) as StatusBody;
+  const s = (await res.json()) as NodeStatus;
+  const g0 = s.groups[0]!;
+  return {
+    nodeId: s.nodeId,
+    instanceId: g0.instanceId,
+    lastChecksum: g0.lastChecksum,
+    master: g0.master,
+    taskErrors: s.taskErrors,
+  };
 }
 
 export class ProxiedCluster {

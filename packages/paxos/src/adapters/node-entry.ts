@@ -1,6 +1,6 @@
 // `@tspaxos/paxos/node`: what only a Node process needs. createNode here also takes a `dataDir`
 // (the node opens a SqliteLogStore there) and defaults the clock and randomness to the real
-// ones. The main entry `@tspaxos/paxos` loads no Node built-in (DESIGN §1); this one does.
+// ones. The main entry `@tspaxos/paxos` loads no Node built-in (design.md §1); this one does.
 import type { LogStore } from '@tspaxos/storage';
 import { SqliteLogStore } from '@tspaxos/storage/sqlite';
 import { PaxosError } from '../errors';

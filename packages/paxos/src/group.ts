@@ -3,60 +3,55 @@
 // the committer's pending proposal, and starts the next instance. It verifies the checksum chain
 // of every message that carries one; a mismatch means this node's log diverged from a peer's,
 // so the group stops accepting values and says so in its status (PhxPaxos asserts and dies).
-import { type LogStore, StorageError } from '@tspaxos/storage';
-import {
-  CheckpointManager,
-  chainChecksumAt,
-  checkReplayable,
-  type CheckpointFiles,
-  type CheckpointOptions,
-  type CheckpointStatus,
-} from '@tspaxos/checkpoint';
-import {
-  Learner,
-  type LearnerEvent,
-  type LearnerHost,
-  type LearnerStatus,
-  type SenderBudget,
-} from '@tspaxos/learner';
-import { type CheckpointMsg, type PaxosMsg, PaxosMsgType, paxosMsg } from '@tspaxos/transport';
-import { Acceptor } from './acceptor';
-import { type CommitInFlight, Committer, type ProposeResult } from './committer';
+import { StorageError } from '@tspaxos/storage';
+import { CheckpointManager, chainChecksumAt, checkReplayable } from '@tspaxos/checkpoint';
 import {
   assert,
   type Ballot,
   InvariantError,
   isNullBallot,
-  type Logger,
   type LogLevel,
   NULL_BALLOT,
-  type RandomSource,
-  type Scheduler,
 } from '@tspaxos/core';
+import { Learner } from '@tspaxos/learner';
+import { type CheckpointMsg, type PaxosMsg, PaxosMsgType } from '@tspaxos/transport';
+import { Acceptor } from './acceptor';
+import { type CommitInFlight, Committer, type ProposeResult } from './committer';
 import { invariantStop, PaxosError } from './errors';
-import type { UnsafeFaults } from './faults';
 import { IOLoop } from './io-loop';
-import { FOLLOWER_TIMEOUT_ASK_INTERVALS, MAX_SYNC_SLICE_MS, type PaxosOptions } from './options';
+import { type CheckpointPortContext, createCheckpointManager } from './checkpoint-port';
+import { Executor } from './executor';
+import { Followers } from './followers';
+import { replayLog, type RestartContext, skipToCheckpoint } from './restart';
+import type { GroupCheckpointConfig, GroupConfig, GroupEvent } from './group-config';
+import { learnerPort, type LearnerPortContext } from './learner-port';
 import {
-  decodeStoredMaster,
-  encodeMasterVariables,
+  createElection,
+  createMaster,
+  type ElectionPortContext,
+  type MasterPortContext,
+} from './master-port';
+import {
+  type ErrorCount,
+  type GroupCounters,
+  type GroupErrors,
+  type GroupStatus,
+  groupStatus,
+} from './group-status';
+import { MasterElection, type MasterInfo, MasterStateMachine } from './master';
+import { Proposer } from './proposer';
+import { isPromiseLike } from './scheduler';
+import {
+  decodeCarriedGroupState,
+  encodeCarriedGroupState,
   encodeStoredMaster,
   encodeUnknownMaster,
-  type MasterCounters,
-  MasterElection,
-  type MasterFaults,
-  type MasterInfo,
-  MasterStateMachine,
   type MasterVariables,
   NO_MASTER_YET,
 } from './master';
-import { Proposer, type ProposerCounters } from './proposer';
-import { isPromiseLike, SyncSlice } from './scheduler';
 import {
   decodeSystemVariables,
   encodeSystemVariables,
-  type ExecuteContext,
-  type StateMachine,
   SystemStateMachine,
   type SystemVariables,
 } from './state-machine';
@@ -66,133 +61,14 @@ import {
   bytesEqual,
   hasIdentity,
   IDENTITY_HEADER_BYTES,
-  MASTER_SM_ID,
   NO_SM_ID,
   SINGLE_VALUE_OVERHEAD_BYTES,
-  type SmValue,
   SYSTEM_SM_ID,
-  unpackValue,
   withoutIdentity,
 } from './value';
 
-export interface InstanceConfig {
-  nodeId: number;
-  group: number;
-  groupCount: number;
-  /** Voting members at first start (later: the system variables). */
-  initialMembers: readonly number[];
-  followToNodeId?: number;
-  store: LogStore;
-  send: (to: number, group: number, msg: PaxosMsg) => void;
-  scheduler: Scheduler;
-  random: RandomSource;
-  stateMachines: readonly StateMachine[];
-  options: PaxosOptions;
-  /** Planted bugs (tests only, see faults.ts). */
-  faults?: UnsafeFaults & MasterFaults;
-  /** The node-wide byte budget of the learner senders (shared by every group of the node). */
-  senderBudget?: SenderBudget;
-  /** Progress events for the node's listeners: learned instances, catch-up start and end. */
-  onEvent?: (event: InstanceEvent) => void;
-  /** Run master elections in this group (the master state machine applies either way). */
-  masterElection?: boolean;
-  /** The recorded master changed (applied from the log or adopted from a peer). */
-  onMasterChange?: (group: number, master: MasterVariables) => void;
-  /**
-   * Checkpoints (DESIGN §4): the file port, this group's staging directory and the limits.
-   * Without it the group neither compacts nor sends nor receives checkpoints; the start-up rule
-   * still holds (a machine older than the log stops the group with E_NEEDS_CHECKPOINT).
-   */
-  checkpoint?: InstanceCheckpointConfig;
-  log?: Logger;
-}
-
-export interface InstanceCheckpointConfig {
-  files: CheckpointFiles;
-  stagingRoot: string;
-  options: CheckpointOptions;
-  send: (to: number, group: number, msg: CheckpointMsg) => void;
-  /** Compact on its own, keeping options.holdCount (PhxPaxos's cleaner thread); default true. */
-  autoCompact: boolean;
-}
-
-export interface GroupStatus {
-  nodeId: number;
-  group: number;
-  /** The now instance id: the first instance not learned here. */
-  instanceId: number;
-  minChosenInstanceId: number;
-  checkpointInstanceId: number;
-  lastChecksum: number;
-  isFollower: boolean;
-  members: number[];
-  membershipVersion: number;
-  followers: number[];
-  /** Set when the group stopped itself (checksum divergence, a failed write): it serves status only. */
-  stopped: { code: string; message: string } | undefined;
-  /** Unexpected failures (README: "Errors"): any of them non-zero is a bug or a broken disk. */
-  errors: GroupErrors;
-  proposer: { phase: string; proposalId: number; counters: ProposerCounters };
-  learner: LearnerStatus;
-  /** This group's learner sender: the peers it streams to (the same object as learner.sender). */
-  sender: LearnerStatus['sender'];
-  committer: {
-    queued: number;
-    inFlightInstanceId: number | undefined;
-    counters: Committer['counters'];
-  };
-  counters: InstanceCounters;
-  /** The master in this node's view while its lease is live here (see master.ts). */
-  master: MasterInfo | undefined;
-  masterElection: {
-    enabled: boolean;
-    isMaster: boolean;
-    /** The log's master variables (undefined: no master operation applied yet). */
-    recorded: MasterVariables | undefined;
-    /** False while the master variables are unknown here (lost; waiting for a peer's). */
-    anchored: boolean;
-    counters: MasterCounters;
-  };
-  /** Checkpoint mode, transfers, cleaner and replayer (undefined without checkpoint config). */
-  checkpoint: CheckpointStatus | undefined;
-}
-
-/** What a group tells the node's listeners (PaxosNode.on). */
-export type InstanceEvent =
-  | { type: 'learned'; group: number; instanceId: number; count: number }
-  | ({ group: number } & LearnerEvent);
-
-export interface InstanceCounters {
-  messagesReceived: number;
-  messagesDropped: number;
-  instancesLearned: number;
-  executeFailures: number;
-  checksumMismatches: number;
-  /** Messages whose chain checksum was compared with this node's and agreed (DESIGN §2). */
-  checksumChecks: number;
-  retriedMessages: number;
-  /** The recovery no-op proposal at start ended with an expected code (E_TIMEOUT, E_STOPPED …). */
-  recoveryProposalsFailed: number;
-  /** Paxos messages not processed while in checkpoint mode (PhxPaxos ignores them too). */
-  checkpointModeDrops: number;
-  /** Times the group restarted in process after installing a checkpoint. */
-  checkpointRestarts: number;
-}
-
-/** How many times a kind of failure happened, and the last one. */
-export interface ErrorCount {
-  count: number;
-  last: { code: string; message: string } | undefined;
-}
-
-export interface GroupErrors {
-  /** A task of the group's loop (message handler, timer callback, proposal) threw. */
-  taskErrors: ErrorCount;
-  /** A state machine's execute() threw (retried: the group does not advance until it works). */
-  executeFailures: ErrorCount;
-  /** A write to the log failed (the group stops with E_STORAGE). */
-  persistFailures: ErrorCount;
-}
+export type { ErrorCount, GroupCounters, GroupErrors, GroupStatus };
+export type { GroupCheckpointConfig, GroupConfig, GroupEvent };
 
 /** The log's meta key of the group's incarnation on this node (u32 LE; see takeIncarnation). */
 const INCARNATION_META_KEY = 'incarnation';
@@ -234,16 +110,16 @@ function isInstallError(error: unknown): boolean {
   return code === 'E_LOAD_FAILED' || code === 'E_CORRUPT_MANIFEST';
 }
 
-export class Instance {
+export class Group {
   readonly acceptor: Acceptor;
   readonly proposer: Proposer;
   /** Replaced when the group restarts from a checkpoint. */
   learner: Learner;
-  /** Checkpoint roles (undefined without InstanceConfig.checkpoint). */
+  /** Checkpoint roles (undefined without GroupConfig.checkpoint). */
   readonly checkpoint: CheckpointManager | undefined;
   readonly committer: Committer;
   readonly loop: IOLoop;
-  readonly counters: InstanceCounters = {
+  readonly counters: GroupCounters = {
     messagesReceived: 0,
     messagesDropped: 0,
     instancesLearned: 0,
@@ -266,10 +142,12 @@ export class Instance {
   private previousChosenBallot: Ballot = NULL_BALLOT;
   private readonly system: SystemStateMachine;
   private readonly master: MasterStateMachine;
+  /** The master state the last install left (takeCarriedGroupState); undefined: unknown. */
+  private installedMaster:
+    { master: MasterVariables | typeof NO_MASTER_YET; asOf: number } | undefined;
   private readonly election: MasterElection | undefined;
-  private readonly machines = new Map<number, StateMachine>();
-  /** Followers of this node, each with the time it expires unless it asks again. */
-  private readonly followers = new Map<number, number>();
+  private readonly executor: Executor;
+  private readonly followers: Followers;
   private retryQueue: PaxosMsg[] = [];
   /** When this group last handled a Prepare, Accept or reply (the learner sender reads it). */
   private paxosActiveAtMs = Number.NEGATIVE_INFINITY;
@@ -283,7 +161,7 @@ export class Instance {
   private learnerMessagesHandled = 0;
   private cancelCheckpointTimer: (() => void) | undefined;
 
-  constructor(private readonly config: InstanceConfig) {
+  constructor(private readonly config: GroupConfig) {
     const { store, group, options } = config;
     this.loop = new IOLoop(
       config.scheduler,
@@ -307,13 +185,16 @@ export class Instance {
       if (!v.members.includes(config.nodeId) && this.master.dropLocal())
         this.log('info', 'master-dropped', { reason: 'removed from the membership' });
     });
-    this.master = this.createMaster();
-    for (const sm of config.stateMachines) this.machines.set(sm.smId, sm);
-    this.machines.set(SYSTEM_SM_ID, this.system);
-    this.machines.set(MASTER_SM_ID, this.master);
+    this.followers = new Followers(
+      () => config.scheduler.now(),
+      options.learner,
+      (event, fields) => this.log('info', event, fields),
+    );
+    this.master = createMaster(this.ports());
+    this.executor = new Executor(group, config.stateMachines, [this.system, this.master]);
     this.election =
       config.masterElection === true && config.followToNodeId === undefined
-        ? this.createElection()
+        ? createElection(this.ports())
         : undefined;
     this.acceptor = new Acceptor(
       config.nodeId,
@@ -335,11 +216,12 @@ export class Instance {
         event: (name, fields) => this.log('debug', `proposer-${name}`, fields),
       },
       options,
+      { proposerIgnoresAcceptedValues: config.faults?.proposerIgnoresAcceptedValues ?? false },
     );
-    this.learner = new Learner(this.learnerHost(), options.learner, {
+    this.learner = new Learner(learnerPort(this.ports()), options.learner, {
       skipChainCheck: config.faults?.learnerSkipsChainCheck ?? false,
     });
-    this.checkpoint = config.checkpoint && this.checkpointManager(config.checkpoint);
+    this.checkpoint = config.checkpoint && createCheckpointManager(this.ports(), config.checkpoint);
   }
 
   get isFollower(): boolean {
@@ -360,7 +242,7 @@ export class Instance {
    */
   async start(): Promise<void> {
     const { store, group } = this.config;
-    // A crash may have left an install to finish or a transfer to discard (DESIGN §4).
+    // A crash may have left an install to finish or a transfer to discard (design.md §4).
     let recovered;
     try {
       recovered = await this.checkpoint?.recover();
@@ -380,37 +262,23 @@ export class Instance {
     const minChosen = store.getMinChosenInstanceId(group);
     // The start-up rule: never skip records a machine still needs (PhxPaxos PlayLog fails too).
     const needs =
-      this.checkpoint?.checkStartup() ?? checkReplayable(this.userMachines(), group, minChosen);
+      this.checkpoint?.checkStartup() ??
+      checkReplayable(this.executor.userMachines(), group, minChosen);
     if (needs !== undefined) {
       this.learner.instanceId = now;
-      this.proposer.instanceId = now;
+      this.proposer.startAt(now);
       this.log('error', 'needs-checkpoint', { code: needs.code, message: needs.message });
       if (this.checkpoint === undefined)
         this.stopGroup(new PaxosError('E_NEEDS_CHECKPOINT', needs.message, { cause: needs }));
       this.armCheckpointTimer(0);
       return;
     }
-    now = await this.skipToCheckpoint(now);
-    // Replay from the oldest state machine checkpoint (none: from the start of the log).
-    let from = now;
-    for (const sm of this.userMachines())
-      from = Math.min(from, (sm.getCheckpointInstanceId?.(group) ?? -1) + 1);
-    from = Math.max(from, minChosen);
-    // Replay in slices of MAX_SYNC_SLICE_MS so a long log does not block the event loop (other
-    // groups' timers, the network). range() reads in bounded chunks, so pausing between two
-    // records holds no storage statement open.
-    const slice = new SyncSlice(this.config.scheduler, MAX_SYNC_SLICE_MS);
-    for (const record of store.range(group, from, now)) {
-      const executed = this.executeValue(record.instanceId, record.value, undefined);
-      if (isPromiseLike(executed)) await executed;
-      this.lastChecksum = record.checksum;
-      if (slice.due()) await slice.yield();
-    }
-    if (now > 0 && from >= now) this.lastChecksum = chainChecksumAt(store, group, now - 1);
+    now = await skipToCheckpoint(this.ports(), now);
+    const from = await replayLog(this.ports(), now, minChosen);
     await Promise.all(this.pendingWrites.splice(0));
     if (this.stoppedReason !== undefined) return; // a replayed membership could not be saved
     this.learner.instanceId = now;
-    this.proposer.instanceId = now;
+    this.proposer.startAt(now);
     this.proposer.setStartProposalId(this.acceptor.promiseBallot.proposalId + 1);
     this.assertAligned();
     this.log('info', 'group-started', {
@@ -456,44 +324,6 @@ export class Instance {
     this.committer.setIncarnation(incarnation);
   }
 
-  /**
-   * Every machine's checkpoint is ahead of the log: the log lost writes that were not synced
-   * (a follower), or was deleted, after the machines made their checkpoints durable. As PhxPaxos
-   * Instance::Init (with ProtectionLogic_IsCheckpointInstanceIDCorrect), the group starts after
-   * the checkpoint instead of learning, and executing a second time, instances the machines
-   * already hold. The log is reset to start there (no gap a peer could ask for), keeping the
-   * acceptor's promise, as the checkpoint install does. Returns the instance to start at.
-   */
-  private async skipToCheckpoint(now: number): Promise<number> {
-    const { store, group } = this.config;
-    const machines = this.userMachines();
-    if (machines.length === 0) return now;
-    let next = Number.POSITIVE_INFINITY;
-    for (const sm of machines)
-      next = Math.min(next, (sm.getCheckpointInstanceId?.(group) ?? -1) + 1);
-    if (next <= now) return now;
-    const promise = this.acceptor.promiseBallot;
-    await store.resetGroup(group, { minChosenInstanceId: next });
-    await store.put(
-      group,
-      {
-        instanceId: next,
-        promiseId: promise.proposalId,
-        promiseNodeId: promise.nodeId,
-        acceptedId: 0,
-        acceptedNodeId: 0,
-        value: new Uint8Array(0),
-        checksum: 0,
-      },
-      { sync: true },
-    );
-    // The master state stays: every master operation applied here was persisted (synced) before
-    // the group moved on, so meta masterVariables already reflects the instances up to the
-    // checkpoint; re-learned operations name older versions and are refused as stale.
-    this.log('warn', 'log-behind-checkpoint', { logInstanceId: now, startInstanceId: next });
-    return this.acceptor.load();
-  }
-
   /** Stops timers and work; pending proposals reject with E_STOPPED. */
   async stop(): Promise<void> {
     if (this.closed) return;
@@ -536,7 +366,7 @@ export class Instance {
       return Promise.reject(new PaxosError('E_NEEDS_CHECKPOINT', needs.message, { cause: needs }));
     if (this.isFollower)
       return Promise.reject(new PaxosError('E_FOLLOWER', 'a follower cannot propose'));
-    if (smId !== NO_SM_ID && !this.machines.has(smId)) {
+    if (smId !== NO_SM_ID && !this.executor.has(smId)) {
       return Promise.reject(
         new PaxosError('E_UNKNOWN_STATE_MACHINE', `no state machine with id ${smId} on this node`),
       );
@@ -588,58 +418,26 @@ export class Instance {
   }
 
   status(): GroupStatus {
-    const { store, group, nodeId } = this.config;
-    let checkpointInstanceId = -1;
-    for (const sm of this.machines.values()) {
-      if (sm.getCheckpointInstanceId)
-        checkpointInstanceId = Math.max(checkpointInstanceId, sm.getCheckpointInstanceId(group));
-    }
     const learner = this.learner.status();
-    return {
-      nodeId,
-      group,
-      instanceId: this.learner.instanceId,
-      minChosenInstanceId: store.getMinChosenInstanceId(group),
-      checkpointInstanceId,
+    return groupStatus({
+      config: this.config,
+      machines: this.executor.all(),
+      learner,
       lastChecksum: this.lastChecksum,
       isFollower: this.isFollower,
-      members: [...this.members],
+      members: this.members,
       membershipVersion: this.system.current.version,
-      followers: this.liveFollowers(),
-      stopped:
-        (this.stoppedReason && {
-          code: this.stoppedReason.code,
-          message: this.stoppedReason.message,
-        }) ??
-        this.checkpoint?.status().needsCheckpoint,
-      errors: {
-        taskErrors: { ...this.errors.taskErrors },
-        executeFailures: { ...this.errors.executeFailures },
-        persistFailures: { ...this.errors.persistFailures },
-      },
-      proposer: {
-        phase: this.proposer.phase,
-        proposalId: this.proposer.proposalId,
-        counters: { ...this.proposer.counters },
-      },
-      learner,
-      sender: learner.sender,
-      committer: {
-        queued: this.committer.queueLength,
-        inFlightInstanceId: this.committer.inFlight?.instanceId,
-        counters: { ...this.committer.counters },
-      },
-      counters: { ...this.counters },
-      master: this.master.master(),
-      masterElection: {
-        enabled: this.election !== undefined,
-        isMaster: this.isMaster(),
-        recorded: this.master.variables && { ...this.master.variables },
-        anchored: this.master.anchored,
-        counters: { ...this.master.counters },
-      },
-      checkpoint: this.checkpoint?.status(),
-    };
+      followers: this.followers.live(),
+      stoppedReason: this.stoppedReason,
+      errors: this.errors,
+      proposer: this.proposer,
+      committer: this.committer,
+      counters: this.counters,
+      master: this.master,
+      election: this.election,
+      isMaster: this.isMaster(),
+      checkpoint: this.checkpoint,
+    });
   }
 
   // ---- routing (PhxPaxos Instance::OnReceivePaxosMsg) ---------------------------------------
@@ -881,7 +679,7 @@ export class Instance {
         : hasIdentity(value, flight.identity));
     let executed: unknown[] | Promise<unknown[]>;
     try {
-      executed = this.executeValue(instanceId, value, isMine);
+      executed = this.executor.execute(instanceId, value, isMine);
     } catch (error) {
       this.executeFailed(instanceId, isMine, error);
       return undefined;
@@ -963,56 +761,6 @@ export class Instance {
     if (this.retryQueue.length > 0) return this.retryMessages().then(() => this.checkNewValue());
     this.checkNewValue();
     return undefined;
-  }
-
-  /**
-   * Executes every state machine a value is for; returns their results in value order. An
-   * execute() that returns a promise is awaited before the next item (and the group waits for it
-   * before the next instance): its rejection is an execute failure, as a throw is.
-   */
-  private executeValue(
-    instanceId: number,
-    packed: Uint8Array,
-    isMine: boolean | undefined,
-  ): unknown[] | Promise<unknown[]> {
-    const items = unpackValue(packed);
-    const results: unknown[] = [];
-    for (let i = 0; i < items.length; i++) {
-      const result = this.executeItem(instanceId, items[i]!, isMine);
-      if (isPromiseLike(result))
-        return this.executeRest(instanceId, items, i, result, results, isMine);
-      results.push(result);
-    }
-    return results;
-  }
-
-  /** The rest of executeValue once an execute() returned a promise: one item at a time. */
-  private async executeRest(
-    instanceId: number,
-    items: readonly SmValue[],
-    at: number,
-    pending: PromiseLike<unknown>,
-    results: unknown[],
-    isMine: boolean | undefined,
-  ): Promise<unknown[]> {
-    results.push(await pending);
-    for (let i = at + 1; i < items.length; i++) {
-      results.push(await this.executeItem(instanceId, items[i]!, isMine));
-    }
-    return results;
-  }
-
-  private executeItem(instanceId: number, item: SmValue, isMine: boolean | undefined): unknown {
-    if (item.smId === NO_SM_ID) return undefined;
-    const sm = this.machines.get(item.smId);
-    if (sm === undefined) {
-      throw new PaxosError(
-        'E_UNKNOWN_STATE_MACHINE',
-        `instance ${instanceId} is for state machine ${item.smId}, which this node does not have`,
-      );
-    }
-    const ctx: ExecuteContext = { group: this.config.group, instanceId, isMine: isMine === true };
-    return sm.execute(item.value, ctx);
   }
 
   private armExecuteRetry(): void {
@@ -1136,33 +884,7 @@ export class Instance {
     for (const member of this.members) this.sendTo(member, msg);
   }
 
-  /**
-   * A follower that stops asking is forgotten after FOLLOWER_TIMEOUT_ASK_INTERVALS of its longest
-   * ask interval. PhxPaxos does the same: Config::AddFollowerNode (src/config/config.cpp) sets
-   * each follower's expiry to now + 3 × ASKFORLEARN_NOOP_INTERVAL at every AskforLearn
-   * (Learner::OnAskforLearn), and Config::GetMyFollowerMap erases the expired ones.
-   */
-  private followerTimeoutMs(): number {
-    const { followerAskforLearnIntervalMs, followerAskforLearnJitterMs } =
-      this.config.options.learner;
-    return (
-      FOLLOWER_TIMEOUT_ASK_INTERVALS * (followerAskforLearnIntervalMs + followerAskforLearnJitterMs)
-    );
-  }
-
-  /** The followers that asked recently; the others are dropped from the table here. */
-  private liveFollowers(): number[] {
-    const now = this.config.scheduler.now();
-    for (const [nodeId, expiresAtMs] of this.followers) {
-      if (expiresAtMs < now) {
-        this.followers.delete(nodeId);
-        this.log('info', 'follower-expired', { nodeId });
-      }
-    }
-    return [...this.followers.keys()];
-  }
-
-  // ---- checkpoints (DESIGN §4) -------------------------------------------------------------
+  // ---- checkpoints (design.md §4) -------------------------------------------------------------
 
   /** A checkpoint frame from the network for this group; `from` is the authenticated sender. */
   receiveCheckpoint(from: number, msg: CheckpointMsg): void {
@@ -1216,56 +938,6 @@ export class Instance {
     });
   }
 
-  private checkpointManager(c: InstanceCheckpointConfig): CheckpointManager {
-    const { config } = this;
-    const machines = this.userMachines();
-    return new CheckpointManager(
-      {
-        nodeId: config.nodeId,
-        group: config.group,
-        files: c.files,
-        store: config.store,
-        machines,
-        stagingRoot: c.stagingRoot,
-        now: () => config.scheduler.now(),
-        random: () => config.random.next(),
-        sendCheckpoint: (to, msg) => c.send(to, config.group, msg),
-        sendAskforCheckpoint: (to) =>
-          this.sendTo(
-            to,
-            paxosMsg({
-              msgType: PaxosMsgType.AskforCheckpoint,
-              instanceId: this.learner.instanceId,
-              nodeId: config.nodeId,
-            }),
-          ),
-        peers: () => this.members.filter((m) => m !== config.nodeId),
-        majority: () => Math.floor(this.members.length / 2) + 1,
-        nowInstanceId: () => this.learner.instanceId,
-        minInstallableInstanceId: () => this.acceptor.instanceId,
-        promiseBallot: () => ({ ...this.acceptor.promiseBallot }),
-        // The checkpoint passes master operations this node never applied: its variables are
-        // forgotten, durably, before the log is reset, at every run of the install (a crash
-        // anywhere in it must not restart the node trusting them; master.ts forget()).
-        beforeLogReset: async () => {
-          this.master.forget();
-          await config.store.setMeta(config.group, 'masterVariables', encodeUnknownMaster(), {
-            sync: true,
-          });
-        },
-        applyForCheckpoint: (instanceId, value) => {
-          for (const item of unpackValue(value)) {
-            const sm = this.machines.get(item.smId);
-            if (sm?.executeForCheckpoint?.(config.group, instanceId, item.value) === false)
-              return false;
-          }
-          return true;
-        },
-      },
-      c.options,
-    );
-  }
-
   /** The checkpoint roles' timer: sender timeouts, mode, cleaner and replayer steps. */
   private armCheckpointTimer(delayMs?: number): void {
     const manager = this.checkpoint;
@@ -1292,9 +964,9 @@ export class Instance {
    */
   private restartFromCheckpoint(checkpointInstanceId: number): void {
     this.counters.checkpointRestarts++;
-    // The install forgot the master variables (beforeLogReset, durably); in memory again here, so
+    // The master state the install left (beforeLogReset, durably), in memory again here, so
     // nothing adopted while the install ran survives it.
-    this.master.forget();
+    this.master.reload(this.installedMaster?.master, this.installedMaster?.asOf ?? 0);
     this.committer.rejectAll(
       new PaxosError(
         'E_CHECKPOINT_INSTALLED',
@@ -1307,19 +979,15 @@ export class Instance {
     this.learner.stop();
     this.retryQueue = [];
     this.previousChosenBallot = NULL_BALLOT;
-    this.acceptor.promiseBallot = NULL_BALLOT;
-    this.acceptor.acceptedBallot = NULL_BALLOT;
-    this.acceptor.acceptedValue = new Uint8Array(0);
-    this.acceptor.checksum = 0;
-    const now = this.acceptor.load();
+    const now = this.acceptor.reload();
     // The chain goes on from the sender's value at the checkpoint instance, which the install
-    // kept (0 when the sender did not know it: adopted from a peer then, DESIGN §2).
+    // kept (0 when the sender did not know it: adopted from a peer then, design.md §2).
     this.lastChecksum = chainChecksumAt(this.config.store, this.config.group, now - 1);
-    this.learner = new Learner(this.learnerHost(), this.config.options.learner, {
+    this.learner = new Learner(learnerPort(this.ports()), this.config.options.learner, {
       skipChainCheck: this.config.faults?.learnerSkipsChainCheck ?? false,
     });
     this.learner.instanceId = now;
-    this.proposer.instanceId = now;
+    this.proposer.startAt(now);
     this.proposer.setStartProposalId(this.acceptor.promiseBallot.proposalId + 1);
     this.assertAligned();
     this.log('info', 'group-restarted-from-checkpoint', { checkpointInstanceId, instanceId: now });
@@ -1327,150 +995,99 @@ export class Instance {
     this.armCheckpointTimer();
   }
 
-  /**
-   * The state machines whose state lives outside the log's meta: the system (membership) and
-   * master state machines keep theirs in meta (kept by a log reset, as PhxPaxos's
-   * Database::ClearAllLog keeps both), so they neither hold back compaction nor need a checkpoint.
-   */
-  private userMachines(): StateMachine[] {
-    return [...this.machines.values()].filter((sm) => sm !== this.system && sm !== this.master);
-  }
-
-  private learnerHost(): LearnerHost {
-    const { config } = this;
+  /** The context the port factories read the group through (built once: closures, no copies). */
+  private ports(): RestartContext &
+    LearnerPortContext &
+    MasterPortContext &
+    ElectionPortContext &
+    CheckpointPortContext {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the getters read the roles when a port uses them (some are built after the ports)
+    const group = this;
     return {
-      nodeId: config.nodeId,
-      group: config.group,
-      store: config.store,
-      now: () => config.scheduler.now(),
-      random: () => config.random.next(),
-      schedule: (delayMs, fn) => this.loop.schedule(delayMs, fn),
-      scheduleIdle: (fn) => this.loop.scheduleIdle(fn),
-      // The learner's stream yields to the group's own Paxos traffic (learner option
-      // senderBusyTurnMaxMs). A proposal merely in flight does not count: one stuck because
-      // the only other acceptor is the node catching up must not slow the catch-up it waits for.
-      paxosActiveAtMs: () => this.paxosActiveAtMs,
-      send: (to, msg) => this.sendTo(to, msg),
-      peers: () => {
-        const peers = this.members.filter((m) => m !== config.nodeId);
-        const followTo = config.followToNodeId;
-        if (followTo !== undefined && !peers.includes(followTo)) peers.push(followTo);
-        return peers;
+      config: this.config,
+      get loop() {
+        return group.loop;
       },
-      followers: () => this.liveFollowers(),
-      addFollower: (nodeId) => {
-        if (this.members.includes(nodeId)) return;
-        if (!this.followers.has(nodeId)) this.log('info', 'follower-added', { nodeId });
-        this.followers.set(nodeId, config.scheduler.now() + this.followerTimeoutMs());
-        this.liveFollowers(); // prune, so the table is bounded by the followers asking now
+      get acceptor() {
+        return group.acceptor;
       },
-      followToNodeId: () => config.followToNodeId,
+      get system() {
+        return group.system;
+      },
+      get master() {
+        return group.master;
+      },
+      get followers() {
+        return group.followers;
+      },
+      get executor() {
+        return group.executor;
+      },
+      setLastChecksum: (checksum) => {
+        this.lastChecksum = checksum;
+      },
+      checkpoint: () => this.checkpoint,
+      carriedGroupState: () => this.carriedGroupState(),
+      takeCarriedGroupState: (cp, groupState) => this.takeCarriedGroupState(cp, groupState),
+      members: () => this.members,
+      nowInstanceId: () => this.learner.instanceId,
       lastChecksum: () => this.lastChecksum,
-      minChosenInstanceId: () => config.store.getMinChosenInstanceId(config.group),
-      promiseBallot: () => this.acceptor.promiseBallot,
-      acceptedState: () => ({
-        ballot: this.acceptor.acceptedBallot,
-        value: this.acceptor.acceptedValue,
-        checksum: this.acceptor.checksum,
-      }),
-      systemVariables: () => encodeSystemVariables(this.system.current),
-      applySystemVariables: (bytes) => {
-        const v = decodeSystemVariables(bytes);
-        return v !== undefined && this.system.adopt(v);
+      paxosActiveAtMs: () => this.paxosActiveAtMs,
+      sendTo: (to, msg) => this.sendTo(to, msg),
+      checkNewValue: () => this.checkNewValue(),
+      pendingWrite: (write) => {
+        this.pendingWrites.push(write);
       },
-      masterVariables: () => {
-        // Known and none applied yet is news too, for a peer that forgot its state.
-        if (!this.master.anchored) return undefined;
-        const v = this.master.variables;
-        return v === undefined ? encodeStoredMaster(NO_MASTER_YET) : encodeMasterVariables(v);
-      },
-      applyMasterVariables: (bytes, asOfInstanceId) =>
-        this.master.adoptEncoded(bytes, asOfInstanceId),
-      masterAnchored: () => this.master.anchored,
-      needCheckpoint: (from, peerMin) => {
-        const asked = this.checkpoint?.prepareForAskforCheckpoint(from) ?? false;
-        this.log(asked ? 'info' : 'debug', asked ? 'asked-for-checkpoint' : 'needs-checkpoint', {
-          from,
-          peerMinChosenInstanceId: peerMin,
-          instanceId: this.learner.instanceId,
-          ...(this.checkpoint === undefined ? { note: 'no checkpoint config: cannot ask' } : {}),
-        });
-      },
-      event: (name, fields) => this.log('debug', name, fields),
-      ...(config.senderBudget !== undefined ? { senderBudget: config.senderBudget } : {}),
-      notify: (event) => config.onEvent?.({ group: config.group, ...event }),
-      // A peer's claim to be ahead was dropped at a stall: what waits may be proposed now.
-      latestMayHaveChanged: () => this.loop.enqueue(() => this.checkNewValue()),
+      persistFailed: (error) => this.persistFailed(error),
+      canPropose: () =>
+        !this.closed &&
+        this.stoppedReason === undefined &&
+        this.members.includes(this.config.nodeId),
+      propose: (smId, value, batch, timeoutMs) => this.propose(smId, value, batch, timeoutMs),
+      log: (level, event, fields) => this.log(level, event, fields),
     };
   }
 
-  private createMaster(): MasterStateMachine {
-    const { store, group, scheduler } = this.config;
-    const saved = store.getMeta(group, 'masterVariables');
-    let initial = saved && decodeStoredMaster(saved);
-    if (
-      saved === undefined &&
-      store.maxInstanceId(group) === undefined &&
-      store.getMinChosenInstanceId(group) === 0
-    ) {
-      // A new group: record that no master operation was applied yet (see MasterStateMachine).
-      initial = NO_MASTER_YET;
-      // Not synced: the acceptor's first sync write (before any instance record exists) makes it
-      // durable, and until then a crash finds a new group again. A sync write here would make
-      // every start wait for an fsync. The promise is handled at once (no error unseen).
-      this.pendingWrites.push(
-        store
-          .setMeta(group, 'masterVariables', encodeStoredMaster(NO_MASTER_YET), { sync: false })
-          .then(undefined, (error: unknown) => this.persistFailed(error)),
-      );
-    }
-    if (initial === undefined)
-      this.log('warn', 'master-variables-unknown', {
-        note: 'the log has history but no master variables: no lease here until a peer sends them',
-      });
-    return new MasterStateMachine(
-      {
-        nodeId: this.config.nodeId,
-        now: () => scheduler.now(),
-        isMember: (nodeId) => this.members.includes(nodeId),
-        nowInstanceId: () => this.learner.instanceId,
-        persist: (v) => {
-          this.pendingWrites.push(
-            store
-              .setMeta(group, 'masterVariables', encodeMasterVariables(v), { sync: true })
-              .then(undefined, (error: unknown) => this.persistFailed(error)),
-          );
-        },
-        changed: (v) => {
-          this.log('info', 'master-changed', { ...v });
-          this.config.onMasterChange?.(group, { ...v });
-        },
-      },
-      initial,
-      this.config.options.masterLeaseMarginMs,
-      this.config.faults,
-    );
+  /** What a checkpoint I send carries besides its files (master.ts CarriedGroupState). */
+  private carriedGroupState(): string {
+    const v = this.master.variables;
+    return encodeCarriedGroupState({
+      asOf: this.learner.instanceId,
+      master: !this.master.anchored ? undefined : v === undefined ? NO_MASTER_YET : v,
+      system: this.system.current,
+    });
   }
 
-  private createElection(): MasterElection {
-    const { scheduler, random, options, nodeId } = this.config;
-    return new MasterElection(
-      {
-        nodeId,
-        now: () => scheduler.now(),
-        random: () => random.next(),
-        schedule: (delayMs, fn) => this.loop.schedule(delayMs, fn),
-        canPropose: () =>
-          !this.closed && this.stoppedReason === undefined && this.members.includes(nodeId),
-        propose: (value, timeoutMs) => this.propose(MASTER_SM_ID, value, false, timeoutMs),
-        event: (name, fields) => this.log('debug', name, fields),
-        fail: (error) =>
-          this.loop.enqueue(() => {
-            throw error;
-          }),
-      },
-      this.master,
-      { leaseMs: options.masterLeaseMs, leaseMarginMs: options.masterLeaseMarginMs },
+  /**
+   * The install's hook, before the log reset, at every run of it (a crash anywhere in the install
+   * must not restart the node trusting its own stale variables): the checkpoint passes master
+   * operations this node never applied, so its master state becomes the sender's (with the
+   * sender's membership, which judged those operations), or unknown when none came. Durable
+   * before the reset; see MasterStateMachine.restore for why variables ahead of the log are safe.
+   */
+  private async takeCarriedGroupState(cp: number, text: string): Promise<void> {
+    const { store, group } = this.config;
+    const carried = text === '' ? undefined : decodeCarriedGroupState(text);
+    if (text !== '' && carried === undefined) this.master.counters.malformedVariables++;
+    // The sender holds the checkpoint, so its log passed cp; anything else is not its state.
+    const valid = carried !== undefined && carried.asOf > cp ? carried : undefined;
+    if (valid !== undefined) {
+      // Version-checked like the master's: being ahead is safe, older changes are refused.
+      this.system.adopt(valid.system);
+      await store.setMeta(group, 'systemVariables', encodeSystemVariables(this.system.current), {
+        sync: true,
+      });
+    }
+    this.installedMaster =
+      valid?.master === undefined ? undefined : { master: valid.master, asOf: valid.asOf };
+    this.master.restore(this.installedMaster?.master, this.installedMaster?.asOf ?? 0);
+    await store.setMeta(
+      group,
+      'masterVariables',
+      this.installedMaster === undefined
+        ? encodeUnknownMaster()
+        : encodeStoredMaster(this.installedMaster.master, this.installedMaster.asOf),
+      { sync: true },
     );
   }
 

@@ -1,0 +1,116 @@
+// The node's status, typed: built once per request or scrape (KvServer.status) and read by
+// GET /status, the metrics and the dashboard, so a new field is written here and nowhere else.
+// Always one entry per group under `groups`, whatever --groups is.
+import type { KvStateMachine } from './kv-state-machine';
+import type { GroupStatus, NodeCounters, TcpCounters } from './stack';
+
+/** The master with a live lease in this node's view. */
+export interface MasterView {
+  nodeId: number;
+  version: number;
+  /** On this node's monotonic clock (the paxos Scheduler's `performance.now()`). */
+  expiresAtMs: number;
+  /** What is left of the lease here. */
+  remainingMs: number;
+  /** Its HTTP API (null when this node does not know it). */
+  http: string | null;
+  /** True only on the node that holds the lease on its own clock. */
+  self: boolean;
+}
+
+/** This node's view of a member, polled over HTTP (--http-peers). */
+export interface MemberView {
+  nodeId: number;
+  http: string | null;
+  self: boolean;
+  /** Null when this node does not know the member's HTTP address. */
+  reachable: boolean | null;
+  /** Group 0's now instance id on that member. */
+  instanceId: number | null;
+  lastSeenMs: number | null;
+  error?: string;
+}
+
+export type KvStatus = ReturnType<KvStateMachine['status']>;
+
+/** One group as this node sees it: the paxos group, its KV state machine, its master. */
+export interface GroupView extends Pick<
+  GroupStatus,
+  | 'nodeId'
+  | 'group'
+  | 'instanceId'
+  | 'minChosenInstanceId'
+  | 'checkpointInstanceId'
+  | 'lastChecksum'
+  | 'isFollower'
+  | 'members'
+  | 'membershipVersion'
+  | 'followers'
+  | 'proposer'
+  | 'committer'
+  | 'counters'
+> {
+  stopped: NonNullable<GroupStatus['stopped']> | null;
+  /** Null: no master with a live lease in this node's view. */
+  master: MasterView | null;
+  /** The learner and its catch-up (from whom, target, rates, ETA: @tspaxos/learner README). */
+  learner: Omit<GroupStatus['learner'], 'sender'>;
+  /** The learner sender, one entry per peer it streams to. */
+  sender: GroupStatus['sender'];
+  /** The KV state machine's own checkpoint file (--checkpoint-every, POST /admin/checkpoint). */
+  kv: {
+    checkpointInstanceId: number;
+    appliedInstanceId: number;
+    lastCheckpointAtMs: number | null;
+    locked: boolean;
+    counters: KvStatus['counters'];
+  };
+  /** The checkpoint package: mode, transfers, cleaner, replayer (@tspaxos/checkpoint README). */
+  checkpoint: NonNullable<GroupStatus['checkpoint']> | null;
+}
+
+export interface NodeStatus {
+  nodeId: number;
+  httpUrl: string;
+  paxosAddress: string | null;
+  groupCount: number;
+  /** This node's view of every member. */
+  members: MemberView[];
+  network: TcpCounters;
+  nodeCounters: NodeCounters;
+  /** The last unexpected errors raised inside the server (all are counted in the metric). */
+  taskErrors: { code: string; message: string }[];
+  stopping: boolean;
+  groups: GroupView[];
+}
+
+export function groupView(paxos: GroupStatus, kv: KvStatus, master: MasterView | null): GroupView {
+  const { sender, ...learner } = paxos.learner;
+  return {
+    nodeId: paxos.nodeId,
+    group: paxos.group,
+    instanceId: paxos.instanceId,
+    minChosenInstanceId: paxos.minChosenInstanceId,
+    checkpointInstanceId: paxos.checkpointInstanceId,
+    lastChecksum: paxos.lastChecksum,
+    isFollower: paxos.isFollower,
+    members: paxos.members,
+    membershipVersion: paxos.membershipVersion,
+    followers: paxos.followers,
+    stopped: paxos.stopped ?? null,
+    master,
+    learner,
+    sender,
+    kv: {
+      checkpointInstanceId: kv.checkpointInstanceId,
+      appliedInstanceId: kv.appliedInstanceId,
+      lastCheckpointAtMs: kv.lastCheckpointAtMs ?? null,
+      locked: kv.locked,
+      counters: kv.counters,
+    },
+    checkpoint: paxos.checkpoint ?? null,
+    proposer: paxos.proposer,
+    committer: paxos.committer,
+    counters: paxos.counters,
+  };
+}
