@@ -3,15 +3,9 @@
 // npm run sim -- --seed N --trace                               replays one seed with a readable trace
 // npm run soak -- --minutes M                                   runs as many seeds as M minutes allow
 import { parseArgs } from 'node:util';
-import {
-  addCoverage,
-  emptyCoverage,
-  PLANTED_BUGS,
-  type PlantedBug,
-  runSeed,
-  type SimOptions,
-  type SimResult,
-} from './simulate';
+import { addCoverage, emptyCoverage } from './coverage';
+import { PLANTED_BUGS, type PlantedBug, type SimOptions } from './options';
+import { runSeed, type SimResult } from './simulate';
 
 const USAGE = `usage: npm run sim -- --seeds N [--from N] [topology] [--planted BUG] [--json] [--quiet]
        npm run sim -- --seed N [--trace] [topology] [--planted BUG]

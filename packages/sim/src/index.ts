@@ -1,16 +1,22 @@
 export {
-  runSeed,
-  masterClockBound,
   addCoverage,
   emptyCoverage,
-  PLANTED_BUGS,
   FAULT_KINDS,
   PATH_KINDS,
-  type PlantedBug,
   type FaultKind,
   type PathKind,
   type Coverage,
+} from './coverage';
+export {
+  checkSimOptions,
+  PLANTED_BUGS,
+  SIM_MAX_NODES,
+  type PlantedBug,
   type SimOptions,
+} from './options';
+export {
+  runSeed,
+  masterClockBound,
   type SimResult,
   type SimTopology,
   type SimViolation,
@@ -25,7 +31,6 @@ export {
   type RecorderCheckpointConfig,
   type RecorderEntries,
 } from './recorder';
-export { checkSimOptions, SIM_MAX_NODES } from './options';
 export {
   CHECKPOINT_PATH_KINDS,
   SIM_CHECKPOINT_OPTIONS,

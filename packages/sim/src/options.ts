@@ -1,8 +1,108 @@
 // SimOptions are checked before a run (TspaxosError E_BAD_ARGUMENT naming the field and its
 // range), so a test that pins a topology or a time bound never runs a meaningless simulation.
 import { TspaxosError, rangeProblem, type OptionRange } from '@tspaxos/crc-wasm';
-import { MASTER_LEASE_MIN_MS } from '@tspaxos/paxos';
-import { PLANTED_BUGS, type SimOptions } from './simulate';
+import { MASTER_LEASE_MIN_MS, type MasterFaults, type UnsafeFaults } from '@tspaxos/paxos';
+
+/** Bugs planted on purpose; each must make the simulator fail (STYLE.md 13). */
+export const PLANTED_BUGS = [
+  'forgetPromises',
+  'resetPromisePerInstance',
+  'acknowledgeBeforeDurable',
+  'throwingTask',
+  'learnerSkipsChainCheck',
+  'unhandledRejection',
+  /** The holder starts its lease when its operation applies, not before it proposed (master.ts). */
+  'lateLeaseStart',
+  /** A renewal applies whatever master version it names (master.ts). */
+  'renewWithoutVersionCheck',
+  /**
+   * Not a code bug: the clock assumption broken. Election seeds draw clock drift (±5 %) and jumps
+   * (0.5–5.5 s) as the seeds without elections do, beyond what any lease can survive.
+   */
+  'clocksOutsideLeaseBound',
+  /** The simulator expects elections but the nodes run none: master liveness must fail. */
+  'electionsNeverRun',
+  // Checkpoints (checkpoints.ts): a recorder that reports its checkpoint one instance too high;
+  // chunks corrupted with their CRC recomputed (what a receiver without the CRC check would take).
+  'checkpointIdTooHigh',
+  'checkpointChunkCorruptValidCrc',
+  /** A proposal counts as committed when the chosen value has its bytes (paxos faults.ts). */
+  'matchValueByBytesOnly',
+] as const;
+export type PlantedBug = (typeof PLANTED_BUGS)[number];
+
+export interface SimOptions {
+  seed: number;
+  /** Voting members (default: 3 or 5, drawn from the seed). */
+  nodes?: number;
+  /** Groups every node hosts (default: 1 … 3, drawn). */
+  groups?: number;
+  /** Followers (default: 0 … 2, drawn); the first follows a voting node that dies. */
+  followers?: number;
+  /** A membership change (remove a member, add it back) in flight during the faults (default: drawn). */
+  membershipChange?: boolean;
+  /** One voting node kept down long enough that it must catch up from a peer's log (default: drawn). */
+  longDown?: boolean;
+  /** Nodes write checkpoints and compact their logs during the fault phase (default: drawn when faults are on). */
+  compaction?: boolean;
+  /** Virtual milliseconds of proposals and faults before everything heals. */
+  faultPhaseMs?: number;
+  /** After healing, all nodes must agree on the now instance id within this many ms. */
+  livenessBoundMs?: number;
+  /** Inject faults (default true). Without faults the topology defaults to 1 group, no followers. */
+  faults?: boolean;
+  /** A planted bug the run must catch. */
+  planted?: PlantedBug;
+  /** Same as planted: 'forgetPromises' (kept for the CLI's --broken-acceptor). */
+  brokenAcceptor?: boolean;
+  /** Keep a readable trace of every event. */
+  trace?: boolean;
+  /** A scripted scenario: cut this node off from the others between these virtual times. */
+  partitionNode?: number;
+  partitionMs?: [number, number];
+  /**
+   * Run master elections in every group (default: drawn, half the seeds with faults; always with a
+   * planted master bug). Clocks then stay within the lease's bound (see masterClockBound).
+   */
+  masterElection?: boolean;
+  /** Master lease of the election seeds (default: drawn in 2000 … 3000 ms). */
+  masterLeaseMs?: number;
+  /**
+   * A scripted scenario (checkpoints.ts): the first node to receive a whole checkpoint crashes at
+   * this write of its install, and restarts cut off from the peers ahead of it. The trace says
+   * where ("install step k: crash", or "install done after n writes" once k is past the end).
+   */
+  installCrashStep?: number;
+}
+
+/** The planted throwing task throws on every n-th learner message (the reproduction). */
+const PLANTED_THROW_EVERY = 97;
+
+/** The paxos-side faults a planted bug turns on (undefined: none, or one of the simulator's own). */
+export function plantedFaults(
+  planted: PlantedBug | undefined,
+): (UnsafeFaults & MasterFaults) | undefined {
+  switch (planted) {
+    case 'forgetPromises':
+      return { forgetPromises: true };
+    case 'resetPromisePerInstance':
+      return { resetPromisePerInstance: true };
+    case 'acknowledgeBeforeDurable':
+      return { acknowledgeBeforeDurable: true };
+    case 'throwingTask':
+      return { throwInLearnerTaskEvery: PLANTED_THROW_EVERY };
+    case 'learnerSkipsChainCheck':
+      return { learnerSkipsChainCheck: true };
+    case 'lateLeaseStart':
+      return { lateLeaseStart: true };
+    case 'renewWithoutVersionCheck':
+      return { renewWithoutVersionCheck: true };
+    case 'matchValueByBytesOnly':
+      return { matchValueByBytesOnly: true };
+    default:
+      return undefined; // none, or the simulator's own (unhandledRejection, clocks…, elections…)
+  }
+}
 
 /** Most voting nodes a simulation runs (ours: the sim's network ids are single bytes). */
 export const SIM_MAX_NODES = 9;

@@ -2,16 +2,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { envInteger } from '../../../scripts/env.mjs';
-import {
-  addCoverage,
-  type Coverage,
-  emptyCoverage,
-  FAULT_KINDS,
-  masterClockBound,
-  PATH_KINDS,
-  type PlantedBug,
-  runSeed,
-} from './simulate';
+import { addCoverage, type Coverage, emptyCoverage, FAULT_KINDS, PATH_KINDS } from './coverage';
+import type { PlantedBug } from './options';
+import { masterClockBound, runSeed } from './simulate';
 
 const SEEDS = envInteger('SIM_SEEDS', 300, { min: 1 });
 /** Every fault kind and path must occur at least this often over the 300-seed run. */

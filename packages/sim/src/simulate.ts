@@ -8,29 +8,28 @@ import {
   type MasterFaults,
   type PaxosErrorCode,
   NO_SM_ID,
-  type PaxosNode,
   type ProposeResult,
-  type Scheduler,
   type UnsafeFaults,
   valueIdentity,
 } from '@tspaxos/paxos';
-import { type DurabilityPort, type LogStore, MemoryLogStore } from '@tspaxos/storage';
+import { type DurabilityPort, MemoryLogStore } from '@tspaxos/storage';
 import {
   type LinkConfig,
   type Message,
   MemoryNetwork,
-  type Network,
-  type PaxosMsg,
   PaxosMsgType,
   SeededRng,
 } from '@tspaxos/transport';
-import { CHECKPOINT_PATH_KINDS, CheckpointSim } from './checkpoints';
+import { CheckpointSim } from './checkpoints';
 import { AcknowledgedIdentityChecker } from './checkers/acknowledged-identity';
 import { RegisterLinearizabilityChecker } from './checkers/register-linearizability';
-import { STALE_LEASE_PATH_KINDS, StaleLeaseChecker } from './checkers/stale-lease';
+import { StaleLeaseChecker } from './checkers/stale-lease';
 import { EventQueue } from './event-queue';
 import {
   checkSimOptions,
+  type PlantedBug,
+  plantedFaults,
+  type SimOptions,
   LONG_DOWN_AT_MS,
   LONG_DOWN_FOR_MS,
   LONG_DOWN_LATEST_RETURN_MS,
@@ -38,6 +37,13 @@ import {
   SIM_MIN_NODES_FOR_MEMBERSHIP_CHANGE,
 } from './options';
 import { RECORDER_SM_ID } from './recorder';
+import { type Coverage, emptyCoverage, type FaultKind } from './coverage';
+import { AgreementChecker } from './checkers/agreement';
+import { ChainChecker } from './checkers/chain';
+import { DurabilityChecker } from './checkers/durability';
+import { ReplyDurabilityChecker } from './checkers/reply-durability';
+import { SingleMasterChecker } from './checkers/single-master';
+import { SimNode } from './sim-node';
 
 export type Invariant =
   | 'agreement'
@@ -69,167 +75,11 @@ export type Invariant =
 /** What a failed assertion in @tspaxos/paxos throws and stops its group with (InvariantError). */
 const INVARIANT_CODE: PaxosErrorCode = 'E_INVARIANT';
 
-/** Bugs planted on purpose; each must make the simulator fail (STYLE.md 13). */
-export const PLANTED_BUGS = [
-  'forgetPromises',
-  'resetPromisePerInstance',
-  'acknowledgeBeforeDurable',
-  'throwingTask',
-  'learnerSkipsChainCheck',
-  'unhandledRejection',
-  /** The holder starts its lease when its operation applies, not before it proposed (master.ts). */
-  'lateLeaseStart',
-  /** A renewal applies whatever master version it names (master.ts). */
-  'renewWithoutVersionCheck',
-  /**
-   * Not a code bug: the clock assumption broken. Election seeds draw clock drift (±5 %) and jumps
-   * (0.5–5.5 s) as the seeds without elections do, beyond what any lease can survive.
-   */
-  'clocksOutsideLeaseBound',
-  /** The simulator expects elections but the nodes run none: master liveness must fail. */
-  'electionsNeverRun',
-  // Checkpoints (checkpoints.ts): a recorder that reports its checkpoint one instance too high;
-  // chunks corrupted with their CRC recomputed (what a receiver without the CRC check would take).
-  'checkpointIdTooHigh',
-  'checkpointChunkCorruptValidCrc',
-  /** A proposal counts as committed when the chosen value has its bytes (paxos faults.ts). */
-  'matchValueByBytesOnly',
-] as const;
-export type PlantedBug = (typeof PLANTED_BUGS)[number];
-
-export interface SimOptions {
-  seed: number;
-  /** Voting members (default: 3 or 5, drawn from the seed). */
-  nodes?: number;
-  /** Groups every node hosts (default: 1 … 3, drawn). */
-  groups?: number;
-  /** Followers (default: 0 … 2, drawn); the first follows a voting node that dies. */
-  followers?: number;
-  /** A membership change (remove a member, add it back) in flight during the faults (default: drawn). */
-  membershipChange?: boolean;
-  /** One voting node kept down long enough that it must catch up from a peer's log (default: drawn). */
-  longDown?: boolean;
-  /** Nodes write checkpoints and compact their logs during the fault phase (default: drawn when faults are on). */
-  compaction?: boolean;
-  /** Virtual milliseconds of proposals and faults before everything heals. */
-  faultPhaseMs?: number;
-  /** After healing, all nodes must agree on the now instance id within this many ms. */
-  livenessBoundMs?: number;
-  /** Inject faults (default true). Without faults the topology defaults to 1 group, no followers. */
-  faults?: boolean;
-  /** A planted bug the run must catch. */
-  planted?: PlantedBug;
-  /** Same as planted: 'forgetPromises' (kept for the CLI's --broken-acceptor). */
-  brokenAcceptor?: boolean;
-  /** Keep a readable trace of every event. */
-  trace?: boolean;
-  /** A scripted scenario: cut this node off from the others between these virtual times. */
-  partitionNode?: number;
-  partitionMs?: [number, number];
-  /**
-   * Run master elections in every group (default: drawn, half the seeds with faults; always with a
-   * planted master bug). Clocks then stay within the lease's bound (see masterClockBound).
-   */
-  masterElection?: boolean;
-  /** Master lease of the election seeds (default: drawn in 2000 … 3000 ms). */
-  masterLeaseMs?: number;
-  /**
-   * A scripted scenario (checkpoints.ts): the first node to receive a whole checkpoint crashes at
-   * this write of its install, and restarts cut off from the peers ahead of it. The trace says
-   * where ("install step k: crash", or "install done after n writes" once k is past the end).
-   */
-  installCrashStep?: number;
-}
-
 export interface SimViolation {
   invariant: Invariant;
   message: string;
   atMs: number;
 }
-
-/** Counts of what a run exercised: faults injected by kind, and paths the code went through. */
-export interface Coverage {
-  faults: Record<FaultKind, number>;
-  paths: Record<PathKind, number>;
-}
-
-export const FAULT_KINDS = [
-  'link-fault',
-  'asymmetric-loss',
-  'partition',
-  'one-way-partition',
-  'heal',
-  'fault-returns-after-heal',
-  'links-reset',
-  'crash',
-  'crash-in-fsync',
-  'restart',
-  'clock-jump-forward',
-  'clock-jump-backward',
-  'clock-drift',
-  'slow-fsync',
-  'fsync-failure',
-  'corrupting-link',
-  /** Lossy, reordering links into the long-down node for a while after it comes back. */
-  'catch-up-link-loss',
-] as const;
-export type FaultKind = (typeof FAULT_KINDS)[number];
-
-export const PATH_KINDS = [
-  'proposals',
-  'acknowledged',
-  'rejected',
-  'instances-chosen',
-  'catch-up-streams-started',
-  'catch-up-streams-finished',
-  'membership-changes',
-  'follower-values-learned',
-  'corrupted-frames-dropped',
-  'groups-stopped-by-fsync-failure',
-  'long-down-restarts',
-  'disks-replaced',
-  /** SendLearnValue frames carrying more than one instance, delivered to a live node. */
-  'batches-streamed',
-  /** Gap acks a receiver sent (a value ahead of it arrived: a frame was lost). */
-  'gap-nacks-sent',
-  /** Gap acks that rewound a sender's stream. */
-  'gap-nacks-received',
-  /** Streams confirmed while the same sender was streaming to another peer. */
-  'concurrent-streams',
-  /** A catching-up learner heard nothing for learnerStallMs and asked everyone again. */
-  'stall-re-asks',
-  /** A follower's stream served by a node it does not follow, while the node it follows is down. */
-  'follower-fallback-streams',
-  /** Prepared streams released at once because the asker confirmed another peer. */
-  'prepares-declined',
-  /** Prepared streams released by senderPrepareTimeoutMs (the asker never confirmed). */
-  'prepare-timeouts',
-  // Master leases (election seeds), as the single-master check observes them after each event:
-  /** A node began to hold a lease (it did not hold one at the previous event). */
-  'master-elections',
-  /** A holder's lease end moved later while it held it (a renewal applied). */
-  'master-renewals',
-  /** A holder's lease ended on its own clock without a renewal. */
-  'master-expiries',
-  /** A holder gave its lease up before its end (node.dropMaster, or removed from the membership). */
-  'master-drops',
-  /** A lease begun by another node than the group's previous holder. */
-  'master-changes',
-  /** Of those, the previous holder had crashed while holding. */
-  'master-changes-after-crash',
-  // What clients were told (checkers/): register writes, barrier reads, identities compared.
-  /** Register writes (workload) acknowledged. */
-  'register-writes-acknowledged',
-  /** Barrier reads answered and checked for linearizability. */
-  'barrier-reads',
-  /** Of those, begun on a node that had not learned everything another live node had. */
-  'barrier-reads-behind',
-  /** Acknowledgements compared with the identity of the value chosen at their instance. */
-  'identities-checked',
-  ...CHECKPOINT_PATH_KINDS,
-  ...STALE_LEASE_PATH_KINDS,
-] as const;
-export type PathKind = (typeof PATH_KINDS)[number];
 
 export interface SimTopology {
   nodes: number;
@@ -302,8 +152,6 @@ const SLOW_FSYNC_RATE = 0.02;
 const CRASH_IN_FSYNC_RATE = 0.004;
 /** At most one crash-in-fsync per this many virtual ms (so the cluster keeps making progress). */
 const CRASH_IN_FSYNC_GAP_MS = 1500;
-/** The planted throwing task throws on every n-th learner message (the issue's reproduction). */
-const PLANTED_THROW_EVERY = 97;
 /** Each node's clock starts at an offset drawn up to this (ms): machines' clocks disagree. */
 const CLOCK_OFFSET_MAX_MS = 3 * 3600_000;
 /** The long-down node returns only when the others have chosen this many instances past its log. */
@@ -365,198 +213,11 @@ class Violation extends Error {
   }
 }
 
-/** A node's clock: offset, drift (rate) and jumps, as a piecewise-linear map of virtual time. */
-class NodeClock {
-  private anchorVirtual = 0;
-  private anchorLocal = 0;
-  rate = 1;
-
-  now(virtualMs: number): number {
-    return this.anchorLocal + (virtualMs - this.anchorVirtual) * this.rate;
-  }
-
-  setRate(rate: number, virtualMs: number): void {
-    this.anchorLocal = this.now(virtualMs);
-    this.anchorVirtual = virtualMs;
-    this.rate = rate;
-  }
-
-  jump(deltaMs: number, virtualMs: number): void {
-    this.anchorLocal = this.now(virtualMs) + deltaMs;
-    this.anchorVirtual = virtualMs;
-  }
-}
-
-interface AcceptorReply {
-  group: number;
-  instanceId: number;
-  /** [proposalId, proposer node id] */
-  ballot: [number, number];
-  accepted: boolean;
-}
-
-function compareBallot(a: readonly [number, number], b: readonly [number, number]): number {
-  return a[0] - b[0] || a[1] - b[1];
-}
-
-/** One simulated node across its incarnations (a crash ends one, a restart begins the next). */
-class SimNode {
-  incarnation = 0;
-  alive = false;
-  node: PaxosNode | undefined;
-  readonly clock = new NodeClock();
-  /** group → (instanceId → values executed there by the current incarnation). */
-  executed: Array<Map<number, string[]>> = [];
-  /** group → first instance whose chain checksum this incarnation has not been checked for. */
-  checkedUpTo: number[] = [];
-  /** The next fsync of this node's store fails (an injected fault). */
-  failNextFsync = false;
-  /** Kept down on purpose until this virtual time (the long-down node). */
-  downUntilMs = -1;
-  /**
-   * What this incarnation's acceptors told proposers, per `group:instance`: the highest ballot
-   * promised or accepted in a reply, and whether a value was accepted. Checked against the
-   * durable log when the incarnation crashes.
-   */
-  replies = new Map<string, AcceptorReply>();
-  private timers = new Set<() => void>();
-  private handler: ((from: number, group: number, message: Message) => void) | undefined;
-
-  constructor(
-    readonly id: number,
-    readonly voting: boolean,
-    readonly followTo: number | undefined,
-    readonly store: MemoryLogStore,
-    readonly endpoint: Network,
-  ) {
-    endpoint.onMessage((from, group, message) => {
-      if (this.alive) this.handler?.(from, group, message);
-    });
-  }
-
-  isLive(incarnation: number): boolean {
-    return this.alive && this.incarnation === incarnation;
-  }
-
-  /** A network that goes silent when this incarnation dies. */
-  network(incarnation: number): Network {
-    return {
-      send: (to, group, message) => {
-        if (!this.isLive(incarnation)) return;
-        if (message.kind === 'paxos') this.noteReply(to, group, message.msg);
-        this.endpoint.send(to, group, message);
-      },
-      onMessage: (h) => {
-        if (this.incarnation === incarnation) this.handler = h;
-      },
-      close: async () => {},
-    };
-  }
-
-  /**
-   * The store as one incarnation sees it: once the incarnation is dead (its process is gone),
-   * its late tasks can neither write (the promise never settles) nor read.
-   */
-  fencedStore(incarnation: number): LogStore {
-    const s = this.store;
-    const never = new Promise<void>(() => {});
-    const live = (): boolean => this.incarnation === incarnation;
-    const read = <T>(fn: () => T): T => {
-      if (!live()) throw new Error(`n${this.id} incarnation ${incarnation} is dead`);
-      return fn();
-    };
-    return {
-      put: (g, r, o) => (live() ? s.put(g, r, o) : never),
-      putMany: (g, r, o) => (live() ? s.putMany(g, r, o) : never),
-      get: (g, i) => read(() => s.get(g, i)),
-      range: (g, a, b) => read(() => s.range(g, a, b)),
-      maxInstanceId: (g) => read(() => s.maxInstanceId(g)),
-      getMinChosenInstanceId: (g) => read(() => s.getMinChosenInstanceId(g)),
-      setMinChosenInstanceId: (g, i) => (live() ? s.setMinChosenInstanceId(g, i) : never),
-      getMeta: (g, k) => read(() => s.getMeta(g, k)),
-      setMeta: (g, k, v, o) => (live() ? s.setMeta(g, k, v, o) : never),
-      deleteBelow: (g, i, m) => read(() => s.deleteBelow(g, i, m)),
-      clearGroup: (g) => (live() ? s.clearGroup(g) : never),
-      resetGroup: (g, o) => (live() ? s.resetGroup(g, o) : never),
-      close: async () => {},
-    };
-  }
-
-  scheduler(queue: EventQueue, incarnation: number): Scheduler {
-    return {
-      now: () => this.clock.now(queue.nowMs),
-      schedule: (delayMs, fn) => {
-        // As Node's setTimeout, a delay below 1 ms is 1 ms (a virtual timer at +0 would let a
-        // deadline missed by a rounding error re-arm forever without time passing); a drifting
-        // clock runs its timers at its own rate.
-        const virtualDelay = Math.max(1, delayMs) / this.clock.rate;
-        const cancel = queue.at(
-          queue.nowMs + virtualDelay,
-          () => {
-            this.timers.delete(cancel);
-            if (this.isLive(incarnation)) fn();
-          },
-          `n${this.id} timer +${delayMs}ms`,
-        );
-        this.timers.add(cancel);
-        return () => {
-          this.timers.delete(cancel);
-          cancel();
-        };
-      },
-    };
-  }
-
-  /** Remembers a PrepareReply or AcceptReply that promised or accepted (not a rejection). */
-  private noteReply(to: number, group: number, m: PaxosMsg): void {
-    const accept = m.msgType === PaxosMsgType.AcceptReply;
-    if ((!accept && m.msgType !== PaxosMsgType.PrepareReply) || m.rejectByPromiseId !== 0) return;
-    const key = `${group}:${m.instanceId}`;
-    // The ballot is the proposer's: its proposal id, and the node the reply goes to.
-    const ballot: [number, number] = [m.proposalId, to];
-    const r = this.replies.get(key);
-    if (r === undefined)
-      this.replies.set(key, { group, instanceId: m.instanceId, ballot, accepted: accept });
-    else {
-      if (compareBallot(ballot, r.ballot) > 0) r.ballot = ballot;
-      r.accepted ||= accept;
-    }
-  }
-
-  kill(): void {
-    this.alive = false;
-    this.replies = new Map();
-    this.incarnation++;
-    for (const cancel of this.timers) cancel();
-    this.timers.clear();
-    this.handler = undefined;
-    this.node = undefined;
-    this.executed = [];
-    this.checkedUpTo = [];
-  }
-}
-
 export async function runSeed(options: SimOptions): Promise<SimResult> {
   checkSimOptions(options);
   const sim = new Simulation(options);
   return sim.run();
 }
-
-function emptyCoverage(): Coverage {
-  return {
-    faults: Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<FaultKind, number>,
-    paths: Object.fromEntries(PATH_KINDS.map((k) => [k, 0])) as Record<PathKind, number>,
-  };
-}
-
-/** Adds b's counts into a (for summing runs). */
-export function addCoverage(a: Coverage, b: Coverage): Coverage {
-  for (const k of FAULT_KINDS) a.faults[k] += b.faults[k];
-  for (const k of PATH_KINDS) a.paths[k] += b.paths[k];
-  return a;
-}
-
-export { emptyCoverage };
 
 function describeError(error: unknown): string {
   if (error instanceof Error) {
@@ -583,17 +244,7 @@ class Simulation {
   private readonly livenessBoundMs: number;
   private readonly unsafeFaults: (UnsafeFaults & MasterFaults) | undefined;
   private readonly proposed = new Set<string>();
-  private readonly acknowledged: Array<{
-    group: number;
-    instanceId: number;
-    value: string;
-    node: number;
-  }> = [];
   private readonly rejected: Record<string, number> = {};
-  /** group → instanceId → values chosen there, in batch order (the first node to execute decides). */
-  private readonly chosen: Array<Map<number, string[]>> = [];
-  /** group → instanceId → the chain checksum first seen there, and on which node. */
-  private readonly firstChecksum: Array<Map<number, { checksum: number; node: number }>> = [];
   private readonly coverage = emptyCoverage();
   /** Peers each node's group streams to now, by node/group/incarnation (coverage). */
   private violation: Violation | undefined;
@@ -616,17 +267,11 @@ class Simulation {
   private readonly masterRng: SeededRng;
   /** False only with the planted 'clocksOutsideLeaseBound': election seeds keep the usual clocks. */
   private readonly masterClocksBounded: boolean;
-  /** group → node id → the lease that node held at the last check. */
-  private readonly leases: Array<Map<number, { incarnation: number; expiresAtMs: number }>> = [];
-  /** group → the last node seen holding its lease, and whether it crashed while holding it. */
-  private readonly lastHolder: Array<{ nodeId: number; crashed: boolean } | undefined> = [];
   /** node id → virtual time of its last clock jump (election seeds: one per 2 leases). */
   private readonly lastClockJumpAtMs = new Map<number, number>();
   private healedAtMs: number | undefined;
   /** Workload proposals not yet settled (a dead incarnation's never settle). */
   private readonly proposalsPending = new Set<{ n: SimNode; incarnation: number; group: number }>();
-  /** group → first virtual time after healing at which a member held the lease. */
-  private readonly heldAfterHeal: Array<number | undefined> = [];
   /** group → when master liveness is judged (2 leases after its barrier and backlog). */
   private readonly masterLivenessDeadlineMs: number[] = [];
   /** Disks, checkpoint writes, compactions, transfer cuts and the checkpoint invariant. */
@@ -645,6 +290,15 @@ class Simulation {
   private readonly staleLease = new StaleLeaseChecker((m) =>
     this.note('single-master', `${m} (after event "${this.eventName()}")`),
   );
+
+  /** One checker per invariant (checkers/), fed by the harness. */
+  private readonly agreement: AgreementChecker;
+  private readonly chain: ChainChecker;
+  private readonly durability: DurabilityChecker;
+  private readonly replyDurability = new ReplyDurabilityChecker((m) =>
+    this.fail('reply-durability', m),
+  );
+  private readonly singleMaster: SingleMasterChecker;
 
   constructor(private readonly options: SimOptions) {
     this.rng = new SeededRng(options.seed);
@@ -707,13 +361,21 @@ class Simulation {
       if (this.faults) sim.clock.jump(this.clockRng.int(CLOCK_OFFSET_MAX_MS), 0);
       this.nodes.push(sim);
     }
-    for (let g = 0; g < this.topology.groups; g++) {
-      this.chosen.push(new Map());
-      this.firstChecksum.push(new Map());
-      this.leases.push(new Map());
-      this.lastHolder.push(undefined);
-      this.heldAfterHeal.push(undefined);
-    }
+    const groups = this.topology.groups;
+    this.agreement = new AgreementChecker(groups, this.proposed, (i, m) => this.note(i, m));
+    this.chain = new ChainChecker(groups, (m) => this.fail('chain', m));
+    this.durability = new DurabilityChecker(this.nodes, (m) => this.fail('durability', m));
+    this.singleMaster = new SingleMasterChecker({
+      nodes: this.nodes,
+      groups,
+      nowMs: () => this.queue.nowMs,
+      healedAtMs: () => this.healedAtMs,
+      staleLease: this.staleLease,
+      paths: this.coverage.paths,
+      log: (line) => this.log(line),
+      fail: (m) => this.fail('single-master', m),
+      eventName: () => this.eventName(),
+    });
     this.net.setDefaultLink({ delayMs: [1, 10] });
     this.checkpoints = this.checkpointSim(planted);
   }
@@ -738,7 +400,7 @@ class Simulation {
       paths: this.coverage.paths,
       masterLeaseMs: this.master?.leaseMs,
       installCrashStep: this.options.installCrashStep,
-      chosen: this.chosen,
+      chosen: this.agreement.chosen,
       proposed: this.proposed,
       inFaultPhase: () => this.inFaultPhase,
       storeFailed: (n) => (n as SimNode).store.failedWith !== undefined,
@@ -854,7 +516,7 @@ class Simulation {
         this.checkNodeErrors(n);
         this.harvestCounters(n);
       }
-      this.checkDurability();
+      this.durability.finish();
       this.identities.finish();
       this.registers.finish();
       // A rejection raised by the last event surfaces on the next turn of the event loop.
@@ -873,9 +535,9 @@ class Simulation {
       .filter(([reason]) => reason.startsWith('E_') && reason !== 'E_FRAME_TOO_LARGE')
       .reduce((sum, [, count]) => sum + count, 0);
     this.coverage.paths.proposals = this.proposalSeq;
-    this.coverage.paths.acknowledged = this.acknowledged.length;
+    this.coverage.paths.acknowledged = this.durability.acknowledged.length;
     this.coverage.paths.rejected = Object.values(this.rejected).reduce((a, b) => a + b, 0);
-    this.coverage.paths['instances-chosen'] = this.chosen.reduce((a, m) => a + m.size, 0);
+    this.coverage.paths['instances-chosen'] = this.agreement.finish();
     this.coverage.paths['identities-checked'] = this.identities.counts.checked;
     Object.assign(this.coverage.paths, this.staleLease.finish());
     return {
@@ -890,7 +552,7 @@ class Simulation {
         events: this.events,
         virtualMs: this.queue.nowMs,
         proposals: this.proposalSeq,
-        acknowledged: this.acknowledged.length,
+        acknowledged: this.durability.acknowledged.length,
         rejected: this.rejected,
         instances: this.coverage.paths['instances-chosen'],
         crashes: this.crashes,
@@ -991,33 +653,14 @@ class Simulation {
     const replies = n.replies;
     n.kill();
     n.store.crash();
-    this.checkReplyDurability(n, replies);
+    this.replyDurability.observe({
+      kind: 'crashed',
+      node: n.id,
+      replies,
+      store: n.store,
+      during: this.eventName(),
+    });
     this.checkpoints.onCrash(n);
-  }
-
-  /**
-   * Paxos's only durability rule: an acceptor persists before it replies. After a crash, every
-   * promise and accept the dead incarnation sent must be in its durable log: the record of that
-   * instance promises at least the ballot replied to, and holds an accepted value if it
-   * accepted one (a learned value written over it later keeps the promise, and is a value).
-   */
-  private checkReplyDurability(n: SimNode, replies: ReadonlyMap<string, AcceptorReply>): void {
-    for (const r of replies.values()) {
-      // Compacted away (below the min chosen id, or the log reset by a checkpoint install): the
-      // instance is chosen and in a checkpoint, its acceptor state is no longer needed.
-      if (r.instanceId < n.store.getMinChosenInstanceId(r.group)) continue;
-      const record = n.store.get(r.group, r.instanceId);
-      const promise: [number, number] = [record?.promiseId ?? 0, record?.promiseNodeId ?? 0];
-      const lost =
-        record === undefined ||
-        compareBallot(promise, r.ballot) < 0 ||
-        (r.accepted && record.acceptedId === 0);
-      if (lost)
-        this.fail(
-          'reply-durability',
-          `n${n.id} group ${r.group} instance ${r.instanceId}: it replied ${r.accepted ? 'accepting' : 'promising'} ballot (${r.ballot.join(',')}), but after its crash its log holds ${record === undefined ? 'nothing' : `promise (${promise.join(',')}) accepted ${record.acceptedId}`} (during event "${this.eventName()}")`,
-        );
-    }
   }
 
   /** A node whose fsync failed: its process is stopped, the disk replaced, the durable log kept. */
@@ -1138,34 +781,18 @@ class Simulation {
     if (n.incarnation !== incarnation) return;
     const executed = n.executed[group]!;
     const mine = executed.get(instanceId) ?? [];
-    if (mine.includes(value))
-      this.note(
-        'agreement',
-        `n${n.id} executed "${value}" at group ${group} instance ${instanceId} twice (during event "${this.eventName()}")`,
-      );
-    const k = mine.length;
+    this.agreement.observe({
+      kind: 'executed',
+      node: n.id,
+      group,
+      instanceId,
+      value,
+      before: mine,
+      during: this.eventName(),
+    });
     mine.push(value);
     executed.set(instanceId, mine);
     if (!n.voting) this.coverage.paths['follower-values-learned']++;
-    if (!this.proposed.has(value)) {
-      this.note(
-        'validity',
-        `n${n.id} executed "${value}" at group ${group} instance ${instanceId}, which nobody proposed`,
-      );
-      return;
-    }
-    const global = this.chosen[group]!.get(instanceId) ?? [];
-    if (k < global.length) {
-      if (global[k] !== value) {
-        this.note(
-          'agreement',
-          `group ${group} instance ${instanceId} item ${k}: n${n.id} executed "${value}" but another node executed "${global[k]}"`,
-        );
-      }
-    } else {
-      global.push(value);
-      this.chosen[group]!.set(instanceId, global);
-    }
   }
 
   /**
@@ -1179,7 +806,6 @@ class Simulation {
         const now = n.node.instanceId(g);
         const from = n.checkedUpTo[g]!;
         if (now <= from) continue;
-        const seen = this.firstChecksum[g]!;
         for (let i = from; i < now; i++) {
           const record = n.store.get(g, i);
           if (record === undefined) continue;
@@ -1190,20 +816,17 @@ class Simulation {
             identity: valueIdentity(record.value),
             node: n.id,
           });
-          // DESIGN §2: an instance whose predecessor's checksum is unknown (not in this log, after
-          // a checkpoint install or compaction, or itself 0) restarts the chain at 0.
-          if (record.checksum === 0 && i > 0) {
-            const before = n.store.get(g, i - 1);
-            if (before === undefined || before.checksum === 0) continue;
-          }
-          const first = seen.get(i);
-          if (first === undefined) seen.set(i, { checksum: record.checksum, node: n.id });
-          else if (first.checksum !== record.checksum) {
-            this.fail(
-              'chain',
-              `group ${g} instance ${i}: checksum ${record.checksum} on n${n.id} but ${first.checksum} on n${first.node} (after event "${this.eventName()}")`,
-            );
-          }
+          this.chain.observe({
+            kind: 'learned',
+            node: n.id,
+            group: g,
+            instanceId: i,
+            checksum: record.checksum,
+            // Read only where the chain may restart (a 0 checksum): the store read is not free.
+            previousChecksum:
+              record.checksum === 0 && i > 0 ? n.store.get(g, i - 1)?.checksum : undefined,
+            during: () => this.eventName(),
+          });
         }
         n.checkedUpTo[g] = now;
       }
@@ -1255,7 +878,7 @@ class Simulation {
       await settle();
       if (this.violation) throw this.violation;
       this.checkChain();
-      if (this.master) this.checkSingleMaster();
+      if (this.master) this.singleMaster.observe({ kind: 'event' });
     }
   }
 
@@ -1292,7 +915,13 @@ class Simulation {
             node: n.id,
             what: `"${value}"`,
           });
-          this.acknowledged.push({ group, instanceId: r.instanceId, value, node: n.id });
+          this.durability.observe({
+            kind: 'acknowledged',
+            group,
+            instanceId: r.instanceId,
+            value,
+            node: n.id,
+          });
           this.log(`n${n.id} "${value}" chosen at instance ${r.instanceId}`);
         },
         (e: { code?: string }) => {
@@ -1394,7 +1023,13 @@ class Simulation {
       ? n.node!.batchPropose(group, bytes, opts)
       : n.node!.propose(group, bytes, opts);
     this.settleWorkload(n, group, value, p, (r) => {
-      this.acknowledged.push({ group, instanceId: r.instanceId, value, node: n.id });
+      this.durability.observe({
+        kind: 'acknowledged',
+        group,
+        instanceId: r.instanceId,
+        value,
+        node: n.id,
+      });
       this.log(`n${n.id} "${value}" chosen at instance ${r.instanceId}`);
     });
   }
@@ -1450,7 +1085,13 @@ class Simulation {
       timeoutMs: PROPOSE_TIMEOUT_MS,
     });
     this.settleWorkload(n, group, `write "${value}"`, p, (r) => {
-      this.acknowledged.push({ group, instanceId: r.instanceId, value, node: n.id });
+      this.durability.observe({
+        kind: 'acknowledged',
+        group,
+        instanceId: r.instanceId,
+        value,
+        node: n.id,
+      });
       this.registers.observe({ kind: 'write-ok', id, atMs: this.queue.nowMs });
       this.coverage.paths['register-writes-acknowledged']++;
       this.log(`n${n.id} write "${value}" chosen at instance ${r.instanceId}`);
@@ -1500,7 +1141,7 @@ class Simulation {
     let at = -1;
     let value: string | undefined;
     const prefix = `${key}=`;
-    for (const [instanceId, values] of this.chosen[group]!) {
+    for (const [instanceId, values] of this.agreement.chosen[group]!) {
       if (instanceId >= now || instanceId < at) continue;
       for (const v of values) {
         if (!v.startsWith(prefix)) continue;
@@ -1768,7 +1409,8 @@ class Simulation {
     for (let g = 0; g < this.topology.groups; g++) {
       const mine = (n.store.maxInstanceId(g) ?? -1) + 1;
       let end = 0;
-      for (const instanceId of this.chosen[g]!.keys()) end = Math.max(end, instanceId + 1);
+      for (const instanceId of this.agreement.chosen[g]!.keys())
+        end = Math.max(end, instanceId + 1);
       most = Math.max(most, end - mine);
     }
     return most;
@@ -1933,99 +1575,13 @@ class Simulation {
   }
 
   /**
-   * The single-master invariant, after every event: at most one live node believes it holds a
-   * group's lease. A belief begins only at an event (an operation applies), so checking at event
-   * instants sees every overlap. Also counts what the leases did, as this check sees them.
-   */
-  private checkSingleMaster(): void {
-    for (let g = 0; g < this.topology.groups; g++) {
-      const seen = this.leases[g]!;
-      let holder: { n: SimNode; version: number; expiresAtMs: number } | undefined;
-      for (const n of this.nodes) {
-        const info = n.alive && n.node?.isMaster(g) === true ? n.node.getMaster(g) : undefined;
-        const held = seen.get(n.id);
-        if (held !== undefined && (info === undefined || held.incarnation !== n.incarnation)) {
-          seen.delete(n.id);
-          this.leaseEnded(g, n, held);
-        }
-        if (info === undefined) continue;
-        this.staleLease.observe({
-          kind: 'lease-held',
-          group: g,
-          nodeId: n.id,
-          version: info.version,
-        });
-        if (holder !== undefined)
-          this.fail(
-            'single-master',
-            `group ${g}: n${holder.n.id} (version ${holder.version}, lease until ${holder.expiresAtMs.toFixed(1)} on its clock, now ${holder.n.clock.now(this.queue.nowMs).toFixed(1)}) and n${n.id} (version ${info.version}, until ${info.expiresAtMs.toFixed(1)}, now ${n.clock.now(this.queue.nowMs).toFixed(1)}) both hold the master lease (after event "${this.eventName()}")`,
-          );
-        holder = { n, version: info.version, expiresAtMs: info.expiresAtMs };
-        const before = seen.get(n.id);
-        if (before === undefined) this.leaseBegan(g, n, info.version);
-        else if (info.expiresAtMs > before.expiresAtMs) this.coverage.paths['master-renewals']++;
-        seen.set(n.id, { incarnation: n.incarnation, expiresAtMs: info.expiresAtMs });
-      }
-      if (
-        holder !== undefined &&
-        this.healedAtMs !== undefined &&
-        this.heldAfterHeal[g] === undefined &&
-        holder.n.node!.status(g).members.includes(holder.n.id)
-      )
-        this.heldAfterHeal[g] = this.queue.nowMs;
-    }
-  }
-
-  private leaseBegan(g: number, n: SimNode, version: number): void {
-    this.coverage.paths['master-elections']++;
-    const last = this.lastHolder[g];
-    if (last !== undefined && last.nodeId !== n.id) {
-      this.coverage.paths['master-changes']++;
-      if (last.crashed) this.coverage.paths['master-changes-after-crash']++;
-    }
-    this.lastHolder[g] = { nodeId: n.id, crashed: false };
-    this.log(`n${n.id} holds the master lease of group ${g} (version ${version})`);
-  }
-
-  /** Why a lease the last check saw is gone: a crash, its end on the holder's clock, or a drop. */
-  private leaseEnded(
-    g: number,
-    n: SimNode,
-    held: { incarnation: number; expiresAtMs: number },
-  ): void {
-    let why: string;
-    if (!n.alive || n.incarnation !== held.incarnation) {
-      why = 'crashed';
-      this.lastHolder[g] = { nodeId: n.id, crashed: true };
-    } else if (n.node === undefined || n.node.status(g).stopped !== undefined) {
-      why = 'group stopped';
-    } else if (n.clock.now(this.queue.nowMs) >= held.expiresAtMs) {
-      why = 'expired';
-      this.coverage.paths['master-expiries']++;
-    } else if ((n.node.getMaster(g)?.nodeId ?? n.id) !== n.id) {
-      // Another node's operation applied here while my lease was live: that node proposed after
-      // its view of my lease ended, so mine outlived it (the clock bound makes this impossible).
-      const other = n.node.getMaster(g)!;
-      this.fail(
-        'single-master',
-        `group ${g}: n${n.id} still held the master lease (until ${held.expiresAtMs.toFixed(1)} on its clock, now ${n.clock.now(this.queue.nowMs).toFixed(1)}) when n${other.nodeId}'s election (version ${other.version}) applied there (after event "${this.eventName()}")`,
-      );
-    } else {
-      why = 'dropped';
-      this.coverage.paths['master-drops']++;
-    }
-    this.log(`n${n.id} no longer holds the master lease of group ${g}: ${why}`);
-  }
-
-  /**
    * Convergence while masters renew: the log never stops growing, so the nodes' instance ids are
    * rarely all equal at one sample. Converged instead when no workload proposal is pending (no
    * acknowledgement can come any more) and every node has learned every acknowledged instance.
    */
   private convergedUnderRenewals(g: number, statuses: GroupStatus[]): boolean {
     if (this.backlogged(g)) return false;
-    let last = -1;
-    for (const a of this.acknowledged) if (a.group === g) last = Math.max(last, a.instanceId);
+    const last = this.durability.lastAcknowledged(g);
     return statuses.every((s) => s.instanceId > last);
   }
 
@@ -2077,8 +1633,8 @@ class Simulation {
     this.queue.at(
       deadline,
       () => {
-        this.checkSingleMaster();
-        if (this.heldAfterHeal[g] === undefined) {
+        this.singleMaster.observe({ kind: 'event' });
+        if (this.singleMaster.heldAfterHeal[g] === undefined) {
           const views = this.nodes
             .filter((n) => n.alive && n.node !== undefined)
             .map((n) => {
@@ -2093,46 +1649,6 @@ class Simulation {
       },
       'master liveness check',
     );
-  }
-
-  // ---- end-of-run invariants --------------------------------------------------------------
-
-  /** Every acknowledged proposal is, at its instance, in every node's log. */
-  private checkDurability(): void {
-    for (const ack of this.acknowledged) {
-      for (const n of this.nodes) {
-        const values = n.executed[ack.group]?.get(ack.instanceId) ?? [];
-        if (!values.includes(ack.value)) {
-          this.fail(
-            'durability',
-            `"${ack.value}" was acknowledged at group ${ack.group} instance ${ack.instanceId} by n${ack.node} but n${n.id} has ${JSON.stringify(values)} there`,
-          );
-        }
-      }
-    }
-  }
-}
-
-function plantedFaults(planted: PlantedBug | undefined): (UnsafeFaults & MasterFaults) | undefined {
-  switch (planted) {
-    case 'forgetPromises':
-      return { forgetPromises: true };
-    case 'resetPromisePerInstance':
-      return { resetPromisePerInstance: true };
-    case 'acknowledgeBeforeDurable':
-      return { acknowledgeBeforeDurable: true };
-    case 'throwingTask':
-      return { throwInLearnerTaskEvery: PLANTED_THROW_EVERY };
-    case 'learnerSkipsChainCheck':
-      return { learnerSkipsChainCheck: true };
-    case 'lateLeaseStart':
-      return { lateLeaseStart: true };
-    case 'renewWithoutVersionCheck':
-      return { renewWithoutVersionCheck: true };
-    case 'matchValueByBytesOnly':
-      return { matchValueByBytesOnly: true };
-    default:
-      return undefined; // none, or the simulator's own (unhandledRejection, clocks…, elections…)
   }
 }
 
