@@ -104,6 +104,9 @@ export function plantedFaults(
   }
 }
 
+/** Proposals (and membership changes) wait this long before E_TIMEOUT. */
+export const PROPOSE_TIMEOUT_MS = 8000;
+
 /** Most voting nodes a simulation runs (ours: the sim's network ids are single bytes). */
 export const SIM_MAX_NODES = 9;
 /**
