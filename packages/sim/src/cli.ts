@@ -5,7 +5,8 @@
 import { parseArgs } from 'node:util';
 import { addCoverage, emptyCoverage } from './coverage';
 import { PLANTED_BUGS, type PlantedBug, type SimOptions } from './options';
-import { runSeed, type SimResult } from './simulate';
+import type { SimResult } from './result';
+import { runSeed } from './simulate';
 
 const USAGE = `usage: npm run sim -- --seeds N [--from N] [topology] [--planted BUG] [--json] [--quiet]
        npm run sim -- --seed N [--trace] [topology] [--planted BUG]

@@ -9,7 +9,7 @@ import type { Coverage, FaultKind } from './coverage';
 import type { EventQueue } from './event-queue';
 import { LONG_DOWN_AT_MS, LONG_DOWN_FOR_MS, PROPOSE_TIMEOUT_MS, type SimOptions } from './options';
 import type { SimNode } from './sim-node';
-import type { LongDownCatchUp, MasterSettings, SimTopology } from './simulate';
+import type { LongDownCatchUp, MasterSettings, SimTopology } from './result';
 
 /** Simulated fsync latency: uniform in this range (ms), or SLOW_FSYNC_MS with SLOW_FSYNC_RATE. */
 const FSYNC_MS: [number, number] = [0.1, 5];

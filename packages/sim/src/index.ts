@@ -14,15 +14,8 @@ export {
   type PlantedBug,
   type SimOptions,
 } from './options';
-export {
-  runSeed,
-  masterClockBound,
-  type SimResult,
-  type SimTopology,
-  type SimViolation,
-  type MasterSettings,
-  type Invariant,
-} from './simulate';
+export { runSeed, masterClockBound } from './simulate';
+export type { SimResult, SimTopology, SimViolation, MasterSettings, Invariant } from './result';
 export { EventQueue } from './event-queue';
 export {
   RecordingStateMachine,

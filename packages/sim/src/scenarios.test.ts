@@ -4,7 +4,8 @@
 // rewrites the files (then read the diff before committing it).
 import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { runSeed, type SimResult } from './simulate';
+import type { SimResult } from './result';
+import { runSeed } from './simulate';
 import type { SimOptions } from './options';
 
 const UPDATE = process.env.SIM_GOLDEN_UPDATE === '1';

@@ -1,7 +1,7 @@
 // Agreement and validity, checked at every execute: a node executes a value at most once per
 // instance, only values someone proposed, and the k-th value of an instance's batch is the same on
 // every node (the first node to execute it decides what the others are compared with).
-import type { Invariant } from '../simulate';
+import type { Invariant } from '../result';
 
 export interface ExecutedEvent {
   kind: 'executed';
