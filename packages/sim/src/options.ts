@@ -2,7 +2,7 @@
 // before a run (TspaxosError E_BAD_ARGUMENT naming the field and its range), so a test that pins
 // a topology or a time bound never runs a meaningless simulation.
 import { TspaxosError, rangeProblem, type OptionRange } from '@tspaxos/crc-wasm';
-import { MASTER_LEASE_MIN_MS } from '@tspaxos/paxos';
+import { MASTER_LEASE_MIN_MS, type MasterFaults, type UnsafeFaults } from '@tspaxos/paxos';
 
 /** Bugs planted on purpose; each must make the simulator fail (style.md 13). */
 export const PLANTED_BUGS = [
@@ -91,6 +91,40 @@ export interface SimOptions {
 export const LATE_OWN_APPLY_FROM_MS = 4000;
 /** How much the links into the master are slowed in the lateOwnApply script (ms). */
 export const LATE_OWN_APPLY_DELAY_MS = 1500;
+
+/** The planted throwing task throws on every n-th learner message (the reproduction). */
+const PLANTED_THROW_EVERY = 97;
+
+/** The paxos-side faults a planted bug turns on (undefined: none, or one of the simulator's own). */
+export function plantedFaults(
+  planted: PlantedBug | undefined,
+): (UnsafeFaults & MasterFaults) | undefined {
+  switch (planted) {
+    case 'forgetPromises':
+      return { forgetPromises: true };
+    case 'resetPromisePerInstance':
+      return { resetPromisePerInstance: true };
+    case 'acknowledgeBeforeDurable':
+      return { acknowledgeBeforeDurable: true };
+    case 'throwingTask':
+      return { throwInLearnerTaskEvery: PLANTED_THROW_EVERY };
+    case 'learnerSkipsChainCheck':
+      return { learnerSkipsChainCheck: true };
+    case 'lateLeaseStart':
+      return { lateLeaseStart: true };
+    case 'renewWithoutVersionCheck':
+      return { renewWithoutVersionCheck: true };
+    case 'matchValueByBytesOnly':
+      return { matchValueByBytesOnly: true };
+    case 'proposerIgnoresAcceptedValues':
+      return { proposerIgnoresAcceptedValues: true };
+    default:
+      return undefined; // none, or the simulator's own (unhandledRejection, clocks…, elections…)
+  }
+}
+
+/** Proposals (and membership changes) wait this long before E_TIMEOUT. */
+export const PROPOSE_TIMEOUT_MS = 8000;
 
 /** Most voting nodes a simulation runs (ours: the sim's network ids are single bytes). */
 export const SIM_MAX_NODES = 9;
