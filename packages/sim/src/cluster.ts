@@ -8,7 +8,8 @@ import {
   type UnsafeFaults,
   valueIdentity,
 } from '@tspaxos/paxos';
-import { SeededRng } from '@tspaxos/transport';
+import { type DurabilityPort, MemoryLogStore } from '@tspaxos/storage';
+import { type MemoryNetwork, SeededRng } from '@tspaxos/transport';
 import type { CheckpointSim } from './checkpoints';
 import type { AcknowledgedIdentityChecker } from './checkers/acknowledged-identity';
 import type { AgreementChecker } from './checkers/agreement';
@@ -19,8 +20,10 @@ import type { Coverage } from './coverage';
 import type { EventQueue } from './event-queue';
 import type { SimOptions } from './options';
 import type { Invariant, LongDownCatchUp, MasterSettings, SimTopology } from './result';
-import type { SimNode } from './sim-node';
+import { SimNode } from './sim-node';
 
+/** Each node's clock starts at an offset drawn up to this (ms): machines' clocks disagree. */
+const CLOCK_OFFSET_MAX_MS = 3 * 3600_000;
 /** What a failed assertion in @tspaxos/paxos throws and stops its group with (InvariantError). */
 const INVARIANT_CODE: PaxosErrorCode = 'E_INVARIANT';
 
@@ -53,6 +56,40 @@ export class Cluster {
   crashes = 0;
 
   constructor(private readonly h: ClusterHost) {}
+
+  /** Creates the voting nodes, then the followers, over fresh stores. */
+  createNodes(d: {
+    /** The main stream: which node the second follower follows. */
+    rng: SeededRng;
+    /** Initial clock offsets (undefined: every clock starts at 0, seeds without faults). */
+    clockRng: SeededRng | undefined;
+    net: MemoryNetwork;
+    /** The simulated fsync of a node's store (faults.ts). */
+    durabilityPort: (node: () => SimNode) => DurabilityPort;
+  }): void {
+    const { nodes, followers } = this.h.topology;
+    // The first follower follows the node that dies (the long-down node, or node 1, which is
+    // crashed on schedule); the second follows a node drawn from the seed.
+    const followTo = [1, 1 + d.rng.int(nodes)];
+    const ids = [...this.h.votingIds];
+    for (let f = 0; f < followers; f++) ids.push(nodes + 1 + f);
+    for (const id of ids) {
+      const voting = id <= nodes;
+      const sim: SimNode = new SimNode(
+        id,
+        voting,
+        voting ? undefined : followTo[id - nodes - 1],
+        new MemoryLogStore(
+          {},
+          d.durabilityPort(() => sim),
+        ),
+        d.net.endpoint(id),
+      );
+      // Clocks of different machines do not agree: each starts at its own offset (up to 3 h).
+      if (d.clockRng) sim.clock.jump(d.clockRng.int(CLOCK_OFFSET_MAX_MS), 0);
+      this.nodes.push(sim);
+    }
+  }
 
   /** Starts (or restarts) a node over its store, in the background (replay may write). */
   start(n: SimNode): void {

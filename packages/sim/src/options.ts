@@ -3,6 +3,8 @@
 // a topology or a time bound never runs a meaningless simulation.
 import { TspaxosError, rangeProblem, type OptionRange } from '@tspaxos/crc-wasm';
 import { MASTER_LEASE_MIN_MS, type MasterFaults, type UnsafeFaults } from '@tspaxos/paxos';
+import type { SeededRng } from '@tspaxos/transport';
+import type { SimTopology } from './result';
 
 /** Bugs planted on purpose; each must make the simulator fail (style.md 13). */
 export const PLANTED_BUGS = [
@@ -233,4 +235,38 @@ export function checkSimOptions(options: SimOptions): void {
         `partitionMs must be [from, to] with 0 ≤ from ≤ to ms, got ${JSON.stringify(options.partitionMs)}`,
       );
   }
+}
+
+/**
+ * The topology of a run. Every field is drawn first, in a fixed order, whatever is pinned (pinning
+ * one option does not change the draws of the others).
+ */
+export function drawTopology(
+  rng: SeededRng,
+  options: SimOptions,
+  faults: boolean,
+  faultPhaseMs: number,
+): SimTopology {
+  const drawn = {
+    nodes: rng.next() < 0.6 ? 3 : 5,
+    groups: 1 + rng.int(3),
+    followers: rng.int(3),
+    membershipChange: rng.next() < 0.5,
+    longDown: rng.next() < 0.5,
+  };
+  const nodes = options.nodes ?? drawn.nodes;
+  return {
+    nodes,
+    groups: options.groups ?? (faults ? drawn.groups : 1),
+    followers: options.followers ?? (faults ? drawn.followers : 0),
+    membershipChange:
+      options.membershipChange ??
+      (faults && nodes >= SIM_MIN_NODES_FOR_MEMBERSHIP_CHANGE && drawn.membershipChange),
+    longDown:
+      options.longDown ??
+      (faults &&
+        nodes >= SIM_MIN_NODES_FOR_LONG_DOWN &&
+        faultPhaseMs >= LONG_DOWN_LATEST_RETURN_MS &&
+        drawn.longDown),
+  };
 }

@@ -2,48 +2,39 @@
 // deciding every delivery, fault, fsync latency and proposal, MemoryNetwork and MemoryLogStore
 // (with a simulated fsync) underneath, and the invariants of consensus checked after every event.
 // A seed replays exactly, trace included.
-import { type GroupStatus, type MasterFaults, type UnsafeFaults } from '@tspaxos/paxos';
-import { MemoryLogStore } from '@tspaxos/storage';
-import { type Message, MemoryNetwork, PaxosMsgType, SeededRng } from '@tspaxos/transport';
+import { MemoryNetwork, PaxosMsgType, SeededRng } from '@tspaxos/transport';
 import { CheckpointSim } from './checkpoints';
 import { AcknowledgedIdentityChecker } from './checkers/acknowledged-identity';
-import { RegisterLinearizabilityChecker } from './checkers/register-linearizability';
-import { StaleLeaseChecker } from './checkers/stale-lease';
-import { EventQueue } from './event-queue';
-import {
-  checkSimOptions,
-  type PlantedBug,
-  plantedFaults,
-  type SimOptions,
-  LONG_DOWN_LATEST_RETURN_MS,
-  SIM_MIN_NODES_FOR_LONG_DOWN,
-  SIM_MIN_NODES_FOR_MEMBERSHIP_CHANGE,
-} from './options';
-import { emptyCoverage } from './coverage';
 import { AgreementChecker } from './checkers/agreement';
 import { ChainChecker } from './checkers/chain';
 import { DurabilityChecker } from './checkers/durability';
+import { MasterLivenessChecker } from './checkers/master-liveness';
+import { RegisterLinearizabilityChecker } from './checkers/register-linearizability';
 import { ReplyDurabilityChecker } from './checkers/reply-durability';
 import { SingleMasterChecker } from './checkers/single-master';
-import { Faults } from './faults';
-import { Workload } from './workload';
-import type { Invariant, MasterSettings, SimResult, SimTopology } from './result';
-import { SimNode } from './sim-node';
+import { StaleLeaseChecker } from './checkers/stale-lease';
 import { Cluster, describeError } from './cluster';
-import { MasterLivenessChecker } from './checkers/master-liveness';
+import { emptyCoverage } from './coverage';
+import { EventQueue } from './event-queue';
+import { Faults } from './faults';
 import { Heal } from './heal';
 import { drawMaster } from './master';
+import {
+  checkSimOptions,
+  drawTopology,
+  type PlantedBug,
+  plantedFaults,
+  type SimOptions,
+} from './options';
+import type { Invariant, MasterSettings, SimResult, SimTopology } from './result';
+import type { SimNode } from './sim-node';
+import { describeMessage } from './trace';
+import { Workload } from './workload';
 
 export { masterClockBound } from './master';
 
 /** More events than this at one virtual millisecond means a loop that never yields to time. */
 const MAX_EVENTS_PER_MS = 20_000;
-/** Each node's clock starts at an offset drawn up to this (ms): machines' clocks disagree. */
-const CLOCK_OFFSET_MAX_MS = 3 * 3600_000;
-const MSG_NAMES: Record<number, string> = Object.fromEntries(
-  Object.entries(PaxosMsgType).map(([k, v]) => [v, k]),
-);
-
 class Violation extends Error {
   constructor(
     readonly invariant: Invariant,
@@ -61,25 +52,18 @@ export async function runSeed(options: SimOptions): Promise<SimResult> {
 
 class Simulation {
   private readonly rng: SeededRng;
-  /** Fsync latencies and failures: their own stream, so storage timing does not shift the workload. */
-  private readonly diskRng: SeededRng;
-  /** Initial clock offsets: their own stream (the workload's draws stay as they were). */
-  private readonly clockRng: SeededRng;
   private readonly queue = new EventQueue();
   private readonly net: MemoryNetwork;
   private readonly nodes: SimNode[];
   /** The nodes, their starts and crashes, what they report (cluster.ts). */
   private readonly cluster: Cluster;
-  private readonly votingIds: number[];
   private readonly topology: SimTopology;
   private readonly trace: string[] = [];
   private readonly faults: boolean;
   private readonly faultPhaseMs: number;
   private readonly livenessBoundMs: number;
-  private readonly unsafeFaults: (UnsafeFaults & MasterFaults) | undefined;
   private readonly proposed = new Set<string>();
   private readonly coverage = emptyCoverage();
-  /** Peers each node's group streams to now, by node/group/incarnation (coverage). */
   private violation: Violation | undefined;
   /** The event being run (a function for deliveries: described only when a message needs it). */
   private currentEvent: string | (() => string) = 'start';
@@ -90,9 +74,6 @@ class Simulation {
   private stormEvents = 0;
   /** Master elections of this seed (undefined: none). Its draws come from their own stream. */
   private readonly master: MasterSettings | undefined;
-  private readonly masterRng: SeededRng;
-  /** False only with the planted 'clocksOutsideLeaseBound': election seeds keep the usual clocks. */
-  private readonly masterClocksBounded: boolean;
   private healedAtMs: number | undefined;
   /** Disks, checkpoint writes, compactions, transfer cuts and the checkpoint invariant. */
   private readonly checkpoints: CheckpointSim;
@@ -114,7 +95,6 @@ class Simulation {
   private readonly faultInjection: Faults;
   /** One checker per invariant (checkers/), fed by the harness. */
   private readonly agreement: AgreementChecker;
-  private readonly chain: ChainChecker;
   private readonly durability: DurabilityChecker;
   private readonly replyDurability = new ReplyDurabilityChecker((m) =>
     this.fail('reply-durability', m),
@@ -127,58 +107,35 @@ class Simulation {
 
   constructor(private readonly options: SimOptions) {
     this.rng = new SeededRng(options.seed);
-    this.diskRng = new SeededRng(options.seed ^ 0xd15c);
-    this.clockRng = new SeededRng(options.seed ^ 0xc10c);
+    // Streams of their own, so one kind of draw does not shift the others: fsync latencies and
+    // failures, initial clock offsets, master elections.
+    const diskRng = new SeededRng(options.seed ^ 0xd15c);
+    const clockRng = new SeededRng(options.seed ^ 0xc10c);
     this.faults = options.faults ?? true;
-    // The topology is drawn first, in a fixed order, whatever is pinned (pinning one option does
-    // not change the draws of the others).
-    const drawn = {
-      nodes: this.rng.next() < 0.6 ? 3 : 5,
-      groups: 1 + this.rng.int(3),
-      followers: this.rng.int(3),
-      membershipChange: this.rng.next() < 0.5,
-      longDown: this.rng.next() < 0.5,
-    };
-    const nodes = options.nodes ?? drawn.nodes;
     const faultPhaseMs = options.faultPhaseMs ?? 20_000;
-    this.topology = {
-      nodes,
-      groups: options.groups ?? (this.faults ? drawn.groups : 1),
-      followers: options.followers ?? (this.faults ? drawn.followers : 0),
-      membershipChange:
-        options.membershipChange ??
-        (this.faults && nodes >= SIM_MIN_NODES_FOR_MEMBERSHIP_CHANGE && drawn.membershipChange),
-      longDown:
-        options.longDown ??
-        (this.faults &&
-          nodes >= SIM_MIN_NODES_FOR_LONG_DOWN &&
-          faultPhaseMs >= LONG_DOWN_LATEST_RETURN_MS &&
-          drawn.longDown),
-    };
+    this.topology = drawTopology(this.rng, options, this.faults, faultPhaseMs);
     const planted = options.brokenAcceptor ? 'forgetPromises' : options.planted;
-    this.unsafeFaults = plantedFaults(planted);
-    this.masterRng = new SeededRng(options.seed ^ 0x3a57e5);
-    this.master = drawMaster(this.masterRng, options, this.faults, planted);
-    this.masterClocksBounded = planted !== 'clocksOutsideLeaseBound';
-    this.votingIds = Array.from({ length: this.topology.nodes }, (_, i) => i + 1);
+    const masterRng = new SeededRng(options.seed ^ 0x3a57e5);
+    this.master = drawMaster(masterRng, options, this.faults, planted);
+    const votingIds = Array.from({ length: this.topology.nodes }, (_, i) => i + 1);
     this.faultPhaseMs = faultPhaseMs;
     this.livenessBoundMs = options.livenessBoundMs ?? 60_000;
     this.net = new MemoryNetwork({ rng: new SeededRng(options.seed ^ 0x5eed) });
     const groups = this.topology.groups;
     this.agreement = new AgreementChecker(groups, this.proposed, (i, m) => this.note(i, m));
-    this.chain = new ChainChecker(groups, (m) => this.fail('chain', m));
     this.cluster = new Cluster({
       options,
       queue: this.queue,
-      votingIds: this.votingIds,
+      votingIds,
       topology: this.topology,
       coverage: this.coverage,
-      unsafeFaults: this.unsafeFaults,
+      // Planted bugs (options.ts): the run must fail.
+      unsafeFaults: plantedFaults(planted),
       master: this.master,
       checkpoints: () => this.checkpoints,
       longDownCatchUp: () => this.faultInjection.longDownCatchUp,
       agreement: this.agreement,
-      chain: this.chain,
+      chain: new ChainChecker(groups, (m) => this.fail('chain', m)),
       identities: this.identities,
       replyDurability: this.replyDurability,
       staleLease: this.staleLease,
@@ -191,18 +148,19 @@ class Simulation {
     this.faultInjection = new Faults({
       options,
       rng: this.rng,
-      diskRng: this.diskRng,
-      masterRng: this.masterRng,
+      diskRng,
+      masterRng,
       queue: this.queue,
       net: this.net,
       nodes: this.nodes,
-      votingIds: this.votingIds,
+      votingIds,
       topology: this.topology,
       coverage: this.coverage,
       faults: this.faults,
       faultPhaseMs,
       master: this.master,
-      masterClocksBounded: this.masterClocksBounded,
+      // Only the planted 'clocksOutsideLeaseBound' lets election seeds' clocks go past the bound.
+      masterClocksBounded: planted !== 'clocksOutsideLeaseBound',
       chosen: this.agreement.chosen,
       inFaultPhase: () => this.inFaultPhase,
       log: (line) => this.log(line),
@@ -225,27 +183,12 @@ class Simulation {
       durability: this.durability,
       log: (line) => this.log(line),
     });
-    // The first follower follows the node that dies (the long-down node, or node 1, which is
-    // crashed on schedule); the second follows a node drawn from the seed.
-    const followTo = [1, 1 + this.rng.int(this.topology.nodes)];
-    const ids = [...this.votingIds];
-    for (let f = 0; f < this.topology.followers; f++) ids.push(this.topology.nodes + 1 + f);
-    for (const id of ids) {
-      const voting = id <= this.topology.nodes;
-      const sim: SimNode = new SimNode(
-        id,
-        voting,
-        voting ? undefined : followTo[id - this.topology.nodes - 1],
-        new MemoryLogStore(
-          {},
-          this.faultInjection.durabilityPort(() => sim),
-        ),
-        this.net.endpoint(id),
-      );
-      // Clocks of different machines do not agree: each starts at its own offset (up to 3 h).
-      if (this.faults) sim.clock.jump(this.clockRng.int(CLOCK_OFFSET_MAX_MS), 0);
-      this.nodes.push(sim);
-    }
+    this.cluster.createNodes({
+      rng: this.rng,
+      clockRng: this.faults ? clockRng : undefined,
+      net: this.net,
+      durabilityPort: (node) => this.faultInjection.durabilityPort(node),
+    });
     this.singleMaster = new SingleMasterChecker({
       nodes: this.nodes,
       groups,
@@ -488,7 +431,7 @@ class Simulation {
             this.nodes[d.to - 1]!.alive
           )
             this.coverage.paths['batches-streamed']++;
-          this.currentEvent = () => `deliver ${describe(d.from, d.to, d.group, d.message)}`;
+          this.currentEvent = () => `deliver ${describeMessage(d.from, d.to, d.group, d.message)}`;
           if (this.options.trace) this.log(this.eventName());
         }
       } else {
@@ -507,21 +450,3 @@ class Simulation {
 function settle(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
-
-function describe(from: number, to: number, group: number, message: Message): string {
-  if (message.kind !== 'paxos')
-    return `n${from}→n${to} g${group} checkpoint msgType=${message.msg.msgType}`;
-  const m = message.msg;
-  const parts = [
-    `n${from}→n${to} g${group} ${MSG_NAMES[m.msgType] ?? m.msgType} i=${m.instanceId}`,
-  ];
-  if (m.proposalId) parts.push(`b=(${m.proposalId},${m.proposalNodeId || m.nodeId})`);
-  if (m.rejectByPromiseId) parts.push(`reject=${m.rejectByPromiseId}`);
-  if (m.nowInstanceId) parts.push(`now=${m.nowInstanceId}`);
-  if (m.value.length) parts.push(`value=${m.value.length}B`);
-  if (m.batch.length) parts.push(`batch=${m.batch.length}`);
-  if (m.flag) parts.push(`flag=${m.flag}`);
-  return parts.join(' ');
-}
-
-export type { GroupStatus };
