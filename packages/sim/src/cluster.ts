@@ -91,6 +91,16 @@ export class Cluster {
     }
   }
 
+  /** The heal: every node up again, on a working disk, with no fault pending. */
+  restartAll(): void {
+    for (const n of this.nodes) {
+      n.downUntilMs = -1;
+      n.failNextFsync = false;
+      if (n.store.failedWith !== undefined) this.replaceDisk(n);
+      if (!n.alive) this.start(n);
+    }
+  }
+
   /** Starts (or restarts) a node over its store, in the background (replay may write). */
   start(n: SimNode): void {
     n.kill(); // a fresh incarnation

@@ -14,7 +14,8 @@ export {
   type PlantedBug,
   type SimOptions,
 } from './options';
-export { runSeed, masterClockBound } from './simulate';
+export { runSeed } from './simulate';
+export { masterClockBound } from './master';
 export type { SimResult, SimTopology, SimViolation, MasterSettings, Invariant } from './result';
 export { EventQueue } from './event-queue';
 export {

@@ -4,7 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { envInteger } from '../../../scripts/env.mjs';
 import { addCoverage, type Coverage, emptyCoverage, FAULT_KINDS, PATH_KINDS } from './coverage';
 import type { PlantedBug } from './options';
-import { masterClockBound, runSeed } from './simulate';
+import { masterClockBound } from './master';
+import { runSeed } from './simulate';
 
 const SEEDS = envInteger('SIM_SEEDS', 300, { min: 1 });
 /** Every fault kind and path must occur at least this often over the 300-seed run. */

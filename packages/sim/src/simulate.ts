@@ -17,7 +17,7 @@ import { Cluster, describeError } from './cluster';
 import { emptyCoverage } from './coverage';
 import { EventQueue } from './event-queue';
 import { Faults } from './faults';
-import { Heal } from './heal';
+import { Liveness, settle } from './liveness';
 import { drawMaster } from './master';
 import {
   checkSimOptions,
@@ -31,10 +31,6 @@ import type { SimNode } from './sim-node';
 import { describeMessage } from './trace';
 import { Workload } from './workload';
 
-export { masterClockBound } from './master';
-
-/** More events than this at one virtual millisecond means a loop that never yields to time. */
-const MAX_EVENTS_PER_MS = 20_000;
 class Violation extends Error {
   constructor(
     readonly invariant: Invariant,
@@ -70,8 +66,6 @@ class Simulation {
   private events = 0;
   private delivered = 0;
   private inFaultPhase = true;
-  private stormAtMs = -1;
-  private stormEvents = 0;
   /** Master elections of this seed (undefined: none). Its draws come from their own stream. */
   private readonly master: MasterSettings | undefined;
   private healedAtMs: number | undefined;
@@ -102,8 +96,8 @@ class Simulation {
   private readonly singleMaster: SingleMasterChecker;
   /** Election seeds only. */
   private readonly masterLiveness: MasterLivenessChecker | undefined;
-  /** The liveness invariant after the heal (heal.ts). */
-  private readonly heal: Heal;
+  /** The liveness invariant: starts, event storms, and after the heal (liveness.ts). */
+  private readonly liveness: Liveness;
 
   constructor(private readonly options: SimOptions) {
     this.rng = new SeededRng(options.seed);
@@ -212,7 +206,7 @@ class Simulation {
         healedAtMs: () => this.healedAtMs,
         fail: (m) => this.fail('master-liveness', m),
       });
-    this.heal = new Heal({
+    this.liveness = new Liveness({
       queue: this.queue,
       rng: this.rng,
       nodes: this.nodes,
@@ -224,6 +218,10 @@ class Simulation {
       workload: this.workload,
       masterLiveness: this.masterLiveness,
       runUntil: (endMs) => this.runUntil(endMs),
+      throwIfViolated: () => {
+        if (this.violation) throw this.violation;
+      },
+      eventName: () => this.eventName(),
       log: (line) => this.log(line),
       fail: (m) => this.fail('liveness', m),
     });
@@ -291,7 +289,7 @@ class Simulation {
     process.on('unhandledRejection', onUnhandled);
     try {
       for (const n of this.nodes) this.cluster.start(n);
-      await this.awaitStarts();
+      await this.liveness.awaitStarts();
       // The lateOwnApply script's write must meet no other proposal in flight: its own only.
       if (this.options.lateOwnApply !== true) this.workload.schedule();
       if (this.faults) {
@@ -312,16 +310,11 @@ class Simulation {
       this.net.heal();
       this.net.clearLinks();
       if (this.master) this.healedAtMs = this.queue.nowMs;
-      for (const n of this.nodes) {
-        n.downUntilMs = -1;
-        n.failNextFsync = false;
-        if (n.store.failedWith !== undefined) this.cluster.replaceDisk(n);
-        if (!n.alive) this.cluster.start(n);
-      }
-      await this.awaitStarts();
-      for (let g = 0; g < this.topology.groups; g++) await this.heal.barrier(g);
-      await this.heal.awaitConvergence();
-      if (this.masterLiveness) await this.heal.awaitMasterLiveness(this.masterLiveness);
+      this.cluster.restartAll();
+      await this.liveness.awaitStarts();
+      for (let g = 0; g < this.topology.groups; g++) await this.liveness.barrier(g);
+      await this.liveness.awaitConvergence();
+      if (this.masterLiveness) await this.liveness.awaitMasterLiveness(this.masterLiveness);
       for (const n of this.nodes) {
         this.cluster.checkNodeErrors(n);
         this.cluster.harvestCounters(n);
@@ -375,23 +368,6 @@ class Simulation {
     };
   }
 
-  // ---- nodes ------------------------------------------------------------------------------
-  private async awaitStarts(): Promise<void> {
-    await settle();
-    const deadline = this.queue.nowMs + this.livenessBoundMs;
-    for (;;) {
-      if (this.violation) throw this.violation;
-      const pending = this.nodes.filter((n) => n.alive && n.node === undefined);
-      if (pending.length === 0) return;
-      if (this.queue.nowMs >= deadline)
-        this.fail(
-          'liveness',
-          `n${pending[0]!.id} did not finish starting within ${this.livenessBoundMs} ms`,
-        );
-      await this.runUntil(this.queue.nowMs + 10);
-    }
-  }
-
   private eventName(): string {
     return typeof this.currentEvent === 'string' ? this.currentEvent : this.currentEvent();
   }
@@ -408,15 +384,7 @@ class Simulation {
         return;
       }
       this.events++;
-      if (next > this.stormAtMs) {
-        this.stormAtMs = next;
-        this.stormEvents = 0;
-      } else if (++this.stormEvents > MAX_EVENTS_PER_MS) {
-        this.fail(
-          'liveness',
-          `event storm: more than ${MAX_EVENTS_PER_MS} events at ${next} ms without time passing (last: ${this.eventName()})`,
-        );
-      }
+      this.liveness.observeEvent(next);
       this.queue.nowMs = Math.max(this.queue.nowMs, next);
       this.net.setTime(this.queue.nowMs);
       if (nextDelivery !== undefined && nextDelivery <= (nextTimer ?? Infinity)) {
@@ -444,9 +412,4 @@ class Simulation {
       if (this.master) this.singleMaster.observe({ kind: 'event' });
     }
   }
-}
-
-/** Lets every pending promise (storage writes, loop tasks) run before the next event. */
-function settle(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
 }

@@ -1,6 +1,7 @@
-// After the heal, the liveness invariant: one more value is chosen in each group (a barrier),
-// every node converges on the same log, and (election seeds) master liveness is judged. Each
-// step runs the simulation's clock (runUntil) until it holds or its bound passes.
+// The liveness invariant: started nodes come up; time passes (no event storm at one instant);
+// after the heal one more value is chosen in each group (a barrier), every node converges on the
+// same log, and (election seeds) master liveness is judged. Each wait runs the simulation's clock
+// (runUntil) until it holds or its bound passes.
 import type { GroupStatus } from '@tspaxos/paxos';
 import type { SeededRng } from '@tspaxos/transport';
 import type { AcknowledgedIdentityChecker } from './checkers/acknowledged-identity';
@@ -12,7 +13,10 @@ import { RECORDER_SM_ID } from './recorder';
 import type { SimNode } from './sim-node';
 import type { Workload } from './workload';
 
-export interface HealHost {
+/** More events than this at one virtual millisecond means a loop that never yields to time. */
+const MAX_EVENTS_PER_MS = 20_000;
+
+export interface LivenessHost {
   queue: EventQueue;
   /** The main stream: which member proposes a barrier. */
   rng: SeededRng;
@@ -26,13 +30,46 @@ export interface HealHost {
   /** Election seeds only. */
   masterLiveness: MasterLivenessChecker | undefined;
   runUntil: (endMs: number) => Promise<void>;
+  /** Throws the violation a node callback recorded, if any. */
+  throwIfViolated: () => void;
+  eventName: () => string;
   log: (line: string) => void;
   /** Records a liveness violation and throws. */
   fail: (message: string) => never;
 }
 
-export class Heal {
-  constructor(private readonly h: HealHost) {}
+export class Liveness {
+  private stormAtMs = -1;
+  private stormEvents = 0;
+
+  constructor(private readonly h: LivenessHost) {}
+
+  /** Every event, at the virtual time it runs: time must pass. */
+  observeEvent(atMs: number): void {
+    if (atMs > this.stormAtMs) {
+      this.stormAtMs = atMs;
+      this.stormEvents = 0;
+    } else if (++this.stormEvents > MAX_EVENTS_PER_MS) {
+      this.h.fail(
+        `event storm: more than ${MAX_EVENTS_PER_MS} events at ${atMs} ms without time passing (last: ${this.h.eventName()})`,
+      );
+    }
+  }
+
+  /** Runs the clock until every started node is up (a replay may wait for fsyncs). */
+  async awaitStarts(): Promise<void> {
+    await settle();
+    const { queue, livenessBoundMs } = this.h;
+    const deadline = queue.nowMs + livenessBoundMs;
+    for (;;) {
+      this.h.throwIfViolated();
+      const pending = this.h.nodes.filter((n) => n.alive && n.node === undefined);
+      if (pending.length === 0) return;
+      if (queue.nowMs >= deadline)
+        this.h.fail(`n${pending[0]!.id} did not finish starting within ${livenessBoundMs} ms`);
+      await this.h.runUntil(queue.nowMs + 10);
+    }
+  }
 
   /**
    * After healing, one more value must get chosen in each group: liveness of proposing, not only
@@ -159,4 +196,9 @@ export class Heal {
     const last = this.h.durability.lastAcknowledged(g);
     return statuses.every((s) => s.instanceId > last);
   }
+}
+
+/** Lets every pending promise (storage writes, loop tasks) run before the next event. */
+export function settle(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
