@@ -51,7 +51,7 @@ export interface ClusterHost {
 }
 
 export class Cluster {
-  /** Voting nodes 1…n, then the followers (index = id - 1); filled by the orchestrator. */
+  /** Voting nodes 1…n, then the followers (index = id - 1); filled by createNodes. */
   readonly nodes: SimNode[] = [];
   crashes = 0;
 
