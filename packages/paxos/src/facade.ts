@@ -10,7 +10,7 @@ import type { NodeEventName, NodeEvents } from './events';
 import type { GroupStatus } from './group';
 import type { MasterInfo } from './master';
 import type { PaxosNode } from './node';
-import type { Scheduler } from './scheduler';
+import type { Scheduler } from '@tspaxos/core';
 import type { StateMachine } from './state-machine';
 import { NO_SM_ID } from './value';
 

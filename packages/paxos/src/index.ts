@@ -14,16 +14,11 @@ export type { ProposeResult, CommitterCounters } from './committer';
 export type { ProposerCounters } from './proposer';
 export type { GroupStatus, GroupErrors, ErrorCount, GroupCounters } from './group';
 export type { NodeEvents, NodeEventName } from './events';
-export {
-  InvariantError,
-  PaxosError,
-  PAXOS_ERROR_CODES,
-  type PaxosErrorCode,
-  type PaxosOutcome,
-} from './errors';
-export type { Logger, LogLevel } from './node';
+export { PaxosError, PAXOS_ERROR_CODES, type PaxosErrorCode, type PaxosOutcome } from './errors';
+// The shared vocabulary the node API takes, re-exported from @tspaxos/core for its users.
+export { InvariantError } from '@tspaxos/core';
+export type { Logger, LogLevel, Scheduler, RandomSource, Runtime } from '@tspaxos/core';
 export type { PaxosOptions, PaxosOptionsInput } from './options';
-export type { Scheduler, RandomSource } from './scheduler';
 export type { StateMachine, ExecuteContext } from './state-machine';
 export type { ProposalIdentity } from './value';
 export type { MasterInfo, MasterVariables, MasterCounters } from './master';

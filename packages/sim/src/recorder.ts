@@ -4,7 +4,7 @@
 // (MemoryFiles: unsynced bytes and names are lost on a crash), sent to lagging peers, and loaded
 // from a received checkpoint idempotently (write beside, fsync, rename, fsync the directory).
 import type { CheckpointFiles } from '@tspaxos/checkpoint';
-import type { ExecuteContext, StateMachine } from '@tspaxos/paxos';
+import type { ExecuteContext, StateMachine } from '@tspaxos/paxos/internal';
 
 export const RECORDER_SM_ID = 10;
 

@@ -11,7 +11,8 @@ import { type PeerAddress, TcpNetwork, type TlsOptions } from '@tspaxos/transpor
 import { PaxosError } from '../errors';
 import { type Machines, type NodeHandle, nodeHandle } from '../facade';
 import type { MasterVariables } from '../master';
-import { type Logger, type NodeOptions, startNode } from '../node';
+import type { Logger } from '@tspaxos/core';
+import { type NodeOptions, startNode } from '../node';
 import type { PaxosOptionsInput } from '../options';
 import type { StateMachine } from '../state-machine';
 import { parseAddress } from './address';

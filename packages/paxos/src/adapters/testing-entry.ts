@@ -11,7 +11,7 @@ import { PaxosError } from '../errors';
 import { type Machines, type NodeHandle, nodeHandle } from '../facade';
 import { type PaxosNode, startNode } from '../node';
 import type { PaxosOptionsInput } from '../options';
-import type { Scheduler } from '../scheduler';
+import type { Scheduler } from '@tspaxos/core';
 import type { StateMachine } from '../state-machine';
 
 export type { GroupHandle, Machines, NodeHandle } from '../facade';

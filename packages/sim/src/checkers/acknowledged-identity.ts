@@ -3,7 +3,7 @@
 // proposal's identity (@tspaxos/paxos value.ts). Equal bytes are not enough: a node that took
 // another node's equal value (or another barrier) for its own answered for a proposal that was
 // never chosen, and the log-only checks (agreement, durability by value) cannot see it.
-import type { ProposalIdentity } from '@tspaxos/paxos';
+import type { ProposalIdentity } from '@tspaxos/paxos/internal';
 
 export type IdentityEvent =
   /** A proposal was answered "chosen at instanceId" (`what` names it in a violation). */
