@@ -11,7 +11,11 @@ import { Acceptor } from './acceptor';
 import { type CommitInFlight, Committer, type ProposeResult } from './committer';
 import { assert, InvariantError, PaxosError } from './errors';
 import { IOLoop } from './io-loop';
-import { type CheckpointPortContext, createCheckpointManager } from './checkpoint-port';
+import {
+  type CheckpointPortContext,
+  createCheckpointManager,
+  type InstalledMaster,
+} from './checkpoint-port';
 import { Executor } from './executor';
 import { Followers } from './followers';
 import { replayLog, type RestartContext, skipToCheckpoint } from './restart';
@@ -33,14 +37,6 @@ import {
 import { MasterElection, type MasterInfo, MasterStateMachine } from './master';
 import { Proposer } from './proposer';
 import { isPromiseLike } from './scheduler';
-import {
-  decodeCarriedGroupState,
-  encodeCarriedGroupState,
-  encodeStoredMaster,
-  encodeUnknownMaster,
-  type MasterVariables,
-  NO_MASTER_YET,
-} from './master';
 import {
   decodeSystemVariables,
   encodeSystemVariables,
@@ -135,8 +131,7 @@ export class Group {
   private readonly system: SystemStateMachine;
   private readonly master: MasterStateMachine;
   /** The master state the last install left (takeCarriedGroupState); undefined: unknown. */
-  private installedMaster:
-    { master: MasterVariables | typeof NO_MASTER_YET; asOf: number } | undefined;
+  private installedMaster: InstalledMaster | undefined;
   private readonly election: MasterElection | undefined;
   private readonly executor: Executor;
   private readonly followers: Followers;
@@ -1018,8 +1013,9 @@ export class Group {
         this.lastChecksum = checksum;
       },
       checkpoint: () => this.checkpoint,
-      carriedGroupState: () => this.carriedGroupState(),
-      takeCarriedGroupState: (cp, groupState) => this.takeCarriedGroupState(cp, groupState),
+      setInstalledMaster: (installed) => {
+        this.installedMaster = installed;
+      },
       members: () => this.members,
       nowInstanceId: () => this.learner.instanceId,
       lastChecksum: () => this.lastChecksum,
@@ -1037,49 +1033,6 @@ export class Group {
       propose: (smId, value, batch, timeoutMs) => this.propose(smId, value, batch, timeoutMs),
       log: (level, event, fields) => this.log(level, event, fields),
     };
-  }
-
-  /** What a checkpoint I send carries besides its files (master.ts CarriedGroupState). */
-  private carriedGroupState(): string {
-    const v = this.master.variables;
-    return encodeCarriedGroupState({
-      asOf: this.learner.instanceId,
-      master: !this.master.anchored ? undefined : v === undefined ? NO_MASTER_YET : v,
-      system: this.system.current,
-    });
-  }
-
-  /**
-   * The install's hook, before the log reset, at every run of it (a crash anywhere in the install
-   * must not restart the node trusting its own stale variables): the checkpoint passes master
-   * operations this node never applied, so its master state becomes the sender's (with the
-   * sender's membership, which judged those operations), or unknown when none came. Durable
-   * before the reset; see MasterStateMachine.restore for why variables ahead of the log are safe.
-   */
-  private async takeCarriedGroupState(cp: number, text: string): Promise<void> {
-    const { store, group } = this.config;
-    const carried = text === '' ? undefined : decodeCarriedGroupState(text);
-    if (text !== '' && carried === undefined) this.master.counters.malformedVariables++;
-    // The sender holds the checkpoint, so its log passed cp; anything else is not its state.
-    const valid = carried !== undefined && carried.asOf > cp ? carried : undefined;
-    if (valid !== undefined) {
-      // Version-checked like the master's: being ahead is safe, older changes are refused.
-      this.system.adopt(valid.system);
-      await store.setMeta(group, 'systemVariables', encodeSystemVariables(this.system.current), {
-        sync: true,
-      });
-    }
-    this.installedMaster =
-      valid?.master === undefined ? undefined : { master: valid.master, asOf: valid.asOf };
-    this.master.restore(this.installedMaster?.master, this.installedMaster?.asOf ?? 0);
-    await store.setMeta(
-      group,
-      'masterVariables',
-      this.installedMaster === undefined
-        ? encodeUnknownMaster()
-        : encodeStoredMaster(this.installedMaster.master, this.installedMaster.asOf),
-      { sync: true },
-    );
   }
 
   private log(
