@@ -25,7 +25,8 @@ export {
   type SenderCounters,
   type SenderPeerStatus,
 } from './sender';
-export { Learner, type LearnerCounters, type LearnerStatus, type ReadFailure } from './learner';
+export { Learner } from './learner';
+export type { LearnerCounters, LearnerStatus, ReadFailure } from './status';
 export type {
   LearnerHost,
   LearnerAcceptorPort,
