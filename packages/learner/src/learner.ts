@@ -32,6 +32,7 @@ import { CatchUpTracker } from './catch-up';
 import { LearnerSender, type SenderEndReason } from './sender';
 import type { LearnerHost } from './host';
 import { type LearnerFaults, LearnerReceiver } from './receiver';
+import { PeerReports } from './reports';
 import { LearnerState } from './state';
 import type { LearnerCounters, LearnerStatus, ReadFailure } from './status';
 
@@ -61,15 +62,7 @@ export class Learner {
     readFailures: 0,
   };
 
-  private highestSeenInstanceId = 0;
-  private highestSeenFromNodeId = 0;
-  /** The highest now instance id each member reported (bounded by the membership). */
-  private readonly reportedInstanceIds = new Map<number, number>();
-  /**
-   * Per member, a reported id it did not back up: a stream from it stalled before we reached it.
-   * The report counts again only when the member reports a higher one.
-   */
-  private readonly unbackedInstanceIds = new Map<number, number>();
+  private readonly reports: PeerReports;
   private isLearning = false;
   /** The peer we confirmed (0 when not learning). */
   private learningFromNodeId = 0;
@@ -91,6 +84,7 @@ export class Learner {
   ) {
     this.options = resolveLearnerOptions(options);
     this.state = new LearnerState(host.store, host.group);
+    this.reports = new PeerReports(() => host.membership.peers());
     this.catchUp = new CatchUpTracker(this.options.rateWindowMs, () => host.runtime.now());
     this.receiver = new LearnerReceiver(
       {
@@ -169,25 +163,16 @@ export class Learner {
 
   /** The highest now instance id a member reported and did not fail to back up. */
   get backedSeenInstanceId(): number {
-    let seen = 0;
-    for (const peer of this.host.membership.peers()) {
-      const reported = this.reportedInstanceIds.get(peer) ?? 0;
-      if (reported > (this.unbackedInstanceIds.get(peer) ?? -1)) seen = Math.max(seen, reported);
-    }
-    return seen;
+    return this.reports.backedSeenInstanceId;
   }
 
   /** The highest now instance id a majority of the members reached, as far as they told us. */
   get quorumSeenInstanceId(): number {
-    const ids = [this.instanceId];
-    for (const peer of this.host.membership.peers())
-      ids.push(this.reportedInstanceIds.get(peer) ?? 0);
-    ids.sort((x, y) => y - x);
-    return ids[Math.floor(ids.length / 2)]!;
+    return this.reports.quorumSeenInstanceId(this.instanceId);
   }
 
   get seenInstanceId(): number {
-    return this.highestSeenInstanceId;
+    return this.reports.seenInstanceId;
   }
 
   /** Dispatches a learner message (seed: Instance::ReceiveMsgForLearner). */
@@ -225,8 +210,8 @@ export class Learner {
     const now = this.host.runtime.now();
     return {
       instanceId: this.instanceId,
-      highestSeenInstanceId: this.highestSeenInstanceId,
-      highestSeenFromNodeId: this.highestSeenFromNodeId,
+      highestSeenInstanceId: this.reports.seenInstanceId,
+      highestSeenFromNodeId: this.reports.seenFromNodeId,
       isLearning: this.isLearning,
       lastAckInstanceId: this.receiver.lastAckInstanceId,
       catchUp: this.catchUp.status(now, this.instanceId),
@@ -301,12 +286,8 @@ export class Learner {
   private stopLearning(): void {
     // Given up on a stream (it stalled, or went quiet for an ask interval) short of what its
     // member claimed: that claim no longer holds us back from proposing.
-    const from = this.learningFromNodeId;
-    const claimed = this.reportedInstanceIds.get(from) ?? 0;
-    if (this.isLearning && claimed > this.instanceId) {
-      this.unbackedInstanceIds.set(from, claimed);
+    if (this.isLearning && this.reports.markUnbacked(this.learningFromNodeId, this.instanceId))
       this.host.latestMayHaveChanged?.();
-    }
     this.isLearning = false;
     this.learningFromNodeId = 0;
     this.cancelStallTimer?.();
@@ -391,23 +372,10 @@ export class Learner {
     for (const peer of this.host.membership.peers()) this.host.send(peer, msg);
   }
 
-  private setSeen(instanceId: number, fromNodeId: number): void {
-    if (
-      instanceId > (this.reportedInstanceIds.get(fromNodeId) ?? -1) &&
-      this.host.membership.peers().includes(fromNodeId)
-    ) {
-      this.reportedInstanceIds.set(fromNodeId, instanceId);
-    }
-    if (instanceId > this.highestSeenInstanceId) {
-      this.highestSeenInstanceId = instanceId;
-      this.highestSeenFromNodeId = fromNodeId;
-    }
-  }
-
   /** A peer asks to learn from me (seed: Learner::OnAskforLearn). */
   private onAskforLearn(msg: PaxosMsg): void {
     this.counters.askforLearnReceived++;
-    this.setSeen(msg.instanceId, msg.nodeId);
+    this.reports.setSeen(msg.instanceId, msg.nodeId);
     if (msg.proposalNodeId === this.host.nodeId) this.host.membership.addFollower(msg.nodeId);
     if (msg.instanceId >= this.instanceId) {
       // Level with me, but its master state is unknown (it installed a checkpoint): my variables
@@ -480,7 +448,7 @@ export class Learner {
 
   /** A peer told me how far it is (seed: Learner::OnSendNowInstanceID). */
   private onSendNowInstanceId(msg: PaxosMsg): void {
-    this.setSeen(msg.nowInstanceId, msg.nodeId);
+    this.reports.setSeen(msg.nowInstanceId, msg.nodeId);
     // The master first: a far-behind node learns who the master is before replaying the log
     // (seed: OnSendNowInstanceID, GetMasterSM()->UpdateByCheckpoint).
     // The peer's variables reflect its log up to its now instance id: the host refuses those of a
@@ -589,7 +557,7 @@ export class Learner {
 
   /** A catch-up ends when this node has executed up to the highest now id a peer reported. */
   private checkCaughtUp(): void {
-    const summary = this.catchUp.finishIfReached(this.instanceId, this.highestSeenInstanceId);
+    const summary = this.catchUp.finishIfReached(this.instanceId, this.reports.seenInstanceId);
     if (summary === undefined) return;
     this.counters.catchUpsFinished++;
     // Nothing left to stream: a later silence is not a stall.
