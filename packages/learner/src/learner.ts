@@ -12,24 +12,21 @@
 //   SendLearnValue_Ack+Gap on a gap ──────► the stream rewinds (NACK)
 //
 // This file asks, answers (the sender's side) and keeps the timers. The receiving side (chain
-// check, putMany, acks) is receiver.ts; the catch-up accounting (status().catchUp) is catch-up.ts.
+// check, putMany, acks) is receiver.ts; the catch-up accounting (status().catchUp) is catch-up.ts;
+// what the members reported of their progress is reports.ts; the sender's stream runs on the
+// host's loop through sender-driver.ts; the host port is host.ts.
 //
 // Sans-IO: everything outside comes through LearnerHost (host.ts); no clock, timer or socket of
 // its own.
 import type { AcceptorRecord } from '@tspaxos/crc-wasm';
-import {
-  type LearnedValue,
-  type PaxosMsg,
-  PaxosMsgFlag,
-  PaxosMsgType,
-  paxosMsg,
-} from '@tspaxos/transport';
+import { type PaxosMsg, PaxosMsgFlag, PaxosMsgType, paxosMsg } from '@tspaxos/transport';
 import { type Ballot, ballotEquals, isNullBallot } from './ballot';
-import { SenderBudget } from './budget';
+import type { SenderBudget } from './budget';
 import { isExpectedReadFailure } from './errors';
 import { type LearnerOptions, resolveLearnerOptions } from './options';
 import { CatchUpTracker } from './catch-up';
-import { LearnerSender, type SenderEndReason } from './sender';
+import type { LearnerSender } from './sender';
+import { SenderDriver } from './sender-driver';
 import type { LearnerHost } from './host';
 import { type LearnerFaults, LearnerReceiver } from './receiver';
 import { PeerReports } from './reports';
@@ -43,6 +40,8 @@ export class Learner {
   readonly state: LearnerState;
   readonly sender: LearnerSender;
   readonly budget: SenderBudget;
+  /** Runs the sender on the host's loop (its timer, its idle-time slices). */
+  private readonly driver: SenderDriver;
   readonly counters: LearnerCounters = {
     askforLearnSent: 0,
     askforLearnReceived: 0,
@@ -72,9 +71,6 @@ export class Learner {
   private lastReadFailure: ReadFailure | undefined;
   private cancelAskTimer: (() => void) | undefined;
   private cancelStallTimer: (() => void) | undefined;
-  private cancelSenderTimer: (() => void) | undefined;
-  private senderTimerAt = Number.POSITIVE_INFINITY;
-  private senderContinueScheduled = false;
   private stopped = false;
 
   constructor(
@@ -104,20 +100,14 @@ export class Learner {
       this.counters,
       faults,
     );
-    this.budget = host.senderBudget ?? new SenderBudget(this.options.senderBudgetBytes);
-    this.sender = new LearnerSender(
+    this.driver = new SenderDriver(
+      host,
       this.options,
-      {
-        nowInstanceId: () => this.instanceId,
-        now: () => host.runtime.now(),
-        readRange: (from, to) => host.store.range(host.group, from, to),
-        readChecksum: (id) => this.storedChecksum(id),
-        sendBatch: (to, lastChecksum, records) => this.sendBatch(to, lastChecksum, records),
-        ended: (to, reason, next, error) => this.senderEnded(to, reason, next, error),
-      },
-      this.budget,
-      () => this.continueSenderSoon(),
+      () => this.instanceId,
+      (id) => this.storedChecksum(id),
     );
+    this.sender = this.driver.sender;
+    this.budget = this.driver.budget;
   }
 
   /** Starts learning: asks at once (PhxPaxos waits a full interval first), then on the timer. */
@@ -129,11 +119,9 @@ export class Learner {
     this.stopped = true;
     this.cancelAskTimer?.();
     this.cancelStallTimer?.();
-    this.cancelSenderTimer?.();
     this.cancelAskTimer = undefined;
     this.cancelStallTimer = undefined;
-    this.cancelSenderTimer = undefined;
-    this.sender.stop();
+    this.driver.stop();
   }
 
   /**
@@ -294,68 +282,6 @@ export class Learner {
     this.cancelStallTimer = undefined;
   }
 
-  /** Keeps one timer at the sender's next deadline. */
-  private armSenderTimer(): void {
-    const at = this.sender.deadline();
-    if (at === undefined) {
-      this.cancelSenderTimer?.();
-      this.cancelSenderTimer = undefined;
-      this.senderTimerAt = Number.POSITIVE_INFINITY;
-      return;
-    }
-    if (this.cancelSenderTimer !== undefined && at === this.senderTimerAt) return;
-    this.cancelSenderTimer?.();
-    this.senderTimerAt = at;
-    this.cancelSenderTimer = this.host.runtime.schedule(
-      Math.max(0, at - this.host.runtime.now()),
-      () => {
-        this.cancelSenderTimer = undefined;
-        this.senderTimerAt = Number.POSITIVE_INFINITY;
-        const now = this.host.runtime.now();
-        const busy = this.groupBusy(now);
-        this.afterSenderWork(this.sender.tick(now, busy), busy);
-      },
-    );
-  }
-
-  /** After the sender worked: continue next turn if it yielded, and re-arm its deadline. */
-  private afterSenderWork(yielded: boolean, busy: boolean): void {
-    if (yielded) {
-      // While the group is busy, leave it its share of the loop (and of the CPU): pause in
-      // proportion to the turn just run. A quiet group's loop has nothing of its own to protect
-      // from the stream: the next slice waits only for the idle lane (I/O and queued work first).
-      const share = busy ? this.options.senderLoopShare : 1;
-      this.continueSenderSoon((this.sender.lastTurnMs * (1 - share)) / share);
-    }
-    this.armSenderTimer();
-  }
-
-  /** The group has Paxos work of its own now or had some within senderBusyWindowMs. */
-  private groupBusy(nowMs: number): boolean {
-    const at = this.host.runtime.paxosActiveAtMs?.();
-    return at !== undefined && nowMs - at < this.options.senderBusyWindowMs;
-  }
-
-  /**
-   * The sender's one way to run: a slice in the host's idle time (after `delayMs` when the loop
-   * share asks for a pause). At most one slice is pending at a time.
-   */
-  private continueSenderSoon(delayMs = 0): void {
-    if (this.senderContinueScheduled || this.stopped) return;
-    this.senderContinueScheduled = true;
-    const slice = (): void => {
-      this.senderContinueScheduled = false;
-      if (this.stopped) return;
-      const now = this.host.runtime.now();
-      const busy = this.groupBusy(now);
-      this.afterSenderWork(this.sender.pump(now, busy), busy);
-    };
-    const idle = this.host.runtime.scheduleIdle?.bind(this.host.runtime);
-    if (idle === undefined) this.host.runtime.schedule(delayMs, slice);
-    else if (delayMs <= 0) idle(slice);
-    else this.host.runtime.schedule(delayMs, () => void idle(slice));
-  }
-
   // ---- asking ---------------------------------------------------------------------------
 
   private askforLearn(): void {
@@ -413,10 +339,10 @@ export class Learner {
           const record = this.readRecordOrUndefined(msg.instanceId);
           if (record !== undefined) this.sendLearnValue(msg.nodeId, record, 0, false);
         }
-        this.armSenderTimer();
+        this.driver.armTimer();
         return;
       }
-      this.armSenderTimer();
+      this.driver.armTimer();
     }
     this.sendNowInstanceId(
       msg.instanceId,
@@ -503,7 +429,7 @@ export class Learner {
   private onComfirmAskforLearn(msg: PaxosMsg): void {
     if (msg.flag === PaxosMsgFlag.ComfirmDecline) {
       if (!this.sender.decline(msg.instanceId, msg.nodeId)) this.counters.lagMessages++;
-      this.armSenderTimer();
+      this.driver.armTimer();
       return;
     }
     const ok = this.sender.confirm(msg.instanceId, msg.nodeId, this.host.runtime.now());
@@ -514,9 +440,9 @@ export class Learner {
         from: msg.instanceId,
         until: this.instanceId,
       });
-      this.continueSenderSoon();
+      this.driver.continueSoon();
     }
-    this.armSenderTimer();
+    this.driver.armTimer();
   }
 
   private onSendLearnValueAck(msg: PaxosMsg): void {
@@ -524,22 +450,13 @@ export class Learner {
     this.sender.ack(msg.instanceId, msg.nodeId, msg.flag === PaxosMsgFlag.AckGap, now);
     // The window moved: the next slice sends, in the host's idle time (never inline here, so
     // a burst of acks cannot chain sender turns ahead of the group's own messages).
-    if (this.sender.isSending) this.continueSenderSoon();
-    this.armSenderTimer();
+    if (this.sender.isSending) this.driver.continueSoon();
+    this.driver.armTimer();
   }
 
   /** Called after every learned instance: a stream may now send further. */
   pumpSender(): void {
-    if (this.sender.isSending) this.continueSenderSoon();
-  }
-
-  private senderEnded(to: number, reason: SenderEndReason, next: number, error?: unknown): void {
-    this.host.runtime.event('sender-ended', {
-      to,
-      reason,
-      nextInstanceId: next,
-      error: error === undefined ? undefined : String(error),
-    });
+    if (this.sender.isSending) this.driver.continueSoon();
   }
 
   // ---- catch-up progress ------------------------------------------------------------------
@@ -566,32 +483,6 @@ export class Learner {
   }
 
   // ---- learning -------------------------------------------------------------------------
-
-  /** Sends one batch of a stream (SendLearnValue, NeedAck), with our now id for the receiver. */
-  private sendBatch(to: number, lastChecksum: number, records: readonly AcceptorRecord[]): void {
-    const batch: LearnedValue[] = new Array<LearnedValue>(records.length);
-    for (let i = 0; i < records.length; i++) {
-      const r = records[i]!;
-      batch[i] = {
-        proposalId: r.acceptedId,
-        proposalNodeId: r.acceptedNodeId,
-        checksum: r.checksum,
-        value: r.value,
-      };
-    }
-    this.host.send(
-      to,
-      paxosMsg({
-        msgType: PaxosMsgType.SendLearnValue,
-        instanceId: records[0]!.instanceId,
-        nodeId: this.host.nodeId,
-        nowInstanceId: this.instanceId,
-        lastChecksum,
-        flag: PaxosMsgFlag.SendLearnValueNeedAck,
-        batch,
-      }),
-    );
-  }
 
   /** One value in the seed's form (TransmitToFollower, the busy sender's single value). */
   private sendLearnValue(
