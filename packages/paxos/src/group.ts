@@ -18,7 +18,7 @@ import {
 } from './checkpoint-port';
 import { Executor } from './executor';
 import { Followers } from './followers';
-import { replayLog, type RestartContext, skipToCheckpoint } from './restart';
+import { replayLog, type RestartContext, skipToCheckpoint, takeIncarnation } from './restart';
 import type { GroupCheckpointConfig, GroupConfig, GroupEvent } from './group-config';
 import { learnerPort, type LearnerPortContext } from './learner-port';
 import {
@@ -57,9 +57,6 @@ import {
 
 export type { ErrorCount, GroupCounters, GroupErrors, GroupStatus };
 export type { GroupCheckpointConfig, GroupConfig, GroupEvent };
-
-/** The log's meta key of the group's incarnation on this node (u32 LE; see takeIncarnation). */
-const INCARNATION_META_KEY = 'incarnation';
 
 /** Codes a recovery no-op proposal may end with that are expected outcomes, not failures. */
 const RECOVERY_EXPECTED_CODES = new Set([
@@ -244,7 +241,7 @@ export class Group {
     }
     if (recovered !== undefined && recovered.kind !== 'nothing')
       this.log('warn', 'checkpoint-recovered', { outcome: recovered.kind });
-    await this.takeIncarnation();
+    this.committer.setIncarnation(await takeIncarnation(this.config));
     let now = this.acceptor.load();
     const minChosen = store.getMinChosenInstanceId(group);
     // The start-up rule: never skip records a machine still needs (PhxPaxos PlayLog fails too).
@@ -290,25 +287,6 @@ export class Group {
       );
     }
     this.armCheckpointTimer();
-  }
-
-  /**
-   * A new incarnation for this start: the identities of the values proposed from now on differ
-   * from every earlier start's (value.ts). Durable before anything is proposed, so a crash cannot
-   * hand the same number to the next start. The first start (or a log whose meta was lost) draws
-   * one at random, so a wiped node does not repeat the numbers of its former life.
-   */
-  private async takeIncarnation(): Promise<void> {
-    const { store, group } = this.config;
-    const saved = store.getMeta(group, INCARNATION_META_KEY);
-    const incarnation =
-      saved?.length === 4
-        ? (new DataView(saved.buffer, saved.byteOffset, 4).getUint32(0, true) + 1) % 0x1_0000_0000
-        : Math.floor(this.config.random.next() * 0x1_0000_0000);
-    const bytes = new Uint8Array(4);
-    new DataView(bytes.buffer).setUint32(0, incarnation, true);
-    await store.setMeta(group, INCARNATION_META_KEY, bytes, { sync: true });
-    this.committer.setIncarnation(incarnation);
   }
 
   /** Stops timers and work; pending proposals reject with E_STOPPED. */
