@@ -17,6 +17,7 @@ import {
   type InstalledMaster,
 } from './checkpoint-port';
 import { Executor } from './executor';
+import { describeError, isInstallError, RECOVERY_EXPECTED_CODES } from './failures';
 import { Followers } from './followers';
 import { replayLog, type RestartContext, skipToCheckpoint, takeIncarnation } from './restart';
 import type { GroupCheckpointConfig, GroupConfig, GroupEvent } from './group-config';
@@ -58,27 +59,6 @@ import {
 export type { ErrorCount, GroupCounters, GroupErrors, GroupStatus };
 export type { GroupCheckpointConfig, GroupConfig, GroupEvent };
 
-/** Codes a recovery no-op proposal may end with that are expected outcomes, not failures. */
-const RECOVERY_EXPECTED_CODES = new Set([
-  'E_TIMEOUT',
-  'E_STOPPED',
-  'E_NOT_MEMBER',
-  'E_QUEUE_FULL',
-  'E_CHECKSUM_MISMATCH',
-  'E_STORAGE',
-  'E_EXECUTE_FAILED',
-  // A checkpoint was installed meanwhile: the group restarted from it (found by the simulator).
-  'E_CHECKPOINT_INSTALLED',
-]);
-
-function describeError(error: unknown): { code: string; message: string } {
-  if (error instanceof Error) {
-    const code = (error as { code?: unknown }).code;
-    return { code: typeof code === 'string' ? code : error.name, message: error.message };
-  }
-  return { code: 'NON_ERROR_THROWN', message: String(error) };
-}
-
 const LEARNER_TYPES = new Set<number>([
   PaxosMsgType.AskforLearn,
   PaxosMsgType.SendLearnValue,
@@ -88,12 +68,6 @@ const LEARNER_TYPES = new Set<number>([
   PaxosMsgType.SendLearnValueAck,
   PaxosMsgType.AskforCheckpoint,
 ]);
-
-/** A coded failure of the checkpoint install (as opposed to a bug, which is rethrown). */
-function isInstallError(error: unknown): boolean {
-  const code = (error as { code?: unknown } | undefined)?.code;
-  return code === 'E_LOAD_FAILED' || code === 'E_CORRUPT_MANIFEST';
-}
 
 export class Group {
   readonly acceptor: Acceptor;
