@@ -8,7 +8,7 @@ import { CheckpointManager, chainChecksumAt, checkReplayable } from '@tspaxos/ch
 import { type Ballot, isNullBallot, Learner, NULL_BALLOT } from '@tspaxos/learner';
 import { type CheckpointMsg, type PaxosMsg, PaxosMsgType } from '@tspaxos/transport';
 import { Acceptor } from './acceptor';
-import { type CommitInFlight, Committer, type ProposeResult } from './committer';
+import { Committer, type ProposeResult } from './committer';
 import { assert, InvariantError, PaxosError } from './errors';
 import { IOLoop } from './io-loop';
 import {
@@ -17,6 +17,7 @@ import {
   type InstalledMaster,
 } from './checkpoint-port';
 import { Executor } from './executor';
+import { Execution, type ExecutionContext } from './execution';
 import { describeError, isInstallError, RECOVERY_EXPECTED_CODES } from './failures';
 import { Followers } from './followers';
 import { replayLog, type RestartContext, skipToCheckpoint, takeIncarnation } from './restart';
@@ -37,7 +38,6 @@ import {
 } from './group-status';
 import { MasterElection, type MasterInfo, MasterStateMachine } from './master';
 import { Proposer } from './proposer';
-import { isPromiseLike } from './scheduler';
 import {
   decodeSystemVariables,
   encodeSystemVariables,
@@ -47,13 +47,10 @@ import {
 import {
   BATCH_HEADER_BYTES,
   BATCH_ITEM_OVERHEAD_BYTES,
-  bytesEqual,
-  hasIdentity,
   IDENTITY_HEADER_BYTES,
   NO_SM_ID,
   SINGLE_VALUE_OVERHEAD_BYTES,
   SYSTEM_SM_ID,
-  withoutIdentity,
 } from './value';
 
 export type { ErrorCount, GroupCounters, GroupErrors, GroupStatus };
@@ -105,6 +102,7 @@ export class Group {
   private installedMaster: InstalledMaster | undefined;
   private readonly election: MasterElection | undefined;
   private readonly executor: Executor;
+  private readonly execution: Execution;
   private readonly followers: Followers;
   private retryQueue: PaxosMsg[] = [];
   /** When this group last handled a Prepare, Accept or reply (the learner sender reads it). */
@@ -115,7 +113,6 @@ export class Group {
   private commitTimerAt = Number.POSITIVE_INFINITY;
   /** System-variable writes in flight, each already handled (a failure stops the group). */
   private pendingWrites: Promise<void>[] = [];
-  private executeRetryArmed = false;
   private learnerMessagesHandled = 0;
   private cancelCheckpointTimer: (() => void) | undefined;
 
@@ -180,6 +177,7 @@ export class Group {
       skipChainCheck: config.faults?.learnerSkipsChainCheck ?? false,
     });
     this.checkpoint = config.checkpoint && createCheckpointManager(this.ports(), config.checkpoint);
+    this.execution = new Execution(this.ports());
   }
 
   get isFollower(): boolean {
@@ -479,40 +477,13 @@ export class Group {
       this.persistFailed(error);
       return;
     }
-    await this.afterLearnerMessage();
+    await this.execution.afterLearnerMessage();
   }
 
   /** Awaits the system-variable writes in flight; false when one failed (the group stopped). */
   private async flushWrites(): Promise<boolean> {
     if (this.pendingWrites.length > 0) await Promise.all(this.pendingWrites.splice(0));
     return this.stoppedReason === undefined;
-  }
-
-  /**
-   * Runs after every learner message: executes what was learned (a batch streamed by a peer is
-   * executed instance by instance, in order), acks, resumes the sender.
-   */
-  private async afterLearnerMessage(): Promise<void> {
-    // Adopted system variables could not be saved (no await when nothing is pending: a microtask
-    // per instance of a streamed batch is measurable).
-    if (this.pendingWrites.length > 0 && !(await this.flushWrites())) return;
-    const before = this.learner.instanceId;
-    while (this.learner.state.isLearned && this.stoppedReason === undefined && !this.closed) {
-      const at = this.learner.instanceId;
-      const learning = this.onLearned();
-      if (learning !== undefined) await learning;
-      if (this.learner.instanceId === at) break; // execution failed: retried later
-    }
-    const count = this.learner.instanceId - before;
-    if (count > 0)
-      this.config.onEvent?.({
-        type: 'learned',
-        group: this.config.group,
-        instanceId: this.learner.instanceId,
-        count,
-      });
-    this.learner.flushAck();
-    this.learner.pumpSender();
   }
 
   /**
@@ -596,102 +567,8 @@ export class Group {
     this.committer.rejectAll(error);
   }
 
-  // ---- learning and executing -------------------------------------------------------------
-
-  /**
-   * Executes the learned value and moves to the next instance. Synchronous (returns undefined)
-   * unless something must be awaited: an execute() that returned a promise, a system-variable
-   * write, or retried messages. A streamed batch learns thousands of instances in a row, and an
-   * async call plus an await per instance showed in the receiver's catch-up profile.
-   */
-  private onLearned(): Promise<void> | undefined {
-    const instanceId = this.learner.instanceId;
-    const value = this.learner.state.value;
-    const flight = this.committer.inFlight;
-    // Mine only if the chosen value carries my proposal's identity: equal bytes from another node
-    // (or another barrier) are not mine, and my value adopted by another proposer still is.
-    const isMine =
-      flight !== undefined &&
-      flight.instanceId === instanceId &&
-      (this.config.faults?.matchValueByBytesOnly === true
-        ? bytesEqual(withoutIdentity(flight.value), withoutIdentity(value))
-        : hasIdentity(value, flight.identity));
-    let executed: unknown[] | Promise<unknown[]>;
-    try {
-      executed = this.executor.execute(instanceId, value, isMine);
-    } catch (error) {
-      this.executeFailed(instanceId, isMine, error);
-      return undefined;
-    }
-    if (isPromiseLike(executed))
-      return this.afterAsyncExecute(executed, instanceId, flight, isMine);
-    return this.afterExecute(executed, instanceId, flight, isMine);
-  }
-
-  private async afterAsyncExecute(
-    executed: Promise<unknown[]>,
-    instanceId: number,
-    flight: CommitInFlight | undefined,
-    isMine: boolean,
-  ): Promise<void> {
-    let results: unknown[];
-    try {
-      results = await executed;
-    } catch (error) {
-      this.executeFailed(instanceId, isMine, error);
-      return;
-    }
-    await this.afterExecute(results, instanceId, flight, isMine);
-  }
-
-  private executeFailed(instanceId: number, isMine: boolean, error: unknown): void {
-    this.counters.executeFailures++;
-    this.errors.executeFailures.count++;
-    this.errors.executeFailures.last = describeError(error);
-    this.proposer.cancelSkipPrepare();
-    if (
-      error instanceof PaxosError &&
-      (error.code === 'E_UNKNOWN_STATE_MACHINE' ||
-        error.code === 'E_BAD_ARGUMENT' ||
-        error.code === 'E_INVARIANT')
-    ) {
-      this.stopGroup(error);
-      return;
-    }
-    this.log('error', 'execute-failed', { instanceId, error: String(error) });
-    if (isMine)
-      this.committer.failed(
-        new PaxosError('E_EXECUTE_FAILED', `state machine failed: ${String(error)}`, {
-          cause: error,
-        }),
-      );
-    this.armExecuteRetry();
-  }
-
-  /** After a successful execute: saves what must be saved, settles the commit, moves on. */
-  private afterExecute(
-    results: unknown[],
-    instanceId: number,
-    flight: CommitInFlight | undefined,
-    isMine: boolean,
-  ): Promise<void> | undefined {
-    if (this.pendingWrites.length > 0)
-      return this.flushWrites().then((ok) =>
-        // a membership change could not be saved: the group stopped
-        ok ? this.finishLearned(results, instanceId, flight, isMine) : undefined,
-      );
-    return this.finishLearned(results, instanceId, flight, isMine);
-  }
-
-  private finishLearned(
-    results: unknown[],
-    instanceId: number,
-    flight: CommitInFlight | undefined,
-    isMine: boolean,
-  ): Promise<void> | undefined {
-    if (isMine) this.committer.committed(results);
-    else if (flight !== undefined && flight.instanceId === instanceId) this.committer.conflicted();
-    this.counters.instancesLearned++;
+  /** The learned instance is settled (execution.ts): the chain and every role move on. */
+  private nextInstance(): Promise<void> | undefined {
     this.lastChecksum = this.learner.state.newChecksum;
     this.previousChosenBallot = this.learner.state.ballot;
     this.newInstance();
@@ -699,15 +576,6 @@ export class Group {
     if (this.retryQueue.length > 0) return this.retryMessages().then(() => this.checkNewValue());
     this.checkNewValue();
     return undefined;
-  }
-
-  private armExecuteRetry(): void {
-    if (this.executeRetryArmed) return;
-    this.executeRetryArmed = true;
-    this.loop.schedule(this.config.options.executeRetryDelayMs, async () => {
-      this.executeRetryArmed = false;
-      if (this.learner.state.isLearned) await this.afterLearnerMessage();
-    });
   }
 
   private newInstance(): void {
@@ -935,6 +803,7 @@ export class Group {
 
   /** The context the port factories read the group through (built once: closures, no copies). */
   private ports(): RestartContext &
+    ExecutionContext &
     LearnerPortContext &
     MasterPortContext &
     ElectionPortContext &
@@ -961,6 +830,22 @@ export class Group {
       get executor() {
         return group.executor;
       },
+      get learner() {
+        return group.learner;
+      },
+      get committer() {
+        return group.committer;
+      },
+      get proposer() {
+        return group.proposer;
+      },
+      counters: this.counters,
+      errors: this.errors,
+      running: () => this.stoppedReason === undefined && !this.closed,
+      hasPendingWrites: () => this.pendingWrites.length > 0,
+      flushWrites: () => this.flushWrites(),
+      stopGroup: (error) => this.stopGroup(error),
+      nextInstance: () => this.nextInstance(),
       setLastChecksum: (checksum) => {
         this.lastChecksum = checksum;
       },
