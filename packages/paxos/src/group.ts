@@ -38,20 +38,14 @@ import {
 } from './group-status';
 import { MasterElection, type MasterInfo, MasterStateMachine } from './master';
 import { Proposer } from './proposer';
+import { Proposing, type ProposingContext } from './proposing';
 import {
   decodeSystemVariables,
   encodeSystemVariables,
   SystemStateMachine,
   type SystemVariables,
 } from './state-machine';
-import {
-  BATCH_HEADER_BYTES,
-  BATCH_ITEM_OVERHEAD_BYTES,
-  IDENTITY_HEADER_BYTES,
-  NO_SM_ID,
-  SINGLE_VALUE_OVERHEAD_BYTES,
-  SYSTEM_SM_ID,
-} from './value';
+import { NO_SM_ID, SYSTEM_SM_ID } from './value';
 
 export type { ErrorCount, GroupCounters, GroupErrors, GroupStatus };
 export type { GroupCheckpointConfig, GroupConfig, GroupEvent };
@@ -103,14 +97,13 @@ export class Group {
   private readonly election: MasterElection | undefined;
   private readonly executor: Executor;
   private readonly execution: Execution;
+  private readonly proposing: Proposing;
   private readonly followers: Followers;
   private retryQueue: PaxosMsg[] = [];
   /** When this group last handled a Prepare, Accept or reply (the learner sender reads it). */
   private paxosActiveAtMs = Number.NEGATIVE_INFINITY;
   private stoppedReason: PaxosError | undefined;
   private closed = false;
-  private cancelCommitTimer: (() => void) | undefined;
-  private commitTimerAt = Number.POSITIVE_INFINITY;
   /** System-variable writes in flight, each already handled (a failure stops the group). */
   private pendingWrites: Promise<void>[] = [];
   private learnerMessagesHandled = 0;
@@ -178,6 +171,7 @@ export class Group {
     });
     this.checkpoint = config.checkpoint && createCheckpointManager(this.ports(), config.checkpoint);
     this.execution = new Execution(this.ports());
+    this.proposing = new Proposing(this.ports());
   }
 
   get isFollower(): boolean {
@@ -269,7 +263,7 @@ export class Group {
     this.proposer.exit();
     this.learner.stop();
     this.election?.stop();
-    this.cancelCommitTimer?.();
+    this.proposing.stop();
     this.cancelCheckpointTimer?.();
     await this.loop.stop();
     await this.checkpoint?.stop();
@@ -296,41 +290,7 @@ export class Group {
     batch: boolean,
     timeoutMs: number,
   ): Promise<ProposeResult> {
-    if (this.closed) return Promise.reject(new PaxosError('E_STOPPED', 'the node is stopped'));
-    if (this.stoppedReason !== undefined) return Promise.reject(this.stoppedReason);
-    const needs = this.checkpoint?.needsCheckpoint;
-    if (needs !== undefined)
-      return Promise.reject(new PaxosError('E_NEEDS_CHECKPOINT', needs.message, { cause: needs }));
-    if (this.isFollower)
-      return Promise.reject(new PaxosError('E_FOLLOWER', 'a follower cannot propose'));
-    if (smId !== NO_SM_ID && !this.executor.has(smId)) {
-      return Promise.reject(
-        new PaxosError('E_UNKNOWN_STATE_MACHINE', `no state machine with id ${smId} on this node`),
-      );
-    }
-    // What fits one Accept frame once packed (options.ts maxValueBytesForFrame); a batch value
-    // carries the batch's own header and item header besides.
-    const maxBytes =
-      this.config.options.maxValueBytes -
-      (batch
-        ? IDENTITY_HEADER_BYTES +
-          BATCH_HEADER_BYTES +
-          BATCH_ITEM_OVERHEAD_BYTES -
-          SINGLE_VALUE_OVERHEAD_BYTES
-        : 0);
-    if (value.length > maxBytes) {
-      return Promise.reject(
-        new PaxosError(
-          'E_VALUE_TOO_LARGE',
-          `value of ${value.length} bytes exceeds the ${batch ? 'batchPropose' : 'propose'} limit of ${maxBytes} (maxValueBytes ${this.config.options.maxValueBytes})`,
-        ),
-      );
-    }
-    const now = this.config.scheduler.now();
-    const promise = this.committer.add(smId, value, batch, now, timeoutMs);
-    this.loop.enqueue(() => this.checkNewValue());
-    this.armCommitTimer(now + timeoutMs);
-    return promise;
+    return this.proposing.propose(smId, value, batch, timeoutMs);
   }
 
   /** Proposes a new membership against the current version (PhxPaxos AddMember/RemoveMember). */
@@ -572,9 +532,10 @@ export class Group {
     this.lastChecksum = this.learner.state.newChecksum;
     this.previousChosenBallot = this.learner.state.ballot;
     this.newInstance();
-    this.rearmCommitTimer();
-    if (this.retryQueue.length > 0) return this.retryMessages().then(() => this.checkNewValue());
-    this.checkNewValue();
+    this.proposing.rearmCommitTimer();
+    if (this.retryQueue.length > 0)
+      return this.retryMessages().then(() => this.proposing.checkNewValue());
+    this.proposing.checkNewValue();
     return undefined;
   }
 
@@ -618,61 +579,11 @@ export class Group {
     }
   }
 
-  // ---- proposing (PhxPaxos Instance::CheckNewValue) -----------------------------------------
-
-  private checkNewValue(): void {
-    if (this.closed || this.stoppedReason !== undefined || this.isFollower) return;
-    if (this.committer.inFlight !== undefined || !this.committer.hasWork) return;
-    if (!this.learner.isLatest()) return; // behind someone: learn first, propose after
-    if (!this.members.includes(this.config.nodeId)) {
-      this.committer.take(this.proposer.instanceId);
-      this.committer.failed(
-        new PaxosError(
-          'E_NOT_MEMBER',
-          `node ${this.config.nodeId} is not a member of group ${this.config.group}`,
-        ),
-      );
-      return;
-    }
-    const flight = this.committer.take(this.proposer.instanceId);
-    if (flight !== undefined) this.proposer.newValue(flight.value);
-  }
-
   private proposerChosen(instanceId: number, proposalId: number): void {
     const msg = this.learner.proposerSendSuccessMsg(instanceId, proposalId);
     // Learn here first, then tell the others (PhxPaxos BroadcastMessage_Type_RunSelf_First).
     this.loop.enqueue(() => this.receiveForLearner(msg));
     for (const member of this.members) if (member !== this.config.nodeId) this.sendTo(member, msg);
-  }
-
-  /**
-   * Keeps one timer at the earliest commit deadline. A new proposal passes its own deadline, so
-   * proposing stays O(1); the full scan of the queue runs only when the timer fires.
-   */
-  private armCommitTimer(deadline?: number): void {
-    const next = deadline ?? this.committer.nextDeadline();
-    if (next === undefined || next >= this.commitTimerAt) return;
-    this.cancelCommitTimer?.();
-    this.commitTimerAt = next;
-    this.cancelCommitTimer = this.loop.schedule(
-      Math.max(0, next - this.config.scheduler.now()),
-      () => {
-        this.cancelCommitTimer = undefined;
-        this.commitTimerAt = Number.POSITIVE_INFINITY;
-        if (this.committer.expire(this.config.scheduler.now())) this.proposer.exit();
-        this.armCommitTimer();
-        this.checkNewValue();
-      },
-    );
-  }
-
-  /** Drops the commit timer once nothing waits or is in flight. */
-  private rearmCommitTimer(): void {
-    if (!this.committer.hasWork && this.committer.inFlight === undefined) {
-      this.cancelCommitTimer?.();
-      this.cancelCommitTimer = undefined;
-      this.commitTimerAt = Number.POSITIVE_INFINITY;
-    }
   }
 
   // ---- sending --------------------------------------------------------------------------
@@ -804,6 +715,7 @@ export class Group {
   /** The context the port factories read the group through (built once: closures, no copies). */
   private ports(): RestartContext &
     ExecutionContext &
+    ProposingContext &
     LearnerPortContext &
     MasterPortContext &
     ElectionPortContext &
@@ -841,6 +753,9 @@ export class Group {
       },
       counters: this.counters,
       errors: this.errors,
+      isFollower: () => this.isFollower,
+      closed: () => this.closed,
+      stoppedReason: () => this.stoppedReason,
       running: () => this.stoppedReason === undefined && !this.closed,
       hasPendingWrites: () => this.pendingWrites.length > 0,
       flushWrites: () => this.flushWrites(),
@@ -858,7 +773,7 @@ export class Group {
       lastChecksum: () => this.lastChecksum,
       paxosActiveAtMs: () => this.paxosActiveAtMs,
       sendTo: (to, msg) => this.sendTo(to, msg),
-      checkNewValue: () => this.checkNewValue(),
+      checkNewValue: () => this.proposing.checkNewValue(),
       pendingWrite: (write) => {
         this.pendingWrites.push(write);
       },
