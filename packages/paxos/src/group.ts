@@ -16,6 +16,7 @@ import {
   createCheckpointManager,
   type InstalledMaster,
 } from './checkpoint-port';
+import { CheckpointDriver, type CheckpointDriverContext } from './checkpoint-driver';
 import { Executor } from './executor';
 import { Execution, type ExecutionContext } from './execution';
 import { describeError, isInstallError, RECOVERY_EXPECTED_CODES } from './failures';
@@ -98,6 +99,8 @@ export class Group {
   private readonly executor: Executor;
   private readonly execution: Execution;
   private readonly proposing: Proposing;
+  /** Drives the checkpoint roles: their frames, their timer, compaction. */
+  private readonly checkpoints: CheckpointDriver;
   private readonly followers: Followers;
   private retryQueue: PaxosMsg[] = [];
   /** When this group last handled a Prepare, Accept or reply (the learner sender reads it). */
@@ -107,7 +110,6 @@ export class Group {
   /** System-variable writes in flight, each already handled (a failure stops the group). */
   private pendingWrites: Promise<void>[] = [];
   private learnerMessagesHandled = 0;
-  private cancelCheckpointTimer: (() => void) | undefined;
 
   constructor(private readonly config: GroupConfig) {
     const { store, group, options } = config;
@@ -172,6 +174,7 @@ export class Group {
     this.checkpoint = config.checkpoint && createCheckpointManager(this.ports(), config.checkpoint);
     this.execution = new Execution(this.ports());
     this.proposing = new Proposing(this.ports());
+    this.checkpoints = new CheckpointDriver(this.ports());
   }
 
   get isFollower(): boolean {
@@ -220,7 +223,7 @@ export class Group {
       this.log('error', 'needs-checkpoint', { code: needs.code, message: needs.message });
       if (this.checkpoint === undefined)
         this.stopGroup(new PaxosError('E_NEEDS_CHECKPOINT', needs.message, { cause: needs }));
-      this.armCheckpointTimer(0);
+      this.checkpoints.armTimer(0);
       return;
     }
     now = await skipToCheckpoint(this.ports(), now);
@@ -252,7 +255,7 @@ export class Group {
         (error: unknown) => this.recoveryProposalFailed(error),
       );
     }
-    this.armCheckpointTimer();
+    this.checkpoints.armTimer();
   }
 
   /** Stops timers and work; pending proposals reject with E_STOPPED. */
@@ -264,7 +267,7 @@ export class Group {
     this.learner.stop();
     this.election?.stop();
     this.proposing.stop();
-    this.cancelCheckpointTimer?.();
+    this.checkpoints.cancelTimer();
     await this.loop.stop();
     await this.checkpoint?.stop();
   }
@@ -605,37 +608,7 @@ export class Group {
 
   /** A checkpoint frame from the network for this group; `from` is the authenticated sender. */
   receiveCheckpoint(from: number, msg: CheckpointMsg): void {
-    this.counters.messagesReceived++;
-    if (this.checkpoint === undefined || msg.nodeId !== from) {
-      this.counters.messagesDropped++;
-      return;
-    }
-    const manager = this.checkpoint;
-    const accepted = this.loop.enqueueMessage(async () => {
-      if (this.closed || this.stoppedReason !== undefined) return;
-      let event;
-      try {
-        event = await manager.handle(from, msg);
-      } catch (error) {
-        // A write of the install failed (the store refuses writes after a failed fsync): the
-        // group stops with E_STORAGE, as for any failed write; the record stays for a restart.
-        if (error instanceof StorageError) {
-          this.persistFailed(error);
-          return;
-        }
-        // The install could not finish (a machine failed to load, a staged file is damaged): the
-        // record stays, a restart tries again; meanwhile the group serves status only.
-        if (!isInstallError(error)) throw error;
-        this.stopGroup(
-          new PaxosError('E_CHECKPOINT_INSTALL_FAILED', String((error as Error).message), {
-            cause: error,
-          }),
-        );
-        return;
-      }
-      if (event?.kind === 'installed') this.restartFromCheckpoint(event.checkpointInstanceId);
-    });
-    if (!accepted) this.counters.messagesDropped++;
+    this.checkpoints.receive(from, msg);
   }
 
   /**
@@ -643,34 +616,7 @@ export class Group {
    * chosen id is durable when this resolves; records go in bounded steps on the next ticks.
    */
   compact(keep: number): Promise<number> {
-    const manager = this.checkpoint;
-    if (manager === undefined)
-      return Promise.reject(new PaxosError('E_BAD_ARGUMENT', 'the group has no checkpoint config'));
-    if (this.closed) return Promise.reject(new PaxosError('E_STOPPED', 'the node is stopped'));
-    // One durable write of the min chosen id (no loop task: a stopping loop drops its queue and
-    // would leave this promise unsettled); the deletion steps run on the loop's checkpoint timer.
-    return manager.compact(keep).then((minChosen) => {
-      this.armCheckpointTimer(0);
-      return minChosen;
-    });
-  }
-
-  /** The checkpoint roles' timer: sender timeouts, mode, cleaner and replayer steps. */
-  private armCheckpointTimer(delayMs?: number): void {
-    const manager = this.checkpoint;
-    if (manager === undefined || this.closed) return;
-    const options = this.config.checkpoint!.options;
-    this.cancelCheckpointTimer?.();
-    this.cancelCheckpointTimer = this.loop.schedule(delayMs ?? options.tickIntervalMs, async () => {
-      this.cancelCheckpointTimer = undefined;
-      if (this.closed) return;
-      let more = false;
-      try {
-        more = await manager.tick({ autoCompact: this.config.checkpoint!.autoCompact });
-      } finally {
-        this.armCheckpointTimer(more ? options.cleanerStepDelayMs : undefined);
-      }
-    });
+    return this.checkpoints.compact(keep);
   }
 
   /**
@@ -709,11 +655,12 @@ export class Group {
     this.assertAligned();
     this.log('info', 'group-restarted-from-checkpoint', { checkpointInstanceId, instanceId: now });
     this.learner.start();
-    this.armCheckpointTimer();
+    this.checkpoints.armTimer();
   }
 
   /** The context the port factories read the group through (built once: closures, no copies). */
   private ports(): RestartContext &
+    CheckpointDriverContext &
     ExecutionContext &
     ProposingContext &
     LearnerPortContext &
@@ -756,6 +703,7 @@ export class Group {
       isFollower: () => this.isFollower,
       closed: () => this.closed,
       stoppedReason: () => this.stoppedReason,
+      restartFromCheckpoint: (cp) => this.restartFromCheckpoint(cp),
       running: () => this.stoppedReason === undefined && !this.closed,
       hasPendingWrites: () => this.pendingWrites.length > 0,
       flushWrites: () => this.flushWrites(),
