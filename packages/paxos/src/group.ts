@@ -9,7 +9,7 @@ import { type Ballot, isNullBallot, Learner, NULL_BALLOT } from '@tspaxos/learne
 import { type CheckpointMsg, type PaxosMsg, PaxosMsgType } from '@tspaxos/transport';
 import { Acceptor } from './acceptor';
 import { Committer, type ProposeResult } from './committer';
-import { assert, InvariantError, PaxosError } from './errors';
+import { assert, PaxosError } from './errors';
 import { IOLoop } from './io-loop';
 import {
   type CheckpointPortContext,
@@ -19,7 +19,7 @@ import {
 import { CheckpointDriver, type CheckpointDriverContext } from './checkpoint-driver';
 import { Executor } from './executor';
 import { Execution, type ExecutionContext } from './execution';
-import { describeError, isInstallError, RECOVERY_EXPECTED_CODES } from './failures';
+import { type FailuresContext, GroupFailures, isInstallError } from './failures';
 import { Followers } from './followers';
 import { replayLog, type RestartContext, skipToCheckpoint, takeIncarnation } from './restart';
 import type { GroupCheckpointConfig, GroupConfig, GroupEvent } from './group-config';
@@ -99,6 +99,7 @@ export class Group {
   private readonly executor: Executor;
   private readonly execution: Execution;
   private readonly proposing: Proposing;
+  private readonly failures: GroupFailures;
   /** Drives the checkpoint roles: their frames, their timer, compaction. */
   private readonly checkpoints: CheckpointDriver;
   private readonly followers: Followers;
@@ -113,10 +114,11 @@ export class Group {
 
   constructor(private readonly config: GroupConfig) {
     const { store, group, options } = config;
+    this.failures = new GroupFailures(this.ports());
     this.loop = new IOLoop(
       config.scheduler,
       options.ioLoopQueueMaxMessages,
-      (error) => this.taskFailed(error),
+      (error) => this.failures.taskFailed(error),
       { backgroundWorkAsTasks: config.faults?.backgroundWorkAsTasks ?? false },
     );
     const saved = store.getMeta(group, 'systemVariables');
@@ -129,7 +131,7 @@ export class Group {
       this.pendingWrites.push(
         store
           .setMeta(group, 'systemVariables', encodeSystemVariables(v), { sync: true })
-          .then(undefined, (error: unknown) => this.persistFailed(error)),
+          .then(undefined, (error: unknown) => this.failures.persistFailed(error)),
       );
       // A node removed from the membership stops holding its lease at once (the others wait it out).
       if (!v.members.includes(config.nodeId) && this.master.dropLocal())
@@ -150,7 +152,7 @@ export class Group {
       config.nodeId,
       group,
       store,
-      (error) => this.persistFailed(error),
+      (error) => this.failures.persistFailed(error),
       config.faults,
     );
     this.committer = new Committer(options, config.nodeId);
@@ -252,7 +254,7 @@ export class Group {
       // majority has it, so it gets learned (and applied) now, not at the next client write.
       this.propose(NO_SM_ID, new Uint8Array(0), false, this.config.options.proposeTimeoutMs).then(
         undefined,
-        (error: unknown) => this.recoveryProposalFailed(error),
+        (error: unknown) => this.failures.recoveryProposalFailed(error),
       );
     }
     this.checkpoints.armTimer();
@@ -437,7 +439,7 @@ export class Group {
       // A learned value that cannot be written (the store refuses writes after a failed fsync)
       // stops the group; anything else is a bug and goes to the loop as a task error.
       if (!(error instanceof StorageError)) throw error;
-      this.persistFailed(error);
+      this.failures.persistFailed(error);
       return;
     }
     await this.execution.afterLearnerMessage();
@@ -473,51 +475,6 @@ export class Group {
       ),
     );
     return false;
-  }
-
-  /**
-   * A write to the log failed. A store whose fsync failed refuses every later write (the kernel
-   * may have dropped the dirty pages), so the group cannot go on: it stops with E_STORAGE and
-   * says why in its status; the process and the other groups' state are untouched.
-   */
-  private persistFailed(error: unknown): void {
-    const described = describeError(error);
-    this.errors.persistFailures.count++;
-    this.errors.persistFailures.last = described;
-    this.stopGroup(
-      new PaxosError(
-        'E_STORAGE',
-        `group ${this.config.group}: a write to the log failed (${described.code}: ${described.message}); the group stopped`,
-        { cause: error },
-      ),
-    );
-  }
-
-  /**
-   * A task of the loop threw: a bug (expected conditions are counted drops, never thrown). A
-   * broken invariant also stops the group: its state can no longer be trusted to keep Paxos's
-   * promises (etcd raft panics; PhxPaxos asserts and dies; a library stops only the group).
-   */
-  private taskFailed(error: unknown): void {
-    const described = describeError(error);
-    this.errors.taskErrors.count++;
-    this.errors.taskErrors.last = described;
-    this.log('error', 'task-failed', { ...described });
-    if (error instanceof InvariantError) this.stopGroup(error);
-  }
-
-  /** The recovery no-op at start ended: expected codes are counted, anything else is a bug. */
-  private recoveryProposalFailed(error: unknown): void {
-    // The group's own stop reason is already in its status (and counted where it arose).
-    if (
-      error instanceof PaxosError &&
-      (RECOVERY_EXPECTED_CODES.has(error.code) || error === this.stoppedReason)
-    ) {
-      this.counters.recoveryProposalsFailed++;
-      this.log('info', 'recovery-proposal-ended', { code: error.code });
-      return;
-    }
-    this.taskFailed(error);
   }
 
   private stopGroup(error: PaxosError): void {
@@ -660,6 +617,7 @@ export class Group {
 
   /** The context the port factories read the group through (built once: closures, no copies). */
   private ports(): RestartContext &
+    FailuresContext &
     CheckpointDriverContext &
     ExecutionContext &
     ProposingContext &
@@ -725,7 +683,7 @@ export class Group {
       pendingWrite: (write) => {
         this.pendingWrites.push(write);
       },
-      persistFailed: (error) => this.persistFailed(error),
+      persistFailed: (error) => this.failures.persistFailed(error),
       canPropose: () =>
         !this.closed &&
         this.stoppedReason === undefined &&
