@@ -39,6 +39,7 @@ import {
 } from './group-status';
 import { MasterElection, type MasterInfo, MasterStateMachine } from './master';
 import { Proposer } from './proposer';
+import { RetryQueue } from './retry-queue';
 import { Proposing, type ProposingContext } from './proposing';
 import {
   decodeSystemVariables,
@@ -103,7 +104,7 @@ export class Group {
   /** Drives the checkpoint roles: their frames, their timer, compaction. */
   private readonly checkpoints: CheckpointDriver;
   private readonly followers: Followers;
-  private retryQueue: PaxosMsg[] = [];
+  private readonly retryQueue: RetryQueue;
   /** When this group last handled a Prepare, Accept or reply (the learner sender reads it). */
   private paxosActiveAtMs = Number.NEGATIVE_INFINITY;
   private stoppedReason: PaxosError | undefined;
@@ -115,6 +116,7 @@ export class Group {
   constructor(private readonly config: GroupConfig) {
     const { store, group, options } = config;
     this.failures = new GroupFailures(this.ports());
+    this.retryQueue = new RetryQueue(options.retryQueueMaxMessages);
     this.loop = new IOLoop(
       config.scheduler,
       options.ioLoopQueueMaxMessages,
@@ -417,15 +419,8 @@ export class Group {
           : await this.acceptor.onAccept(msg, this.lastChecksum);
       if (reply !== undefined) this.sendTo(msg.nodeId, reply);
     } else if (!isRetry && msg.instanceId > this.acceptor.instanceId) {
-      if (msg.instanceId >= this.learner.seenInstanceId) {
-        if (msg.instanceId < this.acceptor.instanceId + this.config.options.retryQueueMaxMessages) {
-          if (this.retryQueue.length >= this.config.options.retryQueueMaxMessages)
-            this.retryQueue.shift();
-          this.retryQueue.push(msg);
-        } else {
-          this.retryQueue = [];
-        }
-      }
+      if (msg.instanceId >= this.learner.seenInstanceId)
+        this.retryQueue.add(msg, this.acceptor.instanceId);
     }
   }
 
@@ -530,10 +525,7 @@ export class Group {
 
   private async retryMessages(): Promise<void> {
     if (this.retryQueue.length === 0) return;
-    const now = this.acceptor.instanceId;
-    const due = this.retryQueue.filter((m) => m.instanceId === now);
-    this.retryQueue = this.retryQueue.filter((m) => m.instanceId > now);
-    for (const msg of due) {
+    for (const msg of this.retryQueue.takeDue(this.acceptor.instanceId)) {
       this.counters.retriedMessages++;
       await this.handle(msg, true);
     }
@@ -597,7 +589,7 @@ export class Group {
     this.proposer.exit();
     this.proposer.cancelSkipPrepare();
     this.learner.stop();
-    this.retryQueue = [];
+    this.retryQueue.clear();
     this.previousChosenBallot = NULL_BALLOT;
     const now = this.acceptor.reload();
     // The chain goes on from the sender's value at the checkpoint instance, which the install
