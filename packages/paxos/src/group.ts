@@ -63,15 +63,15 @@ const LEARNER_TYPES = new Set<number>([
 ]);
 
 export class Group {
-  readonly acceptor: Acceptor;
-  readonly proposer: Proposer;
-  /** Replaced when the group restarts from a checkpoint. */
-  learner: Learner;
-  /** Checkpoint roles (undefined without GroupConfig.checkpoint). */
-  readonly checkpoint: CheckpointManager | undefined;
-  readonly committer: Committer;
   readonly loop: IOLoop;
-  readonly counters: GroupCounters = {
+  private readonly acceptor: Acceptor;
+  private readonly proposer: Proposer;
+  /** Replaced when the group restarts from a checkpoint. */
+  private learner: Learner;
+  /** Checkpoint roles (undefined without GroupConfig.checkpoint). */
+  private readonly checkpoint: CheckpointManager | undefined;
+  private readonly committer: Committer;
+  private readonly counters: GroupCounters = {
     messagesReceived: 0,
     messagesDropped: 0,
     instancesLearned: 0,
@@ -83,7 +83,7 @@ export class Group {
     checkpointModeDrops: 0,
     checkpointRestarts: 0,
   };
-  readonly errors: GroupErrors = {
+  private readonly errors: GroupErrors = {
     taskErrors: { count: 0, last: undefined },
     executeFailures: { count: 0, last: undefined },
     persistFailures: { count: 0, last: undefined },
@@ -234,10 +234,7 @@ export class Group {
     const from = await replayLog(this.ports(), now, minChosen);
     await Promise.all(this.pendingWrites.splice(0));
     if (this.stoppedReason !== undefined) return; // a replayed membership could not be saved
-    this.learner.instanceId = now;
-    this.proposer.startAt(now);
-    this.proposer.setStartProposalId(this.acceptor.promiseBallot.proposalId + 1);
-    this.assertAligned();
+    this.startRolesAt(now);
     this.log('info', 'group-started', {
       instanceId: now,
       replayedFrom: from,
@@ -598,13 +595,18 @@ export class Group {
     this.learner = new Learner(learnerPort(this.ports()), this.config.options.learner, {
       skipChainCheck: this.config.faults?.learnerSkipsChainCheck ?? false,
     });
+    this.startRolesAt(now);
+    this.log('info', 'group-restarted-from-checkpoint', { checkpointInstanceId, instanceId: now });
+    this.learner.start();
+    this.checkpoints.armTimer();
+  }
+
+  /** Learner and proposer start at the acceptor's instance, above its promise. */
+  private startRolesAt(now: number): void {
     this.learner.instanceId = now;
     this.proposer.startAt(now);
     this.proposer.setStartProposalId(this.acceptor.promiseBallot.proposalId + 1);
     this.assertAligned();
-    this.log('info', 'group-restarted-from-checkpoint', { checkpointInstanceId, instanceId: now });
-    this.learner.start();
-    this.checkpoints.armTimer();
   }
 
   /** The context the port factories read the group through (built once: closures, no copies). */
