@@ -5,15 +5,15 @@ import { PaxosMsgType, type PaxosMsg, paxosMsg } from '@tspaxos/transport';
 import type { Acceptor } from './acceptor';
 import type { Executor } from './executor';
 import type { GroupCheckpointConfig, GroupConfig } from './group-config';
+import type { MasterStateMachine } from './master';
 import {
   decodeCarriedGroupState,
   encodeCarriedGroupState,
   encodeStoredMaster,
   encodeUnknownMaster,
-  type MasterStateMachine,
   type MasterVariables,
   NO_MASTER_YET,
-} from './master';
+} from './master-variables';
 import { encodeSystemVariables, type SystemStateMachine } from './state-machine';
 
 /** The master state an install left, kept for the group's restart from the checkpoint. */

@@ -37,7 +37,8 @@ import {
   type GroupStatus,
   groupStatus,
 } from './group-status';
-import { MasterElection, type MasterInfo, MasterStateMachine } from './master';
+import { type MasterInfo, MasterStateMachine } from './master';
+import { MasterElection } from './election';
 import { Proposer } from './proposer';
 import { RetryQueue } from './retry-queue';
 import { Proposing, type ProposingContext } from './proposing';

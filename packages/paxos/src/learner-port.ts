@@ -7,12 +7,8 @@ import type { Acceptor } from './acceptor';
 import type { Followers } from './followers';
 import type { GroupConfig, GroupLog } from './group-config';
 import type { IOLoop } from './io-loop';
-import {
-  encodeMasterVariables,
-  encodeStoredMaster,
-  type MasterStateMachine,
-  NO_MASTER_YET,
-} from './master';
+import type { MasterStateMachine } from './master';
+import { encodeMasterVariables, encodeStoredMaster, NO_MASTER_YET } from './master-variables';
 import {
   decodeSystemVariables,
   encodeSystemVariables,
