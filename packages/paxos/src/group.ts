@@ -21,9 +21,10 @@ import { Executor } from './executor';
 import { Execution, type ExecutionContext } from './execution';
 import { type FailuresContext, GroupFailures, isInstallError } from './failures';
 import { Followers } from './followers';
+import { createSystem, type SystemPortContext } from './system-port';
 import { replayLog, type RestartContext, skipToCheckpoint, takeIncarnation } from './restart';
 import type { GroupCheckpointConfig, GroupConfig, GroupEvent } from './group-config';
-import { learnerPort, type LearnerPortContext } from './learner-port';
+import { createLearner, type LearnerPortContext } from './learner-port';
 import {
   createElection,
   createMaster,
@@ -39,15 +40,11 @@ import {
 } from './group-status';
 import { type MasterInfo, MasterStateMachine } from './master';
 import { MasterElection } from './election';
-import { Proposer } from './proposer';
+import type { Proposer } from './proposer';
+import { createProposer, type ProposerPortContext } from './proposer-port';
 import { RetryQueue } from './retry-queue';
 import { Proposing, type ProposingContext } from './proposing';
-import {
-  decodeSystemVariables,
-  encodeSystemVariables,
-  SystemStateMachine,
-  type SystemVariables,
-} from './state-machine';
+import { encodeSystemVariables, type SystemStateMachine } from './state-machine';
 import { NO_SM_ID, SYSTEM_SM_ID } from './value';
 
 export type { ErrorCount, GroupCounters, GroupErrors, GroupStatus };
@@ -124,22 +121,7 @@ export class Group {
       (error) => this.failures.taskFailed(error),
       { backgroundWorkAsTasks: config.faults?.backgroundWorkAsTasks ?? false },
     );
-    const saved = store.getMeta(group, 'systemVariables');
-    const initial: SystemVariables = (saved && decodeSystemVariables(saved)) || {
-      version: 0,
-      members: [...config.initialMembers].sort((a, b) => a - b),
-    };
-    this.system = new SystemStateMachine(initial, (v) => {
-      // Handled at once (no promise without a handler); awaited before the group moves on.
-      this.pendingWrites.push(
-        store
-          .setMeta(group, 'systemVariables', encodeSystemVariables(v), { sync: true })
-          .then(undefined, (error: unknown) => this.failures.persistFailed(error)),
-      );
-      // A node removed from the membership stops holding its lease at once (the others wait it out).
-      if (!v.members.includes(config.nodeId) && this.master.dropLocal())
-        this.log('info', 'master-dropped', { reason: 'removed from the membership' });
-    });
+    this.system = createSystem(this.ports());
     this.followers = new Followers(
       () => config.scheduler.now(),
       options.learner,
@@ -159,23 +141,8 @@ export class Group {
       config.faults,
     );
     this.committer = new Committer(options, config.nodeId);
-    this.proposer = new Proposer(
-      {
-        nodeId: config.nodeId,
-        members: () => this.system.current.members,
-        broadcast: (msg) => this.broadcast(msg),
-        schedule: (delay, fn) => this.loop.schedule(delay, fn),
-        lastChecksum: () => this.lastChecksum,
-        previousChosenBallot: () => this.previousChosenBallot,
-        chosen: (instanceId, proposalId) => this.proposerChosen(instanceId, proposalId),
-        event: (name, fields) => this.log('debug', `proposer-${name}`, fields),
-      },
-      options,
-      { proposerIgnoresAcceptedValues: config.faults?.proposerIgnoresAcceptedValues ?? false },
-    );
-    this.learner = new Learner(learnerPort(this.ports()), options.learner, {
-      skipChainCheck: config.faults?.learnerSkipsChainCheck ?? false,
-    });
+    this.proposer = createProposer(this.ports());
+    this.learner = createLearner(this.ports());
     this.checkpoint = config.checkpoint && createCheckpointManager(this.ports(), config.checkpoint);
     this.execution = new Execution(this.ports());
     this.proposing = new Proposing(this.ports());
@@ -593,9 +560,7 @@ export class Group {
     // The chain goes on from the sender's value at the checkpoint instance, which the install
     // kept (0 when the sender did not know it: adopted from a peer then, design.md §2).
     this.lastChecksum = chainChecksumAt(this.config.store, this.config.group, now - 1);
-    this.learner = new Learner(learnerPort(this.ports()), this.config.options.learner, {
-      skipChainCheck: this.config.faults?.learnerSkipsChainCheck ?? false,
-    });
+    this.learner = createLearner(this.ports());
     this.startRolesAt(now);
     this.log('info', 'group-restarted-from-checkpoint', { checkpointInstanceId, instanceId: now });
     this.learner.start();
@@ -612,6 +577,8 @@ export class Group {
 
   /** The context the port factories read the group through (built once: closures, no copies). */
   private ports(): RestartContext &
+    ProposerPortContext &
+    SystemPortContext &
     FailuresContext &
     CheckpointDriverContext &
     ExecutionContext &
@@ -672,6 +639,9 @@ export class Group {
       members: () => this.members,
       nowInstanceId: () => this.learner.instanceId,
       lastChecksum: () => this.lastChecksum,
+      previousChosenBallot: () => this.previousChosenBallot,
+      broadcast: (msg) => this.broadcast(msg),
+      proposerChosen: (instanceId, proposalId) => this.proposerChosen(instanceId, proposalId),
       paxosActiveAtMs: () => this.paxosActiveAtMs,
       sendTo: (to, msg) => this.sendTo(to, msg),
       checkNewValue: () => this.proposing.checkNewValue(),
