@@ -3,6 +3,9 @@
 // the committer's pending proposal, and starts the next instance. It verifies the checksum chain
 // of every message that carries one; a mismatch means this node's log diverged from a peer's,
 // so the group stops accepting values and says so in its status (PhxPaxos asserts and dies).
+// This file keeps routing, the chain and the lifecycle (start, stop, restart from a checkpoint);
+// the rest reads the group through ports() and lives beside it (design.md §5): proposing.ts,
+// execution.ts, restart.ts, checkpoint-driver.ts, failures.ts, retry-queue.ts, *-port.ts.
 import { StorageError } from '@tspaxos/storage';
 import { CheckpointManager, chainChecksumAt, checkReplayable } from '@tspaxos/checkpoint';
 import { type Ballot, isNullBallot, Learner, NULL_BALLOT } from '@tspaxos/learner';
