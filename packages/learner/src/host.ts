@@ -2,7 +2,7 @@
 // from: the acceptor, the system and master variables, the membership, and the runtime.
 import type { LogStore } from '@tspaxos/storage';
 import type { PaxosMsg } from '@tspaxos/transport';
-import type { Ballot } from './ballot';
+import type { Ballot } from '@tspaxos/core';
 import type { SenderBudget } from './budget';
 import type { LearnerEvent } from './catch-up';
 

@@ -20,7 +20,7 @@
 // its own.
 import type { AcceptorRecord } from '@tspaxos/crc-wasm';
 import { type PaxosMsg, PaxosMsgFlag, PaxosMsgType, paxosMsg } from '@tspaxos/transport';
-import { type Ballot, ballotEquals, isNullBallot } from './ballot';
+import { type Ballot, ballotEquals, isNullBallot } from '@tspaxos/core';
 import type { SenderBudget } from './budget';
 import { isExpectedReadFailure } from './errors';
 import { type LearnerOptions, resolveLearnerOptions } from './options';

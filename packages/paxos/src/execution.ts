@@ -3,12 +3,13 @@
 // system-variable writes it caused are awaited, the committer's proposal is settled, and the group
 // moves to the next instance. A failed execute is retried after executeRetryDelayMs; an unknown
 // machine, a bad argument or a broken invariant stops the group.
+import { InvariantError, type Logger } from '@tspaxos/core';
 import type { Learner } from '@tspaxos/learner';
 import type { CommitInFlight, Committer } from './committer';
-import { PaxosError } from './errors';
+import { invariantStop, PaxosError } from './errors';
 import type { Executor } from './executor';
 import { describeError } from './failures';
-import type { GroupConfig, GroupLog } from './group-config';
+import type { GroupConfig } from './group-config';
 import type { GroupCounters, GroupErrors } from './group-status';
 import type { IOLoop } from './io-loop';
 import type { Proposer } from './proposer';
@@ -38,7 +39,7 @@ export interface ExecutionContext {
    * instance; returns what must be awaited (retried messages), if anything.
    */
   nextInstance(): Promise<void> | undefined;
-  log: GroupLog;
+  log: Logger;
 }
 
 export class Execution {
@@ -124,6 +125,7 @@ export class Execution {
     this.group.errors.executeFailures.count++;
     this.group.errors.executeFailures.last = describeError(error);
     this.group.proposer.cancelSkipPrepare();
+    if (error instanceof InvariantError) error = invariantStop(error);
     if (
       error instanceof PaxosError &&
       (error.code === 'E_UNKNOWN_STATE_MACHINE' ||

@@ -2,8 +2,9 @@
 // broken invariant stops it), and the recovery proposal at start may end with expected codes. A
 // coded failure of a checkpoint install is told apart from a bug, which is rethrown. Each failure
 // is counted with its code and message in status().errors.
-import { InvariantError, PaxosError } from './errors';
-import type { GroupConfig, GroupLog } from './group-config';
+import { InvariantError, type Logger } from '@tspaxos/core';
+import { invariantStop, PaxosError } from './errors';
+import type { GroupConfig } from './group-config';
 import type { GroupCounters, GroupErrors } from './group-status';
 
 /** Codes a recovery no-op proposal may end with that are expected outcomes, not failures. */
@@ -41,7 +42,7 @@ export interface FailuresContext {
   /** Why the group stopped (undefined while it runs). */
   stoppedReason(): PaxosError | undefined;
   stopGroup(error: PaxosError): void;
-  log: GroupLog;
+  log: Logger;
 }
 
 export class GroupFailures {
@@ -75,7 +76,7 @@ export class GroupFailures {
     this.group.errors.taskErrors.count++;
     this.group.errors.taskErrors.last = described;
     this.group.log('error', 'task-failed', { ...described });
-    if (error instanceof InvariantError) this.group.stopGroup(error);
+    if (error instanceof InvariantError) this.group.stopGroup(invariantStop(error));
   }
 
   /** The recovery no-op at start ended: expected codes are counted, anything else is a bug. */

@@ -8,11 +8,12 @@
 // execution.ts, restart.ts, checkpoint-driver.ts, failures.ts, retry-queue.ts, *-port.ts.
 import { StorageError } from '@tspaxos/storage';
 import { CheckpointManager, chainChecksumAt, checkReplayable } from '@tspaxos/checkpoint';
-import { type Ballot, isNullBallot, Learner, NULL_BALLOT } from '@tspaxos/learner';
+import { assert, type Ballot, isNullBallot, type LogLevel, NULL_BALLOT } from '@tspaxos/core';
+import { Learner } from '@tspaxos/learner';
 import { type CheckpointMsg, type PaxosMsg, PaxosMsgType } from '@tspaxos/transport';
 import { Acceptor } from './acceptor';
 import { Committer, type ProposeResult } from './committer';
-import { assert, PaxosError } from './errors';
+import { PaxosError } from './errors';
 import { IOLoop } from './io-loop';
 import {
   type CheckpointPortContext,
@@ -661,11 +662,7 @@ export class Group {
     };
   }
 
-  private log(
-    level: 'debug' | 'info' | 'warn' | 'error',
-    event: string,
-    fields: Record<string, unknown>,
-  ): void {
+  private log(level: LogLevel, event: string, fields: Record<string, unknown>): void {
     this.config.log?.(level, event, {
       node: this.config.nodeId,
       group: this.config.group,

@@ -16,7 +16,7 @@ import { describe, expect, it } from 'vitest';
 import { createNode, type PaxosNode } from './node';
 import type { MasterFaults } from './master';
 import type { MasterVariables } from './master-variables';
-import type { Scheduler } from './scheduler';
+import type { Scheduler } from '@tspaxos/core';
 import type { StateMachine } from './state-machine';
 
 const GROUP = 0;

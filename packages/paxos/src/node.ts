@@ -21,12 +21,9 @@ import {
 } from './options';
 import type { MasterFaults, MasterInfo } from './master';
 import type { MasterVariables } from './master-variables';
-import type { RandomSource, Scheduler } from './scheduler';
+import type { Logger, RandomSource, Scheduler } from '@tspaxos/core';
 import { checkStateMachines, type StateMachine } from './state-machine';
 import { NO_SM_ID } from './value';
-
-export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
-export type Logger = (level: LogLevel, event: string, fields: Record<string, unknown>) => void;
 
 export interface NodeOptions {
   nodeId: number;

@@ -1,9 +1,9 @@
 // The proposer's port onto its group: the membership, the chain and the ballot the previous
 // instance was chosen with (both ride on Prepare/Accept), how it broadcasts and schedules, and
 // whom it tells when its value is chosen.
-import type { Ballot } from '@tspaxos/learner';
+import type { Ballot, Logger } from '@tspaxos/core';
 import type { PaxosMsg } from '@tspaxos/transport';
-import type { GroupConfig, GroupLog } from './group-config';
+import type { GroupConfig } from './group-config';
 import type { IOLoop } from './io-loop';
 import { Proposer } from './proposer';
 
@@ -17,7 +17,7 @@ export interface ProposerPortContext {
   previousChosenBallot(): Ballot;
   /** The proposer's value was chosen: learn it here, then tell the others. */
   proposerChosen(instanceId: number, proposalId: number): void;
-  log: GroupLog;
+  log: Logger;
 }
 
 export function createProposer(group: ProposerPortContext): Proposer {

@@ -1,7 +1,8 @@
 // The system (membership) state machine's port onto its group: its variables from the log's meta
 // (the initial members at a first start), each change written durably before the group moves on,
 // and a node removed from the membership dropping its lease at once.
-import type { GroupConfig, GroupLog } from './group-config';
+import type { Logger } from '@tspaxos/core';
+import type { GroupConfig } from './group-config';
 import type { MasterStateMachine } from './master';
 import {
   decodeSystemVariables,
@@ -17,7 +18,7 @@ export interface SystemPortContext {
   /** A meta write in flight, already handled (a failure stops the group); awaited before moving on. */
   pendingWrite(write: Promise<void>): void;
   persistFailed(error: unknown): void;
-  log: GroupLog;
+  log: Logger;
 }
 
 export function createSystem(group: SystemPortContext): SystemStateMachine {

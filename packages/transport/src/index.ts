@@ -16,5 +16,5 @@ export {
   type DecodeResult,
 } from './codec';
 export { FrameReader } from './frame-reader';
-export { type Network, type Rng, type Clock, SeededRng, type DropCounters } from './ports';
+export { type Network, SeededRng, type DropCounters } from './ports';
 export { MemoryNetwork, type LinkConfig, type Delivery } from './memory-network';
