@@ -47,10 +47,5 @@ export {
   type ProposalIdentity,
 } from './value';
 export type { AcceptorFaults, UnsafeFaults } from './faults';
-export {
-  type MasterInfo,
-  type MasterVariables,
-  type MasterCounters,
-  type MasterFaults,
-  NO_MASTER_VERSION,
-} from './master';
+export type { MasterInfo, MasterCounters, MasterFaults } from './master';
+export { type MasterVariables, NO_MASTER_VERSION } from './master-variables';
