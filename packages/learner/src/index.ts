@@ -24,17 +24,15 @@ export {
   type SenderCounters,
   type SenderPeerStatus,
 } from './sender';
-export {
-  Learner,
-  type LearnerHost,
-  type LearnerAcceptorPort,
-  type LearnerVariablesPort,
-  type LearnerMembershipPort,
-  type LearnerRuntimePort,
-  type LearnerCounters,
-  type LearnerStatus,
-  type ReadFailure,
-} from './learner';
+export { Learner } from './learner';
+export type { LearnerCounters, LearnerStatus, ReadFailure } from './status';
+export type {
+  LearnerHost,
+  LearnerAcceptorPort,
+  LearnerVariablesPort,
+  LearnerMembershipPort,
+  LearnerRuntimePort,
+} from './host';
 export {
   LearnerReceiver,
   type LearnerFaults,

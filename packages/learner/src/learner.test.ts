@@ -7,7 +7,8 @@ import { type PaxosMsg, PaxosMsgFlag, PaxosMsgType as T, paxosMsg } from '@tspax
 import { describe, expect, it } from 'vitest';
 import { type Ballot, NULL_BALLOT } from '@tspaxos/core';
 import type { LearnerEvent } from './catch-up';
-import { Learner, type LearnerHost } from './learner';
+import type { LearnerHost } from './host';
+import { Learner } from './learner';
 import { type LearnerOptions, PHXPAXOS_LEARNER_OPTIONS } from './options';
 
 const GROUP = 0;

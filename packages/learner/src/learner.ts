@@ -12,181 +12,26 @@
 //   SendLearnValue_Ack+Gap on a gap ──────► the stream rewinds (NACK)
 //
 // This file asks, answers (the sender's side) and keeps the timers. The receiving side (chain
-// check, putMany, acks) is receiver.ts; the catch-up accounting (status().catchUp) is catch-up.ts.
+// check, putMany, acks) is receiver.ts; the catch-up accounting (status().catchUp) is catch-up.ts;
+// what the members reported of their progress is reports.ts; the sender's stream runs on the
+// host's loop through sender-driver.ts; the host port is host.ts.
 //
-// Sans-IO: everything outside comes through LearnerHost; no clock, timer or socket of its own.
+// Sans-IO: everything outside comes through LearnerHost (host.ts); no clock, timer or socket of
+// its own.
 import type { AcceptorRecord } from '@tspaxos/crc-wasm';
-import type { LogStore } from '@tspaxos/storage';
-import {
-  type LearnedValue,
-  type PaxosMsg,
-  PaxosMsgFlag,
-  PaxosMsgType,
-  paxosMsg,
-} from '@tspaxos/transport';
+import { type PaxosMsg, PaxosMsgFlag, PaxosMsgType, paxosMsg } from '@tspaxos/transport';
 import { type Ballot, ballotEquals, isNullBallot } from '@tspaxos/core';
-import { SenderBudget } from './budget';
+import type { SenderBudget } from './budget';
 import { isExpectedReadFailure } from './errors';
 import { type LearnerOptions, resolveLearnerOptions } from './options';
-import {
-  type CatchUpStatus,
-  type CatchUpSummary,
-  CatchUpTracker,
-  type LearnerEvent,
-} from './catch-up';
-import {
-  LearnerSender,
-  type SenderCounters,
-  type SenderEndReason,
-  type SenderPeerStatus,
-} from './sender';
+import { CatchUpTracker } from './catch-up';
+import type { LearnerSender } from './sender';
+import { SenderDriver } from './sender-driver';
+import type { LearnerHost } from './host';
 import { type LearnerFaults, LearnerReceiver } from './receiver';
+import { PeerReports } from './reports';
 import { LearnerState } from './state';
-
-/**
- * What the learner needs from the group that hosts it, grouped by where it comes from: the
- * acceptor, the system and master variables, the membership, and the runtime (time, timers,
- * randomness, log).
- */
-export interface LearnerHost {
-  readonly nodeId: number;
-  readonly group: number;
-  readonly store: LogStore;
-  readonly acceptor: LearnerAcceptorPort;
-  readonly variables: LearnerVariablesPort;
-  readonly membership: LearnerMembershipPort;
-  readonly runtime: LearnerRuntimePort;
-  send(to: number, msg: PaxosMsg): void;
-  /** Checksum of the instance before my current one (0 when unknown). */
-  lastChecksum(): number;
-  minChosenInstanceId(): number;
-  /** A peer has deleted the log I need: only a checkpoint can teach me. */
-  needCheckpoint(from: number, peerMinChosenInstanceId: number): void;
-  /** The node-wide byte budget of every group's sender (the learner makes its own if absent). */
-  readonly senderBudget?: SenderBudget;
-  /** Typed progress events for the node's listeners (catch-up started, caught up). */
-  notify?(event: LearnerEvent): void;
-  /**
-   * isLatest() may have turned true without anything learned (a member's claim it could not back
-   * up was dropped at a stall): the host may propose again.
-   */
-  latestMayHaveChanged?(): void;
-}
-
-/** The group's acceptor, as the learner sees it. */
-export interface LearnerAcceptorPort {
-  /** My acceptor's state for the current instance. */
-  acceptedState(): { ballot: Ballot; value: Uint8Array; checksum: number };
-  /** My acceptor's promise for the current instance (kept when a learned record is written). */
-  promiseBallot(): Ballot;
-}
-
-/** The system (membership) and master variables a far-behind node learns before the log. */
-export interface LearnerVariablesPort {
-  /** Encoded system variables to hand to a far-behind asker, if any. */
-  system(): Uint8Array | undefined;
-  /** Applies a peer's system variables; true when they changed mine. */
-  applySystem(bytes: Uint8Array): boolean;
-  /** Encoded master variables to hand to a far-behind asker, if any (PhxPaxos GetMasterSM). */
-  master?(): Uint8Array | undefined;
-  /**
-   * Applies a peer's master variables, which reflect its log up to `asOfInstanceId` (its now
-   * instance id); true when they were taken (PhxPaxos UpdateByCheckpoint).
-   */
-  applyMaster?(bytes: Uint8Array, asOfInstanceId: number): boolean;
-  /** False while this node's master state is unknown (after a checkpoint install). */
-  masterAnchored?(): boolean;
-}
-
-/** Whom the learner asks and whom it forwards to. */
-export interface LearnerMembershipPort {
-  /** Nodes to ask: every voting member but me (a follower asks them too). */
-  peers(): readonly number[];
-  /** Non-voting nodes that follow me (they get every value I learn). */
-  followers(): readonly number[];
-  addFollower(nodeId: number): void;
-  /** The voting node I follow, when I am a follower. */
-  followToNodeId(): number | undefined;
-}
-
-/** Time, timers, randomness and the log: injected, so the simulator can replay a seed. */
-export interface LearnerRuntimePort {
-  now(): number;
-  /** Uniform in [0, 1): jitter for the AskforLearn timer. */
-  random(): number;
-  /** Runs fn after delayMs, serialized with message handling; returns a cancel function. */
-  schedule(delayMs: number, fn: () => void): () => void;
-  /**
-   * Runs fn in the host's idle time: after pending I/O has been read, and only when none of the
-   * group's own work (messages, proposals, timers) is queued; serialized with message handling.
-   * The sender's slices run here, so the stream never delays a Paxos message by more than one
-   * slice (senderTurnMaxMs). Without it, a 0 ms schedule() (no priority).
-   */
-  scheduleIdle?(fn: () => void): () => void;
-  /**
-   * When the group last handled Paxos traffic of its own (a Prepare, an Accept or a reply).
-   * Within senderBusyWindowMs of it the sender's turns shrink to senderBusyTurnMaxMs. Without it,
-   * the group never counts as busy.
-   */
-  paxosActiveAtMs?(): number;
-  event(name: string, fields: Record<string, unknown>): void;
-}
-
-export interface LearnerCounters {
-  askforLearnSent: number;
-  askforLearnReceived: number;
-  valuesLearnedFromPeers: number;
-  valuesLearnedFromProposer: number;
-  lagMessages: number;
-  aheadMessages: number;
-  acksSent: number;
-  senderBusy: number;
-  /** Streamed values refused because their lastChecksum breaks our chain (design.md §2). */
-  checksumMismatches: number;
-  /** SendLearnValue frames (batches or single values) learned from. */
-  batchesLearned: number;
-  /** Gap acks sent: a value ahead of us arrived (a frame was lost). */
-  nacksSent: number;
-  /** Streams that went silent for learnerStallMs: we asked everyone again. */
-  stalls: number;
-  /** Prepared streams we declined because we learn from another peer. */
-  declinesSent: number;
-  catchUpsStarted: number;
-  catchUpsFinished: number;
-  /**
-   * Records this node could not read to serve a peer or to chain a stream (E_CORRUPT_RECORD,
-   * E_IO: errors.ts EXPECTED_READ_FAILURES): the peer gets nothing from us for that instance.
-   */
-  readFailures: number;
-}
-
-/** The last record read that failed (status: which instance, and why). */
-export interface ReadFailure {
-  instanceId: number;
-  code: string;
-  message: string;
-}
-
-export interface LearnerStatus {
-  instanceId: number;
-  highestSeenInstanceId: number;
-  highestSeenFromNodeId: number;
-  isLearning: boolean;
-  lastAckInstanceId: number;
-  /** Undefined when not catching up. */
-  catchUp: CatchUpStatus | undefined;
-  lastCatchUp: CatchUpSummary | undefined;
-  counters: LearnerCounters;
-  /** Undefined until a read of a stored record fails (counters.readFailures). */
-  lastReadFailure: ReadFailure | undefined;
-  sender: {
-    /** One entry per peer being served (prepared or streaming). */
-    peers: SenderPeerStatus[];
-    budgetUsedBytes: number;
-    budgetCapacityBytes: number;
-    counters: SenderCounters;
-  };
-}
+import type { LearnerCounters, LearnerStatus, ReadFailure } from './status';
 
 export class Learner {
   readonly options: LearnerOptions;
@@ -195,6 +40,8 @@ export class Learner {
   readonly state: LearnerState;
   readonly sender: LearnerSender;
   readonly budget: SenderBudget;
+  /** Runs the sender on the host's loop (its timer, its idle-time slices). */
+  private readonly driver: SenderDriver;
   readonly counters: LearnerCounters = {
     askforLearnSent: 0,
     askforLearnReceived: 0,
@@ -214,15 +61,7 @@ export class Learner {
     readFailures: 0,
   };
 
-  private highestSeenInstanceId = 0;
-  private highestSeenFromNodeId = 0;
-  /** The highest now instance id each member reported (bounded by the membership). */
-  private readonly reportedInstanceIds = new Map<number, number>();
-  /**
-   * Per member, a reported id it did not back up: a stream from it stalled before we reached it.
-   * The report counts again only when the member reports a higher one.
-   */
-  private readonly unbackedInstanceIds = new Map<number, number>();
+  private readonly reports: PeerReports;
   private isLearning = false;
   /** The peer we confirmed (0 when not learning). */
   private learningFromNodeId = 0;
@@ -232,9 +71,6 @@ export class Learner {
   private lastReadFailure: ReadFailure | undefined;
   private cancelAskTimer: (() => void) | undefined;
   private cancelStallTimer: (() => void) | undefined;
-  private cancelSenderTimer: (() => void) | undefined;
-  private senderTimerAt = Number.POSITIVE_INFINITY;
-  private senderContinueScheduled = false;
   private stopped = false;
 
   constructor(
@@ -244,6 +80,7 @@ export class Learner {
   ) {
     this.options = resolveLearnerOptions(options);
     this.state = new LearnerState(host.store, host.group);
+    this.reports = new PeerReports(() => host.membership.peers());
     this.catchUp = new CatchUpTracker(this.options.rateWindowMs, () => host.runtime.now());
     this.receiver = new LearnerReceiver(
       {
@@ -263,20 +100,14 @@ export class Learner {
       this.counters,
       faults,
     );
-    this.budget = host.senderBudget ?? new SenderBudget(this.options.senderBudgetBytes);
-    this.sender = new LearnerSender(
+    this.driver = new SenderDriver(
+      host,
       this.options,
-      {
-        nowInstanceId: () => this.instanceId,
-        now: () => host.runtime.now(),
-        readRange: (from, to) => host.store.range(host.group, from, to),
-        readChecksum: (id) => this.storedChecksum(id),
-        sendBatch: (to, lastChecksum, records) => this.sendBatch(to, lastChecksum, records),
-        ended: (to, reason, next, error) => this.senderEnded(to, reason, next, error),
-      },
-      this.budget,
-      () => this.continueSenderSoon(),
+      () => this.instanceId,
+      (id) => this.storedChecksum(id),
     );
+    this.sender = this.driver.sender;
+    this.budget = this.driver.budget;
   }
 
   /** Starts learning: asks at once (PhxPaxos waits a full interval first), then on the timer. */
@@ -288,11 +119,9 @@ export class Learner {
     this.stopped = true;
     this.cancelAskTimer?.();
     this.cancelStallTimer?.();
-    this.cancelSenderTimer?.();
     this.cancelAskTimer = undefined;
     this.cancelStallTimer = undefined;
-    this.cancelSenderTimer = undefined;
-    this.sender.stop();
+    this.driver.stop();
   }
 
   /**
@@ -322,25 +151,16 @@ export class Learner {
 
   /** The highest now instance id a member reported and did not fail to back up. */
   get backedSeenInstanceId(): number {
-    let seen = 0;
-    for (const peer of this.host.membership.peers()) {
-      const reported = this.reportedInstanceIds.get(peer) ?? 0;
-      if (reported > (this.unbackedInstanceIds.get(peer) ?? -1)) seen = Math.max(seen, reported);
-    }
-    return seen;
+    return this.reports.backedSeenInstanceId;
   }
 
   /** The highest now instance id a majority of the members reached, as far as they told us. */
   get quorumSeenInstanceId(): number {
-    const ids = [this.instanceId];
-    for (const peer of this.host.membership.peers())
-      ids.push(this.reportedInstanceIds.get(peer) ?? 0);
-    ids.sort((x, y) => y - x);
-    return ids[Math.floor(ids.length / 2)]!;
+    return this.reports.quorumSeenInstanceId(this.instanceId);
   }
 
   get seenInstanceId(): number {
-    return this.highestSeenInstanceId;
+    return this.reports.seenInstanceId;
   }
 
   /** Dispatches a learner message (seed: Instance::ReceiveMsgForLearner). */
@@ -378,8 +198,8 @@ export class Learner {
     const now = this.host.runtime.now();
     return {
       instanceId: this.instanceId,
-      highestSeenInstanceId: this.highestSeenInstanceId,
-      highestSeenFromNodeId: this.highestSeenFromNodeId,
+      highestSeenInstanceId: this.reports.seenInstanceId,
+      highestSeenFromNodeId: this.reports.seenFromNodeId,
       isLearning: this.isLearning,
       lastAckInstanceId: this.receiver.lastAckInstanceId,
       catchUp: this.catchUp.status(now, this.instanceId),
@@ -454,78 +274,12 @@ export class Learner {
   private stopLearning(): void {
     // Given up on a stream (it stalled, or went quiet for an ask interval) short of what its
     // member claimed: that claim no longer holds us back from proposing.
-    const from = this.learningFromNodeId;
-    const claimed = this.reportedInstanceIds.get(from) ?? 0;
-    if (this.isLearning && claimed > this.instanceId) {
-      this.unbackedInstanceIds.set(from, claimed);
+    if (this.isLearning && this.reports.markUnbacked(this.learningFromNodeId, this.instanceId))
       this.host.latestMayHaveChanged?.();
-    }
     this.isLearning = false;
     this.learningFromNodeId = 0;
     this.cancelStallTimer?.();
     this.cancelStallTimer = undefined;
-  }
-
-  /** Keeps one timer at the sender's next deadline. */
-  private armSenderTimer(): void {
-    const at = this.sender.deadline();
-    if (at === undefined) {
-      this.cancelSenderTimer?.();
-      this.cancelSenderTimer = undefined;
-      this.senderTimerAt = Number.POSITIVE_INFINITY;
-      return;
-    }
-    if (this.cancelSenderTimer !== undefined && at === this.senderTimerAt) return;
-    this.cancelSenderTimer?.();
-    this.senderTimerAt = at;
-    this.cancelSenderTimer = this.host.runtime.schedule(
-      Math.max(0, at - this.host.runtime.now()),
-      () => {
-        this.cancelSenderTimer = undefined;
-        this.senderTimerAt = Number.POSITIVE_INFINITY;
-        const now = this.host.runtime.now();
-        const busy = this.groupBusy(now);
-        this.afterSenderWork(this.sender.tick(now, busy), busy);
-      },
-    );
-  }
-
-  /** After the sender worked: continue next turn if it yielded, and re-arm its deadline. */
-  private afterSenderWork(yielded: boolean, busy: boolean): void {
-    if (yielded) {
-      // While the group is busy, leave it its share of the loop (and of the CPU): pause in
-      // proportion to the turn just run. A quiet group's loop has nothing of its own to protect
-      // from the stream: the next slice waits only for the idle lane (I/O and queued work first).
-      const share = busy ? this.options.senderLoopShare : 1;
-      this.continueSenderSoon((this.sender.lastTurnMs * (1 - share)) / share);
-    }
-    this.armSenderTimer();
-  }
-
-  /** The group has Paxos work of its own now or had some within senderBusyWindowMs. */
-  private groupBusy(nowMs: number): boolean {
-    const at = this.host.runtime.paxosActiveAtMs?.();
-    return at !== undefined && nowMs - at < this.options.senderBusyWindowMs;
-  }
-
-  /**
-   * The sender's one way to run: a slice in the host's idle time (after `delayMs` when the loop
-   * share asks for a pause). At most one slice is pending at a time.
-   */
-  private continueSenderSoon(delayMs = 0): void {
-    if (this.senderContinueScheduled || this.stopped) return;
-    this.senderContinueScheduled = true;
-    const slice = (): void => {
-      this.senderContinueScheduled = false;
-      if (this.stopped) return;
-      const now = this.host.runtime.now();
-      const busy = this.groupBusy(now);
-      this.afterSenderWork(this.sender.pump(now, busy), busy);
-    };
-    const idle = this.host.runtime.scheduleIdle?.bind(this.host.runtime);
-    if (idle === undefined) this.host.runtime.schedule(delayMs, slice);
-    else if (delayMs <= 0) idle(slice);
-    else this.host.runtime.schedule(delayMs, () => void idle(slice));
   }
 
   // ---- asking ---------------------------------------------------------------------------
@@ -544,23 +298,10 @@ export class Learner {
     for (const peer of this.host.membership.peers()) this.host.send(peer, msg);
   }
 
-  private setSeen(instanceId: number, fromNodeId: number): void {
-    if (
-      instanceId > (this.reportedInstanceIds.get(fromNodeId) ?? -1) &&
-      this.host.membership.peers().includes(fromNodeId)
-    ) {
-      this.reportedInstanceIds.set(fromNodeId, instanceId);
-    }
-    if (instanceId > this.highestSeenInstanceId) {
-      this.highestSeenInstanceId = instanceId;
-      this.highestSeenFromNodeId = fromNodeId;
-    }
-  }
-
   /** A peer asks to learn from me (seed: Learner::OnAskforLearn). */
   private onAskforLearn(msg: PaxosMsg): void {
     this.counters.askforLearnReceived++;
-    this.setSeen(msg.instanceId, msg.nodeId);
+    this.reports.setSeen(msg.instanceId, msg.nodeId);
     if (msg.proposalNodeId === this.host.nodeId) this.host.membership.addFollower(msg.nodeId);
     if (msg.instanceId >= this.instanceId) {
       // Level with me, but its master state is unknown (it installed a checkpoint): my variables
@@ -598,10 +339,10 @@ export class Learner {
           const record = this.readRecordOrUndefined(msg.instanceId);
           if (record !== undefined) this.sendLearnValue(msg.nodeId, record, 0, false);
         }
-        this.armSenderTimer();
+        this.driver.armTimer();
         return;
       }
-      this.armSenderTimer();
+      this.driver.armTimer();
     }
     this.sendNowInstanceId(
       msg.instanceId,
@@ -633,7 +374,7 @@ export class Learner {
 
   /** A peer told me how far it is (seed: Learner::OnSendNowInstanceID). */
   private onSendNowInstanceId(msg: PaxosMsg): void {
-    this.setSeen(msg.nowInstanceId, msg.nodeId);
+    this.reports.setSeen(msg.nowInstanceId, msg.nodeId);
     // The master first: a far-behind node learns who the master is before replaying the log
     // (seed: OnSendNowInstanceID, GetMasterSM()->UpdateByCheckpoint).
     // The peer's variables reflect its log up to its now instance id: the host refuses those of a
@@ -688,7 +429,7 @@ export class Learner {
   private onComfirmAskforLearn(msg: PaxosMsg): void {
     if (msg.flag === PaxosMsgFlag.ComfirmDecline) {
       if (!this.sender.decline(msg.instanceId, msg.nodeId)) this.counters.lagMessages++;
-      this.armSenderTimer();
+      this.driver.armTimer();
       return;
     }
     const ok = this.sender.confirm(msg.instanceId, msg.nodeId, this.host.runtime.now());
@@ -699,9 +440,9 @@ export class Learner {
         from: msg.instanceId,
         until: this.instanceId,
       });
-      this.continueSenderSoon();
+      this.driver.continueSoon();
     }
-    this.armSenderTimer();
+    this.driver.armTimer();
   }
 
   private onSendLearnValueAck(msg: PaxosMsg): void {
@@ -709,22 +450,13 @@ export class Learner {
     this.sender.ack(msg.instanceId, msg.nodeId, msg.flag === PaxosMsgFlag.AckGap, now);
     // The window moved: the next slice sends, in the host's idle time (never inline here, so
     // a burst of acks cannot chain sender turns ahead of the group's own messages).
-    if (this.sender.isSending) this.continueSenderSoon();
-    this.armSenderTimer();
+    if (this.sender.isSending) this.driver.continueSoon();
+    this.driver.armTimer();
   }
 
   /** Called after every learned instance: a stream may now send further. */
   pumpSender(): void {
-    if (this.sender.isSending) this.continueSenderSoon();
-  }
-
-  private senderEnded(to: number, reason: SenderEndReason, next: number, error?: unknown): void {
-    this.host.runtime.event('sender-ended', {
-      to,
-      reason,
-      nextInstanceId: next,
-      error: error === undefined ? undefined : String(error),
-    });
+    if (this.sender.isSending) this.driver.continueSoon();
   }
 
   // ---- catch-up progress ------------------------------------------------------------------
@@ -742,7 +474,7 @@ export class Learner {
 
   /** A catch-up ends when this node has executed up to the highest now id a peer reported. */
   private checkCaughtUp(): void {
-    const summary = this.catchUp.finishIfReached(this.instanceId, this.highestSeenInstanceId);
+    const summary = this.catchUp.finishIfReached(this.instanceId, this.reports.seenInstanceId);
     if (summary === undefined) return;
     this.counters.catchUpsFinished++;
     // Nothing left to stream: a later silence is not a stall.
@@ -751,32 +483,6 @@ export class Learner {
   }
 
   // ---- learning -------------------------------------------------------------------------
-
-  /** Sends one batch of a stream (SendLearnValue, NeedAck), with our now id for the receiver. */
-  private sendBatch(to: number, lastChecksum: number, records: readonly AcceptorRecord[]): void {
-    const batch: LearnedValue[] = new Array<LearnedValue>(records.length);
-    for (let i = 0; i < records.length; i++) {
-      const r = records[i]!;
-      batch[i] = {
-        proposalId: r.acceptedId,
-        proposalNodeId: r.acceptedNodeId,
-        checksum: r.checksum,
-        value: r.value,
-      };
-    }
-    this.host.send(
-      to,
-      paxosMsg({
-        msgType: PaxosMsgType.SendLearnValue,
-        instanceId: records[0]!.instanceId,
-        nodeId: this.host.nodeId,
-        nowInstanceId: this.instanceId,
-        lastChecksum,
-        flag: PaxosMsgFlag.SendLearnValueNeedAck,
-        batch,
-      }),
-    );
-  }
 
   /** One value in the seed's form (TransmitToFollower, the busy sender's single value). */
   private sendLearnValue(

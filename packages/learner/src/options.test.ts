@@ -3,7 +3,8 @@
 // receiverAckLead` meant the receiver never acked.
 import { describe, expect, it } from 'vitest';
 import { LearnerError } from './errors';
-import { Learner, type LearnerHost } from './learner';
+import type { LearnerHost } from './host';
+import { Learner } from './learner';
 import { DEFAULT_LEARNER_OPTIONS, type LearnerOptions, resolveLearnerOptions } from './options';
 
 const host = {} as LearnerHost; // never reached: the options are refused first

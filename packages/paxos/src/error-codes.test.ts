@@ -4,6 +4,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { invariantStop } from './errors';
 import { InvariantError, PAXOS_ERROR_CODES, PaxosError, type PaxosErrorCode } from './index';
 
 const EXPECTED: Record<PaxosErrorCode, [outcome: 'rejected' | 'unknown', retryable: boolean]> = {
@@ -64,6 +65,12 @@ describe('PaxosError codes', () => {
     const stopped = new PaxosError('E_STORAGE', 'disk');
     const rejected = stopped.asRejected();
     expect(rejected).toMatchObject({ code: 'E_STORAGE', outcome: 'rejected', cause: stopped });
-    expect(new InvariantError('x')).toMatchObject({ code: 'E_INVARIANT', outcome: 'unknown' });
+    // A broken invariant reaches callers as the group's stop reason: E_INVARIANT, outcome unknown.
+    const invariant = new InvariantError('x');
+    expect(invariantStop(invariant)).toMatchObject({
+      code: 'E_INVARIANT',
+      outcome: 'unknown',
+      cause: invariant,
+    });
   });
 });

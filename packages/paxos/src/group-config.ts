@@ -5,7 +5,8 @@ import type { LearnerEvent, SenderBudget } from '@tspaxos/learner';
 import type { LogStore } from '@tspaxos/storage';
 import type { CheckpointMsg, PaxosMsg } from '@tspaxos/transport';
 import type { UnsafeFaults } from './faults';
-import type { MasterFaults, MasterVariables } from './master';
+import type { MasterFaults } from './master';
+import type { MasterVariables } from './master-variables';
 import type { PaxosOptions } from './options';
 import type { StateMachine } from './state-machine';
 

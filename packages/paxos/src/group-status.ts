@@ -4,13 +4,9 @@ import type { CheckpointManager, CheckpointStatus } from '@tspaxos/checkpoint';
 import type { LearnerStatus } from '@tspaxos/learner';
 import type { Committer, CommitterCounters } from './committer';
 import type { PaxosError } from './errors';
-import type {
-  MasterCounters,
-  MasterElection,
-  MasterInfo,
-  MasterStateMachine,
-  MasterVariables,
-} from './master';
+import type { MasterCounters, MasterInfo, MasterStateMachine } from './master';
+import type { MasterVariables } from './master-variables';
+import type { MasterElection } from './election';
 import type { Proposer, ProposerCounters } from './proposer';
 import type { StateMachine } from './state-machine';
 import type { LogStore } from '@tspaxos/storage';

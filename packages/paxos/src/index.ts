@@ -21,4 +21,5 @@ export type { Logger, LogLevel, Scheduler, RandomSource, Runtime } from '@tspaxo
 export type { PaxosOptions, PaxosOptionsInput } from './options';
 export type { StateMachine, ExecuteContext } from './state-machine';
 export type { ProposalIdentity } from './value';
-export type { MasterInfo, MasterVariables, MasterCounters } from './master';
+export type { MasterInfo, MasterCounters } from './master';
+export type { MasterVariables } from './master-variables';

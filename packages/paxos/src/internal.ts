@@ -44,4 +44,5 @@ export {
   withoutIdentity,
 } from './value';
 export type { AcceptorFaults, UnsafeFaults } from './faults';
-export { type MasterFaults, NO_MASTER_VERSION } from './master';
+export type { MasterFaults } from './master';
+export { NO_MASTER_VERSION } from './master-variables';

@@ -2,18 +2,14 @@
 // membership and master variables, and how it sends, schedules and reports.
 import type { Logger } from '@tspaxos/core';
 import type { CheckpointManager } from '@tspaxos/checkpoint';
-import type { LearnerHost } from '@tspaxos/learner';
+import { Learner, type LearnerHost } from '@tspaxos/learner';
 import type { PaxosMsg } from '@tspaxos/transport';
 import type { Acceptor } from './acceptor';
 import type { Followers } from './followers';
 import type { GroupConfig } from './group-config';
 import type { IOLoop } from './io-loop';
-import {
-  encodeMasterVariables,
-  encodeStoredMaster,
-  type MasterStateMachine,
-  NO_MASTER_YET,
-} from './master';
+import type { MasterStateMachine } from './master';
+import { encodeMasterVariables, encodeStoredMaster, NO_MASTER_YET } from './master-variables';
 import {
   decodeSystemVariables,
   encodeSystemVariables,
@@ -107,4 +103,12 @@ export function learnerPort(group: LearnerPortContext): LearnerHost {
     // A peer's claim to be ahead was dropped at a stall: what waits may be proposed now.
     latestMayHaveChanged: () => loop.enqueue(() => group.checkNewValue()),
   };
+}
+
+/** The group's learner over this port (a new one when the group restarts from a checkpoint). */
+export function createLearner(group: LearnerPortContext): Learner {
+  const { config } = group;
+  return new Learner(learnerPort(group), config.options.learner, {
+    skipChainCheck: config.faults?.learnerSkipsChainCheck ?? false,
+  });
 }

@@ -14,7 +14,8 @@ import {
 } from '@tspaxos/transport';
 import { describe, expect, it } from 'vitest';
 import { startNode, type PaxosNode } from './node';
-import type { MasterFaults, MasterVariables } from './master';
+import type { MasterFaults } from './master';
+import type { MasterVariables } from './master-variables';
 import type { Scheduler } from '@tspaxos/core';
 import type { StateMachine } from './state-machine';
 

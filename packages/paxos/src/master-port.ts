@@ -4,15 +4,15 @@ import type { Logger } from '@tspaxos/core';
 import type { ProposeResult } from './committer';
 import type { GroupConfig } from './group-config';
 import type { IOLoop } from './io-loop';
+import { MasterStateMachine } from './master';
 import {
   decodeStoredMaster,
   decodeStoredMasterAsOf,
   encodeMasterVariables,
   encodeStoredMaster,
-  MasterElection,
-  MasterStateMachine,
   NO_MASTER_YET,
-} from './master';
+} from './master-variables';
+import { MasterElection } from './election';
 import { MASTER_SM_ID } from './value';
 
 export interface MasterPortContext {

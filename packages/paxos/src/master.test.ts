@@ -1,21 +1,19 @@
 import { describe, expect, it } from 'vitest';
 import { PaxosError } from './errors';
+import { type MasterFaults, MasterStateMachine } from './master';
 import {
-  checkMasterOptions,
   decodeMasterOperation,
   decodeMasterVariables,
   encodeMasterOperation,
   encodeMasterVariables,
-  MasterElection,
-  type MasterFaults,
   type MasterOperation,
-  MasterStateMachine,
   type MasterVariables,
   decodeStoredMaster,
   encodeStoredMaster,
   NO_MASTER_VERSION,
   NO_MASTER_YET,
-} from './master';
+} from './master-variables';
+import { checkMasterOptions, MasterElection } from './election';
 
 const LEASE = 10_000;
 const MARGIN = 100;

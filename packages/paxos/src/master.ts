@@ -3,11 +3,13 @@
 // version V"; every node applies the same operations in log order, so all agree on the recorded
 // master and its version. Two parts:
 //
-// - MasterStateMachine (system smId MASTER_SM_ID): the deterministic apply rule, the master
+// - MasterStateMachine (here; system smId MASTER_SM_ID): the deterministic apply rule, the master
 //   variables { masterNodeId, version, leaseMs } persisted in meta `masterVariables`, and each
-//   node's *local* view of the lease (when it expires on this node's clock).
-// - MasterElection: the timer loop of one node (PhxPaxos MasterMgr::run / TryBeMaster) that
-//   proposes to become or stay master when no other node's lease is live in its view.
+//   node's *local* view of the lease (when it expires on this node's clock). The variables, the
+//   operation and their encodings are master-variables.ts.
+// - MasterElection (election.ts): the timer loop of one node (PhxPaxos MasterMgr::run /
+//   TryBeMaster) that proposes to become or stay master when no other node's lease is live in
+//   its view.
 //
 // Time, and why it is safe. Applying must be deterministic, so the apply rule never reads a clock:
 // an operation applies iff it was proposed against the current version (and its proposer is a
@@ -26,24 +28,15 @@
 // (0.5 % for PhxPaxos's 10 s lease and 100 ms margin). A node that learns the master from
 // SendNowInstanceID or restarts also starts a full lease then (later still: safe); a node that
 // restarts never believes itself master until it proposes again (PhxPaxos MasterStateMachine::Init).
-import { PaxosError } from './errors';
-import { MASTER_DROP_PAUSE_LEASES, MASTER_LEASE_MIN_MS, MASTER_TRIES_PER_LEASE } from './options';
 import {
-  decodeSystemVariables,
-  encodeSystemVariables,
-  type ExecuteContext,
-  type StateMachine,
-  type SystemVariables,
-} from './state-machine';
+  decodeMasterOperation,
+  decodeStoredMaster,
+  type MasterVariables,
+  NO_MASTER_VERSION,
+  NO_MASTER_YET,
+} from './master-variables';
+import type { ExecuteContext, StateMachine } from './state-machine';
 import { MASTER_SM_ID } from './value';
-
-/** The master variables (PhxPaxos MasterVariables): the log's state, the same on every node. */
-export interface MasterVariables {
-  masterNodeId: number;
-  /** Instance id of the operation that made this master (PhxPaxos m_llMasterVersion). */
-  version: number;
-  leaseMs: number;
-}
 
 /** What getMaster() reports: the recorded master while its lease is live in this node's view. */
 export interface MasterInfo {
@@ -52,21 +45,6 @@ export interface MasterInfo {
   /** When the lease ends on this node's clock (the Scheduler's now()). */
   expiresAtMs: number;
 }
-
-/** The value a node proposes (PhxPaxos MasterOperator). */
-export interface MasterOperation {
-  nodeId: number;
-  /** The master version the proposer saw; NO_MASTER_VERSION when there was none. */
-  version: number;
-  leaseMs: number;
-  /** True when the proposer was the recorded master (a renewal); informational only. */
-  renewal: boolean;
-  /** Makes each proposal's bytes unique and lets the proposer recognise its own (PhxPaxos sid). */
-  nonce: number;
-}
-
-/** Version before any master operation was applied (PhxPaxos uses (uint64)-1). */
-export const NO_MASTER_VERSION = -1;
 
 export interface MasterCounters {
   /** Operations applied that changed the master node. */
@@ -110,143 +88,6 @@ export interface MasterFaults {
   renewWithoutVersionCheck?: boolean;
 }
 
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
-function isId(v: unknown): v is number {
-  return Number.isSafeInteger(v) && (v as number) > 0;
-}
-
-function isVersion(v: unknown): v is number {
-  return Number.isSafeInteger(v) && (v as number) >= NO_MASTER_VERSION;
-}
-
-function isLease(v: unknown): v is number {
-  return Number.isSafeInteger(v) && (v as number) > 0;
-}
-
-function parse(bytes: Uint8Array): Record<string, unknown> | undefined {
-  try {
-    const v = JSON.parse(decoder.decode(bytes)) as unknown;
-    return typeof v === 'object' && v !== null && !Array.isArray(v)
-      ? (v as Record<string, unknown>)
-      : undefined;
-  } catch {
-    return undefined; // not JSON: the caller counts it as malformed
-  }
-}
-
-export function encodeMasterVariables(v: MasterVariables): Uint8Array {
-  return encoder.encode(
-    JSON.stringify({ masterNodeId: v.masterNodeId, version: v.version, leaseMs: v.leaseMs }),
-  );
-}
-
-/** Parses master variables from a peer or the disk; undefined when malformed. */
-export function decodeMasterVariables(bytes: Uint8Array): MasterVariables | undefined {
-  const v = parse(bytes);
-  if (v === undefined) return undefined;
-  const { masterNodeId, version, leaseMs } = v;
-  if (!isId(masterNodeId) || !isVersion(version) || version < 0 || !isLease(leaseMs))
-    return undefined;
-  return { masterNodeId, version, leaseMs };
-}
-
-/**
- * What meta `masterVariables` holds: the variables, or NO_MASTER_YET, written when a group starts
- * with an empty log, so that a missing record later means "lost" (e.g. a checkpoint install that
- * did not keep it), not "no master operation yet".
- */
-export const NO_MASTER_YET = 'none';
-
-/**
- * `asOf`: the first instance the variables do not reflect, when they came from a peer ahead of
- * this node's log (a checkpoint's sender); 0 (left out) when they reflect this node's own log.
- */
-export function encodeStoredMaster(
-  v: MasterVariables | typeof NO_MASTER_YET,
-  asOf = 0,
-): Uint8Array {
-  const fields = v === NO_MASTER_YET ? { none: true } : { ...v };
-  return encoder.encode(JSON.stringify(asOf > 0 ? { ...fields, asOf } : fields));
-}
-
-/** The `asOf` of meta `masterVariables` (0 when absent or malformed: nothing skipped). */
-export function decodeStoredMasterAsOf(bytes: Uint8Array): number {
-  const asOf = parse(bytes)?.asOf;
-  return Number.isSafeInteger(asOf) && (asOf as number) > 0 ? (asOf as number) : 0;
-}
-
-/**
- * What meta `masterVariables` holds after a checkpoint install (or a skip to a checkpoint) passed
- * master operations this node never applied: read back as "unknown" (decodeStoredMaster gives
- * undefined), so a restart does not trust stale variables either.
- */
-export function encodeUnknownMaster(): Uint8Array {
-  return encoder.encode('{"unknown":true}');
-}
-
-/** Parses meta `masterVariables`; undefined when malformed. */
-export function decodeStoredMaster(
-  bytes: Uint8Array,
-): MasterVariables | typeof NO_MASTER_YET | undefined {
-  if (parse(bytes)?.none === true) return NO_MASTER_YET;
-  return decodeMasterVariables(bytes);
-}
-
-/**
- * The group state a checkpoint carries to its receiver (BEGIN's buffer, then the manifest; see
- * MasterStateMachine.restore): the sender's master variables (undefined: unknown there too) and
- * membership, both as of its log up to `asOf`, its now instance id when BEGIN left.
- */
-export interface CarriedGroupState {
-  asOf: number;
-  master: MasterVariables | typeof NO_MASTER_YET | undefined;
-  system: SystemVariables;
-}
-
-export function encodeCarriedGroupState(s: CarriedGroupState): string {
-  return JSON.stringify({
-    asOf: s.asOf,
-    master: s.master === undefined ? null : decoder.decode(encodeStoredMaster(s.master)),
-    system: decoder.decode(encodeSystemVariables(s.system)),
-  });
-}
-
-/** Parses a checkpoint's carried state; undefined when none ('') or malformed. */
-export function decodeCarriedGroupState(text: string): CarriedGroupState | undefined {
-  const v = parse(encoder.encode(text));
-  if (v === undefined || !isId(v.asOf) || typeof v.system !== 'string') return undefined;
-  const system = decodeSystemVariables(encoder.encode(v.system));
-  if (system === undefined) return undefined;
-  if (v.master === null) return { asOf: v.asOf, master: undefined, system };
-  if (typeof v.master !== 'string') return undefined;
-  const master = decodeStoredMaster(encoder.encode(v.master));
-  return master === undefined ? undefined : { asOf: v.asOf, master, system };
-}
-
-export function encodeMasterOperation(op: MasterOperation): Uint8Array {
-  return encoder.encode(
-    JSON.stringify({
-      nodeId: op.nodeId,
-      version: op.version,
-      leaseMs: op.leaseMs,
-      renewal: op.renewal,
-      nonce: op.nonce,
-    }),
-  );
-}
-
-/** Parses an operation from the log; undefined when malformed. */
-export function decodeMasterOperation(bytes: Uint8Array): MasterOperation | undefined {
-  const v = parse(bytes);
-  if (v === undefined) return undefined;
-  const { nodeId, version, leaseMs, renewal, nonce } = v;
-  if (!isId(nodeId) || !isVersion(version) || !isLease(leaseMs)) return undefined;
-  if (typeof renewal !== 'boolean' || !Number.isSafeInteger(nonce)) return undefined;
-  return { nodeId, version, leaseMs, renewal, nonce: nonce as number };
-}
-
 export interface MasterHost {
   readonly nodeId: number;
   /** This node's clock (the injected Scheduler's now()). */
@@ -259,11 +100,6 @@ export interface MasterHost {
   persist(v: MasterVariables): void;
   /** The recorded master changed (PhxPaxos MasterChangeCallback). */
   changed(v: MasterVariables): void;
-}
-
-export interface MasterOptions {
-  leaseMs: number;
-  leaseMarginMs: number;
 }
 
 /**
@@ -531,145 +367,5 @@ export class MasterStateMachine implements StateMachine {
     if (asOfInstanceId >= this.host.nowInstanceId()) return true;
     this.counters.behindVariables++;
     return false;
-  }
-}
-
-export interface MasterElectionHost {
-  readonly nodeId: number;
-  now(): number;
-  /** Uniform in [0, 1): jitter of the try interval. */
-  random(): number;
-  /** Runs fn after delayMs on the group's loop; returns a cancel function. */
-  schedule(delayMs: number, fn: () => void): () => void;
-  /** Whether this node may propose now (a voting member, not a follower, group running). */
-  canPropose(): boolean;
-  /** Proposes an operation to the master state machine; settles once applied here or failed. */
-  propose(value: Uint8Array, timeoutMs: number): Promise<unknown>;
-  event(name: string, fields: Record<string, unknown>): void;
-  /** An unexpected error (a bug): it must reach the group's error path, not vanish. */
-  fail(error: unknown): void;
-}
-
-export function checkMasterOptions(o: MasterOptions): void {
-  if (!Number.isSafeInteger(o.leaseMs) || o.leaseMs < MASTER_LEASE_MIN_MS)
-    throw new PaxosError(
-      'E_BAD_ARGUMENT',
-      `masterLeaseMs must be an integer ≥ ${MASTER_LEASE_MIN_MS}, got ${String(o.leaseMs)}`,
-    );
-  if (
-    !Number.isSafeInteger(o.leaseMarginMs) ||
-    o.leaseMarginMs < 0 ||
-    o.leaseMarginMs * 2 > o.leaseMs
-  )
-    throw new PaxosError(
-      'E_BAD_ARGUMENT',
-      `masterLeaseMarginMs must be an integer in 0 … masterLeaseMs/2, got ${String(o.leaseMarginMs)}`,
-    );
-}
-
-/**
- * One node's election loop for one group (PhxPaxos MasterMgr::run and TryBeMaster). Every try
- * interval it proposes to become (or stay) master unless another node's lease is live in its
- * view. The interval is (lease - margin)/4, jittered to [½, 1½) of that (MasterMgr::run), so a
- * master renews several times per lease. dropMaster() ends the local lease and skips tries for
- * two leases (MasterMgr::run, m_bNeedDropMaster).
- */
-export class MasterElection {
-  private cancelTimer: (() => void) | undefined;
-  private cancelExpiry: (() => void) | undefined;
-  private running = false;
-  private inFlight = false;
-  private pausedUntilMs = Number.NEGATIVE_INFINITY;
-
-  constructor(
-    private readonly host: MasterElectionHost,
-    private readonly sm: MasterStateMachine,
-    private readonly options: MasterOptions,
-  ) {
-    checkMasterOptions(options);
-  }
-
-  start(): void {
-    if (this.running) return;
-    this.running = true;
-    this.arm(0);
-  }
-
-  stop(): void {
-    this.running = false;
-    this.cancelTimer?.();
-    this.cancelTimer = undefined;
-    this.cancelExpiry?.();
-    this.cancelExpiry = undefined;
-  }
-
-  /** Gives up the lease here now and does not try again for two leases. */
-  drop(): boolean {
-    this.pausedUntilMs = this.host.now() + MASTER_DROP_PAUSE_LEASES * this.options.leaseMs;
-    const dropped = this.sm.dropLocal();
-    if (dropped) this.host.event('master-dropped', { version: this.sm.version });
-    return dropped;
-  }
-
-  /** One try (PhxPaxos MasterMgr::TryBeMaster). Public for the unit tests. */
-  tryBeMaster(): void {
-    if (!this.running || this.inFlight || this.host.now() < this.pausedUntilMs) return;
-    if (!this.host.canPropose() || !this.sm.anchored) return;
-    const master = this.sm.master();
-    if (master !== undefined && master.nodeId !== this.host.nodeId) return;
-    const nonce = Math.floor(this.host.random() * 0x1_0000_0000);
-    // The lease counts from now, before the proposal leaves (see the header comment).
-    const startMs = this.host.now();
-    const op: MasterOperation = {
-      nodeId: this.host.nodeId,
-      version: this.sm.version,
-      leaseMs: this.options.leaseMs,
-      renewal: this.sm.variables?.masterNodeId === this.host.nodeId,
-      nonce,
-    };
-    this.sm.expectOwn(nonce, startMs);
-    this.sm.counters.attempts++;
-    this.inFlight = true;
-    // Applied later than its own lease end, the operation would give no lease: wait no longer.
-    const timeoutMs = this.options.leaseMs - this.options.leaseMarginMs;
-    this.host.propose(encodeMasterOperation(op), timeoutMs).then(
-      () => this.settled(nonce, undefined),
-      (error: unknown) => this.settled(nonce, error),
-    );
-  }
-
-  private settled(nonce: number, error: unknown): void {
-    this.sm.forgetOwn(nonce);
-    this.inFlight = false;
-    if (error !== undefined) {
-      // Every way a proposal fails is a coded PaxosError (timeout, stopped, queue full, not a
-      // member …): the next try handles it. Anything else is a bug and must surface.
-      if (!(error instanceof PaxosError)) {
-        this.host.fail(error);
-        return;
-      }
-      this.sm.counters.attemptsFailed++;
-      this.host.event('master-propose-failed', { code: error.code });
-      return;
-    }
-    const end = this.sm.ownLeaseEndMs;
-    if (end > this.host.now() && this.running) {
-      this.cancelExpiry?.();
-      this.cancelExpiry = this.host.schedule(end - this.host.now(), () => {
-        this.cancelExpiry = undefined;
-        this.sm.checkExpiry(end);
-      });
-    }
-  }
-
-  /** The next try in [½, 1½) × (lease - margin)/4 (PhxPaxos MasterMgr::run). */
-  private arm(delayMs: number): void {
-    if (!this.running) return;
-    this.cancelTimer = this.host.schedule(delayMs, () => {
-      this.cancelTimer = undefined;
-      this.tryBeMaster();
-      const base = (this.options.leaseMs - this.options.leaseMarginMs) / MASTER_TRIES_PER_LEASE;
-      this.arm(Math.floor(base / 2 + this.host.random() * base));
-    });
   }
 }

@@ -19,7 +19,8 @@ import {
   type PaxosOptionsInput,
   resolveOptions,
 } from './options';
-import type { MasterFaults, MasterInfo, MasterVariables } from './master';
+import type { MasterFaults, MasterInfo } from './master';
+import type { MasterVariables } from './master-variables';
 import type { Logger, RandomSource, Scheduler } from '@tspaxos/core';
 import { checkStateMachines, type StateMachine } from './state-machine';
 import { NO_SM_ID } from './value';

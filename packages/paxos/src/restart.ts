@@ -1,6 +1,6 @@
 // Bringing a group's state machines up to its log at start (PhxPaxos Instance::Init + PlayLog):
 // skip to the machines' checkpoint when the log is behind it, then replay the log from the
-// oldest machine checkpoint up to the now instance.
+// oldest machine checkpoint up to the now instance; and the incarnation each start takes.
 import type { Logger } from '@tspaxos/core';
 import { chainChecksumAt } from '@tspaxos/checkpoint';
 import type { Acceptor } from './acceptor';
@@ -8,6 +8,9 @@ import type { Executor } from './executor';
 import type { GroupConfig } from './group-config';
 import { MAX_SYNC_SLICE_MS } from './options';
 import { isPromiseLike, SyncSlice } from './scheduler';
+
+/** The log's meta key of the group's incarnation on this node (u32 LE; see takeIncarnation). */
+const INCARNATION_META_KEY = 'incarnation';
 
 export interface RestartContext {
   readonly config: GroupConfig;
@@ -81,4 +84,23 @@ export async function replayLog(
   }
   if (now > 0 && from >= now) group.setLastChecksum(chainChecksumAt(store, id, now - 1));
   return from;
+}
+
+/**
+ * A new incarnation for this start: the identities of the values proposed from now on differ
+ * from every earlier start's (value.ts). Durable before anything is proposed, so a crash cannot
+ * hand the same number to the next start. The first start (or a log whose meta was lost) draws
+ * one at random, so a wiped node does not repeat the numbers of its former life.
+ */
+export async function takeIncarnation(config: GroupConfig): Promise<number> {
+  const { store, group } = config;
+  const saved = store.getMeta(group, INCARNATION_META_KEY);
+  const incarnation =
+    saved?.length === 4
+      ? (new DataView(saved.buffer, saved.byteOffset, 4).getUint32(0, true) + 1) % 0x1_0000_0000
+      : Math.floor(config.random.next() * 0x1_0000_0000);
+  const bytes = new Uint8Array(4);
+  new DataView(bytes.buffer).setUint32(0, incarnation, true);
+  await store.setMeta(group, INCARNATION_META_KEY, bytes, { sync: true });
+  return incarnation;
 }

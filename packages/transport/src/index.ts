@@ -8,7 +8,6 @@ export {
   encodeHello,
   decodeHello,
   concatChunks,
-  FrameReader,
   FRAME_VERSION,
   PAXOS_FRAME_OVERHEAD_MAX_BYTES,
   maxPaxosValueBytes,
@@ -16,5 +15,6 @@ export {
   type Hello,
   type DecodeResult,
 } from './codec';
+export { FrameReader } from './frame-reader';
 export { type Network, SeededRng, type DropCounters } from './ports';
 export { MemoryNetwork, type LinkConfig, type Delivery } from './memory-network';

@@ -10,7 +10,7 @@ import type { Network } from '@tspaxos/transport';
 import { type PeerAddress, TcpNetwork, type TlsOptions } from '@tspaxos/transport/tcp';
 import { PaxosError } from '../errors';
 import { type Machines, type NodeHandle, nodeHandle } from '../facade';
-import type { MasterVariables } from '../master';
+import type { MasterVariables } from '../master-variables';
 import type { Logger } from '@tspaxos/core';
 import { type NodeOptions, startNode } from '../node';
 import type { PaxosOptionsInput } from '../options';

@@ -1,0 +1,142 @@
+// Proposing on a group (PhxPaxos Instance::CheckNewValue and the Committer's timeouts): what a
+// proposal must pass before it is queued, handing the next waiting value to the proposer when this
+// node may propose, and one timer at the earliest commit deadline.
+import type { CheckpointManager } from '@tspaxos/checkpoint';
+import type { Learner } from '@tspaxos/learner';
+import type { Committer, ProposeResult } from './committer';
+import { PaxosError } from './errors';
+import type { Executor } from './executor';
+import type { GroupConfig } from './group-config';
+import type { IOLoop } from './io-loop';
+import type { Proposer } from './proposer';
+import {
+  BATCH_HEADER_BYTES,
+  BATCH_ITEM_OVERHEAD_BYTES,
+  IDENTITY_HEADER_BYTES,
+  NO_SM_ID,
+  SINGLE_VALUE_OVERHEAD_BYTES,
+} from './value';
+
+/** What proposing reads of its group. */
+export interface ProposingContext {
+  readonly config: GroupConfig;
+  readonly loop: IOLoop;
+  readonly committer: Committer;
+  readonly proposer: Proposer;
+  readonly executor: Executor;
+  /** Replaced when the group restarts from a checkpoint. */
+  readonly learner: Learner;
+  checkpoint(): CheckpointManager | undefined;
+  members(): readonly number[];
+  isFollower(): boolean;
+  closed(): boolean;
+  /** Why the group stopped (undefined while it runs). */
+  stoppedReason(): PaxosError | undefined;
+}
+
+export class Proposing {
+  private cancelCommitTimer: (() => void) | undefined;
+  private commitTimerAt = Number.POSITIVE_INFINITY;
+
+  constructor(private readonly group: ProposingContext) {}
+
+  propose(
+    smId: number,
+    value: Uint8Array,
+    batch: boolean,
+    timeoutMs: number,
+  ): Promise<ProposeResult> {
+    if (this.group.closed())
+      return Promise.reject(new PaxosError('E_STOPPED', 'the node is stopped'));
+    if (this.group.stoppedReason() !== undefined) return Promise.reject(this.group.stoppedReason());
+    const needs = this.group.checkpoint()?.needsCheckpoint;
+    if (needs !== undefined)
+      return Promise.reject(new PaxosError('E_NEEDS_CHECKPOINT', needs.message, { cause: needs }));
+    if (this.group.isFollower())
+      return Promise.reject(new PaxosError('E_FOLLOWER', 'a follower cannot propose'));
+    if (smId !== NO_SM_ID && !this.group.executor.has(smId)) {
+      return Promise.reject(
+        new PaxosError('E_UNKNOWN_STATE_MACHINE', `no state machine with id ${smId} on this node`),
+      );
+    }
+    // What fits one Accept frame once packed (options.ts maxValueBytesForFrame); a batch value
+    // carries the batch's own header and item header besides.
+    const maxBytes =
+      this.group.config.options.maxValueBytes -
+      (batch
+        ? IDENTITY_HEADER_BYTES +
+          BATCH_HEADER_BYTES +
+          BATCH_ITEM_OVERHEAD_BYTES -
+          SINGLE_VALUE_OVERHEAD_BYTES
+        : 0);
+    if (value.length > maxBytes) {
+      return Promise.reject(
+        new PaxosError(
+          'E_VALUE_TOO_LARGE',
+          `value of ${value.length} bytes exceeds the ${batch ? 'batchPropose' : 'propose'} limit of ${maxBytes} (maxValueBytes ${this.group.config.options.maxValueBytes})`,
+        ),
+      );
+    }
+    const now = this.group.config.scheduler.now();
+    const promise = this.group.committer.add(smId, value, batch, now, timeoutMs);
+    this.group.loop.enqueue(() => this.checkNewValue());
+    this.armCommitTimer(now + timeoutMs);
+    return promise;
+  }
+
+  /** Hands the next waiting value to the proposer when this node may propose. */
+  checkNewValue(): void {
+    if (this.group.closed() || this.group.stoppedReason() !== undefined || this.group.isFollower())
+      return;
+    if (this.group.committer.inFlight !== undefined || !this.group.committer.hasWork) return;
+    if (!this.group.learner.isLatest()) return; // behind someone: learn first, propose after
+    if (!this.group.members().includes(this.group.config.nodeId)) {
+      this.group.committer.take(this.group.proposer.instanceId);
+      this.group.committer.failed(
+        new PaxosError(
+          'E_NOT_MEMBER',
+          `node ${this.group.config.nodeId} is not a member of group ${this.group.config.group}`,
+        ),
+      );
+      return;
+    }
+    const flight = this.group.committer.take(this.group.proposer.instanceId);
+    if (flight !== undefined) this.group.proposer.newValue(flight.value);
+  }
+
+  /**
+   * Keeps one timer at the earliest commit deadline. A new proposal passes its own deadline, so
+   * proposing stays O(1); the full scan of the queue runs only when the timer fires.
+   */
+  private armCommitTimer(deadline?: number): void {
+    const next = deadline ?? this.group.committer.nextDeadline();
+    if (next === undefined || next >= this.commitTimerAt) return;
+    this.cancelCommitTimer?.();
+    this.commitTimerAt = next;
+    this.cancelCommitTimer = this.group.loop.schedule(
+      Math.max(0, next - this.group.config.scheduler.now()),
+      () => {
+        this.cancelCommitTimer = undefined;
+        this.commitTimerAt = Number.POSITIVE_INFINITY;
+        if (this.group.committer.expire(this.group.config.scheduler.now()))
+          this.group.proposer.exit();
+        this.armCommitTimer();
+        this.checkNewValue();
+      },
+    );
+  }
+
+  /** Drops the commit timer once nothing waits or is in flight. */
+  rearmCommitTimer(): void {
+    if (!this.group.committer.hasWork && this.group.committer.inFlight === undefined) {
+      this.cancelCommitTimer?.();
+      this.cancelCommitTimer = undefined;
+      this.commitTimerAt = Number.POSITIVE_INFINITY;
+    }
+  }
+
+  /** Drops the commit timer (the group stops). */
+  stop(): void {
+    this.cancelCommitTimer?.();
+  }
+}
