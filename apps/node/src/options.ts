@@ -68,6 +68,9 @@ export const DEFAULT_IDEMPOTENCY_WINDOW_MS = 3_600_000;
  * disk, so ~25 MB per group at most); the oldest go first.
  */
 export const DEFAULT_IDEMPOTENCY_WINDOW_KEYS = 100_000;
+/** Bounds of the flags: the window travels as u32 fields of each write (kv-command.ts). */
+export const MAX_IDEMPOTENCY_WINDOW_MS = 0xffff_ffff;
+export const MAX_IDEMPOTENCY_WINDOW_KEYS = 0xffff_ffff;
 /** Largest `limit` of `GET /kv?prefix=` (the agreed shape of issue 18; default DEFAULT_LIST_LIMIT). */
 export const MAX_LIST_LIMIT = 1000;
 export const DEFAULT_LIST_LIMIT = 100;

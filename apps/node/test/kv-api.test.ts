@@ -8,6 +8,8 @@ import { KvServer } from '../src/server';
 import { freePorts, tempDir, waitFor } from './helpers';
 
 const GROUPS = 2;
+/** --idempotency-keys of this node: small, so the window's bound shows. */
+const WINDOW_KEYS = 3;
 let server: KvServer;
 let url = '';
 
@@ -22,6 +24,7 @@ beforeAll(async () => {
       dataDir: path.join(tempDir('kv-api'), 'node-1'),
       groups: GROUPS,
       httpPeers: new Map(),
+      idempotencyWindowKeys: WINDOW_KEYS,
     },
     pino({ level: 'silent' }),
     (error) => {
@@ -149,6 +152,21 @@ describe('Idempotency-Key', () => {
     expect(await replay.json()).toMatchObject({
       error: { code: 'E_PRECONDITION', replayed: true },
     });
+  });
+
+  it('the configured count bounds what each group keeps: a retry past it applies again', async () => {
+    // Keys of group 0 only, so the bound of one group is what is seen.
+    const keys = Array.from({ length: 40 }, (_, i) => `window/${i}`)
+      .filter((k) => groupOfKey(k, GROUPS) === 0)
+      .slice(0, WINDOW_KEYS + 1);
+    const put = (k: string) => write('PUT', k, 'v', { 'idempotency-key': `w-${k}` });
+    for (const k of keys) expect((await put(k)).status).toBe(200);
+    expect(server.kvs[0]!.status().idempotencyKeys).toBe(WINDOW_KEYS);
+    expect((await put(keys[WINDOW_KEYS]!)).headers.get('idempotent-replayed')).toBe('true');
+    // The oldest key was dropped: its retry is a new write (the documented limit of the window).
+    const late = await put(keys[0]!);
+    expect(late.status).toBe(200);
+    expect(late.headers.get('idempotent-replayed')).toBeNull();
   });
 
   it('without the header a repeated write applies again (as before), at a new version', async () => {
