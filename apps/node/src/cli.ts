@@ -8,7 +8,11 @@ import { MASTER_LEASE_MIN_MS } from './stack';
 import {
   DEFAULT_BASE_PORT,
   DEFAULT_CHECKPOINT_EVERY_INSTANCES,
+  DEFAULT_IDEMPOTENCY_WINDOW_KEYS,
+  DEFAULT_IDEMPOTENCY_WINDOW_MS,
   DEFAULT_KEEP_LOG_INSTANCES,
+  MAX_IDEMPOTENCY_WINDOW_KEYS,
+  MAX_IDEMPOTENCY_WINDOW_MS,
   MAX_CATCH_UP_BATCH_INSTANCES,
   MAX_GROUPS,
   MAX_MASTER_LEASE_MS,
@@ -116,6 +120,18 @@ export function buildProgram(): Command {
       arg((t) => parseIntIn('--keep-log', t, MIN_KEEP_LOG_INSTANCES, Number.MAX_SAFE_INTEGER)),
       DEFAULT_KEEP_LOG_INSTANCES,
     )
+    .option(
+      '--idempotency-window-ms <ms>',
+      'how long each group keeps an Idempotency-Key, by the clocks the writes carry (the window travels in each write from this node)',
+      arg((t) => parseIntIn('--idempotency-window-ms', t, 1, MAX_IDEMPOTENCY_WINDOW_MS)),
+      DEFAULT_IDEMPOTENCY_WINDOW_MS,
+    )
+    .option(
+      '--idempotency-keys <n>',
+      'most Idempotency-Keys each group keeps (the oldest go first; bounds the table)',
+      arg((t) => parseIntIn('--idempotency-keys', t, 1, MAX_IDEMPOTENCY_WINDOW_KEYS)),
+      DEFAULT_IDEMPOTENCY_WINDOW_KEYS,
+    )
     .addOption(
       new Option('--log-level <level>', 'log level')
         .choices(['debug', 'info', 'warn', 'error'])
@@ -147,6 +163,8 @@ export function buildProgram(): Command {
         ...(o.masterLeaseMs !== undefined ? { masterLeaseMs: o.masterLeaseMs } : {}),
         checkpointEveryInstances: o.checkpointEvery,
         keepLogInstances: o.keepLog,
+        idempotencyWindowMs: o.idempotencyWindowMs,
+        idempotencyWindowKeys: o.idempotencyKeys,
         logLevel: o.logLevel,
       });
     });
@@ -202,6 +220,8 @@ interface NodeFlags {
   masterLeaseMs?: number;
   checkpointEvery: number;
   keepLog: number;
+  idempotencyWindowMs: number;
+  idempotencyKeys: number;
   logLevel: string;
 }
 

@@ -17,6 +17,10 @@ export type ServerErrorCode =
   | 'E_OUTCOME_UNKNOWN'
   | 'E_EXECUTE_FAILED'
   | 'E_BAD_CHECKPOINT'
+  | 'E_BAD_HEADER'
+  | 'E_PRECONDITION'
+  | 'E_IDEMPOTENCY_KEY_REUSED'
+  | 'E_BAD_STATE'
   | 'E_INTERNAL';
 
 const STATUS: Record<ServerErrorCode, number> = {
@@ -38,6 +42,13 @@ const STATUS: Record<ServerErrorCode, number> = {
   // Chosen, but this node's state machine failed to apply it (it retries): a broken disk.
   E_EXECUTE_FAILED: 500,
   E_BAD_CHECKPOINT: 500,
+  E_BAD_HEADER: 400,
+  // If-Match / If-None-Match did not hold (RFC 9110 §13.1); the body has the current version.
+  E_PRECONDITION: 412,
+  // The IETF Idempotency-Key draft: the key was first used with another request.
+  E_IDEMPOTENCY_KEY_REUSED: 422,
+  // A KV file holds a record this server never writes (a broken disk or a foreign file).
+  E_BAD_STATE: 500,
   E_INTERNAL: 500,
 };
 

@@ -14,59 +14,63 @@
 //   and a peer asking for one gets one at the log's end (lockCheckpointState writes it);
 // - loadCheckpointState copies the received file beside the live one, fsyncs it and renames it
 //   over the live one (PhxPaxos LoadCheckpointState; idempotent: running it twice gives the same
-//   state).
+//   state);
+// - each key carries a version, the instance id of its last write, and a write's precondition
+//   (If-Match / If-None-Match) is checked here, at apply time, so it holds whatever node
+//   proposed it and however often it was retried;
+// - a write with an Idempotency-Key records the key and its outcome in the same transaction as
+//   its effect (so in every replica and in checkpoints); the same key again returns that outcome
+//   and applies nothing. Keys expire by a window of time and count that travels in each write
+//   with the proposer's clock, so every replica expires the same ones (the Raft dissertation
+//   §6.3, client sessions).
 import Database from 'better-sqlite3';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ServerError } from './errors';
+import {
+  decodeWrite,
+  KvCommandError,
+  type IdempotencyWindow,
+  type KvWrite,
+  type Precondition,
+} from './kv-command';
 import { KV_SM_ID } from './options';
 import type { ExecuteContext, StateMachine } from './stack';
 
 export const KV_FILE = 'kv.sqlite';
 
-/** Operation codes inside a KV value: `u8 op · u32 key length · key (UTF-8) · value`. */
-export const OP_PUT = 1;
-export const OP_DELETE = 2;
-
-export interface KvOp {
-  op: typeof OP_PUT | typeof OP_DELETE;
+/** A key's value and its version (the instance id of its last write; design.md §6). */
+export interface KvEntry {
   key: string;
-  value: Uint8Array;
+  value: Buffer;
+  version: string;
 }
 
-const encoder = new TextEncoder();
-const decoder = new TextDecoder('utf-8', { fatal: true });
-
-export function encodeOp(op: KvOp): Uint8Array {
-  const key = encoder.encode(op.key);
-  const out = new Uint8Array(5 + key.length + op.value.length);
-  out[0] = op.op;
-  new DataView(out.buffer).setUint32(1, key.length);
-  out.set(key, 5);
-  out.set(op.value, 5 + key.length);
-  return out;
+/** What a write did; the same on every replica, and the same again for a replay. */
+export interface WriteOutcome {
+  /**
+   * applied: the write took effect. precondition_failed: If-Match / If-None-Match did not hold,
+   * nothing changed. idempotency_mismatch: its Idempotency-Key was first used for another
+   * request, nothing changed (and nothing is recorded).
+   */
+  status: 'applied' | 'precondition_failed' | 'idempotency_mismatch';
+  /** The instance of the outcome: on a replay, the first request's. */
+  instanceId: number;
+  /** applied: the version the write gave the key. precondition_failed: the key's version then (null: absent). */
+  version: string | null;
+  /** The outcome is the first request's with the same Idempotency-Key; this one applied nothing. */
+  replayed: boolean;
 }
 
-/** Undefined for bytes that are not an operation (never produced by this server; applied as a no-op). */
-export function decodeOp(bytes: Uint8Array): KvOp | undefined {
-  if (bytes.length < 5) return undefined;
-  const op = bytes[0];
-  if (op !== OP_PUT && op !== OP_DELETE) return undefined;
-  const keyLength = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(1);
-  if (5 + keyLength > bytes.length) return undefined;
-  let key: string;
-  try {
-    key = decoder.decode(bytes.subarray(5, 5 + keyLength));
-  } catch {
-    return undefined; // not UTF-8: not one of ours (the caller counts it as a bad op)
-  }
-  return { op, key, value: bytes.subarray(5 + keyLength) };
-}
-
-export interface KvResult {
-  /** False when the value was not an operation (counted in `badOps`). */
-  ok: boolean;
-}
+/**
+ * What execute() returns (a plain object: a forwarded write carries it back). `skipped`: the
+ * instance was already reflected here (a replay at start; no caller waits for it).
+ */
+export type KvResult =
+  | { ok: true; outcome: WriteOutcome }
+  | { ok: true; skipped: true }
+  | { ok: false; error: string; message: string };
 
 export interface KvCounters {
   /** Operations applied (kept in the file: a replay that applied twice would show here). */
@@ -82,6 +86,14 @@ export interface KvCounters {
   checkpointReinstalls: number;
   /** Checkpoints written because a peer asked for ours and it was behind (lockCheckpointState). */
   checkpointsForPeers: number;
+  /** Writes whose Idempotency-Key was already recorded: answered the first outcome, applied nothing. */
+  idempotentReplays: number;
+  /** Writes whose Idempotency-Key was first used for another request: refused. */
+  idempotencyMismatches: number;
+  /** Writes whose If-Match / If-None-Match did not hold. */
+  preconditionFailures: number;
+  /** Idempotency keys dropped by the window (its time or its count). */
+  idempotencyKeysExpired: number;
 }
 
 export interface KvStateMachineOptions {
@@ -101,6 +113,8 @@ export interface KvStateMachineOptions {
   onError?: (error: Error) => void;
   /** Clock for lastCheckpointAtMs of automatic checkpoints. */
   nowMs?: () => number;
+  /** Deliberate bug for the planted-bug tests: never looks an Idempotency-Key up (applies retries again). */
+  unsafeIgnoreIdempotencyKey?: boolean;
 }
 
 export class KvStateMachine implements StateMachine {
@@ -118,9 +132,29 @@ export class KvStateMachine implements StateMachine {
     checkpointLoads: 0,
     checkpointReinstalls: 0,
     checkpointsForPeers: 0,
+    idempotentReplays: 0,
+    idempotencyMismatches: 0,
+    preconditionFailures: 0,
+    idempotencyKeysExpired: 0,
   };
   /** Highest instance whose operations are in the file (committed, or in the open transaction). */
   appliedInstanceId = -1;
+  /**
+   * The state machine's clock: the largest proposer clock a write carried (replicated, so every
+   * replica expires the same idempotency keys; the Raft dissertation §6.3).
+   */
+  private clockMs = 0;
+  /** Sequence number of the last idempotency key recorded (the count window drops the oldest). */
+  private idempotencySeq = 0;
+  private idempotencyKeys = 0;
+  /**
+   * Writes to each key in the instance being applied: the second write to a key in one batch
+   * gets version `<instance id>.1`, so a version names one write (not derived from any clock).
+   */
+  private versionInstanceId = -1;
+  private readonly writesInInstance = new Map<string, number>();
+  /** The instance whose savepoint is open in the transaction, and the memory before it. */
+  private instanceStart: InstanceStart | undefined;
   private checkpointId = -1;
   private lastCheckpointAtMs: number | undefined;
   private locks = 0;
@@ -159,6 +193,8 @@ export class KvStateMachine implements StateMachine {
     checkpointInstanceId: number;
     lastCheckpointAtMs: number | undefined;
     locked: boolean;
+    /** Idempotency keys held now (at most the window's count). */
+    idempotencyKeys: number;
     counters: KvCounters;
   } {
     return {
@@ -166,13 +202,32 @@ export class KvStateMachine implements StateMachine {
       checkpointInstanceId: this.checkpointId,
       lastCheckpointAtMs: this.lastCheckpointAtMs,
       locked: this.isLocked,
+      idempotencyKeys: this.idempotencyKeys,
       counters: { ...this.counters },
     };
   }
 
   get(key: string): Buffer | undefined {
-    const row = this.stmts.get.get(key) as { value: Buffer } | undefined;
-    return row?.value;
+    return this.read(key)?.value;
+  }
+
+  read(key: string): KvEntry | undefined {
+    return this.stmts.get.get(key) as KvEntry | undefined;
+  }
+
+  /**
+   * The entries whose key starts with `prefix` and comes after `after`, in key order (UTF-8
+   * bytes, SQLite's BINARY collation). Lazy: the caller stops when its page is full and must
+   * finish or return() the iterator before anything else uses this file.
+   */
+  entries(prefix: string, after: string | undefined): IterableIterator<KvEntry> {
+    const end = prefixEnd(prefix);
+    const lower = after ?? '';
+    return (
+      end === undefined
+        ? this.stmts.scanOpen.iterate(lower, prefix)
+        : this.stmts.scanBounded.iterate(lower, prefix, end)
+    ) as IterableIterator<KvEntry>;
   }
 
   execute(value: Uint8Array, ctx: ExecuteContext): KvResult {
@@ -180,7 +235,7 @@ export class KvStateMachine implements StateMachine {
     if (ctx.instanceId <= this.appliedInstanceId && !this.inTransaction) {
       if (!this.opts.unsafeIgnoreAppliedInstance) {
         this.counters.skippedInstances++;
-        return { ok: true };
+        return { ok: true, skipped: true };
       }
     }
     if (!this.inTransaction) {
@@ -192,16 +247,138 @@ export class KvStateMachine implements StateMachine {
       this.inTransaction = true;
       queueMicrotask(() => this.commit());
     }
-    this.appliedInstanceId = Math.max(this.appliedInstanceId, ctx.instanceId);
-    const op = decodeOp(value);
-    if (op === undefined) {
-      this.counters.badOps++;
-      return { ok: false };
+    if (this.instanceStart?.instanceId !== ctx.instanceId) {
+      // A savepoint per instance: an execute() that throws (a broken record, a full disk) undoes
+      // its whole instance, which paxos retries from its first item; the instances before it in
+      // this transaction stay.
+      if (this.instanceStart !== undefined) this.db.exec('RELEASE instance');
+      this.db.exec('SAVEPOINT instance');
+      this.instanceStart = this.memory(ctx.instanceId);
     }
-    if (op.op === OP_PUT) this.stmts.put.run(op.key, op.value);
-    else this.stmts.delete.run(op.key);
-    this.counters.appliedOps++;
-    return { ok: true };
+    try {
+      this.appliedInstanceId = Math.max(this.appliedInstanceId, ctx.instanceId);
+      let write: KvWrite;
+      try {
+        write = decodeWrite(value);
+      } catch (error) {
+        // Never produced by this server: applied as a no-op on every node alike, and counted.
+        if (!(error instanceof KvCommandError)) throw error;
+        this.counters.badOps++;
+        return { ok: false, error: error.code, message: error.message };
+      }
+      return { ok: true, outcome: this.apply(write, ctx.instanceId) };
+    } catch (error) {
+      const start = this.instanceStart!;
+      this.db.exec('ROLLBACK TO instance');
+      this.db.exec('RELEASE instance');
+      this.instanceStart = undefined;
+      this.appliedInstanceId = start.appliedInstanceId;
+      this.clockMs = start.clockMs;
+      this.idempotencySeq = start.idempotencySeq;
+      this.idempotencyKeys = start.idempotencyKeys;
+      Object.assign(this.counters, start.counters);
+      this.writesInInstance.clear();
+      this.versionInstanceId = -1;
+      throw error;
+    }
+  }
+
+  /** What an instance changes besides the file, to put back if it fails half-way. */
+  private memory(instanceId: number): InstanceStart {
+    return {
+      instanceId,
+      appliedInstanceId: this.appliedInstanceId,
+      clockMs: this.clockMs,
+      idempotencySeq: this.idempotencySeq,
+      idempotencyKeys: this.idempotencyKeys,
+      counters: { ...this.counters },
+    };
+  }
+
+  /** One write, inside the instance's transaction: the key and its outcome commit together. */
+  private apply(write: KvWrite, instanceId: number): WriteOutcome {
+    if (write.proposedAtMs !== undefined && write.window !== undefined)
+      this.expireIdempotencyKeys(write.proposedAtMs, write.window);
+    const idempotencyKey = this.opts.unsafeIgnoreIdempotencyKey ? undefined : write.idempotencyKey;
+    const print = idempotencyKey === undefined ? undefined : fingerprint(write);
+    if (idempotencyKey !== undefined) {
+      const first = this.stmts.getIdempotency.get(idempotencyKey) as IdempotencyRow | undefined;
+      if (first !== undefined) {
+        if (!Buffer.from(print!).equals(first.fingerprint)) {
+          this.counters.idempotencyMismatches++;
+          return {
+            status: 'idempotency_mismatch',
+            instanceId: first.instance,
+            version: null,
+            replayed: false,
+          };
+        }
+        const outcome = outcomeOf(first, this.file);
+        this.counters.idempotentReplays++;
+        return { ...outcome, replayed: true };
+      }
+    }
+    const current = (this.stmts.getVersion.get(write.key) as { version: string } | undefined)
+      ?.version;
+    let outcome: WriteOutcome;
+    if (!holds(write.precondition, current)) {
+      this.counters.preconditionFailures++;
+      outcome = {
+        status: 'precondition_failed',
+        instanceId,
+        version: current ?? null,
+        replayed: false,
+      };
+    } else {
+      // The writes of before versions (no clock) leave the version every older row has: '0'.
+      const version =
+        write.proposedAtMs === undefined ? '0' : this.nextVersion(write.key, instanceId);
+      if (write.action === 'put') this.stmts.put.run(write.key, write.value, version);
+      else this.stmts.delete.run(write.key);
+      this.counters.appliedOps++;
+      outcome = { status: 'applied', instanceId, version, replayed: false };
+    }
+    if (idempotencyKey !== undefined && write.window !== undefined) {
+      this.idempotencySeq++;
+      this.stmts.putIdempotency.run(
+        this.idempotencySeq,
+        idempotencyKey,
+        this.clockMs,
+        print,
+        instanceId,
+        STATUS_CODES.indexOf(outcome.status),
+        outcome.version,
+      );
+      this.idempotencyKeys++;
+      this.dropIdempotencyKeys(
+        this.stmts.expireIdempotencyBySeq.run(this.idempotencySeq - write.window.keys).changes,
+      );
+    }
+    return outcome;
+  }
+
+  private nextVersion(key: string, instanceId: number): string {
+    if (instanceId !== this.versionInstanceId) {
+      this.versionInstanceId = instanceId;
+      this.writesInInstance.clear();
+    }
+    const before = this.writesInInstance.get(key) ?? 0;
+    this.writesInInstance.set(key, before + 1);
+    return before === 0 ? String(instanceId) : `${instanceId}.${before}`;
+  }
+
+  /** Advances the replicated clock to the write's and drops the keys older than the window. */
+  private expireIdempotencyKeys(proposedAtMs: number, window: IdempotencyWindow): void {
+    // A proposer whose clock is behind does not move it back (keys would live longer).
+    this.clockMs = Math.max(this.clockMs, proposedAtMs);
+    this.dropIdempotencyKeys(
+      this.stmts.expireIdempotencyByTime.run(this.clockMs - window.ms).changes,
+    );
+  }
+
+  private dropIdempotencyKeys(n: number): void {
+    this.idempotencyKeys -= n;
+    this.counters.idempotencyKeysExpired += n;
   }
 
   /**
@@ -221,10 +398,14 @@ export class KvStateMachine implements StateMachine {
     try {
       this.stmts.setMeta.run('applied', this.appliedInstanceId);
       this.stmts.setMeta.run('ops', this.counters.appliedOps);
+      this.stmts.setMeta.run('clockMs', this.clockMs);
+      this.stmts.setMeta.run('idempotencySeq', this.idempotencySeq);
       this.db.exec('COMMIT');
       this.inTransaction = false;
+      this.instanceStart = undefined;
     } catch (error) {
       this.inTransaction = false;
+      this.instanceStart = undefined;
       if (this.db.inTransaction) this.db.exec('ROLLBACK');
       this.opts.onFatal(error as Error);
       return;
@@ -343,19 +524,51 @@ export class KvStateMachine implements StateMachine {
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');
     db.exec(
-      'CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;' +
-        'CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID;',
+      'CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL, ' +
+        "version TEXT NOT NULL DEFAULT '0') WITHOUT ROWID;" +
+        'CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID;' +
+        // seq orders the keys for the count window; at_ms (the replicated clock) for the time one.
+        'CREATE TABLE IF NOT EXISTS idempotency (seq INTEGER PRIMARY KEY, key BLOB NOT NULL UNIQUE, ' +
+        'at_ms INTEGER NOT NULL, fingerprint BLOB NOT NULL, instance INTEGER NOT NULL, ' +
+        'status INTEGER NOT NULL, version TEXT);' +
+        'CREATE INDEX IF NOT EXISTS idempotency_at ON idempotency (at_ms);',
     );
+    // A file (or a checkpoint from a peer) of before versions: its rows get version '0' on every
+    // replica alike, as the writes of before versions still in a log do when replayed.
+    const columns = db.prepare('PRAGMA table_info(kv)').all() as { name: string }[];
+    if (!columns.some((c) => c.name === 'version'))
+      db.exec("ALTER TABLE kv ADD COLUMN version TEXT NOT NULL DEFAULT '0'");
     this.db = db;
     this.stmts = this.prepare();
     this.appliedInstanceId = this.readMeta('applied', -1);
     this.counters.appliedOps = this.readMeta('ops', 0);
+    this.clockMs = this.readMeta('clockMs', 0);
+    this.idempotencySeq = this.readMeta('idempotencySeq', 0);
+    this.idempotencyKeys = (
+      db.prepare('SELECT COUNT(*) AS n FROM idempotency').get() as { n: number }
+    ).n;
   }
 
   private prepare() {
     return {
-      get: this.db.prepare('SELECT value FROM kv WHERE key = ?'),
-      put: this.db.prepare('INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)'),
+      get: this.db.prepare('SELECT key, value, version FROM kv WHERE key = ?'),
+      getVersion: this.db.prepare('SELECT version FROM kv WHERE key = ?'),
+      put: this.db.prepare('INSERT OR REPLACE INTO kv (key, value, version) VALUES (?, ?, ?)'),
+      scanOpen: this.db.prepare(
+        'SELECT key, value, version FROM kv WHERE key > ? AND key >= ? ORDER BY key',
+      ),
+      scanBounded: this.db.prepare(
+        'SELECT key, value, version FROM kv WHERE key > ? AND key >= ? AND key < ? ORDER BY key',
+      ),
+      getIdempotency: this.db.prepare(
+        'SELECT fingerprint, instance, status, version FROM idempotency WHERE key = ?',
+      ),
+      putIdempotency: this.db.prepare(
+        'INSERT INTO idempotency (seq, key, at_ms, fingerprint, instance, status, version) ' +
+          'VALUES (?, ?, ?, ?, ?, ?, ?)',
+      ),
+      expireIdempotencyByTime: this.db.prepare('DELETE FROM idempotency WHERE at_ms < ?'),
+      expireIdempotencyBySeq: this.db.prepare('DELETE FROM idempotency WHERE seq <= ?'),
       delete: this.db.prepare('DELETE FROM kv WHERE key = ?'),
       getMeta: this.db.prepare('SELECT v FROM meta WHERE k = ?'),
       setMeta: this.db.prepare('INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)'),
@@ -366,6 +579,76 @@ export class KvStateMachine implements StateMachine {
     const row = this.stmts.getMeta.get(k) as { v: number } | undefined;
     return row?.v ?? fallback;
   }
+}
+
+/** Stored outcome codes of the idempotency table (the index is what is stored). */
+const STATUS_CODES: readonly WriteOutcome['status'][] = ['applied', 'precondition_failed'];
+
+interface InstanceStart {
+  instanceId: number;
+  appliedInstanceId: number;
+  clockMs: number;
+  idempotencySeq: number;
+  idempotencyKeys: number;
+  counters: KvCounters;
+}
+
+interface IdempotencyRow {
+  fingerprint: Buffer;
+  instance: number;
+  status: number;
+  version: string | null;
+}
+
+/** A recorded outcome; a row this server did not write is a broken file, not a replay. */
+function outcomeOf(row: IdempotencyRow, file: string): Omit<WriteOutcome, 'replayed'> {
+  const status = STATUS_CODES[row.status];
+  if (status === undefined || !Number.isSafeInteger(row.instance))
+    throw new ServerError(
+      'E_BAD_STATE',
+      `${file}: an idempotency record with status ${row.status} at instance ${row.instance}`,
+    );
+  return { status, instanceId: row.instance, version: row.version };
+}
+
+/** What makes two requests with one Idempotency-Key the same request (not the clock or window). */
+function fingerprint(write: KvWrite): Uint8Array {
+  const hash = createHash('sha256');
+  const p = write.precondition;
+  hash.update(`${write.action}\0${p.kind}\0${p.kind === 'version' ? p.version : ''}\0`);
+  hash.update(`${Buffer.byteLength(write.key)}\0${write.key}`);
+  hash.update(write.value);
+  return hash.digest().subarray(0, 16);
+}
+
+function holds(precondition: Precondition, version: string | undefined): boolean {
+  switch (precondition.kind) {
+    case 'none':
+      return true;
+    case 'version':
+      return version === precondition.version;
+    case 'exists':
+      return version !== undefined;
+    case 'absent':
+      return version === undefined;
+  }
+}
+
+/**
+ * The least string above every string that starts with `prefix` (code point order, which is
+ * UTF-8 byte order); undefined when there is none (empty, or only U+10FFFF).
+ */
+export function prefixEnd(prefix: string): string | undefined {
+  const points = [...prefix];
+  while (points.length > 0) {
+    const last = points.pop()!.codePointAt(0)!;
+    if (last < 0x10ffff) {
+      // The surrogates are no code points of a string that is UTF-8.
+      const next = last + 1 === 0xd800 ? 0xe000 : last + 1;
+      return points.join('') + String.fromCodePoint(next);
+    }
+  }
+  return undefined;
 }
 
 /** The applied instance id stored in a KV file (a checkpoint); -1 when it has none. */

@@ -53,3 +53,29 @@ export const MAX_CATCH_UP_BATCH_INSTANCES = 1_000_000;
 export const MAX_MASTER_LEASE_MS = 3_600_000;
 /** Unexpected errors kept in /status `taskErrors` (all are counted in the metric). */
 export const TASK_ERRORS_KEPT = 100;
+/** Longest Idempotency-Key header value in bytes (issue 18; Stripe takes 255, the IETF draft sets none). */
+export const MAX_IDEMPOTENCY_KEY_BYTES = 128;
+/** Longest version a precondition may name (a version is `<instance id>` or `<instance id>.<n>`: at most 33 digits and a dot). */
+export const MAX_VERSION_BYTES = 40;
+/**
+ * How long each group's KV state machine keeps an idempotency key, by the proposers' clocks
+ * carried in the log (ours: an hour covers any client's retries; Stripe keeps 24 h). At most
+ * 2^32 − 1 ms (it travels as a u32 in each write).
+ */
+export const DEFAULT_IDEMPOTENCY_WINDOW_MS = 3_600_000;
+/**
+ * Most idempotency keys each group keeps (ours: the bound on the table, about 250 bytes a key on
+ * disk, so ~25 MB per group at most); the oldest go first.
+ */
+export const DEFAULT_IDEMPOTENCY_WINDOW_KEYS = 100_000;
+/** Bounds of the flags: the window travels as u32 fields of each write (kv-command.ts). */
+export const MAX_IDEMPOTENCY_WINDOW_MS = 0xffff_ffff;
+export const MAX_IDEMPOTENCY_WINDOW_KEYS = 0xffff_ffff;
+/** Largest `limit` of `GET /kv?prefix=` (the agreed shape of issue 18; default DEFAULT_LIST_LIMIT). */
+export const MAX_LIST_LIMIT = 1000;
+export const DEFAULT_LIST_LIMIT = 100;
+/**
+ * A listing page stops once its values reach this many bytes (at least one item), whatever the
+ * limit: 1000 values of 1 MiB would be a 1.3 GB answer (ours).
+ */
+export const MAX_LIST_PAGE_BYTES = 4 * 1024 * 1024;

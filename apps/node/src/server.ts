@@ -5,12 +5,15 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Logger as PinoLogger } from 'pino';
+import type { IdempotencyWindow } from './kv-command';
 import { KvStateMachine } from './kv-state-machine';
 import { buildHttp, type HttpNode } from './http/app';
 import { createMetrics, type Metrics, type MetricsSource } from './metrics';
 import {
   CLUSTER_ID,
   DEFAULT_CHECKPOINT_EVERY_INSTANCES,
+  DEFAULT_IDEMPOTENCY_WINDOW_KEYS,
+  DEFAULT_IDEMPOTENCY_WINDOW_MS,
   DEFAULT_KEEP_LOG_INSTANCES,
   MEMBER_POLL_INTERVAL_MS,
   MEMBER_POLL_TIMEOUT_MS,
@@ -57,6 +60,12 @@ export interface ServerConfig {
    * DEFAULT_KEEP_LOG_INSTANCES; at least MIN_KEEP_LOG_INSTANCES).
    */
   keepLogInstances?: number;
+  /**
+   * The idempotency window this node's writes carry (defaults DEFAULT_IDEMPOTENCY_WINDOW_MS and
+   * DEFAULT_IDEMPOTENCY_WINDOW_KEYS): how long, and how many, Idempotency-Keys each group keeps.
+   */
+  idempotencyWindowMs?: number;
+  idempotencyWindowKeys?: number;
 }
 
 export class KvServer implements HttpNode, MetricsSource {
@@ -199,6 +208,13 @@ export class KvServer implements HttpNode, MetricsSource {
       ...(batch !== undefined
         ? { batchMaxInstances: batch, firstBatchInstances: Math.min(batch, firstBatch) }
         : {}),
+    };
+  }
+
+  get idempotencyWindow(): IdempotencyWindow {
+    return {
+      ms: this.config.idempotencyWindowMs ?? DEFAULT_IDEMPOTENCY_WINDOW_MS,
+      keys: this.config.idempotencyWindowKeys ?? DEFAULT_IDEMPOTENCY_WINDOW_KEYS,
     };
   }
 

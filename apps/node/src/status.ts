@@ -63,6 +63,8 @@ export interface GroupView extends Pick<
     appliedInstanceId: number;
     lastCheckpointAtMs: number | null;
     locked: boolean;
+    /** Idempotency keys the group holds (at most the window's count). */
+    idempotencyKeys: number;
     counters: KvStatus['counters'];
   };
   /** The checkpoint package: mode, transfers, cleaner, replayer (@tspaxos/checkpoint README). */
@@ -106,6 +108,7 @@ export function groupView(paxos: GroupStatus, kv: KvStatus, master: MasterView |
       appliedInstanceId: kv.appliedInstanceId,
       lastCheckpointAtMs: kv.lastCheckpointAtMs ?? null,
       locked: kv.locked,
+      idempotencyKeys: kv.idempotencyKeys,
       counters: kv.counters,
     },
     checkpoint: paxos.checkpoint ?? null,

@@ -89,6 +89,16 @@ describe('checkpoints across processes', () => {
       await nodes[2]!.kill('SIGKILL');
       const node3Data = path.join(cluster.dataRoot, 'node-3');
       fs.rmSync(node3Data, { recursive: true, force: true });
+      // A write with an Idempotency-Key that node 3 will know only from the checkpoint.
+      const once = (url: string) =>
+        fetch(`${url}/kv/once`, {
+          method: 'PUT',
+          headers: { 'idempotency-key': 'before-the-checkpoint' },
+          body: 'once',
+        });
+      const first = await once(nodes[0]!.httpUrl);
+      expect(first.status).toBe(200);
+      const firstInstanceId = Number(first.headers.get('x-tspaxos-instance-id'));
       await write(nodes[0]!.httpUrl, FIRST_WRITES, MISSED_BEFORE);
       const compacted: number[] = [];
       for (const n of nodes.slice(0, 2)) {
@@ -149,6 +159,14 @@ describe('checkpoints across processes', () => {
       expect(sentBytes[0]! + sentBytes[1]!).toBe(receivedBytes);
       expect(await metric(again.httpUrl, 'tspaxos_checkpoint_installs_total')).toBe(1);
       expect(await metric(again.httpUrl, 'tspaxos_checkpoint_transfer_active')).toBe(0);
+      // The key came with the checkpoint (its write is below node 3's log): a retry through
+      // node 3 answers the first outcome and applies nothing.
+      expect(firstInstanceId).toBeLessThan(s3.minChosenInstanceId);
+      expect(s3.kv.idempotencyKeys).toBe(1);
+      const retry = await once(again.httpUrl);
+      expect(retry.status).toBe(200);
+      expect(retry.headers.get('idempotent-replayed')).toBe('true');
+      expect(retry.headers.get('x-tspaxos-instance-id')).toBe(String(firstInstanceId));
 
       // 4. Every acknowledged write reads back from every node.
       expect(acked.size).toBe(FIRST_WRITES + MISSED_BEFORE + MISSED_AFTER);

@@ -64,6 +64,8 @@ describe('tspaxos CLI', () => {
       /--id 4 is not in --cluster/,
     ],
     [[...NODE, '--groups', '0'], /--groups must be 1 … 64/],
+    [[...NODE, '--idempotency-keys', '0'], /--idempotency-keys must be 1 … 4294967295/],
+    [[...NODE, '--idempotency-window-ms', '4294967296'], /--idempotency-window-ms must be 1 …/],
     [[...NODE, '--http', 'h:99999'], /port 99999 is above 65535/],
     [
       [

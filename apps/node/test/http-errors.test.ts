@@ -93,7 +93,46 @@ afterAll(async () => {
 const longKey = 'k'.repeat(10 * 1024);
 const CORPUS: [string, Buffer, number, string][] = [
   ['empty key (PUT)', req('PUT', '/kv/', { body: 'v' }), 400, 'E_BAD_KEY'],
-  ['empty key (GET, no slash)', req('GET', '/kv'), 400, 'E_BAD_KEY'],
+  ['PUT on the listing (no key)', req('PUT', '/kv', { body: 'v' }), 405, 'E_METHOD_NOT_ALLOWED'],
+  ['listing: limit=0', req('GET', '/kv?limit=0'), 400, 'E_BAD_QUERY'],
+  ['listing: limit=1001', req('GET', '/kv?limit=1001'), 400, 'E_BAD_QUERY'],
+  ['listing: limit=abc', req('GET', '/kv?limit=abc'), 400, 'E_BAD_QUERY'],
+  ['listing: limit=1.5', req('GET', '/kv?limit=1.5'), 400, 'E_BAD_QUERY'],
+  ['listing: a control character in the prefix', req('GET', '/kv?prefix=a%01'), 400, 'E_BAD_QUERY'],
+  ['listing: a 2 KiB prefix', req('GET', `/kv?prefix=${'p'.repeat(2048)}`), 400, 'E_BAD_QUERY'],
+  ['listing: after twice', req('GET', '/kv?after=a&after=b'), 400, 'E_BAD_QUERY'],
+  ['listing: consistent=maybe', req('GET', '/kv?consistent=maybe'), 400, 'E_BAD_QUERY'],
+  ['listing: unknown parameter', req('GET', '/kv?key=a'), 400, 'E_BAD_QUERY'],
+  [
+    'Idempotency-Key of 129 bytes',
+    req('PUT', '/kv/a', { headers: [`Idempotency-Key: ${'i'.repeat(129)}`], body: 'v' }),
+    400,
+    'E_BAD_HEADER',
+  ],
+  [
+    'If-Match not a quoted version',
+    req('PUT', '/kv/a', { headers: ['If-Match: 12'], body: 'v' }),
+    400,
+    'E_BAD_HEADER',
+  ],
+  [
+    'If-Match with a list of versions',
+    req('DELETE', '/kv/a', { headers: ['If-Match: "1", "2"'] }),
+    400,
+    'E_BAD_HEADER',
+  ],
+  [
+    'If-None-Match with a version',
+    req('PUT', '/kv/a', { headers: ['If-None-Match: "3"'], body: 'v' }),
+    400,
+    'E_BAD_HEADER',
+  ],
+  [
+    'If-Match and If-None-Match',
+    req('PUT', '/kv/a', { headers: ['If-Match: *', 'If-None-Match: *'], body: 'v' }),
+    400,
+    'E_BAD_HEADER',
+  ],
   ['10 KiB key', req('PUT', `/kv/${longKey}`, { body: 'v' }), 400, 'E_BAD_KEY'],
   ['bad percent-encoding', req('GET', '/kv/%zz'), 400, 'E_BAD_REQUEST'],
   ['truncated percent-encoding', req('GET', '/kv/a%2'), 400, 'E_BAD_REQUEST'],
@@ -180,7 +219,11 @@ describe('bad requests', () => {
       req('PUT', `/kv/${encodeURIComponent('ключ/with slash')}`, { body: 'v1' }),
     );
     expect(put?.status).toBe(200);
-    expect(JSON.parse(put!.body)).toEqual({ instanceId: expect.any(Number) });
+    expect(JSON.parse(put!.body)).toEqual({
+      instanceId: expect.any(Number),
+      version: expect.any(String),
+      replayed: false,
+    });
     const get = await raw(
       req('GET', `/kv/${encodeURIComponent('ключ/with slash')}?consistent=true`),
     );
@@ -285,8 +328,8 @@ function keyOfGroup(g: number): string {
 describe('a bug inside the server', () => {
   it('planted: a throwing state machine read is a 500 E_INTERNAL, counted as a task error', async () => {
     const kv = server.kvs[0]!;
-    const original = kv.get.bind(kv);
-    kv.get = () => {
+    const original = kv.read.bind(kv);
+    kv.read = () => {
       throw new Error('planted read failure');
     };
     try {
@@ -300,7 +343,7 @@ describe('a bug inside the server', () => {
       });
       expect(server.taskErrors).toEqual([{ code: 'E_INTERNAL', message: 'planted read failure' }]);
     } finally {
-      kv.get = original;
+      kv.read = original;
       server.taskErrors.splice(0);
     }
   });

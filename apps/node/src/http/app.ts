@@ -35,6 +35,7 @@ export type HttpNode = KvNode &
 /** Paths the server answers, with their methods (a known path with another method gets 405). */
 const ROUTES: Record<string, string[]> = {
   '/': ['GET', 'HEAD'],
+  '/kv': ['GET', 'HEAD'],
   '/status': ['GET', 'HEAD'],
   '/metrics': ['GET', 'HEAD'],
   '/admin/checkpoint': ['POST'],
@@ -131,7 +132,7 @@ export function buildHttp(node: HttpNode): FastifyInstance {
         );
       return;
     }
-    if (pathOnly === '/kv' || pathOnly === '/kv/') {
+    if (pathOnly === '/kv/') {
       void reply.code(400).send(errorBody('E_BAD_KEY', 'the key is empty'));
       return;
     }

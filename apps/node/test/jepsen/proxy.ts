@@ -2,6 +2,9 @@
 // connection per peer for what it sends and never writes back on it (tcp-network.ts), so all
 // traffic from `from` to `to`, and only that, crosses this proxy: cutting it cuts the link one
 // way. A cut destroys the open connections and accepts-then-destroys new ones until healed.
+// In front of a node's HTTP API, `cutReplies` loses every answer instead: the request reaches the
+// node, which acts on it, and the connection is destroyed when the first byte of the reply comes
+// back (the client sees a connection cut before the answer: outcome unknown).
 import * as net from 'node:net';
 
 export interface LinkCounters {
@@ -16,6 +19,8 @@ export interface LinkCounters {
   /** The target was down or went away (a killed node): expected under the nemesis. */
   upstreamErrors: number;
   cuts: number;
+  /** Replies dropped (and their connections destroyed) while cutReplies was on. */
+  repliesCut: number;
 }
 
 export class LinkProxy {
@@ -27,7 +32,10 @@ export class LinkProxy {
     connectionsCut: 0,
     upstreamErrors: 0,
     cuts: 0,
+    repliesCut: 0,
   };
+  /** Drops what comes back from the target: see the file's comment. */
+  cutReplies = false;
   private server: net.Server | undefined;
   /** Open connections: the node's end and ours to the target. */
   private readonly open = new Set<{ client: net.Socket; upstream: net.Socket }>();
@@ -103,13 +111,26 @@ export class LinkProxy {
     client.setNoDelay(true);
     upstream.setNoDelay(true);
     this.forward(client, upstream, (n) => (this.counters.bytesForwarded += n));
-    this.forward(upstream, client, (n) => (this.counters.bytesBack += n));
+    this.forward(upstream, client, (n) => (this.counters.bytesBack += n), end);
   }
 
-  /** Copies `from` into `to`, counting bytes, pausing `from` while `to` is full. */
-  private forward(from: net.Socket, to: net.Socket, count: (n: number) => void): void {
+  /**
+   * Copies `from` into `to`, counting bytes, pausing `from` while `to` is full. `endReply`: this
+   * is the way back, ended at its first byte while replies are cut.
+   */
+  private forward(
+    from: net.Socket,
+    to: net.Socket,
+    count: (n: number) => void,
+    endReply?: () => void,
+  ): void {
     from.on('data', (data: Buffer) => {
       if (this.isCut) return;
+      if (endReply !== undefined && this.cutReplies) {
+        this.counters.repliesCut++;
+        endReply();
+        return;
+      }
       count(data.length);
       if (!to.write(data)) from.pause();
     });
