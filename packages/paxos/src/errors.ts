@@ -20,7 +20,19 @@ export type PaxosErrorCode =
   | 'E_CHECKPOINT_INSTALLED'
   | 'E_CHECKPOINT_INSTALL_FAILED'
   /** A broken invariant of our own code (assert): a bug; the group stopped (Group.taskFailed). */
-  | 'E_INVARIANT';
+  | 'E_INVARIANT'
+  /**
+   * Forwarding (forwarding.ts): another node holds the master lease, so this one does not propose
+   * the user value (it was never proposed, or lost its instance: never chosen); or no master
+   * holds a lease to answer a read index.
+   */
+  | 'E_NOT_MASTER'
+  /** The master holding the lease is not reachable from this node: nothing was sent. */
+  | 'E_MASTER_UNREACHABLE'
+  /** A majority of the group's members is not reachable from this node: nothing was proposed. */
+  | 'E_NO_QUORUM'
+  /** A forwarded value's fate is not known (the master failed or went away after taking it). */
+  | 'E_OUTCOME_UNKNOWN';
 
 /** An error of the consensus layer, with a stable code. */
 export class PaxosError extends TspaxosError {

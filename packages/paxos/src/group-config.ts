@@ -46,6 +46,11 @@ export interface GroupConfig {
    */
   checkpoint?: GroupCheckpointConfig;
   log?: GroupLog;
+  /**
+   * Forwarding to the master is on (NodeOptions.forwarding): while another node's master lease is
+   * live in this node's view, the group proposes no user value or barrier (forwarding.ts).
+   */
+  forwarding?: boolean;
 }
 
 export interface GroupCheckpointConfig {

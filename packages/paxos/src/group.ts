@@ -53,6 +53,7 @@ import {
   bytesEqual,
   hasIdentity,
   IDENTITY_HEADER_BYTES,
+  MASTER_SM_ID,
   NO_SM_ID,
   SINGLE_VALUE_OVERHEAD_BYTES,
   SYSTEM_SM_ID,
@@ -76,6 +77,8 @@ const RECOVERY_EXPECTED_CODES = new Set([
   'E_EXECUTE_FAILED',
   // A checkpoint was installed meanwhile: the group restarted from it (found by the simulator).
   'E_CHECKPOINT_INSTALLED',
+  // Another node holds the lease (forwarding on): its proposals settle the accepted value.
+  'E_NOT_MASTER',
 ]);
 
 function describeError(error: unknown): { code: string; message: string } {
@@ -122,6 +125,7 @@ export class Group {
     recoveryProposalsFailed: 0,
     checkpointModeDrops: 0,
     checkpointRestarts: 0,
+    valuesHandedBack: 0,
   };
   readonly errors: GroupErrors = {
     taskErrors: { count: 0, last: undefined },
@@ -809,6 +813,7 @@ export class Group {
     if (this.closed || this.stoppedReason !== undefined || this.isFollower) return;
     if (this.committer.inFlight !== undefined || !this.committer.hasWork) return;
     if (!this.learner.isLatest()) return; // behind someone: learn first, propose after
+    if (this.config.forwarding === true) this.handBackUserValues();
     if (!this.members.includes(this.config.nodeId)) {
       this.committer.take(this.proposer.instanceId);
       this.committer.failed(
@@ -821,6 +826,25 @@ export class Group {
     }
     const flight = this.committer.take(this.proposer.instanceId);
     if (flight !== undefined) this.proposer.newValue(flight.value);
+  }
+
+  /**
+   * The forwarding rule (forwarding.ts): while another node's lease is live here, no user value
+   * or barrier is proposed from this node. Those waiting (queued before the lease was learned, or
+   * back from an instance they lost) are refused, never chosen: the caller forwards them.
+   */
+  private handBackUserValues(): void {
+    const master = this.master.master();
+    if (master === undefined || master.nodeId === this.config.nodeId) return;
+    if (this.config.faults?.proposeDespiteLiveLease === true) return;
+    const n = this.committer.rejectWaiting(
+      (smId) => smId !== SYSTEM_SM_ID && smId !== MASTER_SM_ID,
+      new PaxosError(
+        'E_NOT_MASTER',
+        `node ${master.nodeId} holds the master lease of group ${this.config.group}: the value was not proposed here`,
+      ),
+    );
+    this.counters.valuesHandedBack += n;
   }
 
   private proposerChosen(instanceId: number, proposalId: number): void {

@@ -8,6 +8,13 @@ export {
   type LogLevel,
 } from './node';
 export type { ProposeResult } from './committer';
+export {
+  type ForwardingCounters,
+  FORWARD_CHECK_INTERVAL_MS,
+  FORWARD_MAX_ATTEMPTS,
+  FORWARD_REROUTE_DELAY_MS,
+  FORWARD_MAX_IN_FLIGHT,
+} from './forwarding';
 export type { GroupStatus, GroupErrors, ErrorCount, GroupCounters, GroupEvent } from './group';
 export { NodeEventEmitter, type NodeEvents, type NodeEventName } from './events';
 export { InvariantError, PaxosError, type PaxosErrorCode } from './errors';

@@ -762,3 +762,48 @@ export class FrameReader {
     return out;
   }
 }
+
+/** Deepest nesting of a forwarded result (deeper is not sent: the reply says "no result"). */
+const RESULT_MAX_DEPTH = 32;
+
+function isPlainData(v: unknown, depth: number): boolean {
+  if (depth > RESULT_MAX_DEPTH) return false;
+  if (v === null || v === undefined) return true;
+  switch (typeof v) {
+    case 'boolean':
+    case 'string':
+      return true;
+    case 'number':
+      return true;
+    case 'object': {
+      if (v instanceof Uint8Array) return true;
+      if (Array.isArray(v)) return v.every((x) => isPlainData(x, depth + 1));
+      const proto = Object.getPrototypeOf(v) as unknown;
+      if (proto !== Object.prototype && proto !== null) return false;
+      return Object.values(v as Record<string, unknown>).every((x) => isPlainData(x, depth + 1));
+    }
+    default:
+      return false; // functions, symbols, bigints: not carried
+  }
+}
+
+/**
+ * A state machine's result as a forwarding reply carries it: msgpack of plain data (null,
+ * booleans, numbers, strings, bytes, arrays, plain objects); undefined when it is none of those
+ * (a class instance, a function …): the reply then carries no result. `undefined` encodes empty.
+ */
+export function encodeForwardResult(result: unknown): Uint8Array | undefined {
+  if (result === undefined) return EMPTY;
+  if (!isPlainData(result, 0)) return undefined;
+  return packr.pack(result);
+}
+
+/** The result a forwarding reply carries (empty: undefined); an error when it is not msgpack. */
+export function decodeForwardResult(bytes: Uint8Array): DecodeResult<unknown> {
+  if (bytes.length === 0) return { ok: true, value: undefined };
+  try {
+    return { ok: true, value: unpackr.unpack(bytes) };
+  } catch (e) {
+    return fail('E_BAD_FIELD', `forwarded result is not msgpack: ${String(e)}`);
+  }
+}
