@@ -214,7 +214,12 @@ describe('forwarding to the master', () => {
     await h.start();
     const master = await h.electedMaster();
     const via = master === 1 ? 2 : 1;
-    const r = await h.settle(h.node(via).propose(G, bytes('x'), { smId: SM }), 'the write');
+    // A fractional timeout, as the remainder of a deadline on a real clock is (it once failed
+    // to encode: the wire carries whole milliseconds).
+    const r = await h.settle(
+      h.node(via).propose(G, bytes('x'), { smId: SM, timeoutMs: 4999.5 }),
+      'the write',
+    );
     expect(r.value?.result).toBe('applied x');
     expect(r.value?.identity.nodeId).toBe(master);
     // Applied here when the caller hears of it: a read here afterwards sees it.

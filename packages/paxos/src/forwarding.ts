@@ -360,7 +360,13 @@ export class Forwarder {
       this.armCheck();
       this.host.send(to, g, {
         kind: 'forward',
-        msg: forwardMsg({ ...fields, requestId, nodeId: this.host.nodeId, timeoutMs }),
+        // Whole milliseconds: the wire carries integers, and a real clock's remainder is not one.
+        msg: forwardMsg({
+          ...fields,
+          requestId,
+          nodeId: this.host.nodeId,
+          timeoutMs: Math.max(1, Math.ceil(timeoutMs)),
+        }),
       });
     });
   }
