@@ -176,32 +176,46 @@ export class Forwarder {
   /**
    * Proposes a user value or barrier: here when no other node's lease is live in this node's
    * view, else through that master. Resolves once the value is chosen and applied on this node.
+   * A refusal before anything was queued or sent comes as an already-rejected promise, as
+   * Group.propose's own (callers tell "not queued" from it).
    */
-  async propose(
+  propose(
     g: number,
     smId: number,
     value: Uint8Array,
     batch: boolean,
     timeoutMs: number,
   ): Promise<ProposeResult> {
-    const group = this.host.group(g);
+    let group: Group;
+    let to: number | undefined;
+    try {
+      group = this.host.group(g);
+      to = this.route(group, g, true);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    // Here: the group's own promise. A value it hands back unproposed (another node's lease
+    // became live while it waited) rejects E_NOT_MASTER: never chosen, the caller may retry.
+    if (to === undefined) return group.propose(smId, value, batch, timeoutMs);
     const deadlineMs = this.host.scheduler.now() + timeoutMs;
+    return this.forward(group, g, to, smId, value, batch, deadlineMs);
+  }
+
+  private async forward(
+    group: Group,
+    g: number,
+    first: number,
+    smId: number,
+    value: Uint8Array,
+    batch: boolean,
+    deadlineMs: number,
+  ): Promise<ProposeResult> {
+    let to: number | undefined = first;
     for (let attempt = 1; ; attempt++) {
-      const to = this.route(group, g, true);
       const remainingMs = deadlineMs - this.host.scheduler.now();
       if (remainingMs <= 0)
         throw new PaxosError('E_TIMEOUT', 'the proposal timed out before it was sent again');
-      if (to === undefined) {
-        try {
-          return await group.propose(smId, value, batch, remainingMs);
-        } catch (error) {
-          // Handed back unproposed: a master's lease became live here meanwhile; forward it.
-          if (!(error instanceof PaxosError && error.code === 'E_NOT_MASTER')) throw error;
-          if (attempt >= FORWARD_MAX_ATTEMPTS) throw error;
-          this.counters.reroutes++;
-          continue;
-        }
-      }
+      if (to === undefined) return await group.propose(smId, value, batch, remainingMs);
       this.counters.proposalsForwarded++;
       const reply = await this.request(to, g, true, remainingMs, {
         msgType: ForwardMsgType.ForwardPropose,
@@ -211,12 +225,12 @@ export class Forwarder {
       });
       if (reply.errorCode === '') return this.forwardedResult(group, g, reply, deadlineMs);
       const neverChosen = (reply.flag & ForwardFlag.NeverChosen) !== 0;
-      if (neverChosen && reply.errorCode === 'E_NOT_MASTER' && attempt < FORWARD_MAX_ATTEMPTS) {
-        this.counters.reroutes++;
-        await this.pause(deadlineMs);
-        continue;
-      }
-      throw this.replyError(to, reply, neverChosen);
+      if (!neverChosen || reply.errorCode !== 'E_NOT_MASTER' || attempt >= FORWARD_MAX_ATTEMPTS)
+        throw this.replyError(to, reply, neverChosen);
+      // A former master refused it unproposed: route it again once this node's view moves on.
+      this.counters.reroutes++;
+      await this.pause(deadlineMs);
+      to = this.route(group, g, true);
     }
   }
 
