@@ -348,7 +348,10 @@ export class TcpNetwork implements Network {
     this.handler = handler;
   }
 
-  /** False while the last connection to the peer failed or broke and none has opened since. */
+  /**
+   * False while the last connection to the peer failed or broke and none has opened since, in
+   * either direction (a peer that dials us again is up).
+   */
   reachable(to: number): boolean {
     return this.outbound.get(to)?.down !== true;
   }
@@ -558,6 +561,8 @@ export class TcpNetwork implements Network {
   private peerIsBack(nodeId: number): void {
     const peer = this.outbound.get(nodeId);
     if (peer === undefined) return;
+    // Up again: not "known unreachable" while our own connection waits for a send or a backoff.
+    peer.down = false;
     peer.backoffMs = this.opts.reconnectMinMs;
     if (peer.reconnectTimer === undefined || peer.socket !== undefined) return;
     clearTimeout(peer.reconnectTimer);
