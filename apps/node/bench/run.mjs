@@ -15,7 +15,14 @@
 // Catch-up through a checkpoint (issue 12): node 3 stopped, BENCH_NODE_CATCHUP_WRITES writes,
 // POST /admin/checkpoint and /admin/compact?keep=BENCH_NODE_COMPACT_KEEP on nodes 1 and 2, node
 // 3's data dir wiped and the node started: the time until its instance id reaches theirs.
-// BENCH_NODE_PARTS (comma list of writes, lease, failover, checkpoint; default all) picks parts.
+// Spread clients (issue 18): 64 clients writing round-robin over the 3 nodes (what a load balancer
+// does; the others forward to the master) against the same 64 clients all on the master,
+// interleaved, median of the runs: writes/s, p50, p99 and their ratios. Then the master SIGKILLed
+// under 64 spread clients: the time from the kill until writes are acknowledged again (the first
+// 200 of a request sent after the kill), and the requests that failed meanwhile (503: not
+// applied; 504, refused or reset: the outcome of each is unknown to its client).
+// BENCH_NODE_PARTS (comma list of writes, spread, spreadkill, lease, failover, checkpoint;
+// default all) picks parts.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as net from 'node:net';
@@ -34,7 +41,7 @@ const KILLS = Number(process.env.BENCH_NODE_KILLS ?? 3);
 const FAILOVER_LEASES = (process.env.BENCH_NODE_FAILOVER_LEASES ?? '2000,0').split(',').map(Number);
 const COMPACT_KEEP = Number(process.env.BENCH_NODE_COMPACT_KEEP ?? 100);
 const PARTS = new Set(
-  (process.env.BENCH_NODE_PARTS ?? 'writes,lease,failover,checkpoint').split(','),
+  (process.env.BENCH_NODE_PARTS ?? 'writes,spread,spreadkill,lease,failover,checkpoint').split(','),
 );
 const VALUE = 'x'.repeat(100);
 const rows = [];
@@ -240,6 +247,104 @@ async function writeMany(url, n, prefix) {
       }
     }),
   );
+}
+
+if (PARTS.has('spread')) {
+  const cluster = await startCluster(1);
+  const m = await waitForMaster(cluster, [0, 1, 2]);
+  const master = [];
+  const spread = [];
+  await medianOf(
+    async (r) => {
+      master.push(await load(64, (i) => put(cluster.urls[m], `m${r}-${i}`)));
+      spread.push(await load(64, (i) => put(cluster.urls[i % 3], `s${r}-${i}`)));
+      return 0;
+    },
+    { runs: Math.min(RUNS, 3) },
+  );
+  const at = (list, field) => median(list.map((x) => x[field]));
+  const base = 'the same 64 clients all on the master';
+  rows.push({
+    name: 'writes, 64 clients all on the master (baseline)',
+    value: at(master, 'rate'),
+    unit: 'writes/s',
+  });
+  rows.push({
+    name: 'writes, 64 clients all on the master: p50',
+    value: at(master, 'p50'),
+    unit: 'ms',
+  });
+  rows.push({
+    name: 'writes, 64 clients all on the master: p99',
+    value: at(master, 'p99'),
+    unit: 'ms',
+  });
+  rows.push({
+    name: 'writes, 64 clients round-robin over 3 nodes (forwarded to the master)',
+    value: at(spread, 'rate'),
+    unit: 'writes/s',
+    ratio: at(spread, 'rate') / at(master, 'rate'),
+    baseline: base,
+  });
+  for (const p of ['p50', 'p99'])
+    rows.push({
+      name: `writes, 64 clients round-robin over 3 nodes: ${p}`,
+      value: at(spread, p),
+      unit: 'ms',
+      ratio: at(spread, p) / at(master, p),
+      baseline: `${p} of ${base}`,
+    });
+  await cluster.stop();
+}
+
+if (PARTS.has('spreadkill')) {
+  const cluster = await startCluster(1, ['--master-lease-ms', '2000']);
+  const m = await waitForMaster(cluster, [0, 1, 2]);
+  let killedAt = Infinity;
+  let flowingAt = Infinity;
+  let stop = false;
+  const failed = { unavailable: 0, unknown: 0, refused: 0 };
+  let n = 0;
+  const clients = Array.from({ length: 64 }, async (_, c) => {
+    for (let k = c; !stop; k += 64) {
+      const started = performance.now();
+      try {
+        const res = await put(cluster.urls[k % 3], `x${n++}`);
+        await res.arrayBuffer();
+        if (res.ok) {
+          if (started > killedAt) flowingAt = Math.min(flowingAt, performance.now());
+        } else if (res.status === 503) failed.unavailable++;
+        else failed.unknown++;
+      } catch {
+        failed.refused++; // the killed node: a refused connection, or a reset mid-request
+        await sleep(20);
+      }
+    }
+  });
+  await sleep(3000);
+  const before = { ...failed };
+  cluster.nodes[m].child.kill('SIGKILL');
+  killedAt = performance.now();
+  while (flowingAt === Infinity && performance.now() - killedAt < 60_000) await sleep(20);
+  await sleep(1000);
+  stop = true;
+  await Promise.all(clients);
+  rows.push({
+    name: 'master SIGKILLed under 64 spread clients (2 s lease): until writes are acknowledged again',
+    value: flowingAt - killedAt,
+    unit: 'ms',
+  });
+  rows.push({
+    name: 'requests failed around the kill: 503 (not applied)',
+    value: failed.unavailable - before.unavailable,
+    unit: 'requests',
+  });
+  rows.push({
+    name: 'requests failed around the kill: 504, refused or reset (outcome unknown to the client)',
+    value: failed.unknown - before.unknown + failed.refused - before.refused,
+    unit: 'requests',
+  });
+  await cluster.stop();
 }
 
 if (PARTS.has('lease')) {

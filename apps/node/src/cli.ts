@@ -96,7 +96,7 @@ export function buildProgram(): Command {
     )
     .option(
       '--no-master-election',
-      'run no master election (GET ?consistent=lease then answers 409)',
+      'run no master election (GET ?consistent=lease then answers 503; every node proposes its own writes)',
     )
     .option(
       '--master-lease-ms <ms>',

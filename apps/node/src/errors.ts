@@ -13,6 +13,7 @@ export type ServerErrorCode =
   | 'E_CHECKPOINT_LOCKED'
   | 'E_STOPPING'
   | 'E_UNAVAILABLE'
+  | 'E_NO_QUORUM'
   | 'E_TIMEOUT'
   | 'E_OUTCOME_UNKNOWN'
   | 'E_EXECUTE_FAILED'
@@ -36,6 +37,8 @@ const STATUS: Record<ServerErrorCode, number> = {
   E_CHECKPOINT_LOCKED: 409,
   E_STOPPING: 503,
   E_UNAVAILABLE: 503,
+  // A majority of the members is known unreachable from the node: nothing was proposed.
+  E_NO_QUORUM: 503,
   // 504: the write may or may not be applied (it may have left the node); 503: it was not.
   E_TIMEOUT: 504,
   E_OUTCOME_UNKNOWN: 504,

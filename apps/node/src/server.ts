@@ -153,6 +153,9 @@ export class KvServer implements HttpNode, MetricsSource {
       ...(config.followTo !== undefined ? { followTo: config.followTo } : {}),
       // A master per group holds a lease and serves GET ?consistent=lease from local state.
       masterElection: config.followTo === undefined && config.masterElection !== false,
+      // Writes and barriers go through the master while its lease is live, from every node (so
+      // lease reads see them), and fail fast with E_NO_QUORUM when a majority is unreachable.
+      forwarding: true,
       onMasterChange: (g, m) =>
         this.log.info(
           { group: g, masterNodeId: m.masterNodeId, version: m.version },
@@ -251,7 +254,12 @@ export class KvServer implements HttpNode, MetricsSource {
   /** The node's status (GET /status, each metrics scrape, the dashboard): built once per call. */
   status(): NodeStatus {
     const groups = this.groupIndices().map((g) =>
-      groupView(this.node.status(g), this.kvs[g]!.status(), this.masterView(g)),
+      groupView(
+        this.node.status(g),
+        this.kvs[g]!.status(),
+        this.masterView(g),
+        this.node.hasQuorum(g),
+      ),
     );
     const self = this.members.get(this.config.nodeId);
     if (self) self.instanceId = groups[0]!.instanceId;
@@ -265,6 +273,7 @@ export class KvServer implements HttpNode, MetricsSource {
         .sort((a, b) => a.nodeId - b.nodeId),
       network: this.network.counters(),
       nodeCounters: { ...this.node.counters },
+      forwarding: { ...this.node.forwardingCounters },
       taskErrors: [...this.taskErrors],
       stopping: this.stopping,
       groups,

@@ -16,6 +16,7 @@ export {
   type ExecuteContext,
   type GroupStatus,
   type NodeCounters,
+  type ForwardingCounters,
   type Logger as PaxosLogger,
 } from '@tspaxos/paxos/internal';
 export { TcpNetwork, type PeerAddress, type TcpCounters } from '@tspaxos/transport/tcp';

@@ -2,7 +2,7 @@
 // GET /status, the metrics and the dashboard, so a new field is written here and nowhere else.
 // Always one entry per group under `groups`, whatever --groups is.
 import type { KvStateMachine } from './kv-state-machine';
-import type { GroupStatus, NodeCounters, TcpCounters } from './stack';
+import type { ForwardingCounters, GroupStatus, NodeCounters, TcpCounters } from './stack';
 
 /** The master with a live lease in this node's view. */
 export interface MasterView {
@@ -51,6 +51,11 @@ export interface GroupView extends Pick<
   | 'counters'
 > {
   stopped: NonNullable<GroupStatus['stopped']> | null;
+  /**
+   * False when a majority of the group's members is unreachable from this node (its transport's
+   * connections to them failed): writes and consistent reads answer 503 E_NO_QUORUM at once.
+   */
+  quorum: boolean;
   /** Null: no master with a live lease in this node's view. */
   master: MasterView | null;
   /** The learner and its catch-up (from whom, target, rates, ETA: @tspaxos/learner README). */
@@ -80,13 +85,20 @@ export interface NodeStatus {
   members: MemberView[];
   network: TcpCounters;
   nodeCounters: NodeCounters;
+  /** Writes, barriers and read indexes forwarded to or served for the masters (paxos forwarding). */
+  forwarding: ForwardingCounters;
   /** The last unexpected errors raised inside the server (all are counted in the metric). */
   taskErrors: { code: string; message: string }[];
   stopping: boolean;
   groups: GroupView[];
 }
 
-export function groupView(paxos: GroupStatus, kv: KvStatus, master: MasterView | null): GroupView {
+export function groupView(
+  paxos: GroupStatus,
+  kv: KvStatus,
+  master: MasterView | null,
+  quorum: boolean,
+): GroupView {
   const { sender, ...learner } = paxos.learner;
   return {
     nodeId: paxos.nodeId,
@@ -100,6 +112,7 @@ export function groupView(paxos: GroupStatus, kv: KvStatus, master: MasterView |
     membershipVersion: paxos.membershipVersion,
     followers: paxos.followers,
     stopped: paxos.stopped ?? null,
+    quorum,
     master,
     learner,
     sender,

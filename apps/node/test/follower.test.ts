@@ -1,5 +1,6 @@
 // A follower (--follow-to) learns everything the voters chose, keeps following new writes, serves
-// local reads, refuses writes (409 E_FOLLOWER), and keeps learning when the node it follows dies.
+// local reads, forwards writes and consistent reads to the master (it proposes nothing itself),
+// and keeps learning when the node it follows dies.
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   type Cluster,
@@ -43,12 +44,20 @@ describe('a follower', () => {
       const res = await fetch(`${follower.httpUrl}/kv/f399`);
       expect(await res.text()).toBe('v399');
 
-      // A follower does not propose: writes and barriers are refused with a clear code.
-      const refused = await put(follower.httpUrl, 'nope', 'x');
-      expect(refused.status).toBe(409);
-      expect(await refused.json()).toMatchObject({ error: { code: 'E_FOLLOWER' } });
+      // A follower proposes nothing itself: writes and barriers go to the master it knows.
+      await waitFor('the follower to know the master', async () => {
+        return (await follower.group()).master !== null;
+      });
+      const forwarded = await put(follower.httpUrl, 'through-follower', 'x');
+      expect(forwarded.status).toBe(200);
+      expect(await (await fetch(`${follower.httpUrl}/kv/through-follower`)).text()).toBe('x');
       const consistent = await fetch(`${follower.httpUrl}/kv/f1?consistent=true`);
-      expect(consistent.status).toBe(409);
+      expect(consistent.status).toBe(200);
+      const lease = await fetch(`${follower.httpUrl}/kv/f1?consistent=lease`);
+      expect(lease.status).toBe(200);
+      const counters = (await follower.status()).forwarding;
+      expect(counters.proposalsForwarded).toBeGreaterThanOrEqual(2);
+      expect(counters.readIndexesAsked).toBeGreaterThanOrEqual(1);
 
       // The node it follows dies; the others go on, and the follower learns from them.
       await n1.kill('SIGKILL');

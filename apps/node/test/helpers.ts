@@ -203,8 +203,13 @@ export async function put(url: string, key: string, value: string | Uint8Array):
 
 /**
  * PUTs keys `${prefix}${i}` = `v${i}` for i in [from, from + count) through `concurrency` parallel
- * writers; any non-2xx answer fails the test.
+ * writers. A 503 (not applied: e.g. the master that holds the lease was just killed and is
+ * unreachable until its lease lapses) is retried after a pause, up to WRITE_RETRY_MS; any other
+ * non-2xx answer fails the test.
  */
+/** How long writeKeys retries a write answered 503 (ours: a few leases of the tests' 2 s or a 10 s one). */
+const WRITE_RETRY_MS = 30_000;
+
 export async function writeKeys(
   url: string,
   prefix: string,
@@ -218,8 +223,15 @@ export async function writeKeys(
       for (;;) {
         const i = next++;
         if (i >= from + count) return;
-        const res = await put(url, `${prefix}${i}`, `v${i}`);
-        if (!res.ok) throw new Error(`write ${i}: ${res.status} ${await res.text()}`);
+        const deadline = Date.now() + WRITE_RETRY_MS;
+        for (;;) {
+          const res = await put(url, `${prefix}${i}`, `v${i}`);
+          if (res.ok) break;
+          const text = await res.text();
+          if (res.status !== 503 || Date.now() > deadline)
+            throw new Error(`write ${i}: ${res.status} ${text}`);
+          await new Promise((r) => setTimeout(r, 100));
+        }
       }
     }),
   );

@@ -310,11 +310,14 @@ describe('bad requests', () => {
     const master0 = withMaster.groups[0]!.master;
     expect(master0).toMatchObject({ nodeId: 1, self: true, http: server.httpUrl });
     expect(master0!.remainingMs).toBeGreaterThan(0);
-    // Once it gives the lease up (and elects nobody for 2 leases): 409 E_NOT_MASTER.
+    // Once it gives the lease up (and elects nobody for 2 leases): no master to give a read
+    // index, 503 (try again).
     expect(server.paxos.dropMaster(0)).toBe(true);
     const notMaster = await raw(req('GET', `/kv/${key0}?consistent=lease`));
-    expect(notMaster?.status).toBe(409);
-    expect(JSON.parse(notMaster!.body)).toMatchObject({ error: { code: 'E_NOT_MASTER' } });
+    expect(notMaster?.status).toBe(503);
+    expect(JSON.parse(notMaster!.body)).toMatchObject({
+      error: { code: 'E_UNAVAILABLE', message: expect.stringContaining('E_NOT_MASTER') },
+    });
   });
 });
 
@@ -393,6 +396,15 @@ const REFUSALS: Record<PaxosErrorCode, { refused: Answer; queued: Answer; barrie
   E_UNKNOWN_STATE_MACHINE: { refused: INTERNAL, queued: INTERNAL, barrier: INTERNAL },
   E_MEMBERSHIP_CONFLICT: { refused: INTERNAL, queued: INTERNAL, barrier: INTERNAL },
   E_ABORTED: { refused: INTERNAL, queued: INTERNAL, barrier: INTERNAL },
+  // Forwarding: refused unproposed by a former master, or not sent: never applied.
+  E_NOT_MASTER: { refused: UNAVAILABLE, queued: UNAVAILABLE, barrier: UNAVAILABLE },
+  E_MASTER_UNREACHABLE: { refused: UNAVAILABLE, queued: UNAVAILABLE, barrier: UNAVAILABLE },
+  E_NO_QUORUM: {
+    refused: [503, 'E_NO_QUORUM'],
+    queued: [503, 'E_NO_QUORUM'],
+    barrier: [503, 'E_NO_QUORUM'],
+  },
+  E_OUTCOME_UNKNOWN: { refused: UNKNOWN, queued: UNKNOWN, barrier: UNAVAILABLE },
 };
 
 describe('paxos refusals', () => {

@@ -257,6 +257,23 @@ export class Committer {
   }
 
   /**
+   * Rejects the waiting (not in-flight) entries `which` picks: none of them was proposed since it
+   * last lost an instance, so none is chosen. Returns how many.
+   */
+  rejectWaiting(which: (smId: number) => boolean, error: PaxosError): number {
+    const keep: Pending[] = [];
+    const rejected: Pending[] = [];
+    for (const p of this.queue) (which(p.smId) ? rejected : keep).push(p);
+    if (rejected.length === 0) return 0;
+    this.queue = keep;
+    for (const p of rejected) {
+      this.queuedBytes -= p.value.length;
+      p.reject(error);
+    }
+    return rejected.length;
+  }
+
+  /**
    * Rejects everything (the group or node is stopping). The value in flight may be chosen yet
    * (the error's own outcome); the queued ones never will be (outcome `rejected`).
    */

@@ -26,6 +26,10 @@ const EXPECTED: Record<PaxosErrorCode, [outcome: 'rejected' | 'unknown', retryab
   E_CHECKPOINT_INSTALL_FAILED: ['unknown', false],
   E_ABORTED: ['unknown', true],
   E_INVARIANT: ['unknown', false],
+  E_NOT_MASTER: ['rejected', true],
+  E_MASTER_UNREACHABLE: ['rejected', true],
+  E_NO_QUORUM: ['rejected', true],
+  E_OUTCOME_UNKNOWN: ['unknown', true],
 };
 
 /** The non-test sources of this package. */

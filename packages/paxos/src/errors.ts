@@ -46,6 +46,18 @@ export const PAXOS_ERROR_CODES = {
   E_ABORTED: { outcome: 'unknown', retryable: true },
   /** A broken invariant of our own code (assert): a bug; the group stopped (Group.taskFailed). */
   E_INVARIANT: { outcome: 'unknown', retryable: false },
+  /**
+   * Forwarding (forwarding.ts): another node holds the master lease, so this one did not propose
+   * the user value (never proposed, or lost its instance: never chosen); or no master holds a
+   * lease to answer a read index.
+   */
+  E_NOT_MASTER: { outcome: 'rejected', retryable: true },
+  /** The master holding the lease is not reachable from this node: nothing was sent. */
+  E_MASTER_UNREACHABLE: { outcome: 'rejected', retryable: true },
+  /** A majority of the group's members is not reachable from this node: nothing was proposed. */
+  E_NO_QUORUM: { outcome: 'rejected', retryable: true },
+  /** A forwarded value's fate is not known (the master failed or went away after taking it). */
+  E_OUTCOME_UNKNOWN: { outcome: 'unknown', retryable: true },
 } as const satisfies Record<string, { outcome: PaxosOutcome; retryable: boolean }>;
 
 export type PaxosErrorCode = keyof typeof PAXOS_ERROR_CODES;

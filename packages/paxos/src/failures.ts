@@ -18,6 +18,8 @@ export const RECOVERY_EXPECTED_CODES = new Set([
   'E_EXECUTE_FAILED',
   // A checkpoint was installed meanwhile: the group restarted from it (found by the simulator).
   'E_CHECKPOINT_INSTALLED',
+  // Another node holds the lease (forwarding on): its proposals settle the accepted value.
+  'E_NOT_MASTER',
 ]);
 
 export function describeError(error: unknown): { code: string; message: string } {

@@ -35,6 +35,12 @@ export interface UnsafeFaults {
    * (ballots and promises are right); only agreement, as the simulator checks it, breaks.
    */
   proposerIgnoresAcceptedValues?: boolean;
+  /**
+   * Planted: with forwarding on, a node proposes user values and barriers itself even while
+   * another node's master lease is live in its view (forwarding.ts's rule is skipped): a value
+   * chosen that the master has not applied can be missed by its lease reads.
+   */
+  proposeDespiteLiveLease?: boolean;
 }
 
 /** The proposer's share of the planted bugs. */

@@ -41,6 +41,11 @@ export interface GroupConfig {
   checkpoint?: GroupCheckpointConfig;
   /** The group's logger: the node adds its own fields (node, group) around it. */
   log?: Logger;
+  /**
+   * Forwarding to the master is on (NodeOptions.forwarding): while another node's master lease is
+   * live in this node's view, the group proposes no user value or barrier (forwarding.ts).
+   */
+  forwarding?: boolean;
 }
 
 export interface GroupCheckpointConfig {

@@ -67,6 +67,8 @@ export interface GroupCounters {
   checkpointModeDrops: number;
   /** Times the group restarted in process after installing a checkpoint. */
   checkpointRestarts: number;
+  /** User values refused unproposed because another node's lease was live (forwarding.ts). */
+  valuesHandedBack: number;
 }
 
 /** How many times a kind of failure happened, and the last one. */

@@ -84,6 +84,7 @@ export class Group {
     recoveryProposalsFailed: 0,
     checkpointModeDrops: 0,
     checkpointRestarts: 0,
+    valuesHandedBack: 0,
   };
   private readonly errors: GroupErrors = {
     taskErrors: { count: 0, last: undefined },
@@ -159,6 +160,11 @@ export class Group {
 
   get instanceId(): number {
     return this.learner.instanceId;
+  }
+
+  /** Whether this node has applied every instance it knows chosen (a master's read index). */
+  appliedAllKnownChosen(): boolean {
+    return !this.learner.state.isLearned && this.learner.isLatest();
   }
 
   get members(): readonly number[] {

@@ -23,3 +23,4 @@ export type { StateMachine, ExecuteContext } from './state-machine';
 export type { ProposalIdentity } from './value';
 export type { MasterInfo, MasterCounters } from './master';
 export type { MasterVariables } from './master-variables';
+export type { ForwardingCounters } from './forwarding';

@@ -12,6 +12,7 @@ import type { ProposeResult } from './committer';
 import { PaxosError } from './errors';
 import { NodeEventEmitter, type NodeEventName, type NodeEvents } from './events';
 import type { UnsafeFaults } from './faults';
+import { Forwarder, type ForwardingCounters } from './forwarding';
 import { Group, type GroupEvent, type GroupStatus } from './group';
 import {
   checkValueLimits,
@@ -23,7 +24,7 @@ import type { MasterFaults, MasterInfo } from './master';
 import type { MasterVariables } from './master-variables';
 import type { Logger, RandomSource, Scheduler } from '@tspaxos/core';
 import { checkStateMachines, type StateMachine } from './state-machine';
-import { NO_SM_ID } from './value';
+import { MASTER_SM_ID, NO_SM_ID, SYSTEM_SM_ID } from './value';
 
 export interface NodeOptions {
   nodeId: number;
@@ -51,6 +52,14 @@ export interface NodeOptions {
   masterElection?: boolean | ((group: number) => boolean);
   /** Called when a group's recorded master changes (PhxPaxos MasterChangeCallback). */
   onMasterChange?: (group: number, master: MasterVariables) => void;
+  /**
+   * Forward user values and barriers to the group's master while its lease is live in this
+   * node's view, instead of proposing them here (forwarding.ts); propose here when no master is
+   * known; refuse with E_NO_QUORUM when a majority of the members is known unreachable. Default
+   * false (every node proposes what it is given, as PhxPaxos does). readIndex() and serving
+   * other nodes' forwards work either way.
+   */
+  forwarding?: boolean;
   /** Planted bugs (faults.ts, master.ts), for proving the simulator can fail. Tests only: never set it. */
   unsafeFaults?: UnsafeFaults & MasterFaults;
   /**
@@ -94,6 +103,7 @@ export class PaxosNode {
   private readonly store: LogStore;
   private stopped = false;
   private readonly events = new NodeEventEmitter();
+  private readonly forwarder: Forwarder;
   /** One byte budget for the learner senders of every group (LearnerOptions.senderBudgetBytes). */
   readonly senderBudget: SenderBudget;
 
@@ -132,6 +142,15 @@ export class PaxosNode {
     this.instances = [];
     this.senderBudget = new SenderBudget(this.options.learner.senderBudgetBytes);
     const checkpointOptions = opts.checkpoint && resolveCheckpointOptions(opts.checkpoint.options);
+    const network = opts.network;
+    this.forwarder = new Forwarder({
+      nodeId: opts.nodeId,
+      scheduler,
+      send: (to, g, message) => network.send(to, g, message),
+      reachable: (to) => network.reachable?.(to) ?? true,
+      group: (g) => this.instance(g),
+      proposeDespiteLiveLease: opts.unsafeFaults?.proposeDespiteLiveLease === true,
+    });
     for (let group = 0; group < opts.groups; group++) {
       const machines =
         typeof opts.stateMachines === 'function'
@@ -171,6 +190,7 @@ export class PaxosNode {
               }
             : {}),
           ...(opts.logger ? { log: opts.logger } : {}),
+          ...(opts.forwarding === true ? { forwarding: true } : {}),
         }),
       );
     }
@@ -198,6 +218,36 @@ export class PaxosNode {
     opts: ProposeOptions = {},
   ): Promise<ProposeResult> {
     return this.submit(group, value, opts, true);
+  }
+
+  /**
+   * A read index for a linearizable read from this node's state (etcd's ReadIndex, with the
+   * master's lease instead of a heartbeat round): the master's applied instance id, asked of it
+   * while its lease is live and once it has applied every instance it knows chosen, and applied
+   * here too when this resolves. State read here afterwards reflects every write completed
+   * before the call, provided every user value goes through the master (`forwarding` on every
+   * node) and clock rates stay within the lease margin's bound (docs/design.md §5). Rejects with
+   * E_NOT_MASTER (no master holds a lease here), E_MASTER_UNREACHABLE, E_TIMEOUT, E_STOPPED.
+   */
+  readIndex(group: number, opts: { timeoutMs?: number } = {}): Promise<{ instanceId: number }> {
+    if (this.stopped) return Promise.reject(new PaxosError('E_STOPPED', 'the node is stopped'));
+    const timeoutMs = opts.timeoutMs ?? this.options.proposeTimeoutMs;
+    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0)
+      return Promise.reject(new PaxosError('E_BAD_ARGUMENT', 'timeoutMs must be positive'));
+    return this.forwarder.readIndex(group, timeoutMs).then((instanceId) => ({ instanceId }));
+  }
+
+  /**
+   * False when this node knows a majority of the group's voting members unreachable (its
+   * transport's connections to them failed): writes and barriers are refused E_NO_QUORUM then.
+   */
+  hasQuorum(group: number): boolean {
+    return this.forwarder.hasQuorum(group);
+  }
+
+  /** What forwarding did on this node (forwarding.ts). */
+  get forwardingCounters(): Readonly<ForwardingCounters> {
+    return this.forwarder.counters;
   }
 
   /** Proposes a new set of voting members for a group. */
@@ -293,6 +343,7 @@ export class PaxosNode {
   async stop(opts: { closeStore?: boolean; closeNetwork?: boolean } = {}): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.forwarder.stop();
     await Promise.all(this.instances.map((i) => i.stop()));
     if (opts.closeNetwork ?? true) await this.opts.network.close();
     if (opts.closeStore ?? true) await this.store.close();
@@ -320,6 +371,8 @@ export class PaxosNode {
     const timeoutMs = opts.timeoutMs ?? this.options.proposeTimeoutMs;
     if (!Number.isFinite(timeoutMs) || timeoutMs <= 0)
       return Promise.reject(new PaxosError('E_BAD_ARGUMENT', 'timeoutMs must be positive'));
+    if (this.opts.forwarding === true && smId !== SYSTEM_SM_ID && smId !== MASTER_SM_ID)
+      return this.forwarder.propose(group, smId, value, batch, timeoutMs);
     return instance.propose(smId, value, batch, timeoutMs);
   }
 
@@ -336,6 +389,7 @@ export class PaxosNode {
   private emitGroupEvent(event: GroupEvent): void {
     switch (event.type) {
       case 'learned':
+        this.forwarder.learned(event.group, event.instanceId);
         this.events.emit('learned', {
           group: event.group,
           instanceId: event.instanceId,
@@ -360,6 +414,10 @@ export class PaxosNode {
     const instance = this.instances[group];
     if (instance === undefined) {
       this.counters.messagesForUnknownGroup++;
+      return;
+    }
+    if (message.kind === 'forward') {
+      this.forwarder.receive(from, group, message.msg);
       return;
     }
     if (message.kind !== 'paxos') {

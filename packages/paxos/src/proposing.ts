@@ -7,14 +7,18 @@ import type { Committer, ProposeResult } from './committer';
 import { PaxosError } from './errors';
 import type { Executor } from './executor';
 import type { GroupConfig } from './group-config';
+import type { GroupCounters } from './group-status';
 import type { IOLoop } from './io-loop';
+import type { MasterStateMachine } from './master';
 import type { Proposer } from './proposer';
 import {
   BATCH_HEADER_BYTES,
   BATCH_ITEM_OVERHEAD_BYTES,
   IDENTITY_HEADER_BYTES,
+  MASTER_SM_ID,
   NO_SM_ID,
   SINGLE_VALUE_OVERHEAD_BYTES,
+  SYSTEM_SM_ID,
 } from './value';
 
 /** What proposing reads of its group. */
@@ -24,6 +28,8 @@ export interface ProposingContext {
   readonly committer: Committer;
   readonly proposer: Proposer;
   readonly executor: Executor;
+  readonly master: MasterStateMachine;
+  readonly counters: GroupCounters;
   /** Replaced when the group restarts from a checkpoint. */
   readonly learner: Learner;
   checkpoint(): CheckpointManager | undefined;
@@ -90,6 +96,7 @@ export class Proposing {
       return;
     if (this.group.committer.inFlight !== undefined || !this.group.committer.hasWork) return;
     if (!this.group.learner.isLatest()) return; // behind someone: learn first, propose after
+    if (this.group.config.forwarding === true) this.handBackUserValues();
     if (!this.group.members().includes(this.group.config.nodeId)) {
       this.group.committer.take(this.group.proposer.instanceId);
       this.group.committer.failed(
@@ -102,6 +109,25 @@ export class Proposing {
     }
     const flight = this.group.committer.take(this.group.proposer.instanceId);
     if (flight !== undefined) this.group.proposer.newValue(flight.value);
+  }
+
+  /**
+   * The forwarding rule (forwarding.ts): while another node's lease is live here, no user value
+   * or barrier is proposed from this node. Those waiting (queued before the lease was learned, or
+   * back from an instance they lost) are refused, never chosen: the caller forwards them.
+   */
+  private handBackUserValues(): void {
+    const master = this.group.master.master();
+    if (master === undefined || master.nodeId === this.group.config.nodeId) return;
+    if (this.group.config.faults?.proposeDespiteLiveLease === true) return;
+    const n = this.group.committer.rejectWaiting(
+      (smId) => smId !== SYSTEM_SM_ID && smId !== MASTER_SM_ID,
+      new PaxosError(
+        'E_NOT_MASTER',
+        `node ${master.nodeId} holds the master lease of group ${this.group.config.group}: the value was not proposed here`,
+      ),
+    );
+    this.group.counters.valuesHandedBack += n;
   }
 
   /**

@@ -519,6 +519,7 @@ export class CheckpointSim {
         this.host.paths['checkpoint-second-asker-while-sending']++;
       return;
     }
+    if (message.kind !== 'checkpoint') return; // forwarding to the master: not a transfer
     const m = message.msg;
     if (m.msgType !== CheckpointMsgType.SendFile) return;
     const key = `${n.id}/${group}/${m.uuid}`;

@@ -10,6 +10,8 @@ import {
   encodeFrame,
   encodeFrameBytes,
   encodeHello,
+  forwardMsg,
+  ForwardMsgType,
   FrameReader,
   MAX_FRAME_BYTES,
   maxPaxosValueBytes,
@@ -120,13 +122,33 @@ const checkpointArb: fc.Arbitrary<Message> = fc
   })
   .map((msg) => ({ kind: 'checkpoint' as const, msg }));
 
+const forwardArb: fc.Arbitrary<Message> = fc
+  .record({
+    msgType: fc.integer({ min: 1, max: 4 }),
+    requestId: id,
+    nodeId: id,
+    smId: u32,
+    timeoutMs: id,
+    flag: u32,
+    instanceId: id,
+    batchIndex: id,
+    identityNodeId: id,
+    identityIncarnation: u32,
+    identitySequence: id,
+    errorCode: fc.string({ maxLength: 64 }),
+    errorMessage: fc.string({ maxLength: 200 }),
+    value: bytes,
+    result: fc.uint8Array({ maxLength: 64 }),
+  })
+  .map((msg) => ({ kind: 'forward' as const, msg }));
+
 const normal = (m: Message) =>
   JSON.parse(JSON.stringify(m, (_k, v) => (v instanceof Uint8Array ? [...v] : v)));
 
 describe('frame codec', () => {
   it('round-trips every message (property)', () => {
     fc.assert(
-      fc.property(fc.oneof(paxosArb, checkpointArb), u32, (message, group) => {
+      fc.property(fc.oneof(paxosArb, checkpointArb, forwardArb), u32, (message, group) => {
         const decoded = decodeFrame(encodeFrameBytes(group, message));
         expect(decoded.ok).toBe(true);
         if (!decoded.ok) return;
@@ -221,6 +243,21 @@ describe('frame codec', () => {
       encodeFrameBytes(0, { kind: 'paxos', msg: paxosMsg({ msgType: 5, instanceId: 2 ** 60 }) }),
     );
     expect(!unsafe.ok && unsafe.error.code).toBe('E_UNSAFE_INTEGER');
+  });
+
+  it('refuses every malformed forwarding frame with a code', () => {
+    const good = forwardMsg({ msgType: ForwardMsgType.ForwardPropose, requestId: 7, nodeId: 2 });
+    const forward = (fields: Partial<typeof good>) =>
+      decodeFrame(encodeFrameBytes(0, { kind: 'forward', msg: { ...good, ...fields } }));
+    const ok = forward({});
+    expect(ok.ok && ok.value.message).toEqual({ kind: 'forward', msg: good });
+    const code = (r: ReturnType<typeof decodeFrame>) => (!r.ok ? r.error.code : 'ok');
+    expect(code(forward({ msgType: 9 }))).toBe('E_UNKNOWN_MSG_TYPE');
+    expect(code(forward({ requestId: 2 ** 60 }))).toBe('E_UNSAFE_INTEGER');
+    expect(code(forward({ requestId: -1 }))).toBe('E_UNSAFE_INTEGER');
+    expect(code(forward({ errorCode: 'x'.repeat(65) }))).toBe('E_BAD_FIELD');
+    expect(code(forward({ errorMessage: 5 as unknown as string }))).toBe('E_BAD_FIELD');
+    expect(code(forward({ smId: 2 ** 33 }))).toBe('E_BAD_FIELD');
   });
 
   it('encodes and checks the hello', () => {

@@ -21,6 +21,8 @@ import { TransportError, type TransportErrorCode } from './errors';
 import {
   type CheckpointMsg,
   CheckpointMsgType,
+  type ForwardMsg,
+  ForwardMsgType,
   FrameCommand,
   type LearnedValue,
   type Message,
@@ -35,6 +37,9 @@ export const FIXED_BYTES = 16;
 /** Frames up to this size are assembled into one buffer; larger ones stay a list of chunks. */
 const COALESCE_BYTES = 16 * 1024;
 const MAX_PATH_CHARS = 4096;
+/** Longest error code and message a forwarding reply carries (longer is a malformed frame). */
+const MAX_ERROR_CODE_CHARS = 64;
+const MAX_ERROR_MESSAGE_CHARS = 4096;
 /** Byte fields of a paxos frame: value, system variables, master variables. */
 const PAXOS_FIELDS = 3;
 /** Most byte fields a frame may have: a full SendLearnValue batch (table + one per value). */
@@ -100,6 +105,24 @@ function putU32(b: Uint8Array, at: number, v: number): void {
 }
 
 function scalarsOf(message: Message): unknown[] {
+  if (message.kind === 'forward') {
+    const m = message.msg;
+    return [
+      m.msgType,
+      m.requestId,
+      m.nodeId,
+      m.smId,
+      m.timeoutMs,
+      m.flag,
+      m.instanceId,
+      m.batchIndex,
+      m.identityNodeId,
+      m.identityIncarnation,
+      m.identitySequence,
+      m.errorCode,
+      m.errorMessage,
+    ];
+  }
   if (message.kind === 'paxos') {
     const m = message.msg;
     return [
@@ -133,6 +156,7 @@ function scalarsOf(message: Message): unknown[] {
 }
 
 function bytesOf(message: Message): Uint8Array[] {
+  if (message.kind === 'forward') return [message.msg.value, message.msg.result];
   if (message.kind !== 'paxos') return [message.msg.buffer];
   const m = message.msg;
   const fields = [m.value, m.systemVariables, m.masterVariables];
@@ -255,7 +279,12 @@ export function encodeFrame(
   message: Message,
   maxFrameBytes = MAX_FRAME_BYTES,
 ): Uint8Array[] {
-  const command = message.kind === 'paxos' ? FrameCommand.Paxos : FrameCommand.Checkpoint;
+  const command =
+    message.kind === 'paxos'
+      ? FrameCommand.Paxos
+      : message.kind === 'forward'
+        ? FrameCommand.Forward
+        : FrameCommand.Checkpoint;
   return buildFrame(command, group, scalarsOf(message), bytesOf(message), maxFrameBytes);
 }
 
@@ -521,6 +550,44 @@ function toCheckpoint(raw: RawFrame): CheckpointMsg {
   };
 }
 
+function str(scalars: unknown[], i: number, name: string, maxChars: number): string {
+  const v = scalars[i];
+  if (typeof v !== 'string' || v.length > maxChars)
+    throw new FieldError(
+      'E_BAD_FIELD',
+      `${name} is not a string of at most ${maxChars} characters`,
+    );
+  return v;
+}
+
+function toForward(raw: RawFrame): ForwardMsg {
+  const s = raw.scalars;
+  if (s.length < 13)
+    throw new FieldError('E_BAD_FIELD', `forward header has ${s.length} fields, needs 13`);
+  const msgType = int(s, 0, 'msgType', 255);
+  if (msgType < ForwardMsgType.ForwardPropose || msgType > ForwardMsgType.ReadIndexReply)
+    throw new FieldError('E_UNKNOWN_MSG_TYPE', `forward msgType ${msgType} is unknown`);
+  if (raw.fields.length !== 2)
+    throw new FieldError('E_BAD_FIELD', 'forward frame needs its value and result fields');
+  return {
+    msgType,
+    requestId: int(s, 1, 'requestId'),
+    nodeId: int(s, 2, 'nodeId'),
+    smId: int(s, 3, 'smId', U32),
+    timeoutMs: int(s, 4, 'timeoutMs'),
+    flag: int(s, 5, 'flag', U32),
+    instanceId: int(s, 6, 'instanceId'),
+    batchIndex: int(s, 7, 'batchIndex'),
+    identityNodeId: int(s, 8, 'identityNodeId'),
+    identityIncarnation: int(s, 9, 'identityIncarnation', U32),
+    identitySequence: int(s, 10, 'identitySequence'),
+    errorCode: str(s, 11, 'errorCode', MAX_ERROR_CODE_CHARS),
+    errorMessage: str(s, 12, 'errorMessage', MAX_ERROR_MESSAGE_CHARS),
+    value: raw.fields[0]!,
+    result: raw.fields[1]!,
+  };
+}
+
 /**
  * Decodes one whole frame into a group and a message, validating every field. Byte fields are
  * views of `frame`. Never throws.
@@ -535,6 +602,11 @@ export function decodeFrame(
     const { command, group } = raw.value;
     if (command === FrameCommand.Paxos)
       return { ok: true, value: { group, message: { kind: 'paxos', msg: toPaxos(raw.value) } } };
+    if (command === FrameCommand.Forward)
+      return {
+        ok: true,
+        value: { group, message: { kind: 'forward', msg: toForward(raw.value) } },
+      };
     if (command === FrameCommand.Checkpoint) {
       return {
         ok: true,
@@ -565,5 +637,50 @@ export function decodeHello(frame: Uint8Array): DecodeResult<Hello> {
   } catch (e) {
     if (e instanceof FieldError) return fail(e.code, e.message);
     return fail('E_BAD_FIELD', String(e));
+  }
+}
+
+/** Deepest nesting of a forwarded result (deeper is not sent: the reply says "no result"). */
+const RESULT_MAX_DEPTH = 32;
+
+function isPlainData(v: unknown, depth: number): boolean {
+  if (depth > RESULT_MAX_DEPTH) return false;
+  if (v === null || v === undefined) return true;
+  switch (typeof v) {
+    case 'boolean':
+    case 'string':
+      return true;
+    case 'number':
+      return true;
+    case 'object': {
+      if (v instanceof Uint8Array) return true;
+      if (Array.isArray(v)) return v.every((x) => isPlainData(x, depth + 1));
+      const proto = Object.getPrototypeOf(v) as unknown;
+      if (proto !== Object.prototype && proto !== null) return false;
+      return Object.values(v as Record<string, unknown>).every((x) => isPlainData(x, depth + 1));
+    }
+    default:
+      return false; // functions, symbols, bigints: not carried
+  }
+}
+
+/**
+ * A state machine's result as a forwarding reply carries it: msgpack of plain data (null,
+ * booleans, numbers, strings, bytes, arrays, plain objects); undefined when it is none of those
+ * (a class instance, a function …): the reply then carries no result. `undefined` encodes empty.
+ */
+export function encodeForwardResult(result: unknown): Uint8Array | undefined {
+  if (result === undefined) return EMPTY;
+  if (!isPlainData(result, 0)) return undefined;
+  return packr.pack(result);
+}
+
+/** The result a forwarding reply carries (empty: undefined); an error when it is not msgpack. */
+export function decodeForwardResult(bytes: Uint8Array): DecodeResult<unknown> {
+  if (bytes.length === 0) return { ok: true, value: undefined };
+  try {
+    return { ok: true, value: unpackr.unpack(bytes) };
+  } catch (e) {
+    return fail('E_BAD_FIELD', `forwarded result is not msgpack: ${String(e)}`);
   }
 }

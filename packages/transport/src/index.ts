@@ -11,6 +11,8 @@ export {
   FRAME_VERSION,
   PAXOS_FRAME_OVERHEAD_MAX_BYTES,
   maxPaxosValueBytes,
+  encodeForwardResult,
+  decodeForwardResult,
   type Frame,
   type Hello,
   type DecodeResult,

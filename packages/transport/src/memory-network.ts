@@ -132,6 +132,8 @@ export class MemoryNetwork {
         this.handlers.delete(nodeId);
       },
       maxFrameBytes: this.maxFrameBytes,
+      // A cut or partitioned link is known at once here (a TCP peer learns it from a failed write).
+      reachable: (to) => !this.cut(nodeId, to),
     };
   }
 

@@ -36,8 +36,60 @@ export const CheckpointMsgType = { SendFile: 1, SendFileAck: 2 } as const;
 export const CheckpointSendFileFlag = { Begin: 1, Ing: 2, End: 3 } as const;
 export const CheckpointSendFileAckFlag = { Ok: 1, Fail: 2 } as const;
 
-/** Frame commands (PhxPaxos MsgCmd_PaxosMsg / MsgCmd_CheckpointMsg). */
-export const FrameCommand = { Paxos: 1, Checkpoint: 2, Hello: 0x7f } as const;
+/** Frame commands (PhxPaxos MsgCmd_PaxosMsg / MsgCmd_CheckpointMsg; Forward is ours). */
+export const FrameCommand = { Paxos: 1, Checkpoint: 2, Forward: 3, Hello: 0x7f } as const;
+
+/**
+ * Forwarding to the master (ours; PhxPaxos's phxkv redirects the client instead): a node that is
+ * not the master sends a value to propose (ForwardPropose) or asks for the master's read index
+ * (ReadIndex, etcd's ReadIndex with the lease instead of a heartbeat round); the master answers
+ * each with its reply, matched by requestId.
+ */
+export const ForwardMsgType = {
+  ForwardPropose: 1,
+  ForwardReply: 2,
+  ReadIndex: 3,
+  ReadIndexReply: 4,
+} as const;
+
+export const ForwardFlag = {
+  /** ForwardPropose: join the master's batchPropose batches (else propose() alone). */
+  Batch: 1,
+  /**
+   * A reply's error: the value was not chosen and never will be (the master refused it before
+   * proposing it, or it lost its instance and was never proposed again): safe to send again.
+   */
+  NeverChosen: 2,
+} as const;
+
+/**
+ * One forwarding message. Every field is always present (numbers 0, strings '', bytes empty).
+ * `timeoutMs` is what is left of the sender's deadline, relative: the nodes' clocks are not
+ * comparable. A reply names either `instanceId` (with the chosen value's identity and the state
+ * machine's `result`, msgpack, empty when none or not plain data) or an error code.
+ */
+export interface ForwardMsg {
+  msgType: number;
+  requestId: number;
+  nodeId: number;
+  smId: number;
+  timeoutMs: number;
+  flag: number;
+  instanceId: number;
+  /** ForwardReply: position in the chosen batch, plus one (0: not a batch). */
+  batchIndex: number;
+  /** ForwardReply: the chosen value's identity (value.ts ProposalIdentity). */
+  identityNodeId: number;
+  identityIncarnation: number;
+  identitySequence: number;
+  /** Replies: a PaxosError code, '' on success. */
+  errorCode: string;
+  errorMessage: string;
+  /** ForwardPropose: the value. */
+  value: Uint8Array;
+  /** ForwardReply: the state machine's result (msgpack), empty when none. */
+  result: Uint8Array;
+}
 
 /**
  * One chosen instance in a batched SendLearnValue (ours; PhxPaxos sends one value per message).
@@ -89,8 +141,11 @@ export interface CheckpointMsg {
   buffer: Uint8Array;
 }
 
-/** What travels between nodes: a Paxos/learner message or a checkpoint-transfer message. */
-export type Message = { kind: 'paxos'; msg: PaxosMsg } | { kind: 'checkpoint'; msg: CheckpointMsg };
+/** What travels between nodes: a Paxos/learner, checkpoint-transfer or forwarding message. */
+export type Message =
+  | { kind: 'paxos'; msg: PaxosMsg }
+  | { kind: 'checkpoint'; msg: CheckpointMsg }
+  | { kind: 'forward'; msg: ForwardMsg };
 
 const EMPTY = new Uint8Array(0);
 const NO_BATCH: readonly LearnedValue[] = Object.freeze([]);
@@ -131,5 +186,26 @@ export function checkpointMsg(fields: Partial<CheckpointMsg> & { msgType: number
     smId: fields.smId ?? 0,
     offset: fields.offset ?? 0,
     buffer: fields.buffer ?? EMPTY,
+  };
+}
+
+/** A ForwardMsg with every field not given set to its default. */
+export function forwardMsg(fields: Partial<ForwardMsg> & { msgType: number }): ForwardMsg {
+  return {
+    msgType: fields.msgType,
+    requestId: fields.requestId ?? 0,
+    nodeId: fields.nodeId ?? 0,
+    smId: fields.smId ?? 0,
+    timeoutMs: fields.timeoutMs ?? 0,
+    flag: fields.flag ?? 0,
+    instanceId: fields.instanceId ?? 0,
+    batchIndex: fields.batchIndex ?? 0,
+    identityNodeId: fields.identityNodeId ?? 0,
+    identityIncarnation: fields.identityIncarnation ?? 0,
+    identitySequence: fields.identitySequence ?? 0,
+    errorCode: fields.errorCode ?? '',
+    errorMessage: fields.errorMessage ?? '',
+    value: fields.value ?? EMPTY,
+    result: fields.result ?? EMPTY,
   };
 }

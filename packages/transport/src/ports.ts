@@ -9,6 +9,13 @@ export interface Network {
   onMessage(handler: (from: number, group: number, message: Message) => void): void;
   close(): Promise<void>;
   /**
+   * False when this node knows it cannot reach the peer now (the last connection to it failed
+   * or was cut and none has opened since); true otherwise, including before anything was sent.
+   * A peer that holds a connection open without reading (SIGSTOP, a black hole) stays true.
+   * Optional: a network without it counts every peer reachable.
+   */
+  reachable?(to: number): boolean;
+  /**
    * Largest frame this network sends (default MAX_FRAME_BYTES): a node checks at construction
    * that its largest value, packed and framed, fits (maxPaxosValueBytes).
    */

@@ -107,7 +107,7 @@ describe('TcpNetwork', () => {
     expect(got).toEqual([0, 1, 2, 3]);
   });
 
-  it('reconnects after the peer restarts and delivers what was sent meanwhile', async () => {
+  it('reconnects after the peer restarts and delivers what was sent meanwhile; reachable() follows', async () => {
     const b1 = await node(2);
     const port = b1.addr.port;
     const events: string[] = [];
@@ -118,10 +118,12 @@ describe('TcpNetwork', () => {
     );
     const got: number[] = [];
     b1.n.onMessage((_f, _g, m) => m.kind === 'paxos' && got.push(m.msg.instanceId));
+    expect(a.n.reachable(2)).toBe(true); // nothing tried yet: not known to be down
     for (let i = 0; i < 100; i++) a.n.send(2, 0, msg(i));
     await until(() => got.length === 100);
     await b1.n.close();
     await until(() => events.includes('disconnected')); // a saw its connection close
+    expect(a.n.reachable(2)).toBe(false);
     a.n.send(2, 0, msg(100)); // may be written into the dying connection: lost, as TCP loses it
     const b2 = new TcpNetwork({
       nodeId: 2,
@@ -133,6 +135,7 @@ describe('TcpNetwork', () => {
     await b2.start();
     for (let i = 101; i < 200; i++) a.n.send(2, 0, msg(i));
     await until(() => got.includes(199));
+    expect(a.n.reachable(2)).toBe(true);
     const after = got.filter((v) => v > 100);
     expect(after).toEqual(Array.from({ length: 99 }, (_, i) => 101 + i));
     expect(a.n.counters().reconnects).toBeGreaterThan(0);

@@ -101,6 +101,10 @@ class OutboundPeer {
   backoffMs: number;
   reconnectTimer: NodeJS.Timeout | undefined;
   flushScheduled = false;
+  /** The last connection failed or broke and none has opened since (reachable() reads it). */
+  down = false;
+  /** The open socket is being closed by us for idleness: its close says nothing of the peer. */
+  closingIdle = false;
 
   constructor(
     readonly nodeId: number,
@@ -341,6 +345,14 @@ export class TcpNetwork implements Network {
     this.handler = handler;
   }
 
+  /**
+   * False while the last connection to the peer failed or broke and none has opened since, in
+   * either direction (a peer that dials us again is up).
+   */
+  reachable(to: number): boolean {
+    return this.outbound.get(to)?.down !== true;
+  }
+
   /** Bytes queued for a peer and not yet handed to its socket (callers may pace themselves by it). */
   queuedBytes(to: number): number {
     return this.outbound.get(to)?.queuedBytes ?? 0;
@@ -441,13 +453,16 @@ export class TcpNetwork implements Network {
         }),
       );
       peer.ready = true;
+      peer.down = false;
       peer.backoffMs = this.opts.reconnectMinMs;
       socket.setTimeout(this.opts.idleTimeoutMs);
       this.emit('connected', { to: peer.nodeId, host, port });
       this.flush(peer);
     });
     socket.on('timeout', () => {
-      if (peer.length === 0) socket.destroy(); // idle: reconnect lazily on the next send
+      if (peer.length > 0) return;
+      peer.closingIdle = true; // idle: reconnect lazily on the next send
+      socket.destroy();
     });
     socket.on('drain', () => {
       peer.blocked = false;
@@ -461,6 +476,8 @@ export class TcpNetwork implements Network {
       if (peer.socket !== socket) return;
       peer.socket = undefined;
       peer.ready = false;
+      if (!peer.closingIdle) peer.down = true;
+      peer.closingIdle = false;
       this.emit('disconnected', { to: peer.nodeId });
       if (this.closed || peer.length === 0) return;
       const jitter = 1 + (Math.random() * 2 - 1) * RECONNECT_JITTER;
@@ -541,6 +558,8 @@ export class TcpNetwork implements Network {
   private peerIsBack(nodeId: number): void {
     const peer = this.outbound.get(nodeId);
     if (peer === undefined) return;
+    // Up again: not "known unreachable" while our own connection waits for a send or a backoff.
+    peer.down = false;
     peer.backoffMs = this.opts.reconnectMinMs;
     if (peer.reconnectTimer === undefined || peer.socket !== undefined) return;
     clearTimeout(peer.reconnectTimer);

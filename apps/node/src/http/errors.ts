@@ -46,8 +46,18 @@ export function fromPaxos(error: PaxosError, refusal: Refusal): ServerError | un
     case 'E_FOLLOWER':
       return new ServerError(
         'E_FOLLOWER',
-        'a follower does not propose: send writes and consistent reads to a voting member',
+        'a follower proposes nothing itself and knows no master to forward to now (an election takes up to two leases): try again, or send it to a voting member',
       );
+    case 'E_NOT_MASTER':
+    case 'E_MASTER_UNREACHABLE':
+      // Not proposed anywhere (a former master refused it unqueued, or nothing was sent), or no
+      // master to ask for a read index: not applied, try again.
+      return unavailable();
+    case 'E_NO_QUORUM':
+      return new ServerError('E_NO_QUORUM', detail);
+    case 'E_OUTCOME_UNKNOWN':
+      // A forwarded write the master may have chosen; a read applies nothing, so it is retryable.
+      return refusal.write ? outcomeUnknown() : unavailable();
     case 'E_VALUE_TOO_LARGE':
       return new ServerError('E_TOO_LARGE', error.message);
     case 'E_QUEUE_FULL':

@@ -1,6 +1,8 @@
 // GET, PUT and DELETE /kv/<key> and GET /kv?prefix=: reads from local state (stale, barrier or
-// lease) and writes through the key's group. A write's precondition and Idempotency-Key travel in
-// its command and are checked by the state machine when it applies (kv-command.ts).
+// lease) and writes through the key's group, on any node: the paxos node forwards writes and
+// barriers to the group's master and asks it for its read index (@tspaxos/paxos forwarding,
+// docs/design.md §5). A write's precondition and Idempotency-Key travel in its command and are
+// checked by the state machine when it applies (kv-command.ts).
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ServerError } from '../errors';
 import { checkKeyText, groupOfKey } from '../keys';
@@ -18,7 +20,6 @@ import {
   PROPOSE_TIMEOUT_MS,
 } from '../options';
 import { NO_SM_ID, PaxosError, type PaxosNode, type ProposeResult } from '../stack';
-import type { MasterView } from '../status';
 import { errorBody, fromPaxos, settle } from './errors';
 import { checkQuery, keyOf } from './request';
 
@@ -26,14 +27,13 @@ import { checkQuery, keyOf } from './request';
 export interface KvNode {
   readonly groupCount: number;
   readonly stopping: boolean;
-  readonly paxos: Pick<PaxosNode, 'batchPropose' | 'isMaster' | 'status'>;
+  readonly paxos: Pick<PaxosNode, 'batchPropose' | 'readIndex' | 'instanceId'>;
   readonly kvs: readonly Pick<KvStateMachine, 'read' | 'entries'>[];
   /** The idempotency window this node's writes carry (every replica applies the write's own). */
   readonly idempotencyWindow: IdempotencyWindow;
   readonly metrics: Pick<Metrics, 'commitLatency'>;
   /** Counts a client proposal until it settles, so that a stop can drain it. */
   trackProposal<T>(proposal: Promise<T>): Promise<T>;
-  masterView(g: number): MasterView | null;
 }
 
 /** Proposes through the group; a refusal is mapped by fromPaxos. */
@@ -55,6 +55,18 @@ async function propose(
 }
 
 /**
+ * The master's read index under its lease, applied on this node (PaxosNode.readIndex): this
+ * node's state then reflects every write completed before the read began.
+ */
+async function readIndex(node: KvNode, g: number): Promise<void> {
+  if (node.stopping) throw new ServerError('E_STOPPING', 'the node is stopping');
+  const r = await settle(node.paxos.readIndex(g, { timeoutMs: PROPOSE_TIMEOUT_MS }));
+  if (r.ok) return;
+  if (!(r.error instanceof PaxosError)) throw r.error;
+  throw fromPaxos(r.error, { queued: false, write: false }) ?? r.error;
+}
+
+/**
  * The instance a read of group `g` reflects once this returns: a barrier's (`true`), the
  * master's applied one (`lease`), or this node's (`false`).
  */
@@ -66,21 +78,12 @@ async function readPoint(node: KvNode, g: number, consistent: string): Promise<n
     node.metrics.commitLatency.observe({ op: 'barrier' }, (performance.now() - started) / 1000);
     return r.instanceId;
   } else if (consistent === 'lease') {
-    // The master holds a lease (no other node becomes master before it ends): it serves from
-    // its own state, without a paxos round. Any other node names the master it knows.
-    if (!node.paxos.isMaster(g)) {
-      const master = node.masterView(g);
-      throw new ServerError(
-        'E_NOT_MASTER',
-        master === null
-          ? 'no master holds a lease now (an election takes up to 2 leases): try again'
-          : `node ${master.nodeId} is the master: read from it`,
-        { master: master?.http ?? null, masterNodeId: master?.nodeId ?? null },
-      );
-    }
-    return node.paxos.status(g).instanceId - 1;
+    // The master holds a lease (no other node becomes master before it ends): its applied
+    // instance covers every completed write; this node waits until it has applied it too.
+    await readIndex(node, g);
+    return node.paxos.instanceId(g) - 1;
   } else if (consistent === 'false') {
-    return node.paxos.status(g).instanceId - 1;
+    return node.paxos.instanceId(g) - 1;
   }
   throw new ServerError(
     'E_BAD_QUERY',

@@ -101,7 +101,7 @@ export function writeOutcome(status: number): Outcome {
   return 'unknown';
 }
 
-/** A read's: 200/404 ok (a value or nil); 409 (not the master, a follower) and 503 fail; else unknown. */
+/** A read's: 200/404 ok (a value or nil); 4xx (a follower with no master known) and 503 fail; else unknown. */
 export function readOutcome(status: number): Outcome {
   if (status === 200 || status === 404) return 'ok';
   if ((status >= 400 && status < 500) || status === 503) return 'fail';

@@ -1,5 +1,5 @@
 // The nemesis of a fault run: on a seeded random schedule, one fault at a time, each healed
-// before the next: SIGKILL and restart, SIGTERM and restart, SIGSTOP for longer than the master
+// before the next: SIGKILL of the master (when one is known) and restart, SIGTERM and restart, SIGSTOP for longer than the master
 // lease then SIGCONT, one-way cuts (a node that cannot send, or cannot hear, or one link) and a
 // node isolated both ways. The first faults go through every kind once, in a seeded order.
 import type { RandomSource } from '@tspaxos/core';
@@ -124,7 +124,9 @@ export class Nemesis {
         const deaf = kind === 'terminate' && this.rng.next() < 0.75;
         // A deaf node's proposals leave only if it skips the prepare phase, which the master,
         // proposing its renewals, is the likeliest to do: a deaf SIGTERM goes to it when known.
-        const master = deaf ? await t.master() : undefined;
+        // A SIGKILL goes to the master when one is known (issue 18: writes in flight through
+        // every node are forwarded to it when it dies).
+        const master = deaf || kind === 'kill' ? await t.master() : undefined;
         if (master !== undefined) fault.node = master;
         const inbound = ids.filter((o) => o !== fault.node).map((o) => t.links.get(o, fault.node));
         const deafMs = 1000 + this.rng.int(1500);
@@ -135,7 +137,8 @@ export class Nemesis {
         const { forced } = await t.stop(fault.node, signal);
         if (deaf) for (const link of inbound) link.setCut(false);
         if (forced) this.terminateTimeouts++;
-        fault.detail = `${deaf ? `deaf ${deafMs} ms${master !== undefined ? ' (the master)' : ''}, then ` : ''}${signal}${forced ? ' (then SIGKILL: no exit in time)' : ''}, down ${downMs} ms`;
+        const which = master !== undefined ? ' (the master)' : '';
+        fault.detail = `${deaf ? `deaf ${deafMs} ms${which}, then ` : ''}${signal}${kind === 'kill' ? which : ''}${forced ? ' (then SIGKILL: no exit in time)' : ''}, down ${downMs} ms`;
         await sleep(downMs);
         await t.restart(fault.node);
         break;

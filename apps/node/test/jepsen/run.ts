@@ -32,11 +32,10 @@ export interface JepsenOptions {
   /** Keep the nodes' data directories (their path is in the report). */
   keepData?: boolean;
   /**
-   * What lease reads are held to. 'own-writes' (the default: what apps/node/README.md promises
-   * today): a lease read reflects every write the serving node acknowledged before the read began,
-   * and returns only applied values. 'linearizable': per key against every write, the promise
-   * issue 18 (writes forwarded to the master) makes; it fails today (a write through another node
-   * can be missing on the master for a moment).
+   * What lease reads are held to. 'linearizable' (the default, what apps/node/README.md promises
+   * since issue 18 forwards every write to the master): per key against every node's writes.
+   * 'own-writes' (the weaker promise before it): a lease read reflects every write the serving
+   * node acknowledged before the read began, and returns only applied values.
    */
   leaseReads?: 'own-writes' | 'linearizable';
   /** Progress lines (faults as they happen). */
@@ -257,7 +256,7 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenReport> {
     consistent: checkKeys(history, keys, ['consistent']),
     lease: checkKeys(history, keys, ['lease']),
   };
-  const leaseReads = options.leaseReads ?? 'own-writes';
+  const leaseReads = options.leaseReads ?? 'linearizable';
   for (const [mode, list] of Object.entries(verdicts)) {
     if (mode === 'lease' && leaseReads === 'own-writes') continue;
     for (const v of list) {

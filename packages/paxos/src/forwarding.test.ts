@@ -1,0 +1,376 @@
+// Forwarding to the master (forwarding.ts) on a 3-node cluster over the MemoryNetwork, on one
+// virtual clock: writes through every node end up proposed by the master, read indexes from any
+// node, a master change in flight, deadlines, unknown and malformed replies, and fast E_NO_QUORUM.
+import { MemoryLogStore } from '@tspaxos/storage';
+import {
+  ForwardFlag,
+  forwardMsg,
+  ForwardMsgType,
+  type Message,
+  MemoryNetwork,
+  type Network,
+  SeededRng,
+} from '@tspaxos/transport';
+import { describe, expect, it } from 'vitest';
+import { PaxosError } from './errors';
+import type { UnsafeFaults } from './faults';
+import { startNode as createNode, type PaxosNode } from './node';
+import type { Scheduler } from '@tspaxos/core';
+import type { StateMachine } from './state-machine';
+import { SYSTEM_SM_ID } from './value';
+
+const G = 0;
+const SM = 10;
+const LEASE_MS = 1000;
+
+/** Counts how often each value was applied on its node (exactly once is the promise). */
+class Applied implements StateMachine {
+  readonly smId = SM;
+  readonly counts = new Map<string, number>();
+  execute(value: Uint8Array): string {
+    const key = new TextDecoder().decode(value);
+    this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
+    return `applied ${key}`;
+  }
+}
+
+interface Timer {
+  at: number;
+  seq: number;
+  fn: () => void;
+  live: boolean;
+}
+
+class Harness {
+  nowMs = 0;
+  readonly net = new MemoryNetwork({ rng: new SeededRng(7) });
+  readonly nodes = new Map<number, { node: PaxosNode; sm: Applied; alive: boolean }>();
+  /** Sees every message sent; returning false drops it (tests script the network here). */
+  onSend: ((from: number, to: number, message: Message) => boolean) | undefined;
+  private timers: Timer[] = [];
+  private seq = 0;
+
+  constructor() {
+    this.net.setDefaultLink({ delayMs: [1, 3] });
+  }
+
+  private readonly scheduler: Scheduler = {
+    now: () => this.nowMs,
+    schedule: (delayMs, fn) => {
+      const t = { at: this.nowMs + Math.max(0, delayMs), seq: this.seq++, fn, live: true };
+      this.timers.push(t);
+      return () => {
+        t.live = false;
+      };
+    },
+  };
+
+  async start(faults: UnsafeFaults = {}): Promise<void> {
+    for (const id of [1, 2, 3]) {
+      const endpoint = this.net.endpoint(id);
+      const entry = { node: undefined as unknown as PaxosNode, sm: new Applied(), alive: true };
+      const network: Network = {
+        send: (to, group, message) => {
+          if (!entry.alive) return;
+          if (this.onSend !== undefined && !this.onSend(id, to, message)) return;
+          endpoint.send(to, group, message);
+        },
+        onMessage: (h) =>
+          endpoint.onMessage((from, group, message) => {
+            if (entry.alive) h(from, group, message);
+          }),
+        close: async () => {},
+        reachable: (to) => endpoint.reachable!(to),
+      };
+      const store = new MemoryLogStore();
+      entry.node = await createNode({
+        nodeId: id,
+        cluster: [1, 2, 3],
+        groups: 1,
+        store,
+        network,
+        scheduler: this.scheduler,
+        random: new SeededRng(id),
+        stateMachines: [entry.sm],
+        masterElection: true,
+        forwarding: true,
+        options: { masterLeaseMs: LEASE_MS, proposeTimeoutMs: 5000 },
+        unsafeFaults: faults,
+      });
+      this.nodes.set(id, entry);
+    }
+  }
+
+  node(id: number): PaxosNode {
+    return this.nodes.get(id)!.node;
+  }
+
+  /** Runs timers and deliveries in time order until `cond` holds (or fails at `limitMs`). */
+  async until(cond: () => boolean, what: string, limitMs = 30_000): Promise<void> {
+    const end = this.nowMs + limitMs;
+    for (;;) {
+      await settle();
+      if (cond()) return;
+      this.timers = this.timers.filter((t) => t.live);
+      this.timers.sort((a, b) => a.at - b.at || a.seq - b.seq);
+      const timer = this.timers[0];
+      const delivery = this.net.nextDeliveryAt();
+      const next = Math.min(timer?.at ?? Infinity, delivery ?? Infinity);
+      if (!Number.isFinite(next) || next > end) throw new Error(`timed out waiting for ${what}`);
+      this.nowMs = Math.max(this.nowMs, next);
+      this.net.setTime(this.nowMs);
+      if (delivery !== undefined && delivery <= (timer?.at ?? Infinity))
+        this.net.deliverNext(this.nowMs);
+      else {
+        this.timers.shift();
+        timer!.fn();
+      }
+    }
+  }
+
+  /** Runs until the promise settles; returns its outcome. */
+  async settle<T>(p: Promise<T>, what: string): Promise<{ value?: T; error?: PaxosError }> {
+    let out: { value?: T; error?: PaxosError } | undefined;
+    p.then(
+      (value) => (out = { value }),
+      (error: PaxosError) => (out = { error }),
+    );
+    await this.until(() => out !== undefined, what);
+    return out!;
+  }
+
+  master(): number | undefined {
+    return [...this.nodes].find(([, n]) => n.alive && n.node.isMaster(G))?.[0];
+  }
+
+  /**
+   * A master every node knows, once the start's concurrent election proposals have settled (half
+   * a lease): a node whose own losing proposal was chosen by a peer's ballot learns that instance
+   * only at its learner's next ask (a gap of the learner, not of forwarding), which would stall
+   * the master's first proposals past its lease.
+   */
+  async electedMaster(): Promise<number> {
+    const known = () =>
+      this.master() !== undefined &&
+      [...this.nodes.values()].every((n) => n.node.getMaster(G)?.nodeId === this.master());
+    await this.until(known, 'a master every node knows');
+    const settledAt = this.nowMs + LEASE_MS / 2;
+    await this.until(() => this.nowMs >= settledAt, 'half a lease');
+    const ids = [...this.nodes.values()].map((n) => n.node.instanceId(G));
+    await this.until(
+      () => known() && ids.every((id) => id === ids[0]),
+      'every node at the same instance under one master',
+    );
+    return this.master()!;
+  }
+
+  async stop(): Promise<void> {
+    for (const { node } of this.nodes.values()) await node.stop();
+  }
+}
+
+const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+const bytes = (s: string) => new TextEncoder().encode(s);
+
+/** Writes through every node; how many came back proposed by another node than the master. */
+async function writesNotThroughMaster(faults: UnsafeFaults): Promise<{
+  master: number;
+  results: number;
+  notThroughMaster: number;
+  forwarded: number;
+}> {
+  const h = new Harness();
+  await h.start(faults);
+  const master = await h.electedMaster();
+  const pending = [];
+  for (let i = 0; i < 30; i++) {
+    const via = (i % 3) + 1;
+    pending.push(h.node(via).batchPropose(G, bytes(`w${i}`), { smId: SM }));
+  }
+  const all = await h.settle(Promise.all(pending), 'every write');
+  expect(all.error).toBeUndefined();
+  const results = all.value!;
+  const notThroughMaster = results.filter((r) => r.identity.nodeId !== master).length;
+  let forwarded = 0;
+  for (const id of [1, 2, 3]) forwarded += h.node(id).forwardingCounters.proposalsForwarded;
+  await h.stop();
+  return { master, results: results.length, notThroughMaster, forwarded };
+}
+
+describe('forwarding to the master', () => {
+  it('sends every write given to another node to the master; a planted self-proposer is caught', async () => {
+    const ok = await writesNotThroughMaster({});
+    expect(ok.results).toBe(30);
+    expect(ok.forwarded).toBe(20); // the 20 writes given to the two other nodes
+    expect(ok.notThroughMaster).toBe(0);
+    // Planted: nodes propose their own writes while the master's lease is live.
+    const planted = await writesNotThroughMaster({ proposeDespiteLiveLease: true });
+    expect(planted.forwarded).toBe(0);
+    expect(planted.notThroughMaster).toBeGreaterThan(0);
+  });
+
+  it('answers a forwarded write once the forwarding node applied it, with the master result', async () => {
+    const h = new Harness();
+    await h.start();
+    const master = await h.electedMaster();
+    const via = master === 1 ? 2 : 1;
+    // A fractional timeout, as the remainder of a deadline on a real clock is (it once failed
+    // to encode: the wire carries whole milliseconds).
+    const r = await h.settle(
+      h.node(via).propose(G, bytes('x'), { smId: SM, timeoutMs: 4999.5 }),
+      'the write',
+    );
+    expect(r.value?.result).toBe('applied x');
+    expect(r.value?.identity.nodeId).toBe(master);
+    // Applied here when the caller hears of it: a read here afterwards sees it.
+    expect(h.nodes.get(via)!.sm.counts.get('x')).toBe(1);
+    expect(h.node(via).instanceId(G)).toBeGreaterThan(r.value!.instanceId);
+    expect(h.node(master).forwardingCounters.proposalsServed).toBe(1);
+    await h.stop();
+  });
+
+  it('gives a read index from any node that covers a write made through another node', async () => {
+    const h = new Harness();
+    await h.start();
+    const master = await h.electedMaster();
+    const [a, b] = [1, 2, 3].filter((id) => id !== master) as [number, number];
+    const w = await h.settle(h.node(a).propose(G, bytes('y'), { smId: SM }), 'the write');
+    const read = await h.settle(h.node(b).readIndex(G), 'the read index');
+    expect(read.value!.instanceId).toBeGreaterThanOrEqual(w.value!.instanceId);
+    expect(h.nodes.get(b)!.sm.counts.get('y')).toBe(1);
+    expect(h.node(b).forwardingCounters.readIndexesAsked).toBe(1);
+    expect(h.node(master).forwardingCounters.readIndexesServed).toBe(1);
+    // The master answers its own from its state.
+    const own = await h.settle(h.node(master).readIndex(G), 'the master read index');
+    expect(own.value!.instanceId).toBe(h.node(master).instanceId(G) - 1);
+    await h.stop();
+  });
+
+  it('routes again a write the former master refused unqueued, and applies it once', async () => {
+    const h = new Harness();
+    await h.start();
+    const old = await h.electedMaster();
+    const via = old === 1 ? 2 : 1;
+    // The master gives up its lease; the others wait it out (it stays live in their view).
+    expect(h.node(old).dropMaster(G)).toBe(true);
+    const r = await h.settle(h.node(via).propose(G, bytes('z'), { smId: SM }), 'the write');
+    expect(r.error).toBeUndefined();
+    // Refused unqueued by the former master at least once, then routed again until it went through.
+    expect(h.node(old).forwardingCounters.proposalsServed).toBeGreaterThan(0);
+    expect(h.node(via).forwardingCounters.reroutes).toBeGreaterThan(0);
+    await h.until(
+      () => [1, 2, 3].every((id) => h.nodes.get(id)!.sm.counts.get('z') === 1),
+      'every node to apply z',
+    );
+    await h.stop();
+  });
+
+  it('answers outcome-unknown when the master goes away after taking a write; never applies it twice', async () => {
+    const h = new Harness();
+    await h.start();
+    const master = await h.electedMaster();
+    const via = master === 1 ? 2 : 1;
+    const others = [1, 2, 3].filter((id) => id !== master);
+    let taken = false;
+    h.onSend = (from, _to, m) => {
+      // The master took the write (it answers a forward only once chosen): cut it off now.
+      if (from === via && m.kind === 'forward' && m.msg.msgType === ForwardMsgType.ForwardPropose)
+        taken = true;
+      return true;
+    };
+    const p = h.node(via).propose(G, bytes('u'), { smId: SM });
+    await h.until(() => taken, 'the forward to leave');
+    h.net.partition([[master], others]);
+    const r = await h.settle(p, 'the write');
+    expect(r.error?.code).toBe('E_OUTCOME_UNKNOWN');
+    expect(h.node(via).forwardingCounters.outcomeUnknown).toBe(1);
+    h.net.heal();
+    h.onSend = undefined;
+    // Whatever became of it, it is applied at most once anywhere.
+    const after = await h.settle(h.node(via).propose(G, bytes('after'), { smId: SM }), 'next');
+    expect(after.error).toBeUndefined();
+    await h.until(
+      () => [1, 2, 3].every((id) => h.nodes.get(id)!.sm.counts.get('after') === 1),
+      'every node to apply the next write',
+    );
+    for (const id of [1, 2, 3]) expect(h.nodes.get(id)!.sm.counts.get('u') ?? 0).toBeLessThan(2);
+    await h.stop();
+  });
+
+  it('ends a forward at its deadline; the late reply is a counted drop', async () => {
+    const h = new Harness();
+    await h.start();
+    const master = await h.electedMaster();
+    const via = master === 1 ? 2 : 1;
+    const held: Array<() => void> = [];
+    h.onSend = (from, to, m) => {
+      if (from !== master || m.kind !== 'forward') return true;
+      held.push(() => h.net.endpoint(from).send(to, G, m));
+      return false;
+    };
+    const r = await h.settle(
+      h.node(via).propose(G, bytes('late'), { smId: SM, timeoutMs: 500 }),
+      'the deadline',
+    );
+    expect(r.error?.code).toBe('E_TIMEOUT');
+    expect(held).toHaveLength(1);
+    held[0]!();
+    await h.until(
+      () => h.node(via).forwardingCounters.repliesUnknown === 1,
+      'the late reply to be dropped',
+    );
+    await h.stop();
+  });
+
+  it('drops malformed forwarding messages and counts them; refuses system values', async () => {
+    const h = new Harness();
+    await h.start();
+    const master = await h.electedMaster();
+    const via = master === 1 ? 2 : 1;
+    const send = (from: number, to: number, fields: Parameters<typeof forwardMsg>[0]) =>
+      h.net.endpoint(from).send(to, G, { kind: 'forward', msg: forwardMsg(fields) });
+    // A sender that claims to be another node.
+    send(via, master, { msgType: ForwardMsgType.ForwardPropose, nodeId: 99, smId: SM });
+    // A reply nobody asked for.
+    send(master, via, { msgType: ForwardMsgType.ForwardReply, nodeId: master, requestId: 12345 });
+    // A system value (membership) may not be forwarded: refused, never chosen.
+    send(via, master, {
+      msgType: ForwardMsgType.ForwardPropose,
+      nodeId: via,
+      smId: SYSTEM_SM_ID,
+      timeoutMs: 1000,
+      requestId: 777,
+    });
+    const replies: Message[] = [];
+    h.onSend = (from, _to, m) => {
+      if (from === master && m.kind === 'forward') replies.push(m);
+      return true;
+    };
+    await h.until(
+      () =>
+        h.node(master).forwardingCounters.malformed === 2 &&
+        h.node(via).forwardingCounters.repliesUnknown === 2,
+      'the drops',
+    );
+    const refusal = replies.find((m) => m.kind === 'forward' && m.msg.requestId === 777);
+    expect(refusal?.kind === 'forward' && refusal.msg.errorCode).toBe('E_BAD_ARGUMENT');
+    expect(refusal?.kind === 'forward' && refusal.msg.flag & ForwardFlag.NeverChosen).toBeTruthy();
+    await h.stop();
+  });
+
+  it('refuses a write at once with E_NO_QUORUM when a majority is unreachable', async () => {
+    const h = new Harness();
+    await h.start();
+    const master = await h.electedMaster();
+    const lone = master === 1 ? 2 : 1;
+    h.net.partition([[lone], [1, 2, 3].filter((id) => id !== lone)]);
+    expect(h.node(lone).hasQuorum(G)).toBe(false);
+    expect(h.node(master).hasQuorum(G)).toBe(true);
+    const t0 = h.nowMs;
+    const r = await h.settle(h.node(lone).propose(G, bytes('q'), { smId: SM }), 'the refusal');
+    expect(r.error?.code).toBe('E_NO_QUORUM');
+    expect(h.nowMs - t0).toBe(0);
+    expect(h.node(lone).forwardingCounters.noQuorum).toBe(1);
+    await h.stop();
+  });
+});

@@ -1,0 +1,603 @@
+// Forwarding to the master (issue 18; etcd and rqlite forward to their leader, PhxPaxos's phxkv
+// redirects the client). With NodeOptions.forwarding on, the rule is: no node proposes a user
+// value or barrier itself while another node's master lease is live in its view; it sends the
+// value to that master (ForwardPropose), which joins it to its own batches and answers with the
+// instance id (ForwardReply). So after an election every chosen user value went through the
+// master, and the master, having applied every value it proposed before answering, can serve a
+// read from its own state while its lease holds. Other nodes read the same way: they ask the
+// master for its applied instance id under its lease (ReadIndex, etcd's ReadIndex with the lease
+// instead of a heartbeat round), wait until they have applied it themselves, and read locally.
+//
+// Never applied twice: a value is sent again (to a new master, or proposed here when no master is
+// known) only when the answer says it was never chosen (ForwardFlag.NeverChosen: refused before
+// it was proposed, or handed back unproposed by Group's rule). Any other failure after it was
+// sent is E_OUTCOME_UNKNOWN (or E_TIMEOUT), as a local timeout is.
+//
+// Fail fast: a member refuses a write or barrier with E_NO_QUORUM when a majority of its group's
+// members is not reachable by the transport's account (Network.reachable), instead of waiting out
+// the proposal's timeout; a forward in flight to a master that becomes unreachable ends at the
+// next check (FORWARD_CHECK_INTERVAL_MS) with E_OUTCOME_UNKNOWN.
+import {
+  decodeForwardResult,
+  encodeForwardResult,
+  ForwardFlag,
+  type ForwardMsg,
+  forwardMsg,
+  ForwardMsgType,
+  type Message,
+} from '@tspaxos/transport';
+import type { ProposeResult } from './committer';
+import { PAXOS_ERROR_CODES, PaxosError, type PaxosErrorCode } from './errors';
+import type { Group } from './group';
+import type { Scheduler } from '@tspaxos/core';
+import { MASTER_SM_ID, SYSTEM_SM_ID } from './value';
+
+/** How often forwards in flight are checked against the transport's view of their master. */
+export const FORWARD_CHECK_INTERVAL_MS = 100;
+/** Most routings of one request (each after a "never chosen" refusal by a former master). */
+export const FORWARD_MAX_ATTEMPTS = 100;
+/**
+ * Pause before routing a request again after a former master refused it: this node's view of
+ * the lease has not changed yet; an election takes a lease or two, the deadline bounds the wait.
+ */
+export const FORWARD_REROUTE_DELAY_MS = 50;
+/** Most requests this node has waiting on a master at once (more: E_QUEUE_FULL, not sent). */
+export const FORWARD_MAX_IN_FLIGHT = 10_000;
+
+export interface ForwardingCounters {
+  /** ForwardPropose sent (a request sent again after a refusal counts again). */
+  proposalsForwarded: number;
+  /** Requests routed again after a former master said "never chosen, not master". */
+  reroutes: number;
+  /** ReadIndex sent. */
+  readIndexesAsked: number;
+  /** ForwardPropose and ReadIndex served here as the master. */
+  proposalsServed: number;
+  readIndexesServed: number;
+  /** Replies for no request waiting here (it had timed out or ended): counted drops. */
+  repliesUnknown: number;
+  /** Messages dropped as malformed (sender mismatch, a reply on the wrong side …). */
+  malformed: number;
+  /** Requests refused E_NO_QUORUM here. */
+  noQuorum: number;
+  /** Forwards ended E_OUTCOME_UNKNOWN (the master failed after taking them, or went away). */
+  outcomeUnknown: number;
+}
+
+/** What the forwarder needs from its node. */
+export interface ForwardingHost {
+  readonly nodeId: number;
+  readonly scheduler: Scheduler;
+  send(to: number, group: number, message: Message): void;
+  /** The transport's view (Network.reachable); true when it has none. */
+  reachable(to: number): boolean;
+  /** The group, or throws PaxosError E_BAD_GROUP. */
+  group(g: number): Group;
+  /** Planted: propose user values here whatever lease is live (faults.ts). */
+  readonly proposeDespiteLiveLease: boolean;
+}
+
+interface Pending {
+  to: number;
+  /** ForwardPropose: a loss after sending leaves the outcome unknown; ReadIndex: nothing applied. */
+  write: boolean;
+  resolve: (reply: ForwardMsg) => void;
+  reject: (error: PaxosError) => void;
+  cancelTimer: () => void;
+}
+
+interface AppliedWaiter {
+  instanceId: number;
+  resolve: () => void;
+  reject: (error: PaxosError) => void;
+  cancelTimer: () => void;
+}
+
+/** Every code a reply may carry: the ones a PaxosError is thrown with. */
+const KNOWN_CODES = new Set<string>(Object.keys(PAXOS_ERROR_CODES));
+
+const QUEUED = Symbol('queued');
+const QUEUED_NOW = Promise.resolve(QUEUED);
+
+/** Settles like `p`; `queued` is false when `p` was rejected already (refused before queueing). */
+async function settleQueued<T>(
+  p: Promise<T>,
+): Promise<{ ok: true; value: T } | { ok: false; error: unknown; queued: boolean }> {
+  let queued = false;
+  try {
+    const first = await Promise.race([p, QUEUED_NOW]);
+    if (first !== QUEUED) return { ok: true, value: first as T };
+    queued = true;
+    return { ok: true, value: await p };
+  } catch (error) {
+    return { ok: false, error, queued };
+  }
+}
+
+function isUserSm(smId: number): boolean {
+  return smId !== SYSTEM_SM_ID && smId !== MASTER_SM_ID;
+}
+
+export class Forwarder {
+  readonly counters: ForwardingCounters = {
+    proposalsForwarded: 0,
+    reroutes: 0,
+    readIndexesAsked: 0,
+    proposalsServed: 0,
+    readIndexesServed: 0,
+    repliesUnknown: 0,
+    malformed: 0,
+    noQuorum: 0,
+    outcomeUnknown: 0,
+  };
+  private nextRequestId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private readonly waiters = new Map<number, AppliedWaiter[]>();
+  private cancelCheck: (() => void) | undefined;
+  private stopped = false;
+
+  constructor(private readonly host: ForwardingHost) {}
+
+  /**
+   * True unless this node knows a majority of the group's members unreachable (a non-member
+   * judges only the master it would forward to, see route()).
+   */
+  hasQuorum(g: number): boolean {
+    const group = this.host.group(g);
+    const members = group.members;
+    if (!members.includes(this.host.nodeId)) return true;
+    let reachable = 0;
+    for (const m of members) if (m === this.host.nodeId || this.host.reachable(m)) reachable++;
+    return reachable > members.length / 2;
+  }
+
+  /**
+   * Proposes a user value or barrier: here when no other node's lease is live in this node's
+   * view, else through that master. Resolves once the value is chosen and applied on this node.
+   * A refusal before anything was queued or sent comes as an already-rejected promise, as
+   * Group.propose's own (callers tell "not queued" from it).
+   */
+  propose(
+    g: number,
+    smId: number,
+    value: Uint8Array,
+    batch: boolean,
+    timeoutMs: number,
+  ): Promise<ProposeResult> {
+    let group: Group;
+    let to: number | undefined;
+    try {
+      group = this.host.group(g);
+      to = this.route(group, g, true);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    // Here: the group's own promise. A value it hands back unproposed (another node's lease
+    // became live while it waited) rejects E_NOT_MASTER: never chosen, the caller may retry.
+    if (to === undefined) return group.propose(smId, value, batch, timeoutMs);
+    const deadlineMs = this.host.scheduler.now() + timeoutMs;
+    return this.forward(group, g, to, smId, value, batch, deadlineMs);
+  }
+
+  private async forward(
+    group: Group,
+    g: number,
+    first: number,
+    smId: number,
+    value: Uint8Array,
+    batch: boolean,
+    deadlineMs: number,
+  ): Promise<ProposeResult> {
+    let to: number | undefined = first;
+    for (let attempt = 1; ; attempt++) {
+      const remainingMs = deadlineMs - this.host.scheduler.now();
+      if (remainingMs <= 0)
+        throw new PaxosError('E_TIMEOUT', 'the proposal timed out before it was sent again');
+      if (to === undefined) return await group.propose(smId, value, batch, remainingMs);
+      this.counters.proposalsForwarded++;
+      const reply = await this.request(to, g, true, remainingMs, {
+        msgType: ForwardMsgType.ForwardPropose,
+        smId,
+        flag: batch ? ForwardFlag.Batch : 0,
+        value,
+      });
+      if (reply.errorCode === '') return this.forwardedResult(group, g, reply, deadlineMs);
+      const neverChosen = (reply.flag & ForwardFlag.NeverChosen) !== 0;
+      if (!neverChosen || reply.errorCode !== 'E_NOT_MASTER' || attempt >= FORWARD_MAX_ATTEMPTS)
+        throw this.replyError(to, reply, neverChosen);
+      // A former master refused it unproposed: route it again once this node's view moves on.
+      this.counters.reroutes++;
+      await this.pause(deadlineMs);
+      to = this.route(group, g, true);
+    }
+  }
+
+  /**
+   * The master's applied instance id under its lease, once this node has applied it too: state
+   * read here afterwards reflects every write completed before the call (docs/design.md §5).
+   */
+  async readIndex(g: number, timeoutMs: number): Promise<number> {
+    const group = this.host.group(g);
+    const deadlineMs = this.host.scheduler.now() + timeoutMs;
+    for (let attempt = 1; ; attempt++) {
+      if (group.isMaster()) return this.serveReadIndex(group, g, deadlineMs);
+      const to = this.route(group, g, false);
+      if (to === undefined)
+        throw new PaxosError(
+          'E_NOT_MASTER',
+          `no master holds a lease of group ${g} in node ${this.host.nodeId}'s view (an election takes up to two leases)`,
+        );
+      const remainingMs = deadlineMs - this.host.scheduler.now();
+      if (remainingMs <= 0) throw new PaxosError('E_TIMEOUT', 'the read index timed out');
+      this.counters.readIndexesAsked++;
+      const reply = await this.request(to, g, false, remainingMs, {
+        msgType: ForwardMsgType.ReadIndex,
+      });
+      if (reply.errorCode === '') {
+        await this.waitApplied(group, g, reply.instanceId, deadlineMs);
+        return reply.instanceId;
+      }
+      if (reply.errorCode === 'E_NOT_MASTER' && attempt < FORWARD_MAX_ATTEMPTS) {
+        this.counters.reroutes++;
+        await this.pause(deadlineMs);
+        continue;
+      }
+      throw this.replyError(to, reply, true);
+    }
+  }
+
+  /** A forwarding message from the network; `from` is the authenticated sender. */
+  receive(from: number, g: number, msg: ForwardMsg): void {
+    if (this.stopped) return;
+    if (msg.nodeId !== from) {
+      this.counters.malformed++;
+      return;
+    }
+    switch (msg.msgType) {
+      case ForwardMsgType.ForwardPropose:
+        this.serveProposal(from, g, msg);
+        return;
+      case ForwardMsgType.ReadIndex:
+        this.serveReadIndexRequest(from, g, msg);
+        return;
+      default:
+        this.onReply(from, msg);
+    }
+  }
+
+  /** A group learned up to (not including) `nowInstanceId`: wakes the waiters it satisfies. */
+  learned(g: number, nowInstanceId: number): void {
+    const list = this.waiters.get(g);
+    if (list === undefined) return;
+    const keep: AppliedWaiter[] = [];
+    for (const w of list) {
+      if (w.instanceId < nowInstanceId) {
+        w.cancelTimer();
+        w.resolve();
+      } else keep.push(w);
+    }
+    if (keep.length > 0) this.waiters.set(g, keep);
+    else this.waiters.delete(g);
+  }
+
+  /** Rejects every request and wait with E_STOPPED. */
+  stop(): void {
+    this.stopped = true;
+    this.cancelCheck?.();
+    const error = new PaxosError('E_STOPPED', 'the node is stopping');
+    for (const p of [...this.pending.values()]) {
+      p.cancelTimer();
+      p.reject(p.write ? this.outcomeUnknown(p.to, 'E_STOPPED: the node is stopping') : error);
+    }
+    this.pending.clear();
+    for (const list of this.waiters.values())
+      for (const w of list) {
+        w.cancelTimer();
+        w.reject(error);
+      }
+    this.waiters.clear();
+  }
+
+  // ---- routing ------------------------------------------------------------------------------
+
+  /**
+   * Where a request of this node goes: undefined to propose here (no other lease is live in this
+   * node's view), else the master's id. Throws (nothing sent) E_NO_QUORUM or E_MASTER_UNREACHABLE.
+   */
+  private route(group: Group, g: number, write: boolean): number | undefined {
+    if (write && !this.hasQuorum(g)) {
+      this.counters.noQuorum++;
+      throw new PaxosError(
+        'E_NO_QUORUM',
+        `a majority of group ${g}'s members ${group.members.join(',')} is not reachable from node ${this.host.nodeId}: nothing was proposed`,
+      );
+    }
+    const master = group.getMaster();
+    if (master === undefined || master.nodeId === this.host.nodeId) return undefined;
+    if (write && this.host.proposeDespiteLiveLease) return undefined;
+    if (!this.host.reachable(master.nodeId))
+      throw new PaxosError(
+        'E_MASTER_UNREACHABLE',
+        `node ${master.nodeId} holds the master lease of group ${g} but is not reachable from node ${this.host.nodeId}: nothing was sent`,
+      );
+    return master.nodeId;
+  }
+
+  private request(
+    to: number,
+    g: number,
+    write: boolean,
+    timeoutMs: number,
+    fields: Partial<ForwardMsg> & { msgType: number },
+  ): Promise<ForwardMsg> {
+    if (this.stopped) return Promise.reject(new PaxosError('E_STOPPED', 'the node is stopping'));
+    if (this.pending.size >= FORWARD_MAX_IN_FLIGHT)
+      return Promise.reject(
+        new PaxosError('E_QUEUE_FULL', `${this.pending.size} requests wait on the master already`),
+      );
+    const requestId = this.nextRequestId++;
+    return new Promise<ForwardMsg>((resolve, reject) => {
+      const cancelTimer = this.host.scheduler.schedule(timeoutMs, () => {
+        if (!this.pending.delete(requestId)) return;
+        reject(
+          new PaxosError(
+            'E_TIMEOUT',
+            write
+              ? `no answer from the master (node ${to}) in time: the value may or may not be chosen later`
+              : `no read index from the master (node ${to}) in time`,
+          ),
+        );
+      });
+      this.pending.set(requestId, { to, write, resolve, reject, cancelTimer });
+      this.armCheck();
+      this.host.send(to, g, {
+        kind: 'forward',
+        // Whole milliseconds: the wire carries integers, and a real clock's remainder is not one.
+        msg: forwardMsg({
+          ...fields,
+          requestId,
+          nodeId: this.host.nodeId,
+          timeoutMs: Math.max(1, Math.ceil(timeoutMs)),
+        }),
+      });
+    });
+  }
+
+  /** Waits FORWARD_REROUTE_DELAY_MS, or less if the deadline comes first. */
+  private pause(deadlineMs: number): Promise<void> {
+    const ms = Math.min(FORWARD_REROUTE_DELAY_MS, deadlineMs - this.host.scheduler.now());
+    return new Promise((resolve) => {
+      this.host.scheduler.schedule(Math.max(0, ms), resolve);
+    });
+  }
+
+  /** Ends the requests whose master the transport says it cannot reach now. */
+  private armCheck(): void {
+    if (this.cancelCheck !== undefined || this.stopped) return;
+    this.cancelCheck = this.host.scheduler.schedule(FORWARD_CHECK_INTERVAL_MS, () => {
+      this.cancelCheck = undefined;
+      for (const [requestId, p] of this.pending) {
+        if (this.host.reachable(p.to)) continue;
+        this.pending.delete(requestId);
+        p.cancelTimer();
+        p.reject(
+          p.write
+            ? this.outcomeUnknown(p.to, 'the connection to it broke while it had the value')
+            : new PaxosError('E_MASTER_UNREACHABLE', `the master (node ${p.to}) went away`),
+        );
+      }
+      if (this.pending.size > 0) this.armCheck();
+    });
+  }
+
+  private onReply(from: number, msg: ForwardMsg): void {
+    const p = this.pending.get(msg.requestId);
+    if (p === undefined) {
+      this.counters.repliesUnknown++;
+      return;
+    }
+    const expected = p.write ? ForwardMsgType.ForwardReply : ForwardMsgType.ReadIndexReply;
+    if (p.to !== from || msg.msgType !== expected) {
+      this.counters.malformed++;
+      return;
+    }
+    this.pending.delete(msg.requestId);
+    p.cancelTimer();
+    p.resolve(msg);
+  }
+
+  private async forwardedResult(
+    group: Group,
+    g: number,
+    reply: ForwardMsg,
+    deadlineMs: number,
+  ): Promise<ProposeResult> {
+    const result = decodeForwardResult(reply.result);
+    if (!result.ok) this.counters.malformed++; // the value was chosen: answered without result
+    // Applied here before the caller hears of it: a read at this node afterwards sees it.
+    await this.waitApplied(group, g, reply.instanceId, deadlineMs);
+    return {
+      instanceId: reply.instanceId,
+      result: result.ok ? result.value : undefined,
+      identity: {
+        nodeId: reply.identityNodeId,
+        incarnation: reply.identityIncarnation,
+        sequence: reply.identitySequence,
+      },
+      ...(reply.batchIndex > 0 ? { batchIndex: reply.batchIndex - 1 } : {}),
+    };
+  }
+
+  private replyError(to: number, reply: ForwardMsg, neverChosen: boolean): PaxosError {
+    const code = KNOWN_CODES.has(reply.errorCode) ? (reply.errorCode as PaxosErrorCode) : undefined;
+    const detail = `master node ${to}: ${reply.errorCode}: ${reply.errorMessage}`;
+    if (code !== undefined && (neverChosen || code === 'E_TIMEOUT'))
+      return new PaxosError(code, detail);
+    return this.outcomeUnknown(to, detail);
+  }
+
+  private outcomeUnknown(to: number, detail: string): PaxosError {
+    this.counters.outcomeUnknown++;
+    return new PaxosError(
+      'E_OUTCOME_UNKNOWN',
+      `the value was forwarded to the master (node ${to}) and may or may not be chosen: ${detail}`,
+    );
+  }
+
+  private waitApplied(group: Group, g: number, instanceId: number, deadlineMs: number) {
+    if (group.instanceId > instanceId) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const waiter: AppliedWaiter = {
+        instanceId,
+        resolve,
+        reject,
+        cancelTimer: () => {},
+      };
+      waiter.cancelTimer = this.host.scheduler.schedule(
+        Math.max(0, deadlineMs - this.host.scheduler.now()),
+        () => {
+          const list = this.waiters.get(g);
+          const i = list?.indexOf(waiter) ?? -1;
+          if (i < 0) return;
+          list!.splice(i, 1);
+          reject(
+            new PaxosError(
+              'E_TIMEOUT',
+              `instance ${instanceId} is chosen but node ${this.host.nodeId} has not applied it in time (applied below ${group.instanceId})`,
+            ),
+          );
+        },
+      );
+      const list = this.waiters.get(g);
+      if (list === undefined) this.waiters.set(g, [waiter]);
+      else list.push(waiter);
+    });
+  }
+
+  // ---- the master's side --------------------------------------------------------------------
+
+  private reply(to: number, g: number, request: ForwardMsg, fields: Partial<ForwardMsg>): void {
+    this.host.send(to, g, {
+      kind: 'forward',
+      msg: forwardMsg({
+        msgType:
+          request.msgType === ForwardMsgType.ForwardPropose
+            ? ForwardMsgType.ForwardReply
+            : ForwardMsgType.ReadIndexReply,
+        requestId: request.requestId,
+        nodeId: this.host.nodeId,
+        ...fields,
+      }),
+    });
+  }
+
+  private refuse(
+    to: number,
+    g: number,
+    request: ForwardMsg,
+    error: PaxosError,
+    neverChosen: boolean,
+  ): void {
+    this.reply(to, g, request, {
+      errorCode: error.code,
+      errorMessage: error.message,
+      flag: neverChosen ? ForwardFlag.NeverChosen : 0,
+    });
+  }
+
+  private serveProposal(from: number, g: number, msg: ForwardMsg): void {
+    let group: Group;
+    try {
+      group = this.host.group(g);
+    } catch {
+      this.counters.malformed++; // no such group here: nothing to answer for
+      return;
+    }
+    this.counters.proposalsServed++;
+    if (!isUserSm(msg.smId) || msg.timeoutMs === 0) {
+      this.counters.malformed++;
+      this.refuse(
+        from,
+        g,
+        msg,
+        new PaxosError('E_BAD_ARGUMENT', 'only user values with a timeout are forwarded'),
+        true,
+      );
+      return;
+    }
+    if (!group.isMaster()) {
+      this.refuse(
+        from,
+        g,
+        msg,
+        new PaxosError('E_NOT_MASTER', `node ${this.host.nodeId} does not hold the lease`),
+        true,
+      );
+      return;
+    }
+    if (!this.hasQuorum(g)) {
+      this.counters.noQuorum++;
+      this.refuse(
+        from,
+        g,
+        msg,
+        new PaxosError('E_NO_QUORUM', `a majority of group ${g}'s members is not reachable`),
+        true,
+      );
+      return;
+    }
+    const batch = (msg.flag & ForwardFlag.Batch) !== 0;
+    void settleQueued(group.propose(msg.smId, msg.value, batch, msg.timeoutMs)).then((r) => {
+      if (r.ok) {
+        const { instanceId, identity, batchIndex } = r.value;
+        this.reply(from, g, msg, {
+          instanceId,
+          identityNodeId: identity.nodeId,
+          identityIncarnation: identity.incarnation,
+          identitySequence: identity.sequence,
+          batchIndex: batchIndex === undefined ? 0 : batchIndex + 1,
+          result: encodeForwardResult(r.value.result) ?? new Uint8Array(0),
+        });
+        return;
+      }
+      if (!(r.error instanceof PaxosError)) throw r.error; // a bug of ours: not a reply
+      // Handed back unproposed by the group's rule, or refused before queueing: never chosen.
+      this.refuse(from, g, msg, r.error, !r.queued || r.error.code === 'E_NOT_MASTER');
+    });
+  }
+
+  private serveReadIndexRequest(from: number, g: number, msg: ForwardMsg): void {
+    let group: Group;
+    try {
+      group = this.host.group(g);
+    } catch {
+      this.counters.malformed++;
+      return;
+    }
+    const deadlineMs = this.host.scheduler.now() + msg.timeoutMs;
+    void this.serveReadIndex(group, g, deadlineMs).then(
+      (instanceId) => this.reply(from, g, msg, { instanceId }),
+      (error: unknown) => {
+        if (!(error instanceof PaxosError)) throw error;
+        this.refuse(from, g, msg, error, true);
+      },
+    );
+  }
+
+  /**
+   * The master's read index: its last applied instance, once it has applied every instance it
+   * knows chosen, taken while its lease is live (checked again at the moment it answers).
+   */
+  private async serveReadIndex(group: Group, g: number, deadlineMs: number): Promise<number> {
+    for (;;) {
+      if (!group.isMaster())
+        throw new PaxosError('E_NOT_MASTER', `node ${this.host.nodeId} does not hold the lease`);
+      if (group.appliedAllKnownChosen()) {
+        this.counters.readIndexesServed++;
+        return group.instanceId - 1;
+      }
+      // Behind what it knows chosen: answer once it has applied the next instance.
+      await this.waitApplied(group, g, group.instanceId, deadlineMs);
+    }
+  }
+}
