@@ -81,9 +81,13 @@ describe('a restarted node sends a checkpoint at the end of its log', () => {
         'node 3 installed a checkpoint from node 1',
         async () => {
           const s = await status(lost.httpUrl);
-          return s.kv.counters['checkpointLoads'] === 1 && s.checkpoint?.mode === false
-            ? s
-            : undefined;
+          if (s.kv.counters['checkpointLoads'] === 1 && s.checkpoint?.mode === false) return s;
+          // Not yet: say what the transfers ended with (the old bug: fail-ack, stale, each ask).
+          const ends = (await status(back.httpUrl)).checkpoint?.counters.senderEnds;
+          const rejected = s.checkpoint?.receiver.counters.rejected;
+          throw new Error(
+            `sender ends ${JSON.stringify(ends)}, rejected ${JSON.stringify(rejected)}`,
+          );
         },
         60_000,
         200,
