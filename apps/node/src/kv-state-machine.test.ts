@@ -252,10 +252,10 @@ describe('KvStateMachine', () => {
       onError: (e) => errors.push(e),
     });
     await apply(kv, 0, [put('a', '1')]);
-    kv.noteExecuted(1);
+    kv.executeOther({ group: 0, instanceId: 0, isMine: false });
     expect(kv.status().appliedInstanceId).toBe(0);
     // Master leases and barriers at 1 … 6: no key written, the log moved on.
-    kv.noteExecuted(7);
+    kv.executeOther({ group: 0, instanceId: 6, isMine: false });
     expect(kv.status().appliedInstanceId).toBe(6);
     await new Promise((r) => setImmediate(r));
     expect(kv.getCheckpointInstanceId()).toBe(6);
@@ -266,7 +266,7 @@ describe('KvStateMachine', () => {
     b.loadCheckpointState(0, dir, files, 6);
     expect(text(b.get('a'))).toBe('1');
     // A peer asks while the log moved on again: the lock writes the checkpoint at 8 first.
-    kv.noteExecuted(9);
+    kv.executeOther({ group: 0, instanceId: 8, isMine: false });
     kv.lockCheckpointState();
     expect(kv.getCheckpointInstanceId()).toBe(8);
     kv.unlockCheckpointState();

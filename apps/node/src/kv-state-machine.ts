@@ -9,9 +9,10 @@
 //   live file can be behind its checkpoint: it is then replaced by the checkpoint at start, so
 //   the state always reflects at least the checkpoint instance id the node reports (the log
 //   replays from there; issue 17, finding 2);
-// - instances that carry no KV operation (master leases, barriers) count as applied too (the
-//   server reports every executed run, noteExecuted), so a checkpoint reflects the whole log
-//   and a peer asking for one gets one at the log's end (lockCheckpointState writes it);
+// - instances that carry no KV operation (master leases, barriers) count as applied too (paxos
+//   reports each to executeOther, in the replay at start as while running), so a checkpoint
+//   reflects the whole log and a peer asking for one gets one at the log's end
+//   (lockCheckpointState writes it), also from a node restarted since the last key write;
 // - loadCheckpointState copies the received file beside the live one, fsyncs it and renames it
 //   over the live one (PhxPaxos LoadCheckpointState; idempotent: running it twice gives the same
 //   state);
@@ -382,13 +383,14 @@ export class KvStateMachine implements StateMachine {
   }
 
   /**
-   * The group executed every instance below `nextInstanceId` (the server's `learned` listener):
-   * those that carried no KV operation are reflected here too, so they count toward the
-   * applied instance id, the automatic checkpoint and the checkpoint a peer gets.
+   * An instance without a KV operation (a master lease, a barrier) was executed: paxos tells every
+   * machine of the instances that carry nothing for it, in the replay at start as while running.
+   * It counts toward the applied instance id, the automatic checkpoint and the checkpoint a peer
+   * gets, so those reflect the log's end even when no key was written since a restart.
    */
-  noteExecuted(nextInstanceId: number): void {
-    if (this.closed || nextInstanceId - 1 <= this.appliedInstanceId) return;
-    this.appliedInstanceId = nextInstanceId - 1;
+  executeOther(ctx: ExecuteContext): void {
+    if (this.closed || ctx.instanceId <= this.appliedInstanceId) return;
+    this.appliedInstanceId = ctx.instanceId;
     // In a transaction, its commit records it; else the next commit or checkpoint does.
     if (!this.inTransaction) this.maybeCheckpoint();
   }
@@ -469,7 +471,7 @@ export class KvStateMachine implements StateMachine {
     const target = path.join(this.checkpointDir, KV_FILE);
     const temp = `${target}.tmp`;
     fs.rmSync(temp, { force: true });
-    // The instances applied without a KV operation since the last commit (noteExecuted).
+    // The instances applied without a KV operation since the last commit (executeOther).
     this.stmts.setMeta.run('applied', this.appliedInstanceId);
     this.db.prepare('VACUUM INTO ?').run(temp);
     fsyncFile(temp);

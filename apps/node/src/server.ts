@@ -167,9 +167,6 @@ export class KvServer implements HttpNode, MetricsSource {
       },
       logger,
     });
-    // Instances without a KV operation (master leases, barriers) count as applied in the KV
-    // file, so its checkpoints follow the log even when no key is written (finding 6).
-    this.node.on('learned', (e) => this.kvs[e.group]!.noteExecuted(e.instanceId));
     this.app = buildHttp(this);
     await this.app.listen({ host: config.http.host, port: config.http.port });
     const address = this.app.server.address();

@@ -62,7 +62,27 @@ export class Executor {
         return this.executeRest(instanceId, items, i, result, results, isMine);
       results.push(result);
     }
+    this.executeOthers(instanceId, items, isMine);
     return results;
+  }
+
+  /**
+   * Tells every user machine the value had nothing for that it was executed (executeOther).
+   * PhxPaxos SMFac::Execute skips such values ("Value no need to do sm, just skip") and
+   * DoExecute reaches only the machine the smId names; its checkpoint sender sends whatever
+   * instance the machine reports. Here a receiver refuses a checkpoint below its own log start,
+   * so a machine must be able to reflect the log's end without a value of its own in it.
+   */
+  private executeOthers(
+    instanceId: number,
+    items: readonly SmValue[],
+    isMine: boolean | undefined,
+  ): void {
+    for (const sm of this.machines.values()) {
+      if (sm.executeOther === undefined || this.inMeta.has(sm)) continue;
+      if (items.some((item) => item.smId === sm.smId)) continue;
+      sm.executeOther({ group: this.group, instanceId, isMine: isMine === true });
+    }
   }
 
   /** Applies a value to the machines while a checkpoint is made (false: one refused). */
@@ -87,6 +107,7 @@ export class Executor {
     for (let i = at + 1; i < items.length; i++) {
       results.push(await this.executeItem(instanceId, items[i]!, isMine));
     }
+    this.executeOthers(instanceId, items, isMine);
     return results;
   }
 

@@ -574,6 +574,70 @@ describe('a state machine whose execute() returns a promise', () => {
   });
 });
 
+/**
+ * Instances a machine has no value in (a barrier, another machine's value) are reported to it
+ * (executeOther) in log order, while running and in the replay at start, so a machine that records
+ * the instance it reached reflects the log's end (a checkpoint it offers is not below a peer's log).
+ */
+describe('executeOther: the instances that carry nothing for a machine', () => {
+  /** Records the instances it executed and those it was told about. */
+  class ReachMachine implements StateMachine {
+    readonly own: number[] = [];
+    readonly others: number[] = [];
+    constructor(readonly smId: number) {}
+    execute(_value: Uint8Array, ctx: { instanceId: number }): string {
+      this.own.push(ctx.instanceId);
+      return 'ok';
+    }
+    executeOther(ctx: { instanceId: number }): void {
+      this.others.push(ctx.instanceId);
+    }
+    get reached(): number {
+      return Math.max(-1, ...this.own, ...this.others);
+    }
+  }
+
+  it('reaches every machine for every instance not its own, at runtime and in the replay', async () => {
+    const world = new VirtualWorld();
+    const store = new MemoryLogStore();
+    const start = (machines: ReachMachine[]) =>
+      createNode({
+        nodeId: 1,
+        cluster: [1],
+        groups: 1,
+        store,
+        network: world.net.endpoint(1),
+        scheduler: world.scheduler,
+        random: new SeededRng(1),
+        stateMachines: machines,
+      });
+    const [a, b] = [new ReachMachine(10), new ReachMachine(11)];
+    const first = await start([a, b]);
+    const ids: number[] = [];
+    ids.push((await first.propose(0, bytes('a'), { smId: 10 })).instanceId);
+    ids.push((await first.propose(0, bytes('b'), { smId: 11 })).instanceId);
+    // Barriers: no state machine's (NO_SM_ID), as master renewals are none of a user machine's.
+    ids.push((await first.propose(0, bytes(''))).instanceId);
+    ids.push((await first.propose(0, bytes(''), { smId: NO_SM_ID })).instanceId);
+    const last = ids.at(-1)!;
+    expect(a.own).toEqual([ids[0]]);
+    expect(a.others).toEqual([ids[1], ids[2], ids[3]]);
+    expect(b.own).toEqual([ids[1]]);
+    expect(b.others).toEqual([ids[0], ids[2], ids[3]]);
+    await first.stop({ closeStore: false });
+
+    // The replay after a restart: machine 10's last value is far below the log's end.
+    const [a2, b2] = [new ReachMachine(10), new ReachMachine(11)];
+    const second = await start([a2, b2]);
+    cleanups.push(() => second.stop());
+    await world.until(() => a2.reached >= last && b2.reached >= last);
+    expect(a2.own).toEqual([ids[0]]);
+    expect(a2.others.slice(0, 3)).toEqual([ids[1], ids[2], ids[3]]);
+    expect(b2.others.slice(0, 3)).toEqual([ids[0], ids[2], ids[3]]);
+    expect(second.status(0).instanceId).toBeGreaterThan(last);
+  });
+});
+
 describe('follower table', () => {
   it('forgets a follower that stops asking after 3 of its ask intervals, and keeps one that asks', async () => {
     const { nodes, world } = await cluster({ follower: true });

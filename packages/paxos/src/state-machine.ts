@@ -28,6 +28,15 @@ export interface StateMachine extends CheckpointStateMachine {
    * a throw. Each such value then costs the group at least one turn of the event loop.
    */
   execute(value: Uint8Array, ctx: ExecuteContext): unknown;
+  /**
+   * An instance was executed that carried nothing for this machine (another machine's value, a
+   * barrier, a master renewal): called after its items, in log order, during the replay at start
+   * as during normal running. A machine that records the instance it reached advances over it,
+   * so its checkpoint reflects the whole log even when none of the latest instances were its
+   * own (a peer whose log starts above an older checkpoint refuses that one). Not called for the
+   * instances the machine executes itself. Must not throw.
+   */
+  executeOther?(ctx: ExecuteContext): void;
 }
 
 /** Membership of a group and its version (PhxPaxos SystemVariables). */
