@@ -18,6 +18,7 @@ import { emptyCoverage } from './coverage';
 import { EventQueue } from './event-queue';
 import { Faults } from './faults';
 import { Liveness, settle } from './liveness';
+import { Scripts } from './scripts';
 import { drawMaster } from './master';
 import {
   checkSimOptions,
@@ -87,6 +88,8 @@ class Simulation {
   private readonly workload: Workload;
   /** Fault injection and topology events (faults.ts). */
   private readonly faultInjection: Faults;
+  /** The scripted scenarios (scripts.ts). */
+  private readonly scripts: Scripts;
   /** One checker per invariant (checkers/), fed by the harness. */
   private readonly agreement: AgreementChecker;
   private readonly durability: DurabilityChecker;
@@ -140,7 +143,6 @@ class Simulation {
     this.nodes = this.cluster.nodes;
     this.durability = new DurabilityChecker(this.nodes, (m) => this.fail('durability', m));
     this.faultInjection = new Faults({
-      options,
       rng: this.rng,
       diskRng,
       masterRng,
@@ -161,6 +163,14 @@ class Simulation {
       crash: (n, why) => this.cluster.crash(n, why),
       start: (n) => this.cluster.start(n),
       replaceDisk: (n) => this.cluster.replaceDisk(n),
+    });
+    this.scripts = new Scripts({
+      options,
+      queue: this.queue,
+      net: this.net,
+      nodes: this.nodes,
+      leaseMs: this.master?.leaseMs,
+      log: (line) => this.log(line),
       registerWrite: (n, group) => this.workload.registerWrite(n, group),
     });
     this.workload = new Workload({
@@ -297,11 +307,10 @@ class Simulation {
         this.faultInjection.scheduleTopologyEvents();
       }
       this.checkpoints.schedule();
-      this.faultInjection.scheduleScript();
-      if (this.options.lateOwnApply === true) this.faultInjection.scriptLateOwnApply();
+      this.scripts.partition();
+      if (this.options.lateOwnApply === true) this.scripts.lateOwnApply();
       else if (this.master) this.faultInjection.scheduleMasterDrops();
-      if (this.options.planted === 'unhandledRejection')
-        this.faultInjection.plantUnhandledRejection();
+      if (this.options.planted === 'unhandledRejection') this.scripts.unhandledRejection();
       await this.runUntil(this.faultPhaseMs);
       this.workload.stop();
       this.inFaultPhase = false;
