@@ -7,7 +7,7 @@ import type { DurabilityPort } from '@tspaxos/storage';
 import { type LinkConfig, type MemoryNetwork, type SeededRng } from '@tspaxos/transport';
 import type { Coverage, FaultKind } from './coverage';
 import type { EventQueue } from './event-queue';
-import { LONG_DOWN_AT_MS, LONG_DOWN_FOR_MS, PROPOSE_TIMEOUT_MS, type SimOptions } from './options';
+import { LONG_DOWN_AT_MS, LONG_DOWN_FOR_MS, PROPOSE_TIMEOUT_MS } from './options';
 import type { SimNode } from './sim-node';
 import type { LongDownCatchUp, MasterSettings, SimTopology } from './result';
 
