@@ -182,13 +182,13 @@ export class CheckpointCuts {
     } else if (m.flag === CheckpointSendFileFlag.End) {
       t.endSequence = m.sequence;
       if (
-        this.host.installCrashStep !== undefined &&
+        this.host.options.installCrashStep !== undefined &&
         !this.scriptedDone &&
         this.scripted === undefined
       ) {
         this.scripted = { node: n, incarnation, writes: 0 };
         this.host.log(
-          `n${n.id} install begins at END (scripted crash at write ${this.host.installCrashStep})`,
+          `n${n.id} install begins at END (scripted crash at write ${this.host.options.installCrashStep})`,
         );
       }
     }
@@ -302,7 +302,8 @@ export class CheckpointCuts {
     const leaseMs = this.host.masterLeaseMs;
     if (leaseMs === undefined) return;
     if (!scripted && (!this.cutAllowed() || this.rng.next() >= AHEAD_PARTITION_RATE)) return;
-    const { nodes, groups, net, queue } = this.host;
+    const { nodes, net, queue } = this.host;
+    const { groups } = this.host.topology;
     const voters = nodes.filter((m) => m.voting);
     const majority = Math.floor(voters.length / 2) + 1;
     const end = (m: CheckpointSimNode, g: number): number => (m.store.maxInstanceId(g) ?? -1) + 1;
@@ -346,7 +347,7 @@ export class CheckpointCuts {
   scriptedWrite(n: CheckpointSimNode, incarnation: number): boolean {
     const s = this.scripted;
     if (s === undefined || s.node !== n || s.incarnation !== incarnation) return false;
-    if (++s.writes < this.host.installCrashStep!) return false;
+    if (++s.writes < this.host.options.installCrashStep!) return false;
     this.scripted = undefined;
     this.scriptedDone = true;
     this.host.log(`n${n.id} install step ${s.writes}: crash (scripted)`);

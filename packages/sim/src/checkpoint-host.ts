@@ -5,6 +5,8 @@ import type { PaxosNode } from '@tspaxos/paxos';
 import type { LogStore } from '@tspaxos/storage';
 import type { MemoryNetwork } from '@tspaxos/transport';
 import type { EventQueue } from './event-queue';
+import type { SimOptions } from './options';
+import type { SimTopology } from './result';
 
 /** Coverage keys of the checkpoint simulation (added to PATH_KINDS). */
 export const CHECKPOINT_PATH_KINDS = [
@@ -66,23 +68,20 @@ export interface CheckpointSimNode {
 
 /** What the checkpoint simulation needs of the simulation. */
 export interface CheckpointSimHost {
-  readonly seed: number;
+  /** seed; compaction (pinned: nodes compact during the fault phase; default: drawn in a share of
+   * seeds with faults); installCrashStep (scripted: crash the receiver at this write of its first
+   * install). */
+  readonly options: Pick<SimOptions, 'seed' | 'compaction' | 'installCrashStep'>;
+  /** groups, nodes (voting), longDown, membershipChange. */
+  readonly topology: SimTopology;
   readonly queue: EventQueue;
   readonly net: MemoryNetwork;
   readonly nodes: readonly CheckpointSimNode[];
-  readonly groups: number;
   readonly faultPhaseMs: number;
   readonly faults: boolean;
-  readonly nodeCount: number;
-  readonly longDown: boolean;
-  readonly membershipChange: boolean;
-  /** Pinned: nodes compact during the fault phase (default: drawn in a share of seeds with faults). */
-  readonly compaction: boolean | undefined;
   readonly planted: 'checkpointIdTooHigh' | 'checkpointChunkCorruptValidCrc' | undefined;
   /** The master lease of an election seed (undefined: no elections). */
   readonly masterLeaseMs: number | undefined;
-  /** Scripted: crash the receiver at this write of its first install (SimOptions). */
-  readonly installCrashStep: number | undefined;
   readonly paths: Record<CheckpointPathKind, number>;
   /** group → instance → values chosen there (the first node to execute decides). */
   readonly chosen: ReadonlyArray<Map<number, string[]>>;

@@ -48,9 +48,9 @@ export class CheckpointSim {
   private readonly checker: CheckpointChecker;
 
   constructor(private readonly host: CheckpointSimHost) {
-    this.rng = new SeededRng(host.seed ^ 0xc4ec);
+    this.rng = new SeededRng(host.options.seed ^ 0xc4ec);
     const drawn = host.faults && this.rng.next() < COMPACTION_SEED_RATE;
-    this.compactionSeed = host.compaction ?? drawn;
+    this.compactionSeed = host.options.compaction ?? drawn;
     for (const n of host.nodes) this.disks.set(n.id, new MemoryFiles());
     this.cuts = new CheckpointCuts(host, this.rng);
     this.checker = new CheckpointChecker(host.chosen, host.proposed, (i, m) => host.note(i, m));
@@ -151,11 +151,15 @@ export class CheckpointSim {
     if (!this.host.faults) return;
     // Not with a membership change: in a group shrunk to two members, the other one alone cannot
     // choose the values a node that lost its state needs a newer checkpoint of (see README).
-    if (this.rng.next() < SM_STATE_LOST_RATE && !this.host.membershipChange) {
+    if (this.rng.next() < SM_STATE_LOST_RATE && !this.host.topology.membershipChange) {
       const at = 4000 + this.rng.int(Math.max(1, faultPhaseMs - 13_000));
       queue.at(at, () => this.loseStateMachineDirectory(), 'sm state lost');
     }
-    if (this.host.nodeCount === 5 && this.host.longDown && this.rng.next() < SECOND_LONG_DOWN_RATE)
+    if (
+      this.host.topology.nodes === 5 &&
+      this.host.topology.longDown &&
+      this.rng.next() < SECOND_LONG_DOWN_RATE
+    )
       queue.at(4100, () => this.secondLongDown(), 'second long-down crash');
   }
 
@@ -181,7 +185,7 @@ export class CheckpointSim {
   private writeCheckpoints(): void {
     for (const n of this.host.nodes) {
       if (!n.alive || n.node === undefined || this.rng.next() >= CHECKPOINT_WRITE_RATE) continue;
-      for (let g = 0; g < this.host.groups; g++) void this.write(n, g);
+      for (let g = 0; g < this.host.topology.groups; g++) void this.write(n, g);
     }
   }
 
@@ -210,7 +214,7 @@ export class CheckpointSim {
     const up = this.host.nodes.filter((n) => n.alive && n.node !== undefined && n.voting);
     if (up.length === 0) return;
     const n = up[this.rng.int(up.length)]!;
-    const group = this.rng.int(this.host.groups);
+    const group = this.rng.int(this.host.topology.groups);
     const keep = this.rng.int(COMPACT_KEEP_MAX + 1);
     const incarnation = n.incarnation;
     void this.write(n, group).then((): void => {
@@ -249,7 +253,8 @@ export class CheckpointSim {
    * where its log was compacted it cannot replay, so it starts with E_NEEDS_CHECKPOINT.
    */
   private loseStateMachineDirectory(): void {
-    const { nodes, groups, queue } = this.host;
+    const { nodes, queue } = this.host;
+    const { groups } = this.host.topology;
     const candidates = nodes.filter(
       (n) =>
         n.alive &&

@@ -100,3 +100,10 @@ export function addCoverage(a: Coverage, b: Coverage): Coverage {
   for (const k of PATH_KINDS) a.paths[k] += b.paths[k];
   return a;
 }
+
+/** Frames the network dropped as undecodable (a coded E_… drop; too large is not corruption). */
+export function corruptedFrames(drops: Readonly<Record<string, number>>): number {
+  return Object.entries(drops)
+    .filter(([reason]) => reason.startsWith('E_') && reason !== 'E_FRAME_TOO_LARGE')
+    .reduce((sum, [, count]) => sum + count, 0);
+}

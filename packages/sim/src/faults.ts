@@ -374,6 +374,12 @@ export class Faults {
     this.lossyLinksInto(n);
   }
 
+  /** A checkpoint install a restart finished: the long-down node caught up through it. */
+  installFinishedAtStart(node: number): void {
+    const c = this.longDownCatchUp;
+    if (node === 1 && c?.backAtMs !== undefined) c.checkpointInstalls++;
+  }
+
   /** Voting nodes other than `except` that work: up, with a disk that takes writes. */
   private workingVoters(except: SimNode): number {
     return this.nodes.filter(
