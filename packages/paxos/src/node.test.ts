@@ -601,7 +601,7 @@ describe('executeOther: the instances that carry nothing for a machine', () => {
     const world = new VirtualWorld();
     const store = new MemoryLogStore();
     const start = (machines: ReachMachine[]) =>
-      createNode({
+      startNode({
         nodeId: 1,
         cluster: [1],
         groups: 1,

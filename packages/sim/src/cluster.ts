@@ -21,6 +21,7 @@ import type { EventQueue } from './event-queue';
 import type { SimOptions } from './options';
 import type { Invariant, LongDownCatchUp, MasterSettings, SimTopology } from './result';
 import { SimNode } from './sim-node';
+import { describeError } from './trace';
 
 /** Each node's clock starts at an offset drawn up to this (ms): machines' clocks disagree. */
 const CLOCK_OFFSET_MAX_MS = 3 * 3600_000;
@@ -176,6 +177,14 @@ export class Cluster {
       during: this.h.eventName(),
     });
     this.h.checkpoints().onCrash(n);
+  }
+
+  /** The end of the run: what every live node reports, as crash() takes it from one. */
+  harvestAll(): void {
+    for (const n of this.nodes) {
+      this.checkNodeErrors(n);
+      this.harvestCounters(n);
+    }
   }
 
   /** A node whose fsync failed: its process is stopped, the disk replaced, the durable log kept. */
@@ -347,12 +356,4 @@ export class Cluster {
       }
     }
   }
-}
-
-export function describeError(error: unknown): string {
-  if (error instanceof Error) {
-    const code = (error as { code?: unknown }).code;
-    return `${typeof code === 'string' ? `${code}: ` : ''}${error.stack ?? error.message}`;
-  }
-  return String(error);
 }

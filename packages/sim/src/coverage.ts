@@ -1,6 +1,6 @@
 // What a run exercised, counted: faults injected by kind, and paths the code went through. The
 // CLI sums these over seeds; a test asserts on them (a fault never injected proves nothing).
-import { CHECKPOINT_PATH_KINDS } from './checkpoints';
+import { CHECKPOINT_PATH_KINDS } from './checkpoint-host';
 import { STALE_LEASE_PATH_KINDS } from './checkers/stale-lease';
 
 /** Counts of what a run exercised: faults injected by kind, and paths the code went through. */
@@ -99,4 +99,11 @@ export function addCoverage(a: Coverage, b: Coverage): Coverage {
   for (const k of FAULT_KINDS) a.faults[k] += b.faults[k];
   for (const k of PATH_KINDS) a.paths[k] += b.paths[k];
   return a;
+}
+
+/** Frames the network dropped as undecodable (a coded E_… drop; too large is not corruption). */
+export function corruptedFrames(drops: Readonly<Record<string, number>>): number {
+  return Object.entries(drops)
+    .filter(([reason]) => reason.startsWith('E_') && reason !== 'E_FRAME_TOO_LARGE')
+    .reduce((sum, [, count]) => sum + count, 0);
 }

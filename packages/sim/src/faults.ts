@@ -1,27 +1,13 @@
 // Fault injection and topology events of a run, all drawn from the seed: link faults,
 // partitions, crashes and restarts, clock jumps and drift, fsync latency and failures (the
 // simulated disk), the long-down node and its catch-up links, the follower's node dying, a
-// membership change, the scripted partition, and master-lease drops. Simulation owns the nodes;
-// this decides when and how they are hurt.
-import { MASTER_SM_ID, unpackValue } from '@tspaxos/paxos/internal';
+// membership change, and master-lease drops. Simulation owns the nodes; this decides when and how
+// they are hurt. The scripted scenarios are in scripts.ts.
 import type { DurabilityPort } from '@tspaxos/storage';
-import {
-  type LinkConfig,
-  type MemoryNetwork,
-  type Message,
-  PaxosMsgType,
-  type SeededRng,
-} from '@tspaxos/transport';
+import { type LinkConfig, type MemoryNetwork, type SeededRng } from '@tspaxos/transport';
 import type { Coverage, FaultKind } from './coverage';
 import type { EventQueue } from './event-queue';
-import {
-  LATE_OWN_APPLY_DELAY_MS,
-  LATE_OWN_APPLY_FROM_MS,
-  LONG_DOWN_AT_MS,
-  LONG_DOWN_FOR_MS,
-  PROPOSE_TIMEOUT_MS,
-  type SimOptions,
-} from './options';
+import { LONG_DOWN_AT_MS, LONG_DOWN_FOR_MS, PROPOSE_TIMEOUT_MS } from './options';
 import type { SimNode } from './sim-node';
 import type { LongDownCatchUp, MasterSettings, SimTopology } from './result';
 
@@ -48,7 +34,6 @@ const MASTER_DROP_EVERY_MS: [number, number] = [1500, 4500];
 
 /** What fault injection needs of the simulation (its streams, network, nodes and actions). */
 export interface FaultsHost {
-  options: SimOptions;
   /** The main stream (shared with the workload: draws interleave in event order). */
   rng: SeededRng;
   /** Fsync latencies and failures. */
@@ -72,12 +57,9 @@ export interface FaultsHost {
   crash: (n: SimNode, why: string) => void;
   start: (n: SimNode) => void;
   replaceDisk: (n: SimNode) => void;
-  /** A client's register write (the workload's), for a scripted scenario. */
-  registerWrite: (n: SimNode, group: number) => void;
 }
 
 export class Faults {
-  private readonly options: SimOptions;
   private readonly rng: SeededRng;
   private readonly diskRng: SeededRng;
   private readonly masterRng: SeededRng;
@@ -97,7 +79,6 @@ export class Faults {
   private readonly crash: (n: SimNode, why: string) => void;
   private readonly start: (n: SimNode) => void;
   private readonly replaceDisk: (n: SimNode) => void;
-  private readonly registerWrite: (n: SimNode, group: number) => void;
   private nextCrashInFsyncAtMs = 0;
   private lastPartition: number[][] | undefined;
   /** node id → virtual time of its last clock jump (election seeds: one per 2 leases). */
@@ -106,7 +87,6 @@ export class Faults {
   longDownCatchUp: LongDownCatchUp | undefined;
 
   constructor(h: FaultsHost) {
-    this.options = h.options;
     this.rng = h.rng;
     this.diskRng = h.diskRng;
     this.masterRng = h.masterRng;
@@ -126,7 +106,6 @@ export class Faults {
     this.crash = h.crash;
     this.start = h.start;
     this.replaceDisk = h.replaceDisk;
-    this.registerWrite = h.registerWrite;
   }
 
   /** The simulated fsync of one node's store: latency and failures from the seed. */
@@ -395,6 +374,12 @@ export class Faults {
     this.lossyLinksInto(n);
   }
 
+  /** A checkpoint install a restart finished: the long-down node caught up through it. */
+  installFinishedAtStart(node: number): void {
+    const c = this.longDownCatchUp;
+    if (node === 1 && c?.backAtMs !== undefined) c.checkpointInstalls++;
+  }
+
   /** Voting nodes other than `except` that work: up, with a disk that takes writes. */
   private workingVoters(except: SimNode): number {
     return this.nodes.filter(
@@ -507,89 +492,6 @@ export class Faults {
         );
       },
       `membership ${kind}`,
-    );
-  }
-
-  scheduleScript(): void {
-    const { partitionNode, partitionMs } = this.options;
-    if (partitionNode === undefined || partitionMs === undefined) return;
-    const others = this.nodes.map((n) => n.id).filter((id) => id !== partitionNode);
-    this.queue.at(
-      partitionMs[0],
-      () => {
-        this.log(`partition [[${partitionNode}],[${others.join(',')}]] (scripted)`);
-        this.net.partition([[partitionNode], others]);
-      },
-      'scripted partition',
-    );
-    this.queue.at(
-      partitionMs[1],
-      () => {
-        this.log('heal partition (scripted)');
-        this.net.heal();
-      },
-      'scripted heal',
-    );
-  }
-
-  /** The lateOwnApply scenario (SimOptions.lateOwnApply). */
-  scriptLateOwnApply(): void {
-    const leaseMs = this.master?.leaseMs;
-    if (leaseMs === undefined) throw new Error('lateOwnApply needs master elections');
-    let fired = false;
-    const isRenewal = (message: Message): boolean =>
-      message.kind === 'paxos' &&
-      message.msg.msgType === PaxosMsgType.Accept &&
-      unpackValue(message.msg.value).some((item) => item.smId === MASTER_SM_ID);
-    for (const n of this.nodes) {
-      n.onSend = (_to, group, message) => {
-        if (fired || this.queue.nowMs < LATE_OWN_APPLY_FROM_MS) return;
-        if (n.node?.isMaster(group) !== true || message.kind !== 'paxos' || !isRenewal(message))
-          return;
-        fired = true;
-        const others = this.nodes.filter((o) => o.voting && o.id !== n.id);
-        const renewals = (): number => n.node!.status(group).masterElection.counters.renewals;
-        const before = renewals();
-        this.log(
-          `n${n.id} g${group} renewal Accept i=${message.msg.instanceId} sent: links into it slowed by ${LATE_OWN_APPLY_DELAY_MS} ms (scripted)`,
-        );
-        for (const o of others)
-          this.net.setLink(o.id, n.id, {
-            delayMs: [LATE_OWN_APPLY_DELAY_MS, LATE_OWN_APPLY_DELAY_MS],
-          });
-        this.queue.at(this.queue.nowMs + 1, () => this.registerWrite(others[0]!, group), 'write');
-        const incarnation = n.incarnation;
-        const watch = (): void => {
-          if (!n.isLive(incarnation)) return;
-          if (renewals() === before) {
-            this.queue.at(this.queue.nowMs + 1, watch, 'watch the late apply');
-            return;
-          }
-          this.log(`n${n.id} applied its renewal late: cut off (scripted)`);
-          this.net.clearLinks();
-          this.net.partition([[n.id], this.nodes.filter((o) => o.id !== n.id).map((o) => o.id)]);
-          this.queue.at(
-            this.queue.nowMs + 3 * leaseMs,
-            () => {
-              this.log('heal partition (scripted)');
-              this.net.heal();
-            },
-            'scripted heal',
-          );
-        };
-        watch();
-      };
-    }
-  }
-
-  /** Planted bug of the simulator's own guard: a promise rejected with no handler. */
-  plantUnhandledRejection(): void {
-    this.queue.at(
-      1000,
-      () => {
-        void Promise.reject(new Error('planted: a rejection nobody handles'));
-      },
-      'planted unhandled rejection',
     );
   }
 

@@ -29,5 +29,5 @@ export {
   CHECKPOINT_PATH_KINDS,
   SIM_CHECKPOINT_OPTIONS,
   type CheckpointPathKind,
-  type CutPhase,
-} from './checkpoints';
+} from './checkpoint-host';
+export type { CutPhase } from './checkpoint-cuts';

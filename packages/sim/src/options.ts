@@ -271,3 +271,12 @@ export function drawTopology(
         drawn.longDown),
   };
 }
+
+/** The planted bugs the checkpoint simulation plants itself (checkpoints.ts, checkpoint-cuts.ts). */
+export function checkpointPlanted(
+  planted: PlantedBug | undefined,
+): 'checkpointIdTooHigh' | 'checkpointChunkCorruptValidCrc' | undefined {
+  return planted === 'checkpointIdTooHigh' || planted === 'checkpointChunkCorruptValidCrc'
+    ? planted
+    : undefined;
+}

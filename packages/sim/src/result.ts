@@ -95,3 +95,13 @@ export interface MasterSettings {
   /** Largest clock jump (either way), at most one per node per 2 leases. */
   jumpMaxMs: number;
 }
+
+/** A broken invariant: recorded once (the first), thrown to stop the run. */
+export class Violation extends Error {
+  constructor(
+    readonly invariant: Invariant,
+    message: string,
+  ) {
+    super(message);
+  }
+}

@@ -8,42 +8,40 @@ import { AcknowledgedIdentityChecker } from './checkers/acknowledged-identity';
 import { AgreementChecker } from './checkers/agreement';
 import { ChainChecker } from './checkers/chain';
 import { DurabilityChecker } from './checkers/durability';
+import { HarnessChecker } from './checkers/harness';
 import { MasterLivenessChecker } from './checkers/master-liveness';
 import { RegisterLinearizabilityChecker } from './checkers/register-linearizability';
 import { ReplyDurabilityChecker } from './checkers/reply-durability';
 import { SingleMasterChecker } from './checkers/single-master';
 import { StaleLeaseChecker } from './checkers/stale-lease';
-import { Cluster, describeError } from './cluster';
-import { emptyCoverage } from './coverage';
+import { Cluster } from './cluster';
+import { corruptedFrames, emptyCoverage } from './coverage';
 import { EventQueue } from './event-queue';
 import { Faults } from './faults';
 import { Liveness, settle } from './liveness';
+import { Scripts } from './scripts';
 import { drawMaster } from './master';
 import {
   checkSimOptions,
   drawTopology,
-  type PlantedBug,
   plantedFaults,
+  checkpointPlanted,
   type SimOptions,
 } from './options';
-import type { Invariant, MasterSettings, SimResult, SimTopology } from './result';
+import {
+  type Invariant,
+  type MasterSettings,
+  type SimResult,
+  type SimTopology,
+  Violation,
+} from './result';
 import type { SimNode } from './sim-node';
 import { describeMessage } from './trace';
 import { Workload } from './workload';
 
-class Violation extends Error {
-  constructor(
-    readonly invariant: Invariant,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
 export async function runSeed(options: SimOptions): Promise<SimResult> {
   checkSimOptions(options);
-  const sim = new Simulation(options);
-  return sim.run();
+  return new Simulation(options).run();
 }
 
 class Simulation {
@@ -87,6 +85,8 @@ class Simulation {
   private readonly workload: Workload;
   /** Fault injection and topology events (faults.ts). */
   private readonly faultInjection: Faults;
+  /** The scripted scenarios (scripts.ts). */
+  private readonly scripts: Scripts;
   /** One checker per invariant (checkers/), fed by the harness. */
   private readonly agreement: AgreementChecker;
   private readonly durability: DurabilityChecker;
@@ -94,6 +94,11 @@ class Simulation {
     this.fail('reply-durability', m),
   );
   private readonly singleMaster: SingleMasterChecker;
+  /** No unhandled rejection, no throw of the simulation itself. */
+  private readonly harness = new HarnessChecker(
+    (i, m) => this.note(i, m),
+    () => this.eventName(),
+  );
   /** Election seeds only. */
   private readonly masterLiveness: MasterLivenessChecker | undefined;
   /** The liveness invariant: starts, event storms, and after the heal (liveness.ts). */
@@ -140,7 +145,6 @@ class Simulation {
     this.nodes = this.cluster.nodes;
     this.durability = new DurabilityChecker(this.nodes, (m) => this.fail('durability', m));
     this.faultInjection = new Faults({
-      options,
       rng: this.rng,
       diskRng,
       masterRng,
@@ -161,6 +165,14 @@ class Simulation {
       crash: (n, why) => this.cluster.crash(n, why),
       start: (n) => this.cluster.start(n),
       replaceDisk: (n) => this.cluster.replaceDisk(n),
+    });
+    this.scripts = new Scripts({
+      options,
+      queue: this.queue,
+      net: this.net,
+      nodes: this.nodes,
+      leaseMs: this.master?.leaseMs,
+      log: (line) => this.log(line),
       registerWrite: (n, group) => this.workload.registerWrite(n, group),
     });
     this.workload = new Workload({
@@ -226,29 +238,17 @@ class Simulation {
       fail: (m) => this.fail('liveness', m),
     });
     this.net.setDefaultLink({ delayMs: [1, 10] });
-    this.checkpoints = this.checkpointSim(planted);
-  }
-
-  private checkpointSim(planted: PlantedBug | undefined): CheckpointSim {
-    return new CheckpointSim({
-      seed: this.options.seed,
+    this.checkpoints = new CheckpointSim({
+      options: this.options,
+      topology: this.topology,
       queue: this.queue,
       net: this.net,
       nodes: this.nodes,
-      groups: this.topology.groups,
       faultPhaseMs: this.faultPhaseMs,
       faults: this.faults,
-      nodeCount: this.topology.nodes,
-      longDown: this.topology.longDown,
-      membershipChange: this.topology.membershipChange,
-      compaction: this.options.compaction,
-      planted:
-        planted === 'checkpointIdTooHigh' || planted === 'checkpointChunkCorruptValidCrc'
-          ? planted
-          : undefined,
+      planted: checkpointPlanted(planted),
       paths: this.coverage.paths,
       masterLeaseMs: this.master?.leaseMs,
-      installCrashStep: this.options.installCrashStep,
       chosen: this.agreement.chosen,
       proposed: this.proposed,
       inFaultPhase: () => this.inFaultPhase,
@@ -257,11 +257,7 @@ class Simulation {
       start: (n) => this.cluster.start(n as SimNode),
       note: (invariant, message) => this.note(invariant, message),
       log: (line) => this.log(line),
-      installFinishedAtStart: (n) => {
-        // The long-down node caught up through a checkpoint whose install a restart finished.
-        const c = this.faultInjection.longDownCatchUp;
-        if (n.id === 1 && c?.backAtMs !== undefined) c.checkpointInstalls++;
-      },
+      installFinishedAtStart: (n) => this.faultInjection.installFinishedAtStart(n.id),
     });
   }
 
@@ -281,12 +277,7 @@ class Simulation {
   }
 
   async run(): Promise<SimResult> {
-    const onUnhandled = (reason: unknown): void =>
-      this.note(
-        'unhandled-rejection',
-        `a promise rejected with no handler (during event "${this.eventName()}"): ${describeError(reason)}`,
-      );
-    process.on('unhandledRejection', onUnhandled);
+    this.harness.start();
     try {
       for (const n of this.nodes) this.cluster.start(n);
       await this.liveness.awaitStarts();
@@ -297,11 +288,10 @@ class Simulation {
         this.faultInjection.scheduleTopologyEvents();
       }
       this.checkpoints.schedule();
-      this.faultInjection.scheduleScript();
-      if (this.options.lateOwnApply === true) this.faultInjection.scriptLateOwnApply();
+      this.scripts.partition();
+      if (this.options.lateOwnApply === true) this.scripts.lateOwnApply();
       else if (this.master) this.faultInjection.scheduleMasterDrops();
-      if (this.options.planted === 'unhandledRejection')
-        this.faultInjection.plantUnhandledRejection();
+      if (this.options.planted === 'unhandledRejection') this.scripts.unhandledRejection();
       await this.runUntil(this.faultPhaseMs);
       this.workload.stop();
       this.inFaultPhase = false;
@@ -315,10 +305,7 @@ class Simulation {
       for (let g = 0; g < this.topology.groups; g++) await this.liveness.barrier(g);
       await this.liveness.awaitConvergence();
       if (this.masterLiveness) await this.liveness.awaitMasterLiveness(this.masterLiveness);
-      for (const n of this.nodes) {
-        this.cluster.checkNodeErrors(n);
-        this.cluster.harvestCounters(n);
-      }
+      this.cluster.harvestAll();
       this.durability.finish();
       this.identities.finish();
       this.registers.finish();
@@ -326,17 +313,13 @@ class Simulation {
       await settle();
       if (this.violation) throw this.violation;
     } catch (error) {
-      if (!(error instanceof Violation)) {
-        this.note('crash', `the simulation threw: ${describeError(error)}`);
-      }
+      this.harness.observe({ kind: 'threw', error });
     } finally {
-      process.off('unhandledRejection', onUnhandled);
+      this.harness.finish();
     }
     for (const n of this.nodes) if (n.alive) n.kill();
     const v = this.violation;
-    this.coverage.paths['corrupted-frames-dropped'] = Object.entries(this.net.drops)
-      .filter(([reason]) => reason.startsWith('E_') && reason !== 'E_FRAME_TOO_LARGE')
-      .reduce((sum, [, count]) => sum + count, 0);
+    this.coverage.paths['corrupted-frames-dropped'] = corruptedFrames(this.net.drops);
     this.coverage.paths.proposals = this.workload.proposals;
     this.coverage.paths.acknowledged = this.durability.acknowledged.length;
     this.coverage.paths.rejected = Object.values(this.workload.rejected).reduce((a, b) => a + b, 0);

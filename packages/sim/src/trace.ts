@@ -1,5 +1,5 @@
-// How a trace line names a message delivery: sender, receiver, group, kind, instance, and the
-// fields that are set.
+// How a trace line names a message delivery (sender, receiver, group, kind, instance, and the
+// fields that are set) and an error (its code and stack).
 import { type Message, PaxosMsgType } from '@tspaxos/transport';
 
 const MSG_NAMES: Record<number, string> = Object.fromEntries(
@@ -20,4 +20,12 @@ export function describeMessage(from: number, to: number, group: number, message
   if (m.batch.length) parts.push(`batch=${m.batch.length}`);
   if (m.flag) parts.push(`flag=${m.flag}`);
   return parts.join(' ');
+}
+
+export function describeError(error: unknown): string {
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    return `${typeof code === 'string' ? `${code}: ` : ''}${error.stack ?? error.message}`;
+  }
+  return String(error);
 }
