@@ -113,13 +113,21 @@ export class OperatorLog {
       receiveFrom: cp?.receiver.senderNodeId,
       receiveCheckpointInstanceId: cp?.receiver.checkpointInstanceId,
     };
-    const prev = this.seen.get(s.group);
+    // Before the first look: not master, nothing sent or received (the process just started).
+    const prev = this.seen.get(s.group) ?? {
+      isMaster: false,
+      sendersStarted: 0,
+      senderEnds: 0,
+      sendStartedAtMs: nowMs,
+      receiving: false,
+      receiveBegins: 0,
+      installs: 0,
+      restarts: 0,
+      receiveStartedAtMs: nowMs,
+      receiveFrom: undefined,
+      receiveCheckpointInstanceId: undefined,
+    };
     this.seen.set(s.group, next);
-    if (prev === undefined) {
-      next.sendStartedAtMs = nowMs;
-      next.receiveStartedAtMs = nowMs;
-      return;
-    }
     const group = s.group;
     next.sendStartedAtMs = prev.sendStartedAtMs;
     next.receiveStartedAtMs = prev.receiveStartedAtMs;
