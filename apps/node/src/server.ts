@@ -48,6 +48,11 @@ export interface ServerConfig {
   corsOrigins?: string[];
   /** GET /readyz: most instances a group may be behind its peers (default DEFAULT_READY_MAX_LAG_INSTANCES). */
   readyMaxLagInstances?: number;
+  /**
+   * How often transfers and the lease are compared for the operator log (default
+   * OPERATOR_LOG_POLL_MS; 0: never, for an in-process test that counts status reads).
+   */
+  operatorLogPollMs?: number;
   /** Voting members and their paxos addresses. */
   cluster: Map<number, PeerAddress>;
   /** Paxos listen address (default: own entry of cluster). */
@@ -356,10 +361,12 @@ export class KvServer implements HttpNode, MetricsSource {
   }
 
   private scheduleOperatorLog(): void {
+    const everyMs = this.config.operatorLogPollMs ?? OPERATOR_LOG_POLL_MS;
+    if (everyMs === 0) return;
     this.operatorTimer = setInterval(() => {
       const now = performance.now();
       for (const g of this.groupIndices()) this.operatorLog.observe(this.node.status(g), now);
-    }, OPERATOR_LOG_POLL_MS);
+    }, everyMs);
     this.operatorTimer.unref();
   }
 
