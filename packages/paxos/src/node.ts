@@ -20,12 +20,9 @@ import {
   resolveOptions,
 } from './options';
 import type { MasterFaults, MasterInfo, MasterVariables } from './master';
-import type { RandomSource, Scheduler } from './scheduler';
+import type { Logger, RandomSource, Scheduler } from '@tspaxos/core';
 import { checkStateMachines, type StateMachine } from './state-machine';
 import { NO_SM_ID } from './value';
-
-export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
-export type Logger = (level: LogLevel, event: string, fields: Record<string, unknown>) => void;
 
 export interface NodeOptions {
   nodeId: number;

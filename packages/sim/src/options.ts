@@ -1,7 +1,8 @@
 // The simulator's options: SimOptions, the planted bugs, and their checks. Options are checked
 // before a run (TspaxosError E_BAD_ARGUMENT naming the field and its range), so a test that pins
 // a topology or a time bound never runs a meaningless simulation.
-import { TspaxosError, rangeProblem, type OptionRange } from '@tspaxos/crc-wasm';
+import { TspaxosError } from '@tspaxos/core';
+import { rangeProblem, type OptionRange } from '@tspaxos/crc-wasm';
 import { MASTER_LEASE_MIN_MS } from '@tspaxos/paxos';
 
 /** Bugs planted on purpose; each must make the simulator fail (style.md 13). */
