@@ -3,9 +3,16 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ArgumentError, parseAddress, parseCluster, parseHttpPeers, parseIntIn } from './args';
 import { runCluster } from './cluster';
+import { applyConfig, missingRequired, readConfigFile, repeatable, withEnvVars } from './config';
+import { AuthTokens } from './http/auth';
+import { DEFAULT_READY_MAX_LAG_INSTANCES } from './readiness';
 import { runNode } from './run-node';
 import { MASTER_LEASE_MIN_MS } from './stack';
+import { StartError } from './start-error';
+import { httpsOptions, peerTls, tlsFlagProblem } from './tls';
+import { VERSION } from './version';
 import {
+  CLUSTER_ID,
   DEFAULT_BASE_PORT,
   DEFAULT_CHECKPOINT_EVERY_INSTANCES,
   DEFAULT_IDEMPOTENCY_WINDOW_KEYS,
@@ -21,6 +28,8 @@ import {
 } from './options';
 
 const EXIT_USAGE = 2;
+/** Flags `tspaxos node` needs from the command line, the environment or --config. */
+const NODE_REQUIRED = ['--id', '--cluster', '--http', '--data'];
 
 /** Wraps a parser so commander reports its message on one line. */
 function arg<T>(parse: (text: string) => T): (text: string) => T {
@@ -39,9 +48,17 @@ function usageError(message: string): never {
   process.exit(EXIT_USAGE);
 }
 
+/** A start error found while reading the flags' files (--config, --auth-file, TLS): one line. */
+function startError(error: unknown): never {
+  if (!(error instanceof StartError)) throw error;
+  process.stderr.write(`tspaxos: error: ${error.message}\n`);
+  process.exit(error.exitCode);
+}
+
 export function buildProgram(): Command {
   const program = new Command('tspaxos')
     .description('tspaxos reference server: a replicated key-value store on PhxPaxos-style groups')
+    .version(VERSION.version, '-V, --version', 'print the version')
     .showSuggestionAfterError(false)
     .exitOverride()
     .configureOutput({
@@ -49,25 +66,25 @@ export function buildProgram(): Command {
       outputError: (s, write) => write(`tspaxos: ${s.trim().split('\n')[0]} (see --help)\n`),
     });
 
-  program
-    .command('node')
-    .description('run one node')
-    .requiredOption(
+  withEnvVars(program.command('node'))
+    .description('run one node (every flag also as TSPAXOS_<FLAG> or a --config key)')
+    .option('--config <file>', 'a JSON file of flags: {"id": 1, "cluster": "1=h:p,…", …}')
+    .option(
       '--id <N>',
       'this node id',
       arg((t) => parseIntIn('--id', t, 1, Number.MAX_SAFE_INTEGER)),
     )
-    .requiredOption(
+    .option(
       '--cluster <list>',
       'voting members: 1=host:port,2=host:port,… (paxos addresses)',
       arg(parseCluster),
     )
-    .requiredOption(
+    .option(
       '--http <host:port>',
       'HTTP API address (port 0: any free port)',
       arg((t) => parseAddress('--http', t)),
     )
-    .requiredOption('--data <dir>', 'data directory (paxos log and KV files)')
+    .option('--data <dir>', 'data directory (paxos log and KV files)')
     .option(
       '--listen <host:port>',
       'paxos listen address (default: own entry of --cluster)',
@@ -137,7 +154,82 @@ export function buildProgram(): Command {
         .choices(['debug', 'info', 'warn', 'error'])
         .default('info'),
     )
-    .action(async (o: NodeFlags) => {
+    .option(
+      '--cluster-id <id>',
+      'the cluster id every peer link announces; peers of another cluster are refused',
+      arg(parseClusterId),
+      CLUSTER_ID,
+    )
+    .option('--peer-cert <file>', 'PEM certificate of this node on the paxos links (mutual TLS)')
+    .option('--peer-key <file>', 'PEM key of --peer-cert')
+    .option(
+      '--peer-ca <file>',
+      'PEM CA that signed every peer certificate (plain peers are refused)',
+    )
+    .option('--cert <file>', 'PEM certificate of the HTTPS client API')
+    .option('--key <file>', 'PEM key of --cert')
+    .option(
+      '--client-ca <file>',
+      'PEM CA whose signed client certificate every HTTPS client must present',
+    )
+    .option(
+      '--auth-file <file>',
+      "bearer tokens: one 'token role' per line (role: read, write, admin)",
+    )
+    .option(
+      '--auth-metrics',
+      'with --auth-file, /metrics /status /livez /readyz /version need a read token too',
+    )
+    .addOption(
+      repeatable(
+        new Option(
+          '--cors-origin <origin>',
+          'an origin browsers may call this API from (repeatable)',
+        ).argParser((value: string, previous: string[] | undefined) => [
+          ...(previous ?? []),
+          parseOrigin(value),
+        ]),
+      ),
+    )
+    .option(
+      '--ready-max-lag <instances>',
+      `GET /readyz: most instances a group may be behind its peers (default ${DEFAULT_READY_MAX_LAG_INSTANCES})`,
+      arg((t) => parseIntIn('--ready-max-lag', t, 0, Number.MAX_SAFE_INTEGER)),
+      DEFAULT_READY_MAX_LAG_INSTANCES,
+    )
+    .action(async (_o: unknown, command: Command) => {
+      if (command.opts().config !== undefined) {
+        const file = command.opts().config as string;
+        try {
+          applyConfig(command, file, readConfigFile(file));
+        } catch (error) {
+          startError(error);
+        }
+      }
+      const missing = missingRequired(command, NODE_REQUIRED);
+      if (missing !== undefined) usageError(missing);
+      const o = command.opts<NodeFlags>();
+      const tlsProblem = tlsFlagProblem(o);
+      if (tlsProblem !== undefined) usageError(tlsProblem);
+      if (o.authMetrics && o.authFile === undefined) usageError('--auth-metrics needs --auth-file');
+      let security: Pick<Parameters<typeof runNode>[0], 'peerTls' | 'https' | 'auth'>;
+      try {
+        const peer = peerTls(o);
+        const https = httpsOptions(o);
+        let tokens: AuthTokens | undefined;
+        try {
+          tokens = o.authFile === undefined ? undefined : AuthTokens.load(o.authFile);
+        } catch (error) {
+          throw new StartError((error as Error).message, 2);
+        }
+        security = {
+          ...(peer ? { peerTls: peer } : {}),
+          ...(https ? { https } : {}),
+          auth: { tokens, protectObservability: o.authMetrics === true },
+        };
+      } catch (error) {
+        startError(error);
+      }
       const listen = o.listen ?? o.cluster.get(o.id);
       if (o.followTo !== undefined) {
         if (o.cluster.has(o.id))
@@ -166,11 +258,14 @@ export function buildProgram(): Command {
         idempotencyWindowMs: o.idempotencyWindowMs,
         idempotencyWindowKeys: o.idempotencyKeys,
         logLevel: o.logLevel,
+        clusterId: o.clusterId,
+        ...security,
+        corsOrigins: o.corsOrigin ?? [],
+        readyMaxLagInstances: o.readyMaxLag,
       });
     });
 
-  program
-    .command('cluster')
+  withEnvVars(program.command('cluster'))
     .description('run N local nodes as child processes (what `npm start` runs)')
     .option(
       '--nodes <N>',
@@ -223,6 +318,44 @@ interface NodeFlags {
   idempotencyWindowMs: number;
   idempotencyKeys: number;
   logLevel: string;
+  config?: string;
+  clusterId: string;
+  peerCert?: string;
+  peerKey?: string;
+  peerCa?: string;
+  cert?: string;
+  key?: string;
+  clientCa?: string;
+  authFile?: string;
+  authMetrics?: boolean;
+  corsOrigin?: string[];
+  readyMaxLag: number;
+}
+
+/** A cluster id: 1 … 64 printable ASCII characters, no spaces (it travels in every hello). */
+function parseClusterId(text: string): string {
+  if (!/^[\x21-\x7e]{1,64}$/.test(text))
+    throw new ArgumentError(
+      `--cluster-id must be 1 … 64 printable characters without spaces, got '${text}'`,
+    );
+  return text;
+}
+
+/** An origin as browsers send it: scheme://host[:port], nothing after. */
+function parseOrigin(text: string): string {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new InvalidArgumentError(
+      `--cors-origin must be an origin such as https://app.example:8443, got '${text}'`,
+    );
+  }
+  if (url.origin !== text.replace(/\/$/, ''))
+    throw new InvalidArgumentError(
+      `--cors-origin must be an origin (scheme://host[:port]), got '${text}'`,
+    );
+  return url.origin;
 }
 
 interface ClusterFlags {

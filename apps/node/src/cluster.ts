@@ -44,6 +44,10 @@ export async function runCluster(config: ClusterConfig): Promise<void> {
   for (let id = 1; id <= config.nodes; id++) {
     const child = spawn(process.execPath, [CLI, ...clusterArgs(config, id)], {
       stdio: ['ignore', 'pipe', 'pipe'],
+      // The cluster's own TSPAXOS_* variables (TSPAXOS_DATA …) mean other things to a node.
+      env: Object.fromEntries(
+        Object.entries(process.env).filter(([name]) => !name.startsWith('TSPAXOS_')),
+      ),
     });
     children.set(id, child);
     for (const stream of [child.stdout!, child.stderr!]) {

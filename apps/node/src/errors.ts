@@ -4,6 +4,8 @@ export type ServerErrorCode =
   | 'E_BAD_KEY'
   | 'E_BAD_QUERY'
   | 'E_BAD_REQUEST'
+  | 'E_UNAUTHORIZED'
+  | 'E_FORBIDDEN'
   | 'E_TOO_LARGE'
   | 'E_NOT_FOUND'
   | 'E_METHOD_NOT_ALLOWED'
@@ -14,6 +16,7 @@ export type ServerErrorCode =
   | 'E_STOPPING'
   | 'E_UNAVAILABLE'
   | 'E_NO_QUORUM'
+  | 'E_NOT_READY'
   | 'E_TIMEOUT'
   | 'E_OUTCOME_UNKNOWN'
   | 'E_EXECUTE_FAILED'
@@ -28,6 +31,10 @@ const STATUS: Record<ServerErrorCode, number> = {
   E_BAD_KEY: 400,
   E_BAD_QUERY: 400,
   E_BAD_REQUEST: 400,
+  // No token, a malformed one or an unknown one (with WWW-Authenticate); a token whose role is
+  // too low, or a CORS preflight from an origin not configured.
+  E_UNAUTHORIZED: 401,
+  E_FORBIDDEN: 403,
   E_TOO_LARGE: 413,
   E_NOT_FOUND: 404,
   E_METHOD_NOT_ALLOWED: 405,
@@ -39,6 +46,8 @@ const STATUS: Record<ServerErrorCode, number> = {
   E_UNAVAILABLE: 503,
   // A majority of the members is known unreachable from the node: nothing was proposed.
   E_NO_QUORUM: 503,
+  // GET /readyz: the reasons are in the body's `reasons`.
+  E_NOT_READY: 503,
   // 504: the write may or may not be applied (it may have left the node); 503: it was not.
   E_TIMEOUT: 504,
   E_OUTCOME_UNKNOWN: 504,

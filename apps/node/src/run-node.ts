@@ -1,8 +1,13 @@
 // `tspaxos node`: one node as a process. SIGTERM/SIGINT stop it gracefully (new requests get 503,
 // writes in flight are drained or answered 504, the log and the KV files are closed); a failed KV
-// commit stops it with exit code 1 (the log replays the lost instances at the next start).
+// commit stops it with exit code 1 (the log replays the lost instances at the next start). What
+// stops a start (a port in use, a data directory held or recorded for other values) is one line
+// on stderr and exit code 1 or 2 (start-error.ts).
 import { pino } from 'pino';
+import { checkIdentity, lockDataDir } from './data-dir';
+import { CLUSTER_ID } from './options';
 import { KvServer, type ServerConfig } from './server';
+import { StartError, startErrorOf } from './start-error';
 
 export async function runNode(config: ServerConfig & { logLevel: string }): Promise<void> {
   const log = pino({
@@ -12,15 +17,35 @@ export async function runNode(config: ServerConfig & { logLevel: string }): Prom
     mixin: () => ({ group: null }),
     timestamp: pino.stdTimeFunctions.isoTime,
   });
-  const exit = (code: number) => {
+  const exit = (code: number): never => {
     log.flush();
     process.exit(code);
   };
-  const server = new KvServer(config, log, (error) => {
-    log.fatal({ err: error }, 'fatal');
-    exit(1);
-  });
+  let server: KvServer | undefined;
+  let lock: { close(): void } | undefined;
+  let started = false;
+  try {
+    // Before anything in the directory is opened: the KV files are repaired at open.
+    lock = lockDataDir(config.dataDir);
+    const identity = {
+      clusterId: config.clusterId ?? CLUSTER_ID,
+      nodeId: config.nodeId,
+      groups: config.groups,
+    };
+    const recorded = checkIdentity(config.dataDir, identity);
+    log.info(
+      { ...identity, dataDir: config.dataDir, recorded: recorded === 'recorded' },
+      'data-dir',
+    );
+    server = new KvServer(config, log, (error) => {
+      log.fatal({ err: error }, 'fatal');
+      exit(1);
+    });
+  } catch (error) {
+    failStart(error, log, exit);
+  }
   process.on('unhandledRejection', (error) => {
+    if (!started) failStart(error, log, exit);
     log.fatal({ err: error }, 'unhandled-rejection');
     exit(1);
   });
@@ -29,8 +54,11 @@ export async function runNode(config: ServerConfig & { logLevel: string }): Prom
     if (signalled) return;
     signalled = true;
     log.info({ signal }, 'signal');
-    server.stop().then(
-      () => exit(0),
+    server!.stop().then(
+      () => {
+        lock!.close();
+        exit(0);
+      },
       (error: Error) => {
         log.fatal({ err: error }, 'stop-failed');
         exit(1);
@@ -39,5 +67,26 @@ export async function runNode(config: ServerConfig & { logLevel: string }): Prom
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
-  await server.start();
+  try {
+    await server!.start();
+    started = true;
+  } catch (error) {
+    failStart(error, log, exit);
+  }
+}
+
+/** One line on stderr; a bug (not a known start error) keeps its stack in the JSON log. */
+function failStart(error: unknown, log: pino.Logger, exit: (code: number) => never): never {
+  const known = startErrorOf(error);
+  const e =
+    known ?? new StartError(`cannot start: ${(error as Error).message ?? String(error)}`, 1);
+  if (known === undefined) log.fatal({ err: error }, 'start-failed');
+  else
+    log.error(
+      { code: (error as { code?: unknown }).code ?? null, message: e.message },
+      'start-failed',
+    );
+  log.flush();
+  process.stderr.write(`tspaxos: error: ${e.message}\n`);
+  return exit(e.exitCode);
 }

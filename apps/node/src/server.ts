@@ -21,6 +21,11 @@ import {
   TASK_ERRORS_KEPT,
 } from './options';
 import { formatAddress } from './args';
+import type { Access } from './http/auth';
+import { OPERATOR_LOG_POLL_MS, OperatorLog } from './operator-log';
+import { getJson } from './peer-http';
+import { DEFAULT_READY_MAX_LAG_INSTANCES, notReadyReasons, type NotReadyReason } from './readiness';
+import type { HttpsOptions, PeerTls } from './tls';
 import {
   createNode,
   defaultPaxosOptions,
@@ -35,6 +40,22 @@ import type { FastifyInstance } from 'fastify';
 
 export interface ServerConfig {
   nodeId: number;
+  /** Announced in every peer connection's hello; peers of another cluster are refused (default CLUSTER_ID). */
+  clusterId?: string;
+  /** Mutual TLS on the paxos links (--peer-cert, --peer-key, --peer-ca): plain peers are refused. */
+  peerTls?: PeerTls;
+  /** HTTPS for the client API (--cert, --key, --client-ca). */
+  https?: HttpsOptions;
+  /** Tokens and CORS origins given (--auth-file, --auth-metrics, --cors-origin). */
+  auth?: Pick<Access, 'tokens' | 'protectObservability'>;
+  corsOrigins?: string[];
+  /** GET /readyz: most instances a group may be behind its peers (default DEFAULT_READY_MAX_LAG_INSTANCES). */
+  readyMaxLagInstances?: number;
+  /**
+   * How often transfers and the lease are compared for the operator log (default
+   * OPERATOR_LOG_POLL_MS; 0: never, for an in-process test that counts status reads).
+   */
+  operatorLogPollMs?: number;
   /** Voting members and their paxos addresses. */
   cluster: Map<number, PeerAddress>;
   /** Paxos listen address (default: own entry of cluster). */
@@ -81,6 +102,11 @@ export class KvServer implements HttpNode, MetricsSource {
   private app!: FastifyInstance;
   private readonly members = new Map<number, MemberView>();
   private pollTimer: NodeJS.Timeout | undefined;
+  private operatorTimer: NodeJS.Timeout | undefined;
+  readonly operatorLog: OperatorLog;
+  /** Set once start() has created the paxos node (GET /readyz: E_NOT_STARTED before). */
+  private started = false;
+  access: Access;
   private stopped: Promise<void> | undefined;
   /** Client proposals handed to the paxos node and not settled yet (a stop drains them). */
   private proposalsInFlight = 0;
@@ -111,6 +137,12 @@ export class KvServer implements HttpNode, MetricsSource {
       );
     }
     this.metrics = createMetrics(config.nodeId, this);
+    this.operatorLog = new OperatorLog(log);
+    this.access = {
+      tokens: config.auth?.tokens,
+      protectObservability: config.auth?.protectObservability ?? false,
+      corsOrigins: new Set(config.corsOrigins ?? []),
+    };
   }
 
   get paxos(): PaxosNode {
@@ -128,10 +160,11 @@ export class KvServer implements HttpNode, MetricsSource {
     peers.delete(config.nodeId);
     this.network = new TcpNetwork({
       nodeId: config.nodeId,
-      clusterId: CLUSTER_ID,
+      clusterId: config.clusterId ?? CLUSTER_ID,
       listen: config.listen,
       peers,
-      onEvent: (event, fields) => this.log.info({ ...fields, group: null }, `tcp-${event}`),
+      ...(config.peerTls ? { tls: config.peerTls } : {}),
+      onEvent: (event, fields) => this.operatorLog.tcp(event, fields),
     });
     this.paxosAddress = await this.network.start();
     const logger: PaxosLogger = (level, event, fields) =>
@@ -167,11 +200,20 @@ export class KvServer implements HttpNode, MetricsSource {
       },
       logger,
     });
-    this.app = buildHttp(this);
+    this.node.on('catchUpStarted', (e) => this.operatorLog.catchUpStarted(e));
+    this.node.on('caughtUp', (e) => this.operatorLog.caughtUp(e));
+    this.started = true;
+    this.app = buildHttp(this, config.https);
     await this.app.listen({ host: config.http.host, port: config.http.port });
     const address = this.app.server.address();
     const port = typeof address === 'object' && address !== null ? address.port : config.http.port;
-    this.httpUrl = `http://${formatAddress({ host: config.http.host, port })}`;
+    this.httpUrl = `${config.https ? 'https' : 'http'}://${formatAddress({ host: config.http.host, port })}`;
+    // Browsers may call this node from its own pages and its peers' (the dashboard polls them all).
+    const origins = new Set(this.access.corsOrigins);
+    origins.add(new URL(this.httpUrl).origin);
+    for (const url of config.httpPeers.values()) origins.add(new URL(url).origin);
+    this.access = { ...this.access, corsOrigins: origins };
+    this.scheduleOperatorLog();
     for (const id of new Set([...config.cluster.keys(), config.nodeId])) {
       const http = id === config.nodeId ? this.httpUrl : (config.httpPeers.get(id) ?? null);
       this.members.set(id, {
@@ -309,6 +351,7 @@ export class KvServer implements HttpNode, MetricsSource {
   private async doStop(): Promise<void> {
     this.stopping = true;
     if (this.pollTimer) clearTimeout(this.pollTimer);
+    if (this.operatorTimer) clearInterval(this.operatorTimer);
     const inFlight = this.proposalsInFlight;
     this.stopCounters.inFlightAtStop = inFlight;
     this.log.info({ group: null, proposalsInFlight: inFlight }, 'stopping');
@@ -331,6 +374,24 @@ export class KvServer implements HttpNode, MetricsSource {
     this.log.info({ group: null }, 'stopped');
   }
 
+  /** GET /readyz: why this node should not get traffic now (empty: ready). */
+  notReadyReasons(): NotReadyReason[] {
+    return notReadyReasons(
+      this.started ? this.status() : undefined,
+      this.config.readyMaxLagInstances ?? DEFAULT_READY_MAX_LAG_INSTANCES,
+    );
+  }
+
+  private scheduleOperatorLog(): void {
+    const everyMs = this.config.operatorLogPollMs ?? OPERATOR_LOG_POLL_MS;
+    if (everyMs === 0) return;
+    this.operatorTimer = setInterval(() => {
+      const now = performance.now();
+      for (const g of this.groupIndices()) this.operatorLog.observe(this.node.status(g), now);
+    }, everyMs);
+    this.operatorTimer.unref();
+  }
+
   private schedulePoll(): void {
     this.pollTimer = setTimeout(() => {
       this.pollMembers().then(
@@ -349,12 +410,11 @@ export class KvServer implements HttpNode, MetricsSource {
         .filter((m) => !m.self && m.http !== null)
         .map(async (m) => {
           try {
-            const res = await fetch(`${m.http}/status`, {
-              signal: AbortSignal.timeout(MEMBER_POLL_TIMEOUT_MS),
-            });
-            const body = (await res.json()) as { groups?: { instanceId?: unknown }[] };
+            const res = await getJson(`${m.http}/status`, this.peerHttpOptions());
+            const body = res.body as { groups?: { instanceId?: unknown }[] };
             const instanceId = body.groups?.[0]?.instanceId;
-            if (!res.ok || typeof instanceId !== 'number') throw new Error(`status ${res.status}`);
+            if (res.status !== 200 || typeof instanceId !== 'number')
+              throw new Error(`status ${res.status}`);
             m.reachable = true;
             m.instanceId = instanceId;
             m.lastSeenMs = Date.now();
@@ -366,6 +426,20 @@ export class KvServer implements HttpNode, MetricsSource {
           }
         }),
     );
+  }
+
+  /** How this node calls its peers' HTTP APIs: the CAs and certificate it has, its token. */
+  private peerHttpOptions(): Parameters<typeof getJson>[1] {
+    const { https, peerTls } = this.config;
+    const ca = [https?.ca, peerTls?.ca].filter((c): c is Buffer => c !== undefined);
+    // The peers may protect /status (--auth-metrics): a cluster shares its auth file.
+    const token = this.access.tokens?.ownToken;
+    return {
+      timeoutMs: MEMBER_POLL_TIMEOUT_MS,
+      ...(ca.length > 0 ? { ca } : {}),
+      ...(https ? { cert: https.cert, key: https.key } : {}),
+      ...(token !== undefined ? { token } : {}),
+    };
   }
 
   recordTaskError(code: string, error: Error): void {

@@ -59,6 +59,8 @@ export class NodeProcess {
   child: ChildProcess | undefined;
   readonly lines: string[] = [];
   exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }> | undefined;
+  /** Environment variables added to the process's (TSPAXOS_* configuration). */
+  env: Record<string, string> = {};
 
   constructor(
     readonly id: number,
@@ -69,6 +71,7 @@ export class NodeProcess {
   start(): void {
     const child = spawn(process.execPath, [CLI, ...this.args], {
       stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...this.env },
     });
     this.child = child;
     let buffered = '';

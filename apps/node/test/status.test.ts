@@ -22,6 +22,8 @@ beforeAll(async () => {
       dataDir: path.join(tempDir('status'), 'node-1'),
       groups: GROUPS,
       httpPeers: new Map(),
+      // Its periodic status reads would land in the counts below.
+      operatorLogPollMs: 0,
     },
     pino({ level: 'silent' }),
     (error) => {

@@ -13,9 +13,12 @@ import { ServerError } from '../errors';
 import type { Metrics } from '../metrics';
 import { MAX_BODY_BYTES, MAX_PARAM_CHARS, RETRY_AFTER_SECONDS } from '../options';
 import { adminRoutes, type AdminNode } from './admin-routes';
+import { type Access, checkAccess } from './auth';
 import { clientError, errorBody } from './errors';
 import { kvRoutes, type KvNode } from './kv-routes';
+import { healthRoutes, type HealthNode } from './health-routes';
 import { statusRoutes, type StatusNode } from './status-routes';
+import type { HttpsOptions } from '../tls';
 
 /**
  * What the HTTP layer needs from the node: each route plugin declares its part, and server.ts
@@ -24,8 +27,11 @@ import { statusRoutes, type StatusNode } from './status-routes';
  */
 export type HttpNode = KvNode &
   AdminNode &
-  StatusNode & {
+  StatusNode &
+  HealthNode & {
     readonly log: Logger;
+    /** Tokens, roles and CORS origins (auth.ts). */
+    readonly access: Access;
     readonly stopping: boolean;
     readonly metrics: Pick<Metrics, 'httpRequests'>;
     /** Counts and keeps an unexpected error (a bug): it fails the tests. */
@@ -38,13 +44,18 @@ const ROUTES: Record<string, string[]> = {
   '/kv': ['GET', 'HEAD'],
   '/status': ['GET', 'HEAD'],
   '/metrics': ['GET', 'HEAD'],
+  '/livez': ['GET', 'HEAD'],
+  '/readyz': ['GET', 'HEAD'],
+  '/version': ['GET', 'HEAD'],
   '/admin/checkpoint': ['POST'],
   '/admin/compact': ['POST'],
 };
 const KV_METHODS = ['GET', 'HEAD', 'PUT', 'DELETE'];
 
-export function buildHttp(node: HttpNode): FastifyInstance {
+/** The fastify server: HTTPS when `https` is given (--cert, --key, --client-ca). */
+export function buildHttp(node: HttpNode, https?: HttpsOptions): FastifyInstance {
   const app = Fastify({
+    ...(https ? { https } : {}),
     loggerInstance: node.log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: MAX_BODY_BYTES,
@@ -83,9 +94,10 @@ export function buildHttp(node: HttpNode): FastifyInstance {
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
-  app.addHook('onRequest', async (_req, reply) => {
-    reply.header('access-control-allow-origin', '*');
-    if (node.stopping) {
+  app.addHook('onRequest', async (req, reply) => {
+    if (checkAccess(node.access, req, reply)) return reply;
+    // A stopping process still serves: /livez says so (its readiness is 503 E_STOPPING).
+    if (node.stopping && req.url !== '/livez') {
       reply
         .code(503)
         .header('retry-after', String(RETRY_AFTER_SECONDS))
@@ -142,5 +154,6 @@ export function buildHttp(node: HttpNode): FastifyInstance {
   app.register(kvRoutes, { node });
   app.register(adminRoutes, { node });
   app.register(statusRoutes, { node });
+  app.register(healthRoutes, { node });
   return app;
 }
