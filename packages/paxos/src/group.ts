@@ -228,6 +228,11 @@ export class Group {
     return this.system.current.members;
   }
 
+  /** The membership as applied here: version, voting members, the application's meta. */
+  get membership(): Readonly<SystemVariables> {
+    return this.system.current;
+  }
+
   /**
    * Loads the acceptor's state, replays the log into the state machines from their checkpoints
    * up to the now instance (PhxPaxos Instance::Init + PlayLog), and starts learning.
@@ -389,8 +394,12 @@ export class Group {
   }
 
   /** Proposes a new membership against the current version (PhxPaxos AddMember/RemoveMember). */
-  changeMembership(members: number[], timeoutMs: number): Promise<ProposeResult> {
-    const change = encodeSystemVariables({ version: this.system.current.version, members });
+  changeMembership(members: number[], timeoutMs: number, meta?: string): Promise<ProposeResult> {
+    const change = encodeSystemVariables({
+      version: this.system.current.version,
+      members,
+      ...(meta !== undefined ? { meta } : {}),
+    });
     return this.propose(SYSTEM_SM_ID, change, false, timeoutMs);
   }
 

@@ -28,6 +28,7 @@ export {
   type SystemVariables,
   encodeSystemVariables,
   decodeSystemVariables,
+  MAX_SYSTEM_META_BYTES,
 } from './state-machine';
 export {
   packValue,

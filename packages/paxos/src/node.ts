@@ -21,7 +21,13 @@ import {
 } from './options';
 import type { MasterFaults, MasterInfo, MasterVariables } from './master';
 import type { RandomSource, Scheduler } from './scheduler';
-import { checkStateMachines, type StateMachine } from './state-machine';
+import {
+  checkStateMachines,
+  isSystemMeta,
+  MAX_SYSTEM_META_BYTES,
+  type StateMachine,
+  type SystemVariables,
+} from './state-machine';
 import { NO_SM_ID } from './value';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -202,17 +208,36 @@ export class PaxosNode {
     return this.submit(group, value, opts, true);
   }
 
-  /** Proposes a new set of voting members for a group. */
+  /**
+   * Proposes a new set of voting members for a group, against the membership version applied
+   * here; `meta` (opaque, at most MAX_SYSTEM_META_BYTES) replaces the application data carried
+   * with it (omitted: kept). The result is `{ applied, version }`: not applied when another change
+   * took that version first.
+   */
   changeMembership(
     group: number,
     members: number[],
     timeoutMs = this.options.proposeTimeoutMs,
+    meta?: string,
   ): Promise<ProposeResult> {
     const instance = this.instance(group);
     for (const id of members) checkId('member id', id);
     if (members.length === 0)
       return Promise.reject(new PaxosError('E_BAD_ARGUMENT', 'a group needs at least one member'));
-    return instance.changeMembership(members, timeoutMs);
+    if (meta !== undefined && !isSystemMeta(meta))
+      return Promise.reject(
+        new PaxosError(
+          'E_BAD_ARGUMENT',
+          `meta must be a string of at most ${MAX_SYSTEM_META_BYTES} bytes of UTF-8`,
+        ),
+      );
+    return instance.changeMembership(members, timeoutMs, meta);
+  }
+
+  /** The group's membership as applied on this node: version, voting members, meta. */
+  membership(group: number): Readonly<SystemVariables> {
+    const { version, members, meta } = this.instance(group).membership;
+    return { version, members: [...members], ...(meta !== undefined ? { meta } : {}) };
   }
 
   /**
