@@ -17,6 +17,13 @@ export type ServerErrorCode =
   | 'E_OUTCOME_UNKNOWN'
   | 'E_EXECUTE_FAILED'
   | 'E_BAD_CHECKPOINT'
+  | 'E_BAD_NODE_ID'
+  | 'E_BAD_ADDRESS'
+  | 'E_MEMBER_EXISTS'
+  | 'E_UNKNOWN_MEMBER'
+  | 'E_NOT_FOLLOWER'
+  | 'E_LAST_VOTER'
+  | 'E_MEMBERSHIP_CONFLICT'
   | 'E_INTERNAL';
 
 const STATUS: Record<ServerErrorCode, number> = {
@@ -38,6 +45,14 @@ const STATUS: Record<ServerErrorCode, number> = {
   // Chosen, but this node's state machine failed to apply it (it retries): a broken disk.
   E_EXECUTE_FAILED: 500,
   E_BAD_CHECKPOINT: 500,
+  // POST /admin/members: what is wrong with the request, or (409) other changes kept winning.
+  E_BAD_NODE_ID: 400,
+  E_BAD_ADDRESS: 400,
+  E_MEMBER_EXISTS: 400,
+  E_UNKNOWN_MEMBER: 400,
+  E_NOT_FOLLOWER: 400,
+  E_LAST_VOTER: 400,
+  E_MEMBERSHIP_CONFLICT: 409,
   E_INTERNAL: 500,
 };
 

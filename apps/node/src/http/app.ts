@@ -15,6 +15,7 @@ import { MAX_BODY_BYTES, MAX_PARAM_CHARS, RETRY_AFTER_SECONDS } from '../options
 import { adminRoutes, type AdminNode } from './admin-routes';
 import { clientError, errorBody } from './errors';
 import { kvRoutes, type KvNode } from './kv-routes';
+import { memberRoutes, type MembersNode } from './member-routes';
 import { statusRoutes, type StatusNode } from './status-routes';
 
 /**
@@ -24,6 +25,7 @@ import { statusRoutes, type StatusNode } from './status-routes';
  */
 export type HttpNode = KvNode &
   AdminNode &
+  MembersNode &
   StatusNode & {
     readonly log: Logger;
     readonly stopping: boolean;
@@ -39,6 +41,7 @@ const ROUTES: Record<string, string[]> = {
   '/metrics': ['GET', 'HEAD'],
   '/admin/checkpoint': ['POST'],
   '/admin/compact': ['POST'],
+  '/admin/members': ['GET', 'HEAD', 'POST'],
 };
 const KV_METHODS = ['GET', 'HEAD', 'PUT', 'DELETE'];
 
@@ -140,6 +143,7 @@ export function buildHttp(node: HttpNode): FastifyInstance {
 
   app.register(kvRoutes, { node });
   app.register(adminRoutes, { node });
+  app.register(memberRoutes, { node });
   app.register(statusRoutes, { node });
   return app;
 }
