@@ -72,6 +72,17 @@ export async function resolveJoin(
       'join-unanswered: starting from the membership in the data directory',
     );
   }
+  // An id listed elsewhere is refused before anything starts when the port is known already
+  // (port 0: once it is bound, in register()).
+  const listed = view?.nodes.find((n) => n.nodeId === config.nodeId);
+  if (
+    listed !== undefined &&
+    config.listen.port !== 0 &&
+    listed.peer !== formatAddress(config.listen)
+  )
+    throw new JoinError(
+      `node ${config.nodeId} is listed at ${listed.peer}, not at ${formatAddress(config.listen)}: use another --id, or remove node ${config.nodeId} first`,
+    );
   const cluster = new Map<number, PeerAddress>();
   const httpPeers = new Map<number, string>();
   for (const n of view?.nodes ?? []) {
@@ -95,10 +106,11 @@ export async function register(
   const listed = view?.nodes.find((n) => n.nodeId === self.nodeId);
   const peer = formatAddress(self.peer);
   if (listed !== undefined) {
+    // Another node with this id, or this one moved: either way two addresses for one id.
     if (listed.peer !== peer || listed.http !== self.http)
-      // The members learn the real address from this node's hello; the list keeps the old one
-      // until the node is removed and added again.
-      log.warn({ group: null, listed, peer, http: self.http }, 'join-address-differs');
+      throw new JoinError(
+        `node ${self.nodeId} is listed at ${listed.peer} (${listed.http ?? 'no HTTP'}), not at ${peer} (${self.http}): use another --id, or remove node ${self.nodeId} first`,
+      );
     return;
   }
   if (view === undefined) return; // started from the data directory: it was added before

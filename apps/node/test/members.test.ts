@@ -2,11 +2,13 @@
 // transport following the membership. A 3-node cluster grows to 5 while writing (node 4 joins
 // as a follower and is promoted, node 5 joins as a voter), the three old nodes are removed, and
 // every acknowledged write reads back from the new members; the removed nodes stop receiving.
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { MembersView } from '../src/membership';
 import {
+  CLI,
   type Cluster,
   NodeProcess,
   startCluster,
@@ -71,7 +73,53 @@ function joiner(
   );
 }
 
+function runCli(args: string[]): { code: number | null; stderr: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 60_000 });
+  return { code: r.status, stderr: r.stderr };
+}
+
 describe('membership changes', () => {
+  it.each([
+    [
+      ['--cluster', '1=127.0.0.1:7101', '--join', 'http://127.0.0.1:8101'],
+      /either --cluster .* or --join/,
+    ],
+    [[], /either --cluster .* or --join/],
+    [['--join', 'http://127.0.0.1:8101'], /--join needs --listen/],
+    [['--join', 'http://127.0.0.1:8101/admin', '--listen', '127.0.0.1:0'], /origin only/],
+    [['--join', '127.0.0.1:8101', '--listen', '0.0.0.0:7101'], /not 0\.0\.0\.0/],
+    [['--join', '127.0.0.1:8101', '--listen', '127.0.0.1:0', '--join-as', 'king'], /join-as/],
+  ])('--join flags %j: one line, exit 2', (flags, message) => {
+    const r = runCli(['node', '--id', '4', '--http', '127.0.0.1:0', '--data', 'unused', ...flags]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(message);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
+  it('a join under an id listed at other addresses stops with one line, exit 1', async () => {
+    const cluster = await startCluster({ voters: 1, name: 'members-join-id' });
+    cleanups.push(() => cluster.stop());
+    const data = tempDir('members-join-id');
+    cleanups.push(async () => fs.rmSync(data, { recursive: true, force: true }));
+    const r = runCli([
+      'node',
+      '--id',
+      '1',
+      '--join',
+      cluster.nodes[0]!.httpUrl,
+      '--listen',
+      '127.0.0.1:0',
+      '--http',
+      '127.0.0.1:0',
+      '--data',
+      data,
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/node 1 is listed at 127\.0\.0\.1:\d+ .* use another --id/);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect((await members(cluster.nodes[0]!.httpUrl)).version).toBe(0);
+  }, 180_000);
+
   it('refuses bad requests with a code each and changes nothing', async () => {
     const cluster = await startCluster({ voters: 1, name: 'members-bad' });
     cleanups.push(() => cluster.stop());
