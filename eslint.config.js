@@ -8,7 +8,7 @@ import { createNodeResolver, importX } from 'eslint-plugin-import-x';
 import tseslint from 'typescript-eslint';
 
 /** Files that hold protocol cores: no I/O, no wall clock, no Math.random. */
-const CORE_PACKAGES = ['learner', 'paxos', 'checkpoint'];
+const CORE_PACKAGES = ['core', 'learner', 'paxos', 'checkpoint'];
 /** Adapter files inside core packages that are allowed to do I/O. */
 const ADAPTER_FILES = ['**/src/adapters/**/*.ts', '**/*.test.ts'];
 
@@ -21,11 +21,12 @@ const ADAPTER_ENTRIES = [
 ];
 
 /**
- * design.md §1, lowest first: a package may import only packages of a lower rank (crc-wasm <
+ * design.md §1, lowest first: a package may import only packages of a lower rank (core < crc-wasm <
  * storage, transport < checkpoint < learner < paxos < sim, apps). storage and transport share a
  * rank and do not import each other.
  */
 const LAYERS = [
+  ['core'],
   ['crc-wasm'],
   ['storage', 'transport'],
   ['checkpoint'],
@@ -120,7 +121,7 @@ const NODE_SERVER_PATTERNS = [
   },
 ];
 
-const CORE_TIMER_MESSAGE = 'Use the injected Scheduler/Clock (style.md 2).';
+const CORE_TIMER_MESSAGE = 'Use the injected Scheduler (style.md 2).';
 const CORE_GLOBAL_MESSAGE =
   'Cores reach time, randomness and the process only through injected ports (style.md 2, 6).';
 
@@ -198,8 +199,12 @@ export default tseslint.config(
       ],
       'no-restricted-properties': [
         'error',
-        { object: 'Date', property: 'now', message: 'Use the injected Clock (style.md 2).' },
-        { object: 'Math', property: 'random', message: 'Use the injected Rng (style.md 2).' },
+        { object: 'Date', property: 'now', message: 'Use the injected Scheduler (style.md 2).' },
+        {
+          object: 'Math',
+          property: 'random',
+          message: 'Use the injected RandomSource (style.md 2).',
+        },
         ...[
           'setTimeout',
           'setInterval',
@@ -215,11 +220,11 @@ export default tseslint.config(
         'error',
         {
           selector: "NewExpression[callee.name='Date']",
-          message: 'No wall clock in a core: use the injected Clock (style.md 2).',
+          message: 'No wall clock in a core: use the injected Scheduler (style.md 2).',
         },
         {
           selector: "CallExpression[callee.name='Date']",
-          message: 'No wall clock in a core: use the injected Clock (style.md 2).',
+          message: 'No wall clock in a core: use the injected Scheduler (style.md 2).',
         },
       ],
     },

@@ -154,6 +154,7 @@ describe('the packages as users install them, each alone', () => {
     () => {
       expect(packages.map((p) => p.manifest.name)).toEqual([
         '@tspaxos/checkpoint',
+        '@tspaxos/core',
         '@tspaxos/crc-wasm',
         '@tspaxos/learner',
         '@tspaxos/node',

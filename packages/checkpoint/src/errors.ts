@@ -1,4 +1,4 @@
-import { TspaxosError } from '@tspaxos/crc-wasm';
+import { InvariantError, TspaxosError } from '@tspaxos/core';
 
 export type CheckpointErrorCode =
   | 'E_BAD_ARGUMENT'
@@ -19,19 +19,12 @@ export class CheckpointError extends TspaxosError {
   }
 }
 
-/** What assert() throws: a bug of our own code, never bad input; no code, never caught. */
-export class InvariantError extends Error {}
-
-/** A broken invariant of our own code: a bug, never bad input (style.md 10). */
-export function assert(condition: unknown, message: string): asserts condition {
-  if (!condition) throw new InvariantError(`tspaxos invariant violated: ${message}`);
-}
-
 /**
- * True for a coded error of any tspaxos package. Checked against TspaxosError (one class, from
- * @tspaxos/crc-wasm) rather than CheckpointError, because the `fs` entry bundles its own copy of
- * CheckpointError.
+ * True for a coded error of any tspaxos package: an expected condition. Checked against
+ * TspaxosError (one class, from @tspaxos/core) rather than CheckpointError, because the `fs`
+ * entry bundles its own copy of CheckpointError. A broken invariant (InvariantError, also coded)
+ * is a bug, never an expected condition: it goes up.
  */
 export function isCodedError(error: unknown): error is TspaxosError {
-  return error instanceof TspaxosError;
+  return error instanceof TspaxosError && !(error instanceof InvariantError);
 }

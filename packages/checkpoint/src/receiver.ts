@@ -19,7 +19,8 @@ import {
   CheckpointSendFileFlag,
   checkpointMsg,
 } from '@tspaxos/transport';
-import { assert, isCodedError } from './errors';
+import { assert } from '@tspaxos/core';
+import { isCodedError } from './errors';
 import { type CheckpointFiles, checkRelativePath, isInside, joinPath, parentPath } from './files';
 import {
   finishInstall,

@@ -18,7 +18,8 @@ import {
   CheckpointSendFileFlag,
   checkpointMsg,
 } from '@tspaxos/transport';
-import { CheckpointError, assert, isCodedError } from './errors';
+import { assert } from '@tspaxos/core';
+import { CheckpointError, isCodedError } from './errors';
 import { type CheckpointFiles, joinPath } from './files';
 import type { CheckpointOptions } from './options';
 import { type CheckpointStateMachine, groupCheckpointInstanceId } from './state-machine';

@@ -1,17 +1,4 @@
-/**
- * Base class of every error tspaxos reports as a value: bad input from the network, the disk or
- * the user. `code` is stable (tests and callers switch on it); `message` is for people.
- * It lives in the lowest package so that every other package shares one class.
- */
-export class TspaxosError extends Error {
-  readonly code: string;
-
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.code = code;
-    this.name = new.target.name;
-  }
-}
+import { TspaxosError } from '@tspaxos/core';
 
 export type CodecErrorCode =
   | 'E_TRUNCATED'

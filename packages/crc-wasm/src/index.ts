@@ -1,4 +1,4 @@
-export { TspaxosError, CodecError, type CodecErrorCode } from './errors';
+export { CodecError, type CodecErrorCode } from './errors';
 export {
   crc32,
   crc32Wasm,
@@ -25,7 +25,7 @@ export {
   RECORD_VERSION,
   RECORD_HEADER_BYTES,
   RECORD_TRAILER_BYTES,
-  RECORD_OVERHEAD_BYTES,
+  ENCODED_RECORD_OVERHEAD_BYTES,
   RECORD_MAX_VALUE_BYTES,
   WASM_RECORD_MAX_BYTES,
 } from './record';

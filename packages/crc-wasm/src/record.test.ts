@@ -1,3 +1,4 @@
+import { TspaxosError } from '@tspaxos/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
@@ -10,8 +11,7 @@ import {
   encodeRecordJs,
   encodeRecordWasm,
   encodeRecordsInWindow,
-  RECORD_OVERHEAD_BYTES,
-  TspaxosError,
+  ENCODED_RECORD_OVERHEAD_BYTES,
 } from './index';
 
 const safeId = fc.oneof(fc.nat({ max: 1000 }), fc.maxSafeNat());
@@ -60,7 +60,7 @@ describe('record codec', () => {
         const auto = encodeRecord(r);
         expect(wasm).toEqual(js);
         expect(auto).toEqual(js);
-        expect(js.length).toBe(RECORD_OVERHEAD_BYTES + r.value.length);
+        expect(js.length).toBe(ENCODED_RECORD_OVERHEAD_BYTES + r.value.length);
         for (const decode of Object.values(decoders)) {
           const back = decode(js);
           expect({ ...back, value: Array.from(back.value) }).toEqual({
@@ -226,6 +226,6 @@ describe('encodeRecordsInWindow', () => {
     const big = { ...sample, value: new Uint8Array(600 * 1024) };
     expect(encodeRecordsInWindow([big, big], 0, 2, out)).toBe(false);
     expect(encodeRecordsInWindow([big], 0, 1, out)).toBe(true);
-    expect(out[0]!.length).toBe(600 * 1024 + RECORD_OVERHEAD_BYTES);
+    expect(out[0]!.length).toBe(600 * 1024 + ENCODED_RECORD_OVERHEAD_BYTES);
   });
 });

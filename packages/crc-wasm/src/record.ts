@@ -36,10 +36,10 @@ export interface AcceptorRecord {
 export const RECORD_VERSION = 1;
 export const RECORD_HEADER_BYTES = 52;
 export const RECORD_TRAILER_BYTES = 4;
-/** Bytes a record takes beyond its value. */
-export const RECORD_OVERHEAD_BYTES = RECORD_HEADER_BYTES + RECORD_TRAILER_BYTES;
+/** Bytes an encoded record takes beyond its value (header and trailer). */
+export const ENCODED_RECORD_OVERHEAD_BYTES = RECORD_HEADER_BYTES + RECORD_TRAILER_BYTES;
 /** Largest value the layout can hold (u32 length); storage enforces its own, smaller limit. */
-export const RECORD_MAX_VALUE_BYTES = 0xffffffff - RECORD_OVERHEAD_BYTES;
+export const RECORD_MAX_VALUE_BYTES = 0xffffffff - ENCODED_RECORD_OVERHEAD_BYTES;
 /**
  * Records up to this size go through WASM; larger ones through DataView + zlib's CRC, which
  * overtakes the WASM CRC at about 400 B (see ZLIB_MIN_BYTES).
@@ -101,7 +101,7 @@ function getU64(view: DataView, offset: number, field: string): number {
 function encodeWith(r: AcceptorRecord, crc: (d: Uint8Array) => number): Uint8Array {
   checkRecord(r);
   const n = r.value.length;
-  const out = allocBytes(RECORD_OVERHEAD_BYTES + n);
+  const out = allocBytes(ENCODED_RECORD_OVERHEAD_BYTES + n);
   const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
   view.setUint8(0, RECORD_VERSION);
   view.setUint32(4, n, true);
@@ -123,12 +123,12 @@ function decodeWith(b: Uint8Array, crc: (d: Uint8Array) => number): AcceptorReco
   if (b[0] !== RECORD_VERSION) {
     throw new CodecError('E_BAD_VERSION', `record format version ${b[0]} is not ${RECORD_VERSION}`);
   }
-  if (b.length < RECORD_OVERHEAD_BYTES) {
+  if (b.length < ENCODED_RECORD_OVERHEAD_BYTES) {
     throw new CodecError('E_TRUNCATED', `record of ${b.length} bytes is shorter than its header`);
   }
   const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const n = view.getUint32(4, true);
-  const expected = RECORD_OVERHEAD_BYTES + n;
+  const expected = ENCODED_RECORD_OVERHEAD_BYTES + n;
   if (b.length < expected)
     throw new CodecError('E_TRUNCATED', `record of ${b.length} bytes, header says ${expected}`);
   if (b.length > expected)
@@ -175,7 +175,7 @@ export function encodeRecordWasm(r: AcceptorRecord): Uint8Array {
     checkRecord(r); // throws the precise error
   }
   const n = value.length;
-  core.ensure(RECORD_OVERHEAD_BYTES + n);
+  core.ensure(ENCODED_RECORD_OVERHEAD_BYTES + n);
   const base = core.ioBase;
   core.bytes.set(value, base + RECORD_HEADER_BYTES);
   const length = core.exports.encodeRecord(
@@ -218,7 +218,7 @@ export function encodeRecordsInWindow(
   for (let i = 0; i < count; i++) {
     const value = records[from + i]?.value;
     if (!(value instanceof Uint8Array)) return false;
-    total += RECORD_OVERHEAD_BYTES + value.length;
+    total += ENCODED_RECORD_OVERHEAD_BYTES + value.length;
   }
   if (total > WASM_WINDOW_BYTES) return false;
   core.ensure(total); // before any view is taken: growing memory detaches the old ones
@@ -276,7 +276,7 @@ const crcFast = (d: Uint8Array): number => crc32(d);
 
 /** Encodes a record with the fastest backend for its size (see WASM_RECORD_MAX_BYTES). */
 export function encodeRecord(r: AcceptorRecord): Uint8Array {
-  if (wasm !== null && r.value?.length + RECORD_OVERHEAD_BYTES <= WASM_RECORD_MAX_BYTES)
+  if (wasm !== null && r.value?.length + ENCODED_RECORD_OVERHEAD_BYTES <= WASM_RECORD_MAX_BYTES)
     return encodeRecordWasm(r);
   return encodeWith(r, crcFast);
 }

@@ -1,3 +1,4 @@
+import { InvariantError } from '@tspaxos/core';
 import { describe, expect, it } from 'vitest';
 import { SenderBudget } from './budget';
 
@@ -34,5 +35,18 @@ describe('SenderBudget', () => {
     const b = new SenderBudget(10);
     b.tryTake(5);
     expect(() => b.release(6)).toThrow(/invariant/);
+  });
+
+  it('a release of more than is in use is a broken invariant: core InvariantError, E_INVARIANT (the group stops on it)', () => {
+    const b = new SenderBudget(1000);
+    b.tryTake(100);
+    let thrown: unknown;
+    try {
+      b.release(200);
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(InvariantError);
+    expect((thrown as InvariantError).code).toBe('E_INVARIANT');
   });
 });

@@ -2,7 +2,8 @@
 // the bytes of a batch from it before sending and gives them back when the batch is acked (or
 // its stream ends), so however many peers and groups stream at once, the values in flight stay
 // under one bound. The node creates one and hands it to every group.
-import { assert, LearnerError } from './errors';
+import { assert } from '@tspaxos/core';
+import { LearnerError } from './errors';
 
 export interface SenderBudgetCounters {
   /** A sender wanted bytes and found the budget spent (it waits for a release). */

@@ -1,4 +1,4 @@
-import { TspaxosError } from '@tspaxos/crc-wasm';
+import { TspaxosError } from '@tspaxos/core';
 import { StorageError, type StorageErrorCode } from '@tspaxos/storage';
 
 export type LearnerErrorCode = 'E_BAD_ARGUMENT';
@@ -25,9 +25,4 @@ export const EXPECTED_READ_FAILURES: ReadonlySet<StorageErrorCode> = new Set<Sto
 
 export function isExpectedReadFailure(error: unknown): error is StorageError {
   return error instanceof StorageError && EXPECTED_READ_FAILURES.has(error.code);
-}
-
-/** A broken invariant of our own code: a bug, never bad input (style.md 10). */
-export function assert(condition: unknown, message: string): asserts condition {
-  if (!condition) throw new Error(`tspaxos learner invariant violated: ${message}`);
 }

@@ -1,4 +1,3 @@
-export { type Ballot, NULL_BALLOT, compareBallots, ballotEquals, isNullBallot } from './ballot';
 export {
   type LearnerOptions,
   DEFAULT_LEARNER_OPTIONS,

@@ -5,7 +5,7 @@ import { chainChecksum } from '@tspaxos/crc-wasm';
 import { MemoryLogStore, StorageError } from '@tspaxos/storage';
 import { type PaxosMsg, PaxosMsgFlag, PaxosMsgType as T, paxosMsg } from '@tspaxos/transport';
 import { describe, expect, it } from 'vitest';
-import { type Ballot, NULL_BALLOT } from './ballot';
+import { type Ballot, NULL_BALLOT } from '@tspaxos/core';
 import type { LearnerEvent } from './catch-up';
 import { Learner, type LearnerHost } from './learner';
 import { type LearnerOptions, PHXPAXOS_LEARNER_OPTIONS } from './options';

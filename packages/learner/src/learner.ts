@@ -24,7 +24,7 @@ import {
   PaxosMsgType,
   paxosMsg,
 } from '@tspaxos/transport';
-import { type Ballot, ballotEquals, isNullBallot } from './ballot';
+import { type Ballot, ballotEquals, isNullBallot } from '@tspaxos/core';
 import { SenderBudget } from './budget';
 import { isExpectedReadFailure } from './errors';
 import { type LearnerOptions, resolveLearnerOptions } from './options';

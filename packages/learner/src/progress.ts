@@ -13,7 +13,7 @@
 // - inflightBytes is the sum of the bytes of the batches sent past ackedInstanceId, and is what
 //   this peer holds of the node-wide SenderBudget.
 import type { AcceptorRecord } from '@tspaxos/crc-wasm';
-import { assert } from './errors';
+import { assert } from '@tspaxos/core';
 import { RateWindow } from './rate';
 
 export type ProgressPhase = 'idle' | 'prepared' | 'sending';

@@ -14,7 +14,7 @@ import {
   PaxosMsgType,
   paxosMsg,
 } from '@tspaxos/transport';
-import { type Ballot, compareBallots } from './ballot';
+import { type Ballot, compareBallots } from '@tspaxos/core';
 import type { LearnerOptions } from './options';
 import { RECORD_OVERHEAD_BYTES } from './sender';
 import type { LearnerState } from './state';

@@ -1,7 +1,7 @@
 // LearnerState (seed: LearnerState): what this node has learned for its current instance.
 import { chainChecksum } from '@tspaxos/crc-wasm';
 import type { LogStore } from '@tspaxos/storage';
-import { type Ballot, compareBallots, NULL_BALLOT } from './ballot';
+import { type Ballot, compareBallots, NULL_BALLOT } from '@tspaxos/core';
 
 /** Shared by every reset: a fresh empty array per instance showed up in the catch-up profile. */
 const EMPTY = new Uint8Array(0);

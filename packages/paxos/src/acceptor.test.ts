@@ -4,7 +4,7 @@ import { MemoryLogStore } from '@tspaxos/storage';
 import { type PaxosMsg, PaxosMsgType, paxosMsg } from '@tspaxos/transport';
 import { describe, expect, it } from 'vitest';
 import { Acceptor, type AcceptorFaults } from './acceptor';
-import { InvariantError } from './errors';
+import { InvariantError } from '@tspaxos/core';
 
 const GROUP = 0;
 

@@ -2,11 +2,10 @@
 // current instance are persisted with sync:true before any reply leaves (Paxos's only durability
 // requirement), and the record's checksum extends the chain (design.md §2).
 import { chainChecksum } from '@tspaxos/crc-wasm';
-import { type Ballot, compareBallots, NULL_BALLOT } from '@tspaxos/learner';
+import { assert, type Ballot, compareBallots, NULL_BALLOT } from '@tspaxos/core';
 import type { LogStore } from '@tspaxos/storage';
 import { type PaxosMsg, PaxosMsgType, paxosMsg } from '@tspaxos/transport';
 
-import { assert } from './errors';
 import type { AcceptorFaults } from './faults';
 
 export type { AcceptorFaults };

@@ -1,7 +1,8 @@
 import { crc32, KNOWN_CRC_MIN_BYTES, knownCrc } from '@tspaxos/crc-wasm';
 import { describe, expect, it } from 'vitest';
 import { Committer } from './committer';
-import { InvariantError, PaxosError } from './errors';
+import { InvariantError } from '@tspaxos/core';
+import { PaxosError } from './errors';
 import { defaultPaxosOptions, type PaxosOptions } from './options';
 import {
   hasIdentity,

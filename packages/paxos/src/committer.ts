@@ -4,7 +4,8 @@
 // together are packed into one instance (PhxPaxos BatchPropose): the way to throughput, since an
 // instance costs two fsync round trips whatever it carries.
 import { crc32, KNOWN_CRC_MIN_BYTES, rememberCrc } from '@tspaxos/crc-wasm';
-import { assert, PaxosError } from './errors';
+import { assert } from '@tspaxos/core';
+import { PaxosError } from './errors';
 import type { PaxosOptions } from './options';
 import {
   BATCH_HEADER_BYTES,

@@ -1,4 +1,4 @@
-import { TspaxosError } from '@tspaxos/crc-wasm';
+import { type InvariantError, TspaxosError } from '@tspaxos/core';
 
 export type PaxosErrorCode =
   | 'E_TIMEOUT'
@@ -19,7 +19,7 @@ export type PaxosErrorCode =
   | 'E_NEEDS_CHECKPOINT'
   | 'E_CHECKPOINT_INSTALLED'
   | 'E_CHECKPOINT_INSTALL_FAILED'
-  /** A broken invariant of our own code (assert): a bug; the group stopped (Group.taskFailed). */
+  /** A broken invariant of our own code (assert, InvariantError): a bug; the group stopped (invariantStop). */
   | 'E_INVARIANT';
 
 /** An error of the consensus layer, with a stable code. */
@@ -32,21 +32,10 @@ export class PaxosError extends TspaxosError {
 }
 
 /**
- * What assert() throws: a bug of our own code, never bad input. Coded (E_INVARIANT) so that a
- * group it reaches stops with it, and the callers whose proposals were pending learn why.
+ * The reason a group stops with when a broken invariant (InvariantError of @tspaxos/core, thrown
+ * by assert() in paxos, learner or checkpoint code) reaches it: a PaxosError like every other
+ * stop reason, so pending and later proposals are rejected with a code the callers know.
  */
-export class InvariantError extends PaxosError {
-  declare readonly code: 'E_INVARIANT';
-
-  constructor(message: string) {
-    super('E_INVARIANT', `tspaxos invariant violated: ${message}`);
-  }
-}
-
-/**
- * A broken invariant of our own code: a bug, never bad input (style.md 10). On a hot path pass a
- * constant message (a template literal allocates even when the condition holds).
- */
-export function assert(condition: unknown, message: string): asserts condition {
-  if (!condition) throw new InvariantError(message);
+export function invariantStop(error: InvariantError): PaxosError {
+  return new PaxosError('E_INVARIANT', error.message, { cause: error });
 }

@@ -1,20 +1,13 @@
 // What a group is built from (GroupConfig) and what it reports to its node (GroupEvent).
 import type { CheckpointFiles, CheckpointOptions } from '@tspaxos/checkpoint';
+import type { Logger, RandomSource, Scheduler } from '@tspaxos/core';
 import type { LearnerEvent, SenderBudget } from '@tspaxos/learner';
 import type { LogStore } from '@tspaxos/storage';
 import type { CheckpointMsg, PaxosMsg } from '@tspaxos/transport';
 import type { UnsafeFaults } from './faults';
 import type { MasterFaults, MasterVariables } from './master';
 import type { PaxosOptions } from './options';
-import type { RandomSource, Scheduler } from './scheduler';
 import type { StateMachine } from './state-machine';
-
-/** The group's logger: the node adds its own fields (node, group) around it. */
-export type GroupLog = (
-  level: 'debug' | 'info' | 'warn' | 'error',
-  event: string,
-  fields: Record<string, unknown>,
-) => void;
 
 export interface GroupConfig {
   nodeId: number;
@@ -45,7 +38,8 @@ export interface GroupConfig {
    * still holds (a machine older than the log stops the group with E_NEEDS_CHECKPOINT).
    */
   checkpoint?: GroupCheckpointConfig;
-  log?: GroupLog;
+  /** The group's logger: the node adds its own fields (node, group) around it. */
+  log?: Logger;
 }
 
 export interface GroupCheckpointConfig {

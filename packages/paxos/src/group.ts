@@ -5,11 +5,19 @@
 // so the group stops accepting values and says so in its status (PhxPaxos asserts and dies).
 import { StorageError } from '@tspaxos/storage';
 import { CheckpointManager, chainChecksumAt, checkReplayable } from '@tspaxos/checkpoint';
-import { type Ballot, isNullBallot, Learner, NULL_BALLOT } from '@tspaxos/learner';
+import {
+  assert,
+  type Ballot,
+  InvariantError,
+  isNullBallot,
+  type LogLevel,
+  NULL_BALLOT,
+} from '@tspaxos/core';
+import { Learner } from '@tspaxos/learner';
 import { type CheckpointMsg, type PaxosMsg, PaxosMsgType } from '@tspaxos/transport';
 import { Acceptor } from './acceptor';
 import { type CommitInFlight, Committer, type ProposeResult } from './committer';
-import { assert, InvariantError, PaxosError } from './errors';
+import { invariantStop, PaxosError } from './errors';
 import { IOLoop } from './io-loop';
 import { type CheckpointPortContext, createCheckpointManager } from './checkpoint-port';
 import { Executor } from './executor';
@@ -631,7 +639,7 @@ export class Group {
     this.errors.taskErrors.count++;
     this.errors.taskErrors.last = described;
     this.log('error', 'task-failed', { ...described });
-    if (error instanceof InvariantError) this.stopGroup(error);
+    if (error instanceof InvariantError) this.stopGroup(invariantStop(error));
   }
 
   /** The recovery no-op at start ended: expected codes are counted, anything else is a bug. */
@@ -711,6 +719,7 @@ export class Group {
     this.errors.executeFailures.count++;
     this.errors.executeFailures.last = describeError(error);
     this.proposer.cancelSkipPrepare();
+    if (error instanceof InvariantError) error = invariantStop(error);
     if (
       error instanceof PaxosError &&
       (error.code === 'E_UNKNOWN_STATE_MACHINE' ||
@@ -1091,11 +1100,7 @@ export class Group {
     );
   }
 
-  private log(
-    level: 'debug' | 'info' | 'warn' | 'error',
-    event: string,
-    fields: Record<string, unknown>,
-  ): void {
+  private log(level: LogLevel, event: string, fields: Record<string, unknown>): void {
     this.config.log?.(level, event, {
       node: this.config.nodeId,
       group: this.config.group,

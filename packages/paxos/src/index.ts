@@ -4,13 +4,11 @@ export {
   type NodeOptions,
   type ProposeOptions,
   type NodeCounters,
-  type Logger,
-  type LogLevel,
 } from './node';
 export type { ProposeResult } from './committer';
 export type { GroupStatus, GroupErrors, ErrorCount, GroupCounters, GroupEvent } from './group';
 export { NodeEventEmitter, type NodeEvents, type NodeEventName } from './events';
-export { InvariantError, PaxosError, type PaxosErrorCode } from './errors';
+export { PaxosError, type PaxosErrorCode } from './errors';
 export {
   type PaxosOptions,
   type PaxosOptionsInput,
@@ -21,7 +19,8 @@ export {
   MAX_SYNC_SLICE_MS,
   MASTER_LEASE_MIN_MS,
 } from './options';
-export type { Scheduler, RandomSource } from './scheduler';
+// The ports NodeOptions takes, re-exported from @tspaxos/core for users of the node API.
+export type { Scheduler, RandomSource, Logger, LogLevel, Runtime } from '@tspaxos/core';
 export {
   type StateMachine,
   type ExecuteContext,

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import type { UnsafeFaults } from './faults';
 import { IOLoop } from './io-loop';
 import { MAX_SYNC_SLICE_MS } from './options';
-import type { Scheduler } from './scheduler';
+import type { Scheduler } from '@tspaxos/core';
 
 /** Node's event loop reduced to what the IOLoop uses: a clock, and setImmediate. */
 class VirtualEventLoop implements Scheduler {

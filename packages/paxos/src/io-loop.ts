@@ -12,7 +12,8 @@
 // waits behind at most the one background slice already running.
 import type { UnsafeFaults } from './faults';
 import { MAX_SYNC_SLICE_MS } from './options';
-import { type Scheduler, SyncSlice, yieldToEventLoop } from './scheduler';
+import type { Scheduler } from '@tspaxos/core';
+import { SyncSlice, yieldToEventLoop } from './scheduler';
 
 export type Task = () => void | Promise<void>;
 

@@ -1,11 +1,12 @@
 // The learner's port onto its group (LearnerHost): what the learner reads of the acceptor, the
 // membership and master variables, and how it sends, schedules and reports.
+import type { Logger } from '@tspaxos/core';
 import type { CheckpointManager } from '@tspaxos/checkpoint';
 import type { LearnerHost } from '@tspaxos/learner';
 import type { PaxosMsg } from '@tspaxos/transport';
 import type { Acceptor } from './acceptor';
 import type { Followers } from './followers';
-import type { GroupConfig, GroupLog } from './group-config';
+import type { GroupConfig } from './group-config';
 import type { IOLoop } from './io-loop';
 import {
   encodeMasterVariables,
@@ -34,7 +35,7 @@ export interface LearnerPortContext {
   paxosActiveAtMs(): number;
   sendTo(to: number, msg: PaxosMsg): void;
   checkNewValue(): void;
-  log: GroupLog;
+  log: Logger;
 }
 
 export function learnerPort(group: LearnerPortContext): LearnerHost {

@@ -15,7 +15,7 @@ import {
 import { describe, expect, it } from 'vitest';
 import { createNode, type PaxosNode } from './node';
 import type { MasterFaults, MasterVariables } from './master';
-import type { Scheduler } from './scheduler';
+import type { Scheduler } from '@tspaxos/core';
 import type { StateMachine } from './state-machine';
 
 const GROUP = 0;

@@ -1,7 +1,8 @@
 // The master state machine's and the election's ports onto their group: the lease clock, the
 // membership, durable master variables, and proposing through the group.
+import type { Logger } from '@tspaxos/core';
 import type { ProposeResult } from './committer';
-import type { GroupConfig, GroupLog } from './group-config';
+import type { GroupConfig } from './group-config';
 import type { IOLoop } from './io-loop';
 import {
   decodeStoredMaster,
@@ -21,7 +22,7 @@ export interface MasterPortContext {
   /** A meta write in flight, already handled (a failure stops the group); awaited before moving on. */
   pendingWrite(write: Promise<void>): void;
   persistFailed(error: unknown): void;
-  log: GroupLog;
+  log: Logger;
 }
 
 export function createMaster(group: MasterPortContext): MasterStateMachine {
@@ -88,7 +89,7 @@ export interface ElectionPortContext {
     batch: boolean,
     timeoutMs: number,
   ): Promise<ProposeResult>;
-  log: GroupLog;
+  log: Logger;
 }
 
 export function createElection(group: ElectionPortContext): MasterElection {

@@ -20,7 +20,7 @@ import {
   resolveOptions,
 } from './options';
 import type { MasterFaults, MasterInfo, MasterVariables } from './master';
-import type { RandomSource, Scheduler } from './scheduler';
+import type { Logger, RandomSource, Scheduler } from '@tspaxos/core';
 import {
   checkStateMachines,
   isSystemMeta,
@@ -29,9 +29,6 @@ import {
   type SystemVariables,
 } from './state-machine';
 import { NO_SM_ID } from './value';
-
-export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
-export type Logger = (level: LogLevel, event: string, fields: Record<string, unknown>) => void;
 
 export interface NodeOptions {
   nodeId: number;

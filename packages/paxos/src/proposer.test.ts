@@ -1,9 +1,8 @@
 // The proposer's pre/postconditions, driven directly through a host that records what it sends
 // and holds its timer: phase 2 only after phase 1, and one value per proposal id in an instance.
-import { type Ballot, NULL_BALLOT } from '@tspaxos/learner';
+import { type Ballot, InvariantError, NULL_BALLOT } from '@tspaxos/core';
 import { type PaxosMsg, PaxosMsgType, paxosMsg } from '@tspaxos/transport';
 import { describe, expect, it } from 'vitest';
-import { InvariantError } from './errors';
 import { defaultPaxosOptions } from './options';
 import { Proposer } from './proposer';
 

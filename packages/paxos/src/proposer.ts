@@ -1,9 +1,8 @@
 // The proposer (PhxPaxos Proposer, ProposerState, MsgCounter): prepare and accept phases with
 // doubling timeouts, skipping prepare while its last ballot was not pre-empted (multi-Paxos's
 // stable leader without a leader lease), and adopting the highest pre-accepted value it is told.
-import { type Ballot, compareBallots, NULL_BALLOT, isNullBallot } from '@tspaxos/learner';
+import { assert, type Ballot, compareBallots, NULL_BALLOT, isNullBallot } from '@tspaxos/core';
 import { type PaxosMsg, PaxosMsgType, paxosMsg } from '@tspaxos/transport';
-import { assert } from './errors';
 import type { ProposerFaults } from './faults';
 import type { PaxosOptions } from './options';
 import { bytesEqual } from './value';

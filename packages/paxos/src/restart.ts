@@ -1,10 +1,11 @@
 // Bringing a group's state machines up to its log at start (PhxPaxos Instance::Init + PlayLog):
 // skip to the machines' checkpoint when the log is behind it, then replay the log from the
 // oldest machine checkpoint up to the now instance.
+import type { Logger } from '@tspaxos/core';
 import { chainChecksumAt } from '@tspaxos/checkpoint';
 import type { Acceptor } from './acceptor';
 import type { Executor } from './executor';
-import type { GroupConfig, GroupLog } from './group-config';
+import type { GroupConfig } from './group-config';
 import { MAX_SYNC_SLICE_MS } from './options';
 import { isPromiseLike, SyncSlice } from './scheduler';
 
@@ -14,7 +15,7 @@ export interface RestartContext {
   readonly executor: Executor;
   /** Where the chain goes on from: set as each record is replayed. */
   setLastChecksum(checksum: number): void;
-  log: GroupLog;
+  log: Logger;
 }
 
 /**

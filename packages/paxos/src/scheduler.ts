@@ -1,18 +1,4 @@
-/**
- * Time for the cores (style.md 2): the node never reads a real clock or sets a real timer; the
- * simulator passes a virtual scheduler, apps pass realScheduler().
- */
-export interface Scheduler {
-  /** Milliseconds on a monotonic clock. */
-  now(): number;
-  /** Runs fn once after delayMs; returns a function that cancels it. */
-  schedule(delayMs: number, fn: () => void): () => void;
-  /**
-   * Resolves after the event loop has run other work (I/O, timers). Long work (a log replay, a
-   * backlog of tasks) awaits it every MAX_SYNC_SLICE_MS. Optional: without it, schedule(0, …).
-   */
-  yieldToEventLoop?(): Promise<void>;
-}
+import type { Scheduler } from '@tspaxos/core';
 
 /** True for a promise or any thenable (a state machine may return either). */
 export function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
@@ -55,10 +41,4 @@ export class SyncSlice {
     await yieldToEventLoop(this.scheduler);
     this.startMs = this.scheduler.now();
   }
-}
-
-/** Uniform randomness for jitter and ids (the simulator seeds it). */
-export interface RandomSource {
-  /** Uniform in [0, 1). */
-  next(): number;
 }

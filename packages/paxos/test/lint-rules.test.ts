@@ -47,6 +47,16 @@ describe('lint: layering (design.md §1)', () => {
       /design.md §1: @tspaxos\/crc-wasm may not import/,
     ],
     [
+      'packages/core/src/planted.ts',
+      "import { crc32 } from '@tspaxos/crc-wasm';\nexport { crc32 };",
+      /design.md §1: @tspaxos\/core may not import/,
+    ],
+    [
+      'packages/core/src/planted.ts',
+      'export const now = (): number => Date.now();',
+      /no-restricted-properties: .*Scheduler/,
+    ],
+    [
       'packages/paxos/bench/planted.mjs',
       "import { runSeed } from '@tspaxos/sim';\nexport { runSeed };",
       /design.md §1: @tspaxos\/paxos may not import/,
@@ -76,6 +86,10 @@ describe('lint: layering (design.md §1)', () => {
     [
       'packages/learner/src/planted.ts',
       "import { MemoryLogStore } from '@tspaxos/storage';\nexport { MemoryLogStore };",
+    ],
+    [
+      'packages/crc-wasm/src/planted.ts',
+      "import { TspaxosError } from '@tspaxos/core';\nexport { TspaxosError };",
     ],
   ])('allows %s', async (file, code) => {
     expect(await problems(file, code)).toEqual([]);

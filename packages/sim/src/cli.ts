@@ -3,8 +3,10 @@
 // npm run sim -- --seed N --trace                               replays one seed with a readable trace
 // npm run soak -- --minutes M                                   runs as many seeds as M minutes allow
 import { parseArgs } from 'node:util';
+import { addCoverage, emptyCoverage } from './coverage';
 import { PLANTED_BUGS, type PlantedBug, type SimOptions } from './options';
-import { addCoverage, emptyCoverage, runSeed, type SimResult } from './simulate';
+import type { SimResult } from './result';
+import { runSeed } from './simulate';
 
 const USAGE = `usage: npm run sim -- --seeds N [--from N] [topology] [--planted BUG] [--json] [--quiet]
        npm run sim -- --seed N [--trace] [topology] [--planted BUG]

@@ -1,6 +1,4 @@
 export {
-  runSeed,
-  masterClockBound,
   addCoverage,
   emptyCoverage,
   FAULT_KINDS,
@@ -8,12 +6,17 @@ export {
   type FaultKind,
   type PathKind,
   type Coverage,
-  type SimResult,
-  type SimTopology,
-  type SimViolation,
-  type MasterSettings,
-  type Invariant,
-} from './simulate';
+} from './coverage';
+export {
+  checkSimOptions,
+  PLANTED_BUGS,
+  SIM_MAX_NODES,
+  type PlantedBug,
+  type SimOptions,
+} from './options';
+export { runSeed } from './simulate';
+export { masterClockBound } from './master';
+export type { SimResult, SimTopology, SimViolation, MasterSettings, Invariant } from './result';
 export { EventQueue } from './event-queue';
 export {
   RecordingStateMachine,
@@ -22,13 +25,6 @@ export {
   type RecorderCheckpointConfig,
   type RecorderEntries,
 } from './recorder';
-export {
-  checkSimOptions,
-  SIM_MAX_NODES,
-  PLANTED_BUGS,
-  type PlantedBug,
-  type SimOptions,
-} from './options';
 export {
   CHECKPOINT_PATH_KINDS,
   SIM_CHECKPOINT_OPTIONS,

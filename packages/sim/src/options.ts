@@ -1,8 +1,11 @@
 // The simulator's options: SimOptions, the planted bugs, and their checks. Options are checked
 // before a run (TspaxosError E_BAD_ARGUMENT naming the field and its range), so a test that pins
 // a topology or a time bound never runs a meaningless simulation.
-import { TspaxosError, rangeProblem, type OptionRange } from '@tspaxos/crc-wasm';
-import { MASTER_LEASE_MIN_MS } from '@tspaxos/paxos';
+import { TspaxosError } from '@tspaxos/core';
+import { rangeProblem, type OptionRange } from '@tspaxos/crc-wasm';
+import { MASTER_LEASE_MIN_MS, type MasterFaults, type UnsafeFaults } from '@tspaxos/paxos';
+import type { SeededRng } from '@tspaxos/transport';
+import type { SimTopology } from './result';
 
 /** Bugs planted on purpose; each must make the simulator fail (style.md 13). */
 export const PLANTED_BUGS = [
@@ -91,6 +94,40 @@ export interface SimOptions {
 export const LATE_OWN_APPLY_FROM_MS = 4000;
 /** How much the links into the master are slowed in the lateOwnApply script (ms). */
 export const LATE_OWN_APPLY_DELAY_MS = 1500;
+
+/** The planted throwing task throws on every n-th learner message (the issue's reproduction). */
+const PLANTED_THROW_EVERY = 97;
+
+/** The paxos-side faults a planted bug turns on (undefined: none, or one of the simulator's own). */
+export function plantedFaults(
+  planted: PlantedBug | undefined,
+): (UnsafeFaults & MasterFaults) | undefined {
+  switch (planted) {
+    case 'forgetPromises':
+      return { forgetPromises: true };
+    case 'resetPromisePerInstance':
+      return { resetPromisePerInstance: true };
+    case 'acknowledgeBeforeDurable':
+      return { acknowledgeBeforeDurable: true };
+    case 'throwingTask':
+      return { throwInLearnerTaskEvery: PLANTED_THROW_EVERY };
+    case 'learnerSkipsChainCheck':
+      return { learnerSkipsChainCheck: true };
+    case 'lateLeaseStart':
+      return { lateLeaseStart: true };
+    case 'renewWithoutVersionCheck':
+      return { renewWithoutVersionCheck: true };
+    case 'matchValueByBytesOnly':
+      return { matchValueByBytesOnly: true };
+    case 'proposerIgnoresAcceptedValues':
+      return { proposerIgnoresAcceptedValues: true };
+    default:
+      return undefined; // none, or the simulator's own (unhandledRejection, clocks…, elections…)
+  }
+}
+
+/** Proposals (and membership changes) wait this long before E_TIMEOUT. */
+export const PROPOSE_TIMEOUT_MS = 8000;
 
 /** Most voting nodes a simulation runs (ours: the sim's network ids are single bytes). */
 export const SIM_MAX_NODES = 9;
@@ -199,4 +236,38 @@ export function checkSimOptions(options: SimOptions): void {
         `partitionMs must be [from, to] with 0 ≤ from ≤ to ms, got ${JSON.stringify(options.partitionMs)}`,
       );
   }
+}
+
+/**
+ * The topology of a run. Every field is drawn first, in a fixed order, whatever is pinned (pinning
+ * one option does not change the draws of the others).
+ */
+export function drawTopology(
+  rng: SeededRng,
+  options: SimOptions,
+  faults: boolean,
+  faultPhaseMs: number,
+): SimTopology {
+  const drawn = {
+    nodes: rng.next() < 0.6 ? 3 : 5,
+    groups: 1 + rng.int(3),
+    followers: rng.int(3),
+    membershipChange: rng.next() < 0.5,
+    longDown: rng.next() < 0.5,
+  };
+  const nodes = options.nodes ?? drawn.nodes;
+  return {
+    nodes,
+    groups: options.groups ?? (faults ? drawn.groups : 1),
+    followers: options.followers ?? (faults ? drawn.followers : 0),
+    membershipChange:
+      options.membershipChange ??
+      (faults && nodes >= SIM_MIN_NODES_FOR_MEMBERSHIP_CHANGE && drawn.membershipChange),
+    longDown:
+      options.longDown ??
+      (faults &&
+        nodes >= SIM_MIN_NODES_FOR_LONG_DOWN &&
+        faultPhaseMs >= LONG_DOWN_LATEST_RETURN_MS &&
+        drawn.longDown),
+  };
 }

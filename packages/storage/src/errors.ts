@@ -1,4 +1,4 @@
-import { TspaxosError } from '@tspaxos/crc-wasm';
+import { TspaxosError } from '@tspaxos/core';
 
 export type StorageErrorCode =
   /** A stored record's bytes are damaged (CRC, layout, or filed under the wrong instance). */

@@ -10,7 +10,7 @@ import {
   type AcceptorRecord,
   crc32,
   RECORD_HEADER_BYTES,
-  RECORD_OVERHEAD_BYTES,
+  ENCODED_RECORD_OVERHEAD_BYTES,
   rememberCrc,
 } from '@tspaxos/crc-wasm';
 import { corruptRecord, decodeStored } from './codec';
@@ -187,7 +187,7 @@ function readChunk(
     const end =
       at +
       KEY_BYTES +
-      RECORD_OVERHEAD_BYTES +
+      ENCODED_RECORD_OVERHEAD_BYTES +
       view.getUint32(at + KEY_BYTES + RECORD_LENGTH_OFFSET, true);
     if (end > raw.length) return undefined;
     ids[i] = id;

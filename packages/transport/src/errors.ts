@@ -1,4 +1,4 @@
-import { TspaxosError } from '@tspaxos/crc-wasm';
+import { TspaxosError } from '@tspaxos/core';
 
 export type TransportErrorCode =
   | 'E_FRAME_TOO_LARGE'

@@ -16,5 +16,5 @@ export {
   type Hello,
   type DecodeResult,
 } from './codec';
-export { type Network, type Rng, type Clock, SeededRng, type DropCounters } from './ports';
+export { type Network, SeededRng, type DropCounters } from './ports';
 export { MemoryNetwork, type LinkConfig, type Delivery } from './memory-network';

@@ -15,7 +15,8 @@ import {
   MIN_FRAME_BYTES,
 } from './options';
 import type { Message } from './messages';
-import { countDrop, type DropCounters, type Network, type Rng } from './ports';
+import type { RandomSource } from '@tspaxos/core';
+import { countDrop, type DropCounters, type Network } from './ports';
 
 export interface LinkConfig {
   /** Probability a frame is lost. */
@@ -76,7 +77,7 @@ function checkLink(link: LinkConfig): void {
 
 export class MemoryNetwork {
   readonly drops: DropCounters = {};
-  private readonly rng: Rng;
+  private readonly rng: RandomSource;
   private readonly handlers = new Map<number, Handler>();
   private readonly links = new Map<string, LinkConfig>();
   private defaultLink: Required<LinkConfig> = {
@@ -103,9 +104,9 @@ export class MemoryNetwork {
   private readonly maxFrameBytes: number;
 
   /** maxFrameBytes: as TcpNetwork's (default MAX_FRAME_BYTES); see frameBytesForValues(). */
-  constructor(opts: { rng: Rng; keepTrace?: boolean; maxFrameBytes?: number }) {
+  constructor(opts: { rng: RandomSource; keepTrace?: boolean; maxFrameBytes?: number }) {
     if (typeof opts?.rng?.next !== 'function')
-      throw new TransportError('E_BAD_ARGUMENT', 'MemoryNetwork option rng must be an Rng');
+      throw new TransportError('E_BAD_ARGUMENT', 'MemoryNetwork option rng must be a RandomSource');
     this.rng = opts.rng;
     this.maxFrameBytes = opts.maxFrameBytes ?? MAX_FRAME_BYTES;
     const frameProblem = rangeProblem(this.maxFrameBytes, {

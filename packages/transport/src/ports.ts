@@ -1,3 +1,4 @@
+import type { RandomSource } from '@tspaxos/core';
 import type { Message } from './messages';
 
 /** The port the consensus cores send and receive through (style.md 1). */
@@ -14,24 +15,11 @@ export interface Network {
   readonly maxFrameBytes?: number;
 }
 
-/** Uniform randomness, injected so the simulator can seed it (style.md 2). */
-export interface Rng {
-  /** Uniform in [0, 1). */
-  next(): number;
-  /** Uniform integer in [0, maxExclusive). */
-  int(maxExclusive: number): number;
-}
-
-/** Milliseconds on a monotonic clock, injected (style.md 2). */
-export interface Clock {
-  now(): number;
-}
-
 /**
  * A deterministic generator (xoshiro128**, seeded through splitmix32): the same seed gives the
  * same sequence on every platform.
  */
-export class SeededRng implements Rng {
+export class SeededRng implements RandomSource {
   private a: number;
   private b: number;
   private c: number;

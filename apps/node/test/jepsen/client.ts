@@ -2,7 +2,7 @@
 // http.Agent per node) and records its invocation and completion in the shared history, with an
 // outcome read off the answer as the README's HTTP API defines it.
 import * as http from 'node:http';
-import type { Rng } from '@tspaxos/transport';
+import type { RandomSource } from '@tspaxos/core';
 import type { Op, Outcome, ReadMode } from './history';
 
 /** A client waits this long for an answer (ours: above the server's 10 s propose timeout, so its 504 comes first). */
@@ -180,7 +180,7 @@ export const DEFAULT_MIX: ClientMix = { write: 0.35, consistent: 0.3, lease: 0.1
 export async function runClient(
   w: Workload,
   client: number,
-  rng: Rng,
+  rng: RandomSource,
   stop: () => boolean,
   mix: ClientMix = DEFAULT_MIX,
 ): Promise<void> {

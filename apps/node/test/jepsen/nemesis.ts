@@ -2,7 +2,7 @@
 // before the next: SIGKILL and restart, SIGTERM and restart, SIGSTOP for longer than the master
 // lease then SIGCONT, one-way cuts (a node that cannot send, or cannot hear, or one link) and a
 // node isolated both ways. The first faults go through every kind once, in a seeded order.
-import type { Rng } from '@tspaxos/transport';
+import type { RandomSource } from '@tspaxos/core';
 import type { LinkTable } from './proxy';
 
 export const FAULT_KINDS = [
@@ -73,7 +73,7 @@ export class Nemesis {
 
   constructor(
     private readonly target: NemesisTarget,
-    private readonly rng: Rng,
+    private readonly rng: RandomSource,
     private readonly times: NemesisTimes,
   ) {
     // Every kind once first, in a seeded order (Fisher–Yates).

@@ -16,7 +16,8 @@ import {
   statfs,
 } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { assert, CheckpointError, InvariantError } from '../errors';
+import { assert, InvariantError } from '@tspaxos/core';
+import { CheckpointError } from '../errors';
 import { type CheckpointFiles, type FileStat, isInside } from '../files';
 import { NODE_FILES_MAX_OPEN_WRITERS, NODE_FILES_MAX_WRITEV_BUFFERS } from '../options';
 

@@ -5,7 +5,7 @@ import type { LogStore } from '@tspaxos/storage';
 import { SqliteLogStore } from '@tspaxos/storage/sqlite';
 import { PaxosError } from '../errors';
 import { createNode as createCoreNode, type NodeOptions, type PaxosNode } from '../node';
-import type { RandomSource, Scheduler } from '../scheduler';
+import type { RandomSource, Scheduler } from '@tspaxos/core';
 import { realRandom, realScheduler } from './real-scheduler';
 
 export { realRandom, realScheduler } from './real-scheduler';

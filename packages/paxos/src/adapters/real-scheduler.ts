@@ -1,4 +1,4 @@
-import type { RandomSource, Scheduler } from '../scheduler';
+import type { RandomSource, Scheduler } from '@tspaxos/core';
 
 /** The real clock and timers, for servers (the simulator brings its own). */
 export function realScheduler(): Scheduler {
@@ -15,5 +15,8 @@ export function realScheduler(): Scheduler {
 
 /** Math.random as a RandomSource, for servers. */
 export function realRandom(): RandomSource {
-  return { next: () => Math.random() };
+  return {
+    next: () => Math.random(),
+    int: (maxExclusive) => Math.floor(Math.random() * maxExclusive),
+  };
 }

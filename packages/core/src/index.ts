@@ -1,0 +1,9 @@
+export { TspaxosError, InvariantError, assert } from './errors';
+export { type Ballot, NULL_BALLOT, compareBallots, ballotEquals, isNullBallot } from './ballot';
+export {
+  type Scheduler,
+  type RandomSource,
+  type LogLevel,
+  type Logger,
+  type Runtime,
+} from './ports';
