@@ -62,6 +62,20 @@ export function parseHttpPeers(text: string): Map<number, string> {
   });
 }
 
+/** `--join`: a member's HTTP API, `http(s)://host:port` or `host:port`; its origin. */
+export function parseJoinUrl(text: string): string {
+  const url = /^https?:\/\//.test(text) ? text : `http://${text}`;
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new ArgumentError(`--join must be a member's HTTP URL or host:port, got '${text}'`);
+  }
+  if (parsed.pathname !== '/' || parsed.search !== '')
+    throw new ArgumentError(`--join takes the member's origin only (no path), got '${text}'`);
+  return parsed.origin;
+}
+
 export function formatAddress(a: PeerAddress): string {
   return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
 }

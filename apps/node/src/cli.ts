@@ -1,7 +1,14 @@
 #!/usr/bin/env node
 // `tspaxos`: the CLI of design.md §6. Bad flags give one line on stderr and exit code 2.
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { ArgumentError, parseAddress, parseCluster, parseHttpPeers, parseIntIn } from './args';
+import {
+  ArgumentError,
+  parseAddress,
+  parseCluster,
+  parseHttpPeers,
+  parseIntIn,
+  parseJoinUrl,
+} from './args';
 import { runCluster } from './cluster';
 import { applyConfig, missingRequired, readConfigFile, repeatable, withEnvVars } from './config';
 import { AuthTokens } from './http/auth';
@@ -29,7 +36,7 @@ import {
 
 const EXIT_USAGE = 2;
 /** Flags `tspaxos node` needs from the command line, the environment or --config. */
-const NODE_REQUIRED = ['--id', '--cluster', '--http', '--data'];
+const NODE_REQUIRED = ['--id', '--http', '--data'];
 
 /** Wraps a parser so commander reports its message on one line. */
 function arg<T>(parse: (text: string) => T): (text: string) => T {
@@ -76,8 +83,18 @@ export function buildProgram(): Command {
     )
     .option(
       '--cluster <list>',
-      'voting members: 1=host:port,2=host:port,… (paxos addresses)',
+      'voting members: 1=host:port,2=host:port,… (paxos addresses; or --join)',
       arg(parseCluster),
+    )
+    .option(
+      '--join <url>',
+      "join a running cluster: ask this member's HTTP API for the membership (needs --listen)",
+      arg(parseJoinUrl),
+    )
+    .addOption(
+      new Option('--join-as <role>', 'the role --join asks for when this node is not a member yet')
+        .choices(['follower', 'voter'])
+        .default('follower'),
     )
     .option(
       '--http <host:port>',
@@ -230,19 +247,37 @@ export function buildProgram(): Command {
       } catch (error) {
         startError(error);
       }
-      const listen = o.listen ?? o.cluster.get(o.id);
-      if (o.followTo !== undefined) {
-        if (o.cluster.has(o.id))
+      if ((o.cluster === undefined) === (o.join === undefined))
+        usageError('give either --cluster (a new cluster) or --join URL (a running one)');
+      if (o.join !== undefined) {
+        if (o.followTo !== undefined) usageError('--join and --follow-to do not go together');
+        if (o.listen === undefined) usageError('--join needs --listen (the paxos address to bind)');
+        for (const [flag, a] of [
+          ['--listen', o.listen],
+          ['--http', o.http],
+        ] as const)
+          if (a.host === '0.0.0.0' || a.host === '::')
+            usageError(
+              `--join registers ${flag} as this node's address: give a host others can reach, not ${a.host}`,
+            );
+      }
+      const cluster = o.cluster ?? new Map<number, { host: string; port: number }>();
+      const listen = o.listen ?? cluster.get(o.id);
+      if (o.join !== undefined) {
+        // The voters come from the member asked (join.ts).
+      } else if (o.followTo !== undefined) {
+        if (cluster.has(o.id))
           usageError(`a follower (--follow-to) must not be in --cluster (node ${o.id} is)`);
-        if (!o.cluster.has(o.followTo)) usageError(`--follow-to ${o.followTo} is not in --cluster`);
+        if (!cluster.has(o.followTo)) usageError(`--follow-to ${o.followTo} is not in --cluster`);
         if (o.listen === undefined)
           usageError('a follower needs --listen (its id is not in --cluster)');
-      } else if (!o.cluster.has(o.id)) {
-        usageError(`--id ${o.id} is not in --cluster (${[...o.cluster.keys()].join(',')})`);
+      } else if (!cluster.has(o.id)) {
+        usageError(`--id ${o.id} is not in --cluster (${[...cluster.keys()].join(',')})`);
       }
       await runNode({
         nodeId: o.id,
-        cluster: o.cluster,
+        cluster,
+        ...(o.join !== undefined ? { join: { url: o.join, as: o.joinAs } } : {}),
         listen: listen!,
         http: o.http,
         dataDir: o.data,
@@ -302,7 +337,9 @@ export function buildProgram(): Command {
 
 interface NodeFlags {
   id: number;
-  cluster: Map<number, { host: string; port: number }>;
+  cluster?: Map<number, { host: string; port: number }>;
+  join?: string;
+  joinAs: 'follower' | 'voter';
   http: { host: string; port: number };
   data: string;
   listen?: { host: string; port: number };

@@ -25,6 +25,13 @@ export type ServerErrorCode =
   | 'E_PRECONDITION'
   | 'E_IDEMPOTENCY_KEY_REUSED'
   | 'E_BAD_STATE'
+  | 'E_BAD_NODE_ID'
+  | 'E_BAD_ADDRESS'
+  | 'E_MEMBER_EXISTS'
+  | 'E_UNKNOWN_MEMBER'
+  | 'E_NOT_FOLLOWER'
+  | 'E_LAST_VOTER'
+  | 'E_MEMBERSHIP_CONFLICT'
   | 'E_INTERNAL';
 
 const STATUS: Record<ServerErrorCode, number> = {
@@ -61,6 +68,14 @@ const STATUS: Record<ServerErrorCode, number> = {
   E_IDEMPOTENCY_KEY_REUSED: 422,
   // A KV file holds a record this server never writes (a broken disk or a foreign file).
   E_BAD_STATE: 500,
+  // POST /admin/members: what is wrong with the request, or (409) other changes kept winning.
+  E_BAD_NODE_ID: 400,
+  E_BAD_ADDRESS: 400,
+  E_MEMBER_EXISTS: 400,
+  E_UNKNOWN_MEMBER: 400,
+  E_NOT_FOLLOWER: 400,
+  E_LAST_VOTER: 400,
+  E_MEMBERSHIP_CONFLICT: 409,
   E_INTERNAL: 500,
 };
 

@@ -79,3 +79,17 @@ export const DEFAULT_LIST_LIMIT = 100;
  * limit: 1000 values of 1 MiB would be a 1.3 GB answer (ours).
  */
 export const MAX_LIST_PAGE_BYTES = 4 * 1024 * 1024;
+/** Tries of one membership change when other changes keep taking its version (ours: then 409). */
+export const MEMBERSHIP_CHANGE_ATTEMPTS = 3;
+/** How often a node brings its transport to the membership besides after each learned change (ours: also catches one adopted from a peer or a checkpoint). */
+export const MEMBERSHIP_SYNC_INTERVAL_MS = 1000;
+/** How long `--join` keeps asking the member it was given (ours: a member restarting takes seconds). */
+export const JOIN_TIMEOUT_MS = 60_000;
+/** Deadline of one request of `--join` to that member (ours). */
+export const JOIN_REQUEST_TIMEOUT_MS = 15_000;
+/**
+ * How long the other nodes still talk to a node removed from the membership before they forget
+ * and refuse it (ours: two of the learner's 2.5 s AskforLearn intervals, so it hears of its
+ * removal and stops on its own side as well).
+ */
+export const MEMBER_REMOVAL_GRACE_MS = 5000;

@@ -6,10 +6,15 @@
 import { pino } from 'pino';
 import { checkIdentity, lockDataDir } from './data-dir';
 import { CLUSTER_ID } from './options';
+import { JoinError, type JoinOptions, register, resolveJoin } from './join';
+import type { MembersView } from './membership';
 import { KvServer, type ServerConfig } from './server';
 import { StartError, startErrorOf } from './start-error';
 
-export async function runNode(config: ServerConfig & { logLevel: string }): Promise<void> {
+export async function runNode(
+  flags: ServerConfig & { logLevel: string; join?: JoinOptions },
+): Promise<void> {
+  let config = flags;
   const log = pino({
     level: config.logLevel,
     base: { nodeId: config.nodeId },
@@ -21,6 +26,23 @@ export async function runNode(config: ServerConfig & { logLevel: string }): Prom
     log.flush();
     process.exit(code);
   };
+  // A join that cannot go on is one line and exit code 1, as any other start error.
+  const joinFailed = (error: unknown): never => {
+    if (!(error instanceof JoinError)) throw error;
+    log.fatal({ group: null, err: error }, 'join-failed');
+    process.stderr.write(`tspaxos: error: ${error.message}\n`);
+    return exit(1) as never;
+  };
+  let joinView: MembersView | undefined;
+  if (flags.join !== undefined) {
+    try {
+      const joined = await resolveJoin(flags, flags.join, log);
+      config = { ...flags, ...joined.flags };
+      joinView = joined.view;
+    } catch (error) {
+      joinFailed(error);
+    }
+  }
   let server: KvServer | undefined;
   let lock: { close(): void } | undefined;
   let started = false;
@@ -72,6 +94,14 @@ export async function runNode(config: ServerConfig & { logLevel: string }): Prom
     started = true;
   } catch (error) {
     failStart(error, log, exit);
+  }
+  if (flags.join !== undefined) {
+    await register(
+      flags.join,
+      { nodeId: config.nodeId, peer: server!.paxosAddress!, http: server!.httpUrl },
+      joinView,
+      log,
+    ).catch(joinFailed);
   }
 }
 

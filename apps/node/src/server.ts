@@ -7,6 +7,8 @@ import * as path from 'node:path';
 import type { Logger as PinoLogger } from 'pino';
 import type { IdempotencyWindow } from './kv-command';
 import { KvStateMachine } from './kv-state-machine';
+import type { MemberEntry, MemberRequest, NodeAddresses } from './members';
+import { MembershipSync, type MembersView } from './membership';
 import { buildHttp, type HttpNode } from './http/app';
 import { createMetrics, type Metrics, type MetricsSource } from './metrics';
 import {
@@ -17,6 +19,7 @@ import {
   DEFAULT_KEEP_LOG_INSTANCES,
   MEMBER_POLL_INTERVAL_MS,
   MEMBER_POLL_TIMEOUT_MS,
+  MEMBERSHIP_SYNC_INTERVAL_MS,
   STOP_DRAIN_MS,
   TASK_ERRORS_KEPT,
 } from './options';
@@ -66,6 +69,8 @@ export interface ServerConfig {
   groups: number;
   /** Where the other members' HTTP APIs are (members view and dashboard). */
   httpPeers: Map<number, string>;
+  /** Started with --join: the membership was asked of this member (join.ts). */
+  joinedFrom?: string;
   /** Learner sender rate limit in instances per second (default: the learner package's). */
   catchUpRatePerSec?: number;
   /** Master election with leases in every group (default true; followers never run one). */
@@ -107,6 +112,8 @@ export class KvServer implements HttpNode, MetricsSource {
   /** Set once start() has created the paxos node (GET /readyz: E_NOT_STARTED before). */
   private started = false;
   access: Access;
+  private membershipTimer: NodeJS.Timeout | undefined;
+  private membership!: MembershipSync;
   private stopped: Promise<void> | undefined;
   /** Client proposals handed to the paxos node and not settled yet (a stop drains them). */
   private proposalsInFlight = 0;
@@ -202,6 +209,29 @@ export class KvServer implements HttpNode, MetricsSource {
     });
     this.node.on('catchUpStarted', (e) => this.operatorLog.catchUpStarted(e));
     this.node.on('caughtUp', (e) => this.operatorLog.caughtUp(e));
+    this.membership = new MembershipSync({
+      nodeId: config.nodeId,
+      groups: config.groups,
+      paxos: this.node,
+      network: this.network,
+      log: this.log,
+      isStopping: () => this.stopping,
+      fallback: (id) => this.flagAddresses(id),
+      unlistedAtStart: config.joinedFrom !== undefined || config.followTo !== undefined,
+      initialPeers: new Map([...peers].map(([id, a]) => [id, formatAddress(a)])),
+      trackProposal: (p) => this.trackProposal(p),
+      onNodes: (nodes) => this.updateMembers(nodes),
+    });
+    // A change learned through the log, or adopted from a peer or a checkpoint (the timer).
+    this.node.on('learned', () => this.membership.sync());
+    const syncLater = () => {
+      this.membershipTimer = setTimeout(() => {
+        this.membership.sync();
+        if (!this.stopping) syncLater();
+      }, MEMBERSHIP_SYNC_INTERVAL_MS);
+      this.membershipTimer.unref();
+    };
+    syncLater();
     this.started = true;
     this.app = buildHttp(this, config.https);
     await this.app.listen({ host: config.http.host, port: config.http.port });
@@ -225,7 +255,8 @@ export class KvServer implements HttpNode, MetricsSource {
         lastSeenMs: null,
       });
     }
-    if (config.httpPeers.size > 0) this.schedulePoll();
+    this.membership.sync();
+    if (config.httpPeers.size > 0 || config.joinedFrom !== undefined) this.schedulePoll();
     this.log.info(
       {
         group: null,
@@ -266,6 +297,45 @@ export class KvServer implements HttpNode, MetricsSource {
 
   groupIndices(): number[] {
     return Array.from({ length: this.config.groups }, (_, g) => g);
+  }
+
+  /** GET /admin/members. */
+  membersView(): MembersView {
+    return this.membership.view();
+  }
+
+  /** POST /admin/members: through the log, group 0 first. */
+  changeMembers(req: MemberRequest): Promise<MembersView> {
+    return this.membership.change(req);
+  }
+
+  /** A node's addresses from the flags (before any membership change carries them). */
+  private flagAddresses(id: number): NodeAddresses | undefined {
+    const peer = id === this.config.nodeId ? this.paxosAddress : this.config.cluster.get(id);
+    if (peer === undefined) return undefined;
+    const http = id === this.config.nodeId ? this.httpUrl || null : this.config.httpPeers.get(id);
+    return { peer: formatAddress(peer), http: http ?? null };
+  }
+
+  /** The members view (/status, dashboard, master URLs) follows the membership's node list. */
+  private updateMembers(nodes: MemberEntry[]): void {
+    const ids = new Set(nodes.map((n) => n.nodeId));
+    for (const id of this.members.keys())
+      if (!ids.has(id) && id !== this.config.nodeId) this.members.delete(id);
+    for (const n of nodes) {
+      const m = this.members.get(n.nodeId);
+      if (n.nodeId === this.config.nodeId) continue;
+      if (m === undefined)
+        this.members.set(n.nodeId, {
+          nodeId: n.nodeId,
+          http: n.http,
+          self: false,
+          reachable: null,
+          instanceId: null,
+          lastSeenMs: null,
+        });
+      else if (n.http !== null) m.http = n.http;
+    }
   }
 
   /** The HTTP API of a member (null when this node does not know it). */
@@ -321,7 +391,8 @@ export class KvServer implements HttpNode, MetricsSource {
 
   queuedBytesByPeer(): Map<number, number> {
     const out = new Map<number, number>();
-    for (const id of this.config.cluster.keys())
+    // Every node of the membership this node knows (the flags' voters, then the members view's).
+    for (const id of new Set([...this.config.cluster.keys(), ...this.members.keys()]))
       if (id !== this.config.nodeId) out.set(id, this.network.queuedBytes(id));
     return out;
   }
@@ -352,6 +423,7 @@ export class KvServer implements HttpNode, MetricsSource {
     this.stopping = true;
     if (this.pollTimer) clearTimeout(this.pollTimer);
     if (this.operatorTimer) clearInterval(this.operatorTimer);
+    if (this.membershipTimer) clearTimeout(this.membershipTimer);
     const inFlight = this.proposalsInFlight;
     this.stopCounters.inFlightAtStop = inFlight;
     this.log.info({ group: null, proposalsInFlight: inFlight }, 'stopping');

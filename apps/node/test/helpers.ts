@@ -65,11 +65,15 @@ export class NodeProcess {
   constructor(
     readonly id: number,
     readonly args: string[],
-    readonly httpUrl: string,
+    /** '' for a node on port 0: ready() fills it in from the `listening` line. */
+    public httpUrl: string,
+    /** Runs the node under this command (e.g. `ip netns exec NS`). */
+    readonly prefix: string[] = [],
   ) {}
 
   start(): void {
-    const child = spawn(process.execPath, [CLI, ...this.args], {
+    const [command, ...rest] = [...this.prefix, process.execPath, CLI, ...this.args];
+    const child = spawn(command!, rest, {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...this.env },
     });
@@ -90,11 +94,12 @@ export class NodeProcess {
 
   async ready(): Promise<void> {
     // A start replays the log and opens SQLite; on a loaded 2-core machine that alone ran past 30 s.
-    await waitFor(
+    const line = await waitFor(
       `node ${this.id} listening`,
-      () => this.lines.some((l) => l.includes('"msg":"listening"')),
+      () => this.lines.find((l) => l.includes('"msg":"listening"')),
       READY_TIMEOUT_MS,
     );
+    if (this.httpUrl === '') this.httpUrl = (JSON.parse(line) as { http: string }).http;
   }
 
   get running(): boolean {

@@ -48,7 +48,11 @@ import type { Proposer } from './proposer';
 import { createProposer, type ProposerPortContext } from './proposer-port';
 import { RetryQueue } from './retry-queue';
 import { Proposing, type ProposingContext } from './proposing';
-import { encodeSystemVariables, type SystemStateMachine } from './state-machine';
+import {
+  encodeSystemVariables,
+  type SystemStateMachine,
+  type SystemVariables,
+} from './state-machine';
 import { NO_SM_ID, SYSTEM_SM_ID } from './value';
 
 export type { ErrorCount, GroupCounters, GroupErrors, GroupStatus };
@@ -171,6 +175,11 @@ export class Group {
     return this.system.current.members;
   }
 
+  /** The membership as applied here: version, voting members, the application's meta. */
+  get membership(): Readonly<SystemVariables> {
+    return this.system.current;
+  }
+
   /**
    * Loads the acceptor's state, replays the log into the state machines from their checkpoints
    * up to the now instance (PhxPaxos Instance::Init + PlayLog), and starts learning.
@@ -276,8 +285,12 @@ export class Group {
   }
 
   /** Proposes a new membership against the current version (PhxPaxos AddMember/RemoveMember). */
-  changeMembership(members: number[], timeoutMs: number): Promise<ProposeResult> {
-    const change = encodeSystemVariables({ version: this.system.current.version, members });
+  changeMembership(members: number[], timeoutMs: number, meta?: string): Promise<ProposeResult> {
+    const change = encodeSystemVariables({
+      version: this.system.current.version,
+      members,
+      ...(meta !== undefined ? { meta } : {}),
+    });
     return this.propose(SYSTEM_SM_ID, change, false, timeoutMs);
   }
 

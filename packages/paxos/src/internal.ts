@@ -24,6 +24,7 @@ export {
 export {
   encodeSystemVariables,
   decodeSystemVariables,
+  MAX_SYSTEM_META_BYTES,
   type SystemVariables,
 } from './state-machine';
 export {

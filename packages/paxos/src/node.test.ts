@@ -147,6 +147,21 @@ describe('PaxosNode', () => {
       [1, 2],
     ]);
     expect(nodes[0]!.status(1).members).toEqual([1, 2, 3]); // per group
+    // Application meta rides with the change to every node; a change without it keeps it.
+    await nodes[0]!.changeMembership(0, [1, 2, 3], undefined, '{"addresses":1}');
+    await nodes[1]!.propose(0, bytes('after meta'), { smId: 10 });
+    await world.until(() => nodes.every((n) => n.membership(0).version === 2));
+    expect(nodes.map((n) => n.membership(0).meta)).toEqual(Array(3).fill('{"addresses":1}'));
+    await nodes[0]!.changeMembership(0, [1, 2]);
+    await world.until(() => nodes.every((n) => n.membership(0).version === 3));
+    expect(nodes[2]!.membership(0)).toEqual({
+      version: 3,
+      members: [1, 2],
+      meta: '{"addresses":1}',
+    });
+    await expect(
+      nodes[0]!.changeMembership(0, [1, 2], undefined, 'x'.repeat(64 * 1024 + 1)),
+    ).rejects.toMatchObject({ code: 'E_BAD_ARGUMENT' });
     await expect(nodes[0]!.changeMembership(0, [])).rejects.toMatchObject({
       code: 'E_BAD_ARGUMENT',
     });

@@ -23,7 +23,13 @@ import {
 import type { MasterFaults, MasterInfo } from './master';
 import type { MasterVariables } from './master-variables';
 import type { Logger, RandomSource, Scheduler } from '@tspaxos/core';
-import { checkStateMachines, type StateMachine } from './state-machine';
+import {
+  checkStateMachines,
+  isSystemMeta,
+  MAX_SYSTEM_META_BYTES,
+  type StateMachine,
+  type SystemVariables,
+} from './state-machine';
 import { MASTER_SM_ID, NO_SM_ID, SYSTEM_SM_ID } from './value';
 
 export interface NodeOptions {
@@ -250,19 +256,32 @@ export class PaxosNode {
     return this.forwarder.counters;
   }
 
-  /** Proposes a new set of voting members for a group. */
+  /**
+   * Proposes a new set of voting members for a group, against the membership version applied
+   * here; `meta` (opaque, at most MAX_SYSTEM_META_BYTES) replaces the application data carried
+   * with it (omitted: kept). Rejects with E_MEMBERSHIP_CONFLICT when another change took that
+   * version first (chosen, not applied: read the membership again and retry).
+   */
   changeMembership(
     group: number,
     members: number[],
     timeoutMs = this.options.proposeTimeoutMs,
+    meta?: string,
   ): Promise<ProposeResult> {
     const instance = this.instance(group);
     for (const id of members) checkId('member id', id);
     if (members.length === 0)
       return Promise.reject(new PaxosError('E_BAD_ARGUMENT', 'a group needs at least one member'));
+    if (meta !== undefined && !isSystemMeta(meta))
+      return Promise.reject(
+        new PaxosError(
+          'E_BAD_ARGUMENT',
+          `meta must be a string of at most ${MAX_SYSTEM_META_BYTES} bytes of UTF-8`,
+        ),
+      );
     // The system machine applies a change only against the version it was proposed on: one that
     // lost to a concurrent change is chosen but not applied, and says so here.
-    return instance.changeMembership(members, timeoutMs).then((r) => {
+    return instance.changeMembership(members, timeoutMs, meta).then((r) => {
       const applied = r.result as { applied: boolean; version: number };
       if (applied.applied) return r;
       throw new PaxosError(
@@ -270,6 +289,12 @@ export class PaxosNode {
         `the membership changed (now version ${applied.version}) before this change was chosen; read it again and retry`,
       );
     });
+  }
+
+  /** The group's membership as applied on this node: version, voting members, meta. */
+  membership(group: number): Readonly<SystemVariables> {
+    const { version, members, meta } = this.instance(group).membership;
+    return { version, members: [...members], ...(meta !== undefined ? { meta } : {}) };
   }
 
   /**

@@ -4,6 +4,7 @@ import {
   checkStateMachines,
   decodeSystemVariables,
   encodeSystemVariables,
+  MAX_SYSTEM_META_BYTES,
   SystemStateMachine,
 } from './state-machine';
 
@@ -49,6 +50,26 @@ describe('system variables', () => {
     expect(sm.adopt({ version: 1, members: [9] })).toBe(false);
     expect(sm.adopt({ version: 5, members: [9] })).toBe(true);
     expect(persisted).toEqual([1, 5]);
+  });
+
+  it('carry meta with a change, keep it when a change has none, and adopt it with a newer version', () => {
+    const sm = new SystemStateMachine({ version: 0, members: [1, 2, 3] }, () => {});
+    sm.execute(encodeSystemVariables({ version: 0, members: [1, 2, 3, 4], meta: 'a' }));
+    expect(sm.current).toEqual({ version: 1, members: [1, 2, 3, 4], meta: 'a' });
+    sm.execute(encodeSystemVariables({ version: 1, members: [1, 2, 3] }));
+    expect(sm.current).toEqual({ version: 2, members: [1, 2, 3], meta: 'a' });
+    expect(sm.adopt({ version: 7, members: [1], meta: 'b' })).toBe(true);
+    expect(sm.current).toEqual({ version: 7, members: [1], meta: 'b' });
+    const bytes = encodeSystemVariables({ version: 2, members: [1], meta: 'x' });
+    expect(decodeSystemVariables(bytes)).toEqual({ version: 2, members: [1], meta: 'x' });
+    expect(decodeSystemVariables(text('{"version":1,"members":[1],"meta":5}'))).toBeUndefined();
+    expect(
+      decodeSystemVariables(
+        text(
+          JSON.stringify({ version: 1, members: [1], meta: 'x'.repeat(MAX_SYSTEM_META_BYTES + 1) }),
+        ),
+      ),
+    ).toBeUndefined();
   });
 
   it('refuse reserved or duplicate state machine ids', () => {

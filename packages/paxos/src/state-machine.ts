@@ -43,13 +43,32 @@ export interface StateMachine extends CheckpointStateMachine {
 export interface SystemVariables {
   version: number;
   members: number[];
+  /**
+   * Opaque application data that changes only with the membership, through the same value (the
+   * server keeps its members' addresses here). A change without it keeps the current one.
+   */
+  meta?: string;
 }
+
+/** Longest `meta` (ours: it rides in every SendNowInstanceID and checkpoint; well under a frame). */
+export const MAX_SYSTEM_META_BYTES = 64 * 1024;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+/** A string of at most MAX_SYSTEM_META_BYTES bytes of UTF-8. */
+export function isSystemMeta(meta: unknown): meta is string {
+  return typeof meta === 'string' && encoder.encode(meta).length <= MAX_SYSTEM_META_BYTES;
+}
+
 export function encodeSystemVariables(v: SystemVariables): Uint8Array {
-  return encoder.encode(JSON.stringify({ version: v.version, members: v.members }));
+  return encoder.encode(
+    JSON.stringify({
+      version: v.version,
+      members: v.members,
+      ...(v.meta !== undefined ? { meta: v.meta } : {}),
+    }),
+  );
 }
 
 /** Parses system variables from a peer or the disk; undefined when malformed. */
@@ -57,13 +76,15 @@ export function decodeSystemVariables(bytes: Uint8Array): SystemVariables | unde
   try {
     const v = JSON.parse(decoder.decode(bytes)) as unknown;
     if (typeof v !== 'object' || v === null) return undefined;
-    const { version, members } = v as { version: unknown; members: unknown };
+    const { version, members, meta } = v as { version: unknown; members: unknown; meta: unknown };
     if (!Number.isSafeInteger(version) || (version as number) < 0) return undefined;
     if (!Array.isArray(members) || members.length === 0) return undefined;
     if (!members.every((m) => Number.isSafeInteger(m) && m > 0)) return undefined;
+    if (meta !== undefined && !isSystemMeta(meta)) return undefined;
     return {
       version: version as number,
       members: [...new Set(members as number[])].sort((a, b) => a - b),
+      ...(meta !== undefined ? { meta } : {}),
     };
   } catch {
     return undefined;
@@ -74,6 +95,7 @@ export function decodeSystemVariables(bytes: Uint8Array): SystemVariables | unde
 export interface MembershipChange {
   fromVersion: number;
   members: number[];
+  meta?: string;
 }
 
 /**
@@ -89,7 +111,7 @@ export class SystemStateMachine implements StateMachine {
     initial: SystemVariables,
     private readonly persist: (v: SystemVariables) => void,
   ) {
-    this.variables = { version: initial.version, members: [...initial.members] };
+    this.variables = copy(initial);
   }
 
   get current(): Readonly<SystemVariables> {
@@ -102,7 +124,12 @@ export class SystemStateMachine implements StateMachine {
     // The encoded "version" of a change is the version it was proposed against.
     if (change.version !== this.variables.version)
       return { applied: false, version: this.variables.version };
-    this.variables = { version: change.version + 1, members: change.members };
+    const meta = change.meta ?? this.variables.meta;
+    this.variables = {
+      version: change.version + 1,
+      members: change.members,
+      ...(meta !== undefined ? { meta } : {}),
+    };
     this.persist(this.variables);
     return { applied: true, version: this.variables.version };
   }
@@ -110,10 +137,18 @@ export class SystemStateMachine implements StateMachine {
   /** Adopts a peer's newer variables (from SendNowInstanceID); true when they changed. */
   adopt(v: SystemVariables): boolean {
     if (v.version <= this.variables.version) return false;
-    this.variables = { version: v.version, members: [...v.members] };
+    this.variables = copy(v);
     this.persist(this.variables);
     return true;
   }
+}
+
+function copy(v: SystemVariables): SystemVariables {
+  return {
+    version: v.version,
+    members: [...v.members],
+    ...(v.meta !== undefined ? { meta: v.meta } : {}),
+  };
 }
 
 export function checkStateMachines(machines: readonly StateMachine[]): void {

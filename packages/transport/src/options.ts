@@ -43,6 +43,8 @@ export const WRITE_AT_ONCE_BYTES = WRITE_COALESCE_BYTES;
 export const FOLLOWER_FORGET_MS = IDLE_TIMEOUT_MS;
 /** Most followers known at once; a hello from one more is refused (ours). */
 export const MAX_FOLLOWERS = 1024;
+/** Most removed nodes whose hellos are refused at once (ours: the oldest is let go first). */
+export const MAX_REFUSED_PEERS = 1024;
 /** Smallest maxFrameBytes a TcpNetwork accepts (ours: room for every message without a value). */
 export const MIN_FRAME_BYTES = 1024;
 

@@ -243,6 +243,42 @@ describe('TcpNetwork', () => {
     expect(b.n.peers()).toEqual([]);
   });
 
+  it('a peer removed with refuse is cut off both ways until addPeer: no follower comeback', async () => {
+    const a = await node(1);
+    const b = await node(2, { 1: a.addr });
+    a.n.addPeer(2, b.addr);
+    const atA: number[] = [];
+    const atB: number[] = [];
+    a.n.onMessage((_from, _g, m) =>
+      atA.push((m as { msg: { instanceId: number } }).msg.instanceId),
+    );
+    b.n.onMessage(() => atB.push(1));
+    b.n.send(1, 0, msg(1));
+    a.n.send(2, 0, msg(2));
+    await until(() => atA.length === 1 && atB.length === 1);
+    // Node 2 left the membership: node 1 forgets it and refuses it, its open connection included.
+    a.n.removePeer(2, { refuse: true });
+    expect(a.n.peers()).toEqual([]);
+    a.n.send(2, 0, msg(3));
+    expect(a.n.counters().drops['E_UNKNOWN_NODE']).toBe(1);
+    // Node 2 does not know yet and keeps sending (it reconnects on its next send once it sees
+    // the close): refused at every hello, nothing delivered.
+    let sent = 10;
+    await until(() => {
+      b.n.send(1, 0, msg(sent++));
+      return (a.n.counters().drops['E_REMOVED_NODE'] ?? 0) >= 1;
+    });
+    expect(atA).toEqual([1]);
+    expect(a.n.peers()).toEqual([]); // its hello did not make it a follower
+    // Added again (a new membership): it gets through.
+    a.n.addPeer(2, b.addr);
+    await until(() => {
+      b.n.send(1, 0, msg(sent++));
+      return atA.length > 1;
+    }, 20_000);
+    expect(atA.slice(1).every((i) => i >= 10)).toBe(true);
+  });
+
   it('lets nothing through from another cluster or without a hello, and counts it', async () => {
     const b = await node(2, { 1: { host: '127.0.0.1', port: 1 } }, { acceptFollowers: false });
     const got: Message[] = [];

@@ -26,6 +26,7 @@ import {
   RECONNECT_MIN_MS,
   FOLLOWER_FORGET_MS,
   MAX_FOLLOWERS,
+  MAX_REFUSED_PEERS,
   TCP_OPTION_RANGES,
 } from './options';
 import { TransportError } from './errors';
@@ -202,6 +203,10 @@ export class TcpNetwork implements Network {
   private readonly voters = new Set<number>();
   private readonly outbound = new Map<number, OutboundPeer>();
   private readonly inbound = new Set<net.Socket>();
+  /** The node each inbound connection's hello named (removePeer with refuse closes them). */
+  private readonly inboundFrom = new Map<net.Socket, number>();
+  /** Nodes removed with `refuse`: their hellos are refused until addPeer (insertion order, bounded). */
+  private readonly refused = new Set<number>();
   private server: net.Server | undefined;
   private handler: ((from: number, group: number, message: Message) => void) | undefined;
   private boundAddress: PeerAddress | undefined;
@@ -286,13 +291,26 @@ export class TcpNetwork implements Network {
 
   /** Adds or moves a peer (a follower found out of band, a changed address); kept until removePeer. */
   addPeer(nodeId: number, address: PeerAddress): void {
+    this.refused.delete(nodeId);
     this.forgetFollowerLater(nodeId, 'never');
     this.followers.delete(nodeId);
     this.setAddress(nodeId, address);
   }
 
-  /** Forgets a peer: its address, queued frames (counted E_PEER_GONE) and connection. */
-  removePeer(nodeId: number): void {
+  /**
+   * Forgets a peer: its address, queued frames (counted E_PEER_GONE) and connection. With
+   * `refuse` (a node removed from the membership) its open inbound connections are closed too and
+   * its hellos refused (E_REMOVED_NODE) until addPeer, so it neither reaches this node nor, by
+   * reconnecting as a follower would, becomes a peer again.
+   */
+  removePeer(nodeId: number, opts: { refuse?: boolean } = {}): void {
+    if (opts.refuse === true) {
+      this.refused.delete(nodeId);
+      this.refused.add(nodeId);
+      if (this.refused.size > MAX_REFUSED_PEERS)
+        this.refused.delete(this.refused.values().next().value!);
+      for (const [socket, from] of this.inboundFrom) if (from === nodeId) socket.destroy();
+    }
     this.forgetFollowerLater(nodeId, 'never');
     this.followers.delete(nodeId);
     this.voters.delete(nodeId);
@@ -594,6 +612,7 @@ export class TcpNetwork implements Network {
     socket.on('error', () => {});
     socket.on('close', () => {
       this.inbound.delete(socket);
+      this.inboundFrom.delete(socket);
       const follower = from === undefined ? undefined : this.followers.get(from);
       if (follower !== undefined && --follower.connections === 0)
         this.forgetFollowerLater(from!, 'now');
@@ -611,6 +630,7 @@ export class TcpNetwork implements Network {
             return refuse('E_WRONG_CLUSTER', { clusterId: h.clusterId, nodeId: h.nodeId });
           if (h.nodeId === this.opts.nodeId || h.nodeId === 0)
             return refuse('E_UNKNOWN_NODE', { nodeId: h.nodeId });
+          if (this.refused.has(h.nodeId)) return refuse('E_REMOVED_NODE', { nodeId: h.nodeId });
           if (!this.voters.has(h.nodeId)) {
             if (!this.opts.acceptFollowers) return refuse('E_UNKNOWN_NODE', { nodeId: h.nodeId });
             const isNew = !this.addresses.has(h.nodeId);
@@ -633,6 +653,7 @@ export class TcpNetwork implements Network {
             });
           }
           from = h.nodeId;
+          this.inboundFrom.set(socket, from);
           reader.trustPeer();
           socket.setTimeout(this.opts.idleTimeoutMs);
           this.peerIsBack(h.nodeId);

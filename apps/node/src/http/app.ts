@@ -17,6 +17,7 @@ import { type Access, checkAccess } from './auth';
 import { clientError, errorBody } from './errors';
 import { kvRoutes, type KvNode } from './kv-routes';
 import { healthRoutes, type HealthNode } from './health-routes';
+import { memberRoutes, type MembersNode } from './member-routes';
 import { statusRoutes, type StatusNode } from './status-routes';
 import type { HttpsOptions } from '../tls';
 
@@ -27,6 +28,7 @@ import type { HttpsOptions } from '../tls';
  */
 export type HttpNode = KvNode &
   AdminNode &
+  MembersNode &
   StatusNode &
   HealthNode & {
     readonly log: Logger;
@@ -49,6 +51,7 @@ const ROUTES: Record<string, string[]> = {
   '/version': ['GET', 'HEAD'],
   '/admin/checkpoint': ['POST'],
   '/admin/compact': ['POST'],
+  '/admin/members': ['GET', 'HEAD', 'POST'],
 };
 const KV_METHODS = ['GET', 'HEAD', 'PUT', 'DELETE'];
 
@@ -153,6 +156,7 @@ export function buildHttp(node: HttpNode, https?: HttpsOptions): FastifyInstance
 
   app.register(kvRoutes, { node });
   app.register(adminRoutes, { node });
+  app.register(memberRoutes, { node });
   app.register(statusRoutes, { node });
   app.register(healthRoutes, { node });
   return app;

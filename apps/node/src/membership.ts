@@ -1,0 +1,258 @@
+// Membership changes of a running server (POST /admin/members) and what follows from them on
+// every node: the transport learns new nodes' addresses and forgets (and refuses) removed ones.
+// Group 0's membership is the authority; the other groups are brought to it, so a change that
+// stopped half-way (a timeout in group 2) is finished by the next one.
+import type { Logger as PinoLogger } from 'pino';
+import { parseAddress } from './args';
+import { ServerError } from './errors';
+import { fromPaxos, settle } from './http/errors';
+import {
+  decodeMeta,
+  encodeMeta,
+  entries,
+  isMembership,
+  type MemberEntry,
+  type MemberRequest,
+  type Membership,
+  membershipOf,
+  type NodeAddresses,
+  planChange,
+} from './members';
+import { MEMBER_REMOVAL_GRACE_MS, MEMBERSHIP_CHANGE_ATTEMPTS, PROPOSE_TIMEOUT_MS } from './options';
+import { PaxosError, type PaxosNode, type TcpNetwork } from './stack';
+
+/** GET /admin/members, and the answer to a change. */
+export interface MembersView {
+  nodeId: number;
+  /** Group 0's membership version (every change adds one). */
+  version: number;
+  nodes: (MemberEntry & { self: boolean })[];
+  groups: { group: number; version: number; voters: number[] }[];
+  /** Every group has group 0's voters and addresses (false while a change is half-way). */
+  consistent: boolean;
+  /** This node was in the membership and is not any more: it sends nothing and refuses its peers. */
+  removed: boolean;
+  counters: MembershipCounters;
+}
+
+export interface MembershipCounters {
+  /** Membership values this node proposed (one per group changed). */
+  changesProposed: number;
+  /** Of those, the ones that lost to another change of the same version (then retried). */
+  conflicts: number;
+  /** Peers given to the transport (a new node, a changed address). */
+  peersAdded: number;
+  /** Peers the transport forgot and refuses (removed from the membership). */
+  peersRemoved: number;
+}
+
+export interface MembershipHost {
+  readonly nodeId: number;
+  readonly groups: number;
+  readonly paxos: Pick<PaxosNode, 'membership' | 'changeMembership'>;
+  readonly network: Pick<TcpNetwork, 'addPeer' | 'removePeer'>;
+  readonly log: PinoLogger;
+  isStopping(): boolean;
+  /** Addresses from the flags, for the members of a group no server has changed yet. */
+  fallback(nodeId: number): NodeAddresses | undefined;
+  /**
+   * Not listed at start without being removed: a --join node until its own addition is learned,
+   * a --follow-to follower always (it follows outside the membership).
+   */
+  readonly unlistedAtStart: boolean;
+  /** The peers the transport was created with (id → `host:port`). */
+  initialPeers: Map<number, string>;
+  trackProposal<T>(proposal: Promise<T>): Promise<T>;
+  /** The node list changed (the server's members view and dashboard follow it). */
+  onNodes(nodes: MemberEntry[]): void;
+}
+
+export class MembershipSync {
+  readonly counters: MembershipCounters = {
+    changesProposed: 0,
+    conflicts: 0,
+    peersAdded: 0,
+    peersRemoved: 0,
+  };
+  /** Peers this class gave the transport: id → the `host:port` it was given. */
+  private readonly managed: Map<number, string>;
+  /** This node was in the membership since it started (a --cluster node from the start). */
+  private listedOnce: boolean;
+  /** Removed nodes still served until the time given (MEMBER_REMOVAL_GRACE_MS). */
+  private readonly leaving = new Map<number, number>();
+  removed = false;
+  private lastSeen = '';
+  /** Changes run one at a time on a node (each reads the membership the previous one left). */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly host: MembershipHost) {
+    this.managed = new Map(host.initialPeers);
+    this.listedOnce = !host.unlistedAtStart;
+  }
+
+  membership(g: number): Membership & { version: number } {
+    const vars = this.host.paxos.membership(g);
+    return { ...membershipOf(vars, (id) => this.host.fallback(id)), version: vars.version };
+  }
+
+  view(): MembersView {
+    const all = this.groups().map((g) => this.membership(g));
+    const first = all[0]!;
+    return {
+      nodeId: this.host.nodeId,
+      version: first.version,
+      nodes: entries(first).map((e) => ({ ...e, self: e.nodeId === this.host.nodeId })),
+      groups: all.map((m, group) => ({ group, version: m.version, voters: m.members })),
+      consistent: all.every((m) => isMembership(m, first)),
+      removed: this.removed,
+      counters: { ...this.counters },
+    };
+  }
+
+  /** Applies a request through the log (group 0, then the others), one at a time per node. */
+  change(req: MemberRequest): Promise<MembersView> {
+    const run = this.queue.then(() => this.applyChange(req));
+    this.queue = run.catch(() => undefined); // the next change runs whatever this one did
+    return run;
+  }
+
+  /**
+   * Brings the transport to the membership: new nodes' addresses added, removed nodes forgotten
+   * and refused; on a node that was removed itself, every peer. Cheap when nothing changed.
+   */
+  sync(nowMs = Date.now()): void {
+    for (const [id, atMs] of this.leaving) if (atMs <= nowMs) this.forget(id);
+    const seen = this.groups()
+      .map((g) => this.host.paxos.membership(g).version)
+      .join(',');
+    if (seen === this.lastSeen) return;
+    this.lastSeen = seen;
+    const all = this.groups().map((g) => this.membership(g));
+    const self = this.host.nodeId;
+    const wanted = new Map<number, NodeAddresses>();
+    for (const m of all) for (const [id, a] of m.nodes) if (!wanted.has(id)) wanted.set(id, a);
+    const voters = new Set(all.flatMap((m) => m.members));
+    const listed = wanted.has(self) || voters.has(self);
+    // A joining node starts with itself among the initial voters (version 0, the paxos node
+    // wants that); only a membership written by a server (with addresses) lists it for real.
+    const listedForReal = this.groups().some(
+      (g) => decodeMeta(this.host.paxos.membership(g).meta)?.has(self) === true,
+    );
+    if (listedForReal || (listed && !this.host.unlistedAtStart)) this.listedOnce = true;
+    if (this.listedOnce && !listed && !this.removed) {
+      this.removed = true;
+      this.host.log.warn(
+        { group: null, version: all[0]!.version },
+        'removed-from-membership: this node sends nothing and refuses its peers from now on',
+      );
+    }
+    if (this.removed) {
+      for (const id of [...this.managed.keys()]) this.forget(id);
+      this.host.onNodes(entries(all[0]!));
+      return;
+    }
+    for (const [id, a] of wanted) {
+      this.leaving.delete(id); // added back before it was forgotten
+      if (id === self || this.managed.get(id) === a.peer) continue;
+      let address;
+      try {
+        address = parseAddress(`node ${id} peer`, a.peer);
+      } catch (error) {
+        // Written by a server that checked it: a peer running other code. Counted, not fatal.
+        this.host.log.warn(
+          { group: null, nodeId: id, peer: a.peer, err: error },
+          'bad-peer-address',
+        );
+        continue;
+      }
+      this.host.network.addPeer(id, address);
+      this.managed.set(id, a.peer);
+      this.counters.peersAdded++;
+      this.host.log.info(
+        { group: null, nodeId: id, peer: a.peer, http: a.http },
+        'member-peer-added',
+      );
+    }
+    // A removed node is forgotten after a grace, in which it can still hear of its removal
+    // (its next AskforLearn brings the new membership): then it stops on its side too.
+    for (const id of this.managed.keys())
+      if (!wanted.has(id) && !voters.has(id) && !this.leaving.has(id))
+        this.leaving.set(id, nowMs + MEMBER_REMOVAL_GRACE_MS);
+    this.host.onNodes(entries(all[0]!));
+  }
+
+  private forget(id: number): void {
+    this.leaving.delete(id);
+    this.host.network.removePeer(id, { refuse: true });
+    this.managed.delete(id);
+    this.counters.peersRemoved++;
+    this.host.log.info({ group: null, nodeId: id }, 'member-peer-removed');
+  }
+
+  private groups(): number[] {
+    return Array.from({ length: this.host.groups }, (_, g) => g);
+  }
+
+  private async applyChange(req: MemberRequest): Promise<MembersView> {
+    if (this.removed)
+      throw new ServerError('E_UNAVAILABLE', 'this node was removed from the membership');
+    await this.followGroupZero(); // finishes a change an earlier request left half-way
+    let applied = false;
+    for (let attempt = 0; attempt < MEMBERSHIP_CHANGE_ATTEMPTS && !applied; attempt++) {
+      const current = this.membership(0);
+      applied = await this.propose(0, planChange(current, req));
+    }
+    if (!applied)
+      throw new ServerError(
+        'E_MEMBERSHIP_CONFLICT',
+        `other membership changes won ${MEMBERSHIP_CHANGE_ATTEMPTS} times in a row; retry`,
+      );
+    await this.followGroupZero();
+    this.host.log.info({ group: null, request: req }, 'membership-changed');
+    this.sync();
+    return this.view();
+  }
+
+  /** Every other group to group 0's voters and addresses. */
+  private async followGroupZero(): Promise<void> {
+    for (let g = 1; g < this.host.groups; g++) {
+      let done = false;
+      for (let attempt = 0; attempt < MEMBERSHIP_CHANGE_ATTEMPTS && !done; attempt++) {
+        const target = this.membership(0);
+        done = isMembership(this.membership(g), target) || (await this.propose(g, target));
+      }
+      if (!done)
+        throw new ServerError(
+          'E_MEMBERSHIP_CONFLICT',
+          `group ${g} kept taking other membership changes; retry`,
+        );
+    }
+  }
+
+  /** Proposes `target` in group g against the version applied here; false when it lost. */
+  private async propose(g: number, target: Membership): Promise<boolean> {
+    if (this.host.isStopping()) throw new ServerError('E_STOPPING', 'the node is stopping');
+    this.counters.changesProposed++;
+    const r = await settle(
+      this.host.trackProposal(
+        this.host.paxos.changeMembership(
+          g,
+          target.members,
+          PROPOSE_TIMEOUT_MS,
+          encodeMeta(target.nodes),
+        ),
+      ),
+    );
+    if (!r.ok) {
+      if (!(r.error instanceof PaxosError)) throw r.error;
+      // Another change took the version first: chosen, not applied (the caller tries again).
+      if (r.error.code === 'E_MEMBERSHIP_CONFLICT') {
+        this.counters.conflicts++;
+        return false;
+      }
+      // A change is a write: once queued, a timeout leaves its outcome unknown (504).
+      throw fromPaxos(r.error, { queued: r.queued, write: true }) ?? r.error;
+    }
+    return true;
+  }
+}
