@@ -2,6 +2,7 @@
 // `tspaxos`: the CLI of design.md §6. Bad flags give one line on stderr and exit code 2.
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ArgumentError, parseAddress, parseCluster, parseHttpPeers, parseIntIn } from './args';
+import { registerClientCommands } from './client/commands';
 import { runCluster } from './cluster';
 import { runNode } from './run-node';
 import { MASTER_LEASE_MIN_MS } from './stack';
@@ -184,6 +185,7 @@ export function buildProgram(): Command {
       });
     });
 
+  registerClientCommands(program);
   return program;
 }
 

@@ -39,6 +39,7 @@ const ROUTES: Record<string, string[]> = {
   '/metrics': ['GET', 'HEAD'],
   '/admin/checkpoint': ['POST'],
   '/admin/compact': ['POST'],
+  '/admin/backup': ['GET', 'HEAD'],
 };
 const KV_METHODS = ['GET', 'HEAD', 'PUT', 'DELETE'];
 
