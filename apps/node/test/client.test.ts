@@ -4,6 +4,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as https from 'node:https';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -147,6 +148,56 @@ describe('client commands without a cluster', () => {
       expect(limited.stdout).toBe('a/1\na/2\n');
     } finally {
       await lister.close();
+    }
+  });
+
+  it('https: the CA of scripts/make-test-ca.sh verifies the server, the client certificate is sent', async () => {
+    const tls = tempDir('client-tls');
+    try {
+      const made = spawnSync(path.join(ROOT, 'scripts', 'make-test-ca.sh'), [tls, '127.0.0.1'], {
+        encoding: 'utf8',
+      });
+      expect(made.status, made.stderr).toBe(0);
+      const read = (f: string) => fs.readFileSync(path.join(tls, f));
+      const seenClients: string[] = [];
+      const server = https.createServer(
+        {
+          cert: read('127.0.0.1.pem'),
+          key: read('127.0.0.1-key.pem'),
+          ca: read('ca.pem'),
+          requestCert: true,
+          rejectUnauthorized: true,
+        },
+        (req, res) => {
+          const peer = (req.socket as import('node:tls').TLSSocket).getPeerCertificate();
+          seenClients.push(String(peer.subject.CN));
+          res.end('secret');
+        },
+      );
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+      const url = `https://127.0.0.1:${(server.address() as { port: number }).port}`;
+      try {
+        const files = [
+          '--cacert',
+          path.join(tls, 'ca.pem'),
+          '--cert',
+          path.join(tls, 'client.pem'),
+          '--key',
+          path.join(tls, 'client-key.pem'),
+        ];
+        const ok = await tspaxos('kv', 'get', 'k', '--endpoints', url, ...files);
+        expect(ok.code, ok.stderr).toBe(0);
+        expect(ok.stdout).toBe('secret');
+        expect(seenClients).toEqual(['client']);
+        // Without the CA the server's certificate is not trusted: one line, exit 1.
+        expectOneLineError(await tspaxos('kv', 'get', 'k', '--endpoints', url), 1, /certificate/);
+        expect(seenClients).toHaveLength(1);
+      } finally {
+        server.closeAllConnections();
+        await new Promise<void>((r) => server.close(() => r()));
+      }
+    } finally {
+      fs.rmSync(tls, { recursive: true, force: true });
     }
   });
 
