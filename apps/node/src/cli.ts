@@ -9,6 +9,7 @@ import {
   parseIntIn,
   parseJoinUrl,
 } from './args';
+import { registerClientCommands } from './client/commands';
 import { runCluster } from './cluster';
 import { applyConfig, missingRequired, readConfigFile, repeatable, withEnvVars } from './config';
 import { AuthTokens } from './http/auth';
@@ -332,6 +333,7 @@ export function buildProgram(): Command {
       });
     });
 
+  registerClientCommands(program);
   return program;
 }
 

@@ -52,6 +52,7 @@ const ROUTES: Record<string, string[]> = {
   '/admin/checkpoint': ['POST'],
   '/admin/compact': ['POST'],
   '/admin/members': ['GET', 'HEAD', 'POST'],
+  '/admin/backup': ['GET', 'HEAD'],
 };
 const KV_METHODS = ['GET', 'HEAD', 'PUT', 'DELETE'];
 
