@@ -17,7 +17,7 @@ import { DEFAULT_READY_MAX_LAG_INSTANCES } from './readiness';
 import { runNode } from './run-node';
 import { MASTER_LEASE_MIN_MS } from './stack';
 import { StartError } from './start-error';
-import { httpsOptions, peerTls, tlsFlagProblem } from './tls';
+import { httpsOptions, peerTls, tlsFlagProblem, type TlsFlags } from './tls';
 import { VERSION } from './version';
 import {
   CLUSTER_ID,
@@ -337,7 +337,8 @@ export function buildProgram(): Command {
   return program;
 }
 
-interface NodeFlags {
+/** The node command's flags (the TLS ones as tls.ts reads them). */
+interface NodeFlags extends TlsFlags {
   id: number;
   cluster?: Map<number, { host: string; port: number }>;
   join?: string;
@@ -359,12 +360,6 @@ interface NodeFlags {
   logLevel: string;
   config?: string;
   clusterId: string;
-  peerCert?: string;
-  peerKey?: string;
-  peerCa?: string;
-  cert?: string;
-  key?: string;
-  clientCa?: string;
   authFile?: string;
   authMetrics?: boolean;
   corsOrigin?: string[];

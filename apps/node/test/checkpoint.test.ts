@@ -7,8 +7,15 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { GroupView, NodeStatus } from '../src/status';
-import { type Cluster, NodeProcess, put, startCluster, waitConverged, waitFor } from './helpers';
+import {
+  type Cluster,
+  NodeProcess,
+  put,
+  startCluster,
+  waitConverged,
+  waitFor,
+  group0Status as status,
+} from './helpers';
 
 /** The log the nodes keep below their KV checkpoint when they compact on their own (the minimum). */
 const KEEP_LOG = 300;
@@ -18,13 +25,6 @@ const FIRST_WRITES = 700;
 /** Writes node 3 misses before the compaction, and after it (learned through the log). */
 const MISSED_BEFORE = 200;
 const MISSED_AFTER = 100;
-
-/** Group 0 of the node's /status. */
-async function status(url: string): Promise<GroupView> {
-  const res = await fetch(`${url}/status`);
-  if (!res.ok) throw new Error(`status ${res.status}`);
-  return ((await res.json()) as NodeStatus).groups[0]!;
-}
 
 async function post(url: string): Promise<Record<string, number>> {
   const res = await fetch(url, { method: 'POST' });

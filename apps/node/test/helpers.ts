@@ -264,3 +264,18 @@ export async function waitConverged(
     200,
   );
 }
+
+/** Group 0 of the node's /status. */
+export async function group0Status(url: string): Promise<GroupView> {
+  const res = await fetch(`${url}/status`);
+  if (!res.ok) throw new Error(`status ${res.status}`);
+  return ((await res.json()) as NodeStatus).groups[0]!;
+}
+
+/** The body of a response that must be 2xx (else an error naming the URL, status and body). */
+export async function ok(res: Promise<Response>): Promise<string> {
+  const r = await res;
+  const text = await r.text();
+  if (!r.ok) throw new Error(`${r.url}: ${r.status} ${text}`);
+  return text;
+}

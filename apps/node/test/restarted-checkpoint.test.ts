@@ -9,25 +9,18 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { GroupView, NodeStatus } from '../src/status';
-import { type Cluster, NodeProcess, put, startCluster, waitFor } from './helpers';
+import {
+  type Cluster,
+  NodeProcess,
+  put,
+  startCluster,
+  waitFor,
+  group0Status as status,
+  ok,
+} from './helpers';
 
 const KEYS = 10;
 const BARRIERS = 5;
-
-/** Group 0 of the node's /status. */
-async function status(url: string): Promise<GroupView> {
-  const res = await fetch(`${url}/status`);
-  if (!res.ok) throw new Error(`status ${res.status}`);
-  return ((await res.json()) as NodeStatus).groups[0]!;
-}
-
-async function ok(res: Promise<Response>): Promise<string> {
-  const r = await res;
-  const text = await r.text();
-  if (!r.ok) throw new Error(`${r.url}: ${r.status} ${text}`);
-  return text;
-}
 
 describe('a restarted node sends a checkpoint at the end of its log', () => {
   let cluster: Cluster | undefined;
