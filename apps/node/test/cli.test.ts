@@ -2,7 +2,8 @@
 // flags, and a graceful SIGTERM (a write that went out answered 504 after the drain, log and
 // state closed, exit 0).
 import { spawnSync } from 'node:child_process';
-import { describe, expect, it } from 'vitest';
+import * as net from 'node:net';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { CLI, freePorts, NodeProcess, tempDir, waitFor } from './helpers';
 
 function run(...args: string[]) {
@@ -93,8 +94,20 @@ describe('tspaxos CLI', () => {
   });
 
   it('SIGTERM: a write it may have sent gets 504 after the drain, the node closes its log and state and exits 0', async () => {
-    // Node 1 of a 3-node cluster whose other members never start: a write cannot be chosen.
+    // Node 1 of a 3-node cluster whose other members take connections and never answer (black
+    // holes): a write cannot be chosen, and the peers count as reachable (a connection is open),
+    // so it is proposed, not refused E_NO_QUORUM as it would be with nobody listening.
     const [p1, p2, p3, http] = await freePorts(4);
+    const held: net.Socket[] = [];
+    const holes = [p2!, p3!].map((port) =>
+      net
+        .createServer((socket) => void held.push(socket.on('data', () => {})))
+        .listen(port, '127.0.0.1'),
+    );
+    onTestFinished(() => {
+      for (const socket of held) socket.destroy();
+      for (const hole of holes) hole.close();
+    });
     const node = new NodeProcess(
       1,
       [
@@ -116,6 +129,7 @@ describe('tspaxos CLI', () => {
     await waitFor('the write queued', async () => {
       return (await node.group()).committer.counters.proposed === 1;
     });
+    expect(held.length).toBeGreaterThan(0); // node 1 connected to a peer that never answers
     const exited = node.kill('SIGTERM');
     // Its Prepare went out (to peers that are not there): it cannot be answered "not applied".
     // The stop waits STOP_DRAIN_MS for it to be chosen, then answers it outcome-unknown.

@@ -192,7 +192,7 @@ describe('configuration and start errors', () => {
       expectOneLine(
         await run(['node', '--id', '1']),
         2,
-        /required option '--cluster <list>'.*TSPAXOS_CLUSTER/,
+        /required option '--http <host:port>'.*TSPAXOS_HTTP/,
       );
       // An auth file that is not one.
       const tokens = path.join(root, 'tokens');

@@ -279,3 +279,18 @@ export async function ok(res: Promise<Response>): Promise<string> {
   if (!r.ok) throw new Error(`${r.url}: ${r.status} ${text}`);
   return text;
 }
+
+/**
+ * A barrier (`?consistent=true` read) through `url`, retried while it is answered 503: a killed
+ * master's lease stays live in the others' view until it lapses, and forwarding (issue 18)
+ * refuses writes and barriers meanwhile instead of proposing them.
+ */
+export async function barrierThrough(url: string, key = 'k0'): Promise<void> {
+  await waitFor(`a barrier through ${url}`, async () => {
+    const res = await fetch(`${url}/kv/${key}?consistent=true`);
+    const text = await res.text();
+    if (res.status === 503) return false;
+    if (!res.ok && res.status !== 404) throw new Error(`${res.status} ${text}`);
+    return true;
+  });
+}
