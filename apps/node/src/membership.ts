@@ -44,6 +44,8 @@ export interface MembershipCounters {
   peersAdded: number;
   /** Peers the transport forgot and refuses (removed from the membership). */
   peersRemoved: number;
+  /** Requests that ended in an error, by its code (the caller is answered with it too). */
+  changesFailed: Record<string, number>;
 }
 
 export interface MembershipHost {
@@ -73,6 +75,7 @@ export class MembershipSync {
     conflicts: 0,
     peersAdded: 0,
     peersRemoved: 0,
+    changesFailed: {},
   };
   /** Peers this class gave the transport: id → the `host:port` it was given. */
   private readonly managed: Map<number, string>;
@@ -105,14 +108,19 @@ export class MembershipSync {
       groups: all.map((m, group) => ({ group, version: m.version, voters: m.members })),
       consistent: all.every((m) => isMembership(m, first)),
       removed: this.removed,
-      counters: { ...this.counters },
+      counters: { ...this.counters, changesFailed: { ...this.counters.changesFailed } },
     };
   }
 
   /** Applies a request through the log (group 0, then the others), one at a time per node. */
   change(req: MemberRequest): Promise<MembersView> {
     const run = this.queue.then(() => this.applyChange(req));
-    this.queue = run.catch(() => undefined); // the next change runs whatever this one did
+    // The next change runs whatever this one did; its error goes to its caller, and is counted.
+    this.queue = run.catch((error: unknown) => {
+      const code = (error as { code?: unknown }).code;
+      const key = typeof code === 'string' ? code : 'E_INTERNAL';
+      this.counters.changesFailed[key] = (this.counters.changesFailed[key] ?? 0) + 1;
+    });
     return run;
   }
 

@@ -157,6 +157,13 @@ describe('membership changes', () => {
     let view = await members(url);
     expect(view.version).toBe(0);
     expect(view.counters.changesProposed).toBe(0);
+    // The ones refused against the current membership went through the change queue, counted.
+    expect(view.counters.changesFailed).toEqual({
+      E_LAST_VOTER: 1,
+      E_UNKNOWN_MEMBER: 2,
+      E_NOT_FOLLOWER: 1,
+      E_MEMBER_EXISTS: 1,
+    });
     expect(view.nodes).toEqual([
       {
         nodeId: 1,
