@@ -13,6 +13,7 @@ import {
   put,
   startCluster,
   waitConverged,
+  unless503,
   waitFor,
   group0Status as status,
 } from './helpers';
@@ -60,7 +61,8 @@ describe('checkpoints across processes', () => {
         for (let i = from; i < from + count; i++) {
           const key = `k${i}`;
           const value = `v${i}`;
-          const res = await put(url, key, value);
+          // A 503 is "not applied" (a lease moving between masters, forwarding): try it again.
+          const res = await unless503(() => put(url, key, value), `write ${key}`);
           if (!res.ok) throw new Error(`write ${key}: ${res.status} ${await res.text()}`);
           acked.set(key, value);
         }
@@ -97,11 +99,10 @@ describe('checkpoints across processes', () => {
           body: 'once',
         });
       // 503 (not applied) while a killed master's lease lapses (forwarding): the same key again.
-      const first = await waitFor('the keyed write through node 1', async () => {
-        const res = await once(nodes[0]!.httpUrl);
-        if (res.status === 503) return void (await res.arrayBuffer());
-        return res;
-      });
+      const first = await unless503(
+        () => once(nodes[0]!.httpUrl),
+        'the keyed write through node 1',
+      );
       expect(first.status).toBe(200);
       const firstInstanceId = Number(first.headers.get('x-tspaxos-instance-id'));
       await write(nodes[0]!.httpUrl, FIRST_WRITES, MISSED_BEFORE);

@@ -286,11 +286,21 @@ export async function ok(res: Promise<Response>): Promise<string> {
  * refuses writes and barriers meanwhile instead of proposing them.
  */
 export async function barrierThrough(url: string, key = 'k0'): Promise<void> {
-  await waitFor(`a barrier through ${url}`, async () => {
-    const res = await fetch(`${url}/kv/${key}?consistent=true`);
-    const text = await res.text();
-    if (res.status === 503) return false;
-    if (!res.ok && res.status !== 404) throw new Error(`${res.status} ${text}`);
-    return true;
+  const res = await unless503(
+    () => fetch(`${url}/kv/${key}?consistent=true`),
+    `a barrier through ${url}`,
+  );
+  const text = await res.text();
+  if (!res.ok && res.status !== 404) throw new Error(`${res.status} ${text}`);
+}
+
+/**
+ * A request retried while it is answered 503 ("not applied": an election under way, or a value
+ * handed back because another node's lease became live while it waited; forwarding, issue 18).
+ */
+export async function unless503(request: () => Promise<Response>, what: string): Promise<Response> {
+  return waitFor(what, async () => {
+    const res = await request();
+    return res.status === 503 ? void (await res.arrayBuffer()) : res;
   });
 }

@@ -3,7 +3,7 @@
 // answer 503 E_NO_QUORUM at once (nothing proposed) instead of a 504 after the 10 s proposal
 // timeout, and /status says quorum: false; a restarted node brings the quorum and the writes back.
 import { afterAll, describe, expect, it } from 'vitest';
-import { type Cluster, NodeProcess, put, startCluster, waitFor } from './helpers';
+import { type Cluster, NodeProcess, put, startCluster, unless503, waitFor } from './helpers';
 
 /** What "at once" means here: well under the 10 s proposal timeout, on a loaded machine. */
 const FAST_MS = 1500;
@@ -77,7 +77,10 @@ describe('no quorum', () => {
       expect((await n1.group()).quorum).toBe(true);
       // The write refused 503 was never applied, on any node.
       for (const n of [n1, back]) {
-        const lost = await fetch(`${n.httpUrl}/kv/lost?consistent=true`);
+        const lost = await unless503(
+          () => fetch(`${n.httpUrl}/kv/lost?consistent=true`),
+          `a barrier through node ${n.id}`,
+        );
         expect(lost.status).toBe(404);
       }
     },
