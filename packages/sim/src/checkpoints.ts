@@ -5,9 +5,10 @@
 // must copy a peer's checkpoint and then learn the rest from the log. Transfers and installs are
 // cut short in checkpoint-cuts.ts; a loaded checkpoint is checked by checkers/checkpoint.ts (the
 // `checkpoint` invariant).
+import { SeededRandomSource } from '@tspaxos/core';
 import { type CheckpointFiles, INSTALL_META_KEY, MemoryFiles } from '@tspaxos/checkpoint';
 import type { LogStore } from '@tspaxos/storage';
-import { type Network, SeededRng } from '@tspaxos/transport';
+import { type Network } from '@tspaxos/transport';
 import { CheckpointCuts } from './checkpoint-cuts';
 import {
   type CheckpointSimHost,
@@ -35,7 +36,7 @@ const never = new Promise<never>(() => {});
 
 export class CheckpointSim {
   readonly disks = new Map<number, MemoryFiles>();
-  private readonly rng: SeededRng;
+  private readonly rng: SeededRandomSource;
   private readonly compactionSeed: boolean;
   /** Recorders of the live incarnations: `${node}/${group}` → machine. */
   private readonly recorders = new Map<
@@ -48,7 +49,7 @@ export class CheckpointSim {
   private readonly checker: CheckpointChecker;
 
   constructor(private readonly host: CheckpointSimHost) {
-    this.rng = new SeededRng(host.options.seed ^ 0xc4ec);
+    this.rng = new SeededRandomSource(host.options.seed ^ 0xc4ec);
     const drawn = host.faults && this.rng.next() < COMPACTION_SEED_RATE;
     this.compactionSeed = host.options.compaction ?? drawn;
     for (const n of host.nodes) this.disks.set(n.id, new MemoryFiles());

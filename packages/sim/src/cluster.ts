@@ -1,6 +1,7 @@
 // The cluster under test (TigerBeetle's testing/cluster.zig): the simulated nodes, how each
 // incarnation starts over its store and dies, and what its logger, state machines and status say,
 // fed to the checkers. The orchestrator (simulate.ts) decides when; faults.ts decides why.
+import { SeededRandomSource } from '@tspaxos/core';
 import {
   startNode as createNode,
   type MasterFaults,
@@ -9,7 +10,7 @@ import {
   valueIdentity,
 } from '@tspaxos/paxos/internal';
 import { type DurabilityPort, MemoryLogStore } from '@tspaxos/storage';
-import { type MemoryNetwork, SeededRng } from '@tspaxos/transport';
+import { type MemoryNetwork } from '@tspaxos/transport';
 import type { CheckpointSim } from './checkpoints';
 import type { AcknowledgedIdentityChecker } from './checkers/acknowledged-identity';
 import type { AgreementChecker } from './checkers/agreement';
@@ -61,9 +62,9 @@ export class Cluster {
   /** Creates the voting nodes, then the followers, over fresh stores. */
   createNodes(d: {
     /** The main stream: which node the second follower follows. */
-    rng: SeededRng;
+    rng: SeededRandomSource;
     /** Initial clock offsets (undefined: every clock starts at 0, seeds without faults). */
-    clockRng: SeededRng | undefined;
+    clockRng: SeededRandomSource | undefined;
     net: MemoryNetwork;
     /** The simulated fsync of a node's store (faults.ts). */
     durabilityPort: (node: () => SimNode) => DurabilityPort;
@@ -120,7 +121,7 @@ export class Cluster {
       network: this.h.checkpoints().wrapNetwork(n, incarnation, n.network(incarnation)),
       checkpoint: this.h.checkpoints().nodeOptions(n, incarnation),
       scheduler: n.scheduler(this.h.queue, incarnation),
-      random: new SeededRng(this.h.options.seed * 7919 + n.id * 131 + incarnation),
+      random: new SeededRandomSource(this.h.options.seed * 7919 + n.id * 131 + incarnation),
       stateMachines: (group) => [
         this.h
           .checkpoints()

@@ -2,8 +2,8 @@
 // after the heal one more value is chosen in each group (a barrier), every node converges on the
 // same log, and (election seeds) master liveness is judged. Each wait runs the simulation's clock
 // (runUntil) until it holds or its bound passes.
+import type { RandomSource } from '@tspaxos/core';
 import type { GroupStatus } from '@tspaxos/paxos/internal';
-import type { SeededRng } from '@tspaxos/transport';
 import type { AcknowledgedIdentityChecker } from './checkers/acknowledged-identity';
 import type { DurabilityChecker } from './checkers/durability';
 import type { MasterLivenessChecker } from './checkers/master-liveness';
@@ -19,7 +19,7 @@ const MAX_EVENTS_PER_MS = 20_000;
 export interface LivenessHost {
   queue: EventQueue;
   /** The main stream: which member proposes a barrier. */
-  rng: SeededRng;
+  rng: RandomSource;
   nodes: readonly SimNode[];
   groups: number;
   livenessBoundMs: number;

@@ -2,7 +2,8 @@
 // deciding every delivery, fault, fsync latency and proposal, MemoryNetwork and MemoryLogStore
 // (with a simulated fsync) underneath, and the invariants of consensus checked after every event.
 // A seed replays exactly, trace included.
-import { MemoryNetwork, PaxosMsgType, SeededRng } from '@tspaxos/transport';
+import { SeededRandomSource } from '@tspaxos/core';
+import { MemoryNetwork, PaxosMsgType } from '@tspaxos/transport';
 import { CheckpointSim } from './checkpoints';
 import { AcknowledgedIdentityChecker } from './checkers/acknowledged-identity';
 import { AgreementChecker } from './checkers/agreement';
@@ -45,7 +46,7 @@ export async function runSeed(options: SimOptions): Promise<SimResult> {
 }
 
 class Simulation {
-  private readonly rng: SeededRng;
+  private readonly rng: SeededRandomSource;
   private readonly queue = new EventQueue();
   private readonly net: MemoryNetwork;
   private readonly nodes: SimNode[];
@@ -105,21 +106,21 @@ class Simulation {
   private readonly liveness: Liveness;
 
   constructor(private readonly options: SimOptions) {
-    this.rng = new SeededRng(options.seed);
+    this.rng = new SeededRandomSource(options.seed);
     // Streams of their own, so one kind of draw does not shift the others: fsync latencies and
     // failures, initial clock offsets, master elections.
-    const diskRng = new SeededRng(options.seed ^ 0xd15c);
-    const clockRng = new SeededRng(options.seed ^ 0xc10c);
+    const diskRng = new SeededRandomSource(options.seed ^ 0xd15c);
+    const clockRng = new SeededRandomSource(options.seed ^ 0xc10c);
     this.faults = options.faults ?? true;
     const faultPhaseMs = options.faultPhaseMs ?? 20_000;
     this.topology = drawTopology(this.rng, options, this.faults, faultPhaseMs);
     const planted = options.brokenAcceptor ? 'forgetPromises' : options.planted;
-    const masterRng = new SeededRng(options.seed ^ 0x3a57e5);
+    const masterRng = new SeededRandomSource(options.seed ^ 0x3a57e5);
     this.master = drawMaster(masterRng, options, this.faults, planted);
     const votingIds = Array.from({ length: this.topology.nodes }, (_, i) => i + 1);
     this.faultPhaseMs = faultPhaseMs;
     this.livenessBoundMs = options.livenessBoundMs ?? 60_000;
-    this.net = new MemoryNetwork({ rng: new SeededRng(options.seed ^ 0x5eed) });
+    this.net = new MemoryNetwork({ rng: new SeededRandomSource(options.seed ^ 0x5eed) });
     const groups = this.topology.groups;
     this.agreement = new AgreementChecker(groups, this.proposed, (i, m) => this.note(i, m));
     this.cluster = new Cluster({
@@ -177,7 +178,7 @@ class Simulation {
     });
     this.workload = new Workload({
       rng: this.rng,
-      workloadRng: new SeededRng(options.seed ^ 0x4ead),
+      workloadRng: new SeededRandomSource(options.seed ^ 0x4ead),
       queue: this.queue,
       nodes: this.nodes,
       groups,
