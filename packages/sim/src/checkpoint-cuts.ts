@@ -15,7 +15,7 @@ import {
   type Message,
   PaxosMsgType,
 } from '@tspaxos/transport';
-import type { CheckpointSimHost, CheckpointSimNode } from './checkpoint-host';
+import type { CheckpointSimPort, CheckpointSimNode } from './checkpoint-port';
 
 export type CutPhase =
   | 'after-begin'
@@ -76,7 +76,7 @@ export class CheckpointCuts {
 
   /** `rng`: the checkpoint simulation's stream, shared (draws interleave in event order). */
   constructor(
-    private readonly host: CheckpointSimHost,
+    private readonly host: CheckpointSimPort,
     private readonly rng: RandomSource,
   ) {}
 

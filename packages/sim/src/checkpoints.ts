@@ -11,10 +11,10 @@ import type { LogStore } from '@tspaxos/storage';
 import { type Network } from '@tspaxos/transport';
 import { CheckpointCuts } from './checkpoint-cuts';
 import {
-  type CheckpointSimHost,
+  type CheckpointSimPort,
   type CheckpointSimNode,
   SIM_CHECKPOINT_OPTIONS,
-} from './checkpoint-host';
+} from './checkpoint-port';
 import { CheckpointChecker } from './checkers/checkpoint';
 import { type RecorderEntries, RecordingStateMachine } from './recorder';
 
@@ -48,7 +48,7 @@ export class CheckpointSim {
   /** The checkpoint invariant (checkers/checkpoint.ts). */
   private readonly checker: CheckpointChecker;
 
-  constructor(private readonly host: CheckpointSimHost) {
+  constructor(private readonly host: CheckpointSimPort) {
     this.rng = new SeededRandomSource(host.options.seed ^ 0xc4ec);
     const drawn = host.faults && this.rng.next() < COMPACTION_SEED_RATE;
     this.compactionSeed = host.options.compaction ?? drawn;

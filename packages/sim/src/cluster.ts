@@ -29,7 +29,7 @@ const CLOCK_OFFSET_MAX_MS = 3 * 3600_000;
 /** What a failed assertion in @tspaxos/paxos throws and stops its group with (InvariantError). */
 const INVARIANT_CODE: PaxosErrorCode = 'E_INVARIANT';
 
-export interface ClusterHost {
+export interface ClusterPort {
   options: SimOptions;
   queue: EventQueue;
   votingIds: readonly number[];
@@ -57,7 +57,7 @@ export class Cluster {
   readonly nodes: SimNode[] = [];
   crashes = 0;
 
-  constructor(private readonly h: ClusterHost) {}
+  constructor(private readonly h: ClusterPort) {}
 
   /** Creates the voting nodes, then the followers, over fresh stores. */
   createNodes(d: {

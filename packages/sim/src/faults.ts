@@ -34,7 +34,7 @@ const CATCH_UP_LOSS_MS = 3000;
 const MASTER_DROP_EVERY_MS: [number, number] = [1500, 4500];
 
 /** What fault injection needs of the simulation (its streams, network, nodes and actions). */
-export interface FaultsHost {
+export interface FaultsPort {
   /** The main stream (shared with the workload: draws interleave in event order). */
   rng: RandomSource;
   /** Fsync latencies and failures. */
@@ -87,7 +87,7 @@ export class Faults {
   /** Set once the long-down node is scheduled (its catch-up is counted from its return on). */
   longDownCatchUp: LongDownCatchUp | undefined;
 
-  constructor(h: FaultsHost) {
+  constructor(h: FaultsPort) {
     this.rng = h.rng;
     this.diskRng = h.diskRng;
     this.masterRng = h.masterRng;

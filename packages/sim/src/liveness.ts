@@ -16,7 +16,7 @@ import type { Workload } from './workload';
 /** More events than this at one virtual millisecond means a loop that never yields to time. */
 const MAX_EVENTS_PER_MS = 20_000;
 
-export interface LivenessHost {
+export interface LivenessPort {
   queue: EventQueue;
   /** The main stream: which member proposes a barrier. */
   rng: RandomSource;
@@ -42,7 +42,7 @@ export class Liveness {
   private stormAtMs = -1;
   private stormEvents = 0;
 
-  constructor(private readonly h: LivenessHost) {}
+  constructor(private readonly h: LivenessPort) {}
 
   /** Every event, at the virtual time it runs: time must pass. */
   observeEvent(atMs: number): void {

@@ -19,7 +19,7 @@ const BARRIER_READ_SHARE = 0.2;
 const REGISTER_KEYS = 2;
 const REGISTER_VALUES = ['a', 'b', 'c'] as const;
 
-export interface WorkloadHost {
+export interface WorkloadPort {
   /** The main stream (shared with fault injection: draws interleave in event order). */
   rng: RandomSource;
   /** Which operation each proposal is: its own stream (the other draws stay as they were). */
@@ -59,7 +59,7 @@ export class Workload {
   private readonly durability: DurabilityChecker;
   private readonly log: (line: string) => void;
 
-  constructor(h: WorkloadHost) {
+  constructor(h: WorkloadPort) {
     this.rng = h.rng;
     this.workloadRng = h.workloadRng;
     this.queue = h.queue;

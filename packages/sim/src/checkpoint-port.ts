@@ -67,7 +67,7 @@ export interface CheckpointSimNode {
 }
 
 /** What the checkpoint simulation needs of the simulation. */
-export interface CheckpointSimHost {
+export interface CheckpointSimPort {
   /** seed; compaction (pinned: nodes compact during the fault phase; default: drawn in a share of
    * seeds with faults); installCrashStep (scripted: crash the receiver at this write of its first
    * install). */
