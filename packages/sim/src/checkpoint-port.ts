@@ -4,6 +4,7 @@ import type { CheckpointOptions } from '@tspaxos/checkpoint';
 import type { PaxosNode } from '@tspaxos/paxos/internal';
 import type { LogStore } from '@tspaxos/storage';
 import type { MemoryNetwork } from '@tspaxos/transport';
+import type { NodeErrorsChecker } from './checkers/node-errors';
 import type { EventQueue } from './event-queue';
 import type { SimOptions } from './options';
 import type { SimTopology } from './result';
@@ -91,7 +92,9 @@ export interface CheckpointSimPort {
   storeFailed(n: CheckpointSimNode): boolean;
   crash(n: CheckpointSimNode, why: string): void;
   start(n: CheckpointSimNode): void;
-  note(invariant: 'checkpoint' | 'validity' | 'error', message: string): void;
+  note(invariant: 'checkpoint' | 'validity', message: string): void;
+  /** Failed checkpoint writes and compactions (checkers/node-errors.ts). */
+  readonly nodeErrors: NodeErrorsChecker;
   log(line: string): void;
   /**
    * An install a restart finished (its node crashed inside it): the in-process restart counters

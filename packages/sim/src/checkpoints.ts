@@ -202,10 +202,12 @@ export class CheckpointSim {
       },
       (error: unknown) => {
         if (n.isLive(incarnation))
-          this.host.note(
-            'error',
-            `n${n.id} group ${group}: checkpoint write failed: ${String(error)}`,
-          );
+          this.host.nodeErrors.observe({
+            kind: 'checkpoint-write-failed',
+            node: n.id,
+            group,
+            error,
+          });
         return false;
       },
     );
@@ -232,18 +234,13 @@ export class CheckpointSim {
         },
         (error: { code?: string; message?: string }) => {
           if (!n.isLive(incarnation)) return;
-          // Waiting for a checkpoint itself, or its store refuses writes after an injected fsync failure.
-          const expected =
-            error.code === 'E_NEEDS_CHECKPOINT' ||
-            ((error.code === 'E_STORAGE' || error.code === 'E_IO') && this.host.storeFailed(n));
-          if (expected) {
-            this.host.log(`n${n.id} compact group ${group} refused: ${error.code}`);
-            return;
-          }
-          this.host.note(
-            'error',
-            `n${n.id} group ${group}: compact failed: ${error.code}: ${error.message}`,
-          );
+          this.host.nodeErrors.observe({
+            kind: 'compact-failed',
+            node: n.id,
+            group,
+            error,
+            storeFailed: this.host.storeFailed(n),
+          });
         },
       );
     });

@@ -9,8 +9,10 @@ import { AcknowledgedIdentityChecker } from './checkers/acknowledged-identity';
 import { AgreementChecker } from './checkers/agreement';
 import { ChainChecker } from './checkers/chain';
 import { DurabilityChecker } from './checkers/durability';
+import { EventStormChecker } from './checkers/event-storm';
 import { HarnessChecker } from './checkers/harness';
 import { MasterLivenessChecker } from './checkers/master-liveness';
+import { NodeErrorsChecker } from './checkers/node-errors';
 import { RegisterLinearizabilityChecker } from './checkers/register-linearizability';
 import { ReplyDurabilityChecker } from './checkers/reply-durability';
 import { SingleMasterChecker } from './checkers/single-master';
@@ -102,8 +104,12 @@ class Simulation {
   );
   /** Election seeds only. */
   private readonly masterLiveness: MasterLivenessChecker | undefined;
-  /** The liveness invariant: starts, event storms, and after the heal (liveness.ts). */
+  /** The liveness invariant: starts, and after the heal (liveness.ts); time passes. */
   private readonly liveness: Liveness;
+  private readonly eventStorm = new EventStormChecker(
+    (m) => this.fail('liveness', m),
+    () => this.eventName(),
+  );
 
   constructor(private readonly options: SimOptions) {
     this.rng = new SeededRandomSource(options.seed);
@@ -123,6 +129,13 @@ class Simulation {
     this.net = new MemoryNetwork({ rng: new SeededRandomSource(options.seed ^ 0x5eed) });
     const groups = this.topology.groups;
     this.agreement = new AgreementChecker(groups, this.proposed, (i, m) => this.note(i, m));
+    const nodeErrors = new NodeErrorsChecker({
+      groups,
+      paths: this.coverage.paths,
+      log: (line) => this.log(line),
+      note: (invariant, message) => this.note(invariant, message),
+      eventName: () => this.eventName(),
+    });
     this.cluster = new Cluster({
       options,
       queue: this.queue,
@@ -140,7 +153,7 @@ class Simulation {
       replyDurability: this.replyDurability,
       staleLease: this.staleLease,
       log: (line) => this.log(line),
-      note: (invariant, message) => this.note(invariant, message),
+      nodeErrors,
       eventName: () => this.eventName(),
     });
     this.nodes = this.cluster.nodes;
@@ -234,7 +247,6 @@ class Simulation {
       throwIfViolated: () => {
         if (this.violation) throw this.violation;
       },
-      eventName: () => this.eventName(),
       log: (line) => this.log(line),
       fail: (m) => this.fail('liveness', m),
     });
@@ -257,6 +269,7 @@ class Simulation {
       crash: (n, why) => this.cluster.crash(n as SimNode, why),
       start: (n) => this.cluster.start(n as SimNode),
       note: (invariant, message) => this.note(invariant, message),
+      nodeErrors,
       log: (line) => this.log(line),
       installFinishedAtStart: (n) => this.faultInjection.installFinishedAtStart(n.id),
     });
@@ -368,7 +381,7 @@ class Simulation {
         return;
       }
       this.events++;
-      this.liveness.observeEvent(next);
+      this.eventStorm.observe({ kind: 'event', atMs: next });
       this.queue.nowMs = Math.max(this.queue.nowMs, next);
       this.net.setTime(this.queue.nowMs);
       if (nextDelivery !== undefined && nextDelivery <= (nextTimer ?? Infinity)) {
