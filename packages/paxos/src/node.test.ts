@@ -1,3 +1,5 @@
+// Whole nodes over the MemoryNetwork (startNode). One idea, kept in one file though it passes
+// 600 lines (issue 21): a scenario per `it` of what a node promises its caller.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
