@@ -7,7 +7,7 @@ import { type PaxosMsg, PaxosMsgFlag, PaxosMsgType as T, paxosMsg } from '@tspax
 import { describe, expect, it } from 'vitest';
 import { type Ballot, NULL_BALLOT } from '@tspaxos/core';
 import type { LearnerEvent } from './catch-up';
-import type { LearnerHost } from './host';
+import type { LearnerPort } from './port';
 import { Learner } from './learner';
 import { type LearnerOptions, PHXPAXOS_LEARNER_OPTIONS } from './options';
 
@@ -158,7 +158,7 @@ class TestNode {
     net: Net,
     public lastChecksum: number,
   ) {
-    const host: LearnerHost = {
+    const host: LearnerPort = {
       nodeId: id,
       group: GROUP,
       store,
