@@ -65,7 +65,7 @@ export interface ForwardingCounters {
 }
 
 /** What the forwarder needs from its node. */
-export interface ForwardingHost {
+export interface ForwardingPort {
   readonly nodeId: number;
   readonly scheduler: Scheduler;
   send(to: number, group: number, message: Message): void;
@@ -136,7 +136,7 @@ export class Forwarder {
   private cancelCheck: (() => void) | undefined;
   private stopped = false;
 
-  constructor(private readonly host: ForwardingHost) {}
+  constructor(private readonly host: ForwardingPort) {}
 
   /**
    * True unless this node knows a majority of the group's members unreachable (a non-member
