@@ -17,6 +17,8 @@
 // members is not reachable by the transport's account (Network.reachable), instead of waiting out
 // the proposal's timeout; a forward in flight to a master that becomes unreachable ends at the
 // next check (FORWARD_CHECK_INTERVAL_MS) with E_OUTCOME_UNKNOWN.
+// One idea, kept in one file though it passes 600 lines (issue 21): the forwarding rule above and
+// the one Forwarder that keeps it, from the send to the answer.
 import {
   decodeForwardResult,
   encodeForwardResult,
