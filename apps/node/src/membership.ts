@@ -48,7 +48,7 @@ export interface MembershipCounters {
   changesFailed: Record<string, number>;
 }
 
-export interface MembershipHost {
+export interface MembershipPort {
   readonly nodeId: number;
   readonly groups: number;
   readonly paxos: Pick<PaxosNode, 'membership' | 'changeMembership'>;
@@ -88,7 +88,7 @@ export class MembershipSync {
   /** Changes run one at a time on a node (each reads the membership the previous one left). */
   private queue: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly host: MembershipHost) {
+  constructor(private readonly host: MembershipPort) {
     this.managed = new Map(host.initialPeers);
     this.listedOnce = !host.unlistedAtStart;
   }

@@ -10,13 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { SeededRandomSource } from '@tspaxos/core';
 import { SqliteLogStore } from '@tspaxos/storage/sqlite';
-import {
-  CheckpointMsgType,
-  CheckpointSendFileAckFlag,
-  PaxosMsgType,
-  SeededRng,
-} from '@tspaxos/transport';
+import { CheckpointMsgType, CheckpointSendFileAckFlag, PaxosMsgType } from '@tspaxos/transport';
 import { TcpNetwork } from '@tspaxos/transport/tcp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NodeFiles } from '../src/adapters/fs';
@@ -32,7 +28,7 @@ const children: ChildProcess[] = [];
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'tspaxos-2p-'));
-  const rng = new SeededRng(11);
+  const rng = new SeededRandomSource(11);
   const files = new NodeFiles();
   for (const [name, mib] of Object.entries(FILES)) {
     const block = new Uint8Array(1024 * 1024);
@@ -99,7 +95,7 @@ describe('checkpoint transfer between two processes', () => {
       listen: { host: '127.0.0.1', port: 0 },
     });
     const { port } = await network.start();
-    const rng = new SeededRng(5);
+    const rng = new SeededRandomSource(5);
     let sender: CheckpointSender | undefined;
     let acks = 0;
     let killAt = Number.POSITIVE_INFINITY;

@@ -7,3 +7,4 @@ export {
   type Logger,
   type Runtime,
 } from './ports';
+export { SeededRandomSource } from './seeded-random-source';

@@ -27,12 +27,12 @@ export {
 export { Learner } from './learner';
 export type { LearnerCounters, LearnerStatus, ReadFailure } from './status';
 export type {
-  LearnerHost,
+  LearnerPort,
   LearnerAcceptorPort,
   LearnerVariablesPort,
   LearnerMembershipPort,
   LearnerRuntimePort,
-} from './host';
+} from './port';
 export {
   LearnerReceiver,
   type LearnerFaults,

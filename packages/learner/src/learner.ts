@@ -14,9 +14,9 @@
 // This file asks, answers (the sender's side) and keeps the timers. The receiving side (chain
 // check, putMany, acks) is receiver.ts; the catch-up accounting (status().catchUp) is catch-up.ts;
 // what the members reported of their progress is reports.ts; the sender's stream runs on the
-// host's loop through sender-driver.ts; the host port is host.ts.
+// host's loop through sender-driver.ts; the host port is port.ts.
 //
-// Sans-IO: everything outside comes through LearnerHost (host.ts); no clock, timer or socket of
+// Sans-IO: everything outside comes through LearnerPort (port.ts); no clock, timer or socket of
 // its own.
 import type { AcceptorRecord } from '@tspaxos/crc-wasm';
 import { type PaxosMsg, PaxosMsgFlag, PaxosMsgType, paxosMsg } from '@tspaxos/transport';
@@ -27,7 +27,7 @@ import { type LearnerOptions, resolveLearnerOptions } from './options';
 import { CatchUpTracker } from './catch-up';
 import type { LearnerSender } from './sender';
 import { SenderDriver } from './sender-driver';
-import type { LearnerHost } from './host';
+import type { LearnerPort } from './port';
 import { type LearnerFaults, LearnerReceiver } from './receiver';
 import { PeerReports } from './reports';
 import { LearnerState } from './state';
@@ -74,7 +74,7 @@ export class Learner {
   private stopped = false;
 
   constructor(
-    private readonly host: LearnerHost,
+    private readonly host: LearnerPort,
     options: Partial<LearnerOptions> = {},
     faults: LearnerFaults = {},
   ) {

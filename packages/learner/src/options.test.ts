@@ -3,11 +3,11 @@
 // receiverAckLead` meant the receiver never acked.
 import { describe, expect, it } from 'vitest';
 import { LearnerError } from './errors';
-import type { LearnerHost } from './host';
+import type { LearnerPort } from './port';
 import { Learner } from './learner';
 import { DEFAULT_LEARNER_OPTIONS, type LearnerOptions, resolveLearnerOptions } from './options';
 
-const host = {} as LearnerHost; // never reached: the options are refused first
+const host = {} as LearnerPort; // never reached: the options are refused first
 
 describe('learner options', () => {
   it('resolves the defaults and partial input', () => {

@@ -4,7 +4,7 @@
 import type { AcceptorRecord } from '@tspaxos/crc-wasm';
 import { type LearnedValue, PaxosMsgFlag, PaxosMsgType, paxosMsg } from '@tspaxos/transport';
 import { SenderBudget } from './budget';
-import type { LearnerHost } from './host';
+import type { LearnerPort } from './port';
 import type { LearnerOptions } from './options';
 import { LearnerSender, type SenderEndReason } from './sender';
 
@@ -21,7 +21,7 @@ export class SenderDriver {
    * chain checksum of a stored instance (0 when not stored or unreadable).
    */
   constructor(
-    private readonly host: LearnerHost,
+    private readonly host: LearnerPort,
     private readonly options: LearnerOptions,
     private readonly nowInstanceId: () => number,
     readChecksum: (instanceId: number) => number,

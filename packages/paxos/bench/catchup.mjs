@@ -22,7 +22,8 @@ import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SqliteLogStore } from '@tspaxos/storage/sqlite';
-import { MemoryNetwork, SeededRng } from '@tspaxos/transport';
+import { SeededRandomSource } from '@tspaxos/core';
+import { MemoryNetwork } from '@tspaxos/transport';
 import { createNode, realRandom, realScheduler } from '../dist/node.js';
 import { envInteger, median, report } from '../../../scripts/bench-harness.mjs';
 import { pumpMemoryNetwork } from './pump.mjs';
@@ -70,7 +71,7 @@ function unsynced(store) {
 
 /** Nodes 1 and 2 (node 3 down) write `count` values of `valueBytes` through propose(). */
 async function writeLog(count, valueBytes) {
-  const net = new MemoryNetwork({ rng: new SeededRng(1) });
+  const net = new MemoryNetwork({ rng: new SeededRandomSource(1) });
   const stopPump = pumpMemoryNetwork(net);
   const d = { 1: tmp('n1'), 2: tmp('n2') };
   const nodes = [];

@@ -11,7 +11,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SqliteLogStore } from '@tspaxos/storage/sqlite';
-import { MemoryNetwork, SeededRng } from '@tspaxos/transport';
+import { SeededRandomSource } from '@tspaxos/core';
+import { MemoryNetwork } from '@tspaxos/transport';
 import { startNode } from '../dist/internal.js';
 import { realRandom, realScheduler } from '../dist/node.js';
 import { envInteger, medianOf, report } from '../../../scripts/bench-harness.mjs';
@@ -60,7 +61,7 @@ rows.push({
 });
 
 async function inProcess(batch, concurrency, batchMaxValues) {
-  const net = new MemoryNetwork({ rng: new SeededRng(1) });
+  const net = new MemoryNetwork({ rng: new SeededRandomSource(1) });
   const stopPump = pumpMemoryNetwork(net);
   const counter = { smId: 10, execute() {} };
   const nodes = [];

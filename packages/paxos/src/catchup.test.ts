@@ -1,8 +1,9 @@
 // Catch-up through the node API, three nodes in one process over a MemoryNetwork: progress as
 // data (status, events, instanceId) and a 40 MiB value through the group and its catch-up.
+import { SeededRandomSource } from '@tspaxos/core';
 import { crc32 } from '@tspaxos/crc-wasm';
 import { MemoryLogStore } from '@tspaxos/storage';
-import { frameBytesForValues, MemoryNetwork, SeededRng } from '@tspaxos/transport';
+import { frameBytesForValues, MemoryNetwork } from '@tspaxos/transport';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   startNode,
@@ -33,7 +34,7 @@ function world(
 ) {
   const maxValueBytes = opts.maxValueBytes ?? 10 * MiB;
   const net = new MemoryNetwork({
-    rng: new SeededRng(1),
+    rng: new SeededRandomSource(1),
     maxFrameBytes: frameBytesForValues(maxValueBytes),
   });
   let virtualMs = 0;

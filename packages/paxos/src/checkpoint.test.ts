@@ -2,6 +2,7 @@
 // third catches up through a checkpoint and then through the log; a node whose state machine is
 // older than its log reports E_NEEDS_CHECKPOINT and is brought back by a peer's checkpoint. Memory
 // network and stores; each node's disk is a MemoryFiles.
+import { SeededRandomSource } from '@tspaxos/core';
 import { INSTALL_META_KEY, MemoryFiles } from '@tspaxos/checkpoint';
 import { MemoryLogStore } from '@tspaxos/storage';
 import {
@@ -9,7 +10,6 @@ import {
   type Message,
   MemoryNetwork,
   type Network,
-  SeededRng,
 } from '@tspaxos/transport';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startNode, type ExecuteContext, type PaxosNode, type StateMachine } from './internal';
@@ -116,7 +116,7 @@ async function eventually(cond: () => boolean, what: string, ms = 10_000): Promi
 }
 
 function network() {
-  const net = new MemoryNetwork({ rng: new SeededRng(7) });
+  const net = new MemoryNetwork({ rng: new SeededRandomSource(7) });
   let virtualMs = 0;
   const pump = setInterval(() => {
     virtualMs += 1000;

@@ -11,7 +11,7 @@ export interface MasterOptions {
   leaseMarginMs: number;
 }
 
-export interface MasterElectionHost {
+export interface MasterElectionPort {
   readonly nodeId: number;
   now(): number;
   /** Uniform in [0, 1): jitter of the try interval. */
@@ -59,7 +59,7 @@ export class MasterElection {
   private pausedUntilMs = Number.NEGATIVE_INFINITY;
 
   constructor(
-    private readonly host: MasterElectionHost,
+    private readonly host: MasterElectionPort,
     private readonly sm: MasterStateMachine,
     private readonly options: MasterOptions,
   ) {

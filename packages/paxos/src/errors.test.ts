@@ -1,8 +1,8 @@
 // No error goes unseen: what a node does with unexpected exceptions (counted in status().errors
 // with the last code and message) and with expected coded conditions (counted drops), on a
 // virtual clock and an in-memory network.
+import { SeededRandomSource } from '@tspaxos/core';
 import { MemoryLogStore, StorageError } from '@tspaxos/storage';
-import { SeededRng } from '@tspaxos/transport';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { VirtualWorld } from './adapters/testing-entry';
 import { startNode, type PaxosNode, type StateMachine } from './internal';
@@ -70,7 +70,7 @@ async function cluster(
         store: stores[id - 1]!,
         network: world.net.endpoint(id),
         scheduler: world.scheduler,
-        random: new SeededRng(id),
+        random: new SeededRandomSource(id),
         stateMachines: [sm],
         ...(opts.faults ? { unsafeFaults: opts.faults } : {}),
         ...(opts.proposeTimeoutMs ? { options: { proposeTimeoutMs: opts.proposeTimeoutMs } } : {}),
@@ -165,7 +165,7 @@ describe('no error goes unseen (status().errors)', () => {
       store,
       network: world.net.endpoint(1),
       scheduler: world.scheduler,
-      random: new SeededRng(1),
+      random: new SeededRandomSource(1),
       stateMachines: [new Recorder()],
       options: { proposeTimeoutMs: 1000 },
     });

@@ -4,9 +4,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SeededRandomSource } from '@tspaxos/core';
 import { MemoryLogStore } from '@tspaxos/storage';
 import { SqliteLogStore } from '@tspaxos/storage/sqlite';
-import { MemoryNetwork, SeededRng } from '@tspaxos/transport';
+import { MemoryNetwork } from '@tspaxos/transport';
 import { afterEach, describe, expect, expectTypeOf, it } from 'vitest';
 import * as nodeEntry from './adapters/node-entry';
 import { parseAddress } from './adapters/address';
@@ -238,7 +239,7 @@ describe('createNode of @tspaxos/paxos/node', () => {
 
   it('a store and a network passed in stay open after stop(): the caller owns them', async () => {
     const store = new MemoryLogStore();
-    const net = new MemoryNetwork({ rng: new SeededRng(1) });
+    const net = new MemoryNetwork({ rng: new SeededRandomSource(1) });
     const network = net.endpoint(1);
     let closed = 0;
     const node = await createNode({
@@ -269,7 +270,7 @@ describe('createNode of @tspaxos/paxos/node', () => {
       clusterId: 't',
       members: [{ id: 1, address: '127.0.0.1:0' }],
       store: new MemoryLogStore(),
-      network: new MemoryNetwork({ rng: new SeededRng(1) }).endpoint(1),
+      network: new MemoryNetwork({ rng: new SeededRandomSource(1) }).endpoint(1),
       stateMachine: new Kv(),
     };
     // @ts-expect-error -- paxos options sit at the top level

@@ -9,13 +9,12 @@ import {
   type Message,
   MemoryNetwork,
   type Network,
-  SeededRng,
 } from '@tspaxos/transport';
 import { describe, expect, it } from 'vitest';
 import { PaxosError } from './errors';
 import type { UnsafeFaults } from './faults';
 import { startNode as createNode, type PaxosNode } from './node';
-import type { Scheduler } from '@tspaxos/core';
+import { type Scheduler, SeededRandomSource } from '@tspaxos/core';
 import type { StateMachine } from './state-machine';
 import { SYSTEM_SM_ID } from './value';
 
@@ -43,7 +42,7 @@ interface Timer {
 
 class Harness {
   nowMs = 0;
-  readonly net = new MemoryNetwork({ rng: new SeededRng(7) });
+  readonly net = new MemoryNetwork({ rng: new SeededRandomSource(7) });
   readonly nodes = new Map<number, { node: PaxosNode; sm: Applied; alive: boolean }>();
   /** Sees every message sent; returning false drops it (tests script the network here). */
   onSend: ((from: number, to: number, message: Message) => boolean) | undefined;
@@ -90,7 +89,7 @@ class Harness {
         store,
         network,
         scheduler: this.scheduler,
-        random: new SeededRng(id),
+        random: new SeededRandomSource(id),
         stateMachines: [entry.sm],
         masterElection: true,
         forwarding: true,

@@ -17,6 +17,8 @@
 // members is not reachable by the transport's account (Network.reachable), instead of waiting out
 // the proposal's timeout; a forward in flight to a master that becomes unreachable ends at the
 // next check (FORWARD_CHECK_INTERVAL_MS) with E_OUTCOME_UNKNOWN.
+// One idea, kept in one file though it passes 600 lines (issue 21): the forwarding rule above and
+// the one Forwarder that keeps it, from the send to the answer.
 import {
   decodeForwardResult,
   encodeForwardResult,
@@ -65,7 +67,7 @@ export interface ForwardingCounters {
 }
 
 /** What the forwarder needs from its node. */
-export interface ForwardingHost {
+export interface ForwardingPort {
   readonly nodeId: number;
   readonly scheduler: Scheduler;
   send(to: number, group: number, message: Message): void;
@@ -136,7 +138,7 @@ export class Forwarder {
   private cancelCheck: (() => void) | undefined;
   private stopped = false;
 
-  constructor(private readonly host: ForwardingHost) {}
+  constructor(private readonly host: ForwardingPort) {}
 
   /**
    * True unless this node knows a majority of the group's members unreachable (a non-member

@@ -86,6 +86,32 @@ export interface GroupErrors {
   persistFailures: ErrorCount;
 }
 
+/** A new group's counters, all zero. */
+export function newGroupCounters(): GroupCounters {
+  return {
+    messagesReceived: 0,
+    messagesDropped: 0,
+    instancesLearned: 0,
+    executeFailures: 0,
+    checksumMismatches: 0,
+    checksumChecks: 0,
+    retriedMessages: 0,
+    recoveryProposalsFailed: 0,
+    checkpointModeDrops: 0,
+    checkpointRestarts: 0,
+    valuesHandedBack: 0,
+  };
+}
+
+/** A new group's error counts, none yet. */
+export function newGroupErrors(): GroupErrors {
+  return {
+    taskErrors: { count: 0, last: undefined },
+    executeFailures: { count: 0, last: undefined },
+    persistFailures: { count: 0, last: undefined },
+  };
+}
+
 /** What the status is read from: the group's roles and state, as they are now. */
 export interface GroupStatusSource {
   config: { nodeId: number; group: number; store: LogStore };

@@ -4,8 +4,9 @@
 // of every message that carries one; a mismatch means this node's log diverged from a peer's,
 // so the group stops accepting values and says so in its status (PhxPaxos asserts and dies).
 // This file keeps routing, the chain and the lifecycle (start, stop, restart from a checkpoint);
-// the rest reads the group through ports() and lives beside it (design.md §5): proposing.ts,
-// execution.ts, restart.ts, checkpoint-driver.ts, failures.ts, retry-queue.ts, *-port.ts.
+// the rest reads the group through ports() (group-ports.ts) and lives beside it (design.md §5):
+// proposing.ts, execution.ts, restart.ts, checkpoint-driver.ts, failures.ts, retry-queue.ts,
+// *-port.ts.
 import { StorageError } from '@tspaxos/storage';
 import { CheckpointManager, chainChecksumAt, checkReplayable } from '@tspaxos/checkpoint';
 import { assert, type Ballot, isNullBallot, type LogLevel, NULL_BALLOT } from '@tspaxos/core';
@@ -15,39 +16,33 @@ import { Acceptor } from './acceptor';
 import { Committer, type ProposeResult } from './committer';
 import { PaxosError } from './errors';
 import { IOLoop } from './io-loop';
-import {
-  type CheckpointPortContext,
-  createCheckpointManager,
-  type InstalledMaster,
-} from './checkpoint-port';
-import { CheckpointDriver, type CheckpointDriverContext } from './checkpoint-driver';
+import { createCheckpointManager, type InstalledMaster } from './checkpoint-port';
+import { CheckpointDriver } from './checkpoint-driver';
 import { Executor } from './executor';
-import { Execution, type ExecutionContext } from './execution';
-import { type FailuresContext, GroupFailures, isInstallError } from './failures';
+import { Execution } from './execution';
+import { GroupFailures, isInstallError } from './failures';
 import { Followers } from './followers';
-import { createSystem, type SystemPortContext } from './system-port';
-import { replayLog, type RestartContext, skipToCheckpoint, takeIncarnation } from './restart';
+import { createSystem } from './system-port';
+import { replayLog, skipToCheckpoint, takeIncarnation } from './restart';
 import type { GroupCheckpointConfig, GroupConfig, GroupEvent } from './group-config';
-import { createLearner, type LearnerPortContext } from './learner-port';
-import {
-  createElection,
-  createMaster,
-  type ElectionPortContext,
-  type MasterPortContext,
-} from './master-port';
+import { PortedGroup } from './group-ports';
+import { createLearner } from './learner-port';
+import { createElection, createMaster } from './master-port';
 import {
   type ErrorCount,
   type GroupCounters,
   type GroupErrors,
   type GroupStatus,
   groupStatus,
+  newGroupCounters,
+  newGroupErrors,
 } from './group-status';
 import { type MasterInfo, MasterStateMachine } from './master';
 import { MasterElection } from './election';
 import type { Proposer } from './proposer';
-import { createProposer, type ProposerPortContext } from './proposer-port';
+import { createProposer } from './proposer-port';
 import { RetryQueue } from './retry-queue';
-import { Proposing, type ProposingContext } from './proposing';
+import { Proposing } from './proposing';
 import {
   encodeSystemVariables,
   type SystemStateMachine,
@@ -68,59 +63,44 @@ const LEARNER_TYPES = new Set<number>([
   PaxosMsgType.AskforCheckpoint,
 ]);
 
-export class Group {
+export class Group extends PortedGroup {
   readonly loop: IOLoop;
-  private readonly acceptor: Acceptor;
-  private readonly proposer: Proposer;
+  protected readonly acceptor: Acceptor;
+  protected readonly proposer: Proposer;
   /** Replaced when the group restarts from a checkpoint. */
-  private learner: Learner;
+  protected learner: Learner;
   /** Checkpoint roles (undefined without GroupConfig.checkpoint). */
-  private readonly checkpoint: CheckpointManager | undefined;
-  private readonly committer: Committer;
-  private readonly counters: GroupCounters = {
-    messagesReceived: 0,
-    messagesDropped: 0,
-    instancesLearned: 0,
-    executeFailures: 0,
-    checksumMismatches: 0,
-    checksumChecks: 0,
-    retriedMessages: 0,
-    recoveryProposalsFailed: 0,
-    checkpointModeDrops: 0,
-    checkpointRestarts: 0,
-    valuesHandedBack: 0,
-  };
-  private readonly errors: GroupErrors = {
-    taskErrors: { count: 0, last: undefined },
-    executeFailures: { count: 0, last: undefined },
-    persistFailures: { count: 0, last: undefined },
-  };
+  protected readonly checkpoint: CheckpointManager | undefined;
+  protected readonly committer: Committer;
+  protected readonly counters = newGroupCounters();
+  protected readonly errors = newGroupErrors();
 
-  private lastChecksum = 0;
+  protected lastChecksum = 0;
   /** Ballot the previous instance was chosen with (rides on Prepare/Accept, see receiveForAcceptor). */
-  private previousChosenBallot: Ballot = NULL_BALLOT;
-  private readonly system: SystemStateMachine;
-  private readonly master: MasterStateMachine;
+  protected previousChosenBallot: Ballot = NULL_BALLOT;
+  protected readonly system: SystemStateMachine;
+  protected readonly master: MasterStateMachine;
   /** The master state the last install left (takeCarriedGroupState); undefined: unknown. */
-  private installedMaster: InstalledMaster | undefined;
+  protected installedMaster: InstalledMaster | undefined;
   private readonly election: MasterElection | undefined;
-  private readonly executor: Executor;
+  protected readonly executor: Executor;
   private readonly execution: Execution;
-  private readonly proposing: Proposing;
-  private readonly failures: GroupFailures;
+  protected readonly proposing: Proposing;
+  protected readonly failures: GroupFailures;
   /** Drives the checkpoint roles: their frames, their timer, compaction. */
   private readonly checkpoints: CheckpointDriver;
-  private readonly followers: Followers;
+  protected readonly followers: Followers;
   private readonly retryQueue: RetryQueue;
   /** When this group last handled a Prepare, Accept or reply (the learner sender reads it). */
-  private paxosActiveAtMs = Number.NEGATIVE_INFINITY;
-  private stoppedReason: PaxosError | undefined;
-  private closed = false;
+  protected paxosActiveAtMs = Number.NEGATIVE_INFINITY;
+  protected stoppedReason: PaxosError | undefined;
+  protected closed = false;
   /** System-variable writes in flight, each already handled (a failure stops the group). */
-  private pendingWrites: Promise<void>[] = [];
+  protected pendingWrites: Promise<void>[] = [];
   private learnerMessagesHandled = 0;
 
-  constructor(private readonly config: GroupConfig) {
+  constructor(protected readonly config: GroupConfig) {
+    super();
     const { store, group, options } = config;
     this.failures = new GroupFailures(this.ports());
     this.retryQueue = new RetryQueue(options.retryQueueMaxMessages);
@@ -429,7 +409,7 @@ export class Group {
   }
 
   /** Awaits the system-variable writes in flight; false when one failed (the group stopped). */
-  private async flushWrites(): Promise<boolean> {
+  protected async flushWrites(): Promise<boolean> {
     if (this.pendingWrites.length > 0) await Promise.all(this.pendingWrites.splice(0));
     return this.stoppedReason === undefined;
   }
@@ -460,7 +440,7 @@ export class Group {
     return false;
   }
 
-  private stopGroup(error: PaxosError): void {
+  protected stopGroup(error: PaxosError): void {
     if (this.stoppedReason !== undefined) return;
     this.stoppedReason = error;
     this.log('error', 'group-stopped', { code: error.code, message: error.message });
@@ -471,7 +451,7 @@ export class Group {
   }
 
   /** The learned instance is settled (execution.ts): the chain and every role move on. */
-  private nextInstance(): Promise<void> | undefined {
+  protected nextInstance(): Promise<void> | undefined {
     this.lastChecksum = this.learner.state.newChecksum;
     this.previousChosenBallot = this.learner.state.ballot;
     this.newInstance();
@@ -519,7 +499,7 @@ export class Group {
     }
   }
 
-  private proposerChosen(instanceId: number, proposalId: number): void {
+  protected proposerChosen(instanceId: number, proposalId: number): void {
     const msg = this.learner.proposerSendSuccessMsg(instanceId, proposalId);
     // Learn here first, then tell the others (PhxPaxos BroadcastMessage_Type_RunSelf_First).
     this.loop.enqueue(() => this.receiveForLearner(msg));
@@ -528,7 +508,7 @@ export class Group {
 
   // ---- sending --------------------------------------------------------------------------
 
-  private sendTo(to: number, msg: PaxosMsg): void {
+  protected sendTo(to: number, msg: PaxosMsg): void {
     if (to === this.config.nodeId) {
       this.loop.enqueue(() => this.handle(msg, false));
       return;
@@ -537,7 +517,7 @@ export class Group {
   }
 
   /** To every member, this node included (PhxPaxos BroadcastMessage). */
-  private broadcast(msg: PaxosMsg): void {
+  protected broadcast(msg: PaxosMsg): void {
     for (const member of this.members) this.sendTo(member, msg);
   }
 
@@ -562,7 +542,7 @@ export class Group {
    * the install left (empty after the checkpoint, with the acceptor's promise), and the learner
    * asks its peers for the rest.
    */
-  private restartFromCheckpoint(checkpointInstanceId: number): void {
+  protected restartFromCheckpoint(checkpointInstanceId: number): void {
     this.counters.checkpointRestarts++;
     // The master state the install left (beforeLogReset, durably), in memory again here, so
     // nothing adopted while the install ran survives it.
@@ -598,90 +578,7 @@ export class Group {
     this.assertAligned();
   }
 
-  /** The context the port factories read the group through (built once: closures, no copies). */
-  private ports(): RestartContext &
-    ProposerPortContext &
-    SystemPortContext &
-    FailuresContext &
-    CheckpointDriverContext &
-    ExecutionContext &
-    ProposingContext &
-    LearnerPortContext &
-    MasterPortContext &
-    ElectionPortContext &
-    CheckpointPortContext {
-    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the getters read the roles when a port uses them (some are built after the ports)
-    const group = this;
-    return {
-      config: this.config,
-      get loop() {
-        return group.loop;
-      },
-      get acceptor() {
-        return group.acceptor;
-      },
-      get system() {
-        return group.system;
-      },
-      get master() {
-        return group.master;
-      },
-      get followers() {
-        return group.followers;
-      },
-      get executor() {
-        return group.executor;
-      },
-      get learner() {
-        return group.learner;
-      },
-      get committer() {
-        return group.committer;
-      },
-      get proposer() {
-        return group.proposer;
-      },
-      counters: this.counters,
-      errors: this.errors,
-      isFollower: () => this.isFollower,
-      closed: () => this.closed,
-      stoppedReason: () => this.stoppedReason,
-      restartFromCheckpoint: (cp) => this.restartFromCheckpoint(cp),
-      running: () => this.stoppedReason === undefined && !this.closed,
-      hasPendingWrites: () => this.pendingWrites.length > 0,
-      flushWrites: () => this.flushWrites(),
-      stopGroup: (error) => this.stopGroup(error),
-      nextInstance: () => this.nextInstance(),
-      setLastChecksum: (checksum) => {
-        this.lastChecksum = checksum;
-      },
-      checkpoint: () => this.checkpoint,
-      setInstalledMaster: (installed) => {
-        this.installedMaster = installed;
-      },
-      members: () => this.members,
-      nowInstanceId: () => this.learner.instanceId,
-      lastChecksum: () => this.lastChecksum,
-      previousChosenBallot: () => this.previousChosenBallot,
-      broadcast: (msg) => this.broadcast(msg),
-      proposerChosen: (instanceId, proposalId) => this.proposerChosen(instanceId, proposalId),
-      paxosActiveAtMs: () => this.paxosActiveAtMs,
-      sendTo: (to, msg) => this.sendTo(to, msg),
-      checkNewValue: () => this.proposing.checkNewValue(),
-      pendingWrite: (write) => {
-        this.pendingWrites.push(write);
-      },
-      persistFailed: (error) => this.failures.persistFailed(error),
-      canPropose: () =>
-        !this.closed &&
-        this.stoppedReason === undefined &&
-        this.members.includes(this.config.nodeId),
-      propose: (smId, value, batch, timeoutMs) => this.propose(smId, value, batch, timeoutMs),
-      log: (level, event, fields) => this.log(level, event, fields),
-    };
-  }
-
-  private log(level: LogLevel, event: string, fields: Record<string, unknown>): void {
+  protected log(level: LogLevel, event: string, fields: Record<string, unknown>): void {
     this.config.log?.(level, event, {
       node: this.config.nodeId,
       group: this.config.group,

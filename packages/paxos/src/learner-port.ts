@@ -1,8 +1,8 @@
-// The learner's port onto its group (LearnerHost): what the learner reads of the acceptor, the
+// The learner's port onto its group (LearnerPort): what the learner reads of the acceptor, the
 // membership and master variables, and how it sends, schedules and reports.
 import type { Logger } from '@tspaxos/core';
 import type { CheckpointManager } from '@tspaxos/checkpoint';
-import { Learner, type LearnerHost } from '@tspaxos/learner';
+import { Learner, type LearnerPort } from '@tspaxos/learner';
 import type { PaxosMsg } from '@tspaxos/transport';
 import type { Acceptor } from './acceptor';
 import type { Followers } from './followers';
@@ -34,7 +34,7 @@ export interface LearnerPortContext {
   log: Logger;
 }
 
-export function learnerPort(group: LearnerPortContext): LearnerHost {
+export function learnerPort(group: LearnerPortContext): LearnerPort {
   const { config, loop, acceptor, system, master } = group;
   return {
     nodeId: config.nodeId,

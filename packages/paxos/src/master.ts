@@ -88,7 +88,7 @@ export interface MasterFaults {
   renewWithoutVersionCheck?: boolean;
 }
 
-export interface MasterHost {
+export interface MasterPort {
   readonly nodeId: number;
   /** This node's clock (the injected Scheduler's now()). */
   now(): number;
@@ -147,7 +147,7 @@ export class MasterStateMachine implements StateMachine {
   private reflectsBelow = 0;
 
   constructor(
-    private readonly host: MasterHost,
+    private readonly host: MasterPort,
     /** Stored variables; NO_MASTER_YET: none applied yet; undefined: unknown (lost). */
     initial: MasterVariables | typeof NO_MASTER_YET | undefined,
     /** Subtracted from my own leases (PhxPaxos TryBeMaster: lease - 100 ms). */

@@ -7,7 +7,7 @@ import type { ProposerFaults } from './faults';
 import type { PaxosOptions } from './options';
 import { bytesEqual } from './value';
 
-export interface ProposerHost {
+export interface ProposerPort {
   readonly nodeId: number;
   /** Current voting members (quorums are majorities of these). */
   members(): readonly number[];
@@ -86,7 +86,7 @@ export class Proposer {
   private readonly timeoutMs: { prepare: number; accept: number };
 
   constructor(
-    private readonly host: ProposerHost,
+    private readonly host: ProposerPort,
     private readonly options: PaxosOptions,
     private readonly faults: ProposerFaults = {},
   ) {

@@ -3,8 +3,9 @@
 // MAX_SYNC_SLICE_MS (through the Scheduler). Measured the way a server would feel it: a 1 ms
 // interval timer counts how often it got to run while the work went on, and the longest stretch
 // of CPU time between two of its ticks. Before the slices, the timer did not run once during either.
+import { SeededRandomSource } from '@tspaxos/core';
 import { MemoryLogStore } from '@tspaxos/storage';
-import { MemoryNetwork, SeededRng } from '@tspaxos/transport';
+import { MemoryNetwork } from '@tspaxos/transport';
 import { describe, expect, it } from 'vitest';
 import { realRandom, realScheduler } from '../src/adapters/node-entry';
 import { IOLoop } from '../src/io-loop';
@@ -86,7 +87,7 @@ describe('synchronous stretches stay short', () => {
         cluster: [1],
         groups: 1,
         store,
-        network: new MemoryNetwork({ rng: new SeededRng(1) }).endpoint(1),
+        network: new MemoryNetwork({ rng: new SeededRandomSource(1) }).endpoint(1),
         scheduler: realScheduler(),
         random: realRandom(),
         stateMachines: [machine],

@@ -6,6 +6,7 @@
 // back from a cut install, or has just installed, is partitioned from the peers ahead of it (the
 // lease holder first). A scripted run (SimOptions.installCrashStep) crashes the receiver at the
 // k-th write of its first install. What was cut is kept until the install that follows it.
+import type { RandomSource } from '@tspaxos/core';
 import { crc32 } from '@tspaxos/crc-wasm';
 import {
   CheckpointMsgType,
@@ -13,9 +14,8 @@ import {
   CheckpointSendFileFlag,
   type Message,
   PaxosMsgType,
-  type SeededRng,
 } from '@tspaxos/transport';
-import type { CheckpointSimHost, CheckpointSimNode } from './checkpoint-host';
+import type { CheckpointSimPort, CheckpointSimNode } from './checkpoint-port';
 
 export type CutPhase =
   | 'after-begin'
@@ -76,8 +76,8 @@ export class CheckpointCuts {
 
   /** `rng`: the checkpoint simulation's stream, shared (draws interleave in event order). */
   constructor(
-    private readonly host: CheckpointSimHost,
-    private readonly rng: SeededRng,
+    private readonly host: CheckpointSimPort,
+    private readonly rng: RandomSource,
   ) {}
 
   /** A node's log line: the scripted install that finished without its crash. */

@@ -5,15 +5,16 @@
 // must copy a peer's checkpoint and then learn the rest from the log. Transfers and installs are
 // cut short in checkpoint-cuts.ts; a loaded checkpoint is checked by checkers/checkpoint.ts (the
 // `checkpoint` invariant).
+import { SeededRandomSource } from '@tspaxos/core';
 import { type CheckpointFiles, INSTALL_META_KEY, MemoryFiles } from '@tspaxos/checkpoint';
 import type { LogStore } from '@tspaxos/storage';
-import { type Network, SeededRng } from '@tspaxos/transport';
+import { type Network } from '@tspaxos/transport';
 import { CheckpointCuts } from './checkpoint-cuts';
 import {
-  type CheckpointSimHost,
+  type CheckpointSimPort,
   type CheckpointSimNode,
   SIM_CHECKPOINT_OPTIONS,
-} from './checkpoint-host';
+} from './checkpoint-port';
 import { CheckpointChecker } from './checkers/checkpoint';
 import { type RecorderEntries, RecordingStateMachine } from './recorder';
 
@@ -35,7 +36,7 @@ const never = new Promise<never>(() => {});
 
 export class CheckpointSim {
   readonly disks = new Map<number, MemoryFiles>();
-  private readonly rng: SeededRng;
+  private readonly rng: SeededRandomSource;
   private readonly compactionSeed: boolean;
   /** Recorders of the live incarnations: `${node}/${group}` → machine. */
   private readonly recorders = new Map<
@@ -47,8 +48,8 @@ export class CheckpointSim {
   /** The checkpoint invariant (checkers/checkpoint.ts). */
   private readonly checker: CheckpointChecker;
 
-  constructor(private readonly host: CheckpointSimHost) {
-    this.rng = new SeededRng(host.options.seed ^ 0xc4ec);
+  constructor(private readonly host: CheckpointSimPort) {
+    this.rng = new SeededRandomSource(host.options.seed ^ 0xc4ec);
     const drawn = host.faults && this.rng.next() < COMPACTION_SEED_RATE;
     this.compactionSeed = host.options.compaction ?? drawn;
     for (const n of host.nodes) this.disks.set(n.id, new MemoryFiles());
@@ -201,10 +202,12 @@ export class CheckpointSim {
       },
       (error: unknown) => {
         if (n.isLive(incarnation))
-          this.host.note(
-            'error',
-            `n${n.id} group ${group}: checkpoint write failed: ${String(error)}`,
-          );
+          this.host.nodeErrors.observe({
+            kind: 'checkpoint-write-failed',
+            node: n.id,
+            group,
+            error,
+          });
         return false;
       },
     );
@@ -231,18 +234,13 @@ export class CheckpointSim {
         },
         (error: { code?: string; message?: string }) => {
           if (!n.isLive(incarnation)) return;
-          // Waiting for a checkpoint itself, or its store refuses writes after an injected fsync failure.
-          const expected =
-            error.code === 'E_NEEDS_CHECKPOINT' ||
-            ((error.code === 'E_STORAGE' || error.code === 'E_IO') && this.host.storeFailed(n));
-          if (expected) {
-            this.host.log(`n${n.id} compact group ${group} refused: ${error.code}`);
-            return;
-          }
-          this.host.note(
-            'error',
-            `n${n.id} group ${group}: compact failed: ${error.code}: ${error.message}`,
-          );
+          this.host.nodeErrors.observe({
+            kind: 'compact-failed',
+            node: n.id,
+            group,
+            error,
+            storeFailed: this.host.storeFailed(n),
+          });
         },
       );
     });

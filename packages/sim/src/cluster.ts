@@ -1,34 +1,32 @@
 // The cluster under test (TigerBeetle's testing/cluster.zig): the simulated nodes, how each
 // incarnation starts over its store and dies, and what its logger, state machines and status say,
 // fed to the checkers. The orchestrator (simulate.ts) decides when; faults.ts decides why.
+import { SeededRandomSource } from '@tspaxos/core';
 import {
   startNode as createNode,
   type MasterFaults,
-  type PaxosErrorCode,
   type UnsafeFaults,
   valueIdentity,
 } from '@tspaxos/paxos/internal';
 import { type DurabilityPort, MemoryLogStore } from '@tspaxos/storage';
-import { type MemoryNetwork, SeededRng } from '@tspaxos/transport';
+import { type MemoryNetwork } from '@tspaxos/transport';
 import type { CheckpointSim } from './checkpoints';
 import type { AcknowledgedIdentityChecker } from './checkers/acknowledged-identity';
 import type { AgreementChecker } from './checkers/agreement';
 import type { ChainChecker } from './checkers/chain';
+import type { NodeErrorsChecker } from './checkers/node-errors';
 import type { ReplyDurabilityChecker } from './checkers/reply-durability';
 import type { StaleLeaseChecker } from './checkers/stale-lease';
 import type { Coverage } from './coverage';
 import type { EventQueue } from './event-queue';
 import type { SimOptions } from './options';
-import type { Invariant, LongDownCatchUp, MasterSettings, SimTopology } from './result';
+import type { LongDownCatchUp, MasterSettings, SimTopology } from './result';
 import { SimNode } from './sim-node';
-import { describeError } from './trace';
 
 /** Each node's clock starts at an offset drawn up to this (ms): machines' clocks disagree. */
 const CLOCK_OFFSET_MAX_MS = 3 * 3600_000;
-/** What a failed assertion in @tspaxos/paxos throws and stops its group with (InvariantError). */
-const INVARIANT_CODE: PaxosErrorCode = 'E_INVARIANT';
 
-export interface ClusterHost {
+export interface ClusterPort {
   options: SimOptions;
   queue: EventQueue;
   votingIds: readonly number[];
@@ -46,8 +44,8 @@ export interface ClusterHost {
   replyDurability: ReplyDurabilityChecker;
   staleLease: StaleLeaseChecker;
   log: (line: string) => void;
-  /** Records a violation without throwing (node callbacks). */
-  note: (invariant: Invariant, message: string) => void;
+  /** Task errors, failed starts and stopped groups of the nodes (checkers/node-errors.ts). */
+  nodeErrors: NodeErrorsChecker;
   eventName: () => string;
 }
 
@@ -56,14 +54,14 @@ export class Cluster {
   readonly nodes: SimNode[] = [];
   crashes = 0;
 
-  constructor(private readonly h: ClusterHost) {}
+  constructor(private readonly h: ClusterPort) {}
 
   /** Creates the voting nodes, then the followers, over fresh stores. */
   createNodes(d: {
     /** The main stream: which node the second follower follows. */
-    rng: SeededRng;
+    rng: SeededRandomSource;
     /** Initial clock offsets (undefined: every clock starts at 0, seeds without faults). */
-    clockRng: SeededRng | undefined;
+    clockRng: SeededRandomSource | undefined;
     net: MemoryNetwork;
     /** The simulated fsync of a node's store (faults.ts). */
     durabilityPort: (node: () => SimNode) => DurabilityPort;
@@ -120,7 +118,7 @@ export class Cluster {
       network: this.h.checkpoints().wrapNetwork(n, incarnation, n.network(incarnation)),
       checkpoint: this.h.checkpoints().nodeOptions(n, incarnation),
       scheduler: n.scheduler(this.h.queue, incarnation),
-      random: new SeededRng(this.h.options.seed * 7919 + n.id * 131 + incarnation),
+      random: new SeededRandomSource(this.h.options.seed * 7919 + n.id * 131 + incarnation),
       stateMachines: (group) => [
         this.h
           .checkpoints()
@@ -149,20 +147,14 @@ export class Cluster {
         if (n.isLive(incarnation)) n.node = node;
       },
       (error: unknown) => {
-        if (!n.isLive(incarnation)) return;
-        // A start that writes (a checkpoint install finished, a log reset) on a disk whose fsync
-        // was made to fail: the node is faulted, its disk is replaced later.
-        if ((error as { code?: string }).code === 'E_IO' && n.store.failedWith !== undefined) {
-          this.h.log(`n${n.id} could not start: its fsync failed (the disk will be replaced)`);
-          return;
-        }
-        this.h.note('error', `n${n.id} failed to start: ${describeError(error)}`);
+        if (n.isLive(incarnation))
+          this.h.nodeErrors.observe({ kind: 'start-failed', node: n, error });
       },
     );
   }
 
   crash(n: SimNode, why: string): void {
-    this.checkNodeErrors(n);
+    this.h.nodeErrors.observe({ kind: 'status', node: n });
     this.harvestCounters(n);
     this.crashes++;
     this.h.log(`crash n${n.id} ${why} (writes not yet durable are lost)`);
@@ -182,7 +174,7 @@ export class Cluster {
   /** The end of the run: what every live node reports, as crash() takes it from one. */
   harvestAll(): void {
     for (const n of this.nodes) {
-      this.checkNodeErrors(n);
+      this.h.nodeErrors.observe({ kind: 'status', node: n });
       this.harvestCounters(n);
     }
   }
@@ -222,24 +214,6 @@ export class Cluster {
     }
   }
 
-  /** status().errors of a live node: task errors and execute failures are always bugs. */
-  checkNodeErrors(n: SimNode): void {
-    if (!n.alive || n.node === undefined) return;
-    for (let g = 0; g < this.h.topology.groups; g++) {
-      const { errors } = n.node.status(g);
-      for (const kind of ['taskErrors', 'executeFailures', 'persistFailures'] as const) {
-        const e = errors[kind];
-        if (e.count === 0) continue;
-        // A write fails only after an injected fsync failure (the group then stopped).
-        if (kind === 'persistFailures' && n.store.fsyncFailures > 0) continue;
-        this.h.note(
-          e.last?.code === INVARIANT_CODE ? 'invariant' : 'error',
-          `n${n.id} group ${g}: status().errors.${kind} = ${e.count}, last ${e.last?.code}: ${e.last?.message}`,
-        );
-      }
-    }
-  }
-
   private onNodeLog(
     n: SimNode,
     incarnation: number,
@@ -250,33 +224,8 @@ export class Cluster {
     if (this.h.options.trace) this.h.log(`n${n.id} ${level} ${event} ${JSON.stringify(fields)}`);
     if (!n.isLive(incarnation)) return; // a dead process's late tasks are not the system's
     this.h.checkpoints().onNodeLog(n, level, event);
+    this.h.nodeErrors.observe({ kind: 'log', node: n, event, fields });
     switch (event) {
-      case 'task-failed':
-        this.h.note(
-          fields.code === INVARIANT_CODE ? 'invariant' : 'error',
-          `n${n.id} group ${String(fields.group)}: a task threw ${String(fields.code)}: ${String(fields.message)} (during event "${this.h.eventName()}")`,
-        );
-        return;
-      case 'execute-failed':
-        this.h.note(
-          'error',
-          `n${n.id} group ${String(fields.group)}: execute() failed at instance ${String(fields.instanceId)}: ${String(fields.error)} (during event "${this.h.eventName()}")`,
-        );
-        return;
-      case 'group-stopped':
-        if (fields.code === 'E_STORAGE' && n.store.failedWith !== undefined) {
-          this.h.coverage.paths['groups-stopped-by-fsync-failure']++;
-          return; // the node is faulted: its disk is replaced later
-        }
-        this.h.note(
-          fields.code === 'E_CHECKSUM_MISMATCH'
-            ? 'chain'
-            : fields.code === INVARIANT_CODE
-              ? 'invariant'
-              : 'error',
-          `n${n.id} group ${String(fields.group)} stopped: ${String(fields.message)} (during event "${this.h.eventName()}")`,
-        );
-        return;
       case 'sender-confirmed': {
         this.h.coverage.paths['catch-up-streams-started']++;
         const to = this.nodes[Number(fields.to) - 1];

@@ -1,6 +1,6 @@
 // What a run exercised, counted: faults injected by kind, and paths the code went through. The
 // CLI sums these over seeds; a test asserts on them (a fault never injected proves nothing).
-import { CHECKPOINT_PATH_KINDS } from './checkpoint-host';
+import { CHECKPOINT_PATH_KINDS } from './checkpoint-port';
 import { STALE_LEASE_PATH_KINDS } from './checkers/stale-lease';
 
 /** Counts of what a run exercised: faults injected by kind, and paths the code went through. */

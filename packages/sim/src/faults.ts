@@ -3,8 +3,9 @@
 // simulated disk), the long-down node and its catch-up links, the follower's node dying, a
 // membership change, and master-lease drops. Simulation owns the nodes; this decides when and how
 // they are hurt. The scripted scenarios are in scripts.ts.
+import type { RandomSource } from '@tspaxos/core';
 import type { DurabilityPort } from '@tspaxos/storage';
-import { type LinkConfig, type MemoryNetwork, type SeededRng } from '@tspaxos/transport';
+import { type LinkConfig, type MemoryNetwork } from '@tspaxos/transport';
 import type { Coverage, FaultKind } from './coverage';
 import type { EventQueue } from './event-queue';
 import { LONG_DOWN_AT_MS, LONG_DOWN_FOR_MS, PROPOSE_TIMEOUT_MS } from './options';
@@ -33,13 +34,13 @@ const CATCH_UP_LOSS_MS = 3000;
 const MASTER_DROP_EVERY_MS: [number, number] = [1500, 4500];
 
 /** What fault injection needs of the simulation (its streams, network, nodes and actions). */
-export interface FaultsHost {
+export interface FaultsPort {
   /** The main stream (shared with the workload: draws interleave in event order). */
-  rng: SeededRng;
+  rng: RandomSource;
   /** Fsync latencies and failures. */
-  diskRng: SeededRng;
+  diskRng: RandomSource;
   /** Master elections' draws (lease, drift, jumps, drops). */
-  masterRng: SeededRng;
+  masterRng: RandomSource;
   queue: EventQueue;
   net: MemoryNetwork;
   nodes: readonly SimNode[];
@@ -60,9 +61,9 @@ export interface FaultsHost {
 }
 
 export class Faults {
-  private readonly rng: SeededRng;
-  private readonly diskRng: SeededRng;
-  private readonly masterRng: SeededRng;
+  private readonly rng: RandomSource;
+  private readonly diskRng: RandomSource;
+  private readonly masterRng: RandomSource;
   private readonly queue: EventQueue;
   private readonly net: MemoryNetwork;
   private readonly nodes: readonly SimNode[];
@@ -86,7 +87,7 @@ export class Faults {
   /** Set once the long-down node is scheduled (its catch-up is counted from its return on). */
   longDownCatchUp: LongDownCatchUp | undefined;
 
-  constructor(h: FaultsHost) {
+  constructor(h: FaultsPort) {
     this.rng = h.rng;
     this.diskRng = h.diskRng;
     this.masterRng = h.masterRng;

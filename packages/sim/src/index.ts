@@ -22,12 +22,12 @@ export {
   RecordingStateMachine,
   RECORDER_SM_ID,
   RECORDER_CHECKPOINT_FILE,
-  type RecorderCheckpointConfig,
+  type RecorderCheckpointPort,
   type RecorderEntries,
 } from './recorder';
 export {
   CHECKPOINT_PATH_KINDS,
   SIM_CHECKPOINT_OPTIONS,
   type CheckpointPathKind,
-} from './checkpoint-host';
+} from './checkpoint-port';
 export type { CutPhase } from './checkpoint-cuts';

@@ -1,7 +1,7 @@
 // The master-lease settings of an election seed, drawn from the seed's master stream, and the
 // clock bound a lease survives (election seeds keep their clocks within it).
-import type { SeededRng } from '@tspaxos/transport';
 import type { PlantedBug, SimOptions } from './options';
+import type { RandomSource } from '@tspaxos/core';
 import type { MasterSettings } from './result';
 
 /** Election seeds: the master lease is drawn in this range (ms), several leases in the fault phase. */
@@ -34,7 +34,7 @@ export function masterClockBound(
  * pinned, so pinning an option does not shift the stream.
  */
 export function drawMaster(
-  masterRng: SeededRng,
+  masterRng: RandomSource,
   options: SimOptions,
   faults: boolean,
   planted: PlantedBug | undefined,

@@ -1,10 +1,9 @@
 // The simulator's options: SimOptions, the planted bugs, and their checks. Options are checked
 // before a run (TspaxosError E_BAD_ARGUMENT naming the field and its range), so a test that pins
 // a topology or a time bound never runs a meaningless simulation.
-import { TspaxosError } from '@tspaxos/core';
+import { TspaxosError, type RandomSource } from '@tspaxos/core';
 import { rangeProblem, type OptionRange } from '@tspaxos/crc-wasm';
 import { MASTER_LEASE_MIN_MS, type MasterFaults, type UnsafeFaults } from '@tspaxos/paxos/internal';
-import type { SeededRng } from '@tspaxos/transport';
 import type { SimTopology } from './result';
 
 /** Bugs planted on purpose; each must make the simulator fail (style.md 13). */
@@ -243,7 +242,7 @@ export function checkSimOptions(options: SimOptions): void {
  * one option does not change the draws of the others).
  */
 export function drawTopology(
-  rng: SeededRng,
+  rng: RandomSource,
   options: SimOptions,
   faults: boolean,
   faultPhaseMs: number,

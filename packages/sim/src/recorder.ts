@@ -14,7 +14,7 @@ export const RECORDER_CHECKPOINT_FILE = 'state';
 /** Instance → values of the recorder's smId executed there, in batch order. */
 export type RecorderEntries = Array<[number, string[]]>;
 
-export interface RecorderCheckpointConfig {
+export interface RecorderCheckpointPort {
   files: CheckpointFiles;
   /** Reads a file's visible bytes synchronously (MemoryFiles.peek): the state at construction. */
   peek(path: string): Uint8Array | undefined;
@@ -48,7 +48,7 @@ export class RecordingStateMachine implements StateMachine {
 
   constructor(
     private readonly onExecute: (instanceId: number, value: string) => void,
-    private readonly checkpoint?: RecorderCheckpointConfig,
+    private readonly checkpoint?: RecorderCheckpointPort,
   ) {
     if (checkpoint === undefined) return;
     const bytes = checkpoint.peek(`${this.checkpointDir}/${RECORDER_CHECKPOINT_FILE}`);

@@ -8,7 +8,7 @@ import { LATE_OWN_APPLY_DELAY_MS, LATE_OWN_APPLY_FROM_MS, type SimOptions } from
 import type { SimNode } from './sim-node';
 
 /** What the scripts need of the simulation. */
-export interface ScriptsHost {
+export interface ScriptsPort {
   options: SimOptions;
   queue: EventQueue;
   net: MemoryNetwork;
@@ -29,7 +29,7 @@ export class Scripts {
   private readonly log: (line: string) => void;
   private readonly registerWrite: (n: SimNode, group: number) => void;
 
-  constructor(h: ScriptsHost) {
+  constructor(h: ScriptsPort) {
     this.options = h.options;
     this.queue = h.queue;
     this.net = h.net;

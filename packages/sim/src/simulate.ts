@@ -2,14 +2,17 @@
 // deciding every delivery, fault, fsync latency and proposal, MemoryNetwork and MemoryLogStore
 // (with a simulated fsync) underneath, and the invariants of consensus checked after every event.
 // A seed replays exactly, trace included.
-import { MemoryNetwork, PaxosMsgType, SeededRng } from '@tspaxos/transport';
+import { SeededRandomSource } from '@tspaxos/core';
+import { MemoryNetwork, PaxosMsgType } from '@tspaxos/transport';
 import { CheckpointSim } from './checkpoints';
 import { AcknowledgedIdentityChecker } from './checkers/acknowledged-identity';
 import { AgreementChecker } from './checkers/agreement';
 import { ChainChecker } from './checkers/chain';
 import { DurabilityChecker } from './checkers/durability';
+import { EventStormChecker } from './checkers/event-storm';
 import { HarnessChecker } from './checkers/harness';
 import { MasterLivenessChecker } from './checkers/master-liveness';
+import { NodeErrorsChecker } from './checkers/node-errors';
 import { RegisterLinearizabilityChecker } from './checkers/register-linearizability';
 import { ReplyDurabilityChecker } from './checkers/reply-durability';
 import { SingleMasterChecker } from './checkers/single-master';
@@ -45,7 +48,7 @@ export async function runSeed(options: SimOptions): Promise<SimResult> {
 }
 
 class Simulation {
-  private readonly rng: SeededRng;
+  private readonly rng: SeededRandomSource;
   private readonly queue = new EventQueue();
   private readonly net: MemoryNetwork;
   private readonly nodes: SimNode[];
@@ -101,27 +104,38 @@ class Simulation {
   );
   /** Election seeds only. */
   private readonly masterLiveness: MasterLivenessChecker | undefined;
-  /** The liveness invariant: starts, event storms, and after the heal (liveness.ts). */
+  /** The liveness invariant: starts, and after the heal (liveness.ts); time passes. */
   private readonly liveness: Liveness;
+  private readonly eventStorm = new EventStormChecker(
+    (m) => this.fail('liveness', m),
+    () => this.eventName(),
+  );
 
   constructor(private readonly options: SimOptions) {
-    this.rng = new SeededRng(options.seed);
+    this.rng = new SeededRandomSource(options.seed);
     // Streams of their own, so one kind of draw does not shift the others: fsync latencies and
     // failures, initial clock offsets, master elections.
-    const diskRng = new SeededRng(options.seed ^ 0xd15c);
-    const clockRng = new SeededRng(options.seed ^ 0xc10c);
+    const diskRng = new SeededRandomSource(options.seed ^ 0xd15c);
+    const clockRng = new SeededRandomSource(options.seed ^ 0xc10c);
     this.faults = options.faults ?? true;
     const faultPhaseMs = options.faultPhaseMs ?? 20_000;
     this.topology = drawTopology(this.rng, options, this.faults, faultPhaseMs);
     const planted = options.brokenAcceptor ? 'forgetPromises' : options.planted;
-    const masterRng = new SeededRng(options.seed ^ 0x3a57e5);
+    const masterRng = new SeededRandomSource(options.seed ^ 0x3a57e5);
     this.master = drawMaster(masterRng, options, this.faults, planted);
     const votingIds = Array.from({ length: this.topology.nodes }, (_, i) => i + 1);
     this.faultPhaseMs = faultPhaseMs;
     this.livenessBoundMs = options.livenessBoundMs ?? 60_000;
-    this.net = new MemoryNetwork({ rng: new SeededRng(options.seed ^ 0x5eed) });
+    this.net = new MemoryNetwork({ rng: new SeededRandomSource(options.seed ^ 0x5eed) });
     const groups = this.topology.groups;
     this.agreement = new AgreementChecker(groups, this.proposed, (i, m) => this.note(i, m));
+    const nodeErrors = new NodeErrorsChecker({
+      groups,
+      paths: this.coverage.paths,
+      log: (line) => this.log(line),
+      note: (invariant, message) => this.note(invariant, message),
+      eventName: () => this.eventName(),
+    });
     this.cluster = new Cluster({
       options,
       queue: this.queue,
@@ -139,7 +153,7 @@ class Simulation {
       replyDurability: this.replyDurability,
       staleLease: this.staleLease,
       log: (line) => this.log(line),
-      note: (invariant, message) => this.note(invariant, message),
+      nodeErrors,
       eventName: () => this.eventName(),
     });
     this.nodes = this.cluster.nodes;
@@ -177,7 +191,7 @@ class Simulation {
     });
     this.workload = new Workload({
       rng: this.rng,
-      workloadRng: new SeededRng(options.seed ^ 0x4ead),
+      workloadRng: new SeededRandomSource(options.seed ^ 0x4ead),
       queue: this.queue,
       nodes: this.nodes,
       groups,
@@ -233,7 +247,6 @@ class Simulation {
       throwIfViolated: () => {
         if (this.violation) throw this.violation;
       },
-      eventName: () => this.eventName(),
       log: (line) => this.log(line),
       fail: (m) => this.fail('liveness', m),
     });
@@ -256,6 +269,7 @@ class Simulation {
       crash: (n, why) => this.cluster.crash(n as SimNode, why),
       start: (n) => this.cluster.start(n as SimNode),
       note: (invariant, message) => this.note(invariant, message),
+      nodeErrors,
       log: (line) => this.log(line),
       installFinishedAtStart: (n) => this.faultInjection.installFinishedAtStart(n.id),
     });
@@ -367,7 +381,7 @@ class Simulation {
         return;
       }
       this.events++;
-      this.liveness.observeEvent(next);
+      this.eventStorm.observe({ kind: 'event', atMs: next });
       this.queue.nowMs = Math.max(this.queue.nowMs, next);
       this.net.setTime(this.queue.nowMs);
       if (nextDelivery !== undefined && nextDelivery <= (nextTimer ?? Infinity)) {

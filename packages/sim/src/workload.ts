@@ -1,8 +1,8 @@
 // The clients: unique-value proposals (some batched), register writes over few keys and values,
 // and barrier reads, at random times from the seed until the heal. What each was told goes to the
 // checkers (identity, linearizability, durability); rejections are counted by code.
+import type { RandomSource } from '@tspaxos/core';
 import { NO_SM_ID, type ProposeResult } from '@tspaxos/paxos/internal';
-import type { SeededRng } from '@tspaxos/transport';
 import type { AcknowledgedIdentityChecker } from './checkers/acknowledged-identity';
 import type { DurabilityChecker } from './checkers/durability';
 import type { RegisterLinearizabilityChecker } from './checkers/register-linearizability';
@@ -19,11 +19,11 @@ const BARRIER_READ_SHARE = 0.2;
 const REGISTER_KEYS = 2;
 const REGISTER_VALUES = ['a', 'b', 'c'] as const;
 
-export interface WorkloadHost {
+export interface WorkloadPort {
   /** The main stream (shared with fault injection: draws interleave in event order). */
-  rng: SeededRng;
+  rng: RandomSource;
   /** Which operation each proposal is: its own stream (the other draws stay as they were). */
-  workloadRng: SeededRng;
+  workloadRng: RandomSource;
   queue: EventQueue;
   nodes: readonly SimNode[];
   groups: number;
@@ -46,8 +46,8 @@ export class Workload {
   private operationSeq = 0;
   /** Workload proposals not yet settled (a dead incarnation's never settle). */
   private readonly proposalsPending = new Set<{ n: SimNode; incarnation: number; group: number }>();
-  private readonly rng: SeededRng;
-  private readonly workloadRng: SeededRng;
+  private readonly rng: RandomSource;
+  private readonly workloadRng: RandomSource;
   private readonly queue: EventQueue;
   private readonly nodes: readonly SimNode[];
   private readonly groups: number;
@@ -59,7 +59,7 @@ export class Workload {
   private readonly durability: DurabilityChecker;
   private readonly log: (line: string) => void;
 
-  constructor(h: WorkloadHost) {
+  constructor(h: WorkloadPort) {
     this.rng = h.rng;
     this.workloadRng = h.workloadRng;
     this.queue = h.queue;

@@ -1,3 +1,5 @@
+// The SQLite store's own tests beside the shared contract (log-store.contract.ts). One idea, kept in
+// one file though it passes 600 lines (issue 21): one scenario per `it` of what the store promises.
 import { spawnSync } from 'node:child_process';
 import {
   appendFileSync,

@@ -18,5 +18,5 @@ export {
   type DecodeResult,
 } from './codec';
 export { FrameReader } from './frame-reader';
-export { type Network, SeededRng, type DropCounters } from './ports';
+export { type Network, type DropCounters } from './ports';
 export { MemoryNetwork, type LinkConfig, type Delivery } from './memory-network';

@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_FRAME_BYTES, MemoryNetwork, paxosMsg, SeededRng } from './index';
+import { SeededRandomSource } from '@tspaxos/core';
+import { MAX_FRAME_BYTES, MemoryNetwork, paxosMsg } from './index';
 
 function run(seed: number) {
-  const net = new MemoryNetwork({ rng: new SeededRng(seed), keepTrace: true });
+  const net = new MemoryNetwork({ rng: new SeededRandomSource(seed), keepTrace: true });
   const got: string[] = [];
   const nodes = [1, 2, 3].map((id) => {
     const e = net.endpoint(id);
@@ -53,7 +54,7 @@ describe('MemoryNetwork', () => {
   });
 
   it('keeps a link in order unless it is told to reorder', () => {
-    const net = new MemoryNetwork({ rng: new SeededRng(1) });
+    const net = new MemoryNetwork({ rng: new SeededRandomSource(1) });
     const seen: number[] = [];
     net.endpoint(2).onMessage((_f, _g, m) => m.kind === 'paxos' && seen.push(m.msg.instanceId));
     net.setDefaultLink({ delayMs: [1, 50] });
@@ -65,7 +66,7 @@ describe('MemoryNetwork', () => {
   });
 
   it('flips bits on the wire when told: the codec rejects every such frame and the drop is counted', () => {
-    const net = new MemoryNetwork({ rng: new SeededRng(3) });
+    const net = new MemoryNetwork({ rng: new SeededRandomSource(3) });
     const seen: number[] = [];
     net.endpoint(2).onMessage((_f, _g, m) => m.kind === 'paxos' && seen.push(m.msg.instanceId));
     net.setLink(1, 2, { corruptRate: 0.5 });
@@ -81,7 +82,7 @@ describe('MemoryNetwork', () => {
   });
 
   it('cuts one way only until heal()', () => {
-    const net = new MemoryNetwork({ rng: new SeededRng(4) });
+    const net = new MemoryNetwork({ rng: new SeededRandomSource(4) });
     const seen: string[] = [];
     for (const id of [1, 2]) net.endpoint(id).onMessage((from) => seen.push(`${from}>${id}`));
     const msg = { kind: 'paxos' as const, msg: paxosMsg({ msgType: 6, instanceId: 1 }) };
@@ -103,7 +104,7 @@ describe('MemoryNetwork', () => {
 
 describe('MemoryNetwork send errors', () => {
   it('counts a frame too large to send as a drop (E_FRAME_TOO_LARGE), and throws any other encode error', () => {
-    const net = new MemoryNetwork({ rng: new SeededRng(5) });
+    const net = new MemoryNetwork({ rng: new SeededRandomSource(5) });
     const big = paxosMsg({ msgType: 6, instanceId: 1, value: new Uint8Array(MAX_FRAME_BYTES) });
     net.endpoint(1).send(2, 0, { kind: 'paxos', msg: big });
     expect(net.drops['E_FRAME_TOO_LARGE']).toBe(1);

@@ -1,9 +1,10 @@
 import { describeNetworkContract } from './network.contract';
-import { MemoryNetwork, SeededRng } from './index';
+import { SeededRandomSource } from '@tspaxos/core';
+import { MemoryNetwork } from './index';
 import { TcpNetwork } from './tcp';
 
 describeNetworkContract('MemoryNetwork', async () => {
-  const net = new MemoryNetwork({ rng: new SeededRng(3) });
+  const net = new MemoryNetwork({ rng: new SeededRandomSource(3) });
   net.setDefaultLink({ delayMs: [1, 5] });
   return {
     a: net.endpoint(1),

@@ -1,7 +1,8 @@
 // Every option is checked at construction: E_BAD_ARGUMENT naming the field and its range, never
 // a network that runs with NaN limits or drops every frame.
 import { describe, expect, it } from 'vitest';
-import { MemoryNetwork, SeededRng, type TransportError } from './index';
+import { SeededRandomSource } from '@tspaxos/core';
+import { MemoryNetwork, type TransportError } from './index';
 import { TcpNetwork, type TcpNetworkOptions } from './tcp';
 
 const base: TcpNetworkOptions = {
@@ -63,7 +64,7 @@ describe('TcpNetwork options', () => {
 });
 
 describe('MemoryNetwork options', () => {
-  const net = new MemoryNetwork({ rng: new SeededRng(1) });
+  const net = new MemoryNetwork({ rng: new SeededRandomSource(1) });
 
   it.each<[Record<string, unknown>, RegExp]>([
     [{ dropRate: 1.5 }, /dropRate must be a number in 0 … 1, got 1.5/],

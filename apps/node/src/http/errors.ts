@@ -62,7 +62,7 @@ export function fromPaxos(error: PaxosError, refusal: Refusal): ServerError | un
       return new ServerError('E_TOO_LARGE', error.message);
     case 'E_QUEUE_FULL':
     case 'E_NOT_MEMBER':
-      // Refused before it was sent, even when queued (instance.ts checkNewValue).
+      // Refused before it was sent, even when queued (paxos proposing.ts checkNewValue).
       return unavailable();
     case 'E_CHECKSUM_MISMATCH':
     case 'E_STORAGE':

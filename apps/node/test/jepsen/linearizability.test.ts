@@ -1,8 +1,8 @@
 // The register checker on small histories whose verdict is known by hand, planted anomalies it
 // must reject, and random histories made from a real sequential execution it must accept.
 import { describe, expect, it } from 'vitest';
-import { SeededRng } from '@tspaxos/transport';
 import { checkRegister, type RegisterOp } from './linearizability';
+import { SeededRandomSource } from '@tspaxos/core';
 import { checkKeys, instanceOrderAnomalies, plainReadAnomalies, type Op } from './history';
 
 let nextId = 0;
@@ -87,7 +87,7 @@ describe('checkRegister', () => {
   });
 
   it('accepts 300 random histories made from a sequential execution', () => {
-    const rng = new SeededRng(17);
+    const rng = new SeededRandomSource(17);
     let ops = 0;
     for (let h = 0; h < 300; h++) {
       // Linearization points in order; each op's interval contains its point.

@@ -3,7 +3,7 @@
 // clients on a few keys through random nodes, a nemesis on a seeded schedule; then everything is
 // healed, every node must converge (same instance id and lastChecksum), the last values are read
 // through every node, and the history is checked per key for linearizability.
-import { SeededRng } from '@tspaxos/transport';
+import { SeededRandomSource } from '@tspaxos/core';
 import { waitFor } from '../helpers';
 import { ProxiedCluster, statusOf } from './cluster';
 import { HttpClient, runClient, runOp, type Workload } from './client';
@@ -98,7 +98,7 @@ function counts(history: Op[], pick: (op: Op) => boolean): OutcomeCounts {
 export async function runJepsen(options: JepsenOptions): Promise<JepsenReport> {
   const log = options.log ?? (() => {});
   const leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
-  const rng = new SeededRng(options.seed);
+  const rng = new SeededRandomSource(options.seed);
   const ids = [1, 2, 3];
   const keys = Array.from({ length: options.keys ?? DEFAULT_KEYS }, (_, i) => `jepsen-${i}`);
   const started = performance.now();
@@ -144,7 +144,7 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenReport> {
         return undefined;
       },
     },
-    new SeededRng(rng.int(0x7fffffff)),
+    new SeededRandomSource(rng.int(0x7fffffff)),
     { leaseMs, ...DEFAULT_TIMES },
   );
 
@@ -175,7 +175,7 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenReport> {
       }
     }, 500);
     const clientRuns = Array.from({ length: options.clients ?? DEFAULT_CLIENTS }, (_, c) =>
-      runClient(workload, c, new SeededRng(rng.int(0x7fffffff)), stop),
+      runClient(workload, c, new SeededRandomSource(rng.int(0x7fffffff)), stop),
     );
     try {
       await nemesis.run(stop);

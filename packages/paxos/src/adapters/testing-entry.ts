@@ -6,12 +6,12 @@
 // the next timer or delivery. A test waits for conditions, never for the real clock, so a loaded
 // machine cannot fail it, and a seed replays the same run.
 import { type DurabilityPort, type LogStore, MemoryLogStore } from '@tspaxos/storage';
-import { MemoryNetwork, SeededRng } from '@tspaxos/transport';
+import { MemoryNetwork } from '@tspaxos/transport';
 import { PaxosError } from '../errors';
 import { type Machines, type NodeHandle, nodeHandle } from '../facade';
 import { type PaxosNode, startNode } from '../node';
 import type { PaxosOptionsInput } from '../options';
-import type { Scheduler } from '@tspaxos/core';
+import { type Scheduler, SeededRandomSource } from '@tspaxos/core';
 import type { StateMachine } from '../state-machine';
 
 export type { GroupHandle, Machines, NodeHandle } from '../facade';
@@ -36,7 +36,7 @@ export class VirtualWorld {
 
   constructor(opts: { seed?: number; autoRun?: boolean; maxFrameBytes?: number } = {}) {
     this.net = new MemoryNetwork({
-      rng: new SeededRng(opts.seed ?? 1),
+      rng: new SeededRandomSource(opts.seed ?? 1),
       ...(opts.maxFrameBytes !== undefined ? { maxFrameBytes: opts.maxFrameBytes } : {}),
     });
     this.running = opts.autoRun ?? true;
@@ -226,7 +226,7 @@ export async function createTestCluster(
       store: stores.get(id)!,
       network: world.net.endpoint(id),
       scheduler: world.scheduler,
-      random: new SeededRng(seed * 1000 + id),
+      random: new SeededRandomSource(seed * 1000 + id),
       stateMachines: (g) => perGroup[g]!,
       masterElection,
       options,

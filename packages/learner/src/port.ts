@@ -1,4 +1,4 @@
-// The learner's port onto the group that hosts it (LearnerHost), grouped by where each part comes
+// The learner's port onto the group that hosts it (LearnerPort), grouped by where each part comes
 // from: the acceptor, the system and master variables, the membership, and the runtime.
 import type { LogStore } from '@tspaxos/storage';
 import type { PaxosMsg } from '@tspaxos/transport';
@@ -11,7 +11,7 @@ import type { LearnerEvent } from './catch-up';
  * acceptor, the system and master variables, the membership, and the runtime (time, timers,
  * randomness, log).
  */
-export interface LearnerHost {
+export interface LearnerPort {
   readonly nodeId: number;
   readonly group: number;
   readonly store: LogStore;

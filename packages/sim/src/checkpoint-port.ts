@@ -4,6 +4,7 @@ import type { CheckpointOptions } from '@tspaxos/checkpoint';
 import type { PaxosNode } from '@tspaxos/paxos/internal';
 import type { LogStore } from '@tspaxos/storage';
 import type { MemoryNetwork } from '@tspaxos/transport';
+import type { NodeErrorsChecker } from './checkers/node-errors';
 import type { EventQueue } from './event-queue';
 import type { SimOptions } from './options';
 import type { SimTopology } from './result';
@@ -67,7 +68,7 @@ export interface CheckpointSimNode {
 }
 
 /** What the checkpoint simulation needs of the simulation. */
-export interface CheckpointSimHost {
+export interface CheckpointSimPort {
   /** seed; compaction (pinned: nodes compact during the fault phase; default: drawn in a share of
    * seeds with faults); installCrashStep (scripted: crash the receiver at this write of its first
    * install). */
@@ -91,7 +92,9 @@ export interface CheckpointSimHost {
   storeFailed(n: CheckpointSimNode): boolean;
   crash(n: CheckpointSimNode, why: string): void;
   start(n: CheckpointSimNode): void;
-  note(invariant: 'checkpoint' | 'validity' | 'error', message: string): void;
+  note(invariant: 'checkpoint' | 'validity', message: string): void;
+  /** Failed checkpoint writes and compactions (checkers/node-errors.ts). */
+  readonly nodeErrors: NodeErrorsChecker;
   log(line: string): void;
   /**
    * An install a restart finished (its node crashed inside it): the in-process restart counters
