@@ -44,6 +44,11 @@ export interface MembershipCounters {
   peersAdded: number;
   /** Peers the transport forgot and refuses (removed from the membership). */
   peersRemoved: number;
+  /**
+   * Group memberships a change read as applied here, without a master's read index first: no
+   * master lease was live in this node's view (an election under way, --no-master-election).
+   */
+  readWithoutMaster: number;
   /** Requests that ended in an error, by its code (the caller is answered with it too). */
   changesFailed: Record<string, number>;
 }
@@ -51,7 +56,7 @@ export interface MembershipCounters {
 export interface MembershipHost {
   readonly nodeId: number;
   readonly groups: number;
-  readonly paxos: Pick<PaxosNode, 'membership' | 'changeMembership'>;
+  readonly paxos: Pick<PaxosNode, 'membership' | 'changeMembership' | 'readIndex'>;
   readonly network: Pick<TcpNetwork, 'addPeer' | 'removePeer'>;
   readonly log: PinoLogger;
   isStopping(): boolean;
@@ -73,6 +78,7 @@ export class MembershipSync {
   readonly counters: MembershipCounters = {
     changesProposed: 0,
     conflicts: 0,
+    readWithoutMaster: 0,
     peersAdded: 0,
     peersRemoved: 0,
     changesFailed: {},
@@ -204,6 +210,7 @@ export class MembershipSync {
   private async applyChange(req: MemberRequest): Promise<MembersView> {
     if (this.removed)
       throw new ServerError('E_UNAVAILABLE', 'this node was removed from the membership');
+    await this.readFromMaster();
     await this.followGroupZero(); // finishes a change an earlier request left half-way
     let applied = false;
     for (let attempt = 0; attempt < MEMBERSHIP_CHANGE_ATTEMPTS && !applied; attempt++) {
@@ -219,6 +226,27 @@ export class MembershipSync {
     this.host.log.info({ group: null, request: req }, 'membership-changed');
     this.sync();
     return this.view();
+  }
+
+  /**
+   * Brings every group's membership here up to the master's (PaxosNode.readIndex), so a change
+   * reads the membership every completed change left. Without it a node that just joined may not
+   * have heard of a change that did not go through it (the one that added it, proposed while it
+   * was no member yet): it would plan against an older membership, or refuse E_NOT_MEMBER.
+   */
+  private async readFromMaster(): Promise<void> {
+    for (const g of this.groups()) {
+      const r = await settle(this.host.paxos.readIndex(g, { timeoutMs: PROPOSE_TIMEOUT_MS }));
+      if (r.ok) continue;
+      if (!(r.error instanceof PaxosError)) throw r.error;
+      // No lease to ask under: read what is applied here (a stale read loses to the newer
+      // version, E_MEMBERSHIP_CONFLICT, and is retried; a missed own addition is refused below).
+      if (r.error.code === 'E_NOT_MASTER') {
+        this.counters.readWithoutMaster++;
+        continue;
+      }
+      throw fromPaxos(r.error, { queued: false, write: false }) ?? r.error;
+    }
   }
 
   /** Every other group to group 0's voters and addresses. */
@@ -258,6 +286,12 @@ export class MembershipSync {
         this.counters.conflicts++;
         return false;
       }
+      // Only when no master could be asked (readFromMaster): nothing was proposed, retryable.
+      if (r.error.code === 'E_NOT_MEMBER')
+        throw new ServerError(
+          'E_UNAVAILABLE',
+          `node ${this.host.nodeId} is not a voting member of group ${g} as far as it has learned (it may not have learned the change that added it, and no master lease is live to ask): nothing was changed; retry, or send the change to another voting member`,
+        );
       // A change is a write: once queued, a timeout leaves its outcome unknown (504).
       throw fromPaxos(r.error, { queued: r.queued, write: true }) ?? r.error;
     }
