@@ -218,6 +218,7 @@ describe('membership changes', () => {
     );
     // At once, as an operator would: node 5 may not have learned every group's change yet.
     const r = await change(n5.httpUrl, { action: 'remove', nodeId: 3 });
+    console.log(`members, fresh voter: ${r.status}, counters ${JSON.stringify(r.json.counters)}`);
     expect({ status: r.status, error: r.json.error }).toEqual({ status: 200, error: undefined });
     expect(r.json.groups.map((g) => g.voters)).toEqual([
       [1, 2, 5],
