@@ -265,6 +265,46 @@ describe('forwarding to the master', () => {
     await h.stop();
   });
 
+  it('routes a value queued here to a master whose lease became live meanwhile; each applied once', async () => {
+    const h = new Harness();
+    await h.start();
+    // Writes through every node at once, before any master is known: each node queues its own
+    // and proposes them itself; the election's lease then becomes live while they wait, and every
+    // node but the master hands its waiting values back (proposing.ts) to send them to it.
+    const pending = [];
+    for (let i = 0; i < 60; i++) {
+      const via = (i % 3) + 1;
+      pending.push(h.node(via).batchPropose(G, bytes(`q${i}`), { smId: SM }));
+    }
+    const outcomes = await h.settle(Promise.allSettled(pending), 'every write');
+    const refused = outcomes.value!.flatMap((o) =>
+      o.status === 'rejected' ? [(o.reason as PaxosError).code] : [],
+    );
+    expect(refused).toEqual([]);
+    let rerouted = 0;
+    let handedBack = 0;
+    for (const id of [1, 2, 3]) {
+      rerouted += h.node(id).forwardingCounters.handedBackRerouted;
+      handedBack += h.node(id).status(G).counters.valuesHandedBack;
+    }
+    // The case under test happened: values queued here were handed back and sent to the master
+    // (the rest handed back were forwarded ones, refused to their sender, which routed them again).
+    expect(rerouted).toBeGreaterThan(0);
+    expect(rerouted).toBeLessThanOrEqual(handedBack);
+    await h.until(
+      () =>
+        [1, 2, 3].every((id) =>
+          Array.from({ length: 60 }, (_, i) => `q${i}`).every(
+            (k) => h.nodes.get(id)!.sm.counts.get(k) === 1,
+          ),
+        ),
+      'every node to apply every write',
+    );
+    for (const id of [1, 2, 3])
+      expect([...h.nodes.get(id)!.sm.counts.values()].every((n) => n === 1)).toBe(true);
+    await h.stop();
+  });
+
   it('answers outcome-unknown when the master goes away after taking a write; never applies it twice', async () => {
     const h = new Harness();
     await h.start();
