@@ -15,6 +15,7 @@ import { describe, expect, it } from 'vitest';
 import { PaxosError } from './errors';
 import type { UnsafeFaults } from './faults';
 import { startNode as createNode, type PaxosNode } from './node';
+import type { PaxosOptionsInput } from './options';
 import type { Scheduler } from '@tspaxos/core';
 import type { StateMachine } from './state-machine';
 import { SYSTEM_SM_ID } from './value';
@@ -65,7 +66,7 @@ class Harness {
     },
   };
 
-  async start(faults: UnsafeFaults = {}): Promise<void> {
+  async start(faults: UnsafeFaults = {}, options: PaxosOptionsInput = {}): Promise<void> {
     for (const id of [1, 2, 3]) {
       const endpoint = this.net.endpoint(id);
       const entry = { node: undefined as unknown as PaxosNode, sm: new Applied(), alive: true };
@@ -94,7 +95,7 @@ class Harness {
         stateMachines: [entry.sm],
         masterElection: true,
         forwarding: true,
-        options: { masterLeaseMs: LEASE_MS, proposeTimeoutMs: 5000 },
+        options: { masterLeaseMs: LEASE_MS, proposeTimeoutMs: 5000, ...options },
         unsafeFaults: faults,
       });
       this.nodes.set(id, entry);
@@ -302,6 +303,32 @@ describe('forwarding to the master', () => {
     );
     for (const id of [1, 2, 3])
       expect([...h.nodes.get(id)!.sm.counts.values()].every((n) => n === 1)).toBe(true);
+    await h.stop();
+  });
+
+  it('passes a refusal before queueing on as an already-rejected promise', async () => {
+    const h = new Harness();
+    await h.start({}, { committerQueueMaxProposals: 1 });
+    // No master known yet: node 1 proposes itself. Callers tell "never queued" from a promise
+    // that is rejected already (apps/node answers 503 then, never 504).
+    const state = async (p: Promise<unknown>) => {
+      const pending = Symbol('pending');
+      try {
+        return (await Promise.race([p, Promise.resolve(pending)])) === pending
+          ? 'pending'
+          : 'resolved';
+      } catch (error) {
+        return (error as PaxosError).code;
+      }
+    };
+    const node = h.node(1);
+    expect(node.getMaster(G)).toBeUndefined();
+    expect(await state(node.propose(G, bytes('x'), { smId: 99 }))).toBe('E_UNKNOWN_STATE_MACHINE');
+    // One value in flight, one waiting, the third finds the queue (1 proposal) full.
+    const writes = ['a', 'b', 'c'].map((v) => node.propose(G, bytes(v), { smId: SM }));
+    const states = await Promise.all(writes.map(state)); // each raced at once
+    expect(states).toEqual(['pending', 'pending', 'E_QUEUE_FULL']);
+    await h.settle(Promise.all(writes.slice(0, 2)), 'the first two writes');
     await h.stop();
   });
 
