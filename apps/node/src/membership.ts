@@ -18,7 +18,13 @@ import {
   type NodeAddresses,
   planChange,
 } from './members';
-import { MEMBER_REMOVAL_GRACE_MS, MEMBERSHIP_CHANGE_ATTEMPTS, PROPOSE_TIMEOUT_MS } from './options';
+import {
+  MEMBER_REMOVAL_GRACE_MS,
+  MEMBERSHIP_CHANGE_ATTEMPTS,
+  PROPOSE_TIMEOUT_MS,
+  SELF_MEMBERSHIP_POLL_MS,
+  SELF_MEMBERSHIP_WAIT_MS,
+} from './options';
 import { PaxosError, type PaxosNode, type TcpNetwork } from './stack';
 
 /** GET /admin/members, and the answer to a change. */
@@ -44,6 +50,14 @@ export interface MembershipCounters {
   peersAdded: number;
   /** Peers the transport forgot and refuses (removed from the membership). */
   peersRemoved: number;
+  /**
+   * Group memberships a change read as applied here, without a master's read index first: no
+   * master lease was live in this node's view (an election under way, --no-master-election,
+   * a node that just joined), or its master did not answer (unreachable, removed, timed out).
+   */
+  readWithoutMaster: number;
+  /** Changes that waited for this node to learn it is a voter of a group (then went on or 503). */
+  selfMembershipWaits: number;
   /** Requests that ended in an error, by its code (the caller is answered with it too). */
   changesFailed: Record<string, number>;
 }
@@ -51,7 +65,7 @@ export interface MembershipCounters {
 export interface MembershipPort {
   readonly nodeId: number;
   readonly groups: number;
-  readonly paxos: Pick<PaxosNode, 'membership' | 'changeMembership'>;
+  readonly paxos: Pick<PaxosNode, 'membership' | 'changeMembership' | 'readIndex'>;
   readonly network: Pick<TcpNetwork, 'addPeer' | 'removePeer'>;
   readonly log: PinoLogger;
   isStopping(): boolean;
@@ -73,6 +87,8 @@ export class MembershipSync {
   readonly counters: MembershipCounters = {
     changesProposed: 0,
     conflicts: 0,
+    readWithoutMaster: 0,
+    selfMembershipWaits: 0,
     peersAdded: 0,
     peersRemoved: 0,
     changesFailed: {},
@@ -204,6 +220,7 @@ export class MembershipSync {
   private async applyChange(req: MemberRequest): Promise<MembersView> {
     if (this.removed)
       throw new ServerError('E_UNAVAILABLE', 'this node was removed from the membership');
+    await this.readFromMaster();
     await this.followGroupZero(); // finishes a change an earlier request left half-way
     let applied = false;
     for (let attempt = 0; attempt < MEMBERSHIP_CHANGE_ATTEMPTS && !applied; attempt++) {
@@ -219,6 +236,39 @@ export class MembershipSync {
     this.host.log.info({ group: null, request: req }, 'membership-changed');
     this.sync();
     return this.view();
+  }
+
+  /**
+   * Brings every group's membership here up to the master's (PaxosNode.readIndex), so a change
+   * reads the membership every completed change left. Without it a node that just joined may not
+   * have heard of a change that did not go through it (the one that added it, proposed while it
+   * was no member yet): it would plan against an older membership, or refuse E_NOT_MEMBER.
+   */
+  private async readFromMaster(): Promise<void> {
+    for (const g of this.groups()) {
+      const r = await settle(this.host.paxos.readIndex(g, { timeoutMs: PROPOSE_TIMEOUT_MS }));
+      if (r.ok) continue;
+      if (!(r.error instanceof PaxosError)) throw r.error;
+      // No master to ask (none known, or it did not answer: it may be the node being removed):
+      // read what is applied here. A stale read loses to the newer version
+      // (E_MEMBERSHIP_CONFLICT) and is planned again; a missed own addition is waited for.
+      if (['E_NOT_MASTER', 'E_MASTER_UNREACHABLE', 'E_TIMEOUT'].includes(r.error.code)) {
+        this.counters.readWithoutMaster++;
+        continue;
+      }
+      throw fromPaxos(r.error, { queued: false, write: false }) ?? r.error;
+    }
+  }
+
+  /** Waits (SELF_MEMBERSHIP_WAIT_MS at most) for this node to learn it is a voter of group g. */
+  private async learnedSelfMember(g: number): Promise<boolean> {
+    this.counters.selfMembershipWaits++;
+    const deadline = Date.now() + SELF_MEMBERSHIP_WAIT_MS;
+    for (;;) {
+      if (this.host.paxos.membership(g).members.includes(this.host.nodeId)) return true;
+      if (Date.now() >= deadline || this.host.isStopping()) return false;
+      await new Promise((resolve) => setTimeout(resolve, SELF_MEMBERSHIP_POLL_MS));
+    }
   }
 
   /** Every other group to group 0's voters and addresses. */
@@ -257,6 +307,15 @@ export class MembershipSync {
       if (r.error.code === 'E_MEMBERSHIP_CONFLICT') {
         this.counters.conflicts++;
         return false;
+      }
+      // Only when no master could be asked (readFromMaster): nothing was proposed. This node may
+      // not have learned the change that added it yet: once it has, the caller plans again.
+      if (r.error.code === 'E_NOT_MEMBER') {
+        if (await this.learnedSelfMember(g)) return false;
+        throw new ServerError(
+          'E_UNAVAILABLE',
+          `node ${this.host.nodeId} is not a voting member of group ${g} as far as it has learned (in ${SELF_MEMBERSHIP_WAIT_MS} ms, with no master to read the membership from): nothing was changed; retry, or send the change to another voting member`,
+        );
       }
       // A change is a write: once queued, a timeout leaves its outcome unknown (504).
       throw fromPaxos(r.error, { queued: r.queued, write: true }) ?? r.error;

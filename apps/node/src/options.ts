@@ -81,6 +81,14 @@ export const DEFAULT_LIST_LIMIT = 100;
 export const MAX_LIST_PAGE_BYTES = 4 * 1024 * 1024;
 /** Tries of one membership change when other changes keep taking its version (ours: then 409). */
 export const MEMBERSHIP_CHANGE_ATTEMPTS = 3;
+/**
+ * How long a change waits for this node to learn it is a voter of a group before it answers 503
+ * (ours: a node that just joined hears of its own addition at its learner's next AskforLearn,
+ * every 2.5 s, when no master lease was live to read the membership from).
+ */
+export const SELF_MEMBERSHIP_WAIT_MS = 8000;
+/** Poll interval of that wait (ours). */
+export const SELF_MEMBERSHIP_POLL_MS = 100;
 /** How often a node brings its transport to the membership besides after each learned change (ours: also catches one adopted from a peer or a checkpoint). */
 export const MEMBERSHIP_SYNC_INTERVAL_MS = 1000;
 /** How long `--join` keeps asking the member it was given (ours: a member restarting takes seconds). */

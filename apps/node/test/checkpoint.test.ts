@@ -61,7 +61,7 @@ describe('checkpoints across processes', () => {
         for (let i = from; i < from + count; i++) {
           const key = `k${i}`;
           const value = `v${i}`;
-          // A 503 is "not applied" (a lease moving between masters, forwarding): try it again.
+          // A 503 is "not applied" (after node 3 is killed: its lease lapsing): try it again.
           const res = await unless503(() => put(url, key, value), `write ${key}`);
           if (!res.ok) throw new Error(`write ${key}: ${res.status} ${await res.text()}`);
           acked.set(key, value);

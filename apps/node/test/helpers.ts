@@ -295,8 +295,10 @@ export async function barrierThrough(url: string, key = 'k0'): Promise<void> {
 }
 
 /**
- * A request retried while it is answered 503 ("not applied": an election under way, or a value
- * handed back because another node's lease became live while it waited; forwarding, issue 18).
+ * A request retried while it is answered 503 ("not applied": an election under way, e.g. a killed
+ * master's lease still live in the others' view, E_UNAVAILABLE "master unreachable"). A value a
+ * node queued itself when another node's lease became live is sent to that master, not refused
+ * (packages/paxos forwarding.ts): a healthy cluster answers writes without a 503.
  */
 export async function unless503(request: () => Promise<Response>, what: string): Promise<Response> {
   return waitFor(what, async () => {

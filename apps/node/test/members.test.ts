@@ -15,6 +15,7 @@ import {
   tempDir,
   waitConverged,
   waitFor,
+  writeKeys,
 } from './helpers';
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -49,6 +50,7 @@ function joiner(
   as: 'voter' | 'follower',
   dataRoot: string,
   groups: number,
+  extra: string[] = [],
 ) {
   return new NodeProcess(
     id,
@@ -68,6 +70,7 @@ function joiner(
       path.join(dataRoot, `node-${id}`),
       '--groups',
       String(groups),
+      ...extra,
     ],
     '',
   );
@@ -188,6 +191,57 @@ describe('membership changes', () => {
     expect(view.nodes.map((n) => n.nodeId)).toEqual([1]);
   }, 120_000);
 
+  // With a master, the change reads the membership through its read index; without one
+  // (--no-master-election) node 5 waits until it has learned the change that added it.
+  it.each([
+    ['with a master', []],
+    ['with no master election', ['--no-master-election']],
+  ])(
+    'a change sent to a voter that just joined is applied (%s)',
+    async (_, extra: string[]) => {
+      const groups = 2;
+      const cluster: Cluster = await startCluster({
+        voters: 3,
+        groups,
+        name: 'members-fresh',
+        extraArgs: () => extra,
+      });
+      cleanups.push(() => cluster.stop());
+      const joinRoot = tempDir('members-fresh-join');
+      const [n1] = cluster.nodes as [NodeProcess];
+      await writeKeys(n1.httpUrl, 'f', 0, 100, 4);
+      // Node 4 joins as a follower first: a membership without node 5 that node 5 will learn.
+      const n4 = joiner(4, n1.httpUrl, 'follower', joinRoot, groups, extra);
+      const n5 = joiner(5, n1.httpUrl, 'voter', joinRoot, groups, extra);
+      cleanups.push(async () => {
+        await Promise.all([n4.kill('SIGTERM'), n5.kill('SIGTERM')]);
+        fs.rmSync(joinRoot, { recursive: true, force: true });
+      });
+      n4.start();
+      await n4.ready();
+      await waitFor('node 4 logged joined', () => n4.json().some((l) => l['msg'] === 'joined'));
+      n5.start();
+      await n5.ready();
+      await waitFor(
+        'node 5 a voter in every group, as node 1 sees it',
+        async () => {
+          const v = await members(n1.httpUrl);
+          return v.consistent && v.groups.every((g) => g.voters.includes(5));
+        },
+        60_000,
+      );
+      // At once, as an operator would: node 5 may not have learned every group's change yet.
+      const r = await change(n5.httpUrl, { action: 'remove', nodeId: 3 });
+      console.log(`members, fresh voter: ${r.status}, counters ${JSON.stringify(r.json.counters)}`);
+      expect({ status: r.status, error: r.json.error }).toEqual({ status: 200, error: undefined });
+      expect(r.json.groups.map((g) => g.voters)).toEqual([
+        [1, 2, 5],
+        [1, 2, 5],
+      ]);
+    },
+    300_000,
+  );
+
   it('grows 3 -> 5 while writing, removes the old nodes; nothing acknowledged is lost', async () => {
     const groups = 2;
     const joined: NodeProcess[] = [];
@@ -232,7 +286,14 @@ describe('membership changes', () => {
       }
     });
     const ackedAtLeast = (n: number) =>
-      waitFor(`${n} acknowledged writes`, () => acked.length >= n, 60_000);
+      waitFor(
+        `${n} acknowledged writes`,
+        () => {
+          if (acked.length >= n) return true;
+          throw new Error(`${acked.length} acknowledged, refused ${JSON.stringify(refused)}`);
+        },
+        120_000,
+      );
 
     await ackedAtLeast(50);
     // Node 4 joins through node 1 as a follower: it registers the ports it bound itself.
@@ -263,7 +324,10 @@ describe('membership changes', () => {
     );
     // Promote node 4 through node 3.
     const promoted = await change(n3.httpUrl, { action: 'promote', nodeId: 4 });
-    expect(promoted.status).toBe(200);
+    expect({ status: promoted.status, error: promoted.json.error }).toEqual({
+      status: 200,
+      error: undefined,
+    });
     expect(promoted.json.groups.map((g) => g.voters)).toEqual([
       [1, 2, 3, 4, 5],
       [1, 2, 3, 4, 5],
@@ -273,9 +337,11 @@ describe('membership changes', () => {
       'node 4 and 5 serve consistent reads',
       async () => {
         for (const n of [n4, n5]) {
-          const res = await fetch(`${n.httpUrl}/kv/m0?consistent=true`);
+          // The first write acknowledged (m0 itself may have been refused 503 in an election).
+          const key = acked[0]!;
+          const res = await fetch(`${n.httpUrl}/kv/${key}?consistent=true`);
           const body = await res.text();
-          if (res.status !== 200 || body !== 'v-m0')
+          if (res.status !== 200 || body !== `v-${key}`)
             throw new Error(`node ${n.id} answered ${res.status} ${body}`);
         }
         return true;

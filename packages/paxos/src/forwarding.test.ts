@@ -14,6 +14,7 @@ import { describe, expect, it } from 'vitest';
 import { PaxosError } from './errors';
 import type { UnsafeFaults } from './faults';
 import { startNode as createNode, type PaxosNode } from './node';
+import type { PaxosOptionsInput } from './options';
 import { type Scheduler, SeededRandomSource } from '@tspaxos/core';
 import type { StateMachine } from './state-machine';
 import { SYSTEM_SM_ID } from './value';
@@ -64,7 +65,7 @@ class Harness {
     },
   };
 
-  async start(faults: UnsafeFaults = {}): Promise<void> {
+  async start(faults: UnsafeFaults = {}, options: PaxosOptionsInput = {}): Promise<void> {
     for (const id of [1, 2, 3]) {
       const endpoint = this.net.endpoint(id);
       const entry = { node: undefined as unknown as PaxosNode, sm: new Applied(), alive: true };
@@ -93,7 +94,7 @@ class Harness {
         stateMachines: [entry.sm],
         masterElection: true,
         forwarding: true,
-        options: { masterLeaseMs: LEASE_MS, proposeTimeoutMs: 5000 },
+        options: { masterLeaseMs: LEASE_MS, proposeTimeoutMs: 5000, ...options },
         unsafeFaults: faults,
       });
       this.nodes.set(id, entry);
@@ -261,6 +262,72 @@ describe('forwarding to the master', () => {
       () => [1, 2, 3].every((id) => h.nodes.get(id)!.sm.counts.get('z') === 1),
       'every node to apply z',
     );
+    await h.stop();
+  });
+
+  it('routes a value queued here to a master whose lease became live meanwhile; each applied once', async () => {
+    const h = new Harness();
+    await h.start();
+    // Writes through every node at once, before any master is known: each node queues its own
+    // and proposes them itself; the election's lease then becomes live while they wait, and every
+    // node but the master hands its waiting values back (proposing.ts) to send them to it.
+    const pending = [];
+    for (let i = 0; i < 60; i++) {
+      const via = (i % 3) + 1;
+      pending.push(h.node(via).batchPropose(G, bytes(`q${i}`), { smId: SM }));
+    }
+    const outcomes = await h.settle(Promise.allSettled(pending), 'every write');
+    const refused = outcomes.value!.flatMap((o) =>
+      o.status === 'rejected' ? [(o.reason as PaxosError).code] : [],
+    );
+    expect(refused).toEqual([]);
+    let rerouted = 0;
+    let handedBack = 0;
+    for (const id of [1, 2, 3]) {
+      rerouted += h.node(id).forwardingCounters.handedBackRerouted;
+      handedBack += h.node(id).status(G).counters.valuesHandedBack;
+    }
+    // The case under test happened: values queued here were handed back and sent to the master
+    // (the rest handed back were forwarded ones, refused to their sender, which routed them again).
+    expect(rerouted).toBeGreaterThan(0);
+    expect(rerouted).toBeLessThanOrEqual(handedBack);
+    await h.until(
+      () =>
+        [1, 2, 3].every((id) =>
+          Array.from({ length: 60 }, (_, i) => `q${i}`).every(
+            (k) => h.nodes.get(id)!.sm.counts.get(k) === 1,
+          ),
+        ),
+      'every node to apply every write',
+    );
+    for (const id of [1, 2, 3])
+      expect([...h.nodes.get(id)!.sm.counts.values()].every((n) => n === 1)).toBe(true);
+    await h.stop();
+  });
+
+  it('passes a refusal before queueing on as an already-rejected promise', async () => {
+    const h = new Harness();
+    await h.start({}, { committerQueueMaxProposals: 1 });
+    // No master known yet: node 1 proposes itself. Callers tell "never queued" from a promise
+    // that is rejected already (apps/node answers 503 then, never 504).
+    const state = async (p: Promise<unknown>) => {
+      const pending = Symbol('pending');
+      try {
+        return (await Promise.race([p, Promise.resolve(pending)])) === pending
+          ? 'pending'
+          : 'resolved';
+      } catch (error) {
+        return (error as PaxosError).code;
+      }
+    };
+    const node = h.node(1);
+    expect(node.getMaster(G)).toBeUndefined();
+    expect(await state(node.propose(G, bytes('x'), { smId: 99 }))).toBe('E_UNKNOWN_STATE_MACHINE');
+    // One value in flight, one waiting, the third finds the queue (1 proposal) full.
+    const writes = ['a', 'b', 'c'].map((v) => node.propose(G, bytes(v), { smId: SM }));
+    const states = await Promise.all(writes.map(state)); // each raced at once
+    expect(states).toEqual(['pending', 'pending', 'E_QUEUE_FULL']);
+    await h.settle(Promise.all(writes.slice(0, 2)), 'the first two writes');
     await h.stop();
   });
 

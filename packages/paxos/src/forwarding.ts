@@ -11,7 +11,9 @@
 // Never applied twice: a value is sent again (to a new master, or proposed here when no master is
 // known) only when the answer says it was never chosen (ForwardFlag.NeverChosen: refused before
 // it was proposed, or handed back unproposed by Group's rule). Any other failure after it was
-// sent is E_OUTCOME_UNKNOWN (or E_TIMEOUT), as a local timeout is.
+// sent is E_OUTCOME_UNKNOWN (or E_TIMEOUT), as a local timeout is. A value this node queued to
+// propose itself and handed back the same way (another node's lease became live while it waited,
+// proposing.ts) goes to that master as a forwarded one does: it was never proposed either.
 //
 // Fail fast: a member refuses a write or barrier with E_NO_QUORUM when a majority of its group's
 // members is not reachable by the transport's account (Network.reachable), instead of waiting out
@@ -32,6 +34,7 @@ import type { ProposeResult } from './committer';
 import { PAXOS_ERROR_CODES, PaxosError, type PaxosErrorCode } from './errors';
 import type { Group } from './group';
 import type { Scheduler } from '@tspaxos/core';
+import { isHandedBack, refusedBeforeQueueing } from './proposing';
 import { MASTER_SM_ID, SYSTEM_SM_ID } from './value';
 
 /** How often forwards in flight are checked against the transport's view of their master. */
@@ -51,6 +54,11 @@ export interface ForwardingCounters {
   proposalsForwarded: number;
   /** Requests routed again after a former master said "never chosen, not master". */
   reroutes: number;
+  /**
+   * Values queued here to propose, handed back unproposed when another node's lease became live
+   * (proposing.ts), then routed to that master.
+   */
+  handedBackRerouted: number;
   /** ReadIndex sent. */
   readIndexesAsked: number;
   /** ForwardPropose and ReadIndex served here as the master. */
@@ -124,6 +132,7 @@ export class Forwarder {
   readonly counters: ForwardingCounters = {
     proposalsForwarded: 0,
     reroutes: 0,
+    handedBackRerouted: 0,
     readIndexesAsked: 0,
     proposalsServed: 0,
     readIndexesServed: 0,
@@ -174,28 +183,56 @@ export class Forwarder {
     } catch (error) {
       return Promise.reject(error);
     }
-    // Here: the group's own promise. A value it hands back unproposed (another node's lease
-    // became live while it waited) rejects E_NOT_MASTER: never chosen, the caller may retry.
-    if (to === undefined) return group.propose(smId, value, batch, timeoutMs);
     const deadlineMs = this.host.scheduler.now() + timeoutMs;
-    return this.forward(group, g, to, smId, value, batch, deadlineMs);
+    if (to !== undefined) return this.forward(group, g, to, smId, value, batch, deadlineMs);
+    // Here. A refusal before queueing is the group's already-rejected promise, passed on as it
+    // is: callers tell "not queued" from it.
+    const here = group.propose(smId, value, batch, timeoutMs);
+    if (refusedBeforeQueueing(here)) return here;
+    return this.unlessHandedBack(here, group, g, smId, value, batch, deadlineMs);
   }
 
-  private async forward(
+  /**
+   * The outcome of a value queued here; one the group hands back unproposed (another node's
+   * lease became live while it waited) goes to that master: never proposed, so sending it on
+   * cannot apply it twice.
+   */
+  private async unlessHandedBack(
+    here: Promise<ProposeResult>,
     group: Group,
     g: number,
-    first: number,
     smId: number,
     value: Uint8Array,
     batch: boolean,
     deadlineMs: number,
   ): Promise<ProposeResult> {
-    let to: number | undefined = first;
+    try {
+      return await here;
+    } catch (error) {
+      if (!isHandedBack(error)) throw error;
+      this.counters.handedBackRerouted++;
+      return this.forward(group, g, this.route(group, g, true), smId, value, batch, deadlineMs);
+    }
+  }
+
+  private async forward(
+    group: Group,
+    g: number,
+    first: number | undefined,
+    smId: number,
+    value: Uint8Array,
+    batch: boolean,
+    deadlineMs: number,
+  ): Promise<ProposeResult> {
+    let to = first;
     for (let attempt = 1; ; attempt++) {
       const remainingMs = deadlineMs - this.host.scheduler.now();
       if (remainingMs <= 0)
         throw new PaxosError('E_TIMEOUT', 'the proposal timed out before it was sent again');
-      if (to === undefined) return await group.propose(smId, value, batch, remainingMs);
+      if (to === undefined) {
+        const here = group.propose(smId, value, batch, remainingMs);
+        return await this.unlessHandedBack(here, group, g, smId, value, batch, deadlineMs);
+      }
       this.counters.proposalsForwarded++;
       const reply = await this.request(to, g, true, remainingMs, {
         msgType: ForwardMsgType.ForwardPropose,

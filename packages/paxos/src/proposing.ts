@@ -21,6 +21,28 @@ import {
   SYSTEM_SM_ID,
 } from './value';
 
+/** Promises propose() returned already rejected: refused before queueing, nothing left the node. */
+const refusals = new WeakSet<Promise<unknown>>();
+
+function refuse(error: PaxosError): Promise<never> {
+  const p = Promise.reject(error);
+  refusals.add(p);
+  return p;
+}
+
+/** True for a promise Group.propose returned already rejected (never queued). */
+export function refusedBeforeQueueing(p: Promise<unknown>): boolean {
+  return refusals.has(p);
+}
+
+/** Errors of values handed back unproposed because another node's lease became live here. */
+const handBacks = new WeakSet<PaxosError>();
+
+/** True when a queued value was handed back unproposed (never chosen): it may go to the master. */
+export function isHandedBack(error: unknown): boolean {
+  return error instanceof PaxosError && handBacks.has(error);
+}
+
 /** What proposing reads of its group. */
 export interface ProposingContext {
   readonly config: GroupConfig;
@@ -52,16 +74,15 @@ export class Proposing {
     batch: boolean,
     timeoutMs: number,
   ): Promise<ProposeResult> {
-    if (this.group.closed())
-      return Promise.reject(new PaxosError('E_STOPPED', 'the node is stopped'));
-    if (this.group.stoppedReason() !== undefined) return Promise.reject(this.group.stoppedReason());
+    if (this.group.closed()) return refuse(new PaxosError('E_STOPPED', 'the node is stopped'));
+    if (this.group.stoppedReason() !== undefined) return refuse(this.group.stoppedReason()!);
     const needs = this.group.checkpoint()?.needsCheckpoint;
     if (needs !== undefined)
-      return Promise.reject(new PaxosError('E_NEEDS_CHECKPOINT', needs.message, { cause: needs }));
+      return refuse(new PaxosError('E_NEEDS_CHECKPOINT', needs.message, { cause: needs }));
     if (this.group.isFollower())
-      return Promise.reject(new PaxosError('E_FOLLOWER', 'a follower cannot propose'));
+      return refuse(new PaxosError('E_FOLLOWER', 'a follower cannot propose'));
     if (smId !== NO_SM_ID && !this.group.executor.has(smId)) {
-      return Promise.reject(
+      return refuse(
         new PaxosError('E_UNKNOWN_STATE_MACHINE', `no state machine with id ${smId} on this node`),
       );
     }
@@ -76,7 +97,7 @@ export class Proposing {
           SINGLE_VALUE_OVERHEAD_BYTES
         : 0);
     if (value.length > maxBytes) {
-      return Promise.reject(
+      return refuse(
         new PaxosError(
           'E_VALUE_TOO_LARGE',
           `value of ${value.length} bytes exceeds the ${batch ? 'batchPropose' : 'propose'} limit of ${maxBytes} (maxValueBytes ${this.group.config.options.maxValueBytes})`,
@@ -84,7 +105,13 @@ export class Proposing {
       );
     }
     const now = this.group.config.scheduler.now();
+    const queued = this.group.committer.counters.proposed;
     const promise = this.group.committer.add(smId, value, batch, now, timeoutMs);
+    // A full queue refuses it at once, already rejected: a refusal like the ones above.
+    if (this.group.committer.counters.proposed === queued) {
+      refusals.add(promise);
+      return promise;
+    }
     this.group.loop.enqueue(() => this.checkNewValue());
     this.armCommitTimer(now + timeoutMs);
     return promise;
@@ -114,18 +141,21 @@ export class Proposing {
   /**
    * The forwarding rule (forwarding.ts): while another node's lease is live here, no user value
    * or barrier is proposed from this node. Those waiting (queued before the lease was learned, or
-   * back from an instance they lost) are refused, never chosen: the caller forwards them.
+   * back from an instance they lost) are refused, never chosen (isHandedBack): forwarding.ts sends
+   * them to that master.
    */
   private handBackUserValues(): void {
     const master = this.group.master.master();
     if (master === undefined || master.nodeId === this.group.config.nodeId) return;
     if (this.group.config.faults?.proposeDespiteLiveLease === true) return;
+    const error = new PaxosError(
+      'E_NOT_MASTER',
+      `node ${master.nodeId} holds the master lease of group ${this.group.config.group}: the value was not proposed here`,
+    );
+    handBacks.add(error);
     const n = this.group.committer.rejectWaiting(
       (smId) => smId !== SYSTEM_SM_ID && smId !== MASTER_SM_ID,
-      new PaxosError(
-        'E_NOT_MASTER',
-        `node ${master.nodeId} holds the master lease of group ${this.group.config.group}: the value was not proposed here`,
-      ),
+      error,
     );
     this.group.counters.valuesHandedBack += n;
   }
