@@ -71,8 +71,10 @@ process.on('message', async (m) => {
       }
     };
     const t0 = performance.now();
+    const cpu0 = process.cpuUsage();
     await Promise.all(Array.from({ length: concurrency }, worker));
     const s = (performance.now() - t0) / 1000;
+    const cpu = process.cpuUsage(cpu0);
     latencies.sort((a, b) => a - b);
     const at = (q) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))];
     process.send({
@@ -83,7 +85,13 @@ process.on('message', async (m) => {
       p50Ms: at(0.5),
       p99Ms: at(0.99),
       failures,
+      instanceCount: instances.size,
+      cpuMs: (cpu.user + cpu.system) / 1000,
     });
+  } else if (m.type === 'cpu') {
+    // CPU of this process (user + system, ms): the parent takes it before and after a run.
+    const u = process.cpuUsage();
+    process.send({ type: 'cpu', cpuMs: (u.user + u.system) / 1000 });
   } else if (m.type === 'stop') {
     await node?.stop();
     if (dataDir !== undefined) rmSync(dataDir, { recursive: true, force: true });

@@ -3,7 +3,9 @@
 // 100 KiB (and 100 B) values with 100 callers and 2 of 3 nodes up. Each cell is 3 processes on
 // loopback per system, fsync on, node 1 proposing; the two systems run alternately, cell by cell,
 // in the same run (the order flips every repetition), and each cell reports values/s,
-// instances/s, values per instance, latency and the ratio tspaxos / PhxPaxos of the medians.
+// instances/s, values per instance, latency, CPU ms per instance (the three processes together:
+// on a loaded machine the figure that moves least) and the ratio tspaxos / PhxPaxos of the
+// medians.
 //
 // PhxPaxos runs through a bench binary built outside this repository from PhxPaxos's sources
 // (README.md of this package, "Benchmark against PhxPaxos"): set PHXPAXOS_BENCH to its path.
@@ -109,13 +111,24 @@ async function tspaxos(c) {
     );
     const run = { batch: c.mode === 'batch', concurrency: c.callers, valueBytes: c.valueBytes };
     await request(children[0], { type: 'run', ...run, ms: WARMUP_MS }, 'result');
+    const peers = children.slice(1);
+    const cpu = async () =>
+      (await Promise.all(peers.map((ch) => request(ch, { type: 'cpu' }, 'cpu')))).reduce(
+        (sum, m) => sum + m.cpuMs,
+        0,
+      );
+    const peersBefore = await cpu();
     const r = await request(children[0], { type: 'run', ...run, ms: MS }, 'result');
+    const cpuMsPeers = (await cpu()) - peersBefore;
     return {
       valuesPerSec: r.values,
       instancesPerSec: r.instances,
       valuesPerInstance: r.valuesPerInstance,
       p50Ms: r.p50Ms,
       p99Ms: r.p99Ms,
+      cpuMsNode1: r.cpuMs,
+      cpuMsPeers,
+      cpuMsPerInstance: r.instanceCount === 0 ? 0 : (r.cpuMs + cpuMsPeers) / r.instanceCount,
       failures: r.failures,
     };
   } finally {
@@ -189,6 +202,21 @@ for (const c of CELLS) {
       name: `PhxPaxos ${label(c)} (instances)`,
       value: med(p, 'instancesPerSec'),
       unit: 'instances/s',
+      ratio: 1,
+    });
+  const tc = med(t, 'cpuMsPerInstance');
+  const pc = p.length > 0 ? med(p, 'cpuMsPerInstance') : undefined;
+  rows.push({
+    name: `tspaxos ${label(c)} (CPU ms per instance, 3 processes)`,
+    value: tc,
+    unit: 'ms',
+    ...(pc !== undefined ? { ratio: tc / pc, baseline: 'PhxPaxos, same run' } : {}),
+  });
+  if (pc !== undefined)
+    rows.push({
+      name: `PhxPaxos ${label(c)} (CPU ms per instance, 3 processes)`,
+      value: pc,
+      unit: 'ms',
       ratio: 1,
     });
   rows.push({
