@@ -17,13 +17,13 @@ const network = new TcpNetwork({
 });
 const { port } = await network.start();
 process.send({ type: 'listening', port });
+let node;
+let dataDir;
 // The parent is gone (killed, or crashed): nobody will send 'stop'.
 process.on('disconnect', () => {
   if (dataDir !== undefined) rmSync(dataDir, { recursive: true, force: true });
   process.exit(1);
 });
-let node;
-let dataDir;
 const counter = {
   smId: 10,
   applied: 0,
