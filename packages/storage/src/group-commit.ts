@@ -83,6 +83,20 @@ export function openWal(path: string): number {
   return fd;
 }
 
+/**
+ * Planted bugs for the crash tests (style.md 13), off unless a test sets them: each breaks the
+ * fsync rule above, and test/power-loss.test.ts must catch it.
+ */
+export interface StorageUnsafeFaults {
+  /** Planted: a round acknowledges its writes when it starts, before its fdatasyncs end. */
+  ackBeforeFdatasync?: boolean;
+  /**
+   * Planted: the index first. Segment bytes are held back; a round fsyncs the WAL (making the
+   * index rows durable), then writes the held bytes, fdatasyncs them, and acknowledges.
+   */
+  indexFirst?: boolean;
+}
+
 export interface GroupCommitPorts {
   /** The database's path (error messages). */
   path: string;
@@ -95,13 +109,23 @@ export interface GroupCommitPorts {
   failure: StickyFailure;
   /** Called after each round that made its writes durable (the WAL checkpointer's cue). */
   afterRound: () => void;
+  faults?: StorageUnsafeFaults;
+  /** With faults.indexFirst: the segment writes held back until the WAL is fsynced. */
+  heldWrites?: Array<() => void>;
+}
+
+interface Waiter {
+  resolve: () => void;
+  reject: (e: unknown) => void;
 }
 
 export class GroupCommit {
   /** A round is under way. */
   syncing = false;
   /** Sync writes committed and waiting for the next round to start. */
-  private waiting: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
+  private waiting: Waiter[] = [];
+  /** Some waiting write is durable only through the WAL (an inline row, a meta value, a drop). */
+  private waitingForWal = false;
   private idleWaiters: Array<() => void> = [];
   private walFd: number | undefined;
 
@@ -114,9 +138,13 @@ export class GroupCommit {
     return this.syncing || this.waiting.length > 0;
   }
 
-  /** Resolves after a round that began after this call. */
-  durable(): Promise<void> {
+  /**
+   * Resolves after a round that began after this call. `wal`: the write is durable only once
+   * the WAL is (false: its records are segment entries, durable by the segments' fdatasync).
+   */
+  durable(wal = true): Promise<void> {
     this.ports.stats.syncWrites++;
+    if (wal) this.waitingForWal = true;
     return new Promise((resolve, reject) => {
       this.waiting.push({ resolve, reject });
       this.kick();
@@ -128,7 +156,12 @@ export class GroupCommit {
     return new Promise<void>((resolve) => this.idleWaiters.push(resolve));
   }
 
-  /** Starts a round if sync writes wait and none is under way; else wakes idle() waiters. */
+  /**
+   * Starts a round if sync writes wait and none is under way; else wakes idle() waiters. A
+   * round: (1) fdatasync of every segment written since the last round began and fsync of the
+   * directories that got a new segment, in parallel; then, (2) only if a write in the round
+   * needs it, fsync of the WAL.
+   */
   kick(): void {
     if (this.syncing) return;
     const { segments, stats, failure, path } = this.ports;
@@ -138,6 +171,8 @@ export class GroupCommit {
       return;
     }
     const batch = this.waiting.splice(0);
+    const needsWal = this.waitingForWal;
+    this.waitingForWal = false;
     const walFd = this.walFd;
     if (walFd === undefined || failure.error !== undefined) {
       const e = failure.error ?? new StorageError('E_READ_ONLY', `${path} is open read-only`);
@@ -146,52 +181,73 @@ export class GroupCommit {
       return;
     }
     this.syncing = true;
+    const faults = this.ports.faults ?? {};
+    let acked = false;
+    const ack = () => {
+      if (acked) return;
+      acked = true;
+      for (const w of batch) w.resolve();
+    };
+    if (faults.ackBeforeFdatasync === true) ack();
     const fail = (err: unknown, what: string) => {
       failure.record(err, `${what} failed; the log refuses further writes`);
       this.syncing = false;
-      for (const w of batch) w.reject(failure.error);
+      if (!acked) for (const w of batch) w.reject(failure.error);
       this.kick();
     };
-    const syncWal = () => {
+    const finish = () => {
+      this.syncing = false;
+      ack();
+      this.ports.afterRound();
+      this.kick();
+    };
+    const syncWal = (then: () => void) => {
       stats.fsyncs++;
       this.ports.fsync(walFd, (err) => {
         if (err) return fail(err, `fsync of ${path}-wal`);
-        this.syncing = false;
-        for (const w of batch) w.resolve();
-        this.ports.afterRound();
-        this.kick();
+        then();
       });
     };
-    const { fds, dirs } = segments.takeDirty();
-    let pending = fds.length + dirs.length;
-    if (pending === 0) return syncWal();
-    let failed = false;
-    const done = (err: unknown, what: string) => {
-      if (failed) return;
-      if (err) {
-        failed = true;
-        return fail(err, what);
+    const syncSegments = () => {
+      for (const write of this.ports.heldWrites?.splice(0) ?? []) write();
+      const { segments: dirty, dirs } = segments.takeDirty();
+      let pending = dirty.length + dirs.length;
+      const then = () => {
+        segments.synced(dirty);
+        if (needsWal && faults.indexFirst !== true) syncWal(finish);
+        else finish();
+      };
+      if (pending === 0) return then();
+      let failed = false;
+      const done = (err: unknown, what: string) => {
+        if (failed) return;
+        if (err) {
+          failed = true;
+          return fail(err, what);
+        }
+        if (--pending === 0) then();
+      };
+      for (const { segment } of dirty) {
+        stats.fdatasyncs++;
+        this.ports.fdatasync(segment.fd, (err) => done(err, 'fdatasync of a segment file'));
       }
-      if (--pending === 0) syncWal();
+      for (const dir of dirs) {
+        let dirFd: number;
+        try {
+          dirFd = openSync(dir, 'r');
+        } catch (e) {
+          done(e, `open of ${dir}`);
+          continue;
+        }
+        stats.fsyncs++;
+        this.ports.fsync(dirFd, (err) => {
+          closeSync(dirFd);
+          done(err, `fsync of ${dir}`);
+        });
+      }
     };
-    for (const fd of fds) {
-      stats.fdatasyncs++;
-      this.ports.fdatasync(fd, (err) => done(err, 'fdatasync of a segment file'));
-    }
-    for (const dir of dirs) {
-      let dirFd: number;
-      try {
-        dirFd = openSync(dir, 'r');
-      } catch (e) {
-        done(e, `open of ${dir}`);
-        continue;
-      }
-      stats.fsyncs++;
-      this.ports.fsync(dirFd, (err) => {
-        closeSync(dirFd);
-        done(err, `fsync of ${dir}`);
-      });
-    }
+    if (faults.indexFirst === true) syncWal(syncSegments);
+    else syncSegments();
   }
 
   /**
@@ -200,9 +256,10 @@ export class GroupCommit {
    */
   async syncSegments(): Promise<void> {
     if (this.walFd === undefined || this.ports.failure.error !== undefined) return;
-    const { fds, dirs } = this.ports.segments.takeDirty();
+    for (const write of this.ports.heldWrites?.splice(0) ?? []) write();
+    const { segments: dirty, dirs } = this.ports.segments.takeDirty();
     await Promise.all([
-      ...fds.map((fd) => promisify(this.ports.fdatasync, fd)),
+      ...dirty.map(({ segment }) => promisify(this.ports.fdatasync, segment.fd)),
       ...dirs.map(async (dir) => {
         const dirFd = openSync(dir, 'r');
         try {
@@ -212,6 +269,7 @@ export class GroupCommit {
         }
       }),
     ]);
+    this.ports.segments.synced(dirty);
   }
 
   closeWal(): void {

@@ -110,10 +110,10 @@ describe('SqliteLogStore group commit', () => {
     await store.close();
   });
 
-  it('acknowledges a sync write only after an fsync of the WAL that started after its commit', async () => {
+  it('acknowledges a sync write only after an fsync of the WAL that started after its commit (rows only)', async () => {
     const dir = tempDir();
     const io = manualFsync();
-    const store = SqliteLogStore.open(dir, { fsync: io.fsync });
+    const store = SqliteLogStore.open(dir, { fsync: io.fsync, journalSmallSyncWrites: false });
     const acked: number[] = [];
     const a = store.put(0, record(1), { sync: true }).then(() => acked.push(1));
     expect(io.calls.length).toBe(1); // the first fsync starts at once
@@ -144,7 +144,10 @@ describe('SqliteLogStore group commit', () => {
 
   it('after a failed fsync, fails that batch and every later write with E_IO; reads go on', async () => {
     const io = manualFsync();
-    const store = SqliteLogStore.open(tempDir(), { fsync: io.fsync });
+    const store = SqliteLogStore.open(tempDir(), {
+      fsync: io.fsync,
+      journalSmallSyncWrites: false,
+    });
     const a = store.put(0, record(1), { sync: true });
     io.calls[0]!.done(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }));
     await expect(a).rejects.toMatchObject({ code: 'E_IO' });
@@ -157,7 +160,10 @@ describe('SqliteLogStore group commit', () => {
 
   it('close() waits for the fsync under way', async () => {
     const io = manualFsync();
-    const store = SqliteLogStore.open(tempDir(), { fsync: io.fsync });
+    const store = SqliteLogStore.open(tempDir(), {
+      fsync: io.fsync,
+      journalSmallSyncWrites: false,
+    });
     let acked = false;
     const write = store.put(0, record(1), { sync: true }).then(() => (acked = true));
     let closed = false;
@@ -528,11 +534,12 @@ describe('SqliteLogStore segments: durability', () => {
     // 1000 pages (4 MiB); ~6.5 MB of small rows went into it.
     expect(statSync(join(dir, `${DATABASE_FILE}-wal`)).size).toBeGreaterThan(5 * 1024 * 1024);
     expect(segmentFiles(dir).length).toBe(1);
-    // The first sync write: the segment (one file) fdatasynced, the new directories and the
-    // WAL fsynced, then the WAL over walCheckpointPages is checkpointed, off the write path.
+    // The first sync write: an entry in the segment (one file) fdatasynced and the new
+    // directories fsynced; no WAL fsync (the entry is the durable copy); then the WAL over
+    // walCheckpointPages is checkpointed, off the write path.
     await store.put(0, sized(80_000, 100), { sync: true });
     expect(io.counts.fdatasync).toBe(1);
-    expect(io.counts.fsync).toBe(4); // data dir, segments/, segments/0, the WAL
+    expect(io.counts.fsync).toBe(3); // data dir, segments/, segments/0
     await until(() => store.syncStats.walCheckpoints === 1, 'the checkpoint');
     // After a group commit the checkpoint runs from setImmediate on the event loop (the WAL is
     // durable already; the store keeps its exclusive lock for the sync writers' commits).
@@ -588,7 +595,7 @@ describe('SqliteLogStore segments: durability', () => {
     await store.close();
   });
 
-  it('fdatasyncs a sync write’s segment before it fsyncs the WAL, and acknowledges after both', async () => {
+  it('makes a sync write durable with one fdatasync of its segment, no WAL fsync, and acknowledges after it', async () => {
     const dir = tempDir();
     const fsyncs = manualFsync();
     const fdatasyncs = manualFsync();
@@ -602,29 +609,44 @@ describe('SqliteLogStore segments: durability', () => {
     expect(fstatSync(fdatasyncs.calls[0]!.fd).ino).toBe(
       statSync(join(dir, SEGMENTS_DIR, '0', '1.seg')).ino,
     );
-    expect(fsyncs.calls.length).toBe(3); // the three directories; not the WAL yet
-    expect(fsyncs.calls.some(isWal)).toBe(false);
+    expect(fsyncs.calls.length).toBe(3); // the three directories of the new segment file
     for (const c of fsyncs.calls) c.done(null);
     await tick();
-    expect(fsyncs.calls.some(isWal)).toBe(false); // still waiting for the segment
+    expect(acked).toBe(0); // still waiting for the segment
     fdatasyncs.calls[0]!.done(null);
+    await Promise.all([a, b]);
+    expect(acked).toBe(1);
+    expect(fsyncs.calls.some(isWal)).toBe(false);
+    // Single sync writes, large and small: one fdatasync each, nothing else.
+    for (const [id, bytes] of [
+      [3, 50_000],
+      [4, 100],
+    ] as const) {
+      const c = store.put(0, sized(id, bytes), { sync: true });
+      expect(fdatasyncs.calls.length).toBe(id - 1);
+      fdatasyncs.calls[id - 2]!.done(null);
+      await c;
+    }
+    expect(fsyncs.calls.length).toBe(3);
+    // A write durable only through the WAL (a meta value) after a segment append: the segment
+    // is fdatasynced first, then the WAL fsynced, so no durable index row names bytes that
+    // are not.
+    const d = store.put(0, sized(5, 50_000), { sync: false });
+    const m = store.setMeta(0, 'k', new Uint8Array([1]), { sync: true });
+    expect(fdatasyncs.calls.length).toBe(4);
+    expect(fsyncs.calls.length).toBe(3);
+    fdatasyncs.calls[3]!.done(null);
     await tick();
     expect(fsyncs.calls.length).toBe(4);
     expect(isWal(fsyncs.calls[3]!)).toBe(true);
-    expect(acked).toBe(0);
     fsyncs.calls[3]!.done(null);
-    await Promise.all([a, b]);
-    expect(acked).toBe(1);
-    // A second sync write of a large value: one fdatasync and one WAL fsync, no directories.
-    const c = store.put(0, sized(3, 50_000), { sync: true });
-    expect(fdatasyncs.calls.length).toBe(2);
-    fdatasyncs.calls[1]!.done(null);
-    await tick();
-    expect(fsyncs.calls.length).toBe(5);
-    fsyncs.calls[4]!.done(null);
-    await c;
-    expect(store.syncStats).toMatchObject({ fsyncs: 5, fdatasyncs: 2, syncWrites: 2 });
-    await store.close();
+    await Promise.all([d, m]);
+    expect(store.syncStats).toMatchObject({ fsyncs: 4, fdatasyncs: 4, syncWrites: 4 });
+    expect(view(store.get(0, 4))).toEqual(view(sized(4, 100)));
+    const closing = store.close();
+    for (let i = 0; i < 20 && fdatasyncs.calls.length > 4; i++) await tick();
+    for (const c of fdatasyncs.calls.slice(4)) c.done(null);
+    await closing;
   });
 
   it('after a failed fdatasync, fails that batch and every later write with E_IO', async () => {
@@ -675,13 +697,22 @@ describe('SqliteLogStore segments: recovery and damage', () => {
     const dir = tempDir();
     const { records, segment } = await logWithLargeValues(dir);
     const committed = statSync(segment).size;
-    expect(committed).toBe(30_000 + 40_000 + 25_000); // close() gives back the grown room
+    // Four entries (the 100 B record too: a sync batch), each 28 + 56 bytes beyond its value;
+    // close() gives back the grown room.
+    expect(committed).toBe(30_000 + 100 + 40_000 + 25_000 + 4 * (28 + 56));
     appendFileSync(segment, Buffer.alloc(12_345, 7)); // an append whose rows never committed
     writeFileSync(join(dir, SEGMENTS_DIR, '0', '77.seg'), 'orphan'); // a segment never committed
     mkdirSync(join(dir, SEGMENTS_DIR, '5'));
     writeFileSync(join(dir, SEGMENTS_DIR, '5', '3.seg'), 'orphan of a group never committed');
     const store = SqliteLogStore.open(dir);
-    expect(store.recovery).toEqual({ truncatedBytes: 12_345, orphanFiles: 2, missingFiles: 0 });
+    expect(store.recovery).toEqual({
+      truncatedBytes: 12_345,
+      orphanFiles: 2,
+      missingFiles: 0,
+      replayedRecords: 0,
+      tornTails: 2, // the garbage past the entries, and the junk in 5/3.seg
+      droppedEntries: 0,
+    });
     expect(statSync(segment).size).toBe(committed);
     expect(segmentFiles(dir)).toEqual(['1.seg']);
     expect(existsSync(join(dir, SEGMENTS_DIR, '5'))).toBe(false);
@@ -697,8 +728,10 @@ describe('SqliteLogStore segments: recovery and damage', () => {
     const corrupt = (id: number) =>
       expect.objectContaining({ code: 'E_CORRUPT_RECORD', group: 0, instanceId: id });
     const pristine = readFileSync(segment);
-    // A flipped bit in the value of instance 3 (the second value in the segment).
-    flipByte(segment, 30_000 + 17, 0x04);
+    // The last occurrence: the values are periodic, so a shorter one also occurs inside a longer.
+    const at = (id: number) => pristine.lastIndexOf(Buffer.from(records[id - 1]!.value));
+    // A flipped bit in the value of instance 3.
+    flipByte(segment, at(3) + 17, 0x04);
     let store = SqliteLogStore.open(dir);
     expect(() => store.get(0, 3)).toThrow(corrupt(3));
     expect(() => [...store.range(0, 0, 10)]).toThrow(corrupt(3));
@@ -706,7 +739,7 @@ describe('SqliteLogStore segments: recovery and damage', () => {
     expect(view(store.get(0, 2))).toEqual(view(records[1]));
     await store.close();
     // Cut: the file lost its last bytes (a power cut before they reached the disk).
-    writeFileSync(segment, pristine.subarray(0, 30_000 + 40_000 + 100));
+    writeFileSync(segment, pristine.subarray(0, at(4) + 100));
     store = SqliteLogStore.open(dir);
     expect(() => store.get(0, 4)).toThrow(corrupt(4));
     expect(view(store.get(0, 3))).toEqual(view(records[2]));
