@@ -214,8 +214,11 @@ export class GroupCommit {
       let pending = dirty.length + dirs.length;
       const then = () => {
         segments.synced(dirty);
-        if (needsWal && faults.indexFirst !== true) syncWal(finish);
-        else finish();
+        if (!needsWal || faults.indexFirst === true) return finish();
+        // Writes committed while the fdatasyncs ran have index rows in the WAL: their entries
+        // go first, so the WAL's fsync never makes a row durable before the bytes it names.
+        if (segments.hasDirty) syncSegments();
+        else syncWal(finish);
       };
       if (pending === 0) return then();
       let failed = false;
