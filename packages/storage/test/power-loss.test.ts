@@ -379,9 +379,6 @@ it(
       console.log(
         `${JSON.stringify(faults)}: ${violations.length} violations, first: ${violations[0]}`,
       );
-      console.log(JSON.stringify(faults), snapshots.length, violations.length, violations[0], [
-        ...new Set(snapshots.map((s) => s.step)),
-      ]);
     }
   },
   TIMEOUT_MS,
