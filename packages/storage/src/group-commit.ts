@@ -1,29 +1,32 @@
 // Durability: the group commit, and the fsync rule it keeps.
 //
-// A write commits inside its call: a large value's bytes into its segment, then the index rows
-// into the WAL (synchronous=NORMAL: in the OS, not fsynced). A `sync: true` write then waits for
-// the group commit, run on libuv's thread pool so the event loop never blocks on it:
+// A write commits inside its call: records of a sync write (and every record of a batch with a
+// large value) are appended to their segment as entries (segment-entry.ts), then the index rows
+// commit into the WAL (synchronous=NORMAL: in the OS, not fsynced). A `sync: true` write then
+// waits for the group commit, run on libuv's thread pool so the event loop never blocks on it:
 //   (1) fdatasync of every segment with bytes written since the last round began, and fsync of
-//       any directory that got a new segment file, in parallel; then
-//   (2) fsync of the WAL.
-// Every write committed before (1) starts is durable when (2) ends; writes committed meanwhile
-// share the next round. So a value's bytes are durable before the index row that points at
-// them, at one segment fdatasync and one WAL fsync per batch of concurrent writers. An fsync of
-// the WAL makes the commits in it durable because recovery replays every WAL frame up to the
-// last valid commit frame; wal-checkpointer.ts keeps that true when the WAL restarts.
+//       any directory that got a new segment file, in parallel; and, only if a write in the
+//       round is durable through the WAL alone (a meta value, a dropped group, an index row with
+//       no entry),
+//   (2) fsync of the WAL, once the segments written during (1) are fdatasynced too.
+// Every record written before (1) starts is durable when the round ends; writes committed
+// meanwhile share the next round. So a durable write of records is one append and one
+// fdatasync: the segments are the truth, and an open replays the entries the durable index
+// lacks (recovery.ts). A durable index row never names segment bytes that are not: (2) and a
+// WAL checkpoint (wal-checkpointer.ts) come after the fdatasync of every segment written
+// before them.
 //
 // A `sync: false` write (the learner's catch-up) causes no fsync and no fdatasync (until the WAL
 // needs a checkpoint: wal-checkpointer.ts); a power cut can lose it until a later round or
-// close(). As the OS may write the WAL page of an index row
-// back before the segment page of its bytes, a large one can then come back as a row whose bytes
-// are missing: it reads as E_CORRUPT_RECORD (the value's CRC is in the row), never as a wrong
-// value.
+// close(). As the OS may write the WAL page of an index row back on its own before the segment
+// page of its entry, a large one can then come back as a row whose bytes are missing: it reads
+// as E_CORRUPT_RECORD (the value's CRC is in the row), never as a wrong value.
 //
 // The rule after a failure: once an fsync or fdatasync fails, the kernel may have dropped the
 // unwritten pages, and a retry can succeed without them (PostgreSQL's "fsyncgate", 2018). So
 // the failure fails its round and every later write (StickyFailure), rather than acknowledge
 // data that may be gone.
-import { closeSync, existsSync, fsyncSync, openSync } from 'node:fs';
+import { closeSync, existsSync, fdatasyncSync, fsyncSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { StorageError } from './errors';
 import type { Segments } from './segments';
@@ -254,13 +257,16 @@ export class GroupCommit {
   }
 
   /**
-   * At close, once no round runs: fdatasyncs the segments written since the last round (SQLite's
-   * close then makes the WAL durable). Nothing to do after a failure or when read-only.
+   * Fdatasyncs the segments written since the last round: at close, once no round runs
+   * (SQLite's close then makes the WAL durable), and before a WAL checkpoint (which makes the
+   * index rows durable). Nothing to do after a failure or when read-only.
    */
   async syncSegments(): Promise<void> {
     if (this.walFd === undefined || this.ports.failure.error !== undefined) return;
     for (const write of this.ports.heldWrites?.splice(0) ?? []) write();
     const { segments: dirty, dirs } = this.ports.segments.takeDirty();
+    this.ports.stats.fdatasyncs += dirty.length;
+    this.ports.stats.fsyncs += dirs.length;
     await Promise.all([
       ...dirty.map(({ segment }) => promisify(this.ports.fdatasync, segment.fd)),
       ...dirs.map(async (dir) => {
@@ -272,6 +278,26 @@ export class GroupCommit {
         }
       }),
     ]);
+    this.ports.segments.synced(dirty);
+  }
+
+  /** syncSegments on the event loop (fdatasyncSync): the WAL's bound inside a write. */
+  syncSegmentsHere(): void {
+    for (const write of this.ports.heldWrites?.splice(0) ?? []) write();
+    const { segments: dirty, dirs } = this.ports.segments.takeDirty();
+    for (const { segment } of dirty) {
+      this.ports.stats.fdatasyncs++;
+      fdatasyncSync(segment.fd);
+    }
+    for (const dir of dirs) {
+      const dirFd = openSync(dir, 'r');
+      try {
+        this.ports.stats.fsyncs++;
+        fsyncSync(dirFd);
+      } finally {
+        closeSync(dirFd);
+      }
+    }
     this.ports.segments.synced(dirty);
   }
 

@@ -722,6 +722,67 @@ describe('SqliteLogStore segments: recovery and damage', () => {
     await store.close();
   });
 
+  /** Forgets every index row of group 0 and each segment's committed end (a lost WAL). */
+  function forgetIndex(dir: string) {
+    const raw = new Database(join(dir, DATABASE_FILE));
+    raw.exec('DELETE FROM records_0; UPDATE segments SET end_bytes = 0 WHERE seg >= 0');
+    raw.close();
+  }
+
+  it('rebuilds lost index rows from the segment entries, whole batches only, and logs a torn tail', async () => {
+    const dir = tempDir();
+    const store = SqliteLogStore.open(dir);
+    const batch = [sized(1, 30_000), sized(2, 100), sized(3, 20_000)];
+    await store.putMany(0, batch, { sync: true });
+    await store.put(0, sized(4, 50), { sync: true }); // a small sync put: an entry too
+    const last = [sized(5, 10_000), sized(6, 40)];
+    await store.putMany(0, last, { sync: true });
+    await store.close();
+    forgetIndex(dir);
+    const segment = join(dir, SEGMENTS_DIR, '0', '1.seg');
+    const bytes = readFileSync(segment);
+    // The power cut took the end of the last batch: its first entry is whole, its second torn.
+    writeFileSync(segment, bytes.subarray(0, bytes.length - 30));
+    const logged: Array<[string, Record<string, unknown>]> = [];
+    const again = SqliteLogStore.open(dir, {
+      logger: (_level, event, fields) => logged.push([event, fields]),
+    });
+    expect(again.recovery).toMatchObject({ replayedRecords: 4, tornTails: 1, droppedEntries: 1 });
+    expect([...again.range(0, 0, 10)].map(view)).toEqual([...batch, sized(4, 50)].map(view));
+    expect(logged.map(([event]) => event)).toEqual([
+      'storage-torn-tail',
+      'storage-unfinished-batch',
+    ]);
+    await again.put(0, sized(7, 5000), { sync: true }); // appended where the torn bytes were
+    await again.close();
+    const third = SqliteLogStore.open(dir);
+    expect(third.recovery).toMatchObject({ replayedRecords: 0, tornTails: 0 });
+    expect(view(third.get(0, 7))).toEqual(view(sized(7, 5000)));
+    await third.close();
+  });
+
+  it('refuses to open (E_CORRUPT_RECORD) when an entry a later entry says was synced is damaged', async () => {
+    const dir = tempDir();
+    const store = SqliteLogStore.open(dir);
+    for (let id = 1; id <= 3; id++) await store.put(0, sized(id, 20_000), { sync: true });
+    await store.close();
+    forgetIndex(dir);
+    const segment = join(dir, SEGMENTS_DIR, '0', '1.seg');
+    const pristine = readFileSync(segment);
+    // Entry 2 was fdatasynced before entry 3 was written, and entry 3 says so.
+    flipByte(segment, pristine.lastIndexOf(Buffer.from(sized(2, 20_000).value)) + 99, 0x01);
+    expect(() => SqliteLogStore.open(dir)).toThrow(
+      expect.objectContaining({ code: 'E_CORRUPT_RECORD', group: 0 }),
+    );
+    // The same damage to the last entry is a torn tail: cut, and the rest replayed.
+    writeFileSync(segment, pristine);
+    flipByte(segment, pristine.lastIndexOf(Buffer.from(sized(3, 20_000).value)) + 99, 0x01);
+    const again = SqliteLogStore.open(dir);
+    expect(again.recovery).toMatchObject({ replayedRecords: 2, tornTails: 1 });
+    expect(again.get(0, 3)).toBeUndefined();
+    await again.close();
+  });
+
   it('reads a value with flipped, missing or cut bytes, or a damaged locator, as E_CORRUPT_RECORD', async () => {
     const dir = tempDir();
     const { records, segment } = await logWithLargeValues(dir);

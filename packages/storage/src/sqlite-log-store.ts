@@ -6,15 +6,17 @@
 // src/logstorage/db.cpp: a data file append plus a small LevelDB index entry), with SQLite as
 // the index.
 //
-// Order of a write: the value bytes go to the segment (pwritev, into the OS), then the index
-// rows commit into the WAL, all inside the call. So when a call returns, a process kill can lose
-// none of it; a kill before the commit leaves bytes past the segment's committed end, which the
-// next open truncates. What a power cut can lose, and when a write is durable: group-commit.ts.
+// Order of a write: the records' entries go to the segment (one pwritev, into the OS), then the
+// index rows commit into the WAL, all inside the call. So when a call returns, a process kill can
+// lose none of it; a kill before the commit leaves entries past the segment's committed end,
+// which the next open replays (whole batches) or cuts (recovery.ts). What a power cut can lose,
+// and when a write is durable (one fdatasync for records): group-commit.ts.
 //
 // The store checks its arguments, commits writes and delegates the rest, one mechanism a file:
 // connection.ts (opening: pragmas, lock-file.ts for one process per log, schema.ts and its
-// migrations), group-commit.ts (durability and the fsync rule), wal-checkpointer.ts (WAL
-// checkpoints, their worker and the WAL's bound), range-reader.ts, compaction.ts.
+// migrations), group-commit.ts (durability and the fsync rule), recovery.ts (the open's replay
+// of segment entries), wal-checkpointer.ts (WAL checkpoints, their worker and the WAL's bound),
+// range-reader.ts, compaction.ts.
 import { fdatasync, fsync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '@tspaxos/core';
@@ -209,7 +211,14 @@ export class SqliteLogStore implements LogStore {
     });
     const ports = { db, path: this.path, walFd, fsync: fsyncFn, stats: this.syncStats };
     this.walCheckpointer = new WalCheckpointer(
-      { ...ports, failure: this.failure, wake: () => this.commits.kick() },
+      {
+        ...ports,
+        failure: this.failure,
+        wake: () => this.commits.kick(),
+        segmentsDirty: () => segments.hasDirty,
+        syncSegments: () => this.commits.syncSegments(),
+        syncSegmentsHere: () => this.commits.syncSegmentsHere(),
+      },
       walPolicy,
       readonly,
     );
