@@ -255,7 +255,8 @@ export class Segments {
     segment.fileBytes = Math.min(segment.fileBytes, end);
     segment.committedBytes = Math.max(segment.committedBytes, end);
     segment.writtenBytes = segment.committedBytes;
-    segment.syncedBytes = segment.fileBytes;
+    // syncedBytes stays 0: what the open read may be only in the page cache (after a kill), so
+    // no entry may claim it synced before an fdatasync has run.
     this.recovery.truncatedBytes += cut;
     return cut;
   }
