@@ -761,6 +761,27 @@ describe('SqliteLogStore segments: recovery and damage', () => {
     await third.close();
   });
 
+  it('removes, not replays, segment files of a reset group that a crash left behind (the floor)', async () => {
+    const dir = tempDir();
+    const store = SqliteLogStore.open(dir);
+    await store.putMany(0, [sized(1, 30_000), sized(2, 30_000)], { sync: true });
+    const file = join(dir, SEGMENTS_DIR, '0', '1.seg');
+    const bytes = readFileSync(file);
+    await store.resetGroup(0, { minChosenInstanceId: 1 });
+    await store.close();
+    // The crash came after the reset's commit was durable, before the unlink reached the disk.
+    mkdirSync(join(dir, SEGMENTS_DIR, '0'), { recursive: true });
+    writeFileSync(file, bytes);
+    const again = SqliteLogStore.open(dir);
+    expect(again.recovery).toMatchObject({ orphanFiles: 1, replayedRecords: 0 });
+    expect(again.get(0, 2)).toBeUndefined();
+    expect(existsSync(file)).toBe(false);
+    // New segments take ids above the floor: the next write's file is not named 1.seg again.
+    await again.put(0, sized(1, 30_000), { sync: true });
+    expect(segmentFiles(dir)).toEqual(['2.seg']);
+    await again.close();
+  });
+
   it('refuses to open (E_CORRUPT_RECORD) when an entry a later entry says was synced is damaged', async () => {
     const dir = tempDir();
     const store = SqliteLogStore.open(dir);
