@@ -3,7 +3,7 @@
 // its JSON gateway). A side's `put`/`get` take a keep-alive client (http-client.mjs) and the
 // index of the node to send to.
 import { startEtcd } from './etcd-cluster.mjs';
-import { endpoint } from './http-client.mjs';
+import { endpoint, httpClient } from './http-client.mjs';
 import { sleep, startCluster, startNode, statusOf, waitForMaster } from './tspaxos-cluster.mjs';
 
 /** Polls `probe()` (which may throw while a node starts) until it is true; throws at the deadline. */
@@ -25,6 +25,7 @@ export async function tspaxosSide(extra = []) {
   const c = await startCluster(1, extra);
   const targets = c.urls.map(endpoint);
   const down = new Set();
+  const metricsClient = httpClient(1);
   return {
     name: 'tspaxos',
     leader: () =>
@@ -40,6 +41,17 @@ export async function tspaxosSide(extra = []) {
         `/kv/${key}${mode === 'linearizable' ? '?consistent=true' : '?consistent=lease'}`,
       ),
     pid: (i) => c.nodes[i].child.pid,
+    /** Node i's consistent reads and the barriers proposed for them (its /metrics). */
+    async barrierCounts(i) {
+      const res = await metricsClient.request(targets[i], '/metrics');
+      const text = res.body.toString();
+      const value = (name) =>
+        Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1]);
+      return {
+        reads: value('tspaxos_consistent_reads_total'),
+        barriers: value('tspaxos_consistent_read_barriers_total'),
+      };
+    },
     /** What node i has applied: its now instance id. */
     progress: async (i) => (await statusOf(c.urls[i])).instanceId,
     async kill(i) {
@@ -51,7 +63,10 @@ export async function tspaxosSide(extra = []) {
       c.nodes[i] = startNode(c.argsOf(i + 1));
       down.delete(i);
     },
-    stop: () => c.stop(),
+    stop: () => {
+      metricsClient.close();
+      return c.stop();
+    },
   };
 }
 

@@ -17,6 +17,22 @@ const KILL_LEASE_MS = 2000;
 
 const key = (i) => `k${i % KEYS}`;
 
+/**
+ * `measure()`'s result with the CPU seconds the master/leader (`cpuLeader`) and all 3 nodes
+ * (`cpuAll`) used over it, per 1,000 completed requests.
+ */
+async function withCpu(s, leader, measure) {
+  const pids = [0, 1, 2].map((i) => s.pid(i));
+  const before = pids.map(cpuSeconds);
+  const r = await measure();
+  const used = pids.map((p, i) => cpuSeconds(p) - before[i]);
+  return {
+    ...r,
+    cpuLeader: (used[leader] / r.count) * 1000,
+    cpuAll: (used.reduce((a, b) => a + b, 0) / r.count) * 1000,
+  };
+}
+
 /** Throughput cells: `run(side, leader)` returns load()'s { rate, p50, p99, … }. */
 const CELLS = [
   {
@@ -32,18 +48,7 @@ const CELLS = [
   {
     id: 'w64',
     name: 'writes 100 B, 64 clients, to the master/leader',
-    // CPU of the master/leader (and of all 3 nodes) over the cell, per 1,000 writes.
-    async run(s, l) {
-      const pids = [0, 1, 2].map((i) => s.pid(i));
-      const before = pids.map(cpuSeconds);
-      const r = await load(64, (c, i) => s.put(c, l, key(i), SMALL), MS);
-      const used = pids.map((p, i) => cpuSeconds(p) - before[i]);
-      return {
-        ...r,
-        cpuLeader: (used[l] / r.count) * 1000,
-        cpuAll: (used.reduce((a, b) => a + b, 0) / r.count) * 1000,
-      };
-    },
+    run: (s, l) => withCpu(s, l, () => load(64, (c, i) => s.put(c, l, key(i), SMALL), MS)),
   },
   {
     id: 'spread',
@@ -53,7 +58,20 @@ const CELLS = [
   {
     id: 'linread',
     name: 'linearizable reads, 16 clients (?consistent=true / etcd default)',
-    run: (s, l) => load(16, (c, i) => s.get(c, l, key(i * 7919), 'linearizable'), MS),
+    // tspaxos: also the reads each barrier served (its /metrics counters).
+    async run(s, l) {
+      const before = await s.barrierCounts?.(l);
+      const r = await withCpu(s, l, () =>
+        load(16, (c, i) => s.get(c, l, key(i * 7919), 'linearizable'), MS),
+      );
+      const after = await s.barrierCounts?.(l);
+      return before === undefined
+        ? r
+        : {
+            ...r,
+            readsPerBarrier: (after.reads - before.reads) / (after.barriers - before.barriers),
+          };
+    },
   },
   {
     id: 'leaseread',
@@ -232,6 +250,22 @@ export async function vsEtcd() {
   add('CPU seconds per 1,000 writes, all 3 nodes', 's', (x) => x.w64.cpuAll, {
     lowerIsBetter: true,
   });
+  add(
+    'CPU seconds per 1,000 linearizable reads on the master/leader (16 clients)',
+    's',
+    (x) => x.linread.cpuLeader,
+    {
+      lowerIsBetter: true,
+    },
+  );
+  add(
+    'linearizable reads per barrier (tspaxos: shared barriers)',
+    'reads',
+    (x) => x.linread.readsPerBarrier,
+    {
+      noRatio: true,
+    },
+  );
   add(
     'peak RSS per node, largest of 3 (after the 64 KiB writes)',
     'MiB',

@@ -8,6 +8,7 @@ import { kvRoutes, type KvNode } from './kv-routes';
 
 function fakeNode() {
   const barriers: { resolve(instanceId: number): void }[] = [];
+  const counted = { reads: 0, barriers: 0 };
   const node: KvNode = {
     groupCount: 1,
     stopping: false,
@@ -31,10 +32,14 @@ function fakeNode() {
       } as unknown as KvNode['kvs'][number],
     ],
     idempotencyWindow: { ms: 1000, keys: 10 } as unknown as KvNode['idempotencyWindow'],
-    metrics: { commitLatency: { observe: () => {} } } as unknown as KvNode['metrics'],
+    metrics: {
+      commitLatency: { observe: () => {} },
+      consistentReads: { inc: () => counted.reads++ },
+      consistentReadBarriers: { inc: () => counted.barriers++ },
+    } as unknown as KvNode['metrics'],
     trackProposal: (p) => p,
   };
-  return { node, barriers };
+  return { node, barriers, counted };
 }
 
 /** Runs the promise jobs queued now, and the I/O callbacks before them (no timer). */
@@ -50,7 +55,7 @@ async function until(cond: () => boolean, what: string, deadlineMs = 10_000) {
 
 describe('GET /kv/<key>?consistent=true', () => {
   it('serves 40 concurrent reads with two barriers, each read answered by one that started after it arrived', async () => {
-    const { node, barriers } = fakeNode();
+    const { node, barriers, counted } = fakeNode();
     const app = Fastify();
     let arrived = 0;
     app.addHook('preHandler', async () => {
@@ -74,6 +79,7 @@ describe('GET /kv/<key>?consistent=true', () => {
       expect(ids.filter((id) => id === '7').length).toBe(1); // the read that started barrier 1
       expect(ids.filter((id) => id === '9').length).toBe(39); // the rest arrived while it ran
       expect(barriers.length).toBe(2);
+      expect(counted).toEqual({ reads: 40, barriers: 2 }); // what /metrics shows
     } finally {
       await app.close();
     }

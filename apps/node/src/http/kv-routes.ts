@@ -33,7 +33,7 @@ export interface KvNode {
   readonly kvs: readonly Pick<KvStateMachine, 'read' | 'entries'>[];
   /** The idempotency window this node's writes carry (every replica applies the write's own). */
   readonly idempotencyWindow: IdempotencyWindow;
-  readonly metrics: Pick<Metrics, 'commitLatency'>;
+  readonly metrics: Pick<Metrics, 'commitLatency' | 'consistentReads' | 'consistentReadBarriers'>;
   /** Counts a client proposal until it settles, so that a stop can drain it. */
   trackProposal<T>(proposal: Promise<T>): Promise<T>;
 }
@@ -80,6 +80,7 @@ async function readPoint(
 ): Promise<number> {
   if (consistent === 'true') {
     const started = performance.now();
+    node.metrics.consistentReads.inc();
     // A barrier that started after this read arrived, shared with the reads that arrived
     // while the previous one was in flight.
     const instanceId = await barriers.through(g);
@@ -195,9 +196,10 @@ function limitOf(text: string | undefined): number {
 export async function kvRoutes(app: FastifyInstance, { node }: { node: KvNode }): Promise<void> {
   const groups = node.groupCount;
   // The barrier: an empty value for no state machine, batched with the writes waiting here.
-  const barriers = new SharedBarriers(
-    async (g) => (await propose(node, g, new Uint8Array(0), NO_SM_ID, false)).instanceId,
-  );
+  const barriers = new SharedBarriers(async (g) => {
+    node.metrics.consistentReadBarriers.inc();
+    return (await propose(node, g, new Uint8Array(0), NO_SM_ID, false)).instanceId;
+  });
   app.get('/kv/*', async (req, reply) => {
     const key = keyOf(req);
     const { consistent = 'false' } = checkQuery(req, ['consistent']);
