@@ -473,8 +473,11 @@ export class Learner {
       return;
     }
     // The peer we asked because our stream ran out below its id (askPeerAhead) takes over.
+    const asked = this.askedAhead;
     const takesOver =
-      msg.nodeId === this.askedAhead?.nodeId && this.instanceId >= this.servingNowInstanceId;
+      asked?.nodeId === msg.nodeId &&
+      asked.instanceId === this.instanceId &&
+      this.instanceId >= this.servingNowInstanceId;
     if (this.isLearning && !takesOver) {
       if (msg.nodeId !== this.learningFromNodeId) {
         // It prepared a stream for us that we will not use: free it now, not after its timeout.
