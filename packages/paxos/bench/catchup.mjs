@@ -23,7 +23,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SqliteLogStore } from '@tspaxos/storage/sqlite';
 import { MemoryNetwork, SeededRng } from '@tspaxos/transport';
-import { createNode, realRandom, realScheduler } from '../dist/node.js';
+import { startNode } from '../dist/internal.js';
+import { realRandom, realScheduler } from '../dist/node.js';
 import { envInteger, median, report } from '../../../scripts/bench-harness.mjs';
 import { pumpMemoryNetwork } from './pump.mjs';
 
@@ -76,7 +77,7 @@ async function writeLog(count, valueBytes) {
   const nodes = [];
   for (const id of [1, 2]) {
     nodes.push(
-      await createNode({
+      await startNode({
         nodeId: id,
         cluster: [1, 2, 3],
         groups: 1,
