@@ -344,110 +344,39 @@ interface LargeFields {
 }
 
 /**
- * The CRC of frame[4, end) (end: where the frame's own CRC starts), fed as the frame's bytes
- * arrive. Byte fields of at least KNOWN_CRC_MIN_BYTES get a pass of their own, combined into the
- * frame's CRC, so their CRCs come out too (the learner's checksum chain and the log use them
- * instead of reading the value again). The field table is read before it is validated: where it
- * does not add up, the rest of the frame is one plain pass, and decodeRaw's checks report the
- * problem after the CRC, as for any frame. FrameReader feeds a frame read in place after each
- * socket read, so each part is read while the kernel's copy left it in the CPU cache (issue 22:
- * the CRC of a whole 1 MiB frame at its end ran at ~2 GB/s here, from memory).
+ * The CRC of frame[4, end). Byte fields of at least KNOWN_CRC_MIN_BYTES get a pass of their own,
+ * combined into the frame's CRC, so their CRCs come out too (the learner's checksum chain and
+ * the log use them instead of reading the value again). The field table is read here before it
+ * is validated: where it does not add up, the rest of the frame is one plain pass, and
+ * decodeRaw's checks report the problem after the CRC, as for any frame.
  */
-export class FrameCrc {
-  /** Bytes [4, pos) are in the CRC (or in fieldCrc, for the large field under way). */
-  private pos = 4;
-  private crc = 0;
-  private fieldCrc = 0;
-  /** The large fields' [start, end), once the field table has arrived. */
-  private fields: { start: number; end: number }[] | undefined;
-  private nextField = 0;
-  private readonly large: LargeFields = { offsets: [], crcs: [] };
-  private readonly end: number;
-
-  constructor(private readonly frame: Uint8Array) {
-    this.end = frame.length - 4;
-  }
-
-  /** frame[0, filled) has arrived: takes what is new of it into the CRC. */
-  advance(filled: number): void {
-    if (this.fields === undefined && !this.readLayout(filled)) return;
-    const fields = this.fields!;
-    const upto = Math.min(filled, this.end);
-    while (this.pos < upto) {
-      const f = fields[this.nextField];
-      if (f === undefined || this.pos < f.start) {
-        const to = Math.min(upto, f?.start ?? this.end);
-        this.crc = crc32(this.frame.subarray(this.pos, to), this.crc);
-        this.pos = to;
-        continue;
-      }
-      const to = Math.min(upto, f.end);
-      this.fieldCrc = crc32(this.frame.subarray(this.pos, to), this.fieldCrc);
-      this.pos = to;
-      if (to < f.end) continue;
-      this.crc = crc32Combine(this.crc, this.fieldCrc, f.end - f.start);
-      this.large.offsets.push(f.start);
-      this.large.crcs.push(this.fieldCrc);
-      this.fieldCrc = 0;
-      this.nextField++;
-    }
-  }
-
-  /** The CRC of frame[4, end) and the large fields' CRCs; every byte must have been fed. */
-  result(): { crc: number; large: LargeFields } {
-    return { crc: this.crc, large: this.large };
-  }
-
-  get complete(): boolean {
-    return this.pos >= this.end && this.fields !== undefined;
-  }
-
-  /** Reads where the large fields lie once the table is in; false while it is not yet. */
-  private readLayout(filled: number): boolean {
-    const frame = this.frame;
-    const end = this.end;
-    const fields: { start: number; end: number }[] = [];
-    if (end - 4 >= KNOWN_CRC_MIN_BYTES) {
-      if (filled < FIXED_BYTES) return false;
-      let at = FIXED_BYTES + u32(frame, 12);
-      if (at + 4 <= end) {
-        if (filled < at + 4) return false;
-        const count = u32(frame, at);
-        at += 4;
-        if (count <= MAX_FIELDS && at + 4 * count <= end) {
-          if (filled < at + 4 * count) return false;
-          let data = at + 4 * count;
-          for (let i = 0; i < count; i++, at += 4) {
-            const n = u32(frame, at);
-            if (data + n > end) break;
-            if (n >= KNOWN_CRC_MIN_BYTES) fields.push({ start: data, end: data + n });
-            data += n;
-          }
+function frameCrc(frame: Uint8Array, end: number): { crc: number; large: LargeFields } {
+  const large: LargeFields = { offsets: [], crcs: [] };
+  if (end - 4 < KNOWN_CRC_MIN_BYTES) return { crc: crc32(frame.subarray(4, end)), large };
+  let at = FIXED_BYTES + u32(frame, 12);
+  let pos = 4;
+  let crc = 0;
+  if (at + 4 <= end) {
+    const count = u32(frame, at);
+    at += 4;
+    if (count <= MAX_FIELDS && at + 4 * count <= end) {
+      let data = at + 4 * count;
+      for (let i = 0; i < count; i++, at += 4) {
+        const n = u32(frame, at);
+        if (data + n > end) break;
+        if (n >= KNOWN_CRC_MIN_BYTES) {
+          crc = crc32(frame.subarray(pos, data), crc);
+          const fieldCrc = crc32(frame.subarray(data, data + n));
+          crc = crc32Combine(crc, fieldCrc, n);
+          large.offsets.push(data);
+          large.crcs.push(fieldCrc);
+          pos = data + n;
         }
+        data += n;
       }
     }
-    this.fields = fields;
-    return true;
   }
-}
-
-/** CRCs of frames read in place, computed by FrameReader as their bytes arrived. */
-const arrivedCrcs = new WeakMap<Uint8Array, FrameCrc>();
-
-/** FrameReader: `frame`'s CRC was fed with all its bytes as they arrived (decodeRaw uses it). */
-export function rememberFrameCrc(frame: Uint8Array, crc: FrameCrc): void {
-  if (crc.complete) arrivedCrcs.set(frame, crc);
-}
-
-function frameCrc(frame: Uint8Array): { crc: number; large: LargeFields } {
-  const arrived = arrivedCrcs.get(frame);
-  if (arrived !== undefined) {
-    arrivedCrcs.delete(frame);
-    return arrived.result();
-  }
-  const crc = new FrameCrc(frame);
-  crc.advance(frame.length);
-  return crc.result();
+  return { crc: crc32(frame.subarray(pos, end), crc), large };
 }
 
 /** Splits and checks one whole frame (length prefix included). */
@@ -463,7 +392,7 @@ function decodeRaw(frame: Uint8Array, maxFrameBytes: number): DecodeResult<RawFr
   const version = frame[4]!;
   if (version !== FRAME_VERSION)
     return fail('E_BAD_VERSION', `frame version ${version} is not ${FRAME_VERSION}`);
-  const { crc, large } = frameCrc(frame);
+  const { crc, large } = frameCrc(frame, end);
   if (crc !== u32(frame, end)) return fail('E_BAD_CRC', 'frame CRC does not match its bytes');
   const command = frame[5]!;
   if (frame[6] !== 0 || frame[7] !== 0)

@@ -10,14 +10,9 @@
 // that copy, with the allocation of a 64 KiB buffer per read, was ~16 % of a catch-up's learning
 // node). Every buffer handed out stays the frame's: the reader never writes to memory a frame
 // it returned lies in (slabs only move forward, a finished frame's buffer is let go).
-import { allocUnfilled, FIXED_BYTES, FrameCrc, rememberFrameCrc, u32 } from './codec';
+import { allocUnfilled, FIXED_BYTES, u32 } from './codec';
 import { TransportError } from './errors';
-import {
-  MAX_FRAME_BYTES,
-  RECEIVE_IN_PLACE_READ_MAX_BYTES,
-  RECEIVE_READ_MIN_BYTES,
-  RECEIVE_SLAB_BYTES,
-} from './options';
+import { MAX_FRAME_BYTES, RECEIVE_READ_MIN_BYTES, RECEIVE_SLAB_BYTES } from './options';
 
 /**
  * Splits a byte stream into frames. The length prefix is checked against maxFrameBytes before
@@ -32,7 +27,7 @@ export class FrameReader {
    * (issue 10 profile: copying a 1 MiB batch frame out of 16 buffered reads at its end was 5 %
    * of a learning node's CPU, plus the garbage of the reads held meanwhile).
    */
-  private partial: { frame: Uint8Array; filled: number; crc: FrameCrc } | undefined;
+  private partial: { frame: Uint8Array; filled: number } | undefined;
   /** Whether a long frame may be allocated whole before its bytes arrive (see trustPeer). */
   private inPlace = false;
   /** Where socket reads land (readBuffer), and how much of it they filled. */
@@ -67,11 +62,7 @@ export class FrameReader {
    */
   readBuffer(): Uint8Array {
     const partial = this.partial;
-    if (partial !== undefined)
-      return partial.frame.subarray(
-        partial.filled,
-        partial.filled + RECEIVE_IN_PLACE_READ_MAX_BYTES,
-      );
+    if (partial !== undefined) return partial.frame.subarray(partial.filled);
     let slab = this.slab;
     if (
       slab === undefined ||
@@ -98,11 +89,9 @@ export class FrameReader {
     const partial = this.partial;
     if (partial !== undefined) {
       partial.filled += n;
-      partial.crc.advance(partial.filled);
       if (partial.filled < partial.frame.length) return { frames: [] };
       this.partial = undefined;
       this.lengthFirst = true;
-      rememberFrameCrc(partial.frame, partial.crc);
       return { frames: [partial.frame] };
     }
     const slab = this.slab!;
@@ -125,10 +114,8 @@ export class FrameReader {
       const k = Math.min(bytes.length, partial.frame.length - partial.filled);
       partial.frame.set(bytes.subarray(0, k), partial.filled);
       partial.filled += k;
-      partial.crc.advance(partial.filled);
       if (partial.filled < partial.frame.length) return { frames };
       this.partial = undefined;
-      rememberFrameCrc(partial.frame, partial.crc);
       frames.push(partial.frame);
       bytes = bytes.subarray(k);
       if (bytes.length === 0) return { frames };
@@ -157,9 +144,7 @@ export class FrameReader {
         const frame = allocUnfilled(length + 4);
         const filled = this.buffered;
         this.copyOut(filled, true, frame);
-        const crc = new FrameCrc(frame);
-        crc.advance(filled);
-        this.partial = { frame, filled, crc };
+        this.partial = { frame, filled };
         break;
       }
       frames.push(this.take(length + 4));

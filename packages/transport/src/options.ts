@@ -33,11 +33,6 @@ export const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
 export const RECEIVE_SLAB_BYTES = 256 * 1024;
 /** A slab with less room left than this is retired, and the next read goes to a fresh one. */
 export const RECEIVE_READ_MIN_BYTES = 64 * 1024;
-/**
- * Most bytes one socket read puts into a long frame read in place (ours): each read's bytes are
- * taken into the frame's CRC at once, while they are in the CPU cache (a CPU's L2 is ~1 MiB).
- */
-export const RECEIVE_IN_PLACE_READ_MAX_BYTES = 256 * 1024;
 /** Runs of small queued frames are concatenated into writes of up to this many bytes. */
 export const WRITE_COALESCE_BYTES = 64 * 1024;
 /**
