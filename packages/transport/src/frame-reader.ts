@@ -7,9 +7,10 @@
 // then copied once into the frame. `readBuffer()` / `read(n)` let the socket read straight into
 // our memory (Node's `onread`): small frames land back to back in a slab, and the rest of a long
 // frame lands in the frame's own buffer, so its bytes are never copied in user space (issue 22:
-// that copy, with the allocation of a 64 KiB buffer per read, was ~16 % of a catch-up's learning
-// node). Every buffer handed out stays the frame's: the reader never writes to memory a frame
-// it returned lies in (slabs only move forward, a finished frame's buffer is let go).
+// that copy, with Node's buffer per read, was about a third of a learning node's busy samples in
+// a 100 KiB catch-up). Every buffer handed out stays the frame's: the reader never writes to
+// memory a frame it returned lies in (slabs only move forward, a finished frame's buffer is let
+// go).
 import { allocUnfilled, FIXED_BYTES, u32 } from './codec';
 import { TransportError } from './errors';
 import { MAX_FRAME_BYTES, RECEIVE_READ_MIN_BYTES, RECEIVE_SLAB_BYTES } from './options';
