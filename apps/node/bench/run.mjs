@@ -1,6 +1,5 @@
-/* global fetch */
 // End-to-end benchmark of the reference server: a 3-node local cluster of `tspaxos node`
-// processes over HTTP, 100 B values, keep-alive clients (Node's fetch). Writes/s and p50/p99
+// processes over HTTP, 100 B values, keep-alive clients (an http.Agent, http-client.mjs). Writes/s and p50/p99
 // latency with 1, 16 and 64 concurrent clients, with --groups 1 and 8, all writes to node 1 (one
 // proposer per group; master election is on, and node 1 need not be the master: the master adds
 // a lease renewal every ~2.5 s. Writers spread over several nodes duel over each instance,
@@ -21,145 +20,64 @@
 // under 64 spread clients: the time from the kill until writes are acknowledged again (the first
 // 200 of a request sent after the kill), and the requests that failed meanwhile (503: not
 // applied; 504, refused or reset: the outcome of each is unknown to its client).
-// BENCH_NODE_PARTS (comma list of writes, spread, spreadkill, lease, failover, checkpoint;
-// default all) picks parts.
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import * as net from 'node:net';
-import { tmpdir } from 'node:os';
+// Against etcd (issues 18 and 22, vs-etcd.mjs): every server cell side by side with a 3-member
+// etcd cluster in the same run.
+// BENCH_NODE_PARTS (comma list of etcd, writes, spread, spreadkill, lease, failover, checkpoint;
+// default all) picks parts; BENCH_QUICK=1 shortens everything for development (knobs.mjs).
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { median, medianOf, report, RUNS } from '../../../scripts/bench-harness.mjs';
+import { median, medianOf, report, envInteger } from '../../../scripts/bench-harness.mjs';
+import { endpoint, httpClient, load, sendMany } from './http-client.mjs';
+import { CATCH_UP_WRITES, MS, PART_RUNS, QUICK } from './knobs.mjs';
+import {
+  closeStatusClient,
+  sleep,
+  startCluster,
+  startNode,
+  statusOf,
+  waitForMaster,
+} from './tspaxos-cluster.mjs';
+import { vsEtcd } from './vs-etcd.mjs';
 
-/** Group 0 of a node's /status (every /status lists its groups under `groups`). */
-const statusOf = async (url) => (await (await fetch(`${url}/status`)).json()).groups[0];
-
-const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
-const MS = Number(process.env.BENCH_NODE_MS ?? 3000);
-const CATCH_UP_WRITES = Number(process.env.BENCH_NODE_CATCHUP_WRITES ?? 20_000);
-const KILLS = Number(process.env.BENCH_NODE_KILLS ?? 3);
+const KILLS = envInteger('BENCH_NODE_KILLS', QUICK ? 1 : 3, { min: 1 });
 const FAILOVER_LEASES = (process.env.BENCH_NODE_FAILOVER_LEASES ?? '2000,0').split(',').map(Number);
-const COMPACT_KEEP = Number(process.env.BENCH_NODE_COMPACT_KEEP ?? 100);
+const COMPACT_KEEP = envInteger('BENCH_NODE_COMPACT_KEEP', 100);
 const PARTS = new Set(
-  (process.env.BENCH_NODE_PARTS ?? 'writes,spread,spreadkill,lease,failover,checkpoint').split(','),
+  (process.env.BENCH_NODE_PARTS ?? 'etcd,writes,spread,spreadkill,lease,failover,checkpoint').split(
+    ',',
+  ),
 );
-const VALUE = 'x'.repeat(100);
+const VALUE = Buffer.alloc(100, 'x');
 const rows = [];
 
-async function freePorts(n) {
-  const servers = await Promise.all(
-    Array.from(
-      { length: n },
-      () =>
-        new Promise((resolve) => {
-          const s = net.createServer();
-          s.listen(0, '127.0.0.1', () => resolve(s));
-        }),
-    ),
-  );
-  const ports = servers.map((s) => s.address().port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
-}
+/** A PUT of the 100 B value through a keep-alive client. */
+const put = (client, url, key) =>
+  client.request(endpoint(url), `/kv/${key}`, { method: 'PUT', body: VALUE });
 
-const children = new Set();
-process.on('exit', () => {
-  for (const c of children) c.kill('SIGKILL');
-});
+/** Writes `n` values through `url` with 64 clients. */
+const writeMany = (url, n, prefix) => sendMany(n, 64, (c, i) => put(c, url, `${prefix}${i}`));
 
-function startNode(args) {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-  children.add(child);
-  child.on('exit', () => children.delete(child));
-  let out = '';
-  const ready = new Promise((resolve, reject) => {
-    child.stdout.on('data', (d) => {
-      if (out !== null) {
-        out += d.toString();
-        if (out.includes('"msg":"listening"')) {
-          out = null;
-          resolve();
-        }
-      }
-    });
-    child.on('exit', (code) => reject(new Error(`node exited ${code}`)));
-  });
-  return { child, ready, exited: new Promise((r) => child.on('exit', r)) };
-}
-
-async function startCluster(groups, extra = []) {
-  const ports = await freePorts(6);
-  const dir = mkdtempSync(join(tmpdir(), 'tspaxos-node-bench-'));
-  const cluster = [1, 2, 3].map((i) => `${i}=127.0.0.1:${ports[i - 1]}`).join(',');
-  const urls = [1, 2, 3].map((i) => `http://127.0.0.1:${ports[i + 2]}`);
-  const argsOf = (i) => [
-    'node',
-    '--id',
-    String(i),
-    '--cluster',
-    cluster,
-    '--http',
-    `127.0.0.1:${ports[i + 2]}`,
-    '--data',
-    join(dir, `node-${i}`),
-    '--groups',
-    String(groups),
-    ...extra,
-  ];
-  const nodes = [1, 2, 3].map((i) => startNode(argsOf(i)));
-  await Promise.all(nodes.map((n) => n.ready));
-  return {
-    urls,
-    nodes,
-    argsOf,
-    dir,
-    async stop() {
-      for (const n of nodes) n.child.kill('SIGTERM');
-      await Promise.all(nodes.map((n) => n.exited));
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-/** Runs `clients` keep-alive loops for MS against `request(i)`; rate and latency percentiles. */
-async function load(clients, request, ms = MS) {
-  const latencies = [];
-  let i = 0;
-  const end = performance.now() + ms;
-  const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: clients }, async () => {
-      while (performance.now() < end) {
-        const started = performance.now();
-        const res = await request(i++);
-        await res.arrayBuffer();
-        if (!res.ok && res.status !== 404) throw new Error(`HTTP ${res.status}`);
-        latencies.push(performance.now() - started);
-      }
-    }),
-  );
-  const s = (performance.now() - t0) / 1000;
-  latencies.sort((a, b) => a - b);
-  const pct = (p) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))];
-  return { rate: latencies.length / s, p50: pct(0.5), p99: pct(0.99) };
-}
-
-const put = (url, key) => fetch(`${url}/kv/${key}`, { method: 'PUT', body: VALUE });
+if (PARTS.has('etcd')) await vsEtcd();
 
 for (const groups of PARTS.has('writes') ? [1, 8] : []) {
   const cluster = await startCluster(groups);
   const url = cluster.urls[0];
-  await load(16, (i) => put(url, `warm${i}`), 1000);
+  await load(16, (c, i) => put(c, url, `warm${i}`), 1000);
   for (const clients of [1, 16, 64]) {
     const writes = [];
     const reads = [];
     await medianOf(
       async (r) => {
-        writes.push(await load(clients, (i) => put(url, `k${clients}-${r}-${i}`)));
-        reads.push(await load(clients, (i) => fetch(`${url}/kv/k${clients}-${r}-${i}`)));
+        writes.push(await load(clients, (c, i) => put(c, url, `k${clients}-${r}-${i}`), MS));
+        const target = endpoint(url);
+        reads.push(
+          await load(clients, (c, i) => c.request(target, `/kv/k${clients}-${r}-${i}`), MS, {
+            allow404: true,
+          }),
+        );
         return 0;
       },
-      { runs: Math.min(RUNS, 3) },
+      { runs: PART_RUNS },
     );
     const w = median(writes.map((x) => x.rate));
     const g = median(reads.map((x) => x.rate));
@@ -176,32 +94,23 @@ for (const groups of PARTS.has('writes') ? [1, 8] : []) {
     rows.push({ name: `GET ${label} (baseline)`, value: g, unit: 'reads/s' });
   }
   if (groups === 1) {
-    // Catch-up through the log: node 3 misses CATCH_UP_WRITES writes, restarts, and learns them.
-    const third = cluster.nodes[2];
-    const before = (await statusOf(cluster.urls[2])).instanceId;
-    third.child.kill('SIGKILL');
-    await third.exited;
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: 64 }, async () => {
-        for (;;) {
-          const i = next++;
-          if (i >= CATCH_UP_WRITES) return;
-          const res = await put(url, `c${i}`);
-          if (!res.ok) throw new Error(`HTTP ${res.status}`);
-          await res.arrayBuffer();
-        }
-      }),
-    );
+    // Catch-up through the log: node 2 or 3, whichever is not the master (killing the master
+    // would hold writes up for its lease), misses CATCH_UP_WRITES writes, restarts, learns them.
+    const v = (await waitForMaster(cluster, [0, 1, 2])) === 2 ? 1 : 2;
+    const victim = cluster.nodes[v];
+    const before = (await statusOf(cluster.urls[v])).instanceId;
+    victim.child.kill('SIGKILL');
+    await victim.exited;
+    await writeMany(url, CATCH_UP_WRITES, 'c');
     const target = (await statusOf(url)).instanceId;
     const t0 = performance.now();
-    const again = startNode(cluster.argsOf(3));
-    cluster.nodes[2] = again;
+    const again = startNode(cluster.argsOf(v + 1));
+    cluster.nodes[v] = again;
     await again.ready;
     for (;;) {
-      const s = await statusOf(cluster.urls[2]);
+      const s = await statusOf(cluster.urls[v]);
       if (s.instanceId >= target) break;
-      await new Promise((r) => setTimeout(r, 20));
+      await sleep(20);
     }
     const seconds = (performance.now() - t0) / 1000;
     const missed = target - before;
@@ -220,35 +129,6 @@ for (const groups of PARTS.has('writes') ? [1, 8] : []) {
   await cluster.stop();
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** Polls until one of `indices` reports itself master with a lease; its index. */
-async function waitForMaster(cluster, indices) {
-  for (;;) {
-    for (const i of indices) {
-      const s = await statusOf(cluster.urls[i]);
-      if (s.master !== null && s.master.self) return i;
-    }
-    await sleep(10);
-  }
-}
-
-/** Writes `n` values through `url` with 64 clients. */
-async function writeMany(url, n, prefix) {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: 64 }, async () => {
-      for (;;) {
-        const i = next++;
-        if (i >= n) return;
-        const res = await put(url, `${prefix}${i}`);
-        if (!res.ok) throw new Error(`HTTP ${res.status}`);
-        await res.arrayBuffer();
-      }
-    }),
-  );
-}
-
 if (PARTS.has('spread')) {
   const cluster = await startCluster(1);
   const m = await waitForMaster(cluster, [0, 1, 2]);
@@ -256,11 +136,11 @@ if (PARTS.has('spread')) {
   const spread = [];
   await medianOf(
     async (r) => {
-      master.push(await load(64, (i) => put(cluster.urls[m], `m${r}-${i}`)));
-      spread.push(await load(64, (i) => put(cluster.urls[i % 3], `s${r}-${i}`)));
+      master.push(await load(64, (c, i) => put(c, cluster.urls[m], `m${r}-${i}`), MS));
+      spread.push(await load(64, (c, i) => put(c, cluster.urls[i % 3], `s${r}-${i}`), MS));
       return 0;
     },
-    { runs: Math.min(RUNS, 3) },
+    { runs: PART_RUNS },
   );
   const at = (list, field) => median(list.map((x) => x[field]));
   const base = 'the same 64 clients all on the master';
@@ -305,12 +185,12 @@ if (PARTS.has('spreadkill')) {
   let stop = false;
   const failed = { unavailable: 0, unknown: 0, refused: 0 };
   let n = 0;
+  const client = httpClient(64);
   const clients = Array.from({ length: 64 }, async (_, c) => {
     for (let k = c; !stop; k += 64) {
       const started = performance.now();
       try {
-        const res = await put(cluster.urls[k % 3], `x${n++}`);
-        await res.arrayBuffer();
+        const res = await put(client, cluster.urls[k % 3], `x${n++}`);
         if (res.ok) {
           if (started > killedAt) flowingAt = Math.min(flowingAt, performance.now());
         } else if (res.status === 503) failed.unavailable++;
@@ -329,6 +209,7 @@ if (PARTS.has('spreadkill')) {
   await sleep(1000);
   stop = true;
   await Promise.all(clients);
+  client.close();
   rows.push({
     name: 'master SIGKILLed under 64 spread clients (2 s lease): until writes are acknowledged again',
     value: flowingAt - killedAt,
@@ -357,11 +238,14 @@ if (PARTS.has('lease')) {
   await medianOf(
     async () => {
       for (const mode of ['local', 'lease', 'barrier']) {
-        modes[mode].push(await load(16, (i) => fetch(`${url}/kv/r${i % 1000}${query[mode]}`)));
+        const target = endpoint(url);
+        modes[mode].push(
+          await load(16, (c, i) => c.request(target, `/kv/r${i % 1000}${query[mode]}`), MS),
+        );
       }
       return 0;
     },
-    { runs: Math.min(RUNS, 3) },
+    { runs: PART_RUNS },
   );
   const local = median(modes.local.map((x) => x.rate));
   for (const mode of ['local', 'lease', 'barrier']) {
@@ -418,13 +302,14 @@ if (PARTS.has('checkpoint')) {
   third.child.kill('SIGKILL');
   await third.exited;
   await writeMany(cluster.urls[0], CATCH_UP_WRITES, 'p');
+  const admin = httpClient(1);
   for (const url of cluster.urls.slice(0, 2)) {
     for (const path of ['/admin/checkpoint', `/admin/compact?keep=${COMPACT_KEEP}`]) {
-      const res = await fetch(`${url}${path}`, { method: 'POST' });
-      if (!res.ok) throw new Error(`${path}: HTTP ${res.status} ${await res.text()}`);
-      await res.arrayBuffer();
+      const res = await admin.request(endpoint(url), path, { method: 'POST' });
+      if (!res.ok) throw new Error(`${path}: HTTP ${res.status} ${res.body}`);
     }
   }
+  admin.close();
   const s1 = await statusOf(cluster.urls[0]);
   const target = s1.instanceId;
   rmSync(join(cluster.dir, 'node-3'), { recursive: true, force: true });
@@ -455,8 +340,10 @@ if (PARTS.has('checkpoint')) {
   await cluster.stop();
 }
 
-report('node', rows, {
-  note:
-    'Writes: all to node 1 (one proposer per group; master election on, node 1 not necessarily the master). ' +
-    'PhxPaxos reference: ~1,190 commits/s with 100 clients, one value per instance (issue 12).',
-});
+closeStatusClient();
+if (rows.length > 0)
+  report('node', rows, {
+    note:
+      'Writes: all to node 1 (one proposer per group; master election on, node 1 not necessarily the master). ' +
+      'PhxPaxos reference: ~1,190 commits/s with 100 clients, one value per instance (issue 12).',
+  });

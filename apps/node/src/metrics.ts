@@ -17,6 +17,9 @@ export interface Metrics {
   /** The registry's text, reading the node's status once for every metric of the scrape. */
   scrape(): Promise<string>;
   commitLatency: Histogram<'op'>;
+  /** GET ?consistent=true reads, and the barriers issued for them (shared: shared-barrier.ts). */
+  consistentReads: Counter;
+  consistentReadBarriers: Counter;
   httpRequests: Counter<'method' | 'route' | 'status'>;
   storageErrors: Counter;
   taskErrors: Counter<'code'>;
@@ -278,6 +281,16 @@ export function createMetrics(nodeId: number, source: MetricsSource): Metrics {
       help: 'From an HTTP write (or barrier) reaching the node to its value applied here.',
       labelNames: ['op'],
       buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10],
+      registers: [registry],
+    }),
+    consistentReads: new Counter({
+      name: 'tspaxos_consistent_reads_total',
+      help: 'Reads with ?consistent=true (each waits for a barrier; concurrent ones share one).',
+      registers: [registry],
+    }),
+    consistentReadBarriers: new Counter({
+      name: 'tspaxos_consistent_read_barriers_total',
+      help: 'Barriers proposed for ?consistent=true reads (at most one in flight per group).',
       registers: [registry],
     }),
     httpRequests: new Counter({

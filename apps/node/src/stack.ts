@@ -31,7 +31,11 @@ export async function createNode(
   opts: Omit<NodeOptions, 'store' | 'scheduler' | 'random'> & { dataDir: string },
 ): Promise<PaxosNode> {
   const { dataDir, ...rest } = opts;
-  const store = SqliteLogStore.open(dataDir);
+  // The open's repairs (a torn tail cut after a crash) go to the server's log.
+  const store = SqliteLogStore.open(
+    dataDir,
+    rest.logger !== undefined ? { logger: rest.logger } : {},
+  );
   try {
     return await startNode({ ...rest, store, scheduler: realScheduler(), random: realRandom() });
   } catch (error) {

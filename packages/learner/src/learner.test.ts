@@ -650,6 +650,132 @@ describe('Learner: catching up from a peer', () => {
   });
 });
 
+// Issue 22: a fresh node beside two writers one instance apart learned everything node 1 had in
+// 0.4 s, then waited learnerStallMs (1 s) for the last instance, which only node 2 had.
+describe('Learner: finishing a catch-up at once', () => {
+  const T_LOG = 100; // node 1's log; node 2 has one instance more
+
+  async function apart(): Promise<{
+    net: Net;
+    fresh: TestNode;
+    writers: TestNode[];
+    log: string[];
+  }> {
+    const net = new Net();
+    const log = values(T_LOG + 1);
+    const writers = [
+      await net.add(1, { peers: [2, 3], log: log.slice(0, T_LOG) }),
+      await net.add(2, { peers: [1, 3], log }),
+    ];
+    const fresh = await net.add(3, { peers: [1, 2] });
+    return { net, fresh, writers, log };
+  }
+
+  it('asks the peer that reported more as soon as the stream runs out: no stall re-ask', async () => {
+    const { net, fresh, writers, log } = await apart();
+    fresh.learner.start();
+    await net.run(); // the clock never moves: no timer is needed to finish
+    expect(fresh.learned).toEqual(log.map((v, i) => `${i}:${v}`));
+    expect(fresh.learner.instanceId).toBe(T_LOG + 1);
+    expect(fresh.learner.counters).toMatchObject({
+      stalls: 0,
+      askforLearnSent: 1,
+      asksToPeerAhead: 1,
+      declinesSent: 1,
+      catchUpsStarted: 1,
+      catchUpsFinished: 1,
+    });
+    // Node 1 answered first and streamed its 100; node 2 was declined, then asked alone at 100.
+    expect(net.of(T.ComfirmAskforLearn, 2).map((m) => [m.instanceId, m.flag])).toEqual([
+      [0, PaxosMsgFlag.ComfirmDecline],
+      [T_LOG, 0],
+    ]);
+    expect(net.of(T.AskforLearn, 2).map((m) => m.instanceId)).toEqual([0, T_LOG]);
+    expect(net.of(T.AskforLearn, 1).map((m) => m.instanceId)).toEqual([0]);
+    expect(net.of(T.SendLearnValue, 3).map((m) => [m.nodeId, m.instanceId])).toEqual([
+      [1, 0],
+      [1, 32],
+      [1, 96],
+      [2, T_LOG],
+    ]);
+    const done = fresh.events.find((e) => e.type === 'caughtUp');
+    expect(done).toMatchObject({ targetInstanceId: T_LOG + 1, learnedInstances: T_LOG + 1 });
+    expect(done!.type === 'caughtUp' && done!.durationMs).toBeLessThan(1000 / 10); // learnerStallMs
+    expect(net.clock.nowMs).toBe(0);
+    // Both streams ran to their end and are free.
+    for (const w of writers) expect(w.learner.sender.activeCount).toBe(0);
+    expect(writers.map((w) => w.learner.sender.counters.valuesSent)).toEqual([T_LOG, 1]);
+  });
+
+  it('a lost ask to the peer ahead costs what it did before: the stall re-asks everyone', async () => {
+    const { net, fresh, log } = await apart();
+    const send = net.send.bind(net);
+    let dropped = 0;
+    net.send = (from, to, msg) => {
+      if (msg.msgType === T.AskforLearn && msg.instanceId === T_LOG && dropped === 0) {
+        dropped++;
+        return;
+      }
+      send(from, to, msg);
+    };
+    fresh.learner.start();
+    await net.run();
+    expect(fresh.learner.instanceId).toBe(T_LOG);
+    expect(fresh.learner.counters).toMatchObject({ asksToPeerAhead: 1, stalls: 0 });
+    net.clock.advanceTo(1000); // learnerStallMs after the last value: ask everyone
+    await net.run();
+    expect(dropped).toBe(1);
+    expect(fresh.learner.counters).toMatchObject({ stalls: 1, askforLearnSent: 2 });
+    expect(fresh.learned).toEqual(log.map((v, i) => `${i}:${v}`));
+  });
+
+  it('a stream that is not out yet keeps its peer: the other peer is declined, not switched to', async () => {
+    const net = new Net();
+    const a = await net.add(1, { peers: [2, 3] });
+    a.learner.start();
+    await a.deliver(nowInstanceId(2, 0, 10));
+    await a.deliver(nowInstanceId(3, 0, 12));
+    // Node 3 reported 12, but node 2's stream has 10 to give: nobody is asked alone.
+    await a.deliver(learnValue(2, 0, 'v0'));
+    expect(a.learner.counters.asksToPeerAhead).toBe(0);
+    expect(net.of(T.AskforLearn, 3)).toHaveLength(1);
+  });
+
+  // The proposer side of the same gap (issue 18's "master lags up to 2.5 s"): a node that did not
+  // accept the chosen ballot of its instance learns nothing from ProposerSendSuccess; the winner's
+  // next Prepare or Accept shows it ahead, and the group tells the learner (Learner.peerIsAt).
+  it('a Prepare or Accept from a member ahead makes an idle learner ask that member at once', async () => {
+    const net = new Net();
+    const log = values(6);
+    const a = await net.add(1, { peers: [2, 3], log: log.slice(0, 5) });
+    await net.add(2, { peers: [1, 3], log });
+    a.learner.peerIsAt(2, 5); // level with me: nothing to learn
+    a.learner.peerIsAt(2, 6);
+    a.learner.peerIsAt(2, 6); // the Accept after the Prepare: asked already
+    expect(net.of(T.AskforLearn, 2).map((m) => m.instanceId)).toEqual([5]);
+    // Not a report for isLatest(): a member that dies after its Prepare must not hold us back.
+    expect(a.learner.seenInstanceId).toBe(0);
+    await net.run();
+    expect(a.learned).toEqual(['5:v5']);
+    expect(a.learner.counters).toMatchObject({ asksToPeerAhead: 1, stalls: 0, askforLearnSent: 0 });
+    expect(net.clock.nowMs).toBe(0);
+    a.learner.peerIsAt(2, 6); // caught up: nothing to ask
+    expect(a.learner.counters.asksToPeerAhead).toBe(1);
+  });
+
+  it('asks again for the same instance only after learnerStallMs', async () => {
+    const net = new Net();
+    const a = await net.add(1, { peers: [2, 3], log: values(5) });
+    a.learner.peerIsAt(3, 9); // node 3 is not in this net: the ask is lost
+    net.clock.advanceTo(999);
+    a.learner.peerIsAt(3, 9);
+    expect(a.learner.counters.asksToPeerAhead).toBe(1);
+    net.clock.advanceTo(1000);
+    a.learner.peerIsAt(3, 9);
+    expect(a.learner.counters.asksToPeerAhead).toBe(2);
+  });
+});
+
 describe('Learner: the peer has deleted what we need', () => {
   it('reports that it needs a checkpoint on each answer, instead of confirming and learning a hole', async () => {
     const net = new Net();

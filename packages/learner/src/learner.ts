@@ -59,6 +59,7 @@ export class Learner {
     catchUpsStarted: 0,
     catchUpsFinished: 0,
     readFailures: 0,
+    asksToPeerAhead: 0,
   };
 
   private readonly reports: PeerReports;
@@ -66,6 +67,13 @@ export class Learner {
   /** The peer we confirmed (0 when not learning). */
   private learningFromNodeId = 0;
   private learningSinceMs = 0;
+  /**
+   * The confirmed peer's now instance id as it last told us (its SendNowInstanceID, raised by
+   * each batch's nowInstanceId): its stream ends there unless it learns more meanwhile.
+   */
+  private servingNowInstanceId = 0;
+  /** The last AskforLearn sent to one peer ahead (askPeerAhead): whom, at which id, when. */
+  private askedAhead: { nodeId: number; instanceId: number; atMs: number } | undefined;
   private readonly catchUp: CatchUpTracker;
   private readonly receiver: LearnerReceiver;
   private lastReadFailure: ReadFailure | undefined;
@@ -133,6 +141,7 @@ export class Learner {
     this.state.reset();
     this.receiver.learnNextPending();
     this.checkCaughtUp();
+    this.askAheadIfStreamRanOut();
   }
 
   /**
@@ -169,6 +178,8 @@ export class Learner {
       case PaxosMsgType.AskforLearn:
         return this.onAskforLearn(msg);
       case PaxosMsgType.SendLearnValue:
+        if (msg.nodeId === this.learningFromNodeId && msg.nowInstanceId > this.servingNowInstanceId)
+          this.servingNowInstanceId = msg.nowInstanceId;
         return this.receiver.receive(msg);
       case PaxosMsgType.ProposerSendSuccess:
         return this.onProposerSendSuccess(msg);
@@ -278,6 +289,7 @@ export class Learner {
       this.host.latestMayHaveChanged?.();
     this.isLearning = false;
     this.learningFromNodeId = 0;
+    this.servingNowInstanceId = 0;
     this.cancelStallTimer?.();
     this.cancelStallTimer = undefined;
   }
@@ -285,8 +297,14 @@ export class Learner {
   // ---- asking ---------------------------------------------------------------------------
 
   private askforLearn(): void {
+    const msg = this.askforLearnMsg();
+    this.counters.askforLearnSent++;
+    for (const peer of this.host.membership.peers()) this.host.send(peer, msg);
+  }
+
+  private askforLearnMsg(): PaxosMsg {
     const followTo = this.host.membership.followToNodeId();
-    const msg = paxosMsg({
+    return paxosMsg({
       msgType: PaxosMsgType.AskforLearn,
       instanceId: this.instanceId,
       nodeId: this.host.nodeId,
@@ -294,8 +312,66 @@ export class Learner {
       proposalNodeId: followTo ?? 0,
       flag: this.host.variables.masterAnchored?.() === false ? PaxosMsgFlag.AskMasterVariables : 0,
     });
-    this.counters.askforLearnSent++;
-    for (const peer of this.host.membership.peers()) this.host.send(peer, msg);
+  }
+
+  /**
+   * A member showed its now instance id in a message of its own: a Prepare or Accept for
+   * `nowInstanceId` (its proposer works there, so every instance before it is chosen and learned
+   * there; a master renewal is one too). When that is past me and no stream will bring it, ask
+   * that member now instead of at the next AskforLearn (2.5–3 s): a proposer that lost an
+   * instance to another proposer learns it at once (issue 22). Not a report for isLatest(): a
+   * member that dies after its Prepare never answers, and its id would hold us back for good.
+   */
+  peerIsAt(nodeId: number, nowInstanceId: number): void {
+    if (this.stopped || nowInstanceId <= this.instanceId) return;
+    if (nodeId === this.learningFromNodeId) {
+      // The peer streaming to us has more: its stream goes on (its sender reads its now id).
+      this.servingNowInstanceId = Math.max(this.servingNowInstanceId, nowInstanceId);
+      return;
+    }
+    if (this.isLearning && this.instanceId < this.servingNowInstanceId) return;
+    this.askPeerAhead(nodeId);
+  }
+
+  /**
+   * The peer we learn from has streamed everything it told us it has, and a member reported more
+   * (its SendNowInstanceID that we declined, most often): ask that member now rather than wait
+   * for learnerStallMs of silence and ask everyone (issue 22: a fresh node beside two writers one
+   * instance apart waited 1 s for the last instance). PhxPaxos (src/algorithm/learner.cpp,
+   * Learner::SetSeenInstanceID) keeps who reported the highest id but asks only by broadcast,
+   * on its AskforLearn timer (AskforLearn_Noop), and OnSendNowInstanceID confirms whichever peer
+   * answers first while it is not learning.
+   */
+  private askAheadIfStreamRanOut(): void {
+    if (!this.isLearning || this.instanceId < this.servingNowInstanceId) return;
+    const ahead = this.reports.memberAhead(this.instanceId);
+    if (ahead === undefined || ahead === this.learningFromNodeId) return;
+    this.askPeerAhead(ahead);
+  }
+
+  /**
+   * AskforLearn to one peer ahead of me. Its answer is confirmed even while a stream runs, if that
+   * stream ran out (onSendNowInstanceId); the stall timer stays armed, so a lost ask or answer
+   * costs what it did before (learnerStallMs, or the next AskforLearn when not learning). At most
+   * one per instance id per learnerStallMs.
+   */
+  private askPeerAhead(nodeId: number): void {
+    const now = this.host.runtime.now();
+    const last = this.askedAhead;
+    if (
+      last !== undefined &&
+      last.instanceId === this.instanceId &&
+      now - last.atMs < this.options.learnerStallMs
+    )
+      return;
+    this.askedAhead = { nodeId, instanceId: this.instanceId, atMs: now };
+    this.counters.asksToPeerAhead++;
+    this.host.runtime.event('asked-peer-ahead', {
+      to: nodeId,
+      instanceId: this.instanceId,
+      learningFrom: this.learningFromNodeId,
+    });
+    this.host.send(nodeId, this.askforLearnMsg());
   }
 
   /** A peer asks to learn from me (seed: Learner::OnAskforLearn). */
@@ -396,7 +472,13 @@ export class Learner {
       this.host.needCheckpoint(msg.nodeId, msg.minChosenInstanceId);
       return;
     }
-    if (this.isLearning) {
+    // The peer we asked because our stream ran out below its id (askPeerAhead) takes over.
+    const asked = this.askedAhead;
+    const takesOver =
+      asked?.nodeId === msg.nodeId &&
+      asked.instanceId === this.instanceId &&
+      this.instanceId >= this.servingNowInstanceId;
+    if (this.isLearning && !takesOver) {
       if (msg.nodeId !== this.learningFromNodeId) {
         // It prepared a stream for us that we will not use: free it now, not after its timeout.
         this.counters.declinesSent++;
@@ -408,6 +490,7 @@ export class Learner {
     const now = this.host.runtime.now();
     this.isLearning = true;
     this.learningFromNodeId = msg.nodeId;
+    this.servingNowInstanceId = msg.nowInstanceId;
     this.learningSinceMs = now;
     this.armStallTimer(this.options.learnerStallMs);
     this.startCatchUp(msg.nodeId, msg.nowInstanceId, now);

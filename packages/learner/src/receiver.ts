@@ -5,6 +5,10 @@
 // one by one (Learner.newInstance takes the next). Acks go once per batch, or every
 // receiverAckLead instances or receiverAckLeadBytes bytes of one-value frames; a value ahead of
 // us gets a gap ack (NACK) at once.
+//
+// One CRC pass per value, end to end: the transport's frame CRC is the check of a streamed
+// value's bytes, and it records each large value's CRC; the chain here (chainChecksum) and the
+// log's segment append combine that CRC instead of reading the value again.
 import { type AcceptorRecord, chainChecksum } from '@tspaxos/crc-wasm';
 import type { LogStore } from '@tspaxos/storage';
 import {

@@ -65,4 +65,21 @@ export class PeerReports {
     this.unbackedInstanceIds.set(from, claimed);
     return true;
   }
+
+  /**
+   * The member with the highest report past `myInstanceId` that it did not fail to back up
+   * (undefined when none): whom to ask when a stream ran out below it.
+   */
+  memberAhead(myInstanceId: number): number | undefined {
+    let best: number | undefined;
+    let bestId = myInstanceId;
+    for (const peer of this.peers()) {
+      const reported = this.reportedInstanceIds.get(peer) ?? 0;
+      if (reported > bestId && reported > (this.unbackedInstanceIds.get(peer) ?? -1)) {
+        best = peer;
+        bestId = reported;
+      }
+    }
+    return best;
+  }
 }

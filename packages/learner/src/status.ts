@@ -28,6 +28,12 @@ export interface LearnerCounters {
    * E_IO: errors.ts EXPECTED_READ_FAILURES): the peer gets nothing from us for that instance.
    */
   readFailures: number;
+  /**
+   * AskforLearn sent to one peer ahead of us at once (issue 22): the stream we learned from ran
+   * out below an id another member reported, or a member's Prepare/Accept showed it ahead while
+   * no stream was bringing it (Learner.peerIsAt).
+   */
+  asksToPeerAhead: number;
 }
 
 /** The last record read that failed (status: which instance, and why). */

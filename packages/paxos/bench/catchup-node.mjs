@@ -48,6 +48,25 @@ let askOnly;
     send(to, g, m);
   };
 }
+// Writers one instance apart (catchup.mjs, apartCatchUp; issue 22). `withhold`: this node sends
+// nothing to that node that could teach it an instance (ProposerSendSuccess 7, SendLearnValue 6,
+// SendNowInstanceID 9), so what it proposes next stays its own. `answerLate`: its answer to that
+// node's first ask (SendNowInstanceID for instance 0) leaves `ms` late, so the other writer is
+// confirmed first, as in the issue (the node one behind served the stream).
+let withholdFrom;
+let answerLate;
+{
+  const send = network.send.bind(network);
+  network.send = (to, g, m) => {
+    const type = m.kind === 'paxos' ? m.msg.msgType : 0;
+    if (to === withholdFrom && (type === 6 || type === 7 || type === 9)) return;
+    if (answerLate?.to === to && type === 9 && m.msg.instanceId === 0) {
+      setTimeout(() => send(to, g, m), answerLate.ms);
+      return;
+    }
+    send(to, g, m);
+  };
+}
 const counter = { smId: 10, execute() {} };
 
 let stopProposing = false;
@@ -92,6 +111,9 @@ process.on('message', async (m) => {
     let firstAt;
     let doneSent = false;
     const target = m.targetInstanceId ?? 0;
+    // Apart runs: where the first server's stream ends (its now instance id), below the target.
+    const streamEnd = m.streamEndInstanceId ?? 0;
+    let streamEndAt;
     askOnly = m.askOnly;
     const t0 = performance.now();
     node = await startNode({
@@ -118,6 +140,8 @@ process.on('message', async (m) => {
     if (process.env.CATCHUP_DEBUG)
       console.log(`${(performance.timeOrigin + readyAt).toFixed(1)} n${nodeId} ready`);
     const check = (instanceId) => {
+      if (streamEnd > 0 && streamEndAt === undefined && instanceId >= streamEnd)
+        streamEndAt = performance.now();
       if (doneSent || target === 0 || instanceId < target) return;
       doneSent = true;
       const doneAt = performance.now();
@@ -127,6 +151,7 @@ process.on('message', async (m) => {
         startMs: readyAt - t0,
         readyToFirstMs: (firstAt ?? doneAt) - readyAt,
         readyToDoneMs: doneAt - readyAt,
+        ...(streamEnd > 0 && { readyToStreamEndMs: (streamEndAt ?? doneAt) - readyAt }),
         instances: instanceId,
         fromNodeId: st.learner.lastCatchUp?.fromNodeId ?? st.learner.catchUp?.fromNodeId,
         learnedBytes: st.learner.lastCatchUp?.learnedBytes ?? st.learner.catchUp?.learnedBytes ?? 0,
@@ -150,6 +175,15 @@ process.on('message', async (m) => {
   } else if (m.type === 'propose') {
     const r = await propose(m.ms, m.concurrency, m.valueBytes ?? 100);
     process.send({ type: 'proposed', ...r, instanceId: node.instanceId(0) });
+  } else if (m.type === 'proposeOne') {
+    const { instanceId } = await node.propose(0, new Uint8Array(m.valueBytes ?? 100), {
+      smId: 10,
+    });
+    process.send({ type: 'proposedOne', instanceId });
+  } else if (m.type === 'withhold') {
+    withholdFrom = m.from;
+    answerLate = m.answerLate;
+    process.send({ type: 'ok' });
   } else if (m.type === 'proposeStop') {
     stopProposing = true;
   } else if (m.type === 'cpu') {

@@ -3,6 +3,9 @@
 // 3 starts empty and learns it. Reported: instances/s and MB/s of the stream (node 3 ready →
 // caught up), time from ready to the first learned value, node 3's peak RSS, and the group's own
 // commit rate on node 1 while node 3 catches up, against the same with no catch-up running.
+// Then, as a user times it (issue 22), a fresh node beside two writers stopped one instance
+// apart: node 1 serves the stream, only node 2 has the last instance; reported: ready → caught
+// up (node 2's now id) beside the rate of node 1's stream, and the stall re-asks it took.
 // Baseline, interleaved in the same run: the same record bytes over a plain loopback socket
 // into batched better-sqlite3 inserts (catchup-baseline.mjs), and two physical baselines, a plain
 // loopback socket appended to a plain file (no parsing, no fsync) whose sender takes the same
@@ -24,7 +27,10 @@ import { join } from 'node:path';
 import { SqliteLogStore } from '@tspaxos/storage/sqlite';
 import { SeededRandomSource } from '@tspaxos/core';
 import { MemoryNetwork } from '@tspaxos/transport';
-import { createNode, realRandom, realScheduler } from '../dist/node.js';
+// The setup's nodes are the lower-level node of /internal (createNode is the façade since issue 20,
+// which takes members with addresses).
+import { startNode } from '../dist/internal.js';
+import { realRandom, realScheduler } from '../dist/node.js';
 import { envInteger, median, report } from '../../../scripts/bench-harness.mjs';
 import { pumpMemoryNetwork } from './pump.mjs';
 
@@ -35,6 +41,13 @@ const LARGE = envInteger('BENCH_CATCHUP_LARGE', 2_000);
 const PROPOSE_MS = envInteger('BENCH_CATCHUP_PROPOSE_MS', 5_000);
 /** PhxPaxos on this machine (BASELINES.md, 2026-11-30): 100 KB values, 2 of 3 nodes, 100 callers. */
 const PHXPAXOS_PROPOSE_100K_PER_SEC = 440;
+/**
+ * 1: only the catch-up beside writers one instance apart (apartCatchUp; quick iterations on
+ * issue 22's ready → caught up).
+ */
+const APART_ONLY = envInteger('BENCH_CATCHUP_APART_ONLY', 0, { min: 0, max: 1 });
+/** How late the writer one ahead answers node 3's first ask, so the other writer serves first. */
+const APART_ANSWER_LATE_MS = 200;
 /** 0 skips the raw-socket baselines (quick iterations on the commit-rate measure). */
 const BASELINES = envInteger('BENCH_CATCHUP_BASELINES', 1, { min: 0, max: 1 });
 /** Learner options for every node, as JSON (e.g. '{"senderLoopShare":0.2}'); default: none. */
@@ -77,7 +90,7 @@ async function writeLog(count, valueBytes) {
   const nodes = [];
   for (const id of [1, 2]) {
     nodes.push(
-      await createNode({
+      await startNode({
         nodeId: id,
         cluster: [1, 2, 3],
         groups: 1,
@@ -121,8 +134,14 @@ function request(child, msg, replyType) {
   return reply;
 }
 
-/** One catch-up: nodes 1 and 2 from the written log, node 3 empty. */
-async function catchUp(written, { proposeWhileCatchingUp = false, server } = {}) {
+/**
+ * One catch-up: nodes 1 and 2 from the written log, node 3 empty. With `apartValueBytes`, the
+ * writers stop one instance apart first (issue 22): node 2 proposes one more value that node 1
+ * accepts but is never taught (catchup-node.mjs, withhold), node 2 answers node 3's first ask
+ * late so node 1 serves the stream, and node 3 is caught up only at node 2's now instance id:
+ * node 1's stream ends one instance short of it (`streamEnd`).
+ */
+async function catchUp(written, { proposeWhileCatchingUp = false, server, apartValueBytes } = {}) {
   // Copies of the written logs: what node 1 proposes in this run is not in the next run's log.
   const d = {};
   for (const id of [1, 2]) {
@@ -157,6 +176,21 @@ async function catchUp(written, { proposeWhileCatchingUp = false, server } = {})
       target = now;
       await new Promise((r) => setTimeout(r, 200));
     }
+    let streamEnd = 0;
+    if (apartValueBytes !== undefined) {
+      const answerLate = { to: 3, ms: APART_ANSWER_LATE_MS };
+      await request(children[1], { type: 'withhold', from: 1, answerLate }, 'ok');
+      const one = await request(
+        children[1],
+        { type: 'proposeOne', valueBytes: apartValueBytes },
+        'proposedOne',
+      );
+      const n1 = (await request(children[0], { type: 'status' }, 'status')).status.instanceId;
+      if (n1 !== target || one.instanceId !== target)
+        throw new Error(`writers not one apart: node 1 at ${n1}, node 2 chose ${one.instanceId}`);
+      streamEnd = target;
+      target = one.instanceId + 1;
+    }
     let idle;
     let busy;
     if (proposeWhileCatchingUp) {
@@ -168,7 +202,13 @@ async function catchUp(written, { proposeWhileCatchingUp = false, server } = {})
     const cpuBefore = await cpu();
     const done = request(
       children[2],
-      { type: 'start', targetInstanceId: target, options, askOnly: server },
+      {
+        type: 'start',
+        targetInstanceId: target,
+        streamEndInstanceId: streamEnd,
+        options,
+        askOnly: server,
+      },
       'caughtUp',
     );
     if (proposeWhileCatchingUp) {
@@ -187,7 +227,7 @@ async function catchUp(written, { proposeWhileCatchingUp = false, server } = {})
     // The sender's CPU: the busier of nodes 1 and 2 (the one that streamed; node 1 also proposes).
     const cpuAfter = await cpu();
     const senderCpuMs = Math.max(...cpuAfter.map((c, i) => c.cpuMs - cpuBefore[i].cpuMs));
-    return { ...result, senderCpuMs, target, idle, busy };
+    return { ...result, senderCpuMs, target, streamEnd, idle, busy };
   } finally {
     for (const c of children) c.send({ type: 'stop' });
     await Promise.all(children.map((c) => once(c, 'exit')));
@@ -261,6 +301,38 @@ async function proposeRun(valueBytes, concurrency) {
   }
 }
 
+/**
+ * Issue 22's rows: ready → caught up beside writers one instance apart, as a user times it, next
+ * to the rate of the stream that served all but the last instance.
+ */
+function apartRows(label, runs) {
+  const m = (k) => median(runs.map((x) => x[k]));
+  const what = `catch-up ${label}, writers one instance apart`;
+  return [
+    { name: `${what}: ready → caught up`, value: m('apartReadyToCaughtUpMs'), unit: 'ms' },
+    {
+      name: `${what}: ready → end of node 1's stream (one instance short)`,
+      value: m('apartReadyToStreamEndMs'),
+      unit: 'ms',
+    },
+    {
+      name: `${what}: end to end (ready → caught up)`,
+      value: m('apartInstancesPerSec'),
+      unit: 'instances/s',
+      ratio: m('apartInstancesPerSec') / m('apartStreamInstancesPerSec'),
+      baseline: "node 1's stream (ready → its end)",
+    },
+    {
+      name: `${what}: end to end (ready → caught up)`,
+      value: m('apartMBPerSec'),
+      unit: 'MB/s',
+      ratio: m('apartMBPerSec') / m('apartStreamMBPerSec'),
+      baseline: "node 1's stream (ready → its end)",
+    },
+    { name: `${what}: stall re-asks`, value: m('apartStalls'), unit: 'stalls' },
+  ];
+}
+
 const rows = [];
 const raw = {};
 if (PROPOSE_MS > 0) {
@@ -293,6 +365,24 @@ for (const [label, count, valueBytes] of [
   );
   const runs = [];
   for (let r = 0; r < RUNS; r++) {
+    // Writers one instance apart: ready → caught up (node 2's now id) beside node 1's stream.
+    const a = await catchUp(d, { apartValueBytes: valueBytes });
+    const apart = {
+      apartReadyToCaughtUpMs: a.readyToDoneMs,
+      apartReadyToStreamEndMs: a.readyToStreamEndMs,
+      apartStreamInstancesPerSec: a.streamEnd / (a.readyToStreamEndMs / 1000),
+      apartStreamMBPerSec: (a.streamEnd * valueBytes) / 2 ** 20 / (a.readyToStreamEndMs / 1000),
+      apartInstancesPerSec: a.instances / (a.readyToDoneMs / 1000),
+      apartMBPerSec: (a.instances * valueBytes) / 2 ** 20 / (a.readyToDoneMs / 1000),
+      apartStalls: a.counters.stalls,
+      apartAsksToPeerAhead: a.counters.asksToPeerAhead,
+      apartReadyToFirstMs: a.readyToFirstMs,
+    };
+    if (APART_ONLY) {
+      console.log(label, JSON.stringify(apart));
+      runs.push(apart);
+      continue;
+    }
     const b = BASELINES ? await baseline(d) : undefined;
     const p = BASELINES ? await baseline(d, 'receive-file', 'send-plain') : undefined;
     const f = BASELINES ? await baseline(d, 'receive-file', 'send-file') : undefined;
@@ -360,11 +450,14 @@ for (const [label, count, valueBytes] of [
       idleCommitsPerSec: (s1.idleCommitsPerSec + s2.idleCommitsPerSec) / 2,
       servedBy1: s1,
       servedBy2: s2,
+      ...apart,
     };
     console.log(label, JSON.stringify(run));
     runs.push(run);
   }
   raw[label] = runs;
+  rows.push(...apartRows(label, runs));
+  if (APART_ONLY) continue;
   const m = (k) => median(runs.map((x) => x[k]));
   const ms = (server, k) => median(runs.map((x) => x[`servedBy${server}`][k]));
   // A stream row, with its ratio to a baseline of the same run when the baselines ran.

@@ -389,6 +389,8 @@ export class Group extends PortedGroup {
     } else if (!isRetry && msg.instanceId > this.acceptor.instanceId) {
       if (msg.instanceId >= this.learner.seenInstanceId)
         this.retryQueue.add(msg, this.acceptor.instanceId);
+      // Its proposer is past us and we could not learn the gap here: ask it (issue 22).
+      this.learner.peerIsAt(msg.nodeId, msg.instanceId);
     }
   }
 

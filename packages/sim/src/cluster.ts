@@ -202,6 +202,7 @@ export class Cluster {
       paths['gap-nacks-received'] += sender.counters.nacks;
       paths['concurrent-streams'] += sender.counters.concurrentStreamsStarted;
       paths['stall-re-asks'] += counters.stalls;
+      paths['asks-to-peer-ahead'] += counters.asksToPeerAhead;
       paths['prepares-declined'] += sender.counters.declined;
       paths['prepare-timeouts'] += sender.counters.prepareTimeouts;
       if (longDown) {

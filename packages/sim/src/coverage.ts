@@ -54,6 +54,8 @@ export const PATH_KINDS = [
   'concurrent-streams',
   /** A catching-up learner heard nothing for learnerStallMs and asked everyone again. */
   'stall-re-asks',
+  /** A learner asked one peer ahead at once: its stream ran out below that peer, or a Prepare/Accept showed it ahead. */
+  'asks-to-peer-ahead',
   /** A follower's stream served by a node it does not follow, while the node it follows is down. */
   'follower-fallback-streams',
   /** Prepared streams released at once because the asker confirmed another peer. */

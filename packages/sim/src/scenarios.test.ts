@@ -70,6 +70,9 @@ describe('named scenarios (golden traces in testdata/)', () => {
       keep: /\] deliver (n[12]→n3 g0 SendLearnValue |n3→n[12] g0 ComfirmAskforLearn)/,
     });
     expect(r.coverage.paths['catch-up-streams-finished']).toBeGreaterThan(0);
+    // n3 hears the proposers' Accepts after the heal and asks one of them at once (issue 22), not
+    // at its next AskforLearn: its proposals queued during the partition are chosen, not timed out.
+    expect(r.coverage.paths['asks-to-peer-ahead']).toBeGreaterThan(0);
   });
 
   it('checkpoint-catch-up: two nodes compact, the partitioned third installs a checkpoint, then learns the rest from a peer log', async () => {

@@ -166,18 +166,22 @@ describe('simulator', () => {
 
   // No role's assertion can see this one (ballots and promises are all right): only agreement on
   // the chosen values, directly (two nodes executed different values at an instance) or through
-  // the checksum chain (their records differ there).
+  // the checksum chain (their records differ there), or a client told that its value was chosen
+  // where another one was (acknowledged-identity: seed 5 since issue 22's asks changed timings).
   it('planted bug: a proposer that proposes its own value over an accepted one is caught by agreement or the chain in at least 2 of 10 seeds', async () => {
     const caught: string[] = [];
     for (let seed = 1; seed <= 10; seed++) {
       const r = await runSeed({ seed, planted: 'proposerIgnoresAcceptedValues' });
       if (r.ok) continue;
-      expect(['agreement', 'chain'], `seed ${seed}: ${r.violation!.message}`).toContain(
-        r.violation!.invariant,
-      );
+      expect(
+        ['agreement', 'chain', 'acknowledged-identity'],
+        `seed ${seed}: ${r.violation!.message}`,
+      ).toContain(r.violation!.invariant);
       caught.push(r.violation!.invariant);
     }
-    expect(caught.length).toBeGreaterThanOrEqual(2);
+    expect(caught.filter((i) => i === 'agreement' || i === 'chain').length).toBeGreaterThanOrEqual(
+      2,
+    );
   }, 300_000);
 
   /** Seeds run with "match by bytes only" planted, and how many of them must be caught. */
@@ -295,15 +299,17 @@ describe('simulator', () => {
     expect(r.coverage.faults['crash-in-fsync']).toBeGreaterThan(0);
   });
 
-  it('master liveness is judged once the backlog of the faults has drained (seed 1698)', async () => {
+  it('master liveness is judged once the backlog of the faults has drained (seeds 1698, 1606)', async () => {
     // Master operations wait behind the workload proposals queued during the faults (the same
     // committer, as PhxPaxos's): judged from the barrier, seed 1698 failed master-liveness.
     const r = await runSeed({ seed: 1698, masterElection: true });
     expect(r.ok, r.violation?.message).toBe(true);
-    // A backlog of the faults (it had > 20 timeouts before the workload gained register writes
-    // and barrier reads; 10 since).
-    expect(r.stats.rejected.E_TIMEOUT).toBeGreaterThanOrEqual(10);
-    expect(r.coverage.paths['master-elections']).toBeGreaterThan(0);
+    // Seed 1698 left a backlog of > 10 timeouts until a node behind a proposer learned to ask it
+    // at once (issue 22: it had waited for its next AskforLearn); seed 1606 still leaves one.
+    const backlog = await runSeed({ seed: 1606, masterElection: true });
+    expect(backlog.ok, backlog.violation?.message).toBe(true);
+    expect(backlog.stats.rejected.E_TIMEOUT).toBeGreaterThanOrEqual(10);
+    expect(backlog.coverage.paths['master-elections']).toBeGreaterThan(0);
   });
 
   it(`planted bug: a state machine that reports its checkpoint one instance too high is caught within ${PLANTED_WITHIN} seeds`, async () => {

@@ -1,4 +1,4 @@
-// @tspaxos/storage benchmark (`npm run bench`): records/s and MB/s writing 100 B and 100 KiB
+// @tspaxos/storage benchmark (`npm run bench`): durable single puts (bench/durable.mjs); records/s and MB/s writing 100 B and 100 KiB
 // values one per transaction and in batches of 100 and 1,000, sync true and false; range reads;
 // the group commit; the cost of one deleteBelow step and of the longest single write call; the
 // out-of-line threshold; by strace, the fsyncs of a sync:false catch-up; and the event-loop stalls
@@ -33,6 +33,7 @@ import { crc32, encodeRecord } from '@tspaxos/crc-wasm';
 import { SqliteLogStore } from '../dist/sqlite.js';
 import { fileURLToPath } from 'node:url';
 import { RUNS, median, medianOf, report } from '../../../scripts/bench-harness.mjs';
+import { durableRows } from './durable.mjs';
 import { stallRows } from './stall.mjs';
 
 const dirs = [];
@@ -76,7 +77,9 @@ async function paired(ours, raw) {
   return { ours: median(a), raw: median(b), ratio: median(a.map((x, i) => x / b[i])) };
 }
 
-const rows = [];
+// Durable single writes against raw better-sqlite3 (FULL) and a plain append + fdatasync
+// (bench/durable.mjs).
+const rows = [...(await durableRows())];
 const MB = 1e6;
 const BASELINE = 'raw better-sqlite3';
 const PLAIN = 'plain file append';

@@ -21,14 +21,24 @@ export const META_TRAILER_BYTES = 4;
 
 /** Encodes a record for storage, turning a CodecError into a StorageError with context. */
 export function encodeStored(group: number, record: AcceptorRecord): Uint8Array {
+  return withCodecErrors(group, record.instanceId, () => encodeRecord(record));
+}
+
+/** Runs an encode, turning a CodecError (refused input) into a StorageError with context. */
+export function withCodecErrors<T>(
+  group: number,
+  instanceId: number | undefined,
+  encode: () => T,
+): T {
   try {
-    return encodeRecord(record);
+    return encode();
   } catch (e) {
     if (e instanceof CodecError) {
       const code = e.code === 'E_UNSAFE_INTEGER' ? 'E_UNSAFE_INTEGER' : 'E_BAD_ARGUMENT';
-      throw new StorageError(code, `record ${record.instanceId} of group ${group}: ${e.message}`, {
+      const what = instanceId === undefined ? 'a record' : `record ${instanceId}`;
+      throw new StorageError(code, `${what} of group ${group}: ${e.message}`, {
         group,
-        instanceId: record.instanceId,
+        instanceId,
         cause: e,
       });
     }

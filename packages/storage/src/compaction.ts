@@ -6,7 +6,13 @@ import type Database from 'better-sqlite3';
 import { openMeta } from './codec';
 import { decodeInstanceId, deleteCount, MIN_CHOSEN_KEY } from './log-store';
 import type { StorageOptions } from './options';
-import { plain, type MetaStatements, type RecordTables, type SegmentStatements } from './schema';
+import {
+  FLOOR_SEGMENT,
+  plain,
+  type MetaStatements,
+  type RecordTables,
+  type SegmentStatements,
+} from './schema';
 import type { Segment, SegmentRow, Segments } from './segments';
 import { wrap } from './sqlite-errors';
 
@@ -78,6 +84,8 @@ export class Compaction {
       db.transaction(() => {
         g?.clear.run();
         segmentRows.clearGroup.run(group);
+        // The floor: the open after a crash removes the dropped files rather than replay them.
+        segmentRows.upsert.run(group, FLOOR_SEGMENT, segments.nextId(group), FLOOR_SEGMENT);
         alsoInTransaction();
       })();
       this.parts.wrote(0, 4);

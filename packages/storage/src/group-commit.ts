@@ -1,29 +1,32 @@
 // Durability: the group commit, and the fsync rule it keeps.
 //
-// A write commits inside its call: a large value's bytes into its segment, then the index rows
-// into the WAL (synchronous=NORMAL: in the OS, not fsynced). A `sync: true` write then waits for
-// the group commit, run on libuv's thread pool so the event loop never blocks on it:
+// A write commits inside its call: records of a sync write (and every record of a batch with a
+// large value) are appended to their segment as entries (segment-entry.ts), then the index rows
+// commit into the WAL (synchronous=NORMAL: in the OS, not fsynced). A `sync: true` write then
+// waits for the group commit, run on libuv's thread pool so the event loop never blocks on it:
 //   (1) fdatasync of every segment with bytes written since the last round began, and fsync of
-//       any directory that got a new segment file, in parallel; then
-//   (2) fsync of the WAL.
-// Every write committed before (1) starts is durable when (2) ends; writes committed meanwhile
-// share the next round. So a value's bytes are durable before the index row that points at
-// them, at one segment fdatasync and one WAL fsync per batch of concurrent writers. An fsync of
-// the WAL makes the commits in it durable because recovery replays every WAL frame up to the
-// last valid commit frame; wal-checkpointer.ts keeps that true when the WAL restarts.
+//       any directory that got a new segment file, in parallel; and, only if a write in the
+//       round is durable through the WAL alone (a meta value, a dropped group, an index row with
+//       no entry),
+//   (2) fsync of the WAL, once the segments written during (1) are fdatasynced too.
+// Every record written before (1) starts is durable when the round ends; writes committed
+// meanwhile share the next round. So a durable write of records is one append and one
+// fdatasync: the segments are the truth, and an open replays the entries the durable index
+// lacks (recovery.ts). A durable index row never names segment bytes that are not: (2) and a
+// WAL checkpoint (wal-checkpointer.ts) come after the fdatasync of every segment written
+// before them.
 //
 // A `sync: false` write (the learner's catch-up) causes no fsync and no fdatasync (until the WAL
 // needs a checkpoint: wal-checkpointer.ts); a power cut can lose it until a later round or
-// close(). As the OS may write the WAL page of an index row
-// back before the segment page of its bytes, a large one can then come back as a row whose bytes
-// are missing: it reads as E_CORRUPT_RECORD (the value's CRC is in the row), never as a wrong
-// value.
+// close(). As the OS may write the WAL page of an index row back on its own before the segment
+// page of its entry, a large one can then come back as a row whose bytes are missing: it reads
+// as E_CORRUPT_RECORD (the value's CRC is in the row), never as a wrong value.
 //
 // The rule after a failure: once an fsync or fdatasync fails, the kernel may have dropped the
 // unwritten pages, and a retry can succeed without them (PostgreSQL's "fsyncgate", 2018). So
 // the failure fails its round and every later write (StickyFailure), rather than acknowledge
 // data that may be gone.
-import { closeSync, existsSync, fsyncSync, openSync } from 'node:fs';
+import { closeSync, existsSync, fdatasyncSync, fsyncSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { StorageError } from './errors';
 import type { Segments } from './segments';
@@ -83,6 +86,20 @@ export function openWal(path: string): number {
   return fd;
 }
 
+/**
+ * Planted bugs for the crash tests (style.md 13), off unless a test sets them: each breaks the
+ * fsync rule above, and test/power-loss.test.ts must catch it.
+ */
+export interface StorageUnsafeFaults {
+  /** Planted: a round acknowledges its writes when it starts, before its fdatasyncs end. */
+  ackBeforeFdatasync?: boolean;
+  /**
+   * Planted: the index first. Segment bytes are held back; a round fsyncs the WAL (making the
+   * index rows durable), then writes the held bytes, fdatasyncs them, and acknowledges.
+   */
+  indexFirst?: boolean;
+}
+
 export interface GroupCommitPorts {
   /** The database's path (error messages). */
   path: string;
@@ -95,13 +112,23 @@ export interface GroupCommitPorts {
   failure: StickyFailure;
   /** Called after each round that made its writes durable (the WAL checkpointer's cue). */
   afterRound: () => void;
+  faults?: StorageUnsafeFaults;
+  /** With faults.indexFirst: the segment writes held back until the WAL is fsynced. */
+  heldWrites?: Array<() => void>;
+}
+
+interface Waiter {
+  resolve: () => void;
+  reject: (e: unknown) => void;
 }
 
 export class GroupCommit {
   /** A round is under way. */
   syncing = false;
   /** Sync writes committed and waiting for the next round to start. */
-  private waiting: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
+  private waiting: Waiter[] = [];
+  /** Some waiting write is durable only through the WAL (an inline row, a meta value, a drop). */
+  private waitingForWal = false;
   private idleWaiters: Array<() => void> = [];
   private walFd: number | undefined;
 
@@ -114,9 +141,13 @@ export class GroupCommit {
     return this.syncing || this.waiting.length > 0;
   }
 
-  /** Resolves after a round that began after this call. */
-  durable(): Promise<void> {
+  /**
+   * Resolves after a round that began after this call. `wal`: the write is durable only once
+   * the WAL is (false: its records are segment entries, durable by the segments' fdatasync).
+   */
+  durable(wal = true): Promise<void> {
     this.ports.stats.syncWrites++;
+    if (wal) this.waitingForWal = true;
     return new Promise((resolve, reject) => {
       this.waiting.push({ resolve, reject });
       this.kick();
@@ -128,7 +159,12 @@ export class GroupCommit {
     return new Promise<void>((resolve) => this.idleWaiters.push(resolve));
   }
 
-  /** Starts a round if sync writes wait and none is under way; else wakes idle() waiters. */
+  /**
+   * Starts a round if sync writes wait and none is under way; else wakes idle() waiters. A
+   * round: (1) fdatasync of every segment written since the last round began and fsync of the
+   * directories that got a new segment, in parallel; then, (2) only if a write in the round
+   * needs it, fsync of the WAL.
+   */
   kick(): void {
     if (this.syncing) return;
     const { segments, stats, failure, path } = this.ports;
@@ -138,6 +174,8 @@ export class GroupCommit {
       return;
     }
     const batch = this.waiting.splice(0);
+    const needsWal = this.waitingForWal;
+    this.waitingForWal = false;
     const walFd = this.walFd;
     if (walFd === undefined || failure.error !== undefined) {
       const e = failure.error ?? new StorageError('E_READ_ONLY', `${path} is open read-only`);
@@ -146,63 +184,91 @@ export class GroupCommit {
       return;
     }
     this.syncing = true;
+    const faults = this.ports.faults ?? {};
+    let acked = false;
+    const ack = () => {
+      if (acked) return;
+      acked = true;
+      for (const w of batch) w.resolve();
+    };
+    if (faults.ackBeforeFdatasync === true) ack();
     const fail = (err: unknown, what: string) => {
       failure.record(err, `${what} failed; the log refuses further writes`);
       this.syncing = false;
-      for (const w of batch) w.reject(failure.error);
+      if (!acked) for (const w of batch) w.reject(failure.error);
       this.kick();
     };
-    const syncWal = () => {
+    const finish = () => {
+      this.syncing = false;
+      ack();
+      this.ports.afterRound();
+      this.kick();
+    };
+    const syncWal = (then: () => void) => {
       stats.fsyncs++;
       this.ports.fsync(walFd, (err) => {
         if (err) return fail(err, `fsync of ${path}-wal`);
-        this.syncing = false;
-        for (const w of batch) w.resolve();
-        this.ports.afterRound();
-        this.kick();
+        then();
       });
     };
-    const { fds, dirs } = segments.takeDirty();
-    let pending = fds.length + dirs.length;
-    if (pending === 0) return syncWal();
-    let failed = false;
-    const done = (err: unknown, what: string) => {
-      if (failed) return;
-      if (err) {
-        failed = true;
-        return fail(err, what);
+    const syncSegments = () => {
+      for (const write of this.ports.heldWrites?.splice(0) ?? []) write();
+      const { segments: dirty, dirs } = segments.takeDirty();
+      let pending = dirty.length + dirs.length;
+      const then = () => {
+        segments.synced(dirty);
+        if (!needsWal || faults.indexFirst === true) return finish();
+        // Writes committed while the fdatasyncs ran have index rows in the WAL: their entries
+        // go first, so the WAL's fsync never makes a row durable before the bytes it names.
+        if (segments.hasDirty) syncSegments();
+        else syncWal(finish);
+      };
+      if (pending === 0) return then();
+      let failed = false;
+      const done = (err: unknown, what: string) => {
+        if (failed) return;
+        if (err) {
+          failed = true;
+          return fail(err, what);
+        }
+        if (--pending === 0) then();
+      };
+      for (const { segment } of dirty) {
+        stats.fdatasyncs++;
+        this.ports.fdatasync(segment.fd, (err) => done(err, 'fdatasync of a segment file'));
       }
-      if (--pending === 0) syncWal();
+      for (const dir of dirs) {
+        let dirFd: number;
+        try {
+          dirFd = openSync(dir, 'r');
+        } catch (e) {
+          done(e, `open of ${dir}`);
+          continue;
+        }
+        stats.fsyncs++;
+        this.ports.fsync(dirFd, (err) => {
+          closeSync(dirFd);
+          done(err, `fsync of ${dir}`);
+        });
+      }
     };
-    for (const fd of fds) {
-      stats.fdatasyncs++;
-      this.ports.fdatasync(fd, (err) => done(err, 'fdatasync of a segment file'));
-    }
-    for (const dir of dirs) {
-      let dirFd: number;
-      try {
-        dirFd = openSync(dir, 'r');
-      } catch (e) {
-        done(e, `open of ${dir}`);
-        continue;
-      }
-      stats.fsyncs++;
-      this.ports.fsync(dirFd, (err) => {
-        closeSync(dirFd);
-        done(err, `fsync of ${dir}`);
-      });
-    }
+    if (faults.indexFirst === true) syncWal(syncSegments);
+    else syncSegments();
   }
 
   /**
-   * At close, once no round runs: fdatasyncs the segments written since the last round (SQLite's
-   * close then makes the WAL durable). Nothing to do after a failure or when read-only.
+   * Fdatasyncs the segments written since the last round: at close, once no round runs
+   * (SQLite's close then makes the WAL durable), and before a WAL checkpoint (which makes the
+   * index rows durable). Nothing to do after a failure or when read-only.
    */
   async syncSegments(): Promise<void> {
     if (this.walFd === undefined || this.ports.failure.error !== undefined) return;
-    const { fds, dirs } = this.ports.segments.takeDirty();
+    for (const write of this.ports.heldWrites?.splice(0) ?? []) write();
+    const { segments: dirty, dirs } = this.ports.segments.takeDirty();
+    this.ports.stats.fdatasyncs += dirty.length;
+    this.ports.stats.fsyncs += dirs.length;
     await Promise.all([
-      ...fds.map((fd) => promisify(this.ports.fdatasync, fd)),
+      ...dirty.map(({ segment }) => promisify(this.ports.fdatasync, segment.fd)),
       ...dirs.map(async (dir) => {
         const dirFd = openSync(dir, 'r');
         try {
@@ -212,6 +278,27 @@ export class GroupCommit {
         }
       }),
     ]);
+    this.ports.segments.synced(dirty);
+  }
+
+  /** syncSegments on the event loop (fdatasyncSync): the WAL's bound inside a write. */
+  syncSegmentsHere(): void {
+    for (const write of this.ports.heldWrites?.splice(0) ?? []) write();
+    const { segments: dirty, dirs } = this.ports.segments.takeDirty();
+    for (const { segment } of dirty) {
+      this.ports.stats.fdatasyncs++;
+      fdatasyncSync(segment.fd);
+    }
+    for (const dir of dirs) {
+      const dirFd = openSync(dir, 'r');
+      try {
+        this.ports.stats.fsyncs++;
+        fsyncSync(dirFd);
+      } finally {
+        closeSync(dirFd);
+      }
+    }
+    this.ports.segments.synced(dirty);
   }
 
   closeWal(): void {

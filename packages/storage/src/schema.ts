@@ -28,9 +28,12 @@ type Db = Database.Database;
  * 1: meta values stored bare. 2: meta values sealed with a CRC (opening a version 1 log
  * upgrades it in one transaction). 3: large values out of line: each records table gains the
  * columns `seg` and `value_bytes` (NULL for an inline value), and a `segments` table (a version
- * 1 or 2 log is upgraded in one transaction; its values all stay inline).
+ * 1 or 2 log is upgraded in one transaction; its values all stay inline). 4: segment files
+ * hold self-describing entries that an open replays past the index (segment-entry.ts,
+ * recovery.ts), and the segments table keeps each dropped group's segment floor (a row with
+ * seg = -1); no table changes, but older code would cut the entries the index does not name yet.
  */
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 /**
  * Rows per multi-row INSERT in putMany: one statement execution per 32 records instead of one
  * per record saves better-sqlite3's per-call cost (BENCHMARKS.md, storage notes).
@@ -149,11 +152,23 @@ export function prepareSegments(db: Db): SegmentStatements {
   };
 }
 
-/** Every segment's row (the open hands them to Segments). */
-export function segmentRowsOf(statements: SegmentStatements): SegmentRow[] {
-  return (statements.all.all() as Array<[number, number, number, number]>).map(
-    ([group, id, endBytes, maxInstanceId]) => ({ group, id, endBytes, maxInstanceId }),
-  );
+/** The `seg` of a group's floor row: segment ids below its end_bytes were dropped. */
+export const FLOOR_SEGMENT = -1;
+
+/** Every segment's row, and each group's floor (the open hands them to Segments). */
+export function segmentRowsOf(statements: SegmentStatements): {
+  rows: SegmentRow[];
+  floors: Map<number, number>;
+} {
+  const rows: SegmentRow[] = [];
+  const floors = new Map<number, number>();
+  for (const [group, id, endBytes, maxInstanceId] of statements.all.all() as Array<
+    [number, number, number, number]
+  >) {
+    if (id === FLOOR_SEGMENT) floors.set(group, endBytes);
+    else rows.push({ group, id, endBytes, maxInstanceId });
+  }
+  return { rows, floors };
 }
 
 /** The statements of one group's records table. */
@@ -258,14 +273,16 @@ export class RecordTables {
           put.run(r.instanceId, encodeStored(group, r));
         }
       }),
-      // Records some of whose values were just appended to segments (`placements`, in order):
-      // their index rows, the small ones inline, and each touched segment's new committed end.
+      // Records just appended to segments as entries (`placements[i]` is records[i]'s): their
+      // index rows, a large value's with its locator, a small one's with the whole record (the
+      // entry is its durable copy, the row serves reads), and each touched segment's new
+      // committed end, in the same transaction (recovery.ts replays from there).
       putMixed: db.transaction(
         (records: readonly AcceptorRecord[], placements: readonly Placement[]) => {
-          let k = 0;
-          for (const r of records) {
+          for (let i = 0; i < records.length; i++) {
+            const r = records[i]!;
             if (r.value.length > options.outOfLineValueBytes) {
-              const p = placements[k++]!;
+              const p = placements[i]!;
               const locator = encodeLocator(p.segment.id, p.offset, p.length, p.crc);
               const header = encodeStored(group, { ...r, value: locator });
               putIndex.run(r.instanceId, header, p.segment.id, p.length);

@@ -1,18 +1,21 @@
-// Segment files: where SqliteLogStore keeps values above options.outOfLineValueBytes. PhxPaxos's
+// Segment files: where SqliteLogStore keeps values above options.outOfLineValueBytes, and the
+// durable copy of every record a sync write or a batch with a large value writes. PhxPaxos's
 // layout: Database::Put (src/logstorage/db.cpp) appends the value to a data file
 // (LogStore::Append, fdatasync when the write is sync) and then puts a small index entry (file,
 // offset, checksum) into LevelDB; here SQLite is the index.
 //
-// `segments/<group>/<id>.seg`: values appended back to back, nothing else (the index row in
-// SQLite holds each value's segment, offset, length and CRC-32). A segment is named by the first
-// instance written into it (or, when an older instance is rewritten after a rollover, the next
-// free number: names only ever grow within a process). It takes values until the next one would
-// pass options.segmentBytes, and grows in steps of options.segmentGrowBytes (ftruncate), so an
-// append rarely changes the file size.
+// `segments/<group>/<id>.seg`: self-describing entries back to back (segment-entry.ts: group,
+// length, batch, CRCs, then the whole record), so the segments alone can rebuild the index
+// (recovery.ts). The index row in SQLite holds each value's segment, offset, length and CRC-32.
+// A segment is named by the first instance written into it (or, when an older instance is
+// rewritten after a rollover, the next free number: names only ever grow, across restarts too:
+// a dropped group's floor is kept in the segments table). It takes entries until the next one
+// would pass options.segmentBytes, and grows in steps of options.segmentGrowBytes (ftruncate),
+// so an append rarely changes the file size.
 //
 // Who calls what, and in which order, is SqliteLogStore's business (the file header there has
-// the durability argument); this class only keeps the files: append, read, truncate, drop, and
-// which descriptors have bytes not yet fdatasynced.
+// the durability argument); this class only keeps the files: append, read, scan, truncate,
+// drop, and which descriptors have bytes not yet fdatasynced.
 import {
   closeSync,
   existsSync,
@@ -27,8 +30,13 @@ import {
   writevSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { crc32, knownCrc } from '@tspaxos/crc-wasm';
+import {
+  type AcceptorRecord,
+  ENCODED_RECORD_OVERHEAD_BYTES,
+  RECORD_TRAILER_BYTES,
+} from '@tspaxos/crc-wasm';
 import type { StorageOptions } from './options';
+import { encodeEntry, ENTRY_HEADER_BYTES, type ScanResult, scanEntries } from './segment-entry';
 
 /** Writes all of `buffers` at `position` (a pwritev): the file port of the segment appends. */
 export type SegmentWriteFn = (fd: number, buffers: readonly Uint8Array[], position: number) => void;
@@ -64,14 +72,41 @@ export interface Segment {
   fileBytes: number;
   /** Highest instance id written into it: it can go once every instance below the log's min is gone. */
   maxInstanceId: number;
+  /** End of the bytes an fdatasync has made durable (each entry written records it). */
+  syncedBytes: number;
 }
 
-/** Where one value went. */
+/** Where one record's entry went, and its value within it. */
 export interface Placement {
   segment: Segment;
+  /** Offset of the entry. */
+  entryOffset: number;
+  /** Offset of the value. */
   offset: number;
   length: number;
   crc: number;
+}
+
+/** A segment whose bytes up to `upTo` an fdatasync is making durable (takeDirty). */
+export interface DirtySegment {
+  segment: Segment;
+  upTo: number;
+}
+
+/** What the last open repaired (recovery.ts). */
+export interface SegmentRecovery {
+  /** Bytes cut from segment files past the entries kept (room grown ahead, torn tails). */
+  truncatedBytes: number;
+  /** Segment files removed: dropped before a crash, or holding nothing to keep. */
+  orphanFiles: number;
+  /** Segments the index names whose file is gone. */
+  missingFiles: number;
+  /** Records whose index rows were rebuilt from their segment entries. */
+  replayedRecords: number;
+  /** Segments cut at an invalid entry past every synced byte (a torn append). */
+  tornTails: number;
+  /** Valid entries dropped because the rest of their batch was torn. */
+  droppedEntries: number;
 }
 
 /** A row of the `segments` table. */
@@ -96,7 +131,14 @@ export class Segments {
   /** Descriptors of dropped segments, closed once no fdatasync can be using them. */
   private readonly closeLater: number[] = [];
   /** What open() repaired. */
-  readonly recovery = { truncatedBytes: 0, orphanFiles: 0, missingFiles: 0 };
+  readonly recovery: SegmentRecovery = {
+    truncatedBytes: 0,
+    orphanFiles: 0,
+    missingFiles: 0,
+    replayedRecords: 0,
+    tornTails: 0,
+    droppedEntries: 0,
+  };
 
   constructor(
     readonly root: string,
@@ -114,14 +156,17 @@ export class Segments {
   }
 
   /**
-   * Opens the segments the table names: truncates each past its committed end (bytes of an
-   * append whose index rows never committed), and removes files the table does not name (a
-   * segment created by an append that never committed, or dropped before a crash). Returns the
-   * rows whose file is missing.
+   * Opens the segments the table names, and the files it does not name: those below their
+   * group's floor (dropped by clearGroup/resetGroup before a crash) are removed; the others (a
+   * segment whose index rows never reached the disk) are opened with nothing committed, for
+   * recovery.ts to replay or discard. Nothing is truncated here. Returns the rows whose file is
+   * missing. `floors`: per group, the lowest segment id still in use.
    */
-  open(rows: readonly SegmentRow[]): SegmentRow[] {
+  open(rows: readonly SegmentRow[], floors: ReadonlyMap<number, number>): SegmentRow[] {
     const missing: SegmentRow[] = [];
     const known = new Map<number, Set<string>>();
+    for (const [group, floor] of floors)
+      this.lastId.set(group, Math.max(this.lastId.get(group) ?? -1, floor - 1));
     for (const row of rows) {
       const path = this.file(row.group, row.id);
       let names = known.get(row.group);
@@ -134,40 +179,107 @@ export class Segments {
         this.recovery.missingFiles++;
         continue;
       }
-      const fd = openSync(path, this.readonly ? 'r' : 'r+');
-      let size = fstatSync(fd).size;
-      if (size > row.endBytes && !this.readonly) {
-        ftruncateSync(fd, row.endBytes);
-        this.recovery.truncatedBytes += size - row.endBytes;
-        size = row.endBytes;
-      }
-      const segment: Segment = {
-        group: row.group,
-        id: row.id,
-        fd,
-        committedBytes: row.endBytes,
-        writtenBytes: row.endBytes,
-        fileBytes: size,
-        maxInstanceId: row.maxInstanceId,
-      };
-      this.segmentsOf(row.group).set(row.id, segment);
-      const active = this.active.get(row.group);
-      if (active === undefined || active.id < row.id) this.active.set(row.group, segment);
+      this.adopt(row.group, row.id, path, row.endBytes, row.maxInstanceId);
     }
     if (!this.readonly && existsSync(this.root)) {
       for (const name of readdirSync(this.root)) {
         const group = Number(name);
         const dir = join(this.root, name);
         const names = known.get(group);
+        let kept = 0;
         for (const file of readdirSync(dir)) {
-          if (names?.has(file)) continue;
-          unlinkSync(join(dir, file));
-          this.recovery.orphanFiles++;
+          if (names?.has(file)) {
+            kept++;
+            continue;
+          }
+          const id = Number(file.slice(0, -'.seg'.length));
+          const floor = floors.get(group) ?? 0;
+          if (
+            !Number.isSafeInteger(group) ||
+            !file.endsWith('.seg') ||
+            !Number.isSafeInteger(id) ||
+            id < floor
+          ) {
+            unlinkSync(join(dir, file));
+            this.recovery.orphanFiles++;
+            continue;
+          }
+          this.lastId.set(group, Math.max(this.lastId.get(group) ?? -1, id));
+          this.adopt(group, id, join(dir, file), 0, -1);
+          kept++;
         }
-        if (names === undefined) rmdirSync(dir);
+        if (kept === 0) rmdirSync(dir);
       }
     }
     return missing;
+  }
+
+  private adopt(group: number, id: number, path: string, endBytes: number, maxInstanceId: number) {
+    const fd = openSync(path, this.readonly ? 'r' : 'r+');
+    const segment: Segment = {
+      group,
+      id,
+      fd,
+      committedBytes: endBytes,
+      writtenBytes: endBytes,
+      fileBytes: fstatSync(fd).size,
+      maxInstanceId,
+      syncedBytes: 0,
+    };
+    this.segmentsOf(group).set(id, segment);
+    const active = this.active.get(group);
+    if (active === undefined || active.id < id) this.active.set(group, segment);
+  }
+
+  /** The entries of `segment` from `from` on, up to the first invalid one (recovery.ts). */
+  scan(segment: Segment, from: number): ScanResult {
+    return scanEntries(segment.group, from, segment.fileBytes, (offset, length) => {
+      const buffer = Buffer.allocUnsafe(length);
+      let done = 0;
+      while (done < length) {
+        const n = readSync(segment.fd, buffer, done, length - done, offset + done);
+        if (n === 0) break;
+        done += n;
+      }
+      return new Uint8Array(buffer.buffer, buffer.byteOffset, done);
+    });
+  }
+
+  /**
+   * Recovery decided that `segment` ends at `end` (its entries up to there are indexed): the
+   * rest of the file goes. Returns the bytes cut.
+   */
+  truncateAt(segment: Segment, end: number): number {
+    const cut = Math.max(0, segment.fileBytes - end);
+    if (cut > 0) ftruncateSync(segment.fd, end);
+    segment.fileBytes = Math.min(segment.fileBytes, end);
+    segment.committedBytes = Math.max(segment.committedBytes, end);
+    segment.writtenBytes = segment.committedBytes;
+    // syncedBytes stays 0: what the open read may be only in the page cache (after a kill), so
+    // no entry may claim it synced before an fdatasync has run.
+    this.recovery.truncatedBytes += cut;
+    return cut;
+  }
+
+  /** The lowest id a new segment of `group` may take. */
+  nextId(group: number): number {
+    return (this.lastId.get(group) ?? -1) + 1;
+  }
+
+  /** Removes a segment recovery found nothing to keep in (no row names it). */
+  discard(segment: Segment): void {
+    this.groups.get(segment.group)?.delete(segment.id);
+    if (this.active.get(segment.group) === segment) {
+      this.active.delete(segment.group);
+      let top: Segment | undefined;
+      for (const s of this.groups.get(segment.group)?.values() ?? [])
+        if (top === undefined || s.id > top.id) top = s;
+      if (top !== undefined) this.active.set(segment.group, top);
+    }
+    closeSync(segment.fd);
+    unlinkSync(this.file(segment.group, segment.id));
+    this.recovery.orphanFiles++;
+    if (readdirSync(this.dir(segment.group)).length === 0) rmdirSync(this.dir(segment.group));
   }
 
   private segmentsOf(group: number): Map<number, Segment> {
@@ -197,6 +309,7 @@ export class Segments {
       writtenBytes: 0,
       fileBytes: 0,
       maxInstanceId: firstInstanceId,
+      syncedBytes: 0,
     };
     this.segmentsOf(group).set(id, segment);
     this.active.set(group, segment);
@@ -205,15 +318,13 @@ export class Segments {
   }
 
   /**
-   * Appends the values (each with its instance id) to the group's active segment, rolling over
-   * to a new one when the next value would pass segmentBytes: one pwritev per segment touched.
-   * The bytes are in the OS when this returns, not durable; the caller commits the index rows,
-   * then calls committed(), or rolledBack() if the commit failed.
+   * Appends the records as entries (segment-entry.ts) to the group's active segment, rolling
+   * over to a new one when the next entry would pass segmentBytes: one pwritev per segment
+   * touched. The entries say they are one batch (replayed whole or not at all). The bytes are
+   * in the OS when this returns, not durable; the caller commits the index rows, then calls
+   * committed(), or rolledBack() if the commit failed.
    */
-  append(
-    group: number,
-    values: ReadonlyArray<{ instanceId: number; value: Uint8Array }>,
-  ): Placement[] {
+  append(group: number, records: readonly AcceptorRecord[]): Placement[] {
     const placements: Placement[] = [];
     const { segmentBytes, segmentGrowBytes } = this.options;
     let segment = this.active.get(group);
@@ -236,25 +347,29 @@ export class Segments {
       run = [];
     };
     try {
-      for (const { instanceId, value } of values) {
+      for (let i = 0; i < records.length; i++) {
+        const r = records[i]!;
+        const entryBytes = ENTRY_HEADER_BYTES + ENCODED_RECORD_OVERHEAD_BYTES + r.value.length;
         if (
           segment === undefined ||
-          (segment.writtenBytes > 0 && segment.writtenBytes + value.length > segmentBytes)
+          (segment.writtenBytes > 0 && segment.writtenBytes + entryBytes > segmentBytes)
         ) {
           flush();
-          segment = this.create(group, instanceId);
+          segment = this.create(group, r.instanceId);
         }
         if (run.length === 0) runStart = segment.writtenBytes;
+        const entry = encodeEntry(group, r, records.length - 1 - i, segment.syncedBytes);
+        const entryOffset = segment.writtenBytes;
         placements.push({
           segment,
-          offset: segment.writtenBytes,
-          length: value.length,
-          // A value just received or read comes with its CRC (rememberCrc): no second pass.
-          crc: knownCrc(value) ?? crc32(value),
+          entryOffset,
+          offset: entryOffset + entry.valueOffset,
+          length: r.value.length,
+          crc: entry.valueCrc,
         });
-        run.push(value);
-        segment.writtenBytes += value.length;
-        if (instanceId > segment.maxInstanceId) segment.maxInstanceId = instanceId;
+        for (const b of entry.buffers) run.push(b);
+        segment.writtenBytes += entry.bytes;
+        if (r.instanceId > segment.maxInstanceId) segment.maxInstanceId = r.instanceId;
       }
       flush();
     } catch (e) {
@@ -268,7 +383,7 @@ export class Segments {
   /** The index rows of the last append committed: their bytes are now the committed end. */
   committed(placements: readonly Placement[]): void {
     for (const p of placements) {
-      const end = p.offset + p.length;
+      const end = p.offset + p.length + RECORD_TRAILER_BYTES;
       if (end > p.segment.committedBytes) p.segment.committedBytes = end;
     }
   }
@@ -306,6 +421,11 @@ export class Segments {
     return out;
   }
 
+  /** The groups that have segments. */
+  groupsWithSegments(): number[] {
+    return [...this.groups.keys()];
+  }
+
   /** Every segment of `group`. */
   all(group: number): Segment[] {
     return [...(this.groups.get(group)?.values() ?? [])];
@@ -337,13 +457,27 @@ export class Segments {
     return n;
   }
 
-  /** Takes the descriptors with bytes not yet fdatasynced, and the directories to fsync. */
-  takeDirty(): { fds: number[]; dirs: string[] } {
-    const fds = [...this.dirty].map((s) => s.fd);
+  /**
+   * Takes the segments with bytes not yet fdatasynced (with how far they are written now), and
+   * the directories to fsync. After their fdatasync, synced() records how far each is durable.
+   */
+  takeDirty(): { segments: DirtySegment[]; dirs: string[] } {
+    const segments = [...this.dirty].map((segment) => ({ segment, upTo: segment.writtenBytes }));
     this.dirty.clear();
     const dirs = [...this.dirtyDirs];
     this.dirtyDirs.clear();
-    return { fds, dirs };
+    return { segments, dirs };
+  }
+
+  /** The fdatasync of takeDirty()'s segments is done. */
+  synced(dirty: readonly DirtySegment[]): void {
+    for (const { segment, upTo } of dirty)
+      if (upTo > segment.syncedBytes) segment.syncedBytes = upTo;
+  }
+
+  /** Segments with bytes not yet fdatasynced, or directories not yet fsynced. */
+  get hasDirty(): boolean {
+    return this.dirty.size > 0 || this.dirtyDirs.size > 0;
   }
 
   /** Closes the descriptors of dropped segments (call when no fdatasync is under way). */

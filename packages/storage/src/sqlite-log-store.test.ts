@@ -112,10 +112,10 @@ describe('SqliteLogStore group commit', () => {
     await store.close();
   });
 
-  it('acknowledges a sync write only after an fsync of the WAL that started after its commit', async () => {
+  it('acknowledges a sync write only after an fsync of the WAL that started after its commit (rows only)', async () => {
     const dir = tempDir();
     const io = manualFsync();
-    const store = SqliteLogStore.open(dir, { fsync: io.fsync });
+    const store = SqliteLogStore.open(dir, { fsync: io.fsync, journalSmallSyncWrites: false });
     const acked: number[] = [];
     const a = store.put(0, record(1), { sync: true }).then(() => acked.push(1));
     expect(io.calls.length).toBe(1); // the first fsync starts at once
@@ -146,7 +146,10 @@ describe('SqliteLogStore group commit', () => {
 
   it('after a failed fsync, fails that batch and every later write with E_IO; reads go on', async () => {
     const io = manualFsync();
-    const store = SqliteLogStore.open(tempDir(), { fsync: io.fsync });
+    const store = SqliteLogStore.open(tempDir(), {
+      fsync: io.fsync,
+      journalSmallSyncWrites: false,
+    });
     const a = store.put(0, record(1), { sync: true });
     io.calls[0]!.done(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }));
     await expect(a).rejects.toMatchObject({ code: 'E_IO' });
@@ -159,7 +162,10 @@ describe('SqliteLogStore group commit', () => {
 
   it('close() waits for the fsync under way', async () => {
     const io = manualFsync();
-    const store = SqliteLogStore.open(tempDir(), { fsync: io.fsync });
+    const store = SqliteLogStore.open(tempDir(), {
+      fsync: io.fsync,
+      journalSmallSyncWrites: false,
+    });
     let acked = false;
     const write = store.put(0, record(1), { sync: true }).then(() => (acked = true));
     let closed = false;
@@ -530,11 +536,12 @@ describe('SqliteLogStore segments: durability', () => {
     // 1000 pages (4 MiB); ~6.5 MB of small rows went into it.
     expect(statSync(join(dir, `${DATABASE_FILE}-wal`)).size).toBeGreaterThan(5 * 1024 * 1024);
     expect(segmentFiles(dir).length).toBe(1);
-    // The first sync write: the segment (one file) fdatasynced, the new directories and the
-    // WAL fsynced, then the WAL over walCheckpointPages is checkpointed, off the write path.
+    // The first sync write: an entry in the segment (one file) fdatasynced and the new
+    // directories fsynced; no WAL fsync (the entry is the durable copy); then the WAL over
+    // walCheckpointPages is checkpointed, off the write path.
     await store.put(0, sized(80_000, 100), { sync: true });
     expect(io.counts.fdatasync).toBe(1);
-    expect(io.counts.fsync).toBe(4); // data dir, segments/, segments/0, the WAL
+    expect(io.counts.fsync).toBe(3); // data dir, segments/, segments/0
     await until(() => store.syncStats.walCheckpoints === 1, 'the checkpoint');
     // After a group commit the checkpoint runs from setImmediate on the event loop (the WAL is
     // durable already; the store keeps its exclusive lock for the sync writers' commits).
@@ -590,7 +597,7 @@ describe('SqliteLogStore segments: durability', () => {
     await store.close();
   });
 
-  it('fdatasyncs a sync write’s segment before it fsyncs the WAL, and acknowledges after both', async () => {
+  it('makes a sync write durable with one fdatasync of its segment, no WAL fsync, and acknowledges after it', async () => {
     const dir = tempDir();
     const fsyncs = manualFsync();
     const fdatasyncs = manualFsync();
@@ -604,29 +611,44 @@ describe('SqliteLogStore segments: durability', () => {
     expect(fstatSync(fdatasyncs.calls[0]!.fd).ino).toBe(
       statSync(join(dir, SEGMENTS_DIR, '0', '1.seg')).ino,
     );
-    expect(fsyncs.calls.length).toBe(3); // the three directories; not the WAL yet
-    expect(fsyncs.calls.some(isWal)).toBe(false);
+    expect(fsyncs.calls.length).toBe(3); // the three directories of the new segment file
     for (const c of fsyncs.calls) c.done(null);
     await tick();
-    expect(fsyncs.calls.some(isWal)).toBe(false); // still waiting for the segment
+    expect(acked).toBe(0); // still waiting for the segment
     fdatasyncs.calls[0]!.done(null);
+    await Promise.all([a, b]);
+    expect(acked).toBe(1);
+    expect(fsyncs.calls.some(isWal)).toBe(false);
+    // Single sync writes, large and small: one fdatasync each, nothing else.
+    for (const [id, bytes] of [
+      [3, 50_000],
+      [4, 100],
+    ] as const) {
+      const c = store.put(0, sized(id, bytes), { sync: true });
+      expect(fdatasyncs.calls.length).toBe(id - 1);
+      fdatasyncs.calls[id - 2]!.done(null);
+      await c;
+    }
+    expect(fsyncs.calls.length).toBe(3);
+    // A write durable only through the WAL (a meta value) after a segment append: the segment
+    // is fdatasynced first, then the WAL fsynced, so no durable index row names bytes that
+    // are not.
+    const d = store.put(0, sized(5, 50_000), { sync: false });
+    const m = store.setMeta(0, 'k', new Uint8Array([1]), { sync: true });
+    expect(fdatasyncs.calls.length).toBe(4);
+    expect(fsyncs.calls.length).toBe(3);
+    fdatasyncs.calls[3]!.done(null);
     await tick();
     expect(fsyncs.calls.length).toBe(4);
     expect(isWal(fsyncs.calls[3]!)).toBe(true);
-    expect(acked).toBe(0);
     fsyncs.calls[3]!.done(null);
-    await Promise.all([a, b]);
-    expect(acked).toBe(1);
-    // A second sync write of a large value: one fdatasync and one WAL fsync, no directories.
-    const c = store.put(0, sized(3, 50_000), { sync: true });
-    expect(fdatasyncs.calls.length).toBe(2);
-    fdatasyncs.calls[1]!.done(null);
-    await tick();
-    expect(fsyncs.calls.length).toBe(5);
-    fsyncs.calls[4]!.done(null);
-    await c;
-    expect(store.syncStats).toMatchObject({ fsyncs: 5, fdatasyncs: 2, syncWrites: 2 });
-    await store.close();
+    await Promise.all([d, m]);
+    expect(store.syncStats).toMatchObject({ fsyncs: 4, fdatasyncs: 4, syncWrites: 4 });
+    expect(view(store.get(0, 4))).toEqual(view(sized(4, 100)));
+    const closing = store.close();
+    for (let i = 0; i < 20 && fdatasyncs.calls.length > 4; i++) await tick();
+    for (const c of fdatasyncs.calls.slice(4)) c.done(null);
+    await closing;
   });
 
   it('after a failed fdatasync, fails that batch and every later write with E_IO', async () => {
@@ -677,13 +699,22 @@ describe('SqliteLogStore segments: recovery and damage', () => {
     const dir = tempDir();
     const { records, segment } = await logWithLargeValues(dir);
     const committed = statSync(segment).size;
-    expect(committed).toBe(30_000 + 40_000 + 25_000); // close() gives back the grown room
+    // Four entries (the 100 B record too: a sync batch), each 28 + 56 bytes beyond its value;
+    // close() gives back the grown room.
+    expect(committed).toBe(30_000 + 100 + 40_000 + 25_000 + 4 * (28 + 56));
     appendFileSync(segment, Buffer.alloc(12_345, 7)); // an append whose rows never committed
     writeFileSync(join(dir, SEGMENTS_DIR, '0', '77.seg'), 'orphan'); // a segment never committed
     mkdirSync(join(dir, SEGMENTS_DIR, '5'));
     writeFileSync(join(dir, SEGMENTS_DIR, '5', '3.seg'), 'orphan of a group never committed');
     const store = SqliteLogStore.open(dir);
-    expect(store.recovery).toEqual({ truncatedBytes: 12_345, orphanFiles: 2, missingFiles: 0 });
+    expect(store.recovery).toEqual({
+      truncatedBytes: 12_345,
+      orphanFiles: 2,
+      missingFiles: 0,
+      replayedRecords: 0,
+      tornTails: 2, // the garbage past the entries, and the junk in 5/3.seg
+      droppedEntries: 0,
+    });
     expect(statSync(segment).size).toBe(committed);
     expect(segmentFiles(dir)).toEqual(['1.seg']);
     expect(existsSync(join(dir, SEGMENTS_DIR, '5'))).toBe(false);
@@ -693,14 +724,98 @@ describe('SqliteLogStore segments: recovery and damage', () => {
     await store.close();
   });
 
+  /** Forgets every index row of group 0 and each segment's committed end (a lost WAL). */
+  function forgetIndex(dir: string) {
+    const raw = new Database(join(dir, DATABASE_FILE));
+    raw.exec('DELETE FROM records_0; UPDATE segments SET end_bytes = 0 WHERE seg >= 0');
+    raw.close();
+  }
+
+  it('rebuilds lost index rows from the segment entries, whole batches only, and logs a torn tail', async () => {
+    const dir = tempDir();
+    const store = SqliteLogStore.open(dir);
+    const batch = [sized(1, 30_000), sized(2, 100), sized(3, 20_000)];
+    await store.putMany(0, batch, { sync: true });
+    await store.put(0, sized(4, 50), { sync: true }); // a small sync put: an entry too
+    const last = [sized(5, 10_000), sized(6, 40)];
+    await store.putMany(0, last, { sync: true });
+    await store.close();
+    forgetIndex(dir);
+    const segment = join(dir, SEGMENTS_DIR, '0', '1.seg');
+    const bytes = readFileSync(segment);
+    // The power cut took the end of the last batch: its first entry is whole, its second torn.
+    writeFileSync(segment, bytes.subarray(0, bytes.length - 30));
+    const logged: Array<[string, Record<string, unknown>]> = [];
+    const again = SqliteLogStore.open(dir, {
+      logger: (_level, event, fields) => logged.push([event, fields]),
+    });
+    expect(again.recovery).toMatchObject({ replayedRecords: 4, tornTails: 1, droppedEntries: 1 });
+    expect([...again.range(0, 0, 10)].map(view)).toEqual([...batch, sized(4, 50)].map(view));
+    expect(logged.map(([event]) => event)).toEqual([
+      'storage-torn-tail',
+      'storage-unfinished-batch',
+    ]);
+    await again.put(0, sized(7, 5000), { sync: true }); // appended where the torn bytes were
+    await again.close();
+    const third = SqliteLogStore.open(dir);
+    expect(third.recovery).toMatchObject({ replayedRecords: 0, tornTails: 0 });
+    expect(view(third.get(0, 7))).toEqual(view(sized(7, 5000)));
+    await third.close();
+  });
+
+  it('removes, not replays, segment files of a reset group that a crash left behind (the floor)', async () => {
+    const dir = tempDir();
+    const store = SqliteLogStore.open(dir);
+    await store.putMany(0, [sized(1, 30_000), sized(2, 30_000)], { sync: true });
+    const file = join(dir, SEGMENTS_DIR, '0', '1.seg');
+    const bytes = readFileSync(file);
+    await store.resetGroup(0, { minChosenInstanceId: 1 });
+    await store.close();
+    // The crash came after the reset's commit was durable, before the unlink reached the disk.
+    mkdirSync(join(dir, SEGMENTS_DIR, '0'), { recursive: true });
+    writeFileSync(file, bytes);
+    const again = SqliteLogStore.open(dir);
+    expect(again.recovery).toMatchObject({ orphanFiles: 1, replayedRecords: 0 });
+    expect(again.get(0, 2)).toBeUndefined();
+    expect(existsSync(file)).toBe(false);
+    // New segments take ids above the floor: the next write's file is not named 1.seg again.
+    await again.put(0, sized(1, 30_000), { sync: true });
+    expect(segmentFiles(dir)).toEqual(['2.seg']);
+    await again.close();
+  });
+
+  it('refuses to open (E_CORRUPT_RECORD) when an entry a later entry says was synced is damaged', async () => {
+    const dir = tempDir();
+    const store = SqliteLogStore.open(dir);
+    for (let id = 1; id <= 3; id++) await store.put(0, sized(id, 20_000), { sync: true });
+    await store.close();
+    forgetIndex(dir);
+    const segment = join(dir, SEGMENTS_DIR, '0', '1.seg');
+    const pristine = readFileSync(segment);
+    // Entry 2 was fdatasynced before entry 3 was written, and entry 3 says so.
+    flipByte(segment, pristine.lastIndexOf(Buffer.from(sized(2, 20_000).value)) + 99, 0x01);
+    expect(() => SqliteLogStore.open(dir)).toThrow(
+      expect.objectContaining({ code: 'E_CORRUPT_RECORD', group: 0 }),
+    );
+    // The same damage to the last entry is a torn tail: cut, and the rest replayed.
+    writeFileSync(segment, pristine);
+    flipByte(segment, pristine.lastIndexOf(Buffer.from(sized(3, 20_000).value)) + 99, 0x01);
+    const again = SqliteLogStore.open(dir);
+    expect(again.recovery).toMatchObject({ replayedRecords: 2, tornTails: 1 });
+    expect(again.get(0, 3)).toBeUndefined();
+    await again.close();
+  });
+
   it('reads a value with flipped, missing or cut bytes, or a damaged locator, as E_CORRUPT_RECORD', async () => {
     const dir = tempDir();
     const { records, segment } = await logWithLargeValues(dir);
     const corrupt = (id: number) =>
       expect.objectContaining({ code: 'E_CORRUPT_RECORD', group: 0, instanceId: id });
     const pristine = readFileSync(segment);
-    // A flipped bit in the value of instance 3 (the second value in the segment).
-    flipByte(segment, 30_000 + 17, 0x04);
+    // The last occurrence: the values are periodic, so a shorter one also occurs inside a longer.
+    const at = (id: number) => pristine.lastIndexOf(Buffer.from(records[id - 1]!.value));
+    // A flipped bit in the value of instance 3.
+    flipByte(segment, at(3) + 17, 0x04);
     let store = SqliteLogStore.open(dir);
     expect(() => store.get(0, 3)).toThrow(corrupt(3));
     expect(() => [...store.range(0, 0, 10)]).toThrow(corrupt(3));
@@ -708,7 +823,7 @@ describe('SqliteLogStore segments: recovery and damage', () => {
     expect(view(store.get(0, 2))).toEqual(view(records[1]));
     await store.close();
     // Cut: the file lost its last bytes (a power cut before they reached the disk).
-    writeFileSync(segment, pristine.subarray(0, 30_000 + 40_000 + 100));
+    writeFileSync(segment, pristine.subarray(0, at(4) + 100));
     store = SqliteLogStore.open(dir);
     expect(() => store.get(0, 4)).toThrow(corrupt(4));
     expect(view(store.get(0, 3))).toEqual(view(records[2]));

@@ -116,6 +116,14 @@ export interface WalCheckpointerPorts {
   failure: StickyFailure;
   /** Wakes a close() waiting for a checkpoint (the group commit's kick). */
   wake: () => void;
+  /**
+   * Segment entries are written whose fdatasync has not begun: a checkpoint makes the WAL's
+   * index rows durable, so their entries go first (syncSegments on the thread pool, or
+   * syncSegmentsHere inside a write).
+   */
+  segmentsDirty: () => boolean;
+  syncSegments: () => Promise<void>;
+  syncSegmentsHere: () => void;
 }
 
 export class WalCheckpointer {
@@ -222,9 +230,26 @@ export class WalCheckpointer {
    * loop is held only while pages are copied and the database is fsynced.
    */
   private schedule(walSynced: boolean): void {
-    if (this.scheduled || this.running) return;
+    if (this.scheduled || this.running || this.syncing) return;
     const { walFd, failure, path } = this.ports;
     if (this.stopped || failure.error !== undefined || walFd === undefined) return;
+    if (this.ports.segmentsDirty()) {
+      // The entries the WAL's rows name are made durable before the checkpoint makes the rows so.
+      this.syncing = true;
+      this.ports.syncSegments().then(
+        () => {
+          this.syncing = false;
+          this.schedule(walSynced);
+          this.ports.wake();
+        },
+        (err: unknown) => {
+          this.syncing = false;
+          failure.record(err, `fdatasync of the segments before a checkpoint of ${path} failed`);
+          this.ports.wake();
+        },
+      );
+      return;
+    }
     // After a group commit the checkpoint stays on the event loop (see the file header).
     const port = walSynced ? undefined : this.port;
     if (port !== undefined) {
@@ -331,6 +356,7 @@ export class WalCheckpointer {
     const { walFd, failure, path, db, stats } = this.ports;
     if (this.stopped || failure.error !== undefined || walFd === undefined) return;
     try {
+      if (this.ports.segmentsDirty()) this.ports.syncSegmentsHere();
       const [row] = db.pragma('wal_checkpoint(PASSIVE)') as WalCheckpointResult[];
       if (row === undefined || row.busy !== 0) return;
       stats.walCheckpoints++;

@@ -6,7 +6,10 @@
 // (crashValue), so the parent can tell an intact record from a damaged or half-written one.
 // The parent kills it with SIGKILL at a random moment.
 //
-// usage: crash-writer.mjs <dir> <first id> <seed> [plant]
+// usage: crash-writer.mjs <dir> <first id> <seed> [plant] [kill at step]
+// `kill at step` k > 0: the writer kills itself (SIGKILL) at the k-th call of the store's file
+// ports (segment write, fdatasync, fsync): before the call when k is odd, right after it when k
+// is even (so also between a segment append and the commit of its index rows).
 // `plant` makes the writer misbehave on purpose, so the parent can show its checks catch it
 // (style.md 13): `ack-early` acknowledges a write and makes it only PLANT_DELAY_MS later,
 // `split-batch` writes a batch as separate transactions and stalls PLANT_DELAY_MS halfway,
@@ -15,11 +18,28 @@
 // acknowledged) before their bytes are in the segment, let alone durable. The delay is longer
 // than any kill delay the parent picks, so every round that acknowledged or started such a
 // write shows the bug: the planted tests cannot pass by luck of timing.
-import { writevSync } from 'node:fs';
+import { fdatasync, fsync, writevSync } from 'node:fs';
 import { SqliteLogStore } from '../dist/sqlite.js';
 import { crashRecord, nextRandom } from './crash-values.mjs';
 
-const [dir, startText, seedText, plant = 'none'] = process.argv.slice(2);
+const [dir, startText, seedText, plant = 'none', killText = '0'] = process.argv.slice(2);
+const killAtStep = Number(killText);
+let steps = 0;
+/** Runs one file-port call, dying before or after it at step killAtStep. */
+const step = (call) => {
+  steps++;
+  if (steps === killAtStep && killAtStep % 2 === 1) process.kill(process.pid, 'SIGKILL');
+  call();
+  if (steps === killAtStep) process.kill(process.pid, 'SIGKILL');
+};
+const writeAll = (fd, buffers, position) => {
+  let at = position;
+  for (const b of buffers) {
+    let done = 0;
+    while (done < b.length) done += writevSync(fd, [b.subarray(done)], at + done);
+    at += b.length;
+  }
+};
 const PLANT_DELAY_MS = 5_000;
 // Small checkpoint thresholds: the WAL is checkpointed and restarted many times per run: on the
 // worker thread (the store switching its locking mode around each) once it holds
@@ -37,6 +57,13 @@ const store = SqliteLogStore.open(dir, {
           const copies = buffers.map((b) => Uint8Array.from(b));
           setTimeout(() => writevSync(fd, copies, position), PLANT_DELAY_MS);
         },
+      }
+    : {}),
+  ...(killAtStep > 0
+    ? {
+        writeSegment: (fd, buffers, position) => step(() => writeAll(fd, buffers, position)),
+        fsync: (fd, done) => step(() => fsync(fd, done)),
+        fdatasync: (fd, done) => step(() => fdatasync(fd, done)),
       }
     : {}),
 });

@@ -512,6 +512,152 @@ describe('FrameReader', () => {
     }
   });
 
+  /**
+   * Feeds `stream` to `reader` as a socket with `onread` does: each read writes into the buffer
+   * readBuffer() gave, at most `reads[r]` bytes (cycling) and never more than that buffer. Each
+   * frame returned is checked later against a copy taken when it was returned (aliasing).
+   */
+  function readAll(reader: FrameReader, stream: Uint8Array, reads: readonly number[]) {
+    const got: { frame: Uint8Array; copy: Uint8Array }[] = [];
+    for (let at = 0, r = 0; at < stream.length; r++) {
+      const into = reader.readBuffer();
+      if (into.length === 0) throw new Error('an empty read buffer');
+      const n = Math.min(into.length, reads[r % reads.length]!, stream.length - at);
+      into.set(stream.subarray(at, at + n));
+      at += n;
+      const out = reader.read(n);
+      if (out.error !== undefined) throw out.error;
+      for (const frame of out.frames) got.push({ frame, copy: frame.slice() });
+    }
+    return got;
+  }
+
+  function checkFrames(
+    got: { frame: Uint8Array; copy: Uint8Array }[],
+    values: readonly Uint8Array[],
+  ): void {
+    expect(got.length).toBe(values.length);
+    got.forEach(({ frame, copy }, i) => {
+      // Still the bytes it had when it was handed out: no later read wrote over it.
+      expect(Buffer.from(frame).equals(Buffer.from(copy))).toBe(true);
+      const d = decodeFrame(frame);
+      if (!d.ok || d.value.message.kind !== 'paxos') throw new Error(`frame ${i} did not decode`);
+      expect(d.value.group).toBe(i);
+      expect(Buffer.from(d.value.message.msg.value).equals(Buffer.from(values[i]!))).toBe(true);
+    });
+  }
+
+  const patterned = (sizes: readonly number[]) =>
+    sizes.map((n, i) => Uint8Array.from({ length: n }, (_, k) => (k * 13 + i) & 0xff));
+  const streamOf = (values: readonly Uint8Array[]) =>
+    concatChunks(
+      values.map((value, i) =>
+        encodeFrameBytes(i, {
+          kind: 'paxos',
+          msg: paxosMsg({ msgType: 6, instanceId: i, value }),
+        }),
+      ),
+    );
+
+  it('reading into its own buffers, a stream split at every byte boundary decodes the same', () => {
+    // Small frames: every single cut point of the stream, each as two reads.
+    const small = patterned([0, 1, 300, 2_000, 17, 3_000]);
+    const stream = streamOf(small);
+    for (const trusted of [false, true]) {
+      for (let cut = 1; cut < stream.length; cut++) {
+        const reader = new FrameReader();
+        if (trusted) reader.trustPeer();
+        checkFrames(readAll(reader, stream, [cut, stream.length]), small);
+      }
+    }
+    // Long frames too: one byte per read is a cut at every boundary at once.
+    const long = patterned([70_000, 3, 300_000, 0, 1_000]);
+    for (const trusted of [false, true]) {
+      const reader = new FrameReader();
+      if (trusted) reader.trustPeer();
+      checkFrames(readAll(reader, streamOf(long), [1]), long);
+    }
+  }, 120_000);
+
+  it('reading into its own buffers: any reads, and no frame handed out is written to later', () => {
+    // Sizes around the slab (64 KiB) and the least read (16 KiB), so frames straddle slabs.
+    const values = patterned([
+      200_000, 3, 70_000, 0, 65_536, 1_000, 15_000, 40, 50_000, 60_000, 5, 300_000, 2, 16_500,
+      63_000, 2,
+    ]);
+    const stream = streamOf(values);
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 1, max: 100_000 }), { minLength: 1, maxLength: 8 }),
+        fc.boolean(),
+        (reads, trusted) => {
+          const reader = new FrameReader();
+          if (trusted) reader.trustPeer();
+          checkFrames(readAll(reader, stream, reads), values);
+          expect(reader.heldBytes).toBe(0);
+        },
+      ),
+      { numRuns: 40 },
+    );
+  }, 120_000);
+
+  it('reads the rest of a long frame from a trusted peer into the frame itself', () => {
+    const value = new Uint8Array(1024 * 1024).fill(7);
+    const frame = encodeFrameBytes(0, { kind: 'paxos', msg: paxosMsg({ msgType: 6, value }) });
+    const reader = new FrameReader();
+    reader.trustPeer();
+    const first = reader.readBuffer();
+    first.set(frame.subarray(0, 100));
+    expect(reader.read(100).frames).toEqual([]);
+    expect(reader.heldBytes).toBe(frame.length);
+    const rest = reader.readBuffer(); // the frame's own buffer, from byte 100 on
+    expect(rest.length).toBe(frame.length - 100);
+    rest.set(frame.subarray(100));
+    const { frames } = reader.read(rest.length);
+    expect(frames.length).toBe(1);
+    expect(frames[0]!.buffer).toBe(rest.buffer);
+    expect(Buffer.from(frames[0]!).equals(Buffer.from(frame))).toBe(true);
+    expect(decodeFrame(frames[0]!).ok).toBe(true);
+    // The next frame's length prefix is read alone, so a long one lands in place from byte 4.
+    expect(reader.readBuffer().length).toBe(4);
+  });
+
+  it('a long frame read in place and corrupted in transit fails its CRC', () => {
+    const values = patterned([300_000, 50_000]);
+    const stream = streamOf(values);
+    for (const at of [30, 100_000, 299_000, stream.length - 2]) {
+      const bad = stream.slice();
+      bad[at]! ^= 0x10;
+      for (const reads of [[1 << 20], [7_000], [64_000, 1]]) {
+        const reader = new FrameReader();
+        reader.trustPeer();
+        const got = readAll(reader, bad, reads);
+        const codes = got.map(({ frame }) => {
+          const d = decodeFrame(frame);
+          return d.ok ? 'ok' : d.error.code;
+        });
+        expect(codes).toContain('E_BAD_CRC');
+        expect(codes.filter((c) => c === 'ok').length).toBe(1);
+      }
+    }
+  });
+
+  it('reading into its own buffers, refuses a bad length prefix with its code', () => {
+    for (const [length, code] of [
+      [10_000_000, 'E_FRAME_TOO_LARGE'],
+      [3, 'E_TRUNCATED'],
+    ] as const) {
+      const reader = new FrameReader(1024);
+      reader.trustPeer();
+      const into = reader.readBuffer();
+      new DataView(into.buffer, into.byteOffset).setUint32(0, length, true);
+      const r = reader.read(8);
+      expect(r.frames).toEqual([]);
+      expect(r.error?.code).toBe(code);
+      expect(reader.heldBytes).toBe(0);
+    }
+  });
+
   it('refuses a length prefix over the maximum before buffering the frame', () => {
     const reader = new FrameReader(1024);
     const header = new Uint8Array(8);

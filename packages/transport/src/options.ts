@@ -25,6 +25,15 @@ export const HANDSHAKE_TIMEOUT_MS = 5000;
 export const MAX_HELLO_BYTES = 4096;
 /** Bytes handed to a socket before waiting for it to drain (ours: ~20 ms of loopback). */
 export const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
+/**
+ * A connection read with `FrameReader.readBuffer` lands its socket reads back to back in slabs of
+ * this many bytes: a frame that spans two reads of one slab is a view, not a copy, and no buffer
+ * is allocated per read. Ours: Node's own read size (64 KiB), so a small value that its user
+ * keeps (a view of its slab) holds no more memory than a view of Node's read buffer did.
+ */
+export const RECEIVE_SLAB_BYTES = 64 * 1024;
+/** A slab with less room left than this is retired, and the next read goes to a fresh one. */
+export const RECEIVE_READ_MIN_BYTES = 16 * 1024;
 /** Runs of small queued frames are concatenated into writes of up to this many bytes. */
 export const WRITE_COALESCE_BYTES = 64 * 1024;
 /**

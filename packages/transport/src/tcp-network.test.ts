@@ -86,6 +86,8 @@ describe('TcpNetwork', () => {
       expect(Buffer.from(m.msg.value).equals(Buffer.from(valueOf(i)))).toBe(true);
     });
     expect(a.n.counters().framesSent).toBe(total);
+    // Read into frame buffers and slabs: the values held above were not overwritten meanwhile.
+    expect(b.n.counters().inPlaceConnections).toBe(1);
   }, 90_000);
 
   it('writes a frame of WRITE_AT_ONCE_BYTES or more during send(), the frames queued before it first', async () => {
@@ -334,18 +336,31 @@ describe('TcpNetwork', () => {
     raw.write(
       encodeHello({ clusterId: 'test', nodeId: 1, listenHost: '127.0.0.1', listenPort: 1 }),
     );
+    const got: Message[] = [];
+    b.n.onMessage((_f, _g, m) => got.push(m));
     const bad = encodeFrameBytes(0, msg(1));
     bad[bad.length - 1]! ^= 0xff; // CRC broken: frame dropped, stream still aligned
     raw.write(bad);
+    // The same for a frame read in place (longer than a receive slab), then a good one.
+    const badLong = encodeFrameBytes(0, msg(2, new Uint8Array(300_000).fill(5)));
+    badLong[badLong.length - 1]! ^= 0xff;
+    raw.write(badLong);
+    raw.write(encodeFrameBytes(0, msg(3, new Uint8Array(300_000).fill(6))));
+    await until(() => got.length === 1);
     const huge = Buffer.alloc(8);
     huge.writeUInt32LE(0xfffffff0, 0); // a length prefix beyond the maximum: connection cut
     raw.write(huge);
     await until(
       () =>
-        (b.n.counters().drops['E_BAD_CRC'] ?? 0) === 1 &&
+        (b.n.counters().drops['E_BAD_CRC'] ?? 0) === 2 &&
         (b.n.counters().drops['E_FRAME_TOO_LARGE'] ?? 0) === 1,
     );
     await closed; // the node cut the connection
+    const m = got[0]!;
+    if (m.kind !== 'paxos') throw new Error('not a paxos message');
+    expect(m.msg.instanceId).toBe(3);
+    expect(m.msg.value.every((x) => x === 6)).toBe(true);
+    expect(b.n.counters().inPlaceConnections).toBe(1); // the reads went into frame buffers
   });
 
   it('with mutual TLS, only holders of a cluster certificate get in', async () => {
@@ -426,6 +441,7 @@ describe('TcpNetwork', () => {
     plain.n.send(2, 0, msg(3));
     await until(() => got.length === 1 && (b.n.counters().drops['tls-rejected'] ?? 0) >= 2);
     expect(got).toEqual([1]);
+    expect(b.n.counters().inPlaceConnections).toBe(0); // TLS: from Node's read buffers
     rmSync(dir, { recursive: true, force: true });
   }, 30_000);
 });

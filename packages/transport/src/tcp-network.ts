@@ -82,6 +82,11 @@ export interface TcpCounters {
   followersForgotten: number;
   /** Reconnect backoffs cut short because the peer connected to us (it is back up). */
   backoffResets: number;
+  /**
+   * Accepted connections read straight into frame buffers (FrameReader.readBuffer); the others
+   * (TLS, a runtime without the socket handle to take over) copy from Node's read buffers.
+   */
+  inPlaceConnections: number;
   /** Every frame or connection refused or lost, by reason. */
   drops: DropCounters;
 }
@@ -221,6 +226,7 @@ export class TcpNetwork implements Network {
     reconnects: 0,
     followersForgotten: 0,
     backoffResets: 0,
+    inPlaceConnections: 0,
     drops: {},
   };
   /**
@@ -271,7 +277,8 @@ export class TcpNetwork implements Network {
           { ...this.opts.tls, requestCert: true, rejectUnauthorized: true },
           onSocket,
         )
-      : net.createServer(onSocket);
+      : // Paused: an accepted socket is taken over by one that reads into our buffers (accept).
+        net.createServer({ pauseOnConnect: true }, onSocket);
     server.on('tlsClientError', (err: Error) => {
       countDrop(this.stats.drops, 'tls-rejected');
       this.emit('tls-rejected', { error: err.message });
@@ -589,16 +596,25 @@ export class TcpNetwork implements Network {
 
   // ---- inbound ----------------------------------------------------------------------------
 
-  private accept(socket: net.Socket): void {
+  private accept(accepted: net.Socket): void {
     if (this.closed) {
-      socket.destroy();
+      accepted.destroy();
       return;
     }
+    const reader = new FrameReader(this.opts.maxFrameBytes);
+    const taken =
+      this.opts.tls === undefined
+        ? readingInto(accepted, reader, (n) => {
+            this.stats.bytesReceived += n;
+            const { frames, error } = reader.read(n);
+            deliver(frames, error);
+          })
+        : undefined;
+    const socket = taken ?? accepted;
     this.inbound.add(socket);
     this.stats.connectionsAccepted++;
     socket.setNoDelay(true);
     socket.setTimeout(HANDSHAKE_TIMEOUT_MS);
-    const reader = new FrameReader(this.opts.maxFrameBytes);
     let from: number | undefined;
     const refuse = (reason: string, fields: Record<string, unknown>): void => {
       countDrop(this.stats.drops, reason);
@@ -617,9 +633,7 @@ export class TcpNetwork implements Network {
       if (follower !== undefined && --follower.connections === 0)
         this.forgetFollowerLater(from!, 'now');
     });
-    socket.on('data', (data: Buffer) => {
-      this.stats.bytesReceived += data.length;
-      const { frames, error } = reader.push(data);
+    const deliver = (frames: Uint8Array[], error: TransportError | undefined): void => {
       for (const frame of frames) {
         if (socket.destroyed) return;
         if (from === undefined) {
@@ -674,6 +688,44 @@ export class TcpNetwork implements Network {
         }
       }
       if (error !== undefined && !socket.destroyed) refuse(error.code, { error: error.message });
+    };
+    if (taken !== undefined) {
+      this.stats.inPlaceConnections++;
+      return;
+    }
+    socket.on('data', (data: Buffer) => {
+      this.stats.bytesReceived += data.length;
+      const { frames, error } = reader.push(data);
+      deliver(frames, error);
     });
+    socket.resume(); // accepted paused (pauseOnConnect)
   }
+}
+
+/**
+ * An accepted socket taken over by one whose reads land in `reader`'s own buffers (Node's
+ * `onread`: the rest of a long frame is read into the frame itself, no copy and no buffer per
+ * read; net.Server offers no `onread` for the sockets it accepts). It takes the accepted
+ * socket's handle as Node's own net.Server does (lib/net.js onconnection: `new Socket({ handle
+ * })`); undefined where this runtime's socket has no such handle (then 'data' events serve).
+ * The accepted socket must not have started reading (pauseOnConnect).
+ */
+function readingInto(
+  accepted: net.Socket,
+  reader: FrameReader,
+  onRead: (n: number) => void,
+): net.Socket | undefined {
+  const internals = accepted as unknown as { _handle?: { readStart?: unknown } | null };
+  const handle = internals._handle;
+  if (handle === undefined || handle === null || typeof handle.readStart !== 'function')
+    return undefined;
+  internals._handle = null;
+  const taken = new net.Socket({
+    handle,
+    readable: true,
+    writable: true,
+    onread: { buffer: () => reader.readBuffer(), callback: (n: number) => onRead(n) },
+  } as net.SocketConstructorOpts);
+  accepted.destroy(); // handle-less: closes nothing, only lets the server count it gone
+  return taken;
 }

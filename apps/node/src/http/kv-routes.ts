@@ -3,6 +3,7 @@
 // barriers to the group's master and asks it for its read index (@tspaxos/paxos forwarding,
 // docs/design.md §5). A write's precondition and Idempotency-Key travel in its command and are
 // checked by the state machine when it applies (kv-command.ts).
+// Concurrent barrier reads share barriers (shared-barrier.ts): one in flight per group.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ServerError } from '../errors';
 import { checkKeyText, groupOfKey } from '../keys';
@@ -10,6 +11,7 @@ import { encodeWrite, type IdempotencyWindow, type Precondition } from '../kv-co
 import { listPage } from '../kv-list';
 import type { KvResult, KvStateMachine } from '../kv-state-machine';
 import type { Metrics } from '../metrics';
+import { SharedBarriers } from '../shared-barrier';
 import {
   DEFAULT_LIST_LIMIT,
   KV_SM_ID,
@@ -31,7 +33,7 @@ export interface KvNode {
   readonly kvs: readonly Pick<KvStateMachine, 'read' | 'entries'>[];
   /** The idempotency window this node's writes carry (every replica applies the write's own). */
   readonly idempotencyWindow: IdempotencyWindow;
-  readonly metrics: Pick<Metrics, 'commitLatency'>;
+  readonly metrics: Pick<Metrics, 'commitLatency' | 'consistentReads' | 'consistentReadBarriers'>;
   /** Counts a client proposal until it settles, so that a stop can drain it. */
   trackProposal<T>(proposal: Promise<T>): Promise<T>;
 }
@@ -70,13 +72,20 @@ async function readIndex(node: KvNode, g: number): Promise<void> {
  * The instance a read of group `g` reflects once this returns: a barrier's (`true`), the
  * master's applied one (`lease`), or this node's (`false`).
  */
-async function readPoint(node: KvNode, g: number, consistent: string): Promise<number> {
+async function readPoint(
+  node: KvNode,
+  barriers: SharedBarriers,
+  g: number,
+  consistent: string,
+): Promise<number> {
   if (consistent === 'true') {
     const started = performance.now();
-    // The barrier: an empty value for no state machine, batched with the writes waiting here.
-    const r = await propose(node, g, new Uint8Array(0), NO_SM_ID, false);
+    node.metrics.consistentReads.inc();
+    // A barrier that started after this read arrived, shared with the reads that arrived
+    // while the previous one was in flight.
+    const instanceId = await barriers.through(g);
     node.metrics.commitLatency.observe({ op: 'barrier' }, (performance.now() - started) / 1000);
-    return r.instanceId;
+    return instanceId;
   } else if (consistent === 'lease') {
     // The master holds a lease (no other node becomes master before it ends): its applied
     // instance covers every completed write; this node waits until it has applied it too.
@@ -186,11 +195,16 @@ function limitOf(text: string | undefined): number {
 
 export async function kvRoutes(app: FastifyInstance, { node }: { node: KvNode }): Promise<void> {
   const groups = node.groupCount;
+  // The barrier: an empty value for no state machine, batched with the writes waiting here.
+  const barriers = new SharedBarriers(async (g) => {
+    node.metrics.consistentReadBarriers.inc();
+    return (await propose(node, g, new Uint8Array(0), NO_SM_ID, false)).instanceId;
+  });
   app.get('/kv/*', async (req, reply) => {
     const key = keyOf(req);
     const { consistent = 'false' } = checkQuery(req, ['consistent']);
     const g = groupOfKey(key, groups);
-    const instanceId = await readPoint(node, g, consistent);
+    const instanceId = await readPoint(node, barriers, g, consistent);
     reply.header('x-tspaxos-instance-id', String(instanceId));
     const entry = node.kvs[g]!.read(key);
     if (entry === undefined) {
@@ -211,7 +225,9 @@ export async function kvRoutes(app: FastifyInstance, { node }: { node: KvNode })
     if (after !== undefined) checkKeyText(after, 'after', 'E_BAD_QUERY');
     const limit = limitOf(q.limit);
     const consistent = q.consistent ?? 'false';
-    await Promise.all(Array.from({ length: groups }, (_, g) => readPoint(node, g, consistent)));
+    await Promise.all(
+      Array.from({ length: groups }, (_, g) => readPoint(node, barriers, g, consistent)),
+    );
     const page = listPage(
       node.kvs.map((kv) => kv.entries(prefix, after)),
       limit,

@@ -149,7 +149,10 @@ export async function createNode(opts: CreateNodeOptions): Promise<NodeHandle<Ma
     Object.entries(opts).filter(([key]) => !OWN_KEYS.has(key)),
   ) as PaxosOptionsInput;
 
-  const openedStore = opts.dataDir !== undefined ? SqliteLogStore.open(opts.dataDir) : undefined;
+  const openedStore =
+    opts.dataDir !== undefined
+      ? SqliteLogStore.open(opts.dataDir, opts.logger !== undefined ? { logger: opts.logger } : {})
+      : undefined;
   let openedNetwork: TcpNetwork | undefined;
   try {
     if (opts.network === undefined) {

@@ -1,0 +1,17 @@
+// The environment knobs of the node bench (each declared in turbo.json). BENCH_QUICK=1 is the
+// development mode: short cells, fewer keys and writes, one run; any knob set explicitly wins.
+import { envInteger, RUNS } from '../../../scripts/bench-harness.mjs';
+
+export const QUICK = envInteger('BENCH_QUICK', 0, { max: 1 }) === 1;
+/** Length of one measured cell. */
+export const MS = envInteger('BENCH_NODE_MS', QUICK ? 1000 : 3000, { min: 100 });
+/** Writes a stopped node misses before it is restarted and timed until caught up. */
+export const CATCH_UP_WRITES = envInteger('BENCH_NODE_CATCHUP_WRITES', QUICK ? 2000 : 20_000, {
+  min: 1,
+});
+/** Keys the side-by-side cells write and read (100 B values). */
+export const KEYS = envInteger('BENCH_NODE_KEYS', QUICK ? 2000 : 10_000, { min: 1 });
+/** Runs of the side-by-side cells (each on fresh clusters): BENCH_RUNS, else 3 (quick: 1). */
+export const ETCD_RUNS = (process.env.BENCH_RUNS ?? '').trim() !== '' ? RUNS : QUICK ? 1 : 3;
+/** Repetitions of the older parts' cells (median taken). */
+export const PART_RUNS = QUICK ? 1 : Math.min(RUNS, 3);

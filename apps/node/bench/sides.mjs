@@ -1,0 +1,122 @@
+// The two servers of the side-by-side cells behind one shape, so every cell runs the same code
+// against both: tspaxos (3 `tspaxos node` processes, --groups 1) and etcd (3 members, through
+// its JSON gateway). A side's `put`/`get` take a keep-alive client (http-client.mjs) and the
+// index of the node to send to.
+import { startEtcd } from './etcd-cluster.mjs';
+import { endpoint, httpClient } from './http-client.mjs';
+import { sleep, startCluster, startNode, statusOf, waitForMaster } from './tspaxos-cluster.mjs';
+
+/** Polls `probe()` (which may throw while a node starts) until it is true; throws at the deadline. */
+export async function until(probe, what, deadlineMs = 120_000) {
+  const end = performance.now() + deadlineMs;
+  for (;;) {
+    try {
+      if (await probe()) return;
+    } catch {
+      // not up yet
+    }
+    if (performance.now() > end) throw new Error(`timed out after ${deadlineMs} ms: ${what}`);
+    await sleep(20);
+  }
+}
+
+/** tspaxos with its defaults but the extra flags given. */
+export async function tspaxosSide(extra = []) {
+  const c = await startCluster(1, extra);
+  const targets = c.urls.map(endpoint);
+  const down = new Set();
+  const metricsClient = httpClient(1);
+  return {
+    name: 'tspaxos',
+    leader: () =>
+      waitForMaster(
+        c,
+        [0, 1, 2].filter((i) => !down.has(i)),
+      ),
+    put: (client, i, key, value) =>
+      client.request(targets[i], `/kv/${key}`, { method: 'PUT', body: value }),
+    get: (client, i, key, mode) =>
+      client.request(
+        targets[i],
+        `/kv/${key}${mode === 'linearizable' ? '?consistent=true' : '?consistent=lease'}`,
+      ),
+    pid: (i) => c.nodes[i].child.pid,
+    /** Node i's consistent reads and the barriers proposed for them (its /metrics). */
+    async barrierCounts(i) {
+      const res = await metricsClient.request(targets[i], '/metrics');
+      const text = res.body.toString();
+      const value = (name) =>
+        Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1]);
+      return {
+        reads: value('tspaxos_consistent_reads_total'),
+        barriers: value('tspaxos_consistent_read_barriers_total'),
+      };
+    },
+    /** What node i has applied: its now instance id. */
+    progress: async (i) => (await statusOf(c.urls[i])).instanceId,
+    async kill(i) {
+      down.add(i);
+      c.nodes[i].child.kill('SIGKILL');
+      await c.nodes[i].exited;
+    },
+    restart(i) {
+      c.nodes[i] = startNode(c.argsOf(i + 1));
+      down.delete(i);
+    },
+    stop: () => {
+      metricsClient.close();
+      return c.stop();
+    },
+  };
+}
+
+const b64 = (s) => Buffer.from(s).toString('base64');
+
+export async function etcdSide() {
+  const c = await startEtcd();
+  const targets = c.urls.map(endpoint);
+  const down = new Set();
+  // The put body's value part is encoded once per value (the client's work is not what we time).
+  const encoded = new Map();
+  const valueB64 = (value) => {
+    let v = encoded.get(value);
+    if (v === undefined) encoded.set(value, (v = value.toString('base64')));
+    return v;
+  };
+  const json = (o) => Buffer.from(JSON.stringify(o));
+  return {
+    name: 'etcd',
+    leader: async () => {
+      for (;;) {
+        const i = await c.leader();
+        if (!down.has(i)) return i; // a killed leader may still be named by a survivor for a while
+        await sleep(20);
+      }
+    },
+    put: (client, i, key, value) =>
+      client.request(targets[i], '/v3/kv/put', {
+        method: 'POST',
+        body: Buffer.from(`{"key":"${b64(key)}","value":"${valueB64(value)}"}`),
+      }),
+    get: (client, i, key, mode) =>
+      client.request(targets[i], '/v3/kv/range', {
+        method: 'POST',
+        body: json(
+          mode === 'linearizable' ? { key: b64(key) } : { key: b64(key), serializable: true },
+        ),
+      }),
+    pid: (i) => c.members[i].child.pid,
+    /** What member i has applied: its store revision (a serializable read answers locally). */
+    progress: (i) => c.revision(i),
+    async kill(i) {
+      down.add(i);
+      c.members[i].child.kill('SIGKILL');
+      await c.members[i].exited;
+    },
+    restart(i) {
+      c.restart(i);
+      down.delete(i);
+    },
+    stop: () => c.stop(),
+  };
+}

@@ -1,0 +1,324 @@
+// tspaxos against etcd, side by side in one run (issues 18 and 22): the same cells, the same
+// load generator (http-client.mjs), each cell measured on both servers back to back, the order
+// alternating between runs; every run starts fresh clusters of both. 100 B values on KEYS keys
+// unless a cell says otherwise. Medians over the runs; each row keeps its runs.
+import { median, report } from '../../../scripts/bench-harness.mjs';
+import { ensureEtcd } from './etcd-cluster.mjs';
+import { httpClient, load, sendMany } from './http-client.mjs';
+import { CATCH_UP_WRITES, ETCD_RUNS, KEYS, MS } from './knobs.mjs';
+import { cpuSeconds, peakRssBytes } from './proc.mjs';
+import { etcdSide, tspaxosSide, until } from './sides.mjs';
+import { sleep } from './tspaxos-cluster.mjs';
+
+const SMALL = Buffer.alloc(100, 'x');
+const LARGE = Buffer.alloc(64 * 1024, 'y');
+/** The master lease of the tspaxos cluster in the kill cell (etcd: its 1 s election timeout). */
+const KILL_LEASE_MS = 2000;
+
+const key = (i) => `k${i % KEYS}`;
+
+/**
+ * `measure()`'s result with the CPU seconds the master/leader (`cpuLeader`) and all 3 nodes
+ * (`cpuAll`) used over it, per 1,000 completed requests.
+ */
+async function withCpu(s, leader, measure) {
+  const pids = [0, 1, 2].map((i) => s.pid(i));
+  const before = pids.map(cpuSeconds);
+  const r = await measure();
+  const used = pids.map((p, i) => cpuSeconds(p) - before[i]);
+  return {
+    ...r,
+    cpuLeader: (used[leader] / r.count) * 1000,
+    cpuAll: (used.reduce((a, b) => a + b, 0) / r.count) * 1000,
+  };
+}
+
+/** Throughput cells: `run(side, leader)` returns load()'s { rate, p50, p99, … }. */
+const CELLS = [
+  {
+    id: 'w1',
+    name: 'writes 100 B, 1 client, to the master/leader',
+    run: (s, l) => load(1, (c, i) => s.put(c, l, key(i), SMALL), MS),
+  },
+  {
+    id: 'w16',
+    name: 'writes 100 B, 16 clients, to the master/leader',
+    run: (s, l) => load(16, (c, i) => s.put(c, l, key(i), SMALL), MS),
+  },
+  {
+    id: 'w64',
+    name: 'writes 100 B, 64 clients, to the master/leader',
+    run: (s, l) => withCpu(s, l, () => load(64, (c, i) => s.put(c, l, key(i), SMALL), MS)),
+  },
+  {
+    id: 'spread',
+    name: 'writes 100 B, 64 clients round-robin over the 3 nodes',
+    run: (s) => load(64, (c, i) => s.put(c, i % 3, key(i), SMALL), MS),
+  },
+  {
+    id: 'linread',
+    name: 'linearizable reads, 16 clients (?consistent=true / etcd default)',
+    // tspaxos: also the reads each barrier served (its /metrics counters).
+    async run(s, l) {
+      const before = await s.barrierCounts?.(l);
+      const r = await withCpu(s, l, () =>
+        load(16, (c, i) => s.get(c, l, key(i * 7919), 'linearizable'), MS),
+      );
+      const after = await s.barrierCounts?.(l);
+      return before === undefined
+        ? r
+        : {
+            ...r,
+            readsPerBarrier: (after.reads - before.reads) / (after.barriers - before.barriers),
+          };
+    },
+  },
+  {
+    id: 'leaseread',
+    name: 'lease reads / etcd serializable, 16 clients',
+    run: (s, l) => load(16, (c, i) => s.get(c, l, key(i * 7919), 'local'), MS),
+  },
+  {
+    id: 'w64k',
+    name: 'writes 64 KiB, 16 clients, to the master/leader',
+    run: (s, l) => load(16, (c, i) => s.put(c, l, `big${i % 1000}`, LARGE), MS),
+  },
+];
+
+/** A stopped follower misses CATCH_UP_WRITES writes; ms from its restart to caught up. */
+async function catchUp(side, leader) {
+  const f = (leader + 1) % 3;
+  await side.kill(f);
+  await sendMany(CATCH_UP_WRITES, 64, (c, i) => side.put(c, leader, `c${i % KEYS}`, SMALL));
+  const target = await side.progress(leader);
+  const t0 = performance.now();
+  side.restart(f);
+  await until(async () => (await side.progress(f)) >= target, `${side.name} node ${f} caught up`);
+  return performance.now() - t0;
+}
+
+/**
+ * The master/leader SIGKILLed under 64 clients writing round-robin over the 3 nodes: ms from the
+ * kill to the first 200 of a write sent after it, and how the answers in between went.
+ */
+async function killLeader(side) {
+  const leader = await side.leader();
+  const client = httpClient(64);
+  let killedAt = Infinity;
+  let stop = false;
+  let n = 0;
+  const answers = []; // [time answered, kind, time sent] of every request answered after the kill
+  const loops = Array.from({ length: 64 }, async (_, c) => {
+    for (let k = c; !stop; k += 64) {
+      const sent = performance.now();
+      let kind;
+      try {
+        const res = await side.put(client, k % 3, `x${n++}`, SMALL);
+        kind = res.ok
+          ? '200'
+          : res.status === 503 || res.status === 504
+            ? String(res.status)
+            : 'other';
+      } catch {
+        kind = 'refused'; // the killed node: a refused connection, or a reset mid-request
+      }
+      const now = performance.now();
+      if (now >= killedAt) answers.push([now, kind, sent]);
+      if (kind === 'refused') await sleep(20);
+    }
+  });
+  await sleep(Math.min(MS, 3000));
+  killedAt = performance.now();
+  const killed = side.kill(leader);
+  await until(
+    () => answers.some(([, kind, sent]) => kind === '200' && sent > killedAt),
+    `${side.name}: writes after the leader's kill`,
+    60_000,
+  );
+  await sleep(500);
+  stop = true;
+  await Promise.all(loops);
+  await killed;
+  client.close();
+  let flowingAt = Infinity;
+  for (const [t, kind, sent] of answers)
+    if (kind === '200' && sent > killedAt) flowingAt = Math.min(flowingAt, t);
+  const counts = { 200: 0, 503: 0, 504: 0, other: 0, refused: 0 };
+  for (const [t, kind] of answers) if (t <= flowingAt) counts[kind]++;
+  return { recoveryMs: flowingAt - killedAt, counts };
+}
+
+/** One run: fresh clusters of both, every cell on both in `order`; the values by cell id. */
+async function oneRun(order) {
+  const out = {};
+  const sides = [];
+  for (const make of order) sides.push(await make());
+  try {
+    const leaders = [];
+    for (const s of sides) {
+      const l = await s.leader();
+      leaders.push(l);
+      await sendMany(KEYS, 64, (c, i) => s.put(c, l, key(i), SMALL));
+    }
+    for (const cell of CELLS)
+      for (const [k, s] of sides.entries())
+        (out[s.name] ??= {})[cell.id] = await cell.run(s, leaders[k]);
+    for (const s of sides) out[s.name].rss = [0, 1, 2].map((i) => peakRssBytes(s.pid(i)));
+    for (const [k, s] of sides.entries()) out[s.name].catchUpMs = await catchUp(s, leaders[k]);
+  } finally {
+    for (const s of sides) await s.stop();
+  }
+  // The kill cell on fresh clusters: tspaxos with a 2 s lease (its default is 10 s).
+  for (const make of order) {
+    const s = await make({ leaseMs: KILL_LEASE_MS });
+    try {
+      out[s.name].kill = await killLeader(s);
+    } finally {
+      await s.stop();
+    }
+  }
+  return out;
+}
+
+const makers = (withEtcd) => {
+  const ts = ({ leaseMs } = {}) =>
+    tspaxosSide(leaseMs ? ['--master-lease-ms', String(leaseMs)] : []);
+  return withEtcd ? [ts, () => etcdSide()] : [ts];
+};
+
+/**
+ * Runs the side-by-side cells, prints their table and writes bench-results/node-vs-etcd.json
+ * (rows with the medians, the table, and every run's figures).
+ */
+export async function vsEtcd() {
+  const rows = [];
+  const etcdVersion = ensureEtcd();
+  const runs = [];
+  for (let r = 0; r < ETCD_RUNS; r++) {
+    const m = makers(etcdVersion !== null);
+    const order = r % 2 === 0 ? m : [...m].reverse();
+    console.log(
+      `vs etcd: run ${r + 1} of ${ETCD_RUNS} (${order.length === 2 ? (r % 2 === 0 ? 'tspaxos first' : 'etcd first') : 'tspaxos only'})`,
+    );
+    runs.push(await oneRun(order));
+  }
+  const table = [];
+  const of = (side, pick) => {
+    const values = runs
+      .map((r) => r[side])
+      .filter((x) => x !== undefined)
+      .map(pick)
+      .filter((v) => v !== undefined); // a figure only one side has (reads per barrier)
+    return values.length === 0 ? undefined : { median: median(values), runs: values };
+  };
+  /** A row of the printed table and JSON rows: ratio = tspaxos / etcd (higher is better for rates). */
+  const add = (name, unit, pick, { lowerIsBetter = false, noRatio = false } = {}) => {
+    const t = of('tspaxos', pick);
+    const e = of('etcd', pick);
+    const ratio =
+      e === undefined || noRatio
+        ? undefined
+        : lowerIsBetter
+          ? e.median / t.median
+          : t.median / e.median;
+    rows.push({
+      name: `vs etcd: ${name}: tspaxos`,
+      value: t.median,
+      unit,
+      runs: t.runs,
+      ...(ratio !== undefined
+        ? {
+            ratio,
+            baseline: lowerIsBetter ? 'etcd / tspaxos (higher is better)' : 'etcd, same cell',
+          }
+        : {}),
+    });
+    if (e !== undefined)
+      rows.push({ name: `vs etcd: ${name}: etcd`, value: e.median, unit, runs: e.runs });
+    table.push({ name, unit, tspaxos: t.median, etcd: e?.median, ratio });
+  };
+  for (const cell of CELLS) {
+    add(cell.name, 'ops/s', (x) => x[cell.id].rate);
+    add(`${cell.name}: p50`, 'ms', (x) => x[cell.id].p50, { lowerIsBetter: true });
+    add(`${cell.name}: p99`, 'ms', (x) => x[cell.id].p99, { lowerIsBetter: true });
+  }
+  add(
+    'CPU seconds per 1,000 writes on the master/leader (64 clients, 100 B)',
+    's',
+    (x) => x.w64.cpuLeader,
+    { lowerIsBetter: true },
+  );
+  add('CPU seconds per 1,000 writes, all 3 nodes', 's', (x) => x.w64.cpuAll, {
+    lowerIsBetter: true,
+  });
+  add(
+    'CPU seconds per 1,000 linearizable reads on the master/leader (16 clients)',
+    's',
+    (x) => x.linread.cpuLeader,
+    {
+      lowerIsBetter: true,
+    },
+  );
+  add(
+    'linearizable reads per barrier (tspaxos: shared barriers)',
+    'reads',
+    (x) => x.linread.readsPerBarrier,
+    {
+      noRatio: true,
+    },
+  );
+  add(
+    'peak RSS per node, largest of 3 (after the 64 KiB writes)',
+    'MiB',
+    (x) => Math.max(...x.rss) / 2 ** 20,
+    { lowerIsBetter: true },
+  );
+  add(
+    `restarted follower: start → caught up after ${CATCH_UP_WRITES} writes`,
+    'ms',
+    (x) => x.catchUpMs,
+    { lowerIsBetter: true },
+  );
+  add(
+    `master/leader SIGKILLed under 64 spread clients: → first write acknowledged (tspaxos lease ${KILL_LEASE_MS} ms, etcd election timeout 1 s)`,
+    'ms',
+    (x) => x.kill.recoveryMs,
+    { lowerIsBetter: true },
+  );
+  for (const kind of ['200', '503', '504', 'other', 'refused'])
+    add(
+      `answers between the kill and recovery: ${kind === 'refused' ? 'connection refused/reset' : kind}`,
+      'requests',
+      (x) => x.kill.counts[kind],
+      { noRatio: true },
+    );
+  report('node-vs-etcd', rows, {
+    etcdVersion,
+    runs: ETCD_RUNS,
+    knobs: { ms: MS, keys: KEYS, catchUpWrites: CATCH_UP_WRITES },
+    table,
+    perRun: runs,
+  });
+  printTable(table, etcdVersion);
+}
+
+const f = (v, unit) =>
+  v === undefined
+    ? '—'
+    : unit === 'ops/s' && v >= 1000
+      ? `${(v / 1000).toFixed(2)} k`
+      : v >= 100
+        ? v.toFixed(0)
+        : v.toPrecision(3);
+
+function printTable(table, etcdVersion) {
+  console.log(`\n### tspaxos vs etcd ${etcdVersion ?? '(skipped)'}, median of ${ETCD_RUNS} run(s)`);
+  console.log(
+    'ratio: tspaxos ÷ etcd for rates; etcd ÷ tspaxos for times, CPU and memory (above 1: tspaxos ahead)',
+  );
+  console.log('| cell | tspaxos | etcd | ratio |\n|---|---:|---:|---:|');
+  for (const r of table)
+    console.log(
+      `| ${r.name} | ${f(r.tspaxos, r.unit)} ${r.unit} | ${f(r.etcd, r.unit)} ${r.etcd === undefined ? '' : r.unit} | ${r.ratio === undefined || !Number.isFinite(r.ratio) ? '—' : `${r.ratio.toFixed(2)}×`} |`,
+    );
+}
