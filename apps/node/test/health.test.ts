@@ -14,6 +14,8 @@ import { type Cluster, NodeProcess, put, startCluster, waitFor, writeKeys } from
 
 const MAX_LAG = 20;
 const MISSED_WRITES = 300;
+/** Instances node 3 misses: enough that catching up at --catch-up-rate takes seconds. */
+const MISSED_INSTANCES = 10 * MAX_LAG;
 
 async function readyz(url: string): Promise<{ status: number; reasons: NotReadyReason[] }> {
   const res = await fetch(`${url}/readyz`);
@@ -73,9 +75,16 @@ describe('health, readiness and operator log lines', () => {
       });
 
       // Node 3 goes down and misses writes.
+      const before = (await n1.group()).instanceId;
       await n3.kill('SIGKILL');
-      await writeKeys(n1.httpUrl, 'k', 0, MISSED_WRITES, 8);
-      // Writes share instances (the proposer batches them): the instances are what node 3 missed.
+      // Writes share instances (the proposer batches them, more so on a loaded machine): the
+      // instances are what node 3 missed, so write until they are well past the lag bound (a
+      // fixed count of writes gave CI fewer missed instances than it took to see E_BEHIND).
+      let written = 0;
+      while ((await n1.group()).instanceId - before < MISSED_INSTANCES) {
+        await writeKeys(n1.httpUrl, 'k', written, MISSED_WRITES, 8);
+        written += MISSED_WRITES;
+      }
       const target = (await n1.group()).instanceId;
       await waitFor('node 1 logged node 3 dropping', () =>
         lines(n1, 'peer-disconnected').some((l) => l['peer'] === 3),
