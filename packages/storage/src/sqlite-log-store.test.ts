@@ -19,9 +19,11 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { type AcceptorRecord, crc32, encodeRecord, knownCrc, rememberCrc } from '@tspaxos/crc-wasm';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -1034,6 +1036,25 @@ async function streamStall(options: SqliteLogStoreOptions) {
   return stats;
 }
 
+/**
+ * A checkpoint connection that holds the WAL's write lock for `ms` (BEGIN IMMEDIATE), as
+ * SQLite's does for a moment when it re-reads the WAL index's header, then checkpoints.
+ */
+const HOLD_WRITE_LOCK_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const Database = require(workerData.sqlite);
+const db = new Database(workerData.path, { fileMustExist: true, timeout: 5000 });
+db.exec('BEGIN IMMEDIATE');
+Atomics.store(workerData.held, 0, 1);
+Atomics.wait(workerData.held, 1, 0, workerData.ms);
+db.exec('COMMIT');
+const row = db.pragma('wal_checkpoint(PASSIVE)')[0];
+db.close();
+Atomics.store(workerData.held, 0, 2);
+parentPort.postMessage({ busy: row.busy, log: row.log, checkpointed: row.checkpointed });
+`;
+const requireHere = createRequire(import.meta.url);
+
 describe('SqliteLogStore checkpoints on a worker thread', () => {
   it('does not hold the event loop for a checkpoint; inline (the planted bug) does', async () => {
     const worker = [];
@@ -1241,6 +1262,71 @@ describe('SqliteLogStore checkpoints on a worker thread', () => {
     expect(statSync(join(dir, `${DATABASE_FILE}-wal`)).size).toBeLessThan(6 * 1024 * 1024);
     for (let i = 0; i < 100_000; i += 7919)
       expect(view(store.get(0, i))).toEqual(view(sized(i, 100)));
+    await store.close();
+  });
+
+  it('holds a write back, not fails it with E_LOCKED, while the checkpoint connection has the WAL write lock for a moment', async () => {
+    // SQLite's own checkpoint connection takes the WAL's write lock for a moment when it reads
+    // the WAL index's header while the store writes it (walIndexReadHdr re-reads it under that
+    // lock); the store's connection has no busy timeout (0), so a put then failed with E_LOCKED
+    // (SQLITE_BUSY): the bench's "longest event-loop turn ... by a yielding caller" did, at
+    // random. Here the checkpoint's connection (on its own thread) holds the lock for 300 ms;
+    // before the fix the put below failed at once, every run.
+    const held = new Int32Array(new SharedArrayBuffer(8));
+    let runs = 0;
+    const locking = (path: string): WalCheckpointPort => ({
+      run: (done) => {
+        runs++;
+        const w = new Worker(HOLD_WRITE_LOCK_SOURCE, {
+          eval: true,
+          workerData: { sqlite: requireHere.resolve('better-sqlite3'), path, held, ms: 300 },
+        });
+        w.once('message', (m: WalCheckpointResult) => {
+          void w.terminate();
+          done(undefined, m);
+        });
+        w.once('error', (e) => done(e));
+      },
+      close: () => Promise.resolve(),
+    });
+    const store = SqliteLogStore.open(tempDir(), {
+      walCheckpointMaxPages: 20,
+      walCheckpointPort: locking,
+    });
+    let i = 0;
+    for (; runs === 0; i++) await store.put(0, sized(i, 100), { sync: false });
+    await until(() => Atomics.load(held, 0) === 1, 'the write lock taken');
+    const t0 = performance.now();
+    await store.put(0, sized(i, 100), { sync: false });
+    expect(performance.now() - t0).toBeGreaterThan(20); // it waited for the lock
+    expect(view(store.get(0, i))).toEqual(view(sized(i, 100)));
+    await until(() => !store['walCheckpointer']['running'], 'the checkpoint');
+    // Back in locking_mode EXCLUSIVE, and the connection never waits there.
+    expect(store['db'].pragma('locking_mode', { simple: true })).toBe('exclusive');
+    expect(store['db'].pragma('busy_timeout', { simple: true })).toBe(0);
+    await store.put(0, sized(i + 1, 100), { sync: true });
+    await store.close();
+  });
+
+  it('never fails a write with E_LOCKED while the worker checkpoints (a caller yielding after each 100 B put)', async () => {
+    // The bench's "longest event-loop turn ... by a yielding caller" shape, with checkpoints
+    // every 20 WAL pages: one sync:false put per event-loop turn, so the worker's connection
+    // opens, checkpoints and closes while the store writes in locking_mode NORMAL, many times.
+    // A race, so not every run catches it: before the fix, 20,000 such puts (store built from
+    // main, walCheckpointMaxPages 10 and 20, two processes at once on a loaded machine) failed
+    // with E_LOCKED in 3 runs of 23; the test above catches it every time.
+    const store = SqliteLogStore.open(tempDir(), { walCheckpointMaxPages: 20 });
+    const value = new Uint8Array(100).fill(7);
+    const n = 6000;
+    for (let id = 0; id < n; id++) {
+      await store.put(0, { ...sized(id, 0), value }, { sync: false });
+      await tick();
+    }
+    expect(store.syncStats.walCheckpoints).toBeGreaterThan(20);
+    expect(store.syncStats.walCheckpoints - store.syncStats.inlineWalCheckpoints).toBeGreaterThan(
+      5,
+    );
+    expect(store.maxInstanceId(0)).toBe(n - 1);
     await store.close();
   });
 

@@ -24,7 +24,9 @@ import { Worker } from 'node:worker_threads';
 /**
  * How long the worker's connection waits for a SQLite lock the store's connection holds for a
  * moment (a transaction in NORMAL mode, a WAL restart) before its checkpoint fails: 5 s, ours.
- * Waiting blocks only the worker's thread; the store's connection never waits (timeout 0).
+ * Waiting blocks only the worker's thread. The store's connection waits as long for the WAL's
+ * write lock, which the worker's connection takes for a moment when it re-reads the WAL index's
+ * header (wal-checkpointer.ts, Locking), and only while it runs in NORMAL mode for a checkpoint.
  */
 export const WAL_CHECKPOINT_BUSY_TIMEOUT_MS = 5_000;
 

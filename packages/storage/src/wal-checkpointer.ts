@@ -28,11 +28,19 @@
 // Locking: the store's connection runs in locking_mode=EXCLUSIVE (no shared-memory lock per
 // transaction). For a worker checkpoint it switches to NORMAL (effective at its next read), the
 // worker opens its own connection, checkpoints, closes it and answers, and the store takes
-// EXCLUSIVE back. Meanwhile the lock file (lock-file.ts) keeps other processes out.
+// EXCLUSIVE back. Meanwhile the lock file (lock-file.ts) keeps other processes out, and the
+// store's connection waits for SQLite's locks (busy_timeout) rather than failing: the worker's
+// connection takes the WAL's write lock for a moment whenever it reads the WAL index's header
+// while the store's commit is writing it (SQLite's walIndexReadHdr re-reads it under that lock),
+// and with no wait a put then failed with E_LOCKED (SQLITE_BUSY; the bench's yielding caller
+// did, at random). In EXCLUSIVE mode the connection never waits (timeout 0): nothing else holds
+// a lock then, and taking EXCLUSIVE back must not hold the event loop while a tool has the
+// database open (retakeBusy).
 import type Database from 'better-sqlite3';
 import { StorageError } from './errors';
 import type { FsyncFn, StickyFailure, SyncStats } from './group-commit';
 import {
+  WAL_CHECKPOINT_BUSY_TIMEOUT_MS,
   type WalCheckpointPort,
   type WalCheckpointResult,
   workerWalCheckpointPort,
@@ -50,6 +58,13 @@ export const DEFAULT_WAL_CHECKPOINT_PAGES = 1000;
  * "longest single put" with twice this inside a write, the bound for a caller that never yields).
  */
 export const DEFAULT_WAL_CHECKPOINT_MAX_PAGES = 4_096;
+/**
+ * How long the store's connection waits for a SQLite lock while it lets the worker's connection
+ * in (locking_mode NORMAL): the worker holds the WAL's write lock only for a moment (a header
+ * re-read, microseconds; SQLite's busy handler retries after 1 ms, then 2, 5, ...), so this is a
+ * bound, not a wait: the worker's own, 5 s. A write past it fails with E_LOCKED, as before.
+ */
+export const SHARED_BUSY_TIMEOUT_MS = WAL_CHECKPOINT_BUSY_TIMEOUT_MS;
 /** SQLite's page size here (its default), used to estimate how many WAL pages a commit adds. */
 const PAGE_BYTES = 4096;
 
@@ -304,9 +319,14 @@ export class WalCheckpointer {
     });
   }
 
-  /** Sets SQLite's locking mode: NORMAL takes effect at a read, EXCLUSIVE at a write transaction. */
+  /**
+   * Sets SQLite's locking mode: NORMAL takes effect at a read, EXCLUSIVE at a write transaction.
+   * In NORMAL mode the connection waits up to SHARED_BUSY_TIMEOUT_MS for a lock the worker's
+   * connection holds for a moment (see the file header); in EXCLUSIVE mode it never waits.
+   */
   private setLocking(mode: 'NORMAL' | 'EXCLUSIVE'): void {
     const db = this.ports.db;
+    db.pragma(`busy_timeout = ${mode === 'NORMAL' ? SHARED_BUSY_TIMEOUT_MS : 0}`);
     db.pragma(`locking_mode = ${mode}`);
     if (mode === 'EXCLUSIVE') {
       db.exec('BEGIN IMMEDIATE; COMMIT');
