@@ -16,6 +16,10 @@
 // what the members reported of their progress is reports.ts; the sender's stream runs on the
 // host's loop through sender-driver.ts; the host port is port.ts.
 //
+// One idea, kept in one file though it passes 600 lines (issue 21): whom to ask and when,
+// finishing a catch-up at once by asking the member that reported more (issue 22) included,
+// share the ask state and timers; splitting them would pass that state across files.
+//
 // Sans-IO: everything outside comes through LearnerPort (port.ts); no clock, timer or socket of
 // its own.
 import type { AcceptorRecord } from '@tspaxos/crc-wasm';
