@@ -114,10 +114,20 @@ describe('health, readiness and operator log lines', () => {
       // had nothing newer): wait until the finished ones add up to more than the lag bound.
       const sum = (f: Record<string, unknown>[]) =>
         f.reduce((a, l) => a + (l['instances'] as number), 0);
-      const finished = await waitFor('catch-up-finished logged', () => {
-        const f = lines(behind, 'catch-up-finished');
-        return sum(f) > MAX_LAG ? f : undefined;
-      });
+      const finished = await waitFor(
+        'catch-up-finished logged',
+        async () => {
+          const f = lines(behind, 'catch-up-finished');
+          if (sum(f) > MAX_LAG) return f;
+          // Says what was seen when it times out (a CI run once timed out here after node 3 was
+          // ready again): the log lines and node 3's learner counters.
+          const learner = (await behind.group()).learner as { counters?: unknown };
+          throw new Error(
+            `finished ${JSON.stringify(f)}; started ${JSON.stringify(lines(behind, 'catch-up-started'))}; counters ${JSON.stringify(learner.counters)}`,
+          );
+        },
+        60_000,
+      );
       expect(started.length).toBeGreaterThanOrEqual(1);
       const total = sum(finished);
       expect(total).toBeGreaterThan(MAX_LAG);
