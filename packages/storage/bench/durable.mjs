@@ -20,7 +20,8 @@ import { encodeRecord } from '@tspaxos/crc-wasm';
 import { SqliteLogStore } from '../dist/sqlite.js';
 import { RUNS, median, report } from '../../../scripts/bench-harness.mjs';
 
-const record = (id, value) => ({
+/** A record as both benches write it (promise and acceptance 1, checksum from the id). */
+export const record = (id, value) => ({
   instanceId: id,
   promiseId: 1,
   promiseNodeId: 1,

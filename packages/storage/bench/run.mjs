@@ -33,7 +33,7 @@ import { crc32, encodeRecord } from '@tspaxos/crc-wasm';
 import { SqliteLogStore } from '../dist/sqlite.js';
 import { fileURLToPath } from 'node:url';
 import { RUNS, median, medianOf, report } from '../../../scripts/bench-harness.mjs';
-import { durableRows } from './durable.mjs';
+import { durableRows, record } from './durable.mjs';
 import { stallRows } from './stall.mjs';
 
 const dirs = [];
@@ -45,15 +45,6 @@ const tmp = () => {
 const cleanup = () => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 };
-const record = (id, value) => ({
-  instanceId: id,
-  promiseId: 1,
-  promiseNodeId: 1,
-  acceptedId: 1,
-  acceptedNodeId: 1,
-  value,
-  checksum: id % 2 ** 32,
-});
 const seconds = (t0) => (performance.now() - t0) / 1000;
 
 function rawDb(sync) {
