@@ -8,7 +8,15 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Cluster, NodeProcess, startCluster, waitFor, writeKeys } from './helpers';
+import {
+  type Cluster,
+  group0Status,
+  NodeProcess,
+  startCluster,
+  waitFor,
+  waitQueuedFramesExpired,
+  writeKeys,
+} from './helpers';
 
 const CHROMIUM = '/usr/bin/chromium';
 const OUTPUT = fileURLToPath(new URL('../test-output/', import.meta.url));
@@ -47,6 +55,7 @@ async function rowState(page: Page, id: number): Promise<string | null> {
 describe('dashboard', () => {
   let cluster: Cluster | undefined;
   let browser: Browser | undefined;
+  const killed: NodeProcess[] = [];
 
   beforeAll(async () => {
     ensureChromium();
@@ -79,6 +88,11 @@ describe('dashboard', () => {
   afterAll(async () => {
     await browser?.close();
     await cluster?.stop();
+    // Every node's log lines (node 3's restarted one at debug level), for reading a failure.
+    const dir = path.join(OUTPUT, 'dashboard');
+    fs.mkdirSync(dir, { recursive: true });
+    for (const n of [...(cluster?.nodes ?? []), ...killed])
+      fs.writeFileSync(path.join(dir, `node-${n.id}-${n.child?.pid}.log`), n.lines.join('\n'));
   });
 
   it(
@@ -104,9 +118,21 @@ describe('dashboard', () => {
         PAGE_WAIT_MS,
       );
       // One write at a time: each takes its own instance, so node 3 misses ~that many instances.
-      await writeKeys(nodes[0]!.httpUrl, 'd', 100, MISSED_WRITES, 1);
+      await writeKeys(nodes[0]!.httpUrl, 'd', 100, 2, 1);
+      const queuedSince = Date.now();
+      await writeKeys(nodes[0]!.httpUrl, 'd', 102, MISSED_WRITES - 2, 1);
+      // Restarted sooner, node 3 would learn the writes from the frames its peers queued for it
+      // (no catch-up for the page to show): a fast machine writes 500 keys in a few seconds.
+      await waitQueuedFramesExpired(queuedSince);
 
-      const again = new NodeProcess(3, nodes[2]!.args, nodes[2]!.httpUrl);
+      const atRestart = await group0Status(nodes[0]!.httpUrl);
+      killed.push(nodes[2]!);
+      // Its learner's events (asks, confirms, stalls) are debug lines: a failure reads them.
+      const again = new NodeProcess(
+        3,
+        [...nodes[2]!.args, '--log-level', 'debug'],
+        nodes[2]!.httpUrl,
+      );
       nodes[2] = again;
       again.start();
       await waitFor(
@@ -128,7 +154,7 @@ describe('dashboard', () => {
             .then((r) => r.json() as Promise<{ groups?: { learner?: unknown }[] }>)
             .catch((e: unknown) => String(e));
           throw new Error(
-            `row: ${await row.innerText({ timeout: 1000 }).catch(() => '?')}; node 3 learner: ${JSON.stringify(typeof status === 'string' ? status : status.groups?.[0]?.learner)}`,
+            `node 1 was at instance ${atRestart.instanceId} when node 3 restarted; row: ${await row.innerText({ timeout: 1000 }).catch(() => '?')}; node 3 learner: ${JSON.stringify(typeof status === 'string' ? status : status.groups?.[0]?.learner)}`,
           );
         },
         PAGE_WAIT_MS,

@@ -5,6 +5,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { QUEUE_MAX_AGE_MS } from '@tspaxos/transport';
 import type { GroupView, NodeStatus } from '../src/status';
 
 export const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
@@ -242,6 +243,28 @@ export async function writeKeys(
         }
       }
     }),
+  );
+}
+
+/** Past QUEUE_MAX_AGE_MS: the test's clock and the nodes' are one machine's, read apart. */
+const QUEUE_AGE_MARGIN_MS = 1000;
+
+/**
+ * Waits until every frame the peers of a stopped node queued for it before `sinceMs` (Date.now())
+ * is past the transport's queue age (QUEUE_MAX_AGE_MS, PhxPaxos TcpOutQueueDropTimeMs): the peers
+ * drop those frames instead of sending them. A node restarted sooner is sent them once it is back:
+ * its acceptor takes the queued Accepts and its learner the ProposerSendSuccess of the instances
+ * it missed, in order, and it needs no catch-up at all (a CI run saw a restarted node learn 537
+ * missed instances that way). Take `sinceMs` after the first two missed instances were chosen:
+ * with theirs dropped, the younger frames are for instances ahead of the node, which it cannot
+ * use, and it catches up from a peer.
+ */
+export async function waitQueuedFramesExpired(sinceMs: number): Promise<void> {
+  await waitFor(
+    `the frames queued before ${new Date(sinceMs).toISOString()} past the transport's queue age`,
+    () => Date.now() - sinceMs > QUEUE_MAX_AGE_MS + QUEUE_AGE_MARGIN_MS,
+    QUEUE_MAX_AGE_MS + 2 * QUEUE_AGE_MARGIN_MS,
+    100,
   );
 }
 
