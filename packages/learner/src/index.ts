@@ -25,7 +25,7 @@ export {
   type SenderPeerStatus,
 } from './sender';
 export { Learner } from './learner';
-export type { LearnerCounters, LearnerStatus, ReadFailure } from './status';
+export type { LearnerCarry, LearnerCounters, LearnerStatus, ReadFailure } from './status';
 export type {
   LearnerPort,
   LearnerAcceptorPort,

@@ -35,7 +35,7 @@ import type { LearnerPort } from './port';
 import { type LearnerFaults, LearnerReceiver } from './receiver';
 import { PeerReports } from './reports';
 import { LearnerState } from './state';
-import type { LearnerCounters, LearnerStatus, ReadFailure } from './status';
+import type { LearnerCarry, LearnerCounters, LearnerStatus, ReadFailure } from './status';
 
 export class Learner {
   readonly options: LearnerOptions;
@@ -64,6 +64,7 @@ export class Learner {
     catchUpsFinished: 0,
     readFailures: 0,
     asksToPeerAhead: 0,
+    asksOnDemand: 0,
   };
 
   private readonly reports: PeerReports;
@@ -83,17 +84,27 @@ export class Learner {
   private lastReadFailure: ReadFailure | undefined;
   private cancelAskTimer: (() => void) | undefined;
   private cancelStallTimer: (() => void) | undefined;
+  /** When the last AskforLearn went to every peer (learnNow's bound). */
+  private lastBroadcastAtMs = Number.NEGATIVE_INFINITY;
   private stopped = false;
 
+  /**
+   * `carried`: what a learner the group replaced hands over (Learner.handOver): after a checkpoint
+   * install the group restarts with a new learner, and its counters and the catch-up under way go
+   * on (the install is one step of that catch-up; counters a metric scrapes never go back).
+   */
   constructor(
     private readonly host: LearnerPort,
     options: Partial<LearnerOptions> = {},
     faults: LearnerFaults = {},
+    carried?: LearnerCarry,
   ) {
     this.options = resolveLearnerOptions(options);
     this.state = new LearnerState(host.store, host.group);
     this.reports = new PeerReports(() => host.membership.peers());
-    this.catchUp = new CatchUpTracker(this.options.rateWindowMs, () => host.runtime.now());
+    if (carried !== undefined) Object.assign(this.counters, carried.counters);
+    this.catchUp =
+      carried?.catchUp ?? new CatchUpTracker(this.options.rateWindowMs, () => host.runtime.now());
     this.receiver = new LearnerReceiver(
       {
         nodeId: host.nodeId,
@@ -124,7 +135,45 @@ export class Learner {
 
   /** Starts learning: asks at once (PhxPaxos waits a full interval first), then on the timer. */
   start(): void {
+    // A carried catch-up whose target the install already passed ends here.
+    this.checkCaughtUp();
     this.askforLearnNoop();
+  }
+
+  /** What the learner that replaces this one goes on with (constructor `carried`); stops this one. */
+  handOver(): LearnerCarry {
+    this.stop();
+    return { counters: { ...this.counters }, catchUp: this.catchUp };
+  }
+
+  /**
+   * Asks every peer at once what the AskforLearn timer would ask at its next turn, for a host that
+   * needs what the group chose now (apps/node: a membership change waiting to learn that this node
+   * is a voter; without a master nothing else brings it before that turn). Nothing while a stream
+   * is alive (it brings what its peer has), and at most once per learnerStallMs, however often it
+   * is called. True when it asked.
+   */
+  learnNow(): boolean {
+    if (this.stopped) return false;
+    if (this.host.runtime.now() - this.lastBroadcastAtMs < this.options.learnerStallMs)
+      return false;
+    if (!this.askUnlessStreaming()) return false;
+    this.counters.asksOnDemand++;
+    return true;
+  }
+
+  /**
+   * Asks every peer now (and re-arms the timer) unless a stream is alive: confirmed and not
+   * silent for learnerStallMs. True when it asked.
+   */
+  private askUnlessStreaming(): boolean {
+    const last = Math.max(this.receiver.lastStreamValueAtMs, this.learningSinceMs);
+    if (this.isLearning && this.host.runtime.now() - last < this.options.learnerStallMs)
+      return false;
+    this.resetAskforLearnTimer();
+    this.stopLearning();
+    this.askforLearn();
+    return true;
   }
 
   stop(): void {
@@ -288,7 +337,8 @@ export class Learner {
 
   private stopLearning(): void {
     // Given up on a stream (it stalled, or went quiet for an ask interval) short of what its
-    // member claimed: that claim no longer holds us back from proposing.
+    // member claimed: that claim no longer holds us back from proposing. The catch-up stays open
+    // (a slow stream, a 64 MiB frame under way, is given up this way too).
     if (this.isLearning && this.reports.markUnbacked(this.learningFromNodeId, this.instanceId))
       this.host.latestMayHaveChanged?.();
     this.isLearning = false;
@@ -303,6 +353,7 @@ export class Learner {
   private askforLearn(): void {
     const msg = this.askforLearnMsg();
     this.counters.askforLearnSent++;
+    this.lastBroadcastAtMs = this.host.runtime.now();
     for (const peer of this.host.membership.peers()) this.host.send(peer, msg);
   }
 
@@ -466,7 +517,12 @@ export class Learner {
       this.host.runtime.event('master-variables-changed', { from: msg.nodeId });
     if (msg.systemVariables.length > 0 && this.host.variables.applySystem(msg.systemVariables)) {
       this.host.runtime.event('system-variables-changed', { from: msg.nodeId });
-      return; // membership changed: everything is re-evaluated on the next ask
+      // Membership changed: everything is re-evaluated on the next ask (PhxPaxos skips the
+      // message too), and that ask goes now, to the new members: waiting for the timer cost a
+      // node that just joined an ask interval per change it adopted (the other replies that arrive
+      // meanwhile find a stream confirmed, or are declined).
+      this.askUnlessStreaming();
+      return;
     }
     if (msg.instanceId !== this.instanceId || msg.nowInstanceId <= this.instanceId) {
       this.counters.lagMessages++;

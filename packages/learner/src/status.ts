@@ -1,5 +1,5 @@
 // What the learner reports: its counters and its status (status().learner of a group).
-import type { CatchUpStatus, CatchUpSummary } from './catch-up';
+import type { CatchUpStatus, CatchUpSummary, CatchUpTracker } from './catch-up';
 import type { SenderCounters, SenderPeerStatus } from './sender';
 
 export interface LearnerCounters {
@@ -34,6 +34,14 @@ export interface LearnerCounters {
    * no stream was bringing it (Learner.peerIsAt).
    */
   asksToPeerAhead: number;
+  /** AskforLearn to every peer at the host's request (Learner.learnNow), not on the timer. */
+  asksOnDemand: number;
+}
+
+/** What a learner hands the one that replaces it (Learner.handOver). */
+export interface LearnerCarry {
+  counters: LearnerCounters;
+  catchUp: CatchUpTracker;
 }
 
 /** The last record read that failed (status: which instance, and why). */

@@ -145,6 +145,37 @@ describe('catch-up through the node API', () => {
     expect(after.learner.lastCatchUp).toMatchObject({ learnedInstances: done.learnedInstances });
   });
 
+  it('learnNow: a node that missed values learns them at once, not at its next AskforLearn', async () => {
+    // An AskforLearn timer that never fires in this test: only learnNow can bring the values
+    // (asking at most once per learnerStallMs: the wait below is longer).
+    const { net, start } = world({
+      learner: { askforLearnIntervalMs: 600_000, learnerStallMs: 100 },
+    });
+    const [n1, n2, n3] = [await start(1), await start(2), await start(3)];
+    await n1.propose(0, new Uint8Array(10).fill(1));
+    await eventually(() => n3.instanceId(0) === n1.instanceId(0));
+    net.partition([[1, 2], [3]]);
+    for (let i = 0; i < 5; i++) await n1.propose(0, new Uint8Array(10).fill(i));
+    net.heal();
+    const target = n1.instanceId(0);
+    await eventually(() => n2.instanceId(0) === target);
+    // Nothing brings them on its own (no proposal, no timer): 300 ms of nothing.
+    const asked = n3.status(0).learner.counters.askforLearnSent;
+    await new Promise((r) => setTimeout(r, 300));
+    expect(n3.instanceId(0)).toBeLessThan(target);
+    n3.learnNow(0);
+    n3.learnNow(0); // in a poll: asks once
+    await eventually(() => n3.instanceId(0) === target, 5000).catch((error: unknown) => {
+      throw new Error(
+        `${String(error)}: node 3 at ${n3.instanceId(0)} of ${target}, learner ${JSON.stringify(n3.status(0).learner.counters)}`,
+      );
+    });
+    expect(n3.status(0).learner.counters).toMatchObject({
+      asksOnDemand: 1,
+      askforLearnSent: asked + 1,
+    });
+  });
+
   it('a 40 MiB value goes through a 3-node group (maxValueBytes 64 MiB) and is caught up', async () => {
     const { start, stores } = world({ maxValueBytes: 64 * MiB });
     const [n1, n2] = [await start(1), await start(2)];

@@ -218,6 +218,8 @@ describe('checkpoints in a cluster', () => {
     for (let i = 30; i < 35; i++)
       await a.node.propose(0, encoder.encode(`k${i}=v${i}`), { smId: 10 });
     expect(c.sm.map.size).toBe(0);
+    const asksBefore = c.node.status(0).learner.counters.askforLearnSent;
+    expect(asksBefore).toBeGreaterThan(0);
 
     net.heal();
     // A proposal waiting on node 3 when it installs fails with a clear error (not a timeout).
@@ -239,6 +241,11 @@ describe('checkpoints in a cluster', () => {
     expect(status.checkpoint?.receiver.phase).toBe('idle');
     expect(status.minChosenInstanceId).toBeGreaterThan(0);
     expect(await c.files.list('/n3/checkpoint')).toEqual([]);
+    // The learner the install replaced handed its counters on (they never go back), and every
+    // catch-up that started ended.
+    const learner = status.learner.counters;
+    expect(learner.askforLearnSent).toBeGreaterThan(asksBefore);
+    expect(learner.catchUpsFinished).toBe(learner.catchUpsStarted);
     // Exactly one peer sent it, chunk by chunk, and unlocked its machine.
     const senders = [a, b].map((m) => m.node.status(0).checkpoint!.counters.senderEnds.done ?? 0);
     expect(senders.reduce((x, y) => x + y, 0)).toBe(1);

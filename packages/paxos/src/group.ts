@@ -284,6 +284,16 @@ export class Group extends PortedGroup {
     return this.stoppedReason === undefined && !this.closed && this.master.isMaster();
   }
 
+  /**
+   * Asks the peers now for what this node has not learned (Learner.learnNow, on the group's
+   * loop): for a caller that waits for a chosen value no proposer will bring here.
+   */
+  learnNow(): void {
+    this.loop.enqueue(() => {
+      if (this.stoppedReason === undefined && !this.closed) this.learner.learnNow();
+    });
+  }
+
   /** Gives up the lease here and skips elections for two leases (PhxPaxos DropMaster). */
   dropMaster(): boolean {
     return this.election !== undefined ? this.election.drop() : this.master.dropLocal();
@@ -558,14 +568,16 @@ export class Group extends PortedGroup {
     );
     this.proposer.exit();
     this.proposer.cancelSkipPrepare();
-    this.learner.stop();
+    // The new learner goes on with the counters and the catch-up under way (the install is a
+    // step of that catch-up: it ends, and is counted, when the new learner reaches its target).
+    const carried = this.learner.handOver();
     this.retryQueue.clear();
     this.previousChosenBallot = NULL_BALLOT;
     const now = this.acceptor.reload();
     // The chain goes on from the sender's value at the checkpoint instance, which the install
     // kept (0 when the sender did not know it: adopted from a peer then, design.md §2).
     this.lastChecksum = chainChecksumAt(this.config.store, this.config.group, now - 1);
-    this.learner = createLearner(this.ports());
+    this.learner = createLearner(this.ports(), carried);
     this.startRolesAt(now);
     this.log('info', 'group-restarted-from-checkpoint', { checkpointInstanceId, instanceId: now });
     this.learner.start();

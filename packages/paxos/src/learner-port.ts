@@ -2,7 +2,7 @@
 // membership and master variables, and how it sends, schedules and reports.
 import type { Logger } from '@tspaxos/core';
 import type { CheckpointManager } from '@tspaxos/checkpoint';
-import { Learner, type LearnerPort } from '@tspaxos/learner';
+import { Learner, type LearnerCarry, type LearnerPort } from '@tspaxos/learner';
 import type { PaxosMsg } from '@tspaxos/transport';
 import type { Acceptor } from './acceptor';
 import type { Followers } from './followers';
@@ -106,9 +106,13 @@ export function learnerPort(group: LearnerPortContext): LearnerPort {
 }
 
 /** The group's learner over this port (a new one when the group restarts from a checkpoint). */
-export function createLearner(group: LearnerPortContext): Learner {
+/** `carried`: what the learner this one replaces handed over (a restart from a checkpoint). */
+export function createLearner(group: LearnerPortContext, carried?: LearnerCarry): Learner {
   const { config } = group;
-  return new Learner(learnerPort(group), config.options.learner, {
-    skipChainCheck: config.faults?.learnerSkipsChainCheck ?? false,
-  });
+  return new Learner(
+    learnerPort(group),
+    config.options.learner,
+    { skipChainCheck: config.faults?.learnerSkipsChainCheck ?? false },
+    carried,
+  );
 }

@@ -305,6 +305,17 @@ export class PaxosNode {
     return this.instance(group).getMaster();
   }
 
+  /**
+   * Asks the group's peers now for the instances this node has not learned, instead of at the
+   * learner's next AskforLearn (every 2.5–3 s): for a caller waiting for a value no proposer will
+   * bring here (apps/node: a node that just joined, waiting to learn that it is a voter, with no
+   * master to read from). Cheap to call in a poll: the learner asks at most once per
+   * learnerStallMs and leaves a live stream alone (counted in learner counters `asksOnDemand`).
+   */
+  learnNow(group: number): void {
+    if (!this.stopped) this.instance(group).learnNow();
+  }
+
   /** True while this node holds the group's master lease on its own clock. */
   isMaster(group: number): boolean {
     return !this.stopped && this.instance(group).isMaster();
