@@ -65,7 +65,10 @@ export interface MembershipCounters {
 export interface MembershipPort {
   readonly nodeId: number;
   readonly groups: number;
-  readonly paxos: Pick<PaxosNode, 'membership' | 'changeMembership' | 'readIndex'>;
+  readonly paxos: Pick<
+    PaxosNode,
+    'membership' | 'changeMembership' | 'readIndex' | 'learnNow' | 'status'
+  >;
   readonly network: Pick<TcpNetwork, 'addPeer' | 'removePeer'>;
   readonly log: PinoLogger;
   isStopping(): boolean;
@@ -260,15 +263,36 @@ export class MembershipSync {
     }
   }
 
-  /** Waits (SELF_MEMBERSHIP_WAIT_MS at most) for this node to learn it is a voter of group g. */
+  /**
+   * Waits (SELF_MEMBERSHIP_WAIT_MS at most) for this node to learn it is a voter of group g.
+   * Without a master nothing brings the change that added it (it was no member when that was
+   * chosen, so no proposer sent it there): the learner asks its peers at once, on every poll
+   * (it asks at most once per learnerStallMs, and leaves a running stream alone), instead of at
+   * its next AskforLearn 2.5–3 s later, which a loaded machine stretched past the wait.
+   */
   private async learnedSelfMember(g: number): Promise<boolean> {
     this.counters.selfMembershipWaits++;
     const deadline = Date.now() + SELF_MEMBERSHIP_WAIT_MS;
     for (;;) {
       if (this.host.paxos.membership(g).members.includes(this.host.nodeId)) return true;
       if (Date.now() >= deadline || this.host.isStopping()) return false;
+      this.host.paxos.learnNow(g);
       await new Promise((resolve) => setTimeout(resolve, SELF_MEMBERSHIP_POLL_MS));
     }
+  }
+
+  /** What group g's learner did, for a wait that ran out: where it is, whom it heard, its asks. */
+  private learnerSummary(g: number): string {
+    const s = this.host.paxos.status(g);
+    const l = s.learner;
+    const c = l.counters;
+    return (
+      `instance ${l.instanceId}, highest reported ${l.highestSeenInstanceId} by node ${l.highestSeenFromNodeId}, ` +
+      `learning ${l.isLearning}, members ${JSON.stringify(s.members)} v${s.membershipVersion}; ` +
+      `asks sent ${c.askforLearnSent} (${c.asksOnDemand} at once), values from peers ${c.valuesLearnedFromPeers}, ` +
+      `from the proposer ${c.valuesLearnedFromProposer}, catch-ups ${c.catchUpsStarted}/${c.catchUpsFinished}, ` +
+      `stalls ${c.stalls}, lag messages ${c.lagMessages}`
+    );
   }
 
   /** Every other group to group 0's voters and addresses. */
@@ -312,9 +336,13 @@ export class MembershipSync {
       // not have learned the change that added it yet: once it has, the caller plans again.
       if (r.error.code === 'E_NOT_MEMBER') {
         if (await this.learnedSelfMember(g)) return false;
+        this.host.log.warn(
+          { group: g, learner: this.learnerSummary(g) },
+          'self-membership-wait-timed-out',
+        );
         throw new ServerError(
           'E_UNAVAILABLE',
-          `node ${this.host.nodeId} is not a voting member of group ${g} as far as it has learned (in ${SELF_MEMBERSHIP_WAIT_MS} ms, with no master to read the membership from): nothing was changed; retry, or send the change to another voting member`,
+          `node ${this.host.nodeId} is not a voting member of group ${g} as far as it has learned (in ${SELF_MEMBERSHIP_WAIT_MS} ms, with no master to read the membership from; its learner: ${this.learnerSummary(g)}): nothing was changed; retry, or send the change to another voting member`,
         );
       }
       // A change is a write: once queued, a timeout leaves its outcome unknown (504).
