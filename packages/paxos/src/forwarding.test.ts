@@ -7,15 +7,15 @@ import {
   forwardMsg,
   ForwardMsgType,
   type Message,
-  MemoryNetwork,
-  type Network,
+  type MemoryNetwork,
 } from '@tspaxos/transport';
 import { describe, expect, it } from 'vitest';
 import { PaxosError } from './errors';
 import type { UnsafeFaults } from './faults';
 import { startNode as createNode, type PaxosNode } from './node';
 import type { PaxosOptionsInput } from './options';
-import { type Scheduler, SeededRandomSource } from '@tspaxos/core';
+import { SeededRandomSource } from '@tspaxos/core';
+import { VirtualWorld } from './adapters/testing-entry';
 import type { StateMachine } from './state-machine';
 import { SYSTEM_SM_ID } from './value';
 
@@ -34,70 +34,42 @@ class Applied implements StateMachine {
   }
 }
 
-interface Timer {
-  at: number;
-  seq: number;
-  fn: () => void;
-  live: boolean;
-}
-
+/** Three nodes on one VirtualWorld (the testing entry), its clock moved only by until(). */
 class Harness {
-  nowMs = 0;
-  readonly net = new MemoryNetwork({ rng: new SeededRandomSource(7) });
-  readonly nodes = new Map<number, { node: PaxosNode; sm: Applied; alive: boolean }>();
-  /** Sees every message sent; returning false drops it (tests script the network here). */
-  onSend: ((from: number, to: number, message: Message) => boolean) | undefined;
-  private timers: Timer[] = [];
-  private seq = 0;
+  /** Its onSend sees every message sent; returning false drops it (tests script the network). */
+  readonly world = new VirtualWorld({ seed: 7, autoRun: false });
+  readonly nodes = new Map<number, { node: PaxosNode; sm: Applied }>();
 
   constructor() {
     this.net.setDefaultLink({ delayMs: [1, 3] });
   }
 
-  private readonly scheduler: Scheduler = {
-    now: () => this.nowMs,
-    schedule: (delayMs, fn) => {
-      const t = { at: this.nowMs + Math.max(0, delayMs), seq: this.seq++, fn, live: true };
-      this.timers.push(t);
-      return () => {
-        t.live = false;
-      };
-    },
-  };
+  get net(): MemoryNetwork {
+    return this.world.net;
+  }
+
+  get nowMs(): number {
+    return this.world.nowMs;
+  }
 
   async start(faults: UnsafeFaults = {}, options: PaxosOptionsInput = {}): Promise<void> {
     for (const id of [1, 2, 3]) {
-      const endpoint = this.net.endpoint(id);
-      const entry = { node: undefined as unknown as PaxosNode, sm: new Applied(), alive: true };
-      const network: Network = {
-        send: (to, group, message) => {
-          if (!entry.alive) return;
-          if (this.onSend !== undefined && !this.onSend(id, to, message)) return;
-          endpoint.send(to, group, message);
-        },
-        onMessage: (h) =>
-          endpoint.onMessage((from, group, message) => {
-            if (entry.alive) h(from, group, message);
-          }),
-        close: async () => {},
-        reachable: (to) => endpoint.reachable!(to),
-      };
-      const store = new MemoryLogStore();
-      entry.node = await createNode({
+      const sm = new Applied();
+      const node = await createNode({
         nodeId: id,
         cluster: [1, 2, 3],
         groups: 1,
-        store,
-        network,
-        scheduler: this.scheduler,
+        store: new MemoryLogStore(),
+        network: this.world.endpoint(id),
+        scheduler: this.world.scheduler,
         random: new SeededRandomSource(id),
-        stateMachines: [entry.sm],
+        stateMachines: [sm],
         masterElection: true,
         forwarding: true,
         options: { masterLeaseMs: LEASE_MS, proposeTimeoutMs: 5000, ...options },
         unsafeFaults: faults,
       });
-      this.nodes.set(id, entry);
+      this.nodes.set(id, { node, sm });
     }
   }
 
@@ -107,24 +79,11 @@ class Harness {
 
   /** Runs timers and deliveries in time order until `cond` holds (or fails at `limitMs`). */
   async until(cond: () => boolean, what: string, limitMs = 30_000): Promise<void> {
-    const end = this.nowMs + limitMs;
+    const end = this.world.nowMs + limitMs;
     for (;;) {
       await settle();
       if (cond()) return;
-      this.timers = this.timers.filter((t) => t.live);
-      this.timers.sort((a, b) => a.at - b.at || a.seq - b.seq);
-      const timer = this.timers[0];
-      const delivery = this.net.nextDeliveryAt();
-      const next = Math.min(timer?.at ?? Infinity, delivery ?? Infinity);
-      if (!Number.isFinite(next) || next > end) throw new Error(`timed out waiting for ${what}`);
-      this.nowMs = Math.max(this.nowMs, next);
-      this.net.setTime(this.nowMs);
-      if (delivery !== undefined && delivery <= (timer?.at ?? Infinity))
-        this.net.deliverNext(this.nowMs);
-      else {
-        this.timers.shift();
-        timer!.fn();
-      }
+      if (!this.world.runNext(end)) throw new Error(`timed out waiting for ${what}`);
     }
   }
 
@@ -140,7 +99,7 @@ class Harness {
   }
 
   master(): number | undefined {
-    return [...this.nodes].find(([, n]) => n.alive && n.node.isMaster(G))?.[0];
+    return [...this.nodes].find(([, n]) => n.node.isMaster(G))?.[0];
   }
 
   /**
@@ -338,7 +297,7 @@ describe('forwarding to the master', () => {
     const via = master === 1 ? 2 : 1;
     const others = [1, 2, 3].filter((id) => id !== master);
     let taken = false;
-    h.onSend = (from, _to, m) => {
+    h.world.onSend = (from, _to, m) => {
       // The master took the write (it answers a forward only once chosen): cut it off now.
       if (from === via && m.kind === 'forward' && m.msg.msgType === ForwardMsgType.ForwardPropose)
         taken = true;
@@ -351,7 +310,7 @@ describe('forwarding to the master', () => {
     expect(r.error?.code).toBe('E_OUTCOME_UNKNOWN');
     expect(h.node(via).forwardingCounters.outcomeUnknown).toBe(1);
     h.net.heal();
-    h.onSend = undefined;
+    h.world.onSend = undefined;
     // Whatever became of it, it is applied at most once anywhere.
     const after = await h.settle(h.node(via).propose(G, bytes('after'), { smId: SM }), 'next');
     expect(after.error).toBeUndefined();
@@ -369,7 +328,7 @@ describe('forwarding to the master', () => {
     const master = await h.electedMaster();
     const via = master === 1 ? 2 : 1;
     const held: Array<() => void> = [];
-    h.onSend = (from, to, m) => {
+    h.world.onSend = (from, to, m) => {
       if (from !== master || m.kind !== 'forward') return true;
       held.push(() => h.net.endpoint(from).send(to, G, m));
       return false;
@@ -380,6 +339,7 @@ describe('forwarding to the master', () => {
     );
     expect(r.error?.code).toBe('E_TIMEOUT');
     expect(held).toHaveLength(1);
+    expect(h.world.sendsDropped).toBe(1);
     held[0]!();
     await h.until(
       () => h.node(via).forwardingCounters.repliesUnknown === 1,
@@ -408,7 +368,7 @@ describe('forwarding to the master', () => {
       requestId: 777,
     });
     const replies: Message[] = [];
-    h.onSend = (from, _to, m) => {
+    h.world.onSend = (from, _to, m) => {
       if (from === master && m.kind === 'forward') replies.push(m);
       return true;
     };

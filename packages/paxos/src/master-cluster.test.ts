@@ -8,7 +8,7 @@
 import { MemoryLogStore } from '@tspaxos/storage';
 import {
   type Message,
-  MemoryNetwork,
+  type MemoryNetwork,
   type Network,
   paxosMsg,
   PaxosMsgType,
@@ -18,6 +18,7 @@ import { startNode, type PaxosNode } from './node';
 import type { MasterFaults } from './master';
 import type { MasterVariables } from './master-variables';
 import { type Scheduler, SeededRandomSource } from '@tspaxos/core';
+import { VirtualWorld } from './adapters/testing-entry';
 import type { StateMachine } from './state-machine';
 
 const GROUP = 0;
@@ -28,37 +29,6 @@ class Recorder implements StateMachine {
   applied = 0;
   execute(): number {
     return ++this.applied;
-  }
-}
-
-/** Virtual real time: callbacks ordered by (time, insertion). */
-class EventQueue {
-  nowMs = 0;
-  private items: Array<{ at: number; seq: number; fn: () => void; live: boolean }> = [];
-  private seq = 0;
-  at(atMs: number, fn: () => void): () => void {
-    const item = { at: Math.max(atMs, this.nowMs), seq: this.seq++, fn, live: true };
-    let lo = 0;
-    let hi = this.items.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      const m = this.items[mid]!;
-      if (m.at < item.at || (m.at === item.at && m.seq < item.seq)) lo = mid + 1;
-      else hi = mid;
-    }
-    this.items.splice(lo, 0, item);
-    return () => {
-      item.live = false;
-    };
-  }
-  peek(): number | undefined {
-    while (this.items.length > 0 && !this.items[0]!.live) this.items.shift();
-    return this.items[0]?.at;
-  }
-  runNext(): void {
-    const item = this.items.shift()!;
-    this.nowMs = Math.max(this.nowMs, item.at);
-    item.fn();
   }
 }
 
@@ -99,8 +69,8 @@ interface Violation {
 }
 
 class Cluster {
-  readonly queue = new EventQueue();
-  readonly net: MemoryNetwork;
+  /** Virtual real time, its timers and the network (the testing entry; moved by runUntil). */
+  readonly world: VirtualWorld;
   readonly rng: SeededRandomSource;
   readonly nodes: SimNodeState[];
   readonly leaseMs: number;
@@ -112,8 +82,6 @@ class Cluster {
   readonly writeResults = { ok: 0, failed: 0 };
   /** Hook run after every event (tests observe here). */
   onStep: (() => void) | undefined;
-  /** Hook run for every message a node sends, before the network takes it (tests script here). */
-  onSend: ((from: number, to: number, message: Message) => void) | undefined;
   /** Master counters of the incarnations killed so far. */
   readonly pastCounters: MasterCounterTotals = {
     elections: 0,
@@ -130,7 +98,7 @@ class Cluster {
 
   constructor(private readonly opts: ClusterOptions) {
     this.rng = new SeededRandomSource(opts.seed);
-    this.net = new MemoryNetwork({ rng: new SeededRandomSource(opts.seed * 31 + 7) });
+    this.world = new VirtualWorld({ seed: opts.seed * 31 + 7, autoRun: false });
     this.net.setDefaultLink({
       delayMs: opts.linkDelayMs ?? [1, 10],
       dropRate: opts.dropRate ?? 0,
@@ -156,6 +124,10 @@ class Cluster {
     });
   }
 
+  get net(): MemoryNetwork {
+    return this.world.net;
+  }
+
   /** The voting members. */
   get ids(): number[] {
     return this.opts.ids ?? [1, 2, 3];
@@ -167,9 +139,9 @@ class Cluster {
 
   /** Changes a node's clock rate from now on; its clock stays continuous (offset rebased). */
   setRate(s: SimNodeState, rate: number): void {
-    const nowLocal = s.offsetMs + s.rate * this.queue.nowMs;
+    const nowLocal = s.offsetMs + s.rate * this.world.nowMs;
     s.rate = rate;
-    s.offsetMs = nowLocal - rate * this.queue.nowMs;
+    s.offsetMs = nowLocal - rate * this.world.nowMs;
   }
 
   /** Nodes that believe, now, that they hold the lease. */
@@ -181,11 +153,11 @@ class Cluster {
     this.kill(s);
     s.alive = true;
     const incarnation = s.incarnation;
-    const endpoint = this.net.endpoint(s.id);
+    // Scripted sends go through the world's onSend; a dead incarnation sends nothing.
+    const endpoint = this.world.endpoint(s.id);
     const network: Network = {
       send: (to, group, message) => {
         if (!s.alive || s.incarnation !== incarnation) return;
-        this.onSend?.(s.id, to, message);
         endpoint.send(to, group, message);
       },
       onMessage: (h) => {
@@ -193,17 +165,17 @@ class Cluster {
       },
       close: async () => {},
     };
-    const queue = this.queue;
+    const world = this.world;
     // This node's clock: whole milliseconds, offset and rate of its own (like a real monotonic
     // clock read in ms). A timer fires at the first real instant its clock shows now + delay.
     const local = (realMs: number): number => Math.floor(s.offsetMs + s.rate * realMs);
     const scheduler: Scheduler = {
-      now: () => local(queue.nowMs),
+      now: () => local(world.nowMs),
       schedule: (delayMs, fn) => {
-        const target = local(queue.nowMs) + Math.ceil(Math.max(0, delayMs));
-        let at = Math.max(queue.nowMs, (target - s.offsetMs) / s.rate);
+        const target = local(world.nowMs) + Math.ceil(Math.max(0, delayMs));
+        let at = Math.max(world.nowMs, (target - s.offsetMs) / s.rate);
         while (local(at) < target) at += 1e-6;
-        const cancel = queue.at(at, () => {
+        const cancel = world.at(at, () => {
           s.timers.delete(cancel);
           if (s.alive && s.incarnation === incarnation) fn();
         });
@@ -227,7 +199,7 @@ class Cluster {
       masterElection: true,
       onMasterChange: (_group, master) => {
         if (s.incarnation === incarnation)
-          this.changes.push({ atMs: queue.nowMs, nodeId: s.id, master });
+          this.changes.push({ atMs: world.nowMs, nodeId: s.id, master });
       },
       options: { masterLeaseMs: this.leaseMs, proposeTimeoutMs: 3000 },
       ...(this.opts.faults ? { unsafeFaults: this.opts.faults } : {}),
@@ -260,11 +232,9 @@ class Cluster {
   async runUntil(endMs: number): Promise<void> {
     for (;;) {
       if (this.violation) return;
-      const nextTimer = this.queue.peek();
-      const nextDelivery = this.net.nextDeliveryAt();
-      const next = Math.min(nextTimer ?? Infinity, nextDelivery ?? Infinity);
-      if (!Number.isFinite(next) || next > endMs) {
-        this.queue.nowMs = Math.max(this.queue.nowMs, endMs);
+      const next = this.world.nextEventAt();
+      if (next === undefined || next > endMs) {
+        this.world.nowMs = Math.max(this.world.nowMs, endMs);
         this.check();
         return;
       }
@@ -275,11 +245,7 @@ class Cluster {
       } else if (++this.stormEvents > 20_000) {
         throw new Error(`event storm: 20000 events within 1 ms at ${next} ms`);
       }
-      this.queue.nowMs = Math.max(this.queue.nowMs, next);
-      this.net.setTime(this.queue.nowMs);
-      if (nextDelivery !== undefined && nextDelivery <= (nextTimer ?? Infinity))
-        this.net.deliverNext(this.queue.nowMs);
-      else this.queue.runNext();
+      this.world.runNext(endMs);
       await settle();
       this.check();
     }
@@ -289,11 +255,11 @@ class Cluster {
   check(): void {
     const holders = this.holders();
     for (const id of holders) {
-      if (!this.holding.has(id)) this.leaseStarts.push({ atMs: this.queue.nowMs, nodeId: id });
+      if (!this.holding.has(id)) this.leaseStarts.push({ atMs: this.world.nowMs, nodeId: id });
     }
     this.holding = new Set(holders);
     if (holders.length > 1 && this.violation === undefined)
-      this.violation = { atMs: this.queue.nowMs, holders };
+      this.violation = { atMs: this.world.nowMs, holders };
     for (const s of this.nodes) {
       const stopped = s.alive ? s.node!.status(GROUP).stopped : undefined;
       if (stopped) throw new Error(`n${s.id} stopped its group: ${stopped.message}`);
@@ -308,7 +274,7 @@ class Cluster {
   private scheduleWrites(everyMs: number): void {
     const next = (): void => {
       if (this.stopWrites) return;
-      this.queue.at(this.queue.nowMs + this.rng.int(everyMs), () => {
+      this.world.at(this.world.nowMs + this.rng.int(everyMs), () => {
         const live = this.nodes.filter((n) => n.alive && this.ids.includes(n.id));
         const s = live[this.rng.int(live.length)];
         if (s !== undefined) {
@@ -381,11 +347,11 @@ describe('master election on a cluster (virtual time, per-node clock offset and 
     await c.runUntil(20_000);
     const [first] = c.holders();
     expect(first).toBeDefined();
-    const killedAt = c.queue.nowMs;
+    const killedAt = c.world.nowMs;
     c.kill(c.node(first!));
     let takeoverAt: number | undefined;
     c.onStep = () => {
-      if (takeoverAt === undefined && c.holders().length === 1) takeoverAt = c.queue.nowMs;
+      if (takeoverAt === undefined && c.holders().length === 1) takeoverAt = c.world.nowMs;
     };
     await c.runUntil(killedAt + 2 * c.leaseMs);
     expect(c.violation).toBeUndefined();
@@ -397,7 +363,7 @@ describe('master election on a cluster (virtual time, per-node clock offset and 
     expect(second).not.toBe(first);
     // The old master comes back: it does not believe it holds the lease, and learns the new one.
     await c.start(c.node(first!));
-    await c.runUntil(c.queue.nowMs + c.leaseMs);
+    await c.runUntil(c.world.nowMs + c.leaseMs);
     expect(c.violation).toBeUndefined();
     expect(c.holders()).toEqual([second]);
     expect(c.node(first!).node!.getMaster(GROUP)?.nodeId).toBe(second);
@@ -414,7 +380,7 @@ describe('master election on a cluster (virtual time, per-node clock offset and 
     const [first] = c.holders();
     expect(c.node(first!).node!.dropMaster(GROUP)).toBe(true);
     expect(c.holders()).toEqual([]);
-    const droppedAt = c.queue.nowMs;
+    const droppedAt = c.world.nowMs;
     await c.runUntil(droppedAt + 2 * c.leaseMs);
     expect(c.violation).toBeUndefined();
     const [second] = c.holders();
@@ -437,11 +403,11 @@ describe('master election on a cluster (virtual time, per-node clock offset and 
       .node(others[0]!)
       .node!.changeMembership(GROUP, others)
       .then(() => (done = true));
-    while (!done) await c.runUntil(c.queue.nowMs + 100);
-    await c.runUntil(c.queue.nowMs + 200); // the removed node learns the change
+    while (!done) await c.runUntil(c.world.nowMs + 100);
+    await c.runUntil(c.world.nowMs + 200); // the removed node learns the change
     expect(c.node(first!).node!.status(GROUP).members).toEqual(others);
     expect(c.node(first!).node!.isMaster(GROUP)).toBe(false);
-    await c.runUntil(c.queue.nowMs + 2 * c.leaseMs);
+    await c.runUntil(c.world.nowMs + 2 * c.leaseMs);
     expect(c.violation).toBeUndefined();
     const [second] = c.holders();
     expect(others).toContain(second);
@@ -465,10 +431,10 @@ describe('master election on a cluster (virtual time, per-node clock offset and 
       const renewals = () =>
         c.nodes.map((s) => s.node!.status(GROUP).masterElection.counters.renewals);
       const before = renewals();
-      while (!renewals().every((r, i) => r > before[i]!)) await c.runUntil(c.queue.nowMs + 1);
+      while (!renewals().every((r, i) => r > before[i]!)) await c.runUntil(c.world.nowMs + 1);
       const others = c.ids.filter((id) => id !== first);
       c.net.partition([[first!], others]);
-      await c.runUntil(c.queue.nowMs + 3 * c.leaseMs);
+      await c.runUntil(c.world.nowMs + 3 * c.leaseMs);
       if (overlaps) {
         expect(c.violation).toBeDefined();
         expect(c.violation!.holders).toContain(first);
@@ -513,7 +479,7 @@ describe('master election on a cluster (virtual time, per-node clock offset and 
     let acked = 0;
     for (let i = 0; i < 60; i++)
       void writer.propose(GROUP, new Uint8Array([i]), { smId: RECORDER_SM_ID }).then(() => acked++);
-    while (acked < 60) await c.runUntil(c.queue.nowMs + 100);
+    while (acked < 60) await c.runUntil(c.world.nowMs + 100);
     let unanchoredSteps = 0;
     let believedUnanchored = false;
     let attemptsUnanchored = 0;
@@ -527,7 +493,7 @@ describe('master election on a cluster (virtual time, per-node clock offset and 
     };
     await c.start(victim);
     expect(victim.node!.status(GROUP).masterElection.anchored).toBe(false);
-    await c.runUntil(c.queue.nowMs + 10_000);
+    await c.runUntil(c.world.nowMs + 10_000);
     expect(unanchoredSteps).toBeGreaterThan(0);
     expect(believedUnanchored).toBe(false);
     expect(attemptsUnanchored).toBe(0);
@@ -552,15 +518,15 @@ describe('master election on a cluster (virtual time, per-node clock offset and 
     const [behind, next] = c.nodes.filter((s) => s !== victim);
     // The behind node goes down while the victim is master: its variables name the victim.
     c.kill(behind!);
-    await c.runUntil(c.queue.nowMs + 3000);
+    await c.runUntil(c.world.nowMs + 3000);
     expect(victim.node!.dropMaster(GROUP)).toBe(true);
-    while (!c.holders().includes(next!.id)) await c.runUntil(c.queue.nowMs + 100);
-    await c.runUntil(c.queue.nowMs + 2000);
+    while (!c.holders().includes(next!.id)) await c.runUntil(c.world.nowMs + 100);
+    await c.runUntil(c.world.nowMs + 2000);
     c.stopWorkload();
     const level = () =>
       victim.node!.status(GROUP).instanceId === next!.node!.status(GROUP).instanceId &&
       next!.node!.status(GROUP).committer.inFlightInstanceId === undefined;
-    while (!level()) await c.runUntil(c.queue.nowMs + 1);
+    while (!level()) await c.runUntil(c.world.nowMs + 1);
     expect(c.violation).toBeUndefined();
     // The victim loses its master variables (as an install makes it forget them), keeping its log.
     c.kill(victim);
@@ -582,7 +548,7 @@ describe('master election on a cluster (virtual time, per-node clock offset and 
       const st = victim.alive ? victim.node!.status(GROUP).masterElection : undefined;
       if (firstAdopted === undefined && st?.anchored === true) firstAdopted = st.recorded;
     };
-    await c.runUntil(c.queue.nowMs + 3 * c.leaseMs);
+    await c.runUntil(c.world.nowMs + 3 * c.leaseMs);
     expect(c.violation).toBeUndefined();
     // It took the variables once the node behind had caught up with it: the new master's.
     expect(firstAdopted?.masterNodeId).toBe(next!.id);
@@ -631,7 +597,7 @@ describe('master election on a cluster (virtual time, per-node clock offset and 
       void writer
         .node!.propose(GROUP, new Uint8Array([i]), { smId: RECORDER_SM_ID })
         .then(() => acked++);
-    while (acked < 80) await c.runUntil(c.queue.nowMs + 100);
+    while (acked < 80) await c.runUntil(c.world.nowMs + 100);
     const master = c.nodes.find((s) => s.id !== 3)!.node!.getMaster(GROUP)!;
     const headId = writer.node!.status(GROUP).instanceId;
     expect(lagging.node!.status(GROUP).instanceId).toBeLessThan(headId - 50);
@@ -648,7 +614,7 @@ describe('master election on a cluster (virtual time, per-node clock offset and 
       }
     };
     c.net.heal();
-    await c.runUntil(c.queue.nowMs + 10_000);
+    await c.runUntil(c.world.nowMs + 10_000);
     expect(learned).toBeDefined();
     expect(learned!.adopted).toBe(1);
     // It knew the master while its log was still behind the operation that made that master.
@@ -691,14 +657,14 @@ async function lateOwnApply(faults?: MasterFaults) {
   const appliedAt = new Map<number, number>();
   let acceptAt: number | undefined;
   let cutAt: number | undefined;
-  c.onSend = (from, _to, message) => {
-    if (acceptAt !== undefined || from !== master || message.kind !== 'paxos') return;
-    if (message.msg.msgType !== PaxosMsgType.Accept) return; // no workload: only renewals
-    acceptAt = c.queue.nowMs;
+  c.world.onSend = (from, _to, message) => {
+    if (acceptAt !== undefined || from !== master || message.kind !== 'paxos') return true;
+    if (message.msg.msgType !== PaxosMsgType.Accept) return true; // no workload: only renewals
+    acceptAt = c.world.nowMs;
     for (const id of others)
       c.net.setLink(id, master!, { delayMs: [LATE_APPLY_MS, LATE_APPLY_MS] });
     const writer = c.node(others[0]!);
-    c.queue.at(c.queue.nowMs + 20, () => {
+    c.world.at(c.world.nowMs + 20, () => {
       writer
         .node!.propose(GROUP, new Uint8Array([7]), { smId: RECORDER_SM_ID, timeoutMs: 3000 })
         .then(
@@ -706,17 +672,18 @@ async function lateOwnApply(faults?: MasterFaults) {
           () => c.writeResults.failed++,
         );
     });
+    return true;
   };
   c.onStep = () => {
     for (const s of c.nodes)
       if (!appliedAt.has(s.id) && renewals(s) > before.get(s.id)!)
-        appliedAt.set(s.id, c.queue.nowMs);
+        appliedAt.set(s.id, c.world.nowMs);
     if (cutAt === undefined && appliedAt.has(master!)) {
-      cutAt = c.queue.nowMs;
+      cutAt = c.world.nowMs;
       c.net.partition([[master!], others]);
     }
   };
-  await c.runUntil(c.queue.nowMs + 4 * c.leaseMs);
+  await c.runUntil(c.world.nowMs + 4 * c.leaseMs);
   // The script ran as intended: the others applied the renewal first (through the writer's
   // adoption), the master at least LATE_APPLY_MS after its Accept left, then it was cut off.
   expect(acceptAt).toBeDefined();
@@ -762,8 +729,8 @@ async function fuzz(seed: number, faults?: MasterFaults, driftMax = FUZZ_DRIFT) 
   });
   await c.startAll();
   const faultPhaseMs = 60_000;
-  while (c.queue.nowMs < faultPhaseMs && !c.violation) {
-    await c.runUntil(c.queue.nowMs + 500 + c.rng.int(4000));
+  while (c.world.nowMs < faultPhaseMs && !c.violation) {
+    await c.runUntil(c.world.nowMs + 500 + c.rng.int(4000));
     const r = c.rng.int(100);
     const pick = () => c.nodes[c.rng.int(c.nodes.length)]!;
     if (r < 30) {
@@ -791,10 +758,10 @@ async function fuzz(seed: number, faults?: MasterFaults, driftMax = FUZZ_DRIFT) 
   c.net.heal();
   c.net.clearLinks();
   for (const s of c.nodes) if (!s.alive && !c.violation) await c.start(s);
-  const healedAt = c.queue.nowMs;
+  const healedAt = c.world.nowMs;
   let livenessAt: number | undefined;
   c.onStep = () => {
-    if (livenessAt === undefined && c.holders().length === 1) livenessAt = c.queue.nowMs;
+    if (livenessAt === undefined && c.holders().length === 1) livenessAt = c.world.nowMs;
   };
   c.check();
   await c.runUntil(healedAt + 2 * FUZZ_LEASE_MS);

@@ -14,43 +14,20 @@ import {
   NO_MASTER_YET,
 } from './master-variables';
 import { checkMasterOptions, MasterElection } from './election';
+import { VirtualWorld } from './adapters/testing-entry';
 
 const LEASE = 10_000;
 const MARGIN = 100;
 
-/** A virtual clock with timers, advanced by the test. */
-class VirtualClock {
-  nowMs = 0;
-  private timers: Array<{ at: number; seq: number; fn: () => void; live: boolean }> = [];
-  private seq = 0;
-  schedule(delayMs: number, fn: () => void): () => void {
-    const t = { at: this.nowMs + delayMs, seq: this.seq++, fn, live: true };
-    this.timers.push(t);
-    return () => {
-      t.live = false;
-    };
-  }
-  /** Runs every timer due up to `toMs`, in order, then sets the clock to toMs. */
-  advance(toMs: number): void {
-    for (;;) {
-      const due = this.timers
-        .filter((t) => t.live && t.at <= toMs)
-        .sort((a, b) => a.at - b.at || a.seq - b.seq)[0];
-      if (due === undefined) break;
-      due.live = false;
-      this.nowMs = Math.max(this.nowMs, due.at);
-      due.fn();
-    }
-    this.nowMs = toMs;
-  }
-  get pending(): number {
-    return this.timers.filter((t) => t.live).length;
-  }
-}
+/** A world whose clock only the test moves (no network in these tests). */
+const newClock = (): VirtualWorld => new VirtualWorld({ autoRun: false });
+/** Runs every timer due up to `toMs` (virtual), in order, then sets the clock to toMs. */
+const advanceTo = (clock: VirtualWorld, toMs: number): Promise<void> =>
+  clock.advance(toMs - clock.nowMs);
 
 function machine(
   nodeId: number,
-  clock: VirtualClock,
+  clock: VirtualWorld,
   opts: {
     members?: number[];
     /** Stored variables (default: a new group, NO_MASTER_YET); 'lost' = unknown. */
@@ -85,7 +62,7 @@ const ctx = (instanceId: number) => ({ group: 0, instanceId, isMine: false });
 
 describe('MasterStateMachine apply rules', () => {
   it('applies an operation against the current version; every node applies the same sequence', () => {
-    const clock = new VirtualClock();
+    const clock = newClock();
     const nodes = [1, 2, 3].map((id) => machine(id, clock));
     // Three concurrent candidates all saw "no master"; the log orders them.
     const log = [
@@ -108,7 +85,7 @@ describe('MasterStateMachine apply rules', () => {
   });
 
   it('refuses a proposer that is not a voting member, and a malformed operation, alike everywhere', () => {
-    const clock = new VirtualClock();
+    const clock = newClock();
     const { sm } = machine(1, clock, { members: [1, 2, 3] });
     expect(sm.execute(op({ nodeId: 9, version: NO_MASTER_VERSION }), ctx(0)).applied).toBe(false);
     expect(sm.execute(new TextEncoder().encode('{"nodeId":1'), ctx(1)).applied).toBe(false);
@@ -117,14 +94,14 @@ describe('MasterStateMachine apply rules', () => {
     expect(sm.version).toBe(NO_MASTER_VERSION);
   });
 
-  it('gives the proposer a lease counted from before it proposed, the others one from when they apply', () => {
-    const clock = new VirtualClock();
+  it('gives the proposer a lease counted from before it proposed, the others one from when they apply', async () => {
+    const clock = newClock();
     const holder = machine(1, clock);
     const other = machine(2, clock);
     holder.sm.expectOwn(7, 1000); // decided to propose at 1000
-    clock.advance(1600); // chosen and applied at 1600 on both
+    await advanceTo(clock, 1600); // chosen and applied at 1600 on both
     holder.sm.execute(op({ nodeId: 1, version: NO_MASTER_VERSION }), ctx(0));
-    clock.advance(1900); // the other node applies later
+    await advanceTo(clock, 1900); // the other node applies later
     other.sm.execute(op({ nodeId: 1, version: NO_MASTER_VERSION }), ctx(0));
     expect(holder.sm.master()).toEqual({
       nodeId: 1,
@@ -134,16 +111,16 @@ describe('MasterStateMachine apply rules', () => {
     expect(other.sm.master()).toEqual({ nodeId: 1, version: 0, expiresAtMs: 1900 + LEASE });
     expect(holder.sm.isMaster()).toBe(true);
     expect(other.sm.isMaster()).toBe(false);
-    clock.advance(1000 + LEASE - MARGIN);
+    await advanceTo(clock, 1000 + LEASE - MARGIN);
     expect(holder.sm.isMaster()).toBe(false); // its own timer ended, whatever the log says
     expect(holder.sm.master()).toBeUndefined();
     expect(other.sm.master()?.nodeId).toBe(1); // the others still wait it out
-    clock.advance(1900 + LEASE);
+    await advanceTo(clock, 1900 + LEASE);
     expect(other.sm.master()).toBeUndefined();
   });
 
   it('gives no lease for an operation of mine I no longer wait for (replay, timed-out proposal)', () => {
-    const clock = new VirtualClock();
+    const clock = newClock();
     const { sm } = machine(1, clock);
     sm.expectOwn(7, 0);
     sm.forgetOwn(7);
@@ -153,9 +130,9 @@ describe('MasterStateMachine apply rules', () => {
     expect(sm.master()).toBeUndefined();
   });
 
-  it('after a restart trusts no lease of its own and gives another master a full lease from now', () => {
-    const clock = new VirtualClock();
-    clock.advance(500);
+  it('after a restart trusts no lease of its own and gives another master a full lease from now', async () => {
+    const clock = newClock();
+    await advanceTo(clock, 500);
     const mine = machine(1, clock, { initial: { masterNodeId: 1, version: 9, leaseMs: LEASE } });
     expect(mine.sm.isMaster()).toBe(false);
     expect(mine.sm.version).toBe(9);
@@ -163,12 +140,12 @@ describe('MasterStateMachine apply rules', () => {
     expect(theirs.sm.master()).toEqual({ nodeId: 2, version: 9, expiresAtMs: 500 + LEASE });
   });
 
-  it('adopts newer master variables from a peer only, and skips the operations they already reflect', () => {
-    const clock = new VirtualClock();
+  it('adopts newer master variables from a peer only, and skips the operations they already reflect', async () => {
+    const clock = newClock();
     const { sm, changes, persisted } = machine(3, clock);
     sm.execute(op({ nodeId: 1, version: NO_MASTER_VERSION }), ctx(2));
     expect(sm.adopt({ masterNodeId: 2, version: 2, leaseMs: LEASE }, 3)).toBe(false); // not newer
-    clock.advance(100);
+    await advanceTo(clock, 100);
     expect(sm.adopt({ masterNodeId: 2, version: 90, leaseMs: LEASE }, 91)).toBe(true);
     expect(sm.master()).toEqual({ nodeId: 2, version: 90, expiresAtMs: 100 + LEASE });
     expect(changes.map((c) => c.masterNodeId)).toEqual([1, 2]);
@@ -185,7 +162,7 @@ describe('MasterStateMachine apply rules', () => {
   });
 
   it('with its master variables lost evaluates nothing and holds no lease until a peer sends them', () => {
-    const clock = new VirtualClock();
+    const clock = newClock();
     const { sm, persisted } = machine(1, clock, { initial: 'lost' });
     expect(sm.anchored).toBe(false);
     sm.expectOwn(7, 0);
@@ -201,7 +178,7 @@ describe('MasterStateMachine apply rules', () => {
   });
 
   it('refuses the variables of a peer behind it (they miss operations it passed), known or not', () => {
-    const clock = new VirtualClock();
+    const clock = newClock();
     // Node 1 installed a checkpoint of instance 99 and learned on to 150 without its variables.
     const { sm, persisted, position } = machine(1, clock, { initial: 'lost' });
     position.nowInstanceId = 151;
@@ -230,7 +207,7 @@ describe('MasterStateMachine apply rules', () => {
   });
 
   it('drops a lease locally without touching the log state', () => {
-    const clock = new VirtualClock();
+    const clock = newClock();
     const { sm } = machine(1, clock);
     expect(sm.dropLocal()).toBe(false);
     sm.expectOwn(7, 0);
@@ -241,11 +218,11 @@ describe('MasterStateMachine apply rules', () => {
     expect(sm.counters.drops).toBe(1);
   });
 
-  it('planted faults change exactly the rule they name', () => {
-    const clock = new VirtualClock();
+  it('planted faults change exactly the rule they name', async () => {
+    const clock = newClock();
     const late = machine(1, clock, { faults: { lateLeaseStart: true } });
     late.sm.expectOwn(7, 0);
-    clock.advance(3000);
+    await advanceTo(clock, 3000);
     late.sm.execute(op({ nodeId: 1, version: NO_MASTER_VERSION }), ctx(0));
     expect(late.sm.master()?.expiresAtMs).toBe(3000 + LEASE - MARGIN); // not 0 + LEASE - MARGIN
     const sloppy = machine(1, clock, { faults: { renewWithoutVersionCheck: true } });
@@ -290,7 +267,7 @@ function election(
   nodeId: number,
   opts: { applyDelayMs?: number; members?: number[]; lost?: boolean } = {},
 ) {
-  const clock = new VirtualClock();
+  const clock = newClock();
   const m = machine(nodeId, clock, {
     members: opts.members ?? [1, 2, 3],
     ...(opts.lost ? { initial: 'lost' as const } : {}),
@@ -306,14 +283,14 @@ function election(
       nodeId,
       now: () => clock.nowMs,
       random: () => random,
-      schedule: (d, fn) => clock.schedule(d, fn),
+      schedule: (d, fn) => clock.scheduler.schedule(d, fn),
       canPropose: () => canPropose,
       propose: (value) => {
         proposed.push(decodeMasterOperation(value)!);
         const failure = nextFailure;
         nextFailure = undefined;
         return new Promise((resolve, reject) => {
-          clock.schedule(opts.applyDelayMs ?? 50, () => {
+          clock.scheduler.schedule(opts.applyDelayMs ?? 50, () => {
             if (failure !== undefined) return reject(failure);
             resolve(m.sm.execute(value, ctx(instanceId++)));
           });
@@ -325,13 +302,8 @@ function election(
     m.sm,
     { leaseMs: LEASE, leaseMarginMs: MARGIN },
   );
-  /** Lets the promise callbacks run after each timer. */
-  const advance = async (toMs: number, stepMs = 10) => {
-    while (clock.nowMs < toMs) {
-      clock.advance(Math.min(toMs, clock.nowMs + stepMs));
-      for (let i = 0; i < 3; i++) await Promise.resolve();
-    }
-  };
+  /** An event-loop turn after each timer lets the promise callbacks run (VirtualWorld.advance). */
+  const advance = (toMs: number) => advanceTo(clock, toMs);
   return {
     clock,
     sm: m.sm,

@@ -6,7 +6,7 @@
 // the next timer or delivery. A test waits for conditions, never for the real clock, so a loaded
 // machine cannot fail it, and a seed replays the same run.
 import { type DurabilityPort, type LogStore, MemoryLogStore } from '@tspaxos/storage';
-import { MemoryNetwork } from '@tspaxos/transport';
+import { type Message, MemoryNetwork, type Network } from '@tspaxos/transport';
 import { PaxosError } from '../errors';
 import { type Machines, type NodeHandle, nodeHandle } from '../facade';
 import { type PaxosNode, startNode } from '../node';
@@ -52,14 +52,43 @@ export class VirtualWorld {
 
   readonly scheduler: Scheduler = {
     now: () => this.nowMs,
-    schedule: (delayMs, fn) => {
-      const timer = { atMs: this.nowMs + Math.max(0, delayMs), seq: this.seq++, fn, live: true };
-      this.timers.push(timer);
-      return () => {
-        timer.live = false;
-      };
-    },
+    schedule: (delayMs, fn) => this.at(this.nowMs + Math.max(0, delayMs), fn),
   };
+
+  /**
+   * Sees every message a node sends through `endpoint()`, before the network takes it; returning
+   * false drops it (counted in `sendsDropped`). Tests script the network here: hold a reply, cut a
+   * node off the moment it sent something.
+   */
+  onSend: ((from: number, to: number, message: Message, group: number) => boolean) | undefined;
+  /** Messages `onSend` dropped. */
+  sendsDropped = 0;
+
+  /** Node `nodeId`'s endpoint on this world's network, its sends seen by `onSend`. */
+  endpoint(nodeId: number): Network {
+    const inner = this.net.endpoint(nodeId);
+    return {
+      send: (to, group, message) => {
+        if (this.onSend !== undefined && !this.onSend(nodeId, to, message, group)) {
+          this.sendsDropped++;
+          return;
+        }
+        inner.send(to, group, message);
+      },
+      onMessage: (handler) => inner.onMessage(handler),
+      close: () => inner.close(),
+      ...(inner.reachable !== undefined ? { reachable: (to: number) => inner.reachable!(to) } : {}),
+    };
+  }
+
+  /** Runs `fn` at virtual time `atMs` (now, if that has passed); returns its cancel. */
+  at(atMs: number, fn: () => void): () => void {
+    const timer = { atMs: Math.max(atMs, this.nowMs), seq: this.seq++, fn, live: true };
+    this.timers.push(timer);
+    return () => {
+      timer.live = false;
+    };
+  }
 
   /** An fsync port on this clock (MemoryLogStore's `durability`); failNext() fails the next fsync. */
   disk(fsyncDelayMs = 1): DurabilityPort & { failNext: () => void } {
@@ -103,22 +132,41 @@ export class VirtualWorld {
     const end = this.nowMs + ms;
     for (;;) {
       await new Promise((resolve) => setImmediate(resolve));
-      const timer = this.nextTimer();
-      const frameAt = this.net.nextDeliveryAt();
-      const next = Math.min(timer?.atMs ?? Infinity, frameAt ?? Infinity);
-      if (next > end) break;
-      this.nowMs = Math.max(this.nowMs, next);
-      this.net.setTime(this.nowMs);
-      if (frameAt !== undefined && frameAt <= (timer?.atMs ?? Infinity)) {
-        this.net.deliverNext(this.nowMs);
-      } else if (timer !== undefined) {
-        timer.live = false;
-        timer.fn();
-      }
+      if (!this.runNext(end)) break;
     }
     this.nowMs = end;
     this.net.setTime(end);
     await new Promise((resolve) => setImmediate(resolve));
+  }
+
+  /** When the next timer or delivery is due (undefined: nothing is waiting). */
+  nextEventAt(): number | undefined {
+    const next = Math.min(
+      this.nextTimer()?.atMs ?? Infinity,
+      this.net.nextDeliveryAt() ?? Infinity,
+    );
+    return next === Infinity ? undefined : next;
+  }
+
+  /**
+   * Runs the next timer or delivery if it is due by `endMs` (a delivery first when both are due
+   * at once), moving the clock to it; false if none is. For worlds without autoRun whose test
+   * checks something after every event (advance() is this in a loop).
+   */
+  runNext(endMs: number): boolean {
+    const timer = this.nextTimer();
+    const frameAt = this.net.nextDeliveryAt();
+    const next = Math.min(timer?.atMs ?? Infinity, frameAt ?? Infinity);
+    if (next > endMs || next === Infinity) return false;
+    this.nowMs = Math.max(this.nowMs, next);
+    this.net.setTime(this.nowMs);
+    if (frameAt !== undefined && frameAt <= (timer?.atMs ?? Infinity)) {
+      this.net.deliverNext(this.nowMs);
+    } else if (timer !== undefined) {
+      timer.live = false;
+      timer.fn();
+    }
+    return true;
   }
 
   /** Stops the automatic clock (the world's timers stay where they are). */
@@ -224,7 +272,7 @@ export async function createTestCluster(
       cluster: ids,
       groups,
       store: stores.get(id)!,
-      network: world.net.endpoint(id),
+      network: world.endpoint(id),
       scheduler: world.scheduler,
       random: new SeededRandomSource(seed * 1000 + id),
       stateMachines: (g) => perGroup[g]!,
