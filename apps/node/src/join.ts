@@ -23,6 +23,13 @@ import type { PeerAddress } from './stack';
 /** A join that cannot go on (one line for the operator; the process exits 1). */
 export class JoinError extends Error {
   override readonly name = 'JoinError';
+  constructor(
+    message: string,
+    /** The member never answered (a node with a log may start from it); not a refusal. */
+    readonly unanswered = false,
+  ) {
+    super(message);
+  }
 }
 
 export interface JoinOptions {
@@ -92,7 +99,7 @@ async function untilAnswered<T>(what: string, attempt: () => Promise<T>): Promis
       if (error instanceof JoinError || Date.now() > deadline)
         throw error instanceof JoinError
           ? error
-          : new JoinError(`${what}: ${(error as Error).message}`);
+          : new JoinError(`${what}: ${(error as Error).message}`, true);
     }
     await new Promise((r) => setTimeout(r, 500));
   }
@@ -101,7 +108,8 @@ async function untilAnswered<T>(what: string, attempt: () => Promise<T>): Promis
 /**
  * The membership as the member at `url` knows it, turned into this node's flags: the voters'
  * paxos and HTTP addresses. A node whose data directory already holds a log starts from that when
- * the member cannot be reached (it may have been removed since); a new node cannot.
+ * the member cannot be reached (it may have been removed since); a new node cannot. A member
+ * that refuses (401, 403, a certificate) stops the join either way.
  */
 export async function resolveJoin(
   config: { nodeId: number; dataDir: string; listen: PeerAddress },
@@ -115,6 +123,8 @@ export async function resolveJoin(
   try {
     view = await untilAnswered(`asking ${join.url} for the membership`, () => askMembers(join));
   } catch (error) {
+    // A refusal (a token, a certificate) is the operator's to fix, data directory or not.
+    if (!(error instanceof JoinError && error.unanswered)) throw error;
     if (!fs.existsSync(path.join(config.dataDir, 'log'))) throw error;
     log.warn(
       { group: null, join: join.url, err: error },

@@ -483,6 +483,15 @@ describe('TLS between peers, HTTPS and tokens', () => {
       );
       expect(missing).toEqual([]);
       expect(n5.running).toBe(true);
+      // Restarted with a read token, node 5 does not fall back to its data directory's
+      // membership (that is for a member that does not answer): the refusal stops it.
+      expect((await n5.kill('SIGTERM')).code).toBe(0);
+      const again = await runCli([
+        ...joinArgs(5, '--join-ca', certs.pem('ca'), ...joinTls),
+        ...['--join-token-file', readTokenFile],
+      ]);
+      expect(again.code, again.stderr).toBe(1);
+      expect(again.stderr).toMatch(/403 E_FORBIDDEN: .*admin token/);
     } finally {
       fs.rmSync(joinRoot, { recursive: true, force: true });
     }
