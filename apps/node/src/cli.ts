@@ -10,14 +10,16 @@ import {
   parseJoinUrl,
 } from './args';
 import { registerClientCommands } from './client/commands';
+import { ClientError, readTokenFile } from './client/http';
 import { runCluster } from './cluster';
 import { applyConfig, missingRequired, readConfigFile, repeatable, withEnvVars } from './config';
 import { AuthTokens } from './http/auth';
 import { DEFAULT_READY_MAX_LAG_INSTANCES } from './readiness';
+import type { JoinClientOptions } from './join';
 import { runNode } from './run-node';
 import { MASTER_LEASE_MIN_MS } from './stack';
 import { StartError } from './start-error';
-import { httpsOptions, peerTls, tlsFlagProblem, type TlsFlags } from './tls';
+import { checkClientTls, httpsOptions, peerTls, tlsFlagProblem, type TlsFlags } from './tls';
 import { VERSION } from './version';
 import {
   CLUSTER_ID,
@@ -97,6 +99,17 @@ export function buildProgram(): Command {
         .choices(['follower', 'voter'])
         .default('follower'),
     )
+    .option(
+      '--join-token <token>',
+      'bearer token --join sends to the member (an admin token: both its routes need admin)',
+    )
+    .option(
+      '--join-token-file <file>',
+      'file holding the --join token (its first line; a `token role` line works too)',
+    )
+    .option('--join-ca <file>', 'PEM CA to verify an https:// --join member with')
+    .option('--join-cert <file>', 'PEM client certificate for a --join member with --client-ca')
+    .option('--join-key <file>', 'PEM key of --join-cert')
     .option(
       '--http <host:port>',
       'HTTP API address (port 0: any free port)',
@@ -262,6 +275,7 @@ export function buildProgram(): Command {
               `--join registers ${flag} as this node's address: give a host others can reach, not ${a.host}`,
             );
       }
+      const joinClient = joinClientOptions(o);
       const cluster = o.cluster ?? new Map<number, { host: string; port: number }>();
       const listen = o.listen ?? cluster.get(o.id);
       if (o.join !== undefined) {
@@ -278,7 +292,9 @@ export function buildProgram(): Command {
       await runNode({
         nodeId: o.id,
         cluster,
-        ...(o.join !== undefined ? { join: { url: o.join, as: o.joinAs } } : {}),
+        ...(o.join !== undefined
+          ? { join: { url: o.join, as: o.joinAs, client: joinClient } }
+          : {}),
         listen: listen!,
         http: o.http,
         dataDir: o.data,
@@ -343,6 +359,11 @@ interface NodeFlags extends TlsFlags {
   cluster?: Map<number, { host: string; port: number }>;
   join?: string;
   joinAs: 'follower' | 'voter';
+  joinToken?: string;
+  joinTokenFile?: string;
+  joinCa?: string;
+  joinCert?: string;
+  joinKey?: string;
   http: { host: string; port: number };
   data: string;
   listen?: { host: string; port: number };
@@ -364,6 +385,40 @@ interface NodeFlags extends TlsFlags {
   authMetrics?: boolean;
   corsOrigin?: string[];
   readyMaxLag: number;
+}
+
+/**
+ * How --join reaches the member: the token (from --join-token or its file) and the TLS files,
+ * read and checked now so a bad one is one line before anything starts.
+ */
+function joinClientOptions(o: NodeFlags): JoinClientOptions {
+  const given = (['joinToken', 'joinTokenFile', 'joinCa', 'joinCert', 'joinKey'] as const).filter(
+    (k) => o[k] !== undefined,
+  );
+  if (o.join === undefined) {
+    if (given.length > 0)
+      usageError(`--${given[0]!.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} needs --join`);
+    return {};
+  }
+  if (o.joinToken !== undefined && o.joinTokenFile !== undefined)
+    usageError('give --join-token or --join-token-file, not both');
+  if ((o.joinCert === undefined) !== (o.joinKey === undefined))
+    usageError('--join-cert and --join-key go together');
+  try {
+    const token =
+      o.joinTokenFile !== undefined
+        ? readTokenFile('--join-token-file', o.joinTokenFile)
+        : o.joinToken;
+    checkClientTls(o.joinCa, o.joinCert, o.joinKey);
+    return {
+      ...(token !== undefined ? { token } : {}),
+      ...(o.joinCa !== undefined ? { cacert: o.joinCa } : {}),
+      ...(o.joinCert !== undefined ? { cert: o.joinCert, key: o.joinKey! } : {}),
+    };
+  } catch (error) {
+    // A token file that cannot be read or holds no token: a bad flag, as --auth-file's (exit 2).
+    startError(error instanceof ClientError ? new StartError(error.message, 2) : error);
+  }
 }
 
 /** A cluster id: 1 … 64 printable ASCII characters, no spaces (it travels in every hello). */

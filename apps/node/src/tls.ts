@@ -82,3 +82,16 @@ export function httpsOptions(f: TlsFlags): HttpsOptions | undefined {
     rejectUnauthorized: ca !== undefined,
   };
 }
+
+/**
+ * The TLS files of a client (--join-ca, --join-cert, --join-key): readable PEMs, the key that of
+ * the certificate. One line (exit 1, as the other TLS files) at start, not a failed join later.
+ */
+export function checkClientTls(ca?: string, cert?: string, key?: string): void {
+  const files = {
+    ...(ca !== undefined ? { ca: read('--join-ca', ca) } : {}),
+    ...(cert !== undefined ? { cert: read('--join-cert', cert) } : {}),
+    ...(key !== undefined ? { key: read('--join-key', key) } : {}),
+  };
+  check('--join-ca/--join-cert/--join-key', files);
+}

@@ -3,14 +3,28 @@
 // node 4 a follower whose certificate another CA signed: both are refused by the TLS peers and
 // learn nothing, while nodes 1 and 2 choose writes on their own. Over HTTPS a client must trust
 // the CA (another CA fails), node 2 also asks for a client certificate; a missing token is 401,
-// a read token cannot write (403), only admin reaches /admin/*; CORS answers only listed origins.
+// a read token cannot write (403), only admin reaches /admin/*, whatever the spelling of the path;
+// CORS answers only listed origins. Last, node 5 joins through node 2 with an admin token, the CA
+// and a client certificate while writes go on, and learns every acknowledged write; a join with
+// no token, a read token or another CA stops with one line.
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as https from 'node:https';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeStatus } from '../src/status';
 import { type Certs, makeCerts } from './certs';
-import { freePorts, NodeProcess, tempDir, waitFor } from './helpers';
+import { CLI, freePorts, NodeProcess, tempDir, waitFor } from './helpers';
+
+/** Runs the CLI to its end (without blocking the test's event loop). */
+function runCli(args: string[]): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('exit', (code) => resolve({ code, stderr }));
+  });
+}
 
 const TOKENS = {
   read: 'read-token-0123456789',
@@ -29,6 +43,7 @@ function request(
   url: string,
   o: {
     method?: string;
+    path?: string;
     body?: string;
     headers?: Record<string, string>;
     ca?: Buffer;
@@ -40,6 +55,8 @@ function request(
     const req = https.request(
       url,
       {
+        // The path as given: in `url` it would be normalized (dot segments, backslashes).
+        ...(o.path !== undefined ? { path: o.path } : {}),
         method: o.method ?? 'GET',
         headers: o.headers ?? {},
         ...(o.ca ? { ca: o.ca } : {}),
@@ -68,12 +85,13 @@ describe('TLS between peers, HTTPS and tokens', () => {
   const nodes: NodeProcess[] = [];
   let urls: string[];
   let ca: Buffer;
+  let authFile: string;
 
   beforeAll(async () => {
-    certs = makeCerts(['n1', 'n2', 'client'], ['rogue']);
+    certs = makeCerts(['n1', 'n2', 'n5', 'client'], ['rogue']);
     ca = certs.read('ca.pem');
     dataRoot = tempDir('security');
-    const authFile = path.join(dataRoot, 'tokens');
+    authFile = path.join(dataRoot, 'tokens');
     fs.writeFileSync(
       authFile,
       `# token role\n${TOKENS.read} read\n${TOKENS.write} write\n\n${TOKENS.admin}   admin\n`,
@@ -241,6 +259,70 @@ describe('TLS between peers, HTTPS and tokens', () => {
     expect(scraped).toMatch(/tspaxos_http_requests_total\{[^}]*status="403"[^}]*\} [1-9]/);
   });
 
+  it('no spelling of a path gets past the role of the route it reaches', async () => {
+    // The audit's requests first: each reached an admin route with a read or write token.
+    const send = (method: string, rawPath: string, token?: string) =>
+      request(urls[0]!, {
+        method,
+        path: rawPath,
+        ca,
+        ...(method === 'POST' ? { body: '{}' } : {}),
+        headers: {
+          ...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
+          ...(method === 'POST' ? { 'content-type': 'application/json' } : {}),
+        },
+      });
+    for (const [who, method, rawPath] of [
+      ['write', 'POST', '/%61dmin/checkpoint'],
+      ['write', 'POST', '/%61dmin/compact?keep=0'],
+      ['write', 'POST', '/%61dmin/members'],
+      ['read', 'GET', '/%61dmin/members'],
+      ['read', 'GET', '/%61dmin/backup'],
+    ] as const) {
+      const r = await send(method, rawPath, TOKENS[who]);
+      expect(r.status, `${who} ${method} ${rawPath}: ${r.body}`).toBe(403);
+      expect(JSON.parse(r.body).error.code).toBe('E_FORBIDDEN');
+    }
+    // The same spelling with the admin token reaches the route: the router decodes it.
+    const admin = await send('GET', '/%61dmin/members', TOKENS.admin);
+    expect(admin.status).toBe(200);
+    expect(JSON.parse(admin.body).nodes.length).toBeGreaterThanOrEqual(3);
+    // Other spellings over a real socket (no normalizing client in between), with each token
+    // below admin: never 2xx, never a 5xx.
+    const spellings = [
+      '/%61%64%6D%69%6E/members',
+      '//admin/members',
+      '/admin//members',
+      '/admin/../admin/members',
+      '/x/%2e%2e/admin/members',
+      '/./admin/members',
+      '/ADMIN/members',
+      '/admin/members/',
+      '/admin/members?x=/kv/a',
+      '/kv/../admin/members',
+      '/kv/%2e%2e/admin/members',
+      '/admin%2fmembers',
+      '/admin\\members',
+      '/admin/members;x',
+      '/admin/members%00',
+    ];
+    const answers = new Map<number, number>();
+    for (const rawPath of spellings)
+      for (const method of ['GET', 'HEAD', 'POST', 'OPTIONS'])
+        for (const who of [undefined, 'read', 'write'] as const) {
+          const r = await send(method, rawPath, who === undefined ? undefined : TOKENS[who]);
+          answers.set(r.status, (answers.get(r.status) ?? 0) + 1);
+          const what = `${who ?? 'no token'} ${method} ${rawPath}: ${r.status} ${r.body}`;
+          expect([400, 401, 403, 404, 405], what).toContain(r.status);
+          // GET /kv/<key> of a key named "../admin/members" is a read, not the admin route.
+          if (r.status === 404 && method !== 'HEAD')
+            expect(JSON.parse(r.body).error.code, what).toBe('E_NOT_FOUND');
+        }
+    expect([...answers.values()].reduce((a, b) => a + b, 0)).toBe(spellings.length * 4 * 3);
+    expect(answers.get(401)).toBeGreaterThan(0);
+    expect(answers.get(403)).toBeGreaterThan(0);
+  });
+
   it('CORS: only the configured origins and the cluster own get CORS headers', async () => {
     const get = (origin: string) =>
       request(`${urls[0]}/kv/a`, {
@@ -270,5 +352,187 @@ describe('TLS between peers, HTTPS and tokens', () => {
     const no = await preflight('https://evil.example');
     expect(no.status).toBe(403);
     expect(JSON.parse(no.body).error.code).toBe('E_FORBIDDEN');
+  });
+
+  it('--join reaches a member with TLS, a client certificate and tokens; nothing acked is lost', async () => {
+    const joinRoot = tempDir('security-join');
+    const tokenFile = path.join(joinRoot, 'join.token');
+    fs.writeFileSync(
+      tokenFile,
+      `# the admin token: adding a member needs admin\n${TOKENS.admin}\n`,
+      {
+        mode: 0o600,
+      },
+    );
+    const readTokenFile = path.join(joinRoot, 'read.token');
+    fs.writeFileSync(readTokenFile, `${TOKENS.read} read\n`);
+    const put = async (key: string) => {
+      const r = await request(`${urls[0]}/kv/${key}`, {
+        method: 'PUT',
+        body: `v-${key}`,
+        ca,
+        headers: { authorization: `Bearer ${TOKENS.write}` },
+      });
+      expect(r.status, r.body).toBe(200);
+    };
+    // Node 2 asks for a client certificate: the join presents --join-cert.
+    const joinArgs = (id: number, ...extra: string[]) => [
+      'node',
+      '--id',
+      String(id),
+      '--join',
+      urls[1]!,
+      '--listen',
+      '127.0.0.1:0',
+      '--http',
+      '127.0.0.1:0',
+      '--data',
+      path.join(joinRoot, `node-${id}`),
+      ...extra,
+    ];
+    const joinTls = ['--join-cert', certs.pem('client'), '--join-key', certs.key('client')];
+    try {
+      // Joins that cannot go on: one line on stderr, exit 1, nothing added.
+      const failures: [string[], RegExp][] = [
+        [['--join-ca', certs.pem('ca'), ...joinTls], /401 E_UNAUTHORIZED: .*admin token/],
+        [
+          ['--join-ca', certs.pem('ca'), ...joinTls, '--join-token-file', readTokenFile],
+          /403 E_FORBIDDEN: a read token cannot GET \/admin\/members .*admin token/,
+        ],
+        [
+          ['--join-ca', certs.pem('other-ca'), ...joinTls, '--join-token-file', tokenFile],
+          /certificate.*--join-ca/,
+        ],
+        [['--join-ca', certs.pem('ca'), '--join-token-file', tokenFile], /--join: .*--join-cert/],
+      ];
+      for (const [extra, message] of failures) {
+        const r = await runCli(joinArgs(6, ...extra));
+        expect(r.code, r.stderr).toBe(1);
+        expect(r.stderr).toMatch(message);
+        expect(r.stderr.trim().split('\n'), r.stderr).toHaveLength(1);
+      }
+      // Writes before, during and after the join: node 5 must end up with every one acked.
+      const acked: string[] = [];
+      for (let i = 0; i < 10; i++) {
+        await put(`join-${i}`);
+        acked.push(`join-${i}`);
+      }
+      const n5 = new NodeProcess(
+        5,
+        joinArgs(
+          5,
+          ...['--join-ca', certs.pem('ca'), ...joinTls],
+          ...['--peer-cert', certs.pem('n5'), '--peer-key', certs.key('n5')],
+          ...['--peer-ca', certs.pem('ca'), '--cert', certs.pem('n5'), '--key', certs.key('n5')],
+          ...['--auth-file', authFile],
+        ),
+        '',
+      );
+      // The token file from the environment, as every flag can be.
+      n5.env = { TSPAXOS_JOIN_TOKEN_FILE: tokenFile };
+      nodes.push(n5); // afterAll stops it
+      n5.start();
+      let writing = true;
+      const during = (async () => {
+        for (let i = 10; writing || i < 20; i++) {
+          await put(`join-${i}`);
+          acked.push(`join-${i}`);
+        }
+      })();
+      await n5.ready();
+      await waitFor(
+        'node 5 logged joined',
+        () => n5.json().some((l) => l['msg'] === 'joined'),
+        60_000,
+      );
+      writing = false;
+      await during;
+      for (let i = 0; i < 5; i++) {
+        await put(`join-after-${i}`);
+        acked.push(`join-after-${i}`);
+      }
+      expect(acked.length).toBeGreaterThanOrEqual(25);
+      const view = JSON.parse(
+        (
+          await request(`${urls[0]}/admin/members`, {
+            ca,
+            headers: { authorization: `Bearer ${TOKENS.admin}` },
+          })
+        ).body,
+      ) as { nodes: { nodeId: number; role: string; http: string | null }[] };
+      expect(view.nodes.find((n) => n.nodeId === 5)).toMatchObject({
+        role: 'follower',
+        http: n5.httpUrl,
+      });
+      expect(n5.httpUrl).toMatch(/^https:/);
+      // Node 5 serves every acknowledged write (over its own HTTPS, with a read token).
+      const missing = await waitFor(
+        'node 5 has every acknowledged write',
+        async () => {
+          const left: string[] = [];
+          for (const key of acked) {
+            const r = await request(`${n5.httpUrl}/kv/${key}`, {
+              ca,
+              headers: { authorization: `Bearer ${TOKENS.read}` },
+            });
+            if (r.status !== 200 || r.body !== `v-${key}`) left.push(key);
+          }
+          return left.length === 0 ? left : undefined;
+        },
+        90_000,
+      );
+      expect(missing).toEqual([]);
+      expect(n5.running).toBe(true);
+      // Restarted with a read token, node 5 does not fall back to its data directory's
+      // membership (that is for a member that does not answer): the refusal stops it.
+      expect((await n5.kill('SIGTERM')).code).toBe(0);
+      const again = await runCli([
+        ...joinArgs(5, '--join-ca', certs.pem('ca'), ...joinTls),
+        ...['--join-token-file', readTokenFile],
+      ]);
+      expect(again.code, again.stderr).toBe(1);
+      expect(again.stderr).toMatch(/403 E_FORBIDDEN: .*admin token/);
+    } finally {
+      fs.rmSync(joinRoot, { recursive: true, force: true });
+    }
+  }, 240_000);
+});
+
+describe('--join client flags', () => {
+  it.each([
+    [
+      ['--cluster', '1=127.0.0.1:7101', '--join-token', 'x'.repeat(20)],
+      /--join-token needs --join/,
+    ],
+    [['--cluster', '1=127.0.0.1:7101', '--join-ca', 'ca.pem'], /--join-ca needs --join/],
+    [
+      ['--join-token', 'a'.repeat(20), '--join-token-file', 'f'],
+      /--join-token or --join-token-file, not both/,
+    ],
+    [['--join-cert', 'c.pem'], /--join-cert and --join-key go together/],
+    [
+      ['--join-token-file', '/nonexistent/join.token'],
+      /--join-token-file \/nonexistent\/join.token: ENOENT/,
+    ],
+    [['--join-ca', '/nonexistent/ca.pem'], /--join-ca \/nonexistent\/ca.pem: ENOENT/],
+  ])('%j: one line before anything starts', async (flags, message) => {
+    const join = flags.includes('--cluster')
+      ? []
+      : ['--join', '127.0.0.1:1', '--listen', '127.0.0.1:0'];
+    const r = await runCli([
+      'node',
+      '--id',
+      '4',
+      '--http',
+      '127.0.0.1:0',
+      '--data',
+      'unused',
+      ...join,
+      ...flags,
+    ]);
+    expect(r.code, r.stderr).not.toBe(0);
+    expect([1, 2]).toContain(r.code);
+    expect(r.stderr).toMatch(message);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
   });
 });

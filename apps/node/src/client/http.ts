@@ -49,6 +49,28 @@ const CONNECT_ERRORS = new Set([
   'EPIPE',
 ]);
 
+/**
+ * The token of a token file: its first line that is not blank or a `#` comment, up to the first
+ * space (so a `token role` line copied from an --auth-file does too). Kept in a file, a token
+ * stays out of `ps` and shell history.
+ */
+export function readTokenFile(flag: string, file: string): string {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ClientError(
+      `${flag} ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+    );
+  }
+  const line = text
+    .split('\n')
+    .map((l) => l.trim())
+    .find((l) => l !== '' && !l.startsWith('#'));
+  if (line === undefined) throw new ClientError(`${flag} ${file}: no token in it`);
+  return line.split(/\s+/)[0]!;
+}
+
 export function parseEndpoints(list: string): string[] {
   const endpoints = list
     .split(',')
@@ -105,7 +127,7 @@ export class Client {
         const code = (error as NodeJS.ErrnoException).code ?? '';
         if (!CONNECT_ERRORS.has(code)) {
           if (error instanceof ClientError) throw error;
-          throw new ClientError(`${endpoint}: ${(error as Error).message}`);
+          throw new ClientError(`${endpoint}: ${oneLine((error as Error).message)}`);
         }
         failures.push(`${endpoint}: ${code}`);
       }
@@ -170,6 +192,15 @@ export class Client {
       req.end(body);
     });
   }
+}
+
+/**
+ * An error message as one line: OpenSSL's (`…:SSL routines:ssl3_read_bytes:tlsv13 alert
+ * certificate required:../deps/…:SSL alert number 116\n`) shortened to its reason.
+ */
+function oneLine(message: string): string {
+  const ssl = /SSL routines:[^:]*:([^:]+):/.exec(message);
+  return (ssl ? ssl[1]! : message).replace(/\s*\n\s*/g, ' ').trim();
 }
 
 /** The server's `{ error: { code, message } }` as one line. */

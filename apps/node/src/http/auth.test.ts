@@ -52,11 +52,11 @@ describe('AuthTokens', () => {
 
 describe('requiredRole', () => {
   it.each([
-    ['GET', '/kv/a', false, 'read'],
-    ['HEAD', '/kv/a', false, 'read'],
+    ['GET', '/kv/*', false, 'read'],
+    ['HEAD', '/kv/*', false, 'read'],
     ['GET', '/kv', false, 'read'],
-    ['PUT', '/kv/a', false, 'write'],
-    ['DELETE', '/kv/a', false, 'write'],
+    ['PUT', '/kv/*', false, 'write'],
+    ['DELETE', '/kv/*', false, 'write'],
     ['POST', '/admin/checkpoint', false, 'admin'],
     ['GET', '/admin/members', false, 'admin'],
     ['GET', '/metrics', false, undefined],
@@ -65,8 +65,154 @@ describe('requiredRole', () => {
     ['GET', '/status', true, 'read'],
     ['GET', '/livez', true, 'read'],
     ['GET', '/', true, undefined],
-    ['OPTIONS', '/kv/a', false, undefined],
-  ] as const)('%s %s (--auth-metrics %s): %s', (method, path, protect, role) => {
-    expect(requiredRole(method, path, protect)).toBe(role);
+    // No route matched (the 404/405 answer): any valid token; a route not listed: admin.
+    ['OPTIONS', undefined, false, 'read'],
+    ['POST', undefined, false, 'read'],
+    ['GET', '/some-new-route', false, 'admin'],
+  ] as const)('%s %s (--auth-metrics %s): %s', (method, route, protect, role) => {
+    expect(requiredRole(method, route, protect)).toBe(role);
   });
+});
+
+// The real HTTP app (routes, hooks, 404/405) with every spelling of every route's path, each
+// with no token and each role's token. A root preHandler stands in for the handlers: it runs
+// after the access check and answers which route the request reached, so "reached" means "the
+// handler would have run". The roles expected are written out here, not taken from auth.ts.
+describe('the role check against the route the router matched', () => {
+  const TOKEN = {
+    read: 'aaaaaaaaaaaaaaaa-read',
+    write: 'bbbbbbbbbbbbbbbb-write',
+    admin: 'cccccccccccccccc-admin',
+  } as const;
+  const RANKS = { none: 0, read: 1, write: 2, admin: 3 } as const;
+  /** What each route needs, by `METHOD pattern` (HEAD as GET). 0: open. */
+  const need = (method: string, route: string, protect: boolean): number => {
+    if (route === '/') return 0;
+    if (['/livez', '/readyz', '/version', '/metrics', '/status'].includes(route))
+      return protect ? 1 : 0;
+    if (route.startsWith('/admin/')) return 3;
+    if (route === '/kv' || route === '/kv/*') return method === 'GET' || method === 'HEAD' ? 1 : 2;
+    throw new Error(`a route this test does not know: ${method} ${route}`);
+  };
+  const PATHS = [
+    '/',
+    '/kv',
+    '/kv/a',
+    '/status',
+    '/metrics',
+    '/livez',
+    '/readyz',
+    '/version',
+    '/admin/checkpoint',
+    '/admin/compact',
+    '/admin/members',
+    '/admin/backup',
+  ];
+  const encodeAll = (p: string) =>
+    p.replace(/[^/]/g, (c) => `%${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  /** Spellings of a path: the router decodes some to the route, refuses or misses the others. */
+  const SPELLINGS: [string, (p: string) => string][] = [
+    ['as is', (p) => p],
+    [
+      'first letter encoded',
+      (p) => p.replace(/^\/(\w)/, (_m, c: string) => `/%${c.charCodeAt(0).toString(16)}`),
+    ],
+    ['every letter encoded', encodeAll],
+    ['upper-case hex', (p) => encodeAll(p).toUpperCase()],
+    ['encoded slash', (p) => p.replace(/\/(?=[^/]*$)/, '%2F')],
+    ['double slash first', (p) => `/${p}`],
+    ['double slash inside', (p) => p.replace(/\/(?=[^/]*$)/, '//')],
+    ['dot segment', (p) => `/.${p}`],
+    ['dot-dot segment', (p) => `/x/..${p}`],
+    ['encoded dot-dot', (p) => `/x/%2e%2e${p}`],
+    ['upper case', (p) => p.toUpperCase()],
+    ['trailing slash', (p) => `${p}/`],
+    ['query', (p) => `${p}?x=/kv/a`],
+    ['query of a path', (p) => `${p}?/admin/members`],
+    ['semicolon', (p) => `${p};a=b`],
+    ['hash', (p) => `${p}#x`],
+    ['backslash', (p) => p.replace(/\//g, '\\')],
+    ['null byte', (p) => `${p}%00`],
+  ];
+  const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH'];
+
+  async function appWith(protect: boolean) {
+    const { buildHttp } = await import('./app');
+    const { default: pino } = await import('pino');
+    const failures: Error[] = [];
+    const node = {
+      access: {
+        tokens: AuthTokens.parse(FILE, 'f'),
+        protectObservability: protect,
+        corsOrigins: new Set(),
+      },
+      stopping: false,
+      log: pino({ level: 'silent' }),
+      groupCount: 1,
+      metrics: { httpRequests: { inc: () => {} } },
+      recordTaskError: (_code: string, e: Error) => failures.push(e),
+    };
+    const app = buildHttp(node as unknown as Parameters<typeof buildHttp>[0]);
+    const routes: string[] = [];
+    app.addHook('onRoute', (r) => {
+      for (const m of [r.method].flat()) routes.push(`${m} ${r.url}`);
+    });
+    app.addHook('preHandler', async (req, reply) => {
+      if (req.routeOptions.url === undefined) return undefined; // the 404/405 handler answers
+      // A header, not a body: HEAD answers have none.
+      void reply.code(299).header('x-reached', req.routeOptions.url).send();
+      return reply;
+    });
+    await app.ready();
+    return { app, failures, routes };
+  }
+
+  it.each([false, true])(
+    'no spelling reaches a route without its role (--auth-metrics %s)',
+    async (protect) => {
+      const { app, failures, routes } = await appWith(protect);
+      try {
+        const breaches: string[] = [];
+        const reached = new Map<string, number>();
+        const reachedRoutes = new Set<string>();
+        let requests = 0;
+        for (const p of PATHS)
+          for (const [spelling, spell] of SPELLINGS)
+            for (const method of METHODS)
+              for (const who of ['none', 'read', 'write', 'admin'] as const) {
+                const url = spell(p);
+                const res = await app.inject({
+                  method: method as 'GET',
+                  url,
+                  headers: who === 'none' ? {} : { authorization: `Bearer ${TOKEN[who]}` },
+                  ...(method === 'POST' || method === 'PUT' ? { payload: 'x' } : {}),
+                });
+                requests++;
+                const what = `${who} ${method} ${url}`;
+                if (res.statusCode === 299) {
+                  const route = String(res.headers['x-reached']);
+                  reached.set(spelling, (reached.get(spelling) ?? 0) + 1);
+                  reachedRoutes.add(`${method} ${route}`);
+                  if (RANKS[who] < need(method, route, protect))
+                    breaches.push(`${what} reached ${method} ${route}`);
+                } else if (![400, 401, 403, 404, 405].includes(res.statusCode)) {
+                  breaches.push(`${what} answered ${res.statusCode} ${res.body}`);
+                }
+              }
+        expect(breaches).toEqual([]);
+        expect(failures).toEqual([]);
+        // Every route the app has was reached (a new route must join PATHS and `need`).
+        expect(routes.length).toBeGreaterThan(15);
+        expect(routes.filter((r) => !reachedRoutes.has(r))).toEqual([]);
+        expect(requests).toBe(PATHS.length * SPELLINGS.length * METHODS.length * 4);
+        // The router does decode some spellings to a route: those are the ones that matter.
+        expect(reached.get('as is')).toBeGreaterThan(40);
+        expect(reached.get('first letter encoded')).toBeGreaterThan(20);
+        expect(reached.get('every letter encoded')).toBeGreaterThan(20);
+      } finally {
+        await app.close();
+      }
+    },
+    120_000,
+  );
 });
