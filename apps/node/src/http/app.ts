@@ -100,8 +100,9 @@ export function buildHttp(node: HttpNode, https?: HttpsOptions): FastifyInstance
 
   app.addHook('onRequest', async (req, reply) => {
     if (checkAccess(node.access, req, reply)) return reply;
-    // A stopping process still serves: /livez says so (its readiness is 503 E_STOPPING).
-    if (node.stopping && req.url !== '/livez') {
+    // A stopping process still serves: /livez says so (its readiness is 503 E_STOPPING). The
+    // route the router matched, not the raw URL: `/livez?x=1` is /livez too.
+    if (node.stopping && req.routeOptions.url !== '/livez') {
       reply
         .code(503)
         .header('retry-after', String(RETRY_AFTER_SECONDS))

@@ -136,7 +136,7 @@ describe('the role check against the route the router matched', () => {
   ];
   const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH'];
 
-  async function appWith(protect: boolean) {
+  async function appWith(protect: boolean, stopping = false) {
     const { buildHttp } = await import('./app');
     const { default: pino } = await import('pino');
     const failures: Error[] = [];
@@ -146,7 +146,7 @@ describe('the role check against the route the router matched', () => {
         protectObservability: protect,
         corsOrigins: new Set(),
       },
-      stopping: false,
+      stopping,
       log: pino({ level: 'silent' }),
       groupCount: 1,
       metrics: { httpRequests: { inc: () => {} } },
@@ -215,4 +215,30 @@ describe('the role check against the route the router matched', () => {
     },
     120_000,
   );
+
+  // A stopping node still says it is alive, whatever the spelling of /livez; every other route
+  // answers 503 E_STOPPING (the rule looked at the raw URL: `/livez?x=1` answered 503).
+  it('a stopping node answers /livez in every spelling the router matches, 503 elsewhere', async () => {
+    const headers = { authorization: `Bearer ${TOKEN.admin}` };
+    const reachedBy = async (stopping: boolean) => {
+      const { app } = await appWith(false, stopping);
+      try {
+        const reached: string[] = [];
+        for (const [spelling, spell] of SPELLINGS) {
+          const res = await app.inject({ method: 'GET', url: spell('/livez'), headers });
+          if (res.statusCode === 299) reached.push(spelling);
+          else if (res.statusCode === 503) expect(res.json().error.code).toBe('E_STOPPING');
+        }
+        const kv = await app.inject({ method: 'GET', url: '/kv/a', headers });
+        return { reached, kv: kv.statusCode };
+      } finally {
+        await app.close();
+      }
+    };
+    const serving = await reachedBy(false);
+    const stopping = await reachedBy(true);
+    expect(serving.reached.length).toBeGreaterThanOrEqual(4); // as is, encoded, query, slash…
+    expect(stopping.reached).toEqual(serving.reached);
+    expect(stopping.kv).toBe(503);
+  });
 });
