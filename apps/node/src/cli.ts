@@ -78,7 +78,10 @@ export function buildProgram(): Command {
 
   withEnvVars(program.command('node'))
     .description('run one node (every flag also as TSPAXOS_<FLAG> or a --config key)')
-    .option('--config <file>', 'a JSON file of flags: {"id": 1, "cluster": "1=h:p,…", …}')
+    .option(
+      '--config <file>',
+      'a JSON or YAML (.yaml, .yml) file of flags: {"id": 1, "cluster": "1=h:p,…", …}',
+    )
     .option(
       '--id <N>',
       'this node id',

@@ -4,6 +4,7 @@
 // options still unset or at their default, through the same parsers as the flags.
 import * as fs from 'node:fs';
 import { type Command, CommanderError, type Option } from 'commander';
+import { parseDocument } from 'yaml';
 import { StartError } from './start-error';
 
 /** TSPAXOS_ + the long flag in upper snake case (`--no-master-election`: TSPAXOS_NO_MASTER_ELECTION). */
@@ -30,7 +31,16 @@ function configError(file: string, message: string): StartError {
   return new StartError(`--config ${file}: ${message}`, 2);
 }
 
-/** The config file: a JSON object whose keys are flag names without the dashes. */
+/** A `.yaml` or `.yml` file is YAML; any other name is JSON (as before YAML was read). */
+export function isYamlFile(file: string): boolean {
+  return /\.ya?ml$/i.test(file);
+}
+
+/**
+ * The config file: a JSON or YAML object whose keys are flag names without the dashes. YAML is
+ * read with the `yaml` package (YAML 1.2 core schema: `yes` is a string, not true), strictly:
+ * a duplicate key, an unknown tag or a second document is an error, not a guess.
+ */
 export function readConfigFile(file: string): Record<string, unknown> {
   let text: string;
   try {
@@ -38,14 +48,25 @@ export function readConfigFile(file: string): Record<string, unknown> {
   } catch (error) {
     throw configError(file, `cannot read it: ${(error as Error).message}`);
   }
+  const format = isYamlFile(file) ? 'YAML' : 'JSON';
   let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (error) {
-    throw configError(file, `not JSON: ${(error as Error).message}`);
+  if (format === 'YAML') {
+    const document = parseDocument(text);
+    const problem = document.errors[0] ?? document.warnings[0];
+    // The yaml package's message goes on with the offending lines and a caret: keep its first
+    // line (what and where) so that a start error stays one line.
+    if (problem !== undefined)
+      throw configError(file, `not YAML: ${problem.message.split('\n')[0]}`);
+    value = document.toJS();
+  } else {
+    try {
+      value = JSON.parse(text);
+    } catch (error) {
+      throw configError(file, `not JSON: ${(error as Error).message}`);
+    }
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value))
-    throw configError(file, 'must be a JSON object of flag names to values');
+    throw configError(file, `must be a ${format} object (a map) of flag names to values`);
   return value as Record<string, unknown>;
 }
 

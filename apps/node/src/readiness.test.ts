@@ -8,6 +8,8 @@ function group(g: number, over: Partial<GroupView> = {}): GroupView {
     group: g,
     instanceId: 100,
     stopped: null,
+    quorum: true,
+    members: [1, 2, 3],
     checkpoint: { mode: false, needsCheckpoint: undefined },
     learner: { highestSeenInstanceId: 100, highestSeenFromNodeId: 2 },
     ...over,
@@ -43,6 +45,7 @@ describe('notReadyReasons', () => {
           group(3, {
             learner: { highestSeenInstanceId: 111, highestSeenFromNodeId: 3 },
           } as Partial<GroupView>),
+          group(4, { quorum: false }),
         ],
         true,
       ),
@@ -54,7 +57,9 @@ describe('notReadyReasons', () => {
       ['E_NEEDS_CHECKPOINT', 1],
       ['E_NEEDS_CHECKPOINT', 2],
       ['E_BEHIND', 3],
+      ['E_NO_QUORUM', 4],
     ]);
+    expect(reasons[5]!.message).toMatch(/reaches no majority of its members \(1,2,3\)/);
     expect(reasons[1]!.message).toMatch(/E_CHECKSUM_MISMATCH: diverged/);
     expect(reasons[4]!.message).toMatch(/11 instances behind node 3/);
   });

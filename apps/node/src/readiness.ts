@@ -1,11 +1,18 @@
 // GET /readyz: whether this node should get traffic. Ready when every group is started, not
 // stopped, does not need a checkpoint, and is within --ready-max-lag instances of the highest
-// instance id a peer reported; otherwise every reason, as codes an operator can look up (the
-// README lists them).
+// instance id a peer reported, and a majority of its members is reachable; otherwise every
+// reason, as codes an operator can look up (the README lists them). The lag is only as fresh as
+// the peers' last reports: a node cut off from a majority cannot know how far the others went
+// (the highest id it saw is frozen), so it says E_NO_QUORUM rather than a stale "ready".
 import type { NodeStatus } from './status';
 
 export type NotReadyCode =
-  'E_STOPPING' | 'E_NOT_STARTED' | 'E_GROUP_STOPPED' | 'E_NEEDS_CHECKPOINT' | 'E_BEHIND';
+  | 'E_STOPPING'
+  | 'E_NOT_STARTED'
+  | 'E_GROUP_STOPPED'
+  | 'E_NEEDS_CHECKPOINT'
+  | 'E_BEHIND'
+  | 'E_NO_QUORUM';
 
 export interface NotReadyReason {
   code: NotReadyCode;
@@ -46,6 +53,12 @@ export function notReadyReasons(
         code: 'E_BEHIND',
         group: g.group,
         message: `group ${g.group} is ${lag} instances behind node ${g.learner.highestSeenFromNodeId} (now ${g.instanceId}, peer at ${g.learner.highestSeenInstanceId}; at most ${maxLagInstances})`,
+      });
+    if (!g.quorum)
+      out.push({
+        code: 'E_NO_QUORUM',
+        group: g.group,
+        message: `group ${g.group} reaches no majority of its members (${g.members.join(',')}): it cannot know whether it is current, nor take writes`,
       });
   }
   return out;

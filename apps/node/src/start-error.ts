@@ -8,7 +8,8 @@ export class StartError extends Error {
     message: string,
     readonly exitCode: 1 | 2,
   ) {
-    super(message);
+    // A parser's message may quote the input's lines (V8's JSON.parse does): keep it one line.
+    super(message.replace(/\s*\n\s*/g, ' '));
   }
 }
 

@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { readConfigFile } from '../src/config';
 import { IDENTITY_FILE } from '../src/data-dir';
 import { CLI, freePorts, NodeProcess, tempDir, waitFor } from './helpers';
 
@@ -145,6 +146,12 @@ describe('configuration and start errors', () => {
         /--groups 2; this start gives .*--groups 3/,
       );
       expectOneLine(await run(flags({ '--cluster-id': 'red' })), 2, /cluster id 'blue'/);
+      // Another node id on this node's data directory: its log would answer for a node it never was.
+      expectOneLine(
+        await run(flags({ '--id': '2' })),
+        2,
+        /created for cluster id 'blue', node 1, --groups 2; this start gives .*node 2,/,
+      );
       // A port in use.
       const holder = net.createServer();
       await new Promise<void>((r) => holder.listen(busy, '127.0.0.1', r));
@@ -178,6 +185,11 @@ describe('configuration and start errors', () => {
       expectOneLine(await run(['node', '--config', bad]), 2, /unknown key 'colour'/);
       fs.writeFileSync(bad, JSON.stringify({ id: 1, groups: 0 }));
       expectOneLine(await run(['node', '--config', bad]), 2, /groups: .*--groups must be 1 … 64/);
+      // V8's message quotes the start of the file, newlines included: still one line.
+      fs.writeFileSync(bad, 'id: 1\ncluster: x\n');
+      expectOneLine(await run(['node', '--config', bad]), 2, /bad.json: not JSON: .*id: 1 clus/);
+      fs.writeFileSync(bad, '[1, 2]');
+      expectOneLine(await run(['node', '--config', bad]), 2, /must be a JSON object/);
       expectOneLine(
         await run(['node', '--config', path.join(root, 'none.json')]),
         2,
@@ -215,6 +227,87 @@ describe('configuration and start errors', () => {
         2,
         /--peer-cert, --peer-key and --peer-ca go together/,
       );
+    },
+  );
+  it("the README's JSON and YAML config examples say the same and are read as such", () => {
+    const readme = fs.readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    // The first block of each language: the configuration section's examples.
+    const blocks = new Map<string, string>();
+    for (const m of readme.matchAll(/\n```(\w+)\n([\s\S]*?)\n```/g))
+      if (!blocks.has(m[1]!)) blocks.set(m[1]!, m[2]!);
+    const files = ['json', 'yaml'].map((lang) => {
+      const file = path.join(root, `readme-example.${lang}`);
+      fs.writeFileSync(file, blocks.get(lang)!);
+      return readConfigFile(file);
+    });
+    expect(files[0]).toMatchObject({ id: 1, groups: 4, 'master-election': true });
+    expect(files[1]).toEqual(files[0]);
+  });
+
+  it(
+    'a YAML --config file: same keys, same precedence, one-line errors',
+    { timeout: 240_000 },
+    async () => {
+      const [p1, hFile, hEnv] = await freePorts(3);
+      const data = path.join(root, 'yaml-node');
+      const file = path.join(root, 'node.yaml');
+      // The file gives everything; the environment overrides --http; the flag overrides --groups.
+      fs.writeFileSync(
+        file,
+        [
+          '# tspaxos node 1',
+          'id: 1',
+          `cluster: "1=127.0.0.1:${p1}"`,
+          `http: 127.0.0.1:${hFile}`,
+          `data: ${JSON.stringify(data)}`,
+          'groups: 3',
+          'cluster-id: yaml-blue',
+          'master-election: false',
+          'cors-origin:',
+          '  - https://a.example',
+          '  - https://b.example',
+          '',
+        ].join('\n'),
+      );
+      const n = new NodeProcess(
+        1,
+        ['node', '--config', file, '--groups', '2'],
+        `http://127.0.0.1:${hEnv}`,
+      );
+      n.env = { TSPAXOS_HTTP: `127.0.0.1:${hEnv}` };
+      n.start();
+      nodes.push(n);
+      await n.ready();
+      const s = await n.status();
+      expect(s.groupCount).toBe(2); // the flag, not the file's 3
+      expect(s.httpUrl).toBe(`http://127.0.0.1:${hEnv}`); // the environment, not the file
+      expect(s.groups[0]!.master).toBeNull(); // the file's master-election: false
+      const cors = await fetch(`${n.httpUrl}/livez`, { headers: { origin: 'https://a.example' } });
+      expect(cors.headers.get('access-control-allow-origin')).toBe('https://a.example');
+      const identity = JSON.parse(fs.readFileSync(path.join(data, IDENTITY_FILE), 'utf8'));
+      expect(identity).toMatchObject({ clusterId: 'yaml-blue', nodeId: 1, groups: 2 });
+      await n.kill('SIGTERM');
+
+      const bad = path.join(root, 'bad.yml');
+      const refused = async (text: string, pattern: RegExp) => {
+        fs.writeFileSync(bad, text);
+        expectOneLine(await run(['node', '--config', bad]), 2, pattern);
+      };
+      // Malformed: the yaml package's first line (what and where), not its excerpt with a caret.
+      await refused(
+        'id: 1\ncluster: [a\n',
+        /--config .*bad.yml: not YAML: .* at line \d+, column \d+:$/,
+      );
+      await refused('id: 1\nid: 2\n', /not YAML: Map keys must be unique at line 2/);
+      await refused('id: !secret 1\n', /not YAML: Unresolved tag: !secret/);
+      await refused('id: 1\n---\nid: 2\n', /not YAML: /);
+      await refused('- id\n- 1\n', /must be a YAML object/);
+      await refused('', /must be a YAML object/);
+      await refused('id: 1\ncolour: blue\n', /unknown key 'colour'/);
+      // YAML 1.2: `yes` is a string, so a switch given as yes is refused rather than guessed.
+      await refused('id: 1\nmaster-election: yes\n', /master-election must be true or false/);
+      await refused('id: 1\nhttp:\n  host: 127.0.0.1\n', /http must be a string or a number/);
+      await refused('id: 1\ngroups: 65\n', /groups: .*--groups must be 1 … 64/);
     },
   );
 });

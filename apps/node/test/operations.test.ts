@@ -1,19 +1,25 @@
 // docs/operations.md's commands, run: every ```sh block there carries a marker, `<!-- run -->`
 // or `<!-- not run: why -->`; the marked ones run in order, in a scratch directory, with
 // TSPAXOS_ENDPOINTS set to a started 3-node cluster, each under `bash -euo pipefail` (one failing
-// command fails the test). The guide is read from the file itself, so the two cannot drift.
+// command fails the test). The guide's "restart node 3 of npm start" block needs `tspaxos
+// cluster` itself: one runs in the scratch directory too, on a base port picked free and given
+// to the guide as TSPAXOS_BASE_PORT (the cluster's own variable for --base-port). The guide is
+// read from the file itself, so the two cannot drift.
 import Database from 'better-sqlite3';
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Cluster, startCluster, tempDir } from './helpers';
+import { CLI, type Cluster, startCluster, tempDir, waitFor } from './helpers';
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 const GUIDE = path.join(ROOT, 'docs', 'operations.md');
 /** Blocks the guide runs today; a block moved to "not run" by mistake shows here. */
-const MIN_RUN_BLOCKS = 4;
+const MIN_RUN_BLOCKS = 5;
+/** `tspaxos cluster`'s HTTP ports are its base port + this + i (src/options.ts). */
+const HTTP_OFFSET = 1000;
 
 interface Block {
   line: number;
@@ -64,19 +70,83 @@ function bash(
   });
 }
 
+/** Whether every port can be bound on loopback now (then released). */
+async function allFree(ports: number[]): Promise<boolean> {
+  const servers = await Promise.all(
+    ports.map(
+      (port) =>
+        new Promise<net.Server | undefined>((resolve) => {
+          const s = net.createServer();
+          s.once('error', () => resolve(undefined));
+          s.listen(port, '127.0.0.1', () => resolve(s));
+        }),
+    ),
+  );
+  await Promise.all(servers.map((s) => s && new Promise<void>((r) => s.close(() => r()))));
+  return servers.every((s) => s !== undefined);
+}
+
+/** A base port whose three paxos and three HTTP ports are free (tried at random). */
+async function freeBasePort(): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 30_000);
+    const ids = [1, 2, 3];
+    if (await allFree([...ids.map((i) => base + i), ...ids.map((i) => base + HTTP_OFFSET + i)]))
+      return base;
+  }
+  throw new Error('no free base port for tspaxos cluster in 50 tries');
+}
+
 describe('docs/operations.md', () => {
   let cluster: Cluster | undefined;
+  let local: ChildProcess | undefined;
+  let localOut = '';
+  let base = 0;
   let work = '';
   beforeAll(async () => {
     cluster = await startCluster({ voters: 3, name: 'operations' });
     work = tempDir('operations');
-    // The guide's commands are typed at the repository root (npx tspaxos, scripts/…): the
-    // scratch directory sees the root's node_modules and scripts, and nothing is written there.
-    fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(work, 'node_modules'));
-    fs.symlinkSync(path.join(ROOT, 'scripts'), path.join(work, 'scripts'));
+    // The guide's commands are typed at the repository root (npx tspaxos, scripts/…, node
+    // apps/node/dist/cli.js): the scratch directory sees the root's node_modules, scripts and
+    // apps, and nothing is written there.
+    for (const dir of ['node_modules', 'scripts', 'apps'])
+      fs.symlinkSync(path.join(ROOT, dir), path.join(work, dir));
+    base = await freeBasePort();
+    // `npm start`'s cluster (tspaxos cluster --data data), on the picked base port.
+    local = spawn(
+      process.execPath,
+      [CLI, 'cluster', '--data', 'data', '--base-port', String(base)],
+      {
+        cwd: work,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    for (const stream of [local.stdout!, local.stderr!])
+      stream.on('data', (d: Buffer) => (localOut += d.toString()));
+    for (const i of [1, 2, 3])
+      await waitFor(
+        `tspaxos cluster's node ${i} ready`,
+        async () => (await fetch(`http://127.0.0.1:${base + HTTP_OFFSET + i}/readyz`)).ok,
+        120_000,
+        200,
+      );
   }, 300_000);
   afterAll(async () => {
     await cluster?.stop();
+    // The guide's restarted node 3 is no child of the cluster: it is stopped by its pid file.
+    const pidFile = work && path.join(work, 'node-3.pid');
+    if (pidFile && fs.existsSync(pidFile)) {
+      try {
+        process.kill(Number(fs.readFileSync(pidFile, 'utf8')), 'SIGTERM');
+      } catch (error) {
+        if ((error as { code?: string }).code !== 'ESRCH') throw error;
+      }
+    }
+    if (local && local.exitCode === null) {
+      const exited = new Promise((r) => local!.once('exit', r));
+      local.kill('SIGTERM');
+      await exited;
+    }
     if (work) fs.rmSync(work, { recursive: true, force: true });
   });
 
@@ -85,6 +155,7 @@ describe('docs/operations.md', () => {
     const env = {
       ...process.env,
       TSPAXOS_ENDPOINTS: cluster!.nodes.map((n) => n.httpUrl).join(','),
+      TSPAXOS_BASE_PORT: String(base),
     };
     let ran = 0;
     for (const block of blocks.filter((b) => b.run)) {
@@ -103,6 +174,19 @@ describe('docs/operations.md', () => {
     restored.close();
     expect(row?.value.toString()).toBe('blue');
     expect(fs.existsSync(path.join(work, 'tls', 'ca.pem'))).toBe(true);
+    // The restart block: the cluster's node 3 was killed, the one the guide started serves
+    // (another process, ready) on the same data directory.
+    expect(localOut).toMatch(/\[cluster\] node 3 exited/);
+    const pid = Number(fs.readFileSync(path.join(work, 'node-3.pid'), 'utf8'));
+    expect(() => process.kill(pid, 0)).not.toThrow();
+    const status = (await (
+      await fetch(`http://127.0.0.1:${base + HTTP_OFFSET + 3}/status`)
+    ).json()) as {
+      nodeId: number;
+    };
+    expect(status.nodeId).toBe(3);
+    expect((await fetch(`http://127.0.0.1:${base + HTTP_OFFSET + 3}/readyz`)).status).toBe(200);
+    expect(fs.readFileSync(path.join(work, 'node-3.log'), 'utf8')).toMatch(/"msg":"listening"/);
   });
 
   it('refuses a sh block without a marker', () => {

@@ -257,8 +257,32 @@ export function describeNode(endpoint: string, s: NodeStatus): string {
         `checkpoint ${g.kv.checkpointInstanceId}, log from ${g.minChosenInstanceId}, master ${master}, ` +
         `members ${g.members.join(',')}${g.followers.length > 0 ? `, followers ${g.followers.join(',')}` : ''}`,
     );
+    const c = g.learner.catchUp;
+    if (c !== undefined) lines.push(`    ${describeCatchUp(c, g.instanceId)}`);
   }
   return lines.join('\n');
+}
+
+/** A catch-up under way (the learner's status: rates over its window, ETA at that rate). */
+export function describeCatchUp(
+  c: NonNullable<NodeStatus['groups'][number]['learner']['catchUp']>,
+  instanceId: number,
+): string {
+  const left = Math.max(0, c.targetInstanceId - instanceId);
+  // etaMs is absent from the JSON while nothing has been learned (no rate yet).
+  const eta =
+    c.etaMs === undefined ? 'ETA unknown (nothing learned yet)' : `ETA ${formatMs(c.etaMs)}`;
+  return (
+    `catching up from node ${c.fromNodeId}: instance ${instanceId} of ${c.targetInstanceId} ` +
+    `(${left} left), ${Math.round(c.instancesPerSec)} instances/s, ` +
+    `${Math.round(c.bytesPerSec)} bytes/s, ${eta}`
+  );
+}
+
+function formatMs(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 120_000) return `${(ms / 1000).toFixed(1)} s`;
+  return `${Math.round(ms / 60_000)} min`;
 }
 
 function registerMembers(program: Command): void {
