@@ -36,14 +36,16 @@ export type FsyncFn = (fd: number, callback: (err: NodeJS.ErrnoException | null)
 
 /**
  * What the store did to make writes durable: fsyncs (WAL and directories) and fdatasyncs
- * (segments), the sync writes they covered, the WAL checkpoints (each: SQLite's own two fsyncs),
- * of which `inlineWalCheckpoints` on the event loop, and the unsynced writes held back by the
- * WAL's bound (wal-checkpointer.ts).
+ * (segments), the sync writes they covered, of which `queuedSyncWrites` came while a round ran
+ * and were written together as the next began, the WAL checkpoints (each: SQLite's own two
+ * fsyncs), of which `inlineWalCheckpoints` on the event loop, and the unsynced writes held back
+ * by the WAL's bound (wal-checkpointer.ts).
  */
 export interface SyncStats {
   fsyncs: number;
   fdatasyncs: number;
   syncWrites: number;
+  queuedSyncWrites: number;
   walCheckpoints: number;
   inlineWalCheckpoints: number;
   backpressureWaits: number;
@@ -112,12 +114,17 @@ export interface GroupCommitPorts {
   failure: StickyFailure;
   /** Called after each round that made its writes durable (the WAL checkpointer's cue). */
   afterRound: () => void;
+  /**
+   * Called before a round starts: writes the sync puts queued while the last one ran (one
+   * append per segment, one transaction), which join() the round.
+   */
+  beforeRound: () => void;
   faults?: StorageUnsafeFaults;
   /** With faults.indexFirst: the segment writes held back until the WAL is fsynced. */
   heldWrites?: Array<() => void>;
 }
 
-interface Waiter {
+export interface Waiter {
   resolve: () => void;
   reject: (e: unknown) => void;
 }
@@ -146,12 +153,17 @@ export class GroupCommit {
    * the WAL is (false: its records are segment entries, durable by the segments' fdatasync).
    */
   durable(wal = true): Promise<void> {
-    this.ports.stats.syncWrites++;
-    if (wal) this.waitingForWal = true;
     return new Promise((resolve, reject) => {
-      this.waiting.push({ resolve, reject });
+      this.join({ resolve, reject }, wal);
       this.kick();
     });
+  }
+
+  /** Like durable(), for a write committed by beforeRound: it joins the round about to start. */
+  join(waiter: Waiter, wal: boolean): void {
+    this.ports.stats.syncWrites++;
+    if (wal) this.waitingForWal = true;
+    this.waiting.push(waiter);
   }
 
   /** Resolves at the next kick() that finds no round to run (close() waits with it). */
@@ -168,6 +180,7 @@ export class GroupCommit {
   kick(): void {
     if (this.syncing) return;
     const { segments, stats, failure, path } = this.ports;
+    this.ports.beforeRound();
     segments.release(); // no fdatasync is using a dropped segment's descriptor now
     if (this.waiting.length === 0) {
       for (const wake of this.idleWaiters.splice(0)) wake();

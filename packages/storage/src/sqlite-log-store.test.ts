@@ -114,6 +114,77 @@ describe('SqliteLogStore group commit', () => {
     await store.close();
   });
 
+  it('writes the single sync puts that come during an fdatasync with one pwritev and makes them durable with one fdatasync', async () => {
+    const dir = tempDir();
+    const fdatasyncs = manualFsync();
+    let appends = 0;
+    const store = SqliteLogStore.open(dir, {
+      fdatasync: fdatasyncs.fsync,
+      writeSegment: (fd, buffers, position) => {
+        appends++;
+        writevSync(fd, buffers as Uint8Array[], position);
+      },
+    });
+    const acked: number[] = [];
+    const n = 64;
+    const puts = Array.from({ length: n }, (_, i) =>
+      store.put(0, sized(i, i % 2 === 0 ? 100 : 20_000), { sync: true }).then(() => acked.push(i)),
+    );
+    // The first put starts a round alone; the other 63 wait for the next one, unwritten.
+    expect(appends).toBe(1);
+    expect(fdatasyncs.calls.length).toBe(1);
+    fdatasyncs.calls[0]!.done(null); // the directories' fsyncs are real: wait for the round
+    await until(() => acked.length > 0, 'the first put');
+    expect(acked).toEqual([0]);
+    // The next round: all 63 in one pwritev, one fdatasync; none acknowledged before it ends.
+    expect(appends).toBe(2);
+    expect(fdatasyncs.calls.length).toBe(2);
+    await tick();
+    expect(acked).toEqual([0]);
+    fdatasyncs.calls[1]!.done(null);
+    await Promise.all(puts);
+    expect(acked.length).toBe(n);
+    expect(store.syncStats).toMatchObject({
+      fdatasyncs: 2,
+      syncWrites: n,
+      queuedSyncWrites: n - 1,
+    });
+    for (let i = 0; i < n; i++)
+      expect(view(store.get(0, i))).toEqual(view(sized(i, i % 2 === 0 ? 100 : 20_000)));
+    const closing = store.close();
+    for (let i = 0; i < 20 && fdatasyncs.calls.length === 2; i++) await tick();
+    for (const c of fdatasyncs.calls.slice(2)) c.done(null);
+    await closing;
+    // Each put is its own entry: all of them come back from the segment alone.
+    rmSync(join(dir, DATABASE_FILE));
+    const reopened = SqliteLogStore.open(dir);
+    expect(reopened.recovery.replayedRecords).toBe(n);
+    expect(view(reopened.get(0, n - 1))).toEqual(view(sized(n - 1, 20_000)));
+    await reopened.close();
+  });
+
+  it('sees a queued sync put at once (a read or another write first writes it), in order', async () => {
+    const fdatasyncs = manualFsync();
+    const store = SqliteLogStore.open(tempDir(), { fdatasync: fdatasyncs.fsync });
+    const first = store.put(0, sized(1, 100), { sync: true }); // starts a round
+    const queued = store.put(0, sized(2, 100), { sync: true }); // waits for the next
+    expect(store.get(0, 2)).toBeDefined(); // the read wrote it first
+    const again = store.put(0, { ...sized(2, 100), promiseId: 9 }, { sync: true });
+    await store.put(0, { ...sized(2, 100), promiseId: 10 }, { sync: false }); // last write wins
+    expect(store.get(0, 2)?.promiseId).toBe(10);
+    // A bad record queued fails its own call only.
+    const bad = store.put(0, { ...sized(3, 100), promiseId: -1 }, { sync: true });
+    expect(await codeOf(bad)).toBe('E_UNSAFE_INTEGER');
+    fdatasyncs.calls[0]!.done(null);
+    await first;
+    for (let i = 0; i < 20 && fdatasyncs.calls.length < 2; i++) await tick();
+    fdatasyncs.calls[1]!.done(null);
+    await Promise.all([queued, again]);
+    expect(store.get(0, 2)?.promiseId).toBe(10);
+    expect(store.syncStats).toMatchObject({ fdatasyncs: 2, syncWrites: 3 });
+    await store.close();
+  });
+
   it('acknowledges a sync write only after an fsync of the WAL that started after its commit (rows only)', async () => {
     const dir = tempDir();
     const io = manualFsync();
@@ -138,6 +209,7 @@ describe('SqliteLogStore group commit', () => {
       fsyncs: 2,
       fdatasyncs: 0,
       syncWrites: 3,
+      queuedSyncWrites: 0,
       walCheckpoints: 0,
       inlineWalCheckpoints: 0,
       backpressureWaits: 0,
@@ -530,6 +602,7 @@ describe('SqliteLogStore segments: durability', () => {
       fsyncs: 0,
       fdatasyncs: 0,
       syncWrites: 0,
+      queuedSyncWrites: 0,
       walCheckpoints: 0,
       inlineWalCheckpoints: 0,
       backpressureWaits: 0,
