@@ -143,6 +143,14 @@ export class GroupCommit {
     this.walFd = ports.walFd;
   }
 
+  /** A kick() is due in a microtask (durableSoon). */
+  private kickDue = false;
+
+  /** A round is under way or due: a sync write of entries that comes now is queued for it. */
+  get collecting(): boolean {
+    return this.syncing || this.kickDue;
+  }
+
   /** A round is under way or about to start. */
   get busy(): boolean {
     return this.syncing || this.waiting.length > 0;
@@ -156,6 +164,23 @@ export class GroupCommit {
     return new Promise((resolve, reject) => {
       this.join({ resolve, reject }, wal);
       this.kick();
+    });
+  }
+
+  /**
+   * durable(false) with the round started in a microtask, not at once: the sync writes of
+   * entries made in the same turn (an acceptor's writes for the messages of one read) are
+   * queued meanwhile and share its one pwritev and one fdatasync.
+   */
+  durableSoon(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.join({ resolve, reject }, false);
+      if (this.kickDue) return;
+      this.kickDue = true;
+      queueMicrotask(() => {
+        this.kickDue = false;
+        this.kick();
+      });
     });
   }
 

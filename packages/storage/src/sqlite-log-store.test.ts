@@ -94,6 +94,8 @@ function manualFsync() {
 }
 
 const tick = () => new Promise((resolve) => setImmediate(resolve));
+/** Lets the microtasks queued so far run (a round due by durableSoon starts). */
+const microtask = () => Promise.resolve();
 /** Lets the event loop turn until `done()` holds (a worker's reply takes a few turns). */
 async function until(done: () => boolean, what: string): Promise<void> {
   const t0 = performance.now();
@@ -114,7 +116,7 @@ describe('SqliteLogStore group commit', () => {
     await store.close();
   });
 
-  it('writes the single sync puts that come during an fdatasync with one pwritev and makes them durable with one fdatasync', async () => {
+  it('writes the sync puts of one turn, and those that come during its fdatasync, with one pwritev and one fdatasync each', async () => {
     const dir = tempDir();
     const fdatasyncs = manualFsync();
     let appends = 0;
@@ -127,30 +129,38 @@ describe('SqliteLogStore group commit', () => {
     });
     const acked: number[] = [];
     const n = 64;
-    const puts = Array.from({ length: n }, (_, i) =>
-      store.put(0, sized(i, i % 2 === 0 ? 100 : 20_000), { sync: true }).then(() => acked.push(i)),
-    );
-    // The first put starts a round alone; the other 63 wait for the next one, unwritten.
+    const bytes = (i: number) => (i % 2 === 0 ? 100 : 20_000);
+    const burst = (from: number) =>
+      Array.from({ length: n }, (_, k) =>
+        store.put(0, sized(from + k, bytes(from + k)), { sync: true }).then(() => acked.push(k)),
+      );
+    // One turn: the first put is written at its call, the other 63 are queued; the round,
+    // due in a microtask, writes them in one pwritev and fdatasyncs all 64 once.
+    const first = burst(0);
     expect(appends).toBe(1);
-    expect(fdatasyncs.calls.length).toBe(1);
-    fdatasyncs.calls[0]!.done(null); // the directories' fsyncs are real: wait for the round
-    await until(() => acked.length > 0, 'the first put');
-    expect(acked).toEqual([0]);
-    // The next round: all 63 in one pwritev, one fdatasync; none acknowledged before it ends.
+    await microtask();
     expect(appends).toBe(2);
+    expect(fdatasyncs.calls.length).toBe(1);
+    // 64 more while that fdatasync runs: queued, unwritten, for the next round.
+    const second = burst(n);
+    await tick();
+    expect(appends).toBe(2);
+    expect(acked).toEqual([]);
+    fdatasyncs.calls[0]!.done(null); // the directories' fsyncs are real: wait for the round
+    await until(() => acked.length >= n, 'the first burst');
+    expect(acked.length).toBe(n);
+    expect(appends).toBe(3);
     expect(fdatasyncs.calls.length).toBe(2);
     await tick();
-    expect(acked).toEqual([0]);
+    expect(acked.length).toBe(n); // none of the second before its fdatasync ends
     fdatasyncs.calls[1]!.done(null);
-    await Promise.all(puts);
-    expect(acked.length).toBe(n);
+    await Promise.all([...first, ...second]);
     expect(store.syncStats).toMatchObject({
       fdatasyncs: 2,
-      syncWrites: n,
-      queuedSyncWrites: n - 1,
+      syncWrites: 2 * n,
+      queuedSyncWrites: 2 * n - 1,
     });
-    for (let i = 0; i < n; i++)
-      expect(view(store.get(0, i))).toEqual(view(sized(i, i % 2 === 0 ? 100 : 20_000)));
+    for (let i = 0; i < 2 * n; i++) expect(view(store.get(0, i))).toEqual(view(sized(i, bytes(i))));
     const closing = store.close();
     for (let i = 0; i < 20 && fdatasyncs.calls.length === 2; i++) await tick();
     for (const c of fdatasyncs.calls.slice(2)) c.done(null);
@@ -158,30 +168,28 @@ describe('SqliteLogStore group commit', () => {
     // Each put is its own entry: all of them come back from the segment alone.
     rmSync(join(dir, DATABASE_FILE));
     const reopened = SqliteLogStore.open(dir);
-    expect(reopened.recovery.replayedRecords).toBe(n);
-    expect(view(reopened.get(0, n - 1))).toEqual(view(sized(n - 1, 20_000)));
+    expect(reopened.recovery.replayedRecords).toBe(2 * n);
+    expect(view(reopened.get(0, 2 * n - 1))).toEqual(view(sized(2 * n - 1, 20_000)));
     await reopened.close();
   });
 
   it('sees a queued sync put at once (a read or another write first writes it), in order', async () => {
     const fdatasyncs = manualFsync();
     const store = SqliteLogStore.open(tempDir(), { fdatasync: fdatasyncs.fsync });
-    const first = store.put(0, sized(1, 100), { sync: true }); // starts a round
-    const queued = store.put(0, sized(2, 100), { sync: true }); // waits for the next
+    const first = store.put(0, sized(1, 100), { sync: true }); // the round is due
+    const queued = store.put(0, sized(2, 100), { sync: true }); // queued for it
     expect(store.get(0, 2)).toBeDefined(); // the read wrote it first
     const again = store.put(0, { ...sized(2, 100), promiseId: 9 }, { sync: true });
     await store.put(0, { ...sized(2, 100), promiseId: 10 }, { sync: false }); // last write wins
     expect(store.get(0, 2)?.promiseId).toBe(10);
+    expect(fdatasyncs.calls.length).toBe(1);
     // A bad record queued fails its own call only.
     const bad = store.put(0, { ...sized(3, 100), promiseId: -1 }, { sync: true });
     expect(await codeOf(bad)).toBe('E_UNSAFE_INTEGER');
     fdatasyncs.calls[0]!.done(null);
-    await first;
-    for (let i = 0; i < 20 && fdatasyncs.calls.length < 2; i++) await tick();
-    fdatasyncs.calls[1]!.done(null);
-    await Promise.all([queued, again]);
+    await Promise.all([first, queued, again]);
     expect(store.get(0, 2)?.promiseId).toBe(10);
-    expect(store.syncStats).toMatchObject({ fdatasyncs: 2, syncWrites: 3 });
+    expect(store.syncStats).toMatchObject({ fdatasyncs: 1, syncWrites: 3, queuedSyncWrites: 2 });
     await store.close();
   });
 
@@ -682,6 +690,7 @@ describe('SqliteLogStore segments: durability', () => {
     let acked = 0;
     const a = store.put(0, sized(1, 50_000), { sync: true }).then(() => acked++);
     const b = store.put(0, sized(2, 50_000), { sync: false }); // committed before the round: covered
+    await microtask();
     expect(fdatasyncs.calls.length).toBe(1);
     expect(fstatSync(fdatasyncs.calls[0]!.fd).ino).toBe(
       statSync(join(dir, SEGMENTS_DIR, '0', '1.seg')).ino,
@@ -700,6 +709,7 @@ describe('SqliteLogStore segments: durability', () => {
       [4, 100],
     ] as const) {
       const c = store.put(0, sized(id, bytes), { sync: true });
+      await microtask();
       expect(fdatasyncs.calls.length).toBe(id - 1);
       fdatasyncs.calls[id - 2]!.done(null);
       await c;
@@ -730,6 +740,7 @@ describe('SqliteLogStore segments: durability', () => {
     const fdatasyncs = manualFsync();
     const store = SqliteLogStore.open(tempDir(), { fdatasync: fdatasyncs.fsync });
     const a = store.put(0, sized(1, 50_000), { sync: true });
+    await microtask();
     fdatasyncs.calls[0]!.done(Object.assign(new Error('EIO: i/o error'), { code: 'EIO' }));
     await expect(a).rejects.toMatchObject({ code: 'E_IO' });
     expect(await codeOf(store.put(0, sized(2, 50_000), { sync: false }))).toBe('E_IO');

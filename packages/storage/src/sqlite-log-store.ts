@@ -299,7 +299,8 @@ export class SqliteLogStore implements LogStore {
    * unless its records are segment entries), or for the WAL's bound.
    */
   private settle(opts: WriteOptions, journaled = false): Promise<void> {
-    return opts.sync ? this.commits.durable(!journaled) : this.walCheckpointer.unsyncedWrite();
+    if (!opts.sync) return this.walCheckpointer.unsyncedWrite();
+    return journaled ? this.commits.durableSoon() : this.commits.durable();
   }
 
   /**
@@ -451,7 +452,7 @@ export class SqliteLogStore implements LogStore {
       checkRecordArgument(group, record, this.options);
       const g = this.group(group, true)!;
       journaled = this.journaled([record], opts);
-      if (journaled && opts.sync && this.commits.syncing) return this.queue(group, [record], true);
+      if (journaled && opts.sync && this.commits.collecting) return this.queue(group, [record], true);
       this.writeQueued();
       if (journaled) {
         this.putJournaled(group, g, [record]);
@@ -479,7 +480,7 @@ export class SqliteLogStore implements LogStore {
       checkRecords(group, records);
       if (records.length > 0) {
         journaled = this.journaled(records, opts);
-        if (journaled && opts.sync && this.commits.syncing)
+        if (journaled && opts.sync && this.commits.collecting)
           return this.queue(group, records, false);
       }
       this.writeQueued();
