@@ -452,7 +452,8 @@ export class SqliteLogStore implements LogStore {
       checkRecordArgument(group, record, this.options);
       const g = this.group(group, true)!;
       journaled = this.journaled([record], opts);
-      if (journaled && opts.sync && this.commits.collecting) return this.queue(group, [record], true);
+      if (journaled && opts.sync && this.commits.collecting)
+        return this.queue(group, [record], true);
       this.writeQueued();
       if (journaled) {
         this.putJournaled(group, g, [record]);
