@@ -12,7 +12,16 @@
 // Every record written before (1) starts is durable when the round ends; writes committed
 // meanwhile share the next round. So a durable write of records is one append and one
 // fdatasync: the segments are the truth, and an open replays the entries the durable index
-// lacks (recovery.ts). A durable index row never names segment bytes that are not: (2) and a
+// lacks (recovery.ts).
+//
+// The writes themselves are grouped too (issue 22: as one append and one commit each, 64
+// concurrent single sync puts ran at 4.5x sequential, 13.3x before). A sync write of entries
+// starts its round in a microtask (durableSoon), not at once; one that comes while a round runs
+// or is due is checked and encoded at its call and queued, and the round writes every queued
+// one as it begins (beforeRound: one pwritev per segment, one transaction for all their rows),
+// so they share its fdatasync. A queued write joins only a round that begins after it is
+// written: none is acknowledged by an fdatasync that may have missed its bytes. Any other call
+// on the store writes the queue first, so reads and later writes see it, in order. A durable index row never names segment bytes that are not: (2) and a
 // WAL checkpoint (wal-checkpointer.ts) come after the fdatasync of every segment written
 // before them.
 //
@@ -197,8 +206,8 @@ export class GroupCommit {
   }
 
   /**
-   * Starts a round if sync writes wait and none is under way; else wakes idle() waiters. A
-   * round: (1) fdatasync of every segment written since the last round began and fsync of the
+   * Writes the queued sync writes (beforeRound), then starts a round if sync writes wait and
+   * none is under way; else wakes idle() waiters. A round: (1) fdatasync of every segment written since the last round began and fsync of the
    * directories that got a new segment, in parallel; then, (2) only if a write in the round
    * needs it, fsync of the WAL.
    */

@@ -9,8 +9,11 @@
 // Order of a write: the records' entries go to the segment (one pwritev, into the OS), then the
 // index rows commit into the WAL, all inside the call. So when a call returns, a process kill can
 // lose none of it; a kill before the commit leaves entries past the segment's committed end,
-// which the next open replays (whole batches) or cuts (recovery.ts). What a power cut can lose,
-// and when a write is durable (one fdatasync for records): group-commit.ts.
+// which the next open replays (whole batches) or cuts (recovery.ts). The exception: a sync write
+// of entries that comes while a group commit runs or is due is queued and written as the next
+// round begins, or at the next call, whichever is first (group-commit.ts); a kill before then
+// loses it, never acknowledged. What a power cut can lose, and when a write is durable (one
+// fdatasync for records): group-commit.ts.
 //
 // The store checks its arguments, commits writes and delegates the rest, one mechanism a file:
 // connection.ts (opening: pragmas, lock-file.ts for one process per log, schema.ts and its
