@@ -109,6 +109,11 @@ export interface StorageUnsafeFaults {
    * index rows durable), then writes the held bytes, fdatasyncs them, and acknowledges.
    */
   indexFirst?: boolean;
+  /**
+   * Planted: the classic group-commit bug. A sync write that comes while a round runs is
+   * written at once and joins that round, whose fdatasyncs may have started before its bytes.
+   */
+  joinRoundUnderWay?: boolean;
 }
 
 export interface GroupCommitPorts {
@@ -155,9 +160,12 @@ export class GroupCommit {
   /** A kick() is due in a microtask (durableSoon). */
   private kickDue = false;
 
+  /** The writes of the round under way (faults.joinRoundUnderWay adds to them). */
+  private underWay: Waiter[] | undefined;
+
   /** A round is under way or due: a sync write of entries that comes now is queued for it. */
   get collecting(): boolean {
-    return this.syncing || this.kickDue;
+    return (this.syncing && this.ports.faults?.joinRoundUnderWay !== true) || this.kickDue;
   }
 
   /** A round is under way or about to start. */
@@ -196,6 +204,10 @@ export class GroupCommit {
   /** Like durable(), for a write committed by beforeRound: it joins the round about to start. */
   join(waiter: Waiter, wal: boolean): void {
     this.ports.stats.syncWrites++;
+    if (this.ports.faults?.joinRoundUnderWay === true && this.underWay !== undefined) {
+      this.underWay.push(waiter);
+      return;
+    }
     if (wal) this.waitingForWal = true;
     this.waiting.push(waiter);
   }
@@ -231,6 +243,7 @@ export class GroupCommit {
       return;
     }
     this.syncing = true;
+    this.underWay = batch;
     const faults = this.ports.faults ?? {};
     let acked = false;
     const ack = () => {
@@ -242,11 +255,13 @@ export class GroupCommit {
     const fail = (err: unknown, what: string) => {
       failure.record(err, `${what} failed; the log refuses further writes`);
       this.syncing = false;
+      this.underWay = undefined;
       if (!acked) for (const w of batch) w.reject(failure.error);
       this.kick();
     };
     const finish = () => {
       this.syncing = false;
+      this.underWay = undefined;
       ack();
       this.ports.afterRound();
       this.kick();

@@ -7,8 +7,8 @@
 // random pages (seeded). A fresh store opens each image and must hold every write acknowledged
 // as durable before that moment, byte for byte, with nothing damaged: no record reads as
 // E_CORRUPT_RECORD, every record is one that was written, and every batch is whole or absent.
-// Two planted writers (StorageUnsafeFaults: "ack before fdatasync", "index first") must be
-// caught. WAL checkpoints are off here, so the database file does not change during a run.
+// Three planted writers (StorageUnsafeFaults: "ack before fdatasync", "index first", "join the
+// round under way") must be caught. WAL checkpoints are off here, so the database file does not change during a run.
 import {
   fdatasyncSync,
   fstatSync,
@@ -395,9 +395,13 @@ it(
 );
 
 it(
-  'catches a writer that acknowledges before its fdatasync, and one that makes the index durable first (planted)',
+  'catches a writer that acknowledges before its fdatasync, one that makes the index durable first, and one that adds writes to the round under way (planted)',
   async () => {
-    for (const faults of [{ ackBeforeFdatasync: true }, { indexFirst: true }]) {
+    for (const faults of [
+      { ackBeforeFdatasync: true },
+      { indexFirst: true },
+      { joinRoundUnderWay: true },
+    ]) {
       const { snapshots, written } = await run(0x5eed, faults, ['lose']);
       const { violations } = await check(snapshots, written);
       expect(violations.length, JSON.stringify(faults)).toBeGreaterThan(0);
