@@ -183,13 +183,20 @@ describe('SqliteLogStore group commit', () => {
     await store.put(0, { ...sized(2, 100), promiseId: 10 }, { sync: false }); // last write wins
     expect(store.get(0, 2)?.promiseId).toBe(10);
     expect(fdatasyncs.calls.length).toBe(1);
+    // A queued write keeps the bytes of its call: the caller's buffer may change afterwards.
+    const large = Buffer.from(sized(4, 20_000).value);
+    const kept = store.put(0, { ...sized(4, 0), value: large }, { sync: true });
+    large.fill(0);
     // A bad record queued fails its own call only.
     const bad = store.put(0, { ...sized(3, 100), promiseId: -1 }, { sync: true });
     expect(await codeOf(bad)).toBe('E_UNSAFE_INTEGER');
     fdatasyncs.calls[0]!.done(null);
-    await Promise.all([first, queued, again]);
+    for (let i = 0; i < 20 && fdatasyncs.calls.length < 2; i++) await tick();
+    fdatasyncs.calls[1]!.done(null); // the round of the large put, queued during the first
+    await Promise.all([first, queued, again, kept]);
     expect(store.get(0, 2)?.promiseId).toBe(10);
-    expect(store.syncStats).toMatchObject({ fdatasyncs: 1, syncWrites: 3, queuedSyncWrites: 2 });
+    expect(view(store.get(0, 4))).toEqual(view(sized(4, 20_000)));
+    expect(store.syncStats).toMatchObject({ fdatasyncs: 2, syncWrites: 4, queuedSyncWrites: 3 });
     await store.close();
   });
 

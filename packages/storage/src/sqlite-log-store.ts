@@ -365,7 +365,8 @@ export class SqliteLogStore implements LogStore {
       records.map((r) => {
         checkRecordArgument(group, r, this.options);
         const entry = encodeEntry(group, r, 0, 0);
-        if (entry.buffers.length > 1) entry.buffers[1] = entry.buffers[1]!.slice();
+        // new Uint8Array: a copy (a Buffer's slice() would be a view of the same bytes).
+        if (entry.buffers.length > 1) entry.buffers[1] = new Uint8Array(entry.buffers[1]!);
         return entry;
       }),
     );
