@@ -191,7 +191,8 @@ describe('SqliteLogStore group commit', () => {
     const bad = store.put(0, { ...sized(3, 100), promiseId: -1 }, { sync: true });
     expect(await codeOf(bad)).toBe('E_UNSAFE_INTEGER');
     fdatasyncs.calls[0]!.done(null);
-    for (let i = 0; i < 20 && fdatasyncs.calls.length < 2; i++) await tick();
+    // The first round ends after the real fsyncs of the new segment's directories.
+    await until(() => fdatasyncs.calls.length === 2, 'the round of the large put');
     fdatasyncs.calls[1]!.done(null); // the round of the large put, queued during the first
     await Promise.all([first, queued, again, kept]);
     expect(store.get(0, 2)?.promiseId).toBe(10);
