@@ -201,6 +201,37 @@ describe('SqliteLogStore group commit', () => {
     await store.close();
   });
 
+  it('when the queued writes fail to go in together (a full disk), writes them one by one, each with its own outcome', async () => {
+    let failures = 0;
+    let appends = 0;
+    const store = SqliteLogStore.open(tempDir(), {
+      writeSegment: (fd, buffers, position) => {
+        appends++;
+        if (failures > 0) {
+          failures--;
+          throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+        }
+        writevSync(fd, buffers as Uint8Array[], position);
+      },
+    });
+    const puts = [1, 2, 3, 4, 5].map((id) =>
+      store.put(0, sized(id, id === 3 ? 20_000 : 100), { sync: true }).then(
+        () => 'ok',
+        (e: StorageError) => e.code,
+      ),
+    );
+    // Put 1 was written at its call; 2–5 are queued. The append of all four fails, then the
+    // first of them alone (put 2); the others go in one by one.
+    failures = 2;
+    expect(await Promise.all(puts)).toEqual(['ok', 'E_DISK_FULL', 'ok', 'ok', 'ok']);
+    expect(appends).toBe(1 + 1 + 4);
+    expect(store.get(0, 2)).toBeUndefined();
+    for (const id of [1, 3, 4, 5])
+      expect(view(store.get(0, id))).toEqual(view(sized(id, id === 3 ? 20_000 : 100)));
+    expect(store.syncStats).toMatchObject({ syncWrites: 4, queuedSyncWrites: 0 });
+    await store.close();
+  });
+
   it('acknowledges a sync write only after an fsync of the WAL that started after its commit (rows only)', async () => {
     const dir = tempDir();
     const io = manualFsync();
