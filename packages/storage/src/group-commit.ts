@@ -12,7 +12,16 @@
 // Every record written before (1) starts is durable when the round ends; writes committed
 // meanwhile share the next round. So a durable write of records is one append and one
 // fdatasync: the segments are the truth, and an open replays the entries the durable index
-// lacks (recovery.ts). A durable index row never names segment bytes that are not: (2) and a
+// lacks (recovery.ts).
+//
+// The writes themselves are grouped too (issue 22: as one append and one commit each, 64
+// concurrent single sync puts ran at 4.5x sequential, 13.3x before). A sync write of entries
+// starts its round in a microtask (durableSoon), not at once; one that comes while a round runs
+// or is due is checked and encoded at its call and queued, and the round writes every queued
+// one as it begins (beforeRound: one pwritev per segment, one transaction for all their rows),
+// so they share its fdatasync. A queued write joins only a round that begins after it is
+// written: none is acknowledged by an fdatasync that may have missed its bytes. Any other call
+// on the store writes the queue first, so reads and later writes see it, in order. A durable index row never names segment bytes that are not: (2) and a
 // WAL checkpoint (wal-checkpointer.ts) come after the fdatasync of every segment written
 // before them.
 //
@@ -36,14 +45,16 @@ export type FsyncFn = (fd: number, callback: (err: NodeJS.ErrnoException | null)
 
 /**
  * What the store did to make writes durable: fsyncs (WAL and directories) and fdatasyncs
- * (segments), the sync writes they covered, the WAL checkpoints (each: SQLite's own two fsyncs),
- * of which `inlineWalCheckpoints` on the event loop, and the unsynced writes held back by the
- * WAL's bound (wal-checkpointer.ts).
+ * (segments), the sync writes they covered, of which `queuedSyncWrites` came while a round ran
+ * and were written together as the next began, the WAL checkpoints (each: SQLite's own two
+ * fsyncs), of which `inlineWalCheckpoints` on the event loop, and the unsynced writes held back
+ * by the WAL's bound (wal-checkpointer.ts).
  */
 export interface SyncStats {
   fsyncs: number;
   fdatasyncs: number;
   syncWrites: number;
+  queuedSyncWrites: number;
   walCheckpoints: number;
   inlineWalCheckpoints: number;
   backpressureWaits: number;
@@ -98,6 +109,11 @@ export interface StorageUnsafeFaults {
    * index rows durable), then writes the held bytes, fdatasyncs them, and acknowledges.
    */
   indexFirst?: boolean;
+  /**
+   * Planted: the classic group-commit bug. A sync write that comes while a round runs is
+   * written at once and joins that round, whose fdatasyncs may have started before its bytes.
+   */
+  joinRoundUnderWay?: boolean;
 }
 
 export interface GroupCommitPorts {
@@ -112,12 +128,17 @@ export interface GroupCommitPorts {
   failure: StickyFailure;
   /** Called after each round that made its writes durable (the WAL checkpointer's cue). */
   afterRound: () => void;
+  /**
+   * Called before a round starts: writes the sync puts queued while the last one ran (one
+   * append per segment, one transaction), which join() the round.
+   */
+  beforeRound: () => void;
   faults?: StorageUnsafeFaults;
   /** With faults.indexFirst: the segment writes held back until the WAL is fsynced. */
   heldWrites?: Array<() => void>;
 }
 
-interface Waiter {
+export interface Waiter {
   resolve: () => void;
   reject: (e: unknown) => void;
 }
@@ -136,6 +157,17 @@ export class GroupCommit {
     this.walFd = ports.walFd;
   }
 
+  /** A kick() is due in a microtask (durableSoon). */
+  private kickDue = false;
+
+  /** The writes of the round under way (faults.joinRoundUnderWay adds to them). */
+  private underWay: Waiter[] | undefined;
+
+  /** A round is under way or due: a sync write of entries that comes now is queued for it. */
+  get collecting(): boolean {
+    return (this.syncing && this.ports.faults?.joinRoundUnderWay !== true) || this.kickDue;
+  }
+
   /** A round is under way or about to start. */
   get busy(): boolean {
     return this.syncing || this.waiting.length > 0;
@@ -146,12 +178,38 @@ export class GroupCommit {
    * the WAL is (false: its records are segment entries, durable by the segments' fdatasync).
    */
   durable(wal = true): Promise<void> {
-    this.ports.stats.syncWrites++;
-    if (wal) this.waitingForWal = true;
     return new Promise((resolve, reject) => {
-      this.waiting.push({ resolve, reject });
+      this.join({ resolve, reject }, wal);
       this.kick();
     });
+  }
+
+  /**
+   * durable(false) with the round started in a microtask, not at once: the sync writes of
+   * entries made in the same turn (an acceptor's writes for the messages of one read) are
+   * queued meanwhile and share its one pwritev and one fdatasync.
+   */
+  durableSoon(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.join({ resolve, reject }, false);
+      if (this.kickDue) return;
+      this.kickDue = true;
+      queueMicrotask(() => {
+        this.kickDue = false;
+        this.kick();
+      });
+    });
+  }
+
+  /** Like durable(), for a write committed by beforeRound: it joins the round about to start. */
+  join(waiter: Waiter, wal: boolean): void {
+    this.ports.stats.syncWrites++;
+    if (this.ports.faults?.joinRoundUnderWay === true && this.underWay !== undefined) {
+      this.underWay.push(waiter);
+      return;
+    }
+    if (wal) this.waitingForWal = true;
+    this.waiting.push(waiter);
   }
 
   /** Resolves at the next kick() that finds no round to run (close() waits with it). */
@@ -160,14 +218,15 @@ export class GroupCommit {
   }
 
   /**
-   * Starts a round if sync writes wait and none is under way; else wakes idle() waiters. A
-   * round: (1) fdatasync of every segment written since the last round began and fsync of the
+   * Writes the queued sync writes (beforeRound), then starts a round if sync writes wait and
+   * none is under way; else wakes idle() waiters. A round: (1) fdatasync of every segment written since the last round began and fsync of the
    * directories that got a new segment, in parallel; then, (2) only if a write in the round
    * needs it, fsync of the WAL.
    */
   kick(): void {
     if (this.syncing) return;
     const { segments, stats, failure, path } = this.ports;
+    this.ports.beforeRound();
     segments.release(); // no fdatasync is using a dropped segment's descriptor now
     if (this.waiting.length === 0) {
       for (const wake of this.idleWaiters.splice(0)) wake();
@@ -184,6 +243,7 @@ export class GroupCommit {
       return;
     }
     this.syncing = true;
+    this.underWay = batch;
     const faults = this.ports.faults ?? {};
     let acked = false;
     const ack = () => {
@@ -195,11 +255,13 @@ export class GroupCommit {
     const fail = (err: unknown, what: string) => {
       failure.record(err, `${what} failed; the log refuses further writes`);
       this.syncing = false;
+      this.underWay = undefined;
       if (!acked) for (const w of batch) w.reject(failure.error);
       this.kick();
     };
     const finish = () => {
       this.syncing = false;
+      this.underWay = undefined;
       ack();
       this.ports.afterRound();
       this.kick();

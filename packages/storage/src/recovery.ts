@@ -149,6 +149,7 @@ function apply(
       offset: entry.offset + ENTRY_HEADER_BYTES + RECORD_HEADER_BYTES,
       length: value.length,
       crc: crc32(value),
+      record: undefined,
     });
   }
   if (records.length > 0) {

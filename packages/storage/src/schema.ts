@@ -176,9 +176,12 @@ export interface GroupStatements {
   put: Database.Statement;
   putIndex: Database.Statement;
   putMany: Database.Transaction<(records: readonly AcceptorRecord[]) => void>;
+  /** putEntryRows in a transaction of its own. */
   putMixed: Database.Transaction<
     (records: readonly AcceptorRecord[], placements: readonly Placement[]) => void
   >;
+  /** The index rows of records just appended as entries, inside the caller's transaction. */
+  putEntryRows: (records: readonly AcceptorRecord[], placements: readonly Placement[]) => void;
   get: Database.Statement;
   rangeChunk: Database.Statement;
   rangeBlob: Database.Statement;
@@ -243,6 +246,30 @@ export class RecordTables {
     const encoded: Uint8Array[] = new Array<Uint8Array>(INSERT_ROWS_PER_STATEMENT);
     const options = this.options;
     const upsertSegment = this.segmentRows.upsert;
+    // Records just appended to segments as entries (`placements[i]` is records[i]'s): their
+    // index rows, a large value's with its locator, a small one's with the whole record (the
+    // entry is its durable copy, the row serves reads; its bytes from the entry when it has
+    // them), and each touched segment's new committed end, in the same transaction
+    // (recovery.ts replays from there).
+    const putEntryRows = (records: readonly AcceptorRecord[], placements: readonly Placement[]) => {
+      for (let i = 0; i < records.length; i++) {
+        const r = records[i]!;
+        const p = placements[i]!;
+        if (r.value.length > options.outOfLineValueBytes) {
+          const locator = encodeLocator(p.segment.id, p.offset, p.length, p.crc);
+          const header = encodeStored(group, { ...r, value: locator });
+          putIndex.run(r.instanceId, header, p.segment.id, p.length);
+        } else {
+          put.run(r.instanceId, p.record ?? encodeStored(group, r));
+        }
+      }
+      let last: Segment | undefined;
+      for (const p of placements) {
+        if (p.segment === last) continue;
+        last = p.segment;
+        upsertSegment.run(group, last.id, last.writtenBytes, last.maxInstanceId);
+      }
+    };
     return {
       put,
       putIndex,
@@ -273,31 +300,8 @@ export class RecordTables {
           put.run(r.instanceId, encodeStored(group, r));
         }
       }),
-      // Records just appended to segments as entries (`placements[i]` is records[i]'s): their
-      // index rows, a large value's with its locator, a small one's with the whole record (the
-      // entry is its durable copy, the row serves reads), and each touched segment's new
-      // committed end, in the same transaction (recovery.ts replays from there).
-      putMixed: db.transaction(
-        (records: readonly AcceptorRecord[], placements: readonly Placement[]) => {
-          for (let i = 0; i < records.length; i++) {
-            const r = records[i]!;
-            if (r.value.length > options.outOfLineValueBytes) {
-              const p = placements[i]!;
-              const locator = encodeLocator(p.segment.id, p.offset, p.length, p.crc);
-              const header = encodeStored(group, { ...r, value: locator });
-              putIndex.run(r.instanceId, header, p.segment.id, p.length);
-            } else {
-              put.run(r.instanceId, encodeStored(group, r));
-            }
-          }
-          let last: Segment | undefined;
-          for (const p of placements) {
-            if (p.segment === last) continue;
-            last = p.segment;
-            upsertSegment.run(group, last.id, last.writtenBytes, last.maxInstanceId);
-          }
-        },
-      ),
+      putMixed: db.transaction(putEntryRows),
+      putEntryRows,
       get: db.prepare(`SELECT record, seg FROM ${table} WHERE instance_id = ?`).raw(),
       rangeChunk: db
         .prepare(

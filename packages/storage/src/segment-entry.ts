@@ -45,6 +45,8 @@ export interface EncodedEntry {
   valueOffset: number;
   /** CRC-32 of the value alone (the index row's locator carries it). */
   valueCrc: number;
+  /** A small value's whole record (encodeRecord bytes, within the entry): its index row. */
+  record: Uint8Array | undefined;
 }
 
 function writeHeader(
@@ -80,15 +82,15 @@ export function encodeEntry(
   const recordBytes = ENCODED_RECORD_OVERHEAD_BYTES + n;
   const valueOffset = ENTRY_HEADER_BYTES + RECORD_HEADER_BYTES;
   if (n <= CONTIGUOUS_VALUE_BYTES) {
-    const encoded = encodeRecord(record);
     const out = new Uint8Array(ENTRY_HEADER_BYTES + recordBytes);
-    out.set(encoded, ENTRY_HEADER_BYTES);
+    out.set(encodeRecord(record), ENTRY_HEADER_BYTES);
     writeHeader(out, group, recordBytes, more, syncedBytes);
     return {
       buffers: [out],
       bytes: out.length,
       valueOffset,
       valueCrc: n >= 4096 ? (knownCrc(value) ?? crc32(value)) : crc32(value),
+      record: out.subarray(ENTRY_HEADER_BYTES),
     };
   }
   // The record's header and trailer from the codec (its checks included) with an empty value;
@@ -104,7 +106,26 @@ export function encodeEntry(
   const headerCrc = crc32(head.subarray(ENTRY_HEADER_BYTES));
   const trailer = new Uint8Array(RECORD_TRAILER_BYTES);
   new DataView(trailer.buffer).setUint32(0, crc32Combine(headerCrc, valueCrc, n), true);
-  return { buffers: [head, value, trailer], bytes: head.length + n + 4, valueOffset, valueCrc };
+  return {
+    buffers: [head, value, trailer],
+    bytes: head.length + n + 4,
+    valueOffset,
+    valueCrc,
+    record: undefined,
+  };
+}
+
+/**
+ * Writes the header of an entry encoded ahead of its append (a sync put queued while a group
+ * commit runs): its batch count and synced mark are known only when it is appended.
+ */
+export function sealEntry(
+  entry: EncodedEntry,
+  group: number,
+  more: number,
+  syncedBytes: number,
+): void {
+  writeHeader(entry.buffers[0]!, group, entry.bytes - ENTRY_HEADER_BYTES, more, syncedBytes);
 }
 
 /** A valid entry read back from a segment. */

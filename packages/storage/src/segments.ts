@@ -36,7 +36,14 @@ import {
   RECORD_TRAILER_BYTES,
 } from '@tspaxos/crc-wasm';
 import type { StorageOptions } from './options';
-import { encodeEntry, ENTRY_HEADER_BYTES, type ScanResult, scanEntries } from './segment-entry';
+import {
+  type EncodedEntry,
+  encodeEntry,
+  ENTRY_HEADER_BYTES,
+  type ScanResult,
+  scanEntries,
+  sealEntry,
+} from './segment-entry';
 
 /** Writes all of `buffers` at `position` (a pwritev): the file port of the segment appends. */
 export type SegmentWriteFn = (fd: number, buffers: readonly Uint8Array[], position: number) => void;
@@ -85,6 +92,8 @@ export interface Placement {
   offset: number;
   length: number;
   crc: number;
+  /** A small value's whole record as encoded in the entry (its index row reuses the bytes). */
+  record: Uint8Array | undefined;
 }
 
 /** A segment whose bytes up to `upTo` an fdatasync is making durable (takeDirty). */
@@ -320,11 +329,17 @@ export class Segments {
   /**
    * Appends the records as entries (segment-entry.ts) to the group's active segment, rolling
    * over to a new one when the next entry would pass segmentBytes: one pwritev per segment
-   * touched. The entries say they are one batch (replayed whole or not at all). The bytes are
-   * in the OS when this returns, not durable; the caller commits the index rows, then calls
-   * committed(), or rolledBack() if the commit failed.
+   * touched. `batchSizes` splits the records into consecutive batches (default: all one batch),
+   * each replayed whole or not at all; `entries`: the records already encoded (encodeEntry, their
+   * headers sealed here). The bytes are in the OS when this returns, not durable; the caller
+   * commits the index rows, then calls committed(), or rolledBack() if the commit failed.
    */
-  append(group: number, records: readonly AcceptorRecord[]): Placement[] {
+  append(
+    group: number,
+    records: readonly AcceptorRecord[],
+    batchSizes: readonly number[] = [records.length],
+    entries?: readonly EncodedEntry[],
+  ): Placement[] {
     const placements: Placement[] = [];
     const { segmentBytes, segmentGrowBytes } = this.options;
     let segment = this.active.get(group);
@@ -347,7 +362,10 @@ export class Segments {
       run = [];
     };
     try {
+      let batch = 0;
+      let batchEnd = batchSizes[0] ?? records.length;
       for (let i = 0; i < records.length; i++) {
+        while (i >= batchEnd) batchEnd += batchSizes[++batch] ?? records.length;
         const r = records[i]!;
         const entryBytes = ENTRY_HEADER_BYTES + ENCODED_RECORD_OVERHEAD_BYTES + r.value.length;
         if (
@@ -358,7 +376,10 @@ export class Segments {
           segment = this.create(group, r.instanceId);
         }
         if (run.length === 0) runStart = segment.writtenBytes;
-        const entry = encodeEntry(group, r, records.length - 1 - i, segment.syncedBytes);
+        const more = batchEnd - 1 - i;
+        let entry = entries?.[i];
+        if (entry === undefined) entry = encodeEntry(group, r, more, segment.syncedBytes);
+        else sealEntry(entry, group, more, segment.syncedBytes);
         const entryOffset = segment.writtenBytes;
         placements.push({
           segment,
@@ -366,6 +387,7 @@ export class Segments {
           offset: entryOffset + entry.valueOffset,
           length: r.value.length,
           crc: entry.valueCrc,
+          record: entry.record,
         });
         for (const b of entry.buffers) run.push(b);
         segment.writtenBytes += entry.bytes;

@@ -94,6 +94,8 @@ function manualFsync() {
 }
 
 const tick = () => new Promise((resolve) => setImmediate(resolve));
+/** Lets the microtasks queued so far run (a round due by durableSoon starts). */
+const microtask = () => Promise.resolve();
 /** Lets the event loop turn until `done()` holds (a worker's reply takes a few turns). */
 async function until(done: () => boolean, what: string): Promise<void> {
   const t0 = performance.now();
@@ -111,6 +113,122 @@ describe('SqliteLogStore group commit', () => {
     );
     expect(store.syncStats.syncWrites).toBe(64);
     expect(store.syncStats.fsyncs).toBeLessThanOrEqual(3);
+    await store.close();
+  });
+
+  it('writes the sync puts of one turn, and those that come during its fdatasync, with one pwritev and one fdatasync each', async () => {
+    const dir = tempDir();
+    const fdatasyncs = manualFsync();
+    let appends = 0;
+    const store = SqliteLogStore.open(dir, {
+      fdatasync: fdatasyncs.fsync,
+      writeSegment: (fd, buffers, position) => {
+        appends++;
+        writevSync(fd, buffers as Uint8Array[], position);
+      },
+    });
+    const acked: number[] = [];
+    const n = 64;
+    const bytes = (i: number) => (i % 2 === 0 ? 100 : 20_000);
+    const burst = (from: number) =>
+      Array.from({ length: n }, (_, k) =>
+        store.put(0, sized(from + k, bytes(from + k)), { sync: true }).then(() => acked.push(k)),
+      );
+    // One turn: the first put is written at its call, the other 63 are queued; the round,
+    // due in a microtask, writes them in one pwritev and fdatasyncs all 64 once.
+    const first = burst(0);
+    expect(appends).toBe(1);
+    await microtask();
+    expect(appends).toBe(2);
+    expect(fdatasyncs.calls.length).toBe(1);
+    // 64 more while that fdatasync runs: queued, unwritten, for the next round.
+    const second = burst(n);
+    await tick();
+    expect(appends).toBe(2);
+    expect(acked).toEqual([]);
+    fdatasyncs.calls[0]!.done(null); // the directories' fsyncs are real: wait for the round
+    await until(() => acked.length >= n, 'the first burst');
+    expect(acked.length).toBe(n);
+    expect(appends).toBe(3);
+    expect(fdatasyncs.calls.length).toBe(2);
+    await tick();
+    expect(acked.length).toBe(n); // none of the second before its fdatasync ends
+    fdatasyncs.calls[1]!.done(null);
+    await Promise.all([...first, ...second]);
+    expect(store.syncStats).toMatchObject({
+      fdatasyncs: 2,
+      syncWrites: 2 * n,
+      queuedSyncWrites: 2 * n - 1,
+    });
+    for (let i = 0; i < 2 * n; i++) expect(view(store.get(0, i))).toEqual(view(sized(i, bytes(i))));
+    const closing = store.close();
+    for (let i = 0; i < 20 && fdatasyncs.calls.length === 2; i++) await tick();
+    for (const c of fdatasyncs.calls.slice(2)) c.done(null);
+    await closing;
+    // Each put is its own entry: all of them come back from the segment alone.
+    rmSync(join(dir, DATABASE_FILE));
+    const reopened = SqliteLogStore.open(dir);
+    expect(reopened.recovery.replayedRecords).toBe(2 * n);
+    expect(view(reopened.get(0, 2 * n - 1))).toEqual(view(sized(2 * n - 1, 20_000)));
+    await reopened.close();
+  });
+
+  it('sees a queued sync put at once (a read or another write first writes it), in order', async () => {
+    const fdatasyncs = manualFsync();
+    const store = SqliteLogStore.open(tempDir(), { fdatasync: fdatasyncs.fsync });
+    const first = store.put(0, sized(1, 100), { sync: true }); // the round is due
+    const queued = store.put(0, sized(2, 100), { sync: true }); // queued for it
+    expect(store.get(0, 2)).toBeDefined(); // the read wrote it first
+    const again = store.put(0, { ...sized(2, 100), promiseId: 9 }, { sync: true });
+    await store.put(0, { ...sized(2, 100), promiseId: 10 }, { sync: false }); // last write wins
+    expect(store.get(0, 2)?.promiseId).toBe(10);
+    expect(fdatasyncs.calls.length).toBe(1);
+    // A queued write keeps the bytes of its call: the caller's buffer may change afterwards.
+    const large = Buffer.from(sized(4, 20_000).value);
+    const kept = store.put(0, { ...sized(4, 0), value: large }, { sync: true });
+    large.fill(0);
+    // A bad record queued fails its own call only.
+    const bad = store.put(0, { ...sized(3, 100), promiseId: -1 }, { sync: true });
+    expect(await codeOf(bad)).toBe('E_UNSAFE_INTEGER');
+    fdatasyncs.calls[0]!.done(null);
+    // The first round ends after the real fsyncs of the new segment's directories.
+    await until(() => fdatasyncs.calls.length === 2, 'the round of the large put');
+    fdatasyncs.calls[1]!.done(null); // the round of the large put, queued during the first
+    await Promise.all([first, queued, again, kept]);
+    expect(store.get(0, 2)?.promiseId).toBe(10);
+    expect(view(store.get(0, 4))).toEqual(view(sized(4, 20_000)));
+    expect(store.syncStats).toMatchObject({ fdatasyncs: 2, syncWrites: 4, queuedSyncWrites: 3 });
+    await store.close();
+  });
+
+  it('when the queued writes fail to go in together (a full disk), writes them one by one, each with its own outcome', async () => {
+    let failures = 0;
+    let appends = 0;
+    const store = SqliteLogStore.open(tempDir(), {
+      writeSegment: (fd, buffers, position) => {
+        appends++;
+        if (failures > 0) {
+          failures--;
+          throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+        }
+        writevSync(fd, buffers as Uint8Array[], position);
+      },
+    });
+    const puts = [1, 2, 3, 4, 5].map((id) =>
+      store.put(0, sized(id, id === 3 ? 20_000 : 100), { sync: true }).then(
+        () => 'ok',
+        (e: StorageError) => e.code,
+      ),
+    );
+    // Put 1 was written at its call; 2–5 are queued. The append of all four fails, then the
+    // first of them alone (put 2); the others go in one by one.
+    failures = 2;
+    expect(await Promise.all(puts)).toEqual(['ok', 'E_DISK_FULL', 'ok', 'ok', 'ok']);
+    expect(appends).toBe(1 + 1 + 4);
+    expect(store.get(0, 2)).toBeUndefined();
+    for (const id of [1, 3, 4, 5])
+      expect(view(store.get(0, id))).toEqual(view(sized(id, id === 3 ? 20_000 : 100)));
+    expect(store.syncStats).toMatchObject({ syncWrites: 4, queuedSyncWrites: 0 });
     await store.close();
   });
 
@@ -138,6 +256,7 @@ describe('SqliteLogStore group commit', () => {
       fsyncs: 2,
       fdatasyncs: 0,
       syncWrites: 3,
+      queuedSyncWrites: 0,
       walCheckpoints: 0,
       inlineWalCheckpoints: 0,
       backpressureWaits: 0,
@@ -530,6 +649,7 @@ describe('SqliteLogStore segments: durability', () => {
       fsyncs: 0,
       fdatasyncs: 0,
       syncWrites: 0,
+      queuedSyncWrites: 0,
       walCheckpoints: 0,
       inlineWalCheckpoints: 0,
       backpressureWaits: 0,
@@ -609,6 +729,7 @@ describe('SqliteLogStore segments: durability', () => {
     let acked = 0;
     const a = store.put(0, sized(1, 50_000), { sync: true }).then(() => acked++);
     const b = store.put(0, sized(2, 50_000), { sync: false }); // committed before the round: covered
+    await microtask();
     expect(fdatasyncs.calls.length).toBe(1);
     expect(fstatSync(fdatasyncs.calls[0]!.fd).ino).toBe(
       statSync(join(dir, SEGMENTS_DIR, '0', '1.seg')).ino,
@@ -627,6 +748,7 @@ describe('SqliteLogStore segments: durability', () => {
       [4, 100],
     ] as const) {
       const c = store.put(0, sized(id, bytes), { sync: true });
+      await microtask();
       expect(fdatasyncs.calls.length).toBe(id - 1);
       fdatasyncs.calls[id - 2]!.done(null);
       await c;
@@ -657,6 +779,7 @@ describe('SqliteLogStore segments: durability', () => {
     const fdatasyncs = manualFsync();
     const store = SqliteLogStore.open(tempDir(), { fdatasync: fdatasyncs.fsync });
     const a = store.put(0, sized(1, 50_000), { sync: true });
+    await microtask();
     fdatasyncs.calls[0]!.done(Object.assign(new Error('EIO: i/o error'), { code: 'EIO' }));
     await expect(a).rejects.toMatchObject({ code: 'E_IO' });
     expect(await codeOf(store.put(0, sized(2, 50_000), { sync: false }))).toBe('E_IO');

@@ -9,8 +9,11 @@
 // Order of a write: the records' entries go to the segment (one pwritev, into the OS), then the
 // index rows commit into the WAL, all inside the call. So when a call returns, a process kill can
 // lose none of it; a kill before the commit leaves entries past the segment's committed end,
-// which the next open replays (whole batches) or cuts (recovery.ts). What a power cut can lose,
-// and when a write is durable (one fdatasync for records): group-commit.ts.
+// which the next open replays (whole batches) or cuts (recovery.ts). The exception: a sync write
+// of entries that comes while a group commit runs or is due is queued and written as the next
+// round begins, or at the next call, whichever is first (group-commit.ts); a kill before then
+// loses it, never acknowledged. What a power cut can lose, and when a write is durable (one
+// fdatasync for records): group-commit.ts.
 //
 // The store checks its arguments, commits writes and delegates the rest, one mechanism a file:
 // connection.ts (opening: pragmas, lock-file.ts for one process per log, schema.ts and its
@@ -33,6 +36,7 @@ import {
   StickyFailure,
   type StorageUnsafeFaults,
   type SyncStats,
+  type Waiter,
 } from './group-commit';
 import { replaySegments } from './recovery';
 import {
@@ -63,7 +67,14 @@ import {
   segmentRowsOf,
   type SegmentStatements,
 } from './schema';
-import { type SegmentRecovery, type SegmentWriteFn, Segments, writeAll } from './segments';
+import { type EncodedEntry, encodeEntry } from './segment-entry';
+import {
+  type Placement,
+  type SegmentRecovery,
+  type SegmentWriteFn,
+  Segments,
+  writeAll,
+} from './segments';
 import { wrap, wrapRead } from './sqlite-errors';
 import {
   resolveWalCheckpointOptions,
@@ -105,6 +116,18 @@ export interface SqliteLogStoreOptions extends Partial<StorageOptions>, WalCheck
   unsafeFaults?: StorageUnsafeFaults;
 }
 
+/**
+ * A sync write of entries that came while a group commit ran: checked and encoded at its call,
+ * appended and committed with the others queued when the next round starts (writeQueued).
+ */
+interface QueuedWrite extends Waiter {
+  group: number;
+  records: readonly AcceptorRecord[];
+  entries: EncodedEntry[];
+  /** A put (its error names the instance) or a putMany. */
+  single: boolean;
+}
+
 export class SqliteLogStore implements LogStore {
   readonly options: StorageOptions;
   readonly path: string;
@@ -120,6 +143,8 @@ export class SqliteLogStore implements LogStore {
   private readonly failure = new StickyFailure();
   private closed = false;
   private readonly journalSmallSyncWrites: boolean;
+  /** Sync writes of entries waiting for the next round (QueuedWrite); empty when none runs. */
+  private queued: QueuedWrite[] = [];
   private readonly commits: GroupCommit;
   private readonly walCheckpointer: WalCheckpointer;
   private readonly reader: RangeReader;
@@ -129,6 +154,7 @@ export class SqliteLogStore implements LogStore {
     fsyncs: 0,
     fdatasyncs: 0,
     syncWrites: 0,
+    queuedSyncWrites: 0,
     walCheckpoints: 0,
     inlineWalCheckpoints: 0,
     backpressureWaits: 0,
@@ -206,6 +232,7 @@ export class SqliteLogStore implements LogStore {
       stats: this.syncStats,
       failure: this.failure,
       afterRound: () => this.walCheckpointer.afterGroupCommit(),
+      beforeRound: () => this.writeQueued(),
       faults,
       heldWrites,
     });
@@ -254,13 +281,18 @@ export class SqliteLogStore implements LogStore {
     return this.tables.statements(group, create);
   }
 
-  private checkOpen(): void {
+  /**
+   * Every call's first step. Queued sync writes are written first (unless the call is one that
+   * may queue), so every call sees the writes made before it, in their order.
+   */
+  private checkOpen(writeQueued = true): void {
     if (this.closed) throw new StorageError('E_CLOSED', `the paxos log ${this.path} is closed`);
     this.walCheckpointer.retakeLockIfReleased();
+    if (writeQueued) this.writeQueued();
   }
 
-  private checkWritable(): void {
-    this.checkOpen();
+  private checkWritable(writeQueued = true): void {
+    this.checkOpen(writeQueued);
     if (this.failure.error !== undefined) throw this.failure.error;
     if (this.readonly) throw new StorageError('E_READ_ONLY', `${this.path} is open read-only`);
   }
@@ -270,7 +302,8 @@ export class SqliteLogStore implements LogStore {
    * unless its records are segment entries), or for the WAL's bound.
    */
   private settle(opts: WriteOptions, journaled = false): Promise<void> {
-    return opts.sync ? this.commits.durable(!journaled) : this.walCheckpointer.unsyncedWrite();
+    if (!opts.sync) return this.walCheckpointer.unsyncedWrite();
+    return journaled ? this.commits.durableSoon() : this.commits.durable();
   }
 
   /**
@@ -293,14 +326,17 @@ export class SqliteLogStore implements LogStore {
    * (one pwritev), then commits their index rows in one transaction; if the commit fails, the
    * appended bytes are given back (the next append writes over them).
    */
-  private putJournaled(group: number, g: GroupStatements, records: readonly AcceptorRecord[]) {
-    let bytes = 0;
-    for (const r of records) {
-      checkRecordArgument(group, r, this.options);
-      if (r.value.length <= this.options.outOfLineValueBytes) bytes += r.value.length;
-    }
+  private putJournaled(
+    group: number,
+    g: GroupStatements,
+    records: readonly AcceptorRecord[],
+    entries?: EncodedEntry[],
+  ) {
+    for (const r of records) checkRecordArgument(group, r, this.options);
     const id = records.length === 1 ? records[0]!.instanceId : undefined;
-    const placements = withCodecErrors(group, id, () => this.segments.append(group, records));
+    const placements = withCodecErrors(group, id, () =>
+      this.segments.append(group, records, undefined, entries),
+    );
     try {
       g.putMixed(records, placements);
     } catch (e) {
@@ -308,17 +344,121 @@ export class SqliteLogStore implements LogStore {
       throw e;
     }
     this.segments.committed(placements);
+    this.wroteEntries(records);
+  }
+
+  private wroteEntries(records: readonly AcceptorRecord[]): void {
+    let bytes = 0;
+    for (const r of records)
+      if (r.value.length <= this.options.outOfLineValueBytes) bytes += r.value.length;
     this.walCheckpointer.wrote(bytes + 100 * records.length, 2);
+  }
+
+  /**
+   * Group commit of the writes themselves: a sync write of entries that comes while a round
+   * runs is checked and encoded now (a bad record fails its own call), and queued; the next
+   * round writes every queued one (writeQueued) and makes them durable with one fdatasync.
+   * A large value is copied, as an immediate write would have by the time its call returns.
+   */
+  private queue(group: number, records: readonly AcceptorRecord[], single: boolean) {
+    const entries = withCodecErrors(group, single ? records[0]!.instanceId : undefined, () =>
+      records.map((r) => {
+        checkRecordArgument(group, r, this.options);
+        const entry = encodeEntry(group, r, 0, 0);
+        // new Uint8Array: a copy (a Buffer's slice() would be a view of the same bytes).
+        if (entry.buffers.length > 1) entry.buffers[1] = new Uint8Array(entry.buffers[1]!);
+        return entry;
+      }),
+    );
+    // The records as they are now (a caller may reuse its objects once the call returns).
+    const copies = records.map((r) => ({ ...r }));
+    return new Promise<void>((resolve, reject) =>
+      this.queued.push({ group, records: copies, entries, single, resolve, reject }),
+    );
+  }
+
+  /**
+   * Writes the queued sync writes: per group one append (one pwritev per segment touched),
+   * then every index row in one transaction; each joins the round about to start. If that
+   * fails, nothing of it counts, and they are written one by one, each with its own outcome.
+   */
+  private writeQueued(): void {
+    if (this.queued.length === 0) return;
+    const queued = this.queued;
+    this.queued = [];
+    if (this.failure.error !== undefined) {
+      for (const q of queued) q.reject(this.failure.error);
+      return;
+    }
+    const placements: Placement[] = [];
+    try {
+      this.walCheckpointer.retakeLockIfReleased();
+      const byGroup = new Map<number, QueuedWrite[]>();
+      for (const q of queued) {
+        const writes = byGroup.get(q.group);
+        if (writes === undefined) byGroup.set(q.group, [q]);
+        else writes.push(q);
+      }
+      const rows: Array<[GroupStatements, AcceptorRecord[], Placement[]]> = [];
+      for (const [group, writes] of byGroup) {
+        const records = writes.flatMap((q) => q.records);
+        const appended = this.segments.append(
+          group,
+          records,
+          writes.map((q) => q.records.length),
+          writes.flatMap((q) => q.entries),
+        );
+        for (const p of appended) placements.push(p);
+        rows.push([this.group(group, true)!, records, appended]);
+      }
+      this.db.transaction(() => {
+        for (const [g, records, appended] of rows) g.putEntryRows(records, appended);
+      })();
+    } catch (e) {
+      this.segments.rolledBack(placements);
+      // A coded failure (SQLite's, the file system's, ours: a full disk): written one by one,
+      // so each call gets its own outcome. Anything else is a bug: every caller gets it.
+      const coded = typeof (e as { code?: unknown })?.code === 'string';
+      for (const q of queued) {
+        if (coded) this.writeQueuedAlone(q);
+        else q.reject(e);
+      }
+      return;
+    }
+    this.segments.committed(placements);
+    this.syncStats.queuedSyncWrites += queued.length;
+    for (const q of queued) {
+      this.wroteEntries(q.records);
+      this.commits.join(q, false);
+    }
+  }
+
+  private writeQueuedAlone(q: QueuedWrite): void {
+    try {
+      if (this.failure.error !== undefined) throw this.failure.error;
+      this.putJournaled(q.group, this.group(q.group, true)!, q.records, q.entries);
+    } catch (e) {
+      const instanceId = q.single ? q.records[0]!.instanceId : undefined;
+      const what = q.single
+        ? `write of group ${q.group} instance ${instanceId}`
+        : `batch write of group ${q.group}`;
+      q.reject(wrap(e, 'E_IO', what, { group: q.group, instanceId }));
+      return;
+    }
+    this.commits.join(q, false);
   }
 
   put(group: number, record: AcceptorRecord, opts: WriteOptions): Promise<void> {
     let journaled: boolean;
     try {
-      this.checkWritable();
+      this.checkWritable(false);
       checkGroup(group, this.options);
       checkRecordArgument(group, record, this.options);
       const g = this.group(group, true)!;
       journaled = this.journaled([record], opts);
+      if (journaled && opts.sync && this.commits.collecting)
+        return this.queue(group, [record], true);
+      this.writeQueued();
       if (journaled) {
         this.putJournaled(group, g, [record]);
       } else {
@@ -340,12 +480,17 @@ export class SqliteLogStore implements LogStore {
   putMany(group: number, records: readonly AcceptorRecord[], opts: WriteOptions): Promise<void> {
     let journaled = false;
     try {
-      this.checkWritable();
+      this.checkWritable(false);
       checkGroup(group, this.options);
       checkRecords(group, records);
       if (records.length > 0) {
-        const g = this.group(group, true)!;
         journaled = this.journaled(records, opts);
+        if (journaled && opts.sync && this.commits.collecting)
+          return this.queue(group, records, false);
+      }
+      this.writeQueued();
+      if (records.length > 0) {
+        const g = this.group(group, true)!;
         if (journaled) {
           this.putJournaled(group, g, records);
         } else {

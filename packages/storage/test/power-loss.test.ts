@@ -7,8 +7,8 @@
 // random pages (seeded). A fresh store opens each image and must hold every write acknowledged
 // as durable before that moment, byte for byte, with nothing damaged: no record reads as
 // E_CORRUPT_RECORD, every record is one that was written, and every batch is whole or absent.
-// Two planted writers (StorageUnsafeFaults: "ack before fdatasync", "index first") must be
-// caught. WAL checkpoints are off here, so the database file does not change during a run.
+// Three planted writers (StorageUnsafeFaults: "ack before fdatasync", "index first", "join the
+// round under way") must be caught. WAL checkpoints are off here, so the database file does not change during a run.
 import {
   fdatasyncSync,
   fstatSync,
@@ -237,20 +237,34 @@ async function run(seed: number, faults: StorageUnsafeFaults, modes: Mode[]) {
   for (let op = 0; op < 36; op++) {
     // Now and then the writer waits for everything: the next write then starts a round alone.
     if (rand(4) === 0) await Promise.all(inFlight);
-    const kind = rand(10);
+    const kind = rand(12);
     let p: Promise<void>;
-    if (kind < 6) {
+    const putOne = () => {
       // A single put: small (as a promise) or large (an accept), sometimes rewriting an id.
       const id = nextId > 0 && rand(3) === 0 ? rand(nextId) : nextId++;
-      if (written.batched.has(id)) continue;
+      if (written.batched.has(id)) return undefined;
       const v = ++version;
       const r = rec(id, v, 0, rand(2) === 0 ? 20 + rand(200) : 5000 + rand(60_000));
       remember(r, v);
       const sync = rand(5) !== 0;
-      p = store.put(0, r, { sync }).then(() => {
+      return store.put(0, r, { sync }).then(() => {
         if (sync) acked.set(id, Math.max(acked.get(id) ?? 0, v));
       });
-    } else if (kind < 9) {
+    };
+    if (kind < 2) {
+      // A burst of single sync puts in one turn (concurrent acceptors' writes): those that come
+      // while a round runs are written together as the next begins and share its fdatasync.
+      const burst: Promise<void>[] = [];
+      for (let k = 2 + rand(7); k > 0; k--) {
+        const one = putOne();
+        if (one !== undefined) burst.push(one);
+      }
+      p = Promise.all(burst).then(() => undefined);
+    } else if (kind < 8) {
+      const one = putOne();
+      if (one === undefined) continue;
+      p = one;
+    } else if (kind < 11) {
       // A batch of fresh ids (never rewritten), small and large values.
       const v = ++version;
       const ids = Array.from({ length: 2 + rand(5) }, () => nextId++);
@@ -276,8 +290,9 @@ async function run(seed: number, faults: StorageUnsafeFaults, modes: Mode[]) {
   }
   await Promise.all(inFlight);
   snap('end');
+  const stats = { ...store.syncStats };
   await store.close();
-  return { snapshots, written };
+  return { snapshots, written, stats };
 }
 
 /** Opens every image and returns what it finds wrong, and what the opens repaired. */
@@ -351,12 +366,20 @@ const TIMEOUT_MS = 240_000;
 it(
   'keeps every acknowledged write and damages nothing when the power fails at any step',
   async () => {
-    const all = { images: 0, replayedRecords: 0, tornTails: 0, droppedEntries: 0, acked: 0 };
+    const all = {
+      images: 0,
+      replayedRecords: 0,
+      tornTails: 0,
+      droppedEntries: 0,
+      acked: 0,
+      queuedSyncWrites: 0,
+    };
     for (const seed of [0x5eed, 0xbeef]) {
-      const { snapshots, written } = await run(seed, {}, ['lose', 'prefix', 'holes']);
+      const { snapshots, written, stats } = await run(seed, {}, ['lose', 'prefix', 'holes']);
       const { violations, totals } = await check(snapshots, written);
       expect(violations).toEqual([]);
-      for (const k of Object.keys(all) as Array<keyof typeof all>) all[k] += totals[k];
+      for (const k of Object.keys(totals) as Array<keyof typeof totals>) all[k] += totals[k];
+      all.queuedSyncWrites += stats.queuedSyncWrites;
     }
     console.log('power loss:', all);
     // Every step of two runs, three ways each; the opens rebuilt index rows from entries the
@@ -365,14 +388,20 @@ it(
     expect(all.acked).toBeGreaterThan(1000);
     expect(all.replayedRecords).toBeGreaterThan(50);
     expect(all.tornTails).toBeGreaterThan(10);
+    // Sync puts that came during a round were written together and shared the next fdatasync.
+    expect(all.queuedSyncWrites).toBeGreaterThan(20);
   },
   TIMEOUT_MS,
 );
 
 it(
-  'catches a writer that acknowledges before its fdatasync, and one that makes the index durable first (planted)',
+  'catches a writer that acknowledges before its fdatasync, one that makes the index durable first, and one that adds writes to the round under way (planted)',
   async () => {
-    for (const faults of [{ ackBeforeFdatasync: true }, { indexFirst: true }]) {
+    for (const faults of [
+      { ackBeforeFdatasync: true },
+      { indexFirst: true },
+      { joinRoundUnderWay: true },
+    ]) {
       const { snapshots, written } = await run(0x5eed, faults, ['lose']);
       const { violations } = await check(snapshots, written);
       expect(violations.length, JSON.stringify(faults)).toBeGreaterThan(0);
