@@ -176,6 +176,31 @@ describe('quorum read index', () => {
     expect(values(w, 3)).toContain('b');
   });
 
+  it('runs the round again with the new members when a membership change was below its index', async () => {
+    const w = await threeNodes();
+    await node(w, 1).propose(G, enc('a'), { smId: SM });
+    await w.world.until(() => values(w, 3).includes('a'));
+    cut(w, 1, 3);
+    cut(w, 2, 3);
+    // While node 3 hears nothing, nodes 1 and 2 make themselves the voters and write 'b'.
+    await node(w, 1).changeMembership(G, [1, 2]);
+    await node(w, 1).propose(G, enc('b'), { smId: SM });
+    w.world.net.heal();
+    expect(node(w, 3).membership(G).members).toEqual([1, 2, 3]);
+    const read = await node(w, 3).quorumReadIndex(G, { timeoutMs: 5000 });
+    // The first round (old members) reached past the change; the second asked the new ones
+    // (both: node 3, no longer a voter, counts for nothing).
+    expect(node(w, 3).membership(G).members).toEqual([1, 2]);
+    expect(node(w, 3).quorumReadCounters).toMatchObject({
+      reads: 1,
+      rounds: 2,
+      membershipRetries: 1,
+      fallbacks: 0,
+    });
+    expect(values(w, 3)).toContain('b');
+    expect(read.instanceId).toBe(node(w, 1).instanceId(G) - 1);
+  });
+
   it('shares rounds: reads arriving while one is out wait for the next, not the one in flight', async () => {
     const w = await threeNodes();
     await node(w, 1).propose(G, enc('a'), { smId: SM });
