@@ -191,11 +191,11 @@ export class QuorumReader {
       this.groups.set(g, state);
     }
     if (!state.inFlight) return this.startRound(g, state, deadlineMs);
+    if (this.waitingTotal >= QUORUM_READ_MAX_WAITING)
+      return Promise.reject(
+        new PaxosError('E_QUEUE_FULL', `${this.waitingTotal} reads wait for a round already`),
+      );
     if (state.next === undefined) {
-      if (this.waitingTotal >= QUORUM_READ_MAX_WAITING)
-        return Promise.reject(
-          new PaxosError('E_QUEUE_FULL', `${this.waitingTotal} reads wait for a round already`),
-        );
       let settle!: (round: Promise<RoundResult>) => void;
       const promise = new Promise<RoundResult>((resolve) => (settle = resolve));
       state.next = { promise, settle, deadlineMs, waiting: 0 };
