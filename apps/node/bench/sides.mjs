@@ -38,11 +38,14 @@ export async function tspaxosSide(extra = []) {
     get: (client, i, key, mode) =>
       client.request(
         targets[i],
-        `/kv/${key}${mode === 'linearizable' ? '?consistent=true' : '?consistent=lease'}`,
+        `/kv/${key}?consistent=${mode === 'linearizable' ? 'true' : mode === 'barrier' ? 'barrier' : 'lease'}`,
       ),
     pid: (i) => c.nodes[i].child.pid,
-    /** Node i's consistent reads and the barriers proposed for them (its /metrics). */
-    async barrierCounts(i) {
+    /**
+     * Node i's consistent reads, the quorum read rounds (?consistent=true) and the barriers
+     * (?consistent=barrier) that served them (its /metrics).
+     */
+    async readCounts(i) {
       const res = await metricsClient.request(targets[i], '/metrics');
       const text = res.body.toString();
       const value = (name) =>
@@ -50,6 +53,8 @@ export async function tspaxosSide(extra = []) {
       return {
         reads: value('tspaxos_consistent_reads_total'),
         barriers: value('tspaxos_consistent_read_barriers_total'),
+        rounds: value('tspaxos_quorum_read_rounds_total'),
+        fallbacks: value('tspaxos_quorum_read_fallbacks_total'),
       };
     },
     /** What node i has applied: its now instance id. */
@@ -101,8 +106,11 @@ export async function etcdSide() {
     get: (client, i, key, mode) =>
       client.request(targets[i], '/v3/kv/range', {
         method: 'POST',
+        // etcd has one linearizable read (its ReadIndex): the barrier cell runs it too.
         body: json(
-          mode === 'linearizable' ? { key: b64(key) } : { key: b64(key), serializable: true },
+          mode === 'linearizable' || mode === 'barrier'
+            ? { key: b64(key) }
+            : { key: b64(key), serializable: true },
         ),
       }),
     pid: (i) => c.members[i].child.pid,

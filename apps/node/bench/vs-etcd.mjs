@@ -33,6 +33,27 @@ async function withCpu(s, leader, measure) {
   };
 }
 
+/**
+ * 16 clients reading through the master/leader in `mode`, with the CPU it used; on tspaxos also
+ * the reads per quorum round and per barrier, from its /metrics counters.
+ */
+async function linearizableReads(s, l, mode) {
+  const before = await s.readCounts?.(l);
+  const r = await withCpu(s, l, () => load(16, (c, i) => s.get(c, l, key(i * 7919), mode), MS));
+  const after = await s.readCounts?.(l);
+  if (before === undefined) return r;
+  const per = (field) => {
+    const n = after[field] - before[field];
+    return n > 0 ? (after.reads - before.reads) / n : undefined;
+  };
+  return {
+    ...r,
+    readsPerRound: per('rounds'),
+    readsPerBarrier: per('barriers'),
+    fallbacks: after.fallbacks - before.fallbacks,
+  };
+}
+
 /** Throughput cells: `run(side, leader)` returns load()'s { rate, p50, p99, … }. */
 const CELLS = [
   {
@@ -58,20 +79,14 @@ const CELLS = [
   {
     id: 'linread',
     name: 'linearizable reads, 16 clients (?consistent=true / etcd default)',
-    // tspaxos: also the reads each barrier served (its /metrics counters).
-    async run(s, l) {
-      const before = await s.barrierCounts?.(l);
-      const r = await withCpu(s, l, () =>
-        load(16, (c, i) => s.get(c, l, key(i * 7919), 'linearizable'), MS),
-      );
-      const after = await s.barrierCounts?.(l);
-      return before === undefined
-        ? r
-        : {
-            ...r,
-            readsPerBarrier: (after.reads - before.reads) / (after.barriers - before.barriers),
-          };
-    },
+    // tspaxos: a quorum read index (issue 22); also the reads each round served (/metrics).
+    run: (s, l) => linearizableReads(s, l, 'linearizable'),
+  },
+  {
+    id: 'linbarrier',
+    name: 'linearizable reads through a barrier, 16 clients (?consistent=barrier / etcd default)',
+    // The path ?consistent=true took before issue 22's quorum reads, for the before/after.
+    run: (s, l) => linearizableReads(s, l, 'barrier'),
   },
   {
     id: 'leaseread',
@@ -260,12 +275,19 @@ export async function vsEtcd() {
     },
   );
   add(
-    'linearizable reads per barrier (tspaxos: shared barriers)',
+    'linearizable reads per quorum round (tspaxos: shared rounds)',
     'reads',
-    (x) => x.linread.readsPerBarrier,
-    {
-      noRatio: true,
-    },
+    (x) => x.linread.readsPerRound,
+    { noRatio: true },
+  );
+  add('quorum reads that fell back to a barrier', 'reads', (x) => x.linread.fallbacks, {
+    noRatio: true,
+  });
+  add(
+    'linearizable reads per barrier, ?consistent=barrier (tspaxos: shared barriers)',
+    'reads',
+    (x) => x.linbarrier.readsPerBarrier,
+    { noRatio: true },
   );
   add(
     'peak RSS per node, largest of 3 (after the 64 KiB writes)',

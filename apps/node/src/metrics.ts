@@ -17,7 +17,7 @@ export interface Metrics {
   /** The registry's text, reading the node's status once for every metric of the scrape. */
   scrape(): Promise<string>;
   commitLatency: Histogram<'op'>;
-  /** GET ?consistent=true reads, and the barriers issued for them (shared: shared-barrier.ts). */
+  /** GET ?consistent=true and =barrier reads, and the barriers issued for =barrier (shared-barrier.ts). */
   consistentReads: Counter;
   consistentReadBarriers: Counter;
   httpRequests: Counter<'method' | 'route' | 'status'>;
@@ -254,6 +254,33 @@ export function createMetrics(nodeId: number, source: MetricsSource): Metrics {
         this.set({ peer: String(peer) }, bytes);
     },
   });
+  /** A node-wide counter read from the quorum reader's counters at scrape time. */
+  const quorum = (name: string, help: string, field: keyof NodeStatus['quorumReads']): void => {
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(current().quorumReads[field]);
+      },
+    });
+  };
+  quorum(
+    'tspaxos_quorum_read_rounds_total',
+    'Read-index rounds to a majority of the voters for ?consistent=true reads (shared by the reads that waited for them).',
+    'rounds',
+  );
+  quorum(
+    'tspaxos_quorum_read_fallbacks_total',
+    'Quorum reads that proposed a barrier after waiting for their index (an instance accepted, never chosen).',
+    'fallbacks',
+  );
+  quorum(
+    'tspaxos_quorum_read_positions_served_total',
+    "Acceptor positions this node gave other nodes' quorum reads.",
+    'served',
+  );
   new Counter({
     name: 'tspaxos_network_frames_received_total',
     help: 'Frames received by the TCP network.',
@@ -285,12 +312,12 @@ export function createMetrics(nodeId: number, source: MetricsSource): Metrics {
     }),
     consistentReads: new Counter({
       name: 'tspaxos_consistent_reads_total',
-      help: 'Reads with ?consistent=true (each waits for a barrier; concurrent ones share one).',
+      help: 'Reads with ?consistent=true (a quorum read index) or ?consistent=barrier.',
       registers: [registry],
     }),
     consistentReadBarriers: new Counter({
       name: 'tspaxos_consistent_read_barriers_total',
-      help: 'Barriers proposed for ?consistent=true reads (at most one in flight per group).',
+      help: 'Barriers proposed for ?consistent=barrier reads (at most one in flight per group).',
       registers: [registry],
     }),
     httpRequests: new Counter({

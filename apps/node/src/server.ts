@@ -383,6 +383,7 @@ export class KvServer implements HttpNode, MetricsSource {
       network: this.network.counters(),
       nodeCounters: { ...this.node.counters },
       forwarding: { ...this.node.forwardingCounters },
+      quorumReads: { ...this.node.quorumReadCounters },
       taskErrors: [...this.taskErrors],
       stopping: this.stopping,
       groups,

@@ -17,6 +17,7 @@ export {
   type GroupStatus,
   type NodeCounters,
   type ForwardingCounters,
+  type QuorumReadCounters,
   type Logger as PaxosLogger,
 } from '@tspaxos/paxos/internal';
 export { TcpNetwork, type PeerAddress, type TcpCounters } from '@tspaxos/transport/tcp';

@@ -2,7 +2,13 @@
 // GET /status, the metrics and the dashboard, so a new field is written here and nowhere else.
 // Always one entry per group under `groups`, whatever --groups is.
 import type { KvStateMachine } from './kv-state-machine';
-import type { ForwardingCounters, GroupStatus, NodeCounters, TcpCounters } from './stack';
+import type {
+  ForwardingCounters,
+  GroupStatus,
+  NodeCounters,
+  QuorumReadCounters,
+  TcpCounters,
+} from './stack';
 
 /** The master with a live lease in this node's view. */
 export interface MasterView {
@@ -87,6 +93,8 @@ export interface NodeStatus {
   nodeCounters: NodeCounters;
   /** Writes, barriers and read indexes forwarded to or served for the masters (paxos forwarding). */
   forwarding: ForwardingCounters;
+  /** `?consistent=true` reads: rounds to a majority, positions served, fallback barriers. */
+  quorumReads: QuorumReadCounters;
   /** The last unexpected errors raised inside the server (all are counted in the metric). */
   taskErrors: { code: string; message: string }[];
   stopping: boolean;

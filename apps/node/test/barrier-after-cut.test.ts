@@ -1,8 +1,9 @@
 // Issue 17 finding 1 scripted through the link proxies (test/jepsen/): node 3 stops hearing its
-// peers; node 1 answers a consistent read (a lone barrier, chosen at instance i) and a write (i+1);
-// a consistent read through node 3, which still thinks i is next, must not be answered from
-// instance i once the links heal: the barrier node 3 proposed is not the one chosen at i, even
-// though the two have the same bytes. No master election, so no lease renewal takes an instance.
+// peers; node 1 answers a `?consistent=barrier` read (a lone barrier, chosen at instance i) and a
+// write (i+1); a barrier read through node 3, which still thinks i is next, must not be answered
+// from instance i once the links heal: the barrier node 3 proposed is not the one chosen at i,
+// even though the two have the same bytes. No master election, so no lease renewal takes an
+// instance.
 import { afterAll, describe, expect, it } from 'vitest';
 import { waitFor } from './helpers';
 import { ProxiedCluster, statusOf } from './jepsen/cluster';
@@ -31,7 +32,7 @@ describe('a consistent read through a node that was cut off', () => {
     // Node 3 goes deaf: it can still send, it hears nothing.
     const inbound = [cluster.links.get(1, 3), cluster.links.get(2, 3)];
     for (const link of inbound) link.setCut(true);
-    const barrier = await fetch(`${url(1)}/kv/k?consistent=true`);
+    const barrier = await fetch(`${url(1)}/kv/k?consistent=barrier`);
     expect(await barrier.text()).toBe('v0');
     const barrierAt = Number(barrier.headers.get('x-tspaxos-instance-id'));
     const written = await put(1, 'v1');
@@ -40,7 +41,7 @@ describe('a consistent read through a node that was cut off', () => {
 
     // The read through node 3: its barrier goes out (counted by the proxies), then the links heal.
     const sentBefore = cluster.links.get(3, 1).counters.bytesForwarded;
-    const read = fetch(`${url(3)}/kv/k?consistent=true`);
+    const read = fetch(`${url(3)}/kv/k?consistent=barrier`);
     await waitFor('node 3 proposing', () => {
       return cluster!.links.get(3, 1).counters.bytesForwarded > sentBefore;
     });

@@ -159,7 +159,7 @@ describe('a 3-node cluster of processes', () => {
         expect(missing, `node ${node.id}`).toEqual([]);
       }
       // A consistent read carries the barrier's instance id, past every acknowledged write.
-      const res = await fetch(`${nodes[1]!.httpUrl}/kv/k0?consistent=true`);
+      const res = await fetch(`${nodes[1]!.httpUrl}/kv/k0?consistent=barrier`);
       expect(res.status).toBe(200);
       expect(Number(res.headers.get('x-tspaxos-instance-id'))).toBeGreaterThan(maxInstance);
 

@@ -53,11 +53,16 @@ describe('a follower', () => {
       expect(await (await fetch(`${follower.httpUrl}/kv/through-follower`)).text()).toBe('x');
       const consistent = await fetch(`${follower.httpUrl}/kv/f1?consistent=true`);
       expect(consistent.status).toBe(200);
+      const barrier = await fetch(`${follower.httpUrl}/kv/f1?consistent=barrier`);
+      expect(barrier.status).toBe(200);
       const lease = await fetch(`${follower.httpUrl}/kv/f1?consistent=lease`);
       expect(lease.status).toBe(200);
-      const counters = (await follower.status()).forwarding;
+      const status = await follower.status();
+      const counters = status.forwarding;
       expect(counters.proposalsForwarded).toBeGreaterThanOrEqual(2);
       expect(counters.readIndexesAsked).toBeGreaterThanOrEqual(1);
+      // A quorum read from a non-voter: positions from a majority of the voters.
+      expect(status.quorumReads.rounds).toBeGreaterThanOrEqual(1);
 
       // The node it follows dies; the others go on, and the follower learns from them.
       await n1.kill('SIGKILL');

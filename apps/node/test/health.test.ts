@@ -163,13 +163,13 @@ describe('health, readiness and operator log lines', () => {
       // Node 3 compacts its log, loses its KV state, and restarts with no peer up.
       await ok(fetch(`${behind.httpUrl}/admin/checkpoint`, { method: 'POST' }));
       await ok(fetch(`${behind.httpUrl}/admin/compact?keep=0`, { method: 'POST' }));
-      await ok(fetch(`${n1.httpUrl}/kv/k0?consistent=true`));
+      await ok(fetch(`${n1.httpUrl}/kv/k0?consistent=barrier`));
       await waitFor('node 3 learned the barrier', async () => {
         const [s1, s3] = await Promise.all([n1.group(), behind.group()]);
         return s3.instanceId === s1.instanceId;
       });
       await behind.kill('SIGKILL');
-      await ok(fetch(`${n1.httpUrl}/kv/k0?consistent=true`));
+      await ok(fetch(`${n1.httpUrl}/kv/k0?consistent=barrier`));
       await Promise.all([n1.kill('SIGTERM'), n2.kill('SIGTERM')]);
       fs.rmSync(path.join(cluster.dataRoot, 'node-3', 'kv-g0'), { recursive: true, force: true });
       const lost = new NodeProcess(3, n3.args, n3.httpUrl);

@@ -304,13 +304,13 @@ export async function ok(res: Promise<Response>): Promise<string> {
 }
 
 /**
- * A barrier (`?consistent=true` read) through `url`, retried while it is answered 503: a killed
+ * A barrier (`?consistent=barrier` read) through `url`, retried while it is answered 503: a killed
  * master's lease stays live in the others' view until it lapses, and forwarding (issue 18)
  * refuses writes and barriers meanwhile instead of proposing them.
  */
 export async function barrierThrough(url: string, key = 'k0'): Promise<void> {
   const res = await unless503(
-    () => fetch(`${url}/kv/${key}?consistent=true`),
+    () => fetch(`${url}/kv/${key}?consistent=barrier`),
     `a barrier through ${url}`,
   );
   const text = await res.text();

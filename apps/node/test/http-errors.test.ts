@@ -413,10 +413,17 @@ describe('paxos refusals', () => {
     async (code, answers) => {
       const node = server.paxos;
       const original = node.batchPropose.bind(node);
+      const originalRead = node.quorumReadIndex.bind(node);
       const cases = [
         { when: 'refused', request: req('PUT', '/kv/r', { body: 'v' }), answer: answers.refused },
         { when: 'queued', request: req('PUT', '/kv/r', { body: 'v' }), answer: answers.queued },
-        { when: 'queued', request: req('GET', '/kv/r?consistent=true'), answer: answers.barrier },
+        {
+          when: 'queued',
+          request: req('GET', '/kv/r?consistent=barrier'),
+          answer: answers.barrier,
+        },
+        // A quorum read proposes nothing: answered as a barrier read is.
+        { when: 'read', request: req('GET', '/kv/r?consistent=true'), answer: answers.barrier },
       ];
       let bugs = 0;
       try {
@@ -426,6 +433,8 @@ describe('paxos refusals', () => {
             c.when === 'refused'
               ? Promise.reject(error)
               : new Promise((_resolve, reject) => setTimeout(() => reject(error), 5));
+          node.quorumReadIndex = () =>
+            new Promise((_resolve, reject) => setTimeout(() => reject(error), 5));
           const res = await raw(c.request);
           const what = `${c.when} ${c.request.toString('latin1').split(' ')[0]}`;
           expect(res?.status, what).toBe(c.answer[0]);
@@ -440,6 +449,7 @@ describe('paxos refusals', () => {
         expect(server.taskErrors).toHaveLength(bugs);
       } finally {
         node.batchPropose = original;
+        node.quorumReadIndex = originalRead;
         server.taskErrors.splice(0);
       }
     },

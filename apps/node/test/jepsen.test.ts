@@ -43,6 +43,14 @@ describe('black-box fault run', () => {
       for (const v of [...report.verdicts.consistent, ...report.verdicts.lease])
         expect(v.verdict.ops).toBeGreaterThan(0);
       expect(report.problems).toEqual([]);
+
+      // Consistent reads ran on the quorum read path (issue 22): rounds on every node (at least
+      // the final reads), shared by the reads, and no barrier proposed for them but fallbacks.
+      for (const n of report.readPath) {
+        expect(n.rounds, `node ${n.nodeId}`).toBeGreaterThanOrEqual(1);
+        expect(n.reads, `node ${n.nodeId}`).toBeGreaterThanOrEqual(n.rounds);
+        expect(n.barriers, `node ${n.nodeId}`).toBe(0);
+      }
     },
   );
 });

@@ -41,7 +41,7 @@ describe('a node that lost its state directory', () => {
       await ok(fetch(`${n3.httpUrl}/admin/compact?keep=0`, { method: 'POST' }));
       // The log moves past every KV checkpoint without a key written (a barrier; master leases
       // do the same): the end of node 3's log is above the checkpoint of every node.
-      await ok(fetch(`${n1.httpUrl}/kv/k0?consistent=true`));
+      await ok(fetch(`${n1.httpUrl}/kv/k0?consistent=barrier`));
       await waitFor('node 3 learned the barrier', async () => {
         const [s1, s3] = await Promise.all([status(n1.httpUrl), status(n3.httpUrl)]);
         return s3.instanceId === s1.instanceId;

@@ -38,7 +38,9 @@ describe('no quorum', () => {
       // The broken connections are noticed at the next send to them (the lease renewals, the
       // learner's asks): within a moment.
       await waitFor('node 1 to see no quorum', async () => !(await n1.group()).quorum);
-      const before = (await n1.status()).forwarding.noQuorum;
+      const beforeStatus = await n1.status();
+      const before = beforeStatus.forwarding.noQuorum;
+      const beforeReads = beforeStatus.quorumReads.noQuorum;
 
       const t0 = performance.now();
       const write = await put(n1.httpUrl, 'lost', 'after');
@@ -54,8 +56,10 @@ describe('no quorum', () => {
       expect(read.status).toBe(503);
       expect(await read.json()).toMatchObject({ error: { code: 'E_NO_QUORUM' } });
       expect(readMs).toBeLessThan(FAST_MS);
-      // Counted where it was refused: nothing reached the proposer.
-      expect((await n1.status()).forwarding.noQuorum).toBe(before + 2);
+      // Counted where each was refused: nothing reached the proposer, no round was started.
+      const after = await n1.status();
+      expect(after.forwarding.noQuorum).toBe(before + 1);
+      expect(after.quorumReads.noQuorum).toBe(beforeReads + 1);
       // The local state still answers plain reads.
       expect(await (await fetch(`${n1.httpUrl}/kv/k`)).text()).toBe('before');
 
@@ -79,7 +83,7 @@ describe('no quorum', () => {
       for (const n of [n1, back]) {
         const lost = await unless503(
           () => fetch(`${n.httpUrl}/kv/lost?consistent=true`),
-          `a barrier through node ${n.id}`,
+          `a consistent read through node ${n.id}`,
         );
         expect(lost.status).toBe(404);
       }

@@ -38,7 +38,7 @@ describe('a restarted node sends a checkpoint at the end of its log', () => {
       for (let i = 0; i < KEYS; i++) await ok(put(n1.httpUrl, `k${i}`, `v${i}`));
       const lastWrite = (await status(n1.httpUrl)).kv.appliedInstanceId;
       // Only barriers from here on (and whatever master renewals happen): no key written.
-      for (let i = 0; i < BARRIERS; i++) await ok(fetch(`${n1.httpUrl}/kv/k0?consistent=true`));
+      for (let i = 0; i < BARRIERS; i++) await ok(fetch(`${n1.httpUrl}/kv/k0?consistent=barrier`));
       await waitFor('node 3 learned the barriers', async () => {
         const [s1, s3] = await Promise.all([status(n1.httpUrl), status(n3.httpUrl)]);
         return s3.instanceId === s1.instanceId;

@@ -64,6 +64,21 @@ describe('the status', () => {
       expect(body).toMatch(new RegExp(`tspaxos_instance_id\\{[^}]*group="${g}"[^}]*\\} \\d+`));
   });
 
+  it('counts ?consistent=true reads as quorum rounds in /status and /metrics, with no barrier', async () => {
+    const before = server.paxos.quorumReadCounters.rounds;
+    // One read of one key's group, then a listing: one round in every group.
+    expect((await fetch(`${server.httpUrl}/kv/some-key?consistent=true`)).status).toBe(404);
+    expect((await fetch(`${server.httpUrl}/kv?consistent=true`)).status).toBe(200);
+    const status = (await (await fetch(`${server.httpUrl}/status`)).json()) as NodeStatus;
+    expect(status.quorumReads.rounds - before).toBe(1 + GROUPS);
+    expect(status.quorumReads.fallbacks).toBe(0);
+    const body = await (await fetch(`${server.httpUrl}/metrics`)).text();
+    expect(body).toMatch(
+      new RegExp(`^tspaxos_quorum_read_rounds_total\\{[^}]*\\} ${status.quorumReads.rounds}$`, 'm'),
+    );
+    expect(body).not.toMatch(/^tspaxos_consistent_read_barriers_total\{[^}]*\} [1-9]/m);
+  });
+
   it('one GET /status reads each group once and lists every group under `groups`', async () => {
     let status: NodeStatus | undefined;
     const reads = await statusReads(async () => {

@@ -57,6 +57,14 @@ export interface GroupHandle<M extends Machines = Machines> {
    * through the log, so a read after it sees every write acknowledged before it (linearizable).
    */
   barrier(options?: WaitOptions): Promise<{ instanceId: number }>;
+  /**
+   * Resolves once this node has applied every instance a write acknowledged before the call may
+   * have been chosen at (a read index from a majority of the voting members, no disk write and
+   * no clock assumption; a barrier only when an instance stays accepted but unchosen), with the
+   * last instance applied here: a read after it is linearizable. Concurrent calls share rounds.
+   * Rejects with `outcome: 'rejected'` (E_NO_QUORUM, E_TIMEOUT, E_STOPPED …).
+   */
+  quorumReadIndex(options?: WaitOptions): Promise<{ instanceId: number }>;
   /** Resolves once the instance `instanceId` is applied on this node. */
   waitApplied(instanceId: number, options?: WaitOptions): Promise<void>;
   /** The last instance applied on this node (-1 before the first). No I/O. */
@@ -194,6 +202,15 @@ class Handle<M extends Machines> implements GroupHandle<M> {
         }),
       'unknown',
     ).then((r) => ({ instanceId: r.instanceId }));
+  }
+
+  quorumReadIndex(options: WaitOptions = {}): Promise<{ instanceId: number }> {
+    return this.bounded(
+      options,
+      (timeoutMs) =>
+        this.node.quorumReadIndex(this.index, timeoutMs !== undefined ? { timeoutMs } : {}),
+      'rejected',
+    );
   }
 
   waitApplied(instanceId: number, options: WaitOptions = {}): Promise<void> {

@@ -41,6 +41,10 @@ export interface UnsafeFaults {
    * chosen that the master has not applied can be missed by its lease reads.
    */
   proposeDespiteLiveLease?: boolean;
+  /** Planted: a quorum read's index is the min of the members' positions, not the max. */
+  quorumReadTakesMin?: boolean;
+  /** Planted: a quorum read's round ends with the first position it has (its own), no majority. */
+  quorumReadFewerThanMajority?: boolean;
 }
 
 /** The proposer's share of the planted bugs. */
@@ -50,4 +54,10 @@ export type ProposerFaults = Pick<UnsafeFaults, 'proposerIgnoresAcceptedValues'>
 export type AcceptorFaults = Pick<
   UnsafeFaults,
   'forgetPromises' | 'resetPromisePerInstance' | 'acknowledgeBeforeDurable'
+>;
+
+/** The quorum reader's share of the planted bugs (quorum-read.ts). */
+export type QuorumReadFaults = Pick<
+  UnsafeFaults,
+  'quorumReadTakesMin' | 'quorumReadFewerThanMajority'
 >;

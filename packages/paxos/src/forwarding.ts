@@ -483,7 +483,8 @@ export class Forwarder {
     );
   }
 
-  private waitApplied(group: Group, g: number, instanceId: number, deadlineMs: number) {
+  /** Resolves once `instanceId` is applied here; E_TIMEOUT at `deadlineMs` (quorum-read.ts too). */
+  waitApplied(group: Group, g: number, instanceId: number, deadlineMs: number): Promise<void> {
     if (group.instanceId > instanceId) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       const waiter: AppliedWaiter = {

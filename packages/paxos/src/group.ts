@@ -155,6 +155,20 @@ export class Group extends PortedGroup {
     return this.system.current.members;
   }
 
+  /**
+   * This member's answer to a quorum read (quorum-read.ts): its acceptor's instance (every one
+   * below is chosen here) and whether it accepted a value there (maybe chosen, not learned here).
+   */
+  acceptorPosition(): { instanceId: number; accepted: boolean } {
+    const accepted = !isNullBallot(this.acceptor.acceptedBallot);
+    return { instanceId: this.acceptor.instanceId, accepted };
+  }
+
+  /** A member showed its now instance id (a quorum read's reply): ask it if it is ahead. */
+  peerIsAt(nodeId: number, nowInstanceId: number): void {
+    this.loop.enqueue(() => this.learner.peerIsAt(nodeId, nowInstanceId));
+  }
+
   /** The membership as applied here: version, voting members, the application's meta. */
   get membership(): Readonly<SystemVariables> {
     return this.system.current;

@@ -24,3 +24,4 @@ export type { ProposalIdentity } from './value';
 export type { MasterInfo, MasterCounters } from './master';
 export type { MasterVariables } from './master-variables';
 export type { ForwardingCounters } from './forwarding';
+export type { QuorumReadCounters } from './quorum-read';

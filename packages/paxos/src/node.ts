@@ -7,12 +7,13 @@ import {
 } from '@tspaxos/checkpoint';
 import { SenderBudget } from '@tspaxos/learner';
 import type { LogStore } from '@tspaxos/storage';
-import type { Message, Network } from '@tspaxos/transport';
+import { ForwardMsgType, type Message, type Network } from '@tspaxos/transport';
 import type { ProposeResult } from './committer';
 import { PaxosError } from './errors';
 import { NodeEventEmitter, type NodeEventName, type NodeEvents } from './events';
 import type { UnsafeFaults } from './faults';
 import { Forwarder, type ForwardingCounters } from './forwarding';
+import { QuorumReader, type QuorumReadCounters } from './quorum-read';
 import { Group, type GroupEvent, type GroupStatus } from './group';
 import {
   checkValueLimits,
@@ -110,6 +111,7 @@ export class PaxosNode {
   private stopped = false;
   private readonly events = new NodeEventEmitter();
   private readonly forwarder: Forwarder;
+  private readonly quorumReader: QuorumReader;
   /** One byte budget for the learner senders of every group (LearnerOptions.senderBudgetBytes). */
   readonly senderBudget: SenderBudget;
 
@@ -156,6 +158,26 @@ export class PaxosNode {
       reachable: (to) => network.reachable?.(to) ?? true,
       group: (g) => this.instance(g),
       proposeDespiteLiveLease: opts.unsafeFaults?.proposeDespiteLiveLease === true,
+    });
+    this.quorumReader = new QuorumReader({
+      nodeId: opts.nodeId,
+      scheduler,
+      send: (to, g, message) => network.send(to, g, message),
+      group: (g) => this.instance(g),
+      hasQuorum: (g) => this.forwarder.hasQuorum(g),
+      waitApplied: (g, instanceId, deadlineMs) =>
+        this.forwarder.waitApplied(this.instance(g), g, instanceId, deadlineMs),
+      // An empty value for no state machine, batched with the writes waiting (facade barrier()).
+      barrier: (g, timeoutMs) =>
+        this.submit(g, new Uint8Array(0), { smId: NO_SM_ID, timeoutMs }, true).then(
+          (r) => r.instanceId,
+        ),
+      faults: {
+        ...(opts.unsafeFaults?.quorumReadTakesMin === true ? { quorumReadTakesMin: true } : {}),
+        ...(opts.unsafeFaults?.quorumReadFewerThanMajority === true
+          ? { quorumReadFewerThanMajority: true }
+          : {}),
+      },
     });
     for (let group = 0; group < opts.groups; group++) {
       const machines =
@@ -241,6 +263,34 @@ export class PaxosNode {
     if (!Number.isFinite(timeoutMs) || timeoutMs <= 0)
       return Promise.reject(new PaxosError('E_BAD_ARGUMENT', 'timeoutMs must be positive'));
     return this.forwarder.readIndex(group, timeoutMs).then((instanceId) => ({ instanceId }));
+  }
+
+  /**
+   * A read index for a linearizable read from this node's state, by a round to a majority of the
+   * group's voting members (etcd's ReadIndex; quorum-read.ts): no disk write, no lease, no clock
+   * assumption, through any node (forwarding or not). Resolves once this node has applied every
+   * instance a write acknowledged before the call may have been chosen at, with the last instance
+   * applied here. Rounds are shared: one in flight per group, a call waits for the next one.
+   * Rejects (outcome `rejected`) with E_NO_QUORUM (a majority known unreachable), E_TIMEOUT,
+   * E_STOPPED, E_QUEUE_FULL, E_BAD_GROUP, E_BAD_ARGUMENT.
+   */
+  quorumReadIndex(
+    group: number,
+    opts: { timeoutMs?: number } = {},
+  ): Promise<{ instanceId: number }> {
+    if (this.stopped)
+      return Promise.reject(
+        new PaxosError('E_STOPPED', 'the node is stopped', { outcome: 'rejected' }),
+      );
+    const timeoutMs = opts.timeoutMs ?? this.options.proposeTimeoutMs;
+    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0)
+      return Promise.reject(new PaxosError('E_BAD_ARGUMENT', 'timeoutMs must be positive'));
+    return this.quorumReader.read(group, timeoutMs).then((instanceId) => ({ instanceId }));
+  }
+
+  /** What quorum reads did on this node (quorum-read.ts). */
+  get quorumReadCounters(): Readonly<QuorumReadCounters> {
+    return this.quorumReader.counters;
   }
 
   /**
@@ -380,6 +430,7 @@ export class PaxosNode {
     if (this.stopped) return;
     this.stopped = true;
     this.forwarder.stop();
+    this.quorumReader.stop();
     await Promise.all(this.instances.map((i) => i.stop()));
     if (opts.closeNetwork ?? true) await this.opts.network.close();
     if (opts.closeStore ?? true) await this.store.close();
@@ -453,7 +504,10 @@ export class PaxosNode {
       return;
     }
     if (message.kind === 'forward') {
-      this.forwarder.receive(from, group, message.msg);
+      const type = message.msg.msgType;
+      if (type === ForwardMsgType.QuorumReadIndex || type === ForwardMsgType.QuorumReadIndexReply)
+        this.quorumReader.receive(from, group, message.msg);
+      else this.forwarder.receive(from, group, message.msg);
       return;
     }
     if (message.kind !== 'paxos') {

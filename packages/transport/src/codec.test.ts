@@ -10,6 +10,7 @@ import {
   encodeFrame,
   encodeFrameBytes,
   encodeHello,
+  ForwardFlag,
   forwardMsg,
   ForwardMsgType,
   FrameReader,
@@ -124,7 +125,7 @@ const checkpointArb: fc.Arbitrary<Message> = fc
 
 const forwardArb: fc.Arbitrary<Message> = fc
   .record({
-    msgType: fc.integer({ min: 1, max: 4 }),
+    msgType: fc.integer({ min: 1, max: 6 }),
     requestId: id,
     nodeId: id,
     smId: u32,
@@ -253,6 +254,19 @@ describe('frame codec', () => {
     expect(ok.ok && ok.value.message).toEqual({ kind: 'forward', msg: good });
     const code = (r: ReturnType<typeof decodeFrame>) => (!r.ok ? r.error.code : 'ok');
     expect(code(forward({ msgType: 9 }))).toBe('E_UNKNOWN_MSG_TYPE');
+    expect(code(forward({ msgType: ForwardMsgType.QuorumReadIndexReply + 1 }))).toBe(
+      'E_UNKNOWN_MSG_TYPE',
+    );
+    // The quorum read pair (issue 22) decodes, its Accepted flag with it.
+    const position = forward({
+      msgType: ForwardMsgType.QuorumReadIndexReply,
+      instanceId: 41,
+      flag: ForwardFlag.Accepted,
+    });
+    expect(position.ok && position.value.message).toEqual({
+      kind: 'forward',
+      msg: { ...good, msgType: ForwardMsgType.QuorumReadIndexReply, instanceId: 41, flag: 4 },
+    });
     expect(code(forward({ requestId: 2 ** 60 }))).toBe('E_UNSAFE_INTEGER');
     expect(code(forward({ requestId: -1 }))).toBe('E_UNSAFE_INTEGER');
     expect(code(forward({ errorCode: 'x'.repeat(65) }))).toBe('E_BAD_FIELD');

@@ -567,7 +567,7 @@ function toForward(raw: RawFrame): ForwardMsg {
   if (s.length < 13)
     throw new FieldError('E_BAD_FIELD', `forward header has ${s.length} fields, needs 13`);
   const msgType = int(s, 0, 'msgType', 255);
-  if (msgType < ForwardMsgType.ForwardPropose || msgType > ForwardMsgType.ReadIndexReply)
+  if (msgType < ForwardMsgType.ForwardPropose || msgType > ForwardMsgType.QuorumReadIndexReply)
     throw new FieldError('E_UNKNOWN_MSG_TYPE', `forward msgType ${msgType} is unknown`);
   if (raw.fields.length !== 2)
     throw new FieldError('E_BAD_FIELD', 'forward frame needs its value and result fields');

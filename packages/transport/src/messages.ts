@@ -43,13 +43,17 @@ export const FrameCommand = { Paxos: 1, Checkpoint: 2, Forward: 3, Hello: 0x7f }
  * Forwarding to the master (ours; PhxPaxos's phxkv redirects the client instead): a node that is
  * not the master sends a value to propose (ForwardPropose) or asks for the master's read index
  * (ReadIndex, etcd's ReadIndex with the lease instead of a heartbeat round); the master answers
- * each with its reply, matched by requestId.
+ * each with its reply, matched by requestId. QuorumReadIndex (issue 22) asks any voting member
+ * for its acceptor's position; the reply's `instanceId` is the member's now instance id and
+ * ForwardFlag.Accepted says its acceptor accepted a value there (paxos quorum-read.ts).
  */
 export const ForwardMsgType = {
   ForwardPropose: 1,
   ForwardReply: 2,
   ReadIndex: 3,
   ReadIndexReply: 4,
+  QuorumReadIndex: 5,
+  QuorumReadIndexReply: 6,
 } as const;
 
 export const ForwardFlag = {
@@ -60,6 +64,11 @@ export const ForwardFlag = {
    * proposing it, or it lost its instance and was never proposed again): safe to send again.
    */
   NeverChosen: 2,
+  /**
+   * QuorumReadIndexReply: the member's acceptor has accepted a value at the reply's instanceId
+   * (so that instance may be chosen already, though not learned there).
+   */
+  Accepted: 4,
 } as const;
 
 /**

@@ -99,8 +99,11 @@ function registerKv(program: Command): void {
   connected(kv.command('get').description('print the value of KEY'))
     .argument('<key>')
     .addOption(
-      new Option('--consistent <mode>', 'false: this node; true: a barrier; lease: the master')
-        .choices(['false', 'true', 'lease'])
+      new Option(
+        '--consistent <mode>',
+        'false: this node; true: a quorum read index; barrier: a barrier; lease: the master',
+      )
+        .choices(['false', 'true', 'barrier', 'lease'])
         .default('false'),
     )
     .action(

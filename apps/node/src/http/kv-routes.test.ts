@@ -1,6 +1,7 @@
-// The consistent-read path of GET /kv: concurrent ?consistent=true reads share barriers (at most
-// two for any number of reads arriving together), and each answer names the barrier it waited
-// for. The paxos node is a fake whose barriers the test settles, so the count is exact.
+// The consistent-read paths of GET /kv: ?consistent=true asks the paxos node for a quorum read
+// index and proposes nothing; concurrent ?consistent=barrier reads share barriers (at most two for
+// any number of reads arriving together), and each answer names the barrier it waited for. The
+// paxos node is a fake whose barriers the test settles, so the count is exact.
 import Fastify from 'fastify';
 import { describe, expect, it } from 'vitest';
 import type { ProposeResult } from '../stack';
@@ -8,7 +9,7 @@ import { kvRoutes, type KvNode } from './kv-routes';
 
 function fakeNode() {
   const barriers: { resolve(instanceId: number): void }[] = [];
-  const counted = { reads: 0, barriers: 0 };
+  const counted = { reads: 0, barriers: 0, quorumReads: 0 };
   const node: KvNode = {
     groupCount: 1,
     stopping: false,
@@ -23,6 +24,10 @@ function fakeNode() {
         );
       },
       readIndex: () => Promise.reject(new Error('not used')),
+      quorumReadIndex: () => {
+        counted.quorumReads++;
+        return Promise.resolve({ instanceId: 5 });
+      },
       instanceId: () => 0,
     },
     kvs: [
@@ -54,6 +59,27 @@ async function until(cond: () => boolean, what: string, deadlineMs = 10_000) {
 }
 
 describe('GET /kv/<key>?consistent=true', () => {
+  it('is a quorum read index: no barrier, the instance applied here in the answer', async () => {
+    const { node, barriers, counted } = fakeNode();
+    const app = Fastify();
+    await app.register(kvRoutes, { node });
+    await app.ready();
+    try {
+      const answers = await Promise.all(
+        Array.from({ length: 3 }, () =>
+          app.inject({ method: 'GET', url: '/kv/a?consistent=true' }),
+        ),
+      );
+      expect(answers.map((a) => a.headers['x-tspaxos-instance-id'])).toEqual(['5', '5', '5']);
+      expect(barriers.length).toBe(0);
+      expect(counted).toEqual({ reads: 3, barriers: 0, quorumReads: 3 });
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('GET /kv/<key>?consistent=barrier', () => {
   it('serves 40 concurrent reads with two barriers, each read answered by one that started after it arrived', async () => {
     const { node, barriers, counted } = fakeNode();
     const app = Fastify();
@@ -65,7 +91,7 @@ describe('GET /kv/<key>?consistent=true', () => {
     await app.ready();
     try {
       const reads = Array.from({ length: 40 }, () =>
-        app.inject({ method: 'GET', url: '/kv/a?consistent=true' }),
+        app.inject({ method: 'GET', url: '/kv/a?consistent=barrier' }),
       );
       await until(() => arrived === 40, 'the reads to arrive');
       await drain(); // each read is past its handler's first await
@@ -79,7 +105,7 @@ describe('GET /kv/<key>?consistent=true', () => {
       expect(ids.filter((id) => id === '7').length).toBe(1); // the read that started barrier 1
       expect(ids.filter((id) => id === '9').length).toBe(39); // the rest arrived while it ran
       expect(barriers.length).toBe(2);
-      expect(counted).toEqual({ reads: 40, barriers: 2 }); // what /metrics shows
+      expect(counted).toEqual({ reads: 40, barriers: 2, quorumReads: 0 }); // what /metrics shows
     } finally {
       await app.close();
     }

@@ -3,7 +3,9 @@
 // barriers to the group's master and asks it for its read index (@tspaxos/paxos forwarding,
 // docs/design.md §5). A write's precondition and Idempotency-Key travel in its command and are
 // checked by the state machine when it applies (kv-command.ts).
-// Concurrent barrier reads share barriers (shared-barrier.ts): one in flight per group.
+// `?consistent=true` is a quorum read index (paxos quorum-read.ts: a round to a majority of the
+// voters, no disk write, no clock assumption; rounds shared per group); `?consistent=barrier` a
+// barrier through the log, concurrent ones sharing barriers (shared-barrier.ts).
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ServerError } from '../errors';
 import { checkKeyText, groupOfKey } from '../keys';
@@ -29,7 +31,7 @@ import { checkQuery, keyOf } from './request';
 export interface KvNode {
   readonly groupCount: number;
   readonly stopping: boolean;
-  readonly paxos: Pick<PaxosNode, 'batchPropose' | 'readIndex' | 'instanceId'>;
+  readonly paxos: Pick<PaxosNode, 'batchPropose' | 'readIndex' | 'quorumReadIndex' | 'instanceId'>;
   readonly kvs: readonly Pick<KvStateMachine, 'read' | 'entries'>[];
   /** The idempotency window this node's writes carry (every replica applies the write's own). */
   readonly idempotencyWindow: IdempotencyWindow;
@@ -69,8 +71,22 @@ async function readIndex(node: KvNode, g: number): Promise<void> {
 }
 
 /**
- * The instance a read of group `g` reflects once this returns: a barrier's (`true`), the
- * master's applied one (`lease`), or this node's (`false`).
+ * A read index from a majority of the group's voters, applied on this node
+ * (PaxosNode.quorumReadIndex): the last instance applied here, which covers every write
+ * completed before the read began.
+ */
+async function quorumRead(node: KvNode, g: number): Promise<number> {
+  if (node.stopping) throw new ServerError('E_STOPPING', 'the node is stopping');
+  const r = await settle(node.paxos.quorumReadIndex(g, { timeoutMs: PROPOSE_TIMEOUT_MS }));
+  if (r.ok) return r.value.instanceId;
+  if (!(r.error instanceof PaxosError)) throw r.error;
+  throw fromPaxos(r.error, { queued: false, write: false }) ?? r.error;
+}
+
+/**
+ * The instance a read of group `g` reflects once this returns: this node's applied one after a
+ * quorum read index (`true`), a barrier's (`barrier`), the master's applied one (`lease`), or
+ * this node's (`false`).
  */
 async function readPoint(
   node: KvNode,
@@ -79,6 +95,12 @@ async function readPoint(
   consistent: string,
 ): Promise<number> {
   if (consistent === 'true') {
+    const started = performance.now();
+    node.metrics.consistentReads.inc();
+    const instanceId = await quorumRead(node, g);
+    node.metrics.commitLatency.observe({ op: 'read-index' }, (performance.now() - started) / 1000);
+    return instanceId;
+  } else if (consistent === 'barrier') {
     const started = performance.now();
     node.metrics.consistentReads.inc();
     // A barrier that started after this read arrived, shared with the reads that arrived
@@ -96,7 +118,7 @@ async function readPoint(
   }
   throw new ServerError(
     'E_BAD_QUERY',
-    `consistent must be true, false or lease, got '${consistent}'`,
+    `consistent must be true, barrier, lease or false, got '${consistent}'`,
   );
 }
 

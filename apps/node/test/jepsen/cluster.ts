@@ -17,6 +17,8 @@ export interface StatusBody {
   lastChecksum: number;
   master: { nodeId: number } | null;
   taskErrors: { code: string; message: string }[];
+  /** Quorum reads since the node's last start (`?consistent=true`, paxos quorum-read.ts). */
+  quorumReads: NodeStatus['quorumReads'];
 }
 
 export async function statusOf(url: string): Promise<StatusBody> {
@@ -30,6 +32,7 @@ export async function statusOf(url: string): Promise<StatusBody> {
     lastChecksum: g0.lastChecksum,
     master: g0.master,
     taskErrors: s.taskErrors,
+    quorumReads: s.quorumReads,
   };
 }
 
@@ -99,4 +102,14 @@ export class ProxiedCluster {
     await this.links.close();
     if (!keepData) fs.rmSync(this.dataDir, { recursive: true, force: true });
   }
+}
+
+/** `tspaxos_consistent_read_barriers_total` of the node's /metrics (0 when none was counted). */
+export async function consistentReadBarriersOf(url: string): Promise<number> {
+  const res = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(STATUS_TIMEOUT_MS) });
+  if (!res.ok) throw new Error(`metrics ${res.status}`);
+  const line = /^tspaxos_consistent_read_barriers_total(?:\{[^}]*\})? (\d+)/m.exec(
+    await res.text(),
+  );
+  return line === null ? 0 : Number(line[1]);
 }

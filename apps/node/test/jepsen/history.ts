@@ -155,10 +155,12 @@ export function excerpt(history: Op[], key: string, fromMs: number, toMs: number
 }
 
 /**
- * Ops that went through the log (writes, consistent reads) and were answered with an instance at
- * or below the instance of an op acknowledged before they were invoked: their proposal cannot
- * have been chosen there (it did not exist yet), so the node claimed another proposal's instance
- * (issue 17 finding 1). Keys do not matter: one group, one log.
+ * Writes answered with an instance at or below the instance of an op (write or consistent read)
+ * acknowledged before they were invoked: their proposal cannot have been chosen there (it did not
+ * exist yet), so the node claimed another proposal's instance (issue 17 finding 1). Consistent
+ * reads answered below such an op: a quorum read reflects every instance below its read index,
+ * at least up to that op's (issue 22; it may equal it: a read proposes nothing). Keys do not
+ * matter: one group, one log.
  */
 export function instanceOrderAnomalies(history: Op[]): string[] {
   const logged = history.filter(
@@ -177,7 +179,9 @@ export function instanceOrderAnomalies(history: Op[]): string[] {
       const done = byCompletion[next]!;
       if (highest === undefined || done.instanceId! > highest.instanceId!) highest = done;
     }
-    if (highest !== undefined && op.instanceId! <= highest.instanceId!)
+    if (highest === undefined) continue;
+    const top = highest.instanceId!;
+    if (op.kind === 'write' ? op.instanceId! <= top : op.instanceId! < top)
       out.push(
         `answered at an instance chosen before it began: ${describeOp(op)}; acknowledged before it: ${describeOp(highest)}`,
       );

@@ -166,9 +166,14 @@ describe('history checks', () => {
       op({ id: 5, kind: 'read', mode: 'consistent', value: 'a', invokeMs: 60, instanceId: 6 }),
       // Lease and plain reads do not go through the log.
       op({ id: 6, kind: 'read', mode: 'lease', value: 'a', invokeMs: 80, instanceId: 2 }),
+      // A quorum read reflects the applied instance: the one #5 was answered at is no anomaly,
+      op({ id: 7, kind: 'read', mode: 'consistent', value: 'a', invokeMs: 100, instanceId: 6 }),
+      // but a write's own instance is new: one at #5's was claimed from another proposal.
+      op({ id: 8, kind: 'write', value: 'c', invokeMs: 120, instanceId: 6 }),
     ];
     expect(instanceOrderAnomalies(history)).toEqual([
       expect.stringMatching(/^answered .*: #4 .*#2 /),
+      expect.stringMatching(/^answered .*: #8 .*#(5|7) /),
     ]);
   });
 });

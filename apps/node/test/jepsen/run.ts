@@ -5,7 +5,7 @@
 // through every node, and the history is checked per key for linearizability.
 import { SeededRandomSource } from '@tspaxos/core';
 import { waitFor } from '../helpers';
-import { ProxiedCluster, statusOf } from './cluster';
+import { consistentReadBarriersOf, ProxiedCluster, statusOf } from './cluster';
 import { HttpClient, runClient, runOp, type Workload } from './client';
 import {
   checkKeys,
@@ -81,6 +81,17 @@ export interface JepsenReport {
   leaseReads: 'own-writes' | 'linearizable';
   /** Lease reads below a write their own node acknowledged before they began. */
   leaseAnomalies: string[];
+  /**
+   * How `?consistent=true` reads ran, per node since its last start (read after the final
+   * consistent reads): quorum read rounds, fallback barriers, and barriers of `consistent=barrier`.
+   */
+  readPath: {
+    nodeId: number;
+    reads: number;
+    rounds: number;
+    fallbacks: number;
+    barriers: number;
+  }[];
   /** 500s and other answers nothing explains, and every node's /status taskErrors. */
   unexpected: string[];
   /** Every failed check, readable, with history excerpts. Empty: the run passed. */
@@ -152,6 +163,7 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenReport> {
   let ranMs = 0;
   let converged = false;
   let finalStatus: JepsenReport['finalStatus'] = [];
+  const readPath: JepsenReport['readPath'] = [];
   const finalValues: Record<string, (string | null)[]> = {};
   try {
     await cluster.startAll();
@@ -244,8 +256,18 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenReport> {
         );
     }
     for (const id of ids) {
-      for (const e of (await statusOf(nodes.get(id)!.httpUrl)).taskErrors)
+      const url = nodes.get(id)!.httpUrl;
+      const s = await statusOf(url);
+      for (const e of s.taskErrors)
         unexpected.push(`node ${id} task error ${e.code}: ${e.message}`);
+      const { reads, rounds, fallbacks } = s.quorumReads;
+      readPath.push({
+        nodeId: id,
+        reads,
+        rounds,
+        fallbacks,
+        barriers: await consistentReadBarriersOf(url),
+      });
     }
   } finally {
     for (const c of clients.values()) c.close();
@@ -299,6 +321,7 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenReport> {
     instanceAnomalies,
     leaseReads,
     leaseAnomalies,
+    readPath,
     unexpected,
     problems,
     history,
@@ -357,6 +380,7 @@ export function formatReport(r: JepsenReport): string {
     `          lease reads: ${verdict(r.verdicts.lease)}${r.leaseReads === 'own-writes' ? ` (not required: lease reads are held to their own node's writes, ${r.leaseAnomalies.length} anomalies)` : ''}`,
     `          plain reads: ${r.plainAnomalies.length} never-written values`,
     `          instance order: ${r.instanceAnomalies.length} ops answered at an instance chosen before they began`,
+    `consistent reads since each node's last start: ${r.readPath.map((n) => `n${n.nodeId} ${n.reads} reads / ${n.rounds} rounds / ${n.fallbacks} fallbacks / ${n.barriers} barriers`).join('; ')}`,
     r.problems.length === 0
       ? 'PASS'
       : `FAIL: ${r.problems.length} problems\n${r.problems.join('\n')}`,
