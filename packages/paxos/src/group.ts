@@ -518,9 +518,19 @@ export class Group extends PortedGroup {
     this.config.send(to, this.config.group, msg);
   }
 
-  /** To every member, this node included (PhxPaxos BroadcastMessage). */
+  /**
+   * To every member, this node included (PhxPaxos BroadcastMessage), the others first: this node
+   * handles its copy once they have left (IOLoop.enqueueNextTurn), so its acceptor's write runs
+   * in parallel with theirs instead of ahead of the sending (issue 22). The acceptor still makes
+   * its vote durable before it replies, so the proposer never counts a vote that is not.
+   */
   protected broadcast(msg: PaxosMsg): void {
-    for (const member of this.members) this.sendTo(member, msg);
+    let toSelf = false;
+    for (const member of this.members) {
+      if (member === this.config.nodeId) toSelf = true;
+      else this.config.send(member, this.config.group, msg);
+    }
+    if (toSelf) this.loop.enqueueNextTurn(() => this.handle(msg, false));
   }
 
   // ---- checkpoints (design.md §4) -------------------------------------------------------------
