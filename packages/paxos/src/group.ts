@@ -129,7 +129,13 @@ export class Group extends PortedGroup {
       (error) => this.failures.persistFailed(error),
       config.faults,
     );
-    this.committer = new Committer(options, config.nodeId);
+    // A chosen value's callers are answered once the next instance's Accept has left (issue 22):
+    // what they run next (an HTTP reply each) would otherwise go first, and with 16 writers that
+    // held the Accept back by 16 replies. nextInstance() runs right after committed()
+    // (execution.ts), in the same synchronous stretch, so afterThisTurn's wait comes after it.
+    this.committer = new Committer(options, config.nodeId, (settle) =>
+      this.loop.afterThisTurn(settle),
+    );
     this.proposer = createProposer(this.ports());
     this.learner = createLearner(this.ports());
     this.checkpoint = config.checkpoint && createCheckpointManager(this.ports(), config.checkpoint);

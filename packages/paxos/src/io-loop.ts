@@ -27,6 +27,8 @@ export interface IOLoopCounters {
   idleTasksDeferred: number;
   /** Tasks queued only after the event loop turned (enqueueNextTurn). */
   nextTurnTasks: number;
+  /** Callbacks run once the event loop turned (afterThisTurn): proposers' answers. */
+  afterTurnCallbacks: number;
 }
 
 export class IOLoop {
@@ -37,6 +39,7 @@ export class IOLoop {
     idleTasksRun: 0,
     idleTasksDeferred: 0,
     nextTurnTasks: 0,
+    afterTurnCallbacks: 0,
   };
   /** Background work waiting for the loop's idle time, oldest first. */
   private idleQueue: Array<{ task: Task; cancelled: boolean }> = [];
@@ -91,6 +94,23 @@ export class IOLoop {
     if (this.stopped) return;
     this.counters.nextTurnTasks++;
     void yieldToEventLoop(this.scheduler).then(() => this.enqueue(task));
+  }
+
+  /**
+   * Runs `fn` (not a task: it needs no turn of the queue, and runs after stop() too) once the
+   * event loop has turned, after the I/O queued in this turn has gone out, including what the
+   * synchronous work in progress queues after this call (the wait starts a microtask later).
+   * What it throws goes to `onError` like a task's error.
+   */
+  afterThisTurn(fn: () => void): void {
+    this.counters.afterTurnCallbacks++;
+    Promise.resolve()
+      .then(() => yieldToEventLoop(this.scheduler))
+      .then(fn)
+      .catch((error: unknown) => {
+        this.counters.taskErrors++;
+        this.onError(error);
+      });
   }
 
   /** A timer whose callback runs on this loop; the returned function cancels it. */
