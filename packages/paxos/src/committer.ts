@@ -73,6 +73,12 @@ export class Committer {
   constructor(
     private readonly options: PaxosOptions,
     private readonly nodeId: number,
+    /**
+     * How the callers of a chosen value are answered: at once by default; the group answers them
+     * once the next instance's Accept has left (IOLoop.afterThisTurn, issue 22), since what a
+     * caller runs next (an HTTP reply per value) would otherwise go before that send.
+     */
+    private readonly answer: (settle: () => void) => void = (settle) => settle(),
   ) {}
 
   /** Starts a new incarnation: identities from now on are (nodeId, incarnation, 0, 1, …). */
@@ -179,13 +185,15 @@ export class Committer {
     assert(results.length === flight.entries.length, 'every entry of a chosen value has a result');
     this.inFlight = undefined;
     this.counters.committed += flight.entries.length;
-    flight.entries.forEach((e, i) =>
-      e.resolve({
-        instanceId: flight.instanceId,
-        result: results[i],
-        identity: flight.identity,
-        ...(flight.batch ? { batchIndex: i } : {}),
-      }),
+    this.answer(() =>
+      flight.entries.forEach((e, i) =>
+        e.resolve({
+          instanceId: flight.instanceId,
+          result: results[i],
+          identity: flight.identity,
+          ...(flight.batch ? { batchIndex: i } : {}),
+        }),
+      ),
     );
   }
 

@@ -129,7 +129,13 @@ export class Group extends PortedGroup {
       (error) => this.failures.persistFailed(error),
       config.faults,
     );
-    this.committer = new Committer(options, config.nodeId);
+    // A chosen value's callers are answered once the next instance's Accept has left (issue 22):
+    // what they run next (an HTTP reply each) would otherwise go first, and with 16 writers that
+    // held the Accept back by 16 replies. nextInstance() runs right after committed()
+    // (execution.ts), in the same synchronous stretch, so afterThisTurn's wait comes after it.
+    this.committer = new Committer(options, config.nodeId, (settle) =>
+      this.loop.afterThisTurn(settle),
+    );
     this.proposer = createProposer(this.ports());
     this.learner = createLearner(this.ports());
     this.checkpoint = config.checkpoint && createCheckpointManager(this.ports(), config.checkpoint);
@@ -542,9 +548,19 @@ export class Group extends PortedGroup {
     this.config.send(to, this.config.group, msg);
   }
 
-  /** To every member, this node included (PhxPaxos BroadcastMessage). */
+  /**
+   * To every member, this node included (PhxPaxos BroadcastMessage), the others first: this node
+   * handles its copy once they have left (IOLoop.enqueueNextTurn), so its acceptor's write runs
+   * in parallel with theirs instead of ahead of the sending (issue 22). The acceptor still makes
+   * its vote durable before it replies, so the proposer never counts a vote that is not.
+   */
   protected broadcast(msg: PaxosMsg): void {
-    for (const member of this.members) this.sendTo(member, msg);
+    let toSelf = false;
+    for (const member of this.members) {
+      if (member === this.config.nodeId) toSelf = true;
+      else this.config.send(member, this.config.group, msg);
+    }
+    if (toSelf) this.loop.enqueueNextTurn(() => this.handle(msg, false));
   }
 
   // ---- checkpoints (design.md §4) -------------------------------------------------------------

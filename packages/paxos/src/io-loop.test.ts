@@ -2,7 +2,8 @@
 // scheduleIdle) runs in slices in the loop's idle time, so a message that arrives while a slice
 // runs waits for that slice only, never behind a run of them. Time is virtual: a slice and a
 // message "cost" virtual milliseconds; the event loop is modelled as Node's: poll (I/O arrives)
-// then check (setImmediate callbacks, i.e. yieldToEventLoop).
+// then check (setImmediate callbacks, i.e. yieldToEventLoop). Also: the work the loop defers to
+// the next turn (enqueueNextTurn, afterThisTurn) runs after what was queued for that check phase.
 import { describe, expect, it } from 'vitest';
 import type { UnsafeFaults } from './faults';
 import { IOLoop } from './io-loop';
@@ -139,5 +140,56 @@ describe('IOLoop: background work runs in the idle time', () => {
     // The loop runs queued tasks back to back for MAX_SYNC_SLICE_MS before it polls I/O again.
     expect(Math.max(...waits)).toBeGreaterThan(SLICE_MS);
     expect(Math.max(...waits)).toBeGreaterThanOrEqual(MAX_SYNC_SLICE_MS - SLICE_MS);
+  });
+});
+
+describe('IOLoop: work after the event loop has turned (issue 22)', () => {
+  it('enqueueNextTurn runs its task only after the check phase, behind what was queued there first', async () => {
+    const ev = new VirtualEventLoop();
+    const loop = new IOLoop(ev, 10, (error) => {
+      throw error;
+    });
+    const order: string[] = [];
+    // What a broadcast does: the transport's flush is queued first (a setImmediate), then the
+    // local copy of the message.
+    void ev.yieldToEventLoop().then(() => order.push('flush'));
+    loop.enqueueNextTurn(() => void order.push('local copy'));
+    loop.enqueue(() => void order.push('this turn'));
+    await settle();
+    expect(order).toEqual(['this turn']);
+    ev.runImmediates();
+    await settle();
+    expect(order).toEqual(['this turn', 'flush', 'local copy']);
+    expect(loop.counters.nextTurnTasks).toBe(1);
+    expect(loop.counters.tasksRun).toBe(2);
+    // Stopped: nothing is queued any more.
+    await loop.stop();
+    loop.enqueueNextTurn(() => void order.push('after stop'));
+    ev.runImmediates();
+    await settle();
+    expect(order).toHaveLength(3);
+    expect(loop.counters.nextTurnTasks).toBe(1);
+  });
+
+  it('afterThisTurn waits behind I/O queued later in the same synchronous stretch, and hands what it throws to onError', async () => {
+    const ev = new VirtualEventLoop();
+    const errors: unknown[] = [];
+    const loop = new IOLoop(ev, 10, (error) => errors.push(error));
+    const order: string[] = [];
+    // The committer answers, then (same stretch) the next instance's Accept is queued.
+    loop.afterThisTurn(() => void order.push('answer'));
+    void ev.yieldToEventLoop().then(() => order.push('flush of the next Accept'));
+    loop.afterThisTurn(() => {
+      throw new TypeError('planted: an answer throws');
+    });
+    await settle();
+    expect(order).toEqual([]);
+    ev.runImmediates();
+    await settle();
+    expect(order).toEqual(['flush of the next Accept', 'answer']);
+    expect(loop.counters.afterTurnCallbacks).toBe(2);
+    expect(loop.counters.taskErrors).toBe(1);
+    expect(errors).toHaveLength(1);
+    expect(String(errors[0])).toContain('planted: an answer throws');
   });
 });
