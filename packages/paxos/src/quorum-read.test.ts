@@ -247,6 +247,15 @@ describe('quorum read index', () => {
     });
     expect(await pending).toBe('E_TIMEOUT');
     expect(n3.quorumReadCounters.malformed).toBe(2);
+    // A request for a group this node does not have: a counted drop, no answer, no crash.
+    const served = n3.quorumReadCounters.served;
+    const unknown = n3.counters.messagesForUnknownGroup;
+    stray.send(3, 7, {
+      kind: 'forward',
+      msg: forwardMsg({ msgType: ForwardMsgType.QuorumReadIndex, requestId: 5, nodeId: 9 }),
+    });
+    await w.world.until(() => n3.counters.messagesForUnknownGroup === unknown + 1);
+    expect(n3.quorumReadCounters.served).toBe(served);
   });
 
   it('is on the group handle of the façade', async () => {

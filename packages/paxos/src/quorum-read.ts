@@ -345,8 +345,10 @@ export class QuorumReader {
     let group: Group;
     try {
       group = this.host.group(g);
-    } catch {
-      this.counters.malformed++; // no such group here: nothing to answer for
+    } catch (error) {
+      // No such group here: nothing to answer for (a counted drop); anything else is a bug.
+      if (!(error instanceof PaxosError) || error.code !== 'E_BAD_GROUP') throw error;
+      this.counters.malformed++;
       return;
     }
     this.counters.served++;
