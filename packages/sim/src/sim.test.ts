@@ -260,7 +260,7 @@ describe('simulator', () => {
   it('an election seed: leases are elected, renewed, dropped, expire and change hands; its clocks stay within the bound', async () => {
     // The first seed that draws every one of these (seed 2 stopped drawing a drop once installs
     // carried master variables; the draws move whenever the simulation gains a step).
-    const r = await runSeed({ seed: 5, masterElection: true, trace: true });
+    const r = await runSeed({ seed: 1, masterElection: true, trace: true });
     expect(r.ok, r.violation?.message).toBe(true);
     const m = r.master!;
     expect(m.leaseMs).toBeGreaterThanOrEqual(2000);
