@@ -336,13 +336,11 @@ export class MembershipSync {
       // not have learned the change that added it yet: once it has, the caller plans again.
       if (r.error.code === 'E_NOT_MEMBER') {
         if (await this.learnedSelfMember(g)) return false;
-        this.host.log.warn(
-          { group: g, learner: this.learnerSummary(g) },
-          'self-membership-wait-timed-out',
-        );
+        const learner = this.learnerSummary(g);
+        this.host.log.warn({ group: g, learner }, 'self-membership-wait-timed-out');
         throw new ServerError(
           'E_UNAVAILABLE',
-          `node ${this.host.nodeId} is not a voting member of group ${g} as far as it has learned (in ${SELF_MEMBERSHIP_WAIT_MS} ms, with no master to read the membership from; its learner: ${this.learnerSummary(g)}): nothing was changed; retry, or send the change to another voting member`,
+          `node ${this.host.nodeId} is not a voting member of group ${g} as far as it has learned (in ${SELF_MEMBERSHIP_WAIT_MS} ms, with no master to read the membership from; its learner: ${learner}): nothing was changed; retry, or send the change to another voting member`,
         );
       }
       // A change is a write: once queued, a timeout leaves its outcome unknown (504).

@@ -172,12 +172,7 @@ export class PaxosNode {
         this.submit(g, new Uint8Array(0), { smId: NO_SM_ID, timeoutMs }, true).then(
           (r) => r.instanceId,
         ),
-      faults: {
-        ...(opts.unsafeFaults?.quorumReadTakesMin === true ? { quorumReadTakesMin: true } : {}),
-        ...(opts.unsafeFaults?.quorumReadFewerThanMajority === true
-          ? { quorumReadFewerThanMajority: true }
-          : {}),
-      },
+      faults: opts.unsafeFaults ?? {},
     });
     for (let group = 0; group < opts.groups; group++) {
       const machines =
