@@ -4,12 +4,12 @@
 // another. Setting a namespace's link down is a partition: writes keep flowing through the
 // majority, and the cut node catches up once its link is back.
 // Needs root and iproute2; where they are missing the test says why and skips (on CI it fails).
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { NodeProcess, tempDir, waitConverged, waitFor } from './helpers';
+import { ip, netnsUnavailable, reportUnavailable } from './netns';
 
 const TAG = randomBytes(2).toString('hex'); // several runs at once on one machine do not collide
 const NODES = [1, 2, 3];
@@ -18,28 +18,6 @@ const HTTP_PORT = 8101;
 const namespace = (id: number) => `tspx-${TAG}-${id}`;
 const bridge = `tspxbr${TAG}`;
 const hostVeth = (id: number) => `tspx${TAG}h${id}`;
-
-function ip(...args: string[]): string {
-  return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
-/** Why namespaces cannot be made here, or undefined when they can (a probe namespace is made and deleted). */
-function netnsUnavailable(): string | undefined {
-  if (process.platform !== 'linux')
-    return `network namespaces are Linux only (${process.platform})`;
-  if (process.getuid?.() !== 0) return 'ip netns needs root (run the tests as root)';
-  const probe = `tspx-${TAG}-probe`;
-  try {
-    ip('netns', 'add', probe);
-  } catch (error) {
-    const e = error as { code?: string; stderr?: string };
-    return e.code === 'ENOENT'
-      ? 'no `ip` command (install iproute2)'
-      : `ip netns add failed: ${(e.stderr ?? String(error)).trim()}`;
-  }
-  ip('netns', 'del', probe);
-  return undefined;
-}
 
 /** A /24 under 10.213.0.0/16 that no interface here uses. */
 function freeSubnet(): string {
@@ -51,12 +29,8 @@ function freeSubnet(): string {
   throw new Error('no free 10.213.x.0/24 subnet');
 }
 
-const unavailable = netnsUnavailable();
-if (unavailable !== undefined) {
-  // Visible in every run that skips: the reason, not a silent pass.
-  console.warn(`netns.test.ts: SKIPPED, ${unavailable}`);
-  if (process.env['CI']) throw new Error(`netns.test.ts cannot run on CI: ${unavailable}`);
-}
+const unavailable = netnsUnavailable(`tspx-${TAG}-probe`);
+reportUnavailable('netns.test.ts', unavailable);
 
 /** What this test made, deleted in afterAll whatever happened (a namespace takes its veth along). */
 const made = { namespaces: [] as string[], bridge: false };

@@ -1,74 +1,24 @@
-// docs/operations.md's commands, run: every ```sh block there carries a marker, `<!-- run -->`
-// or `<!-- not run: why -->`; the marked ones run in order, in a scratch directory, with
+// docs/operations.md's commands, run: every ```sh block there carries a marker (guide.ts); the
+// ones marked `<!-- run -->` run here in order, in a scratch directory, with
 // TSPAXOS_ENDPOINTS set to a started 3-node cluster, each under `bash -euo pipefail` (one failing
 // command fails the test). The guide's "restart node 3 of npm start" block needs `tspaxos
 // cluster` itself: one runs in the scratch directory too, on a base port picked free and given
 // to the guide as TSPAXOS_BASE_PORT (the cluster's own variable for --base-port). The guide is
-// read from the file itself, so the two cannot drift.
+// read from the file itself, so the two cannot drift. The blocks for several hosts
+// (`<!-- run on hosts: step -->`) run in operations-hosts.test.ts; none may be left unrun.
 import Database from 'better-sqlite3';
 import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, type Cluster, startCluster, tempDir, waitFor } from './helpers';
+import { bash, guideBlocks, guideWorkDir, shellBlocks } from './guide';
+import { CLI, type Cluster, startCluster, waitFor } from './helpers';
 
-const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
-const GUIDE = path.join(ROOT, 'docs', 'operations.md');
 /** Blocks the guide runs today; a block moved to "not run" by mistake shows here. */
 const MIN_RUN_BLOCKS = 5;
 /** `tspaxos cluster`'s HTTP ports are its base port + this + i (src/options.ts). */
 const HTTP_OFFSET = 1000;
-
-interface Block {
-  line: number;
-  run: boolean;
-  why: string;
-  code: string;
-}
-
-/** Every ```sh block with the marker on the line before it (undefined marker: an error). */
-export function shellBlocks(markdown: string): Block[] {
-  const lines = markdown.split('\n');
-  const blocks: Block[] = [];
-  for (let i = 0; i < lines.length; i++) {
-    if (lines[i] !== '```sh') continue;
-    const marker = /^<!-- (run|not run: (.+)) -->$/.exec(lines[i - 1] ?? '');
-    const end = lines.indexOf('```', i + 1);
-    if (marker === null)
-      throw new Error(
-        `${GUIDE}:${i + 1}: a sh block without <!-- run --> or <!-- not run: why -->`,
-      );
-    if (end < 0) throw new Error(`${GUIDE}:${i + 1}: an unclosed sh block`);
-    blocks.push({
-      line: i + 1,
-      run: marker[1] === 'run',
-      why: marker[2] ?? '',
-      code: lines.slice(i + 1, end).join('\n'),
-    });
-    i = end;
-  }
-  return blocks;
-}
-
-function bash(
-  code: string,
-  cwd: string,
-  env: NodeJS.ProcessEnv,
-): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn('bash', ['-euo', 'pipefail', '-c', code], {
-      cwd,
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('exit', (c) => resolve({ code: c, out }));
-  });
-}
 
 /** Whether every port can be bound on loopback now (then released). */
 async function allFree(ports: number[]): Promise<boolean> {
@@ -105,12 +55,7 @@ describe('docs/operations.md', () => {
   let work = '';
   beforeAll(async () => {
     cluster = await startCluster({ voters: 3, name: 'operations' });
-    work = tempDir('operations');
-    // The guide's commands are typed at the repository root (npx tspaxos, scripts/…, node
-    // apps/node/dist/cli.js): the scratch directory sees the root's node_modules, scripts and
-    // apps, and nothing is written there.
-    for (const dir of ['node_modules', 'scripts', 'apps'])
-      fs.symlinkSync(path.join(ROOT, dir), path.join(work, dir));
+    work = guideWorkDir('operations');
     base = await freeBasePort();
     // `npm start`'s cluster (tspaxos cluster --data data), on the picked base port.
     local = spawn(
@@ -151,7 +96,7 @@ describe('docs/operations.md', () => {
   });
 
   it('marks every sh block, and each one marked as run runs', { timeout: 300_000 }, async () => {
-    const blocks = shellBlocks(fs.readFileSync(GUIDE, 'utf8'));
+    const blocks = guideBlocks();
     const env = {
       ...process.env,
       TSPAXOS_ENDPOINTS: cluster!.nodes.map((n) => n.httpUrl).join(','),
@@ -164,7 +109,8 @@ describe('docs/operations.md', () => {
       ran++;
     }
     expect(ran).toBeGreaterThanOrEqual(MIN_RUN_BLOCKS);
-    expect(blocks.filter((b) => !b.run).every((b) => b.why.length > 0)).toBe(true);
+    // Every other block runs on the guide's hosts (operations-hosts.test.ts): none is left unrun.
+    expect(blocks.filter((b) => !b.run && b.hosts === '').map((b) => b.line)).toEqual([]);
     // What the run blocks did: the key written before the backup came back from the restore.
     const restored = new Database(path.join(work, 'restored', 'kv-g0', 'checkpoint', 'kv.sqlite'), {
       readonly: true,
@@ -191,11 +137,18 @@ describe('docs/operations.md', () => {
 
   it('refuses a sh block without a marker', () => {
     expect(() => shellBlocks('text\n```sh\necho hi\n```\n')).toThrow(/without <!-- run -->/);
+    expect(() => shellBlocks('<!-- run on hosts: -->\n```sh\nx\n```\n')).toThrow(
+      /without <!-- run -->/,
+    );
     expect(
-      shellBlocks('<!-- not run: needs hosts -->\n```sh\nx\n```\n<!-- run -->\n```sh\ny\n```'),
+      shellBlocks(
+        '## A\n<!-- not run: needs a disk -->\n```sh\nx\n```\n<!-- run -->\n```sh\ny\n```\n' +
+          '## B\n<!-- run on hosts: start -->\n```sh\nz\n```',
+      ),
     ).toEqual([
-      { line: 2, run: false, why: 'needs hosts', code: 'x' },
-      { line: 6, run: true, why: '', code: 'y' },
+      { line: 3, section: 'A', run: false, hosts: '', why: 'needs a disk', code: 'x' },
+      { line: 7, section: 'A', run: true, hosts: '', why: '', code: 'y' },
+      { line: 11, section: 'B', run: false, hosts: 'start', why: '', code: 'z' },
     ]);
   });
 });
