@@ -148,7 +148,7 @@ for (let i = 0; !stop; i++) {
   const key = prefix + i;
   try {
     const res = await fetch(url + '/kv/' + key, { method: 'PUT', body: 'v-' + key, signal: AbortSignal.timeout(15000) });
-    console.log(JSON.stringify({ key, status: res.status, body: await res.text() }));
+    console.log(JSON.stringify({ key, status: res.status, body: await res.text(), atMs: Date.now() }));
     // Not applied (an election under way): retried as the next key after a pause, as writeKeys does.
     if (res.status === 503) await new Promise((r) => setTimeout(r, 100));
   } catch (error) {
@@ -370,7 +370,13 @@ describe.skipIf(unavailable !== undefined)(
         ],
         { stdio: ['ignore', 'pipe', 'pipe'] },
       );
-      const answers: { key: string; status?: number; body?: string; error?: string }[] = [];
+      const answers: {
+        key: string;
+        status?: number;
+        body?: string;
+        error?: string;
+        atMs?: number;
+      }[] = [];
       let buffered = '';
       writer.stdout.on('data', (d: Buffer) => {
         buffered += d.toString();
@@ -428,10 +434,14 @@ describe.skipIf(unavailable !== undefined)(
       expect(told.acked).toBeGreaterThanOrEqual(5 + WRITES_AFTER_REMOVAL);
       for (const a of answers) if (a.status === 200) acked.set(a.key, `v-${a.key}`);
       expect(await waitHolds(4, acked)).toBe(3 * WRITES_PER_HOST + told.acked);
+      const refusedAt = answers.filter((a) => a.status === 503).map((a) => a.atMs!);
       console.log(
         `operations-hosts: while node 4 joined and node 3 left, ${answers.length} writes: ` +
-          `${told.acked} acknowledged, ${told.notApplied} not applied (503), ${told.unknown} ` +
-          `with an unknown outcome; node 4 reads all ${acked.size} acknowledged`,
+          `${told.acked} acknowledged, ${told.notApplied} not applied (503${
+            refusedAt.length > 0
+              ? ` over ${Math.max(...refusedAt) - Math.min(...refusedAt)} ms`
+              : ''
+          }), ${told.unknown} with an unknown outcome; node 4 reads all ${acked.size} acknowledged`,
       );
     }, 600_000);
 

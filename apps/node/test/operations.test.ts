@@ -148,7 +148,7 @@ describe('docs/operations.md', () => {
     ).toEqual([
       { line: 3, section: 'A', run: false, hosts: '', why: 'needs a disk', code: 'x' },
       { line: 7, section: 'A', run: true, hosts: '', why: '', code: 'y' },
-      { line: 11, section: 'B', run: false, hosts: 'start', why: '', code: 'z' },
+      { line: 12, section: 'B', run: false, hosts: 'start', why: '', code: 'z' },
     ]);
   });
 });
