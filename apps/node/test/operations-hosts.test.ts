@@ -18,7 +18,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Block, bash, guideBlocks, guideWorkDir } from './guide';
 import { waitFor } from './helpers';
-import { IsolatedNetwork, netnsUnavailable, reportUnavailable } from './netns';
+import { IsolatedNetwork, ip, netnsUnavailable, reportUnavailable } from './netns';
 
 const FAMILY = 'tspx-ops';
 const HOST_IDS = [1, 2, 3, 4];
@@ -313,6 +313,25 @@ describe.skipIf(unavailable !== undefined)(
       const result = network?.destroy() ?? { failures: [], left: [] };
       if (work) fs.rmSync(work, { recursive: true, force: true });
       expect(result).toEqual({ failures: [], left: [] });
+    });
+
+    it("removes what a killed run left (namespaces, processes in them), not a live run's", async () => {
+      // A leftover as a SIGKILLed run leaves it: its pid gone, a process still inside.
+      const gone = spawn(process.execPath, ['-e', '']);
+      await new Promise((r) => gone.on('exit', r));
+      const leftover = `${FAMILY}-${gone.pid}-host1`;
+      ip('netns', 'add', leftover);
+      const orphan = spawn('ip', ['netns', 'exec', leftover, 'sleep', '600'], { stdio: 'ignore' });
+      const orphanExit = new Promise((r) => orphan.on('exit', (_code, signal) => r(signal)));
+      await waitFor(
+        'a process inside the leftover',
+        () => ip('netns', 'pids', leftover).trim() !== '',
+      );
+      expect(IsolatedNetwork.removeLeftovers(FAMILY)).toEqual([leftover]);
+      expect(await orphanExit).toBe('SIGKILL');
+      const listed = ip('netns', 'list');
+      expect(listed).not.toContain(leftover);
+      expect(listed).toContain(network!.namespace('host1')); // this run's: its pid is alive
     });
 
     it('three hosts: every node sees the others and one master, and takes writes', async () => {
