@@ -185,6 +185,19 @@ export class GroupCommit {
   }
 
   /**
+   * Resolves after a round that began after this call: every segment written before it is
+   * fdatasynced (what a WAL checkpoint waits for). Only a round takes the dirty segments while
+   * writes wait for one: a sync of its own, outside a round, would take a waiting write's
+   * segment out of its round, and the round would acknowledge it before that sync ended.
+   */
+  segmentsSynced(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ resolve, reject });
+      this.kick();
+    });
+  }
+
+  /**
    * durable(false) with the round started in a microtask, not at once: the sync writes of
    * entries made in the same turn (an acceptor's writes for the messages of one read) are
    * queued meanwhile and share its one pwritev and one fdatasync.
@@ -319,9 +332,9 @@ export class GroupCommit {
   }
 
   /**
-   * Fdatasyncs the segments written since the last round: at close, once no round runs
-   * (SQLite's close then makes the WAL durable), and before a WAL checkpoint (which makes the
-   * index rows durable). Nothing to do after a failure or when read-only.
+   * Fdatasyncs the segments written since the last round: at close, once no round runs and
+   * none can start (SQLite's close then makes the WAL durable). Nothing to do after a failure
+   * or when read-only.
    */
   async syncSegments(): Promise<void> {
     if (this.walFd === undefined || this.ports.failure.error !== undefined) return;

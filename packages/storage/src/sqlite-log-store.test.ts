@@ -775,6 +775,38 @@ describe('SqliteLogStore segments: durability', () => {
     await closing;
   });
 
+  it('acknowledges a sync put only after the fdatasync of its bytes, also when a WAL checkpoint due at its commit syncs the segments first', async () => {
+    // The checkpoint's own fdatasync of the segments (rows durable only after their entries)
+    // once took the put's segment out of the round, which then found nothing to sync and
+    // acknowledged the put while that fdatasync still ran.
+    const fdatasyncs = manualFsync();
+    const store = SqliteLogStore.open(tempDir(), {
+      fdatasync: fdatasyncs.fsync,
+      walCheckpointPages: 1_000_000, // no checkpoint after a round: only the WAL's bound
+      walCheckpointMaxPages: 3, // reached by the second put's commit
+    });
+    const first = store.put(0, sized(1, 100), { sync: true });
+    await until(() => fdatasyncs.calls.length === 1, 'the first round');
+    fdatasyncs.calls[0]!.done(null);
+    await first;
+    let acked = false;
+    const second = store.put(0, sized(2, 100), { sync: true }).then(() => {
+      acked = true;
+    });
+    await until(() => fdatasyncs.calls.length >= 1 + 1, 'the fdatasync of the second put');
+    for (let i = 0; i < 20; i++) await tick();
+    expect(fdatasyncs.calls.length).toBe(2); // one fdatasync covers it, whoever issued it
+    expect(acked).toBe(false); // its bytes are not durable yet
+    fdatasyncs.calls[1]!.done(null);
+    await second;
+    await until(() => store.syncStats.walCheckpoints === 1, 'the checkpoint after it');
+    expect(store.syncStats).toMatchObject({ fdatasyncs: 2, syncWrites: 2 });
+    const closing = store.close();
+    for (let i = 0; i < 20 && fdatasyncs.calls.length === 2; i++) await tick();
+    for (const c of fdatasyncs.calls.slice(2)) c.done(null);
+    await closing;
+  });
+
   it('after a failed fdatasync, fails that batch and every later write with E_IO', async () => {
     const fdatasyncs = manualFsync();
     const store = SqliteLogStore.open(tempDir(), { fdatasync: fdatasyncs.fsync });

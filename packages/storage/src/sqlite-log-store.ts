@@ -243,7 +243,7 @@ export class SqliteLogStore implements LogStore {
         failure: this.failure,
         wake: () => this.commits.kick(),
         segmentsDirty: () => segments.hasDirty,
-        syncSegments: () => this.commits.syncSegments(),
+        syncSegments: () => this.commits.segmentsSynced(),
         syncSegmentsHere: () => this.commits.syncSegmentsHere(),
       },
       walPolicy,

@@ -133,10 +133,11 @@ export interface WalCheckpointerPorts {
   wake: () => void;
   /**
    * Segment entries are written whose fdatasync has not begun: a checkpoint makes the WAL's
-   * index rows durable, so their entries go first (syncSegments on the thread pool, or
-   * syncSegmentsHere inside a write).
+   * index rows durable, so their entries go first (syncSegments: a group commit round, on the
+   * thread pool; or syncSegmentsHere inside a write).
    */
   segmentsDirty: () => boolean;
+  /** Resolves after a group commit round that began after the call (GroupCommit.segmentsSynced). */
   syncSegments: () => Promise<void>;
   syncSegmentsHere: () => void;
 }
