@@ -25,7 +25,8 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { SqliteLogStore } from '../dist/sqlite.js';
+// TRACE_DIST: another build's dist (before/after comparisons).
+const { SqliteLogStore } = await import(process.env.TRACE_DIST ?? '../dist/sqlite.js');
 import { RUNS, median } from '../../../scripts/bench-harness.mjs';
 import { record } from './durable.mjs';
 
@@ -112,6 +113,10 @@ async function ours(value, options = {}) {
 async function floor(bytes) {
   const dir = mkdtempSync(join(tmpdir(), 'tspaxos-trace-floor-'));
   const fd = openSync(join(dir, 'plain.bin'), 'w');
+  // Room written ahead and synced, as a segment grows ahead of its appends: an fdatasync then
+  // flushes the data only, not the file's size.
+  writeSync(fd, Buffer.alloc(PUTS * bytes.length));
+  fdatasyncSync(fd);
   const pool = [];
   const inline = [];
   for (let i = 0; i < PUTS; i++) {

@@ -126,8 +126,16 @@ export interface GroupCommitPorts {
   fdatasync: FsyncFn;
   stats: SyncStats;
   failure: StickyFailure;
-  /** Called after each round that made its writes durable (the WAL checkpointer's cue). */
-  afterRound: () => void;
+  /**
+   * Called after each round that made its writes durable (the WAL checkpointer's cue);
+   * `walSynced`: the round fsynced the WAL, after the segments its rows name.
+   */
+  afterRound: (walSynced: boolean) => void;
+  /**
+   * A WAL checkpoint is due: the round fsyncs the WAL too (after its segments, on the pool),
+   * so the checkpoint at its end finds nothing to fsync in the WAL (wal-checkpointer.ts).
+   */
+  walSyncDue: () => boolean;
   /**
    * Called before a round starts: writes the sync puts queued while the last one ran (one
    * append per segment, one transaction), which join() the round.
@@ -246,7 +254,8 @@ export class GroupCommit {
       return;
     }
     const batch = this.waiting.splice(0);
-    const needsWal = this.waitingForWal;
+    const writesNeedWal = this.waitingForWal;
+    const needsWal = writesNeedWal || this.ports.walSyncDue();
     this.waitingForWal = false;
     const walFd = this.walFd;
     if (walFd === undefined || failure.error !== undefined) {
@@ -272,17 +281,19 @@ export class GroupCommit {
       if (!acked) for (const w of batch) w.reject(failure.error);
       this.kick();
     };
+    let walSynced = false;
     const finish = () => {
       this.syncing = false;
       this.underWay = undefined;
       ack();
-      this.ports.afterRound();
+      this.ports.afterRound(walSynced);
       this.kick();
     };
     const syncWal = (then: () => void) => {
       stats.fsyncs++;
       this.ports.fsync(walFd, (err) => {
         if (err) return fail(err, `fsync of ${path}-wal`);
+        walSynced = true;
         then();
       });
     };
@@ -293,6 +304,8 @@ export class GroupCommit {
       const then = () => {
         segments.synced(dirty);
         if (!needsWal || faults.indexFirst === true) return finish();
+        // The writes are durable already; only the checkpoint due waits for the WAL's fsync.
+        if (!writesNeedWal) ack();
         // Writes committed while the fdatasyncs ran have index rows in the WAL: their entries
         // go first, so the WAL's fsync never makes a row durable before the bytes it names.
         if (segments.hasDirty) syncSegments();

@@ -659,14 +659,14 @@ describe('SqliteLogStore segments: durability', () => {
     expect(statSync(join(dir, `${DATABASE_FILE}-wal`)).size).toBeGreaterThan(5 * 1024 * 1024);
     expect(segmentFiles(dir).length).toBe(1);
     // The first sync write: an entry in the segment (one file) fdatasynced and the new
-    // directories fsynced; no WAL fsync (the entry is the durable copy); then the WAL over
-    // walCheckpointPages is checkpointed, off the write path.
+    // directories fsynced; as the WAL is over walCheckpointPages, the round also fsyncs it
+    // (after the segment) and checkpoints it at its end.
     await store.put(0, sized(80_000, 100), { sync: true });
     expect(io.counts.fdatasync).toBe(1);
-    expect(io.counts.fsync).toBe(3); // data dir, segments/, segments/0
+    expect(io.counts.fsync).toBe(4); // data dir, segments/, segments/0, the WAL
     await until(() => store.syncStats.walCheckpoints === 1, 'the checkpoint');
-    // After a group commit the checkpoint runs from setImmediate on the event loop (the WAL is
-    // durable already; the store keeps its exclusive lock for the sync writers' commits).
+    // On the event loop, before any other write (the store keeps its exclusive lock for the
+    // sync writers' commits).
     expect(store.syncStats.inlineWalCheckpoints).toBe(1);
     expect(view(store.get(0, 299))).toEqual(view(sized(299, 100 * 1024)));
     await store.close();
@@ -804,6 +804,55 @@ describe('SqliteLogStore segments: durability', () => {
     const closing = store.close();
     for (let i = 0; i < 20 && fdatasyncs.calls.length === 2; i++) await tick();
     for (const c of fdatasyncs.calls.slice(2)) c.done(null);
+    await closing;
+  });
+
+  it('when a WAL checkpoint is due, the round fsyncs the WAL after its segments (its writes acknowledged first) and checkpoints at its end, with no fdatasync on the event loop', async () => {
+    // Sync puts' rounds fsync only segments, so a checkpoint after one found the WAL not
+    // durable: SQLite fsynced megabytes of it, and the segments written since, on the event loop.
+    const dir = tempDir();
+    const fsyncs = manualFsync();
+    const fdatasyncs = manualFsync();
+    const store = SqliteLogStore.open(dir, {
+      fsync: fsyncs.fsync,
+      fdatasync: fdatasyncs.fsync,
+      walCheckpointPages: 6,
+    });
+    const walIno = statSync(join(dir, `${DATABASE_FILE}-wal`)).ino;
+    const walFsyncs = () => fsyncs.calls.filter((c) => c.ino === walIno);
+    let puts = 0;
+    while (walFsyncs().length === 0 && puts < 20) {
+      puts++;
+      let acked = false;
+      const put = store.put(0, sized(puts, 100), { sync: true }).then(() => {
+        acked = true;
+      });
+      await until(() => fdatasyncs.calls.length === puts, `the fdatasync of put ${puts}`);
+      expect(walFsyncs().length).toBe(0); // the segment first
+      for (const c of fsyncs.calls.splice(0)) c.done(null); // new directories
+      fdatasyncs.calls[puts - 1]!.done(null);
+      await until(() => acked, `put ${puts}`);
+      await put;
+      await tick();
+    }
+    expect(walFsyncs().length).toBe(1); // the round of the put that passed walCheckpointPages
+    expect(puts).toBeGreaterThan(1);
+    expect(store.syncStats.walCheckpoints).toBe(0); // not before the WAL is durable
+    walFsyncs()[0]!.done(null);
+    await until(() => store.syncStats.walCheckpoints === 1, 'the checkpoint');
+    expect(store.syncStats.inlineWalCheckpoints).toBe(1);
+    // Every fdatasync went through the port, on the thread pool: none on the event loop.
+    expect(store.syncStats.fdatasyncs).toBe(fdatasyncs.calls.length);
+    expect(store.syncStats.fdatasyncs).toBe(puts);
+    // The checkpoint copied every frame: the next rounds fsync no WAL until it fills again.
+    const next = store.put(0, sized(100, 100), { sync: true });
+    await until(() => fdatasyncs.calls.length === puts + 1, 'the next fdatasync');
+    fdatasyncs.calls[puts]!.done(null);
+    await next;
+    expect(walFsyncs().length).toBe(1);
+    const closing = store.close();
+    for (let i = 0; i < 20 && fdatasyncs.calls.length === puts + 1; i++) await tick();
+    for (const c of fdatasyncs.calls.slice(puts + 1)) c.done(null);
     await closing;
   });
 
