@@ -173,6 +173,23 @@ describe('SqliteLogStore group commit', () => {
     await reopened.close();
   });
 
+  it('counts the WAL pages of queued sync puts per transaction: bursts of 64 checkpoint once per ~walCheckpointPages of WAL', async () => {
+    // Counted per put (2 pages each), 20 bursts of 64 small puts passed 100 pages ~25 times
+    // and checkpointed (two fsyncs each) every burst or so; one transaction of 63 rows of 100 B
+    // adds a few pages.
+    const store = SqliteLogStore.open(tempDir(), { walCheckpointPages: 100 });
+    for (let r = 0; r < 20; r++)
+      await Promise.all(
+        Array.from({ length: 64 }, (_, k) => store.put(0, sized(r * 64 + k, 100), { sync: true })),
+      );
+    // (a burst that comes while a checkpoint's WAL fsync ends its round is queued whole)
+    expect(store.syncStats.queuedSyncWrites).toBeGreaterThanOrEqual(20 * 63);
+    expect(store.syncStats.fdatasyncs).toBe(20);
+    expect(store.syncStats.walCheckpoints).toBeGreaterThanOrEqual(1); // ~9 pages a burst
+    expect(store.syncStats.walCheckpoints).toBeLessThanOrEqual(3);
+    await store.close();
+  });
+
   it('sees a queued sync put at once (a read or another write first writes it), in order', async () => {
     const fdatasyncs = manualFsync();
     const store = SqliteLogStore.open(tempDir(), { fdatasync: fdatasyncs.fsync });
