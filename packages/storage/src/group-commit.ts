@@ -7,7 +7,7 @@
 //   (1) fdatasync of every segment with bytes written since the last round began, and fsync of
 //       any directory that got a new segment file, in parallel; and, only if a write in the
 //       round is durable through the WAL alone (a meta value, a dropped group, an index row with
-//       no entry),
+//       no entry) or a WAL checkpoint is due (its writes then acknowledged after (1)),
 //   (2) fsync of the WAL, once the segments written during (1) are fdatasynced too.
 // Every record written before (1) starts is durable when the round ends; writes committed
 // meanwhile share the next round. So a durable write of records is one append and one
