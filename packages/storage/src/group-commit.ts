@@ -114,6 +114,12 @@ export interface StorageUnsafeFaults {
    * written at once and joins that round, whose fdatasyncs may have started before its bytes.
    */
   joinRoundUnderWay?: boolean;
+  /**
+   * Planted: a WAL checkpoint runs at the end of a round even though segments have bytes not
+   * yet fdatasynced (written during the round's WAL fsync): it makes durable index rows that
+   * name them.
+   */
+  checkpointOverUnsyncedSegments?: boolean;
 }
 
 export interface GroupCommitPorts {

@@ -873,6 +873,64 @@ describe('SqliteLogStore segments: durability', () => {
     await closing;
   });
 
+  it('checkpoints after a round only once every segment is fdatasynced, also bytes written during its WAL fsync; catches a planted checkpoint that does not wait', async () => {
+    /** Whether the checkpoint came before the fdatasync of a large value written meanwhile. */
+    async function checkpointBeforeFdatasync(faults?: SqliteLogStoreOptions['unsafeFaults']) {
+      const dir = tempDir();
+      const fsyncs = manualFsync();
+      const fdatasyncs = manualFsync();
+      const store = SqliteLogStore.open(dir, {
+        fsync: fsyncs.fsync,
+        fdatasync: fdatasyncs.fsync,
+        walCheckpointPages: 6,
+        unsafeFaults: faults,
+      });
+      const walIno = statSync(join(dir, `${DATABASE_FILE}-wal`)).ino;
+      const walFsync = () => fsyncs.calls.find((c) => c.ino === walIno);
+      for (let id = 1; walFsync() === undefined && id <= 20; id++) {
+        const put = store.put(0, sized(id, 100), { sync: true });
+        await until(() => fdatasyncs.calls.length === id, `the fdatasync of put ${id}`);
+        for (let i = fsyncs.calls.length - 1; i >= 0; i--)
+          if (fsyncs.calls[i]!.ino !== walIno) fsyncs.calls.splice(i, 1)[0]!.done(null); // directories
+        fdatasyncs.calls[id - 1]!.done(null);
+        await put;
+        await tick();
+      }
+      expect(walFsync()).toBeDefined();
+      const synced = fdatasyncs.calls.length;
+      // During the round's WAL fsync: a large value, its entry written but not fdatasynced.
+      await store.put(0, sized(1000, 50_000), { sync: false });
+      fsyncs.calls.splice(fsyncs.calls.indexOf(walFsync()!), 1)[0]!.done(null);
+      for (let i = 0; i < 20; i++) await tick();
+      const early = store.syncStats.walCheckpoints > 0;
+      // Complete whatever comes, once each (the real store: the segment's fdatasync, then the
+      // checkpoint).
+      let completed = synced;
+      const completeAll = () => {
+        for (const c of fdatasyncs.calls.slice(completed)) c.done(null);
+        completed = fdatasyncs.calls.length;
+        for (const c of fsyncs.calls.splice(0)) c.done(null);
+      };
+      await until(() => {
+        completeAll();
+        return store.syncStats.walCheckpoints > 0;
+      }, 'the checkpoint');
+      expect(view(store.get(0, 1000))).toEqual(view(sized(1000, 50_000)));
+      let closed = false;
+      const closing = store.close().then(() => {
+        closed = true;
+      });
+      await until(() => {
+        completeAll();
+        return closed;
+      }, 'close');
+      await closing;
+      return early;
+    }
+    expect(await checkpointBeforeFdatasync()).toBe(false);
+    expect(await checkpointBeforeFdatasync({ checkpointOverUnsyncedSegments: true })).toBe(true);
+  });
+
   it('after a failed fdatasync, fails that batch and every later write with E_IO', async () => {
     const fdatasyncs = manualFsync();
     const store = SqliteLogStore.open(tempDir(), { fdatasync: fdatasyncs.fsync });

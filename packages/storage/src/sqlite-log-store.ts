@@ -246,6 +246,7 @@ export class SqliteLogStore implements LogStore {
         segmentsDirty: () => segments.hasDirty,
         syncSegments: () => this.commits.segmentsSynced(),
         syncSegmentsHere: () => this.commits.syncSegmentsHere(),
+        faults,
       },
       walPolicy,
       readonly,

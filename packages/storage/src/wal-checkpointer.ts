@@ -42,7 +42,7 @@
 // database open (retakeBusy).
 import type Database from 'better-sqlite3';
 import { StorageError } from './errors';
-import type { FsyncFn, StickyFailure, SyncStats } from './group-commit';
+import type { FsyncFn, StickyFailure, StorageUnsafeFaults, SyncStats } from './group-commit';
 import {
   WAL_CHECKPOINT_BUSY_TIMEOUT_MS,
   type WalCheckpointPort,
@@ -144,6 +144,8 @@ export interface WalCheckpointerPorts {
   /** Resolves after a group commit round that began after the call (GroupCommit.segmentsSynced). */
   syncSegments: () => Promise<void>;
   syncSegmentsHere: () => void;
+  /** Planted bugs (group-commit.ts); tests only. */
+  faults?: StorageUnsafeFaults;
 }
 
 export class WalCheckpointer {
@@ -234,7 +236,7 @@ export class WalCheckpointer {
    */
   afterGroupCommit(walSynced: boolean): void {
     if (this.walPages < this.policy.pages || !walSynced || this.busy || this.scheduled) return;
-    if (this.ports.segmentsDirty()) this.schedule();
+    if (this.unsyncedSegments()) this.schedule();
     else this.runHere();
   }
 
@@ -377,6 +379,11 @@ export class WalCheckpointer {
     }
   }
 
+  /** Segments have bytes not yet fdatasynced, which a checkpoint must wait for. */
+  private unsyncedSegments(): boolean {
+    return this.ports.segmentsDirty() && this.ports.faults?.checkpointOverUnsyncedSegments !== true;
+  }
+
   /** Updates the WAL estimates after a checkpoint that saw `result`. */
   private checkpointed(result: WalCheckpointResult): void {
     const during = Math.max(0, this.walPages - this.pagesAtStart);
@@ -395,7 +402,7 @@ export class WalCheckpointer {
     const { walFd, failure, path, db, stats } = this.ports;
     if (this.stopped || failure.error !== undefined || walFd === undefined) return;
     try {
-      if (this.ports.segmentsDirty()) this.ports.syncSegmentsHere();
+      if (this.unsyncedSegments()) this.ports.syncSegmentsHere();
       const [row] = db.pragma('wal_checkpoint(PASSIVE)') as WalCheckpointResult[];
       if (row === undefined || row.busy !== 0) return;
       stats.walCheckpoints++;
