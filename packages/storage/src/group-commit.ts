@@ -7,7 +7,7 @@
 //   (1) fdatasync of every segment with bytes written since the last round began, and fsync of
 //       any directory that got a new segment file, in parallel; and, only if a write in the
 //       round is durable through the WAL alone (a meta value, a dropped group, an index row with
-//       no entry),
+//       no entry) or a WAL checkpoint is due (its writes then acknowledged after (1)),
 //   (2) fsync of the WAL, once the segments written during (1) are fdatasynced too.
 // Every record written before (1) starts is durable when the round ends; writes committed
 // meanwhile share the next round. So a durable write of records is one append and one
@@ -114,6 +114,12 @@ export interface StorageUnsafeFaults {
    * written at once and joins that round, whose fdatasyncs may have started before its bytes.
    */
   joinRoundUnderWay?: boolean;
+  /**
+   * Planted: a WAL checkpoint runs at the end of a round even though segments have bytes not
+   * yet fdatasynced (written during the round's WAL fsync): it makes durable index rows that
+   * name them.
+   */
+  checkpointOverUnsyncedSegments?: boolean;
 }
 
 export interface GroupCommitPorts {
@@ -126,8 +132,16 @@ export interface GroupCommitPorts {
   fdatasync: FsyncFn;
   stats: SyncStats;
   failure: StickyFailure;
-  /** Called after each round that made its writes durable (the WAL checkpointer's cue). */
-  afterRound: () => void;
+  /**
+   * Called after each round that made its writes durable (the WAL checkpointer's cue);
+   * `walSynced`: the round fsynced the WAL, after the segments its rows name.
+   */
+  afterRound: (walSynced: boolean) => void;
+  /**
+   * A WAL checkpoint is due: the round fsyncs the WAL too (after its segments, on the pool),
+   * so the checkpoint at its end finds nothing to fsync in the WAL (wal-checkpointer.ts).
+   */
+  walSyncDue: () => boolean;
   /**
    * Called before a round starts: writes the sync puts queued while the last one ran (one
    * append per segment, one transaction), which join() the round.
@@ -185,6 +199,19 @@ export class GroupCommit {
   }
 
   /**
+   * Resolves after a round that began after this call: every segment written before it is
+   * fdatasynced (what a WAL checkpoint waits for). Only a round takes the dirty segments while
+   * writes wait for one: a sync of its own, outside a round, would take a waiting write's
+   * segment out of its round, and the round would acknowledge it before that sync ended.
+   */
+  segmentsSynced(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ resolve, reject });
+      this.kick();
+    });
+  }
+
+  /**
    * durable(false) with the round started in a microtask, not at once: the sync writes of
    * entries made in the same turn (an acceptor's writes for the messages of one read) are
    * queued meanwhile and share its one pwritev and one fdatasync.
@@ -233,7 +260,8 @@ export class GroupCommit {
       return;
     }
     const batch = this.waiting.splice(0);
-    const needsWal = this.waitingForWal;
+    const writesNeedWal = this.waitingForWal;
+    const needsWal = writesNeedWal || this.ports.walSyncDue();
     this.waitingForWal = false;
     const walFd = this.walFd;
     if (walFd === undefined || failure.error !== undefined) {
@@ -259,17 +287,19 @@ export class GroupCommit {
       if (!acked) for (const w of batch) w.reject(failure.error);
       this.kick();
     };
+    let walSynced = false;
     const finish = () => {
       this.syncing = false;
       this.underWay = undefined;
       ack();
-      this.ports.afterRound();
+      this.ports.afterRound(walSynced);
       this.kick();
     };
     const syncWal = (then: () => void) => {
       stats.fsyncs++;
       this.ports.fsync(walFd, (err) => {
         if (err) return fail(err, `fsync of ${path}-wal`);
+        walSynced = true;
         then();
       });
     };
@@ -280,6 +310,8 @@ export class GroupCommit {
       const then = () => {
         segments.synced(dirty);
         if (!needsWal || faults.indexFirst === true) return finish();
+        // The writes are durable already; only the checkpoint due waits for the WAL's fsync.
+        if (!writesNeedWal) ack();
         // Writes committed while the fdatasyncs ran have index rows in the WAL: their entries
         // go first, so the WAL's fsync never makes a row durable before the bytes it names.
         if (segments.hasDirty) syncSegments();
@@ -319,9 +351,9 @@ export class GroupCommit {
   }
 
   /**
-   * Fdatasyncs the segments written since the last round: at close, once no round runs
-   * (SQLite's close then makes the WAL durable), and before a WAL checkpoint (which makes the
-   * index rows durable). Nothing to do after a failure or when read-only.
+   * Fdatasyncs the segments written since the last round: at close, once no round runs and
+   * none can start (SQLite's close then makes the WAL durable). Nothing to do after a failure
+   * or when read-only.
    */
   async syncSegments(): Promise<void> {
     if (this.walFd === undefined || this.ports.failure.error !== undefined) return;

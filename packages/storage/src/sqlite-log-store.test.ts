@@ -173,6 +173,23 @@ describe('SqliteLogStore group commit', () => {
     await reopened.close();
   });
 
+  it('counts the WAL pages of queued sync puts per transaction: bursts of 64 checkpoint once per ~walCheckpointPages of WAL', async () => {
+    // Counted per put (2 pages each), 20 bursts of 64 small puts passed 100 pages ~25 times
+    // and checkpointed (two fsyncs each) every burst or so; one transaction of 63 rows of 100 B
+    // adds a few pages.
+    const store = SqliteLogStore.open(tempDir(), { walCheckpointPages: 100 });
+    for (let r = 0; r < 20; r++)
+      await Promise.all(
+        Array.from({ length: 64 }, (_, k) => store.put(0, sized(r * 64 + k, 100), { sync: true })),
+      );
+    // (a burst that comes while a checkpoint's WAL fsync ends its round is queued whole)
+    expect(store.syncStats.queuedSyncWrites).toBeGreaterThanOrEqual(20 * 63);
+    expect(store.syncStats.fdatasyncs).toBe(20);
+    expect(store.syncStats.walCheckpoints).toBeGreaterThanOrEqual(1); // ~9 pages a burst
+    expect(store.syncStats.walCheckpoints).toBeLessThanOrEqual(3);
+    await store.close();
+  });
+
   it('sees a queued sync put at once (a read or another write first writes it), in order', async () => {
     const fdatasyncs = manualFsync();
     const store = SqliteLogStore.open(tempDir(), { fdatasync: fdatasyncs.fsync });
@@ -659,14 +676,14 @@ describe('SqliteLogStore segments: durability', () => {
     expect(statSync(join(dir, `${DATABASE_FILE}-wal`)).size).toBeGreaterThan(5 * 1024 * 1024);
     expect(segmentFiles(dir).length).toBe(1);
     // The first sync write: an entry in the segment (one file) fdatasynced and the new
-    // directories fsynced; no WAL fsync (the entry is the durable copy); then the WAL over
-    // walCheckpointPages is checkpointed, off the write path.
+    // directories fsynced; as the WAL is over walCheckpointPages, the round also fsyncs it
+    // (after the segment) and checkpoints it at its end.
     await store.put(0, sized(80_000, 100), { sync: true });
     expect(io.counts.fdatasync).toBe(1);
-    expect(io.counts.fsync).toBe(3); // data dir, segments/, segments/0
+    expect(io.counts.fsync).toBe(4); // data dir, segments/, segments/0, the WAL
     await until(() => store.syncStats.walCheckpoints === 1, 'the checkpoint');
-    // After a group commit the checkpoint runs from setImmediate on the event loop (the WAL is
-    // durable already; the store keeps its exclusive lock for the sync writers' commits).
+    // On the event loop, before any other write (the store keeps its exclusive lock for the
+    // sync writers' commits).
     expect(store.syncStats.inlineWalCheckpoints).toBe(1);
     expect(view(store.get(0, 299))).toEqual(view(sized(299, 100 * 1024)));
     await store.close();
@@ -773,6 +790,145 @@ describe('SqliteLogStore segments: durability', () => {
     for (let i = 0; i < 20 && fdatasyncs.calls.length > 4; i++) await tick();
     for (const c of fdatasyncs.calls.slice(4)) c.done(null);
     await closing;
+  });
+
+  it('acknowledges a sync put only after the fdatasync of its bytes, also when a WAL checkpoint due at its commit syncs the segments first', async () => {
+    // The checkpoint's own fdatasync of the segments (rows durable only after their entries)
+    // once took the put's segment out of the round, which then found nothing to sync and
+    // acknowledged the put while that fdatasync still ran.
+    const fdatasyncs = manualFsync();
+    const store = SqliteLogStore.open(tempDir(), {
+      fdatasync: fdatasyncs.fsync,
+      walCheckpointPages: 1_000_000, // no checkpoint after a round: only the WAL's bound
+      walCheckpointMaxPages: 3, // reached by the second put's commit
+    });
+    const first = store.put(0, sized(1, 100), { sync: true });
+    await until(() => fdatasyncs.calls.length === 1, 'the first round');
+    fdatasyncs.calls[0]!.done(null);
+    await first;
+    let acked = false;
+    const second = store.put(0, sized(2, 100), { sync: true }).then(() => {
+      acked = true;
+    });
+    await until(() => fdatasyncs.calls.length >= 1 + 1, 'the fdatasync of the second put');
+    for (let i = 0; i < 20; i++) await tick();
+    expect(fdatasyncs.calls.length).toBe(2); // one fdatasync covers it, whoever issued it
+    expect(acked).toBe(false); // its bytes are not durable yet
+    fdatasyncs.calls[1]!.done(null);
+    await second;
+    await until(() => store.syncStats.walCheckpoints === 1, 'the checkpoint after it');
+    expect(store.syncStats).toMatchObject({ fdatasyncs: 2, syncWrites: 2 });
+    const closing = store.close();
+    for (let i = 0; i < 20 && fdatasyncs.calls.length === 2; i++) await tick();
+    for (const c of fdatasyncs.calls.slice(2)) c.done(null);
+    await closing;
+  });
+
+  it('when a WAL checkpoint is due, the round fsyncs the WAL after its segments (its writes acknowledged first) and checkpoints at its end, with no fdatasync on the event loop', async () => {
+    // Sync puts' rounds fsync only segments, so a checkpoint after one found the WAL not
+    // durable: SQLite fsynced megabytes of it, and the segments written since, on the event loop.
+    const dir = tempDir();
+    const fsyncs = manualFsync();
+    const fdatasyncs = manualFsync();
+    const store = SqliteLogStore.open(dir, {
+      fsync: fsyncs.fsync,
+      fdatasync: fdatasyncs.fsync,
+      walCheckpointPages: 6,
+    });
+    const walIno = statSync(join(dir, `${DATABASE_FILE}-wal`)).ino;
+    const walFsyncs = () => fsyncs.calls.filter((c) => c.ino === walIno);
+    let puts = 0;
+    while (walFsyncs().length === 0 && puts < 20) {
+      puts++;
+      let acked = false;
+      const put = store.put(0, sized(puts, 100), { sync: true }).then(() => {
+        acked = true;
+      });
+      await until(() => fdatasyncs.calls.length === puts, `the fdatasync of put ${puts}`);
+      expect(walFsyncs().length).toBe(0); // the segment first
+      for (const c of fsyncs.calls.splice(0)) c.done(null); // new directories
+      fdatasyncs.calls[puts - 1]!.done(null);
+      await until(() => acked, `put ${puts}`);
+      await put;
+      await tick();
+    }
+    expect(walFsyncs().length).toBe(1); // the round of the put that passed walCheckpointPages
+    expect(puts).toBeGreaterThan(1);
+    expect(store.syncStats.walCheckpoints).toBe(0); // not before the WAL is durable
+    walFsyncs()[0]!.done(null);
+    await until(() => store.syncStats.walCheckpoints === 1, 'the checkpoint');
+    expect(store.syncStats.inlineWalCheckpoints).toBe(1);
+    // Every fdatasync went through the port, on the thread pool: none on the event loop.
+    expect(store.syncStats.fdatasyncs).toBe(fdatasyncs.calls.length);
+    expect(store.syncStats.fdatasyncs).toBe(puts);
+    // The checkpoint copied every frame: the next rounds fsync no WAL until it fills again.
+    const next = store.put(0, sized(100, 100), { sync: true });
+    await until(() => fdatasyncs.calls.length === puts + 1, 'the next fdatasync');
+    fdatasyncs.calls[puts]!.done(null);
+    await next;
+    expect(walFsyncs().length).toBe(1);
+    const closing = store.close();
+    for (let i = 0; i < 20 && fdatasyncs.calls.length === puts + 1; i++) await tick();
+    for (const c of fdatasyncs.calls.slice(puts + 1)) c.done(null);
+    await closing;
+  });
+
+  it('checkpoints after a round only once every segment is fdatasynced, also bytes written during its WAL fsync; catches a planted checkpoint that does not wait', async () => {
+    /** Whether the checkpoint came before the fdatasync of a large value written meanwhile. */
+    async function checkpointBeforeFdatasync(faults?: SqliteLogStoreOptions['unsafeFaults']) {
+      const dir = tempDir();
+      const fsyncs = manualFsync();
+      const fdatasyncs = manualFsync();
+      const store = SqliteLogStore.open(dir, {
+        fsync: fsyncs.fsync,
+        fdatasync: fdatasyncs.fsync,
+        walCheckpointPages: 6,
+        unsafeFaults: faults,
+      });
+      const walIno = statSync(join(dir, `${DATABASE_FILE}-wal`)).ino;
+      const walFsync = () => fsyncs.calls.find((c) => c.ino === walIno);
+      for (let id = 1; walFsync() === undefined && id <= 20; id++) {
+        const put = store.put(0, sized(id, 100), { sync: true });
+        await until(() => fdatasyncs.calls.length === id, `the fdatasync of put ${id}`);
+        for (let i = fsyncs.calls.length - 1; i >= 0; i--)
+          if (fsyncs.calls[i]!.ino !== walIno) fsyncs.calls.splice(i, 1)[0]!.done(null); // directories
+        fdatasyncs.calls[id - 1]!.done(null);
+        await put;
+        await tick();
+      }
+      expect(walFsync()).toBeDefined();
+      const synced = fdatasyncs.calls.length;
+      // During the round's WAL fsync: a large value, its entry written but not fdatasynced.
+      await store.put(0, sized(1000, 50_000), { sync: false });
+      fsyncs.calls.splice(fsyncs.calls.indexOf(walFsync()!), 1)[0]!.done(null);
+      for (let i = 0; i < 20; i++) await tick();
+      const early = store.syncStats.walCheckpoints > 0;
+      // Complete whatever comes, once each (the real store: the segment's fdatasync, then the
+      // checkpoint).
+      let completed = synced;
+      const completeAll = () => {
+        for (const c of fdatasyncs.calls.slice(completed)) c.done(null);
+        completed = fdatasyncs.calls.length;
+        for (const c of fsyncs.calls.splice(0)) c.done(null);
+      };
+      await until(() => {
+        completeAll();
+        return store.syncStats.walCheckpoints > 0;
+      }, 'the checkpoint');
+      expect(view(store.get(0, 1000))).toEqual(view(sized(1000, 50_000)));
+      let closed = false;
+      const closing = store.close().then(() => {
+        closed = true;
+      });
+      await until(() => {
+        completeAll();
+        return closed;
+      }, 'close');
+      await closing;
+      return early;
+    }
+    expect(await checkpointBeforeFdatasync()).toBe(false);
+    expect(await checkpointBeforeFdatasync({ checkpointOverUnsyncedSegments: true })).toBe(true);
   });
 
   it('after a failed fdatasync, fails that batch and every later write with E_IO', async () => {

@@ -2,10 +2,9 @@
 // of @tspaxos/checkpoint): when, where, and what bounds the WAL.
 //
 // They are the store's (wal_autocheckpoint=0): SQLite never checkpoints inside a write call.
-// The store runs `PRAGMA wal_checkpoint(PASSIVE)` off every caller's path: after a group commit
-// once the WAL holds about walCheckpointPages pages (the fsyncs SQLite does then add little to
-// the group commit's own), and, if only sync:false writes come, when it holds
-// walCheckpointMaxPages. So a sync:false stream causes no fsync at all until then.
+// The store runs `PRAGMA wal_checkpoint(PASSIVE)` off every caller's path: at the end of a group
+// commit once the WAL holds about walCheckpointPages pages, and, if only sync:false writes come,
+// when it holds walCheckpointMaxPages. So a sync:false stream causes no fsync at all until then.
 //
 // Why a checkpoint keeps the group commit's "fsync of the WAL" argument (group-commit.ts) across
 // WAL restarts: in synchronous=NORMAL SQLite fsyncs the WAL before it copies and the database
@@ -13,10 +12,15 @@
 // from its start. So no frame is overwritten before its content is durable in the database.
 //
 // Where: the unsynced streams' checkpoints run on a worker thread's own connection
-// (wal-checkpoint-worker.ts), so neither the copy nor SQLite's fsyncs hold the event loop. The
-// one after a group commit stays on the event loop (from setImmediate): the WAL is durable
-// already and it only copies, while on the worker the store's own commits would run in
-// locking_mode NORMAL meanwhile (slower for sync writers: BENCHMARKS.md, storage).
+// (wal-checkpoint-worker.ts), so neither the copy nor SQLite's fsyncs hold the event loop. For
+// sync writers (issue 22: their rounds fsync only segments, so the WAL is not durable) the round
+// after which a checkpoint is due fsyncs the WAL too, on the thread pool after its segments
+// (acknowledging its writes first), and the checkpoint runs at its end on the event loop before
+// any other write: SQLite's fsync of the WAL finds nothing to write and no segment needs an
+// fdatasync, so the loop is held for the copy and the database's fsync only; and as no write
+// comes meanwhile it copies every frame, so the next write restarts the WAL. On the worker a
+// continuous writer never lets the WAL restart (and the store's commits would run in
+// locking_mode NORMAL meanwhile).
 //
 // The bound: the WAL restarts only when a checkpoint copied every frame and no write came
 // meanwhile, so a writer that never pauses keeps it growing. Once it extends to twice
@@ -38,7 +42,7 @@
 // database open (retakeBusy).
 import type Database from 'better-sqlite3';
 import { StorageError } from './errors';
-import type { FsyncFn, StickyFailure, SyncStats } from './group-commit';
+import type { FsyncFn, StickyFailure, StorageUnsafeFaults, SyncStats } from './group-commit';
 import {
   WAL_CHECKPOINT_BUSY_TIMEOUT_MS,
   type WalCheckpointPort,
@@ -133,12 +137,15 @@ export interface WalCheckpointerPorts {
   wake: () => void;
   /**
    * Segment entries are written whose fdatasync has not begun: a checkpoint makes the WAL's
-   * index rows durable, so their entries go first (syncSegments on the thread pool, or
-   * syncSegmentsHere inside a write).
+   * index rows durable, so their entries go first (syncSegments: a group commit round, on the
+   * thread pool; or syncSegmentsHere inside a write).
    */
   segmentsDirty: () => boolean;
+  /** Resolves after a group commit round that began after the call (GroupCommit.segmentsSynced). */
   syncSegments: () => Promise<void>;
   syncSegmentsHere: () => void;
+  /** Planted bugs (group-commit.ts); tests only. */
+  faults?: StorageUnsafeFaults;
 }
 
 export class WalCheckpointer {
@@ -206,12 +213,31 @@ export class WalCheckpointer {
     this.walPages += n;
     this.walEnd += n;
     if (this.walEnd >= 2 * this.policy.maxPages) this.runHere();
-    else if (this.walPages >= this.policy.maxPages) this.schedule(false);
+    else if (this.walPages >= this.policy.maxPages) this.schedule();
   }
 
-  /** After a group commit (the WAL is fsynced): a checkpoint once the WAL holds walCheckpointPages. */
-  afterGroupCommit(): void {
-    if (this.walPages >= this.policy.pages) this.schedule(true);
+  /**
+   * A checkpoint is due after the next group commit: the round fsyncs the WAL (GroupCommit),
+   * on the thread pool, after the segments its rows name.
+   */
+  get due(): boolean {
+    return this.walPages >= this.policy.pages && !this.busy && !this.scheduled && !this.stopped;
+  }
+
+  /**
+   * After a group commit: the checkpoint once the WAL holds walCheckpointPages. When the round
+   * fsynced the WAL (`walSynced`) and no segment has bytes not yet fdatasynced, it runs at
+   * once, before any write: no fdatasync on the event loop (the checkpoint makes the WAL's rows
+   * durable, so the entries they name must be), and SQLite's own fsync of the WAL finds little
+   * to write (commits made during the round's fsync); the event loop is held for the copy and
+   * the database's fsync. As no write comes while it runs, it copies every frame and the next
+   * write restarts the WAL. With segments written meanwhile (sync:false large values) it is
+   * an unsynced stream's checkpoint (schedule).
+   */
+  afterGroupCommit(walSynced: boolean): void {
+    if (this.walPages < this.policy.pages || !walSynced || this.busy || this.scheduled) return;
+    if (this.unsyncedSegments()) this.schedule();
+    else this.runHere();
   }
 
   /**
@@ -238,13 +264,13 @@ export class WalCheckpointer {
   }
 
   /**
-   * Starts a checkpoint off every caller's path. On the worker it starts at once: SQLite's
-   * fsyncs and the copy run on the worker's thread. Inline, it runs from setImmediate; unless
-   * the WAL was just fsynced (by a group commit), it is first fsynced on the thread pool:
-   * SQLite's own fsync of it inside the checkpoint then finds nothing to write, and the event
-   * loop is held only while pages are copied and the database is fsynced.
+   * Starts a checkpoint of an unsynced stream off every caller's path. On the worker it starts
+   * at once: SQLite's fsyncs and the copy run on the worker's thread. Inline, the WAL is first
+   * fsynced on the thread pool, then it runs when that fsync is done: SQLite's own fsync of the WAL
+   * inside the checkpoint then finds little to write, and the event loop is held mostly while
+   * pages are copied and the database is fsynced.
    */
-  private schedule(walSynced: boolean): void {
+  private schedule(): void {
     if (this.scheduled || this.running || this.syncing) return;
     const { walFd, failure, path } = this.ports;
     if (this.stopped || failure.error !== undefined || walFd === undefined) return;
@@ -254,7 +280,7 @@ export class WalCheckpointer {
       this.ports.syncSegments().then(
         () => {
           this.syncing = false;
-          this.schedule(walSynced);
+          this.schedule();
           this.ports.wake();
         },
         (err: unknown) => {
@@ -265,8 +291,7 @@ export class WalCheckpointer {
       );
       return;
     }
-    // After a group commit the checkpoint stays on the event loop (see the file header).
-    const port = walSynced ? undefined : this.port;
+    const port = this.port;
     if (port !== undefined) {
       try {
         this.setLocking('NORMAL'); // lets the worker's connection in
@@ -291,7 +316,7 @@ export class WalCheckpointer {
         }
         this.ports.wake();
         // The WAL did not restart (writes came during the checkpoint): copy the rest.
-        if (this.walEnd >= this.policy.maxPages && this.walPages > 0) this.schedule(false);
+        if (this.walEnd >= this.policy.maxPages && this.walPages > 0) this.schedule();
       });
       return;
     }
@@ -301,10 +326,6 @@ export class WalCheckpointer {
       this.runHere();
       this.ports.wake();
     };
-    if (walSynced) {
-      setImmediate(run);
-      return;
-    }
     this.syncing = true;
     this.ports.stats.fsyncs++;
     this.ports.fsync(walFd, (err) => {
@@ -358,6 +379,11 @@ export class WalCheckpointer {
     }
   }
 
+  /** Segments have bytes not yet fdatasynced, which a checkpoint must wait for. */
+  private unsyncedSegments(): boolean {
+    return this.ports.segmentsDirty() && this.ports.faults?.checkpointOverUnsyncedSegments !== true;
+  }
+
   /** Updates the WAL estimates after a checkpoint that saw `result`. */
   private checkpointed(result: WalCheckpointResult): void {
     const during = Math.max(0, this.walPages - this.pagesAtStart);
@@ -376,7 +402,7 @@ export class WalCheckpointer {
     const { walFd, failure, path, db, stats } = this.ports;
     if (this.stopped || failure.error !== undefined || walFd === undefined) return;
     try {
-      if (this.ports.segmentsDirty()) this.ports.syncSegmentsHere();
+      if (this.unsyncedSegments()) this.ports.syncSegmentsHere();
       const [row] = db.pragma('wal_checkpoint(PASSIVE)') as WalCheckpointResult[];
       if (row === undefined || row.busy !== 0) return;
       stats.walCheckpoints++;
