@@ -36,6 +36,42 @@ describe('value packing', () => {
     );
   });
 
+  it('writes every byte of a large packed value (its memory is not zeroed first) into a buffer of its own', () => {
+    // Dirty memory for the allocator to hand back: large buffers filled and let go.
+    for (let i = 0; i < 64; i++) Buffer.allocUnsafeSlow(200 * 1024).fill(0xa5);
+    const identity = { nodeId: 7, incarnation: 9, sequence: 2 ** 40 + 3 };
+    for (const bytes of [5, 4 * 1024, 100 * 1024]) {
+      const user = new Uint8Array(bytes).map((_, i) => (i * 31) & 0xff);
+      const single = packValue(42, user, identity);
+      const expected = new Uint8Array(IDENTITY_HEADER_BYTES + 4 + bytes);
+      const view = new DataView(expected.buffer);
+      [IDENTIFIED_SM_ID, 7, 9, 3, 2 ** 8, 42].forEach((w, i) => view.setUint32(i * 4, w, true));
+      expected.set(user, IDENTITY_HEADER_BYTES + 4);
+      expect(bytesEqual(single, expected)).toBe(true);
+      const batch = packBatch(
+        [
+          { smId: 5, value: user },
+          { smId: 6, value: user.subarray(1) },
+        ],
+        identity,
+      );
+      expect(
+        unpackValue(batch).map((v) => [
+          v.smId,
+          bytesEqual(v.value, v.smId === 5 ? user : user.subarray(1)),
+        ]),
+      ).toEqual([
+        [5, true],
+        [6, true],
+      ]);
+      // Its own memory: a small value a state machine keeps holds no shared pool slab.
+      for (const packed of [single, batch]) {
+        expect(packed.byteOffset).toBe(0);
+        expect(packed.buffer.byteLength).toBe(packed.length);
+      }
+    }
+  });
+
   it('rejects malformed values with E_BAD_ARGUMENT, never reading out of bounds', () => {
     const good = packBatch([
       { smId: 10, value: new Uint8Array([1, 2, 3]) },

@@ -18,6 +18,7 @@
 // never see it: unpackValue hands them the user bytes only. Every value the committer packs is
 // identified; values without the header (written before it existed, or packed by tests) still
 // unpack, and are nobody's proposal.
+import { allocOwnUnfilled } from '@tspaxos/transport';
 import { PaxosError } from './errors';
 
 /** Reserved state machine ids, as PhxPaxos: system variables, master, batch. */
@@ -57,8 +58,9 @@ export function packValue(
   identity?: ProposalIdentity,
 ): Uint8Array {
   const head = identity === undefined ? 0 : IDENTITY_HEADER_BYTES;
-  const out = new Uint8Array(head + 4 + value.length);
-  const view = new DataView(out.buffer);
+  // Every byte is written below: no zero-fill first (allocOwnUnfilled).
+  const out = allocOwnUnfilled(head + 4 + value.length);
+  const view = new DataView(out.buffer, out.byteOffset, out.length);
   if (identity !== undefined) writeIdentity(view, identity);
   view.setUint32(head, smId, true);
   out.set(value, head + 4);
@@ -69,8 +71,9 @@ export function packBatch(items: readonly SmValue[], identity?: ProposalIdentity
   const head = identity === undefined ? 0 : IDENTITY_HEADER_BYTES;
   let size = head + 8;
   for (const item of items) size += 8 + item.value.length;
-  const out = new Uint8Array(size);
-  const view = new DataView(out.buffer);
+  // Every byte is written below: no zero-fill first (allocOwnUnfilled).
+  const out = allocOwnUnfilled(size);
+  const view = new DataView(out.buffer, out.byteOffset, out.length);
   if (identity !== undefined) writeIdentity(view, identity);
   view.setUint32(head, BATCH_SM_ID, true);
   view.setUint32(head + 4, items.length, true);

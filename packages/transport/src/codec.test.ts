@@ -22,6 +22,7 @@ import {
   PaxosMsgType,
   TransportError,
 } from './index';
+import { RECEIVE_SLAB_BYTES } from './options';
 
 const id = fc.oneof(fc.nat({ max: 1000 }), fc.maxSafeNat());
 const u32 = fc.nat({ max: 0xffffffff });
@@ -634,6 +635,17 @@ describe('FrameReader', () => {
     expect(decodeFrame(frames[0]!).ok).toBe(true);
     // The next frame's length prefix is read alone, so a long one lands in place from byte 4.
     expect(reader.readBuffer().length).toBe(4);
+  });
+
+  it('a short frame between two long ones is read without copying the next long one out of the slab', () => {
+    // 100 KiB Accepts with a ProposerSendSuccess between them, the socket giving all it is asked.
+    const values = patterned([102_400, 100, 102_400, 100, 102_400, 0, 102_400]);
+    const reader = new FrameReader();
+    reader.trustPeer();
+    checkFrames(readAll(reader, streamOf(values), [1 << 30]), values);
+    // The first frame's start (one slab read before any frame was seen: 64 KiB) and the length
+    // prefixes only; reading on to the slab's end after each short frame copied 261,797 bytes.
+    expect(reader.copiedBytes).toBeLessThan(RECEIVE_SLAB_BYTES + 1024);
   });
 
   it('a long frame read in place and corrupted in transit fails its CRC', () => {

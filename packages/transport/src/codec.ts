@@ -310,6 +310,22 @@ export function allocUnfilled(n: number): Uint8Array {
   return new Uint8Array(b.buffer, b.byteOffset, n);
 }
 
+/** Smallest allocation allocOwnUnfilled leaves unzeroed (Node pools smaller ones: Buffer.poolSize / 2). */
+export const OWN_UNFILLED_MIN_BYTES = 4 * 1024;
+
+/**
+ * `n` bytes that the caller overwrites entirely and may keep for long (a packed value: logs,
+ * learners and state machines hold views of it): from `OWN_UNFILLED_MIN_BYTES` on, an ArrayBuffer
+ * of its own left unzeroed (issue 22: zero-filling a fresh 100 KiB value cost ~2.5× its copy, and
+ * packValue was a fifth of a proposing node's busy samples); below that, a zeroed one of its own,
+ * never a view of a shared pool that a small value kept would hold whole.
+ */
+export function allocOwnUnfilled(n: number): Uint8Array {
+  if (n < OWN_UNFILLED_MIN_BYTES) return new Uint8Array(n);
+  const b = Buffer.allocUnsafeSlow(n);
+  return new Uint8Array(b.buffer, b.byteOffset, n);
+}
+
 /** Chunks (of one frame, or a run of whole frames) as one buffer. */
 export function concatChunks(chunks: readonly Uint8Array[]): Uint8Array {
   if (chunks.length === 1) return chunks[0]!;

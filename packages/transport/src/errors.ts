@@ -14,6 +14,7 @@ export type TransportErrorCode =
   | 'E_NO_HANDSHAKE'
   | 'E_QUEUE_FULL'
   | 'E_QUEUE_EXPIRED'
+  | 'E_PEER_DOWN'
   | 'E_CLOSED'
   | 'E_TOO_MANY_PEERS'
   | 'E_PEER_GONE'

@@ -8,6 +8,8 @@ export {
   encodeHello,
   decodeHello,
   concatChunks,
+  allocOwnUnfilled,
+  OWN_UNFILLED_MIN_BYTES,
   FRAME_VERSION,
   PAXOS_FRAME_OVERHEAD_MAX_BYTES,
   maxPaxosValueBytes,

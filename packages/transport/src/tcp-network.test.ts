@@ -193,6 +193,30 @@ describe('TcpNetwork', () => {
     expect(a.n.counters().drops['E_UNKNOWN_NODE']).toBe(1);
   });
 
+  it('keeps only the newest downQueueMaxBytes for a peer known down, counting the rest E_PEER_DOWN', async () => {
+    const server = net.createServer();
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const deadPort = (server.address() as net.AddressInfo).port;
+    await new Promise((r) => server.close(r));
+    const a = await node(
+      1,
+      { 2: { host: '127.0.0.1', port: deadPort } },
+      { downQueueMaxBytes: 20_000, reconnectMinMs: 60_000, reconnectMaxMs: 60_000 },
+    );
+    a.n.send(2, 0, msg(0, new Uint8Array(1000))); // dials; the refusal makes the peer down
+    await until(() => !a.n.reachable(2));
+    const frame = a.n.queuedBytes(2);
+    for (let i = 1; i <= 100; i++) a.n.send(2, 0, msg(i, new Uint8Array(1000)));
+    // Up to the bound, never past it: the 200 MiB queue bound of a reachable peer would hold all.
+    expect(a.n.queuedBytes(2)).toBeLessThanOrEqual(20_000);
+    expect(a.n.queuedBytes(2)).toBeGreaterThan(20_000 - frame);
+    const kept = Math.round(a.n.queuedBytes(2) / frame);
+    expect(a.n.counters().drops).toEqual({ E_PEER_DOWN: 101 - kept });
+    // A frame larger than the bound is not queued at all.
+    a.n.send(2, 0, msg(200, new Uint8Array(30_000)));
+    expect(a.n.counters().drops['E_PEER_DOWN']).toBe(102 - kept);
+  });
+
   it('forgets a follower whose connections stay closed for followerForgetMs, and bounds how many it knows', async () => {
     const b = await node(2, {}, { followerForgetMs: 100, maxFollowers: 1 });
     const got: number[] = [];

@@ -18,6 +18,7 @@ import {
   MAX_FRAME_BYTES,
   QUEUE_MAX_AGE_MS,
   QUEUE_MAX_BYTES,
+  DOWN_QUEUE_MAX_BYTES,
   SOCKET_BUFFER_BYTES,
   WRITE_AT_ONCE_BYTES,
   WRITE_COALESCE_BYTES,
@@ -57,6 +58,8 @@ export interface TcpNetworkOptions {
   acceptFollowers?: boolean;
   maxFrameBytes?: number;
   queueMaxBytes?: number;
+  /** Bytes queued for a peer known down (DOWN_QUEUE_MAX_BYTES); older frames: E_PEER_DOWN drops. */
+  downQueueMaxBytes?: number;
   queueMaxAgeMs?: number;
   idleTimeoutMs?: number;
   reconnectMinMs?: number;
@@ -245,6 +248,7 @@ export class TcpNetwork implements Network {
       acceptFollowers: true,
       maxFrameBytes: MAX_FRAME_BYTES,
       queueMaxBytes: QUEUE_MAX_BYTES,
+      downQueueMaxBytes: DOWN_QUEUE_MAX_BYTES,
       queueMaxAgeMs: QUEUE_MAX_AGE_MS,
       idleTimeoutMs: IDLE_TIMEOUT_MS,
       reconnectMinMs: RECONNECT_MIN_MS,
@@ -411,14 +415,21 @@ export class TcpNetwork implements Network {
       peer = new OutboundPeer(to, address, this.opts.reconnectMinMs);
       this.outbound.set(to, peer);
     }
-    // Bounded in bytes: the oldest frames go first (they are also the likeliest to be stale).
-    while (peer.queuedBytes + bytes > this.opts.queueMaxBytes && peer.length > 0) {
-      peer.shift();
-      countDrop(this.stats.drops, 'E_QUEUE_FULL');
-    }
-    if (bytes > this.opts.queueMaxBytes) {
-      countDrop(this.stats.drops, 'E_QUEUE_FULL');
+    // Bounded in bytes: the oldest frames go first (they are also the likeliest to be stale). A
+    // peer known down gets a smaller bound (DOWN_QUEUE_MAX_BYTES says why).
+    const down = peer.down;
+    const max = down
+      ? Math.min(this.opts.downQueueMaxBytes, this.opts.queueMaxBytes)
+      : this.opts.queueMaxBytes;
+    const reason = down ? 'E_PEER_DOWN' : 'E_QUEUE_FULL';
+    if (bytes > max) {
+      // It could never fit: the frames queued stay.
+      countDrop(this.stats.drops, reason);
       return;
+    }
+    while (peer.queuedBytes + bytes > max && peer.length > 0) {
+      peer.shift();
+      countDrop(this.stats.drops, reason);
     }
     peer.queue.push({ chunks, bytes, atMs: performance.now() });
     peer.queuedBytes += bytes;
