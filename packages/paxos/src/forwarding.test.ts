@@ -8,6 +8,7 @@ import {
   ForwardMsgType,
   type Message,
   type MemoryNetwork,
+  PaxosMsgType,
 } from '@tspaxos/transport';
 import { describe, expect, it } from 'vitest';
 import { PaxosError } from './errors';
@@ -185,6 +186,30 @@ describe('forwarding to the master', () => {
     expect(h.nodes.get(via)!.sm.counts.get('x')).toBe(1);
     expect(h.node(via).instanceId(G)).toBeGreaterThan(r.value!.instanceId);
     expect(h.node(master).forwardingCounters.proposalsServed).toBe(1);
+    await h.stop();
+  });
+
+  it('holds a forwarded write whose reply beats the chosen value here until it is applied; counts the wait', async () => {
+    const h = new Harness();
+    await h.start();
+    const master = await h.electedMaster();
+    const via = master === 1 ? 2 : 1;
+    // The chosen value reaches `via` only through its learner's later ask: the reply comes first.
+    let dropped = 0;
+    h.world.onSend = (from, to, m) => {
+      const success =
+        m.kind === 'paxos' && m.msg.msgType === PaxosMsgType.ProposerSendSuccess && to === via;
+      if (success && from === master) dropped++;
+      return !success;
+    };
+    const r = await h.settle(h.node(via).propose(G, bytes('z'), { smId: SM }), 'the write');
+    h.world.onSend = undefined;
+    expect(dropped).toBeGreaterThan(0);
+    expect(r.value?.result).toBe('applied z');
+    expect(h.nodes.get(via)!.sm.counts.get('z')).toBe(1);
+    const c = h.node(via).forwardingCounters;
+    expect(c.repliesBeforeApplied).toBe(1);
+    expect(c.applyWaitMs).toBeGreaterThan(0);
     await h.stop();
   });
 

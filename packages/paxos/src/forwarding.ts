@@ -72,6 +72,13 @@ export interface ForwardingCounters {
   noQuorum: number;
   /** Forwards ended E_OUTCOME_UNKNOWN (the master failed after taking them, or went away). */
   outcomeUnknown: number;
+  /**
+   * Forwarded writes whose reply came before this node had applied their instance, and the
+   * milliseconds they waited for it in all (the caller is answered after the apply, so that a
+   * read here sees the write).
+   */
+  repliesBeforeApplied: number;
+  applyWaitMs: number;
 }
 
 /** What the forwarder needs from its node. */
@@ -140,6 +147,8 @@ export class Forwarder {
     malformed: 0,
     noQuorum: 0,
     outcomeUnknown: 0,
+    repliesBeforeApplied: 0,
+    applyWaitMs: 0,
   };
   private nextRequestId = 1;
   private readonly pending = new Map<number, Pending>();
@@ -454,7 +463,12 @@ export class Forwarder {
     const result = decodeForwardResult(reply.result);
     if (!result.ok) this.counters.malformed++; // the value was chosen: answered without result
     // Applied here before the caller hears of it: a read at this node afterwards sees it.
-    await this.waitApplied(group, g, reply.instanceId, deadlineMs);
+    if (group.instanceId <= reply.instanceId) {
+      this.counters.repliesBeforeApplied++;
+      const startedMs = this.host.scheduler.now();
+      await this.waitApplied(group, g, reply.instanceId, deadlineMs);
+      this.counters.applyWaitMs += this.host.scheduler.now() - startedMs;
+    }
     return {
       instanceId: reply.instanceId,
       result: result.ok ? result.value : undefined,
