@@ -158,6 +158,8 @@ export class PaxosNode {
       reachable: (to) => network.reachable?.(to) ?? true,
       group: (g) => this.instance(g),
       proposeDespiteLiveLease: opts.unsafeFaults?.proposeDespiteLiveLease === true,
+      // Drawn only when forwarding is on: a draw shifts every later one of a seeded run.
+      firstRequestId: opts.forwarding === true ? 1 + random.int(2 ** 31) * 2 ** 20 : 1,
     });
     this.quorumReader = new QuorumReader({
       nodeId: opts.nodeId,
