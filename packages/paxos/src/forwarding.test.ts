@@ -39,10 +39,15 @@ class Applied implements StateMachine {
 /** Three nodes on one VirtualWorld (the testing entry), its clock moved only by until(). */
 class Harness {
   /** Its onSend sees every message sent; returning false drops it (tests script the network). */
-  readonly world = new VirtualWorld({ seed: 7, autoRun: false });
+  readonly world: VirtualWorld;
   readonly nodes = new Map<number, { node: PaxosNode; sm: Applied }>();
 
-  constructor() {
+  constructor(maxFrameBytes?: number) {
+    this.world = new VirtualWorld({
+      seed: 7,
+      autoRun: false,
+      ...(maxFrameBytes !== undefined ? { maxFrameBytes } : {}),
+    });
     this.net.setDefaultLink({ delayMs: [1, 3] });
   }
 
@@ -457,6 +462,23 @@ describe('forwarding to the master', () => {
         expect(counts.get(`unanswered${i}`)).toBe(1); // chosen once, its answer lost
       }
     }
+    await h.stop();
+  });
+
+  it('splits the writes of one turn into frames of at most half the network frame size', async () => {
+    const h = new Harness(64 * 1024);
+    await h.start({}, { maxValueBytes: 8 * 1024 });
+    const master = await h.electedMaster();
+    const via = master === 1 ? 2 : 1;
+    // 20 values of 4 KiB: 80 KiB in one turn, against batches of at most 32 KiB.
+    const big = (i: number) => new Uint8Array(4096).fill(i);
+    const writes = Array.from({ length: 20 }, (_, i) =>
+      h.node(via).batchPropose(G, big(i), { smId: SM }),
+    );
+    const r = await h.settle(Promise.all(writes), 'the writes');
+    expect(r.error).toBeUndefined();
+    expect(h.node(via).forwardingCounters.proposeFramesSent).toBeGreaterThanOrEqual(3);
+    expect(h.node(via).forwardingCounters.proposeFramesSent).toBeLessThan(20);
     await h.stop();
   });
 

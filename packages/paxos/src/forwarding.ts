@@ -41,7 +41,6 @@ import {
   batchEntryBytes,
   decodeForwardBatch,
   encodeForwardBatch,
-  FORWARD_BATCH_MAX_BYTES,
   FORWARD_BATCH_MAX_ENTRIES,
   FORWARD_BATCH_VALUE_MAX_BYTES,
   ForwardManyFlag,
@@ -123,6 +122,8 @@ export interface ForwardingPort {
    * remembers (it would drop them as duplicates).
    */
   readonly firstRequestId: number;
+  /** Most bytes of entries in one batched frame: within what the network's frames can carry. */
+  readonly batchMaxBytes: number;
 }
 
 /** Forwarding messages to one node and group, sent in one frame at the next flush. */
@@ -499,7 +500,7 @@ export class Forwarder {
   /** Adds `msg` to the frame waiting for (to, g); a full frame leaves now, a large value alone. */
   private queueOut(box: Map<string, Outgoing>, to: number, g: number, msg: ForwardMsg): void {
     const bytes = batchEntryBytes(msg);
-    if (bytes > FORWARD_BATCH_VALUE_MAX_BYTES) {
+    if (bytes > FORWARD_BATCH_VALUE_MAX_BYTES || bytes > this.host.batchMaxBytes) {
       this.sendOut({ to, g, msgs: [msg], bytes }, msg.msgType);
       return;
     }
@@ -507,7 +508,7 @@ export class Forwarder {
     let out = box.get(key);
     if (
       out !== undefined &&
-      (out.msgs.length >= FORWARD_BATCH_MAX_ENTRIES || out.bytes + bytes > FORWARD_BATCH_MAX_BYTES)
+      (out.msgs.length >= FORWARD_BATCH_MAX_ENTRIES || out.bytes + bytes > this.host.batchMaxBytes)
     ) {
       box.delete(key);
       this.sendOut(out, msg.msgType);
