@@ -129,15 +129,41 @@ for (const groups of PARTS.has('writes') ? [1, 8] : []) {
   await cluster.stop();
 }
 
+/** The forwarding counters of every node of `cluster`, summed (/status `forwarding`). */
+async function forwardingOf(cluster) {
+  const sum = {};
+  const client = httpClient(1);
+  try {
+    for (const url of cluster.urls) {
+      const res = await client.request(endpoint(url), '/status');
+      for (const [k, v] of Object.entries(JSON.parse(res.body.toString()).forwarding))
+        sum[k] = (sum[k] ?? 0) + v;
+    }
+  } finally {
+    client.close();
+  }
+  return sum;
+}
+
+const delta = (a, b) => Object.fromEntries(Object.keys(b).map((k) => [k, b[k] - (a[k] ?? 0)]));
+
 if (PARTS.has('spread')) {
   const cluster = await startCluster(1);
   const m = await waitForMaster(cluster, [0, 1, 2]);
   const master = [];
   const spread = [];
+  const fwd = []; // per spread cell: forwarding frames and local apply waits per forwarded write
   await medianOf(
     async (r) => {
       master.push(await load(64, (c, i) => put(c, cluster.urls[m], `m${r}-${i}`), MS));
+      const before = await forwardingOf(cluster);
       spread.push(await load(64, (c, i) => put(c, cluster.urls[i % 3], `s${r}-${i}`), MS));
+      const d = delta(before, await forwardingOf(cluster));
+      fwd.push({
+        framesPerWrite: (d.proposeFramesSent + d.replyFramesSent) / d.proposalsForwarded,
+        waitedShare: d.repliesBeforeApplied / d.proposalsForwarded,
+        waitMs: d.repliesBeforeApplied > 0 ? d.applyWaitMs / d.repliesBeforeApplied : 0,
+      });
       return 0;
     },
     { runs: PART_RUNS },
@@ -165,6 +191,21 @@ if (PARTS.has('spread')) {
     unit: 'writes/s',
     ratio: at(spread, 'rate') / at(master, 'rate'),
     baseline: base,
+  });
+  rows.push({
+    name: 'spread: forwarding frames (both ways) per forwarded write',
+    value: at(fwd, 'framesPerWrite'),
+    unit: 'frames',
+  });
+  rows.push({
+    name: "spread: forwarded writes whose reply came before the node's own apply",
+    value: at(fwd, 'waitedShare') * 100,
+    unit: '%',
+  });
+  rows.push({
+    name: 'spread: their mean wait for the apply',
+    value: at(fwd, 'waitMs'),
+    unit: 'ms',
   });
   for (const p of ['p50', 'p99'])
     rows.push({

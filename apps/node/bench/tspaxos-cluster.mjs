@@ -9,6 +9,9 @@ import { fileURLToPath } from 'node:url';
 import { endpoint, httpClient } from './http-client.mjs';
 
 const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+/** BENCH_NODE_PROF=<dir>: every node writes a V8 CPU profile there when it stops (--cpu-prof). */
+const PROF_DIR = (process.env.BENCH_NODE_PROF ?? '').trim();
+const PROF_ARGS = PROF_DIR === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${PROF_DIR}`];
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -46,7 +49,7 @@ export function spawnChild(command, args, stdio) {
 export function startNode(args) {
   const { child, exited } = spawnChild(
     process.execPath,
-    [CLI, ...args],
+    [...PROF_ARGS, CLI, ...args],
     ['ignore', 'pipe', 'inherit'],
   );
   let out = '';

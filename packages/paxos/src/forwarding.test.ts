@@ -8,9 +8,11 @@ import {
   ForwardMsgType,
   type Message,
   type MemoryNetwork,
+  PaxosMsgType,
 } from '@tspaxos/transport';
 import { describe, expect, it } from 'vitest';
 import { PaxosError } from './errors';
+import { ForwardManyFlag } from './forward-batch';
 import type { UnsafeFaults } from './faults';
 import { startNode as createNode, type PaxosNode } from './node';
 import type { PaxosOptionsInput } from './options';
@@ -37,10 +39,15 @@ class Applied implements StateMachine {
 /** Three nodes on one VirtualWorld (the testing entry), its clock moved only by until(). */
 class Harness {
   /** Its onSend sees every message sent; returning false drops it (tests script the network). */
-  readonly world = new VirtualWorld({ seed: 7, autoRun: false });
+  readonly world: VirtualWorld;
   readonly nodes = new Map<number, { node: PaxosNode; sm: Applied }>();
 
-  constructor() {
+  constructor(maxFrameBytes?: number) {
+    this.world = new VirtualWorld({
+      seed: 7,
+      autoRun: false,
+      ...(maxFrameBytes !== undefined ? { maxFrameBytes } : {}),
+    });
     this.net.setDefaultLink({ delayMs: [1, 3] });
   }
 
@@ -137,6 +144,8 @@ async function writesNotThroughMaster(faults: UnsafeFaults): Promise<{
   results: number;
   notThroughMaster: number;
   forwarded: number;
+  proposeFrames: number;
+  replyFrames: number;
 }> {
   const h = new Harness();
   await h.start(faults);
@@ -151,9 +160,23 @@ async function writesNotThroughMaster(faults: UnsafeFaults): Promise<{
   const results = all.value!;
   const notThroughMaster = results.filter((r) => r.identity.nodeId !== master).length;
   let forwarded = 0;
-  for (const id of [1, 2, 3]) forwarded += h.node(id).forwardingCounters.proposalsForwarded;
+  let proposeFrames = 0;
+  let replyFrames = 0;
+  for (const id of [1, 2, 3]) {
+    const c = h.node(id).forwardingCounters;
+    forwarded += c.proposalsForwarded;
+    proposeFrames += c.proposeFramesSent;
+    replyFrames += c.replyFramesSent;
+  }
   await h.stop();
-  return { master, results: results.length, notThroughMaster, forwarded };
+  return {
+    master,
+    results: results.length,
+    notThroughMaster,
+    forwarded,
+    proposeFrames,
+    replyFrames,
+  };
 }
 
 describe('forwarding to the master', () => {
@@ -162,6 +185,11 @@ describe('forwarding to the master', () => {
     expect(ok.results).toBe(30);
     expect(ok.forwarded).toBe(20); // the 20 writes given to the two other nodes
     expect(ok.notThroughMaster).toBe(0);
+    // Given in one turn: one frame from each of the two nodes; the master answers the values of
+    // one instance to one node in one frame (at most one per node and instance).
+    expect(ok.proposeFrames).toBe(2);
+    expect(ok.replyFrames).toBeGreaterThanOrEqual(2);
+    expect(ok.replyFrames).toBeLessThan(20);
     // Planted: nodes propose their own writes while the master's lease is live.
     const planted = await writesNotThroughMaster({ proposeDespiteLiveLease: true });
     expect(planted.forwarded).toBe(0);
@@ -185,6 +213,30 @@ describe('forwarding to the master', () => {
     expect(h.nodes.get(via)!.sm.counts.get('x')).toBe(1);
     expect(h.node(via).instanceId(G)).toBeGreaterThan(r.value!.instanceId);
     expect(h.node(master).forwardingCounters.proposalsServed).toBe(1);
+    await h.stop();
+  });
+
+  it('holds a forwarded write whose reply beats the chosen value here until it is applied; counts the wait', async () => {
+    const h = new Harness();
+    await h.start();
+    const master = await h.electedMaster();
+    const via = master === 1 ? 2 : 1;
+    // The chosen value reaches `via` only through its learner's later ask: the reply comes first.
+    let dropped = 0;
+    h.world.onSend = (from, to, m) => {
+      const success =
+        m.kind === 'paxos' && m.msg.msgType === PaxosMsgType.ProposerSendSuccess && to === via;
+      if (success && from === master) dropped++;
+      return !success;
+    };
+    const r = await h.settle(h.node(via).propose(G, bytes('z'), { smId: SM }), 'the write');
+    h.world.onSend = undefined;
+    expect(dropped).toBeGreaterThan(0);
+    expect(r.value?.result).toBe('applied z');
+    expect(h.nodes.get(via)!.sm.counts.get('z')).toBe(1);
+    const c = h.node(via).forwardingCounters;
+    expect(c.repliesBeforeApplied).toBe(1);
+    expect(c.applyWaitMs).toBeGreaterThan(0);
     await h.stop();
   });
 
@@ -319,6 +371,114 @@ describe('forwarding to the master', () => {
       'every node to apply the next write',
     );
     for (const id of [1, 2, 3]) expect(h.nodes.get(id)!.sm.counts.get('u') ?? 0).toBeLessThan(2);
+    await h.stop();
+  });
+
+  it('proposes a batched forward frame delivered twice once; the copy of its reply is a counted drop', async () => {
+    const h = new Harness();
+    await h.start();
+    const master = await h.electedMaster();
+    const via = master === 1 ? 2 : 1;
+    let copies = 0;
+    h.world.onSend = (from, to, m, group) => {
+      const batched =
+        m.kind === 'forward' &&
+        (m.msg.flag & ForwardManyFlag) !== 0 &&
+        ((from === via && to === master) || (from === master && to === via));
+      if (batched) {
+        h.net.endpoint(from).send(to, group, m); // the copy, past onSend
+        copies++;
+      }
+      return true;
+    };
+    // Given in one turn: one frame to the master, its values chosen in one instance.
+    const writes = Array.from({ length: 10 }, (_, i) =>
+      h.node(via).batchPropose(G, bytes(`d${i}`), { smId: SM }),
+    );
+    const r = await h.settle(Promise.all(writes), 'the writes');
+    expect(r.error).toBeUndefined();
+    h.world.onSend = undefined;
+    expect(h.node(via).forwardingCounters.proposeFramesSent).toBe(1);
+    expect(copies).toBeGreaterThanOrEqual(2); // the request frame and at least one reply frame
+    // A write after them, applied everywhere: the copies had their chance to be chosen too.
+    const next = await h.settle(h.node(via).propose(G, bytes('next'), { smId: SM }), 'next');
+    expect(next.error).toBeUndefined();
+    await h.until(
+      () => [1, 2, 3].every((id) => h.nodes.get(id)!.sm.counts.get('next') === 1),
+      'every node to apply the next write',
+    );
+    for (const id of [1, 2, 3])
+      for (let i = 0; i < 10; i++) expect(h.nodes.get(id)!.sm.counts.get(`d${i}`)).toBe(1);
+    expect(h.node(master).forwardingCounters.duplicatesDropped).toBe(10);
+    // The copies of the batched reply frames found no request waiting: one drop per entry.
+    expect(h.node(via).forwardingCounters.repliesUnknown).toBeGreaterThan(1);
+    await h.stop();
+  });
+
+  it('a lost batched forward frame applies none of its writes; a lost reply frame leaves each applied once', async () => {
+    const h = new Harness();
+    await h.start();
+    const master = await h.electedMaster();
+    const via = master === 1 ? 2 : 1;
+    let lost = 0;
+    let lose: 'request' | 'reply' = 'request';
+    // Every forwarding frame of the phase is lost (the writes of one turn share one, or two if
+    // the turn's first left alone).
+    h.world.onSend = (from, to, m) => {
+      if (m.kind !== 'forward') return true;
+      const drop =
+        lose === 'request' ? from === via && to === master : from === master && to === via;
+      if (drop) lost++;
+      return !drop;
+    };
+    const codes = async (prefix: string) => {
+      const writes = Array.from({ length: 5 }, (_, i) =>
+        h.node(via).batchPropose(G, bytes(`${prefix}${i}`), { smId: SM, timeoutMs: 2000 }),
+      );
+      const all = await h.settle(Promise.allSettled(writes), `the ${prefix} writes`);
+      return all.value!.map((o) =>
+        o.status === 'rejected' ? (o.reason as PaxosError).code : 'ok',
+      );
+    };
+    expect(await codes('lost')).toEqual(Array(5).fill('E_TIMEOUT'));
+    const lostRequests = lost;
+    expect(lostRequests).toBeGreaterThanOrEqual(1);
+    expect(lostRequests).toBeLessThan(5);
+    lose = 'reply';
+    expect(await codes('unanswered')).toEqual(Array(5).fill('E_TIMEOUT'));
+    expect(lost - lostRequests).toBeGreaterThanOrEqual(1);
+    expect(lost - lostRequests).toBeLessThan(5);
+    h.world.onSend = undefined;
+    const next = await h.settle(h.node(via).propose(G, bytes('next'), { smId: SM }), 'next');
+    expect(next.error).toBeUndefined();
+    await h.until(
+      () => [1, 2, 3].every((id) => h.nodes.get(id)!.sm.counts.get('next') === 1),
+      'every node to apply the next write',
+    );
+    for (const id of [1, 2, 3]) {
+      const counts = h.nodes.get(id)!.sm.counts;
+      for (let i = 0; i < 5; i++) {
+        expect(counts.get(`lost${i}`)).toBeUndefined(); // never reached the master
+        expect(counts.get(`unanswered${i}`)).toBe(1); // chosen once, its answer lost
+      }
+    }
+    await h.stop();
+  });
+
+  it('splits the writes of one turn into frames of at most half the network frame size', async () => {
+    const h = new Harness(64 * 1024);
+    await h.start({}, { maxValueBytes: 8 * 1024 });
+    const master = await h.electedMaster();
+    const via = master === 1 ? 2 : 1;
+    // 20 values of 4 KiB: 80 KiB in one turn, against batches of at most 32 KiB.
+    const big = (i: number) => new Uint8Array(4096).fill(i);
+    const writes = Array.from({ length: 20 }, (_, i) =>
+      h.node(via).batchPropose(G, big(i), { smId: SM }),
+    );
+    const r = await h.settle(Promise.all(writes), 'the writes');
+    expect(r.error).toBeUndefined();
+    expect(h.node(via).forwardingCounters.proposeFramesSent).toBeGreaterThanOrEqual(3);
+    expect(h.node(via).forwardingCounters.proposeFramesSent).toBeLessThan(20);
     await h.stop();
   });
 

@@ -15,6 +15,12 @@
 // propose itself and handed back the same way (another node's lease became live while it waited,
 // proposing.ts) goes to that master as a forwarded one does: it was never proposed either.
 //
+// Batched (issue 22, spread writes): the ForwardPropose requests of one event-loop turn to one
+// master go in one frame, and the master's replies of one microtask turn (the values of one
+// instance) to one node in one frame (forward-batch.ts). A frame lost loses the answers of all its
+// entries (each ends E_TIMEOUT, as a lost single frame did); a frame delivered twice is proposed
+// once: the master drops a request id it has seen from that node (FORWARD_SEEN_REQUEST_IDS).
+//
 // Fail fast: a member refuses a write or barrier with E_NO_QUORUM when a majority of its group's
 // members is not reachable by the transport's account (Network.reachable), instead of waiting out
 // the proposal's timeout; a forward in flight to a master that becomes unreachable ends at the
@@ -31,10 +37,19 @@ import {
   type Message,
 } from '@tspaxos/transport';
 import type { ProposeResult } from './committer';
+import {
+  batchEntryBytes,
+  decodeForwardBatch,
+  encodeForwardBatch,
+  FORWARD_BATCH_MAX_ENTRIES,
+  FORWARD_BATCH_VALUE_MAX_BYTES,
+  ForwardManyFlag,
+} from './forward-batch';
 import { PAXOS_ERROR_CODES, PaxosError, type PaxosErrorCode } from './errors';
 import type { Group } from './group';
 import type { Scheduler } from '@tspaxos/core';
 import { isHandedBack, refusedBeforeQueueing } from './proposing';
+import { yieldToEventLoop } from './scheduler';
 import { MASTER_SM_ID, SYSTEM_SM_ID } from './value';
 
 /** How often forwards in flight are checked against the transport's view of their master. */
@@ -48,6 +63,11 @@ export const FORWARD_MAX_ATTEMPTS = 100;
 export const FORWARD_REROUTE_DELAY_MS = 50;
 /** Most requests this node has waiting on a master at once (more: E_QUEUE_FULL, not sent). */
 export const FORWARD_MAX_IN_FLIGHT = 10_000;
+/**
+ * Request ids the master remembers per node, to drop a ForwardPropose delivered twice: twice what
+ * a node may have in flight, so an id is forgotten only long after its request ended there.
+ */
+export const FORWARD_SEEN_REQUEST_IDS = 2 * FORWARD_MAX_IN_FLIGHT;
 
 export interface ForwardingCounters {
   /** ForwardPropose sent (a request sent again after a refusal counts again). */
@@ -72,6 +92,18 @@ export interface ForwardingCounters {
   noQuorum: number;
   /** Forwards ended E_OUTCOME_UNKNOWN (the master failed after taking them, or went away). */
   outcomeUnknown: number;
+  /**
+   * Forwarded writes whose reply came before this node had applied their instance, and the
+   * milliseconds they waited for it in all (the caller is answered after the apply, so that a
+   * read here sees the write).
+   */
+  repliesBeforeApplied: number;
+  applyWaitMs: number;
+  /** ForwardPropose frames sent (one may carry many requests), and ForwardReply frames. */
+  proposeFramesSent: number;
+  replyFramesSent: number;
+  /** ForwardPropose requests dropped here as the master: a request id seen from that node. */
+  duplicatesDropped: number;
 }
 
 /** What the forwarder needs from its node. */
@@ -85,6 +117,21 @@ export interface ForwardingPort {
   group(g: number): Group;
   /** Planted: propose user values here whatever lease is live (faults.ts). */
   readonly proposeDespiteLiveLease: boolean;
+  /**
+   * This start's first request id: random, so a restarted node does not reuse ids a master still
+   * remembers (it would drop them as duplicates).
+   */
+  readonly firstRequestId: number;
+  /** Most bytes of entries in one batched frame: within what the network's frames can carry. */
+  readonly batchMaxBytes: number;
+}
+
+/** Forwarding messages to one node and group, sent in one frame at the next flush. */
+interface Outgoing {
+  to: number;
+  g: number;
+  msgs: ForwardMsg[];
+  bytes: number;
 }
 
 interface Pending {
@@ -140,14 +187,28 @@ export class Forwarder {
     malformed: 0,
     noQuorum: 0,
     outcomeUnknown: 0,
+    repliesBeforeApplied: 0,
+    applyWaitMs: 0,
+    proposeFramesSent: 0,
+    replyFramesSent: 0,
+    duplicatesDropped: 0,
   };
-  private nextRequestId = 1;
+  private nextRequestId: number;
+  /** ForwardPropose requests and ForwardReply replies waiting for their flush, by node and group. */
+  private readonly requestsOut = new Map<string, Outgoing>();
+  private readonly repliesOut = new Map<string, Outgoing>();
+  private requestsFlushArmed = false;
+  private repliesFlushArmed = false;
+  /** As the master: request ids seen per node, oldest first (FORWARD_SEEN_REQUEST_IDS each). */
+  private readonly seenRequestIds = new Map<number, Set<number>>();
   private readonly pending = new Map<number, Pending>();
   private readonly waiters = new Map<number, AppliedWaiter[]>();
   private cancelCheck: (() => void) | undefined;
   private stopped = false;
 
-  constructor(private readonly host: ForwardingPort) {}
+  constructor(private readonly host: ForwardingPort) {
+    this.nextRequestId = host.firstRequestId;
+  }
 
   /**
    * True unless this node knows a majority of the group's members unreachable (a non-member
@@ -292,6 +353,10 @@ export class Forwarder {
       this.counters.malformed++;
       return;
     }
+    if ((msg.flag & ForwardManyFlag) !== 0) {
+      this.receiveBatch(from, g, msg);
+      return;
+    }
     switch (msg.msgType) {
       case ForwardMsgType.ForwardPropose:
         this.serveProposal(from, g, msg);
@@ -302,6 +367,23 @@ export class Forwarder {
       default:
         this.onReply(from, msg);
     }
+  }
+
+  /** A batched frame: its entries, each handled as a frame of its own would be. */
+  private receiveBatch(from: number, g: number, msg: ForwardMsg): void {
+    const requests = msg.msgType === ForwardMsgType.ForwardPropose;
+    if (!requests && msg.msgType !== ForwardMsgType.ForwardReply) {
+      this.counters.malformed++;
+      return;
+    }
+    const entries = decodeForwardBatch(requests ? msg.value : msg.result, msg.msgType, from);
+    if (entries === undefined) {
+      this.counters.malformed++;
+      return;
+    }
+    for (const entry of entries)
+      if (requests) this.serveProposal(from, g, entry);
+      else this.onReply(from, entry);
   }
 
   /** A group learned up to (not including) `nowInstanceId`: wakes the waiters it satisfies. */
@@ -323,6 +405,10 @@ export class Forwarder {
   stop(): void {
     this.stopped = true;
     this.cancelCheck?.();
+    // Requests not sent yet are rejected below with the rest; replies not sent are lost as they
+    // would be in a socket's buffer (their nodes answer outcome-unknown).
+    this.requestsOut.clear();
+    this.repliesOut.clear();
     const error = new PaxosError('E_STOPPED', 'the node is stopping');
     for (const p of [...this.pending.values()]) {
       p.cancelTimer();
@@ -389,16 +475,74 @@ export class Forwarder {
       });
       this.pending.set(requestId, { to, write, resolve, reject, cancelTimer });
       this.armCheck();
-      this.host.send(to, g, {
-        kind: 'forward',
-        // Whole milliseconds: the wire carries integers, and a real clock's remainder is not one.
-        msg: forwardMsg({
-          ...fields,
-          requestId,
-          nodeId: this.host.nodeId,
-          timeoutMs: Math.max(1, Math.ceil(timeoutMs)),
-        }),
+      // Whole milliseconds: the wire carries integers, and a real clock's remainder is not one.
+      const msg = forwardMsg({
+        ...fields,
+        requestId,
+        nodeId: this.host.nodeId,
+        timeoutMs: Math.max(1, Math.ceil(timeoutMs)),
       });
+      if (!write) {
+        this.host.send(to, g, { kind: 'forward', msg });
+        return;
+      }
+      // The writes of this event-loop turn (one per HTTP request read) leave in one frame.
+      this.queueOut(this.requestsOut, to, g, msg);
+      if (this.requestsFlushArmed) return;
+      this.requestsFlushArmed = true;
+      void yieldToEventLoop(this.host.scheduler).then(() => {
+        this.requestsFlushArmed = false;
+        this.flushOut(this.requestsOut, ForwardMsgType.ForwardPropose);
+      });
+    });
+  }
+
+  /** Adds `msg` to the frame waiting for (to, g); a full frame leaves now, a large value alone. */
+  private queueOut(box: Map<string, Outgoing>, to: number, g: number, msg: ForwardMsg): void {
+    const bytes = batchEntryBytes(msg);
+    if (bytes > FORWARD_BATCH_VALUE_MAX_BYTES || bytes > this.host.batchMaxBytes) {
+      this.sendOut({ to, g, msgs: [msg], bytes }, msg.msgType);
+      return;
+    }
+    const key = `${to}/${g}`;
+    let out = box.get(key);
+    if (
+      out !== undefined &&
+      (out.msgs.length >= FORWARD_BATCH_MAX_ENTRIES || out.bytes + bytes > this.host.batchMaxBytes)
+    ) {
+      box.delete(key);
+      this.sendOut(out, msg.msgType);
+      out = undefined;
+    }
+    if (out === undefined) box.set(key, (out = { to, g, msgs: [], bytes: 0 }));
+    out.msgs.push(msg);
+    out.bytes += bytes;
+  }
+
+  private flushOut(box: Map<string, Outgoing>, msgType: number): void {
+    if (this.stopped) return;
+    for (const out of box.values()) this.sendOut(out, msgType);
+    box.clear();
+  }
+
+  /** One frame: the message itself when it is alone, else a batch (forward-batch.ts). */
+  private sendOut(out: Outgoing, msgType: number): void {
+    if (msgType === ForwardMsgType.ForwardPropose) this.counters.proposeFramesSent++;
+    else this.counters.replyFramesSent++;
+    if (out.msgs.length === 1) {
+      this.host.send(out.to, out.g, { kind: 'forward', msg: out.msgs[0]! });
+      return;
+    }
+    const batch = encodeForwardBatch(out.msgs);
+    this.host.send(out.to, out.g, {
+      kind: 'forward',
+      // timeoutMs 0: a node that does not know the flag refuses it, never chosen (forward-batch.ts).
+      msg: forwardMsg({
+        msgType,
+        nodeId: this.host.nodeId,
+        flag: ForwardManyFlag,
+        ...(msgType === ForwardMsgType.ForwardPropose ? { value: batch } : { result: batch }),
+      }),
     });
   }
 
@@ -454,7 +598,12 @@ export class Forwarder {
     const result = decodeForwardResult(reply.result);
     if (!result.ok) this.counters.malformed++; // the value was chosen: answered without result
     // Applied here before the caller hears of it: a read at this node afterwards sees it.
-    await this.waitApplied(group, g, reply.instanceId, deadlineMs);
+    if (group.instanceId <= reply.instanceId) {
+      this.counters.repliesBeforeApplied++;
+      const startedMs = this.host.scheduler.now();
+      await this.waitApplied(group, g, reply.instanceId, deadlineMs);
+      this.counters.applyWaitMs += this.host.scheduler.now() - startedMs;
+    }
     return {
       instanceId: reply.instanceId,
       result: result.ok ? result.value : undefined,
@@ -517,18 +666,44 @@ export class Forwarder {
   // ---- the master's side --------------------------------------------------------------------
 
   private reply(to: number, g: number, request: ForwardMsg, fields: Partial<ForwardMsg>): void {
-    this.host.send(to, g, {
-      kind: 'forward',
-      msg: forwardMsg({
-        msgType:
-          request.msgType === ForwardMsgType.ForwardPropose
-            ? ForwardMsgType.ForwardReply
-            : ForwardMsgType.ReadIndexReply,
-        requestId: request.requestId,
-        nodeId: this.host.nodeId,
-        ...fields,
-      }),
+    if (this.stopped) return;
+    if (request.msgType !== ForwardMsgType.ForwardPropose) {
+      this.host.send(to, g, {
+        kind: 'forward',
+        msg: forwardMsg({
+          msgType: ForwardMsgType.ReadIndexReply,
+          requestId: request.requestId,
+          nodeId: this.host.nodeId,
+          ...fields,
+        }),
+      });
+      return;
+    }
+    const msg = forwardMsg({
+      msgType: ForwardMsgType.ForwardReply,
+      requestId: request.requestId,
+      nodeId: this.host.nodeId,
+      ...fields,
     });
+    // The values of one instance settle in one microtask turn: their replies share a frame.
+    this.queueOut(this.repliesOut, to, g, msg);
+    if (this.repliesFlushArmed) return;
+    this.repliesFlushArmed = true;
+    void Promise.resolve().then(() => {
+      this.repliesFlushArmed = false;
+      this.flushOut(this.repliesOut, ForwardMsgType.ForwardReply);
+    });
+  }
+
+  /** False when `from` sent `requestId` before (a frame delivered twice): drop it. */
+  private firstSight(from: number, requestId: number): boolean {
+    let seen = this.seenRequestIds.get(from);
+    if (seen === undefined) this.seenRequestIds.set(from, (seen = new Set()));
+    if (seen.has(requestId)) return false;
+    seen.add(requestId);
+    // A Set iterates in insertion order: its first id is the oldest.
+    if (seen.size > FORWARD_SEEN_REQUEST_IDS) seen.delete(seen.values().next().value!);
+    return true;
   }
 
   private refuse(
@@ -551,6 +726,10 @@ export class Forwarder {
       group = this.host.group(g);
     } catch {
       this.counters.malformed++; // no such group here: nothing to answer for
+      return;
+    }
+    if (!this.firstSight(from, msg.requestId)) {
+      this.counters.duplicatesDropped++; // answered (or being served) already: not proposed again
       return;
     }
     this.counters.proposalsServed++;

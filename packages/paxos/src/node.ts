@@ -7,12 +7,13 @@ import {
 } from '@tspaxos/checkpoint';
 import { SenderBudget } from '@tspaxos/learner';
 import type { LogStore } from '@tspaxos/storage';
-import { ForwardMsgType, type Message, type Network } from '@tspaxos/transport';
+import { ForwardMsgType, MAX_FRAME_BYTES, type Message, type Network } from '@tspaxos/transport';
 import type { ProposeResult } from './committer';
 import { PaxosError } from './errors';
 import { NodeEventEmitter, type NodeEventName, type NodeEvents } from './events';
 import type { UnsafeFaults } from './faults';
 import { Forwarder, type ForwardingCounters } from './forwarding';
+import { FORWARD_BATCH_MAX_BYTES } from './forward-batch';
 import { QuorumReader, type QuorumReadCounters } from './quorum-read';
 import { Group, type GroupEvent, type GroupStatus } from './group';
 import {
@@ -158,6 +159,13 @@ export class PaxosNode {
       reachable: (to) => network.reachable?.(to) ?? true,
       group: (g) => this.instance(g),
       proposeDespiteLiveLease: opts.unsafeFaults?.proposeDespiteLiveLease === true,
+      // Drawn only when forwarding is on: a draw shifts every later one of a seeded run.
+      firstRequestId: opts.forwarding === true ? 1 + random.int(2 ** 31) * 2 ** 20 : 1,
+      // Half a frame: the batch's own header and the frame's fields fit beside it.
+      batchMaxBytes: Math.min(
+        FORWARD_BATCH_MAX_BYTES,
+        Math.floor((network.maxFrameBytes ?? MAX_FRAME_BYTES) / 2),
+      ),
     });
     this.quorumReader = new QuorumReader({
       nodeId: opts.nodeId,

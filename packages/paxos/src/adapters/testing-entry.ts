@@ -77,6 +77,8 @@ export class VirtualWorld {
       },
       onMessage: (handler) => inner.onMessage(handler),
       close: () => inner.close(),
+      // The node sizes its values and forwarding batches by it (it was lost here before).
+      ...(inner.maxFrameBytes !== undefined ? { maxFrameBytes: inner.maxFrameBytes } : {}),
       ...(inner.reachable !== undefined ? { reachable: (to: number) => inner.reachable!(to) } : {}),
     };
   }
