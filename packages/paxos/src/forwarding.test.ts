@@ -322,6 +322,32 @@ describe('forwarding to the master', () => {
     await h.stop();
   });
 
+  it('applies a forwarded write once when the network delivers its ForwardPropose twice', async () => {
+    const h = new Harness();
+    await h.start();
+    const master = await h.electedMaster();
+    const via = master === 1 ? 2 : 1;
+    // Every frame from `via` to the master arrives twice (the MemoryNetwork's duplicate fault).
+    h.net.setLink(via, master, { delayMs: [1, 3], duplicateRate: 1 });
+    const writes = Array.from({ length: 10 }, (_, i) =>
+      h.node(via).batchPropose(G, bytes(`d${i}`), { smId: SM }),
+    );
+    const all = await h.settle(Promise.all(writes), 'every write');
+    expect(all.error).toBeUndefined();
+    const instances = new Set(all.value!.map((r) => r.instanceId));
+    await h.until(
+      () => [1, 2, 3].every((id) => h.node(id).instanceId(G) > Math.max(...instances)),
+      'every node to apply them',
+    );
+    for (const id of [1, 2, 3])
+      for (let i = 0; i < 10; i++)
+        expect(h.nodes.get(id)!.sm.counts.get(`d${i}`), `d${i} on ${id}`).toBe(1);
+    // The copies reached the master and were dropped there, counted.
+    expect(h.node(master).forwardingCounters.duplicatesDropped).toBeGreaterThanOrEqual(10);
+    expect(h.node(master).forwardingCounters.proposalsServed).toBe(10);
+    await h.stop();
+  });
+
   it('ends a forward at its deadline; the late reply is a counted drop', async () => {
     const h = new Harness();
     await h.start();

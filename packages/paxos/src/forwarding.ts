@@ -33,7 +33,7 @@ import {
 import type { ProposeResult } from './committer';
 import { PAXOS_ERROR_CODES, PaxosError, type PaxosErrorCode } from './errors';
 import type { Group } from './group';
-import type { Scheduler } from '@tspaxos/core';
+import type { RandomSource, Scheduler } from '@tspaxos/core';
 import { isHandedBack, refusedBeforeQueueing } from './proposing';
 import { MASTER_SM_ID, SYSTEM_SM_ID } from './value';
 
@@ -48,6 +48,16 @@ export const FORWARD_MAX_ATTEMPTS = 100;
 export const FORWARD_REROUTE_DELAY_MS = 50;
 /** Most requests this node has waiting on a master at once (more: E_QUEUE_FULL, not sent). */
 export const FORWARD_MAX_IN_FLIGHT = 10_000;
+/**
+ * The master remembers each ForwardPropose it served for the request's timeout plus this long, and
+ * drops a second delivery of it (a network that duplicates, as the MemoryNetwork's faults and
+ * PhxPaxos's UDP can): a copy proposed again would be chosen, and applied, twice.
+ */
+export const FORWARD_DUPLICATE_WINDOW_MS = 10_000;
+/** Most forwards the master remembers for that (the oldest forgotten first): bounded memory. */
+export const FORWARD_REMEMBERED_MAX = 100_000;
+/** Request ids start at a random point below this, so a restarted sender's ids are new ones. */
+const REQUEST_ID_START_MAX = 2 ** 40;
 
 export interface ForwardingCounters {
   /** ForwardPropose sent (a request sent again after a refusal counts again). */
@@ -61,6 +71,8 @@ export interface ForwardingCounters {
   handedBackRerouted: number;
   /** ReadIndex sent. */
   readIndexesAsked: number;
+  /** Second deliveries of a ForwardPropose already served here, dropped unanswered. */
+  duplicatesDropped: number;
   /** ForwardPropose and ReadIndex served here as the master. */
   proposalsServed: number;
   readIndexesServed: number;
@@ -85,6 +97,8 @@ export interface ForwardingPort {
   group(g: number): Group;
   /** Planted: propose user values here whatever lease is live (faults.ts). */
   readonly proposeDespiteLiveLease: boolean;
+  /** Draws where this node's request ids start (a restart must not reuse remembered ids). */
+  readonly random: RandomSource;
 }
 
 interface Pending {
@@ -136,18 +150,23 @@ export class Forwarder {
     readIndexesAsked: 0,
     proposalsServed: 0,
     readIndexesServed: 0,
+    duplicatesDropped: 0,
     repliesUnknown: 0,
     malformed: 0,
     noQuorum: 0,
     outcomeUnknown: 0,
   };
-  private nextRequestId = 1;
+  private nextRequestId: number;
   private readonly pending = new Map<number, Pending>();
+  /** `${from}/${requestId}` of every ForwardPropose served here → until when it is remembered. */
+  private readonly served = new Map<string, number>();
   private readonly waiters = new Map<number, AppliedWaiter[]>();
   private cancelCheck: (() => void) | undefined;
   private stopped = false;
 
-  constructor(private readonly host: ForwardingPort) {}
+  constructor(private readonly host: ForwardingPort) {
+    this.nextRequestId = 1 + host.random.int(REQUEST_ID_START_MAX);
+  }
 
   /**
    * True unless this node knows a majority of the group's members unreachable (a non-member
@@ -553,6 +572,10 @@ export class Forwarder {
       this.counters.malformed++; // no such group here: nothing to answer for
       return;
     }
+    if (this.servedBefore(from, msg)) {
+      this.counters.duplicatesDropped++; // the first delivery is answered (or ends unknown)
+      return;
+    }
     this.counters.proposalsServed++;
     if (!isUserSm(msg.smId) || msg.timeoutMs === 0) {
       this.counters.malformed++;
@@ -604,6 +627,21 @@ export class Forwarder {
       // Handed back unproposed by the group's rule, or refused before queueing: never chosen.
       this.refuse(from, g, msg, r.error, !r.queued || r.error.code === 'E_NOT_MASTER');
     });
+  }
+
+  /** Whether this ForwardPropose was served already; remembers it if not. */
+  private servedBefore(from: number, msg: ForwardMsg): boolean {
+    const now = this.host.scheduler.now();
+    // Forget what has run out: in arrival order, so an entry with a longer timeout ahead holds
+    // later ones back a while; the cap bounds the map whatever the timeouts.
+    for (const [key, until] of this.served) {
+      if (until > now && this.served.size < FORWARD_REMEMBERED_MAX) break;
+      this.served.delete(key);
+    }
+    const key = `${from}/${msg.requestId}`;
+    if (this.served.has(key)) return true;
+    this.served.set(key, now + msg.timeoutMs + FORWARD_DUPLICATE_WINDOW_MS);
+    return false;
   }
 
   private serveReadIndexRequest(from: number, g: number, msg: ForwardMsg): void {

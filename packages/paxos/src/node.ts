@@ -158,6 +158,7 @@ export class PaxosNode {
       reachable: (to) => network.reachable?.(to) ?? true,
       group: (g) => this.instance(g),
       proposeDespiteLiveLease: opts.unsafeFaults?.proposeDespiteLiveLease === true,
+      random: opts.random,
     });
     this.quorumReader = new QuorumReader({
       nodeId: opts.nodeId,
