@@ -136,6 +136,7 @@ export class Cluster {
                 this.h.staleLease.observe({ kind: 'master-changed', group, nodeId: n.id, ...m });
             },
             masterElection: this.h.options.planted !== 'electionsNeverRun',
+            forwarding: this.h.master.forwarding,
             options: {
               masterLeaseMs: this.h.master.leaseMs,
               masterLeaseMarginMs: this.h.master.marginMs,

@@ -82,6 +82,14 @@ export const PATH_KINDS = [
   'barrier-reads',
   /** Of those, begun on a node that had not learned everything another live node had. */
   'barrier-reads-behind',
+  /** Quorum reads (PaxosNode.quorumReadIndex) answered and checked for linearizability. */
+  'quorum-reads',
+  /** Of those, begun on a node behind a live peer. */
+  'quorum-reads-behind',
+  /** Lease reads (PaxosNode.readIndex, election seeds) answered and checked. */
+  'lease-reads',
+  /** Of those, begun on a node behind a live peer. */
+  'lease-reads-behind',
   /** Acknowledgements compared with the identity of the value chosen at their instance. */
   'identities-checked',
   ...CHECKPOINT_PATH_KINDS,

@@ -30,8 +30,8 @@ export function masterClockBound(
 }
 
 /**
- * Whether this seed runs elections, and with which lease. The three draws are made whatever is
- * pinned, so pinning an option does not shift the stream.
+ * Whether this seed runs elections, with which lease, and whether the nodes forward to the master.
+ * The four draws are made whatever is pinned, so pinning an option does not shift the stream.
  */
 export function drawMaster(
   masterRng: RandomSource,
@@ -43,13 +43,21 @@ export function drawMaster(
   const [lo, hi] = MASTER_LEASE_MS;
   const leaseDrawn = lo + masterRng.int(hi - lo + 1);
   const share = MASTER_MARGIN_SHARES[masterRng.int(MASTER_MARGIN_SHARES.length)]!;
+  const forwardingDrawn = masterRng.next() < 0.5;
   const masterBug =
     planted === 'lateLeaseStart' ||
     planted === 'renewWithoutVersionCheck' ||
     planted === 'clocksOutsideLeaseBound' ||
-    planted === 'electionsNeverRun';
+    planted === 'electionsNeverRun' ||
+    planted === 'leaseReadsWithoutForwarding';
   if (!(options.masterElection ?? (masterBug || (faults && drawn)))) return undefined;
   const leaseMs = options.masterLeaseMs ?? leaseDrawn;
   const marginMs = Math.max(1, Math.round(leaseMs * share));
-  return { leaseMs, marginMs, ...masterClockBound(leaseMs, marginMs) };
+  // The lateOwnApply script needs another member to propose itself (with forwarding it would
+  // send its write to the master instead); the planted precondition breach turns it off too.
+  const forwarding =
+    planted === 'leaseReadsWithoutForwarding' || options.lateOwnApply === true
+      ? false
+      : (options.forwarding ?? forwardingDrawn);
+  return { leaseMs, marginMs, forwarding, ...masterClockBound(leaseMs, marginMs) };
 }

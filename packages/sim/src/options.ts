@@ -25,6 +25,12 @@ export const PLANTED_BUGS = [
   'clocksOutsideLeaseBound',
   /** The simulator expects elections but the nodes run none: master liveness must fail. */
   'electionsNeverRun',
+  /**
+   * Not a code bug: PaxosNode.readIndex's precondition broken. Election seeds read under the
+   * master's lease while every node proposes itself (no forwarding): a lease read misses a value
+   * another node got chosen, and the linearizability check must say so.
+   */
+  'leaseReadsWithoutForwarding',
   // Checkpoints (checkpoints.ts): a recorder that reports its checkpoint one instance too high;
   // chunks corrupted with their CRC recomputed (what a receiver without the CRC check would take).
   'checkpointIdTooHigh',
@@ -33,6 +39,10 @@ export const PLANTED_BUGS = [
   'matchValueByBytesOnly',
   /** A proposer that proposes its own value over an accepted one (paxos faults.ts). */
   'proposerIgnoresAcceptedValues',
+  /** A quorum read index that takes the lowest position of the majority (paxos quorum-read.ts). */
+  'quorumReadTakesMin',
+  /** A quorum read index from fewer answers than a majority (paxos quorum-read.ts). */
+  'quorumReadFewerThanMajority',
 ] as const;
 export type PlantedBug = (typeof PLANTED_BUGS)[number];
 
@@ -72,6 +82,11 @@ export interface SimOptions {
   masterElection?: boolean;
   /** Master lease of the election seeds (default: drawn in 2000 … 3000 ms). */
   masterLeaseMs?: number;
+  /**
+   * Election seeds: every node forwards its proposals to the master, and the workload reads
+   * under the master's lease too (default: drawn, half the election seeds).
+   */
+  forwarding?: boolean;
   /**
    * A scripted scenario (checkpoints.ts): the first node to receive a whole checkpoint crashes at
    * this write of its install, and restarts cut off from the peers ahead of it. The trace says
@@ -120,6 +135,10 @@ export function plantedFaults(
       return { matchValueByBytesOnly: true };
     case 'proposerIgnoresAcceptedValues':
       return { proposerIgnoresAcceptedValues: true };
+    case 'quorumReadTakesMin':
+      return { quorumReadTakesMin: true };
+    case 'quorumReadFewerThanMajority':
+      return { quorumReadFewerThanMajority: true };
     default:
       return undefined; // none, or the simulator's own (unhandledRejection, clocks…, elections…)
   }

@@ -90,6 +90,11 @@ export interface LongDownCatchUp {
 export interface MasterSettings {
   leaseMs: number;
   marginMs: number;
+  /**
+   * Every node forwards its proposals to the master (NodeOptions.forwarding, as apps/node runs),
+   * and lease reads are part of the workload; off, every node proposes itself (PhxPaxos's way).
+   */
+  forwarding: boolean;
   /** Largest |rate - 1| a clock-drift fault draws. */
   driftMax: number;
   /** Largest clock jump (either way), at most one per node per 2 leases. */

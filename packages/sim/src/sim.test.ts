@@ -184,6 +184,20 @@ describe('simulator', () => {
     );
   }, 300_000);
 
+  // Quorum reads (PaxosNode.quorumReadIndex, apps/node's ?consistent=true) are checked like
+  // barrier reads: a read index taken from too few positions, or the lowest, misses a write.
+  for (const [planted, what] of [
+    ['quorumReadTakesMin', 'takes the lowest position of the majority'],
+    ['quorumReadFewerThanMajority', 'takes fewer answers than a majority'],
+  ] as const)
+    it(`planted bug: a quorum read index that ${what} is caught within ${PLANTED_WITHIN} seeds, by what a reader was told`, async () => {
+      const caught = await firstCatch(planted);
+      expect(caught?.invariant).toBe('linearizable');
+      expect(caught?.message).toMatch(
+        /^a quorum read of g\d\.r\d through n\d .* which no linearization allows/,
+      );
+    }, 300_000);
+
   /** Seeds run with "match by bytes only" planted, and how many of them must be caught. */
   const BYTES_ONLY_SEEDS = 20;
   const BYTES_ONLY_MIN_CAUGHT = 5;
@@ -228,6 +242,14 @@ describe('simulator', () => {
 
   it(`the clock assumption broken (drift ±5 %, jumps of seconds in election seeds) shows as two masters within ${PLANTED_MASTER_WITHIN} seeds`, async () => {
     expect((await firstMasterCatch('clocksOutsideLeaseBound'))?.invariant).toBe('single-master');
+  }, 300_000);
+
+  it(`lease reads without forwarding (PaxosNode.readIndex's precondition broken) are caught as stale within ${PLANTED_MASTER_WITHIN} seeds`, async () => {
+    const caught = await firstMasterCatch('leaseReadsWithoutForwarding');
+    expect(caught?.invariant).toBe('linearizable');
+    expect(caught?.message).toMatch(
+      /^a lease read of g\d\.r\d through n\d .* which no linearization allows/,
+    );
   }, 300_000);
 
   it('master liveness fails when no node runs elections (planted in the simulator)', async () => {

@@ -195,6 +195,10 @@ class Simulation {
       queue: this.queue,
       nodes: this.nodes,
       groups,
+      // The planted broken precondition reads under the lease without forwarding.
+      leaseReads:
+        this.master !== undefined &&
+        (this.master.forwarding || planted === 'leaseReadsWithoutForwarding'),
       proposed: this.proposed,
       chosen: this.agreement.chosen,
       paths: this.coverage.paths,

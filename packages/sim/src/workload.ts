@@ -1,5 +1,6 @@
 // The clients: unique-value proposals (some batched), register writes over few keys and values,
-// and barrier reads, at random times from the seed until the heal. What each was told goes to the
+// and linearizable reads of those registers by each path apps/node serves (a barrier, a quorum
+// read index, a lease read index), at random times from the seed until the heal. What each was told goes to the
 // checkers (identity, linearizability, durability); rejections are counted by code.
 import type { RandomSource } from '@tspaxos/core';
 import { NO_SM_ID, type ProposeResult } from '@tspaxos/paxos/internal';
@@ -12,12 +13,37 @@ import { PROPOSE_TIMEOUT_MS } from './options';
 import { RECORDER_SM_ID } from './recorder';
 import type { SimNode } from './sim-node';
 
-/** Workload shares (from their own stream): register writes, barrier reads; the rest unique values. */
+/**
+ * Workload shares (from their own stream): reads, register writes; the rest unique values. Reads
+ * split by the same draw: barrier reads, quorum reads, then lease reads (quorum reads in seeds
+ * where lease reads promise nothing: no elections, or nodes that propose without the master).
+ */
 const REGISTER_WRITE_SHARE = 0.3;
-const BARRIER_READ_SHARE = 0.2;
+const READ_SHARE = 0.2;
+const BARRIER_READ_UNDER = 0.05;
+const QUORUM_READ_UNDER = 0.1;
 /** Register keys per group, and the values written: few, so equal bytes are written often. */
 const REGISTER_KEYS = 2;
 const REGISTER_VALUES = ['a', 'b', 'c'] as const;
+
+type ReadVia = 'barrier' | 'quorum' | 'lease';
+
+/** A read begun: its checker id, register, path, and whether its node was behind a live peer. */
+interface Read {
+  id: number;
+  key: string;
+  group: number;
+  via: ReadVia;
+  behind: boolean;
+  what: string;
+}
+
+/** The coverage count of reads answered, per path (and `…-behind` for those begun behind). */
+const READ_PATHS = {
+  barrier: 'barrier-reads',
+  quorum: 'quorum-reads',
+  lease: 'lease-reads',
+} as const satisfies Record<ReadVia, PathKind>;
 
 export interface WorkloadPort {
   /** The main stream (shared with fault injection: draws interleave in event order). */
@@ -27,6 +53,11 @@ export interface WorkloadPort {
   queue: EventQueue;
   nodes: readonly SimNode[];
   groups: number;
+  /**
+   * Whether reads under the master's lease are linearizable in this seed: elections run and every
+   * node forwards its proposals to the master (PaxosNode.readIndex's precondition).
+   */
+  leaseReads: boolean;
   proposed: Set<string>;
   /** group → instanceId → values chosen there (AgreementChecker.chosen). */
   chosen: ReadonlyArray<ReadonlyMap<number, readonly string[]>>;
@@ -51,6 +82,7 @@ export class Workload {
   private readonly queue: EventQueue;
   private readonly nodes: readonly SimNode[];
   private readonly groups: number;
+  private readonly leaseReads: boolean;
   private readonly proposed: Set<string>;
   private readonly chosen: ReadonlyArray<ReadonlyMap<number, readonly string[]>>;
   private readonly paths: Record<PathKind, number>;
@@ -65,6 +97,7 @@ export class Workload {
     this.queue = h.queue;
     this.nodes = h.nodes;
     this.groups = h.groups;
+    this.leaseReads = h.leaseReads;
     this.proposed = h.proposed;
     this.chosen = h.chosen;
     this.paths = h.paths;
@@ -103,8 +136,11 @@ export class Workload {
     const value = `g${group}.v${++this.proposals}`;
     const batch = this.rng.next() < 0.5;
     const kind = this.workloadRng.next();
-    if (kind < BARRIER_READ_SHARE) return this.barrierRead(n, group);
-    if (kind < BARRIER_READ_SHARE + REGISTER_WRITE_SHARE) return this.registerWrite(n, group);
+    if (kind < BARRIER_READ_UNDER) return this.barrierRead(n, group);
+    if (kind < QUORUM_READ_UNDER || (kind < READ_SHARE && !this.leaseReads))
+      return this.indexRead(n, group, 'quorum');
+    if (kind < READ_SHARE) return this.indexRead(n, group, 'lease');
+    if (kind < READ_SHARE + REGISTER_WRITE_SHARE) return this.registerWrite(n, group);
     this.proposed.add(value);
     this.log(`n${n.id} ${batch ? 'batchPropose' : 'propose'} "${value}"`);
     const bytes = new TextEncoder().encode(value);
@@ -189,38 +225,77 @@ export class Workload {
   }
 
   /**
-   * A barrier read, as apps/node serves `?consistent=true`: an empty batch value for no state
+   * A barrier read, as apps/node serves `?consistent=barrier`: an empty batch value for no state
    * machine (every barrier packs to the same user bytes), then the node's own state.
    */
   private barrierRead(n: SimNode, group: number): void {
+    const read = this.beginRead(n, group, 'barrier');
+    const p = n.node!.batchPropose(group, new Uint8Array(0), {
+      smId: NO_SM_ID,
+      timeoutMs: PROPOSE_TIMEOUT_MS,
+    });
+    this.settleWorkload(n, group, read.what, p, (r) => this.endRead(n, read, r.instanceId));
+  }
+
+  /**
+   * A read through a read index, as apps/node serves `?consistent=true` (a quorum round,
+   * PaxosNode.quorumReadIndex) and `?consistent=lease` (the master's applied instance under its
+   * lease, PaxosNode.readIndex), then the node's own state. Refusals are counted by code.
+   */
+  private indexRead(n: SimNode, group: number, via: 'quorum' | 'lease'): void {
+    const read = this.beginRead(n, group, via);
+    const opts = { timeoutMs: PROPOSE_TIMEOUT_MS };
+    const p =
+      via === 'quorum' ? n.node!.quorumReadIndex(group, opts) : n.node!.readIndex(group, opts);
+    const incarnation = n.incarnation;
+    p.then(
+      (r) => {
+        if (n.incarnation === incarnation) this.endRead(n, read, r.instanceId);
+      },
+      (e: { code?: string }) => {
+        const code = `${via}-read:${e.code ?? 'ERROR'}`;
+        this.rejected[code] = (this.rejected[code] ?? 0) + 1;
+        this.log(`n${n.id} ${read.what} rejected: ${e.code ?? 'ERROR'}`);
+      },
+    );
+  }
+
+  private beginRead(n: SimNode, group: number, via: ReadVia): Read {
     const key = `g${group}.r${this.workloadRng.int(REGISTER_KEYS)}`;
     const id = ++this.operationSeq;
     const learned = n.node!.instanceId(group);
     const behind = this.nodes.some(
       (m) => m.alive && m.node !== undefined && m.node.instanceId(group) > learned,
     );
-    this.log(`n${n.id} barrier read of ${key}${behind ? ' (behind a peer)' : ''}`);
-    this.registers.observe({ kind: 'read-begin', id, key, node: n.id, atMs: this.queue.nowMs });
-    const p = n.node!.batchPropose(group, new Uint8Array(0), {
-      smId: NO_SM_ID,
-      timeoutMs: PROPOSE_TIMEOUT_MS,
+    const what = `${via} read of ${key}`;
+    this.log(`n${n.id} ${what}${behind ? ' (behind a peer)' : ''}`);
+    this.registers.observe({
+      kind: 'read-begin',
+      id,
+      key,
+      node: n.id,
+      via,
+      atMs: this.queue.nowMs,
     });
-    this.settleWorkload(n, group, `barrier read of ${key}`, p, (r) => {
-      const now = n.node!.instanceId(group);
-      const value = this.registerValue(group, key, now);
-      this.registers.observe({
-        kind: 'read-ok',
-        id,
-        value,
-        instanceId: r.instanceId,
-        atMs: this.queue.nowMs,
-      });
-      this.paths['barrier-reads']++;
-      if (behind) this.paths['barrier-reads-behind']++;
-      this.log(
-        `n${n.id} barrier read of ${key} at instance ${r.instanceId} (learned up to ${now - 1}): ${value ?? 'nothing'}`,
-      );
+    return { id, key, group, via, behind, what };
+  }
+
+  /** A read answered at `instanceId`: what the node's state holds now goes to the checker. */
+  private endRead(n: SimNode, read: Read, instanceId: number): void {
+    const now = n.node!.instanceId(read.group);
+    const value = this.registerValue(read.group, read.key, now);
+    this.registers.observe({
+      kind: 'read-ok',
+      id: read.id,
+      value,
+      instanceId,
+      atMs: this.queue.nowMs,
     });
+    this.paths[READ_PATHS[read.via]]++;
+    if (read.behind) this.paths[`${READ_PATHS[read.via]}-behind`]++;
+    this.log(
+      `n${n.id} ${read.what} at instance ${instanceId} (learned up to ${now - 1}): ${value ?? 'nothing'}`,
+    );
   }
 
   /**

@@ -20,7 +20,7 @@ const read = (
   beginMs: number,
   endMs: number,
 ): RegisterEvent[] => [
-  { kind: 'read-begin', id, key: 'k', node: 1, atMs: beginMs },
+  { kind: 'read-begin', id, key: 'k', node: 1, via: 'barrier', atMs: beginMs },
   { kind: 'read-ok', id, value, instanceId: 9, atMs: endMs },
 ];
 

@@ -16,7 +16,8 @@
 export type RegisterEvent =
   | { kind: 'write-begin'; id: number; key: string; value: string; atMs: number }
   | { kind: 'write-ok'; id: number; atMs: number }
-  | { kind: 'read-begin'; id: number; key: string; node: number; atMs: number }
+  /** via: the read's path (a barrier instance, a quorum read index, a lease read index). */
+  | { kind: 'read-begin'; id: number; key: string; node: number; via: string; atMs: number }
   /** value undefined: the key was never written (as the node's state says). */
   | { kind: 'read-ok'; id: number; value: string | undefined; instanceId: number; atMs: number };
 
@@ -29,6 +30,7 @@ interface Write {
 interface Read {
   key: string;
   node: number;
+  via: string;
   beginMs: number;
   endMs: number;
   value: string | undefined;
@@ -47,7 +49,10 @@ export class RegisterLinearizabilityChecker {
   private readonly writes = new Map<number, Write>();
   private readonly writesByKey = new Map<string, Write[]>();
   private readonly reads: Read[] = [];
-  private readonly readsBegun = new Map<number, { key: string; node: number; beginMs: number }>();
+  private readonly readsBegun = new Map<
+    number,
+    { key: string; node: number; via: string; beginMs: number }
+  >();
 
   constructor(private readonly fail: (message: string) => void) {}
 
@@ -67,7 +72,12 @@ export class RegisterLinearizabilityChecker {
         this.counts.writesAcknowledged++;
         return;
       case 'read-begin':
-        this.readsBegun.set(event.id, { key: event.key, node: event.node, beginMs: event.atMs });
+        this.readsBegun.set(event.id, {
+          key: event.key,
+          node: event.node,
+          via: event.via,
+          beginMs: event.atMs,
+        });
         return;
       case 'read-ok': {
         const begun = this.readsBegun.get(event.id)!;
@@ -106,7 +116,7 @@ export class RegisterLinearizabilityChecker {
           ? 'a write was acknowledged before it began'
           : 'every write of that value was followed, before the read began, by an acknowledged write begun after it was acknowledged';
       this.fail(
-        `a barrier read of ${r.key} through n${r.node} (begun ${r.beginMs.toFixed(1)} ms, answered ${r.endMs.toFixed(1)} ms at instance ${r.instanceId}) returned ${r.value === undefined ? 'nothing' : `"${r.value}"`}, which no linearization allows: ${why} (the latest: "${latest?.value}", acknowledged at ${latest?.ackMs.toFixed(1)} ms)`,
+        `a ${r.via} read of ${r.key} through n${r.node} (begun ${r.beginMs.toFixed(1)} ms, answered ${r.endMs.toFixed(1)} ms at instance ${r.instanceId}) returned ${r.value === undefined ? 'nothing' : `"${r.value}"`}, which no linearization allows: ${why} (the latest: "${latest?.value}", acknowledged at ${latest?.ackMs.toFixed(1)} ms)`,
       );
       return;
     }
