@@ -15,3 +15,14 @@ export const KEYS = envInteger('BENCH_NODE_KEYS', QUICK ? 2000 : 10_000, { min: 
 export const ETCD_RUNS = (process.env.BENCH_RUNS ?? '').trim() !== '' ? RUNS : QUICK ? 1 : 3;
 /** Repetitions of the older parts' cells (median taken). */
 export const PART_RUNS = QUICK ? 1 : Math.min(RUNS, 3);
+/**
+ * The side-by-side cells to run (comma list of ids: w1, w16, w64, spread, linread, linbarrier,
+ * leaseread, w64k, rss, catchup, kill); unset: all. `catchup` alone times a restart on a log of
+ * KEYS writes only (the full run's log also holds every cell's writes before it).
+ */
+export const ETCD_CELLS =
+  (process.env.BENCH_NODE_ETCD_CELLS ?? '').trim() === ''
+    ? undefined
+    : new Set(process.env.BENCH_NODE_ETCD_CELLS.split(',').map((s) => s.trim()));
+/** BENCH_NODE_TIMELINE=1: print the restarted tspaxos node's start, from its log (issue 22). */
+export const TIMELINE = envInteger('BENCH_NODE_TIMELINE', 0, { max: 1 }) === 1;

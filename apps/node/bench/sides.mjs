@@ -4,6 +4,7 @@
 // index of the node to send to.
 import { startEtcd } from './etcd-cluster.mjs';
 import { endpoint, httpClient } from './http-client.mjs';
+import { TIMELINE } from './knobs.mjs';
 import { sleep, startCluster, startNode, statusOf, waitForMaster } from './tspaxos-cluster.mjs';
 
 /** Polls `probe()` (which may throw while a node starts) until it is true; throws at the deadline. */
@@ -26,6 +27,7 @@ export async function tspaxosSide(extra = []) {
   const targets = c.urls.map(endpoint);
   const down = new Set();
   const metricsClient = httpClient(1);
+  let restarted;
   return {
     name: 'tspaxos',
     leader: () =>
@@ -65,14 +67,66 @@ export async function tspaxosSide(extra = []) {
       await c.nodes[i].exited;
     },
     restart(i) {
-      c.nodes[i] = startNode(c.argsOf(i + 1));
+      const t0 = performance.now();
+      const lines = [];
+      c.nodes[i] = startNode(
+        c.argsOf(i + 1),
+        TIMELINE ? (line) => lines.push([performance.now() - t0, line]) : undefined,
+      );
+      restarted = { node: i + 1, lines };
       down.delete(i);
+    },
+    /** BENCH_NODE_TIMELINE: the last restarted node's start, from its log lines, to caught up. */
+    printRestartTimeline(caughtUpMs) {
+      if (restarted === undefined || !TIMELINE) return;
+      console.log(restartTimeline(restarted, caughtUpMs));
     },
     stop: () => {
       metricsClient.close();
       return c.stop();
     },
   };
+}
+
+/** The milestones of a restart (ms from spawn, as the bench received the node's log lines). */
+function restartTimeline({ node, lines }, caughtUpMs) {
+  const seen = new Map();
+  for (const [at, line] of lines) {
+    let j;
+    try {
+      j = JSON.parse(line);
+    } catch {
+      continue; // not a log line
+    }
+    if (!seen.has(j.msg)) seen.set(j.msg, { at, ...j });
+  }
+  const step = (msg, what, detail = () => '') => {
+    const e = seen.get(msg);
+    return e === undefined ? `${what} —` : `${what} ${Math.round(e.at)}${detail(e)}`;
+  };
+  return [
+    `restart timeline of node ${node} (ms from spawn):`,
+    step('data-dir', 'modules loaded (first line)'),
+    step(
+      'log-opened',
+      'log open',
+      (e) => ` (${e.durationMs} ms, ${e.replayedRecords} records replayed)`,
+    ),
+    step(
+      'group-started',
+      'group started',
+      (e) => ` (replayed ${e.replayedInstances} instances in ${e.replayMs} ms)`,
+    ),
+    step('listening', 'HTTP listening'),
+    step('peer-connected', 'first peer connected'),
+    step('catch-up-started', 'catch-up started', (e) => ` (${e.instances} instances)`),
+    step(
+      'catch-up-finished',
+      'catch-up finished',
+      (e) => ` (${e.instances} instances in ${e.durationMs} ms)`,
+    ),
+    `status caught up ${Math.round(caughtUpMs)}`,
+  ].join('\n  ');
 }
 
 const b64 = (s) => Buffer.from(s).toString('base64');

@@ -46,13 +46,21 @@ export function spawnChild(command, args, stdio) {
   return { child, exited };
 }
 
-export function startNode(args) {
+/** `onLine(line)`, if given, gets every line of the node's stdout (its JSON log). */
+export function startNode(args, onLine) {
   const { child, exited } = spawnChild(
     process.execPath,
     [...PROF_ARGS, CLI, ...args],
     ['ignore', 'pipe', 'inherit'],
   );
   let out = '';
+  let partial = '';
+  if (onLine !== undefined)
+    child.stdout.on('data', (d) => {
+      const parts = (partial + d.toString()).split('\n');
+      partial = parts.pop();
+      for (const line of parts) onLine(line);
+    });
   const ready = new Promise((resolve, reject) => {
     child.stdout.on('data', (d) => {
       if (out !== null) {

@@ -5,7 +5,7 @@
 import { median, report } from '../../../scripts/bench-harness.mjs';
 import { ensureEtcd } from './etcd-cluster.mjs';
 import { httpClient, load, sendMany } from './http-client.mjs';
-import { CATCH_UP_WRITES, ETCD_RUNS, KEYS, MS } from './knobs.mjs';
+import { CATCH_UP_WRITES, ETCD_CELLS, ETCD_RUNS, KEYS, MS } from './knobs.mjs';
 import { cpuSeconds, peakRssBytes } from './proc.mjs';
 import { etcdSide, tspaxosSide, until } from './sides.mjs';
 import { sleep } from './tspaxos-cluster.mjs';
@@ -109,7 +109,9 @@ async function catchUp(side, leader) {
   const t0 = performance.now();
   side.restart(f);
   await until(async () => (await side.progress(f)) >= target, `${side.name} node ${f} caught up`);
-  return performance.now() - t0;
+  const ms = performance.now() - t0;
+  side.printRestartTimeline?.(ms);
+  return ms;
 }
 
 /**
@@ -163,6 +165,9 @@ async function killLeader(side) {
   return { recoveryMs: flowingAt - killedAt, counts };
 }
 
+/** Whether BENCH_NODE_ETCD_CELLS picks cell `id` (unset: every cell). */
+const picked = (id) => ETCD_CELLS === undefined || ETCD_CELLS.has(id);
+
 /** One run: fresh clusters of both, every cell on both in `order`; the values by cell id. */
 async function oneRun(order) {
   const out = {};
@@ -175,16 +180,18 @@ async function oneRun(order) {
       leaders.push(l);
       await sendMany(KEYS, 64, (c, i) => s.put(c, l, key(i), SMALL));
     }
-    for (const cell of CELLS)
-      for (const [k, s] of sides.entries())
-        (out[s.name] ??= {})[cell.id] = await cell.run(s, leaders[k]);
-    for (const s of sides) out[s.name].rss = [0, 1, 2].map((i) => peakRssBytes(s.pid(i)));
-    for (const [k, s] of sides.entries()) out[s.name].catchUpMs = await catchUp(s, leaders[k]);
+    for (const s of sides) out[s.name] = {};
+    for (const cell of CELLS.filter((c) => picked(c.id)))
+      for (const [k, s] of sides.entries()) out[s.name][cell.id] = await cell.run(s, leaders[k]);
+    if (picked('rss'))
+      for (const s of sides) out[s.name].rss = [0, 1, 2].map((i) => peakRssBytes(s.pid(i)));
+    if (picked('catchup'))
+      for (const [k, s] of sides.entries()) out[s.name].catchUpMs = await catchUp(s, leaders[k]);
   } finally {
     for (const s of sides) await s.stop();
   }
   // The kill cell on fresh clusters: tspaxos with a 2 s lease (its default is 10 s).
-  for (const make of order) {
+  for (const make of picked('kill') ? order : []) {
     const s = await make({ leaseMs: KILL_LEASE_MS });
     try {
       out[s.name].kill = await killLeader(s);
@@ -222,7 +229,15 @@ export async function vsEtcd() {
     const values = runs
       .map((r) => r[side])
       .filter((x) => x !== undefined)
-      .map(pick)
+      .map((x) => {
+        try {
+          return pick(x);
+        } catch (error) {
+          // a cell BENCH_NODE_ETCD_CELLS left out (its figures absent): no row
+          if (ETCD_CELLS === undefined || !(error instanceof TypeError)) throw error;
+          return undefined;
+        }
+      })
       .filter((v) => v !== undefined); // a figure only one side has (reads per barrier)
     return values.length === 0 ? undefined : { median: median(values), runs: values };
   };
@@ -230,6 +245,7 @@ export async function vsEtcd() {
   const add = (name, unit, pick, { lowerIsBetter = false, noRatio = false } = {}) => {
     const t = of('tspaxos', pick);
     const e = of('etcd', pick);
+    if (t === undefined) return; // a cell not run (BENCH_NODE_ETCD_CELLS)
     const ratio =
       e === undefined || noRatio
         ? undefined

@@ -235,7 +235,7 @@ export function buildProgram(): Command {
       if (command.opts().config !== undefined) {
         const file = command.opts().config as string;
         try {
-          applyConfig(command, file, readConfigFile(file));
+          applyConfig(command, file, await readConfigFile(file));
         } catch (error) {
           startError(error);
         }

@@ -4,7 +4,6 @@
 // options still unset or at their default, through the same parsers as the flags.
 import * as fs from 'node:fs';
 import { type Command, CommanderError, type Option } from 'commander';
-import { parseDocument } from 'yaml';
 import { StartError } from './start-error';
 
 /** TSPAXOS_ + the long flag in upper snake case (`--no-master-election`: TSPAXOS_NO_MASTER_ELECTION). */
@@ -41,7 +40,7 @@ export function isYamlFile(file: string): boolean {
  * read with the `yaml` package (YAML 1.2 core schema: `yes` is a string, not true), strictly:
  * a duplicate key, an unknown tag or a second document is an error, not a guess.
  */
-export function readConfigFile(file: string): Record<string, unknown> {
+export async function readConfigFile(file: string): Promise<Record<string, unknown>> {
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
@@ -51,6 +50,8 @@ export function readConfigFile(file: string): Record<string, unknown> {
   const format = isYamlFile(file) ? 'YAML' : 'JSON';
   let value: unknown;
   if (format === 'YAML') {
+    // Loaded only for a YAML file: ~60 ms of every start otherwise (issue 22's restart timeline).
+    const { parseDocument } = await import('yaml');
     const document = parseDocument(text);
     const problem = document.errors[0] ?? document.warnings[0];
     // The yaml package's message goes on with the offending lines and a caret: keep its first

@@ -443,6 +443,15 @@ export class KvStateMachine implements StateMachine {
   }
 
   /**
+   * Where the replay at start may begin (paxos StateMachine.getAppliedInstanceId): every instance
+   * up to here is in this file, so a restart reads the log's tail past it, not every instance
+   * since the last checkpoint (up to checkpointEveryInstances, 64 KiB values included).
+   */
+  getAppliedInstanceId(): number {
+    return this.appliedInstanceId;
+  }
+
+  /**
    * A peer is about to copy the checkpoint: bring it up to what is applied first, so that a
    * node that lost its state can install it whatever its log holds (a checkpoint older than the
    * asker's log is refused as stale; in a quiet cluster none newer would ever come: finding 6).

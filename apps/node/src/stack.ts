@@ -33,10 +33,16 @@ export async function createNode(
 ): Promise<PaxosNode> {
   const { dataDir, ...rest } = opts;
   // The open's repairs (a torn tail cut after a crash) go to the server's log.
+  const openedAt = performance.now();
   const store = SqliteLogStore.open(
     dataDir,
     rest.logger !== undefined ? { logger: rest.logger } : {},
   );
+  // A restarted node's time to caught up starts with this open (issue 22's timeline).
+  rest.logger?.('info', 'log-opened', {
+    durationMs: Math.round(performance.now() - openedAt),
+    ...store.recovery,
+  });
   try {
     return await startNode({ ...rest, store, scheduler: realScheduler(), random: realRandom() });
   } catch (error) {

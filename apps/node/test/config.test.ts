@@ -229,17 +229,19 @@ describe('configuration and start errors', () => {
       );
     },
   );
-  it("the README's JSON and YAML config examples say the same and are read as such", () => {
+  it("the README's JSON and YAML config examples say the same and are read as such", async () => {
     const readme = fs.readFileSync(new URL('../README.md', import.meta.url), 'utf8');
     // The first block of each language: the configuration section's examples.
     const blocks = new Map<string, string>();
     for (const m of readme.matchAll(/\n```(\w+)\n([\s\S]*?)\n```/g))
       if (!blocks.has(m[1]!)) blocks.set(m[1]!, m[2]!);
-    const files = ['json', 'yaml'].map((lang) => {
-      const file = path.join(root, `readme-example.${lang}`);
-      fs.writeFileSync(file, blocks.get(lang)!);
-      return readConfigFile(file);
-    });
+    const files = await Promise.all(
+      ['json', 'yaml'].map((lang) => {
+        const file = path.join(root, `readme-example.${lang}`);
+        fs.writeFileSync(file, blocks.get(lang)!);
+        return readConfigFile(file);
+      }),
+    );
     expect(files[0]).toMatchObject({ id: 1, groups: 4, 'master-election': true });
     expect(files[1]).toEqual(files[0]);
   });

@@ -218,6 +218,7 @@ export class Group extends PortedGroup {
       return;
     }
     now = await skipToCheckpoint(this.ports(), now);
+    const replayStartedMs = this.config.scheduler.now();
     const from = await replayLog(this.ports(), now, minChosen);
     await Promise.all(this.pendingWrites.splice(0));
     if (this.stoppedReason !== undefined) return; // a replayed membership could not be saved
@@ -225,6 +226,8 @@ export class Group extends PortedGroup {
     this.log('info', 'group-started', {
       instanceId: now,
       replayedFrom: from,
+      replayedInstances: Math.max(0, now - from),
+      replayMs: Math.round(this.config.scheduler.now() - replayStartedMs),
       members: this.members,
     });
     this.learner.start();

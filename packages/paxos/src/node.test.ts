@@ -16,6 +16,7 @@ import { VirtualWorld } from './adapters/testing-entry';
 import {
   BATCH_HEADER_BYTES,
   BATCH_ITEM_OVERHEAD_BYTES,
+  encodeSystemVariables,
   startNode,
   maxValueBytesForFrame,
   NO_SM_ID,
@@ -647,6 +648,106 @@ describe('executeOther: the instances that carry nothing for a machine', () => {
     expect(a2.others.slice(0, 3)).toEqual([ids[1], ids[2], ids[3]]);
     expect(b2.others.slice(0, 3)).toEqual([ids[0], ids[2], ids[3]]);
     expect(second.status(0).instanceId).toBeGreaterThan(last);
+  });
+});
+
+/**
+ * The replay at start reads the log from what the machines hold (getAppliedInstanceId), not from
+ * their checkpoint: a restart costs the unapplied tail, not every instance since the last
+ * checkpoint (issue 22: a restarted follower's start read ~10,000 instances it had applied).
+ */
+describe('the replay at start', () => {
+  /** A machine whose state outlives the node (its own file): no checkpoint, its applied instance. */
+  class HeldMachine implements StateMachine {
+    readonly smId = 10;
+    applied = -1;
+    /** Every instance the group handed it (execute and executeOther), in order. */
+    readonly handed: number[] = [];
+    values = 0;
+    execute(_value: Uint8Array, ctx: { instanceId: number }): string {
+      this.handed.push(ctx.instanceId);
+      if (ctx.instanceId <= this.applied) return 'held';
+      this.applied = ctx.instanceId;
+      this.values++;
+      return 'ok';
+    }
+    executeOther(ctx: { instanceId: number }): void {
+      this.handed.push(ctx.instanceId);
+      this.applied = Math.max(this.applied, ctx.instanceId);
+    }
+    getCheckpointInstanceId(): number {
+      return -1;
+    }
+    getAppliedInstanceId(): number {
+      return this.applied;
+    }
+  }
+
+  const startWith = (world: VirtualWorld, store: MemoryLogStore, sm: StateMachine) =>
+    startNode({
+      nodeId: 1,
+      cluster: [1],
+      groups: 1,
+      store,
+      network: world.net.endpoint(1),
+      scheduler: world.scheduler,
+      random: new SeededRandomSource(1),
+      stateMachines: [sm],
+    });
+
+  it('starts at the instance the machine applied, and from further back when it lost some', async () => {
+    const world = newWorld();
+    const store = new MemoryLogStore();
+    const sm = new HeldMachine();
+    const first = await startWith(world, store, sm);
+    for (let i = 0; i < 40; i++) await first.propose(0, bytes(`v${i}`), { smId: 10 });
+    const end = first.status(0).instanceId;
+    await first.stop({ closeStore: false });
+    expect(sm.values).toBe(40);
+    expect(sm.applied).toBe(end - 1);
+
+    // Restarted with everything applied: nothing is replayed (the last instance, not known
+    // chosen from the log alone, is learned again), not the whole log since its checkpoint
+    // (-1), as before: 39 instances read and handed over at start.
+    sm.handed.length = 0;
+    const second = await startWith(world, store, sm);
+    expect(sm.handed).toEqual([]);
+    await world.until(() => second.status(0).instanceId === end);
+    expect(sm.handed).toEqual([end - 1]);
+    expect(sm.values).toBe(40);
+    await second.stop({ closeStore: false });
+
+    // Its own file lost the last 10 (an OS crash): the replay starts at what it holds.
+    sm.applied = end - 11;
+    sm.handed.length = 0;
+    const third = await startWith(world, store, sm);
+    cleanups.push(() => third.stop());
+    expect(sm.handed).toEqual(Array.from({ length: 10 }, (_, k) => end - 11 + k));
+    await world.until(() => third.status(0).instanceId === end);
+    expect(sm.values).toBe(50);
+    expect(sm.applied).toBe(end - 1);
+  });
+
+  it('replays the applied instance itself: a membership change whose write was lost is applied again', async () => {
+    const world = newWorld();
+    const store = new MemoryLogStore();
+    const sm = new HeldMachine();
+    const first = await startWith(world, store, sm);
+    await first.propose(0, bytes('a'), { smId: 10 });
+    const before = first.membership(0);
+    const change = await first.changeMembership(0, [1], undefined, 'after');
+    const version = (change.result as { version: number }).version;
+    expect(version).toBe(before.version + 1);
+    for (const v of ['b', 'c']) await first.propose(0, bytes(v), { smId: 10 });
+    await first.stop({ closeStore: false });
+    // A kill in a streamed batch: the machine committed the change's instance (executeOther),
+    // the system variables' write had not reached the disk, and the instances after it were in
+    // the log but not executed. The replay must run the applied instance itself again.
+    sm.applied = change.instanceId;
+    await store.setMeta(0, 'systemVariables', encodeSystemVariables(before), { sync: true });
+    const second = await startWith(world, store, sm);
+    cleanups.push(() => second.stop());
+    expect(second.membership(0)).toMatchObject({ version, meta: 'after' });
   });
 });
 

@@ -1,11 +1,13 @@
 // Bringing a group's state machines up to its log at start (PhxPaxos Instance::Init + PlayLog):
-// skip to the machines' checkpoint when the log is behind it, then replay the log from the
-// oldest machine checkpoint up to the now instance; and the incarnation each start takes.
+// skip to the machines' checkpoint when the log is behind it, then replay the log from what the
+// machines hold (their applied instance, else their checkpoint) up to the now instance; and the
+// incarnation each start takes.
 import type { Logger } from '@tspaxos/core';
 import { chainChecksumAt } from '@tspaxos/checkpoint';
 import type { Acceptor } from './acceptor';
 import type { Executor } from './executor';
 import type { GroupConfig } from './group-config';
+import type { StateMachine } from './state-machine';
 import { MAX_SYNC_SLICE_MS } from './options';
 import { isPromiseLike, SyncSlice } from './scheduler';
 
@@ -59,8 +61,20 @@ export async function skipToCheckpoint(group: RestartContext, now: number): Prom
 }
 
 /**
- * Replays the log into the machines from the oldest machine checkpoint (none: from the start of
- * the log) up to `now`, and sets the chain's last checksum. Returns where the replay started.
+ * Where a machine's replay begins: at the instance it reports applied (replayed again, see
+ * StateMachine.getAppliedInstanceId), else after its checkpoint (none: the start of the log).
+ * Never after the instance it applied: executing instance N+1 waits for N's system and master
+ * writes to be durable (execution.ts), so a machine's N+1 proves N's are; its own N does not.
+ */
+export function replayStartOf(sm: StateMachine, group: number): number {
+  const applied = sm.getAppliedInstanceId?.(group);
+  const checkpointStart = (sm.getCheckpointInstanceId?.(group) ?? -1) + 1;
+  return applied === undefined ? checkpointStart : Math.max(applied, 0);
+}
+
+/**
+ * Replays the log into the machines from the lowest machine's replay start (replayStartOf) up to
+ * `now`, and sets the chain's last checksum. Returns where the replay started.
  */
 export async function replayLog(
   group: RestartContext,
@@ -69,8 +83,7 @@ export async function replayLog(
 ): Promise<number> {
   const { store, group: id, scheduler } = group.config;
   let from = now;
-  for (const sm of group.executor.userMachines())
-    from = Math.min(from, (sm.getCheckpointInstanceId?.(id) ?? -1) + 1);
+  for (const sm of group.executor.userMachines()) from = Math.min(from, replayStartOf(sm, id));
   from = Math.max(from, minChosen);
   // Replay in slices of MAX_SYNC_SLICE_MS so a long log does not block the event loop (other
   // groups' timers, the network). range() reads in bounded chunks, so pausing between two

@@ -37,6 +37,17 @@ export interface StateMachine extends CheckpointStateMachine {
    * instances the machine executes itself. Must not throw.
    */
   executeOther?(ctx: ExecuteContext): void;
+  /**
+   * The highest instance whose effect this machine holds now, in its own storage (durable or
+   * not: after a crash, what survived); -1 when none. The replay at start begins at the lowest
+   * of these instead of after the checkpoints, so a restart reads the log's unapplied tail, not
+   * everything since the last checkpoint (PhxPaxos PlayLog starts at GetCheckpointInstanceID,
+   * which a machine that persists every instance, as PhxKV, reports this way). That instance
+   * itself is replayed again (the system and master machines re-check it: its writes may not
+   * have been durable yet), so the machine must skip what it holds, as it already does for the
+   * instances between its checkpoint and here. Without it: after the checkpoint.
+   */
+  getAppliedInstanceId?(group: number): number;
 }
 
 /** Membership of a group and its version (PhxPaxos SystemVariables). */
