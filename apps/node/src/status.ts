@@ -64,6 +64,8 @@ export interface GroupView extends Pick<
   quorum: boolean;
   /** Null: no master with a live lease in this node's view. */
   master: MasterView | null;
+  /** The election here: the recorded master variables and the counters (attempts, expiries …). */
+  masterElection: GroupStatus['masterElection'];
   /** The learner and its catch-up (from whom, target, rates, ETA: @tspaxos/learner README). */
   learner: Omit<GroupStatus['learner'], 'sender'>;
   /** The learner sender, one entry per peer it streams to. */
@@ -122,6 +124,7 @@ export function groupView(
     stopped: paxos.stopped ?? null,
     quorum,
     master,
+    masterElection: paxos.masterElection,
     learner,
     sender,
     kv: {
