@@ -12,8 +12,12 @@ import { sleep } from './tspaxos-cluster.mjs';
 
 const SMALL = Buffer.alloc(100, 'x');
 const LARGE = Buffer.alloc(64 * 1024, 'y');
-/** The master lease of the tspaxos cluster in the kill cell (etcd: its 1 s election timeout). */
-const KILL_LEASE_MS = 2000;
+/**
+ * The master lease of the tspaxos cluster in the kill cell, BENCH_NODE_KILL_LEASE_MS (0, the
+ * default: the server's own, 1 s like etcd's election timeout).
+ */
+const KILL_LEASE_MS = envInteger('BENCH_NODE_KILL_LEASE_MS', 0, { min: 0 });
+const KILL_LEASE_LABEL = KILL_LEASE_MS > 0 ? `lease ${KILL_LEASE_MS} ms` : 'default lease 1000 ms';
 /** BENCH_NODE_KILL_ONLY=1: only the master-kill cell, with its timeline (issue 22). */
 const KILL_ONLY = envInteger('BENCH_NODE_KILL_ONLY', 0, { max: 1 }) === 1;
 
@@ -243,7 +247,7 @@ async function oneRun(order) {
   } finally {
     for (const s of sides) await s.stop();
   }
-  // The kill cell on fresh clusters: tspaxos with a 2 s lease (its default is 10 s).
+  // The kill cell on fresh clusters.
   for (const make of order) {
     const s = await make({ leaseMs: KILL_LEASE_MS });
     try {
@@ -316,7 +320,7 @@ export async function vsEtcd() {
   };
   if (!KILL_ONLY) addCells(add);
   add(
-    `master/leader SIGKILLed under 64 spread clients: → first write acknowledged (tspaxos lease ${KILL_LEASE_MS} ms, etcd election timeout 1 s)`,
+    `master/leader SIGKILLed under 64 spread clients: → first write acknowledged (tspaxos ${KILL_LEASE_LABEL}, etcd election timeout 1 s)`,
     'ms',
     (x) => x.kill.recoveryMs,
     { lowerIsBetter: true },
