@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { endpoint, httpClient } from './http-client.mjs';
 
-const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+/** The node's CLI; BENCH_NODE_CLI runs another build (a before/after in one sitting). */
+const CLI = process.env.BENCH_NODE_CLI || fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
