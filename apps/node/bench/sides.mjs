@@ -59,6 +59,49 @@ export async function tspaxosSide(extra = []) {
         fallbacks: value('tspaxos_quorum_read_fallbacks_total'),
       };
     },
+    /**
+     * Polls the /status of nodes `indices` every few ms until stop(); returns every change seen
+     * in each one's master view (the lease holder, null when none is live there), its election
+     * attempts and the recorded master version, with performance.now() times (the kill cell's
+     * timeline, issue 22).
+     */
+    watchMaster(indices) {
+      const events = [];
+      const last = new Map();
+      let stopped = false;
+      const poll = async (i) => {
+        while (!stopped) {
+          try {
+            const s = await statusOf(c.urls[i]);
+            const now = performance.now();
+            const seen = {
+              master: s.master?.nodeId ?? null,
+              remainingMs: s.master?.remainingMs ?? null,
+              attempts: s.masterElection.counters.attempts,
+              version: s.masterElection.recorded?.version ?? null,
+            };
+            const prev = last.get(i);
+            if (
+              prev === undefined ||
+              prev.master !== seen.master ||
+              prev.attempts !== seen.attempts ||
+              prev.version !== seen.version
+            )
+              events.push({ t: now, node: i, ...seen });
+            last.set(i, seen);
+          } catch {
+            // the node is gone or busy: the next poll tells
+          }
+          await sleep(5);
+        }
+      };
+      const loops = indices.map(poll);
+      return async () => {
+        stopped = true;
+        await Promise.all(loops);
+        return events;
+      };
+    },
     /** What node i has applied: its now instance id. */
     progress: async (i) => (await statusOf(c.urls[i])).instanceId,
     async kill(i) {

@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { endpoint, httpClient } from './http-client.mjs';
 
-const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+/** The node's CLI; BENCH_NODE_CLI runs another build (a before/after in one sitting). */
+const CLI = process.env.BENCH_NODE_CLI || fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 /** BENCH_NODE_PROF=<dir>: every node writes a V8 CPU profile there when it stops (--cpu-prof). */
 const PROF_DIR = (process.env.BENCH_NODE_PROF ?? '').trim();
 const PROF_ARGS = PROF_DIR === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${PROF_DIR}`];

@@ -2,7 +2,7 @@
 // load generator (http-client.mjs), each cell measured on both servers back to back, the order
 // alternating between runs; every run starts fresh clusters of both. 100 B values on KEYS keys
 // unless a cell says otherwise. Medians over the runs; each row keeps its runs.
-import { median, report } from '../../../scripts/bench-harness.mjs';
+import { envInteger, median, report } from '../../../scripts/bench-harness.mjs';
 import { ensureEtcd } from './etcd-cluster.mjs';
 import { httpClient, load, sendMany } from './http-client.mjs';
 import { CATCH_UP_WRITES, ETCD_CELLS, ETCD_RUNS, KEYS, MS } from './knobs.mjs';
@@ -12,8 +12,14 @@ import { sleep } from './tspaxos-cluster.mjs';
 
 const SMALL = Buffer.alloc(100, 'x');
 const LARGE = Buffer.alloc(64 * 1024, 'y');
-/** The master lease of the tspaxos cluster in the kill cell (etcd: its 1 s election timeout). */
-const KILL_LEASE_MS = 2000;
+/**
+ * The master lease of the tspaxos cluster in the kill cell, BENCH_NODE_KILL_LEASE_MS (0, the
+ * default: the server's own, 1 s like etcd's election timeout).
+ */
+const KILL_LEASE_MS = envInteger('BENCH_NODE_KILL_LEASE_MS', 0, { min: 0 });
+const KILL_LEASE_LABEL = KILL_LEASE_MS > 0 ? `lease ${KILL_LEASE_MS} ms` : 'default lease 1000 ms';
+/** BENCH_NODE_KILL_ONLY=1: only the master-kill cell, with its timeline (issue 22). */
+const KILL_ONLY = envInteger('BENCH_NODE_KILL_ONLY', 0, { max: 1 }) === 1;
 
 const key = (i) => `k${i % KEYS}`;
 
@@ -124,11 +130,13 @@ async function killLeader(side) {
   let killedAt = Infinity;
   let stop = false;
   let n = 0;
-  const answers = []; // [time answered, kind, time sent] of every request answered after the kill
+  // [time answered, kind, time sent, node, cause] of every request answered after the kill
+  const answers = [];
   const loops = Array.from({ length: 64 }, async (_, c) => {
     for (let k = c; !stop; k += 64) {
       const sent = performance.now();
       let kind;
+      let cause = '';
       try {
         const res = await side.put(client, k % 3, `x${n++}`, SMALL);
         kind = res.ok
@@ -136,15 +144,18 @@ async function killLeader(side) {
           : res.status === 503 || res.status === 504
             ? String(res.status)
             : 'other';
+        if (!res.ok) cause = causeOf(res.body);
       } catch {
         kind = 'refused'; // the killed node: a refused connection, or a reset mid-request
       }
       const now = performance.now();
-      if (now >= killedAt) answers.push([now, kind, sent]);
+      if (now >= killedAt) answers.push([now, kind, sent, k % 3, cause]);
       if (kind === 'refused') await sleep(20);
     }
   });
   await sleep(Math.min(MS, 3000));
+  const survivors = [0, 1, 2].filter((i) => i !== leader);
+  const stopWatch = side.watchMaster?.(survivors);
   killedAt = performance.now();
   const killed = side.kill(leader);
   await until(
@@ -161,8 +172,61 @@ async function killLeader(side) {
   for (const [t, kind, sent] of answers)
     if (kind === '200' && sent > killedAt) flowingAt = Math.min(flowingAt, t);
   const counts = { 200: 0, 503: 0, 504: 0, other: 0, refused: 0 };
-  for (const [t, kind] of answers) if (t <= flowingAt) counts[kind]++;
-  return { recoveryMs: flowingAt - killedAt, counts };
+  const causes = {};
+  for (const [t, kind, , , cause] of answers)
+    if (t <= flowingAt) {
+      counts[kind]++;
+      if (cause !== '') causes[`${kind} ${cause}`] = (causes[`${kind} ${cause}`] ?? 0) + 1;
+    }
+  const timeline =
+    stopWatch === undefined
+      ? undefined
+      : killTimeline(await stopWatch(), answers, { leader, survivors, killedAt });
+  return { recoveryMs: flowingAt - killedAt, counts, causes, timeline };
+}
+
+/** The error code of a non-2xx answer (tspaxos: the paxos code its message starts with). */
+function causeOf(body) {
+  try {
+    const e = JSON.parse(body.toString()).error;
+    const paxos = /^(E_[A-Z_]+):/.exec(e?.message ?? '')?.[1];
+    return paxos === undefined ? String(e?.code ?? '?') : `${e.code}/${paxos}`;
+  } catch {
+    return '?';
+  }
+}
+
+/**
+ * ms after the kill, per survivor: when its view of the old lease ended, when it first tried to
+ * become master, when it saw the new master; and per node the last 503 and the first 200.
+ */
+function killTimeline(events, answers, { leader, survivors, killedAt }) {
+  const at = (t) => (t === undefined ? null : Math.round(t - killedAt));
+  const out = {};
+  const newMaster = events.find((e) => e.master !== null && e.master !== leader + 1)?.master;
+  for (const i of survivors) {
+    const mine = events.filter((e) => e.node === i);
+    const first = mine[0];
+    const before = first?.attempts ?? 0;
+    out[`node${i + 1}`] = {
+      // Its view of the old master's lease at its first poll: when that lease was due to end.
+      oldLeaseDue: first?.master === leader + 1 ? at(first.t + first.remainingMs) : null,
+      oldLeaseEnded: at(mine.find((e) => e.master === null)?.t),
+      firstAttempt: at(mine.find((e) => e.attempts > before)?.t),
+      sawNewMaster: at(mine.find((e) => e.master === newMaster && newMaster !== undefined)?.t),
+    };
+  }
+  for (const i of [0, 1, 2]) {
+    const mine = answers.filter((a) => a[3] === i && a[2] > killedAt);
+    const last503 = mine.filter((a) => a[1] === '503').map((a) => a[0]);
+    out[`node${i + 1}`] = {
+      ...out[`node${i + 1}`],
+      last503: at(last503.length > 0 ? Math.max(...last503) : undefined),
+      first200: at(mine.find((a) => a[1] === '200')?.[0]),
+    };
+  }
+  out.newMaster = newMaster ?? null;
+  return out;
 }
 
 /** Whether BENCH_NODE_ETCD_CELLS picks cell `id` (unset: every cell). */
@@ -172,7 +236,7 @@ const picked = (id) => ETCD_CELLS === undefined || ETCD_CELLS.has(id);
 async function oneRun(order) {
   const out = {};
   const sides = [];
-  for (const make of order) sides.push(await make());
+  if (!KILL_ONLY) for (const make of order) sides.push(await make());
   try {
     const leaders = [];
     for (const s of sides) {
@@ -190,11 +254,13 @@ async function oneRun(order) {
   } finally {
     for (const s of sides) await s.stop();
   }
-  // The kill cell on fresh clusters: tspaxos with a 2 s lease (its default is 10 s).
+  // The kill cell on fresh clusters.
   for (const make of picked('kill') ? order : []) {
     const s = await make({ leaseMs: KILL_LEASE_MS });
     try {
-      out[s.name].kill = await killLeader(s);
+      (out[s.name] ??= {}).kill = await killLeader(s);
+      if (out[s.name].kill.timeline !== undefined)
+        console.log(`${s.name} kill timeline (ms after the kill):`, out[s.name].kill);
     } finally {
       await s.stop();
     }
@@ -268,6 +334,32 @@ export async function vsEtcd() {
       rows.push({ name: `vs etcd: ${name}: etcd`, value: e.median, unit, runs: e.runs });
     table.push({ name, unit, tspaxos: t.median, etcd: e?.median, ratio });
   };
+  if (!KILL_ONLY) addCells(add);
+  add(
+    `master/leader SIGKILLed under 64 spread clients: → first write acknowledged (tspaxos ${KILL_LEASE_LABEL}, etcd election timeout 1 s)`,
+    'ms',
+    (x) => x.kill.recoveryMs,
+    { lowerIsBetter: true },
+  );
+  for (const kind of ['200', '503', '504', 'other', 'refused'])
+    add(
+      `answers between the kill and recovery: ${kind === 'refused' ? 'connection refused/reset' : kind}`,
+      'requests',
+      (x) => x.kill.counts[kind],
+      { noRatio: true },
+    );
+  report('node-vs-etcd', rows, {
+    etcdVersion,
+    runs: ETCD_RUNS,
+    knobs: { ms: MS, keys: KEYS, catchUpWrites: CATCH_UP_WRITES, killOnly: KILL_ONLY },
+    table,
+    perRun: runs,
+  });
+  printTable(table, etcdVersion);
+}
+
+/** The rows of every cell but the kill. */
+function addCells(add) {
   for (const cell of CELLS) {
     add(cell.name, 'ops/s', (x) => x[cell.id].rate);
     add(`${cell.name}: p50`, 'ms', (x) => x[cell.id].p50, { lowerIsBetter: true });
@@ -317,27 +409,6 @@ export async function vsEtcd() {
     (x) => x.catchUpMs,
     { lowerIsBetter: true },
   );
-  add(
-    `master/leader SIGKILLed under 64 spread clients: → first write acknowledged (tspaxos lease ${KILL_LEASE_MS} ms, etcd election timeout 1 s)`,
-    'ms',
-    (x) => x.kill.recoveryMs,
-    { lowerIsBetter: true },
-  );
-  for (const kind of ['200', '503', '504', 'other', 'refused'])
-    add(
-      `answers between the kill and recovery: ${kind === 'refused' ? 'connection refused/reset' : kind}`,
-      'requests',
-      (x) => x.kill.counts[kind],
-      { noRatio: true },
-    );
-  report('node-vs-etcd', rows, {
-    etcdVersion,
-    runs: ETCD_RUNS,
-    knobs: { ms: MS, keys: KEYS, catchUpWrites: CATCH_UP_WRITES },
-    table,
-    perRun: runs,
-  });
-  printTable(table, etcdVersion);
 }
 
 const f = (v, unit) =>

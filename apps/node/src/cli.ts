@@ -28,6 +28,7 @@ import {
   DEFAULT_IDEMPOTENCY_WINDOW_KEYS,
   DEFAULT_IDEMPOTENCY_WINDOW_MS,
   DEFAULT_KEEP_LOG_INSTANCES,
+  DEFAULT_MASTER_LEASE_MS,
   MAX_IDEMPOTENCY_WINDOW_KEYS,
   MAX_IDEMPOTENCY_WINDOW_MS,
   MAX_CATCH_UP_BATCH_INSTANCES,
@@ -151,7 +152,7 @@ export function buildProgram(): Command {
     )
     .option(
       '--master-lease-ms <ms>',
-      `the master lease (default 10000, PhxPaxos's; at least ${MASTER_LEASE_MIN_MS})`,
+      `the master lease (default ${DEFAULT_MASTER_LEASE_MS}, etcd's election timeout; at least ${MASTER_LEASE_MIN_MS})`,
       arg((t) => parseIntIn('--master-lease-ms', t, MASTER_LEASE_MIN_MS, MAX_MASTER_LEASE_MS)),
     )
     .option(

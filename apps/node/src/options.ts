@@ -49,6 +49,18 @@ export const DEFAULT_KEEP_LOG_INSTANCES = 1_000_000;
 export const MIN_KEEP_LOG_INSTANCES = 300;
 /** Largest --catch-up-batch (ours: a sanity bound; the learner also cuts every batch at 1 MiB of values). */
 export const MAX_CATCH_UP_BATCH_INSTANCES = 1_000_000;
+/**
+ * The master lease when --master-lease-ms is not given (ours; the paxos package's is PhxPaxos's
+ * 10 s): etcd's default election timeout, since both bound how long a dead master holds writes
+ * up (docs/design.md §6, "Failover").
+ */
+export const DEFAULT_MASTER_LEASE_MS = 1000;
+/**
+ * A write that finds no master it can send to waits for one this many leases at most (an
+ * election takes about one lease and a round), and at most half its proposal timeout
+ * (master-wait.ts).
+ */
+export const MASTER_WAIT_LEASES = 2;
 /** Longest --master-lease-ms (ours: an hour; a master that dies holds reads up for its lease). */
 export const MAX_MASTER_LEASE_MS = 3_600_000;
 /** Unexpected errors kept in /status `taskErrors` (all are counted in the metric). */

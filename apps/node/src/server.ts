@@ -17,12 +17,16 @@ import {
   DEFAULT_IDEMPOTENCY_WINDOW_KEYS,
   DEFAULT_IDEMPOTENCY_WINDOW_MS,
   DEFAULT_KEEP_LOG_INSTANCES,
+  DEFAULT_MASTER_LEASE_MS,
+  MASTER_WAIT_LEASES,
   MEMBER_POLL_INTERVAL_MS,
   MEMBER_POLL_TIMEOUT_MS,
   MEMBERSHIP_SYNC_INTERVAL_MS,
+  PROPOSE_TIMEOUT_MS,
   STOP_DRAIN_MS,
   TASK_ERRORS_KEPT,
 } from './options';
+import { MasterWait } from './master-wait';
 import { formatAddress } from './args';
 import type { Access } from './http/auth';
 import { OPERATOR_LOG_POLL_MS, OperatorLog } from './operator-log';
@@ -75,7 +79,7 @@ export interface ServerConfig {
   catchUpRatePerSec?: number;
   /** Master election with leases in every group (default true; followers never run one). */
   masterElection?: boolean;
-  /** The master lease (default: the paxos package's 10 s). */
+  /** The master lease (default DEFAULT_MASTER_LEASE_MS, 1 s; the paxos package's is 10 s). */
   masterLeaseMs?: number;
   /** Most instances in one catch-up batch (default: the learner package's). */
   catchUpBatchInstances?: number;
@@ -114,6 +118,8 @@ export class KvServer implements HttpNode, MetricsSource {
   access: Access;
   private membershipTimer: NodeJS.Timeout | undefined;
   private membership!: MembershipSync;
+  /** Writes waiting for a master (undefined with --no-master-election: nothing to wait for). */
+  private masterWait: MasterWait | undefined;
   private stopped: Promise<void> | undefined;
   /** Client proposals handed to the paxos node and not settled yet (a stop drains them). */
   private proposalsInFlight = 0;
@@ -196,17 +202,26 @@ export class KvServer implements HttpNode, MetricsSource {
       // Writes and barriers go through the master while its lease is live, from every node (so
       // lease reads see them), and fail fast with E_NO_QUORUM when a majority is unreachable.
       forwarding: true,
-      onMasterChange: (g, m) =>
+      onMasterChange: (g, m) => {
         this.log.info(
           { group: g, masterNodeId: m.masterNodeId, version: m.version },
           'master-changed',
-        ),
+        );
+        this.masterWait?.masterChanged();
+      },
       options: {
         learner: this.learnerOptions(),
-        ...(config.masterLeaseMs !== undefined ? { masterLeaseMs: config.masterLeaseMs } : {}),
+        masterLeaseMs: this.masterLeaseMs,
       },
       logger,
     });
+    if (config.masterElection !== false)
+      this.masterWait = new MasterWait({
+        nodeId: config.nodeId,
+        paxos: this.node,
+        reachable: (id) => this.network.reachable(id),
+        isStopping: () => this.stopping,
+      });
     this.node.on('catchUpStarted', (e) => this.operatorLog.catchUpStarted(e));
     this.node.on('caughtUp', (e) => this.operatorLog.caughtUp(e));
     this.membership = new MembershipSync({
@@ -384,6 +399,7 @@ export class KvServer implements HttpNode, MetricsSource {
       nodeCounters: { ...this.node.counters },
       forwarding: { ...this.node.forwardingCounters },
       quorumReads: { ...this.node.quorumReadCounters },
+      masterWait: { ...(this.masterWait?.counters ?? { held: 0, released: 0, boundReached: 0 }) },
       taskErrors: [...this.taskErrors],
       stopping: this.stopping,
       groups,
@@ -396,6 +412,20 @@ export class KvServer implements HttpNode, MetricsSource {
     for (const id of new Set([...this.config.cluster.keys(), ...this.members.keys()]))
       if (id !== this.config.nodeId) out.set(id, this.network.queuedBytes(id));
     return out;
+  }
+
+  private get masterLeaseMs(): number {
+    return this.config.masterLeaseMs ?? DEFAULT_MASTER_LEASE_MS;
+  }
+
+  /**
+   * Waits until group g has a master this node can send a write to (or is master), at most
+   * MASTER_WAIT_LEASES leases and half a proposal's timeout; at once without master elections.
+   */
+  waitForMaster(g: number): Promise<void> {
+    if (this.masterWait === undefined) return Promise.resolve();
+    const boundMs = Math.min(MASTER_WAIT_LEASES * this.masterLeaseMs, PROPOSE_TIMEOUT_MS / 2);
+    return this.masterWait.wait(g, boundMs);
   }
 
   /** Counts a client proposal until it settles, so that a stop can drain it. */
@@ -422,6 +452,8 @@ export class KvServer implements HttpNode, MetricsSource {
 
   private async doStop(): Promise<void> {
     this.stopping = true;
+    // Held writes were never handed to the proposer: they are refused 503 now (kv-routes).
+    this.masterWait?.stop();
     if (this.pollTimer) clearTimeout(this.pollTimer);
     if (this.operatorTimer) clearInterval(this.operatorTimer);
     if (this.membershipTimer) clearTimeout(this.membershipTimer);

@@ -2,6 +2,7 @@
 // GET /status, the metrics and the dashboard, so a new field is written here and nowhere else.
 // Always one entry per group under `groups`, whatever --groups is.
 import type { KvStateMachine } from './kv-state-machine';
+import type { MasterWaitCounters } from './master-wait';
 import type {
   ForwardingCounters,
   GroupStatus,
@@ -64,6 +65,8 @@ export interface GroupView extends Pick<
   quorum: boolean;
   /** Null: no master with a live lease in this node's view. */
   master: MasterView | null;
+  /** The election here: the recorded master variables and the counters (attempts, expiries …). */
+  masterElection: GroupStatus['masterElection'];
   /** The learner and its catch-up (from whom, target, rates, ETA: @tspaxos/learner README). */
   learner: Omit<GroupStatus['learner'], 'sender'>;
   /** The learner sender, one entry per peer it streams to. */
@@ -95,6 +98,8 @@ export interface NodeStatus {
   forwarding: ForwardingCounters;
   /** `?consistent=true` reads: rounds to a majority, positions served, fallback barriers. */
   quorumReads: QuorumReadCounters;
+  /** Writes and barriers that waited for a master this node could send them to (master-wait.ts). */
+  masterWait: MasterWaitCounters;
   /** The last unexpected errors raised inside the server (all are counted in the metric). */
   taskErrors: { code: string; message: string }[];
   stopping: boolean;
@@ -122,6 +127,7 @@ export function groupView(
     stopped: paxos.stopped ?? null,
     quorum,
     master,
+    masterElection: paxos.masterElection,
     learner,
     sender,
     kv: {

@@ -2,7 +2,12 @@
 // in its view, it proposes through the log to become or stay master. The lease rule and why it is
 // safe are in master.ts.
 import { PaxosError } from './errors';
-import { MASTER_DROP_PAUSE_LEASES, MASTER_LEASE_MIN_MS, MASTER_TRIES_PER_LEASE } from './options';
+import {
+  MASTER_CANDIDATE_STAGGER_OF_TRY,
+  MASTER_DROP_PAUSE_LEASES,
+  MASTER_LEASE_MIN_MS,
+  MASTER_TRIES_PER_LEASE,
+} from './options';
 import type { MasterStateMachine } from './master';
 import { encodeMasterOperation, type MasterOperation } from './master-variables';
 
@@ -20,6 +25,8 @@ export interface MasterElectionPort {
   schedule(delayMs: number, fn: () => void): () => void;
   /** Whether this node may propose now (a voting member, not a follower, group running). */
   canPropose(): boolean;
+  /** The group's voting members at this point of the log (the candidates' order). */
+  members(): readonly number[];
   /** Proposes an operation to the master state machine; settles once applied here or failed. */
   propose(value: Uint8Array, timeoutMs: number): Promise<unknown>;
   event(name: string, fields: Record<string, unknown>): void;
@@ -50,10 +57,18 @@ export function checkMasterOptions(o: MasterOptions): void {
  * view. The interval is (lease - margin)/4, jittered to [½, 1½) of that (MasterMgr::run), so a
  * master renews several times per lease. dropMaster() ends the local lease and skips tries for
  * two leases (MasterMgr::run, m_bNeedDropMaster).
+ *
+ * Failover (issue 22; ours, PhxPaxos waits for the next tick, up to 1½ intervals): when another
+ * node's lease ends in this node's view, it tries at that moment, after its rank among the
+ * candidates times a stagger (MASTER_CANDIDATE_STAGGER_OF_TRY of the interval). The candidates
+ * are the voting members in id order starting after the recorded master (it ranks first itself:
+ * it only renews). So two survivors whose views end together do not propose at once and duel.
  */
 export class MasterElection {
   private cancelTimer: (() => void) | undefined;
   private cancelExpiry: (() => void) | undefined;
+  /** The try at the end of the lease in view (plus this node's stagger), when one is due. */
+  private cancelWake: (() => void) | undefined;
   private running = false;
   private inFlight = false;
   private pausedUntilMs = Number.NEGATIVE_INFINITY;
@@ -78,6 +93,8 @@ export class MasterElection {
     this.cancelTimer = undefined;
     this.cancelExpiry?.();
     this.cancelExpiry = undefined;
+    this.cancelWake?.();
+    this.cancelWake = undefined;
   }
 
   /** Gives up the lease here now and does not try again for two leases. */
@@ -93,7 +110,13 @@ export class MasterElection {
     if (!this.running || this.inFlight || this.host.now() < this.pausedUntilMs) return;
     if (!this.host.canPropose() || !this.sm.anchored) return;
     const master = this.sm.master();
-    if (master !== undefined && master.nodeId !== this.host.nodeId) return;
+    const mine = master?.nodeId === this.host.nodeId;
+    // Another node's lease (live, or ended less than my stagger ago): try when my turn comes.
+    const turnMs = mine ? this.host.now() : this.sm.leaseEndMs + this.rank() * this.staggerMs();
+    if (turnMs > this.host.now()) {
+      this.wakeAt(turnMs);
+      return;
+    }
     const nonce = Math.floor(this.host.random() * 0x1_0000_0000);
     // The lease counts from now, before the proposal leaves (see the header comment).
     const startMs = this.host.now();
@@ -137,6 +160,38 @@ export class MasterElection {
         this.sm.checkExpiry(end);
       });
     }
+  }
+
+  /** Tries again at `atMs` on this node's clock (one such wake at a time). */
+  private wakeAt(atMs: number): void {
+    this.cancelWake?.();
+    this.cancelWake = this.host.schedule(atMs - this.host.now(), () => {
+      this.cancelWake = undefined;
+      this.tryBeMaster();
+    });
+  }
+
+  /**
+   * This node's place among the candidates once the recorded master's lease ends: 0 for the
+   * master itself and the next voting member after it in id order (wrapping), 1 for the one
+   * after … (the lowest id first when no master was recorded).
+   */
+  private rank(): number {
+    const master = this.sm.variables?.masterNodeId ?? 0;
+    const me = this.host.nodeId;
+    if (me === master) return 0;
+    const others = this.host
+      .members()
+      .filter((id) => id !== master)
+      .sort((a, b) => a - b);
+    const after = others.filter((id) => id > master);
+    const order = [...after, ...others.filter((id) => id < master)];
+    return Math.max(0, order.indexOf(me));
+  }
+
+  private staggerMs(): number {
+    const tryMs = (this.options.leaseMs - this.options.leaseMarginMs) / MASTER_TRIES_PER_LEASE;
+    return Math.floor(tryMs * MASTER_CANDIDATE_STAGGER_OF_TRY);
   }
 
   /** The next try in [½, 1½) × (lease - margin)/4 (PhxPaxos MasterMgr::run). */

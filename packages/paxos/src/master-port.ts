@@ -83,6 +83,7 @@ export interface ElectionPortContext {
   readonly master: MasterStateMachine;
   /** Not closed, not stopped, and a member. */
   canPropose(): boolean;
+  members(): readonly number[];
   propose(
     smId: number,
     value: Uint8Array,
@@ -102,6 +103,7 @@ export function createElection(group: ElectionPortContext): MasterElection {
       random: () => random.next(),
       schedule: (delayMs, fn) => loop.schedule(delayMs, fn),
       canPropose: () => group.canPropose(),
+      members: () => group.members(),
       propose: (value, timeoutMs) => group.propose(MASTER_SM_ID, value, false, timeoutMs),
       event: (name, fields) => group.log('debug', name, fields),
       fail: (error) =>

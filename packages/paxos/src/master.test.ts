@@ -285,6 +285,7 @@ function election(
       random: () => random,
       schedule: (d, fn) => clock.scheduler.schedule(d, fn),
       canPropose: () => canPropose,
+      members: () => opts.members ?? [1, 2, 3],
       propose: (value) => {
         proposed.push(decodeMasterOperation(value)!);
         const failure = nextFailure;
@@ -342,9 +343,59 @@ describe('MasterElection (virtual clock)', () => {
     await t.advance(LEASE - 1);
     expect(t.proposed).toHaveLength(0);
     await t.advance(LEASE + 2500);
+    // Elected at the lease end, renewed at its next tick (12,375).
+    expect(t.proposed).toHaveLength(2);
+    expect(t.proposed[0]).toMatchObject({ nodeId: 2, version: 0, renewal: false });
+    expect(t.proposed[1]).toMatchObject({ nodeId: 2, renewal: true });
+    expect(t.sm.isMaster()).toBe(true);
+  });
+
+  it('tries the moment another node’s lease ends in its view, not at its next tick (issue 22)', async () => {
+    const t = election(2);
+    t.sm.execute(op({ nodeId: 1, version: NO_MASTER_VERSION }), ctx(0));
+    t.e.start();
+    await t.advance(LEASE - 1);
+    expect(t.proposed).toHaveLength(0);
+    // Node 2 comes first after node 1: it tries at the lease end itself (its ticks fall at
+    // multiples of 2475 ms, the next after 10,000 at 12,375).
+    await t.advance(LEASE);
     expect(t.proposed).toHaveLength(1);
     expect(t.proposed[0]).toMatchObject({ nodeId: 2, version: 0, renewal: false });
+    await t.advance(LEASE + 50);
     expect(t.sm.isMaster()).toBe(true);
+  });
+
+  it('a later candidate waits its stagger, and tries not at all once the first one’s lease arrives', async () => {
+    const STAGGER = Math.floor((LEASE - MARGIN) / 4 / 2);
+    // Node 3 comes second after node 1 (2 first).
+    const t = election(3);
+    t.sm.execute(op({ nodeId: 1, version: NO_MASTER_VERSION }), ctx(0));
+    t.e.start();
+    await t.advance(LEASE + STAGGER - 1);
+    expect(t.proposed).toHaveLength(0);
+    await t.advance(LEASE + STAGGER);
+    expect(t.proposed).toHaveLength(1);
+    expect(t.proposed[0]).toMatchObject({ nodeId: 3, version: 0 });
+    // The same, but node 2's election applies within node 3's stagger: node 3 keeps quiet.
+    const u = election(3);
+    u.sm.execute(op({ nodeId: 1, version: NO_MASTER_VERSION }), ctx(0));
+    u.e.start();
+    await u.advance(LEASE + 20);
+    u.sm.execute(op({ nodeId: 2, version: 0, nonce: 9 }), ctx(1));
+    await u.advance(LEASE + STAGGER + 100);
+    expect(u.proposed).toHaveLength(0);
+    expect(u.sm.master()?.nodeId).toBe(2);
+    // The order wraps: after node 3, node 1 comes first and node 2 second.
+    const w1 = election(1);
+    const w2 = election(2);
+    for (const w of [w1, w2]) {
+      w.sm.execute(op({ nodeId: 3, version: NO_MASTER_VERSION }), ctx(0));
+      w.e.start();
+      await w.advance(LEASE);
+    }
+    expect([w1.proposed.length, w2.proposed.length]).toEqual([1, 0]);
+    await w2.advance(LEASE + STAGGER);
+    expect(w2.proposed).toHaveLength(1);
   });
 
   it('counts the expiry of a lease it could not renew, and a failed proposal', async () => {
@@ -411,7 +462,8 @@ describe('MasterElection (virtual clock)', () => {
     await t.advance(30_000);
     expect(t.proposed).toHaveLength(0);
     t.sm.adopt({ masterNodeId: 2, version: 3, leaseMs: LEASE }, 4);
-    await t.advance(30_000 + LEASE + 4000);
+    // Node 1 comes second after node 2: it tries half a try interval after the lease ends.
+    await t.advance(30_000 + LEASE + 1237);
     expect(t.proposed).toHaveLength(1);
     expect(t.proposed[0]).toMatchObject({ nodeId: 1, version: 3 });
   });

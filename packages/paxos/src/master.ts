@@ -234,6 +234,14 @@ export class MasterStateMachine implements StateMachine {
     }
   }
 
+  /**
+   * When the last lease this node knows of ends on its clock, whoever holds it (-∞: none seen
+   * since the start). The election tries right then, not at its next tick (election.ts).
+   */
+  get leaseEndMs(): number {
+    return this.vars === undefined ? Number.NEGATIVE_INFINITY : this.expiresAtMs;
+  }
+
   /** The lease end on my clock when I am the recorded master (-∞ otherwise). */
   get ownLeaseEndMs(): number {
     return this.vars?.masterNodeId === this.host.nodeId

@@ -23,6 +23,13 @@ export function maxValueBytesForFrame(maxFrameBytes: number): number {
 export const MASTER_LEASE_MIN_MS = 1000;
 /** A node tries to become or stay master this many times per (lease - margin), ± half (MasterMgr::run). */
 export const MASTER_TRIES_PER_LEASE = 4;
+/**
+ * When a lease ends, the candidates try one after another, this fraction of the try interval
+ * (lease - margin)/MASTER_TRIES_PER_LEASE apart (ours; PhxPaxos waits for each node's next
+ * tick): the first's round (milliseconds) is over before the second starts, so they do not
+ * duel, and a duel with a dead member costs a prepare timeout (2 s).
+ */
+export const MASTER_CANDIDATE_STAGGER_OF_TRY = 0.5;
 /** After dropMaster() a node skips elections for this many leases (MasterMgr::run). */
 export const MASTER_DROP_PAUSE_LEASES = 2;
 

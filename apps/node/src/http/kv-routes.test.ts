@@ -43,6 +43,7 @@ function fakeNode() {
       consistentReadBarriers: { inc: () => counted.barriers++ },
     } as unknown as KvNode['metrics'],
     trackProposal: (p) => p,
+    waitForMaster: () => Promise.resolve(),
   };
   return { node, barriers, counted };
 }

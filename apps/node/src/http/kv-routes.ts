@@ -38,6 +38,8 @@ export interface KvNode {
   readonly metrics: Pick<Metrics, 'commitLatency' | 'consistentReads' | 'consistentReadBarriers'>;
   /** Counts a client proposal until it settles, so that a stop can drain it. */
   trackProposal<T>(proposal: Promise<T>): Promise<T>;
+  /** Resolves once group g has a master to send to, or its wait bound passed (master-wait.ts). */
+  waitForMaster(g: number): Promise<void>;
 }
 
 /** Proposes through the group; a refusal is mapped by fromPaxos. */
@@ -50,8 +52,14 @@ async function propose(
 ): Promise<ProposeResult> {
   // Not handed to the proposer once the node stops: that is what makes this 503 true.
   if (node.stopping) throw new ServerError('E_STOPPING', 'the node is stopping');
+  // No master to send it to (one just died; an election is under way): wait for one here, as
+  // etcd holds a proposal until a leader is back, rather than 503 or a duel (master-wait.ts).
+  const heldFromMs = performance.now();
+  await node.waitForMaster(g);
+  if (node.stopping) throw new ServerError('E_STOPPING', 'the node is stopping');
+  const timeoutMs = Math.max(1, Math.round(PROPOSE_TIMEOUT_MS - (performance.now() - heldFromMs)));
   const r = await settle(
-    node.trackProposal(node.paxos.batchPropose(g, value, { smId, timeoutMs: PROPOSE_TIMEOUT_MS })),
+    node.trackProposal(node.paxos.batchPropose(g, value, { smId, timeoutMs })),
   );
   if (r.ok) return r.value;
   if (!(r.error instanceof PaxosError)) throw r.error;
