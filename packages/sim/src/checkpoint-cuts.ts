@@ -252,8 +252,11 @@ export class CheckpointCuts {
     if (!n.isLive(incarnation) || !this.cutAllowed() || this.rng.next() >= CUT_RATE[phase])
       return false;
     if (phase === 'after-clear') {
-      // The install is complete (its record is gone): nothing is pending for the next one.
+      // The install is complete (its record is gone): nothing is pending for the next one. The
+      // node dies before its in-process restart counts it, so count it as one a restart finishes
+      // (the restart starts from it: seed 151 caught a long-down node up this way).
       this.host.paths['checkpoint-cut-after-clear']++;
+      this.host.installFinishedAtStart(n);
       this.crashForCut(n, '(checkpoint install cut after its record was cleared)', true);
       return true;
     }

@@ -97,8 +97,8 @@ export interface CheckpointSimPort {
   readonly nodeErrors: NodeErrorsChecker;
   log(line: string): void;
   /**
-   * An install a restart finished (its node crashed inside it): the in-process restart counters
-   * that count the others died with the node.
+   * An install a restart finished (its node crashed inside it, or right after it cleared its
+   * record): the in-process restart counters that count the others died with the node.
    */
   installFinishedAtStart(n: CheckpointSimNode): void;
 }
