@@ -35,6 +35,25 @@ export function tempDir(name: string): string {
 }
 
 /** Polls `check` until it returns a value other than undefined/false, or fails after timeoutMs. */
+/**
+ * Calls `line` with each whole line the streams write (a partial line waits for its end; the
+ * streams share nothing but the callback, so interleaved lines stay whole per stream).
+ */
+export function onLines(
+  streams: readonly NodeJS.ReadableStream[],
+  line: (text: string) => void,
+): void {
+  for (const stream of streams) {
+    let buffered = '';
+    stream.on('data', (d: Buffer) => {
+      buffered += d.toString();
+      const parts = buffered.split('\n');
+      buffered = parts.pop()!;
+      for (const p of parts) line(p);
+    });
+  }
+}
+
 export async function waitFor<T>(
   what: string,
   check: () => Promise<T | undefined | false> | T | undefined | false,
@@ -79,15 +98,7 @@ export class NodeProcess {
       env: { ...process.env, ...this.env },
     });
     this.child = child;
-    let buffered = '';
-    const onData = (d: Buffer) => {
-      buffered += d.toString();
-      const parts = buffered.split('\n');
-      buffered = parts.pop()!;
-      this.lines.push(...parts);
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
+    onLines([child.stdout!, child.stderr!], (line) => this.lines.push(line));
     this.exit = new Promise((resolve) =>
       child.on('exit', (code, signal) => resolve({ code, signal })),
     );

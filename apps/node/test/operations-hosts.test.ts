@@ -17,7 +17,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Block, bash, guideBlocks, guideWorkDir } from './guide';
-import { waitFor } from './helpers';
+import { onLines, waitFor } from './helpers';
 import { IsolatedNetwork, ip, netnsUnavailable, reportUnavailable } from './netns';
 
 const FAMILY = 'tspx-ops';
@@ -63,15 +63,7 @@ class HostProcess {
       [...network!.exec(host(hostId)).slice(1), 'bash', '-euo', 'pipefail', '-c', code],
       { cwd: work, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true },
     );
-    let buffered = '';
-    const onData = (d: Buffer) => {
-      buffered += d.toString();
-      const parts = buffered.split('\n');
-      buffered = parts.pop()!;
-      this.lines.push(...parts);
-    };
-    this.child.stdout!.on('data', onData);
-    this.child.stderr!.on('data', onData);
+    onLines([this.child.stdout!, this.child.stderr!], (line) => this.lines.push(line));
     this.exited = new Promise((resolve) => this.child.on('exit', (c) => resolve(c)));
     running.add(this);
   }
@@ -396,13 +388,9 @@ describe.skipIf(unavailable !== undefined)(
         error?: string;
         atMs?: number;
       }[] = [];
-      let buffered = '';
-      writer.stdout.on('data', (d: Buffer) => {
-        buffered += d.toString();
-        const parts = buffered.split('\n');
-        buffered = parts.pop()!;
-        for (const p of parts) answers.push(JSON.parse(p) as (typeof answers)[number]);
-      });
+      onLines([writer.stdout], (line) =>
+        answers.push(JSON.parse(line) as (typeof answers)[number]),
+      );
       let writerErr = '';
       writer.stderr.on('data', (d: Buffer) => (writerErr += d.toString()));
       const writerExit = new Promise<number | null>((r) => writer.on('close', (c) => r(c)));

@@ -67,25 +67,17 @@ async function propose(
 }
 
 /**
- * The master's read index under its lease, applied on this node (PaxosNode.readIndex): this
- * node's state then reflects every write completed before the read began.
+ * A read index for group g, applied on this node, by `via`: the master's under its lease
+ * (PaxosNode.readIndex) or a majority's (PaxosNode.quorumReadIndex). This node's state then
+ * reflects every write completed before the read began. Resolves with the read index's instance;
+ * a refusal is mapped by fromPaxos (nothing was written).
  */
-async function readIndex(node: KvNode, g: number): Promise<void> {
+async function readIndex(node: KvNode, g: number, via: 'lease' | 'quorum'): Promise<number> {
   if (node.stopping) throw new ServerError('E_STOPPING', 'the node is stopping');
-  const r = await settle(node.paxos.readIndex(g, { timeoutMs: PROPOSE_TIMEOUT_MS }));
-  if (r.ok) return;
-  if (!(r.error instanceof PaxosError)) throw r.error;
-  throw fromPaxos(r.error, { queued: false, write: false }) ?? r.error;
-}
-
-/**
- * A read index from a majority of the group's voters, applied on this node
- * (PaxosNode.quorumReadIndex): the last instance applied here, which covers every write
- * completed before the read began.
- */
-async function quorumRead(node: KvNode, g: number): Promise<number> {
-  if (node.stopping) throw new ServerError('E_STOPPING', 'the node is stopping');
-  const r = await settle(node.paxos.quorumReadIndex(g, { timeoutMs: PROPOSE_TIMEOUT_MS }));
+  const opts = { timeoutMs: PROPOSE_TIMEOUT_MS };
+  const r = await settle(
+    via === 'lease' ? node.paxos.readIndex(g, opts) : node.paxos.quorumReadIndex(g, opts),
+  );
   if (r.ok) return r.value.instanceId;
   if (!(r.error instanceof PaxosError)) throw r.error;
   throw fromPaxos(r.error, { queued: false, write: false }) ?? r.error;
@@ -105,7 +97,7 @@ async function readPoint(
   if (consistent === 'true') {
     const started = performance.now();
     node.metrics.consistentReads.inc();
-    const instanceId = await quorumRead(node, g);
+    const instanceId = await readIndex(node, g, 'quorum');
     node.metrics.commitLatency.observe({ op: 'read-index' }, (performance.now() - started) / 1000);
     return instanceId;
   } else if (consistent === 'barrier') {
@@ -119,7 +111,7 @@ async function readPoint(
   } else if (consistent === 'lease') {
     // The master holds a lease (no other node becomes master before it ends): its applied
     // instance covers every completed write; this node waits until it has applied it too.
-    await readIndex(node, g);
+    await readIndex(node, g, 'lease');
     return node.paxos.instanceId(g) - 1;
   } else if (consistent === 'false') {
     return node.paxos.instanceId(g) - 1;
