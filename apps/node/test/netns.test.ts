@@ -156,7 +156,10 @@ describe('three nodes in three network namespaces', () => {
       ip('-n', namespace(3), 'link', 'set', 'eth0', 'up');
       await waitConverged(nodes, 120_000);
       const learnedAfter = (await n3.group()).learner.counters['valuesLearnedFromPeers'] ?? 0;
-      expect(learnedAfter).toBeGreaterThan(learnedBefore); // it caught up from its peers
+      // It has every instance chosen while it was cut: learned from a peer's stream, or (a short
+      // cut) from the Accepts TCP retransmitted once the link was back (a clean-clone CI run
+      // learned none from a stream: the connections outlived the cut).
+      expect((await n3.group()).instanceId).toBeGreaterThanOrEqual(cutAt + duringCut);
       const missing: string[] = [];
       for (const key of acked) {
         const res = await fetch(`${n3.httpUrl}/kv/${key}`);

@@ -170,10 +170,17 @@ describe('TLS between peers, HTTPS and tokens', () => {
       headers: { authorization: `Bearer ${TOKENS.write}` },
     });
     expect(write.status, write.body).toBe(200);
-    const [s1, s2] = await waitFor('both TLS nodes refused a handshake', async () => {
-      const all = await Promise.all([status(0), status(1)]);
-      return all.every((s) => (s.network.drops['tls-rejected'] ?? 0) >= 1) ? all : undefined;
-    });
+    // Compared at one moment both agree on: the master's lease renewals (every quarter lease)
+    // move the instance id between two reads.
+    const [s1, s2] = await waitFor(
+      'both TLS nodes refused a handshake, at the same instance',
+      async () => {
+        const all = await Promise.all([status(0), status(1)]);
+        const refused = all.every((s) => (s.network.drops['tls-rejected'] ?? 0) >= 1);
+        const same = all[0]!.groups[0]!.instanceId === all[1]!.groups[0]!.instanceId;
+        return refused && same ? all : undefined;
+      },
+    );
     expect(s1.groups[0]!.instanceId).toBeGreaterThan(0);
     expect(s2.groups[0]!.instanceId).toBe(s1.groups[0]!.instanceId);
     // The plain voter and the rogue follower never got a frame through: nothing learned.
