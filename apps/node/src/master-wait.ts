@@ -62,9 +62,12 @@ export class MasterWait {
     );
   }
 
-  /** Resolves once ready(g), the node stops, or `boundMs` passed; never rejects. */
-  wait(g: number, boundMs: number): Promise<void> {
-    if (this.port.isStopping() || this.ready(g)) return Promise.resolve();
+  /**
+   * Resolves once ready(g), the node stops, or `boundMs` passed; never rejects. Undefined when
+   * there is nothing to wait for (the common case: a write's path takes no extra turn).
+   */
+  wait(g: number, boundMs: number): Promise<void> | undefined {
+    if (this.port.isStopping() || this.ready(g)) return undefined;
     this.counters.held++;
     return new Promise((resolve) => {
       this.waiters.add({ group: g, untilMs: performance.now() + boundMs, resolve });

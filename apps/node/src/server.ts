@@ -422,8 +422,8 @@ export class KvServer implements HttpNode, MetricsSource {
    * Waits until group g has a master this node can send a write to (or is master), at most
    * MASTER_WAIT_LEASES leases and half a proposal's timeout; at once without master elections.
    */
-  waitForMaster(g: number): Promise<void> {
-    if (this.masterWait === undefined) return Promise.resolve();
+  waitForMaster(g: number): Promise<void> | undefined {
+    if (this.masterWait === undefined) return undefined;
     const boundMs = Math.min(MASTER_WAIT_LEASES * this.masterLeaseMs, PROPOSE_TIMEOUT_MS / 2);
     return this.masterWait.wait(g, boundMs);
   }

@@ -134,6 +134,14 @@ interface Outgoing {
   bytes: number;
 }
 
+/** Messages of one type waiting for their flush, by node and group, and when it comes. */
+interface Outbox {
+  frames: Map<string, Outgoing>;
+  armed: boolean;
+  /** Settles when the flush is due: the end of the event-loop turn, or of the microtask turn. */
+  due: () => Promise<unknown>;
+}
+
 interface Pending {
   to: number;
   /** ForwardPropose: a loss after sending leaves the outcome unknown; ReadIndex: nothing applied. */
@@ -194,11 +202,18 @@ export class Forwarder {
     duplicatesDropped: 0,
   };
   private nextRequestId: number;
-  /** ForwardPropose requests and ForwardReply replies waiting for their flush, by node and group. */
-  private readonly requestsOut = new Map<string, Outgoing>();
-  private readonly repliesOut = new Map<string, Outgoing>();
-  private requestsFlushArmed = false;
-  private repliesFlushArmed = false;
+  /** The writes of one event-loop turn (one per HTTP request read) leave in one frame. */
+  private readonly requestsOut: Outbox = {
+    frames: new Map(),
+    armed: false,
+    due: () => yieldToEventLoop(this.host.scheduler),
+  };
+  /** The values of one instance settle in one microtask turn: their replies share a frame. */
+  private readonly repliesOut: Outbox = {
+    frames: new Map(),
+    armed: false,
+    due: () => Promise.resolve(),
+  };
   /** As the master: request ids seen per node, oldest first (FORWARD_SEEN_REQUEST_IDS each). */
   private readonly seenRequestIds = new Map<number, Set<number>>();
   private readonly pending = new Map<number, Pending>();
@@ -407,8 +422,8 @@ export class Forwarder {
     this.cancelCheck?.();
     // Requests not sent yet are rejected below with the rest; replies not sent are lost as they
     // would be in a socket's buffer (their nodes answer outcome-unknown).
-    this.requestsOut.clear();
-    this.repliesOut.clear();
+    this.requestsOut.frames.clear();
+    this.repliesOut.frames.clear();
     const error = new PaxosError('E_STOPPED', 'the node is stopping');
     for (const p of [...this.pending.values()]) {
       p.cancelTimer();
@@ -486,14 +501,18 @@ export class Forwarder {
         this.host.send(to, g, { kind: 'forward', msg });
         return;
       }
-      // The writes of this event-loop turn (one per HTTP request read) leave in one frame.
-      this.queueOut(this.requestsOut, to, g, msg);
-      if (this.requestsFlushArmed) return;
-      this.requestsFlushArmed = true;
-      void yieldToEventLoop(this.host.scheduler).then(() => {
-        this.requestsFlushArmed = false;
-        this.flushOut(this.requestsOut, ForwardMsgType.ForwardPropose);
-      });
+      this.post(this.requestsOut, to, g, msg);
+    });
+  }
+
+  /** Adds `msg` to the outbox's frame for (to, g), which leaves at the outbox's flush. */
+  private post(outbox: Outbox, to: number, g: number, msg: ForwardMsg): void {
+    this.queueOut(outbox.frames, to, g, msg);
+    if (outbox.armed) return;
+    outbox.armed = true;
+    void outbox.due().then(() => {
+      outbox.armed = false;
+      this.flushOut(outbox.frames, msg.msgType);
     });
   }
 
@@ -667,32 +686,15 @@ export class Forwarder {
 
   private reply(to: number, g: number, request: ForwardMsg, fields: Partial<ForwardMsg>): void {
     if (this.stopped) return;
-    if (request.msgType !== ForwardMsgType.ForwardPropose) {
-      this.host.send(to, g, {
-        kind: 'forward',
-        msg: forwardMsg({
-          msgType: ForwardMsgType.ReadIndexReply,
-          requestId: request.requestId,
-          nodeId: this.host.nodeId,
-          ...fields,
-        }),
-      });
-      return;
-    }
+    const write = request.msgType === ForwardMsgType.ForwardPropose;
     const msg = forwardMsg({
-      msgType: ForwardMsgType.ForwardReply,
+      msgType: write ? ForwardMsgType.ForwardReply : ForwardMsgType.ReadIndexReply,
       requestId: request.requestId,
       nodeId: this.host.nodeId,
       ...fields,
     });
-    // The values of one instance settle in one microtask turn: their replies share a frame.
-    this.queueOut(this.repliesOut, to, g, msg);
-    if (this.repliesFlushArmed) return;
-    this.repliesFlushArmed = true;
-    void Promise.resolve().then(() => {
-      this.repliesFlushArmed = false;
-      this.flushOut(this.repliesOut, ForwardMsgType.ForwardReply);
-    });
+    if (write) this.post(this.repliesOut, to, g, msg);
+    else this.host.send(to, g, { kind: 'forward', msg });
   }
 
   /** False when `from` sent `requestId` before (a frame delivered twice): drop it. */

@@ -235,7 +235,7 @@ export class WalCheckpointer {
    * an unsynced stream's checkpoint (schedule).
    */
   afterGroupCommit(walSynced: boolean): void {
-    if (this.walPages < this.policy.pages || !walSynced || this.busy || this.scheduled) return;
+    if (!walSynced || !this.due) return;
     if (this.unsyncedSegments()) this.schedule();
     else this.runHere();
   }

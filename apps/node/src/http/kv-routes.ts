@@ -38,8 +38,11 @@ export interface KvNode {
   readonly metrics: Pick<Metrics, 'commitLatency' | 'consistentReads' | 'consistentReadBarriers'>;
   /** Counts a client proposal until it settles, so that a stop can drain it. */
   trackProposal<T>(proposal: Promise<T>): Promise<T>;
-  /** Resolves once group g has a master to send to, or its wait bound passed (master-wait.ts). */
-  waitForMaster(g: number): Promise<void>;
+  /**
+   * Resolves once group g has a master to send to, or its wait bound passed (master-wait.ts);
+   * undefined when it has one now.
+   */
+  waitForMaster(g: number): Promise<void> | undefined;
 }
 
 /** Proposes through the group; a refusal is mapped by fromPaxos. */
@@ -54,10 +57,14 @@ async function propose(
   if (node.stopping) throw new ServerError('E_STOPPING', 'the node is stopping');
   // No master to send it to (one just died; an election is under way): wait for one here, as
   // etcd holds a proposal until a leader is back, rather than 503 or a duel (master-wait.ts).
-  const heldFromMs = performance.now();
-  await node.waitForMaster(g);
-  if (node.stopping) throw new ServerError('E_STOPPING', 'the node is stopping');
-  const timeoutMs = Math.max(1, Math.round(PROPOSE_TIMEOUT_MS - (performance.now() - heldFromMs)));
+  let timeoutMs = PROPOSE_TIMEOUT_MS;
+  const held = node.waitForMaster(g);
+  if (held !== undefined) {
+    const heldFromMs = performance.now();
+    await held;
+    if (node.stopping) throw new ServerError('E_STOPPING', 'the node is stopping');
+    timeoutMs = Math.max(1, Math.round(PROPOSE_TIMEOUT_MS - (performance.now() - heldFromMs)));
+  }
   const r = await settle(
     node.trackProposal(node.paxos.batchPropose(g, value, { smId, timeoutMs })),
   );
