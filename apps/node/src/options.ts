@@ -56,11 +56,18 @@ export const MAX_CATCH_UP_BATCH_INSTANCES = 1_000_000;
  */
 export const DEFAULT_MASTER_LEASE_MS = 1000;
 /**
- * A write that finds no master it can send to waits for one this many leases at most (an
- * election takes about one lease and a round), and at most half its proposal timeout
- * (master-wait.ts).
+ * A write that finds no master it can send to waits for one this many leases at most
+ * (master-wait.ts): the dead master's lease in this node's view (up to one), a renewal of it
+ * that was in flight when it died and that a survivor's proposer completes (it grants a whole
+ * lease from when the survivors apply it, as PhxPaxos's does: one more), and the election's
+ * round (half a lease of slack, for a loaded machine).
  */
-export const MASTER_WAIT_LEASES = 2;
+export const MASTER_WAIT_LEASES = 2.5;
+/**
+ * And at most this share of its proposal timeout, so the write keeps time for its own round
+ * once a master is back.
+ */
+export const MASTER_WAIT_MAX_OF_TIMEOUT = 0.8;
 /** Longest --master-lease-ms (ours: an hour; a master that dies holds reads up for its lease). */
 export const MAX_MASTER_LEASE_MS = 3_600_000;
 /** Unexpected errors kept in /status `taskErrors` (all are counted in the metric). */

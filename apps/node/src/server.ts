@@ -19,6 +19,7 @@ import {
   DEFAULT_KEEP_LOG_INSTANCES,
   DEFAULT_MASTER_LEASE_MS,
   MASTER_WAIT_LEASES,
+  MASTER_WAIT_MAX_OF_TIMEOUT,
   MEMBER_POLL_INTERVAL_MS,
   MEMBER_POLL_TIMEOUT_MS,
   MEMBERSHIP_SYNC_INTERVAL_MS,
@@ -420,11 +421,15 @@ export class KvServer implements HttpNode, MetricsSource {
 
   /**
    * Waits until group g has a master this node can send a write to (or is master), at most
-   * MASTER_WAIT_LEASES leases and half a proposal's timeout; at once without master elections.
+   * MASTER_WAIT_LEASES leases and MASTER_WAIT_MAX_OF_TIMEOUT of a proposal's timeout; at once
+   * without master elections.
    */
   waitForMaster(g: number): Promise<void> | undefined {
     if (this.masterWait === undefined) return undefined;
-    const boundMs = Math.min(MASTER_WAIT_LEASES * this.masterLeaseMs, PROPOSE_TIMEOUT_MS / 2);
+    const boundMs = Math.min(
+      MASTER_WAIT_LEASES * this.masterLeaseMs,
+      PROPOSE_TIMEOUT_MS * MASTER_WAIT_MAX_OF_TIMEOUT,
+    );
     return this.masterWait.wait(g, boundMs);
   }
 

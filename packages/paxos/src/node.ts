@@ -197,6 +197,7 @@ export class PaxosNode {
           ...(opts.followTo !== undefined ? { followToNodeId: opts.followTo } : {}),
           store: this.store,
           send: (to, g, msg) => opts.network.send(to, g, { kind: 'paxos', msg }),
+          reachable: (to) => network.reachable?.(to) ?? true,
           scheduler,
           random,
           stateMachines: machines,

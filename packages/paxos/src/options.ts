@@ -40,7 +40,10 @@ export interface PaxosOptions {
   /** First accept timeout; doubles per retry up to the max (1000 ms). */
   acceptTimeoutMs: number;
   acceptTimeoutMaxMs: number; // 8000 ms
-  /** Pause before retrying a round that a majority rejected (30 ms, Proposer::OnPrepareReply). */
+  /**
+   * Pause before retrying a lost round, jittered to [⅓, 1⅓) of it: 10–40 ms for the default 30
+   * (PhxPaxos Proposer::OnPrepareReply, FastRand() % 30 + 10).
+   */
   rejectedRetryDelayMs: number;
   /** Messages queued per group before new ones are dropped (10240 / groups + 1000). */
   ioLoopQueueMaxMessages: number;

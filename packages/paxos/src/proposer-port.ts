@@ -28,6 +28,8 @@ export function createProposer(group: ProposerPortContext): Proposer {
       members: () => group.members(),
       broadcast: (msg) => group.broadcast(msg),
       schedule: (delay, fn) => group.loop.schedule(delay, fn),
+      random: () => config.random.next(),
+      reachable: (to) => config.reachable?.(to) ?? true,
       lastChecksum: () => group.lastChecksum(),
       previousChosenBallot: () => group.previousChosenBallot(),
       chosen: (instanceId, proposalId) => group.proposerChosen(instanceId, proposalId),

@@ -8,18 +8,26 @@ import { Proposer } from './proposer';
 
 const bytes = (s: string) => new TextEncoder().encode(s);
 
-/** Node 3 of members 1, 2, 3; broadcasts are recorded, the one timer is fired by the test. */
+/**
+ * Node 3 of members 1, 2, 3; broadcasts are recorded, the one timer is fired by the test (its
+ * delay kept in `timerDelayMs`); members in `down` are unreachable by the transport's account.
+ */
 function proposer() {
   const sent: PaxosMsg[] = [];
   const chosen: Array<[number, number]> = [];
+  const down = new Set<number>();
   let timer: (() => void) | undefined;
+  let timerDelayMs: number | undefined;
   const p = new Proposer(
     {
       nodeId: 3,
       members: () => [1, 2, 3],
       broadcast: (msg) => sent.push(msg),
-      schedule: (_delayMs, fn) => {
+      random: () => 0.5,
+      reachable: (id) => !down.has(id),
+      schedule: (delayMs, fn) => {
         timer = fn;
+        timerDelayMs = delayMs;
         return () => {
           if (timer === fn) timer = undefined;
         };
@@ -36,7 +44,7 @@ function proposer() {
     timer = undefined;
     fn?.();
   };
-  return { p, sent, chosen, fireTimer };
+  return { p, sent, chosen, fireTimer, down, timerDelayMs: () => timerDelayMs };
 }
 
 function reply(
@@ -125,5 +133,57 @@ describe('Proposer invariants', () => {
       [1, 'a'],
       [1, 'a'],
     ]);
+  });
+});
+
+describe('Proposer: a lost round with a member down', () => {
+  /** Node 2's rejection of the current round: it promised `promised`. */
+  const reject = (p: Proposer, msgType: number, promised: number): PaxosMsg => ({
+    ...reply(p, msgType, 2),
+    rejectByPromiseId: promised,
+  });
+
+  it('prepares again after the short jittered pause when a reachable member rejects and the unreachable one alone could have saved the round', () => {
+    const t = proposer();
+    const { p } = t;
+    const options = defaultPaxosOptions();
+    t.down.add(1);
+    p.newValue(bytes('a'));
+    p.onPrepareReply(reply(p, PaxosMsgType.PrepareReply, 3)); // its own acceptor promises
+    p.onPrepareReply(reject(p, PaxosMsgType.PrepareReply, 7)); // node 2 promised another's 7
+    // Not the prepare timeout (2 s): 10–40 ms, as after a majority's rejection.
+    const base = options.rejectedRetryDelayMs;
+    expect(t.timerDelayMs()).toBe(Math.floor(base / 3 + 0.5 * base));
+    t.fireTimer();
+    expect(p.phase).toBe('preparing');
+    expect(p.proposalId).toBe(8);
+    expect(p.counters.prepareTimeouts).toBe(1);
+
+    // The accept phase the same way: granted by itself, rejected by node 2, node 1 down.
+    p.onPrepareReply(reply(p, PaxosMsgType.PrepareReply, 3));
+    p.onPrepareReply(reply(p, PaxosMsgType.PrepareReply, 2));
+    expect(p.phase).toBe('accepting');
+    p.onAcceptReply(reply(p, PaxosMsgType.AcceptReply, 3));
+    p.onAcceptReply(reject(p, PaxosMsgType.AcceptReply, 9));
+    expect(t.timerDelayMs()).toBeLessThan(options.acceptTimeoutMs);
+    t.fireTimer();
+    expect(p.phase).toBe('preparing');
+    expect(p.proposalId).toBe(10);
+  });
+
+  it('waits for the phase timeout when the unreachable member could still save the round, or when nobody rejected', () => {
+    const options = defaultPaxosOptions();
+    // Node 1 reachable: its promise may still come, so node 2's rejection alone loses nothing.
+    const reachable = proposer();
+    reachable.p.newValue(bytes('a'));
+    reachable.p.onPrepareReply(reply(reachable.p, PaxosMsgType.PrepareReply, 3));
+    reachable.p.onPrepareReply(reject(reachable.p, PaxosMsgType.PrepareReply, 7));
+    expect(reachable.timerDelayMs()).toBe(options.prepareTimeoutMs);
+    // Nodes 1 and 2 both down and silent: no rejection, so no retry storm, only the timeout.
+    const alone = proposer();
+    alone.down.add(1).add(2);
+    alone.p.newValue(bytes('a'));
+    alone.p.onPrepareReply(reply(alone.p, PaxosMsgType.PrepareReply, 3));
+    expect(alone.timerDelayMs()).toBe(options.prepareTimeoutMs);
   });
 });

@@ -14,6 +14,13 @@ export interface ProposerPort {
   /** Sends to every member, this node included (its acceptor answers like any other). */
   broadcast(msg: PaxosMsg): void;
   schedule(delayMs: number, fn: () => void): () => void;
+  /** Uniform in [0, 1): the jitter of a retry after a lost round. */
+  random(): number;
+  /**
+   * False when the transport knows the member unreachable (its connection failed and none opened
+   * since): its reply will not come, so a round it alone could still save is lost at once.
+   */
+  reachable(nodeId: number): boolean;
   lastChecksum(): number;
   /** The ballot the previous instance was chosen with; sent along so acceptors can learn it. */
   previousChosenBallot(): Ballot;
@@ -219,7 +226,7 @@ export class Proposer {
       this.preparedProposalId = this.proposalId;
       this.accept();
     } else if (this.roundLost()) {
-      this.armTimer('prepare', this.options.rejectedRetryDelayMs);
+      this.armTimer('prepare', this.retryDelayMs());
     }
   }
 
@@ -237,12 +244,33 @@ export class Proposer {
     return false;
   }
 
-  /** A majority rejected, or everyone answered without a majority granting (PhxPaxos MsgCounter). */
+  /**
+   * A majority rejected, or everyone answered without a majority granting (PhxPaxos MsgCounter),
+   * or (ours) a member rejected and the members still to answer that the transport can reach
+   * cannot make the grants a majority. PhxPaxos waits out the phase's timeout in that last case:
+   * with a member down, two proposers that preempt each other (survivors electing a master) each
+   * lost a whole accept or prepare timeout per duel. A rejection is required: without one, an
+   * unreachable majority would spin prepares instead of waiting for the timeout.
+   */
   private roundLost(): boolean {
-    return (
-      this.round.rejected.size >= this.majority() ||
-      this.round.received.size === this.host.members().length
-    );
+    const members = this.host.members();
+    const { granted, rejected, received } = this.round;
+    if (rejected.size >= this.majority() || received.size === members.length) return true;
+    if (rejected.size === 0) return false;
+    let possible = granted.size;
+    for (const m of members)
+      if (!received.has(m) && (m === this.host.nodeId || this.host.reachable(m))) possible++;
+    return possible < this.majority();
+  }
+
+  /**
+   * The pause before a lost round prepares again: [⅓, 1⅓) × rejectedRetryDelayMs, so two
+   * proposers that preempt each other do not retry in step (PhxPaxos Proposer::OnPrepareReply,
+   * `AddPrepareTimer(OtherUtils::FastRand() % 30 + 10)`).
+   */
+  private retryDelayMs(): number {
+    const base = this.options.rejectedRetryDelayMs;
+    return Math.floor(base / 3 + this.host.random() * base);
   }
 
   private accept(): void {
@@ -296,7 +324,7 @@ export class Proposer {
       this.exit();
       this.host.chosen(this.nowInstanceId, this.proposalId);
     } else if (this.roundLost()) {
-      this.armTimer('accept', this.options.rejectedRetryDelayMs);
+      this.armTimer('accept', this.retryDelayMs());
     }
   }
 
