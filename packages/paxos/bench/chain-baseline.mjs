@@ -12,23 +12,29 @@
 // `pool` (fs.fdatasync on libuv's thread pool, as @tspaxos/storage does) or `inline`
 // (fdatasyncSync on the event loop, as PhxPaxos's thread does). phxpaxos.mjs runs both and times
 // them beside tspaxos and PhxPaxos.
-import { fdatasync, fdatasyncSync, openSync, writeSync } from 'node:fs';
+import { fdatasync, fdatasyncSync, ftruncateSync, openSync, writeSync } from 'node:fs';
 import * as net from 'node:net';
 import { join } from 'node:path';
 
 const [role, dir, sync] = process.argv.slice(2);
 if (sync !== 'pool' && sync !== 'inline') throw new Error(`sync must be pool or inline: ${sync}`);
-const fd = openSync(join(dir, `${role}.log`), 'a');
+const fd = openSync(join(dir, `${role}.log`), 'w');
+/** The file grows in steps, sparse (ftruncate), as @tspaxos/storage's segments do (8 MiB). */
+const GROW_BYTES = 8 * 1024 * 1024;
+let size = 0;
+let position = 0;
 
 /** The follower's reply, and the proposer's mark after the warm-up: a frame of length 0. */
 const EMPTY_FRAME = Buffer.alloc(4);
 
 /**
  * Appends `buf` and makes it durable, then calls `done` (an error fails the process). The append
- * is a synchronous write in both modes, as @tspaxos/storage's segment pwritev is.
+ * is a synchronous pwrite in both modes, as @tspaxos/storage's segment pwritev is.
  */
 function appendDurable(buf, done) {
-  writeSync(fd, buf);
+  if (position + buf.length > size) ftruncateSync(fd, (size += GROW_BYTES));
+  writeSync(fd, buf, 0, buf.length, position);
+  position += buf.length;
   if (sync === 'inline') {
     fdatasyncSync(fd);
     done();

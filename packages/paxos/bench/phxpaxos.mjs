@@ -19,7 +19,8 @@
 //
 // Knobs: BENCH_RUNS (repetitions, median; default 3), BENCH_PHX_MS (measured ms per cell,
 // default 5000), BENCH_PHX_CELLS (comma-separated cell ids, default all), BENCH_PHX_PROF (a
-// directory: tspaxos's node processes write --cpu-prof profiles there).
+// directory: tspaxos's node processes write --cpu-prof profiles there), BENCH_PHX_SYNC_INLINE=1
+// (tspaxos's stores are opened with syncInline: a round's one fdatasync on the event loop).
 import { execFile, fork, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
@@ -34,6 +35,7 @@ const { envInteger, median, report, RUNS } = await import('../../../scripts/benc
 const MS = envInteger('BENCH_PHX_MS', 5000, { min: 100 });
 const WARMUP_MS = 1000;
 const PROF = process.env.BENCH_PHX_PROF || undefined;
+const STORE_OPTIONS = process.env.BENCH_PHX_SYNC_INLINE === '1' ? { syncInline: true } : {};
 const KIB100 = 100 * 1024;
 /** PhxPaxos packs a batch until it holds 500 KiB (propose_batch.cpp m_iBatchMaxSize, no setter). */
 const PHX_BATCH_MAX_BYTES = 500 * 1024;
@@ -112,7 +114,17 @@ async function tspaxos(c) {
       c.mode === 'batch' && c.valueBytes === KIB100 ? { batchMaxBytes: PHX_BATCH_MAX_BYTES } : {};
     await Promise.all(
       children.map((ch) =>
-        request(ch, { type: 'peers', peers: ports, batchMaxValues: c.batch, options }, 'started'),
+        request(
+          ch,
+          {
+            type: 'peers',
+            peers: ports,
+            batchMaxValues: c.batch,
+            options,
+            storeOptions: STORE_OPTIONS,
+          },
+          'started',
+        ),
       ),
     );
     const run = { batch: c.mode === 'batch', concurrency: c.callers, valueBytes: c.valueBytes };
@@ -321,6 +333,7 @@ for (const c of CELLS) {
 }
 report('paxos-phxpaxos', rows, {
   phxpaxos: BIN === undefined ? 'skipped: PHXPAXOS_BENCH not set' : BIN,
+  tspaxosStoreOptions: STORE_OPTIONS,
   measuredMs: MS,
   raw: results,
 });
