@@ -9,7 +9,8 @@
 // E_CORRUPT_RECORD, every record is one that was written, and every batch is whole or absent.
 // Three planted writers (StorageUnsafeFaults: "ack before fdatasync", "index first", "join the
 // round under way") must be caught. A run with syncInline (the one fdatasync of a round on the
-// event loop) keeps the same promise. WAL checkpoints are off here, so the database file does not change during a run.
+// event loop) keeps the same promise. WAL checkpoints are off here, so the database file does
+// not change during a run.
 import {
   fdatasyncSync,
   fstatSync,
