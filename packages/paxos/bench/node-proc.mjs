@@ -41,7 +41,7 @@ process.on('message', async (m) => {
       nodeId,
       cluster: [1, 2, 3],
       groups: 1,
-      store: SqliteLogStore.open(dataDir),
+      store: SqliteLogStore.open(dataDir, m.storeOptions ?? {}),
       network,
       scheduler: realScheduler(),
       random: realRandom(),

@@ -11,10 +11,17 @@
 // (README.md of this package, "Benchmark against PhxPaxos"): set PHXPAXOS_BENCH to its path.
 // Without it only tspaxos is measured and the script says so.
 //
+// The propose cells (one value per instance) also time the physical floor of that chain in the
+// same run, interleaved (chain-baseline.mjs: a value sent over TCP to one follower, both append
+// and fdatasync it, the follower replies; one value in flight), once with the fdatasync on
+// libuv's pool as tspaxos does and once inline as PhxPaxos does, and print tspaxos ÷ that and
+// PhxPaxos ÷ that.
+//
 // Knobs: BENCH_RUNS (repetitions, median; default 3), BENCH_PHX_MS (measured ms per cell,
 // default 5000), BENCH_PHX_CELLS (comma-separated cell ids, default all), BENCH_PHX_PROF (a
-// directory: tspaxos's node processes write --cpu-prof profiles there).
-import { execFile, fork } from 'node:child_process';
+// directory: tspaxos's node processes write --cpu-prof profiles there), BENCH_PHX_SYNC_INLINE=1
+// (tspaxos's stores are opened with syncInline: a round's one fdatasync on the event loop).
+import { execFile, fork, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
 import * as net from 'node:net';
@@ -28,6 +35,7 @@ const { envInteger, median, report, RUNS } = await import('../../../scripts/benc
 const MS = envInteger('BENCH_PHX_MS', 5000, { min: 100 });
 const WARMUP_MS = 1000;
 const PROF = process.env.BENCH_PHX_PROF || undefined;
+const STORE_OPTIONS = process.env.BENCH_PHX_SYNC_INLINE === '1' ? { syncInline: true } : {};
 const KIB100 = 100 * 1024;
 /** PhxPaxos packs a batch until it holds 500 KiB (propose_batch.cpp m_iBatchMaxSize, no setter). */
 const PHX_BATCH_MAX_BYTES = 500 * 1024;
@@ -106,7 +114,17 @@ async function tspaxos(c) {
       c.mode === 'batch' && c.valueBytes === KIB100 ? { batchMaxBytes: PHX_BATCH_MAX_BYTES } : {};
     await Promise.all(
       children.map((ch) =>
-        request(ch, { type: 'peers', peers: ports, batchMaxValues: c.batch, options }, 'started'),
+        request(
+          ch,
+          {
+            type: 'peers',
+            peers: ports,
+            batchMaxValues: c.batch,
+            options,
+            storeOptions: STORE_OPTIONS,
+          },
+          'started',
+        ),
       ),
     );
     const run = { batch: c.mode === 'batch', concurrency: c.callers, valueBytes: c.valueBytes };
@@ -158,13 +176,73 @@ async function phxpaxos(c) {
   }
 }
 
-const results = Object.fromEntries(CELLS.map((c) => [c.id, { tspaxos: [], phxpaxos: [] }]));
+/** The first line `child` prints, parsed, and a promise of its last one at exit. */
+function jsonLines(child) {
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  const exited = once(child, 'close').then(([code]) => {
+    if (code !== 0) throw new Error(`chain-baseline.mjs exited with ${code}`);
+    return JSON.parse(out.trim().split('\n').pop());
+  });
+  const first = new Promise((resolve, reject) => {
+    const look = () => {
+      const nl = out.indexOf('\n');
+      if (nl >= 0) {
+        child.stdout.off('data', look);
+        resolve(JSON.parse(out.slice(0, nl)));
+      }
+    };
+    child.stdout.on('data', look);
+    exited.catch(reject);
+  });
+  return { first, exited };
+}
+
+/**
+ * The physical floor of one value per instance (chain-baseline.mjs): a proposer and one follower
+ * process, `sync` 'pool' (fs.fdatasync on libuv's pool, as tspaxos) or 'inline' (PhxPaxos).
+ */
+async function chain(c, sync) {
+  const dir = mkdtempSync(join(tmpdir(), 'chain-baseline-'));
+  const script = new URL('./chain-baseline.mjs', import.meta.url).pathname;
+  const run = (args) =>
+    spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const follower = run(['follower', dir, sync]);
+    const f = jsonLines(follower);
+    const { port } = await f.first;
+    const proposer = run(['proposer', dir, sync, port, c.valueBytes, MS, WARMUP_MS].map(String));
+    const p = await jsonLines(proposer).exited;
+    const { cpuMs } = await f.exited;
+    return {
+      valuesPerSec: p.valuesPerSec,
+      p50Ms: p.p50Ms,
+      p99Ms: p.p99Ms,
+      cpuMsPerInstance: p.count === 0 ? 0 : (p.cpuMsProposer + cpuMs) / p.count,
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const SYSTEMS = {
+  tspaxos,
+  phxpaxos,
+  chainPool: (c) => chain(c, 'pool'),
+  chainInline: (c) => chain(c, 'inline'),
+};
+const results = Object.fromEntries(
+  CELLS.map((c) => [c.id, { tspaxos: [], phxpaxos: [], chainPool: [], chainInline: [] }]),
+);
 for (let r = 0; r < RUNS; r++) {
   for (const c of CELLS) {
-    const order =
-      BIN === undefined ? ['tspaxos'] : r % 2 ? ['phxpaxos', 'tspaxos'] : ['tspaxos', 'phxpaxos'];
+    const order = BIN === undefined ? ['tspaxos'] : ['tspaxos', 'phxpaxos'];
+    if (c.mode === 'propose') order.push('chainPool', 'chainInline');
+    // A different order every repetition, so a load that grows or fades is spread over all.
+    for (let k = 0; k < r % order.length; k++) order.push(order.shift());
+    if (r % 2 === 1) order.reverse();
     for (const system of order) {
-      const x = system === 'tspaxos' ? await tspaxos(c) : await phxpaxos(c);
+      const x = await SYSTEMS[system](c);
       results[c.id][system].push(x);
       console.log(`run ${r + 1} ${c.id} ${system}`, JSON.stringify(x));
     }
@@ -219,6 +297,28 @@ for (const c of CELLS) {
       unit: 'ms',
       ratio: 1,
     });
+  for (const [key, how] of [
+    ['chainPool', 'fdatasync on libuv pool'],
+    ['chainInline', 'fdatasync inline'],
+  ]) {
+    const b = results[c.id][key];
+    if (b.length === 0) continue;
+    const bv = med(b, 'valuesPerSec');
+    const name = `physical chain ${size(c.valueBytes)} (TCP to 1 follower, both append + ${how})`;
+    rows.push({ name, value: bv, unit: 'values/s', ratio: 1 });
+    rows.push({
+      name: `${name} (CPU ms per value, 2 processes)`,
+      value: med(b, 'cpuMsPerInstance'),
+      unit: 'ms',
+    });
+    rows.push({ name: `tspaxos ${label(c)} ÷ physical chain (${how})`, value: tv / bv, unit: '×' });
+    if (pv !== undefined)
+      rows.push({
+        name: `PhxPaxos ${label(c)} ÷ physical chain (${how})`,
+        value: pv / bv,
+        unit: '×',
+      });
+  }
   rows.push({
     name: `tspaxos ${label(c)} (values per instance)`,
     value: med(t, 'valuesPerInstance'),
@@ -233,6 +333,7 @@ for (const c of CELLS) {
 }
 report('paxos-phxpaxos', rows, {
   phxpaxos: BIN === undefined ? 'skipped: PHXPAXOS_BENCH not set' : BIN,
+  tspaxosStoreOptions: STORE_OPTIONS,
   measuredMs: MS,
   raw: results,
 });

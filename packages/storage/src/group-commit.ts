@@ -9,6 +9,9 @@
 //       round is durable through the WAL alone (a meta value, a dropped group, an index row with
 //       no entry) or a WAL checkpoint is due (its writes then acknowledged after (1)),
 //   (2) fsync of the WAL, once the segments written during (1) are fdatasynced too.
+// A round that needs one fdatasync and nothing else (one segment written, no new directory entry,
+// no WAL fsync) runs it on the event loop instead when the store is opened with `syncInline`
+// (sqlite-log-store.ts says what it saves and what it costs).
 // Every record written before (1) starts is durable when the round ends; writes committed
 // meanwhile share the next round. So a durable write of records is one append and one
 // fdatasync: the segments are the truth, and an open replays the entries the durable index
@@ -47,7 +50,8 @@ export type FsyncFn = (fd: number, callback: (err: NodeJS.ErrnoException | null)
  * What the store did to make writes durable: fsyncs (WAL and directories) and fdatasyncs
  * (segments), the sync writes they covered, of which `queuedSyncWrites` came while a round ran
  * and were written together as the next began, the WAL checkpoints (each: SQLite's own two
- * fsyncs), of which `inlineWalCheckpoints` on the event loop, and the unsynced writes held back
+ * fsyncs), of which `inlineWalCheckpoints` on the event loop (and `inlineFdatasyncs` of the
+ * fdatasyncs, syncInline), and the unsynced writes held back
  * by the WAL's bound (wal-checkpointer.ts).
  */
 export interface SyncStats {
@@ -57,6 +61,8 @@ export interface SyncStats {
   queuedSyncWrites: number;
   walCheckpoints: number;
   inlineWalCheckpoints: number;
+  /** Of `fdatasyncs`, those run on the event loop (syncInline). */
+  inlineFdatasyncs: number;
   backpressureWaits: number;
 }
 
@@ -130,6 +136,11 @@ export interface GroupCommitPorts {
   walFd: number | undefined;
   fsync: FsyncFn;
   fdatasync: FsyncFn;
+  /**
+   * Set (syncInline): a round whose only sync is one segment's fdatasync runs it with this, on
+   * the event loop, instead of `fdatasync` on the pool. Throws on failure.
+   */
+  fdatasyncInline?: (fd: number) => void;
   stats: SyncStats;
   failure: StickyFailure;
   /**
@@ -306,7 +317,6 @@ export class GroupCommit {
     const syncSegments = () => {
       for (const write of this.ports.heldWrites?.splice(0) ?? []) write();
       const { segments: dirty, dirs } = segments.takeDirty();
-      let pending = dirty.length + dirs.length;
       const then = () => {
         segments.synced(dirty);
         if (!needsWal || faults.indexFirst === true) return finish();
@@ -317,6 +327,19 @@ export class GroupCommit {
         if (segments.hasDirty) syncSegments();
         else syncWal(finish);
       };
+      const inline = this.ports.fdatasyncInline;
+      if (inline !== undefined && dirty.length === 1 && dirs.length === 0 && !needsWal) {
+        // The one sync of the round: no pool hand-offs (sqlite-log-store.ts, syncInline).
+        stats.fdatasyncs++;
+        stats.inlineFdatasyncs++;
+        try {
+          inline(dirty[0]!.segment.fd);
+        } catch (e) {
+          return fail(e, 'fdatasync of a segment file');
+        }
+        return then();
+      }
+      let pending = dirty.length + dirs.length;
       if (pending === 0) return then();
       let failed = false;
       const done = (err: unknown, what: string) => {

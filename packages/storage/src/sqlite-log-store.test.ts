@@ -276,6 +276,7 @@ describe('SqliteLogStore group commit', () => {
       queuedSyncWrites: 0,
       walCheckpoints: 0,
       inlineWalCheckpoints: 0,
+      inlineFdatasyncs: 0,
       backpressureWaits: 0,
     });
     const closing = store.close();
@@ -669,6 +670,7 @@ describe('SqliteLogStore segments: durability', () => {
       queuedSyncWrites: 0,
       walCheckpoints: 0,
       inlineWalCheckpoints: 0,
+      inlineFdatasyncs: 0,
       backpressureWaits: 0,
     });
     // SQLite did not checkpoint by itself either: its default would have kept the WAL near
@@ -939,6 +941,64 @@ describe('SqliteLogStore segments: durability', () => {
     fdatasyncs.calls[0]!.done(Object.assign(new Error('EIO: i/o error'), { code: 'EIO' }));
     await expect(a).rejects.toMatchObject({ code: 'E_IO' });
     expect(await codeOf(store.put(0, sized(2, 50_000), { sync: false }))).toBe('E_IO');
+    await store.close();
+  });
+
+  it('syncInline: a round whose only sync is one segment fdatasync runs it on the event loop, before the write is acknowledged; any other round goes to the pool', async () => {
+    const dir = tempDir();
+    const io = countingSyncs();
+    const inline: number[] = [];
+    let acked = 0;
+    const store = SqliteLogStore.open(dir, {
+      ...io,
+      syncInline: true,
+      fdatasyncSync: (fd) => {
+        // The write it covers is not acknowledged yet.
+        inline.push(acked);
+        fdatasyncSync(fd);
+      },
+    });
+    const bytesOf = (id: number) => (id === 1 ? 50_000 : id % 2 === 0 ? 100 * 1024 : 100);
+    // The first write creates the segment file: its directories are fsynced too (the pool).
+    await store.put(0, sized(1, bytesOf(1)), { sync: true });
+    acked++;
+    expect(io.counts).toEqual({ fsync: 3, fdatasync: 1 });
+    expect(inline).toEqual([]);
+    // One value per round, large and small: each one fdatasync on the event loop.
+    for (let id = 2; id <= 11; id++) {
+      await store.put(0, sized(id, bytesOf(id)), { sync: true });
+      acked++;
+    }
+    expect(inline).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(io.counts).toEqual({ fsync: 3, fdatasync: 1 });
+    // A write durable through the WAL (a meta value) needs the WAL's fsync: the pool.
+    await store.setMeta(0, 'k', new Uint8Array([1]), { sync: true });
+    expect(io.counts.fsync).toBe(4);
+    expect(inline.length).toBe(10);
+    expect(store.syncStats).toMatchObject({ fdatasyncs: 11, inlineFdatasyncs: 10 });
+    await store.close();
+    const again = SqliteLogStore.open(dir);
+    for (let id = 1; id <= 11; id++)
+      expect(view(again.get(0, id))).toEqual(view(sized(id, bytesOf(id))));
+    await again.close();
+  });
+
+  it('syncInline: a failed inline fdatasync fails that write and every later one with E_IO', async () => {
+    let fail = false;
+    const store = SqliteLogStore.open(tempDir(), {
+      syncInline: true,
+      fdatasyncSync: (fd) => {
+        if (fail) throw Object.assign(new Error('EIO: i/o error'), { code: 'EIO' });
+        fdatasyncSync(fd);
+      },
+    });
+    await store.put(0, sized(1, 50_000), { sync: true }); // creates the segment (pool)
+    fail = true;
+    await expect(store.put(0, sized(2, 50_000), { sync: true })).rejects.toMatchObject({
+      code: 'E_IO',
+    });
+    expect(store.syncStats.inlineFdatasyncs).toBe(1);
+    expect(await codeOf(store.put(0, sized(3, 100), { sync: true }))).toBe('E_IO');
     await store.close();
   });
 

@@ -20,7 +20,7 @@
 // migrations), group-commit.ts (durability and the fsync rule), recovery.ts (the open's replay
 // of segment entries), wal-checkpointer.ts (WAL checkpoints, their worker and the WAL's bound),
 // range-reader.ts, compaction.ts.
-import { fdatasync, fsync, mkdirSync, statSync } from 'node:fs';
+import { fdatasync, fdatasyncSync, fsync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '@tspaxos/core';
 import type { AcceptorRecord } from '@tspaxos/crc-wasm';
@@ -102,6 +102,20 @@ export interface SqliteLogStoreOptions extends Partial<StorageOptions>, WalCheck
   fsync?: FsyncFn;
   /** Replaces fs.fdatasync (of segment files) in the group commit: fault injection and tests. */
   fdatasync?: FsyncFn;
+  /**
+   * A round of the group commit whose only sync is one segment's fdatasync (one segment
+   * written, no new directory entry, no WAL fsync: a single group's acceptor writing one value
+   * per instance) runs it on the event loop (fdatasyncSync) instead of libuv's thread pool (issue
+   * 22). It saves the pool's hand-offs per durable write (a pool thread woken, its completion
+   * waking the loop, a mutex handed over: each a wait for a core on a loaded machine; ~0.4 ms of
+   * CPU per instance of 100 KiB on two nodes, BENCHMARKS.md) and blocks the event loop for the
+   * sync's duration: every other group, socket and timer of the process waits for it (dev runs
+   * on a loaded disk: a 1 ms timer up to 0.9–1.6 s late, against 28–56 ms with the pool; and a
+   * lone sequential writer was no faster). Off by default; for a process that serves one group.
+   */
+  syncInline?: boolean;
+  /** Replaces fs.fdatasyncSync (syncInline's inline fdatasync): fault injection and tests. */
+  fdatasyncSync?: (fd: number) => void;
   /** Replaces the segment append (a pwritev of all the bytes): fault injection and tests. */
   writeSegment?: SegmentWriteFn;
   /** Where the open's repairs are logged (a torn tail cut, an unfinished batch dropped). */
@@ -157,6 +171,7 @@ export class SqliteLogStore implements LogStore {
     queuedSyncWrites: 0,
     walCheckpoints: 0,
     inlineWalCheckpoints: 0,
+    inlineFdatasyncs: 0,
     backpressureWaits: 0,
   };
 
@@ -229,6 +244,9 @@ export class SqliteLogStore implements LogStore {
       walFd,
       fsync: fsyncFn,
       fdatasync: options.fdatasync ?? fdatasync,
+      ...(options.syncInline === true
+        ? { fdatasyncInline: options.fdatasyncSync ?? fdatasyncSync }
+        : {}),
       stats: this.syncStats,
       failure: this.failure,
       afterRound: (walSynced) => this.walCheckpointer.afterGroupCommit(walSynced),

@@ -8,7 +8,9 @@
 // as durable before that moment, byte for byte, with nothing damaged: no record reads as
 // E_CORRUPT_RECORD, every record is one that was written, and every batch is whole or absent.
 // Three planted writers (StorageUnsafeFaults: "ack before fdatasync", "index first", "join the
-// round under way") must be caught. WAL checkpoints are off here, so the database file does not change during a run.
+// round under way") must be caught. A run with syncInline (the one fdatasync of a round on the
+// event loop) keeps the same promise. WAL checkpoints are off here, so the database file does
+// not change during a run.
 import {
   fdatasyncSync,
   fstatSync,
@@ -186,7 +188,7 @@ interface Snapshot {
  * Runs a seeded writer against a store whose sync ports are the SimDisk's, taking an image at
  * every step; returns the images with what was acknowledged at each, and what was written.
  */
-async function run(seed: number, faults: StorageUnsafeFaults, modes: Mode[]) {
+async function run(seed: number, faults: StorageUnsafeFaults, modes: Mode[], syncInline = false) {
   const dir = tempDir('tspaxos-power-');
   const written: Written = { versions: new Map(), batches: new Map(), batched: new Set() };
   const acked = new Map<number, number>();
@@ -215,6 +217,13 @@ async function run(seed: number, faults: StorageUnsafeFaults, modes: Mode[]) {
     segmentGrowBytes: 64 * 1024,
     fsync: syncPort(fsyncSync, 'fsync'),
     fdatasync: syncPort(fdatasyncSync, 'fdatasync'),
+    syncInline,
+    fdatasyncSync: (fd) => {
+      snap('before inline fdatasync');
+      fdatasyncSync(fd);
+      holder.disk!.sync(fd);
+      snap('after inline fdatasync');
+    },
     writeSegment: (fd, buffers, position) => {
       snap('before segment write');
       let at = position;
@@ -381,7 +390,13 @@ it(
       for (const k of Object.keys(totals) as Array<keyof typeof totals>) all[k] += totals[k];
       all.queuedSyncWrites += stats.queuedSyncWrites;
     }
-    console.log('power loss:', all);
+    // The same with syncInline: the rounds with one segment's fdatasync run it on the event loop.
+    const inline = await run(0x5eed, {}, ['lose', 'prefix', 'holes'], true);
+    const inlineCheck = await check(inline.snapshots, inline.written);
+    expect(inlineCheck.violations).toEqual([]);
+    expect(inline.stats.inlineFdatasyncs).toBeGreaterThanOrEqual(3); // 5 with this seed
+    expect(inlineCheck.totals.acked).toBeGreaterThan(100);
+    console.log('power loss:', all, 'syncInline:', inlineCheck.totals, inline.stats);
     // Every step of two runs, three ways each; the opens rebuilt index rows from entries the
     // WAL had not made durable, and cut torn tails.
     expect(all.images).toBeGreaterThan(200);
