@@ -28,11 +28,13 @@ if (mode === 'receive-file') {
   let bytes = 0;
   let firstAt;
   let cpuAtFirst;
+  let faultsAtFirst;
   const server = net.createServer((socket) => {
     socket.on('data', (data) => {
       if (firstAt === undefined) {
         firstAt = performance.now();
         cpuAtFirst = process.cpuUsage();
+        faultsAtFirst = process.resourceUsage().minorPageFault;
       }
       writeSync(fd, data);
       bytes += data.length;
@@ -48,6 +50,8 @@ if (mode === 'receive-file') {
         bytes,
         ms: doneAt - firstAt,
         cpuMs: (cpu.user + cpu.system) / 1000,
+        userMs: cpu.user / 1000,
+        minorPageFaults: process.resourceUsage().minorPageFault - faultsAtFirst,
       });
       server.close();
       process.exit(0);

@@ -137,6 +137,7 @@ process.on('message', async (m) => {
     });
     readyAt = performance.now();
     const cpuAtReady = process.cpuUsage();
+    const faultsAtReady = process.resourceUsage().minorPageFault;
     if (process.env.CATCHUP_DEBUG)
       console.log(`${(performance.timeOrigin + readyAt).toFixed(1)} n${nodeId} ready`);
     const check = (instanceId) => {
@@ -159,6 +160,9 @@ process.on('message', async (m) => {
         // CPU time of this process from ready to caught up: a cost per instance that a loaded
         // machine distorts less than the rate.
         cpuMs: cpuMs(process.cpuUsage(cpuAtReady)),
+        userMs: process.cpuUsage(cpuAtReady).user / 1000,
+        // Page faults (fresh memory the kernel zeroes: a buffer per frame shows here).
+        minorPageFaults: process.resourceUsage().minorPageFault - faultsAtReady,
         counters: st.learner.counters,
       });
     };

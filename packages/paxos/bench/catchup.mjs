@@ -46,6 +46,11 @@ const PHXPAXOS_PROPOSE_100K_PER_SEC = 440;
  * issue 22's ready → caught up).
  */
 const APART_ONLY = envInteger('BENCH_CATCHUP_APART_ONLY', 0, { min: 0, max: 1 });
+/**
+ * 1: each run only the physical baseline from file and the quiet catch-up, back to back (quick
+ * A/B iterations on the learning node's CPU per value, issue 22).
+ */
+const QUIET_ONLY = envInteger('BENCH_CATCHUP_QUIET_ONLY', 0, { min: 0, max: 1 });
 /** How late the writer one ahead answers node 3's first ask, so the other writer serves first. */
 const APART_ANSWER_LATE_MS = 200;
 /** 0 skips the raw-socket baselines (quick iterations on the commit-rate measure). */
@@ -301,6 +306,31 @@ async function proposeRun(valueBytes, concurrency) {
   }
 }
 
+/** The physical baseline from file: its rate, and its receiver's CPU and page faults per value. */
+function physicalFileFigures(f) {
+  return {
+    physicalFileInstancesPerSec: f.count / (f.ms / 1000),
+    physicalFileMBPerSec: f.bytes / 2 ** 20 / (f.ms / 1000),
+    physicalFileReceiverCpuUsPerInstance: (f.cpuMs * 1000) / f.count,
+    physicalFileReceiverUserUsPerInstance: (f.userMs * 1000) / f.count,
+    physicalFileReceiverFaultsPerInstance: f.minorPageFaults / f.count,
+  };
+}
+
+/** The quiet catch-up: its rate, and the learning (and sending) node's CPU per value. */
+function quietFigures(quiet) {
+  return {
+    quietInstancesPerSec: quiet.instances / (quiet.readyToDoneMs / 1000),
+    quietMBPerSec: quiet.learnedBytes / 2 ** 20 / (quiet.readyToDoneMs / 1000),
+    // CPU per learned instance, from the quiet catch-up (node 1's proposals would count in the
+    // sender's figure otherwise).
+    receiverCpuUsPerInstance: (quiet.cpuMs * 1000) / quiet.instances,
+    receiverUserUsPerInstance: (quiet.userMs * 1000) / quiet.instances,
+    receiverFaultsPerInstance: quiet.minorPageFaults / quiet.instances,
+    senderCpuUsPerInstance: (quiet.senderCpuMs * 1000) / quiet.instances,
+  };
+}
+
 /**
  * Issue 22's rows: ready → caught up beside writers one instance apart, as a user times it, next
  * to the rate of the stream that served all but the last instance.
@@ -365,6 +395,17 @@ for (const [label, count, valueBytes] of [
   );
   const runs = [];
   for (let r = 0; r < RUNS; r++) {
+    if (QUIET_ONLY) {
+      const f = await baseline(d, 'receive-file', 'send-file');
+      const quiet = await catchUp(d);
+      const run = {
+        ...physicalFileFigures(f),
+        ...quietFigures(quiet),
+      };
+      console.log(label, JSON.stringify(run));
+      runs.push(run);
+      continue;
+    }
     // Writers one instance apart: ready → caught up (node 2's now id) beside node 1's stream.
     const a = await catchUp(d, { apartValueBytes: valueBytes });
     const apart = {
@@ -426,17 +467,8 @@ for (const [label, count, valueBytes] of [
         physicalMBPerSec: p.bytes / 2 ** 20 / (p.ms / 1000),
         physicalReceiverCpuUsPerInstance: (p.cpuMs * 1000) / p.count,
       }),
-      ...(f && {
-        physicalFileInstancesPerSec: f.count / (f.ms / 1000),
-        physicalFileMBPerSec: f.bytes / 2 ** 20 / (f.ms / 1000),
-        physicalFileReceiverCpuUsPerInstance: (f.cpuMs * 1000) / f.count,
-      }),
-      quietInstancesPerSec: quiet.instances / (quiet.readyToDoneMs / 1000),
-      quietMBPerSec: quiet.learnedBytes / 2 ** 20 / (quiet.readyToDoneMs / 1000),
-      // CPU per learned instance, from the quiet catch-up (node 1's proposals would count in the
-      // sender's figure otherwise).
-      receiverCpuUsPerInstance: (quiet.cpuMs * 1000) / quiet.instances,
-      senderCpuUsPerInstance: (quiet.senderCpuMs * 1000) / quiet.instances,
+      ...(f && physicalFileFigures(f)),
+      ...quietFigures(quiet),
       // The stream while node 1 proposes: the mean of the two catch-ups of this run.
       instancesPerSec: (s1.instancesPerSec + s2.instancesPerSec) / 2,
       MBPerSec: (s1.MBPerSec + s2.MBPerSec) / 2,
@@ -456,6 +488,26 @@ for (const [label, count, valueBytes] of [
     runs.push(run);
   }
   raw[label] = runs;
+  if (QUIET_ONLY) {
+    const m = (k) => median(runs.map((x) => x[k]));
+    rows.push(
+      {
+        name: `catch-up ${label}: stream, group quiet`,
+        value: m('quietMBPerSec'),
+        unit: 'MB/s',
+        ratio: m('quietMBPerSec') / m('physicalFileMBPerSec'),
+        baseline: 'physical (from file)',
+      },
+      {
+        name: `catch-up ${label}: receiver CPU per instance, group quiet`,
+        value: m('receiverCpuUsPerInstance'),
+        unit: 'µs',
+        ratio: m('receiverCpuUsPerInstance') / m('physicalFileReceiverCpuUsPerInstance'),
+        baseline: 'physical (from file) receiver CPU per instance',
+      },
+    );
+    continue;
+  }
   rows.push(...apartRows(label, runs));
   if (APART_ONLY) continue;
   const m = (k) => median(runs.map((x) => x[k]));
