@@ -149,7 +149,11 @@ function restartTimeline({ node, lines }, caughtUpMs) {
   };
   return [
     `restart timeline of node ${node} (ms from spawn):`,
-    step('data-dir', 'modules loaded (first line)'),
+    step('data-dir', 'first log line', (e) =>
+      e.startMs === undefined
+        ? ''
+        : ` (process clock: Node bootstrapped ${e.startMs.nodeBootstrap}, modules loaded ${e.startMs.modulesLoaded}, this line ${e.startMs.dataDir})`,
+    ),
     step(
       'log-opened',
       'log open',

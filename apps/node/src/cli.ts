@@ -38,6 +38,12 @@ import {
   MIN_KEEP_LOG_INSTANCES,
 } from './options';
 
+/**
+ * Milliseconds from the process start to the end of this bundle's module evaluation: the first
+ * mark of a node's start timeline (the `data-dir` line; issue 22, BENCHMARKS.md).
+ */
+const MODULES_LOADED_MS = performance.now();
+
 const EXIT_USAGE = 2;
 /** Flags `tspaxos node` needs from the command line, the environment or --config. */
 const NODE_REQUIRED = ['--id', '--http', '--data'];
@@ -293,32 +299,35 @@ export function buildProgram(): Command {
       } else if (!cluster.has(o.id)) {
         usageError(`--id ${o.id} is not in --cluster (${[...cluster.keys()].join(',')})`);
       }
-      await runNode({
-        nodeId: o.id,
-        cluster,
-        ...(o.join !== undefined
-          ? { join: { url: o.join, as: o.joinAs, client: joinClient } }
-          : {}),
-        listen: listen!,
-        http: o.http,
-        dataDir: o.data,
-        ...(o.followTo !== undefined ? { followTo: o.followTo } : {}),
-        groups: o.groups,
-        httpPeers: o.httpPeers ?? new Map(),
-        ...(o.catchUpRate !== undefined ? { catchUpRatePerSec: o.catchUpRate } : {}),
-        ...(o.catchUpBatch !== undefined ? { catchUpBatchInstances: o.catchUpBatch } : {}),
-        masterElection: o.masterElection,
-        ...(o.masterLeaseMs !== undefined ? { masterLeaseMs: o.masterLeaseMs } : {}),
-        checkpointEveryInstances: o.checkpointEvery,
-        keepLogInstances: o.keepLog,
-        idempotencyWindowMs: o.idempotencyWindowMs,
-        idempotencyWindowKeys: o.idempotencyKeys,
-        logLevel: o.logLevel,
-        clusterId: o.clusterId,
-        ...security,
-        corsOrigins: o.corsOrigin ?? [],
-        readyMaxLagInstances: o.readyMaxLag,
-      });
+      await runNode(
+        {
+          nodeId: o.id,
+          cluster,
+          ...(o.join !== undefined
+            ? { join: { url: o.join, as: o.joinAs, client: joinClient } }
+            : {}),
+          listen: listen!,
+          http: o.http,
+          dataDir: o.data,
+          ...(o.followTo !== undefined ? { followTo: o.followTo } : {}),
+          groups: o.groups,
+          httpPeers: o.httpPeers ?? new Map(),
+          ...(o.catchUpRate !== undefined ? { catchUpRatePerSec: o.catchUpRate } : {}),
+          ...(o.catchUpBatch !== undefined ? { catchUpBatchInstances: o.catchUpBatch } : {}),
+          masterElection: o.masterElection,
+          ...(o.masterLeaseMs !== undefined ? { masterLeaseMs: o.masterLeaseMs } : {}),
+          checkpointEveryInstances: o.checkpointEvery,
+          keepLogInstances: o.keepLog,
+          idempotencyWindowMs: o.idempotencyWindowMs,
+          idempotencyWindowKeys: o.idempotencyKeys,
+          logLevel: o.logLevel,
+          clusterId: o.clusterId,
+          ...security,
+          corsOrigins: o.corsOrigin ?? [],
+          readyMaxLagInstances: o.readyMaxLag,
+        },
+        { modulesLoadedMs: MODULES_LOADED_MS },
+      );
     });
 
   withEnvVars(program.command('cluster'))

@@ -478,6 +478,48 @@ describe('idempotency keys', () => {
     kv.close();
   });
 
+  it('keys expire on time across writes without keys and a restart (the DELETE is skipped only when none can)', async () => {
+    const dir = tempDir();
+    const window = { ms: 500, keys: 1000 };
+    const at = (ms: number, key: string, extra: Partial<KvWrite> = {}) =>
+      put(key, 'v', { window, proposedAtMs: T0 + ms, ...extra });
+    const a = new KvStateMachine({ dir, group: 0, onFatal: fatal });
+    await applyOne(a, 1, at(0, 'a', idem('A')));
+    await applyOne(a, 2, at(400, 'b', idem('B')));
+    a.close();
+    // The oldest key's time is read back at start: without it the restarted node kept A forever.
+    const kv = new KvStateMachine({ dir, group: 0, onFatal: fatal });
+    for (let i = 0; i < 5; i++) await applyOne(kv, 3 + i, at(100 * i, 'x'));
+    expect(kv.status()).toMatchObject({
+      idempotencyKeys: 2,
+      counters: { idempotencyKeysExpired: 0 },
+    });
+    await applyOne(kv, 8, at(700, 'x')); // A (0) is older than 700 − 500; B (400) is not
+    expect(kv.status()).toMatchObject({
+      idempotencyKeys: 1,
+      counters: { idempotencyKeysExpired: 1 },
+    });
+    await applyOne(kv, 9, at(899, 'x')); // B is not older than 399
+    expect(kv.status().counters.idempotencyKeysExpired).toBe(1);
+    await applyOne(kv, 10, at(901, 'x')); // B (400) is older than 401
+    expect(kv.status()).toMatchObject({
+      idempotencyKeys: 0,
+      counters: { idempotencyKeysExpired: 2 },
+    });
+    // A key recorded after all others expired expires in its turn.
+    await applyOne(kv, 11, at(1000, 'c', idem('C')));
+    await applyOne(kv, 12, at(1501, 'x'));
+    expect(kv.status()).toMatchObject({
+      idempotencyKeys: 0,
+      counters: { idempotencyKeysExpired: 3 },
+    });
+    expect(await applyOne(kv, 13, at(1502, 'a', idem('A')))).toMatchObject({
+      replayed: false,
+      instanceId: 13,
+    });
+    kv.close();
+  });
+
   it('two replicas given the same writes decide the same, whatever their own clocks', async () => {
     const writes = [
       put('a', '1', { ...idem('A'), proposedAtMs: T0 }),

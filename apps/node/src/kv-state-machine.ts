@@ -151,6 +151,11 @@ export class KvStateMachine implements StateMachine {
   private idempotencySeq = 0;
   private idempotencyKeys = 0;
   /**
+   * At most the oldest recorded key's time (Infinity: none recorded): a write whose window cuts
+   * below it expires nothing, and skips the DELETE (writes without keys, a catch-up's thousands).
+   */
+  private idempotencyOldestAtMs = Infinity;
+  /**
    * Writes to each key in the instance being applied: the second write to a key in one batch
    * gets version `<instance id>.1`, so a version names one write (not derived from any clock).
    */
@@ -246,7 +251,7 @@ export class KvStateMachine implements StateMachine {
       // synchronous loop, so a commit queued as a microtask runs after the last of them and
       // before any reply or any other request is handled (a replay at start may put several
       // instances in one transaction: still atomic, and it records the last).
-      this.db.exec('BEGIN');
+      this.stmts.begin.run();
       this.inTransaction = true;
       queueMicrotask(() => this.commit());
     }
@@ -254,8 +259,8 @@ export class KvStateMachine implements StateMachine {
       // A savepoint per instance: an execute() that throws (a broken record, a full disk) undoes
       // its whole instance, which paxos retries from its first item; the instances before it in
       // this transaction stay.
-      if (this.instanceStart !== undefined) this.db.exec('RELEASE instance');
-      this.db.exec('SAVEPOINT instance');
+      if (this.instanceStart !== undefined) this.stmts.release.run();
+      this.stmts.savepoint.run();
       this.instanceStart = this.memory(ctx.instanceId);
     }
     try {
@@ -279,6 +284,7 @@ export class KvStateMachine implements StateMachine {
       this.clockMs = start.clockMs;
       this.idempotencySeq = start.idempotencySeq;
       this.idempotencyKeys = start.idempotencyKeys;
+      this.idempotencyOldestAtMs = start.idempotencyOldestAtMs;
       Object.assign(this.counters, start.counters);
       this.writesInInstance.clear();
       this.versionInstanceId = -1;
@@ -294,6 +300,7 @@ export class KvStateMachine implements StateMachine {
       clockMs: this.clockMs,
       idempotencySeq: this.idempotencySeq,
       idempotencyKeys: this.idempotencyKeys,
+      idempotencyOldestAtMs: this.idempotencyOldestAtMs,
       counters: { ...this.counters },
     };
   }
@@ -321,8 +328,11 @@ export class KvStateMachine implements StateMachine {
         return { ...outcome, replayed: true };
       }
     }
-    const current = (this.stmts.getVersion.get(write.key) as { version: string } | undefined)
-      ?.version;
+    // Only a precondition reads the key's version (a catch-up applies ~20,000 writes at once).
+    const current =
+      write.precondition.kind === 'none'
+        ? undefined
+        : (this.stmts.getVersion.get(write.key) as { version: string } | undefined)?.version;
     let outcome: WriteOutcome;
     if (!holds(write.precondition, current)) {
       this.counters.preconditionFailures++;
@@ -353,6 +363,7 @@ export class KvStateMachine implements StateMachine {
         outcome.version,
       );
       this.idempotencyKeys++;
+      this.idempotencyOldestAtMs = Math.min(this.idempotencyOldestAtMs, this.clockMs);
       this.dropIdempotencyKeys(
         this.stmts.expireIdempotencyBySeq.run(this.idempotencySeq - write.window.keys).changes,
       );
@@ -374,9 +385,11 @@ export class KvStateMachine implements StateMachine {
   private expireIdempotencyKeys(proposedAtMs: number, window: IdempotencyWindow): void {
     // A proposer whose clock is behind does not move it back (keys would live longer).
     this.clockMs = Math.max(this.clockMs, proposedAtMs);
-    this.dropIdempotencyKeys(
-      this.stmts.expireIdempotencyByTime.run(this.clockMs - window.ms).changes,
-    );
+    const cutoffMs = this.clockMs - window.ms;
+    if (cutoffMs <= this.idempotencyOldestAtMs) return;
+    this.dropIdempotencyKeys(this.stmts.expireIdempotencyByTime.run(cutoffMs).changes);
+    // Every key left was recorded at or after the cut-off.
+    this.idempotencyOldestAtMs = this.idempotencyKeys === 0 ? Infinity : cutoffMs;
   }
 
   private dropIdempotencyKeys(n: number): void {
@@ -404,7 +417,7 @@ export class KvStateMachine implements StateMachine {
       this.stmts.setMeta.run('ops', this.counters.appliedOps);
       this.stmts.setMeta.run('clockMs', this.clockMs);
       this.stmts.setMeta.run('idempotencySeq', this.idempotencySeq);
-      this.db.exec('COMMIT');
+      this.stmts.commit.run();
       this.inTransaction = false;
       this.instanceStart = undefined;
     } catch (error) {
@@ -557,13 +570,23 @@ export class KvStateMachine implements StateMachine {
     this.counters.appliedOps = this.readMeta('ops', 0);
     this.clockMs = this.readMeta('clockMs', 0);
     this.idempotencySeq = this.readMeta('idempotencySeq', 0);
-    this.idempotencyKeys = (
-      db.prepare('SELECT COUNT(*) AS n FROM idempotency').get() as { n: number }
-    ).n;
+    const keys = db
+      .prepare('SELECT COUNT(*) AS n, MIN(at_ms) AS oldest FROM idempotency')
+      .get() as {
+      n: number;
+      oldest: number | null;
+    };
+    this.idempotencyKeys = keys.n;
+    this.idempotencyOldestAtMs = keys.oldest ?? Infinity;
   }
 
   private prepare() {
     return {
+      // Prepared, not exec()'d: a streamed batch opens a savepoint per instance (SQL parsed once).
+      begin: this.db.prepare('BEGIN'),
+      savepoint: this.db.prepare('SAVEPOINT instance'),
+      release: this.db.prepare('RELEASE instance'),
+      commit: this.db.prepare('COMMIT'),
       get: this.db.prepare('SELECT key, value, version FROM kv WHERE key = ?'),
       getVersion: this.db.prepare('SELECT version FROM kv WHERE key = ?'),
       put: this.db.prepare('INSERT OR REPLACE INTO kv (key, value, version) VALUES (?, ?, ?)'),
@@ -603,6 +626,7 @@ interface InstanceStart {
   clockMs: number;
   idempotencySeq: number;
   idempotencyKeys: number;
+  idempotencyOldestAtMs: number;
   counters: KvCounters;
 }
 

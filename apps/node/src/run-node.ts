@@ -11,8 +11,15 @@ import type { MembersView } from './membership';
 import { KvServer, type ServerConfig } from './server';
 import { StartError, startErrorOf } from './start-error';
 
+/** Marks of the start before runNode, in ms from the process start (the `data-dir` line). */
+export interface StartMarks {
+  /** The CLI's modules were evaluated (cli.ts). */
+  modulesLoadedMs: number;
+}
+
 export async function runNode(
   flags: ServerConfig & { logLevel: string; join?: JoinOptions },
+  marks?: StartMarks,
 ): Promise<void> {
   let config = flags;
   const log = pino({
@@ -56,7 +63,18 @@ export async function runNode(
     };
     const recorded = checkIdentity(config.dataDir, identity);
     log.info(
-      { ...identity, dataDir: config.dataDir, recorded: recorded === 'recorded' },
+      {
+        ...identity,
+        dataDir: config.dataDir,
+        recorded: recorded === 'recorded',
+        // The start timeline (ms from the process start): Node's own bootstrap done (our first
+        // line could run), our modules evaluated, and this line.
+        startMs: {
+          nodeBootstrap: Math.round(performance.nodeTiming.bootstrapComplete),
+          ...(marks !== undefined ? { modulesLoaded: Math.round(marks.modulesLoadedMs) } : {}),
+          dataDir: Math.round(performance.now()),
+        },
+      },
       'data-dir',
     );
     server = new KvServer(config, log, (error) => {

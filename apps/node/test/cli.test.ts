@@ -2,6 +2,8 @@
 // flags, and a graceful SIGTERM (a write that went out answered 504 after the drain, log and
 // state closed, exit 0).
 import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import { isBuiltin } from 'node:module';
 import * as net from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { CLI, freePorts, NodeProcess, tempDir, waitFor } from './helpers';
@@ -91,6 +93,66 @@ describe('tspaxos CLI', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(message);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
+  it('the bin is one file: it imports only Node modules and the native, lazy or unused externals', () => {
+    // A start evaluated ~600 small modules before our first line (issue 22): dist/cli.js bundles
+    // the workspace packages and the pure-JS dependencies (tsup.config.ts).
+    const source = fs.readFileSync(CLI, 'utf8');
+    const imported = new Set<string>();
+    for (const m of source.matchAll(/^import [^;]*?from ['"]([^'"]+)['"]/gm)) imported.add(m[1]!);
+    for (const m of source.matchAll(/__require\(['"]([^'"]+)['"]\)/g)) imported.add(m[1]!);
+    const outside = new Set(
+      [...imported]
+        .filter((name) => !isBuiltin(name))
+        .map((name) =>
+          name
+            .split('/')
+            .slice(0, name.startsWith('@') ? 2 : 1)
+            .join('/'),
+        ),
+    );
+    // Native addons, and what fastify requires only when used (schemas, inject()).
+    expect([...outside].sort()).toEqual([
+      '@fastify/ajv-compiler',
+      'better-sqlite3',
+      'fast-json-stringify',
+      'light-my-request',
+      'msgpackr-extract',
+    ]);
+    expect(source).toMatch(/import\(['"]yaml['"]\)/); // only for a YAML --config
+  });
+
+  it('the first line of a start says when Node handed over and when our modules were loaded', async () => {
+    const [p1, http] = await freePorts(2);
+    const node = new NodeProcess(
+      1,
+      [
+        'node',
+        '--id',
+        '1',
+        '--cluster',
+        `1=127.0.0.1:${p1}`,
+        '--http',
+        `127.0.0.1:${http}`,
+        '--data',
+        tempDir('start-marks'),
+      ],
+      `http://127.0.0.1:${http}`,
+    );
+    node.start();
+    onTestFinished(async () => {
+      await node.kill('SIGKILL');
+    });
+    await node.ready();
+    const line = node.lines
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .find((j) => j['msg'] === 'data-dir');
+    const marks = line?.['startMs'] as Record<string, number>;
+    expect(Object.keys(marks)).toEqual(['nodeBootstrap', 'modulesLoaded', 'dataDir']);
+    expect(marks['nodeBootstrap']).toBeGreaterThan(0);
+    expect(marks['modulesLoaded']).toBeGreaterThan(marks['nodeBootstrap']!);
+    expect(marks['dataDir']).toBeGreaterThanOrEqual(marks['modulesLoaded']!);
   });
 
   it('SIGTERM: a write it may have sent gets 504 after the drain, the node closes its log and state and exits 0', async () => {
