@@ -12,6 +12,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { endpoint, httpClient } from './http-client.mjs';
+import { cpuSeconds } from './proc.mjs';
 
 const dash = process.argv.indexOf('--');
 const WRITES = Number(process.argv[2] && process.argv[2] !== '--' ? process.argv[2] : 2000);
@@ -27,17 +28,22 @@ const value = Buffer.alloc(100, 'x');
 const cluster = await startCluster(1, EXTRA);
 const writes = [];
 let leader;
+/** CPU seconds each node used over the traced writes (the warm-up excluded). */
+let cpu;
 try {
   leader = await waitForMaster(cluster, [0, 1, 2]);
   const client = httpClient(1);
   const target = endpoint(cluster.urls[leader]);
+  const pids = cluster.nodes.map((n) => n.child.pid);
   for (let i = 0; i < WARMUP + WRITES; i++) {
+    if (i === WARMUP) cpu = pids.map(cpuSeconds);
     const send = now();
     const res = await client.request(target, `/kv/k${i % 1000}`, { method: 'PUT', body: value });
     const recv = now();
     if (!res.ok) throw new Error(`HTTP ${res.status}: ${res.body.toString().slice(0, 200)}`);
     if (i >= WARMUP) writes.push({ send, recv });
   }
+  cpu = pids.map((p, i) => cpuSeconds(p) - cpu[i]);
   client.close();
 } finally {
   await cluster.stop();
@@ -125,6 +131,10 @@ const pct = (xs, p) => {
 const f3 = (x) => (x === undefined ? '-' : x.toFixed(3));
 console.log(
   `${rows.length} writes traced (${unmatched} not matched), master node ${leader + 1}, flags: ${EXTRA.join(' ') || '(defaults)'}`,
+);
+const perWriteUs = (s) => ((s / writes.length) * 1e6).toFixed(0);
+console.log(
+  `CPU per write: master ${perWriteUs(cpu[leader])} µs, all 3 nodes ${perWriteUs(cpu.reduce((a, b) => a + b, 0))} µs`,
 );
 console.log('| step | median | p90 | p99 |\n|---|---:|---:|---:|');
 for (const [label, k] of STEPS) {
