@@ -13,6 +13,11 @@ const CLI = process.env.BENCH_NODE_CLI || fileURLToPath(new URL('../dist/cli.js'
 /** BENCH_NODE_PROF=<dir>: every node writes a V8 CPU profile there when it stops (--cpu-prof). */
 const PROF_DIR = (process.env.BENCH_NODE_PROF ?? '').trim();
 const PROF_ARGS = PROF_DIR === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${PROF_DIR}`];
+/** BENCH_NODE_TRACE=<dir>: every node stamps the steps of its writes there (trace-preload.mjs). */
+const TRACE_ARGS =
+  (process.env.BENCH_NODE_TRACE ?? '').trim() === ''
+    ? []
+    : ['--import', fileURLToPath(new URL('./trace-preload.mjs', import.meta.url))];
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -51,7 +56,7 @@ export function spawnChild(command, args, stdio) {
 export function startNode(args, onLine) {
   const { child, exited } = spawnChild(
     process.execPath,
-    [...PROF_ARGS, CLI, ...args],
+    [...PROF_ARGS, ...TRACE_ARGS, CLI, ...args],
     ['ignore', 'pipe', 'inherit'],
   );
   let out = '';

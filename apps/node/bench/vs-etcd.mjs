@@ -65,7 +65,7 @@ const CELLS = [
   {
     id: 'w1',
     name: 'writes 100 B, 1 client, to the master/leader',
-    run: (s, l) => load(1, (c, i) => s.put(c, l, key(i), SMALL), MS),
+    run: (s, l) => withCpu(s, l, () => load(1, (c, i) => s.put(c, l, key(i), SMALL), MS)),
   },
   {
     id: 'w16',
@@ -365,6 +365,12 @@ function addCells(add) {
     add(`${cell.name}: p50`, 'ms', (x) => x[cell.id].p50, { lowerIsBetter: true });
     add(`${cell.name}: p99`, 'ms', (x) => x[cell.id].p99, { lowerIsBetter: true });
   }
+  add(
+    'CPU seconds per 1,000 writes on the master/leader (1 client, 100 B)',
+    's',
+    (x) => x.w1.cpuLeader,
+    { lowerIsBetter: true },
+  );
   add(
     'CPU seconds per 1,000 writes on the master/leader (64 clients, 100 B)',
     's',

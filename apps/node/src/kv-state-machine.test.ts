@@ -310,6 +310,73 @@ describe('KvStateMachine', () => {
   });
 });
 
+describe('the WAL synced on the thread pool (issue 22: no 4 MB fsync on the event loop)', () => {
+  /** A sync that answers at once and records which file it was given. */
+  function recordingSync() {
+    const files: string[] = [];
+    const sync = (fd: number, callback: (err: NodeJS.ErrnoException | null) => void) => {
+      files.push(fs.readlinkSync(`/proc/self/fd/${fd}`));
+      callback(null);
+    };
+    return { files, sync };
+  }
+
+  it('every 32 commits of small writes, and sooner for large values', async () => {
+    const { files, sync } = recordingSync();
+    const kv = new KvStateMachine({ dir: tempDir(), group: 0, onFatal: fatal, walSync: sync });
+    for (let i = 0; i < 100; i++) await apply(kv, i, [put(`k${i}`, 'x'.repeat(100))]);
+    // After commits 32, 64 and 96; each of the file SQLite writes its commits to.
+    expect(files).toHaveLength(3);
+    expect(new Set(files)).toEqual(new Set([`${kv.file}-wal`]));
+    expect(kv.status().walSyncs).toBe(3);
+    // 64 KiB values: once 256 KiB of commands went in (the 4th), not after 32 commits.
+    for (let i = 100; i < 104; i++) await apply(kv, i, [put(`k${i}`, 'y'.repeat(65_536))]);
+    expect(kv.status().walSyncs).toBe(4);
+    kv.close();
+  });
+
+  it('none with walSyncEveryCommits 0 (before: the checkpoint fsynced the whole WAL)', async () => {
+    const { files, sync } = recordingSync();
+    const kv = new KvStateMachine({
+      dir: tempDir(),
+      group: 0,
+      onFatal: fatal,
+      walSync: sync,
+      walSyncEveryCommits: 0,
+    });
+    for (let i = 0; i < 100; i++) await apply(kv, i, [put(`k${i}`, 'x'.repeat(100))]);
+    expect(files).toEqual([]);
+    expect(kv.status().walSyncs).toBe(0);
+    kv.close();
+  });
+
+  it('one sync at a time; a failed one is reported, and a close waits for it to close the file', async () => {
+    const pending: { fd: number; callback: (err: NodeJS.ErrnoException | null) => void }[] = [];
+    const errors: Error[] = [];
+    const kv = new KvStateMachine({
+      dir: tempDir(),
+      group: 0,
+      onFatal: fatal,
+      onError: (e) => errors.push(e),
+      walSync: (fd, callback) => pending.push({ fd, callback }),
+    });
+    for (let i = 0; i < 100; i++) await apply(kv, i, [put(`k${i}`, 'v')]);
+    expect(pending).toHaveLength(1); // the one in flight since commit 32 holds the others back
+    const failed = Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+    pending.shift()!.callback(failed);
+    expect(errors).toEqual([failed]);
+    expect(kv.status().walSyncs).toBe(0);
+    for (let i = 100; i < 132; i++) await apply(kv, i, [put(`k${i}`, 'v')]);
+    expect(pending).toHaveLength(1);
+    const { fd, callback } = pending.shift()!;
+    kv.close();
+    expect(() => fs.fstatSync(fd)).not.toThrow(); // not closed under the sync in flight
+    callback(null);
+    expect(() => fs.fstatSync(fd)).toThrow(/EBADF/); // closed by its callback
+    expect(kv.status().walSyncs).toBe(1);
+  });
+});
+
 describe('versions and preconditions (checked when the write applies)', () => {
   it('a version is the instance of the last write; a second write in one instance gets .1', async () => {
     const kv = new KvStateMachine({ dir: tempDir(), group: 0, onFatal: fatal });

@@ -38,6 +38,7 @@ import {
   type KvWrite,
   type Precondition,
 } from './kv-command';
+import { KvWalSync, KV_WAL_SYNC_EVERY_COMMITS, type WalSyncFn } from './kv-wal-sync';
 import { KV_SM_ID } from './options';
 import type { ExecuteContext, StateMachine } from './stack';
 
@@ -118,6 +119,13 @@ export interface KvStateMachineOptions {
   nowMs?: () => number;
   /** Deliberate bug for the planted-bug tests: never looks an Idempotency-Key up (applies retries again). */
   unsafeIgnoreIdempotencyKey?: boolean;
+  /** The WAL's sync on the thread pool (kv-wal-sync.ts; default fs.fdatasync). */
+  walSync?: WalSyncFn;
+  /**
+   * Commits between those syncs (KV_WAL_SYNC_EVERY_COMMITS); 0: none, SQLite's checkpoint then
+   * fsyncs the whole WAL on the event loop (the behaviour before, for the tests' comparison).
+   */
+  walSyncEveryCommits?: number;
 }
 
 export class KvStateMachine implements StateMachine {
@@ -169,6 +177,9 @@ export class KvStateMachine implements StateMachine {
   private db!: Database.Database;
   private stmts!: ReturnType<KvStateMachine['prepare']>;
   private inTransaction = false;
+  /** Bytes of commands in the open transaction (when the WAL is synced: kv-wal-sync.ts). */
+  private transactionBytes = 0;
+  private wal!: KvWalSync;
   private checkpointScheduled = false;
   private closed = false;
 
@@ -185,7 +196,7 @@ export class KvStateMachine implements StateMachine {
     // fsynced, the checkpoint is): the node replays the log from the checkpoint on, so the state
     // must be the checkpoint's, else the instances between are never applied here.
     if (this.appliedInstanceId < this.checkpointId) {
-      this.db.close();
+      this.closeDb();
       installFile(checkpointFile, this.file);
       this.counters.checkpointReinstalls++;
       this.open();
@@ -204,6 +215,8 @@ export class KvStateMachine implements StateMachine {
     /** Idempotency keys held now (at most the window's count). */
     idempotencyKeys: number;
     counters: KvCounters;
+    /** Syncs of the WAL on the thread pool since the file was opened (kv-wal-sync.ts). */
+    walSyncs: number;
   } {
     return {
       appliedInstanceId: this.appliedInstanceId,
@@ -212,6 +225,7 @@ export class KvStateMachine implements StateMachine {
       locked: this.isLocked,
       idempotencyKeys: this.idempotencyKeys,
       counters: { ...this.counters },
+      walSyncs: this.wal.syncs,
     };
   }
 
@@ -253,6 +267,7 @@ export class KvStateMachine implements StateMachine {
       // instances in one transaction: still atomic, and it records the last).
       this.stmts.begin.run();
       this.inTransaction = true;
+      this.transactionBytes = 0;
       queueMicrotask(() => this.commit());
     }
     if (this.instanceStart?.instanceId !== ctx.instanceId) {
@@ -263,6 +278,7 @@ export class KvStateMachine implements StateMachine {
       this.stmts.savepoint.run();
       this.instanceStart = this.memory(ctx.instanceId);
     }
+    this.transactionBytes += value.length;
     try {
       this.appliedInstanceId = Math.max(this.appliedInstanceId, ctx.instanceId);
       let write: KvWrite;
@@ -420,6 +436,7 @@ export class KvStateMachine implements StateMachine {
       this.stmts.commit.run();
       this.inTransaction = false;
       this.instanceStart = undefined;
+      this.wal.committed(this.transactionBytes);
     } catch (error) {
       this.inTransaction = false;
       this.instanceStart = undefined;
@@ -527,7 +544,7 @@ export class KvStateMachine implements StateMachine {
       );
     if (this.inTransaction)
       throw new Error('loadCheckpointState() inside an open apply transaction');
-    this.db.close(); // closing the last connection folds the WAL into the file and removes it
+    this.closeDb(); // closing the last connection folds the WAL into the file and removes it
     installFile(source, this.file);
     if (path.resolve(dir) !== path.resolve(this.checkpointDir))
       installFile(source, path.join(this.checkpointDir, KV_FILE));
@@ -540,6 +557,11 @@ export class KvStateMachine implements StateMachine {
     if (this.closed) return;
     this.commit();
     this.closed = true;
+    this.closeDb();
+  }
+
+  private closeDb(): void {
+    this.wal.close();
     this.db.close();
   }
 
@@ -565,6 +587,12 @@ export class KvStateMachine implements StateMachine {
     if (!columns.some((c) => c.name === 'version'))
       db.exec("ALTER TABLE kv ADD COLUMN version TEXT NOT NULL DEFAULT '0'");
     this.db = db;
+    this.wal = new KvWalSync(
+      `${this.file}-wal`,
+      this.opts.walSync ?? fs.fdatasync,
+      (error) => (this.opts.onError ?? this.opts.onFatal)(error),
+      this.opts.walSyncEveryCommits ?? KV_WAL_SYNC_EVERY_COMMITS,
+    );
     this.stmts = this.prepare();
     this.appliedInstanceId = this.readMeta('applied', -1);
     this.counters.appliedOps = this.readMeta('ops', 0);

@@ -80,6 +80,8 @@ export interface GroupView extends Pick<
     /** Idempotency keys the group holds (at most the window's count). */
     idempotencyKeys: number;
     counters: KvStatus['counters'];
+    /** Syncs of the KV file's WAL on the thread pool since it was opened (kv-wal-sync.ts). */
+    walSyncs: number;
   };
   /** The checkpoint package: mode, transfers, cleaner, replayer (@tspaxos/checkpoint README). */
   checkpoint: NonNullable<GroupStatus['checkpoint']> | null;
@@ -137,6 +139,7 @@ export function groupView(
       locked: kv.locked,
       idempotencyKeys: kv.idempotencyKeys,
       counters: kv.counters,
+      walSyncs: kv.walSyncs,
     },
     checkpoint: paxos.checkpoint ?? null,
     proposer: paxos.proposer,

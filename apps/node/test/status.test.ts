@@ -6,7 +6,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { KvServer } from '../src/server';
 import type { NodeStatus } from '../src/status';
-import { freePorts, tempDir } from './helpers';
+import { freePorts, tempDir, waitFor } from './helpers';
 
 const GROUPS = 3;
 let server: KvServer;
@@ -92,4 +92,23 @@ describe('the status', () => {
     // The members view carries group 0's instance id for this node.
     expect(status!.members.find((m) => m.self)?.instanceId).toBe(status!.groups[0]!.instanceId);
   });
+
+  it("reports each group's KV WAL syncs on the thread pool (kv.walSyncs, issue 22)", async () => {
+    const syncs = async () =>
+      ((await (await fetch(`${server.httpUrl}/status`)).json()) as NodeStatus).groups.map(
+        (g) => g.kv.walSyncs,
+      );
+    expect(await syncs()).toEqual([0, 0, 0]);
+    // ~67 writes a group, one instance each: at least one sync per 32 commits in every group.
+    for (let i = 0; i < 200; i++) {
+      const res = await fetch(`${server.httpUrl}/kv/wal-${i}`, { method: 'PUT', body: 'v' });
+      expect(res.status).toBe(200);
+    }
+    const done = await waitFor('a WAL sync in every group', async () => {
+      const counts = await syncs();
+      return counts.every((n) => n >= 1) && counts;
+    });
+    expect(done.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(200 / 32 + GROUPS);
+    // 200 durable writes one after the other: 14 s on a loaded 2-core machine.
+  }, 120_000);
 });
