@@ -61,9 +61,10 @@ async function linearizableReads(s, l, mode) {
 }
 
 /**
- * `measure()`'s result with, on tspaxos, per forwarded write: the forwarding frames both ways, the
- * share answered before the forwarding node had applied it and their mean wait; and the values per
- * instance (the cell's writes over the instances chosen meanwhile, lease renewals included).
+ * `measure()`'s result with, on tspaxos, per forwarded write (none: NaN): the forwarding frames
+ * both ways, the share answered before the forwarding node had applied it and their mean wait; and
+ * the values per instance (the cell's writes over the instances chosen meanwhile, lease renewals
+ * included).
  */
 async function withForwarding(s, measure) {
   const before = await s.forwardCounts?.();
@@ -96,7 +97,10 @@ const CELLS = [
   {
     id: 'w64',
     name: 'writes 100 B, 64 clients, to the master/leader',
-    run: (s, l) => withCpu(s, l, () => load(64, (c, i) => s.put(c, l, key(i), SMALL), MS)),
+    run: (s, l) =>
+      withCpu(s, l, () =>
+        withForwarding(s, () => load(64, (c, i) => s.put(c, l, key(i), SMALL), MS)),
+      ),
   },
   {
     id: 'spread',
@@ -409,6 +413,14 @@ function addCells(add) {
     ['valuesPerInstance', 'spread: writes per instance', 'values'],
   ])
     add(name, unit, (x) => x.spread[field], { noRatio: true });
+  add(
+    'writes 100 B, 64 clients, to the master: writes per instance',
+    'values',
+    (x) => x.w64.valuesPerInstance,
+    {
+      noRatio: true,
+    },
+  );
   add(
     'CPU seconds per 1,000 linearizable reads on the master/leader (16 clients)',
     's',
