@@ -102,6 +102,20 @@ export async function tspaxosSide(extra = []) {
         return events;
       };
     },
+    /**
+     * The paxos forwarding counters of /status summed over the 3 nodes, and the most instances
+     * any node has applied (the spread cell's frames, apply waits and values per instance).
+     */
+    async forwardCounts() {
+      const sum = { instances: 0 };
+      for (const url of c.urls) {
+        const res = await metricsClient.request(endpoint(url), '/status');
+        const status = JSON.parse(res.body.toString());
+        for (const [k, v] of Object.entries(status.forwarding ?? {})) sum[k] = (sum[k] ?? 0) + v;
+        sum.instances = Math.max(sum.instances, status.groups[0].instanceId);
+      }
+      return sum;
+    },
     /** What node i has applied: its now instance id. */
     progress: async (i) => (await statusOf(c.urls[i])).instanceId,
     async kill(i) {

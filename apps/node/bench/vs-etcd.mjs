@@ -60,6 +60,28 @@ async function linearizableReads(s, l, mode) {
   };
 }
 
+/**
+ * `measure()`'s result with, on tspaxos, per forwarded write (none: NaN): the forwarding frames
+ * both ways, the share answered before the forwarding node had applied it and their mean wait; and
+ * the values per instance (the cell's writes over the instances chosen meanwhile, lease renewals
+ * included).
+ */
+async function withForwarding(s, measure) {
+  const before = await s.forwardCounts?.();
+  const r = await measure();
+  if (before === undefined) return r;
+  const after = await s.forwardCounts();
+  const d = (k) => (after[k] ?? 0) - (before[k] ?? 0);
+  const forwarded = d('proposalsForwarded');
+  return {
+    ...r,
+    framesPerForward: (d('proposeFramesSent') + d('replyFramesSent')) / forwarded,
+    waitedShare: d('repliesBeforeApplied') / forwarded,
+    waitMs: d('repliesBeforeApplied') > 0 ? d('applyWaitMs') / d('repliesBeforeApplied') : 0,
+    valuesPerInstance: r.count / d('instances'),
+  };
+}
+
 /** Throughput cells: `run(side, leader)` returns load()'s { rate, p50, p99, … }. */
 const CELLS = [
   {
@@ -75,12 +97,19 @@ const CELLS = [
   {
     id: 'w64',
     name: 'writes 100 B, 64 clients, to the master/leader',
-    run: (s, l) => withCpu(s, l, () => load(64, (c, i) => s.put(c, l, key(i), SMALL), MS)),
+    run: (s, l) =>
+      withCpu(s, l, () =>
+        withForwarding(s, () => load(64, (c, i) => s.put(c, l, key(i), SMALL), MS)),
+      ),
   },
   {
     id: 'spread',
     name: 'writes 100 B, 64 clients round-robin over the 3 nodes',
-    run: (s) => load(64, (c, i) => s.put(c, i % 3, key(i), SMALL), MS),
+    // tspaxos: also the forwarding frames, apply waits and values per instance (/status).
+    run: (s, l) =>
+      withCpu(s, l, () =>
+        withForwarding(s, () => load(64, (c, i) => s.put(c, i % 3, key(i), SMALL), MS)),
+      ),
   },
   {
     id: 'linread',
@@ -380,6 +409,24 @@ function addCells(add) {
   add('CPU seconds per 1,000 writes, all 3 nodes', 's', (x) => x.w64.cpuAll, {
     lowerIsBetter: true,
   });
+  add('CPU seconds per 1,000 spread writes, all 3 nodes', 's', (x) => x.spread.cpuAll, {
+    lowerIsBetter: true,
+  });
+  for (const [field, name, unit] of [
+    ['framesPerForward', 'spread: forwarding frames (both ways) per forwarded write', 'frames'],
+    ['waitedShare', "spread: share of forwarded writes answered before the node's own apply", ''],
+    ['waitMs', 'spread: their mean wait for the apply', 'ms'],
+    ['valuesPerInstance', 'spread: writes per instance', 'values'],
+  ])
+    add(name, unit, (x) => x.spread[field], { noRatio: true });
+  add(
+    'writes 100 B, 64 clients, to the master: writes per instance',
+    'values',
+    (x) => x.w64.valuesPerInstance,
+    {
+      noRatio: true,
+    },
+  );
   add(
     'CPU seconds per 1,000 linearizable reads on the master/leader (16 clients)',
     's',
