@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import { isBuiltin } from 'node:module';
 import * as net from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { CLI, freePorts, NodeProcess, tempDir, waitFor } from './helpers';
+import { CLI, freePorts, NodeProcess, singleNode, tempDir, waitFor } from './helpers';
 
 function run(...args: string[]) {
   const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 30_000 });
@@ -124,22 +124,7 @@ describe('tspaxos CLI', () => {
   });
 
   it('the first line of a start says when Node handed over and when our modules were loaded', async () => {
-    const [p1, http] = await freePorts(2);
-    const node = new NodeProcess(
-      1,
-      [
-        'node',
-        '--id',
-        '1',
-        '--cluster',
-        `1=127.0.0.1:${p1}`,
-        '--http',
-        `127.0.0.1:${http}`,
-        '--data',
-        tempDir('start-marks'),
-      ],
-      `http://127.0.0.1:${http}`,
-    );
+    const node = await singleNode(tempDir('start-marks'));
     node.start();
     onTestFinished(async () => {
       await node.kill('SIGKILL');

@@ -13,6 +13,7 @@ import {
   type Cluster,
   freePorts,
   NodeProcess,
+  singleNode,
   startCluster,
   tempDir,
   waitConverged,
@@ -478,24 +479,7 @@ describe('client commands against a cluster', () => {
       const restored = await tspaxos('restore', '--from', file, '--data', single);
       expect(restored.code, restored.stderr).toBe(0);
       expect(restored.stdout).toMatch(/restored 2 group\(s\) .* --groups 2/);
-      const [paxosPort, httpPort] = await freePorts(2);
-      const one = new NodeProcess(
-        1,
-        [
-          'node',
-          '--id',
-          '1',
-          '--cluster',
-          `1=127.0.0.1:${paxosPort}`,
-          '--http',
-          `127.0.0.1:${httpPort}`,
-          '--data',
-          single,
-          '--groups',
-          '2',
-        ],
-        `http://127.0.0.1:${httpPort}`,
-      );
+      const one = await singleNode(single, ['--groups', '2']);
       started.push(one);
       one.start();
       await one.ready();

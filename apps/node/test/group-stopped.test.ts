@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { NotReadyReason } from '../src/readiness';
-import { freePorts, NodeProcess, put, tempDir, waitFor } from './helpers';
+import { NodeProcess, put, singleNode, tempDir, waitFor } from './helpers';
 
 /** Room for the log's SQLite files and a few values, not for the writes below. */
 const LOG_FS_BYTES = 1024 * 1024;
@@ -53,22 +53,7 @@ describe('a group stopped by a storage failure', () => {
     `a full log disk stops the group: /readyz 503 E_GROUP_STOPPED, the process still serves${unavailable ? ` (skipped: ${unavailable})` : ''}`,
     { timeout: 180_000 },
     async () => {
-      const [paxos, http] = await freePorts(2);
-      node = new NodeProcess(
-        1,
-        [
-          'node',
-          '--id',
-          '1',
-          '--cluster',
-          `1=127.0.0.1:${paxos}`,
-          '--http',
-          `127.0.0.1:${http}`,
-          '--data',
-          path.join(root, 'data'),
-        ],
-        `http://127.0.0.1:${http}`,
-      );
+      node = await singleNode(path.join(root, 'data'));
       node.start();
       await node.ready();
       await waitFor('ready', async () => (await fetch(`${node!.httpUrl}/readyz`)).ok, 60_000);

@@ -34,7 +34,6 @@ export function tempDir(name: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `tspaxos-${name}-`));
 }
 
-/** Polls `check` until it returns a value other than undefined/false, or fails after timeoutMs. */
 /**
  * Calls `line` with each whole line the streams write (a partial line waits for its end; the
  * streams share nothing but the callback, so interleaved lines stay whole per stream).
@@ -54,6 +53,7 @@ export function onLines(
   }
 }
 
+/** Polls `check` until it returns a value other than undefined/false, or fails after timeoutMs. */
 export async function waitFor<T>(
   what: string,
   check: () => Promise<T | undefined | false> | T | undefined | false,
@@ -146,6 +146,30 @@ export class NodeProcess {
       return [JSON.parse(l) as Record<string, unknown>];
     });
   }
+}
+
+/**
+ * A node of its own (`--cluster 1=…`, node 1) on ports it picks, storing under `dataDir`; not
+ * started. `extraArgs`: more flags.
+ */
+export async function singleNode(dataDir: string, extraArgs: string[] = []): Promise<NodeProcess> {
+  const [paxos, http] = await freePorts(2);
+  return new NodeProcess(
+    1,
+    [
+      'node',
+      '--id',
+      '1',
+      '--cluster',
+      `1=127.0.0.1:${paxos}`,
+      '--http',
+      `127.0.0.1:${http}`,
+      '--data',
+      dataDir,
+      ...extraArgs,
+    ],
+    `http://127.0.0.1:${http}`,
+  );
 }
 
 export interface Cluster {
