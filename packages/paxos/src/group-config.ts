@@ -19,8 +19,8 @@ export interface GroupConfig {
   followToNodeId?: number;
   store: LogStore;
   send: (to: number, group: number, msg: PaxosMsg) => void;
-  /** The transport's view of a peer (Network.reachable); every peer reachable when absent. */
-  reachable?: (to: number) => boolean;
+  /** The transport's view of a peer (Network.reachable; true without one). */
+  reachable: (to: number) => boolean;
   scheduler: Scheduler;
   random: RandomSource;
   stateMachines: readonly StateMachine[];

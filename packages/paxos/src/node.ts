@@ -152,11 +152,13 @@ export class PaxosNode {
     this.senderBudget = new SenderBudget(this.options.learner.senderBudgetBytes);
     const checkpointOptions = opts.checkpoint && resolveCheckpointOptions(opts.checkpoint.options);
     const network = opts.network;
+    /** The transport's view of a peer; a network without one counts every peer reachable. */
+    const reachable = (to: number): boolean => network.reachable?.(to) ?? true;
     this.forwarder = new Forwarder({
       nodeId: opts.nodeId,
       scheduler,
       send: (to, g, message) => network.send(to, g, message),
-      reachable: (to) => network.reachable?.(to) ?? true,
+      reachable,
       group: (g) => this.instance(g),
       proposeDespiteLiveLease: opts.unsafeFaults?.proposeDespiteLiveLease === true,
       // Drawn only when forwarding is on: a draw shifts every later one of a seeded run.
@@ -197,7 +199,7 @@ export class PaxosNode {
           ...(opts.followTo !== undefined ? { followToNodeId: opts.followTo } : {}),
           store: this.store,
           send: (to, g, msg) => opts.network.send(to, g, { kind: 'paxos', msg }),
-          reachable: (to) => network.reachable?.(to) ?? true,
+          reachable,
           scheduler,
           random,
           stateMachines: machines,

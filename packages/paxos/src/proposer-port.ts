@@ -29,7 +29,7 @@ export function createProposer(group: ProposerPortContext): Proposer {
       broadcast: (msg) => group.broadcast(msg),
       schedule: (delay, fn) => group.loop.schedule(delay, fn),
       random: () => config.random.next(),
-      reachable: (to) => config.reachable?.(to) ?? true,
+      reachable: config.reachable,
       lastChecksum: () => group.lastChecksum(),
       previousChosenBallot: () => group.previousChosenBallot(),
       chosen: (instanceId, proposalId) => group.proposerChosen(instanceId, proposalId),
