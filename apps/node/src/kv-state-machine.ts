@@ -130,6 +130,11 @@ export interface KvStateMachineOptions {
 
 export class KvStateMachine implements StateMachine {
   readonly smId = KV_SM_ID;
+  /**
+   * A value is decoded and its bytes bound into SQLite (which copies them) within execute(); the
+   * result holds none of them: a catch-up's receive buffers may be reused once it returns.
+   */
+  readonly copiesValues = true;
   readonly group: number;
   readonly directory: string;
   readonly file: string;

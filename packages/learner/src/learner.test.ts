@@ -5,7 +5,13 @@
 // one test wire.
 import { chainChecksum } from '@tspaxos/crc-wasm';
 import { MemoryLogStore, StorageError } from '@tspaxos/storage';
-import { type PaxosMsg, PaxosMsgFlag, PaxosMsgType as T, paxosMsg } from '@tspaxos/transport';
+import {
+  type LentFrame,
+  type PaxosMsg,
+  PaxosMsgFlag,
+  PaxosMsgType as T,
+  paxosMsg,
+} from '@tspaxos/transport';
 import { describe, expect, it } from 'vitest';
 import { type Ballot, NULL_BALLOT } from '@tspaxos/core';
 import type { LearnerEvent } from './catch-up';
@@ -70,6 +76,8 @@ interface NodeSetup {
   readCostMs?: number;
   /** The host's applySystem: true when it adopted a peer's system variables (default: never). */
   applySystem?: (bytes: Uint8Array) => boolean;
+  /** The host's releaseLentFrames: nothing holds a value once stored and executed. */
+  releaseLentFrames?: boolean;
 }
 
 /** A cluster of learners on a FIFO wire; nodes not added drop what is sent to them. */
@@ -200,6 +208,7 @@ class TestNode {
       needCheckpoint: (from, peerMinChosenInstanceId) =>
         this.checkpointNeeded.push({ from, peerMinChosenInstanceId }),
       notify: (e) => this.events.push(e),
+      ...(setup.releaseLentFrames !== undefined && { releaseLentFrames: setup.releaseLentFrames }),
     };
     const cost = setup.readCostMs;
     if (cost !== undefined) {
@@ -245,8 +254,8 @@ class TestNode {
   }
 
   /** Instance.receiveForLearner + afterLearnerMessage: executes every learned instance in order. */
-  async deliver(msg: PaxosMsg): Promise<void> {
-    await this.learner.handle(msg);
+  async deliver(msg: PaxosMsg, lent?: LentFrame): Promise<void> {
+    await this.learner.handle(msg, lent);
     const { state } = this.learner;
     while (state.isLearned && this.setup.execute !== false) {
       this.learned.push(`${this.learner.instanceId}:${text(state.value)}`);
@@ -504,6 +513,62 @@ describe('Learner: catching up from a peer', () => {
     const more = [4, 5].map((i) => ({ ...batch[i - 2]! }));
     await a.deliver(paxosMsg({ ...STREAMED, nodeId: 2, instanceId: 4, batch: more }));
     expect(a.writes).toEqual([2, 3, 4, 5]);
+  });
+
+  it("releases a batch's receive buffer once its last value is executed, a useless one at once", async () => {
+    const net = new Net();
+    const setup: NodeSetup = {
+      peers: [2],
+      log: values(2),
+      execute: false,
+      releaseLentFrames: true,
+    };
+    const a = await net.add(1, setup);
+    const b = await net.add(2, { peers: [1], log: values(6) });
+    const batch = [2, 3, 4, 5].map((i) => {
+      const r = b.store.get(GROUP, i)!;
+      return { proposalId: 1, proposalNodeId: 9, checksum: r.checksum, value: r.value };
+    });
+    const msg = (instanceId: number, entries: typeof batch) =>
+      paxosMsg({
+        ...STREAMED,
+        nodeId: 2,
+        instanceId,
+        lastChecksum: a.lastChecksum,
+        batch: entries,
+      });
+    const released: string[] = [];
+    const lent = (name: string): LentFrame => ({ release: () => released.push(name) });
+    // A batch that breaks the chain is not learned: its buffer goes back at once.
+    await a.deliver(
+      msg(
+        2,
+        batch.map((e, i) => (i === 1 ? { ...e, value: bytes('evil') } : e)),
+      ),
+      lent('diverged'),
+    );
+    expect(released).toEqual(['diverged']);
+    await a.deliver(msg(2, batch), lent('batch'));
+    expect(a.writes).toEqual([2, 3, 4, 5]);
+    // Executed one by one (the host's execute, then newInstance): held until the last one is.
+    for (const instanceId of [2, 3, 4]) {
+      expect(a.learner.instanceId).toBe(instanceId);
+      expect(a.learner.state.isLearned).toBe(true);
+      a.learner.newInstance();
+    }
+    expect(released).toEqual(['diverged']);
+    // All behind what is learned, or ahead of it: nothing of them is kept.
+    await a.deliver(msg(3, batch.slice(1)), lent('behind'));
+    await a.deliver(msg(9, batch.slice(0, 1)), lent('ahead'));
+    expect(released).toEqual(['diverged', 'behind', 'ahead']);
+    a.learner.newInstance(); // instance 5 executed
+    expect(released).toEqual(['diverged', 'behind', 'ahead', 'batch']);
+
+    // A host that cannot promise nothing holds a value (releaseLentFrames false): never released.
+    const c = await net.add(3, { peers: [2], log: values(2) });
+    await c.deliver(msg(2, batch), lent('kept'));
+    expect(c.learned).toEqual(['2:v2', '3:v3', '4:v4', '5:v5']);
+    expect(released).not.toContain('kept');
   });
 
   it('acks a gap at once (a NACK) and only once per gap', async () => {

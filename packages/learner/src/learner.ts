@@ -23,7 +23,13 @@
 // Sans-IO: everything outside comes through LearnerPort (port.ts); no clock, timer or socket of
 // its own.
 import type { AcceptorRecord } from '@tspaxos/crc-wasm';
-import { type PaxosMsg, PaxosMsgFlag, PaxosMsgType, paxosMsg } from '@tspaxos/transport';
+import {
+  type LentFrame,
+  type PaxosMsg,
+  PaxosMsgFlag,
+  PaxosMsgType,
+  paxosMsg,
+} from '@tspaxos/transport';
 import { type Ballot, ballotEquals, isNullBallot } from '@tspaxos/core';
 import type { SenderBudget } from './budget';
 import { isExpectedReadFailure } from './errors';
@@ -117,6 +123,7 @@ export class Learner {
         promiseBallot: () => host.acceptor.promiseBallot(),
         event: (name, fields) => host.runtime.event(name, fields),
         learned: (instances, bytes) => this.catchUp.learned(instances, bytes),
+        releaseLentFrames: host.releaseLentFrames === true,
       },
       this.options,
       this.state,
@@ -225,15 +232,18 @@ export class Learner {
     return this.reports.seenInstanceId;
   }
 
-  /** Dispatches a learner message (seed: Instance::ReceiveMsgForLearner). */
-  async handle(msg: PaxosMsg): Promise<void> {
+  /**
+   * Dispatches a learner message (seed: Instance::ReceiveMsgForLearner). `lent`: the receive
+   * buffer the message lies in, released once nothing holds its values (releaseLentFrames).
+   */
+  async handle(msg: PaxosMsg, lent?: LentFrame): Promise<void> {
     switch (msg.msgType) {
       case PaxosMsgType.AskforLearn:
         return this.onAskforLearn(msg);
       case PaxosMsgType.SendLearnValue:
         if (msg.nodeId === this.learningFromNodeId && msg.nowInstanceId > this.servingNowInstanceId)
           this.servingNowInstanceId = msg.nowInstanceId;
-        return this.receiver.receive(msg);
+        return this.receiver.receive(msg, lent);
       case PaxosMsgType.ProposerSendSuccess:
         return this.onProposerSendSuccess(msg);
       case PaxosMsgType.SendNowInstanceID:

@@ -25,6 +25,12 @@ export interface LearnerPort {
   minChosenInstanceId(): number;
   /** A peer has deleted the log I need: only a checkpoint can teach me. */
   needCheckpoint(from: number, peerMinChosenInstanceId: number): void;
+  /**
+   * True when nothing holds a value learned from a peer once it is stored and executed (the
+   * store and every state machine copy values): the learner then releases the receive buffer a
+   * batch arrived in (LentFrame) after its last value is executed, for the network to reuse.
+   */
+  readonly releaseLentFrames?: boolean;
   /** The node-wide byte budget of every group's sender (the learner makes its own if absent). */
   readonly senderBudget?: SenderBudget;
   /** Typed progress events for the node's listeners (catch-up started, caught up). */

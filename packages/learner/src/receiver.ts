@@ -13,6 +13,7 @@ import { type AcceptorRecord, chainChecksum } from '@tspaxos/crc-wasm';
 import type { LogStore } from '@tspaxos/storage';
 import {
   type LearnedValue,
+  type LentFrame,
   type PaxosMsg,
   PaxosMsgFlag,
   PaxosMsgType,
@@ -27,6 +28,8 @@ import type { LearnerState } from './state';
 export interface LearnerFaults {
   /** Planted: learn a streamed value without checking or extending the checksum chain. */
   skipChainCheck?: boolean;
+  /** Planted: release a batch's receive buffer once it is stored, before its values execute. */
+  releaseLentFramesEarly?: boolean;
 }
 
 /** What the receiver needs from the learner and its host. */
@@ -45,6 +48,8 @@ export interface ReceiverPort {
   event(name: string, fields: Record<string, unknown>): void;
   /** Values learned from a peer: count them toward the catch-up under way. */
   learned(instances: number, bytes: number): void;
+  /** Nothing holds a learned value once it is stored and executed (LearnerPort.releaseLentFrames). */
+  readonly releaseLentFrames: boolean;
 }
 
 /** The learner's counters the receiver moves (LearnerCounters has them all). */
@@ -68,6 +73,13 @@ export class LearnerReceiver {
   /** Learned from peers and persisted after the current instance, not executed yet. */
   private pending: AcceptorRecord[] = [];
   private pendingHead = 0;
+  /**
+   * The receive buffers learned batches lie in, each released once the learner moves past the
+   * batch's last instance (its values are stored and executed: nothing holds them any more), in
+   * instance order. Dropped unreleased with the learner (a checkpoint install, a stop).
+   */
+  private lent: { lastInstanceId: number; frame: LentFrame }[] = [];
+  private lentHead = 0;
   /** When the last valid stream frame arrived (the AskforLearn and stall timers read it). */
   private lastStreamValueAtMsValue = Number.NEGATIVE_INFINITY;
   /** The now id we last sent a gap ack for: one NACK per gap, not one per frame behind it. */
@@ -97,6 +109,7 @@ export class LearnerReceiver {
    * (the rest of a batch) becomes the current learned value at once.
    */
   learnNextPending(): void {
+    if (this.lentHead < this.lent.length) this.releaseExecuted();
     if (this.pendingHead >= this.pending.length) return;
     const next = this.pending[this.pendingHead]!;
     this.pending[this.pendingHead] = undefined as never;
@@ -110,6 +123,21 @@ export class LearnerReceiver {
       next.value,
       next.checksum,
     );
+  }
+
+  /** Releases the buffers of the batches whose every value is executed (before the current one). */
+  private releaseExecuted(): void {
+    const now = this.port.instanceId();
+    while (this.lentHead < this.lent.length && this.lent[this.lentHead]!.lastInstanceId < now) {
+      const { frame } = this.lent[this.lentHead]!;
+      this.lent[this.lentHead] = undefined as never;
+      this.lentHead++;
+      frame.release();
+    }
+    if (this.lentHead === this.lent.length) {
+      this.lent = [];
+      this.lentHead = 0;
+    }
   }
 
   /** The first instance not yet learned here (learned = persisted, maybe not executed yet). */
@@ -130,7 +158,10 @@ export class LearnerReceiver {
    * Values streamed by a peer (seed: Learner::OnSendLearnValue), one or a batch; learned strictly
    * in order. The chain is checked across the batch before anything is stored.
    */
-  async receive(msg: PaxosMsg): Promise<void> {
+  async receive(msg: PaxosMsg, lent?: LentFrame): Promise<void> {
+    // Only when nothing else can hold a learned value once it is executed (releaseLentFrames).
+    const frame = this.port.releaseLentFrames ? lent : undefined;
+    let held = false;
     const needAck = msg.flag === PaxosMsgFlag.SendLearnValueNeedAck;
     const entries: readonly LearnedValue[] =
       msg.batch.length > 0
@@ -148,6 +179,7 @@ export class LearnerReceiver {
     if (first > end) {
       this.counters.aheadMessages++;
       if (needAck) this.sendGapAck(msg.nodeId, end);
+      frame?.release();
       return;
     }
     const skip = end - first;
@@ -162,6 +194,7 @@ export class LearnerReceiver {
         // good, nor ack the stream. (Instance stops the group before this; other hosts rely
         // on this check.)
         this.counters.checksumMismatches++;
+        frame?.release();
         return;
       }
       if (
@@ -171,9 +204,17 @@ export class LearnerReceiver {
           skip,
           this.faults.skipChainCheck ? 0 : mine !== 0 ? mine : theirs,
         ))
-      )
+      ) {
+        frame?.release(); // nothing of it was learned
         return;
+      }
       this.counters.batchesLearned++;
+      if (frame !== undefined) {
+        held = true;
+        // Planted bug (tests only): reused while its values wait to be executed.
+        if (this.faults.releaseLentFramesEarly) frame.release();
+        else this.lent.push({ lastInstanceId: end + entries.length - skip - 1, frame });
+      }
     }
     if (needAck) {
       this.lastStreamValueAtMsValue = this.port.now();
@@ -185,6 +226,7 @@ export class LearnerReceiver {
       this.pendingAckForce ||=
         msg.batch.length > 1 || (msg.batch.length === 1 && first + 1 >= msg.nowInstanceId);
     }
+    if (!held) frame?.release(); // nothing of it was learned (behind us)
   }
 
   /**

@@ -67,7 +67,8 @@ let answerLate;
     send(to, g, m);
   };
 }
-const counter = { smId: 10, execute() {} };
+// Keeps nothing of a value: the learner may release the receive buffers batches arrive in.
+const counter = { smId: 10, copiesValues: true, execute() {} };
 
 let stopProposing = false;
 const cpuMs = (u) => (u.user + u.system) / 1000;
@@ -164,6 +165,8 @@ process.on('message', async (m) => {
         // Page faults (fresh memory the kernel zeroes: a buffer per frame shows here).
         minorPageFaults: process.resourceUsage().minorPageFault - faultsAtReady,
         counters: st.learner.counters,
+        // Batch frames read into a buffer a released one gave back, and into fresh ones.
+        receivePool: network.counters().receivePool,
       });
     };
     node.on('learned', (e) => {

@@ -328,6 +328,12 @@ function quietFigures(quiet) {
     receiverUserUsPerInstance: (quiet.userMs * 1000) / quiet.instances,
     receiverFaultsPerInstance: quiet.minorPageFaults / quiet.instances,
     senderCpuUsPerInstance: (quiet.senderCpuMs * 1000) / quiet.instances,
+    // Share of the batch frames read into a buffer a released frame gave back (issue 22).
+    receiveBuffersReusedShare:
+      quiet.receivePool === undefined
+        ? 0
+        : quiet.receivePool.reused /
+          Math.max(1, quiet.receivePool.reused + quiet.receivePool.allocated),
   };
 }
 

@@ -16,6 +16,8 @@ export interface UnsafeFaults {
    * checksum that does not extend the previous instance's, and streamed values are not checked.
    */
   learnerSkipsChainCheck?: boolean;
+  /** Planted: the learner releases a batch's receive buffer before its values are executed. */
+  releaseLentFramesEarly?: boolean;
   /**
    * Planted: background work (the learner's stream) is queued as an ordinary task, FIFO with the
    * group's messages, instead of in the loop's idle time: an Accept waits behind a run of slices.

@@ -11,7 +11,12 @@ import { StorageError } from '@tspaxos/storage';
 import { CheckpointManager, chainChecksumAt, checkReplayable } from '@tspaxos/checkpoint';
 import { assert, type Ballot, isNullBallot, type LogLevel, NULL_BALLOT } from '@tspaxos/core';
 import { Learner } from '@tspaxos/learner';
-import { type CheckpointMsg, type PaxosMsg, PaxosMsgType } from '@tspaxos/transport';
+import {
+  type CheckpointMsg,
+  type LentFrame,
+  type PaxosMsg,
+  PaxosMsgType,
+} from '@tspaxos/transport';
 import { Acceptor } from './acceptor';
 import { Committer, type ProposeResult } from './committer';
 import { PaxosError } from './errors';
@@ -264,7 +269,8 @@ export class Group extends PortedGroup {
   }
 
   /** A message from the network for this group; `from` is the authenticated sender. */
-  receive(from: number, msg: PaxosMsg): void {
+  /** `lent`: the receive buffer the message lies in (only the learner releases one). */
+  receive(from: number, msg: PaxosMsg, lent?: LentFrame): void {
     this.counters.messagesReceived++;
     if (msg.nodeId !== from) {
       this.counters.messagesDropped++;
@@ -275,7 +281,8 @@ export class Group extends PortedGroup {
       });
       return;
     }
-    if (!this.loop.enqueueMessage(() => this.handle(msg, false))) this.counters.messagesDropped++;
+    if (!this.loop.enqueueMessage(() => this.handle(msg, false, lent)))
+      this.counters.messagesDropped++;
   }
 
   propose(
@@ -347,7 +354,7 @@ export class Group extends PortedGroup {
 
   // ---- routing (PhxPaxos Instance::OnReceivePaxosMsg) ---------------------------------------
 
-  private async handle(msg: PaxosMsg, isRetry: boolean): Promise<void> {
+  private async handle(msg: PaxosMsg, isRetry: boolean, lent?: LentFrame): Promise<void> {
     if (this.stoppedReason !== undefined || this.closed) return;
     if (this.checkpoint?.inCheckpointMode) {
       // PhxPaxos Instance::OnReceiveMessage: no Paxos message while a checkpoint is awaited.
@@ -376,7 +383,7 @@ export class Group extends PortedGroup {
           return;
         }
         if (!this.checksumLogic(msg)) return;
-        await this.receiveForLearner(msg);
+        await this.receiveForLearner(msg, lent);
     }
   }
 
@@ -427,12 +434,12 @@ export class Group extends PortedGroup {
     }
   }
 
-  private async receiveForLearner(msg: PaxosMsg): Promise<void> {
+  private async receiveForLearner(msg: PaxosMsg, lent?: LentFrame): Promise<void> {
     const every = this.config.faults?.throwInLearnerTaskEvery;
     if (every !== undefined && ++this.learnerMessagesHandled % every === 0)
       throw new TypeError(`planted bug: learner message ${this.learnerMessagesHandled} throws`);
     try {
-      await this.learner.handle(msg);
+      await this.learner.handle(msg, lent);
     } catch (error) {
       // A learned value that cannot be written (the store refuses writes after a failed fsync)
       // stops the group; anything else is a bug and goes to the loop as a task error.

@@ -85,6 +85,9 @@ export function learnerPort(group: LearnerPortContext): LearnerPort {
       paxosActiveAtMs: () => group.paxosActiveAtMs(),
       event: (name, fields) => group.log('debug', name, fields),
     },
+    releaseLentFrames:
+      config.store.copiesValues === true &&
+      config.stateMachines.every((sm) => sm.copiesValues === true),
     send: (to, msg) => group.sendTo(to, msg),
     lastChecksum: () => group.lastChecksum(),
     minChosenInstanceId: () => config.store.getMinChosenInstanceId(config.group),
@@ -112,7 +115,10 @@ export function createLearner(group: LearnerPortContext, carried?: LearnerCarry)
   return new Learner(
     learnerPort(group),
     config.options.learner,
-    { skipChainCheck: config.faults?.learnerSkipsChainCheck ?? false },
+    {
+      skipChainCheck: config.faults?.learnerSkipsChainCheck ?? false,
+      releaseLentFramesEarly: config.faults?.releaseLentFramesEarly ?? false,
+    },
     carried,
   );
 }

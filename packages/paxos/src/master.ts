@@ -108,6 +108,8 @@ export interface MasterPort {
  */
 export class MasterStateMachine implements StateMachine {
   readonly smId = MASTER_SM_ID;
+  /** An operation is parsed into numbers: nothing keeps the value's bytes. */
+  readonly copiesValues = true;
   readonly counters: MasterCounters = {
     elections: 0,
     renewals: 0,

@@ -7,7 +7,13 @@ import {
 } from '@tspaxos/checkpoint';
 import { SenderBudget } from '@tspaxos/learner';
 import type { LogStore } from '@tspaxos/storage';
-import { ForwardMsgType, MAX_FRAME_BYTES, type Message, type Network } from '@tspaxos/transport';
+import {
+  ForwardMsgType,
+  type LentFrame,
+  MAX_FRAME_BYTES,
+  type Message,
+  type Network,
+} from '@tspaxos/transport';
 import type { ProposeResult } from './committer';
 import { PaxosError } from './errors';
 import { NodeEventEmitter, type NodeEventName, type NodeEvents } from './events';
@@ -233,7 +239,9 @@ export class PaxosNode {
   /** Loads every group's state, replays the log into the state machines, starts learning. */
   async start(): Promise<void> {
     for (const instance of this.instances) await instance.start();
-    this.opts.network.onMessage((from, group, message) => this.receive(from, group, message));
+    this.opts.network.onMessage((from, group, message, lent) =>
+      this.receive(from, group, message, lent),
+    );
   }
 
   /**
@@ -502,7 +510,7 @@ export class PaxosNode {
     }
   }
 
-  private receive(from: number, group: number, message: Message): void {
+  private receive(from: number, group: number, message: Message, lent?: LentFrame): void {
     if (this.stopped) return;
     const instance = this.instances[group];
     if (instance === undefined) {
@@ -524,7 +532,7 @@ export class PaxosNode {
       instance.receiveCheckpoint(from, message.msg);
       return;
     }
-    instance.receive(from, message.msg);
+    instance.receive(from, message.msg, lent);
   }
 }
 

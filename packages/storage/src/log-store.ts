@@ -26,6 +26,12 @@ export type MetaKey =
 export interface LogStore {
   /** This store's limits, when it has them (a node checks its maxValueBytes fits them). */
   readonly options?: Readonly<StorageOptions>;
+  /**
+   * True when put/putMany keep no view of a record's value once they return (its bytes are
+   * written to the OS, or copied): the caller may then reuse that memory (a catch-up's receive
+   * buffers, issue 22). Absent: the store may hold the caller's views (MemoryLogStore does).
+   */
+  readonly copiesValues?: boolean;
   /** Resolves once the write is as durable as `sync` asks. Rejects with StorageError. */
   put(group: number, record: AcceptorRecord, opts: WriteOptions): Promise<void>;
   /** Several records in one transaction: all or none (a bad record writes nothing). */

@@ -143,6 +143,8 @@ interface QueuedWrite extends Waiter {
 }
 
 export class SqliteLogStore implements LogStore {
+  /** Every write is in the OS (or its value copied, when queued) before its call returns. */
+  readonly copiesValues = true;
   readonly options: StorageOptions;
   readonly path: string;
   private readonly db: Database.Database;

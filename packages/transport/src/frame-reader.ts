@@ -10,9 +10,10 @@
 // that copy, with Node's buffer per read, was about a third of a learning node's busy samples in
 // a 100 KiB catch-up). Every buffer handed out stays the frame's: the reader never writes to
 // memory a frame it returned lies in (slabs only move forward, a finished frame's buffer is let
-// go).
+// go, or given back to the FramePool by whoever took the frame's message).
 import { allocUnfilled, FIXED_BYTES, u32 } from './codec';
 import { TransportError } from './errors';
+import type { FramePool } from './frame-pool';
 import { MAX_FRAME_BYTES, RECEIVE_READ_MIN_BYTES, RECEIVE_SLAB_BYTES } from './options';
 
 /**
@@ -43,7 +44,11 @@ export class FrameReader {
   /** The last frame was read in place: read the next one's length prefix alone (readBuffer). */
   private lengthFirst = false;
 
-  constructor(private readonly maxFrameBytes = MAX_FRAME_BYTES) {}
+  /** `pool`: where long frames read in place get their buffers (reused once released). */
+  constructor(
+    private readonly maxFrameBytes = MAX_FRAME_BYTES,
+    private readonly pool?: FramePool,
+  ) {}
 
   /**
    * The peer is authenticated (its hello passed): from now on a frame longer than what arrived
@@ -156,7 +161,8 @@ export class FrameReader {
         }
         if (!this.inPlace) break;
         // Checked against maxFrameBytes above: a peer cannot make us hold more than one frame.
-        const frame = allocUnfilled(length + 4);
+        const frame =
+          this.pool !== undefined ? this.pool.alloc(length + 4) : allocUnfilled(length + 4);
         const filled = this.buffered;
         this.copyOut(filled, true, frame);
         this.partial = { frame, filled };

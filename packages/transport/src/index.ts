@@ -20,5 +20,13 @@ export {
   type DecodeResult,
 } from './codec';
 export { FrameReader } from './frame-reader';
-export { type Network, type DropCounters } from './ports';
+export { type Network, type DropCounters, type MessageHandler } from './ports';
+export {
+  FramePool,
+  type LentFrame,
+  type FramePoolCounters,
+  POOLED_FRAME_MIN_BYTES,
+  RECEIVE_POOL_BYTES,
+  POISON_BYTE,
+} from './frame-pool';
 export { MemoryNetwork, type LinkConfig, type Delivery } from './memory-network';

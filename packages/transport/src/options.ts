@@ -77,6 +77,7 @@ export const TCP_OPTION_RANGES = {
   reconnectMaxMs: { min: 1 },
   followerForgetMs: { min: 1 },
   maxFollowers: { min: 0 },
+  receivePoolBytes: { min: 0 },
 } as const;
 
 /** The allowed range of a MemoryNetwork link's rates (probabilities) and delays (ms). */

@@ -1,11 +1,24 @@
+import type { LentFrame } from './frame-pool';
 import type { Message } from './messages';
+
+/**
+ * Receives a message; `from` is the authenticated sender (the connection's), not a field of the
+ * body. `lent`: the message lies in a receive buffer the network would reuse once released
+ * (frame-pool.ts); a handler that never releases it leaves the buffer to the garbage collector.
+ */
+export type MessageHandler = (
+  from: number,
+  group: number,
+  message: Message,
+  lent?: LentFrame,
+) => void;
 
 /** The port the consensus cores send and receive through (style.md 1). */
 export interface Network {
   /** Best effort: queued, or dropped and counted; never throws for a down or unknown peer. */
   send(to: number, group: number, message: Message): void;
-  /** One handler; `from` is the authenticated sender (the connection's), not a field of the body. */
-  onMessage(handler: (from: number, group: number, message: Message) => void): void;
+  /** One handler (MessageHandler). */
+  onMessage(handler: MessageHandler): void;
   close(): Promise<void>;
   /**
    * False when this node knows it cannot reach the peer now (the last connection to it failed

@@ -90,6 +90,38 @@ describe('TcpNetwork', () => {
     expect(b.n.counters().inPlaceConnections).toBe(1);
   }, 90_000);
 
+  it('lends long frames: a released one is read into again, one still held never is', async () => {
+    const b = await node(2, {}, { poisonReleasedFrames: true });
+    const a = await node(1, { 2: b.addr }, { queueMaxAgeMs: 600_000 });
+    const valueOf = (i: number) =>
+      Uint8Array.from({ length: 300_000 + (i % 5) * 1000 }, (_, k) => (i * 7 + k) & 0xff);
+    const total = 60;
+    const held: { i: number; value: Uint8Array }[] = [];
+    let lentCount = 0;
+    let checked = 0;
+    b.n.onMessage((_from, _group, m, lent) => {
+      if (m.kind !== 'paxos') throw new Error('not a paxos message');
+      const i = m.msg.instanceId;
+      // Its bytes are right when it arrives: no frame in use was read into.
+      expect(Buffer.from(m.msg.value).equals(Buffer.from(valueOf(i)))).toBe(true);
+      checked++;
+      if (lent === undefined) return;
+      lentCount++;
+      // Every fourth message is kept and never released; the others are released at once.
+      if (i % 4 === 0) held.push({ i, value: m.msg.value });
+      else lent.release();
+    });
+    for (let i = 0; i < total; i++) a.n.send(2, 0, msg(i, valueOf(i)));
+    await until(() => checked === total, 60_000);
+    expect(lentCount).toBe(total);
+    const pool = b.n.counters().receivePool;
+    expect(pool.released).toBe(total - held.length);
+    expect(pool.reused).toBeGreaterThan(total / 2);
+    expect(pool.reused + pool.allocated).toBe(total);
+    // The frames never released kept their bytes while the others were reused.
+    for (const h of held) expect(Buffer.from(h.value).equals(Buffer.from(valueOf(h.i)))).toBe(true);
+  }, 90_000);
+
   it('writes a frame of WRITE_AT_ONCE_BYTES or more during send(), the frames queued before it first', async () => {
     const b = await node(2);
     const a = await node(1, { 2: b.addr }, { queueMaxAgeMs: 600_000 });

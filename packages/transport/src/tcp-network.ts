@@ -10,6 +10,7 @@ import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { rangeProblem } from '@tspaxos/crc-wasm';
 import { concatChunks, decodeFrame, decodeHello, encodeFrame, encodeHello } from './codec';
+import { FramePool, type FramePoolCounters, RECEIVE_POOL_BYTES } from './frame-pool';
 import { FrameReader } from './frame-reader';
 import type { Message } from './messages';
 import {
@@ -31,7 +32,7 @@ import {
   TCP_OPTION_RANGES,
 } from './options';
 import { TransportError } from './errors';
-import { countDrop, type DropCounters, type Network } from './ports';
+import { countDrop, type DropCounters, type MessageHandler, type Network } from './ports';
 
 export interface PeerAddress {
   host: string;
@@ -69,6 +70,13 @@ export interface TcpNetworkOptions {
   /** Most followers known at once (MAX_FOLLOWERS); a hello from one more is refused. */
   maxFollowers?: number;
   tls?: TlsOptions;
+  /**
+   * Most bytes of released receive buffers kept for reuse (RECEIVE_POOL_BYTES; 0: none kept).
+   * A long frame's message is handed to the handler with a LentFrame (frame-pool.ts).
+   */
+  receivePoolBytes?: number;
+  /** Tests: overwrite a released frame's bytes (POISON_BYTE), so an early release shows. */
+  poisonReleasedFrames?: boolean;
   /** Observability hook: connection events, drops with context (logged once per event). */
   onEvent?: (event: string, fields: Record<string, unknown>) => void;
 }
@@ -90,6 +98,8 @@ export interface TcpCounters {
    * (TLS, a runtime without the socket handle to take over) copy from Node's read buffers.
    */
   inPlaceConnections: number;
+  /** Long frames' buffers: fresh, reused after a release, released (frame-pool.ts). */
+  receivePool: FramePoolCounters;
   /** Every frame or connection refused or lost, by reason. */
   drops: DropCounters;
 }
@@ -154,6 +164,7 @@ const TCP_OPTION_FIELDS = new Set([
   'peers',
   'acceptFollowers',
   'tls',
+  'poisonReleasedFrames',
   'onEvent',
 ]);
 
@@ -216,7 +227,8 @@ export class TcpNetwork implements Network {
   /** Nodes removed with `refuse`: their hellos are refused until addPeer (insertion order, bounded). */
   private readonly refused = new Set<number>();
   private server: net.Server | undefined;
-  private handler: ((from: number, group: number, message: Message) => void) | undefined;
+  private handler: MessageHandler | undefined;
+  private readonly receivePool: FramePool;
   private boundAddress: PeerAddress | undefined;
   private closed = false;
   private readonly stats: TcpCounters = {
@@ -230,6 +242,7 @@ export class TcpNetwork implements Network {
     followersForgotten: 0,
     backoffResets: 0,
     inPlaceConnections: 0,
+    receivePool: { reused: 0, allocated: 0, released: 0, freeBytes: 0 },
     drops: {},
   };
   /**
@@ -255,8 +268,11 @@ export class TcpNetwork implements Network {
       reconnectMaxMs: RECONNECT_MAX_MS,
       followerForgetMs: FOLLOWER_FORGET_MS,
       maxFollowers: MAX_FOLLOWERS,
+      receivePoolBytes: RECEIVE_POOL_BYTES,
+      poisonReleasedFrames: false,
       ...options,
     } as TcpNetwork['opts'];
+    this.receivePool = new FramePool(this.opts.receivePoolBytes, this.opts.poisonReleasedFrames);
     const peers =
       options.peers instanceof Map
         ? options.peers
@@ -370,7 +386,7 @@ export class TcpNetwork implements Network {
     }
   }
 
-  onMessage(handler: (from: number, group: number, message: Message) => void): void {
+  onMessage(handler: MessageHandler): void {
     this.handler = handler;
   }
 
@@ -388,7 +404,11 @@ export class TcpNetwork implements Network {
   }
 
   counters(): TcpCounters {
-    return { ...this.stats, drops: { ...this.stats.drops } };
+    return {
+      ...this.stats,
+      receivePool: { ...this.receivePool.counters },
+      drops: { ...this.stats.drops },
+    };
   }
 
   send(to: number, group: number, message: Message): void {
@@ -612,7 +632,7 @@ export class TcpNetwork implements Network {
       accepted.destroy();
       return;
     }
-    const reader = new FrameReader(this.opts.maxFrameBytes);
+    const reader = new FrameReader(this.opts.maxFrameBytes, this.receivePool);
     const taken =
       this.opts.tls === undefined
         ? readingInto(accepted, reader, (n) => {
@@ -692,7 +712,12 @@ export class TcpNetwork implements Network {
         }
         this.stats.framesReceived++;
         try {
-          this.handler?.(from, decoded.value.group, decoded.value.message);
+          this.handler?.(
+            from,
+            decoded.value.group,
+            decoded.value.message,
+            this.receivePool.lend(frame),
+          );
         } catch (e) {
           countDrop(this.stats.drops, 'handler-error');
           this.emit('handler-error', { from, error: String(e) });
