@@ -5,13 +5,17 @@ import { TcpNetwork } from '@tspaxos/transport/tcp';
 import { SqliteLogStore } from '@tspaxos/storage/sqlite';
 import { startNode } from '../dist/internal.js';
 import { realRandom, realScheduler } from '../dist/node.js';
+import { envInteger } from '../../../scripts/bench-harness.mjs';
 
 const nodeId = Number(process.argv[2]);
 const dataDir = process.argv[3];
+/** Receive buffers kept for reuse (TcpNetwork receivePoolBytes; 0: none, as before issue 22's FramePool). */
+const POOL_BYTES = process.env.BENCH_CATCHUP_POOL_BYTES;
 const network = new TcpNetwork({
   nodeId,
   clusterId: 'catchup-bench',
   listen: { host: '127.0.0.1', port: 0 },
+  ...(POOL_BYTES !== undefined && { receivePoolBytes: envInteger('BENCH_CATCHUP_POOL_BYTES', 0) }),
 });
 const { port } = await network.start();
 process.send({ type: 'listening', port });
