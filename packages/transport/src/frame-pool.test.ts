@@ -19,6 +19,12 @@ describe('FramePool', () => {
     expect(pool.counters).toEqual({ reused: 1, allocated: 2, released: 1, freeBytes: 0 });
   });
 
+  it('gives a frame shorter than a batch a buffer of exactly its length (it may be kept long)', () => {
+    const pool = new FramePool();
+    expect(pool.alloc(100 * KiB + 17).buffer.byteLength).toBe(100 * KiB + 17);
+    expect(pool.alloc(1000 * KiB + 17).buffer.byteLength).toBe(1024 * KiB);
+  });
+
   it('never hands a large free buffer to a much shorter frame, nor a short one to a longer frame', () => {
     const pool = new FramePool();
     const big = pool.alloc(4096 * KiB);

@@ -32,8 +32,14 @@ export interface FramePoolCounters {
 
 /** Frames shorter than this are never pooled (they are read into the shared slab anyway). */
 export const POOLED_FRAME_MIN_BYTES = 64 * 1024;
-/** Fresh buffers are rounded up to this, so a batch a little longer than the last still fits. */
+/**
+ * Fresh buffers of batch-sized frames are rounded up to this, so a batch a little longer than the
+ * last still fits; shorter frames (a 100 KiB Accept, whose value the log and acceptor may keep)
+ * get exactly their length, as before the pool.
+ */
 const CAPACITY_STEP_BYTES = 64 * 1024;
+/** Frames from this length on are rounded up (≤ 1/8 more memory). */
+const ROUNDED_FRAME_MIN_BYTES = 8 * CAPACITY_STEP_BYTES;
 /** A free buffer serves a frame only if it wastes at most this (plus an eighth of the frame). */
 const MAX_SLACK_BYTES = 256 * 1024;
 /** Default bound on the buffer bytes kept for reuse (ours: ~16 catch-up batches of 1 MiB). */
@@ -80,7 +86,7 @@ export class FramePool {
       }
     }
     const capacity =
-      n >= POOLED_FRAME_MIN_BYTES ? Math.ceil(n / CAPACITY_STEP_BYTES) * CAPACITY_STEP_BYTES : n;
+      n >= ROUNDED_FRAME_MIN_BYTES ? Math.ceil(n / CAPACITY_STEP_BYTES) * CAPACITY_STEP_BYTES : n;
     // Unzeroed: the reader overwrites the n bytes it hands out, and nothing reads past them.
     const b = Buffer.allocUnsafeSlow(capacity);
     const buffer = b.buffer as ArrayBuffer;
