@@ -3,7 +3,7 @@
 import { SeededRandomSource } from '@tspaxos/core';
 import { crc32 } from '@tspaxos/crc-wasm';
 import { MemoryLogStore } from '@tspaxos/storage';
-import { frameBytesForValues, MemoryNetwork } from '@tspaxos/transport';
+import { frameBytesForValues, MemoryNetwork, type Network } from '@tspaxos/transport';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   startNode,
@@ -30,6 +30,8 @@ function world(
     maxValueBytes?: number;
     learner?: PaxosOptionsInput['learner'];
     machines?: (id: number) => StateMachine[];
+    /** What a node's network is (default: its endpoint as it is). */
+    network?: (id: number, endpoint: Network) => Network;
   } = {},
 ) {
   const maxValueBytes = opts.maxValueBytes ?? 10 * MiB;
@@ -62,7 +64,7 @@ function world(
       store,
       ...(followTo !== undefined ? { followTo } : {}),
       ...(opts.machines ? { stateMachines: opts.machines(id) } : {}),
-      network: net.endpoint(id),
+      network: opts.network?.(id, net.endpoint(id)) ?? net.endpoint(id),
       scheduler: realScheduler(),
       random: realRandom(),
       options,
@@ -259,6 +261,54 @@ describe('catch-up through the node API', () => {
     for (let i = 0; i < 5; i++) await n1.propose(0, new Uint8Array([2, i]), { timeoutMs: 10_000 });
     expect(n1.instanceId(0)).toBeGreaterThanOrEqual(6);
   }, 60_000);
+
+  it('a node behind does not vote on an instance a majority has learned (issue 22: no synced write per stale Accept)', async () => {
+    // Node 3 hears every peer's now instance id but never gets a stream (SendLearnValue dropped):
+    // it stays at instance 0 while both peers are past it.
+    const reportedBy = new Set<number>();
+    let acceptReplies = 0;
+    const { start, stores, net } = world({
+      network: (id, endpoint) =>
+        id !== 3
+          ? endpoint
+          : {
+              ...endpoint,
+              send: (to, group, m) => {
+                if (m.kind === 'paxos' && m.msg.msgType === PaxosMsgType.AcceptReply)
+                  acceptReplies++;
+                endpoint.send(to, group, m);
+              },
+              onMessage: (handler) =>
+                endpoint.onMessage((from, group, m, lent) => {
+                  if (m.kind === 'paxos' && m.msg.msgType === PaxosMsgType.SendLearnValue) return;
+                  if (m.kind === 'paxos' && m.msg.msgType === PaxosMsgType.SendNowInstanceID)
+                    reportedBy.add(from);
+                  handler(from, group, m, lent);
+                }),
+            },
+    });
+    const [n1] = [await start(1), await start(2)];
+    for (let i = 0; i < 5; i++) await n1.propose(0, new Uint8Array([i]));
+    const n3 = await start(3);
+    await eventually(() => reportedBy.size === 2);
+    await n3.idle();
+    expect(n3.instanceId(0)).toBe(0);
+    // An Accept for instance 0, as a peer's queue would hold it from before node 3 went down.
+    net.endpoint(1).send(3, 0, {
+      kind: 'paxos',
+      msg: paxosMsg({
+        msgType: PaxosMsgType.Accept,
+        instanceId: 0,
+        nodeId: 1,
+        proposalId: 1000,
+        value: packValue(10, new TextEncoder().encode('stale')),
+      }),
+    });
+    await eventually(() => n3.status(0).counters.votesSkippedChosen === 1);
+    await n3.idle();
+    expect(stores.get(3)!.get(0, 0)).toBeUndefined(); // nothing written
+    expect(acceptReplies).toBe(0); // no vote
+  });
 
   it('an instance learned from a batch but not executed yet accepts nothing over its stored record', async () => {
     // Node 3's state machine refuses "boom": the batch is stored, instance 1 stays unexecuted.

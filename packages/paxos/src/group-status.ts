@@ -61,6 +61,12 @@ export interface GroupCounters {
   /** Messages whose chain checksum was compared with this node's and agreed (design.md §2). */
   checksumChecks: number;
   retriedMessages: number;
+  /**
+   * Prepares and Accepts not voted on because a majority of the members had already learned
+   * their instance (it is chosen; the learner learns it): a restarted node replaying the Accepts
+   * its peers queued while it was down would pay a synced write per instance (issue 22).
+   */
+  votesSkippedChosen: number;
   /** The recovery no-op proposal at start ended with an expected code (E_TIMEOUT, E_STOPPED …). */
   recoveryProposalsFailed: number;
   /** Paxos messages not processed while in checkpoint mode (PhxPaxos ignores them too). */
@@ -96,6 +102,7 @@ export function newGroupCounters(): GroupCounters {
     checksumMismatches: 0,
     checksumChecks: 0,
     retriedMessages: 0,
+    votesSkippedChosen: 0,
     recoveryProposalsFailed: 0,
     checkpointModeDrops: 0,
     checkpointRestarts: 0,

@@ -55,6 +55,7 @@ describe('TcpNetwork options', () => {
     ],
     [{ peers: { 0: { host: 'h', port: 1 } } }, /peers: node id must be an integer in 1 …/],
     [{ peers: { 2: { host: 'h', port: 0 } } }, /peers\[2\]\.port must be an integer in 1 … 65535/],
+    [{ downQueueMaxFrames: -1 }, /downQueueMaxFrames must be an integer in 0 …/],
     [{ receivePoolBytes: -1 }, /receivePoolBytes must be an integer in 0 …/],
     [{ receivePoolBytes: 1.5 }, /receivePoolBytes must be an integer in 0 …/],
     [{ maxFrameByte: 1 }, /maxFrameByte is unknown/],

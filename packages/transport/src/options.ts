@@ -19,6 +19,15 @@ export const QUEUE_MAX_BYTES = 200 * 1024 * 1024;
  * down: ~1,500 values, their memory never reused, ~30 % more CPU per instance on the proposer).
  */
 export const DOWN_QUEUE_MAX_BYTES = 4 * 1024 * 1024;
+/**
+ * Frames queued for a peer while it is known down, however small (ours, issue 22): the newest are
+ * kept. A node back from an outage handles what was queued for it before anything else, and
+ * each Accept among it costs a synced write: 4 MiB of ~3 KiB Accepts (25 small writes each) was
+ * ~800 instances voted on one at a time, ~1 s before its learner's batched stream could start
+ * (a restarted follower's catch-up, BENCHMARKS.md). 64 keeps the last few instances' messages, for
+ * a peer that was only cut off for a moment.
+ */
+export const DOWN_QUEUE_MAX_FRAMES = 64;
 /** Frames older than this are dropped instead of sent (PhxPaxos TcpOutQueueDropTimeMs: 5000). */
 export const QUEUE_MAX_AGE_MS = 5000;
 /** An idle connection is closed after this long (PhxPaxos TcpConnectionNonActiveTimeout: 60 s). */
@@ -71,6 +80,7 @@ export const TCP_OPTION_RANGES = {
   maxFrameBytes: { min: MIN_FRAME_BYTES, max: MAX_FRAME_BYTES_CEILING },
   queueMaxBytes: { min: 1 },
   downQueueMaxBytes: { min: 0 },
+  downQueueMaxFrames: { min: 0 },
   queueMaxAgeMs: { min: 1 },
   idleTimeoutMs: { min: 1 },
   reconnectMinMs: { min: 1 },

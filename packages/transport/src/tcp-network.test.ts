@@ -148,7 +148,13 @@ describe('TcpNetwork', () => {
     const a = await node(
       1,
       { 2: b1.addr },
-      { reconnectMinMs: 10, reconnectMaxMs: 50, onEvent: (event) => events.push(event) },
+      {
+        reconnectMinMs: 10,
+        reconnectMaxMs: 50,
+        // All 99 frames sent while it is down are kept (the default keeps the newest 64).
+        downQueueMaxFrames: 1000,
+        onEvent: (event) => events.push(event),
+      },
     );
     const got: number[] = [];
     b1.n.onMessage((_f, _g, m) => m.kind === 'paxos' && got.push(m.msg.instanceId));
@@ -247,6 +253,25 @@ describe('TcpNetwork', () => {
     // A frame larger than the bound is not queued at all.
     a.n.send(2, 0, msg(200, new Uint8Array(30_000)));
     expect(a.n.counters().drops['E_PEER_DOWN']).toBe(102 - kept);
+  });
+
+  it('keeps only the newest downQueueMaxFrames for a peer known down, however small', async () => {
+    const server = net.createServer();
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const deadPort = (server.address() as net.AddressInfo).port;
+    await new Promise((r) => server.close(r));
+    const a = await node(
+      1,
+      { 2: { host: '127.0.0.1', port: deadPort } },
+      { downQueueMaxFrames: 10, reconnectMinMs: 60_000, reconnectMaxMs: 60_000 },
+    );
+    a.n.send(2, 0, msg(0)); // dials; the refusal makes the peer down
+    await until(() => !a.n.reachable(2));
+    const frame = a.n.queuedBytes(2);
+    for (let i = 1; i <= 100; i++) a.n.send(2, 0, msg(i));
+    // 10 frames of a few dozen bytes: far under downQueueMaxBytes, bounded by their count.
+    expect(a.n.queuedBytes(2)).toBe(10 * frame);
+    expect(a.n.counters().drops).toEqual({ E_PEER_DOWN: 101 - 10 });
   });
 
   it('forgets a follower whose connections stay closed for followerForgetMs, and bounds how many it knows', async () => {

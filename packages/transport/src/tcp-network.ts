@@ -20,6 +20,7 @@ import {
   QUEUE_MAX_AGE_MS,
   QUEUE_MAX_BYTES,
   DOWN_QUEUE_MAX_BYTES,
+  DOWN_QUEUE_MAX_FRAMES,
   SOCKET_BUFFER_BYTES,
   WRITE_AT_ONCE_BYTES,
   WRITE_COALESCE_BYTES,
@@ -61,6 +62,8 @@ export interface TcpNetworkOptions {
   queueMaxBytes?: number;
   /** Bytes queued for a peer known down (DOWN_QUEUE_MAX_BYTES); older frames: E_PEER_DOWN drops. */
   downQueueMaxBytes?: number;
+  /** Frames queued for a peer known down (DOWN_QUEUE_MAX_FRAMES); older ones: E_PEER_DOWN drops. */
+  downQueueMaxFrames?: number;
   queueMaxAgeMs?: number;
   idleTimeoutMs?: number;
   reconnectMinMs?: number;
@@ -262,6 +265,7 @@ export class TcpNetwork implements Network {
       maxFrameBytes: MAX_FRAME_BYTES,
       queueMaxBytes: QUEUE_MAX_BYTES,
       downQueueMaxBytes: DOWN_QUEUE_MAX_BYTES,
+      downQueueMaxFrames: DOWN_QUEUE_MAX_FRAMES,
       queueMaxAgeMs: QUEUE_MAX_AGE_MS,
       idleTimeoutMs: IDLE_TIMEOUT_MS,
       reconnectMinMs: RECONNECT_MIN_MS,
@@ -436,18 +440,20 @@ export class TcpNetwork implements Network {
       this.outbound.set(to, peer);
     }
     // Bounded in bytes: the oldest frames go first (they are also the likeliest to be stale). A
-    // peer known down gets a smaller bound (DOWN_QUEUE_MAX_BYTES says why).
+    // peer known down gets smaller bounds, in bytes and in frames (DOWN_QUEUE_MAX_BYTES and
+    // DOWN_QUEUE_MAX_FRAMES say why).
     const down = peer.down;
     const max = down
       ? Math.min(this.opts.downQueueMaxBytes, this.opts.queueMaxBytes)
       : this.opts.queueMaxBytes;
+    const maxFrames = down ? this.opts.downQueueMaxFrames : Number.POSITIVE_INFINITY;
     const reason = down ? 'E_PEER_DOWN' : 'E_QUEUE_FULL';
-    if (bytes > max) {
+    if (bytes > max || maxFrames === 0) {
       // It could never fit: the frames queued stay.
       countDrop(this.stats.drops, reason);
       return;
     }
-    while (peer.queuedBytes + bytes > max && peer.length > 0) {
+    while ((peer.queuedBytes + bytes > max || peer.length >= maxFrames) && peer.length > 0) {
       peer.shift();
       countDrop(this.stats.drops, reason);
     }
