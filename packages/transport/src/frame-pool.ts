@@ -99,6 +99,8 @@ export class FramePool {
 
   /** The lease of a frame this pool allocated; undefined for any other frame (never reused). */
   lend(frame: Uint8Array): LentFrame | undefined {
+    // Called for every frame received: a short one (most of them) is never ours.
+    if (frame.length < POOLED_FRAME_MIN_BYTES) return undefined;
     const buffer = frame.buffer as ArrayBuffer;
     if (!this.ours.has(buffer)) return undefined;
     let released = false;

@@ -234,7 +234,8 @@ export class TcpNetwork implements Network {
   private readonly receivePool: FramePool;
   private boundAddress: PeerAddress | undefined;
   private closed = false;
-  private readonly stats: TcpCounters = {
+  /** Everything counted here; the receive pool counts itself (FramePool.counters). */
+  private readonly stats: Omit<TcpCounters, 'receivePool'> = {
     framesSent: 0,
     bytesSent: 0,
     framesReceived: 0,
@@ -245,7 +246,6 @@ export class TcpNetwork implements Network {
     followersForgotten: 0,
     backoffResets: 0,
     inPlaceConnections: 0,
-    receivePool: { reused: 0, allocated: 0, released: 0, freeBytes: 0 },
     drops: {},
   };
   /**
