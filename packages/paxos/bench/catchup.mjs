@@ -139,6 +139,16 @@ function request(child, msg, replyType) {
   return reply;
 }
 
+/** Fresh copies of the written logs of nodes `ids`, by node id (`tag`: the temp dirs' names). */
+function copyLogs(written, ids, tag) {
+  const copies = {};
+  for (const id of ids) {
+    copies[id] = tmp(`${tag}-n${id}`);
+    cpSync(written[id], copies[id], { recursive: true });
+  }
+  return copies;
+}
+
 /**
  * One catch-up: nodes 1 and 2 from the written log, node 3 empty. With `apartValueBytes`, the
  * writers stop one instance apart first (issue 22): node 2 proposes one more value that node 1
@@ -148,11 +158,7 @@ function request(child, msg, replyType) {
  */
 async function catchUp(written, { proposeWhileCatchingUp = false, server, apartValueBytes } = {}) {
   // Copies of the written logs: what node 1 proposes in this run is not in the next run's log.
-  const d = {};
-  for (const id of [1, 2]) {
-    d[id] = tmp(`run-n${id}`);
-    cpSync(written[id], d[id], { recursive: true });
-  }
+  const d = copyLogs(written, [1, 2], 'run');
   const d3 = tmp('n3');
   const children = [1, 2, 3].map((id) =>
     fork(here('catchup-node.mjs'), [String(id), id === 3 ? d3 : d[id]], {
@@ -255,11 +261,7 @@ async function baseline(d, mode = 'receive', sendMode = 'send') {
   // swung the ratio 2× either way (BENCHMARKS.md: the first touch of guest memory the kernel has
   // not used lately costs a host fault, so whichever transfer's file writes get the pages freed
   // last runs fast).
-  const copies = (sendMode === 'send-file' ? [1] : [1, 2]).map((id) => {
-    const dir = tmp(`copy-n${id}`);
-    cpSync(d[id], dir, { recursive: true });
-    return dir;
-  });
+  const copies = Object.values(copyLogs(d, sendMode === 'send-file' ? [1] : [1, 2], 'copy'));
   const raw = tmp('raw');
   const receiver = fork(here('catchup-baseline.mjs'), [mode, raw], {
     stdio: 'inherit',

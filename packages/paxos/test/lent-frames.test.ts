@@ -120,14 +120,23 @@ function compare(machines: Map<number, ReturnType<typeof recorder>>) {
   return { checked, wrong };
 }
 
+/** Waits until node 3 reaches node 1's instance; it must have executed node 1's values exactly. */
+async function caughtUpWithTheChosenValues(
+  n1: PaxosNode,
+  n3: PaxosNode,
+  machines: Map<number, ReturnType<typeof recorder>>,
+): Promise<void> {
+  const target = n1.instanceId(0);
+  await until(() => n3.instanceId(0) >= target);
+  const { checked, wrong } = compare(machines);
+  expect(checked).toBeGreaterThanOrEqual(VALUES);
+  expect(wrong).toBe(0);
+}
+
 describe('receive buffers lent to the learner', () => {
   it('a node catching up over TCP reuses batch buffers and executes exactly the chosen values', async () => {
     const { n1, n3, machines, network3 } = await cluster({ copiesValues: true });
-    const target = n1.instanceId(0);
-    await until(() => n3.instanceId(0) >= target);
-    const { checked, wrong } = compare(machines);
-    expect(checked).toBeGreaterThanOrEqual(VALUES);
-    expect(wrong).toBe(0);
+    await caughtUpWithTheChosenValues(n1, n3, machines);
     expect(n3.status(0).learner.counters.batchesLearned).toBeGreaterThan(0);
     const pool = network3.counters().receivePool;
     expect(pool.released).toBeGreaterThan(0);
@@ -150,11 +159,7 @@ describe('receive buffers lent to the learner', () => {
 
   it('a state machine that does not say copiesValues: no frame is released, the values are right', async () => {
     const { n1, n3, machines, network3 } = await cluster({ copiesValues: false });
-    const target = n1.instanceId(0);
-    await until(() => n3.instanceId(0) >= target);
-    const { checked, wrong } = compare(machines);
-    expect(checked).toBeGreaterThanOrEqual(VALUES);
-    expect(wrong).toBe(0);
+    await caughtUpWithTheChosenValues(n1, n3, machines);
     const pool = network3.counters().receivePool;
     expect(pool.allocated).toBeGreaterThan(0);
     expect(pool.released).toBe(0);

@@ -48,6 +48,15 @@ function until(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
   });
 }
 
+/** A loopback port that was free a moment ago and has no listener: dialing it is refused. */
+async function portNobodyListensOn(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as net.AddressInfo).port;
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
 describe('TcpNetwork', () => {
   it('delivers 100,000 messages in order between two nodes on loopback', async () => {
     const b = await node(2);
@@ -215,10 +224,7 @@ describe('TcpNetwork', () => {
 
   it('bounds the outbound queue in bytes, dropping the oldest and counting it', async () => {
     // Nobody listens on this port: every frame waits in the queue.
-    const server = net.createServer();
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const deadPort = (server.address() as net.AddressInfo).port;
-    await new Promise((r) => server.close(r));
+    const deadPort = await portNobodyListensOn();
     const a = await node(
       1,
       { 2: { host: '127.0.0.1', port: deadPort } },
@@ -232,10 +238,7 @@ describe('TcpNetwork', () => {
   });
 
   it('keeps only the newest downQueueMaxBytes for a peer known down, counting the rest E_PEER_DOWN', async () => {
-    const server = net.createServer();
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const deadPort = (server.address() as net.AddressInfo).port;
-    await new Promise((r) => server.close(r));
+    const deadPort = await portNobodyListensOn();
     const a = await node(
       1,
       { 2: { host: '127.0.0.1', port: deadPort } },
@@ -256,10 +259,7 @@ describe('TcpNetwork', () => {
   });
 
   it('keeps only the newest downQueueMaxFrames for a peer known down, however small', async () => {
-    const server = net.createServer();
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const deadPort = (server.address() as net.AddressInfo).port;
-    await new Promise((r) => server.close(r));
+    const deadPort = await portNobodyListensOn();
     const a = await node(
       1,
       { 2: { host: '127.0.0.1', port: deadPort } },
