@@ -5,6 +5,15 @@ import { envInteger, RUNS } from '../../../scripts/bench-harness.mjs';
 export const QUICK = envInteger('BENCH_QUICK', 0, { max: 1 }) === 1;
 /** Length of one measured cell. */
 export const MS = envInteger('BENCH_NODE_MS', QUICK ? 1000 : 3000, { min: 100 });
+/**
+ * Untimed load on each fresh cluster of the side-by-side run, both servers alike: after the keys
+ * are written, WARMUP_MS of 64 clients writing round-robin over the 3 nodes (every node's HTTP,
+ * forwarding and apply paths), and before each cell's timed window up to CELL_WARMUP_MS of the
+ * cell's own load. A fresh Node process under load on 2 cores needs ~10 s to reach its steady
+ * state: its first seconds run at up to 3× the CPU per request (BENCHMARKS.md, "Warm-up"). 0: none.
+ */
+export const WARMUP_MS = envInteger('BENCH_NODE_WARMUP_MS', QUICK ? 1000 : 10_000, { min: 0 });
+export const CELL_WARMUP_MS = Math.min(WARMUP_MS, 2000);
 /** Writes a stopped node misses before it is restarted and timed until caught up. */
 export const CATCH_UP_WRITES = envInteger('BENCH_NODE_CATCHUP_WRITES', QUICK ? 2000 : 20_000, {
   min: 1,

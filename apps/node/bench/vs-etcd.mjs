@@ -5,7 +5,15 @@
 import { envInteger, median, report } from '../../../scripts/bench-harness.mjs';
 import { ensureEtcd } from './etcd-cluster.mjs';
 import { httpClient, load, sendMany } from './http-client.mjs';
-import { CATCH_UP_WRITES, ETCD_CELLS, ETCD_RUNS, KEYS, MS } from './knobs.mjs';
+import {
+  CATCH_UP_WRITES,
+  CELL_WARMUP_MS,
+  ETCD_CELLS,
+  ETCD_RUNS,
+  KEYS,
+  MS,
+  WARMUP_MS,
+} from './knobs.mjs';
 import { cpuSeconds, peakRssBytes } from './proc.mjs';
 import { etcdSide, tspaxosSide, until } from './sides.mjs';
 import { sleep } from './tspaxos-cluster.mjs';
@@ -43,9 +51,9 @@ async function withCpu(s, leader, measure) {
  * 16 clients reading through the master/leader in `mode`, with the CPU it used; on tspaxos also
  * the reads per quorum round and per barrier, from its /metrics counters.
  */
-async function linearizableReads(s, l, mode) {
+async function linearizableReads(s, l, mode, ms) {
   const before = await s.readCounts?.(l);
-  const r = await withCpu(s, l, () => load(16, (c, i) => s.get(c, l, key(i * 7919), mode), MS));
+  const r = await withCpu(s, l, () => load(16, (c, i) => s.get(c, l, key(i * 7919), mode), ms));
   const after = await s.readCounts?.(l);
   if (before === undefined) return r;
   const per = (field) => {
@@ -82,56 +90,56 @@ async function withForwarding(s, measure) {
   };
 }
 
-/** Throughput cells: `run(side, leader)` returns load()'s { rate, p50, p99, … }. */
+/** Throughput cells: `run(side, leader, ms)` returns load()'s { rate, p50, p99, … }. */
 const CELLS = [
   {
     id: 'w1',
     name: 'writes 100 B, 1 client, to the master/leader',
-    run: (s, l) => withCpu(s, l, () => load(1, (c, i) => s.put(c, l, key(i), SMALL), MS)),
+    run: (s, l, ms) => withCpu(s, l, () => load(1, (c, i) => s.put(c, l, key(i), SMALL), ms)),
   },
   {
     id: 'w16',
     name: 'writes 100 B, 16 clients, to the master/leader',
-    run: (s, l) => load(16, (c, i) => s.put(c, l, key(i), SMALL), MS),
+    run: (s, l, ms) => load(16, (c, i) => s.put(c, l, key(i), SMALL), ms),
   },
   {
     id: 'w64',
     name: 'writes 100 B, 64 clients, to the master/leader',
-    run: (s, l) =>
+    run: (s, l, ms) =>
       withCpu(s, l, () =>
-        withForwarding(s, () => load(64, (c, i) => s.put(c, l, key(i), SMALL), MS)),
+        withForwarding(s, () => load(64, (c, i) => s.put(c, l, key(i), SMALL), ms)),
       ),
   },
   {
     id: 'spread',
     name: 'writes 100 B, 64 clients round-robin over the 3 nodes',
     // tspaxos: also the forwarding frames, apply waits and values per instance (/status).
-    run: (s, l) =>
+    run: (s, l, ms) =>
       withCpu(s, l, () =>
-        withForwarding(s, () => load(64, (c, i) => s.put(c, i % 3, key(i), SMALL), MS)),
+        withForwarding(s, () => load(64, (c, i) => s.put(c, i % 3, key(i), SMALL), ms)),
       ),
   },
   {
     id: 'linread',
     name: 'linearizable reads, 16 clients (?consistent=true / etcd default)',
     // tspaxos: a quorum read index (issue 22); also the reads each round served (/metrics).
-    run: (s, l) => linearizableReads(s, l, 'linearizable'),
+    run: (s, l, ms) => linearizableReads(s, l, 'linearizable', ms),
   },
   {
     id: 'linbarrier',
     name: 'linearizable reads through a barrier, 16 clients (?consistent=barrier / etcd default)',
     // The path ?consistent=true took before issue 22's quorum reads, for the before/after.
-    run: (s, l) => linearizableReads(s, l, 'barrier'),
+    run: (s, l, ms) => linearizableReads(s, l, 'barrier', ms),
   },
   {
     id: 'leaseread',
     name: 'lease reads / etcd serializable, 16 clients',
-    run: (s, l) => load(16, (c, i) => s.get(c, l, key(i * 7919), 'local'), MS),
+    run: (s, l, ms) => load(16, (c, i) => s.get(c, l, key(i * 7919), 'local'), ms),
   },
   {
     id: 'w64k',
     name: 'writes 64 KiB, 16 clients, to the master/leader',
-    run: (s, l) => load(16, (c, i) => s.put(c, l, `big${i % 1000}`, LARGE), MS),
+    run: (s, l, ms) => load(16, (c, i) => s.put(c, l, `big${i % 1000}`, LARGE), ms),
   },
 ];
 
@@ -258,6 +266,27 @@ function killTimeline(events, answers, { leader, survivors, killedAt }) {
   return out;
 }
 
+/** Length of one slice of the warm-up: its first and last slices are reported. */
+const WARMUP_SLICE_MS = 2000;
+
+/**
+ * The warm-up of a fresh cluster (knobs.mjs, WARMUP_MS): 64 clients writing round-robin over the
+ * 3 nodes, in slices of WARMUP_SLICE_MS; the first and the last slice's rates (what a freshly
+ * started cluster does, and where the warm-up ended).
+ */
+async function warmUp(s) {
+  const slices = [];
+  for (let spent = 0; spent < WARMUP_MS; spent += WARMUP_SLICE_MS)
+    slices.push(
+      await load(
+        64,
+        (c, i) => s.put(c, i % 3, key(i), SMALL),
+        Math.min(WARMUP_SLICE_MS, WARMUP_MS),
+      ),
+    );
+  return slices.length === 0 ? undefined : { first: slices[0], last: slices.at(-1) };
+}
+
 /** Whether BENCH_NODE_ETCD_CELLS picks cell `id` (unset: every cell). */
 const picked = (id) => ETCD_CELLS === undefined || ETCD_CELLS.has(id);
 
@@ -272,10 +301,14 @@ async function oneRun(order) {
       const l = await s.leader();
       leaders.push(l);
       await sendMany(KEYS, 64, (c, i) => s.put(c, l, key(i), SMALL));
+      out[s.name] = { warmup: await warmUp(s) };
     }
-    for (const s of sides) out[s.name] = {};
     for (const cell of CELLS.filter((c) => picked(c.id)))
-      for (const [k, s] of sides.entries()) out[s.name][cell.id] = await cell.run(s, leaders[k]);
+      for (const [k, s] of sides.entries()) {
+        // The cell's own load, untimed first (knobs.mjs); etcd gets the same.
+        if (CELL_WARMUP_MS > 0) await cell.run(s, leaders[k], CELL_WARMUP_MS);
+        out[s.name][cell.id] = await cell.run(s, leaders[k], MS);
+      }
     if (picked('rss'))
       for (const s of sides) out[s.name].rss = [0, 1, 2].map((i) => peakRssBytes(s.pid(i)));
     if (picked('catchup'))
@@ -363,7 +396,12 @@ export async function vsEtcd() {
       rows.push({ name: `vs etcd: ${name}: etcd`, value: e.median, unit, runs: e.runs });
     table.push({ name, unit, tspaxos: t.median, etcd: e?.median, ratio });
   };
-  if (!KILL_ONLY) addCells(add);
+  if (!KILL_ONLY) {
+    const warm = `writes 100 B, 64 clients round-robin over the 3 nodes, warm-up of a fresh cluster (${WARMUP_SLICE_MS / 1000} s slices)`;
+    add(`${warm}: first slice`, 'ops/s', (x) => x.warmup?.first.rate);
+    add(`${warm}: last slice`, 'ops/s', (x) => x.warmup?.last.rate);
+    addCells(add);
+  }
   add(
     `master/leader SIGKILLed under 64 spread clients: → first write acknowledged (tspaxos ${KILL_LEASE_LABEL}, etcd election timeout 1 s)`,
     'ms',
@@ -380,7 +418,14 @@ export async function vsEtcd() {
   report('node-vs-etcd', rows, {
     etcdVersion,
     runs: ETCD_RUNS,
-    knobs: { ms: MS, keys: KEYS, catchUpWrites: CATCH_UP_WRITES, killOnly: KILL_ONLY },
+    knobs: {
+      ms: MS,
+      warmupMs: WARMUP_MS,
+      cellWarmupMs: CELL_WARMUP_MS,
+      keys: KEYS,
+      catchUpWrites: CATCH_UP_WRITES,
+      killOnly: KILL_ONLY,
+    },
     table,
     perRun: runs,
   });
