@@ -137,9 +137,12 @@ export class Group extends PortedGroup {
     // A chosen value's callers are answered once the next instance's Accept has left (issue 22):
     // what they run next (an HTTP reply each) would otherwise go first, and with 16 writers that
     // held the Accept back by 16 replies. nextInstance() runs right after committed()
-    // (execution.ts), in the same synchronous stretch, so afterThisTurn's wait comes after it.
+    // (execution.ts), in the same synchronous stretch, so by the microtask that decides, the next
+    // value is in flight if one was waiting. If none was (one writer), nothing has to leave first:
+    // they are answered then, ahead of the chosen value's ProposerSendSuccess (the transport
+    // writes it at the next setImmediate), saving the writer a turn and those socket writes.
     this.committer = new Committer(options, config.nodeId, (settle) =>
-      this.loop.afterThisTurn(settle),
+      this.loop.afterThisTurnIf(() => this.committer.inFlight !== undefined, settle),
     );
     this.proposer = createProposer(this.ports());
     this.learner = createLearner(this.ports());

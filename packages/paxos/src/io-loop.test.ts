@@ -192,4 +192,44 @@ describe('IOLoop: work after the event loop has turned (issue 22)', () => {
     expect(errors).toHaveLength(1);
     expect(String(errors[0])).toContain('planted: an answer throws');
   });
+
+  it('afterThisTurnIf decides a microtask later: at once when nothing needs the turn, after it when something does', async () => {
+    const ev = new VirtualEventLoop();
+    const errors: unknown[] = [];
+    const loop = new IOLoop(ev, 10, (error) => errors.push(error));
+    const order: string[] = [];
+    let nextInFlight = false;
+    // Nothing in flight at the decision: answered before any turn.
+    loop.afterThisTurnIf(
+      () => nextInFlight,
+      () => void order.push('lone answer'),
+    );
+    await settle();
+    expect(order).toEqual(['lone answer']);
+    // The next value is taken later in the same stretch: the decision sees it and waits the turn.
+    loop.afterThisTurnIf(
+      () => nextInFlight,
+      () => void order.push('answer'),
+    );
+    nextInFlight = true;
+    void ev.yieldToEventLoop().then(() => order.push('flush of the next Accept'));
+    await settle();
+    expect(order).toEqual(['lone answer']);
+    ev.runImmediates();
+    await settle();
+    expect(order).toEqual(['lone answer', 'flush of the next Accept', 'answer']);
+    // What it throws at once goes to onError, as afterThisTurn's does.
+    nextInFlight = false;
+    loop.afterThisTurnIf(
+      () => nextInFlight,
+      () => {
+        throw new TypeError('planted: a lone answer throws');
+      },
+    );
+    await settle();
+    expect(loop.counters.atOnceCallbacks).toBe(2);
+    expect(loop.counters.afterTurnCallbacks).toBe(1);
+    expect(loop.counters.taskErrors).toBe(1);
+    expect(String(errors[0])).toContain('planted: a lone answer throws');
+  });
 });

@@ -29,6 +29,8 @@ export interface IOLoopCounters {
   nextTurnTasks: number;
   /** Callbacks run once the event loop turned (afterThisTurn): proposers' answers. */
   afterTurnCallbacks: number;
+  /** Callbacks of afterThisTurnIf run a microtask later, no turn being needed then. */
+  atOnceCallbacks: number;
 }
 
 export class IOLoop {
@@ -40,6 +42,7 @@ export class IOLoop {
     idleTasksDeferred: 0,
     nextTurnTasks: 0,
     afterTurnCallbacks: 0,
+    atOnceCallbacks: 0,
   };
   /** Background work waiting for the loop's idle time, oldest first. */
   private idleQueue: Array<{ task: Task; cancelled: boolean }> = [];
@@ -111,6 +114,27 @@ export class IOLoop {
         this.counters.taskErrors++;
         this.onError(error);
       });
+  }
+
+  /**
+   * afterThisTurn(fn) if `needsTurn()` is true a microtask from now (after the synchronous work in
+   * progress), else `fn` runs then, with no turn: nothing queued in this stretch has to leave
+   * first. What it throws goes to `onError` either way.
+   */
+  afterThisTurnIf(needsTurn: () => boolean, fn: () => void): void {
+    void Promise.resolve().then(() => {
+      if (needsTurn()) {
+        this.afterThisTurn(fn);
+        return;
+      }
+      this.counters.atOnceCallbacks++;
+      try {
+        fn();
+      } catch (error) {
+        this.counters.taskErrors++;
+        this.onError(error);
+      }
+    });
   }
 
   /** A timer whose callback runs on this loop; the returned function cancels it. */

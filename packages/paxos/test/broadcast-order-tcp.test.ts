@@ -6,6 +6,8 @@
 //   the transport's next flush (setImmediate) in every round.
 // - A chosen value's caller is answered after the next instance's Accept has left: what the
 //   caller runs next (an HTTP reply per value, in the server) no longer goes ahead of that send.
+// - With no next value waiting (a lone writer), nothing has to leave first: the caller is
+//   answered in the turn that applied its value, without waiting another.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +16,7 @@ import { SqliteLogStore } from '@tspaxos/storage/sqlite';
 import { TcpNetwork } from '@tspaxos/transport/tcp';
 import { afterAll, expect, it } from 'vitest';
 import { realRandom, realScheduler } from '../src/adapters/node-entry';
-import { type PaxosNode, startNode } from '../src/internal';
+import { type PaxosNode, startNode, type StateMachine } from '../src/internal';
 
 const PROPOSALS = 30;
 /** Each proposal's deadline: generous for a loaded machine; no timing is asserted. */
@@ -45,6 +47,7 @@ function watched(store: LogStore, observe: (record: Parameters<LogStore['put']>[
 async function startCluster(
   name: string,
   observe: (network: TcpNetwork, record: Parameters<LogStore['put']>[1]) => void = () => {},
+  stateMachine?: StateMachine,
 ): Promise<{ n1: PaxosNode; n1Network: TcpNetwork }> {
   const ids = [1, 2, 3];
   const networks = new Map<number, TcpNetwork>();
@@ -78,6 +81,14 @@ async function startCluster(
       scheduler: realScheduler(),
       random: realRandom(),
       network: networks.get(id)!,
+      // Node 1 runs `stateMachine`; the others a machine of the same id that does nothing.
+      ...(stateMachine === undefined
+        ? {}
+        : {
+            stateMachines: [
+              id === 1 ? stateMachine : { smId: stateMachine.smId, execute: () => undefined },
+            ],
+          }),
       // No learner asking in the background: its frames would sit in the same queues.
       options: { learner: { askforLearnIntervalMs: 600_000, askforLearnJitterMs: 0 } },
     });
@@ -140,5 +151,35 @@ it("a chosen value's caller is answered after the next instance's Accept has lef
   // The next instance was under way at every answer, and its Accept had left.
   expect(answeredWithNextAccepting).toBe(PROPOSALS);
   expect(answeredWhileQueued).toBe(0);
+  expect(n1.status(0).errors.taskErrors.count).toBe(0);
+}, 180_000);
+
+it("a lone writer's value is answered in the turn that applied it", async () => {
+  // Node 1's machine notes, at each execute, a setImmediate: it has fired once the event loop
+  // turned after the apply.
+  let turnedSinceApply = false;
+  let applied = 0;
+  const sm: StateMachine = {
+    smId: 7,
+    execute: () => {
+      applied++;
+      turnedSinceApply = false;
+      setImmediate(() => (turnedSinceApply = true));
+      return applied;
+    },
+  };
+  const { n1 } = await startCluster('answer-lone-writer', undefined, sm);
+  let answeredInTheApplyTurn = 0;
+  for (let i = 0; i < PROPOSALS; i++) {
+    // One value at a time: nothing waits to be proposed when it is chosen.
+    const result = await n1.propose(0, new Uint8Array(100).fill(i), {
+      smId: 7,
+      timeoutMs: PROPOSE_TIMEOUT_MS,
+    });
+    expect(result.result).toBe(applied);
+    if (!turnedSinceApply) answeredInTheApplyTurn++;
+  }
+  // Before, every answer waited a turn after the apply (IOLoop.afterThisTurn).
+  expect(answeredInTheApplyTurn).toBe(PROPOSALS);
   expect(n1.status(0).errors.taskErrors.count).toBe(0);
 }, 180_000);
