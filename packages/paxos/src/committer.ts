@@ -75,7 +75,7 @@ export class Committer {
     private readonly nodeId: number,
     /**
      * How the callers of a chosen value are answered: at once by default; the group answers them
-     * once the next instance's Accept has left (IOLoop.afterThisTurn, issue 22), since what a
+     * once the next instance's Accept has left (IOLoop.afterThisTurnIf, issue 22), since what a
      * caller runs next (an HTTP reply per value) would otherwise go before that send.
      */
     private readonly answer: (settle: () => void) => void = (settle) => settle(),

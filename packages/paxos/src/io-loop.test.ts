@@ -3,7 +3,7 @@
 // runs waits for that slice only, never behind a run of them. Time is virtual: a slice and a
 // message "cost" virtual milliseconds; the event loop is modelled as Node's: poll (I/O arrives)
 // then check (setImmediate callbacks, i.e. yieldToEventLoop). Also: the work the loop defers to
-// the next turn (enqueueNextTurn, afterThisTurn) runs after what was queued for that check phase.
+// the next turn (enqueueNextTurn, afterThisTurnIf) runs after what was queued for that check phase.
 import { describe, expect, it } from 'vitest';
 import type { UnsafeFaults } from './faults';
 import { IOLoop } from './io-loop';
@@ -171,17 +171,23 @@ describe('IOLoop: work after the event loop has turned (issue 22)', () => {
     expect(loop.counters.nextTurnTasks).toBe(1);
   });
 
-  it('afterThisTurn waits behind I/O queued later in the same synchronous stretch, and hands what it throws to onError', async () => {
+  it('afterThisTurnIf, a turn needed, waits behind I/O queued later in the same synchronous stretch, and hands what it throws to onError', async () => {
     const ev = new VirtualEventLoop();
     const errors: unknown[] = [];
     const loop = new IOLoop(ev, 10, (error) => errors.push(error));
     const order: string[] = [];
     // The committer answers, then (same stretch) the next instance's Accept is queued.
-    loop.afterThisTurn(() => void order.push('answer'));
+    loop.afterThisTurnIf(
+      () => true,
+      () => void order.push('answer'),
+    );
     void ev.yieldToEventLoop().then(() => order.push('flush of the next Accept'));
-    loop.afterThisTurn(() => {
-      throw new TypeError('planted: an answer throws');
-    });
+    loop.afterThisTurnIf(
+      () => true,
+      () => {
+        throw new TypeError('planted: an answer throws');
+      },
+    );
     await settle();
     expect(order).toEqual([]);
     ev.runImmediates();
@@ -218,7 +224,7 @@ describe('IOLoop: work after the event loop has turned (issue 22)', () => {
     ev.runImmediates();
     await settle();
     expect(order).toEqual(['lone answer', 'flush of the next Accept', 'answer']);
-    // What it throws at once goes to onError, as afterThisTurn's does.
+    // What it throws at once goes to onError, as after a turn.
     nextInFlight = false;
     loop.afterThisTurnIf(
       () => nextInFlight,

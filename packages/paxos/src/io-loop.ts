@@ -27,7 +27,7 @@ export interface IOLoopCounters {
   idleTasksDeferred: number;
   /** Tasks queued only after the event loop turned (enqueueNextTurn). */
   nextTurnTasks: number;
-  /** Callbacks run once the event loop turned (afterThisTurn): proposers' answers. */
+  /** Callbacks run once the event loop turned (afterThisTurnIf): proposers' answers. */
   afterTurnCallbacks: number;
   /** Callbacks of afterThisTurnIf run a microtask later, no turn being needed then. */
   atOnceCallbacks: number;
@@ -100,41 +100,27 @@ export class IOLoop {
   }
 
   /**
-   * Runs `fn` (not a task: it needs no turn of the queue, and runs after stop() too) once the
-   * event loop has turned, after the I/O queued in this turn has gone out, including what the
-   * synchronous work in progress queues after this call (the wait starts a microtask later).
-   * What it throws goes to `onError` like a task's error.
+   * Runs `fn` (not a task: it needs no turn of the queue, and runs after stop() too) a microtask
+   * from now, after the synchronous work in progress: at once if `needsTurn()` is false then, else
+   * once the event loop has turned, after the I/O queued in this turn has gone out (including what
+   * that work queued after this call). What it (or `needsTurn`) throws goes to `onError` like a
+   * task's error.
    */
-  afterThisTurn(fn: () => void): void {
-    this.counters.afterTurnCallbacks++;
+  afterThisTurnIf(needsTurn: () => boolean, fn: () => void): void {
     Promise.resolve()
-      .then(() => yieldToEventLoop(this.scheduler))
+      .then(() => {
+        if (!needsTurn()) {
+          this.counters.atOnceCallbacks++;
+          return undefined;
+        }
+        this.counters.afterTurnCallbacks++;
+        return yieldToEventLoop(this.scheduler);
+      })
       .then(fn)
       .catch((error: unknown) => {
         this.counters.taskErrors++;
         this.onError(error);
       });
-  }
-
-  /**
-   * afterThisTurn(fn) if `needsTurn()` is true a microtask from now (after the synchronous work in
-   * progress), else `fn` runs then, with no turn: nothing queued in this stretch has to leave
-   * first. What it throws goes to `onError` either way.
-   */
-  afterThisTurnIf(needsTurn: () => boolean, fn: () => void): void {
-    void Promise.resolve().then(() => {
-      if (needsTurn()) {
-        this.afterThisTurn(fn);
-        return;
-      }
-      this.counters.atOnceCallbacks++;
-      try {
-        fn();
-      } catch (error) {
-        this.counters.taskErrors++;
-        this.onError(error);
-      }
-    });
   }
 
   /** A timer whose callback runs on this loop; the returned function cancels it. */
