@@ -228,6 +228,11 @@ export class Learner {
     return this.reports.quorumSeenInstanceId(this.instanceId);
   }
 
+  /** Whether a majority of the members reached past `instanceId`, as far as they told us. */
+  majorityPast(instanceId: number): boolean {
+    return this.reports.majorityPast(instanceId, this.instanceId);
+  }
+
   get seenInstanceId(): number {
     return this.reports.seenInstanceId;
   }

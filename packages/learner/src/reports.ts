@@ -56,6 +56,17 @@ export class PeerReports {
   }
 
   /**
+   * Whether a majority of the members reached past `instanceId`: quorumSeenInstanceId(mine) >
+   * instanceId. That id is at most the higher of mine and the highest report, so for an
+   * `instanceId` at or above both the answer is no without sorting the reports: the usual case
+   * of the check every Prepare and Accept passes (Group.receiveForAcceptor).
+   */
+  majorityPast(instanceId: number, myInstanceId: number): boolean {
+    if (instanceId >= myInstanceId && instanceId >= this.highestSeenInstanceId) return false;
+    return this.quorumSeenInstanceId(myInstanceId) > instanceId;
+  }
+
+  /**
    * A stream from `from` was given up short of what it claimed: that claim no longer holds us
    * back from proposing. True when there was such a claim.
    */

@@ -418,7 +418,7 @@ export class Group extends PortedGroup {
       success.nodeId = msg.preAcceptNodeId;
       await this.receiveForLearner(success);
     }
-    if (msg.instanceId < this.learner.quorumSeenInstanceId) {
+    if (this.learner.majorityPast(msg.instanceId)) {
       // A majority of the members has learned this instance already, as they told us: it is
       // chosen, no proposer needs my vote for it, and my learner learns it (a stream, in
       // batches). Voting costs a synced write per instance, one instance at a time: a restarted
