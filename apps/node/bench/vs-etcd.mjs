@@ -30,6 +30,8 @@ const KILL_LEASE_LABEL = KILL_LEASE_MS > 0 ? `lease ${KILL_LEASE_MS} ms` : 'defa
 const KILL_ONLY = envInteger('BENCH_NODE_KILL_ONLY', 0, { max: 1 }) === 1;
 
 const key = (i) => `k${i % KEYS}`;
+/** 64 clients writing 100 B round-robin over the 3 nodes for `ms` (the spread cell, the warm-up). */
+const spreadWrites = (s, ms) => load(64, (c, i) => s.put(c, i % 3, key(i), SMALL), ms);
 
 /**
  * `measure()`'s result with the CPU seconds the master/leader (`cpuLeader`) and all 3 nodes
@@ -114,10 +116,7 @@ const CELLS = [
     id: 'spread',
     name: 'writes 100 B, 64 clients round-robin over the 3 nodes',
     // tspaxos: also the forwarding frames, apply waits and values per instance (/status).
-    run: (s, l, ms) =>
-      withCpu(s, l, () =>
-        withForwarding(s, () => load(64, (c, i) => s.put(c, i % 3, key(i), SMALL), ms)),
-      ),
+    run: (s, l, ms) => withCpu(s, l, () => withForwarding(s, () => spreadWrites(s, ms))),
   },
   {
     id: 'linread',
@@ -277,13 +276,7 @@ const WARMUP_SLICE_MS = 2000;
 async function warmUp(s) {
   const slices = [];
   for (let spent = 0; spent < WARMUP_MS; spent += WARMUP_SLICE_MS)
-    slices.push(
-      await load(
-        64,
-        (c, i) => s.put(c, i % 3, key(i), SMALL),
-        Math.min(WARMUP_SLICE_MS, WARMUP_MS),
-      ),
-    );
+    slices.push(await spreadWrites(s, Math.min(WARMUP_SLICE_MS, WARMUP_MS)));
   return slices.length === 0 ? undefined : { first: slices[0], last: slices.at(-1) };
 }
 

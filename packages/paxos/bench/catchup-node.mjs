@@ -9,13 +9,16 @@ import { envInteger } from '../../../scripts/bench-harness.mjs';
 
 const nodeId = Number(process.argv[2]);
 const dataDir = process.argv[3];
-/** Receive buffers kept for reuse (TcpNetwork receivePoolBytes; 0: none, as before issue 22's FramePool). */
-const POOL_BYTES = process.env.BENCH_CATCHUP_POOL_BYTES;
+/**
+ * Receive buffers kept for reuse (TcpNetwork receivePoolBytes; 0: none, as before issue 22's
+ * FramePool); unset: the transport's default.
+ */
+const POOL_BYTES = envInteger('BENCH_CATCHUP_POOL_BYTES', -1);
 const network = new TcpNetwork({
   nodeId,
   clusterId: 'catchup-bench',
   listen: { host: '127.0.0.1', port: 0 },
-  ...(POOL_BYTES !== undefined && { receivePoolBytes: envInteger('BENCH_CATCHUP_POOL_BYTES', 0) }),
+  ...(POOL_BYTES >= 0 && { receivePoolBytes: POOL_BYTES }),
 });
 const { port } = await network.start();
 process.send({ type: 'listening', port });
