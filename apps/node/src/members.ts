@@ -35,10 +35,33 @@ export type MemberRequest =
 /** Version of the meta's JSON shape (a node refuses a shape it does not know). */
 const META_FORMAT = 1;
 
-export function encodeMeta(nodes: Map<number, NodeAddresses>): string {
+/**
+ * The meta of a membership value: every node's addresses and, when given, `source`: the group-0
+ * version this membership is (group 0's own version after the change, or the version a copy into
+ * another group was taken from). Older servers wrote no source; a reader ignores fields it does
+ * not know, so the format stays 1.
+ */
+export function encodeMeta(nodes: Map<number, NodeAddresses>, source?: number): string {
   const out: Record<string, NodeAddresses> = {};
   for (const id of [...nodes.keys()].sort((a, b) => a - b)) out[String(id)] = nodes.get(id)!;
-  return JSON.stringify({ format: META_FORMAT, nodes: out });
+  return JSON.stringify(
+    source === undefined
+      ? { format: META_FORMAT, nodes: out }
+      : { format: META_FORMAT, nodes: out, source },
+  );
+}
+
+/** The group-0 version a group's meta says its membership is (encodeMeta); undefined: none. */
+export function sourceOfMeta(meta: string | undefined): number | undefined {
+  if (meta === undefined) return undefined;
+  let v: unknown;
+  try {
+    v = JSON.parse(meta);
+  } catch {
+    return undefined;
+  }
+  const source = (v as { source?: unknown } | null)?.source;
+  return Number.isSafeInteger(source) && (source as number) >= 0 ? (source as number) : undefined;
 }
 
 /** The addresses in a group's meta; undefined when it has none (no change made by a server yet). */

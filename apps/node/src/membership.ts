@@ -17,6 +17,7 @@ import {
   membershipOf,
   type NodeAddresses,
   planChange,
+  sourceOfMeta,
 } from './members';
 import {
   MEMBER_REMOVAL_GRACE_MS,
@@ -58,6 +59,12 @@ export interface MembershipCounters {
   readWithoutMaster: number;
   /** Changes that waited for this node to learn it is a voter of a group (then went on or 503). */
   selfMembershipWaits: number;
+  /**
+   * Changes that waited for this node to learn group 0's membership because another group here
+   * already held a newer copy of it (then went on or 503): copying the older one over it would
+   * have undone a change.
+   */
+  groupZeroWaits: number;
   /** Requests that ended in an error, by its code (the caller is answered with it too). */
   changesFailed: Record<string, number>;
 }
@@ -92,6 +99,7 @@ export class MembershipSync {
     conflicts: 0,
     readWithoutMaster: 0,
     selfMembershipWaits: 0,
+    groupZeroWaits: 0,
     peersAdded: 0,
     peersRemoved: 0,
     changesFailed: {},
@@ -112,9 +120,17 @@ export class MembershipSync {
     this.listedOnce = !host.unlistedAtStart;
   }
 
-  membership(g: number): Membership & { version: number } {
+  /**
+   * Group g's membership as applied here, its version, and the group-0 version it is (`source`;
+   * undefined when written by an older server or none yet).
+   */
+  membership(g: number): Membership & { version: number; source: number | undefined } {
     const vars = this.host.paxos.membership(g);
-    return { ...membershipOf(vars, (id) => this.host.fallback(id)), version: vars.version };
+    return {
+      ...membershipOf(vars, (id) => this.host.fallback(id)),
+      version: vars.version,
+      source: sourceOfMeta(vars.meta),
+    };
   }
 
   view(): MembersView {
@@ -228,7 +244,7 @@ export class MembershipSync {
     let applied = false;
     for (let attempt = 0; attempt < MEMBERSHIP_CHANGE_ATTEMPTS && !applied; attempt++) {
       const current = this.membership(0);
-      applied = await this.propose(0, planChange(current, req));
+      applied = await this.propose(0, planChange(current, req), current.version + 1);
     }
     if (!applied)
       throw new ServerError(
@@ -270,15 +286,38 @@ export class MembershipSync {
    * (it asks at most once per learnerStallMs, and leaves a running stream alone), instead of at
    * its next AskforLearn 2.5–3 s later, which a loaded machine stretched past the wait.
    */
-  private async learnedSelfMember(g: number): Promise<boolean> {
+  private learnedSelfMember(g: number): Promise<boolean> {
     this.counters.selfMembershipWaits++;
+    return this.learned(g, () => this.host.paxos.membership(g).members.includes(this.host.nodeId));
+  }
+
+  /**
+   * Polls `done` for SELF_MEMBERSHIP_WAIT_MS at most, asking group g's learner to ask its peers
+   * at once on every poll (see learnedSelfMember); false when it ran out.
+   */
+  private async learned(g: number, done: () => boolean): Promise<boolean> {
     const deadline = Date.now() + SELF_MEMBERSHIP_WAIT_MS;
     for (;;) {
-      if (this.host.paxos.membership(g).members.includes(this.host.nodeId)) return true;
+      if (done()) return true;
       if (Date.now() >= deadline || this.host.isStopping()) return false;
       this.host.paxos.learnNow(g);
       await new Promise((resolve) => setTimeout(resolve, SELF_MEMBERSHIP_POLL_MS));
     }
+  }
+
+  /**
+   * Waits until this node has learned group 0's membership version `source`, which group g here
+   * already holds a copy of; an E_UNAVAILABLE when it does not in SELF_MEMBERSHIP_WAIT_MS.
+   */
+  private async learnGroupZero(source: number, g: number): Promise<void> {
+    this.counters.groupZeroWaits++;
+    if (await this.learned(0, () => this.host.paxos.membership(0).version >= source)) return;
+    const learner = this.learnerSummary(0);
+    this.host.log.warn({ group: 0, source, copiedTo: g, learner }, 'group-zero-wait-timed-out');
+    throw new ServerError(
+      'E_UNAVAILABLE',
+      `group ${g} here already has group 0's membership version ${source}, which node ${this.host.nodeId} has not learned in group 0 (in ${SELF_MEMBERSHIP_WAIT_MS} ms; its learner: ${learner}): nothing was changed; retry, or send the change to another voting member`,
+    );
   }
 
   /** What group g's learner did, for a wait that ran out: where it is, whom it heard, its asks. */
@@ -295,13 +334,25 @@ export class MembershipSync {
     );
   }
 
-  /** Every other group to group 0's voters and addresses. */
+  /**
+   * Every other group to group 0's voters and addresses, each copy tagged with the group-0
+   * version it is. Only forward: a group that holds a newer copy than this node's group 0 (a node
+   * that just joined learns its groups in any order) is not overwritten with the older one (that
+   * undid the change that added the node: it proposed its group 0's older membership into group 1
+   * and removed itself there); this node learns group 0 first.
+   */
   private async followGroupZero(): Promise<void> {
     for (let g = 1; g < this.host.groups; g++) {
       let done = false;
       for (let attempt = 0; attempt < MEMBERSHIP_CHANGE_ATTEMPTS && !done; attempt++) {
+        const current = this.membership(g);
+        if (current.source !== undefined && current.source > this.membership(0).version)
+          await this.learnGroupZero(current.source, g);
         const target = this.membership(0);
-        done = isMembership(this.membership(g), target) || (await this.propose(g, target));
+        done =
+          (current.source !== undefined && current.source >= target.version) ||
+          isMembership(current, target) ||
+          (await this.propose(g, target, target.version));
       }
       if (!done)
         throw new ServerError(
@@ -311,8 +362,11 @@ export class MembershipSync {
     }
   }
 
-  /** Proposes `target` in group g against the version applied here; false when it lost. */
-  private async propose(g: number, target: Membership): Promise<boolean> {
+  /**
+   * Proposes `target` (group 0's version `source`) in group g against the version applied here;
+   * false when it lost.
+   */
+  private async propose(g: number, target: Membership, source: number): Promise<boolean> {
     if (this.host.isStopping()) throw new ServerError('E_STOPPING', 'the node is stopping');
     this.counters.changesProposed++;
     const r = await settle(
@@ -321,7 +375,7 @@ export class MembershipSync {
           g,
           target.members,
           PROPOSE_TIMEOUT_MS,
-          encodeMeta(target.nodes),
+          encodeMeta(target.nodes, source),
         ),
       ),
     );

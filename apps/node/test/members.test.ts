@@ -43,6 +43,26 @@ async function change(
   };
 }
 
+/** At the end, every node's log lines under test-output/<name>/, for reading a failure. */
+function saveLogs(name: string, nodes: () => readonly NodeProcess[]): void {
+  cleanups.push(async () => {
+    const dir = path.join(import.meta.dirname, '..', 'test-output', name);
+    fs.mkdirSync(dir, { recursive: true });
+    for (const n of nodes())
+      fs.writeFileSync(path.join(dir, `node-${n.id}.log`), n.lines.join('\n'));
+  });
+}
+
+/** Every node's GET /status under test-output/<name>/, for reading a failure. */
+async function saveStatus(name: string, nodes: readonly NodeProcess[]): Promise<void> {
+  const dir = path.join(import.meta.dirname, '..', 'test-output', name);
+  fs.mkdirSync(dir, { recursive: true });
+  for (const n of nodes) {
+    const res = await fetch(`${n.httpUrl}/status`);
+    fs.writeFileSync(path.join(dir, `status-${n.id}.json`), await res.text());
+  }
+}
+
 /** A node that joins through `joinUrl`, on ports the OS picks. */
 function joiner(
   id: number,
@@ -217,6 +237,8 @@ describe('membership changes', () => {
         await Promise.all([n4.kill('SIGTERM'), n5.kill('SIGTERM')]);
         fs.rmSync(joinRoot, { recursive: true, force: true });
       });
+      const name = extra.length > 0 ? 'no-master' : 'master';
+      saveLogs(`members-fresh-${name}`, () => [...cluster.nodes, n4, n5]);
       n4.start();
       await n4.ready();
       await waitFor('node 4 logged joined', () => n4.json().some((l) => l['msg'] === 'joined'));
@@ -233,6 +255,7 @@ describe('membership changes', () => {
       // At once, as an operator would: node 5 may not have learned every group's change yet.
       const r = await change(n5.httpUrl, { action: 'remove', nodeId: 3 });
       console.log(`members, fresh voter: ${r.status}, counters ${JSON.stringify(r.json.counters)}`);
+      if (r.status !== 200) await saveStatus(`members-fresh-${name}`, [...cluster.nodes, n4, n5]);
       expect({ status: r.status, error: r.json.error }).toEqual({ status: 200, error: undefined });
       expect(r.json.groups.map((g) => g.voters)).toEqual([
         [1, 2, 5],
@@ -252,13 +275,7 @@ describe('membership changes', () => {
       extraArgs: () => ['--master-lease-ms', '2000'],
     });
     cleanups.push(() => cluster.stop());
-    // Every node's log lines, for reading a failure (test-output/ is not committed).
-    cleanups.push(async () => {
-      const dir = path.join(import.meta.dirname, '..', 'test-output', 'members');
-      fs.mkdirSync(dir, { recursive: true });
-      for (const n of [...cluster.nodes, ...joined])
-        fs.writeFileSync(path.join(dir, `node-${n.id}.log`), n.lines.join('\n'));
-    });
+    saveLogs('members', () => [...cluster.nodes, ...joined]);
     const joinRoot = tempDir('members-join');
     cleanups.push(async () => {
       await Promise.all(joined.map((n) => n.kill('SIGTERM')));
