@@ -113,6 +113,8 @@ export async function tspaxosSide(extra = []) {
         const status = JSON.parse(res.body.toString());
         for (const [k, v] of Object.entries(status.forwarding ?? {})) sum[k] = (sum[k] ?? 0) + v;
         sum.instances = Math.max(sum.instances, status.groups[0].instanceId);
+        for (const k of ['batchWaits', 'batchWaitsFilled'])
+          sum[k] = (sum[k] ?? 0) + (status.groups[0].counters?.[k] ?? 0);
       }
       return sum;
     },

@@ -162,6 +162,11 @@ export function buildProgram(): Command {
       arg((t) => parseIntIn('--master-lease-ms', t, MASTER_LEASE_MIN_MS, MAX_MASTER_LEASE_MS)),
     )
     .option(
+      '--batch-wait-ms <ms>',
+      'how long a batch of writes may wait for as many as the last batch answered (paxos batchWaitMs, default 3; 0: never)',
+      arg((t) => parseIntIn('--batch-wait-ms', t, 0, 1000)),
+    )
+    .option(
       '--catch-up-batch <n>',
       'most instances per catch-up batch this node sends (learner batchMaxInstances; also the burst the rate limit allows)',
       arg((t) => parseIntIn('--catch-up-batch', t, 1, MAX_CATCH_UP_BATCH_INSTANCES)),
@@ -316,6 +321,7 @@ export function buildProgram(): Command {
           ...(o.catchUpBatch !== undefined ? { catchUpBatchInstances: o.catchUpBatch } : {}),
           masterElection: o.masterElection,
           ...(o.masterLeaseMs !== undefined ? { masterLeaseMs: o.masterLeaseMs } : {}),
+          ...(o.batchWaitMs !== undefined ? { batchWaitMs: o.batchWaitMs } : {}),
           checkpointEveryInstances: o.checkpointEvery,
           keepLogInstances: o.keepLog,
           idempotencyWindowMs: o.idempotencyWindowMs,
@@ -387,6 +393,7 @@ interface NodeFlags extends TlsFlags {
   catchUpBatch?: number;
   masterElection: boolean;
   masterLeaseMs?: number;
+  batchWaitMs?: number;
   checkpointEvery: number;
   keepLog: number;
   idempotencyWindowMs: number;

@@ -82,6 +82,8 @@ export interface ServerConfig {
   masterElection?: boolean;
   /** The master lease (default DEFAULT_MASTER_LEASE_MS, 1 s; the paxos package's is 10 s). */
   masterLeaseMs?: number;
+  /** How long a batch instance waits for its values (default: the paxos package's batchWaitMs). */
+  batchWaitMs?: number;
   /** Most instances in one catch-up batch (default: the learner package's). */
   catchUpBatchInstances?: number;
   /** Automatic KV checkpoint every this many instances (default DEFAULT_CHECKPOINT_EVERY_INSTANCES; 0: off). */
@@ -213,6 +215,7 @@ export class KvServer implements HttpNode, MetricsSource {
       options: {
         learner: this.learnerOptions(),
         masterLeaseMs: this.masterLeaseMs,
+        ...(config.batchWaitMs !== undefined ? { batchWaitMs: config.batchWaitMs } : {}),
       },
       logger,
     });

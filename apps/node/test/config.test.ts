@@ -195,6 +195,12 @@ describe('configuration and start errors', () => {
         2,
         /cannot read it/,
       );
+      // A flag out of its range.
+      expectOneLine(
+        await run(flags({ '--batch-wait-ms': '1001' })),
+        2,
+        /--batch-wait-ms must be 0 … 1000/,
+      );
       // A bad environment value and a missing required value are usage errors too.
       expectOneLine(
         await run(flags({}), { TSPAXOS_KEEP_LOG: 'many' }),

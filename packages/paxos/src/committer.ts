@@ -95,6 +95,11 @@ export class Committer {
     return this.queue.length > 0;
   }
 
+  /** The next value to propose is a batchPropose value (packed with the ones after it). */
+  get headIsBatch(): boolean {
+    return this.queue[0]?.batch === true;
+  }
+
   /** Queues a value; the promise settles when it is applied here, or on timeout/stop. */
   add(
     smId: number,

@@ -278,7 +278,12 @@ describe('forwarding to the master', () => {
 
   it('routes a value queued here to a master whose lease became live meanwhile; each applied once', async () => {
     const h = new Harness();
-    await h.start();
+    // No batch wait (batchWaitMs): this scenario needs values still queued on the other nodes
+    // when the lease becomes live, and the timing of the 60 writes on virtual time is the whole
+    // setup. With the default wait, node 3 waited 3 ms for a 20th value that never came (its
+    // first instance carried 1 value, 19 were queued), which moved the duel: every node proposed
+    // all its values itself before the lease was live, and none was handed back.
+    await h.start({}, { batchWaitMs: 0 });
     // Writes through every node at once, before any master is known: each node queues its own
     // and proposes them itself; the election's lease then becomes live while they wait, and every
     // node but the master hands its waiting values back (proposing.ts) to send them to it.

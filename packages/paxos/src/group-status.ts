@@ -75,6 +75,13 @@ export interface GroupCounters {
   checkpointRestarts: number;
   /** User values refused unproposed because another node's lease was live (forwarding.ts). */
   valuesHandedBack: number;
+  /**
+   * Batch instances that waited for their values (options.batchWaitMs: fewer waited than the
+   * last batch instance carried), and of those the ones whose values all came before the wait ran
+   * out.
+   */
+  batchWaits: number;
+  batchWaitsFilled: number;
 }
 
 /** How many times a kind of failure happened, and the last one. */
@@ -107,6 +114,8 @@ export function newGroupCounters(): GroupCounters {
     checkpointModeDrops: 0,
     checkpointRestarts: 0,
     valuesHandedBack: 0,
+    batchWaits: 0,
+    batchWaitsFilled: 0,
   };
 }
 

@@ -62,9 +62,27 @@ export interface ProposingContext {
   stoppedReason(): PaxosError | undefined;
 }
 
+/** Batch instances that do not wait after a batch wait ran out (ours). */
+export const BATCH_WAIT_PAUSE_INSTANCES = 8;
+
 export class Proposing {
   private cancelCommitTimer: (() => void) | undefined;
   private commitTimerAt = Number.POSITIVE_INFINITY;
+  /** Values the last batch instance of this node carried (undefined: it is settled). */
+  private lastBatchValues: number | undefined;
+  /** committer.counters.conflicts when it was taken: lost, its values are back in the queue. */
+  private conflictsAtTake = 0;
+  /**
+   * How many values the next batch instance waits for (batchWaitMs): the last one's callers plus
+   * the values that queued while it was out, i.e. every caller of a closed loop.
+   */
+  private batchTarget = 0;
+  /** A batch instance is waiting for its values (batchWaitMs); cancels that wait's timer. */
+  private cancelBatchWait: (() => void) | undefined;
+  /** The wait ran out: the next check proposes what is there. */
+  private batchWaitOver = false;
+  /** Batch instances left that do not wait, after a wait ran out (BATCH_WAIT_PAUSE_INSTANCES). */
+  private batchWaitPause = 0;
 
   constructor(private readonly group: ProposingContext) {}
 
@@ -121,7 +139,9 @@ export class Proposing {
   checkNewValue(): void {
     if (this.group.closed() || this.group.stoppedReason() !== undefined || this.group.isFollower())
       return;
-    if (this.group.committer.inFlight !== undefined || !this.group.committer.hasWork) return;
+    if (this.group.committer.inFlight !== undefined) return;
+    this.settledBatch();
+    if (!this.group.committer.hasWork) return;
     if (!this.group.learner.isLatest()) return; // behind someone: learn first, propose after
     if (this.group.config.forwarding === true) this.handBackUserValues();
     if (!this.group.members().includes(this.group.config.nodeId)) {
@@ -134,8 +154,69 @@ export class Proposing {
       );
       return;
     }
+    if (this.waitsForBatch()) return;
     const flight = this.group.committer.take(this.group.proposer.instanceId);
-    if (flight !== undefined) this.group.proposer.newValue(flight.value);
+    if (flight === undefined) return;
+    if (flight.batch) {
+      this.lastBatchValues = flight.entries.length;
+      this.conflictsAtTake = this.group.committer.counters.conflicts;
+      if (this.batchWaitPause > 0) this.batchWaitPause--;
+    }
+    this.group.proposer.newValue(flight.value);
+  }
+
+  /**
+   * At the first check after the last batch instance was settled (chosen and applied, lost, or
+   * abandoned): its callers are being answered now, and the values queued meanwhile are already
+   * here; the next batch instance waits for as many as both. One that lost its instance has its
+   * values back in the queue: nobody to wait for.
+   */
+  private settledBatch(): void {
+    if (this.lastBatchValues === undefined) return;
+    const { committer, config } = this.group;
+    this.batchTarget =
+      committer.counters.conflicts !== this.conflictsAtTake
+        ? 0
+        : Math.min(this.lastBatchValues + committer.queueLength, config.options.batchMaxValues);
+    this.lastBatchValues = undefined;
+  }
+
+  /**
+   * True while the next batch instance waits for its values (options.batchWaitMs): as many as
+   * the last batch instance's callers plus the values that queued while it was out, which is
+   * every caller when they are a closed loop (each proposes again once answered, a round trip
+   * later). Every proposal checks again; the wait's timer proposes what is there when it runs
+   * out, and then the next BATCH_WAIT_PAUSE_INSTANCES batch instances do not wait (callers that
+   * do not come back, or come back later than the wait, cost one wait per that many instances).
+   */
+  private waitsForBatch(): boolean {
+    const { committer, counters, config } = this.group;
+    const waiting = this.cancelBatchWait !== undefined;
+    if (
+      !this.batchWaitOver &&
+      this.batchWaitPause === 0 &&
+      config.options.batchWaitMs > 0 &&
+      committer.headIsBatch &&
+      committer.queueLength < this.batchTarget
+    ) {
+      if (!waiting) {
+        counters.batchWaits++;
+        this.cancelBatchWait = this.group.loop.schedule(config.options.batchWaitMs, () => {
+          this.cancelBatchWait = undefined;
+          this.batchWaitOver = true;
+          this.batchWaitPause = BATCH_WAIT_PAUSE_INSTANCES + 1;
+          this.checkNewValue();
+        });
+      }
+      return true;
+    }
+    if (waiting) {
+      if (committer.queueLength >= this.batchTarget) counters.batchWaitsFilled++;
+      this.cancelBatchWait!();
+      this.cancelBatchWait = undefined;
+    }
+    this.batchWaitOver = false;
+    return false;
   }
 
   /**
@@ -191,8 +272,10 @@ export class Proposing {
     }
   }
 
-  /** Drops the commit timer (the group stops). */
+  /** Drops the commit timer and a batch's wait (the group stops). */
   stop(): void {
     this.cancelCommitTimer?.();
+    this.cancelBatchWait?.();
+    this.cancelBatchWait = undefined;
   }
 }
