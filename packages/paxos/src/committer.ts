@@ -65,6 +65,8 @@ export class Committer {
   inFlight: CommitInFlight | undefined;
   private queue: Pending[] = [];
   private queuedBytes = 0;
+  /** Of the queued values, the batchPropose ones. */
+  private queuedBatchValues = 0;
   /** The group's incarnation on this node (Group.start sets it before anything is proposed). */
   private incarnation: number | undefined;
   /** Values packed in this incarnation: each take() packs a new identity, a retry included. */
@@ -100,6 +102,17 @@ export class Committer {
     return this.queue[0]?.batch === true;
   }
 
+  /** batchPropose values waiting (a propose() value, a master or membership one, is not). */
+  get batchQueueLength(): number {
+    return this.queuedBatchValues;
+  }
+
+  /** Counts `p` into (sign 1) or out of (-1) the queue's bytes and batch values. */
+  private count(p: Pending, sign: 1 | -1): void {
+    this.queuedBytes += sign * p.value.length;
+    if (p.batch) this.queuedBatchValues += sign;
+  }
+
   /** Queues a value; the promise settles when it is applied here, or on timeout/stop. */
   add(
     smId: number,
@@ -119,8 +132,9 @@ export class Committer {
     }
     this.counters.proposed++;
     return new Promise((resolve, reject) => {
-      this.queue.push({ smId, value, batch, deadlineMs: nowMs + timeoutMs, resolve, reject });
-      this.queuedBytes += value.length;
+      const p = { smId, value, batch, deadlineMs: nowMs + timeoutMs, resolve, reject };
+      this.queue.push(p);
+      this.count(p, 1);
     });
   }
 
@@ -178,7 +192,7 @@ export class Committer {
     // written again, as rememberCrc requires.
     if (value.length >= KNOWN_CRC_MIN_BYTES) rememberCrc(value, crc32(value));
     this.queue.splice(0, entries.length);
-    for (const e of entries) this.queuedBytes -= e.value.length;
+    for (const e of entries) this.count(e, -1);
     this.inFlight = { instanceId, value, identity, entries, batch: head.batch };
     return this.inFlight;
   }
@@ -209,7 +223,7 @@ export class Committer {
     this.inFlight = undefined;
     this.counters.conflicts++;
     this.queue.unshift(...flight.entries);
-    for (const e of flight.entries) this.queuedBytes += e.value.length;
+    for (const e of flight.entries) this.count(e, 1);
   }
 
   /** The in-flight value could not be applied here. */
@@ -242,7 +256,7 @@ export class Committer {
     for (const p of this.queue) {
       // Still queued: never proposed, or proposed in an instance another value won (conflicted).
       if (expired(p)) {
-        this.queuedBytes -= p.value.length;
+        this.count(p, -1);
         timeout(p, 'rejected');
       } else keep.push(p);
     }
@@ -280,7 +294,7 @@ export class Committer {
     if (rejected.length === 0) return 0;
     this.queue = keep;
     for (const p of rejected) {
-      this.queuedBytes -= p.value.length;
+      this.count(p, -1);
       p.reject(error);
     }
     return rejected.length;
@@ -296,6 +310,7 @@ export class Committer {
     this.inFlight = undefined;
     this.queue = [];
     this.queuedBytes = 0;
+    this.queuedBatchValues = 0;
     for (const p of flight) p.reject(error);
     if (queued.length > 0) {
       const rejected = error.asRejected();

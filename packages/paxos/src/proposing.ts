@@ -177,7 +177,10 @@ export class Proposing {
     this.batchTarget =
       committer.counters.conflicts !== this.conflictsAtTake
         ? 0
-        : Math.min(this.lastBatchValues + committer.queueLength, config.options.batchMaxValues);
+        : Math.min(
+            this.lastBatchValues + committer.batchQueueLength,
+            config.options.batchMaxValues,
+          );
     this.lastBatchValues = undefined;
   }
 
@@ -197,7 +200,7 @@ export class Proposing {
       this.batchWaitPause === 0 &&
       config.options.batchWaitMs > 0 &&
       committer.headIsBatch &&
-      committer.queueLength < this.batchTarget
+      committer.batchQueueLength < this.batchTarget
     ) {
       if (!waiting) {
         counters.batchWaits++;
@@ -211,7 +214,7 @@ export class Proposing {
       return true;
     }
     if (waiting) {
-      if (committer.queueLength >= this.batchTarget) counters.batchWaitsFilled++;
+      if (committer.batchQueueLength >= this.batchTarget) counters.batchWaitsFilled++;
       this.cancelBatchWait!();
       this.cancelBatchWait = undefined;
     }
