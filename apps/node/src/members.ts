@@ -51,8 +51,8 @@ export function encodeMeta(nodes: Map<number, NodeAddresses>, source?: number): 
   );
 }
 
-/** The group-0 version a group's meta says its membership is (encodeMeta); undefined: none. */
-export function sourceOfMeta(meta: string | undefined): number | undefined {
+/** A meta's fields when it is JSON of META_FORMAT; undefined otherwise (none, or not ours). */
+function parseMeta(meta: string | undefined): { nodes?: unknown; source?: unknown } | undefined {
   if (meta === undefined) return undefined;
   let v: unknown;
   try {
@@ -60,21 +60,20 @@ export function sourceOfMeta(meta: string | undefined): number | undefined {
   } catch {
     return undefined;
   }
-  const source = (v as { source?: unknown } | null)?.source;
+  const fields = (v ?? {}) as { format?: unknown; nodes?: unknown; source?: unknown };
+  return fields.format === META_FORMAT ? fields : undefined;
+}
+
+/** The group-0 version a group's meta says its membership is (encodeMeta); undefined: none. */
+export function sourceOfMeta(meta: string | undefined): number | undefined {
+  const source = parseMeta(meta)?.source;
   return Number.isSafeInteger(source) && (source as number) >= 0 ? (source as number) : undefined;
 }
 
 /** The addresses in a group's meta; undefined when it has none (no change made by a server yet). */
 export function decodeMeta(meta: string | undefined): Map<number, NodeAddresses> | undefined {
-  if (meta === undefined) return undefined;
-  let v: unknown;
-  try {
-    v = JSON.parse(meta);
-  } catch {
-    return undefined;
-  }
-  const { format, nodes } = (v ?? {}) as { format?: unknown; nodes?: unknown };
-  if (format !== META_FORMAT || typeof nodes !== 'object' || nodes === null) return undefined;
+  const nodes = parseMeta(meta)?.nodes;
+  if (typeof nodes !== 'object' || nodes === null) return undefined;
   const out = new Map<number, NodeAddresses>();
   for (const [key, entry] of Object.entries(nodes)) {
     const id = Number(key);

@@ -5,7 +5,7 @@
 // group 1, which removed itself from group 1 for good.
 import pino from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { encodeMeta, type NodeAddresses, sourceOfMeta } from './members';
+import { decodeMeta, encodeMeta, type NodeAddresses, sourceOfMeta } from './members';
 import { MembershipSync } from './membership';
 import { SELF_MEMBERSHIP_WAIT_MS } from './options';
 import { PaxosError } from './stack';
@@ -157,5 +157,28 @@ describe('MembershipSync: groups learned in different orders', () => {
       { group: 1, members: [1, 2, 5], source: 3 },
     ]);
     expect(view.consistent).toBe(true);
+  });
+
+  it('reads a source only from a well-formed meta of its format', () => {
+    expect(sourceOfMeta(encodeMeta(nodes(1), 7))).toBe(7);
+    expect(sourceOfMeta(encodeMeta(nodes(1)))).toBeUndefined();
+    const bad = [
+      undefined,
+      '',
+      '{not json',
+      'null',
+      '7',
+      JSON.stringify({ format: 2, nodes: {}, source: 7 }),
+      ...[-1, 1.5, '7', null, 2 ** 53].map((source) =>
+        JSON.stringify({ format: 1, nodes: {}, source }),
+      ),
+    ];
+    for (const meta of bad)
+      expect({ meta, source: sourceOfMeta(meta) }).toEqual({ meta, source: undefined });
+    // The addresses of a meta with a damaged source still read (the source is only a guard).
+    expect(decodeMeta(JSON.stringify({ format: 1, nodes: { 1: at(1) }, source: 'x' }))).toEqual(
+      nodes(1),
+    );
+    expect(decodeMeta('null')).toBeUndefined();
   });
 });

@@ -167,8 +167,9 @@ export class Proposing {
 
   /**
    * At the first check after the last batch instance was settled (chosen and applied, lost, or
-   * abandoned): its callers are being answered now, and the values queued meanwhile are already
-   * here; the next batch instance waits for as many as both. One that lost its instance has its
+   * abandoned): its callers are being answered now, and the batch values queued meanwhile are
+   * already here; the next batch instance waits for as many as both (values of propose(), a
+   * master renewal or a membership change, go in instances of their own and do not count). One that lost its instance has its
    * values back in the queue: nobody to wait for.
    */
   private settledBatch(): void {
