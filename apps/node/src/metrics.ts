@@ -104,6 +104,16 @@ export function createMetrics(nodeId: number, source: MetricsSource): Metrics {
     (s) => s.committer.counters.conflicts,
   );
   c(
+    'tspaxos_batch_waits_total',
+    'Batch instances that waited for their writes (--batch-wait-ms).',
+    (s) => s.counters.batchWaits,
+  );
+  c(
+    'tspaxos_batch_waits_filled_total',
+    'Batch waits that got every write they waited for before the wait ran out.',
+    (s) => s.counters.batchWaitsFilled,
+  );
+  c(
     'tspaxos_learned_instances_total',
     'Instances learned (from the proposer or a peer).',
     (s) => s.counters.instancesLearned,

@@ -241,6 +241,8 @@ describe('bad requests', () => {
     for (const name of [
       'tspaxos_proposals_total',
       'tspaxos_commits_total',
+      'tspaxos_batch_waits_total',
+      'tspaxos_batch_waits_filled_total',
       'tspaxos_learned_instances_total',
       'tspaxos_instance_id',
       'tspaxos_network_frames_dropped_total',
