@@ -310,6 +310,11 @@ export class KvServer implements HttpNode, MetricsSource {
     };
   }
 
+  /** The shared barriers' wait: the same as the paxos batch wait (--batch-wait-ms). */
+  get barrierWaitMs(): number {
+    return this.node.options.batchWaitMs;
+  }
+
   get groupCount(): number {
     return this.config.groups;
   }

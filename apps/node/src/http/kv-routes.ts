@@ -39,6 +39,11 @@ export interface KvNode {
   /** Counts a client proposal until it settles, so that a stop can drain it. */
   trackProposal<T>(proposal: Promise<T>): Promise<T>;
   /**
+   * How long the next shared barrier may wait for the reads the last one served
+   * (shared-barrier.ts; the paxos batchWaitMs, --batch-wait-ms); undefined: it never waits.
+   */
+  readonly barrierWaitMs?: number;
+  /**
    * Resolves once group g has a master to send to, or its wait bound passed (master-wait.ts);
    * undefined when it has one now.
    */
@@ -228,7 +233,7 @@ export async function kvRoutes(app: FastifyInstance, { node }: { node: KvNode })
   const barriers = new SharedBarriers(async (g) => {
     node.metrics.consistentReadBarriers.inc();
     return (await propose(node, g, new Uint8Array(0), NO_SM_ID, false)).instanceId;
-  });
+  }, node.barrierWaitMs);
   app.get('/kv/*', async (req, reply) => {
     const key = keyOf(req);
     const { consistent = 'false' } = checkQuery(req, ['consistent']);
