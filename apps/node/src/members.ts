@@ -51,8 +51,10 @@ export function encodeMeta(nodes: Map<number, NodeAddresses>, source?: number): 
   );
 }
 
+type MetaFields = { nodes?: unknown; source?: unknown } | undefined;
+
 /** A meta's fields when it is JSON of META_FORMAT; undefined otherwise (none, or not ours). */
-function parseMeta(meta: string | undefined): { nodes?: unknown; source?: unknown } | undefined {
+function parseMeta(meta: string | undefined): MetaFields {
   if (meta === undefined) return undefined;
   let v: unknown;
   try {
@@ -66,13 +68,21 @@ function parseMeta(meta: string | undefined): { nodes?: unknown; source?: unknow
 
 /** The group-0 version a group's meta says its membership is (encodeMeta); undefined: none. */
 export function sourceOfMeta(meta: string | undefined): number | undefined {
-  const source = parseMeta(meta)?.source;
+  return sourceOf(parseMeta(meta));
+}
+
+function sourceOf(fields: MetaFields): number | undefined {
+  const source = fields?.source;
   return Number.isSafeInteger(source) && (source as number) >= 0 ? (source as number) : undefined;
 }
 
 /** The addresses in a group's meta; undefined when it has none (no change made by a server yet). */
 export function decodeMeta(meta: string | undefined): Map<number, NodeAddresses> | undefined {
-  const nodes = parseMeta(meta)?.nodes;
+  return nodesOf(parseMeta(meta));
+}
+
+function nodesOf(fields: MetaFields): Map<number, NodeAddresses> | undefined {
+  const nodes = fields?.nodes;
   if (typeof nodes !== 'object' || nodes === null) return undefined;
   const out = new Map<number, NodeAddresses>();
   for (const [key, entry] of Object.entries(nodes)) {
@@ -87,19 +97,21 @@ export function decodeMeta(meta: string | undefined): Map<number, NodeAddresses>
 
 /**
  * A group's membership from its system variables: the addresses in its meta, or, before any
- * server-made change, those of the flags (`--cluster`, `--http-peers`) for its members.
+ * server-made change, those of the flags (`--cluster`, `--http-peers`) for its members; and the
+ * group-0 version it is (`source`, sourceOfMeta).
  */
 export function membershipOf(
   vars: { members: readonly number[]; meta?: string },
   fallback: (nodeId: number) => NodeAddresses | undefined,
-): Membership {
-  const nodes = decodeMeta(vars.meta) ?? new Map<number, NodeAddresses>();
+): Membership & { source: number | undefined } {
+  const fields = parseMeta(vars.meta); // parsed once for both
+  const nodes = nodesOf(fields) ?? new Map<number, NodeAddresses>();
   for (const id of vars.members) {
     if (nodes.has(id)) continue;
     const known = fallback(id);
     if (known !== undefined) nodes.set(id, known);
   }
-  return { members: [...vars.members].sort((a, b) => a - b), nodes };
+  return { members: [...vars.members].sort((a, b) => a - b), nodes, source: sourceOf(fields) };
 }
 
 export function entries(m: Membership): MemberEntry[] {

@@ -17,7 +17,6 @@ import {
   membershipOf,
   type NodeAddresses,
   planChange,
-  sourceOfMeta,
 } from './members';
 import {
   MEMBER_REMOVAL_GRACE_MS,
@@ -126,11 +125,7 @@ export class MembershipSync {
    */
   membership(g: number): Membership & { version: number; source: number | undefined } {
     const vars = this.host.paxos.membership(g);
-    return {
-      ...membershipOf(vars, (id) => this.host.fallback(id)),
-      version: vars.version,
-      source: sourceOfMeta(vars.meta),
-    };
+    return { ...membershipOf(vars, (id) => this.host.fallback(id)), version: vars.version };
   }
 
   view(): MembersView {
