@@ -14,6 +14,7 @@ import {
   MS,
   WARMUP_MS,
 } from './knobs.mjs';
+import { floorSide } from './floor.mjs';
 import { cpuSeconds, peakRssBytes } from './proc.mjs';
 import { etcdSide, tspaxosSide, until } from './sides.mjs';
 import { sleep } from './tspaxos-cluster.mjs';
@@ -293,7 +294,10 @@ async function oneRun(order) {
   const out = {};
   const sides = [];
   if (!KILL_ONLY) for (const make of order) sides.push(await make());
+  // The floor of the one-client cell (floor.mjs), measured right after both servers' cell.
+  let floor;
   try {
+    if (!KILL_ONLY && picked('w1')) floor = await floorSide();
     const leaders = [];
     for (const s of sides) {
       const l = await s.leader();
@@ -301,18 +305,24 @@ async function oneRun(order) {
       await sendMany(KEYS, 64, (c, i) => s.put(c, l, key(i), SMALL));
       out[s.name] = { warmup: await warmUp(s) };
     }
-    for (const cell of CELLS.filter((c) => picked(c.id)))
+    for (const cell of CELLS.filter((c) => picked(c.id))) {
       for (const [k, s] of sides.entries()) {
         // The cell's own load, untimed first (knobs.mjs); etcd gets the same.
         if (CELL_WARMUP_MS > 0) await cell.run(s, leaders[k], CELL_WARMUP_MS);
         out[s.name][cell.id] = await cell.run(s, leaders[k], MS);
       }
+      if (cell.id === 'w1' && floor !== undefined) {
+        if (CELL_WARMUP_MS > 0) await cell.run(floor, 0, CELL_WARMUP_MS);
+        out.floor = { w1: await cell.run(floor, 0, MS) };
+      }
+    }
     if (picked('rss'))
       for (const s of sides) out[s.name].rss = [0, 1, 2].map((i) => peakRssBytes(s.pid(i)));
     if (picked('catchup'))
       for (const [k, s] of sides.entries()) out[s.name].catchUpMs = await catchUp(s, leaders[k]);
   } finally {
     for (const s of sides) await s.stop();
+    await floor?.stop();
   }
   // The kill cell on fresh clusters.
   for (const make of picked('kill') ? order : []) {
@@ -394,11 +404,13 @@ export async function vsEtcd() {
       rows.push({ name: `vs etcd: ${name}: etcd`, value: e.median, unit, runs: e.runs });
     table.push({ name, unit, tspaxos: t.median, etcd: e?.median, ratio });
   };
+  let floorTable = [];
   if (!KILL_ONLY) {
     const warm = `writes 100 B, 64 clients round-robin over the 3 nodes, warm-up of a fresh cluster (${WARMUP_SLICE_MS / 1000} s slices)`;
     add(`${warm}: first slice`, 'ops/s', (x) => x.warmup?.first.rate);
     add(`${warm}: last slice`, 'ops/s', (x) => x.warmup?.last.rate);
     addCells(add);
+    floorTable = floorRows(rows, of);
   }
   add(
     `master/leader SIGKILLed under 64 spread clients: → first write acknowledged (tspaxos ${KILL_LEASE_LABEL}, etcd election timeout 1 s)`,
@@ -428,6 +440,7 @@ export async function vsEtcd() {
     perRun: runs,
   });
   printTable(table, etcdVersion);
+  for (const line of floorTable) console.log(line);
 }
 
 /** The rows of every cell but the kill. */
@@ -514,6 +527,59 @@ function addCells(add) {
     (x) => x.catchUpMs,
     { lowerIsBetter: true },
   );
+}
+
+/**
+ * The one-client cell's floor (floor.mjs) beside both servers: JSON rows with the floor's
+ * writes/s against etcd's and tspaxos's against the floor; returns the lines of its table.
+ */
+function floorRows(rows, of) {
+  const pick = {
+    rate: (x) => x.w1.rate,
+    p50: (x) => x.w1.p50,
+    cpu: (x) => x.w1.cpuAll,
+  };
+  const sides = ['floor', 'tspaxos', 'etcd'];
+  const cells = Object.fromEntries(
+    sides.map((side) => [
+      side,
+      Object.fromEntries(Object.entries(pick).map(([k, p]) => [k, of(side, p)?.median])),
+    ]),
+  );
+  if (cells.floor.rate === undefined) return [];
+  const name =
+    'writes 100 B, 1 client: the floor (floor.mjs: HTTP in, 2 peers over TCP, an fdatasync per copy, no consensus)';
+  const { runs } = of('floor', pick.rate);
+  rows.push({
+    name: `vs etcd: ${name}`,
+    value: cells.floor.rate,
+    unit: 'ops/s',
+    runs,
+    ...(cells.etcd.rate === undefined
+      ? {}
+      : { ratio: cells.floor.rate / cells.etcd.rate, baseline: 'etcd, same cell' }),
+  });
+  if (cells.tspaxos.rate !== undefined)
+    rows.push({
+      name: 'vs etcd: writes 100 B, 1 client: tspaxos against the floor',
+      value: cells.tspaxos.rate,
+      unit: 'ops/s',
+      ratio: cells.tspaxos.rate / cells.floor.rate,
+      baseline: 'the floor (floor.mjs), same run',
+    });
+  const lines = [
+    `\n### One client's write against its floor (floor.mjs), median of ${ETCD_RUNS} run(s)`,
+    "| | writes/s | p50 | CPU s per 1,000 writes, all 3 processes | writes/s ÷ the floor's |",
+    '|---|---:|---:|---:|---:|',
+  ];
+  for (const side of sides) {
+    const c = cells[side];
+    if (c.rate === undefined) continue;
+    lines.push(
+      `| ${side} | ${f(c.rate, 'ops/s')} | ${f(c.p50, 'ms')} ms | ${f(c.cpu, 's')} s | ${(c.rate / cells.floor.rate).toFixed(2)}× |`,
+    );
+  }
+  return lines;
 }
 
 const f = (v, unit) =>
