@@ -8,3 +8,8 @@ export {
   type Runtime,
 } from './ports';
 export { SeededRandomSource } from './seeded-random-source';
+export {
+  type ClosedLoopWaitOptions,
+  ClosedLoopWait,
+  CLOSED_LOOP_WAIT_PAUSE,
+} from './closed-loop-wait';
