@@ -9,12 +9,15 @@
 // halves riding every other barrier (7.4 reads per barrier of 16). So the next barrier waits, at
 // most waitMs, until as many reads wait as the returned barrier served plus those that waited
 // already; a wait that runs out starts the barrier for whoever waits, and the next
-// WAIT_PAUSE_BARRIERS barriers do not wait (as the paxos batch wait, proposing.ts). Still no read
-// is answered by a barrier that started before it arrived.
+// WAIT_PAUSE_BARRIERS barriers do not wait. That rule is the paxos batch wait's (proposing.ts),
+// and both use the one ClosedLoopWait of `@tspaxos/core`; what counts as a caller here (a read
+// waiting) and when a barrier settles or starts stay in this file. Still no read is answered by a
+// barrier that started before it arrived.
 //
 // Why a read may not join the barrier already in flight: that barrier's instance may have been
 // chosen before the read began, below a write acknowledged in between; only a barrier proposed
 // after the read arrived is ordered after every write completed before it.
+import { CLOSED_LOOP_WAIT_PAUSE, ClosedLoopWait } from '@tspaxos/core';
 
 /** The next barrier of a group, promised to the reads waiting for it before it starts. */
 interface Next {
@@ -28,15 +31,21 @@ interface GroupState {
   next: Next | undefined;
   /** Reads the barrier in flight serves. */
   serving: number;
-  /** While the next barrier waits for its reads: how many, and the timer that ends the wait. */
-  target: number;
-  waitTimer: ReturnType<typeof setTimeout> | undefined;
-  /** Barriers left that start without waiting, after a wait ran out. */
-  pause: number;
+  /** The next barrier's wait for its reads (waitMs): its target, its timer and its pause. */
+  wait: ClosedLoopWait;
 }
 
 /** Barriers that do not wait after a wait ran out (the paxos batch wait's 8). */
-export const WAIT_PAUSE_BARRIERS = 8;
+export const WAIT_PAUSE_BARRIERS = CLOSED_LOOP_WAIT_PAUSE;
+
+/**
+ * The wait's timer, a real one (the tests fake setTimeout). Not realScheduler() of
+ * `@tspaxos/paxos/node`, whose module brings the SQLite store and the TCP network along.
+ */
+function schedule(delayMs: number, fn: () => void): () => void {
+  const timer = setTimeout(fn, delayMs);
+  return () => clearTimeout(timer);
+}
 
 /** Counters of one SharedBarriers: reads served and barriers issued for them. */
 export interface SharedBarrierCounters {
@@ -70,17 +79,22 @@ export class SharedBarriers {
     this.counters.reads++;
     let state = this.groups.get(g);
     if (state === undefined) {
-      state = {
+      const created: GroupState = {
         inFlight: false,
         next: undefined,
         serving: 0,
-        target: 0,
-        waitTimer: undefined,
-        pause: 0,
+        wait: new ClosedLoopWait({
+          waitMs: this.waitMs,
+          schedule,
+          ranOut: () => this.release(g, created),
+          onWait: () => this.counters.waits++,
+          onFilled: () => this.counters.waitsFilled++,
+        }),
       };
+      state = created;
       this.groups.set(g, state);
     }
-    if (!state.inFlight && state.waitTimer === undefined) return this.start(g, state, 1);
+    if (!state.inFlight && !state.wait.isWaiting) return this.start(g, state, 1);
     if (state.next === undefined) {
       let resolve!: (started: Promise<number>) => void;
       const promise = new Promise<number>((r) => (resolve = r));
@@ -88,10 +102,8 @@ export class SharedBarriers {
     }
     state.next.waiting++;
     const next = state.next.promise;
-    if (state.waitTimer !== undefined && state.next.waiting >= state.target) {
-      this.counters.waitsFilled++;
-      this.release(g, state);
-    }
+    // A wait under way ends (filled) once as many reads wait as its target.
+    if (state.wait.isWaiting && !state.wait.waits(state.next.waiting)) this.release(g, state);
     return next;
   }
 
@@ -103,24 +115,16 @@ export class SharedBarriers {
   private start(g: number, state: GroupState, reads: number): Promise<number> {
     state.inFlight = true;
     state.serving = reads;
-    if (state.pause > 0) state.pause--;
+    state.wait.started();
     this.counters.issued++;
     // A synchronous throw of `issue` rejects this barrier's reads like a rejection does.
     const barrier = Promise.resolve().then(() => this.issue(g));
     const done = (): void => {
       state.inFlight = false;
       const waiting = state.next?.waiting ?? 0;
-      state.target = state.serving + waiting;
-      if (this.waitMs > 0 && state.pause === 0 && waiting < state.target) {
-        this.counters.waits++;
-        state.waitTimer = setTimeout(() => {
-          state.waitTimer = undefined;
-          state.pause = WAIT_PAUSE_BARRIERS + 1;
-          this.release(g, state);
-        }, this.waitMs);
-        return;
-      }
-      this.release(g, state);
+      state.wait.settled(state.serving + waiting);
+      // The wait's timer releases the reads if they do not all come back (ranOut above).
+      if (!state.wait.waits(waiting)) this.release(g, state);
     };
     barrier.then(done, done);
     return barrier;
@@ -128,8 +132,7 @@ export class SharedBarriers {
 
   /** Ends a wait (if any) and starts the next barrier for the reads waiting, if any. */
   private release(g: number, state: GroupState): void {
-    if (state.waitTimer !== undefined) clearTimeout(state.waitTimer);
-    state.waitTimer = undefined;
+    state.wait.cancel();
     const next = state.next;
     state.next = undefined;
     if (next !== undefined) next.resolve(this.start(g, state, next.waiting));

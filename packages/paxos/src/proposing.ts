@@ -2,6 +2,7 @@
 // proposal must pass before it is queued, handing the next waiting value to the proposer when this
 // node may propose, and one timer at the earliest commit deadline.
 import type { CheckpointManager } from '@tspaxos/checkpoint';
+import { CLOSED_LOOP_WAIT_PAUSE, ClosedLoopWait } from '@tspaxos/core';
 import type { Learner } from '@tspaxos/learner';
 import type { Committer, ProposeResult } from './committer';
 import { PaxosError } from './errors';
@@ -62,8 +63,8 @@ export interface ProposingContext {
   stoppedReason(): PaxosError | undefined;
 }
 
-/** Batch instances that do not wait after a batch wait ran out (ours). */
-export const BATCH_WAIT_PAUSE_INSTANCES = 8;
+/** Batch instances that do not wait after a batch wait ran out (ours; the closed-loop wait's). */
+export const BATCH_WAIT_PAUSE_INSTANCES = CLOSED_LOOP_WAIT_PAUSE;
 
 export class Proposing {
   private cancelCommitTimer: (() => void) | undefined;
@@ -73,18 +74,22 @@ export class Proposing {
   /** committer.counters.conflicts when it was taken: lost, its values are back in the queue. */
   private conflictsAtTake = 0;
   /**
-   * How many values the next batch instance waits for (batchWaitMs): the last one's callers plus
-   * the values that queued while it was out, i.e. every caller of a closed loop.
+   * The next batch instance's wait for its values (batchWaitMs; `@tspaxos/core` ClosedLoopWait):
+   * its target is the last one's callers plus the values that queued while it was out, i.e.
+   * every caller of a closed loop; a wait that runs out proposes what is there, and then the next
+   * BATCH_WAIT_PAUSE_INSTANCES batch instances do not wait.
    */
-  private batchTarget = 0;
-  /** A batch instance is waiting for its values (batchWaitMs); cancels that wait's timer. */
-  private cancelBatchWait: (() => void) | undefined;
-  /** The wait ran out: the next check proposes what is there. */
-  private batchWaitOver = false;
-  /** Batch instances left that do not wait, after a wait ran out (BATCH_WAIT_PAUSE_INSTANCES). */
-  private batchWaitPause = 0;
+  private readonly batchWait: ClosedLoopWait;
 
-  constructor(private readonly group: ProposingContext) {}
+  constructor(private readonly group: ProposingContext) {
+    this.batchWait = new ClosedLoopWait({
+      waitMs: group.config.options.batchWaitMs,
+      schedule: (delayMs, fn) => this.group.loop.schedule(delayMs, fn),
+      ranOut: () => this.checkNewValue(),
+      onWait: () => this.group.counters.batchWaits++,
+      onFilled: () => this.group.counters.batchWaitsFilled++,
+    });
+  }
 
   propose(
     smId: number,
@@ -160,7 +165,7 @@ export class Proposing {
     if (flight.batch) {
       this.lastBatchValues = flight.entries.length;
       this.conflictsAtTake = this.group.committer.counters.conflicts;
-      if (this.batchWaitPause > 0) this.batchWaitPause--;
+      this.batchWait.started();
     }
     this.group.proposer.newValue(flight.value);
   }
@@ -175,13 +180,14 @@ export class Proposing {
   private settledBatch(): void {
     if (this.lastBatchValues === undefined) return;
     const { committer, config } = this.group;
-    this.batchTarget =
+    this.batchWait.settled(
       committer.counters.conflicts !== this.conflictsAtTake
         ? 0
         : Math.min(
             this.lastBatchValues + committer.batchQueueLength,
             config.options.batchMaxValues,
-          );
+          ),
+    );
     this.lastBatchValues = undefined;
   }
 
@@ -192,35 +198,12 @@ export class Proposing {
    * later). Every proposal checks again; the wait's timer proposes what is there when it runs
    * out, and then the next BATCH_WAIT_PAUSE_INSTANCES batch instances do not wait (callers that
    * do not come back, or come back later than the wait, cost one wait per that many instances).
+   * Only a batch value at the queue's head waits: a propose() value, a master renewal or a
+   * membership change ends a wait under way and goes at once.
    */
   private waitsForBatch(): boolean {
-    const { committer, counters, config } = this.group;
-    const waiting = this.cancelBatchWait !== undefined;
-    if (
-      !this.batchWaitOver &&
-      this.batchWaitPause === 0 &&
-      config.options.batchWaitMs > 0 &&
-      committer.headIsBatch &&
-      committer.batchQueueLength < this.batchTarget
-    ) {
-      if (!waiting) {
-        counters.batchWaits++;
-        this.cancelBatchWait = this.group.loop.schedule(config.options.batchWaitMs, () => {
-          this.cancelBatchWait = undefined;
-          this.batchWaitOver = true;
-          this.batchWaitPause = BATCH_WAIT_PAUSE_INSTANCES + 1;
-          this.checkNewValue();
-        });
-      }
-      return true;
-    }
-    if (waiting) {
-      if (committer.batchQueueLength >= this.batchTarget) counters.batchWaitsFilled++;
-      this.cancelBatchWait!();
-      this.cancelBatchWait = undefined;
-    }
-    this.batchWaitOver = false;
-    return false;
+    const { committer } = this.group;
+    return this.batchWait.waits(committer.batchQueueLength, committer.headIsBatch);
   }
 
   /**
@@ -279,7 +262,6 @@ export class Proposing {
   /** Drops the commit timer and a batch's wait (the group stops). */
   stop(): void {
     this.cancelCommitTimer?.();
-    this.cancelBatchWait?.();
-    this.cancelBatchWait = undefined;
+    this.batchWait.cancel();
   }
 }
