@@ -9,6 +9,8 @@ import { QUEUE_MAX_AGE_MS } from '@tspaxos/transport';
 import type { GroupView, NodeStatus } from '../src/status';
 
 export const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+/** apps/node/test-output (git-ignored): logs kept for reading a failure (from dist/ too). */
+export const TEST_OUTPUT = fileURLToPath(new URL('../test-output', import.meta.url));
 /** How long a node process may take to print `listening`. */
 const READY_TIMEOUT_MS = 120_000;
 
@@ -53,7 +55,15 @@ export function onLines(
   }
 }
 
-/** Polls `check` until it returns a value other than undefined/false, or fails after timeoutMs. */
+/** Thrown by a waitFor check: the wait fails at once with it (what it waits for cannot come). */
+export class WaitEnded extends Error {
+  override readonly name = 'WaitEnded';
+}
+
+/**
+ * Polls `check` until it returns a value other than undefined/false, or fails after timeoutMs
+ * (at once when `check` throws a WaitEnded).
+ */
 export async function waitFor<T>(
   what: string,
   check: () => Promise<T | undefined | false> | T | undefined | false,
@@ -67,6 +77,7 @@ export async function waitFor<T>(
       const v = await check();
       if (v !== undefined && v !== false) return v;
     } catch (error) {
+      if (error instanceof WaitEnded) throw error;
       last = error;
     }
     if (Date.now() > deadline)
@@ -75,10 +86,20 @@ export async function waitFor<T>(
   }
 }
 
+/** How many of a node's last output lines an error about its start quotes. */
+const TAIL_LINES = 30;
+
+export interface ProcessExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
 export class NodeProcess {
   child: ChildProcess | undefined;
   readonly lines: string[] = [];
-  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }> | undefined;
+  exit: Promise<ProcessExit> | undefined;
+  /** The exit once stdout and stderr are read to their end too (every line is in `lines`). */
+  private closed: Promise<ProcessExit> | undefined;
   /** Environment variables added to the process's (TSPAXOS_* configuration). */
   env: Record<string, string> = {};
 
@@ -102,16 +123,66 @@ export class NodeProcess {
     this.exit = new Promise((resolve) =>
       child.on('exit', (code, signal) => resolve({ code, signal })),
     );
+    this.closed = new Promise((resolve) =>
+      child.on('close', (code, signal) => resolve({ code, signal })),
+    );
   }
 
   async ready(): Promise<void> {
     // A start replays the log and opens SQLite; on a loaded 2-core machine that alone ran past 30 s.
-    const line = await waitFor(
-      `node ${this.id} listening`,
+    const line = await this.waitWhileRunning(
+      'listening',
       () => this.lines.find((l) => l.includes('"msg":"listening"')),
       READY_TIMEOUT_MS,
     );
     if (this.httpUrl === '') this.httpUrl = (JSON.parse(line) as { http: string }).http;
+  }
+
+  /**
+   * waitFor(`node <id> <what>`, check), failed at once when the process has ended meanwhile (a
+   * node that cannot start fails its test with its own error, not at the timeout). Either
+   * failure says how the process stands and ends with the last lines of its output.
+   */
+  async waitWhileRunning<T>(
+    what: string,
+    check: () => Promise<T | undefined | false> | T | undefined | false,
+    timeoutMs?: number,
+  ): Promise<T> {
+    try {
+      return await waitFor(
+        `node ${this.id} ${what}`,
+        async () => {
+          let value: T | undefined | false;
+          let failure: unknown;
+          try {
+            value = await check();
+          } catch (error) {
+            failure = error;
+          }
+          if (value !== undefined && value !== false) return value;
+          if (this.child !== undefined && !this.running)
+            throw new WaitEnded(`node ${this.id} ended before ${what}`);
+          if (failure !== undefined) throw failure;
+          return value;
+        },
+        timeoutMs,
+      );
+    } catch (error) {
+      throw new Error(`${(error as Error).message}; ${await this.describe()}`, { cause: error });
+    }
+  }
+
+  /** How the process stands (pid, or its exit code or signal) and the last lines of its output. */
+  async describe(tail = TAIL_LINES): Promise<string> {
+    let state: string;
+    if (this.child === undefined) state = 'not started';
+    else if (this.running) state = `running (pid ${this.child.pid})`;
+    else {
+      const { code, signal } = await this.closed!;
+      state = signal !== null ? `killed by ${signal}` : `exited with code ${code}`;
+    }
+    const last = this.lines.slice(-tail);
+    return `node ${this.id} ${state}; its last ${last.length} of ${this.lines.length} output lines:\n${last.join('\n')}`;
   }
 
   get running(): boolean {

@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { NodeStatus } from '../../src/status';
-import { freePorts, NodeProcess, tempDir, waitFor } from '../helpers';
+import { freePorts, NodeProcess, tempDir, TEST_OUTPUT } from '../helpers';
 import { LinkTable } from './proxy';
 
 const STATUS_TIMEOUT_MS = 3000;
@@ -79,20 +79,41 @@ export class ProxiedCluster {
     return n;
   }
 
-  /** Waits until node `id` answers /status (NodeProcess.ready() would see an earlier start's line). */
+  /**
+   * Waits until node `id` answers /status (NodeProcess.ready() would see an earlier start's line);
+   * fails at once if the process ends meanwhile.
+   */
   async answering(id: number): Promise<void> {
-    await waitFor(`node ${id} answering`, async () => {
-      return (await statusOf(this.node(id).httpUrl)).nodeId === id;
+    const node = this.node(id);
+    await node.waitWhileRunning('answering', async () => {
+      return (await statusOf(node.httpUrl)).nodeId === id;
     });
   }
 
+  /** Starts node `id`; if it does not answer, every node's output is saved (saveLogs) first. */
   async start(id: number): Promise<void> {
     this.node(id).start();
-    await this.answering(id);
+    try {
+      await this.answering(id);
+    } catch (error) {
+      throw new Error(`${(error as Error).message}\n(${this.saveLogs()})`, { cause: error });
+    }
   }
 
   async startAll(): Promise<void> {
     await Promise.all(this.ids.map((id) => this.start(id)));
+  }
+
+  /**
+   * Every node's output lines so far under test-output/<data dir's name>/node-<id>.log (the data
+   * dir's name is unique to the cluster, so each run keeps its own); says where.
+   */
+  saveLogs(): string {
+    const dir = path.join(TEST_OUTPUT, path.basename(this.dataDir));
+    fs.mkdirSync(dir, { recursive: true });
+    for (const n of this.nodes.values())
+      fs.writeFileSync(path.join(dir, `node-${n.id}.log`), n.lines.join('\n') + '\n');
+    return `the nodes' output is in ${dir}`;
   }
 
   /** Kills every node (SIGCONT first: a stopped process would not die of SIGTERM), closes the proxies. */

@@ -1,0 +1,59 @@
+// The process tests' own helpers: what a node that cannot start leaves in the error of the wait
+// for it.
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { freePorts, NodeProcess, tempDir } from './helpers';
+
+/** Listens on `port` of the loopback (0: the kernel picks). */
+function listen(port: number): Promise<net.Server> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(port, '127.0.0.1', () => resolve(s));
+  });
+}
+
+const close = (servers: net.Server[]) =>
+  Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+
+describe('NodeProcess', () => {
+  const root = tempDir('helpers');
+  afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+  it('a node that exits at start fails ready() at once, with its exit code and output', async () => {
+    const [paxos, http] = await freePorts(2);
+    const holder = await listen(http!);
+    try {
+      const node = new NodeProcess(
+        1,
+        [
+          'node',
+          '--id',
+          '1',
+          '--cluster',
+          `1=127.0.0.1:${paxos}`,
+          '--http',
+          `127.0.0.1:${http}`,
+          '--data',
+          path.join(root, 'node-1'),
+        ],
+        `http://127.0.0.1:${http}`,
+      );
+      node.start();
+      // ready() waits up to 120 s for the `listening` line, past this test's timeout: only the
+      // exit ends it in time.
+      const error = await node.ready().then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+      expect(error?.message).toMatch(/^node 1 ended before listening; node 1 exited with code 1;/);
+      expect(error?.message).toContain(
+        `tspaxos: error: cannot listen on 127.0.0.1:${http}: the address is in use`,
+      );
+    } finally {
+      await close([holder]);
+    }
+  });
+});
