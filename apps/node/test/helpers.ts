@@ -14,19 +14,67 @@ export const TEST_OUTPUT = fileURLToPath(new URL('../test-output', import.meta.u
 /** How long a node process may take to print `listening`. */
 const READY_TIMEOUT_MS = 120_000;
 
-/** Free loopback ports: bound on port 0 together (so all differ), then released. */
+/** freePorts picks from here up to the kernel's own range (ephemeralPorts). */
+const PICK_FROM_PORT = 20_000;
+/** Fewer ports than this below the kernel's range: freePorts takes the kernel's picks instead. */
+const PICK_MIN_PORTS = 2000;
+
+/**
+ * The range the kernel picks ports from itself, for a listen on port 0 and for an outgoing
+ * connection: Linux's ip_local_port_range, else the IANA range (macOS's and Windows' default).
+ */
+export function ephemeralPorts(): { low: number; high: number } {
+  try {
+    const text = fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8');
+    const [low, high] = text.trim().split(/\s+/).map(Number);
+    if (Number.isInteger(low) && Number.isInteger(high)) return { low: low!, high: high! };
+  } catch {
+    // Not Linux.
+  }
+  return { low: 49152, high: 65535 };
+}
+
+function listenOn(port: number): Promise<net.Server> {
+  return new Promise<net.Server>((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(port, '127.0.0.1', () => resolve(s));
+  });
+}
+
+/**
+ * `n` distinct loopback ports, free when picked (bound, then released) for nodes to bind a
+ * moment later. They come from below the kernel's range (ephemeralPorts), where no listen on
+ * port 0 and no outgoing connection lands, so only a bind naming the port can take one in
+ * between. Picked on port 0, they shared a few thousand ports with every later listen on port 0:
+ * a link proxy of test/jepsen (LinkTable, started right after) took one of its cluster's node
+ * ports in about 1 cluster in 200, and that node exited at start (EADDRINUSE).
+ */
 export async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: n },
-      () =>
-        new Promise<net.Server>((resolve, reject) => {
-          const s = net.createServer();
-          s.once('error', reject);
-          s.listen(0, '127.0.0.1', () => resolve(s));
-        }),
-    ),
-  );
+  const { low } = ephemeralPorts();
+  if (low - PICK_FROM_PORT < PICK_MIN_PORTS) return kernelPorts(n);
+  const servers: net.Server[] = [];
+  const tried = new Set<number>();
+  try {
+    while (servers.length < n) {
+      if (tried.size >= PICK_MIN_PORTS)
+        throw new Error(`no ${n} free ports among ${tried.size} in [${PICK_FROM_PORT}, ${low})`);
+      const port = PICK_FROM_PORT + Math.floor(Math.random() * (low - PICK_FROM_PORT));
+      if (tried.has(port)) continue;
+      tried.add(port);
+      // In use (or not ours to bind): another.
+      const server = await listenOn(port).catch(() => undefined);
+      if (server !== undefined) servers.push(server);
+    }
+    return servers.map((s) => (s.address() as net.AddressInfo).port);
+  } finally {
+    await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+  }
+}
+
+/** Free loopback ports: bound on port 0 together (so all differ), then released. */
+async function kernelPorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(Array.from({ length: n }, () => listenOn(0)));
   const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
   await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
   return ports;
