@@ -27,10 +27,20 @@ export interface Metrics {
 
 type Read = (s: GroupView) => number | undefined;
 
+/**
+ * How often prom-client's default metrics sample the event loop's delay (its
+ * `eventLoopMonitoringPrecision`; prom-client's default is 10 ms): a timer that wakes the process
+ * at every sample, loaded or idle. At 10 ms it was two thirds of an idle node's wake-ups (strace,
+ * 3 s: ~740 `epoll_pwait` calls, ~240 at 100 ms), and on shared cores every wake-up of a node
+ * costs (BENCHMARKS.md, "Spread writes: where the CPU goes"). The lag histogram
+ * (`nodejs_eventloop_lag_*`) takes 10 samples a second; a stall longer than this delays one.
+ */
+export const EVENT_LOOP_SAMPLE_MS = 100;
+
 export function createMetrics(nodeId: number, source: MetricsSource): Metrics {
   const registry = new Registry();
   registry.setDefaultLabels({ node_id: String(nodeId) });
-  collectDefaultMetrics({ register: registry });
+  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
   /** The status of the scrape under way: each metric's collect() reads it. */
   let scraped: NodeStatus | undefined;
   const current = (): NodeStatus => {
