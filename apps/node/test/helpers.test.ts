@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ephemeralPorts, freePorts, NodeProcess, tempDir } from './helpers';
+import { ephemeralPorts, freePorts, singleNode, tempDir } from './helpers';
 
 /** Listens on `port` of the loopback (0: the kernel picks). */
 function listen(port: number): Promise<net.Server> {
@@ -43,24 +43,10 @@ describe('NodeProcess', () => {
   afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
   it('a node that exits at start fails ready() at once, with its exit code and output', async () => {
-    const [paxos, http] = await freePorts(2);
-    const holder = await listen(http!);
+    const node = await singleNode(path.join(root, 'node-1'));
+    const http = Number(new URL(node.httpUrl).port);
+    const holder = await listen(http);
     try {
-      const node = new NodeProcess(
-        1,
-        [
-          'node',
-          '--id',
-          '1',
-          '--cluster',
-          `1=127.0.0.1:${paxos}`,
-          '--http',
-          `127.0.0.1:${http}`,
-          '--data',
-          path.join(root, 'node-1'),
-        ],
-        `http://127.0.0.1:${http}`,
-      );
       node.start();
       // ready() waits up to 120 s for the `listening` line, past this test's timeout: only the
       // exit ends it in time.
