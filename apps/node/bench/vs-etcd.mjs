@@ -1,7 +1,8 @@
 // tspaxos against etcd, side by side in one run (issues 18 and 22): the same cells, the same
 // load generator (http-client.mjs), each cell measured on both servers back to back, the order
 // alternating between runs; every run starts fresh clusters of both. 100 B values on KEYS keys
-// unless a cell says otherwise. Medians over the runs; each row keeps its runs.
+// unless a cell says otherwise. Medians over the runs; each row keeps its runs. The one-client cell
+// also runs its floor (floor.mjs: a replicated durable write with no consensus) right after both.
 import { envInteger, median, report } from '../../../scripts/bench-harness.mjs';
 import { ensureEtcd } from './etcd-cluster.mjs';
 import { httpClient, load, sendMany } from './http-client.mjs';
