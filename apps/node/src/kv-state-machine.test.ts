@@ -129,6 +129,24 @@ describe('KvStateMachine', () => {
     again.close();
   });
 
+  it('holds its file exclusively while open: no other connection reads it, and a close frees it', async () => {
+    const dir = tempDir();
+    const kv = new KvStateMachine({ dir, group: 0, onFatal: fatal });
+    await apply(kv, 0, [put('a', '1')]);
+    expect(text(kv.get('a'))).toBe('1');
+    expect(fs.existsSync(`${kv.file}-shm`)).toBe(false); // the WAL's index is in memory
+    const other = new Database(kv.file, { timeout: 0 });
+    try {
+      expect(() => other.prepare('SELECT value FROM kv').all()).toThrow(/database is locked/);
+    } finally {
+      other.close();
+    }
+    kv.close();
+    const after = new Database(kv.file, { readonly: true });
+    expect(after.prepare('SELECT key FROM kv').all()).toEqual([{ key: 'a' }]);
+    after.close();
+  });
+
   it('replay after a restart skips what the file already reflects (exactly once)', async () => {
     const dir = tempDir();
     const kv = new KvStateMachine({ dir, group: 0, onFatal: fatal });
