@@ -4,19 +4,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ephemeralPorts, freePorts, singleNode, tempDir } from './helpers';
-
-/** Listens on `port` of the loopback (0: the kernel picks). */
-function listen(port: number): Promise<net.Server> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(port, '127.0.0.1', () => resolve(s));
-  });
-}
-
-const close = (servers: net.Server[]) =>
-  Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+import { closeServers, ephemeralPorts, freePorts, listenOn, singleNode, tempDir } from './helpers';
 
 describe('freePorts', () => {
   it('picks distinct ports that no listen on port 0 gets', async () => {
@@ -26,14 +14,14 @@ describe('freePorts', () => {
     for (const p of ports) expect(p < low || p > high, `${p} in [${low}, ${high}]`).toBe(true);
     // The link proxies of test/jepsen listen on port 0 once the ports are picked and released
     // (one proxy took a node's port in about 1 cluster in 200): 200 such listens get none.
-    const servers = await Promise.all(Array.from({ length: 200 }, () => listen(0)));
+    const servers = await Promise.all(Array.from({ length: 200 }, () => listenOn(0)));
     try {
       const taken = servers
         .map((s) => (s.address() as net.AddressInfo).port)
         .filter((p) => ports.includes(p));
       expect(taken).toEqual([]);
     } finally {
-      await close(servers);
+      await closeServers(servers);
     }
   });
 });
@@ -45,7 +33,7 @@ describe('NodeProcess', () => {
   it('a node that exits at start fails ready() at once, with its exit code and output', async () => {
     const node = await singleNode(path.join(root, 'node-1'));
     const http = Number(new URL(node.httpUrl).port);
-    const holder = await listen(http);
+    const holder = await listenOn(http);
     try {
       node.start();
       // ready() waits up to 120 s for the `listening` line, past this test's timeout: only the
@@ -59,7 +47,7 @@ describe('NodeProcess', () => {
         `tspaxos: error: cannot listen on 127.0.0.1:${http}: the address is in use`,
       );
     } finally {
-      await close([holder]);
+      await closeServers([holder]);
     }
   });
 });

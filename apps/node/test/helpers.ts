@@ -34,12 +34,18 @@ export function ephemeralPorts(): { low: number; high: number } {
   return { low: 49152, high: 65535 };
 }
 
-function listenOn(port: number): Promise<net.Server> {
+/** Listens on `port` of the loopback (0: the kernel picks); rejects when it cannot. */
+export function listenOn(port: number): Promise<net.Server> {
   return new Promise<net.Server>((resolve, reject) => {
     const s = net.createServer();
     s.once('error', reject);
     s.listen(port, '127.0.0.1', () => resolve(s));
   });
+}
+
+/** Closes every server; resolves once all are closed. */
+export function closeServers(servers: readonly net.Server[]): Promise<void[]> {
+  return Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
 }
 
 /**
@@ -68,7 +74,7 @@ export async function freePorts(n: number): Promise<number[]> {
     }
     return servers.map((s) => (s.address() as net.AddressInfo).port);
   } finally {
-    await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    await closeServers(servers);
   }
 }
 
@@ -76,7 +82,7 @@ export async function freePorts(n: number): Promise<number[]> {
 async function kernelPorts(n: number): Promise<number[]> {
   const servers = await Promise.all(Array.from({ length: n }, () => listenOn(0)));
   const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+  await closeServers(servers);
   return ports;
 }
 

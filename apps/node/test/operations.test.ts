@@ -9,11 +9,10 @@
 import Database from 'better-sqlite3';
 import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bash, guideBlocks, guideWorkDir, shellBlocks } from './guide';
-import { CLI, type Cluster, startCluster, waitFor } from './helpers';
+import { CLI, closeServers, type Cluster, listenOn, startCluster, waitFor } from './helpers';
 
 /** Blocks the guide runs today; a block moved to "not run" by mistake shows here. */
 const MIN_RUN_BLOCKS = 5;
@@ -22,17 +21,8 @@ const HTTP_OFFSET = 1000;
 
 /** Whether every port can be bound on loopback now (then released). */
 async function allFree(ports: number[]): Promise<boolean> {
-  const servers = await Promise.all(
-    ports.map(
-      (port) =>
-        new Promise<net.Server | undefined>((resolve) => {
-          const s = net.createServer();
-          s.once('error', () => resolve(undefined));
-          s.listen(port, '127.0.0.1', () => resolve(s));
-        }),
-    ),
-  );
-  await Promise.all(servers.map((s) => s && new Promise<void>((r) => s.close(() => r()))));
+  const servers = await Promise.all(ports.map((port) => listenOn(port).catch(() => undefined)));
+  await closeServers(servers.filter((s) => s !== undefined));
   return servers.every((s) => s !== undefined);
 }
 
