@@ -1,7 +1,8 @@
 // Consistent reads share barriers: N concurrent reads issue at most two, and a read that
 // arrives after a barrier started is never answered by that barrier (linearizability).
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { SharedBarriers, WAIT_PAUSE_BARRIERS } from './shared-barrier';
+import { CLOSED_LOOP_WAIT_PAUSE } from '@tspaxos/core';
+import { SharedBarriers } from './shared-barrier';
 
 /** An `issue` whose barriers the test settles one by one, in the order they were issued. */
 function controlledIssue() {
@@ -126,7 +127,7 @@ describe('SharedBarriers', () => {
       expect(await Promise.all(reads)).toEqual([1, 2, 2]);
       // The barriers after it do not wait, whoever comes back (the pause): one read at a time,
       // each barrier serving one read and none waiting when it returns.
-      for (let i = 0; i < WAIT_PAUSE_BARRIERS - 1; i++) {
+      for (let i = 0; i < CLOSED_LOOP_WAIT_PAUSE - 1; i++) {
         const read = barriers.through(0);
         await drain();
         expect(pending.length).toBe(3 + i);

@@ -9,7 +9,7 @@
 // halves riding every other barrier (7.4 reads per barrier of 16). So the next barrier waits, at
 // most waitMs, until as many reads wait as the returned barrier served plus those that waited
 // already; a wait that runs out starts the barrier for whoever waits, and the next
-// WAIT_PAUSE_BARRIERS barriers do not wait. That rule is the paxos batch wait's (proposing.ts),
+// CLOSED_LOOP_WAIT_PAUSE barriers do not wait. That rule is the paxos batch wait's (proposing.ts),
 // and both use the one ClosedLoopWait of `@tspaxos/core`; what counts as a caller here (a read
 // waiting) and when a barrier settles or starts stay in this file. Still no read is answered by a
 // barrier that started before it arrived.
@@ -17,7 +17,7 @@
 // Why a read may not join the barrier already in flight: that barrier's instance may have been
 // chosen before the read began, below a write acknowledged in between; only a barrier proposed
 // after the read arrived is ordered after every write completed before it.
-import { CLOSED_LOOP_WAIT_PAUSE, ClosedLoopWait } from '@tspaxos/core';
+import { ClosedLoopWait } from '@tspaxos/core';
 
 /** The next barrier of a group, promised to the reads waiting for it before it starts. */
 interface Next {
@@ -34,9 +34,6 @@ interface GroupState {
   /** The next barrier's wait for its reads (waitMs): its target, its timer and its pause. */
   wait: ClosedLoopWait;
 }
-
-/** Barriers that do not wait after a wait ran out (the paxos batch wait's 8). */
-export const WAIT_PAUSE_BARRIERS = CLOSED_LOOP_WAIT_PAUSE;
 
 /**
  * The wait's timer, a real one (the tests fake setTimeout). Not realScheduler() of

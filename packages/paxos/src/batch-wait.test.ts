@@ -1,12 +1,11 @@
 // The batch wait (options.batchWaitMs, issue 22): closed-loop batchPropose callers all ride each
 // instance, instead of splitting into cohorts that ride every other one; a lone writer never
 // waits; a wait that runs out proposes what is there. Three nodes on virtual time.
-import { SeededRandomSource } from '@tspaxos/core';
+import { CLOSED_LOOP_WAIT_PAUSE, SeededRandomSource } from '@tspaxos/core';
 import { MemoryLogStore } from '@tspaxos/storage';
 import { afterEach, describe, expect, it } from 'vitest';
 import { VirtualWorld } from './adapters/testing-entry';
 import { type PaxosNode, PaxosError, startNode, type StateMachine } from './internal';
-import { BATCH_WAIT_PAUSE_INSTANCES } from './proposing';
 
 const SM = 10;
 const machine: StateMachine = { smId: SM, execute: () => 'ok' };
@@ -121,10 +120,10 @@ describe('batchWaitMs', () => {
     const t0 = world.scheduler.now();
     const perInstance = await closedLoop(world, n1, 3, 20);
     const after = n1.status(0).counters;
-    // One wait for 8 ran out and proposed what was there; the next BATCH_WAIT_PAUSE_INSTANCES
+    // One wait for 8 ran out and proposed what was there; the next CLOSED_LOOP_WAIT_PAUSE
     // batch instances did not wait (the 3 callers split up meanwhile); from then on all 3 ride
     // each instance (the last one 2: a caller is done one round sooner).
-    const tail = perInstance.slice(BATCH_WAIT_PAUSE_INSTANCES + 1, -1);
+    const tail = perInstance.slice(CLOSED_LOOP_WAIT_PAUSE + 1, -1);
     expect(tail.length).toBeGreaterThan(5);
     expect(tail.every((n) => n === 3)).toBe(true);
     expect(after.batchWaits - before.batchWaits).toBeGreaterThan(10);

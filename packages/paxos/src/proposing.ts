@@ -2,7 +2,7 @@
 // proposal must pass before it is queued, handing the next waiting value to the proposer when this
 // node may propose, and one timer at the earliest commit deadline.
 import type { CheckpointManager } from '@tspaxos/checkpoint';
-import { CLOSED_LOOP_WAIT_PAUSE, ClosedLoopWait } from '@tspaxos/core';
+import { ClosedLoopWait } from '@tspaxos/core';
 import type { Learner } from '@tspaxos/learner';
 import type { Committer, ProposeResult } from './committer';
 import { PaxosError } from './errors';
@@ -63,9 +63,6 @@ export interface ProposingContext {
   stoppedReason(): PaxosError | undefined;
 }
 
-/** Batch instances that do not wait after a batch wait ran out (ours; the closed-loop wait's). */
-export const BATCH_WAIT_PAUSE_INSTANCES = CLOSED_LOOP_WAIT_PAUSE;
-
 export class Proposing {
   private cancelCommitTimer: (() => void) | undefined;
   private commitTimerAt = Number.POSITIVE_INFINITY;
@@ -77,7 +74,7 @@ export class Proposing {
    * The next batch instance's wait for its values (batchWaitMs; `@tspaxos/core` ClosedLoopWait):
    * its target is the last one's callers plus the values that queued while it was out, i.e.
    * every caller of a closed loop; a wait that runs out proposes what is there, and then the next
-   * BATCH_WAIT_PAUSE_INSTANCES batch instances do not wait.
+   * CLOSED_LOOP_WAIT_PAUSE batch instances do not wait.
    */
   private readonly batchWait: ClosedLoopWait;
 
@@ -196,7 +193,7 @@ export class Proposing {
    * the last batch instance's callers plus the values that queued while it was out, which is
    * every caller when they are a closed loop (each proposes again once answered, a round trip
    * later). Every proposal checks again; the wait's timer proposes what is there when it runs
-   * out, and then the next BATCH_WAIT_PAUSE_INSTANCES batch instances do not wait (callers that
+   * out, and then the next CLOSED_LOOP_WAIT_PAUSE batch instances do not wait (callers that
    * do not come back, or come back later than the wait, cost one wait per that many instances).
    * Only a batch value at the queue's head waits: a propose() value, a master renewal or a
    * membership change ends a wait under way and goes at once.
