@@ -30,32 +30,34 @@ function durable(bytes, done) {
 }
 
 /** Calls `onFrame(seq, body)` for every frame ([u32 length][u32 seq][body]) read from `socket`. */
-function readFrames(socket, headerBytes, onFrame) {
+function readFrames(socket, onFrame) {
   let pending = Buffer.alloc(0);
   socket.on('data', (chunk) => {
     pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
-    while (pending.length >= headerBytes) {
-      const length = headerBytes === 8 ? pending.readUInt32LE(0) : 0;
-      if (pending.length < headerBytes + length) break;
-      onFrame(
-        pending.readUInt32LE(headerBytes - 4),
-        pending.subarray(headerBytes, headerBytes + length),
-      );
-      pending = pending.subarray(headerBytes + length);
+    while (pending.length >= 8) {
+      const length = pending.readUInt32LE(0);
+      if (pending.length < 8 + length) break;
+      onFrame(pending.readUInt32LE(4), pending.subarray(8, 8 + length));
+      pending = pending.subarray(8 + length);
     }
   });
+}
+
+/** A frame of `body` (an ack: none) for write `seq`. */
+function frame(seq, body = Buffer.alloc(0)) {
+  const out = Buffer.alloc(8 + body.length);
+  out.writeUInt32LE(body.length, 0);
+  out.writeUInt32LE(seq, 4);
+  body.copy(out, 8);
+  return out;
 }
 
 if (me !== 0) {
   net
     .createServer((socket) => {
       socket.setNoDelay(true);
-      readFrames(socket, 8, (seq, body) => {
-        durable(Buffer.from(body), () => {
-          const ack = Buffer.alloc(4);
-          ack.writeUInt32LE(seq);
-          socket.write(ack);
-        });
+      readFrames(socket, (seq, body) => {
+        durable(body, () => socket.write(frame(seq)));
       });
     })
     .listen(peerPorts[me], '127.0.0.1', () => console.log('listening'));
@@ -75,7 +77,7 @@ if (me !== 0) {
           const socket = net.connect(peerPorts[i], '127.0.0.1', () => resolve(socket));
           socket.setNoDelay(true);
           socket.once('error', reject);
-          readFrames(socket, 4, (seq) => vote(seq));
+          readFrames(socket, (seq) => vote(seq));
         }),
     ),
   );
@@ -88,11 +90,8 @@ if (me !== 0) {
         const body = Buffer.concat(chunks);
         const id = ++seq;
         inFlight.set(id, { copies: 0, res });
-        const frame = Buffer.alloc(8 + body.length);
-        frame.writeUInt32LE(body.length, 0);
-        frame.writeUInt32LE(id, 4);
-        body.copy(frame, 8);
-        for (const socket of followers) socket.write(frame);
+        const copy = frame(id, body);
+        for (const socket of followers) socket.write(copy);
         durable(body, () => vote(id));
       });
     })
