@@ -65,6 +65,9 @@ const within = (list, ev, from, to) => list.filter((e) => e.ev === ev && e.t >= 
 // Durations overlap a window when they started before its end and ended after its start.
 const overlapping = (list, ev, from, to) =>
   list.filter((e) => e.ev === ev && e.start < to && e.start + e.ms > from);
+/** ms of the `ev` durations (gc, loop-gap) of the processes' `lists` overlapping write `w`. */
+const msOf = (lists, ev, w) =>
+  lists.flatMap((l) => overlapping(l, ev, w.send, w.recv)).reduce((a, e) => a + e.ms, 0);
 
 const rows = [];
 let unmatched = 0;
@@ -105,10 +108,11 @@ for (const w of writes) {
     // What else ran in the write's window.
     masterInstances: within(master, 'writev', w.send, w.recv).length,
     masterFsyncs: within(master, 'fsync', w.send, w.recv).length,
-    gcMs: all.flatMap((l) => overlapping(l, 'gc', w.send, w.recv)).reduce((a, e) => a + e.ms, 0),
-    loopGapMs: all
-      .flatMap((l) => overlapping(l, 'loop-gap', w.send, w.recv))
-      .reduce((a, e) => a + e.ms, 0),
+    gcMs: msOf(all, 'gc', w),
+    loopGapMs: msOf(all, 'loop-gap', w),
+    // The master's own: its loop holds the write from the request to the reply.
+    masterGcMs: msOf([master], 'gc', w),
+    masterLoopGapMs: msOf([master], 'loop-gap', w),
   });
 }
 
@@ -170,12 +174,15 @@ for (const [label, test] of [
   ['another instance on the master (a renewal or a barrier)', (r) => r.masterInstances > 1],
   ['an fsync on the master (WAL, directory)', (r) => r.masterFsyncs > 0],
   ['a GC in any process', (r) => r.gcMs > 0],
+  ['a GC on the master', (r) => r.masterGcMs > 0],
   ['an event-loop stall > 2 ms in any process', (r) => r.loopGapMs > 0],
+  ['an event-loop stall > 2 ms on the master', (r) => r.masterLoopGapMs > 0],
 ])
   console.log(`| ${label} | ${share(slow, test)} | ${share(rest, test)} |`);
 for (const [label, k] of [
   ['mean GC ms', 'gcMs'],
   ['mean stall ms', 'loopGapMs'],
+  ["mean stall ms, the master's", 'masterLoopGapMs'],
   ["master's durable write, mean ms", 'localWrite'],
   ["follower's durable write, mean ms", 'followerWrite'],
   ['HTTP in, mean ms', 'httpIn'],
