@@ -9,9 +9,13 @@
 //   fsync        fs.fsync likewise (the WAL, directories)
 //   gc           a V8 garbage collection (its start and duration, PerformanceObserver)
 //   loop-gap     the event loop held longer than LOOP_GAP_MS (an interval timer's lateness)
+//   checkpoint   a `PRAGMA wal_checkpoint(…)` on the event loop (better-sqlite3), with its duration
+//   slow-txn     a better-sqlite3 transaction that held the event loop longer than SLOW_TXN_MS
+//                (the KV file's commits: SQLite's own WAL checkpoint runs inside one)
 // Every stamp is performance.timeOrigin + performance.now() in ms, comparable across the processes
 // of one machine. Written as JSON lines to <dir>/trace-<pid>.jsonl when the process exits.
-// SQLite's own fsyncs (better-sqlite3, in C) are not seen; strace sees them.
+// SQLite's own fsyncs (better-sqlite3, in C) are not seen one by one; strace sees them.
+import Database from 'better-sqlite3';
 import fs from 'node:fs';
 import http from 'node:http';
 import { syncBuiltinESMExports } from 'node:module';
@@ -25,6 +29,8 @@ const MAX_EVENTS = 2_000_000;
 /** A timer every LOOP_TICK_MS late by more than LOOP_GAP_MS is an event-loop stall worth a stamp. */
 const LOOP_TICK_MS = 5;
 const LOOP_GAP_MS = 2;
+/** A transaction longer than this is stamped (a 100 B write's commit takes ~0.05 ms). */
+const SLOW_TXN_MS = 1;
 
 if (DIR) {
   const events = [];
@@ -76,6 +82,35 @@ if (DIR) {
     for (const e of list.getEntries())
       stamp('gc', { start: origin + e.startTime, ms: e.duration, kind: e.detail?.kind });
   }).observe({ entryTypes: ['gc'] });
+
+  // The server's bundle imports the same better-sqlite3 module: its connections see these.
+  const pragma = Database.prototype.pragma;
+  Database.prototype.pragma = function (source, ...rest) {
+    if (!/wal_checkpoint\(/i.test(source)) return pragma.call(this, source, ...rest);
+    const t = now();
+    try {
+      return pragma.call(this, source, ...rest);
+    } finally {
+      stamp('checkpoint', { start: t, ms: now() - t, db: this.name });
+    }
+  };
+  const timed = (db, run) =>
+    function (...args) {
+      const t = now();
+      try {
+        return run.apply(this, args);
+      } finally {
+        const ms = now() - t;
+        if (ms > SLOW_TXN_MS) stamp('slow-txn', { start: t, ms, db: db.name });
+      }
+    };
+  const transaction = Database.prototype.transaction;
+  Database.prototype.transaction = function (fn) {
+    const run = transaction.call(this, fn);
+    const out = timed(this, run);
+    for (const mode of ['deferred', 'immediate', 'exclusive']) out[mode] = timed(this, run[mode]);
+    return out;
+  };
 
   let last = performance.now();
   setInterval(() => {

@@ -113,6 +113,8 @@ for (const w of writes) {
     // The master's own: its loop holds the write from the request to the reply.
     masterGcMs: msOf([master], 'gc', w),
     masterLoopGapMs: msOf([master], 'loop-gap', w),
+    masterCheckpointMs: msOf([master], 'checkpoint', w),
+    masterSlowTxnMs: msOf([master], 'slow-txn', w),
   });
 }
 
@@ -177,12 +179,16 @@ for (const [label, test] of [
   ['a GC on the master', (r) => r.masterGcMs > 0],
   ['an event-loop stall > 2 ms in any process', (r) => r.loopGapMs > 0],
   ['an event-loop stall > 2 ms on the master', (r) => r.masterLoopGapMs > 0],
+  ['a WAL checkpoint on the master (the log’s, on its loop)', (r) => r.masterCheckpointMs > 0],
+  ['a SQLite transaction over 1 ms on the master', (r) => r.masterSlowTxnMs > 0],
 ])
   console.log(`| ${label} | ${share(slow, test)} | ${share(rest, test)} |`);
 for (const [label, k] of [
   ['mean GC ms', 'gcMs'],
   ['mean stall ms', 'loopGapMs'],
   ["mean stall ms, the master's", 'masterLoopGapMs'],
+  ["mean ms of the master's checkpoints", 'masterCheckpointMs'],
+  ["mean ms of the master's transactions over 1 ms", 'masterSlowTxnMs'],
   ["master's durable write, mean ms", 'localWrite'],
   ["follower's durable write, mean ms", 'followerWrite'],
   ['HTTP in, mean ms', 'httpIn'],
