@@ -108,7 +108,9 @@ if (DIR) {
   Database.prototype.transaction = function (fn) {
     const run = transaction.call(this, fn);
     const out = timed(this, run);
-    for (const mode of ['deferred', 'immediate', 'exclusive']) out[mode] = timed(this, run[mode]);
+    for (const mode of ['default', 'deferred', 'immediate', 'exclusive'])
+      out[mode] = timed(this, run[mode]);
+    out.database = run.database;
     return out;
   };
 

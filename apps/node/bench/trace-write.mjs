@@ -65,7 +65,7 @@ const within = (list, ev, from, to) => list.filter((e) => e.ev === ev && e.t >= 
 // Durations overlap a window when they started before its end and ended after its start.
 const overlapping = (list, ev, from, to) =>
   list.filter((e) => e.ev === ev && e.start < to && e.start + e.ms > from);
-/** ms of the `ev` durations (gc, loop-gap) of the processes' `lists` overlapping write `w`. */
+/** ms of the `ev` durations (gc, loop-gap, checkpoint, slow-txn) of `lists` overlapping write `w`. */
 const msOf = (lists, ev, w) =>
   lists.flatMap((l) => overlapping(l, ev, w.send, w.recv)).reduce((a, e) => a + e.ms, 0);
 
@@ -179,7 +179,7 @@ for (const [label, test] of [
   ['a GC on the master', (r) => r.masterGcMs > 0],
   ['an event-loop stall > 2 ms in any process', (r) => r.loopGapMs > 0],
   ['an event-loop stall > 2 ms on the master', (r) => r.masterLoopGapMs > 0],
-  ['a WAL checkpoint on the master (the log’s, on its loop)', (r) => r.masterCheckpointMs > 0],
+  ["a WAL checkpoint on the master (the log's, on its loop)", (r) => r.masterCheckpointMs > 0],
   ['a SQLite transaction over 1 ms on the master', (r) => r.masterSlowTxnMs > 0],
 ])
   console.log(`| ${label} | ${share(slow, test)} | ${share(rest, test)} |`);
