@@ -575,7 +575,8 @@ export class KvStateMachine implements StateMachine {
     // This connection is the file's only one while the node runs (the data directory's lock keeps
     // other processes out): it holds SQLite's locks for its life instead of taking and dropping
     // them with fcntl() in every transaction (2 calls per read, 6 per applied instance; the paxos
-    // log does the same, storage connection.ts). Set before WAL mode, so the WAL's index lives
+    // log holds its own too, storage connection.ts, set after WAL mode there because its
+    // checkpoint worker shares the -shm file). Set before WAL mode here, so the WAL's index lives
     // in this process's memory, not in a -shm file. Another connection is refused (SQLITE_BUSY).
     db.pragma('locking_mode = EXCLUSIVE');
     // WAL and synchronous=NORMAL: a commit here need not be durable, the paxos log is; a lost
