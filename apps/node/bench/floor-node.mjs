@@ -43,8 +43,11 @@ function readFrames(socket, onFrame) {
   });
 }
 
+/** An ack's body: none. */
+const NO_BODY = Buffer.alloc(0);
+
 /** A frame of `body` (an ack: none) for write `seq`. */
-function frame(seq, body = Buffer.alloc(0)) {
+function frame(seq, body = NO_BODY) {
   const out = Buffer.alloc(8 + body.length);
   out.writeUInt32LE(body.length, 0);
   out.writeUInt32LE(seq, 4);
